@@ -1,0 +1,218 @@
+//! The storage engine: one [`UnifiedLog`] per partition directory.
+//!
+//! Layout of a partition directory `{log.dir}/{topic}-{partition}/`:
+//! - `{base_offset:020}.log`: record batches (magic 2) exactly as they travel on the wire,
+//!   with the broker-assigned base offset written into each batch header;
+//! - `{base_offset:020}.index`: the sparse [`OffsetIndex`](index) of that segment;
+//! - `{base_offset:020}.timeindex`: its time index;
+//! - checkpoints: log start offset, recovery point, leader-epoch cache, producer-state snapshots.
+//!
+//! `docs/on-disk-format.md` gives the byte layouts.
+//!
+//! This file is the contract the rest of the broker uses; the engine lives in the submodules.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+
+use crate::model::{LeaderEpoch, Offset, ProducerEpoch, ProducerId};
+
+/// How appends are made durable (`log.flush.policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushPolicy {
+    /// fsync before acknowledging, with group commit: one fsync covers every append that arrived
+    /// while the previous one ran. The default.
+    GroupCommit,
+    /// Flush after `flush.messages` records or `flush.ms` milliseconds, otherwise leave it to the
+    /// page cache (Kafka's default behaviour).
+    Interval { messages: u64, ms: u64 },
+}
+
+/// `cleanup.policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CleanupPolicy {
+    Delete,
+    Compact,
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    pub fn compacts(self) -> bool {
+        matches!(self, CleanupPolicy::Compact | CleanupPolicy::CompactDelete)
+    }
+
+    pub fn deletes(self) -> bool {
+        matches!(self, CleanupPolicy::Delete | CleanupPolicy::CompactDelete)
+    }
+}
+
+/// `message.timestamp.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampType {
+    CreateTime,
+    LogAppendTime,
+}
+
+/// The per-topic settings the engine honours, under Kafka's property names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogConfig {
+    /// `segment.bytes`
+    pub segment_bytes: u64,
+    /// `segment.ms`
+    pub segment_ms: i64,
+    /// `segment.index.bytes`: the most bytes an index file may hold before the segment rolls.
+    pub segment_index_bytes: u32,
+    /// `index.interval.bytes`
+    pub index_interval_bytes: u32,
+    /// `retention.ms`; -1 keeps forever.
+    pub retention_ms: i64,
+    /// `retention.bytes`; -1 means no size bound.
+    pub retention_bytes: i64,
+    /// `cleanup.policy`
+    pub cleanup_policy: CleanupPolicy,
+    /// `delete.retention.ms`: how long a tombstone survives compaction.
+    pub delete_retention_ms: i64,
+    /// `min.cleanable.dirty.ratio`
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms`
+    pub min_compaction_lag_ms: i64,
+    /// `max.message.bytes`: the largest record batch accepted.
+    pub max_message_bytes: u32,
+    /// `message.timestamp.type`
+    pub timestamp_type: TimestampType,
+    /// `log.flush.policy` with `flush.messages` / `flush.ms`.
+    pub flush_policy: FlushPolicy,
+    /// `file.delete.delay.ms`
+    pub file_delete_delay_ms: i64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1024 * 1024 * 1024,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            segment_index_bytes: 10 * 1024 * 1024,
+            index_interval_bytes: 4096,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            cleanup_policy: CleanupPolicy::Delete,
+            delete_retention_ms: 24 * 3600 * 1000,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_message_bytes: 1024 * 1024 + 12,
+            timestamp_type: TimestampType::CreateTime,
+            flush_policy: FlushPolicy::GroupCommit,
+            file_delete_delay_ms: 60_000,
+        }
+    }
+}
+
+/// What an append did, returned to the produce path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogAppendInfo {
+    /// The offset of the first record appended (or, for a duplicate, of the original).
+    pub first_offset: Offset,
+    /// The offset of the last record appended.
+    pub last_offset: Offset,
+    /// The broker time used for LogAppendTime topics, -1 otherwise.
+    pub log_append_time_ms: i64,
+    /// The log start offset after the append.
+    pub log_start_offset: Offset,
+    /// Number of records appended.
+    pub record_count: u64,
+    /// Bytes appended.
+    pub size_bytes: u64,
+    /// True when the batch was a retry of one already in the log (idempotent producer); nothing
+    /// was written and the offsets are those of the original.
+    pub duplicate: bool,
+}
+
+/// The result of a read: whole record batches, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchDataInfo {
+    /// Concatenated record batches; the first contains the requested offset.
+    pub records: Bytes,
+    /// The log start offset at the time of the read.
+    pub log_start_offset: Offset,
+    /// The log end offset at the time of the read.
+    pub log_end_offset: Offset,
+}
+
+/// A producer's state in one partition, as the idempotence checks see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerStateEntry {
+    pub producer_id: ProducerId,
+    pub producer_epoch: ProducerEpoch,
+    pub last_sequence: i32,
+    pub last_offset: Offset,
+}
+
+/// ListOffsets' special timestamps.
+pub const LATEST_TIMESTAMP: i64 = -1;
+pub const EARLIEST_TIMESTAMP: i64 = -2;
+pub const MAX_TIMESTAMP: i64 = -3;
+
+/// An answer to a lookup by timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampAndOffset {
+    pub timestamp_ms: i64,
+    pub offset: Offset,
+    pub leader_epoch: Option<LeaderEpoch>,
+}
+
+/// Errors of the storage engine. Mapped to Kafka error codes once, in `handlers`.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("corrupt record batch at byte {position} of the request: {reason}")]
+    CorruptBatch { position: usize, reason: String },
+    #[error("record batch of {size_bytes} bytes exceeds max.message.bytes {max_bytes}")]
+    BatchTooLarge { size_bytes: usize, max_bytes: u32 },
+    #[error("unsupported record batch magic {magic}")]
+    UnsupportedMagic { magic: i8 },
+    #[error("invalid timestamp {timestamp_ms}: {reason}")]
+    InvalidTimestamp { timestamp_ms: i64, reason: String },
+    #[error("offset {offset} is outside the log [{log_start_offset}, {log_end_offset}]")]
+    OffsetOutOfRange {
+        offset: Offset,
+        log_start_offset: Offset,
+        log_end_offset: Offset,
+    },
+    #[error("producer {producer_id} sequence {sequence} out of order; expected {expected}")]
+    OutOfOrderSequence {
+        producer_id: ProducerId,
+        sequence: i32,
+        expected: i32,
+    },
+    #[error("producer {producer_id} epoch {epoch} is older than the current epoch {current}")]
+    ProducerFenced {
+        producer_id: ProducerId,
+        epoch: ProducerEpoch,
+        current: ProducerEpoch,
+    },
+    #[error("unknown producer id {producer_id}")]
+    UnknownProducerId { producer_id: ProducerId },
+    #[error("corrupt data in {path} at byte {position}: {reason}")]
+    CorruptSegment {
+        path: PathBuf,
+        position: u64,
+        reason: String,
+    },
+    #[error("the disk is full writing {path}")]
+    DiskFull { path: PathBuf },
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the log is closed")]
+    Closed,
+}
+
+pub type Result<T, E = LogError> = std::result::Result<T, E>;
+
+mod manager;
+mod unified_log;
+
+pub use manager::LogManager;
+pub use unified_log::{RetentionGuard, UnifiedLog};
