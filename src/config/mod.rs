@@ -554,7 +554,7 @@ mod tests {
         let path = dir.path().join("strata.toml");
         std::fs::write(
             &path,
-            "node.id = 3\n[log]\ndirs = \"/srv/a\"\n\"num.partitions\" = 4\n",
+            "node.id = 3\n\"num.partitions\" = 4\n[log]\ndirs = \"/srv/a\"\n",
         )
         .expect("write");
         let env = vec![("STRATA_NUM_PARTITIONS".to_string(), "5".to_string())];
