@@ -73,8 +73,9 @@ def flush_all(p: Producer, timeout: float = OP_TIMEOUT_S):
 
 
 def acked_records(deliveries: Deliveries) -> list[Rec]:
+    """Acknowledged records as Rec; delivery reports carry no headers, so headers is None."""
     return [
-        Rec(m.partition(), m.offset(), m.key(), m.value(), _headers(m.headers()), None)
+        Rec(m.partition(), m.offset(), m.key(), m.value(), None, None)
         for m in deliveries.ok
     ]
 
