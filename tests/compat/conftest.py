@@ -214,6 +214,12 @@ def broker(broker_factory) -> StrataBroker:
     return broker_factory()
 
 
+def pytest_configure(config):
+    # kafka-python 3 loads its protocol schemas with a deprecated importlib.resources API.
+    config.addinivalue_line("filterwarnings", "ignore:read_text is deprecated:DeprecationWarning")
+    config.addinivalue_line("filterwarnings", "ignore:open_text is deprecated:DeprecationWarning")
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("timeout") is None:

@@ -1,0 +1,150 @@
+"""kafka-python (pure Python, its own protocol code) against Strata: produce and consume round
+trips with assigned partitions (no consumer group)."""
+
+from __future__ import annotations
+
+import time
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+import helpers as h
+
+TIMEOUT_S = 20
+
+
+def make_producer(bootstrap, **extra) -> KafkaProducer:
+    conf = dict(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=5,
+        request_timeout_ms=10000,
+        max_block_ms=10000,
+    )
+    conf.update(extra)
+    return KafkaProducer(**conf)
+
+
+def make_consumer(bootstrap, **extra) -> KafkaConsumer:
+    conf = dict(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="none",
+        request_timeout_ms=15000,
+    )
+    conf.update(extra)
+    return KafkaConsumer(**conf)
+
+
+def read_all(consumer: KafkaConsumer, expected: int, timeout=TIMEOUT_S):
+    """Polls until `expected` records arrived, then once more to see that nothing else does."""
+    out = []
+    deadline = time.monotonic() + timeout
+    while len(out) < expected:
+        assert time.monotonic() < deadline, f"timed out with {len(out)} of {expected} records"
+        for recs in consumer.poll(timeout_ms=500).values():
+            out.extend(recs)
+    for recs in consumer.poll(timeout_ms=300).values():
+        out.extend(recs)
+    return out
+
+
+def test_round_trip_multiple_partitions(broker):
+    topic = "kp-multi"
+    h.create_topic(broker.bootstrap, topic, 4)
+    p = make_producer(broker.bootstrap)
+    try:
+        futures = []
+        sent = {}
+        for i in range(2000):
+            part = i % 4
+            key = f"key-{i}".encode()
+            value = f"value-{i}-".encode() * (1 + i % 13)
+            futures.append((key, value, p.send(topic, key=key, value=value, partition=part)))
+        p.flush(timeout=TIMEOUT_S)
+        for key, value, f in futures:
+            md = f.get(timeout=TIMEOUT_S)
+            sent[(md.partition, md.offset)] = (key, value)
+    finally:
+        p.close(timeout=TIMEOUT_S)
+    assert len(sent) == 2000
+    for part in range(4):
+        offsets = sorted(o for (pp, o) in sent if pp == part)
+        assert offsets == list(range(500)), f"partition {part}: acknowledged offsets not 0..499"
+
+    c = make_consumer(broker.bootstrap)
+    try:
+        tps = [TopicPartition(topic, part) for part in range(4)]
+        c.assign(tps)
+        c.seek_to_beginning(*tps)
+        recs = read_all(c, 2000)
+        assert c.end_offsets(tps) == {tp: 500 for tp in tps}
+        assert c.beginning_offsets(tps) == {tp: 0 for tp in tps}
+    finally:
+        c.close()
+    got = {(r.partition, r.offset): (r.key, r.value) for r in recs}
+    assert len(recs) == 2000, "duplicates or extra records"
+    assert got == sent
+    for part in range(4):
+        offsets = [r.offset for r in recs if r.partition == part]
+        assert offsets == list(range(500)), f"partition {part}: read out of order"
+
+
+def test_keyed_default_partitioner_and_nulls(broker):
+    topic = "kp-keyed"
+    h.create_topic(broker.bootstrap, topic, 3)
+    p = make_producer(broker.bootstrap, compression_type="gzip")
+    try:
+        cases = [(f"user-{i % 17}".encode(), f"event-{i}".encode()) for i in range(300)]
+        cases += [(None, b"no key"), (b"tombstone", None)]
+        futures = [(k, v, p.send(topic, key=k, value=v, headers=[("n", str(i).encode())]))
+                   for i, (k, v) in enumerate(cases)]
+        p.flush(timeout=TIMEOUT_S)
+        sent = {}
+        for i, (k, v, f) in enumerate(futures):
+            md = f.get(timeout=TIMEOUT_S)
+            sent[(md.partition, md.offset)] = (k, v, [("n", str(i).encode())])
+    finally:
+        p.close(timeout=TIMEOUT_S)
+
+    c = make_consumer(broker.bootstrap)
+    try:
+        tps = [TopicPartition(topic, part) for part in range(3)]
+        c.assign(tps)
+        c.seek_to_beginning(*tps)
+        recs = read_all(c, len(cases))
+    finally:
+        c.close()
+    got = {(r.partition, r.offset): (r.key, r.value, list(r.headers)) for r in recs}
+    assert len(recs) == len(cases)
+    assert got == sent
+    homes = {}
+    for r in recs:
+        if r.key is not None:
+            homes.setdefault(r.key, set()).add(r.partition)
+    assert all(len(s) == 1 for s in homes.values()), "a key landed in two partitions"
+
+
+def test_seek_to_offset_and_cross_client(broker):
+    """Written by confluent-kafka, read by kafka-python from an explicit offset."""
+    topic = "kp-cross"
+    h.create_topic(broker.bootstrap, topic, 1)
+    prod = h.producer(broker.bootstrap)
+    d = h.Deliveries()
+    for i in range(100):
+        prod.produce(topic, key=b"k%d" % i, value=b"v%d" % i, on_delivery=d)
+    h.flush_all(prod)
+    d.assert_all_ok(100)
+
+    c = make_consumer(broker.bootstrap)
+    try:
+        tp = TopicPartition(topic, 0)
+        c.assign([tp])
+        c.seek(tp, 60)
+        recs = read_all(c, 40)
+        assert c.position(tp) == 100
+    finally:
+        c.close()
+    assert [(r.offset, r.key, r.value) for r in recs] == [
+        (i, b"k%d" % i, b"v%d" % i) for i in range(60, 100)
+    ]
