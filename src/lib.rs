@@ -11,9 +11,11 @@
 //! - [`controller`]: metadata records, the `MetadataImage`, and the decisions that change it.
 //! - [`broker`]: the node's parts wired together.
 //! - [`admin`]: the `strata topics` command, a Kafka-protocol client.
+//! - `alloc`: the process allocator, which reserves huge blocks lazily (see its docs).
 //! - [`model`]: newtypes for offsets, epochs and ids; [`clock`]: injected time.
 
 pub mod admin;
+mod alloc;
 pub mod broker;
 pub mod clock;
 pub mod config;

@@ -5,9 +5,9 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
-use kafka_protocol::protocol::{Decodable, Encodable};
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::Encodable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::ServerLimits;
 use crate::broker::Broker;
 use crate::handlers::{self, Reply, RequestContext, ResponseFuture};
+use crate::protocol::{decode_request, Decoded};
 
 /// Why a connection ended; only logged.
 #[derive(Debug, thiserror::Error)]
@@ -175,65 +176,62 @@ async fn wait_head(pending: &mut VecDeque<Pending>) -> Option<Bytes> {
 /// Decodes one frame and dispatches it. `Err` closes the connection.
 fn handle_frame(
     broker: &Arc<Broker>,
-    mut frame: Bytes,
+    frame: Bytes,
     peer: SocketAddr,
 ) -> Result<Option<Pending>, String> {
-    if frame.len() < 8 {
-        return Err(format!(
-            "request frame of {} bytes is too short for a header",
-            frame.len()
-        ));
-    }
-    let api_key_raw = i16::from_be_bytes([frame[0], frame[1]]);
-    let version = i16::from_be_bytes([frame[2], frame[3]]);
-    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
-    let api_key =
-        ApiKey::try_from(api_key_raw).map_err(|_| format!("unknown api key {api_key_raw}"))?;
-    let Some(range) = handlers::supported_versions(api_key) else {
-        return Err(format!("unsupported api {api_key:?} v{version}"));
-    };
-    if version < range.min || version > range.max {
-        if api_key == ApiKey::ApiVersions {
-            // KIP-511: answer at v0 with UNSUPPORTED_VERSION and our table, so the client can
-            // retry with a version we have.
-            let resp = handlers::api_versions::response(
-                kafka_protocol::error::ResponseError::UnsupportedVersion.code(),
-            );
-            return encode_response(api_key, 0, correlation_id, &ResponseKind::ApiVersions(resp))
-                .map(|b| Some(Pending::Ready(b)))
-                .ok_or_else(|| "could not encode ApiVersions".to_string());
+    let (api_key, version, correlation_id) = match decode_request(frame) {
+        Ok(Decoded::Request {
+            header,
+            request,
+            trailing_bytes,
+        }) => {
+            if trailing_bytes > 0 {
+                tracing::debug!(%peer, api_key = header.request_api_key, trailing_bytes, "ignoring trailing bytes after request");
+            }
+            let api_key = ApiKey::try_from(header.request_api_key)
+                .map_err(|_| "unknown api key".to_string())?;
+            let (version, correlation_id) = (header.request_api_version, header.correlation_id);
+            let ctx = RequestContext {
+                broker: broker.clone(),
+                header,
+            };
+            let reply = handlers::dispatch(ctx, request)
+                .ok_or_else(|| format!("no handler for {api_key:?}"))?;
+            match reply {
+                Reply::Nothing => return Ok(None),
+                Reply::Later(future) => {
+                    return Ok(Some(Pending::Waiting {
+                        future,
+                        api_key,
+                        version,
+                        correlation_id,
+                    }))
+                }
+                Reply::Now(resp) => {
+                    return encode_response(api_key, version, correlation_id, &resp)
+                        .map(|b| Some(Pending::Ready(b)))
+                        .ok_or_else(|| format!("could not encode {api_key:?} response"));
+                }
+            }
         }
-        return Err(format!(
-            "unsupported version {version} of {api_key:?} (supported {}..={})",
-            range.min, range.max
-        ));
-    }
-    let header = RequestHeader::decode(&mut frame, api_key.request_header_version(version))
-        .map_err(|e| format!("malformed {api_key:?} v{version} header: {e}"))?;
-    let request = RequestKind::decode(api_key, &mut frame, version)
-        .map_err(|e| format!("malformed {api_key:?} v{version} request: {e}"))?;
-    if frame.has_remaining() {
-        tracing::debug!(%peer, ?api_key, trailing = frame.remaining(), "ignoring trailing bytes after request");
-    }
-    let ctx = RequestContext {
-        broker: broker.clone(),
-        header,
+        Ok(Decoded::UnsupportedApiVersions { correlation_id }) => {
+            (ApiKey::ApiVersions, 0, correlation_id)
+        }
+        Err(e) => return Err(e.to_string()),
     };
-    let reply =
-        handlers::dispatch(ctx, request).ok_or_else(|| format!("no handler for {api_key:?}"))?;
-    Ok(match reply {
-        Reply::Nothing => None,
-        Reply::Now(resp) => Some(Pending::Ready(
-            encode_response(api_key, version, correlation_id, &resp)
-                .ok_or_else(|| format!("could not encode {api_key:?} response"))?,
-        )),
-        Reply::Later(future) => Some(Pending::Waiting {
-            future,
-            api_key,
-            version,
-            correlation_id,
-        }),
-    })
+    // KIP-511: answer at v0 with UNSUPPORTED_VERSION and our table, so the client can retry
+    // with a version we have.
+    let resp = handlers::api_versions::response(
+        kafka_protocol::error::ResponseError::UnsupportedVersion.code(),
+    );
+    encode_response(
+        api_key,
+        version,
+        correlation_id,
+        &ResponseKind::ApiVersions(resp),
+    )
+    .map(|b| Some(Pending::Ready(b)))
+    .ok_or_else(|| "could not encode ApiVersions".to_string())
 }
 
 /// Size prefix, response header, body.
