@@ -14,3 +14,4 @@
 pub mod clock;
 pub mod log;
 pub mod model;
+pub mod protocol;
