@@ -109,7 +109,7 @@ impl TimeIndex {
         for i in 0..self.store.entries() {
             let e = self.store.entry(i);
             let (t, o) = (ts(e), rel(e));
-            if self.base_offset + o >= next_offset.max(self.base_offset + 1) {
+            if self.base_offset + o >= next_offset {
                 return false;
             }
             if let Some((pt, po)) = prev {

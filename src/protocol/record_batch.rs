@@ -395,7 +395,12 @@ mod tests {
 
     #[test]
     fn build_and_validate() {
-        let b = build_batch(5, 1000, Some((7, 1, 10)), &[(Some(b"k"), Some(b"v")); 3]);
+        let b = build_batch(
+            5,
+            1000,
+            Some((7, 1, 10)),
+            &[(Some(&b"k"[..]), Some(&b"v"[..])); 3],
+        );
         let h = validate_batch(&b).expect("valid");
         assert_eq!(h.base_offset, 5);
         assert_eq!(h.last_offset(), 7);
@@ -407,7 +412,12 @@ mod tests {
 
     #[test]
     fn decodes_with_kafka_protocol() {
-        let b = build_batch(0, 1000, None, &[(Some(b"k1"), Some(b"v1")), (None, None)]);
+        let b = build_batch(
+            0,
+            1000,
+            None,
+            &[(Some(&b"k1"[..]), Some(&b"v1"[..])), (None, None)],
+        );
         let mut bytes = bytes::Bytes::from(b);
         let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).expect("ok");
         assert_eq!(set.records.len(), 2);
@@ -418,7 +428,7 @@ mod tests {
 
     #[test]
     fn rewrites_keep_crc_valid() {
-        let mut b = build_batch(0, 1000, None, &[(None, Some(b"v"))]);
+        let mut b = build_batch(0, 1000, None, &[(None, Some(&b"v"[..]))]);
         set_base_offset(&mut b, 42);
         set_partition_leader_epoch(&mut b, 3);
         let h = validate_batch(&b).expect("offset and epoch are outside the CRC");
@@ -431,7 +441,7 @@ mod tests {
 
     #[test]
     fn detects_corruption() {
-        let b = build_batch(0, 1000, None, &[(None, Some(b"value"))]);
+        let b = build_batch(0, 1000, None, &[(None, Some(&b"value"[..]))]);
         for i in 0..b.len() {
             let mut c = b.clone();
             c[i] ^= 0x40;
@@ -446,10 +456,10 @@ mod tests {
 
     #[test]
     fn iterates_and_reports_truncation() {
-        let mut buf = build_batch(0, 1, None, &[(None, Some(b"a"))]);
-        buf.extend(build_batch(1, 1, None, &[(None, Some(b"b")); 2]));
+        let mut buf = build_batch(0, 1, None, &[(None, Some(&b"a"[..]))]);
+        buf.extend(build_batch(1, 1, None, &[(None, Some(&b"b"[..])); 2]));
         let full = buf.len();
-        buf.extend(&build_batch(3, 1, None, &[(None, Some(b"c"))])[..20]);
+        buf.extend(&build_batch(3, 1, None, &[(None, Some(&b"c"[..]))])[..20]);
         let items: Vec<_> = BatchIter::new(&buf).collect();
         assert_eq!(items.len(), 3);
         assert!(items[2].is_err());
