@@ -94,7 +94,7 @@ pub(crate) fn load(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<LocalL
                 break;
             }
         } else {
-            seg.load()?;
+            seg.load(bases.get(i + 1).copied())?;
             segments.insert(base, seg);
         }
     }

@@ -231,36 +231,49 @@ pub fn read_batches(
         max_bytes.min(available)
     };
     let data = file.read_at(pos, want)?;
-    // Keep whole batches below max_offset, verified.
+    // Keep whole batches below max_offset, verified. Corruption after the first batch ends
+    // the read early (the good prefix is returned and the next read reports the error);
+    // corruption in the first batch is the error.
     let mut cut = 0usize;
     let mut expected_min_offset = first.base_offset;
+    let whole_segment_tail = (want as u64) == end - pos;
     while cut < data.len() {
-        let h = match BatchHeader::parse(&data[cut..]) {
-            Ok(h) => h,
+        let rest = &data[cut..];
+        let problem: Option<String> = match BatchHeader::parse(rest) {
             // A partial header at the end of the chunk is just the max_bytes cut.
-            Err(_) if data.len() - cut < HEADER_SIZE && cut > 0 => break,
-            Err(e) => return Err(file.corrupt(pos + cut as u64, e.to_string())),
+            Err(_) if rest.len() < HEADER_SIZE && !whole_segment_tail => break,
+            Err(e) => Some(e.to_string()),
+            Ok(h) if h.total_size() > rest.len() => {
+                if !whole_segment_tail {
+                    break;
+                }
+                Some("batch runs past the segment end".to_string())
+            }
+            Ok(h) if h.base_offset < expected_min_offset => {
+                Some("batch offsets go backwards".to_string())
+            }
+            Ok(h) if h.last_offset() >= max_offset => break,
+            Ok(h) => {
+                let verdict = if VERIFY_CRC_ON_READ {
+                    validate_batch(&rest[..h.total_size()])
+                        .err()
+                        .map(|e| e.to_string())
+                } else {
+                    None
+                };
+                if verdict.is_none() {
+                    expected_min_offset = h.next_offset();
+                    cut += h.total_size();
+                }
+                verdict
+            }
         };
-        if h.total_size() > data.len() - cut {
-            if cut == 0 || (want as u64) == end - pos {
-                // The segment ends inside this batch: not a max_bytes cut.
-                return Err(file.corrupt(pos + cut as u64, "batch runs past segment end"));
+        if let Some(reason) = problem {
+            if cut == 0 {
+                return Err(file.corrupt(pos, reason));
             }
             break;
         }
-        if h.base_offset < expected_min_offset {
-            return Err(file.corrupt(pos + cut as u64, "batch offsets go backwards"));
-        }
-        if h.last_offset() >= max_offset {
-            break;
-        }
-        if VERIFY_CRC_ON_READ {
-            if let Err(e) = validate_batch(&data[cut..cut + h.total_size()]) {
-                return Err(file.corrupt(pos + cut as u64, e.to_string()));
-            }
-        }
-        expected_min_offset = h.next_offset();
-        cut += h.total_size();
     }
     let mut bytes = Bytes::from(data);
     bytes.truncate(cut);
@@ -487,11 +500,13 @@ impl LogSegment {
 
     /// Loads a segment below the recovery point: trusts the batches, checks the indexes
     /// (rebuilding them from headers if they fail), and finds the next offset and max timestamp.
-    pub fn load(&mut self) -> Result<()> {
+    ///
+    /// `next_segment_base` is the base offset of the following segment, if any.
+    pub fn load(&mut self, next_segment_base: Option<i64>) -> Result<()> {
         let index_ok = self.index.sanity_check(self.size) && self.index_points_at_batch()?;
         if !index_ok {
             tracing::warn!(path = %self.index.path().display(), "rebuilding offset index");
-            return self.rebuild_indexes();
+            return self.rebuild_indexes_or_keep(next_segment_base);
         }
         // Next offset: scan from the last index entry to the end.
         let (_, from) = self.index.lookup(i64::MAX);
@@ -508,12 +523,29 @@ impl LogSegment {
                 true
             },
         )?;
-        if end.error.is_some() {
-            // Should not happen below the recovery point; fall back to a full check.
-            self.recover(|_| {})?;
-            return Ok(());
+        if let Some((position, reason)) = end.error {
+            match next_segment_base {
+                // A closed segment is never cut at load: its data was acknowledged. Reads of
+                // the damaged batch fail with CorruptSegment instead.
+                Some(next) => {
+                    tracing::warn!(
+                        path = %self.file.path.display(),
+                        position,
+                        reason = %reason,
+                        "corrupt batch in a closed segment; reads of it will fail"
+                    );
+                    self.next_offset = next;
+                }
+                // The last segment (below the recovery point after a clean shutdown): recover
+                // it like any unflushed tail.
+                None => {
+                    self.recover(|_| {})?;
+                    return Ok(());
+                }
+            }
+        } else {
+            self.next_offset = last.map_or(self.base_offset, |h| h.next_offset());
         }
-        self.next_offset = last.map_or(self.base_offset, |h| h.next_offset());
         if self.size > 0 {
             let first = BatchHeader::parse(&self.file.read_at(0, HEADER_SIZE)?)
                 .map_err(|e| self.file.corrupt(0, e.to_string()))?;
@@ -533,10 +565,35 @@ impl LogSegment {
                 }
             }
             _ => {
-                self.rebuild_indexes()?;
+                self.rebuild_indexes_or_keep(next_segment_base)?;
             }
         }
         Ok(())
+    }
+
+    /// Rebuilds the indexes; if the segment turns out to be damaged and is not the last, the
+    /// indexes cover the good prefix and the damage is left for reads to report.
+    fn rebuild_indexes_or_keep(&mut self, next_segment_base: Option<i64>) -> Result<()> {
+        match (self.rebuild_indexes(), next_segment_base) {
+            (Ok(()), _) => Ok(()),
+            (
+                Err(LogError::CorruptSegment {
+                    position, reason, ..
+                }),
+                Some(next),
+            ) => {
+                tracing::warn!(
+                    path = %self.file.path.display(),
+                    position,
+                    reason = %reason,
+                    "corrupt batch in a closed segment; reads of it will fail"
+                );
+                self.next_offset = next;
+                Ok(())
+            }
+            (Err(LogError::CorruptSegment { .. }), None) => self.recover(|_| {}).map(|_| ()),
+            (Err(e), _) => Err(e),
+        }
     }
 
     fn index_points_at_batch(&self) -> Result<bool> {
