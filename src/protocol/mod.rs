@@ -2,6 +2,7 @@
 //! where Strata's typed errors become Kafka error codes.
 
 pub mod errors;
+pub mod record_batch;
 
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, TopicName};
