@@ -16,9 +16,7 @@ pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 8 };
 const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
 
 pub fn handle(ctx: RequestContext, req: ListOffsetsRequest) -> Reply {
-    // The response's leader epoch exists from v4; the codec refuses to encode a non-default
-    // value at an older version.
-    let has_epoch = ctx.version() >= 4;
+    let version = ctx.version();
     let topics = req
         .topics
         .into_iter()
@@ -34,7 +32,8 @@ pub fn handle(ctx: RequestContext, req: ListOffsetsRequest) -> Reply {
                     };
                     match lookup(&partition, LeaderEpoch(p.current_leader_epoch), p.timestamp) {
                         Ok((timestamp, offset, epoch)) => {
-                            r.with_timestamp(timestamp).with_offset(offset).with_leader_epoch(if has_epoch { epoch } else { -1 })
+                            let r = r.with_timestamp(timestamp).with_offset(offset);
+                            if version >= 4 { r.with_leader_epoch(epoch) } else { r }
                         }
                         Err(e) => r.with_error_code(partition_error_code(&e)).with_timestamp(-1).with_offset(-1),
                     }
