@@ -332,3 +332,90 @@ def test_create_partitions(broker):
     assert {k: len(v) for k, v in h.by_partition(read).items()} == {0: 10, 1: 5, 2: 5, 3: 5}
     for recs in h.by_partition(read).values():
         h.assert_contiguous(recs)
+
+
+def test_small_fetch_sizes_still_make_progress(broker):
+    """A batch bigger than max.partition.fetch.bytes / fetch.max.bytes is still returned
+    whole (KIP-74), so a consumer with small limits is never stuck."""
+    h.create_topic(broker.bootstrap, "kip74", 1)
+    p = h.producer(broker.bootstrap, **{"linger.ms": 0})
+    d = h.Deliveries()
+    payloads = [os.urandom(300 * 1024) for _ in range(4)]
+    for i, v in enumerate(payloads):
+        p.produce("kip74", key=b"%d" % i, value=v, on_delivery=d)
+    h.flush_all(p)
+    d.assert_all_ok(4)
+    read = h.read_partitions(
+        broker.bootstrap, "kip74", [0],
+        **{"max.partition.fetch.bytes": 10000, "fetch.max.bytes": 20000, "message.max.bytes": 20000,
+           "receive.message.max.bytes": 1_000_000},
+    )
+    assert [(r.offset, r.value) for r in read] == list(enumerate(payloads))
+
+
+def test_acks_0_and_1(broker):
+    h.create_topic(broker.bootstrap, "acks", 2)
+    for part, acks in ((0, "0"), (1, "1")):
+        p = h.producer(broker.bootstrap, acks=acks)
+        d = h.Deliveries()
+        for i in range(500):
+            p.produce("acks", key=b"a%s-%d" % (acks.encode(), i), value=b"v%d" % i, partition=part, on_delivery=d)
+        h.flush_all(p)
+        d.assert_all_ok(500)
+        # acks=0 gets no offsets back; the records must still all arrive, in order.
+        wait_until(lambda: h.watermarks(broker.bootstrap, "acks", part)[1] == 500, 15,
+                   f"acks={acks} records to become visible")
+    read = h.read_partitions(broker.bootstrap, "acks", [0, 1])
+    for part, acks in ((0, "0"), (1, "1")):
+        recs = [r for r in read if r.partition == part]
+        assert [(r.offset, r.key, r.value) for r in recs] == [
+            (i, b"a%s-%d" % (acks.encode(), i), b"v%d" % i) for i in range(500)
+        ]
+
+
+def test_offset_out_of_range(broker):
+    h.create_topic(broker.bootstrap, "oor", 1)
+    p = h.producer(broker.bootstrap)
+    for i in range(10):
+        p.produce("oor", value=b"%d" % i, partition=0)
+    h.flush_all(p)
+
+    # auto.offset.reset=error: fetching past the end is reported, not silently waited on.
+    c = h.consumer(broker.bootstrap)
+    try:
+        c.assign([TopicPartition("oor", 0, 1000)])
+        deadline = time.monotonic() + 15
+        err = None
+        while err is None:
+            assert time.monotonic() < deadline, "no error for an out-of-range offset"
+            msg = c.poll(0.5)
+            if msg is not None and msg.error() and msg.error().code() != KafkaError._PARTITION_EOF:
+                err = msg.error()
+            elif msg is not None and not msg.error():
+                pytest.fail(f"got a record at {msg.offset()}")
+        assert err.code() in (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE), err
+    finally:
+        c.close()
+
+    # auto.offset.reset=earliest: the consumer starts over at the log start.
+    read = h.read_partitions(broker.bootstrap, "oor", [0], start_offset=1000,
+                             **{"auto.offset.reset": "earliest"})
+    assert [(r.offset, r.value) for r in read] == [(i, b"%d" % i) for i in range(10)]
+
+
+def test_delete_records(broker):
+    a = h.admin(broker.bootstrap)
+    h.create_topic(a, "trim", 1)
+    p = h.producer(broker.bootstrap)
+    for i in range(20):
+        p.produce("trim", value=b"%d" % i, partition=0)
+        if i % 5 == 4:
+            p.flush(T)  # several batches
+    h.flush_all(p)
+    [res] = a.delete_records([TopicPartition("trim", 0, 12)], request_timeout=T).values()
+    deleted = res.result(timeout=T)
+    assert deleted.low_watermark == 12
+    assert h.watermarks(broker.bootstrap, "trim", 0) == (12, 20)
+    read = h.read_partitions(broker.bootstrap, "trim", [0], start_offset=0,
+                             **{"auto.offset.reset": "earliest"})
+    assert [(r.offset, r.value) for r in read] == [(i, b"%d" % i) for i in range(12, 20)]

@@ -148,3 +148,32 @@ def test_seek_to_offset_and_cross_client(broker):
     assert [(r.offset, r.key, r.value) for r in recs] == [
         (i, b"k%d" % i, b"v%d" % i) for i in range(60, 100)
     ]
+
+
+def test_long_poll_wakes_on_new_data(broker):
+    """A consumer waiting at the end (fetch_max_wait_ms=5000) gets a new record as soon as it
+    is written, not when its long poll times out."""
+    topic = "kp-longpoll"
+    h.create_topic(broker.bootstrap, topic, 1)
+    c = make_consumer(broker.bootstrap, fetch_max_wait_ms=5000)
+    p = make_producer(broker.bootstrap, linger_ms=0)
+    try:
+        tp = TopicPartition(topic, 0)
+        c.assign([tp])
+        c.seek_to_beginning(tp)
+        assert c.poll(timeout_ms=1000) == {}  # now parked in a long poll at offset 0
+        latencies = []
+        for i in range(3):
+            t0 = time.monotonic()
+            p.send(topic, key=b"k", value=b"%d" % i, partition=0).get(timeout=TIMEOUT_S)
+            got = []
+            while not got:
+                assert time.monotonic() - t0 < 10, "record never arrived"
+                for recs in c.poll(timeout_ms=100).values():
+                    got.extend(recs)
+            latencies.append(time.monotonic() - t0)
+            assert [(r.offset, r.value) for r in got] == [(i, b"%d" % i)]
+        assert max(latencies) < 2.5, f"long poll did not wake on new data: {latencies}"
+    finally:
+        p.close(timeout=TIMEOUT_S)
+        c.close()

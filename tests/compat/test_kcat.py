@@ -174,3 +174,19 @@ def test_produce_auto_creates_topic(broker, kcat_env):
         "-f", "%k=%s@%o\n",
     ).stdout.decode()
     assert out.splitlines() == ["a=1@0", "b=2@1", "c=3@2"]
+
+
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+def test_compressed_produce_consume(broker, kcat_env, codec):
+    _, env = kcat_env
+    topic = f"kcat-{codec}"
+    lines = [f"k{i}:{codec} record {i} " + "abc" * (i % 50) for i in range(500)]
+    kcat(
+        env, "-b", broker.bootstrap, "-t", topic, "-P", "-K:", "-z", codec, "-X", "linger.ms=20",
+        input=("\n".join(lines) + "\n").encode(),
+    )
+    out = kcat(
+        env, "-b", broker.bootstrap, "-t", topic, "-C", "-e", "-o", "beginning", "-q",
+        "-f", "%o|%k:%s\n",
+    ).stdout.decode()
+    assert out.splitlines() == [f"{i}|{line}" for i, line in enumerate(lines)]
