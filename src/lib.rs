@@ -10,6 +10,7 @@
 //! - [`log`]: the storage engine (`UnifiedLog`, segments, indexes, recovery, retention, cleaner).
 //! - [`controller`]: metadata records, the `MetadataImage`, and the decisions that change it.
 //! - [`broker`]: the node's parts wired together.
+//! - [`metrics`]: the Prometheus registry and the HTTP endpoint (`/metrics`, `/health`, `/ready`).
 //! - [`admin`]: the `strata topics` command, a Kafka-protocol client.
 //! - `alloc`: the process allocator, which reserves huge blocks lazily (see its docs).
 //! - [`model`]: newtypes for offsets, epochs and ids; [`clock`]: injected time.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod controller;
 pub mod handlers;
 pub mod log;
+pub mod metrics;
 pub mod model;
 pub mod protocol;
 pub mod replication;

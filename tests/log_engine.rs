@@ -164,7 +164,11 @@ fn rolls_by_size_and_reopens_cleanly_and_after_crash() {
             )
             .expect("append");
         }
-        assert!(log.segment_count() >= 3, "segments: {}", log.segment_count());
+        assert!(
+            log.segment_count() >= 3,
+            "segments: {}",
+            log.segment_count()
+        );
         assert_eq!(read_all(&log).len(), 100);
         log.close().expect("close");
         assert!(matches!(

@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseHeader, ResponseKind};
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::ServerLimits;
 use crate::broker::Broker;
 use crate::handlers::{self, Reply, RequestContext, ResponseFuture};
+use crate::metrics::Metrics;
 use crate::protocol::{decode_request, Decoded};
 
 /// Why a connection ended; only logged.
@@ -55,13 +57,101 @@ async fn read_frame(reader: &mut OwnedReadHalf, max: usize) -> Result<Bytes, Fra
 
 /// A response being produced, in request order.
 enum Pending {
-    Ready(Bytes),
+    Ready {
+        bytes: Bytes,
+        timer: RequestTimer,
+    },
     Waiting {
         future: ResponseFuture,
         api_key: ApiKey,
         version: i16,
         correlation_id: i32,
+        timer: RequestTimer,
     },
+}
+
+/// Measures one request from read to response, and counts it as waiting while it waits.
+struct RequestTimer {
+    api: &'static str,
+    started: Instant,
+    metrics: Arc<Metrics>,
+    waiting: bool,
+}
+
+impl RequestTimer {
+    fn start(metrics: &Arc<Metrics>, api_key: ApiKey) -> RequestTimer {
+        let api = api_name(api_key);
+        metrics.server.requests.with_label_values(&[api]).inc();
+        RequestTimer {
+            api,
+            started: Instant::now(),
+            metrics: metrics.clone(),
+            waiting: false,
+        }
+    }
+
+    fn waiting(mut self) -> RequestTimer {
+        self.metrics
+            .server
+            .requests_waiting
+            .with_label_values(&[self.api])
+            .inc();
+        self.waiting = true;
+        self
+    }
+
+    fn finish(self, bytes_sent: usize) {
+        self.metrics.server.bytes_sent.inc_by(bytes_sent as u64);
+        self.metrics
+            .server
+            .request_latency
+            .with_label_values(&[self.api])
+            .observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+impl Drop for RequestTimer {
+    fn drop(&mut self) {
+        if self.waiting {
+            self.metrics
+                .server
+                .requests_waiting
+                .with_label_values(&[self.api])
+                .dec();
+        }
+    }
+}
+
+/// A fixed label per API, so the label set stays bounded.
+fn api_name(api_key: ApiKey) -> &'static str {
+    match api_key {
+        ApiKey::Produce => "Produce",
+        ApiKey::Fetch => "Fetch",
+        ApiKey::ListOffsets => "ListOffsets",
+        ApiKey::Metadata => "Metadata",
+        ApiKey::ApiVersions => "ApiVersions",
+        ApiKey::CreateTopics => "CreateTopics",
+        ApiKey::DeleteTopics => "DeleteTopics",
+        ApiKey::DeleteRecords => "DeleteRecords",
+        ApiKey::InitProducerId => "InitProducerId",
+        ApiKey::DescribeConfigs => "DescribeConfigs",
+        ApiKey::AlterConfigs => "AlterConfigs",
+        ApiKey::CreatePartitions => "CreatePartitions",
+        ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
+        ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::FindCoordinator => "FindCoordinator",
+        ApiKey::JoinGroup => "JoinGroup",
+        ApiKey::SyncGroup => "SyncGroup",
+        ApiKey::Heartbeat => "Heartbeat",
+        ApiKey::LeaveGroup => "LeaveGroup",
+        ApiKey::OffsetCommit => "OffsetCommit",
+        ApiKey::OffsetFetch => "OffsetFetch",
+        ApiKey::ListGroups => "ListGroups",
+        ApiKey::DescribeGroups => "DescribeGroups",
+        ApiKey::DeleteGroups => "DeleteGroups",
+        ApiKey::OffsetDelete => "OffsetDelete",
+        _ => "other",
+    }
 }
 
 pub(super) async fn run(
@@ -94,8 +184,9 @@ pub(super) async fn run(
     let idle = limits.idle_timeout;
     loop {
         // Write out every response that is ready at the head of the queue.
-        while let Some(Pending::Ready(_)) = pending.front() {
-            if let Some(Pending::Ready(bytes)) = pending.pop_front() {
+        while let Some(Pending::Ready { .. }) = pending.front() {
+            if let Some(Pending::Ready { bytes, timer }) = pending.pop_front() {
+                timer.finish(bytes.len());
                 if let Err(e) = writer.write_all(&bytes).await {
                     tracing::debug!(%peer, error = %e, "write failed; closing connection");
                     reader_task.abort();
@@ -108,7 +199,9 @@ pub(super) async fn run(
             biased;
             done = wait_head(&mut pending), if !pending.is_empty() => {
                 if let Some(bytes) = done {
-                    pending[0] = Pending::Ready(bytes);
+                    if let Some(Pending::Waiting { timer, .. }) = pending.pop_front() {
+                        pending.push_front(Pending::Ready { bytes, timer });
+                    }
                 } else {
                     // The response could not be encoded: a bug, already logged. Close rather
                     // than send responses out of order.
@@ -117,10 +210,12 @@ pub(super) async fn run(
             }
             frame = frames_rx.recv(), if can_read => {
                 let Some(frame) = frame else { break };
+                broker.metrics.server.bytes_received.inc_by(frame.len() as u64 + 4);
                 match handle_frame(&broker, frame, peer) {
                     Ok(Some(p)) => pending.push_back(p),
                     Ok(None) => {}
                     Err(reason) => {
+                        broker.metrics.server.request_errors.with_label_values(&["malformed"]).inc();
                         tracing::warn!(%peer, %reason, "closing connection");
                         break;
                     }
@@ -136,13 +231,21 @@ pub(super) async fn run(
     // Finish what was accepted before closing (graceful shutdown).
     while let Some(p) = pending.pop_front() {
         let bytes = match p {
-            Pending::Ready(b) => Some(b),
+            Pending::Ready { bytes, timer } => {
+                timer.finish(bytes.len());
+                Some(bytes)
+            }
             Pending::Waiting {
                 future,
                 api_key,
                 version,
                 correlation_id,
-            } => encode_response(api_key, version, correlation_id, &future.await),
+                timer,
+            } => {
+                let bytes = encode_response(api_key, version, correlation_id, &future.await);
+                timer.finish(bytes.as_ref().map_or(0, Bytes::len));
+                bytes
+            }
         };
         match bytes {
             Some(b) if writer.write_all(&b).await.is_ok() => {}
@@ -164,6 +267,7 @@ async fn wait_head(pending: &mut VecDeque<Pending>) -> Option<Bytes> {
             api_key,
             version,
             correlation_id,
+            ..
         }) => {
             let response = future.await;
             encode_response(*api_key, *version, *correlation_id, &response)
@@ -191,6 +295,7 @@ fn handle_frame(
             let api_key = ApiKey::try_from(header.request_api_key)
                 .map_err(|_| "unknown api key".to_string())?;
             let (version, correlation_id) = (header.request_api_version, header.correlation_id);
+            let timer = RequestTimer::start(&broker.metrics, api_key);
             let ctx = RequestContext {
                 broker: broker.clone(),
                 header,
@@ -200,22 +305,24 @@ fn handle_frame(
             match reply {
                 Reply::Nothing => return Ok(None),
                 Reply::Later(future) => {
+                    let timer = timer.waiting();
                     return Ok(Some(Pending::Waiting {
                         future,
                         api_key,
                         version,
                         correlation_id,
-                    }))
+                        timer,
+                    }));
                 }
                 Reply::Now(resp) => {
                     return encode_response(api_key, version, correlation_id, &resp)
-                        .map(|b| Some(Pending::Ready(b)))
+                        .map(|bytes| Some(Pending::Ready { bytes, timer }))
                         .ok_or_else(|| format!("could not encode {api_key:?} response"));
                 }
             }
         }
         Ok(Decoded::UnsupportedApiVersions { correlation_id }) => {
-            (ApiKey::ApiVersions, 0, correlation_id)
+            (ApiKey::ApiVersions, 0i16, correlation_id)
         }
         Err(e) => return Err(e.to_string()),
     };
@@ -224,13 +331,14 @@ fn handle_frame(
     let resp = handlers::api_versions::response(
         kafka_protocol::error::ResponseError::UnsupportedVersion.code(),
     );
+    let timer = RequestTimer::start(&broker.metrics, api_key);
     encode_response(
         api_key,
         version,
         correlation_id,
         &ResponseKind::ApiVersions(resp),
     )
-    .map(|b| Some(Pending::Ready(b)))
+    .map(|bytes| Some(Pending::Ready { bytes, timer }))
     .ok_or_else(|| "could not encode ApiVersions".to_string())
 }
 
