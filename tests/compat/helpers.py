@@ -95,6 +95,9 @@ def consumer(bootstrap: str, **extra) -> Consumer:
         "enable.partition.eof": True,
         "auto.offset.reset": "error",
         "socket.timeout.ms": 10000,
+        # Verify every batch's CRC-32C as read: catches a broker that rewrites a covered
+        # field (offsets are not covered; LogAppendTime is) without recomputing it.
+        "check.crcs": True,
     }
     conf.update(extra)
     return Consumer(conf)

@@ -419,3 +419,92 @@ def test_delete_records(broker):
     read = h.read_partitions(broker.bootstrap, "trim", [0], start_offset=0,
                              **{"auto.offset.reset": "earliest"})
     assert [(r.offset, r.value) for r in read] == [(i, b"%d" % i) for i in range(12, 20)]
+
+
+@pytest.mark.parametrize("codec", ["none", "lz4"])
+def test_log_append_time(broker, codec):
+    """With message.timestamp.type=LogAppendTime the broker stamps each batch (and must fix
+    the batch CRC, which the consumer checks) and reports the time in the produce response."""
+    from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME
+
+    topic = f"lat-{codec}"
+    h.create_topic(broker.bootstrap, topic, 1, config={"message.timestamp.type": "LogAppendTime"})
+    p = h.producer(broker.bootstrap, **{"compression.type": codec})
+    d = h.Deliveries()
+    before = int(time.time() * 1000)
+    for i in range(50):
+        p.produce(topic, key=b"%d" % i, value=b"old stamp %d" % i, timestamp=1_000_000 + i, on_delivery=d)
+    h.flush_all(p)
+    after = int(time.time() * 1000)
+    d.assert_all_ok(50)
+    for m in d.ok:
+        kind, ts = m.timestamp()
+        assert kind == TIMESTAMP_LOG_APPEND_TIME and before - 1000 <= ts <= after + 1000, m.timestamp()
+    read = h.read_partitions(broker.bootstrap, topic, [0])
+    assert [(r.offset, r.value) for r in read] == [(i, b"old stamp %d" % i) for i in range(50)]
+    for r in read:
+        kind, ts = r.timestamp
+        assert kind == TIMESTAMP_LOG_APPEND_TIME, r.timestamp
+        assert before - 1000 <= ts <= after + 1000, (ts, before, after)
+
+
+def test_idempotent_producer_across_broker_restart(broker):
+    """The same idempotent producer keeps going across a clean broker restart and a SIGKILL:
+    no fatal error, no duplicates, no gaps."""
+    h.create_topic(broker.bootstrap, "idem-restart", 2)
+    errors = []
+    p = h.producer(
+        broker.bootstrap,
+        **{"enable.idempotence": True, "error_cb": lambda e: errors.append(e),
+           "message.timeout.ms": 60000, "reconnect.backoff.max.ms": 500},
+    )
+    d = h.Deliveries()
+    n = 0
+
+    def burst(count):
+        nonlocal n
+        for _ in range(count):
+            p.produce("idem-restart", key=b"k%d" % (n % 10), value=b"%06d" % n, on_delivery=d)
+            n += 1
+        h.flush_all(p, timeout=45)
+
+    burst(1000)
+    broker.stop()
+    broker.start()
+    burst(1000)
+    broker.kill()
+    broker.restart()
+    burst(1000)
+    d.assert_all_ok(3000)
+    fatal = [e for e in errors if e.fatal()]
+    assert not fatal, fatal
+    read = h.read_partitions(broker.bootstrap, "idem-restart", [0, 1])
+    assert h.strip(h.sort_po(read)) == h.sort_po(h.acked_records(d))
+    assert sorted(r.value for r in read) == [b"%06d" % i for i in range(3000)]
+    for recs in h.by_partition(read).values():
+        h.assert_contiguous(recs)
+
+
+def test_topic_names(broker):
+    a = h.admin(broker.bootstrap)
+    good = ["a", "with.dots", "with_underscores-and-dashes", "MiXeD.Case_9", "x" * 249]
+    fs = a.create_topics([NewTopic(n, 1, 1) for n in good], request_timeout=T)
+    for n, f in fs.items():
+        f.result(timeout=T)
+    assert set(good) <= set(partition_counts(a))
+    bad = ["", ".", "..", "has space", "slash/name", "x" * 250, "ünïcode"]
+    fs = a.create_topics([NewTopic(n, 1, 1) for n in bad if n], request_timeout=T)
+    for n, f in fs.items():
+        with pytest.raises(KafkaException) as e:
+            f.result(timeout=T)
+        assert e.value.args[0].code() == KafkaError.TOPIC_EXCEPTION, (n, e.value)
+    assert set(partition_counts(a)) == set(good)
+    # The longest legal name works end to end.
+    p = h.producer(broker.bootstrap)
+    d = h.Deliveries()
+    p.produce("x" * 249, key=b"k", value=b"v", on_delivery=d)
+    h.flush_all(p)
+    d.assert_all_ok(1)
+    assert [(r.offset, r.key, r.value) for r in h.read_partitions(broker.bootstrap, "x" * 249, [0])] == [
+        (0, b"k", b"v")
+    ]
