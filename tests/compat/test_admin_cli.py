@@ -19,6 +19,7 @@ def strata(broker_or_addr, *args, ok=True) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")}
     p = subprocess.run(
         [str(strata_bin()), "topics", *args, "--bootstrap-server", addr],
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=30,

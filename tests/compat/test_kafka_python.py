@@ -177,3 +177,80 @@ def test_long_poll_wakes_on_new_data(broker):
     finally:
         p.close(timeout=TIMEOUT_S)
         c.close()
+
+
+def test_admin_client(broker):
+    """kafka-python's own admin client: create, describe, alter, grow and delete a topic."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import AlterConfigOp, ConfigResource, ConfigResourceType, NewPartitions
+
+    a = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=10000)
+    try:
+        res = a.create_topics(
+            {"kpa": {"num_partitions": 2, "replication_factor": 1, "configs": {"retention.ms": "3600000"}}}
+        )
+        [created] = res["topics"]
+        assert (created["name"], created["error_code"], created["num_partitions"]) == ("kpa", 0, 2)
+        assert created["configs"]["retention.ms"]["value"] == "3600000"
+        assert created["configs"]["retention.ms"]["config_source"] == "DYNAMIC_TOPIC_CONFIG"
+        assert a.list_topics() == ["kpa"]
+
+        [desc] = a.describe_topics(["kpa"])
+        assert desc["topic_id"] == created["topic_id"]
+        assert [(p["partition_index"], p["leader_id"], p["replica_nodes"], p["isr_nodes"])
+                for p in desc["partitions"]] == [(0, 1, [1], [1]), (1, 1, [1], [1])]
+
+        def overrides():
+            cfg = a.describe_configs([ConfigResource(ConfigResourceType.TOPIC, "kpa")])
+            return {k: v["value"] for k, v in cfg["topic"]["kpa"].items()}
+
+        assert overrides() == {"retention.ms": "3600000"}
+        res = a.alter_configs([ConfigResource(
+            ConfigResourceType.TOPIC, "kpa",
+            configs={"retention.ms": "1000", "segment.bytes": (AlterConfigOp.SET, "1048576")},
+        )])
+        assert res == {"topic": {"kpa": "OK"}}
+        assert overrides() == {"retention.ms": "1000", "segment.bytes": "1048576"}
+
+        res = a.create_partitions({"kpa": NewPartitions(4)})
+        assert [(r.name, r.error_code) for r in res.results] == [("kpa", 0)]
+        [desc] = a.describe_topics(["kpa"])
+        assert len(desc["partitions"]) == 4
+
+        cluster = a.describe_cluster()
+        assert cluster["controller_id"] == 1
+        assert [(b["broker_id"], b["host"], b["port"]) for b in cluster["brokers"]] == [
+            (1, "127.0.0.1", broker.port)
+        ]
+
+        res = a.delete_topics(["kpa"])
+        assert [(t["name"], t["error_code"]) for t in res["topics"]] == [("kpa", 0)]
+        assert a.list_topics() == []
+    finally:
+        a.close()
+
+
+def test_offsets_for_times(broker):
+    topic = "kp-times"
+    h.create_topic(broker.bootstrap, topic, 1)
+    base = 1_600_000_000_000
+    p = make_producer(broker.bootstrap, linger_ms=0)
+    try:
+        for i in range(10):
+            p.send(topic, value=b"%d" % i, partition=0, timestamp_ms=base + 10 * i).get(timeout=TIMEOUT_S)
+    finally:
+        p.close(timeout=TIMEOUT_S)
+    c = make_consumer(broker.bootstrap)
+    try:
+        tp = TopicPartition(topic, 0)
+        got = c.offsets_for_times({tp: base + 35})[tp]
+        assert (got.offset, got.timestamp) == (4, base + 40)
+        assert c.offsets_for_times({tp: base + 1000})[tp] is None
+        c.assign([tp])
+        c.seek(tp, 4)
+        recs = read_all(c, 6)
+        assert [(r.offset, r.timestamp, r.value) for r in recs] == [
+            (i, base + 10 * i, b"%d" % i) for i in range(4, 10)
+        ]
+    finally:
+        c.close()

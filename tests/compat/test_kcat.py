@@ -73,6 +73,7 @@ def kcat(env, *args, input=None, timeout=RUN_TIMEOUT_S) -> subprocess.CompletedP
         [KCAT, *args],
         env=env,
         input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
         capture_output=True,
         timeout=timeout,
     )
