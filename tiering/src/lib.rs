@@ -1,6 +1,67 @@
-//! `strata-tiering`: object storage for sealed log segments.
+//! `strata-tiering`: tiered storage for Strata — sealed log segments in object storage, served
+//! back on demand. It depends on nothing in the broker: the broker describes a sealed segment
+//! ([`SealedSegment`]: files, base and last offset, max timestamp, leader epochs) and asks for
+//! byte ranges back.
 //!
 //! # Overview
-//! The broker hands this crate a description of a sealed segment (files, base offset, last
-//! offset, leader epoch, max timestamp) and asks it for bytes back. It depends on nothing in the
-//! broker. The upload, manifest and remote-read machinery arrives with tiered storage.
+//! - [`storage`]: the [`RemoteStorage`] seam and [`ObjectStorage`] over the `object_store`
+//!   crate: a local directory (the embedded default), S3 or an S3-compatible server, in memory.
+//!   [`UnreliableStorage`] fails the first N attempts of each call, for tests.
+//! - [`manifest`]: the per-partition [`RemotePartitionManifest`] and the segment lifecycle
+//!   ([`RemoteLogSegmentState`]); [`keys`]: the object layout.
+//! - [`scheduler`]: the pure decisions (next upload, local deletability, remote retention).
+//! - [`partition`]: [`RemotePartition`], the one owner of a partition's remote state, which
+//!   carries the decisions out against the store with retries ([`retry`]).
+//! - [`cache`]: [`ChunkCache`], ranged reads in chunks cached on local disk, coalesced, with
+//!   read-ahead.
+//!
+//! Credentials: S3 uses `object_store`'s own AWS credential chain (environment, web identity,
+//! ECS task role, IMDSv2) plus the shared credentials file read by this crate, rather than
+//! `aws-config`, whose dependency tree (the AWS SDK runtime, STS/SSO clients) would more than
+//! double the broker's build time. SSO and `credential_process` profiles are not supported.
+//!
+//! # Consistency
+//! One [`RemotePartition`] per partition owns its manifest; its steps are serialised. Readers
+//! use the last published manifest, an immutable snapshot. A segment is uploaded whole (every
+//! object) before the manifest that names it is written, so a reader that finds a segment in
+//! the manifest finds all of its objects. Local copies are deleted only when
+//! [`scheduler::local_copy_deletable`] says the manifest naming them is durable. Object keys
+//! contain a fresh UUID per upload, so a repeated or concurrent upload never overwrites an
+//! object a manifest names.
+//!
+//! # Crash consistency
+//! Data first, manifest last (Neon's `IndexPart`): a crash mid-upload leaves objects that no
+//! manifest names, which [`RemotePartition::sweep_orphans`] deletes once they are older than a
+//! grace period; never a manifest entry without its data. Deletion is the reverse: the manifest
+//! first marks segments `DeleteSegmentStarted` (and moves the start offset past them, so
+//! nothing reads them), then the objects go, then the entries. Each step is idempotent, so after
+//! a crash the next pass repeats whatever was interrupted.
+//!
+//! # Cancellation
+//! Store calls run under a `CancellationToken`; cancelling it ends retry loops with
+//! [`TieringError::ShuttingDown`], a typed outcome rather than an error. An upload cancelled
+//! between its data and its manifest leaves orphans, as a crash would; nothing else is needed.
+//! Timeouts (the HTTP client's connect and request timeouts) catch hangs; they are not how the
+//! broker stops.
+
+pub mod cache;
+pub mod error;
+pub mod keys;
+pub mod manifest;
+pub mod partition;
+pub mod retry;
+pub mod scheduler;
+pub mod storage;
+pub mod unreliable;
+
+pub use cache::{CacheStats, ChunkCache};
+pub use error::{Result, TieringError};
+pub use keys::{PartitionPath, SegmentFileKind};
+pub use manifest::{RemoteLogSegmentMetadata, RemoteLogSegmentState, RemotePartitionManifest};
+pub use partition::{RemotePartition, RetryPolicy, UploadOutcome};
+pub use retry::Backoff;
+pub use scheduler::SealedSegment;
+pub use storage::{
+    ObjectInfo, ObjectStorage, PutFileOutcome, RemoteStorage, S3Config, StorageConfig,
+};
+pub use unreliable::UnreliableStorage;

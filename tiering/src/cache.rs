@@ -1,0 +1,462 @@
+//! [`ChunkCache`]: remote objects read in fixed-size chunks through ranged GETs, kept in files on
+//! local disk, bounded by `remote.cache.bytes`.
+//!
+//! - Chunk `i` of an object covers bytes `[i * chunk_bytes, (i + 1) * chunk_bytes)`; the last
+//!   one may be short. A chunk file is `{dir}/{key with '/' as '%'}.{i}`, written to a temp file
+//!   and renamed, with its CRC-32C kept in memory and checked on every read: a chunk that
+//!   changed on disk is dropped and fetched again, never served.
+//! - Concurrent reads of one missing chunk share one GET (the in-flight map holds a shared
+//!   future; its last step removes it).
+//! - Eviction is least-recently-used, by bytes, after each insert. The directory is emptied
+//!   when the cache opens: the in-memory index is the only record of what is valid.
+//! - Read-ahead: a read that continues where the previous read of the same object stopped
+//!   fetches the next `readahead_chunks` chunks in the background (bounded by
+//!   `MAX_PREFETCHES_IN_FLIGHT`).
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use futures::future::{BoxFuture, FutureExt, Shared};
+
+use crate::error::{Result, TieringError};
+use crate::retry::Backoff;
+use crate::storage::RemoteStorage;
+
+/// Background read-aheads allowed at once, across all objects.
+const MAX_PREFETCHES_IN_FLIGHT: usize = 8;
+/// Objects whose last read position is remembered for read-ahead detection.
+const MAX_TRACKED_READERS: usize = 4096;
+
+type ChunkKey = (String, u64);
+type SharedFetch = Shared<BoxFuture<'static, Result<Bytes, Arc<TieringError>>>>;
+
+#[derive(Debug)]
+struct Entry {
+    size: u64,
+    crc32c: u32,
+    last_used: u64,
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    entries: HashMap<ChunkKey, Entry>,
+    used_bytes: u64,
+    tick: u64,
+    /// Object key → the chunk after the last one read.
+    next_chunk: HashMap<String, u64>,
+    inflight: HashMap<ChunkKey, SharedFetch>,
+    prefetches: usize,
+}
+
+/// Counters of the cache, read by the broker's metrics.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub fetched_bytes: AtomicU64,
+    pub evictions: AtomicU64,
+}
+
+/// See the module documentation.
+pub struct ChunkCache {
+    dir: PathBuf,
+    capacity_bytes: u64,
+    chunk_bytes: u64,
+    readahead_chunks: u64,
+    storage: Arc<dyn RemoteStorage>,
+    // Short sections only (lookups, inserts, eviction bookkeeping); file I/O and GETs happen
+    // outside it.
+    index: Mutex<Index>,
+    pub stats: CacheStats,
+}
+
+impl std::fmt::Debug for ChunkCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkCache")
+            .field("dir", &self.dir)
+            .field("capacity_bytes", &self.capacity_bytes)
+            .field("chunk_bytes", &self.chunk_bytes)
+            .finish()
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TieringError + '_ {
+    move |source| TieringError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl ChunkCache {
+    /// Opens (and empties) the cache directory.
+    pub fn open(
+        dir: PathBuf,
+        capacity_bytes: u64,
+        chunk_bytes: u64,
+        readahead_chunks: u64,
+        storage: Arc<dyn RemoteStorage>,
+    ) -> Result<Arc<ChunkCache>> {
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+        }
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        Ok(Arc::new(ChunkCache {
+            dir,
+            capacity_bytes,
+            chunk_bytes: chunk_bytes.max(4096),
+            readahead_chunks,
+            storage,
+            index: Mutex::new(Index::default()),
+            stats: CacheStats::default(),
+        }))
+    }
+
+    fn index(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn used_bytes(&self) -> u64 {
+        self.index().used_bytes
+    }
+
+    pub fn chunk_bytes(&self) -> u64 {
+        self.chunk_bytes
+    }
+
+    fn chunk_path(&self, key: &str, chunk: u64) -> PathBuf {
+        self.dir.join(format!("{}.{chunk}", key.replace('/', "%")))
+    }
+
+    /// Reads `range` of the object `key` (of `object_size` bytes) through the cache.
+    pub async fn read(
+        self: &Arc<Self>,
+        key: &str,
+        object_size: u64,
+        range: Range<u64>,
+    ) -> Result<Bytes> {
+        if range.end > object_size || range.start > range.end {
+            return Err(TieringError::Corrupt {
+                key: key.to_string(),
+                reason: format!("range {range:?} outside an object of {object_size} bytes"),
+            });
+        }
+        if range.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let first = range.start / self.chunk_bytes;
+        let last = (range.end - 1) / self.chunk_bytes;
+        let sequential = {
+            let mut ix = self.index();
+            let seq = ix
+                .next_chunk
+                .get(key)
+                .is_some_and(|&n| n == first || n == first + 1);
+            if ix.next_chunk.len() >= MAX_TRACKED_READERS {
+                ix.next_chunk.clear();
+            }
+            ix.next_chunk.insert(key.to_string(), last + 1);
+            seq
+        };
+        let mut out = BytesMut::with_capacity((range.end - range.start) as usize);
+        for chunk in first..=last {
+            let data = self.chunk(key, object_size, chunk).await?;
+            let chunk_start = chunk * self.chunk_bytes;
+            let from = range.start.max(chunk_start) - chunk_start;
+            let to = range.end.min(chunk_start + data.len() as u64) - chunk_start;
+            if to > data.len() as u64 || from > to {
+                return Err(TieringError::Corrupt {
+                    key: key.to_string(),
+                    reason: format!("chunk {chunk} holds {} bytes", data.len()),
+                });
+            }
+            out.extend_from_slice(&data[from as usize..to as usize]);
+        }
+        if sequential || first == 0 {
+            self.prefetch(key, object_size, last + 1);
+        }
+        Ok(out.freeze())
+    }
+
+    /// Starts fetching up to `readahead_chunks` chunks from `from_chunk` in the background.
+    pub fn prefetch(self: &Arc<Self>, key: &str, object_size: u64, from_chunk: u64) {
+        let chunks = object_size.div_ceil(self.chunk_bytes);
+        for chunk in from_chunk..(from_chunk + self.readahead_chunks).min(chunks) {
+            {
+                let mut ix = self.index();
+                let k = (key.to_string(), chunk);
+                if ix.entries.contains_key(&k)
+                    || ix.inflight.contains_key(&k)
+                    || ix.prefetches >= MAX_PREFETCHES_IN_FLIGHT
+                {
+                    continue;
+                }
+                ix.prefetches += 1;
+            }
+            let this = Arc::clone(self);
+            let key = key.to_string();
+            tokio::spawn(async move {
+                if let Err(e) = this.chunk(&key, object_size, chunk).await {
+                    tracing::debug!(key = %key, chunk, error = %e, "read-ahead failed");
+                }
+                this.index().prefetches -= 1;
+            });
+        }
+    }
+
+    /// One chunk: from disk if cached and intact, else fetched (once, however many ask).
+    async fn chunk(self: &Arc<Self>, key: &str, object_size: u64, chunk: u64) -> Result<Bytes> {
+        let k: ChunkKey = (key.to_string(), chunk);
+        let cached = {
+            let mut ix = self.index();
+            ix.tick += 1;
+            let tick = ix.tick;
+            ix.entries.get_mut(&k).map(|e| {
+                e.last_used = tick;
+                (e.size, e.crc32c)
+            })
+        };
+        if let Some((size, crc)) = cached {
+            let path = self.chunk_path(key, chunk);
+            match tokio::fs::read(&path).await {
+                Ok(data) if data.len() as u64 == size && crc32c::crc32c(&data) == crc => {
+                    self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Bytes::from(data));
+                }
+                Ok(_) => {
+                    tracing::warn!(path = %path.display(), "cached chunk changed on disk; fetching it again")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cached chunk unreadable; fetching it again")
+                }
+            }
+            self.forget(&k);
+        }
+        let fetch = {
+            let mut ix = self.index();
+            if let Some(f) = ix.inflight.get(&k) {
+                f.clone()
+            } else {
+                self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                let this = Arc::clone(self);
+                let k2 = k.clone();
+                let f = async move {
+                    let r = this
+                        .fetch_and_store(&k2, object_size)
+                        .await
+                        .map_err(Arc::new);
+                    this.index().inflight.remove(&k2);
+                    r
+                }
+                .boxed()
+                .shared();
+                ix.inflight.insert(k.clone(), f.clone());
+                f
+            }
+        };
+        fetch.await.map_err(|e| match Arc::try_unwrap(e) {
+            Ok(e) => e,
+            Err(shared) => TieringError::Store {
+                op: "get_range",
+                key: key.to_string(),
+                retriable: shared.is_retriable(),
+                source: shared.to_string().into(),
+            },
+        })
+    }
+
+    async fn fetch_and_store(&self, k: &ChunkKey, object_size: u64) -> Result<Bytes> {
+        let (key, chunk) = (&k.0, k.1);
+        let start = chunk * self.chunk_bytes;
+        let end = (start + self.chunk_bytes).min(object_size);
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let backoff = Backoff {
+            base: std::time::Duration::from_millis(50),
+            max: std::time::Duration::from_millis(500),
+        };
+        let data = crate::retry::retry(backoff, 3, &cancel, || {
+            self.storage.get_range(key, start..end)
+        })
+        .await?;
+        self.stats
+            .fetched_bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        let crc = crc32c::crc32c(&data);
+        let path = self.chunk_path(key, chunk);
+        let tmp = path.with_extension(format!("{chunk}.tmp"));
+        let write = async {
+            tokio::fs::write(&tmp, &data).await?;
+            tokio::fs::rename(&tmp, &path).await
+        };
+        if let Err(e) = write.await {
+            // A full or failing cache disk does not stop reads: serve the bytes uncached.
+            tracing::warn!(path = %path.display(), error = %e, "cannot cache a remote chunk");
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Ok(data);
+        }
+        let evicted = {
+            let mut ix = self.index();
+            ix.tick += 1;
+            let tick = ix.tick;
+            if let Some(old) = ix.entries.insert(
+                k.clone(),
+                Entry {
+                    size: data.len() as u64,
+                    crc32c: crc,
+                    last_used: tick,
+                },
+            ) {
+                ix.used_bytes -= old.size;
+            }
+            ix.used_bytes += data.len() as u64;
+            let mut evicted = Vec::new();
+            while ix.used_bytes > self.capacity_bytes && ix.entries.len() > 1 {
+                let victim = ix
+                    .entries
+                    .iter()
+                    .filter(|(key, _)| *key != k)
+                    .min_by_key(|(_, e)| e.last_used)
+                    .map(|(key, _)| key.clone());
+                let Some(victim) = victim else { break };
+                if let Some(e) = ix.entries.remove(&victim) {
+                    ix.used_bytes -= e.size;
+                    evicted.push(victim);
+                }
+            }
+            evicted
+        };
+        for (key, chunk) in evicted {
+            self.stats.evictions.fetch_add(1, Ordering::Relaxed);
+            let _ = std::fs::remove_file(self.chunk_path(&key, chunk));
+        }
+        Ok(data)
+    }
+
+    fn forget(&self, k: &ChunkKey) {
+        let mut ix = self.index();
+        if let Some(e) = ix.entries.remove(k) {
+            ix.used_bytes -= e.size;
+        }
+    }
+
+    /// Drops every cached chunk of `key` (its remote segment was deleted).
+    pub fn invalidate(&self, key: &str) {
+        let doomed: Vec<ChunkKey> = {
+            let mut ix = self.index();
+            let doomed: Vec<ChunkKey> = ix
+                .entries
+                .keys()
+                .filter(|(k, _)| k == key)
+                .cloned()
+                .collect();
+            for d in &doomed {
+                if let Some(e) = ix.entries.remove(d) {
+                    ix.used_bytes -= e.size;
+                }
+            }
+            ix.next_chunk.remove(key);
+            doomed
+        };
+        for (k, c) in doomed {
+            let _ = std::fs::remove_file(self.chunk_path(&k, c));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::ObjectStorage;
+    use crate::unreliable::UnreliableStorage;
+
+    fn data(n: usize) -> Bytes {
+        Bytes::from((0..n).map(|i| (i * 7 % 251) as u8).collect::<Vec<u8>>())
+    }
+
+    #[tokio::test]
+    async fn reads_across_chunks_hit_after_miss_and_stay_bounded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ObjectStorage::memory();
+        let obj = data(100_000);
+        store.put("a/b.log", obj.clone()).await.expect("put");
+        let cache = ChunkCache::open(dir.path().join("c"), 3 * 8192, 8192, 0, Arc::new(store))
+            .expect("open");
+        let got = cache
+            .read("a/b.log", 100_000, 5000..30_000)
+            .await
+            .expect("read");
+        assert_eq!(got, obj.slice(5000..30_000));
+        let misses = cache.stats.misses.load(Ordering::Relaxed);
+        assert_eq!(misses, 4);
+        let got = cache
+            .read("a/b.log", 100_000, 20_000..24_000)
+            .await
+            .expect("read");
+        assert_eq!(got, obj.slice(20_000..24_000));
+        assert!(cache.stats.hits.load(Ordering::Relaxed) >= 1);
+        assert!(cache.used_bytes() <= 3 * 8192, "{}", cache.used_bytes());
+        let got = cache
+            .read("a/b.log", 100_000, 90_000..100_000)
+            .await
+            .expect("read");
+        assert_eq!(got, obj.slice(90_000..100_000));
+        assert!(cache
+            .read("a/b.log", 100_000, 90_000..100_001)
+            .await
+            .is_err());
+        let files = std::fs::read_dir(dir.path().join("c"))
+            .expect("dir")
+            .count();
+        assert!(files <= 3, "{files} chunk files");
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_share_one_get_and_corruption_is_refetched() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ObjectStorage::memory();
+        let obj = data(10_000);
+        store.put("k", obj.clone()).await.expect("put");
+        // Every distinct GET fails once: the cache's retry absorbs it.
+        let store = UnreliableStorage::new(store, 1);
+        let cache = ChunkCache::open(dir.path().join("c"), 1 << 20, 4096, 0, Arc::new(store))
+            .expect("open");
+        let reads = (0..8).map(|_| {
+            let c = cache.clone();
+            tokio::spawn(async move { c.read("k", 10_000, 0..4096).await })
+        });
+        for r in futures::future::join_all(reads).await {
+            assert_eq!(r.expect("join").expect("read"), obj.slice(0..4096));
+        }
+        assert_eq!(cache.stats.misses.load(Ordering::Relaxed), 1);
+        // Damage the chunk on disk: the next read notices and refetches.
+        std::fs::write(cache.chunk_path("k", 0), b"garbage").expect("write");
+        assert_eq!(
+            cache.read("k", 10_000, 0..10).await.expect("read"),
+            obj.slice(0..10)
+        );
+        assert_eq!(cache.stats.misses.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn sequential_reads_prefetch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ObjectStorage::memory();
+        store.put("k", data(40_000)).await.expect("put");
+        let cache = ChunkCache::open(dir.path().join("c"), 1 << 20, 4096, 2, Arc::new(store))
+            .expect("open");
+        cache.read("k", 40_000, 0..4096).await.expect("read");
+        for _ in 0..100 {
+            if cache.index().entries.len() >= 3 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(cache.index().entries.len(), 3);
+        let before = cache.stats.misses.load(Ordering::Relaxed);
+        cache.read("k", 40_000, 4096..8192).await.expect("read");
+        assert_eq!(cache.stats.misses.load(Ordering::Relaxed), before);
+    }
+}

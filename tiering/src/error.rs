@@ -1,0 +1,79 @@
+//! Errors of the tiering layer, shaped like `object_store::Error`: structured fields (the key,
+//! the operation) and the source, with retriable and fatal kinds told apart.
+
+use std::path::PathBuf;
+
+/// What went wrong talking to object storage or with what it returned.
+#[derive(Debug, thiserror::Error)]
+pub enum TieringError {
+    /// The store failed an operation; `retriable` says whether trying again may help (network,
+    /// throttling, a server error) or not (access denied, a bad request).
+    #[error("object store {op} {key}: {source}")]
+    Store {
+        op: &'static str,
+        key: String,
+        retriable: bool,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("object {key} not found")]
+    NotFound { key: String },
+    /// Data read back does not match what the manifest or the batch CRC says: never served.
+    #[error("remote object {key} is corrupt: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("remote manifest {key} cannot be decoded: {reason}")]
+    Manifest { key: String, reason: String },
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid remote storage configuration: {0}")]
+    Config(String),
+    /// Not an error of the store: the broker is stopping (a typed outcome, STYLE 10).
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+impl TieringError {
+    /// Whether the same operation may succeed later (Kafka's `RetriableRemoteStorageException`).
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            TieringError::Store { retriable, .. } => *retriable,
+            // A local cache file, or a file of a segment being uploaded: transient at worst.
+            TieringError::Io { .. } => true,
+            // A corrupt chunk is evicted from the cache and fetched again next time.
+            TieringError::Corrupt { .. } => true,
+            TieringError::NotFound { .. }
+            | TieringError::Manifest { .. }
+            | TieringError::Config(_)
+            | TieringError::ShuttingDown => false,
+        }
+    }
+
+    pub(crate) fn from_store(op: &'static str, key: &str, e: object_store::Error) -> TieringError {
+        use object_store::Error as E;
+        let retriable = match &e {
+            E::NotFound { .. } => {
+                return TieringError::NotFound {
+                    key: key.to_string(),
+                }
+            }
+            E::Generic { .. } | E::JoinError { .. } => true,
+            E::Precondition { .. } | E::AlreadyExists { .. } | E::NotModified { .. } => false,
+            E::PermissionDenied { .. } | E::Unauthenticated { .. } => false,
+            E::InvalidPath { .. } | E::NotSupported { .. } | E::NotImplemented { .. } => false,
+            E::UnknownConfigurationKey { .. } => false,
+            _ => true,
+        };
+        TieringError::Store {
+            op,
+            key: key.to_string(),
+            retriable,
+            source: Box::new(e),
+        }
+    }
+}
+
+pub type Result<T, E = TieringError> = std::result::Result<T, E>;
