@@ -14,3 +14,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 python3 -m pip install --quiet --disable-pip-version-check -r tests/compat/requirements.txt
+
+# The S3-compatible server the tiering tests start (tiering/tests/conformance.rs,
+# tests/compat/test_tiering.py). From PyPI; boto3 comes with it.
+if ! command -v moto_server >/dev/null 2>&1; then
+  echo "installing moto[server]"
+  python3 -m pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
+fi

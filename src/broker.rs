@@ -12,7 +12,9 @@ use crate::controller::{Controller, ControllerError, MetadataImage, MetadataReco
 use crate::log::{LogConfig, LogError, LogManager};
 use crate::metrics::Metrics;
 use crate::model::BrokerId;
-use crate::replication::{effective_node_config, ReplicaManager};
+use crate::replication::{
+    effective_node_config, RemoteLogManager, RemoteLogManagerConfig, ReplicaManager,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -34,6 +36,8 @@ pub enum BrokerError {
     Controller(#[from] ControllerError),
     #[error(transparent)]
     Log(#[from] LogError),
+    #[error("tiered storage: {0}")]
+    Tiering(#[from] strata_tiering::TieringError),
 }
 
 /// How many producer ids a broker takes from the controller at a time.
@@ -49,6 +53,8 @@ pub struct Broker {
     pub clock: SharedClock,
     pub shutdown: CancellationToken,
     pub metrics: Arc<Metrics>,
+    /// Tiered storage: uploads, remote reads, remote retention.
+    pub remote: Arc<RemoteLogManager>,
     node: NodeConfig,
     // Short section: hand out the next id of the current block.
     producer_ids: Mutex<(i64, i64)>,
@@ -84,7 +90,10 @@ impl Broker {
             std::sync::atomic::Ordering::Relaxed,
         );
         let replicas = Arc::new(ReplicaManager::new(node_id, logs.clone()));
+        let remote = start_remote_log_manager(&node, &log_dirs, &clock, &metrics, &shutdown)?;
+        replicas.set_remote_log_manager(remote.clone());
         tokio::task::block_in_place(|| replicas.apply_image(&image, &node))?;
+        remote.recover_partitions(&replicas).await;
 
         let advertised = node.advertised_listener()?;
         let rack = Some(node.get("broker.rack"))
@@ -108,11 +117,13 @@ impl Broker {
             clock,
             shutdown: shutdown.clone(),
             metrics,
+            remote: remote.clone(),
             node,
             producer_ids: Mutex::new((0, 0)),
         });
         broker.follow_metadata();
         logs.start_background(shutdown);
+        remote.start(replicas.clone());
         Ok(broker)
     }
 
@@ -235,6 +246,7 @@ impl Broker {
                 .with_label_values(&[&topic])
                 .set(segments as i64);
         }
+        self.remote.sync_metrics();
         self.metrics.render()
     }
 
@@ -249,8 +261,42 @@ pub fn topic_log_config(node: &NodeConfig, image: &MetadataImage, topic: &str) -
     let node = effective_node_config(node, image);
     image
         .topic_by_name(topic)
-        .map(|t| t.config.log_config(&node))
+        .map(|t| t.config.log_config(&node).for_topic(topic))
         .unwrap_or_else(|| Default::default())
+}
+
+/// Builds the object store named by `remote.storage.uri` (default: `{first log dir}/remote`)
+/// and the remote log manager over it, with its chunk cache in `{first log dir}/remote-cache`.
+fn start_remote_log_manager(
+    node: &NodeConfig,
+    log_dirs: &[PathBuf],
+    clock: &SharedClock,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> Result<Arc<RemoteLogManager>, BrokerError> {
+    use strata_tiering::{RemoteStorage, StorageConfig};
+    let first = log_dirs
+        .first()
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from("."));
+    let storage = StorageConfig::parse(
+        node.get("remote.storage.uri"),
+        &first.join("remote"),
+        node.get("remote.storage.s3.endpoint"),
+        node.get("remote.storage.s3.region"),
+        node.get_bool("remote.storage.s3.path.style"),
+    )?
+    .build()?;
+    tracing::info!(store = %storage.describe(), "tiered storage");
+    let storage: Arc<dyn RemoteStorage> = Arc::new(storage);
+    Ok(RemoteLogManager::new(
+        storage,
+        first.join("remote-cache"),
+        RemoteLogManagerConfig::from_node(node),
+        clock.clone(),
+        metrics.tiering.clone(),
+        shutdown.clone(),
+    )?)
 }
 
 /// Checks `meta.properties` in `dir` against this node, writing it on first use. Returns the

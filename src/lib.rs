@@ -6,7 +6,8 @@
 //! - [`server`]: the listener, connections, framing, in-order responses, shutdown.
 //! - [`protocol`]: glue to the `kafka-protocol` crate, error codes, the record-batch header reader.
 //! - [`handlers`]: one file per Kafka API; the ApiVersions table is derived from their list.
-//! - [`replication`]: `ReplicaManager` and `Partition` — roles, high watermark, acks.
+//! - [`replication`]: `ReplicaManager` and `Partition` — roles, high watermark, acks — and the
+//!   `RemoteLogManager`, which wires tiered storage (the `strata-tiering` crate) into the broker.
 //! - [`log`]: the storage engine (`UnifiedLog`, segments, indexes, recovery, retention, cleaner).
 //! - [`controller`]: metadata records, the `MetadataImage`, and the decisions that change it.
 //! - [`broker`]: the node's parts wired together.

@@ -526,6 +526,9 @@ impl TopicConfig {
                 .unwrap_or(TimestampType::CreateTime),
             flush_policy,
             file_delete_delay_ms: i("file.delete.delay.ms"),
+            remote_storage_enable: s("remote.storage.enable") == "true",
+            local_retention_ms: i("local.retention.ms"),
+            local_retention_bytes: i("local.retention.bytes"),
         }
     }
 

@@ -1,4 +1,5 @@
-//! DeleteRecords: moves a partition's log start offset forward.
+//! DeleteRecords: moves a partition's log start offset forward, in the remote manifest of a
+//! tiered partition too.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
@@ -6,8 +7,9 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse, Resp
 use kafka_protocol::protocol::VersionRange;
 
 use super::{Reply, RequestContext};
+use crate::broker::Broker;
 use crate::model::{LeaderEpoch, Offset, TopicPartition};
-use crate::protocol::errors::{partition_error_code, unknown_topic_or_partition};
+use crate::protocol::errors::{partition_error_code, remote_log_error_code, unknown_topic_or_partition};
 
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 2 };
 
@@ -15,35 +17,41 @@ pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 2 };
 const TO_HIGH_WATERMARK: i64 = -1;
 
 pub fn handle(ctx: RequestContext, req: DeleteRecordsRequest) -> Reply {
-    let topics = req
-        .topics
-        .into_iter()
-        .map(|t| {
-            let partitions = t
-                .partitions
-                .into_iter()
-                .map(|p| {
-                    let r = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index).with_low_watermark(-1);
-                    let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
-                    let Some(partition) = ctx.broker.replicas.get(&tp) else {
-                        return r.with_error_code(unknown_topic_or_partition());
-                    };
-                    if let Err(e) = partition.check_leader(LeaderEpoch::UNKNOWN) {
-                        return r.with_error_code(partition_error_code(&e));
-                    }
-                    let hw = partition.high_watermark();
-                    let target = if p.offset == TO_HIGH_WATERMARK { hw } else { Offset(p.offset) };
-                    if target.0 < 0 || target > hw {
-                        return r.with_error_code(ResponseError::OffsetOutOfRange.code());
-                    }
-                    match partition.log().delete_records(target) {
-                        Ok(low) => r.with_low_watermark(low.0),
-                        Err(e) => r.with_error_code(crate::protocol::errors::log_error_code(&e)),
-                    }
-                })
-                .collect();
-            DeleteRecordsTopicResult::default().with_name(t.name).with_partitions(partitions)
-        })
-        .collect();
-    Reply::Now(ResponseKind::DeleteRecords(DeleteRecordsResponse::default().with_topics(topics)))
+    Reply::later(async move {
+        let mut topics = Vec::with_capacity(req.topics.len());
+        for t in req.topics {
+            let mut partitions = Vec::with_capacity(t.partitions.len());
+            for p in t.partitions {
+                let r = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index).with_low_watermark(-1);
+                let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
+                partitions.push(match delete(&ctx.broker, &tp, p.offset).await {
+                    Ok(low) => r.with_low_watermark(low.0),
+                    Err(code) => r.with_error_code(code),
+                });
+            }
+            topics.push(DeleteRecordsTopicResult::default().with_name(t.name).with_partitions(partitions));
+        }
+        ResponseKind::DeleteRecords(DeleteRecordsResponse::default().with_topics(topics))
+    })
+}
+
+/// Moves the log start offset of one partition; returns the new low watermark (the start of the
+/// whole log, remote part included) or a wire error code.
+async fn delete(broker: &Broker, tp: &TopicPartition, offset: i64) -> Result<Offset, i16> {
+    let Some(partition) = broker.replicas.get(tp) else {
+        return Err(unknown_topic_or_partition());
+    };
+    partition.check_leader(LeaderEpoch::UNKNOWN).map_err(|e| partition_error_code(&e))?;
+    let hw = partition.high_watermark();
+    let target = if offset == TO_HIGH_WATERMARK { hw } else { Offset(offset) };
+    if target.0 < 0 || target > hw {
+        return Err(ResponseError::OffsetOutOfRange.code());
+    }
+    // The remote start first: once the manifest says so, nothing below it is served, and the
+    // objects go at the next remote retention pass.
+    broker.remote.delete_records(&partition, target).await.map_err(|e| remote_log_error_code(&e))?;
+    if target > partition.log().log_start_offset() {
+        partition.log().delete_records(target).map_err(|e| crate::protocol::errors::log_error_code(&e))?;
+    }
+    Ok(broker.remote.log_start_offset(&partition))
 }

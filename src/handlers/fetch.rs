@@ -1,6 +1,10 @@
 //! Fetch: whole batches from each partition up to its high watermark, within the partition and
 //! response byte limits, long-polling until `min_bytes` have arrived or `max_wait_ms` has passed.
 //!
+//! Offsets below the local log start of a tiered partition are read from the remote log
+//! (`replication::remote_log_manager`); a failed remote read answers KAFKA_STORAGE_ERROR, which
+//! clients retry.
+//!
 //! Incremental fetch sessions (KIP-227) are declined: every response carries session id 0,
 //! which tells clients to keep sending full fetch requests.
 
@@ -14,8 +18,8 @@ use kafka_protocol::protocol::VersionRange;
 use super::{Reply, RequestContext};
 use crate::broker::Broker;
 use crate::model::{LeaderEpoch, Offset, TopicId, TopicPartition};
-use crate::protocol::errors::{partition_error_code, unknown_topic_id, unknown_topic_or_partition};
-use crate::replication::PartitionError;
+use crate::protocol::errors::{partition_error_code, remote_log_error_code, unknown_topic_id, unknown_topic_or_partition};
+use crate::replication::{Partition, PartitionError, RemoteLogError};
 
 pub const VERSIONS: VersionRange = VersionRange { min: 4, max: 18 };
 
@@ -82,21 +86,79 @@ async fn fetch(broker: &Broker, params: &FetchParams) -> FetchResponse {
     let mut data_version = broker.replicas.data_version();
     loop {
         data_version.borrow_and_update();
-        let (response, bytes, errors) = read_all(broker, params);
+        let (response, bytes, errors) = read_all(broker, params).await;
         if bytes >= params.min_bytes || errors || params.max_wait.is_zero() {
             return response;
         }
         tokio::select! {
             changed = data_version.changed() => if changed.is_err() { return response },
-            () = tokio::time::sleep_until(deadline) => return read_all(broker, params).0,
+            () = tokio::time::sleep_until(deadline) => return read_all(broker, params).await.0,
             () = broker.shutdown.cancelled() => return response,
         }
     }
 }
 
+/// Why one partition's read failed.
+enum ReadError {
+    Partition(PartitionError),
+    Remote(RemoteLogError),
+}
+
+impl From<PartitionError> for ReadError {
+    fn from(e: PartitionError) -> Self {
+        ReadError::Partition(e)
+    }
+}
+
+/// Reads one partition: from the local log, or from the remote log below the local log start.
+/// Returns (records, high watermark, log start offset of the whole log).
+async fn read_partition(
+    broker: &Broker,
+    partition: &Partition,
+    p: &PartitionParams,
+    budget: usize,
+    first: bool,
+) -> Result<(bytes::Bytes, Offset, Offset), ReadError> {
+    partition.check_leader(p.current_leader_epoch)?;
+    let log = partition.log();
+    let remote = &broker.remote;
+    let hw = partition.high_watermark();
+    let (local_start, end) = (log.log_start_offset(), log.log_end_offset());
+    let start = if p.fetch_offset < local_start {
+        remote.log_start_offset_loaded(partition).await.map_err(ReadError::Remote)?
+    } else {
+        remote.log_start_offset(partition)
+    };
+    if p.fetch_offset < start || p.fetch_offset > end {
+        return Err(ReadError::Partition(PartitionError::Log(crate::log::LogError::OffsetOutOfRange {
+            offset: p.fetch_offset,
+            log_start_offset: start,
+            log_end_offset: end,
+        })));
+    }
+    if p.fetch_offset >= hw || budget == 0 {
+        return Ok((bytes::Bytes::new(), hw, start));
+    }
+    if p.fetch_offset < local_start {
+        // Tiered: below the local log start, the remote log serves it.
+        match remote.read(partition, p.fetch_offset, budget, first).await.map_err(ReadError::Remote)? {
+            Some(info) => return Ok((info.records, hw, start)),
+            // Not in the remote log either (a gap left by retention): continue at the local start.
+            None => {
+                let info = partition.read_committed(local_start, budget, first)?;
+                return Ok((info.records, hw, start));
+            }
+        }
+    }
+    // The first partition with data may exceed the limits by one batch, so a consumer always
+    // makes progress (KIP-74).
+    let info = partition.read_committed(p.fetch_offset, budget, first)?;
+    Ok((info.records, hw, start))
+}
+
 /// One pass over every requested partition. Returns the response, the record bytes in it, and
 /// whether any partition carried an error (which answers at once, as Kafka does).
-fn read_all(broker: &Broker, params: &FetchParams) -> (FetchResponse, usize, bool) {
+async fn read_all(broker: &Broker, params: &FetchParams) -> (FetchResponse, usize, bool) {
     let mut total = 0usize;
     let mut any_error = false;
     let mut responses = Vec::with_capacity(params.topics.len());
@@ -115,25 +177,7 @@ fn read_all(broker: &Broker, params: &FetchParams) -> (FetchResponse, usize, boo
                 continue;
             };
             let budget = p.max_bytes.min(params.max_bytes.saturating_sub(total));
-            let result = partition.check_leader(p.current_leader_epoch).and_then(|_| {
-                let log = partition.log();
-                let hw = partition.high_watermark();
-                let (start, end) = (log.log_start_offset(), log.log_end_offset());
-                if p.fetch_offset < start || p.fetch_offset > end {
-                    return Err(PartitionError::Log(crate::log::LogError::OffsetOutOfRange {
-                        offset: p.fetch_offset,
-                        log_start_offset: start,
-                        log_end_offset: end,
-                    }));
-                }
-                if p.fetch_offset >= hw || budget == 0 {
-                    return Ok((bytes::Bytes::new(), hw, start));
-                }
-                // The first partition with data may exceed the limits by one batch, so a
-                // consumer always makes progress (KIP-74).
-                let info = partition.read_committed(p.fetch_offset, budget, total == 0)?;
-                Ok((info.records, hw, info.log_start_offset))
-            });
+            let result = read_partition(broker, &partition, p, budget, total == 0).await;
             match result {
                 Ok((records, hw, log_start)) => {
                     total += records.len();
@@ -150,13 +194,23 @@ fn read_all(broker: &Broker, params: &FetchParams) -> (FetchResponse, usize, boo
                 }
                 Err(e) => {
                     any_error = true;
-                    if !matches!(e, PartitionError::Log(crate::log::LogError::OffsetOutOfRange { .. })) {
-                        tracing::debug!(partition = %partition.tp, error = %e, "fetch refused");
-                    }
+                    let code = match &e {
+                        ReadError::Partition(e) => {
+                            if !matches!(e, PartitionError::Log(crate::log::LogError::OffsetOutOfRange { .. })) {
+                                tracing::debug!(partition = %partition.tp, error = %e, "fetch refused");
+                            }
+                            partition_error_code(e)
+                        }
+                        ReadError::Remote(e) => {
+                            broker.remote.record_fetch_error();
+                            tracing::warn!(partition = %partition.tp, offset = %p.fetch_offset, error = %e, "remote fetch failed");
+                            remote_log_error_code(e)
+                        }
+                    };
                     out.push(
-                        data.with_error_code(partition_error_code(&e))
+                        data.with_error_code(code)
                             .with_high_watermark(partition.high_watermark().0)
-                            .with_log_start_offset(if params.version >= 5 { partition.log().log_start_offset().0 } else { -1 }),
+                            .with_log_start_offset(if params.version >= 5 { broker.remote.log_start_offset(&partition).0 } else { -1 }),
                     );
                 }
             }

@@ -258,6 +258,35 @@ impl LocalLog {
         self.rebuild_producer_state()
     }
 
+    /// See [`UnifiedLog::truncate_fully_and_start_at`](super::UnifiedLog::truncate_fully_and_start_at).
+    pub(crate) fn truncate_fully_and_start_at(&mut self, offset: i64, now_ms: i64) -> Result<()> {
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        for b in bases {
+            if let Some(seg) = self.segments.remove(&b) {
+                seg.delete_files()?;
+            }
+        }
+        let seg = LogSegment::create(
+            &self.dir,
+            offset,
+            self.config.segment_index_bytes,
+            self.config.index_interval_bytes,
+            now_ms,
+        )?;
+        self.segments.insert(offset, seg);
+        self.unflushed_files.clear();
+        self.log_start_offset = offset;
+        self.recovery_point = offset;
+        self.truncations += 1;
+        self.producers.clear();
+        producer_state::delete_snapshots_after(&self.dir, -1);
+        self.epoch_cache.clear();
+        self.epoch_cache.persist()?;
+        checkpoint::sync_dir(&self.dir)?;
+        self.dir_dirty = false;
+        self.checkpoint()
+    }
+
     /// Files to fsync to make everything written so far durable, and the offset they cover.
     pub(crate) fn flush_targets(&mut self) -> (Vec<Arc<SegmentFile>>, bool, i64, u64) {
         let mut files = std::mem::take(&mut self.unflushed_files);

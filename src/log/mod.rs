@@ -84,6 +84,47 @@ pub struct LogConfig {
     pub flush_policy: FlushPolicy,
     /// `file.delete.delay.ms`
     pub file_delete_delay_ms: i64,
+    /// `remote.storage.enable`: sealed segments are uploaded to object storage, and the local
+    /// log is bounded by `local.retention.*` instead of `retention.*` (which then bound the
+    /// whole log, remote part included). Never set for internal (`__`) or compacted topics.
+    pub remote_storage_enable: bool,
+    /// `local.retention.ms`; -2 means the same as `retention.ms`.
+    pub local_retention_ms: i64,
+    /// `local.retention.bytes`; -2 means the same as `retention.bytes`.
+    pub local_retention_bytes: i64,
+}
+
+/// `local.retention.*`: "the same as the total retention".
+pub const LOCAL_RETENTION_SAME_AS_TOTAL: i64 = -2;
+
+impl LogConfig {
+    /// The retention bounds of the local log: `local.retention.*` for tiered topics (-2 falls
+    /// back to the total), `retention.*` otherwise.
+    pub fn local_retention(&self) -> (i64, i64) {
+        if !self.remote_storage_enable {
+            return (self.retention_ms, self.retention_bytes);
+        }
+        let pick = |local: i64, total: i64| {
+            if local == LOCAL_RETENTION_SAME_AS_TOTAL {
+                total
+            } else {
+                local
+            }
+        };
+        (
+            pick(self.local_retention_ms, self.retention_ms),
+            pick(self.local_retention_bytes, self.retention_bytes),
+        )
+    }
+
+    /// Applies the topic-name rules: internal topics (`__consumer_offsets`, ...) and compacted
+    /// topics are never tiered (Kafka refuses remote storage for compacted topics).
+    pub fn for_topic(mut self, topic: &str) -> LogConfig {
+        if topic.starts_with("__") || self.cleanup_policy.compacts() {
+            self.remote_storage_enable = false;
+        }
+        self
+    }
 }
 
 impl Default for LogConfig {
@@ -103,6 +144,9 @@ impl Default for LogConfig {
             timestamp_type: TimestampType::CreateTime,
             flush_policy: FlushPolicy::GroupCommit,
             file_delete_delay_ms: 60_000,
+            remote_storage_enable: false,
+            local_retention_ms: LOCAL_RETENTION_SAME_AS_TOTAL,
+            local_retention_bytes: LOCAL_RETENTION_SAME_AS_TOTAL,
         }
     }
 }
@@ -226,4 +270,4 @@ mod unified_log;
 
 pub use cleaner::{CleanerStats, LogCleaner};
 pub use manager::LogManager;
-pub use unified_log::{RetentionGuard, UnifiedLog};
+pub use unified_log::{RetentionGuard, SealedSegmentInfo, UnifiedLog};

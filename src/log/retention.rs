@@ -8,6 +8,11 @@
 //! - `cleanup.policy` includes `delete` and without it the log would still be at least
 //!   `retention.bytes` long.
 //!
+//! For a tiered topic (`remote.storage.enable`) the bounds are `local.retention.ms/bytes`
+//! ([`LogConfig::local_retention`](super::LogConfig::local_retention)) and the retention guard
+//! holds back every segment not yet in the remote manifest; `retention.*` then bound the whole
+//! log and are enforced on the remote part by tiering.
+//!
 //! Deletion walks from the oldest segment and stops at the first that is not deletable, so the
 //! log stays a contiguous suffix (as Kafka's `deletableSegments`).
 
@@ -17,6 +22,7 @@ use super::local_log::LocalLog;
 pub(crate) fn deletable_segments(log: &LocalLog, now_ms: i64) -> Vec<(i64, i64)> {
     let cfg = &log.config;
     let deletes = cfg.cleanup_policy.deletes();
+    let (retention_ms, retention_bytes) = cfg.local_retention();
     let mut remaining = log.size_bytes() as i64;
     let mut out = Vec::new();
     let closed = log.segments.len().saturating_sub(1);
@@ -29,10 +35,9 @@ pub(crate) fn deletable_segments(log: &LocalLog, now_ms: i64) -> Vec<(i64, i64)>
         } else {
             seg.created_ms
         };
-        let by_time = deletes && cfg.retention_ms >= 0 && now_ms - newest > cfg.retention_ms;
-        let by_size = deletes
-            && cfg.retention_bytes >= 0
-            && remaining - seg.size as i64 >= cfg.retention_bytes;
+        let by_time = deletes && retention_ms >= 0 && now_ms - newest > retention_ms;
+        let by_size =
+            deletes && retention_bytes >= 0 && remaining - seg.size as i64 >= retention_bytes;
         if !(below_start || by_time || by_size) {
             break;
         }

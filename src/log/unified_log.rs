@@ -41,6 +41,25 @@ use crate::protocol::record_batch::{self, validate_batch, BatchError, BatchHeade
 /// a segment until it is uploaded). Arguments: base offset and last offset of the segment.
 pub type RetentionGuard = Arc<dyn Fn(Offset, Offset) -> bool + Send + Sync>;
 
+/// A closed segment as tiered storage sees it: its files and what they hold. The files stay
+/// while retention's guard holds the segment back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedSegmentInfo {
+    pub base_offset: Offset,
+    /// The last offset in the segment (inclusive).
+    pub last_offset: Offset,
+    pub max_timestamp_ms: i64,
+    pub size_bytes: u64,
+    pub log_path: PathBuf,
+    pub index_path: PathBuf,
+    pub time_index_path: PathBuf,
+    /// The producer-state snapshot taken when the segment rolled (`{next offset}.snapshot`), if
+    /// it is still on disk.
+    pub producer_snapshot_path: Option<PathBuf>,
+    /// Leader-epoch cache entries `(epoch, start offset)` covering the segment.
+    pub leader_epochs: Vec<(LeaderEpoch, Offset)>,
+}
+
 /// A partition's log: its segments, indexes, checkpoints and producer state.
 pub struct UnifiedLog {
     dir: PathBuf,
@@ -691,6 +710,55 @@ impl UnifiedLog {
     /// Base offsets of the segments, oldest first.
     pub fn segment_base_offsets(&self) -> Vec<Offset> {
         self.lock().segments.keys().map(|&b| Offset(b)).collect()
+    }
+
+    /// The closed (rolled) non-empty segments, oldest first; never the active one.
+    pub fn sealed_segments(&self) -> Vec<SealedSegmentInfo> {
+        let st = self.lock();
+        let closed = st.segments.len().saturating_sub(1);
+        let epochs = st.epoch_cache.entries();
+        st.segments
+            .values()
+            .take(closed)
+            .filter(|seg| seg.size > 0)
+            .map(|seg| {
+                let (base, next) = (seg.base_offset, seg.next_offset);
+                let first = epochs.iter().rposition(|&(_, o)| o <= base).unwrap_or(0);
+                let leader_epochs = epochs
+                    .iter()
+                    .skip(first)
+                    .filter(|&&(_, o)| o < next)
+                    .map(|&(e, o)| (LeaderEpoch(e), Offset(o)))
+                    .collect();
+                let snapshot = super::producer_state::snapshot_path(&self.dir, next);
+                SealedSegmentInfo {
+                    base_offset: Offset(base),
+                    last_offset: Offset(next - 1),
+                    max_timestamp_ms: if seg.max_timestamp >= 0 {
+                        seg.max_timestamp
+                    } else {
+                        seg.created_ms
+                    },
+                    size_bytes: seg.size,
+                    log_path: seg.path().to_path_buf(),
+                    index_path: super::segment::index_path(&self.dir, base),
+                    time_index_path: super::segment::time_index_path(&self.dir, base),
+                    producer_snapshot_path: snapshot.exists().then_some(snapshot),
+                    leader_epochs,
+                }
+            })
+            .collect()
+    }
+
+    /// Deletes every segment and starts the log afresh, empty, at `offset` (Kafka's
+    /// `truncateFullyAndStartAt`): a replica whose local data was lost resumes after the end of
+    /// its remote log. Producer state and leader epochs start empty.
+    pub fn truncate_fully_and_start_at(&self, offset: Offset) -> Result<()> {
+        let mut st = self.lock_open()?;
+        let now = self.clock.now_ms();
+        st.truncate_fully_and_start_at(offset.0, now)?;
+        self.durable.store(offset.0, Ordering::SeqCst);
+        Ok(())
     }
 
     /// Rolls the active segment now if it holds data (tests, tools and tiering use it).

@@ -4,7 +4,7 @@ use kafka_protocol::error::ResponseError as E;
 
 use crate::controller::ControllerError;
 use crate::log::LogError;
-use crate::replication::PartitionError;
+use crate::replication::{PartitionError, RemoteLogError};
 
 pub const NONE: i16 = 0;
 
@@ -32,6 +32,16 @@ pub fn partition_error_code(e: &PartitionError) -> i16 {
         PartitionError::UnknownLeaderEpoch { .. } => E::UnknownLeaderEpoch.code(),
         PartitionError::NotEnoughReplicas { .. } => E::NotEnoughReplicas.code(),
         PartitionError::Log(l) => log_error_code(l),
+    }
+}
+
+/// Remote reads and remote steps: every failure is retriable for the client (Kafka answers
+/// KAFKA_STORAGE_ERROR for a failed remote fetch); corrupt data is never served.
+pub fn remote_log_error_code(e: &RemoteLogError) -> i16 {
+    match e {
+        RemoteLogError::Storage { .. }
+        | RemoteLogError::CorruptBatch { .. }
+        | RemoteLogError::NotLoaded { .. } => E::KafkaStorageError.code(),
     }
 }
 

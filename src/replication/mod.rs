@@ -5,13 +5,15 @@
 //! arrive with ISR replication.
 
 pub mod partition;
+pub mod remote_log_manager;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use tokio::sync::watch;
 
 pub use partition::{Partition, PartitionError, PartitionState};
+pub use remote_log_manager::{RemoteLogError, RemoteLogManager, RemoteLogManagerConfig};
 
 use crate::config::NodeConfig;
 use crate::controller::MetadataImage;
@@ -26,6 +28,8 @@ pub struct ReplicaManager {
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     data_version: Arc<watch::Sender<u64>>,
     applied_offset: watch::Sender<u64>,
+    /// Tiered storage, when the broker runs it: told of partitions created and topics deleted.
+    remote: OnceLock<Arc<RemoteLogManager>>,
 }
 
 impl ReplicaManager {
@@ -38,7 +42,17 @@ impl ReplicaManager {
             partitions: RwLock::new(HashMap::new()),
             data_version: Arc::new(data_version),
             applied_offset,
+            remote: OnceLock::new(),
         }
+    }
+
+    /// Hooks tiered storage in; set once, before the first image is applied.
+    pub fn set_remote_log_manager(&self, remote: Arc<RemoteLogManager>) {
+        let _ = self.remote.set(remote);
+    }
+
+    pub fn remote_log_manager(&self) -> Option<&Arc<RemoteLogManager>> {
+        self.remote.get()
     }
 
     pub fn logs(&self) -> &Arc<LogManager> {
@@ -76,7 +90,7 @@ impl ReplicaManager {
             (TopicId, PartitionState, crate::log::LogConfig, usize),
         > = HashMap::new();
         for topic in image.topics.values() {
-            let log_config = topic.config.log_config(&node);
+            let log_config = topic.config.log_config(&node).for_topic(&topic.name);
             let min_isr = topic
                 .config
                 .effective("min.insync.replicas", &node)
@@ -117,6 +131,11 @@ impl ReplicaManager {
                     m.remove(tp);
                 }
                 self.logs.delete(tp)?;
+                if image.topic(&p.topic_id).is_none() {
+                    if let Some(r) = self.remote.get() {
+                        r.on_topic_deleted(tp, p.topic_id);
+                    }
+                }
                 tracing::info!(partition = %tp, "deleted partition replica");
             }
         }
@@ -146,6 +165,9 @@ impl ReplicaManager {
                 min_isr,
                 self.data_version.clone(),
             ));
+            if let Some(r) = self.remote.get() {
+                r.on_partition_created(&partition);
+            }
             if let Ok(mut m) = self.partitions.write() {
                 m.insert(tp, partition);
             }

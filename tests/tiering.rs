@@ -1,0 +1,517 @@
+//! Tiered storage end to end, through the wire protocol against an in-process broker with the
+//! local-directory store: segments go up, local retention keeps the partition small, old offsets
+//! come back from remote with their content, across restarts and the loss of the local data;
+//! remote retention, DeleteRecords and topic deletion reach the remote data; a store that is
+//! down or returns corrupt data costs a retriable error, never the broker.
+//! (`tests/compat/test_tiering.py` runs the real-client suite against S3 via moto.)
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{batch, decode, TestBroker};
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    CreateTopicsRequest, DeleteRecordsRequest, DeleteTopicsRequest, FetchRequest,
+    ListOffsetsRequest, ProduceRequest,
+};
+use kafka_protocol::records::Compression;
+use strata::admin::KafkaClient;
+use strata::model::TopicPartition;
+use strata::protocol::{str_bytes, topic_name};
+
+const RECORDS_PER_BATCH: usize = 10;
+
+fn tiering_sets(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+    let mut v = vec![
+        ("remote.log.manager.task.interval.ms", "50"),
+        ("remote.orphan.grace.ms", "0"),
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+async fn create_topic(c: &mut KafkaClient, name: &str, configs: &[(&str, &str)]) {
+    let topic = CreatableTopic::default()
+        .with_name(topic_name(name))
+        .with_num_partitions(1)
+        .with_replication_factor(1)
+        .with_configs(
+            configs
+                .iter()
+                .map(|(k, v)| {
+                    CreatableTopicConfig::default()
+                        .with_name(str_bytes(*k))
+                        .with_value(Some(str_bytes(*v)))
+                })
+                .collect(),
+        );
+    let resp = c
+        .send(&CreateTopicsRequest::default().with_topics(vec![topic]), 7)
+        .await
+        .expect("create");
+    assert_eq!(
+        resp.topics[0].error_code, 0,
+        "{:?}",
+        resp.topics[0].error_message
+    );
+}
+
+fn value_for(offset: i64) -> String {
+    format!(
+        "record-{offset:08}-{}",
+        "x".repeat(200 + (offset % 50) as usize)
+    )
+}
+
+/// Produces `batches` batches; returns the next offset.
+async fn produce(c: &mut KafkaClient, topic: &str, first_offset: i64, batches: usize) -> i64 {
+    let mut next = first_offset;
+    for _ in 0..batches {
+        let values: Vec<String> = (0..RECORDS_PER_BATCH as i64)
+            .map(|i| value_for(next + i))
+            .collect();
+        let recs: Vec<common::TestRecord> = values
+            .iter()
+            .map(|v| (Some("k"), Some(v.clone()), vec![]))
+            .collect();
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(topic_name(topic))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(batch(&recs, Compression::None)))])]);
+        let resp = c.send(&req, 9).await.expect("produce");
+        let p = &resp.responses[0].partition_responses[0];
+        assert_eq!(p.error_code, 0);
+        assert_eq!(p.base_offset, next);
+        next += RECORDS_PER_BATCH as i64;
+    }
+    next
+}
+
+async fn fetch_once(
+    c: &mut KafkaClient,
+    topic: &str,
+    offset: i64,
+    max_bytes: i32,
+) -> (i16, Bytes, i64) {
+    let req = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(max_bytes)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name(topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(max_bytes)])]);
+    let resp = c.send(&req, 12).await.expect("fetch");
+    let p = &resp.responses[0].partitions[0];
+    (
+        p.error_code,
+        p.records.clone().unwrap_or_default(),
+        p.log_start_offset,
+    )
+}
+
+/// Reads `[from, to)` and checks every record's offset and value.
+async fn read_all_checked(c: &mut KafkaClient, topic: &str, from: i64, to: i64) {
+    let mut next = from;
+    while next < to {
+        let (err, records, _) = fetch_once(c, topic, next, 64 * 1024).await;
+        assert_eq!(err, 0, "fetch at {next}");
+        let recs = decode(records);
+        assert!(!recs.is_empty(), "no records at {next}");
+        for r in recs {
+            if r.offset < next {
+                continue;
+            }
+            assert_eq!(r.offset, next, "offsets in order");
+            assert_eq!(
+                r.value.as_deref(),
+                Some(value_for(next).as_bytes()),
+                "content of {next}"
+            );
+            next += 1;
+        }
+    }
+}
+
+async fn list_offset(c: &mut KafkaClient, topic: &str, timestamp: i64) -> (i16, i64) {
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(timestamp)])]);
+    let resp = c.send(&req, 8).await.expect("list offsets");
+    let p = &resp.topics[0].partitions[0];
+    (p.error_code, p.offset)
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn files_under(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p, ext));
+        } else if p.extension().is_some_and(|x| x == ext) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Bytes of segment data (`.log` files) in a partition directory; index files are preallocated
+/// for the active segment, so their length says nothing about retention.
+fn log_bytes(dir: &Path) -> u64 {
+    files_under(dir, "log")
+        .iter()
+        .filter_map(|p| p.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+const TOPIC_CONFIGS: &[(&str, &str)] = &[
+    ("segment.bytes", "16384"),
+    ("local.retention.bytes", "32768"),
+    ("retention.ms", "-1"),
+];
+
+fn remote_end(b: &TestBroker, topic: &str) -> i64 {
+    b.broker
+        .remote
+        .manifest(&TopicPartition::new(topic, 0))
+        .and_then(|m| m.end_offset())
+        .unwrap_or(-1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_offsets_come_back_from_remote_across_restarts_and_lost_disks() {
+    let b = TestBroker::start(&tiering_sets(&[])).await;
+    let mut c = KafkaClient::connect(&b.bootstrap()).await.expect("connect");
+    create_topic(&mut c, "tiered", TOPIC_CONFIGS).await;
+    let end = produce(&mut c, "tiered", 0, 200).await; // ~500 KB, ~30 segments
+    let part_dir = b.dir.path().join("data").join("tiered-0");
+    let remote_dir = b.dir.path().join("data").join("remote");
+    // Everything sealed goes up and local retention trims the partition to its bound.
+    wait_for(
+        "uploads and local retention",
+        Duration::from_secs(30),
+        || {
+            let log = b
+                .broker
+                .replicas
+                .get(&TopicPartition::new("tiered", 0))
+                .expect("partition")
+                .log()
+                .clone();
+            let sealed_end = log
+                .sealed_segments()
+                .last()
+                .map(|s| s.last_offset.0)
+                .unwrap_or(-1);
+            remote_end(&b, "tiered") >= sealed_end && log.size_bytes() <= 32768 + 16384
+        },
+    )
+    .await;
+    let logs = files_under(&remote_dir, "log");
+    assert!(logs.len() >= 25, "{} remote segments", logs.len());
+    for ext in ["index", "timeindex", "epochs"] {
+        assert_eq!(
+            files_under(&remote_dir, ext).len(),
+            logs.len(),
+            "{ext} objects"
+        );
+    }
+    assert!(files_under(&remote_dir, "json").len() == 1, "one manifest");
+    assert!(
+        log_bytes(&part_dir) <= 32768 + 16384,
+        "partition dir holds {} bytes of segments",
+        log_bytes(&part_dir)
+    );
+    // The whole log is visible: earliest is 0, earliest-local is past it.
+    assert_eq!(list_offset(&mut c, "tiered", -2).await, (0, 0));
+    let (_, local_start) = list_offset(&mut c, "tiered", -4).await;
+    assert!(local_start > 0);
+    // By time: the records carry timestamps 1_700_000_000_000 + i within each batch.
+    assert_eq!(
+        list_offset(&mut c, "tiered", 1_700_000_000_005).await,
+        (0, 5)
+    );
+    read_all_checked(&mut c, "tiered", 0, end).await;
+    // A fetch into the middle of a remote segment starts at the batch holding the offset.
+    read_all_checked(&mut c, "tiered", 123, 140).await;
+    let m = b.broker.metrics.tiering.clone();
+    assert!(m.uploaded_segments.get() >= 25 && m.upload_bytes.get() > 400_000);
+    assert!(m.remote_fetch_bytes.get() > 0);
+    b.broker.remote.sync_metrics();
+    assert!(m.cache_misses.get() > 0);
+    drop(c);
+
+    // Restart: the manifest is read back; nothing is uploaded twice.
+    let remote_before = files_under(&remote_dir, "log").len();
+    let dir = b.stop().await;
+    let b = TestBroker::start_in(dir, &tiering_sets(&[])).await;
+    let mut c = KafkaClient::connect(&b.bootstrap()).await.expect("connect");
+    read_all_checked(&mut c, "tiered", 0, end).await;
+    let end2 = produce(&mut c, "tiered", end, 20).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let remote_after: Vec<PathBuf> = files_under(&remote_dir, "log");
+    let bases: std::collections::BTreeSet<String> = remote_after
+        .iter()
+        .map(|p| p.file_name().and_then(|n| n.to_str()).unwrap_or("")[..20].to_string())
+        .collect();
+    assert_eq!(
+        bases.len(),
+        remote_after.len(),
+        "a base offset uploaded twice"
+    );
+    assert!(remote_after.len() >= remote_before);
+    drop(c);
+
+    // The local disk is lost: the partition comes back with its remote log, and new writes
+    // continue after the remote end.
+    wait_for(
+        "the new segments to upload",
+        Duration::from_secs(20),
+        || {
+            let log = b
+                .broker
+                .replicas
+                .get(&TopicPartition::new("tiered", 0))
+                .expect("partition")
+                .log()
+                .clone();
+            remote_end(&b, "tiered")
+                >= log
+                    .sealed_segments()
+                    .last()
+                    .map(|s| s.last_offset.0)
+                    .unwrap_or(-1)
+        },
+    )
+    .await;
+    let uploaded_end = remote_end(&b, "tiered");
+    let dir = b.stop().await;
+    std::fs::remove_dir_all(dir.path().join("data").join("tiered-0")).expect("lose the disk");
+    let b = TestBroker::start_in(dir, &tiering_sets(&[])).await;
+    let mut c = KafkaClient::connect(&b.bootstrap()).await.expect("connect");
+    assert_eq!(
+        list_offset(&mut c, "tiered", -1).await,
+        (0, uploaded_end + 1)
+    );
+    assert_eq!(list_offset(&mut c, "tiered", -2).await, (0, 0));
+    let first_new = uploaded_end + 1;
+    let req_end = produce(&mut c, "tiered", first_new, 5).await;
+    read_all_checked(&mut c, "tiered", 0, uploaded_end + 1).await;
+    let (err, records, _) = fetch_once(&mut c, "tiered", first_new, 1 << 20).await;
+    assert_eq!(err, 0);
+    assert_eq!(decode(records).first().map(|r| r.offset), Some(first_new));
+    assert!(req_end > end2 - 200);
+    drop(c);
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_delete_records_and_topic_deletion_reach_remote_data() {
+    let b = TestBroker::start(&tiering_sets(&[])).await;
+    let mut c = KafkaClient::connect(&b.bootstrap()).await.expect("connect");
+    create_topic(&mut c, "expiring", TOPIC_CONFIGS).await;
+    let end = produce(&mut c, "expiring", 0, 100).await;
+    wait_for("uploads", Duration::from_secs(30), || {
+        remote_end(&b, "expiring") > end / 2
+    })
+    .await;
+    let remote_dir = b.dir.path().join("data").join("remote");
+
+    // DeleteRecords below the local start moves the remote start.
+    let req = DeleteRecordsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![DeleteRecordsTopic::default()
+            .with_name(topic_name("expiring"))
+            .with_partitions(vec![DeleteRecordsPartition::default()
+                .with_partition_index(0)
+                .with_offset(105)])]);
+    let resp = c.send(&req, 2).await.expect("delete records");
+    let p = &resp.topics[0].partitions[0];
+    assert_eq!((p.error_code, p.low_watermark), (0, 105));
+    assert_eq!(list_offset(&mut c, "expiring", -2).await, (0, 105));
+    let (err, _, _) = fetch_once(&mut c, "expiring", 50, 1 << 20).await;
+    assert_eq!(err, 1, "OFFSET_OUT_OF_RANGE below the new start");
+    read_all_checked(&mut c, "expiring", 105, end).await;
+    wait_for(
+        "remote segments below the start to go",
+        Duration::from_secs(10),
+        || {
+            b.broker
+                .remote
+                .manifest(&TopicPartition::new("expiring", 0))
+                .is_some_and(|m| m.segments.iter().all(|s| s.end_offset >= 105))
+        },
+    )
+    .await;
+
+    // Total retention by size expires remote segments too.
+    let req = kafka_protocol::messages::IncrementalAlterConfigsRequest::default()
+        .with_resources(vec![
+        kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource::default(
+        )
+        .with_resource_type(2)
+        .with_resource_name(str_bytes("expiring"))
+        .with_configs(vec![
+            kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig::default()
+                .with_name(str_bytes("retention.bytes"))
+                .with_config_operation(0)
+                .with_value(Some(str_bytes("65536"))),
+        ]),
+    ]);
+    let resp = c.send(&req, 1).await.expect("alter");
+    assert_eq!(resp.responses[0].error_code, 0);
+    wait_for("remote retention", Duration::from_secs(10), || {
+        b.broker
+            .remote
+            .manifest(&TopicPartition::new("expiring", 0))
+            .is_some_and(|m| m.live_bytes() <= 65536)
+    })
+    .await;
+    let (_, earliest) = list_offset(&mut c, "expiring", -2).await;
+    assert!(earliest > 105);
+    read_all_checked(&mut c, "expiring", earliest, end).await;
+    assert!(b.broker.metrics.tiering.remote_deleted_segments.get() > 0);
+
+    // Topic deletion removes every object of the partition.
+    let prefix_exists = || {
+        std::fs::read_dir(&remote_dir)
+            .map(|rd| {
+                rd.flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with("expiring-"))
+            })
+            .unwrap_or(false)
+    };
+    assert!(prefix_exists());
+    let req = DeleteTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topic_names(vec![topic_name("expiring")]);
+    let resp = c.send(&req, 4).await.expect("delete topic");
+    assert_eq!(resp.responses[0].error_code, 0);
+    wait_for(
+        "remote data of the deleted topic to go",
+        Duration::from_secs(10),
+        || files_under(&remote_dir, "log").is_empty(),
+    )
+    .await;
+    drop(c);
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_store_keeps_local_segments_and_corrupt_remote_data_is_never_served() {
+    // Nothing listens on port 1: every store call fails fast.
+    let b = TestBroker::start(&tiering_sets(&[
+        ("remote.storage.uri", "s3://nowhere/p"),
+        ("remote.storage.s3.endpoint", "http://127.0.0.1:1"),
+        ("remote.storage.s3.path.style", "true"),
+    ]))
+    .await;
+    let mut c = KafkaClient::connect(&b.bootstrap()).await.expect("connect");
+    create_topic(&mut c, "stuck", TOPIC_CONFIGS).await;
+    let end = produce(&mut c, "stuck", 0, 60).await;
+    wait_for("upload errors", Duration::from_secs(30), || {
+        b.broker.metrics.tiering.upload_errors.get() > 0
+    })
+    .await;
+    let log = b
+        .broker
+        .replicas
+        .get(&TopicPartition::new("stuck", 0))
+        .expect("partition")
+        .log()
+        .clone();
+    log.delete_old_segments().expect("retention");
+    assert_eq!(
+        log.log_start_offset().0,
+        0,
+        "nothing deleted locally while nothing is uploaded"
+    );
+    read_all_checked(&mut c, "stuck", 0, end).await;
+    drop(c);
+    b.stop().await;
+
+    // Local store; tier, restart (empty cache), then damage one remote segment.
+    let b = TestBroker::start(&tiering_sets(&[])).await;
+    let mut c = KafkaClient::connect(&b.bootstrap()).await.expect("connect");
+    create_topic(&mut c, "damaged", TOPIC_CONFIGS).await;
+    let end = produce(&mut c, "damaged", 0, 100).await;
+    wait_for("local retention", Duration::from_secs(30), || {
+        b.broker
+            .replicas
+            .get(&TopicPartition::new("damaged", 0))
+            .is_some_and(|p| p.log().log_start_offset().0 > 100)
+    })
+    .await;
+    drop(c);
+    let dir = b.stop().await;
+    let remote_dir = dir.path().join("data").join("remote");
+    let mut logs = files_under(&remote_dir, "log");
+    logs.sort();
+    let first = logs.first().expect("a remote segment").clone();
+    let mut data = std::fs::read(&first).expect("read");
+    let mid = data.len() / 2;
+    data[mid] ^= 0xff;
+    std::fs::write(&first, &data).expect("write");
+    let b = TestBroker::start_in(dir, &tiering_sets(&[])).await;
+    let mut c = KafkaClient::connect(&b.bootstrap()).await.expect("connect");
+    let mut saw_storage_error = false;
+    let mut next = 0;
+    while next < 100 {
+        let (err, records, _) = fetch_once(&mut c, "damaged", next, 4096).await;
+        if err == 56 {
+            saw_storage_error = true;
+            break;
+        }
+        assert_eq!(err, 0);
+        let recs = decode(records);
+        for r in &recs {
+            assert_eq!(
+                r.value.as_deref(),
+                Some(value_for(r.offset).as_bytes()),
+                "a damaged record was served"
+            );
+        }
+        next = recs.last().map(|r| r.offset + 1).unwrap_or(next + 1);
+    }
+    assert!(
+        saw_storage_error,
+        "KAFKA_STORAGE_ERROR for the damaged batch"
+    );
+    assert!(b.broker.metrics.tiering.remote_fetch_errors.get() > 0);
+    // The broker is still up and serves the undamaged rest.
+    let (_, local_start) = list_offset(&mut c, "damaged", -4).await;
+    read_all_checked(&mut c, "damaged", local_start, end).await;
+    drop(c);
+    b.stop().await;
+}
