@@ -376,8 +376,8 @@ async fn retention_delete_records_and_topic_deletion_reach_remote_data() {
     .await;
 
     // Total retention by size expires remote segments too.
-    let req = kafka_protocol::messages::IncrementalAlterConfigsRequest::default()
-        .with_resources(vec![
+    let req =
+        kafka_protocol::messages::IncrementalAlterConfigsRequest::default().with_resources(vec![
         kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource::default(
         )
         .with_resource_type(2)

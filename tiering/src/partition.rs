@@ -187,7 +187,7 @@ impl RemotePartition {
                 return Ok(UploadOutcome { meta, bytes: 0 });
             }
         }
-        let mut meta = RemoteLogSegmentMetadata {
+        let meta = RemoteLogSegmentMetadata {
             segment_id: Uuid::new_v4(),
             base_offset: seg.base_offset,
             end_offset: seg.end_offset,
@@ -202,6 +202,38 @@ impl RemotePartition {
             state: RemoteLogSegmentState::CopySegmentStarted,
             uploaded_ms: now_ms,
         };
+        let failed_meta = meta.clone();
+        let (bytes, meta) = match self.upload_objects(seg, meta, cancel).await {
+            Ok(done) => done,
+            Err(e) => {
+                // Nothing names these objects: delete what went up now rather than leaving
+                // it to the next sweep (best effort; the sweep catches what this misses).
+                if !matches!(e, TieringError::ShuttingDown) {
+                    for kind in SegmentFileKind::ALL {
+                        let _ = self
+                            .storage
+                            .delete(&self.path.segment_key(&failed_meta, kind))
+                            .await;
+                    }
+                }
+                return Err(e);
+            }
+        };
+        let mut meta = meta;
+        let mut next = (*current).clone();
+        next.add_copied(meta.clone());
+        meta.state = RemoteLogSegmentState::CopySegmentFinished;
+        self.write_manifest(next, cancel).await?;
+        Ok(UploadOutcome { meta, bytes })
+    }
+
+    /// Writes every data object of a segment (the `CopySegmentStarted` step).
+    async fn upload_objects(
+        &self,
+        seg: &SealedSegment,
+        mut meta: RemoteLogSegmentMetadata,
+        cancel: &CancellationToken,
+    ) -> Result<(u64, RemoteLogSegmentMetadata)> {
         let (policy, n) = (self.retry.backoff, self.retry.max_attempts);
         let put_file =
             |kind: SegmentFileKind, file: std::path::PathBuf, meta: &RemoteLogSegmentMetadata| {
@@ -241,11 +273,7 @@ impl RemotePartition {
             .segment_key(&meta, SegmentFileKind::LeaderEpochCheckpoint);
         retry(policy, n, cancel, || self.storage.put(&key, epochs.clone())).await?;
 
-        let mut next = (*current).clone();
-        next.add_copied(meta.clone());
-        meta.state = RemoteLogSegmentState::CopySegmentFinished;
-        self.write_manifest(next, cancel).await?;
-        Ok(UploadOutcome { meta, bytes })
+        Ok((bytes, meta))
     }
 
     /// DeleteRecords: nothing below `offset` is served from now on. The manifest is written
