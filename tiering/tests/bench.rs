@@ -22,7 +22,7 @@ use strata_tiering::{
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-const SEGMENTS: usize = 8;
+const SEGMENTS: usize = 4;
 const SEGMENT_BYTES: usize = 16 * 1024 * 1024;
 const READ_BYTES: u64 = 1024 * 1024;
 
