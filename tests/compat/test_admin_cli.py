@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import uuid
+
+from confluent_kafka import TopicCollection
 
 from confluent_kafka.admin import ConfigResource, ConfigSource
 
@@ -46,6 +49,17 @@ def describe(broker, name):
     configs_text = lines[-1][len("\tConfigs: "):]
     configs = dict(kv.split("=", 1) for kv in configs_text.split(",")) if configs_text else {}
     return m.group(1), int(m.group(2)), rows, configs
+
+
+def topic_id_of(broker, name) -> str:
+    """The topic's id as a real client sees it (DescribeTopics / Metadata v10+), as a UUID."""
+    a = h.admin(broker.bootstrap)
+    desc = a.describe_topics(TopicCollection([name]), request_timeout=T)[name].result(timeout=T)
+    u = desc.topic_id
+    value = (u.get_most_significant_bits() & (2**64 - 1)) << 64 | (
+        u.get_least_significant_bits() & (2**64 - 1)
+    )
+    return str(uuid.UUID(int=value))
 
 
 def test_topics_create_list_describe_alter_delete(broker):
@@ -91,6 +105,22 @@ def test_topics_create_list_describe_alter_delete(broker):
     out = strata(broker, "delete", "cli-orders").stdout
     assert out == "deleted topic cli-orders\n"
     assert strata(broker, "list").stdout.splitlines() == ["cli-audit"]
+
+
+def test_topics_print_the_real_topic_id(broker):
+    out = strata(broker, "create", "cli-ids", "--partitions", "2").stdout
+    real_id = topic_id_of(broker, "cli-ids")
+    assert real_id != str(uuid.UUID(int=0))
+    assert f", id {real_id})" in out, f"create printed {out!r}; the topic's id is {real_id}"
+    topic_id, _, _, _ = describe(broker, "cli-ids")
+    assert topic_id == real_id, f"describe printed TopicId {topic_id}; the topic's id is {real_id}"
+
+
+def test_topics_describe_missing_topic_fails_without_creating_it(broker):
+    err = strata(broker, "describe", "cli-missing", ok=False).stderr
+    assert "cli-missing" in err, err
+    # Describing must not create it (auto-creation is for clients that write or read).
+    assert strata(broker, "list").stdout.splitlines() == []
 
 
 def test_topics_errors(broker):
