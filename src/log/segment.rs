@@ -664,13 +664,22 @@ impl LogSegment {
         Ok(removed)
     }
 
-    /// Time to roll by `segment.ms`?
-    pub fn should_roll_for_time(&self, now_ms: i64, segment_ms: i64) -> bool {
+    /// Time to roll by `segment.ms`? As Kafka: the incoming batches' max timestamp against the
+    /// first batch's, so both sides are producer (or append) time; an empty-timestamped segment
+    /// falls back to the clock against its creation time.
+    pub fn should_roll_for_time(
+        &self,
+        now_ms: i64,
+        incoming_max_timestamp: i64,
+        segment_ms: i64,
+    ) -> bool {
         if self.size == 0 {
             return false;
         }
-        let since = self.first_batch_timestamp.unwrap_or(self.created_ms);
-        now_ms - since > segment_ms
+        match self.first_batch_timestamp {
+            Some(first) if first >= 0 => incoming_max_timestamp - first > segment_ms,
+            _ => now_ms - self.created_ms > segment_ms,
+        }
     }
 
     /// The segment stops taking appends: record the final max timestamp and trim the indexes.
