@@ -119,7 +119,7 @@ impl LocalLog {
         &self,
         size: usize,
         last_offset: i64,
-        incoming_max_timestamp: i64,
+        max_timestamp: i64,
         now_ms: i64,
     ) -> bool {
         let a = self.active();
@@ -127,7 +127,7 @@ impl LocalLog {
             return false;
         }
         a.size + size as u64 > self.config.segment_bytes
-            || a.should_roll_for_time(now_ms, incoming_max_timestamp, self.config.segment_ms)
+            || a.should_roll_for_time(max_timestamp, now_ms, self.config.segment_ms)
             || a.index.is_full()
             || a.time_index.is_full()
             || last_offset - a.base_offset > u32::MAX as i64

@@ -261,7 +261,7 @@ impl UnifiedLog {
             .iter()
             .map(|(_, h)| h.max_timestamp)
             .max()
-            .unwrap_or(now);
+            .unwrap_or(-1);
         if st.should_roll(data.len(), last_offset, max_timestamp, now) {
             st.roll(now)?;
         }
