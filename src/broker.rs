@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::SharedClock;
 use crate::config::{Listener, NodeConfig};
 use crate::controller::{Controller, ControllerError, MetadataImage, MetadataRecord};
+use crate::group::GroupCoordinator;
 use crate::log::{LogConfig, LogError, LogManager};
 use crate::model::BrokerId;
 use crate::replication::{effective_node_config, ReplicaManager};
@@ -45,6 +46,8 @@ pub struct Broker {
     pub advertised: Listener,
     pub controller: Arc<Controller>,
     pub replicas: Arc<ReplicaManager>,
+    /// Consumer groups and committed offsets, over `__consumer_offsets`.
+    pub groups: Arc<GroupCoordinator>,
     pub clock: SharedClock,
     pub shutdown: CancellationToken,
     node: NodeConfig,
@@ -98,12 +101,14 @@ impl Broker {
             advertised,
             controller: controller.clone(),
             replicas: replicas.clone(),
+            groups: Arc::new(GroupCoordinator::new(clock.clone(), shutdown.clone())),
             clock,
             shutdown: shutdown.clone(),
             node,
             producer_ids: Mutex::new((0, 0)),
         });
         broker.follow_metadata();
+        broker.groups.start(&broker);
         logs.start_background(shutdown);
         Ok(broker)
     }
