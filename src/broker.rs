@@ -11,6 +11,7 @@ use crate::config::{Listener, NodeConfig};
 use crate::controller::{Controller, ControllerError, MetadataImage, MetadataRecord};
 use crate::group::GroupCoordinator;
 use crate::log::{LogConfig, LogError, LogManager};
+use crate::metrics::Metrics;
 use crate::model::BrokerId;
 use crate::replication::{effective_node_config, ReplicaManager};
 
@@ -50,6 +51,7 @@ pub struct Broker {
     pub groups: Arc<GroupCoordinator>,
     pub clock: SharedClock,
     pub shutdown: CancellationToken,
+    pub metrics: Arc<Metrics>,
     node: NodeConfig,
     // Short section: hand out the next id of the current block.
     producer_ids: Mutex<(i64, i64)>,
@@ -61,6 +63,7 @@ impl Broker {
     pub async fn start(
         node: NodeConfig,
         clock: SharedClock,
+        metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Result<Arc<Broker>, BrokerError> {
         let node_id = node.node_id();
@@ -104,6 +107,7 @@ impl Broker {
             groups: Arc::new(GroupCoordinator::new(clock.clone(), shutdown.clone())),
             clock,
             shutdown: shutdown.clone(),
+            metrics,
             node,
             producer_ids: Mutex::new((0, 0)),
         });
@@ -183,6 +187,56 @@ impl Broker {
         } else {
             None
         }
+    }
+
+    /// Refreshes the gauges that are read off the replicas, then renders every metric.
+    pub fn render_metrics(&self) -> String {
+        let m = &self.metrics.topics;
+        let image = self.image();
+        let min_isr_default = self.node_config().get_i32("min.insync.replicas").max(1) as usize;
+        let (mut partitions, mut leaders, mut under_replicated, mut under_min_isr) = (0, 0, 0, 0);
+        let mut per_topic: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+        for p in self.replicas.all() {
+            partitions += 1;
+            let state = p.state();
+            if state.leader == self.node_id {
+                leaders += 1;
+                if state.isr.len() < state.replicas.len() {
+                    under_replicated += 1;
+                }
+                let min_isr = image
+                    .topic_by_name(&p.tp.topic)
+                    .and_then(|t| t.config.overrides.get("min.insync.replicas"))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(min_isr_default);
+                if state.isr.len() < min_isr {
+                    under_min_isr += 1;
+                }
+            }
+            let entry = per_topic.entry(p.tp.topic.clone()).or_default();
+            entry.0 += p.log().size_bytes();
+            entry.1 += p.log().segment_count() as u64;
+        }
+        let offline = image
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.values())
+            .filter(|p| p.leader.0 < 0)
+            .count();
+        m.partitions.set(partitions);
+        m.leaders.set(leaders);
+        m.under_replicated.set(under_replicated);
+        m.under_min_isr.set(under_min_isr);
+        m.offline.set(offline as i64);
+        m.log_size.reset();
+        m.log_segments.reset();
+        for (topic, (bytes, segments)) in per_topic {
+            m.log_size.with_label_values(&[&topic]).set(bytes as i64);
+            m.log_segments
+                .with_label_values(&[&topic])
+                .set(segments as i64);
+        }
+        self.metrics.render()
     }
 
     /// Flushes and closes every log.

@@ -11,10 +11,13 @@
 //! - [`group`]: the group coordinator — consumer groups and committed offsets in `__consumer_offsets`.
 //! - [`controller`]: metadata records, the `MetadataImage`, and the decisions that change it.
 //! - [`broker`]: the node's parts wired together.
+//! - [`metrics`]: the Prometheus registry and the HTTP endpoint (`/metrics`, `/health`, `/ready`).
 //! - [`admin`]: the `strata topics` command, a Kafka-protocol client.
+//! - `alloc`: the process allocator, which reserves huge blocks lazily (see its docs).
 //! - [`model`]: newtypes for offsets, epochs and ids; [`clock`]: injected time.
 
 pub mod admin;
+mod alloc;
 pub mod broker;
 pub mod clock;
 pub mod config;
@@ -22,6 +25,7 @@ pub mod controller;
 pub mod group;
 pub mod handlers;
 pub mod log;
+pub mod metrics;
 pub mod model;
 pub mod protocol;
 pub mod replication;

@@ -2,7 +2,8 @@
 //! the Kafka protocol against any broker.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -10,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use strata::broker::Broker;
 use strata::config::NodeConfig;
+use strata::metrics::{serve_http, Metrics};
 use strata::server::{serve, ServerLimits};
 
 #[derive(Parser)]
@@ -102,10 +104,40 @@ async fn serve_node(node: NodeConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    let broker: Arc<Broker> =
-        Broker::start(node.clone(), strata::clock::system(), shutdown.clone())
+    let metrics = Arc::new(Metrics::new());
+    let ready = Arc::new(AtomicBool::new(false));
+    let broker_slot: Arc<OnceLock<Arc<Broker>>> = Arc::new(OnceLock::new());
+    if let Some(http_addr) = node.http_listener()? {
+        let http = tokio::net::TcpListener::bind(http_addr)
             .await
-            .context("starting the broker")?;
+            .with_context(|| format!("cannot listen on {http_addr} (http.listener)"))?;
+        let (metrics, slot) = (metrics.clone(), broker_slot.clone());
+        let render = move || {
+            let (metrics, slot) = (metrics.clone(), slot.clone());
+            async move {
+                match slot.get() {
+                    Some(b) => {
+                        let b = b.clone();
+                        tokio::task::spawn_blocking(move || b.render_metrics())
+                            .await
+                            .unwrap_or_default()
+                    }
+                    None => metrics.render(),
+                }
+            }
+        };
+        tokio::spawn(serve_http(http, ready.clone(), render, shutdown.clone()));
+    }
+    let broker: Arc<Broker> = Broker::start(
+        node.clone(),
+        strata::clock::system(),
+        metrics,
+        shutdown.clone(),
+    )
+    .await
+    .context("starting the broker")?;
+    let _ = broker_slot.set(broker.clone());
+    ready.store(true, Ordering::Release);
     tracing::info!(node_id = %broker.node_id, cluster_id = %broker.cluster_id, %addr, "strata is serving");
 
     let server = tokio::spawn(serve(

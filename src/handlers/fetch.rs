@@ -135,6 +135,9 @@ fn read_all(broker: &Broker, params: &FetchParams) -> (FetchResponse, usize, boo
             match result {
                 Ok((records, hw, log_start)) => {
                     total += records.len();
+                    if !records.is_empty() {
+                        broker.metrics.topics.bytes_out.with_label_values(&[name.as_str()]).inc_by(records.len() as u64);
+                    }
                     let data = data
                         .with_high_watermark(hw.0)
                         .with_last_stable_offset(hw.0)

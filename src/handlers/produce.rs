@@ -52,8 +52,14 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
                     Some(partition) => match p.records {
                         None => Outcome::Failed(ResponseError::InvalidRecord.code(), Some("no records".into())),
                         Some(records) => match partition.append_as_leader(records, acks) {
-                            Ok(info) => Outcome::Appended(partition, info),
+                            Ok(info) => {
+                                let m = &ctx.broker.metrics.topics;
+                                m.bytes_in.with_label_values(&[name.as_str()]).inc_by(info.size_bytes);
+                                m.records_in.with_label_values(&[name.as_str()]).inc_by(info.record_count);
+                                Outcome::Appended(partition, info)
+                            }
                             Err(e) => {
+                                ctx.broker.metrics.topics.produce_errors.with_label_values(&[name.as_str()]).inc();
                                 log_append_error(&partition.tp, &e);
                                 Outcome::Failed(partition_error_code(&e), Some(e.to_string()))
                             }

@@ -4,10 +4,11 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
-use kafka_protocol::protocol::{Decodable, Encodable};
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::Encodable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -17,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 use super::ServerLimits;
 use crate::broker::Broker;
 use crate::handlers::{self, Reply, RequestContext, ResponseFuture};
+use crate::metrics::Metrics;
+use crate::protocol::{decode_request, Decoded};
 
 /// Why a connection ended; only logged.
 #[derive(Debug, thiserror::Error)]
@@ -54,13 +57,101 @@ async fn read_frame(reader: &mut OwnedReadHalf, max: usize) -> Result<Bytes, Fra
 
 /// A response being produced, in request order.
 enum Pending {
-    Ready(Bytes),
+    Ready {
+        bytes: Bytes,
+        timer: RequestTimer,
+    },
     Waiting {
         future: ResponseFuture,
         api_key: ApiKey,
         version: i16,
         correlation_id: i32,
+        timer: RequestTimer,
     },
+}
+
+/// Measures one request from read to response, and counts it as waiting while it waits.
+struct RequestTimer {
+    api: &'static str,
+    started: Instant,
+    metrics: Arc<Metrics>,
+    waiting: bool,
+}
+
+impl RequestTimer {
+    fn start(metrics: &Arc<Metrics>, api_key: ApiKey) -> RequestTimer {
+        let api = api_name(api_key);
+        metrics.server.requests.with_label_values(&[api]).inc();
+        RequestTimer {
+            api,
+            started: Instant::now(),
+            metrics: metrics.clone(),
+            waiting: false,
+        }
+    }
+
+    fn waiting(mut self) -> RequestTimer {
+        self.metrics
+            .server
+            .requests_waiting
+            .with_label_values(&[self.api])
+            .inc();
+        self.waiting = true;
+        self
+    }
+
+    fn finish(self, bytes_sent: usize) {
+        self.metrics.server.bytes_sent.inc_by(bytes_sent as u64);
+        self.metrics
+            .server
+            .request_latency
+            .with_label_values(&[self.api])
+            .observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+impl Drop for RequestTimer {
+    fn drop(&mut self) {
+        if self.waiting {
+            self.metrics
+                .server
+                .requests_waiting
+                .with_label_values(&[self.api])
+                .dec();
+        }
+    }
+}
+
+/// A fixed label per API, so the label set stays bounded.
+fn api_name(api_key: ApiKey) -> &'static str {
+    match api_key {
+        ApiKey::Produce => "Produce",
+        ApiKey::Fetch => "Fetch",
+        ApiKey::ListOffsets => "ListOffsets",
+        ApiKey::Metadata => "Metadata",
+        ApiKey::ApiVersions => "ApiVersions",
+        ApiKey::CreateTopics => "CreateTopics",
+        ApiKey::DeleteTopics => "DeleteTopics",
+        ApiKey::DeleteRecords => "DeleteRecords",
+        ApiKey::InitProducerId => "InitProducerId",
+        ApiKey::DescribeConfigs => "DescribeConfigs",
+        ApiKey::AlterConfigs => "AlterConfigs",
+        ApiKey::CreatePartitions => "CreatePartitions",
+        ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
+        ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::FindCoordinator => "FindCoordinator",
+        ApiKey::JoinGroup => "JoinGroup",
+        ApiKey::SyncGroup => "SyncGroup",
+        ApiKey::Heartbeat => "Heartbeat",
+        ApiKey::LeaveGroup => "LeaveGroup",
+        ApiKey::OffsetCommit => "OffsetCommit",
+        ApiKey::OffsetFetch => "OffsetFetch",
+        ApiKey::ListGroups => "ListGroups",
+        ApiKey::DescribeGroups => "DescribeGroups",
+        ApiKey::DeleteGroups => "DeleteGroups",
+        ApiKey::OffsetDelete => "OffsetDelete",
+        _ => "other",
+    }
 }
 
 pub(super) async fn run(
@@ -93,8 +184,9 @@ pub(super) async fn run(
     let idle = limits.idle_timeout;
     loop {
         // Write out every response that is ready at the head of the queue.
-        while let Some(Pending::Ready(_)) = pending.front() {
-            if let Some(Pending::Ready(bytes)) = pending.pop_front() {
+        while let Some(Pending::Ready { .. }) = pending.front() {
+            if let Some(Pending::Ready { bytes, timer }) = pending.pop_front() {
+                timer.finish(bytes.len());
                 if let Err(e) = writer.write_all(&bytes).await {
                     tracing::debug!(%peer, error = %e, "write failed; closing connection");
                     reader_task.abort();
@@ -107,7 +199,9 @@ pub(super) async fn run(
             biased;
             done = wait_head(&mut pending), if !pending.is_empty() => {
                 if let Some(bytes) = done {
-                    pending[0] = Pending::Ready(bytes);
+                    if let Some(Pending::Waiting { timer, .. }) = pending.pop_front() {
+                        pending.push_front(Pending::Ready { bytes, timer });
+                    }
                 } else {
                     // The response could not be encoded: a bug, already logged. Close rather
                     // than send responses out of order.
@@ -116,10 +210,12 @@ pub(super) async fn run(
             }
             frame = frames_rx.recv(), if can_read => {
                 let Some(frame) = frame else { break };
+                broker.metrics.server.bytes_received.inc_by(frame.len() as u64 + 4);
                 match handle_frame(&broker, frame, peer) {
                     Ok(Some(p)) => pending.push_back(p),
                     Ok(None) => {}
                     Err(reason) => {
+                        broker.metrics.server.request_errors.with_label_values(&["malformed"]).inc();
                         tracing::warn!(%peer, %reason, "closing connection");
                         break;
                     }
@@ -135,13 +231,21 @@ pub(super) async fn run(
     // Finish what was accepted before closing (graceful shutdown).
     while let Some(p) = pending.pop_front() {
         let bytes = match p {
-            Pending::Ready(b) => Some(b),
+            Pending::Ready { bytes, timer } => {
+                timer.finish(bytes.len());
+                Some(bytes)
+            }
             Pending::Waiting {
                 future,
                 api_key,
                 version,
                 correlation_id,
-            } => encode_response(api_key, version, correlation_id, &future.await),
+                timer,
+            } => {
+                let bytes = encode_response(api_key, version, correlation_id, &future.await);
+                timer.finish(bytes.as_ref().map_or(0, Bytes::len));
+                bytes
+            }
         };
         match bytes {
             Some(b) if writer.write_all(&b).await.is_ok() => {}
@@ -163,6 +267,7 @@ async fn wait_head(pending: &mut VecDeque<Pending>) -> Option<Bytes> {
             api_key,
             version,
             correlation_id,
+            ..
         }) => {
             let response = future.await;
             encode_response(*api_key, *version, *correlation_id, &response)
@@ -175,65 +280,66 @@ async fn wait_head(pending: &mut VecDeque<Pending>) -> Option<Bytes> {
 /// Decodes one frame and dispatches it. `Err` closes the connection.
 fn handle_frame(
     broker: &Arc<Broker>,
-    mut frame: Bytes,
+    frame: Bytes,
     peer: SocketAddr,
 ) -> Result<Option<Pending>, String> {
-    if frame.len() < 8 {
-        return Err(format!(
-            "request frame of {} bytes is too short for a header",
-            frame.len()
-        ));
-    }
-    let api_key_raw = i16::from_be_bytes([frame[0], frame[1]]);
-    let version = i16::from_be_bytes([frame[2], frame[3]]);
-    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
-    let api_key =
-        ApiKey::try_from(api_key_raw).map_err(|_| format!("unknown api key {api_key_raw}"))?;
-    let Some(range) = handlers::supported_versions(api_key) else {
-        return Err(format!("unsupported api {api_key:?} v{version}"));
-    };
-    if version < range.min || version > range.max {
-        if api_key == ApiKey::ApiVersions {
-            // KIP-511: answer at v0 with UNSUPPORTED_VERSION and our table, so the client can
-            // retry with a version we have.
-            let resp = handlers::api_versions::response(
-                kafka_protocol::error::ResponseError::UnsupportedVersion.code(),
-            );
-            return encode_response(api_key, 0, correlation_id, &ResponseKind::ApiVersions(resp))
-                .map(|b| Some(Pending::Ready(b)))
-                .ok_or_else(|| "could not encode ApiVersions".to_string());
+    let (api_key, version, correlation_id) = match decode_request(frame) {
+        Ok(Decoded::Request {
+            header,
+            request,
+            trailing_bytes,
+        }) => {
+            if trailing_bytes > 0 {
+                tracing::debug!(%peer, api_key = header.request_api_key, trailing_bytes, "ignoring trailing bytes after request");
+            }
+            let api_key = ApiKey::try_from(header.request_api_key)
+                .map_err(|_| "unknown api key".to_string())?;
+            let (version, correlation_id) = (header.request_api_version, header.correlation_id);
+            let timer = RequestTimer::start(&broker.metrics, api_key);
+            let ctx = RequestContext {
+                broker: broker.clone(),
+                header,
+            };
+            let reply = handlers::dispatch(ctx, request)
+                .ok_or_else(|| format!("no handler for {api_key:?}"))?;
+            match reply {
+                Reply::Nothing => return Ok(None),
+                Reply::Later(future) => {
+                    let timer = timer.waiting();
+                    return Ok(Some(Pending::Waiting {
+                        future,
+                        api_key,
+                        version,
+                        correlation_id,
+                        timer,
+                    }));
+                }
+                Reply::Now(resp) => {
+                    return encode_response(api_key, version, correlation_id, &resp)
+                        .map(|bytes| Some(Pending::Ready { bytes, timer }))
+                        .ok_or_else(|| format!("could not encode {api_key:?} response"));
+                }
+            }
         }
-        return Err(format!(
-            "unsupported version {version} of {api_key:?} (supported {}..={})",
-            range.min, range.max
-        ));
-    }
-    let header = RequestHeader::decode(&mut frame, api_key.request_header_version(version))
-        .map_err(|e| format!("malformed {api_key:?} v{version} header: {e}"))?;
-    let request = RequestKind::decode(api_key, &mut frame, version)
-        .map_err(|e| format!("malformed {api_key:?} v{version} request: {e}"))?;
-    if frame.has_remaining() {
-        tracing::debug!(%peer, ?api_key, trailing = frame.remaining(), "ignoring trailing bytes after request");
-    }
-    let ctx = RequestContext {
-        broker: broker.clone(),
-        header,
+        Ok(Decoded::UnsupportedApiVersions { correlation_id }) => {
+            (ApiKey::ApiVersions, 0i16, correlation_id)
+        }
+        Err(e) => return Err(e.to_string()),
     };
-    let reply =
-        handlers::dispatch(ctx, request).ok_or_else(|| format!("no handler for {api_key:?}"))?;
-    Ok(match reply {
-        Reply::Nothing => None,
-        Reply::Now(resp) => Some(Pending::Ready(
-            encode_response(api_key, version, correlation_id, &resp)
-                .ok_or_else(|| format!("could not encode {api_key:?} response"))?,
-        )),
-        Reply::Later(future) => Some(Pending::Waiting {
-            future,
-            api_key,
-            version,
-            correlation_id,
-        }),
-    })
+    // KIP-511: answer at v0 with UNSUPPORTED_VERSION and our table, so the client can retry
+    // with a version we have.
+    let resp = handlers::api_versions::response(
+        kafka_protocol::error::ResponseError::UnsupportedVersion.code(),
+    );
+    let timer = RequestTimer::start(&broker.metrics, api_key);
+    encode_response(
+        api_key,
+        version,
+        correlation_id,
+        &ResponseKind::ApiVersions(resp),
+    )
+    .map(|bytes| Some(Pending::Ready { bytes, timer }))
+    .ok_or_else(|| "could not encode ApiVersions".to_string())
 }
 
 /// Size prefix, response header, body.

@@ -63,6 +63,7 @@ pub async fn serve(
             }
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
+            broker.metrics.server.connections_rejected.inc();
             tracing::warn!(%peer, max = limits.max_connections, "max.connections reached; closing new connection");
             drop(stream);
             continue;
@@ -70,8 +71,11 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let broker = broker.clone();
         let shutdown = shutdown.clone();
+        broker.metrics.server.connections_accepted.inc();
+        broker.metrics.server.connections.inc();
         tracker.spawn(async move {
-            connection::run(stream, peer, broker, limits, shutdown).await;
+            connection::run(stream, peer, broker.clone(), limits, shutdown).await;
+            broker.metrics.server.connections.dec();
             drop(permit);
         });
     }
