@@ -24,7 +24,9 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::Broker;
 use crate::clock::SharedClock;
 use crate::config::NodeConfig;
-use crate::controller::{decide_create_topic, BrokerRegistration, ControllerError, NewTopic, TopicDefaults};
+use crate::controller::{
+    decide_create_topic, BrokerRegistration, ControllerError, NewTopic, TopicDefaults,
+};
 use crate::model::TopicPartition;
 use shard::{Command, ShardHandle, ShardSettings, ACTIVE, LOADING, STOPPED};
 pub use state::{GroupConfig, GroupRequest, GroupResponse, GroupState};
@@ -83,12 +85,18 @@ impl GroupCoordinator {
                 max_session_timeout_ms: node.get_i32("group.max.session.timeout.ms"),
                 initial_rebalance_delay_ms: node.get_i32("group.initial.rebalance.delay.ms"),
                 max_group_size: node.get_i32("group.max.size").max(1) as usize,
-                offset_metadata_max_bytes: node.get_i32("offset.metadata.max.bytes").max(0) as usize,
-                offsets_retention_ms: node.get_i64("offsets.retention.minutes").saturating_mul(60_000),
+                offset_metadata_max_bytes: node.get_i32("offset.metadata.max.bytes").max(0)
+                    as usize,
+                offsets_retention_ms: node
+                    .get_i64("offsets.retention.minutes")
+                    .saturating_mul(60_000),
             },
-            commit_timeout: Duration::from_millis(node.get_i64("offsets.commit.timeout.ms").max(1) as u64),
+            commit_timeout: Duration::from_millis(
+                node.get_i64("offsets.commit.timeout.ms").max(1) as u64
+            ),
             retention_check_interval: Duration::from_millis(
-                node.get_i64("offsets.retention.check.interval.ms").max(1000) as u64,
+                node.get_i64("offsets.retention.check.interval.ms")
+                    .max(1000) as u64,
             ),
         }
     }
@@ -128,9 +136,14 @@ impl GroupCoordinator {
             }
         }
         let node = broker.node_config();
-        let Ok(mut shards) = self.shards.lock() else { return };
+        let Ok(mut shards) = self.shards.lock() else {
+            return;
+        };
         shards.retain(|index, h| {
-            let keep = led.iter().any(|p| p.tp.partition.0 == *index && p.state().leader_epoch.0 == h.leader_epoch) && h.status() != STOPPED;
+            let keep = led
+                .iter()
+                .any(|p| p.tp.partition.0 == *index && p.state().leader_epoch.0 == h.leader_epoch)
+                && h.status() != STOPPED;
             if !keep {
                 tracing::info!(partition = index, "stopping group coordinator shard");
             }
@@ -139,7 +152,12 @@ impl GroupCoordinator {
         for p in led {
             shards.entry(p.tp.partition.0).or_insert_with(|| {
                 tracing::info!(partition = %p.tp, "loading group coordinator shard");
-                shard::spawn(p.clone(), Self::settings(&node), self.clock.clone(), self.shutdown.child_token())
+                shard::spawn(
+                    p.clone(),
+                    Self::settings(&node),
+                    self.clock.clone(),
+                    self.shutdown.child_token(),
+                )
             });
         }
     }
@@ -150,10 +168,18 @@ impl GroupCoordinator {
             return Ok(());
         }
         let node = broker.node_config();
-        let live = broker.image().brokers.values().filter(|b| !b.fenced).count().max(1);
+        let live = broker
+            .image()
+            .brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .count()
+            .max(1);
         // Kafka refuses to create the topic with fewer brokers than its replication factor; a
         // small cluster is better served by as many replicas as it has.
-        let rf = node.get_i32("offsets.topic.replication.factor").clamp(1, live as i32) as i16;
+        let rf = node
+            .get_i32("offsets.topic.replication.factor")
+            .clamp(1, live as i32) as i16;
         let topic = NewTopic {
             name: OFFSETS_TOPIC.to_string(),
             num_partitions: node.get_i32("offsets.topic.num.partitions").max(1),
@@ -161,7 +187,10 @@ impl GroupCoordinator {
             assignments: vec![],
             configs: vec![
                 ("cleanup.policy".into(), Some("compact".into())),
-                ("segment.bytes".into(), Some(node.get("offsets.topic.segment.bytes").to_string())),
+                (
+                    "segment.bytes".into(),
+                    Some(node.get("offsets.topic.segment.bytes").to_string()),
+                ),
                 ("compression.type".into(), Some("producer".into())),
             ],
         };
@@ -169,39 +198,60 @@ impl GroupCoordinator {
             num_partitions: topic.num_partitions,
             replication_factor: rf,
         };
-        match broker.commit(|image| decide_create_topic(image, &topic, defaults)).await {
+        match broker
+            .commit(|image| decide_create_topic(image, &topic, defaults))
+            .await
+        {
             Ok(_) => {
-                tracing::info!(partitions = topic.num_partitions, replication_factor = rf, "created {OFFSETS_TOPIC}");
+                tracing::info!(
+                    partitions = topic.num_partitions,
+                    replication_factor = rf,
+                    "created {OFFSETS_TOPIC}"
+                );
             }
             Err(ControllerError::TopicExists(_)) => {}
-            Err(e) => return Err(CoordinatorError::NotAvailable(format!("cannot create {OFFSETS_TOPIC}: {e}"))),
+            Err(e) => {
+                return Err(CoordinatorError::NotAvailable(format!(
+                    "cannot create {OFFSETS_TOPIC}: {e}"
+                )))
+            }
         }
         self.reconcile(broker);
         Ok(())
     }
 
     /// The broker that coordinates `group_id`, from the metadata image.
-    pub fn coordinator_of(&self, broker: &Broker, group_id: &str) -> Result<BrokerRegistration, CoordinatorError> {
+    pub fn coordinator_of(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+    ) -> Result<BrokerRegistration, CoordinatorError> {
         let image = broker.image();
-        let topic = image
-            .topic_by_name(OFFSETS_TOPIC)
-            .ok_or_else(|| CoordinatorError::NotAvailable(format!("{OFFSETS_TOPIC} does not exist yet")))?;
+        let topic = image.topic_by_name(OFFSETS_TOPIC).ok_or_else(|| {
+            CoordinatorError::NotAvailable(format!("{OFFSETS_TOPIC} does not exist yet"))
+        })?;
         let index = partition_for(group_id, topic.partitions.len() as i32);
         let reg = topic
             .partitions
             .get(&crate::model::PartitionIndex(index))
-            .ok_or_else(|| CoordinatorError::NotAvailable(format!("{OFFSETS_TOPIC}-{index} is missing")))?;
+            .ok_or_else(|| {
+                CoordinatorError::NotAvailable(format!("{OFFSETS_TOPIC}-{index} is missing"))
+            })?;
         image
             .brokers
             .get(&reg.leader)
             .filter(|b| !b.fenced)
             .cloned()
-            .ok_or_else(|| CoordinatorError::NotAvailable(format!("{OFFSETS_TOPIC}-{index} has no leader")))
+            .ok_or_else(|| {
+                CoordinatorError::NotAvailable(format!("{OFFSETS_TOPIC}-{index} has no leader"))
+            })
     }
 
     fn shard_for(&self, broker: &Broker, group_id: &str) -> Result<ShardHandle, CoordinatorError> {
         let image = broker.image();
-        let topic = image.topic_by_name(OFFSETS_TOPIC).ok_or(CoordinatorError::NotCoordinator)?;
+        let topic = image
+            .topic_by_name(OFFSETS_TOPIC)
+            .ok_or(CoordinatorError::NotCoordinator)?;
         let index = partition_for(group_id, topic.partitions.len() as i32);
         let partition = broker
             .replicas
@@ -210,7 +260,9 @@ impl GroupCoordinator {
             .ok_or(CoordinatorError::NotCoordinator)?;
         let epoch = partition.state().leader_epoch.0;
         let Ok(mut shards) = self.shards.lock() else {
-            return Err(CoordinatorError::NotAvailable("coordinator state poisoned".into()));
+            return Err(CoordinatorError::NotAvailable(
+                "coordinator state poisoned".into(),
+            ));
         };
         if let Some(h) = shards.get(&index) {
             if h.leader_epoch == epoch {
@@ -223,32 +275,55 @@ impl GroupCoordinator {
         }
         // No live shard for the current leadership (first use, or the last one stopped after a
         // failed write): start one, which loads from the log.
-        let handle = shard::spawn(partition, Self::settings(&broker.node_config()), self.clock.clone(), self.shutdown.child_token());
+        let handle = shard::spawn(
+            partition,
+            Self::settings(&broker.node_config()),
+            self.clock.clone(),
+            self.shutdown.child_token(),
+        );
         shards.insert(index, handle);
         Err(CoordinatorError::LoadInProgress)
     }
 
     /// Queues `request` with the shard of `group_id`; the receiver yields the reply.
-    pub fn call(&self, broker: &Broker, group_id: &str, request: GroupRequest) -> Result<oneshot::Receiver<GroupResponse>, CoordinatorError> {
+    pub fn call(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        request: GroupRequest,
+    ) -> Result<oneshot::Receiver<GroupResponse>, CoordinatorError> {
         let shard = self.shard_for(broker, group_id)?;
         Self::send(&shard, request)
     }
 
-    fn send(shard: &ShardHandle, request: GroupRequest) -> Result<oneshot::Receiver<GroupResponse>, CoordinatorError> {
+    fn send(
+        shard: &ShardHandle,
+        request: GroupRequest,
+    ) -> Result<oneshot::Receiver<GroupResponse>, CoordinatorError> {
         let (tx, rx) = oneshot::channel();
         match shard.tx.try_send(Command { request, reply: tx }) {
             Ok(()) => Ok(rx),
             Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => Err(CoordinatorError::Busy),
-            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Err(CoordinatorError::NotCoordinator),
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
+                Err(CoordinatorError::NotCoordinator)
+            }
         }
     }
 
     /// Sends `request` to every shard this broker serves (ListGroups). Fails if any is loading.
-    pub fn call_all(&self, broker: &Broker, request: GroupRequest) -> Result<Vec<oneshot::Receiver<GroupResponse>>, CoordinatorError> {
+    pub fn call_all(
+        &self,
+        broker: &Broker,
+        request: GroupRequest,
+    ) -> Result<Vec<oneshot::Receiver<GroupResponse>>, CoordinatorError> {
         self.reconcile(broker);
         let shards: Vec<ShardHandle> = match self.shards.lock() {
             Ok(s) => s.values().cloned().collect(),
-            Err(_) => return Err(CoordinatorError::NotAvailable("coordinator state poisoned".into())),
+            Err(_) => {
+                return Err(CoordinatorError::NotAvailable(
+                    "coordinator state poisoned".into(),
+                ))
+            }
         };
         if shards.iter().any(|s| s.status() == LOADING) {
             return Err(CoordinatorError::LoadInProgress);

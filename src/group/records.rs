@@ -19,8 +19,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-    TimestampType,
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -362,12 +361,15 @@ pub fn decode_batches(mut bytes: Bytes) -> Result<Vec<(i64, OffsetsRecord)>, Cod
         if batch_len < 0 || bytes.len() < 12 + batch_len as usize {
             break;
         }
-        let set = RecordBatchDecoder::decode(&mut bytes).map_err(|e| CodecError::Batch(e.to_string()))?;
+        let set =
+            RecordBatchDecoder::decode(&mut bytes).map_err(|e| CodecError::Batch(e.to_string()))?;
         for r in set.records {
             if r.control {
                 continue;
             }
-            let Some(key) = r.key.as_deref() else { continue };
+            let Some(key) = r.key.as_deref() else {
+                continue;
+            };
             if let Some(rec) = OffsetsRecord::decode(key, r.value.as_deref())? {
                 out.push((r.offset, rec));
             }
@@ -513,18 +515,20 @@ mod tests {
     #[test]
     fn decodes_hand_built_kafka_schema_bytes() {
         let key: Vec<u8> = [
-            &[0, 1][..],                  // key version 1
-            &[0, 2], b"g1",               // group
-            &[0, 3], b"top",              // topic
-            &[0, 0, 0, 9],                // partition
+            &[0, 1][..], // key version 1
+            &[0, 2],
+            b"g1", // group
+            &[0, 3],
+            b"top",        // topic
+            &[0, 0, 0, 9], // partition
         ]
         .concat();
         let value: Vec<u8> = [
-            &[0, 1][..],                    // value version 1
-            &[0, 0, 0, 0, 0, 0, 0, 100],    // offset
-            &[0, 0],                        // metadata ""
-            &[0, 0, 0, 0, 0, 0, 0, 7],      // commit timestamp
-            &[0, 0, 0, 0, 0, 0, 0, 8],      // expire timestamp
+            &[0, 1][..],                 // value version 1
+            &[0, 0, 0, 0, 0, 0, 0, 100], // offset
+            &[0, 0],                     // metadata ""
+            &[0, 0, 0, 0, 0, 0, 0, 7],   // commit timestamp
+            &[0, 0, 0, 0, 0, 0, 0, 8],   // expire timestamp
         ]
         .concat();
         let r = OffsetsRecord::decode(&key, Some(&value)).unwrap().unwrap();
@@ -546,23 +550,37 @@ mod tests {
 
         let gkey: Vec<u8> = [&[0, 2][..], &[0, 2], b"g1"].concat();
         let gvalue: Vec<u8> = [
-            &[0, 1][..],                 // value version 1
-            &[0, 8], b"consumer",        // protocol_type
-            &[0, 0, 0, 3],               // generation
-            &[0, 5], b"range",           // protocol
-            &[0, 1], b"m",               // leader
-            &[0, 0, 0, 1],               // one member
-            &[0, 1], b"m",               // member_id
-            &[0, 1], b"c",               // client_id
-            &[0, 2], b"/h",              // client_host
-            &[0, 0, 0x75, 0x30],         // rebalance_timeout 30000
-            &[0, 0, 0x27, 0x10],         // session_timeout 10000
-            &[0, 0, 0, 1], b"s",         // subscription
-            &[0, 0, 0, 2], b"as",        // assignment
+            &[0, 1][..], // value version 1
+            &[0, 8],
+            b"consumer",   // protocol_type
+            &[0, 0, 0, 3], // generation
+            &[0, 5],
+            b"range", // protocol
+            &[0, 1],
+            b"m",          // leader
+            &[0, 0, 0, 1], // one member
+            &[0, 1],
+            b"m", // member_id
+            &[0, 1],
+            b"c", // client_id
+            &[0, 2],
+            b"/h",               // client_host
+            &[0, 0, 0x75, 0x30], // rebalance_timeout 30000
+            &[0, 0, 0x27, 0x10], // session_timeout 10000
+            &[0, 0, 0, 1],
+            b"s", // subscription
+            &[0, 0, 0, 2],
+            b"as", // assignment
         ]
         .concat();
-        let g = OffsetsRecord::decode(&gkey, Some(&gvalue)).unwrap().unwrap();
-        let OffsetsRecord::GroupMetadata { group, value: Some(v) } = g else {
+        let g = OffsetsRecord::decode(&gkey, Some(&gvalue))
+            .unwrap()
+            .unwrap();
+        let OffsetsRecord::GroupMetadata {
+            group,
+            value: Some(v),
+        } = g
+        else {
             panic!("not group metadata")
         };
         assert_eq!(group, "g1");
@@ -589,7 +607,8 @@ mod tests {
         };
         let expected: Vec<u8> = [
             &[0, 3][..],
-            &[0, 8], b"consumer",
+            &[0, 8],
+            b"consumer",
             &[0, 0, 0, 3],
             &[0xff, 0xff],
             &[0xff, 0xff],
@@ -603,7 +622,10 @@ mod tests {
 
     #[test]
     fn unknown_key_versions_are_skipped() {
-        assert_eq!(OffsetsRecord::decode(&[0, 5, 0, 0], Some(b"x")).unwrap(), None);
+        assert_eq!(
+            OffsetsRecord::decode(&[0, 5, 0, 0], Some(b"x")).unwrap(),
+            None
+        );
         assert!(OffsetsRecord::decode(&[0], None).is_err());
     }
 

@@ -82,7 +82,11 @@ pub fn spawn(
 }
 
 /// Reads the partition from its start to the high watermark into a fresh shard.
-fn load(partition: &Partition, config: GroupConfig, now_ms: i64) -> Result<GroupShard, PartitionError> {
+fn load(
+    partition: &Partition,
+    config: GroupConfig,
+    now_ms: i64,
+) -> Result<GroupShard, PartitionError> {
     let mut shard = GroupShard::new(config);
     let mut offset = partition.log().log_start_offset();
     let mut records = 0usize;
@@ -111,18 +115,24 @@ fn load(partition: &Partition, config: GroupConfig, now_ms: i64) -> Result<Group
                         if r.control {
                             continue;
                         }
-                        let Some(key) = r.key.as_deref() else { continue };
+                        let Some(key) = r.key.as_deref() else {
+                            continue;
+                        };
                         match OffsetsRecord::decode(key, r.value.as_deref()) {
                             Ok(Some(rec)) => {
                                 shard.replay(rec, now_ms);
                                 records += 1;
                             }
                             Ok(None) => {}
-                            Err(e) => tracing::warn!(partition = %partition.tp, offset = r.offset, error = %e, "skipping undecodable offsets record"),
+                            Err(e) => {
+                                tracing::warn!(partition = %partition.tp, offset = r.offset, error = %e, "skipping undecodable offsets record")
+                            }
                         }
                     }
                 }
-                Err(e) => tracing::warn!(partition = %partition.tp, offset = base, error = %e, "skipping undecodable batch"),
+                Err(e) => {
+                    tracing::warn!(partition = %partition.tp, offset = base, error = %e, "skipping undecodable batch")
+                }
             }
             offset = Offset(base + last_delta as i64 + 1);
         }
@@ -170,7 +180,9 @@ async fn run(
     expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     expiry.tick().await;
     loop {
-        let sleep_ms = shard.next_deadline_ms().map(|d| (d - clock.now_ms()).clamp(0, 3_600_000) as u64);
+        let sleep_ms = shard
+            .next_deadline_ms()
+            .map(|d| (d - clock.now_ms()).clamp(0, 3_600_000) as u64);
         let decision = tokio::select! {
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { break };
@@ -188,7 +200,14 @@ async fn run(
             }
             () = shutdown.cancelled() => break,
         };
-        if !execute(&partition, decision, &mut waiters, &clock, settings.commit_timeout, &failed_tx) {
+        if !execute(
+            &partition,
+            decision,
+            &mut waiters,
+            &clock,
+            settings.commit_timeout,
+            &failed_tx,
+        ) {
             break;
         }
         // Waiters whose request was dropped (client gone) need no cleanup beyond this.
@@ -267,8 +286,12 @@ fn fail_all(replies: Vec<(oneshot::Sender<GroupResponse>, GroupResponse)>, code:
 /// Kafka's mapping of offsets-topic write errors to what group clients understand.
 fn write_error_code(e: &PartitionError) -> i16 {
     match e {
-        PartitionError::NotLeader { .. } | PartitionError::FencedLeaderEpoch { .. } => E::NotCoordinator.code(),
-        PartitionError::Log(crate::log::LogError::BatchTooLarge { .. }) => E::InvalidCommitOffsetSize.code(),
+        PartitionError::NotLeader { .. } | PartitionError::FencedLeaderEpoch { .. } => {
+            E::NotCoordinator.code()
+        }
+        PartitionError::Log(crate::log::LogError::BatchTooLarge { .. }) => {
+            E::InvalidCommitOffsetSize.code()
+        }
         _ => E::CoordinatorNotAvailable.code(),
     }
 }

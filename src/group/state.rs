@@ -256,7 +256,10 @@ impl Group {
                     client_host: m.client_host.clone(),
                     rebalance_timeout_ms: m.rebalance_timeout_ms,
                     session_timeout_ms: m.session_timeout_ms,
-                    subscription: protocol.as_deref().map(|p| m.metadata_for(p)).unwrap_or_default(),
+                    subscription: protocol
+                        .as_deref()
+                        .map(|p| m.metadata_for(p))
+                        .unwrap_or_default(),
                     assignment: m.assignment.clone(),
                 })
                 .collect(),
@@ -358,9 +361,13 @@ impl GroupResponse {
     /// The same reply with every error code replaced by `code` (a failed write).
     pub fn into_error(self, code: i16) -> GroupResponse {
         match self {
-            GroupResponse::Join(r) => GroupResponse::Join(join_error(code, r.member_id.to_string())),
+            GroupResponse::Join(r) => {
+                GroupResponse::Join(join_error(code, r.member_id.to_string()))
+            }
             GroupResponse::Sync(_) => GroupResponse::Sync(sync_error(code)),
-            GroupResponse::Heartbeat(_) => GroupResponse::Heartbeat(HeartbeatResponse::default().with_error_code(code)),
+            GroupResponse::Heartbeat(_) => {
+                GroupResponse::Heartbeat(HeartbeatResponse::default().with_error_code(code))
+            }
             GroupResponse::Leave(r) => GroupResponse::Leave(r.with_error_code(code)),
             GroupResponse::Commit(mut r) => {
                 for t in &mut r.topics {
@@ -370,11 +377,16 @@ impl GroupResponse {
                 }
                 GroupResponse::Commit(r)
             }
-            GroupResponse::FetchOffsets(r) => GroupResponse::FetchOffsets(FetchedOffsets { error_code: code, topics: r.topics }),
+            GroupResponse::FetchOffsets(r) => GroupResponse::FetchOffsets(FetchedOffsets {
+                error_code: code,
+                topics: r.topics,
+            }),
             GroupResponse::Describe(r) => GroupResponse::Describe(r.with_error_code(code)),
             GroupResponse::List(l) => GroupResponse::List(l),
             GroupResponse::Delete(_) => GroupResponse::Delete(code),
-            GroupResponse::DeleteOffsets(r) => GroupResponse::DeleteOffsets(r.with_error_code(code)),
+            GroupResponse::DeleteOffsets(r) => {
+                GroupResponse::DeleteOffsets(r.with_error_code(code))
+            }
         }
     }
 }
@@ -438,13 +450,20 @@ impl GroupShard {
                 value,
             } => match value {
                 Some(v) => {
-                    let g = self.groups.entry(group.clone()).or_insert_with(|| Group::new(&group, now_ms));
+                    let g = self
+                        .groups
+                        .entry(group.clone())
+                        .or_insert_with(|| Group::new(&group, now_ms));
                     g.offsets.insert((topic, partition), v);
                 }
                 None => {
                     if let Some(g) = self.groups.get_mut(&group) {
                         g.offsets.remove(&(topic, partition));
-                        if g.offsets.is_empty() && g.protocol_type.is_none() && g.members.is_empty() && g.generation == 0 {
+                        if g.offsets.is_empty()
+                            && g.protocol_type.is_none()
+                            && g.members.is_empty()
+                            && g.generation == 0
+                        {
                             self.groups.remove(&group);
                         }
                     }
@@ -452,12 +471,19 @@ impl GroupShard {
             },
             OffsetsRecord::GroupMetadata { group, value } => match value {
                 Some(v) => {
-                    let g = self.groups.entry(group.clone()).or_insert_with(|| Group::new(&group, now_ms));
+                    let g = self
+                        .groups
+                        .entry(group.clone())
+                        .or_insert_with(|| Group::new(&group, now_ms));
                     g.protocol_type = Some(v.protocol_type).filter(|p| !p.is_empty());
                     g.generation = v.generation;
                     g.protocol = v.protocol;
                     g.leader = v.leader;
-                    g.state_timestamp_ms = if v.current_state_timestamp_ms >= 0 { v.current_state_timestamp_ms } else { now_ms };
+                    g.state_timestamp_ms = if v.current_state_timestamp_ms >= 0 {
+                        v.current_state_timestamp_ms
+                    } else {
+                        now_ms
+                    };
                     g.members.clear();
                     g.static_members.clear();
                     for m in v.members {
@@ -465,7 +491,11 @@ impl GroupShard {
                         if let Some(i) = &m.group_instance_id {
                             g.static_members.insert(i.clone(), m.member_id.clone());
                         }
-                        let protocols = g.protocol.clone().map(|p| vec![(p, m.subscription.clone())]).unwrap_or_default();
+                        let protocols = g
+                            .protocol
+                            .clone()
+                            .map(|p| vec![(p, m.subscription.clone())])
+                            .unwrap_or_default();
                         g.members.insert(
                             m.member_id.clone(),
                             Member {
@@ -485,7 +515,11 @@ impl GroupShard {
                             },
                         );
                     }
-                    g.state = if g.members.is_empty() { GroupState::Empty } else { GroupState::Stable };
+                    g.state = if g.members.is_empty() {
+                        GroupState::Empty
+                    } else {
+                        GroupState::Stable
+                    };
                 }
                 None => {
                     if let Some(g) = self.groups.get_mut(&group) {
@@ -515,9 +549,14 @@ impl GroupShard {
             GroupRequest::Sync { req } => self.sync(&mut d, waiter, req, now_ms),
             GroupRequest::Heartbeat { req } => {
                 let c = self.heartbeat(&req, now_ms);
-                d.reply(waiter, GroupResponse::Heartbeat(HeartbeatResponse::default().with_error_code(c)));
+                d.reply(
+                    waiter,
+                    GroupResponse::Heartbeat(HeartbeatResponse::default().with_error_code(c)),
+                );
             }
-            GroupRequest::Leave { version, req } => self.leave(&mut d, waiter, version, req, now_ms),
+            GroupRequest::Leave { version, req } => {
+                self.leave(&mut d, waiter, version, req, now_ms)
+            }
             GroupRequest::Commit { req } => self.commit(&mut d, waiter, req, now_ms),
             GroupRequest::FetchOffsets { group_id, topics } => {
                 let r = self.fetch_offsets(&group_id, topics);
@@ -535,7 +574,9 @@ impl GroupShard {
                     .map(|g| {
                         ListedGroup::default()
                             .with_group_id(GroupId(str_bytes(g.group_id.clone())))
-                            .with_protocol_type(str_bytes(g.protocol_type.clone().unwrap_or_default()))
+                            .with_protocol_type(str_bytes(
+                                g.protocol_type.clone().unwrap_or_default(),
+                            ))
                             .with_group_state(str_bytes(g.state.name()))
                             .with_group_type(str_bytes("classic"))
                     })
@@ -563,29 +604,47 @@ impl GroupShard {
         let group_id = req.group_id.0.to_string();
         let member_id = req.member_id.to_string();
         let instance_id = req.group_instance_id.as_ref().map(|s| s.to_string());
-        let fail = |d: &mut Decision, c: E| d.reply(waiter, GroupResponse::Join(join_error(c.code(), member_id.clone())));
+        let fail = |d: &mut Decision, c: E| {
+            d.reply(
+                waiter,
+                GroupResponse::Join(join_error(c.code(), member_id.clone())),
+            )
+        };
         if group_id.is_empty() {
             return fail(d, E::InvalidGroupId);
         }
-        if req.session_timeout_ms < self.config.min_session_timeout_ms || req.session_timeout_ms > self.config.max_session_timeout_ms {
+        if req.session_timeout_ms < self.config.min_session_timeout_ms
+            || req.session_timeout_ms > self.config.max_session_timeout_ms
+        {
             return fail(d, E::InvalidSessionTimeout);
         }
         let protocol_type = req.protocol_type.to_string();
-        let protocols: Vec<(String, Bytes)> = req.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect();
+        let protocols: Vec<(String, Bytes)> = req
+            .protocols
+            .iter()
+            .map(|p| (p.name.to_string(), p.metadata.clone()))
+            .collect();
         // Before v4 the rebalance timeout was the session timeout.
-        let rebalance_timeout_ms = if req.rebalance_timeout_ms > 0 { req.rebalance_timeout_ms } else { req.session_timeout_ms };
+        let rebalance_timeout_ms = if req.rebalance_timeout_ms > 0 {
+            req.rebalance_timeout_ms
+        } else {
+            req.session_timeout_ms
+        };
 
         if !self.groups.contains_key(&group_id) {
             if !member_id.is_empty() {
                 return fail(d, E::UnknownMemberId);
             }
-            self.groups.insert(group_id.clone(), Group::new(&group_id, now_ms));
+            self.groups
+                .insert(group_id.clone(), Group::new(&group_id, now_ms));
         }
         let max_size = self.config.max_group_size;
         let initial_delay_ms = self.config.initial_rebalance_delay_ms;
         self.join_seq += 1;
         let seq = self.join_seq;
-        let Some(group) = self.groups.get_mut(&group_id) else { return };
+        let Some(group) = self.groups.get_mut(&group_id) else {
+            return;
+        };
         if group.state == GroupState::Dead {
             return fail(d, E::CoordinatorNotAvailable);
         }
@@ -614,20 +673,43 @@ impl GroupShard {
         };
 
         if member_id.is_empty() {
-            let generated = format!("{}-{}", if client_id.is_empty() { "member" } else { &client_id }, uuid::Uuid::new_v4());
+            let generated = format!(
+                "{}-{}",
+                if client_id.is_empty() {
+                    "member"
+                } else {
+                    &client_id
+                },
+                uuid::Uuid::new_v4()
+            );
             if let Some(instance) = &instance_id {
                 if let Some(old_id) = group.static_members.get(instance).cloned() {
                     // A static member restarting: it takes over its old identity under a new id,
                     // fencing whoever still uses the old one.
                     let Some(mut member) = group.members.remove(&old_id) else {
                         group.static_members.remove(instance);
-                        return self.join_new(d, &group_id, new_member(generated), now_ms, initial_delay_ms);
+                        return self.join_new(
+                            d,
+                            &group_id,
+                            new_member(generated),
+                            now_ms,
+                            initial_delay_ms,
+                        );
                     };
                     if let Some((w, _)) = member.awaiting_join.take() {
-                        d.reply(w, GroupResponse::Join(join_error(code(E::FencedInstanceId), old_id.clone())));
+                        d.reply(
+                            w,
+                            GroupResponse::Join(join_error(
+                                code(E::FencedInstanceId),
+                                old_id.clone(),
+                            )),
+                        );
                     }
                     if let Some(w) = member.awaiting_sync.take() {
-                        d.reply(w, GroupResponse::Sync(sync_error(code(E::FencedInstanceId))));
+                        d.reply(
+                            w,
+                            GroupResponse::Sync(sync_error(code(E::FencedInstanceId))),
+                        );
                     }
                     let unchanged = member.same_protocols(&protocols);
                     member.member_id = generated.clone();
@@ -637,7 +719,9 @@ impl GroupShard {
                     member.rebalance_timeout_ms = rebalance_timeout_ms;
                     member.protocols = protocols.clone();
                     member.last_heartbeat_ms = now_ms;
-                    group.static_members.insert(instance.clone(), generated.clone());
+                    group
+                        .static_members
+                        .insert(instance.clone(), generated.clone());
                     if group.leader.as_deref() == Some(old_id.as_str()) {
                         group.leader = Some(generated.clone());
                     }
@@ -645,7 +729,12 @@ impl GroupShard {
                     if group.state == GroupState::Stable && unchanged {
                         let is_leader = group.leader.as_deref() == Some(generated.as_str());
                         let resp = Self::join_response(group, &generated, is_leader, version);
-                        d.reply(waiter, GroupResponse::Join(resp.with_skip_assignment(is_leader && version >= 9)));
+                        d.reply(
+                            waiter,
+                            GroupResponse::Join(
+                                resp.with_skip_assignment(is_leader && version >= 9),
+                            ),
+                        );
                         d.records.push(group.metadata_record());
                         return;
                     }
@@ -659,23 +748,46 @@ impl GroupShard {
                 if group.members.len() >= max_size {
                     return fail(d, E::GroupMaxSizeReached);
                 }
-                return self.join_new(d, &group_id, new_member(generated), now_ms, initial_delay_ms);
+                return self.join_new(
+                    d,
+                    &group_id,
+                    new_member(generated),
+                    now_ms,
+                    initial_delay_ms,
+                );
             }
             if group.members.len() + group.pending_members.len() >= max_size {
                 return fail(d, E::GroupMaxSizeReached);
             }
             if version >= 4 {
                 // KIP-394: hand out the id first, so a client that never returns leaves no member.
-                group.pending_members.insert(generated.clone(), now_ms + req.session_timeout_ms as i64);
-                d.reply(waiter, GroupResponse::Join(join_error(code(E::MemberIdRequired), generated)));
+                group
+                    .pending_members
+                    .insert(generated.clone(), now_ms + req.session_timeout_ms as i64);
+                d.reply(
+                    waiter,
+                    GroupResponse::Join(join_error(code(E::MemberIdRequired), generated)),
+                );
                 return;
             }
-            return self.join_new(d, &group_id, new_member(generated), now_ms, initial_delay_ms);
+            return self.join_new(
+                d,
+                &group_id,
+                new_member(generated),
+                now_ms,
+                initial_delay_ms,
+            );
         }
 
         // A known member id.
         if group.pending_members.remove(&member_id).is_some() {
-            return self.join_new(d, &group_id, new_member(member_id), now_ms, initial_delay_ms);
+            return self.join_new(
+                d,
+                &group_id,
+                new_member(member_id),
+                now_ms,
+                initial_delay_ms,
+            );
         }
         if let Some(instance) = &instance_id {
             if let Some(current) = group.static_members.get(instance) {
@@ -689,7 +801,10 @@ impl GroupShard {
         };
         if let Some((old, _)) = member.awaiting_join.take() {
             // A retried join replaces the one still waiting.
-            d.reply(old, GroupResponse::Join(join_error(code(E::RebalanceInProgress), member_id.clone())));
+            d.reply(
+                old,
+                GroupResponse::Join(join_error(code(E::RebalanceInProgress), member_id.clone())),
+            );
         }
         member.last_heartbeat_ms = now_ms;
         member.client_id = client_id;
@@ -706,7 +821,9 @@ impl GroupShard {
                 }
                 Self::maybe_complete_join(d, group, now_ms);
             }
-            GroupState::CompletingRebalance | GroupState::Stable if unchanged && !(group.state == GroupState::Stable && is_leader) => {
+            GroupState::CompletingRebalance | GroupState::Stable
+                if unchanged && !(group.state == GroupState::Stable && is_leader) =>
+            {
                 // A duplicate join (the response was lost): answer with the current generation.
                 let resp = Self::join_response(group, &member_id, is_leader, version);
                 d.reply(waiter, GroupResponse::Join(resp));
@@ -722,13 +839,24 @@ impl GroupShard {
         }
     }
 
-    fn join_new(&mut self, d: &mut Decision, group_id: &str, member: Member, now_ms: i64, initial_delay_ms: i32) {
-        let Some(group) = self.groups.get_mut(group_id) else { return };
+    fn join_new(
+        &mut self,
+        d: &mut Decision,
+        group_id: &str,
+        member: Member,
+        now_ms: i64,
+        initial_delay_ms: i32,
+    ) {
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return;
+        };
         if group.members.is_empty() {
             group.protocol_type = None;
         }
         if let Some(instance) = &member.group_instance_id {
-            group.static_members.insert(instance.clone(), member.member_id.clone());
+            group
+                .static_members
+                .insert(instance.clone(), member.member_id.clone());
         }
         if group.protocol_type.is_none() {
             group.protocol_type = Some(member.protocol_type.clone());
@@ -749,7 +877,12 @@ impl GroupShard {
         }
     }
 
-    fn join_response(group: &Group, member_id: &str, is_leader: bool, version: i16) -> JoinGroupResponse {
+    fn join_response(
+        group: &Group,
+        member_id: &str,
+        is_leader: bool,
+        version: i16,
+    ) -> JoinGroupResponse {
         let protocol = group.protocol.clone().unwrap_or_default();
         let members = if is_leader {
             let mut ms: Vec<&Member> = group.members.values().collect();
@@ -758,7 +891,11 @@ impl GroupShard {
                 .map(|m| {
                     JoinGroupResponseMember::default()
                         .with_member_id(str_bytes(m.member_id.clone()))
-                        .with_group_instance_id(if version >= 5 { m.group_instance_id.clone().map(str_bytes) } else { None })
+                        .with_group_instance_id(if version >= 5 {
+                            m.group_instance_id.clone().map(str_bytes)
+                        } else {
+                            None
+                        })
                         .with_metadata(m.metadata_for(&protocol))
                 })
                 .collect()
@@ -780,7 +917,10 @@ impl GroupShard {
             for m in group.members.values_mut() {
                 m.assignment = Bytes::new();
                 if let Some(w) = m.awaiting_sync.take() {
-                    d.reply(w, GroupResponse::Sync(sync_error(code(E::RebalanceInProgress))));
+                    d.reply(
+                        w,
+                        GroupResponse::Sync(sync_error(code(E::RebalanceInProgress))),
+                    );
                 }
             }
         }
@@ -801,7 +941,10 @@ impl GroupShard {
     }
 
     fn maybe_complete_join(d: &mut Decision, group: &mut Group, now_ms: i64) {
-        if group.state == GroupState::PreparingRebalance && group.initial_delay.is_none() && group.all_members_joined() {
+        if group.state == GroupState::PreparingRebalance
+            && group.initial_delay.is_none()
+            && group.all_members_joined()
+        {
             Self::complete_join(d, group, now_ms);
         }
     }
@@ -809,7 +952,12 @@ impl GroupShard {
     /// Ends the join phase: members that did not rejoin are dropped, the generation advances,
     /// and every joined member gets its JoinGroup response (the leader with the member list).
     fn complete_join(d: &mut Decision, group: &mut Group, now_ms: i64) {
-        let gone: Vec<String> = group.members.values().filter(|m| m.awaiting_join.is_none()).map(|m| m.member_id.clone()).collect();
+        let gone: Vec<String> = group
+            .members
+            .values()
+            .filter(|m| m.awaiting_join.is_none())
+            .map(|m| m.member_id.clone())
+            .collect();
         for id in gone {
             Self::remove_member(d, group, &id);
         }
@@ -825,8 +973,16 @@ impl GroupShard {
             return;
         }
         group.protocol = group.select_protocol();
-        if group.leader.as_ref().is_none_or(|l| !group.members.contains_key(l)) {
-            group.leader = group.members.values().min_by_key(|m| m.join_seq).map(|m| m.member_id.clone());
+        if group
+            .leader
+            .as_ref()
+            .is_none_or(|l| !group.members.contains_key(l))
+        {
+            group.leader = group
+                .members
+                .values()
+                .min_by_key(|m| m.join_seq)
+                .map(|m| m.member_id.clone());
         }
         group.transition(GroupState::CompletingRebalance, now_ms);
         let leader = group.leader.clone().unwrap_or_default();
@@ -848,9 +1004,14 @@ impl GroupShard {
 
     /// Removes a member, answering its waiting requests with UNKNOWN_MEMBER_ID.
     fn remove_member(d: &mut Decision, group: &mut Group, member_id: &str) {
-        let Some(mut m) = group.members.remove(member_id) else { return };
+        let Some(mut m) = group.members.remove(member_id) else {
+            return;
+        };
         if let Some((w, _)) = m.awaiting_join.take() {
-            d.reply(w, GroupResponse::Join(join_error(code(E::UnknownMemberId), member_id.to_string())));
+            d.reply(
+                w,
+                GroupResponse::Join(join_error(code(E::UnknownMemberId), member_id.to_string())),
+            );
         }
         if let Some(w) = m.awaiting_sync.take() {
             d.reply(w, GroupResponse::Sync(sync_error(code(E::UnknownMemberId))));
@@ -861,7 +1022,11 @@ impl GroupShard {
             }
         }
         if group.leader.as_deref() == Some(member_id) {
-            group.leader = group.members.values().min_by_key(|m| m.join_seq).map(|m| m.member_id.clone());
+            group.leader = group
+                .members
+                .values()
+                .min_by_key(|m| m.join_seq)
+                .map(|m| m.member_id.clone());
         }
     }
 
@@ -891,7 +1056,8 @@ impl GroupShard {
 
     fn sync(&mut self, d: &mut Decision, waiter: Waiter, req: SyncGroupRequest, now_ms: i64) {
         let member_id = req.member_id.to_string();
-        let fail = |d: &mut Decision, c: E| d.reply(waiter, GroupResponse::Sync(sync_error(c.code())));
+        let fail =
+            |d: &mut Decision, c: E| d.reply(waiter, GroupResponse::Sync(sync_error(c.code())));
         let Some(group) = self.groups.get_mut(req.group_id.0.as_str()) else {
             return fail(d, E::UnknownMemberId);
         };
@@ -899,7 +1065,11 @@ impl GroupShard {
             return fail(d, E::CoordinatorNotAvailable);
         }
         if let Some(instance) = &req.group_instance_id {
-            if group.static_members.get(instance.as_str()).is_some_and(|m| *m != member_id) {
+            if group
+                .static_members
+                .get(instance.as_str())
+                .is_some_and(|m| *m != member_id)
+            {
                 return fail(d, E::FencedInstanceId);
             }
         }
@@ -909,8 +1079,14 @@ impl GroupShard {
         if req.generation_id != group.generation {
             return fail(d, E::IllegalGeneration);
         }
-        if req.protocol_type.as_ref().is_some_and(|t| Some(t.as_str()) != group.protocol_type.as_deref())
-            || req.protocol_name.as_ref().is_some_and(|p| Some(p.as_str()) != group.protocol.as_deref())
+        if req
+            .protocol_type
+            .as_ref()
+            .is_some_and(|t| Some(t.as_str()) != group.protocol_type.as_deref())
+            || req
+                .protocol_name
+                .as_ref()
+                .is_some_and(|p| Some(p.as_str()) != group.protocol.as_deref())
         {
             return fail(d, E::InconsistentGroupProtocol);
         }
@@ -929,20 +1105,31 @@ impl GroupShard {
                 if let Some(m) = group.members.get_mut(&member_id) {
                     m.last_heartbeat_ms = now_ms;
                 }
-                let a = group.members.get(&member_id).map(|m| m.assignment.clone()).unwrap_or_default();
+                let a = group
+                    .members
+                    .get(&member_id)
+                    .map(|m| m.assignment.clone())
+                    .unwrap_or_default();
                 d.reply(waiter, ok(group, a));
             }
             GroupState::CompletingRebalance => {
                 if let Some(m) = group.members.get_mut(&member_id) {
                     m.last_heartbeat_ms = now_ms;
                     if let Some(old) = m.awaiting_sync.replace(waiter) {
-                        d.reply(old, GroupResponse::Sync(sync_error(code(E::RebalanceInProgress))));
+                        d.reply(
+                            old,
+                            GroupResponse::Sync(sync_error(code(E::RebalanceInProgress))),
+                        );
                     }
                 }
                 if group.leader.as_deref() != Some(member_id.as_str()) {
                     return;
                 }
-                let assignments: HashMap<String, Bytes> = req.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect();
+                let assignments: HashMap<String, Bytes> = req
+                    .assignments
+                    .into_iter()
+                    .map(|a| (a.member_id.to_string(), a.assignment))
+                    .collect();
                 for m in group.members.values_mut() {
                     m.assignment = assignments.get(&m.member_id).cloned().unwrap_or_default();
                 }
@@ -969,7 +1156,11 @@ impl GroupShard {
             return code(E::CoordinatorNotAvailable);
         }
         if let Some(instance) = &req.group_instance_id {
-            if group.static_members.get(instance.as_str()).is_some_and(|m| m != member_id) {
+            if group
+                .static_members
+                .get(instance.as_str())
+                .is_some_and(|m| m != member_id)
+            {
                 return code(E::FencedInstanceId);
             }
         }
@@ -989,7 +1180,14 @@ impl GroupShard {
         }
     }
 
-    fn leave(&mut self, d: &mut Decision, waiter: Waiter, version: i16, req: LeaveGroupRequest, now_ms: i64) {
+    fn leave(
+        &mut self,
+        d: &mut Decision,
+        waiter: Waiter,
+        version: i16,
+        req: LeaveGroupRequest,
+        now_ms: i64,
+    ) {
         use kafka_protocol::messages::leave_group_request::MemberIdentity;
         let initial_delay_ms = self.config.initial_rebalance_delay_ms;
         let identities: Vec<MemberIdentity> = if version >= 3 {
@@ -1000,12 +1198,27 @@ impl GroupShard {
         let Some(group) = self.groups.get_mut(req.group_id.0.as_str()) else {
             let c = code(E::UnknownMemberId);
             let members = if version >= 3 {
-                identities.iter().map(|i| MemberResponse::default().with_member_id(i.member_id.clone()).with_group_instance_id(i.group_instance_id.clone()).with_error_code(c)).collect()
+                identities
+                    .iter()
+                    .map(|i| {
+                        MemberResponse::default()
+                            .with_member_id(i.member_id.clone())
+                            .with_group_instance_id(i.group_instance_id.clone())
+                            .with_error_code(c)
+                    })
+                    .collect()
             } else {
                 Vec::new()
             };
             let top = if version >= 3 { 0 } else { c };
-            d.reply(waiter, GroupResponse::Leave(LeaveGroupResponse::default().with_error_code(top).with_members(members)));
+            d.reply(
+                waiter,
+                GroupResponse::Leave(
+                    LeaveGroupResponse::default()
+                        .with_error_code(top)
+                        .with_members(members),
+                ),
+            );
             return;
         };
         let mut results = Vec::new();
@@ -1015,7 +1228,9 @@ impl GroupShard {
             let mut c = 0;
             if let Some(instance) = &ident.group_instance_id {
                 match group.static_members.get(instance.as_str()) {
-                    Some(current) if member_id.is_empty() || *current == member_id => member_id = current.clone(),
+                    Some(current) if member_id.is_empty() || *current == member_id => {
+                        member_id = current.clone()
+                    }
                     Some(_) => c = code(E::FencedInstanceId),
                     None => c = code(E::UnknownMemberId),
                 }
@@ -1043,7 +1258,8 @@ impl GroupShard {
         let resp = if version >= 3 {
             LeaveGroupResponse::default().with_members(results)
         } else {
-            LeaveGroupResponse::default().with_error_code(results.first().map(|r| r.error_code).unwrap_or(0))
+            LeaveGroupResponse::default()
+                .with_error_code(results.first().map(|r| r.error_code).unwrap_or(0))
         };
         d.reply(waiter, GroupResponse::Leave(resp));
     }
@@ -1056,20 +1272,35 @@ impl GroupShard {
                 .topics
                 .iter()
                 .map(|t| {
-                    OffsetCommitResponseTopic::default().with_name(t.name.clone()).with_partitions(
-                        t.partitions.iter().map(|p| OffsetCommitResponsePartition::default().with_partition_index(p.partition_index).with_error_code(c)).collect(),
-                    )
+                    OffsetCommitResponseTopic::default()
+                        .with_name(t.name.clone())
+                        .with_partitions(
+                            t.partitions
+                                .iter()
+                                .map(|p| {
+                                    OffsetCommitResponsePartition::default()
+                                        .with_partition_index(p.partition_index)
+                                        .with_error_code(c)
+                                })
+                                .collect(),
+                        )
                 })
                 .collect();
-            d.reply(waiter, GroupResponse::Commit(OffsetCommitResponse::default().with_topics(topics)));
+            d.reply(
+                waiter,
+                GroupResponse::Commit(OffsetCommitResponse::default().with_topics(topics)),
+            );
         };
         if group_id.is_empty() {
             return respond_all(d, code(E::InvalidGroupId));
         }
-        let simple = req.generation_id_or_member_epoch < 0 && member_id.is_empty() && req.group_instance_id.is_none();
+        let simple = req.generation_id_or_member_epoch < 0
+            && member_id.is_empty()
+            && req.group_instance_id.is_none();
         match self.groups.get_mut(&group_id) {
             None if simple => {
-                self.groups.insert(group_id.clone(), Group::new(&group_id, now_ms));
+                self.groups
+                    .insert(group_id.clone(), Group::new(&group_id, now_ms));
             }
             None => return respond_all(d, code(E::IllegalGeneration)),
             Some(group) => {
@@ -1083,7 +1314,11 @@ impl GroupShard {
                     }
                 } else {
                     if let Some(instance) = &req.group_instance_id {
-                        if group.static_members.get(instance.as_str()).is_some_and(|m| *m != member_id) {
+                        if group
+                            .static_members
+                            .get(instance.as_str())
+                            .is_some_and(|m| *m != member_id)
+                        {
                             return respond_all(d, code(E::FencedInstanceId));
                         }
                     }
@@ -1101,13 +1336,19 @@ impl GroupShard {
             }
         }
         let max_metadata = self.config.offset_metadata_max_bytes;
-        let Some(group) = self.groups.get_mut(&group_id) else { return };
+        let Some(group) = self.groups.get_mut(&group_id) else {
+            return;
+        };
         let mut topics = Vec::with_capacity(req.topics.len());
         for t in &req.topics {
             let topic = t.name.0.to_string();
             let mut partitions = Vec::with_capacity(t.partitions.len());
             for p in &t.partitions {
-                let metadata = p.committed_metadata.as_ref().map(|m| m.to_string()).unwrap_or_default();
+                let metadata = p
+                    .committed_metadata
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .unwrap_or_default();
                 let c = if metadata.len() > max_metadata {
                     code(E::OffsetMetadataTooLarge)
                 } else {
@@ -1118,7 +1359,9 @@ impl GroupShard {
                         commit_timestamp_ms: now_ms,
                         expire_timestamp_ms: None,
                     };
-                    group.offsets.insert((topic.clone(), p.partition_index), value.clone());
+                    group
+                        .offsets
+                        .insert((topic.clone(), p.partition_index), value.clone());
                     d.records.push(OffsetsRecord::OffsetCommit {
                         group: group_id.clone(),
                         topic: topic.clone(),
@@ -1127,43 +1370,80 @@ impl GroupShard {
                     });
                     0
                 };
-                partitions.push(OffsetCommitResponsePartition::default().with_partition_index(p.partition_index).with_error_code(c));
+                partitions.push(
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(c),
+                );
             }
-            topics.push(OffsetCommitResponseTopic::default().with_name(t.name.clone()).with_partitions(partitions));
+            topics.push(
+                OffsetCommitResponseTopic::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(partitions),
+            );
         }
-        d.reply(waiter, GroupResponse::Commit(OffsetCommitResponse::default().with_topics(topics)));
+        d.reply(
+            waiter,
+            GroupResponse::Commit(OffsetCommitResponse::default().with_topics(topics)),
+        );
     }
 
-    pub fn fetch_offsets(&self, group_id: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> FetchedOffsets {
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    ) -> FetchedOffsets {
         let group = self.groups.get(group_id);
         let topics = match topics {
             Some(ts) => ts
                 .into_iter()
                 .map(|(t, ps)| {
-                    let parts = ps.into_iter().map(|p| (p, group.and_then(|g| g.offsets.get(&(t.clone(), p)).cloned()))).collect();
+                    let parts = ps
+                        .into_iter()
+                        .map(|p| {
+                            (
+                                p,
+                                group.and_then(|g| g.offsets.get(&(t.clone(), p)).cloned()),
+                            )
+                        })
+                        .collect();
                     (t, parts)
                 })
                 .collect(),
             None => {
-                let mut by_topic: BTreeMap<String, Vec<(i32, Option<OffsetAndMetadata>)>> = BTreeMap::new();
+                let mut by_topic: BTreeMap<String, Vec<(i32, Option<OffsetAndMetadata>)>> =
+                    BTreeMap::new();
                 if let Some(g) = group {
                     for ((t, p), o) in &g.offsets {
-                        by_topic.entry(t.clone()).or_default().push((*p, Some(o.clone())));
+                        by_topic
+                            .entry(t.clone())
+                            .or_default()
+                            .push((*p, Some(o.clone())));
                     }
                 }
                 by_topic.into_iter().collect()
             }
         };
-        FetchedOffsets { error_code: 0, topics }
+        FetchedOffsets {
+            error_code: 0,
+            topics,
+        }
     }
 
     pub fn describe(&self, group_id: &str) -> DescribedGroup {
-        let base = DescribedGroup::default().with_group_id(GroupId(str_bytes(group_id.to_string())));
+        let base =
+            DescribedGroup::default().with_group_id(GroupId(str_bytes(group_id.to_string())));
         let Some(g) = self.groups.get(group_id) else {
-            return base.with_group_state(str_bytes(GroupState::Dead.name())).with_error_code(code(E::GroupIdNotFound));
+            return base
+                .with_group_state(str_bytes(GroupState::Dead.name()))
+                .with_error_code(code(E::GroupIdNotFound));
         };
         let stable = g.state == GroupState::Stable;
-        let protocol = if stable { g.protocol.clone().unwrap_or_default() } else { String::new() };
+        let protocol = if stable {
+            g.protocol.clone().unwrap_or_default()
+        } else {
+            String::new()
+        };
         let mut members: Vec<&Member> = g.members.values().collect();
         members.sort_by_key(|m| m.join_seq);
         base.with_group_state(str_bytes(g.state.name()))
@@ -1179,7 +1459,9 @@ impl GroupShard {
                             .with_client_id(str_bytes(m.client_id.clone()))
                             .with_client_host(str_bytes(m.client_host.clone()));
                         if stable {
-                            member.with_member_metadata(m.metadata_for(&protocol)).with_member_assignment(m.assignment.clone())
+                            member
+                                .with_member_metadata(m.metadata_for(&protocol))
+                                .with_member_assignment(m.assignment.clone())
                         } else {
                             member
                         }
@@ -1196,9 +1478,17 @@ impl GroupShard {
             Some(_) => {
                 if let Some(g) = self.groups.remove(group_id) {
                     for (t, p) in g.offsets.keys() {
-                        d.records.push(OffsetsRecord::OffsetCommit { group: group_id.to_string(), topic: t.clone(), partition: *p, value: None });
+                        d.records.push(OffsetsRecord::OffsetCommit {
+                            group: group_id.to_string(),
+                            topic: t.clone(),
+                            partition: *p,
+                            value: None,
+                        });
                     }
-                    d.records.push(OffsetsRecord::GroupMetadata { group: group_id.to_string(), value: None });
+                    d.records.push(OffsetsRecord::GroupMetadata {
+                        group: group_id.to_string(),
+                        value: None,
+                    });
                 }
                 0
             }
@@ -1209,7 +1499,12 @@ impl GroupShard {
     fn delete_offsets(&mut self, d: &mut Decision, waiter: Waiter, req: OffsetDeleteRequest) {
         let group_id = req.group_id.0.to_string();
         let Some(group) = self.groups.get_mut(&group_id) else {
-            d.reply(waiter, GroupResponse::DeleteOffsets(OffsetDeleteResponse::default().with_error_code(code(E::GroupIdNotFound))));
+            d.reply(
+                waiter,
+                GroupResponse::DeleteOffsets(
+                    OffsetDeleteResponse::default().with_error_code(code(E::GroupIdNotFound)),
+                ),
+            );
             return;
         };
         let subscribed: Vec<String> = if group.state == GroupState::Empty {
@@ -1220,7 +1515,12 @@ impl GroupShard {
                 None => {
                     // Members whose subscriptions are not readable: refuse, as Kafka does for
                     // non-consumer groups with members.
-                    d.reply(waiter, GroupResponse::DeleteOffsets(OffsetDeleteResponse::default().with_error_code(code(E::NonEmptyGroup))));
+                    d.reply(
+                        waiter,
+                        GroupResponse::DeleteOffsets(
+                            OffsetDeleteResponse::default().with_error_code(code(E::NonEmptyGroup)),
+                        ),
+                    );
                     return;
                 }
             }
@@ -1236,17 +1536,35 @@ impl GroupShard {
                     let c = if busy {
                         code(E::GroupSubscribedToTopic)
                     } else {
-                        if group.offsets.remove(&(name.clone(), p.partition_index)).is_some() {
-                            d.records.push(OffsetsRecord::OffsetCommit { group: group_id.clone(), topic: name.clone(), partition: p.partition_index, value: None });
+                        if group
+                            .offsets
+                            .remove(&(name.clone(), p.partition_index))
+                            .is_some()
+                        {
+                            d.records.push(OffsetsRecord::OffsetCommit {
+                                group: group_id.clone(),
+                                topic: name.clone(),
+                                partition: p.partition_index,
+                                value: None,
+                            });
                         }
                         0
                     };
-                    OffsetDeleteResponsePartition::default().with_partition_index(p.partition_index).with_error_code(c)
+                    OffsetDeleteResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(c)
                 })
                 .collect();
-            topics.push(OffsetDeleteResponseTopic::default().with_name(topic_name(name)).with_partitions(parts));
+            topics.push(
+                OffsetDeleteResponseTopic::default()
+                    .with_name(topic_name(name))
+                    .with_partitions(parts),
+            );
         }
-        d.reply(waiter, GroupResponse::DeleteOffsets(OffsetDeleteResponse::default().with_topics(topics)));
+        d.reply(
+            waiter,
+            GroupResponse::DeleteOffsets(OffsetDeleteResponse::default().with_topics(topics)),
+        );
     }
 
     /// The earliest time something must happen without a request: a join phase ending, a
@@ -1279,10 +1597,19 @@ impl GroupShard {
             let expired: Vec<String> = group
                 .members
                 .values()
-                .filter(|m| m.awaiting_join.is_none() && m.awaiting_sync.is_none() && m.last_heartbeat_ms + m.session_timeout_ms as i64 <= now_ms)
+                .filter(|m| {
+                    m.awaiting_join.is_none()
+                        && m.awaiting_sync.is_none()
+                        && m.last_heartbeat_ms + m.session_timeout_ms as i64 <= now_ms
+                })
                 .map(|m| m.member_id.clone())
                 .collect();
-            let pending_expired: Vec<String> = group.pending_members.iter().filter(|(_, t)| **t <= now_ms).map(|(id, _)| id.clone()).collect();
+            let pending_expired: Vec<String> = group
+                .pending_members
+                .iter()
+                .filter(|(_, t)| **t <= now_ms)
+                .map(|(id, _)| id.clone())
+                .collect();
             for id in &pending_expired {
                 group.pending_members.remove(id);
             }
@@ -1295,7 +1622,9 @@ impl GroupShard {
             } else if !pending_expired.is_empty() {
                 Self::maybe_complete_join(&mut d, group, now_ms);
             }
-            if group.state == GroupState::PreparingRebalance && group.join_deadline_ms.is_some_and(|t| t <= now_ms) {
+            if group.state == GroupState::PreparingRebalance
+                && group.join_deadline_ms.is_some_and(|t| t <= now_ms)
+            {
                 match &mut group.initial_delay {
                     Some(delay) if delay.new_member_added && delay.remaining_ms > 0 => {
                         let extend = (initial_delay_ms as i64).min(delay.remaining_ms);
@@ -1329,7 +1658,11 @@ impl GroupShard {
                 .filter(|(_, o)| match o.expire_timestamp_ms {
                     Some(t) => t <= now_ms,
                     None => {
-                        let base = if consumer_group { group.state_timestamp_ms } else { o.commit_timestamp_ms };
+                        let base = if consumer_group {
+                            group.state_timestamp_ms
+                        } else {
+                            o.commit_timestamp_ms
+                        };
                         base + retention <= now_ms
                     }
                 })
@@ -1337,11 +1670,22 @@ impl GroupShard {
                 .collect();
             for (t, p) in expired {
                 group.offsets.remove(&(t.clone(), p));
-                d.records.push(OffsetsRecord::OffsetCommit { group: group.group_id.clone(), topic: t, partition: p, value: None });
+                d.records.push(OffsetsRecord::OffsetCommit {
+                    group: group.group_id.clone(),
+                    topic: t,
+                    partition: p,
+                    value: None,
+                });
             }
-            if group.offsets.is_empty() && group.members.is_empty() && group.pending_members.is_empty() {
+            if group.offsets.is_empty()
+                && group.members.is_empty()
+                && group.pending_members.is_empty()
+            {
                 dead.push(group.group_id.clone());
-                d.records.push(OffsetsRecord::GroupMetadata { group: group.group_id.clone(), value: None });
+                d.records.push(OffsetsRecord::GroupMetadata {
+                    group: group.group_id.clone(),
+                    value: None,
+                });
             }
         }
         for g in dead {

@@ -60,7 +60,9 @@ pub fn unknown_topic_id() -> i16 {
 
 pub fn coordinator_error_code(e: &CoordinatorError) -> i16 {
     match e {
-        CoordinatorError::NotAvailable(_) | CoordinatorError::Busy => E::CoordinatorNotAvailable.code(),
+        CoordinatorError::NotAvailable(_) | CoordinatorError::Busy => {
+            E::CoordinatorNotAvailable.code()
+        }
         CoordinatorError::NotCoordinator => E::NotCoordinator.code(),
         CoordinatorError::LoadInProgress => E::CoordinatorLoadInProgress.code(),
     }
