@@ -79,7 +79,7 @@ pub fn handle(ctx: RequestContext, req: CreateTopicsRequest) -> Reply {
                         .collect();
                     results.push(
                         result
-                            .with_topic_id(id.0)
+                            .with_topic_id(if ctx.version() >= 7 { id.0 } else { uuid::Uuid::nil() })
                             .with_num_partitions(created.partitions.len() as i32)
                             .with_replication_factor(rf as i16)
                             .with_configs(Some(configs)),

@@ -19,6 +19,7 @@ pub fn handle(ctx: RequestContext, req: DeleteTopicsRequest) -> Reply {
     } else {
         req.topic_names.iter().map(|n| (Some(n.0.to_string()), uuid::Uuid::nil())).collect()
     };
+    let version = ctx.version();
     Reply::later(async move {
         let mut results = Vec::with_capacity(targets.len());
         for (name, id) in targets {
@@ -37,13 +38,13 @@ pub fn handle(ctx: RequestContext, req: DeleteTopicsRequest) -> Reply {
             results.push(match outcome {
                 Ok((n, tid)) => {
                     tracing::info!(topic = %n, topic_id = %tid, "deleted topic");
-                    r.with_name(Some(topic_name(n))).with_topic_id(tid.0)
+                    r.with_name(Some(topic_name(n))).with_topic_id(if version >= 6 { tid.0 } else { uuid::Uuid::nil() })
                 }
                 Err(e) => r
                     .with_name(name.map(topic_name))
                     .with_topic_id(id)
                     .with_error_code(controller_error_code(&e))
-                    .with_error_message(Some(str_bytes(e.to_string()))),
+                    .with_error_message((version >= 5).then(|| str_bytes(e.to_string()))),
             });
         }
         ResponseKind::DeleteTopics(DeleteTopicsResponse::default().with_responses(results))

@@ -35,7 +35,7 @@ pub fn handle(ctx: RequestContext, req: DescribeClusterRequest) -> Reply {
                 .with_host(str_bytes(b.host.clone()))
                 .with_port(b.port as i32)
                 .with_rack(b.rack.clone().map(str_bytes))
-                .with_is_fenced(b.fenced)
+                .with_is_fenced(ctx.version() >= 2 && b.fenced)
         })
         .collect();
     Reply::Now(ResponseKind::DescribeCluster(resp.with_brokers(brokers)))

@@ -21,6 +21,7 @@ const SOURCE_TOPIC: i8 = 1;
 pub fn handle(ctx: RequestContext, req: DescribeConfigsRequest) -> Reply {
     let image = ctx.broker.image();
     let node = ctx.broker.node_config();
+    let v3 = ctx.version() >= 3;
     let results = req
         .resources
         .into_iter()
@@ -61,8 +62,8 @@ pub fn handle(ctx: RequestContext, req: DescribeConfigsRequest) -> Reply {
                                 .with_config_source(if is_override { SOURCE_TOPIC } else { default_source })
                                 .with_is_sensitive(false)
                                 .with_synonyms(synonyms)
-                                .with_config_type(kind.wire_type())
-                                .with_documentation(req.include_documentation.then(|| str_bytes(doc)))
+                                .with_config_type(if v3 { kind.wire_type() } else { 0 })
+                                .with_documentation((v3 && req.include_documentation).then(|| str_bytes(doc)))
                         })
                         .collect();
                     result.with_configs(configs)
@@ -93,8 +94,8 @@ pub fn handle(ctx: RequestContext, req: DescribeConfigsRequest) -> Reply {
                                 .with_read_only(!node_key(d.name).is_some_and(|k| k.dynamic))
                                 .with_config_source(source.wire())
                                 .with_synonyms(synonyms)
-                                .with_config_type(d.kind.wire_type())
-                                .with_documentation(req.include_documentation.then(|| str_bytes(d.doc)))
+                                .with_config_type(if v3 { d.kind.wire_type() } else { 0 })
+                                .with_documentation((v3 && req.include_documentation).then(|| str_bytes(d.doc)))
                         })
                         .collect();
                     result.with_configs(configs)

@@ -26,6 +26,7 @@ struct FetchParams {
     min_bytes: usize,
     max_wait: Duration,
     read_committed: bool,
+    version: i16,
 }
 
 struct PartitionParams {
@@ -70,6 +71,7 @@ pub fn handle(ctx: RequestContext, req: FetchRequest) -> Reply {
         min_bytes: req.min_bytes.max(0) as usize,
         max_wait: Duration::from_millis(req.max_wait_ms.max(0) as u64),
         read_committed: req.isolation_level == 1,
+        version: ctx.version(),
     };
     Reply::later(async move { ResponseKind::Fetch(fetch(&ctx.broker, &params).await) })
 }
@@ -141,7 +143,7 @@ fn read_all(broker: &Broker, params: &FetchParams) -> (FetchResponse, usize, boo
                     let data = data
                         .with_high_watermark(hw.0)
                         .with_last_stable_offset(hw.0)
-                        .with_log_start_offset(log_start.0)
+                        .with_log_start_offset(if params.version >= 5 { log_start.0 } else { -1 })
                         .with_records(Some(records));
                     let data = if params.read_committed { data } else { data.with_aborted_transactions(None) };
                     out.push(data);
@@ -154,7 +156,7 @@ fn read_all(broker: &Broker, params: &FetchParams) -> (FetchResponse, usize, boo
                     out.push(
                         data.with_error_code(partition_error_code(&e))
                             .with_high_watermark(partition.high_watermark().0)
-                            .with_log_start_offset(partition.log().log_start_offset().0),
+                            .with_log_start_offset(if params.version >= 5 { partition.log().log_start_offset().0 } else { -1 }),
                     );
                 }
             }

@@ -16,6 +16,7 @@ pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 8 };
 const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
 
 pub fn handle(ctx: RequestContext, req: ListOffsetsRequest) -> Reply {
+    let version = ctx.version();
     let topics = req
         .topics
         .into_iter()
@@ -30,7 +31,10 @@ pub fn handle(ctx: RequestContext, req: ListOffsetsRequest) -> Reply {
                         return r.with_error_code(unknown_topic_or_partition()).with_timestamp(-1).with_offset(-1);
                     };
                     match lookup(&partition, LeaderEpoch(p.current_leader_epoch), p.timestamp) {
-                        Ok((timestamp, offset, epoch)) => r.with_timestamp(timestamp).with_offset(offset).with_leader_epoch(epoch),
+                        Ok((timestamp, offset, epoch)) => {
+                            let r = r.with_timestamp(timestamp).with_offset(offset);
+                            if version >= 4 { r.with_leader_epoch(epoch) } else { r }
+                        }
                         Err(e) => r.with_error_code(partition_error_code(&e)).with_timestamp(-1).with_offset(-1),
                     }
                 })

@@ -36,7 +36,7 @@ pub fn handle(ctx: RequestContext, req: MetadataRequest) -> Reply {
             .collect()
     };
     if !auto_create || missing.is_empty() {
-        return Reply::Now(ResponseKind::Metadata(build(&ctx.broker, &image, &req, all, &[])));
+        return Reply::Now(ResponseKind::Metadata(build(&ctx.broker, &image, &req, all, &[], version)));
     }
     let defaults = TopicDefaults {
         num_partitions: node.get_i32("num.partitions"),
@@ -57,11 +57,18 @@ pub fn handle(ctx: RequestContext, req: MetadataRequest) -> Reply {
             }
         }
         let image = ctx.broker.image();
-        ResponseKind::Metadata(build(&ctx.broker, &image, &req, all, &failed))
+        ResponseKind::Metadata(build(&ctx.broker, &image, &req, all, &failed, version))
     })
 }
 
-fn build(broker: &Broker, image: &MetadataImage, req: &MetadataRequest, all: bool, failed: &[(String, i16)]) -> MetadataResponse {
+fn build(
+    broker: &Broker,
+    image: &MetadataImage,
+    req: &MetadataRequest,
+    all: bool,
+    failed: &[(String, i16)],
+    version: i16,
+) -> MetadataResponse {
     let brokers = image
         .brokers
         .values()
@@ -71,11 +78,11 @@ fn build(broker: &Broker, image: &MetadataImage, req: &MetadataRequest, all: boo
                 .with_node_id(WireBrokerId(b.broker_id.0))
                 .with_host(str_bytes(b.host.clone()))
                 .with_port(b.port as i32)
-                .with_rack(b.rack.clone().map(str_bytes))
+                .with_rack(b.rack.clone().filter(|_| version >= 1).map(str_bytes))
         })
         .collect();
     let topics = if all {
-        image.topics.values().map(|t| topic_response(image, t)).collect()
+        image.topics.values().map(|t| topic_response(image, t, version)).collect()
     } else {
         req.topics
             .iter()
@@ -84,7 +91,7 @@ fn build(broker: &Broker, image: &MetadataImage, req: &MetadataRequest, all: boo
                 if let Some(name) = &t.name {
                     let name = name.0.to_string();
                     match image.topic_by_name(&name) {
-                        Some(topic) => topic_response(image, topic),
+                        Some(topic) => topic_response(image, topic, version),
                         None => {
                             let code = failed
                                 .iter()
@@ -99,7 +106,7 @@ fn build(broker: &Broker, image: &MetadataImage, req: &MetadataRequest, all: boo
                     }
                 } else {
                     match image.topic(&TopicId(t.topic_id)) {
-                        Some(topic) => topic_response(image, topic),
+                        Some(topic) => topic_response(image, topic, version),
                         None => MetadataResponseTopic::default().with_topic_id(t.topic_id).with_error_code(unknown_topic_id()),
                     }
                 }
@@ -108,12 +115,12 @@ fn build(broker: &Broker, image: &MetadataImage, req: &MetadataRequest, all: boo
     };
     MetadataResponse::default()
         .with_brokers(brokers)
-        .with_cluster_id(Some(str_bytes(broker.cluster_id.clone())))
-        .with_controller_id(WireBrokerId(broker.node_id.0))
+        .with_cluster_id((version >= 2).then(|| str_bytes(broker.cluster_id.clone())))
+        .with_controller_id(WireBrokerId(if version >= 1 { broker.node_id.0 } else { -1 }))
         .with_topics(topics)
 }
 
-fn topic_response(image: &MetadataImage, topic: &TopicImage) -> MetadataResponseTopic {
+fn topic_response(image: &MetadataImage, topic: &TopicImage, version: i16) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .iter()
@@ -129,15 +136,15 @@ fn topic_response(image: &MetadataImage, topic: &TopicImage) -> MetadataResponse
                 .with_error_code(error_code)
                 .with_partition_index(index.0)
                 .with_leader_id(WireBrokerId(p.leader.0))
-                .with_leader_epoch(p.leader_epoch.0)
+                .with_leader_epoch(if version >= 7 { p.leader_epoch.0 } else { -1 })
                 .with_replica_nodes(p.replicas.iter().map(|r| WireBrokerId(r.0)).collect())
                 .with_isr_nodes(p.isr.iter().map(|r| WireBrokerId(r.0)).collect())
-                .with_offline_replicas(offline)
+                .with_offline_replicas(if version >= 5 { offline } else { Vec::new() })
         })
         .collect();
     MetadataResponseTopic::default()
         .with_name(Some(topic_name(topic.name.clone())))
-        .with_topic_id(topic.topic_id.0)
-        .with_is_internal(topic.name.starts_with(INTERNAL_PREFIX))
+        .with_topic_id(if version >= 10 { topic.topic_id.0 } else { uuid::Uuid::nil() })
+        .with_is_internal(version >= 1 && topic.name.starts_with(INTERNAL_PREFIX))
         .with_partitions(partitions)
 }

@@ -73,6 +73,7 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
     }
 
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
+    let version = ctx.version();
     if acks == 0 {
         // Nobody waits, but the high watermark must still move once the data is durable.
         tokio::spawn(async move {
@@ -96,17 +97,17 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
                     Outcome::Failed(code, message) => r
                         .with_error_code(code)
                         .with_base_offset(-1)
-                        .with_error_message(message.map(str_bytes)),
+                        .with_error_message(message.filter(|_| version >= 8).map(str_bytes)),
                     Outcome::Appended(partition, info) => {
                         match tokio::time::timeout(timeout, partition.wait_committed(info.last_offset.next())).await {
                             Ok(Ok(())) => r
                                 .with_error_code(NONE)
                                 .with_base_offset(info.first_offset.0)
                                 .with_log_append_time_ms(info.log_append_time_ms)
-                                .with_log_start_offset(info.log_start_offset.0),
+                                .with_log_start_offset(if version >= 5 { info.log_start_offset.0 } else { -1 }),
                             Ok(Err(e)) => {
                                 log_append_error(&partition.tp, &e);
-                                r.with_error_code(partition_error_code(&e)).with_base_offset(-1).with_error_message(Some(str_bytes(e.to_string())))
+                                r.with_error_code(partition_error_code(&e)).with_base_offset(-1).with_error_message((version >= 8).then(|| str_bytes(e.to_string())))
                             }
                             Err(_) => r.with_error_code(ResponseError::RequestTimedOut.code()).with_base_offset(-1),
                         }

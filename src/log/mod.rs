@@ -224,5 +224,6 @@ pub mod segment;
 pub mod time_index;
 mod unified_log;
 
+pub use cleaner::{CleanerStats, LogCleaner};
 pub use manager::LogManager;
 pub use unified_log::{RetentionGuard, UnifiedLog};

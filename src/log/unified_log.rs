@@ -50,6 +50,8 @@ pub struct UnifiedLog {
     // Group commit: at most one fsync in flight; waiters behind it re-check the durable offset.
     flush_lock: tokio::sync::Mutex<()>,
     durable: AtomicI64,
+    /// One cleaner pass per log at a time.
+    pub(crate) cleaner_lock: Mutex<()>,
 }
 
 impl std::fmt::Debug for UnifiedLog {
@@ -92,6 +94,7 @@ impl UnifiedLog {
             state: Mutex::new(local),
             flush_lock: tokio::sync::Mutex::new(()),
             durable: AtomicI64::new(durable),
+            cleaner_lock: Mutex::new(()),
         }))
     }
 
