@@ -164,7 +164,7 @@ pub async fn run_topics(args: TopicsArgs) -> anyhow::Result<()> {
             let req = CreateTopicsRequest::default()
                 .with_topics(vec![topic])
                 .with_timeout_ms(30_000);
-            let resp = client.send(&req, 5).await?;
+            let resp = client.send(&req, 7).await?;
             for t in resp.topics {
                 check(
                     t.error_code,
@@ -192,11 +192,14 @@ pub async fn run_topics(args: TopicsArgs) -> anyhow::Result<()> {
             }
         }
         TopicsCommand::Describe { name } => {
-            let req = MetadataRequest::default().with_topics(Some(vec![
-                kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
-                    .with_name(Some(topic_name(name.clone()))),
-            ]));
-            let resp = client.send(&req, 9).await?;
+            // Describing must not create the topic, whatever the broker's auto-creation setting.
+            let req = MetadataRequest::default()
+                .with_allow_auto_topic_creation(false)
+                .with_topics(Some(vec![
+                    kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                        .with_name(Some(topic_name(name.clone()))),
+                ]));
+            let resp = client.send(&req, 10).await?;
             for t in &resp.topics {
                 check(t.error_code, None, &format!("describing '{name}'"))?;
                 println!(

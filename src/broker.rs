@@ -82,6 +82,10 @@ impl Broker {
         let logs = Arc::new(tokio::task::block_in_place(|| {
             LogManager::open(log_dirs.clone(), clock.clone(), &config_for)
         })?);
+        logs.retention_check_interval_ms.store(
+            node.get_i64("log.retention.check.interval.ms").max(1) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let replicas = Arc::new(ReplicaManager::new(node_id, logs.clone()));
         tokio::task::block_in_place(|| replicas.apply_image(&image, &node))?;
 

@@ -115,13 +115,19 @@ impl LocalLog {
     }
 
     /// Whether appending `size` bytes ending at `last_offset` needs a new segment first.
-    pub(crate) fn should_roll(&self, size: usize, last_offset: i64, now_ms: i64) -> bool {
+    pub(crate) fn should_roll(
+        &self,
+        size: usize,
+        last_offset: i64,
+        max_timestamp: i64,
+        now_ms: i64,
+    ) -> bool {
         let a = self.active();
         if a.size == 0 {
             return false;
         }
         a.size + size as u64 > self.config.segment_bytes
-            || a.should_roll_for_time(now_ms, self.config.segment_ms)
+            || a.should_roll_for_time(max_timestamp, now_ms, self.config.segment_ms)
             || a.index.is_full()
             || a.time_index.is_full()
             || last_offset - a.base_offset > u32::MAX as i64

@@ -664,13 +664,25 @@ impl LogSegment {
         Ok(removed)
     }
 
-    /// Time to roll by `segment.ms`?
-    pub fn should_roll_for_time(&self, now_ms: i64, segment_ms: i64) -> bool {
+    /// Time to roll by `segment.ms`? As in Kafka, the age is measured in record time when the
+    /// segment's first batch carries a timestamp: the incoming batch's max timestamp against the
+    /// first batch's. Comparing record time with the wall clock instead would roll a segment per
+    /// append for any producer whose timestamps lie in the past (replays, mirrors, backfills).
+    pub fn should_roll_for_time(
+        &self,
+        incoming_max_timestamp: i64,
+        now_ms: i64,
+        segment_ms: i64,
+    ) -> bool {
         if self.size == 0 {
             return false;
         }
-        let since = self.first_batch_timestamp.unwrap_or(self.created_ms);
-        now_ms - since > segment_ms
+        match self.first_batch_timestamp {
+            Some(first) if first >= 0 && incoming_max_timestamp >= 0 => {
+                incoming_max_timestamp - first > segment_ms
+            }
+            _ => now_ms - self.created_ms > segment_ms,
+        }
     }
 
     /// The segment stops taking appends: record the final max timestamp and trim the indexes.

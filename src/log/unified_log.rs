@@ -257,7 +257,12 @@ impl UnifiedLog {
         let first_offset = batches.first().map_or(leo, |(_, h)| h.base_offset);
         let last_offset = next - 1;
         let record_count: u64 = batches.iter().map(|(_, h)| h.records_count as u64).sum();
-        if st.should_roll(data.len(), last_offset, now) {
+        let max_timestamp = batches
+            .iter()
+            .map(|(_, h)| h.max_timestamp)
+            .max()
+            .unwrap_or(-1);
+        if st.should_roll(data.len(), last_offset, max_timestamp, now) {
             st.roll(now)?;
         }
         st.active_mut().append(&data, &batches)?;
