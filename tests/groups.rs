@@ -4,14 +4,19 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError as E;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
-use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    GroupId, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, OffsetCommitRequest, SyncGroupRequest, TopicName,
+    GroupId, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    OffsetCommitRequest, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use strata::group::records::OffsetsRecord;
-use strata::group::state::{Decision, GroupConfig, GroupRequest, GroupResponse, GroupShard, GroupState};
+use strata::group::state::{
+    Decision, GroupConfig, GroupRequest, GroupResponse, GroupShard, GroupState,
+};
 
 const GROUP: &str = "g";
 
@@ -29,8 +34,17 @@ struct Harness {
 
 impl Harness {
     fn new(initial_delay_ms: i32) -> Harness {
-        let config = GroupConfig { initial_rebalance_delay_ms: initial_delay_ms, offsets_retention_ms: 60_000, ..GroupConfig::default() };
-        Harness { shard: GroupShard::new(config), now: 1_000_000, next_waiter: 0, log: Vec::new() }
+        let config = GroupConfig {
+            initial_rebalance_delay_ms: initial_delay_ms,
+            offsets_retention_ms: 60_000,
+            ..GroupConfig::default()
+        };
+        Harness {
+            shard: GroupShard::new(config),
+            now: 1_000_000,
+            next_waiter: 0,
+            log: Vec::new(),
+        }
     }
 
     fn send(&mut self, req: GroupRequest) -> (u64, Decision) {
@@ -48,7 +62,11 @@ impl Harness {
     }
 
     fn state(&self) -> GroupState {
-        self.shard.groups.get(GROUP).map(|g| g.state).unwrap_or(GroupState::Dead)
+        self.shard
+            .groups
+            .get(GROUP)
+            .map(|g| g.state)
+            .unwrap_or(GroupState::Dead)
     }
 
     fn generation(&self) -> i32 {
@@ -71,17 +89,24 @@ fn join_req(member_id: &str, protocols: &[(&str, &[u8])], instance: Option<&str>
             .with_protocols(
                 protocols
                     .iter()
-                    .map(|(n, m)| JoinGroupRequestProtocol::default().with_name(s(n)).with_metadata(Bytes::copy_from_slice(m)))
+                    .map(|(n, m)| {
+                        JoinGroupRequestProtocol::default()
+                            .with_name(s(n))
+                            .with_metadata(Bytes::copy_from_slice(m))
+                    })
                     .collect(),
             ),
     }
 }
 
 fn join_reply(d: &Decision, waiter: u64) -> Option<JoinGroupResponse> {
-    d.replies.iter().find(|(w, _)| *w == waiter).and_then(|(_, r)| match r {
-        GroupResponse::Join(j) => Some(j.clone()),
-        _ => None,
-    })
+    d.replies
+        .iter()
+        .find(|(w, _)| *w == waiter)
+        .and_then(|(_, r)| match r {
+            GroupResponse::Join(j) => Some(j.clone()),
+            _ => None,
+        })
 }
 
 fn error_of(d: &Decision, waiter: u64) -> i16 {
@@ -89,7 +114,11 @@ fn error_of(d: &Decision, waiter: u64) -> i16 {
         Some(GroupResponse::Join(r)) => r.error_code,
         Some(GroupResponse::Sync(r)) => r.error_code,
         Some(GroupResponse::Heartbeat(r)) => r.error_code,
-        Some(GroupResponse::Leave(r)) => r.members.first().map(|m| m.error_code).unwrap_or(r.error_code),
+        Some(GroupResponse::Leave(r)) => r
+            .members
+            .first()
+            .map(|m| m.error_code)
+            .unwrap_or(r.error_code),
         Some(GroupResponse::Commit(r)) => r.topics[0].partitions[0].error_code,
         Some(GroupResponse::Delete(c)) => *c,
         other => panic!("no error-carrying reply for waiter {waiter}: {other:?}"),
@@ -106,7 +135,12 @@ fn join_new_member(h: &mut Harness, protocols: &[(&str, &[u8])]) -> (String, u64
     (id, w, d)
 }
 
-fn sync(h: &mut Harness, member: &str, generation: i32, assignments: &[(&str, &[u8])]) -> (u64, Decision) {
+fn sync(
+    h: &mut Harness,
+    member: &str,
+    generation: i32,
+    assignments: &[(&str, &[u8])],
+) -> (u64, Decision) {
     h.send(GroupRequest::Sync {
         req: SyncGroupRequest::default()
             .with_group_id(GroupId(s(GROUP)))
@@ -115,7 +149,11 @@ fn sync(h: &mut Harness, member: &str, generation: i32, assignments: &[(&str, &[
             .with_assignments(
                 assignments
                     .iter()
-                    .map(|(m, a)| SyncGroupRequestAssignment::default().with_member_id(s(m)).with_assignment(Bytes::copy_from_slice(a)))
+                    .map(|(m, a)| {
+                        SyncGroupRequestAssignment::default()
+                            .with_member_id(s(m))
+                            .with_assignment(Bytes::copy_from_slice(a))
+                    })
                     .collect(),
             ),
     })
@@ -123,25 +161,39 @@ fn sync(h: &mut Harness, member: &str, generation: i32, assignments: &[(&str, &[
 
 fn heartbeat(h: &mut Harness, member: &str, generation: i32) -> i16 {
     let (w, d) = h.send(GroupRequest::Heartbeat {
-        req: HeartbeatRequest::default().with_group_id(GroupId(s(GROUP))).with_generation_id(generation).with_member_id(s(member)),
+        req: HeartbeatRequest::default()
+            .with_group_id(GroupId(s(GROUP)))
+            .with_generation_id(generation)
+            .with_member_id(s(member)),
     });
     error_of(&d, w)
 }
 
-fn commit(h: &mut Harness, member: &str, generation: i32, partition: i32, offset: i64) -> (u64, Decision) {
+fn commit(
+    h: &mut Harness,
+    member: &str,
+    generation: i32,
+    partition: i32,
+    offset: i64,
+) -> (u64, Decision) {
     h.send(GroupRequest::Commit {
         req: OffsetCommitRequest::default()
             .with_group_id(GroupId(s(GROUP)))
             .with_generation_id_or_member_epoch(generation)
             .with_member_id(s(member))
-            .with_topics(vec![OffsetCommitRequestTopic::default().with_name(TopicName(s("t"))).with_partitions(vec![
-                OffsetCommitRequestPartition::default().with_partition_index(partition).with_committed_offset(offset).with_committed_leader_epoch(-1),
-            ])]),
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(s("t")))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(partition)
+                    .with_committed_offset(offset)
+                    .with_committed_leader_epoch(-1)])]),
     })
 }
 
 fn fetched(h: &Harness, partition: i32) -> Option<i64> {
-    let f = h.shard.fetch_offsets(GROUP, Some(vec![("t".into(), vec![partition])]));
+    let f = h
+        .shard
+        .fetch_offsets(GROUP, Some(vec![("t".into(), vec![partition])]));
     f.topics[0].1[0].1.as_ref().map(|o| o.offset)
 }
 
@@ -161,7 +213,9 @@ fn single_member_joins_syncs_and_heartbeats() {
     let (w, d) = sync(&mut h, &id, 1, &[(&id, b"asg")]);
     assert_eq!(h.state(), GroupState::Stable);
     // The assignment is persisted before anyone learns it.
-    assert!(matches!(&d.records[..], [OffsetsRecord::GroupMetadata { value: Some(v), .. }] if v.generation == 1 && &v.members[0].assignment[..] == b"asg"));
+    assert!(
+        matches!(&d.records[..], [OffsetsRecord::GroupMetadata { value: Some(v), .. }] if v.generation == 1 && &v.members[0].assignment[..] == b"asg")
+    );
     match &d.replies[0] {
         (rw, GroupResponse::Sync(r)) if *rw == w => assert_eq!(&r.assignment[..], b"asg"),
         other => panic!("{other:?}"),
@@ -190,7 +244,10 @@ fn second_member_triggers_a_rebalance_and_followers_wait_for_the_leader() {
     assert_eq!((ra.generation_id, rb.generation_id), (2, 2));
     assert_eq!(ra.leader.as_str(), a, "the old leader stays leader");
     assert_eq!(ra.members.len(), 2);
-    assert!(rb.members.is_empty(), "only the leader gets the member list");
+    assert!(
+        rb.members.is_empty(),
+        "only the leader gets the member list"
+    );
 
     // The follower's sync waits for the leader's.
     let (wsb, d) = sync(&mut h, &b, 2, &[]);
@@ -204,7 +261,10 @@ fn second_member_triggers_a_rebalance_and_followers_wait_for_the_leader() {
             other => panic!("{other:?}"),
         })
         .collect();
-    assert!(got.contains(&(wsa, b"pa".to_vec())) && got.contains(&(wsb, b"pb".to_vec())), "{got:?}");
+    assert!(
+        got.contains(&(wsa, b"pa".to_vec())) && got.contains(&(wsb, b"pb".to_vec())),
+        "{got:?}"
+    );
     assert_eq!(h.state(), GroupState::Stable);
 }
 
@@ -217,7 +277,10 @@ fn protocol_is_one_every_member_supports_chosen_by_votes() {
     let (_c, wc, _) = join_new_member(&mut h, &[("range", b""), ("roundrobin", b"")]);
     let (wa, d) = h.send(join_req(&a, &[("roundrobin", b""), ("range", b"")], None));
     for w in [wa, wb, wc] {
-        assert_eq!(join_reply(&d, w).unwrap().protocol_name.as_deref(), Some("range"));
+        assert_eq!(
+            join_reply(&d, w).unwrap().protocol_name.as_deref(),
+            Some("range")
+        );
     }
     // A member that supports none of the group's protocols is refused.
     let (w, d) = h.send(join_req("", &[("sticky", b"")], None));
@@ -228,7 +291,10 @@ fn protocol_is_one_every_member_supports_chosen_by_votes() {
 fn initial_rebalance_delay_waits_for_more_members() {
     let mut h = Harness::new(3_000);
     let (a, wa, d) = join_new_member(&mut h, &[("range", b"")]);
-    assert!(join_reply(&d, wa).is_none(), "the first rebalance of an empty group is delayed");
+    assert!(
+        join_reply(&d, wa).is_none(),
+        "the first rebalance of an empty group is delayed"
+    );
     assert_eq!(h.shard.next_deadline_ms(), Some(h.now + 3_000));
     h.now += 1_000;
     let (_b, wb, _) = join_new_member(&mut h, &[("range", b"")]);
@@ -254,7 +320,9 @@ fn expired_session_removes_the_member_and_empties_the_group() {
     let d = h.tick(1);
     assert_eq!(h.state(), GroupState::Empty);
     assert_eq!(h.generation(), 2);
-    assert!(matches!(&d.records[..], [OffsetsRecord::GroupMetadata { value: Some(v), .. }] if v.members.is_empty() && v.generation == 2));
+    assert!(
+        matches!(&d.records[..], [OffsetsRecord::GroupMetadata { value: Some(v), .. }] if v.members.is_empty() && v.generation == 2)
+    );
 }
 
 #[test]
@@ -284,7 +352,9 @@ fn leave_group_rebalances_the_rest() {
     sync(&mut h, &a, 2, &[]);
     let (w, d) = h.send(GroupRequest::Leave {
         version: 3,
-        req: LeaveGroupRequest::default().with_group_id(GroupId(s(GROUP))).with_members(vec![MemberIdentity::default().with_member_id(s(&a))]),
+        req: LeaveGroupRequest::default()
+            .with_group_id(GroupId(s(GROUP)))
+            .with_members(vec![MemberIdentity::default().with_member_id(s(&a))]),
     });
     assert_eq!(error_of(&d, w), 0);
     assert_eq!(h.state(), GroupState::PreparingRebalance);
@@ -315,7 +385,11 @@ fn static_member_rejoins_without_a_rebalance_and_fences_its_old_id() {
         other => panic!("{other:?}"),
     }
     let (w, d) = h.send(GroupRequest::Heartbeat {
-        req: HeartbeatRequest::default().with_group_id(GroupId(s(GROUP))).with_generation_id(1).with_member_id(s(&old)).with_group_instance_id(Some(s("inst-1"))),
+        req: HeartbeatRequest::default()
+            .with_group_id(GroupId(s(GROUP)))
+            .with_generation_id(1)
+            .with_member_id(s(&old))
+            .with_group_instance_id(Some(s("inst-1"))),
     });
     assert_eq!(error_of(&d, w), E::FencedInstanceId.code());
 }
@@ -333,7 +407,11 @@ fn commits_inside_and_outside_a_group() {
     let (a, _, _) = join_new_member(&mut h, &[("range", b"")]);
     let g = h.generation();
     let (w, d) = commit(&mut h, &a, g, 0, 43);
-    assert_eq!(error_of(&d, w), E::RebalanceInProgress.code(), "no commits while the assignment is pending");
+    assert_eq!(
+        error_of(&d, w),
+        E::RebalanceInProgress.code(),
+        "no commits while the assignment is pending"
+    );
     sync(&mut h, &a, g, &[]);
     let (w, d) = commit(&mut h, &a, g, 0, 44);
     assert_eq!(error_of(&d, w), 0);
@@ -343,7 +421,11 @@ fn commits_inside_and_outside_a_group() {
     let (w, d) = commit(&mut h, "stranger", g, 0, 45);
     assert_eq!(error_of(&d, w), E::UnknownMemberId.code());
     let (w, d) = commit(&mut h, "", -1, 0, 45);
-    assert_eq!(error_of(&d, w), E::IllegalGeneration.code(), "a standalone commit into a live group is refused");
+    assert_eq!(
+        error_of(&d, w),
+        E::IllegalGeneration.code(),
+        "a standalone commit into a live group is refused"
+    );
     assert_eq!(fetched(&h, 0), Some(44));
 }
 
@@ -379,13 +461,28 @@ fn offsets_of_an_empty_group_expire_from_when_it_became_empty() {
     commit(&mut h, &a, 1, 0, 5);
     h.now += 100_000; // older than the retention, but the group is alive
     assert!(h.shard.expire_offsets(h.now).records.is_empty());
-    h.send(GroupRequest::Leave { version: 0, req: LeaveGroupRequest::default().with_group_id(GroupId(s(GROUP))).with_member_id(s(&a)) });
+    h.send(GroupRequest::Leave {
+        version: 0,
+        req: LeaveGroupRequest::default()
+            .with_group_id(GroupId(s(GROUP)))
+            .with_member_id(s(&a)),
+    });
     assert_eq!(h.state(), GroupState::Empty);
     h.now += 59_999;
     assert!(h.shard.expire_offsets(h.now).records.is_empty());
     h.now += 1;
     let d = h.shard.expire_offsets(h.now);
-    assert!(matches!(&d.records[..], [OffsetsRecord::OffsetCommit { value: None, .. }, OffsetsRecord::GroupMetadata { value: None, .. }]), "{:?}", d.records);
+    assert!(
+        matches!(
+            &d.records[..],
+            [
+                OffsetsRecord::OffsetCommit { value: None, .. },
+                OffsetsRecord::GroupMetadata { value: None, .. }
+            ]
+        ),
+        "{:?}",
+        d.records
+    );
     assert!(h.shard.groups.is_empty());
 }
 
@@ -395,12 +492,29 @@ fn only_empty_groups_can_be_deleted() {
     let (a, _, _) = join_new_member(&mut h, &[("range", b"")]);
     sync(&mut h, &a, 1, &[]);
     commit(&mut h, &a, 1, 0, 5);
-    let (w, d) = h.send(GroupRequest::Delete { group_id: GROUP.into() });
+    let (w, d) = h.send(GroupRequest::Delete {
+        group_id: GROUP.into(),
+    });
     assert_eq!(error_of(&d, w), E::NonEmptyGroup.code());
-    h.send(GroupRequest::Leave { version: 0, req: LeaveGroupRequest::default().with_group_id(GroupId(s(GROUP))).with_member_id(s(&a)) });
-    let (w, d) = h.send(GroupRequest::Delete { group_id: GROUP.into() });
+    h.send(GroupRequest::Leave {
+        version: 0,
+        req: LeaveGroupRequest::default()
+            .with_group_id(GroupId(s(GROUP)))
+            .with_member_id(s(&a)),
+    });
+    let (w, d) = h.send(GroupRequest::Delete {
+        group_id: GROUP.into(),
+    });
     assert_eq!(error_of(&d, w), 0);
-    assert!(matches!(&d.records[..], [OffsetsRecord::OffsetCommit { value: None, .. }, OffsetsRecord::GroupMetadata { value: None, .. }]));
-    let (w, d) = h.send(GroupRequest::Delete { group_id: GROUP.into() });
+    assert!(matches!(
+        &d.records[..],
+        [
+            OffsetsRecord::OffsetCommit { value: None, .. },
+            OffsetsRecord::GroupMetadata { value: None, .. }
+        ]
+    ));
+    let (w, d) = h.send(GroupRequest::Delete {
+        group_id: GROUP.into(),
+    });
     assert_eq!(error_of(&d, w), E::GroupIdNotFound.code());
 }
