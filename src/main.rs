@@ -94,6 +94,9 @@ fn run_serve(config: Option<PathBuf>, sets: Vec<String>, print_config: bool) -> 
         .filter(|(k, _)| k.starts_with("STRATA_"))
         .collect();
     let node = NodeConfig::load(config.as_deref(), &env, &sets).context("invalid config")?;
+    for w in &node.warnings {
+        tracing::warn!("{w}");
+    }
     if print_config {
         print!("{}", node.to_toml());
         return Ok(());
