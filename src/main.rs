@@ -41,6 +41,8 @@ enum Command {
     },
     /// Create, list, describe, alter and delete topics on any Kafka-protocol broker.
     Topics(strata::admin::TopicsArgs),
+    /// List, describe (offsets and lag), reset offsets of, and delete consumer groups.
+    Groups(strata::admin::groups::GroupsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -56,6 +58,9 @@ fn main() -> std::process::ExitCode {
             sets,
             print_config,
         } => run_serve(config, sets, print_config),
+        Command::Groups(args) => {
+            runtime().and_then(|rt| rt.block_on(strata::admin::groups::run_groups(args)))
+        }
         Command::Topics(args) => {
             runtime().and_then(|rt| rt.block_on(strata::admin::run_topics(args)))
         }

@@ -299,6 +299,7 @@ fn handle_frame(
             let ctx = RequestContext {
                 broker: broker.clone(),
                 header,
+                peer: Some(peer),
             };
             let reply = handlers::dispatch(ctx, request)
                 .ok_or_else(|| format!("no handler for {api_key:?}"))?;
