@@ -38,7 +38,8 @@ locals {
   broker_az      = [for i in local.broker_indexes : data.aws_subnet.this[i % length(var.subnet_ids)].availability_zone]
   is_controller  = [for i in local.broker_indexes : i < var.controller_count]
   process_roles  = [for i in local.broker_indexes : local.is_controller[i] ? ["broker", "controller"] : ["broker"]]
-  broker_ips     = aws_network_interface.broker[*].private_ip
+  # Pinned addresses are known at plan time; otherwise each interface's (stable) address.
+  broker_ips = length(var.broker_private_ips) > 0 ? var.broker_private_ips : aws_network_interface.broker[*].private_ip
 
   controller_quorum_voters = join(",", [
     for i in local.broker_indexes : "${local.node_ids[i]}@${local.broker_ips[i]}:${local.controller_port}" if local.is_controller[i]
