@@ -123,6 +123,13 @@ resource "aws_launch_template" "broker" {
 }
 
 resource "aws_instance" "broker" {
+  # These settings live in the broker's launch template (aws_launch_template.broker, where
+  # checkov's launch-template checks pass); checkov does not follow the reference.
+  #checkov:skip=CKV_AWS_79:IMDSv2 is required by the launch template's metadata_options (http_tokens = "required").
+  #checkov:skip=CKV_AWS_135:ebs_optimized = true is set in the launch template.
+  #checkov:skip=CKV_AWS_8:The root volume is encrypted (KMS) by the launch template; the data volume is a separate encrypted aws_ebs_volume.
+  #checkov:skip=CKV_AWS_126:Detailed monitoring is enabled in the launch template.
+  #checkov:skip=CKV2_AWS_41:The IAM instance profile is attached through the launch template.
   count = var.broker_count
 
   launch_template {
@@ -142,10 +149,11 @@ resource "aws_instance" "broker" {
   })
 
   lifecycle {
-    # The AMI comes from the launch template; a newer AMI in SSM must not replace
-    # running brokers behind the operator's back (that is a rolling restart, one
-    # broker at a time: terraform apply -replace='module.x.aws_instance.broker[0]').
-    ignore_changes = [launch_template[0].version]
+    # A new launch template version (a newer AMI in SSM, a changed config or binary)
+    # must not touch running brokers behind the operator's back: the provider would
+    # stop an instance to rewrite its user data. Rolling it out is a rolling restart,
+    # one broker at a time: terraform apply -replace='module.<name>.aws_instance.broker[0]'.
+    ignore_changes = [launch_template[0].version, user_data, user_data_base64]
   }
 }
 

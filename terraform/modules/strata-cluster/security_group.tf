@@ -17,11 +17,6 @@ resource "aws_security_group" "broker" {
   }
 }
 
-locals {
-  kafka_cidrs   = distinct(concat([data.aws_vpc.this.cidr_block], var.client_cidr_blocks))
-  metrics_cidrs = distinct(concat([data.aws_vpc.this.cidr_block], var.metrics_cidr_blocks))
-}
-
 resource "aws_vpc_security_group_ingress_rule" "kafka_self" {
   security_group_id            = aws_security_group.broker.id
   description                  = "Kafka: replication between brokers"
@@ -31,15 +26,26 @@ resource "aws_vpc_security_group_ingress_rule" "kafka_self" {
   referenced_security_group_id = aws_security_group.broker.id
 }
 
-resource "aws_vpc_security_group_ingress_rule" "kafka_clients" {
-  count = length(local.kafka_cidrs)
-
+# The VPC CIDR has its own rule: it may be unknown at plan time (a VPC created in the
+# same apply), and counts must be known.
+resource "aws_vpc_security_group_ingress_rule" "kafka_vpc" {
   security_group_id = aws_security_group.broker.id
-  description       = "Kafka: clients and the bootstrap NLB"
+  description       = "Kafka: clients in the VPC and the bootstrap NLB (incl. health checks)"
   ip_protocol       = "tcp"
   from_port         = local.kafka_port
   to_port           = local.kafka_port
-  cidr_ipv4         = local.kafka_cidrs[count.index]
+  cidr_ipv4         = data.aws_vpc.this.cidr_block
+}
+
+resource "aws_vpc_security_group_ingress_rule" "kafka_clients" {
+  for_each = toset(var.client_cidr_blocks)
+
+  security_group_id = aws_security_group.broker.id
+  description       = "Kafka: clients"
+  ip_protocol       = "tcp"
+  from_port         = local.kafka_port
+  to_port           = local.kafka_port
+  cidr_ipv4         = each.value
 }
 
 resource "aws_vpc_security_group_ingress_rule" "controller_self" {
@@ -60,15 +66,24 @@ resource "aws_vpc_security_group_ingress_rule" "http_self" {
   referenced_security_group_id = aws_security_group.broker.id
 }
 
-resource "aws_vpc_security_group_ingress_rule" "http_metrics" {
-  count = length(local.metrics_cidrs)
-
+resource "aws_vpc_security_group_ingress_rule" "http_vpc" {
   security_group_id = aws_security_group.broker.id
-  description       = "HTTP /metrics, /health, /ready: Prometheus and NLB health checks"
+  description       = "HTTP /metrics, /health, /ready: Prometheus in the VPC and NLB health checks"
   ip_protocol       = "tcp"
   from_port         = local.http_port
   to_port           = local.http_port
-  cidr_ipv4         = local.metrics_cidrs[count.index]
+  cidr_ipv4         = data.aws_vpc.this.cidr_block
+}
+
+resource "aws_vpc_security_group_ingress_rule" "http_metrics" {
+  for_each = toset(var.metrics_cidr_blocks)
+
+  security_group_id = aws_security_group.broker.id
+  description       = "HTTP /metrics, /health, /ready: Prometheus"
+  ip_protocol       = "tcp"
+  from_port         = local.http_port
+  to_port           = local.http_port
+  cidr_ipv4         = each.value
 }
 
 resource "aws_vpc_security_group_egress_rule" "https" {

@@ -198,13 +198,13 @@ variable "force_destroy_bucket" {
 # ---------------------------------------------------------------------------
 
 variable "client_cidr_blocks" {
-  description = "IPv4 CIDRs of Kafka clients allowed on port 9092 (through the NLB and directly to brokers, whose advertised listeners are their private IPs). The VPC's own CIDR is always allowed."
+  description = "IPv4 CIDRs of Kafka clients allowed on port 9092 (through the NLB and directly to brokers, whose advertised listeners are their private IPs). The VPC's own CIDR is always allowed: do not repeat it here."
   type        = list(string)
   default     = []
 }
 
 variable "metrics_cidr_blocks" {
-  description = "IPv4 CIDRs allowed on the HTTP port 9644 (/metrics, /health, /ready), e.g. Prometheus. The VPC's own CIDR is always allowed."
+  description = "IPv4 CIDRs allowed on the HTTP port 9644 (/metrics, /health, /ready), e.g. Prometheus. The VPC's own CIDR is always allowed: do not repeat it here."
   type        = list(string)
   default     = []
 }

@@ -137,8 +137,7 @@ run "quorum_and_rendered_config" {
   # The user data embeds that config, the unit and the binary URL.
   assert {
     condition = alltrue([for i, lt in aws_launch_template.broker :
-      strcontains(base64decode(lt.user_data), output.broker_configs[i]) &&
-      strcontains(base64decode(lt.user_data), "cat > /etc/strata/strata.toml <<'STRATA_TOML_EOF'") &&
+      strcontains(base64decode(lt.user_data), "cat > /etc/strata/strata.toml <<'STRATA_TOML_EOF'\n${output.broker_configs[i]}STRATA_TOML_EOF\n") &&
       strcontains(base64decode(lt.user_data), "ExecStart=/usr/local/bin/strata serve --config /etc/strata/strata.toml") &&
       strcontains(base64decode(lt.user_data), "https://downloads.example.com/strata/strata-x86_64") &&
       strcontains(base64decode(lt.user_data), "systemctl enable --now strata.service")
@@ -297,12 +296,12 @@ run "security_group_controller_port_only_within_group" {
     error_message = "9093 must be open to the group itself"
   }
   assert {
-    condition = alltrue([for r in concat(aws_vpc_security_group_ingress_rule.kafka_clients, aws_vpc_security_group_ingress_rule.http_metrics) :
-    r.from_port != 9093 && r.to_port != 9093])
+    condition = alltrue([for r in concat(values(aws_vpc_security_group_ingress_rule.kafka_clients), values(aws_vpc_security_group_ingress_rule.http_metrics), [aws_vpc_security_group_ingress_rule.kafka_vpc, aws_vpc_security_group_ingress_rule.http_vpc]) :
+    r.from_port != 9093 && r.to_port != 9093 && r.cidr_ipv4 != null])
     error_message = "no CIDR rule may open the controller port"
   }
   assert {
-    condition     = toset(aws_vpc_security_group_ingress_rule.kafka_clients[*].cidr_ipv4) == toset(["10.0.0.0/16", "192.168.0.0/16"])
+    condition     = aws_vpc_security_group_ingress_rule.kafka_vpc.cidr_ipv4 == "10.0.0.0/16" && keys(aws_vpc_security_group_ingress_rule.kafka_clients) == ["192.168.0.0/16"]
     error_message = "9092 must be open to the VPC and the client CIDRs"
   }
   assert {
