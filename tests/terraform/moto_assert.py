@@ -5,6 +5,7 @@ removed it (mode "absent").
 Usage:
   python3 moto_assert.py present ENDPOINT OUTPUTS_JSON RENDER_DIR
   python3 moto_assert.py absent  ENDPOINT OUTPUTS_JSON
+  python3 moto_assert.py noop    PLAN_JSON          (`terraform show -json` of a re-plan)
 
 OUTPUTS_JSON is `terraform output -json` of the applied example. In "present" mode the
 strata.toml embedded in each broker's launch-template user data is written to
@@ -79,7 +80,55 @@ def extract_toml(user_data):
     return m.group(1) + "\n"
 
 
+def noop(plan_path):
+    """A second plan right after apply must change nothing, apart from what moto reports
+    differently from AWS (each tolerance below names the quirk, and is exact):
+
+    - security group rules that reference a group: moto returns the group as
+      "<account>/sg-..." (AWS does so only across accounts) and drops the rule's
+      description;
+    - launch templates: moto echoes the template's own tags back as an extra
+      tag specification of resource type "launch-template", so the provider plans an
+      update (which also recomputes default_version/latest_version).
+    """
+    with open(plan_path) as f:
+        plan = json.load(f)
+
+    def sg_rule_quirk(before, after, diff):
+        return (
+            diff <= {"referenced_security_group_id", "description"}
+            and str(before.get("referenced_security_group_id")).split("/")[-1] == after.get("referenced_security_group_id")
+            and (before.get("description") == after.get("description") or before.get("description") is None)
+        )
+
+    def launch_template_quirk(before, after, diff):
+        echoed = [t for t in before.get("tag_specifications") or [] if t["resource_type"] != "launch-template"]
+        return diff <= {"tag_specifications", "default_version", "latest_version"} and echoed == after.get("tag_specifications")
+
+    def drift():
+        bad = []
+        for rc in plan.get("resource_changes", []):
+            actions = rc["change"]["actions"]
+            if actions in (["no-op"], ["read"]):
+                continue
+            before, after = rc["change"]["before"] or {}, rc["change"]["after"] or {}
+            diff = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+            quirk = actions == ["update"] and (
+                (rc["type"].startswith("aws_vpc_security_group_") and sg_rule_quirk(before, after, diff))
+                or (rc["type"] == "aws_launch_template" and launch_template_quirk(before, after, diff))
+            )
+            if not quirk:
+                bad.append(f"{rc['address']} {actions} {sorted(diff)}")
+        return "; ".join(bad) if bad else None
+
+    check("re-plan after apply is a no-op (idempotent module; moto's known read-back quirks excepted)", drift)
+    print(f"moto checks: {passes} passed, {failures} failed")
+    sys.exit(1 if failures else 0)
+
+
 def main():
+    if sys.argv[1] == "noop":
+        noop(sys.argv[2])
     mode, endpoint, outputs_path = sys.argv[1], sys.argv[2], sys.argv[3]
     render_dir = sys.argv[4] if len(sys.argv) > 4 else None
     with open(outputs_path) as f:
