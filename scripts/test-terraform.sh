@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Tests of the Terraform deployment (terraform/) and its packaging, fully offline:
 #
-#   1. terraform fmt -check and terraform validate (the module, the network module,
-#      both examples), with the AWS provider from the machine's filesystem mirror;
-#   2. terraform test with mock providers (module decisions; examples plan);
-#   3. terraform apply / re-plan / destroy of examples/single-region against a local
-#      moto_server, asserting through the emulator's AWS API what exists and what is gone;
-#   4. checkov -d terraform/ --skip-download;
-#   5. the rendered strata.toml (from the launch templates' user data, and a provider-less
-#      render of the template) parsed as TOML with exactly Strata's keys, and by the real
-#      broker: `strata serve --config FILE --print-config` (STRATA_BIN, else target/{release,debug}/strata);
-#   6. the systemd unit (systemd-analyze verify, hardening directives, one copy).
+#   - terraform fmt -check, and terraform validate of the module and both examples, with
+#     the AWS provider from the machine's filesystem mirror (never the registry);
+#   - terraform test with mock providers (the module's decisions; both examples plan);
+#   - terraform apply / re-plan / destroy of examples/single-region against a local
+#     moto_server, asserting through the emulator's AWS API what exists, that a re-plan
+#     is a no-op, and what is gone after destroy (runs in the background meanwhile);
+#   - checkov -d terraform/ --skip-download (also in the background);
+#   - the rendered strata.toml (from the launch templates' user data, and a provider-less
+#     render of the template) parsed as TOML with exactly Strata's keys, and by the real
+#     broker: `strata serve --config FILE --print-config` (STRATA_BIN, else target/{release,debug}/strata);
+#   - the systemd unit (systemd-analyze verify, hardening directives, one copy).
 #
 # Missing tools are reported as SKIPPED lines, never silently passed. Ends with
 # "terraform: N passed, M failed" and exits non-zero on any failure.
@@ -48,6 +49,7 @@ cleanup() {
 trap cleanup EXIT
 
 say() { printf '%s\n' "$*"; }
+stamp() { printf '[%3ds] %s\n' "$SECONDS" "$*"; } # progress notes (not counted)
 pass() { PASSED=$((PASSED + 1)); say "PASS: $*"; }
 fail() { FAILED=$((FAILED + 1)); FAILED_NAMES+=("$1"); say "FAIL: $*"; }
 skip() { SKIPPED=$((SKIPPED + 1)); say "SKIPPED: $*"; }
@@ -169,56 +171,15 @@ cp -R "$ROOT/terraform" "$SRC/terraform"
 cp -R "$ROOT/tests/terraform" "$SRC/tests/terraform"
 find "$SRC" \( -name .terraform -o -name '.terraform.lock.hcl' -o -name '*.tfstate*' \) -prune -exec rm -rf {} +
 
-# --- 1. fmt and validate -------------------------------------------------------------------
-
-check "terraform fmt -check -recursive terraform/ tests/terraform/" "$WORK/fmt.log" \
-  bash -c 'terraform fmt -check -recursive -diff "$1/terraform" && terraform fmt -check -recursive -diff "$1/tests/terraform"' _ "$ROOT"
-
-DIRS=(terraform/modules/strata-cluster terraform/modules/strata-network terraform/examples/single-region terraform/examples/two-region-mirror)
-for d in "${DIRS[@]}"; do
-  log="$WORK/validate-$(basename "$d").log"
-  check "terraform init (filesystem mirror) + validate: $d" "$log" \
-    bash -c 'cd "$1" && TF_DATA_DIR="$2" terraform init -backend=false -input=false -no-color && TF_DATA_DIR="$2" terraform validate -no-color' _ "$SRC/$d" "$WORK/data/$(basename "$d")"
-done
-
-# --- checkov in the background (slow, independent) -------------------------------------------
-
-CHECKOV=""
-checkov_setup() {
-  if [ "${STRATA_TF_SKIP_CHECKOV:-}" = 1 ]; then return 1; fi
-  if command -v checkov >/dev/null 2>&1; then
-    CHECKOV="$(command -v checkov)"
-  elif [ -x "$TOOLS/checkov/bin/checkov" ]; then
-    CHECKOV="$TOOLS/checkov/bin/checkov"
-  else
-    # Its own venv: checkov pins boto3/botocore versions moto and awscli disagree with.
-    say "installing checkov with pip into $TOOLS/checkov (first run only)..."
-    mkdir -p "$TOOLS"
-    if python3 -m venv "$TOOLS/checkov" >"$WORK/checkov-install.log" 2>&1 &&
-      no_proxy_env "$TOOLS/checkov/bin/pip" install --quiet checkov >>"$WORK/checkov-install.log" 2>&1; then
-      CHECKOV="$TOOLS/checkov/bin/checkov"
-    else
-      tail -n 5 "$WORK/checkov-install.log" | sed 's/^/    | /'
-      rm -rf "$TOOLS/checkov"
-      return 1
-    fi
-  fi
-}
-if checkov_setup; then
-  # The source tree itself (a copy would work too, but reported paths read better).
-  # --skip-download: never fetch policies or guidelines from the network.
-  ("$CHECKOV" -d "$ROOT/terraform" --skip-download --quiet --compact >"$WORK/checkov.log" 2>&1; echo $? >"$WORK/checkov.rc") &
-  CHECKOV_PID=$!
-fi
-
-# --- 3. apply / re-plan / destroy against moto_server ---------------------------------------
+# --- 1. apply / re-plan / destroy against moto_server, in the background (the long pole) ---------------------------------------
 
 RENDER="$WORK/render"
 mkdir -p "$RENDER"
 MOTO_PY=""
+MOTO_SKIP_REASON=""
 moto_setup() {
   if [ "${STRATA_TF_SKIP_MOTO:-}" = 1 ]; then
-    say "(STRATA_TF_SKIP_MOTO=1)"
+    MOTO_SKIP_REASON="STRATA_TF_SKIP_MOTO=1"
     return 1
   fi
   if python3 -c 'import moto.server, flask, boto3' >/dev/null 2>&1; then
@@ -232,7 +193,7 @@ moto_setup() {
       no_proxy_env "$TOOLS/moto/bin/pip" install --quiet 'moto[server]' >>"$WORK/moto-install.log" 2>&1; then
       MOTO_PY="$TOOLS/moto/bin/python"
     else
-      tail -n 5 "$WORK/moto-install.log" | sed 's/^/    | /'
+      MOTO_SKIP_REASON="moto[server] is not importable and 'pip install moto[server]' into $TOOLS/moto failed: $(tail -n 1 "$WORK/moto-install.log")"
       rm -rf "$TOOLS/moto"
       return 1
     fi
@@ -240,7 +201,10 @@ moto_setup() {
 }
 
 moto_run() {
-  local port endpoint ex="$SRC/terraform/examples/single-region" data="$WORK/data/moto-single-region"
+  # Its own copy of the tree: the validate step inits the same example concurrently.
+  local port endpoint ex="$WORK/moto-src/terraform/examples/single-region" data="$WORK/data/moto-single-region"
+  mkdir -p "$WORK/moto-src"
+  cp -R "$SRC/terraform" "$WORK/moto-src/terraform"
   port="$("$MOTO_PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
   endpoint="http://127.0.0.1:$port"
   "$MOTO_PY" "$SRC/tests/terraform/moto_server.py" -H 127.0.0.1 -p "$port" >"$WORK/moto-server.log" 2>&1 &
@@ -258,7 +222,7 @@ moto_run() {
     tail -n 20 "$WORK/moto-server.log" | sed 's/^/    | /'
     return
   fi
-  say "moto_server (pid $MOTO_PID) on $endpoint"
+  stamp "moto_server (pid $MOTO_PID) on $endpoint"
   echo "$MOTO_PID" >"$WORK/moto.pid"
 
   # Every service the example touches goes to moto.
@@ -296,7 +260,8 @@ EOF
     return
   fi
   local applied=0
-  if tfx timeout 480 terraform apply -auto-approve -input=false -no-color "${vars[@]}" >"$WORK/moto-apply.log" 2>&1; then
+  if tfx timeout 480 terraform apply -auto-approve -input=false -no-color -parallelism=30 "${vars[@]}" >"$WORK/moto-apply.log" 2>&1; then
+    stamp "apply done"
     pass "terraform apply of examples/single-region against moto ($(grep -oE 'Resources: [0-9]+ added' "$WORK/moto-apply.log"))"
     applied=1
   else
@@ -310,6 +275,7 @@ EOF
 
     if tfx terraform plan -input=false -no-color -out="$WORK/replan.tfplan" "${vars[@]}" >"$WORK/moto-replan.log" 2>&1 &&
       tfx terraform show -json "$WORK/replan.tfplan" >"$WORK/replan.json" 2>>"$WORK/moto-replan.log"; then
+      stamp "re-plan done"
       "$MOTO_PY" "$SRC/tests/terraform/moto_assert.py" noop "$WORK/replan.json" 2>&1 || true
     else
       fail "terraform plan after apply"
@@ -319,7 +285,8 @@ EOF
 
   # Destroy whatever exists, even after a failed apply. The state was just refreshed by
   # the re-plan, so skip destroy's own refresh.
-  if tfx timeout 420 terraform destroy -auto-approve -input=false -no-color -refresh=false "${vars[@]}" >"$WORK/moto-destroy.log" 2>&1; then
+  if tfx timeout 420 terraform destroy -auto-approve -input=false -no-color -refresh=false -parallelism=30 "${vars[@]}" >"$WORK/moto-destroy.log" 2>&1; then
+    stamp "destroy done"
     pass "terraform destroy of examples/single-region against moto ($(grep -oE 'Resources: [0-9]+ destroyed' "$WORK/moto-destroy.log"))"
   else
     fail "terraform destroy of examples/single-region against moto"
@@ -340,12 +307,63 @@ MOTO_SECTION_PID=""
   if moto_setup; then
     moto_run
   else
-    skip "terraform apply/destroy against moto_server: moto[server] is not importable and could not be installed with pip"
+    skip "terraform apply/re-plan/destroy against moto_server: $MOTO_SKIP_REASON"
   fi
 ) >"$WORK/moto-section.log" 2>&1 &
 MOTO_SECTION_PID=$!
 
-# --- 2. terraform test (mock providers) ----------------------------------------------------
+# --- 2. checkov, started in the background (slow, independent) -------------------------------------------
+
+checkov_setup() {
+  if [ "${STRATA_TF_SKIP_CHECKOV:-}" = 1 ]; then
+    echo "STRATA_TF_SKIP_CHECKOV=1" >"$WORK/checkov.skip"
+    return 1
+  fi
+  if command -v checkov >/dev/null 2>&1; then
+    CHECKOV="$(command -v checkov)"
+  elif [ -x "$TOOLS/checkov/bin/checkov" ]; then
+    CHECKOV="$TOOLS/checkov/bin/checkov"
+  else
+    # Its own venv: checkov pins boto3/botocore versions that moto and awscli disagree with.
+    mkdir -p "$TOOLS"
+    if python3 -m venv "$TOOLS/checkov" >"$WORK/checkov-install.log" 2>&1 &&
+      no_proxy_env "$TOOLS/checkov/bin/pip" install --quiet checkov >>"$WORK/checkov-install.log" 2>&1; then
+      CHECKOV="$TOOLS/checkov/bin/checkov"
+    else
+      echo "not on PATH and 'pip install checkov' into $TOOLS/checkov failed: $(tail -n 1 "$WORK/checkov-install.log")" >"$WORK/checkov.skip"
+      rm -rf "$TOOLS/checkov"
+      return 1
+    fi
+  fi
+}
+(
+  CHECKOV=""
+  if checkov_setup; then
+    # The source tree itself (reported paths read better than a temp copy's).
+    # --skip-download: never fetch policies or guidelines from the network.
+    "$CHECKOV" -d "$ROOT/terraform" --skip-download --quiet --compact >"$WORK/checkov.log" 2>&1
+    echo $? >"$WORK/checkov.rc"
+    echo "$SECONDS" >"$WORK/checkov.done"
+  fi
+) &
+CHECKOV_PID=$!
+
+# --- 3. fmt -------------------------------------------------------------------
+
+check "terraform fmt -check -recursive terraform/ tests/terraform/" "$WORK/fmt.log" \
+  bash -c 'terraform fmt -check -recursive -diff "$1/terraform" && terraform fmt -check -recursive -diff "$1/tests/terraform"' _ "$ROOT"
+
+# --- 4. validate ----------------------------------------------------------------------------
+
+# (examples/* validate modules/strata-network as their child module.)
+DIRS=(terraform/modules/strata-cluster terraform/examples/single-region terraform/examples/two-region-mirror)
+for d in "${DIRS[@]}"; do
+  log="$WORK/validate-$(basename "$d").log"
+  check "terraform init (filesystem mirror) + validate: $d" "$log" \
+    bash -c 'cd "$1" && TF_DATA_DIR="$2" terraform init -backend=false -input=false -no-color && TF_DATA_DIR="$2" terraform validate -no-color' _ "$SRC/$d" "$WORK/data/$(basename "$d")"
+done
+
+# --- 5. terraform test (mock providers) ----------------------------------------------------
 
 for d in terraform/modules/strata-cluster terraform/examples/single-region terraform/examples/two-region-mirror; do
   log="$WORK/test-$(basename "$d").log"
@@ -357,29 +375,29 @@ for d in terraform/modules/strata-cluster terraform/examples/single-region terra
   fi
 done
 
-# --- 3b. collect the moto section ------------------------------------------------------------
+# --- 6. collect the moto section ------------------------------------------------------------
 
+stamp "unit tests done; waiting for the moto section"
 wait "$MOTO_SECTION_PID" || true
 MOTO_SECTION_PID=""
 fold "$WORK/moto-section.log"
 
-# --- 4. checkov ----------------------------------------------------------------------------
+# --- 7. collect checkov ----------------------------------------------------------------------------
 
-if [ -n "$CHECKOV_PID" ]; then
-  wait "$CHECKOV_PID" || true
-  CHECKOV_PID=""
-  if [ "$(cat "$WORK/checkov.rc" 2>/dev/null)" = 0 ]; then
-    pass "checkov -d terraform/ --skip-download ($(grep -oE 'Passed checks: [0-9]+, Failed checks: [0-9]+, Skipped checks: [0-9]+' "$WORK/checkov.log" | head -n 1))"
-  else
-    fail "checkov -d terraform/ --skip-download"
-    grep -E -A4 '^Check: ' "$WORK/checkov.log" | head -n 80 | sed 's/^/    | /'
-    tail -n 5 "$WORK/checkov.log" | sed 's/^/    | /'
-  fi
+wait "$CHECKOV_PID" || true
+CHECKOV_PID=""
+if [ -f "$WORK/checkov.skip" ]; then
+  skip "checkov: $(cat "$WORK/checkov.skip")"
+elif [ "$(cat "$WORK/checkov.rc" 2>/dev/null)" = 0 ]; then
+  stamp "checkov finished at $(cat "$WORK/checkov.done")s"
+  pass "checkov -d terraform/ --skip-download ($(grep -oE 'Passed checks: [0-9]+, Failed checks: [0-9]+, Skipped checks: [0-9]+' "$WORK/checkov.log" | head -n 1))"
 else
-  skip "checkov: not installed and pip could not install it (or STRATA_TF_SKIP_CHECKOV=1)"
+  fail "checkov -d terraform/ --skip-download"
+  grep -E -A4 '^Check: ' "$WORK/checkov.log" | head -n 80 | sed 's/^/    | /'
+  tail -n 5 "$WORK/checkov.log" | sed 's/^/    | /'
 fi
 
-# --- 5. the rendered strata.toml -----------------------------------------------------------
+# --- 8. the rendered strata.toml -----------------------------------------------------------
 
 # A provider-less render of the template for a broker-only node (works without moto).
 if (cd "$SRC/tests/terraform/render" && TF_DATA_DIR="$WORK/data/render" terraform init -input=false -no-color >/dev/null &&
@@ -414,7 +432,9 @@ if [ -z "$STRATA" ]; then
     fi
   done
 fi
-if [ -z "$STRATA" ] || [ ! -x "$STRATA" ]; then
+if [ -n "${STRATA_BIN:-}" ] && [ ! -x "$STRATA_BIN" ]; then
+  fail "strata serve --print-config: STRATA_BIN=$STRATA_BIN is not an executable file"
+elif [ -z "$STRATA" ]; then
   skip "strata serve --print-config on the rendered configs: no strata binary (set STRATA_BIN, or build target/release/strata or target/debug/strata)"
 elif [ ${#RENDERED[@]} -eq 0 ]; then
   fail "strata serve --print-config: no rendered config to check"
@@ -436,7 +456,7 @@ else
   done
 fi
 
-# --- 6. the systemd unit -------------------------------------------------------------------
+# --- 9. the systemd unit -------------------------------------------------------------------
 
 UNIT_SRC="terraform/modules/strata-cluster/files/strata.service"
 unit_one_copy() {
