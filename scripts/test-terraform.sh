@@ -423,6 +423,13 @@ for f in "${RENDERED[@]}"; do
     python3 "$SRC/tests/terraform/check_toml.py" "$f" "$id"
 done
 
+for f in "$RENDER"/user-data-*.sh; do
+  [ -e "$f" ] || continue
+  id="$(basename "$f" .sh)"
+  id="${id#user-data-}"
+  check "user data of broker $id (from its launch template) is valid bash (bash -n)" "$WORK/bash-n-$id.log" bash -n "$f"
+done
+
 STRATA="${STRATA_BIN:-}"
 if [ -z "$STRATA" ]; then
   for cand in "$ROOT/target/release/strata" "$ROOT/target/debug/strata"; do

@@ -293,6 +293,8 @@ def present(s3, iam, ec2, elb, kms, out, bucket, bucket_arn, prefix_objects, rol
             if render_dir:
                 with open(f"{render_dir}/broker-{node_id}.toml", "w") as f:
                     f.write(text)
+                with open(f"{render_dir}/user-data-{node_id}.sh", "w") as f:
+                    f.write(user_data)
 
     check("3 launch templates: IMDSv2, instance profile, encrypted root, user data with parseable strata.toml per node", launch_templates)
 
