@@ -3,14 +3,28 @@
 //! # Layout
 //! In the order a request meets them:
 //! - [`config`]: node config (TOML, `STRATA_*` env, flags) and topic configs under Kafka's names.
-//! - [`server`]: listeners, connections, framing, in-order responses, shutdown.
-//! - [`protocol`]: glue to the `kafka-protocol` crate, the ApiVersions table, error codes,
-//!   the record-batch header reader.
-//! - [`handlers`]: one file per Kafka API.
+//! - [`server`]: the listener, connections, framing, in-order responses, shutdown.
+//! - [`protocol`]: glue to the `kafka-protocol` crate, error codes, the record-batch header reader.
+//! - [`handlers`]: one file per Kafka API; the ApiVersions table is derived from their list.
+//! - [`replication`]: `ReplicaManager` and `Partition` — roles, high watermark, acks.
 //! - [`log`]: the storage engine (`UnifiedLog`, segments, indexes, recovery, retention, cleaner).
-//! - [`model`]: newtypes for offsets, epochs and ids.
-//! - [`clock`]: injected time.
+//! - [`controller`]: metadata records, the `MetadataImage`, and the decisions that change it.
+//! - [`broker`]: the node's parts wired together.
+//! - [`metrics`]: the Prometheus registry and the HTTP endpoint (`/metrics`, `/health`, `/ready`).
+//! - [`admin`]: the `strata topics` command, a Kafka-protocol client.
+//! - `alloc`: the process allocator, which reserves huge blocks lazily (see its docs).
+//! - [`model`]: newtypes for offsets, epochs and ids; [`clock`]: injected time.
 
+pub mod admin;
+mod alloc;
+pub mod broker;
 pub mod clock;
+pub mod config;
+pub mod controller;
+pub mod handlers;
 pub mod log;
+pub mod metrics;
 pub mod model;
+pub mod protocol;
+pub mod replication;
+pub mod server;

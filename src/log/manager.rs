@@ -1,10 +1,20 @@
-//! `LogManager`: every partition log under the configured log dirs. (Contract stub.)
+//! `LogManager`: every partition log under the configured log dirs.
+//!
+//! Directory layout: `{log.dir}/{topic}-{partition}/` per partition. A directory whose name
+//! ends in `-delete` is a partition deleted before a crash finished removing it: it is removed
+//! at startup. New partitions go to the log dir holding the fewest partitions.
+//!
+//! Background work (on tokio, stopped by the cancellation token): a retention pass every
+//! `retention_check_interval_ms` (Kafka's `log.retention.check.interval.ms`), interval-policy
+//! flushes and recovery-point checkpoints, and the cleaner for compacted logs.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use super::{LogConfig, Result, UnifiedLog};
+use super::{LogConfig, LogError, Result, UnifiedLog};
 use crate::clock::SharedClock;
 use crate::model::TopicPartition;
 
@@ -12,16 +22,35 @@ use crate::model::TopicPartition;
 /// flushes, compaction).
 #[derive(Debug)]
 pub struct LogManager {
-    #[allow(dead_code)]
     log_dirs: Vec<PathBuf>,
-    #[allow(dead_code)]
     clock: SharedClock,
     // Short critical sections only (lookups and inserts), never held across I/O or `.await`.
-    #[allow(dead_code)]
     logs: Mutex<HashMap<TopicPartition, Arc<UnifiedLog>>>,
+    /// `log.retention.check.interval.ms`; settable before `start_background`.
+    pub retention_check_interval_ms: AtomicU64,
+    /// How often interval-policy logs are checked for a due flush, and checkpoints written.
+    pub flush_check_interval_ms: AtomicU64,
+    /// `log.cleaner.backoff.ms`: pause between cleaner passes.
+    pub cleaner_backoff_ms: AtomicU64,
 }
 
-#[allow(unused_variables)]
+/// Parses `{topic}-{partition}`; topics may themselves contain `-`.
+fn parse_dir_name(name: &str) -> Option<TopicPartition> {
+    let (topic, part) = name.rsplit_once('-')?;
+    let partition: i32 = part.parse().ok()?;
+    if topic.is_empty() || partition < 0 {
+        return None;
+    }
+    Some(TopicPartition::new(topic, partition))
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '_ {
+    move |source| LogError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 impl LogManager {
     /// Opens every partition directory found under `log_dirs`, recovering each;
     /// `config_for` gives the config of a topic by name.
@@ -30,36 +59,208 @@ impl LogManager {
         clock: SharedClock,
         config_for: &dyn Fn(&str) -> LogConfig,
     ) -> Result<LogManager> {
-        todo!()
+        let mut logs = HashMap::new();
+        for dir in &log_dirs {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+            for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+                let entry = entry.map_err(io(dir))?;
+                let path = entry.path();
+                if !path.is_dir() {
+                    continue;
+                }
+                let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                    continue;
+                };
+                if name.ends_with("-delete") {
+                    tracing::info!(path = %path.display(), "removing partially deleted partition");
+                    std::fs::remove_dir_all(&path).map_err(io(&path))?;
+                    continue;
+                }
+                let Some(tp) = parse_dir_name(&name) else {
+                    continue;
+                };
+                let log = UnifiedLog::open(path, config_for(&tp.topic), Arc::clone(&clock))?;
+                logs.insert(tp, log);
+            }
+        }
+        Ok(LogManager {
+            log_dirs,
+            clock,
+            logs: Mutex::new(logs),
+            retention_check_interval_ms: AtomicU64::new(300_000),
+            flush_check_interval_ms: AtomicU64::new(1_000),
+            cleaner_backoff_ms: AtomicU64::new(15_000),
+        })
+    }
+
+    fn logs(&self) -> std::sync::MutexGuard<'_, HashMap<TopicPartition, Arc<UnifiedLog>>> {
+        self.logs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn get(&self, tp: &TopicPartition) -> Option<Arc<UnifiedLog>> {
-        todo!()
+        self.logs().get(tp).cloned()
     }
 
     /// Returns the log of `tp`, creating an empty one if absent.
     pub fn get_or_create(&self, tp: &TopicPartition, config: LogConfig) -> Result<Arc<UnifiedLog>> {
-        todo!()
+        if let Some(l) = self.get(tp) {
+            return Ok(l);
+        }
+        // Pick the dir with the fewest partitions (Kafka's default placement).
+        let dir = {
+            let logs = self.logs();
+            self.log_dirs
+                .iter()
+                .min_by_key(|d| logs.values().filter(|l| l.dir().starts_with(d)).count())
+                .cloned()
+                .ok_or_else(|| LogError::Io {
+                    path: PathBuf::new(),
+                    source: std::io::Error::other("no log.dirs configured"),
+                })?
+        };
+        // Opening does I/O: done without the map lock, then raced in; the loser is dropped.
+        let log = UnifiedLog::open(dir.join(tp.dir_name()), config, Arc::clone(&self.clock))?;
+        let mut logs = self.logs();
+        Ok(Arc::clone(logs.entry(tp.clone()).or_insert(log)))
     }
 
     /// Every partition log present.
     pub fn all(&self) -> Vec<(TopicPartition, Arc<UnifiedLog>)> {
-        todo!()
+        self.logs()
+            .iter()
+            .map(|(tp, l)| (tp.clone(), Arc::clone(l)))
+            .collect()
     }
 
     /// Closes the log of `tp` and removes its data from disk.
     pub fn delete(&self, tp: &TopicPartition) -> Result<()> {
-        todo!()
+        let Some(log) = self.logs().remove(tp) else {
+            return Ok(());
+        };
+        if let Err(e) = log.close() {
+            tracing::warn!(partition = %tp, error = %e, "closing a deleted log failed");
+        }
+        // Rename first so a crash mid-removal leaves a `-delete` dir that startup finishes off.
+        let dir = log.dir().to_path_buf();
+        let doomed = dir.with_file_name(format!("{}-delete", tp.dir_name()));
+        std::fs::rename(&dir, &doomed).map_err(io(&dir))?;
+        std::fs::remove_dir_all(&doomed).map_err(io(&doomed))
+    }
+
+    /// One retention pass over every log; returns segments deleted.
+    pub fn run_retention(&self) -> usize {
+        let mut n = 0;
+        for (tp, log) in self.all() {
+            match log.delete_old_segments() {
+                Ok(d) => n += d,
+                Err(LogError::Closed) => {}
+                Err(e) => tracing::warn!(partition = %tp, error = %e, "retention failed"),
+            }
+        }
+        n
+    }
+
+    /// Flushes interval-policy logs that are due and writes recovery-point checkpoints.
+    pub fn run_flushes(&self) {
+        for (tp, log) in self.all() {
+            let res = log.flush_if_due().and_then(|_| log.checkpoint());
+            match res {
+                Ok(()) | Err(LogError::Closed) => {}
+                Err(e) => tracing::warn!(partition = %tp, error = %e, "flush failed"),
+            }
+        }
+    }
+
+    /// One cleaner pass over compacted logs; returns logs cleaned.
+    pub fn run_cleaner(&self) -> usize {
+        let mut n = 0;
+        for (tp, log) in self.all() {
+            if !log.config().cleanup_policy.compacts() {
+                continue;
+            }
+            match super::cleaner::clean_log(&log) {
+                Ok(Some(_)) => n += 1,
+                Ok(None) | Err(LogError::Closed) => {}
+                Err(e) => tracing::warn!(partition = %tp, error = %e, "cleaning failed"),
+            }
+        }
+        n
     }
 
     /// Spawns retention, interval-flush and cleaner tasks on the current tokio runtime; they stop
     /// when `shutdown` is cancelled.
     pub fn start_background(self: &Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
-        todo!()
+        fn every(
+            mgr: &Arc<LogManager>,
+            shutdown: &tokio_util::sync::CancellationToken,
+            interval: &'static (dyn Fn(&LogManager) -> u64 + Sync),
+            work: fn(&LogManager),
+        ) {
+            let mgr = Arc::clone(mgr);
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    let ms = interval(&mgr).max(1);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
+                    }
+                    let m = Arc::clone(&mgr);
+                    // Segment deletion, fsync and compaction block: keep them off the reactor.
+                    if tokio::task::spawn_blocking(move || work(&m)).await.is_err() {
+                        tracing::error!("log background task panicked");
+                    }
+                }
+            });
+        }
+        every(
+            self,
+            &shutdown,
+            &|m| m.retention_check_interval_ms.load(Ordering::Relaxed),
+            |m| {
+                m.run_retention();
+            },
+        );
+        every(
+            self,
+            &shutdown,
+            &|m| m.flush_check_interval_ms.load(Ordering::Relaxed),
+            |m| m.run_flushes(),
+        );
+        every(
+            self,
+            &shutdown,
+            &|m| m.cleaner_backoff_ms.load(Ordering::Relaxed),
+            |m| {
+                m.run_cleaner();
+            },
+        );
     }
 
     /// Closes every log (flush and checkpoints).
     pub fn shutdown(&self) -> Result<()> {
-        todo!()
+        let mut first_err = None;
+        for (tp, log) in self.all() {
+            match log.close() {
+                Ok(()) | Err(LogError::Closed) => {}
+                Err(e) => {
+                    tracing::error!(partition = %tp, error = %e, "closing log failed");
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dir_names() {
+        assert_eq!(parse_dir_name("a-b-3"), Some(TopicPartition::new("a-b", 3)));
+        assert_eq!(parse_dir_name("x"), None);
+        assert_eq!(parse_dir_name("-1"), None);
     }
 }

@@ -211,8 +211,19 @@ pub enum LogError {
 
 pub type Result<T, E = LogError> = std::result::Result<T, E>;
 
+pub mod checkpoint;
+pub mod cleaner;
+pub mod epoch_cache;
+pub mod index;
+mod loader;
+mod local_log;
 mod manager;
+pub mod producer_state;
+mod retention;
+pub mod segment;
+pub mod time_index;
 mod unified_log;
 
+pub use cleaner::{CleanerStats, LogCleaner};
 pub use manager::LogManager;
 pub use unified_log::{RetentionGuard, UnifiedLog};

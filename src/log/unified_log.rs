@@ -1,47 +1,137 @@
-//! `UnifiedLog`: a partition's log. (Contract stub; the engine fills it in.)
+//! `UnifiedLog`: a partition's log, the API the rest of the broker uses.
+//!
+//! # Overview
+//! One [`LocalLog`] (segments, checkpoints, epochs, producer state) behind a `std::sync::Mutex`
+//! held only for short, non-awaiting sections: validation and CRC checks of appended batches
+//! run before taking it, reads copy bytes after releasing it (through an `Arc` of the segment
+//! file), and fsyncs run outside it.
+//!
+//! # Consistency
+//! Appends are atomic: a request's batches are all written or, on any error (validation,
+//! producer sequence, I/O, full disk), none are and the log is unchanged. Offsets are assigned
+//! from the log end offset under the lock, so they are dense and ordered.
+//!
+//! # Crash consistency
+//! With [`FlushPolicy::GroupCommit`] an append is acknowledged only after
+//! [`UnifiedLog::wait_durable`] saw an `fdatasync` cover it (and the directory fsync for any
+//! new segment file). Waiters queue on an async mutex; the holder fsyncs up to the current end,
+//! so one fsync serves everyone who arrived meanwhile. Recovery ([`loader`](super::loader))
+//! never cuts below a durable offset because durable batches are whole and CRC-valid.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
+use super::local_log::LocalLog;
+use super::producer_state::{Check, SequenceError};
+use super::segment::{read_batches, scan_batches, SegmentFile, SegmentRead};
 use super::{
-    FetchDataInfo, LogAppendInfo, LogConfig, ProducerStateEntry, Result, TimestampAndOffset,
+    checkpoint, loader, retention, FetchDataInfo, FlushPolicy, LogAppendInfo, LogConfig, LogError,
+    ProducerStateEntry, Result, TimestampAndOffset, TimestampType, EARLIEST_TIMESTAMP,
+    LATEST_TIMESTAMP, MAX_TIMESTAMP,
 };
 use crate::clock::SharedClock;
-use crate::model::{LeaderEpoch, Offset, ProducerId};
+use crate::model::{LeaderEpoch, Offset, ProducerEpoch, ProducerId};
+use crate::protocol::record_batch::{self, validate_batch, BatchError, BatchHeader, BatchIter};
 
 /// Asked before retention deletes a closed segment: `false` holds it back (tiered storage keeps
 /// a segment until it is uploaded). Arguments: base offset and last offset of the segment.
 pub type RetentionGuard = Arc<dyn Fn(Offset, Offset) -> bool + Send + Sync>;
 
 /// A partition's log: its segments, indexes, checkpoints and producer state.
-#[derive(Debug)]
 pub struct UnifiedLog {
     dir: PathBuf,
-    #[allow(dead_code)]
     clock: SharedClock,
+    // Short critical sections only; never held across `.await`, a read's copy, or an fsync.
+    state: Mutex<LocalLog>,
+    // Group commit: at most one fsync in flight; waiters behind it re-check the durable offset.
+    flush_lock: tokio::sync::Mutex<()>,
+    durable: AtomicI64,
+    /// One cleaner pass per log at a time.
+    pub(crate) cleaner_lock: Mutex<()>,
 }
 
-#[allow(unused_variables, clippy::unused_async)]
+impl std::fmt::Debug for UnifiedLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnifiedLog")
+            .field("dir", &self.dir)
+            .field("durable", &self.durable.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+enum Origin {
+    Leader(LeaderEpoch),
+    Follower,
+}
+
+fn batch_error(position: usize, e: BatchError) -> LogError {
+    match e {
+        BatchError::BadMagic { magic } => LogError::UnsupportedMagic { magic },
+        e => LogError::CorruptBatch {
+            position,
+            reason: e.to_string(),
+        },
+    }
+}
+
 impl UnifiedLog {
     /// Opens the log in `dir`, creating it if absent, and recovers every segment after the
     /// recovery point (truncating a torn or corrupt tail, rebuilding missing indexes).
     pub fn open(dir: PathBuf, config: LogConfig, clock: SharedClock) -> Result<Arc<UnifiedLog>> {
-        todo!()
+        std::fs::create_dir_all(&dir).map_err(|e| LogError::Io {
+            path: dir.clone(),
+            source: e,
+        })?;
+        let local = loader::load(&dir, &config, clock.now_ms())?;
+        let durable = local.recovery_point;
+        Ok(Arc::new(UnifiedLog {
+            dir,
+            clock,
+            state: Mutex::new(local),
+            flush_lock: tokio::sync::Mutex::new(()),
+            durable: AtomicI64::new(durable),
+            cleaner_lock: Mutex::new(()),
+        }))
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// The lock, recovering from poisoning: every mutation leaves `LocalLog` consistent before
+    /// anything that could panic, so a panicked holder does not invalidate it.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, LocalLog> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_open(&self) -> Result<MutexGuard<'_, LocalLog>> {
+        let st = self.lock();
+        if st.closed {
+            return Err(LogError::Closed);
+        }
+        Ok(st)
+    }
+
+    pub(crate) fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
     pub fn config(&self) -> LogConfig {
-        todo!()
+        self.lock().config.clone()
     }
 
     /// Applies a changed topic config; takes effect at the next append / retention pass.
     pub fn update_config(&self, config: LogConfig) {
-        todo!()
+        let mut st = self.lock();
+        let (ib, iib) = (config.segment_index_bytes, config.index_interval_bytes);
+        for seg in st.segments.values_mut() {
+            seg.set_config(ib, iib);
+        }
+        st.config = config;
     }
 
     /// Validates `records` (one or more magic-2 batches: sizes, CRC-32C, record counts,
@@ -55,35 +145,263 @@ impl UnifiedLog {
         records: Bytes,
         leader_epoch: LeaderEpoch,
     ) -> Result<LogAppendInfo> {
-        todo!()
+        self.append(records, Origin::Leader(leader_epoch))
     }
 
     /// Appends batches that already carry their offsets (a follower copying its leader).
     pub fn append_as_follower(&self, records: Bytes) -> Result<LogAppendInfo> {
-        todo!()
+        self.append(records, Origin::Follower)
+    }
+
+    fn validate(&self, records: &[u8], leader: bool) -> Result<Vec<(usize, BatchHeader)>> {
+        let max = self.lock().config.max_message_bytes;
+        let mut batches = Vec::new();
+        for item in BatchIter::new(records) {
+            let (pos, h) = item.map_err(|(pos, e)| batch_error(pos, e))?;
+            if h.total_size() > max as usize {
+                return Err(LogError::BatchTooLarge {
+                    size_bytes: h.total_size(),
+                    max_bytes: max,
+                });
+            }
+            validate_batch(&records[pos..pos + h.total_size()]).map_err(|e| batch_error(pos, e))?;
+            if leader && (h.records_count == 0 || h.records_count != h.last_offset_delta + 1) {
+                return Err(batch_error(
+                    pos,
+                    BatchError::InconsistentCount {
+                        count: h.records_count,
+                        last_offset_delta: h.last_offset_delta,
+                    },
+                ));
+            }
+            batches.push((pos, h));
+        }
+        if batches.is_empty() {
+            return Err(LogError::CorruptBatch {
+                position: 0,
+                reason: "no record batch".to_string(),
+            });
+        }
+        Ok(batches)
+    }
+
+    fn append(&self, records: Bytes, origin: Origin) -> Result<LogAppendInfo> {
+        let leader = matches!(origin, Origin::Leader(_));
+        // CRC checks are the costly part: done before taking the lock.
+        let mut batches = self.validate(&records, leader)?;
+        let mut data = records.to_vec();
+        let mut st = self.lock_open()?;
+        let now = self.clock.now_ms();
+        let log_append_time = leader && st.config.timestamp_type == TimestampType::LogAppendTime;
+        let leo = st.log_end_offset();
+        let mut pending = HashMap::new();
+        let mut next = leo;
+        for (pos, h) in batches.iter_mut() {
+            let batch = &mut data[*pos..*pos + h.total_size()];
+            match origin {
+                Origin::Leader(epoch) => {
+                    record_batch::set_base_offset(batch, next);
+                    record_batch::set_partition_leader_epoch(batch, epoch.0);
+                    h.base_offset = next;
+                    h.partition_leader_epoch = epoch.0;
+                    if log_append_time {
+                        record_batch::set_log_append_time(batch, now);
+                        h.max_timestamp = now;
+                        h.attributes |= 1 << 3;
+                    }
+                }
+                Origin::Follower => {
+                    if h.base_offset < next {
+                        return Err(LogError::OffsetOutOfRange {
+                            offset: Offset(h.base_offset),
+                            log_start_offset: Offset(st.log_start_offset),
+                            log_end_offset: Offset(leo),
+                        });
+                    }
+                }
+            }
+            match st.producers.check(&pending, h) {
+                Ok(Check::Duplicate(m)) if leader => {
+                    return Ok(LogAppendInfo {
+                        first_offset: Offset(m.first_offset),
+                        last_offset: Offset(m.last_offset),
+                        log_append_time_ms: if log_append_time { now } else { -1 },
+                        log_start_offset: Offset(st.log_start_offset),
+                        record_count: (m.last_offset - m.first_offset + 1) as u64,
+                        size_bytes: 0,
+                        duplicate: true,
+                    });
+                }
+                Ok(_) => {}
+                Err(_) if !leader => {} // a follower copies whatever its leader accepted
+                Err(SequenceError::Fenced { epoch, current }) => {
+                    return Err(LogError::ProducerFenced {
+                        producer_id: ProducerId(h.producer_id),
+                        epoch: ProducerEpoch(epoch),
+                        current: ProducerEpoch(current),
+                    })
+                }
+                Err(SequenceError::OutOfOrder { sequence, expected }) => {
+                    return Err(LogError::OutOfOrderSequence {
+                        producer_id: ProducerId(h.producer_id),
+                        sequence,
+                        expected,
+                    })
+                }
+            }
+            if let Some(s) = st.producers.updated(&pending, h, h.max_timestamp.max(now)) {
+                pending.insert(h.producer_id, s);
+            }
+            next = h.next_offset();
+        }
+        let first_offset = batches.first().map_or(leo, |(_, h)| h.base_offset);
+        let last_offset = next - 1;
+        let record_count: u64 = batches.iter().map(|(_, h)| h.records_count as u64).sum();
+        let max_timestamp = batches
+            .iter()
+            .map(|(_, h)| h.max_timestamp)
+            .max()
+            .unwrap_or(-1);
+        if st.should_roll(data.len(), last_offset, max_timestamp, now) {
+            st.roll(now)?;
+        }
+        st.active_mut().append(&data, &batches)?;
+        st.producers.apply(pending);
+        let mut epochs_changed = false;
+        match origin {
+            Origin::Leader(epoch) => epochs_changed |= st.epoch_cache.assign(epoch.0, first_offset),
+            Origin::Follower => {
+                for (_, h) in &batches {
+                    epochs_changed |= st
+                        .epoch_cache
+                        .assign(h.partition_leader_epoch, h.base_offset);
+                }
+            }
+        }
+        if epochs_changed {
+            // Leader changes are rare; the data is written, so a failure here is reported but
+            // the cache is rebuilt from batch headers on the next open anyway.
+            st.epoch_cache.persist()?;
+        }
+        st.unflushed_messages += record_count;
+        let flush_now = matches!(st.config.flush_policy, FlushPolicy::Interval { messages, .. } if st.unflushed_messages >= messages);
+        let info = LogAppendInfo {
+            first_offset: Offset(first_offset),
+            last_offset: Offset(last_offset),
+            log_append_time_ms: if log_append_time { now } else { -1 },
+            log_start_offset: Offset(st.log_start_offset),
+            record_count,
+            size_bytes: data.len() as u64,
+            duplicate: false,
+        };
+        drop(st);
+        if flush_now {
+            self.flush()?;
+        }
+        Ok(info)
+    }
+
+    fn sync_files(files: &[Arc<SegmentFile>], dir: Option<&Path>) -> Result<()> {
+        if let Some(d) = dir {
+            checkpoint::sync_dir(d)?;
+        }
+        for f in files {
+            f.sync_data()?;
+        }
+        Ok(())
+    }
+
+    fn finish_flush(&self, target: i64, truncations: u64) {
+        let now = self.clock.now_ms();
+        let mut st = self.lock();
+        if st.flush_done(target, truncations, now).is_some() {
+            self.durable.fetch_max(target, Ordering::SeqCst);
+        }
     }
 
     /// Resolves once every record below `end_offset` is durable under the flush policy: with
     /// group commit, after an fsync that covers it (one fsync serves every waiter that arrived
     /// meanwhile); with the interval policy, at once.
     pub async fn wait_durable(&self, end_offset: Offset) -> Result<()> {
-        todo!()
+        if self.lock_open()?.config.flush_policy != FlushPolicy::GroupCommit {
+            return Ok(());
+        }
+        if self.durable.load(Ordering::SeqCst) >= end_offset.0 {
+            return Ok(());
+        }
+        let _flushing = self.flush_lock.lock().await;
+        if self.durable.load(Ordering::SeqCst) >= end_offset.0 {
+            return Ok(());
+        }
+        let (files, dir, target, truncations) = {
+            let mut st = self.lock_open()?;
+            st.flush_targets()
+        };
+        let sync_dir = dir.then(|| self.dir.clone());
+        let files2 = files.clone();
+        let res =
+            tokio::task::spawn_blocking(move || Self::sync_files(&files2, sync_dir.as_deref()))
+                .await
+                .map_err(|e| LogError::Io {
+                    path: self.dir.clone(),
+                    source: std::io::Error::other(e),
+                })
+                .and_then(|r| r);
+        if let Err(e) = res {
+            self.lock().flush_failed(files, dir);
+            return Err(e);
+        }
+        self.finish_flush(target, truncations);
+        Ok(())
     }
 
     /// The offset below which everything is known to be on disk.
     pub fn durable_offset(&self) -> Offset {
-        todo!()
+        Offset(self.durable.load(Ordering::SeqCst))
     }
 
     /// fsyncs everything written so far.
     pub fn flush(&self) -> Result<()> {
-        todo!()
+        let (files, dir, target, truncations) = self.lock_open()?.flush_targets();
+        let sync_dir = dir.then(|| self.dir.clone());
+        if let Err(e) = Self::sync_files(&files, sync_dir.as_deref()) {
+            self.lock().flush_failed(files, dir);
+            return Err(e);
+        }
+        self.finish_flush(target, truncations);
+        Ok(())
+    }
+
+    /// Interval policy: flushes if `flush.ms` passed since the last flush with data pending.
+    /// Returns whether it flushed. Called by the [`LogManager`](super::LogManager)'s task.
+    pub fn flush_if_due(&self) -> Result<bool> {
+        let due = {
+            let st = self.lock_open()?;
+            match st.config.flush_policy {
+                FlushPolicy::Interval { ms, .. } => {
+                    st.unflushed_messages > 0 && self.clock.now_ms() - st.last_flush_ms >= ms as i64
+                }
+                FlushPolicy::GroupCommit => false,
+            }
+        };
+        if due {
+            self.flush()?;
+        }
+        Ok(due)
+    }
+
+    /// Persists the recovery point and log start offset checkpoints.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.lock_open()?.checkpoint()
     }
 
     /// Reads whole batches starting with the one that contains `offset`, up to `max_bytes`,
     /// never past `max_offset` (exclusive: the high watermark). With `min_one_batch`, the first
     /// batch is returned even if it is larger than `max_bytes`. `offset` outside
     /// `[log_start_offset, log_end_offset]` is `OffsetOutOfRange`; at the end, empty.
+    ///
+    /// Reads from one segment per call; every returned batch has passed a CRC-32C check
+    /// ([`VERIFY_CRC_ON_READ`](super::segment::VERIFY_CRC_ON_READ)).
     pub fn read(
         &self,
         offset: Offset,
@@ -91,15 +409,71 @@ impl UnifiedLog {
         max_offset: Offset,
         min_one_batch: bool,
     ) -> Result<FetchDataInfo> {
-        todo!()
+        let mut target = offset.0;
+        let mut after_base: Option<i64> = None;
+        loop {
+            let (file, pos, end, lso, leo) = {
+                let st = self.lock_open()?;
+                let (lso, leo) = (st.log_start_offset, st.log_end_offset());
+                if offset.0 < lso || offset.0 > leo {
+                    return Err(LogError::OffsetOutOfRange {
+                        offset,
+                        log_start_offset: Offset(lso),
+                        log_end_offset: Offset(leo),
+                    });
+                }
+                let seg = match after_base {
+                    None => st.floor_segment(target),
+                    Some(b) => st.segments.range(b + 1..).next().map(|(_, s)| s),
+                };
+                let Some(seg) = seg.filter(|_| target < leo) else {
+                    return Ok(FetchDataInfo {
+                        records: Bytes::new(),
+                        log_start_offset: Offset(lso),
+                        log_end_offset: Offset(leo),
+                    });
+                };
+                target = target.max(seg.base_offset);
+                after_base = Some(seg.base_offset);
+                let pos = seg.lookup_position(target);
+                (Arc::clone(&seg.file), pos, seg.size, lso, leo)
+            };
+            match read_batches(
+                &file,
+                pos,
+                end,
+                target,
+                max_bytes,
+                max_offset.0,
+                min_one_batch,
+            )? {
+                SegmentRead::Data(records) => {
+                    return Ok(FetchDataInfo {
+                        records,
+                        log_start_offset: Offset(lso),
+                        log_end_offset: Offset(leo),
+                    })
+                }
+                SegmentRead::NotHere => continue,
+            }
+        }
     }
 
     pub fn log_start_offset(&self) -> Offset {
-        todo!()
+        Offset(self.lock().log_start_offset)
     }
 
     pub fn log_end_offset(&self) -> Offset {
-        todo!()
+        Offset(self.lock().log_end_offset())
+    }
+
+    fn epoch_for_offset(st: &LocalLog, offset: i64) -> Option<LeaderEpoch> {
+        st.epoch_cache
+            .entries()
+            .iter()
+            .rev()
+            .find(|&&(_, start)| start <= offset)
+            .map(|&(e, _)| LeaderEpoch(e))
     }
 
     /// ListOffsets: `EARLIEST_TIMESTAMP`, `LATEST_TIMESTAMP`, `MAX_TIMESTAMP`, or the first
@@ -108,56 +482,244 @@ impl UnifiedLog {
         &self,
         timestamp_ms: i64,
     ) -> Result<Option<TimestampAndOffset>> {
-        todo!()
+        let st = self.lock_open()?;
+        let (lso, leo) = (st.log_start_offset, st.log_end_offset());
+        match timestamp_ms {
+            EARLIEST_TIMESTAMP => {
+                return Ok(Some(TimestampAndOffset {
+                    timestamp_ms: -1,
+                    offset: Offset(lso),
+                    leader_epoch: Self::epoch_for_offset(&st, lso),
+                }))
+            }
+            LATEST_TIMESTAMP => {
+                return Ok(Some(TimestampAndOffset {
+                    timestamp_ms: -1,
+                    offset: Offset(leo),
+                    leader_epoch: st.epoch_cache.latest_epoch().map(LeaderEpoch),
+                }))
+            }
+            MAX_TIMESTAMP => {
+                let best = st
+                    .segments
+                    .values()
+                    .filter(|s| s.size > 0 && s.next_offset > lso)
+                    .max_by_key(|s| s.max_timestamp);
+                return Ok(best.map(|s| TimestampAndOffset {
+                    timestamp_ms: s.max_timestamp,
+                    offset: Offset(s.offset_of_max_timestamp.max(lso)),
+                    leader_epoch: Self::epoch_for_offset(&st, s.offset_of_max_timestamp),
+                }));
+            }
+            t if t < 0 => return Ok(None),
+            _ => {}
+        }
+        for seg in st.segments.values() {
+            if seg.next_offset <= lso || seg.max_timestamp < timestamp_ms {
+                continue;
+            }
+            let from = seg.time_index.lookup_before(timestamp_ms).max(lso);
+            let pos = seg.lookup_position(from);
+            let mut found: Option<(i64, i64)> = None;
+            let mut decode_err: Option<String> = None;
+            let end = scan_batches(&seg.file, pos, seg.size, true, 1 << 20, |_, h, bytes| {
+                if h.last_offset() < lso || h.max_timestamp < timestamp_ms {
+                    return true;
+                }
+                if h.is_log_append_time() {
+                    found = Some((h.max_timestamp, h.base_offset.max(lso)));
+                    return false;
+                }
+                let mut buf = Bytes::copy_from_slice(bytes);
+                match kafka_protocol::records::RecordBatchDecoder::decode(&mut buf) {
+                    Ok(set) => {
+                        found = set
+                            .records
+                            .iter()
+                            .find(|r| r.timestamp >= timestamp_ms && r.offset >= lso)
+                            .map(|r| (r.timestamp, r.offset));
+                    }
+                    Err(e) => decode_err = Some(e.to_string()),
+                }
+                found.is_none() && decode_err.is_none()
+            })?;
+            if let Some(reason) = decode_err.or(end.error.map(|(_, r)| r)) {
+                return Err(LogError::CorruptSegment {
+                    path: seg.path().to_path_buf(),
+                    position: end.valid_end,
+                    reason,
+                });
+            }
+            if let Some((ts, off)) = found {
+                return Ok(Some(TimestampAndOffset {
+                    timestamp_ms: ts,
+                    offset: Offset(off),
+                    leader_epoch: Self::epoch_for_offset(&st, off),
+                }));
+            }
+        }
+        Ok(None)
     }
 
     /// The leader epoch of the newest entry in the epoch cache.
     pub fn latest_epoch(&self) -> Option<LeaderEpoch> {
-        todo!()
+        self.lock().epoch_cache.latest_epoch().map(LeaderEpoch)
     }
 
     /// OffsetForLeaderEpoch: the largest epoch <= `epoch` and the end offset of that epoch.
     pub fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> Option<(LeaderEpoch, Offset)> {
-        todo!()
+        let st = self.lock();
+        let leo = st.log_end_offset();
+        st.epoch_cache
+            .end_offset_for(epoch.0, leo)
+            .map(|(e, o)| (LeaderEpoch(e), Offset(o)))
+    }
+
+    /// The leader-epoch cache entries `(epoch, start offset)`, oldest first.
+    pub fn epoch_entries(&self) -> Vec<(LeaderEpoch, Offset)> {
+        self.lock()
+            .epoch_cache
+            .entries()
+            .iter()
+            .map(|&(e, o)| (LeaderEpoch(e), Offset(o)))
+            .collect()
     }
 
     /// Removes every record at or after `offset` (replication truncation).
     pub fn truncate_to(&self, offset: Offset) -> Result<()> {
-        todo!()
+        let mut st = self.lock_open()?;
+        let now = self.clock.now_ms();
+        st.truncate_to(offset.0, now)?;
+        let leo = st.log_end_offset();
+        self.durable.fetch_min(leo, Ordering::SeqCst);
+        Ok(())
     }
 
     /// DeleteRecords: moves the log start offset forward to `offset` and deletes segments wholly
     /// below it. Returns the new log start offset.
     pub fn delete_records(&self, offset: Offset) -> Result<Offset> {
-        todo!()
+        let mut st = self.lock_open()?;
+        let leo = st.log_end_offset();
+        if offset.0 > leo || offset.0 < 0 {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset: Offset(st.log_start_offset),
+                log_end_offset: Offset(leo),
+            });
+        }
+        if offset.0 > st.log_start_offset {
+            st.set_log_start_offset(offset.0)?;
+            while st.segments.len() > 1
+                && st
+                    .segments
+                    .values()
+                    .next()
+                    .is_some_and(|s| s.next_offset <= offset.0)
+                && st.segments.keys().nth(1).is_some_and(|&b| b <= offset.0)
+            {
+                st.delete_oldest()?;
+            }
+        }
+        Ok(Offset(st.log_start_offset))
     }
 
     /// One retention pass: deletes closed segments past `retention.ms` / `retention.bytes` and
     /// wholly below the log start offset, never the active one, asking the guard first.
     /// Returns how many segments were deleted.
     pub fn delete_old_segments(&self) -> Result<usize> {
-        todo!()
+        let now = self.clock.now_ms();
+        let (candidates, guard) = {
+            let mut st = self.lock_open()?;
+            st.producers.remove_expired(now);
+            (retention::deletable_segments(&st, now), st.guard.clone())
+        };
+        // The guard may be slow (tiered storage): asked without the lock.
+        let mut allowed = Vec::new();
+        for c in candidates {
+            if let Some(g) = &guard {
+                if !g(Offset(c.0), Offset(c.1 - 1)) {
+                    break;
+                }
+            }
+            allowed.push(c);
+        }
+        let mut st = self.lock_open()?;
+        let mut deleted = 0;
+        for (base, _) in allowed {
+            // The log may have changed while the lock was released: only delete what is still
+            // the oldest closed segment.
+            if st.segments.len() < 2 || st.segments.keys().next() != Some(&base) {
+                break;
+            }
+            st.delete_oldest()?;
+            deleted += 1;
+        }
+        if deleted > 0 {
+            let first = st.segments.keys().next().copied().unwrap_or(0);
+            if first > st.log_start_offset {
+                st.set_log_start_offset(first)?;
+            }
+        }
+        Ok(deleted)
     }
 
     pub fn set_retention_guard(&self, guard: RetentionGuard) {
-        todo!()
+        self.lock().guard = Some(guard);
     }
 
     pub fn producer_state(&self, producer_id: ProducerId) -> Option<ProducerStateEntry> {
-        todo!()
+        let st = self.lock();
+        st.producers.get(producer_id.0).map(|s| {
+            let last = s.batches.back();
+            ProducerStateEntry {
+                producer_id,
+                producer_epoch: ProducerEpoch(s.epoch),
+                last_sequence: last.map_or(-1, |b| b.last_seq),
+                last_offset: Offset(last.map_or(-1, |b| b.last_offset)),
+            }
+        })
     }
 
     pub fn size_bytes(&self) -> u64 {
-        todo!()
+        self.lock().size_bytes()
     }
 
     pub fn segment_count(&self) -> usize {
-        todo!()
+        self.lock().segments.len()
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<Offset> {
+        self.lock().segments.keys().map(|&b| Offset(b)).collect()
+    }
+
+    /// Rolls the active segment now if it holds data (tests, tools and tiering use it).
+    pub fn roll(&self) -> Result<()> {
+        let mut st = self.lock_open()?;
+        let now = self.clock.now_ms();
+        st.roll(now)
     }
 
     /// Flushes and writes the checkpoints (recovery point, producer snapshot) so the next open
     /// does not rescan. Further calls fail with `Closed`.
     pub fn close(&self) -> Result<()> {
-        todo!()
+        self.flush()?;
+        let mut st = self.lock_open()?;
+        let leo = st.log_end_offset();
+        super::producer_state::write_snapshot(&st.dir, leo, &st.producers)?;
+        st.epoch_cache.persist()?;
+        st.checkpoint()?;
+        for seg in st.segments.values() {
+            seg.index.flush()?;
+            seg.time_index.flush()?;
+        }
+        let active = st.active_mut();
+        active.on_become_inactive()?;
+        st.closed = true;
+        Ok(())
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
     }
 }

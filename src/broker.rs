@@ -1,0 +1,311 @@
+//! `Broker`: the node's parts wired together — config, controller, logs, replicas — and the
+//! task that keeps the replicas in line with the metadata image.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::SharedClock;
+use crate::config::{Listener, NodeConfig};
+use crate::controller::{Controller, ControllerError, MetadataImage, MetadataRecord};
+use crate::log::{LogConfig, LogError, LogManager};
+use crate::metrics::Metrics;
+use crate::model::BrokerId;
+use crate::replication::{effective_node_config, ReplicaManager};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} belongs to {what}; refusing to start (this node is {expected})")]
+    ForeignData {
+        path: PathBuf,
+        what: String,
+        expected: String,
+    },
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Controller(#[from] ControllerError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+/// How many producer ids a broker takes from the controller at a time.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+
+#[derive(Debug)]
+pub struct Broker {
+    pub node_id: BrokerId,
+    pub cluster_id: String,
+    pub advertised: Listener,
+    pub controller: Arc<Controller>,
+    pub replicas: Arc<ReplicaManager>,
+    pub clock: SharedClock,
+    pub shutdown: CancellationToken,
+    pub metrics: Arc<Metrics>,
+    node: NodeConfig,
+    // Short section: hand out the next id of the current block.
+    producer_ids: Mutex<(i64, i64)>,
+}
+
+impl Broker {
+    /// Opens the data directories, replays metadata, recovers the logs, registers this broker
+    /// and starts following the metadata image.
+    pub async fn start(
+        node: NodeConfig,
+        clock: SharedClock,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Broker>, BrokerError> {
+        let node_id = node.node_id();
+        let log_dirs = node.log_dirs();
+        let mut cluster_id = node.get("cluster.id").to_string();
+        for dir in &log_dirs {
+            std::fs::create_dir_all(dir).map_err(|source| BrokerError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            cluster_id = check_meta_properties(dir, node_id, &cluster_id)?;
+        }
+        let controller = Arc::new(Controller::open(&log_dirs[0].join("__cluster_metadata"))?);
+        let image = controller.image();
+        let config_for = |topic: &str| topic_log_config(&node, &image, topic);
+        let logs = Arc::new(tokio::task::block_in_place(|| {
+            LogManager::open(log_dirs.clone(), clock.clone(), &config_for)
+        })?);
+        logs.retention_check_interval_ms.store(
+            node.get_i64("log.retention.check.interval.ms").max(1) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let replicas = Arc::new(ReplicaManager::new(node_id, logs.clone()));
+        tokio::task::block_in_place(|| replicas.apply_image(&image, &node))?;
+
+        let advertised = node.advertised_listener()?;
+        let rack = Some(node.get("broker.rack"))
+            .filter(|r| !r.is_empty())
+            .map(str::to_string);
+        let registration = MetadataRecord::RegisterBroker {
+            broker_id: node_id,
+            incarnation: uuid::Uuid::new_v4(),
+            host: advertised.host.clone(),
+            port: advertised.port,
+            rack,
+        };
+        controller.commit(|_| Ok(((), vec![registration]))).await?;
+
+        let broker = Arc::new(Broker {
+            node_id,
+            cluster_id,
+            advertised,
+            controller: controller.clone(),
+            replicas: replicas.clone(),
+            clock,
+            shutdown: shutdown.clone(),
+            metrics,
+            node,
+            producer_ids: Mutex::new((0, 0)),
+        });
+        broker.follow_metadata();
+        logs.start_background(shutdown);
+        Ok(broker)
+    }
+
+    fn follow_metadata(self: &Arc<Self>) {
+        let broker = self.clone();
+        let mut rx = self.controller.subscribe();
+        tokio::spawn(async move {
+            loop {
+                let image = rx.borrow_and_update().clone();
+                let b = broker.clone();
+                let applied =
+                    tokio::task::spawn_blocking(move || b.replicas.apply_image(&image, &b.node))
+                        .await;
+                match applied {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "applying the metadata image failed"),
+                    Err(e) => tracing::error!(error = %e, "metadata apply task failed"),
+                }
+                tokio::select! {
+                    changed = rx.changed() => if changed.is_err() { break },
+                    () = broker.shutdown.cancelled() => break,
+                }
+            }
+        });
+    }
+
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.controller.image()
+    }
+
+    /// The node config with dynamic broker configs applied.
+    pub fn node_config(&self) -> NodeConfig {
+        effective_node_config(&self.node, &self.image())
+    }
+
+    /// The node config as started, without dynamic changes.
+    pub fn static_node_config(&self) -> &NodeConfig {
+        &self.node
+    }
+
+    /// Commits a decision and waits until this broker's replicas reflect it.
+    pub async fn commit<T>(
+        &self,
+        decide: impl FnOnce(&MetadataImage) -> Result<(T, Vec<MetadataRecord>), ControllerError>,
+    ) -> Result<T, ControllerError> {
+        let (value, image) = self.controller.commit(decide).await?;
+        self.replicas.wait_applied(image.offset).await;
+        Ok(value)
+    }
+
+    /// A producer id unique in the cluster, taken from this broker's current block.
+    pub async fn next_producer_id(&self) -> Result<i64, ControllerError> {
+        if let Some(id) = self.take_producer_id() {
+            return Ok(id);
+        }
+        let first = self
+            .controller
+            .allocate_producer_ids(self.node_id, PRODUCER_ID_BLOCK)
+            .await?;
+        if let Ok(mut ids) = self.producer_ids.lock() {
+            *ids = (first + 1, first + PRODUCER_ID_BLOCK);
+        }
+        Ok(first)
+    }
+
+    fn take_producer_id(&self) -> Option<i64> {
+        let mut ids = self.producer_ids.lock().ok()?;
+        if ids.0 < ids.1 {
+            ids.0 += 1;
+            Some(ids.0 - 1)
+        } else {
+            None
+        }
+    }
+
+    /// Refreshes the gauges that are read off the replicas, then renders every metric.
+    pub fn render_metrics(&self) -> String {
+        let m = &self.metrics.topics;
+        let image = self.image();
+        let min_isr_default = self.node_config().get_i32("min.insync.replicas").max(1) as usize;
+        let (mut partitions, mut leaders, mut under_replicated, mut under_min_isr) = (0, 0, 0, 0);
+        let mut per_topic: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+        for p in self.replicas.all() {
+            partitions += 1;
+            let state = p.state();
+            if state.leader == self.node_id {
+                leaders += 1;
+                if state.isr.len() < state.replicas.len() {
+                    under_replicated += 1;
+                }
+                let min_isr = image
+                    .topic_by_name(&p.tp.topic)
+                    .and_then(|t| t.config.overrides.get("min.insync.replicas"))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(min_isr_default);
+                if state.isr.len() < min_isr {
+                    under_min_isr += 1;
+                }
+            }
+            let entry = per_topic.entry(p.tp.topic.clone()).or_default();
+            entry.0 += p.log().size_bytes();
+            entry.1 += p.log().segment_count() as u64;
+        }
+        let offline = image
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.values())
+            .filter(|p| p.leader.0 < 0)
+            .count();
+        m.partitions.set(partitions);
+        m.leaders.set(leaders);
+        m.under_replicated.set(under_replicated);
+        m.under_min_isr.set(under_min_isr);
+        m.offline.set(offline as i64);
+        m.log_size.reset();
+        m.log_segments.reset();
+        for (topic, (bytes, segments)) in per_topic {
+            m.log_size.with_label_values(&[&topic]).set(bytes as i64);
+            m.log_segments
+                .with_label_values(&[&topic])
+                .set(segments as i64);
+        }
+        self.metrics.render()
+    }
+
+    /// Flushes and closes every log.
+    pub fn close(&self) -> Result<(), LogError> {
+        self.replicas.logs().shutdown()
+    }
+}
+
+/// The storage config of `topic` as the image and node config say.
+pub fn topic_log_config(node: &NodeConfig, image: &MetadataImage, topic: &str) -> LogConfig {
+    let node = effective_node_config(node, image);
+    image
+        .topic_by_name(topic)
+        .map(|t| t.config.log_config(&node))
+        .unwrap_or_else(|| Default::default())
+}
+
+/// Checks `meta.properties` in `dir` against this node, writing it on first use. Returns the
+/// cluster id, generated for a new cluster when none is configured.
+fn check_meta_properties(
+    dir: &Path,
+    node_id: BrokerId,
+    configured_cluster: &str,
+) -> Result<String, BrokerError> {
+    let path = dir.join("meta.properties");
+    let io = |source| BrokerError::Io {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let get = |key: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+                    .map(str::trim)
+                    .unwrap_or("")
+            };
+            let found_node = get("node.id");
+            if found_node != node_id.to_string() {
+                return Err(BrokerError::ForeignData {
+                    path,
+                    what: format!("node.id {found_node}"),
+                    expected: format!("node.id {node_id}"),
+                });
+            }
+            let found_cluster = get("cluster.id");
+            if !configured_cluster.is_empty() && found_cluster != configured_cluster {
+                return Err(BrokerError::ForeignData {
+                    path,
+                    what: format!("cluster {found_cluster}"),
+                    expected: format!("cluster {configured_cluster}"),
+                });
+            }
+            Ok(found_cluster.to_string())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let cluster_id = if configured_cluster.is_empty() {
+                uuid::Uuid::new_v4().simple().to_string()
+            } else {
+                configured_cluster.to_string()
+            };
+            let tmp = dir.join("meta.properties.tmp");
+            std::fs::write(
+                &tmp,
+                format!("version=1\ncluster.id={cluster_id}\nnode.id={node_id}\n"),
+            )
+            .map_err(io)?;
+            std::fs::rename(&tmp, &path).map_err(io)?;
+            Ok(cluster_id)
+        }
+        Err(e) => Err(io(e)),
+    }
+}

@@ -1,0 +1,248 @@
+//! The tables of known config keys: node keys and topic keys, under Kafka's property names.
+//!
+//! One table per scope; parsing, `--print-config`, DescribeConfigs and validation all read
+//! these, so a key is declared exactly once.
+
+/// How a config value is parsed and reported (DescribeConfigs' `config_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigKind {
+    Bool,
+    Int,
+    Long,
+    Double,
+    String,
+    List,
+}
+
+impl ConfigKind {
+    /// Kafka's `ConfigType` numbering in DescribeConfigs v3+.
+    pub fn wire_type(self) -> i8 {
+        match self {
+            ConfigKind::Bool => 1,
+            ConfigKind::String => 2,
+            ConfigKind::Int => 3,
+            ConfigKind::Long => 5,
+            ConfigKind::Double => 6,
+            ConfigKind::List => 7,
+        }
+    }
+}
+
+/// A node-level key.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeKey {
+    pub name: &'static str,
+    pub kind: ConfigKind,
+    pub default: &'static str,
+    /// Whether AlterConfigs on the broker resource may change it without a restart.
+    pub dynamic: bool,
+    pub doc: &'static str,
+}
+
+/// A topic-level key and the node key that supplies its default.
+#[derive(Debug, Clone, Copy)]
+pub struct TopicKey {
+    pub name: &'static str,
+    pub kind: ConfigKind,
+    pub node_key: &'static str,
+    pub doc: &'static str,
+}
+
+const fn node(
+    name: &'static str,
+    kind: ConfigKind,
+    default: &'static str,
+    dynamic: bool,
+    doc: &'static str,
+) -> NodeKey {
+    NodeKey {
+        name,
+        kind,
+        default,
+        dynamic,
+        doc,
+    }
+}
+
+use ConfigKind::*;
+
+pub const NODE_KEYS: &[NodeKey] = &[
+    node("node.id", Int, "1", false, "This node's id, unique in the cluster."),
+    node("process.roles", List, "broker,controller", false, "broker, controller, or both."),
+    node(
+        "listeners",
+        String,
+        "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
+        false,
+        "Addresses to listen on, NAME://host:port, comma-separated.",
+    ),
+    node("advertised.listeners", String, "", false, "Addresses clients are told to use; defaults to the PLAINTEXT listener."),
+    node("http.listener", String, "127.0.0.1:9644", false, "Address of the HTTP endpoint (/metrics, /health, /ready)."),
+    node("controller.quorum.voters", String, "1@127.0.0.1:9093", false, "The controller quorum: id@host:port, comma-separated."),
+    node("cluster.id", String, "", false, "The cluster id; written by `strata format` or on first start."),
+    node("broker.rack", String, "", false, "The rack (availability zone) of this broker."),
+    node("log.dirs", String, "./data", false, "Directories holding partition logs, comma-separated."),
+    node("remote.storage.uri", String, "", false, "Object storage for tiered segments: file://DIR or s3://bucket/prefix; empty means DIR/remote under the first log dir."),
+    node("remote.storage.s3.endpoint", String, "", false, "Endpoint of an S3-compatible server; empty for AWS."),
+    node("remote.storage.s3.region", String, "", false, "AWS region of the bucket; empty to take it from the environment."),
+    node("auto.create.topics.enable", Bool, "true", false, "Create a topic when a client asks for metadata of a topic that does not exist."),
+    node("num.partitions", Int, "1", true, "Partitions of an auto-created topic."),
+    node("default.replication.factor", Int, "1", true, "Replication factor of an auto-created topic."),
+    node("min.insync.replicas", Int, "1", true, "Fewest in-sync replicas for an acks=all write."),
+    node("unclean.leader.election.enable", Bool, "false", true, "Allow a replica outside the ISR to become leader."),
+    node("socket.request.max.bytes", Int, "104857600", false, "Largest request frame accepted."),
+    node("connections.max.idle.ms", Long, "600000", false, "Close connections idle this long."),
+    node("max.connections", Int, "10000", false, "Most client connections at once."),
+    node("queued.max.requests", Int, "32", false, "Most requests in flight on one connection before reading pauses."),
+    node("log.flush.policy", String, "fsync", false, "fsync: acknowledge after an fsync, with group commit. interval: flush per log.flush.interval.messages / .ms."),
+    node("log.flush.interval.messages", Long, "9223372036854775807", true, "With the interval policy, flush after this many records."),
+    node("log.flush.interval.ms", Long, "9223372036854775807", true, "With the interval policy, flush after this long."),
+    node("log.segment.bytes", Int, "1073741824", true, "Roll a segment at this size."),
+    node("log.roll.ms", Long, "604800000", true, "Roll a segment at this age."),
+    node("log.index.size.max.bytes", Int, "10485760", true, "Largest offset index; a full index rolls the segment."),
+    node("log.index.interval.bytes", Int, "4096", true, "Bytes between offset index entries."),
+    node("log.retention.ms", Long, "604800000", true, "Delete segments older than this; -1 keeps forever."),
+    node("log.retention.bytes", Long, "-1", true, "Delete old segments past this partition size; -1 for no bound."),
+    node("log.retention.check.interval.ms", Long, "300000", false, "How often retention runs."),
+    node("log.cleanup.policy", List, "delete", true, "delete, compact, or both."),
+    node("log.cleaner.delete.retention.ms", Long, "86400000", true, "How long tombstones survive compaction."),
+    node("log.cleaner.min.cleanable.ratio", Double, "0.5", true, "Dirty ratio that makes a log eligible for cleaning."),
+    node("log.cleaner.min.compaction.lag.ms", Long, "0", true, "Records younger than this are not compacted."),
+    node("log.segment.delete.delay.ms", Long, "60000", true, "Delay before a deleted segment's files are removed."),
+    node("log.message.timestamp.type", String, "CreateTime", true, "CreateTime or LogAppendTime."),
+    node("message.max.bytes", Int, "1048588", true, "Largest record batch accepted."),
+    node("compression.type", String, "producer", true, "Compression of stored batches; only 'producer' (keep as sent) is supported."),
+];
+
+const fn topic(
+    name: &'static str,
+    kind: ConfigKind,
+    node_key: &'static str,
+    doc: &'static str,
+) -> TopicKey {
+    TopicKey {
+        name,
+        kind,
+        node_key,
+        doc,
+    }
+}
+
+pub const TOPIC_KEYS: &[TopicKey] = &[
+    topic(
+        "cleanup.policy",
+        List,
+        "log.cleanup.policy",
+        "delete, compact, or both.",
+    ),
+    topic(
+        "compression.type",
+        String,
+        "compression.type",
+        "Compression of stored batches.",
+    ),
+    topic(
+        "delete.retention.ms",
+        Long,
+        "log.cleaner.delete.retention.ms",
+        "How long tombstones survive compaction.",
+    ),
+    topic(
+        "file.delete.delay.ms",
+        Long,
+        "log.segment.delete.delay.ms",
+        "Delay before deleted files are removed.",
+    ),
+    topic(
+        "flush.messages",
+        Long,
+        "log.flush.interval.messages",
+        "With the interval flush policy, flush after this many records.",
+    ),
+    topic(
+        "flush.ms",
+        Long,
+        "log.flush.interval.ms",
+        "With the interval flush policy, flush after this long.",
+    ),
+    topic(
+        "index.interval.bytes",
+        Int,
+        "log.index.interval.bytes",
+        "Bytes between offset index entries.",
+    ),
+    topic(
+        "max.message.bytes",
+        Int,
+        "message.max.bytes",
+        "Largest record batch accepted.",
+    ),
+    topic(
+        "message.timestamp.type",
+        String,
+        "log.message.timestamp.type",
+        "CreateTime or LogAppendTime.",
+    ),
+    topic(
+        "min.cleanable.dirty.ratio",
+        Double,
+        "log.cleaner.min.cleanable.ratio",
+        "Dirty ratio that makes the log eligible for cleaning.",
+    ),
+    topic(
+        "min.compaction.lag.ms",
+        Long,
+        "log.cleaner.min.compaction.lag.ms",
+        "Records younger than this are not compacted.",
+    ),
+    topic(
+        "min.insync.replicas",
+        Int,
+        "min.insync.replicas",
+        "Fewest in-sync replicas for an acks=all write.",
+    ),
+    topic(
+        "retention.bytes",
+        Long,
+        "log.retention.bytes",
+        "Delete old segments past this size; -1 for no bound.",
+    ),
+    topic(
+        "retention.ms",
+        Long,
+        "log.retention.ms",
+        "Delete segments older than this; -1 keeps forever.",
+    ),
+    topic(
+        "segment.bytes",
+        Int,
+        "log.segment.bytes",
+        "Roll a segment at this size.",
+    ),
+    topic(
+        "segment.index.bytes",
+        Int,
+        "log.index.size.max.bytes",
+        "Largest offset index.",
+    ),
+    topic(
+        "segment.ms",
+        Long,
+        "log.roll.ms",
+        "Roll a segment at this age.",
+    ),
+    topic(
+        "unclean.leader.election.enable",
+        Bool,
+        "unclean.leader.election.enable",
+        "Allow a replica outside the ISR to become leader.",
+    ),
+];
+
+pub fn node_key(name: &str) -> Option<&'static NodeKey> {
+    NODE_KEYS.iter().find(|k| k.name == name)
+}
+
+pub fn topic_key(name: &str) -> Option<&'static TopicKey> {
+    TOPIC_KEYS.iter().find(|k| k.name == name)
+}

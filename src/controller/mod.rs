@@ -1,0 +1,682 @@
+//! The metadata controller: decides metadata changes, commits them as records, and publishes
+//! the resulting [`MetadataImage`].
+//!
+//! Every change is decided purely (`decide_*`: image and request in, records or an error out),
+//! then committed to the metadata log, then applied. Today the log is a single-voter journal;
+//! the openraft quorum replaces [`journal`] without changing the records or the decisions.
+
+mod journal;
+
+pub mod image;
+pub mod records;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+pub use image::{BrokerRegistration, MetadataImage, PartitionRegistration, TopicImage};
+pub use records::MetadataRecord;
+
+use crate::config::defs::node_key;
+use crate::config::{validate_value, TopicConfig};
+use crate::model::{BrokerId, LeaderEpoch, PartitionIndex, TopicId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("topic '{0}' already exists")]
+    TopicExists(String),
+    #[error("unknown topic '{0}'")]
+    UnknownTopic(String),
+    #[error("unknown topic id {0}")]
+    UnknownTopicId(TopicId),
+    #[error("invalid topic name '{name}': {reason}")]
+    InvalidTopic { name: String, reason: String },
+    #[error("invalid partition count {count}: {reason}")]
+    InvalidPartitions { count: i32, reason: String },
+    #[error("invalid replication factor {factor}: {reason}")]
+    InvalidReplicationFactor { factor: i32, reason: String },
+    #[error("invalid replica assignment: {0}")]
+    InvalidReplicaAssignment(String),
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+    #[error("could not encode a metadata record: {0}")]
+    Encode(String),
+    #[error("metadata log I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A topic to create, as CreateTopics asks for it.
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    pub name: String,
+    /// -1 means the broker default (`num.partitions`).
+    pub num_partitions: i32,
+    /// -1 means the broker default (`default.replication.factor`).
+    pub replication_factor: i16,
+    /// Explicit assignment, one replica list per partition; empty to let placement decide.
+    pub assignments: Vec<Vec<BrokerId>>,
+    pub configs: Vec<(String, Option<String>)>,
+}
+
+/// One config change, as IncrementalAlterConfigs describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigOp {
+    Set(String, String),
+    Delete(String),
+    Append(String, String),
+    Subtract(String, String),
+}
+
+/// The defaults that auto-creation and `-1` in CreateTopics fall back to.
+#[derive(Debug, Clone, Copy)]
+pub struct TopicDefaults {
+    pub num_partitions: i32,
+    pub replication_factor: i16,
+}
+
+/// Kafka's rule: 1 to 249 characters of `[a-zA-Z0-9._-]`, and neither `.` nor `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), ControllerError> {
+    let invalid = |reason: &str| ControllerError::InvalidTopic {
+        name: name.to_string(),
+        reason: reason.to_string(),
+    };
+    if name.is_empty() {
+        return Err(invalid("empty name"));
+    }
+    if name == "." || name == ".." {
+        return Err(invalid("'.' and '..' are not allowed"));
+    }
+    if name.len() > 249 {
+        return Err(invalid("longer than 249 characters"));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return Err(invalid(
+            "only ASCII letters, digits, '.', '_' and '-' are allowed",
+        ));
+    }
+    Ok(())
+}
+
+/// Spreads `partitions` x `replication_factor` replicas over `brokers`: partition p's replicas
+/// are consecutive brokers starting at `(start + p) % n`, so leaders (the first replica, the
+/// preferred leader) rotate evenly. With racks, the broker list is interleaved by rack first so
+/// consecutive brokers sit in different racks.
+pub fn place_replicas(
+    brokers: &[(BrokerId, Option<String>)],
+    partitions: i32,
+    replication_factor: i16,
+    start: usize,
+) -> Result<Vec<Vec<BrokerId>>, ControllerError> {
+    let rf = replication_factor as usize;
+    if replication_factor < 1 {
+        return Err(ControllerError::InvalidReplicationFactor {
+            factor: replication_factor.into(),
+            reason: "must be at least 1".into(),
+        });
+    }
+    if rf > brokers.len() {
+        return Err(ControllerError::InvalidReplicationFactor {
+            factor: replication_factor.into(),
+            reason: format!("larger than the {} available brokers", brokers.len()),
+        });
+    }
+    let ordered = interleave_by_rack(brokers);
+    let n = ordered.len();
+    Ok((0..partitions as usize)
+        .map(|p| (0..rf).map(|r| ordered[(start + p + r) % n]).collect())
+        .collect())
+}
+
+fn interleave_by_rack(brokers: &[(BrokerId, Option<String>)]) -> Vec<BrokerId> {
+    let mut racks: std::collections::BTreeMap<Option<&str>, Vec<BrokerId>> = Default::default();
+    for (id, rack) in brokers {
+        racks.entry(rack.as_deref()).or_default().push(*id);
+    }
+    for ids in racks.values_mut() {
+        ids.sort();
+    }
+    let mut out = Vec::with_capacity(brokers.len());
+    let mut round = 0;
+    while out.len() < brokers.len() {
+        for ids in racks.values() {
+            if let Some(id) = ids.get(round) {
+                out.push(*id);
+            }
+        }
+        round += 1;
+    }
+    out
+}
+
+fn validated_topic_configs(
+    configs: &[(String, Option<String>)],
+) -> Result<Vec<(String, String)>, ControllerError> {
+    configs
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+        .map(|(k, v)| {
+            TopicConfig::validate(k, v)
+                .map(|canonical| (k.clone(), canonical))
+                .map_err(|e| ControllerError::InvalidConfig(e.to_string()))
+        })
+        .collect()
+}
+
+/// Decides the records that create `topic`.
+pub fn decide_create_topic(
+    image: &MetadataImage,
+    topic: &NewTopic,
+    defaults: TopicDefaults,
+) -> Result<(TopicId, Vec<MetadataRecord>), ControllerError> {
+    validate_topic_name(&topic.name)?;
+    if image.topic_by_name(&topic.name).is_some() {
+        return Err(ControllerError::TopicExists(topic.name.clone()));
+    }
+    let configs = validated_topic_configs(&topic.configs)?;
+    let live: Vec<(BrokerId, Option<String>)> = image
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .map(|b| (b.broker_id, b.rack.clone()))
+        .collect();
+    let assignments = if topic.assignments.is_empty() {
+        let partitions = if topic.num_partitions == -1 {
+            defaults.num_partitions
+        } else {
+            topic.num_partitions
+        };
+        if partitions < 1 {
+            return Err(ControllerError::InvalidPartitions {
+                count: partitions,
+                reason: "must be at least 1".into(),
+            });
+        }
+        let rf = if topic.replication_factor == -1 {
+            defaults.replication_factor
+        } else {
+            topic.replication_factor
+        };
+        place_replicas(&live, partitions, rf, image.topics.len())?
+    } else {
+        if topic.num_partitions != -1 || topic.replication_factor != -1 {
+            return Err(ControllerError::InvalidReplicaAssignment(
+                "give either an assignment or partition count and replication factor, not both"
+                    .into(),
+            ));
+        }
+        check_assignment(image, &topic.assignments)?;
+        topic.assignments.clone()
+    };
+    let topic_id = TopicId::random();
+    let mut records = vec![MetadataRecord::Topic {
+        name: topic.name.clone(),
+        topic_id,
+    }];
+    records.extend(
+        configs
+            .into_iter()
+            .map(|(key, value)| MetadataRecord::TopicConfig {
+                topic_id,
+                key,
+                value: Some(value),
+            }),
+    );
+    records.extend(
+        assignments
+            .into_iter()
+            .enumerate()
+            .map(|(p, replicas)| new_partition(topic_id, p as i32, replicas)),
+    );
+    Ok((topic_id, records))
+}
+
+fn check_assignment(
+    image: &MetadataImage,
+    assignments: &[Vec<BrokerId>],
+) -> Result<(), ControllerError> {
+    let rf = assignments.first().map(Vec::len).unwrap_or(0);
+    for replicas in assignments {
+        if replicas.is_empty() || replicas.len() != rf {
+            return Err(ControllerError::InvalidReplicaAssignment(
+                "every partition needs the same number of replicas".into(),
+            ));
+        }
+        let distinct: BTreeSet<_> = replicas.iter().collect();
+        if distinct.len() != replicas.len() {
+            return Err(ControllerError::InvalidReplicaAssignment(
+                "a broker appears twice in one partition".into(),
+            ));
+        }
+        if let Some(b) = replicas.iter().find(|b| !image.brokers.contains_key(b)) {
+            return Err(ControllerError::InvalidReplicaAssignment(format!(
+                "unknown broker {b}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn new_partition(topic_id: TopicId, partition: i32, replicas: Vec<BrokerId>) -> MetadataRecord {
+    MetadataRecord::Partition {
+        topic_id,
+        partition: PartitionIndex(partition),
+        leader: replicas[0],
+        isr: replicas.clone(),
+        replicas,
+        leader_epoch: LeaderEpoch(0),
+        partition_epoch: 0,
+    }
+}
+
+/// Decides the records that grow `name` to `count` partitions.
+pub fn decide_create_partitions(
+    image: &MetadataImage,
+    name: &str,
+    count: i32,
+    assignments: Option<&[Vec<BrokerId>]>,
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    let topic = image
+        .topic_by_name(name)
+        .ok_or_else(|| ControllerError::UnknownTopic(name.into()))?;
+    let current = topic.partitions.len() as i32;
+    if count <= current {
+        return Err(ControllerError::InvalidPartitions {
+            count,
+            reason: format!("topic has {current} partitions; the count can only grow"),
+        });
+    }
+    let rf = topic
+        .partitions
+        .values()
+        .next()
+        .map(|p| p.replicas.len())
+        .unwrap_or(1) as i16;
+    let new = match assignments {
+        Some(a) => {
+            if a.len() as i32 != count - current {
+                return Err(ControllerError::InvalidReplicaAssignment(format!(
+                    "{} assignments for {} new partitions",
+                    a.len(),
+                    count - current
+                )));
+            }
+            check_assignment(image, a)?;
+            a.to_vec()
+        }
+        None => {
+            let live: Vec<_> = image
+                .brokers
+                .values()
+                .filter(|b| !b.fenced)
+                .map(|b| (b.broker_id, b.rack.clone()))
+                .collect();
+            place_replicas(&live, count - current, rf, current as usize)?
+        }
+    };
+    Ok(new
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| new_partition(topic.topic_id, current + i as i32, r))
+        .collect())
+}
+
+/// Decides the records for config changes on a topic.
+pub fn decide_topic_configs(
+    image: &MetadataImage,
+    name: &str,
+    ops: &[ConfigOp],
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    let topic = image
+        .topic_by_name(name)
+        .ok_or_else(|| ControllerError::UnknownTopic(name.into()))?;
+    let mut current = topic.config.overrides.clone();
+    let known = |k: &str| match crate::config::defs::topic_key(k) {
+        Some(_) => Ok(()),
+        None => Err(ControllerError::InvalidConfig(format!(
+            "unknown topic config '{k}'"
+        ))),
+    };
+    apply_config_ops(&mut current, ops, known, |k, v| {
+        TopicConfig::validate(k, v).map_err(|e| ControllerError::InvalidConfig(e.to_string()))
+    })?;
+    Ok(diff_configs(&topic.config.overrides, &current)
+        .into_iter()
+        .map(|(key, value)| MetadataRecord::TopicConfig {
+            topic_id: topic.topic_id,
+            key,
+            value,
+        })
+        .collect())
+}
+
+/// Decides the records for cluster-wide dynamic broker config changes.
+pub fn decide_broker_configs(
+    image: &MetadataImage,
+    ops: &[ConfigOp],
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    let mut current = image.broker_configs.clone();
+    let known = |k: &str| match node_key(k) {
+        Some(d) if d.dynamic => Ok(()),
+        Some(_) => Err(ControllerError::InvalidConfig(format!(
+            "'{k}' cannot be changed without a restart"
+        ))),
+        None => Err(ControllerError::InvalidConfig(format!(
+            "unknown broker config '{k}'"
+        ))),
+    };
+    apply_config_ops(&mut current, ops, known, |k, v| {
+        let def = node_key(k).ok_or_else(|| {
+            ControllerError::InvalidConfig(format!("unknown broker config '{k}'"))
+        })?;
+        if !def.dynamic {
+            return Err(ControllerError::InvalidConfig(format!(
+                "'{k}' cannot be changed without a restart"
+            )));
+        }
+        validate_value(def.name, def.kind, v)
+            .map_err(|e| ControllerError::InvalidConfig(e.to_string()))
+    })?;
+    Ok(diff_configs(&image.broker_configs, &current)
+        .into_iter()
+        .map(|(key, value)| MetadataRecord::BrokerConfig { key, value })
+        .collect())
+}
+
+fn apply_config_ops(
+    map: &mut std::collections::BTreeMap<String, String>,
+    ops: &[ConfigOp],
+    known: impl Fn(&str) -> Result<(), ControllerError>,
+    validate: impl Fn(&str, &str) -> Result<String, ControllerError>,
+) -> Result<(), ControllerError> {
+    for op in ops {
+        match op {
+            ConfigOp::Set(k, v) => {
+                let v = validate(k, v)?;
+                map.insert(k.clone(), v);
+            }
+            ConfigOp::Delete(k) => {
+                known(k)?;
+                map.remove(k);
+            }
+            ConfigOp::Append(k, v) | ConfigOp::Subtract(k, v) => {
+                let mut items: Vec<String> = map
+                    .get(k)
+                    .map(|s| s.split(',').map(str::to_string).collect())
+                    .unwrap_or_default();
+                items.retain(|s| !s.is_empty());
+                if matches!(op, ConfigOp::Append(..)) {
+                    if !items.contains(v) {
+                        items.push(v.clone());
+                    }
+                } else {
+                    items.retain(|s| s != v);
+                }
+                if items.is_empty() {
+                    map.remove(k);
+                } else {
+                    let joined = validate(k, &items.join(","))?;
+                    map.insert(k.clone(), joined);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn diff_configs(
+    before: &std::collections::BTreeMap<String, String>,
+    after: &std::collections::BTreeMap<String, String>,
+) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    for (k, v) in after {
+        if before.get(k) != Some(v) {
+            out.push((k.clone(), Some(v.clone())));
+        }
+    }
+    for k in before.keys() {
+        if !after.contains_key(k) {
+            out.push((k.clone(), None));
+        }
+    }
+    out
+}
+
+/// The controller of this node. Serialises decisions: each is made against the latest image,
+/// committed, and applied before the next begins.
+#[derive(Debug)]
+pub struct Controller {
+    // An async mutex: a commit holds it across the journal's fsync.
+    journal: tokio::sync::Mutex<journal::Journal>,
+    image_tx: watch::Sender<Arc<MetadataImage>>,
+    // Short sections only: a copy of the latest image for synchronous readers.
+    latest: Mutex<Arc<MetadataImage>>,
+}
+
+impl Controller {
+    /// Opens the metadata log under `dir` and replays it.
+    pub fn open(dir: &Path) -> Result<Controller, ControllerError> {
+        let (journal, records) = journal::Journal::open(dir)?;
+        let mut image = MetadataImage::default();
+        for (offset, record) in &records {
+            image.apply(*offset, record);
+        }
+        let image = Arc::new(image);
+        let (image_tx, _) = watch::channel(image.clone());
+        Ok(Controller {
+            journal: tokio::sync::Mutex::new(journal),
+            image_tx,
+            latest: Mutex::new(image),
+        })
+    }
+
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.latest
+            .lock()
+            .map(|g| g.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Receives every new image.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.image_tx.subscribe()
+    }
+
+    /// Decides with `decide` against the latest image, commits the records and applies them.
+    /// Returns the decision's value and the image after the commit.
+    pub async fn commit<T>(
+        &self,
+        decide: impl FnOnce(&MetadataImage) -> Result<(T, Vec<MetadataRecord>), ControllerError>,
+    ) -> Result<(T, Arc<MetadataImage>), ControllerError> {
+        let mut journal = self.journal.lock().await;
+        let image = self.image();
+        let (value, records) = decide(&image)?;
+        if records.is_empty() {
+            return Ok((value, image));
+        }
+        let offsets = tokio::task::block_in_place(|| journal.append(&records))?;
+        let mut next = (*image).clone();
+        for (offset, record) in offsets.into_iter().zip(&records) {
+            next.apply(offset, record);
+        }
+        let next = Arc::new(next);
+        if let Ok(mut latest) = self.latest.lock() {
+            *latest = next.clone();
+        }
+        self.image_tx.send_replace(next.clone());
+        Ok((value, next))
+    }
+
+    /// Hands `count` producer ids to `broker_id`; returns the first.
+    pub async fn allocate_producer_ids(
+        &self,
+        broker_id: BrokerId,
+        count: i64,
+    ) -> Result<i64, ControllerError> {
+        let (first, _) = self
+            .commit(|image| {
+                let first = image.next_producer_id;
+                Ok((
+                    first,
+                    vec![MetadataRecord::ProducerIds {
+                        broker_id,
+                        next_producer_id: first + count,
+                    }],
+                ))
+            })
+            .await?;
+        Ok(first)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image_with_brokers(n: i32) -> MetadataImage {
+        let mut image = MetadataImage::default();
+        for i in 1..=n {
+            image.apply(
+                i as u64,
+                &MetadataRecord::RegisterBroker {
+                    broker_id: BrokerId(i),
+                    incarnation: uuid::Uuid::new_v4(),
+                    host: "h".into(),
+                    port: 9092,
+                    rack: Some(format!("r{}", i % 3)),
+                },
+            );
+        }
+        image
+    }
+
+    #[test]
+    fn placement_spreads_leaders_and_replicas_evenly() {
+        let brokers: Vec<_> = (1..=3).map(|i| (BrokerId(i), None)).collect();
+        let a = place_replicas(&brokers, 6, 3, 0).expect("placement");
+        let mut leaders = std::collections::BTreeMap::new();
+        for replicas in &a {
+            assert_eq!(replicas.iter().collect::<BTreeSet<_>>().len(), 3);
+            *leaders.entry(replicas[0]).or_insert(0) += 1;
+        }
+        assert_eq!(leaders.values().copied().collect::<Vec<_>>(), vec![2, 2, 2]);
+        assert!(place_replicas(&brokers, 1, 4, 0).is_err());
+    }
+
+    #[test]
+    fn placement_puts_replicas_in_different_racks() {
+        let brokers: Vec<_> = (1..=6)
+            .map(|i| (BrokerId(i), Some(format!("r{}", i % 3))))
+            .collect();
+        for replicas in place_replicas(&brokers, 12, 3, 0).expect("placement") {
+            let racks: BTreeSet<_> = replicas.iter().map(|b| b.0 % 3).collect();
+            assert_eq!(racks.len(), 3, "{replicas:?}");
+        }
+    }
+
+    #[test]
+    fn create_topic_decides_topic_config_and_partition_records() {
+        let image = image_with_brokers(3);
+        let topic = NewTopic {
+            name: "orders".into(),
+            num_partitions: 3,
+            replication_factor: 2,
+            assignments: vec![],
+            configs: vec![("retention.ms".into(), Some("1000".into()))],
+        };
+        let defaults = TopicDefaults {
+            num_partitions: 1,
+            replication_factor: 1,
+        };
+        let (id, records) = decide_create_topic(&image, &topic, defaults).expect("create");
+        assert_eq!(records.len(), 1 + 1 + 3);
+        let mut next = image.clone();
+        for (i, r) in records.iter().enumerate() {
+            next.apply(100 + i as u64, r);
+        }
+        let t = next.topic(&id).expect("topic");
+        assert_eq!(t.partitions.len(), 3);
+        assert!(t
+            .partitions
+            .values()
+            .all(|p| p.replicas.len() == 2 && p.isr == p.replicas));
+        assert!(matches!(
+            decide_create_topic(&next, &topic, defaults),
+            Err(ControllerError::TopicExists(_))
+        ));
+        let bad = NewTopic {
+            name: "bad/name".into(),
+            ..topic.clone()
+        };
+        assert!(matches!(
+            decide_create_topic(&image, &bad, defaults),
+            Err(ControllerError::InvalidTopic { .. })
+        ));
+        let bad_cfg = NewTopic {
+            configs: vec![("retention.ms".into(), Some("x".into()))],
+            ..topic
+        };
+        assert!(matches!(
+            decide_create_topic(&image, &bad_cfg, defaults),
+            Err(ControllerError::InvalidConfig(_))
+        ));
+    }
+
+    #[test]
+    fn incremental_config_ops_append_subtract_and_delete() {
+        let mut image = image_with_brokers(1);
+        let id = TopicId::random();
+        image.apply(
+            10,
+            &MetadataRecord::Topic {
+                name: "t".into(),
+                topic_id: id,
+            },
+        );
+        let recs = decide_topic_configs(
+            &image,
+            "t",
+            &[ConfigOp::Append("cleanup.policy".into(), "compact".into())],
+        )
+        .expect("ops");
+        for r in &recs {
+            image.apply(11, r);
+        }
+        assert_eq!(
+            image
+                .topic(&id)
+                .and_then(|t| t.config.overrides.get("cleanup.policy"))
+                .map(String::as_str),
+            Some("compact")
+        );
+        let recs = decide_topic_configs(&image, "t", &[ConfigOp::Delete("cleanup.policy".into())])
+            .expect("ops");
+        assert_eq!(
+            recs,
+            vec![MetadataRecord::TopicConfig {
+                topic_id: id,
+                key: "cleanup.policy".into(),
+                value: None
+            }]
+        );
+        assert!(
+            decide_topic_configs(&image, "t", &[ConfigOp::Set("nope".into(), "1".into())]).is_err()
+        );
+        assert!(
+            decide_broker_configs(&image, &[ConfigOp::Set("node.id".into(), "2".into())]).is_err()
+        );
+        assert!(decide_broker_configs(
+            &image,
+            &[ConfigOp::Set("log.retention.ms".into(), "5".into())]
+        )
+        .is_ok());
+    }
+}

@@ -1,0 +1,50 @@
+//! Metadata records: every change to cluster metadata is one of these, appended to the
+//! metadata log and folded into the [`MetadataImage`](super::image::MetadataImage).
+//!
+//! New kinds of metadata (quotas, ACLs, mirror links) arrive as new variants; a node that
+//! replays a log never reinterprets an old record.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{BrokerId, LeaderEpoch, PartitionIndex, TopicId};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MetadataRecord {
+    /// A broker registered (or re-registered after a restart: a new incarnation).
+    RegisterBroker {
+        broker_id: BrokerId,
+        incarnation: uuid::Uuid,
+        host: String,
+        port: u16,
+        rack: Option<String>,
+    },
+    /// A topic was created. Its partitions follow as `Partition` records.
+    Topic { name: String, topic_id: TopicId },
+    /// A partition's full registration: created, or changed (leader, ISR, replicas).
+    Partition {
+        topic_id: TopicId,
+        partition: PartitionIndex,
+        replicas: Vec<BrokerId>,
+        isr: Vec<BrokerId>,
+        leader: BrokerId,
+        leader_epoch: LeaderEpoch,
+        /// Bumped on every change, for compare-and-set by AlterPartition.
+        partition_epoch: i32,
+    },
+    /// A topic config key set (`Some`) or removed (`None`).
+    TopicConfig {
+        topic_id: TopicId,
+        key: String,
+        value: Option<String>,
+    },
+    /// A cluster-wide dynamic broker config set or removed.
+    BrokerConfig { key: String, value: Option<String> },
+    /// A topic and all its partitions were deleted.
+    RemoveTopic { topic_id: TopicId },
+    /// Producer ids below `next_producer_id` have been handed out.
+    ProducerIds {
+        broker_id: BrokerId,
+        next_producer_id: i64,
+    },
+}

@@ -1,0 +1,42 @@
+//! DescribeCluster: the cluster id, the active controller and the brokers.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{BrokerId as WireBrokerId, DescribeClusterRequest, DescribeClusterResponse, ResponseKind};
+use kafka_protocol::protocol::VersionRange;
+
+use super::{Reply, RequestContext};
+use crate::protocol::str_bytes;
+
+pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 2 };
+
+const ENDPOINT_BROKERS: i8 = 1;
+
+pub fn handle(ctx: RequestContext, req: DescribeClusterRequest) -> Reply {
+    let image = ctx.broker.image();
+    let resp = DescribeClusterResponse::default()
+        .with_cluster_id(str_bytes(ctx.broker.cluster_id.clone()))
+        .with_controller_id(WireBrokerId(ctx.broker.node_id.0))
+        .with_endpoint_type(req.endpoint_type);
+    if ctx.version() >= 1 && req.endpoint_type != ENDPOINT_BROKERS {
+        // Controller endpoints (KIP-919) are served once controllers run as their own quorum.
+        let resp = resp
+            .with_error_code(ResponseError::UnsupportedEndpointType.code())
+            .with_error_message(Some(str_bytes("only broker endpoints are served")));
+        return Reply::Now(ResponseKind::DescribeCluster(resp));
+    }
+    let brokers = image
+        .brokers
+        .values()
+        .filter(|b| req.include_fenced_brokers || !b.fenced)
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(WireBrokerId(b.broker_id.0))
+                .with_host(str_bytes(b.host.clone()))
+                .with_port(b.port as i32)
+                .with_rack(b.rack.clone().map(str_bytes))
+                .with_is_fenced(ctx.version() >= 2 && b.fenced)
+        })
+        .collect();
+    Reply::Now(ResponseKind::DescribeCluster(resp.with_brokers(brokers)))
+}

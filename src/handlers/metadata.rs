@@ -1,0 +1,150 @@
+//! Metadata: brokers, controller, topics and partitions from the metadata image, with
+//! auto-creation of missing topics when the client and `auto.create.topics.enable` allow it.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::{BrokerId as WireBrokerId, MetadataRequest, MetadataResponse, ResponseKind};
+use kafka_protocol::protocol::VersionRange;
+
+use super::{Reply, RequestContext};
+use crate::broker::Broker;
+use crate::controller::{decide_create_topic, validate_topic_name, MetadataImage, NewTopic, TopicDefaults, TopicImage};
+use crate::model::TopicId;
+use crate::protocol::errors::{controller_error_code, unknown_topic_id, unknown_topic_or_partition};
+use crate::protocol::{str_bytes, topic_name};
+
+pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 13 };
+
+/// Topics whose names start with this are internal (`__consumer_offsets`).
+const INTERNAL_PREFIX: &str = "__";
+
+pub fn handle(ctx: RequestContext, req: MetadataRequest) -> Reply {
+    let image = ctx.broker.image();
+    let version = ctx.version();
+    // v0 sends an empty list for "all topics"; later versions send null.
+    let all = req.topics.is_none() || (version == 0 && req.topics.as_ref().is_some_and(Vec::is_empty));
+    let node = ctx.broker.node_config();
+    let auto_create = node.get_bool("auto.create.topics.enable") && (version < 4 || req.allow_auto_topic_creation);
+    let missing: Vec<String> = if all {
+        Vec::new()
+    } else {
+        req.topics
+            .iter()
+            .flatten()
+            .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+            .filter(|n| image.topic_by_name(n).is_none() && validate_topic_name(n).is_ok())
+            .collect()
+    };
+    if !auto_create || missing.is_empty() {
+        return Reply::Now(ResponseKind::Metadata(build(&ctx.broker, &image, &req, all, &[], version)));
+    }
+    let defaults = TopicDefaults {
+        num_partitions: node.get_i32("num.partitions"),
+        replication_factor: node.get_i32("default.replication.factor") as i16,
+    };
+    Reply::later(async move {
+        let mut failed = Vec::new();
+        for name in missing {
+            let topic = NewTopic { name: name.clone(), num_partitions: -1, replication_factor: -1, assignments: vec![], configs: vec![] };
+            let result = ctx.broker.commit(|image| decide_create_topic(image, &topic, defaults)).await;
+            match result {
+                Ok(_) => tracing::info!(topic = %name, "auto-created topic"),
+                Err(crate::controller::ControllerError::TopicExists(_)) => {}
+                Err(e) => {
+                    tracing::warn!(topic = %name, error = %e, "auto-creating topic failed");
+                    failed.push((name, controller_error_code(&e)));
+                }
+            }
+        }
+        let image = ctx.broker.image();
+        ResponseKind::Metadata(build(&ctx.broker, &image, &req, all, &failed, version))
+    })
+}
+
+fn build(
+    broker: &Broker,
+    image: &MetadataImage,
+    req: &MetadataRequest,
+    all: bool,
+    failed: &[(String, i16)],
+    version: i16,
+) -> MetadataResponse {
+    let brokers = image
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(WireBrokerId(b.broker_id.0))
+                .with_host(str_bytes(b.host.clone()))
+                .with_port(b.port as i32)
+                .with_rack(b.rack.clone().filter(|_| version >= 1).map(str_bytes))
+        })
+        .collect();
+    let topics = if all {
+        image.topics.values().map(|t| topic_response(image, t, version)).collect()
+    } else {
+        req.topics
+            .iter()
+            .flatten()
+            .map(|t| {
+                if let Some(name) = &t.name {
+                    let name = name.0.to_string();
+                    match image.topic_by_name(&name) {
+                        Some(topic) => topic_response(image, topic, version),
+                        None => {
+                            let code = failed
+                                .iter()
+                                .find(|(n, _)| *n == name)
+                                .map(|(_, c)| *c)
+                                .unwrap_or_else(|| match validate_topic_name(&name) {
+                                    Ok(()) => unknown_topic_or_partition(),
+                                    Err(_) => ResponseError::InvalidTopicException.code(),
+                                });
+                            MetadataResponseTopic::default().with_name(Some(topic_name(name))).with_error_code(code)
+                        }
+                    }
+                } else {
+                    match image.topic(&TopicId(t.topic_id)) {
+                        Some(topic) => topic_response(image, topic, version),
+                        None => MetadataResponseTopic::default().with_topic_id(t.topic_id).with_error_code(unknown_topic_id()),
+                    }
+                }
+            })
+            .collect()
+    };
+    MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_cluster_id((version >= 2).then(|| str_bytes(broker.cluster_id.clone())))
+        .with_controller_id(WireBrokerId(if version >= 1 { broker.node_id.0 } else { -1 }))
+        .with_topics(topics)
+}
+
+fn topic_response(image: &MetadataImage, topic: &TopicImage, version: i16) -> MetadataResponseTopic {
+    let partitions = topic
+        .partitions
+        .iter()
+        .map(|(index, p)| {
+            let offline: Vec<WireBrokerId> = p
+                .replicas
+                .iter()
+                .filter(|r| image.brokers.get(r).is_none_or(|b| b.fenced))
+                .map(|r| WireBrokerId(r.0))
+                .collect();
+            let error_code = if p.leader.0 < 0 { ResponseError::LeaderNotAvailable.code() } else { 0 };
+            MetadataResponsePartition::default()
+                .with_error_code(error_code)
+                .with_partition_index(index.0)
+                .with_leader_id(WireBrokerId(p.leader.0))
+                .with_leader_epoch(if version >= 7 { p.leader_epoch.0 } else { -1 })
+                .with_replica_nodes(p.replicas.iter().map(|r| WireBrokerId(r.0)).collect())
+                .with_isr_nodes(p.isr.iter().map(|r| WireBrokerId(r.0)).collect())
+                .with_offline_replicas(if version >= 5 { offline } else { Vec::new() })
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(topic_name(topic.name.clone())))
+        .with_topic_id(if version >= 10 { topic.topic_id.0 } else { uuid::Uuid::nil() })
+        .with_is_internal(version >= 1 && topic.name.starts_with(INTERNAL_PREFIX))
+        .with_partitions(partitions)
+}

@@ -1,0 +1,90 @@
+//! One module per Kafka API. Each declares the versions it serves (`VERSIONS`) and a `handle`
+//! function; the table below is the only list of them, and ApiVersions is derived from it.
+//!
+//! A handler does its ordered work (appends, validation) synchronously inside `handle`, so two
+//! requests on one connection take effect in the order they were sent, and returns a [`Reply`]:
+//! the response now, or a future for the waiting part (fsync, long-poll, metadata commit) that
+//! the connection awaits while it reads the next request.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::protocol::VersionRange;
+
+use crate::broker::Broker;
+
+/// A response still being produced.
+pub type ResponseFuture = Pin<Box<dyn Future<Output = ResponseKind> + Send + 'static>>;
+
+pub enum Reply {
+    Now(ResponseKind),
+    Later(ResponseFuture),
+    /// The request gets no response (Produce with acks=0).
+    Nothing,
+}
+
+impl Reply {
+    pub fn later(f: impl Future<Output = ResponseKind> + Send + 'static) -> Reply {
+        Reply::Later(Box::pin(f))
+    }
+}
+
+/// What a handler knows of the request beyond its body.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub broker: Arc<Broker>,
+    pub header: RequestHeader,
+}
+
+impl RequestContext {
+    pub fn version(&self) -> i16 {
+        self.header.request_api_version
+    }
+}
+
+macro_rules! handlers {
+    ($( $variant:ident => $module:ident ),* $(,)?) => {
+        $( pub mod $module; )*
+
+        /// Every API this broker implements, with the versions it serves.
+        pub fn supported_apis() -> &'static [(ApiKey, VersionRange)] {
+            const APIS: &[(ApiKey, VersionRange)] = &[ $( (ApiKey::$variant, $module::VERSIONS) ),* ];
+            APIS
+        }
+
+        /// Routes a decoded request to its handler.
+        pub fn dispatch(ctx: RequestContext, request: RequestKind) -> Option<Reply> {
+            match request {
+                $( RequestKind::$variant(r) => Some($module::handle(ctx, r)), )*
+                _ => None,
+            }
+        }
+    };
+}
+
+handlers! {
+    Produce => produce,
+    Fetch => fetch,
+    ListOffsets => list_offsets,
+    Metadata => metadata,
+    ApiVersions => api_versions,
+    CreateTopics => create_topics,
+    DeleteTopics => delete_topics,
+    DeleteRecords => delete_records,
+    InitProducerId => init_producer_id,
+    DescribeConfigs => describe_configs,
+    AlterConfigs => alter_configs,
+    CreatePartitions => create_partitions,
+    IncrementalAlterConfigs => incremental_alter_configs,
+    DescribeCluster => describe_cluster,
+}
+
+/// The versions of `key` this broker serves, if it serves it at all.
+pub fn supported_versions(key: ApiKey) -> Option<VersionRange> {
+    supported_apis()
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| *v)
+}

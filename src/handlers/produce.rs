@@ -1,0 +1,148 @@
+//! Produce: append each partition's batches in request order, then wait (off the connection's
+//! ordered path) until they are committed, as `acks` asks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
+use kafka_protocol::protocol::VersionRange;
+
+use super::{Reply, RequestContext};
+use crate::log::LogAppendInfo;
+use crate::model::{TopicId, TopicPartition};
+use crate::protocol::errors::{partition_error_code, unknown_topic_id, unknown_topic_or_partition, NONE};
+use crate::protocol::str_bytes;
+use crate::replication::{Partition, PartitionError};
+
+pub const VERSIONS: VersionRange = VersionRange { min: 3, max: 13 };
+
+enum Outcome {
+    Appended(Arc<Partition>, LogAppendInfo),
+    Failed(i16, Option<String>),
+}
+
+pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
+    let acks = req.acks;
+    if !matches!(acks, -1 | 0 | 1) {
+        let code = ResponseError::InvalidRequiredAcks.code();
+        return Reply::Now(ResponseKind::Produce(error_response(&req, code)));
+    }
+    if req.transactional_id.is_some() {
+        // No transaction coordinator yet: InitProducerId refuses transactional ids, so a
+        // transactional batch here comes from a misbehaving client.
+        let code = ResponseError::TransactionalIdAuthorizationFailed.code();
+        return Reply::Now(ResponseKind::Produce(error_response(&req, code)));
+    }
+    let image = ctx.broker.image();
+    let mut results: Vec<(kafka_protocol::messages::TopicName, uuid::Uuid, Vec<(i32, Outcome)>)> = Vec::new();
+    for topic in req.topic_data {
+        let name = if topic.topic_id.is_nil() {
+            Some(topic.name.0.to_string())
+        } else {
+            image.topic(&TopicId(topic.topic_id)).map(|t| t.name.clone())
+        };
+        let mut outcomes = Vec::with_capacity(topic.partition_data.len());
+        for p in topic.partition_data {
+            let outcome = match &name {
+                None => Outcome::Failed(unknown_topic_id(), None),
+                Some(name) => match ctx.broker.replicas.get(&TopicPartition::new(name.clone(), p.index)) {
+                    None => Outcome::Failed(unknown_topic_or_partition(), None),
+                    Some(partition) => match p.records {
+                        None => Outcome::Failed(ResponseError::InvalidRecord.code(), Some("no records".into())),
+                        Some(records) => match partition.append_as_leader(records, acks) {
+                            Ok(info) => {
+                                let m = &ctx.broker.metrics.topics;
+                                m.bytes_in.with_label_values(&[name.as_str()]).inc_by(info.size_bytes);
+                                m.records_in.with_label_values(&[name.as_str()]).inc_by(info.record_count);
+                                Outcome::Appended(partition, info)
+                            }
+                            Err(e) => {
+                                ctx.broker.metrics.topics.produce_errors.with_label_values(&[name.as_str()]).inc();
+                                log_append_error(&partition.tp, &e);
+                                Outcome::Failed(partition_error_code(&e), Some(e.to_string()))
+                            }
+                        },
+                    },
+                },
+            };
+            outcomes.push((p.index, outcome));
+        }
+        results.push((topic.name, topic.topic_id, outcomes));
+    }
+
+    let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
+    let version = ctx.version();
+    if acks == 0 {
+        // Nobody waits, but the high watermark must still move once the data is durable.
+        tokio::spawn(async move {
+            for (_, _, outcomes) in results {
+                for (_, o) in outcomes {
+                    if let Outcome::Appended(partition, info) = o {
+                        let _ = partition.wait_committed(info.last_offset.next()).await;
+                    }
+                }
+            }
+        });
+        return Reply::Nothing;
+    }
+    Reply::later(async move {
+        let mut responses = Vec::with_capacity(results.len());
+        for (name, topic_id, outcomes) in results {
+            let mut partition_responses = Vec::with_capacity(outcomes.len());
+            for (index, outcome) in outcomes {
+                let r = PartitionProduceResponse::default().with_index(index);
+                let r = match outcome {
+                    Outcome::Failed(code, message) => r
+                        .with_error_code(code)
+                        .with_base_offset(-1)
+                        .with_error_message(message.filter(|_| version >= 8).map(str_bytes)),
+                    Outcome::Appended(partition, info) => {
+                        match tokio::time::timeout(timeout, partition.wait_committed(info.last_offset.next())).await {
+                            Ok(Ok(())) => r
+                                .with_error_code(NONE)
+                                .with_base_offset(info.first_offset.0)
+                                .with_log_append_time_ms(info.log_append_time_ms)
+                                .with_log_start_offset(if version >= 5 { info.log_start_offset.0 } else { -1 }),
+                            Ok(Err(e)) => {
+                                log_append_error(&partition.tp, &e);
+                                r.with_error_code(partition_error_code(&e)).with_base_offset(-1).with_error_message((version >= 8).then(|| str_bytes(e.to_string())))
+                            }
+                            Err(_) => r.with_error_code(ResponseError::RequestTimedOut.code()).with_base_offset(-1),
+                        }
+                    }
+                };
+                partition_responses.push(r);
+            }
+            responses.push(TopicProduceResponse::default().with_name(name).with_topic_id(topic_id).with_partition_responses(partition_responses));
+        }
+        ResponseKind::Produce(ProduceResponse::default().with_responses(responses))
+    })
+}
+
+fn log_append_error(tp: &TopicPartition, e: &PartitionError) {
+    match e {
+        PartitionError::Log(l) if crate::protocol::errors::log_error_code(l) == ResponseError::KafkaStorageError.code() => {
+            tracing::error!(partition = %tp, error = %e, "append failed");
+        }
+        _ => tracing::debug!(partition = %tp, error = %e, "append refused"),
+    }
+}
+
+fn error_response(req: &ProduceRequest, code: i16) -> ProduceResponse {
+    let responses = req
+        .topic_data
+        .iter()
+        .map(|t| {
+            TopicProduceResponse::default().with_name(t.name.clone()).with_topic_id(t.topic_id).with_partition_responses(
+                t.partition_data
+                    .iter()
+                    .map(|p| PartitionProduceResponse::default().with_index(p.index).with_error_code(code).with_base_offset(-1))
+                    .collect(),
+            )
+        })
+        .collect();
+    ProduceResponse::default().with_responses(responses)
+}
+

@@ -1,0 +1,58 @@
+//! Typed errors to Kafka error codes, in one place (STYLE.md: mapped to the wire once).
+
+use kafka_protocol::error::ResponseError as E;
+
+use crate::controller::ControllerError;
+use crate::log::LogError;
+use crate::replication::PartitionError;
+
+pub const NONE: i16 = 0;
+
+pub fn log_error_code(e: &LogError) -> i16 {
+    match e {
+        LogError::CorruptBatch { .. } => E::CorruptMessage.code(),
+        LogError::BatchTooLarge { .. } => E::MessageTooLarge.code(),
+        LogError::UnsupportedMagic { .. } => E::UnsupportedForMessageFormat.code(),
+        LogError::InvalidTimestamp { .. } => E::InvalidTimestamp.code(),
+        LogError::OffsetOutOfRange { .. } => E::OffsetOutOfRange.code(),
+        LogError::OutOfOrderSequence { .. } => E::OutOfOrderSequenceNumber.code(),
+        LogError::ProducerFenced { .. } => E::InvalidProducerEpoch.code(),
+        LogError::UnknownProducerId { .. } => E::UnknownProducerId.code(),
+        LogError::CorruptSegment { .. } | LogError::DiskFull { .. } | LogError::Io { .. } => {
+            E::KafkaStorageError.code()
+        }
+        LogError::Closed => E::NotLeaderOrFollower.code(),
+    }
+}
+
+pub fn partition_error_code(e: &PartitionError) -> i16 {
+    match e {
+        PartitionError::NotLeader { .. } => E::NotLeaderOrFollower.code(),
+        PartitionError::FencedLeaderEpoch { .. } => E::FencedLeaderEpoch.code(),
+        PartitionError::UnknownLeaderEpoch { .. } => E::UnknownLeaderEpoch.code(),
+        PartitionError::NotEnoughReplicas { .. } => E::NotEnoughReplicas.code(),
+        PartitionError::Log(l) => log_error_code(l),
+    }
+}
+
+pub fn controller_error_code(e: &ControllerError) -> i16 {
+    match e {
+        ControllerError::TopicExists(_) => E::TopicAlreadyExists.code(),
+        ControllerError::UnknownTopic(_) => E::UnknownTopicOrPartition.code(),
+        ControllerError::UnknownTopicId(_) => E::UnknownTopicId.code(),
+        ControllerError::InvalidTopic { .. } => E::InvalidTopicException.code(),
+        ControllerError::InvalidPartitions { .. } => E::InvalidPartitions.code(),
+        ControllerError::InvalidReplicationFactor { .. } => E::InvalidReplicationFactor.code(),
+        ControllerError::InvalidReplicaAssignment(_) => E::InvalidReplicaAssignment.code(),
+        ControllerError::InvalidConfig(_) => E::InvalidConfig.code(),
+        ControllerError::Encode(_) | ControllerError::Io { .. } => E::UnknownServerError.code(),
+    }
+}
+
+pub fn unknown_topic_or_partition() -> i16 {
+    E::UnknownTopicOrPartition.code()
+}
+
+pub fn unknown_topic_id() -> i16 {
+    E::UnknownTopicId.code()
+}

@@ -1,0 +1,365 @@
+//! One client connection: a reader task turns bytes into frames, the connection task decodes,
+//! dispatches, and writes responses in request order.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::Encodable;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::ServerLimits;
+use crate::broker::Broker;
+use crate::handlers::{self, Reply, RequestContext, ResponseFuture};
+use crate::metrics::Metrics;
+use crate::protocol::{decode_request, Decoded};
+
+/// Why a connection ended; only logged.
+#[derive(Debug, thiserror::Error)]
+enum FrameError {
+    #[error("request frame of {size} bytes exceeds socket.request.max.bytes {max}")]
+    TooLarge { size: i64, max: usize },
+    #[error("negative frame size {0}")]
+    Negative(i32),
+    #[error("connection closed")]
+    Closed,
+    #[error("read failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+async fn read_frame(reader: &mut OwnedReadHalf, max: usize) -> Result<Bytes, FrameError> {
+    let size = match reader.read_i32().await {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
+        Err(e) => return Err(e.into()),
+    };
+    if size < 0 {
+        return Err(FrameError::Negative(size));
+    }
+    // Checked before allocating, so a hostile size costs nothing.
+    if size as usize > max {
+        return Err(FrameError::TooLarge {
+            size: size.into(),
+            max,
+        });
+    }
+    let mut buf = BytesMut::zeroed(size as usize);
+    reader.read_exact(&mut buf).await?;
+    Ok(buf.freeze())
+}
+
+/// A response being produced, in request order.
+enum Pending {
+    Ready {
+        bytes: Bytes,
+        timer: RequestTimer,
+    },
+    Waiting {
+        future: ResponseFuture,
+        api_key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        timer: RequestTimer,
+    },
+}
+
+/// Measures one request from read to response, and counts it as waiting while it waits.
+struct RequestTimer {
+    api: &'static str,
+    started: Instant,
+    metrics: Arc<Metrics>,
+    waiting: bool,
+}
+
+impl RequestTimer {
+    fn start(metrics: &Arc<Metrics>, api_key: ApiKey) -> RequestTimer {
+        let api = api_name(api_key);
+        metrics.server.requests.with_label_values(&[api]).inc();
+        RequestTimer {
+            api,
+            started: Instant::now(),
+            metrics: metrics.clone(),
+            waiting: false,
+        }
+    }
+
+    fn waiting(mut self) -> RequestTimer {
+        self.metrics
+            .server
+            .requests_waiting
+            .with_label_values(&[self.api])
+            .inc();
+        self.waiting = true;
+        self
+    }
+
+    fn finish(self, bytes_sent: usize) {
+        self.metrics.server.bytes_sent.inc_by(bytes_sent as u64);
+        self.metrics
+            .server
+            .request_latency
+            .with_label_values(&[self.api])
+            .observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+impl Drop for RequestTimer {
+    fn drop(&mut self) {
+        if self.waiting {
+            self.metrics
+                .server
+                .requests_waiting
+                .with_label_values(&[self.api])
+                .dec();
+        }
+    }
+}
+
+/// A fixed label per API, so the label set stays bounded.
+fn api_name(api_key: ApiKey) -> &'static str {
+    match api_key {
+        ApiKey::Produce => "Produce",
+        ApiKey::Fetch => "Fetch",
+        ApiKey::ListOffsets => "ListOffsets",
+        ApiKey::Metadata => "Metadata",
+        ApiKey::ApiVersions => "ApiVersions",
+        ApiKey::CreateTopics => "CreateTopics",
+        ApiKey::DeleteTopics => "DeleteTopics",
+        ApiKey::DeleteRecords => "DeleteRecords",
+        ApiKey::InitProducerId => "InitProducerId",
+        ApiKey::DescribeConfigs => "DescribeConfigs",
+        ApiKey::AlterConfigs => "AlterConfigs",
+        ApiKey::CreatePartitions => "CreatePartitions",
+        ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
+        ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::FindCoordinator => "FindCoordinator",
+        ApiKey::JoinGroup => "JoinGroup",
+        ApiKey::SyncGroup => "SyncGroup",
+        ApiKey::Heartbeat => "Heartbeat",
+        ApiKey::LeaveGroup => "LeaveGroup",
+        ApiKey::OffsetCommit => "OffsetCommit",
+        ApiKey::OffsetFetch => "OffsetFetch",
+        ApiKey::ListGroups => "ListGroups",
+        ApiKey::DescribeGroups => "DescribeGroups",
+        ApiKey::DeleteGroups => "DeleteGroups",
+        ApiKey::OffsetDelete => "OffsetDelete",
+        _ => "other",
+    }
+}
+
+pub(super) async fn run(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    limits: ServerLimits,
+    shutdown: CancellationToken,
+) {
+    let (mut reader, mut writer) = stream.into_split();
+    let (frames_tx, mut frames_rx) = mpsc::channel::<Bytes>(limits.max_in_flight);
+    let reader_task = tokio::spawn(async move {
+        loop {
+            match read_frame(&mut reader, limits.max_request_bytes).await {
+                Ok(frame) => {
+                    if frames_tx.send(frame).await.is_err() {
+                        return;
+                    }
+                }
+                Err(FrameError::Closed) => return,
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "closing connection");
+                    return;
+                }
+            }
+        }
+    });
+
+    let mut pending: VecDeque<Pending> = VecDeque::new();
+    let idle = limits.idle_timeout;
+    loop {
+        // Write out every response that is ready at the head of the queue.
+        while let Some(Pending::Ready { .. }) = pending.front() {
+            if let Some(Pending::Ready { bytes, timer }) = pending.pop_front() {
+                timer.finish(bytes.len());
+                if let Err(e) = writer.write_all(&bytes).await {
+                    tracing::debug!(%peer, error = %e, "write failed; closing connection");
+                    reader_task.abort();
+                    return;
+                }
+            }
+        }
+        let can_read = pending.len() < limits.max_in_flight;
+        tokio::select! {
+            biased;
+            done = wait_head(&mut pending), if !pending.is_empty() => {
+                if let Some(bytes) = done {
+                    if let Some(Pending::Waiting { timer, .. }) = pending.pop_front() {
+                        pending.push_front(Pending::Ready { bytes, timer });
+                    }
+                } else {
+                    // The response could not be encoded: a bug, already logged. Close rather
+                    // than send responses out of order.
+                    break;
+                }
+            }
+            frame = frames_rx.recv(), if can_read => {
+                let Some(frame) = frame else { break };
+                broker.metrics.server.bytes_received.inc_by(frame.len() as u64 + 4);
+                match handle_frame(&broker, frame, peer) {
+                    Ok(Some(p)) => pending.push_back(p),
+                    Ok(None) => {}
+                    Err(reason) => {
+                        broker.metrics.server.request_errors.with_label_values(&["malformed"]).inc();
+                        tracing::warn!(%peer, %reason, "closing connection");
+                        break;
+                    }
+                }
+            }
+            () = tokio::time::sleep(idle), if pending.is_empty() => {
+                tracing::debug!(%peer, "closing idle connection");
+                break;
+            }
+            () = shutdown.cancelled(), if pending.is_empty() => break,
+        }
+    }
+    // Finish what was accepted before closing (graceful shutdown).
+    while let Some(p) = pending.pop_front() {
+        let bytes = match p {
+            Pending::Ready { bytes, timer } => {
+                timer.finish(bytes.len());
+                Some(bytes)
+            }
+            Pending::Waiting {
+                future,
+                api_key,
+                version,
+                correlation_id,
+                timer,
+            } => {
+                let bytes = encode_response(api_key, version, correlation_id, &future.await);
+                timer.finish(bytes.as_ref().map_or(0, Bytes::len));
+                bytes
+            }
+        };
+        match bytes {
+            Some(b) if writer.write_all(&b).await.is_ok() => {}
+            _ => break,
+        }
+    }
+    reader_task.abort();
+    let _ = close(writer).await;
+}
+
+async fn close(mut writer: OwnedWriteHalf) -> std::io::Result<()> {
+    writer.shutdown().await
+}
+
+async fn wait_head(pending: &mut VecDeque<Pending>) -> Option<Bytes> {
+    match pending.front_mut() {
+        Some(Pending::Waiting {
+            future,
+            api_key,
+            version,
+            correlation_id,
+            ..
+        }) => {
+            let response = future.await;
+            encode_response(*api_key, *version, *correlation_id, &response)
+        }
+        // Ready entries are drained before the select; nothing to wait for.
+        _ => std::future::pending().await,
+    }
+}
+
+/// Decodes one frame and dispatches it. `Err` closes the connection.
+fn handle_frame(
+    broker: &Arc<Broker>,
+    frame: Bytes,
+    peer: SocketAddr,
+) -> Result<Option<Pending>, String> {
+    let (api_key, version, correlation_id) = match decode_request(frame) {
+        Ok(Decoded::Request {
+            header,
+            request,
+            trailing_bytes,
+        }) => {
+            if trailing_bytes > 0 {
+                tracing::debug!(%peer, api_key = header.request_api_key, trailing_bytes, "ignoring trailing bytes after request");
+            }
+            let api_key = ApiKey::try_from(header.request_api_key)
+                .map_err(|_| "unknown api key".to_string())?;
+            let (version, correlation_id) = (header.request_api_version, header.correlation_id);
+            let timer = RequestTimer::start(&broker.metrics, api_key);
+            let ctx = RequestContext {
+                broker: broker.clone(),
+                header,
+            };
+            let reply = handlers::dispatch(ctx, request)
+                .ok_or_else(|| format!("no handler for {api_key:?}"))?;
+            match reply {
+                Reply::Nothing => return Ok(None),
+                Reply::Later(future) => {
+                    let timer = timer.waiting();
+                    return Ok(Some(Pending::Waiting {
+                        future,
+                        api_key,
+                        version,
+                        correlation_id,
+                        timer,
+                    }));
+                }
+                Reply::Now(resp) => {
+                    return encode_response(api_key, version, correlation_id, &resp)
+                        .map(|bytes| Some(Pending::Ready { bytes, timer }))
+                        .ok_or_else(|| format!("could not encode {api_key:?} response"));
+                }
+            }
+        }
+        Ok(Decoded::UnsupportedApiVersions { correlation_id }) => {
+            (ApiKey::ApiVersions, 0i16, correlation_id)
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    // KIP-511: answer at v0 with UNSUPPORTED_VERSION and our table, so the client can retry
+    // with a version we have.
+    let resp = handlers::api_versions::response(
+        kafka_protocol::error::ResponseError::UnsupportedVersion.code(),
+    );
+    let timer = RequestTimer::start(&broker.metrics, api_key);
+    encode_response(
+        api_key,
+        version,
+        correlation_id,
+        &ResponseKind::ApiVersions(resp),
+    )
+    .map(|bytes| Some(Pending::Ready { bytes, timer }))
+    .ok_or_else(|| "could not encode ApiVersions".to_string())
+}
+
+/// Size prefix, response header, body.
+fn encode_response(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    response: &ResponseKind,
+) -> Option<Bytes> {
+    let mut buf = BytesMut::with_capacity(64);
+    buf.put_i32(0);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let encoded = header
+        .encode(&mut buf, api_key.response_header_version(version))
+        .and_then(|()| response.encode(&mut buf, version));
+    if let Err(e) = encoded {
+        tracing::error!(?api_key, version, error = %e, "failed to encode response");
+        return None;
+    }
+    let size = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&size.to_be_bytes());
+    Some(buf.freeze())
+}

@@ -1,0 +1,89 @@
+//! The Kafka listener: one task per connection, size-prefixed frames, requests handled in order
+//! and answered in order.
+//!
+//! Bounds: `max.connections` (a semaphore), `socket.request.max.bytes` (checked before any
+//! allocation), `queued.max.requests` in flight per connection (reading pauses at the bound),
+//! `connections.max.idle.ms`.
+
+mod connection;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::broker::Broker;
+
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    pub max_request_bytes: usize,
+    pub max_in_flight: usize,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl ServerLimits {
+    pub fn from_config(node: &crate::config::NodeConfig) -> ServerLimits {
+        ServerLimits {
+            max_request_bytes: node.get_i32("socket.request.max.bytes").max(1024) as usize,
+            max_in_flight: node.get_i32("queued.max.requests").max(1) as usize,
+            idle_timeout: Duration::from_millis(
+                node.get_i64("connections.max.idle.ms").max(1) as u64
+            ),
+            max_connections: node.get_i32("max.connections").max(1) as usize,
+        }
+    }
+}
+
+/// Accepts connections until `shutdown` is cancelled, then waits for open connections to
+/// finish the requests they have in flight.
+pub async fn serve(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    limits: ServerLimits,
+    shutdown: CancellationToken,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let tracker = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = shutdown.cancelled() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off rather than spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            broker.metrics.server.connections_rejected.inc();
+            tracing::warn!(%peer, max = limits.max_connections, "max.connections reached; closing new connection");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let broker = broker.clone();
+        let shutdown = shutdown.clone();
+        broker.metrics.server.connections_accepted.inc();
+        broker.metrics.server.connections.inc();
+        tracker.spawn(async move {
+            connection::run(stream, peer, broker.clone(), limits, shutdown).await;
+            broker.metrics.server.connections.dec();
+            drop(permit);
+        });
+    }
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(30), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 30 s of shutdown; closing them");
+    }
+}

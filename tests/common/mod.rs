@@ -1,0 +1,150 @@
+//! Shared helpers for integration tests: an in-process broker on a free port.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use tokio_util::sync::CancellationToken;
+
+use strata::broker::Broker;
+use strata::config::NodeConfig;
+use strata::metrics::Metrics;
+use strata::server::{serve, ServerLimits};
+
+pub struct TestBroker {
+    pub broker: Arc<Broker>,
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub dir: tempfile::TempDir,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl TestBroker {
+    /// Starts a broker in a temporary directory with `sets` applied over the defaults.
+    pub async fn start(sets: &[(&str, &str)]) -> TestBroker {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(dir, sets).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, sets: &[(&str, &str)]) -> TestBroker {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut all: Vec<(String, String)> = vec![
+            (
+                "log.dirs".into(),
+                dir.path().join("data").display().to_string(),
+            ),
+            ("listeners".into(), format!("PLAINTEXT://{addr}")),
+            ("http.listener".into(), String::new()),
+        ];
+        all.extend(sets.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let node = NodeConfig::load(None, &[], &all).expect("config");
+        let shutdown = CancellationToken::new();
+        let broker = Broker::start(
+            node.clone(),
+            strata::clock::system(),
+            Arc::new(Metrics::new()),
+            shutdown.clone(),
+        )
+        .await
+        .expect("broker starts");
+        let server = tokio::spawn(serve(
+            listener,
+            broker.clone(),
+            ServerLimits::from_config(&node),
+            shutdown.clone(),
+        ));
+        TestBroker {
+            broker,
+            addr,
+            shutdown,
+            dir,
+            server,
+        }
+    }
+
+    /// Stops the broker cleanly and returns its directory, for a restart.
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.shutdown.cancel();
+        let _ = self.server.await;
+        self.broker.close().expect("close");
+        self.dir
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+/// One record: key, value, headers.
+pub type TestRecord = (
+    Option<&'static str>,
+    Option<String>,
+    Vec<(&'static str, &'static str)>,
+);
+
+/// Encodes records as one magic-2 batch.
+pub fn batch(records: &[TestRecord], compression: Compression) -> Bytes {
+    idempotent_batch(records, compression, -1, -1, -1)
+}
+
+/// Encodes records as one magic-2 batch of an idempotent producer (`producer_id` -1: none).
+pub fn idempotent_batch(
+    records: &[TestRecord],
+    compression: Compression,
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+) -> Bytes {
+    let base_sequence = if producer_id < 0 { -1 } else { base_sequence };
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v, h))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id,
+            producer_epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder starts a new batch wherever offset - sequence changes; -1 (no
+            // sequence) is where a non-idempotent batch starts.
+            sequence: base_sequence.wrapping_add(i as i32),
+            timestamp: 1_700_000_000_000 + i as i64,
+            key: k.map(|k| Bytes::from(k.as_bytes().to_vec())),
+            value: v.as_ref().map(|v| Bytes::from(v.clone().into_bytes())),
+            headers: h
+                .iter()
+                .map(|(k, v)| ((*k).into(), Some(Bytes::from(v.as_bytes().to_vec()))))
+                .collect(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .expect("encode");
+    buf.freeze()
+}
+
+/// Decodes every record in `bytes` (one or more batches).
+pub fn decode(mut bytes: Bytes) -> Vec<Record> {
+    kafka_protocol::records::RecordBatchDecoder::decode_all(&mut bytes)
+        .expect("decode")
+        .into_iter()
+        .flat_map(|set| set.records)
+        .collect()
+}

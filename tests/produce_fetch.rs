@@ -1,0 +1,457 @@
+//! Produce and fetch through the wire protocol against an in-process broker: contents, offsets,
+//! limits, long-poll, errors, idempotence, and config changes that take effect live.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use common::{batch, decode, TestBroker};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiVersionsRequest, CreateTopicsRequest, DeleteRecordsRequest, FetchRequest, FetchResponse,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, ListOffsetsRequest, ProduceRequest,
+    ProduceResponse,
+};
+use kafka_protocol::records::Compression;
+use strata::admin::KafkaClient;
+use strata::protocol::{str_bytes, topic_name};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn create_topic(
+    client: &mut KafkaClient,
+    name: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) {
+    let topic = CreatableTopic::default()
+        .with_name(topic_name(name))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1)
+        .with_configs(
+            configs
+                .iter()
+                .map(|(k, v)| {
+                    CreatableTopicConfig::default()
+                        .with_name(str_bytes(*k))
+                        .with_value(Some(str_bytes(*v)))
+                })
+                .collect(),
+        );
+    let resp = client
+        .send(&CreateTopicsRequest::default().with_topics(vec![topic]), 7)
+        .await
+        .expect("create");
+    assert_eq!(
+        resp.topics[0].error_code, 0,
+        "{:?}",
+        resp.topics[0].error_message
+    );
+}
+
+async fn produce(
+    client: &mut KafkaClient,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+    acks: i16,
+) -> (i16, i64) {
+    let req = ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records))])]);
+    let resp: ProduceResponse = client.send(&req, 9).await.expect("produce");
+    let p = &resp.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+fn fetch_request(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    max_wait_ms: i32,
+    min_bytes: i32,
+    partition_max_bytes: i32,
+) -> FetchRequest {
+    FetchRequest::default()
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(min_bytes)
+        .with_max_bytes(50 * 1024 * 1024)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name(topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(partition_max_bytes)])])
+}
+
+async fn fetch(client: &mut KafkaClient, req: &FetchRequest) -> FetchResponse {
+    client.send(req, 12).await.expect("fetch")
+}
+
+fn records_of(resp: &FetchResponse) -> Vec<kafka_protocol::records::Record> {
+    decode(
+        resp.responses[0].partitions[0]
+            .records
+            .clone()
+            .unwrap_or_default(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produced_records_come_back_with_keys_headers_and_offsets() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = KafkaClient::connect(&b.bootstrap()).await.expect("connect");
+    create_topic(&mut c, "t", 1, &[]).await;
+    let first: Vec<common::TestRecord> = (0..10)
+        .map(|i| (Some("k"), Some(format!("v{i}")), vec![("h", "1")]))
+        .collect();
+    assert_eq!(
+        produce(&mut c, "t", 0, batch(&first, Compression::None), -1).await,
+        (0, 0)
+    );
+    let second: Vec<common::TestRecord> = vec![
+        (None, None, vec![]),
+        (Some("k2"), Some("x".repeat(1000)), vec![]),
+    ];
+    assert_eq!(
+        produce(&mut c, "t", 0, batch(&second, Compression::Zstd), 1).await,
+        (0, 10)
+    );
+
+    let resp = fetch(&mut c, &fetch_request("t", 0, 0, 0, 1, 1 << 20)).await;
+    let p = &resp.responses[0].partitions[0];
+    assert_eq!(
+        (p.error_code, p.high_watermark, p.log_start_offset),
+        (0, 12, 0)
+    );
+    let got = records_of(&resp);
+    assert_eq!(got.len(), 12);
+    for (i, r) in got.iter().enumerate().take(10) {
+        assert_eq!(r.offset, i as i64);
+        assert_eq!(r.key.as_deref(), Some(&b"k"[..]));
+        assert_eq!(r.value.as_deref(), Some(format!("v{i}").as_bytes()));
+        assert_eq!(
+            r.headers.get(&str_bytes("h")).cloned().flatten().as_deref(),
+            Some(&b"1"[..])
+        );
+    }
+    assert_eq!(
+        (
+            got[10].offset,
+            got[10].key.is_none(),
+            got[10].value.is_none()
+        ),
+        (10, true, true)
+    );
+    assert_eq!(got[11].value.as_deref(), Some("x".repeat(1000).as_bytes()));
+
+    // A fetch from the middle of a batch returns the whole batch; the client skips ahead.
+    let got = records_of(&fetch(&mut c, &fetch_request("t", 0, 5, 0, 1, 1 << 20)).await);
+    assert_eq!(got.first().map(|r| r.offset), Some(0));
+    // A partition limit smaller than one batch still returns the first batch (KIP-74).
+    let got = records_of(&fetch(&mut c, &fetch_request("t", 0, 0, 0, 1, 10)).await);
+    assert_eq!(
+        got.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        (0..10).collect::<Vec<_>>()
+    );
+    // Past the end: OFFSET_OUT_OF_RANGE; at the end: empty.
+    let resp = fetch(&mut c, &fetch_request("t", 0, 13, 0, 1, 1 << 20)).await;
+    assert_eq!(
+        resp.responses[0].partitions[0].error_code,
+        ResponseError::OffsetOutOfRange.code()
+    );
+    let resp = fetch(&mut c, &fetch_request("t", 0, 12, 0, 1, 1 << 20)).await;
+    assert_eq!(resp.responses[0].partitions[0].error_code, 0);
+    assert!(records_of(&resp).is_empty());
+    // Unknown partition.
+    let resp = fetch(&mut c, &fetch_request("t", 3, 0, 0, 1, 1 << 20)).await;
+    assert_eq!(
+        resp.responses[0].partitions[0].error_code,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
+    assert_eq!(
+        produce(&mut c, "t", 3, batch(&first, Compression::None), 1)
+            .await
+            .0,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_poll_answers_when_data_arrives_not_at_the_deadline() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = KafkaClient::connect(&b.bootstrap()).await.expect("connect");
+    create_topic(&mut c, "lp", 1, &[]).await;
+    let addr = b.bootstrap();
+    let producer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut p = KafkaClient::connect(&addr).await.expect("connect");
+        produce(
+            &mut p,
+            "lp",
+            0,
+            batch(&[(Some("a"), Some("b".into()), vec![])], Compression::None),
+            1,
+        )
+        .await
+    });
+    let started = Instant::now();
+    let resp = fetch(&mut c, &fetch_request("lp", 0, 0, 10_000, 1, 1 << 20)).await;
+    let waited = started.elapsed();
+    assert_eq!(producer.await.expect("producer"), (0, 0));
+    assert_eq!(records_of(&resp).len(), 1);
+    assert!(
+        waited < Duration::from_secs(5),
+        "long-poll waited {waited:?} instead of waking on the append"
+    );
+    assert!(
+        waited >= Duration::from_millis(250),
+        "answered before any data existed: {waited:?}"
+    );
+
+    // Nothing arrives: the answer comes at the deadline, empty.
+    let started = Instant::now();
+    let resp = fetch(&mut c, &fetch_request("lp", 0, 1, 400, 1, 1 << 20)).await;
+    assert!(started.elapsed() >= Duration::from_millis(380));
+    assert!(records_of(&resp).is_empty());
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_batch_is_refused_and_the_log_is_unchanged() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = KafkaClient::connect(&b.bootstrap()).await.expect("connect");
+    create_topic(&mut c, "c", 1, &[]).await;
+    let good = batch(&[(Some("k"), Some("v".into()), vec![])], Compression::None);
+    assert_eq!(produce(&mut c, "c", 0, good.clone(), 1).await, (0, 0));
+    let mut bad = BytesMut::from(&good[..]);
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    assert_eq!(
+        produce(&mut c, "c", 0, bad.freeze(), 1).await.0,
+        ResponseError::CorruptMessage.code()
+    );
+    assert_eq!(produce(&mut c, "c", 0, good, 1).await, (0, 1));
+    let got = records_of(&fetch(&mut c, &fetch_request("c", 0, 0, 0, 1, 1 << 20)).await);
+    assert_eq!(got.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![0, 1]);
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_retries_get_their_original_offsets_and_gaps_are_refused() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = KafkaClient::connect(&b.bootstrap()).await.expect("connect");
+    create_topic(&mut c, "i", 1, &[]).await;
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000);
+    let init = c.send(&req, 4).await.expect("init");
+    assert_eq!(init.error_code, 0);
+    let (pid, epoch) = (init.producer_id.0, init.producer_epoch);
+    let idempotent = |seq: i32, n: usize| {
+        let records: Vec<common::TestRecord> = (0..n)
+            .map(|i| (Some("k"), Some(format!("s{seq}-{i}")), vec![]))
+            .collect();
+        common::idempotent_batch(&records, Compression::None, pid, epoch, seq)
+    };
+    assert_eq!(produce(&mut c, "i", 0, idempotent(0, 3), -1).await, (0, 0));
+    assert_eq!(produce(&mut c, "i", 0, idempotent(3, 2), -1).await, (0, 3));
+    // A retry of the first batch is answered with its original offset and not written again.
+    assert_eq!(produce(&mut c, "i", 0, idempotent(0, 3), -1).await, (0, 0));
+    assert_eq!(
+        produce(&mut c, "i", 0, idempotent(9, 1), -1).await.0,
+        ResponseError::OutOfOrderSequenceNumber.code()
+    );
+    let got = records_of(&fetch(&mut c, &fetch_request("i", 0, 0, 0, 1, 1 << 20)).await);
+    assert_eq!(got.len(), 5);
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_records_moves_the_start_and_retention_changes_apply_live() {
+    let b = TestBroker::start(&[("log.retention.check.interval.ms", "100")]).await;
+    let mut c = KafkaClient::connect(&b.bootstrap()).await.expect("connect");
+    create_topic(
+        &mut c,
+        "r",
+        1,
+        &[("segment.bytes", "1024"), ("retention.ms", "-1")],
+    )
+    .await;
+    for i in 0..20 {
+        let records: Vec<common::TestRecord> =
+            vec![(Some("k"), Some(format!("{i}:{}", "x".repeat(200))), vec![])];
+        assert_eq!(
+            produce(&mut c, "r", 0, batch(&records, Compression::None), 1).await,
+            (0, i)
+        );
+    }
+    let req = DeleteRecordsRequest::default().with_topics(vec![
+        kafka_protocol::messages::delete_records_request::DeleteRecordsTopic::default()
+            .with_name(topic_name("r"))
+            .with_partitions(vec![
+                kafka_protocol::messages::delete_records_request::DeleteRecordsPartition::default()
+                    .with_partition_index(0)
+                    .with_offset(5),
+            ]),
+    ]);
+    let resp = c.send(&req, 2).await.expect("delete records");
+    assert_eq!(resp.topics[0].partitions[0].error_code, 0);
+    assert_eq!(resp.topics[0].partitions[0].low_watermark, 5);
+    let resp = fetch(&mut c, &fetch_request("r", 0, 2, 0, 1, 1 << 20)).await;
+    assert_eq!(
+        resp.responses[0].partitions[0].error_code,
+        ResponseError::OffsetOutOfRange.code()
+    );
+    assert_eq!(list_offset(&mut c, "r", -2).await, 5);
+    assert_eq!(list_offset(&mut c, "r", -1).await, 20);
+
+    // The records carry 2023 timestamps: a one-day retention makes every closed segment expire.
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(str_bytes("r"))
+            .with_configs(vec![AlterableConfig::default()
+                .with_name(str_bytes("retention.ms"))
+                .with_config_operation(0)
+                .with_value(Some(str_bytes("86400000")))]),
+    ]);
+    let resp = c.send(&req, 1).await.expect("alter");
+    assert_eq!(
+        resp.responses[0].error_code, 0,
+        "{:?}",
+        resp.responses[0].error_message
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let start = list_offset(&mut c, "r", -2).await;
+        if start > 5 {
+            assert!(start <= 20);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "retention.ms change did not take effect"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    b.stop().await;
+}
+
+async fn list_offset(c: &mut KafkaClient, topic: &str, timestamp: i64) -> i64 {
+    let req = ListOffsetsRequest::default()
+        .with_replica_id((-1).into())
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(timestamp)])]);
+    let resp = c.send(&req, 7).await.expect("list offsets");
+    let p = &resp.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    p.offset
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_frames_close_only_their_connection() {
+    let b = TestBroker::start(&[("socket.request.max.bytes", "1048576")]).await;
+    let mut good = KafkaClient::connect(&b.bootstrap()).await.expect("connect");
+
+    // An ApiVersions newer than ours gets UNSUPPORTED_VERSION and our table, at v0.
+    let resp = good
+        .send(&ApiVersionsRequest::default(), 3)
+        .await
+        .expect("api versions");
+    assert_eq!(resp.error_code, 0);
+    assert!(resp
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == 0 && k.max_version >= 9));
+
+    for frame in [
+        {
+            let mut f = BytesMut::new();
+            f.put_i32(2_000_000_000);
+            f.freeze()
+        },
+        {
+            let mut f = BytesMut::new();
+            f.put_i32(12);
+            f.put_slice(&[0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8]);
+            f.freeze()
+        },
+    ] {
+        let mut raw = tokio::net::TcpStream::connect(b.addr)
+            .await
+            .expect("connect");
+        raw.write_all(&frame).await.expect("write");
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(5), raw.read(&mut buf))
+            .await
+            .expect("closed in time")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "the broker answered a bad frame instead of closing");
+    }
+    create_topic(&mut good, "still-up", 1, &[]).await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_and_producer_state_survive_a_restart() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = KafkaClient::connect(&b.bootstrap()).await.expect("connect");
+    create_topic(&mut c, "p", 2, &[]).await;
+    for i in 0..5 {
+        assert_eq!(
+            produce(
+                &mut c,
+                "p",
+                i % 2,
+                batch(
+                    &[(Some("k"), Some(format!("{i}")), vec![])],
+                    Compression::Lz4
+                ),
+                -1
+            )
+            .await
+            .0,
+            0
+        );
+    }
+    drop(c);
+    let dir = b.stop().await;
+    let b = TestBroker::start_in(dir, &[]).await;
+    let mut c = KafkaClient::connect(&b.bootstrap()).await.expect("connect");
+    let p0: Vec<String> =
+        records_of(&fetch(&mut c, &fetch_request("p", 0, 0, 0, 1, 1 << 20)).await)
+            .iter()
+            .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
+            .collect();
+    assert_eq!(p0, vec!["0", "2", "4"]);
+    assert_eq!(
+        produce(
+            &mut c,
+            "p",
+            1,
+            batch(&[(None, Some("z".into()), vec![])], Compression::Gzip),
+            1
+        )
+        .await,
+        (0, 2)
+    );
+    b.stop().await;
+}
