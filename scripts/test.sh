@@ -13,8 +13,9 @@ echo "== cargo test"
 cargo test --workspace 2>&1
 
 echo "== compatibility tests with real Kafka clients"
-export STRATA_BIN="$PWD/target/debug/strata"
-export STRATA_BENCH_BIN="$PWD/target/debug/strata-bench"
+target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
+export STRATA_BIN="$target_dir/debug/strata"
+export STRATA_BENCH_BIN="$target_dir/debug/strata-bench"
 python3 -m pytest tests/compat -q -p no:cacheprovider
 
 if [ -f scripts/test-terraform.sh ]; then
