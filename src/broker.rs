@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::SharedClock;
 use crate::config::{Listener, NodeConfig};
 use crate::controller::{Controller, ControllerError, MetadataImage, MetadataRecord};
+use crate::group::GroupCoordinator;
 use crate::log::{LogConfig, LogError, LogManager};
 use crate::metrics::Metrics;
 use crate::model::BrokerId;
@@ -50,6 +51,8 @@ pub struct Broker {
     pub advertised: Listener,
     pub controller: Arc<Controller>,
     pub replicas: Arc<ReplicaManager>,
+    /// Consumer groups and committed offsets, over `__consumer_offsets`.
+    pub groups: Arc<GroupCoordinator>,
     pub clock: SharedClock,
     pub shutdown: CancellationToken,
     pub metrics: Arc<Metrics>,
@@ -114,6 +117,7 @@ impl Broker {
             advertised,
             controller: controller.clone(),
             replicas: replicas.clone(),
+            groups: Arc::new(GroupCoordinator::new(clock.clone(), shutdown.clone())),
             clock,
             shutdown: shutdown.clone(),
             metrics,
@@ -122,6 +126,7 @@ impl Broker {
             producer_ids: Mutex::new((0, 0)),
         });
         broker.follow_metadata();
+        broker.groups.start(&broker);
         logs.start_background(shutdown);
         remote.start(replicas.clone());
         Ok(broker)

@@ -9,6 +9,7 @@
 //! - [`replication`]: `ReplicaManager` and `Partition` — roles, high watermark, acks — and the
 //!   `RemoteLogManager`, which wires tiered storage (the `strata-tiering` crate) into the broker.
 //! - [`log`]: the storage engine (`UnifiedLog`, segments, indexes, recovery, retention, cleaner).
+//! - [`group`]: the group coordinator — consumer groups and committed offsets in `__consumer_offsets`.
 //! - [`controller`]: metadata records, the `MetadataImage`, and the decisions that change it.
 //! - [`broker`]: the node's parts wired together.
 //! - [`metrics`]: the Prometheus registry and the HTTP endpoint (`/metrics`, `/health`, `/ready`).
@@ -22,6 +23,7 @@ pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod controller;
+pub mod group;
 pub mod handlers;
 pub mod log;
 pub mod metrics;

@@ -41,6 +41,8 @@ enum Command {
     },
     /// Create, list, describe, alter and delete topics on any Kafka-protocol broker.
     Topics(strata::admin::TopicsArgs),
+    /// List, describe (offsets and lag), reset offsets of, and delete consumer groups.
+    Groups(strata::admin::groups::GroupsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -56,6 +58,9 @@ fn main() -> std::process::ExitCode {
             sets,
             print_config,
         } => run_serve(config, sets, print_config),
+        Command::Groups(args) => {
+            runtime().and_then(|rt| rt.block_on(strata::admin::groups::run_groups(args)))
+        }
         Command::Topics(args) => {
             runtime().and_then(|rt| rt.block_on(strata::admin::run_topics(args)))
         }
@@ -89,6 +94,9 @@ fn run_serve(config: Option<PathBuf>, sets: Vec<String>, print_config: bool) -> 
         .filter(|(k, _)| k.starts_with("STRATA_"))
         .collect();
     let node = NodeConfig::load(config.as_deref(), &env, &sets).context("invalid config")?;
+    for w in &node.warnings {
+        tracing::warn!("{w}");
+    }
     if print_config {
         print!("{}", node.to_toml());
         return Ok(());

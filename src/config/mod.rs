@@ -228,6 +228,8 @@ fn parse_listeners(key: &str, v: &str) -> Result<Vec<Listener>, ConfigError> {
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     values: BTreeMap<&'static str, (String, ConfigSource)>,
+    /// Things worth a log line that did not stop the load.
+    pub warnings: Vec<String>,
 }
 
 impl NodeConfig {
@@ -253,14 +255,17 @@ impl NodeConfig {
             if rest == "LOG" {
                 continue;
             }
-            let key = NODE_KEYS
+            // Other tools share the prefix (STRATA_BIN in scripts): an unknown variable is named
+            // in a warning, not fatal as an unknown key in a file or flag is.
+            match NODE_KEYS
                 .iter()
                 .find(|k| k.name.to_ascii_uppercase().replace('.', "_") == rest)
-                .ok_or_else(|| ConfigError::UnknownKey {
-                    key: name.clone(),
-                    source_name: "environment".into(),
-                })?;
-            cfg.set(key.name, value, ConfigSource::Env)?;
+            {
+                Some(key) => cfg.set(key.name, value, ConfigSource::Env)?,
+                None => cfg.warnings.push(format!(
+                    "ignoring environment variable {name}: it names no config key"
+                )),
+            }
         }
         for (key, value) in sets {
             cfg.set(key, value, ConfigSource::Flag)?;
@@ -274,7 +279,10 @@ impl NodeConfig {
             .iter()
             .map(|k| (k.name, (k.default.to_string(), ConfigSource::Default)))
             .collect();
-        NodeConfig { values }
+        NodeConfig {
+            values,
+            warnings: Vec::new(),
+        }
     }
 
     fn apply_toml(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
@@ -577,8 +585,12 @@ mod tests {
         assert!(err.to_string().contains("no.such.key"), "{err}");
         let err = NodeConfig::load(None, &[], &[("node.id".into(), "x".into())]).unwrap_err();
         assert!(err.to_string().contains("node.id"), "{err}");
-        let err = NodeConfig::load(None, &[("STRATA_NOPE".into(), "1".into())], &[]).unwrap_err();
-        assert!(err.to_string().contains("STRATA_NOPE"), "{err}");
+        let cfg = NodeConfig::load(None, &[("STRATA_NOPE".into(), "1".into())], &[]).expect("load");
+        assert!(
+            cfg.warnings.iter().any(|w| w.contains("STRATA_NOPE")),
+            "{:?}",
+            cfg.warnings
+        );
     }
 
     #[test]

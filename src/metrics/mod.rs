@@ -80,6 +80,14 @@ impl ServerMetrics {
         .expect("metric definition is valid");
         r.register(Box::new(request_latency.clone()))
             .expect("metric registered once");
+        let request_errors = counter_vec(
+            r,
+            "strata_server_request_errors_total",
+            "Requests that closed their connection: malformed, unsupported or oversize.",
+            &["reason"],
+        );
+        // Exported at zero from the start, so alerts on it see a series before the first error.
+        request_errors.with_label_values(&["malformed"]);
         ServerMetrics {
             requests: counter_vec(
                 r,
@@ -87,12 +95,7 @@ impl ServerMetrics {
                 "Requests received, by API.",
                 &["api"],
             ),
-            request_errors: counter_vec(
-                r,
-                "strata_server_request_errors_total",
-                "Requests that closed their connection: malformed, unsupported or oversize.",
-                &["reason"],
-            ),
+            request_errors,
             request_latency,
             requests_waiting: gauge_vec(
                 r,

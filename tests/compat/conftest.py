@@ -42,6 +42,18 @@ def strata_bin() -> Path:
     )
 
 
+def _die_with_parent():
+    """Runs in the child before exec: SIGKILL it if pytest dies, so no broker outlives a run
+    that was itself killed (CI time limit, Ctrl-C twice)."""
+    try:
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except Exception:
+        pass
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -114,6 +126,7 @@ class StrataBroker:
                 stderr=subprocess.STDOUT,
                 env=env,
                 cwd=self.dir,
+                preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while True:

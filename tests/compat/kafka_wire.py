@@ -228,3 +228,56 @@ class Connection:
                     r.take(">i")
             out[name] = (err, n)
         return brokers, out
+
+
+def uvarint(r: Reader) -> int:
+    shift = value = 0
+    while True:
+        b = r.take(">B")
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value
+        shift += 7
+
+
+def tagged_fields(r: Reader) -> dict[int, bytes]:
+    out = {}
+    for _ in range(uvarint(r)):
+        tag = uvarint(r)
+        size = uvarint(r)
+        out[tag] = r.data[r.pos : r.pos + size]
+        r.pos += size
+    return out
+
+
+def api_versions(conn: Connection, version: int):
+    """ApiVersions at `version` (0..3). Returns (error_code, {api_key: (min, max)},
+    top-level tagged fields {tag: raw bytes}, per-api tagged fields, trailing bytes).
+    ApiVersions responses always use response header v0, even at flexible versions."""
+    if version >= 3:
+        # Request header v2 (client id + tags); body: client_software_name/version, tags.
+        conn.correlation_id += 1
+        header = struct.pack(">hhi", 18, version, conn.correlation_id) + string("compat") + b"\x00"
+        body = b"\x07strata\x04" + b"1.0" + b"\x00"
+        frame = header + body
+        conn.sock.sendall(struct.pack(">i", len(frame)) + frame)
+        size = struct.unpack(">i", conn.recv_exact(4))[0]
+        r = Reader(conn.recv_exact(size))
+        assert r.take(">i") == conn.correlation_id
+    else:
+        r = conn.request(18, version, b"")
+    err = r.take(">h")
+    flexible = version >= 3
+    n = uvarint(r) - 1 if flexible else r.take(">i")
+    apis, api_tags = {}, {}
+    for _ in range(n):
+        key, lo, hi = r.take(">hhh")
+        apis[key] = (lo, hi)
+        if flexible:
+            api_tags[key] = tagged_fields(r)
+    top_tags = {}
+    if version >= 1:
+        r.take(">i")  # throttle
+    if flexible:
+        top_tags = tagged_fields(r)
+    return err, apis, top_tags, api_tags, len(r.data) - r.pos

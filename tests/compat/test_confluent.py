@@ -508,3 +508,41 @@ def test_topic_names(broker):
     assert [(r.offset, r.key, r.value) for r in h.read_partitions(broker.bootstrap, "x" * 249, [0])] == [
         (0, b"k", b"v")
     ]
+
+
+def test_concurrent_producers_one_partition(broker):
+    """Several producers (separate connections) append to one partition at once: every record
+    lands once, offsets are dense, and each producer's records keep their order."""
+    import threading
+
+    h.create_topic(broker.bootstrap, "shared", 1)
+    n_producers, n_each = 4, 2000
+    results = {}
+
+    def run(pid):
+        p = h.producer(broker.bootstrap, **{"enable.idempotence": pid % 2 == 0, "linger.ms": 1})
+        d = h.Deliveries()
+        for i in range(n_each):
+            p.produce("shared", key=b"p%d" % pid, value=b"%d:%06d" % (pid, i), on_delivery=d)
+            if i % 200 == 0:
+                p.poll(0)
+        p.flush(30)
+        results[pid] = d
+
+    threads = [threading.Thread(target=run, args=(pid,)) for pid in range(n_producers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+        assert not t.is_alive(), "producer thread hung"
+    acked = []
+    for pid, d in results.items():
+        d.assert_all_ok(n_each)
+        acked += h.acked_records(d)
+    assert len(results) == n_producers
+    read = h.read_partitions(broker.bootstrap, "shared", [0])
+    h.assert_contiguous(read)
+    assert h.strip(read) == h.sort_po(acked)
+    for pid in range(n_producers):
+        mine = [r.value for r in read if r.key == b"p%d" % pid]
+        assert mine == [b"%d:%06d" % (pid, i) for i in range(n_each)]

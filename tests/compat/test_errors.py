@@ -80,8 +80,15 @@ def check_other_clients_work(p, deliveries, cons):
 HOSTILE_FRAMES = {
     # Unknown api key 0x7f7f with random bytes after it.
     "garbage": struct.pack(">i", 16) + b"\x7f\x7f\x00\x00" + os.urandom(12),
-    # A valid Metadata v12 header followed by bytes that do not parse as its body.
-    "bad-body": struct.pack(">i", 14) + struct.pack(">hhi", 3, 12, 1) + b"\x00\x00" + b"\xff\xff\xff\xff",
+    # A header that ends too early (Metadata v12 wants tagged fields after the client id).
+    "bad-header": struct.pack(">i", 10) + struct.pack(">hhi", 3, 12, 1) + b"\x00\x00",
+    # A valid Metadata v12 header (client id "x", no tags) and a body cut short: a compact
+    # topics array of 4 entries, then nothing.
+    "bad-body": struct.pack(">i", 13) + struct.pack(">hhih", 3, 12, 1, 1) + b"x" + b"\x00" + b"\x05",
+    # A Metadata v1 body claiming 2^31-1 topics: must fail to parse, not try to allocate.
+    "forged-count": struct.pack(">i", 15) + struct.pack(">hhih", 3, 1, 1, 1) + b"x" + struct.pack(">i", 0x7FFFFFFF),
+    # A Produce v9 (flexible) body whose compact array length is a 5-byte varint overflow.
+    "bad-varint": struct.pack(">i", 17) + struct.pack(">hhih", 0, 9, 1, 1) + b"x" + b"\x00" + b"\xff" * 6,
     # Too short to hold a request header.
     "short": struct.pack(">i", 3) + b"abc",
     # An unsupported version of a known api (Produce v99).

@@ -1,0 +1,518 @@
+//! `strata-bench`: produce and consume load against any Kafka-compatible broker, through
+//! librdkafka (the `rdkafka` crate), so the numbers are the ones a user's client sees.
+//!
+//! Producers send records of `--record-size` bytes, flat out or at `--rate` records/s in total;
+//! each record carries its send time, so consumers reading concurrently measure end-to-end
+//! latency (produce call to consumer delivery). `--mode consume` instead reads a topic from the
+//! beginning as fast as possible (read throughput). Results: a table for people and one JSON
+//! line for scripts.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Mode {
+    /// Produce, with consumers measuring end-to-end latency at the same time.
+    Produce,
+    /// Read the topic from the beginning as fast as possible.
+    Consume,
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "strata-bench", about = "Load test any Kafka-compatible broker")]
+struct Args {
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    #[arg(long, default_value = "strata-bench")]
+    topic: String,
+    #[arg(long, value_enum, default_value = "produce")]
+    mode: Mode,
+    /// Partitions of the topic when the tool creates it.
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+    #[arg(long, default_value_t = 1)]
+    replication_factor: i32,
+    /// Bytes per record value (at least 16: the send time travels in the first bytes).
+    #[arg(long, default_value_t = 1024)]
+    record_size: usize,
+    /// Total records per second across producers; 0 means flat out.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// How long producers run.
+    #[arg(long, default_value_t = 10)]
+    duration_s: u64,
+    /// Stop after this many records in all (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    records: u64,
+    #[arg(long, default_value = "all")]
+    acks: String,
+    /// none, gzip, snappy, lz4, zstd.
+    #[arg(long, default_value = "none")]
+    compression: String,
+    #[arg(long, default_value_t = 1)]
+    producers: usize,
+    /// Consumers measuring end-to-end latency (produce mode) or reading (consume mode).
+    #[arg(long, default_value_t = 1)]
+    consumers: usize,
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
+    #[arg(long, default_value_t = 1_000_000)]
+    batch_bytes: u64,
+    /// Extra librdkafka settings for producers and consumers, KEY=VALUE (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+}
+
+const TIMESTAMP_BYTES: usize = 16;
+
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 µs to 100 s at 3 significant digits.
+    Histogram::new_with_bounds(1, 100_000_000, 3).expect("valid histogram bounds")
+}
+
+struct AckContext {
+    latency_us: Mutex<Histogram<u64>>,
+    acked: AtomicU64,
+    acked_bytes: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl AckContext {
+    fn delivery(&self, result: &DeliveryResult<'_>, sent: Box<Instant>) {
+        match result {
+            Ok(m) => {
+                self.acked.fetch_add(1, Ordering::Relaxed);
+                self.acked_bytes
+                    .fetch_add(m.payload_len() as u64, Ordering::Relaxed);
+                let us = sent.elapsed().as_micros().max(1) as u64;
+                if let Ok(mut h) = self.latency_us.lock() {
+                    let _ = h.record(us.min(100_000_000));
+                }
+            }
+            Err(_) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn client_config(args: &Args) -> anyhow::Result<ClientConfig> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &args.bootstrap);
+    for s in &args.sets {
+        let (k, v) = s
+            .split_once('=')
+            .with_context(|| format!("--set {s}: expected KEY=VALUE"))?;
+        c.set(k, v);
+    }
+    Ok(c)
+}
+
+fn ensure_topic(args: &Args) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = client_config(args)?.create()?;
+    let topic = NewTopic::new(
+        &args.topic,
+        args.partitions,
+        TopicReplication::Fixed(args.replication_factor),
+    );
+    let created = block_on(admin.create_topics(
+        &[topic],
+        &AdminOptions::new().request_timeout(Some(Duration::from_secs(30))),
+    ));
+    match created {
+        Ok(results) => {
+            for r in results {
+                match r {
+                    Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                    Err((t, e)) => bail!("creating {t}: {e}"),
+                }
+            }
+            Ok(())
+        }
+        Err(e) => bail!("creating topic: {e}"),
+    }
+}
+
+/// Drives one future to completion on this thread; the admin client is the only async API used,
+/// so a polling loop beats pulling in an async runtime.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn partitions_of(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<Vec<i32>> {
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let t = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .context("topic missing from metadata")?;
+    Ok(t.partitions().iter().map(|p| p.id()).collect())
+}
+
+struct ConsumeResult {
+    records: u64,
+    bytes: u64,
+    latency_us: Histogram<u64>,
+    elapsed: Duration,
+}
+
+/// Reads `parts` from `start` until `stop` (or, with `until_end`, until every partition's end).
+fn consume(
+    args: &Args,
+    parts: Vec<i32>,
+    start: Offset,
+    stop: Arc<AtomicBool>,
+    until_end: bool,
+) -> anyhow::Result<ConsumeResult> {
+    let consumer: BaseConsumer = client_config(args)?
+        .set("group.id", "strata-bench")
+        .set("enable.auto.commit", "false")
+        .set(
+            "enable.partition.eof",
+            if until_end { "true" } else { "false" },
+        )
+        .set("fetch.max.bytes", "52428800")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in &parts {
+        tpl.add_partition_offset(&args.topic, *p, start)?;
+    }
+    consumer.assign(&tpl)?;
+    let mut result = ConsumeResult {
+        records: 0,
+        bytes: 0,
+        latency_us: histogram(),
+        elapsed: Duration::ZERO,
+    };
+    let mut at_end = std::collections::HashSet::new();
+    let started = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+                if until_end && at_end.len() == parts.len() {
+                    break;
+                }
+            }
+            Some(Err(e)) => eprintln!("consumer error: {e}"),
+            Some(Ok(m)) => {
+                result.records += 1;
+                let payload = m.payload().unwrap_or_default();
+                result.bytes += payload.len() as u64;
+                if !until_end && payload.len() >= TIMESTAMP_BYTES {
+                    let mut ts = [0u8; 16];
+                    ts.copy_from_slice(&payload[..16]);
+                    let sent = u128::from_be_bytes(ts);
+                    let us = (now_ns().saturating_sub(sent) / 1000).max(1) as u64;
+                    let _ = result.latency_us.record(us.min(100_000_000));
+                }
+            }
+        }
+    }
+    result.elapsed = started.elapsed();
+    Ok(result)
+}
+
+fn pct(h: &Histogram<u64>, q: f64) -> f64 {
+    if h.is_empty() {
+        return 0.0;
+    }
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.record_size < TIMESTAMP_BYTES {
+        bail!("--record-size must be at least {TIMESTAMP_BYTES}");
+    }
+    if args.mode == Mode::Consume {
+        return run_consume(&args);
+    }
+    ensure_topic(&args)?;
+    let probe: BaseConsumer = client_config(&args)?
+        .set("group.id", "strata-bench")
+        .create()?;
+    let parts = partitions_of(&probe, &args.topic)?;
+    drop(probe);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let consumers: Vec<_> = (0..args.consumers)
+        .map(|i| {
+            let mine: Vec<i32> = parts
+                .iter()
+                .copied()
+                .filter(|p| (*p as usize) % args.consumers == i)
+                .collect();
+            let (stop, a) = (stop.clone(), args_clone(&args));
+            std::thread::spawn(move || consume(&a, mine, Offset::End, stop, false))
+        })
+        .collect();
+    // Let consumers take their positions at the end before producing.
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let ctx = Arc::new(AckContext {
+        latency_us: Mutex::new(histogram()),
+        acked: AtomicU64::new(0),
+        acked_bytes: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+    });
+    let sent = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.duration_s);
+    let producers: Vec<_> = (0..args.producers)
+        .map(|_| {
+            let (ctx, sent, a) = (ctx.clone(), sent.clone(), args_clone(&args));
+            std::thread::spawn(move || produce(&a, ctx, sent, started, deadline))
+        })
+        .collect();
+    for p in producers {
+        p.join()
+            .map_err(|_| anyhow::anyhow!("producer thread panicked"))??;
+    }
+    let produce_elapsed = started.elapsed();
+    // Give consumers a moment to drain what was acknowledged.
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::Relaxed);
+    let mut e2e = histogram();
+    let mut consumed = 0;
+    for c in consumers {
+        let r = c
+            .join()
+            .map_err(|_| anyhow::anyhow!("consumer thread panicked"))??;
+        consumed += r.records;
+        e2e.add(&r.latency_us).ok();
+    }
+
+    let acked = ctx.acked.load(Ordering::Relaxed);
+    let acked_bytes = ctx.acked_bytes.load(Ordering::Relaxed);
+    let failed = ctx.failed.load(Ordering::Relaxed);
+    let secs = produce_elapsed.as_secs_f64();
+    let ack = ctx
+        .latency_us
+        .lock()
+        .map(|h| h.clone())
+        .unwrap_or_else(|_| histogram());
+    println!("strata-bench: {} producer(s), {} consumer(s), {} B records, acks={}, compression={}, rate={}",
+        args.producers, args.consumers, args.record_size, args.acks, args.compression,
+        if args.rate == 0 { "flat out".to_string() } else { format!("{}/s", args.rate) });
+    println!(
+        "{:<28}{:>14}",
+        "produced records/s",
+        format!("{:.0}", acked as f64 / secs)
+    );
+    println!(
+        "{:<28}{:>14}",
+        "produced MB/s",
+        format!("{:.1}", acked_bytes as f64 / secs / 1e6)
+    );
+    println!("{:<28}{:>14}", "produce errors", failed);
+    println!("{:<28}{:>14}", "consumed records", consumed);
+    println!(
+        "{:<28}{:>14}",
+        "ack latency p50/p99 ms",
+        format!("{:.2}/{:.2}", pct(&ack, 0.5), pct(&ack, 0.99))
+    );
+    println!(
+        "{:<28}{:>14}",
+        "e2e latency p50 ms",
+        format!("{:.2}", pct(&e2e, 0.5))
+    );
+    println!(
+        "{:<28}{:>14}",
+        "e2e latency p99 ms",
+        format!("{:.2}", pct(&e2e, 0.99))
+    );
+    println!(
+        "{:<28}{:>14}",
+        "e2e latency p99.9 ms",
+        format!("{:.2}", pct(&e2e, 0.999))
+    );
+    println!(
+        "{:<28}{:>14}",
+        "e2e latency max ms",
+        format!("{:.2}", e2e.max() as f64 / 1000.0)
+    );
+    let json = serde_json::json!({
+        "mode": "produce", "bootstrap": args.bootstrap, "topic": args.topic, "record_size": args.record_size,
+        "acks": args.acks, "compression": args.compression, "rate": args.rate, "producers": args.producers,
+        "consumers": args.consumers, "seconds": secs, "produced_records": acked, "produce_errors": failed,
+        "produced_records_per_s": acked as f64 / secs, "produced_mb_per_s": acked_bytes as f64 / secs / 1e6,
+        "consumed_records": consumed,
+        "ack_latency_ms": {"p50": pct(&ack, 0.5), "p99": pct(&ack, 0.99), "max": ack.max() as f64 / 1000.0},
+        "e2e_latency_ms": {"p50": pct(&e2e, 0.5), "p99": pct(&e2e, 0.99), "p999": pct(&e2e, 0.999), "max": e2e.max() as f64 / 1000.0},
+    });
+    println!("{json}");
+    if failed > 0 {
+        bail!("{failed} records were not acknowledged");
+    }
+    Ok(())
+}
+
+fn args_clone(a: &Args) -> Args {
+    Args {
+        bootstrap: a.bootstrap.clone(),
+        topic: a.topic.clone(),
+        mode: a.mode,
+        partitions: a.partitions,
+        replication_factor: a.replication_factor,
+        record_size: a.record_size,
+        rate: a.rate,
+        duration_s: a.duration_s,
+        records: a.records,
+        acks: a.acks.clone(),
+        compression: a.compression.clone(),
+        producers: a.producers,
+        consumers: a.consumers,
+        linger_ms: a.linger_ms,
+        batch_bytes: a.batch_bytes,
+        sets: a.sets.clone(),
+    }
+}
+
+fn produce(
+    args: &Args,
+    ctx: Arc<AckContext>,
+    sent: Arc<AtomicU64>,
+    started: Instant,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    let producer: BaseProducer<AckContextRef> = client_config(args)?
+        .set("acks", &args.acks)
+        .set("compression.type", &args.compression)
+        .set("linger.ms", args.linger_ms.to_string())
+        .set("batch.size", args.batch_bytes.to_string())
+        .set("queue.buffering.max.kbytes", "1048576")
+        .set("queue.buffering.max.messages", "1000000")
+        .create_with_context(AckContextRef(ctx))?;
+    let mut payload = vec![0x5au8; args.record_size];
+    let per_producer_rate = args.rate as f64 / args.producers as f64;
+    let mut n: u64 = 0;
+    loop {
+        let now = Instant::now();
+        if now >= deadline || (args.records > 0 && sent.load(Ordering::Relaxed) >= args.records) {
+            break;
+        }
+        if per_producer_rate > 0.0 {
+            let due = started + Duration::from_secs_f64(n as f64 / per_producer_rate);
+            if due > now {
+                producer.poll(due - now);
+                continue;
+            }
+        }
+        payload[..16].copy_from_slice(&now_ns().to_be_bytes());
+        let key = n.to_be_bytes();
+        let record = BaseRecord::with_opaque_to(&args.topic, Box::new(Instant::now()))
+            .payload(&payload[..])
+            .key(&key[..]);
+        match producer.send(record) {
+            Ok(()) => {
+                n += 1;
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((
+                rdkafka::error::KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::QueueFull,
+                ),
+                _,
+            )) => {
+                producer.poll(Duration::from_millis(1));
+            }
+            Err((e, _)) => bail!("send failed: {e}"),
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(60))?;
+    Ok(())
+}
+
+/// Shares one acknowledgement context between producer threads.
+struct AckContextRef(Arc<AckContext>);
+
+impl ClientContext for AckContextRef {}
+
+impl ProducerContext for AckContextRef {
+    type DeliveryOpaque = Box<Instant>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, sent: Self::DeliveryOpaque) {
+        self.0.delivery(result, sent)
+    }
+}
+
+fn run_consume(args: &Args) -> anyhow::Result<()> {
+    let probe: BaseConsumer = client_config(args)?
+        .set("group.id", "strata-bench")
+        .create()?;
+    let parts = partitions_of(&probe, &args.topic)?;
+    drop(probe);
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..args.consumers)
+        .map(|i| {
+            let mine: Vec<i32> = parts
+                .iter()
+                .copied()
+                .filter(|p| (*p as usize) % args.consumers == i)
+                .collect();
+            let (stop, a) = (stop.clone(), args_clone(args));
+            std::thread::spawn(move || consume(&a, mine, Offset::Beginning, stop, true))
+        })
+        .collect();
+    let (mut records, mut bytes) = (0, 0);
+    for h in handles {
+        let r = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("consumer thread panicked"))??;
+        records += r.records;
+        bytes += r.bytes;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "strata-bench consume: {} consumer(s) read {records} records, {:.1} MB in {secs:.2} s",
+        args.consumers,
+        bytes as f64 / 1e6
+    );
+    println!(
+        "{:<28}{:>14}",
+        "consumed MB/s",
+        format!("{:.1}", bytes as f64 / secs / 1e6)
+    );
+    println!(
+        "{:<28}{:>14}",
+        "consumed records/s",
+        format!("{:.0}", records as f64 / secs)
+    );
+    let json = serde_json::json!({
+        "mode": "consume", "bootstrap": args.bootstrap, "topic": args.topic, "consumers": args.consumers,
+        "seconds": secs, "consumed_records": records, "consumed_mb_per_s": bytes as f64 / secs / 1e6,
+        "consumed_records_per_s": records as f64 / secs,
+    });
+    println!("{json}");
+    Ok(())
+}

@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Writes docs/grafana/strata.json, the Grafana dashboard over Strata's metrics.
+
+Edit the panel list here and re-run; the JSON is generated so every panel has the same shape.
+"""
+import json
+from pathlib import Path
+
+DS = {"type": "prometheus", "uid": "${datasource}"}
+
+
+def panel(pid, title, exprs, x, y, w=8, h=8, unit="short", kind="timeseries"):
+    return {
+        "id": pid,
+        "type": kind,
+        "title": title,
+        "datasource": DS,
+        "gridPos": {"x": x, "y": y, "w": w, "h": h},
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "options": {"legend": {"displayMode": "list", "placement": "bottom"}} if kind == "timeseries" else {},
+        "targets": [
+            {"datasource": DS, "expr": e, "legendFormat": legend, "refId": chr(ord("A") + i)}
+            for i, (e, legend) in enumerate(exprs)
+        ],
+    }
+
+
+def row(pid, title, y):
+    return {"id": pid, "type": "row", "title": title, "collapsed": False, "gridPos": {"x": 0, "y": y, "w": 24, "h": 1}, "panels": []}
+
+
+panels = []
+pid = 1
+y = 0
+
+
+def add(p):
+    global pid
+    p["id"] = pid
+    pid += 1
+    panels.append(p)
+
+
+add(row(0, "Cluster overview", y)); y += 1
+add(panel(0, "Brokers up", [('sum(up{job="strata"})', "up")], 0, y, 4, 4, kind="stat"))
+add(panel(0, "Partitions", [("sum(strata_replication_partitions)", "partitions")], 4, y, 4, 4, kind="stat"))
+add(panel(0, "Offline partitions", [("max(strata_replication_offline_partitions)", "offline")], 8, y, 4, 4, kind="stat"))
+add(panel(0, "Under-replicated", [("sum(strata_replication_under_replicated_partitions)", "under-replicated")], 12, y, 4, 4, kind="stat"))
+add(panel(0, "Under min ISR", [("sum(strata_replication_under_min_isr_partitions)", "under min ISR")], 16, y, 4, 4, kind="stat"))
+add(panel(0, "Connections", [("sum(strata_server_connections)", "connections")], 20, y, 4, 4, kind="stat"))
+y += 4
+
+add(row(0, "Throughput", y)); y += 1
+add(panel(0, "Bytes in by topic", [("sum by (topic) (rate(strata_broker_topic_in_bytes_total[1m]))", "{{topic}}")], 0, y, unit="Bps"))
+add(panel(0, "Bytes out by topic", [("sum by (topic) (rate(strata_broker_topic_out_bytes_total[1m]))", "{{topic}}")], 8, y, unit="Bps"))
+add(panel(0, "Records in by topic", [("sum by (topic) (rate(strata_broker_topic_in_records_total[1m]))", "{{topic}}")], 16, y, unit="ops"))
+y += 8
+add(panel(0, "Requests by API", [("sum by (api) (rate(strata_server_requests_total[1m]))", "{{api}}")], 0, y, unit="reqps"))
+add(panel(0, "Network", [("sum(rate(strata_server_received_bytes_total[1m]))", "received"), ("sum(rate(strata_server_sent_bytes_total[1m]))", "sent")], 8, y, unit="Bps"))
+add(panel(0, "Produce errors by topic", [("sum by (topic) (rate(strata_broker_topic_produce_errors_total[5m]))", "{{topic}}")], 16, y, unit="ops"))
+y += 8
+
+add(row(0, "Latency", y)); y += 1
+for i, api in enumerate(["Produce", "Fetch", "Metadata"]):
+    add(panel(0, f"{api} latency", [
+        (f'histogram_quantile(0.5, sum by (le) (rate(strata_server_request_latency_seconds_bucket{{api="{api}"}}[5m])))', "p50"),
+        (f'histogram_quantile(0.99, sum by (le) (rate(strata_server_request_latency_seconds_bucket{{api="{api}"}}[5m])))', "p99"),
+        (f'histogram_quantile(0.999, sum by (le) (rate(strata_server_request_latency_seconds_bucket{{api="{api}"}}[5m])))', "p99.9"),
+    ], 8 * i, y, unit="s"))
+y += 8
+add(panel(0, "fsync (group commit) latency", [
+    ("histogram_quantile(0.5, sum by (le) (rate(strata_log_flush_latency_seconds_bucket[5m])))", "p50"),
+    ("histogram_quantile(0.99, sum by (le) (rate(strata_log_flush_latency_seconds_bucket[5m])))", "p99"),
+], 0, y, unit="s"))
+add(panel(0, "Requests waiting (acks, long-poll)", [("sum by (api) (strata_server_requests_waiting)", "{{api}}")], 8, y))
+add(panel(0, "Rejected requests and connections", [
+    ("sum by (reason) (rate(strata_server_request_errors_total[5m]))", "{{reason}}"),
+    ("sum(rate(strata_server_connections_rejected_total[5m]))", "connections refused"),
+], 16, y, unit="ops"))
+y += 8
+
+add(row(0, "Replication health", y)); y += 1
+add(panel(0, "Leaders per broker", [("strata_replication_leaders", "{{instance}}")], 0, y))
+add(panel(0, "Under-replicated / under min ISR", [
+    ("sum(strata_replication_under_replicated_partitions)", "under-replicated"),
+    ("sum(strata_replication_under_min_isr_partitions)", "under min ISR"),
+    ("max(strata_replication_offline_partitions)", "offline"),
+], 8, y))
+add(panel(0, "Local log size by topic", [("sum by (topic) (strata_log_size_bytes)", "{{topic}}")], 16, y, unit="bytes"))
+y += 8
+
+add(row(0, "Process", y)); y += 1
+add(panel(0, "CPU", [("rate(process_cpu_seconds_total{job=\"strata\"}[1m])", "{{instance}}")], 0, y, unit="percentunit"))
+add(panel(0, "Resident memory", [("process_resident_memory_bytes{job=\"strata\"}", "{{instance}}")], 8, y, unit="bytes"))
+add(panel(0, "Open files", [("process_open_fds{job=\"strata\"}", "{{instance}}"), ("process_max_fds{job=\"strata\"}", "limit {{instance}}")], 16, y))
+y += 8
+
+dashboard = {
+    "title": "Strata",
+    "uid": "strata-overview",
+    "schemaVersion": 39,
+    "version": 1,
+    "editable": True,
+    "time": {"from": "now-1h", "to": "now"},
+    "refresh": "30s",
+    "tags": ["strata", "kafka"],
+    "templating": {"list": [{"name": "datasource", "type": "datasource", "query": "prometheus", "label": "Data source"}]},
+    "panels": panels,
+}
+out = Path(__file__).with_name("strata.json")
+out.write_text(json.dumps(dashboard, indent=2) + "\n")
+print(f"wrote {out} with {len(panels)} panels")
