@@ -175,7 +175,12 @@ impl Broker {
         decide: impl FnOnce(&MetadataImage) -> Result<(T, Vec<MetadataRecord>), ControllerError>,
     ) -> Result<T, ControllerError> {
         let (value, image) = self.controller.commit(decide).await?;
-        self.replicas.wait_applied(image.offset).await;
+        // The task that applies images stops at shutdown; a request in flight then must not wait
+        // for an apply that will never come (it would hold graceful shutdown for 30 s).
+        tokio::select! {
+            () = self.replicas.wait_applied(image.offset) => {}
+            () = self.shutdown.cancelled() => {}
+        }
         Ok(value)
     }
 

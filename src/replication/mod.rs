@@ -120,6 +120,7 @@ impl ReplicaManager {
             .read()
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default();
+        let mut first_error: Option<LogError> = None;
         // Removals first: a topic deleted and re-created under its name reuses the directory.
         for (tp, p) in &current {
             let keep = wanted
@@ -130,13 +131,15 @@ impl ReplicaManager {
                 if let Ok(mut m) = self.partitions.write() {
                     m.remove(tp);
                 }
-                self.logs.delete(tp)?;
+                match self.logs.delete(tp) {
+                    Ok(()) => tracing::info!(partition = %tp, "deleted partition replica"),
+                    Err(e) => first_error = first_error.or(Some(e)),
+                }
                 if image.topic(&p.topic_id).is_none() {
                     if let Some(r) = self.remote.get() {
                         r.on_topic_deleted(tp, p.topic_id);
                     }
                 }
-                tracing::info!(partition = %tp, "deleted partition replica");
             }
         }
         let present: BTreeSet<TopicPartition> = self
@@ -155,7 +158,16 @@ impl ReplicaManager {
                 }
                 continue;
             }
-            let log = self.logs.get_or_create(&tp, log_config)?;
+            // One partition that cannot be created (a full disk) must not keep the others, or
+            // the waiters on this image, from making progress.
+            let log = match self.logs.get_or_create(&tp, log_config) {
+                Ok(log) => log,
+                Err(e) => {
+                    tracing::error!(partition = %tp, error = %e, "cannot create partition log");
+                    first_error = first_error.or(Some(e));
+                    continue;
+                }
+            };
             let partition = Arc::new(Partition::new(
                 tp.clone(),
                 topic_id,
@@ -173,7 +185,7 @@ impl ReplicaManager {
             }
         }
         self.applied_offset.send_replace(image.offset);
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 }
 
