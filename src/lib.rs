@@ -8,7 +8,9 @@
 //! - [`handlers`]: one file per Kafka API; the ApiVersions table is derived from their list.
 //! - [`replication`]: `ReplicaManager` and `Partition` — roles, high watermark, acks.
 //! - [`log`]: the storage engine (`UnifiedLog`, segments, indexes, recovery, retention, cleaner).
-//! - [`controller`]: metadata records, the `MetadataImage`, and the decisions that change it.
+//! - [`controller`]: the openraft metadata quorum: records, the `MetadataImage`, the decisions
+//!   that change it, broker liveness and leader elections.
+//! - [`net`]: the network seam the controller RPC uses (tokio, or turmoil in tests).
 //! - [`broker`]: the node's parts wired together.
 //! - [`metrics`]: the Prometheus registry and the HTTP endpoint (`/metrics`, `/health`, `/ready`).
 //! - [`admin`]: the `strata topics` command, a Kafka-protocol client.
@@ -25,6 +27,7 @@ pub mod handlers;
 pub mod log;
 pub mod metrics;
 pub mod model;
+pub mod net;
 pub mod protocol;
 pub mod replication;
 pub mod server;
