@@ -91,7 +91,12 @@ impl Broker {
             })?;
             if cluster_id.is_empty()
                 && !dir.join("meta.properties").exists()
-                && node.get("controller.quorum.voters").split(',').filter(|v| !v.trim().is_empty()).count() > 1
+                && node
+                    .get("controller.quorum.voters")
+                    .split(',')
+                    .filter(|v| !v.trim().is_empty())
+                    .count()
+                    > 1
             {
                 return Err(BrokerError::Unformatted { path: dir.clone() });
             }
@@ -205,7 +210,9 @@ impl Broker {
                         }
                         was_fenced = fenced;
                     }
-                    Err(e) => tracing::debug!(error = %e, "heartbeat to the active controller failed"),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "heartbeat to the active controller failed")
+                    }
                 }
                 // Fenced brokers heartbeat faster so they are unfenced soon after they return.
                 let wait = if was_fenced { every / 4 } else { every };
@@ -362,11 +369,13 @@ pub fn topic_log_config(node: &NodeConfig, image: &MetadataImage, topic: &str) -
 /// a dir already formatted for the same cluster and node is left alone, one of another refused.
 pub fn format_log_dirs(node: &NodeConfig, cluster_id: &str) -> Result<Vec<PathBuf>, BrokerError> {
     if cluster_id.is_empty() {
-        return Err(BrokerError::Config(crate::config::ConfigError::InvalidValue {
-            key: "cluster.id".into(),
-            value: String::new(),
-            reason: "the cluster id must not be empty".into(),
-        }));
+        return Err(BrokerError::Config(
+            crate::config::ConfigError::InvalidValue {
+                key: "cluster.id".into(),
+                value: String::new(),
+                reason: "the cluster id must not be empty".into(),
+            },
+        ));
     }
     let dirs = node.log_dirs();
     for dir in &dirs {

@@ -72,7 +72,7 @@ enum ClusterCommand {
 }
 
 fn main() -> std::process::ExitCode {
-    let filter = std::env::var("STRATA_LOG").unwrap_or_else(|_| "info".to_string());
+    let filter = std::env::var("STRATA_LOG").unwrap_or_else(|_| "info,openraft=warn".to_string());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
@@ -131,10 +131,18 @@ fn load_config(config: Option<PathBuf>, sets: Vec<String>) -> anyhow::Result<Nod
     Ok(node)
 }
 
-fn run_format(cluster_id: String, config: Option<PathBuf>, sets: Vec<String>) -> anyhow::Result<()> {
+fn run_format(
+    cluster_id: String,
+    config: Option<PathBuf>,
+    sets: Vec<String>,
+) -> anyhow::Result<()> {
     let node = load_config(config, sets)?;
     for dir in strata::broker::format_log_dirs(&node, &cluster_id)? {
-        println!("formatted {} (cluster {cluster_id}, node {})", dir.display(), node.node_id());
+        println!(
+            "formatted {} (cluster {cluster_id}, node {})",
+            dir.display(),
+            node.node_id()
+        );
     }
     Ok(())
 }
@@ -143,7 +151,10 @@ async fn describe_cluster(controller: String, json: bool) -> anyhow::Result<()> 
     use strata::controller::network::{ControllerReply, ControllerRequest, PeerClient};
     let mut peer = PeerClient::new(strata::net::tokio_network(), controller.clone());
     let reply = peer
-        .call(&ControllerRequest::Describe, std::time::Duration::from_secs(5))
+        .call(
+            &ControllerRequest::Describe,
+            std::time::Duration::from_secs(5),
+        )
         .await
         .with_context(|| format!("asking the controller at {controller}"))?;
     let ControllerReply::Describe(d) = reply else {
@@ -153,10 +164,20 @@ async fn describe_cluster(controller: String, json: bool) -> anyhow::Result<()> 
         println!("{}", serde_json::to_string_pretty(&d)?);
         return Ok(());
     }
-    let leader = d.leader.map(|l| l.to_string()).unwrap_or_else(|| "none".into());
-    println!("ActiveController: {leader}  Term: {}  MetadataVersion: {}  ImageOffset: {}", d.term, d.metadata_version, d.image_offset);
+    let leader = d
+        .leader
+        .map(|l| l.to_string())
+        .unwrap_or_else(|| "none".into());
+    println!(
+        "ActiveController: {leader}  Term: {}  MetadataVersion: {}  ImageOffset: {}",
+        d.term, d.metadata_version, d.image_offset
+    );
     for (id, addr) in &d.voters {
-        let role = if Some(*id) == d.leader { "leader" } else { "follower" };
+        let role = if Some(*id) == d.leader {
+            "leader"
+        } else {
+            "follower"
+        };
         println!("Voter {id} {addr} {role}");
     }
     for (id, addr) in &d.learners {

@@ -63,7 +63,10 @@ impl ControllerSettings {
     pub fn from_node(node: &NodeConfig) -> Result<ControllerSettings, ControllerError> {
         let node_id = node.node_id().0 as NodeId;
         let voters = parse_voters(node.get("controller.quorum.voters"))?;
-        let is_voter = node.get("process.roles").split(',').any(|r| r.trim() == "controller");
+        let is_voter = node
+            .get("process.roles")
+            .split(',')
+            .any(|r| r.trim() == "controller");
         if is_voter && !voters.contains_key(&node_id) {
             return Err(ControllerError::InvalidConfig(format!(
                 "process.roles includes controller but node {node_id} is not in controller.quorum.voters"
@@ -77,7 +80,15 @@ impl ControllerSettings {
         let lone_voter = is_voter && voters.len() == 1;
         let listen = match (&controller_listener, lone_voter) {
             (_, true) => None,
-            (Some(l), false) => Some(format!("{}:{}", if l.host.is_empty() { "0.0.0.0" } else { &l.host }, l.port)),
+            (Some(l), false) => Some(format!(
+                "{}:{}",
+                if l.host.is_empty() {
+                    "0.0.0.0"
+                } else {
+                    &l.host
+                },
+                l.port
+            )),
             (None, false) => {
                 return Err(ControllerError::InvalidConfig(
                     "a node of a multi-node quorum needs a CONTROLLER://host:port listener".into(),
@@ -102,9 +113,12 @@ impl ControllerSettings {
             unclean_leader_election: node.get("unclean.leader.election.enable") == "true",
             auto_leader_rebalance: node.get("auto.leader.rebalance.enable") == "true",
             leader_imbalance_check_interval: Duration::from_secs(
-                node.get_i64("leader.imbalance.check.interval.seconds").max(1) as u64,
+                node.get_i64("leader.imbalance.check.interval.seconds")
+                    .max(1) as u64,
             ),
-            leader_imbalance_percent: node.get_i64("leader.imbalance.per.broker.percentage").clamp(0, 100) as u32,
+            leader_imbalance_percent: node
+                .get_i64("leader.imbalance.per.broker.percentage")
+                .clamp(0, 100) as u32,
         })
     }
 
@@ -177,7 +191,10 @@ impl Controller {
         shutdown: CancellationToken,
     ) -> Result<Arc<Controller>, ControllerError> {
         let raft_dir = dir.join("raft");
-        let io = |source| ControllerError::Io { path: raft_dir.clone(), source };
+        let io = |source| ControllerError::Io {
+            path: raft_dir.clone(),
+            source,
+        };
         let log_store = MetadataLogStore::open(&raft_dir).map_err(io)?;
         let (sm, image_rx) = MetadataStateMachine::open(&raft_dir, observer).map_err(io)?;
         let et = settings.election_timeout.as_millis() as u64;
@@ -212,17 +229,22 @@ impl Controller {
             shutdown: shutdown.clone(),
         });
         if let Some(addr) = &settings.listen {
-            let acceptor = net.bind(addr.clone()).await.map_err(|source| ControllerError::Io {
-                path: format!("controller listener {addr}").into(),
-                source,
-            })?;
+            let acceptor = net
+                .bind(addr.clone())
+                .await
+                .map_err(|source| ControllerError::Io {
+                    path: format!("controller listener {addr}").into(),
+                    source,
+                })?;
             tokio::spawn(serve(acceptor, controller.clone(), shutdown.clone()));
         }
         if settings.is_voter {
             // Every voter may initialize with the same membership: the entries are identical,
             // and a node that already has a log refuses.
             match raft.initialize(settings.voters.clone()).await {
-                Ok(()) => tracing::info!(voters = ?settings.voters.keys().collect::<Vec<_>>(), "bootstrapped the metadata quorum"),
+                Ok(()) => {
+                    tracing::info!(voters = ?settings.voters.keys().collect::<Vec<_>>(), "bootstrapped the metadata quorum")
+                }
                 Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
                 Err(e) => return Err(raft_err(e)),
             }
@@ -282,7 +304,11 @@ impl Controller {
     }
 
     /// Waits until the local image has reached `offset`.
-    pub async fn wait_image(&self, offset: u64, deadline: Instant) -> Result<Arc<MetadataImage>, ControllerError> {
+    pub async fn wait_image(
+        &self,
+        offset: u64,
+        deadline: Instant,
+    ) -> Result<Arc<MetadataImage>, ControllerError> {
         let mut rx = self.image_rx.clone();
         let waited = tokio::time::timeout_at(deadline, rx.wait_for(|i| i.offset >= offset))
             .await
@@ -290,7 +316,9 @@ impl Controller {
         match waited {
             Ok(Ok(i)) => Ok(i),
             Ok(Err(_)) => Err(ControllerError::ShuttingDown),
-            Err(_) => Err(ControllerError::NotController { leader: self.leader_id() }),
+            Err(_) => Err(ControllerError::NotController {
+                leader: self.leader_id(),
+            }),
         }
     }
 
@@ -309,7 +337,10 @@ impl Controller {
             if records.is_empty() {
                 return Ok((value, image));
             }
-            let write = MetadataWrite { expected_offset: Some(image.offset), records };
+            let write = MetadataWrite {
+                expected_offset: Some(image.offset),
+                records,
+            };
             match self.write(&write, deadline).await? {
                 WriteOutcome::Applied { offset } => {
                     let image = self.wait_image(offset, deadline).await?;
@@ -326,17 +357,25 @@ impl Controller {
 
     /// Appends `write` through the active controller: locally when this node is it, else
     /// forwarded. Retries through elections until `deadline`.
-    async fn write(&self, write: &MetadataWrite, deadline: Instant) -> Result<WriteOutcome, ControllerError> {
+    async fn write(
+        &self,
+        write: &MetadataWrite,
+        deadline: Instant,
+    ) -> Result<WriteOutcome, ControllerError> {
         loop {
             if self.shutdown.is_cancelled() {
                 return Err(ControllerError::ShuttingDown);
             }
             if Instant::now() >= deadline {
-                return Err(ControllerError::NotController { leader: self.leader_id() });
+                return Err(ControllerError::NotController {
+                    leader: self.leader_id(),
+                });
             }
             match self.leader_addr() {
                 Some((id, _)) if id == self.settings.node_id => {
-                    match tokio::time::timeout_at(deadline, self.raft.client_write(write.clone())).await {
+                    match tokio::time::timeout_at(deadline, self.raft.client_write(write.clone()))
+                        .await
+                    {
                         Ok(Ok(r)) => return Ok(r.data),
                         Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {}
                         Ok(Err(RaftError::APIError(e))) => return Err(raft_err(e)),
@@ -345,9 +384,14 @@ impl Controller {
                     }
                 }
                 Some((_, addr)) => {
-                    let remaining = deadline.saturating_duration_since(Instant::now()).min(RPC_TIMEOUT * 2);
+                    let remaining = deadline
+                        .saturating_duration_since(Instant::now())
+                        .min(RPC_TIMEOUT * 2);
                     let mut peer = PeerClient::new(self.net.clone(), addr);
-                    match peer.call(&ControllerRequest::Write(write.clone()), remaining).await {
+                    match peer
+                        .call(&ControllerRequest::Write(write.clone()), remaining)
+                        .await
+                    {
                         Ok(ControllerReply::Write(Ok(outcome))) => return Ok(outcome),
                         Ok(ControllerReply::Write(Err(RemoteRefusal::Failed(m)))) => {
                             return Err(ControllerError::Raft(m))
@@ -362,11 +406,21 @@ impl Controller {
     }
 
     /// Hands `count` producer ids to `broker_id`; returns the first.
-    pub async fn allocate_producer_ids(&self, broker_id: BrokerId, count: i64) -> Result<i64, ControllerError> {
+    pub async fn allocate_producer_ids(
+        &self,
+        broker_id: BrokerId,
+        count: i64,
+    ) -> Result<i64, ControllerError> {
         let (first, _) = self
             .commit(|image| {
                 let first = image.next_producer_id;
-                Ok((first, vec![MetadataRecord::ProducerIds { broker_id, next_producer_id: first + count }]))
+                Ok((
+                    first,
+                    vec![MetadataRecord::ProducerIds {
+                        broker_id,
+                        next_producer_id: first + count,
+                    }],
+                ))
             })
             .await?;
         Ok(first)
@@ -385,8 +439,18 @@ impl Controller {
     }
 
     /// Tells the active controller that `broker_id` is alive. Returns whether it is fenced.
-    pub async fn heartbeat(&self, broker_id: BrokerId, incarnation: uuid::Uuid) -> Result<bool, ControllerError> {
-        match self.to_leader(ControllerRequest::BrokerHeartbeat { broker_id, incarnation }).await? {
+    pub async fn heartbeat(
+        &self,
+        broker_id: BrokerId,
+        incarnation: uuid::Uuid,
+    ) -> Result<bool, ControllerError> {
+        match self
+            .to_leader(ControllerRequest::BrokerHeartbeat {
+                broker_id,
+                incarnation,
+            })
+            .await?
+        {
             ControllerReply::BrokerHeartbeat(Ok(fenced)) => Ok(fenced),
             ControllerReply::BrokerHeartbeat(Err(e)) => Err(ControllerError::Raft(e.to_string())),
             _ => Err(ControllerError::Raft("unexpected reply".into())),
@@ -395,12 +459,23 @@ impl Controller {
 
     /// Asks the active controller to move `broker_id`'s leaderships away, and waits until the
     /// local image shows it leads nothing that could move (or `timeout`).
-    pub async fn controlled_shutdown(&self, broker_id: BrokerId, timeout: Duration) -> Result<(), ControllerError> {
+    pub async fn controlled_shutdown(
+        &self,
+        broker_id: BrokerId,
+        timeout: Duration,
+    ) -> Result<(), ControllerError> {
         let deadline = Instant::now() + timeout;
         loop {
-            match self.to_leader(ControllerRequest::ControlledShutdown { broker_id }).await {
+            match self
+                .to_leader(ControllerRequest::ControlledShutdown { broker_id })
+                .await
+            {
                 Ok(ControllerReply::ControlledShutdown(Ok(()))) => break,
-                _ if Instant::now() >= deadline => return Err(ControllerError::NotController { leader: self.leader_id() }),
+                _ if Instant::now() >= deadline => {
+                    return Err(ControllerError::NotController {
+                        leader: self.leader_id(),
+                    })
+                }
                 _ => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
@@ -414,7 +489,9 @@ impl Controller {
         tokio::time::timeout_at(deadline, rx.wait_for(drained))
             .await
             .map(|_| ())
-            .map_err(|_| ControllerError::NotController { leader: self.leader_id() })
+            .map_err(|_| ControllerError::NotController {
+                leader: self.leader_id(),
+            })
     }
 
     /// The quorum as this node sees it.
@@ -444,7 +521,14 @@ impl Controller {
             brokers: image
                 .brokers
                 .values()
-                .map(|b| (b.broker_id.0, format!("{}:{}", b.host, b.port), b.rack.clone(), b.fenced))
+                .map(|b| {
+                    (
+                        b.broker_id.0,
+                        format!("{}:{}", b.host, b.port),
+                        b.rack.clone(),
+                        b.fenced,
+                    )
+                })
                 .collect(),
         }
     }
@@ -460,24 +544,38 @@ impl Controller {
     }
 
     async fn serve_request(&self, req: ControllerRequest) -> ControllerReply {
-        let not_leader = || RemoteRefusal::NotLeader { leader: self.leader_id() };
+        let not_leader = || RemoteRefusal::NotLeader {
+            leader: self.leader_id(),
+        };
         match req {
-            ControllerRequest::AppendEntries(r) => ControllerReply::AppendEntries(self.raft.append_entries(r).await),
+            ControllerRequest::AppendEntries(r) => {
+                ControllerReply::AppendEntries(self.raft.append_entries(r).await)
+            }
             ControllerRequest::Vote(r) => ControllerReply::Vote(self.raft.vote(r).await),
-            ControllerRequest::InstallSnapshot(r) => ControllerReply::InstallSnapshot(self.raft.install_snapshot(r).await),
-            ControllerRequest::Write(w) => ControllerReply::Write(match self.raft.client_write(w).await {
-                Ok(r) => Ok(r.data),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                    Err(RemoteRefusal::NotLeader { leader: f.leader_id })
-                }
-                Err(e) => Err(RemoteRefusal::Failed(e.to_string())),
-            }),
+            ControllerRequest::InstallSnapshot(r) => {
+                ControllerReply::InstallSnapshot(self.raft.install_snapshot(r).await)
+            }
+            ControllerRequest::Write(w) => {
+                ControllerReply::Write(match self.raft.client_write(w).await {
+                    Ok(r) => Ok(r.data),
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                        Err(RemoteRefusal::NotLeader {
+                            leader: f.leader_id,
+                        })
+                    }
+                    Err(e) => Err(RemoteRefusal::Failed(e.to_string())),
+                })
+            }
             ControllerRequest::BrokerHeartbeat { broker_id, .. } => {
                 if !self.is_leader() {
                     return ControllerReply::BrokerHeartbeat(Err(not_leader()));
                 }
                 self.sessions().last_seen.insert(broker_id, Instant::now());
-                let fenced = self.image().brokers.get(&broker_id).is_none_or(|b| b.fenced);
+                let fenced = self
+                    .image()
+                    .brokers
+                    .get(&broker_id)
+                    .is_none_or(|b| b.fenced);
                 ControllerReply::BrokerHeartbeat(Ok(fenced))
             }
             ControllerRequest::ControlledShutdown { broker_id } => {
@@ -487,7 +585,11 @@ impl Controller {
                 if let Some(b) = self.image().brokers.get(&broker_id) {
                     self.sessions().draining.insert(broker_id, b.incarnation);
                 }
-                ControllerReply::ControlledShutdown(self.run_liveness().await.map_err(|e| RemoteRefusal::Failed(e.to_string())))
+                ControllerReply::ControlledShutdown(
+                    self.run_liveness()
+                        .await
+                        .map_err(|e| RemoteRefusal::Failed(e.to_string())),
+                )
             }
             ControllerRequest::AddLearner { node_id, addr } => {
                 if !self.is_leader() {
@@ -507,16 +609,28 @@ impl Controller {
 
     fn spawn_join_as_learner(self: Arc<Self>) {
         let Some(addr) = self.settings.advertised.clone() else {
-            tracing::error!("a broker-only node needs a CONTROLLER listener to follow the metadata log");
+            tracing::error!(
+                "a broker-only node needs a CONTROLLER listener to follow the metadata log"
+            );
             return;
         };
         tokio::spawn(async move {
-            let voters: Vec<String> = self.settings.voters.values().map(|n| n.addr.clone()).collect();
-            let req = ControllerRequest::AddLearner { node_id: self.settings.node_id, addr };
+            let voters: Vec<String> = self
+                .settings
+                .voters
+                .values()
+                .map(|n| n.addr.clone())
+                .collect();
+            let req = ControllerRequest::AddLearner {
+                node_id: self.settings.node_id,
+                addr,
+            };
             loop {
                 for v in &voters {
                     let mut peer = PeerClient::new(self.net.clone(), v.clone());
-                    if let Ok(ControllerReply::AddLearner(Ok(()))) = peer.call(&req, RPC_TIMEOUT).await {
+                    if let Ok(ControllerReply::AddLearner(Ok(()))) =
+                        peer.call(&req, RPC_TIMEOUT).await
+                    {
                         tracing::info!("following the metadata log as a learner");
                         return;
                     }
@@ -570,11 +684,18 @@ impl Controller {
             }
         };
         if became_leader {
-            tracing::info!(node_id = self.settings.node_id, term, "this node is the active controller");
+            tracing::info!(
+                node_id = self.settings.node_id,
+                term,
+                "this node is the active controller"
+            );
         }
         self.commit(|image| {
             let records = if image.metadata_version < METADATA_VERSION {
-                vec![MetadataRecord::FeatureLevel { name: "metadata.version".into(), level: METADATA_VERSION }]
+                vec![MetadataRecord::FeatureLevel {
+                    name: "metadata.version".into(),
+                    level: METADATA_VERSION,
+                }]
             } else {
                 vec![]
             };
@@ -592,7 +713,8 @@ impl Controller {
             self.sessions().last_rebalance = Some(Instant::now());
             let draining: BTreeSet<BrokerId> = self.sessions().draining.keys().copied().collect();
             let pct = self.settings.leader_imbalance_percent;
-            self.commit(|image| Ok(((), decide_preferred_leaders(image, pct, &draining)))).await?;
+            self.commit(|image| Ok(((), decide_preferred_leaders(image, pct, &draining))))
+                .await?;
         }
         Ok(())
     }

@@ -71,7 +71,8 @@ pub fn decide_broker_liveness(
             if isr.is_empty() {
                 isr = p.isr.clone();
             }
-            let leader = if p.leader != NO_LEADER && can_lead(&p.leader) && isr.contains(&p.leader) {
+            let leader = if p.leader != NO_LEADER && can_lead(&p.leader) && isr.contains(&p.leader)
+            {
                 p.leader
             } else if let Some(b) = p.replicas.iter().find(|b| isr.contains(b) && can_lead(b)) {
                 *b
@@ -146,14 +147,18 @@ pub fn decide_preferred_leaders(
     let imbalanced: BTreeSet<BrokerId> = preferred
         .into_iter()
         .filter(|(b, (total, off))| {
-            image.is_live(*b) && !draining.contains(b) && *off * 100 > *total * u64::from(imbalance_percent)
+            image.is_live(*b)
+                && !draining.contains(b)
+                && *off * 100 > *total * u64::from(imbalance_percent)
         })
         .map(|(b, _)| b)
         .collect();
     let mut records = Vec::new();
     for topic in image.topics.values() {
         for (index, p) in &topic.partitions {
-            let Some(first) = p.replicas.first() else { continue };
+            let Some(first) = p.replicas.first() else {
+                continue;
+            };
             if p.leader != *first && imbalanced.contains(first) && p.isr.contains(first) {
                 if let Some(r) = changed(topic, *index, p, *first, p.isr.clone()) {
                     records.push(r);
@@ -189,7 +194,13 @@ mod tests {
             );
         }
         let topic_id = TopicId::random();
-        image.apply(next(), &MetadataRecord::Topic { name: "t".into(), topic_id });
+        image.apply(
+            next(),
+            &MetadataRecord::Topic {
+                name: "t".into(),
+                topic_id,
+            },
+        );
         for (i, r) in replicas.iter().enumerate() {
             let r: Vec<BrokerId> = r.iter().map(|b| BrokerId(*b)).collect();
             image.apply(
@@ -222,7 +233,10 @@ mod tests {
     #[test]
     fn fencing_the_leader_elects_from_the_isr_and_bumps_epochs() {
         let (mut image, t) = cluster(3, &[vec![1, 2, 3], vec![2, 3, 1]]);
-        let observed = Liveness { fence: [BrokerId(1)].into(), ..Default::default() };
+        let observed = Liveness {
+            fence: [BrokerId(1)].into(),
+            ..Default::default()
+        };
         let records = decide_broker_liveness(&image, &observed, false);
         apply(&mut image, &records);
         assert!(image.brokers[&BrokerId(1)].fenced);
@@ -240,33 +254,54 @@ mod tests {
     #[test]
     fn no_live_isr_member_means_offline_unless_unclean() {
         let (mut image, t) = cluster(2, &[vec![1, 2]]);
-        let observed = Liveness { fence: [BrokerId(2)].into(), ..Default::default() };
-        apply(&mut image, &decide_broker_liveness(&image, &observed, false));
-        let observed = Liveness { fence: [BrokerId(1)].into(), ..Default::default() };
+        let observed = Liveness {
+            fence: [BrokerId(2)].into(),
+            ..Default::default()
+        };
+        let r = decide_broker_liveness(&image, &observed, false);
+        apply(&mut image, &r);
+        let observed = Liveness {
+            fence: [BrokerId(1)].into(),
+            ..Default::default()
+        };
         let mut clean = image.clone();
-        apply(&mut clean, &decide_broker_liveness(&clean, &observed, false));
+        let r = decide_broker_liveness(&clean, &observed, false);
+        apply(&mut clean, &r);
         assert_eq!(part(&clean, t, 0).leader, NO_LEADER);
         assert_eq!(part(&clean, t, 0).isr, vec![BrokerId(1)]);
         // Broker 2 comes back: it is not in the ISR, so the partition stays offline...
-        let back = Liveness { unfence: [BrokerId(2)].into(), ..Default::default() };
+        let back = Liveness {
+            unfence: [BrokerId(2)].into(),
+            ..Default::default()
+        };
         let mut c2 = clean.clone();
-        apply(&mut c2, &decide_broker_liveness(&c2, &back, false));
+        let r = decide_broker_liveness(&c2, &back, false);
+        apply(&mut c2, &r);
         assert_eq!(part(&c2, t, 0).leader, NO_LEADER);
         // ...unless unclean election is on.
-        apply(&mut c2, &decide_broker_liveness(&c2, &Liveness::default(), true));
+        let r = decide_broker_liveness(&c2, &Liveness::default(), true);
+        apply(&mut c2, &r);
         assert_eq!(part(&c2, t, 0).leader, BrokerId(2));
         assert_eq!(part(&c2, t, 0).isr, vec![BrokerId(2)]);
         // Broker 1 (the last ISR member) comes back: it leads again.
-        let back = Liveness { unfence: [BrokerId(1)].into(), ..Default::default() };
-        apply(&mut clean, &decide_broker_liveness(&clean, &back, false));
+        let back = Liveness {
+            unfence: [BrokerId(1)].into(),
+            ..Default::default()
+        };
+        let r = decide_broker_liveness(&clean, &back, false);
+        apply(&mut clean, &r);
         assert_eq!(part(&clean, t, 0).leader, BrokerId(1));
     }
 
     #[test]
     fn draining_moves_leadership_but_keeps_sole_replicas() {
         let (mut image, t) = cluster(3, &[vec![1, 2, 3], vec![1]]);
-        let observed = Liveness { draining: [BrokerId(1)].into(), ..Default::default() };
-        apply(&mut image, &decide_broker_liveness(&image, &observed, false));
+        let observed = Liveness {
+            draining: [BrokerId(1)].into(),
+            ..Default::default()
+        };
+        let r = decide_broker_liveness(&image, &observed, false);
+        apply(&mut image, &r);
         assert_eq!(part(&image, t, 0).leader, BrokerId(2));
         assert_eq!(part(&image, t, 0).isr, vec![BrokerId(2), BrokerId(3)]);
         assert_eq!(part(&image, t, 1).leader, BrokerId(1));
@@ -276,11 +311,19 @@ mod tests {
     #[test]
     fn rebalancing_returns_leadership_to_preferred_replicas() {
         let (mut image, t) = cluster(3, &[vec![1, 2, 3], vec![2, 3, 1], vec![3, 1, 2]]);
-        let observed = Liveness { fence: [BrokerId(1)].into(), ..Default::default() };
-        apply(&mut image, &decide_broker_liveness(&image, &observed, false));
+        let observed = Liveness {
+            fence: [BrokerId(1)].into(),
+            ..Default::default()
+        };
+        let r = decide_broker_liveness(&image, &observed, false);
+        apply(&mut image, &r);
         assert_ne!(part(&image, t, 0).leader, BrokerId(1));
-        let back = Liveness { unfence: [BrokerId(1)].into(), ..Default::default() };
-        apply(&mut image, &decide_broker_liveness(&image, &back, false));
+        let back = Liveness {
+            unfence: [BrokerId(1)].into(),
+            ..Default::default()
+        };
+        let r = decide_broker_liveness(&image, &back, false);
+        apply(&mut image, &r);
         // Not in the ISR (no follower caught up yet): nothing to move.
         assert!(decide_preferred_leaders(&image, 10, &BTreeSet::new()).is_empty());
         let mut p0 = part(&image, t, 0);

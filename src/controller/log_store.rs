@@ -118,9 +118,15 @@ impl MetadataLogStore {
         let mut purged_in_file = 0;
         let mut pos = 0usize;
         while pos + HEADER_BYTES <= bytes.len() {
-            let len = u32::from_be_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]])
-                as usize;
-            let crc = u32::from_be_bytes([bytes[pos + 4], bytes[pos + 5], bytes[pos + 6], bytes[pos + 7]]);
+            let len =
+                u32::from_be_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]])
+                    as usize;
+            let crc = u32::from_be_bytes([
+                bytes[pos + 4],
+                bytes[pos + 5],
+                bytes[pos + 6],
+                bytes[pos + 7],
+            ]);
             let end = pos + HEADER_BYTES + len;
             if len > MAX_ENTRY_BYTES || end > bytes.len() {
                 break;
@@ -213,7 +219,11 @@ impl RaftLogReader<TypeConfig> for MetadataLogStore {
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
         let inner = self.lock();
-        Ok(inner.entries.range(range).map(|(_, (_, e))| e.clone()).collect())
+        Ok(inner
+            .entries
+            .range(range)
+            .map(|(_, (_, e))| e.clone())
+            .collect())
     }
 }
 
@@ -263,7 +273,11 @@ impl RaftLogStorage<TypeConfig> for MetadataLogStore {
         Ok(self.lock().committed)
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -277,7 +291,10 @@ impl RaftLogStorage<TypeConfig> for MetadataLogStore {
             placed.push((pos, entry));
         }
         let end = inner.end_pos;
-        let result = inner.file.write_all(&buf).and_then(|()| inner.file.sync_data());
+        let result = inner
+            .file
+            .write_all(&buf)
+            .and_then(|()| inner.file.sync_data());
         if let Err(e) = result {
             // Leave no partial entry behind: the next append must start on a boundary.
             let _ = inner.file.set_len(end);
@@ -295,7 +312,9 @@ impl RaftLogStorage<TypeConfig> for MetadataLogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.lock().truncate_from(log_id.index).map_err(|e| io_err(&e))
+        self.lock()
+            .truncate_from(log_id.index)
+            .map_err(|e| io_err(&e))
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {

@@ -26,10 +26,9 @@ pub mod state_machine;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-
+pub use duties::{Controller, ControllerSettings};
 pub use image::{BrokerRegistration, MetadataImage, PartitionRegistration, TopicImage};
 pub use records::MetadataRecord;
-pub use duties::{Controller, ControllerSettings};
 
 use crate::config::defs::node_key;
 use crate::config::{validate_value, TopicConfig};

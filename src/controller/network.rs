@@ -44,9 +44,14 @@ pub enum ControllerRequest {
         incarnation: uuid::Uuid,
     },
     /// A broker is about to stop: move its leaderships away.
-    ControlledShutdown { broker_id: BrokerId },
+    ControlledShutdown {
+        broker_id: BrokerId,
+    },
     /// A broker-only node asks to follow the log as a learner at `addr`.
-    AddLearner { node_id: NodeId, addr: String },
+    AddLearner {
+        node_id: NodeId,
+        addr: String,
+    },
     /// The quorum as this node sees it.
     Describe,
 }
@@ -79,7 +84,9 @@ pub struct QuorumDescription {
 pub enum ControllerReply {
     AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
-    InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+    InstallSnapshot(
+        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
+    ),
     Write(Result<WriteOutcome, RemoteRefusal>),
     /// Ok(true): this broker is fenced.
     BrokerHeartbeat(Result<bool, RemoteRefusal>),
@@ -91,7 +98,10 @@ pub enum ControllerReply {
 async fn write_frame<T: Serialize>(conn: &mut BoxConnection, msg: &T) -> io::Result<()> {
     let bytes = serde_json::to_vec(msg).map_err(io::Error::other)?;
     if bytes.len() > MAX_FRAME_BYTES {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "controller RPC frame too large"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "controller RPC frame too large",
+        ));
     }
     let mut buf = Vec::with_capacity(bytes.len() + 4);
     buf.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
@@ -105,7 +115,10 @@ async fn read_frame<T: DeserializeOwned>(conn: &mut BoxConnection) -> io::Result
     conn.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
     if len > MAX_FRAME_BYTES {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "controller RPC frame too large"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "controller RPC frame too large",
+        ));
     }
     let mut buf = vec![0u8; len];
     conn.read_exact(&mut buf).await?;
@@ -128,21 +141,37 @@ impl std::fmt::Debug for dyn crate::net::Connection {
 
 impl PeerClient {
     pub fn new(net: Arc<dyn Network>, addr: String) -> PeerClient {
-        PeerClient { net, addr, conn: None }
+        PeerClient {
+            net,
+            addr,
+            conn: None,
+        }
     }
 
     /// One request and its reply, within `timeout`.
-    pub async fn call(&mut self, req: &ControllerRequest, timeout: Duration) -> io::Result<ControllerReply> {
+    pub async fn call(
+        &mut self,
+        req: &ControllerRequest,
+        timeout: Duration,
+    ) -> io::Result<ControllerReply> {
         let result = tokio::time::timeout(timeout, async {
             if self.conn.is_none() {
                 self.conn = Some(self.net.connect(self.addr.clone()).await?);
             }
-            let conn = self.conn.as_mut().ok_or_else(|| io::Error::other("no connection"))?;
+            let conn = self
+                .conn
+                .as_mut()
+                .ok_or_else(|| io::Error::other("no connection"))?;
             write_frame(conn, req).await?;
             read_frame(conn).await
         })
         .await
-        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "controller RPC timed out")));
+        .unwrap_or_else(|_| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "controller RPC timed out",
+            ))
+        });
         if result.is_err() {
             self.conn = None;
         }
@@ -183,7 +212,10 @@ impl RaftPeer {
     ) -> Result<ControllerReply, RpcErr<E>> {
         match self.client.call(&req, option.hard_ttl()).await {
             Ok(r) => Ok(r),
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused || e.kind() == io::ErrorKind::TimedOut => {
+            Err(e)
+                if e.kind() == io::ErrorKind::ConnectionRefused
+                    || e.kind() == io::ErrorKind::TimedOut =>
+            {
                 Err(RPCError::Unreachable(Unreachable::new(&e)))
             }
             Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
@@ -191,7 +223,9 @@ impl RaftPeer {
     }
 
     fn unexpected<E: std::error::Error>() -> RpcErr<E> {
-        RPCError::Network(NetworkError::new(&io::Error::other("unexpected controller RPC reply")))
+        RPCError::Network(NetworkError::new(&io::Error::other(
+            "unexpected controller RPC reply",
+        )))
     }
 }
 
@@ -201,8 +235,13 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<RaftError<NodeId>>> {
-        match self.rpc(ControllerRequest::AppendEntries(rpc), &option).await? {
-            ControllerReply::AppendEntries(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+        match self
+            .rpc(ControllerRequest::AppendEntries(rpc), &option)
+            .await?
+        {
+            ControllerReply::AppendEntries(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
             _ => Err(Self::unexpected()),
         }
     }
@@ -211,9 +250,15 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<RaftError<NodeId, InstallSnapshotError>>> {
-        match self.rpc(ControllerRequest::InstallSnapshot(rpc), &option).await? {
-            ControllerReply::InstallSnapshot(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+    ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<RaftError<NodeId, InstallSnapshotError>>>
+    {
+        match self
+            .rpc(ControllerRequest::InstallSnapshot(rpc), &option)
+            .await?
+        {
+            ControllerReply::InstallSnapshot(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
             _ => Err(Self::unexpected()),
         }
     }
@@ -224,7 +269,9 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RpcErr<RaftError<NodeId>>> {
         match self.rpc(ControllerRequest::Vote(rpc), &option).await? {
-            ControllerReply::Vote(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+            ControllerReply::Vote(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
             _ => Err(Self::unexpected()),
         }
     }

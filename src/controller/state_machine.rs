@@ -35,7 +35,8 @@ pub struct MetadataStateMachine {
 
 impl std::fmt::Debug for MetadataStateMachine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MetadataStateMachine").finish_non_exhaustive()
+        f.debug_struct("MetadataStateMachine")
+            .finish_non_exhaustive()
     }
 }
 
@@ -104,8 +105,12 @@ impl MetadataStateMachine {
         observer: Option<ApplyObserver>,
     ) -> std::io::Result<(MetadataStateMachine, watch::Receiver<Arc<MetadataImage>>)> {
         std::fs::create_dir_all(dir)?;
-        let (mut image, mut last_applied, mut membership, mut snapshot) =
-            (MetadataImage::default(), None, StoredMembership::default(), None);
+        let (mut image, mut last_applied, mut membership, mut snapshot) = (
+            MetadataImage::default(),
+            None,
+            StoredMembership::default(),
+            None,
+        );
         match std::fs::read(dir.join("snapshot")) {
             Ok(bytes) => {
                 let (meta, img) = decode_snapshot(&bytes)?;

@@ -116,7 +116,7 @@ fn build(
     MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id((version >= 2).then(|| str_bytes(broker.cluster_id.clone())))
-        .with_controller_id(WireBrokerId(if version >= 1 { broker.node_id.0 } else { -1 }))
+        .with_controller_id(WireBrokerId(if version >= 1 { active_controller(broker) } else { -1 }))
         .with_topics(topics)
 }
 
@@ -147,4 +147,10 @@ fn topic_response(image: &MetadataImage, topic: &TopicImage, version: i16) -> Me
         .with_topic_id(if version >= 10 { topic.topic_id.0 } else { uuid::Uuid::nil() })
         .with_is_internal(version >= 1 && topic.name.starts_with(INTERNAL_PREFIX))
         .with_partitions(partitions)
+}
+
+/// The active controller's id, -1 while there is none (an election is under way): clients
+/// then retry, and any broker forwards controller requests anyway.
+pub fn active_controller(broker: &crate::broker::Broker) -> i32 {
+    broker.controller.leader_id().map(|id| id as i32).unwrap_or(-1)
 }
