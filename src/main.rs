@@ -72,7 +72,11 @@ enum ClusterCommand {
 }
 
 fn main() -> std::process::ExitCode {
-    let filter = std::env::var("STRATA_LOG").unwrap_or_else(|_| "info,openraft=warn".to_string());
+    let mut filter = std::env::var("STRATA_LOG").unwrap_or_else(|_| "info".to_string());
+    // openraft narrates every vote and append at info; keep its warnings unless asked.
+    if !filter.contains("openraft") {
+        filter.push_str(",openraft=warn");
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)

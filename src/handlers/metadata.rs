@@ -116,7 +116,7 @@ fn build(
     MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id((version >= 2).then(|| str_bytes(broker.cluster_id.clone())))
-        .with_controller_id(WireBrokerId(if version >= 1 { active_controller(broker) } else { -1 }))
+        .with_controller_id(WireBrokerId(if version >= 1 { broker.node_id.0 } else { -1 }))
         .with_topics(topics)
 }
 
@@ -149,8 +149,11 @@ fn topic_response(image: &MetadataImage, topic: &TopicImage, version: i16) -> Me
         .with_partitions(partitions)
 }
 
-/// The active controller's id, -1 while there is none (an election is under way): clients
-/// then retry, and any broker forwards controller requests anyway.
+/// The active controller's id, -1 while there is none (an election is under way).
+///
+/// Metadata does not use it: as in KRaft, clients are told a live broker (this one) is the
+/// controller, since every broker forwards controller requests to the active controller, so a
+/// client never waits on the quorum's own failover to find where to send CreateTopics.
 pub fn active_controller(broker: &crate::broker::Broker) -> i32 {
     broker.controller.leader_id().map(|id| id as i32).unwrap_or(-1)
 }
