@@ -238,7 +238,10 @@ async fn three_controllers_forward_fail_over_and_fence() {
         .clone();
     survivor
         .commit(|image| {
-            let rf2 = NewTopic { replication_factor: 2, ..new_topic("b") };
+            let rf2 = NewTopic {
+                replication_factor: 2,
+                ..new_topic("b")
+            };
             decide_create_topic(image, &rf2, DEFAULTS)
         })
         .await

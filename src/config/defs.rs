@@ -80,7 +80,7 @@ pub const NODE_KEYS: &[NodeKey] = &[
     node("http.listener", String, "127.0.0.1:9644", false, "Address of the HTTP endpoint (/metrics, /health, /ready)."),
     node("controller.quorum.voters", String, "1@127.0.0.1:9093", false, "The controller quorum: id@host:port, comma-separated."),
     node("cluster.id", String, "", false, "The cluster id; written by `strata format` or on first start."),
-    node("controller.quorum.election.timeout.ms", Long, "1000", false, "A controller that hears no leader for a random time up to this long (at least half of it) starts an election."),
+    node("controller.quorum.election.timeout.ms", Long, "1000", false, "Followers that hear no leader for 0.75 to 1.0 times this long start an election."),
     node("broker.session.timeout.ms", Long, "9000", false, "The active controller fences a broker that has not heartbeated for this long."),
     node("broker.heartbeat.interval.ms", Long, "2000", false, "How often a broker heartbeats to the active controller."),
     node("auto.leader.rebalance.enable", Bool, "true", false, "Move leadership back to preferred replicas when a broker's imbalance passes leader.imbalance.per.broker.percentage."),

@@ -197,11 +197,15 @@ impl Controller {
         };
         let log_store = MetadataLogStore::open(&raft_dir).map_err(io)?;
         let (sm, image_rx) = MetadataStateMachine::open(&raft_dir, observer).map_err(io)?;
+        // `controller.quorum.election.timeout.ms` bounds how long followers go without a leader
+        // before one stands: openraft waits out the leader's lease (its election_timeout_max)
+        // and then its own randomised timeout in [min, max), so with max = et/2 and min = et/4
+        // an election starts between 0.75 and 1.0 x et after the leader's last heartbeat.
         let et = settings.election_timeout.as_millis() as u64;
         let config = openraft::Config {
             cluster_name: "strata-metadata".into(),
-            election_timeout_min: (et / 2).max(10),
-            election_timeout_max: et.max(20),
+            election_timeout_min: (et / 4).max(10),
+            election_timeout_max: (et / 2).max(20),
             heartbeat_interval: (et / 10).max(5),
             install_snapshot_timeout: 10_000,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1000),

@@ -163,7 +163,7 @@ def test_three_nodes_survive_the_loss_of_the_active_controller(cluster):
         name = f"after-{run_index}-{uuid.uuid4().hex[:6]}"
         while True:
             try:
-                create_topics(cluster.bootstrap(), [name], timeout=2.0)
+                create_topics(cluster.bootstrap(), [name], timeout=5.0)
                 break
             except Exception as e:  # noqa: BLE001 - retried until the quorum recovers
                 if "TOPIC_ALREADY_EXISTS" in str(e):
