@@ -16,3 +16,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 python3 -m pip install --quiet --disable-pip-version-check -r tests/compat/requirements.txt
+
+# kafkajs for the group tests (tests/compat/js); skipped, and those tests with it, without npm.
+if command -v npm >/dev/null 2>&1; then
+  if [ ! -d tests/compat/js/node_modules/kafkajs ]; then
+    (cd tests/compat/js && npm install --no-audit --no-fund --silent)
+  fi
+else
+  echo "npm not found: the kafkajs tests will be skipped"
+fi

@@ -7,13 +7,15 @@ cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh
 
 echo "== cargo build"
-cargo build --bins --quiet
+cargo build --workspace --bins --quiet
 
 echo "== cargo test"
 cargo test --workspace 2>&1
 
 echo "== compatibility tests with real Kafka clients"
-export STRATA_BIN="$PWD/target/debug/strata"
+target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
+export STRATA_BIN="$target_dir/debug/strata"
+export STRATA_BENCH_BIN="$target_dir/debug/strata-bench"
 python3 -m pytest tests/compat -q -p no:cacheprovider
 
 if [ -f scripts/test-terraform.sh ]; then

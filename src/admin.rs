@@ -1,5 +1,5 @@
 //! `strata topics`: topic administration over the Kafka protocol, so it works against any
-//! Kafka-compatible broker.
+//! Kafka-compatible broker. `strata groups` lives in [`groups`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -21,6 +21,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::protocol::{str_bytes, topic_name};
+
+pub mod groups;
 
 #[derive(Args, Debug)]
 pub struct TopicsArgs {

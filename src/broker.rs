@@ -11,6 +11,7 @@ use crate::config::{Listener, NodeConfig};
 use crate::controller::{
     Controller, ControllerError, ControllerSettings, MetadataImage, MetadataRecord,
 };
+use crate::group::GroupCoordinator;
 use crate::log::{LogConfig, LogError, LogManager};
 use crate::metrics::Metrics;
 use crate::model::BrokerId;
@@ -51,6 +52,8 @@ pub struct Broker {
     pub advertised: Listener,
     pub controller: Arc<Controller>,
     pub replicas: Arc<ReplicaManager>,
+    /// Consumer groups and committed offsets, over `__consumer_offsets`.
+    pub groups: Arc<GroupCoordinator>,
     pub clock: SharedClock,
     pub shutdown: CancellationToken,
     pub metrics: Arc<Metrics>,
@@ -156,6 +159,7 @@ impl Broker {
             advertised,
             controller: controller.clone(),
             replicas: replicas.clone(),
+            groups: Arc::new(GroupCoordinator::new(clock.clone(), shutdown.clone())),
             clock,
             shutdown: shutdown.clone(),
             metrics,
@@ -165,6 +169,7 @@ impl Broker {
         });
         broker.follow_metadata();
         broker.send_heartbeats();
+        broker.groups.start(&broker);
         logs.start_background(shutdown);
         Ok(broker)
     }
@@ -271,7 +276,12 @@ impl Broker {
         decide: impl FnMut(&MetadataImage) -> Result<(T, Vec<MetadataRecord>), ControllerError>,
     ) -> Result<T, ControllerError> {
         let (value, image) = self.controller.commit(decide).await?;
-        self.replicas.wait_applied(image.offset).await;
+        // The task that applies images stops at shutdown; a request in flight then must not wait
+        // for an apply that will never come (it would hold graceful shutdown for 30 s).
+        tokio::select! {
+            () = self.replicas.wait_applied(image.offset) => {}
+            () = self.shutdown.cancelled() => {}
+        }
         Ok(value)
     }
 

@@ -8,6 +8,7 @@
 //! - [`handlers`]: one file per Kafka API; the ApiVersions table is derived from their list.
 //! - [`replication`]: `ReplicaManager` and `Partition` — roles, high watermark, acks.
 //! - [`log`]: the storage engine (`UnifiedLog`, segments, indexes, recovery, retention, cleaner).
+//! - [`group`]: the group coordinator — consumer groups and committed offsets in `__consumer_offsets`.
 //! - [`controller`]: the openraft metadata quorum: records, the `MetadataImage`, the decisions
 //!   that change it, broker liveness and leader elections.
 //! - [`net`]: the network seam the controller RPC uses (tokio, or turmoil in tests).
@@ -23,6 +24,7 @@ pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod controller;
+pub mod group;
 pub mod handlers;
 pub mod log;
 pub mod metrics;

@@ -41,6 +41,8 @@ enum Command {
     },
     /// Create, list, describe, alter and delete topics on any Kafka-protocol broker.
     Topics(strata::admin::TopicsArgs),
+    /// List, describe (offsets and lag), reset offsets of, and delete consumer groups.
+    Groups(strata::admin::groups::GroupsArgs),
     /// Write meta.properties (cluster id, node id) into every log dir, once, before the first
     /// start of a node of a multi-node cluster.
     Format {
@@ -96,6 +98,9 @@ fn main() -> std::process::ExitCode {
         Command::Cluster {
             command: ClusterCommand::Describe { controller, json },
         } => runtime().and_then(|rt| rt.block_on(describe_cluster(controller, json))),
+        Command::Groups(args) => {
+            runtime().and_then(|rt| rt.block_on(strata::admin::groups::run_groups(args)))
+        }
         Command::Topics(args) => {
             runtime().and_then(|rt| rt.block_on(strata::admin::run_topics(args)))
         }

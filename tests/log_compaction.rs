@@ -63,8 +63,10 @@ fn keyed_batch(kvs: &[(String, Option<String>)], ts: i64, compression: Compressi
     buf.freeze()
 }
 
+type Records = BTreeMap<i64, (String, Option<String>)>;
+
 /// Every record in the log: offset -> (key, value), plus the compression codes seen.
-fn contents(log: &UnifiedLog) -> (BTreeMap<i64, (String, Option<String>)>, Vec<i16>) {
+fn contents(log: &UnifiedLog) -> (Records, Vec<i16>) {
     let mut out = BTreeMap::new();
     let mut codecs = Vec::new();
     let mut next = log.log_start_offset();

@@ -399,7 +399,7 @@ fn retention_by_size() {
     }
     log.delete_old_segments().expect("retention");
     let size = log.size_bytes();
-    assert!(size >= 8192 && size < 8192 + 4096 + 400, "size {size}");
+    assert!((8192..8192 + 4096 + 400).contains(&size), "size {size}");
     // compact-only topics are not size-retained.
     let mut c = log.config();
     c.cleanup_policy = CleanupPolicy::Compact;

@@ -9,7 +9,7 @@
 //! - every acknowledged write sits at the index it was acknowledged at (never lost, never
 //!   reordered), and at the end every node's image holds every acknowledged write.
 //!
-//! `STRATA_SIM_SEEDS=N` runs N seeds per cluster size (default 10); `STRATA_SIM_SEED=S` runs one.
+//! `STRATA_SIM_SEEDS=N` runs N seeds per cluster size (default 3); `STRATA_SIM_SEED=S` runs one.
 //! A failure names its seed. The fault schedule and the network are replayed exactly from the
 //! seed; openraft's election timers draw from its own thread-local RNG, so a replay can differ
 //! in timing detail.
@@ -333,7 +333,7 @@ fn seeds() -> Vec<u64> {
     let n: u64 = std::env::var("STRATA_SIM_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
+        .unwrap_or(3);
     (1..=n).collect()
 }
 

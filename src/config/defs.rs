@@ -120,6 +120,17 @@ pub const NODE_KEYS: &[NodeKey] = &[
     node("log.message.timestamp.type", String, "CreateTime", true, "CreateTime or LogAppendTime."),
     node("message.max.bytes", Int, "1048588", true, "Largest record batch accepted."),
     node("compression.type", String, "producer", true, "Compression of stored batches; only 'producer' (keep as sent) is supported."),
+    node("offsets.topic.num.partitions", Int, "50", false, "Partitions of __consumer_offsets, fixed when it is created."),
+    node("offsets.topic.replication.factor", Int, "3", false, "Replication factor of __consumer_offsets (at most the live brokers when it is created)."),
+    node("offsets.topic.segment.bytes", Int, "104857600", false, "segment.bytes of __consumer_offsets."),
+    node("offsets.retention.minutes", Long, "10080", false, "Committed offsets of an empty group expire this long after it became empty."),
+    node("offsets.retention.check.interval.ms", Long, "600000", false, "How often expired offsets are looked for."),
+    node("offsets.commit.timeout.ms", Int, "5000", false, "How long a commit waits for its offsets record to be committed."),
+    node("offset.metadata.max.bytes", Int, "4096", false, "Largest metadata string of a committed offset."),
+    node("group.min.session.timeout.ms", Int, "6000", false, "Smallest session timeout a group member may ask for."),
+    node("group.max.session.timeout.ms", Int, "1800000", false, "Largest session timeout a group member may ask for."),
+    node("group.initial.rebalance.delay.ms", Int, "3000", false, "How long the first rebalance of an empty group waits for more members."),
+    node("group.max.size", Int, "2147483647", false, "Most members in one group."),
 ];
 
 const fn topic(

@@ -12,6 +12,9 @@ use super::ControllerError;
 
 pub type NodeId = u64;
 
+// openraft is built with `single-term-leader`: as in Raft and KRaft, a term has at most one
+// leader (openraft's default lets several nodes lead one term, told apart by node id).
+
 /// What one Raft log entry carries: records decided against the image at `expected_offset`.
 ///
 /// Applying is a compare-and-set: if the image has moved past `expected_offset` (another

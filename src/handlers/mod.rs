@@ -36,6 +36,8 @@ impl Reply {
 pub struct RequestContext {
     pub broker: Arc<Broker>,
     pub header: RequestHeader,
+    /// The client's address (JoinGroup records it as the member's host).
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 impl RequestContext {
@@ -79,7 +81,20 @@ handlers! {
     CreatePartitions => create_partitions,
     IncrementalAlterConfigs => incremental_alter_configs,
     DescribeCluster => describe_cluster,
+    FindCoordinator => find_coordinator,
+    JoinGroup => join_group,
+    SyncGroup => sync_group,
+    Heartbeat => heartbeat,
+    LeaveGroup => leave_group,
+    OffsetCommit => offset_commit,
+    OffsetFetch => offset_fetch,
+    ListGroups => list_groups,
+    DescribeGroups => describe_groups,
+    DeleteGroups => delete_groups,
+    OffsetDelete => offset_delete,
 }
+
+mod group_call;
 
 /// The versions of `key` this broker serves, if it serves it at all.
 pub fn supported_versions(key: ApiKey) -> Option<VersionRange> {

@@ -87,11 +87,27 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
         });
         return Reply::Nothing;
     }
+    // Every partition waits for its commit at once (one fsync each, in parallel), not in turn.
+    let waits: Vec<Vec<_>> = results
+        .iter()
+        .map(|(_, _, outcomes)| {
+            outcomes
+                .iter()
+                .map(|(_, o)| match o {
+                    Outcome::Appended(partition, info) => {
+                        let (partition, end) = (partition.clone(), info.last_offset.next());
+                        Some(tokio::spawn(async move { tokio::time::timeout(timeout, partition.wait_committed(end)).await }))
+                    }
+                    Outcome::Failed(..) => None,
+                })
+                .collect()
+        })
+        .collect();
     Reply::later(async move {
         let mut responses = Vec::with_capacity(results.len());
-        for (name, topic_id, outcomes) in results {
+        for ((name, topic_id, outcomes), waits) in results.into_iter().zip(waits) {
             let mut partition_responses = Vec::with_capacity(outcomes.len());
-            for (index, outcome) in outcomes {
+            for ((index, outcome), wait) in outcomes.into_iter().zip(waits) {
                 let r = PartitionProduceResponse::default().with_index(index);
                 let r = match outcome {
                     Outcome::Failed(code, message) => r
@@ -99,7 +115,18 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
                         .with_base_offset(-1)
                         .with_error_message(message.filter(|_| version >= 8).map(str_bytes)),
                     Outcome::Appended(partition, info) => {
-                        match tokio::time::timeout(timeout, partition.wait_committed(info.last_offset.next())).await {
+                        // An appended partition always has a wait; a task that died is a bug,
+                        // reported to the client as an unknown server error.
+                        let committed = match wait {
+                            Some(handle) => handle.await,
+                            None => Ok(Ok(Ok(()))),
+                        };
+                        match committed {
+                            Err(join_error) => {
+                                tracing::error!(partition = %partition.tp, error = %join_error, "commit wait failed");
+                                r.with_error_code(ResponseError::UnknownServerError.code()).with_base_offset(-1)
+                            }
+                            Ok(committed) => match committed {
                             Ok(Ok(())) => r
                                 .with_error_code(NONE)
                                 .with_base_offset(info.first_offset.0)
@@ -110,6 +137,7 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
                                 r.with_error_code(partition_error_code(&e)).with_base_offset(-1).with_error_message((version >= 8).then(|| str_bytes(e.to_string())))
                             }
                             Err(_) => r.with_error_code(ResponseError::RequestTimedOut.code()).with_base_offset(-1),
+                            },
                         }
                     }
                 };

@@ -26,6 +26,9 @@ pub struct LogManager {
     clock: SharedClock,
     // Short critical sections only (lookups and inserts), never held across I/O or `.await`.
     logs: Mutex<HashMap<TopicPartition, Arc<UnifiedLog>>>,
+    // Serialises log creation, which does I/O: two creators of one partition must not both
+    // initialise its directory. Held across that I/O, never by lookups.
+    create_lock: Mutex<()>,
     /// `log.retention.check.interval.ms`; settable before `start_background`.
     pub retention_check_interval_ms: AtomicU64,
     /// How often interval-policy logs are checked for a due flush, and checkpoints written.
@@ -87,6 +90,7 @@ impl LogManager {
             log_dirs,
             clock,
             logs: Mutex::new(logs),
+            create_lock: Mutex::new(()),
             retention_check_interval_ms: AtomicU64::new(300_000),
             flush_check_interval_ms: AtomicU64::new(1_000),
             cleaner_backoff_ms: AtomicU64::new(15_000),
@@ -106,6 +110,10 @@ impl LogManager {
         if let Some(l) = self.get(tp) {
             return Ok(l);
         }
+        let _creating = self.create_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = self.get(tp) {
+            return Ok(l);
+        }
         // Pick the dir with the fewest partitions (Kafka's default placement).
         let dir = {
             let logs = self.logs();
@@ -118,7 +126,7 @@ impl LogManager {
                     source: std::io::Error::other("no log.dirs configured"),
                 })?
         };
-        // Opening does I/O: done without the map lock, then raced in; the loser is dropped.
+        // Opening does I/O: done without the map lock (lookups continue meanwhile).
         let log = UnifiedLog::open(dir.join(tp.dir_name()), config, Arc::clone(&self.clock))?;
         let mut logs = self.logs();
         Ok(Arc::clone(logs.entry(tp.clone()).or_insert(log)))

@@ -9,7 +9,17 @@
 //!
 //! `docs/on-disk-format.md` gives the byte layouts.
 //!
-//! This file is the contract the rest of the broker uses; the engine lives in the submodules.
+//! This file is the contract the rest of the broker uses; the engine lives in the submodules,
+//! named as Kafka names them:
+//! - [`UnifiedLog`] (`unified_log.rs`): the API; locking, group commit, reads outside the lock;
+//! - `local_log.rs`: the segments and the state that moves with them;
+//! - [`segment`]: `LogSegment`, the `.log` file, batch scans and reads;
+//! - [`index`] / [`time_index`]: `OffsetIndex` and `TimeIndex`, memory-mapped;
+//! - `loader.rs`: `LogLoader`, recovery at open;
+//! - [`epoch_cache`]: `LeaderEpochFileCache`; [`producer_state`]: idempotent producers;
+//! - [`checkpoint`]: the checksummed checkpoint files; `retention.rs`: what retention deletes;
+//! - [`cleaner`]: `LogCleaner`, compaction; [`LogManager`] (`manager.rs`): all logs and their
+//!   background tasks.
 
 use std::path::PathBuf;
 

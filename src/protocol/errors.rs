@@ -3,6 +3,7 @@
 use kafka_protocol::error::ResponseError as E;
 
 use crate::controller::ControllerError;
+use crate::group::CoordinatorError;
 use crate::log::LogError;
 use crate::replication::PartitionError;
 
@@ -60,4 +61,14 @@ pub fn unknown_topic_or_partition() -> i16 {
 
 pub fn unknown_topic_id() -> i16 {
     E::UnknownTopicId.code()
+}
+
+pub fn coordinator_error_code(e: &CoordinatorError) -> i16 {
+    match e {
+        CoordinatorError::NotAvailable(_) | CoordinatorError::Busy => {
+            E::CoordinatorNotAvailable.code()
+        }
+        CoordinatorError::NotCoordinator => E::NotCoordinator.code(),
+        CoordinatorError::LoadInProgress => E::CoordinatorLoadInProgress.code(),
+    }
 }

@@ -324,6 +324,9 @@ pub fn refresh_crc(batch: &mut [u8]) {
     batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// A record's key and value for [`build_batch`]; `None` is null.
+pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
 /// Builds an uncompressed batch of simple records; for tests, benches and tools.
 ///
 /// Each `(key, value)` becomes one record with offset delta and timestamp delta = its index.
@@ -331,7 +334,7 @@ pub fn build_batch(
     base_offset: i64,
     base_timestamp: i64,
     producer: Option<(i64, i16, i32)>,
-    records: &[(Option<&[u8]>, Option<&[u8]>)],
+    records: &[KeyValue<'_>],
 ) -> Vec<u8> {
     fn varint(out: &mut Vec<u8>, v: i64) {
         let mut z = ((v << 1) ^ (v >> 63)) as u64;
@@ -471,17 +474,15 @@ mod tests {
     proptest! {
         #[test]
         fn random_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..200)) {
-            for item in BatchIter::new(&data) {
-                if let Ok((pos, h)) = item {
-                    let _ = validate_batch(&data[pos..pos + h.total_size()]);
-                }
+            for (pos, h) in BatchIter::new(&data).flatten() {
+                let _ = validate_batch(&data[pos..pos + h.total_size()]);
             }
         }
 
         #[test]
         fn roundtrip(base in 0i64..1<<40, ts in 0i64..1<<41, n in 1usize..20, len in 0usize..64) {
             let v = vec![7u8; len];
-            let recs: Vec<(Option<&[u8]>, Option<&[u8]>)> = (0..n).map(|_| (None, Some(&v[..]))).collect();
+            let recs: Vec<KeyValue<'_>> = (0..n).map(|_| (None, Some(&v[..]))).collect();
             let b = build_batch(base, ts, None, &recs);
             let h = validate_batch(&b).expect("valid");
             prop_assert_eq!(h.base_offset, base);

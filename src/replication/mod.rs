@@ -106,6 +106,7 @@ impl ReplicaManager {
             .read()
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default();
+        let mut first_error: Option<LogError> = None;
         // Removals first: a topic deleted and re-created under its name reuses the directory.
         for (tp, p) in &current {
             let keep = wanted
@@ -116,8 +117,10 @@ impl ReplicaManager {
                 if let Ok(mut m) = self.partitions.write() {
                     m.remove(tp);
                 }
-                self.logs.delete(tp)?;
-                tracing::info!(partition = %tp, "deleted partition replica");
+                match self.logs.delete(tp) {
+                    Ok(()) => tracing::info!(partition = %tp, "deleted partition replica"),
+                    Err(e) => first_error = first_error.or(Some(e)),
+                }
             }
         }
         let present: BTreeSet<TopicPartition> = self
@@ -136,7 +139,16 @@ impl ReplicaManager {
                 }
                 continue;
             }
-            let log = self.logs.get_or_create(&tp, log_config)?;
+            // One partition that cannot be created (a full disk) must not keep the others, or
+            // the waiters on this image, from making progress.
+            let log = match self.logs.get_or_create(&tp, log_config) {
+                Ok(log) => log,
+                Err(e) => {
+                    tracing::error!(partition = %tp, error = %e, "cannot create partition log");
+                    first_error = first_error.or(Some(e));
+                    continue;
+                }
+            };
             let partition = Arc::new(Partition::new(
                 tp.clone(),
                 topic_id,
@@ -151,7 +163,7 @@ impl ReplicaManager {
             }
         }
         self.applied_offset.send_replace(image.offset);
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 }
 

@@ -194,7 +194,13 @@ pub(super) async fn run(
                 }
             }
         }
-        let can_read = pending.len() < limits.max_in_flight;
+        // Once shutdown begins, no new request is read: what is in flight is answered, then the
+        // connection closes. A consumer that keeps polling cannot hold the broker open.
+        let stopping = shutdown.is_cancelled();
+        if stopping && pending.is_empty() {
+            break;
+        }
+        let can_read = pending.len() < limits.max_in_flight && !stopping;
         tokio::select! {
             biased;
             done = wait_head(&mut pending), if !pending.is_empty() => {
@@ -225,7 +231,7 @@ pub(super) async fn run(
                 tracing::debug!(%peer, "closing idle connection");
                 break;
             }
-            () = shutdown.cancelled(), if pending.is_empty() => break,
+            () = shutdown.cancelled(), if !stopping => {}
         }
     }
     // Finish what was accepted before closing (graceful shutdown).
@@ -299,6 +305,7 @@ fn handle_frame(
             let ctx = RequestContext {
                 broker: broker.clone(),
                 header,
+                peer: Some(peer),
             };
             let reply = handlers::dispatch(ctx, request)
                 .ok_or_else(|| format!("no handler for {api_key:?}"))?;

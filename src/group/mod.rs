@@ -1,0 +1,359 @@
+//! The group coordinator for the classic consumer-group protocol, over `__consumer_offsets`.
+//!
+//! A group belongs to partition `abs(hashCode(group_id)) % N` of `__consumer_offsets` (Java's
+//! `String.hashCode` over UTF-16 code units, Kafka's `Utils.abs`), and the leader of that
+//! partition is the group's coordinator. Each led partition has one [`shard`] task that owns its
+//! groups: it rebuilds them by reading the partition when this broker gains leadership
+//! (COORDINATOR_LOAD_IN_PROGRESS meanwhile), decides requests with the pure state machine in
+//! [`state`], and writes commits and group metadata as Kafka-format [`records`] with acks=all.
+//!
+//! The offsets topic is compacted: the latest record per key (group/topic/partition, or group)
+//! is all a load needs; expired offsets and deleted groups are written as tombstones.
+
+pub mod records;
+pub mod shard;
+pub mod state;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Broker;
+use crate::clock::SharedClock;
+use crate::config::NodeConfig;
+use crate::controller::{
+    decide_create_topic, BrokerRegistration, ControllerError, NewTopic, TopicDefaults,
+};
+use crate::model::TopicPartition;
+use shard::{Command, ShardHandle, ShardSettings, ACTIVE, LOADING, STOPPED};
+pub use state::{GroupConfig, GroupRequest, GroupResponse, GroupState};
+
+/// The internal topic holding commits and group metadata.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// Why a request cannot be served by a coordinator here. Mapped to Kafka codes in
+/// `protocol::errors::coordinator_error_code`.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    #[error("the coordinator is not available: {0}")]
+    NotAvailable(String),
+    #[error("this broker is not the coordinator of the group")]
+    NotCoordinator,
+    #[error("the coordinator is loading the group's offsets partition")]
+    LoadInProgress,
+    #[error("the coordinator's request queue is full")]
+    Busy,
+}
+
+/// Java's `String.hashCode`: `s[0]*31^(n-1) + ... + s[n-1]` over UTF-16 code units, wrapping.
+pub fn java_string_hashcode(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
+}
+
+/// The `__consumer_offsets` partition of `group_id` (Kafka's `Utils.abs(hashCode) % N`).
+pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
+    let h = java_string_hashcode(group_id);
+    let abs = if h == i32::MIN { 0 } else { h.abs() };
+    abs % partitions.max(1)
+}
+
+#[derive(Debug)]
+pub struct GroupCoordinator {
+    // Short sections only (look up, insert or remove a handle); never held across `.await`.
+    shards: Mutex<HashMap<i32, ShardHandle>>,
+    clock: SharedClock,
+    shutdown: CancellationToken,
+}
+
+impl GroupCoordinator {
+    pub fn new(clock: SharedClock, shutdown: CancellationToken) -> GroupCoordinator {
+        GroupCoordinator {
+            shards: Mutex::new(HashMap::new()),
+            clock,
+            shutdown,
+        }
+    }
+
+    fn settings(node: &NodeConfig) -> ShardSettings {
+        ShardSettings {
+            config: GroupConfig {
+                min_session_timeout_ms: node.get_i32("group.min.session.timeout.ms"),
+                max_session_timeout_ms: node.get_i32("group.max.session.timeout.ms"),
+                initial_rebalance_delay_ms: node.get_i32("group.initial.rebalance.delay.ms"),
+                max_group_size: node.get_i32("group.max.size").max(1) as usize,
+                offset_metadata_max_bytes: node.get_i32("offset.metadata.max.bytes").max(0)
+                    as usize,
+                offsets_retention_ms: node
+                    .get_i64("offsets.retention.minutes")
+                    .saturating_mul(60_000),
+            },
+            commit_timeout: Duration::from_millis(
+                node.get_i64("offsets.commit.timeout.ms").max(1) as u64
+            ),
+            retention_check_interval: Duration::from_millis(
+                node.get_i64("offsets.retention.check.interval.ms")
+                    .max(1000) as u64,
+            ),
+        }
+    }
+
+    /// Follows the metadata image: starts a shard (which loads) for every offsets partition this
+    /// broker leads, and stops the shards of partitions it no longer leads.
+    pub fn start(self: &Arc<Self>, broker: &Arc<Broker>) {
+        let coordinator = self.clone();
+        let broker = broker.clone();
+        let mut rx = broker.controller.subscribe();
+        tokio::spawn(async move {
+            loop {
+                let offset = rx.borrow_and_update().offset;
+                broker.replicas.wait_applied(offset).await;
+                coordinator.reconcile(&broker);
+                tokio::select! {
+                    changed = rx.changed() => if changed.is_err() { break },
+                    () = coordinator.shutdown.cancelled() => break,
+                }
+            }
+        });
+    }
+
+    /// Brings the shards in line with which offsets partitions this broker leads.
+    pub fn reconcile(&self, broker: &Broker) {
+        let image = broker.image();
+        let Some(topic) = image.topic_by_name(OFFSETS_TOPIC) else {
+            return;
+        };
+        let mut led = Vec::new();
+        for index in topic.partitions.keys() {
+            let tp = TopicPartition::new(OFFSETS_TOPIC, index.0);
+            if let Some(p) = broker.replicas.get(&tp) {
+                if p.is_leader() {
+                    led.push(p);
+                }
+            }
+        }
+        let node = broker.node_config();
+        let Ok(mut shards) = self.shards.lock() else {
+            return;
+        };
+        shards.retain(|index, h| {
+            let keep = led
+                .iter()
+                .any(|p| p.tp.partition.0 == *index && p.state().leader_epoch.0 == h.leader_epoch)
+                && h.status() != STOPPED;
+            if !keep {
+                tracing::info!(partition = index, "stopping group coordinator shard");
+            }
+            keep
+        });
+        for p in led {
+            shards.entry(p.tp.partition.0).or_insert_with(|| {
+                tracing::info!(partition = %p.tp, "loading group coordinator shard");
+                shard::spawn(
+                    p.clone(),
+                    Self::settings(&node),
+                    self.clock.clone(),
+                    self.shutdown.child_token(),
+                )
+            });
+        }
+    }
+
+    /// Creates `__consumer_offsets` if it does not exist yet.
+    pub async fn ensure_offsets_topic(&self, broker: &Broker) -> Result<(), CoordinatorError> {
+        if broker.image().topic_by_name(OFFSETS_TOPIC).is_some() {
+            return Ok(());
+        }
+        let node = broker.node_config();
+        let live = broker
+            .image()
+            .brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .count()
+            .max(1);
+        // Kafka refuses to create the topic with fewer brokers than its replication factor; a
+        // small cluster is better served by as many replicas as it has.
+        let rf = node
+            .get_i32("offsets.topic.replication.factor")
+            .clamp(1, live as i32) as i16;
+        let topic = NewTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            num_partitions: node.get_i32("offsets.topic.num.partitions").max(1),
+            replication_factor: rf,
+            assignments: vec![],
+            configs: vec![
+                ("cleanup.policy".into(), Some("compact".into())),
+                (
+                    "segment.bytes".into(),
+                    Some(node.get("offsets.topic.segment.bytes").to_string()),
+                ),
+                ("compression.type".into(), Some("producer".into())),
+            ],
+        };
+        let defaults = TopicDefaults {
+            num_partitions: topic.num_partitions,
+            replication_factor: rf,
+        };
+        match broker
+            .commit(|image| decide_create_topic(image, &topic, defaults))
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(
+                    partitions = topic.num_partitions,
+                    replication_factor = rf,
+                    "created {OFFSETS_TOPIC}"
+                );
+            }
+            Err(ControllerError::TopicExists(_)) => {}
+            Err(e) => {
+                return Err(CoordinatorError::NotAvailable(format!(
+                    "cannot create {OFFSETS_TOPIC}: {e}"
+                )))
+            }
+        }
+        self.reconcile(broker);
+        Ok(())
+    }
+
+    /// The broker that coordinates `group_id`, from the metadata image.
+    pub fn coordinator_of(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+    ) -> Result<BrokerRegistration, CoordinatorError> {
+        let image = broker.image();
+        let topic = image.topic_by_name(OFFSETS_TOPIC).ok_or_else(|| {
+            CoordinatorError::NotAvailable(format!("{OFFSETS_TOPIC} does not exist yet"))
+        })?;
+        let index = partition_for(group_id, topic.partitions.len() as i32);
+        let reg = topic
+            .partitions
+            .get(&crate::model::PartitionIndex(index))
+            .ok_or_else(|| {
+                CoordinatorError::NotAvailable(format!("{OFFSETS_TOPIC}-{index} is missing"))
+            })?;
+        image
+            .brokers
+            .get(&reg.leader)
+            .filter(|b| !b.fenced)
+            .cloned()
+            .ok_or_else(|| {
+                CoordinatorError::NotAvailable(format!("{OFFSETS_TOPIC}-{index} has no leader"))
+            })
+    }
+
+    fn shard_for(&self, broker: &Broker, group_id: &str) -> Result<ShardHandle, CoordinatorError> {
+        let image = broker.image();
+        let topic = image
+            .topic_by_name(OFFSETS_TOPIC)
+            .ok_or(CoordinatorError::NotCoordinator)?;
+        let index = partition_for(group_id, topic.partitions.len() as i32);
+        let partition = broker
+            .replicas
+            .get(&TopicPartition::new(OFFSETS_TOPIC, index))
+            .filter(|p| p.is_leader())
+            .ok_or(CoordinatorError::NotCoordinator)?;
+        let epoch = partition.state().leader_epoch.0;
+        let Ok(mut shards) = self.shards.lock() else {
+            return Err(CoordinatorError::NotAvailable(
+                "coordinator state poisoned".into(),
+            ));
+        };
+        if let Some(h) = shards.get(&index) {
+            if h.leader_epoch == epoch {
+                match h.status() {
+                    ACTIVE => return Ok(h.clone()),
+                    LOADING => return Err(CoordinatorError::LoadInProgress),
+                    _ => {}
+                }
+            }
+        }
+        // No live shard for the current leadership (first use, or the last one stopped after a
+        // failed write): start one, which loads from the log.
+        let handle = shard::spawn(
+            partition,
+            Self::settings(&broker.node_config()),
+            self.clock.clone(),
+            self.shutdown.child_token(),
+        );
+        shards.insert(index, handle);
+        Err(CoordinatorError::LoadInProgress)
+    }
+
+    /// Queues `request` with the shard of `group_id`; the receiver yields the reply.
+    pub fn call(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        request: GroupRequest,
+    ) -> Result<oneshot::Receiver<GroupResponse>, CoordinatorError> {
+        let shard = self.shard_for(broker, group_id)?;
+        Self::send(&shard, request)
+    }
+
+    fn send(
+        shard: &ShardHandle,
+        request: GroupRequest,
+    ) -> Result<oneshot::Receiver<GroupResponse>, CoordinatorError> {
+        let (tx, rx) = oneshot::channel();
+        match shard.tx.try_send(Command { request, reply: tx }) {
+            Ok(()) => Ok(rx),
+            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => Err(CoordinatorError::Busy),
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
+                Err(CoordinatorError::NotCoordinator)
+            }
+        }
+    }
+
+    /// Sends `request` to every shard this broker serves (ListGroups). Fails if any is loading.
+    pub fn call_all(
+        &self,
+        broker: &Broker,
+        request: GroupRequest,
+    ) -> Result<Vec<oneshot::Receiver<GroupResponse>>, CoordinatorError> {
+        self.reconcile(broker);
+        let shards: Vec<ShardHandle> = match self.shards.lock() {
+            Ok(s) => s.values().cloned().collect(),
+            Err(_) => {
+                return Err(CoordinatorError::NotAvailable(
+                    "coordinator state poisoned".into(),
+                ))
+            }
+        };
+        if shards.iter().any(|s| s.status() == LOADING) {
+            return Err(CoordinatorError::LoadInProgress);
+        }
+        shards
+            .iter()
+            .filter(|s| s.status() == ACTIVE)
+            .map(|s| Self::send(s, request.clone()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_matches_kafka() {
+        assert_eq!(java_string_hashcode(""), 0);
+        assert_eq!(java_string_hashcode("a"), 97);
+        assert_eq!(java_string_hashcode("ab"), 97 * 31 + 98);
+        assert_eq!(java_string_hashcode("hello"), 99162322);
+        // "polygenelubricants".hashCode() == Integer.MIN_VALUE; Utils.abs maps it to 0.
+        assert_eq!(java_string_hashcode("polygenelubricants"), i32::MIN);
+        assert_eq!(partition_for("polygenelubricants", 50), 0);
+        // Beyond the BMP: hashed as two UTF-16 surrogates, like Java.
+        assert_eq!(java_string_hashcode("\u{1F600}"), 0xD83D * 31 + 0xDE00);
+        for g in ["g", "group-1", "console-consumer-12345"] {
+            let p = partition_for(g, 50);
+            assert!((0..50).contains(&p));
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! DeleteGroups: remove empty groups and their committed offsets (tombstones in the log).
+
+use kafka_protocol::error::ResponseError as E;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse, ResponseKind};
+use kafka_protocol::protocol::VersionRange;
+
+use super::{Reply, RequestContext};
+use crate::group::{GroupRequest, GroupResponse};
+use crate::protocol::errors::coordinator_error_code;
+
+pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 2 };
+
+pub fn handle(ctx: RequestContext, req: DeleteGroupsRequest) -> Reply {
+    let pending: Vec<_> = req
+        .groups_names
+        .into_iter()
+        .map(|g| {
+            let id = g.0.to_string();
+            let rx = ctx.broker.groups.call(&ctx.broker, &id, GroupRequest::Delete { group_id: id.clone() });
+            (g, rx)
+        })
+        .collect();
+    Reply::later(async move {
+        let mut results = Vec::new();
+        for (g, rx) in pending {
+            let code = match rx {
+                Err(e) => coordinator_error_code(&e),
+                Ok(rx) => match rx.await {
+                    Ok(GroupResponse::Delete(c)) => c,
+                    _ => E::NotCoordinator.code(),
+                },
+            };
+            results.push(DeletableGroupResult::default().with_group_id(g).with_error_code(code));
+        }
+        ResponseKind::DeleteGroups(DeleteGroupsResponse::default().with_results(results))
+    })
+}

@@ -1,0 +1,84 @@
+//! FindCoordinator: which broker coordinates a group (the leader of its `__consumer_offsets`
+//! partition). Creates `__consumer_offsets` on first use. Transaction coordinators (key type 1)
+//! do not exist yet.
+
+use kafka_protocol::error::ResponseError as E;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId as WireBrokerId, FindCoordinatorRequest, FindCoordinatorResponse, ResponseKind};
+use kafka_protocol::protocol::VersionRange;
+
+use super::{Reply, RequestContext};
+use crate::broker::Broker;
+use crate::protocol::errors::coordinator_error_code;
+use crate::protocol::str_bytes;
+
+pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 6 };
+
+const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
+
+pub fn handle(ctx: RequestContext, req: FindCoordinatorRequest) -> Reply {
+    let version = ctx.version();
+    Reply::later(async move {
+        let keys: Vec<String> = if version >= 4 {
+            req.coordinator_keys.iter().map(|k| k.to_string()).collect()
+        } else {
+            vec![req.key.to_string()]
+        };
+        let mut created = None;
+        if req.key_type == KEY_TYPE_GROUP {
+            created = Some(ctx.broker.groups.ensure_offsets_topic(&ctx.broker).await);
+        }
+        let coordinators: Vec<Coordinator> = keys
+            .into_iter()
+            .map(|key| lookup(&ctx.broker, req.key_type, key, created.as_ref()))
+            .collect();
+        let resp = if version >= 4 {
+            FindCoordinatorResponse::default().with_coordinators(coordinators)
+        } else {
+            let c = coordinators.into_iter().next().unwrap_or_default();
+            let resp = FindCoordinatorResponse::default()
+                .with_error_code(c.error_code)
+                .with_node_id(c.node_id)
+                .with_host(c.host)
+                .with_port(c.port);
+            if version >= 1 {
+                resp.with_error_message(c.error_message)
+            } else {
+                resp
+            }
+        };
+        ResponseKind::FindCoordinator(resp)
+    })
+}
+
+fn lookup(
+    broker: &Broker,
+    key_type: i8,
+    key: String,
+    created: Option<&Result<(), crate::group::CoordinatorError>>,
+) -> Coordinator {
+    let base = Coordinator::default().with_key(str_bytes(key.clone())).with_node_id(WireBrokerId(-1)).with_host(str_bytes("")).with_port(-1);
+    match key_type {
+        KEY_TYPE_GROUP => {}
+        KEY_TYPE_TRANSACTION => {
+            return base
+                .with_error_code(E::CoordinatorNotAvailable.code())
+                .with_error_message(Some(str_bytes("this broker has no transaction coordinator; transactions are not supported yet")));
+        }
+        _ => {
+            return base.with_error_code(E::InvalidRequest.code()).with_error_message(Some(str_bytes(format!("unknown key type {key_type}"))));
+        }
+    }
+    if let Some(Err(e)) = created {
+        return base.with_error_code(coordinator_error_code(e)).with_error_message(Some(str_bytes(e.to_string())));
+    }
+    match broker.groups.coordinator_of(broker, &key) {
+        Ok(b) => base
+            .with_error_code(0)
+            .with_node_id(WireBrokerId(b.broker_id.0))
+            .with_host(str_bytes(b.host))
+            .with_port(b.port as i32),
+        Err(e) => base.with_error_code(coordinator_error_code(&e)).with_error_message(Some(str_bytes(e.to_string()))),
+    }
+}

@@ -1,0 +1,42 @@
+//! Shared plumbing of the group handlers: route a request to its group's coordinator shard and
+//! turn the reply (or why there is none) into a response.
+
+use kafka_protocol::error::ResponseError as E;
+use kafka_protocol::messages::ResponseKind;
+
+use super::{Reply, RequestContext};
+use crate::group::{GroupRequest, GroupResponse};
+use crate::protocol::errors::coordinator_error_code;
+
+/// Sends `request` to the shard of `group_id`; `respond` builds the response from the reply, or
+/// from an error code when there is none (`None`).
+pub(super) fn call(
+    ctx: &RequestContext,
+    group_id: &str,
+    request: GroupRequest,
+    respond: impl Fn(Option<GroupResponse>, i16) -> ResponseKind + Send + 'static,
+) -> Reply {
+    match ctx.broker.groups.call(&ctx.broker, group_id, request) {
+        Err(e) => Reply::Now(respond(None, coordinator_error_code(&e))),
+        Ok(rx) => Reply::later(async move {
+            match rx.await {
+                Ok(r) => respond(Some(r), 0),
+                // The shard stopped (lost leadership, failed write) before answering.
+                Err(_) => respond(None, E::NotCoordinator.code()),
+            }
+        }),
+    }
+}
+
+pub(super) fn client_id(ctx: &RequestContext) -> String {
+    ctx.header
+        .client_id
+        .as_ref()
+        .map(|c| c.to_string())
+        .unwrap_or_default()
+}
+
+/// As Kafka shows it: `/` and the address.
+pub(super) fn client_host(ctx: &RequestContext) -> String {
+    ctx.peer.map(|p| format!("/{}", p.ip())).unwrap_or_default()
+}

@@ -1,0 +1,65 @@
+//! OffsetCommit: store a group's consumed positions (also from consumers outside any group,
+//! generation -1), written to `__consumer_offsets` with acks=all before the response.
+//! Partitions the metadata image does not know get UNKNOWN_TOPIC_OR_PARTITION, as in Kafka.
+
+use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, ResponseKind, TopicName};
+use kafka_protocol::protocol::VersionRange;
+
+use super::group_call::call;
+use super::{Reply, RequestContext};
+use crate::group::{GroupRequest, GroupResponse};
+use crate::model::PartitionIndex;
+use crate::protocol::errors::unknown_topic_or_partition;
+
+pub const VERSIONS: VersionRange = VersionRange { min: 2, max: 9 };
+
+pub fn handle(ctx: RequestContext, mut req: OffsetCommitRequest) -> Reply {
+    let group = req.group_id.0.to_string();
+    let image = ctx.broker.image();
+    // (topic, partition, error) in request order; error 0 = forwarded to the coordinator.
+    let mut shape: Vec<(TopicName, Vec<(i32, i16)>)> = Vec::with_capacity(req.topics.len());
+    for t in &mut req.topics {
+        let known = image.topic_by_name(t.name.0.as_str());
+        let parts = t
+            .partitions
+            .iter()
+            .map(|p| {
+                let exists = known.is_some_and(|k| k.partitions.contains_key(&PartitionIndex(p.partition_index)));
+                (p.partition_index, if exists { 0 } else { unknown_topic_or_partition() })
+            })
+            .collect();
+        t.partitions.retain(|p| known.is_some_and(|k| k.partitions.contains_key(&PartitionIndex(p.partition_index))));
+        shape.push((t.name.clone(), parts));
+    }
+    req.topics.retain(|t| !t.partitions.is_empty());
+    call(&ctx, &group, GroupRequest::Commit { req }, move |r, code| {
+        let answered: Vec<(String, i32, i16)> = match r {
+            Some(GroupResponse::Commit(resp)) => resp
+                .topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.to_string(), p.partition_index, p.error_code)))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let topics = shape
+            .iter()
+            .map(|(name, parts)| {
+                OffsetCommitResponseTopic::default().with_name(name.clone()).with_partitions(
+                    parts
+                        .iter()
+                        .map(|(p, local)| {
+                            let c = if *local != 0 {
+                                *local
+                            } else {
+                                answered.iter().find(|(t, q, _)| t == name.0.as_str() && q == p).map(|(_, _, c)| *c).unwrap_or(code)
+                            };
+                            OffsetCommitResponsePartition::default().with_partition_index(*p).with_error_code(c)
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        ResponseKind::OffsetCommit(OffsetCommitResponse::default().with_topics(topics))
+    })
+}

@@ -1,0 +1,123 @@
+//! OffsetFetch: a group's committed offsets (one group before v8, several from v8).
+
+use kafka_protocol::error::ResponseError as E;
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
+    OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, ResponseKind};
+use kafka_protocol::protocol::VersionRange;
+use tokio::sync::oneshot;
+
+use super::{Reply, RequestContext};
+use crate::group::state::FetchedOffsets;
+use crate::group::{GroupRequest, GroupResponse};
+use crate::protocol::errors::coordinator_error_code;
+use crate::protocol::{str_bytes, topic_name};
+
+pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 9 };
+
+type Pending = (String, Result<oneshot::Receiver<GroupResponse>, i16>);
+
+pub fn handle(ctx: RequestContext, req: OffsetFetchRequest) -> Reply {
+    let version = ctx.version();
+    let asks: Vec<(String, Option<Vec<(String, Vec<i32>)>>)> = if version >= 8 {
+        req.groups
+            .iter()
+            .map(|g| {
+                let topics = g.topics.as_ref().map(|ts| ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect());
+                (g.group_id.0.to_string(), topics)
+            })
+            .collect()
+    } else {
+        let topics = req.topics.as_ref().map(|ts| ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect());
+        vec![(req.group_id.0.to_string(), topics)]
+    };
+    let pending: Vec<Pending> = asks
+        .into_iter()
+        .map(|(group_id, topics)| {
+            let rx = ctx
+                .broker
+                .groups
+                .call(&ctx.broker, &group_id, GroupRequest::FetchOffsets { group_id: group_id.clone(), topics })
+                .map_err(|e| coordinator_error_code(&e));
+            (group_id, rx)
+        })
+        .collect();
+    Reply::later(async move {
+        let mut results = Vec::with_capacity(pending.len());
+        for (group_id, rx) in pending {
+            let fetched = match rx {
+                Err(code) => FetchedOffsets { error_code: code, topics: vec![] },
+                Ok(rx) => match rx.await {
+                    Ok(GroupResponse::FetchOffsets(f)) => f,
+                    _ => FetchedOffsets { error_code: E::NotCoordinator.code(), topics: vec![] },
+                },
+            };
+            results.push((group_id, fetched));
+        }
+        ResponseKind::OffsetFetch(build(version, results))
+    })
+}
+
+fn build(version: i16, results: Vec<(String, FetchedOffsets)>) -> OffsetFetchResponse {
+    if version >= 8 {
+        let groups = results
+            .into_iter()
+            .map(|(group_id, f)| {
+                let topics = f
+                    .topics
+                    .into_iter()
+                    .map(|(t, parts)| {
+                        OffsetFetchResponseTopics::default().with_name(topic_name(t)).with_partitions(
+                            parts
+                                .into_iter()
+                                .map(|(p, o)| {
+                                    let (offset, epoch, meta) = o.map(|o| (o.offset, o.leader_epoch, o.metadata)).unwrap_or((-1, -1, String::new()));
+                                    OffsetFetchResponsePartitions::default()
+                                        .with_partition_index(p)
+                                        .with_committed_offset(offset)
+                                        .with_committed_leader_epoch(epoch)
+                                        .with_metadata(Some(str_bytes(meta)))
+                                })
+                                .collect(),
+                        )
+                    })
+                    .collect();
+                OffsetFetchResponseGroup::default().with_group_id(GroupId(str_bytes(group_id))).with_error_code(f.error_code).with_topics(topics)
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let Some((_, f)) = results.into_iter().next() else {
+        return OffsetFetchResponse::default();
+    };
+    let code = f.error_code;
+    let topics = f
+        .topics
+        .into_iter()
+        .map(|(t, parts)| {
+            OffsetFetchResponseTopic::default().with_name(topic_name(t)).with_partitions(
+                parts
+                    .into_iter()
+                    .map(|(p, o)| {
+                        let (offset, epoch, meta) = o.map(|o| (o.offset, o.leader_epoch, o.metadata)).unwrap_or((-1, -1, String::new()));
+                        OffsetFetchResponsePartition::default()
+                            .with_partition_index(p)
+                            .with_committed_offset(offset)
+                            .with_committed_leader_epoch(epoch)
+                            .with_metadata(Some(str_bytes(meta)))
+                            // Before v2 there is no top-level error; it goes on each partition.
+                            .with_error_code(if version < 2 { code } else { 0 })
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    let resp = OffsetFetchResponse::default().with_topics(topics);
+    if version >= 2 {
+        resp.with_error_code(code)
+    } else {
+        resp
+    }
+}

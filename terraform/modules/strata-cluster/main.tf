@@ -1,0 +1,104 @@
+data "aws_partition" "current" {}
+
+data "aws_caller_identity" "current" {}
+
+data "aws_region" "current" {}
+
+data "aws_vpc" "this" {
+  id = var.vpc_id
+}
+
+# count, not for_each: the example creates its subnets in the same apply, and the
+# count (unlike the ids) is known at plan time.
+data "aws_subnet" "this" {
+  count = length(var.subnet_ids)
+  id    = var.subnet_ids[count.index]
+}
+
+locals {
+  partition  = data.aws_partition.current.partition
+  account_id = data.aws_caller_identity.current.account_id
+  region     = data.aws_region.current.name
+
+  common_tags = merge(var.tags, {
+    "strata:cluster" = var.name
+  })
+
+  # Ports (fixed: the security group, the NLB and the rendered config agree on them).
+  kafka_port      = 9092
+  controller_port = 9093
+  http_port       = 9644
+
+  # Broker identity: position i (0-based) is node id i+1, in subnet i % #subnets. Both
+  # follow from the position alone, so replacing an instance keeps its node id, subnet,
+  # network interface (hence IP) and data volume.
+  broker_indexes = range(var.broker_count)
+  node_ids       = [for i in local.broker_indexes : i + 1]
+  broker_subnet  = [for i in local.broker_indexes : var.subnet_ids[i % length(var.subnet_ids)]]
+  broker_az      = [for i in local.broker_indexes : data.aws_subnet.this[i % length(var.subnet_ids)].availability_zone]
+  is_controller  = [for i in local.broker_indexes : i < var.controller_count]
+  process_roles  = [for i in local.broker_indexes : local.is_controller[i] ? ["broker", "controller"] : ["broker"]]
+  # Pinned addresses are known at plan time; otherwise each interface's (stable) address.
+  broker_ips = length(var.broker_private_ips) > 0 ? var.broker_private_ips : aws_network_interface.broker[*].private_ip
+
+  controller_quorum_voters = join(",", [
+    for i in local.broker_indexes : "${local.node_ids[i]}@${local.broker_ips[i]}:${local.controller_port}" if local.is_controller[i]
+  ])
+
+  # Tiered storage.
+  bucket_name        = aws_s3_bucket.segments.bucket
+  bucket_arn         = aws_s3_bucket.segments.arn
+  remote_storage_uri = "s3://${local.bucket_name}/${var.remote_storage_prefix}"
+  kms_key_arn        = var.kms_key_arn != null ? var.kms_key_arn : aws_kms_key.this[0].arn
+
+  # The binary, when it comes from S3: the role may read exactly that object.
+  binary_from_s3    = startswith(var.strata_binary_url, "s3://")
+  binary_s3_path    = local.binary_from_s3 ? trimprefix(var.strata_binary_url, "s3://") : ""
+  binary_object_arn = local.binary_from_s3 ? "arn:${local.partition}:s3:::${local.binary_s3_path}" : ""
+
+  ami_ssm_parameter = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-${var.architecture}"
+  ami_id            = var.ami_id != null ? var.ami_id : data.aws_ssm_parameter.al2023[0].value
+
+  # /etc/strata/strata.toml of each broker. Keys are Strata's (Kafka's) property names;
+  # the broker rejects unknown keys, so the template holds exactly the supported set.
+  broker_configs = [
+    for i in local.broker_indexes : templatefile("${path.module}/templates/strata.toml.tftpl", {
+      node_id                    = local.node_ids[i]
+      process_roles              = local.process_roles[i]
+      listeners                  = local.is_controller[i] ? "PLAINTEXT://0.0.0.0:${local.kafka_port},CONTROLLER://0.0.0.0:${local.controller_port}" : "PLAINTEXT://0.0.0.0:${local.kafka_port}"
+      advertised_listeners       = "PLAINTEXT://${local.broker_ips[i]}:${local.kafka_port}"
+      http_listener              = "0.0.0.0:${local.http_port}"
+      controller_quorum_voters   = local.controller_quorum_voters
+      log_dirs                   = var.log_dirs
+      remote_storage_uri         = local.remote_storage_uri
+      remote_storage_s3_endpoint = ""
+      remote_storage_s3_region   = local.region
+      default_replication_factor = var.default_replication_factor
+      min_insync_replicas        = var.min_insync_replicas
+      num_partitions             = var.num_partitions
+    })
+  ]
+
+  user_data = [
+    for i in local.broker_indexes : templatefile("${path.module}/templates/user-data.sh.tftpl", {
+      node_id              = local.node_ids[i]
+      strata_toml          = local.broker_configs[i]
+      strata_service       = file("${path.module}/files/strata.service")
+      binary_url           = var.strata_binary_url
+      binary_sha256        = var.strata_binary_sha256
+      data_volume_id       = aws_ebs_volume.data[i].id
+      data_volume_device   = local.data_volume_device
+      aws_region           = local.region
+      log_dirs             = [for d in split(",", var.log_dirs) : trimspace(d)]
+      strata_data_mount    = "/var/lib/strata"
+      strata_config_marker = "STRATA_TOML_EOF"
+    })
+  ]
+
+  data_volume_device = "/dev/sdf"
+}
+
+data "aws_ssm_parameter" "al2023" {
+  count = var.ami_id == null ? 1 : 0
+  name  = local.ami_ssm_parameter
+}

@@ -1,0 +1,272 @@
+# ---------------------------------------------------------------------------
+# Identity and placement
+# ---------------------------------------------------------------------------
+
+variable "name" {
+  description = "Cluster name. Prefixes every resource name and tag; lower-case letters, digits and hyphens."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,30}[a-z0-9]$", var.name))
+    error_message = "name must be 3-32 characters of lower-case letters, digits and hyphens, starting with a letter."
+  }
+}
+
+variable "vpc_id" {
+  description = "VPC the brokers, security group and load balancer live in."
+  type        = string
+}
+
+variable "subnet_ids" {
+  description = "Private subnets, one per availability zone. Broker N (node id N) goes to subnet_ids[(N-1) % length(subnet_ids)], so the order is part of each broker's identity: append, never reorder."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.subnet_ids) >= 1 && length(distinct(var.subnet_ids)) == length(var.subnet_ids)
+    error_message = "subnet_ids must hold at least one subnet and no duplicates."
+  }
+}
+
+variable "require_distinct_azs" {
+  description = "Fail the plan unless every subnet in subnet_ids is in a different availability zone (so brokers spread over AZs)."
+  type        = bool
+  default     = true
+}
+
+variable "broker_count" {
+  description = "Number of brokers. Node ids are 1..broker_count, assigned by position and never reused for another machine."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.broker_count >= 1 && var.broker_count <= 64 && floor(var.broker_count) == var.broker_count
+    error_message = "broker_count must be a whole number between 1 and 64."
+  }
+}
+
+variable "controller_count" {
+  description = "How many of the brokers (the lowest node ids) also run the Raft controller role. Odd, and at most broker_count."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.controller_count >= 1 && var.controller_count % 2 == 1
+    error_message = "controller_count must be odd (1, 3 or 5) so the Raft quorum can form a majority."
+  }
+}
+
+variable "broker_private_ips" {
+  description = "Optional fixed private IPv4 address per broker (index 0 is node id 1), each inside that broker's subnet. Empty: AWS picks one when the broker's network interface is created, and it stays for the life of the interface."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for ip in var.broker_private_ips : can(cidrhost("${ip}/32", 0))])
+    error_message = "broker_private_ips must be IPv4 addresses."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Instances
+# ---------------------------------------------------------------------------
+
+variable "instance_type" {
+  description = "EC2 instance type of every broker."
+  type        = string
+  default     = "m6i.large"
+}
+
+variable "architecture" {
+  description = "CPU architecture of instance_type and of the strata binary: x86_64 or arm64. Picks the default Amazon Linux 2023 AMI."
+  type        = string
+  default     = "x86_64"
+
+  validation {
+    condition     = contains(["x86_64", "arm64"], var.architecture)
+    error_message = "architecture must be x86_64 or arm64."
+  }
+}
+
+variable "ami_id" {
+  description = "AMI for the brokers. null: the latest Amazon Linux 2023 AMI for the architecture, from the public SSM parameter. The user data expects a systemd distribution with curl, the AWS CLI (for s3:// binaries), xfsprogs and blkid."
+  type        = string
+  default     = null
+}
+
+variable "root_volume_size_gb" {
+  description = "Size of each broker's root volume (GiB)."
+  type        = number
+  default     = 20
+}
+
+variable "data_volume_size_gb" {
+  description = "Size of each broker's EBS data volume (GiB), mounted at /var/lib/strata. It holds the hot log segments; older segments live in S3."
+  type        = number
+  default     = 200
+}
+
+variable "data_volume_type" {
+  description = "EBS volume type of the data volumes."
+  type        = string
+  default     = "gp3"
+}
+
+variable "data_volume_iops" {
+  description = "Provisioned IOPS of each data volume (gp3, io1, io2). null: the volume type's baseline."
+  type        = number
+  default     = null
+}
+
+variable "data_volume_throughput" {
+  description = "Provisioned throughput of each data volume in MiB/s (gp3 only). null: the baseline."
+  type        = number
+  default     = null
+}
+
+variable "enable_ssm" {
+  description = "Attach AmazonSSMManagedInstanceCore to the broker role so operators reach brokers with Session Manager instead of SSH."
+  type        = bool
+  default     = true
+}
+
+# ---------------------------------------------------------------------------
+# The strata binary
+# ---------------------------------------------------------------------------
+
+variable "strata_binary_url" {
+  description = "Where the user data fetches the strata binary: an https:// URL (curl) or an s3://bucket/key object (AWS CLI; the broker role is granted s3:GetObject on exactly that object)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^(https://|s3://[^/]+/.+)", var.strata_binary_url))
+    error_message = "strata_binary_url must start with https:// or be s3://bucket/key."
+  }
+}
+
+variable "strata_binary_sha256" {
+  description = "Optional SHA-256 (hex) of the strata binary; the user data refuses to install a binary that does not match."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.strata_binary_sha256 == "" || can(regex("^[0-9a-f]{64}$", var.strata_binary_sha256))
+    error_message = "strata_binary_sha256 must be empty or 64 lower-case hex digits."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Tiered storage
+# ---------------------------------------------------------------------------
+
+variable "bucket_name" {
+  description = "Name of the S3 bucket created for tiered segments. null: a unique name starting with \"<name>-strata-\"."
+  type        = string
+  default     = null
+}
+
+variable "remote_storage_prefix" {
+  description = "Key prefix inside the bucket under which brokers write segments (remote.storage.uri = s3://<bucket>/<prefix>). The broker role may touch nothing outside it."
+  type        = string
+  default     = "strata"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$", var.remote_storage_prefix))
+    error_message = "remote_storage_prefix must be a non-empty key prefix without leading/trailing slashes or '*'."
+  }
+}
+
+variable "kms_key_arn" {
+  description = "ARN of an existing KMS key for the bucket's and the EBS volumes' encryption. null: the module creates a key (rotation on)."
+  type        = string
+  default     = null
+}
+
+variable "abort_incomplete_multipart_upload_days" {
+  description = "Days after which the bucket aborts multipart uploads a broker never finished (e.g. it crashed mid-upload)."
+  type        = number
+  default     = 2
+}
+
+variable "force_destroy_bucket" {
+  description = "Allow terraform destroy to delete the bucket with segments still in it. Leave false in production."
+  type        = bool
+  default     = false
+}
+
+# ---------------------------------------------------------------------------
+# Network access and load balancer
+# ---------------------------------------------------------------------------
+
+variable "client_cidr_blocks" {
+  description = "IPv4 CIDRs of Kafka clients allowed on port 9092 (through the NLB and directly to brokers, whose advertised listeners are their private IPs). The VPC's own CIDR is always allowed: do not repeat it here."
+  type        = list(string)
+  default     = []
+}
+
+variable "metrics_cidr_blocks" {
+  description = "IPv4 CIDRs allowed on the HTTP port 9644 (/metrics, /health, /ready), e.g. Prometheus. The VPC's own CIDR is always allowed: do not repeat it here."
+  type        = list(string)
+  default     = []
+}
+
+variable "nlb_internal" {
+  description = "Whether the client bootstrap NLB is internal (true) or internet-facing (false). Brokers advertise private IPs, so clients must reach the VPC either way."
+  type        = bool
+  default     = true
+}
+
+variable "nlb_subnet_ids" {
+  description = "Subnets for the NLB. Empty: the broker subnets."
+  type        = list(string)
+  default     = []
+}
+
+variable "nlb_deletion_protection" {
+  description = "Enable deletion protection on the NLB."
+  type        = bool
+  default     = false
+}
+
+# ---------------------------------------------------------------------------
+# Broker configuration (rendered into /etc/strata/strata.toml)
+# ---------------------------------------------------------------------------
+
+variable "log_dirs" {
+  description = "log.dirs: comma-separated data directories, each under /var/lib/strata (the data volume's mount point, the only path the hardened unit may write)."
+  type        = string
+  default     = "/var/lib/strata/data"
+
+  validation {
+    condition     = alltrue([for d in split(",", var.log_dirs) : startswith(trimspace(d), "/var/lib/strata/")])
+    error_message = "Every path in log_dirs must be under /var/lib/strata/."
+  }
+}
+
+variable "default_replication_factor" {
+  description = "default.replication.factor for auto-created and default topics. At most broker_count."
+  type        = number
+  default     = 3
+}
+
+variable "min_insync_replicas" {
+  description = "min.insync.replicas. At most default_replication_factor."
+  type        = number
+  default     = 2
+}
+
+variable "num_partitions" {
+  description = "num.partitions: default partition count of new topics."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.num_partitions >= 1
+    error_message = "num_partitions must be at least 1."
+  }
+}
+
+variable "tags" {
+  description = "Tags added to every resource."
+  type        = map(string)
+  default     = {}
+}
