@@ -411,3 +411,36 @@ fn rss_bytes() -> u64 {
         .map(|pages| pages * 4096)
         .unwrap_or(0)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_voter_imports_the_pre_raft_journal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut journal = Vec::new();
+    for r in [
+        register(1),
+        MetadataRecord::Topic {
+            name: "old".into(),
+            topic_id: TopicId::random(),
+        },
+    ] {
+        let payload = serde_json::to_vec(&r).expect("json");
+        journal.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        journal.extend_from_slice(&crc32fast::hash(&payload).to_be_bytes());
+        journal.extend_from_slice(&payload);
+    }
+    std::fs::write(dir.path().join("records.log"), journal).expect("write journal");
+    let s = CancellationToken::new();
+    let c = Controller::open(
+        dir.path(),
+        ControllerSettings::single(1),
+        strata::net::tokio_network(),
+        None,
+        s.clone(),
+    )
+    .await
+    .expect("open");
+    assert!(c.image().topic_by_name("old").is_some());
+    assert!(dir.path().join("records.log.imported").exists());
+    s.cancel();
+    c.shutdown().await;
+}

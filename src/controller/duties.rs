@@ -266,8 +266,68 @@ impl Controller {
                 return Err(ControllerError::NotController { leader: None });
             }
         }
+        if settings.is_voter && settings.voters.len() == 1 {
+            controller.import_legacy_journal(dir).await?;
+        }
         controller.clone().spawn_duties();
         Ok(controller)
+    }
+
+    /// Strata before the Raft quorum kept a lone node's metadata in
+    /// `__cluster_metadata/records.log` (`length: u32 BE | crc32 | JSON record`). A lone voter
+    /// whose Raft state is empty imports it once, so upgrading never loses topics (the broker
+    /// would otherwise delete every partition log missing from the empty image), and renames
+    /// it to `records.log.imported`.
+    async fn import_legacy_journal(&self, dir: &Path) -> Result<(), ControllerError> {
+        let path = dir.join("records.log");
+        let Ok(bytes) = std::fs::read(&path) else {
+            return Ok(());
+        };
+        let mut records = Vec::new();
+        let mut pos = 0usize;
+        while pos + 8 <= bytes.len() {
+            let len =
+                u32::from_be_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]])
+                    as usize;
+            let crc = u32::from_be_bytes([
+                bytes[pos + 4],
+                bytes[pos + 5],
+                bytes[pos + 6],
+                bytes[pos + 7],
+            ]);
+            let Some(payload) = bytes.get(pos + 8..pos + 8 + len) else {
+                break;
+            };
+            if crc32fast::hash(payload) != crc {
+                break;
+            }
+            let Ok(record) = serde_json::from_slice::<MetadataRecord>(payload) else {
+                break;
+            };
+            records.push(record);
+            pos += 8 + len;
+        }
+        if self.image().offset == 0 && !records.is_empty() {
+            let count = records.len();
+            self.commit(|image| {
+                Ok((
+                    (),
+                    if image.offset == 0 {
+                        records.clone()
+                    } else {
+                        vec![]
+                    },
+                ))
+            })
+            .await?;
+            tracing::info!(records = count, path = %path.display(), "imported the pre-Raft metadata journal");
+        }
+        std::fs::rename(&path, dir.join("records.log.imported")).map_err(|source| {
+            ControllerError::Io {
+                path: path.clone(),
+                source,
+            }
+        })
     }
 
     pub fn node_id(&self) -> NodeId {
