@@ -8,11 +8,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::config::{Listener, NodeConfig};
-use crate::controller::{Controller, ControllerError, MetadataImage, MetadataRecord};
+use crate::controller::{
+    Controller, ControllerError, ControllerSettings, MetadataImage, MetadataRecord,
+};
 use crate::group::GroupCoordinator;
 use crate::log::{LogConfig, LogError, LogManager};
 use crate::metrics::Metrics;
 use crate::model::BrokerId;
+use crate::net::Network;
 use crate::replication::{
     effective_node_config, RemoteLogManager, RemoteLogManagerConfig, ReplicaManager,
 };
@@ -31,6 +34,8 @@ pub enum BrokerError {
         what: String,
         expected: String,
     },
+    #[error("{path} is not formatted: a node of a multi-node cluster starts only after `strata format --cluster-id ID` (or with cluster.id set)")]
+    Unformatted { path: PathBuf },
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
@@ -59,6 +64,8 @@ pub struct Broker {
     /// Tiered storage: uploads, remote reads, remote retention.
     pub remote: Arc<RemoteLogManager>,
     node: NodeConfig,
+    /// This run's registration.
+    incarnation: uuid::Uuid,
     // Short section: hand out the next id of the current block.
     producer_ids: Mutex<(i64, i64)>,
 }
@@ -72,6 +79,17 @@ impl Broker {
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Result<Arc<Broker>, BrokerError> {
+        Self::start_with_network(node, clock, metrics, shutdown, crate::net::tokio_network()).await
+    }
+
+    /// [`Broker::start`] with the controller RPC over `net`.
+    pub async fn start_with_network(
+        node: NodeConfig,
+        clock: SharedClock,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+        net: Arc<dyn Network>,
+    ) -> Result<Arc<Broker>, BrokerError> {
         let node_id = node.node_id();
         let log_dirs = node.log_dirs();
         let mut cluster_id = node.get("cluster.id").to_string();
@@ -80,9 +98,55 @@ impl Broker {
                 path: dir.clone(),
                 source,
             })?;
+            if cluster_id.is_empty()
+                && !dir.join("meta.properties").exists()
+                && node
+                    .get("controller.quorum.voters")
+                    .split(',')
+                    .filter(|v| !v.trim().is_empty())
+                    .count()
+                    > 1
+            {
+                return Err(BrokerError::Unformatted { path: dir.clone() });
+            }
             cluster_id = check_meta_properties(dir, node_id, &cluster_id)?;
         }
-        let controller = Arc::new(Controller::open(&log_dirs[0].join("__cluster_metadata"))?);
+        let settings = ControllerSettings::from_node(&node)?;
+        let controller = Controller::open(
+            &log_dirs[0].join("__cluster_metadata"),
+            settings,
+            net,
+            None,
+            shutdown.child_token(),
+        )
+        .await?;
+
+        // Register before opening the logs: the image is then at least as new as the
+        // registration, so no partition this broker already holds looks deleted.
+        let advertised = node.advertised_listener()?;
+        let rack = Some(node.get("broker.rack"))
+            .filter(|r| !r.is_empty())
+            .map(str::to_string);
+        let incarnation = uuid::Uuid::new_v4();
+        let registration = MetadataRecord::RegisterBroker {
+            broker_id: node_id,
+            incarnation,
+            host: advertised.host.clone(),
+            port: advertised.port,
+            rack,
+        };
+        loop {
+            match controller
+                .commit(|_| Ok(((), vec![registration.clone()])))
+                .await
+            {
+                Ok(_) => break,
+                Err(ControllerError::NotController { leader }) if !shutdown.is_cancelled() => {
+                    tracing::info!(?leader, "waiting for an active controller to register with");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         let image = controller.image();
         let config_for = |topic: &str| topic_log_config(&node, &image, topic);
         let logs = Arc::new(tokio::task::block_in_place(|| {
@@ -98,19 +162,6 @@ impl Broker {
         tokio::task::block_in_place(|| replicas.apply_image(&image, &node))?;
         remote.recover_partitions(&replicas).await;
 
-        let advertised = node.advertised_listener()?;
-        let rack = Some(node.get("broker.rack"))
-            .filter(|r| !r.is_empty())
-            .map(str::to_string);
-        let registration = MetadataRecord::RegisterBroker {
-            broker_id: node_id,
-            incarnation: uuid::Uuid::new_v4(),
-            host: advertised.host.clone(),
-            port: advertised.port,
-            rack,
-        };
-        controller.commit(|_| Ok(((), vec![registration]))).await?;
-
         let broker = Arc::new(Broker {
             node_id,
             cluster_id,
@@ -123,9 +174,11 @@ impl Broker {
             metrics,
             remote: remote.clone(),
             node,
+            incarnation,
             producer_ids: Mutex::new((0, 0)),
         });
         broker.follow_metadata();
+        broker.send_heartbeats();
         broker.groups.start(&broker);
         logs.start_background(shutdown);
         remote.start(replicas.clone());
@@ -155,6 +208,64 @@ impl Broker {
         });
     }
 
+    /// Heartbeats to the active controller every `broker.heartbeat.interval.ms`.
+    fn send_heartbeats(self: &Arc<Self>) {
+        let broker = self.clone();
+        tokio::spawn(async move {
+            let every = broker.controller.settings().broker_heartbeat_interval;
+            let mut was_fenced = false;
+            loop {
+                match broker
+                    .controller
+                    .heartbeat(broker.node_id, broker.incarnation)
+                    .await
+                {
+                    Ok(fenced) => {
+                        if fenced != was_fenced {
+                            tracing::info!(fenced, "broker fencing changed");
+                        }
+                        was_fenced = fenced;
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "heartbeat to the active controller failed")
+                    }
+                }
+                // Fenced brokers heartbeat faster so they are unfenced soon after they return.
+                let wait = if was_fenced { every / 4 } else { every };
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = broker.shutdown.cancelled() => return,
+                }
+            }
+        });
+    }
+
+    /// Controlled shutdown: asks the active controller to move this broker's leaderships to
+    /// other in-sync replicas and waits for it (bounded by `controlled.shutdown.timeout.ms`).
+    /// A no-op for a lone broker, whose partitions have nowhere to go.
+    pub async fn controlled_shutdown(&self) -> Result<(), ControllerError> {
+        let image = self.image();
+        let others = image
+            .brokers
+            .values()
+            .any(|b| b.broker_id != self.node_id && !b.fenced);
+        if self.node.get("controlled.shutdown.enable") != "true" || !others {
+            return Ok(());
+        }
+        let timeout = std::time::Duration::from_millis(
+            self.node.get_i64("controlled.shutdown.timeout.ms").max(0) as u64,
+        );
+        tracing::info!("controlled shutdown: moving leaderships away");
+        self.controller
+            .controlled_shutdown(self.node_id, timeout)
+            .await
+    }
+
+    /// Stops the Raft node (after [`Broker::close`]).
+    pub async fn stop_controller(&self) {
+        self.controller.shutdown().await;
+    }
+
     pub fn image(&self) -> Arc<MetadataImage> {
         self.controller.image()
     }
@@ -169,10 +280,11 @@ impl Broker {
         &self.node
     }
 
-    /// Commits a decision and waits until this broker's replicas reflect it.
+    /// Commits a decision and waits until this broker's replicas reflect it. `decide` may run
+    /// more than once: again whenever the image moved before its records were committed.
     pub async fn commit<T>(
         &self,
-        decide: impl FnOnce(&MetadataImage) -> Result<(T, Vec<MetadataRecord>), ControllerError>,
+        decide: impl FnMut(&MetadataImage) -> Result<(T, Vec<MetadataRecord>), ControllerError>,
     ) -> Result<T, ControllerError> {
         let (value, image) = self.controller.commit(decide).await?;
         // The task that applies images stops at shutdown; a request in flight then must not wait
@@ -307,6 +419,29 @@ fn start_remote_log_manager(
         metrics.tiering.clone(),
         shutdown.clone(),
     )?)
+}
+
+/// `strata format`: writes `meta.properties` with `cluster_id` into every log dir of `node`;
+/// a dir already formatted for the same cluster and node is left alone, one of another refused.
+pub fn format_log_dirs(node: &NodeConfig, cluster_id: &str) -> Result<Vec<PathBuf>, BrokerError> {
+    if cluster_id.is_empty() {
+        return Err(BrokerError::Config(
+            crate::config::ConfigError::InvalidValue {
+                key: "cluster.id".into(),
+                value: String::new(),
+                reason: "the cluster id must not be empty".into(),
+            },
+        ));
+    }
+    let dirs = node.log_dirs();
+    for dir in &dirs {
+        std::fs::create_dir_all(dir).map_err(|source| BrokerError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        check_meta_properties(dir, node.node_id(), cluster_id)?;
+    }
+    Ok(dirs)
 }
 
 /// Checks `meta.properties` in `dir` against this node, writing it on first use. Returns the

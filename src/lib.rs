@@ -10,7 +10,9 @@
 //!   `RemoteLogManager`, which wires tiered storage (the `strata-tiering` crate) into the broker.
 //! - [`log`]: the storage engine (`UnifiedLog`, segments, indexes, recovery, retention, cleaner).
 //! - [`group`]: the group coordinator — consumer groups and committed offsets in `__consumer_offsets`.
-//! - [`controller`]: metadata records, the `MetadataImage`, and the decisions that change it.
+//! - [`controller`]: the openraft metadata quorum: records, the `MetadataImage`, the decisions
+//!   that change it, broker liveness and leader elections.
+//! - [`net`]: the network seam the controller RPC uses (tokio, or turmoil in tests).
 //! - [`broker`]: the node's parts wired together.
 //! - [`metrics`]: the Prometheus registry and the HTTP endpoint (`/metrics`, `/health`, `/ready`).
 //! - [`admin`]: the `strata topics` command, a Kafka-protocol client.
@@ -28,6 +30,7 @@ pub mod handlers;
 pub mod log;
 pub mod metrics;
 pub mod model;
+pub mod net;
 pub mod protocol;
 pub mod replication;
 pub mod server;

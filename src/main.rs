@@ -43,10 +43,42 @@ enum Command {
     Topics(strata::admin::TopicsArgs),
     /// List, describe (offsets and lag), reset offsets of, and delete consumer groups.
     Groups(strata::admin::groups::GroupsArgs),
+    /// Write meta.properties (cluster id, node id) into every log dir, once, before the first
+    /// start of a node of a multi-node cluster.
+    Format {
+        #[arg(long)]
+        cluster_id: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
+    /// The metadata quorum.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// The active controller, the voters and learners, and the brokers with their fencing.
+    Describe {
+        /// A controller listener, host:port (any voter or learner).
+        #[arg(long, default_value = "127.0.0.1:9093")]
+        controller: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> std::process::ExitCode {
-    let filter = std::env::var("STRATA_LOG").unwrap_or_else(|_| "info".to_string());
+    let mut filter = std::env::var("STRATA_LOG").unwrap_or_else(|_| "info".to_string());
+    // openraft narrates every vote and append at info; keep its warnings unless asked.
+    if !filter.contains("openraft") {
+        filter.push_str(",openraft=warn");
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
@@ -58,6 +90,14 @@ fn main() -> std::process::ExitCode {
             sets,
             print_config,
         } => run_serve(config, sets, print_config),
+        Command::Format {
+            cluster_id,
+            config,
+            sets,
+        } => run_format(cluster_id, config, sets),
+        Command::Cluster {
+            command: ClusterCommand::Describe { controller, json },
+        } => runtime().and_then(|rt| rt.block_on(describe_cluster(controller, json))),
         Command::Groups(args) => {
             runtime().and_then(|rt| rt.block_on(strata::admin::groups::run_groups(args)))
         }
@@ -81,7 +121,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-fn run_serve(config: Option<PathBuf>, sets: Vec<String>, print_config: bool) -> anyhow::Result<()> {
+fn load_config(config: Option<PathBuf>, sets: Vec<String>) -> anyhow::Result<NodeConfig> {
     let sets = sets
         .iter()
         .map(|s| {
@@ -97,6 +137,71 @@ fn run_serve(config: Option<PathBuf>, sets: Vec<String>, print_config: bool) -> 
     for w in &node.warnings {
         tracing::warn!("{w}");
     }
+    Ok(node)
+}
+
+fn run_format(
+    cluster_id: String,
+    config: Option<PathBuf>,
+    sets: Vec<String>,
+) -> anyhow::Result<()> {
+    let node = load_config(config, sets)?;
+    for dir in strata::broker::format_log_dirs(&node, &cluster_id)? {
+        println!(
+            "formatted {} (cluster {cluster_id}, node {})",
+            dir.display(),
+            node.node_id()
+        );
+    }
+    Ok(())
+}
+
+async fn describe_cluster(controller: String, json: bool) -> anyhow::Result<()> {
+    use strata::controller::network::{ControllerReply, ControllerRequest, PeerClient};
+    let mut peer = PeerClient::new(strata::net::tokio_network(), controller.clone());
+    let reply = peer
+        .call(
+            &ControllerRequest::Describe,
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        .with_context(|| format!("asking the controller at {controller}"))?;
+    let ControllerReply::Describe(d) = reply else {
+        anyhow::bail!("unexpected reply from {controller}");
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&d)?);
+        return Ok(());
+    }
+    let leader = d
+        .leader
+        .map(|l| l.to_string())
+        .unwrap_or_else(|| "none".into());
+    println!(
+        "ActiveController: {leader}  Term: {}  MetadataVersion: {}  ImageOffset: {}",
+        d.term, d.metadata_version, d.image_offset
+    );
+    for (id, addr) in &d.voters {
+        let role = if Some(*id) == d.leader {
+            "leader"
+        } else {
+            "follower"
+        };
+        println!("Voter {id} {addr} {role}");
+    }
+    for (id, addr) in &d.learners {
+        println!("Learner {id} {addr}");
+    }
+    for (id, addr, rack, fenced) in &d.brokers {
+        let rack = rack.as_deref().unwrap_or("-");
+        let state = if *fenced { "fenced" } else { "unfenced" };
+        println!("Broker {id} {addr} rack={rack} {state}");
+    }
+    Ok(())
+}
+
+fn run_serve(config: Option<PathBuf>, sets: Vec<String>, print_config: bool) -> anyhow::Result<()> {
+    let node = load_config(config, sets)?;
     if print_config {
         print!("{}", node.to_toml());
         return Ok(());
@@ -155,10 +260,14 @@ async fn serve_node(node: NodeConfig) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
     wait_for_signal().await;
+    if let Err(e) = broker.controlled_shutdown().await {
+        tracing::warn!(error = %e, "controlled shutdown did not finish; stopping anyway");
+    }
     tracing::info!("shutting down: no new connections; finishing in-flight requests");
     shutdown.cancel();
     let _ = server.await;
     tokio::task::block_in_place(|| broker.close()).context("flushing logs at shutdown")?;
+    broker.stop_controller().await;
     tracing::info!("shutdown complete");
     Ok(())
 }

@@ -48,6 +48,9 @@ pub struct MetadataImage {
     pub topic_ids: BTreeMap<String, TopicId>,
     pub broker_configs: BTreeMap<String, String>,
     pub next_producer_id: i64,
+    /// The `metadata.version` feature level; 0 until the first controller writes it.
+    #[serde(default)]
+    pub metadata_version: u16,
 }
 
 impl MetadataImage {
@@ -57,6 +60,11 @@ impl MetadataImage {
 
     pub fn topic(&self, id: &TopicId) -> Option<&TopicImage> {
         self.topics.get(id)
+    }
+
+    /// Registered and not fenced.
+    pub fn is_live(&self, broker: BrokerId) -> bool {
+        self.brokers.get(&broker).is_some_and(|b| !b.fenced)
     }
 
     /// Folds one record into the image. Records that name something absent (a partition of a
@@ -138,6 +146,21 @@ impl MetadataImage {
             MetadataRecord::RemoveTopic { topic_id } => {
                 if let Some(t) = self.topics.remove(topic_id) {
                     self.topic_ids.remove(&t.name);
+                }
+            }
+            MetadataRecord::FenceBroker { broker_id } => {
+                if let Some(b) = self.brokers.get_mut(broker_id) {
+                    b.fenced = true;
+                }
+            }
+            MetadataRecord::UnfenceBroker { broker_id } => {
+                if let Some(b) = self.brokers.get_mut(broker_id) {
+                    b.fenced = false;
+                }
+            }
+            MetadataRecord::FeatureLevel { name, level } => {
+                if name == "metadata.version" {
+                    self.metadata_version = *level;
                 }
             }
             MetadataRecord::ProducerIds {

@@ -1,21 +1,32 @@
-//! The metadata controller: decides metadata changes, commits them as records, and publishes
-//! the resulting [`MetadataImage`].
+//! The metadata controller: an openraft quorum whose log holds [`MetadataRecord`]s and whose
+//! state machine folds them into the [`MetadataImage`] every node serves from.
 //!
 //! Every change is decided purely (`decide_*`: image and request in, records or an error out),
-//! then committed to the metadata log, then applied. Today the log is a single-voter journal;
-//! the openraft quorum replaces [`journal`] without changing the records or the decisions.
+//! then committed through Raft as a compare-and-set on the image it was decided against
+//! ([`quorum::MetadataWrite`]), then applied by every node. A decision can be made on any node:
+//! a node that is not the active controller forwards the write to it over the controller RPC,
+//! and decides again if the image moved meanwhile.
+//!
+//! - [`quorum`]: openraft types, the write and its outcome, `controller.quorum.voters`.
+//! - [`log_store`]: the Raft log and vote files. [`state_machine`]: the image and snapshots.
+//! - [`network`]: the controller RPC (Raft messages, forwarded writes, heartbeats).
+//! - [`elections`]: fencing, leader election, controlled shutdown, rebalancing (pure).
+//! - [`duties`]: the active controller's loop that observes brokers and commits those decisions.
 
-mod journal;
+mod duties;
 
+pub mod elections;
 pub mod image;
+pub mod log_store;
+pub mod network;
+pub mod quorum;
 pub mod records;
+pub mod state_machine;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
 
-use tokio::sync::watch;
-
+pub use duties::{Controller, ControllerSettings};
 pub use image::{BrokerRegistration, MetadataImage, PartitionRegistration, TopicImage};
 pub use records::MetadataRecord;
 
@@ -43,6 +54,12 @@ pub enum ControllerError {
     InvalidConfig(String),
     #[error("could not encode a metadata record: {0}")]
     Encode(String),
+    #[error("no active controller reachable (last known leader: {leader:?})")]
+    NotController { leader: Option<u64> },
+    #[error("the controller is shutting down")]
+    ShuttingDown,
+    #[error("metadata quorum error: {0}")]
+    Raft(String),
     #[error("metadata log I/O error on {path}: {source}")]
     Io {
         path: PathBuf,
@@ -448,93 +465,6 @@ fn diff_configs(
         }
     }
     out
-}
-
-/// The controller of this node. Serialises decisions: each is made against the latest image,
-/// committed, and applied before the next begins.
-#[derive(Debug)]
-pub struct Controller {
-    // An async mutex: a commit holds it across the journal's fsync.
-    journal: tokio::sync::Mutex<journal::Journal>,
-    image_tx: watch::Sender<Arc<MetadataImage>>,
-    // Short sections only: a copy of the latest image for synchronous readers.
-    latest: Mutex<Arc<MetadataImage>>,
-}
-
-impl Controller {
-    /// Opens the metadata log under `dir` and replays it.
-    pub fn open(dir: &Path) -> Result<Controller, ControllerError> {
-        let (journal, records) = journal::Journal::open(dir)?;
-        let mut image = MetadataImage::default();
-        for (offset, record) in &records {
-            image.apply(*offset, record);
-        }
-        let image = Arc::new(image);
-        let (image_tx, _) = watch::channel(image.clone());
-        Ok(Controller {
-            journal: tokio::sync::Mutex::new(journal),
-            image_tx,
-            latest: Mutex::new(image),
-        })
-    }
-
-    pub fn image(&self) -> Arc<MetadataImage> {
-        self.latest
-            .lock()
-            .map(|g| g.clone())
-            .unwrap_or_else(|p| p.into_inner().clone())
-    }
-
-    /// Receives every new image.
-    pub fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
-        self.image_tx.subscribe()
-    }
-
-    /// Decides with `decide` against the latest image, commits the records and applies them.
-    /// Returns the decision's value and the image after the commit.
-    pub async fn commit<T>(
-        &self,
-        decide: impl FnOnce(&MetadataImage) -> Result<(T, Vec<MetadataRecord>), ControllerError>,
-    ) -> Result<(T, Arc<MetadataImage>), ControllerError> {
-        let mut journal = self.journal.lock().await;
-        let image = self.image();
-        let (value, records) = decide(&image)?;
-        if records.is_empty() {
-            return Ok((value, image));
-        }
-        let offsets = tokio::task::block_in_place(|| journal.append(&records))?;
-        let mut next = (*image).clone();
-        for (offset, record) in offsets.into_iter().zip(&records) {
-            next.apply(offset, record);
-        }
-        let next = Arc::new(next);
-        if let Ok(mut latest) = self.latest.lock() {
-            *latest = next.clone();
-        }
-        self.image_tx.send_replace(next.clone());
-        Ok((value, next))
-    }
-
-    /// Hands `count` producer ids to `broker_id`; returns the first.
-    pub async fn allocate_producer_ids(
-        &self,
-        broker_id: BrokerId,
-        count: i64,
-    ) -> Result<i64, ControllerError> {
-        let (first, _) = self
-            .commit(|image| {
-                let first = image.next_producer_id;
-                Ok((
-                    first,
-                    vec![MetadataRecord::ProducerIds {
-                        broker_id,
-                        next_producer_id: first + count,
-                    }],
-                ))
-            })
-            .await?;
-        Ok(first)
-    }
 }
 
 #[cfg(test)]

@@ -42,6 +42,13 @@ pub enum MetadataRecord {
     BrokerConfig { key: String, value: Option<String> },
     /// A topic and all its partitions were deleted.
     RemoveTopic { topic_id: TopicId },
+    /// A broker missed heartbeats for `broker.session.timeout.ms` (or is shutting down): it
+    /// leads nothing and is not placed on.
+    FenceBroker { broker_id: BrokerId },
+    /// A fenced broker is heartbeating again.
+    UnfenceBroker { broker_id: BrokerId },
+    /// A feature's level; `metadata.version` is the format of these records.
+    FeatureLevel { name: String, level: u16 },
     /// Producer ids below `next_producer_id` have been handed out.
     ProducerIds {
         broker_id: BrokerId,

@@ -148,3 +148,12 @@ fn topic_response(image: &MetadataImage, topic: &TopicImage, version: i16) -> Me
         .with_is_internal(version >= 1 && topic.name.starts_with(INTERNAL_PREFIX))
         .with_partitions(partitions)
 }
+
+/// The active controller's id, -1 while there is none (an election is under way).
+///
+/// Metadata does not use it: as in KRaft, clients are told a live broker (this one) is the
+/// controller, since every broker forwards controller requests to the active controller, so a
+/// client never waits on the quorum's own failover to find where to send CreateTopics.
+pub fn active_controller(broker: &crate::broker::Broker) -> i32 {
+    broker.controller.leader_id().map(|id| id as i32).unwrap_or(-1)
+}

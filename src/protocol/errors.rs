@@ -56,7 +56,12 @@ pub fn controller_error_code(e: &ControllerError) -> i16 {
         ControllerError::InvalidReplicationFactor { .. } => E::InvalidReplicationFactor.code(),
         ControllerError::InvalidReplicaAssignment(_) => E::InvalidReplicaAssignment.code(),
         ControllerError::InvalidConfig(_) => E::InvalidConfig.code(),
-        ControllerError::Encode(_) | ControllerError::Io { .. } => E::UnknownServerError.code(),
+        ControllerError::NotController { .. } | ControllerError::ShuttingDown => {
+            E::NotController.code()
+        }
+        ControllerError::Encode(_) | ControllerError::Io { .. } | ControllerError::Raft(_) => {
+            E::UnknownServerError.code()
+        }
     }
 }
 

@@ -1,0 +1,824 @@
+//! [`Controller`]: this node's member of the metadata quorum — the Raft node, the commit path
+//! (decide, compare-and-set, forward to the active controller), and, while this node is the
+//! active controller, its duties: broker liveness (fence after `broker.session.timeout.ms` of
+//! silence, unfence when heartbeats resume), leader elections, controlled shutdown and
+//! preferred-leader rebalancing.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::BasicNode;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::elections::{decide_broker_liveness, decide_preferred_leaders, Liveness};
+use super::image::MetadataImage;
+use super::log_store::MetadataLogStore;
+use super::network::{
+    serve, ControllerReply, ControllerRequest, ControllerService, PeerClient, QuorumDescription,
+    RaftTransport, RemoteRefusal,
+};
+use super::quorum::{parse_voters, MetadataWrite, NodeId, Raft, WriteOutcome};
+use super::records::MetadataRecord;
+use super::state_machine::{ApplyObserver, MetadataStateMachine};
+use super::ControllerError;
+use crate::config::NodeConfig;
+use crate::model::BrokerId;
+use crate::net::{BoxFuture, Network};
+
+/// The `metadata.version` this build writes.
+pub(crate) const METADATA_VERSION: u16 = 1;
+/// How often the active controller looks at broker liveness.
+const DUTY_TICK: Duration = Duration::from_millis(200);
+/// How long a commit keeps trying (elections, forwarding, conflicts) before giving up with a
+/// retriable error.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
+const RPC_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The controller's settings, from the node config.
+#[derive(Debug, Clone)]
+pub struct ControllerSettings {
+    pub node_id: NodeId,
+    pub voters: BTreeMap<NodeId, BasicNode>,
+    /// `process.roles` includes `controller`.
+    pub is_voter: bool,
+    /// Where to listen for the controller RPC; `None` for a lone voter, which needs no peers.
+    pub listen: Option<String>,
+    /// How peers reach this node (a learner registers it).
+    pub advertised: Option<String>,
+    pub election_timeout: Duration,
+    pub session_timeout: Duration,
+    pub broker_heartbeat_interval: Duration,
+    pub unclean_leader_election: bool,
+    pub auto_leader_rebalance: bool,
+    pub leader_imbalance_check_interval: Duration,
+    pub leader_imbalance_percent: u32,
+}
+
+impl ControllerSettings {
+    pub fn from_node(node: &NodeConfig) -> Result<ControllerSettings, ControllerError> {
+        let node_id = node.node_id().0 as NodeId;
+        let voters = parse_voters(node.get("controller.quorum.voters"))?;
+        let is_voter = node
+            .get("process.roles")
+            .split(',')
+            .any(|r| r.trim() == "controller");
+        if is_voter && !voters.contains_key(&node_id) {
+            return Err(ControllerError::InvalidConfig(format!(
+                "process.roles includes controller but node {node_id} is not in controller.quorum.voters"
+            )));
+        }
+        let controller_listener = node
+            .listeners()
+            .map_err(|e| ControllerError::InvalidConfig(e.to_string()))?
+            .into_iter()
+            .find(|l| l.name == "CONTROLLER");
+        let lone_voter = is_voter && voters.len() == 1;
+        let listen = match (&controller_listener, lone_voter) {
+            (_, true) => None,
+            (Some(l), false) => Some(format!(
+                "{}:{}",
+                if l.host.is_empty() {
+                    "0.0.0.0"
+                } else {
+                    &l.host
+                },
+                l.port
+            )),
+            (None, false) => {
+                return Err(ControllerError::InvalidConfig(
+                    "a node of a multi-node quorum needs a CONTROLLER://host:port listener".into(),
+                ))
+            }
+        };
+        let advertised = if is_voter {
+            voters.get(&node_id).map(|n| n.addr.clone())
+        } else {
+            controller_listener.map(|l| format!("{}:{}", l.host, l.port))
+        };
+        let ms = |k: &str| Duration::from_millis(node.get_i64(k).max(1) as u64);
+        Ok(ControllerSettings {
+            node_id,
+            voters,
+            is_voter,
+            listen,
+            advertised,
+            election_timeout: ms("controller.quorum.election.timeout.ms"),
+            session_timeout: ms("broker.session.timeout.ms"),
+            broker_heartbeat_interval: ms("broker.heartbeat.interval.ms"),
+            unclean_leader_election: node.get("unclean.leader.election.enable") == "true",
+            auto_leader_rebalance: node.get("auto.leader.rebalance.enable") == "true",
+            leader_imbalance_check_interval: Duration::from_secs(
+                node.get_i64("leader.imbalance.check.interval.seconds")
+                    .max(1) as u64,
+            ),
+            leader_imbalance_percent: node
+                .get_i64("leader.imbalance.per.broker.percentage")
+                .clamp(0, 100) as u32,
+        })
+    }
+
+    /// A lone voter: `strata serve` with the defaults.
+    pub fn single(node_id: NodeId) -> ControllerSettings {
+        ControllerSettings {
+            node_id,
+            voters: [(node_id, BasicNode::new("127.0.0.1:9093"))].into(),
+            is_voter: true,
+            listen: None,
+            advertised: None,
+            election_timeout: Duration::from_millis(1000),
+            session_timeout: Duration::from_millis(9000),
+            broker_heartbeat_interval: Duration::from_millis(2000),
+            unclean_leader_election: false,
+            auto_leader_rebalance: true,
+            leader_imbalance_check_interval: Duration::from_secs(300),
+            leader_imbalance_percent: 10,
+        }
+    }
+}
+
+/// What the active controller knows about brokers beyond the image. Reset when this node
+/// becomes the active controller: every broker gets a fresh session.
+#[derive(Debug, Default)]
+struct BrokerSessions {
+    /// Last heartbeat seen by this active controller.
+    last_seen: HashMap<BrokerId, Instant>,
+    /// Brokers in controlled shutdown, with the incarnation that asked.
+    draining: BTreeMap<BrokerId, uuid::Uuid>,
+    leader_term: Option<u64>,
+    leader_since: Option<Instant>,
+    last_rebalance: Option<Instant>,
+}
+
+/// This node's member of the metadata quorum.
+pub struct Controller {
+    settings: ControllerSettings,
+    raft: Raft,
+    image_rx: watch::Receiver<Arc<MetadataImage>>,
+    net: Arc<dyn Network>,
+    // Serialises this node's decisions so they never conflict with each other.
+    commit_lock: tokio::sync::Mutex<()>,
+    // Short sections that never await.
+    sessions: Mutex<BrokerSessions>,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("node_id", &self.settings.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn raft_err(e: impl std::fmt::Display) -> ControllerError {
+    ControllerError::Raft(e.to_string())
+}
+
+impl Controller {
+    /// Opens the Raft log and state machine under `dir`, starts the Raft node (and the
+    /// controller listener when there are peers), bootstraps the quorum on first start, and
+    /// starts the duties. A lone voter is the active controller when this returns.
+    pub async fn open(
+        dir: &Path,
+        settings: ControllerSettings,
+        net: Arc<dyn Network>,
+        observer: Option<ApplyObserver>,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Controller>, ControllerError> {
+        let raft_dir = dir.join("raft");
+        let io = |source| ControllerError::Io {
+            path: raft_dir.clone(),
+            source,
+        };
+        let log_store = MetadataLogStore::open(&raft_dir).map_err(io)?;
+        let (sm, image_rx) = MetadataStateMachine::open(&raft_dir, observer).map_err(io)?;
+        // `controller.quorum.election.timeout.ms` bounds how long followers go without a leader
+        // before one stands: openraft waits out the leader's lease (its election_timeout_max)
+        // and then its own randomised timeout in [min, max), so with max = et/2 and min = et/4
+        // an election starts between 0.75 and 1.0 x et after the leader's last heartbeat.
+        let et = settings.election_timeout.as_millis() as u64;
+        let config = openraft::Config {
+            cluster_name: "strata-metadata".into(),
+            election_timeout_min: (et / 4).max(10),
+            election_timeout_max: (et / 2).max(20),
+            heartbeat_interval: (et / 10).max(5),
+            install_snapshot_timeout: 10_000,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1000),
+            max_in_snapshot_log_to_keep: 200,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(raft_err)?;
+        let raft = Raft::new(
+            settings.node_id,
+            Arc::new(config),
+            RaftTransport { net: net.clone() },
+            log_store,
+            sm,
+        )
+        .await
+        .map_err(raft_err)?;
+        let controller = Arc::new(Controller {
+            settings: settings.clone(),
+            raft: raft.clone(),
+            image_rx,
+            net: net.clone(),
+            commit_lock: tokio::sync::Mutex::new(()),
+            sessions: Mutex::new(BrokerSessions::default()),
+            shutdown: shutdown.clone(),
+        });
+        if let Some(addr) = &settings.listen {
+            let acceptor = net
+                .bind(addr.clone())
+                .await
+                .map_err(|source| ControllerError::Io {
+                    path: format!("controller listener {addr}").into(),
+                    source,
+                })?;
+            tokio::spawn(serve(acceptor, controller.clone(), shutdown.clone()));
+        }
+        if settings.is_voter {
+            // Every voter may initialize with the same membership: the entries are identical,
+            // and a node that already has a log refuses.
+            match raft.initialize(settings.voters.clone()).await {
+                Ok(()) => {
+                    tracing::info!(voters = ?settings.voters.keys().collect::<Vec<_>>(), "bootstrapped the metadata quorum")
+                }
+                Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => return Err(raft_err(e)),
+            }
+        } else {
+            controller.clone().spawn_join_as_learner();
+        }
+        if settings.is_voter && settings.voters.len() == 1 {
+            let mut m = raft.metrics();
+            let leader = tokio::time::timeout(
+                Duration::from_secs(10),
+                m.wait_for(|m| m.current_leader == Some(settings.node_id)),
+            )
+            .await;
+            if leader.is_err() {
+                return Err(ControllerError::NotController { leader: None });
+            }
+        }
+        if settings.is_voter && settings.voters.len() == 1 {
+            controller.import_legacy_journal(dir).await?;
+        }
+        controller.clone().spawn_duties();
+        Ok(controller)
+    }
+
+    /// Strata before the Raft quorum kept a lone node's metadata in
+    /// `__cluster_metadata/records.log` (`length: u32 BE | crc32 | JSON record`). A lone voter
+    /// whose Raft state is empty imports it once, so upgrading never loses topics (the broker
+    /// would otherwise delete every partition log missing from the empty image), and renames
+    /// it to `records.log.imported`.
+    async fn import_legacy_journal(&self, dir: &Path) -> Result<(), ControllerError> {
+        let path = dir.join("records.log");
+        let Ok(bytes) = std::fs::read(&path) else {
+            return Ok(());
+        };
+        let mut records = Vec::new();
+        let mut pos = 0usize;
+        while pos + 8 <= bytes.len() {
+            let len =
+                u32::from_be_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]])
+                    as usize;
+            let crc = u32::from_be_bytes([
+                bytes[pos + 4],
+                bytes[pos + 5],
+                bytes[pos + 6],
+                bytes[pos + 7],
+            ]);
+            let Some(payload) = bytes.get(pos + 8..pos + 8 + len) else {
+                break;
+            };
+            if crc32fast::hash(payload) != crc {
+                break;
+            }
+            let Ok(record) = serde_json::from_slice::<MetadataRecord>(payload) else {
+                break;
+            };
+            records.push(record);
+            pos += 8 + len;
+        }
+        if self.image().offset == 0 && !records.is_empty() {
+            let count = records.len();
+            self.commit(|image| {
+                Ok((
+                    (),
+                    if image.offset == 0 {
+                        records.clone()
+                    } else {
+                        vec![]
+                    },
+                ))
+            })
+            .await?;
+            tracing::info!(records = count, path = %path.display(), "imported the pre-Raft metadata journal");
+        }
+        std::fs::rename(&path, dir.join("records.log.imported")).map_err(|source| {
+            ControllerError::Io {
+                path: path.clone(),
+                source,
+            }
+        })
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.settings.node_id
+    }
+
+    pub fn settings(&self) -> &ControllerSettings {
+        &self.settings
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.image_rx.borrow().clone()
+    }
+
+    /// Receives every new image.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.image_rx.clone()
+    }
+
+    /// The active controller, as far as this node knows.
+    pub fn leader_id(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader_id() == Some(self.settings.node_id)
+    }
+
+    fn leader_addr(&self) -> Option<(NodeId, String)> {
+        let m = self.raft.metrics().borrow().clone();
+        let id = m.current_leader?;
+        let node = m.membership_config.membership().get_node(&id)?;
+        Some((id, node.addr.clone()))
+    }
+
+    /// Waits until the local image has reached `offset`.
+    pub async fn wait_image(
+        &self,
+        offset: u64,
+        deadline: Instant,
+    ) -> Result<Arc<MetadataImage>, ControllerError> {
+        let mut rx = self.image_rx.clone();
+        let waited = tokio::time::timeout_at(deadline, rx.wait_for(|i| i.offset >= offset))
+            .await
+            .map(|r| r.map(|i| i.clone()));
+        match waited {
+            Ok(Ok(i)) => Ok(i),
+            Ok(Err(_)) => Err(ControllerError::ShuttingDown),
+            Err(_) => Err(ControllerError::NotController {
+                leader: self.leader_id(),
+            }),
+        }
+    }
+
+    /// Decides with `decide` against the latest image and commits the records through the
+    /// quorum, deciding again whenever the image moved first. Returns the decision's value and
+    /// this node's image once it includes the records.
+    pub async fn commit<T>(
+        &self,
+        mut decide: impl FnMut(&MetadataImage) -> Result<(T, Vec<MetadataRecord>), ControllerError>,
+    ) -> Result<(T, Arc<MetadataImage>), ControllerError> {
+        let deadline = Instant::now() + COMMIT_TIMEOUT;
+        let _serial = self.commit_lock.lock().await;
+        loop {
+            let image = self.image();
+            let (value, records) = decide(&image)?;
+            if records.is_empty() {
+                return Ok((value, image));
+            }
+            let write = MetadataWrite {
+                expected_offset: Some(image.offset),
+                records,
+            };
+            match self.write(&write, deadline).await? {
+                WriteOutcome::Applied { offset } => {
+                    let image = self.wait_image(offset, deadline).await?;
+                    return Ok((value, image));
+                }
+                WriteOutcome::Conflict { offset } => {
+                    // Decided on an image that was not the latest: catch up and decide again.
+                    let caught_up = offset.max(image.offset + 1);
+                    self.wait_image(caught_up, deadline).await?;
+                }
+            }
+        }
+    }
+
+    /// Appends `write` through the active controller: locally when this node is it, else
+    /// forwarded. Retries through elections until `deadline`.
+    async fn write(
+        &self,
+        write: &MetadataWrite,
+        deadline: Instant,
+    ) -> Result<WriteOutcome, ControllerError> {
+        loop {
+            if self.shutdown.is_cancelled() {
+                return Err(ControllerError::ShuttingDown);
+            }
+            if Instant::now() >= deadline {
+                return Err(ControllerError::NotController {
+                    leader: self.leader_id(),
+                });
+            }
+            match self.leader_addr() {
+                Some((id, _)) if id == self.settings.node_id => {
+                    match tokio::time::timeout_at(deadline, self.raft.client_write(write.clone()))
+                        .await
+                    {
+                        Ok(Ok(r)) => return Ok(r.data),
+                        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {}
+                        Ok(Err(RaftError::APIError(e))) => return Err(raft_err(e)),
+                        Ok(Err(RaftError::Fatal(_))) => return Err(ControllerError::ShuttingDown),
+                        Err(_) => return Err(ControllerError::NotController { leader: Some(id) }),
+                    }
+                }
+                Some((_, addr)) => {
+                    let remaining = deadline
+                        .saturating_duration_since(Instant::now())
+                        .min(RPC_TIMEOUT * 2);
+                    let mut peer = PeerClient::new(self.net.clone(), addr);
+                    match peer
+                        .call(&ControllerRequest::Write(write.clone()), remaining)
+                        .await
+                    {
+                        Ok(ControllerReply::Write(Ok(outcome))) => return Ok(outcome),
+                        Ok(ControllerReply::Write(Err(RemoteRefusal::Failed(m)))) => {
+                            return Err(ControllerError::Raft(m))
+                        }
+                        Ok(_) | Err(_) => {}
+                    }
+                }
+                None => {}
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Hands `count` producer ids to `broker_id`; returns the first.
+    pub async fn allocate_producer_ids(
+        &self,
+        broker_id: BrokerId,
+        count: i64,
+    ) -> Result<i64, ControllerError> {
+        let (first, _) = self
+            .commit(|image| {
+                let first = image.next_producer_id;
+                Ok((
+                    first,
+                    vec![MetadataRecord::ProducerIds {
+                        broker_id,
+                        next_producer_id: first + count,
+                    }],
+                ))
+            })
+            .await?;
+        Ok(first)
+    }
+
+    /// Sends a request to the active controller, or serves it here when this node is it.
+    async fn to_leader(&self, req: ControllerRequest) -> Result<ControllerReply, ControllerError> {
+        match self.leader_addr() {
+            Some((id, _)) if id == self.settings.node_id => Ok(self.serve_request(req).await),
+            Some((id, addr)) => PeerClient::new(self.net.clone(), addr)
+                .call(&req, RPC_TIMEOUT)
+                .await
+                .map_err(|_| ControllerError::NotController { leader: Some(id) }),
+            None => Err(ControllerError::NotController { leader: None }),
+        }
+    }
+
+    /// Tells the active controller that `broker_id` is alive. Returns whether it is fenced.
+    pub async fn heartbeat(
+        &self,
+        broker_id: BrokerId,
+        incarnation: uuid::Uuid,
+    ) -> Result<bool, ControllerError> {
+        match self
+            .to_leader(ControllerRequest::BrokerHeartbeat {
+                broker_id,
+                incarnation,
+            })
+            .await?
+        {
+            ControllerReply::BrokerHeartbeat(Ok(fenced)) => Ok(fenced),
+            ControllerReply::BrokerHeartbeat(Err(e)) => Err(ControllerError::Raft(e.to_string())),
+            _ => Err(ControllerError::Raft("unexpected reply".into())),
+        }
+    }
+
+    /// Asks the active controller to move `broker_id`'s leaderships away, and waits until the
+    /// local image shows it leads nothing that could move (or `timeout`).
+    pub async fn controlled_shutdown(
+        &self,
+        broker_id: BrokerId,
+        timeout: Duration,
+    ) -> Result<(), ControllerError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self
+                .to_leader(ControllerRequest::ControlledShutdown { broker_id })
+                .await
+            {
+                Ok(ControllerReply::ControlledShutdown(Ok(()))) => break,
+                _ if Instant::now() >= deadline => {
+                    return Err(ControllerError::NotController {
+                        leader: self.leader_id(),
+                    })
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        let mut rx = self.image_rx.clone();
+        let drained = |i: &Arc<MetadataImage>| {
+            i.topics
+                .values()
+                .flat_map(|t| t.partitions.values())
+                .all(|p| p.leader != broker_id || p.replicas.len() == 1)
+        };
+        tokio::time::timeout_at(deadline, rx.wait_for(drained))
+            .await
+            .map(|_| ())
+            .map_err(|_| ControllerError::NotController {
+                leader: self.leader_id(),
+            })
+    }
+
+    /// The quorum as this node sees it.
+    pub fn describe(&self) -> QuorumDescription {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let mut out_voters = Vec::new();
+        let mut learners = Vec::new();
+        for (id, node) in membership.nodes() {
+            if voters.contains(id) {
+                out_voters.push((*id, node.addr.clone()));
+            } else {
+                learners.push((*id, node.addr.clone()));
+            }
+        }
+        let image = self.image();
+        QuorumDescription {
+            node_id: self.settings.node_id,
+            leader: m.current_leader,
+            term: m.current_term,
+            last_applied: m.last_applied.map(|l| l.index),
+            voters: out_voters,
+            learners,
+            image_offset: image.offset,
+            metadata_version: image.metadata_version,
+            brokers: image
+                .brokers
+                .values()
+                .map(|b| {
+                    (
+                        b.broker_id.0,
+                        format!("{}:{}", b.host, b.port),
+                        b.rack.clone(),
+                        b.fenced,
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Stops the Raft node.
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        let _ = self.raft.shutdown().await;
+    }
+
+    fn sessions(&self) -> MutexGuard<'_, BrokerSessions> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn serve_request(&self, req: ControllerRequest) -> ControllerReply {
+        let not_leader = || RemoteRefusal::NotLeader {
+            leader: self.leader_id(),
+        };
+        match req {
+            ControllerRequest::AppendEntries(r) => {
+                ControllerReply::AppendEntries(self.raft.append_entries(r).await)
+            }
+            ControllerRequest::Vote(r) => ControllerReply::Vote(self.raft.vote(r).await),
+            ControllerRequest::InstallSnapshot(r) => {
+                ControllerReply::InstallSnapshot(self.raft.install_snapshot(r).await)
+            }
+            ControllerRequest::Write(w) => {
+                ControllerReply::Write(match self.raft.client_write(w).await {
+                    Ok(r) => Ok(r.data),
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                        Err(RemoteRefusal::NotLeader {
+                            leader: f.leader_id,
+                        })
+                    }
+                    Err(e) => Err(RemoteRefusal::Failed(e.to_string())),
+                })
+            }
+            ControllerRequest::BrokerHeartbeat { broker_id, .. } => {
+                if !self.is_leader() {
+                    return ControllerReply::BrokerHeartbeat(Err(not_leader()));
+                }
+                self.sessions().last_seen.insert(broker_id, Instant::now());
+                let fenced = self
+                    .image()
+                    .brokers
+                    .get(&broker_id)
+                    .is_none_or(|b| b.fenced);
+                ControllerReply::BrokerHeartbeat(Ok(fenced))
+            }
+            ControllerRequest::ControlledShutdown { broker_id } => {
+                if !self.is_leader() {
+                    return ControllerReply::ControlledShutdown(Err(not_leader()));
+                }
+                if let Some(b) = self.image().brokers.get(&broker_id) {
+                    self.sessions().draining.insert(broker_id, b.incarnation);
+                }
+                ControllerReply::ControlledShutdown(
+                    self.run_liveness()
+                        .await
+                        .map_err(|e| RemoteRefusal::Failed(e.to_string())),
+                )
+            }
+            ControllerRequest::AddLearner { node_id, addr } => {
+                if !self.is_leader() {
+                    return ControllerReply::AddLearner(Err(not_leader()));
+                }
+                ControllerReply::AddLearner(
+                    self.raft
+                        .add_learner(node_id, BasicNode::new(addr), false)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| RemoteRefusal::Failed(e.to_string())),
+                )
+            }
+            ControllerRequest::Describe => ControllerReply::Describe(self.describe()),
+        }
+    }
+
+    fn spawn_join_as_learner(self: Arc<Self>) {
+        let Some(addr) = self.settings.advertised.clone() else {
+            tracing::error!(
+                "a broker-only node needs a CONTROLLER listener to follow the metadata log"
+            );
+            return;
+        };
+        tokio::spawn(async move {
+            let voters: Vec<String> = self
+                .settings
+                .voters
+                .values()
+                .map(|n| n.addr.clone())
+                .collect();
+            let req = ControllerRequest::AddLearner {
+                node_id: self.settings.node_id,
+                addr,
+            };
+            loop {
+                for v in &voters {
+                    let mut peer = PeerClient::new(self.net.clone(), v.clone());
+                    if let Ok(ControllerReply::AddLearner(Ok(()))) =
+                        peer.call(&req, RPC_TIMEOUT).await
+                    {
+                        tracing::info!("following the metadata log as a learner");
+                        return;
+                    }
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    () = self.shutdown.cancelled() => return,
+                }
+            }
+        });
+    }
+
+    fn spawn_duties(self: Arc<Self>) {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(DUTY_TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = self.shutdown.cancelled() => return,
+                }
+                if let Err(e) = self.run_duties().await {
+                    tracing::debug!(error = %e, "controller duties");
+                }
+            }
+        });
+    }
+
+    async fn run_duties(&self) -> Result<(), ControllerError> {
+        let (leader, term) = {
+            let m = self.raft.metrics().borrow().clone();
+            (m.current_leader, m.current_term)
+        };
+        if leader != Some(self.settings.node_id) {
+            let mut s = self.sessions();
+            s.leader_term = None;
+            s.draining.clear();
+            return Ok(());
+        }
+        let became_leader = {
+            let mut s = self.sessions();
+            if s.leader_term != Some(term) {
+                // A new active controller gives every broker a fresh session.
+                s.leader_term = Some(term);
+                s.last_seen.clear();
+                s.leader_since = Some(Instant::now());
+                s.last_rebalance = Some(Instant::now());
+                true
+            } else {
+                false
+            }
+        };
+        if became_leader {
+            tracing::info!(
+                node_id = self.settings.node_id,
+                term,
+                "this node is the active controller"
+            );
+        }
+        self.commit(|image| {
+            let records = if image.metadata_version < METADATA_VERSION {
+                vec![MetadataRecord::FeatureLevel {
+                    name: "metadata.version".into(),
+                    level: METADATA_VERSION,
+                }]
+            } else {
+                vec![]
+            };
+            Ok(((), records))
+        })
+        .await?;
+        self.run_liveness().await?;
+        let rebalance_due = {
+            let s = self.sessions();
+            self.settings.auto_leader_rebalance
+                && s.last_rebalance
+                    .is_none_or(|t| t.elapsed() >= self.settings.leader_imbalance_check_interval)
+        };
+        if rebalance_due {
+            self.sessions().last_rebalance = Some(Instant::now());
+            let draining: BTreeSet<BrokerId> = self.sessions().draining.keys().copied().collect();
+            let pct = self.settings.leader_imbalance_percent;
+            self.commit(|image| Ok(((), decide_preferred_leaders(image, pct, &draining))))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Fences silent brokers, unfences heartbeating ones, drains those shutting down, and
+    /// re-elects leaders accordingly.
+    async fn run_liveness(&self) -> Result<(), ControllerError> {
+        let session = self.settings.session_timeout;
+        let unclean = self.settings.unclean_leader_election;
+        self.commit(|image| {
+            let now = Instant::now();
+            let mut s = self.sessions();
+            let since = s.leader_since.unwrap_or(now);
+            // A draining broker that registered again (a new incarnation) is back.
+            s.draining.retain(|b, inc| image.brokers.get(b).is_some_and(|r| r.incarnation == *inc));
+            let mut observed = Liveness { draining: s.draining.keys().copied().collect(), ..Default::default() };
+            for b in image.brokers.values() {
+                let seen = s.last_seen.get(&b.broker_id).copied();
+                if !b.fenced && now.duration_since(seen.unwrap_or(since)) >= session {
+                    observed.fence.insert(b.broker_id);
+                } else if b.fenced
+                    && seen.is_some_and(|t| now.duration_since(t) < session)
+                    && !s.draining.contains_key(&b.broker_id)
+                {
+                    observed.unfence.insert(b.broker_id);
+                }
+            }
+            drop(s);
+            let records = decide_broker_liveness(image, &observed, unclean);
+            if !records.is_empty() {
+                tracing::info!(fence = ?observed.fence, unfence = ?observed.unfence, draining = ?observed.draining, records = records.len(), "broker liveness changed");
+            }
+            Ok(((), records))
+        })
+        .await?;
+        Ok(())
+    }
+}
+impl ControllerService for Controller {
+    fn handle(&self, req: ControllerRequest) -> BoxFuture<'_, ControllerReply> {
+        Box::pin(self.serve_request(req))
+    }
+}

@@ -1,0 +1,348 @@
+//! The active controller's decisions about brokers and leaders: fencing and unfencing,
+//! leader election from the ISR, controlled shutdown and preferred-leader rebalancing.
+//! Pure functions from the image (and what the controller observed) to records.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::image::{MetadataImage, PartitionRegistration, TopicImage};
+use super::records::MetadataRecord;
+use crate::model::{BrokerId, LeaderEpoch, PartitionIndex};
+
+pub const NO_LEADER: BrokerId = BrokerId(-1);
+
+/// What the active controller observed about brokers since the image was made.
+#[derive(Debug, Default, Clone)]
+pub struct Liveness {
+    /// Unfenced brokers whose session expired.
+    pub fence: BTreeSet<BrokerId>,
+    /// Fenced brokers heartbeating again.
+    pub unfence: BTreeSet<BrokerId>,
+    /// Live brokers that must not lead (controlled shutdown): leaderships move away from them
+    /// and they leave the ISR wherever another member remains.
+    pub draining: BTreeSet<BrokerId>,
+}
+
+fn unclean_allowed(topic: &TopicImage, unclean_default: bool) -> bool {
+    topic
+        .config
+        .overrides
+        .get("unclean.leader.election.enable")
+        .map(|v| v == "true")
+        .unwrap_or(unclean_default)
+}
+
+/// Fences and unfences as observed, then re-elects every partition whose leader is not a live
+/// ISR member: the first live ISR member in replica order (so the preferred leader wins when it
+/// can), else with unclean election the first live replica (the ISR becomes just it), else no
+/// leader (-1). Dead brokers leave the ISR unless they are its last member, who keeps the
+/// claim to the data. A leader change bumps the leader epoch; every change bumps the partition
+/// epoch. Returns no records when nothing changes.
+pub fn decide_broker_liveness(
+    image: &MetadataImage,
+    observed: &Liveness,
+    unclean_default: bool,
+) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for b in &observed.fence {
+        if image.brokers.get(b).is_some_and(|r| !r.fenced) {
+            records.push(MetadataRecord::FenceBroker { broker_id: *b });
+        }
+    }
+    for b in &observed.unfence {
+        if image.brokers.get(b).is_some_and(|r| r.fenced) && !observed.fence.contains(b) {
+            records.push(MetadataRecord::UnfenceBroker { broker_id: *b });
+        }
+    }
+    let live = |b: &BrokerId| {
+        image.brokers.contains_key(b)
+            && !observed.fence.contains(b)
+            && (observed.unfence.contains(b) || image.is_live(*b))
+    };
+    let can_lead = |b: &BrokerId| live(b) && !observed.draining.contains(b);
+    for topic in image.topics.values() {
+        let unclean = unclean_allowed(topic, unclean_default);
+        for (index, p) in &topic.partitions {
+            let mut isr: Vec<BrokerId> = p
+                .isr
+                .iter()
+                .copied()
+                .filter(|b| live(b) && !(observed.draining.contains(b) && p.isr.len() > 1))
+                .collect();
+            if isr.is_empty() {
+                isr = p.isr.clone();
+            }
+            let leader = if p.leader != NO_LEADER && can_lead(&p.leader) && isr.contains(&p.leader)
+            {
+                p.leader
+            } else if let Some(b) = p.replicas.iter().find(|b| isr.contains(b) && can_lead(b)) {
+                *b
+            } else if unclean {
+                match p.replicas.iter().find(|b| can_lead(b)) {
+                    Some(b) => {
+                        isr = vec![*b];
+                        *b
+                    }
+                    None => NO_LEADER,
+                }
+            } else if p.replicas.len() == 1 && observed.draining.contains(&p.leader) {
+                // Nowhere to move it: a draining sole replica keeps leading until it stops.
+                p.leader
+            } else {
+                NO_LEADER
+            };
+            if let Some(r) = changed(topic, *index, p, leader, isr) {
+                records.push(r);
+            }
+        }
+    }
+    records
+}
+
+fn changed(
+    topic: &TopicImage,
+    index: PartitionIndex,
+    p: &PartitionRegistration,
+    leader: BrokerId,
+    isr: Vec<BrokerId>,
+) -> Option<MetadataRecord> {
+    if leader == p.leader && isr == p.isr {
+        return None;
+    }
+    Some(MetadataRecord::Partition {
+        topic_id: topic.topic_id,
+        partition: index,
+        replicas: p.replicas.clone(),
+        leader_epoch: if leader != p.leader {
+            LeaderEpoch(p.leader_epoch.0 + 1)
+        } else {
+            p.leader_epoch
+        },
+        partition_epoch: p.partition_epoch + 1,
+        isr,
+        leader,
+    })
+}
+
+/// Moves leadership back to preferred replicas (the first of each replica list) for every
+/// broker whose share of partitions led by someone else exceeds `imbalance_percent` of the
+/// partitions it prefers, where the preferred replica is live and in the ISR (Kafka's
+/// `leader.imbalance.per.broker.percentage`).
+pub fn decide_preferred_leaders(
+    image: &MetadataImage,
+    imbalance_percent: u32,
+    draining: &BTreeSet<BrokerId>,
+) -> Vec<MetadataRecord> {
+    let mut preferred: BTreeMap<BrokerId, (u64, u64)> = BTreeMap::new();
+    for topic in image.topics.values() {
+        for p in topic.partitions.values() {
+            if let Some(first) = p.replicas.first() {
+                let e = preferred.entry(*first).or_default();
+                e.0 += 1;
+                if p.leader != *first {
+                    e.1 += 1;
+                }
+            }
+        }
+    }
+    let imbalanced: BTreeSet<BrokerId> = preferred
+        .into_iter()
+        .filter(|(b, (total, off))| {
+            image.is_live(*b)
+                && !draining.contains(b)
+                && *off * 100 > *total * u64::from(imbalance_percent)
+        })
+        .map(|(b, _)| b)
+        .collect();
+    let mut records = Vec::new();
+    for topic in image.topics.values() {
+        for (index, p) in &topic.partitions {
+            let Some(first) = p.replicas.first() else {
+                continue;
+            };
+            if p.leader != *first && imbalanced.contains(first) && p.isr.contains(first) {
+                if let Some(r) = changed(topic, *index, p, *first, p.isr.clone()) {
+                    records.push(r);
+                }
+            }
+        }
+    }
+    records
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::TopicId;
+
+    fn cluster(brokers: i32, replicas: &[Vec<i32>]) -> (MetadataImage, TopicId) {
+        let mut image = MetadataImage::default();
+        let mut off = 0;
+        let mut next = || {
+            off += 1;
+            off
+        };
+        for i in 1..=brokers {
+            image.apply(
+                next(),
+                &MetadataRecord::RegisterBroker {
+                    broker_id: BrokerId(i),
+                    incarnation: uuid::Uuid::new_v4(),
+                    host: "h".into(),
+                    port: 1,
+                    rack: None,
+                },
+            );
+        }
+        let topic_id = TopicId::random();
+        image.apply(
+            next(),
+            &MetadataRecord::Topic {
+                name: "t".into(),
+                topic_id,
+            },
+        );
+        for (i, r) in replicas.iter().enumerate() {
+            let r: Vec<BrokerId> = r.iter().map(|b| BrokerId(*b)).collect();
+            image.apply(
+                next(),
+                &MetadataRecord::Partition {
+                    topic_id,
+                    partition: PartitionIndex(i as i32),
+                    leader: r[0],
+                    isr: r.clone(),
+                    replicas: r,
+                    leader_epoch: LeaderEpoch(0),
+                    partition_epoch: 0,
+                },
+            );
+        }
+        (image, topic_id)
+    }
+
+    fn apply(image: &mut MetadataImage, records: &[MetadataRecord]) {
+        for r in records {
+            let o = image.offset + 1;
+            image.apply(o, r);
+        }
+    }
+
+    fn part(image: &MetadataImage, t: TopicId, p: i32) -> PartitionRegistration {
+        image.topics[&t].partitions[&PartitionIndex(p)].clone()
+    }
+
+    #[test]
+    fn fencing_the_leader_elects_from_the_isr_and_bumps_epochs() {
+        let (mut image, t) = cluster(3, &[vec![1, 2, 3], vec![2, 3, 1]]);
+        let observed = Liveness {
+            fence: [BrokerId(1)].into(),
+            ..Default::default()
+        };
+        let records = decide_broker_liveness(&image, &observed, false);
+        apply(&mut image, &records);
+        assert!(image.brokers[&BrokerId(1)].fenced);
+        let p0 = part(&image, t, 0);
+        assert_eq!(p0.leader, BrokerId(2));
+        assert_eq!(p0.isr, vec![BrokerId(2), BrokerId(3)]);
+        assert_eq!((p0.leader_epoch, p0.partition_epoch), (LeaderEpoch(1), 1));
+        let p1 = part(&image, t, 1);
+        assert_eq!(p1.leader, BrokerId(2));
+        assert_eq!((p1.leader_epoch, p1.partition_epoch), (LeaderEpoch(0), 1));
+        // Deciding again changes nothing.
+        assert!(decide_broker_liveness(&image, &Liveness::default(), false).is_empty());
+    }
+
+    #[test]
+    fn no_live_isr_member_means_offline_unless_unclean() {
+        let (mut image, t) = cluster(2, &[vec![1, 2]]);
+        let observed = Liveness {
+            fence: [BrokerId(2)].into(),
+            ..Default::default()
+        };
+        let r = decide_broker_liveness(&image, &observed, false);
+        apply(&mut image, &r);
+        let observed = Liveness {
+            fence: [BrokerId(1)].into(),
+            ..Default::default()
+        };
+        let mut clean = image.clone();
+        let r = decide_broker_liveness(&clean, &observed, false);
+        apply(&mut clean, &r);
+        assert_eq!(part(&clean, t, 0).leader, NO_LEADER);
+        assert_eq!(part(&clean, t, 0).isr, vec![BrokerId(1)]);
+        // Broker 2 comes back: it is not in the ISR, so the partition stays offline...
+        let back = Liveness {
+            unfence: [BrokerId(2)].into(),
+            ..Default::default()
+        };
+        let mut c2 = clean.clone();
+        let r = decide_broker_liveness(&c2, &back, false);
+        apply(&mut c2, &r);
+        assert_eq!(part(&c2, t, 0).leader, NO_LEADER);
+        // ...unless unclean election is on.
+        let r = decide_broker_liveness(&c2, &Liveness::default(), true);
+        apply(&mut c2, &r);
+        assert_eq!(part(&c2, t, 0).leader, BrokerId(2));
+        assert_eq!(part(&c2, t, 0).isr, vec![BrokerId(2)]);
+        // Broker 1 (the last ISR member) comes back: it leads again.
+        let back = Liveness {
+            unfence: [BrokerId(1)].into(),
+            ..Default::default()
+        };
+        let r = decide_broker_liveness(&clean, &back, false);
+        apply(&mut clean, &r);
+        assert_eq!(part(&clean, t, 0).leader, BrokerId(1));
+    }
+
+    #[test]
+    fn draining_moves_leadership_but_keeps_sole_replicas() {
+        let (mut image, t) = cluster(3, &[vec![1, 2, 3], vec![1]]);
+        let observed = Liveness {
+            draining: [BrokerId(1)].into(),
+            ..Default::default()
+        };
+        let r = decide_broker_liveness(&image, &observed, false);
+        apply(&mut image, &r);
+        assert_eq!(part(&image, t, 0).leader, BrokerId(2));
+        assert_eq!(part(&image, t, 0).isr, vec![BrokerId(2), BrokerId(3)]);
+        assert_eq!(part(&image, t, 1).leader, BrokerId(1));
+        assert!(!image.brokers[&BrokerId(1)].fenced);
+    }
+
+    #[test]
+    fn rebalancing_returns_leadership_to_preferred_replicas() {
+        let (mut image, t) = cluster(3, &[vec![1, 2, 3], vec![2, 3, 1], vec![3, 1, 2]]);
+        let observed = Liveness {
+            fence: [BrokerId(1)].into(),
+            ..Default::default()
+        };
+        let r = decide_broker_liveness(&image, &observed, false);
+        apply(&mut image, &r);
+        assert_ne!(part(&image, t, 0).leader, BrokerId(1));
+        let back = Liveness {
+            unfence: [BrokerId(1)].into(),
+            ..Default::default()
+        };
+        let r = decide_broker_liveness(&image, &back, false);
+        apply(&mut image, &r);
+        // Not in the ISR (no follower caught up yet): nothing to move.
+        assert!(decide_preferred_leaders(&image, 10, &BTreeSet::new()).is_empty());
+        let mut p0 = part(&image, t, 0);
+        p0.isr.push(BrokerId(1));
+        apply(
+            &mut image,
+            &[MetadataRecord::Partition {
+                topic_id: t,
+                partition: PartitionIndex(0),
+                replicas: p0.replicas,
+                isr: p0.isr,
+                leader: p0.leader,
+                leader_epoch: p0.leader_epoch,
+                partition_epoch: p0.partition_epoch + 1,
+            }],
+        );
+        let records = decide_preferred_leaders(&image, 10, &BTreeSet::new());
+        apply(&mut image, &records);
+        assert_eq!(part(&image, t, 0).leader, BrokerId(1));
+        assert!(decide_preferred_leaders(&image, 10, &BTreeSet::new()).is_empty());
+    }
+}

@@ -1,0 +1,325 @@
+//! The controller RPC: openraft's messages, forwarded metadata writes and broker heartbeats,
+//! over the controller listener.
+//!
+//! Framing: `length: u32 BE | JSON payload`, one request then one reply on a connection, in
+//! turn; a connection carries any number of them. Bounds: a frame is at most
+//! [`MAX_FRAME_BYTES`] (openraft sends snapshots in chunks far below it), a listener serves at
+//! most [`MAX_CONNECTIONS`] connections at once, and every call has a deadline.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+use super::quorum::{MetadataWrite, NodeId, TypeConfig, WriteOutcome};
+use crate::model::BrokerId;
+use crate::net::{Acceptor, BoxConnection, Network};
+
+pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
+pub const MAX_CONNECTIONS: usize = 256;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ControllerRequest {
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A metadata write forwarded to the active controller.
+    Write(MetadataWrite),
+    /// A broker is alive.
+    BrokerHeartbeat {
+        broker_id: BrokerId,
+        incarnation: uuid::Uuid,
+    },
+    /// A broker is about to stop: move its leaderships away.
+    ControlledShutdown {
+        broker_id: BrokerId,
+    },
+    /// A broker-only node asks to follow the log as a learner at `addr`.
+    AddLearner {
+        node_id: NodeId,
+        addr: String,
+    },
+    /// The quorum as this node sees it.
+    Describe,
+}
+
+/// Why a forwarded request was not served.
+#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
+pub enum RemoteRefusal {
+    #[error("not the active controller (leader: {leader:?})")]
+    NotLeader { leader: Option<NodeId> },
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The quorum as one node sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuorumDescription {
+    pub node_id: NodeId,
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    pub last_applied: Option<u64>,
+    pub voters: Vec<(NodeId, String)>,
+    pub learners: Vec<(NodeId, String)>,
+    pub image_offset: u64,
+    pub metadata_version: u16,
+    /// (id, host:port, rack, fenced)
+    pub brokers: Vec<(i32, String, Option<String>, bool)>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ControllerReply {
+    AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    InstallSnapshot(
+        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
+    ),
+    Write(Result<WriteOutcome, RemoteRefusal>),
+    /// Ok(true): this broker is fenced.
+    BrokerHeartbeat(Result<bool, RemoteRefusal>),
+    ControlledShutdown(Result<(), RemoteRefusal>),
+    AddLearner(Result<(), RemoteRefusal>),
+    Describe(QuorumDescription),
+}
+
+async fn write_frame<T: Serialize>(conn: &mut BoxConnection, msg: &T) -> io::Result<()> {
+    let bytes = serde_json::to_vec(msg).map_err(io::Error::other)?;
+    if bytes.len() > MAX_FRAME_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "controller RPC frame too large",
+        ));
+    }
+    let mut buf = Vec::with_capacity(bytes.len() + 4);
+    buf.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    buf.extend_from_slice(&bytes);
+    conn.write_all(&buf).await?;
+    conn.flush().await
+}
+
+async fn read_frame<T: DeserializeOwned>(conn: &mut BoxConnection) -> io::Result<T> {
+    let mut len = [0u8; 4];
+    conn.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "controller RPC frame too large",
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    conn.read_exact(&mut buf).await?;
+    serde_json::from_slice(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// A connection to one peer, reopened after any failure.
+#[derive(Debug)]
+pub struct PeerClient {
+    net: Arc<dyn Network>,
+    addr: String,
+    conn: Option<BoxConnection>,
+}
+
+impl std::fmt::Debug for dyn crate::net::Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Connection")
+    }
+}
+
+impl PeerClient {
+    pub fn new(net: Arc<dyn Network>, addr: String) -> PeerClient {
+        PeerClient {
+            net,
+            addr,
+            conn: None,
+        }
+    }
+
+    /// One request and its reply, within `timeout`.
+    pub async fn call(
+        &mut self,
+        req: &ControllerRequest,
+        timeout: Duration,
+    ) -> io::Result<ControllerReply> {
+        let result = tokio::time::timeout(timeout, async {
+            if self.conn.is_none() {
+                self.conn = Some(self.net.connect(self.addr.clone()).await?);
+            }
+            let conn = self
+                .conn
+                .as_mut()
+                .ok_or_else(|| io::Error::other("no connection"))?;
+            write_frame(conn, req).await?;
+            read_frame(conn).await
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "controller RPC timed out",
+            ))
+        });
+        if result.is_err() {
+            self.conn = None;
+        }
+        result
+    }
+}
+
+/// openraft's view of the network: one [`RaftPeer`] per target.
+#[derive(Debug, Clone)]
+pub struct RaftTransport {
+    pub net: Arc<dyn Network>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for RaftTransport {
+    type Network = RaftPeer;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> RaftPeer {
+        RaftPeer {
+            target,
+            client: PeerClient::new(self.net.clone(), node.addr.clone()),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct RaftPeer {
+    target: NodeId,
+    client: PeerClient,
+}
+
+type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, BasicNode, E>;
+
+impl RaftPeer {
+    async fn rpc<E: std::error::Error>(
+        &mut self,
+        req: ControllerRequest,
+        option: &RPCOption,
+    ) -> Result<ControllerReply, RpcErr<E>> {
+        match self.client.call(&req, option.hard_ttl()).await {
+            Ok(r) => Ok(r),
+            Err(e)
+                if e.kind() == io::ErrorKind::ConnectionRefused
+                    || e.kind() == io::ErrorKind::TimedOut =>
+            {
+                Err(RPCError::Unreachable(Unreachable::new(&e)))
+            }
+            Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
+        }
+    }
+
+    fn unexpected<E: std::error::Error>() -> RpcErr<E> {
+        RPCError::Network(NetworkError::new(&io::Error::other(
+            "unexpected controller RPC reply",
+        )))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for RaftPeer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<RaftError<NodeId>>> {
+        match self
+            .rpc(ControllerRequest::AppendEntries(rpc), &option)
+            .await?
+        {
+            ControllerReply::AppendEntries(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Err(Self::unexpected()),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<RaftError<NodeId, InstallSnapshotError>>>
+    {
+        match self
+            .rpc(ControllerRequest::InstallSnapshot(rpc), &option)
+            .await?
+        {
+            ControllerReply::InstallSnapshot(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Err(Self::unexpected()),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RpcErr<RaftError<NodeId>>> {
+        match self.rpc(ControllerRequest::Vote(rpc), &option).await? {
+            ControllerReply::Vote(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Err(Self::unexpected()),
+        }
+    }
+}
+
+/// What serves controller requests (the [`Controller`](super::Controller)).
+pub trait ControllerService: Send + Sync + 'static {
+    fn handle(&self, req: ControllerRequest) -> crate::net::BoxFuture<'_, ControllerReply>;
+}
+
+/// Serves the controller listener until `shutdown`.
+pub async fn serve(
+    mut acceptor: Box<dyn Acceptor>,
+    service: Arc<dyn ControllerService>,
+    shutdown: CancellationToken,
+) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let accepted = tokio::select! {
+            a = acceptor.accept() => a,
+            () = shutdown.cancelled() => return,
+        };
+        let (mut conn, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "controller listener accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, limit = MAX_CONNECTIONS, "controller listener at its connection limit; closing");
+            continue;
+        };
+        let (service, shutdown) = (service.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            loop {
+                let req = tokio::select! {
+                    r = read_frame::<ControllerRequest>(&mut conn) => r,
+                    () = shutdown.cancelled() => return,
+                };
+                let Ok(req) = req else { return };
+                let reply = service.handle(req).await;
+                if write_frame(&mut conn, &reply).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}

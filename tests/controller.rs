@@ -1,0 +1,446 @@
+//! The metadata quorum: the log store against openraft's conformance suite, snapshots, and
+//! in-process clusters of controllers over real localhost sockets (forwarding, failover,
+//! fencing). The scale benchmark is `#[ignore]`d: `cargo test --test controller -- --ignored
+//! --nocapture scale`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::testing::{StoreBuilder, Suite};
+use openraft::BasicNode;
+use tokio_util::sync::CancellationToken;
+
+use strata::controller::log_store::MetadataLogStore;
+use strata::controller::quorum::{NodeId, StorageError, TypeConfig};
+use strata::controller::state_machine::{decode_snapshot, encode_snapshot, MetadataStateMachine};
+use strata::controller::{
+    decide_create_topic, Controller, ControllerSettings, MetadataImage, MetadataRecord, NewTopic,
+    TopicDefaults,
+};
+use strata::model::{BrokerId, LeaderEpoch, PartitionIndex, TopicId};
+
+struct DirBuilder;
+
+impl StoreBuilder<TypeConfig, MetadataLogStore, MetadataStateMachine, tempfile::TempDir>
+    for DirBuilder
+{
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, MetadataLogStore, MetadataStateMachine), StorageError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = MetadataLogStore::open(dir.path()).expect("open log store");
+        let (sm, _) = MetadataStateMachine::open(dir.path(), None).expect("open state machine");
+        Ok((dir, log, sm))
+    }
+}
+
+#[test]
+fn log_store_passes_the_openraft_conformance_suite() {
+    Suite::test_all(DirBuilder).expect("openraft storage suite");
+}
+
+#[test]
+fn snapshots_round_trip_and_reject_corruption() {
+    let mut image = MetadataImage::default();
+    let topic_id = TopicId::random();
+    image.apply(
+        1,
+        &MetadataRecord::Topic {
+            name: "t".into(),
+            topic_id,
+        },
+    );
+    let meta = openraft::SnapshotMeta::<NodeId, BasicNode> {
+        last_log_id: None,
+        last_membership: Default::default(),
+        snapshot_id: "s".into(),
+    };
+    let mut bytes = encode_snapshot(&meta, &image).expect("encode");
+    let (_, back) = decode_snapshot(&bytes).expect("decode");
+    assert_eq!(back, image);
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    assert!(decode_snapshot(&bytes).is_err());
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+struct Node {
+    controller: Arc<Controller>,
+    shutdown: CancellationToken,
+}
+
+async fn cluster(n: u64, dir: &std::path::Path) -> (Vec<Option<Node>>, ControllerSettings) {
+    let voters: BTreeMap<NodeId, BasicNode> = (1..=n)
+        .map(|i| (i, BasicNode::new(format!("127.0.0.1:{}", free_port()))))
+        .collect();
+    let mut base = ControllerSettings::single(1);
+    base.voters = voters.clone();
+    base.election_timeout = Duration::from_millis(400);
+    base.session_timeout = Duration::from_millis(1000);
+    let opens = (1..=n).map(|i| {
+        let mut s = base.clone();
+        s.node_id = i;
+        s.listen = Some(voters[&i].addr.clone());
+        s.advertised = Some(voters[&i].addr.clone());
+        let shutdown = CancellationToken::new();
+        let d = dir.join(format!("n{i}"));
+        async move {
+            let c = Controller::open(&d, s, strata::net::tokio_network(), None, shutdown.clone())
+                .await
+                .expect("open controller");
+            Some(Node {
+                controller: c,
+                shutdown,
+            })
+        }
+    });
+    (futures_join(opens.collect()).await, base)
+}
+
+async fn futures_join<T: Send + 'static>(
+    futs: Vec<impl std::future::Future<Output = T> + Send + 'static>,
+) -> Vec<T> {
+    let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.expect("join"));
+    }
+    out
+}
+
+async fn leader(nodes: &[Option<Node>]) -> NodeId {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let leaders: Vec<Option<NodeId>> = nodes
+            .iter()
+            .flatten()
+            .map(|n| n.controller.leader_id())
+            .collect();
+        if let Some(Some(l)) = leaders.first() {
+            if leaders.iter().all(|x| *x == Some(*l)) {
+                return *l;
+            }
+        }
+        assert!(Instant::now() < deadline, "no agreed leader: {leaders:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn register(id: i32) -> MetadataRecord {
+    MetadataRecord::RegisterBroker {
+        broker_id: BrokerId(id),
+        incarnation: uuid::Uuid::new_v4(),
+        host: "127.0.0.1".into(),
+        port: 9000 + id as u16,
+        rack: None,
+    }
+}
+
+fn new_topic(name: &str) -> NewTopic {
+    NewTopic {
+        name: name.into(),
+        num_partitions: 3,
+        replication_factor: 3,
+        assignments: vec![],
+        configs: vec![],
+    }
+}
+
+const DEFAULTS: TopicDefaults = TopicDefaults {
+    num_partitions: 1,
+    replication_factor: 1,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_controllers_forward_fail_over_and_fence() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut nodes, _) = cluster(3, dir.path()).await;
+    let l = leader(&nodes).await;
+    let follower = (1..=3).find(|i| *i != l).expect("a follower");
+    let f = &nodes[follower as usize - 1]
+        .as_ref()
+        .expect("node")
+        .controller;
+    // Decided and forwarded from a follower.
+    for b in 1..=3 {
+        f.commit(|_| Ok(((), vec![register(b)])))
+            .await
+            .expect("register");
+    }
+    let silent3 = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hb = CancellationToken::new();
+    for n in nodes.iter().flatten() {
+        let (c, hb, silent3) = (n.controller.clone(), hb.clone(), silent3.clone());
+        tokio::spawn(async move {
+            while !hb.is_cancelled() {
+                for b in [1, 2, 3] {
+                    if b == 3 && silent3.load(std::sync::atomic::Ordering::SeqCst) {
+                        continue;
+                    }
+                    let _ = c.heartbeat(BrokerId(b), uuid::Uuid::nil()).await;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+    }
+    f.commit(|image| decide_create_topic(image, &new_topic("a"), DEFAULTS))
+        .await
+        .expect("create from a follower");
+    let offset = f.image().offset;
+    for n in nodes.iter().flatten() {
+        let img = n
+            .controller
+            .wait_image(offset, tokio::time::Instant::now() + Duration::from_secs(5))
+            .await
+            .expect("caught up");
+        assert!(img.topic_by_name("a").is_some());
+    }
+    // Broker 3 falls silent and is fenced; its leaderships move.
+    silent3.store(true, std::sync::atomic::Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let img = f.image();
+        let fenced = img.brokers[&BrokerId(3)].fenced;
+        let leads = img
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.values())
+            .any(|p| p.leader == BrokerId(3));
+        if fenced && !leads {
+            assert!(!img.brokers[&BrokerId(1)].fenced && !img.brokers[&BrokerId(2)].fenced);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "broker 3 not fenced: {:?}",
+            img.brokers
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Kill the active controller: the other two elect a leader and take writes.
+    let old = nodes[l as usize - 1].take().expect("leader node");
+    old.shutdown.cancel();
+    old.controller.shutdown().await;
+    let t0 = Instant::now();
+    let survivor = nodes
+        .iter()
+        .flatten()
+        .next()
+        .expect("survivor")
+        .controller
+        .clone();
+    survivor
+        .commit(|image| {
+            let rf2 = NewTopic {
+                replication_factor: 2,
+                ..new_topic("b")
+            };
+            decide_create_topic(image, &rf2, DEFAULTS)
+        })
+        .await
+        .expect("create after failover");
+    eprintln!("in-process failover: {:?}", t0.elapsed());
+    let new_leader = leader(&nodes).await;
+    assert_ne!(new_leader, l);
+    let offset = survivor.image().offset;
+    let mut images = Vec::new();
+    for n in nodes.iter().flatten() {
+        images.push(
+            n.controller
+                .wait_image(offset, tokio::time::Instant::now() + Duration::from_secs(5))
+                .await
+                .expect("caught up"),
+        );
+    }
+    assert_eq!(images[0].topics, images[1].topics);
+    hb.cancel();
+    for n in nodes.iter().flatten() {
+        n.shutdown.cancel();
+        n.controller.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_lone_voter_keeps_its_metadata() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let open = || async {
+        let s = CancellationToken::new();
+        let c = Controller::open(
+            dir.path(),
+            ControllerSettings::single(1),
+            strata::net::tokio_network(),
+            None,
+            s.clone(),
+        )
+        .await
+        .expect("open");
+        (c, s)
+    };
+    let (c, s) = open().await;
+    c.commit(|_| Ok(((), vec![register(1)])))
+        .await
+        .expect("register");
+    for i in 0..50 {
+        c.commit(|image| {
+            decide_create_topic(
+                image,
+                &new_topic(&format!("t{i}")).clone_with_rf1(),
+                DEFAULTS,
+            )
+        })
+        .await
+        .expect("create");
+    }
+    let before = c.image();
+    s.cancel();
+    c.shutdown().await;
+    drop(c);
+    let t0 = Instant::now();
+    let (c, s) = open().await;
+    let after = c.image();
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "reopen took {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(after.topics, before.topics);
+    s.cancel();
+    c.shutdown().await;
+}
+
+trait Rf1 {
+    fn clone_with_rf1(self) -> NewTopic;
+}
+impl Rf1 for NewTopic {
+    fn clone_with_rf1(self) -> NewTopic {
+        NewTopic {
+            replication_factor: 1,
+            ..self
+        }
+    }
+}
+
+/// Scale: 100,000 partitions in one image. Reports the time to apply, snapshot (encode and
+/// compress), restore (decode), the snapshot size and the image's approximate memory.
+#[test]
+#[ignore]
+fn scale_100k_partitions() {
+    let brokers = 12;
+    let mut image = MetadataImage::default();
+    let mut offset = 0;
+    for b in 1..=brokers {
+        offset += 1;
+        image.apply(offset, &register(b));
+    }
+    let rss_before = rss_bytes();
+    let mut records = Vec::new();
+    for t in 0..1000 {
+        let topic_id = TopicId::random();
+        records.push(MetadataRecord::Topic {
+            name: format!("topic-{t:04}"),
+            topic_id,
+        });
+        for p in 0..100 {
+            let replicas: Vec<BrokerId> = (0..3)
+                .map(|r| BrokerId(1 + (t + p + r) % brokers))
+                .collect();
+            records.push(MetadataRecord::Partition {
+                topic_id,
+                partition: PartitionIndex(p),
+                leader: replicas[0],
+                isr: replicas.clone(),
+                replicas,
+                leader_epoch: LeaderEpoch(0),
+                partition_epoch: 0,
+            });
+        }
+    }
+    let t0 = Instant::now();
+    for r in &records {
+        offset += 1;
+        image.apply(offset, r);
+    }
+    let apply = t0.elapsed();
+    drop(records);
+    let partitions: usize = image.topics.values().map(|t| t.partitions.len()).sum();
+    assert_eq!(partitions, 100_000);
+    let rss_after = rss_bytes();
+    let meta = openraft::SnapshotMeta::<NodeId, BasicNode> {
+        last_log_id: None,
+        last_membership: Default::default(),
+        snapshot_id: "scale".into(),
+    };
+    let t1 = Instant::now();
+    let bytes = encode_snapshot(&meta, &image).expect("encode");
+    let snapshot = t1.elapsed();
+    let t2 = Instant::now();
+    let (_, back) = decode_snapshot(&bytes).expect("decode");
+    let restore = t2.elapsed();
+    assert_eq!(back.topics.len(), image.topics.len());
+    let t3 = Instant::now();
+    let cloned = image.clone();
+    let clone = t3.elapsed();
+    drop(cloned);
+    println!(
+        "scale: {partitions} partitions in {} topics: apply {:?}, snapshot {:?} ({} bytes zstd), restore {:?}, image clone {:?}, RSS growth {} MiB",
+        image.topics.len(),
+        apply,
+        snapshot,
+        bytes.len(),
+        restore,
+        clone,
+        rss_after.saturating_sub(rss_before) / (1024 * 1024)
+    );
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map(|pages| pages * 4096)
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_voter_imports_the_pre_raft_journal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut journal = Vec::new();
+    for r in [
+        register(1),
+        MetadataRecord::Topic {
+            name: "old".into(),
+            topic_id: TopicId::random(),
+        },
+    ] {
+        let payload = serde_json::to_vec(&r).expect("json");
+        journal.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        journal.extend_from_slice(&crc32fast::hash(&payload).to_be_bytes());
+        journal.extend_from_slice(&payload);
+    }
+    std::fs::write(dir.path().join("records.log"), journal).expect("write journal");
+    let s = CancellationToken::new();
+    let c = Controller::open(
+        dir.path(),
+        ControllerSettings::single(1),
+        strata::net::tokio_network(),
+        None,
+        s.clone(),
+    )
+    .await
+    .expect("open");
+    assert!(c.image().topic_by_name("old").is_some());
+    assert!(dir.path().join("records.log.imported").exists());
+    s.cancel();
+    c.shutdown().await;
+}
