@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use bytes::{BufMut, BytesMut};
 use clap::{Args, Subcommand};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
@@ -14,12 +13,10 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 };
 use kafka_protocol::messages::{
     CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
-    IncrementalAlterConfigsRequest, MetadataRequest, RequestHeader, ResponseHeader,
+    IncrementalAlterConfigsRequest, MetadataRequest,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+use crate::client::KafkaClient;
 use crate::protocol::{str_bytes, topic_name};
 
 pub mod groups;
@@ -62,60 +59,9 @@ pub enum TopicsCommand {
     Delete { name: String },
 }
 
-/// A minimal Kafka-protocol client: one connection, one request at a time.
-pub struct KafkaClient {
-    stream: TcpStream,
-    correlation_id: i32,
-}
-
-impl KafkaClient {
-    pub async fn connect(addr: &str) -> anyhow::Result<KafkaClient> {
-        let stream = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
-            .await
-            .with_context(|| format!("timed out connecting to {addr}"))?
-            .with_context(|| format!("cannot connect to {addr}"))?;
-        Ok(KafkaClient {
-            stream,
-            correlation_id: 0,
-        })
-    }
-
-    /// Sends `req` at `version` and reads its response.
-    pub async fn send<R: Request>(&mut self, req: &R, version: i16) -> anyhow::Result<R::Response> {
-        self.correlation_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(str_bytes("strata-admin")));
-        let mut buf = BytesMut::new();
-        buf.put_i32(0);
-        header.encode(&mut buf, R::header_version(version))?;
-        req.encode(&mut buf, version)?;
-        let size = (buf.len() - 4) as i32;
-        buf[..4].copy_from_slice(&size.to_be_bytes());
-        self.stream.write_all(&buf).await?;
-        let size = self
-            .stream
-            .read_i32()
-            .await
-            .context("reading response size")?;
-        if !(0..=256 * 1024 * 1024).contains(&size) {
-            bail!("implausible response size {size}");
-        }
-        let mut body = BytesMut::zeroed(size as usize);
-        self.stream.read_exact(&mut body).await?;
-        let mut body = body.freeze();
-        let header = ResponseHeader::decode(&mut body, R::Response::header_version(version))?;
-        if header.correlation_id != self.correlation_id {
-            bail!(
-                "response correlation id {} != request {}",
-                header.correlation_id,
-                self.correlation_id
-            );
-        }
-        Ok(R::Response::decode(&mut body, version)?)
-    }
+/// Connects the tools' client to `addr`.
+pub async fn connect(addr: &str) -> anyhow::Result<KafkaClient> {
+    Ok(KafkaClient::connect(&crate::net::TokioNetwork, addr, "strata-admin", Duration::from_secs(10)).await?)
 }
 
 fn parse_kv(s: &str) -> anyhow::Result<(String, String)> {
@@ -138,7 +84,7 @@ fn check(code: i16, message: Option<&str>, what: &str) -> anyhow::Result<()> {
 }
 
 pub async fn run_topics(args: TopicsArgs) -> anyhow::Result<()> {
-    let mut client = KafkaClient::connect(&args.bootstrap_server).await?;
+    let mut client = connect(&args.bootstrap_server).await?;
     match args.command {
         TopicsCommand::Create {
             name,

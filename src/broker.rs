@@ -3,11 +3,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::config::{Listener, NodeConfig};
+use crate::controller::isr::{decide_alter_partition, AlterPartition};
 use crate::controller::{
     Controller, ControllerError, ControllerSettings, MetadataImage, MetadataRecord,
 };
@@ -17,7 +19,8 @@ use crate::metrics::Metrics;
 use crate::model::BrokerId;
 use crate::net::Network;
 use crate::replication::{
-    effective_node_config, RemoteLogManager, RemoteLogManagerConfig, ReplicaManager,
+    effective_node_config, FetcherSettings, IsrProposal, Partition, RemoteLogManager,
+    RemoteLogManagerConfig, ReplicaFetcherManager, ReplicaManager,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +118,7 @@ impl Broker {
         let controller = Controller::open(
             &log_dirs[0].join("__cluster_metadata"),
             settings,
-            net,
+            net.clone(),
             None,
             shutdown.child_token(),
         )
@@ -156,9 +159,16 @@ impl Broker {
             node.get_i64("log.retention.check.interval.ms").max(1) as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
-        let replicas = Arc::new(ReplicaManager::new(node_id, logs.clone()));
+        let replicas = Arc::new(ReplicaManager::new(node_id, logs.clone(), clock.clone()));
         let remote = start_remote_log_manager(&node, &log_dirs, &clock, &metrics, &shutdown)?;
         replicas.set_remote_log_manager(remote.clone());
+        replicas.set_fetcher_manager(ReplicaFetcherManager::new(
+            node_id,
+            net.clone(),
+            fetcher_settings(&node),
+            Some(remote.clone()),
+            shutdown.child_token(),
+        ));
         tokio::task::block_in_place(|| replicas.apply_image(&image, &node))?;
         remote.recover_partitions(&replicas).await;
 
@@ -179,6 +189,7 @@ impl Broker {
         });
         broker.follow_metadata();
         broker.send_heartbeats();
+        broker.maintain_isr();
         broker.groups.start(&broker);
         logs.start_background(shutdown);
         remote.start(replicas.clone());
@@ -238,6 +249,73 @@ impl Broker {
                 }
             }
         });
+    }
+
+    /// On partitions led here: sends ISR changes to the controller as they come due (checked
+    /// every quarter of `replica.lag.time.max.ms`, at most every 500 ms), and checkpoints high
+    /// watermarks every `replica.high.watermark.checkpoint.interval.ms`.
+    fn maintain_isr(self: &Arc<Self>) {
+        let broker = self.clone();
+        tokio::spawn(async move {
+            let mut last_checkpoint = tokio::time::Instant::now();
+            loop {
+                let node = broker.node_config();
+                let lag_max_ms = node.get_i64("replica.lag.time.max.ms").max(1);
+                let tick = Duration::from_millis((lag_max_ms as u64 / 4).clamp(10, 500));
+                let checkpoint_every = Duration::from_millis(
+                    node.get_i64("replica.high.watermark.checkpoint.interval.ms").max(100) as u64,
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(tick) => {}
+                    () = broker.shutdown.cancelled() => break,
+                }
+                for (partition, proposal) in broker.replicas.isr_proposals(lag_max_ms) {
+                    let b = broker.clone();
+                    tokio::spawn(async move { b.alter_partition(&partition, proposal).await });
+                }
+                if last_checkpoint.elapsed() >= checkpoint_every {
+                    last_checkpoint = tokio::time::Instant::now();
+                    let b = broker.clone();
+                    let _ = tokio::task::spawn_blocking(move || b.replicas.checkpoint_high_watermarks()).await;
+                }
+            }
+            let b = broker.clone();
+            let _ = tokio::task::spawn_blocking(move || b.replicas.checkpoint_high_watermarks()).await;
+        });
+    }
+
+    /// Sends one ISR change to the controller (Kafka's AlterPartition). The image brings the
+    /// outcome; a refusal (an older registration, a fenced replica) just allows a new proposal.
+    async fn alter_partition(&self, partition: &Partition, proposal: IsrProposal) {
+        let req = AlterPartition {
+            topic_id: proposal.topic_id,
+            partition: partition.tp.partition,
+            leader: self.node_id,
+            leader_epoch: proposal.leader_epoch,
+            partition_epoch: proposal.partition_epoch,
+            new_isr: proposal.new_isr.clone(),
+        };
+        let old_isr = partition.state().isr;
+        match self.controller.commit(|image| Ok(((), decide_alter_partition(image, &req)?))).await {
+            Ok(_) => {
+                let (shrank, grew) = (
+                    old_isr.iter().any(|b| !req.new_isr.contains(b)),
+                    req.new_isr.iter().any(|b| !old_isr.contains(b)),
+                );
+                let m = &self.metrics.replication;
+                if shrank {
+                    m.isr_shrinks.inc();
+                }
+                if grew {
+                    m.isr_expands.inc();
+                }
+                tracing::info!(partition = %partition.tp, from = ?old_isr, to = ?req.new_isr, "ISR changed");
+            }
+            Err(e) => {
+                tracing::info!(partition = %partition.tp, to = ?req.new_isr, error = %e, "ISR change refused");
+                partition.isr_proposal_failed();
+            }
+        }
     }
 
     /// Controlled shutdown: asks the active controller to move this broker's leaderships to
@@ -419,6 +497,15 @@ fn start_remote_log_manager(
         metrics.tiering.clone(),
         shutdown.clone(),
     )?)
+}
+
+fn fetcher_settings(node: &NodeConfig) -> FetcherSettings {
+    FetcherSettings {
+        max_wait: Duration::from_millis(node.get_i32("replica.fetch.wait.max.ms").max(0) as u64),
+        partition_max_bytes: node.get_i32("replica.fetch.max.bytes").max(1),
+        response_max_bytes: node.get_i32("replica.fetch.response.max.bytes").max(1),
+        backoff: Duration::from_millis(node.get_i64("replica.fetch.backoff.ms").max(0) as u64),
+    }
 }
 
 /// `strata format`: writes `meta.properties` with `cluster_id` into every log dir of `node`;

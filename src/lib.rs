@@ -15,13 +15,15 @@
 //! - [`net`]: the network seam the controller RPC uses (tokio, or turmoil in tests).
 //! - [`broker`]: the node's parts wired together.
 //! - [`metrics`]: the Prometheus registry and the HTTP endpoint (`/metrics`, `/health`, `/ready`).
-//! - [`admin`]: the `strata topics` command, a Kafka-protocol client.
+//! - [`admin`]: the `strata topics` and `strata groups` commands; [`client`]: the Kafka-protocol
+//!   client they and follower fetchers use.
 //! - `alloc`: the process allocator, which reserves huge blocks lazily (see its docs).
 //! - [`model`]: newtypes for offsets, epochs and ids; [`clock`]: injected time.
 
 pub mod admin;
 mod alloc;
 pub mod broker;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod controller;

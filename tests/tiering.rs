@@ -24,7 +24,7 @@ use kafka_protocol::messages::{
     ListOffsetsRequest, ProduceRequest,
 };
 use kafka_protocol::records::Compression;
-use strata::admin::KafkaClient;
+use strata::client::KafkaClient;
 use strata::model::TopicPartition;
 use strata::protocol::{str_bytes, topic_name};
 
@@ -212,7 +212,7 @@ fn remote_end(b: &TestBroker, topic: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn old_offsets_come_back_from_remote_across_restarts_and_lost_disks() {
     let b = TestBroker::start(&tiering_sets(&[])).await;
-    let mut c = KafkaClient::connect(&b.bootstrap()).await.expect("connect");
+    let mut c = strata::admin::connect(&b.bootstrap()).await.expect("connect");
     create_topic(&mut c, "tiered", TOPIC_CONFIGS).await;
     let end = produce(&mut c, "tiered", 0, 200).await; // ~500 KB, ~30 segments
     let part_dir = b.dir.path().join("data").join("tiered-0");
@@ -276,7 +276,7 @@ async fn old_offsets_come_back_from_remote_across_restarts_and_lost_disks() {
     let remote_before = files_under(&remote_dir, "log").len();
     let dir = b.stop().await;
     let b = TestBroker::start_in(dir, &tiering_sets(&[])).await;
-    let mut c = KafkaClient::connect(&b.bootstrap()).await.expect("connect");
+    let mut c = strata::admin::connect(&b.bootstrap()).await.expect("connect");
     read_all_checked(&mut c, "tiered", 0, end).await;
     let end2 = produce(&mut c, "tiered", end, 20).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -319,7 +319,7 @@ async fn old_offsets_come_back_from_remote_across_restarts_and_lost_disks() {
     let dir = b.stop().await;
     std::fs::remove_dir_all(dir.path().join("data").join("tiered-0")).expect("lose the disk");
     let b = TestBroker::start_in(dir, &tiering_sets(&[])).await;
-    let mut c = KafkaClient::connect(&b.bootstrap()).await.expect("connect");
+    let mut c = strata::admin::connect(&b.bootstrap()).await.expect("connect");
     assert_eq!(
         list_offset(&mut c, "tiered", -1).await,
         (0, uploaded_end + 1)
@@ -339,7 +339,7 @@ async fn old_offsets_come_back_from_remote_across_restarts_and_lost_disks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_delete_records_and_topic_deletion_reach_remote_data() {
     let b = TestBroker::start(&tiering_sets(&[])).await;
-    let mut c = KafkaClient::connect(&b.bootstrap()).await.expect("connect");
+    let mut c = strata::admin::connect(&b.bootstrap()).await.expect("connect");
     create_topic(&mut c, "expiring", TOPIC_CONFIGS).await;
     let end = produce(&mut c, "expiring", 0, 100).await;
     wait_for("uploads", Duration::from_secs(30), || {
@@ -437,7 +437,7 @@ async fn an_unreachable_store_keeps_local_segments_and_corrupt_remote_data_is_ne
         ("remote.storage.s3.path.style", "true"),
     ]))
     .await;
-    let mut c = KafkaClient::connect(&b.bootstrap()).await.expect("connect");
+    let mut c = strata::admin::connect(&b.bootstrap()).await.expect("connect");
     create_topic(&mut c, "stuck", TOPIC_CONFIGS).await;
     let end = produce(&mut c, "stuck", 0, 60).await;
     wait_for("upload errors", Duration::from_secs(30), || {
@@ -463,7 +463,7 @@ async fn an_unreachable_store_keeps_local_segments_and_corrupt_remote_data_is_ne
 
     // Local store; tier, restart (empty cache), then damage one remote segment.
     let b = TestBroker::start(&tiering_sets(&[])).await;
-    let mut c = KafkaClient::connect(&b.bootstrap()).await.expect("connect");
+    let mut c = strata::admin::connect(&b.bootstrap()).await.expect("connect");
     create_topic(&mut c, "damaged", TOPIC_CONFIGS).await;
     let end = produce(&mut c, "damaged", 0, 100).await;
     wait_for("local retention", Duration::from_secs(30), || {
@@ -484,7 +484,7 @@ async fn an_unreachable_store_keeps_local_segments_and_corrupt_remote_data_is_ne
     data[mid] ^= 0xff;
     std::fs::write(&first, &data).expect("write");
     let b = TestBroker::start_in(dir, &tiering_sets(&[])).await;
-    let mut c = KafkaClient::connect(&b.bootstrap()).await.expect("connect");
+    let mut c = strata::admin::connect(&b.bootstrap()).await.expect("connect");
     let mut saw_storage_error = false;
     let mut next = 0;
     while next < 100 {

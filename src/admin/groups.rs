@@ -17,7 +17,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::Decodable;
 
-use super::KafkaClient;
+use super::connect;
+use crate::client::KafkaClient as Client;
 use crate::protocol::{str_bytes, topic_name};
 
 #[derive(Args, Debug)]
@@ -67,7 +68,7 @@ fn error_name(code: i16) -> String {
         .unwrap_or_else(|| format!("error {code}"))
 }
 
-async fn coordinator(bootstrap: &mut KafkaClient, group: &str) -> anyhow::Result<KafkaClient> {
+async fn coordinator(bootstrap: &mut Client, group: &str) -> anyhow::Result<Client> {
     for _ in 0..20 {
         let resp = bootstrap
             .send(
@@ -78,7 +79,7 @@ async fn coordinator(bootstrap: &mut KafkaClient, group: &str) -> anyhow::Result
             )
             .await?;
         if resp.error_code == 0 {
-            return KafkaClient::connect(&format!("{}:{}", resp.host.as_str(), resp.port)).await;
+            return connect(&format!("{}:{}", resp.host.as_str(), resp.port)).await;
         }
         // The offsets topic may be being created or loaded.
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
@@ -88,14 +89,14 @@ async fn coordinator(bootstrap: &mut KafkaClient, group: &str) -> anyhow::Result
 
 /// Every partition's log end offset (ListOffsets latest), asked of each partition's leader.
 async fn end_offsets(
-    bootstrap: &mut KafkaClient,
+    bootstrap: &mut Client,
     topics: &BTreeSet<String>,
 ) -> anyhow::Result<BTreeMap<(String, i32), i64>> {
     offsets_at(bootstrap, topics, -1).await
 }
 
 async fn offsets_at(
-    bootstrap: &mut KafkaClient,
+    bootstrap: &mut Client,
     topics: &BTreeSet<String>,
     timestamp: i64,
 ) -> anyhow::Result<BTreeMap<(String, i32), i64>> {
@@ -134,7 +135,7 @@ async fn offsets_at(
         let Some(addr) = brokers.get(&leader) else {
             continue;
         };
-        let mut client = KafkaClient::connect(addr).await?;
+        let mut client = connect(addr).await?;
         let req = ListOffsetsRequest::default()
             .with_replica_id(WireBrokerId(-1))
             .with_topics(
@@ -169,7 +170,7 @@ async fn offsets_at(
 }
 
 pub async fn run_groups(args: GroupsArgs) -> anyhow::Result<()> {
-    let mut client = KafkaClient::connect(&args.bootstrap_server).await?;
+    let mut client = connect(&args.bootstrap_server).await?;
     match args.command {
         GroupsCommand::List { states } => {
             let meta = client
@@ -178,7 +179,7 @@ pub async fn run_groups(args: GroupsArgs) -> anyhow::Result<()> {
             let mut rows = Vec::new();
             for b in meta.brokers {
                 let mut c =
-                    KafkaClient::connect(&format!("{}:{}", b.host.as_str(), b.port)).await?;
+                    connect(&format!("{}:{}", b.host.as_str(), b.port)).await?;
                 let resp = c
                     .send(
                         &ListGroupsRequest::default().with_states_filter(

@@ -17,6 +17,7 @@ mod duties;
 
 pub mod elections;
 pub mod image;
+pub mod isr;
 pub mod log_store;
 pub mod network;
 pub mod quorum;
@@ -56,6 +57,15 @@ pub enum ControllerError {
     Encode(String),
     #[error("no active controller reachable (last known leader: {leader:?})")]
     NotController { leader: Option<u64> },
+    #[error("the proposal names an old leadership (now leader {leader} at epoch {leader_epoch})")]
+    StaleLeaderEpoch {
+        leader: BrokerId,
+        leader_epoch: LeaderEpoch,
+    },
+    #[error("the proposal names partition epoch {got}, the registration is at {expected}")]
+    InvalidUpdateVersion { expected: i32, got: i32 },
+    #[error("ineligible replica: {0}")]
+    IneligibleReplica(String),
     #[error("the controller is shutting down")]
     ShuttingDown,
     #[error("metadata quorum error: {0}")]

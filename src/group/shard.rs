@@ -245,12 +245,12 @@ fn execute(
         }
     };
     match partition.append_as_leader(batch, -1) {
-        Ok(info) => {
+        Ok((info, epoch)) => {
             let partition = partition.clone();
             let failed = failed.clone();
             tokio::spawn(async move {
                 let end = info.last_offset.next();
-                match tokio::time::timeout(commit_timeout, partition.wait_committed(end)).await {
+                match tokio::time::timeout(commit_timeout, partition.wait_committed(end, -1, epoch)).await {
                     Ok(Ok(())) => {
                         for (tx, r) in replies {
                             let _ = tx.send(r);

@@ -5,19 +5,25 @@
 //! (`replication::remote_log_manager`); a failed remote read answers KAFKA_STORAGE_ERROR, which
 //! clients retry.
 //!
+//! A fetch with a replica id is a follower copying the partition: it reads up to the log end
+//! rather than the high watermark, reports the follower's progress to the leader's
+//! [`Partition`] (which moves the high watermark), and carries a diverging epoch when the
+//! follower's last fetched epoch ends earlier here (KIP-320). A follower that needs what the
+//! leader keeps only in object storage is told OFFSET_MOVED_TO_TIERED_STORAGE.
+//!
 //! Incremental fetch sessions (KIP-227) are declined: every response carries session id 0,
 //! which tells clients to keep sending full fetch requests.
 
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{EpochEndOffset, FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind};
 use kafka_protocol::protocol::VersionRange;
 
 use super::{Reply, RequestContext};
 use crate::broker::Broker;
-use crate::model::{LeaderEpoch, Offset, TopicId, TopicPartition};
+use crate::model::{BrokerId, LeaderEpoch, Offset, TopicId, TopicPartition};
 use crate::protocol::errors::{partition_error_code, remote_log_error_code, unknown_topic_id, unknown_topic_or_partition};
 use crate::replication::{Partition, PartitionError, RemoteLogError};
 
@@ -31,13 +37,25 @@ struct FetchParams {
     max_wait: Duration,
     read_committed: bool,
     version: i16,
+    /// The fetching follower, for replica fetches.
+    replica: Option<BrokerId>,
 }
 
 struct PartitionParams {
     index: i32,
     fetch_offset: Offset,
     current_leader_epoch: LeaderEpoch,
+    /// KIP-320: the epoch of the follower's last record (v12+), -1 when unknown.
+    last_fetched_epoch: LeaderEpoch,
     max_bytes: usize,
+}
+
+/// One partition's read.
+struct PartitionRead {
+    records: bytes::Bytes,
+    high_watermark: Offset,
+    log_start_offset: Offset,
+    diverging: Option<(LeaderEpoch, Offset)>,
 }
 
 pub fn handle(ctx: RequestContext, req: FetchRequest) -> Reply {
@@ -63,12 +81,14 @@ pub fn handle(ctx: RequestContext, req: FetchRequest) -> Reply {
                     index: p.partition,
                     fetch_offset: Offset(p.fetch_offset),
                     current_leader_epoch: LeaderEpoch(p.current_leader_epoch),
+                    last_fetched_epoch: LeaderEpoch(p.last_fetched_epoch),
                     max_bytes: p.partition_max_bytes.max(0) as usize,
                 })
                 .collect();
             (t.topic, t.topic_id, name, partitions)
         })
         .collect();
+    let replica_id = if ctx.version() >= 15 { req.replica_state.replica_id.0 } else { req.replica_id.0 };
     let params = FetchParams {
         topics,
         max_bytes: if req.max_bytes <= 0 { usize::MAX } else { req.max_bytes as usize },
@@ -76,6 +96,7 @@ pub fn handle(ctx: RequestContext, req: FetchRequest) -> Reply {
         max_wait: Duration::from_millis(req.max_wait_ms.max(0) as u64),
         read_committed: req.isolation_level == 1,
         version: ctx.version(),
+        replica: (replica_id >= 0).then_some(BrokerId(replica_id)),
     };
     Reply::later(async move { ResponseKind::Fetch(fetch(&ctx.broker, &params).await) })
 }
@@ -83,7 +104,11 @@ pub fn handle(ctx: RequestContext, req: FetchRequest) -> Reply {
 async fn fetch(broker: &Broker, params: &FetchParams) -> FetchResponse {
     let deadline = tokio::time::Instant::now() + params.max_wait;
     // Subscribe before the first read so an append between the read and the wait still wakes us.
-    let mut data_version = broker.replicas.data_version();
+    // Consumers wait for the high watermark to move, followers for the leader's log to grow.
+    let mut data_version = match params.replica {
+        None => broker.replicas.data_version(),
+        Some(_) => broker.replicas.append_version(),
+    };
     loop {
         data_version.borrow_and_update();
         let (response, bytes, errors) = read_all(broker, params).await;
@@ -102,6 +127,8 @@ async fn fetch(broker: &Broker, params: &FetchParams) -> FetchResponse {
 enum ReadError {
     Partition(PartitionError),
     Remote(RemoteLogError),
+    /// A follower needs offsets that only the remote log holds now.
+    MovedToTieredStorage,
 }
 
 impl From<PartitionError> for ReadError {
@@ -110,9 +137,52 @@ impl From<PartitionError> for ReadError {
     }
 }
 
+/// A follower's read: up to the log end, with its progress recorded on the leader.
+async fn read_for_follower(
+    broker: &Broker,
+    partition: &Partition,
+    replica: BrokerId,
+    p: &PartitionParams,
+    budget: usize,
+) -> Result<PartitionRead, ReadError> {
+    let last_fetched_epoch = (p.last_fetched_epoch.0 >= 0).then_some(p.last_fetched_epoch);
+    match partition.fetch_for_follower(replica, p.fetch_offset, p.current_leader_epoch, last_fetched_epoch, budget) {
+        Ok(f) => Ok(PartitionRead {
+            records: f.records,
+            high_watermark: f.high_watermark,
+            log_start_offset: f.log_start_offset,
+            diverging: f.diverging,
+        }),
+        Err(PartitionError::Log(crate::log::LogError::OffsetOutOfRange { log_start_offset, .. }))
+            if p.fetch_offset < log_start_offset
+                && broker.remote.remote_end_offset(partition).await.ok().flatten().is_some_and(|end| end >= p.fetch_offset) =>
+        {
+            Err(ReadError::MovedToTieredStorage)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Reads one partition: from the local log, or from the remote log below the local log start.
-/// Returns (records, high watermark, log start offset of the whole log).
 async fn read_partition(
+    broker: &Broker,
+    partition: &Partition,
+    p: &PartitionParams,
+    budget: usize,
+    first: bool,
+) -> Result<PartitionRead, ReadError> {
+    let (records, hw, start) = read_for_consumer(broker, partition, p, budget, first).await?;
+    Ok(PartitionRead {
+        records,
+        high_watermark: hw,
+        log_start_offset: start,
+        diverging: None,
+    })
+}
+
+/// A consumer's read, up to the high watermark. Returns (records, high watermark, log start
+/// offset of the whole log).
+async fn read_for_consumer(
     broker: &Broker,
     partition: &Partition,
     p: &PartitionParams,
@@ -177,11 +247,15 @@ async fn read_all(broker: &Broker, params: &FetchParams) -> (FetchResponse, usiz
                 continue;
             };
             let budget = p.max_bytes.min(params.max_bytes.saturating_sub(total));
-            let result = read_partition(broker, &partition, p, budget, total == 0).await;
+            let result = match params.replica {
+                None => read_partition(broker, &partition, p, budget, total == 0).await,
+                Some(replica) => read_for_follower(broker, &partition, replica, p, budget).await,
+            };
             match result {
-                Ok((records, hw, log_start)) => {
+                Ok(read) => {
+                    let (records, hw, log_start) = (read.records, read.high_watermark, read.log_start_offset);
                     total += records.len();
-                    if !records.is_empty() {
+                    if !records.is_empty() && params.replica.is_none() {
                         broker.metrics.topics.bytes_out.with_label_values(&[name.as_str()]).inc_by(records.len() as u64);
                     }
                     let data = data
@@ -189,6 +263,14 @@ async fn read_all(broker: &Broker, params: &FetchParams) -> (FetchResponse, usiz
                         .with_last_stable_offset(hw.0)
                         .with_log_start_offset(if params.version >= 5 { log_start.0 } else { -1 })
                         .with_records(Some(records));
+                    let data = match read.diverging {
+                        // A diverging epoch answers at once, like an error.
+                        Some((epoch, end)) if params.version >= 12 => {
+                            any_error = true;
+                            data.with_diverging_epoch(EpochEndOffset::default().with_epoch(epoch.0).with_end_offset(end.0))
+                        }
+                        _ => data,
+                    };
                     let data = if params.read_committed { data } else { data.with_aborted_transactions(None) };
                     out.push(data);
                 }
@@ -201,6 +283,7 @@ async fn read_all(broker: &Broker, params: &FetchParams) -> (FetchResponse, usiz
                             }
                             partition_error_code(e)
                         }
+                        ReadError::MovedToTieredStorage => ResponseError::OffsetMovedToTieredStorage.code(),
                         ReadError::Remote(e) => {
                             broker.remote.record_fetch_error();
                             tracing::warn!(partition = %partition.tp, offset = %p.fetch_offset, error = %e, "remote fetch failed");

@@ -11,7 +11,7 @@ use kafka_protocol::protocol::VersionRange;
 
 use super::{Reply, RequestContext};
 use crate::log::LogAppendInfo;
-use crate::model::{TopicId, TopicPartition};
+use crate::model::{LeaderEpoch, TopicId, TopicPartition};
 use crate::protocol::errors::{partition_error_code, unknown_topic_id, unknown_topic_or_partition, NONE};
 use crate::protocol::str_bytes;
 use crate::replication::{Partition, PartitionError};
@@ -19,7 +19,7 @@ use crate::replication::{Partition, PartitionError};
 pub const VERSIONS: VersionRange = VersionRange { min: 3, max: 13 };
 
 enum Outcome {
-    Appended(Arc<Partition>, LogAppendInfo),
+    Appended(Arc<Partition>, LogAppendInfo, LeaderEpoch),
     Failed(i16, Option<String>),
 }
 
@@ -52,11 +52,11 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
                     Some(partition) => match p.records {
                         None => Outcome::Failed(ResponseError::InvalidRecord.code(), Some("no records".into())),
                         Some(records) => match partition.append_as_leader(records, acks) {
-                            Ok(info) => {
+                            Ok((info, epoch)) => {
                                 let m = &ctx.broker.metrics.topics;
                                 m.bytes_in.with_label_values(&[name.as_str()]).inc_by(info.size_bytes);
                                 m.records_in.with_label_values(&[name.as_str()]).inc_by(info.record_count);
-                                Outcome::Appended(partition, info)
+                                Outcome::Appended(partition, info, epoch)
                             }
                             Err(e) => {
                                 ctx.broker.metrics.topics.produce_errors.with_label_values(&[name.as_str()]).inc();
@@ -79,8 +79,8 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
         tokio::spawn(async move {
             for (_, _, outcomes) in results {
                 for (_, o) in outcomes {
-                    if let Outcome::Appended(partition, info) = o {
-                        let _ = partition.wait_committed(info.last_offset.next()).await;
+                    if let Outcome::Appended(partition, info, epoch) = o {
+                        let _ = partition.wait_committed(info.last_offset.next(), 0, epoch).await;
                     }
                 }
             }
@@ -94,9 +94,9 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
             outcomes
                 .iter()
                 .map(|(_, o)| match o {
-                    Outcome::Appended(partition, info) => {
-                        let (partition, end) = (partition.clone(), info.last_offset.next());
-                        Some(tokio::spawn(async move { tokio::time::timeout(timeout, partition.wait_committed(end)).await }))
+                    Outcome::Appended(partition, info, epoch) => {
+                        let (partition, end, epoch) = (partition.clone(), info.last_offset.next(), *epoch);
+                        Some(tokio::spawn(async move { tokio::time::timeout(timeout, partition.wait_committed(end, acks, epoch)).await }))
                     }
                     Outcome::Failed(..) => None,
                 })
@@ -114,7 +114,7 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
                         .with_error_code(code)
                         .with_base_offset(-1)
                         .with_error_message(message.filter(|_| version >= 8).map(str_bytes)),
-                    Outcome::Appended(partition, info) => {
+                    Outcome::Appended(partition, info, _) => {
                         // An appended partition always has a wait; a task that died is a bug,
                         // reported to the client as an unknown server error.
                         let committed = match wait {

@@ -26,6 +26,9 @@ pub const LOG_START_OFFSET_FILE: &str = "log-start-offset-checkpoint";
 pub const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
 pub const LEADER_EPOCH_FILE: &str = "leader-epoch-checkpoint";
 pub const CLEANER_OFFSET_FILE: &str = "cleaner-offset-checkpoint";
+/// The high watermark of a replicated partition, as of the last checkpoint (Kafka keeps one
+/// `replication-offset-checkpoint` per log dir; here each partition keeps its own).
+pub const HIGH_WATERMARK_FILE: &str = "replication-offset-checkpoint";
 
 const VERSION: i64 = 0;
 /// Bound on rows read back, so a corrupt count cannot make us allocate without limit.

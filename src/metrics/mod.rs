@@ -208,6 +208,36 @@ impl BrokerTopicMetrics {
     }
 }
 
+/// ISR replication: membership changes and follower fetching.
+#[derive(Debug, Clone)]
+pub struct ReplicationMetrics {
+    pub isr_shrinks: IntCounter,
+    pub isr_expands: IntCounter,
+    pub follower_fetchers: IntGauge,
+}
+
+impl ReplicationMetrics {
+    fn new(r: &Registry) -> ReplicationMetrics {
+        ReplicationMetrics {
+            isr_shrinks: counter(
+                r,
+                "strata_replication_isr_shrinks_total",
+                "ISR shrinks this broker made as a leader (followers that fell behind).",
+            ),
+            isr_expands: counter(
+                r,
+                "strata_replication_isr_expands_total",
+                "ISR expansions this broker made as a leader (followers that caught up).",
+            ),
+            follower_fetchers: gauge(
+                r,
+                "strata_replication_follower_fetchers",
+                "Leaders this broker fetches from as a follower.",
+            ),
+        }
+    }
+}
+
 /// Tiered storage: uploads, remote reads, the chunk cache, remote retention.
 #[derive(Debug, Clone)]
 pub struct TieringMetrics {
@@ -269,6 +299,7 @@ pub struct Metrics {
     pub topics: BrokerTopicMetrics,
     pub flush_latency: Histogram,
     pub tiering: TieringMetrics,
+    pub replication: ReplicationMetrics,
 }
 
 impl Metrics {
@@ -293,6 +324,7 @@ impl Metrics {
             server: ServerMetrics::new(&registry),
             topics: BrokerTopicMetrics::new(&registry),
             tiering: TieringMetrics::new(&registry),
+            replication: ReplicationMetrics::new(&registry),
             flush_latency,
             registry,
         }

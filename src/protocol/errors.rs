@@ -32,6 +32,11 @@ pub fn partition_error_code(e: &PartitionError) -> i16 {
         PartitionError::FencedLeaderEpoch { .. } => E::FencedLeaderEpoch.code(),
         PartitionError::UnknownLeaderEpoch { .. } => E::UnknownLeaderEpoch.code(),
         PartitionError::NotEnoughReplicas { .. } => E::NotEnoughReplicas.code(),
+        PartitionError::NotEnoughReplicasAfterAppend { .. } => {
+            E::NotEnoughReplicasAfterAppend.code()
+        }
+        // A broker fetching as a replica of a partition it is not assigned.
+        PartitionError::UnknownReplica { .. } => E::NotLeaderOrFollower.code(),
         PartitionError::Log(l) => log_error_code(l),
     }
 }
@@ -56,6 +61,9 @@ pub fn controller_error_code(e: &ControllerError) -> i16 {
         ControllerError::InvalidReplicationFactor { .. } => E::InvalidReplicationFactor.code(),
         ControllerError::InvalidReplicaAssignment(_) => E::InvalidReplicaAssignment.code(),
         ControllerError::InvalidConfig(_) => E::InvalidConfig.code(),
+        ControllerError::StaleLeaderEpoch { .. } => E::FencedLeaderEpoch.code(),
+        ControllerError::InvalidUpdateVersion { .. } => E::InvalidUpdateVersion.code(),
+        ControllerError::IneligibleReplica(_) => E::IneligibleReplica.code(),
         ControllerError::NotController { .. } | ControllerError::ShuttingDown => {
             E::NotController.code()
         }

@@ -1,9 +1,13 @@
 //! Replicas on this broker: which partitions it holds, in which role, and their high watermarks.
 //!
 //! The [`ReplicaManager`] follows the metadata image: a partition assigned to this broker gets a
-//! log and a [`Partition`]; a partition whose topic is deleted loses both. Follower fetchers
-//! arrive with ISR replication.
+//! log and a [`Partition`]; a partition whose topic is deleted loses both. A partition led by
+//! another broker is followed: the [`fetcher::ReplicaFetcherManager`] copies it from its leader.
+//! On the leader, [`isr`] decides the high watermark and ISR changes, which go to the controller
+//! as compare-and-set proposals ([`crate::controller::isr`]).
 
+pub mod fetcher;
+pub mod isr;
 pub mod partition;
 pub mod remote_log_manager;
 
@@ -12,9 +16,11 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use tokio::sync::watch;
 
-pub use partition::{Partition, PartitionError, PartitionState};
+pub use fetcher::{FetchTarget, FetcherSettings, ReplicaFetcherManager};
+pub use partition::{FollowerFetch, IsrProposal, Partition, PartitionError, PartitionSignals, PartitionState};
 pub use remote_log_manager::{RemoteLogError, RemoteLogManager, RemoteLogManagerConfig};
 
+use crate::clock::SharedClock;
 use crate::config::NodeConfig;
 use crate::controller::MetadataImage;
 use crate::log::{LogError, LogManager};
@@ -24,26 +30,38 @@ use crate::model::{BrokerId, TopicId, TopicPartition};
 pub struct ReplicaManager {
     local: BrokerId,
     logs: Arc<LogManager>,
+    clock: SharedClock,
     // Read on every produce and fetch, written only when the image changes.
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
-    data_version: Arc<watch::Sender<u64>>,
+    signals: PartitionSignals,
     applied_offset: watch::Sender<u64>,
     /// Tiered storage, when the broker runs it: told of partitions created and topics deleted.
     remote: OnceLock<Arc<RemoteLogManager>>,
+    /// Copies followed partitions from their leaders; set once the broker runs.
+    fetchers: OnceLock<Arc<ReplicaFetcherManager>>,
 }
 
 impl ReplicaManager {
-    pub fn new(local: BrokerId, logs: Arc<LogManager>) -> ReplicaManager {
-        let (data_version, _) = watch::channel(0);
+    pub fn new(local: BrokerId, logs: Arc<LogManager>, clock: SharedClock) -> ReplicaManager {
         let (applied_offset, _) = watch::channel(0);
         ReplicaManager {
             local,
             logs,
+            clock,
             partitions: RwLock::new(HashMap::new()),
-            data_version: Arc::new(data_version),
+            signals: PartitionSignals {
+                data_version: Arc::new(watch::channel(0).0),
+                append_version: Arc::new(watch::channel(0).0),
+            },
             applied_offset,
             remote: OnceLock::new(),
+            fetchers: OnceLock::new(),
         }
+    }
+
+    /// Hooks the follower fetchers in; set once, before images that need them are applied.
+    pub fn set_fetcher_manager(&self, fetchers: Arc<ReplicaFetcherManager>) {
+        let _ = self.fetchers.set(fetchers);
     }
 
     /// Hooks tiered storage in; set once, before the first image is applied.
@@ -72,7 +90,30 @@ impl ReplicaManager {
 
     /// Changes whenever some partition's high watermark advances.
     pub fn data_version(&self) -> watch::Receiver<u64> {
-        self.data_version.subscribe()
+        self.signals.data_version.subscribe()
+    }
+
+    /// Changes whenever a leader here appends to a replicated partition (followers' fetches
+    /// wait on it).
+    pub fn append_version(&self) -> watch::Receiver<u64> {
+        self.signals.append_version.subscribe()
+    }
+
+    /// The ISR changes due on partitions led here (see [`Partition::propose_isr_change`]).
+    pub fn isr_proposals(&self, lag_max_ms: i64) -> Vec<(Arc<Partition>, IsrProposal)> {
+        self.all()
+            .into_iter()
+            .filter_map(|p| p.propose_isr_change(lag_max_ms).map(|c| (p, c)))
+            .collect()
+    }
+
+    /// Checkpoints the high watermark of every replicated partition that moved.
+    pub fn checkpoint_high_watermarks(&self) {
+        for p in self.all() {
+            if let Err(e) = p.checkpoint_high_watermark() {
+                tracing::warn!(partition = %p.tp, error = %e, "cannot checkpoint the high watermark");
+            }
+        }
     }
 
     /// Waits until the image at `offset` (or later) has been applied here.
@@ -175,7 +216,8 @@ impl ReplicaManager {
                 self.local,
                 state,
                 min_isr,
-                self.data_version.clone(),
+                self.clock.clone(),
+                self.signals.clone(),
             ));
             if let Some(r) = self.remote.get() {
                 r.on_partition_created(&partition);
@@ -184,8 +226,34 @@ impl ReplicaManager {
                 m.insert(tp, partition);
             }
         }
+        self.assign_fetchers(image);
         self.applied_offset.send_replace(image.offset);
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Points the follower fetchers at the leaders of every partition followed here.
+    fn assign_fetchers(&self, image: &MetadataImage) {
+        let Some(fetchers) = self.fetchers.get() else {
+            return;
+        };
+        let targets = self
+            .all()
+            .into_iter()
+            .filter_map(|partition| {
+                let state = partition.state();
+                if state.leader == self.local || state.leader.0 < 0 {
+                    return None;
+                }
+                let leader = image.brokers.get(&state.leader)?;
+                Some(FetchTarget {
+                    leader: state.leader,
+                    leader_addr: format!("{}:{}", leader.host, leader.port),
+                    leader_epoch: state.leader_epoch,
+                    partition,
+                })
+            })
+            .collect();
+        fetchers.assign(targets);
     }
 }
 

@@ -1,17 +1,23 @@
 //! `Partition`: one partition's replica on this broker — its log, its role, its high watermark.
 //!
 //! The high watermark is the offset below which records are committed: visible to consumers and
-//! safe to acknowledge. With one replica under group commit it is the log's durable offset (what
-//! an fsync has covered); under the interval flush policy it is the log end offset. With
-//! followers it becomes the minimum end offset across the ISR.
+//! safe to acknowledge with acks=all. On the leader it is the smallest end offset across the ISR
+//! (see [`isr::high_watermark`]), where the leader's own end is its durable offset under group
+//! commit (what an fsync has covered) and its log end offset under the interval flush policy.
+//! A follower learns it from its leader's fetch responses. It only moves forward within a
+//! leadership; a replicated partition checkpoints it, and starts from the checkpoint after a
+//! restart rather than from its log end, whose tail may never have been committed.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
+use super::isr::{self, FollowerState};
+use crate::clock::SharedClock;
 use crate::controller::PartitionRegistration;
-use crate::log::{FetchDataInfo, FlushPolicy, LogAppendInfo, LogError, UnifiedLog};
+use crate::log::{checkpoint, FetchDataInfo, FlushPolicy, LogAppendInfo, LogError, UnifiedLog};
 use crate::model::{BrokerId, LeaderEpoch, Offset, TopicId, TopicPartition};
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +46,14 @@ pub enum PartitionError {
         isr: usize,
         min_isr: usize,
     },
+    #[error("{tp}: written, but the ISR shrank to {isr}, below min.insync.replicas {min_isr}")]
+    NotEnoughReplicasAfterAppend {
+        tp: TopicPartition,
+        isr: usize,
+        min_isr: usize,
+    },
+    #[error("{tp}: broker {replica} is not a replica of this partition")]
+    UnknownReplica { tp: TopicPartition, replica: BrokerId },
     #[error(transparent)]
     Log(#[from] LogError),
 }
@@ -66,18 +80,76 @@ impl From<&PartitionRegistration> for PartitionState {
     }
 }
 
+/// What a follower's fetch gets from the leader.
+#[derive(Debug)]
+pub struct FollowerFetch {
+    /// When the follower's last fetched epoch ends earlier here (or is unknown): the epoch and
+    /// its end offset on the leader; the follower truncates and fetches again. No records then.
+    pub diverging: Option<(LeaderEpoch, Offset)>,
+    pub records: bytes::Bytes,
+    pub high_watermark: Offset,
+    pub log_start_offset: Offset,
+}
+
+/// An ISR change this leader has asked the controller for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrProposal {
+    pub topic_id: TopicId,
+    pub leader_epoch: LeaderEpoch,
+    pub partition_epoch: i32,
+    pub new_isr: Vec<BrokerId>,
+}
+
+/// The leader-only part of the state, with the partition state it belongs to.
+#[derive(Debug)]
+struct Replicas {
+    state: PartitionState,
+    followers: HashMap<BrokerId, FollowerState>,
+    /// An ISR change sent to the controller and not yet seen in the image, with when it went.
+    pending_isr: Option<(Vec<BrokerId>, i64)>,
+}
+
+impl Replicas {
+    /// The ISR the high watermark must respect: the current one plus members being added
+    /// (Kafka's "maximal ISR"), so a follower counted in sync by the controller has every
+    /// committed record.
+    fn maximal_isr(&self) -> Vec<BrokerId> {
+        let mut isr = self.state.isr.clone();
+        if let Some((pending, _)) = &self.pending_isr {
+            isr.extend(pending.iter().filter(|b| !self.state.isr.contains(b)));
+        }
+        isr
+    }
+}
+
+/// How long an ISR proposal may stay unanswered before it is sent again.
+const ISR_PROPOSAL_RETRY_MS: i64 = 5_000;
+
 #[derive(Debug)]
 pub struct Partition {
     pub tp: TopicPartition,
     pub topic_id: TopicId,
     log: Arc<UnifiedLog>,
     local: BrokerId,
+    clock: SharedClock,
     // Short sections only: read or replace the state, never across I/O or `.await`.
-    state: Mutex<PartitionState>,
+    replicas: Mutex<Replicas>,
     high_watermark: AtomicI64,
+    checkpointed_high_watermark: AtomicI64,
     min_insync_replicas: AtomicI64,
     /// Bumped whenever any partition's high watermark advances; long-polling fetches wait on it.
     data_version: Arc<watch::Sender<u64>>,
+    /// Bumped whenever any replicated partition's leader appends; followers' fetches wait on it.
+    append_version: Arc<watch::Sender<u64>>,
+    /// Bumped when this partition's high watermark or leadership changes; acks=all waits on it.
+    commits: watch::Sender<u64>,
+}
+
+/// The channels a [`Partition`] signals on, shared by every partition of a broker.
+#[derive(Debug, Clone)]
+pub struct PartitionSignals {
+    pub data_version: Arc<watch::Sender<u64>>,
+    pub append_version: Arc<watch::Sender<u64>>,
 }
 
 impl Partition {
@@ -88,19 +160,37 @@ impl Partition {
         local: BrokerId,
         state: PartitionState,
         min_insync_replicas: usize,
-        data_version: Arc<watch::Sender<u64>>,
+        clock: SharedClock,
+        signals: PartitionSignals,
     ) -> Partition {
-        // What survived recovery is on disk; with no followers it is all committed.
-        let hw = log.log_end_offset();
+        let leo = log.log_end_offset();
+        // A lone replica's log is all committed once recovered. A replicated one may hold a
+        // tail its leader never committed: start from the checkpoint and learn the rest.
+        let hw = if state.replicas.len() <= 1 {
+            leo
+        } else {
+            let checkpointed = checkpoint::read_offset(log.dir(), checkpoint::HIGH_WATERMARK_FILE);
+            Offset(checkpointed.unwrap_or(0).clamp(log.log_start_offset().0, leo.0))
+        };
+        let now = clock.now_ms();
+        let followers = followers_for(&state, local, now);
         Partition {
             tp,
             topic_id,
             log,
             local,
-            state: Mutex::new(state),
+            clock,
+            replicas: Mutex::new(Replicas {
+                state,
+                followers,
+                pending_isr: None,
+            }),
             high_watermark: AtomicI64::new(hw.0),
+            checkpointed_high_watermark: AtomicI64::new(hw.0),
             min_insync_replicas: AtomicI64::new(min_insync_replicas as i64),
-            data_version,
+            data_version: signals.data_version,
+            append_version: signals.append_version,
+            commits: watch::channel(0).0,
         }
     }
 
@@ -108,66 +198,84 @@ impl Partition {
         &self.log
     }
 
-    pub fn state(&self) -> PartitionState {
-        self.state
-            .lock()
-            .map(|s| s.clone())
-            .unwrap_or_else(|p| p.into_inner().clone())
+    fn lock(&self) -> MutexGuard<'_, Replicas> {
+        self.replicas.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    pub fn state(&self) -> PartitionState {
+        self.lock().state.clone()
+    }
+
+    /// Takes the partition state from a new image. Becoming leader (or leader at a new epoch)
+    /// starts a fresh view of the followers; losing leadership wakes every acks=all waiter,
+    /// which then answers NOT_LEADER_OR_FOLLOWER.
     pub fn update_state(&self, state: PartitionState, min_insync_replicas: usize) {
-        if let Ok(mut s) = self.state.lock() {
-            *s = state;
-        }
         self.min_insync_replicas
             .store(min_insync_replicas as i64, Ordering::Relaxed);
+        let leads = state.leader == self.local;
+        {
+            let mut r = self.lock();
+            if r.state == state {
+                return;
+            }
+            let new_leadership = leads
+                && (r.state.leader != self.local || r.state.leader_epoch != state.leader_epoch);
+            if new_leadership {
+                r.followers = followers_for(&state, self.local, self.clock.now_ms());
+                r.pending_isr = None;
+            } else if !leads {
+                r.followers.clear();
+                r.pending_isr = None;
+            } else if r.state.partition_epoch != state.partition_epoch {
+                // The controller answered (or another change won): propose afresh from here.
+                r.pending_isr = None;
+                for b in &state.replicas {
+                    if *b != self.local && !r.followers.contains_key(b) {
+                        r.followers.insert(*b, FollowerState::new(self.clock.now_ms()));
+                    }
+                }
+            }
+            r.state = state;
+        }
+        if leads {
+            self.advance_high_watermark();
+        }
+        self.commits.send_modify(|v| *v += 1);
     }
 
     pub fn is_leader(&self) -> bool {
-        self.state().leader == self.local
+        self.lock().state.leader == self.local
+    }
+
+    /// More than one replica: followers fetch from the leader.
+    pub fn is_replicated(&self) -> bool {
+        self.lock().state.replicas.len() > 1
     }
 
     pub fn high_watermark(&self) -> Offset {
         Offset(self.high_watermark.load(Ordering::Acquire))
     }
 
+    fn min_isr(&self) -> usize {
+        self.min_insync_replicas.load(Ordering::Relaxed).max(1) as usize
+    }
+
     /// Checks that this broker leads the partition at `epoch` (-1: any epoch).
     pub fn check_leader(&self, epoch: LeaderEpoch) -> Result<PartitionState, PartitionError> {
         let state = self.state();
-        if state.leader != self.local {
-            return Err(PartitionError::NotLeader {
-                tp: self.tp.clone(),
-                local: self.local,
-                leader: state.leader,
-            });
-        }
-        if epoch != LeaderEpoch::UNKNOWN {
-            if epoch < state.leader_epoch {
-                return Err(PartitionError::FencedLeaderEpoch {
-                    tp: self.tp.clone(),
-                    requested: epoch,
-                    current: state.leader_epoch,
-                });
-            }
-            if epoch > state.leader_epoch {
-                return Err(PartitionError::UnknownLeaderEpoch {
-                    tp: self.tp.clone(),
-                    requested: epoch,
-                    current: state.leader_epoch,
-                });
-            }
-        }
+        check_leader(&self.tp, self.local, &state, epoch)?;
         Ok(state)
     }
 
-    /// Appends a producer's batches. `acks == -1` requires `min.insync.replicas` in the ISR.
+    /// Appends a producer's batches at the current leader epoch, which it returns for
+    /// [`Partition::wait_committed`]. `acks == -1` requires `min.insync.replicas` in the ISR.
     pub fn append_as_leader(
         &self,
         records: bytes::Bytes,
         acks: i16,
-    ) -> Result<LogAppendInfo, PartitionError> {
+    ) -> Result<(LogAppendInfo, LeaderEpoch), PartitionError> {
         let state = self.check_leader(LeaderEpoch::UNKNOWN)?;
-        let min_isr = self.min_insync_replicas.load(Ordering::Relaxed).max(1) as usize;
+        let min_isr = self.min_isr();
         if acks == -1 && state.isr.len() < min_isr {
             return Err(PartitionError::NotEnoughReplicas {
                 tp: self.tp.clone(),
@@ -176,35 +284,103 @@ impl Partition {
             });
         }
         let info = self.log.append_as_leader(records, state.leader_epoch)?;
+        if state.replicas.len() > 1 {
+            self.append_version.send_modify(|v| *v += 1);
+        }
         if !self.waits_for_fsync() {
             self.advance_high_watermark();
         }
-        Ok(info)
+        Ok((info, state.leader_epoch))
     }
 
     fn waits_for_fsync(&self) -> bool {
         matches!(self.log.config().flush_policy, FlushPolicy::GroupCommit)
     }
 
-    /// Resolves once everything below `end_offset` is committed (below the high watermark).
-    pub async fn wait_committed(&self, end_offset: Offset) -> Result<(), PartitionError> {
+    /// Resolves once what the leader appended below `end_offset` at `leader_epoch` is
+    /// acknowledged as `acks` asks: durable on the leader (acks=1 or 0: after the group-commit
+    /// fsync, or at once under the interval policy), or committed (acks=-1: below the high
+    /// watermark, every ISR member has it, and the ISR still has `min.insync.replicas`).
+    /// Losing the leadership meanwhile is NOT_LEADER_OR_FOLLOWER: the records may be truncated.
+    pub async fn wait_committed(
+        &self,
+        end_offset: Offset,
+        acks: i16,
+        leader_epoch: LeaderEpoch,
+    ) -> Result<(), PartitionError> {
+        let mut changes = self.commits.subscribe();
         if self.waits_for_fsync() {
             self.log.wait_durable(end_offset).await?;
         }
         self.advance_high_watermark();
-        Ok(())
+        if acks != -1 {
+            return Ok(());
+        }
+        loop {
+            changes.borrow_and_update();
+            let state = self.state();
+            if state.leader != self.local || state.leader_epoch != leader_epoch {
+                return Err(PartitionError::NotLeader {
+                    tp: self.tp.clone(),
+                    local: self.local,
+                    leader: state.leader,
+                });
+            }
+            if self.high_watermark() >= end_offset {
+                let min_isr = self.min_isr();
+                if state.isr.len() < min_isr {
+                    return Err(PartitionError::NotEnoughReplicasAfterAppend {
+                        tp: self.tp.clone(),
+                        isr: state.isr.len(),
+                        min_isr,
+                    });
+                }
+                return Ok(());
+            }
+            if changes.changed().await.is_err() {
+                return Err(PartitionError::NotLeader {
+                    tp: self.tp.clone(),
+                    local: self.local,
+                    leader: state.leader,
+                });
+            }
+        }
     }
 
-    /// Moves the high watermark to what is now committed, waking long-polling fetches.
-    pub fn advance_high_watermark(&self) {
-        let candidate = if self.waits_for_fsync() {
+    /// The leader's own committed end: durable under group commit, else its log end.
+    fn leader_end(&self) -> Offset {
+        if self.waits_for_fsync() {
             self.log.durable_offset()
         } else {
             self.log.log_end_offset()
+        }
+    }
+
+    /// On the leader, moves the high watermark to what every ISR member now holds, waking
+    /// long-polling fetches and acks=all waiters. Followers learn theirs from the leader.
+    pub fn advance_high_watermark(&self) {
+        let leader_end = self.leader_end();
+        let candidate = {
+            let r = self.lock();
+            if r.state.leader != self.local {
+                return;
+            }
+            isr::high_watermark(
+                self.high_watermark(),
+                leader_end,
+                self.local,
+                &r.maximal_isr(),
+                &r.followers,
+            )
         };
+        self.raise_high_watermark(candidate);
+    }
+
+    fn raise_high_watermark(&self, candidate: Offset) {
         let previous = self.high_watermark.fetch_max(candidate.0, Ordering::AcqRel);
         if candidate.0 > previous {
             self.data_version.send_modify(|v| *v += 1);
+            self.commits.send_modify(|v| *v += 1);
         }
     }
 
@@ -220,10 +396,208 @@ impl Partition {
             .read(offset, max_bytes, self.high_watermark(), min_one_batch)?)
     }
 
+    /// Serves a follower's fetch on the leader: checks the leadership and the follower's last
+    /// fetched epoch (KIP-320: a follower whose log diverged is told where to truncate), records
+    /// the follower's progress, advances the high watermark, and reads from `fetch_offset` up
+    /// to the log end (followers copy uncommitted records too).
+    pub fn fetch_for_follower(
+        &self,
+        replica: BrokerId,
+        fetch_offset: Offset,
+        current_leader_epoch: LeaderEpoch,
+        last_fetched_epoch: Option<LeaderEpoch>,
+        max_bytes: usize,
+    ) -> Result<FollowerFetch, PartitionError> {
+        let state = self.check_leader(current_leader_epoch)?;
+        if replica == self.local || !state.replicas.contains(&replica) {
+            return Err(PartitionError::UnknownReplica {
+                tp: self.tp.clone(),
+                replica,
+            });
+        }
+        let log_start_offset = self.log.log_start_offset();
+        if let Some(epoch) = last_fetched_epoch {
+            let diverging = match self.log.end_offset_for_epoch(epoch) {
+                Some((e, end)) if e == epoch && end >= fetch_offset => None,
+                Some((e, end)) => Some((e, end.min(fetch_offset))),
+                // Older than anything this log still knows: start over at its beginning.
+                None => Some((LeaderEpoch::UNKNOWN, log_start_offset)),
+            };
+            if diverging.is_some() {
+                return Ok(FollowerFetch {
+                    diverging,
+                    records: bytes::Bytes::new(),
+                    high_watermark: self.high_watermark(),
+                    log_start_offset,
+                });
+            }
+        }
+        let leo = self.log.log_end_offset();
+        if fetch_offset > leo || fetch_offset < log_start_offset {
+            return Err(PartitionError::Log(LogError::OffsetOutOfRange {
+                offset: fetch_offset,
+                log_start_offset,
+                log_end_offset: leo,
+            }));
+        }
+        let now = self.clock.now_ms();
+        {
+            let mut r = self.lock();
+            let f = r
+                .followers
+                .entry(replica)
+                .or_insert_with(|| FollowerState::new(now));
+            *f = f.on_fetch(fetch_offset, leo, now);
+        }
+        self.advance_high_watermark();
+        let info = self.log.read(fetch_offset, max_bytes, leo, true)?;
+        Ok(FollowerFetch {
+            diverging: None,
+            records: info.records,
+            high_watermark: self.high_watermark(),
+            log_start_offset,
+        })
+    }
+
+    /// On the leader: the ISR change due now (laggards out, caught-up followers in), marked as
+    /// pending so it is proposed once; `None` when nothing is due or a proposal is in flight.
+    pub fn propose_isr_change(&self, lag_max_ms: i64) -> Option<IsrProposal> {
+        let now = self.clock.now_ms();
+        let hw = self.high_watermark();
+        let epoch_start = self
+            .log
+            .epoch_entries()
+            .last()
+            .filter(|(e, _)| *e == self.state().leader_epoch)
+            .map_or(self.log.log_end_offset(), |(_, start)| *start);
+        let mut r = self.lock();
+        if r.state.leader != self.local || r.state.replicas.len() <= 1 {
+            return None;
+        }
+        if let Some((_, sent)) = &r.pending_isr {
+            if now - sent < ISR_PROPOSAL_RETRY_MS {
+                return None;
+            }
+        }
+        let shrunk = isr::shrink_isr(&r.state.isr, self.local, &r.followers, now, lag_max_ms);
+        let base = shrunk.clone().unwrap_or_else(|| r.state.isr.clone());
+        let expanded = isr::expand_isr(&r.state.replicas, &base, &r.followers, hw, epoch_start);
+        let new_isr = expanded.or(shrunk)?;
+        r.pending_isr = Some((new_isr.clone(), now));
+        Some(IsrProposal {
+            topic_id: self.topic_id,
+            leader_epoch: r.state.leader_epoch,
+            partition_epoch: r.state.partition_epoch,
+            new_isr,
+        })
+    }
+
+    /// The controller refused or never answered a proposal: allow another.
+    pub fn isr_proposal_failed(&self) {
+        self.lock().pending_isr = None;
+    }
+
+    /// On a follower: appends what the leader sent (offsets as the leader assigned them) and
+    /// takes the leader's high watermark, capped at the local log end.
+    pub fn append_as_follower(
+        &self,
+        records: bytes::Bytes,
+        leader_high_watermark: Offset,
+    ) -> Result<Option<LogAppendInfo>, PartitionError> {
+        let info = if records.is_empty() {
+            None
+        } else {
+            Some(self.log.append_as_follower(records)?)
+        };
+        self.take_leader_high_watermark(leader_high_watermark);
+        Ok(info)
+    }
+
+    fn take_leader_high_watermark(&self, leader_high_watermark: Offset) {
+        let hw = leader_high_watermark.min(self.log.log_end_offset());
+        self.raise_high_watermark(hw);
+    }
+
+    /// On a follower: removes every record at or after `offset` (a diverged tail).
+    pub fn truncate_to(&self, offset: Offset) -> Result<(), PartitionError> {
+        self.log.truncate_to(offset)?;
+        self.clamp_high_watermark();
+        Ok(())
+    }
+
+    /// On a follower that fell behind the leader's log start: drops the local log and starts
+    /// empty at `offset`.
+    pub fn truncate_fully_and_start_at(&self, offset: Offset) -> Result<(), PartitionError> {
+        self.log.truncate_fully_and_start_at(offset)?;
+        self.high_watermark.store(offset.0, Ordering::Release);
+        Ok(())
+    }
+
     /// Truncations below the high watermark (DeleteRecords past it) are refused by the caller;
     /// after a truncation the high watermark is clamped to the new end.
     pub fn clamp_high_watermark(&self) {
         let leo = self.log.log_end_offset();
         self.high_watermark.fetch_min(leo.0, Ordering::AcqRel);
     }
+
+    /// Writes the high watermark checkpoint of a replicated partition if it moved.
+    pub fn checkpoint_high_watermark(&self) -> Result<(), PartitionError> {
+        let hw = self.high_watermark().0;
+        if !self.is_replicated() || self.checkpointed_high_watermark.load(Ordering::Relaxed) == hw {
+            return Ok(());
+        }
+        checkpoint::write_offset(self.log.dir(), checkpoint::HIGH_WATERMARK_FILE, hw)?;
+        self.checkpointed_high_watermark.store(hw, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Under-replicated: led here, with fewer in-sync replicas than replicas.
+    pub fn isr_counts(&self) -> (usize, usize) {
+        let r = self.lock();
+        (r.state.isr.len(), r.state.replicas.len())
+    }
+}
+
+fn followers_for(state: &PartitionState, local: BrokerId, now_ms: i64) -> HashMap<BrokerId, FollowerState> {
+    if state.leader != local {
+        return HashMap::new();
+    }
+    state
+        .replicas
+        .iter()
+        .filter(|b| **b != local)
+        .map(|b| (*b, FollowerState::new(now_ms)))
+        .collect()
+}
+
+fn check_leader(
+    tp: &TopicPartition,
+    local: BrokerId,
+    state: &PartitionState,
+    epoch: LeaderEpoch,
+) -> Result<(), PartitionError> {
+    if state.leader != local {
+        return Err(PartitionError::NotLeader {
+            tp: tp.clone(),
+            local,
+            leader: state.leader,
+        });
+    }
+    if epoch != LeaderEpoch::UNKNOWN {
+        if epoch < state.leader_epoch {
+            return Err(PartitionError::FencedLeaderEpoch {
+                tp: tp.clone(),
+                requested: epoch,
+                current: state.leader_epoch,
+            });
+        }
+        if epoch > state.leader_epoch {
+            return Err(PartitionError::UnknownLeaderEpoch {
+                tp: tp.clone(),
+                requested: epoch,
+                current: state.leader_epoch,
+            });
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,115 @@
+//! A minimal Kafka-protocol client: one connection, one request at a time. Followers fetch
+//! from their leaders with it, and the `strata topics` / `strata groups` tools use it.
+
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use kafka_protocol::messages::{RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::net::{BoxConnection, Network};
+use crate::protocol::str_bytes;
+
+/// The largest response accepted; a longer frame means a confused peer.
+pub const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("timed out talking to {addr}")]
+    Timeout { addr: String },
+    #[error("connection to {addr} failed: {source}")]
+    Io {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("bad response from {addr}: {reason}")]
+    Protocol { addr: String, reason: String },
+}
+
+pub struct KafkaClient {
+    addr: String,
+    conn: BoxConnection,
+    client_id: &'static str,
+    correlation_id: i32,
+}
+
+impl KafkaClient {
+    /// Connects to `addr` through `net`, giving up after `timeout`.
+    pub async fn connect(
+        net: &dyn Network,
+        addr: &str,
+        client_id: &'static str,
+        timeout: Duration,
+    ) -> Result<KafkaClient, ClientError> {
+        let conn = tokio::time::timeout(timeout, net.connect(addr.to_string()))
+            .await
+            .map_err(|_| ClientError::Timeout { addr: addr.into() })?
+            .map_err(|source| ClientError::Connect {
+                addr: addr.into(),
+                source,
+            })?;
+        Ok(KafkaClient {
+            addr: addr.to_string(),
+            conn,
+            client_id,
+            correlation_id: 0,
+        })
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Sends `req` at `version` and reads its response.
+    pub async fn send<R: Request>(&mut self, req: &R, version: i16) -> Result<R::Response, ClientError> {
+        let protocol = |reason: String| ClientError::Protocol {
+            addr: self.addr.clone(),
+            reason,
+        };
+        self.correlation_id = self.correlation_id.wrapping_add(1);
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation_id)
+            .with_client_id(Some(str_bytes(self.client_id)));
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        header
+            .encode(&mut buf, R::header_version(version))
+            .map_err(|e| protocol(format!("encoding the request header: {e}")))?;
+        req.encode(&mut buf, version)
+            .map_err(|e| protocol(format!("encoding the request: {e}")))?;
+        let size = (buf.len() - 4) as i32;
+        buf[..4].copy_from_slice(&size.to_be_bytes());
+        let io = |source| ClientError::Io {
+            addr: self.addr.clone(),
+            source,
+        };
+        self.conn.write_all(&buf).await.map_err(io)?;
+        let size = self.conn.read_i32().await.map_err(io)?;
+        if size < 0 || size as usize > MAX_RESPONSE_BYTES {
+            return Err(protocol(format!("implausible response size {size}")));
+        }
+        let mut body = BytesMut::zeroed(size as usize);
+        self.conn.read_exact(&mut body).await.map_err(io)?;
+        let mut body = body.freeze();
+        let header = ResponseHeader::decode(&mut body, R::Response::header_version(version))
+            .map_err(|e| protocol(format!("decoding the response header: {e}")))?;
+        if header.correlation_id != self.correlation_id {
+            return Err(protocol(format!(
+                "response correlation id {} != request {}",
+                header.correlation_id, self.correlation_id
+            )));
+        }
+        R::Response::decode(&mut body, version)
+            .map_err(|e| protocol(format!("decoding the response: {e}")))
+    }
+}

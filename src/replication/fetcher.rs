@@ -1,0 +1,388 @@
+//! Follower fetchers: one task per leader broker copies every partition this broker follows
+//! from it, with the Fetch API (replica id set, KIP-320 last fetched epoch), exactly as the
+//! leader's log holds them.
+//!
+//! Each round sends one Fetch for all of a leader's partitions; the leader long-polls it until
+//! new records arrive. Per partition, the response either carries records (appended with the
+//! leader's offsets; the follower's next fetch offset tells the leader it has them), or a
+//! diverging epoch (the follower's tail was never committed: truncate to where the epochs agree
+//! and fetch again), or an error. Leadership changes arrive through the metadata image:
+//! [`ReplicaFetcherManager::assign`] moves partitions between fetchers, so a stale fetch is
+//! answered FENCED_LEADER_EPOCH or NOT_LEADER_OR_FOLLOWER and dropped.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::PartitionData;
+use kafka_protocol::messages::{BrokerId as WireBrokerId, FetchRequest};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::{Partition, RemoteLogManager};
+use crate::client::{ClientError, KafkaClient};
+use crate::log::FlushPolicy;
+use crate::model::{BrokerId, LeaderEpoch, Offset, TopicPartition};
+use crate::net::Network;
+use crate::protocol::topic_name;
+
+/// The Fetch version followers send: topic names, KIP-320 diverging epochs.
+const FETCH_VERSION: i16 = 12;
+
+#[derive(Debug, Clone)]
+pub struct FetcherSettings {
+    /// `replica.fetch.wait.max.ms`
+    pub max_wait: Duration,
+    /// `replica.fetch.max.bytes` (per partition)
+    pub partition_max_bytes: i32,
+    /// `replica.fetch.response.max.bytes`
+    pub response_max_bytes: i32,
+    /// `replica.fetch.backoff.ms`
+    pub backoff: Duration,
+}
+
+/// A partition to follow, at the leader epoch the image gave.
+#[derive(Debug, Clone)]
+pub struct FetchTarget {
+    pub partition: Arc<Partition>,
+    pub leader: BrokerId,
+    pub leader_addr: String,
+    pub leader_epoch: LeaderEpoch,
+}
+
+#[derive(Debug)]
+struct Fetcher {
+    addr: String,
+    // Short sections: the fetch task copies it at the start of each round.
+    targets: Arc<Mutex<HashMap<TopicPartition, FetchTarget>>>,
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+}
+
+#[derive(Debug)]
+pub struct ReplicaFetcherManager {
+    local: BrokerId,
+    net: Arc<dyn Network>,
+    settings: FetcherSettings,
+    remote: Option<Arc<RemoteLogManager>>,
+    // Short sections only; tasks are spawned, never awaited, under it.
+    fetchers: Mutex<HashMap<BrokerId, Fetcher>>,
+    shutdown: CancellationToken,
+}
+
+impl ReplicaFetcherManager {
+    pub fn new(
+        local: BrokerId,
+        net: Arc<dyn Network>,
+        settings: FetcherSettings,
+        remote: Option<Arc<RemoteLogManager>>,
+        shutdown: CancellationToken,
+    ) -> Arc<ReplicaFetcherManager> {
+        Arc::new(ReplicaFetcherManager {
+            local,
+            net,
+            settings,
+            remote,
+            fetchers: Mutex::new(HashMap::new()),
+            shutdown,
+        })
+    }
+
+    fn fetchers(&self) -> MutexGuard<'_, HashMap<BrokerId, Fetcher>> {
+        self.fetchers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes the fetchers follow exactly `targets`: partitions move to their leader's fetcher,
+    /// fetchers left with nothing (or whose leader moved address) stop.
+    pub fn assign(self: &Arc<Self>, targets: Vec<FetchTarget>) {
+        let mut by_leader: HashMap<BrokerId, (String, HashMap<TopicPartition, FetchTarget>)> =
+            HashMap::new();
+        for t in targets {
+            by_leader
+                .entry(t.leader)
+                .or_insert_with(|| (t.leader_addr.clone(), HashMap::new()))
+                .1
+                .insert(t.partition.tp.clone(), t);
+        }
+        let mut fetchers = self.fetchers();
+        fetchers.retain(|leader, f| {
+            let keep = by_leader.get(leader).is_some_and(|(addr, _)| *addr == f.addr);
+            if !keep {
+                f.stop.cancel();
+            }
+            keep
+        });
+        for (leader, (addr, wanted)) in by_leader {
+            let f = fetchers.entry(leader).or_insert_with(|| {
+                let f = Fetcher {
+                    addr: addr.clone(),
+                    targets: Arc::new(Mutex::new(HashMap::new())),
+                    wake: Arc::new(Notify::new()),
+                    stop: self.shutdown.child_token(),
+                };
+                let task = FetchTask {
+                    manager: self.clone(),
+                    leader,
+                    addr,
+                    targets: f.targets.clone(),
+                    wake: f.wake.clone(),
+                    stop: f.stop.clone(),
+                };
+                tokio::spawn(task.run());
+                f
+            });
+            let changed = {
+                let mut current = f.targets.lock().unwrap_or_else(|p| p.into_inner());
+                let changed = current.len() != wanted.len()
+                    || wanted.iter().any(|(tp, t)| {
+                        current.get(tp).is_none_or(|c| {
+                            c.leader_epoch != t.leader_epoch || !Arc::ptr_eq(&c.partition, &t.partition)
+                        })
+                    });
+                if changed {
+                    *current = wanted;
+                }
+                changed
+            };
+            if changed {
+                f.wake.notify_one();
+            }
+        }
+    }
+
+    /// How many leaders this broker fetches from (tests and metrics).
+    pub fn fetcher_count(&self) -> usize {
+        self.fetchers().len()
+    }
+}
+
+struct FetchTask {
+    manager: Arc<ReplicaFetcherManager>,
+    leader: BrokerId,
+    addr: String,
+    targets: Arc<Mutex<HashMap<TopicPartition, FetchTarget>>>,
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+}
+
+/// What a round asks the fetch loop to do next.
+enum Next {
+    Continue,
+    BackOff,
+}
+
+impl FetchTask {
+    async fn run(self) {
+        tracing::debug!(leader = %self.leader, addr = %self.addr, "replica fetcher started");
+        let mut client: Option<KafkaClient> = None;
+        let settings = self.manager.settings.clone();
+        loop {
+            if self.stop.is_cancelled() {
+                break;
+            }
+            let round: Vec<FetchTarget> = self
+                .targets
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .cloned()
+                .collect();
+            if round.is_empty() {
+                tokio::select! {
+                    () = self.wake.notified() => continue,
+                    () = self.stop.cancelled() => break,
+                }
+            }
+            let next = tokio::select! {
+                next = self.round(&mut client, &round, &settings) => next,
+                () = self.stop.cancelled() => break,
+            };
+            if let Next::BackOff = next {
+                tokio::select! {
+                    () = tokio::time::sleep(settings.backoff) => {}
+                    () = self.stop.cancelled() => break,
+                }
+            }
+        }
+        tracing::debug!(leader = %self.leader, "replica fetcher stopped");
+    }
+
+    async fn round(
+        &self,
+        client: &mut Option<KafkaClient>,
+        round: &[FetchTarget],
+        settings: &FetcherSettings,
+    ) -> Next {
+        if client.is_none() {
+            match KafkaClient::connect(&*self.manager.net, &self.addr, "strata-replica-fetcher", Duration::from_secs(2)).await {
+                Ok(c) => *client = Some(c),
+                Err(e) => {
+                    tracing::debug!(leader = %self.leader, error = %e, "cannot reach the leader");
+                    return Next::BackOff;
+                }
+            }
+        }
+        let Some(c) = client.as_mut() else {
+            return Next::BackOff;
+        };
+        let req = fetch_request(self.manager.local, round, settings);
+        let deadline = settings.max_wait + Duration::from_secs(10);
+        let resp = match tokio::time::timeout(deadline, c.send(&req, FETCH_VERSION)).await {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(e)) => {
+                log_client_error(self.leader, &e);
+                *client = None;
+                return Next::BackOff;
+            }
+            Err(_) => {
+                tracing::warn!(leader = %self.leader, "fetch from the leader timed out");
+                *client = None;
+                return Next::BackOff;
+            }
+        };
+        if resp.error_code != 0 {
+            tracing::warn!(leader = %self.leader, code = resp.error_code, "fetch refused");
+            return Next::BackOff;
+        }
+        let by_tp: HashMap<(&str, i32), &FetchTarget> = round
+            .iter()
+            .map(|t| ((t.partition.tp.topic.as_str(), t.partition.tp.partition.0), t))
+            .collect();
+        let mut next = Next::Continue;
+        for topic in &resp.responses {
+            for data in &topic.partitions {
+                let Some(target) = by_tp.get(&(topic.topic.0.as_str(), data.partition_index)) else {
+                    continue;
+                };
+                if !self.still_assigned(target) {
+                    continue;
+                }
+                if let Err(e) = self.apply(target, data).await {
+                    tracing::debug!(partition = %target.partition.tp, leader = %self.leader, error = %e, "replica fetch");
+                    next = Next::BackOff;
+                }
+            }
+        }
+        next
+    }
+
+    fn still_assigned(&self, target: &FetchTarget) -> bool {
+        self.targets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&target.partition.tp)
+            .is_some_and(|t| t.leader_epoch == target.leader_epoch && Arc::ptr_eq(&t.partition, &target.partition))
+    }
+
+    /// Acts on one partition's part of the response.
+    async fn apply(&self, target: &FetchTarget, data: &PartitionData) -> Result<(), String> {
+        let p = &target.partition;
+        let leader_hw = Offset(data.high_watermark);
+        match ResponseError::try_from_code(data.error_code) {
+            None => {
+                if data.diverging_epoch.epoch != -1 || data.diverging_epoch.end_offset != -1 {
+                    let (epoch, end) = (LeaderEpoch(data.diverging_epoch.epoch), Offset(data.diverging_epoch.end_offset));
+                    let to = match p.log().end_offset_for_epoch(epoch) {
+                        Some((_, local_end)) => local_end.min(end),
+                        None => end,
+                    };
+                    tracing::info!(partition = %p.tp, %epoch, leader_end = %end, truncate_to = %to, "log diverged from the leader's; truncating");
+                    return p.truncate_to(to).map_err(|e| e.to_string());
+                }
+                let records = data.records.clone().unwrap_or_default();
+                let appended = p.append_as_follower(records, leader_hw).map_err(|e| e.to_string())?;
+                if let Some(info) = appended {
+                    if p.log().config().flush_policy == FlushPolicy::GroupCommit {
+                        // Durable soon, without holding up the next fetch (which is what tells
+                        // the leader this replica has the records).
+                        let log = p.log().clone();
+                        let end = info.last_offset.next();
+                        tokio::spawn(async move {
+                            if let Err(e) = log.wait_durable(end).await {
+                                tracing::error!(error = %e, "follower flush failed");
+                            }
+                        });
+                    }
+                }
+                Ok(())
+            }
+            Some(ResponseError::OffsetOutOfRange) => {
+                let leo = p.log().log_end_offset();
+                let leader_start = Offset(data.log_start_offset);
+                if leo < leader_start {
+                    tracing::info!(partition = %p.tp, local_end = %leo, %leader_start, "behind the leader's log start; starting over there");
+                    p.truncate_fully_and_start_at(leader_start).map_err(|e| e.to_string())
+                } else {
+                    // Ahead of the leader without an epoch to tell where: keep what is committed.
+                    let to = p.high_watermark().max(leader_hw.min(leo));
+                    tracing::info!(partition = %p.tp, local_end = %leo, truncate_to = %to, "ahead of the leader; truncating");
+                    p.truncate_to(to).map_err(|e| e.to_string())
+                }
+            }
+            Some(ResponseError::OffsetMovedToTieredStorage) => self.rebuild_from_remote(p).await,
+            Some(e) => Err(format!("the leader answered {e:?}")),
+        }
+    }
+
+    /// The leader no longer holds locally what this replica needs next, but object storage
+    /// does: rather than copy it back, start the local log after the end of the remote log
+    /// (which the leader keeps locally until it is uploaded).
+    async fn rebuild_from_remote(&self, p: &Arc<Partition>) -> Result<(), String> {
+        let Some(remote) = &self.manager.remote else {
+            return Err("the leader's data is tiered and this broker has no remote storage".into());
+        };
+        let end = remote.remote_end_offset(p).await.map_err(|e| e.to_string())?;
+        let Some(end) = end else {
+            return Err("the leader says the data is tiered, but the remote log is empty".into());
+        };
+        let start = end.next();
+        if p.log().log_end_offset() >= start {
+            return Err("the leader's local log starts past this replica's end".into());
+        }
+        tracing::info!(partition = %p.tp, remote_end = %end, "rebuilding the replica after the remote log's end");
+        p.truncate_fully_and_start_at(start).map_err(|e| e.to_string())
+    }
+}
+
+fn log_client_error(leader: BrokerId, e: &ClientError) {
+    match e {
+        ClientError::Connect { .. } | ClientError::Io { .. } | ClientError::Timeout { .. } => {
+            tracing::debug!(%leader, error = %e, "lost the connection to the leader")
+        }
+        ClientError::Protocol { .. } => tracing::warn!(%leader, error = %e, "bad fetch response"),
+    }
+}
+
+fn fetch_request(local: BrokerId, round: &[FetchTarget], settings: &FetcherSettings) -> FetchRequest {
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for t in round {
+        let p = &t.partition;
+        let log = p.log();
+        let partition = FetchPartition::default()
+            .with_partition(p.tp.partition.0)
+            .with_current_leader_epoch(t.leader_epoch.0)
+            .with_fetch_offset(log.log_end_offset().0)
+            .with_last_fetched_epoch(log.latest_epoch().map_or(-1, |e| e.0))
+            .with_log_start_offset(log.log_start_offset().0)
+            .with_partition_max_bytes(settings.partition_max_bytes);
+        match topics.iter_mut().find(|f| f.topic.0.as_str() == p.tp.topic) {
+            Some(f) => f.partitions.push(partition),
+            None => topics.push(
+                FetchTopic::default()
+                    .with_topic(topic_name(p.tp.topic.clone()))
+                    .with_partitions(vec![partition]),
+            ),
+        }
+    }
+    FetchRequest::default()
+        .with_replica_id(WireBrokerId(local.0))
+        .with_max_wait_ms(settings.max_wait.as_millis() as i32)
+        .with_min_bytes(1)
+        .with_max_bytes(settings.response_max_bytes)
+        .with_isolation_level(0)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(topics)
+}
