@@ -455,3 +455,48 @@ async fn data_and_producer_state_survive_a_restart() {
     );
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offset_for_leader_epoch_answers_the_end_of_the_epoch() {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    use kafka_protocol::messages::OffsetForLeaderEpochRequest;
+    let b = TestBroker::start(&[]).await;
+    let mut c = strata::admin::connect(&b.bootstrap()).await.expect("connect");
+    create_topic(&mut c, "epochs", 1, &[]).await;
+    for i in 0..3 {
+        let one = batch(&[(None, Some(format!("{i}")), vec![])], Compression::None);
+        assert_eq!(produce(&mut c, "epochs", 0, one, 1).await, (0, i));
+    }
+    let ask = |current: i32, epoch: i32| {
+        OffsetForLeaderEpochRequest::default()
+            .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+            .with_topics(vec![OffsetForLeaderTopic::default()
+                .with_topic(topic_name("epochs"))
+                .with_partitions(vec![OffsetForLeaderPartition::default()
+                    .with_partition(0)
+                    .with_current_leader_epoch(current)
+                    .with_leader_epoch(epoch)])])
+    };
+    for version in [2, 4] {
+        let r = c.send(&ask(0, 0), version).await.expect("offset for leader epoch");
+        let p = &r.topics[0].partitions[0];
+        assert_eq!((p.error_code, p.leader_epoch, p.end_offset), (0, 0, 3));
+        // A client that knows of a newer leader epoch than this broker is told so.
+        let r = c.send(&ask(7, 0), version).await.expect("offset for leader epoch");
+        assert_eq!(
+            r.topics[0].partitions[0].error_code,
+            ResponseError::UnknownLeaderEpoch.code()
+        );
+    }
+    // An unknown partition is an error, not a guess.
+    let mut bad = ask(0, 0);
+    bad.topics[0].topic = topic_name("no-such-topic");
+    let r = c.send(&bad, 4).await.expect("offset for leader epoch");
+    assert_eq!(
+        r.topics[0].partitions[0].error_code,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
+    b.stop().await;
+}

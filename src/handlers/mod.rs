@@ -70,6 +70,7 @@ handlers! {
     Produce => produce,
     Fetch => fetch,
     ListOffsets => list_offsets,
+    OffsetForLeaderEpoch => offset_for_leader_epoch,
     Metadata => metadata,
     ApiVersions => api_versions,
     CreateTopics => create_topics,

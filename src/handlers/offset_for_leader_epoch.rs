@@ -1,0 +1,41 @@
+//! OffsetForLeaderEpoch: for each partition, the end offset of the requested leader epoch (the
+//! start of the next epoch, or the log end for the newest), so a consumer or replica can tell
+//! whether its log diverged after a leader change. An epoch older than every epoch the log still
+//! knows answers epoch -1 and offset -1 (UNDEFINED), as Kafka does.
+
+use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
+use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ResponseKind};
+use kafka_protocol::protocol::VersionRange;
+
+use super::{Reply, RequestContext};
+use crate::model::{LeaderEpoch, TopicPartition};
+use crate::protocol::errors::{partition_error_code, unknown_topic_or_partition};
+
+/// v1 adds the leader epoch to the answer, v2 the current leader epoch (fencing), v3 the
+/// replica id, v4 flexible encoding.
+pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 4 };
+
+pub fn handle(ctx: RequestContext, req: OffsetForLeaderEpochRequest) -> Reply {
+    let version = ctx.version();
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in t.partitions {
+            let r = EpochEndOffset::default().with_partition(p.partition);
+            let (code, epoch, end) = match ctx.broker.replicas.get(&TopicPartition::new(t.topic.0.to_string(), p.partition)) {
+                None => (unknown_topic_or_partition(), -1, -1),
+                Some(partition) => match partition.check_leader(LeaderEpoch(p.current_leader_epoch)) {
+                    Err(e) => (partition_error_code(&e), -1, -1),
+                    Ok(_) => match partition.log().end_offset_for_epoch(LeaderEpoch(p.leader_epoch)) {
+                        Some((epoch, end)) => (0, epoch.0, end.0),
+                        None => (0, -1, -1),
+                    },
+                },
+            };
+            let r = r.with_error_code(code).with_end_offset(end);
+            partitions.push(if version >= 1 { r.with_leader_epoch(epoch) } else { r });
+        }
+        topics.push(OffsetForLeaderTopicResult::default().with_topic(t.topic).with_partitions(partitions));
+    }
+    Reply::Now(ResponseKind::OffsetForLeaderEpoch(OffsetForLeaderEpochResponse::default().with_topics(topics)))
+}
