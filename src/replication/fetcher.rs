@@ -276,74 +276,84 @@ impl FetchTask {
             .is_some_and(|t| t.leader_epoch == target.leader_epoch && Arc::ptr_eq(&t.partition, &target.partition))
     }
 
-    /// Acts on one partition's part of the response.
     async fn apply(&self, target: &FetchTarget, data: &PartitionData) -> Result<(), String> {
-        let p = &target.partition;
-        let leader_hw = Offset(data.high_watermark);
-        match ResponseError::try_from_code(data.error_code) {
-            None => {
-                if data.diverging_epoch.epoch != -1 || data.diverging_epoch.end_offset != -1 {
-                    let (epoch, end) = (LeaderEpoch(data.diverging_epoch.epoch), Offset(data.diverging_epoch.end_offset));
-                    let to = match p.log().end_offset_for_epoch(epoch) {
-                        Some((_, local_end)) => local_end.min(end),
-                        None => end,
-                    };
-                    tracing::info!(partition = %p.tp, %epoch, leader_end = %end, truncate_to = %to, "log diverged from the leader's; truncating");
-                    return p.truncate_to(to).map_err(|e| e.to_string());
-                }
-                let records = data.records.clone().unwrap_or_default();
-                let appended = p.append_as_follower(records, leader_hw).map_err(|e| e.to_string())?;
-                if let Some(info) = appended {
-                    if p.log().config().flush_policy == FlushPolicy::GroupCommit {
-                        // Durable soon, without holding up the next fetch (which is what tells
-                        // the leader this replica has the records).
-                        let log = p.log().clone();
-                        let end = info.last_offset.next();
-                        tokio::spawn(async move {
-                            if let Err(e) = log.wait_durable(end).await {
-                                tracing::error!(error = %e, "follower flush failed");
-                            }
-                        });
-                    }
-                }
-                Ok(())
-            }
-            Some(ResponseError::OffsetOutOfRange) => {
-                let leo = p.log().log_end_offset();
-                let leader_start = Offset(data.log_start_offset);
-                if leo < leader_start {
-                    tracing::info!(partition = %p.tp, local_end = %leo, %leader_start, "behind the leader's log start; starting over there");
-                    p.truncate_fully_and_start_at(leader_start).map_err(|e| e.to_string())
-                } else {
-                    // Ahead of the leader without an epoch to tell where: keep what is committed.
-                    let to = p.high_watermark().max(leader_hw.min(leo));
-                    tracing::info!(partition = %p.tp, local_end = %leo, truncate_to = %to, "ahead of the leader; truncating");
-                    p.truncate_to(to).map_err(|e| e.to_string())
-                }
-            }
-            Some(ResponseError::OffsetMovedToTieredStorage) => self.rebuild_from_remote(p).await,
-            Some(e) => Err(format!("the leader answered {e:?}")),
-        }
+        apply_fetched(&target.partition, data, self.manager.remote.as_deref()).await
     }
+}
 
-    /// The leader no longer holds locally what this replica needs next, but object storage
-    /// does: rather than copy it back, start the local log after the end of the remote log
-    /// (which the leader keeps locally until it is uploaded).
-    async fn rebuild_from_remote(&self, p: &Arc<Partition>) -> Result<(), String> {
-        let Some(remote) = &self.manager.remote else {
-            return Err("the leader's data is tiered and this broker has no remote storage".into());
-        };
-        let end = remote.remote_end_offset(p).await.map_err(|e| e.to_string())?;
-        let Some(end) = end else {
-            return Err("the leader says the data is tiered, but the remote log is empty".into());
-        };
-        let start = end.next();
-        if p.log().log_end_offset() >= start {
-            return Err("the leader's local log starts past this replica's end".into());
+/// Acts on one partition's part of a leader's Fetch response on the follower: appends the
+/// records and takes the high watermark, or truncates to where a diverging epoch says the logs
+/// agree, or restarts the log where the leader's starts (out of range), or after the remote log
+/// (moved to tiered storage). Any other error is returned, and the fetcher backs off.
+pub async fn apply_fetched(
+    p: &Arc<Partition>,
+    data: &PartitionData,
+    remote: Option<&RemoteLogManager>,
+) -> Result<(), String> {
+    let leader_hw = Offset(data.high_watermark);
+    match ResponseError::try_from_code(data.error_code) {
+        None => {
+            if data.diverging_epoch.epoch != -1 || data.diverging_epoch.end_offset != -1 {
+                let (epoch, end) = (LeaderEpoch(data.diverging_epoch.epoch), Offset(data.diverging_epoch.end_offset));
+                let to = match p.log().end_offset_for_epoch(epoch) {
+                    Some((_, local_end)) => local_end.min(end),
+                    None => end,
+                };
+                tracing::info!(partition = %p.tp, %epoch, leader_end = %end, truncate_to = %to, "log diverged from the leader's; truncating");
+                return p.truncate_to(to).map_err(|e| e.to_string());
+            }
+            let records = data.records.clone().unwrap_or_default();
+            let appended = p.append_as_follower(records, leader_hw).map_err(|e| e.to_string())?;
+            if let Some(info) = appended {
+                if p.log().config().flush_policy == FlushPolicy::GroupCommit {
+                    // Durable soon, without holding up the next fetch (which is what tells the
+                    // leader this replica has the records).
+                    let log = p.log().clone();
+                    let end = info.last_offset.next();
+                    tokio::spawn(async move {
+                        if let Err(e) = log.wait_durable(end).await {
+                            tracing::error!(error = %e, "follower flush failed");
+                        }
+                    });
+                }
+            }
+            Ok(())
         }
-        tracing::info!(partition = %p.tp, remote_end = %end, "rebuilding the replica after the remote log's end");
-        p.truncate_fully_and_start_at(start).map_err(|e| e.to_string())
+        Some(ResponseError::OffsetOutOfRange) => {
+            let leo = p.log().log_end_offset();
+            let leader_start = Offset(data.log_start_offset);
+            if leo < leader_start {
+                tracing::info!(partition = %p.tp, local_end = %leo, %leader_start, "behind the leader's log start; starting over there");
+                p.truncate_fully_and_start_at(leader_start).map_err(|e| e.to_string())
+            } else {
+                // Ahead of the leader without an epoch to tell where: keep what is committed.
+                let to = p.high_watermark().max(leader_hw.min(leo));
+                tracing::info!(partition = %p.tp, local_end = %leo, truncate_to = %to, "ahead of the leader; truncating");
+                p.truncate_to(to).map_err(|e| e.to_string())
+            }
+        }
+        Some(ResponseError::OffsetMovedToTieredStorage) => rebuild_from_remote(p, remote).await,
+        Some(e) => Err(format!("the leader answered {e:?}")),
     }
+}
+
+/// The leader no longer holds locally what this replica needs next, but object storage does:
+/// rather than copy it back, start the local log after the end of the remote log (which the
+/// leader keeps locally until it is uploaded).
+async fn rebuild_from_remote(p: &Arc<Partition>, remote: Option<&RemoteLogManager>) -> Result<(), String> {
+    let Some(remote) = remote else {
+        return Err("the leader's data is tiered and this broker has no remote storage".into());
+    };
+    let end = remote.remote_end_offset(p).await.map_err(|e| e.to_string())?;
+    let Some(end) = end else {
+        return Err("the leader says the data is tiered, but the remote log is empty".into());
+    };
+    let start = end.next();
+    if p.log().log_end_offset() >= start {
+        return Err("the leader's local log starts past this replica's end".into());
+    }
+    tracing::info!(partition = %p.tp, remote_end = %end, "rebuilding the replica after the remote log's end");
+    p.truncate_fully_and_start_at(start).map_err(|e| e.to_string())
 }
 
 fn log_client_error(leader: BrokerId, e: &ClientError) {
