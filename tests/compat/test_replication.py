@@ -26,7 +26,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from conftest import wait_until
-from test_cluster import Cluster
+from test_cluster import Cluster, run
 
 CHAOS_SECONDS = float(os.environ.get("STRATA_CHAOS_SECONDS", "20"))
 
@@ -128,6 +128,12 @@ def test_acks_all_records_survive_the_leader_and_the_isr_heals(cluster):
     survivors = [b for b in (1, 2, 3) if b != leader]
     new_leader, _, isr = wait_isr(cluster, "replicated", survivors)
     assert new_leader != leader
+    described = run("topics", "describe", "replicated", "--bootstrap-server", cluster.bootstrap().split(",")[0])
+    assert described.returncode == 0, described.stderr
+    row = next(line for line in described.stdout.splitlines() if "Partition: 0" in line)
+    assert f"Leader: {new_leader}" in row and "Replicas: 1,2,3" in row, row
+    assert f"Isr: {','.join(map(str, sorted(survivors)))}" in row or \
+        f"Isr: {','.join(map(str, sorted(survivors, reverse=True)))}" in row, row
     # Everything acknowledged is on the new leader, once, in order.
     assert read_all(cluster.bootstrap(), "replicated", 2000) == list(range(2000))
     more = produce_numbered(cluster.bootstrap(), "replicated", 2000, 500)
