@@ -416,6 +416,16 @@ impl Partition {
             });
         }
         let log_start_offset = self.log.log_start_offset();
+        let leo = self.log.log_end_offset();
+        // Below the log start no epoch can be checked: the follower starts over (at the log
+        // start, or after the remote log of a tiered partition).
+        if fetch_offset < log_start_offset {
+            return Err(PartitionError::Log(LogError::OffsetOutOfRange {
+                offset: fetch_offset,
+                log_start_offset,
+                log_end_offset: leo,
+            }));
+        }
         if let Some(epoch) = last_fetched_epoch {
             let diverging = match self.log.end_offset_for_epoch(epoch) {
                 Some((e, end)) if e == epoch && end >= fetch_offset => None,
@@ -432,8 +442,7 @@ impl Partition {
                 });
             }
         }
-        let leo = self.log.log_end_offset();
-        if fetch_offset > leo || fetch_offset < log_start_offset {
+        if fetch_offset > leo {
             return Err(PartitionError::Log(LogError::OffsetOutOfRange {
                 offset: fetch_offset,
                 log_start_offset,

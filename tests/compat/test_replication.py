@@ -262,3 +262,72 @@ def test_chaos_kill_the_leader_repeatedly(cluster):
         with open(out, "a") as f:
             f.write(json.dumps({"kills": len(kills), "records": len(acked_sorted), "median_s": med,
                                 "max_s": mx, "times_s": failovers}) + "\n")
+
+
+@pytest.mark.timeout(300)
+def test_a_follower_behind_the_tiered_log_rebuilds_after_the_remote_end(tmp_path, request):
+    # In a cluster, every broker must see the same object store.
+    shared = tmp_path / "remote"
+    shared.mkdir()
+    c = Cluster(tmp_path, extra={
+        "replica.lag.time.max.ms": "3000",
+        "remote.storage.uri": f"file://{shared}",
+        "remote.log.manager.task.interval.ms": "200",
+    })
+    request.node._strata_brokers = c.nodes
+    try:
+        c.start_all()
+        c.wait_ready()
+        a = AdminClient({"bootstrap.servers": c.bootstrap()})
+        fs = a.create_topics([NewTopic("tiered-rf3", num_partitions=1, replication_factor=3, config={
+            "min.insync.replicas": "2", "segment.bytes": "65536", "local.retention.bytes": "131072",
+            "remote.storage.enable": "true"})], request_timeout=10, operation_timeout=10)
+        for f in fs.values():
+            f.result(timeout=15)
+        leader, _, _ = wait_isr(c, "tiered-rf3", [1, 2, 3])
+        follower = next(b for b in (1, 2, 3) if b != leader)
+        c.node(follower).kill()
+        wait_isr(c, "tiered-rf3", [b for b in (1, 2, 3) if b != follower])
+
+        p = Producer({"bootstrap.servers": c.bootstrap(), "acks": "all", "linger.ms": 5})
+        n = 3000
+        for i in range(n):
+            p.produce("tiered-rf3", value=f"{i:06d}".encode() + b"." * 1000, partition=0)
+            if i % 500 == 0:
+                p.poll(0)
+        assert p.flush(60) == 0
+
+        def first_base(node):
+            logs = sorted((node.data_dir / "tiered-rf3-0").glob("*.log"))
+            return int(logs[0].stem) if logs else None
+        # The leader uploads sealed segments and drops them locally past local.retention.bytes.
+        wait_until(lambda: (fb := first_base(c.node(leader))) and fb > 0, 60,
+                   "the leader to move its oldest segments to the object store")
+
+        c.node(follower).start()
+        wait_isr(c, "tiered-rf3", [1, 2, 3], timeout=60)
+        # The follower did not copy the tiered part back: its log starts after the remote end.
+        assert first_base(c.node(follower)) > 0
+        assert "rebuilding the replica after the remote log's end" in c.node(follower).log_text()
+        values = read_all_values(c.bootstrap(), "tiered-rf3", n)
+        assert values == [f"{i:06d}" for i in range(n)]
+    finally:
+        c.cleanup()
+
+
+def read_all_values(bootstrap: str, topic: str, expected: int) -> list[str]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{time.time_ns()}",
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    c.assign([TopicPartition(topic, 0, 0)])
+    out: list[str] = []
+    deadline = time.monotonic() + 60
+    try:
+        while len(out) < expected and time.monotonic() < deadline:
+            for m in c.consume(1000, timeout=1.0):
+                assert not m.error() or m.error().code() == KafkaError._PARTITION_EOF, m.error()
+                if not m.error():
+                    assert m.offset() == len(out), f"offset {m.offset()} after {len(out)} records"
+                    out.append(m.value()[:6].decode())
+    finally:
+        c.close()
+    return out
