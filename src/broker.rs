@@ -437,6 +437,10 @@ impl Broker {
         m.leaders.set(leaders);
         m.under_replicated.set(under_replicated);
         m.under_min_isr.set(under_min_isr);
+        self.metrics
+            .replication
+            .follower_fetchers
+            .set(self.replicas.fetcher_count() as i64);
         m.offline.set(offline as i64);
         m.log_size.reset();
         m.log_segments.reset();

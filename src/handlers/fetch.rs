@@ -163,26 +163,21 @@ async fn read_for_follower(
     }
 }
 
-/// Reads one partition: from the local log, or from the remote log below the local log start.
-async fn read_partition(
+/// A consumer's read, up to the high watermark: from the local log, or from the remote log
+/// below the local log start.
+async fn read_for_consumer(
     broker: &Broker,
     partition: &Partition,
     p: &PartitionParams,
     budget: usize,
     first: bool,
 ) -> Result<PartitionRead, ReadError> {
-    let (records, hw, start) = read_for_consumer(broker, partition, p, budget, first).await?;
-    Ok(PartitionRead {
-        records,
-        high_watermark: hw,
-        log_start_offset: start,
-        diverging: None,
-    })
+    let (records, high_watermark, log_start_offset) = read_committed(broker, partition, p, budget, first).await?;
+    Ok(PartitionRead { records, high_watermark, log_start_offset, diverging: None })
 }
 
-/// A consumer's read, up to the high watermark. Returns (records, high watermark, log start
-/// offset of the whole log).
-async fn read_for_consumer(
+/// Returns (records, high watermark, log start offset of the whole log).
+async fn read_committed(
     broker: &Broker,
     partition: &Partition,
     p: &PartitionParams,
@@ -248,7 +243,7 @@ async fn read_all(broker: &Broker, params: &FetchParams) -> (FetchResponse, usiz
             };
             let budget = p.max_bytes.min(params.max_bytes.saturating_sub(total));
             let result = match params.replica {
-                None => read_partition(broker, &partition, p, budget, total == 0).await,
+                None => read_for_consumer(broker, &partition, p, budget, total == 0).await,
                 Some(replica) => read_for_follower(broker, &partition, replica, p, budget).await,
             };
             match result {

@@ -107,6 +107,11 @@ impl ReplicaManager {
             .collect()
     }
 
+    /// Leaders this broker fetches from.
+    pub fn fetcher_count(&self) -> usize {
+        self.fetchers.get().map_or(0, |f| f.fetcher_count())
+    }
+
     /// Checkpoints the high watermark of every replicated partition that moved.
     pub fn checkpoint_high_watermarks(&self) {
         for p in self.all() {

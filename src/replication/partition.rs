@@ -559,12 +559,6 @@ impl Partition {
         self.checkpointed_high_watermark.store(hw, Ordering::Relaxed);
         Ok(())
     }
-
-    /// Under-replicated: led here, with fewer in-sync replicas than replicas.
-    pub fn isr_counts(&self) -> (usize, usize) {
-        let r = self.lock();
-        (r.state.isr.len(), r.state.replicas.len())
-    }
 }
 
 fn followers_for(state: &PartitionState, local: BrokerId, now_ms: i64) -> HashMap<BrokerId, FollowerState> {
