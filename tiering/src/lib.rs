@@ -15,10 +15,10 @@
 //! - [`cache`]: [`ChunkCache`], ranged reads in chunks cached on local disk, coalesced, with
 //!   read-ahead.
 //!
-//! Credentials: S3 uses `object_store`'s own AWS credential chain (environment, web identity,
-//! ECS task role, IMDSv2) plus the shared credentials file read by this crate, rather than
-//! `aws-config`, whose dependency tree (the AWS SDK runtime, STS/SSO clients) would more than
-//! double the broker's build time. SSO and `credential_process` profiles are not supported.
+//! Credentials: S3 takes them from the standard AWS chain through `aws-config`
+//! ([`credentials`]: environment, profile files, web identity, ECS task role, IMDSv2), cached
+//! and refreshed before they expire. SSO profiles are not supported (that would add the SSO
+//! clients to the build).
 //!
 //! # Consistency
 //! One [`RemotePartition`] per partition owns its manifest; its steps are serialised. Readers
@@ -45,6 +45,7 @@
 //! broker stops.
 
 pub mod cache;
+pub mod credentials;
 pub mod error;
 pub mod keys;
 pub mod manifest;
@@ -55,6 +56,7 @@ pub mod storage;
 pub mod unreliable;
 
 pub use cache::{CacheStats, ChunkCache};
+pub use credentials::AwsChainCredentials;
 pub use error::{Result, TieringError};
 pub use keys::{PartitionPath, SegmentFileKind};
 pub use manifest::{RemoteLogSegmentMetadata, RemoteLogSegmentState, RemotePartitionManifest};

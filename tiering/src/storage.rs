@@ -30,6 +30,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tokio::io::AsyncReadExt;
 
+use crate::credentials::AwsChainCredentials;
 use crate::error::{Result, TieringError};
 
 /// One object as listed.
@@ -210,31 +211,26 @@ impl ObjectStorage {
         ))
     }
 
-    /// S3 or an S3-compatible server. Credentials come from `object_store`'s AWS chain
-    /// (environment `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`, web identity
-    /// `AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN`, the ECS task role, then IMDSv2), with the
-    /// shared credentials file (`~/.aws/credentials`, `AWS_PROFILE`) read here when the
-    /// environment holds no keys.
+    /// S3 or an S3-compatible server. Credentials come from the standard AWS chain
+    /// ([`AwsChainCredentials`]); the region from the config, else `AWS_REGION` /
+    /// `AWS_DEFAULT_REGION`, else us-east-1.
     pub fn s3(c: &S3Config) -> Result<ObjectStorage> {
         use object_store::aws::AmazonS3Builder;
         use object_store::{BackoffConfig, ClientOptions, RetryConfig};
         // reqwest is built without a TLS provider of its own (aws-lc-rs would be a long C
         // build); ring is installed as the process default. Already installed is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut b = AmazonS3Builder::from_env().with_bucket_name(&c.bucket);
-        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-            if let Some((key, secret, token)) = profile_credentials() {
-                b = b.with_access_key_id(key).with_secret_access_key(secret);
-                if let Some(t) = token {
-                    b = b.with_token(t);
-                }
-            }
-        }
+        let region = Some(c.region.clone())
+            .filter(|r| !r.is_empty())
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+            .filter(|r| !r.is_empty());
+        let mut b = AmazonS3Builder::new()
+            .with_bucket_name(&c.bucket)
+            .with_region(region.as_deref().unwrap_or("us-east-1"))
+            .with_credentials(Arc::new(AwsChainCredentials::new(region)));
         if !c.endpoint.is_empty() {
             b = b.with_endpoint(&c.endpoint);
-        }
-        if !c.region.is_empty() {
-            b = b.with_region(&c.region);
         }
         b = b.with_virtual_hosted_style_request(!c.path_style);
         // Our own upload loop backs off between rounds; the client's retries only smooth over
@@ -275,46 +271,6 @@ impl ObjectStorage {
         let s = p.as_ref();
         s.strip_prefix(&self.prefix).unwrap_or(s).to_string()
     }
-}
-
-/// Keys from the shared credentials file, for the profile `AWS_PROFILE` (default `default`).
-fn profile_credentials() -> Option<(String, String, Option<String>)> {
-    let path = std::env::var_os("AWS_SHARED_CREDENTIALS_FILE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".aws/credentials")))?;
-    let text = std::fs::read_to_string(path).ok()?;
-    let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
-    parse_credentials_file(&text, &profile)
-}
-
-pub(crate) fn parse_credentials_file(
-    text: &str,
-    profile: &str,
-) -> Option<(String, String, Option<String>)> {
-    let (mut key, mut secret, mut token) = (None, None, None);
-    let mut in_profile = false;
-    for line in text.lines().map(str::trim) {
-        if line.starts_with('#') || line.starts_with(';') || line.is_empty() {
-            continue;
-        }
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            in_profile = name.trim() == profile;
-            continue;
-        }
-        if !in_profile {
-            continue;
-        }
-        if let Some((k, v)) = line.split_once('=') {
-            let v = v.trim().to_string();
-            match k.trim() {
-                "aws_access_key_id" => key = Some(v),
-                "aws_secret_access_key" => secret = Some(v),
-                "aws_session_token" => token = Some(v),
-                _ => {}
-            }
-        }
-    }
-    Some((key?, secret?, token))
 }
 
 #[async_trait]
@@ -481,19 +437,5 @@ mod tests {
         );
         assert!(StorageConfig::parse("gs://x", d, "", "", false).is_err());
         assert!(StorageConfig::parse("s3://", d, "", "", false).is_err());
-    }
-
-    #[test]
-    fn credentials_file() {
-        let text = "[default]\naws_access_key_id = A\naws_secret_access_key=B\n\n[other]\naws_access_key_id=C\naws_secret_access_key=D\naws_session_token=T\n";
-        assert_eq!(
-            parse_credentials_file(text, "default"),
-            Some(("A".into(), "B".into(), None))
-        );
-        assert_eq!(
-            parse_credentials_file(text, "other"),
-            Some(("C".into(), "D".into(), Some("T".into())))
-        );
-        assert_eq!(parse_credentials_file(text, "none"), None);
     }
 }
