@@ -21,7 +21,12 @@
 //! clients to the build).
 //!
 //! # Consistency
-//! One [`RemotePartition`] per partition owns its manifest; its steps are serialised. Readers
+//! One [`RemotePartition`] per partition owns its manifest; its steps are serialised. Manifest
+//! writes are conditional puts on the version last read (`If-Match` / `If-None-Match` on S3),
+//! so two brokers that both act as leader cannot clobber each other: the loser's step fails
+//! with [`TieringError::ManifestConflict`] and it continues from the stored manifest. The local
+//! directory store has no conditional update; there a per-process lock stands in, which does
+//! not protect two processes sharing one directory. Readers
 //! use the last published manifest, an immutable snapshot. A segment is uploaded whole (every
 //! object) before the manifest that names it is written, so a reader that finds a segment in
 //! the manifest finds all of its objects. Local copies are deleted only when
@@ -64,6 +69,7 @@ pub use partition::{RemotePartition, RetryPolicy, UploadOutcome};
 pub use retry::Backoff;
 pub use scheduler::SealedSegment;
 pub use storage::{
-    ObjectInfo, ObjectStorage, PutFileOutcome, RemoteStorage, S3Config, StorageConfig,
+    ObjectInfo, ObjectStorage, ObjectVersion, PutCondition, PutFileOutcome, RemoteStorage,
+    S3Config, StorageConfig,
 };
 pub use unreliable::UnreliableStorage;

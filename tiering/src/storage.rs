@@ -12,6 +12,10 @@
 //!   a second put of the same key replaces the object whole.
 //! - `get_range` returns exactly the bytes asked for, or an error; a range past the end is an
 //!   error, never a short read.
+//! - `put_if` writes only when the object is as expected (absent, or the version read) and
+//!   otherwise fails with `PreconditionFailed`, writing nothing; the check and the write are
+//!   one atomic step against every writer the store serves (see `ConditionalPuts` for the local
+//!   directory, which guarantees this only within one process).
 //! - `delete` of a missing key succeeds (deletion steps are repeated after a crash).
 //! - `list` returns every object under the prefix that existed before the call began.
 //! - Errors say whether retrying may help ([`TieringError::is_retriable`]).
@@ -59,11 +63,59 @@ pub trait RemoteStorage: Send + Sync + std::fmt::Debug + 'static {
     /// Uploads a local file, in parts when it is large.
     async fn put_file(&self, key: &str, path: &Path) -> Result<PutFileOutcome>;
     async fn get(&self, key: &str) -> Result<Bytes>;
+    /// Like `get`, with the version a later [`put_if`](Self::put_if) can expect.
+    async fn get_versioned(&self, key: &str) -> Result<(Bytes, ObjectVersion)>;
+    /// Writes `data` only if the object is as `expected` says (absent, or still the version
+    /// read); otherwise fails with [`TieringError::PreconditionFailed`] and writes nothing.
+    /// Returns the new version.
+    async fn put_if(&self, key: &str, data: Bytes, expected: &PutCondition)
+        -> Result<ObjectVersion>;
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes>;
     async fn delete(&self, key: &str) -> Result<()>;
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
     /// A short description for logs (`s3://bucket/prefix`, `file:///dir`).
     fn describe(&self) -> String;
+}
+
+/// The version of a stored object, as a conditional write expects it (its ETag, and the
+/// store's version id where it has one).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ObjectVersion {
+    pub e_tag: Option<String>,
+    pub version: Option<String>,
+}
+
+/// What a conditional write expects to find.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutCondition {
+    /// No object under the key (`PutMode::Create`).
+    Absent,
+    /// The object as it was read (`PutMode::Update`).
+    Version(ObjectVersion),
+}
+
+/// How a store carries out [`RemoteStorage::put_if`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConditionalPuts {
+    /// `PutMode::Create` and `PutMode::Update` by the store itself (S3 with `If-None-Match` /
+    /// `If-Match`, the in-memory store): safe across processes.
+    Native,
+    /// Create by the store, update emulated (`object_store`'s local directory has no
+    /// `PutMode::Update`): under a per-process lock per key, the current ETag is compared and
+    /// the object replaced. Safe between writers in one process; two processes sharing one
+    /// directory are not protected against each other.
+    CreateOnly,
+}
+
+/// Locks of the emulated conditional updates, one per object path. Bounded by the number of
+/// manifests (one per partition), the only objects written conditionally.
+fn update_lock(path: &str) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: std::sync::LazyLock<
+        std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    > = std::sync::LazyLock::new(Default::default);
+    // Short section: look up or insert.
+    let mut m = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+    m.entry(path.to_string()).or_default().clone()
 }
 
 /// Where segments go, parsed from `remote.storage.uri` and the `remote.storage.s3.*` keys.
@@ -162,6 +214,7 @@ pub struct ObjectStorage {
     /// Prepended to every key (S3 prefix), with a trailing `/` when non-empty.
     prefix: String,
     description: String,
+    conditional: ConditionalPuts,
     pub multipart_threshold_bytes: u64,
     pub part_bytes: usize,
 }
@@ -184,6 +237,7 @@ impl ObjectStorage {
                 format!("{prefix}/")
             },
             description,
+            conditional: ConditionalPuts::Native,
             multipart_threshold_bytes: DEFAULT_MULTIPART_THRESHOLD_BYTES,
             part_bytes: DEFAULT_PART_BYTES,
         }
@@ -204,11 +258,9 @@ impl ObjectStorage {
             .map_err(|e| TieringError::from_store("open", &dir.display().to_string(), e))?
             // Empty partition directories go away with their last object.
             .with_automatic_cleanup(true);
-        Ok(ObjectStorage::new(
-            Arc::new(fs),
-            "",
-            format!("file://{}", dir.display()),
-        ))
+        let mut s = ObjectStorage::new(Arc::new(fs), "", format!("file://{}", dir.display()));
+        s.conditional = ConditionalPuts::CreateOnly;
+        Ok(s)
     }
 
     /// S3 or an S3-compatible server. Credentials come from the standard AWS chain
@@ -352,6 +404,72 @@ impl RemoteStorage for ObjectStorage {
         r.bytes()
             .await
             .map_err(|e| TieringError::from_store("get", key, e))
+    }
+
+    async fn get_versioned(&self, key: &str) -> Result<(Bytes, ObjectVersion)> {
+        let r = self
+            .inner
+            .get(&self.path(key))
+            .await
+            .map_err(|e| TieringError::from_store("get", key, e))?;
+        let version = ObjectVersion {
+            e_tag: r.meta.e_tag.clone(),
+            version: r.meta.version.clone(),
+        };
+        let data = r
+            .bytes()
+            .await
+            .map_err(|e| TieringError::from_store("get", key, e))?;
+        Ok((data, version))
+    }
+
+    async fn put_if(
+        &self,
+        key: &str,
+        data: Bytes,
+        expected: &PutCondition,
+    ) -> Result<ObjectVersion> {
+        use object_store::{PutMode, PutOptions, UpdateVersion};
+        let location = self.path(key);
+        let conflict = || TieringError::PreconditionFailed {
+            key: key.to_string(),
+        };
+        let put = |mode: PutMode| {
+            let opts = PutOptions {
+                mode,
+                ..Default::default()
+            };
+            self.inner
+                .put_opts(&location, PutPayload::from(data.clone()), opts)
+        };
+        let r = match (expected, self.conditional) {
+            (PutCondition::Absent, _) => put(PutMode::Create).await,
+            (PutCondition::Version(v), ConditionalPuts::Native) => {
+                put(PutMode::Update(UpdateVersion {
+                    e_tag: v.e_tag.clone(),
+                    version: v.version.clone(),
+                }))
+                .await
+            }
+            (PutCondition::Version(v), ConditionalPuts::CreateOnly) => {
+                let lock = update_lock(&format!("{}/{}", self.description, location));
+                let _held = lock.lock().await;
+                let current = match self.inner.head(&location).await {
+                    Ok(m) => m,
+                    Err(object_store::Error::NotFound { .. }) => return Err(conflict()),
+                    Err(e) => return Err(TieringError::from_store("head", key, e)),
+                };
+                if v.e_tag.is_none() || current.e_tag != v.e_tag {
+                    return Err(conflict());
+                }
+                put(PutMode::Overwrite).await
+            }
+        };
+        let r = r.map_err(|e| TieringError::from_store("put_if", key, e))?;
+        Ok(ObjectVersion {
+            e_tag: r.e_tag,
+            version: r.version,
+        })
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
