@@ -457,16 +457,44 @@ impl RemoteLogManager {
                     partition = %p.tp, local_end = leo, remote_end = end,
                     "local log ends before the remote log (lost local data?): restarting it after the remote end"
                 );
-                let log = p.log().clone();
-                let r = tokio::task::block_in_place(|| {
-                    log.truncate_fully_and_start_at(Offset(end + 1))
-                });
-                match r {
-                    Ok(()) => p.advance_high_watermark(),
-                    Err(e) => {
-                        tracing::error!(partition = %p.tp, error = %e, "cannot restart the local log after the remote end")
-                    }
-                }
+                self.restart_after_remote(&p, &entry, end).await;
+            }
+        }
+    }
+
+    /// Restarts the local log of `p` empty after the remote end, with the leader epochs and
+    /// producer state of the last remote segment (epoch checkpoint, producer snapshot), so an
+    /// idempotent producer that resumes is recognised. Without them (unreadable), the log still
+    /// restarts, with epochs and producers empty.
+    async fn restart_after_remote(&self, p: &Partition, entry: &RemoteLogPartition, end: i64) {
+        let aux = tokio::time::timeout(
+            Duration::from_secs(20),
+            entry.remote.aux_state(&self.cancel),
+        )
+        .await
+        .unwrap_or_else(|_| Err(TieringError::Config("timed out".into())));
+        let (epochs, snapshot) = match aux {
+            Ok(Some(a)) if a.end_offset == end => (
+                a.leader_epochs
+                    .iter()
+                    .map(|&(e, o)| (LeaderEpoch(e), Offset(o)))
+                    .collect(),
+                a.producer_snapshot,
+            ),
+            Ok(_) => (Vec::new(), None),
+            Err(e) => {
+                tracing::warn!(partition = %p.tp, error = %e, "cannot read the last remote segment's epochs and producer snapshot; producer state starts empty");
+                (Vec::new(), None)
+            }
+        };
+        let log = p.log().clone();
+        let r = tokio::task::block_in_place(|| {
+            log.start_after_remote(Offset(end + 1), &epochs, snapshot.as_deref())
+        });
+        match r {
+            Ok(()) => p.advance_high_watermark(),
+            Err(e) => {
+                tracing::error!(partition = %p.tp, error = %e, "cannot restart the local log after the remote end")
             }
         }
     }
@@ -611,44 +639,91 @@ impl RemoteLogManager {
             .cloned()
             .collect();
         for seg in candidates {
-            let log_key = path.segment_key(&seg, SegmentFileKind::Log);
-            let start = m.log_start_offset.max(seg.base_offset);
-            let pos = self.index_position(p, &path, &seg, start).await?;
-            let mut reader = SegmentReader::new(self, p, &log_key, &seg, pos);
-            while let Some((batch_pos, batch)) = reader.next_batch(1 << 20).await? {
-                let h = parse_header(&p.tp, &log_key, batch_pos, &batch)?;
-                if h.last_offset() < start || h.max_timestamp < timestamp_ms {
-                    continue;
-                }
-                let epoch = Some(LeaderEpoch(h.partition_leader_epoch));
-                if h.is_log_append_time() {
-                    return Ok(Some(TimestampAndOffset {
-                        timestamp_ms: h.max_timestamp,
-                        offset: Offset(h.base_offset.max(start)),
-                        leader_epoch: epoch,
-                    }));
-                }
-                let mut buf = batch.clone();
-                let set =
-                    kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).map_err(|e| {
-                        RemoteLogError::CorruptBatch {
-                            tp: p.tp.clone(),
-                            segment: log_key.clone(),
-                            position: batch_pos,
-                            reason: e.to_string(),
-                        }
-                    })?;
-                if let Some(r) = set
-                    .records
-                    .iter()
-                    .find(|r| r.timestamp >= timestamp_ms && r.offset >= start)
-                {
-                    return Ok(Some(TimestampAndOffset {
-                        timestamp_ms: r.timestamp,
-                        offset: Offset(r.offset),
-                        leader_epoch: epoch,
-                    }));
-                }
+            if let Some(found) = self
+                .find_timestamp_in(p, &m, &path, &seg, timestamp_ms)
+                .await?
+            {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// ListOffsets `MAX_TIMESTAMP` (-3, KIP-734) over the remote part: the first record with
+    /// the greatest timestamp among the remote segments below the local log start, or `None`.
+    /// The caller compares it with the local log's.
+    pub async fn max_timestamp(
+        &self,
+        p: &Partition,
+    ) -> Result<Option<TimestampAndOffset>, RemoteLogError> {
+        let Some(m) = self.manifest_of(p).await? else {
+            return Ok(None);
+        };
+        let local_start = p.log().log_start_offset().0;
+        // The first of the segments with the greatest timestamp (`max_by_key` keeps the last).
+        let best = m
+            .live_segments()
+            .filter(|s| s.base_offset < local_start)
+            .fold(None::<&RemoteLogSegmentMetadata>, |best, s| match best {
+                Some(b) if b.max_timestamp_ms >= s.max_timestamp_ms => Some(b),
+                _ => Some(s),
+            })
+            .cloned();
+        let Some(seg) = best else {
+            return Ok(None);
+        };
+        let path = PartitionPath::new(&p.tp.topic, p.topic_id.0, p.tp.partition.0);
+        self.find_timestamp_in(p, &m, &path, &seg, seg.max_timestamp_ms)
+            .await
+    }
+
+    /// The first record of remote segment `seg` at or after `timestamp_ms` (and at or after
+    /// the remote log start).
+    async fn find_timestamp_in(
+        &self,
+        p: &Partition,
+        m: &RemotePartitionManifest,
+        path: &PartitionPath,
+        seg: &RemoteLogSegmentMetadata,
+        timestamp_ms: i64,
+    ) -> Result<Option<TimestampAndOffset>, RemoteLogError> {
+        let log_key = path.segment_key(seg, SegmentFileKind::Log);
+        let start = m.log_start_offset.max(seg.base_offset);
+        let pos = self.index_position(p, path, seg, start).await?;
+        let mut reader = SegmentReader::new(self, p, &log_key, seg, pos);
+        while let Some((batch_pos, batch)) = reader.next_batch(1 << 20).await? {
+            let h = parse_header(&p.tp, &log_key, batch_pos, &batch)?;
+            if h.last_offset() < start || h.max_timestamp < timestamp_ms {
+                continue;
+            }
+            let epoch = Some(LeaderEpoch(h.partition_leader_epoch));
+            if h.is_log_append_time() {
+                return Ok(Some(TimestampAndOffset {
+                    timestamp_ms: h.max_timestamp,
+                    offset: Offset(h.base_offset.max(start)),
+                    leader_epoch: epoch,
+                }));
+            }
+            let mut buf = batch.clone();
+            let set =
+                kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).map_err(|e| {
+                    RemoteLogError::CorruptBatch {
+                        tp: p.tp.clone(),
+                        segment: log_key.clone(),
+                        position: batch_pos,
+                        reason: e.to_string(),
+                    }
+                })?;
+            if let Some(r) = set
+                .records
+                .iter()
+                .find(|r| r.timestamp >= timestamp_ms && r.offset >= start)
+            {
+                return Ok(Some(TimestampAndOffset {
+                    timestamp_ms: r.timestamp,
+                    offset: Offset(r.offset),
+                    leader_epoch: epoch,
+                }));
             }
         }
         Ok(None)

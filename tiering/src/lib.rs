@@ -65,7 +65,7 @@ pub use credentials::AwsChainCredentials;
 pub use error::{Result, TieringError};
 pub use keys::{PartitionPath, SegmentFileKind};
 pub use manifest::{RemoteLogSegmentMetadata, RemoteLogSegmentState, RemotePartitionManifest};
-pub use partition::{RemotePartition, RetryPolicy, UploadOutcome};
+pub use partition::{RemoteLogAuxState, RemotePartition, RetryPolicy, UploadOutcome};
 pub use retry::Backoff;
 pub use scheduler::SealedSegment;
 pub use storage::{

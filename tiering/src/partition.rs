@@ -70,7 +70,97 @@ fn epochs_file(epochs: &[(i32, i64)]) -> Bytes {
     Bytes::from(s)
 }
 
+/// Parses [`epochs_file`]; `None` if it is not one.
+fn parse_epochs_file(data: &[u8]) -> Option<Vec<(i32, i64)>> {
+    let text = std::str::from_utf8(data).ok()?;
+    let mut lines = text.lines();
+    if lines.next()?.trim() != "0" {
+        return None;
+    }
+    let n: usize = lines.next()?.trim().parse().ok()?;
+    let rows: Option<Vec<(i32, i64)>> = lines
+        .take(n)
+        .map(|l| {
+            let (e, o) = l.trim().split_once(' ')?;
+            Some((e.parse().ok()?, o.parse().ok()?))
+        })
+        .collect();
+    rows.filter(|r| r.len() == n)
+}
+
+/// What a replica whose local log was lost needs to continue after the remote end (Kafka's
+/// `buildRemoteLogAuxState`): from the last remote segment, its leader-epoch checkpoint and
+/// producer snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteLogAuxState {
+    /// The last offset held remotely; the local log restarts after it.
+    pub end_offset: i64,
+    /// `(epoch, start offset)` of every epoch that wrote the remote log, oldest first.
+    pub leader_epochs: Vec<(i32, i64)>,
+    /// The producer state after the remote end, as the broker encoded it; `None` if the last
+    /// segment went up without one.
+    pub producer_snapshot: Option<Bytes>,
+}
+
 impl RemotePartition {
+    /// Reads the aux state of the remote log as the loaded manifest names it; `None` if the
+    /// remote log is empty. Epochs of older segments come from the manifest entries, those of
+    /// the last segment from its uploaded checkpoint.
+    pub async fn aux_state(&self, cancel: &CancellationToken) -> Result<Option<RemoteLogAuxState>> {
+        let Some(m) = self.manifest() else {
+            return Err(TieringError::Config("manifest not loaded".into()));
+        };
+        let Some(last) = m
+            .segments
+            .iter()
+            .filter(|s| s.state == RemoteLogSegmentState::CopySegmentFinished)
+            .max_by_key(|s| s.end_offset)
+        else {
+            return Ok(None);
+        };
+        let get = |kind: SegmentFileKind| {
+            let key = self.path.segment_key(last, kind);
+            async move {
+                retry(self.retry.backoff, self.retry.max_attempts, cancel, || {
+                    self.storage.get(&key)
+                })
+                .await
+            }
+        };
+        let epochs_key = self
+            .path
+            .segment_key(last, SegmentFileKind::LeaderEpochCheckpoint);
+        let last_epochs = parse_epochs_file(&get(SegmentFileKind::LeaderEpochCheckpoint).await?)
+            .ok_or_else(|| TieringError::Corrupt {
+                key: epochs_key,
+                reason: "not a leader-epoch checkpoint".into(),
+            })?;
+        let mut leader_epochs: Vec<(i32, i64)> = Vec::new();
+        let older = m
+            .segments
+            .iter()
+            .filter(|s| s.segment_id != last.segment_id && s.end_offset < last.base_offset)
+            .flat_map(|s| s.segment_leader_epochs.iter().copied());
+        for (epoch, start) in older.chain(last_epochs) {
+            // Keep the first start of each epoch; both must increase.
+            match leader_epochs.last() {
+                Some(&(e, _)) if epoch <= e => {}
+                Some(&(_, o)) if start <= o => {}
+                _ => leader_epochs.push((epoch, start)),
+            }
+        }
+        let producer_snapshot = if last.has_snapshot {
+            Some(get(SegmentFileKind::ProducerSnapshot).await?)
+        } else {
+            None
+        };
+        Ok(Some(RemoteLogAuxState {
+            end_offset: last.end_offset,
+            leader_epochs,
+            producer_snapshot,
+        }))
+    }
+
     pub fn new(
         path: PartitionPath,
         storage: Arc<dyn RemoteStorage>,
