@@ -652,3 +652,30 @@ async fn max_timestamp_sees_remote_and_a_lost_disk_keeps_producer_state_and_epoc
     drop(c);
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphans_are_swept_periodically() {
+    let b = TestBroker::start(&tiering_sets(&[("remote.orphan.sweep.interval.ms", "200")])).await;
+    let mut c = KafkaClient::connect(&b.bootstrap()).await.expect("connect");
+    create_topic(&mut c, "swept", TOPIC_CONFIGS).await;
+    produce(&mut c, "swept", 0, 30).await;
+    wait_for("an upload", Duration::from_secs(30), || {
+        remote_end(&b, "swept") >= 0
+    })
+    .await;
+    let remote_dir = b.dir.path().join("data").join("remote");
+    let uploaded = files_under(&remote_dir, "log");
+    let partition_dir = uploaded[0].parent().expect("partition dir").to_path_buf();
+    // Long after the first sweep: what an upload interrupted by a crash leaves behind.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let orphan = partition_dir.join(format!("{:020}-0-{}.log", 99_999, uuid::Uuid::new_v4()));
+    std::fs::write(&orphan, b"left by an interrupted upload").expect("plant an orphan");
+    wait_for("the next sweep", Duration::from_secs(10), || {
+        !orphan.exists()
+    })
+    .await;
+    // Named objects stay.
+    assert!(uploaded.iter().all(|p| p.exists()));
+    drop(c);
+    b.stop().await;
+}

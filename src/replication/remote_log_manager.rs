@@ -3,7 +3,8 @@
 //! # Overview
 //! One task wakes every `remote.log.manager.task.interval.ms` and, for each partition of a
 //! tiered topic (`remote.storage.enable`):
-//! - as leader: loads the remote manifest, sweeps orphans once, uploads sealed segments below
+//! - as leader: loads the remote manifest, sweeps orphans (at the first round, then every
+//!   `remote.orphan.sweep.interval.ms`), uploads sealed segments below
 //!   the high watermark in offset order (at most `remote.upload.concurrency` uploads at once
 //!   across partitions), runs local retention (whose guard lets a segment go only once the
 //!   manifest naming it is durable), and expires remote segments by `retention.ms/bytes`;
@@ -21,7 +22,7 @@
 //! The decisions themselves are the pure functions of `strata_tiering::scheduler`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -48,6 +49,7 @@ pub struct RemoteLogManagerConfig {
     pub task_interval_ms: u64,
     pub upload_concurrency: usize,
     pub orphan_grace_ms: i64,
+    pub orphan_sweep_interval_ms: i64,
     pub fetch_max_bytes: usize,
     pub cache_bytes: u64,
     pub cache_chunk_bytes: u64,
@@ -60,6 +62,7 @@ impl RemoteLogManagerConfig {
             task_interval_ms: node.get_i64("remote.log.manager.task.interval.ms").max(10) as u64,
             upload_concurrency: node.get_i32("remote.upload.concurrency").max(1) as usize,
             orphan_grace_ms: node.get_i64("remote.orphan.grace.ms").max(0),
+            orphan_sweep_interval_ms: node.get_i64("remote.orphan.sweep.interval.ms").max(0),
             fetch_max_bytes: node.get_i32("remote.fetch.max.bytes").max(64 * 1024) as usize,
             cache_bytes: node.get_i64("remote.cache.bytes").max(0) as u64,
             cache_chunk_bytes: node.get_i32("remote.cache.chunk.bytes").max(4096) as u64,
@@ -94,7 +97,8 @@ struct RemoteLogPartition {
     remote: RemotePartition,
     /// A task is working on this partition (uploads are strictly ordered per partition).
     busy: AtomicBool,
-    swept: AtomicBool,
+    /// Clock time of the next orphan sweep (0: at the first round as leader).
+    next_sweep_ms: AtomicI64,
     /// Consecutive failed rounds, and the clock time before which no new round starts.
     failures: AtomicU32,
     retry_after_ms: AtomicU64,
@@ -193,7 +197,7 @@ impl RemoteLogManager {
                 RetryPolicy::default(),
             ),
             busy: AtomicBool::new(false),
-            swept: AtomicBool::new(false),
+            next_sweep_ms: AtomicI64::new(0),
             failures: AtomicU32::new(0),
             retry_after_ms: AtomicU64::new(0),
             lag_bytes: AtomicU64::new(0),
@@ -334,15 +338,19 @@ impl RemoteLogManager {
     ) -> Result<(), TieringError> {
         let cancel = &self.cancel;
         let manifest = entry.remote.load(cancel).await?;
-        if !entry.swept.load(Ordering::Relaxed) {
+        let now = self.clock.now_ms();
+        if now >= entry.next_sweep_ms.load(Ordering::Relaxed) {
             let n = entry
                 .remote
-                .sweep_orphans(self.clock.now_ms(), self.config.orphan_grace_ms, cancel)
+                .sweep_orphans(now, self.config.orphan_grace_ms, cancel)
                 .await?;
             if n > 0 {
                 tracing::info!(partition = %p.tp, orphans = n, "deleted orphaned remote objects");
             }
-            entry.swept.store(true, Ordering::Relaxed);
+            entry.next_sweep_ms.store(
+                now.saturating_add(self.config.orphan_sweep_interval_ms),
+                Ordering::Relaxed,
+            );
         }
         let mut manifest = manifest;
         loop {
