@@ -97,10 +97,7 @@ impl AwsChainCredentials {
         let now = SystemTime::now();
         let expires_at = c.expiry();
         let refresh_at = match expires_at {
-            Some(t) => t
-                .checked_sub(REFRESH_BEFORE_EXPIRY)
-                .unwrap_or(now)
-                .max(now),
+            Some(t) => t.checked_sub(REFRESH_BEFORE_EXPIRY).unwrap_or(now).max(now),
             None => now + STATIC_REFRESH,
         };
         Ok(CachedCredential {

@@ -68,8 +68,12 @@ pub trait RemoteStorage: Send + Sync + std::fmt::Debug + 'static {
     /// Writes `data` only if the object is as `expected` says (absent, or still the version
     /// read); otherwise fails with [`TieringError::PreconditionFailed`] and writes nothing.
     /// Returns the new version.
-    async fn put_if(&self, key: &str, data: Bytes, expected: &PutCondition)
-        -> Result<ObjectVersion>;
+    async fn put_if(
+        &self,
+        key: &str,
+        data: Bytes,
+        expected: &PutCondition,
+    ) -> Result<ObjectVersion>;
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes>;
     async fn delete(&self, key: &str) -> Result<()>;
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;

@@ -7,9 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use strata_tiering::{
-    ObjectStorage, PutCondition, RemoteStorage, TieringError, UnreliableStorage,
-};
+use strata_tiering::{ObjectStorage, PutCondition, RemoteStorage, TieringError, UnreliableStorage};
 
 fn pattern(n: usize, seed: u8) -> Vec<u8> {
     (0..n)
@@ -126,8 +124,12 @@ async fn suite(s: &dyn RemoteStorage, multipart_file_bytes: usize) {
     assert_ne!(updated, read, "{what}");
     assert!(
         matches!(
-            s.put_if("p/c/m", Bytes::from_static(b"stale"), &PutCondition::Version(read))
-                .await,
+            s.put_if(
+                "p/c/m",
+                Bytes::from_static(b"stale"),
+                &PutCondition::Version(read)
+            )
+            .await,
             Err(TieringError::PreconditionFailed { .. })
         ),
         "{what}: update of a stale version"
