@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{batch, decode, TestBroker};
+use common::{batch, decode, idempotent_batch_at, TestBroker};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
@@ -21,11 +21,11 @@ use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListO
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     CreateTopicsRequest, DeleteRecordsRequest, DeleteTopicsRequest, FetchRequest,
-    ListOffsetsRequest, ProduceRequest,
+    InitProducerIdRequest, ListOffsetsRequest, ProduceRequest,
 };
 use kafka_protocol::records::Compression;
 use strata::client::KafkaClient;
-use strata::model::TopicPartition;
+use strata::model::{LeaderEpoch, Offset, TopicPartition};
 use strata::protocol::{str_bytes, topic_name};
 
 const RECORDS_PER_BATCH: usize = 10;
@@ -83,21 +83,28 @@ async fn produce(c: &mut KafkaClient, topic: &str, first_offset: i64, batches: u
             .iter()
             .map(|v| (Some("k"), Some(v.clone()), vec![]))
             .collect();
-        let req = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(10_000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(topic_name(topic))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(0)
-                    .with_records(Some(batch(&recs, Compression::None)))])]);
-        let resp = c.send(&req, 9).await.expect("produce");
-        let p = &resp.responses[0].partition_responses[0];
-        assert_eq!(p.error_code, 0);
-        assert_eq!(p.base_offset, next);
+        assert_eq!(
+            produce_batch(c, topic, batch(&recs, Compression::None)).await,
+            (0, next)
+        );
         next += RECORDS_PER_BATCH as i64;
     }
     next
+}
+
+/// Produces one batch with acks=all; returns (error code, base offset).
+async fn produce_batch(c: &mut KafkaClient, topic: &str, records: Bytes) -> (i16, i64) {
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records))])]);
+    let resp = c.send(&req, 9).await.expect("produce");
+    let p = &resp.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
 }
 
 async fn fetch_once(
@@ -430,7 +437,11 @@ async fn retention_delete_records_and_topic_deletion_reach_remote_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_store_keeps_local_segments_and_corrupt_remote_data_is_never_served() {
-    // Nothing listens on port 1: every store call fails fast.
+    // Nothing listens on port 1: every store call fails fast. Keys in the environment, so the
+    // credential chain never looks beyond it (instance metadata).
+    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
     let b = TestBroker::start(&tiering_sets(&[
         ("remote.storage.uri", "s3://nowhere/p"),
         ("remote.storage.s3.endpoint", "http://127.0.0.1:1"),
@@ -512,6 +523,159 @@ async fn an_unreachable_store_keeps_local_segments_and_corrupt_remote_data_is_ne
     // The broker is still up and serves the undamaged rest.
     let (_, local_start) = list_offset(&mut c, "damaged", -4).await;
     read_all_checked(&mut c, "damaged", local_start, end).await;
+    drop(c);
+    b.stop().await;
+}
+
+async fn init_producer(c: &mut KafkaClient) -> (i64, i16) {
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000);
+    let init = c.send(&req, 4).await.expect("init producer id");
+    assert_eq!(init.error_code, 0);
+    (init.producer_id.0, init.producer_epoch)
+}
+
+/// Produces one idempotent batch of `RECORDS_PER_BATCH` records with timestamps from
+/// `base_timestamp_ms`; returns (error code, base offset).
+async fn produce_idempotent(
+    c: &mut KafkaClient,
+    topic: &str,
+    (pid, epoch): (i64, i16),
+    base_sequence: i32,
+    base_timestamp_ms: i64,
+) -> (i16, i64) {
+    let recs: Vec<common::TestRecord> = (0..RECORDS_PER_BATCH)
+        .map(|i| {
+            (
+                Some("k"),
+                Some(format!("s{base_sequence}-{i}-{}", "x".repeat(200))),
+                vec![],
+            )
+        })
+        .collect();
+    let records = idempotent_batch_at(
+        &recs,
+        Compression::None,
+        pid,
+        epoch,
+        base_sequence,
+        base_timestamp_ms,
+    );
+    produce_batch(c, topic, records).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_timestamp_sees_remote_and_a_lost_disk_keeps_producer_state_and_epochs() {
+    const BATCHES: i32 = 100;
+    const MAX_BATCH: i32 = 50;
+    const T0: i64 = 1_700_000_000_000;
+    let ts_of = |k: i32| {
+        if k == MAX_BATCH {
+            1_800_000_000_000
+        } else {
+            T0 + k as i64 * 100
+        }
+    };
+    let b = TestBroker::start(&tiering_sets(&[])).await;
+    let mut c = strata::admin::connect(&b.bootstrap()).await.expect("connect");
+    create_topic(&mut c, "idem", TOPIC_CONFIGS).await;
+    let producer = init_producer(&mut c).await;
+    let per_batch = RECORDS_PER_BATCH as i32;
+    for k in 0..BATCHES {
+        assert_eq!(
+            produce_idempotent(&mut c, "idem", producer, k * per_batch, ts_of(k)).await,
+            (0, (k * per_batch) as i64)
+        );
+    }
+    let end = (BATCHES * per_batch) as i64;
+    let tp = TopicPartition::new("idem", 0);
+    let log = b.broker.replicas.get(&tp).expect("partition").log().clone();
+    log.roll().expect("roll");
+    wait_for(
+        "every segment uploaded and local retention",
+        Duration::from_secs(30),
+        || remote_end(&b, "idem") == end - 1 && log.log_start_offset().0 > 600,
+    )
+    .await;
+
+    // KIP-734: the greatest timestamp is in a segment held only remotely; the first record
+    // carrying it is the last of its batch.
+    let max_offset = (MAX_BATCH * per_batch + per_batch - 1) as i64;
+    assert_eq!(list_offset(&mut c, "idem", -3).await, (0, max_offset));
+    // By time, into the remote part.
+    assert_eq!(list_offset(&mut c, "idem", T0 + 2000).await, (0, 200));
+
+    let epochs_before = log.epoch_entries();
+    assert!(!epochs_before.is_empty());
+    drop(c);
+    let dir = b.stop().await;
+    std::fs::remove_dir_all(dir.path().join("data").join("idem-0")).expect("lose the disk");
+    let b = TestBroker::start_in(dir, &tiering_sets(&[])).await;
+    let mut c = strata::admin::connect(&b.bootstrap()).await.expect("connect");
+    let log = b.broker.replicas.get(&tp).expect("partition").log().clone();
+    assert_eq!(log.log_start_offset().0, end);
+    // The local cache was trimmed to the local log start; the restored one covers the whole
+    // log from the remote start.
+    let epochs_after = log.epoch_entries();
+    let epoch_numbers =
+        |v: &[(LeaderEpoch, Offset)]| v.iter().map(|(e, _)| e.0).collect::<Vec<_>>();
+    assert_eq!(
+        epoch_numbers(&epochs_after).get(..epochs_before.len()),
+        Some(&epoch_numbers(&epochs_before)[..]),
+        "leader epochs restored from the remote log: {epochs_after:?}"
+    );
+    assert_eq!(epochs_after.first().map(|(_, o)| o.0), Some(0));
+    // The producer resumes: a retry of its last batch gets its original offset, a gap is
+    // refused, the next batch follows.
+    let last = BATCHES - 1;
+    assert_eq!(
+        produce_idempotent(&mut c, "idem", producer, last * per_batch, ts_of(last)).await,
+        (0, (last * per_batch) as i64)
+    );
+    assert_eq!(
+        produce_idempotent(&mut c, "idem", producer, (BATCHES + 1) * per_batch, T0)
+            .await
+            .0,
+        kafka_protocol::ResponseError::OutOfOrderSequenceNumber.code()
+    );
+    assert_eq!(
+        produce_idempotent(&mut c, "idem", producer, BATCHES * per_batch, T0).await,
+        (0, end)
+    );
+    assert_eq!(
+        list_offset(&mut c, "idem", -1).await,
+        (0, end + RECORDS_PER_BATCH as i64)
+    );
+    // Still the remote maximum.
+    assert_eq!(list_offset(&mut c, "idem", -3).await, (0, max_offset));
+    drop(c);
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphans_are_swept_periodically() {
+    let b = TestBroker::start(&tiering_sets(&[("remote.orphan.sweep.interval.ms", "200")])).await;
+    let mut c = strata::admin::connect(&b.bootstrap()).await.expect("connect");
+    create_topic(&mut c, "swept", TOPIC_CONFIGS).await;
+    produce(&mut c, "swept", 0, 30).await;
+    wait_for("an upload", Duration::from_secs(30), || {
+        remote_end(&b, "swept") >= 0
+    })
+    .await;
+    let remote_dir = b.dir.path().join("data").join("remote");
+    let uploaded = files_under(&remote_dir, "log");
+    let partition_dir = uploaded[0].parent().expect("partition dir").to_path_buf();
+    // Long after the first sweep: what an upload interrupted by a crash leaves behind.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let orphan = partition_dir.join(format!("{:020}-0-{}.log", 99_999, uuid::Uuid::new_v4()));
+    std::fs::write(&orphan, b"left by an interrupted upload").expect("plant an orphan");
+    wait_for("the next sweep", Duration::from_secs(10), || {
+        !orphan.exists()
+    })
+    .await;
+    // Named objects stay.
+    assert!(uploaded.iter().all(|p| p.exists()));
     drop(c);
     b.stop().await;
 }

@@ -102,6 +102,7 @@ pub const NODE_KEYS: &[NodeKey] = &[
     node("remote.cache.chunk.bytes", Int, "1048576", false, "Size of the ranged reads of remote segments (cache unit)."),
     node("remote.cache.readahead.chunks", Int, "2", false, "Chunks fetched ahead of a sequential remote reader."),
     node("remote.log.manager.task.interval.ms", Long, "5000", false, "How often tiering looks for segments to upload and remote data to expire."),
+    node("remote.orphan.sweep.interval.ms", Long, "3600000", false, "How often a leader looks for remote objects no manifest names (orphans of interrupted uploads) and deletes them."),
     node("remote.orphan.grace.ms", Long, "600000", false, "Objects no manifest names are deleted once this old (an upload in flight is younger)."),
     node("remote.fetch.max.bytes", Int, "8388608", false, "Most bytes one fetch reads from a remote segment."),
     node("auto.create.topics.enable", Bool, "true", false, "Create a topic when a client asks for metadata of a topic that does not exist."),

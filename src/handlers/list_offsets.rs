@@ -77,6 +77,16 @@ async fn lookup(broker: &Broker, partition: &Partition, epoch: LeaderEpoch, time
             if found.is_none() {
                 found = log.fetch_offset_by_timestamp(ts).map_err(local)?;
             }
+            if ts == MAX_TIMESTAMP {
+                // The greatest timestamp may be in the remote part; on a tie the earlier
+                // (remote) record wins.
+                let in_remote = remote.max_timestamp(partition).await.map_err(|e| remote_log_error_code(&e))?;
+                if let Some(r) = in_remote {
+                    if found.as_ref().is_none_or(|l| r.timestamp_ms >= l.timestamp_ms) {
+                        found = Some(r);
+                    }
+                }
+            }
             match found {
                 // Only committed records are visible to consumers.
                 Some(found) if found.offset < partition.high_watermark() => {

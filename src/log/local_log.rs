@@ -287,6 +287,26 @@ impl LocalLog {
         self.checkpoint()
     }
 
+    /// After [`truncate_fully_and_start_at`](Self::truncate_fully_and_start_at)`(offset)`:
+    /// takes on the leader epochs and producer state of the log below `offset` (held
+    /// elsewhere, e.g. in remote storage) and makes them durable.
+    pub(crate) fn restore_state_below(
+        &mut self,
+        offset: i64,
+        leader_epochs: &[(i32, i64)],
+        producers: Option<ProducerStateManager>,
+    ) -> Result<()> {
+        for &(epoch, start) in leader_epochs.iter().filter(|&&(_, o)| o < offset) {
+            self.epoch_cache.assign(epoch, start);
+        }
+        self.epoch_cache.persist()?;
+        if let Some(producers) = producers {
+            self.producers = producers;
+            producer_state::write_snapshot(&self.dir, offset, &self.producers)?;
+        }
+        Ok(())
+    }
+
     /// Files to fsync to make everything written so far durable, and the offset they cover.
     pub(crate) fn flush_targets(&mut self) -> (Vec<Arc<SegmentFile>>, bool, i64, u64) {
         let mut files = std::mem::take(&mut self.unflushed_files);

@@ -761,6 +761,34 @@ impl UnifiedLog {
         Ok(())
     }
 
+    /// [`truncate_fully_and_start_at`](Self::truncate_fully_and_start_at) for a replica whose
+    /// local data was lost while the log below `offset` lives on in remote storage: the leader
+    /// epochs and the producer state (a producer snapshot, as written at segment rolls) of that
+    /// remote log carry on, so epochs stay right and an idempotent producer that resumes is
+    /// recognised (retries deduplicated, gaps refused). A snapshot that does not decode is
+    /// ignored with a warning: producers then start unknown, as after plain truncation.
+    pub fn start_after_remote(
+        &self,
+        offset: Offset,
+        leader_epochs: &[(LeaderEpoch, Offset)],
+        producer_snapshot: Option<&[u8]>,
+    ) -> Result<()> {
+        let producers = producer_snapshot.and_then(|data| {
+            let decoded = super::producer_state::ProducerStateManager::decode(data);
+            if decoded.is_none() {
+                tracing::warn!(dir = %self.dir.display(), "remote producer snapshot does not decode; ignoring it");
+            }
+            decoded
+        });
+        let epochs: Vec<(i32, i64)> = leader_epochs.iter().map(|(e, o)| (e.0, o.0)).collect();
+        let mut st = self.lock_open()?;
+        let now = self.clock.now_ms();
+        st.truncate_fully_and_start_at(offset.0, now)?;
+        st.restore_state_below(offset.0, &epochs, producers)?;
+        self.durable.store(offset.0, Ordering::SeqCst);
+        Ok(())
+    }
+
     /// Rolls the active segment now if it holds data (tests, tools and tiering use it).
     pub fn roll(&self) -> Result<()> {
         let mut st = self.lock_open()?;

@@ -3,7 +3,8 @@
 //! # Overview
 //! One task wakes every `remote.log.manager.task.interval.ms` and, for each partition of a
 //! tiered topic (`remote.storage.enable`):
-//! - as leader: loads the remote manifest, sweeps orphans once, uploads sealed segments below
+//! - as leader: loads the remote manifest, sweeps orphans (at the first round, then every
+//!   `remote.orphan.sweep.interval.ms`), uploads sealed segments below
 //!   the high watermark in offset order (at most `remote.upload.concurrency` uploads at once
 //!   across partitions), runs local retention (whose guard lets a segment go only once the
 //!   manifest naming it is durable), and expires remote segments by `retention.ms/bytes`;
@@ -21,7 +22,7 @@
 //! The decisions themselves are the pure functions of `strata_tiering::scheduler`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -48,6 +49,7 @@ pub struct RemoteLogManagerConfig {
     pub task_interval_ms: u64,
     pub upload_concurrency: usize,
     pub orphan_grace_ms: i64,
+    pub orphan_sweep_interval_ms: i64,
     pub fetch_max_bytes: usize,
     pub cache_bytes: u64,
     pub cache_chunk_bytes: u64,
@@ -60,6 +62,7 @@ impl RemoteLogManagerConfig {
             task_interval_ms: node.get_i64("remote.log.manager.task.interval.ms").max(10) as u64,
             upload_concurrency: node.get_i32("remote.upload.concurrency").max(1) as usize,
             orphan_grace_ms: node.get_i64("remote.orphan.grace.ms").max(0),
+            orphan_sweep_interval_ms: node.get_i64("remote.orphan.sweep.interval.ms").max(0),
             fetch_max_bytes: node.get_i32("remote.fetch.max.bytes").max(64 * 1024) as usize,
             cache_bytes: node.get_i64("remote.cache.bytes").max(0) as u64,
             cache_chunk_bytes: node.get_i32("remote.cache.chunk.bytes").max(4096) as u64,
@@ -94,7 +97,8 @@ struct RemoteLogPartition {
     remote: RemotePartition,
     /// A task is working on this partition (uploads are strictly ordered per partition).
     busy: AtomicBool,
-    swept: AtomicBool,
+    /// Clock time of the next orphan sweep (0: at the first round as leader).
+    next_sweep_ms: AtomicI64,
     /// Consecutive failed rounds, and the clock time before which no new round starts.
     failures: AtomicU32,
     retry_after_ms: AtomicU64,
@@ -193,7 +197,7 @@ impl RemoteLogManager {
                 RetryPolicy::default(),
             ),
             busy: AtomicBool::new(false),
-            swept: AtomicBool::new(false),
+            next_sweep_ms: AtomicI64::new(0),
             failures: AtomicU32::new(0),
             retry_after_ms: AtomicU64::new(0),
             lag_bytes: AtomicU64::new(0),
@@ -334,15 +338,19 @@ impl RemoteLogManager {
     ) -> Result<(), TieringError> {
         let cancel = &self.cancel;
         let manifest = entry.remote.load(cancel).await?;
-        if !entry.swept.load(Ordering::Relaxed) {
+        let now = self.clock.now_ms();
+        if now >= entry.next_sweep_ms.load(Ordering::Relaxed) {
             let n = entry
                 .remote
-                .sweep_orphans(self.clock.now_ms(), self.config.orphan_grace_ms, cancel)
+                .sweep_orphans(now, self.config.orphan_grace_ms, cancel)
                 .await?;
             if n > 0 {
                 tracing::info!(partition = %p.tp, orphans = n, "deleted orphaned remote objects");
             }
-            entry.swept.store(true, Ordering::Relaxed);
+            entry.next_sweep_ms.store(
+                now.saturating_add(self.config.orphan_sweep_interval_ms),
+                Ordering::Relaxed,
+            );
         }
         let mut manifest = manifest;
         loop {
@@ -457,16 +465,44 @@ impl RemoteLogManager {
                     partition = %p.tp, local_end = leo, remote_end = end,
                     "local log ends before the remote log (lost local data?): restarting it after the remote end"
                 );
-                let log = p.log().clone();
-                let r = tokio::task::block_in_place(|| {
-                    log.truncate_fully_and_start_at(Offset(end + 1))
-                });
-                match r {
-                    Ok(()) => p.advance_high_watermark(),
-                    Err(e) => {
-                        tracing::error!(partition = %p.tp, error = %e, "cannot restart the local log after the remote end")
-                    }
-                }
+                self.restart_after_remote(&p, &entry, end).await;
+            }
+        }
+    }
+
+    /// Restarts the local log of `p` empty after the remote end, with the leader epochs and
+    /// producer state of the last remote segment (epoch checkpoint, producer snapshot), so an
+    /// idempotent producer that resumes is recognised. Without them (unreadable), the log still
+    /// restarts, with epochs and producers empty.
+    async fn restart_after_remote(&self, p: &Partition, entry: &RemoteLogPartition, end: i64) {
+        let aux = tokio::time::timeout(
+            Duration::from_secs(20),
+            entry.remote.aux_state(&self.cancel),
+        )
+        .await
+        .unwrap_or_else(|_| Err(TieringError::Config("timed out".into())));
+        let (epochs, snapshot) = match aux {
+            Ok(Some(a)) if a.end_offset == end => (
+                a.leader_epochs
+                    .iter()
+                    .map(|&(e, o)| (LeaderEpoch(e), Offset(o)))
+                    .collect(),
+                a.producer_snapshot,
+            ),
+            Ok(_) => (Vec::new(), None),
+            Err(e) => {
+                tracing::warn!(partition = %p.tp, error = %e, "cannot read the last remote segment's epochs and producer snapshot; producer state starts empty");
+                (Vec::new(), None)
+            }
+        };
+        let log = p.log().clone();
+        let r = tokio::task::block_in_place(|| {
+            log.start_after_remote(Offset(end + 1), &epochs, snapshot.as_deref())
+        });
+        match r {
+            Ok(()) => p.advance_high_watermark(),
+            Err(e) => {
+                tracing::error!(partition = %p.tp, error = %e, "cannot restart the local log after the remote end")
             }
         }
     }
@@ -617,44 +653,91 @@ impl RemoteLogManager {
             .cloned()
             .collect();
         for seg in candidates {
-            let log_key = path.segment_key(&seg, SegmentFileKind::Log);
-            let start = m.log_start_offset.max(seg.base_offset);
-            let pos = self.index_position(p, &path, &seg, start).await?;
-            let mut reader = SegmentReader::new(self, p, &log_key, &seg, pos);
-            while let Some((batch_pos, batch)) = reader.next_batch(1 << 20).await? {
-                let h = parse_header(&p.tp, &log_key, batch_pos, &batch)?;
-                if h.last_offset() < start || h.max_timestamp < timestamp_ms {
-                    continue;
-                }
-                let epoch = Some(LeaderEpoch(h.partition_leader_epoch));
-                if h.is_log_append_time() {
-                    return Ok(Some(TimestampAndOffset {
-                        timestamp_ms: h.max_timestamp,
-                        offset: Offset(h.base_offset.max(start)),
-                        leader_epoch: epoch,
-                    }));
-                }
-                let mut buf = batch.clone();
-                let set =
-                    kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).map_err(|e| {
-                        RemoteLogError::CorruptBatch {
-                            tp: p.tp.clone(),
-                            segment: log_key.clone(),
-                            position: batch_pos,
-                            reason: e.to_string(),
-                        }
-                    })?;
-                if let Some(r) = set
-                    .records
-                    .iter()
-                    .find(|r| r.timestamp >= timestamp_ms && r.offset >= start)
-                {
-                    return Ok(Some(TimestampAndOffset {
-                        timestamp_ms: r.timestamp,
-                        offset: Offset(r.offset),
-                        leader_epoch: epoch,
-                    }));
-                }
+            if let Some(found) = self
+                .find_timestamp_in(p, &m, &path, &seg, timestamp_ms)
+                .await?
+            {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// ListOffsets `MAX_TIMESTAMP` (-3, KIP-734) over the remote part: the first record with
+    /// the greatest timestamp among the remote segments below the local log start, or `None`.
+    /// The caller compares it with the local log's.
+    pub async fn max_timestamp(
+        &self,
+        p: &Partition,
+    ) -> Result<Option<TimestampAndOffset>, RemoteLogError> {
+        let Some(m) = self.manifest_of(p).await? else {
+            return Ok(None);
+        };
+        let local_start = p.log().log_start_offset().0;
+        // The first of the segments with the greatest timestamp (`max_by_key` keeps the last).
+        let best = m
+            .live_segments()
+            .filter(|s| s.base_offset < local_start)
+            .fold(None::<&RemoteLogSegmentMetadata>, |best, s| match best {
+                Some(b) if b.max_timestamp_ms >= s.max_timestamp_ms => Some(b),
+                _ => Some(s),
+            })
+            .cloned();
+        let Some(seg) = best else {
+            return Ok(None);
+        };
+        let path = PartitionPath::new(&p.tp.topic, p.topic_id.0, p.tp.partition.0);
+        self.find_timestamp_in(p, &m, &path, &seg, seg.max_timestamp_ms)
+            .await
+    }
+
+    /// The first record of remote segment `seg` at or after `timestamp_ms` (and at or after
+    /// the remote log start).
+    async fn find_timestamp_in(
+        &self,
+        p: &Partition,
+        m: &RemotePartitionManifest,
+        path: &PartitionPath,
+        seg: &RemoteLogSegmentMetadata,
+        timestamp_ms: i64,
+    ) -> Result<Option<TimestampAndOffset>, RemoteLogError> {
+        let log_key = path.segment_key(seg, SegmentFileKind::Log);
+        let start = m.log_start_offset.max(seg.base_offset);
+        let pos = self.index_position(p, path, seg, start).await?;
+        let mut reader = SegmentReader::new(self, p, &log_key, seg, pos);
+        while let Some((batch_pos, batch)) = reader.next_batch(1 << 20).await? {
+            let h = parse_header(&p.tp, &log_key, batch_pos, &batch)?;
+            if h.last_offset() < start || h.max_timestamp < timestamp_ms {
+                continue;
+            }
+            let epoch = Some(LeaderEpoch(h.partition_leader_epoch));
+            if h.is_log_append_time() {
+                return Ok(Some(TimestampAndOffset {
+                    timestamp_ms: h.max_timestamp,
+                    offset: Offset(h.base_offset.max(start)),
+                    leader_epoch: epoch,
+                }));
+            }
+            let mut buf = batch.clone();
+            let set =
+                kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).map_err(|e| {
+                    RemoteLogError::CorruptBatch {
+                        tp: p.tp.clone(),
+                        segment: log_key.clone(),
+                        position: batch_pos,
+                        reason: e.to_string(),
+                    }
+                })?;
+            if let Some(r) = set
+                .records
+                .iter()
+                .find(|r| r.timestamp >= timestamp_ms && r.offset >= start)
+            {
+                return Ok(Some(TimestampAndOffset {
+                    timestamp_ms: r.timestamp,
+                    offset: Offset(r.offset),
+                    leader_epoch: epoch,
+                }));
             }
         }
         Ok(None)

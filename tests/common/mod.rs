@@ -102,6 +102,25 @@ pub fn idempotent_batch(
     producer_epoch: i16,
     base_sequence: i32,
 ) -> Bytes {
+    idempotent_batch_at(
+        records,
+        compression,
+        producer_id,
+        producer_epoch,
+        base_sequence,
+        1_700_000_000_000,
+    )
+}
+
+/// [`idempotent_batch`] whose records carry timestamps `base_timestamp_ms + i`.
+pub fn idempotent_batch_at(
+    records: &[TestRecord],
+    compression: Compression,
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+    base_timestamp_ms: i64,
+) -> Bytes {
     let base_sequence = if producer_id < 0 { -1 } else { base_sequence };
     let records: Vec<Record> = records
         .iter()
@@ -118,7 +137,7 @@ pub fn idempotent_batch(
             // The encoder starts a new batch wherever offset - sequence changes; -1 (no
             // sequence) is where a non-idempotent batch starts.
             sequence: base_sequence.wrapping_add(i as i32),
-            timestamp: 1_700_000_000_000 + i as i64,
+            timestamp: base_timestamp_ms + i as i64,
             key: k.map(|k| Bytes::from(k.as_bytes().to_vec())),
             value: v.as_ref().map(|v| Bytes::from(v.clone().into_bytes())),
             headers: h

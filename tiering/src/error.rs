@@ -16,6 +16,15 @@ pub enum TieringError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A conditional write found the object changed since it was read (or present when it
+    /// was expected absent): another writer got there first. Not retriable as it stands: the
+    /// caller re-reads and decides.
+    #[error("object {key} was changed by another writer")]
+    PreconditionFailed { key: String },
+    /// Another writer changed the partition's manifest since this broker read it; this
+    /// broker's step was not written, and the stored manifest is now the published one.
+    #[error("remote manifest {key} was changed by another writer; the step was not applied")]
+    ManifestConflict { key: String },
     #[error("object {key} not found")]
     NotFound { key: String },
     /// Data read back does not match what the manifest or the batch CRC says: never served.
@@ -46,6 +55,8 @@ impl TieringError {
             // A corrupt chunk is evicted from the cache and fetched again next time.
             TieringError::Corrupt { .. } => true,
             TieringError::NotFound { .. }
+            | TieringError::PreconditionFailed { .. }
+            | TieringError::ManifestConflict { .. }
             | TieringError::Manifest { .. }
             | TieringError::Config(_)
             | TieringError::ShuttingDown => false,
@@ -61,7 +72,12 @@ impl TieringError {
                 }
             }
             E::Generic { .. } | E::JoinError { .. } => true,
-            E::Precondition { .. } | E::AlreadyExists { .. } | E::NotModified { .. } => false,
+            E::Precondition { .. } | E::AlreadyExists { .. } => {
+                return TieringError::PreconditionFailed {
+                    key: key.to_string(),
+                }
+            }
+            E::NotModified { .. } => false,
             E::PermissionDenied { .. } | E::Unauthenticated { .. } => false,
             E::InvalidPath { .. } | E::NotSupported { .. } | E::NotImplemented { .. } => false,
             E::UnknownConfigurationKey { .. } => false,

@@ -15,13 +15,18 @@
 //! - [`cache`]: [`ChunkCache`], ranged reads in chunks cached on local disk, coalesced, with
 //!   read-ahead.
 //!
-//! Credentials: S3 uses `object_store`'s own AWS credential chain (environment, web identity,
-//! ECS task role, IMDSv2) plus the shared credentials file read by this crate, rather than
-//! `aws-config`, whose dependency tree (the AWS SDK runtime, STS/SSO clients) would more than
-//! double the broker's build time. SSO and `credential_process` profiles are not supported.
+//! Credentials: S3 takes them from the standard AWS chain through `aws-config`
+//! ([`credentials`]: environment, profile files, web identity, ECS task role, IMDSv2), cached
+//! and refreshed before they expire. SSO profiles are not supported (that would add the SSO
+//! clients to the build).
 //!
 //! # Consistency
-//! One [`RemotePartition`] per partition owns its manifest; its steps are serialised. Readers
+//! One [`RemotePartition`] per partition owns its manifest; its steps are serialised. Manifest
+//! writes are conditional puts on the version last read (`If-Match` / `If-None-Match` on S3),
+//! so two brokers that both act as leader cannot clobber each other: the loser's step fails
+//! with [`TieringError::ManifestConflict`] and it continues from the stored manifest. The local
+//! directory store has no conditional update; there a per-process lock stands in, which does
+//! not protect two processes sharing one directory. Readers
 //! use the last published manifest, an immutable snapshot. A segment is uploaded whole (every
 //! object) before the manifest that names it is written, so a reader that finds a segment in
 //! the manifest finds all of its objects. Local copies are deleted only when
@@ -45,6 +50,7 @@
 //! broker stops.
 
 pub mod cache;
+pub mod credentials;
 pub mod error;
 pub mod keys;
 pub mod manifest;
@@ -55,13 +61,15 @@ pub mod storage;
 pub mod unreliable;
 
 pub use cache::{CacheStats, ChunkCache};
+pub use credentials::AwsChainCredentials;
 pub use error::{Result, TieringError};
 pub use keys::{PartitionPath, SegmentFileKind};
 pub use manifest::{RemoteLogSegmentMetadata, RemoteLogSegmentState, RemotePartitionManifest};
-pub use partition::{RemotePartition, RetryPolicy, UploadOutcome};
+pub use partition::{RemoteLogAuxState, RemotePartition, RetryPolicy, UploadOutcome};
 pub use retry::Backoff;
 pub use scheduler::SealedSegment;
 pub use storage::{
-    ObjectInfo, ObjectStorage, PutFileOutcome, RemoteStorage, S3Config, StorageConfig,
+    ObjectInfo, ObjectStorage, ObjectVersion, PutCondition, PutFileOutcome, RemoteStorage,
+    S3Config, StorageConfig,
 };
 pub use unreliable::UnreliableStorage;

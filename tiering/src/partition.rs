@@ -2,7 +2,9 @@
 //! that change it (upload, DeleteRecords, retention, orphan sweep, deletion of everything).
 //!
 //! Readers take the published manifest (an `Arc` snapshot) without waiting; writers serialise
-//! on an async mutex, because a step spans several store calls.
+//! on an async mutex, because a step spans several store calls. Between processes (two brokers
+//! that both believe they lead), manifest writes are conditional on the version last read, so
+//! one never overwrites the other's (see [`RemoteStorage::put_if`]).
 
 use std::sync::{Arc, RwLock};
 
@@ -15,7 +17,7 @@ use crate::keys::{parse_segment_id, PartitionPath, SegmentFileKind};
 use crate::manifest::{RemoteLogSegmentMetadata, RemoteLogSegmentState, RemotePartitionManifest};
 use crate::retry::{retry, Backoff};
 use crate::scheduler::{remote_retention, SealedSegment};
-use crate::storage::RemoteStorage;
+use crate::storage::{PutCondition, RemoteStorage};
 
 /// How hard a single step retries a store call before the step fails (the caller's loop then
 /// backs off and tries the whole step again later).
@@ -53,6 +55,9 @@ pub struct RemotePartition {
     retry: RetryPolicy,
     // Short sections only: swap or clone the Arc.
     published: RwLock<Option<Arc<RemotePartitionManifest>>>,
+    /// What the next manifest write expects to find in the store: the version last read or
+    /// written. Short sections only.
+    stored_version: std::sync::Mutex<PutCondition>,
     writer: tokio::sync::Mutex<()>,
 }
 
@@ -65,7 +70,97 @@ fn epochs_file(epochs: &[(i32, i64)]) -> Bytes {
     Bytes::from(s)
 }
 
+/// Parses [`epochs_file`]; `None` if it is not one.
+fn parse_epochs_file(data: &[u8]) -> Option<Vec<(i32, i64)>> {
+    let text = std::str::from_utf8(data).ok()?;
+    let mut lines = text.lines();
+    if lines.next()?.trim() != "0" {
+        return None;
+    }
+    let n: usize = lines.next()?.trim().parse().ok()?;
+    let rows: Option<Vec<(i32, i64)>> = lines
+        .take(n)
+        .map(|l| {
+            let (e, o) = l.trim().split_once(' ')?;
+            Some((e.parse().ok()?, o.parse().ok()?))
+        })
+        .collect();
+    rows.filter(|r| r.len() == n)
+}
+
+/// What a replica whose local log was lost needs to continue after the remote end (Kafka's
+/// `buildRemoteLogAuxState`): from the last remote segment, its leader-epoch checkpoint and
+/// producer snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteLogAuxState {
+    /// The last offset held remotely; the local log restarts after it.
+    pub end_offset: i64,
+    /// `(epoch, start offset)` of every epoch that wrote the remote log, oldest first.
+    pub leader_epochs: Vec<(i32, i64)>,
+    /// The producer state after the remote end, as the broker encoded it; `None` if the last
+    /// segment went up without one.
+    pub producer_snapshot: Option<Bytes>,
+}
+
 impl RemotePartition {
+    /// Reads the aux state of the remote log as the loaded manifest names it; `None` if the
+    /// remote log is empty. Epochs of older segments come from the manifest entries, those of
+    /// the last segment from its uploaded checkpoint.
+    pub async fn aux_state(&self, cancel: &CancellationToken) -> Result<Option<RemoteLogAuxState>> {
+        let Some(m) = self.manifest() else {
+            return Err(TieringError::Config("manifest not loaded".into()));
+        };
+        let Some(last) = m
+            .segments
+            .iter()
+            .filter(|s| s.state == RemoteLogSegmentState::CopySegmentFinished)
+            .max_by_key(|s| s.end_offset)
+        else {
+            return Ok(None);
+        };
+        let get = |kind: SegmentFileKind| {
+            let key = self.path.segment_key(last, kind);
+            async move {
+                retry(self.retry.backoff, self.retry.max_attempts, cancel, || {
+                    self.storage.get(&key)
+                })
+                .await
+            }
+        };
+        let epochs_key = self
+            .path
+            .segment_key(last, SegmentFileKind::LeaderEpochCheckpoint);
+        let last_epochs = parse_epochs_file(&get(SegmentFileKind::LeaderEpochCheckpoint).await?)
+            .ok_or_else(|| TieringError::Corrupt {
+                key: epochs_key,
+                reason: "not a leader-epoch checkpoint".into(),
+            })?;
+        let mut leader_epochs: Vec<(i32, i64)> = Vec::new();
+        let older = m
+            .segments
+            .iter()
+            .filter(|s| s.segment_id != last.segment_id && s.end_offset < last.base_offset)
+            .flat_map(|s| s.segment_leader_epochs.iter().copied());
+        for (epoch, start) in older.chain(last_epochs) {
+            // Keep the first start of each epoch; both must increase.
+            match leader_epochs.last() {
+                Some(&(e, _)) if epoch <= e => {}
+                Some(&(_, o)) if start <= o => {}
+                _ => leader_epochs.push((epoch, start)),
+            }
+        }
+        let producer_snapshot = if last.has_snapshot {
+            Some(get(SegmentFileKind::ProducerSnapshot).await?)
+        } else {
+            None
+        };
+        Ok(Some(RemoteLogAuxState {
+            end_offset: last.end_offset,
+            leader_epochs,
+            producer_snapshot,
+        }))
+    }
+
     pub fn new(
         path: PartitionPath,
         storage: Arc<dyn RemoteStorage>,
@@ -76,6 +171,7 @@ impl RemotePartition {
             storage,
             retry,
             published: RwLock::new(None),
+            stored_version: std::sync::Mutex::new(PutCondition::Absent),
             writer: tokio::sync::Mutex::new(()),
         }
     }
@@ -111,43 +207,54 @@ impl RemotePartition {
         if let Some(m) = self.manifest() {
             return Ok(m);
         }
-        let key = self.path.manifest_key();
-        let got = retry(self.retry.backoff, self.retry.max_attempts, cancel, || {
-            self.storage.get(&key)
-        })
-        .await;
-        let m = match got {
-            Ok(data) => RemotePartitionManifest::decode(&key, &data)?,
-            Err(TieringError::NotFound { .. }) => RemotePartitionManifest::empty(
-                &self.path.topic,
-                self.path.topic_id,
-                self.path.partition,
-            ),
-            Err(e) => return Err(e),
-        };
+        let m = self.read_stored(cancel).await?;
         Ok(self.publish(m))
     }
 
     /// Reads the manifest from the store again (a follower tracking its leader's uploads).
     pub async fn reload(&self, cancel: &CancellationToken) -> Result<Arc<RemotePartitionManifest>> {
         let _w = self.writer.lock().await;
-        let key = self.path.manifest_key();
-        let got = retry(self.retry.backoff, self.retry.max_attempts, cancel, || {
-            self.storage.get(&key)
-        })
-        .await;
-        let m = match got {
-            Ok(data) => RemotePartitionManifest::decode(&key, &data)?,
-            Err(TieringError::NotFound { .. }) => RemotePartitionManifest::empty(
-                &self.path.topic,
-                self.path.topic_id,
-                self.path.partition,
-            ),
-            Err(e) => return Err(e),
-        };
+        let m = self.read_stored(cancel).await?;
         Ok(self.publish(m))
     }
 
+    /// Reads the stored manifest (an absent one is empty) and remembers its version for the
+    /// next conditional write.
+    async fn read_stored(&self, cancel: &CancellationToken) -> Result<RemotePartitionManifest> {
+        let key = self.path.manifest_key();
+        let got = retry(self.retry.backoff, self.retry.max_attempts, cancel, || {
+            self.storage.get_versioned(&key)
+        })
+        .await;
+        let (m, version) = match got {
+            Ok((data, v)) => (
+                RemotePartitionManifest::decode(&key, &data)?,
+                PutCondition::Version(v),
+            ),
+            Err(TieringError::NotFound { .. }) => (
+                RemotePartitionManifest::empty(
+                    &self.path.topic,
+                    self.path.topic_id,
+                    self.path.partition,
+                ),
+                PutCondition::Absent,
+            ),
+            Err(e) => return Err(e),
+        };
+        *self.lock_stored_version() = version;
+        Ok(m)
+    }
+
+    fn lock_stored_version(&self) -> std::sync::MutexGuard<'_, PutCondition> {
+        self.stored_version
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes the manifest if the stored one is still the one this partition last read or
+    /// wrote (a conditional put). If another writer changed it meanwhile — a second leader —
+    /// nothing is overwritten: the stored manifest is read and published instead and the step
+    /// fails with [`TieringError::ManifestConflict`]; the next step starts from what is there.
     async fn write_manifest(
         &self,
         m: RemotePartitionManifest,
@@ -155,11 +262,29 @@ impl RemotePartition {
     ) -> Result<Arc<RemotePartitionManifest>> {
         let key = self.path.manifest_key();
         let data = m.encode();
-        retry(self.retry.backoff, self.retry.max_attempts, cancel, || {
-            self.storage.put(&key, data.clone())
+        let expected = self.lock_stored_version().clone();
+        let put = retry(self.retry.backoff, self.retry.max_attempts, cancel, || {
+            self.storage.put_if(&key, data.clone(), &expected)
         })
-        .await?;
-        Ok(self.publish(m))
+        .await;
+        match put {
+            Ok(version) => {
+                *self.lock_stored_version() = PutCondition::Version(version);
+                Ok(self.publish(m))
+            }
+            Err(TieringError::PreconditionFailed { .. }) => {
+                let stored = self.read_stored(cancel).await?;
+                // An earlier attempt of this same write may have landed with its reply lost.
+                let ours = stored == m;
+                let published = self.publish(stored);
+                if ours {
+                    return Ok(published);
+                }
+                tracing::warn!(key = %key, "the remote manifest was changed by another writer; not overwriting it");
+                Err(TieringError::ManifestConflict { key })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Uploads a sealed segment: every data object first, then the manifest naming it. A

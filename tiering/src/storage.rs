@@ -12,6 +12,10 @@
 //!   a second put of the same key replaces the object whole.
 //! - `get_range` returns exactly the bytes asked for, or an error; a range past the end is an
 //!   error, never a short read.
+//! - `put_if` writes only when the object is as expected (absent, or the version read) and
+//!   otherwise fails with `PreconditionFailed`, writing nothing; the check and the write are
+//!   one atomic step against every writer the store serves (see `ConditionalPuts` for the local
+//!   directory, which guarantees this only within one process).
 //! - `delete` of a missing key succeeds (deletion steps are repeated after a crash).
 //! - `list` returns every object under the prefix that existed before the call began.
 //! - Errors say whether retrying may help ([`TieringError::is_retriable`]).
@@ -30,6 +34,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tokio::io::AsyncReadExt;
 
+use crate::credentials::AwsChainCredentials;
 use crate::error::{Result, TieringError};
 
 /// One object as listed.
@@ -58,11 +63,63 @@ pub trait RemoteStorage: Send + Sync + std::fmt::Debug + 'static {
     /// Uploads a local file, in parts when it is large.
     async fn put_file(&self, key: &str, path: &Path) -> Result<PutFileOutcome>;
     async fn get(&self, key: &str) -> Result<Bytes>;
+    /// Like `get`, with the version a later [`put_if`](Self::put_if) can expect.
+    async fn get_versioned(&self, key: &str) -> Result<(Bytes, ObjectVersion)>;
+    /// Writes `data` only if the object is as `expected` says (absent, or still the version
+    /// read); otherwise fails with [`TieringError::PreconditionFailed`] and writes nothing.
+    /// Returns the new version.
+    async fn put_if(
+        &self,
+        key: &str,
+        data: Bytes,
+        expected: &PutCondition,
+    ) -> Result<ObjectVersion>;
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes>;
     async fn delete(&self, key: &str) -> Result<()>;
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
     /// A short description for logs (`s3://bucket/prefix`, `file:///dir`).
     fn describe(&self) -> String;
+}
+
+/// The version of a stored object, as a conditional write expects it (its ETag, and the
+/// store's version id where it has one).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ObjectVersion {
+    pub e_tag: Option<String>,
+    pub version: Option<String>,
+}
+
+/// What a conditional write expects to find.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutCondition {
+    /// No object under the key (`PutMode::Create`).
+    Absent,
+    /// The object as it was read (`PutMode::Update`).
+    Version(ObjectVersion),
+}
+
+/// How a store carries out [`RemoteStorage::put_if`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConditionalPuts {
+    /// `PutMode::Create` and `PutMode::Update` by the store itself (S3 with `If-None-Match` /
+    /// `If-Match`, the in-memory store): safe across processes.
+    Native,
+    /// Create by the store, update emulated (`object_store`'s local directory has no
+    /// `PutMode::Update`): under a per-process lock per key, the current ETag is compared and
+    /// the object replaced. Safe between writers in one process; two processes sharing one
+    /// directory are not protected against each other.
+    CreateOnly,
+}
+
+/// Locks of the emulated conditional updates, one per object path. Bounded by the number of
+/// manifests (one per partition), the only objects written conditionally.
+fn update_lock(path: &str) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: std::sync::LazyLock<
+        std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    > = std::sync::LazyLock::new(Default::default);
+    // Short section: look up or insert.
+    let mut m = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+    m.entry(path.to_string()).or_default().clone()
 }
 
 /// Where segments go, parsed from `remote.storage.uri` and the `remote.storage.s3.*` keys.
@@ -161,6 +218,7 @@ pub struct ObjectStorage {
     /// Prepended to every key (S3 prefix), with a trailing `/` when non-empty.
     prefix: String,
     description: String,
+    conditional: ConditionalPuts,
     pub multipart_threshold_bytes: u64,
     pub part_bytes: usize,
 }
@@ -183,6 +241,7 @@ impl ObjectStorage {
                 format!("{prefix}/")
             },
             description,
+            conditional: ConditionalPuts::Native,
             multipart_threshold_bytes: DEFAULT_MULTIPART_THRESHOLD_BYTES,
             part_bytes: DEFAULT_PART_BYTES,
         }
@@ -203,38 +262,31 @@ impl ObjectStorage {
             .map_err(|e| TieringError::from_store("open", &dir.display().to_string(), e))?
             // Empty partition directories go away with their last object.
             .with_automatic_cleanup(true);
-        Ok(ObjectStorage::new(
-            Arc::new(fs),
-            "",
-            format!("file://{}", dir.display()),
-        ))
+        let mut s = ObjectStorage::new(Arc::new(fs), "", format!("file://{}", dir.display()));
+        s.conditional = ConditionalPuts::CreateOnly;
+        Ok(s)
     }
 
-    /// S3 or an S3-compatible server. Credentials come from `object_store`'s AWS chain
-    /// (environment `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`, web identity
-    /// `AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN`, the ECS task role, then IMDSv2), with the
-    /// shared credentials file (`~/.aws/credentials`, `AWS_PROFILE`) read here when the
-    /// environment holds no keys.
+    /// S3 or an S3-compatible server. Credentials come from the standard AWS chain
+    /// ([`AwsChainCredentials`]); the region from the config, else `AWS_REGION` /
+    /// `AWS_DEFAULT_REGION`, else us-east-1.
     pub fn s3(c: &S3Config) -> Result<ObjectStorage> {
         use object_store::aws::AmazonS3Builder;
         use object_store::{BackoffConfig, ClientOptions, RetryConfig};
         // reqwest is built without a TLS provider of its own (aws-lc-rs would be a long C
         // build); ring is installed as the process default. Already installed is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut b = AmazonS3Builder::from_env().with_bucket_name(&c.bucket);
-        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-            if let Some((key, secret, token)) = profile_credentials() {
-                b = b.with_access_key_id(key).with_secret_access_key(secret);
-                if let Some(t) = token {
-                    b = b.with_token(t);
-                }
-            }
-        }
+        let region = Some(c.region.clone())
+            .filter(|r| !r.is_empty())
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+            .filter(|r| !r.is_empty());
+        let mut b = AmazonS3Builder::new()
+            .with_bucket_name(&c.bucket)
+            .with_region(region.as_deref().unwrap_or("us-east-1"))
+            .with_credentials(Arc::new(AwsChainCredentials::new(region)));
         if !c.endpoint.is_empty() {
             b = b.with_endpoint(&c.endpoint);
-        }
-        if !c.region.is_empty() {
-            b = b.with_region(&c.region);
         }
         b = b.with_virtual_hosted_style_request(!c.path_style);
         // Our own upload loop backs off between rounds; the client's retries only smooth over
@@ -275,46 +327,6 @@ impl ObjectStorage {
         let s = p.as_ref();
         s.strip_prefix(&self.prefix).unwrap_or(s).to_string()
     }
-}
-
-/// Keys from the shared credentials file, for the profile `AWS_PROFILE` (default `default`).
-fn profile_credentials() -> Option<(String, String, Option<String>)> {
-    let path = std::env::var_os("AWS_SHARED_CREDENTIALS_FILE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".aws/credentials")))?;
-    let text = std::fs::read_to_string(path).ok()?;
-    let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
-    parse_credentials_file(&text, &profile)
-}
-
-pub(crate) fn parse_credentials_file(
-    text: &str,
-    profile: &str,
-) -> Option<(String, String, Option<String>)> {
-    let (mut key, mut secret, mut token) = (None, None, None);
-    let mut in_profile = false;
-    for line in text.lines().map(str::trim) {
-        if line.starts_with('#') || line.starts_with(';') || line.is_empty() {
-            continue;
-        }
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            in_profile = name.trim() == profile;
-            continue;
-        }
-        if !in_profile {
-            continue;
-        }
-        if let Some((k, v)) = line.split_once('=') {
-            let v = v.trim().to_string();
-            match k.trim() {
-                "aws_access_key_id" => key = Some(v),
-                "aws_secret_access_key" => secret = Some(v),
-                "aws_session_token" => token = Some(v),
-                _ => {}
-            }
-        }
-    }
-    Some((key?, secret?, token))
 }
 
 #[async_trait]
@@ -396,6 +408,72 @@ impl RemoteStorage for ObjectStorage {
         r.bytes()
             .await
             .map_err(|e| TieringError::from_store("get", key, e))
+    }
+
+    async fn get_versioned(&self, key: &str) -> Result<(Bytes, ObjectVersion)> {
+        let r = self
+            .inner
+            .get(&self.path(key))
+            .await
+            .map_err(|e| TieringError::from_store("get", key, e))?;
+        let version = ObjectVersion {
+            e_tag: r.meta.e_tag.clone(),
+            version: r.meta.version.clone(),
+        };
+        let data = r
+            .bytes()
+            .await
+            .map_err(|e| TieringError::from_store("get", key, e))?;
+        Ok((data, version))
+    }
+
+    async fn put_if(
+        &self,
+        key: &str,
+        data: Bytes,
+        expected: &PutCondition,
+    ) -> Result<ObjectVersion> {
+        use object_store::{PutMode, PutOptions, UpdateVersion};
+        let location = self.path(key);
+        let conflict = || TieringError::PreconditionFailed {
+            key: key.to_string(),
+        };
+        let put = |mode: PutMode| {
+            let opts = PutOptions {
+                mode,
+                ..Default::default()
+            };
+            self.inner
+                .put_opts(&location, PutPayload::from(data.clone()), opts)
+        };
+        let r = match (expected, self.conditional) {
+            (PutCondition::Absent, _) => put(PutMode::Create).await,
+            (PutCondition::Version(v), ConditionalPuts::Native) => {
+                put(PutMode::Update(UpdateVersion {
+                    e_tag: v.e_tag.clone(),
+                    version: v.version.clone(),
+                }))
+                .await
+            }
+            (PutCondition::Version(v), ConditionalPuts::CreateOnly) => {
+                let lock = update_lock(&format!("{}/{}", self.description, location));
+                let _held = lock.lock().await;
+                let current = match self.inner.head(&location).await {
+                    Ok(m) => m,
+                    Err(object_store::Error::NotFound { .. }) => return Err(conflict()),
+                    Err(e) => return Err(TieringError::from_store("head", key, e)),
+                };
+                if v.e_tag.is_none() || current.e_tag != v.e_tag {
+                    return Err(conflict());
+                }
+                put(PutMode::Overwrite).await
+            }
+        };
+        let r = r.map_err(|e| TieringError::from_store("put_if", key, e))?;
+        Ok(ObjectVersion {
+            e_tag: r.e_tag,
+            version: r.version,
+        })
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
@@ -481,19 +559,5 @@ mod tests {
         );
         assert!(StorageConfig::parse("gs://x", d, "", "", false).is_err());
         assert!(StorageConfig::parse("s3://", d, "", "", false).is_err());
-    }
-
-    #[test]
-    fn credentials_file() {
-        let text = "[default]\naws_access_key_id = A\naws_secret_access_key=B\n\n[other]\naws_access_key_id=C\naws_secret_access_key=D\naws_session_token=T\n";
-        assert_eq!(
-            parse_credentials_file(text, "default"),
-            Some(("A".into(), "B".into(), None))
-        );
-        assert_eq!(
-            parse_credentials_file(text, "other"),
-            Some(("C".into(), "D".into(), Some("T".into())))
-        );
-        assert_eq!(parse_credentials_file(text, "none"), None);
     }
 }

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::error::{Result, TieringError};
-use crate::storage::{ObjectInfo, PutFileOutcome, RemoteStorage};
+use crate::storage::{ObjectInfo, ObjectVersion, PutCondition, PutFileOutcome, RemoteStorage};
 
 #[derive(Debug)]
 pub struct UnreliableStorage<S> {
@@ -65,6 +65,19 @@ impl<S: RemoteStorage> RemoteStorage for UnreliableStorage<S> {
     async fn get(&self, key: &str) -> Result<Bytes> {
         self.attempt("get", key)?;
         self.inner.get(key).await
+    }
+    async fn get_versioned(&self, key: &str) -> Result<(Bytes, ObjectVersion)> {
+        self.attempt("get", key)?;
+        self.inner.get_versioned(key).await
+    }
+    async fn put_if(
+        &self,
+        key: &str,
+        data: Bytes,
+        expected: &PutCondition,
+    ) -> Result<ObjectVersion> {
+        self.attempt("put", key)?;
+        self.inner.put_if(key, data, expected).await
     }
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
         self.attempt("get_range", &format!("{key}@{}-{}", range.start, range.end))?;

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use strata_tiering::{ObjectStorage, RemoteStorage, TieringError, UnreliableStorage};
+use strata_tiering::{ObjectStorage, PutCondition, RemoteStorage, TieringError, UnreliableStorage};
 
 fn pattern(n: usize, seed: u8) -> Vec<u8> {
     (0..n)
@@ -98,6 +98,47 @@ async fn suite(s: &dyn RemoteStorage, multipart_file_bytes: usize) {
         .put_file("p/f/none", &dir.path().join("absent"))
         .await
         .is_err());
+    // conditional puts: create only when absent, update only the version read
+    let created = s
+        .put_if("p/c/m", Bytes::from_static(b"v1"), &PutCondition::Absent)
+        .await
+        .expect("create");
+    match s
+        .put_if("p/c/m", Bytes::from_static(b"x"), &PutCondition::Absent)
+        .await
+    {
+        Err(e @ TieringError::PreconditionFailed { .. }) => assert!(!e.is_retriable()),
+        other => panic!("{what}: create over an object: {other:?}"),
+    }
+    let (data, read) = s.get_versioned("p/c/m").await.expect("get_versioned");
+    assert_eq!(data, Bytes::from_static(b"v1"), "{what}");
+    assert_eq!(read.e_tag, created.e_tag, "{what}");
+    let updated = s
+        .put_if(
+            "p/c/m",
+            Bytes::from_static(b"v2"),
+            &PutCondition::Version(read.clone()),
+        )
+        .await
+        .expect("update the version read");
+    assert_ne!(updated, read, "{what}");
+    assert!(
+        matches!(
+            s.put_if(
+                "p/c/m",
+                Bytes::from_static(b"stale"),
+                &PutCondition::Version(read)
+            )
+            .await,
+            Err(TieringError::PreconditionFailed { .. })
+        ),
+        "{what}: update of a stale version"
+    );
+    assert_eq!(
+        s.get("p/c/m").await.expect("get"),
+        Bytes::from_static(b"v2"),
+        "{what}"
+    );
     for o in s.list("").await.expect("list all") {
         s.delete(&o.key).await.expect("cleanup");
     }

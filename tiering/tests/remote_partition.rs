@@ -1,6 +1,8 @@
 //! The remote segment lifecycle against stores that fail: upload (data first, manifest last),
 //! restart (the manifest read back), retention, orphan sweep, deletion of everything.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -8,7 +10,7 @@ use bytes::Bytes;
 use strata_tiering::keys::parse_segment_id;
 use strata_tiering::{
     ObjectStorage, PartitionPath, RemotePartition, RemoteStorage, RetryPolicy, SealedSegment,
-    SegmentFileKind, UnreliableStorage,
+    SegmentFileKind, TieringError, UnreliableStorage,
 };
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -177,4 +179,85 @@ fn chrono_now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Two brokers that both act as leader of one partition: neither overwrites the other's
+/// manifest. The loser of each race fails with `ManifestConflict`, adopts the stored manifest
+/// and continues from it.
+async fn two_writers_race_on_one_manifest(store: Arc<dyn RemoteStorage>) {
+    let what = store.describe();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = PartitionPath::new("race", Uuid::new_v4(), 0);
+    let cancel = CancellationToken::new();
+    let a = RemotePartition::new(path.clone(), store.clone(), fast_retry());
+    let b = RemotePartition::new(path.clone(), store.clone(), fast_retry());
+    a.load(&cancel).await.expect("load a");
+    b.load(&cancel).await.expect("load b");
+
+    // Both saw no manifest; A creates it first, B's create must not replace it.
+    let first = sealed(dir.path(), 0, 9, 1000);
+    let won = a.upload(&first, 1, 0, &cancel).await.expect("a uploads");
+    match b.upload(&first, 2, 0, &cancel).await {
+        Err(TieringError::ManifestConflict { .. }) => {}
+        other => panic!("{what}: b's create over a's manifest: {other:?}"),
+    }
+    let stored = || async {
+        let fresh = RemotePartition::new(path.clone(), store.clone(), fast_retry());
+        fresh.load(&cancel).await.expect("reload")
+    };
+    let m = stored().await;
+    assert_eq!(m.segments.len(), 1, "{what}");
+    assert_eq!(m.segments[0].segment_id, won.meta.segment_id, "{what}");
+    // The loser adopted the stored manifest and continues from it.
+    assert_eq!(b.manifest().as_deref(), Some(&*m), "{what}");
+    let second = sealed(dir.path(), 10, 19, 2000);
+    b.upload(&second, 2, 0, &cancel).await.expect("b continues");
+    // Now A is the stale one: its update is refused too.
+    match a.delete_records(5, &cancel).await {
+        Err(TieringError::ManifestConflict { .. }) => {}
+        other => panic!("{what}: a's stale update: {other:?}"),
+    }
+    let m = stored().await;
+    assert_eq!(m.segments.len(), 2, "{what}");
+    assert_eq!(m.log_start_offset, 0, "{what}");
+
+    // A true race: both up to date, both write at once; exactly one wins.
+    a.reload(&cancel).await.expect("reload a");
+    let third = sealed(dir.path(), 20, 29, 3000);
+    let (ra, rb) = tokio::join!(
+        a.upload(&third, 3, 0, &cancel),
+        b.upload(&third, 3, 0, &cancel)
+    );
+    let conflicts = [&ra, &rb]
+        .iter()
+        .filter(|r| matches!(r, Err(TieringError::ManifestConflict { .. })))
+        .count();
+    assert_eq!(conflicts, 1, "{what}: {ra:?} {rb:?}");
+    let winner = ra.or(rb).expect("one upload wins");
+    let m = stored().await;
+    assert_eq!(m.segments.len(), 3, "{what}");
+    assert_eq!(m.segments[2].segment_id, winner.meta.segment_id, "{what}");
+    assert_eq!(a.manifest().as_deref(), Some(&*m), "{what}");
+    assert_eq!(b.manifest().as_deref(), Some(&*m), "{what}");
+}
+
+#[tokio::test]
+async fn racing_writers_in_memory() {
+    two_writers_race_on_one_manifest(Arc::new(ObjectStorage::memory())).await;
+}
+
+#[tokio::test]
+async fn racing_writers_on_a_local_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = ObjectStorage::local(&dir.path().join("remote")).expect("local");
+    two_writers_race_on_one_manifest(Arc::new(s)).await;
+}
+
+#[tokio::test]
+async fn racing_writers_on_s3() {
+    let Some(moto) = common::MotoServer::start() else {
+        eprintln!("moto_server not installed: skipping the S3 race");
+        return;
+    };
+    two_writers_race_on_one_manifest(Arc::new(moto.storage("race", "p"))).await;
 }
