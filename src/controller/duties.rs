@@ -1,8 +1,21 @@
 //! [`Controller`]: this node's member of the metadata quorum — the Raft node, the commit path
 //! (decide, compare-and-set, forward to the active controller), and, while this node is the
-//! active controller, its duties: broker liveness (fence after `broker.session.timeout.ms` of
-//! silence, unfence when heartbeats resume), leader elections, controlled shutdown and
+//! active controller, its duties: broker liveness, leader elections, controlled shutdown and
 //! preferred-leader rebalancing.
+//!
+//! Liveness. A broker heartbeats over one connection it keeps open to the active controller.
+//! The controller fences a broker when
+//! - that connection closed and no heartbeat followed within `broker.session.reconnect.grace.ms`
+//!   (the broker's process died: the kernel closes its sockets; this is the fast path),
+//! - or it has not heartbeated for `broker.session.timeout.ms` (silent failures: a network
+//!   partition, a frozen machine),
+//! - or, right after this node became the active controller (it inherits no sessions), it has
+//!   not heartbeated within the election grace (the larger of the reconnect grace and
+//!   `broker.heartbeat.interval.ms`): live brokers have been failing heartbeats since the old
+//!   controller stopped answering, so they retry at once and reach the new one as soon as Raft
+//!   names it.
+//!
+//! A fenced broker that heartbeats again is unfenced.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -19,8 +32,8 @@ use super::elections::{decide_broker_liveness, decide_preferred_leaders, Livenes
 use super::image::MetadataImage;
 use super::log_store::MetadataLogStore;
 use super::network::{
-    serve, ControllerReply, ControllerRequest, ControllerService, PeerClient, QuorumDescription,
-    RaftTransport, RemoteRefusal,
+    serve, ConnectionId, ControllerReply, ControllerRequest, ControllerService, PeerClient,
+    QuorumDescription, RaftTransport, RemoteRefusal,
 };
 use super::quorum::{parse_voters, MetadataWrite, NodeId, Raft, WriteOutcome};
 use super::records::MetadataRecord;
@@ -52,6 +65,8 @@ pub struct ControllerSettings {
     pub advertised: Option<String>,
     pub election_timeout: Duration,
     pub session_timeout: Duration,
+    /// `broker.session.reconnect.grace.ms`.
+    pub reconnect_grace: Duration,
     pub broker_heartbeat_interval: Duration,
     pub unclean_leader_election: bool,
     pub auto_leader_rebalance: bool,
@@ -109,6 +124,7 @@ impl ControllerSettings {
             advertised,
             election_timeout: ms("controller.quorum.election.timeout.ms"),
             session_timeout: ms("broker.session.timeout.ms"),
+            reconnect_grace: ms("broker.session.reconnect.grace.ms"),
             broker_heartbeat_interval: ms("broker.heartbeat.interval.ms"),
             unclean_leader_election: node.get("unclean.leader.election.enable") == "true",
             auto_leader_rebalance: node.get("auto.leader.rebalance.enable") == "true",
@@ -131,8 +147,9 @@ impl ControllerSettings {
             listen: None,
             advertised: None,
             election_timeout: Duration::from_millis(1000),
-            session_timeout: Duration::from_millis(9000),
-            broker_heartbeat_interval: Duration::from_millis(2000),
+            session_timeout: Duration::from_millis(4000),
+            reconnect_grace: Duration::from_millis(300),
+            broker_heartbeat_interval: Duration::from_millis(500),
             unclean_leader_election: false,
             auto_leader_rebalance: true,
             leader_imbalance_check_interval: Duration::from_secs(300),
@@ -145,8 +162,16 @@ impl ControllerSettings {
 /// becomes the active controller: every broker gets a fresh session.
 #[derive(Debug, Default)]
 struct BrokerSessions {
-    /// Last heartbeat seen by this active controller.
-    last_seen: HashMap<BrokerId, Instant>,
+    /// Last heartbeat seen by this node while it was the active controller, with the term.
+    last_seen: HashMap<BrokerId, (Instant, u64)>,
+    /// The connection each broker incarnation last heartbeated on.
+    heartbeat_conns: HashMap<ConnectionId, (BrokerId, uuid::Uuid)>,
+    /// Brokers whose heartbeat connection closed with no heartbeat since: when, and the
+    /// incarnation that connection belonged to (a broker that registered again is not it).
+    disconnected: HashMap<BrokerId, (Instant, uuid::Uuid)>,
+    /// The incarnation of each broker this controller has seen in the image, since when, and
+    /// whether it was inherited from the previous controller (registered before this term).
+    incarnations: HashMap<BrokerId, (uuid::Uuid, Instant, bool)>,
     /// Brokers in controlled shutdown, with the incarnation that asked.
     draining: BTreeMap<BrokerId, uuid::Uuid>,
     leader_term: Option<u64>,
@@ -164,6 +189,11 @@ pub struct Controller {
     commit_lock: tokio::sync::Mutex<()>,
     // Short sections that never await.
     sessions: Mutex<BrokerSessions>,
+    /// This broker's heartbeat connection to the active controller (kept open: its closing is
+    /// how the controller learns that this process died), with the controller it goes to.
+    heartbeat_peer: tokio::sync::Mutex<Option<(NodeId, PeerClient)>>,
+    /// Runs the duties now rather than at the next tick (a reconnect grace ran out).
+    duties_due: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 }
 
@@ -230,6 +260,8 @@ impl Controller {
             net: net.clone(),
             commit_lock: tokio::sync::Mutex::new(()),
             sessions: Mutex::new(BrokerSessions::default()),
+            heartbeat_peer: tokio::sync::Mutex::new(None),
+            duties_due: Arc::new(tokio::sync::Notify::new()),
             shutdown: shutdown.clone(),
         });
         if let Some(addr) = &settings.listen {
@@ -493,7 +525,9 @@ impl Controller {
     /// Sends a request to the active controller, or serves it here when this node is it.
     async fn to_leader(&self, req: ControllerRequest) -> Result<ControllerReply, ControllerError> {
         match self.leader_addr() {
-            Some((id, _)) if id == self.settings.node_id => Ok(self.serve_request(req).await),
+            Some((id, _)) if id == self.settings.node_id => {
+                Ok(self.serve_request(None, req).await)
+            }
             Some((id, addr)) => PeerClient::new(self.net.clone(), addr)
                 .call(&req, RPC_TIMEOUT)
                 .await
@@ -502,19 +536,39 @@ impl Controller {
         }
     }
 
-    /// Tells the active controller that `broker_id` is alive. Returns whether it is fenced.
+    /// Tells the active controller that `broker_id` is alive, over the connection kept open
+    /// for heartbeats (reopened when the active controller changes or a call fails). Returns
+    /// whether the broker is fenced.
     pub async fn heartbeat(
         &self,
         broker_id: BrokerId,
         incarnation: uuid::Uuid,
     ) -> Result<bool, ControllerError> {
-        match self
-            .to_leader(ControllerRequest::BrokerHeartbeat {
-                broker_id,
-                incarnation,
-            })
-            .await?
-        {
+        let req = ControllerRequest::BrokerHeartbeat {
+            broker_id,
+            incarnation,
+        };
+        let reply = match self.leader_addr() {
+            None => return Err(ControllerError::NotController { leader: None }),
+            Some((id, _)) if id == self.settings.node_id => {
+                *self.heartbeat_peer.lock().await = None;
+                self.serve_request(None, req).await
+            }
+            Some((id, addr)) => {
+                let mut peer = self.heartbeat_peer.lock().await;
+                if peer.as_ref().is_none_or(|(to, _)| *to != id) {
+                    *peer = Some((id, PeerClient::new(self.net.clone(), addr)));
+                }
+                let Some((_, client)) = peer.as_mut() else {
+                    return Err(ControllerError::NotController { leader: Some(id) });
+                };
+                client
+                    .call(&req, RPC_TIMEOUT)
+                    .await
+                    .map_err(|_| ControllerError::NotController { leader: Some(id) })?
+            }
+        };
+        match reply {
             ControllerReply::BrokerHeartbeat(Ok(fenced)) => Ok(fenced),
             ControllerReply::BrokerHeartbeat(Err(e)) => Err(ControllerError::Raft(e.to_string())),
             _ => Err(ControllerError::Raft("unexpected reply".into())),
@@ -607,7 +661,8 @@ impl Controller {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn serve_request(&self, req: ControllerRequest) -> ControllerReply {
+    /// Serves `req`, which came on controller connection `conn` (`None`: from this node).
+    async fn serve_request(&self, conn: Option<ConnectionId>, req: ControllerRequest) -> ControllerReply {
         let not_leader = || RemoteRefusal::NotLeader {
             leader: self.leader_id(),
         };
@@ -630,11 +685,25 @@ impl Controller {
                     Err(e) => Err(RemoteRefusal::Failed(e.to_string())),
                 })
             }
-            ControllerRequest::BrokerHeartbeat { broker_id, .. } => {
-                if !self.is_leader() {
+            ControllerRequest::BrokerHeartbeat {
+                broker_id,
+                incarnation,
+            } => {
+                let (leader, term) = {
+                    let m = self.raft.metrics().borrow().clone();
+                    (m.current_leader, m.current_term)
+                };
+                if leader != Some(self.settings.node_id) {
                     return ControllerReply::BrokerHeartbeat(Err(not_leader()));
                 }
-                self.sessions().last_seen.insert(broker_id, Instant::now());
+                {
+                    let mut s = self.sessions();
+                    s.last_seen.insert(broker_id, (Instant::now(), term));
+                    s.disconnected.remove(&broker_id);
+                    if let Some(conn) = conn {
+                        s.heartbeat_conns.insert(conn, (broker_id, incarnation));
+                    }
+                }
                 let fenced = self
                     .image()
                     .brokers
@@ -714,6 +783,7 @@ impl Controller {
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
+                    () = self.duties_due.notified() => {}
                     () = self.shutdown.cancelled() => return,
                 }
                 if let Err(e) = self.run_duties().await {
@@ -732,14 +802,25 @@ impl Controller {
             let mut s = self.sessions();
             s.leader_term = None;
             s.draining.clear();
+            s.disconnected.clear();
+            s.incarnations.clear();
             return Ok(());
         }
         let became_leader = {
             let mut s = self.sessions();
             if s.leader_term != Some(term) {
-                // A new active controller gives every broker a fresh session.
+                // A new active controller gives every broker a fresh session; heartbeats it
+                // already took in this term (before this loop noticed) count.
                 s.leader_term = Some(term);
-                s.last_seen.clear();
+                s.last_seen.retain(|_, (_, t)| *t == term);
+                s.disconnected.clear();
+                let now = Instant::now();
+                s.incarnations = self
+                    .image()
+                    .brokers
+                    .values()
+                    .map(|b| (b.broker_id, (b.incarnation, now, true)))
+                    .collect();
                 s.leader_since = Some(Instant::now());
                 s.last_rebalance = Some(Instant::now());
                 true
@@ -787,6 +868,8 @@ impl Controller {
     /// re-elects leaders accordingly.
     async fn run_liveness(&self) -> Result<(), ControllerError> {
         let session = self.settings.session_timeout;
+        let grace = self.settings.reconnect_grace;
+        let election_grace = grace.max(self.settings.broker_heartbeat_interval);
         let unclean = self.settings.unclean_leader_election;
         self.commit(|image| {
             let now = Instant::now();
@@ -796,8 +879,33 @@ impl Controller {
             s.draining.retain(|b, inc| image.brokers.get(b).is_some_and(|r| r.incarnation == *inc));
             let mut observed = Liveness { draining: s.draining.keys().copied().collect(), ..Default::default() };
             for b in image.brokers.values() {
-                let seen = s.last_seen.get(&b.broker_id).copied();
-                if !b.fenced && now.duration_since(seen.unwrap_or(since)) >= session {
+                let known = s.incarnations.get(&b.broker_id).copied();
+                let (registered, inherited) = match known {
+                    Some((inc, at, inherited)) if inc == b.incarnation => (at, inherited),
+                    _ => {
+                        // Registered (again) during this term: its session starts now, and
+                        // heartbeats of an earlier incarnation no longer count.
+                        s.incarnations.insert(b.broker_id, (b.incarnation, now, false));
+                        if known.is_some() {
+                            s.last_seen.remove(&b.broker_id);
+                        }
+                        (now, false)
+                    }
+                };
+                let seen = s.last_seen.get(&b.broker_id).map(|(t, _)| *t);
+                let expired = match seen {
+                    Some(t) => now.duration_since(t) >= session,
+                    // Inherited from the previous controller: live brokers reach a new one
+                    // within the election grace.
+                    None if inherited => now.duration_since(since) >= election_grace,
+                    // Registered during this term: it starts heartbeating once its logs are
+                    // open, within its session.
+                    None => now.duration_since(registered) >= session,
+                };
+                let gone = s.disconnected.get(&b.broker_id).is_some_and(|(t, inc)| {
+                    *inc == b.incarnation && now.duration_since(*t) >= grace
+                });
+                if !b.fenced && (expired || gone) {
                     observed.fence.insert(b.broker_id);
                 } else if b.fenced
                     && seen.is_some_and(|t| now.duration_since(t) < session)
@@ -818,7 +926,32 @@ impl Controller {
     }
 }
 impl ControllerService for Controller {
-    fn handle(&self, req: ControllerRequest) -> BoxFuture<'_, ControllerReply> {
-        Box::pin(self.serve_request(req))
+    fn handle(&self, conn: ConnectionId, req: ControllerRequest) -> BoxFuture<'_, ControllerReply> {
+        Box::pin(self.serve_request(Some(conn), req))
+    }
+
+    fn closed(&self, conn: ConnectionId) {
+        let Some((broker_id, incarnation)) = self.sessions().heartbeat_conns.remove(&conn) else {
+            return;
+        };
+        if !self.is_leader() {
+            return;
+        }
+        {
+            let mut s = self.sessions();
+            // Heartbeats already come on another connection: nothing was lost.
+            if s.heartbeat_conns.values().any(|(b, i)| *b == broker_id && *i == incarnation) {
+                return;
+            }
+            s.disconnected.insert(broker_id, (Instant::now(), incarnation));
+        }
+        tracing::info!(broker_id = broker_id.0, "a broker's heartbeat connection closed");
+        // Look again once the grace has passed rather than at some later tick.
+        let grace = self.settings.reconnect_grace;
+        let due = self.duties_due.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(grace + Duration::from_millis(5)).await;
+            due.notify_one();
+        });
     }
 }

@@ -2,7 +2,9 @@
 //! over the controller listener.
 //!
 //! Framing: `length: u32 BE | JSON payload`, one request then one reply on a connection, in
-//! turn; a connection carries any number of them. Bounds: a frame is at most
+//! turn; a connection carries any number of them. A broker keeps one connection open to the
+//! active controller for its heartbeats, so the controller learns of a broker's death when
+//! that connection closes ([`ControllerService::closed`]), not only when its session expires. Bounds: a frame is at most
 //! [`MAX_FRAME_BYTES`] (openraft sends snapshots in chunks far below it), a listener serves at
 //! most [`MAX_CONNECTIONS`] connections at once, and every call has a deadline.
 
@@ -277,9 +279,21 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
     }
 }
 
+/// Names one accepted connection of the controller listener, unique for the listener's life.
+pub type ConnectionId = u64;
+
 /// What serves controller requests (the [`Controller`](super::Controller)).
 pub trait ControllerService: Send + Sync + 'static {
-    fn handle(&self, req: ControllerRequest) -> crate::net::BoxFuture<'_, ControllerReply>;
+    /// Serves one request that arrived on connection `conn`.
+    fn handle(
+        &self,
+        conn: ConnectionId,
+        req: ControllerRequest,
+    ) -> crate::net::BoxFuture<'_, ControllerReply>;
+
+    /// Connection `conn` reached end of stream or failed: the peer closed it, or its process
+    /// died and the kernel closed it (a SIGKILLed broker's sockets are reset).
+    fn closed(&self, conn: ConnectionId);
 }
 
 /// Serves the controller listener until `shutdown`.
@@ -289,6 +303,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut next_conn: ConnectionId = 0;
     loop {
         let accepted = tokio::select! {
             a = acceptor.accept() => a,
@@ -307,6 +322,8 @@ pub async fn serve(
             continue;
         };
         let (service, shutdown) = (service.clone(), shutdown.clone());
+        next_conn += 1;
+        let id = next_conn;
         tokio::spawn(async move {
             let _permit = permit;
             loop {
@@ -314,12 +331,13 @@ pub async fn serve(
                     r = read_frame::<ControllerRequest>(&mut conn) => r,
                     () = shutdown.cancelled() => return,
                 };
-                let Ok(req) = req else { return };
-                let reply = service.handle(req).await;
+                let Ok(req) = req else { break };
+                let reply = service.handle(id, req).await;
                 if write_frame(&mut conn, &reply).await.is_err() {
-                    return;
+                    break;
                 }
             }
+            service.closed(id);
         });
     }
 }
