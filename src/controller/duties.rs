@@ -33,7 +33,7 @@ use super::image::MetadataImage;
 use super::log_store::MetadataLogStore;
 use super::network::{
     serve, ConnectionId, ControllerReply, ControllerRequest, ControllerService, PeerClient,
-    QuorumDescription, RaftTransport, RemoteRefusal,
+    QuorumDescription, RaftTransport, RemoteRefusal, ReplicaDescription, ReplicaProgress,
 };
 use super::quorum::{parse_voters, MetadataWrite, NodeId, Raft, WriteOutcome};
 use super::records::MetadataRecord;
@@ -192,6 +192,8 @@ pub struct Controller {
     /// This broker's heartbeat connection to the active controller (kept open: its closing is
     /// how the controller learns that this process died), with the controller it goes to.
     heartbeat_peer: tokio::sync::Mutex<Option<(NodeId, PeerClient)>>,
+    /// Replication times of the peers, recorded by the Raft transport (for DescribeQuorum).
+    progress: Arc<ReplicaProgress>,
     /// Runs the duties now rather than at the next tick (a reconnect grace ran out).
     duties_due: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
@@ -244,10 +246,14 @@ impl Controller {
         }
         .validate()
         .map_err(raft_err)?;
+        let progress = Arc::new(ReplicaProgress::default());
         let raft = Raft::new(
             settings.node_id,
             Arc::new(config),
-            RaftTransport { net: net.clone() },
+            RaftTransport {
+                net: net.clone(),
+                progress: progress.clone(),
+            },
             log_store,
             sm,
         )
@@ -261,6 +267,7 @@ impl Controller {
             commit_lock: tokio::sync::Mutex::new(()),
             sessions: Mutex::new(BrokerSessions::default()),
             heartbeat_peer: tokio::sync::Mutex::new(None),
+            progress,
             duties_due: Arc::new(tokio::sync::Notify::new()),
             shutdown: shutdown.clone(),
         });
@@ -627,8 +634,39 @@ impl Controller {
             }
         }
         let image = self.image();
+        let leading = m.current_leader == Some(self.settings.node_id);
+        let log_end_offset = m.last_log_index.map(|i| i + 1);
+        let replicas = if leading {
+            let now = ReplicaProgress::now_ms();
+            membership
+                .nodes()
+                .map(|(id, _)| {
+                    let (log_end, (fetch, caught_up)) = if *id == self.settings.node_id {
+                        (log_end_offset, (Some(now), Some(now)))
+                    } else {
+                        let matched = m.replication.as_ref().and_then(|r| r.get(id)).copied();
+                        (
+                            matched.flatten().map(|l| l.index + 1),
+                            self.progress.times(*id),
+                        )
+                    };
+                    ReplicaDescription {
+                        node_id: *id,
+                        voter: voters.contains(id),
+                        log_end_offset: log_end,
+                        last_fetch_ms: fetch,
+                        last_caught_up_ms: caught_up,
+                    }
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         QuorumDescription {
             node_id: self.settings.node_id,
+            log_end_offset,
+            high_watermark: m.last_applied.map(|l| l.index + 1),
+            replicas,
             leader: m.current_leader,
             term: m.current_term,
             last_applied: m.last_applied.map(|l| l.index),
@@ -648,6 +686,15 @@ impl Controller {
                     )
                 })
                 .collect(),
+        }
+    }
+
+    /// The quorum as the active controller sees it (with every member's replication).
+    pub async fn describe_active(&self) -> Result<QuorumDescription, ControllerError> {
+        match self.to_leader(ControllerRequest::Describe).await? {
+            ControllerReply::Describe(d) if d.leader == Some(d.node_id) => Ok(d),
+            ControllerReply::Describe(d) => Err(ControllerError::NotController { leader: d.leader }),
+            _ => Err(ControllerError::Raft("unexpected reply".into())),
         }
     }
 

@@ -8,7 +8,8 @@ measured over $STRATA_FAILOVER_RUNS runs (default 3; `docs/BENCHMARKS.md` record
 $STRATA_FAILOVER_OUT set, the times are appended there as JSON.
 
 Further tests: a killed broker is fenced within seconds even with a long session timeout (its
-heartbeat connection closes; a new controller's election grace).
+heartbeat connection closes; a new controller's election grace), and a broker-only node
+follows the metadata log as a learner and answers DescribeQuorum.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from conftest import StrataBroker, strata_bin, wait_until
+from kafka_wire import Connection, describe_quorum
 
 RUNS = int(os.environ.get("STRATA_FAILOVER_RUNS", "3"))
 
@@ -41,14 +43,17 @@ def run(*args, timeout=30) -> subprocess.CompletedProcess:
 
 
 class Cluster:
-    def __init__(self, tmp, n: int = 3, extra: dict[str, str] | None = None):
+    """`n` nodes that are voters and brokers, then `broker_only` nodes (`process.roles =
+    broker`) that follow the metadata log as learners."""
+
+    def __init__(self, tmp, n: int = 3, extra: dict[str, str] | None = None, broker_only: int = 0):
         self.nodes: list[StrataBroker] = []
-        for i in range(n):
+        for i in range(n + broker_only):
             d = tmp / f"node{i + 1}"
             d.mkdir()
             self.nodes.append(StrataBroker(d))
         voters = ",".join(
-            f"{i + 1}@127.0.0.1:{b.controller_port}" for i, b in enumerate(self.nodes)
+            f"{i + 1}@127.0.0.1:{b.controller_port}" for i, b in enumerate(self.nodes[:n])
         )
         self.cluster_id = uuid.uuid4().hex
         for i, b in enumerate(self.nodes):
@@ -61,6 +66,8 @@ class Cluster:
                     "broker.heartbeat.interval.ms": "500",
                 }
             )
+            if i >= n:
+                b.extra_sets["process.roles"] = "broker"
             b.extra_sets.update(extra or {})
             p = run(
                 "format", "--cluster-id", self.cluster_id,
@@ -79,6 +86,9 @@ class Cluster:
     def live(self) -> list[StrataBroker]:
         return [b for b in self.nodes if b.is_running()]
 
+    def live_voters(self) -> list[StrataBroker]:
+        return [b for b in self.live() if b.extra_sets.get("process.roles") != "broker"]
+
     def describe(self, b: StrataBroker) -> dict | None:
         p = run("cluster", "describe", "--controller", f"127.0.0.1:{b.controller_port}", "--json", timeout=10)
         if p.returncode != 0:
@@ -88,7 +98,7 @@ class Cluster:
     def leader(self) -> int | None:
         """The active controller all live nodes agree on."""
         seen = set()
-        for b in self.live():
+        for b in self.live_voters():
             d = self.describe(b)
             if d is None:
                 return None
@@ -326,3 +336,51 @@ def test_a_killed_broker_is_fenced_within_a_second_or_two(slow_session_cluster):
     d = cluster.describe(observer)
     assert [b[0] for b in d["brokers"] if b[3]] == [leader], d["brokers"]
 
+
+@pytest.mark.timeout(300)
+def test_a_broker_only_node_follows_the_log_as_a_learner(tmp_path, request):
+    cluster = Cluster(tmp_path, n=3, broker_only=1)
+    request.node._strata_brokers = cluster.nodes
+    cluster.start_all()
+    try:
+        leader = cluster.wait_ready(brokers=4)
+        learner = cluster.node(4)
+        # Created through a voter; the learner serves it from its own copy of the log.
+        create_topics(cluster.node(1).bootstrap, ["via-a-voter"], partitions=4)
+        view = wait_until(lambda: same_metadata(cluster), 20, "every node, the learner too, to report the same metadata")
+        assert len(view["via-a-voter"]) == 4
+        md = AdminClient({"bootstrap.servers": learner.bootstrap}).list_topics(timeout=5)
+        assert "via-a-voter" in md.topics and not md.topics["via-a-voter"].error
+
+        d = cluster.describe(learner)
+        assert d["leader"] == leader
+        assert sorted(v[0] for v in d["voters"]) == [1, 2, 3]
+        assert [lr[0] for lr in d["learners"]] == [4]
+        text = run("cluster", "describe", "--controller", f"127.0.0.1:{cluster.node(1).controller_port}").stdout
+        assert "Learner 4 " in text, text
+
+        # DescribeQuorum through the learner: it asks the active controller.
+        def caught_up():
+            with Connection(learner.bootstrap) as conn:
+                q = describe_quorum(conn, 2)
+            p = q["topics"][0]["partitions"][0]
+            obs = {o["replica_id"]: o for o in p["observers"]}
+            return q if 4 in obs and obs[4]["log_end_offset"] == p["high_watermark"] else None
+
+        q = wait_until(caught_up, 10, "the learner to show as a caught-up observer")
+        assert q["error_code"] == 0 and q["topics"][0]["topic_name"] == "__cluster_metadata"
+        p = q["topics"][0]["partitions"][0]
+        assert p["error_code"] == 0 and p["leader_id"] == leader and p["leader_epoch"] == d["term"]
+        assert sorted(v["replica_id"] for v in p["current_voters"]) == [1, 2, 3]
+        assert [o["replica_id"] for o in p["observers"]] == [4]
+        assert all(v["log_end_offset"] > 0 and v["last_fetch_timestamp"] > 0 for v in p["current_voters"])
+        assert sorted(n["node_id"] for n in q["nodes"]) == [1, 2, 3]
+        assert all(n["listeners"][0][0] == "CONTROLLER" for n in q["nodes"])
+        # Older versions decode too, without the fields they lack.
+        with Connection(cluster.node(2).bootstrap) as conn:
+            for version in (0, 1):
+                old = describe_quorum(conn, version)
+                assert old["topics"][0]["partitions"][0]["leader_id"] == leader
+            assert describe_quorum(conn, 2, topic="not-the-metadata-topic")["error_code"] == 42  # INVALID_REQUEST
+    finally:
+        cluster.cleanup()
