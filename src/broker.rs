@@ -373,6 +373,7 @@ impl Broker {
                 .set(segments as i64);
         }
         self.remote.sync_metrics();
+        self.controller.sync_metrics(&self.metrics.controller);
         self.metrics.render()
     }
 

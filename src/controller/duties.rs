@@ -689,6 +689,44 @@ impl Controller {
         }
     }
 
+    /// Refreshes the controller gauges (at scrape time).
+    pub fn sync_metrics(&self, out: &crate::metrics::ControllerMetrics) {
+        let m = self.raft.metrics().borrow().clone();
+        let leading = m.current_leader == Some(self.settings.node_id);
+        let log_end = m.last_log_index.map_or(0, |i| i + 1);
+        let applied = m.last_applied.map_or(0, |l| l.index + 1);
+        let committed = match (&m.replication, leading) {
+            (Some(replication), true) => {
+                // What a majority of voters holds: the leader has its whole log.
+                let membership = m.membership_config.membership();
+                let mut ends: Vec<u64> = membership
+                    .voter_ids()
+                    .map(|id| {
+                        if id == self.settings.node_id {
+                            log_end
+                        } else {
+                            replication.get(&id).copied().flatten().map_or(0, |l| l.index + 1)
+                        }
+                    })
+                    .collect();
+                ends.sort_unstable_by(|a, b| b.cmp(a));
+                ends.get(ends.len() / 2).copied().unwrap_or(applied).max(applied)
+            }
+            _ => applied,
+        };
+        let image = self.image();
+        let gauge = |g: &prometheus::IntGauge, v: u64| g.set(v.min(i64::MAX as u64) as i64);
+        gauge(&out.active, leading as u64);
+        gauge(&out.term, m.current_term);
+        gauge(&out.log_end_offset, log_end);
+        gauge(&out.committed_offset, committed);
+        gauge(&out.applied_offset, applied);
+        gauge(&out.commit_lag, log_end.saturating_sub(committed));
+        gauge(&out.image_offset, image.offset);
+        gauge(&out.registered_brokers, image.brokers.len() as u64);
+        gauge(&out.fenced_brokers, image.brokers.values().filter(|b| b.fenced).count() as u64);
+    }
+
     /// The quorum as the active controller sees it (with every member's replication).
     pub async fn describe_active(&self) -> Result<QuorumDescription, ControllerError> {
         match self.to_leader(ControllerRequest::Describe).await? {
