@@ -80,7 +80,7 @@ pub const NODE_KEYS: &[NodeKey] = &[
     node("http.listener", String, "127.0.0.1:9644", false, "Address of the HTTP endpoint (/metrics, /health, /ready)."),
     node("controller.quorum.voters", String, "1@127.0.0.1:9093", false, "The controller quorum: id@host:port, comma-separated."),
     node("cluster.id", String, "", false, "The cluster id; written by `strata format` or on first start."),
-    node("controller.quorum.election.timeout.ms", Long, "1000", false, "Followers that hear no leader for 0.75 to 1.0 times this long start an election."),
+    node("controller.quorum.election.timeout.ms", Long, "1000", false, "Voters that hear no leader for 0.5 to 1.0 times this long start an election, each at its own time by rank of node id (so two never stand at once and split the vote)."),
     node(
         "broker.session.timeout.ms",
         Long,

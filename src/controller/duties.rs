@@ -158,6 +158,43 @@ impl ControllerSettings {
     }
 }
 
+/// openraft's timers for one voter, from `controller.quorum.election.timeout.ms` (et).
+///
+/// openraft 0.9 draws a voter's election timeout once, when the process starts, and a follower
+/// stands after the leader's lease (its `election_timeout_max`) plus that timeout, checked on a
+/// tick of 1.5 heartbeat intervals. With timeouts drawn at random from one range, two voters
+/// may draw nearly the same value and then split every vote between them until one restarts
+/// (measured: two splits in a row, 2.2 s of failover). So each voter gets its own slot by rank
+/// of node id instead: the voter of rank r of n stands at et/2 + r x et/(2n) after the leader's
+/// last heartbeat (0.5 to 0.83 x et for three voters), and consecutive ranks are et/(2n) apart,
+/// more than a tick (et/20 x 1.5) plus a vote round trip for up to five voters, so no two
+/// stand at once. The leases (et/4 to et/2) all end before the first voter stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RaftTimers {
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    pub heartbeat_interval_ms: u64,
+}
+
+impl RaftTimers {
+    pub(crate) fn for_voter(election_timeout: Duration, rank: usize, voters: usize) -> RaftTimers {
+        let et = (election_timeout.as_millis() as u64).max(40);
+        let slot = et / 4 / voters.max(1) as u64;
+        let min = et / 4 + rank as u64 * slot;
+        RaftTimers {
+            election_timeout_min_ms: min,
+            election_timeout_max_ms: min + 1,
+            heartbeat_interval_ms: (et / 20).max(2),
+        }
+    }
+
+    /// When this voter stands, after the leader's last heartbeat (before the tick rounds it up).
+    #[cfg(test)]
+    fn stands_after_ms(&self) -> u64 {
+        self.election_timeout_max_ms + self.election_timeout_min_ms
+    }
+}
+
 /// What the active controller knows about brokers beyond the image. Reset when this node
 /// becomes the active controller: every broker gets a fresh session.
 #[derive(Debug, Default)]
@@ -229,16 +266,17 @@ impl Controller {
         };
         let log_store = MetadataLogStore::open(&raft_dir).map_err(io)?;
         let (sm, image_rx) = MetadataStateMachine::open(&raft_dir, observer).map_err(io)?;
-        // `controller.quorum.election.timeout.ms` bounds how long followers go without a leader
-        // before one stands: openraft waits out the leader's lease (its election_timeout_max)
-        // and then its own randomised timeout in [min, max), so with max = et/2 and min = et/4
-        // an election starts between 0.75 and 1.0 x et after the leader's last heartbeat.
-        let et = settings.election_timeout.as_millis() as u64;
+        let rank = settings
+            .voters
+            .keys()
+            .position(|id| *id == settings.node_id)
+            .unwrap_or(0);
+        let timers = RaftTimers::for_voter(settings.election_timeout, rank, settings.voters.len());
         let config = openraft::Config {
             cluster_name: "strata-metadata".into(),
-            election_timeout_min: (et / 4).max(10),
-            election_timeout_max: (et / 2).max(20),
-            heartbeat_interval: (et / 10).max(5),
+            election_timeout_min: timers.election_timeout_min_ms,
+            election_timeout_max: timers.election_timeout_max_ms,
+            heartbeat_interval: timers.heartbeat_interval_ms,
             install_snapshot_timeout: 10_000,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1000),
             max_in_snapshot_log_to_keep: 200,
@@ -1038,5 +1076,30 @@ impl ControllerService for Controller {
             tokio::time::sleep(grace + Duration::from_millis(5)).await;
             due.notify_one();
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn voters_stand_at_distinct_times_further_apart_than_a_tick() {
+        for voters in 1..=5 {
+            let timers: Vec<RaftTimers> = (0..voters)
+                .map(|r| RaftTimers::for_voter(Duration::from_millis(1000), r, voters))
+                .collect();
+            let tick = timers[0].heartbeat_interval_ms * 3 / 2;
+            for pair in timers.windows(2) {
+                let gap = pair[1].stands_after_ms() - pair[0].stands_after_ms();
+                assert!(gap > tick + 20, "{voters} voters: gap {gap} ms, tick {tick} ms");
+            }
+            let first = timers[0].stands_after_ms();
+            let last = timers[voters - 1].stands_after_ms();
+            assert!((500..=1000).contains(&first) && last <= 1000, "{first}..{last}");
+            // Every lease has ended before the first voter stands.
+            assert!(timers.iter().all(|t| t.election_timeout_max_ms < first));
+            assert!(timers.iter().all(|t| t.election_timeout_min_ms > t.heartbeat_interval_ms));
+        }
     }
 }

@@ -30,16 +30,7 @@ def crc32c(data: bytes) -> int:
 
 
 def varint(n: int) -> bytes:
-    z = (n << 1) ^ (n >> 63)  # zigzag
-    out = bytearray()
-    while True:
-        b = z & 0x7F
-        z >>= 7
-        if z:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
+    return uvarint_bytes((n << 1) ^ (n >> 63))  # zigzag
 
 
 def string(s: str | None) -> bytes:
