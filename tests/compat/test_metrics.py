@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import helpers as h
+from conftest import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 PROMTOOL = shutil.which("promtool")
@@ -45,7 +46,9 @@ def produce_load(broker, topic: str, n: int) -> None:
 
 def test_health_ready_and_metrics_count_the_traffic(broker):
     assert get(broker, "/health") == (200, "ok\n")
-    assert get(broker, "/ready") == (200, "ready\n")
+    # The Kafka port is bound (so the fixture returns) a moment before the broker has started
+    # and flips /ready.
+    wait_until(lambda: get(broker, "/ready") == (200, "ready\n"), 10, "/ready to answer ready")
     assert get(broker, "/nope")[0] == 404
     h.create_topic(broker.bootstrap, "m", partitions=3)
     produce_load(broker, "m", 5000)
