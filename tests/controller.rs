@@ -524,6 +524,8 @@ async fn a_closed_heartbeat_connection_fences_the_broker_after_the_grace() {
     assert!(fenced_after >= Duration::from_millis(250), "fenced before the grace: {fenced_after:?}");
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(!c.image().brokers[&BrokerId(8)].fenced, "broker 8 reconnected in time");
+    // Heartbeats from before the connection closed do not unfence it (no flapping).
+    assert!(c.image().brokers[&BrokerId(7)].fenced, "broker 7 unfenced without a heartbeat");
     // A heartbeat from the fenced broker's incarnation unfences it.
     let mut client7 = PeerClient::new(net.clone(), addr.clone());
     client7

@@ -203,9 +203,10 @@ struct BrokerSessions {
     last_seen: HashMap<BrokerId, (Instant, u64)>,
     /// The connection each broker incarnation last heartbeated on.
     heartbeat_conns: HashMap<ConnectionId, (BrokerId, uuid::Uuid)>,
-    /// Brokers whose heartbeat connection closed with no heartbeat since: when, and the
-    /// incarnation that connection belonged to (a broker that registered again is not it).
-    disconnected: HashMap<BrokerId, (Instant, uuid::Uuid)>,
+    /// Brokers whose heartbeat connection closed with no heartbeat since: when, the
+    /// incarnation that connection belonged to (a broker that registered again is not it), and
+    /// the term.
+    disconnected: HashMap<BrokerId, (Instant, uuid::Uuid, u64)>,
     /// The incarnation of each broker this controller has seen in the image, since when, and
     /// whether it was inherited from the previous controller (registered before this term).
     incarnations: HashMap<BrokerId, (uuid::Uuid, Instant, bool)>,
@@ -933,10 +934,11 @@ impl Controller {
             let mut s = self.sessions();
             if s.leader_term != Some(term) {
                 // A new active controller gives every broker a fresh session; heartbeats it
-                // already took in this term (before this loop noticed) count.
+                // and closed heartbeat connections it already saw in this term (before this loop
+                // noticed) count.
                 s.leader_term = Some(term);
                 s.last_seen.retain(|_, (_, t)| *t == term);
-                s.disconnected.clear();
+                s.disconnected.retain(|_, (_, _, t)| *t == term);
                 let now = Instant::now();
                 s.incarnations = self
                     .image()
@@ -1025,12 +1027,17 @@ impl Controller {
                     // open, within its session.
                     None => now.duration_since(registered) >= session,
                 };
-                let gone = s.disconnected.get(&b.broker_id).is_some_and(|(t, inc)| {
-                    *inc == b.incarnation && now.duration_since(*t) >= grace
-                });
+                // Its heartbeat connection closed, and no heartbeat has come since.
+                let closed_at = s
+                    .disconnected
+                    .get(&b.broker_id)
+                    .filter(|(_, inc, _)| *inc == b.incarnation)
+                    .map(|(t, _, _)| *t);
+                let gone = closed_at.is_some_and(|t| now.duration_since(t) >= grace);
                 if !b.fenced && (expired || gone) {
                     observed.fence.insert(b.broker_id);
                 } else if b.fenced
+                    && closed_at.is_none()
                     && seen.is_some_and(|t| now.duration_since(t) < session)
                     && !s.draining.contains_key(&b.broker_id)
                 {
@@ -1057,7 +1064,11 @@ impl ControllerService for Controller {
         let Some((broker_id, incarnation)) = self.sessions().heartbeat_conns.remove(&conn) else {
             return;
         };
-        if !self.is_leader() {
+        let (leader, term) = {
+            let m = self.raft.metrics().borrow().clone();
+            (m.current_leader, m.current_term)
+        };
+        if leader != Some(self.settings.node_id) {
             return;
         }
         {
@@ -1066,7 +1077,7 @@ impl ControllerService for Controller {
             if s.heartbeat_conns.values().any(|(b, i)| *b == broker_id && *i == incarnation) {
                 return;
             }
-            s.disconnected.insert(broker_id, (Instant::now(), incarnation));
+            s.disconnected.insert(broker_id, (Instant::now(), incarnation, term));
         }
         tracing::info!(broker_id = broker_id.0, "a broker's heartbeat connection closed");
         // Look again once the grace has passed rather than at some later tick.
