@@ -226,23 +226,27 @@ impl Broker {
             let every = broker.controller.settings().broker_heartbeat_interval;
             let mut was_fenced = false;
             loop {
-                match broker
+                let heartbeat = broker
                     .controller
                     .heartbeat(broker.node_id, broker.incarnation)
-                    .await
-                {
-                    Ok(fenced) => {
-                        if fenced != was_fenced {
-                            tracing::info!(fenced, "broker fencing changed");
-                        }
-                        was_fenced = fenced;
+                    .await;
+                if let Ok(fenced) = heartbeat {
+                    if fenced != was_fenced {
+                        tracing::info!(fenced, "broker fencing changed");
                     }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "heartbeat to the active controller failed")
-                    }
+                    was_fenced = fenced;
                 }
-                // Fenced brokers heartbeat faster so they are unfenced soon after they return.
-                let wait = if was_fenced { every / 4 } else { every };
+                // Fenced brokers heartbeat faster so they are unfenced soon after they return;
+                // a failed heartbeat (no active controller, or a new one) is retried soon, so a
+                // newly elected controller hears from this broker within its election grace.
+                let wait = match heartbeat {
+                    Err(e) => {
+                        tracing::debug!(error = %e, "heartbeat to the active controller failed");
+                        (every / 5).max(std::time::Duration::from_millis(20))
+                    }
+                    Ok(_) if was_fenced => every / 4,
+                    Ok(_) => every,
+                };
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
                     () = broker.shutdown.cancelled() => return,
@@ -451,6 +455,7 @@ impl Broker {
                 .set(segments as i64);
         }
         self.remote.sync_metrics();
+        self.controller.sync_metrics(&self.metrics.controller);
         self.metrics.render()
     }
 

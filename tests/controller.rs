@@ -12,6 +12,7 @@ use openraft::BasicNode;
 use tokio_util::sync::CancellationToken;
 
 use strata::controller::log_store::MetadataLogStore;
+use strata::controller::network::{ControllerReply, ControllerRequest, PeerClient};
 use strata::controller::quorum::{NodeId, StorageError, TypeConfig};
 use strata::controller::state_machine::{decode_snapshot, encode_snapshot, MetadataStateMachine};
 use strata::controller::{
@@ -77,6 +78,14 @@ struct Node {
 }
 
 async fn cluster(n: u64, dir: &std::path::Path) -> (Vec<Option<Node>>, ControllerSettings) {
+    cluster_with(n, dir, |_| {}).await
+}
+
+async fn cluster_with(
+    n: u64,
+    dir: &std::path::Path,
+    tweak: impl Fn(&mut ControllerSettings),
+) -> (Vec<Option<Node>>, ControllerSettings) {
     let voters: BTreeMap<NodeId, BasicNode> = (1..=n)
         .map(|i| (i, BasicNode::new(format!("127.0.0.1:{}", free_port()))))
         .collect();
@@ -84,6 +93,7 @@ async fn cluster(n: u64, dir: &std::path::Path) -> (Vec<Option<Node>>, Controlle
     base.voters = voters.clone();
     base.election_timeout = Duration::from_millis(400);
     base.session_timeout = Duration::from_millis(1000);
+    tweak(&mut base);
     let opens = (1..=n).map(|i| {
         let mut s = base.clone();
         s.node_id = i;
@@ -443,4 +453,92 @@ async fn a_lone_voter_imports_the_pre_raft_journal() {
     assert!(dir.path().join("records.log.imported").exists());
     s.cancel();
     c.shutdown().await;
+}
+
+/// The closing of a broker's heartbeat connection is how the active controller learns that its
+/// process died: with a session timeout of a minute, the broker is still fenced within about
+/// the reconnect grace. A broker that heartbeats again on a new connection before the grace
+/// runs out (a client that reconnected) is not fenced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_heartbeat_connection_fences_the_broker_after_the_grace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (nodes, _) = cluster_with(3, dir.path(), |s| {
+        s.session_timeout = Duration::from_secs(60);
+        s.reconnect_grace = Duration::from_millis(300);
+    })
+    .await;
+    let l = leader(&nodes).await;
+    let c = nodes[l as usize - 1]
+        .as_ref()
+        .expect("leader node")
+        .controller
+        .clone();
+    let (seven, eight) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let registration = |id: i32, incarnation| MetadataRecord::RegisterBroker {
+        broker_id: BrokerId(id),
+        incarnation,
+        host: "127.0.0.1".into(),
+        port: 9000 + id as u16,
+        rack: None,
+    };
+    c.commit(|_| Ok(((), vec![registration(7, seven), registration(8, eight)])))
+        .await
+        .expect("register");
+    let addr = c.settings().voters[&l].addr.clone();
+    let heartbeat = |id: i32, incarnation| ControllerRequest::BrokerHeartbeat {
+        broker_id: BrokerId(id),
+        incarnation,
+    };
+    let net = strata::net::tokio_network();
+    let mut client7 = PeerClient::new(net.clone(), addr.clone());
+    let mut client8 = PeerClient::new(net.clone(), addr.clone());
+    for (client, id, inc) in [(&mut client7, 7, seven), (&mut client8, 8, eight)] {
+        let reply = client
+            .call(&heartbeat(id, inc), Duration::from_secs(3))
+            .await
+            .expect("heartbeat");
+        assert!(matches!(reply, ControllerReply::BrokerHeartbeat(Ok(false))), "{reply:?}");
+    }
+    // Broker 8 reconnects: a heartbeat on a new connection, then the old one closes.
+    let mut client8_again = PeerClient::new(net.clone(), addr.clone());
+    client8_again
+        .call(&heartbeat(8, eight), Duration::from_secs(3))
+        .await
+        .expect("heartbeat on the new connection");
+    drop(client8);
+    // Broker 7 dies: its connection closes and nothing follows.
+    drop(client7);
+    let t0 = Instant::now();
+    loop {
+        if c.image().brokers[&BrokerId(7)].fenced {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "broker 7 not fenced within 3 s of its connection closing"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let fenced_after = t0.elapsed();
+    eprintln!("fenced {fenced_after:?} after the connection closed");
+    assert!(fenced_after >= Duration::from_millis(250), "fenced before the grace: {fenced_after:?}");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!c.image().brokers[&BrokerId(8)].fenced, "broker 8 reconnected in time");
+    // Heartbeats from before the connection closed do not unfence it (no flapping).
+    assert!(c.image().brokers[&BrokerId(7)].fenced, "broker 7 unfenced without a heartbeat");
+    // A heartbeat from the fenced broker's incarnation unfences it.
+    let mut client7 = PeerClient::new(net.clone(), addr.clone());
+    client7
+        .call(&heartbeat(7, seven), Duration::from_secs(3))
+        .await
+        .expect("heartbeat");
+    let t0 = Instant::now();
+    while c.image().brokers[&BrokerId(7)].fenced {
+        assert!(t0.elapsed() < Duration::from_secs(3), "broker 7 not unfenced");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for n in nodes.iter().flatten() {
+        n.shutdown.cancel();
+        n.controller.shutdown().await;
+    }
 }

@@ -89,6 +89,25 @@ add(panel(0, "Under-replicated / under min ISR", [
 add(panel(0, "Local log size by topic", [("sum by (topic) (strata_log_size_bytes)", "{{topic}}")], 16, y, unit="bytes"))
 y += 8
 
+add(row(0, "Metadata quorum", y)); y += 1
+add(panel(0, "Active controller", [("strata_controller_active == 1", "{{instance}}")], 0, y, 4, 4, kind="stat"))
+add(panel(0, "Controllers active", [("sum(strata_controller_active)", "active")], 4, y, 4, 4, kind="stat"))
+add(panel(0, "Fenced brokers", [("max(strata_controller_fenced_brokers)", "fenced")], 8, y, 4, 4, kind="stat"))
+add(panel(0, "Registered brokers", [("max(strata_controller_registered_brokers)", "registered")], 12, y, 4, 4, kind="stat"))
+add(panel(0, "Term (controller epoch)", [("max(strata_controller_term)", "term")], 16, y, 4, 4, kind="stat"))
+add(panel(0, "Elections (1h)", [("max(changes(strata_controller_term[1h]))", "term changes")], 20, y, 4, 4, kind="stat"))
+y += 4
+add(panel(0, "Metadata log offsets", [
+    ("strata_controller_log_end_offset", "log end {{instance}}"),
+    ("strata_controller_committed_offset", "committed {{instance}}"),
+    ("strata_controller_image_offset", "image {{instance}}"),
+], 0, y))
+add(panel(0, "Commit lag (records)", [("strata_controller_commit_lag_records", "{{instance}}")], 8, y))
+add(panel(0, "Apply lag behind the active controller", [
+    ("scalar(max(strata_controller_committed_offset * strata_controller_active)) - strata_controller_applied_offset", "{{instance}}"),
+], 16, y))
+y += 8
+
 add(row(0, "Process", y)); y += 1
 add(panel(0, "CPU", [("rate(process_cpu_seconds_total{job=\"strata\"}[1m])", "{{instance}}")], 0, y, unit="percentunit"))
 add(panel(0, "Resident memory", [("process_resident_memory_bytes{job=\"strata\"}", "{{instance}}")], 8, y, unit="bytes"))

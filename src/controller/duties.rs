@@ -1,8 +1,21 @@
 //! [`Controller`]: this node's member of the metadata quorum — the Raft node, the commit path
 //! (decide, compare-and-set, forward to the active controller), and, while this node is the
-//! active controller, its duties: broker liveness (fence after `broker.session.timeout.ms` of
-//! silence, unfence when heartbeats resume), leader elections, controlled shutdown and
+//! active controller, its duties: broker liveness, leader elections, controlled shutdown and
 //! preferred-leader rebalancing.
+//!
+//! Liveness. A broker heartbeats over one connection it keeps open to the active controller.
+//! The controller fences a broker when
+//! - that connection closed and no heartbeat followed within `broker.session.reconnect.grace.ms`
+//!   (the broker's process died: the kernel closes its sockets; this is the fast path),
+//! - or it has not heartbeated for `broker.session.timeout.ms` (silent failures: a network
+//!   partition, a frozen machine),
+//! - or, right after this node became the active controller (it inherits no sessions), it has
+//!   not heartbeated within the election grace (the larger of the reconnect grace and
+//!   `broker.heartbeat.interval.ms`): live brokers have been failing heartbeats since the old
+//!   controller stopped answering, so they retry at once and reach the new one as soon as Raft
+//!   names it.
+//!
+//! A fenced broker that heartbeats again is unfenced.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -19,8 +32,8 @@ use super::elections::{decide_broker_liveness, decide_preferred_leaders, Livenes
 use super::image::MetadataImage;
 use super::log_store::MetadataLogStore;
 use super::network::{
-    serve, ControllerReply, ControllerRequest, ControllerService, PeerClient, QuorumDescription,
-    RaftTransport, RemoteRefusal,
+    serve, ConnectionId, ControllerReply, ControllerRequest, ControllerService, PeerClient,
+    QuorumDescription, RaftTransport, RemoteRefusal, ReplicaDescription, ReplicaProgress,
 };
 use super::quorum::{parse_voters, MetadataWrite, NodeId, Raft, WriteOutcome};
 use super::records::MetadataRecord;
@@ -52,6 +65,8 @@ pub struct ControllerSettings {
     pub advertised: Option<String>,
     pub election_timeout: Duration,
     pub session_timeout: Duration,
+    /// `broker.session.reconnect.grace.ms`.
+    pub reconnect_grace: Duration,
     pub broker_heartbeat_interval: Duration,
     pub unclean_leader_election: bool,
     pub auto_leader_rebalance: bool,
@@ -109,6 +124,7 @@ impl ControllerSettings {
             advertised,
             election_timeout: ms("controller.quorum.election.timeout.ms"),
             session_timeout: ms("broker.session.timeout.ms"),
+            reconnect_grace: ms("broker.session.reconnect.grace.ms"),
             broker_heartbeat_interval: ms("broker.heartbeat.interval.ms"),
             unclean_leader_election: node.get("unclean.leader.election.enable") == "true",
             auto_leader_rebalance: node.get("auto.leader.rebalance.enable") == "true",
@@ -131,8 +147,9 @@ impl ControllerSettings {
             listen: None,
             advertised: None,
             election_timeout: Duration::from_millis(1000),
-            session_timeout: Duration::from_millis(9000),
-            broker_heartbeat_interval: Duration::from_millis(2000),
+            session_timeout: Duration::from_millis(4000),
+            reconnect_grace: Duration::from_millis(300),
+            broker_heartbeat_interval: Duration::from_millis(500),
             unclean_leader_election: false,
             auto_leader_rebalance: true,
             leader_imbalance_check_interval: Duration::from_secs(300),
@@ -141,12 +158,58 @@ impl ControllerSettings {
     }
 }
 
+/// openraft's timers for one voter, from `controller.quorum.election.timeout.ms` (et).
+///
+/// openraft 0.9 draws a voter's election timeout once, when the process starts, and a follower
+/// stands after the leader's lease (its `election_timeout_max`) plus that timeout, checked on a
+/// tick of 1.5 heartbeat intervals. With timeouts drawn at random from one range, two voters
+/// may draw nearly the same value and then split every vote between them until one restarts
+/// (measured: two splits in a row, 2.2 s of failover). So each voter gets its own slot by rank
+/// of node id instead: the voter of rank r of n stands at et/2 + r x et/(2n) after the leader's
+/// last heartbeat (0.5 to 0.83 x et for three voters), and consecutive ranks are et/(2n) apart,
+/// more than a tick (et/20 x 1.5) plus a vote round trip for up to five voters, so no two
+/// stand at once. The leases (et/4 to et/2) all end before the first voter stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RaftTimers {
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    pub heartbeat_interval_ms: u64,
+}
+
+impl RaftTimers {
+    pub(crate) fn for_voter(election_timeout: Duration, rank: usize, voters: usize) -> RaftTimers {
+        let et = (election_timeout.as_millis() as u64).max(40);
+        let slot = et / 4 / voters.max(1) as u64;
+        let min = et / 4 + rank as u64 * slot;
+        RaftTimers {
+            election_timeout_min_ms: min,
+            election_timeout_max_ms: min + 1,
+            heartbeat_interval_ms: (et / 20).max(2),
+        }
+    }
+
+    /// When this voter stands, after the leader's last heartbeat (before the tick rounds it up).
+    #[cfg(test)]
+    fn stands_after_ms(&self) -> u64 {
+        self.election_timeout_max_ms + self.election_timeout_min_ms
+    }
+}
+
 /// What the active controller knows about brokers beyond the image. Reset when this node
 /// becomes the active controller: every broker gets a fresh session.
 #[derive(Debug, Default)]
 struct BrokerSessions {
-    /// Last heartbeat seen by this active controller.
-    last_seen: HashMap<BrokerId, Instant>,
+    /// Last heartbeat seen by this node while it was the active controller, with the term.
+    last_seen: HashMap<BrokerId, (Instant, u64)>,
+    /// The connection each broker incarnation last heartbeated on.
+    heartbeat_conns: HashMap<ConnectionId, (BrokerId, uuid::Uuid)>,
+    /// Brokers whose heartbeat connection closed with no heartbeat since: when, the
+    /// incarnation that connection belonged to (a broker that registered again is not it), and
+    /// the term.
+    disconnected: HashMap<BrokerId, (Instant, uuid::Uuid, u64)>,
+    /// The incarnation of each broker this controller has seen in the image, since when, and
+    /// whether it was inherited from the previous controller (registered before this term).
+    incarnations: HashMap<BrokerId, (uuid::Uuid, Instant, bool)>,
     /// Brokers in controlled shutdown, with the incarnation that asked.
     draining: BTreeMap<BrokerId, uuid::Uuid>,
     leader_term: Option<u64>,
@@ -164,6 +227,13 @@ pub struct Controller {
     commit_lock: tokio::sync::Mutex<()>,
     // Short sections that never await.
     sessions: Mutex<BrokerSessions>,
+    /// This broker's heartbeat connection to the active controller (kept open: its closing is
+    /// how the controller learns that this process died), with the controller it goes to.
+    heartbeat_peer: tokio::sync::Mutex<Option<(NodeId, PeerClient)>>,
+    /// Replication times of the peers, recorded by the Raft transport (for DescribeQuorum).
+    progress: Arc<ReplicaProgress>,
+    /// Runs the duties now rather than at the next tick (a reconnect grace ran out).
+    duties_due: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 }
 
@@ -197,16 +267,17 @@ impl Controller {
         };
         let log_store = MetadataLogStore::open(&raft_dir).map_err(io)?;
         let (sm, image_rx) = MetadataStateMachine::open(&raft_dir, observer).map_err(io)?;
-        // `controller.quorum.election.timeout.ms` bounds how long followers go without a leader
-        // before one stands: openraft waits out the leader's lease (its election_timeout_max)
-        // and then its own randomised timeout in [min, max), so with max = et/2 and min = et/4
-        // an election starts between 0.75 and 1.0 x et after the leader's last heartbeat.
-        let et = settings.election_timeout.as_millis() as u64;
+        let rank = settings
+            .voters
+            .keys()
+            .position(|id| *id == settings.node_id)
+            .unwrap_or(0);
+        let timers = RaftTimers::for_voter(settings.election_timeout, rank, settings.voters.len());
         let config = openraft::Config {
             cluster_name: "strata-metadata".into(),
-            election_timeout_min: (et / 4).max(10),
-            election_timeout_max: (et / 2).max(20),
-            heartbeat_interval: (et / 10).max(5),
+            election_timeout_min: timers.election_timeout_min_ms,
+            election_timeout_max: timers.election_timeout_max_ms,
+            heartbeat_interval: timers.heartbeat_interval_ms,
             install_snapshot_timeout: 10_000,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1000),
             max_in_snapshot_log_to_keep: 200,
@@ -214,10 +285,14 @@ impl Controller {
         }
         .validate()
         .map_err(raft_err)?;
+        let progress = Arc::new(ReplicaProgress::default());
         let raft = Raft::new(
             settings.node_id,
             Arc::new(config),
-            RaftTransport { net: net.clone() },
+            RaftTransport {
+                net: net.clone(),
+                progress: progress.clone(),
+            },
             log_store,
             sm,
         )
@@ -230,6 +305,9 @@ impl Controller {
             net: net.clone(),
             commit_lock: tokio::sync::Mutex::new(()),
             sessions: Mutex::new(BrokerSessions::default()),
+            heartbeat_peer: tokio::sync::Mutex::new(None),
+            progress,
+            duties_due: Arc::new(tokio::sync::Notify::new()),
             shutdown: shutdown.clone(),
         });
         if let Some(addr) = &settings.listen {
@@ -493,7 +571,9 @@ impl Controller {
     /// Sends a request to the active controller, or serves it here when this node is it.
     async fn to_leader(&self, req: ControllerRequest) -> Result<ControllerReply, ControllerError> {
         match self.leader_addr() {
-            Some((id, _)) if id == self.settings.node_id => Ok(self.serve_request(req).await),
+            Some((id, _)) if id == self.settings.node_id => {
+                Ok(self.serve_request(None, req).await)
+            }
             Some((id, addr)) => PeerClient::new(self.net.clone(), addr)
                 .call(&req, RPC_TIMEOUT)
                 .await
@@ -502,19 +582,39 @@ impl Controller {
         }
     }
 
-    /// Tells the active controller that `broker_id` is alive. Returns whether it is fenced.
+    /// Tells the active controller that `broker_id` is alive, over the connection kept open
+    /// for heartbeats (reopened when the active controller changes or a call fails). Returns
+    /// whether the broker is fenced.
     pub async fn heartbeat(
         &self,
         broker_id: BrokerId,
         incarnation: uuid::Uuid,
     ) -> Result<bool, ControllerError> {
-        match self
-            .to_leader(ControllerRequest::BrokerHeartbeat {
-                broker_id,
-                incarnation,
-            })
-            .await?
-        {
+        let req = ControllerRequest::BrokerHeartbeat {
+            broker_id,
+            incarnation,
+        };
+        let reply = match self.leader_addr() {
+            None => return Err(ControllerError::NotController { leader: None }),
+            Some((id, _)) if id == self.settings.node_id => {
+                *self.heartbeat_peer.lock().await = None;
+                self.serve_request(None, req).await
+            }
+            Some((id, addr)) => {
+                let mut peer = self.heartbeat_peer.lock().await;
+                if peer.as_ref().is_none_or(|(to, _)| *to != id) {
+                    *peer = Some((id, PeerClient::new(self.net.clone(), addr)));
+                }
+                let Some((_, client)) = peer.as_mut() else {
+                    return Err(ControllerError::NotController { leader: Some(id) });
+                };
+                client
+                    .call(&req, RPC_TIMEOUT)
+                    .await
+                    .map_err(|_| ControllerError::NotController { leader: Some(id) })?
+            }
+        };
+        match reply {
             ControllerReply::BrokerHeartbeat(Ok(fenced)) => Ok(fenced),
             ControllerReply::BrokerHeartbeat(Err(e)) => Err(ControllerError::Raft(e.to_string())),
             _ => Err(ControllerError::Raft("unexpected reply".into())),
@@ -573,8 +673,39 @@ impl Controller {
             }
         }
         let image = self.image();
+        let leading = m.current_leader == Some(self.settings.node_id);
+        let log_end_offset = m.last_log_index.map(|i| i + 1);
+        let replicas = if leading {
+            let now = ReplicaProgress::now_ms();
+            membership
+                .nodes()
+                .map(|(id, _)| {
+                    let (log_end, (fetch, caught_up)) = if *id == self.settings.node_id {
+                        (log_end_offset, (Some(now), Some(now)))
+                    } else {
+                        let matched = m.replication.as_ref().and_then(|r| r.get(id)).copied();
+                        (
+                            matched.flatten().map(|l| l.index + 1),
+                            self.progress.times(*id),
+                        )
+                    };
+                    ReplicaDescription {
+                        node_id: *id,
+                        voter: voters.contains(id),
+                        log_end_offset: log_end,
+                        last_fetch_ms: fetch,
+                        last_caught_up_ms: caught_up,
+                    }
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         QuorumDescription {
             node_id: self.settings.node_id,
+            log_end_offset,
+            high_watermark: m.last_applied.map(|l| l.index + 1),
+            replicas,
             leader: m.current_leader,
             term: m.current_term,
             last_applied: m.last_applied.map(|l| l.index),
@@ -597,6 +728,53 @@ impl Controller {
         }
     }
 
+    /// Refreshes the controller gauges (at scrape time).
+    pub fn sync_metrics(&self, out: &crate::metrics::ControllerMetrics) {
+        let m = self.raft.metrics().borrow().clone();
+        let leading = m.current_leader == Some(self.settings.node_id);
+        let log_end = m.last_log_index.map_or(0, |i| i + 1);
+        let applied = m.last_applied.map_or(0, |l| l.index + 1);
+        let committed = match (&m.replication, leading) {
+            (Some(replication), true) => {
+                // What a majority of voters holds: the leader has its whole log.
+                let membership = m.membership_config.membership();
+                let mut ends: Vec<u64> = membership
+                    .voter_ids()
+                    .map(|id| {
+                        if id == self.settings.node_id {
+                            log_end
+                        } else {
+                            replication.get(&id).copied().flatten().map_or(0, |l| l.index + 1)
+                        }
+                    })
+                    .collect();
+                ends.sort_unstable_by(|a, b| b.cmp(a));
+                ends.get(ends.len() / 2).copied().unwrap_or(applied).max(applied)
+            }
+            _ => applied,
+        };
+        let image = self.image();
+        let gauge = |g: &prometheus::IntGauge, v: u64| g.set(v.min(i64::MAX as u64) as i64);
+        gauge(&out.active, leading as u64);
+        gauge(&out.term, m.current_term);
+        gauge(&out.log_end_offset, log_end);
+        gauge(&out.committed_offset, committed);
+        gauge(&out.applied_offset, applied);
+        gauge(&out.commit_lag, log_end.saturating_sub(committed));
+        gauge(&out.image_offset, image.offset);
+        gauge(&out.registered_brokers, image.brokers.len() as u64);
+        gauge(&out.fenced_brokers, image.brokers.values().filter(|b| b.fenced).count() as u64);
+    }
+
+    /// The quorum as the active controller sees it (with every member's replication).
+    pub async fn describe_active(&self) -> Result<QuorumDescription, ControllerError> {
+        match self.to_leader(ControllerRequest::Describe).await? {
+            ControllerReply::Describe(d) if d.leader == Some(d.node_id) => Ok(d),
+            ControllerReply::Describe(d) => Err(ControllerError::NotController { leader: d.leader }),
+            _ => Err(ControllerError::Raft("unexpected reply".into())),
+        }
+    }
+
     /// Stops the Raft node.
     pub async fn shutdown(&self) {
         self.shutdown.cancel();
@@ -607,7 +785,8 @@ impl Controller {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn serve_request(&self, req: ControllerRequest) -> ControllerReply {
+    /// Serves `req`, which came on controller connection `conn` (`None`: from this node).
+    async fn serve_request(&self, conn: Option<ConnectionId>, req: ControllerRequest) -> ControllerReply {
         let not_leader = || RemoteRefusal::NotLeader {
             leader: self.leader_id(),
         };
@@ -630,11 +809,25 @@ impl Controller {
                     Err(e) => Err(RemoteRefusal::Failed(e.to_string())),
                 })
             }
-            ControllerRequest::BrokerHeartbeat { broker_id, .. } => {
-                if !self.is_leader() {
+            ControllerRequest::BrokerHeartbeat {
+                broker_id,
+                incarnation,
+            } => {
+                let (leader, term) = {
+                    let m = self.raft.metrics().borrow().clone();
+                    (m.current_leader, m.current_term)
+                };
+                if leader != Some(self.settings.node_id) {
                     return ControllerReply::BrokerHeartbeat(Err(not_leader()));
                 }
-                self.sessions().last_seen.insert(broker_id, Instant::now());
+                {
+                    let mut s = self.sessions();
+                    s.last_seen.insert(broker_id, (Instant::now(), term));
+                    s.disconnected.remove(&broker_id);
+                    if let Some(conn) = conn {
+                        s.heartbeat_conns.insert(conn, (broker_id, incarnation));
+                    }
+                }
                 let fenced = self
                     .image()
                     .brokers
@@ -714,6 +907,7 @@ impl Controller {
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
+                    () = self.duties_due.notified() => {}
                     () = self.shutdown.cancelled() => return,
                 }
                 if let Err(e) = self.run_duties().await {
@@ -732,14 +926,26 @@ impl Controller {
             let mut s = self.sessions();
             s.leader_term = None;
             s.draining.clear();
+            s.disconnected.clear();
+            s.incarnations.clear();
             return Ok(());
         }
         let became_leader = {
             let mut s = self.sessions();
             if s.leader_term != Some(term) {
-                // A new active controller gives every broker a fresh session.
+                // A new active controller gives every broker a fresh session; heartbeats it
+                // and closed heartbeat connections it already saw in this term (before this loop
+                // noticed) count.
                 s.leader_term = Some(term);
-                s.last_seen.clear();
+                s.last_seen.retain(|_, (_, t)| *t == term);
+                s.disconnected.retain(|_, (_, _, t)| *t == term);
+                let now = Instant::now();
+                s.incarnations = self
+                    .image()
+                    .brokers
+                    .values()
+                    .map(|b| (b.broker_id, (b.incarnation, now, true)))
+                    .collect();
                 s.leader_since = Some(Instant::now());
                 s.last_rebalance = Some(Instant::now());
                 true
@@ -787,6 +993,8 @@ impl Controller {
     /// re-elects leaders accordingly.
     async fn run_liveness(&self) -> Result<(), ControllerError> {
         let session = self.settings.session_timeout;
+        let grace = self.settings.reconnect_grace;
+        let election_grace = grace.max(self.settings.broker_heartbeat_interval);
         let unclean = self.settings.unclean_leader_election;
         self.commit(|image| {
             let now = Instant::now();
@@ -796,10 +1004,40 @@ impl Controller {
             s.draining.retain(|b, inc| image.brokers.get(b).is_some_and(|r| r.incarnation == *inc));
             let mut observed = Liveness { draining: s.draining.keys().copied().collect(), ..Default::default() };
             for b in image.brokers.values() {
-                let seen = s.last_seen.get(&b.broker_id).copied();
-                if !b.fenced && now.duration_since(seen.unwrap_or(since)) >= session {
+                let known = s.incarnations.get(&b.broker_id).copied();
+                let (registered, inherited) = match known {
+                    Some((inc, at, inherited)) if inc == b.incarnation => (at, inherited),
+                    _ => {
+                        // Registered (again) during this term: its session starts now, and
+                        // heartbeats of an earlier incarnation no longer count.
+                        s.incarnations.insert(b.broker_id, (b.incarnation, now, false));
+                        if known.is_some() {
+                            s.last_seen.remove(&b.broker_id);
+                        }
+                        (now, false)
+                    }
+                };
+                let seen = s.last_seen.get(&b.broker_id).map(|(t, _)| *t);
+                let expired = match seen {
+                    Some(t) => now.duration_since(t) >= session,
+                    // Inherited from the previous controller: live brokers reach a new one
+                    // within the election grace.
+                    None if inherited => now.duration_since(since) >= election_grace,
+                    // Registered during this term: it starts heartbeating once its logs are
+                    // open, within its session.
+                    None => now.duration_since(registered) >= session,
+                };
+                // Its heartbeat connection closed, and no heartbeat has come since.
+                let closed_at = s
+                    .disconnected
+                    .get(&b.broker_id)
+                    .filter(|(_, inc, _)| *inc == b.incarnation)
+                    .map(|(t, _, _)| *t);
+                let gone = closed_at.is_some_and(|t| now.duration_since(t) >= grace);
+                if !b.fenced && (expired || gone) {
                     observed.fence.insert(b.broker_id);
                 } else if b.fenced
+                    && closed_at.is_none()
                     && seen.is_some_and(|t| now.duration_since(t) < session)
                     && !s.draining.contains_key(&b.broker_id)
                 {
@@ -818,7 +1056,61 @@ impl Controller {
     }
 }
 impl ControllerService for Controller {
-    fn handle(&self, req: ControllerRequest) -> BoxFuture<'_, ControllerReply> {
-        Box::pin(self.serve_request(req))
+    fn handle(&self, conn: ConnectionId, req: ControllerRequest) -> BoxFuture<'_, ControllerReply> {
+        Box::pin(self.serve_request(Some(conn), req))
+    }
+
+    fn closed(&self, conn: ConnectionId) {
+        let Some((broker_id, incarnation)) = self.sessions().heartbeat_conns.remove(&conn) else {
+            return;
+        };
+        let (leader, term) = {
+            let m = self.raft.metrics().borrow().clone();
+            (m.current_leader, m.current_term)
+        };
+        if leader != Some(self.settings.node_id) {
+            return;
+        }
+        {
+            let mut s = self.sessions();
+            // Heartbeats already come on another connection: nothing was lost.
+            if s.heartbeat_conns.values().any(|(b, i)| *b == broker_id && *i == incarnation) {
+                return;
+            }
+            s.disconnected.insert(broker_id, (Instant::now(), incarnation, term));
+        }
+        tracing::info!(broker_id = broker_id.0, "a broker's heartbeat connection closed");
+        // Look again once the grace has passed rather than at some later tick.
+        let grace = self.settings.reconnect_grace;
+        let due = self.duties_due.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(grace + Duration::from_millis(5)).await;
+            due.notify_one();
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn voters_stand_at_distinct_times_further_apart_than_a_tick() {
+        for voters in 1..=5 {
+            let timers: Vec<RaftTimers> = (0..voters)
+                .map(|r| RaftTimers::for_voter(Duration::from_millis(1000), r, voters))
+                .collect();
+            let tick = timers[0].heartbeat_interval_ms * 3 / 2;
+            for pair in timers.windows(2) {
+                let gap = pair[1].stands_after_ms() - pair[0].stands_after_ms();
+                assert!(gap > tick + 20, "{voters} voters: gap {gap} ms, tick {tick} ms");
+            }
+            let first = timers[0].stands_after_ms();
+            let last = timers[voters - 1].stands_after_ms();
+            assert!((500..=1000).contains(&first) && last <= 1000, "{first}..{last}");
+            // Every lease has ended before the first voter stands.
+            assert!(timers.iter().all(|t| t.election_timeout_max_ms < first));
+            assert!(timers.iter().all(|t| t.election_timeout_min_ms > t.heartbeat_interval_ms));
+        }
     }
 }

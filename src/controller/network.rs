@@ -2,7 +2,9 @@
 //! over the controller listener.
 //!
 //! Framing: `length: u32 BE | JSON payload`, one request then one reply on a connection, in
-//! turn; a connection carries any number of them. Bounds: a frame is at most
+//! turn; a connection carries any number of them. A broker keeps one connection open to the
+//! active controller for its heartbeats, so the controller learns of a broker's death when
+//! that connection closes ([`ControllerService::closed`]), not only when its session expires. Bounds: a frame is at most
 //! [`MAX_FRAME_BYTES`] (openraft sends snapshots in chunks far below it), a listener serves at
 //! most [`MAX_CONNECTIONS`] connections at once, and every call has a deadline.
 
@@ -65,6 +67,20 @@ pub enum RemoteRefusal {
     Failed(String),
 }
 
+/// One member's replication, as the active controller sees it (DescribeQuorum's
+/// `ReplicaState`). Offsets are Raft log indexes + 1 (the next entry), as Kafka counts them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaDescription {
+    pub node_id: NodeId,
+    pub voter: bool,
+    /// Unknown until the member has answered an AppendEntries.
+    pub log_end_offset: Option<u64>,
+    /// Wall-clock milliseconds of the member's last successful AppendEntries reply.
+    pub last_fetch_ms: Option<i64>,
+    /// Wall-clock milliseconds of the last reply that showed it had every entry sent so far.
+    pub last_caught_up_ms: Option<i64>,
+}
+
 /// The quorum as one node sees it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QuorumDescription {
@@ -78,6 +94,78 @@ pub struct QuorumDescription {
     pub metadata_version: u16,
     /// (id, host:port, rack, fenced)
     pub brokers: Vec<(i32, String, Option<String>, bool)>,
+    /// The log end offset of the active controller's log (Raft last index + 1).
+    #[serde(default)]
+    pub log_end_offset: Option<u64>,
+    /// The applied (so committed) offset: Raft last applied index + 1.
+    #[serde(default)]
+    pub high_watermark: Option<u64>,
+    /// Every member's replication; only the active controller knows it (empty elsewhere).
+    #[serde(default)]
+    pub replicas: Vec<ReplicaDescription>,
+}
+
+/// When each peer last answered AppendEntries and last had everything sent to it, recorded by
+/// the transport of the active controller (openraft's metrics hold matched indexes, no times).
+/// "Caught up" is measured against the highest index sent to any peer, which is the leader's
+/// log end as far as replication has seen it.
+#[derive(Debug, Default)]
+pub struct ReplicaProgress {
+    // Short sections that never await.
+    inner: std::sync::Mutex<ProgressInner>,
+}
+
+#[derive(Debug, Default)]
+struct ProgressInner {
+    max_sent: Option<u64>,
+    peers: std::collections::HashMap<NodeId, PeerTimes>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct PeerTimes {
+    last_fetch_ms: Option<i64>,
+    last_caught_up_ms: Option<i64>,
+}
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl ReplicaProgress {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ProgressInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn sending(&self, last: Option<u64>) {
+        let mut p = self.lock();
+        p.max_sent = p.max_sent.max(last);
+    }
+
+    fn acked(&self, target: NodeId, last: Option<u64>, complete: bool) {
+        let now = wall_clock_ms();
+        let mut p = self.lock();
+        let caught_up = complete && last >= p.max_sent;
+        let t = p.peers.entry(target).or_default();
+        t.last_fetch_ms = Some(now);
+        if caught_up {
+            t.last_caught_up_ms = Some(now);
+        }
+    }
+
+    /// (last fetch, last caught up) of `target`, in wall-clock milliseconds.
+    pub fn times(&self, target: NodeId) -> (Option<i64>, Option<i64>) {
+        let p = self.lock();
+        let t = p.peers.get(&target).copied().unwrap_or_default();
+        (t.last_fetch_ms, t.last_caught_up_ms)
+    }
+
+    /// Now, in the wall-clock milliseconds [`ReplicaProgress::times`] uses.
+    pub fn now_ms() -> i64 {
+        wall_clock_ms()
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -183,6 +271,7 @@ impl PeerClient {
 #[derive(Debug, Clone)]
 pub struct RaftTransport {
     pub net: Arc<dyn Network>,
+    pub progress: Arc<ReplicaProgress>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for RaftTransport {
@@ -192,6 +281,7 @@ impl RaftNetworkFactory<TypeConfig> for RaftTransport {
         RaftPeer {
             target,
             client: PeerClient::new(self.net.clone(), node.addr.clone()),
+            progress: self.progress.clone(),
         }
     }
 }
@@ -200,6 +290,7 @@ impl RaftNetworkFactory<TypeConfig> for RaftTransport {
 pub struct RaftPeer {
     target: NodeId,
     client: PeerClient,
+    progress: Arc<ReplicaProgress>,
 }
 
 type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, BasicNode, E>;
@@ -235,11 +326,26 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<RaftError<NodeId>>> {
+        let last = rpc
+            .entries
+            .last()
+            .map(|e| e.log_id.index)
+            .or(rpc.prev_log_id.map(|l| l.index));
+        self.progress.sending(last);
         match self
             .rpc(ControllerRequest::AppendEntries(rpc), &option)
             .await?
         {
             ControllerReply::AppendEntries(r) => {
+                match &r {
+                    Ok(AppendEntriesResponse::Success) => {
+                        self.progress.acked(self.target, last, true)
+                    }
+                    Ok(AppendEntriesResponse::PartialSuccess(_)) => {
+                        self.progress.acked(self.target, last, false)
+                    }
+                    _ => {}
+                }
                 r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
             }
             _ => Err(Self::unexpected()),
@@ -277,9 +383,21 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
     }
 }
 
+/// Names one accepted connection of the controller listener, unique for the listener's life.
+pub type ConnectionId = u64;
+
 /// What serves controller requests (the [`Controller`](super::Controller)).
 pub trait ControllerService: Send + Sync + 'static {
-    fn handle(&self, req: ControllerRequest) -> crate::net::BoxFuture<'_, ControllerReply>;
+    /// Serves one request that arrived on connection `conn`.
+    fn handle(
+        &self,
+        conn: ConnectionId,
+        req: ControllerRequest,
+    ) -> crate::net::BoxFuture<'_, ControllerReply>;
+
+    /// Connection `conn` reached end of stream or failed: the peer closed it, or its process
+    /// died and the kernel closed it (a SIGKILLed broker's sockets are reset).
+    fn closed(&self, conn: ConnectionId);
 }
 
 /// Serves the controller listener until `shutdown`.
@@ -289,6 +407,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut next_conn: ConnectionId = 0;
     loop {
         let accepted = tokio::select! {
             a = acceptor.accept() => a,
@@ -307,6 +426,8 @@ pub async fn serve(
             continue;
         };
         let (service, shutdown) = (service.clone(), shutdown.clone());
+        next_conn += 1;
+        let id = next_conn;
         tokio::spawn(async move {
             let _permit = permit;
             loop {
@@ -314,12 +435,13 @@ pub async fn serve(
                     r = read_frame::<ControllerRequest>(&mut conn) => r,
                     () = shutdown.cancelled() => return,
                 };
-                let Ok(req) = req else { return };
-                let reply = service.handle(req).await;
+                let Ok(req) = req else { break };
+                let reply = service.handle(id, req).await;
                 if write_frame(&mut conn, &reply).await.is_err() {
-                    return;
+                    break;
                 }
             }
+            service.closed(id);
         });
     }
 }

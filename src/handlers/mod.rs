@@ -82,6 +82,7 @@ handlers! {
     CreatePartitions => create_partitions,
     IncrementalAlterConfigs => incremental_alter_configs,
     DescribeCluster => describe_cluster,
+    DescribeQuorum => describe_quorum,
     FindCoordinator => find_coordinator,
     JoinGroup => join_group,
     SyncGroup => sync_group,

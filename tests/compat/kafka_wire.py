@@ -30,16 +30,7 @@ def crc32c(data: bytes) -> int:
 
 
 def varint(n: int) -> bytes:
-    z = (n << 1) ^ (n >> 63)  # zigzag
-    out = bytearray()
-    while True:
-        b = z & 0x7F
-        z >>= 7
-        if z:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
+    return uvarint_bytes((n << 1) ^ (n >> 63))  # zigzag
 
 
 def string(s: str | None) -> bytes:
@@ -281,3 +272,96 @@ def api_versions(conn: Connection, version: int):
     if flexible:
         top_tags = tagged_fields(r)
     return err, apis, top_tags, api_tags, len(r.data) - r.pos
+
+
+def compact_string(s: str) -> bytes:
+    b = s.encode()
+    return uvarint_bytes(len(b) + 1) + b
+
+
+def uvarint_bytes(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def read_compact_string(r: Reader) -> str | None:
+    n = uvarint(r) - 1
+    if n < 0:
+        return None
+    s = r.data[r.pos : r.pos + n].decode()
+    r.pos += n
+    return s
+
+
+def flexible_request(conn: Connection, api_key: int, version: int, body: bytes) -> Reader:
+    """A request with header v2 (client id + tags), its response read past header v1."""
+    conn.correlation_id += 1
+    header = struct.pack(">hhi", api_key, version, conn.correlation_id) + string("strata-compat-raw") + b"\x00"
+    frame = header + body
+    conn.sock.sendall(struct.pack(">i", len(frame)) + frame)
+    size = struct.unpack(">i", conn.recv_exact(4))[0]
+    r = Reader(conn.recv_exact(size))
+    assert r.take(">i") == conn.correlation_id
+    tagged_fields(r)
+    return r
+
+
+def describe_quorum(conn: Connection, version: int, topic: str = "__cluster_metadata", partition: int = 0) -> dict:
+    """DescribeQuorum (key 55, flexible at every version) for one topic partition, decoded."""
+    body = (
+        uvarint_bytes(2) + compact_string(topic)
+        + uvarint_bytes(2) + struct.pack(">i", partition) + b"\x00"  # partition, its tags
+        + b"\x00"  # topic tags
+        + b"\x00"  # top-level tags
+    )
+    r = flexible_request(conn, 55, version, body)
+    out: dict = {"error_code": r.take(">h"), "topics": [], "nodes": []}
+    if version >= 2:
+        out["error_message"] = read_compact_string(r)
+
+    def replicas():
+        rs = []
+        for _ in range(uvarint(r) - 1):
+            rep = {"replica_id": r.take(">i")}
+            if version >= 2:
+                r.pos += 16  # directory id
+            rep["log_end_offset"] = r.take(">q")
+            if version >= 1:
+                rep["last_fetch_timestamp"] = r.take(">q")
+                rep["last_caught_up_timestamp"] = r.take(">q")
+            tagged_fields(r)
+            rs.append(rep)
+        return rs
+
+    for _ in range(uvarint(r) - 1):
+        topic_out = {"topic_name": read_compact_string(r), "partitions": []}
+        for _ in range(uvarint(r) - 1):
+            p = {"partition_index": r.take(">i"), "error_code": r.take(">h")}
+            if version >= 2:
+                p["error_message"] = read_compact_string(r)
+            p["leader_id"], p["leader_epoch"], p["high_watermark"] = r.take(">iiq")
+            p["current_voters"] = replicas()
+            p["observers"] = replicas()
+            tagged_fields(r)
+            topic_out["partitions"].append(p)
+        tagged_fields(r)
+        out["topics"].append(topic_out)
+    if version >= 2:
+        for _ in range(uvarint(r) - 1):
+            node = {"node_id": r.take(">i"), "listeners": []}
+            for _ in range(uvarint(r) - 1):
+                name, host = read_compact_string(r), read_compact_string(r)
+                node["listeners"].append((name, host, r.take(">H")))
+                tagged_fields(r)
+            tagged_fields(r)
+            out["nodes"].append(node)
+    tagged_fields(r)
+    assert r.pos == len(r.data), f"{len(r.data) - r.pos} trailing bytes"
+    return out

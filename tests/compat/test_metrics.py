@@ -62,6 +62,16 @@ def test_health_ready_and_metrics_count_the_traffic(broker):
     assert sample(text, "strata_log_size_bytes", '{topic="m"}') >= 5000 * 100
     assert sample(text, "strata_server_requests_total", '{api="Produce"}') >= 1
     assert sample(text, "process_resident_memory_bytes") > 0
+    # A lone node is the active controller of a one-voter quorum, with itself registered.
+    assert sample(text, "strata_controller_active") == 1
+    assert sample(text, "strata_controller_term") >= 1
+    assert sample(text, "strata_controller_registered_brokers") == 1
+    assert sample(text, "strata_controller_fenced_brokers") == 0
+    applied = sample(text, "strata_controller_applied_offset")
+    assert applied >= sample(text, "strata_controller_image_offset") > 0
+    assert sample(text, "strata_controller_committed_offset") >= applied
+    assert sample(text, "strata_controller_log_end_offset") >= applied
+    assert sample(text, "strata_controller_commit_lag_records") >= 0
 
 
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (scripts/install-test-deps.sh)")
