@@ -195,13 +195,25 @@ impl FetchTask {
                     () = self.stop.cancelled() => break,
                 }
             }
+            // A change of partitions (a new leadership to follow) starts a new round at once:
+            // the fetch in flight is abandoned with its connection, and a backoff cut short.
+            let mut reassigned = false;
             let next = tokio::select! {
                 next = self.round(&mut client, &round, &settings) => next,
+                () = self.wake.notified() => {
+                    reassigned = true;
+                    Next::Continue
+                }
                 () = self.stop.cancelled() => break,
             };
+            if reassigned {
+                client = None;
+                continue;
+            }
             if let Next::BackOff = next {
                 tokio::select! {
                     () = tokio::time::sleep(settings.backoff) => {}
+                    () = self.wake.notified() => {}
                     () = self.stop.cancelled() => break,
                 }
             }
