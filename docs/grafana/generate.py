@@ -88,6 +88,12 @@ add(panel(0, "Under-replicated / under min ISR", [
 ], 8, y))
 add(panel(0, "Local log size by topic", [("sum by (topic) (strata_log_size_bytes)", "{{topic}}")], 16, y, unit="bytes"))
 y += 8
+add(panel(0, "ISR shrinks and expands", [
+    ("sum(rate(strata_replication_isr_shrinks_total[5m]))", "shrinks"),
+    ("sum(rate(strata_replication_isr_expands_total[5m]))", "expands"),
+], 0, y, unit="ops"))
+add(panel(0, "Leaders fetched from (follower fetchers)", [("strata_replication_follower_fetchers", "{{instance}}")], 8, y))
+y += 8
 
 add(row(0, "Metadata quorum", y)); y += 1
 add(panel(0, "Active controller", [("strata_controller_active == 1", "{{instance}}")], 0, y, 4, 4, kind="stat"))
