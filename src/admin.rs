@@ -61,7 +61,13 @@ pub enum TopicsCommand {
 
 /// Connects the tools' client to `addr`.
 pub async fn connect(addr: &str) -> anyhow::Result<KafkaClient> {
-    Ok(KafkaClient::connect(&crate::net::TokioNetwork, addr, "strata-admin", Duration::from_secs(10)).await?)
+    Ok(KafkaClient::connect(
+        &crate::net::TokioNetwork,
+        addr,
+        "strata-admin",
+        Duration::from_secs(10),
+    )
+    .await?)
 }
 
 fn parse_kv(s: &str) -> anyhow::Result<(String, String)> {

@@ -267,7 +267,8 @@ impl Broker {
                 let lag_max_ms = node.get_i64("replica.lag.time.max.ms").max(1);
                 let tick = Duration::from_millis((lag_max_ms as u64 / 4).clamp(10, 500));
                 let checkpoint_every = Duration::from_millis(
-                    node.get_i64("replica.high.watermark.checkpoint.interval.ms").max(100) as u64,
+                    node.get_i64("replica.high.watermark.checkpoint.interval.ms")
+                        .max(100) as u64,
                 );
                 tokio::select! {
                     () = tokio::time::sleep(tick) => {}
@@ -280,11 +281,15 @@ impl Broker {
                 if last_checkpoint.elapsed() >= checkpoint_every {
                     last_checkpoint = tokio::time::Instant::now();
                     let b = broker.clone();
-                    let _ = tokio::task::spawn_blocking(move || b.replicas.checkpoint_high_watermarks()).await;
+                    let _ = tokio::task::spawn_blocking(move || {
+                        b.replicas.checkpoint_high_watermarks()
+                    })
+                    .await;
                 }
             }
             let b = broker.clone();
-            let _ = tokio::task::spawn_blocking(move || b.replicas.checkpoint_high_watermarks()).await;
+            let _ =
+                tokio::task::spawn_blocking(move || b.replicas.checkpoint_high_watermarks()).await;
         });
     }
 
@@ -300,7 +305,11 @@ impl Broker {
             new_isr: proposal.new_isr.clone(),
         };
         let old_isr = partition.state().isr;
-        match self.controller.commit(|image| Ok(((), decide_alter_partition(image, &req)?))).await {
+        match self
+            .controller
+            .commit(|image| Ok(((), decide_alter_partition(image, &req)?)))
+            .await
+        {
             Ok(_) => {
                 let (shrank, grew) = (
                     old_isr.iter().any(|b| !req.new_isr.contains(b)),

@@ -69,7 +69,11 @@ impl KafkaClient {
     }
 
     /// Sends `req` at `version` and reads its response.
-    pub async fn send<R: Request>(&mut self, req: &R, version: i16) -> Result<R::Response, ClientError> {
+    pub async fn send<R: Request>(
+        &mut self,
+        req: &R,
+        version: i16,
+    ) -> Result<R::Response, ClientError> {
         let protocol = |reason: String| ClientError::Protocol {
             addr: self.addr.clone(),
             reason,

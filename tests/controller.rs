@@ -497,7 +497,10 @@ async fn a_closed_heartbeat_connection_fences_the_broker_after_the_grace() {
             .call(&heartbeat(id, inc), Duration::from_secs(3))
             .await
             .expect("heartbeat");
-        assert!(matches!(reply, ControllerReply::BrokerHeartbeat(Ok(false))), "{reply:?}");
+        assert!(
+            matches!(reply, ControllerReply::BrokerHeartbeat(Ok(false))),
+            "{reply:?}"
+        );
     }
     // Broker 8 reconnects: a heartbeat on a new connection, then the old one closes.
     let mut client8_again = PeerClient::new(net.clone(), addr.clone());
@@ -521,11 +524,20 @@ async fn a_closed_heartbeat_connection_fences_the_broker_after_the_grace() {
     }
     let fenced_after = t0.elapsed();
     eprintln!("fenced {fenced_after:?} after the connection closed");
-    assert!(fenced_after >= Duration::from_millis(250), "fenced before the grace: {fenced_after:?}");
+    assert!(
+        fenced_after >= Duration::from_millis(250),
+        "fenced before the grace: {fenced_after:?}"
+    );
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert!(!c.image().brokers[&BrokerId(8)].fenced, "broker 8 reconnected in time");
+    assert!(
+        !c.image().brokers[&BrokerId(8)].fenced,
+        "broker 8 reconnected in time"
+    );
     // Heartbeats from before the connection closed do not unfence it (no flapping).
-    assert!(c.image().brokers[&BrokerId(7)].fenced, "broker 7 unfenced without a heartbeat");
+    assert!(
+        c.image().brokers[&BrokerId(7)].fenced,
+        "broker 7 unfenced without a heartbeat"
+    );
     // A heartbeat from the fenced broker's incarnation unfences it.
     let mut client7 = PeerClient::new(net.clone(), addr.clone());
     client7
@@ -534,7 +546,10 @@ async fn a_closed_heartbeat_connection_fences_the_broker_after_the_grace() {
         .expect("heartbeat");
     let t0 = Instant::now();
     while c.image().brokers[&BrokerId(7)].fenced {
-        assert!(t0.elapsed() < Duration::from_secs(3), "broker 7 not unfenced");
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "broker 7 not unfenced"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     for n in nodes.iter().flatten() {

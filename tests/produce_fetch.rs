@@ -113,7 +113,9 @@ fn records_of(resp: &FetchResponse) -> Vec<kafka_protocol::records::Record> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produced_records_come_back_with_keys_headers_and_offsets() {
     let b = TestBroker::start(&[]).await;
-    let mut c = strata::admin::connect(&b.bootstrap()).await.expect("connect");
+    let mut c = strata::admin::connect(&b.bootstrap())
+        .await
+        .expect("connect");
     create_topic(&mut c, "t", 1, &[]).await;
     let first: Vec<common::TestRecord> = (0..10)
         .map(|i| (Some("k"), Some(format!("v{i}")), vec![("h", "1")]))
@@ -194,7 +196,9 @@ async fn produced_records_come_back_with_keys_headers_and_offsets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_poll_answers_when_data_arrives_not_at_the_deadline() {
     let b = TestBroker::start(&[]).await;
-    let mut c = strata::admin::connect(&b.bootstrap()).await.expect("connect");
+    let mut c = strata::admin::connect(&b.bootstrap())
+        .await
+        .expect("connect");
     create_topic(&mut c, "lp", 1, &[]).await;
     let addr = b.bootstrap();
     let producer = tokio::spawn(async move {
@@ -234,7 +238,9 @@ async fn long_poll_answers_when_data_arrives_not_at_the_deadline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_batch_is_refused_and_the_log_is_unchanged() {
     let b = TestBroker::start(&[]).await;
-    let mut c = strata::admin::connect(&b.bootstrap()).await.expect("connect");
+    let mut c = strata::admin::connect(&b.bootstrap())
+        .await
+        .expect("connect");
     create_topic(&mut c, "c", 1, &[]).await;
     let good = batch(&[(Some("k"), Some("v".into()), vec![])], Compression::None);
     assert_eq!(produce(&mut c, "c", 0, good.clone(), 1).await, (0, 0));
@@ -254,7 +260,9 @@ async fn a_corrupt_batch_is_refused_and_the_log_is_unchanged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotent_retries_get_their_original_offsets_and_gaps_are_refused() {
     let b = TestBroker::start(&[]).await;
-    let mut c = strata::admin::connect(&b.bootstrap()).await.expect("connect");
+    let mut c = strata::admin::connect(&b.bootstrap())
+        .await
+        .expect("connect");
     create_topic(&mut c, "i", 1, &[]).await;
     let req = InitProducerIdRequest::default()
         .with_transactional_id(None)
@@ -284,7 +292,9 @@ async fn idempotent_retries_get_their_original_offsets_and_gaps_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_records_moves_the_start_and_retention_changes_apply_live() {
     let b = TestBroker::start(&[("log.retention.check.interval.ms", "100")]).await;
-    let mut c = strata::admin::connect(&b.bootstrap()).await.expect("connect");
+    let mut c = strata::admin::connect(&b.bootstrap())
+        .await
+        .expect("connect");
     create_topic(
         &mut c,
         "r",
@@ -369,7 +379,9 @@ async fn list_offset(c: &mut KafkaClient, topic: &str, timestamp: i64) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_frames_close_only_their_connection() {
     let b = TestBroker::start(&[("socket.request.max.bytes", "1048576")]).await;
-    let mut good = strata::admin::connect(&b.bootstrap()).await.expect("connect");
+    let mut good = strata::admin::connect(&b.bootstrap())
+        .await
+        .expect("connect");
 
     // An ApiVersions newer than ours gets UNSUPPORTED_VERSION and our table, at v0.
     let resp = good
@@ -413,7 +425,9 @@ async fn bad_frames_close_only_their_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_and_producer_state_survive_a_restart() {
     let b = TestBroker::start(&[]).await;
-    let mut c = strata::admin::connect(&b.bootstrap()).await.expect("connect");
+    let mut c = strata::admin::connect(&b.bootstrap())
+        .await
+        .expect("connect");
     create_topic(&mut c, "p", 2, &[]).await;
     for i in 0..5 {
         assert_eq!(
@@ -435,7 +449,9 @@ async fn data_and_producer_state_survive_a_restart() {
     drop(c);
     let dir = b.stop().await;
     let b = TestBroker::start_in(dir, &[]).await;
-    let mut c = strata::admin::connect(&b.bootstrap()).await.expect("connect");
+    let mut c = strata::admin::connect(&b.bootstrap())
+        .await
+        .expect("connect");
     let p0: Vec<String> =
         records_of(&fetch(&mut c, &fetch_request("p", 0, 0, 0, 1, 1 << 20)).await)
             .iter()
@@ -463,7 +479,9 @@ async fn offset_for_leader_epoch_answers_the_end_of_the_epoch() {
     };
     use kafka_protocol::messages::OffsetForLeaderEpochRequest;
     let b = TestBroker::start(&[]).await;
-    let mut c = strata::admin::connect(&b.bootstrap()).await.expect("connect");
+    let mut c = strata::admin::connect(&b.bootstrap())
+        .await
+        .expect("connect");
     create_topic(&mut c, "epochs", 1, &[]).await;
     for i in 0..3 {
         let one = batch(&[(None, Some(format!("{i}")), vec![])], Compression::None);
@@ -480,11 +498,17 @@ async fn offset_for_leader_epoch_answers_the_end_of_the_epoch() {
                     .with_leader_epoch(epoch)])])
     };
     for version in [2, 4] {
-        let r = c.send(&ask(0, 0), version).await.expect("offset for leader epoch");
+        let r = c
+            .send(&ask(0, 0), version)
+            .await
+            .expect("offset for leader epoch");
         let p = &r.topics[0].partitions[0];
         assert_eq!((p.error_code, p.leader_epoch, p.end_offset), (0, 0, 3));
         // A client that knows of a newer leader epoch than this broker is told so.
-        let r = c.send(&ask(7, 0), version).await.expect("offset for leader epoch");
+        let r = c
+            .send(&ask(7, 0), version)
+            .await
+            .expect("offset for leader epoch");
         assert_eq!(
             r.topics[0].partitions[0].error_code,
             ResponseError::UnknownLeaderEpoch.code()

@@ -72,7 +72,10 @@ fn config() -> LogConfig {
     LogConfig {
         // Small segments, so truncation and reads cross segment boundaries.
         segment_bytes: 2048,
-        flush_policy: FlushPolicy::Interval { messages: u64::MAX, ms: u64::MAX / 2 },
+        flush_policy: FlushPolicy::Interval {
+            messages: u64::MAX,
+            ms: u64::MAX / 2,
+        },
         ..LogConfig::default()
     }
 }
@@ -99,7 +102,13 @@ impl Sim {
                 },
             );
         }
-        apply(&mut image, MetadataRecord::Topic { name: "sim".into(), topic_id });
+        apply(
+            &mut image,
+            MetadataRecord::Topic {
+                name: "sim".into(),
+                topic_id,
+            },
+        );
         apply(
             &mut image,
             MetadataRecord::Partition {
@@ -116,11 +125,17 @@ impl Sim {
             seed,
             rng: StdRng::seed_from_u64(seed),
             clock,
-            rt: tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime"),
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime"),
             topic_id,
             tp: TopicPartition::new("sim", 0),
             images: vec![image],
-            dirs: BROKERS.iter().map(|b| (*b, tempfile::tempdir().expect("tempdir"))).collect(),
+            dirs: BROKERS
+                .iter()
+                .map(|b| (*b, tempfile::tempdir().expect("tempdir")))
+                .collect(),
             live: BTreeMap::new(),
             cut: BTreeSet::new(),
             pending: Vec::new(),
@@ -215,7 +230,12 @@ impl Sim {
 
     fn produce(&mut self) {
         // The producer reaches a broker that believes it leads; it may be a stale leader.
-        let leaders: Vec<i32> = self.live.iter().filter(|(_, (p, _))| p.is_leader()).map(|(b, _)| *b).collect();
+        let leaders: Vec<i32> = self
+            .live
+            .iter()
+            .filter(|(_, (p, _))| p.is_leader())
+            .map(|(b, _)| *b)
+            .collect();
         if leaders.is_empty() {
             return;
         }
@@ -227,12 +247,22 @@ impl Sim {
                 format!("v{}", self.next_value)
             })
             .collect();
-        let records: Vec<common::TestRecord> = values.iter().map(|v| (None, Some(v.clone()), vec![])).collect();
+        let records: Vec<common::TestRecord> = values
+            .iter()
+            .map(|v| (None, Some(v.clone()), vec![]))
+            .collect();
         let p = self.live[&b].0.clone();
         match p.append_as_leader(batch(&records, Compression::None), -1) {
             Ok((info, epoch)) => {
-                let recs = values.into_iter().enumerate().map(|(i, v)| (info.first_offset.0 + i as i64, v)).collect();
-                self.trace.push(format!("produce to {b} at epoch {epoch}: {}..={}", info.first_offset, info.last_offset));
+                let recs = values
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| (info.first_offset.0 + i as i64, v))
+                    .collect();
+                self.trace.push(format!(
+                    "produce to {b} at epoch {epoch}: {}..={}",
+                    info.first_offset, info.last_offset
+                ));
                 self.pending.push((b, epoch, info.last_offset.next(), recs));
             }
             Err(e) => self.trace.push(format!("produce to {b} refused: {e}")),
@@ -247,20 +277,32 @@ impl Sim {
         if leader == f || leader < 0 || !self.linked(f, leader) {
             return;
         }
-        let Some((lp, _)) = self.live.get(&leader) else { return };
+        let Some((lp, _)) = self.live.get(&leader) else {
+            return;
+        };
         let lp = lp.clone();
         let log = follower.log();
         let fetch_offset = log.log_end_offset();
         let last_epoch = log.latest_epoch();
         let data = PartitionData::default().with_partition_index(0);
-        let data = match lp.fetch_for_follower(BrokerId(f), fetch_offset, state.leader_epoch, last_epoch, 1024) {
+        let data = match lp.fetch_for_follower(
+            BrokerId(f),
+            fetch_offset,
+            state.leader_epoch,
+            last_epoch,
+            1024,
+        ) {
             Ok(ff) => {
                 let data = data
                     .with_high_watermark(ff.high_watermark.0)
                     .with_log_start_offset(ff.log_start_offset.0)
                     .with_records(Some(ff.records));
                 match ff.diverging {
-                    Some((e, end)) => data.with_diverging_epoch(EpochEndOffset::default().with_epoch(e.0).with_end_offset(end.0)),
+                    Some((e, end)) => data.with_diverging_epoch(
+                        EpochEndOffset::default()
+                            .with_epoch(e.0)
+                            .with_end_offset(end.0),
+                    ),
                     None => data,
                 }
             }
@@ -292,13 +334,16 @@ impl Sim {
         let (p, idx) = self.live.get_mut(&b).expect("live");
         p.update_state(state.clone(), MIN_ISR);
         *idx = to;
-        self.trace.push(format!("{b} applies image {to}: {state:?}"));
+        self.trace
+            .push(format!("{b} applies image {to}: {state:?}"));
     }
 
     fn isr_check(&mut self) {
         let Some(b) = self.pick_live() else { return };
         let p = self.live[&b].0.clone();
-        let Some(proposal) = p.propose_isr_change(LAG_MAX_MS) else { return };
+        let Some(proposal) = p.propose_isr_change(LAG_MAX_MS) else {
+            return;
+        };
         let req = AlterPartition {
             topic_id: proposal.topic_id,
             partition: PartitionIndex(0),
@@ -309,11 +354,13 @@ impl Sim {
         };
         match decide_alter_partition(self.image(), &req) {
             Ok(records) => {
-                self.trace.push(format!("{b} alters ISR to {:?}", req.new_isr));
+                self.trace
+                    .push(format!("{b} alters ISR to {:?}", req.new_isr));
                 self.commit(records);
             }
             Err(e) => {
-                self.trace.push(format!("{b} ISR change {:?} refused: {e}", req.new_isr));
+                self.trace
+                    .push(format!("{b} ISR change {:?} refused: {e}", req.new_isr));
                 p.isr_proposal_failed();
             }
         }
@@ -336,20 +383,30 @@ impl Sim {
         self.live.remove(&b);
         self.trace.push(format!("{b} crashes"));
         // The controller notices the missed heartbeats: fence, and elect from the ISR.
-        let observed = Liveness { fence: [BrokerId(b)].into(), ..Default::default() };
+        let observed = Liveness {
+            fence: [BrokerId(b)].into(),
+            ..Default::default()
+        };
         let records = decide_broker_liveness(self.image(), &observed, false);
         self.commit(records);
     }
 
     fn restart(&mut self) {
-        let dead: Vec<i32> = BROKERS.iter().copied().filter(|b| !self.live.contains_key(b)).collect();
+        let dead: Vec<i32> = BROKERS
+            .iter()
+            .copied()
+            .filter(|b| !self.live.contains_key(b))
+            .collect();
         if dead.is_empty() {
             return;
         }
         let b = dead[self.rng.gen_range(0..dead.len())];
         self.open(b);
         self.trace.push(format!("{b} restarts"));
-        let observed = Liveness { unfence: [BrokerId(b)].into(), ..Default::default() };
+        let observed = Liveness {
+            unfence: [BrokerId(b)].into(),
+            ..Default::default()
+        };
         let records = decide_broker_liveness(self.image(), &observed, false);
         self.commit(records);
     }
@@ -364,14 +421,17 @@ impl Sim {
         if !self.cut.remove(&link) {
             self.cut.insert(link);
         }
-        self.trace.push(format!("link {link:?} cut: {}", self.cut.contains(&link)));
+        self.trace
+            .push(format!("link {link:?} cut: {}", self.cut.contains(&link)));
     }
 
     /// What `Partition::wait_committed` decides for acks=all, for each pending append.
     fn settle_acks(&mut self) {
         let mut still = Vec::new();
         for (b, epoch, end, recs) in std::mem::take(&mut self.pending) {
-            let Some((p, _)) = self.live.get(&b) else { continue };
+            let Some((p, _)) = self.live.get(&b) else {
+                continue;
+            };
             let state = p.state();
             if state.leader != BrokerId(b) || state.leader_epoch != epoch {
                 continue;
@@ -393,7 +453,14 @@ impl Sim {
     fn fail(&self, what: String) -> ! {
         let tail: Vec<&String> = self.trace.iter().rev().take(60).collect();
         let tail: Vec<&&String> = tail.iter().rev().collect();
-        panic!("seed {}: {what}\nlast steps:\n{}", self.seed, tail.iter().map(|s| format!("  {s}")).collect::<Vec<_>>().join("\n"));
+        panic!(
+            "seed {}: {what}\nlast steps:\n{}",
+            self.seed,
+            tail.iter()
+                .map(|s| format!("  {s}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
     }
 
     fn check(&self) {
@@ -405,7 +472,10 @@ impl Sim {
         for (b, hw, recs) in &views {
             for (o, v) in self.acked.range(..hw.0) {
                 if recs.get(o) != Some(v) {
-                    self.fail(format!("broker {b} (hw {hw}) lost acknowledged record {o} = {v}: has {:?}", recs.get(o)));
+                    self.fail(format!(
+                        "broker {b} (hw {hw}) lost acknowledged record {o} = {v}: has {:?}",
+                        recs.get(o)
+                    ));
                 }
             }
         }
@@ -428,7 +498,10 @@ impl Sim {
         for b in BROKERS {
             if !self.live.contains_key(&b) {
                 self.open(b);
-                let observed = Liveness { unfence: [BrokerId(b)].into(), ..Default::default() };
+                let observed = Liveness {
+                    unfence: [BrokerId(b)].into(),
+                    ..Default::default()
+                };
                 let records = decide_broker_liveness(self.image(), &observed, false);
                 self.commit(records);
             }
@@ -456,12 +529,17 @@ impl Sim {
         let end = self.live[&leader].0.log().log_end_offset();
         for (b, (p, _)) in &self.live {
             if p.log().log_end_offset() != end {
-                self.fail(format!("broker {b} did not catch up: end {} vs leader's {end}", p.log().log_end_offset()));
+                self.fail(format!(
+                    "broker {b} did not catch up: end {} vs leader's {end}",
+                    p.log().log_end_offset()
+                ));
             }
             let recs = records_below(p, end);
             for (o, v) in &self.acked {
                 if recs.get(o) != Some(v) {
-                    self.fail(format!("after healing, broker {b} lacks acknowledged record {o} = {v}"));
+                    self.fail(format!(
+                        "after healing, broker {b} lacks acknowledged record {o} = {v}"
+                    ));
                 }
             }
         }
@@ -482,10 +560,13 @@ fn records_below(p: &Partition, end: Offset) -> BTreeMap<i64, String> {
             break;
         }
         let recs = decode(Bytes::clone(&info.records));
-        let Some(last) = recs.last().map(|r| r.offset) else { break };
+        let Some(last) = recs.last().map(|r| r.offset) else {
+            break;
+        };
         for r in recs {
             if r.offset >= next.0 && r.offset < end.0 {
-                let v = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned();
+                let v =
+                    String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned();
                 out.insert(r.offset, v);
             }
         }
@@ -498,7 +579,10 @@ fn seeds() -> Vec<u64> {
     if let Ok(s) = std::env::var("STRATA_SIM_SEED") {
         return vec![s.parse().expect("STRATA_SIM_SEED")];
     }
-    let n: u64 = std::env::var("STRATA_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
+    let n: u64 = std::env::var("STRATA_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
     (1..=n).collect()
 }
 
@@ -517,6 +601,12 @@ fn acknowledged_records_survive_crashes_cuts_and_stale_leaders() {
     }
     // The schedule must exercise the protocol, not idle: writes were acknowledged and
     // leaderships changed.
-    assert!(total_acked > 100, "only {total_acked} records acknowledged across seeds");
-    assert!(elections > 5, "only {elections} leader elections across seeds");
+    assert!(
+        total_acked > 100,
+        "only {total_acked} records acknowledged across seeds"
+    );
+    assert!(
+        elections > 5,
+        "only {elections} leader elections across seeds"
+    );
 }

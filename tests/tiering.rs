@@ -219,7 +219,9 @@ fn remote_end(b: &TestBroker, topic: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn old_offsets_come_back_from_remote_across_restarts_and_lost_disks() {
     let b = TestBroker::start(&tiering_sets(&[])).await;
-    let mut c = strata::admin::connect(&b.bootstrap()).await.expect("connect");
+    let mut c = strata::admin::connect(&b.bootstrap())
+        .await
+        .expect("connect");
     create_topic(&mut c, "tiered", TOPIC_CONFIGS).await;
     let end = produce(&mut c, "tiered", 0, 200).await; // ~500 KB, ~30 segments
     let part_dir = b.dir.path().join("data").join("tiered-0");
@@ -283,7 +285,9 @@ async fn old_offsets_come_back_from_remote_across_restarts_and_lost_disks() {
     let remote_before = files_under(&remote_dir, "log").len();
     let dir = b.stop().await;
     let b = TestBroker::start_in(dir, &tiering_sets(&[])).await;
-    let mut c = strata::admin::connect(&b.bootstrap()).await.expect("connect");
+    let mut c = strata::admin::connect(&b.bootstrap())
+        .await
+        .expect("connect");
     read_all_checked(&mut c, "tiered", 0, end).await;
     let end2 = produce(&mut c, "tiered", end, 20).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -326,7 +330,9 @@ async fn old_offsets_come_back_from_remote_across_restarts_and_lost_disks() {
     let dir = b.stop().await;
     std::fs::remove_dir_all(dir.path().join("data").join("tiered-0")).expect("lose the disk");
     let b = TestBroker::start_in(dir, &tiering_sets(&[])).await;
-    let mut c = strata::admin::connect(&b.bootstrap()).await.expect("connect");
+    let mut c = strata::admin::connect(&b.bootstrap())
+        .await
+        .expect("connect");
     assert_eq!(
         list_offset(&mut c, "tiered", -1).await,
         (0, uploaded_end + 1)
@@ -346,7 +352,9 @@ async fn old_offsets_come_back_from_remote_across_restarts_and_lost_disks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_delete_records_and_topic_deletion_reach_remote_data() {
     let b = TestBroker::start(&tiering_sets(&[])).await;
-    let mut c = strata::admin::connect(&b.bootstrap()).await.expect("connect");
+    let mut c = strata::admin::connect(&b.bootstrap())
+        .await
+        .expect("connect");
     create_topic(&mut c, "expiring", TOPIC_CONFIGS).await;
     let end = produce(&mut c, "expiring", 0, 100).await;
     wait_for("uploads", Duration::from_secs(30), || {
@@ -448,7 +456,9 @@ async fn an_unreachable_store_keeps_local_segments_and_corrupt_remote_data_is_ne
         ("remote.storage.s3.path.style", "true"),
     ]))
     .await;
-    let mut c = strata::admin::connect(&b.bootstrap()).await.expect("connect");
+    let mut c = strata::admin::connect(&b.bootstrap())
+        .await
+        .expect("connect");
     create_topic(&mut c, "stuck", TOPIC_CONFIGS).await;
     let end = produce(&mut c, "stuck", 0, 60).await;
     wait_for("upload errors", Duration::from_secs(30), || {
@@ -474,7 +484,9 @@ async fn an_unreachable_store_keeps_local_segments_and_corrupt_remote_data_is_ne
 
     // Local store; tier, restart (empty cache), then damage one remote segment.
     let b = TestBroker::start(&tiering_sets(&[])).await;
-    let mut c = strata::admin::connect(&b.bootstrap()).await.expect("connect");
+    let mut c = strata::admin::connect(&b.bootstrap())
+        .await
+        .expect("connect");
     create_topic(&mut c, "damaged", TOPIC_CONFIGS).await;
     let end = produce(&mut c, "damaged", 0, 100).await;
     wait_for("local retention", Duration::from_secs(30), || {
@@ -495,7 +507,9 @@ async fn an_unreachable_store_keeps_local_segments_and_corrupt_remote_data_is_ne
     data[mid] ^= 0xff;
     std::fs::write(&first, &data).expect("write");
     let b = TestBroker::start_in(dir, &tiering_sets(&[])).await;
-    let mut c = strata::admin::connect(&b.bootstrap()).await.expect("connect");
+    let mut c = strata::admin::connect(&b.bootstrap())
+        .await
+        .expect("connect");
     let mut saw_storage_error = false;
     let mut next = 0;
     while next < 100 {
@@ -578,7 +592,9 @@ async fn max_timestamp_sees_remote_and_a_lost_disk_keeps_producer_state_and_epoc
         }
     };
     let b = TestBroker::start(&tiering_sets(&[])).await;
-    let mut c = strata::admin::connect(&b.bootstrap()).await.expect("connect");
+    let mut c = strata::admin::connect(&b.bootstrap())
+        .await
+        .expect("connect");
     create_topic(&mut c, "idem", TOPIC_CONFIGS).await;
     let producer = init_producer(&mut c).await;
     let per_batch = RECORDS_PER_BATCH as i32;
@@ -612,7 +628,9 @@ async fn max_timestamp_sees_remote_and_a_lost_disk_keeps_producer_state_and_epoc
     let dir = b.stop().await;
     std::fs::remove_dir_all(dir.path().join("data").join("idem-0")).expect("lose the disk");
     let b = TestBroker::start_in(dir, &tiering_sets(&[])).await;
-    let mut c = strata::admin::connect(&b.bootstrap()).await.expect("connect");
+    let mut c = strata::admin::connect(&b.bootstrap())
+        .await
+        .expect("connect");
     let log = b.broker.replicas.get(&tp).expect("partition").log().clone();
     assert_eq!(log.log_start_offset().0, end);
     // The local cache was trimmed to the local log start; the restored one covers the whole
@@ -656,7 +674,9 @@ async fn max_timestamp_sees_remote_and_a_lost_disk_keeps_producer_state_and_epoc
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphans_are_swept_periodically() {
     let b = TestBroker::start(&tiering_sets(&[("remote.orphan.sweep.interval.ms", "200")])).await;
-    let mut c = strata::admin::connect(&b.bootstrap()).await.expect("connect");
+    let mut c = strata::admin::connect(&b.bootstrap())
+        .await
+        .expect("connect");
     create_topic(&mut c, "swept", TOPIC_CONFIGS).await;
     produce(&mut c, "swept", 0, 30).await;
     wait_for("an upload", Duration::from_secs(30), || {

@@ -178,8 +178,7 @@ pub async fn run_groups(args: GroupsArgs) -> anyhow::Result<()> {
                 .await?;
             let mut rows = Vec::new();
             for b in meta.brokers {
-                let mut c =
-                    connect(&format!("{}:{}", b.host.as_str(), b.port)).await?;
+                let mut c = connect(&format!("{}:{}", b.host.as_str(), b.port)).await?;
                 let resp = c
                     .send(
                         &ListGroupsRequest::default().with_states_filter(

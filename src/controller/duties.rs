@@ -571,9 +571,7 @@ impl Controller {
     /// Sends a request to the active controller, or serves it here when this node is it.
     async fn to_leader(&self, req: ControllerRequest) -> Result<ControllerReply, ControllerError> {
         match self.leader_addr() {
-            Some((id, _)) if id == self.settings.node_id => {
-                Ok(self.serve_request(None, req).await)
-            }
+            Some((id, _)) if id == self.settings.node_id => Ok(self.serve_request(None, req).await),
             Some((id, addr)) => PeerClient::new(self.net.clone(), addr)
                 .call(&req, RPC_TIMEOUT)
                 .await
@@ -744,12 +742,19 @@ impl Controller {
                         if id == self.settings.node_id {
                             log_end
                         } else {
-                            replication.get(&id).copied().flatten().map_or(0, |l| l.index + 1)
+                            replication
+                                .get(&id)
+                                .copied()
+                                .flatten()
+                                .map_or(0, |l| l.index + 1)
                         }
                     })
                     .collect();
                 ends.sort_unstable_by(|a, b| b.cmp(a));
-                ends.get(ends.len() / 2).copied().unwrap_or(applied).max(applied)
+                ends.get(ends.len() / 2)
+                    .copied()
+                    .unwrap_or(applied)
+                    .max(applied)
             }
             _ => applied,
         };
@@ -763,14 +768,19 @@ impl Controller {
         gauge(&out.commit_lag, log_end.saturating_sub(committed));
         gauge(&out.image_offset, image.offset);
         gauge(&out.registered_brokers, image.brokers.len() as u64);
-        gauge(&out.fenced_brokers, image.brokers.values().filter(|b| b.fenced).count() as u64);
+        gauge(
+            &out.fenced_brokers,
+            image.brokers.values().filter(|b| b.fenced).count() as u64,
+        );
     }
 
     /// The quorum as the active controller sees it (with every member's replication).
     pub async fn describe_active(&self) -> Result<QuorumDescription, ControllerError> {
         match self.to_leader(ControllerRequest::Describe).await? {
             ControllerReply::Describe(d) if d.leader == Some(d.node_id) => Ok(d),
-            ControllerReply::Describe(d) => Err(ControllerError::NotController { leader: d.leader }),
+            ControllerReply::Describe(d) => {
+                Err(ControllerError::NotController { leader: d.leader })
+            }
             _ => Err(ControllerError::Raft("unexpected reply".into())),
         }
     }
@@ -786,7 +796,11 @@ impl Controller {
     }
 
     /// Serves `req`, which came on controller connection `conn` (`None`: from this node).
-    async fn serve_request(&self, conn: Option<ConnectionId>, req: ControllerRequest) -> ControllerReply {
+    async fn serve_request(
+        &self,
+        conn: Option<ConnectionId>,
+        req: ControllerRequest,
+    ) -> ControllerReply {
         let not_leader = || RemoteRefusal::NotLeader {
             leader: self.leader_id(),
         };
@@ -1074,12 +1088,19 @@ impl ControllerService for Controller {
         {
             let mut s = self.sessions();
             // Heartbeats already come on another connection: nothing was lost.
-            if s.heartbeat_conns.values().any(|(b, i)| *b == broker_id && *i == incarnation) {
+            if s.heartbeat_conns
+                .values()
+                .any(|(b, i)| *b == broker_id && *i == incarnation)
+            {
                 return;
             }
-            s.disconnected.insert(broker_id, (Instant::now(), incarnation, term));
+            s.disconnected
+                .insert(broker_id, (Instant::now(), incarnation, term));
         }
-        tracing::info!(broker_id = broker_id.0, "a broker's heartbeat connection closed");
+        tracing::info!(
+            broker_id = broker_id.0,
+            "a broker's heartbeat connection closed"
+        );
         // Look again once the grace has passed rather than at some later tick.
         let grace = self.settings.reconnect_grace;
         let due = self.duties_due.clone();
@@ -1103,14 +1124,22 @@ mod tests {
             let tick = timers[0].heartbeat_interval_ms * 3 / 2;
             for pair in timers.windows(2) {
                 let gap = pair[1].stands_after_ms() - pair[0].stands_after_ms();
-                assert!(gap > tick + 20, "{voters} voters: gap {gap} ms, tick {tick} ms");
+                assert!(
+                    gap > tick + 20,
+                    "{voters} voters: gap {gap} ms, tick {tick} ms"
+                );
             }
             let first = timers[0].stands_after_ms();
             let last = timers[voters - 1].stands_after_ms();
-            assert!((500..=1000).contains(&first) && last <= 1000, "{first}..{last}");
+            assert!(
+                (500..=1000).contains(&first) && last <= 1000,
+                "{first}..{last}"
+            );
             // Every lease has ended before the first voter stands.
             assert!(timers.iter().all(|t| t.election_timeout_max_ms < first));
-            assert!(timers.iter().all(|t| t.election_timeout_min_ms > t.heartbeat_interval_ms));
+            assert!(timers
+                .iter()
+                .all(|t| t.election_timeout_min_ms > t.heartbeat_interval_ms));
         }
     }
 }

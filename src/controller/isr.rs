@@ -104,10 +104,21 @@ mod tests {
             );
         }
         for b in fenced {
-            apply(&mut image, MetadataRecord::FenceBroker { broker_id: BrokerId(*b) });
+            apply(
+                &mut image,
+                MetadataRecord::FenceBroker {
+                    broker_id: BrokerId(*b),
+                },
+            );
         }
         let topic_id = TopicId::random();
-        apply(&mut image, MetadataRecord::Topic { name: "t".into(), topic_id });
+        apply(
+            &mut image,
+            MetadataRecord::Topic {
+                name: "t".into(),
+                topic_id,
+            },
+        );
         apply(
             &mut image,
             MetadataRecord::Partition {
@@ -139,7 +150,13 @@ mod tests {
         let (image, id) = image_with(&[1, 2, 3], &[]);
         let records = decide_alter_partition(&image, &req(id, &[1, 3])).unwrap();
         match &records[..] {
-            [MetadataRecord::Partition { isr, leader, leader_epoch, partition_epoch, .. }] => {
+            [MetadataRecord::Partition {
+                isr,
+                leader,
+                leader_epoch,
+                partition_epoch,
+                ..
+            }] => {
                 assert_eq!(isr, &vec![BrokerId(1), BrokerId(3)]);
                 assert_eq!(*leader, BrokerId(1));
                 assert_eq!(*leader_epoch, LeaderEpoch(4));
@@ -156,7 +173,10 @@ mod tests {
         stale.partition_epoch = 6;
         assert!(matches!(
             decide_alter_partition(&image, &stale),
-            Err(ControllerError::InvalidUpdateVersion { expected: 7, got: 6 })
+            Err(ControllerError::InvalidUpdateVersion {
+                expected: 7,
+                got: 6
+            })
         ));
         let mut old_leader = req(id, &[1, 2]);
         old_leader.leader_epoch = LeaderEpoch(3);
@@ -177,7 +197,14 @@ mod tests {
             decide_alter_partition(&image, &req(id, &[2])),
             Err(ControllerError::IneligibleReplica(_))
         ));
-        assert_eq!(decide_alter_partition(&image, &req(id, &[1, 2])).unwrap().len(), 1);
-        assert!(decide_alter_partition(&image, &req(id, &[1])).unwrap().is_empty());
+        assert_eq!(
+            decide_alter_partition(&image, &req(id, &[1, 2]))
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(decide_alter_partition(&image, &req(id, &[1]))
+            .unwrap()
+            .is_empty());
     }
 }

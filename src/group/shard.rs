@@ -250,7 +250,9 @@ fn execute(
             let failed = failed.clone();
             tokio::spawn(async move {
                 let end = info.last_offset.next();
-                match tokio::time::timeout(commit_timeout, partition.wait_committed(end, -1, epoch)).await {
+                match tokio::time::timeout(commit_timeout, partition.wait_committed(end, -1, epoch))
+                    .await
+                {
                     Ok(Ok(())) => {
                         for (tx, r) in replies {
                             let _ = tx.send(r);

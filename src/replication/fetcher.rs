@@ -108,7 +108,9 @@ impl ReplicaFetcherManager {
         }
         let mut fetchers = self.fetchers();
         fetchers.retain(|leader, f| {
-            let keep = by_leader.get(leader).is_some_and(|(addr, _)| *addr == f.addr);
+            let keep = by_leader
+                .get(leader)
+                .is_some_and(|(addr, _)| *addr == f.addr);
             if !keep {
                 f.stop.cancel();
             }
@@ -138,7 +140,8 @@ impl ReplicaFetcherManager {
                 let changed = current.len() != wanted.len()
                     || wanted.iter().any(|(tp, t)| {
                         current.get(tp).is_none_or(|c| {
-                            c.leader_epoch != t.leader_epoch || !Arc::ptr_eq(&c.partition, &t.partition)
+                            c.leader_epoch != t.leader_epoch
+                                || !Arc::ptr_eq(&c.partition, &t.partition)
                         })
                     });
                 if changed {
@@ -228,7 +231,14 @@ impl FetchTask {
         settings: &FetcherSettings,
     ) -> Next {
         if client.is_none() {
-            match KafkaClient::connect(&*self.manager.net, &self.addr, "strata-replica-fetcher", Duration::from_secs(2)).await {
+            match KafkaClient::connect(
+                &*self.manager.net,
+                &self.addr,
+                "strata-replica-fetcher",
+                Duration::from_secs(2),
+            )
+            .await
+            {
                 Ok(c) => *client = Some(c),
                 Err(e) => {
                     tracing::debug!(leader = %self.leader, error = %e, "cannot reach the leader");
@@ -260,12 +270,18 @@ impl FetchTask {
         }
         let by_tp: HashMap<(&str, i32), &FetchTarget> = round
             .iter()
-            .map(|t| ((t.partition.tp.topic.as_str(), t.partition.tp.partition.0), t))
+            .map(|t| {
+                (
+                    (t.partition.tp.topic.as_str(), t.partition.tp.partition.0),
+                    t,
+                )
+            })
             .collect();
         let mut next = Next::Continue;
         for topic in &resp.responses {
             for data in &topic.partitions {
-                let Some(target) = by_tp.get(&(topic.topic.0.as_str(), data.partition_index)) else {
+                let Some(target) = by_tp.get(&(topic.topic.0.as_str(), data.partition_index))
+                else {
                     continue;
                 };
                 if !self.still_assigned(target) {
@@ -285,7 +301,10 @@ impl FetchTask {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&target.partition.tp)
-            .is_some_and(|t| t.leader_epoch == target.leader_epoch && Arc::ptr_eq(&t.partition, &target.partition))
+            .is_some_and(|t| {
+                t.leader_epoch == target.leader_epoch
+                    && Arc::ptr_eq(&t.partition, &target.partition)
+            })
     }
 
     async fn apply(&self, target: &FetchTarget, data: &PartitionData) -> Result<(), String> {
@@ -306,7 +325,10 @@ pub async fn apply_fetched(
     match ResponseError::try_from_code(data.error_code) {
         None => {
             if data.diverging_epoch.epoch != -1 || data.diverging_epoch.end_offset != -1 {
-                let (epoch, end) = (LeaderEpoch(data.diverging_epoch.epoch), Offset(data.diverging_epoch.end_offset));
+                let (epoch, end) = (
+                    LeaderEpoch(data.diverging_epoch.epoch),
+                    Offset(data.diverging_epoch.end_offset),
+                );
                 let to = match p.log().end_offset_for_epoch(epoch) {
                     Some((_, local_end)) => local_end.min(end),
                     None => end,
@@ -315,7 +337,9 @@ pub async fn apply_fetched(
                 return p.truncate_to(to).map_err(|e| e.to_string());
             }
             let records = data.records.clone().unwrap_or_default();
-            let appended = p.append_as_follower(records, leader_hw).map_err(|e| e.to_string())?;
+            let appended = p
+                .append_as_follower(records, leader_hw)
+                .map_err(|e| e.to_string())?;
             if let Some(info) = appended {
                 if p.log().config().flush_policy == FlushPolicy::GroupCommit {
                     // Durable soon, without holding up the next fetch (which is what tells the
@@ -336,7 +360,8 @@ pub async fn apply_fetched(
             let leader_start = Offset(data.log_start_offset);
             if leo < leader_start {
                 tracing::info!(partition = %p.tp, local_end = %leo, %leader_start, "behind the leader's log start; starting over there");
-                p.truncate_fully_and_start_at(leader_start).map_err(|e| e.to_string())
+                p.truncate_fully_and_start_at(leader_start)
+                    .map_err(|e| e.to_string())
             } else {
                 // Ahead of the leader without an epoch to tell where: keep what is committed.
                 let to = p.high_watermark().max(leader_hw.min(leo));
@@ -352,11 +377,17 @@ pub async fn apply_fetched(
 /// The leader no longer holds locally what this replica needs next, but object storage does:
 /// rather than copy it back, start the local log after the end of the remote log (which the
 /// leader keeps locally until it is uploaded).
-async fn rebuild_from_remote(p: &Arc<Partition>, remote: Option<&RemoteLogManager>) -> Result<(), String> {
+async fn rebuild_from_remote(
+    p: &Arc<Partition>,
+    remote: Option<&RemoteLogManager>,
+) -> Result<(), String> {
     let Some(remote) = remote else {
         return Err("the leader's data is tiered and this broker has no remote storage".into());
     };
-    let end = remote.remote_end_offset(p).await.map_err(|e| e.to_string())?;
+    let end = remote
+        .remote_end_offset(p)
+        .await
+        .map_err(|e| e.to_string())?;
     let Some(end) = end else {
         return Err("the leader says the data is tiered, but the remote log is empty".into());
     };
@@ -365,7 +396,8 @@ async fn rebuild_from_remote(p: &Arc<Partition>, remote: Option<&RemoteLogManage
         return Err("the leader's local log starts past this replica's end".into());
     }
     tracing::info!(partition = %p.tp, remote_end = %end, "rebuilding the replica after the remote log's end");
-    p.truncate_fully_and_start_at(start).map_err(|e| e.to_string())
+    p.truncate_fully_and_start_at(start)
+        .map_err(|e| e.to_string())
 }
 
 fn log_client_error(leader: BrokerId, e: &ClientError) {
@@ -377,7 +409,11 @@ fn log_client_error(leader: BrokerId, e: &ClientError) {
     }
 }
 
-fn fetch_request(local: BrokerId, round: &[FetchTarget], settings: &FetcherSettings) -> FetchRequest {
+fn fetch_request(
+    local: BrokerId,
+    round: &[FetchTarget],
+    settings: &FetcherSettings,
+) -> FetchRequest {
     let mut topics: Vec<FetchTopic> = Vec::new();
     for t in round {
         let p = &t.partition;

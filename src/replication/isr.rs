@@ -148,23 +148,44 @@ mod tests {
         let mut f = HashMap::new();
         f.insert(F2, fetched(1, 7, 10));
         f.insert(F3, fetched(1, 4, 10));
-        assert_eq!(high_watermark(Offset(0), Offset(10), L, &[L, F2, F3], &f), Offset(4));
+        assert_eq!(
+            high_watermark(Offset(0), Offset(10), L, &[L, F2, F3], &f),
+            Offset(4)
+        );
         // A follower outside the ISR does not hold it back.
-        assert_eq!(high_watermark(Offset(0), Offset(10), L, &[L, F2], &f), Offset(7));
+        assert_eq!(
+            high_watermark(Offset(0), Offset(10), L, &[L, F2], &f),
+            Offset(7)
+        );
         // The leader's own committed end bounds it too.
-        assert_eq!(high_watermark(Offset(0), Offset(5), L, &[L, F2], &f), Offset(5));
+        assert_eq!(
+            high_watermark(Offset(0), Offset(5), L, &[L, F2], &f),
+            Offset(5)
+        );
         // Alone, the leader's end is the high watermark.
-        assert_eq!(high_watermark(Offset(0), Offset(10), L, &[L], &f), Offset(10));
+        assert_eq!(
+            high_watermark(Offset(0), Offset(10), L, &[L], &f),
+            Offset(10)
+        );
         // Never backwards.
-        assert_eq!(high_watermark(Offset(8), Offset(10), L, &[L, F3], &f), Offset(8));
+        assert_eq!(
+            high_watermark(Offset(8), Offset(10), L, &[L, F3], &f),
+            Offset(8)
+        );
     }
 
     #[test]
     fn an_isr_member_not_yet_heard_from_holds_the_high_watermark() {
         let mut f = HashMap::new();
         f.insert(F2, FollowerState::new(0));
-        assert_eq!(high_watermark(Offset(3), Offset(10), L, &[L, F2], &f), Offset(3));
-        assert_eq!(high_watermark(Offset(3), Offset(10), L, &[L, F3], &f), Offset(3));
+        assert_eq!(
+            high_watermark(Offset(3), Offset(10), L, &[L, F2], &f),
+            Offset(3)
+        );
+        assert_eq!(
+            high_watermark(Offset(3), Offset(10), L, &[L, F3], &f),
+            Offset(3)
+        );
     }
 
     #[test]
@@ -187,10 +208,16 @@ mod tests {
         let mut f = HashMap::new();
         f.insert(F2, fetched(1_000, 10, 10));
         f.insert(F3, fetched(29_000, 10, 10));
-        assert_eq!(shrink_isr(&[L, F2, F3], L, &f, 30_000, 10_000), Some(vec![L, F3]));
+        assert_eq!(
+            shrink_isr(&[L, F2, F3], L, &f, 30_000, 10_000),
+            Some(vec![L, F3])
+        );
         assert_eq!(shrink_isr(&[L, F3], L, &f, 30_000, 10_000), None);
         // A member the leader has no state for is out of sync.
-        assert_eq!(shrink_isr(&[L, F2], L, &HashMap::new(), 0, 10_000), Some(vec![L]));
+        assert_eq!(
+            shrink_isr(&[L, F2], L, &HashMap::new(), 0, 10_000),
+            Some(vec![L])
+        );
     }
 
     #[test]
@@ -198,13 +225,22 @@ mod tests {
         let mut f = HashMap::new();
         f.insert(F2, fetched(1, 9, 12));
         f.insert(F3, fetched(1, 12, 12));
-        assert_eq!(expand_isr(&[L, F2, F3], &[L], &f, Offset(10), Offset(0)), Some(vec![L, F3]));
+        assert_eq!(
+            expand_isr(&[L, F2, F3], &[L], &f, Offset(10), Offset(0)),
+            Some(vec![L, F3])
+        );
         assert_eq!(
             expand_isr(&[L, F2, F3], &[L], &f, Offset(9), Offset(0)),
             Some(vec![L, F2, F3])
         );
         // Everything since the epoch started is required even above the high watermark.
-        assert_eq!(expand_isr(&[L, F2, F3], &[L], &f, Offset(9), Offset(11)), Some(vec![L, F3]));
-        assert_eq!(expand_isr(&[L, F2, F3], &[L, F2, F3], &f, Offset(0), Offset(0)), None);
+        assert_eq!(
+            expand_isr(&[L, F2, F3], &[L], &f, Offset(9), Offset(11)),
+            Some(vec![L, F3])
+        );
+        assert_eq!(
+            expand_isr(&[L, F2, F3], &[L, F2, F3], &f, Offset(0), Offset(0)),
+            None
+        );
     }
 }

@@ -17,7 +17,9 @@ use std::sync::{Arc, OnceLock, RwLock};
 use tokio::sync::watch;
 
 pub use fetcher::{FetchTarget, FetcherSettings, ReplicaFetcherManager};
-pub use partition::{FollowerFetch, IsrProposal, Partition, PartitionError, PartitionSignals, PartitionState};
+pub use partition::{
+    FollowerFetch, IsrProposal, Partition, PartitionError, PartitionSignals, PartitionState,
+};
 pub use remote_log_manager::{RemoteLogError, RemoteLogManager, RemoteLogManagerConfig};
 
 use crate::clock::SharedClock;

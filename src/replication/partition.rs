@@ -53,7 +53,10 @@ pub enum PartitionError {
         min_isr: usize,
     },
     #[error("{tp}: broker {replica} is not a replica of this partition")]
-    UnknownReplica { tp: TopicPartition, replica: BrokerId },
+    UnknownReplica {
+        tp: TopicPartition,
+        replica: BrokerId,
+    },
     #[error(transparent)]
     Log(#[from] LogError),
 }
@@ -170,7 +173,11 @@ impl Partition {
             leo
         } else {
             let checkpointed = checkpoint::read_offset(log.dir(), checkpoint::HIGH_WATERMARK_FILE);
-            Offset(checkpointed.unwrap_or(0).clamp(log.log_start_offset().0, leo.0))
+            Offset(
+                checkpointed
+                    .unwrap_or(0)
+                    .clamp(log.log_start_offset().0, leo.0),
+            )
         };
         let now = clock.now_ms();
         let followers = followers_for(&state, local, now);
@@ -231,7 +238,8 @@ impl Partition {
                 r.pending_isr = None;
                 for b in &state.replicas {
                     if *b != self.local && !r.followers.contains_key(b) {
-                        r.followers.insert(*b, FollowerState::new(self.clock.now_ms()));
+                        r.followers
+                            .insert(*b, FollowerState::new(self.clock.now_ms()));
                     }
                 }
             }
@@ -556,12 +564,17 @@ impl Partition {
             return Ok(());
         }
         checkpoint::write_offset(self.log.dir(), checkpoint::HIGH_WATERMARK_FILE, hw)?;
-        self.checkpointed_high_watermark.store(hw, Ordering::Relaxed);
+        self.checkpointed_high_watermark
+            .store(hw, Ordering::Relaxed);
         Ok(())
     }
 }
 
-fn followers_for(state: &PartitionState, local: BrokerId, now_ms: i64) -> HashMap<BrokerId, FollowerState> {
+fn followers_for(
+    state: &PartitionState,
+    local: BrokerId,
+    now_ms: i64,
+) -> HashMap<BrokerId, FollowerState> {
     if state.leader != local {
         return HashMap::new();
     }

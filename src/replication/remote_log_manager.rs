@@ -510,7 +510,11 @@ impl RemoteLogManager {
     /// The last offset of the remote log of `p`, reading its manifest if needed; `None` when
     /// the partition is not tiered or nothing is uploaded yet.
     pub async fn remote_end_offset(&self, p: &Partition) -> Result<Option<Offset>, RemoteLogError> {
-        Ok(self.manifest_of(p).await?.and_then(|m| m.end_offset()).map(Offset))
+        Ok(self
+            .manifest_of(p)
+            .await?
+            .and_then(|m| m.end_offset())
+            .map(Offset))
     }
 
     /// The manifest of `tp` if the topic is tiered here and it is loaded (loading it if not).
