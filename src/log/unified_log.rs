@@ -143,6 +143,11 @@ impl UnifiedLog {
         self.lock().config.clone()
     }
 
+    /// The flush policy alone, without copying the whole config (read on every append).
+    pub fn flush_policy(&self) -> FlushPolicy {
+        self.lock().config.flush_policy
+    }
+
     /// Applies a changed topic config; takes effect at the next append / retention pass.
     pub fn update_config(&self, config: LogConfig) {
         let mut st = self.lock();
@@ -592,6 +597,15 @@ impl UnifiedLog {
         st.epoch_cache
             .end_offset_for(epoch.0, leo)
             .map(|(e, o)| (LeaderEpoch(e), Offset(o)))
+    }
+
+    /// The newest leader-epoch cache entry `(epoch, start offset)`.
+    pub fn latest_epoch_entry(&self) -> Option<(LeaderEpoch, Offset)> {
+        self.lock()
+            .epoch_cache
+            .entries()
+            .last()
+            .map(|&(e, o)| (LeaderEpoch(e), Offset(o)))
     }
 
     /// The leader-epoch cache entries `(epoch, start offset)`, oldest first.

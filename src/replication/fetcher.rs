@@ -341,7 +341,7 @@ pub async fn apply_fetched(
                 .append_as_follower(records, leader_hw)
                 .map_err(|e| e.to_string())?;
             if let Some(info) = appended {
-                if p.log().config().flush_policy == FlushPolicy::GroupCommit {
+                if p.log().flush_policy() == FlushPolicy::GroupCommit {
                     // Durable soon, without holding up the next fetch (which is what tells the
                     // leader this replica has the records).
                     let log = p.log().clone();

@@ -302,7 +302,7 @@ impl Partition {
     }
 
     fn waits_for_fsync(&self) -> bool {
-        matches!(self.log.config().flush_policy, FlushPolicy::GroupCommit)
+        self.log.flush_policy() == FlushPolicy::GroupCommit
     }
 
     /// Resolves once what the leader appended below `end_offset` at `leader_epoch` is
@@ -481,16 +481,16 @@ impl Partition {
     pub fn propose_isr_change(&self, lag_max_ms: i64) -> Option<IsrProposal> {
         let now = self.clock.now_ms();
         let hw = self.high_watermark();
-        let epoch_start = self
-            .log
-            .epoch_entries()
-            .last()
-            .filter(|(e, _)| *e == self.state().leader_epoch)
-            .map_or(self.log.log_end_offset(), |(_, start)| *start);
+        let latest_epoch = self.log.latest_epoch_entry();
+        let leo = self.log.log_end_offset();
         let mut r = self.lock();
         if r.state.leader != self.local || r.state.replicas.len() <= 1 {
             return None;
         }
+        // Nothing written in this leadership yet: it would start at the log end.
+        let epoch_start = latest_epoch
+            .filter(|(e, _)| *e == r.state.leader_epoch)
+            .map_or(leo, |(_, start)| start);
         if let Some((_, sent)) = &r.pending_isr {
             if now - sent < ISR_PROPOSAL_RETRY_MS {
                 return None;
