@@ -94,11 +94,12 @@ def produce_numbered(bootstrap: str, topic: str, start: int, count: int, **extra
     return acked
 
 
-def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 60) -> list[int]:
+def read_records(bootstrap: str, topic: str, expected: int, timeout: float = 60) -> list[tuple[int, bytes]]:
+    """(offset, value) of partition 0 from offset 0, until `expected` records or `timeout`."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{time.time_ns()}",
                   "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     c.assign([TopicPartition(topic, 0, 0)])
-    out: list[tuple[int, int]] = []
+    out: list[tuple[int, bytes]] = []
     deadline = time.monotonic() + timeout
     try:
         while len(out) < expected and time.monotonic() < deadline:
@@ -107,12 +108,17 @@ def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 60) -> 
                     if m.error().code() == KafkaError._PARTITION_EOF:
                         continue
                     raise AssertionError(f"consume error: {m.error()}")
-                out.append((m.offset(), int(m.value())))
+                out.append((m.offset(), m.value()))
     finally:
         c.close()
+    return out
+
+
+def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 60) -> list[int]:
+    out = read_records(bootstrap, topic, expected, timeout)
     offsets = [o for o, _ in out]
     assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets), "offsets out of order"
-    return [v for _, v in out]
+    return [int(v) for _, v in out]
 
 
 @pytest.mark.timeout(300)
@@ -316,18 +322,7 @@ def test_a_follower_behind_the_tiered_log_rebuilds_after_the_remote_end(tmp_path
 
 
 def read_all_values(bootstrap: str, topic: str, expected: int) -> list[str]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{time.time_ns()}",
-                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-    c.assign([TopicPartition(topic, 0, 0)])
-    out: list[str] = []
-    deadline = time.monotonic() + 60
-    try:
-        while len(out) < expected and time.monotonic() < deadline:
-            for m in c.consume(1000, timeout=1.0):
-                assert not m.error() or m.error().code() == KafkaError._PARTITION_EOF, m.error()
-                if not m.error():
-                    assert m.offset() == len(out), f"offset {m.offset()} after {len(out)} records"
-                    out.append(m.value()[:6].decode())
-    finally:
-        c.close()
-    return out
+    out = read_records(bootstrap, topic, expected)
+    for i, (offset, _) in enumerate(out):
+        assert offset == i, f"offset {offset} after {i} records"
+    return [v[:6].decode() for _, v in out]
