@@ -1,6 +1,7 @@
 //! Append throughput of the partition log: 1 KB and 16 KB batches without fsync, and with
 //! group commit (fdatasync) under 4 concurrent writers. Each sample writes into a fresh log so
 //! disk use stays bounded. Run: `cargo bench --bench log_append -- --quick`.
+//! `BENCH_PREALLOCATE_BYTES` overrides `log.preallocate.bytes` (0 turns reservations off).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,10 +24,13 @@ fn open(policy: FlushPolicy) -> (tempfile::TempDir, Arc<UnifiedLog>) {
     let dir = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| "/work".into()))
         .expect("tempdir");
     let clock: SharedClock = strata::clock::system();
-    let cfg = LogConfig {
+    let mut cfg = LogConfig {
         flush_policy: policy,
         ..LogConfig::default()
     };
+    if let Ok(v) = std::env::var("BENCH_PREALLOCATE_BYTES") {
+        cfg.preallocate_bytes = v.parse().expect("BENCH_PREALLOCATE_BYTES: a byte count");
+    }
     let log = UnifiedLog::open(dir.path().join("bench-0"), cfg, clock).expect("open");
     (dir, log)
 }

@@ -205,6 +205,77 @@ fn rolls_by_size_and_reopens_cleanly_and_after_crash() {
     assert_eq!(read_all(&log).len(), 101);
 }
 
+/// Bytes of disk blocks a file holds, and its length.
+fn allocated_and_len(p: &std::path::Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(p).expect("stat");
+    (m.blocks() * 512, m.len())
+}
+
+fn log_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .expect("ls")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn preallocation_is_invisible_and_released_when_a_segment_closes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = ManualClock::new(T0);
+    let cfg = LogConfig {
+        segment_bytes: 64 * 1024,
+        preallocate_bytes: 256 * 1024,
+        ..LogConfig::default()
+    };
+    let value = vec![b'v'; 1000];
+    let log = open(dir.path(), cfg.clone(), &clock);
+    for _ in 0..100 {
+        log.append_as_leader(batch(4, &value, T0), LeaderEpoch(0))
+            .expect("append");
+    }
+    let files = log_files(dir.path());
+    assert!(files.len() >= 2, "segments: {files:?}");
+    let (active_alloc, active_len) = allocated_and_len(files.last().expect("active"));
+    // The filesystem under the test may not support reservations; where it does, the active
+    // segment holds more blocks than its length and its length is exactly the data.
+    let supported = active_alloc > active_len.next_multiple_of(4096);
+    for closed in &files[..files.len() - 1] {
+        let (alloc, len) = allocated_and_len(closed);
+        assert!(len > 0 && len <= 64 * 1024, "{closed:?}: {len}");
+        assert!(
+            alloc <= len.next_multiple_of(4096),
+            "{closed:?} keeps {alloc} for {len}"
+        );
+    }
+    // A crash leaves the reservation behind: reopening sees only the data, and rolling releases it.
+    drop(log);
+    let log = open(dir.path(), cfg.clone(), &clock);
+    assert_eq!(log.log_end_offset(), Offset(400));
+    let all = read_all(&log);
+    assert_eq!(all.len(), 100);
+    for (i, h) in all.iter().enumerate() {
+        assert_eq!((h.base_offset, h.records_count), (4 * i as i64, 4));
+    }
+    let last = files.last().expect("active").clone();
+    if supported {
+        assert!(allocated_and_len(&last).0 > allocated_and_len(&last).1.next_multiple_of(4096));
+    }
+    log.roll().expect("roll");
+    let (alloc, len) = allocated_and_len(&last);
+    assert_eq!(len, active_len);
+    assert!(
+        alloc <= len.next_multiple_of(4096),
+        "kept {alloc} for {len}"
+    );
+    log.close().expect("close");
+    let log = open(dir.path(), cfg, &clock);
+    assert_eq!(read_all(&log).len(), 100);
+}
+
 #[test]
 fn rolls_by_time_with_the_clock() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -537,6 +537,7 @@ impl TopicConfig {
             remote_storage_enable: s("remote.storage.enable") == "true",
             local_retention_ms: i("local.retention.ms"),
             local_retention_bytes: i("local.retention.bytes"),
+            preallocate_bytes: node.get_i64("log.preallocate.bytes").max(0) as u64,
         }
     }
 

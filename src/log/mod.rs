@@ -102,7 +102,13 @@ pub struct LogConfig {
     pub local_retention_ms: i64,
     /// `local.retention.bytes`; -2 means the same as `retention.bytes`.
     pub local_retention_bytes: i64,
+    /// `log.preallocate.bytes`: disk space reserved ahead of the active segment's end, in
+    /// chunks of this size (0: none). See `LogSegment::append`.
+    pub preallocate_bytes: u64,
 }
+
+/// Default of `log.preallocate.bytes`.
+pub const DEFAULT_PREALLOCATE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// `local.retention.*`: "the same as the total retention".
 pub const LOCAL_RETENTION_SAME_AS_TOTAL: i64 = -2;
@@ -157,6 +163,7 @@ impl Default for LogConfig {
             remote_storage_enable: false,
             local_retention_ms: LOCAL_RETENTION_SAME_AS_TOTAL,
             local_retention_bytes: LOCAL_RETENTION_SAME_AS_TOTAL,
+            preallocate_bytes: DEFAULT_PREALLOCATE_BYTES,
         }
     }
 }

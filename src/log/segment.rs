@@ -12,7 +12,7 @@
 //! (the cleaner's swap), so readers may copy them without the log lock.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -301,6 +301,9 @@ pub struct LogSegment {
     bytes_since_index_entry: u64,
     index_interval_bytes: u64,
     index_bytes: u32,
+    /// File offset up to which disk blocks are reserved (`preallocate`); the file's size stays
+    /// `size`, so readers and recovery never see the reservation.
+    reserved_to: u64,
 }
 
 impl LogSegment {
@@ -356,6 +359,7 @@ impl LogSegment {
             bytes_since_index_entry: 0,
             index_interval_bytes: index_interval_bytes as u64,
             index_bytes,
+            reserved_to: 0,
         };
         seg.make_active()?;
         Ok(seg)
@@ -371,11 +375,10 @@ impl LogSegment {
         now_ms: i64,
     ) -> Result<LogSegment> {
         let (file, index, time_index) = Self::open_files(dir, base_offset, false)?;
-        let size = file
-            .file
-            .metadata()
-            .map_err(|e| io_error(&file.path, e))?
-            .len();
+        let meta = file.file.metadata().map_err(|e| io_error(&file.path, e))?;
+        let size = meta.len();
+        // Blocks past the end: a reservation left by a crash (released when the segment closes).
+        let reserved_to = (meta.blocks() * 512).max(size);
         Ok(LogSegment {
             base_offset,
             file,
@@ -390,6 +393,7 @@ impl LogSegment {
             bytes_since_index_entry: 0,
             index_interval_bytes: index_interval_bytes as u64,
             index_bytes,
+            reserved_to,
         })
     }
 
@@ -434,10 +438,26 @@ impl LogSegment {
     /// Writes `data` (whole, validated batches with final offsets; `headers` gives each batch's
     /// position within `data`) at the end of the file. On failure the file is cut back to its
     /// previous size and nothing else changes.
-    pub fn append(&mut self, data: &[u8], headers: &[(usize, BatchHeader)]) -> Result<()> {
+    ///
+    /// With `preallocate` > 0, disk blocks are reserved ahead of the end in chunks of that size
+    /// (`fallocate` with `FALLOC_FL_KEEP_SIZE`: the file's length does not change). A buffered
+    /// write into reserved blocks skips the filesystem's per-page delayed-allocation work, the
+    /// largest cost of an append after the copy itself (see docs/BENCHMARKS.md). The reservation
+    /// is a hint: where the filesystem cannot make it, appends go on without it.
+    pub fn append(
+        &mut self,
+        data: &[u8],
+        headers: &[(usize, BatchHeader)],
+        preallocate: u64,
+    ) -> Result<()> {
+        let end = self.size + data.len() as u64;
+        if preallocate > 0 && end > self.reserved_to {
+            self.reserve(end, preallocate);
+        }
         if let Err(e) = self.file.file.write_all_at(data, self.size) {
             // Cut back the partial write so the file still ends on a batch boundary.
             let _ = self.file.file.set_len(self.size);
+            self.reserved_to = self.size;
             return Err(io_error(&self.file.path, e));
         }
         let start = self.size;
@@ -445,6 +465,35 @@ impl LogSegment {
             self.note_batch(start + *pos as u64, h);
         }
         self.size += data.len() as u64;
+        Ok(())
+    }
+
+    /// Reserves blocks from the current reservation (or the end) to past `end`, in whole chunks.
+    fn reserve(&mut self, end: u64, chunk: u64) {
+        let from = self.reserved_to.max(self.size);
+        let len = (end - from).div_ceil(chunk) * chunk;
+        let reserved = rustix::fs::fallocate(
+            &self.file.file,
+            rustix::fs::FallocateFlags::KEEP_SIZE,
+            from,
+            len,
+        );
+        // Unsupported, or no space for the whole chunk: the write itself says whether the data
+        // fits. Not reserving again until the end passes this point keeps a failing call off
+        // every append.
+        self.reserved_to = if reserved.is_ok() { from + len } else { end };
+    }
+
+    /// Gives back blocks reserved past the end (a closed segment never grows).
+    fn release_reservation(&mut self) -> Result<()> {
+        if self.reserved_to > self.size.next_multiple_of(4096) {
+            // Truncating to the current length frees blocks past it (ext4, xfs).
+            self.file
+                .file
+                .set_len(self.size)
+                .map_err(|e| io_error(&self.file.path, e))?;
+        }
+        self.reserved_to = self.size;
         Ok(())
     }
 
@@ -486,6 +535,7 @@ impl LogSegment {
                 .map_err(|e| io_error(&self.file.path, e))?;
             self.file.sync_data()?;
             self.size = end.valid_end;
+            self.reserved_to = end.valid_end;
         }
         Ok(cut)
     }
@@ -659,6 +709,7 @@ impl LogSegment {
             .set_len(cut)
             .map_err(|e| io_error(&self.file.path, e))?;
         self.size = cut;
+        self.reserved_to = cut;
         // Rebuild stats and indexes for what remains; truncation is rare and off the hot path.
         self.rebuild_indexes()?;
         Ok(removed)
@@ -687,6 +738,7 @@ impl LogSegment {
 
     /// The segment stops taking appends: record the final max timestamp and trim the indexes.
     pub fn on_become_inactive(&mut self) -> Result<()> {
+        self.release_reservation()?;
         if self.max_timestamp >= 0 {
             self.time_index
                 .maybe_append(self.max_timestamp, self.offset_of_max_timestamp);

@@ -289,7 +289,8 @@ impl UnifiedLog {
         if st.should_roll(data.len(), last_offset, max_timestamp, now) {
             st.roll(now)?;
         }
-        st.active_mut().append(&data, &batches)?;
+        let preallocate = st.config.preallocate_bytes;
+        st.active_mut().append(&data, &batches, preallocate)?;
         st.producers.apply(pending);
         let mut epochs_changed = false;
         match origin {
