@@ -22,6 +22,7 @@
 
 pub mod admin;
 mod alloc;
+pub use alloc::keep_large_blocks;
 pub mod broker;
 pub mod client;
 pub mod clock;

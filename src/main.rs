@@ -74,6 +74,7 @@ enum ClusterCommand {
 }
 
 fn main() -> std::process::ExitCode {
+    strata::keep_large_blocks();
     let mut filter = std::env::var("STRATA_LOG").unwrap_or_else(|_| "info".to_string());
     // openraft narrates every vote and append at info; keep its warnings unless asked.
     if !filter.contains("openraft") {

@@ -286,5 +286,31 @@ pub mod time_index;
 mod unified_log;
 
 pub use cleaner::{CleanerStats, LogCleaner};
+
+/// The storage engine's metrics, one set per process (every log feeds them; the broker's
+/// registry exports them).
+#[derive(Debug, Clone)]
+pub struct LogMetrics {
+    /// How long an append waiting for durability waited: queueing behind the fsync in flight,
+    /// then its own.
+    pub flush_latency: prometheus::Histogram,
+}
+
+pub fn metrics() -> &'static LogMetrics {
+    static METRICS: std::sync::OnceLock<LogMetrics> = std::sync::OnceLock::new();
+    METRICS.get_or_init(|| LogMetrics {
+        flush_latency: prometheus::Histogram::with_opts(
+            prometheus::HistogramOpts::new(
+                "strata_log_flush_latency_seconds",
+                "Time an acknowledgement waited for fsync (group commit).",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 5.0, 10.0,
+            ]),
+        )
+        .expect("metric definition is valid"),
+    })
+}
 pub use manager::LogManager;
 pub use unified_log::{RetentionGuard, SealedSegmentInfo, UnifiedLog};

@@ -354,8 +354,12 @@ impl UnifiedLog {
         if self.durable.load(Ordering::SeqCst) >= end_offset.0 {
             return Ok(());
         }
+        let waited = std::time::Instant::now();
         let _flushing = self.flush_lock.lock().await;
         if self.durable.load(Ordering::SeqCst) >= end_offset.0 {
+            super::metrics()
+                .flush_latency
+                .observe(waited.elapsed().as_secs_f64());
             return Ok(());
         }
         let (files, dir, target, truncations) = {
@@ -377,6 +381,9 @@ impl UnifiedLog {
             return Err(e);
         }
         self.finish_flush(target, truncations);
+        super::metrics()
+            .flush_latency
+            .observe(waited.elapsed().as_secs_f64());
         Ok(())
     }
 

@@ -342,14 +342,7 @@ impl Metrics {
         let _ = registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ));
-        let flush_latency = Histogram::with_opts(
-            HistogramOpts::new(
-                "strata_log_flush_latency_seconds",
-                "Time an acknowledgement waited for fsync (group commit).",
-            )
-            .buckets(latency_buckets()),
-        )
-        .expect("metric definition is valid");
+        let flush_latency = crate::log::metrics().flush_latency.clone();
         registry
             .register(Box::new(flush_latency.clone()))
             .expect("metric registered once");

@@ -9,8 +9,8 @@ use std::time::Instant;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::Encodable;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -34,7 +34,9 @@ enum FrameError {
     Io(#[from] std::io::Error),
 }
 
-async fn read_frame(reader: &mut OwnedReadHalf, max: usize) -> Result<Bytes, FrameError> {
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max: usize) -> Result<Bytes, FrameError> {
     let size = match reader.read_i32().await {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
@@ -44,14 +46,22 @@ async fn read_frame(reader: &mut OwnedReadHalf, max: usize) -> Result<Bytes, Fra
         return Err(FrameError::Negative(size));
     }
     // Checked before allocating, so a hostile size costs nothing.
-    if size as usize > max {
+    let size = size as usize;
+    if size > max {
         return Err(FrameError::TooLarge {
-            size: size.into(),
+            size: size as i64,
             max,
         });
     }
-    let mut buf = BytesMut::zeroed(size as usize);
-    reader.read_exact(&mut buf).await?;
+    // Received straight into uninitialised capacity: zero-filling a megabyte produce request
+    // first cost as much CPU as receiving it (profile in docs/BENCHMARKS.md).
+    let mut buf = BytesMut::with_capacity(size);
+    while buf.len() < size {
+        let want = size - buf.len();
+        if reader.read_buf(&mut (&mut buf).limit(want)).await? == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+    }
     Ok(buf.freeze())
 }
 
@@ -161,7 +171,10 @@ pub(super) async fn run(
     limits: ServerLimits,
     shutdown: CancellationToken,
 ) {
-    let (mut reader, mut writer) = stream.into_split();
+    let (reader, mut writer) = stream.into_split();
+    // Small requests arrive many to a read instead of costing a syscall for each size prefix;
+    // large ones bypass the buffer.
+    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let (frames_tx, mut frames_rx) = mpsc::channel::<Bytes>(limits.max_in_flight);
     let reader_task = tokio::spawn(async move {
         loop {
