@@ -178,7 +178,11 @@ impl Broker {
             advertised,
             controller: controller.clone(),
             replicas: replicas.clone(),
-            groups: Arc::new(GroupCoordinator::new(clock.clone(), shutdown.clone())),
+            groups: Arc::new(GroupCoordinator::new(
+                clock.clone(),
+                shutdown.clone(),
+                metrics.groups.clone(),
+            )),
             clock,
             shutdown: shutdown.clone(),
             metrics,
@@ -465,6 +469,7 @@ impl Broker {
         }
         self.remote.sync_metrics();
         self.controller.sync_metrics(&self.metrics.controller);
+        self.groups.sync_metrics(self);
         self.metrics.render()
     }
 

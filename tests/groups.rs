@@ -15,8 +15,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use strata::group::records::OffsetsRecord;
 use strata::group::state::{
-    Decision, GroupConfig, GroupRequest, GroupResponse, GroupShard, GroupState,
+    Decision, GroupConfig, GroupRequest, GroupResponse, GroupShard, GroupState, GroupSummary,
 };
+use strata::model::{Offset, TopicPartition};
 
 const GROUP: &str = "g";
 
@@ -30,6 +31,8 @@ struct Harness {
     next_waiter: u64,
     /// Every record decided so far, in order (what the log would hold).
     log: Vec<OffsetsRecord>,
+    /// Join phases completed so far, as the decisions counted them.
+    rebalances: u64,
 }
 
 impl Harness {
@@ -44,6 +47,7 @@ impl Harness {
             now: 1_000_000,
             next_waiter: 0,
             log: Vec::new(),
+            rebalances: 0,
         }
     }
 
@@ -51,6 +55,7 @@ impl Harness {
         self.next_waiter += 1;
         let d = self.shard.handle(self.next_waiter, req, self.now);
         self.log.extend(d.records.iter().cloned());
+        self.rebalances += d.rebalances;
         (self.next_waiter, d)
     }
 
@@ -58,6 +63,7 @@ impl Harness {
         self.now += advance_ms;
         let d = self.shard.tick(self.now);
         self.log.extend(d.records.iter().cloned());
+        self.rebalances += d.rebalances;
         d
     }
 
@@ -517,4 +523,50 @@ fn only_empty_groups_can_be_deleted() {
         group_id: GROUP.into(),
     });
     assert_eq!(error_of(&d, w), E::GroupIdNotFound.code());
+}
+
+#[test]
+fn each_generation_bump_counts_one_rebalance_and_the_summary_follows_the_group() {
+    let mut h = Harness::new(0);
+    let (a, _, _) = join_new_member(&mut h, &[("range", b"")]);
+    assert_eq!(h.rebalances, 1);
+    sync(&mut h, &a, 1, &[]);
+    commit(&mut h, &a, 1, 0, 7);
+    let (b, _, _) = join_new_member(&mut h, &[("range", b"")]);
+    assert_eq!(
+        h.rebalances, 1,
+        "a rebalance in progress is not a completed one"
+    );
+    assert_eq!(h.shard.summary()[0].state, GroupState::PreparingRebalance);
+    h.send(join_req(&a, &[("range", b"")], None));
+    assert_eq!(h.rebalances, 2);
+    sync(&mut h, &a, 2, &[]);
+    assert_eq!(heartbeat(&mut h, &b, 2), 0);
+    assert_eq!(
+        h.shard.summary(),
+        vec![GroupSummary {
+            group_id: GROUP.into(),
+            state: GroupState::Stable,
+            members: 2,
+            offsets: vec![(TopicPartition::new("t", 0), Offset(7))],
+        }]
+    );
+    // Heartbeats and commits move nothing; both sessions expiring empties the group, which
+    // bumps the generation once more.
+    commit(&mut h, &a, 2, 0, 8);
+    assert_eq!(h.rebalances, 2);
+    h.tick(10_000);
+    assert_eq!(
+        (h.state(), h.generation(), h.rebalances),
+        (GroupState::Empty, 3, 3)
+    );
+    let summary = h.shard.summary();
+    assert_eq!(
+        (summary[0].state, summary[0].members),
+        (GroupState::Empty, 0)
+    );
+    assert_eq!(
+        summary[0].offsets,
+        vec![(TopicPartition::new("t", 0), Offset(8))]
+    );
 }

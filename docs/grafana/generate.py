@@ -95,6 +95,24 @@ add(panel(0, "ISR shrinks and expands", [
 add(panel(0, "Leaders fetched from (follower fetchers)", [("strata_replication_follower_fetchers", "{{instance}}")], 8, y))
 y += 8
 
+# Lag is exported by the broker that coordinates the group, for the partitions it leads; while
+# a coordinator moves two brokers may briefly export the same group, hence max rather than sum.
+add(row(0, "Groups and lag", y)); y += 1
+add(panel(0, "Groups by state", [("sum by (state) (strata_group_groups)", "{{state}}")], 0, y, 8, 8))
+add(panel(0, "Members and rebalances", [
+    ("sum(strata_group_members)", "members"),
+    ("sum(rate(strata_group_rebalances_total[5m])) * 60", "rebalances / min"),
+], 8, y, 8, 8))
+add(panel(0, "Lag series left out (metrics.group.lag.max.series)", [("sum(strata_group_consumer_lag_series_dropped)", "left out")], 16, y, 8, 8))
+y += 8
+add(panel(0, "Consumer lag by group (records)", [("max by (group) (strata_group_consumer_lag_sum_records)", "{{group}}")], 0, y, 12, 8))
+add(panel(0, "Consumer lag growth by group (records/s)", [("max by (group) (deriv(strata_group_consumer_lag_sum_records[10m]))", "{{group}}")], 12, y, 12, 8))
+y += 8
+add(panel(0, "Most lagging partitions (records)", [
+    ("topk(10, max by (group, topic, partition) (strata_group_consumer_lag_records))", "{{group}} {{topic}}-{{partition}}"),
+], 0, y, 24, 8))
+y += 8
+
 add(row(0, "Metadata quorum", y)); y += 1
 add(panel(0, "Active controller", [("strata_controller_active == 1", "{{instance}}")], 0, y, 4, 4, kind="stat"))
 add(panel(0, "Controllers active", [("sum(strata_controller_active)", "active")], 4, y, 4, 4, kind="stat"))

@@ -169,6 +169,7 @@ pub const NODE_KEYS: &[NodeKey] = &[
     node("group.max.session.timeout.ms", Int, "1800000", false, "Largest session timeout a group member may ask for."),
     node("group.initial.rebalance.delay.ms", Int, "3000", false, "How long the first rebalance of an empty group waits for more members."),
     node("group.max.size", Int, "2147483647", false, "Most members in one group."),
+    node("metrics.group.lag.max.series", Int, "1000", true, "Most (group, topic, partition) series of strata_group_consumer_lag_records; partitions beyond it are left out of that gauge (counted in strata_group_consumer_lag_series_dropped) but stay in the per-group sum."),
 ];
 
 const fn topic(

@@ -9,12 +9,17 @@
 //!
 //! The offsets topic is compacted: the latest record per key (group/topic/partition, or group)
 //! is all a load needs; expired offsets and deleted groups are written as tombstones.
+//!
+//! Metrics: each shard publishes a summary of its groups every few seconds; at scrape time the
+//! coordinator counts groups by state and measures consumer [`lag`] against the high watermarks
+//! of the partitions this broker leads.
 
+pub mod lag;
 pub mod records;
 pub mod shard;
 pub mod state;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,9 +32,10 @@ use crate::config::NodeConfig;
 use crate::controller::{
     decide_create_topic, BrokerRegistration, ControllerError, NewTopic, TopicDefaults,
 };
+use crate::metrics::GroupMetrics;
 use crate::model::TopicPartition;
 use shard::{Command, ShardHandle, ShardSettings, ACTIVE, LOADING, STOPPED};
-pub use state::{GroupConfig, GroupRequest, GroupResponse, GroupState};
+pub use state::{GroupConfig, GroupRequest, GroupResponse, GroupState, GroupSummary};
 
 /// The internal topic holding commits and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -61,24 +67,42 @@ pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
     abs % partitions.max(1)
 }
 
+/// The consumer-lag series last exported, so that those whose group or partition is gone are
+/// removed rather than left at their last value.
+#[derive(Debug, Default)]
+struct ExportedLag {
+    partitions: BTreeSet<(String, TopicPartition)>,
+    groups: BTreeSet<String>,
+}
+
 #[derive(Debug)]
 pub struct GroupCoordinator {
     // Short sections only (look up, insert or remove a handle); never held across `.await`.
     shards: Mutex<HashMap<i32, ShardHandle>>,
     clock: SharedClock,
     shutdown: CancellationToken,
+    metrics: GroupMetrics,
+    // Held while a scrape updates the lag gauges, so two scrapes never interleave their updates
+    // and removals; no I/O or `.await` inside.
+    exported_lag: Mutex<ExportedLag>,
 }
 
 impl GroupCoordinator {
-    pub fn new(clock: SharedClock, shutdown: CancellationToken) -> GroupCoordinator {
+    pub fn new(
+        clock: SharedClock,
+        shutdown: CancellationToken,
+        metrics: GroupMetrics,
+    ) -> GroupCoordinator {
         GroupCoordinator {
             shards: Mutex::new(HashMap::new()),
             clock,
             shutdown,
+            metrics,
+            exported_lag: Mutex::new(ExportedLag::default()),
         }
     }
 
-    fn settings(node: &NodeConfig) -> ShardSettings {
+    fn settings(&self, node: &NodeConfig) -> ShardSettings {
         ShardSettings {
             config: GroupConfig {
                 min_session_timeout_ms: node.get_i32("group.min.session.timeout.ms"),
@@ -98,6 +122,7 @@ impl GroupCoordinator {
                 node.get_i64("offsets.retention.check.interval.ms")
                     .max(1000) as u64,
             ),
+            rebalances: self.metrics.rebalances.clone(),
         }
     }
 
@@ -154,7 +179,7 @@ impl GroupCoordinator {
                 tracing::info!(partition = %p.tp, "loading group coordinator shard");
                 shard::spawn(
                     p.clone(),
-                    Self::settings(&node),
+                    self.settings(&node),
                     self.clock.clone(),
                     self.shutdown.child_token(),
                 )
@@ -277,7 +302,7 @@ impl GroupCoordinator {
         // failed write): start one, which loads from the log.
         let handle = shard::spawn(
             partition,
-            Self::settings(&broker.node_config()),
+            self.settings(&broker.node_config()),
             self.clock.clone(),
             self.shutdown.child_token(),
         );
@@ -333,6 +358,69 @@ impl GroupCoordinator {
             .filter(|s| s.status() == ACTIVE)
             .map(|s| Self::send(s, request.clone()))
             .collect()
+    }
+}
+
+impl GroupCoordinator {
+    /// Refreshes `strata_group_*` from the summaries the active shards last published and the
+    /// high watermarks of the partitions this broker leads. Called at scrape time.
+    pub fn sync_metrics(&self, broker: &Broker) {
+        let summaries: Vec<Arc<Vec<GroupSummary>>> = match self.shards.lock() {
+            Ok(shards) => shards
+                .values()
+                .filter(|h| h.status() == ACTIVE)
+                .map(ShardHandle::summary)
+                .collect(),
+            Err(_) => return,
+        };
+        let groups = || summaries.iter().flat_map(|s| s.iter());
+        let m = &self.metrics;
+        for state in GroupState::ALL {
+            let n = groups().filter(|g| g.state == state).count();
+            m.groups.with_label_values(&[state.name()]).set(n as i64);
+        }
+        m.members
+            .set(groups().map(|g| g.members).sum::<usize>() as i64);
+
+        let max_series = broker
+            .node_config()
+            .get_i64("metrics.group.lag.max.series")
+            .max(0) as usize;
+        let lag = lag::consumer_lag(
+            groups(),
+            |tp| {
+                broker
+                    .replicas
+                    .get(tp)
+                    .filter(|p| p.is_leader())
+                    .map(|p| p.high_watermark())
+            },
+            max_series,
+        );
+        let Ok(mut exported) = self.exported_lag.lock() else {
+            return;
+        };
+        let mut now = ExportedLag::default();
+        for p in &lag.partitions {
+            m.consumer_lag
+                .with_label_values(&[&p.group, &p.tp.topic, &p.tp.partition.to_string()])
+                .set(p.lag_records);
+            now.partitions.insert((p.group.clone(), p.tp.clone()));
+        }
+        for (group, tp) in exported.partitions.difference(&now.partitions) {
+            let _ =
+                m.consumer_lag
+                    .remove_label_values(&[group, &tp.topic, &tp.partition.to_string()]);
+        }
+        for (group, sum) in &lag.group_sums_records {
+            m.consumer_lag_sum.with_label_values(&[group]).set(*sum);
+            now.groups.insert(group.clone());
+        }
+        for group in exported.groups.difference(&now.groups) {
+            let _ = m.consumer_lag_sum.remove_label_values(&[group]);
+        }
+        m.lag_series_dropped.set(lag.dropped as i64);
+        *exported = now;
     }
 }
 

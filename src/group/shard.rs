@@ -13,11 +13,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError as E;
-use tokio::sync::{mpsc, oneshot};
+use prometheus::IntCounter;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::records::{encode_batch, OffsetsRecord};
-use super::state::{Decision, GroupConfig, GroupRequest, GroupResponse, GroupShard, Waiter};
+use super::state::{
+    Decision, GroupConfig, GroupRequest, GroupResponse, GroupShard, GroupSummary, Waiter,
+};
 use crate::clock::SharedClock;
 use crate::model::Offset;
 use crate::replication::{Partition, PartitionError};
@@ -26,6 +29,10 @@ use crate::replication::{Partition, PartitionError};
 pub const SHARD_QUEUE_DEPTH: usize = 1024;
 /// Bytes read per step while loading.
 const LOAD_READ_BYTES: usize = 1024 * 1024;
+/// How often a shard that changed publishes its [`GroupSummary`]s for the metrics: scrapes read
+/// the last published copy instead of queueing behind client requests, and the cost is one
+/// copy of the groups' offsets per interval, never work per commit.
+pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(2);
 
 pub struct Command {
     pub request: GroupRequest,
@@ -42,11 +49,17 @@ pub struct ShardHandle {
     pub tx: mpsc::Sender<Command>,
     pub status: Arc<AtomicU8>,
     pub leader_epoch: i32,
+    /// The groups as last published (empty until loaded), at most [`SUMMARY_INTERVAL`] old.
+    pub summary: watch::Receiver<Arc<Vec<GroupSummary>>>,
 }
 
 impl ShardHandle {
     pub fn status(&self) -> u8 {
         self.status.load(Ordering::Acquire)
+    }
+
+    pub fn summary(&self) -> Arc<Vec<GroupSummary>> {
+        self.summary.borrow().clone()
     }
 }
 
@@ -54,6 +67,8 @@ pub struct ShardSettings {
     pub config: GroupConfig,
     pub commit_timeout: Duration,
     pub retention_check_interval: Duration,
+    /// `strata_group_rebalances_total`, counted as decisions complete join phases.
+    pub rebalances: IntCounter,
 }
 
 /// Starts the task for `partition`; it loads first (status LOADING), then serves (ACTIVE), and
@@ -67,14 +82,25 @@ pub fn spawn(
     let (tx, rx) = mpsc::channel(SHARD_QUEUE_DEPTH);
     let status = Arc::new(AtomicU8::new(LOADING));
     let leader_epoch = partition.state().leader_epoch.0;
+    let (summary_tx, summary) = watch::channel(Arc::new(Vec::new()));
     let handle = ShardHandle {
         tx,
         status: status.clone(),
         leader_epoch,
+        summary,
     };
     tokio::spawn(async move {
         let tp = partition.tp.clone();
-        run(partition, settings, clock, shutdown, rx, status.clone()).await;
+        run(
+            partition,
+            settings,
+            clock,
+            shutdown,
+            rx,
+            status.clone(),
+            summary_tx,
+        )
+        .await;
         status.store(STOPPED, Ordering::Release);
         tracing::info!(partition = %tp, "group coordinator shard stopped");
     });
@@ -155,6 +181,7 @@ async fn run(
     shutdown: CancellationToken,
     mut rx: mpsc::Receiver<Command>,
     status: Arc<AtomicU8>,
+    summary: watch::Sender<Arc<Vec<GroupSummary>>>,
 ) {
     let p = partition.clone();
     let config = settings.config.clone();
@@ -171,6 +198,7 @@ async fn run(
             return;
         }
     };
+    summary.send_replace(Arc::new(shard.summary()));
     status.store(ACTIVE, Ordering::Release);
     let mut waiters: HashMap<Waiter, oneshot::Sender<GroupResponse>> = HashMap::new();
     let mut next_waiter: Waiter = 0;
@@ -179,6 +207,10 @@ async fn run(
     let mut expiry = tokio::time::interval(settings.retention_check_interval);
     expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     expiry.tick().await;
+    let mut publish = tokio::time::interval(SUMMARY_INTERVAL);
+    publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Whether the shard may have changed since its summary was last published.
+    let mut changed = false;
     loop {
         let sleep_ms = shard
             .next_deadline_ms()
@@ -186,20 +218,32 @@ async fn run(
         let decision = tokio::select! {
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { break };
+                changed = true;
                 next_waiter += 1;
                 waiters.insert(next_waiter, cmd.reply);
                 shard.handle(next_waiter, cmd.request, clock.now_ms())
             }
             () = tokio::time::sleep(Duration::from_millis(sleep_ms.unwrap_or(0))), if sleep_ms.is_some() => {
+                changed = true;
                 shard.tick(clock.now_ms())
             }
-            _ = expiry.tick() => shard.expire_offsets(clock.now_ms()),
+            _ = expiry.tick() => {
+                changed = true;
+                shard.expire_offsets(clock.now_ms())
+            }
+            _ = publish.tick() => {
+                if std::mem::take(&mut changed) {
+                    summary.send_replace(Arc::new(shard.summary()));
+                }
+                Decision::default()
+            }
             _ = failed_rx.recv() => {
                 tracing::warn!(partition = %partition.tp, "a write to the offsets topic failed; reloading the shard");
                 break;
             }
             () = shutdown.cancelled() => break,
         };
+        settings.rebalances.inc_by(decision.rebalances);
         if !execute(
             &partition,
             decision,

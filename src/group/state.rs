@@ -37,6 +37,7 @@ use kafka_protocol::messages::{
 };
 
 use super::records::{GroupMetadataValue, MemberMetadata, OffsetAndMetadata, OffsetsRecord};
+use crate::model::{Offset, TopicPartition};
 use crate::protocol::{str_bytes, topic_name};
 
 /// Identifies a request waiting for its reply; the shard task maps it to a channel.
@@ -82,6 +83,14 @@ pub enum GroupState {
 }
 
 impl GroupState {
+    pub const ALL: [GroupState; 5] = [
+        GroupState::Empty,
+        GroupState::PreparingRebalance,
+        GroupState::CompletingRebalance,
+        GroupState::Stable,
+        GroupState::Dead,
+    ];
+
     /// The name Kafka puts on the wire (ListGroups, DescribeGroups).
     pub fn name(self) -> &'static str {
         match self {
@@ -296,6 +305,16 @@ impl Group {
     }
 }
 
+/// What the metrics read of a group: its state, its members and its committed offsets. The
+/// shard task publishes these every few seconds, so scrapes never wait on the shard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupSummary {
+    pub group_id: String,
+    pub state: GroupState,
+    pub members: usize,
+    pub offsets: Vec<(TopicPartition, Offset)>,
+}
+
 /// What a request asks of its group's shard.
 #[derive(Debug, Clone)]
 pub enum GroupRequest {
@@ -397,6 +416,9 @@ impl GroupResponse {
 pub struct Decision {
     pub records: Vec<OffsetsRecord>,
     pub replies: Vec<(Waiter, GroupResponse)>,
+    /// Join phases this decision completed (each bumps a group's generation), for
+    /// `strata_group_rebalances_total`.
+    pub rebalances: u64,
 }
 
 impl Decision {
@@ -437,6 +459,23 @@ impl GroupShard {
             groups: HashMap::new(),
             join_seq: 0,
         }
+    }
+
+    /// A summary of every group, for the metrics.
+    pub fn summary(&self) -> Vec<GroupSummary> {
+        self.groups
+            .values()
+            .map(|g| GroupSummary {
+                group_id: g.group_id.clone(),
+                state: g.state,
+                members: g.members.len(),
+                offsets: g
+                    .offsets
+                    .iter()
+                    .map(|((t, p), o)| (TopicPartition::new(t.clone(), *p), Offset(o.offset)))
+                    .collect(),
+            })
+            .collect()
     }
 
     /// Folds one record read back from the log into memory (load after gaining leadership).
@@ -965,6 +1004,7 @@ impl GroupShard {
         group.join_deadline_ms = None;
         group.initial_delay = None;
         group.generation += 1;
+        d.rebalances += 1;
         if group.members.is_empty() {
             group.protocol = None;
             group.leader = None;
