@@ -10,8 +10,6 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::Encodable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +17,7 @@ use super::ServerLimits;
 use crate::broker::Broker;
 use crate::handlers::{self, Reply, RequestContext, ResponseFuture};
 use crate::metrics::Metrics;
+use crate::net::{BoxReadHalf, BoxWriteHalf};
 use crate::protocol::{decode_request, Decoded};
 
 /// Why a connection ended; only logged.
@@ -34,7 +33,7 @@ enum FrameError {
     Io(#[from] std::io::Error),
 }
 
-async fn read_frame(reader: &mut OwnedReadHalf, max: usize) -> Result<Bytes, FrameError> {
+async fn read_frame(reader: &mut BoxReadHalf, max: usize) -> Result<Bytes, FrameError> {
     let size = match reader.read_i32().await {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
@@ -155,13 +154,13 @@ fn api_name(api_key: ApiKey) -> &'static str {
 }
 
 pub(super) async fn run(
-    stream: TcpStream,
+    mut reader: BoxReadHalf,
+    mut writer: BoxWriteHalf,
     peer: SocketAddr,
     broker: Arc<Broker>,
     limits: ServerLimits,
     shutdown: CancellationToken,
 ) {
-    let (mut reader, mut writer) = stream.into_split();
     let (frames_tx, mut frames_rx) = mpsc::channel::<Bytes>(limits.max_in_flight);
     let reader_task = tokio::spawn(async move {
         loop {
@@ -262,7 +261,7 @@ pub(super) async fn run(
     let _ = close(writer).await;
 }
 
-async fn close(mut writer: OwnedWriteHalf) -> std::io::Result<()> {
+async fn close(mut writer: BoxWriteHalf) -> std::io::Result<()> {
     writer.shutdown().await
 }
 
