@@ -152,7 +152,7 @@ impl Broker {
         }
         let image = controller.image();
         let config_for = |topic: &str| topic_log_config(&node, &image, topic);
-        let logs = Arc::new(tokio::task::block_in_place(|| {
+        let logs = Arc::new(crate::runtime::block_in_place(|| {
             LogManager::open(log_dirs.clone(), clock.clone(), &config_for)
         })?);
         logs.retention_check_interval_ms.store(
@@ -169,7 +169,7 @@ impl Broker {
             Some(remote.clone()),
             shutdown.child_token(),
         ));
-        tokio::task::block_in_place(|| replicas.apply_image(&image, &node))?;
+        crate::runtime::block_in_place(|| replicas.apply_image(&image, &node))?;
         remote.recover_partitions(&replicas).await;
 
         let broker = Arc::new(Broker {

@@ -12,7 +12,8 @@
 //! - [`group`]: the group coordinator — consumer groups and committed offsets in `__consumer_offsets`.
 //! - [`controller`]: the openraft metadata quorum: records, the `MetadataImage`, the decisions
 //!   that change it, broker liveness and leader elections.
-//! - [`net`]: the network seam the controller RPC uses (tokio, or turmoil in tests).
+//! - [`net`]: the network seam the Kafka listener, the controller RPC and replica fetchers use
+//!   (tokio, or turmoil in tests); [`runtime`]: blocking work on either runtime flavour.
 //! - [`broker`]: the node's parts wired together.
 //! - [`metrics`]: the Prometheus registry and the HTTP endpoint (`/metrics`, `/health`, `/ready`).
 //! - [`admin`]: the `strata topics` and `strata groups` commands; [`client`]: the Kafka-protocol
@@ -36,4 +37,5 @@ pub mod model;
 pub mod net;
 pub mod protocol;
 pub mod replication;
+pub mod runtime;
 pub mod server;

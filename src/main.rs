@@ -255,7 +255,7 @@ async fn serve_node(node: NodeConfig) -> anyhow::Result<()> {
     tracing::info!(node_id = %broker.node_id, cluster_id = %broker.cluster_id, %addr, "strata is serving");
 
     let server = tokio::spawn(serve(
-        listener,
+        strata::net::tokio_acceptor(listener),
         broker.clone(),
         ServerLimits::from_config(&node),
         shutdown.clone(),
@@ -267,7 +267,7 @@ async fn serve_node(node: NodeConfig) -> anyhow::Result<()> {
     tracing::info!("shutting down: no new connections; finishing in-flight requests");
     shutdown.cancel();
     let _ = server.await;
-    tokio::task::block_in_place(|| broker.close()).context("flushing logs at shutdown")?;
+    strata::runtime::block_in_place(|| broker.close()).context("flushing logs at shutdown")?;
     broker.stop_controller().await;
     tracing::info!("shutdown complete");
     Ok(())

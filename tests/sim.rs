@@ -15,8 +15,6 @@
 //! in timing detail.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,44 +26,13 @@ use strata::controller::network::{ControllerReply, ControllerRequest, PeerClient
 use strata::controller::quorum::{MetadataWrite, NodeId, WriteOutcome};
 use strata::controller::state_machine::ApplyObserver;
 use strata::controller::{Controller, ControllerSettings, MetadataRecord};
-use strata::net::{Acceptor, BoxConnection, BoxFuture, Network};
+use strata::net::Network;
+
+#[path = "common/turmoil_net.rs"]
+mod turmoil_net;
+use turmoil_net::TurmoilNetwork;
 
 const PORT: u16 = 9093;
-
-#[derive(Debug)]
-struct TurmoilNetwork;
-
-struct TurmoilAcceptor(turmoil::net::TcpListener);
-
-impl Acceptor for TurmoilAcceptor {
-    fn accept(&mut self) -> BoxFuture<'_, io::Result<(BoxConnection, SocketAddr)>> {
-        Box::pin(async move {
-            let (s, a) = self.0.accept().await?;
-            Ok((Box::new(s) as BoxConnection, a))
-        })
-    }
-}
-
-impl Network for TurmoilNetwork {
-    fn connect(&self, addr: String) -> BoxFuture<'static, io::Result<BoxConnection>> {
-        Box::pin(async move {
-            let s = turmoil::net::TcpStream::connect(addr).await?;
-            Ok(Box::new(s) as BoxConnection)
-        })
-    }
-
-    fn bind(&self, addr: String) -> BoxFuture<'static, io::Result<Box<dyn Acceptor>>> {
-        Box::pin(async move {
-            let port = addr
-                .rsplit(':')
-                .next()
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(PORT);
-            let l = turmoil::net::TcpListener::bind(("0.0.0.0", port)).await?;
-            Ok(Box::new(TurmoilAcceptor(l)) as Box<dyn Acceptor>)
-        })
-    }
-}
 
 /// What the nodes applied, index by index, and what went wrong.
 #[derive(Default)]

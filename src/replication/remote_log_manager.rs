@@ -496,7 +496,7 @@ impl RemoteLogManager {
             }
         };
         let log = p.log().clone();
-        let r = tokio::task::block_in_place(|| {
+        let r = crate::runtime::block_in_place(|| {
             log.start_after_remote(Offset(end + 1), &epochs, snapshot.as_deref())
         });
         match r {

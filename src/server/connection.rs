@@ -10,8 +10,6 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::Encodable;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +17,7 @@ use super::ServerLimits;
 use crate::broker::Broker;
 use crate::handlers::{self, Reply, RequestContext, ResponseFuture};
 use crate::metrics::Metrics;
+use crate::net::{BoxReadHalf, BoxWriteHalf};
 use crate::protocol::{decode_request, Decoded};
 
 /// Why a connection ended; only logged.
@@ -165,13 +164,13 @@ fn api_name(api_key: ApiKey) -> &'static str {
 }
 
 pub(super) async fn run(
-    stream: TcpStream,
+    reader: BoxReadHalf,
+    mut writer: BoxWriteHalf,
     peer: SocketAddr,
     broker: Arc<Broker>,
     limits: ServerLimits,
     shutdown: CancellationToken,
 ) {
-    let (reader, mut writer) = stream.into_split();
     // Small requests arrive many to a read instead of costing a syscall for each size prefix;
     // large ones bypass the buffer.
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
@@ -275,7 +274,7 @@ pub(super) async fn run(
     let _ = close(writer).await;
 }
 
-async fn close(mut writer: OwnedWriteHalf) -> std::io::Result<()> {
+async fn close(mut writer: BoxWriteHalf) -> std::io::Result<()> {
     writer.shutdown().await
 }
 

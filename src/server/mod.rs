@@ -10,12 +10,12 @@ mod connection;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broker::Broker;
+use crate::net::Acceptor;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ServerLimits {
@@ -39,9 +39,13 @@ impl ServerLimits {
 }
 
 /// Accepts connections until `shutdown` is cancelled, then waits for open connections to
-/// finish the requests they have in flight.
+/// finish the requests they have in flight. `listener` comes from the [`Network`] seam
+/// (`crate::net::tokio_acceptor` for a real socket), so a cluster can also run under a
+/// simulated network.
+///
+/// [`Network`]: crate::net::Network
 pub async fn serve(
-    listener: TcpListener,
+    mut listener: Box<dyn Acceptor>,
     broker: Arc<Broker>,
     limits: ServerLimits,
     shutdown: CancellationToken,
@@ -50,10 +54,10 @@ pub async fn serve(
     let tracker = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
-            a = listener.accept() => a,
+            a = listener.accept_split() => a,
             () = shutdown.cancelled() => break,
         };
-        let (stream, peer) = match accepted {
+        let (reader, writer, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 // Out of file descriptors and the like: back off rather than spin.
@@ -65,16 +69,15 @@ pub async fn serve(
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             broker.metrics.server.connections_rejected.inc();
             tracing::warn!(%peer, max = limits.max_connections, "max.connections reached; closing new connection");
-            drop(stream);
+            drop((reader, writer));
             continue;
         };
-        let _ = stream.set_nodelay(true);
         let broker = broker.clone();
         let shutdown = shutdown.clone();
         broker.metrics.server.connections_accepted.inc();
         broker.metrics.server.connections.inc();
         tracker.spawn(async move {
-            connection::run(stream, peer, broker.clone(), limits, shutdown).await;
+            connection::run(reader, writer, peer, broker.clone(), limits, shutdown).await;
             broker.metrics.server.connections.dec();
             drop(permit);
         });

@@ -55,7 +55,7 @@ impl TestBroker {
         .await
         .expect("broker starts");
         let server = tokio::spawn(serve(
-            listener,
+            strata::net::tokio_acceptor(listener),
             broker.clone(),
             ServerLimits::from_config(&node),
             shutdown.clone(),
