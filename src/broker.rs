@@ -155,6 +155,11 @@ impl Broker {
         let logs = Arc::new(crate::runtime::block_in_place(|| {
             LogManager::open(log_dirs.clone(), clock.clone(), &config_for)
         })?);
+        logs.checkpoint_interval_ms.store(
+            node.get_i64("log.flush.offset.checkpoint.interval.ms")
+                .max(1) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         logs.retention_check_interval_ms.store(
             node.get_i64("log.retention.check.interval.ms").max(1) as u64,
             std::sync::atomic::Ordering::Relaxed,

@@ -276,6 +276,44 @@ fn preallocation_is_invisible_and_released_when_a_segment_closes() {
     assert_eq!(read_all(&log).len(), 100);
 }
 
+fn recovery_point_on_disk(dir: &std::path::Path) -> Option<i64> {
+    strata::log::checkpoint::read(dir, strata::log::checkpoint::RECOVERY_POINT_FILE)
+        .expect("read checkpoint")
+        .map(|rows| rows[0][0])
+}
+
+#[test]
+fn recovery_point_is_written_only_when_it_moves_and_follows_truncation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = ManualClock::new(T0);
+    let log = open(dir.path(), small_config(), &clock);
+    for i in 0..10 {
+        log.append_as_leader(batch(1, b"r", T0 + i), LeaderEpoch(0))
+            .expect("append");
+    }
+    log.flush().expect("flush");
+    log.checkpoint().expect("checkpoint");
+    assert_eq!(recovery_point_on_disk(dir.path()), Some(10));
+    // Unchanged: nothing is written (the periodic pass costs no fsync on an idle partition).
+    std::fs::remove_file(
+        dir.path()
+            .join(strata::log::checkpoint::RECOVERY_POINT_FILE),
+    )
+    .expect("rm");
+    log.checkpoint().expect("checkpoint");
+    assert_eq!(recovery_point_on_disk(dir.path()), None);
+    // A truncation lowers it on disk at once; a later pass does not raise it back.
+    log.truncate_to(Offset(4)).expect("truncate");
+    assert_eq!(recovery_point_on_disk(dir.path()), Some(4));
+    log.checkpoint().expect("checkpoint");
+    assert_eq!(recovery_point_on_disk(dir.path()), Some(4));
+    log.append_as_leader(batch(1, b"r", T0), LeaderEpoch(0))
+        .expect("append");
+    log.flush().expect("flush");
+    log.checkpoint().expect("checkpoint");
+    assert_eq!(recovery_point_on_disk(dir.path()), Some(5));
+}
+
 #[test]
 fn rolls_by_time_with_the_clock() {
     let dir = tempfile::tempdir().expect("tempdir");

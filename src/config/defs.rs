@@ -146,6 +146,7 @@ pub const NODE_KEYS: &[NodeKey] = &[
     node("log.roll.ms", Long, "604800000", true, "Roll a segment at this age."),
     node("log.index.size.max.bytes", Int, "10485760", true, "Largest offset index; a full index rolls the segment."),
     node("log.index.interval.bytes", Int, "4096", true, "Bytes between offset index entries."),
+    node("log.flush.offset.checkpoint.interval.ms", Int, "60000", false, "How often each partition's recovery point is written; a crash rescans what was appended since."),
     node("log.preallocate.bytes", Long, "8388608", true, "Disk space reserved ahead of each active segment's end, in chunks of this size; 0 turns it off."),
     node("log.retention.ms", Long, "604800000", true, "Delete segments older than this; -1 keeps forever."),
     node("log.retention.bytes", Long, "-1", true, "Delete old segments past this partition size; -1 for no bound."),

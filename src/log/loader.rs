@@ -127,6 +127,7 @@ pub(crate) fn load(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<LocalL
         segments,
         log_start_offset: lso,
         recovery_point: rp_ckpt.min(leo),
+        checkpointed_recovery_point: rp_ckpt,
         epoch_cache,
         producers: ProducerStateManager::default(),
         unflushed_files: Vec::new(),

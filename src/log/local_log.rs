@@ -26,6 +26,8 @@ pub(crate) struct LocalLog {
     pub(crate) log_start_offset: i64,
     /// Everything below it is fsynced (in memory; the checkpoint file may lag).
     pub(crate) recovery_point: i64,
+    /// The recovery point the checkpoint file holds (as far as this process wrote it).
+    pub(crate) checkpointed_recovery_point: i64,
     pub(crate) epoch_cache: LeaderEpochFileCache,
     pub(crate) producers: ProducerStateManager,
     /// Inactive segments written since the last fsync.
@@ -252,6 +254,7 @@ impl LocalLog {
             checkpoint::RECOVERY_POINT_FILE,
             self.recovery_point,
         )?;
+        self.checkpointed_recovery_point = self.recovery_point;
         if self.epoch_cache.truncate_from_end(leo) {
             self.epoch_cache.persist()?;
         }
@@ -343,6 +346,7 @@ impl LocalLog {
             checkpoint::RECOVERY_POINT_FILE,
             self.recovery_point,
         )?;
+        self.checkpointed_recovery_point = self.recovery_point;
         checkpoint::write_offset(
             &self.dir,
             checkpoint::LOG_START_OFFSET_FILE,

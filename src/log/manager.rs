@@ -31,8 +31,11 @@ pub struct LogManager {
     create_lock: Mutex<()>,
     /// `log.retention.check.interval.ms`; settable before `start_background`.
     pub retention_check_interval_ms: AtomicU64,
-    /// How often interval-policy logs are checked for a due flush, and checkpoints written.
+    /// How often interval-policy logs are checked for a due flush.
     pub flush_check_interval_ms: AtomicU64,
+    /// How often recovery points are written (Kafka's `log.flush.offset.checkpoint.interval.ms`):
+    /// each write is two fsyncs per partition, and a crash only costs a longer recovery scan.
+    pub checkpoint_interval_ms: AtomicU64,
     /// `log.cleaner.backoff.ms`: pause between cleaner passes.
     pub cleaner_backoff_ms: AtomicU64,
 }
@@ -93,6 +96,7 @@ impl LogManager {
             create_lock: Mutex::new(()),
             retention_check_interval_ms: AtomicU64::new(300_000),
             flush_check_interval_ms: AtomicU64::new(1_000),
+            checkpoint_interval_ms: AtomicU64::new(60_000),
             cleaner_backoff_ms: AtomicU64::new(15_000),
         })
     }
@@ -171,10 +175,19 @@ impl LogManager {
     /// Flushes interval-policy logs that are due and writes recovery-point checkpoints.
     pub fn run_flushes(&self) {
         for (tp, log) in self.all() {
-            let res = log.flush_if_due().and_then(|_| log.checkpoint());
-            match res {
-                Ok(()) | Err(LogError::Closed) => {}
+            match log.flush_if_due() {
+                Ok(_) | Err(LogError::Closed) => {}
                 Err(e) => tracing::warn!(partition = %tp, error = %e, "flush failed"),
+            }
+        }
+    }
+
+    /// Writes each log's recovery point if it moved (`log.flush.offset.checkpoint.interval.ms`).
+    pub fn run_checkpoints(&self) {
+        for (tp, log) in self.all() {
+            match log.checkpoint() {
+                Ok(()) | Err(LogError::Closed) => {}
+                Err(e) => tracing::warn!(partition = %tp, error = %e, "checkpoint failed"),
             }
         }
     }
@@ -234,6 +247,12 @@ impl LogManager {
             &shutdown,
             &|m| m.flush_check_interval_ms.load(Ordering::Relaxed),
             |m| m.run_flushes(),
+        );
+        every(
+            self,
+            &shutdown,
+            &|m| m.checkpoint_interval_ms.load(Ordering::Relaxed),
+            |m| m.run_checkpoints(),
         );
         every(
             self,

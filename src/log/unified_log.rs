@@ -71,6 +71,10 @@ pub struct UnifiedLog {
     durable: AtomicI64,
     /// One cleaner pass per log at a time.
     pub(crate) cleaner_lock: Mutex<()>,
+    /// Orders writes of the recovery-point checkpoint: the periodic one fsyncs outside `state`,
+    /// and truncations (which lower the recovery point) take this first, so an older, higher
+    /// value never lands on disk after theirs.
+    checkpoint_lock: Mutex<()>,
 }
 
 impl std::fmt::Debug for UnifiedLog {
@@ -97,6 +101,10 @@ fn batch_error(position: usize, e: BatchError) -> LogError {
     }
 }
 
+fn lock_ignoring_poison(m: &Mutex<()>) -> MutexGuard<'_, ()> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl UnifiedLog {
     /// Opens the log in `dir`, creating it if absent, and recovers every segment after the
     /// recovery point (truncating a torn or corrupt tail, rebuilding missing indexes).
@@ -114,6 +122,7 @@ impl UnifiedLog {
             flush_lock: tokio::sync::Mutex::new(()),
             durable: AtomicI64::new(durable),
             cleaner_lock: Mutex::new(()),
+            checkpoint_lock: Mutex::new(()),
         }))
     }
 
@@ -422,9 +431,22 @@ impl UnifiedLog {
         Ok(due)
     }
 
-    /// Persists the recovery point and log start offset checkpoints.
+    /// Persists the recovery point if it moved since it was last written (the log start offset
+    /// is written whenever it moves). The fsyncs run outside the log lock, so appends never wait
+    /// behind them.
     pub fn checkpoint(&self) -> Result<()> {
-        self.lock_open()?.checkpoint()
+        let _serial = lock_ignoring_poison(&self.checkpoint_lock);
+        let (dir, recovery_point) = {
+            let st = self.lock_open()?;
+            if st.recovery_point == st.checkpointed_recovery_point {
+                return Ok(());
+            }
+            (st.dir.clone(), st.recovery_point)
+        };
+        // Appends go on meanwhile: they only raise the in-memory recovery point.
+        checkpoint::write_offset(&dir, checkpoint::RECOVERY_POINT_FILE, recovery_point)?;
+        self.lock().checkpointed_recovery_point = recovery_point;
+        Ok(())
     }
 
     /// Reads whole batches starting with the one that contains `offset`, up to `max_bytes`,
@@ -628,6 +650,7 @@ impl UnifiedLog {
 
     /// Removes every record at or after `offset` (replication truncation).
     pub fn truncate_to(&self, offset: Offset) -> Result<()> {
+        let _serial = lock_ignoring_poison(&self.checkpoint_lock);
         let mut st = self.lock_open()?;
         let now = self.clock.now_ms();
         st.truncate_to(offset.0, now)?;
@@ -776,6 +799,7 @@ impl UnifiedLog {
     /// `truncateFullyAndStartAt`): a replica whose local data was lost resumes after the end of
     /// its remote log. Producer state and leader epochs start empty.
     pub fn truncate_fully_and_start_at(&self, offset: Offset) -> Result<()> {
+        let _serial = lock_ignoring_poison(&self.checkpoint_lock);
         let mut st = self.lock_open()?;
         let now = self.clock.now_ms();
         st.truncate_fully_and_start_at(offset.0, now)?;
@@ -803,6 +827,7 @@ impl UnifiedLog {
             decoded
         });
         let epochs: Vec<(i32, i64)> = leader_epochs.iter().map(|(e, o)| (e.0, o.0)).collect();
+        let _serial = lock_ignoring_poison(&self.checkpoint_lock);
         let mut st = self.lock_open()?;
         let now = self.clock.now_ms();
         st.truncate_fully_and_start_at(offset.0, now)?;
@@ -822,6 +847,7 @@ impl UnifiedLog {
     /// does not rescan. Further calls fail with `Closed`.
     pub fn close(&self) -> Result<()> {
         self.flush()?;
+        let _serial = lock_ignoring_poison(&self.checkpoint_lock);
         let mut st = self.lock_open()?;
         let leo = st.log_end_offset();
         super::producer_state::write_snapshot(&st.dir, leo, &st.producers)?;
