@@ -65,6 +65,8 @@ use strata::net::Network;
 use strata::protocol::{str_bytes, topic_name};
 use strata::server::{serve, ServerLimits};
 
+#[path = "common/seeds.rs"]
+mod seeds;
 #[path = "common/turmoil_net.rs"]
 mod turmoil_net;
 use turmoil_net::TurmoilNetwork;
@@ -704,20 +706,9 @@ fn run_seed(seed: u64) {
     );
 }
 
-fn seeds() -> Vec<u64> {
-    if let Ok(s) = std::env::var("STRATA_SIM_SEED") {
-        return vec![s.parse().expect("STRATA_SIM_SEED")];
-    }
-    let n: u64 = std::env::var("STRATA_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(4);
-    (1..=n).collect()
-}
-
 #[test]
 fn three_brokers_under_crashes_and_partitions() {
-    for seed in seeds() {
+    for seed in seeds::seeds(4) {
         run_seed(seed);
     }
 }

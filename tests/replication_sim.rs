@@ -20,6 +20,8 @@
 //! its seed, and the seed replays it exactly: one thread, a manual clock, no timers.
 
 mod common;
+#[path = "common/seeds.rs"]
+mod seeds;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -575,22 +577,11 @@ fn records_below(p: &Partition, end: Offset) -> BTreeMap<i64, String> {
     out
 }
 
-fn seeds() -> Vec<u64> {
-    if let Ok(s) = std::env::var("STRATA_SIM_SEED") {
-        return vec![s.parse().expect("STRATA_SIM_SEED")];
-    }
-    let n: u64 = std::env::var("STRATA_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
-    (1..=n).collect()
-}
-
 #[test]
 fn acknowledged_records_survive_crashes_cuts_and_stale_leaders() {
     let mut total_acked = 0;
     let mut elections = 0;
-    for seed in seeds() {
+    for seed in seeds::seeds(20) {
         let mut sim = Sim::new(seed);
         for _ in 0..STEPS {
             sim.step();

@@ -28,6 +28,8 @@ use strata::controller::state_machine::ApplyObserver;
 use strata::controller::{Controller, ControllerSettings, MetadataRecord};
 use strata::net::Network;
 
+#[path = "common/seeds.rs"]
+mod seeds;
 #[path = "common/turmoil_net.rs"]
 mod turmoil_net;
 use turmoil_net::TurmoilNetwork;
@@ -293,27 +295,16 @@ fn run_seed(nodes: u64, seed: u64) {
     );
 }
 
-fn seeds() -> Vec<u64> {
-    if let Ok(s) = std::env::var("STRATA_SIM_SEED") {
-        return vec![s.parse().expect("STRATA_SIM_SEED")];
-    }
-    let n: u64 = std::env::var("STRATA_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
-    (1..=n).collect()
-}
-
 #[test]
 fn three_controllers_under_crashes_and_partitions() {
-    for seed in seeds() {
+    for seed in seeds::seeds(3) {
         run_seed(3, seed);
     }
 }
 
 #[test]
 fn five_controllers_under_crashes_and_partitions() {
-    for seed in seeds() {
+    for seed in seeds::seeds(3) {
         run_seed(5, 1000 + seed);
     }
 }
