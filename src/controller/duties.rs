@@ -1383,7 +1383,7 @@ impl Controller {
                 }
                 drop(s);
                 let records = decide_broker_liveness(image, &observed, unclean);
-                let changed = (!records.is_empty()).then(|| (rules, observed, records.len()));
+                let changed = (!records.is_empty()).then_some((rules, observed, records.len()));
                 Ok((changed, records))
             })
             .await?;
