@@ -228,13 +228,16 @@ impl Broker {
         });
     }
 
-    /// Heartbeats to the active controller every `broker.heartbeat.interval.ms`.
+    /// Heartbeats to the active controller every `broker.heartbeat.interval.ms`, and at once
+    /// when Raft names a new one: a new active controller knows no sessions and fences brokers
+    /// it has not heard from within its election grace.
     fn send_heartbeats(self: &Arc<Self>) {
         let broker = self.clone();
         tokio::spawn(async move {
             let every = broker.controller.settings().broker_heartbeat_interval;
             let mut was_fenced = false;
             loop {
+                let controller = broker.controller.leader_id();
                 let heartbeat = broker
                     .controller
                     .heartbeat(broker.node_id, broker.incarnation)
@@ -258,6 +261,7 @@ impl Broker {
                 };
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
+                    () = broker.controller.leader_changed(controller) => {}
                     () = broker.shutdown.cancelled() => return,
                 }
             }

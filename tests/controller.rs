@@ -557,3 +557,175 @@ async fn a_closed_heartbeat_connection_fences_the_broker_after_the_grace() {
         n.controller.shutdown().await;
     }
 }
+
+/// Combined nodes: each heartbeats for its own broker (node id = broker id) every 100 ms, until
+/// its token is cancelled.
+fn heartbeat_own_broker(c: Arc<Controller>, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let id = BrokerId(c.node_id() as i32);
+        while !stop.is_cancelled() {
+            let _ = c.heartbeat(id, uuid::Uuid::nil()).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+}
+
+fn nil_registration(id: i32) -> MetadataRecord {
+    MetadataRecord::RegisterBroker {
+        broker_id: BrokerId(id),
+        incarnation: uuid::Uuid::nil(),
+        host: "127.0.0.1".into(),
+        port: 9000 + id as u16,
+        rack: None,
+    }
+}
+
+/// The active controller's process dies (its broker with it). Its successor finds the old
+/// controller port refusing connections as soon as it is elected and fences that broker at
+/// once, rather than after the election grace (3 s here), which fences the brokers it
+/// inherited and has not heard from; the live brokers stay unfenced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_active_controller_is_fenced_as_soon_as_its_successor_is_elected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut nodes, _) = cluster_with(3, dir.path(), |s| {
+        s.session_timeout = Duration::from_secs(60);
+        s.reconnect_grace = Duration::from_secs(3);
+        s.broker_heartbeat_interval = Duration::from_secs(3);
+    })
+    .await;
+    let l = leader(&nodes).await;
+    let c = nodes[l as usize - 1]
+        .as_ref()
+        .expect("leader node")
+        .controller
+        .clone();
+    c.commit(|_| Ok(((), (1..=3).map(nil_registration).collect())))
+        .await
+        .expect("register");
+    let mut beats = Vec::new();
+    for n in nodes.iter().flatten() {
+        let stop = CancellationToken::new();
+        heartbeat_own_broker(n.controller.clone(), stop.clone());
+        beats.push(stop);
+    }
+    // Every node has the registrations, and the active controller has heard from every broker.
+    let offset = c.image().offset;
+    for n in nodes.iter().flatten() {
+        n.controller
+            .wait_image(offset, tokio::time::Instant::now() + Duration::from_secs(5))
+            .await
+            .expect("caught up");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let image = c.image();
+    assert_eq!(image.brokers.len(), 3);
+    assert!(
+        image.brokers.values().all(|b| !b.fenced),
+        "{:?}",
+        image.brokers
+    );
+
+    beats[l as usize - 1].cancel();
+    let old = nodes[l as usize - 1].take().expect("leader node");
+    old.shutdown.cancel();
+    old.controller.shutdown().await;
+    let t0 = Instant::now();
+    let survivor = nodes
+        .iter()
+        .flatten()
+        .next()
+        .expect("survivor")
+        .controller
+        .clone();
+    loop {
+        if survivor.image().brokers[&BrokerId(l as i32)].fenced {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(6),
+            "broker {l} not fenced within 6 s of its process dying"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let fenced_after = t0.elapsed();
+    let new_leader = leader(&nodes).await;
+    eprintln!("dead controller {l} fenced {fenced_after:?} after it died; new leader {new_leader}");
+    assert_ne!(new_leader, l);
+    // An election (about half the 400 ms election timeout) plus a commit, well before the
+    // election grace of 3 s would have run out.
+    assert!(
+        fenced_after < Duration::from_millis(1500),
+        "fenced only after {fenced_after:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let image = survivor.image();
+    for b in (1..=3).filter(|b| *b != l) {
+        assert!(
+            !image.brokers[&BrokerId(b as i32)].fenced,
+            "live broker {b} fenced"
+        );
+    }
+    for stop in beats {
+        stop.cancel();
+    }
+    for n in nodes.iter().flatten() {
+        n.shutdown.cancel();
+        n.controller.shutdown().await;
+    }
+}
+
+/// A voter restarted after it crashed as the active controller reads its own committed vote
+/// back, and openraft restores it as leader of its old term. Until a quorum acknowledges it in
+/// that term, it is not the active controller: it serves no heartbeats and its duties decide
+/// nothing (they would otherwise fence every broker it has not heard from, through whichever
+/// node really leads).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_leader_is_not_the_active_controller_until_a_quorum_acknowledges_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut nodes, base) = cluster(3, dir.path()).await;
+    let l = leader(&nodes).await;
+    let c = nodes[l as usize - 1]
+        .as_ref()
+        .expect("leader node")
+        .controller
+        .clone();
+    c.commit(|_| Ok(((), (1..=3).map(nil_registration).collect())))
+        .await
+        .expect("register");
+    drop(c);
+    for slot in nodes.iter_mut() {
+        let n = slot.take().expect("node");
+        n.shutdown.cancel();
+        n.controller.shutdown().await;
+    }
+    // Only the old leader comes back: no quorum can acknowledge anyone.
+    let mut s = base.clone();
+    s.node_id = l;
+    s.listen = Some(base.voters[&l].addr.clone());
+    s.advertised = s.listen.clone();
+    let shutdown = CancellationToken::new();
+    let c = Controller::open(
+        &dir.path().join(format!("n{l}")),
+        s,
+        strata::net::tokio_network(),
+        None,
+        shutdown.clone(),
+    )
+    .await
+    .expect("reopen");
+    assert_eq!(
+        c.leader_id(),
+        Some(l),
+        "the restarted node names itself leader of its old term"
+    );
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_millis(600) {
+        assert!(!c.is_leader(), "a leader no quorum acknowledged is active");
+        let hb = c.heartbeat(BrokerId(l as i32), uuid::Uuid::nil()).await;
+        assert!(hb.is_err(), "heartbeat served: {hb:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(c.image().brokers.values().all(|b| !b.fenced));
+    shutdown.cancel();
+    c.shutdown().await;
+}

@@ -13,17 +13,30 @@
 //!   not heartbeated within the election grace (the larger of the reconnect grace and
 //!   `broker.heartbeat.interval.ms`): live brokers have been failing heartbeats since the old
 //!   controller stopped answering, so they retry at once and reach the new one as soon as Raft
-//!   names it.
+//!   names it;
+//! - or, right after this node became the active controller, the previous active controller's
+//!   controller port refused a connection: in a combined node that process is dead (a live
+//!   one, or one merely cut off, accepts or times out), and so is its broker, which need not be
+//!   waited for through the election grace.
 //!
 //! A fenced broker that heartbeats again is unfenced.
+//!
+//! Failover. A voter that stops hearing the active controller probes its controller port; a
+//! refused connection means its process is gone, and the voter stands for election as soon as
+//! every voter's lease has ended rather than at its rank's slot (see [`RaftTimers`]). Each step
+//! of a failover logs one INFO line (`elected the active controller`, `fenced a broker`, and on
+//! brokers `partition leadership changed`, `first append in a new leader epoch`, `first commit
+//! in a new leader epoch`), from which `tests/compat/failover_phases.py` builds a timeline.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
-use openraft::BasicNode;
+use openraft::raft::AppendEntriesResponse;
+use openraft::{BasicNode, ServerState};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -51,6 +64,9 @@ const DUTY_TICK: Duration = Duration::from_millis(200);
 /// retriable error.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 const RPC_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a probe of a peer's controller port may take. Only a refusal counts as "its process
+/// is gone"; a probe that times out proves nothing (a far or frozen machine).
+const PROBE_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// The controller's settings, from the node config.
 #[derive(Debug, Clone)]
@@ -169,6 +185,18 @@ impl ControllerSettings {
 /// last heartbeat (0.5 to 0.83 x et for three voters), and consecutive ranks are et/(2n) apart,
 /// more than a tick (et/20 x 1.5) plus a vote round trip for up to five voters, so no two
 /// stand at once. The leases (et/4 to et/2) all end before the first voter stands.
+///
+/// A voter that has seen the leader's controller port refuse connections (its process is gone)
+/// need not wait for its slot: it may stand as soon as a vote request can win, which is once
+/// every voter's lease has ended — voters refuse votes while their lease on the leader runs.
+/// That is the longest lease (the last rank's) after the leader's last heartbeat here, plus a
+/// heartbeat interval for a heartbeat that reached another voter later than this one, plus one
+/// slot per rank among the voters other than the dead leader, so that two voters that both saw
+/// the refusal still stand one at a time ([`RaftTimers::early_stand_after`]; 467 ms and 550 ms
+/// for three voters and the default 1 s). A voter stands early only while its vote is still the
+/// dead leader's and no vote request has reached it since that leader's last heartbeat, so an
+/// early candidate never competes with another one; a request that comes too soon is refused
+/// by a lease and the candidate retries after its own timeout, as it would have anyway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RaftTimers {
     pub election_timeout_min_ms: u64,
@@ -186,6 +214,23 @@ impl RaftTimers {
             election_timeout_max_ms: min + 1,
             heartbeat_interval_ms: (et / 20).max(2),
         }
+    }
+
+    /// When a voter that saw the leader's controller port refuse connections stands, after the
+    /// leader's last heartbeat: `survivor_rank` is its rank among the voters other than the
+    /// leader.
+    pub(crate) fn early_stand_after(
+        election_timeout: Duration,
+        survivor_rank: usize,
+        voters: usize,
+    ) -> Duration {
+        let voters = voters.max(1);
+        let last = RaftTimers::for_voter(election_timeout, voters - 1, voters);
+        let et = (election_timeout.as_millis() as u64).max(40);
+        let slot = et / 4 / voters as u64;
+        Duration::from_millis(
+            last.election_timeout_max_ms + last.heartbeat_interval_ms + survivor_rank as u64 * slot,
+        )
     }
 
     /// When this voter stands, after the leader's last heartbeat (before the tick rounds it up).
@@ -212,9 +257,32 @@ struct BrokerSessions {
     incarnations: HashMap<BrokerId, (uuid::Uuid, Instant, bool)>,
     /// Brokers in controlled shutdown, with the incarnation that asked.
     draining: BTreeMap<BrokerId, uuid::Uuid>,
+    /// The previous active controller, when its controller port refused a connection after
+    /// this node took over: its broker incarnation then, and the term.
+    dead_controllers: HashMap<BrokerId, (uuid::Uuid, u64)>,
     leader_term: Option<u64>,
     leader_since: Option<Instant>,
     last_rebalance: Option<Instant>,
+}
+
+/// When this voter last heard from the active controller and from a candidate (the Raft
+/// messages it served), for standing early when the active controller's process is gone.
+#[derive(Debug, Default, Clone, Copy)]
+struct LeaderContact {
+    /// The last AppendEntries whose vote this node accepted.
+    append: Option<Instant>,
+    /// The last vote request.
+    vote_request: Option<Instant>,
+}
+
+/// How a commit reaches the active controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// Forwarded when this node is not it.
+    Forward,
+    /// Only here, while this node is it: the controller's own duties, whose decisions rest on
+    /// what this node observed as the active controller and mean nothing anywhere else.
+    LocalOnly,
 }
 
 /// This node's member of the metadata quorum.
@@ -234,6 +302,8 @@ pub struct Controller {
     progress: Arc<ReplicaProgress>,
     /// Runs the duties now rather than at the next tick (a reconnect grace ran out).
     duties_due: Arc<tokio::sync::Notify>,
+    // Short sections that never await.
+    leader_contact: Mutex<LeaderContact>,
     shutdown: CancellationToken,
 }
 
@@ -308,6 +378,7 @@ impl Controller {
             heartbeat_peer: tokio::sync::Mutex::new(None),
             progress,
             duties_due: Arc::new(tokio::sync::Notify::new()),
+            leader_contact: Mutex::new(LeaderContact::default()),
             shutdown: shutdown.clone(),
         });
         if let Some(addr) = &settings.listen {
@@ -337,7 +408,7 @@ impl Controller {
             let mut m = raft.metrics();
             let leader = tokio::time::timeout(
                 Duration::from_secs(10),
-                m.wait_for(|m| m.current_leader == Some(settings.node_id)),
+                m.wait_for(|m| active_in(m, settings.node_id).is_some()),
             )
             .await;
             if leader.is_err() {
@@ -348,6 +419,10 @@ impl Controller {
             controller.import_legacy_journal(dir).await?;
         }
         controller.clone().spawn_duties();
+        controller.clone().spawn_watch_leadership();
+        if settings.is_voter && settings.voters.len() > 1 {
+            controller.clone().spawn_stand_early();
+        }
         Ok(controller)
     }
 
@@ -434,8 +509,19 @@ impl Controller {
         self.raft.metrics().borrow().current_leader
     }
 
+    /// This node is the active controller: Raft's leader, acknowledged by a quorum in its
+    /// current term. A node restarted after a crash reads its own committed vote back and
+    /// openraft restores it as leader of its old term, naming itself leader, until a voter
+    /// answers with the newer term; that is not enough.
     pub fn is_leader(&self) -> bool {
-        self.leader_id() == Some(self.settings.node_id)
+        self.active_term().is_some()
+    }
+
+    /// The term in which this node is the active controller, if it is.
+    fn active_term(&self) -> Option<u64> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        active_in(&m, self.settings.node_id)
     }
 
     fn leader_addr(&self) -> Option<(NodeId, String)> {
@@ -469,6 +555,23 @@ impl Controller {
     /// this node's image once it includes the records.
     pub async fn commit<T>(
         &self,
+        decide: impl FnMut(&MetadataImage) -> Result<(T, Vec<MetadataRecord>), ControllerError>,
+    ) -> Result<(T, Arc<MetadataImage>), ControllerError> {
+        self.commit_via(Route::Forward, decide).await
+    }
+
+    /// [`Controller::commit`] for the duties of the active controller: fails with
+    /// `NotController` rather than forward when this node is not it.
+    async fn commit_as_active<T>(
+        &self,
+        decide: impl FnMut(&MetadataImage) -> Result<(T, Vec<MetadataRecord>), ControllerError>,
+    ) -> Result<(T, Arc<MetadataImage>), ControllerError> {
+        self.commit_via(Route::LocalOnly, decide).await
+    }
+
+    async fn commit_via<T>(
+        &self,
+        route: Route,
         mut decide: impl FnMut(&MetadataImage) -> Result<(T, Vec<MetadataRecord>), ControllerError>,
     ) -> Result<(T, Arc<MetadataImage>), ControllerError> {
         let deadline = Instant::now() + COMMIT_TIMEOUT;
@@ -483,7 +586,7 @@ impl Controller {
                 expected_offset: Some(image.offset),
                 records,
             };
-            match self.write(&write, deadline).await? {
+            match self.write(&write, route, deadline).await? {
                 WriteOutcome::Applied { offset } => {
                     let image = self.wait_image(offset, deadline).await?;
                     return Ok((value, image));
@@ -502,6 +605,7 @@ impl Controller {
     async fn write(
         &self,
         write: &MetadataWrite,
+        route: Route,
         deadline: Instant,
     ) -> Result<WriteOutcome, ControllerError> {
         loop {
@@ -509,6 +613,11 @@ impl Controller {
                 return Err(ControllerError::ShuttingDown);
             }
             if Instant::now() >= deadline {
+                return Err(ControllerError::NotController {
+                    leader: self.leader_id(),
+                });
+            }
+            if route == Route::LocalOnly && !self.is_leader() {
                 return Err(ControllerError::NotController {
                     leader: self.leader_id(),
                 });
@@ -524,6 +633,9 @@ impl Controller {
                         Ok(Err(RaftError::Fatal(_))) => return Err(ControllerError::ShuttingDown),
                         Err(_) => return Err(ControllerError::NotController { leader: Some(id) }),
                     }
+                }
+                Some((id, _)) if route == Route::LocalOnly => {
+                    return Err(ControllerError::NotController { leader: Some(id) })
                 }
                 Some((_, addr)) => {
                     let remaining = deadline
@@ -671,7 +783,7 @@ impl Controller {
             }
         }
         let image = self.image();
-        let leading = m.current_leader == Some(self.settings.node_id);
+        let leading = active_in(&m, self.settings.node_id).is_some();
         let log_end_offset = m.last_log_index.map(|i| i + 1);
         let replicas = if leading {
             let now = ReplicaProgress::now_ms();
@@ -729,7 +841,7 @@ impl Controller {
     /// Refreshes the controller gauges (at scrape time).
     pub fn sync_metrics(&self, out: &crate::metrics::ControllerMetrics) {
         let m = self.raft.metrics().borrow().clone();
-        let leading = m.current_leader == Some(self.settings.node_id);
+        let leading = active_in(&m, self.settings.node_id).is_some();
         let log_end = m.last_log_index.map_or(0, |i| i + 1);
         let applied = m.last_applied.map_or(0, |l| l.index + 1);
         let committed = match (&m.replication, leading) {
@@ -795,6 +907,12 @@ impl Controller {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn leader_contact(&self) -> MutexGuard<'_, LeaderContact> {
+        self.leader_contact
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Serves `req`, which came on controller connection `conn` (`None`: from this node).
     async fn serve_request(
         &self,
@@ -806,9 +924,16 @@ impl Controller {
         };
         match req {
             ControllerRequest::AppendEntries(r) => {
-                ControllerReply::AppendEntries(self.raft.append_entries(r).await)
+                let reply = self.raft.append_entries(r).await;
+                if matches!(&reply, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
+                    self.leader_contact().append = Some(Instant::now());
+                }
+                ControllerReply::AppendEntries(reply)
             }
-            ControllerRequest::Vote(r) => ControllerReply::Vote(self.raft.vote(r).await),
+            ControllerRequest::Vote(r) => {
+                self.leader_contact().vote_request = Some(Instant::now());
+                ControllerReply::Vote(self.raft.vote(r).await)
+            }
             ControllerRequest::InstallSnapshot(r) => {
                 ControllerReply::InstallSnapshot(self.raft.install_snapshot(r).await)
             }
@@ -827,17 +952,14 @@ impl Controller {
                 broker_id,
                 incarnation,
             } => {
-                let (leader, term) = {
-                    let m = self.raft.metrics().borrow().clone();
-                    (m.current_leader, m.current_term)
-                };
-                if leader != Some(self.settings.node_id) {
+                let Some(term) = self.active_term() else {
                     return ControllerReply::BrokerHeartbeat(Err(not_leader()));
-                }
+                };
                 {
                     let mut s = self.sessions();
                     s.last_seen.insert(broker_id, (Instant::now(), term));
                     s.disconnected.remove(&broker_id);
+                    s.dead_controllers.remove(&broker_id);
                     if let Some(conn) = conn {
                         s.heartbeat_conns.insert(conn, (broker_id, incarnation));
                     }
@@ -931,20 +1053,207 @@ impl Controller {
         });
     }
 
-    async fn run_duties(&self) -> Result<(), ControllerError> {
-        let (leader, term) = {
-            let m = self.raft.metrics().borrow().clone();
-            (m.current_leader, m.current_term)
+    /// Whether `addr` refuses a connection now: nothing listens there, so the process that
+    /// served it is gone. A timeout or any other error is not a refusal.
+    async fn refuses_connections(&self, addr: String) -> bool {
+        match tokio::time::timeout(PROBE_TIMEOUT, self.net.connect(addr)).await {
+            Ok(Err(e)) => e.kind() == io::ErrorKind::ConnectionRefused,
+            Ok(Ok(_)) | Err(_) => false,
+        }
+    }
+
+    fn voter_addr(&self, id: NodeId) -> Option<String> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())
+    }
+
+    /// Follows Raft's view of the active controller: logs this node's election, runs the duties
+    /// at once rather than at the next tick, and has the new active controller probe the
+    /// previous one (see the module doc).
+    fn spawn_watch_leadership(self: Arc<Self>) {
+        tokio::spawn(async move {
+            let mut rx = self.raft.metrics();
+            // The last other node seen leading, with its term.
+            let mut previous: Option<(NodeId, u64)> = None;
+            let mut announced_term = None;
+            loop {
+                let (leader, term) = {
+                    let m = rx.borrow_and_update();
+                    (m.current_leader, m.current_term)
+                };
+                match leader {
+                    Some(id) if id != self.settings.node_id => previous = Some((id, term)),
+                    _ => {}
+                }
+                if let Some(term) = self.active_term() {
+                    if announced_term != Some(term) {
+                        announced_term = Some(term);
+                        let before = previous.filter(|(_, t)| *t < term).map(|(id, _)| id);
+                        tracing::info!(
+                            node_id = self.settings.node_id,
+                            term,
+                            previous = ?before,
+                            "elected the active controller"
+                        );
+                        self.duties_due.notify_one();
+                        if let Some(old) = before {
+                            tokio::spawn(self.clone().fence_if_dead(old, term));
+                        }
+                    }
+                }
+                tokio::select! {
+                    changed = rx.changed() => if changed.is_err() { return },
+                    () = self.shutdown.cancelled() => return,
+                }
+            }
+        });
+    }
+
+    /// Right after this node became the active controller in `term`: if the previous one's
+    /// controller port refuses connections, its process is dead, and so is the broker it ran.
+    async fn fence_if_dead(self: Arc<Self>, old: NodeId, term: u64) {
+        let Some(addr) = self.voter_addr(old) else {
+            return;
         };
-        if leader != Some(self.settings.node_id) {
+        let broker_id = BrokerId(old as i32);
+        let Some(incarnation) = self.image().brokers.get(&broker_id).map(|b| b.incarnation) else {
+            return;
+        };
+        if !self.refuses_connections(addr).await || self.active_term() != Some(term) {
+            return;
+        }
+        tracing::info!(
+            node_id = old,
+            term,
+            "the previous active controller's port refuses connections"
+        );
+        self.sessions()
+            .dead_controllers
+            .insert(broker_id, (incarnation, term));
+        self.duties_due.notify_one();
+    }
+
+    /// A follower voter that stops hearing the active controller probes its controller port,
+    /// and if it refuses connections stands as soon as every lease has ended
+    /// ([`RaftTimers::early_stand_after`]) instead of at its rank's slot.
+    fn spawn_stand_early(self: Arc<Self>) {
+        let timers = {
+            let voters = self.settings.voters.len();
+            let rank = self
+                .settings
+                .voters
+                .keys()
+                .position(|id| *id == self.settings.node_id)
+                .unwrap_or(0);
+            RaftTimers::for_voter(self.settings.election_timeout, rank, voters)
+        };
+        let beat = Duration::from_millis(timers.heartbeat_interval_ms);
+        tokio::spawn(async move {
+            // The leadership (vote) this node last stood against, so it stands once per leader.
+            let mut stood_against = None;
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(beat) => {}
+                    () = self.shutdown.cancelled() => return,
+                }
+                let (state, vote, leader) = {
+                    let m = self.raft.metrics();
+                    let m = m.borrow();
+                    (m.state, m.vote, m.current_leader)
+                };
+                let Some(leader) = leader.filter(|l| *l != self.settings.node_id) else {
+                    continue;
+                };
+                if state != ServerState::Follower
+                    || !vote.is_committed()
+                    || stood_against == Some(vote)
+                {
+                    continue;
+                }
+                let Some(last_append) = self.leader_contact().append else {
+                    continue;
+                };
+                // The leader heartbeats every `beat`: two missed, and it may be gone.
+                if last_append.elapsed() < beat * 2 {
+                    continue;
+                }
+                let Some(addr) = self.voter_addr(leader) else {
+                    continue;
+                };
+                if !self.refuses_connections(addr).await {
+                    continue;
+                }
+                let survivor_rank = self
+                    .settings
+                    .voters
+                    .keys()
+                    .filter(|id| **id != leader)
+                    .position(|id| *id == self.settings.node_id)
+                    .unwrap_or(0);
+                let stand_at = last_append
+                    + RaftTimers::early_stand_after(
+                        self.settings.election_timeout,
+                        survivor_rank,
+                        self.settings.voters.len(),
+                    );
+                tokio::select! {
+                    () = tokio::time::sleep_until(stand_at) => {}
+                    () = self.shutdown.cancelled() => return,
+                }
+                // Stand only against the same leadership, still silent, with no other
+                // candidate heard since its last heartbeat.
+                let contact = *self.leader_contact();
+                let unchanged = {
+                    let m = self.raft.metrics();
+                    let m = m.borrow();
+                    m.state == ServerState::Follower && m.vote == vote
+                };
+                if !unchanged
+                    || contact.append != Some(last_append)
+                    || contact.vote_request.is_some_and(|t| t > last_append)
+                {
+                    continue;
+                }
+                stood_against = Some(vote);
+                tracing::info!(
+                    node_id = self.settings.node_id,
+                    leader,
+                    term = vote.leader_id().get_term(),
+                    silent_ms = last_append.elapsed().as_millis() as u64,
+                    "the active controller's port refuses connections; standing for election"
+                );
+                if self.raft.trigger().elect().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Resolves once Raft names an active controller other than `from` (or none, when `from`
+    /// named one).
+    pub async fn leader_changed(&self, from: Option<NodeId>) {
+        let mut rx = self.raft.metrics();
+        if rx.wait_for(|m| m.current_leader != from).await.is_err() {
+            // Raft has stopped: no leader will change again.
+            std::future::pending::<()>().await;
+        }
+    }
+
+    async fn run_duties(&self) -> Result<(), ControllerError> {
+        let Some(term) = self.active_term() else {
             let mut s = self.sessions();
             s.leader_term = None;
             s.draining.clear();
             s.disconnected.clear();
             s.incarnations.clear();
+            s.dead_controllers.clear();
             return Ok(());
-        }
-        let became_leader = {
+        };
+        {
             let mut s = self.sessions();
             if s.leader_term != Some(term) {
                 // A new active controller gives every broker a fresh session; heartbeats it
@@ -953,6 +1262,7 @@ impl Controller {
                 s.leader_term = Some(term);
                 s.last_seen.retain(|_, (_, t)| *t == term);
                 s.disconnected.retain(|_, (_, _, t)| *t == term);
+                s.dead_controllers.retain(|_, (_, t)| *t == term);
                 let now = Instant::now();
                 s.incarnations = self
                     .image()
@@ -962,19 +1272,9 @@ impl Controller {
                     .collect();
                 s.leader_since = Some(Instant::now());
                 s.last_rebalance = Some(Instant::now());
-                true
-            } else {
-                false
             }
-        };
-        if became_leader {
-            tracing::info!(
-                node_id = self.settings.node_id,
-                term,
-                "this node is the active controller"
-            );
         }
-        self.commit(|image| {
+        self.commit_as_active(|image| {
             let records = if image.metadata_version < METADATA_VERSION {
                 vec![MetadataRecord::FeatureLevel {
                     name: "metadata.version".into(),
@@ -997,8 +1297,10 @@ impl Controller {
             self.sessions().last_rebalance = Some(Instant::now());
             let draining: BTreeSet<BrokerId> = self.sessions().draining.keys().copied().collect();
             let pct = self.settings.leader_imbalance_percent;
-            self.commit(|image| Ok(((), decide_preferred_leaders(image, pct, &draining))))
-                .await?;
+            self.commit_as_active(|image| {
+                Ok(((), decide_preferred_leaders(image, pct, &draining)))
+            })
+            .await?;
         }
         Ok(())
     }
@@ -1010,65 +1312,133 @@ impl Controller {
         let grace = self.settings.reconnect_grace;
         let election_grace = grace.max(self.settings.broker_heartbeat_interval);
         let unclean = self.settings.unclean_leader_election;
-        self.commit(|image| {
-            let now = Instant::now();
-            let mut s = self.sessions();
-            let since = s.leader_since.unwrap_or(now);
-            // A draining broker that registered again (a new incarnation) is back.
-            s.draining.retain(|b, inc| image.brokers.get(b).is_some_and(|r| r.incarnation == *inc));
-            let mut observed = Liveness { draining: s.draining.keys().copied().collect(), ..Default::default() };
-            for b in image.brokers.values() {
-                let known = s.incarnations.get(&b.broker_id).copied();
-                let (registered, inherited) = match known {
-                    Some((inc, at, inherited)) if inc == b.incarnation => (at, inherited),
-                    _ => {
-                        // Registered (again) during this term: its session starts now, and
-                        // heartbeats of an earlier incarnation no longer count.
-                        s.incarnations.insert(b.broker_id, (b.incarnation, now, false));
-                        if known.is_some() {
-                            s.last_seen.remove(&b.broker_id);
+        let (changed, _) = self
+            .commit_as_active(|image| {
+                let now = Instant::now();
+                let mut s = self.sessions();
+                let since = s.leader_since.unwrap_or(now);
+                // A draining broker that registered again (a new incarnation) is back.
+                s.draining
+                    .retain(|b, inc| image.brokers.get(b).is_some_and(|r| r.incarnation == *inc));
+                let mut observed = Liveness {
+                    draining: s.draining.keys().copied().collect(),
+                    ..Default::default()
+                };
+                let mut rules = Vec::new();
+                for b in image.brokers.values() {
+                    let known = s.incarnations.get(&b.broker_id).copied();
+                    let (registered, inherited) = match known {
+                        Some((inc, at, inherited)) if inc == b.incarnation => (at, inherited),
+                        _ => {
+                            // Registered (again) during this term: its session starts now, and
+                            // heartbeats of an earlier incarnation no longer count.
+                            s.incarnations
+                                .insert(b.broker_id, (b.incarnation, now, false));
+                            if known.is_some() {
+                                s.last_seen.remove(&b.broker_id);
+                            }
+                            (now, false)
                         }
-                        (now, false)
+                    };
+                    let seen = s.last_seen.get(&b.broker_id).map(|(t, _)| *t);
+                    let expired = match seen {
+                        Some(t) => {
+                            (now.duration_since(t) >= session).then_some(FenceRule::SessionTimeout)
+                        }
+                        // Inherited from the previous controller: live brokers reach a new one
+                        // within the election grace.
+                        None if inherited => (now.duration_since(since) >= election_grace)
+                            .then_some(FenceRule::ElectionGrace),
+                        // Registered during this term: it starts heartbeating once its logs are
+                        // open, within its session.
+                        None => (now.duration_since(registered) >= session)
+                            .then_some(FenceRule::SessionTimeout),
+                    };
+                    // Its heartbeat connection closed, and no heartbeat has come since.
+                    let closed_at = s
+                        .disconnected
+                        .get(&b.broker_id)
+                        .filter(|(_, inc, _)| *inc == b.incarnation)
+                        .map(|(t, _, _)| *t);
+                    let gone = closed_at
+                        .is_some_and(|t| now.duration_since(t) >= grace)
+                        .then_some(FenceRule::ConnectionClosed);
+                    // The previous active controller, whose port refused a connection.
+                    let dead = s
+                        .dead_controllers
+                        .get(&b.broker_id)
+                        .is_some_and(|(inc, _)| *inc == b.incarnation)
+                        .then_some(FenceRule::ControllerPortRefused);
+                    if let (false, Some(rule)) = (b.fenced, dead.or(gone).or(expired)) {
+                        observed.fence.insert(b.broker_id);
+                        rules.push((b.broker_id, rule));
+                    } else if b.fenced
+                        && closed_at.is_none()
+                        && dead.is_none()
+                        && seen.is_some_and(|t| now.duration_since(t) < session)
+                        && !s.draining.contains_key(&b.broker_id)
+                    {
+                        observed.unfence.insert(b.broker_id);
                     }
-                };
-                let seen = s.last_seen.get(&b.broker_id).map(|(t, _)| *t);
-                let expired = match seen {
-                    Some(t) => now.duration_since(t) >= session,
-                    // Inherited from the previous controller: live brokers reach a new one
-                    // within the election grace.
-                    None if inherited => now.duration_since(since) >= election_grace,
-                    // Registered during this term: it starts heartbeating once its logs are
-                    // open, within its session.
-                    None => now.duration_since(registered) >= session,
-                };
-                // Its heartbeat connection closed, and no heartbeat has come since.
-                let closed_at = s
-                    .disconnected
-                    .get(&b.broker_id)
-                    .filter(|(_, inc, _)| *inc == b.incarnation)
-                    .map(|(t, _, _)| *t);
-                let gone = closed_at.is_some_and(|t| now.duration_since(t) >= grace);
-                if !b.fenced && (expired || gone) {
-                    observed.fence.insert(b.broker_id);
-                } else if b.fenced
-                    && closed_at.is_none()
-                    && seen.is_some_and(|t| now.duration_since(t) < session)
-                    && !s.draining.contains_key(&b.broker_id)
-                {
-                    observed.unfence.insert(b.broker_id);
                 }
+                drop(s);
+                let records = decide_broker_liveness(image, &observed, unclean);
+                let changed = (!records.is_empty()).then_some((rules, observed, records.len()));
+                Ok((changed, records))
+            })
+            .await?;
+        // Logged once committed, not per attempt: these lines time a failover.
+        if let Some((rules, observed, records)) = changed {
+            for (broker_id, rule) in rules {
+                tracing::info!(
+                    broker_id = broker_id.0,
+                    rule = rule.as_str(),
+                    "fenced a broker"
+                );
             }
-            drop(s);
-            let records = decide_broker_liveness(image, &observed, unclean);
-            if !records.is_empty() {
-                tracing::info!(fence = ?observed.fence, unfence = ?observed.unfence, draining = ?observed.draining, records = records.len(), "broker liveness changed");
-            }
-            Ok(((), records))
-        })
-        .await?;
+            tracing::info!(fence = ?observed.fence, unfence = ?observed.unfence, draining = ?observed.draining, records, "broker liveness changed");
+        }
         Ok(())
     }
 }
+
+/// The term in which `node` is the active controller, as Raft's metrics `m` show it: the
+/// leader, in a committed vote of its current term, acknowledged by a quorum since it took
+/// that role in this process (a restored leader of an old term has no acknowledgement yet).
+fn active_in(m: &openraft::RaftMetrics<NodeId, BasicNode>, node: NodeId) -> Option<u64> {
+    let active = m.state == ServerState::Leader
+        && m.current_leader == Some(node)
+        && m.vote.is_committed()
+        && m.vote.leader_id().voted_for() == Some(node)
+        && m.vote.leader_id().get_term() == m.current_term
+        && m.millis_since_quorum_ack.is_some();
+    active.then_some(m.current_term)
+}
+
+/// Why the active controller fenced a broker (the rules in the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FenceRule {
+    /// No heartbeat for `broker.session.timeout.ms`.
+    SessionTimeout,
+    /// Its heartbeat connection closed and no heartbeat followed within the reconnect grace.
+    ConnectionClosed,
+    /// Inherited from the previous controller and silent through the election grace.
+    ElectionGrace,
+    /// The previous active controller, whose controller port refused a connection.
+    ControllerPortRefused,
+}
+
+impl FenceRule {
+    fn as_str(self) -> &'static str {
+        match self {
+            FenceRule::SessionTimeout => "session_timeout",
+            FenceRule::ConnectionClosed => "connection_closed",
+            FenceRule::ElectionGrace => "election_grace",
+            FenceRule::ControllerPortRefused => "controller_port_refused",
+        }
+    }
+}
+
 impl ControllerService for Controller {
     fn handle(&self, conn: ConnectionId, req: ControllerRequest) -> BoxFuture<'_, ControllerReply> {
         Box::pin(self.serve_request(Some(conn), req))
@@ -1078,13 +1448,9 @@ impl ControllerService for Controller {
         let Some((broker_id, incarnation)) = self.sessions().heartbeat_conns.remove(&conn) else {
             return;
         };
-        let (leader, term) = {
-            let m = self.raft.metrics().borrow().clone();
-            (m.current_leader, m.current_term)
-        };
-        if leader != Some(self.settings.node_id) {
+        let Some(term) = self.active_term() else {
             return;
-        }
+        };
         {
             let mut s = self.sessions();
             // Heartbeats already come on another connection: nothing was lost.
@@ -1141,5 +1507,31 @@ mod tests {
                 .iter()
                 .all(|t| t.election_timeout_min_ms > t.heartbeat_interval_ms));
         }
+    }
+
+    #[test]
+    fn early_candidates_stand_after_every_lease_one_at_a_time() {
+        let et = Duration::from_millis(1000);
+        for voters in 2..=5 {
+            let timers: Vec<RaftTimers> = (0..voters)
+                .map(|r| RaftTimers::for_voter(et, r, voters))
+                .collect();
+            let longest_lease = timers.iter().map(|t| t.election_timeout_max_ms).max();
+            let beat = timers[0].heartbeat_interval_ms;
+            let stands: Vec<u64> = (0..voters - 1)
+                .map(|r| RaftTimers::early_stand_after(et, r, voters).as_millis() as u64)
+                .collect();
+            // Every voter's lease has ended, even one that heard the leader a beat later.
+            assert!(stands
+                .iter()
+                .all(|s| Some(*s) >= longest_lease.map(|l| l + beat)));
+            // Survivors a vote round trip apart, and the first no later than any rank's slot.
+            assert!(stands.windows(2).all(|w| w[1] - w[0] >= 40), "{stands:?}");
+            assert!(stands[0] <= timers[0].stands_after_ms(), "{stands:?}");
+        }
+        assert_eq!(
+            RaftTimers::early_stand_after(et, 0, 3),
+            Duration::from_millis(467)
+        );
     }
 }

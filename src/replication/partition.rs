@@ -9,7 +9,7 @@
 //! restart rather than from its log end, whose tail may never have been committed.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
@@ -146,6 +146,12 @@ pub struct Partition {
     append_version: Arc<watch::Sender<u64>>,
     /// Bumped when this partition's high watermark or leadership changes; acks=all waits on it.
     commits: watch::Sender<u64>,
+    /// The leader epoch of the last leader append with the offset of its first append, and the
+    /// epoch of the last commit of such records, so that the first append and the first
+    /// commit in a new epoch are logged once each (failover steps).
+    appended_epoch: AtomicI32,
+    epoch_first_offset: AtomicI64,
+    committed_epoch: AtomicI32,
 }
 
 /// The channels a [`Partition`] signals on, shared by every partition of a broker.
@@ -198,6 +204,9 @@ impl Partition {
             data_version: signals.data_version,
             append_version: signals.append_version,
             commits: watch::channel(0).0,
+            appended_epoch: AtomicI32::new(LeaderEpoch::UNKNOWN.0),
+            epoch_first_offset: AtomicI64::new(i64::MAX),
+            committed_epoch: AtomicI32::new(LeaderEpoch::UNKNOWN.0),
         }
     }
 
@@ -220,11 +229,14 @@ impl Partition {
         self.min_insync_replicas
             .store(min_insync_replicas as i64, Ordering::Relaxed);
         let leads = state.leader == self.local;
+        let leadership_changed;
         {
             let mut r = self.lock();
             if r.state == state {
                 return;
             }
+            leadership_changed =
+                r.state.leader != state.leader || r.state.leader_epoch != state.leader_epoch;
             let new_leadership = leads
                 && (r.state.leader != self.local || r.state.leader_epoch != state.leader_epoch);
             if new_leadership {
@@ -242,6 +254,15 @@ impl Partition {
                             .insert(*b, FollowerState::new(self.clock.now_ms()));
                     }
                 }
+            }
+            if leadership_changed && state.replicas.len() > 1 {
+                tracing::info!(
+                    partition = %self.tp,
+                    leader = state.leader.0,
+                    leader_epoch = state.leader_epoch.0,
+                    isr = ?state.isr.iter().map(|b| b.0).collect::<Vec<_>>(),
+                    "partition leadership changed"
+                );
             }
             r.state = state;
         }
@@ -294,6 +315,18 @@ impl Partition {
         let info = self.log.append_as_leader(records, state.leader_epoch)?;
         if state.replicas.len() > 1 {
             self.append_version.send_modify(|v| *v += 1);
+            let epoch = state.leader_epoch.0;
+            if self.appended_epoch.load(Ordering::Acquire) != epoch {
+                self.epoch_first_offset
+                    .store(info.first_offset.0, Ordering::Release);
+                self.appended_epoch.store(epoch, Ordering::Release);
+                tracing::info!(
+                    partition = %self.tp,
+                    leader_epoch = epoch,
+                    base_offset = info.first_offset.0,
+                    "first append in a new leader epoch"
+                );
+            }
         }
         if !self.waits_for_fsync() {
             self.advance_high_watermark();
@@ -368,27 +401,46 @@ impl Partition {
     /// long-polling fetches and acks=all waiters. Followers learn theirs from the leader.
     pub fn advance_high_watermark(&self) {
         let leader_end = self.leader_end();
-        let candidate = {
+        let (candidate, epoch, replicated) = {
             let r = self.lock();
             if r.state.leader != self.local {
                 return;
             }
-            isr::high_watermark(
+            let candidate = isr::high_watermark(
                 self.high_watermark(),
                 leader_end,
                 self.local,
                 &r.maximal_isr(),
                 &r.followers,
-            )
+            );
+            (candidate, r.state.leader_epoch, r.state.replicas.len() > 1)
         };
-        self.raise_high_watermark(candidate);
+        // The first commit of records appended in this epoch (the high watermark may move
+        // earlier, over records of the previous leader, once followers report their ends).
+        if self.raise_high_watermark(candidate)
+            && replicated
+            && self.appended_epoch.load(Ordering::Acquire) == epoch.0
+            && candidate.0 > self.epoch_first_offset.load(Ordering::Acquire)
+            && self.committed_epoch.swap(epoch.0, Ordering::Relaxed) != epoch.0
+        {
+            tracing::info!(
+                partition = %self.tp,
+                leader_epoch = epoch.0,
+                high_watermark = candidate.0,
+                "first commit in a new leader epoch"
+            );
+        }
     }
 
-    fn raise_high_watermark(&self, candidate: Offset) {
+    /// Raises the high watermark to `candidate`; whether it moved.
+    fn raise_high_watermark(&self, candidate: Offset) -> bool {
         let previous = self.high_watermark.fetch_max(candidate.0, Ordering::AcqRel);
         if candidate.0 > previous {
             self.data_version.send_modify(|v| *v += 1);
             self.commits.send_modify(|v| *v += 1);
+            true
+        } else {
+            false
         }
     }
 
@@ -532,7 +584,7 @@ impl Partition {
 
     fn take_leader_high_watermark(&self, leader_high_watermark: Offset) {
         let hw = leader_high_watermark.min(self.log.log_end_offset());
-        self.raise_high_watermark(hw);
+        let _ = self.raise_high_watermark(hw);
     }
 
     /// On a follower: removes every record at or after `offset` (a diverged tail).

@@ -10,7 +10,9 @@
   SIGKILLed every few seconds and restarted; afterwards every acknowledged record is readable
   exactly once, in order. The failover time (kill to the first acknowledgement after it) is
   printed; $STRATA_CHAOS_SECONDS sets the length (default 20 s, 60 s in the soak run) and
-  $STRATA_FAILOVER_OUT appends the times as JSON.
+  $STRATA_FAILOVER_OUT appends the times as JSON. Each kill's wall-clock time and victim, and
+  the brokers' log directory, are printed too (`chaos kill:` and `chaos timeline:` lines), for
+  `failover_phases.py` to break each failover into its steps.
 """
 
 from __future__ import annotations
@@ -223,6 +225,8 @@ def test_chaos_kill_the_leader_repeatedly(cluster):
     t = threading.Thread(target=produce, daemon=True)
     t.start()
     kills: list[float] = []
+    # Wall-clock time and node id of each kill, to line up with the brokers' logs.
+    kill_log: list[dict] = []
     t_end = time.monotonic() + CHAOS_SECONDS
     while time.monotonic() < t_end:
         time.sleep(3)
@@ -234,6 +238,8 @@ def test_chaos_kill_the_leader_repeatedly(cluster):
             continue
         victim.kill()
         kills.append(time.monotonic())
+        kill_log.append({"at": time.time(), "victim": m[0]})
+        print(f"\nchaos kill: {json.dumps(kill_log[-1])}", flush=True)
         time.sleep(2)
         victim.start()
         wait_until(lambda: (m := partition_meta(cluster, "chaos")) and len(m[2]) == 3, 60,
@@ -256,13 +262,19 @@ def test_chaos_kill_the_leader_repeatedly(cluster):
     assert not missing, f"{len(missing)} acknowledged records lost, e.g. {sorted(missing)[:5]}"
 
     failovers = []
-    for k in kills:
+    for k, entry in zip(kills, kill_log):
         after = [x for x in times if x > k]
         if after:
             failovers.append(after[0] - k)
+            entry["failover_s"] = after[0] - k
     med, mx = statistics.median(failovers), max(failovers)
     print(f"\n{len(acked_sorted)} records acknowledged across {len(kills)} leader kills; "
           f"failover median {med:.3f} s, max {mx:.3f} s, all {[round(f, 3) for f in failovers]}")
+    print("chaos timeline: " + json.dumps({
+        "topic": "chaos", "partition": 0,
+        "logs": str(cluster.nodes[0].dir.parent),
+        "nodes": {b.node_id: str(b.dir) for b in cluster.nodes},
+        "kills": kill_log}), flush=True)
     out = os.environ.get("STRATA_FAILOVER_OUT")
     if out:
         with open(out, "a") as f:
