@@ -9,7 +9,7 @@ use kafka_protocol::protocol::VersionRange;
 use super::{Reply, RequestContext};
 use crate::broker::Broker;
 use crate::controller::{decide_create_topic, validate_topic_name, MetadataImage, NewTopic, TopicDefaults, TopicImage};
-use crate::model::TopicId;
+use crate::model::{BrokerId, TopicId};
 use crate::protocol::errors::{controller_error_code, unknown_topic_id, unknown_topic_or_partition};
 use crate::protocol::{str_bytes, topic_name};
 
@@ -81,8 +81,12 @@ fn build(
                 .with_rack(b.rack.clone().filter(|_| version >= 1).map(str_bytes))
         })
         .collect();
+    // A leader whose port refused this broker's fetcher is dead though not yet fenced: report
+    // its partitions leaderless, so clients poll for the new leader instead of the dead one.
+    let refusing = |leader: BrokerId| leader != broker.node_id && broker.replicas.leader_refusing(leader);
+    let describe = |t: &TopicImage| topic_response(image, t, version, &refusing);
     let topics = if all {
-        image.topics.values().map(|t| topic_response(image, t, version)).collect()
+        image.topics.values().map(describe).collect()
     } else {
         req.topics
             .iter()
@@ -91,7 +95,7 @@ fn build(
                 if let Some(name) = &t.name {
                     let name = name.0.to_string();
                     match image.topic_by_name(&name) {
-                        Some(topic) => topic_response(image, topic, version),
+                        Some(topic) => describe(topic),
                         None => {
                             let code = failed
                                 .iter()
@@ -106,7 +110,7 @@ fn build(
                     }
                 } else {
                     match image.topic(&TopicId(t.topic_id)) {
-                        Some(topic) => topic_response(image, topic, version),
+                        Some(topic) => describe(topic),
                         None => MetadataResponseTopic::default().with_topic_id(t.topic_id).with_error_code(unknown_topic_id()),
                     }
                 }
@@ -120,7 +124,12 @@ fn build(
         .with_topics(topics)
 }
 
-fn topic_response(image: &MetadataImage, topic: &TopicImage, version: i16) -> MetadataResponseTopic {
+fn topic_response(
+    image: &MetadataImage,
+    topic: &TopicImage,
+    version: i16,
+    refusing: &dyn Fn(BrokerId) -> bool,
+) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .iter()
@@ -131,11 +140,12 @@ fn topic_response(image: &MetadataImage, topic: &TopicImage, version: i16) -> Me
                 .filter(|r| image.brokers.get(r).is_none_or(|b| b.fenced))
                 .map(|r| WireBrokerId(r.0))
                 .collect();
-            let error_code = if p.leader.0 < 0 { ResponseError::LeaderNotAvailable.code() } else { 0 };
+            let leader = if p.leader.0 >= 0 && refusing(p.leader) { -1 } else { p.leader.0 };
+            let error_code = if leader < 0 { ResponseError::LeaderNotAvailable.code() } else { 0 };
             MetadataResponsePartition::default()
                 .with_error_code(error_code)
                 .with_partition_index(index.0)
-                .with_leader_id(WireBrokerId(p.leader.0))
+                .with_leader_id(WireBrokerId(leader))
                 .with_leader_epoch(if version >= 7 { p.leader_epoch.0 } else { -1 })
                 .with_replica_nodes(p.replicas.iter().map(|r| WireBrokerId(r.0)).collect())
                 .with_isr_nodes(p.isr.iter().map(|r| WireBrokerId(r.0)).collect())

@@ -19,6 +19,7 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{BrokerId as WireBrokerId, FetchRequest};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Partition, RemoteLogManager};
@@ -69,6 +70,9 @@ pub struct ReplicaFetcherManager {
     remote: Option<Arc<RemoteLogManager>>,
     // Short sections only; tasks are spawned, never awaited, under it.
     fetchers: Mutex<HashMap<BrokerId, Fetcher>>,
+    /// Leaders whose port refused this broker's fetcher, and when it last did: their process is
+    /// gone, though the controller may not have fenced them yet.
+    refusing: Mutex<HashMap<BrokerId, Instant>>,
     shutdown: CancellationToken,
 }
 
@@ -86,8 +90,37 @@ impl ReplicaFetcherManager {
             settings,
             remote,
             fetchers: Mutex::new(HashMap::new()),
+            refusing: Mutex::new(HashMap::new()),
             shutdown,
         })
+    }
+
+    fn refusing_map(&self) -> MutexGuard<'_, HashMap<BrokerId, Instant>> {
+        self.refusing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `leader`'s port refused this broker's fetcher lately (within three fetch
+    /// backoffs; a fetcher that keeps failing retries every backoff and renews it). A refused
+    /// connection means no process listens there: the broker is dead even if the controller
+    /// has not fenced it yet, and Metadata reports its partitions leaderless meanwhile, so
+    /// clients look for the new leader at their fast retry pace rather than retrying the dead
+    /// one until their next full metadata refresh.
+    pub fn leader_refusing(&self, leader: BrokerId) -> bool {
+        let window = self.settings.backoff * 3;
+        self.refusing_map()
+            .get(&leader)
+            .is_some_and(|at| at.elapsed() < window)
+    }
+
+    fn set_refusing(&self, leader: BrokerId, refusing: bool) {
+        let mut m = self.refusing_map();
+        if refusing {
+            if m.insert(leader, Instant::now()).is_none() {
+                tracing::info!(%leader, "the leader's port refused the replica fetcher; its partitions are reported leaderless until it is back or replaced");
+            }
+        } else {
+            m.remove(&leader);
+        }
     }
 
     fn fetchers(&self) -> MutexGuard<'_, HashMap<BrokerId, Fetcher>> {
@@ -173,14 +206,25 @@ struct FetchTask {
 /// What a round asks the fetch loop to do next.
 enum Next {
     Continue,
+    /// The leader and this broker disagree on who leads at which epoch: one of them has not
+    /// applied the newest metadata yet, which takes milliseconds, so the round is retried
+    /// after [`METADATA_LAG_RETRY`] rather than the full backoff (a new leader's high
+    /// watermark waits on this fetch).
+    RetrySoon,
+    /// The connection to the leader was lost.
+    Lost,
     BackOff,
 }
+
+/// How soon a round that met a leadership disagreement is retried (capped by the backoff).
+const METADATA_LAG_RETRY: Duration = Duration::from_millis(20);
 
 impl FetchTask {
     async fn run(self) {
         tracing::debug!(leader = %self.leader, addr = %self.addr, "replica fetcher started");
         let mut client: Option<KafkaClient> = None;
         let settings = self.manager.settings.clone();
+        let mut last_lost: Option<Instant> = None;
         loop {
             if self.stop.is_cancelled() {
                 break;
@@ -213,15 +257,51 @@ impl FetchTask {
                 client = None;
                 continue;
             }
-            if let Next::BackOff = next {
+            let pause = match next {
+                Next::Continue => None,
+                Next::RetrySoon => Some(settings.backoff.min(METADATA_LAG_RETRY)),
+                // A lost connection is tried again at once (the first time in a backoff): a
+                // leader whose process died refuses the new connection, and knowing that
+                // before the backoff ends saves clients time. A process being killed may still
+                // accept a connection for a few milliseconds, so the retry waits a moment.
+                Next::Lost if last_lost.is_none_or(|t| t.elapsed() >= settings.backoff) => {
+                    last_lost = Some(Instant::now());
+                    Some(settings.backoff.min(METADATA_LAG_RETRY))
+                }
+                Next::Lost | Next::BackOff => Some(settings.backoff),
+            };
+            if let Some(pause) = pause {
                 tokio::select! {
-                    () = tokio::time::sleep(settings.backoff) => {}
+                    () = tokio::time::sleep(pause) => {}
                     () = self.wake.notified() => {}
                     () = self.stop.cancelled() => break,
                 }
             }
         }
+        self.manager.set_refusing(self.leader, false);
         tracing::debug!(leader = %self.leader, "replica fetcher stopped");
+    }
+
+    /// Connects to the leader, noting whether its port refused.
+    async fn connect(&self) -> Result<KafkaClient, ClientError> {
+        let result = KafkaClient::connect(
+            &*self.manager.net,
+            &self.addr,
+            "strata-replica-fetcher",
+            Duration::from_secs(2),
+        )
+        .await;
+        match &result {
+            Ok(_) => self.manager.set_refusing(self.leader, false),
+            Err(ClientError::Connect { source, .. })
+                if source.kind() == std::io::ErrorKind::ConnectionRefused =>
+            {
+                self.manager.set_refusing(self.leader, true)
+            }
+            // A timeout or another error says nothing certain about the process.
+            Err(_) => {}
+        }
+        result
     }
 
     async fn round(
@@ -231,14 +311,7 @@ impl FetchTask {
         settings: &FetcherSettings,
     ) -> Next {
         if client.is_none() {
-            match KafkaClient::connect(
-                &*self.manager.net,
-                &self.addr,
-                "strata-replica-fetcher",
-                Duration::from_secs(2),
-            )
-            .await
-            {
+            match self.connect().await {
                 Ok(c) => *client = Some(c),
                 Err(e) => {
                     tracing::debug!(leader = %self.leader, error = %e, "cannot reach the leader");
@@ -256,7 +329,10 @@ impl FetchTask {
             Ok(Err(e)) => {
                 log_client_error(self.leader, &e);
                 *client = None;
-                return Next::BackOff;
+                return match e {
+                    ClientError::Io { .. } => Next::Lost,
+                    _ => Next::BackOff,
+                };
             }
             Err(_) => {
                 tracing::warn!(leader = %self.leader, "fetch from the leader timed out");
@@ -289,7 +365,19 @@ impl FetchTask {
                 }
                 if let Err(e) = self.apply(target, data).await {
                     tracing::debug!(partition = %target.partition.tp, leader = %self.leader, error = %e, "replica fetch");
-                    next = Next::BackOff;
+                    let lagging_metadata = matches!(
+                        ResponseError::try_from_code(data.error_code),
+                        Some(
+                            ResponseError::NotLeaderOrFollower
+                                | ResponseError::UnknownLeaderEpoch
+                                | ResponseError::FencedLeaderEpoch
+                        )
+                    );
+                    next = match next {
+                        Next::BackOff => Next::BackOff,
+                        _ if lagging_metadata => Next::RetrySoon,
+                        _ => Next::BackOff,
+                    };
                 }
             }
         }

@@ -109,6 +109,14 @@ impl ReplicaManager {
             .collect()
     }
 
+    /// Whether `leader`'s port refused this broker's replica fetcher lately (see
+    /// [`ReplicaFetcherManager::leader_refusing`]).
+    pub fn leader_refusing(&self, leader: BrokerId) -> bool {
+        self.fetchers
+            .get()
+            .is_some_and(|f| f.leader_refusing(leader))
+    }
+
     /// Leaders this broker fetches from.
     pub fn fetcher_count(&self) -> usize {
         self.fetchers.get().map_or(0, |f| f.fetcher_count())
