@@ -165,6 +165,57 @@ def log_bytes(node, topic: str, partition: int) -> bytes:
 
 
 @pytest.mark.timeout(300)
+def test_a_leader_whose_port_refuses_is_reported_leaderless_until_it_is_replaced(tmp_path, request):
+    """A follower whose fetcher finds the leader's port refusing knows the process is gone before
+    the controller fences it: its Metadata names no leader for those partitions (so clients poll
+    for the new one), and names the new leader once the controller has moved it."""
+    # A long reconnect grace: the controller fences the killed broker only after 8 s.
+    c = Cluster(tmp_path, extra={"broker.session.reconnect.grace.ms": "8000",
+                                 "broker.session.timeout.ms": "20000"})
+    request.node._strata_brokers = c.nodes
+    try:
+        c.start_all()
+        controller = c.wait_ready()
+        create(c, "refusing", partitions=3)
+        meta = {}
+
+        def leaders():
+            for p in range(3):
+                m = partition_meta(c, "refusing", p)
+                if not m or m[0] < 0 or len(m[2]) != 3:
+                    return None
+                meta[p] = m
+            return True
+
+        wait_until(leaders, 30, "a leader and a full ISR for every partition")
+        p, (victim, _, _) = next((p, m) for p, m in meta.items() if m[0] != controller)
+        c.node(victim).kill()
+        survivor = next(b for b in c.live())
+
+        def reported_leader():
+            md = AdminClient({"bootstrap.servers": survivor.bootstrap}).list_topics("refusing", timeout=3)
+            return md.topics["refusing"].partitions[p].leader
+
+        killed_at = time.monotonic()
+        wait_until(lambda: reported_leader() == -1, 5, "the dead leader's partition reported leaderless")
+        leaderless_after = time.monotonic() - killed_at
+        # The controller has not fenced it yet: the refusal alone made the partition leaderless.
+        d = c.describe(survivor)
+        assert any(b[0] == victim and not b[3] for b in d["brokers"]), d["brokers"]
+        assert leaderless_after < 4, leaderless_after
+        # Once fenced, the partition has a new leader among the survivors.
+        new = wait_until(lambda: (l := reported_leader()) not in (-1, victim) and l, 20,
+                         "a new leader after the fence")
+        assert new in [b.node_id for b in c.live()]
+        # The dead broker's other partitions are untouched on the survivors' side: every
+        # partition it did not lead kept its leader throughout.
+        for q, m in meta.items():
+            if m[0] != victim:
+                assert partition_meta(c, "refusing", q)[0] == m[0]
+    finally:
+        c.cleanup()
+
+
 def test_min_insync_replicas_refuses_acks_all_writes(cluster):
     create(cluster, "guarded", min_isr=3)
     leader, _, _ = wait_isr(cluster, "guarded", [1, 2, 3])
