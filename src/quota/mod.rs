@@ -194,7 +194,7 @@ pub fn validate_quota(key: &str, value: f64) -> Result<(), QuotaError> {
         }
         other => return Err(QuotaError::UnknownKey(other.to_string())),
     }
-    if !(value > 0.0) || !value.is_finite() {
+    if !value.is_finite() || value <= 0.0 {
         return Err(QuotaError::NotPositive {
             key: key.to_string(),
             value,
