@@ -1,5 +1,5 @@
 //! `strata topics`: topic administration over the Kafka protocol, so it works against any
-//! Kafka-compatible broker. `strata groups` lives in [`groups`].
+//! Kafka-compatible broker. `strata groups` lives in [`groups`], `strata quotas` in [`quotas`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,6 +20,7 @@ use crate::client::KafkaClient;
 use crate::protocol::{str_bytes, topic_name};
 
 pub mod groups;
+pub mod quotas;
 
 #[derive(Args, Debug)]
 pub struct TopicsArgs {

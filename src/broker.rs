@@ -18,6 +18,8 @@ use crate::log::{LogConfig, LogError, LogManager};
 use crate::metrics::Metrics;
 use crate::model::BrokerId;
 use crate::net::Network;
+use crate::quota::manager::QuotaManagers;
+use crate::quota::QuotaWindow;
 use crate::replication::{
     effective_node_config, FetcherSettings, IsrProposal, Partition, RemoteLogManager,
     RemoteLogManagerConfig, ReplicaFetcherManager, ReplicaManager,
@@ -66,6 +68,8 @@ pub struct Broker {
     pub metrics: Arc<Metrics>,
     /// Tiered storage: uploads, remote reads, remote retention.
     pub remote: Arc<RemoteLogManager>,
+    /// Client byte-rate quotas: the rates of clients under a quota, per kind.
+    pub quotas: QuotaManagers,
     node: NodeConfig,
     /// This run's registration.
     incarnation: uuid::Uuid,
@@ -177,6 +181,7 @@ impl Broker {
         crate::runtime::block_in_place(|| replicas.apply_image(&image, &node))?;
         remote.recover_partitions(&replicas).await;
 
+        let quotas = QuotaManagers::new(quota_window(&node), &metrics.quota);
         let broker = Arc::new(Broker {
             node_id,
             cluster_id,
@@ -192,6 +197,7 @@ impl Broker {
             shutdown: shutdown.clone(),
             metrics,
             remote: remote.clone(),
+            quotas,
             node,
             incarnation,
             producer_ids: Mutex::new((0, 0)),
@@ -529,6 +535,14 @@ fn start_remote_log_manager(
         metrics.tiering.clone(),
         shutdown.clone(),
     )?)
+}
+
+/// `quota.window.num` samples of `quota.window.size.seconds`.
+fn quota_window(node: &NodeConfig) -> QuotaWindow {
+    QuotaWindow {
+        num: node.get_i32("quota.window.num").max(1) as u32,
+        size_ms: node.get_i32("quota.window.size.seconds").max(1) as u64 * 1000,
+    }
 }
 
 fn fetcher_settings(node: &NodeConfig) -> FetcherSettings {

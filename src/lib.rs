@@ -6,6 +6,8 @@
 //! - [`server`]: the listener, connections, framing, in-order responses, shutdown.
 //! - [`protocol`]: glue to the `kafka-protocol` crate, error codes, the record-batch header reader.
 //! - [`handlers`]: one file per Kafka API; the ApiVersions table is derived from their list.
+//! - [`quota`]: client byte-rate quotas — which quota applies to a client, its rate over
+//!   Kafka's sampled window, the throttle time it earns.
 //! - [`replication`]: `ReplicaManager` and `Partition` — roles, high watermark, acks — and the
 //!   `RemoteLogManager`, which wires tiered storage (the `strata-tiering` crate) into the broker.
 //! - [`log`]: the storage engine (`UnifiedLog`, segments, indexes, recovery, retention, cleaner).
@@ -16,8 +18,8 @@
 //!   (tokio, or turmoil in tests); [`runtime`]: blocking work on either runtime flavour.
 //! - [`broker`]: the node's parts wired together.
 //! - [`metrics`]: the Prometheus registry and the HTTP endpoint (`/metrics`, `/health`, `/ready`).
-//! - [`admin`]: the `strata topics` and `strata groups` commands; [`client`]: the Kafka-protocol
-//!   client they and follower fetchers use.
+//! - [`admin`]: the `strata topics`, `strata groups` and `strata quotas` commands; [`client`]:
+//!   the Kafka-protocol client they and follower fetchers use.
 //! - `alloc`: the process allocator, which reserves huge blocks lazily (see its docs).
 //! - [`model`]: newtypes for offsets, epochs and ids; [`clock`]: injected time.
 
@@ -36,6 +38,7 @@ pub mod metrics;
 pub mod model;
 pub mod net;
 pub mod protocol;
+pub mod quota;
 pub mod replication;
 pub mod runtime;
 pub mod server;

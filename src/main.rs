@@ -43,6 +43,9 @@ enum Command {
     Topics(strata::admin::TopicsArgs),
     /// List, describe (offsets and lag), reset offsets of, and delete consumer groups.
     Groups(strata::admin::groups::GroupsArgs),
+    /// Describe and alter client quotas (producer_byte_rate, consumer_byte_rate) by user and
+    /// client id on any Kafka-protocol broker.
+    Quotas(strata::admin::quotas::QuotasArgs),
     /// Write meta.properties (cluster id, node id) into every log dir, once, before the first
     /// start of a node of a multi-node cluster.
     Format {
@@ -101,6 +104,9 @@ fn main() -> std::process::ExitCode {
         } => runtime().and_then(|rt| rt.block_on(describe_cluster(controller, json))),
         Command::Groups(args) => {
             runtime().and_then(|rt| rt.block_on(strata::admin::groups::run_groups(args)))
+        }
+        Command::Quotas(args) => {
+            runtime().and_then(|rt| rt.block_on(strata::admin::quotas::run_quotas(args)))
         }
         Command::Topics(args) => {
             runtime().and_then(|rt| rt.block_on(strata::admin::run_topics(args)))

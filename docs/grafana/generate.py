@@ -79,6 +79,17 @@ add(panel(0, "Rejected requests and connections", [
 ], 16, y, unit="ops"))
 y += 8
 
+# Throttle time is observed for every response to a client under a quota (0 within it), so the
+# sum's rate is the seconds of waiting handed out per second, and p99 shows how long waits get.
+add(row(0, "Client quotas", y)); y += 1
+add(panel(0, "Throttle time handed out (s/s)", [("sum by (kind) (rate(strata_quota_throttle_time_seconds_sum[5m]))", "{{kind}}")], 0, y))
+add(panel(0, "Throttled responses", [("sum by (kind) (rate(strata_quota_throttled_responses_total[5m]))", "{{kind}}")], 8, y, unit="ops"))
+add(panel(0, "Throttle time p99 and clients under a quota", [
+    ('histogram_quantile(0.99, sum by (le, kind) (rate(strata_quota_throttle_time_seconds_bucket[5m])))', "p99 {{kind}}"),
+    ("sum by (kind) (strata_quota_tracked_clients)", "clients {{kind}}"),
+], 16, y))
+y += 8
+
 add(row(0, "Replication health", y)); y += 1
 add(panel(0, "Leaders per broker", [("strata_replication_leaders", "{{instance}}")], 0, y))
 add(panel(0, "Under-replicated / under min ISR", [

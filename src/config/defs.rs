@@ -139,6 +139,8 @@ pub const NODE_KEYS: &[NodeKey] = &[
     node("connections.max.idle.ms", Long, "600000", false, "Close connections idle this long."),
     node("max.connections", Int, "10000", false, "Most client connections at once."),
     node("queued.max.requests", Int, "32", false, "Most requests in flight on one connection before reading pauses."),
+    node("quota.window.num", Int, "11", false, "Samples a client's byte rate is measured over for its quota (at least 1); the rate counts at least this many minus one whole samples, and no throttle exceeds the whole window."),
+    node("quota.window.size.seconds", Int, "1", false, "Length of one quota rate sample, in seconds (at least 1)."),
     node("log.flush.policy", String, "fsync", false, "fsync: acknowledge after an fsync, with group commit. interval: flush per log.flush.interval.messages / .ms."),
     node("log.flush.interval.messages", Long, "9223372036854775807", true, "With the interval policy, flush after this many records."),
     node("log.flush.interval.ms", Long, "9223372036854775807", true, "With the interval policy, flush after this long."),

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::records::MetadataRecord;
 use crate::config::TopicConfig;
 use crate::model::{BrokerId, LeaderEpoch, PartitionIndex, TopicId};
+use crate::quota::ClientQuotas;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerRegistration {
@@ -51,6 +52,9 @@ pub struct MetadataImage {
     /// The `metadata.version` feature level; 0 until the first controller writes it.
     #[serde(default)]
     pub metadata_version: u16,
+    /// Client quotas by entity (user / client id, named or default).
+    #[serde(default)]
+    pub client_quotas: ClientQuotas,
 }
 
 impl MetadataImage {
@@ -167,6 +171,9 @@ impl MetadataImage {
                 next_producer_id, ..
             } => {
                 self.next_producer_id = self.next_producer_id.max(*next_producer_id);
+            }
+            MetadataRecord::ClientQuota { entity, key, value } => {
+                self.client_quotas.apply(entity, key, *value);
             }
         }
     }

@@ -12,9 +12,11 @@
 //! - [`network`]: the controller RPC (Raft messages, forwarded writes, heartbeats).
 //! - [`elections`]: fencing, leader election, controlled shutdown, rebalancing (pure).
 //! - [`duties`]: the active controller's loop that observes brokers and commits those decisions.
+//! - [`client_quotas`]: AlterClientQuotas decided (the quotas themselves live in `crate::quota`).
 
 mod duties;
 
+pub mod client_quotas;
 pub mod elections;
 pub mod image;
 pub mod isr;
@@ -27,6 +29,7 @@ pub mod state_machine;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+pub use client_quotas::{decide_client_quotas, QuotaAlteration};
 pub use duties::{Controller, ControllerSettings};
 pub use image::{BrokerRegistration, MetadataImage, PartitionRegistration, TopicImage};
 pub use records::MetadataRecord;

@@ -1,12 +1,13 @@
 //! Metadata records: every change to cluster metadata is one of these, appended to the
 //! metadata log and folded into the [`MetadataImage`](super::image::MetadataImage).
 //!
-//! New kinds of metadata (quotas, ACLs, mirror links) arrive as new variants; a node that
+//! New kinds of metadata (ACLs, mirror links) arrive as new variants; a node that
 //! replays a log never reinterprets an old record.
 
 use serde::{Deserialize, Serialize};
 
 use crate::model::{BrokerId, LeaderEpoch, PartitionIndex, TopicId};
+use crate::quota::ClientQuotaEntity;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -53,5 +54,12 @@ pub enum MetadataRecord {
     ProducerIds {
         broker_id: BrokerId,
         next_producer_id: i64,
+    },
+    /// A client quota value set (`Some`) or removed (`None`) for an entity (Kafka's
+    /// `ClientQuotaRecord`). Keys are Kafka's (`producer_byte_rate`, ...).
+    ClientQuota {
+        entity: ClientQuotaEntity,
+        key: String,
+        value: Option<f64>,
     },
 }

@@ -11,6 +11,12 @@
 //! follower's last fetched epoch ends earlier here (KIP-320). A follower that needs what the
 //! leader keeps only in object storage is told OFFSET_MOVED_TO_TIERED_STORAGE.
 //!
+//! A consumer over its `consumer_byte_rate` quota gets an empty response with
+//! `throttle_time_ms` instead of the records (Kafka's throttled fetch; see `crate::quota`), and
+//! a consumer under such a quota never gets more in one response than the quota allows over
+//! the window (`max_bytes` is capped, as Kafka does).
+//! Followers are never throttled.
+//!
 //! Incremental fetch sessions (KIP-227) are declined: every response carries session id 0,
 //! which tells clients to keep sending full fetch requests.
 
@@ -19,7 +25,7 @@ use std::time::Duration;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{EpochEndOffset, FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind};
-use kafka_protocol::protocol::VersionRange;
+use kafka_protocol::protocol::{Encodable, VersionRange};
 
 use super::{Reply, RequestContext};
 use crate::broker::Broker;
@@ -89,16 +95,61 @@ pub fn handle(ctx: RequestContext, req: FetchRequest) -> Reply {
         })
         .collect();
     let replica_id = if ctx.version() >= 15 { req.replica_state.replica_id.0 } else { req.replica_id.0 };
+    let mut max_bytes = if req.max_bytes <= 0 { usize::MAX } else { req.max_bytes as usize };
+    if replica_id < 0 {
+        let quotas = &ctx.broker.quotas.fetch;
+        if let Some(quota) = quotas.quota_for(&image.client_quotas, ctx.user(), ctx.client_id()) {
+            max_bytes = max_bytes.min(quotas.max_bytes_in_window(&quota).max(1.0) as usize);
+        }
+    }
     let params = FetchParams {
         topics,
-        max_bytes: if req.max_bytes <= 0 { usize::MAX } else { req.max_bytes as usize },
+        max_bytes,
         min_bytes: req.min_bytes.max(0) as usize,
         max_wait: Duration::from_millis(req.max_wait_ms.max(0) as u64),
         read_committed: req.isolation_level == 1,
         version: ctx.version(),
         replica: (replica_id >= 0).then_some(BrokerId(replica_id)),
     };
-    Reply::later(async move { ResponseKind::Fetch(fetch(&ctx.broker, &params).await) })
+    Reply::later(async move {
+        let response = fetch(&ctx.broker, &params).await;
+        let response = if params.replica.is_none() { apply_quota(&ctx, &params, response) } else { response };
+        count_bytes_out(&ctx.broker, &params, &response);
+        ResponseKind::Fetch(response)
+    })
+}
+
+/// Counts a consumer's response against its `consumer_byte_rate` quota, if it has one. Over the
+/// quota the bytes are taken back and the client gets an empty response that says how long to
+/// wait, as Kafka answers a throttled fetch; the records are fetched again afterwards.
+fn apply_quota(ctx: &RequestContext, params: &FetchParams, response: FetchResponse) -> FetchResponse {
+    let quotas = &ctx.broker.quotas.fetch;
+    let Some(quota) = quotas.quota_for(&ctx.broker.image().client_quotas, ctx.user(), ctx.client_id()) else {
+        return response;
+    };
+    // The whole response as sent, as Kafka counts it.
+    let bytes = response.compute_size(params.version).unwrap_or(0) as u64;
+    let now_ms = ctx.broker.clock.now_ms();
+    let throttle_ms = quotas.record(&quota, bytes, now_ms);
+    if throttle_ms == 0 {
+        return response;
+    }
+    quotas.unrecord(&quota, bytes, now_ms);
+    FetchResponse::default().with_throttle_time_ms(throttle_ms as i32).with_session_id(0)
+}
+
+/// Record bytes sent to consumers, by topic (responses in request order).
+fn count_bytes_out(broker: &Broker, params: &FetchParams, response: &FetchResponse) {
+    if params.replica.is_some() {
+        return;
+    }
+    for (topic, (_, _, name, _)) in response.responses.iter().zip(&params.topics) {
+        let Some(name) = name else { continue };
+        let bytes: usize = topic.partitions.iter().map(|p| p.records.as_ref().map_or(0, |r| r.len())).sum();
+        if bytes > 0 {
+            broker.metrics.topics.bytes_out.with_label_values(&[name.as_str()]).inc_by(bytes as u64);
+        }
+    }
 }
 
 async fn fetch(broker: &Broker, params: &FetchParams) -> FetchResponse {
@@ -250,9 +301,6 @@ async fn read_all(broker: &Broker, params: &FetchParams) -> (FetchResponse, usiz
                 Ok(read) => {
                     let (records, hw, log_start) = (read.records, read.high_watermark, read.log_start_offset);
                     total += records.len();
-                    if !records.is_empty() && params.replica.is_none() {
-                        broker.metrics.topics.bytes_out.with_label_values(&[name.as_str()]).inc_by(records.len() as u64);
-                    }
                     let data = data
                         .with_high_watermark(hw.0)
                         .with_last_stable_offset(hw.0)

@@ -23,6 +23,9 @@ pub enum Reply {
     Later(ResponseFuture),
     /// The request gets no response (Produce with acks=0).
     Nothing,
+    /// No response, and the connection reads nothing more for this long: an acks=0 produce
+    /// over its quota (KIP-219 mutes the connection even when there is nothing to answer).
+    Throttle(std::time::Duration),
 }
 
 impl Reply {
@@ -38,11 +41,24 @@ pub struct RequestContext {
     pub header: RequestHeader,
     /// The client's address (JoinGroup records it as the member's host).
     pub peer: Option<std::net::SocketAddr>,
+    /// Size of the request on the wire (header and body), which produce quotas count.
+    pub request_bytes: usize,
 }
 
 impl RequestContext {
     pub fn version(&self) -> i16 {
         self.header.request_api_version
+    }
+
+    /// The user principal's name, which user quotas match. Without authentication every
+    /// connection is Kafka's anonymous principal.
+    pub fn user(&self) -> &str {
+        crate::quota::ANONYMOUS_USER
+    }
+
+    /// The client id of the request header; a null one is the empty string, as in Kafka.
+    pub fn client_id(&self) -> &str {
+        self.header.client_id.as_deref().unwrap_or("")
     }
 }
 
@@ -94,6 +110,8 @@ handlers! {
     DescribeGroups => describe_groups,
     DeleteGroups => delete_groups,
     OffsetDelete => offset_delete,
+    DescribeClientQuotas => describe_client_quotas,
+    AlterClientQuotas => alter_client_quotas,
 }
 
 mod group_call;

@@ -1,5 +1,6 @@
 //! Produce: append each partition's batches in request order, then wait (off the connection's
-//! ordered path) until they are committed, as `acks` asks.
+//! ordered path) until they are committed, as `acks` asks. A client over its
+//! `producer_byte_rate` quota is answered with `throttle_time_ms` (see `crate::quota`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::protocol::VersionRange;
 
 use super::{Reply, RequestContext};
+use crate::controller::MetadataImage;
 use crate::log::LogAppendInfo;
 use crate::model::{LeaderEpoch, TopicId, TopicPartition};
 use crate::protocol::errors::{partition_error_code, unknown_topic_id, unknown_topic_or_partition, NONE};
@@ -72,6 +74,7 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
         results.push((topic.name, topic.topic_id, outcomes));
     }
 
+    let throttle_ms = record_quota(&ctx, &image);
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
     let version = ctx.version();
     if acks == 0 {
@@ -85,6 +88,9 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
                 }
             }
         });
+        if throttle_ms > 0 {
+            return Reply::Throttle(Duration::from_millis(throttle_ms));
+        }
         return Reply::Nothing;
     }
     // Every partition waits for its commit at once (one fsync each, in parallel), not in turn.
@@ -145,8 +151,19 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
             }
             responses.push(TopicProduceResponse::default().with_name(name).with_topic_id(topic_id).with_partition_responses(partition_responses));
         }
-        ResponseKind::Produce(ProduceResponse::default().with_responses(responses))
+        ResponseKind::Produce(ProduceResponse::default().with_responses(responses).with_throttle_time_ms(throttle_ms as i32))
     })
+}
+
+/// Counts the request against the client's produce quota, if it has one; returns how long the
+/// client must wait (0 within its quota). The response says so and the connection stops reading
+/// meanwhile; the append itself is never refused for a quota.
+fn record_quota(ctx: &RequestContext, image: &MetadataImage) -> u64 {
+    let quotas = &ctx.broker.quotas.produce;
+    match quotas.quota_for(&image.client_quotas, ctx.user(), ctx.client_id()) {
+        None => 0,
+        Some(quota) => quotas.record(&quota, ctx.request_bytes as u64, ctx.broker.clock.now_ms()),
+    }
 }
 
 fn log_append_error(tp: &TopicPartition, e: &PartitionError) {

@@ -5,6 +5,7 @@ use kafka_protocol::error::ResponseError as E;
 use crate::controller::ControllerError;
 use crate::group::CoordinatorError;
 use crate::log::LogError;
+use crate::quota::QuotaError;
 use crate::replication::{PartitionError, RemoteLogError};
 
 pub const NONE: i16 = 0;
@@ -70,6 +71,25 @@ pub fn controller_error_code(e: &ControllerError) -> i16 {
         ControllerError::Encode(_) | ControllerError::Io { .. } | ControllerError::Raft(_) => {
             E::UnknownServerError.code()
         }
+    }
+}
+
+/// Kafka answers an unknown entity or match type with UNSUPPORTED_VERSION (a newer client's
+/// filter), anything else malformed with INVALID_REQUEST.
+pub fn quota_error_code(e: &QuotaError) -> i16 {
+    match e {
+        QuotaError::UnknownEntityType(_) | QuotaError::UnknownMatchType(_) => {
+            E::UnsupportedVersion.code()
+        }
+        QuotaError::InvalidEntity(_)
+        | QuotaError::IpQuotasUnsupported
+        | QuotaError::UnknownKey(_)
+        | QuotaError::NotEnforced(_)
+        | QuotaError::NotPositive { .. }
+        | QuotaError::NotWhole { .. }
+        | QuotaError::DuplicateKey(_)
+        | QuotaError::DuplicateEntity(_)
+        | QuotaError::InvalidFilter(_) => E::InvalidRequest.code(),
     }
 }
 

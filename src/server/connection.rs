@@ -1,16 +1,21 @@
 //! One client connection: a reader task turns bytes into frames, the connection task decodes,
 //! dispatches, and writes responses in request order.
+//!
+//! Throttling (KIP-219): a response that carries a quota's `throttle_time_ms` mutes the
+//! connection for that long: neither task reads another request until then, while responses
+//! already due are still written. Clients too old to wait by themselves (Produce < v6,
+//! Fetch < v8) also get their throttled response only once the time has passed.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::Encodable;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::ServerLimits;
@@ -19,6 +24,7 @@ use crate::handlers::{self, Reply, RequestContext, ResponseFuture};
 use crate::metrics::Metrics;
 use crate::net::{BoxReadHalf, BoxWriteHalf};
 use crate::protocol::{decode_request, Decoded};
+use crate::quota::QuotaKind;
 
 /// Why a connection ended; only logged.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +75,8 @@ enum Pending {
     Ready {
         bytes: Bytes,
         timer: RequestTimer,
+        /// A throttled response to a client that does not wait by itself is held until then.
+        not_before: Option<tokio::time::Instant>,
     },
     Waiting {
         future: ResponseFuture,
@@ -159,8 +167,57 @@ fn api_name(api_key: ApiKey) -> &'static str {
         ApiKey::DescribeGroups => "DescribeGroups",
         ApiKey::DeleteGroups => "DeleteGroups",
         ApiKey::OffsetDelete => "OffsetDelete",
+        ApiKey::DescribeClientQuotas => "DescribeClientQuotas",
+        ApiKey::AlterClientQuotas => "AlterClientQuotas",
         _ => "other",
     }
+}
+
+/// When the connection may read again; shared with the reader task.
+struct Mute {
+    until: Option<tokio::time::Instant>,
+    tx: watch::Sender<Option<tokio::time::Instant>>,
+}
+
+impl Mute {
+    /// Mutes reads for `throttle` from now (never shortening a longer mute); returns its end.
+    fn extend(&mut self, throttle: Duration) -> tokio::time::Instant {
+        let until = tokio::time::Instant::now() + throttle;
+        if self.until.is_none_or(|u| u < until) {
+            self.until = Some(until);
+            self.tx.send_replace(Some(until));
+        }
+        until
+    }
+
+    /// The end of the mute, if it is still on.
+    fn active(&self) -> Option<tokio::time::Instant> {
+        self.until.filter(|u| *u > tokio::time::Instant::now())
+    }
+
+    /// Applies a response's throttle; returns when the response may be written, for clients
+    /// that do not wait by themselves.
+    fn apply(&mut self, throttle: Option<(Duration, bool)>) -> Option<tokio::time::Instant> {
+        let (duration, hold) = throttle?;
+        let until = self.extend(duration);
+        hold.then_some(until)
+    }
+}
+
+/// A response's quota throttle: how long, and whether the response itself waits too (for
+/// clients older than KIP-219, which do not back off by themselves).
+fn response_throttle(version: i16, response: &ResponseKind) -> Option<(Duration, bool)> {
+    let (ms, kind) = match response {
+        ResponseKind::Produce(r) => (r.throttle_time_ms, QuotaKind::Produce),
+        ResponseKind::Fetch(r) => (r.throttle_time_ms, QuotaKind::Fetch),
+        _ => return None,
+    };
+    (ms > 0).then(|| {
+        (
+            Duration::from_millis(ms as u64),
+            !kind.client_throttles(version),
+        )
+    })
 }
 
 pub(super) async fn run(
@@ -175,8 +232,19 @@ pub(super) async fn run(
     // large ones bypass the buffer.
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let (frames_tx, mut frames_rx) = mpsc::channel::<Bytes>(limits.max_in_flight);
+    let (mute_tx, mute_rx) = watch::channel(None);
+    let mut mute = Mute {
+        until: None,
+        tx: mute_tx,
+    };
     let reader_task = tokio::spawn(async move {
         loop {
+            // A muted connection is not read from at all, so the client's requests wait in
+            // its own socket buffer rather than in this broker's memory.
+            let until = *mute_rx.borrow();
+            if let Some(until) = until {
+                tokio::time::sleep_until(until).await;
+            }
             match read_frame(&mut reader, limits.max_request_bytes).await {
                 Ok(frame) => {
                     if frames_tx.send(frame).await.is_err() {
@@ -196,8 +264,11 @@ pub(super) async fn run(
     let idle = limits.idle_timeout;
     loop {
         // Write out every response that is ready at the head of the queue.
-        while let Some(Pending::Ready { .. }) = pending.front() {
-            if let Some(Pending::Ready { bytes, timer }) = pending.pop_front() {
+        while let Some(Pending::Ready { not_before, .. }) = pending.front() {
+            if not_before.is_some_and(|t| t > tokio::time::Instant::now()) {
+                break;
+            }
+            if let Some(Pending::Ready { bytes, timer, .. }) = pending.pop_front() {
                 timer.finish(bytes.len());
                 if let Err(e) = writer.write_all(&bytes).await {
                     tracing::debug!(%peer, error = %e, "write failed; closing connection");
@@ -212,13 +283,19 @@ pub(super) async fn run(
         if stopping && pending.is_empty() {
             break;
         }
-        let can_read = pending.len() < limits.max_in_flight && !stopping;
+        let muted = mute.active();
+        let held = match pending.front() {
+            Some(Pending::Ready { not_before, .. }) => *not_before,
+            _ => None,
+        };
+        let can_read = pending.len() < limits.max_in_flight && !stopping && muted.is_none();
         tokio::select! {
             biased;
             done = wait_head(&mut pending), if !pending.is_empty() => {
-                if let Some(bytes) = done {
+                if let Some((bytes, throttle)) = done {
                     if let Some(Pending::Waiting { timer, .. }) = pending.pop_front() {
-                        pending.push_front(Pending::Ready { bytes, timer });
+                        let not_before = mute.apply(throttle);
+                        pending.push_front(Pending::Ready { bytes, timer, not_before });
                     }
                 } else {
                     // The response could not be encoded: a bug, already logged. Close rather
@@ -226,10 +303,12 @@ pub(super) async fn run(
                     break;
                 }
             }
+            () = sleep_until_some(held), if held.is_some() => {}
+            () = sleep_until_some(muted), if muted.is_some() && !stopping => {}
             frame = frames_rx.recv(), if can_read => {
                 let Some(frame) = frame else { break };
                 broker.metrics.server.bytes_received.inc_by(frame.len() as u64 + 4);
-                match handle_frame(&broker, frame, peer) {
+                match handle_frame(&broker, frame, peer, &mut mute) {
                     Ok(Some(p)) => pending.push_back(p),
                     Ok(None) => {}
                     Err(reason) => {
@@ -249,7 +328,7 @@ pub(super) async fn run(
     // Finish what was accepted before closing (graceful shutdown).
     while let Some(p) = pending.pop_front() {
         let bytes = match p {
-            Pending::Ready { bytes, timer } => {
+            Pending::Ready { bytes, timer, .. } => {
                 timer.finish(bytes.len());
                 Some(bytes)
             }
@@ -278,7 +357,15 @@ async fn close(mut writer: BoxWriteHalf) -> std::io::Result<()> {
     writer.shutdown().await
 }
 
-async fn wait_head(pending: &mut VecDeque<Pending>) -> Option<Bytes> {
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The encoded response at the head of the queue once it completes, with its quota throttle.
+async fn wait_head(pending: &mut VecDeque<Pending>) -> Option<(Bytes, Option<(Duration, bool)>)> {
     match pending.front_mut() {
         Some(Pending::Waiting {
             future,
@@ -288,7 +375,8 @@ async fn wait_head(pending: &mut VecDeque<Pending>) -> Option<Bytes> {
             ..
         }) => {
             let response = future.await;
-            encode_response(*api_key, *version, *correlation_id, &response)
+            let throttle = response_throttle(*version, &response);
+            encode_response(*api_key, *version, *correlation_id, &response).map(|b| (b, throttle))
         }
         // Ready entries are drained before the select; nothing to wait for.
         _ => std::future::pending().await,
@@ -300,7 +388,9 @@ fn handle_frame(
     broker: &Arc<Broker>,
     frame: Bytes,
     peer: SocketAddr,
+    mute: &mut Mute,
 ) -> Result<Option<Pending>, String> {
+    let request_bytes = frame.len() + 4;
     let (api_key, version, correlation_id) = match decode_request(frame) {
         Ok(Decoded::Request {
             header,
@@ -318,11 +408,16 @@ fn handle_frame(
                 broker: broker.clone(),
                 header,
                 peer: Some(peer),
+                request_bytes,
             };
             let reply = handlers::dispatch(ctx, request)
                 .ok_or_else(|| format!("no handler for {api_key:?}"))?;
             match reply {
                 Reply::Nothing => return Ok(None),
+                Reply::Throttle(duration) => {
+                    mute.extend(duration);
+                    return Ok(None);
+                }
                 Reply::Later(future) => {
                     let timer = timer.waiting();
                     return Ok(Some(Pending::Waiting {
@@ -334,8 +429,15 @@ fn handle_frame(
                     }));
                 }
                 Reply::Now(resp) => {
+                    let not_before = mute.apply(response_throttle(version, &resp));
                     return encode_response(api_key, version, correlation_id, &resp)
-                        .map(|bytes| Some(Pending::Ready { bytes, timer }))
+                        .map(|bytes| {
+                            Some(Pending::Ready {
+                                bytes,
+                                timer,
+                                not_before,
+                            })
+                        })
                         .ok_or_else(|| format!("could not encode {api_key:?} response"));
                 }
             }
@@ -357,7 +459,13 @@ fn handle_frame(
         correlation_id,
         &ResponseKind::ApiVersions(resp),
     )
-    .map(|bytes| Some(Pending::Ready { bytes, timer }))
+    .map(|bytes| {
+        Some(Pending::Ready {
+            bytes,
+            timer,
+            not_before: None,
+        })
+    })
     .ok_or_else(|| "could not encode ApiVersions".to_string())
 }
 
