@@ -42,6 +42,27 @@ def strata_bin() -> Path:
     )
 
 
+def strata_cli(command: str, broker_or_addr, *args, ok=True) -> subprocess.CompletedProcess:
+    """Runs `strata <command> <args> --bootstrap-server <broker>` without the test's STRATA_*
+    environment; asserts it succeeded (or, with ok=False, that it failed)."""
+    addr = broker_or_addr if isinstance(broker_or_addr, str) else broker_or_addr.bootstrap
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")}
+    p = subprocess.run(
+        [str(strata_bin()), command, *args, "--bootstrap-server", addr],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+    what = f"strata {command} {' '.join(args)}"
+    if ok:
+        assert p.returncode == 0, f"{what} exited {p.returncode}:\n{p.stderr}"
+    else:
+        assert p.returncode != 0, f"{what} should have failed:\n{p.stdout}"
+    return p
+
+
 def _die_with_parent():
     """Runs in the child before exec: SIGKILL it if pytest dies, so no broker outlives a run
     that was itself killed (CI time limit, Ctrl-C twice)."""

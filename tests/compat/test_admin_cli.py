@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import uuid
@@ -12,27 +11,13 @@ from confluent_kafka import TopicCollection
 from confluent_kafka.admin import ConfigResource, ConfigSource
 
 import helpers as h
-from conftest import free_port, strata_bin
+from conftest import free_port, strata_cli
 
 T = h.OP_TIMEOUT_S
 
 
 def strata(broker_or_addr, *args, ok=True) -> subprocess.CompletedProcess:
-    addr = broker_or_addr if isinstance(broker_or_addr, str) else broker_or_addr.bootstrap
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")}
-    p = subprocess.run(
-        [str(strata_bin()), "topics", *args, "--bootstrap-server", addr],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=env,
-    )
-    if ok:
-        assert p.returncode == 0, f"strata topics {' '.join(args)} exited {p.returncode}:\n{p.stderr}"
-    else:
-        assert p.returncode != 0, f"strata topics {' '.join(args)} should have failed:\n{p.stdout}"
-    return p
+    return strata_cli("topics", broker_or_addr, *args, ok=ok)
 
 
 def describe(broker, name):

@@ -9,7 +9,6 @@ client may burst 10 s worth of its quota before the rate catches up, longer than
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import time
@@ -19,27 +18,14 @@ import pytest
 from confluent_kafka import KafkaError
 
 import helpers as h
-from conftest import strata_bin
+from conftest import strata_cli
 
 QUOTA_BYTES_S = 400_000
 VALUE = b"v" * 1000
 
 
 def quotas(broker, *args, ok=True) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")}
-    p = subprocess.run(
-        [str(strata_bin()), "quotas", *args, "--bootstrap-server", broker.bootstrap],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=env,
-    )
-    if ok:
-        assert p.returncode == 0, f"strata quotas {' '.join(args)} exited {p.returncode}:\n{p.stderr}"
-    else:
-        assert p.returncode != 0, f"strata quotas {' '.join(args)} should have failed:\n{p.stdout}"
-    return p
+    return strata_cli("quotas", broker, *args, ok=ok)
 
 
 def metric(broker, name: str, kind: str) -> float:
@@ -113,13 +99,16 @@ def test_producer_byte_rate_throttles_only_the_client_under_quota(broker_factory
 
     throttled_before = metric(broker, "strata_quota_throttled_responses_total", "produce")
 
-    # The client under the quota, flat out for 4 s; the first second (the window's allowance,
-    # which a new client may use at once) is left out of the measured rate.
-    start, delivered, throttle_ms = produce_flat_out(broker, "quota-t", "slow", 4.0, None)
-    steady = [t for t in delivered if start + 1.0 <= t < start + 4.0]
-    rate = len(steady) * len(VALUE) / 3.0
+    # The client under the quota, flat out for 7 s; the first 2 s (the window's allowance, which
+    # a new client may use at once, and the throttle that follows it) are left out of the
+    # measured rate. With two samples per window the rate over a few seconds swings by up to a
+    # window's allowance (measured over 3 s: 0.87x to 1.78x the quota), so it is measured over 5
+    # (1.0x to 1.7x in ten runs); a client without a quota goes many times faster (below).
+    start, delivered, throttle_ms = produce_flat_out(broker, "quota-t", "slow", 7.0, None)
+    steady = [t for t in delivered if start + 2.0 <= t < start + 7.0]
+    rate = len(steady) * len(VALUE) / 5.0
     print(f"under quota: {rate:.0f} B/s, {len(delivered)} delivered, librdkafka throttle max {throttle_ms} ms")
-    assert 0.5 * QUOTA_BYTES_S <= rate <= 1.5 * QUOTA_BYTES_S, (
+    assert 0.5 * QUOTA_BYTES_S <= rate <= 2.0 * QUOTA_BYTES_S, (
         f"achieved {rate:.0f} B/s under a {QUOTA_BYTES_S} B/s quota ({len(delivered)} delivered)"
     )
     assert throttle_ms > 0, "librdkafka saw no throttle time"
@@ -129,7 +118,8 @@ def test_producer_byte_rate_throttles_only_the_client_under_quota(broker_factory
     assert throttle_ms == 0, f"unquoted client throttled for up to {throttle_ms} ms"
     assert len(delivered) == 3000
     span = delivered[-1] - start
-    assert 3000 * len(VALUE) / span > QUOTA_BYTES_S, f"3 MB took {span:.1f} s without a quota"
+    print(f"without a quota: {3000 * len(VALUE) / span:.0f} B/s")
+    assert 3000 * len(VALUE) / span > 4 * QUOTA_BYTES_S, f"3 MB took {span:.1f} s without a quota"
 
     assert metric(broker, "strata_quota_throttled_responses_total", "produce") > throttled_before
     assert metric(broker, "strata_quota_throttle_time_seconds_sum", "produce") > 0
