@@ -70,8 +70,9 @@ pub struct ReplicaFetcherManager {
     remote: Option<Arc<RemoteLogManager>>,
     // Short sections only; tasks are spawned, never awaited, under it.
     fetchers: Mutex<HashMap<BrokerId, Fetcher>>,
-    /// Leaders whose port refused this broker's fetcher, and when it last did: their process is
-    /// gone, though the controller may not have fenced them yet.
+    /// Leaders whose connection broke or whose port refused this broker's fetcher, and when it
+    /// last did: their process is likely gone (certainly, once the port refuses), though the
+    /// controller may not have fenced them yet.
     refusing: Mutex<HashMap<BrokerId, Instant>>,
     shutdown: CancellationToken,
 }
@@ -99,8 +100,9 @@ impl ReplicaFetcherManager {
         self.refusing.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether `leader`'s port refused this broker's fetcher lately (within three fetch
-    /// backoffs; a fetcher that keeps failing retries every backoff and renews it). A refused
+    /// Whether `leader`'s connection broke or its port refused this broker's fetcher lately
+    /// (within three fetch backoffs; a fetcher that keeps failing retries every backoff and
+    /// renews it; a successful reconnect, tried 20 ms after a break, clears it). A refused
     /// connection means no process listens there: the broker is dead even if the controller
     /// has not fenced it yet, and Metadata reports its partitions leaderless meanwhile, so
     /// clients look for the new leader at their fast retry pace rather than retrying the dead
@@ -116,7 +118,7 @@ impl ReplicaFetcherManager {
         let mut m = self.refusing_map();
         if refusing {
             if m.insert(leader, Instant::now()).is_none() {
-                tracing::info!(%leader, "the leader's port refused the replica fetcher; its partitions are reported leaderless until it is back or replaced");
+                tracing::info!(%leader, "lost the connection to the leader; its partitions are reported leaderless until it answers again or is replaced");
             }
         } else {
             m.remove(&leader);
@@ -330,7 +332,13 @@ impl FetchTask {
                 log_client_error(self.leader, &e);
                 *client = None;
                 return match e {
-                    ClientError::Io { .. } => Next::Lost,
+                    ClientError::Io { .. } => {
+                        // Reported at once: clients ask for metadata within a millisecond of
+                        // losing the same leader, before the reconnect below can tell. That
+                        // reconnect, 20 ms later, clears it if the leader answers.
+                        self.manager.set_refusing(self.leader, true);
+                        Next::Lost
+                    }
                     _ => Next::BackOff,
                 };
             }
