@@ -81,10 +81,12 @@ fn build(
                 .with_rack(b.rack.clone().filter(|_| version >= 1).map(str_bytes))
         })
         .collect();
-    // A leader whose port refused this broker's fetcher is dead though not yet fenced: report
-    // its partitions leaderless, so clients poll for the new leader instead of the dead one.
-    let refusing = |leader: BrokerId| leader != broker.node_id && broker.replicas.leader_refusing(leader);
-    let describe = |t: &TopicImage| topic_response(image, t, version, &refusing);
+    // A leader this broker's fetcher just lost (its connection broke, or its port refuses) is
+    // most likely dead though not yet fenced: report its partitions leaderless, so clients poll
+    // for the new leader instead of the dead one. One snapshot per request, usually empty.
+    let unreachable = broker.replicas.unreachable_leaders();
+    let unreachable = |leader: BrokerId| leader != broker.node_id && unreachable.contains(&leader);
+    let describe = |t: &TopicImage| topic_response(image, t, version, &unreachable);
     let topics = if all {
         image.topics.values().map(describe).collect()
     } else {
@@ -128,7 +130,7 @@ fn topic_response(
     image: &MetadataImage,
     topic: &TopicImage,
     version: i16,
-    refusing: &dyn Fn(BrokerId) -> bool,
+    unreachable: &dyn Fn(BrokerId) -> bool,
 ) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
@@ -140,7 +142,7 @@ fn topic_response(
                 .filter(|r| image.brokers.get(r).is_none_or(|b| b.fenced))
                 .map(|r| WireBrokerId(r.0))
                 .collect();
-            let leader = if p.leader.0 >= 0 && refusing(p.leader) { -1 } else { p.leader.0 };
+            let leader = if p.leader.0 >= 0 && unreachable(p.leader) { -1 } else { p.leader.0 };
             let error_code = if leader < 0 { ResponseError::LeaderNotAvailable.code() } else { 0 };
             MetadataResponsePartition::default()
                 .with_error_code(error_code)

@@ -73,7 +73,7 @@ pub struct ReplicaFetcherManager {
     /// Leaders whose connection broke or whose port refused this broker's fetcher, and when it
     /// last did: their process is likely gone (certainly, once the port refuses), though the
     /// controller may not have fenced them yet.
-    refusing: Mutex<HashMap<BrokerId, Instant>>,
+    unreachable: Mutex<HashMap<BrokerId, Instant>>,
     shutdown: CancellationToken,
 }
 
@@ -91,32 +91,34 @@ impl ReplicaFetcherManager {
             settings,
             remote,
             fetchers: Mutex::new(HashMap::new()),
-            refusing: Mutex::new(HashMap::new()),
+            unreachable: Mutex::new(HashMap::new()),
             shutdown,
         })
     }
 
-    fn refusing_map(&self) -> MutexGuard<'_, HashMap<BrokerId, Instant>> {
-        self.refusing.lock().unwrap_or_else(|p| p.into_inner())
+    fn unreachable_map(&self) -> MutexGuard<'_, HashMap<BrokerId, Instant>> {
+        self.unreachable.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether `leader`'s connection broke or its port refused this broker's fetcher lately
+    /// Leaders whose connection broke or whose port refused this broker's fetcher lately
     /// (within three fetch backoffs; a fetcher that keeps failing retries every backoff and
-    /// renews it; a successful reconnect, tried 20 ms after a break, clears it). A refused
+    /// renews the mark; a successful reconnect, tried 20 ms after a break, clears it). A refused
     /// connection means no process listens there: the broker is dead even if the controller
     /// has not fenced it yet, and Metadata reports its partitions leaderless meanwhile, so
     /// clients look for the new leader at their fast retry pace rather than retrying the dead
-    /// one until their next full metadata refresh.
-    pub fn leader_refusing(&self, leader: BrokerId) -> bool {
+    /// one until their next full metadata refresh. Usually empty.
+    pub fn unreachable_leaders(&self) -> Vec<BrokerId> {
         let window = self.settings.backoff * 3;
-        self.refusing_map()
-            .get(&leader)
-            .is_some_and(|at| at.elapsed() < window)
+        self.unreachable_map()
+            .iter()
+            .filter(|(_, at)| at.elapsed() < window)
+            .map(|(leader, _)| *leader)
+            .collect()
     }
 
-    fn set_refusing(&self, leader: BrokerId, refusing: bool) {
-        let mut m = self.refusing_map();
-        if refusing {
+    fn set_unreachable(&self, leader: BrokerId, unreachable: bool) {
+        let mut m = self.unreachable_map();
+        if unreachable {
             if m.insert(leader, Instant::now()).is_none() {
                 tracing::info!(%leader, "lost the connection to the leader; its partitions are reported leaderless until it answers again or is replaced");
             }
@@ -280,7 +282,7 @@ impl FetchTask {
                 }
             }
         }
-        self.manager.set_refusing(self.leader, false);
+        self.manager.set_unreachable(self.leader, false);
         tracing::debug!(leader = %self.leader, "replica fetcher stopped");
     }
 
@@ -294,11 +296,11 @@ impl FetchTask {
         )
         .await;
         match &result {
-            Ok(_) => self.manager.set_refusing(self.leader, false),
+            Ok(_) => self.manager.set_unreachable(self.leader, false),
             Err(ClientError::Connect { source, .. })
                 if source.kind() == std::io::ErrorKind::ConnectionRefused =>
             {
-                self.manager.set_refusing(self.leader, true)
+                self.manager.set_unreachable(self.leader, true)
             }
             // A timeout or another error says nothing certain about the process.
             Err(_) => {}
@@ -336,7 +338,7 @@ impl FetchTask {
                         // Reported at once: clients ask for metadata within a millisecond of
                         // losing the same leader, before the reconnect below can tell. That
                         // reconnect, 20 ms later, clears it if the leader answers.
-                        self.manager.set_refusing(self.leader, true);
+                        self.manager.set_unreachable(self.leader, true);
                         Next::Lost
                     }
                     _ => Next::BackOff,

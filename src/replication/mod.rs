@@ -109,12 +109,12 @@ impl ReplicaManager {
             .collect()
     }
 
-    /// Whether `leader`'s port refused this broker's replica fetcher lately (see
-    /// [`ReplicaFetcherManager::leader_refusing`]).
-    pub fn leader_refusing(&self, leader: BrokerId) -> bool {
+    /// Leaders this broker's replica fetchers lost lately (see
+    /// [`ReplicaFetcherManager::unreachable_leaders`]).
+    pub fn unreachable_leaders(&self) -> Vec<BrokerId> {
         self.fetchers
             .get()
-            .is_some_and(|f| f.leader_refusing(leader))
+            .map_or_else(Vec::new, |f| f.unreachable_leaders())
     }
 
     /// Leaders this broker fetches from.
