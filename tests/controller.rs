@@ -125,6 +125,14 @@ async fn futures_join<T: Send + 'static>(
     out
 }
 
+/// Stops every node still running.
+async fn stop_all(nodes: &[Option<Node>]) {
+    for n in nodes.iter().flatten() {
+        n.shutdown.cancel();
+        n.controller.shutdown().await;
+    }
+}
+
 async fn leader(nodes: &[Option<Node>]) -> NodeId {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -271,10 +279,7 @@ async fn three_controllers_forward_fail_over_and_fence() {
     }
     assert_eq!(images[0].topics, images[1].topics);
     hb.cancel();
-    for n in nodes.iter().flatten() {
-        n.shutdown.cancel();
-        n.controller.shutdown().await;
-    }
+    stop_all(&nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -552,10 +557,7 @@ async fn a_closed_heartbeat_connection_fences_the_broker_after_the_grace() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    for n in nodes.iter().flatten() {
-        n.shutdown.cancel();
-        n.controller.shutdown().await;
-    }
+    stop_all(&nodes).await;
 }
 
 /// Combined nodes: each heartbeats for its own broker (node id = broker id) every 100 ms, until
@@ -668,10 +670,7 @@ async fn a_dead_active_controller_is_fenced_as_soon_as_its_successor_is_elected(
     for stop in beats {
         stop.cancel();
     }
-    for n in nodes.iter().flatten() {
-        n.shutdown.cancel();
-        n.controller.shutdown().await;
-    }
+    stop_all(&nodes).await;
 }
 
 /// A voter restarted after it crashed as the active controller reads its own committed vote
