@@ -18,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::frame::{self, Frame, FrameWriter};
 use super::ServerLimits;
 use crate::broker::Broker;
 use crate::handlers::{self, Reply, RequestContext, ResponseFuture};
@@ -73,7 +74,7 @@ async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max: usize) -> Result<
 /// A response being produced, in request order.
 enum Pending {
     Ready {
-        bytes: Bytes,
+        bytes: Frame,
         timer: RequestTimer,
         /// A throttled response to a client that does not wait by itself is held until then.
         not_before: Option<tokio::time::Instant>,
@@ -270,7 +271,7 @@ pub(super) async fn run(
             }
             if let Some(Pending::Ready { bytes, timer, .. }) = pending.pop_front() {
                 timer.finish(bytes.len());
-                if let Err(e) = writer.write_all(&bytes).await {
+                if let Err(e) = bytes.write_to(&mut writer).await {
                     tracing::debug!(%peer, error = %e, "write failed; closing connection");
                     reader_task.abort();
                     return;
@@ -340,12 +341,12 @@ pub(super) async fn run(
                 timer,
             } => {
                 let bytes = encode_response(api_key, version, correlation_id, &future.await);
-                timer.finish(bytes.as_ref().map_or(0, Bytes::len));
+                timer.finish(bytes.as_ref().map_or(0, Frame::len));
                 bytes
             }
         };
         match bytes {
-            Some(b) if writer.write_all(&b).await.is_ok() => {}
+            Some(b) if b.write_to(&mut writer).await.is_ok() => {}
             _ => break,
         }
     }
@@ -365,7 +366,7 @@ async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
 }
 
 /// The encoded response at the head of the queue once it completes, with its quota throttle.
-async fn wait_head(pending: &mut VecDeque<Pending>) -> Option<(Bytes, Option<(Duration, bool)>)> {
+async fn wait_head(pending: &mut VecDeque<Pending>) -> Option<(Frame, Option<(Duration, bool)>)> {
     match pending.front_mut() {
         Some(Pending::Waiting {
             future,
@@ -469,24 +470,50 @@ fn handle_frame(
     .ok_or_else(|| "could not encode ApiVersions".to_string())
 }
 
-/// Size prefix, response header, body.
+/// Size prefix, response header, body. A Fetch response's record sets stay in the buffers
+/// the log read them into (see [`super::frame`]); every other response is one buffer.
 fn encode_response(
     api_key: ApiKey,
     version: i16,
     correlation_id: i32,
     response: &ResponseKind,
-) -> Option<Bytes> {
-    let mut buf = BytesMut::with_capacity(64);
-    buf.put_i32(0);
+) -> Option<Frame> {
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let encoded = header
-        .encode(&mut buf, api_key.response_header_version(version))
-        .and_then(|()| response.encode(&mut buf, version));
-    if let Err(e) = encoded {
-        tracing::error!(?api_key, version, error = %e, "failed to encode response");
-        return None;
+    let header_version = api_key.response_header_version(version);
+    let encoded = match response {
+        ResponseKind::Fetch(r) => {
+            let shared: Vec<Bytes> = r
+                .responses
+                .iter()
+                .flat_map(|t| t.partitions.iter())
+                .filter_map(|p| p.records.clone())
+                .filter(|b| b.len() >= frame::SHARED_MIN_BYTES)
+                .collect();
+            let mut buf = FrameWriter::new(&shared);
+            buf.put_i32(0);
+            header
+                .encode(&mut buf, header_version)
+                .and_then(|()| r.encode(&mut buf, version))
+                .map(|()| buf.finish_with_size_prefix())
+        }
+        _ => {
+            let mut buf = BytesMut::with_capacity(64);
+            buf.put_i32(0);
+            header
+                .encode(&mut buf, header_version)
+                .and_then(|()| response.encode(&mut buf, version))
+                .map(|()| {
+                    let size = (buf.len() - 4) as i32;
+                    buf[..4].copy_from_slice(&size.to_be_bytes());
+                    Frame::from(buf.freeze())
+                })
+        }
+    };
+    match encoded {
+        Ok(frame) => Some(frame),
+        Err(e) => {
+            tracing::error!(?api_key, version, error = %e, "failed to encode response");
+            None
+        }
     }
-    let size = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&size.to_be_bytes());
-    Some(buf.freeze())
 }

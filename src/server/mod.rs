@@ -6,6 +6,7 @@
 //! `connections.max.idle.ms`.
 
 mod connection;
+mod frame;
 
 use std::sync::Arc;
 use std::time::Duration;
