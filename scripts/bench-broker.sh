@@ -41,18 +41,27 @@ rm -f "$work/dd"
 dd if=/dev/zero of="$work/dd" bs=1M count=2000 conv=fdatasync 2>&1 | tail -1 | sed 's/^/dd conv=fdatasync: /'
 rm -f "$work/dd"
 
+# Latency runs come first on each fresh broker, after `sync`: behind a flat-out run the kernel
+# is still writing gigabytes of dirty pages back, and every fsync queues behind that.
 start fsync
+sync
+run "5,000 records/s of 1 KiB, acks=all, end-to-end latency (fsync group commit)" \
+  --topic lat --record-size 1024 --rate 5000 --duration-s "$secs" --acks all
+run "5,000 records/s of 1 KiB, acks=all, linger.ms=0, end-to-end latency (fsync group commit)" \
+  --topic lat0 --record-size 1024 --rate 5000 --duration-s "$secs" --acks all --linger-ms 0
+curl -s http://127.0.0.1:19644/metrics | grep '^strata_log_flush_latency_seconds_\(sum\|count\)' || true
 run "1 KiB records, acks=all, flat out (fsync group commit)" \
   --topic t1k --record-size 1024 --duration-s "$secs" --acks all --consumers 0
 run "100 B records, acks=all, flat out (fsync group commit)" \
   --topic t100 --record-size 100 --duration-s "$secs" --acks all --consumers 0
-run "consume the 1 KiB topic from page cache" --topic t1k --mode consume
-run "5,000 records/s of 1 KiB, acks=all, end-to-end latency (fsync group commit)" \
-  --topic lat --record-size 1024 --rate 5000 --duration-s "$secs" --acks all
-curl -s http://127.0.0.1:19644/metrics | grep '^strata_log_flush_latency_seconds_\(sum\|count\)' || true
+run "consume the 1 KiB topic from page cache, 1 consumer" --topic t1k --mode consume
+run "consume the 1 KiB topic from page cache, 3 consumers" --topic t1k --mode consume --consumers 3
 
 start interval
-run "1 KiB records, acks=1, flat out (page cache)" \
-  --topic t1k --record-size 1024 --duration-s "$secs" --acks 1 --consumers 0
+sync
 run "5,000 records/s of 1 KiB, acks=all, end-to-end latency (page cache)" \
   --topic lat --record-size 1024 --rate 5000 --duration-s "$secs" --acks all
+run "5,000 records/s of 1 KiB, acks=all, linger.ms=0, end-to-end latency (page cache)" \
+  --topic lat0 --record-size 1024 --rate 5000 --duration-s "$secs" --acks all --linger-ms 0
+run "1 KiB records, acks=1, flat out (page cache)" \
+  --topic t1k --record-size 1024 --duration-s "$secs" --acks 1 --consumers 0

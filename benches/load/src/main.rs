@@ -2,14 +2,15 @@
 //! librdkafka (the `rdkafka` crate), so the numbers are the ones a user's client sees.
 //!
 //! Producers send records of `--record-size` bytes, flat out or at `--rate` records/s in total;
-//! each record carries its send time, so consumers reading concurrently measure end-to-end
+//! each record carries its send time, so consumers reading concurrently (in this process, on the
+//! same monotonic clock) measure end-to-end
 //! latency (produce call to consumer delivery). `--mode consume` instead reads a topic from the
 //! beginning as fast as possible (read throughput). Results: a table for people and one JSON
 //! line for scripts.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, ValueEnum};
@@ -30,7 +31,7 @@ enum Mode {
     Consume,
 }
 
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(name = "strata-bench", about = "Load test any Kafka-compatible broker")]
 struct Args {
     #[arg(long, default_value = "127.0.0.1:9092")]
@@ -68,6 +69,10 @@ struct Args {
     consumers: usize,
     #[arg(long, default_value_t = 5)]
     linger_ms: u64,
+    /// Records sent in the first milliseconds are produced and counted but left out of the
+    /// latency figures: they include the producer's topic lookup and first connections.
+    #[arg(long, default_value_t = 500)]
+    warmup_ms: u64,
     #[arg(long, default_value_t = 1_000_000)]
     batch_bytes: u64,
     /// Extra librdkafka settings for producers and consumers, KEY=VALUE (repeatable).
@@ -77,11 +82,20 @@ struct Args {
 
 const TIMESTAMP_BYTES: usize = 16;
 
+/// Send times are nanoseconds on the monotonic clock since this process started: producers and
+/// consumers share the process, and the wall clock can be slewed (NTP, a VM's clock catching
+/// up) by milliseconds per second, which would show up as latency.
+static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
 fn now_ns() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
+    ORIGIN.get_or_init(Instant::now).elapsed().as_nanos()
+}
+
+/// Send time (as [`now_ns`]) from which latencies count: the end of the warm-up.
+static MEASURE_FROM_NS: AtomicU64 = AtomicU64::new(u64::MAX);
+
+fn measured(sent_ns: u128) -> bool {
+    sent_ns >= MEASURE_FROM_NS.load(Ordering::Relaxed) as u128
 }
 
 fn histogram() -> Histogram<u64> {
@@ -90,9 +104,6 @@ fn histogram() -> Histogram<u64> {
 }
 
 struct AckContext {
-    /// Send times travel with each record as nanoseconds since this instant (an integer
-    /// opaque: no allocation per record).
-    origin: Instant,
     latency_us: Mutex<Histogram<u64>>,
     acked: AtomicU64,
     acked_bytes: AtomicU64,
@@ -106,10 +117,11 @@ impl AckContext {
                 self.acked.fetch_add(1, Ordering::Relaxed);
                 self.acked_bytes
                     .fetch_add(m.payload_len() as u64, Ordering::Relaxed);
-                let now_ns = self.origin.elapsed().as_nanos() as u64;
-                let us = (now_ns.saturating_sub(sent_ns as u64) / 1000).max(1);
-                if let Ok(mut h) = self.latency_us.lock() {
-                    let _ = h.record(us.min(100_000_000));
+                if measured(sent_ns as u128) {
+                    let us = ((now_ns() as u64).saturating_sub(sent_ns as u64) / 1000).max(1);
+                    if let Ok(mut h) = self.latency_us.lock() {
+                        let _ = h.record(us.min(100_000_000));
+                    }
                 }
             }
             Err(_) => {
@@ -119,9 +131,13 @@ impl AckContext {
     }
 }
 
-fn client_config(args: &Args) -> anyhow::Result<ClientConfig> {
+/// The tool's settings for one client, then the user's `--set`s, which win.
+fn client_config(args: &Args, defaults: &[(&str, &str)]) -> anyhow::Result<ClientConfig> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &args.bootstrap);
+    for (k, v) in defaults {
+        c.set(*k, *v);
+    }
     for s in &args.sets {
         let (k, v) = s
             .split_once('=')
@@ -132,7 +148,7 @@ fn client_config(args: &Args) -> anyhow::Result<ClientConfig> {
 }
 
 fn ensure_topic(args: &Args) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = client_config(args)?.create()?;
+    let admin: AdminClient<DefaultClientContext> = client_config(args, &[])?.create()?;
     let topic = NewTopic::new(
         &args.topic,
         args.partitions,
@@ -197,15 +213,19 @@ fn consume(
     stop: Arc<AtomicBool>,
     until_end: bool,
 ) -> anyhow::Result<ConsumeResult> {
-    let consumer: BaseConsumer = client_config(args)?
-        .set("group.id", "strata-bench")
-        .set("enable.auto.commit", "false")
-        .set(
-            "enable.partition.eof",
-            if until_end { "true" } else { "false" },
-        )
-        .set("fetch.max.bytes", "52428800")
-        .create()?;
+    let consumer: BaseConsumer = client_config(
+        args,
+        &[
+            ("group.id", "strata-bench"),
+            ("enable.auto.commit", "false"),
+            (
+                "enable.partition.eof",
+                if until_end { "true" } else { "false" },
+            ),
+            ("fetch.max.bytes", "52428800"),
+        ],
+    )?
+    .create()?;
     let mut tpl = TopicPartitionList::new();
     for p in &parts {
         tpl.add_partition_offset(&args.topic, *p, start)?;
@@ -244,8 +264,10 @@ fn consume(
                     let mut ts = [0u8; 16];
                     ts.copy_from_slice(&payload[..16]);
                     let sent = u128::from_be_bytes(ts);
-                    let us = (now_ns().saturating_sub(sent) / 1000).max(1) as u64;
-                    let _ = result.latency_us.record(us.min(100_000_000));
+                    if measured(sent) {
+                        let us = (now_ns().saturating_sub(sent) / 1000).max(1) as u64;
+                        let _ = result.latency_us.record(us.min(100_000_000));
+                    }
                 }
             }
         }
@@ -263,6 +285,7 @@ fn pct(h: &Histogram<u64>, q: f64) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    now_ns();
     if args.record_size < TIMESTAMP_BYTES {
         bail!("--record-size must be at least {TIMESTAMP_BYTES}");
     }
@@ -270,9 +293,7 @@ fn main() -> anyhow::Result<()> {
         return run_consume(&args);
     }
     ensure_topic(&args)?;
-    let probe: BaseConsumer = client_config(&args)?
-        .set("group.id", "strata-bench")
-        .create()?;
+    let probe: BaseConsumer = client_config(&args, &[("group.id", "strata-bench")])?.create()?;
     let parts = partitions_of(&probe, &args.topic)?;
     drop(probe);
 
@@ -284,7 +305,7 @@ fn main() -> anyhow::Result<()> {
                 .copied()
                 .filter(|p| (*p as usize) % args.consumers == i)
                 .collect();
-            let (stop, a) = (stop.clone(), args_clone(&args));
+            let (stop, a) = (stop.clone(), args.clone());
             std::thread::spawn(move || consume(&a, mine, Offset::End, stop, false))
         })
         .collect();
@@ -292,7 +313,6 @@ fn main() -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_millis(1500));
 
     let ctx = Arc::new(AckContext {
-        origin: Instant::now(),
         latency_us: Mutex::new(histogram()),
         acked: AtomicU64::new(0),
         acked_bytes: AtomicU64::new(0),
@@ -300,10 +320,14 @@ fn main() -> anyhow::Result<()> {
     });
     let sent = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
+    MEASURE_FROM_NS.store(
+        (now_ns() + Duration::from_millis(args.warmup_ms).as_nanos()) as u64,
+        Ordering::Relaxed,
+    );
     let deadline = started + Duration::from_secs(args.duration_s);
     let producers: Vec<_> = (0..args.producers)
         .map(|_| {
-            let (ctx, sent, a) = (ctx.clone(), sent.clone(), args_clone(&args));
+            let (ctx, sent, a) = (ctx.clone(), sent.clone(), args.clone());
             std::thread::spawn(move || produce(&a, ctx, sent, started, deadline))
         })
         .collect();
@@ -334,9 +358,9 @@ fn main() -> anyhow::Result<()> {
         .lock()
         .map(|h| h.clone())
         .unwrap_or_else(|_| histogram());
-    println!("strata-bench: {} producer(s), {} consumer(s), {} B records, acks={}, compression={}, rate={}",
-        args.producers, args.consumers, args.record_size, args.acks, args.compression,
-        if args.rate == 0 { "flat out".to_string() } else { format!("{}/s", args.rate) });
+    println!("strata-bench: {} producer(s), {} consumer(s), {} B records, acks={}, compression={}, linger.ms={}, rate={}; latencies after a {} ms warm-up",
+        args.producers, args.consumers, args.record_size, args.acks, args.compression, args.linger_ms,
+        if args.rate == 0 { "flat out".to_string() } else { format!("{}/s", args.rate) }, args.warmup_ms);
     println!(
         "{:<28}{:>14}",
         "produced records/s",
@@ -377,6 +401,7 @@ fn main() -> anyhow::Result<()> {
     let json = serde_json::json!({
         "mode": "produce", "bootstrap": args.bootstrap, "topic": args.topic, "record_size": args.record_size,
         "acks": args.acks, "compression": args.compression, "rate": args.rate, "producers": args.producers,
+        "linger_ms": args.linger_ms, "warmup_ms": args.warmup_ms,
         "consumers": args.consumers, "seconds": secs, "produced_records": acked, "produce_errors": failed,
         "produced_records_per_s": acked as f64 / secs, "produced_mb_per_s": acked_bytes as f64 / secs / 1e6,
         "consumed_records": consumed,
@@ -390,27 +415,6 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn args_clone(a: &Args) -> Args {
-    Args {
-        bootstrap: a.bootstrap.clone(),
-        topic: a.topic.clone(),
-        mode: a.mode,
-        partitions: a.partitions,
-        replication_factor: a.replication_factor,
-        record_size: a.record_size,
-        rate: a.rate,
-        duration_s: a.duration_s,
-        records: a.records,
-        acks: a.acks.clone(),
-        compression: a.compression.clone(),
-        producers: a.producers,
-        consumers: a.consumers,
-        linger_ms: a.linger_ms,
-        batch_bytes: a.batch_bytes,
-        sets: a.sets.clone(),
-    }
-}
-
 fn produce(
     args: &Args,
     ctx: Arc<AckContext>,
@@ -418,22 +422,22 @@ fn produce(
     started: Instant,
     deadline: Instant,
 ) -> anyhow::Result<()> {
-    let origin = ctx.origin;
     // Delivery reports are served by the producer's own polling thread, which blocks until one
     // arrives: acknowledgement latency is measured when the report comes, and pacing below can
     // sleep without spinning.
-    let producer: ThreadedProducer<AckContextRef> = client_config(args)?
-        .set("acks", &args.acks)
-        .set("compression.type", &args.compression)
-        .set("linger.ms", args.linger_ms.to_string())
-        .set("batch.size", args.batch_bytes.to_string())
-        .set("queue.buffering.max.kbytes", "1048576")
-        .set("queue.buffering.max.messages", "1000000")
-        .create_with_context(AckContextRef(ctx))?;
+    let (linger, batch) = (args.linger_ms.to_string(), args.batch_bytes.to_string());
+    let producer: ThreadedProducer<AckContextRef> = client_config(
+        args,
+        &[
+            ("acks", &args.acks),
+            ("compression.type", &args.compression),
+            ("linger.ms", &linger),
+            ("batch.size", &batch),
+        ],
+    )?
+    .create_with_context(AckContextRef(ctx))?;
     let mut payload = vec![0x5au8; args.record_size];
     let per_producer_rate = args.rate as f64 / args.producers as f64;
-    // One clock read per record: wall time (for consumers in any process) is derived from it.
-    let wall_origin_ns = now_ns().saturating_sub(origin.elapsed().as_nanos());
     let mut n: u64 = 0;
     loop {
         let now = Instant::now();
@@ -447,8 +451,10 @@ fn produce(
                 continue;
             }
         }
-        let since_origin_ns = now.saturating_duration_since(origin).as_nanos();
-        payload[..16].copy_from_slice(&(wall_origin_ns + since_origin_ns).to_be_bytes());
+        // The send time travels in the payload (for consumers) and as the delivery opaque (an
+        // integer: no allocation per record).
+        let since_origin_ns = now_ns();
+        payload[..16].copy_from_slice(&since_origin_ns.to_be_bytes());
         let key = n.to_be_bytes();
         let record = BaseRecord::with_opaque_to(&args.topic, since_origin_ns as usize)
             .payload(&payload[..])
@@ -487,9 +493,7 @@ impl ProducerContext for AckContextRef {
 }
 
 fn run_consume(args: &Args) -> anyhow::Result<()> {
-    let probe: BaseConsumer = client_config(args)?
-        .set("group.id", "strata-bench")
-        .create()?;
+    let probe: BaseConsumer = client_config(args, &[("group.id", "strata-bench")])?.create()?;
     let parts = partitions_of(&probe, &args.topic)?;
     drop(probe);
     let stop = Arc::new(AtomicBool::new(false));
@@ -501,7 +505,7 @@ fn run_consume(args: &Args) -> anyhow::Result<()> {
                 .copied()
                 .filter(|p| (*p as usize) % args.consumers == i)
                 .collect();
-            let (stop, a) = (stop.clone(), args_clone(args));
+            let (stop, a) = (stop.clone(), args.clone());
             std::thread::spawn(move || consume(&a, mine, Offset::Beginning, stop, true))
         })
         .collect();
