@@ -29,10 +29,17 @@ start() { # $1: flush policy
   echo "broker did not become ready" >&2
   exit 1
 }
+# CPU time the hypervisor gave to others while a run went on (this is a VM: stolen time shows up
+# as stalls of a few milliseconds, in latency tails most of all).
+cpu_ticks() { awk '/^cpu /{print $9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
 run() { # title, strata-bench args...
   echo "== $1"
   shift
+  local before after
+  before=$(cpu_ticks)
   "$bin/strata-bench" --bootstrap 127.0.0.1:19092 "$@"
+  after=$(cpu_ticks)
+  echo "$before $after" | awk '{printf "steal: %.1f%% of CPU time\n", 100 * ($3 - $1) / ($4 - $2)}'
 }
 
 echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
