@@ -16,6 +16,10 @@ trap cleanup EXIT
 
 start() { # $1: flush policy
   stop
+  if curl -sf http://127.0.0.1:19644/ready >/dev/null; then
+    echo "another broker already answers on 127.0.0.1:19644; stop it first" >&2
+    exit 1
+  fi
   rm -rf "$work/data"
   STRATA_LOG=warn "$bin/strata" serve --set "log.dirs=$work/data" --set "log.flush.policy=$1" \
     --set "listeners=PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093" \
@@ -23,6 +27,7 @@ start() { # $1: flush policy
     --set "http.listener=127.0.0.1:19644" >"$work/broker-$1.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || { cat "$work/broker-$1.log" >&2; exit 1; }
     curl -sf http://127.0.0.1:19644/ready >/dev/null && return
     sleep 0.2
   done
