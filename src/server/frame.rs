@@ -99,6 +99,8 @@ enum Part {
 /// The encoder's buffer: see the module docs.
 pub(super) struct FrameWriter<'a> {
     shared: &'a [Bytes],
+    /// Where the next search of `shared` starts.
+    next_shared: usize,
     /// Finished parts before `tail`.
     parts: Vec<Part>,
     /// Bytes in `parts`.
@@ -110,6 +112,7 @@ impl<'a> FrameWriter<'a> {
     pub(super) fn new(shared: &'a [Bytes]) -> FrameWriter<'a> {
         FrameWriter {
             shared,
+            next_shared: 0,
             parts: Vec::new(),
             parts_len: 0,
             tail: BytesMut::with_capacity(256),
@@ -117,18 +120,21 @@ impl<'a> FrameWriter<'a> {
     }
 
     /// The shared buffer that `src` lies inside, as a view of it.
-    fn shared_view(&self, src: &[u8]) -> Option<Bytes> {
-        if src.len() < SHARED_MIN_BYTES {
+    /// The search starts after the last match: the encoder writes record sets in the order
+    /// they were collected, so with many partitions each lookup is one comparison.
+    fn shared_view(&mut self, src: &[u8]) -> Option<Bytes> {
+        if src.len() < SHARED_MIN_BYTES || self.shared.is_empty() {
             return None;
         }
         let (start, end) = (src.as_ptr() as usize, src.as_ptr() as usize + src.len());
-        self.shared
-            .iter()
-            .find(|b| {
-                let b_start = b.as_ptr() as usize;
-                b_start <= start && end <= b_start + b.len()
-            })
-            .map(|b| b.slice_ref(src))
+        let n = self.shared.len();
+        let found = (0..n).map(|i| (self.next_shared + i) % n).find(|&i| {
+            let b = &self.shared[i];
+            let b_start = b.as_ptr() as usize;
+            b_start <= start && end <= b_start + b.len()
+        })?;
+        self.next_shared = (found + 1) % n;
+        Some(self.shared[found].slice_ref(src))
     }
 
     /// Turns everything into one owned buffer, for the rare edit of bytes already written
@@ -258,6 +264,21 @@ mod tests {
         want.push(9);
         assert_eq!(frame.to_vec(), want);
         assert_eq!(frame.len(), want.len());
+    }
+
+    #[test]
+    fn record_sets_are_found_in_any_order() {
+        let sets: Vec<Bytes> = (0..5u8).map(|i| Bytes::from(vec![i; 20_000])).collect();
+        let frame = encode(&sets, |w| {
+            for i in [0, 1, 2, 4, 3] {
+                w.put_slice(&sets[i]);
+            }
+        });
+        // The size prefix, then each set as its own shared chunk.
+        assert_eq!(frame.chunks().len(), 6);
+        for (chunk, i) in frame.chunks()[1..].iter().zip([0, 1, 2, 4, 3]) {
+            assert_eq!(chunk.as_ptr(), sets[i].as_ptr());
+        }
     }
 
     #[test]
