@@ -222,25 +222,36 @@ impl UnifiedLog {
         let leader = matches!(origin, Origin::Leader(_));
         // CRC checks are the costly part: done before taking the lock.
         let mut batches = self.validate(&records, leader)?;
-        let mut data = records.to_vec();
         let mut st = self.lock_open()?;
         let now = self.clock.now_ms();
         let log_append_time = leader && st.config.timestamp_type == TimestampType::LogAppendTime;
         let leo = st.log_end_offset();
         let mut pending = HashMap::new();
         let mut next = leo;
+        // What is written: the request's own bytes, except the few header bytes a leader
+        // rewrites, which go in small patched copies (no copy of the records themselves).
+        let mut chunks: Vec<Bytes> = Vec::with_capacity(2 * batches.len());
         for (pos, h) in batches.iter_mut() {
-            let batch = &mut data[*pos..*pos + h.total_size()];
+            let whole = records.slice(*pos..*pos + h.total_size());
             match origin {
                 Origin::Leader(epoch) => {
-                    record_batch::set_base_offset(batch, next);
-                    record_batch::set_partition_leader_epoch(batch, epoch.0);
                     h.base_offset = next;
                     h.partition_leader_epoch = epoch.0;
                     if log_append_time {
-                        record_batch::set_log_append_time(batch, now);
+                        // The stamp is CRC-covered: the whole batch is rewritten.
+                        let mut batch = whole.to_vec();
+                        record_batch::set_base_offset(&mut batch, next);
+                        record_batch::set_partition_leader_epoch(&mut batch, epoch.0);
+                        record_batch::set_log_append_time(&mut batch, now);
                         h.max_timestamp = now;
                         h.attributes |= 1 << 3;
+                        chunks.push(Bytes::from(batch));
+                    } else {
+                        let mut head = whole[..record_batch::UNCOVERED_PREFIX].to_vec();
+                        record_batch::set_base_offset(&mut head, next);
+                        record_batch::set_partition_leader_epoch(&mut head, epoch.0);
+                        chunks.push(Bytes::from(head));
+                        chunks.push(whole.slice(record_batch::UNCOVERED_PREFIX..));
                     }
                 }
                 Origin::Follower => {
@@ -251,6 +262,7 @@ impl UnifiedLog {
                             log_end_offset: Offset(leo),
                         });
                     }
+                    chunks.push(whole);
                 }
             }
             match st.producers.check(&pending, h) {
@@ -295,11 +307,12 @@ impl UnifiedLog {
             .map(|(_, h)| h.max_timestamp)
             .max()
             .unwrap_or(-1);
-        if st.should_roll(data.len(), last_offset, max_timestamp, now) {
+        let size: usize = chunks.iter().map(Bytes::len).sum();
+        if st.should_roll(size, last_offset, max_timestamp, now) {
             st.roll(now)?;
         }
         let preallocate = st.config.preallocate_bytes;
-        st.active_mut().append(&data, &batches, preallocate)?;
+        st.active_mut().append(&chunks, &batches, preallocate)?;
         st.producers.apply(pending);
         let mut epochs_changed = false;
         match origin {
@@ -325,7 +338,7 @@ impl UnifiedLog {
             log_append_time_ms: if log_append_time { now } else { -1 },
             log_start_offset: Offset(st.log_start_offset),
             record_count,
-            size_bytes: data.len() as u64,
+            size_bytes: size as u64,
             duplicate: false,
         };
         drop(st);

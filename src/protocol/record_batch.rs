@@ -37,6 +37,9 @@ pub const MIN_BATCH_LENGTH: i32 = (HEADER_SIZE - LOG_OVERHEAD) as i32;
 pub const MAGIC_V2: i8 = 2;
 
 const BASE_OFFSET_AT: usize = 0;
+/// The header bytes before the magic byte (base offset, length, partition leader epoch): none
+/// is CRC-covered, and they are all a leader rewrites in a CreateTime batch.
+pub const UNCOVERED_PREFIX: usize = MAGIC_AT;
 const LENGTH_AT: usize = 8;
 const LEADER_EPOCH_AT: usize = 12;
 const MAGIC_AT: usize = 16;
