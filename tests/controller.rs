@@ -152,9 +152,18 @@ async fn leader(nodes: &[Option<Node>]) -> NodeId {
 }
 
 fn register(id: i32) -> MetadataRecord {
+    registration(id, uuid::Uuid::new_v4())
+}
+
+/// Registered with the nil incarnation, the one `heartbeat_own_broker` sends.
+fn nil_registration(id: i32) -> MetadataRecord {
+    registration(id, uuid::Uuid::nil())
+}
+
+fn registration(id: i32, incarnation: uuid::Uuid) -> MetadataRecord {
     MetadataRecord::RegisterBroker {
         broker_id: BrokerId(id),
-        incarnation: uuid::Uuid::new_v4(),
+        incarnation,
         host: "127.0.0.1".into(),
         port: 9000 + id as u16,
         rack: None,
@@ -570,16 +579,6 @@ fn heartbeat_own_broker(c: Arc<Controller>, stop: CancellationToken) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
-}
-
-fn nil_registration(id: i32) -> MetadataRecord {
-    MetadataRecord::RegisterBroker {
-        broker_id: BrokerId(id),
-        incarnation: uuid::Uuid::nil(),
-        host: "127.0.0.1".into(),
-        port: 9000 + id as u16,
-        rack: None,
-    }
 }
 
 /// The active controller's process dies (its broker with it). Its successor finds the old
