@@ -119,9 +119,9 @@ impl<'a> FrameWriter<'a> {
         }
     }
 
-    /// The shared buffer that `src` lies inside, as a view of it.
-    /// The search starts after the last match: the encoder writes record sets in the order
-    /// they were collected, so with many partitions each lookup is one comparison.
+    /// The shared buffer that `src` lies inside, as a view of it. The search starts after the
+    /// last match: the encoder writes record sets in the order they were collected, so with
+    /// many partitions each lookup is one comparison.
     fn shared_view(&mut self, src: &[u8]) -> Option<Bytes> {
         if src.len() < SHARED_MIN_BYTES || self.shared.is_empty() {
             return None;
