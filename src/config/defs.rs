@@ -124,6 +124,7 @@ pub const NODE_KEYS: &[NodeKey] = &[
     node("remote.orphan.sweep.interval.ms", Long, "3600000", false, "How often a leader looks for remote objects no manifest names (orphans of interrupted uploads) and deletes them."),
     node("remote.orphan.grace.ms", Long, "600000", false, "Objects no manifest names are deleted once this old (an upload in flight is younger)."),
     node("remote.fetch.max.bytes", Int, "8388608", false, "Most bytes one fetch reads from a remote segment."),
+    node("remote.list.offsets.request.timeout.ms", Long, "30000", false, "How long a ListOffsets request before v10 (which carries its own timeout) may wait on remote storage; partitions unanswered by then are REQUEST_TIMED_OUT."),
     node("auto.create.topics.enable", Bool, "true", false, "Create a topic when a client asks for metadata of a topic that does not exist."),
     node("num.partitions", Int, "1", true, "Partitions of an auto-created topic."),
     node("default.replication.factor", Int, "1", true, "Replication factor of an auto-created topic."),

@@ -2,6 +2,7 @@
 
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, ResponseKind};
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::protocol::VersionRange;
 
 use super::{Reply, RequestContext};
@@ -12,13 +13,25 @@ use crate::protocol::errors::{partition_error_code, remote_log_error_code, unkno
 use crate::replication::{Partition, PartitionError};
 
 /// v8 adds "earliest local" (-4): the local log start of a tiered partition, where "earliest"
-/// (-2) is the start of the whole log, remote part included.
-pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 8 };
+/// (-2) is the start of the whole log, remote part included. v9 adds "latest tiered" (-5): the
+/// last offset held in remote storage (KIP-1005). v10 adds the request's `timeout_ms` for
+/// lookups that read remote storage (KIP-1075); older versions wait
+/// `remote.list.offsets.request.timeout.ms`.
+pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 10 };
 
 const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
+const LATEST_TIERED_TIMESTAMP: i64 = -5;
 
 pub fn handle(ctx: RequestContext, req: ListOffsetsRequest) -> Reply {
     let version = ctx.version();
+    let timeout_ms = if version >= 10 {
+        i64::from(req.timeout_ms)
+    } else {
+        ctx.broker.node_config().get_i64("remote.list.offsets.request.timeout.ms")
+    };
+    // One deadline for the whole request, as Kafka's delayed remote lookup has: partitions
+    // still unanswered when it passes are REQUEST_TIMED_OUT.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(timeout_ms.max(0) as u64);
     Reply::later(async move {
         let mut topics = Vec::with_capacity(req.topics.len());
         for t in req.topics {
@@ -30,7 +43,10 @@ pub fn handle(ctx: RequestContext, req: ListOffsetsRequest) -> Reply {
                     partitions.push(r.with_error_code(unknown_topic_or_partition()).with_timestamp(-1).with_offset(-1));
                     continue;
                 };
-                partitions.push(match lookup(&ctx.broker, &partition, LeaderEpoch(p.current_leader_epoch), p.timestamp).await {
+                let looked_up = tokio::time::timeout_at(deadline, lookup(&ctx.broker, &partition, LeaderEpoch(p.current_leader_epoch), p.timestamp))
+                    .await
+                    .unwrap_or(Err(ResponseError::RequestTimedOut.code()));
+                partitions.push(match looked_up {
                     Ok((timestamp, offset, epoch)) => {
                         let r = r.with_timestamp(timestamp).with_offset(offset);
                         if version >= 4 { r.with_leader_epoch(epoch) } else { r }
@@ -53,6 +69,16 @@ async fn lookup(broker: &Broker, partition: &Partition, epoch: LeaderEpoch, time
     let remote = &broker.remote;
     match timestamp {
         LATEST_TIMESTAMP => Ok((-1, partition.high_watermark().0, state.leader_epoch.0)),
+        LATEST_TIERED_TIMESTAMP => {
+            if !log.config().remote_storage_enable {
+                return Ok((-1, -1, -1));
+            }
+            let highest = remote.remote_end_offset(partition).await.map_err(|e| remote_log_error_code(&e))?;
+            Ok(match highest {
+                Some(offset) => (-1, offset.0, log.leader_epoch_for_offset(offset).map(|e| e.0).unwrap_or(-1)),
+                None => (-1, -1, -1),
+            })
+        }
         EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => {
             let local_start = log.log_start_offset();
             let start = if timestamp == EARLIEST_TIMESTAMP {

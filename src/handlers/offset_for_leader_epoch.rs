@@ -11,12 +11,11 @@ use super::{Reply, RequestContext};
 use crate::model::{LeaderEpoch, TopicPartition};
 use crate::protocol::errors::{partition_error_code, unknown_topic_or_partition};
 
-/// v1 adds the leader epoch to the answer, v2 the current leader epoch (fencing), v3 the
-/// replica id, v4 flexible encoding.
-pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 4 };
+/// v2 adds the current leader epoch (fencing), v3 the replica id, v4 flexible encoding. v0 and
+/// v1 were removed in Kafka 4.0 (KIP-896), whose range this is.
+pub const VERSIONS: VersionRange = VersionRange { min: 2, max: 4 };
 
 pub fn handle(ctx: RequestContext, req: OffsetForLeaderEpochRequest) -> Reply {
-    let version = ctx.version();
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let mut partitions = Vec::with_capacity(t.partitions.len());
@@ -32,8 +31,7 @@ pub fn handle(ctx: RequestContext, req: OffsetForLeaderEpochRequest) -> Reply {
                     },
                 },
             };
-            let r = r.with_error_code(code).with_end_offset(end);
-            partitions.push(if version >= 1 { r.with_leader_epoch(epoch) } else { r });
+            partitions.push(r.with_error_code(code).with_end_offset(end).with_leader_epoch(epoch));
         }
         topics.push(OffsetForLeaderTopicResult::default().with_topic(t.topic).with_partitions(partitions));
     }

@@ -18,7 +18,9 @@ use crate::protocol::errors::{partition_error_code, unknown_topic_id, unknown_to
 use crate::protocol::str_bytes;
 use crate::replication::{Partition, PartitionError};
 
-pub const VERSIONS: VersionRange = VersionRange { min: 3, max: 13 };
+/// Kafka 4.1's range. v0–v2 never reach this handler: the protocol layer answers them
+/// UNSUPPORTED_VERSION (see `protocol::retired_produce`), as Kafka 4.x does.
+pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 13 };
 
 enum Outcome {
     Appended(Arc<Partition>, LogAppendInfo, LeaderEpoch),

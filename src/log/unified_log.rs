@@ -534,6 +534,11 @@ impl UnifiedLog {
         Offset(self.lock().log_end_offset())
     }
 
+    /// The leader epoch that wrote `offset`, if the epoch cache still covers it.
+    pub fn leader_epoch_for_offset(&self, offset: Offset) -> Option<LeaderEpoch> {
+        Self::epoch_for_offset(&self.lock(), offset.0)
+    }
+
     fn epoch_for_offset(st: &LocalLog, offset: i64) -> Option<LeaderEpoch> {
         st.epoch_cache
             .entries()

@@ -3,12 +3,13 @@
 
 pub mod errors;
 pub mod record_batch;
+pub mod retired_produce;
 
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, TopicName};
-use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, StrBytes, VersionRange};
 
-use crate::handlers::supported_versions;
+use retired_produce::RetiredProduce;
 
 /// The size prefix of every request and response frame.
 pub const FRAME_PREFIX_BYTES: usize = 4;
@@ -56,11 +57,20 @@ pub enum Decoded {
     },
     /// ApiVersions at a version newer than this broker's: answered at v0 (KIP-511).
     UnsupportedApiVersions { correlation_id: i32 },
+    /// Produce v0–v2: advertised and refused, see [`retired_produce`].
+    RetiredProduce {
+        header: RequestHeader,
+        request: RetiredProduce,
+    },
 }
+
+/// The versions of each API this broker serves; `None` for an API it does not serve. The
+/// server passes the handlers' table, so this layer needs no knowledge of handlers.
+pub type SupportedVersions = fn(ApiKey) -> Option<VersionRange>;
 
 /// Decodes a request frame (without its size prefix): header, then body, at a version this
 /// broker serves. Never panics, whatever the bytes.
-pub fn decode_request(mut frame: Bytes) -> Result<Decoded, DecodeError> {
+pub fn decode_request(mut frame: Bytes, supported_versions: SupportedVersions) -> Result<Decoded, DecodeError> {
     if frame.len() < 8 {
         return Err(DecodeError::TooShort(frame.len()));
     }
@@ -89,6 +99,11 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, DecodeError> {
     };
     let header = RequestHeader::decode(&mut frame, api_key.request_header_version(version))
         .map_err(|e| malformed("header", e))?;
+    if api_key == ApiKey::Produce && version <= retired_produce::MAX_RETIRED_VERSION {
+        let request = retired_produce::decode(&mut frame)
+            .map_err(|e| malformed("body", anyhow::Error::new(e)))?;
+        return Ok(Decoded::RetiredProduce { header, request });
+    }
     let request =
         RequestKind::decode(api_key, &mut frame, version).map_err(|e| malformed("body", e))?;
     Ok(Decoded::Request {
@@ -105,6 +120,16 @@ mod tests {
     use kafka_protocol::messages::MetadataRequest;
     use kafka_protocol::protocol::Encodable;
     use proptest::prelude::*;
+
+    /// A table like the handlers' one: Metadata 0-13, ApiVersions 0-4, Produce 0-13.
+    fn served(key: ApiKey) -> Option<VersionRange> {
+        match key {
+            ApiKey::Metadata => Some(VersionRange { min: 0, max: 13 }),
+            ApiKey::ApiVersions => Some(VersionRange { min: 0, max: 4 }),
+            ApiKey::Produce => Some(VersionRange { min: 0, max: 13 }),
+            _ => None,
+        }
+    }
 
     fn frame_for(api_key: ApiKey, version: i16, body: &impl Encodable) -> Bytes {
         let mut buf = BytesMut::new();
@@ -123,7 +148,7 @@ mod tests {
     #[test]
     fn decodes_a_request_and_refuses_what_is_not_served() {
         let frame = frame_for(ApiKey::Metadata, 12, &MetadataRequest::default());
-        match decode_request(frame.clone()) {
+        match decode_request(frame.clone(), served) {
             Ok(Decoded::Request {
                 header,
                 request: RequestKind::Metadata(_),
@@ -136,7 +161,7 @@ mod tests {
         let mut bumped = BytesMut::from(&frame[..]);
         bumped[2..4].copy_from_slice(&99i16.to_be_bytes());
         assert!(matches!(
-            decode_request(bumped.freeze()),
+            decode_request(bumped.freeze(), served),
             Err(DecodeError::UnsupportedVersion { version: 99, .. })
         ));
         let mut api_versions = BytesMut::new();
@@ -144,13 +169,41 @@ mod tests {
         api_versions.put_i16(99);
         api_versions.put_i32(42);
         assert!(matches!(
-            decode_request(api_versions.freeze()),
+            decode_request(api_versions.freeze(), served),
             Ok(Decoded::UnsupportedApiVersions { correlation_id: 42 })
         ));
         assert!(matches!(
-            decode_request(Bytes::from_static(&[0, 0, 0])),
+            decode_request(Bytes::from_static(&[0, 0, 0]), served),
             Err(DecodeError::TooShort(3))
         ));
+    }
+
+    #[test]
+    fn produce_v0_to_v2_decode_as_retired() {
+        for version in 0..=2 {
+            let mut b = BytesMut::new();
+            b.put_i16(ApiKey::Produce as i16);
+            b.put_i16(version);
+            b.put_i32(9);
+            b.put_i16(1);
+            b.put_slice(b"c");
+            b.put_i16(1);
+            b.put_i32(5000);
+            b.put_i32(1);
+            b.put_i16(1);
+            b.put_slice(b"t");
+            b.put_i32(1);
+            b.put_i32(3);
+            b.put_i32(-1);
+            match decode_request(b.freeze(), served) {
+                Ok(Decoded::RetiredProduce { header, request }) => {
+                    assert_eq!((header.correlation_id, header.request_api_version), (9, version));
+                    assert_eq!(request.acks, 1);
+                    assert_eq!(request.topics, vec![("t".to_string(), vec![3])]);
+                }
+                other => panic!("v{version}: unexpected {other:?}"),
+            }
+        }
     }
 
     /// A 22-byte Metadata v4 request claiming i32::MAX topics: the decoder sizes a Vec from the
@@ -164,7 +217,7 @@ mod tests {
         b.put_i16(-1);
         b.put_i32(i32::MAX);
         assert!(matches!(
-            decode_request(b.freeze()),
+            decode_request(b.freeze(), served),
             Err(DecodeError::Malformed { part: "body", .. })
         ));
     }
@@ -174,14 +227,13 @@ mod tests {
 
         /// Random bytes after a valid api key and version never panic the decoder.
         #[test]
-        fn random_frames_never_panic(key_index in 0usize..14, version in -1i16..20, tail in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let apis = crate::handlers::supported_apis();
-            let (key, _) = apis[key_index % apis.len()];
+        fn random_frames_never_panic(key_index in 0usize..3, version in -1i16..20, tail in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let key = [ApiKey::Metadata, ApiKey::ApiVersions, ApiKey::Produce][key_index];
             let mut buf = BytesMut::new();
             buf.put_i16(key as i16);
             buf.put_i16(version);
             buf.put_slice(&tail);
-            let _ = decode_request(buf.freeze());
+            let _ = decode_request(buf.freeze(), served);
         }
 
         /// Truncating or corrupting a valid frame is an error or a request, never a panic.
@@ -194,7 +246,7 @@ mod tests {
             if flip_at < bytes.len() {
                 bytes[flip_at] ^= flip;
             }
-            let _ = decode_request(bytes.freeze());
+            let _ = decode_request(bytes.freeze(), served);
         }
     }
 }

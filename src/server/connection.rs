@@ -392,7 +392,7 @@ fn handle_frame(
     mute: &mut Mute,
 ) -> Result<Option<Pending>, String> {
     let request_bytes = frame.len() + 4;
-    let (api_key, version, correlation_id) = match decode_request(frame) {
+    let (api_key, version, correlation_id) = match decode_request(frame, handlers::supported_versions) {
         Ok(Decoded::Request {
             header,
             request,
@@ -445,6 +445,31 @@ fn handle_frame(
         }
         Ok(Decoded::UnsupportedApiVersions { correlation_id }) => {
             (ApiKey::ApiVersions, 0i16, correlation_id)
+        }
+        Ok(Decoded::RetiredProduce { header, request }) => {
+            let version = header.request_api_version;
+            tracing::debug!(%peer, version, client_id = ?header.client_id, "refusing a retired Produce version");
+            if request.acks == 0 {
+                // No response is expected, so closing is the only way to tell the client, as
+                // Kafka does for a failed acks=0 produce.
+                return Err(format!("Produce v{version} with acks=0 is not supported"));
+            }
+            let timer = RequestTimer::start(&broker.metrics, ApiKey::Produce);
+            let body = crate::protocol::retired_produce::refusal(
+                version,
+                &request,
+                kafka_protocol::error::ResponseError::UnsupportedVersion.code(),
+            );
+            let mut buf = BytesMut::with_capacity(8 + body.len());
+            buf.put_i32((4 + body.len()) as i32);
+            // Response header v0: the correlation id alone.
+            buf.put_i32(header.correlation_id);
+            buf.put_slice(&body);
+            return Ok(Some(Pending::Ready {
+                bytes: Frame::from(buf.freeze()),
+                timer,
+                not_before: None,
+            }));
         }
         Err(e) => return Err(e.to_string()),
     };
