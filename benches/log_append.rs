@@ -21,8 +21,10 @@ fn batch(bytes: usize) -> Bytes {
 }
 
 fn open(policy: FlushPolicy) -> (tempfile::TempDir, Arc<UnifiedLog>) {
-    let dir = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| "/work".into()))
-        .expect("tempdir");
+    let dir = tempfile::tempdir_in(
+        std::env::var_os("BENCH_DIR").map_or_else(std::env::temp_dir, Into::into),
+    )
+    .expect("tempdir");
     let clock: SharedClock = strata::clock::system();
     let mut cfg = LogConfig {
         flush_policy: policy,

@@ -14,8 +14,10 @@ use strata::protocol::record_batch::build_batch;
 const LOG_BYTES: usize = 256 << 20;
 
 fn sequential_read(c: &mut Criterion) {
-    let dir = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| "/work".into()))
-        .expect("tempdir");
+    let dir = tempfile::tempdir_in(
+        std::env::var_os("BENCH_DIR").map_or_else(std::env::temp_dir, Into::into),
+    )
+    .expect("tempdir");
     let clock: SharedClock = strata::clock::system();
     let cfg = LogConfig {
         segment_bytes: 64 << 20,

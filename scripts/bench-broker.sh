@@ -3,12 +3,12 @@
 # per durability policy on 127.0.0.1 with a fresh data dir, strata-bench on the same machine.
 # Prints each run's table and JSON line, and the raw disk figures beside them.
 # Usage: scripts/bench-broker.sh [seconds]   (release binaries from $CARGO_TARGET_DIR or ./target;
-# BENCH_DIR chooses the filesystem, default /work)
+# BENCH_DIR chooses the directory, and so the filesystem, to write under; default $TMPDIR or /tmp)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-8}"
 bin="${CARGO_TARGET_DIR:-$PWD/target}/release"
-work="$(mktemp -d -p "${BENCH_DIR:-/work}")"
+work="$(mktemp -d -p "${BENCH_DIR:-${TMPDIR:-/tmp}}")"
 pid=""
 stop() { if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=""; fi; }
 cleanup() { stop; rm -rf "$work"; }

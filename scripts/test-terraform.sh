@@ -18,7 +18,14 @@
 #
 # Environment:
 #   STRATA_BIN              strata binary for the --print-config check
-#   STRATA_TF_PLUGIN_MIRROR directory holding registry.terraform.io/hashicorp/aws/...
+#   STRATA_TF_PROVIDER_MIRROR  Terraform provider filesystem mirror: a directory holding
+#                           registry.terraform.io/hashicorp/aws/<5.x>/<os_arch>/ (what
+#                           `terraform providers mirror DIR` writes). Unset: the script looks
+#                           where Terraform itself would (a filesystem_mirror path in
+#                           $TF_CLI_CONFIG_FILE or ~/.terraformrc, ~/.terraform.d/plugins,
+#                           $XDG_DATA_HOME and $XDG_DATA_DIRS terraform/plugins), then in
+#                           /opt/tf-plugins, then searches local filesystems.
+#                           (STRATA_TF_PLUGIN_MIRROR, its older name, is still read.)
 #   STRATA_TEST_TOOLS       where pip installs moto/checkov venvs if missing
 #                           (default ${XDG_CACHE_HOME:-$HOME/.cache}/strata-test-tools)
 #   STRATA_TF_SKIP_MOTO=1, STRATA_TF_SKIP_CHECKOV=1   skip those (slow) steps, reported as SKIPPED
@@ -108,23 +115,37 @@ unset AWS_PROFILE AWS_SESSION_TOKEN TF_PLUGIN_CACHE_DIR 2>/dev/null || true
 # --- 0. terraform and the provider mirror ---------------------------------------------
 
 if ! command -v terraform >/dev/null 2>&1; then
-  skip "ALL terraform checks: no 'terraform' on PATH (the machine image ships Terraform 1.11)"
+  skip "ALL terraform checks: no 'terraform' on PATH (Terraform >= 1.7 is needed: terraform test with mock_provider)"
   finish
   exit $?
 fi
 say "using $(terraform version 2>/dev/null | head -n 1)"
 
-# A mirror is a directory with registry.terraform.io/hashicorp/aws/<version>/<os_arch>/.
-mirror_ok() { compgen -G "$1/registry.terraform.io/hashicorp/aws/5.*/linux_amd64/terraform-provider-aws_*" >/dev/null; }
+# A mirror is a directory with registry.terraform.io/hashicorp/aws/<version>/<os_arch>/,
+# <os_arch> being the platform this terraform runs on.
+PLATFORM="$(terraform version -json 2>/dev/null | sed -nE 's/.*"platform":[[:space:]]*"([^"]+)".*/\1/p' | head -n 1)"
+PLATFORM="${PLATFORM:-linux_amd64}"
+mirror_ok() { compgen -G "$1/registry.terraform.io/hashicorp/aws/5.*/$PLATFORM/terraform-provider-aws_*" >/dev/null; }
+
+# filesystem_mirror paths named by a Terraform CLI config file.
+config_mirrors() {
+  if [ -f "$1" ]; then sed -nE 's/^[[:space:]]*path[[:space:]]*=[[:space:]]*"([^"]+)".*/\1/p' "$1"; fi
+}
 
 find_mirror() {
-  local cand
-  # Explicit, then whatever an existing CLI config names, then the usual places.
-  for cand in "${STRATA_TF_PLUGIN_MIRROR:-}" \
-    $( [ -f "${TF_CLI_CONFIG_FILE:-/nonexistent}" ] && sed -nE 's/^[[:space:]]*path[[:space:]]*=[[:space:]]*"([^"]+)".*/\1/p' "$TF_CLI_CONFIG_FILE" ) \
-    $( [ -f "$HOME/.terraformrc" ] && sed -nE 's/^[[:space:]]*path[[:space:]]*=[[:space:]]*"([^"]+)".*/\1/p' "$HOME/.terraformrc" ) \
-    /opt/tf-plugins "$HOME/.terraform.d/plugins" "${XDG_DATA_HOME:-$HOME/.local/share}/terraform/plugins" \
-    /usr/local/share/terraform/plugins /usr/share/terraform/plugins; do
+  local cand dir
+  local -a cands=()
+  # Where Terraform itself looks: a configured filesystem mirror, then its implicit local
+  # mirror directories; then the place earlier versions of this script used.
+  while IFS= read -r cand; do cands+=("$cand"); done < <(
+    config_mirrors "${TF_CLI_CONFIG_FILE:-}"
+    config_mirrors "$HOME/.terraformrc"
+  )
+  cands+=("$HOME/.terraform.d/plugins" "${XDG_DATA_HOME:-$HOME/.local/share}/terraform/plugins")
+  IFS=: read -r -a dirs <<<"${XDG_DATA_DIRS:-/usr/local/share:/usr/share}"
+  for dir in "${dirs[@]}"; do cands+=("$dir/terraform/plugins"); done
+  cands+=(/opt/tf-plugins)
+  for cand in "${cands[@]}"; do
     if [ -n "$cand" ] && mirror_ok "$cand"; then
       printf '%s\n' "$cand"
       return 0
@@ -143,12 +164,20 @@ find_mirror() {
   return 1
 }
 
-if ! MIRROR="$(find_mirror)"; then
-  skip "ALL terraform checks: no filesystem mirror holding registry.terraform.io/hashicorp/aws/5.x/linux_amd64 (set STRATA_TF_PLUGIN_MIRROR); refusing to download providers"
+# A mirror named explicitly must be one: never fall back to another behind the caller's back.
+MIRROR="${STRATA_TF_PROVIDER_MIRROR:-${STRATA_TF_PLUGIN_MIRROR:-}}"
+if [ -n "$MIRROR" ]; then
+  if ! mirror_ok "$MIRROR"; then
+    fail "STRATA_TF_PROVIDER_MIRROR=$MIRROR holds no registry.terraform.io/hashicorp/aws/5.x/$PLATFORM/terraform-provider-aws_*"
+    finish
+    exit $?
+  fi
+elif ! MIRROR="$(find_mirror)"; then
+  skip "ALL terraform checks: no Terraform provider filesystem mirror holding registry.terraform.io/hashicorp/aws/5.x/$PLATFORM (set STRATA_TF_PROVIDER_MIRROR; 'terraform providers mirror DIR' in a module dir makes one); refusing to download providers"
   finish
   exit $?
 fi
-say "provider mirror: $MIRROR ($(basename "$(dirname "$(compgen -G "$MIRROR/registry.terraform.io/hashicorp/aws/5.*/linux_amd64" | head -n 1)")"))"
+say "provider mirror: $MIRROR ($(basename "$(dirname "$(compgen -G "$MIRROR/registry.terraform.io/hashicorp/aws/5.*/$PLATFORM" | head -n 1)")"))"
 
 cat >"$WORK/terraform.rc" <<EOF
 provider_installation {
