@@ -65,6 +65,8 @@ pub struct ServerMetrics {
     pub connections_rejected: IntCounter,
     pub bytes_received: IntCounter,
     pub bytes_sent: IntCounter,
+    /// Always 1; its labels say which Strata this is and which Kafka release it answers as.
+    pub build_info: IntGaugeVec,
 }
 
 impl ServerMetrics {
@@ -89,6 +91,12 @@ impl ServerMetrics {
         // Exported at zero from the start, so alerts on it see a series before the first error.
         request_errors.with_label_values(&["malformed"]);
         ServerMetrics {
+            build_info: gauge_vec(
+                r,
+                "strata_build_info",
+                "Always 1: the Strata version and the Kafka release whose API versions it advertises.",
+                &["version", "kafka_release"],
+            ),
             requests: counter_vec(
                 r,
                 "strata_server_requests_total",

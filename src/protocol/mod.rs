@@ -11,6 +11,9 @@ use kafka_protocol::protocol::{Decodable, StrBytes, VersionRange};
 
 use retired_produce::RetiredProduce;
 
+/// The Kafka release whose API version ranges ApiVersions advertises (docs/protocol.md).
+pub const KAFKA_RELEASE: &str = "4.1";
+
 /// The size prefix of every request and response frame.
 pub const FRAME_PREFIX_BYTES: usize = 4;
 

@@ -51,6 +51,12 @@ pub async fn serve(
     limits: ServerLimits,
     shutdown: CancellationToken,
 ) {
+    broker
+        .metrics
+        .server
+        .build_info
+        .with_label_values(&[env!("CARGO_PKG_VERSION"), crate::protocol::KAFKA_RELEASE])
+        .set(1);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let tracker = TaskTracker::new();
     loop {

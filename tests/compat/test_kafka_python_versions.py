@@ -10,6 +10,7 @@ connection for an unsupported version meanwhile."""
 from __future__ import annotations
 
 import time
+import urllib.request
 import uuid
 
 import pytest
@@ -59,6 +60,10 @@ def test_kafka_python_at_release(broker, api_version):
     try:
         if api_version is None:
             assert admin._client.check_version() == (4, 1), "the release kafka-python infers"
+            with urllib.request.urlopen(f"http://127.0.0.1:{broker.http_port}/metrics", timeout=10) as r:
+                metrics = r.read().decode()
+            info = [line for line in metrics.splitlines() if line.startswith("strata_build_info{")]
+            assert len(info) == 1 and 'kafka_release="4.1"' in info[0] and info[0].endswith(" 1"), info
 
         sent = {}
         for codec in CODECS:
