@@ -1,7 +1,7 @@
 //! `Broker`: the node's parts wired together — config, controller, logs, replicas — and the
 //! task that keeps the replicas in line with the metadata image.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,12 +33,8 @@ pub enum BrokerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} belongs to {what}; refusing to start (this node is {expected})")]
-    ForeignData {
-        path: PathBuf,
-        what: String,
-        expected: String,
-    },
+    #[error(transparent)]
+    MetaProperties(#[from] crate::log::meta_properties::MetaPropertiesError),
     #[error("{path} is not formatted: a node of a multi-node cluster starts only after `strata format --cluster-id ID` (or with cluster.id set)")]
     Unformatted { path: PathBuf },
     #[error(transparent)]
@@ -116,7 +112,7 @@ impl Broker {
             {
                 return Err(BrokerError::Unformatted { path: dir.clone() });
             }
-            cluster_id = check_meta_properties(dir, node_id, &cluster_id)?;
+            cluster_id = crate::log::meta_properties::check_or_write(dir, node_id, &cluster_id)?;
         }
         let settings = ControllerSettings::from_node(&node)?;
         let controller = Controller::open(
@@ -572,64 +568,7 @@ pub fn format_log_dirs(node: &NodeConfig, cluster_id: &str) -> Result<Vec<PathBu
             path: dir.clone(),
             source,
         })?;
-        check_meta_properties(dir, node.node_id(), cluster_id)?;
+        crate::log::meta_properties::check_or_write(dir, node.node_id(), cluster_id)?;
     }
     Ok(dirs)
-}
-
-/// Checks `meta.properties` in `dir` against this node, writing it on first use. Returns the
-/// cluster id, generated for a new cluster when none is configured.
-fn check_meta_properties(
-    dir: &Path,
-    node_id: BrokerId,
-    configured_cluster: &str,
-) -> Result<String, BrokerError> {
-    let path = dir.join("meta.properties");
-    let io = |source| BrokerError::Io {
-        path: path.clone(),
-        source,
-    };
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let get = |key: &str| {
-                text.lines()
-                    .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
-                    .map(str::trim)
-                    .unwrap_or("")
-            };
-            let found_node = get("node.id");
-            if found_node != node_id.to_string() {
-                return Err(BrokerError::ForeignData {
-                    path,
-                    what: format!("node.id {found_node}"),
-                    expected: format!("node.id {node_id}"),
-                });
-            }
-            let found_cluster = get("cluster.id");
-            if !configured_cluster.is_empty() && found_cluster != configured_cluster {
-                return Err(BrokerError::ForeignData {
-                    path,
-                    what: format!("cluster {found_cluster}"),
-                    expected: format!("cluster {configured_cluster}"),
-                });
-            }
-            Ok(found_cluster.to_string())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let cluster_id = if configured_cluster.is_empty() {
-                uuid::Uuid::new_v4().simple().to_string()
-            } else {
-                configured_cluster.to_string()
-            };
-            let tmp = dir.join("meta.properties.tmp");
-            std::fs::write(
-                &tmp,
-                format!("version=1\ncluster.id={cluster_id}\nnode.id={node_id}\n"),
-            )
-            .map_err(io)?;
-            std::fs::rename(&tmp, &path).map_err(io)?;
-            Ok(cluster_id)
-        }
-        Err(e) => Err(io(e)),
-    }
 }

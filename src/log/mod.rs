@@ -279,6 +279,7 @@ pub mod index;
 mod loader;
 mod local_log;
 mod manager;
+pub mod meta_properties;
 pub mod producer_state;
 mod retention;
 pub mod segment;
