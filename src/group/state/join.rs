@@ -463,3 +463,127 @@ impl Group {
             .with_members(members)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::GroupId;
+
+    use super::*;
+    use crate::group::state::GroupRequest;
+
+    const NOW_MS: i64 = 1_000_000;
+
+    fn request(group: &str, member_id: &str, version: i16) -> GroupRequest {
+        GroupRequest::Join {
+            version,
+            client_id: "client".into(),
+            client_host: "/127.0.0.1".into(),
+            req: JoinGroupRequest::default()
+                .with_group_id(GroupId(str_bytes(group)))
+                .with_session_timeout_ms(10_000)
+                .with_rebalance_timeout_ms(30_000)
+                .with_member_id(str_bytes(member_id))
+                .with_protocol_type(str_bytes("consumer"))
+                .with_protocols(vec![JoinGroupRequestProtocol::default()
+                    .with_name(str_bytes("range"))
+                    .with_metadata(Bytes::from_static(b"m"))]),
+        }
+    }
+
+    fn reply(d: &Decision, waiter: Waiter) -> JoinGroupResponse {
+        match d.replies.iter().find(|(w, _)| *w == waiter) {
+            Some((_, GroupResponse::Join(r))) => r.clone(),
+            other => panic!("no JoinGroup reply for {waiter}: {other:?}"),
+        }
+    }
+
+    fn shard() -> GroupShard {
+        GroupShard::new(GroupConfig {
+            initial_rebalance_delay_ms: 0,
+            ..GroupConfig::default()
+        })
+    }
+
+    #[test]
+    fn validation_rejects_before_any_group_exists() {
+        let mut s = shard();
+        let d = s.handle(1, request("", "", 7), NOW_MS);
+        assert_eq!(reply(&d, 1).error_code, E::InvalidGroupId.code());
+
+        let GroupRequest::Join { req, .. } = request("g", "", 7) else {
+            unreachable!()
+        };
+        let short = GroupRequest::Join {
+            version: 7,
+            client_id: String::new(),
+            client_host: String::new(),
+            req: req.with_session_timeout_ms(1),
+        };
+        let d = s.handle(2, short, NOW_MS);
+        assert_eq!(reply(&d, 2).error_code, E::InvalidSessionTimeout.code());
+
+        // A member id the coordinator never handed out cannot create a group.
+        let d = s.handle(3, request("g", "stranger", 7), NOW_MS);
+        assert_eq!(reply(&d, 3).error_code, E::UnknownMemberId.code());
+        assert!(s.groups.is_empty());
+    }
+
+    #[test]
+    fn from_v4_a_new_member_first_gets_its_id() {
+        let mut s = shard();
+        let d = s.handle(1, request("g", "", 4), NOW_MS);
+        let r = reply(&d, 1);
+        assert_eq!(r.error_code, E::MemberIdRequired.code());
+        let id = r.member_id.to_string();
+        assert!(id.starts_with("client-"));
+        assert!(s.groups["g"].members.is_empty());
+        assert!(s.groups["g"].pending_members.contains_key(&id));
+
+        // Joining with the handed-out id enters the group; alone, it completes the join phase.
+        let d = s.handle(2, request("g", &id, 4), NOW_MS);
+        let r = reply(&d, 2);
+        assert_eq!(r.error_code, 0);
+        assert_eq!(r.generation_id, 1);
+        assert_eq!(r.leader.as_str(), id);
+        assert_eq!(s.groups["g"].state, GroupState::CompletingRebalance);
+    }
+
+    #[test]
+    fn before_v4_a_new_member_joins_at_once() {
+        let mut s = shard();
+        let d = s.handle(1, request("g", "", 3), NOW_MS);
+        let r = reply(&d, 1);
+        assert_eq!(r.error_code, 0);
+        assert_eq!(s.groups["g"].members.len(), 1);
+    }
+
+    #[test]
+    fn handed_out_ids_count_against_the_group_size() {
+        let mut s = GroupShard::new(GroupConfig {
+            max_group_size: 1,
+            ..GroupConfig::default()
+        });
+        let d = s.handle(1, request("g", "", 4), NOW_MS);
+        assert_eq!(reply(&d, 1).error_code, E::MemberIdRequired.code());
+        let d = s.handle(2, request("g", "", 4), NOW_MS);
+        assert_eq!(reply(&d, 2).error_code, E::GroupMaxSizeReached.code());
+    }
+
+    #[test]
+    fn a_different_protocol_type_is_inconsistent() {
+        let mut s = shard();
+        s.handle(1, request("g", "", 3), NOW_MS);
+        let GroupRequest::Join { req, .. } = request("g", "", 3) else {
+            unreachable!()
+        };
+        let other = GroupRequest::Join {
+            version: 3,
+            client_id: String::new(),
+            client_host: String::new(),
+            req: req.with_protocol_type(str_bytes("connect")),
+        };
+        let d = s.handle(2, other, NOW_MS);
+        assert_eq!(reply(&d, 2).error_code, E::InconsistentGroupProtocol.code());
+    }
+}

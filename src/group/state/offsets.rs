@@ -336,3 +336,77 @@ fn commit_error(req: &OffsetCommitRequest, c: i16) -> OffsetCommitResponse {
         .collect();
     OffsetCommitResponse::default().with_topics(topics)
 }
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::GroupId;
+
+    use super::*;
+    use crate::group::state::{GroupConfig, GroupRequest};
+    use crate::protocol::str_bytes;
+
+    const NOW_MS: i64 = 1_000_000;
+
+    fn commit(group: &str, member_id: &str, generation: i32) -> GroupRequest {
+        GroupRequest::Commit {
+            req: OffsetCommitRequest::default()
+                .with_group_id(GroupId(str_bytes(group)))
+                .with_member_id(str_bytes(member_id))
+                .with_generation_id_or_member_epoch(generation)
+                .with_topics(vec![OffsetCommitRequestTopic::default()
+                    .with_name(topic_name("t".to_string()))
+                    .with_partitions(vec![OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(42)])]),
+        }
+    }
+
+    fn error_code(d: &Decision) -> i16 {
+        match &d.replies[..] {
+            [(_, GroupResponse::Commit(r))] => r.topics[0].partitions[0].error_code,
+            other => panic!("not one OffsetCommit reply: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_simple_commit_creates_the_group_and_writes_the_offset() {
+        let mut s = GroupShard::new(GroupConfig::default());
+        let d = s.handle(1, commit("g", "", -1), NOW_MS);
+        assert_eq!(error_code(&d), 0);
+        assert_eq!(d.records.len(), 1);
+        assert_eq!(s.groups["g"].offsets[&("t".to_string(), 0)].offset, 42);
+        let fetched = s.fetch_offsets("g", None);
+        assert_eq!(fetched.topics.len(), 1);
+    }
+
+    #[test]
+    fn a_member_commit_to_an_unknown_group_is_refused_and_writes_nothing() {
+        let mut s = GroupShard::new(GroupConfig::default());
+        let d = s.handle(1, commit("g", "m", 1), NOW_MS);
+        assert_eq!(error_code(&d), E::IllegalGeneration.code());
+        assert!(d.records.is_empty());
+        assert!(s.groups.is_empty());
+
+        let d = s.handle(2, commit("", "", -1), NOW_MS);
+        assert_eq!(error_code(&d), E::InvalidGroupId.code());
+    }
+
+    #[test]
+    fn oversized_metadata_fails_only_its_partition() {
+        let mut s = GroupShard::new(GroupConfig {
+            offset_metadata_max_bytes: 2,
+            ..GroupConfig::default()
+        });
+        let GroupRequest::Commit { req } = commit("g", "", -1) else {
+            unreachable!()
+        };
+        let mut req = req;
+        req.topics[0].partitions[0].committed_metadata = Some(str_bytes("too long"));
+        let d = s.handle(1, GroupRequest::Commit { req }, NOW_MS);
+        assert_eq!(error_code(&d), E::OffsetMetadataTooLarge.code());
+        assert!(d.records.is_empty());
+    }
+}
