@@ -117,7 +117,7 @@ impl Group {
         initial_delay_ms: i32,
     ) {
         if self.state != GroupState::PreparingRebalance
-            || !self.join_deadline_ms.is_some_and(|t| t <= now_ms)
+            || self.join_deadline_ms.is_none_or(|t| t > now_ms)
         {
             return;
         }
