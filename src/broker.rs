@@ -13,7 +13,7 @@ use crate::controller::isr::{decide_alter_partition, AlterPartition};
 use crate::controller::{
     Controller, ControllerError, ControllerSettings, MetadataImage, MetadataRecord,
 };
-use crate::group::GroupCoordinator;
+use crate::group::{GroupCoordinator, GroupCoordinatorContext};
 use crate::log::{LogConfig, LogError, LogManager};
 use crate::metrics::Metrics;
 use crate::model::BrokerId;
@@ -184,11 +184,14 @@ impl Broker {
             advertised,
             controller: controller.clone(),
             replicas: replicas.clone(),
-            groups: Arc::new(GroupCoordinator::new(
-                clock.clone(),
-                shutdown.clone(),
-                metrics.groups.clone(),
-            )),
+            groups: Arc::new(GroupCoordinator::new(GroupCoordinatorContext {
+                controller: controller.clone(),
+                replicas: replicas.clone(),
+                node: node.clone(),
+                clock: clock.clone(),
+                shutdown: shutdown.clone(),
+                metrics: metrics.groups.clone(),
+            })),
             clock,
             shutdown: shutdown.clone(),
             metrics,
@@ -201,7 +204,7 @@ impl Broker {
         broker.follow_metadata();
         broker.send_heartbeats();
         broker.maintain_isr();
-        broker.groups.start(&broker);
+        broker.groups.start();
         logs.start_background(shutdown);
         remote.start(replicas.clone());
         Ok(broker)
@@ -480,7 +483,7 @@ impl Broker {
         }
         self.remote.sync_metrics();
         self.controller.sync_metrics(&self.metrics.controller);
-        self.groups.sync_metrics(self);
+        self.groups.sync_metrics();
         self.metrics.render()
     }
 

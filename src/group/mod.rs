@@ -13,6 +13,10 @@
 //! Metrics: each shard publishes a summary of its groups every few seconds; at scrape time the
 //! coordinator counts groups by state and measures consumer [`lag`] against the high watermarks
 //! of the partitions this broker leads.
+//!
+//! The coordinator sees the rest of the broker only through [`GroupCoordinatorContext`]: the
+//! controller (metadata image, topic creation), the replica manager (the offsets partitions it
+//! leads), the node config, the clock, the shutdown token and its metrics.
 
 pub mod lag;
 pub mod records;
@@ -26,14 +30,15 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::Broker;
 use crate::clock::SharedClock;
 use crate::config::NodeConfig;
 use crate::controller::{
-    decide_create_topic, BrokerRegistration, ControllerError, NewTopic, TopicDefaults,
+    decide_create_topic, BrokerRegistration, Controller, ControllerError, MetadataImage,
+    MetadataRecord, NewTopic, TopicDefaults,
 };
 use crate::metrics::GroupMetrics;
 use crate::model::TopicPartition;
+use crate::replication::{effective_node_config, ReplicaManager};
 use shard::{Command, ShardHandle, ShardSettings, ACTIVE, LOADING, STOPPED};
 pub use state::{GroupConfig, GroupRequest, GroupResponse, GroupState, GroupSummary};
 
@@ -75,29 +80,61 @@ struct ExportedLag {
     groups: BTreeSet<String>,
 }
 
+/// What the coordinator needs of the rest of the broker, and nothing more. Built once, where
+/// the broker wires its parts together.
+#[derive(Debug, Clone)]
+pub struct GroupCoordinatorContext {
+    /// The metadata image (where `__consumer_offsets` lives, who leads it) and the commits that
+    /// create the topic.
+    pub controller: Arc<Controller>,
+    /// The `__consumer_offsets` partitions this broker leads, which the shards read and write,
+    /// and the high watermarks consumer lag is measured against.
+    pub replicas: Arc<ReplicaManager>,
+    /// The node config as started; the image's dynamic broker configs apply on every read.
+    pub node: NodeConfig,
+    pub clock: SharedClock,
+    pub shutdown: CancellationToken,
+    pub metrics: GroupMetrics,
+}
+
+impl GroupCoordinatorContext {
+    /// The node config with dynamic broker configs applied.
+    fn node_config(&self) -> NodeConfig {
+        effective_node_config(&self.node, &self.controller.image())
+    }
+
+    /// Commits a metadata decision and waits until this broker's replicas reflect it, so the
+    /// partitions it creates can be found right after. `decide` may run more than once.
+    async fn commit<T>(
+        &self,
+        decide: impl FnMut(&MetadataImage) -> Result<(T, Vec<MetadataRecord>), ControllerError>,
+    ) -> Result<T, ControllerError> {
+        let (value, image) = self.controller.commit(decide).await?;
+        // The task that applies images stops at shutdown; a request in flight then must not wait
+        // for an apply that will never come.
+        tokio::select! {
+            () = self.replicas.wait_applied(image.offset) => {}
+            () = self.shutdown.cancelled() => {}
+        }
+        Ok(value)
+    }
+}
+
 #[derive(Debug)]
 pub struct GroupCoordinator {
     // Short sections only (look up, insert or remove a handle); never held across `.await`.
     shards: Mutex<HashMap<i32, ShardHandle>>,
-    clock: SharedClock,
-    shutdown: CancellationToken,
-    metrics: GroupMetrics,
+    ctx: GroupCoordinatorContext,
     // Held while a scrape updates the lag gauges, so two scrapes never interleave their updates
     // and removals; no I/O or `.await` inside.
     exported_lag: Mutex<ExportedLag>,
 }
 
 impl GroupCoordinator {
-    pub fn new(
-        clock: SharedClock,
-        shutdown: CancellationToken,
-        metrics: GroupMetrics,
-    ) -> GroupCoordinator {
+    pub fn new(ctx: GroupCoordinatorContext) -> GroupCoordinator {
         GroupCoordinator {
             shards: Mutex::new(HashMap::new()),
-            clock,
-            shutdown,
-            metrics,
+            ctx,
             exported_lag: Mutex::new(ExportedLag::default()),
         }
     }
@@ -122,45 +159,44 @@ impl GroupCoordinator {
                 node.get_i64("offsets.retention.check.interval.ms")
                     .max(1000) as u64,
             ),
-            rebalances: self.metrics.rebalances.clone(),
+            rebalances: self.ctx.metrics.rebalances.clone(),
         }
     }
 
     /// Follows the metadata image: starts a shard (which loads) for every offsets partition this
     /// broker leads, and stops the shards of partitions it no longer leads.
-    pub fn start(self: &Arc<Self>, broker: &Arc<Broker>) {
+    pub fn start(self: &Arc<Self>) {
         let coordinator = self.clone();
-        let broker = broker.clone();
-        let mut rx = broker.controller.subscribe();
+        let mut rx = self.ctx.controller.subscribe();
         tokio::spawn(async move {
             loop {
                 let offset = rx.borrow_and_update().offset;
-                broker.replicas.wait_applied(offset).await;
-                coordinator.reconcile(&broker);
+                coordinator.ctx.replicas.wait_applied(offset).await;
+                coordinator.reconcile();
                 tokio::select! {
                     changed = rx.changed() => if changed.is_err() { break },
-                    () = coordinator.shutdown.cancelled() => break,
+                    () = coordinator.ctx.shutdown.cancelled() => break,
                 }
             }
         });
     }
 
     /// Brings the shards in line with which offsets partitions this broker leads.
-    pub fn reconcile(&self, broker: &Broker) {
-        let image = broker.image();
+    pub fn reconcile(&self) {
+        let image = self.ctx.controller.image();
         let Some(topic) = image.topic_by_name(OFFSETS_TOPIC) else {
             return;
         };
         let mut led = Vec::new();
         for index in topic.partitions.keys() {
             let tp = TopicPartition::new(OFFSETS_TOPIC, index.0);
-            if let Some(p) = broker.replicas.get(&tp) {
+            if let Some(p) = self.ctx.replicas.get(&tp) {
                 if p.is_leader() {
                     led.push(p);
                 }
             }
         }
-        let node = broker.node_config();
+        let node = self.ctx.node_config();
         let Ok(mut shards) = self.shards.lock() else {
             return;
         };
@@ -180,20 +216,28 @@ impl GroupCoordinator {
                 shard::spawn(
                     p.clone(),
                     self.settings(&node),
-                    self.clock.clone(),
-                    self.shutdown.child_token(),
+                    self.ctx.clock.clone(),
+                    self.ctx.shutdown.child_token(),
                 )
             });
         }
     }
 
     /// Creates `__consumer_offsets` if it does not exist yet.
-    pub async fn ensure_offsets_topic(&self, broker: &Broker) -> Result<(), CoordinatorError> {
-        if broker.image().topic_by_name(OFFSETS_TOPIC).is_some() {
+    pub async fn ensure_offsets_topic(&self) -> Result<(), CoordinatorError> {
+        if self
+            .ctx
+            .controller
+            .image()
+            .topic_by_name(OFFSETS_TOPIC)
+            .is_some()
+        {
             return Ok(());
         }
-        let node = broker.node_config();
-        let live = broker
+        let node = self.ctx.node_config();
+        let live = self
+            .ctx
+            .controller
             .image()
             .brokers
             .values()
@@ -223,7 +267,8 @@ impl GroupCoordinator {
             num_partitions: topic.num_partitions,
             replication_factor: rf,
         };
-        match broker
+        match self
+            .ctx
             .commit(|image| decide_create_topic(image, &topic, defaults))
             .await
         {
@@ -241,17 +286,13 @@ impl GroupCoordinator {
                 )))
             }
         }
-        self.reconcile(broker);
+        self.reconcile();
         Ok(())
     }
 
     /// The broker that coordinates `group_id`, from the metadata image.
-    pub fn coordinator_of(
-        &self,
-        broker: &Broker,
-        group_id: &str,
-    ) -> Result<BrokerRegistration, CoordinatorError> {
-        let image = broker.image();
+    pub fn coordinator_of(&self, group_id: &str) -> Result<BrokerRegistration, CoordinatorError> {
+        let image = self.ctx.controller.image();
         let topic = image.topic_by_name(OFFSETS_TOPIC).ok_or_else(|| {
             CoordinatorError::NotAvailable(format!("{OFFSETS_TOPIC} does not exist yet"))
         })?;
@@ -272,13 +313,14 @@ impl GroupCoordinator {
             })
     }
 
-    fn shard_for(&self, broker: &Broker, group_id: &str) -> Result<ShardHandle, CoordinatorError> {
-        let image = broker.image();
+    fn shard_for(&self, group_id: &str) -> Result<ShardHandle, CoordinatorError> {
+        let image = self.ctx.controller.image();
         let topic = image
             .topic_by_name(OFFSETS_TOPIC)
             .ok_or(CoordinatorError::NotCoordinator)?;
         let index = partition_for(group_id, topic.partitions.len() as i32);
-        let partition = broker
+        let partition = self
+            .ctx
             .replicas
             .get(&TopicPartition::new(OFFSETS_TOPIC, index))
             .filter(|p| p.is_leader())
@@ -302,9 +344,9 @@ impl GroupCoordinator {
         // failed write): start one, which loads from the log.
         let handle = shard::spawn(
             partition,
-            self.settings(&broker.node_config()),
-            self.clock.clone(),
-            self.shutdown.child_token(),
+            self.settings(&self.ctx.node_config()),
+            self.ctx.clock.clone(),
+            self.ctx.shutdown.child_token(),
         );
         shards.insert(index, handle);
         Err(CoordinatorError::LoadInProgress)
@@ -313,11 +355,10 @@ impl GroupCoordinator {
     /// Queues `request` with the shard of `group_id`; the receiver yields the reply.
     pub fn call(
         &self,
-        broker: &Broker,
         group_id: &str,
         request: GroupRequest,
     ) -> Result<oneshot::Receiver<GroupResponse>, CoordinatorError> {
-        let shard = self.shard_for(broker, group_id)?;
+        let shard = self.shard_for(group_id)?;
         Self::send(&shard, request)
     }
 
@@ -338,10 +379,9 @@ impl GroupCoordinator {
     /// Sends `request` to every shard this broker serves (ListGroups). Fails if any is loading.
     pub fn call_all(
         &self,
-        broker: &Broker,
         request: GroupRequest,
     ) -> Result<Vec<oneshot::Receiver<GroupResponse>>, CoordinatorError> {
-        self.reconcile(broker);
+        self.reconcile();
         let shards: Vec<ShardHandle> = match self.shards.lock() {
             Ok(s) => s.values().cloned().collect(),
             Err(_) => {
@@ -364,7 +404,7 @@ impl GroupCoordinator {
 impl GroupCoordinator {
     /// Refreshes `strata_group_*` from the summaries the active shards last published and the
     /// high watermarks of the partitions this broker leads. Called at scrape time.
-    pub fn sync_metrics(&self, broker: &Broker) {
+    pub fn sync_metrics(&self) {
         let summaries: Vec<Arc<Vec<GroupSummary>>> = match self.shards.lock() {
             Ok(shards) => shards
                 .values()
@@ -374,7 +414,7 @@ impl GroupCoordinator {
             Err(_) => return,
         };
         let groups = || summaries.iter().flat_map(|s| s.iter());
-        let m = &self.metrics;
+        let m = &self.ctx.metrics;
         for state in GroupState::ALL {
             let n = groups().filter(|g| g.state == state).count();
             m.groups.with_label_values(&[state.name()]).set(n as i64);
@@ -382,14 +422,15 @@ impl GroupCoordinator {
         m.members
             .set(groups().map(|g| g.members).sum::<usize>() as i64);
 
-        let max_series = broker
+        let max_series = self
+            .ctx
             .node_config()
             .get_i64("metrics.group.lag.max.series")
             .max(0) as usize;
         let lag = lag::consumer_lag(
             groups(),
             |tp| {
-                broker
+                self.ctx
                     .replicas
                     .get(tp)
                     .filter(|p| p.is_leader())

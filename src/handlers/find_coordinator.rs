@@ -27,7 +27,7 @@ pub fn handle(ctx: RequestContext, req: FindCoordinatorRequest) -> Reply {
         };
         let mut created = None;
         if req.key_type == KEY_TYPE_GROUP {
-            created = Some(ctx.broker.groups.ensure_offsets_topic(&ctx.broker).await);
+            created = Some(ctx.broker.groups.ensure_offsets_topic().await);
         }
         let coordinators: Vec<Coordinator> = keys
             .into_iter()
@@ -73,7 +73,7 @@ fn lookup(
     if let Some(Err(e)) = created {
         return base.with_error_code(coordinator_error_code(e)).with_error_message(Some(str_bytes(e.to_string())));
     }
-    match broker.groups.coordinator_of(broker, &key) {
+    match broker.groups.coordinator_of(&key) {
         Ok(b) => base
             .with_error_code(0)
             .with_node_id(WireBrokerId(b.broker_id.0))

@@ -39,7 +39,7 @@ pub fn handle(ctx: RequestContext, req: OffsetFetchRequest) -> Reply {
             let rx = ctx
                 .broker
                 .groups
-                .call(&ctx.broker, &group_id, GroupRequest::FetchOffsets { group_id: group_id.clone(), topics })
+                .call(&group_id, GroupRequest::FetchOffsets { group_id: group_id.clone(), topics })
                 .map_err(|e| coordinator_error_code(&e));
             (group_id, rx)
         })
