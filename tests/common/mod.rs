@@ -1,5 +1,11 @@
-//! Shared helpers for integration tests: an in-process broker on a free port.
+//! Shared helpers for integration tests: an in-process broker on a free port, record batches,
+//! the Kafka requests the tests send ([`kafka`]), and waiting for what a test expects to happen
+//! ([`wait`]).
 #![allow(dead_code, unreachable_pub)]
+
+pub mod kafka;
+pub mod skip;
+pub mod wait;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -79,6 +85,18 @@ impl TestBroker {
 
     pub fn bootstrap(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// A client connected to this broker as `client_id` (which client quotas match).
+    pub async fn client(&self, client_id: &'static str) -> strata::client::KafkaClient {
+        strata::client::KafkaClient::connect(
+            &strata::net::TokioNetwork,
+            &self.bootstrap(),
+            client_id,
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .expect("connect")
     }
 }
 
