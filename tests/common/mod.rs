@@ -4,16 +4,15 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod kafka;
+pub mod records;
 pub mod skip;
 pub mod wait;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::{Compression, Record, TimestampType};
 use tokio_util::sync::CancellationToken;
 
 use strata::broker::Broker;
@@ -164,17 +163,7 @@ pub fn idempotent_batch_at(
                 .collect(),
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .expect("encode");
-    buf.freeze()
+    records::encode(&records, compression)
 }
 
 /// Decodes every record in `bytes` (one or more batches).
