@@ -129,6 +129,21 @@ async fn futures_join<T: Send + 'static>(
     out
 }
 
+/// Opens a lone voter with `strata serve`'s defaults in `dir`; cancel the token to stop it.
+async fn open_lone_voter(dir: &std::path::Path) -> (Arc<Controller>, CancellationToken) {
+    let s = CancellationToken::new();
+    let c = Controller::open(
+        dir,
+        ControllerSettings::single(1),
+        strata::net::tokio_network(),
+        None,
+        s.clone(),
+    )
+    .await
+    .expect("open");
+    (c, s)
+}
+
 /// Stops every node still running.
 async fn stop_all(nodes: &[Option<Node>]) {
     for n in nodes.iter().flatten() {
@@ -317,19 +332,7 @@ async fn three_controllers_forward_fail_over_and_fence() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_lone_voter_keeps_its_metadata() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let open = || async {
-        let s = CancellationToken::new();
-        let c = Controller::open(
-            dir.path(),
-            ControllerSettings::single(1),
-            strata::net::tokio_network(),
-            None,
-            s.clone(),
-        )
-        .await
-        .expect("open");
-        (c, s)
-    };
+    let open = || open_lone_voter(dir.path());
     let (c, s) = open().await;
     c.commit(|_| Ok(((), vec![register(1)])))
         .await
@@ -476,16 +479,7 @@ async fn a_lone_voter_imports_the_pre_raft_journal() {
         journal.extend_from_slice(&payload);
     }
     std::fs::write(dir.path().join("records.log"), journal).expect("write journal");
-    let s = CancellationToken::new();
-    let c = Controller::open(
-        dir.path(),
-        ControllerSettings::single(1),
-        strata::net::tokio_network(),
-        None,
-        s.clone(),
-    )
-    .await
-    .expect("open");
+    let (c, s) = open_lone_voter(dir.path()).await;
     assert!(c.image().topic_by_name("old").is_some());
     assert!(dir.path().join("records.log.imported").exists());
     s.cancel();
