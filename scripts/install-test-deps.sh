@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs: Debian packages (kcat) and the Python clients.
-# Idempotent: skips what is already present.
+# Installs what the test suite needs: Debian packages (kcat, promtool, Node.js), the Python
+# clients, kafkajs and moto. Idempotent: skips what is already present.
+#
+# Tests that need one of these skip with a reason when it is missing, but fail when $CI is set:
+# CI runs this script first, so there a missing tool is a broken setup, not a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+# The kafkajs group tests (tests/compat/js) run under Node.js.
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -17,13 +23,9 @@ fi
 
 python3 -m pip install --quiet --disable-pip-version-check -r tests/compat/requirements.txt
 
-# kafkajs for the group tests (tests/compat/js); skipped, and those tests with it, without npm.
-if command -v npm >/dev/null 2>&1; then
-  if [ ! -d tests/compat/js/node_modules/kafkajs ]; then
-    (cd tests/compat/js && npm install --no-audit --no-fund --silent)
-  fi
-else
-  echo "npm not found: the kafkajs tests will be skipped"
+# kafkajs for the group tests (tests/compat/js), at the version package-lock.json pins.
+if [ ! -d tests/compat/js/node_modules/kafkajs ]; then
+  (cd tests/compat/js && npm install --no-audit --no-fund --silent)
 fi
 
 # The S3-compatible server the tiering tests start (tiering/tests/conformance.rs,

@@ -42,16 +42,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     CreateTopicsRequest, MetadataRequest, MetadataResponse, ProduceRequest,
 };
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
@@ -65,6 +63,8 @@ use strata::net::Network;
 use strata::protocol::{str_bytes, topic_name};
 use strata::server::{serve, ServerLimits};
 
+#[path = "common/records.rs"]
+mod records;
 #[path = "common/seeds.rs"]
 mod seeds;
 #[path = "common/turmoil_net.rs"]
@@ -143,32 +143,8 @@ fn node_config(id: i32, dir: &std::path::Path, flush_policy: &str) -> NodeConfig
 
 /// One record per batch, its value the decimal `n`.
 fn numbered_batch(n: u64, timestamp_ms: i64) -> Bytes {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: timestamp_ms,
-        key: None,
-        value: Some(Bytes::from(n.to_string())),
-        headers: Default::default(),
-    };
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        std::iter::once(&record),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode");
-    buf.freeze()
+    let record = records::record(0, timestamp_ms, None, Some(Bytes::from(n.to_string())));
+    records::encode(&[record], Compression::None)
 }
 
 /// What a replica holds: offset -> the record's number (`None` for a record that is not one of

@@ -3,7 +3,11 @@
 //! fencing). The scale benchmark is `#[ignore]`d: `cargo test --test controller -- --ignored
 //! --nocapture scale`.
 
+#[path = "common/wait.rs"]
+mod wait;
+
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -125,12 +129,54 @@ async fn futures_join<T: Send + 'static>(
     out
 }
 
+/// Opens a lone voter with `strata serve`'s defaults in `dir`; cancel the token to stop it.
+async fn open_lone_voter(dir: &std::path::Path) -> (Arc<Controller>, CancellationToken) {
+    let s = CancellationToken::new();
+    let c = Controller::open(
+        dir,
+        ControllerSettings::single(1),
+        strata::net::tokio_network(),
+        None,
+        s.clone(),
+    )
+    .await
+    .expect("open");
+    (c, s)
+}
+
 /// Stops every node still running.
 async fn stop_all(nodes: &[Option<Node>]) {
     for n in nodes.iter().flatten() {
         n.shutdown.cancel();
         n.controller.shutdown().await;
     }
+}
+
+/// Stops node `id` (its process dies: its controller port refuses connections from now on).
+async fn stop_node(nodes: &mut [Option<Node>], id: NodeId) {
+    let n = nodes[id as usize - 1].take().expect("a running node");
+    n.shutdown.cancel();
+    n.controller.shutdown().await;
+}
+
+/// The controller of the first node still running.
+fn first_running(nodes: &[Option<Node>]) -> Arc<Controller> {
+    nodes
+        .iter()
+        .flatten()
+        .next()
+        .expect("a running node")
+        .controller
+        .clone()
+}
+
+/// How often the active controller runs its duties (the controller's own tick).
+const DUTY_TICK: Duration = Duration::from_millis(200);
+
+/// The election grace of `s`: how long a new active controller waits for the brokers it
+/// inherited before it fences the silent ones.
+fn election_grace(s: &ControllerSettings) -> Duration {
+    s.reconnect_grace.max(s.broker_heartbeat_interval)
 }
 
 async fn leader(nodes: &[Option<Node>]) -> NodeId {
@@ -201,14 +247,14 @@ async fn three_controllers_forward_fail_over_and_fence() {
             .await
             .expect("register");
     }
-    let silent3 = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let silent3 = Arc::new(AtomicBool::new(false));
     let hb = CancellationToken::new();
     for n in nodes.iter().flatten() {
         let (c, hb, silent3) = (n.controller.clone(), hb.clone(), silent3.clone());
         tokio::spawn(async move {
             while !hb.is_cancelled() {
                 for b in [1, 2, 3] {
-                    if b == 3 && silent3.load(std::sync::atomic::Ordering::SeqCst) {
+                    if b == 3 && silent3.load(Ordering::SeqCst) {
                         continue;
                     }
                     let _ = c.heartbeat(BrokerId(b), uuid::Uuid::nil()).await;
@@ -230,7 +276,7 @@ async fn three_controllers_forward_fail_over_and_fence() {
         assert!(img.topic_by_name("a").is_some());
     }
     // Broker 3 falls silent and is fenced; its leaderships move.
-    silent3.store(true, std::sync::atomic::Ordering::SeqCst);
+    silent3.store(true, Ordering::SeqCst);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let img = f.image();
@@ -252,17 +298,9 @@ async fn three_controllers_forward_fail_over_and_fence() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Kill the active controller: the other two elect a leader and take writes.
-    let old = nodes[l as usize - 1].take().expect("leader node");
-    old.shutdown.cancel();
-    old.controller.shutdown().await;
+    stop_node(&mut nodes, l).await;
     let t0 = Instant::now();
-    let survivor = nodes
-        .iter()
-        .flatten()
-        .next()
-        .expect("survivor")
-        .controller
-        .clone();
+    let survivor = first_running(&nodes);
     survivor
         .commit(|image| {
             let rf2 = NewTopic {
@@ -294,19 +332,7 @@ async fn three_controllers_forward_fail_over_and_fence() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_lone_voter_keeps_its_metadata() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let open = || async {
-        let s = CancellationToken::new();
-        let c = Controller::open(
-            dir.path(),
-            ControllerSettings::single(1),
-            strata::net::tokio_network(),
-            None,
-            s.clone(),
-        )
-        .await
-        .expect("open");
-        (c, s)
-    };
+    let open = || open_lone_voter(dir.path());
     let (c, s) = open().await;
     c.commit(|_| Ok(((), vec![register(1)])))
         .await
@@ -453,16 +479,7 @@ async fn a_lone_voter_imports_the_pre_raft_journal() {
         journal.extend_from_slice(&payload);
     }
     std::fs::write(dir.path().join("records.log"), journal).expect("write journal");
-    let s = CancellationToken::new();
-    let c = Controller::open(
-        dir.path(),
-        ControllerSettings::single(1),
-        strata::net::tokio_network(),
-        None,
-        s.clone(),
-    )
-    .await
-    .expect("open");
+    let (c, s) = open_lone_voter(dir.path()).await;
     assert!(c.image().topic_by_name("old").is_some());
     assert!(dir.path().join("records.log.imported").exists());
     s.cancel();
@@ -487,17 +504,23 @@ async fn a_closed_heartbeat_connection_fences_the_broker_after_the_grace() {
         .expect("leader node")
         .controller
         .clone();
-    let (seven, eight) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
-    let registration = |id: i32, incarnation| MetadataRecord::RegisterBroker {
-        broker_id: BrokerId(id),
-        incarnation,
-        host: "127.0.0.1".into(),
-        port: 9000 + id as u16,
-        rack: None,
-    };
-    c.commit(|_| Ok(((), vec![registration(7, seven), registration(8, eight)])))
-        .await
-        .expect("register");
+    let (seven, eight, nine) = (
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+    );
+    c.commit(|_| {
+        Ok((
+            (),
+            vec![
+                registration(7, seven),
+                registration(8, eight),
+                registration(9, nine),
+            ],
+        ))
+    })
+    .await
+    .expect("register");
     let addr = c.settings().voters[&l].addr.clone();
     let heartbeat = |id: i32, incarnation| ControllerRequest::BrokerHeartbeat {
         broker_id: BrokerId(id),
@@ -506,7 +529,13 @@ async fn a_closed_heartbeat_connection_fences_the_broker_after_the_grace() {
     let net = strata::net::tokio_network();
     let mut client7 = PeerClient::new(net.clone(), addr.clone());
     let mut client8 = PeerClient::new(net.clone(), addr.clone());
-    for (client, id, inc) in [(&mut client7, 7, seven), (&mut client8, 8, eight)] {
+    // Broker 9 only marks time: see below.
+    let mut client9 = PeerClient::new(net.clone(), addr.clone());
+    for (client, id, inc) in [
+        (&mut client7, 7, seven),
+        (&mut client8, 8, eight),
+        (&mut client9, 9, nine),
+    ] {
         let reply = client
             .call(&heartbeat(id, inc), Duration::from_secs(3))
             .await
@@ -525,24 +554,27 @@ async fn a_closed_heartbeat_connection_fences_the_broker_after_the_grace() {
     drop(client8);
     // Broker 7 dies: its connection closes and nothing follows.
     drop(client7);
-    let t0 = Instant::now();
-    loop {
-        if c.image().brokers[&BrokerId(7)].fenced {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(3),
-            "broker 7 not fenced within 3 s of its connection closing"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let fenced_after = t0.elapsed();
+    let fenced_after = wait::until(
+        "broker 7 fenced after its connection closed",
+        Duration::from_secs(3),
+        || c.image().brokers[&BrokerId(7)].fenced,
+    )
+    .await;
     eprintln!("fenced {fenced_after:?} after the connection closed");
     assert!(
         fenced_after >= Duration::from_millis(250),
         "fenced before the grace: {fenced_after:?}"
     );
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Broker 9's connection closes only now, after broker 8's old one and broker 7's. Once the
+    // controller has fenced broker 9, its liveness duty has run a whole grace after those
+    // closes too, so what it decided about brokers 7 and 8 by then is what it decides.
+    drop(client9);
+    wait::until(
+        "broker 9 fenced after its connection closed",
+        Duration::from_secs(3),
+        || c.image().brokers[&BrokerId(9)].fenced,
+    )
+    .await;
     assert!(
         !c.image().brokers[&BrokerId(8)].fenced,
         "broker 8 reconnected in time"
@@ -558,27 +590,29 @@ async fn a_closed_heartbeat_connection_fences_the_broker_after_the_grace() {
         .call(&heartbeat(7, seven), Duration::from_secs(3))
         .await
         .expect("heartbeat");
-    let t0 = Instant::now();
-    while c.image().brokers[&BrokerId(7)].fenced {
-        assert!(
-            t0.elapsed() < Duration::from_secs(3),
-            "broker 7 not unfenced"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait::until("broker 7 unfenced", Duration::from_secs(3), || {
+        !c.image().brokers[&BrokerId(7)].fenced
+    })
+    .await;
     stop_all(&nodes).await;
 }
 
 /// Combined nodes: each heartbeats for its own broker (node id = broker id) every 100 ms, until
-/// its token is cancelled.
-fn heartbeat_own_broker(c: Arc<Controller>, stop: CancellationToken) {
+/// its token is cancelled. Returns how many of those heartbeats an active controller accepted
+/// (only the active controller answers one without an error).
+fn heartbeat_own_broker(c: Arc<Controller>, stop: CancellationToken) -> Arc<AtomicU64> {
+    let accepted = Arc::new(AtomicU64::new(0));
+    let count = accepted.clone();
     tokio::spawn(async move {
         let id = BrokerId(c.node_id() as i32);
         while !stop.is_cancelled() {
-            let _ = c.heartbeat(id, uuid::Uuid::nil()).await;
+            if c.heartbeat(id, uuid::Uuid::nil()).await.is_ok() {
+                count.fetch_add(1, Ordering::SeqCst);
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
+    accepted
 }
 
 /// The active controller's process dies (its broker with it). Its successor finds the old
@@ -604,11 +638,14 @@ async fn a_dead_active_controller_is_fenced_as_soon_as_its_successor_is_elected(
         .await
         .expect("register");
     let mut beats = Vec::new();
+    let mut accepted = Vec::new();
     for n in nodes.iter().flatten() {
         let stop = CancellationToken::new();
-        heartbeat_own_broker(n.controller.clone(), stop.clone());
+        accepted.push(heartbeat_own_broker(n.controller.clone(), stop.clone()));
         beats.push(stop);
     }
+    let accepted_now =
+        || -> Vec<u64> { accepted.iter().map(|a| a.load(Ordering::SeqCst)).collect() };
     // Every node has the registrations, and the active controller has heard from every broker.
     let offset = c.image().offset;
     for n in nodes.iter().flatten() {
@@ -617,7 +654,12 @@ async fn a_dead_active_controller_is_fenced_as_soon_as_its_successor_is_elected(
             .await
             .expect("caught up");
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait::until(
+        "a heartbeat of every broker accepted",
+        Duration::from_secs(5),
+        || accepted_now().iter().all(|n| *n > 0),
+    )
+    .await;
     let image = c.image();
     assert_eq!(image.brokers.len(), 3);
     assert!(
@@ -627,28 +669,15 @@ async fn a_dead_active_controller_is_fenced_as_soon_as_its_successor_is_elected(
     );
 
     beats[l as usize - 1].cancel();
-    let old = nodes[l as usize - 1].take().expect("leader node");
-    old.shutdown.cancel();
-    old.controller.shutdown().await;
-    let t0 = Instant::now();
-    let survivor = nodes
-        .iter()
-        .flatten()
-        .next()
-        .expect("survivor")
-        .controller
-        .clone();
-    loop {
-        if survivor.image().brokers[&BrokerId(l as i32)].fenced {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(6),
-            "broker {l} not fenced within 6 s of its process dying"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let fenced_after = t0.elapsed();
+    stop_node(&mut nodes, l).await;
+    let survivor = first_running(&nodes);
+    let fenced_after = wait::until(
+        &format!("broker {l} fenced after its process died"),
+        Duration::from_secs(6),
+        || survivor.image().brokers[&BrokerId(l as i32)].fenced,
+    )
+    .await;
+    let accepted_at_fence = accepted_now();
     let new_leader = leader(&nodes).await;
     eprintln!("dead controller {l} fenced {fenced_after:?} after it died; new leader {new_leader}");
     assert_ne!(new_leader, l);
@@ -658,7 +687,19 @@ async fn a_dead_active_controller_is_fenced_as_soon_as_its_successor_is_elected(
         fenced_after < Duration::from_millis(1500),
         "fenced only after {fenced_after:?}"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The new active controller has since accepted heartbeats of the live brokers over a duty
+    // tick at least (three, 100 ms apart), so its liveness duty has looked at them since.
+    let live = (1..=3u64).filter(|b| *b != l);
+    wait::until(
+        "three heartbeats of each live broker accepted by the new active controller",
+        Duration::from_secs(5),
+        || {
+            let now = accepted_now();
+            live.clone()
+                .all(|b| now[b as usize - 1] >= accepted_at_fence[b as usize - 1] + 3)
+        },
+    )
+    .await;
     let image = survivor.image();
     for b in (1..=3).filter(|b| *b != l) {
         assert!(
@@ -716,8 +757,11 @@ async fn a_restarted_leader_is_not_the_active_controller_until_a_quorum_acknowle
         Some(l),
         "the restarted node names itself leader of its old term"
     );
+    // Long enough for an active controller to have fenced every broker it inherited and has
+    // not heard from: the election grace and two duty ticks.
+    let window = election_grace(&base) + 2 * DUTY_TICK;
     let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_millis(600) {
+    while t0.elapsed() < window {
         assert!(!c.is_leader(), "a leader no quorum acknowledged is active");
         let hb = c.heartbeat(BrokerId(l as i32), uuid::Uuid::nil()).await;
         assert!(hb.is_err(), "heartbeat served: {hb:?}");

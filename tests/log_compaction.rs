@@ -2,18 +2,17 @@
 //! cleaning exactly the newest value per live key remains at its original offset, tombstones
 //! survive `delete.retention.ms` and then go, and an interrupted swap is completed on open.
 
+#[path = "common/records.rs"]
+mod records;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-    TimestampType as KTimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder};
 use strata::clock::{Clock, ManualClock, SharedClock};
 use strata::log::{CleanupPolicy, LogCleaner, LogConfig, UnifiedLog};
 use strata::model::{LeaderEpoch, Offset};
-use strata::protocol::record_batch::BatchIter;
 
 const T0: i64 = 1_700_000_000_000;
 const DELETE_RETENTION_MS: i64 = 60_000;
@@ -34,33 +33,16 @@ fn keyed_batch(kvs: &[(String, Option<String>)], ts: i64, compression: Compressi
     let records: Vec<Record> = kvs
         .iter()
         .enumerate()
-        .map(|(i, (k, v))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: KTimestampType::Creation,
-            offset: i as i64,
-            sequence: -1 + i as i32,
-            timestamp: ts,
-            key: Some(Bytes::from(k.clone())),
-            value: v.clone().map(Bytes::from),
-            headers: Default::default(),
+        .map(|(i, (k, v))| {
+            records::record(
+                i,
+                ts,
+                Some(Bytes::from(k.clone())),
+                v.clone().map(Bytes::from),
+            )
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .expect("encode");
-    buf.freeze()
+    records::encode(&records, compression)
 }
 
 type Records = BTreeMap<i64, (String, Option<String>)>;
@@ -69,28 +51,15 @@ type Records = BTreeMap<i64, (String, Option<String>)>;
 fn contents(log: &UnifiedLog) -> (Records, Vec<i16>) {
     let mut out = BTreeMap::new();
     let mut codecs = Vec::new();
-    let mut next = log.log_start_offset();
-    let leo = log.log_end_offset();
-    while next < leo {
-        let r = log
-            .read(next, 1 << 20, Offset(i64::MAX), true)
-            .expect("read");
-        if r.records.is_empty() {
-            break;
-        }
-        for item in BatchIter::new(&r.records) {
-            let (pos, h) = item.expect("batch");
-            codecs.push(h.compression());
-            let mut one = r.records.slice(pos..pos + h.total_size());
-            let set = RecordBatchDecoder::decode(&mut one).expect("decode");
-            for rec in set.records {
-                let k = String::from_utf8(rec.key.expect("key").to_vec()).expect("utf8");
-                let v = rec
-                    .value
-                    .map(|v| String::from_utf8(v.to_vec()).expect("utf8"));
-                assert!(out.insert(rec.offset, (k, v)).is_none(), "offset twice");
-            }
-            next = Offset(h.next_offset());
+    for (h, mut one) in records::log_batches(log) {
+        codecs.push(h.compression());
+        let set = RecordBatchDecoder::decode(&mut one).expect("decode");
+        for rec in set.records {
+            let k = String::from_utf8(rec.key.expect("key").to_vec()).expect("utf8");
+            let v = rec
+                .value
+                .map(|v| String::from_utf8(v.to_vec()).expect("utf8"));
+            assert!(out.insert(rec.offset, (k, v)).is_none(), "offset twice");
         }
     }
     (out, codecs)

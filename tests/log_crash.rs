@@ -5,6 +5,9 @@
 //! The child is this test binary re-executed with `STRATA_CRASH_CHILD` set, running only
 //! `crash_child`.
 
+#[path = "common/records.rs"]
+mod records;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -15,7 +18,7 @@ use bytes::Bytes;
 use strata::clock::SharedClock;
 use strata::log::{LogConfig, UnifiedLog};
 use strata::model::{LeaderEpoch, Offset};
-use strata::protocol::record_batch::{build_batch, BatchIter};
+use strata::protocol::record_batch::build_batch;
 
 const CHILD_ENV: &str = "STRATA_CRASH_CHILD";
 const ITERATIONS: u64 = 30;
@@ -159,26 +162,13 @@ fn verify(dir: &std::path::Path, acked: &BTreeMap<i64, (u64, u64, u64)>, run: u6
     let clock: SharedClock = strata::clock::system();
     let log = UnifiedLog::open(dir.to_path_buf(), config(), clock).expect("reopen");
     let mut found = BTreeMap::new();
-    let mut next = log.log_start_offset();
     let mut last_base = -1;
-    loop {
-        let r = log
-            .read(next, 1 << 20, Offset(i64::MAX), true)
-            .expect("read after crash");
-        if r.records.is_empty() {
-            break;
-        }
-        for item in BatchIter::new(&r.records) {
-            let (pos, h) = item.expect("whole batch");
-            assert!(h.base_offset > last_base, "offsets out of order");
-            last_base = h.base_offset;
-            let mut one = r.records.slice(pos..pos + h.total_size());
-            let set =
-                kafka_protocol::records::RecordBatchDecoder::decode(&mut one).expect("decode");
-            let value = set.records[0].value.clone().expect("value");
-            found.insert(h.base_offset, value);
-            next = Offset(h.next_offset());
-        }
+    for (h, mut one) in records::log_batches(&log) {
+        assert!(h.base_offset > last_base, "offsets out of order");
+        last_base = h.base_offset;
+        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut one).expect("decode");
+        let value = set.records[0].value.clone().expect("value");
+        found.insert(h.base_offset, value);
     }
     for (off, (r, w, n)) in acked {
         let v = found

@@ -1,6 +1,9 @@
 //! The partition log's behaviour through its public API: append, read, roll, reopen,
 //! idempotence, truncation, DeleteRecords, retention, epochs, timestamps, flushing.
 
+#[path = "common/records.rs"]
+mod records;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -46,20 +49,10 @@ fn headers(b: &Bytes) -> Vec<BatchHeader> {
 }
 
 fn read_all(log: &UnifiedLog) -> Vec<BatchHeader> {
-    let mut out = Vec::new();
-    let mut next = log.log_start_offset();
-    loop {
-        let r = log
-            .read(next, 1 << 20, Offset(i64::MAX), true)
-            .expect("read");
-        if r.records.is_empty() {
-            break;
-        }
-        let hs = headers(&r.records);
-        next = Offset(hs.last().expect("one").next_offset());
-        out.extend(hs);
-    }
-    out
+    records::log_batches(log)
+        .into_iter()
+        .map(|(h, _)| h)
+        .collect()
 }
 
 #[test]

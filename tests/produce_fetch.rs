@@ -5,110 +5,22 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
-use common::{batch, decode, TestBroker};
+use bytes::{BufMut, BytesMut};
+use common::kafka::{create_topic, fetch, fetch_request, produce, records_of};
+use common::{batch, TestBroker};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiVersionsRequest, CreateTopicsRequest, DeleteRecordsRequest, FetchRequest, FetchResponse,
-    IncrementalAlterConfigsRequest, InitProducerIdRequest, ListOffsetsRequest, ProduceRequest,
-    ProduceResponse,
+    ApiVersionsRequest, DeleteRecordsRequest, IncrementalAlterConfigsRequest,
+    InitProducerIdRequest, ListOffsetsRequest,
 };
 use kafka_protocol::records::Compression;
 use strata::client::KafkaClient;
 use strata::protocol::{str_bytes, topic_name};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn create_topic(
-    client: &mut KafkaClient,
-    name: &str,
-    partitions: i32,
-    configs: &[(&str, &str)],
-) {
-    let topic = CreatableTopic::default()
-        .with_name(topic_name(name))
-        .with_num_partitions(partitions)
-        .with_replication_factor(1)
-        .with_configs(
-            configs
-                .iter()
-                .map(|(k, v)| {
-                    CreatableTopicConfig::default()
-                        .with_name(str_bytes(*k))
-                        .with_value(Some(str_bytes(*v)))
-                })
-                .collect(),
-        );
-    let resp = client
-        .send(&CreateTopicsRequest::default().with_topics(vec![topic]), 7)
-        .await
-        .expect("create");
-    assert_eq!(
-        resp.topics[0].error_code, 0,
-        "{:?}",
-        resp.topics[0].error_message
-    );
-}
-
-async fn produce(
-    client: &mut KafkaClient,
-    topic: &str,
-    partition: i32,
-    records: Bytes,
-    acks: i16,
-) -> (i16, i64) {
-    let req = ProduceRequest::default()
-        .with_acks(acks)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(topic_name(topic))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(records))])]);
-    let resp: ProduceResponse = client.send(&req, 9).await.expect("produce");
-    let p = &resp.responses[0].partition_responses[0];
-    (p.error_code, p.base_offset)
-}
-
-fn fetch_request(
-    topic: &str,
-    partition: i32,
-    offset: i64,
-    max_wait_ms: i32,
-    min_bytes: i32,
-    partition_max_bytes: i32,
-) -> FetchRequest {
-    FetchRequest::default()
-        .with_max_wait_ms(max_wait_ms)
-        .with_min_bytes(min_bytes)
-        .with_max_bytes(50 * 1024 * 1024)
-        .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(topic_name(topic))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(partition)
-                .with_fetch_offset(offset)
-                .with_partition_max_bytes(partition_max_bytes)])])
-}
-
-async fn fetch(client: &mut KafkaClient, req: &FetchRequest) -> FetchResponse {
-    client.send(req, 12).await.expect("fetch")
-}
-
-fn records_of(resp: &FetchResponse) -> Vec<kafka_protocol::records::Record> {
-    decode(
-        resp.responses[0].partitions[0]
-            .records
-            .clone()
-            .unwrap_or_default(),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produced_records_come_back_with_keys_headers_and_offsets() {

@@ -6,32 +6,17 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{batch, TestBroker};
+use common::{batch, kafka, TestBroker};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryData, OpData};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     AlterClientQuotasRequest, AlterClientQuotasResponse, ApiKey, ApiVersionsRequest,
-    CreateTopicsRequest, DescribeClientQuotasRequest, FetchRequest, FetchResponse, ProduceRequest,
-    ProduceResponse,
+    DescribeClientQuotasRequest, FetchRequest, ProduceResponse,
 };
 use kafka_protocol::records::Compression;
 use strata::client::KafkaClient;
-use strata::protocol::{str_bytes, topic_name};
-
-async fn client(b: &TestBroker, client_id: &'static str) -> KafkaClient {
-    KafkaClient::connect(
-        &strata::net::TokioNetwork,
-        &b.bootstrap(),
-        client_id,
-        Duration::from_secs(10),
-    )
-    .await
-    .expect("connect")
-}
+use strata::protocol::str_bytes;
 
 /// (entity type, name or None for the default).
 type Entity = Vec<(&'static str, Option<&'static str>)>;
@@ -135,7 +120,7 @@ const C: &str = "consumer_byte_rate";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alter_and_describe_round_trip_and_survive_a_restart() {
     let b = TestBroker::start(&[]).await;
-    let mut c = client(&b, "admin").await;
+    let mut c = b.client("admin").await;
 
     // Advertised once implemented.
     let versions = c
@@ -353,7 +338,7 @@ async fn alter_and_describe_round_trip_and_survive_a_restart() {
     drop(c);
     let dir = b.stop().await;
     let b = TestBroker::start_in(dir, &[]).await;
-    let mut c = client(&b, "admin").await;
+    let mut c = b.client("admin").await;
     assert_eq!(describe(&mut c, &[], false).await, Ok(after));
     // And the restarted broker enforces what it replayed.
     let image = b.broker.image();
@@ -374,50 +359,16 @@ async fn alter_and_describe_round_trip_and_survive_a_restart() {
     b.stop().await;
 }
 
-async fn create_topic(c: &mut KafkaClient, name: &str) {
-    let resp = c
-        .send(
-            &CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
-                .with_name(topic_name(name))
-                .with_num_partitions(1)
-                .with_replication_factor(1)]),
-            7,
-        )
-        .await
-        .expect("create");
-    assert_eq!(resp.topics[0].error_code, 0);
-}
-
 async fn produce(c: &mut KafkaClient, topic: &str, kb: usize) -> ProduceResponse {
     let value = "x".repeat(kb * 1024);
-    let req = ProduceRequest::default()
-        .with_acks(1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(topic_name(topic))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(batch(
-                    &[(None, Some(value), vec![])],
-                    Compression::None,
-                )))])]);
-    let resp: ProduceResponse = c.send(&req, 9).await.expect("produce");
+    let records = batch(&[(None, Some(value), vec![])], Compression::None);
+    let resp = kafka::produce_response(c, topic, 0, records, 1).await;
     assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
     resp
 }
 
 fn fetch_request(topic: &str) -> FetchRequest {
-    FetchRequest::default()
-        .with_max_wait_ms(0)
-        .with_min_bytes(1)
-        .with_max_bytes(50 * 1024 * 1024)
-        .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(topic_name(topic))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_fetch_offset(0)
-                .with_partition_max_bytes(1 << 20)])])
+    kafka::fetch_request(topic, 0, 0, 0, 1, 1 << 20)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -428,8 +379,8 @@ async fn produce_and_fetch_over_their_quota_are_throttled_and_muted() {
         ("quota.window.size.seconds", "1"),
     ])
     .await;
-    let mut admin = client(&b, "admin").await;
-    create_topic(&mut admin, "q").await;
+    let mut admin = b.client("admin").await;
+    kafka::create_topic(&mut admin, "q", 1, &[]).await;
     let resp = alter(
         &mut admin,
         vec![
@@ -442,7 +393,7 @@ async fn produce_and_fetch_over_their_quota_are_throttled_and_muted() {
     assert!(resp.entries.iter().all(|e| e.error_code == 0));
 
     // Within the allowance: no throttle.
-    let mut slow = client(&b, "slow").await;
+    let mut slow = b.client("slow").await;
     assert_eq!(produce(&mut slow, "q", 10).await.throttle_time_ms, 0);
     // 100 kB more against 50 kB/s over a 1 s window: about 1.2 s over, capped at the 2 s window.
     let throttled = produce(&mut slow, "q", 100).await;
@@ -464,33 +415,33 @@ async fn produce_and_fetch_over_their_quota_are_throttled_and_muted() {
     );
     assert_eq!(next.responses[0].partition_responses[0].base_offset, 2);
     // Another client id has no quota and no wait.
-    let mut other = client(&b, "other").await;
+    let mut other = b.client("other").await;
     for _ in 0..3 {
         assert_eq!(produce(&mut other, "q", 100).await.throttle_time_ms, 0);
     }
 
     // Fetch: a consumer under a quota gets at most its window's worth (50 kB) per response;
     // once over its rate it gets an empty, throttled response instead of the records.
-    create_topic(&mut admin, "r").await;
+    kafka::create_topic(&mut admin, "r", 1, &[]).await;
     for _ in 0..40 {
         produce(&mut other, "r", 5).await;
     }
-    let mut reader = client(&b, "reader").await;
-    let first: FetchResponse = reader.send(&fetch_request("r"), 12).await.expect("fetch");
+    let mut reader = b.client("reader").await;
+    let first = kafka::fetch(&mut reader, &fetch_request("r")).await;
     assert_eq!(first.throttle_time_ms, 0);
     let bytes: usize = first.responses[0].partitions[0]
         .records
         .as_ref()
         .map_or(0, |r| r.len());
     assert!((20 * 1024..=50_000).contains(&bytes), "{bytes}");
-    let second: FetchResponse = reader.send(&fetch_request("r"), 12).await.expect("fetch");
+    let second = kafka::fetch(&mut reader, &fetch_request("r")).await;
     assert!(second.throttle_time_ms > 0, "the reader was not throttled");
     assert!(
         second.responses.is_empty(),
         "a throttled fetch carries no data"
     );
     // A client id without a consumer quota reads freely.
-    let r: FetchResponse = other.send(&fetch_request("q"), 12).await.expect("fetch");
+    let r = kafka::fetch(&mut other, &fetch_request("q")).await;
     assert_eq!(r.throttle_time_ms, 0);
     assert!(r.responses[0].partitions[0]
         .records

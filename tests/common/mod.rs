@@ -1,13 +1,18 @@
-//! Shared helpers for integration tests: an in-process broker on a free port.
+//! Shared helpers for integration tests: an in-process broker on a free port, record batches,
+//! the Kafka requests the tests send ([`kafka`]), and waiting for what a test expects to happen
+//! ([`wait`]).
 #![allow(dead_code, unreachable_pub)]
+
+pub mod kafka;
+pub mod records;
+pub mod skip;
+pub mod wait;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::{Compression, Record, TimestampType};
 use tokio_util::sync::CancellationToken;
 
 use strata::broker::Broker;
@@ -80,6 +85,18 @@ impl TestBroker {
     pub fn bootstrap(&self) -> String {
         self.addr.to_string()
     }
+
+    /// A client connected to this broker as `client_id` (which client quotas match).
+    pub async fn client(&self, client_id: &'static str) -> strata::client::KafkaClient {
+        strata::client::KafkaClient::connect(
+            &strata::net::TokioNetwork,
+            &self.bootstrap(),
+            client_id,
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .expect("connect")
+    }
 }
 
 /// One record: key, value, headers.
@@ -146,17 +163,7 @@ pub fn idempotent_batch_at(
                 .collect(),
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .expect("encode");
-    buf.freeze()
+    records::encode(&records, compression)
 }
 
 /// Decodes every record in `bytes` (one or more batches).

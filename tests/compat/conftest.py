@@ -3,6 +3,11 @@
 The broker binary comes from $STRATA_BIN, else $CARGO_TARGET_DIR/debug/strata, else
 <repo>/target/debug/strata. Each broker gets its own temp dir (data + stderr log) and free
 ports; when a test fails, the tail of every broker log it used is attached to the report.
+
+A test that needs a tool this machine may lack (kcat, promtool, node, moto_server) says so with
+`requires(...)` or `missing(...)`: a skip with the reason, or a failure when $CI is set, since
+CI installs every tool with scripts/install-test-deps.sh and a skip there would hide a broken
+setup behind a green run.
 """
 
 from __future__ import annotations
@@ -23,6 +28,20 @@ REPO = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 40.0
 DEFAULT_TEST_TIMEOUT_S = 120
+IN_CI = bool(os.environ.get("CI"))
+
+
+def missing(reason: str):
+    """Ends the calling test, which cannot run without what `reason` names: skipped, or failed
+    under CI."""
+    if IN_CI:
+        pytest.fail(f"{reason}; CI installs it with scripts/install-test-deps.sh", pytrace=False)
+    pytest.skip(reason)
+
+
+def requires(available: bool, reason: str):
+    """A mark: the test runs only when `available`, else `missing(reason)` ends it."""
+    return pytest.mark.requires(available=available, reason=reason)
 
 
 def strata_bin() -> Path:
@@ -63,7 +82,7 @@ def strata_cli(command: str, broker_or_addr, *args, ok=True) -> subprocess.Compl
     return p
 
 
-def _die_with_parent():
+def die_with_parent():
     """Runs in the child before exec: SIGKILL it if pytest dies, so no broker outlives a run
     that was itself killed (CI time limit, Ctrl-C twice)."""
     try:
@@ -79,6 +98,15 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def accepts_connections(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:`port`."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def wait_until(cond, timeout: float, what: str, interval: float = 0.05):
@@ -147,7 +175,7 @@ class StrataBroker:
                 stderr=subprocess.STDOUT,
                 env=env,
                 cwd=self.dir,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while True:
@@ -156,11 +184,8 @@ class StrataBroker:
                 raise AssertionError(
                     f"strata exited with code {code} during startup:\n{self.log_tail()}"
                 )
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                pass
+            if accepts_connections(self.port):
+                return self
             if time.monotonic() > deadline:
                 self.kill()
                 raise AssertionError(
@@ -249,9 +274,18 @@ def broker(broker_factory) -> StrataBroker:
 
 
 def pytest_configure(config):
+    config.addinivalue_line("markers", "requires(available, reason): see `requires` in conftest.py")
     # kafka-python 3 loads its protocol schemas with a deprecated importlib.resources API.
     config.addinivalue_line("filterwarnings", "ignore:read_text is deprecated:DeprecationWarning")
     config.addinivalue_line("filterwarnings", "ignore:open_text is deprecated:DeprecationWarning")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    # Before any fixture starts a broker for a test that cannot run.
+    for mark in item.iter_markers("requires"):
+        if not mark.kwargs["available"]:
+            missing(mark.kwargs["reason"])
 
 
 def pytest_collection_modifyitems(config, items):

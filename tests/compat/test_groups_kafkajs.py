@@ -9,15 +9,16 @@ import subprocess
 import uuid
 from pathlib import Path
 
-import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
+from conftest import requires
+
 JS = Path(__file__).parent / "js"
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("node") is None or not (JS / "node_modules" / "kafkajs").is_dir(),
-    reason="node or kafkajs missing: run scripts/install-test-deps.sh",
+pytestmark = requires(
+    shutil.which("node") is not None and (JS / "node_modules" / "kafkajs").is_dir(),
+    "node or kafkajs missing: run scripts/install-test-deps.sh",
 )
 
 

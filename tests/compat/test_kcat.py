@@ -20,9 +20,10 @@ import confluent_kafka
 import pytest
 
 import helpers as h
+from conftest import requires
 
 KCAT = shutil.which("kcat")
-pytestmark = pytest.mark.skipif(KCAT is None, reason="kcat is not installed (scripts/install-test-deps.sh)")
+pytestmark = requires(KCAT is not None, "kcat is not installed (scripts/install-test-deps.sh)")
 
 RUN_TIMEOUT_S = 60
 N_RECORDS = 10_000

@@ -8,9 +8,8 @@ import os
 import subprocess
 from pathlib import Path
 
-import pytest
-
 import helpers as h
+from conftest import requires
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,7 +28,7 @@ def bench_bin() -> Path | None:
 BENCH = bench_bin()
 
 
-@pytest.mark.skipif(BENCH is None, reason="strata-bench is not built (cargo build --workspace --bins)")
+@requires(BENCH is not None, "strata-bench is not built (cargo build --workspace --bins)")
 def test_fixed_rate_run_reports_json_and_matches_the_log(broker):
     r = subprocess.run(
         [str(BENCH), "--bootstrap", broker.bootstrap, "--topic", "bench", "--partitions", "3",

@@ -13,11 +13,10 @@ import threading
 import urllib.request
 from pathlib import Path
 
-import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 import helpers as h
-from conftest import wait_until
+from conftest import requires, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 PROMTOOL = shutil.which("promtool")
@@ -89,7 +88,7 @@ def test_health_ready_and_metrics_count_the_traffic(broker):
     assert sample(text, "strata_controller_commit_lag_records") >= 0
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (scripts/install-test-deps.sh)")
+@requires(PROMTOOL is not None, "promtool is not installed (scripts/install-test-deps.sh)")
 def test_promtool_accepts_a_scrape_taken_under_load(broker):
     h.create_topic(broker.bootstrap, "load", partitions=2)
     stop = threading.Event()
@@ -110,7 +109,7 @@ def test_promtool_accepts_a_scrape_taken_under_load(broker):
     assert r.returncode == 0, f"promtool check metrics:\n{r.stdout}{r.stderr}"
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (scripts/install-test-deps.sh)")
+@requires(PROMTOOL is not None, "promtool is not installed (scripts/install-test-deps.sh)")
 def test_alert_rules_pass_promtool_and_their_unit_tests():
     rules = REPO / "docs" / "prometheus"
     r = subprocess.run([PROMTOOL, "check", "rules", str(rules / "strata-alerts.yml")], capture_output=True, text=True, timeout=60)

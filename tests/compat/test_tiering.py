@@ -12,7 +12,6 @@ lost, and the local log held every segment meanwhile.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -23,11 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, wait_until
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
-confluent_kafka = pytest.importorskip("confluent_kafka")
-from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+from conftest import accepts_connections, die_with_parent, free_port, missing, wait_until
 
 SEGMENT_BYTES = 1048576
 LOCAL_RETENTION_BYTES = 2097152
@@ -114,7 +112,7 @@ class TcpProxy:
 def moto(tmp_path, monkeypatch):
     exe = shutil.which("moto_server")
     if exe is None:
-        pytest.skip("moto_server not installed (scripts/install-test-deps.sh installs it)")
+        missing("moto_server is not installed (scripts/install-test-deps.sh installs it)")
     port = free_port()
     log = open(tmp_path / "moto.log", "wb")
     proc = subprocess.Popen(
@@ -122,16 +120,9 @@ def moto(tmp_path, monkeypatch):
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,
+        preexec_fn=die_with_parent,
     )
-
-    def up():
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            return False
-
-    wait_until(up, 30, "moto_server to listen")
+    wait_until(lambda: accepts_connections(port), 30, "moto_server to listen")
     req = urllib.request.Request(f"http://127.0.0.1:{port}/{BUCKET}", method="PUT")
     urllib.request.urlopen(req, timeout=10).read()
     for k, v in {
