@@ -64,6 +64,8 @@ pub struct Broker {
     pub metrics: Arc<Metrics>,
     /// Tiered storage: uploads, remote reads, remote retention.
     pub remote: Arc<RemoteLogManager>,
+    /// Whether the tiered store passed its startup probe (see [`Broker::readiness`]).
+    pub remote_store: Arc<strata_tiering::StoreHealth>,
     /// Client byte-rate quotas: the rates of clients under a quota, per kind.
     pub quotas: QuotaManagers,
     node: NodeConfig,
@@ -165,7 +167,8 @@ impl Broker {
             std::sync::atomic::Ordering::Relaxed,
         );
         let replicas = Arc::new(ReplicaManager::new(node_id, logs.clone(), clock.clone()));
-        let remote = start_remote_log_manager(&node, &log_dirs, &clock, &metrics, &shutdown)?;
+        let (remote, remote_store) =
+            start_remote_log_manager(&node, &log_dirs, &clock, &metrics, &shutdown)?;
         replicas.set_remote_log_manager(remote.clone());
         replicas.set_fetcher_manager(ReplicaFetcherManager::new(
             node_id,
@@ -196,6 +199,7 @@ impl Broker {
             shutdown: shutdown.clone(),
             metrics,
             remote: remote.clone(),
+            remote_store,
             quotas,
             node,
             incarnation,
@@ -487,6 +491,12 @@ impl Broker {
         self.metrics.render()
     }
 
+    /// What `/ready` answers once the broker has started: `Ok`, or why it is not ready, on one
+    /// line (today: the tiered store has not passed its startup probe).
+    pub fn readiness(&self) -> Result<(), String> {
+        self.remote_store.readiness()
+    }
+
     /// Flushes and closes every log.
     pub fn close(&self) -> Result<(), LogError> {
         self.replicas.logs().shutdown()
@@ -510,8 +520,8 @@ fn start_remote_log_manager(
     clock: &SharedClock,
     metrics: &Metrics,
     shutdown: &CancellationToken,
-) -> Result<Arc<RemoteLogManager>, BrokerError> {
-    use strata_tiering::{RemoteStorage, StorageConfig};
+) -> Result<(Arc<RemoteLogManager>, Arc<strata_tiering::StoreHealth>), BrokerError> {
+    use strata_tiering::{ProbePolicy, RemoteStorage, StorageConfig, StoreHealth};
     let first = log_dirs
         .first()
         .cloned()
@@ -521,19 +531,35 @@ fn start_remote_log_manager(
         &first.join("remote"),
         node.get("remote.storage.s3.endpoint"),
         node.get("remote.storage.s3.region"),
-        node.get_bool("remote.storage.s3.path.style"),
+        match node.get("remote.storage.s3.path.style") {
+            "" => None,
+            v => Some(v == "true"),
+        },
     )?
     .build()?;
-    tracing::info!(store = %storage.describe(), "tiered storage");
+    tracing::info!(store = %storage.describe(), location = %storage.location(), "tiered storage");
+    let health = Arc::new(StoreHealth::new(storage.location().clone()));
     let storage: Arc<dyn RemoteStorage> = Arc::new(storage);
-    Ok(RemoteLogManager::new(
+    // The broker keeps running when the store fails its probe: it still serves and replicates
+    // local data, an outage at startup is no different from one later (uploads wait, counted
+    // as errors), and a bucket created afterwards is picked up without a restart. What the
+    // operator needs is the reason, in one line: the probe logs it once and `/ready` answers
+    // 503 with it until the store passes.
+    tokio::spawn(strata_tiering::watch_store(
+        storage.clone(),
+        health.clone(),
+        ProbePolicy::default(),
+        shutdown.child_token(),
+    ));
+    let manager = RemoteLogManager::new(
         storage,
         first.join("remote-cache"),
         RemoteLogManagerConfig::from_node(node),
         clock.clone(),
         metrics.tiering.clone(),
         shutdown.clone(),
-    )?)
+    )?;
+    Ok((manager, health))
 }
 
 /// `quota.window.num` samples of `quota.window.size.seconds`.

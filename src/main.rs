@@ -2,7 +2,6 @@
 //! the Kafka protocol against any broker.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
@@ -225,7 +224,6 @@ async fn serve_node(node: NodeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let metrics = Arc::new(Metrics::new());
-    let ready = Arc::new(AtomicBool::new(false));
     let broker_slot: Arc<OnceLock<Arc<Broker>>> = Arc::new(OnceLock::new());
     if let Some(http_addr) = node.http_listener()? {
         let http = tokio::net::TcpListener::bind(http_addr)
@@ -246,7 +244,13 @@ async fn serve_node(node: NodeConfig) -> anyhow::Result<()> {
                 }
             }
         };
-        tokio::spawn(serve_http(http, ready.clone(), render, shutdown.clone()));
+        // Not ready until the broker is in the slot, then as the broker says.
+        let slot = broker_slot.clone();
+        let ready = move || match slot.get() {
+            Some(b) => b.readiness(),
+            None => Err("starting".to_string()),
+        };
+        tokio::spawn(serve_http(http, ready, render, shutdown.clone()));
     }
     let broker: Arc<Broker> = Broker::start(
         node.clone(),
@@ -257,7 +261,6 @@ async fn serve_node(node: NodeConfig) -> anyhow::Result<()> {
     .await
     .context("starting the broker")?;
     let _ = broker_slot.set(broker.clone());
-    ready.store(true, Ordering::Release);
     tracing::info!(node_id = %broker.node_id, cluster_id = %broker.cluster_id, %addr, "strata is serving");
 
     let server = tokio::spawn(serve(

@@ -2,7 +2,10 @@
 //! local-directory store: segments go up, local retention keeps the partition small, old offsets
 //! come back from remote with their content, across restarts and the loss of the local data;
 //! remote retention, DeleteRecords and topic deletion reach the remote data; a store that is
-//! down or returns corrupt data costs a retriable error, never the broker.
+//! down or returns corrupt data costs a retriable error, never the broker. Against S3
+//! (`moto_server`, required: `scripts/install-test-deps.sh` installs it): a bucket behind a
+//! custom endpoint is addressed in the path by default, and a bucket that does not exist keeps
+//! the broker not ready with one line naming it and the endpoint.
 //! (`tests/compat/test_tiering.py` runs the real-client suite against S3 via moto.)
 
 mod common;
@@ -27,6 +30,7 @@ use kafka_protocol::records::Compression;
 use strata::client::KafkaClient;
 use strata::model::{LeaderEpoch, Offset, TopicPartition};
 use strata::protocol::{str_bytes, topic_name};
+use strata_tiering::RemoteStorage;
 
 const RECORDS_PER_BATCH: usize = 10;
 
@@ -290,7 +294,30 @@ async fn old_offsets_come_back_from_remote_across_restarts_and_lost_disks() {
         .expect("connect");
     read_all_checked(&mut c, "tiered", 0, end).await;
     let end2 = produce(&mut c, "tiered", end, 20).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Once this run has uploaded the new segments, a lost manifest would have shown as a
+    // second upload of an old base offset.
+    wait_for(
+        "this run's uploads of the new segments",
+        Duration::from_secs(30),
+        || {
+            let log = b
+                .broker
+                .replicas
+                .get(&TopicPartition::new("tiered", 0))
+                .expect("partition")
+                .log()
+                .clone();
+            let sealed_end = log
+                .sealed_segments()
+                .last()
+                .map(|s| s.last_offset.0)
+                .unwrap_or(-1);
+            b.broker.metrics.tiering.uploaded_segments.get() > 0
+                && remote_end(&b, "tiered") >= end
+                && remote_end(&b, "tiered") >= sealed_end
+        },
+    )
+    .await;
     let remote_after: Vec<PathBuf> = files_under(&remote_dir, "log");
     let bases: std::collections::BTreeSet<String> = remote_after
         .iter()
@@ -696,6 +723,202 @@ async fn orphans_are_swept_periodically() {
     .await;
     // Named objects stay.
     assert!(uploaded.iter().all(|p| p.exists()));
+    drop(c);
+    b.stop().await;
+}
+
+/// A `moto_server` (S3-compatible) process on a free port, killed on drop.
+struct MotoServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl MotoServer {
+    /// Starts `moto_server`; panics, saying how to install it, when it is not on the `PATH`.
+    fn start() -> MotoServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let child = std::process::Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start moto_server ({e}): the S3 tests need it on the PATH; \
+                     install it with scripts/install-test-deps.sh \
+                     (python3 -m pip install 'moto[server]>=5,<6')"
+                )
+            });
+        let server = MotoServer { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Keys in the environment, so the credential chain never looks beyond it; moto
+        // accepts any. Every test here sets the same values.
+        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+        server
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// PUT /bucket; an existing one is fine.
+    fn create_bucket(&self, bucket: &str) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        write!(
+            s,
+            "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        )
+        .expect("create bucket");
+        let mut resp = String::new();
+        let _ = s.read_to_string(&mut resp);
+        assert!(
+            resp.starts_with("HTTP/1.1 200") || resp.contains("BucketAlready"),
+            "{resp}"
+        );
+    }
+
+    /// A store on `bucket` under `prefix`, endpoint set, addressing style by default.
+    fn storage(&self, bucket: &str, prefix: &str) -> strata_tiering::ObjectStorage {
+        strata_tiering::StorageConfig::parse(
+            &format!("s3://{bucket}/{prefix}"),
+            Path::new("/unused"),
+            &self.endpoint(),
+            "us-east-1",
+            None,
+        )
+        .and_then(|c| c.build())
+        .expect("s3 store")
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `s3://{bucket}/c1` behind moto's endpoint, the addressing style left to its default.
+fn s3_sets(moto: &MotoServer, bucket: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("remote.log.manager.task.interval.ms", "50".into()),
+        ("remote.storage.uri", format!("s3://{bucket}/c1")),
+        ("remote.storage.s3.endpoint", moto.endpoint()),
+        ("remote.storage.s3.region", "us-east-1".into()),
+    ]
+}
+
+async fn start_with(sets: &[(&'static str, String)]) -> TestBroker {
+    let sets: Vec<(&str, &str)> = sets.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    TestBroker::start(&sets).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_reach_an_s3_bucket_behind_a_custom_endpoint_by_default() {
+    let moto = MotoServer::start();
+    moto.create_bucket("segments");
+    let b = start_with(&s3_sets(&moto, "segments")).await;
+    wait_for("the store probe", Duration::from_secs(30), || {
+        b.broker.readiness().is_ok()
+    })
+    .await;
+    let mut c = strata::admin::connect(&b.bootstrap())
+        .await
+        .expect("connect");
+    create_topic(&mut c, "on-s3", TOPIC_CONFIGS).await;
+    let end = produce(&mut c, "on-s3", 0, 30).await;
+    wait_for("an upload to S3", Duration::from_secs(30), || {
+        remote_end(&b, "on-s3") >= 0
+    })
+    .await;
+    // In bucket `segments` under `c1/` (not in a bucket named `c1`), and nothing else there:
+    // the probe's marker is gone.
+    let objects = moto.storage("segments", "c1").list("").await.expect("list");
+    assert!(
+        objects.iter().any(|o| o.key.ends_with("/manifest.json"))
+            && objects.iter().any(|o| o.key.ends_with(".log")),
+        "{objects:?}"
+    );
+    assert!(
+        objects.iter().all(|o| o.key.starts_with("on-s3-")),
+        "{objects:?}"
+    );
+    read_all_checked(&mut c, "on-s3", 0, end).await;
+    drop(c);
+    b.stop().await;
+}
+
+/// `GET /ready` against `serve_http` answering from `b`; returns (status line, body).
+async fn get_ready(b: &TestBroker) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let broker = b.broker.clone();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(strata::metrics::serve_http(
+        listener,
+        move || broker.readiness(),
+        || async { String::new() },
+        stop.clone(),
+    ));
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).await.expect("read");
+    stop.cancel();
+    let (head, body) = resp.split_once("\r\n\r\n").expect("response");
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_bucket_keeps_the_broker_not_ready_and_says_so_in_one_line() {
+    let moto = MotoServer::start();
+    let b = start_with(&s3_sets(&moto, "never-created")).await;
+    let expected = format!(
+        "tiered storage: bucket \"never-created\" at {} does not exist (NoSuchBucket)",
+        moto.endpoint()
+    );
+    wait_for("the probe's verdict", Duration::from_secs(30), || {
+        b.broker.remote_store.failure().is_some()
+    })
+    .await;
+    assert_eq!(b.broker.readiness(), Err(expected.clone()));
+    let (status, body) = get_ready(&b).await;
+    assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
+    assert_eq!(body, format!("{expected}\n"));
+    // The broker still serves its local data.
+    let mut c = strata::admin::connect(&b.bootstrap())
+        .await
+        .expect("connect");
+    create_topic(&mut c, "local-only", TOPIC_CONFIGS).await;
+    let end = produce(&mut c, "local-only", 0, 5).await;
+    read_all_checked(&mut c, "local-only", 0, end).await;
+    // Creating the bucket heals it without a restart, at the next probe.
+    moto.create_bucket("never-created");
+    wait_for("the store to pass a probe", Duration::from_secs(30), || {
+        b.broker.readiness().is_ok()
+    })
+    .await;
+    assert_eq!(get_ready(&b).await.0, "HTTP/1.1 200 OK");
     drop(c);
     b.stop().await;
 }

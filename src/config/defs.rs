@@ -112,7 +112,9 @@ pub const NODE_KEYS: &[NodeKey] = &[
     node("remote.storage.uri", String, "", false, "Object storage for tiered segments: file://DIR or s3://bucket/prefix; empty means DIR/remote under the first log dir."),
     node("remote.storage.s3.endpoint", String, "", false, "Endpoint of an S3-compatible server; empty for AWS."),
     node("remote.storage.s3.region", String, "", false, "AWS region of the bucket; empty to take it from the environment."),
-    node("remote.storage.s3.path.style", Bool, "false", false, "Path-style S3 addressing (bucket in the path), as most S3-compatible servers need."),
+    // Not a Bool: "unset" must be told apart from "false", because the right default depends on
+    // the endpoint, and --print-config must print a value that means the same when read back.
+    node("remote.storage.s3.path.style", String, "", false, "S3 addressing: true puts the bucket in the path (http://host/bucket/key), false in the host name (http://bucket.host/key). Empty (the default): path style when remote.storage.s3.endpoint is set, as MinIO, Ceph, moto and most S3-compatible servers want; virtual-hosted for AWS itself."),
     node("log.remote.storage.default", Bool, "true", true, "Default of the topic config remote.storage.enable (internal and compacted topics are never tiered)."),
     node("log.local.retention.ms", Long, "-2", true, "How long a tiered topic keeps segments on local disk; -2: as long as log.retention.ms."),
     node("log.local.retention.bytes", Long, "-2", true, "How many bytes of a tiered partition stay on local disk; -2: as many as log.retention.bytes."),

@@ -123,6 +123,14 @@ pub fn validate_value(key: &str, kind: ConfigKind, value: &str) -> Result<String
                 "log.flush.policy" if canonical != "fsync" && canonical != "interval" => {
                     return Err(invalid("expected fsync or interval"));
                 }
+                // Empty means "by the endpoint" (tiering's `S3Config::default_path_style`).
+                "remote.storage.s3.path.style" => {
+                    let lower = canonical.to_ascii_lowercase();
+                    if !matches!(lower.as_str(), "" | "true" | "false") {
+                        return Err(invalid("expected true, false, or empty for the default"));
+                    }
+                    return Ok(lower);
+                }
                 "compression.type" if canonical != "producer" => {
                     return Err(invalid("only 'producer' is supported: batches are stored as the producer compressed them"));
                 }

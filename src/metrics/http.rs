@@ -1,10 +1,9 @@
 //! A small HTTP/1.1 endpoint: `GET /metrics`, `/health` (the process is up) and `/ready` (the
-//! broker has started and applied its metadata). One request per connection, bounded header
+//! broker has started and applied its metadata, and its tiered store passed its startup probe;
+//! otherwise 503 with the reason on one line). One request per connection, bounded header
 //! size, closed after the response; this serves scrapers and probes, not browsers.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -14,13 +13,15 @@ use tokio_util::sync::CancellationToken;
 const MAX_REQUEST_HEAD_BYTES: usize = 8192;
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves until `shutdown`. `render_metrics` is called per scrape (it may refresh gauges).
-pub async fn serve_http<F, Fut>(
+/// Serves until `shutdown`. `render_metrics` is called per scrape (it may refresh gauges);
+/// `ready` per probe: `Ok`, or why the node is not ready (one line, the 503's body).
+pub async fn serve_http<R, F, Fut>(
     listener: TcpListener,
-    ready: Arc<AtomicBool>,
+    ready: R,
     render_metrics: F,
     shutdown: CancellationToken,
 ) where
+    R: Fn() -> Result<(), String> + Clone + Send + Sync + 'static,
     F: Fn() -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = String> + Send,
 {
@@ -44,12 +45,9 @@ pub async fn serve_http<F, Fut>(
     }
 }
 
-async fn respond<F, Fut>(
-    mut stream: TcpStream,
-    ready: Arc<AtomicBool>,
-    render: F,
-) -> std::io::Result<()>
+async fn respond<R, F, Fut>(mut stream: TcpStream, ready: R, render: F) -> std::io::Result<()>
 where
+    R: Fn() -> Result<(), String>,
     F: Fn() -> Fut,
     Fut: Future<Output = String>,
 {
@@ -96,18 +94,13 @@ where
             .await
         }
         "/health" => write(&mut stream, "200 OK", "text/plain", "ok\n").await,
-        "/ready" if ready.load(Ordering::Acquire) => {
-            write(&mut stream, "200 OK", "text/plain", "ready\n").await
-        }
-        "/ready" => {
-            write(
-                &mut stream,
-                "503 Service Unavailable",
-                "text/plain",
-                "starting\n",
-            )
-            .await
-        }
+        "/ready" => match ready() {
+            Ok(()) => write(&mut stream, "200 OK", "text/plain", "ready\n").await,
+            Err(reason) => {
+                let body = format!("{}\n", reason.trim_end());
+                write(&mut stream, "503 Service Unavailable", "text/plain", &body).await
+            }
+        },
         _ => write(&mut stream, "404 Not Found", "text/plain", "not found\n").await,
     }
 }

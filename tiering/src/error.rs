@@ -27,6 +27,19 @@ pub enum TieringError {
     ManifestConflict { key: String },
     #[error("object {key} not found")]
     NotFound { key: String },
+    /// The bucket itself is wrong, not the object: S3 answered `NoSuchBucket` or
+    /// `InvalidBucketName` (the code is kept in `code`). Told apart from [`Self::NotFound`]
+    /// because a missing bucket must never read as a missing manifest ("nothing uploaded
+    /// yet"). Not retriable: nothing under the bucket succeeds until the configuration or the
+    /// bucket is fixed.
+    #[error("object store {op} {key}: {code}: {source}")]
+    Bucket {
+        op: &'static str,
+        key: String,
+        code: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// Data read back does not match what the manifest or the batch CRC says: never served.
     #[error("remote object {key} is corrupt: {reason}")]
     Corrupt { key: String, reason: String },
@@ -55,6 +68,7 @@ impl TieringError {
             // A corrupt chunk is evicted from the cache and fetched again next time.
             TieringError::Corrupt { .. } => true,
             TieringError::NotFound { .. }
+            | TieringError::Bucket { .. }
             | TieringError::PreconditionFailed { .. }
             | TieringError::ManifestConflict { .. }
             | TieringError::Manifest { .. }
@@ -65,6 +79,14 @@ impl TieringError {
 
     pub(crate) fn from_store(op: &'static str, key: &str, e: object_store::Error) -> TieringError {
         use object_store::Error as E;
+        if let Some(code) = s3_error_code(&e).filter(|c| BUCKET_ERROR_CODES.contains(&c.as_str())) {
+            return TieringError::Bucket {
+                op,
+                key: key.to_string(),
+                code,
+                source: Box::new(e),
+            };
+        }
         let retriable = match &e {
             E::NotFound { .. } => {
                 return TieringError::NotFound {
@@ -90,6 +112,25 @@ impl TieringError {
             source: Box::new(e),
         }
     }
+}
+
+/// S3 error codes that are about the bucket rather than the object.
+const BUCKET_ERROR_CODES: [&str; 2] = ["NoSuchBucket", "InvalidBucketName"];
+
+/// The S3 error code (`<Code>NoSuchBucket</Code>` in the XML body) somewhere in `e`'s chain:
+/// `object_store` keeps the response body in its error text, not in a field.
+pub(crate) fn s3_error_code(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if let Some((_, rest)) = text.split_once("<Code>") {
+            if let Some((code, _)) = rest.split_once("</Code>") {
+                return Some(code.trim().to_string());
+            }
+        }
+        next = err.source();
+    }
+    None
 }
 
 pub type Result<T, E = TieringError> = std::result::Result<T, E>;

@@ -14,6 +14,8 @@
 //!   carries the decisions out against the store with retries ([`retry`]).
 //! - [`cache`]: [`ChunkCache`], ranged reads in chunks cached on local disk, coalesced, with
 //!   read-ahead.
+//! - [`probe`]: the startup check that the store can be written ([`probe_store`]), with a
+//!   one-line verdict naming bucket and endpoint ([`StoreProbeError`]) for readiness.
 //!
 //! Credentials: S3 takes them from the standard AWS chain through `aws-config`
 //! ([`credentials`]: environment, profile files, web identity, ECS task role, IMDSv2), cached
@@ -55,6 +57,7 @@ pub mod error;
 pub mod keys;
 pub mod manifest;
 pub mod partition;
+pub mod probe;
 pub mod retry;
 pub mod scheduler;
 pub mod storage;
@@ -66,10 +69,11 @@ pub use error::{Result, TieringError};
 pub use keys::{PartitionPath, SegmentFileKind};
 pub use manifest::{RemoteLogSegmentMetadata, RemoteLogSegmentState, RemotePartitionManifest};
 pub use partition::{RemoteLogAuxState, RemotePartition, RetryPolicy, UploadOutcome};
+pub use probe::{probe_store, watch_store, ProbePolicy, StoreHealth, StoreProbeError};
 pub use retry::Backoff;
 pub use scheduler::SealedSegment;
 pub use storage::{
     ObjectInfo, ObjectStorage, ObjectVersion, PutCondition, PutFileOutcome, RemoteStorage,
-    S3Config, StorageConfig,
+    S3Config, StorageConfig, StoreLocation,
 };
 pub use unreliable::UnreliableStorage;

@@ -142,19 +142,66 @@ pub struct S3Config {
     pub endpoint: String,
     /// Empty: `AWS_REGION` / `AWS_DEFAULT_REGION`, else us-east-1.
     pub region: String,
-    /// Bucket in the path (`http://host/bucket/key`), as most S3-compatible servers want.
+    /// Bucket in the path (`http://host/bucket/key`), as most S3-compatible servers want;
+    /// otherwise virtual-hosted (`http://bucket.host/key`), as AWS prefers.
     pub path_style: bool,
+}
+
+impl S3Config {
+    /// Path style unless it is configured: on with a custom endpoint (MinIO, Ceph, moto and
+    /// most S3-compatible servers are reached by address or by one host name, with no
+    /// per-bucket DNS), off for AWS itself (virtual-hosted is AWS's preferred form).
+    pub fn default_path_style(endpoint: &str) -> bool {
+        !endpoint.trim().is_empty()
+    }
+
+    /// The endpoint handed to `object_store`, which takes a custom endpoint as the bucket's
+    /// own address when virtual-hosted: so the bucket is put in front of the host here
+    /// (`http://host:9000` → `http://bucket.host:9000`). In path style the client appends
+    /// `/bucket` itself. `None`: no custom endpoint (AWS; the client builds the address from
+    /// bucket and region). An endpoint whose host already starts with `bucket.` is taken to
+    /// name the bucket already and used as it is.
+    pub fn client_endpoint(&self) -> Result<Option<String>> {
+        let endpoint = self.endpoint.trim().trim_end_matches('/');
+        if endpoint.is_empty() {
+            return Ok(None);
+        }
+        if self.path_style {
+            return Ok(Some(endpoint.to_string()));
+        }
+        let bad = |reason: &str| {
+            TieringError::Config(format!("remote.storage.s3.endpoint {endpoint}: {reason}"))
+        };
+        let mut url = url::Url::parse(endpoint).map_err(|e| bad(&e.to_string()))?;
+        let host = match url.host() {
+            Some(url::Host::Domain(d)) => d.to_string(),
+            Some(_) => {
+                return Err(bad(
+                    "virtual-hosted addressing (remote.storage.s3.path.style=false) puts the \
+                     bucket in the host name, which needs a DNS name, not an IP address",
+                ))
+            }
+            None => return Err(bad("no host")),
+        };
+        let prefix = format!("{}.", self.bucket);
+        if !host.starts_with(&prefix) {
+            url.set_host(Some(&format!("{prefix}{host}")))
+                .map_err(|e| bad(&e.to_string()))?;
+        }
+        Ok(Some(url.as_str().trim_end_matches('/').to_string()))
+    }
 }
 
 impl StorageConfig {
     /// Parses `remote.storage.uri`: empty → `default_dir`; `file:///DIR` or a bare path → that
-    /// directory; `s3://bucket[/prefix]`; `memory://`.
+    /// directory; `s3://bucket[/prefix]`; `memory://`. `path_style` `None` (not configured):
+    /// [`S3Config::default_path_style`].
     pub fn parse(
         uri: &str,
         default_dir: &Path,
         endpoint: &str,
         region: &str,
-        path_style: bool,
+        path_style: Option<bool>,
     ) -> Result<StorageConfig> {
         let uri = uri.trim();
         if uri.is_empty() {
@@ -183,7 +230,7 @@ impl StorageConfig {
                 prefix: prefix.trim_matches('/').to_string(),
                 endpoint: endpoint.trim().to_string(),
                 region: region.trim().to_string(),
-                path_style,
+                path_style: path_style.unwrap_or_else(|| S3Config::default_path_style(endpoint)),
             }));
         }
         if uri.contains("://") {
@@ -206,6 +253,42 @@ impl StorageConfig {
     }
 }
 
+/// Where a store keeps its objects, for messages an operator acts on: the bucket and endpoint,
+/// or the directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    S3 {
+        bucket: String,
+        /// The configured endpoint; empty for AWS.
+        endpoint: String,
+        region: String,
+    },
+    Local {
+        dir: PathBuf,
+    },
+    Memory,
+}
+
+impl std::fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreLocation::S3 {
+                bucket, endpoint, ..
+            } if !endpoint.is_empty() => write!(f, "bucket {bucket:?} at {endpoint}"),
+            StoreLocation::S3 { bucket, region, .. } => {
+                let region = if region.is_empty() {
+                    "default region"
+                } else {
+                    region
+                };
+                write!(f, "bucket {bucket:?} at AWS S3 ({region})")
+            }
+            StoreLocation::Local { dir } => write!(f, "directory {:?}", dir.display().to_string()),
+            StoreLocation::Memory => f.write_str("the in-memory store"),
+        }
+    }
+}
+
 /// Objects larger than this go up in parts.
 pub const DEFAULT_MULTIPART_THRESHOLD_BYTES: u64 = 16 * 1024 * 1024;
 /// Part size of multipart uploads; S3 wants at least 5 MiB for every part but the last.
@@ -218,6 +301,7 @@ pub struct ObjectStorage {
     /// Prepended to every key (S3 prefix), with a trailing `/` when non-empty.
     prefix: String,
     description: String,
+    location: StoreLocation,
     conditional: ConditionalPuts,
     pub multipart_threshold_bytes: u64,
     pub part_bytes: usize,
@@ -241,6 +325,7 @@ impl ObjectStorage {
                 format!("{prefix}/")
             },
             description,
+            location: StoreLocation::Memory,
             conditional: ConditionalPuts::Native,
             multipart_threshold_bytes: DEFAULT_MULTIPART_THRESHOLD_BYTES,
             part_bytes: DEFAULT_PART_BYTES,
@@ -264,6 +349,9 @@ impl ObjectStorage {
             .with_automatic_cleanup(true);
         let mut s = ObjectStorage::new(Arc::new(fs), "", format!("file://{}", dir.display()));
         s.conditional = ConditionalPuts::CreateOnly;
+        s.location = StoreLocation::Local {
+            dir: dir.to_path_buf(),
+        };
         Ok(s)
     }
 
@@ -271,6 +359,38 @@ impl ObjectStorage {
     /// ([`AwsChainCredentials`]); the region from the config, else `AWS_REGION` /
     /// `AWS_DEFAULT_REGION`, else us-east-1.
     pub fn s3(c: &S3Config) -> Result<ObjectStorage> {
+        Self::s3_from(c, Self::s3_builder(c)?)
+    }
+
+    /// [`ObjectStorage::s3`] with requests sent through `connector` instead of the default
+    /// HTTP client: for tests that must resolve names the system does not (a virtual-hosted
+    /// `bucket.localhost`).
+    pub fn s3_with_http_connector<C: object_store::client::HttpConnector>(
+        c: &S3Config,
+        connector: C,
+    ) -> Result<ObjectStorage> {
+        Self::s3_from(c, Self::s3_builder(c)?.with_http_connector(connector))
+    }
+
+    fn s3_from(c: &S3Config, b: object_store::aws::AmazonS3Builder) -> Result<ObjectStorage> {
+        let s3 = b
+            .build()
+            .map_err(|e| TieringError::Config(format!("s3://{}: {e}", c.bucket)))?;
+        let description = if c.prefix.is_empty() {
+            format!("s3://{}", c.bucket)
+        } else {
+            format!("s3://{}/{}", c.bucket, c.prefix)
+        };
+        let mut s = ObjectStorage::new(Arc::new(s3), &c.prefix, description);
+        s.location = StoreLocation::S3 {
+            bucket: c.bucket.clone(),
+            endpoint: c.endpoint.trim().to_string(),
+            region: c.region.clone(),
+        };
+        Ok(s)
+    }
+
+    fn s3_builder(c: &S3Config) -> Result<object_store::aws::AmazonS3Builder> {
         use object_store::aws::AmazonS3Builder;
         use object_store::{BackoffConfig, ClientOptions, RetryConfig};
         // reqwest is built without a TLS provider of its own (aws-lc-rs would be a long C
@@ -285,8 +405,8 @@ impl ObjectStorage {
             .with_bucket_name(&c.bucket)
             .with_region(region.as_deref().unwrap_or("us-east-1"))
             .with_credentials(Arc::new(AwsChainCredentials::new(region)));
-        if !c.endpoint.is_empty() {
-            b = b.with_endpoint(&c.endpoint);
+        if let Some(endpoint) = c.client_endpoint()? {
+            b = b.with_endpoint(endpoint);
         }
         b = b.with_virtual_hosted_style_request(!c.path_style);
         // Our own upload loop backs off between rounds; the client's retries only smooth over
@@ -308,15 +428,12 @@ impl ObjectStorage {
                     .with_connect_timeout(Duration::from_secs(3))
                     .with_timeout(Duration::from_secs(60)),
             );
-        let s3 = b
-            .build()
-            .map_err(|e| TieringError::Config(format!("s3://{}: {e}", c.bucket)))?;
-        let description = if c.prefix.is_empty() {
-            format!("s3://{}", c.bucket)
-        } else {
-            format!("s3://{}/{}", c.bucket, c.prefix)
-        };
-        Ok(ObjectStorage::new(Arc::new(s3), &c.prefix, description))
+        Ok(b)
+    }
+
+    /// Where the objects are (bucket and endpoint, or directory), for operator messages.
+    pub fn location(&self) -> &StoreLocation {
+        &self.location
     }
 
     fn path(&self, key: &str) -> ObjectPath {
@@ -537,16 +654,16 @@ mod tests {
     fn uris() {
         let d = Path::new("/data/remote");
         assert_eq!(
-            StorageConfig::parse("", d, "", "", false).ok(),
+            StorageConfig::parse("", d, "", "", None).ok(),
             Some(StorageConfig::Local { dir: d.into() })
         );
         assert_eq!(
-            StorageConfig::parse("file:///srv/x", d, "", "", false).ok(),
+            StorageConfig::parse("file:///srv/x", d, "", "", None).ok(),
             Some(StorageConfig::Local {
                 dir: "/srv/x".into()
             })
         );
-        let s3 = StorageConfig::parse("s3://b/p/q/", d, "http://h:1", "eu", true).ok();
+        let s3 = StorageConfig::parse("s3://b/p/q/", d, "http://h:1", "eu", Some(true)).ok();
         assert_eq!(
             s3,
             Some(StorageConfig::S3(S3Config {
@@ -557,7 +674,54 @@ mod tests {
                 path_style: true
             }))
         );
-        assert!(StorageConfig::parse("gs://x", d, "", "", false).is_err());
-        assert!(StorageConfig::parse("s3://", d, "", "", false).is_err());
+        assert!(StorageConfig::parse("gs://x", d, "", "", None).is_err());
+        assert!(StorageConfig::parse("s3://", d, "", "", None).is_err());
+    }
+
+    fn s3(uri: &str, endpoint: &str, path_style: Option<bool>) -> S3Config {
+        match StorageConfig::parse(uri, Path::new("/d"), endpoint, "", path_style) {
+            Ok(StorageConfig::S3(c)) => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn path_style_defaults_on_with_a_custom_endpoint_and_off_for_aws() {
+        assert!(s3("s3://b/c1", "http://127.0.0.1:9000", None).path_style);
+        assert!(!s3("s3://b/c1", "", None).path_style);
+        assert!(!s3("s3://b/c1", "http://minio:9000", Some(false)).path_style);
+        assert!(s3("s3://b/c1", "", Some(true)).path_style);
+    }
+
+    #[test]
+    fn the_bucket_is_in_the_path_or_in_the_host_never_dropped() {
+        // Path style: the client appends `/b` to the endpoint.
+        let c = s3("s3://b/c1", "http://127.0.0.1:9000/", None);
+        assert_eq!(
+            c.client_endpoint().ok(),
+            Some(Some("http://127.0.0.1:9000".to_string()))
+        );
+        // Virtual-hosted: the bucket goes in front of the host, port and path kept.
+        let c = s3("s3://b/c1", "http://s3.local:9000", Some(false));
+        assert_eq!(
+            c.client_endpoint().ok(),
+            Some(Some("http://b.s3.local:9000".to_string()))
+        );
+        let c = s3("s3://b/c1", "https://gw.example.com/s3/", Some(false));
+        assert_eq!(
+            c.client_endpoint().ok(),
+            Some(Some("https://b.gw.example.com/s3".to_string()))
+        );
+        // Already naming the bucket: as it is.
+        let c = s3("s3://b/c1", "http://b.s3.local:9000", Some(false));
+        assert_eq!(
+            c.client_endpoint().ok(),
+            Some(Some("http://b.s3.local:9000".to_string()))
+        );
+        // A bucket cannot go in front of an address.
+        let c = s3("s3://b/c1", "http://127.0.0.1:9000", Some(false));
+        assert!(matches!(c.client_endpoint(), Err(TieringError::Config(_))));
+        // AWS: the client builds the address from bucket and region.
+        assert_eq!(s3("s3://b", "", None).client_endpoint().ok(), Some(None));
     }
 }

@@ -7,8 +7,8 @@
 //! Uploads `SEGMENTS` segments of `SEGMENT_BYTES` through [`RemotePartition::upload`] (log,
 //! indexes, snapshot, epochs, then the manifest), then reads every segment back sequentially in
 //! 1 MiB reads through a [`ChunkCache`] twice: cold (empty cache, every chunk a ranged GET) and
-//! warm (every chunk from the cache's disk files). Against the local-directory store and, when
-//! `moto_server` is installed, S3 through moto.
+//! warm (every chunk from the cache's disk files). Against the local-directory store and S3 through
+//! `moto_server`.
 
 mod common;
 
@@ -110,7 +110,6 @@ async fn tiering_throughput() {
     let dir = tempfile::tempdir().expect("tempdir");
     let local = strata_tiering::ObjectStorage::local(&dir.path().join("store")).expect("local");
     run("local directory store", Arc::new(local)).await;
-    if let Some(moto) = common::MotoServer::start() {
-        run("S3 (moto_server)", Arc::new(moto.storage("bench", "b"))).await;
-    }
+    let moto = common::MotoServer::start();
+    run("S3 (moto_server)", Arc::new(moto.storage("bench", "b"))).await;
 }

@@ -1,6 +1,6 @@
 //! One suite, every [`RemoteStorage`]: in memory, a local directory, the unreliable wrapper, and
-//! S3 through `moto_server` (started here on a free port; skipped with a note when it is not
-//! installed — `scripts/install-test-deps.sh` installs it).
+//! S3 through `moto_server` in both addressing styles (started here on a free port; required —
+//! `scripts/install-test-deps.sh` installs it).
 
 mod common;
 
@@ -190,13 +190,17 @@ async fn unreliable_store_fails_each_call_first() {
 
 #[tokio::test]
 async fn s3_store_against_moto() {
-    let Some(moto) = common::MotoServer::start() else {
-        eprintln!("moto_server not installed: skipping the S3 conformance run");
-        return;
-    };
+    let moto = common::MotoServer::start();
     let s = small_parts(moto.storage("conformance", "some/prefix"));
     suite(&s, MULTIPART_FILE_BYTES).await;
     // The prefix is honoured: a second store on the same bucket without it sees nothing left.
     let bare = moto.storage("conformance", "");
     assert!(bare.list("").await.expect("list").is_empty());
+}
+
+#[tokio::test]
+async fn s3_store_virtual_hosted_against_moto() {
+    let moto = common::MotoServer::start();
+    let s = small_parts(moto.virtual_hosted_storage("hosted", "some/prefix"));
+    suite(&s, MULTIPART_FILE_BYTES).await;
 }
