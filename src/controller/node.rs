@@ -155,9 +155,13 @@ impl Controller {
                 })?;
             tokio::spawn(serve(acceptor, controller.clone(), shutdown.clone()));
         }
-        if settings.is_voter {
-            // Every voter may initialize with the same membership: the entries are identical,
-            // and a node that already has a log refuses.
+        if !settings.is_voter {
+            controller.clone().spawn_join_as_learner();
+        } else if !raft.is_initialized().await.map_err(raft_err)? {
+            // Only a voter with an empty log and vote bootstraps: openraft refuses any other
+            // and logs the refusal at ERROR, which a plain restart must not do. Every voter may
+            // initialize with the same membership: the entries are identical, and a voter that
+            // got a log or a vote from a peer since it looked refuses.
             match raft.initialize(settings.voters.clone()).await {
                 Ok(()) => {
                     tracing::info!(voters = ?settings.voters.keys().collect::<Vec<_>>(), "bootstrapped the metadata quorum")
@@ -165,8 +169,6 @@ impl Controller {
                 Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
                 Err(e) => return Err(raft_err(e)),
             }
-        } else {
-            controller.clone().spawn_join_as_learner();
         }
         if settings.is_voter && settings.voters.len() == 1 {
             let mut m = raft.metrics();
