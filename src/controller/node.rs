@@ -33,7 +33,7 @@ use crate::net::Network;
 /// retriable error.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one call to a peer's controller RPC may take.
-pub(super) const RPC_TIMEOUT: Duration = Duration::from_secs(3);
+const RPC_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How a commit reaches the active controller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +55,7 @@ pub struct Controller {
     commit_lock: tokio::sync::Mutex<()>,
     // Short sections that never await.
     heartbeats: Mutex<BrokerHeartbeatManager>,
-    /// When the active controller last rebalanced preferred leaders (reset with each new term).
+    // When the active controller last rebalanced preferred leaders (reset with each new term).
     // Short sections that never await.
     last_rebalance: Mutex<Option<Instant>>,
     /// This broker's heartbeat connection to the active controller (kept open: its closing is
@@ -78,7 +78,7 @@ impl std::fmt::Debug for Controller {
     }
 }
 
-pub(super) fn raft_err(e: impl std::fmt::Display) -> ControllerError {
+fn raft_err(e: impl std::fmt::Display) -> ControllerError {
     ControllerError::Raft(e.to_string())
 }
 
