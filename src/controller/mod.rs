@@ -7,14 +7,32 @@
 //! a node that is not the active controller forwards the write to it over the controller RPC,
 //! and decides again if the image moved meanwhile.
 //!
+//! Layout:
 //! - [`quorum`]: openraft types, the write and its outcome, `controller.quorum.voters`.
 //! - [`log_store`]: the Raft log and vote files. [`state_machine`]: the image and snapshots.
 //! - [`network`]: the controller RPC (Raft messages, forwarded writes, heartbeats).
+//! - `settings`: [`ControllerSettings`] from the node config, and each voter's Raft timers.
+//! - `node`: [`Controller`], this node's member of the quorum: open, bootstrap, commit (decide,
+//!   compare-and-set, forward to the active controller).
+//! - `service`: the controller RPC as this node serves it.
+//! - `failover`: following the active controller, and standing early when its process is gone.
+//! - `describe_quorum`: DescribeQuorum and the controller gauges.
+//! - `duties`: what the active controller commits on its own, from what it observes. A new kind
+//!   of record the controller must maintain (a mirror link, an ACL) gets a pure `decide_*` in
+//!   its own module here, like [`client_quotas`]; one the controller must act on by itself
+//!   also gets a step in `duties`.
+//! - `liveness`: broker heartbeat sessions and the fencing decision (pure).
 //! - [`elections`]: fencing, leader election, controlled shutdown, rebalancing (pure).
-//! - [`duties`]: the active controller's loop that observes brokers and commits those decisions.
+//! - [`isr`]: AlterPartition (ISR changes) decided.
 //! - [`client_quotas`]: AlterClientQuotas decided (the quotas themselves live in `crate::quota`).
 
+mod describe_quorum;
 mod duties;
+mod failover;
+mod liveness;
+mod node;
+mod service;
+mod settings;
 
 pub mod client_quotas;
 pub mod elections;
@@ -30,9 +48,10 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 pub use client_quotas::{decide_client_quotas, QuotaAlteration};
-pub use duties::{Controller, ControllerSettings};
 pub use image::{BrokerRegistration, MetadataImage, PartitionRegistration, TopicImage};
+pub use node::Controller;
 pub use records::MetadataRecord;
+pub use settings::ControllerSettings;
 
 use crate::config::defs::node_key;
 use crate::config::{validate_value, TopicConfig};
