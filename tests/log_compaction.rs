@@ -69,7 +69,7 @@ type Records = BTreeMap<i64, (String, Option<String>)>;
 fn contents(log: &UnifiedLog) -> (Records, Vec<i16>) {
     let mut out = BTreeMap::new();
     let mut codecs = Vec::new();
-    let mut next = log.log_start_offset();
+    let mut next = log.local_log_start_offset();
     let leo = log.log_end_offset();
     while next < leo {
         let r = log

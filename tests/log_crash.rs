@@ -159,7 +159,7 @@ fn verify(dir: &std::path::Path, acked: &BTreeMap<i64, (u64, u64, u64)>, run: u6
     let clock: SharedClock = strata::clock::system();
     let log = UnifiedLog::open(dir.to_path_buf(), config(), clock).expect("reopen");
     let mut found = BTreeMap::new();
-    let mut next = log.log_start_offset();
+    let mut next = log.local_log_start_offset();
     let mut last_base = -1;
     loop {
         let r = log

@@ -258,7 +258,7 @@ impl UnifiedLog {
                     if h.base_offset < next {
                         return Err(LogError::OffsetOutOfRange {
                             offset: Offset(h.base_offset),
-                            log_start_offset: Offset(st.log_start_offset),
+                            log_start_offset: Offset(st.local_log_start_offset),
                             log_end_offset: Offset(leo),
                         });
                     }
@@ -271,7 +271,7 @@ impl UnifiedLog {
                         first_offset: Offset(m.first_offset),
                         last_offset: Offset(m.last_offset),
                         log_append_time_ms: if log_append_time { now } else { -1 },
-                        log_start_offset: Offset(st.log_start_offset),
+                        local_log_start_offset: Offset(st.local_log_start_offset),
                         record_count: (m.last_offset - m.first_offset + 1) as u64,
                         size_bytes: 0,
                         duplicate: true,
@@ -336,7 +336,7 @@ impl UnifiedLog {
             first_offset: Offset(first_offset),
             last_offset: Offset(last_offset),
             log_append_time_ms: if log_append_time { now } else { -1 },
-            log_start_offset: Offset(st.log_start_offset),
+            local_log_start_offset: Offset(st.local_log_start_offset),
             record_count,
             size_bytes: size as u64,
             duplicate: false,
@@ -481,7 +481,7 @@ impl UnifiedLog {
         loop {
             let (file, pos, end, lso, leo) = {
                 let st = self.lock_open()?;
-                let (lso, leo) = (st.log_start_offset, st.log_end_offset());
+                let (lso, leo) = (st.local_log_start_offset, st.log_end_offset());
                 if offset.0 < lso || offset.0 > leo {
                     return Err(LogError::OffsetOutOfRange {
                         offset,
@@ -496,7 +496,7 @@ impl UnifiedLog {
                 let Some(seg) = seg.filter(|_| target < leo) else {
                     return Ok(FetchDataInfo {
                         records: Bytes::new(),
-                        log_start_offset: Offset(lso),
+                        local_log_start_offset: Offset(lso),
                         log_end_offset: Offset(leo),
                     });
                 };
@@ -517,7 +517,7 @@ impl UnifiedLog {
                 SegmentRead::Data(records) => {
                     return Ok(FetchDataInfo {
                         records,
-                        log_start_offset: Offset(lso),
+                        local_log_start_offset: Offset(lso),
                         log_end_offset: Offset(leo),
                     })
                 }
@@ -526,8 +526,10 @@ impl UnifiedLog {
         }
     }
 
-    pub fn log_start_offset(&self) -> Offset {
-        Offset(self.lock().log_start_offset)
+    /// The first offset on local disk (a tiered partition's log starts earlier, in remote
+    /// storage: see [`PartitionLog`](super::PartitionLog)).
+    pub fn local_log_start_offset(&self) -> Offset {
+        Offset(self.lock().local_log_start_offset)
     }
 
     pub fn log_end_offset(&self) -> Offset {
@@ -550,7 +552,7 @@ impl UnifiedLog {
         timestamp_ms: i64,
     ) -> Result<Option<TimestampAndOffset>> {
         let st = self.lock_open()?;
-        let (lso, leo) = (st.log_start_offset, st.log_end_offset());
+        let (lso, leo) = (st.local_log_start_offset, st.log_end_offset());
         match timestamp_ms {
             EARLIEST_TIMESTAMP => {
                 return Ok(Some(TimestampAndOffset {
@@ -680,12 +682,12 @@ impl UnifiedLog {
         if offset.0 > leo || offset.0 < 0 {
             return Err(LogError::OffsetOutOfRange {
                 offset,
-                log_start_offset: Offset(st.log_start_offset),
+                log_start_offset: Offset(st.local_log_start_offset),
                 log_end_offset: Offset(leo),
             });
         }
-        if offset.0 > st.log_start_offset {
-            st.set_log_start_offset(offset.0)?;
+        if offset.0 > st.local_log_start_offset {
+            st.set_local_log_start_offset(offset.0)?;
             while st.segments.len() > 1
                 && st
                     .segments
@@ -697,7 +699,7 @@ impl UnifiedLog {
                 st.delete_oldest()?;
             }
         }
-        Ok(Offset(st.log_start_offset))
+        Ok(Offset(st.local_log_start_offset))
     }
 
     /// One retention pass: deletes closed segments past `retention.ms` / `retention.bytes` and
@@ -733,8 +735,8 @@ impl UnifiedLog {
         }
         if deleted > 0 {
             let first = st.segments.keys().next().copied().unwrap_or(0);
-            if first > st.log_start_offset {
-                st.set_log_start_offset(first)?;
+            if first > st.local_log_start_offset {
+                st.set_local_log_start_offset(first)?;
             }
         }
         Ok(deleted)
