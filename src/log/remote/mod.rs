@@ -266,8 +266,6 @@ impl RemoteLogManager {
     }
 
     /// A partition replica appeared on this broker: installs the retention guard that keeps
-
-    /// A partition replica appeared on this broker: installs the retention guard that keeps
     /// local segments of a tiered topic until the manifest naming them is durable, and returns
     /// the handle its [`PartitionLog`](super::PartitionLog) reaches the remote part through.
     pub fn attach(
