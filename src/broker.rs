@@ -14,6 +14,7 @@ use crate::controller::{
     Controller, ControllerError, ControllerSettings, MetadataImage, MetadataRecord,
 };
 use crate::group::{GroupCoordinator, GroupCoordinatorContext};
+use crate::log::remote::{RemoteLogManager, RemoteLogManagerConfig};
 use crate::log::{LogConfig, LogError, LogManager};
 use crate::metrics::Metrics;
 use crate::model::BrokerId;
@@ -21,8 +22,8 @@ use crate::net::Network;
 use crate::quota::manager::QuotaManagers;
 use crate::quota::QuotaWindow;
 use crate::replication::{
-    effective_node_config, FetcherSettings, IsrProposal, Partition, RemoteLogManager,
-    RemoteLogManagerConfig, ReplicaFetcherManager, ReplicaManager,
+    effective_node_config, FetcherSettings, IsrProposal, Partition, ReplicaFetcherManager,
+    ReplicaManager,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -174,11 +175,10 @@ impl Broker {
             node_id,
             net.clone(),
             fetcher_settings(&node),
-            Some(remote.clone()),
             shutdown.child_token(),
         ));
         crate::runtime::block_in_place(|| replicas.apply_image(&image, &node))?;
-        remote.recover_partitions(&replicas).await;
+        remote.recover_partitions(replicas.as_ref()).await;
 
         let quotas = QuotaManagers::new(quota_window(&node), &metrics.quota);
         let broker = Arc::new(Broker {

@@ -8,9 +8,13 @@
 //! - [`handlers`]: one file per Kafka API; the ApiVersions table is derived from their list.
 //! - [`quota`]: client byte-rate quotas — which quota applies to a client, its rate over
 //!   Kafka's sampled window, the throttle time it earns.
-//! - [`replication`]: `ReplicaManager` and `Partition` — roles, high watermark, acks — and the
-//!   `RemoteLogManager`, which wires tiered storage (the `strata-tiering` crate) into the broker.
-//! - [`log`]: the storage engine (`UnifiedLog`, segments, indexes, recovery, retention, cleaner).
+//! - [`replication`]: `ReplicaManager` and `Partition` — roles, high watermark, acks, follower
+//!   fetchers.
+//! - [`log`]: the storage engine: `PartitionLog`, a partition's whole log (local and remote,
+//!   the one place that decides which part answers), `UnifiedLog` (the local log: segments,
+//!   indexes, recovery, retention, cleaner), and [`log::remote`]: the `RemoteLogManager`, which
+//!   puts tiered storage (the `strata-tiering` crate) under the logs. `log` never imports
+//!   `replication`, `handlers`, `group`, `broker` or `server`.
 //! - [`group`]: the group coordinator — consumer groups and committed offsets in `__consumer_offsets`.
 //! - [`controller`]: the openraft metadata quorum: records, the `MetadataImage`, the decisions
 //!   that change it, broker liveness and leader elections.

@@ -158,7 +158,7 @@ fn read_replica(broker: &Broker, end: Offset) -> Replica {
         return out;
     };
     let log = p.log();
-    let mut offset = log.log_start_offset();
+    let mut offset = log.local_log_start_offset();
     while offset < end {
         let Ok(data) = log.read(offset, 1 << 20, end, true) else {
             break;

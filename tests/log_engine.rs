@@ -469,7 +469,7 @@ fn delete_records_and_retention() {
     assert!(log.delete_records(Offset(61)).is_err());
     drop(log);
     let log = open(dir.path(), cfg, &clock);
-    assert_eq!(log.log_start_offset(), Offset(25), "checkpoint persisted");
+    assert_eq!(log.local_log_start_offset(), Offset(25), "checkpoint persisted");
     // Nothing old enough yet.
     assert_eq!(log.delete_old_segments().expect("retention"), 0);
     // The guard holds segments back until allowed.
@@ -482,7 +482,7 @@ fn delete_records_and_retention() {
     let deleted = log.delete_old_segments().expect("retention");
     assert!(deleted > 0);
     assert_eq!(log.segment_count(), 1, "everything but the active segment");
-    assert!(log.log_start_offset() > Offset(25));
+    assert!(log.local_log_start_offset() > Offset(25));
 }
 
 #[test]

@@ -127,7 +127,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .read(Offset(o), max_bytes as usize, Offset(i64::MAX), true)
                     .expect("read");
                 prop_assert_eq!(r.log_end_offset, Offset(leo));
-                prop_assert_eq!(r.log_start_offset, Offset(lso));
+                prop_assert_eq!(r.local_log_start_offset, Offset(lso));
                 if o == leo {
                     prop_assert!(r.records.is_empty());
                     continue;
@@ -170,7 +170,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Retention { advance_ms } => {
                 clock.advance_ms(advance_ms as i64);
                 log.delete_old_segments().expect("retention");
-                let new = log.log_start_offset().0;
+                let new = log.local_log_start_offset().0;
                 prop_assert!(new >= lso && new <= leo);
                 prop_assert!(new == lso || new == leo || model.iter().any(|b| b.base == new));
                 lso = new;
@@ -189,7 +189,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
         }
         prop_assert_eq!(log.log_end_offset(), Offset(leo));
-        prop_assert_eq!(log.log_start_offset(), Offset(lso));
+        prop_assert_eq!(log.local_log_start_offset(), Offset(lso));
     }
     // Everything readable, in order, equal to the model.
     let mut next = lso;

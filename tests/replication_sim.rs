@@ -297,7 +297,7 @@ impl Sim {
             Ok(ff) => {
                 let data = data
                     .with_high_watermark(ff.high_watermark.0)
-                    .with_log_start_offset(ff.log_start_offset.0)
+                    .with_log_start_offset(ff.local_log_start_offset.0)
                     .with_records(Some(ff.records));
                 match ff.diverging {
                     Some((e, end)) => data.with_diverging_epoch(
@@ -311,9 +311,9 @@ impl Sim {
             Err(e) => data
                 .with_error_code(partition_error_code(&e))
                 .with_high_watermark(lp.high_watermark().0)
-                .with_log_start_offset(lp.log().log_start_offset().0),
+                .with_log_start_offset(lp.log().local_log_start_offset().0),
         };
-        let r = self.rt.block_on(apply_fetched(&follower, &data, None));
+        let r = self.rt.block_on(apply_fetched(&follower, &data));
         self.trace.push(format!(
             "{f} fetched from {leader} at {fetch_offset} (last epoch {last_epoch:?}): error {} diverging {:?} -> end {} hw {} {r:?}",
             data.error_code,
@@ -552,7 +552,7 @@ impl Sim {
 fn records_below(p: &Partition, end: Offset) -> BTreeMap<i64, String> {
     let log = p.log();
     let mut out = BTreeMap::new();
-    let mut next = log.log_start_offset();
+    let mut next = log.local_log_start_offset();
     while next < end {
         let info = match log.read(next, 1 << 20, end, true) {
             Ok(info) => info,

@@ -501,7 +501,7 @@ async fn an_unreachable_store_keeps_local_segments_and_corrupt_remote_data_is_ne
         .clone();
     log.delete_old_segments().expect("retention");
     assert_eq!(
-        log.log_start_offset().0,
+        log.local_log_start_offset().0,
         0,
         "nothing deleted locally while nothing is uploaded"
     );
@@ -520,7 +520,7 @@ async fn an_unreachable_store_keeps_local_segments_and_corrupt_remote_data_is_ne
         b.broker
             .replicas
             .get(&TopicPartition::new("damaged", 0))
-            .is_some_and(|p| p.log().log_start_offset().0 > 100)
+            .is_some_and(|p| p.log().local_log_start_offset().0 > 100)
     })
     .await;
     drop(c);
@@ -638,7 +638,7 @@ async fn max_timestamp_sees_remote_and_a_lost_disk_keeps_producer_state_and_epoc
     wait_for(
         "every segment uploaded and local retention",
         Duration::from_secs(30),
-        || remote_end(&b, "idem") == end - 1 && log.log_start_offset().0 > 600,
+        || remote_end(&b, "idem") == end - 1 && log.local_log_start_offset().0 > 600,
     )
     .await;
 
@@ -659,7 +659,7 @@ async fn max_timestamp_sees_remote_and_a_lost_disk_keeps_producer_state_and_epoc
         .await
         .expect("connect");
     let log = b.broker.replicas.get(&tp).expect("partition").log().clone();
-    assert_eq!(log.log_start_offset().0, end);
+    assert_eq!(log.local_log_start_offset().0, end);
     // The local cache was trimmed to the local log start; the restored one covers the whole
     // log from the remote start.
     let epochs_after = log.epoch_entries();

@@ -114,7 +114,7 @@ fn load(
     now_ms: i64,
 ) -> Result<GroupShard, PartitionError> {
     let mut shard = GroupShard::new(config);
-    let mut offset = partition.log().log_start_offset();
+    let mut offset = partition.log().local_log_start_offset();
     let mut records = 0usize;
     loop {
         let hw = partition.high_watermark();
@@ -162,8 +162,8 @@ fn load(
             }
             offset = Offset(base + last_delta as i64 + 1);
         }
-        if offset < info.log_start_offset {
-            offset = info.log_start_offset;
+        if offset < info.local_log_start_offset {
+            offset = info.local_log_start_offset;
         }
         if offset == before {
             tracing::warn!(partition = %partition.tp, %offset, "no progress loading the offsets partition; stopping the load here");

@@ -9,7 +9,7 @@ use kafka_protocol::protocol::VersionRange;
 use super::{Reply, RequestContext};
 use crate::broker::Broker;
 use crate::model::{LeaderEpoch, Offset, TopicPartition};
-use crate::protocol::errors::{partition_error_code, remote_log_error_code, unknown_topic_or_partition};
+use crate::protocol::errors::{partition_error_code, partition_log_error_code, unknown_topic_or_partition};
 
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 2 };
 
@@ -47,11 +47,5 @@ async fn delete(broker: &Broker, tp: &TopicPartition, offset: i64) -> Result<Off
     if target.0 < 0 || target > hw {
         return Err(ResponseError::OffsetOutOfRange.code());
     }
-    // The remote start first: once the manifest says so, nothing below it is served, and the
-    // objects go at the next remote retention pass.
-    broker.remote.delete_records(&partition, target).await.map_err(|e| remote_log_error_code(&e))?;
-    if target > partition.log().log_start_offset() {
-        partition.log().delete_records(target).map_err(|e| crate::protocol::errors::log_error_code(&e))?;
-    }
-    Ok(broker.remote.log_start_offset(&partition))
+    partition.log_view().delete_records(target).await.map_err(|e| partition_log_error_code(&e))
 }

@@ -1,9 +1,9 @@
 //! Fetch: whole batches from each partition up to its high watermark, within the partition and
 //! response byte limits, long-polling until `min_bytes` have arrived or `max_wait_ms` has passed.
 //!
-//! Offsets below the local log start of a tiered partition are read from the remote log
-//! (`replication::remote_log_manager`); a failed remote read answers KAFKA_STORAGE_ERROR, which
-//! clients retry.
+//! Consumers read the partition's whole log ([`crate::log::PartitionLog`]), which answers
+//! offsets below the local log start of a tiered partition from the remote log; a failed
+//! remote read answers KAFKA_STORAGE_ERROR, which clients retry.
 //!
 //! A fetch with a replica id is a follower copying the partition: it reads up to the log end
 //! rather than the high watermark, reports the follower's progress to the leader's
@@ -29,9 +29,11 @@ use kafka_protocol::protocol::{Encodable, VersionRange};
 
 use super::{Reply, RequestContext};
 use crate::broker::Broker;
+use crate::log::remote::RemoteLogError;
+use crate::log::{LogError, PartitionLogError};
 use crate::model::{BrokerId, LeaderEpoch, Offset, TopicId, TopicPartition};
 use crate::protocol::errors::{partition_error_code, remote_log_error_code, unknown_topic_id, unknown_topic_or_partition};
-use crate::replication::{Partition, PartitionError, RemoteLogError};
+use crate::replication::{Partition, PartitionError};
 
 pub const VERSIONS: VersionRange = VersionRange { min: 4, max: 18 };
 
@@ -188,9 +190,17 @@ impl From<PartitionError> for ReadError {
     }
 }
 
+impl From<PartitionLogError> for ReadError {
+    fn from(e: PartitionLogError) -> Self {
+        match e {
+            PartitionLogError::Local(e) => ReadError::Partition(PartitionError::Log(e)),
+            PartitionLogError::Remote(e) => ReadError::Remote(e),
+        }
+    }
+}
+
 /// A follower's read: up to the log end, with its progress recorded on the leader.
 async fn read_for_follower(
-    broker: &Broker,
     partition: &Partition,
     replica: BrokerId,
     p: &PartitionParams,
@@ -201,12 +211,11 @@ async fn read_for_follower(
         Ok(f) => Ok(PartitionRead {
             records: f.records,
             high_watermark: f.high_watermark,
-            log_start_offset: f.log_start_offset,
+            log_start_offset: f.local_log_start_offset,
             diverging: f.diverging,
         }),
-        Err(PartitionError::Log(crate::log::LogError::OffsetOutOfRange { log_start_offset, .. }))
-            if p.fetch_offset < log_start_offset
-                && broker.remote.remote_end_offset(partition).await.ok().flatten().is_some_and(|end| end >= p.fetch_offset) =>
+        Err(PartitionError::Log(LogError::OffsetOutOfRange { log_start_offset, .. }))
+            if p.fetch_offset < log_start_offset && in_remote_storage(partition, p.fetch_offset).await =>
         {
             Err(ReadError::MovedToTieredStorage)
         }
@@ -214,62 +223,25 @@ async fn read_for_follower(
     }
 }
 
-/// A consumer's read, up to the high watermark: from the local log, or from the remote log
-/// below the local log start.
+/// Whether the remote log holds `offset` (a failure to tell counts as no).
+async fn in_remote_storage(partition: &Partition, offset: Offset) -> bool {
+    let end = partition.log_view().highest_offset_in_remote_storage().await;
+    end.is_ok_and(|end| end != Offset::INVALID && end >= offset)
+}
+
+/// A consumer's read, up to the high watermark, from the partition's whole log (local or
+/// remote, as the log decides). The first partition with data may exceed the limits by one
+/// batch, so a consumer always makes progress (KIP-74).
 async fn read_for_consumer(
-    broker: &Broker,
     partition: &Partition,
     p: &PartitionParams,
     budget: usize,
     first: bool,
 ) -> Result<PartitionRead, ReadError> {
-    let (records, high_watermark, log_start_offset) = read_committed(broker, partition, p, budget, first).await?;
-    Ok(PartitionRead { records, high_watermark, log_start_offset, diverging: None })
-}
-
-/// Returns (records, high watermark, log start offset of the whole log).
-async fn read_committed(
-    broker: &Broker,
-    partition: &Partition,
-    p: &PartitionParams,
-    budget: usize,
-    first: bool,
-) -> Result<(bytes::Bytes, Offset, Offset), ReadError> {
     partition.check_leader(p.current_leader_epoch)?;
-    let log = partition.log();
-    let remote = &broker.remote;
-    let hw = partition.high_watermark();
-    let (local_start, end) = (log.log_start_offset(), log.log_end_offset());
-    let start = if p.fetch_offset < local_start {
-        remote.log_start_offset_loaded(partition).await.map_err(ReadError::Remote)?
-    } else {
-        remote.log_start_offset(partition)
-    };
-    if p.fetch_offset < start || p.fetch_offset > end {
-        return Err(ReadError::Partition(PartitionError::Log(crate::log::LogError::OffsetOutOfRange {
-            offset: p.fetch_offset,
-            log_start_offset: start,
-            log_end_offset: end,
-        })));
-    }
-    if p.fetch_offset >= hw || budget == 0 {
-        return Ok((bytes::Bytes::new(), hw, start));
-    }
-    if p.fetch_offset < local_start {
-        // Tiered: below the local log start, the remote log serves it.
-        match remote.read(partition, p.fetch_offset, budget, first).await.map_err(ReadError::Remote)? {
-            Some(info) => return Ok((info.records, hw, start)),
-            // Not in the remote log either (a gap left by retention): continue at the local start.
-            None => {
-                let info = partition.read_committed(local_start, budget, first)?;
-                return Ok((info.records, hw, start));
-            }
-        }
-    }
-    // The first partition with data may exceed the limits by one batch, so a consumer always
-    // makes progress (KIP-74).
-    let info = partition.read_committed(p.fetch_offset, budget, first)?;
-    Ok((info.records, hw, start))
+    let high_watermark = partition.high_watermark();
+    let read = partition.log_view().read(p.fetch_offset, budget, high_watermark, first).await?;
+    Ok(PartitionRead { records: read.records, high_watermark, log_start_offset: read.log_start_offset, diverging: None })
 }
 
 /// One pass over every requested partition. Returns the response, the record bytes in it, and
@@ -294,8 +266,8 @@ async fn read_all(broker: &Broker, params: &FetchParams) -> (FetchResponse, usiz
             };
             let budget = p.max_bytes.min(params.max_bytes.saturating_sub(total));
             let result = match params.replica {
-                None => read_for_consumer(broker, &partition, p, budget, total == 0).await,
-                Some(replica) => read_for_follower(broker, &partition, replica, p, budget).await,
+                None => read_for_consumer(&partition, p, budget, total == 0).await,
+                Some(replica) => read_for_follower(&partition, replica, p, budget).await,
             };
             match result {
                 Ok(read) => {
@@ -321,14 +293,13 @@ async fn read_all(broker: &Broker, params: &FetchParams) -> (FetchResponse, usiz
                     any_error = true;
                     let code = match &e {
                         ReadError::Partition(e) => {
-                            if !matches!(e, PartitionError::Log(crate::log::LogError::OffsetOutOfRange { .. })) {
+                            if !matches!(e, PartitionError::Log(LogError::OffsetOutOfRange { .. })) {
                                 tracing::debug!(partition = %partition.tp, error = %e, "fetch refused");
                             }
                             partition_error_code(e)
                         }
                         ReadError::MovedToTieredStorage => ResponseError::OffsetMovedToTieredStorage.code(),
                         ReadError::Remote(e) => {
-                            broker.remote.record_fetch_error();
                             tracing::warn!(partition = %partition.tp, offset = %p.fetch_offset, error = %e, "remote fetch failed");
                             remote_log_error_code(e)
                         }
@@ -336,7 +307,7 @@ async fn read_all(broker: &Broker, params: &FetchParams) -> (FetchResponse, usiz
                     out.push(
                         data.with_error_code(code)
                             .with_high_watermark(partition.high_watermark().0)
-                            .with_log_start_offset(if params.version >= 5 { broker.remote.log_start_offset(&partition).0 } else { -1 }),
+                            .with_log_start_offset(if params.version >= 5 { partition.log_view().log_start_offset().0 } else { -1 }),
                     );
                 }
             }

@@ -6,11 +6,10 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::protocol::VersionRange;
 
 use super::{Reply, RequestContext};
-use crate::log::{EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, MAX_TIMESTAMP};
+use crate::log::LATEST_TIMESTAMP;
 use crate::model::{LeaderEpoch, TopicPartition};
-use crate::broker::Broker;
-use crate::protocol::errors::{partition_error_code, remote_log_error_code, unknown_topic_or_partition};
-use crate::replication::{Partition, PartitionError};
+use crate::protocol::errors::{partition_error_code, partition_log_error_code, unknown_topic_or_partition};
+use crate::replication::Partition;
 
 /// v8 adds "earliest local" (-4): the local log start of a tiered partition, where "earliest"
 /// (-2) is the start of the whole log, remote part included. v9 adds "latest tiered" (-5): the
@@ -18,9 +17,6 @@ use crate::replication::{Partition, PartitionError};
 /// lookups that read remote storage (KIP-1075); older versions wait
 /// `remote.list.offsets.request.timeout.ms`.
 pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 10 };
-
-const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
-const LATEST_TIERED_TIMESTAMP: i64 = -5;
 
 pub fn handle(ctx: RequestContext, req: ListOffsetsRequest) -> Reply {
     let version = ctx.version();
@@ -43,7 +39,7 @@ pub fn handle(ctx: RequestContext, req: ListOffsetsRequest) -> Reply {
                     partitions.push(r.with_error_code(unknown_topic_or_partition()).with_timestamp(-1).with_offset(-1));
                     continue;
                 };
-                let looked_up = tokio::time::timeout_at(deadline, lookup(&ctx.broker, &partition, LeaderEpoch(p.current_leader_epoch), p.timestamp))
+                let looked_up = tokio::time::timeout_at(deadline, lookup(&partition, LeaderEpoch(p.current_leader_epoch), p.timestamp))
                     .await
                     .unwrap_or(Err(ResponseError::RequestTimedOut.code()));
                 partitions.push(match looked_up {
@@ -61,65 +57,21 @@ pub fn handle(ctx: RequestContext, req: ListOffsetsRequest) -> Reply {
 }
 
 /// (timestamp, offset, leader epoch) for one partition; -1s when nothing matches. Errors are
-/// wire error codes.
-async fn lookup(broker: &Broker, partition: &Partition, epoch: LeaderEpoch, timestamp: i64) -> Result<(i64, i64, i32), i16> {
+/// wire error codes. "Latest" is the high watermark at the current leader epoch; every other
+/// lookup is the partition log's, bounded by the high watermark (only committed records are
+/// visible to consumers).
+async fn lookup(partition: &Partition, epoch: LeaderEpoch, timestamp: i64) -> Result<(i64, i64, i32), i16> {
     let state = partition.check_leader(epoch).map_err(|e| partition_error_code(&e))?;
-    let log = partition.log();
-    let local = |e: crate::log::LogError| partition_error_code(&PartitionError::Log(e));
-    let remote = &broker.remote;
-    match timestamp {
-        LATEST_TIMESTAMP => Ok((-1, partition.high_watermark().0, state.leader_epoch.0)),
-        LATEST_TIERED_TIMESTAMP => {
-            if !log.config().remote_storage_enable {
-                return Ok((-1, -1, -1));
-            }
-            let highest = remote.remote_end_offset(partition).await.map_err(|e| remote_log_error_code(&e))?;
-            Ok(match highest {
-                Some(offset) => (-1, offset.0, log.leader_epoch_for_offset(offset).map(|e| e.0).unwrap_or(-1)),
-                None => (-1, -1, -1),
-            })
-        }
-        EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => {
-            let local_start = log.log_start_offset();
-            let start = if timestamp == EARLIEST_TIMESTAMP {
-                remote.log_start_offset_loaded(partition).await.map_err(|e| remote_log_error_code(&e))?
-            } else {
-                local_start
-            };
-            let epoch = if start == local_start {
-                log.fetch_offset_by_timestamp(EARLIEST_TIMESTAMP).map_err(local)?.and_then(|t| t.leader_epoch).map(|e| e.0).unwrap_or(-1)
-            } else {
-                -1
-            };
-            Ok((-1, start.0, epoch))
-        }
-        _ => {
-            let ts = if timestamp == MAX_TIMESTAMP { MAX_TIMESTAMP } else { timestamp.max(0) };
-            let mut found = None;
-            if ts >= 0 {
-                // The remote part holds the oldest records: look there first.
-                found = remote.offset_for_timestamp(partition, ts).await.map_err(|e| remote_log_error_code(&e))?;
-            }
-            if found.is_none() {
-                found = log.fetch_offset_by_timestamp(ts).map_err(local)?;
-            }
-            if ts == MAX_TIMESTAMP {
-                // The greatest timestamp may be in the remote part; on a tie the earlier
-                // (remote) record wins.
-                let in_remote = remote.max_timestamp(partition).await.map_err(|e| remote_log_error_code(&e))?;
-                if let Some(r) = in_remote {
-                    if found.as_ref().is_none_or(|l| r.timestamp_ms >= l.timestamp_ms) {
-                        found = Some(r);
-                    }
-                }
-            }
-            match found {
-                // Only committed records are visible to consumers.
-                Some(found) if found.offset < partition.high_watermark() => {
-                    Ok((found.timestamp_ms, found.offset.0, found.leader_epoch.map(|e| e.0).unwrap_or(-1)))
-                }
-                _ => Ok((-1, -1, -1)),
-            }
-        }
+    if timestamp == LATEST_TIMESTAMP {
+        return Ok((-1, partition.high_watermark().0, state.leader_epoch.0));
     }
+    let found = partition
+        .log_view()
+        .fetch_offset_by_timestamp(timestamp, partition.high_watermark())
+        .await
+        .map_err(|e| partition_log_error_code(&e))?;
+    Ok(match found {
+        Some(found) => (found.timestamp_ms, found.offset.0, found.leader_epoch.map(|e| e.0).unwrap_or(-1)),
+        None => (-1, -1, -1),
+    })
 }

@@ -139,7 +139,7 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
                                 .with_error_code(NONE)
                                 .with_base_offset(info.first_offset.0)
                                 .with_log_append_time_ms(info.log_append_time_ms)
-                                .with_log_start_offset(if version >= 5 { info.log_start_offset.0 } else { -1 }),
+                                .with_log_start_offset(if version >= 5 { info.local_log_start_offset.0 } else { -1 }),
                             Ok(Err(e)) => {
                                 log_append_error(&partition.tp, &e);
                                 r.with_error_code(partition_error_code(&e)).with_base_offset(-1).with_error_message((version >= 8).then(|| str_bytes(e.to_string())))

@@ -223,7 +223,7 @@ impl LogCleaner {
             }
             let checkpoint_offset =
                 checkpoint::read_offset(&st.dir, checkpoint::CLEANER_OFFSET_FILE)
-                    .unwrap_or(st.log_start_offset);
+                    .unwrap_or(st.local_log_start_offset);
             let closed = st.segments.len().saturating_sub(1);
             let mut views = Vec::new();
             for seg in st.segments.values().take(closed) {

@@ -125,7 +125,7 @@ pub(crate) fn load(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<LocalL
         dir: dir.to_path_buf(),
         config: config.clone(),
         segments,
-        log_start_offset: lso,
+        local_log_start_offset: lso,
         recovery_point: rp_ckpt.min(leo),
         checkpointed_recovery_point: rp_ckpt,
         epoch_cache,

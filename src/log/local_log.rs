@@ -23,7 +23,7 @@ pub(crate) struct LocalLog {
     pub(crate) config: LogConfig,
     /// By base offset; never empty: the last one is the active segment.
     pub(crate) segments: BTreeMap<i64, LogSegment>,
-    pub(crate) log_start_offset: i64,
+    pub(crate) local_log_start_offset: i64,
     /// Everything below it is fsynced (in memory; the checkpoint file may lag).
     pub(crate) recovery_point: i64,
     /// The recovery point the checkpoint file holds (as far as this process wrote it).
@@ -48,7 +48,7 @@ impl std::fmt::Debug for LocalLog {
         f.debug_struct("LocalLog")
             .field("dir", &self.dir)
             .field("segments", &self.segments.len())
-            .field("log_start_offset", &self.log_start_offset)
+            .field("local_log_start_offset", &self.local_log_start_offset)
             .field("log_end_offset", &self.log_end_offset())
             .field("recovery_point", &self.recovery_point)
             .field("closed", &self.closed)
@@ -75,7 +75,7 @@ impl LocalLog {
         self.segments
             .values()
             .next_back()
-            .map_or(self.log_start_offset, |s| s.next_offset)
+            .map_or(self.local_log_start_offset, |s| s.next_offset)
     }
 
     pub(crate) fn size_bytes(&self) -> u64 {
@@ -151,9 +151,9 @@ impl LocalLog {
         Ok(Some((base, seg.next_offset)))
     }
 
-    pub(crate) fn set_log_start_offset(&mut self, offset: i64) -> Result<()> {
-        if offset != self.log_start_offset {
-            self.log_start_offset = offset;
+    pub(crate) fn set_local_log_start_offset(&mut self, offset: i64) -> Result<()> {
+        if offset != self.local_log_start_offset {
+            self.local_log_start_offset = offset;
             checkpoint::write_offset(&self.dir, checkpoint::LOG_START_OFFSET_FILE, offset)?;
             if self.epoch_cache.truncate_from_start(offset) {
                 self.epoch_cache.persist()?;
@@ -229,12 +229,12 @@ impl LocalLog {
             )?;
             self.segments.insert(offset, seg);
         }
-        if offset < self.log_start_offset {
-            self.log_start_offset = self.log_start_offset.min(offset);
+        if offset < self.local_log_start_offset {
+            self.local_log_start_offset = self.local_log_start_offset.min(offset);
             checkpoint::write_offset(
                 &self.dir,
                 checkpoint::LOG_START_OFFSET_FILE,
-                self.log_start_offset,
+                self.local_log_start_offset,
             )?;
         }
         let active = self.active_mut();
@@ -278,7 +278,7 @@ impl LocalLog {
         )?;
         self.segments.insert(offset, seg);
         self.unflushed_files.clear();
-        self.log_start_offset = offset;
+        self.local_log_start_offset = offset;
         self.recovery_point = offset;
         self.truncations += 1;
         self.producers.clear();
@@ -350,7 +350,7 @@ impl LocalLog {
         checkpoint::write_offset(
             &self.dir,
             checkpoint::LOG_START_OFFSET_FILE,
-            self.log_start_offset,
+            self.local_log_start_offset,
         )
     }
 }

@@ -5,13 +5,17 @@
 //!   with the broker-assigned base offset written into each batch header;
 //! - `{base_offset:020}.index`: the sparse [`OffsetIndex`](index) of that segment;
 //! - `{base_offset:020}.timeindex`: its time index;
-//! - checkpoints: log start offset, recovery point, leader-epoch cache, producer-state snapshots.
+//! - checkpoints: local log start offset, recovery point, leader-epoch cache, producer-state
+//!   snapshots.
 //!
 //! `docs/on-disk-format.md` gives the byte layouts.
 //!
 //! This file is the contract the rest of the broker uses; the engine lives in the submodules,
 //! named as Kafka names them:
-//! - [`UnifiedLog`] (`unified_log.rs`): the API; locking, group commit, reads outside the lock;
+//! - [`PartitionLog`] (`partition_log.rs`): a partition's whole log, local and remote, the API
+//!   fetch, ListOffsets and DeleteRecords use; it alone decides which part answers;
+//! - [`UnifiedLog`] (`unified_log.rs`): the local log's API; locking, group commit, reads
+//!   outside the lock;
 //! - `local_log.rs`: the segments and the state that moves with them;
 //! - [`segment`]: `LogSegment`, the `.log` file, batch scans and reads;
 //! - [`index`] / [`time_index`]: `OffsetIndex` and `TimeIndex`, memory-mapped;
@@ -19,7 +23,13 @@
 //! - [`epoch_cache`]: `LeaderEpochFileCache`; [`producer_state`]: idempotent producers;
 //! - [`checkpoint`]: the checksummed checkpoint files; `retention.rs`: what retention deletes;
 //! - [`cleaner`]: `LogCleaner`, compaction; [`LogManager`] (`manager.rs`): all logs and their
-//!   background tasks.
+//!   background tasks;
+//! - [`remote`]: `RemoteLogManager`, tiered storage (the `strata-tiering` crate) under the
+//!   logs: uploads, remote retention, remote reads, loading the remote metadata.
+//!
+//! `log` depends on `protocol`, `model`, `config`, `metrics` and `clock` only, never on
+//! `replication`, `handlers` or the broker: what it needs of a partition replica comes in as
+//! values or through the [`remote::TieredPartition`] trait.
 
 use std::path::PathBuf;
 
@@ -177,8 +187,8 @@ pub struct LogAppendInfo {
     pub last_offset: Offset,
     /// The broker time used for LogAppendTime topics, -1 otherwise.
     pub log_append_time_ms: i64,
-    /// The log start offset after the append.
-    pub log_start_offset: Offset,
+    /// The local log start offset after the append.
+    pub local_log_start_offset: Offset,
     /// Number of records appended.
     pub record_count: u64,
     /// Bytes appended.
@@ -188,13 +198,13 @@ pub struct LogAppendInfo {
     pub duplicate: bool,
 }
 
-/// The result of a read: whole record batches, as stored.
+/// The result of a read of the local log: whole record batches, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchDataInfo {
     /// Concatenated record batches; the first contains the requested offset.
     pub records: Bytes,
-    /// The log start offset at the time of the read.
-    pub log_start_offset: Offset,
+    /// The local log start offset at the time of the read.
+    pub local_log_start_offset: Offset,
     /// The log end offset at the time of the read.
     pub log_end_offset: Offset,
 }
@@ -212,6 +222,12 @@ pub struct ProducerStateEntry {
 pub const LATEST_TIMESTAMP: i64 = -1;
 pub const EARLIEST_TIMESTAMP: i64 = -2;
 pub const MAX_TIMESTAMP: i64 = -3;
+/// ListOffsets v8: the local log start of a tiered partition, where `EARLIEST_TIMESTAMP` is the
+/// start of the whole log, remote part included.
+pub const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
+/// ListOffsets v9 (KIP-1005): the last offset held in remote storage; -1 when nothing is, or
+/// the topic is not tiered.
+pub const LATEST_TIERED_TIMESTAMP: i64 = -5;
 
 /// An answer to a lookup by timestamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,6 +248,8 @@ pub enum LogError {
     UnsupportedMagic { magic: i8 },
     #[error("invalid timestamp {timestamp_ms}: {reason}")]
     InvalidTimestamp { timestamp_ms: i64, reason: String },
+    /// The bounds are those of the log that refused: the local log for a read of the
+    /// [`UnifiedLog`], the whole log (remote part included) for a read of the [`PartitionLog`].
     #[error("offset {offset} is outside the log [{log_start_offset}, {log_end_offset}]")]
     OffsetOutOfRange {
         offset: Offset,
@@ -280,7 +298,9 @@ mod loader;
 mod local_log;
 mod manager;
 pub mod meta_properties;
+mod partition_log;
 pub mod producer_state;
+pub mod remote;
 mod retention;
 pub mod segment;
 pub mod time_index;
@@ -314,4 +334,5 @@ pub fn metrics() -> &'static LogMetrics {
     })
 }
 pub use manager::LogManager;
+pub use partition_log::{LogReadInfo, PartitionLog, PartitionLogError};
 pub use unified_log::{RetentionGuard, SealedSegmentInfo, UnifiedLog};

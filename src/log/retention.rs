@@ -29,7 +29,7 @@ pub(crate) fn deletable_segments(log: &LocalLog, now_ms: i64) -> Vec<(i64, i64)>
     let mut next_bases = log.segments.keys().skip(1);
     for seg in log.segments.values().take(closed) {
         let next_base = next_bases.next().copied().unwrap_or(i64::MAX);
-        let below_start = next_base <= log.log_start_offset;
+        let below_start = next_base <= log.local_log_start_offset;
         let newest = if seg.max_timestamp >= 0 {
             seg.max_timestamp
         } else {

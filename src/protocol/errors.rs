@@ -4,9 +4,10 @@ use kafka_protocol::error::ResponseError as E;
 
 use crate::controller::ControllerError;
 use crate::group::CoordinatorError;
-use crate::log::LogError;
+use crate::log::remote::RemoteLogError;
+use crate::log::{LogError, PartitionLogError};
 use crate::quota::QuotaError;
-use crate::replication::{PartitionError, RemoteLogError};
+use crate::replication::PartitionError;
 
 pub const NONE: i16 = 0;
 
@@ -49,6 +50,14 @@ pub fn remote_log_error_code(e: &RemoteLogError) -> i16 {
         RemoteLogError::Storage { .. }
         | RemoteLogError::CorruptBatch { .. }
         | RemoteLogError::NotLoaded { .. } => E::KafkaStorageError.code(),
+    }
+}
+
+/// A partition log's error: from its local part or its remote part.
+pub fn partition_log_error_code(e: &PartitionLogError) -> i16 {
+    match e {
+        PartitionLogError::Local(e) => log_error_code(e),
+        PartitionLogError::Remote(e) => remote_log_error_code(e),
     }
 }
 

@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Partition, RemoteLogManager};
+use super::Partition;
 use crate::client::{ClientError, KafkaClient};
 use crate::log::FlushPolicy;
 use crate::model::{BrokerId, LeaderEpoch, Offset, TopicPartition};
@@ -67,7 +67,6 @@ pub struct ReplicaFetcherManager {
     local: BrokerId,
     net: Arc<dyn Network>,
     settings: FetcherSettings,
-    remote: Option<Arc<RemoteLogManager>>,
     // Short sections only; tasks are spawned, never awaited, under it.
     fetchers: Mutex<HashMap<BrokerId, Fetcher>>,
     /// Leaders whose connection broke or whose port refused this broker's fetcher, and when it
@@ -82,14 +81,12 @@ impl ReplicaFetcherManager {
         local: BrokerId,
         net: Arc<dyn Network>,
         settings: FetcherSettings,
-        remote: Option<Arc<RemoteLogManager>>,
         shutdown: CancellationToken,
     ) -> Arc<ReplicaFetcherManager> {
         Arc::new(ReplicaFetcherManager {
             local,
             net,
             settings,
-            remote,
             fetchers: Mutex::new(HashMap::new()),
             unreachable: Mutex::new(HashMap::new()),
             shutdown,
@@ -406,7 +403,7 @@ impl FetchTask {
     }
 
     async fn apply(&self, target: &FetchTarget, data: &PartitionData) -> Result<(), String> {
-        apply_fetched(&target.partition, data, self.manager.remote.as_deref()).await
+        apply_fetched(&target.partition, data).await
     }
 }
 
@@ -414,11 +411,7 @@ impl FetchTask {
 /// records and takes the high watermark, or truncates to where a diverging epoch says the logs
 /// agree, or restarts the log where the leader's starts (out of range), or after the remote log
 /// (moved to tiered storage). Any other error is returned, and the fetcher backs off.
-pub async fn apply_fetched(
-    p: &Arc<Partition>,
-    data: &PartitionData,
-    remote: Option<&RemoteLogManager>,
-) -> Result<(), String> {
+pub async fn apply_fetched(p: &Arc<Partition>, data: &PartitionData) -> Result<(), String> {
     let leader_hw = Offset(data.high_watermark);
     match ResponseError::try_from_code(data.error_code) {
         None => {
@@ -467,7 +460,7 @@ pub async fn apply_fetched(
                 p.truncate_to(to).map_err(|e| e.to_string())
             }
         }
-        Some(ResponseError::OffsetMovedToTieredStorage) => rebuild_from_remote(p, remote).await,
+        Some(ResponseError::OffsetMovedToTieredStorage) => rebuild_from_remote(p).await,
         Some(e) => Err(format!("the leader answered {e:?}")),
     }
 }
@@ -475,20 +468,18 @@ pub async fn apply_fetched(
 /// The leader no longer holds locally what this replica needs next, but object storage does:
 /// rather than copy it back, start the local log after the end of the remote log (which the
 /// leader keeps locally until it is uploaded).
-async fn rebuild_from_remote(
-    p: &Arc<Partition>,
-    remote: Option<&RemoteLogManager>,
-) -> Result<(), String> {
-    let Some(remote) = remote else {
+async fn rebuild_from_remote(p: &Arc<Partition>) -> Result<(), String> {
+    let log = p.log_view();
+    if !log.has_remote_storage() {
         return Err("the leader's data is tiered and this broker has no remote storage".into());
-    };
-    let end = remote
-        .remote_end_offset(p)
+    }
+    let end = log
+        .highest_offset_in_remote_storage()
         .await
         .map_err(|e| e.to_string())?;
-    let Some(end) = end else {
+    if end == Offset::INVALID {
         return Err("the leader says the data is tiered, but the remote log is empty".into());
-    };
+    }
     let start = end.next();
     if p.log().log_end_offset() >= start {
         return Err("the leader's local log starts past this replica's end".into());
@@ -521,7 +512,7 @@ fn fetch_request(
             .with_current_leader_epoch(t.leader_epoch.0)
             .with_fetch_offset(log.log_end_offset().0)
             .with_last_fetched_epoch(log.latest_epoch().map_or(-1, |e| e.0))
-            .with_log_start_offset(log.log_start_offset().0)
+            .with_log_start_offset(log.local_log_start_offset().0)
             .with_partition_max_bytes(settings.partition_max_bytes);
         match topics.iter_mut().find(|f| f.topic.0.as_str() == p.tp.topic) {
             Some(f) => f.partitions.push(partition),

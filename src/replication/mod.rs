@@ -9,7 +9,6 @@
 pub mod fetcher;
 pub mod isr;
 pub mod partition;
-pub mod remote_log_manager;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -20,11 +19,11 @@ pub use fetcher::{FetchTarget, FetcherSettings, ReplicaFetcherManager};
 pub use partition::{
     FollowerFetch, IsrProposal, Partition, PartitionError, PartitionSignals, PartitionState,
 };
-pub use remote_log_manager::{RemoteLogError, RemoteLogManager, RemoteLogManagerConfig};
 
 use crate::clock::SharedClock;
 use crate::config::NodeConfig;
 use crate::controller::MetadataImage;
+use crate::log::remote::{RemoteLogManager, TieredPartition, TieredPartitions};
 use crate::log::{LogError, LogManager};
 use crate::model::{BrokerId, TopicId, TopicPartition};
 
@@ -224,19 +223,20 @@ impl ReplicaManager {
                     continue;
                 }
             };
-            let partition = Arc::new(Partition::new(
+            let mut partition = Partition::new(
                 tp.clone(),
                 topic_id,
-                log,
+                log.clone(),
                 self.local,
                 state,
                 min_isr,
                 self.clock.clone(),
                 self.signals.clone(),
-            ));
+            );
             if let Some(r) = self.remote.get() {
-                r.on_partition_created(&partition);
+                partition = partition.with_remote_log(r.attach(&tp, topic_id, &log));
             }
+            let partition = Arc::new(partition);
             if let Ok(mut m) = self.partitions.write() {
                 m.insert(tp, partition);
             }
@@ -269,6 +269,15 @@ impl ReplicaManager {
             })
             .collect();
         fetchers.assign(targets);
+    }
+}
+
+impl TieredPartitions for ReplicaManager {
+    fn tiered_partitions(&self) -> Vec<Arc<dyn TieredPartition>> {
+        self.all()
+            .into_iter()
+            .map(|p| p as Arc<dyn TieredPartition>)
+            .collect()
     }
 }
 

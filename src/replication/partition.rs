@@ -17,7 +17,10 @@ use tokio::sync::watch;
 use super::isr::{self, FollowerState};
 use crate::clock::SharedClock;
 use crate::controller::PartitionRegistration;
-use crate::log::{checkpoint, FetchDataInfo, FlushPolicy, LogAppendInfo, LogError, UnifiedLog};
+use crate::log::remote::{RemoteLog, TieredPartition};
+use crate::log::{
+    checkpoint, FetchDataInfo, FlushPolicy, LogAppendInfo, LogError, PartitionLog, UnifiedLog,
+};
 use crate::model::{BrokerId, LeaderEpoch, Offset, TopicId, TopicPartition};
 
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +94,7 @@ pub struct FollowerFetch {
     pub diverging: Option<(LeaderEpoch, Offset)>,
     pub records: bytes::Bytes,
     pub high_watermark: Offset,
-    pub log_start_offset: Offset,
+    pub local_log_start_offset: Offset,
 }
 
 /// An ISR change this leader has asked the controller for.
@@ -132,7 +135,8 @@ const ISR_PROPOSAL_RETRY_MS: i64 = 5_000;
 pub struct Partition {
     pub tp: TopicPartition,
     pub topic_id: TopicId,
-    log: Arc<UnifiedLog>,
+    /// The whole log: the local log and, on a broker with tiered storage, the remote part.
+    log: PartitionLog,
     local: BrokerId,
     clock: SharedClock,
     // Short sections only: read or replace the state, never across I/O or `.await`.
@@ -182,7 +186,7 @@ impl Partition {
             Offset(
                 checkpointed
                     .unwrap_or(0)
-                    .clamp(log.log_start_offset().0, leo.0),
+                    .clamp(log.local_log_start_offset().0, leo.0),
             )
         };
         let now = clock.now_ms();
@@ -190,7 +194,7 @@ impl Partition {
         Partition {
             tp,
             topic_id,
-            log,
+            log: PartitionLog::new(log),
             local,
             clock,
             replicas: Mutex::new(Replicas {
@@ -210,7 +214,19 @@ impl Partition {
         }
     }
 
+    /// Pairs the partition's log with its remote part (tiered storage).
+    pub fn with_remote_log(mut self, remote: RemoteLog) -> Partition {
+        self.log = self.log.with_remote(remote);
+        self
+    }
+
+    /// The local log.
     pub fn log(&self) -> &Arc<UnifiedLog> {
+        self.log.local()
+    }
+
+    /// The whole log, local and remote: what fetch, ListOffsets and DeleteRecords read.
+    pub fn log_view(&self) -> &PartitionLog {
         &self.log
     }
 
@@ -312,7 +328,7 @@ impl Partition {
                 min_isr,
             });
         }
-        let info = self.log.append_as_leader(records, state.leader_epoch)?;
+        let info = self.log().append_as_leader(records, state.leader_epoch)?;
         if state.replicas.len() > 1 {
             self.append_version.send_modify(|v| *v += 1);
             let epoch = state.leader_epoch.0;
@@ -335,7 +351,7 @@ impl Partition {
     }
 
     fn waits_for_fsync(&self) -> bool {
-        self.log.flush_policy() == FlushPolicy::GroupCommit
+        self.log().flush_policy() == FlushPolicy::GroupCommit
     }
 
     /// Resolves once what the leader appended below `end_offset` at `leader_epoch` is
@@ -351,7 +367,7 @@ impl Partition {
     ) -> Result<(), PartitionError> {
         let mut changes = self.commits.subscribe();
         if self.waits_for_fsync() {
-            self.log.wait_durable(end_offset).await?;
+            self.log().wait_durable(end_offset).await?;
         }
         self.advance_high_watermark();
         if acks != -1 {
@@ -391,9 +407,9 @@ impl Partition {
     /// The leader's own committed end: durable under group commit, else its log end.
     fn leader_end(&self) -> Offset {
         if self.waits_for_fsync() {
-            self.log.durable_offset()
+            self.log().durable_offset()
         } else {
-            self.log.log_end_offset()
+            self.log().log_end_offset()
         }
     }
 
@@ -452,7 +468,7 @@ impl Partition {
         min_one_batch: bool,
     ) -> Result<FetchDataInfo, PartitionError> {
         Ok(self
-            .log
+            .log()
             .read(offset, max_bytes, self.high_watermark(), min_one_batch)?)
     }
 
@@ -475,37 +491,37 @@ impl Partition {
                 replica,
             });
         }
-        let log_start_offset = self.log.log_start_offset();
-        let leo = self.log.log_end_offset();
+        let local_log_start_offset = self.log().local_log_start_offset();
+        let leo = self.log().log_end_offset();
         // Below the log start no epoch can be checked: the follower starts over (at the log
         // start, or after the remote log of a tiered partition).
-        if fetch_offset < log_start_offset {
+        if fetch_offset < local_log_start_offset {
             return Err(PartitionError::Log(LogError::OffsetOutOfRange {
                 offset: fetch_offset,
-                log_start_offset,
+                log_start_offset: local_log_start_offset,
                 log_end_offset: leo,
             }));
         }
         if let Some(epoch) = last_fetched_epoch {
-            let diverging = match self.log.end_offset_for_epoch(epoch) {
+            let diverging = match self.log().end_offset_for_epoch(epoch) {
                 Some((e, end)) if e == epoch && end >= fetch_offset => None,
                 Some((e, end)) => Some((e, end.min(fetch_offset))),
                 // Older than anything this log still knows: start over at its beginning.
-                None => Some((LeaderEpoch::UNKNOWN, log_start_offset)),
+                None => Some((LeaderEpoch::UNKNOWN, local_log_start_offset)),
             };
             if diverging.is_some() {
                 return Ok(FollowerFetch {
                     diverging,
                     records: bytes::Bytes::new(),
                     high_watermark: self.high_watermark(),
-                    log_start_offset,
+                    local_log_start_offset,
                 });
             }
         }
         if fetch_offset > leo {
             return Err(PartitionError::Log(LogError::OffsetOutOfRange {
                 offset: fetch_offset,
-                log_start_offset,
+                log_start_offset: local_log_start_offset,
                 log_end_offset: leo,
             }));
         }
@@ -519,12 +535,12 @@ impl Partition {
             *f = f.on_fetch(fetch_offset, leo, now);
         }
         self.advance_high_watermark();
-        let info = self.log.read(fetch_offset, max_bytes, leo, true)?;
+        let info = self.log().read(fetch_offset, max_bytes, leo, true)?;
         Ok(FollowerFetch {
             diverging: None,
             records: info.records,
             high_watermark: self.high_watermark(),
-            log_start_offset,
+            local_log_start_offset,
         })
     }
 
@@ -533,8 +549,8 @@ impl Partition {
     pub fn propose_isr_change(&self, lag_max_ms: i64) -> Option<IsrProposal> {
         let now = self.clock.now_ms();
         let hw = self.high_watermark();
-        let latest_epoch = self.log.latest_epoch_entry();
-        let leo = self.log.log_end_offset();
+        let latest_epoch = self.log().latest_epoch_entry();
+        let leo = self.log().log_end_offset();
         let mut r = self.lock();
         if r.state.leader != self.local || r.state.replicas.len() <= 1 {
             return None;
@@ -576,20 +592,20 @@ impl Partition {
         let info = if records.is_empty() {
             None
         } else {
-            Some(self.log.append_as_follower(records)?)
+            Some(self.log().append_as_follower(records)?)
         };
         self.take_leader_high_watermark(leader_high_watermark);
         Ok(info)
     }
 
     fn take_leader_high_watermark(&self, leader_high_watermark: Offset) {
-        let hw = leader_high_watermark.min(self.log.log_end_offset());
+        let hw = leader_high_watermark.min(self.log().log_end_offset());
         let _ = self.raise_high_watermark(hw);
     }
 
     /// On a follower: removes every record at or after `offset` (a diverged tail).
     pub fn truncate_to(&self, offset: Offset) -> Result<(), PartitionError> {
-        self.log.truncate_to(offset)?;
+        self.log().truncate_to(offset)?;
         self.clamp_high_watermark();
         Ok(())
     }
@@ -597,7 +613,7 @@ impl Partition {
     /// On a follower that fell behind the leader's log start: drops the local log and starts
     /// empty at `offset`.
     pub fn truncate_fully_and_start_at(&self, offset: Offset) -> Result<(), PartitionError> {
-        self.log.truncate_fully_and_start_at(offset)?;
+        self.log().truncate_fully_and_start_at(offset)?;
         self.high_watermark.store(offset.0, Ordering::Release);
         Ok(())
     }
@@ -605,7 +621,7 @@ impl Partition {
     /// Truncations below the high watermark (DeleteRecords past it) are refused by the caller;
     /// after a truncation the high watermark is clamped to the new end.
     pub fn clamp_high_watermark(&self) {
-        let leo = self.log.log_end_offset();
+        let leo = self.log().log_end_offset();
         self.high_watermark.fetch_min(leo.0, Ordering::AcqRel);
     }
 
@@ -615,10 +631,41 @@ impl Partition {
         if !self.is_replicated() || self.checkpointed_high_watermark.load(Ordering::Relaxed) == hw {
             return Ok(());
         }
-        checkpoint::write_offset(self.log.dir(), checkpoint::HIGH_WATERMARK_FILE, hw)?;
+        checkpoint::write_offset(self.log().dir(), checkpoint::HIGH_WATERMARK_FILE, hw)?;
         self.checkpointed_high_watermark
             .store(hw, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+/// What tiering needs of a replica: its names, its local log and its leadership facts.
+impl TieredPartition for Partition {
+    fn topic_partition(&self) -> &TopicPartition {
+        &self.tp
+    }
+
+    fn topic_id(&self) -> TopicId {
+        self.topic_id
+    }
+
+    fn local_log(&self) -> &Arc<UnifiedLog> {
+        self.log()
+    }
+
+    fn is_leader(&self) -> bool {
+        Partition::is_leader(self)
+    }
+
+    fn leader_epoch(&self) -> LeaderEpoch {
+        self.state().leader_epoch
+    }
+
+    fn high_watermark(&self) -> Offset {
+        Partition::high_watermark(self)
+    }
+
+    fn local_log_restarted(&self) {
+        self.advance_high_watermark();
     }
 }
 

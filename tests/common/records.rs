@@ -55,7 +55,7 @@ pub(crate) fn encode(records: &[Record], compression: Compression) -> Bytes {
 /// Every batch of `log` from its start offset to its end, in order: its header and its bytes.
 pub(crate) fn log_batches(log: &UnifiedLog) -> Vec<(BatchHeader, Bytes)> {
     let mut out = Vec::new();
-    let mut next = log.log_start_offset();
+    let mut next = log.local_log_start_offset();
     loop {
         let r = log
             .read(next, 1 << 20, Offset(i64::MAX), true)

@@ -18,6 +18,11 @@
 //! so one fsync serves everyone who arrived meanwhile. Recovery ([`loader`](super::loader))
 //! never cuts below a durable offset because durable batches are whole and CRC-valid.
 
+mod lookup;
+mod tiering;
+
+pub use tiering::SealedSegmentInfo;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -27,11 +32,10 @@ use bytes::Bytes;
 
 use super::local_log::LocalLog;
 use super::producer_state::{Check, SequenceError};
-use super::segment::{read_batches, scan_batches, SegmentFile, SegmentRead};
+use super::segment::{read_batches, SegmentFile, SegmentRead};
 use super::{
     checkpoint, loader, retention, FetchDataInfo, FlushPolicy, LogAppendInfo, LogConfig, LogError,
-    ProducerStateEntry, Result, TimestampAndOffset, TimestampType, EARLIEST_TIMESTAMP,
-    LATEST_TIMESTAMP, MAX_TIMESTAMP,
+    ProducerStateEntry, Result, TimestampType,
 };
 use crate::clock::SharedClock;
 use crate::model::{LeaderEpoch, Offset, ProducerEpoch, ProducerId};
@@ -40,25 +44,6 @@ use crate::protocol::record_batch::{self, validate_batch, BatchError, BatchHeade
 /// Asked before retention deletes a closed segment: `false` holds it back (tiered storage keeps
 /// a segment until it is uploaded). Arguments: base offset and last offset of the segment.
 pub type RetentionGuard = Arc<dyn Fn(Offset, Offset) -> bool + Send + Sync>;
-
-/// A closed segment as tiered storage sees it: its files and what they hold. The files stay
-/// while retention's guard holds the segment back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SealedSegmentInfo {
-    pub base_offset: Offset,
-    /// The last offset in the segment (inclusive).
-    pub last_offset: Offset,
-    pub max_timestamp_ms: i64,
-    pub size_bytes: u64,
-    pub log_path: PathBuf,
-    pub index_path: PathBuf,
-    pub time_index_path: PathBuf,
-    /// The producer-state snapshot taken when the segment rolled (`{next offset}.snapshot`), if
-    /// it is still on disk.
-    pub producer_snapshot_path: Option<PathBuf>,
-    /// Leader-epoch cache entries `(epoch, start offset)` covering the segment.
-    pub leader_epochs: Vec<(LeaderEpoch, Offset)>,
-}
 
 /// A partition's log: its segments, indexes, checkpoints and producer state.
 pub struct UnifiedLog {
@@ -258,7 +243,7 @@ impl UnifiedLog {
                     if h.base_offset < next {
                         return Err(LogError::OffsetOutOfRange {
                             offset: Offset(h.base_offset),
-                            log_start_offset: Offset(st.log_start_offset),
+                            log_start_offset: Offset(st.local_log_start_offset),
                             log_end_offset: Offset(leo),
                         });
                     }
@@ -271,7 +256,7 @@ impl UnifiedLog {
                         first_offset: Offset(m.first_offset),
                         last_offset: Offset(m.last_offset),
                         log_append_time_ms: if log_append_time { now } else { -1 },
-                        log_start_offset: Offset(st.log_start_offset),
+                        local_log_start_offset: Offset(st.local_log_start_offset),
                         record_count: (m.last_offset - m.first_offset + 1) as u64,
                         size_bytes: 0,
                         duplicate: true,
@@ -336,7 +321,7 @@ impl UnifiedLog {
             first_offset: Offset(first_offset),
             last_offset: Offset(last_offset),
             log_append_time_ms: if log_append_time { now } else { -1 },
-            log_start_offset: Offset(st.log_start_offset),
+            local_log_start_offset: Offset(st.local_log_start_offset),
             record_count,
             size_bytes: size as u64,
             duplicate: false,
@@ -481,7 +466,7 @@ impl UnifiedLog {
         loop {
             let (file, pos, end, lso, leo) = {
                 let st = self.lock_open()?;
-                let (lso, leo) = (st.log_start_offset, st.log_end_offset());
+                let (lso, leo) = (st.local_log_start_offset, st.log_end_offset());
                 if offset.0 < lso || offset.0 > leo {
                     return Err(LogError::OffsetOutOfRange {
                         offset,
@@ -496,7 +481,7 @@ impl UnifiedLog {
                 let Some(seg) = seg.filter(|_| target < leo) else {
                     return Ok(FetchDataInfo {
                         records: Bytes::new(),
-                        log_start_offset: Offset(lso),
+                        local_log_start_offset: Offset(lso),
                         log_end_offset: Offset(leo),
                     });
                 };
@@ -517,7 +502,7 @@ impl UnifiedLog {
                 SegmentRead::Data(records) => {
                     return Ok(FetchDataInfo {
                         records,
-                        log_start_offset: Offset(lso),
+                        local_log_start_offset: Offset(lso),
                         log_end_offset: Offset(leo),
                     })
                 }
@@ -526,144 +511,14 @@ impl UnifiedLog {
         }
     }
 
-    pub fn log_start_offset(&self) -> Offset {
-        Offset(self.lock().log_start_offset)
+    /// The first offset on local disk (a tiered partition's log starts earlier, in remote
+    /// storage: see [`PartitionLog`](super::PartitionLog)).
+    pub fn local_log_start_offset(&self) -> Offset {
+        Offset(self.lock().local_log_start_offset)
     }
 
     pub fn log_end_offset(&self) -> Offset {
         Offset(self.lock().log_end_offset())
-    }
-
-    /// The leader epoch that wrote `offset`, if the epoch cache still covers it.
-    pub fn leader_epoch_for_offset(&self, offset: Offset) -> Option<LeaderEpoch> {
-        Self::epoch_for_offset(&self.lock(), offset.0)
-    }
-
-    fn epoch_for_offset(st: &LocalLog, offset: i64) -> Option<LeaderEpoch> {
-        st.epoch_cache
-            .entries()
-            .iter()
-            .rev()
-            .find(|&&(_, start)| start <= offset)
-            .map(|&(e, _)| LeaderEpoch(e))
-    }
-
-    /// ListOffsets: `EARLIEST_TIMESTAMP`, `LATEST_TIMESTAMP`, `MAX_TIMESTAMP`, or the first
-    /// offset whose timestamp is at or after `timestamp_ms` (None if there is none).
-    pub fn fetch_offset_by_timestamp(
-        &self,
-        timestamp_ms: i64,
-    ) -> Result<Option<TimestampAndOffset>> {
-        let st = self.lock_open()?;
-        let (lso, leo) = (st.log_start_offset, st.log_end_offset());
-        match timestamp_ms {
-            EARLIEST_TIMESTAMP => {
-                return Ok(Some(TimestampAndOffset {
-                    timestamp_ms: -1,
-                    offset: Offset(lso),
-                    leader_epoch: Self::epoch_for_offset(&st, lso),
-                }))
-            }
-            LATEST_TIMESTAMP => {
-                return Ok(Some(TimestampAndOffset {
-                    timestamp_ms: -1,
-                    offset: Offset(leo),
-                    leader_epoch: st.epoch_cache.latest_epoch().map(LeaderEpoch),
-                }))
-            }
-            MAX_TIMESTAMP => {
-                let best = st
-                    .segments
-                    .values()
-                    .filter(|s| s.size > 0 && s.next_offset > lso)
-                    .max_by_key(|s| s.max_timestamp);
-                return Ok(best.map(|s| TimestampAndOffset {
-                    timestamp_ms: s.max_timestamp,
-                    offset: Offset(s.offset_of_max_timestamp.max(lso)),
-                    leader_epoch: Self::epoch_for_offset(&st, s.offset_of_max_timestamp),
-                }));
-            }
-            t if t < 0 => return Ok(None),
-            _ => {}
-        }
-        for seg in st.segments.values() {
-            if seg.next_offset <= lso || seg.max_timestamp < timestamp_ms {
-                continue;
-            }
-            let from = seg.time_index.lookup_before(timestamp_ms).max(lso);
-            let pos = seg.lookup_position(from);
-            let mut found: Option<(i64, i64)> = None;
-            let mut decode_err: Option<String> = None;
-            let end = scan_batches(&seg.file, pos, seg.size, true, 1 << 20, |_, h, bytes| {
-                if h.last_offset() < lso || h.max_timestamp < timestamp_ms {
-                    return true;
-                }
-                if h.is_log_append_time() {
-                    found = Some((h.max_timestamp, h.base_offset.max(lso)));
-                    return false;
-                }
-                let mut buf = Bytes::copy_from_slice(bytes);
-                match kafka_protocol::records::RecordBatchDecoder::decode(&mut buf) {
-                    Ok(set) => {
-                        found = set
-                            .records
-                            .iter()
-                            .find(|r| r.timestamp >= timestamp_ms && r.offset >= lso)
-                            .map(|r| (r.timestamp, r.offset));
-                    }
-                    Err(e) => decode_err = Some(e.to_string()),
-                }
-                found.is_none() && decode_err.is_none()
-            })?;
-            if let Some(reason) = decode_err.or(end.error.map(|(_, r)| r)) {
-                return Err(LogError::CorruptSegment {
-                    path: seg.path().to_path_buf(),
-                    position: end.valid_end,
-                    reason,
-                });
-            }
-            if let Some((ts, off)) = found {
-                return Ok(Some(TimestampAndOffset {
-                    timestamp_ms: ts,
-                    offset: Offset(off),
-                    leader_epoch: Self::epoch_for_offset(&st, off),
-                }));
-            }
-        }
-        Ok(None)
-    }
-
-    /// The leader epoch of the newest entry in the epoch cache.
-    pub fn latest_epoch(&self) -> Option<LeaderEpoch> {
-        self.lock().epoch_cache.latest_epoch().map(LeaderEpoch)
-    }
-
-    /// OffsetForLeaderEpoch: the largest epoch <= `epoch` and the end offset of that epoch.
-    pub fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> Option<(LeaderEpoch, Offset)> {
-        let st = self.lock();
-        let leo = st.log_end_offset();
-        st.epoch_cache
-            .end_offset_for(epoch.0, leo)
-            .map(|(e, o)| (LeaderEpoch(e), Offset(o)))
-    }
-
-    /// The newest leader-epoch cache entry `(epoch, start offset)`.
-    pub fn latest_epoch_entry(&self) -> Option<(LeaderEpoch, Offset)> {
-        self.lock()
-            .epoch_cache
-            .entries()
-            .last()
-            .map(|&(e, o)| (LeaderEpoch(e), Offset(o)))
-    }
-
-    /// The leader-epoch cache entries `(epoch, start offset)`, oldest first.
-    pub fn epoch_entries(&self) -> Vec<(LeaderEpoch, Offset)> {
-        self.lock()
-            .epoch_cache
-            .entries()
-            .iter()
-            .map(|&(e, o)| (LeaderEpoch(e), Offset(o)))
-            .collect()
     }
 
     /// Removes every record at or after `offset` (replication truncation).
@@ -685,12 +540,12 @@ impl UnifiedLog {
         if offset.0 > leo || offset.0 < 0 {
             return Err(LogError::OffsetOutOfRange {
                 offset,
-                log_start_offset: Offset(st.log_start_offset),
+                log_start_offset: Offset(st.local_log_start_offset),
                 log_end_offset: Offset(leo),
             });
         }
-        if offset.0 > st.log_start_offset {
-            st.set_log_start_offset(offset.0)?;
+        if offset.0 > st.local_log_start_offset {
+            st.set_local_log_start_offset(offset.0)?;
             while st.segments.len() > 1
                 && st
                     .segments
@@ -702,7 +557,7 @@ impl UnifiedLog {
                 st.delete_oldest()?;
             }
         }
-        Ok(Offset(st.log_start_offset))
+        Ok(Offset(st.local_log_start_offset))
     }
 
     /// One retention pass: deletes closed segments past `retention.ms` / `retention.bytes` and
@@ -738,8 +593,8 @@ impl UnifiedLog {
         }
         if deleted > 0 {
             let first = st.segments.keys().next().copied().unwrap_or(0);
-            if first > st.log_start_offset {
-                st.set_log_start_offset(first)?;
+            if first > st.local_log_start_offset {
+                st.set_local_log_start_offset(first)?;
             }
         }
         Ok(deleted)
@@ -773,85 +628,6 @@ impl UnifiedLog {
     /// Base offsets of the segments, oldest first.
     pub fn segment_base_offsets(&self) -> Vec<Offset> {
         self.lock().segments.keys().map(|&b| Offset(b)).collect()
-    }
-
-    /// The closed (rolled) non-empty segments, oldest first; never the active one.
-    pub fn sealed_segments(&self) -> Vec<SealedSegmentInfo> {
-        let st = self.lock();
-        let closed = st.segments.len().saturating_sub(1);
-        let epochs = st.epoch_cache.entries();
-        st.segments
-            .values()
-            .take(closed)
-            .filter(|seg| seg.size > 0)
-            .map(|seg| {
-                let (base, next) = (seg.base_offset, seg.next_offset);
-                let first = epochs.iter().rposition(|&(_, o)| o <= base).unwrap_or(0);
-                let leader_epochs = epochs
-                    .iter()
-                    .skip(first)
-                    .filter(|&&(_, o)| o < next)
-                    .map(|&(e, o)| (LeaderEpoch(e), Offset(o)))
-                    .collect();
-                let snapshot = super::producer_state::snapshot_path(&self.dir, next);
-                SealedSegmentInfo {
-                    base_offset: Offset(base),
-                    last_offset: Offset(next - 1),
-                    max_timestamp_ms: if seg.max_timestamp >= 0 {
-                        seg.max_timestamp
-                    } else {
-                        seg.created_ms
-                    },
-                    size_bytes: seg.size,
-                    log_path: seg.path().to_path_buf(),
-                    index_path: super::segment::index_path(&self.dir, base),
-                    time_index_path: super::segment::time_index_path(&self.dir, base),
-                    producer_snapshot_path: snapshot.exists().then_some(snapshot),
-                    leader_epochs,
-                }
-            })
-            .collect()
-    }
-
-    /// Deletes every segment and starts the log afresh, empty, at `offset` (Kafka's
-    /// `truncateFullyAndStartAt`): a replica whose local data was lost resumes after the end of
-    /// its remote log. Producer state and leader epochs start empty.
-    pub fn truncate_fully_and_start_at(&self, offset: Offset) -> Result<()> {
-        let _serial = lock_ignoring_poison(&self.checkpoint_lock);
-        let mut st = self.lock_open()?;
-        let now = self.clock.now_ms();
-        st.truncate_fully_and_start_at(offset.0, now)?;
-        self.durable.store(offset.0, Ordering::SeqCst);
-        Ok(())
-    }
-
-    /// [`truncate_fully_and_start_at`](Self::truncate_fully_and_start_at) for a replica whose
-    /// local data was lost while the log below `offset` lives on in remote storage: the leader
-    /// epochs and the producer state (a producer snapshot, as written at segment rolls) of that
-    /// remote log carry on, so epochs stay right and an idempotent producer that resumes is
-    /// recognised (retries deduplicated, gaps refused). A snapshot that does not decode is
-    /// ignored with a warning: producers then start unknown, as after plain truncation.
-    pub fn start_after_remote(
-        &self,
-        offset: Offset,
-        leader_epochs: &[(LeaderEpoch, Offset)],
-        producer_snapshot: Option<&[u8]>,
-    ) -> Result<()> {
-        let producers = producer_snapshot.and_then(|data| {
-            let decoded = super::producer_state::ProducerStateManager::decode(data);
-            if decoded.is_none() {
-                tracing::warn!(dir = %self.dir.display(), "remote producer snapshot does not decode; ignoring it");
-            }
-            decoded
-        });
-        let epochs: Vec<(i32, i64)> = leader_epochs.iter().map(|(e, o)| (e.0, o.0)).collect();
-        let _serial = lock_ignoring_poison(&self.checkpoint_lock);
-        let mut st = self.lock_open()?;
-        let now = self.clock.now_ms();
-        st.truncate_fully_and_start_at(offset.0, now)?;
-        st.restore_state_below(offset.0, &epochs, producers)?;
-        self.durable.store(offset.0, Ordering::SeqCst);
-        Ok(())
     }
 
     /// Rolls the active segment now if it holds data (tests, tools and tiering use it).

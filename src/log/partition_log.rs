@@ -1,0 +1,310 @@
+//! `PartitionLog`: a partition's whole log, the local part and the remote part, behind one API.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::remote::{RemoteLog, RemoteLogError};
+use super::{
+    LogError, TimestampAndOffset, UnifiedLog, EARLIEST_LOCAL_TIMESTAMP, EARLIEST_TIMESTAMP,
+    LATEST_TIERED_TIMESTAMP, LATEST_TIMESTAMP, MAX_TIMESTAMP,
+};
+use crate::model::Offset;
+
+/// Errors of a [`PartitionLog`]: from the local log or from the remote part. Mapped to wire
+/// codes in `handlers` (remote failures are retriable KAFKA_STORAGE_ERROR).
+#[derive(Debug, thiserror::Error)]
+pub enum PartitionLogError {
+    #[error(transparent)]
+    Local(#[from] LogError),
+    #[error(transparent)]
+    Remote(#[from] RemoteLogError),
+}
+
+/// What a read of the whole log returns (Kafka's `LogReadResult`, without the replica facts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogReadInfo {
+    /// Whole record batches; the first holds the offset read.
+    pub records: Bytes,
+    /// The start of the whole log, remote part included, at the time of the read.
+    pub log_start_offset: Offset,
+    /// The log end offset at the time of the read.
+    pub log_end_offset: Offset,
+}
+
+/// A partition's whole log: the local [`UnifiedLog`] paired with the partition's remote part
+/// (Kafka's `UnifiedLog`, which holds `logStartOffset`, `localLogStartOffset` and
+/// `highestOffsetInRemoteStorage`).
+///
+/// # Ownership
+/// The two parts have different owners, and neither knows the other: the local log belongs
+/// to the `LogManager` (segments, checkpoints, local retention), the remote part to the
+/// [`RemoteLogManager`](super::remote::RemoteLogManager) (the manifest, uploads, remote
+/// retention). The partition replica (`replication::Partition`) holds one `PartitionLog`
+/// that pairs them, so this type is where every answer that may lie in either part is
+/// decided — reads, lookups by timestamp, the log start offset, DeleteRecords — and the only
+/// place that decides it; handlers call it and never merge local and remote answers
+/// themselves. It owns no state of its own: the local log and a [`RemoteLog`] handle (absent
+/// on a broker without tiered storage, which then answers as a local-only log).
+///
+/// Facts of the replica, such as the high watermark, are passed in as values: the log never
+/// reaches into replication.
+///
+/// # Offsets
+/// - [`log_start_offset`](Self::log_start_offset): the first offset of the whole log, remote
+///   part included;
+/// - [`local_log_start_offset`](Self::local_log_start_offset): the first offset on local disk;
+///   below it, only the remote part can answer;
+/// - [`highest_offset_in_remote_storage`](Self::highest_offset_in_remote_storage): the last
+///   offset uploaded, -1 when none.
+///
+/// # Transactions
+/// The last stable offset and the aborted-transaction index belong to this API too: `read`
+/// will take the isolation level (the LSO bounds a read-committed read as the high
+/// watermark bounds a read-uncommitted one) and return the aborted transactions of the range
+/// it read, from the local segments' transaction indexes or the remote segments' alike, and
+/// `fetch_offset_by_timestamp` will bound its answers by the LSO for read-committed callers.
+#[derive(Debug)]
+pub struct PartitionLog {
+    local: Arc<UnifiedLog>,
+    remote: Option<RemoteLog>,
+}
+
+impl PartitionLog {
+    /// A log with no remote part (yet): it answers from the local log alone.
+    pub fn new(local: Arc<UnifiedLog>) -> PartitionLog {
+        PartitionLog {
+            local,
+            remote: None,
+        }
+    }
+
+    /// Pairs the log with its remote part (from
+    /// [`RemoteLogManager::attach`](super::remote::RemoteLogManager::attach)).
+    pub fn with_remote(mut self, remote: RemoteLog) -> PartitionLog {
+        self.remote = Some(remote);
+        self
+    }
+
+    /// The local log.
+    pub fn local(&self) -> &Arc<UnifiedLog> {
+        &self.local
+    }
+
+    /// Whether this broker runs tiered storage for the partition's log at all (the topic's
+    /// `remote.storage.enable` is checked at each call, as it may change).
+    pub fn has_remote_storage(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    /// The first offset on local disk.
+    pub fn local_log_start_offset(&self) -> Offset {
+        self.local.local_log_start_offset()
+    }
+
+    pub fn log_end_offset(&self) -> Offset {
+        self.local.log_end_offset()
+    }
+
+    /// The first offset of the whole log, remote part included, without waiting: the local
+    /// log start while the remote metadata is not loaded.
+    pub fn log_start_offset(&self) -> Offset {
+        match &self.remote {
+            Some(r) => r.manager().log_start_offset(r.at(&self.local)),
+            None => self.local.local_log_start_offset(),
+        }
+    }
+
+    /// Like [`log_start_offset`](Self::log_start_offset), loading the remote metadata first if
+    /// needed.
+    pub async fn load_log_start_offset(&self) -> Result<Offset, RemoteLogError> {
+        match &self.remote {
+            Some(r) => r.manager().log_start_offset_loaded(r.at(&self.local)).await,
+            None => Ok(self.local.local_log_start_offset()),
+        }
+    }
+
+    /// The last offset uploaded to remote storage (loading the remote metadata if needed);
+    /// -1 when nothing is, or the topic is not tiered here.
+    pub async fn highest_offset_in_remote_storage(&self) -> Result<Offset, RemoteLogError> {
+        match &self.remote {
+            Some(r) => Ok(r
+                .manager()
+                .remote_end_offset(r.at(&self.local))
+                .await?
+                .unwrap_or(Offset::INVALID)),
+            None => Ok(Offset::INVALID),
+        }
+    }
+
+    /// Reads whole batches from `offset`, below `max_offset` (the high watermark for a
+    /// consumer), up to `max_bytes` (but one whole batch when `min_one_batch`, KIP-74).
+    /// Offsets below the local log start are read from the remote part (at most
+    /// `remote.fetch.max.bytes`, from one remote segment); one the remote part does not hold
+    /// (a gap left by retention) continues at the local log start. `offset` outside
+    /// `[log start, log end]` is `OffsetOutOfRange` with the whole log's bounds; at or above
+    /// `max_offset`, or with no byte budget, the read is empty.
+    pub async fn read(
+        &self,
+        offset: Offset,
+        max_bytes: usize,
+        max_offset: Offset,
+        min_one_batch: bool,
+    ) -> Result<LogReadInfo, PartitionLogError> {
+        let r = self.read_inner(offset, max_bytes, max_offset, min_one_batch).await;
+        if let (Err(PartitionLogError::Remote(_)), Some(remote)) = (&r, &self.remote) {
+            remote.manager().record_fetch_error();
+        }
+        r
+    }
+
+    async fn read_inner(
+        &self,
+        offset: Offset,
+        max_bytes: usize,
+        max_offset: Offset,
+        min_one_batch: bool,
+    ) -> Result<LogReadInfo, PartitionLogError> {
+        let local = &self.local;
+        let (local_start, end) = (local.local_log_start_offset(), local.log_end_offset());
+        let start = if offset < local_start {
+            self.load_log_start_offset().await?
+        } else {
+            self.log_start_offset()
+        };
+        if offset < start || offset > end {
+            return Err(PartitionLogError::Local(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset: start,
+                log_end_offset: end,
+            }));
+        }
+        let info = |records: Bytes| LogReadInfo {
+            records,
+            log_start_offset: start,
+            log_end_offset: end,
+        };
+        if offset >= max_offset || max_bytes == 0 {
+            return Ok(info(Bytes::new()));
+        }
+        if offset < local_start {
+            if let Some(r) = &self.remote {
+                let at = r.at(local);
+                if let Some(records) =
+                    r.manager().read(at, offset, max_bytes, max_offset, min_one_batch).await?
+                {
+                    return Ok(info(records));
+                }
+            }
+            // Not in the remote part either (a gap left by retention): continue at the local
+            // log start.
+            let read = local.read(local_start, max_bytes, max_offset, min_one_batch)?;
+            return Ok(info(read.records));
+        }
+        let read = local.read(offset, max_bytes, max_offset, min_one_batch)?;
+        Ok(info(read.records))
+    }
+
+    /// ListOffsets' lookups over the whole log:
+    /// - `EARLIEST_TIMESTAMP`: the log start offset (remote part included), with the leader
+    ///   epoch of its first batch when that is local (-1 epoch otherwise);
+    /// - `EARLIEST_LOCAL_TIMESTAMP`: the local log start, with its epoch;
+    /// - `LATEST_TIMESTAMP`: the log end offset with the latest epoch (ListOffsets answers the
+    ///   high watermark instead, which the partition knows);
+    /// - `MAX_TIMESTAMP`: see [`max_timestamp`](Self::max_timestamp);
+    /// - otherwise the first record at or after the timestamp (any other negative value counts
+    ///   as 0), the remote part first since it holds the oldest records.
+    ///
+    /// Answers by timestamp (and `MAX_TIMESTAMP`) at or above `max_offset` (the high
+    /// watermark for a consumer) are not visible: `None`.
+    pub async fn fetch_offset_by_timestamp(
+        &self,
+        timestamp_ms: i64,
+        max_offset: Offset,
+    ) -> Result<Option<TimestampAndOffset>, PartitionLogError> {
+        let local = &self.local;
+        match timestamp_ms {
+            EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => {
+                let local_start = local.local_log_start_offset();
+                let start = if timestamp_ms == EARLIEST_TIMESTAMP {
+                    self.load_log_start_offset().await?
+                } else {
+                    local_start
+                };
+                let leader_epoch = if start == local_start {
+                    local
+                        .fetch_offset_by_timestamp(EARLIEST_TIMESTAMP)?
+                        .and_then(|t| t.leader_epoch)
+                } else {
+                    None
+                };
+                return Ok(Some(TimestampAndOffset {
+                    timestamp_ms: -1,
+                    offset: start,
+                    leader_epoch,
+                }));
+            }
+            LATEST_TIMESTAMP => return Ok(local.fetch_offset_by_timestamp(LATEST_TIMESTAMP)?),
+            LATEST_TIERED_TIMESTAMP => {
+                let highest = if local.config().remote_storage_enable {
+                    self.highest_offset_in_remote_storage().await?
+                } else {
+                    Offset::INVALID
+                };
+                return Ok(Some(TimestampAndOffset {
+                    timestamp_ms: -1,
+                    offset: highest,
+                    leader_epoch: local.leader_epoch_for_offset(highest).filter(|_| highest.0 >= 0),
+                }));
+            }
+            _ => {}
+        }
+        let found = if timestamp_ms == MAX_TIMESTAMP {
+            self.max_timestamp().await?
+        } else {
+            let ts = timestamp_ms.max(0);
+            let in_remote = match &self.remote {
+                Some(r) => r.manager().offset_for_timestamp(r.at(local), ts).await?,
+                None => None,
+            };
+            match in_remote {
+                Some(found) => Some(found),
+                None => local.fetch_offset_by_timestamp(ts)?,
+            }
+        };
+        // Only what is below `max_offset` is visible.
+        Ok(found.filter(|f| f.offset < max_offset))
+    }
+
+    /// ListOffsets `MAX_TIMESTAMP` (-3, KIP-734): the first record with the greatest
+    /// timestamp in the whole log; on a tie between the parts the earlier (remote) one wins.
+    pub async fn max_timestamp(&self) -> Result<Option<TimestampAndOffset>, PartitionLogError> {
+        let mut found = self.local.fetch_offset_by_timestamp(MAX_TIMESTAMP)?;
+        if let Some(r) = &self.remote {
+            if let Some(in_remote) = r.manager().max_timestamp(r.at(&self.local)).await? {
+                if found
+                    .as_ref()
+                    .is_none_or(|l| in_remote.timestamp_ms >= l.timestamp_ms)
+                {
+                    found = Some(in_remote);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// DeleteRecords: moves the log start offset to `offset` over both parts — the remote
+    /// start first (durably, in the manifest: nothing below it is served from then on, and the
+    /// objects go at the next remote retention pass), then the local one when `offset` is past
+    /// it. Returns the new log start offset (the low watermark). The caller checks `offset`
+    /// against the high watermark.
+    pub async fn delete_records(&self, offset: Offset) -> Result<Offset, PartitionLogError> {
+        if let Some(r) = &self.remote {
+            r.manager().delete_records(r.at(&self.local), offset).await?;
+        }
+        if offset > self.local.local_log_start_offset() {
+            self.local.delete_records(offset)?;
+        }
+        Ok(self.log_start_offset())
+    }
+}

@@ -1,0 +1,323 @@
+//! `RemoteLogManager`: tiered storage under the partition logs (Kafka's `RemoteLogManager`).
+//!
+//! # Overview
+//! One task wakes every `remote.log.manager.task.interval.ms` and, for each partition of a
+//! tiered topic (`remote.storage.enable`):
+//! - as leader: loads the remote manifest, sweeps orphans (at the first round, then every
+//!   `remote.orphan.sweep.interval.ms`), uploads sealed segments below
+//!   the high watermark in offset order (at most `remote.upload.concurrency` uploads at once
+//!   across partitions), runs local retention (whose guard lets a segment go only once the
+//!   manifest naming it is durable), and expires remote segments by `retention.ms/bytes`;
+//! - as follower: re-reads the manifest, so its guard follows what the leader uploaded.
+//!
+//! Reads below the local log start come here through the partition's
+//! [`PartitionLog`](super::PartitionLog), which alone decides between the local and the remote
+//! part: reads go through the [`ChunkCache`] (ranged GETs, disk cache, coalescing,
+//! read-ahead), and every batch served is CRC-32C checked; a mismatch or a store failure is a
+//! retriable error to the client.
+//!
+//! The submodules:
+//! - `upload.rs`: the periodic task and the leader's upload round;
+//! - `retention.rs`: remote retention, DeleteRecords over the remote part, deleted topics;
+//! - `read.rs`: remote reads and lookups by timestamp;
+//! - `recovery.rs`: loading the remote metadata (the manifest), and restarting a local log
+//!   that lost its data after the remote end at startup.
+//!
+//! The manager never reaches into replication: the replicas it walks are [`TieredPartitions`]
+//! and [`TieredPartition`], which `replication` implements.
+//!
+//! # Failure
+//! A failing store makes a partition back off (exponential with jitter, per partition) while
+//! its local log keeps every segment not yet uploaded; `strata_tiering_upload_errors_total`
+//! and a warning say so. Nothing here stops the broker.
+//!
+//! The decisions themselves are the pure functions of `strata_tiering::scheduler`.
+
+mod read;
+mod recovery;
+mod retention;
+mod upload;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use strata_tiering::scheduler;
+use strata_tiering::{
+    ChunkCache, PartitionPath, RemotePartition, RemotePartitionManifest, RemoteStorage,
+    RetryPolicy, TieringError,
+};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::UnifiedLog;
+use crate::clock::SharedClock;
+use crate::config::NodeConfig;
+use crate::metrics::TieringMetrics;
+use crate::model::{LeaderEpoch, Offset, TopicId, TopicPartition};
+
+/// Settings from the node config.
+#[derive(Debug, Clone)]
+pub struct RemoteLogManagerConfig {
+    pub task_interval_ms: u64,
+    pub upload_concurrency: usize,
+    pub orphan_grace_ms: i64,
+    pub orphan_sweep_interval_ms: i64,
+    pub fetch_max_bytes: usize,
+    pub cache_bytes: u64,
+    pub cache_chunk_bytes: u64,
+    pub readahead_chunks: u64,
+}
+
+impl RemoteLogManagerConfig {
+    pub fn from_node(node: &NodeConfig) -> RemoteLogManagerConfig {
+        RemoteLogManagerConfig {
+            task_interval_ms: node.get_i64("remote.log.manager.task.interval.ms").max(10) as u64,
+            upload_concurrency: node.get_i32("remote.upload.concurrency").max(1) as usize,
+            orphan_grace_ms: node.get_i64("remote.orphan.grace.ms").max(0),
+            orphan_sweep_interval_ms: node.get_i64("remote.orphan.sweep.interval.ms").max(0),
+            fetch_max_bytes: node.get_i32("remote.fetch.max.bytes").max(64 * 1024) as usize,
+            cache_bytes: node.get_i64("remote.cache.bytes").max(0) as u64,
+            cache_chunk_bytes: node.get_i32("remote.cache.chunk.bytes").max(4096) as u64,
+            readahead_chunks: node.get_i32("remote.cache.readahead.chunks").max(0) as u64,
+        }
+    }
+}
+
+/// Errors of remote reads and remote steps; all map to KAFKA_STORAGE_ERROR at the handler edge.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteLogError {
+    #[error("{tp}: remote storage: {source}")]
+    Storage {
+        tp: TopicPartition,
+        #[source]
+        source: TieringError,
+    },
+    #[error("{tp}: remote segment {segment} at byte {position}: {reason}")]
+    CorruptBatch {
+        tp: TopicPartition,
+        segment: String,
+        position: u64,
+        reason: String,
+    },
+    #[error("{tp}: the remote manifest is not loaded yet")]
+    NotLoaded { tp: TopicPartition },
+}
+
+/// The remote side of one partition on this broker.
+#[derive(Debug)]
+struct RemoteLogPartition {
+    remote: RemotePartition,
+    /// A task is working on this partition (uploads are strictly ordered per partition).
+    busy: AtomicBool,
+    /// Clock time of the next orphan sweep (0: at the first round as leader).
+    next_sweep_ms: AtomicI64,
+    /// Consecutive failed rounds, and the clock time before which no new round starts.
+    failures: AtomicU32,
+    retry_after_ms: AtomicU64,
+    /// Sealed-but-not-uploaded bytes and segments at the last round (leader only).
+    lag_bytes: AtomicU64,
+    lag_segments: AtomicU64,
+}
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct RemoteLogManager {
+    storage: Arc<dyn RemoteStorage>,
+    cache: Arc<ChunkCache>,
+    config: RemoteLogManagerConfig,
+    clock: SharedClock,
+    metrics: TieringMetrics,
+    upload_slots: Arc<Semaphore>,
+    // Short sections only: look up or insert a partition's entry.
+    partitions: Mutex<HashMap<TopicPartition, Arc<RemoteLogPartition>>>,
+    cancel: CancellationToken,
+    /// Cache counters already copied into the metrics.
+    seen_hits: AtomicU64,
+    seen_misses: AtomicU64,
+}
+
+/// A partition replica as the remote log manager's task sees it. `replication::Partition`
+/// implements it; the manager only reads these facts and never changes the replica's state
+/// other than through [`local_log_restarted`](Self::local_log_restarted).
+///
+/// # To ensure correctness
+/// `high_watermark` and `leader_epoch` must be the replica's current values at each call (the
+/// upload round re-reads them between uploads), and `is_leader` true only while this broker
+/// leads the partition.
+pub trait TieredPartition: Send + Sync {
+    fn topic_partition(&self) -> &TopicPartition;
+    fn topic_id(&self) -> TopicId;
+    /// The local log of the replica.
+    fn local_log(&self) -> &Arc<UnifiedLog>;
+    fn is_leader(&self) -> bool;
+    fn leader_epoch(&self) -> LeaderEpoch;
+    fn high_watermark(&self) -> Offset;
+    /// The local log was restarted empty after the remote end: the high watermark may move.
+    fn local_log_restarted(&self);
+}
+
+/// Every partition replica on this broker, as the periodic task walks them each round.
+pub trait TieredPartitions: Send + Sync + 'static {
+    fn tiered_partitions(&self) -> Vec<Arc<dyn TieredPartition>>;
+}
+
+/// The partition a remote step is for: its fixed names and its local log.
+#[derive(Clone, Copy)]
+pub(in crate::log) struct PartitionRef<'a> {
+    tp: &'a TopicPartition,
+    topic_id: TopicId,
+    log: &'a UnifiedLog,
+}
+
+impl<'a> PartitionRef<'a> {
+    fn path(&self) -> PartitionPath {
+        PartitionPath::new(&self.tp.topic, self.topic_id.0, self.tp.partition.0)
+    }
+}
+
+/// One partition's way to its remote part, held by its [`PartitionLog`](super::PartitionLog):
+/// the manager and the names the remote objects are keyed by (fixed at creation).
+#[derive(Debug, Clone)]
+pub struct RemoteLog {
+    manager: Arc<RemoteLogManager>,
+    tp: TopicPartition,
+    topic_id: TopicId,
+}
+
+impl RemoteLog {
+    pub(super) fn manager(&self) -> &RemoteLogManager {
+        &self.manager
+    }
+
+    pub(super) fn at<'a>(&'a self, log: &'a UnifiedLog) -> PartitionRef<'a> {
+        PartitionRef {
+            tp: &self.tp,
+            topic_id: self.topic_id,
+            log,
+        }
+    }
+}
+
+impl RemoteLogManager {
+    pub fn new(
+        storage: Arc<dyn RemoteStorage>,
+        cache_dir: std::path::PathBuf,
+        config: RemoteLogManagerConfig,
+        clock: SharedClock,
+        metrics: TieringMetrics,
+        cancel: CancellationToken,
+    ) -> Result<Arc<RemoteLogManager>, TieringError> {
+        let cache = ChunkCache::open(
+            cache_dir,
+            config.cache_bytes,
+            config.cache_chunk_bytes,
+            config.readahead_chunks,
+            storage.clone(),
+        )?;
+        Ok(Arc::new(RemoteLogManager {
+            storage,
+            cache,
+            upload_slots: Arc::new(Semaphore::new(config.upload_concurrency)),
+            config,
+            clock,
+            metrics,
+            partitions: Mutex::new(HashMap::new()),
+            cancel,
+            seen_hits: AtomicU64::new(0),
+            seen_misses: AtomicU64::new(0),
+        }))
+    }
+
+    pub fn storage(&self) -> &Arc<dyn RemoteStorage> {
+        &self.storage
+    }
+
+    fn partitions(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<TopicPartition, Arc<RemoteLogPartition>>> {
+        self.partitions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn entry(&self, tp: &TopicPartition, topic_id: TopicId) -> Arc<RemoteLogPartition> {
+        let mut m = self.partitions();
+        if let Some(e) = m.get(tp).filter(|e| e.remote.path().topic_id == topic_id.0) {
+            return e.clone();
+        }
+        let e = Arc::new(RemoteLogPartition {
+            remote: RemotePartition::new(
+                PartitionPath::new(&tp.topic, topic_id.0, tp.partition.0),
+                self.storage.clone(),
+                RetryPolicy::default(),
+            ),
+            busy: AtomicBool::new(false),
+            next_sweep_ms: AtomicI64::new(0),
+            failures: AtomicU32::new(0),
+            retry_after_ms: AtomicU64::new(0),
+            lag_bytes: AtomicU64::new(0),
+            lag_segments: AtomicU64::new(0),
+        });
+        m.insert(tp.clone(), e.clone());
+        e
+    }
+
+    fn get(&self, tp: &TopicPartition) -> Option<Arc<RemoteLogPartition>> {
+        self.partitions().get(tp).cloned()
+    }
+
+    /// A partition replica appeared on this broker: installs the retention guard that keeps
+    /// local segments of a tiered topic until the manifest naming them is durable, and returns
+    /// the handle its [`PartitionLog`](super::PartitionLog) reaches the remote part through.
+    pub fn attach(
+        self: &Arc<Self>,
+        tp: &TopicPartition,
+        topic_id: TopicId,
+        log: &Arc<UnifiedLog>,
+    ) -> RemoteLog {
+        let entry = self.entry(tp, topic_id);
+        let weak_entry: Weak<RemoteLogPartition> = Arc::downgrade(&entry);
+        let weak_log: Weak<UnifiedLog> = Arc::downgrade(log);
+        log.set_retention_guard(Arc::new(move |base: Offset, last: Offset| {
+            let tiered = weak_log
+                .upgrade()
+                .is_some_and(|l| l.config().remote_storage_enable);
+            if !tiered {
+                return true;
+            }
+            let Some(e) = weak_entry.upgrade() else {
+                return false;
+            };
+            e.remote
+                .manifest()
+                .is_some_and(|m| scheduler::local_copy_deletable(&m, base.0, last.0))
+        }));
+        RemoteLog {
+            manager: self.clone(),
+            tp: tp.clone(),
+            topic_id,
+        }
+    }
+
+    /// Copies the cache counters into the metrics (counters only go up by deltas).
+    pub fn sync_metrics(&self) {
+        let s = &self.cache.stats;
+        let hits = s.hits.load(Ordering::Relaxed);
+        let misses = s.misses.load(Ordering::Relaxed);
+        let old_h = self.seen_hits.swap(hits, Ordering::Relaxed);
+        let old_m = self.seen_misses.swap(misses, Ordering::Relaxed);
+        self.metrics.cache_hits.inc_by(hits.saturating_sub(old_h));
+        self.metrics
+            .cache_misses
+            .inc_by(misses.saturating_sub(old_m));
+        self.metrics.cache_bytes.set(self.cache.used_bytes() as i64);
+    }
+
+    pub fn record_fetch_error(&self) {
+        self.metrics.remote_fetch_errors.inc();
+    }
+
+    /// For tests and tools: the loaded manifest of `tp`.
+    pub fn manifest(&self, tp: &TopicPartition) -> Option<Arc<RemotePartitionManifest>> {
+        self.get(tp).and_then(|e| e.remote.manifest())
+    }
+}

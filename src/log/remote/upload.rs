@@ -1,0 +1,167 @@
+//! The periodic task and the leader's round: uploads of sealed segments in offset order, then
+//! local retention, then remote retention (`retention.rs`).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_tiering::scheduler::{self, SealedSegment};
+use strata_tiering::{Backoff, TieringError};
+
+use super::{RemoteLogManager, RemoteLogPartition, TieredPartition, TieredPartitions};
+use crate::log::SealedSegmentInfo;
+
+fn round_backoff() -> Backoff {
+    Backoff {
+        base: Duration::from_millis(500),
+        max: Duration::from_secs(30),
+    }
+}
+
+pub(super) fn to_sealed(s: &SealedSegmentInfo) -> SealedSegment {
+    SealedSegment {
+        base_offset: s.base_offset.0,
+        end_offset: s.last_offset.0,
+        max_timestamp_ms: s.max_timestamp_ms,
+        size_bytes: s.size_bytes,
+        log_path: s.log_path.clone(),
+        index_path: s.index_path.clone(),
+        time_index_path: s.time_index_path.clone(),
+        snapshot_path: s.producer_snapshot_path.clone(),
+        leader_epochs: s.leader_epochs.iter().map(|(e, o)| (e.0, o.0)).collect(),
+    }
+}
+
+impl RemoteLogManager {
+    /// Runs the periodic task until shutdown.
+    pub fn start(self: &Arc<Self>, replicas: Arc<dyn TieredPartitions>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = this.cancel.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_millis(this.config.task_interval_ms)) => {}
+                }
+                this.run_once(replicas.as_ref());
+                this.sync_metrics();
+            }
+        });
+    }
+
+    /// One round: starts work for every tiered partition that is not already busy or backing
+    /// off. Returns at once; the work runs on tasks.
+    pub fn run_once(self: &Arc<Self>, replicas: &dyn TieredPartitions) {
+        let now = self.clock.now_ms();
+        let (mut lag_bytes, mut lag_segments) = (0u64, 0u64);
+        for p in replicas.tiered_partitions() {
+            if !p.local_log().config().remote_storage_enable {
+                continue;
+            }
+            let entry = self.entry(p.topic_partition(), p.topic_id());
+            lag_bytes += entry.lag_bytes.load(Ordering::Relaxed);
+            lag_segments += entry.lag_segments.load(Ordering::Relaxed);
+            if now < entry.retry_after_ms.load(Ordering::Relaxed) as i64 {
+                continue;
+            }
+            if entry.busy.swap(true, Ordering::AcqRel) {
+                continue;
+            }
+            let this = self.clone();
+            tokio::spawn(async move {
+                let leader = p.is_leader();
+                let r = if leader {
+                    this.leader_round(p.as_ref(), &entry).await
+                } else {
+                    entry.remote.reload(&this.cancel).await.map(|_| ())
+                };
+                match r {
+                    Ok(()) => {
+                        entry.failures.store(0, Ordering::Relaxed);
+                        entry.retry_after_ms.store(0, Ordering::Relaxed);
+                    }
+                    Err(TieringError::ShuttingDown) => {}
+                    Err(e) => {
+                        let n = entry.failures.fetch_add(1, Ordering::Relaxed);
+                        let wait = round_backoff().delay(n);
+                        entry.retry_after_ms.store(
+                            (this.clock.now_ms() + wait.as_millis() as i64) as u64,
+                            Ordering::Relaxed,
+                        );
+                        this.metrics.upload_errors.inc();
+                        tracing::warn!(
+                            partition = %p.topic_partition(), error = %e, failures = n + 1,
+                            retry_in_ms = wait.as_millis() as u64,
+                            "tiering round failed; local segments are kept until uploaded"
+                        );
+                    }
+                }
+                entry.busy.store(false, Ordering::Release);
+            });
+        }
+        self.metrics.upload_lag_bytes.set(lag_bytes as i64);
+        self.metrics.upload_lag_segments.set(lag_segments as i64);
+    }
+
+    async fn leader_round(
+        &self,
+        p: &dyn TieredPartition,
+        entry: &RemoteLogPartition,
+    ) -> Result<(), TieringError> {
+        let cancel = &self.cancel;
+        let tp = p.topic_partition();
+        let manifest = entry.remote.load(cancel).await?;
+        let now = self.clock.now_ms();
+        if now >= entry.next_sweep_ms.load(Ordering::Relaxed) {
+            let n = entry
+                .remote
+                .sweep_orphans(now, self.config.orphan_grace_ms, cancel)
+                .await?;
+            if n > 0 {
+                tracing::info!(partition = %tp, orphans = n, "deleted orphaned remote objects");
+            }
+            entry.next_sweep_ms.store(
+                now.saturating_add(self.config.orphan_sweep_interval_ms),
+                Ordering::Relaxed,
+            );
+        }
+        let mut manifest = manifest;
+        loop {
+            let sealed: Vec<SealedSegment> =
+                p.local_log().sealed_segments().iter().map(to_sealed).collect();
+            let (n, bytes) = scheduler::upload_lag(&manifest, &sealed);
+            entry.lag_segments.store(n as u64, Ordering::Relaxed);
+            entry.lag_bytes.store(bytes, Ordering::Relaxed);
+            let hw = p.high_watermark().0;
+            let Some(seg) = scheduler::next_upload(&manifest, &sealed, hw).cloned() else {
+                break;
+            };
+            let epoch = p.leader_epoch().0;
+            let _slot = tokio::select! {
+                s = self.upload_slots.clone().acquire_owned() => s.map_err(|_| TieringError::ShuttingDown)?,
+                () = cancel.cancelled() => return Err(TieringError::ShuttingDown),
+            };
+            let started = std::time::Instant::now();
+            let out = entry
+                .remote
+                .upload(&seg, epoch, self.clock.now_ms(), cancel)
+                .await?;
+            self.metrics.upload_bytes.inc_by(out.bytes);
+            self.metrics.uploaded_segments.inc();
+            self.metrics
+                .upload_latency
+                .observe(started.elapsed().as_secs_f64());
+            tracing::debug!(partition = %tp, base = seg.base_offset, end = seg.end_offset, bytes = out.bytes, "uploaded segment");
+            manifest = entry.remote.manifest().unwrap_or(manifest);
+        }
+        // Local retention now that the manifest moved; blocking file deletes off the reactor.
+        let log = p.local_log().clone();
+        let tp_owned = tp.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Err(e) = log.delete_old_segments() {
+                tracing::warn!(partition = %tp_owned, error = %e, "local retention failed");
+            }
+        })
+        .await;
+        self.remote_retention(p, entry, &manifest).await
+    }
+}
