@@ -2,18 +2,20 @@
 //! task that keeps the replicas in line with the metadata image.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::config::{Listener, NodeConfig};
-use crate::controller::isr::{decide_alter_partition, AlterPartition};
+use crate::controller::broker_lifecycle::spawn_heartbeats;
+use crate::controller::producer_ids::ProducerIdManager;
 use crate::controller::{
     Controller, ControllerError, ControllerSettings, MetadataImage, MetadataRecord,
 };
 use crate::group::{GroupCoordinator, GroupCoordinatorContext};
+use crate::handlers::KafkaApis;
 use crate::log::remote::{RemoteLogManager, RemoteLogManagerConfig};
 use crate::log::{LogConfig, LogError, LogManager};
 use crate::metrics::Metrics;
@@ -21,9 +23,9 @@ use crate::model::BrokerId;
 use crate::net::Network;
 use crate::quota::manager::QuotaManagers;
 use crate::quota::QuotaWindow;
+use crate::replication::alter_partition::spawn_isr_maintenance;
 use crate::replication::{
-    effective_node_config, FetcherSettings, IsrProposal, Partition, ReplicaFetcherManager,
-    ReplicaManager,
+    effective_node_config, FetcherSettings, MetadataClient, ReplicaFetcherManager, ReplicaManager,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -48,9 +50,6 @@ pub enum BrokerError {
     Tiering(#[from] strata_tiering::TieringError),
 }
 
-/// How many producer ids a broker takes from the controller at a time.
-const PRODUCER_ID_BLOCK: i64 = 1000;
-
 #[derive(Debug)]
 pub struct Broker {
     pub node_id: BrokerId,
@@ -67,13 +66,10 @@ pub struct Broker {
     pub remote: Arc<RemoteLogManager>,
     /// Whether the tiered store passed its startup probe (see [`Broker::readiness`]).
     pub remote_store: Arc<strata_tiering::StoreHealth>,
-    /// Client byte-rate quotas: the rates of clients under a quota, per kind.
-    pub quotas: QuotaManagers,
-    node: NodeConfig,
-    /// This run's registration.
-    incarnation: uuid::Uuid,
-    // Short section: hand out the next id of the current block.
-    producer_ids: Mutex<(i64, i64)>,
+    /// The image, the effective node config, and commits that wait until applied here.
+    pub metadata: MetadataClient,
+    /// What request handlers reach; the server hands it to every request.
+    pub apis: Arc<KafkaApis>,
 }
 
 impl Broker {
@@ -181,33 +177,46 @@ impl Broker {
         remote.recover_partitions(replicas.as_ref()).await;
 
         let quotas = QuotaManagers::new(quota_window(&node), &metrics.quota);
+        let metadata =
+            MetadataClient::new(controller.clone(), replicas.clone(), node.clone(), shutdown.clone());
+        let groups = Arc::new(GroupCoordinator::new(GroupCoordinatorContext {
+            metadata: metadata.clone(),
+            replicas: replicas.clone(),
+            clock: clock.clone(),
+            shutdown: shutdown.clone(),
+            metrics: metrics.groups.clone(),
+        }));
+        let apis = Arc::new(KafkaApis {
+            node_id,
+            cluster_id: cluster_id.clone(),
+            metadata: metadata.clone(),
+            controller: controller.clone(),
+            replicas: replicas.clone(),
+            groups: groups.clone(),
+            quotas,
+            producer_ids: ProducerIdManager::new(controller.clone(), node_id),
+            metrics: metrics.clone(),
+            clock: clock.clone(),
+            shutdown: shutdown.clone(),
+        });
         let broker = Arc::new(Broker {
             node_id,
             cluster_id,
             advertised,
             controller: controller.clone(),
             replicas: replicas.clone(),
-            groups: Arc::new(GroupCoordinator::new(GroupCoordinatorContext {
-                controller: controller.clone(),
-                replicas: replicas.clone(),
-                node: node.clone(),
-                clock: clock.clone(),
-                shutdown: shutdown.clone(),
-                metrics: metrics.groups.clone(),
-            })),
+            groups,
             clock,
             shutdown: shutdown.clone(),
-            metrics,
+            metrics: metrics.clone(),
             remote: remote.clone(),
             remote_store,
-            quotas,
-            node,
-            incarnation,
-            producer_ids: Mutex::new((0, 0)),
+            metadata: metadata.clone(),
+            apis,
         });
         broker.follow_metadata();
-        broker.send_heartbeats();
-        broker.maintain_isr();
+        spawn_heartbeats(controller.clone(), node_id, incarnation, shutdown.clone());
+        spawn_isr_maintenance(node_id, replicas.clone(), metadata, metrics.replication.clone(), shutdown.clone());
         broker.groups.start();
         logs.start_background(shutdown);
         remote.start(replicas.clone());
@@ -222,7 +231,7 @@ impl Broker {
                 let image = rx.borrow_and_update().clone();
                 let b = broker.clone();
                 let applied =
-                    tokio::task::spawn_blocking(move || b.replicas.apply_image(&image, &b.node))
+                    tokio::task::spawn_blocking(move || b.replicas.apply_image(&image, b.static_node_config()))
                         .await;
                 match applied {
                     Ok(Ok(())) => {}
@@ -237,122 +246,6 @@ impl Broker {
         });
     }
 
-    /// Heartbeats to the active controller every `broker.heartbeat.interval.ms`, and at once
-    /// when Raft names a new one: a new active controller knows no sessions and fences brokers
-    /// it has not heard from within its election grace.
-    fn send_heartbeats(self: &Arc<Self>) {
-        let broker = self.clone();
-        tokio::spawn(async move {
-            let every = broker.controller.settings().broker_heartbeat_interval;
-            let mut was_fenced = false;
-            loop {
-                let controller = broker.controller.leader_id();
-                let heartbeat = broker
-                    .controller
-                    .heartbeat(broker.node_id, broker.incarnation)
-                    .await;
-                if let Ok(fenced) = heartbeat {
-                    if fenced != was_fenced {
-                        tracing::info!(fenced, "broker fencing changed");
-                    }
-                    was_fenced = fenced;
-                }
-                // Fenced brokers heartbeat faster so they are unfenced soon after they return;
-                // a failed heartbeat (no active controller, or a new one) is retried soon, so a
-                // newly elected controller hears from this broker within its election grace.
-                let wait = match heartbeat {
-                    Err(e) => {
-                        tracing::debug!(error = %e, "heartbeat to the active controller failed");
-                        (every / 5).max(std::time::Duration::from_millis(20))
-                    }
-                    Ok(_) if was_fenced => every / 4,
-                    Ok(_) => every,
-                };
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    () = broker.controller.leader_changed(controller) => {}
-                    () = broker.shutdown.cancelled() => return,
-                }
-            }
-        });
-    }
-
-    /// On partitions led here: sends ISR changes to the controller as they come due (checked
-    /// every quarter of `replica.lag.time.max.ms`, at most every 500 ms), and checkpoints high
-    /// watermarks every `replica.high.watermark.checkpoint.interval.ms`.
-    fn maintain_isr(self: &Arc<Self>) {
-        let broker = self.clone();
-        tokio::spawn(async move {
-            let mut last_checkpoint = tokio::time::Instant::now();
-            loop {
-                let node = broker.node_config();
-                let lag_max_ms = node.get_i64("replica.lag.time.max.ms").max(1);
-                let tick = Duration::from_millis((lag_max_ms as u64 / 4).clamp(10, 500));
-                let checkpoint_every = Duration::from_millis(
-                    node.get_i64("replica.high.watermark.checkpoint.interval.ms")
-                        .max(100) as u64,
-                );
-                tokio::select! {
-                    () = tokio::time::sleep(tick) => {}
-                    () = broker.shutdown.cancelled() => break,
-                }
-                for (partition, proposal) in broker.replicas.isr_proposals(lag_max_ms) {
-                    let b = broker.clone();
-                    tokio::spawn(async move { b.alter_partition(&partition, proposal).await });
-                }
-                if last_checkpoint.elapsed() >= checkpoint_every {
-                    last_checkpoint = tokio::time::Instant::now();
-                    let b = broker.clone();
-                    let _ = tokio::task::spawn_blocking(move || {
-                        b.replicas.checkpoint_high_watermarks()
-                    })
-                    .await;
-                }
-            }
-            let b = broker.clone();
-            let _ =
-                tokio::task::spawn_blocking(move || b.replicas.checkpoint_high_watermarks()).await;
-        });
-    }
-
-    /// Sends one ISR change to the controller (Kafka's AlterPartition). The image brings the
-    /// outcome; a refusal (an older registration, a fenced replica) just allows a new proposal.
-    async fn alter_partition(&self, partition: &Partition, proposal: IsrProposal) {
-        let req = AlterPartition {
-            topic_id: proposal.topic_id,
-            partition: partition.tp.partition,
-            leader: self.node_id,
-            leader_epoch: proposal.leader_epoch,
-            partition_epoch: proposal.partition_epoch,
-            new_isr: proposal.new_isr.clone(),
-        };
-        let old_isr = partition.state().isr;
-        match self
-            .controller
-            .commit(|image| Ok(((), decide_alter_partition(image, &req)?)))
-            .await
-        {
-            Ok(_) => {
-                let (shrank, grew) = (
-                    old_isr.iter().any(|b| !req.new_isr.contains(b)),
-                    req.new_isr.iter().any(|b| !old_isr.contains(b)),
-                );
-                let m = &self.metrics.replication;
-                if shrank {
-                    m.isr_shrinks.inc();
-                }
-                if grew {
-                    m.isr_expands.inc();
-                }
-                tracing::info!(partition = %partition.tp, from = ?old_isr, to = ?req.new_isr, "ISR changed");
-            }
-            Err(e) => {
-                tracing::info!(partition = %partition.tp, to = ?req.new_isr, error = %e, "ISR change refused");
-                partition.isr_proposal_failed();
-            }
-        }
-    }
-
     /// Controlled shutdown: asks the active controller to move this broker's leaderships to
     /// other in-sync replicas and waits for it (bounded by `controlled.shutdown.timeout.ms`).
     /// A no-op for a lone broker, whose partitions have nowhere to go.
@@ -362,11 +255,11 @@ impl Broker {
             .brokers
             .values()
             .any(|b| b.broker_id != self.node_id && !b.fenced);
-        if self.node.get("controlled.shutdown.enable") != "true" || !others {
+        if self.static_node_config().get("controlled.shutdown.enable") != "true" || !others {
             return Ok(());
         }
         let timeout = std::time::Duration::from_millis(
-            self.node.get_i64("controlled.shutdown.timeout.ms").max(0) as u64,
+            self.static_node_config().get_i64("controlled.shutdown.timeout.ms").max(0) as u64,
         );
         tracing::info!("controlled shutdown: moving leaderships away");
         self.controller
@@ -380,111 +273,24 @@ impl Broker {
     }
 
     pub fn image(&self) -> Arc<MetadataImage> {
-        self.controller.image()
+        self.metadata.image()
     }
 
     /// The node config with dynamic broker configs applied.
     pub fn node_config(&self) -> NodeConfig {
-        effective_node_config(&self.node, &self.image())
+        self.metadata.node_config()
     }
 
     /// The node config as started, without dynamic changes.
     pub fn static_node_config(&self) -> &NodeConfig {
-        &self.node
+        self.metadata.static_node_config()
     }
 
-    /// Commits a decision and waits until this broker's replicas reflect it. `decide` may run
-    /// more than once: again whenever the image moved before its records were committed.
-    pub async fn commit<T>(
-        &self,
-        decide: impl FnMut(&MetadataImage) -> Result<(T, Vec<MetadataRecord>), ControllerError>,
-    ) -> Result<T, ControllerError> {
-        let (value, image) = self.controller.commit(decide).await?;
-        // The task that applies images stops at shutdown; a request in flight then must not wait
-        // for an apply that will never come (it would hold graceful shutdown for 30 s).
-        tokio::select! {
-            () = self.replicas.wait_applied(image.offset) => {}
-            () = self.shutdown.cancelled() => {}
-        }
-        Ok(value)
-    }
-
-    /// A producer id unique in the cluster, taken from this broker's current block.
-    pub async fn next_producer_id(&self) -> Result<i64, ControllerError> {
-        if let Some(id) = self.take_producer_id() {
-            return Ok(id);
-        }
-        let first = self
-            .controller
-            .allocate_producer_ids(self.node_id, PRODUCER_ID_BLOCK)
-            .await?;
-        if let Ok(mut ids) = self.producer_ids.lock() {
-            *ids = (first + 1, first + PRODUCER_ID_BLOCK);
-        }
-        Ok(first)
-    }
-
-    fn take_producer_id(&self) -> Option<i64> {
-        let mut ids = self.producer_ids.lock().ok()?;
-        if ids.0 < ids.1 {
-            ids.0 += 1;
-            Some(ids.0 - 1)
-        } else {
-            None
-        }
-    }
-
-    /// Refreshes the gauges that are read off the replicas, then renders every metric.
+    /// Refreshes the gauges that each subsystem reads off its own state, then renders every
+    /// metric.
     pub fn render_metrics(&self) -> String {
-        let m = &self.metrics.topics;
         let image = self.image();
-        let min_isr_default = self.node_config().get_i32("min.insync.replicas").max(1) as usize;
-        let (mut partitions, mut leaders, mut under_replicated, mut under_min_isr) = (0, 0, 0, 0);
-        let mut per_topic: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
-        for p in self.replicas.all() {
-            partitions += 1;
-            let state = p.state();
-            if state.leader == self.node_id {
-                leaders += 1;
-                if state.isr.len() < state.replicas.len() {
-                    under_replicated += 1;
-                }
-                let min_isr = image
-                    .topic_by_name(&p.tp.topic)
-                    .and_then(|t| t.config.overrides.get("min.insync.replicas"))
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(min_isr_default);
-                if state.isr.len() < min_isr {
-                    under_min_isr += 1;
-                }
-            }
-            let entry = per_topic.entry(p.tp.topic.clone()).or_default();
-            entry.0 += p.log().size_bytes();
-            entry.1 += p.log().segment_count() as u64;
-        }
-        let offline = image
-            .topics
-            .values()
-            .flat_map(|t| t.partitions.values())
-            .filter(|p| p.leader.0 < 0)
-            .count();
-        m.partitions.set(partitions);
-        m.leaders.set(leaders);
-        m.under_replicated.set(under_replicated);
-        m.under_min_isr.set(under_min_isr);
-        self.metrics
-            .replication
-            .follower_fetchers
-            .set(self.replicas.fetcher_count() as i64);
-        m.offline.set(offline as i64);
-        m.log_size.reset();
-        m.log_segments.reset();
-        for (topic, (bytes, segments)) in per_topic {
-            m.log_size.with_label_values(&[&topic]).set(bytes as i64);
-            m.log_segments
-                .with_label_values(&[&topic])
-                .set(segments as i64);
-        }
+        self.replicas.sync_metrics(&self.metrics.topics, &self.metrics.replication, &image, &self.node_config());
         self.remote.sync_metrics();
         self.controller.sync_metrics(&self.metrics.controller);
         self.groups.sync_metrics();
@@ -554,12 +360,26 @@ fn start_remote_log_manager(
     let manager = RemoteLogManager::new(
         storage,
         first.join("remote-cache"),
-        RemoteLogManagerConfig::from_node(node),
+        remote_log_manager_config(node),
         clock.clone(),
         metrics.tiering.clone(),
         shutdown.clone(),
     )?;
     Ok((manager, health))
+}
+
+/// The remote log manager's settings from the node config.
+fn remote_log_manager_config(node: &NodeConfig) -> RemoteLogManagerConfig {
+    RemoteLogManagerConfig {
+        task_interval_ms: node.get_i64("remote.log.manager.task.interval.ms").max(10) as u64,
+        upload_concurrency: node.get_i32("remote.upload.concurrency").max(1) as usize,
+        orphan_grace_ms: node.get_i64("remote.orphan.grace.ms").max(0),
+        orphan_sweep_interval_ms: node.get_i64("remote.orphan.sweep.interval.ms").max(0),
+        fetch_max_bytes: node.get_i32("remote.fetch.max.bytes").max(64 * 1024) as usize,
+        cache_bytes: node.get_i64("remote.cache.bytes").max(0) as u64,
+        cache_chunk_bytes: node.get_i32("remote.cache.chunk.bytes").max(4096) as u64,
+        readahead_chunks: node.get_i32("remote.cache.readahead.chunks").max(0) as u64,
+    }
 }
 
 /// `quota.window.num` samples of `quota.window.size.seconds`.

@@ -265,7 +265,7 @@ async fn serve_node(node: NodeConfig) -> anyhow::Result<()> {
 
     let server = tokio::spawn(serve(
         strata::net::tokio_acceptor(listener),
-        broker.clone(),
+        broker.apis.clone(),
         ServerLimits::from_config(&node),
         shutdown.clone(),
     ));

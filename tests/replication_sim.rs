@@ -40,7 +40,7 @@ use strata::controller::isr::{decide_alter_partition, AlterPartition};
 use strata::controller::{MetadataImage, MetadataRecord};
 use strata::log::{FlushPolicy, LogConfig, UnifiedLog};
 use strata::model::{BrokerId, LeaderEpoch, Offset, PartitionIndex, TopicId, TopicPartition};
-use strata::protocol::errors::partition_error_code;
+use strata::handlers::errors::partition_error_code;
 use strata::replication::fetcher::apply_fetched;
 use strata::replication::{Partition, PartitionSignals, PartitionState};
 

@@ -22,6 +22,8 @@
 //!   its own module here, like [`client_quotas`]; one the controller must act on by itself
 //!   also gets a step in `duties`.
 //! - `liveness`: broker heartbeat sessions and the fencing decision (pure).
+//! - [`broker_lifecycle`]: the broker's side: heartbeats to the active controller.
+//! - [`producer_ids`]: producer ids from blocks the controller allocates.
 //! - [`elections`]: fencing, leader election, controlled shutdown, rebalancing (pure).
 //! - [`isr`]: AlterPartition (ISR changes) decided.
 //! - [`client_quotas`]: AlterClientQuotas decided (the quotas themselves live in `crate::quota`).
@@ -34,12 +36,14 @@ mod node;
 mod service;
 mod settings;
 
+pub mod broker_lifecycle;
 pub mod client_quotas;
 pub mod elections;
 pub mod image;
 pub mod isr;
 pub mod log_store;
 pub mod network;
+pub mod producer_ids;
 pub mod quorum;
 pub mod records;
 pub mod state_machine;

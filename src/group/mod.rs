@@ -33,12 +33,11 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::SharedClock;
 use crate::config::NodeConfig;
 use crate::controller::{
-    decide_create_topic, BrokerRegistration, Controller, ControllerError, MetadataImage,
-    MetadataRecord, NewTopic, TopicDefaults,
+    decide_create_topic, BrokerRegistration, ControllerError, NewTopic, TopicDefaults,
 };
 use crate::metrics::GroupMetrics;
 use crate::model::TopicPartition;
-use crate::replication::{effective_node_config, ReplicaManager};
+use crate::replication::{MetadataClient, ReplicaManager};
 use shard::{Command, ShardHandle, ShardSettings, ACTIVE, LOADING, STOPPED};
 pub use state::{GroupConfig, GroupRequest, GroupResponse, GroupState, GroupSummary};
 
@@ -46,7 +45,7 @@ pub use state::{GroupConfig, GroupRequest, GroupResponse, GroupState, GroupSumma
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
 /// Why a request cannot be served by a coordinator here. Mapped to Kafka codes in
-/// `protocol::errors::coordinator_error_code`.
+/// `handlers::errors::coordinator_error_code`.
 #[derive(Debug, thiserror::Error)]
 pub enum CoordinatorError {
     #[error("the coordinator is not available: {0}")]
@@ -84,40 +83,15 @@ struct ExportedLag {
 /// the broker wires its parts together.
 #[derive(Debug, Clone)]
 pub struct GroupCoordinatorContext {
-    /// The metadata image (where `__consumer_offsets` lives, who leads it) and the commits that
-    /// create the topic.
-    pub controller: Arc<Controller>,
+    /// The metadata image (where `__consumer_offsets` lives, who leads it), the node config,
+    /// and the commits that create the topic.
+    pub metadata: MetadataClient,
     /// The `__consumer_offsets` partitions this broker leads, which the shards read and write,
     /// and the high watermarks consumer lag is measured against.
     pub replicas: Arc<ReplicaManager>,
-    /// The node config as started; the image's dynamic broker configs apply on every read.
-    pub node: NodeConfig,
     pub clock: SharedClock,
     pub shutdown: CancellationToken,
     pub metrics: GroupMetrics,
-}
-
-impl GroupCoordinatorContext {
-    /// The node config with dynamic broker configs applied.
-    fn node_config(&self) -> NodeConfig {
-        effective_node_config(&self.node, &self.controller.image())
-    }
-
-    /// Commits a metadata decision and waits until this broker's replicas reflect it, so the
-    /// partitions it creates can be found right after. `decide` may run more than once.
-    async fn commit<T>(
-        &self,
-        decide: impl FnMut(&MetadataImage) -> Result<(T, Vec<MetadataRecord>), ControllerError>,
-    ) -> Result<T, ControllerError> {
-        let (value, image) = self.controller.commit(decide).await?;
-        // The task that applies images stops at shutdown; a request in flight then must not wait
-        // for an apply that will never come.
-        tokio::select! {
-            () = self.replicas.wait_applied(image.offset) => {}
-            () = self.shutdown.cancelled() => {}
-        }
-        Ok(value)
-    }
 }
 
 #[derive(Debug)]
@@ -167,7 +141,7 @@ impl GroupCoordinator {
     /// broker leads, and stops the shards of partitions it no longer leads.
     pub fn start(self: &Arc<Self>) {
         let coordinator = self.clone();
-        let mut rx = self.ctx.controller.subscribe();
+        let mut rx = self.ctx.metadata.controller().subscribe();
         tokio::spawn(async move {
             loop {
                 let offset = rx.borrow_and_update().offset;
@@ -183,7 +157,7 @@ impl GroupCoordinator {
 
     /// Brings the shards in line with which offsets partitions this broker leads.
     pub fn reconcile(&self) {
-        let image = self.ctx.controller.image();
+        let image = self.ctx.metadata.image();
         let Some(topic) = image.topic_by_name(OFFSETS_TOPIC) else {
             return;
         };
@@ -196,7 +170,7 @@ impl GroupCoordinator {
                 }
             }
         }
-        let node = self.ctx.node_config();
+        let node = self.ctx.metadata.node_config();
         let Ok(mut shards) = self.shards.lock() else {
             return;
         };
@@ -227,17 +201,17 @@ impl GroupCoordinator {
     pub async fn ensure_offsets_topic(&self) -> Result<(), CoordinatorError> {
         if self
             .ctx
-            .controller
+            .metadata
             .image()
             .topic_by_name(OFFSETS_TOPIC)
             .is_some()
         {
             return Ok(());
         }
-        let node = self.ctx.node_config();
+        let node = self.ctx.metadata.node_config();
         let live = self
             .ctx
-            .controller
+            .metadata
             .image()
             .brokers
             .values()
@@ -269,6 +243,7 @@ impl GroupCoordinator {
         };
         match self
             .ctx
+            .metadata
             .commit(|image| decide_create_topic(image, &topic, defaults))
             .await
         {
@@ -292,7 +267,7 @@ impl GroupCoordinator {
 
     /// The broker that coordinates `group_id`, from the metadata image.
     pub fn coordinator_of(&self, group_id: &str) -> Result<BrokerRegistration, CoordinatorError> {
-        let image = self.ctx.controller.image();
+        let image = self.ctx.metadata.image();
         let topic = image.topic_by_name(OFFSETS_TOPIC).ok_or_else(|| {
             CoordinatorError::NotAvailable(format!("{OFFSETS_TOPIC} does not exist yet"))
         })?;
@@ -314,7 +289,7 @@ impl GroupCoordinator {
     }
 
     fn shard_for(&self, group_id: &str) -> Result<ShardHandle, CoordinatorError> {
-        let image = self.ctx.controller.image();
+        let image = self.ctx.metadata.image();
         let topic = image
             .topic_by_name(OFFSETS_TOPIC)
             .ok_or(CoordinatorError::NotCoordinator)?;
@@ -344,7 +319,7 @@ impl GroupCoordinator {
         // failed write): start one, which loads from the log.
         let handle = shard::spawn(
             partition,
-            self.settings(&self.ctx.node_config()),
+            self.settings(&self.ctx.metadata.node_config()),
             self.ctx.clock.clone(),
             self.ctx.shutdown.child_token(),
         );
@@ -424,6 +399,7 @@ impl GroupCoordinator {
 
         let max_series = self
             .ctx
+            .metadata
             .node_config()
             .get_i64("metrics.group.lag.max.series")
             .max(0) as usize;

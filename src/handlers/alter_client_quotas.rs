@@ -11,7 +11,7 @@ use kafka_protocol::protocol::VersionRange;
 
 use super::{Reply, RequestContext};
 use crate::controller::{decide_client_quotas, QuotaAlteration};
-use crate::protocol::errors::{controller_error_code, quota_error_code, NONE};
+use crate::handlers::errors::{controller_error_code, quota_error_code, NONE};
 use crate::protocol::str_bytes;
 use crate::quota::{validate_quota, ClientQuotaEntity, QuotaError};
 

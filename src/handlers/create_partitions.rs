@@ -7,7 +7,7 @@ use kafka_protocol::protocol::VersionRange;
 use super::{Reply, RequestContext};
 use crate::controller::decide_create_partitions;
 use crate::model::BrokerId;
-use crate::protocol::errors::controller_error_code;
+use crate::handlers::errors::controller_error_code;
 use crate::protocol::str_bytes;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 3 };

@@ -9,7 +9,7 @@ use super::{Reply, RequestContext};
 use crate::config::ConfigSource;
 use crate::controller::{decide_create_topic, NewTopic, TopicDefaults};
 use crate::model::BrokerId;
-use crate::protocol::errors::controller_error_code;
+use crate::handlers::errors::controller_error_code;
 use crate::protocol::str_bytes;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 2, max: 7 };

@@ -7,7 +7,7 @@ use kafka_protocol::protocol::VersionRange;
 
 use super::{Reply, RequestContext};
 use crate::group::{GroupRequest, GroupResponse};
-use crate::protocol::errors::coordinator_error_code;
+use crate::handlers::errors::coordinator_error_code;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 2 };
 

@@ -7,9 +7,9 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse, Resp
 use kafka_protocol::protocol::VersionRange;
 
 use super::{Reply, RequestContext};
-use crate::broker::Broker;
+use super::KafkaApis;
 use crate::model::{LeaderEpoch, Offset, TopicPartition};
-use crate::protocol::errors::{partition_error_code, partition_log_error_code, unknown_topic_or_partition};
+use crate::handlers::errors::{partition_error_code, partition_log_error_code, unknown_topic_or_partition};
 
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 2 };
 
@@ -37,7 +37,7 @@ pub fn handle(ctx: RequestContext, req: DeleteRecordsRequest) -> Reply {
 
 /// Moves the log start offset of one partition; returns the new low watermark (the start of the
 /// whole log, remote part included) or a wire error code.
-async fn delete(broker: &Broker, tp: &TopicPartition, offset: i64) -> Result<Offset, i16> {
+async fn delete(broker: &KafkaApis, tp: &TopicPartition, offset: i64) -> Result<Offset, i16> {
     let Some(partition) = broker.replicas.get(tp) else {
         return Err(unknown_topic_or_partition());
     };

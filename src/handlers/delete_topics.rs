@@ -8,7 +8,7 @@ use kafka_protocol::protocol::VersionRange;
 use super::{Reply, RequestContext};
 use crate::controller::{ControllerError, MetadataRecord};
 use crate::model::TopicId;
-use crate::protocol::errors::controller_error_code;
+use crate::handlers::errors::controller_error_code;
 use crate::protocol::{str_bytes, topic_name};
 
 pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 6 };

@@ -6,7 +6,7 @@ use kafka_protocol::messages::{DescribeClientQuotasRequest, DescribeClientQuotas
 use kafka_protocol::protocol::VersionRange;
 
 use super::{Reply, RequestContext};
-use crate::protocol::errors::quota_error_code;
+use crate::handlers::errors::quota_error_code;
 use crate::protocol::str_bytes;
 use crate::quota::QuotaFilter;
 

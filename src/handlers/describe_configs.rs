@@ -8,7 +8,7 @@ use kafka_protocol::protocol::VersionRange;
 use super::create_topics::source_of_default;
 use super::{Reply, RequestContext};
 use crate::config::defs::{node_key, NODE_KEYS};
-use crate::protocol::errors::unknown_topic_or_partition;
+use crate::handlers::errors::unknown_topic_or_partition;
 use crate::protocol::str_bytes;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 4 };

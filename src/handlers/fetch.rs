@@ -28,11 +28,11 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind};
 use kafka_protocol::protocol::{Encodable, VersionRange};
 
 use super::{Reply, RequestContext};
-use crate::broker::Broker;
+use super::KafkaApis;
 use crate::log::remote::RemoteLogError;
 use crate::log::{LogError, PartitionLogError};
 use crate::model::{BrokerId, LeaderEpoch, Offset, TopicId, TopicPartition};
-use crate::protocol::errors::{partition_error_code, remote_log_error_code, unknown_topic_id, unknown_topic_or_partition};
+use crate::handlers::errors::{partition_error_code, remote_log_error_code, unknown_topic_id, unknown_topic_or_partition};
 use crate::replication::{Partition, PartitionError};
 
 pub const VERSIONS: VersionRange = VersionRange { min: 4, max: 18 };
@@ -141,7 +141,7 @@ fn apply_quota(ctx: &RequestContext, params: &FetchParams, response: FetchRespon
 }
 
 /// Record bytes sent to consumers, by topic (responses in request order).
-fn count_bytes_out(broker: &Broker, params: &FetchParams, response: &FetchResponse) {
+fn count_bytes_out(broker: &KafkaApis, params: &FetchParams, response: &FetchResponse) {
     if params.replica.is_some() {
         return;
     }
@@ -154,7 +154,7 @@ fn count_bytes_out(broker: &Broker, params: &FetchParams, response: &FetchRespon
     }
 }
 
-async fn fetch(broker: &Broker, params: &FetchParams) -> FetchResponse {
+async fn fetch(broker: &KafkaApis, params: &FetchParams) -> FetchResponse {
     let deadline = tokio::time::Instant::now() + params.max_wait;
     // Subscribe before the first read so an append between the read and the wait still wakes us.
     // Consumers wait for the high watermark to move, followers for the leader's log to grow.
@@ -246,7 +246,7 @@ async fn read_for_consumer(
 
 /// One pass over every requested partition. Returns the response, the record bytes in it, and
 /// whether any partition carried an error (which answers at once, as Kafka does).
-async fn read_all(broker: &Broker, params: &FetchParams) -> (FetchResponse, usize, bool) {
+async fn read_all(broker: &KafkaApis, params: &FetchParams) -> (FetchResponse, usize, bool) {
     let mut total = 0usize;
     let mut any_error = false;
     let mut responses = Vec::with_capacity(params.topics.len());

@@ -8,8 +8,8 @@ use kafka_protocol::messages::{BrokerId as WireBrokerId, FindCoordinatorRequest,
 use kafka_protocol::protocol::VersionRange;
 
 use super::{Reply, RequestContext};
-use crate::broker::Broker;
-use crate::protocol::errors::coordinator_error_code;
+use super::KafkaApis;
+use crate::handlers::errors::coordinator_error_code;
 use crate::protocol::str_bytes;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 6 };
@@ -53,7 +53,7 @@ pub fn handle(ctx: RequestContext, req: FindCoordinatorRequest) -> Reply {
 }
 
 fn lookup(
-    broker: &Broker,
+    broker: &KafkaApis,
     key_type: i8,
     key: String,
     created: Option<&Result<(), crate::group::CoordinatorError>>,

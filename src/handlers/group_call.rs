@@ -6,7 +6,7 @@ use kafka_protocol::messages::ResponseKind;
 
 use super::{Reply, RequestContext};
 use crate::group::{GroupRequest, GroupResponse};
-use crate::protocol::errors::coordinator_error_code;
+use crate::handlers::errors::coordinator_error_code;
 
 /// Sends `request` to the shard of `group_id`; `respond` builds the response from the reply, or
 /// from an error code when there is none (`None`).

@@ -8,7 +8,7 @@ use kafka_protocol::protocol::VersionRange;
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::{Reply, RequestContext};
 use crate::controller::{decide_broker_configs, decide_topic_configs, ConfigOp};
-use crate::protocol::errors::controller_error_code;
+use crate::handlers::errors::controller_error_code;
 use crate::protocol::str_bytes;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 1 };

@@ -9,7 +9,7 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 use kafka_protocol::protocol::VersionRange;
 
 use super::{Reply, RequestContext};
-use crate::protocol::errors::controller_error_code;
+use crate::handlers::errors::controller_error_code;
 
 /// The request stops at v5 in the protocol crate; the response schema's v6 is unused.
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 5 };

@@ -8,7 +8,7 @@ use kafka_protocol::protocol::VersionRange;
 use super::{Reply, RequestContext};
 use crate::log::LATEST_TIMESTAMP;
 use crate::model::{LeaderEpoch, TopicPartition};
-use crate::protocol::errors::{partition_error_code, partition_log_error_code, unknown_topic_or_partition};
+use crate::handlers::errors::{partition_error_code, partition_log_error_code, unknown_topic_or_partition};
 use crate::replication::Partition;
 
 /// v8 adds "earliest local" (-4): the local log start of a tiered partition, where "earliest"

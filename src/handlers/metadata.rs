@@ -7,10 +7,10 @@ use kafka_protocol::messages::{BrokerId as WireBrokerId, MetadataRequest, Metada
 use kafka_protocol::protocol::VersionRange;
 
 use super::{Reply, RequestContext};
-use crate::broker::Broker;
+use super::KafkaApis;
 use crate::controller::{decide_create_topic, validate_topic_name, MetadataImage, NewTopic, TopicDefaults, TopicImage};
 use crate::model::{BrokerId, TopicId};
-use crate::protocol::errors::{controller_error_code, unknown_topic_id, unknown_topic_or_partition};
+use crate::handlers::errors::{controller_error_code, unknown_topic_id, unknown_topic_or_partition};
 use crate::protocol::{str_bytes, topic_name};
 
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 13 };
@@ -62,7 +62,7 @@ pub fn handle(ctx: RequestContext, req: MetadataRequest) -> Reply {
 }
 
 fn build(
-    broker: &Broker,
+    broker: &KafkaApis,
     image: &MetadataImage,
     req: &MetadataRequest,
     all: bool,
@@ -166,6 +166,6 @@ fn topic_response(
 /// Metadata does not use it: as in KRaft, clients are told a live broker (this one) is the
 /// controller, since every broker forwards controller requests to the active controller, so a
 /// client never waits on the quorum's own failover to find where to send CreateTopics.
-pub fn active_controller(broker: &crate::broker::Broker) -> i32 {
+pub fn active_controller(broker: &super::KafkaApis) -> i32 {
     broker.controller.leader_id().map(|id| id as i32).unwrap_or(-1)
 }

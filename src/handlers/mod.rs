@@ -13,7 +13,6 @@ use std::sync::Arc;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 use kafka_protocol::protocol::VersionRange;
 
-use crate::broker::Broker;
 
 /// A response still being produced.
 pub type ResponseFuture = Pin<Box<dyn Future<Output = ResponseKind> + Send + 'static>>;
@@ -34,15 +33,45 @@ impl Reply {
     }
 }
 
-/// What a handler knows of the request beyond its body.
+mod apis;
+pub mod errors;
+
+pub use apis::KafkaApis;
+
+/// What a handler knows of the request beyond its body: the subsystems it may reach, the
+/// header, and who sent it.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
-    pub broker: Arc<Broker>,
+    /// The broker's subsystems, as handlers see them.
+    pub broker: Arc<KafkaApis>,
     pub header: RequestHeader,
     /// The client's address (JoinGroup records it as the member's host).
     pub peer: Option<std::net::SocketAddr>,
+    /// Who sent the request. Every connection is Kafka's anonymous principal until the listener
+    /// authenticates it; authorization and user quotas match this.
+    pub principal: KafkaPrincipal,
     /// Size of the request on the wire (header and body), which produce quotas count.
     pub request_bytes: usize,
+}
+
+/// An authenticated identity, `type:name` as Kafka writes it (`User:alice`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KafkaPrincipal {
+    pub principal_type: String,
+    pub name: String,
+}
+
+impl KafkaPrincipal {
+    /// `User:ANONYMOUS`, the principal of a connection nothing authenticated.
+    pub fn anonymous() -> KafkaPrincipal {
+        KafkaPrincipal { principal_type: "User".into(), name: crate::quota::ANONYMOUS_USER.into() }
+    }
+}
+
+impl std::fmt::Display for KafkaPrincipal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.principal_type, self.name)
+    }
 }
 
 impl RequestContext {
@@ -50,10 +79,9 @@ impl RequestContext {
         self.header.request_api_version
     }
 
-    /// The user principal's name, which user quotas match. Without authentication every
-    /// connection is Kafka's anonymous principal.
+    /// The user principal's name, which user quotas match.
     pub fn user(&self) -> &str {
-        crate::quota::ANONYMOUS_USER
+        &self.principal.name
     }
 
     /// The client id of the request header; a null one is the empty string, as in Kafka.

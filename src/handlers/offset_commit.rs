@@ -10,7 +10,7 @@ use super::group_call::call;
 use super::{Reply, RequestContext};
 use crate::group::{GroupRequest, GroupResponse};
 use crate::model::PartitionIndex;
-use crate::protocol::errors::unknown_topic_or_partition;
+use crate::handlers::errors::unknown_topic_or_partition;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 2, max: 9 };
 

@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use super::{Reply, RequestContext};
 use crate::group::state::FetchedOffsets;
 use crate::group::{GroupRequest, GroupResponse};
-use crate::protocol::errors::coordinator_error_code;
+use crate::handlers::errors::coordinator_error_code;
 use crate::protocol::{str_bytes, topic_name};
 
 pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 9 };

@@ -9,7 +9,7 @@ use kafka_protocol::protocol::VersionRange;
 
 use super::{Reply, RequestContext};
 use crate::model::{LeaderEpoch, TopicPartition};
-use crate::protocol::errors::{partition_error_code, unknown_topic_or_partition};
+use crate::handlers::errors::{partition_error_code, unknown_topic_or_partition};
 
 /// v2 adds the current leader epoch (fencing), v3 the replica id, v4 flexible encoding. v0 and
 /// v1 were removed in Kafka 4.0 (KIP-896), whose range this is.

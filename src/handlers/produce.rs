@@ -14,7 +14,7 @@ use super::{Reply, RequestContext};
 use crate::controller::MetadataImage;
 use crate::log::LogAppendInfo;
 use crate::model::{LeaderEpoch, TopicId, TopicPartition};
-use crate::protocol::errors::{partition_error_code, unknown_topic_id, unknown_topic_or_partition, NONE};
+use crate::handlers::errors::{partition_error_code, unknown_topic_id, unknown_topic_or_partition, NONE};
 use crate::protocol::str_bytes;
 use crate::replication::{Partition, PartitionError};
 
@@ -170,7 +170,7 @@ fn record_quota(ctx: &RequestContext, image: &MetadataImage) -> u64 {
 
 fn log_append_error(tp: &TopicPartition, e: &PartitionError) {
     match e {
-        PartitionError::Log(l) if crate::protocol::errors::log_error_code(l) == ResponseError::KafkaStorageError.code() => {
+        PartitionError::Log(l) if crate::handlers::errors::log_error_code(l) == ResponseError::KafkaStorageError.code() => {
             tracing::error!(partition = %tp, error = %e, "append failed");
         }
         _ => tracing::debug!(partition = %tp, error = %e, "append refused"),

@@ -157,7 +157,7 @@ impl std::fmt::Display for ClientQuotaEntity {
 }
 
 /// Why an AlterClientQuotas entry or a DescribeClientQuotas filter is refused. Mapped to Kafka
-/// error codes in `protocol::errors`.
+/// error codes in `handlers::errors`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum QuotaError {
     #[error("{0}")]

@@ -6,8 +6,11 @@
 //! On the leader, [`isr`] decides the high watermark and ISR changes, which go to the controller
 //! as compare-and-set proposals ([`crate::controller::isr`]).
 
+pub mod alter_partition;
 pub mod fetcher;
+mod gauges;
 pub mod isr;
+pub mod metadata;
 pub mod partition;
 
 use std::collections::{BTreeSet, HashMap};
@@ -16,6 +19,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use tokio::sync::watch;
 
 pub use fetcher::{FetchTarget, FetcherSettings, ReplicaFetcherManager};
+pub use metadata::MetadataClient;
 pub use partition::{
     FollowerFetch, IsrProposal, Partition, PartitionError, PartitionSignals, PartitionState,
 };

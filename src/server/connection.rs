@@ -20,8 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::frame::{self, Frame, FrameWriter};
 use super::ServerLimits;
-use crate::broker::Broker;
-use crate::handlers::{self, Reply, RequestContext, ResponseFuture};
+use crate::handlers::{self, KafkaApis, KafkaPrincipal, Reply, RequestContext, ResponseFuture};
 use crate::metrics::Metrics;
 use crate::net::{BoxReadHalf, BoxWriteHalf};
 use crate::protocol::{decode_request, Decoded};
@@ -225,7 +224,7 @@ pub(super) async fn run(
     reader: BoxReadHalf,
     mut writer: BoxWriteHalf,
     peer: SocketAddr,
-    broker: Arc<Broker>,
+    broker: Arc<KafkaApis>,
     limits: ServerLimits,
     shutdown: CancellationToken,
 ) {
@@ -386,7 +385,7 @@ async fn wait_head(pending: &mut VecDeque<Pending>) -> Option<(Frame, Option<(Du
 
 /// Decodes one frame and dispatches it. `Err` closes the connection.
 fn handle_frame(
-    broker: &Arc<Broker>,
+    broker: &Arc<KafkaApis>,
     frame: Bytes,
     peer: SocketAddr,
     mute: &mut Mute,
@@ -409,6 +408,7 @@ fn handle_frame(
                 broker: broker.clone(),
                 header,
                 peer: Some(peer),
+                principal: KafkaPrincipal::anonymous(),
                 request_bytes,
             };
             let reply = handlers::dispatch(ctx, request)

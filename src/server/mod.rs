@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::broker::Broker;
+use crate::handlers::KafkaApis;
 use crate::net::Acceptor;
 
 #[derive(Debug, Clone, Copy)]
@@ -47,7 +47,7 @@ impl ServerLimits {
 /// [`Network`]: crate::net::Network
 pub async fn serve(
     mut listener: Box<dyn Acceptor>,
-    broker: Arc<Broker>,
+    broker: Arc<KafkaApis>,
     limits: ServerLimits,
     shutdown: CancellationToken,
 ) {

@@ -61,7 +61,7 @@ impl TestBroker {
         .expect("broker starts");
         let server = tokio::spawn(serve(
             strata::net::tokio_acceptor(listener),
-            broker.clone(),
+            broker.apis.clone(),
             ServerLimits::from_config(&node),
             shutdown.clone(),
         ));

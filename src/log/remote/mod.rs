@@ -33,6 +33,7 @@
 //!
 //! The decisions themselves are the pure functions of `strata_tiering::scheduler`.
 
+mod metrics;
 mod read;
 mod recovery;
 mod retention;
@@ -48,12 +49,12 @@ use strata_tiering::{
     RetryPolicy, TieringError,
 };
 use tokio::sync::Semaphore;
+
+pub use metrics::TieringMetrics;
 use tokio_util::sync::CancellationToken;
 
 use super::UnifiedLog;
 use crate::clock::SharedClock;
-use crate::config::NodeConfig;
-use crate::metrics::TieringMetrics;
 use crate::model::{LeaderEpoch, Offset, TopicId, TopicPartition};
 
 /// Settings from the node config.
@@ -69,20 +70,6 @@ pub struct RemoteLogManagerConfig {
     pub readahead_chunks: u64,
 }
 
-impl RemoteLogManagerConfig {
-    pub fn from_node(node: &NodeConfig) -> RemoteLogManagerConfig {
-        RemoteLogManagerConfig {
-            task_interval_ms: node.get_i64("remote.log.manager.task.interval.ms").max(10) as u64,
-            upload_concurrency: node.get_i32("remote.upload.concurrency").max(1) as usize,
-            orphan_grace_ms: node.get_i64("remote.orphan.grace.ms").max(0),
-            orphan_sweep_interval_ms: node.get_i64("remote.orphan.sweep.interval.ms").max(0),
-            fetch_max_bytes: node.get_i32("remote.fetch.max.bytes").max(64 * 1024) as usize,
-            cache_bytes: node.get_i64("remote.cache.bytes").max(0) as u64,
-            cache_chunk_bytes: node.get_i32("remote.cache.chunk.bytes").max(4096) as u64,
-            readahead_chunks: node.get_i32("remote.cache.readahead.chunks").max(0) as u64,
-        }
-    }
-}
 
 /// Errors of remote reads and remote steps; all map to KAFKA_STORAGE_ERROR at the handler edge.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,52 @@
+//! The broker's side of liveness: heartbeats to the active controller (Kafka's
+//! `BrokerLifecycleManager`). The controller's side, which fences brokers that stop
+//! heartbeating, is [`super::liveness`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::Controller;
+use crate::model::BrokerId;
+
+/// Heartbeats to the active controller every `broker.heartbeat.interval.ms`, and at once when
+/// Raft names a new one: a new active controller knows no sessions and fences brokers it has not
+/// heard from within its election grace. Runs until `shutdown`.
+pub fn spawn_heartbeats(
+    controller: Arc<Controller>,
+    node_id: BrokerId,
+    incarnation: uuid::Uuid,
+    shutdown: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let every = controller.settings().broker_heartbeat_interval;
+        let mut was_fenced = false;
+        loop {
+            let leader = controller.leader_id();
+            let heartbeat = controller.heartbeat(node_id, incarnation).await;
+            if let Ok(fenced) = heartbeat {
+                if fenced != was_fenced {
+                    tracing::info!(fenced, "broker fencing changed");
+                }
+                was_fenced = fenced;
+            }
+            // Fenced brokers heartbeat faster so they are unfenced soon after they return; a
+            // failed heartbeat (no active controller, or a new one) is retried soon, so a newly
+            // elected controller hears from this broker within its election grace.
+            let wait = match heartbeat {
+                Err(e) => {
+                    tracing::debug!(error = %e, "heartbeat to the active controller failed");
+                    (every / 5).max(Duration::from_millis(20))
+                }
+                Ok(_) if was_fenced => every / 4,
+                Ok(_) => every,
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = controller.leader_changed(leader) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    });
+}

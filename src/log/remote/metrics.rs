@@ -1,0 +1,75 @@
+//! [`TieringMetrics`]: what tiered storage counts, registered by the process's metrics.
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("metric definition is valid");
+    r.register(Box::new(c.clone())).expect("metric registered once");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("metric definition is valid");
+    r.register(Box::new(g.clone())).expect("metric registered once");
+    g
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("metric definition is valid");
+    r.register(Box::new(g.clone())).expect("metric registered once");
+    g
+}
+
+/// Tiered storage: uploads, remote reads, the chunk cache, remote retention.
+#[derive(Debug, Clone)]
+pub struct TieringMetrics {
+    pub upload_bytes: IntCounter,
+    pub uploaded_segments: IntCounter,
+    pub upload_errors: IntCounter,
+    pub upload_latency: Histogram,
+    /// Sealed segments (and their bytes) waiting for upload on partitions this broker leads.
+    pub upload_lag_bytes: IntGauge,
+    pub upload_lag_segments: IntGauge,
+    pub remote_fetch_bytes: IntCounter,
+    pub remote_fetch_errors: IntCounter,
+    pub cache_hits: IntCounter,
+    pub cache_misses: IntCounter,
+    pub cache_bytes: IntGauge,
+    pub remote_deleted_segments: IntCounter,
+    pub delete_errors: IntCounter,
+    pub remote_log_bytes: IntGaugeVec,
+}
+
+impl TieringMetrics {
+    pub fn new(r: &Registry) -> TieringMetrics {
+        let upload_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "strata_tiering_upload_latency_seconds",
+                "Time to upload one segment (all its objects and the manifest).",
+            )
+            .buckets(vec![
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+            ]),
+        )
+        .expect("metric definition is valid");
+        r.register(Box::new(upload_latency.clone()))
+            .expect("metric registered once");
+        TieringMetrics {
+            upload_bytes: counter(r, "strata_tiering_upload_bytes_total", "Bytes uploaded to object storage (segments, indexes, snapshots)."),
+            uploaded_segments: counter(r, "strata_tiering_uploaded_segments_total", "Segments uploaded and recorded in their manifest."),
+            upload_errors: counter(r, "strata_tiering_upload_errors_total", "Tiering rounds that failed (the partition backs off and keeps its local segments)."),
+            upload_latency,
+            upload_lag_bytes: gauge(r, "strata_tiering_upload_lag_bytes", "Bytes of sealed segments not yet uploaded, on led partitions."),
+            upload_lag_segments: gauge(r, "strata_tiering_upload_lag_segments", "Sealed segments not yet uploaded, on led partitions."),
+            remote_fetch_bytes: counter(r, "strata_tiering_remote_fetch_bytes_total", "Record bytes served to fetchers from remote segments."),
+            remote_fetch_errors: counter(r, "strata_tiering_remote_fetch_errors_total", "Fetches from remote segments that failed (answered with a retriable error)."),
+            cache_hits: counter(r, "strata_tiering_cache_hits_total", "Remote chunk reads served from the local cache."),
+            cache_misses: counter(r, "strata_tiering_cache_misses_total", "Remote chunk reads that went to object storage."),
+            cache_bytes: gauge(r, "strata_tiering_cache_bytes", "Bytes in the remote chunk cache."),
+            remote_deleted_segments: counter(r, "strata_tiering_remote_deleted_segments_total", "Remote segments deleted by retention or DeleteRecords."),
+            delete_errors: counter(r, "strata_tiering_delete_errors_total", "Deletions of a deleted topic's remote data that failed."),
+            remote_log_bytes: gauge_vec(r, "strata_tiering_remote_log_bytes", "Bytes of live remote segments, by topic.", &["topic"]),
+        }
+    }
+}
+
