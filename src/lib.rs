@@ -1,15 +1,19 @@
 //! Strata: a Kafka-compatible message broker with tiered object storage.
 //!
 //! # Layout
-//! In the order a request meets them:
+//! In the order a request meets them. Each module uses only the layers below it
+//! (docs/architecture.md; `tests/architecture.rs` checks it):
 //! - [`config`]: node config (TOML, `STRATA_*` env, flags) and topic configs under Kafka's names.
 //! - [`server`]: the listener, connections, framing, in-order responses, shutdown.
-//! - [`protocol`]: glue to the `kafka-protocol` crate, error codes, the record-batch header reader.
+//! - [`protocol`]: glue to the `kafka-protocol` crate, request decoding, the retired Produce
+//!   versions, the record-batch header reader.
 //! - [`handlers`]: one file per Kafka API; the ApiVersions table is derived from their list.
+//!   `KafkaApis` is all a handler reaches of the broker; typed errors become Kafka error codes
+//!   in `handlers::errors`, once.
 //! - [`quota`]: client byte-rate quotas — which quota applies to a client, its rate over
 //!   Kafka's sampled window, the throttle time it earns.
 //! - [`replication`]: `ReplicaManager` and `Partition` — roles, high watermark, acks, follower
-//!   fetchers.
+//!   fetchers, ISR maintenance; `MetadataClient`, the controller as the broker uses it.
 //! - [`log`]: the storage engine: `PartitionLog`, a partition's whole log (local and remote,
 //!   the one place that decides which part answers), `UnifiedLog` (the local log: segments,
 //!   indexes, recovery, retention, cleaner), and [`log::remote`]: the `RemoteLogManager`, which
@@ -20,7 +24,7 @@
 //!   that change it, broker liveness and leader elections.
 //! - [`net`]: the network seam the Kafka listener, the controller RPC and replica fetchers use
 //!   (tokio, or turmoil in tests); [`runtime`]: blocking work on either runtime flavour.
-//! - [`broker`]: the node's parts wired together.
+//! - [`broker`]: the node's parts wired together, and nothing more.
 //! - [`metrics`]: the Prometheus registry and the HTTP endpoint (`/metrics`, `/health`, `/ready`).
 //! - [`admin`]: the `strata topics`, `strata groups` and `strata quotas` commands; [`client`]:
 //!   the Kafka-protocol client they and follower fetchers use.
