@@ -18,7 +18,14 @@ use crate::group::{GroupCoordinator, GroupCoordinatorContext};
 use crate::handlers::KafkaApis;
 use crate::log::remote::{RemoteLogManager, RemoteLogManagerConfig};
 use crate::log::{LogConfig, LogError, LogManager};
+use crate::controller::ControllerMetrics;
+use crate::group::GroupMetrics;
+use crate::handlers::ApiMetrics;
+use crate::log::remote::TieringMetrics;
 use crate::metrics::Metrics;
+use crate::quota::QuotaMetrics;
+use crate::replication::{BrokerTopicMetrics, ReplicationMetrics};
+use crate::server::ServerMetrics;
 use crate::model::BrokerId;
 use crate::net::Network;
 use crate::quota::manager::QuotaManagers;
@@ -61,7 +68,7 @@ pub struct Broker {
     pub groups: Arc<GroupCoordinator>,
     pub clock: SharedClock,
     pub shutdown: CancellationToken,
-    pub metrics: Arc<Metrics>,
+    pub metrics: BrokerMetrics,
     /// Tiered storage: uploads, remote reads, remote retention.
     pub remote: Arc<RemoteLogManager>,
     /// Whether the tiered store passed its startup probe (see [`Broker::readiness`]).
@@ -164,8 +171,9 @@ impl Broker {
             std::sync::atomic::Ordering::Relaxed,
         );
         let replicas = Arc::new(ReplicaManager::new(node_id, logs.clone(), clock.clone()));
+        let metrics = BrokerMetrics::register(metrics);
         let (remote, remote_store) =
-            start_remote_log_manager(&node, &log_dirs, &clock, &metrics, &shutdown)?;
+            start_remote_log_manager(&node, &log_dirs, &clock, &metrics.tiering, &shutdown)?;
         replicas.set_remote_log_manager(remote.clone());
         replicas.set_fetcher_manager(ReplicaFetcherManager::new(
             node_id,
@@ -195,7 +203,7 @@ impl Broker {
             groups: groups.clone(),
             quotas,
             producer_ids: ProducerIdManager::new(controller.clone(), node_id),
-            metrics: metrics.clone(),
+            metrics: ApiMetrics { topics: metrics.topics.clone() },
             clock: clock.clone(),
             shutdown: shutdown.clone(),
         });
@@ -294,7 +302,7 @@ impl Broker {
         self.remote.sync_metrics();
         self.controller.sync_metrics(&self.metrics.controller);
         self.groups.sync_metrics();
-        self.metrics.render()
+        self.metrics.registry.render()
     }
 
     /// What `/ready` answers once the broker has started: `Ok`, or why it is not ready, on one
@@ -324,7 +332,7 @@ fn start_remote_log_manager(
     node: &NodeConfig,
     log_dirs: &[PathBuf],
     clock: &SharedClock,
-    metrics: &Metrics,
+    metrics: &TieringMetrics,
     shutdown: &CancellationToken,
 ) -> Result<(Arc<RemoteLogManager>, Arc<strata_tiering::StoreHealth>), BrokerError> {
     use strata_tiering::{ProbePolicy, RemoteStorage, StorageConfig, StoreHealth};
@@ -362,10 +370,39 @@ fn start_remote_log_manager(
         first.join("remote-cache"),
         remote_log_manager_config(node),
         clock.clone(),
-        metrics.tiering.clone(),
+        metrics.clone(),
         shutdown.clone(),
     )?;
     Ok((manager, health))
+}
+
+/// Every subsystem's metrics, registered once into the process's registry.
+#[derive(Debug, Clone)]
+pub struct BrokerMetrics {
+    pub registry: Arc<Metrics>,
+    pub server: Arc<ServerMetrics>,
+    pub topics: BrokerTopicMetrics,
+    pub replication: ReplicationMetrics,
+    pub tiering: TieringMetrics,
+    pub controller: ControllerMetrics,
+    pub groups: GroupMetrics,
+    pub quota: QuotaMetrics,
+}
+
+impl BrokerMetrics {
+    fn register(registry: Arc<Metrics>) -> BrokerMetrics {
+        let r = &registry.registry;
+        BrokerMetrics {
+            server: Arc::new(ServerMetrics::new(r)),
+            topics: BrokerTopicMetrics::new(r),
+            replication: ReplicationMetrics::new(r),
+            tiering: TieringMetrics::new(r),
+            controller: ControllerMetrics::new(r),
+            groups: GroupMetrics::new(r),
+            quota: QuotaMetrics::new(r),
+            registry,
+        }
+    }
 }
 
 /// The remote log manager's settings from the node config.

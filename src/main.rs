@@ -266,6 +266,7 @@ async fn serve_node(node: NodeConfig) -> anyhow::Result<()> {
     let server = tokio::spawn(serve(
         strata::net::tokio_acceptor(listener),
         broker.apis.clone(),
+        broker.metrics.server.clone(),
         ServerLimits::from_config(&node),
         shutdown.clone(),
     ));

@@ -82,7 +82,7 @@ impl Controller {
     }
 
     /// Refreshes the controller gauges (at scrape time).
-    pub fn sync_metrics(&self, out: &crate::metrics::ControllerMetrics) {
+    pub fn sync_metrics(&self, out: &super::ControllerMetrics) {
         let m = self.raft.metrics().borrow().clone();
         let leading = active_in(&m, self.settings.node_id).is_some();
         let log_end = m.last_log_index.map_or(0, |i| i + 1);

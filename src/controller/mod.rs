@@ -43,6 +43,7 @@ pub mod image;
 pub mod isr;
 pub mod log_store;
 pub mod network;
+mod metrics;
 pub mod producer_ids;
 pub mod quorum;
 pub mod records;
@@ -53,6 +54,7 @@ use std::path::PathBuf;
 
 pub use client_quotas::{decide_client_quotas, QuotaAlteration};
 pub use image::{BrokerRegistration, MetadataImage, PartitionRegistration, TopicImage};
+pub use metrics::ControllerMetrics;
 pub use node::Controller;
 pub use records::MetadataRecord;
 pub use settings::ControllerSettings;

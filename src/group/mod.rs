@@ -19,6 +19,7 @@
 //! leads), the node config, the clock, the shutdown token and its metrics.
 
 pub mod lag;
+mod metrics;
 pub mod records;
 pub mod shard;
 pub mod state;
@@ -35,7 +36,7 @@ use crate::config::NodeConfig;
 use crate::controller::{
     decide_create_topic, BrokerRegistration, ControllerError, NewTopic, TopicDefaults,
 };
-use crate::metrics::GroupMetrics;
+pub use metrics::GroupMetrics;
 use crate::model::TopicPartition;
 use crate::replication::{MetadataClient, ReplicaManager};
 use shard::{Command, ShardHandle, ShardSettings, ACTIVE, LOADING, STOPPED};

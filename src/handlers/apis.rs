@@ -9,10 +9,9 @@ use crate::config::NodeConfig;
 use crate::controller::producer_ids::ProducerIdManager;
 use crate::controller::{Controller, ControllerError, MetadataImage, MetadataRecord};
 use crate::group::GroupCoordinator;
-use crate::metrics::Metrics;
 use crate::model::BrokerId;
 use crate::quota::manager::QuotaManagers;
-use crate::replication::{MetadataClient, ReplicaManager};
+use crate::replication::{BrokerTopicMetrics, MetadataClient, ReplicaManager};
 
 /// One handle per subsystem a handler may use, as Kafka's `KafkaApis` is built from the replica
 /// manager, the coordinators, the metadata cache and the quota managers. The broker builds it
@@ -34,10 +33,17 @@ pub struct KafkaApis {
     /// Client byte-rate quotas: the rates of clients under a quota, per kind.
     pub quotas: QuotaManagers,
     pub producer_ids: ProducerIdManager,
-    pub metrics: Arc<Metrics>,
+    pub metrics: ApiMetrics,
     pub clock: SharedClock,
     /// Cancelled when the broker shuts down: long polls answer at once.
     pub shutdown: CancellationToken,
+}
+
+/// What handlers count into.
+#[derive(Debug, Clone)]
+pub struct ApiMetrics {
+    /// Per-topic bytes and records in and out, produce errors.
+    pub topics: BrokerTopicMetrics,
 }
 
 impl KafkaApis {

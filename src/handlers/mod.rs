@@ -36,7 +36,7 @@ impl Reply {
 mod apis;
 pub mod errors;
 
-pub use apis::KafkaApis;
+pub use apis::{ApiMetrics, KafkaApis};
 
 /// What a handler knows of the request beyond its body: the subsystems it may reach, the
 /// header, and who sent it.

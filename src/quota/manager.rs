@@ -16,7 +16,7 @@ use std::sync::Mutex;
 
 use super::rate::{throttle_time_ms, QuotaWindow, SampledRate};
 use super::{ClientQuotas, SensorKey, CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE};
-use crate::metrics::QuotaMetrics;
+use super::QuotaMetrics;
 
 /// Which quota a manager enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,7 +195,7 @@ mod tests {
             num: 11,
             size_ms: 1000,
         };
-        let m = ClientQuotaManager::new(QuotaKind::Produce, window, metrics.quota.clone());
+        let m = ClientQuotaManager::new(QuotaKind::Produce, window, QuotaMetrics::new(&metrics.registry));
         let mut quotas = ClientQuotas::default();
         let entity = ClientQuotaEntity {
             user: None,

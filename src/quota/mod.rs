@@ -18,6 +18,7 @@
 //! no new record.
 
 pub mod manager;
+mod metrics;
 pub mod rate;
 
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use manager::{ClientQuotaManager, QuotaKind};
+pub use metrics::QuotaMetrics;
 pub use rate::QuotaWindow;
 
 /// Entity type names on the wire.

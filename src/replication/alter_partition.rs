@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{IsrProposal, MetadataClient, Partition, ReplicaManager};
 use crate::controller::isr::{decide_alter_partition, AlterPartition};
-use crate::metrics::ReplicationMetrics;
+use super::ReplicationMetrics;
 use crate::model::BrokerId;
 
 /// Checks every quarter of `replica.lag.time.max.ms` (at most every 500 ms) which ISR changes

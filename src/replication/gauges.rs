@@ -3,10 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use super::ReplicaManager;
+use super::{BrokerTopicMetrics, ReplicaManager, ReplicationMetrics};
 use crate::config::NodeConfig;
 use crate::controller::MetadataImage;
-use crate::metrics::{BrokerTopicMetrics, ReplicationMetrics};
 
 impl ReplicaManager {
     /// Sets the gauges from the replicas as they are now. `node` is the effective node config

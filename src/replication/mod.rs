@@ -11,6 +11,7 @@ pub mod fetcher;
 mod gauges;
 pub mod isr;
 pub mod metadata;
+mod metrics;
 pub mod partition;
 
 use std::collections::{BTreeSet, HashMap};
@@ -20,6 +21,7 @@ use tokio::sync::watch;
 
 pub use fetcher::{FetchTarget, FetcherSettings, ReplicaFetcherManager};
 pub use metadata::MetadataClient;
+pub use metrics::{BrokerTopicMetrics, ReplicationMetrics};
 pub use partition::{
     FollowerFetch, IsrProposal, Partition, PartitionError, PartitionSignals, PartitionState,
 };

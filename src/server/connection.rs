@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::frame::{self, Frame, FrameWriter};
 use super::ServerLimits;
 use crate::handlers::{self, KafkaApis, KafkaPrincipal, Reply, RequestContext, ResponseFuture};
-use crate::metrics::Metrics;
+use super::ServerMetrics;
 use crate::net::{BoxReadHalf, BoxWriteHalf};
 use crate::protocol::{decode_request, Decoded};
 use crate::quota::QuotaKind;
@@ -91,14 +91,14 @@ enum Pending {
 struct RequestTimer {
     api: &'static str,
     started: Instant,
-    metrics: Arc<Metrics>,
+    metrics: Arc<ServerMetrics>,
     waiting: bool,
 }
 
 impl RequestTimer {
-    fn start(metrics: &Arc<Metrics>, api_key: ApiKey) -> RequestTimer {
+    fn start(metrics: &Arc<ServerMetrics>, api_key: ApiKey) -> RequestTimer {
         let api = api_name(api_key);
-        metrics.server.requests.with_label_values(&[api]).inc();
+        metrics.requests.with_label_values(&[api]).inc();
         RequestTimer {
             api,
             started: Instant::now(),
@@ -109,7 +109,6 @@ impl RequestTimer {
 
     fn waiting(mut self) -> RequestTimer {
         self.metrics
-            .server
             .requests_waiting
             .with_label_values(&[self.api])
             .inc();
@@ -118,9 +117,8 @@ impl RequestTimer {
     }
 
     fn finish(self, bytes_sent: usize) {
-        self.metrics.server.bytes_sent.inc_by(bytes_sent as u64);
+        self.metrics.bytes_sent.inc_by(bytes_sent as u64);
         self.metrics
-            .server
             .request_latency
             .with_label_values(&[self.api])
             .observe(self.started.elapsed().as_secs_f64());
@@ -131,7 +129,6 @@ impl Drop for RequestTimer {
     fn drop(&mut self) {
         if self.waiting {
             self.metrics
-                .server
                 .requests_waiting
                 .with_label_values(&[self.api])
                 .dec();
@@ -225,6 +222,7 @@ pub(super) async fn run(
     mut writer: BoxWriteHalf,
     peer: SocketAddr,
     broker: Arc<KafkaApis>,
+    metrics: Arc<ServerMetrics>,
     limits: ServerLimits,
     shutdown: CancellationToken,
 ) {
@@ -307,12 +305,12 @@ pub(super) async fn run(
             () = sleep_until_some(muted), if muted.is_some() && !stopping => {}
             frame = frames_rx.recv(), if can_read => {
                 let Some(frame) = frame else { break };
-                broker.metrics.server.bytes_received.inc_by(frame.len() as u64 + 4);
-                match handle_frame(&broker, frame, peer, &mut mute) {
+                metrics.bytes_received.inc_by(frame.len() as u64 + 4);
+                match handle_frame(&broker, &metrics, frame, peer, &mut mute) {
                     Ok(Some(p)) => pending.push_back(p),
                     Ok(None) => {}
                     Err(reason) => {
-                        broker.metrics.server.request_errors.with_label_values(&["malformed"]).inc();
+                        metrics.request_errors.with_label_values(&["malformed"]).inc();
                         tracing::warn!(%peer, %reason, "closing connection");
                         break;
                     }
@@ -386,6 +384,7 @@ async fn wait_head(pending: &mut VecDeque<Pending>) -> Option<(Frame, Option<(Du
 /// Decodes one frame and dispatches it. `Err` closes the connection.
 fn handle_frame(
     broker: &Arc<KafkaApis>,
+    metrics: &Arc<ServerMetrics>,
     frame: Bytes,
     peer: SocketAddr,
     mute: &mut Mute,
@@ -403,7 +402,7 @@ fn handle_frame(
             let api_key = ApiKey::try_from(header.request_api_key)
                 .map_err(|_| "unknown api key".to_string())?;
             let (version, correlation_id) = (header.request_api_version, header.correlation_id);
-            let timer = RequestTimer::start(&broker.metrics, api_key);
+            let timer = RequestTimer::start(metrics, api_key);
             let ctx = RequestContext {
                 broker: broker.clone(),
                 header,
@@ -454,7 +453,7 @@ fn handle_frame(
                 // Kafka does for a failed acks=0 produce.
                 return Err(format!("Produce v{version} with acks=0 is not supported"));
             }
-            let timer = RequestTimer::start(&broker.metrics, ApiKey::Produce);
+            let timer = RequestTimer::start(metrics, ApiKey::Produce);
             let body = crate::protocol::retired_produce::refusal(
                 version,
                 &request,
@@ -478,7 +477,7 @@ fn handle_frame(
     let resp = handlers::api_versions::response(
         kafka_protocol::error::ResponseError::UnsupportedVersion.code(),
     );
-    let timer = RequestTimer::start(&broker.metrics, api_key);
+    let timer = RequestTimer::start(metrics, api_key);
     encode_response(
         api_key,
         version,

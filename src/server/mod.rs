@@ -7,6 +7,9 @@
 
 mod connection;
 mod frame;
+mod metrics;
+
+pub use metrics::ServerMetrics;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,12 +51,11 @@ impl ServerLimits {
 pub async fn serve(
     mut listener: Box<dyn Acceptor>,
     broker: Arc<KafkaApis>,
+    metrics: Arc<ServerMetrics>,
     limits: ServerLimits,
     shutdown: CancellationToken,
 ) {
-    broker
-        .metrics
-        .server
+    metrics
         .build_info
         .with_label_values(&[env!("CARGO_PKG_VERSION"), crate::protocol::KAFKA_RELEASE])
         .set(1);
@@ -74,18 +76,18 @@ pub async fn serve(
             }
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            broker.metrics.server.connections_rejected.inc();
+            metrics.connections_rejected.inc();
             tracing::warn!(%peer, max = limits.max_connections, "max.connections reached; closing new connection");
             drop((reader, writer));
             continue;
         };
-        let broker = broker.clone();
+        let (broker, metrics) = (broker.clone(), metrics.clone());
         let shutdown = shutdown.clone();
-        broker.metrics.server.connections_accepted.inc();
-        broker.metrics.server.connections.inc();
+        metrics.connections_accepted.inc();
+        metrics.connections.inc();
         tracker.spawn(async move {
-            connection::run(reader, writer, peer, broker.clone(), limits, shutdown).await;
-            broker.metrics.server.connections.dec();
+            connection::run(reader, writer, peer, broker, metrics.clone(), limits, shutdown).await;
+            metrics.connections.dec();
             drop(permit);
         });
     }

@@ -62,6 +62,7 @@ impl TestBroker {
         let server = tokio::spawn(serve(
             strata::net::tokio_acceptor(listener),
             broker.apis.clone(),
+            broker.metrics.server.clone(),
             ServerLimits::from_config(&node),
             shutdown.clone(),
         ));

@@ -48,3 +48,5 @@ def test_kafkajs_group_consumes_end_to_end(broker_factory):
     committed = {p["partition"]: int(p["offset"]) for t in result["offsets"] for p in t["partitions"]}
     assert committed == {0: 50, 1: 50, 2: 50, 3: 50}
     assert group in [g["groupId"] for g in result["groups"]]
+    # A consumer kafkajs restarted must have failed on a retriable error only.
+    assert all(c["restart"] for c in result["crashes"]), result["crashes"]

@@ -1,0 +1,38 @@
+//! [`ControllerMetrics`]: the metadata quorum as this node sees it.
+
+use prometheus::{IntGauge, Registry};
+
+use crate::metrics::gauge;
+
+/// The metadata quorum as this node sees it, refreshed from the Raft metrics and the image at
+/// scrape time. Offsets are Raft log indexes + 1 (the next entry), as DescribeQuorum reports
+/// them.
+#[derive(Debug, Clone)]
+pub struct ControllerMetrics {
+    pub active: IntGauge,
+    pub term: IntGauge,
+    pub log_end_offset: IntGauge,
+    pub committed_offset: IntGauge,
+    pub applied_offset: IntGauge,
+    pub commit_lag: IntGauge,
+    pub image_offset: IntGauge,
+    pub registered_brokers: IntGauge,
+    pub fenced_brokers: IntGauge,
+}
+
+impl ControllerMetrics {
+    pub fn new(r: &Registry) -> ControllerMetrics {
+        ControllerMetrics {
+            active: gauge(r, "strata_controller_active", "1 on the active controller (the Raft leader), else 0."),
+            term: gauge(r, "strata_controller_term", "The current Raft term (the controller epoch)."),
+            log_end_offset: gauge(r, "strata_controller_log_end_offset", "End of this node's copy of the metadata log."),
+            committed_offset: gauge(r, "strata_controller_committed_offset", "Committed end of the metadata log: on the active controller what a majority of voters holds; elsewhere what this node has applied (the most it knows to be committed)."),
+            applied_offset: gauge(r, "strata_controller_applied_offset", "End of the metadata log this node has applied to its image."),
+            commit_lag: gauge(r, "strata_controller_commit_lag_records", "Metadata log entries this node holds that are not yet known committed (log end minus committed)."),
+            image_offset: gauge(r, "strata_controller_image_offset", "Offset of this node's metadata image (the last record folded in)."),
+            registered_brokers: gauge(r, "strata_controller_registered_brokers", "Brokers registered in the metadata image."),
+            fenced_brokers: gauge(r, "strata_controller_fenced_brokers", "Registered brokers that are fenced."),
+        }
+    }
+}
+
