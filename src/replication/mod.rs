@@ -6,6 +6,7 @@
 //! On the leader, [`isr`] decides the high watermark and ISR changes, which go to the controller
 //! as compare-and-set proposals ([`crate::controller::isr`]).
 
+pub mod delayed_fetch;
 pub mod fetcher;
 pub mod isr;
 pub mod partition;
@@ -17,8 +18,9 @@ use tokio::sync::watch;
 
 pub use fetcher::{FetchTarget, FetcherSettings, ReplicaFetcherManager};
 pub use partition::{
-    FollowerFetch, IsrProposal, Partition, PartitionError, PartitionSignals, PartitionState,
+    FollowerFetch, IsrProposal, Partition, PartitionError, PartitionState,
 };
+pub use delayed_fetch::{DelayedFetch, FetchIsolation};
 
 use crate::clock::SharedClock;
 use crate::config::NodeConfig;
@@ -34,7 +36,6 @@ pub struct ReplicaManager {
     clock: SharedClock,
     // Read on every produce and fetch, written only when the image changes.
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
-    signals: PartitionSignals,
     applied_offset: watch::Sender<u64>,
     /// Tiered storage, when the broker runs it: told of partitions created and topics deleted.
     remote: OnceLock<Arc<RemoteLogManager>>,
@@ -50,10 +51,6 @@ impl ReplicaManager {
             logs,
             clock,
             partitions: RwLock::new(HashMap::new()),
-            signals: PartitionSignals {
-                data_version: Arc::new(watch::channel(0).0),
-                append_version: Arc::new(watch::channel(0).0),
-            },
             applied_offset,
             remote: OnceLock::new(),
             fetchers: OnceLock::new(),
@@ -87,17 +84,6 @@ impl ReplicaManager {
             .read()
             .map(|m| m.values().cloned().collect())
             .unwrap_or_default()
-    }
-
-    /// Changes whenever some partition's high watermark advances.
-    pub fn data_version(&self) -> watch::Receiver<u64> {
-        self.signals.data_version.subscribe()
-    }
-
-    /// Changes whenever a leader here appends to a replicated partition (followers' fetches
-    /// wait on it).
-    pub fn append_version(&self) -> watch::Receiver<u64> {
-        self.signals.append_version.subscribe()
     }
 
     /// The ISR changes due on partitions led here (see [`Partition::propose_isr_change`]).
@@ -231,7 +217,6 @@ impl ReplicaManager {
                 state,
                 min_isr,
                 self.clock.clone(),
-                self.signals.clone(),
             );
             if let Some(r) = self.remote.get() {
                 partition = partition.with_remote_log(r.attach(&tp, topic_id, &log));
