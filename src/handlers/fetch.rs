@@ -1,5 +1,8 @@
 //! Fetch: whole batches from each partition up to its high watermark, within the partition and
 //! response byte limits, long-polling until `min_bytes` have arrived or `max_wait_ms` has passed.
+//! A waiting fetch is woken only by the partitions it asked for
+//! ([`crate::replication::delayed_fetch`]): their high watermark (consumers) or log end
+//! (followers) moving, a truncation or a leadership change (answered at once with the error).
 //!
 //! Consumers read the partition's whole log ([`crate::log::PartitionLog`]), which answers
 //! offsets below the local log start of a tiered partition from the remote log; a failed
