@@ -82,7 +82,8 @@ w0, w1 = map(float, sys.argv[3].split())
 cpu = 100 * float(sys.argv[2]) / float(sys.argv[7]) / (w1 - w0)
 steal = sys.argv[4].split()
 st = 100 * (float(steal[2]) - float(steal[0])) / max(float(steal[3]) - float(steal[1]), 1)
-print(f"{sys.argv[5]:<8} {sys.argv[6]:>7} {e[\"p50\"]:>8.2f} {e[\"p99\"]:>8.2f} {e[\"p999\"]:>8.2f} {cpu:>9.1f}% {j[\"produced_records_per_s\"]:>9.0f} {st:>6.1f}%")
+p50, p99, p999, rate = e["p50"], e["p99"], e["p999"], j["produced_records_per_s"]
+print(f"{sys.argv[5]:<8} {sys.argv[6]:>7} {p50:>8.2f} {p99:>8.2f} {p999:>8.2f} {cpu:>9.1f}% {rate:>9.0f} {st:>6.1f}%")
 ' "$json" "$((t1 - t0))" "$w0 $w1" "$s0 $s1" "$name" "$n" "$(getconf CLK_TCK)")
       echo "$line" >>"$results"
       echo "round $round: $line   ${polled}"
