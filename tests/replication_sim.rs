@@ -31,7 +31,6 @@ use kafka_protocol::messages::fetch_response::{EpochEndOffset, PartitionData};
 use kafka_protocol::records::Compression;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::watch;
 
 use common::{batch, decode};
 use strata::clock::{ManualClock, SharedClock};
@@ -42,7 +41,7 @@ use strata::log::{FlushPolicy, LogConfig, UnifiedLog};
 use strata::model::{BrokerId, LeaderEpoch, Offset, PartitionIndex, TopicId, TopicPartition};
 use strata::handlers::errors::partition_error_code;
 use strata::replication::fetcher::apply_fetched;
-use strata::replication::{Partition, PartitionSignals, PartitionState};
+use strata::replication::{Partition, PartitionState};
 
 const BROKERS: [i32; 3] = [1, 2, 3];
 const MIN_ISR: usize = 2;
@@ -165,10 +164,6 @@ impl Sim {
         let dir = self.dirs[&b].path().join("sim-0");
         let clock: SharedClock = self.clock.clone();
         let log = UnifiedLog::open(dir, config(), clock.clone()).expect("open log");
-        let signals = PartitionSignals {
-            data_version: Arc::new(watch::channel(0).0),
-            append_version: Arc::new(watch::channel(0).0),
-        };
         let state = self.state_in(self.image());
         let p = Arc::new(Partition::new(
             self.tp.clone(),
@@ -178,7 +173,6 @@ impl Sim {
             state,
             MIN_ISR,
             clock,
-            signals,
         ));
         self.live.insert(b, (p, self.images.len() - 1));
     }

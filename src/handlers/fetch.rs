@@ -1,5 +1,8 @@
 //! Fetch: whole batches from each partition up to its high watermark, within the partition and
 //! response byte limits, long-polling until `min_bytes` have arrived or `max_wait_ms` has passed.
+//! A waiting fetch is woken only by the partitions it asked for
+//! ([`crate::replication::delayed_fetch`]): their high watermark (consumers) or log end
+//! (followers) moving, a truncation or a leadership change (answered at once with the error).
 //!
 //! Consumers read the partition's whole log ([`crate::log::PartitionLog`]), which answers
 //! offsets below the local log start of a tiered partition from the remote log; a failed
@@ -33,6 +36,7 @@ use crate::log::remote::RemoteLogError;
 use crate::log::{LogError, PartitionLogError};
 use crate::model::{BrokerId, LeaderEpoch, Offset, TopicId, TopicPartition};
 use crate::handlers::errors::{partition_error_code, remote_log_error_code, unknown_topic_id, unknown_topic_or_partition};
+use crate::replication::delayed_fetch::{DelayedFetch, FetchIsolation, Wake};
 use crate::replication::{Partition, PartitionError};
 
 pub const VERSIONS: VersionRange = VersionRange { min: 4, max: 18 };
@@ -156,24 +160,40 @@ fn count_bytes_out(broker: &KafkaApis, params: &FetchParams, response: &FetchRes
 
 async fn fetch(broker: &KafkaApis, params: &FetchParams) -> FetchResponse {
     let deadline = tokio::time::Instant::now() + params.max_wait;
-    // Subscribe before the first read so an append between the read and the wait still wakes us.
-    // Consumers wait for the high watermark to move, followers for the leader's log to grow.
-    let mut data_version = match params.replica {
-        None => broker.replicas.data_version(),
-        Some(_) => broker.replicas.append_version(),
+    // Consumers wait for the high watermark of a partition they asked for to move, followers
+    // for its log to grow; changes to other partitions do not wake them. Subscribed before the
+    // first read, so a change between a read and the wait still wakes the wait.
+    let isolation = match params.replica {
+        None => FetchIsolation::HighWatermark,
+        Some(_) => FetchIsolation::LogEnd,
     };
+    let partitions: Vec<_> = if params.max_wait.is_zero() {
+        Vec::new()
+    } else {
+        requested(params).filter_map(|tp| broker.replicas.get(&tp)).collect()
+    };
+    let mut delayed = DelayedFetch::new(isolation, partitions.iter().map(|p| &**p));
+    drop(partitions);
     loop {
-        data_version.borrow_and_update();
+        delayed.mark_seen();
         let (response, bytes, errors) = read_all(broker, params).await;
         if bytes >= params.min_bytes || errors || params.max_wait.is_zero() {
             return response;
         }
         tokio::select! {
-            changed = data_version.changed() => if changed.is_err() { return response },
+            wake = delayed.changed() => if wake == Wake::Removed { return read_all(broker, params).await.0 },
             () = tokio::time::sleep_until(deadline) => return read_all(broker, params).await.0,
             () = broker.shutdown.cancelled() => return response,
         }
     }
+}
+
+/// The partitions a fetch asks for, those of unknown topic ids left out.
+fn requested(params: &FetchParams) -> impl Iterator<Item = TopicPartition> + '_ {
+    params.topics.iter().flat_map(|(_, _, name, partitions)| {
+        let name = name.as_ref();
+        partitions.iter().filter_map(move |p| name.map(|n| TopicPartition::new(n.clone(), p.index)))
+    })
 }
 
 /// Why one partition's read failed.

@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::Partition;
+use super::{Partition, PartitionError};
 use crate::client::{ClientError, KafkaClient};
 use crate::log::FlushPolicy;
 use crate::model::{BrokerId, LeaderEpoch, Offset, TopicPartition};
@@ -425,7 +425,7 @@ pub async fn apply_fetched(p: &Arc<Partition>, data: &PartitionData) -> Result<(
                     None => end,
                 };
                 tracing::info!(partition = %p.tp, %epoch, leader_end = %end, truncate_to = %to, "log diverged from the leader's; truncating");
-                return p.truncate_to(to).map_err(|e| e.to_string());
+                return blocking(p, move |p| p.truncate_to(to)).await;
             }
             let records = data.records.clone().unwrap_or_default();
             let appended = p
@@ -451,13 +451,12 @@ pub async fn apply_fetched(p: &Arc<Partition>, data: &PartitionData) -> Result<(
             let leader_start = Offset(data.log_start_offset);
             if leo < leader_start {
                 tracing::info!(partition = %p.tp, local_end = %leo, %leader_start, "behind the leader's log start; starting over there");
-                p.truncate_fully_and_start_at(leader_start)
-                    .map_err(|e| e.to_string())
+                blocking(p, move |p| p.truncate_fully_and_start_at(leader_start)).await
             } else {
                 // Ahead of the leader without an epoch to tell where: keep what is committed.
                 let to = p.high_watermark().max(leader_hw.min(leo));
                 tracing::info!(partition = %p.tp, local_end = %leo, truncate_to = %to, "ahead of the leader; truncating");
-                p.truncate_to(to).map_err(|e| e.to_string())
+                blocking(p, move |p| p.truncate_to(to)).await
             }
         }
         Some(ResponseError::OffsetMovedToTieredStorage) => rebuild_from_remote(p).await,
@@ -485,8 +484,21 @@ async fn rebuild_from_remote(p: &Arc<Partition>) -> Result<(), String> {
         return Err("the leader's local log starts past this replica's end".into());
     }
     tracing::info!(partition = %p.tp, remote_end = %end, "rebuilding the replica after the remote log's end");
-    p.truncate_fully_and_start_at(start)
-        .map_err(|e| e.to_string())
+    blocking(p, move |p| p.truncate_fully_and_start_at(start)).await
+}
+
+/// Runs a truncation on the blocking pool: it deletes files and fsyncs the log (under the
+/// log's lock, so that no append or read sees it half done), which must not stall a reactor
+/// thread and every connection on it.
+async fn blocking(
+    p: &Arc<Partition>,
+    truncate: impl FnOnce(&Partition) -> Result<(), PartitionError> + Send + 'static,
+) -> Result<(), String> {
+    let p = Arc::clone(p);
+    match tokio::task::spawn_blocking(move || truncate(&p)).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("truncation task failed: {e}")),
+    }
 }
 
 fn log_client_error(leader: BrokerId, e: &ClientError) {

@@ -7,6 +7,7 @@
 //! as compare-and-set proposals ([`crate::controller::isr`]).
 
 pub mod alter_partition;
+pub mod delayed_fetch;
 pub mod fetcher;
 mod gauges;
 pub mod isr;
@@ -23,8 +24,9 @@ pub use fetcher::{FetchTarget, FetcherSettings, ReplicaFetcherManager};
 pub use metadata::MetadataClient;
 pub use metrics::{BrokerTopicMetrics, ReplicationMetrics};
 pub use partition::{
-    FollowerFetch, IsrProposal, Partition, PartitionError, PartitionSignals, PartitionState,
+    FollowerFetch, IsrProposal, Partition, PartitionError, PartitionState,
 };
+pub use delayed_fetch::{DelayedFetch, FetchIsolation};
 
 use crate::clock::SharedClock;
 use crate::config::NodeConfig;
@@ -40,7 +42,6 @@ pub struct ReplicaManager {
     clock: SharedClock,
     // Read on every produce and fetch, written only when the image changes.
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
-    signals: PartitionSignals,
     applied_offset: watch::Sender<u64>,
     /// Tiered storage, when the broker runs it: told of partitions created and topics deleted.
     remote: OnceLock<Arc<RemoteLogManager>>,
@@ -56,10 +57,6 @@ impl ReplicaManager {
             logs,
             clock,
             partitions: RwLock::new(HashMap::new()),
-            signals: PartitionSignals {
-                data_version: Arc::new(watch::channel(0).0),
-                append_version: Arc::new(watch::channel(0).0),
-            },
             applied_offset,
             remote: OnceLock::new(),
             fetchers: OnceLock::new(),
@@ -93,17 +90,6 @@ impl ReplicaManager {
             .read()
             .map(|m| m.values().cloned().collect())
             .unwrap_or_default()
-    }
-
-    /// Changes whenever some partition's high watermark advances.
-    pub fn data_version(&self) -> watch::Receiver<u64> {
-        self.signals.data_version.subscribe()
-    }
-
-    /// Changes whenever a leader here appends to a replicated partition (followers' fetches
-    /// wait on it).
-    pub fn append_version(&self) -> watch::Receiver<u64> {
-        self.signals.append_version.subscribe()
     }
 
     /// The ISR changes due on partitions led here (see [`Partition::propose_isr_change`]).
@@ -237,7 +223,6 @@ impl ReplicaManager {
                 state,
                 min_isr,
                 self.clock.clone(),
-                self.signals.clone(),
             );
             if let Some(r) = self.remote.get() {
                 partition = partition.with_remote_log(r.attach(&tp, topic_id, &log));

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
+use super::delayed_fetch::FetchWakeups;
 use super::isr::{self, FollowerState};
 use crate::clock::SharedClock;
 use crate::controller::PartitionRegistration;
@@ -144,10 +145,8 @@ pub struct Partition {
     high_watermark: AtomicI64,
     checkpointed_high_watermark: AtomicI64,
     min_insync_replicas: AtomicI64,
-    /// Bumped whenever any partition's high watermark advances; long-polling fetches wait on it.
-    data_version: Arc<watch::Sender<u64>>,
-    /// Bumped whenever any replicated partition's leader appends; followers' fetches wait on it.
-    append_version: Arc<watch::Sender<u64>>,
+    /// Wakes the fetches long-polling this partition, and no others.
+    fetch_wakeups: FetchWakeups,
     /// Bumped when this partition's high watermark or leadership changes; acks=all waits on it.
     commits: watch::Sender<u64>,
     /// The leader epoch of the last leader append with the offset of its first append, and the
@@ -156,13 +155,6 @@ pub struct Partition {
     appended_epoch: AtomicI32,
     epoch_first_offset: AtomicI64,
     committed_epoch: AtomicI32,
-}
-
-/// The channels a [`Partition`] signals on, shared by every partition of a broker.
-#[derive(Debug, Clone)]
-pub struct PartitionSignals {
-    pub data_version: Arc<watch::Sender<u64>>,
-    pub append_version: Arc<watch::Sender<u64>>,
 }
 
 impl Partition {
@@ -174,7 +166,6 @@ impl Partition {
         state: PartitionState,
         min_insync_replicas: usize,
         clock: SharedClock,
-        signals: PartitionSignals,
     ) -> Partition {
         let leo = log.log_end_offset();
         // A lone replica's log is all committed once recovered. A replicated one may hold a
@@ -205,8 +196,7 @@ impl Partition {
             high_watermark: AtomicI64::new(hw.0),
             checkpointed_high_watermark: AtomicI64::new(hw.0),
             min_insync_replicas: AtomicI64::new(min_insync_replicas as i64),
-            data_version: signals.data_version,
-            append_version: signals.append_version,
+            fetch_wakeups: FetchWakeups::default(),
             commits: watch::channel(0).0,
             appended_epoch: AtomicI32::new(LeaderEpoch::UNKNOWN.0),
             epoch_first_offset: AtomicI64::new(i64::MAX),
@@ -286,6 +276,13 @@ impl Partition {
             self.advance_high_watermark();
         }
         self.commits.send_modify(|v| *v += 1);
+        // Waiting fetches read again: a former leader's answer NOT_LEADER_OR_FOLLOWER at once.
+        self.fetch_wakeups.reset();
+    }
+
+    /// What wakes the fetches waiting on this partition (see [`super::delayed_fetch`]).
+    pub fn fetch_wakeups(&self) -> &FetchWakeups {
+        &self.fetch_wakeups
     }
 
     pub fn is_leader(&self) -> bool {
@@ -330,7 +327,7 @@ impl Partition {
         }
         let info = self.log().append_as_leader(records, state.leader_epoch)?;
         if state.replicas.len() > 1 {
-            self.append_version.send_modify(|v| *v += 1);
+            self.fetch_wakeups.appended();
             let epoch = state.leader_epoch.0;
             if self.appended_epoch.load(Ordering::Acquire) != epoch {
                 self.epoch_first_offset
@@ -452,7 +449,7 @@ impl Partition {
     fn raise_high_watermark(&self, candidate: Offset) -> bool {
         let previous = self.high_watermark.fetch_max(candidate.0, Ordering::AcqRel);
         if candidate.0 > previous {
-            self.data_version.send_modify(|v| *v += 1);
+            self.fetch_wakeups.high_watermark_advanced();
             self.commits.send_modify(|v| *v += 1);
             true
         } else {
@@ -607,6 +604,7 @@ impl Partition {
     pub fn truncate_to(&self, offset: Offset) -> Result<(), PartitionError> {
         self.log().truncate_to(offset)?;
         self.clamp_high_watermark();
+        self.fetch_wakeups.reset();
         Ok(())
     }
 
@@ -615,6 +613,7 @@ impl Partition {
     pub fn truncate_fully_and_start_at(&self, offset: Offset) -> Result<(), PartitionError> {
         self.log().truncate_fully_and_start_at(offset)?;
         self.high_watermark.store(offset.0, Ordering::Release);
+        self.fetch_wakeups.reset();
         Ok(())
     }
 
