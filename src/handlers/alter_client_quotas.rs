@@ -57,7 +57,7 @@ pub fn handle(ctx: RequestContext, req: AlterClientQuotasRequest) -> Reply {
         let committed = if req.validate_only || valid.is_empty() {
             Ok(())
         } else {
-            ctx.broker.commit(|image| Ok(((), decide_client_quotas(image, &valid)))).await
+            ctx.apis.commit(|image| Ok(((), decide_client_quotas(image, &valid)))).await
         };
         if let Err(e) = &committed {
             tracing::warn!(error = %e, "committing client quotas failed");

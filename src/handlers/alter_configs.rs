@@ -15,7 +15,7 @@ pub fn handle(ctx: RequestContext, req: AlterConfigsRequest) -> Reply {
     Reply::later(async move {
         let mut responses = Vec::with_capacity(req.resources.len());
         for res in req.resources {
-            let image = ctx.broker.image();
+            let image = ctx.apis.image();
             let existing: Vec<String> = match res.resource_type {
                 super::describe_configs::RESOURCE_TOPIC => {
                     image.topic_by_name(&res.resource_name).map(|t| t.config.overrides.keys().cloned().collect()).unwrap_or_default()

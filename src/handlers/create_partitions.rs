@@ -20,9 +20,9 @@ pub fn handle(ctx: RequestContext, req: CreatePartitionsRequest) -> Reply {
             let assignments: Option<Vec<Vec<BrokerId>>> =
                 t.assignments.as_ref().map(|a| a.iter().map(|x| x.broker_ids.iter().map(|b| BrokerId(b.0)).collect()).collect());
             let outcome = if req.validate_only {
-                decide_create_partitions(&ctx.broker.image(), &name, t.count, assignments.as_deref()).map(|_| ())
+                decide_create_partitions(&ctx.apis.image(), &name, t.count, assignments.as_deref()).map(|_| ())
             } else {
-                ctx.broker.commit(|image| Ok(((), decide_create_partitions(image, &name, t.count, assignments.as_deref())?))).await
+                ctx.apis.commit(|image| Ok(((), decide_create_partitions(image, &name, t.count, assignments.as_deref())?))).await
             };
             let r = CreatePartitionsTopicResult::default().with_name(t.name);
             results.push(match outcome {

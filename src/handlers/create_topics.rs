@@ -16,7 +16,7 @@ pub const VERSIONS: VersionRange = VersionRange { min: 2, max: 7 };
 
 pub fn handle(ctx: RequestContext, req: CreateTopicsRequest) -> Reply {
     Reply::later(async move {
-        let node = ctx.broker.node_config();
+        let node = ctx.apis.node_config();
         let defaults = TopicDefaults {
             num_partitions: node.get_i32("num.partitions"),
             replication_factor: node.get_i32("default.replication.factor") as i16,
@@ -45,11 +45,11 @@ pub fn handle(ctx: RequestContext, req: CreateTopicsRequest) -> Reply {
                 configs: t.configs.iter().map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))).collect(),
             };
             let outcome = if req.validate_only {
-                let image = ctx.broker.image();
+                let image = ctx.apis.image();
                 decide_create_topic(&image, &topic, defaults).map(|(id, records)| (id, records, image))
             } else {
-                match ctx.broker.commit(|image| decide_create_topic(image, &topic, defaults).map(|(id, r)| (id, r))).await {
-                    Ok(id) => Ok((id, vec![], ctx.broker.image())),
+                match ctx.apis.commit(|image| decide_create_topic(image, &topic, defaults).map(|(id, r)| (id, r))).await {
+                    Ok(id) => Ok((id, vec![], ctx.apis.image())),
                     Err(e) => Err(e),
                 }
             };

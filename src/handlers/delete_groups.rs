@@ -17,7 +17,7 @@ pub fn handle(ctx: RequestContext, req: DeleteGroupsRequest) -> Reply {
         .into_iter()
         .map(|g| {
             let id = g.0.to_string();
-            let rx = ctx.broker.groups.call(&id, GroupRequest::Delete { group_id: id.clone() });
+            let rx = ctx.apis.groups.call(&id, GroupRequest::Delete { group_id: id.clone() });
             (g, rx)
         })
         .collect();

@@ -24,7 +24,7 @@ pub fn handle(ctx: RequestContext, req: DeleteRecordsRequest) -> Reply {
             for p in t.partitions {
                 let r = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index).with_low_watermark(-1);
                 let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
-                partitions.push(match delete(&ctx.broker, &tp, p.offset).await {
+                partitions.push(match delete(&ctx.apis, &tp, p.offset).await {
                     Ok(low) => r.with_low_watermark(low.0),
                     Err(code) => r.with_error_code(code),
                 });
@@ -37,8 +37,8 @@ pub fn handle(ctx: RequestContext, req: DeleteRecordsRequest) -> Reply {
 
 /// Moves the log start offset of one partition; returns the new low watermark (the start of the
 /// whole log, remote part included) or a wire error code.
-async fn delete(broker: &KafkaApis, tp: &TopicPartition, offset: i64) -> Result<Offset, i16> {
-    let Some(partition) = broker.replicas.get(tp) else {
+async fn delete(apis: &KafkaApis, tp: &TopicPartition, offset: i64) -> Result<Offset, i16> {
+    let Some(partition) = apis.replicas.get(tp) else {
         return Err(unknown_topic_or_partition());
     };
     partition.check_leader(LeaderEpoch::UNKNOWN).map_err(|e| partition_error_code(&e))?;

@@ -24,7 +24,7 @@ pub fn handle(ctx: RequestContext, req: DeleteTopicsRequest) -> Reply {
         let mut results = Vec::with_capacity(targets.len());
         for (name, id) in targets {
             let outcome = ctx
-                .broker
+                .apis
                 .commit(|image| {
                     let topic = match &name {
                         Some(n) => image.topic_by_name(n).ok_or_else(|| ControllerError::UnknownTopic(n.clone()))?,

@@ -23,7 +23,7 @@ pub fn handle(ctx: RequestContext, req: DescribeClientQuotasRequest) -> Reply {
             .with_error_message(Some(str_bytes(e.to_string())))
             .with_entries(None),
         Ok(filter) => {
-            let image = ctx.broker.image();
+            let image = ctx.apis.image();
             let entries = image
                 .client_quotas
                 .describe(&filter)

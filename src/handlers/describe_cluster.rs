@@ -13,10 +13,10 @@ pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 2 };
 const ENDPOINT_BROKERS: i8 = 1;
 
 pub fn handle(ctx: RequestContext, req: DescribeClusterRequest) -> Reply {
-    let image = ctx.broker.image();
+    let image = ctx.apis.image();
     let resp = DescribeClusterResponse::default()
-        .with_cluster_id(str_bytes(ctx.broker.cluster_id.clone()))
-        .with_controller_id(WireBrokerId(super::metadata::active_controller(&ctx.broker)))
+        .with_cluster_id(str_bytes(ctx.apis.cluster_id.clone()))
+        .with_controller_id(WireBrokerId(super::metadata::active_controller(&ctx.apis)))
         .with_endpoint_type(req.endpoint_type);
     if ctx.version() >= 1 && req.endpoint_type != ENDPOINT_BROKERS {
         // Controller endpoints (KIP-919) are served once controllers run as their own quorum.

@@ -19,8 +19,8 @@ pub const RESOURCE_BROKER: i8 = 4;
 const SOURCE_TOPIC: i8 = 1;
 
 pub fn handle(ctx: RequestContext, req: DescribeConfigsRequest) -> Reply {
-    let image = ctx.broker.image();
-    let node = ctx.broker.node_config();
+    let image = ctx.apis.image();
+    let node = ctx.apis.node_config();
     let v3 = ctx.version() >= 3;
     let results = req
         .resources
@@ -70,10 +70,10 @@ pub fn handle(ctx: RequestContext, req: DescribeConfigsRequest) -> Reply {
                 }
                 RESOURCE_BROKER => {
                     let name = res.resource_name.as_str();
-                    if !name.is_empty() && name != ctx.broker.node_id.to_string() {
+                    if !name.is_empty() && name != ctx.apis.node_id.to_string() {
                         return result
                             .with_error_code(ResponseError::InvalidRequest.code())
-                            .with_error_message(Some(str_bytes(format!("this is broker {}, not '{name}'", ctx.broker.node_id))));
+                            .with_error_message(Some(str_bytes(format!("this is broker {}, not '{name}'", ctx.apis.node_id))));
                     }
                     let configs = NODE_KEYS
                         .iter()

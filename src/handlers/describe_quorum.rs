@@ -39,7 +39,7 @@ pub fn handle(ctx: RequestContext, req: DescribeQuorumRequest) -> Reply {
         ));
     }
     Reply::later(async move {
-        let resp = match ctx.broker.controller.describe_active().await {
+        let resp = match ctx.apis.controller.describe_active().await {
             Ok(d) => describe_quorum_response(&d, version),
             Err(e) => not_leader_response(&e, version),
         };

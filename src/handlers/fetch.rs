@@ -76,7 +76,7 @@ pub fn handle(ctx: RequestContext, req: FetchRequest) -> Reply {
         let resp = FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
         return Reply::Now(ResponseKind::Fetch(resp));
     }
-    let image = ctx.broker.image();
+    let image = ctx.apis.image();
     let topics = req
         .topics
         .into_iter()
@@ -103,7 +103,7 @@ pub fn handle(ctx: RequestContext, req: FetchRequest) -> Reply {
     let replica_id = if ctx.version() >= 15 { req.replica_state.replica_id.0 } else { req.replica_id.0 };
     let mut max_bytes = if req.max_bytes <= 0 { usize::MAX } else { req.max_bytes as usize };
     if replica_id < 0 {
-        let quotas = &ctx.broker.quotas.fetch;
+        let quotas = &ctx.apis.quotas.fetch;
         if let Some(quota) = quotas.quota_for(&image.client_quotas, ctx.user(), ctx.client_id()) {
             max_bytes = max_bytes.min(quotas.max_bytes_in_window(&quota).max(1.0) as usize);
         }
@@ -118,9 +118,9 @@ pub fn handle(ctx: RequestContext, req: FetchRequest) -> Reply {
         replica: (replica_id >= 0).then_some(BrokerId(replica_id)),
     };
     Reply::later(async move {
-        let response = fetch(&ctx.broker, &params).await;
+        let response = fetch(&ctx.apis, &params).await;
         let response = if params.replica.is_none() { apply_quota(&ctx, &params, response) } else { response };
-        count_bytes_out(&ctx.broker, &params, &response);
+        count_bytes_out(&ctx.apis, &params, &response);
         ResponseKind::Fetch(response)
     })
 }
@@ -129,13 +129,13 @@ pub fn handle(ctx: RequestContext, req: FetchRequest) -> Reply {
 /// quota the bytes are taken back and the client gets an empty response that says how long to
 /// wait, as Kafka answers a throttled fetch; the records are fetched again afterwards.
 fn apply_quota(ctx: &RequestContext, params: &FetchParams, response: FetchResponse) -> FetchResponse {
-    let quotas = &ctx.broker.quotas.fetch;
-    let Some(quota) = quotas.quota_for(&ctx.broker.image().client_quotas, ctx.user(), ctx.client_id()) else {
+    let quotas = &ctx.apis.quotas.fetch;
+    let Some(quota) = quotas.quota_for(&ctx.apis.image().client_quotas, ctx.user(), ctx.client_id()) else {
         return response;
     };
     // The whole response as sent, as Kafka counts it.
     let bytes = response.compute_size(params.version).unwrap_or(0) as u64;
-    let now_ms = ctx.broker.clock.now_ms();
+    let now_ms = ctx.apis.clock.now_ms();
     let throttle_ms = quotas.record(&quota, bytes, now_ms);
     if throttle_ms == 0 {
         return response;
@@ -145,7 +145,7 @@ fn apply_quota(ctx: &RequestContext, params: &FetchParams, response: FetchRespon
 }
 
 /// Record bytes sent to consumers, by topic (responses in request order).
-fn count_bytes_out(broker: &KafkaApis, params: &FetchParams, response: &FetchResponse) {
+fn count_bytes_out(apis: &KafkaApis, params: &FetchParams, response: &FetchResponse) {
     if params.replica.is_some() {
         return;
     }
@@ -153,12 +153,12 @@ fn count_bytes_out(broker: &KafkaApis, params: &FetchParams, response: &FetchRes
         let Some(name) = name else { continue };
         let bytes: usize = topic.partitions.iter().map(|p| p.records.as_ref().map_or(0, |r| r.len())).sum();
         if bytes > 0 {
-            broker.metrics.topics.bytes_out.with_label_values(&[name.as_str()]).inc_by(bytes as u64);
+            apis.metrics.topics.bytes_out.with_label_values(&[name.as_str()]).inc_by(bytes as u64);
         }
     }
 }
 
-async fn fetch(broker: &KafkaApis, params: &FetchParams) -> FetchResponse {
+async fn fetch(apis: &KafkaApis, params: &FetchParams) -> FetchResponse {
     let deadline = tokio::time::Instant::now() + params.max_wait;
     // Consumers wait for the high watermark of a partition they asked for to move, followers
     // for its log to grow; changes to other partitions do not wake them. Subscribed before the
@@ -170,20 +170,20 @@ async fn fetch(broker: &KafkaApis, params: &FetchParams) -> FetchResponse {
     let partitions: Vec<_> = if params.max_wait.is_zero() {
         Vec::new()
     } else {
-        requested(params).filter_map(|tp| broker.replicas.get(&tp)).collect()
+        requested(params).filter_map(|tp| apis.replicas.get(&tp)).collect()
     };
     let mut delayed = DelayedFetch::new(isolation, partitions.iter().map(|p| &**p));
     drop(partitions);
     loop {
         delayed.mark_seen();
-        let (response, bytes, errors) = read_all(broker, params).await;
+        let (response, bytes, errors) = read_all(apis, params).await;
         if bytes >= params.min_bytes || errors || params.max_wait.is_zero() {
             return response;
         }
         tokio::select! {
-            wake = delayed.changed() => if wake == Wake::Removed { return read_all(broker, params).await.0 },
-            () = tokio::time::sleep_until(deadline) => return read_all(broker, params).await.0,
-            () = broker.shutdown.cancelled() => return response,
+            wake = delayed.changed() => if wake == Wake::Removed { return read_all(apis, params).await.0 },
+            () = tokio::time::sleep_until(deadline) => return read_all(apis, params).await.0,
+            () = apis.shutdown.cancelled() => return response,
         }
     }
 }
@@ -266,7 +266,7 @@ async fn read_for_consumer(
 
 /// One pass over every requested partition. Returns the response, the record bytes in it, and
 /// whether any partition carried an error (which answers at once, as Kafka does).
-async fn read_all(broker: &KafkaApis, params: &FetchParams) -> (FetchResponse, usize, bool) {
+async fn read_all(apis: &KafkaApis, params: &FetchParams) -> (FetchResponse, usize, bool) {
     let mut total = 0usize;
     let mut any_error = false;
     let mut responses = Vec::with_capacity(params.topics.len());
@@ -279,7 +279,7 @@ async fn read_all(broker: &KafkaApis, params: &FetchParams) -> (FetchResponse, u
                 out.push(data.with_error_code(unknown_topic_id()).with_high_watermark(-1));
                 continue;
             };
-            let Some(partition) = broker.replicas.get(&TopicPartition::new(name.clone(), p.index)) else {
+            let Some(partition) = apis.replicas.get(&TopicPartition::new(name.clone(), p.index)) else {
                 any_error = true;
                 out.push(data.with_error_code(unknown_topic_or_partition()).with_high_watermark(-1));
                 continue;

@@ -27,11 +27,11 @@ pub fn handle(ctx: RequestContext, req: FindCoordinatorRequest) -> Reply {
         };
         let mut created = None;
         if req.key_type == KEY_TYPE_GROUP {
-            created = Some(ctx.broker.groups.ensure_offsets_topic().await);
+            created = Some(ctx.apis.groups.ensure_offsets_topic().await);
         }
         let coordinators: Vec<Coordinator> = keys
             .into_iter()
-            .map(|key| lookup(&ctx.broker, req.key_type, key, created.as_ref()))
+            .map(|key| lookup(&ctx.apis, req.key_type, key, created.as_ref()))
             .collect();
         let resp = if version >= 4 {
             FindCoordinatorResponse::default().with_coordinators(coordinators)
@@ -53,7 +53,7 @@ pub fn handle(ctx: RequestContext, req: FindCoordinatorRequest) -> Reply {
 }
 
 fn lookup(
-    broker: &KafkaApis,
+    apis: &KafkaApis,
     key_type: i8,
     key: String,
     created: Option<&Result<(), crate::group::CoordinatorError>>,
@@ -73,7 +73,7 @@ fn lookup(
     if let Some(Err(e)) = created {
         return base.with_error_code(coordinator_error_code(e)).with_error_message(Some(str_bytes(e.to_string())));
     }
-    match broker.groups.coordinator_of(&key) {
+    match apis.groups.coordinator_of(&key) {
         Ok(b) => base
             .with_error_code(0)
             .with_node_id(WireBrokerId(b.broker_id.0))

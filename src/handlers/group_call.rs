@@ -16,7 +16,7 @@ pub(super) fn call(
     request: GroupRequest,
     respond: impl Fn(Option<GroupResponse>, i16) -> ResponseKind + Send + 'static,
 ) -> Reply {
-    match ctx.broker.groups.call(group_id, request) {
+    match ctx.apis.groups.call(group_id, request) {
         Err(e) => Reply::Now(respond(None, coordinator_error_code(&e))),
         Ok(rx) => Reply::later(async move {
             match rx.await {

@@ -60,14 +60,14 @@ pub(super) async fn apply(
     };
     match resource_type {
         RESOURCE_TOPIC => {}
-        RESOURCE_BROKER if name.is_empty() || name == ctx.broker.node_id.to_string() => {}
-        RESOURCE_BROKER => return Err((ResponseError::InvalidRequest.code(), format!("this is broker {}, not '{name}'", ctx.broker.node_id))),
+        RESOURCE_BROKER if name.is_empty() || name == ctx.apis.node_id.to_string() => {}
+        RESOURCE_BROKER => return Err((ResponseError::InvalidRequest.code(), format!("this is broker {}, not '{name}'", ctx.apis.node_id))),
         other => return Err((ResponseError::InvalidRequest.code(), format!("unsupported resource type {other}"))),
     }
     let result = if validate_only {
-        decide(&ctx.broker.image()).map(|_| ())
+        decide(&ctx.apis.image()).map(|_| ())
     } else {
-        ctx.broker.commit(|image| Ok(((), decide(image)?))).await
+        ctx.apis.commit(|image| Ok(((), decide(image)?))).await
     };
     result.map_err(|e| (controller_error_code(&e), e.to_string()))
 }

@@ -27,7 +27,7 @@ pub fn handle(ctx: RequestContext, req: InitProducerIdRequest) -> Reply {
         if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
             return ResponseKind::InitProducerId(resp.with_producer_id(req.producer_id).with_producer_epoch(req.producer_epoch + 1));
         }
-        let resp = match ctx.broker.next_producer_id().await {
+        let resp = match ctx.apis.next_producer_id().await {
             Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
             Err(e) => resp.with_error_code(controller_error_code(&e)).with_producer_id(ProducerId(-1)),
         };

@@ -12,7 +12,7 @@ pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 5 };
 
 pub fn handle(ctx: RequestContext, req: ListGroupsRequest) -> Reply {
     let version = ctx.version();
-    let receivers = match ctx.broker.groups.call_all(GroupRequest::List) {
+    let receivers = match ctx.apis.groups.call_all(GroupRequest::List) {
         Ok(r) => r,
         Err(e) => return Reply::Now(ResponseKind::ListGroups(ListGroupsResponse::default().with_error_code(coordinator_error_code(&e)))),
     };

@@ -23,7 +23,7 @@ pub fn handle(ctx: RequestContext, req: ListOffsetsRequest) -> Reply {
     let timeout_ms = if version >= 10 {
         i64::from(req.timeout_ms)
     } else {
-        ctx.broker.node_config().get_i64("remote.list.offsets.request.timeout.ms")
+        ctx.apis.node_config().get_i64("remote.list.offsets.request.timeout.ms")
     };
     // One deadline for the whole request, as Kafka's delayed remote lookup has: partitions
     // still unanswered when it passes are REQUEST_TIMED_OUT.
@@ -35,7 +35,7 @@ pub fn handle(ctx: RequestContext, req: ListOffsetsRequest) -> Reply {
             for p in t.partitions {
                 let r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
                 let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
-                let Some(partition) = ctx.broker.replicas.get(&tp) else {
+                let Some(partition) = ctx.apis.replicas.get(&tp) else {
                     partitions.push(r.with_error_code(unknown_topic_or_partition()).with_timestamp(-1).with_offset(-1));
                     continue;
                 };

@@ -19,11 +19,11 @@ pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 13 };
 const INTERNAL_PREFIX: &str = "__";
 
 pub fn handle(ctx: RequestContext, req: MetadataRequest) -> Reply {
-    let image = ctx.broker.image();
+    let image = ctx.apis.image();
     let version = ctx.version();
     // v0 sends an empty list for "all topics"; later versions send null.
     let all = req.topics.is_none() || (version == 0 && req.topics.as_ref().is_some_and(Vec::is_empty));
-    let node = ctx.broker.node_config();
+    let node = ctx.apis.node_config();
     let auto_create = node.get_bool("auto.create.topics.enable") && (version < 4 || req.allow_auto_topic_creation);
     let missing: Vec<String> = if all {
         Vec::new()
@@ -36,7 +36,7 @@ pub fn handle(ctx: RequestContext, req: MetadataRequest) -> Reply {
             .collect()
     };
     if !auto_create || missing.is_empty() {
-        return Reply::Now(ResponseKind::Metadata(build(&ctx.broker, &image, &req, all, &[], version)));
+        return Reply::Now(ResponseKind::Metadata(build(&ctx.apis, &image, &req, all, &[], version)));
     }
     let defaults = TopicDefaults {
         num_partitions: node.get_i32("num.partitions"),
@@ -46,7 +46,7 @@ pub fn handle(ctx: RequestContext, req: MetadataRequest) -> Reply {
         let mut failed = Vec::new();
         for name in missing {
             let topic = NewTopic { name: name.clone(), num_partitions: -1, replication_factor: -1, assignments: vec![], configs: vec![] };
-            let result = ctx.broker.commit(|image| decide_create_topic(image, &topic, defaults)).await;
+            let result = ctx.apis.commit(|image| decide_create_topic(image, &topic, defaults)).await;
             match result {
                 Ok(_) => tracing::info!(topic = %name, "auto-created topic"),
                 Err(crate::controller::ControllerError::TopicExists(_)) => {}
@@ -56,13 +56,13 @@ pub fn handle(ctx: RequestContext, req: MetadataRequest) -> Reply {
                 }
             }
         }
-        let image = ctx.broker.image();
-        ResponseKind::Metadata(build(&ctx.broker, &image, &req, all, &failed, version))
+        let image = ctx.apis.image();
+        ResponseKind::Metadata(build(&ctx.apis, &image, &req, all, &failed, version))
     })
 }
 
 fn build(
-    broker: &KafkaApis,
+    apis: &KafkaApis,
     image: &MetadataImage,
     req: &MetadataRequest,
     all: bool,
@@ -84,8 +84,8 @@ fn build(
     // A leader this broker's fetcher just lost (its connection broke, or its port refuses) is
     // most likely dead though not yet fenced: report its partitions leaderless, so clients poll
     // for the new leader instead of the dead one. One snapshot per request, usually empty.
-    let unreachable = broker.replicas.unreachable_leaders();
-    let unreachable = |leader: BrokerId| leader != broker.node_id && unreachable.contains(&leader);
+    let unreachable = apis.replicas.unreachable_leaders();
+    let unreachable = |leader: BrokerId| leader != apis.node_id && unreachable.contains(&leader);
     let describe = |t: &TopicImage| topic_response(image, t, version, &unreachable);
     let topics = if all {
         image.topics.values().map(describe).collect()
@@ -121,8 +121,8 @@ fn build(
     };
     MetadataResponse::default()
         .with_brokers(brokers)
-        .with_cluster_id((version >= 2).then(|| str_bytes(broker.cluster_id.clone())))
-        .with_controller_id(WireBrokerId(if version >= 1 { broker.node_id.0 } else { -1 }))
+        .with_cluster_id((version >= 2).then(|| str_bytes(apis.cluster_id.clone())))
+        .with_controller_id(WireBrokerId(if version >= 1 { apis.node_id.0 } else { -1 }))
         .with_topics(topics)
 }
 
@@ -166,6 +166,6 @@ fn topic_response(
 /// Metadata does not use it: as in KRaft, clients are told a live broker (this one) is the
 /// controller, since every broker forwards controller requests to the active controller, so a
 /// client never waits on the quorum's own failover to find where to send CreateTopics.
-pub fn active_controller(broker: &super::KafkaApis) -> i32 {
-    broker.controller.leader_id().map(|id| id as i32).unwrap_or(-1)
+pub fn active_controller(apis: &super::KafkaApis) -> i32 {
+    apis.controller.leader_id().map(|id| id as i32).unwrap_or(-1)
 }

@@ -43,7 +43,7 @@ pub use apis::{ApiMetrics, KafkaApis};
 #[derive(Debug, Clone)]
 pub struct RequestContext {
     /// The broker's subsystems, as handlers see them.
-    pub broker: Arc<KafkaApis>,
+    pub apis: Arc<KafkaApis>,
     pub header: RequestHeader,
     /// The client's address (JoinGroup records it as the member's host).
     pub peer: Option<std::net::SocketAddr>,

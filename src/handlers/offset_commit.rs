@@ -16,7 +16,7 @@ pub const VERSIONS: VersionRange = VersionRange { min: 2, max: 9 };
 
 pub fn handle(ctx: RequestContext, mut req: OffsetCommitRequest) -> Reply {
     let group = req.group_id.0.to_string();
-    let image = ctx.broker.image();
+    let image = ctx.apis.image();
     // (topic, partition, error) in request order; error 0 = forwarded to the coordinator.
     let mut shape: Vec<(TopicName, Vec<(i32, i16)>)> = Vec::with_capacity(req.topics.len());
     for t in &mut req.topics {

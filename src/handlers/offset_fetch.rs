@@ -37,7 +37,7 @@ pub fn handle(ctx: RequestContext, req: OffsetFetchRequest) -> Reply {
         .into_iter()
         .map(|(group_id, topics)| {
             let rx = ctx
-                .broker
+                .apis
                 .groups
                 .call(&group_id, GroupRequest::FetchOffsets { group_id: group_id.clone(), topics })
                 .map_err(|e| coordinator_error_code(&e));

@@ -21,7 +21,7 @@ pub fn handle(ctx: RequestContext, req: OffsetForLeaderEpochRequest) -> Reply {
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
             let r = EpochEndOffset::default().with_partition(p.partition);
-            let (code, epoch, end) = match ctx.broker.replicas.get(&TopicPartition::new(t.topic.0.to_string(), p.partition)) {
+            let (code, epoch, end) = match ctx.apis.replicas.get(&TopicPartition::new(t.topic.0.to_string(), p.partition)) {
                 None => (unknown_topic_or_partition(), -1, -1),
                 Some(partition) => match partition.check_leader(LeaderEpoch(p.current_leader_epoch)) {
                     Err(e) => (partition_error_code(&e), -1, -1),

@@ -39,7 +39,7 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
         let code = ResponseError::TransactionalIdAuthorizationFailed.code();
         return Reply::Now(ResponseKind::Produce(error_response(&req, code)));
     }
-    let image = ctx.broker.image();
+    let image = ctx.apis.image();
     let mut results: Vec<(kafka_protocol::messages::TopicName, uuid::Uuid, Vec<(i32, Outcome)>)> = Vec::new();
     for topic in req.topic_data {
         let name = if topic.topic_id.is_nil() {
@@ -51,19 +51,19 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
         for p in topic.partition_data {
             let outcome = match &name {
                 None => Outcome::Failed(unknown_topic_id(), None),
-                Some(name) => match ctx.broker.replicas.get(&TopicPartition::new(name.clone(), p.index)) {
+                Some(name) => match ctx.apis.replicas.get(&TopicPartition::new(name.clone(), p.index)) {
                     None => Outcome::Failed(unknown_topic_or_partition(), None),
                     Some(partition) => match p.records {
                         None => Outcome::Failed(ResponseError::InvalidRecord.code(), Some("no records".into())),
                         Some(records) => match partition.append_as_leader(records, acks) {
                             Ok((info, epoch)) => {
-                                let m = &ctx.broker.metrics.topics;
+                                let m = &ctx.apis.metrics.topics;
                                 m.bytes_in.with_label_values(&[name.as_str()]).inc_by(info.size_bytes);
                                 m.records_in.with_label_values(&[name.as_str()]).inc_by(info.record_count);
                                 Outcome::Appended(partition, info, epoch)
                             }
                             Err(e) => {
-                                ctx.broker.metrics.topics.produce_errors.with_label_values(&[name.as_str()]).inc();
+                                ctx.apis.metrics.topics.produce_errors.with_label_values(&[name.as_str()]).inc();
                                 log_append_error(&partition.tp, &e);
                                 Outcome::Failed(partition_error_code(&e), Some(e.to_string()))
                             }
@@ -161,10 +161,10 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
 /// client must wait (0 within its quota). The response says so and the connection stops reading
 /// meanwhile; the append itself is never refused for a quota.
 fn record_quota(ctx: &RequestContext, image: &MetadataImage) -> u64 {
-    let quotas = &ctx.broker.quotas.produce;
+    let quotas = &ctx.apis.quotas.produce;
     match quotas.quota_for(&image.client_quotas, ctx.user(), ctx.client_id()) {
         None => 0,
-        Some(quota) => quotas.record(&quota, ctx.request_bytes as u64, ctx.broker.clock.now_ms()),
+        Some(quota) => quotas.record(&quota, ctx.request_bytes as u64, ctx.apis.clock.now_ms()),
     }
 }
 

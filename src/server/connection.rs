@@ -221,7 +221,7 @@ pub(super) async fn run(
     reader: BoxReadHalf,
     mut writer: BoxWriteHalf,
     peer: SocketAddr,
-    broker: Arc<KafkaApis>,
+    apis: Arc<KafkaApis>,
     metrics: Arc<ServerMetrics>,
     limits: ServerLimits,
     shutdown: CancellationToken,
@@ -306,7 +306,7 @@ pub(super) async fn run(
             frame = frames_rx.recv(), if can_read => {
                 let Some(frame) = frame else { break };
                 metrics.bytes_received.inc_by(frame.len() as u64 + 4);
-                match handle_frame(&broker, &metrics, frame, peer, &mut mute) {
+                match handle_frame(&apis, &metrics, frame, peer, &mut mute) {
                     Ok(Some(p)) => pending.push_back(p),
                     Ok(None) => {}
                     Err(reason) => {
@@ -383,7 +383,7 @@ async fn wait_head(pending: &mut VecDeque<Pending>) -> Option<(Frame, Option<(Du
 
 /// Decodes one frame and dispatches it. `Err` closes the connection.
 fn handle_frame(
-    broker: &Arc<KafkaApis>,
+    apis: &Arc<KafkaApis>,
     metrics: &Arc<ServerMetrics>,
     frame: Bytes,
     peer: SocketAddr,
@@ -404,7 +404,7 @@ fn handle_frame(
             let (version, correlation_id) = (header.request_api_version, header.correlation_id);
             let timer = RequestTimer::start(metrics, api_key);
             let ctx = RequestContext {
-                broker: broker.clone(),
+                apis: apis.clone(),
                 header,
                 peer: Some(peer),
                 principal: KafkaPrincipal::anonymous(),

@@ -50,7 +50,7 @@ impl ServerLimits {
 /// [`Network`]: crate::net::Network
 pub async fn serve(
     mut listener: Box<dyn Acceptor>,
-    broker: Arc<KafkaApis>,
+    apis: Arc<KafkaApis>,
     metrics: Arc<ServerMetrics>,
     limits: ServerLimits,
     shutdown: CancellationToken,
@@ -81,12 +81,12 @@ pub async fn serve(
             drop((reader, writer));
             continue;
         };
-        let (broker, metrics) = (broker.clone(), metrics.clone());
+        let (apis, metrics) = (apis.clone(), metrics.clone());
         let shutdown = shutdown.clone();
         metrics.connections_accepted.inc();
         metrics.connections.inc();
         tracker.spawn(async move {
-            connection::run(reader, writer, peer, broker, metrics.clone(), limits, shutdown).await;
+            connection::run(reader, writer, peer, apis, metrics.clone(), limits, shutdown).await;
             metrics.connections.dec();
             drop(permit);
         });
