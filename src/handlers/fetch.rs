@@ -118,7 +118,8 @@ pub fn handle(ctx: RequestContext, req: FetchRequest) -> Reply {
         replica: (replica_id >= 0).then_some(BrokerId(replica_id)),
     };
     Reply::later(async move {
-        let response = fetch(&ctx.apis, &params).await;
+        let mut response = fetch(&ctx.apis, &params).await;
+        super::leader_hint::fetch(&ctx.apis.image(), params.version, &mut response);
         let response = if params.replica.is_none() { apply_quota(&ctx, &params, response) } else { response };
         count_bytes_out(&ctx.apis, &params, &response);
         ResponseKind::Fetch(response)

@@ -153,7 +153,10 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
             }
             responses.push(TopicProduceResponse::default().with_name(name).with_topic_id(topic_id).with_partition_responses(partition_responses));
         }
-        ResponseKind::Produce(ProduceResponse::default().with_responses(responses).with_throttle_time_ms(throttle_ms as i32))
+        let mut response = ProduceResponse::default().with_responses(responses).with_throttle_time_ms(throttle_ms as i32);
+        // The image as it is now: a leadership that moved while the append waited is the news.
+        super::leader_hint::produce(&ctx.apis.image(), version, &mut response);
+        ResponseKind::Produce(response)
     })
 }
 
