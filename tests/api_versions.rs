@@ -397,6 +397,15 @@ async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16, topic_id: uuid::Uuid
             let resp = send(c, &req, v).await;
             assert_eq!((resp.error_code, resp.brokers.len()), (0, 1), "DescribeCluster v{v}");
         }
+        ApiKey::DescribeTopicPartitions => {
+            let req = DescribeTopicPartitionsRequest::default()
+                .with_response_partition_limit(1)
+                .with_topics(vec![describe_topic_partitions_request::TopicRequest::default().with_name(topic_name(TOPIC))]);
+            let resp = send(c, &req, v).await;
+            let t = &resp.topics[0];
+            assert_eq!((t.error_code, t.topic_id, t.partitions.len()), (0, topic_id, 1), "DescribeTopicPartitions v{v}");
+            assert_eq!(t.partitions[0].leader_id.0, 1, "DescribeTopicPartitions v{v}: this broker leads");
+        }
         other => panic!("{other:?} is advertised but this test does not exercise it: add it"),
     }
 }

@@ -141,6 +141,7 @@ pub const NODE_KEYS: &[NodeKey] = &[
     node("socket.request.max.bytes", Int, "104857600", false, "Largest request frame accepted."),
     node("connections.max.idle.ms", Long, "600000", false, "Close connections idle this long."),
     node("max.connections", Int, "10000", false, "Most client connections at once."),
+    node("max.request.partition.size.limit", Int, "2000", false, "Most partitions one DescribeTopicPartitions response describes; a client asking for more gets a cursor to continue from."),
     node("queued.max.requests", Int, "32", false, "Most requests in flight on one connection before reading pauses."),
     node("quota.window.num", Int, "11", false, "Samples a client's byte rate is measured over for its quota (at least 1); the rate counts at least this many minus one whole samples, and no throttle exceeds the whole window."),
     node("quota.window.size.seconds", Int, "1", false, "Length of one quota rate sample, in seconds (at least 1)."),

@@ -126,6 +126,7 @@ handlers! {
     CreatePartitions => create_partitions,
     IncrementalAlterConfigs => incremental_alter_configs,
     DescribeCluster => describe_cluster,
+    DescribeTopicPartitions => describe_topic_partitions,
     DescribeQuorum => describe_quorum,
     FindCoordinator => find_coordinator,
     JoinGroup => join_group,

@@ -128,3 +128,30 @@ def test_kafka_python_at_release(broker, api_version):
     assert "unsupported version" not in log, "the broker closed a connection for a version:\n" + "\n".join(
         line for line in log.splitlines() if "unsupported version" in line
     )
+
+
+def test_describe_topic_partitions_pages_with_a_cursor(broker):
+    """kafka-python's describe_topic_partitions (DescribeTopicPartitions, KIP-966): pages of at
+    most 3 partitions cover two topics' 7 partitions once each, in topic-name order."""
+    for name, count in [("dtp-b", 3), ("dtp-a", 4)]:
+        h.create_topic(broker.bootstrap, name, count)
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=10000)
+    try:
+        seen, cursor, pages = [], None, 0
+        while True:
+            page = admin.describe_topic_partitions(["dtp-b", "dtp-a"], response_partition_limit=3, cursor=cursor)
+            pages += 1
+            for t in page["topics"]:
+                assert t["error_code"] == 0, t
+                seen += [(t["name"], p["partition_index"]) for p in t["partitions"]]
+                assert all(p["leader_id"] == 1 and p["replica_nodes"] == [1] for p in t["partitions"]), t
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+            assert pages < 10, "the cursor must move on"
+        assert seen == [("dtp-a", i) for i in range(4)] + [("dtp-b", i) for i in range(3)]
+        assert pages == 3
+        missing = admin.describe_topic_partitions(["dtp-none"])
+        assert [(t["name"], t["error_code"]) for t in missing["topics"]] == [("dtp-none", 3)]
+    finally:
+        admin.close()
