@@ -620,3 +620,20 @@ fn interval_flush_policy() {
     assert!(log.flush_if_due().expect("flush"));
     assert_eq!(log.durable_offset(), Offset(7));
 }
+
+/// Reads of the active segment stay on the calling task; reads that start in an older segment
+/// are told apart so the partition log can move them off the async workers.
+#[test]
+fn the_active_segment_is_told_from_older_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = ManualClock::new(T0);
+    let log = open(dir.path(), small_config(), &clock);
+    log.append_as_leader(batch(3, b"old", T0), LeaderEpoch(1)).expect("append");
+    assert!(log.in_active_segment(Offset(0)));
+    log.roll().expect("roll");
+    log.append_as_leader(batch(2, b"new", T0), LeaderEpoch(1)).expect("append");
+    assert!(!log.in_active_segment(Offset(0)), "offset 0 is in the rolled segment");
+    assert!(!log.in_active_segment(Offset(2)));
+    assert!(log.in_active_segment(Offset(3)), "the first offset of the new active segment");
+    assert!(log.in_active_segment(Offset(5)), "the log end");
+}

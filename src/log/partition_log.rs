@@ -198,11 +198,31 @@ impl PartitionLog {
             }
             // Not in the remote part either (a gap left by retention): continue at the local
             // log start.
-            let read = local.read(local_start, max_bytes, max_offset, min_one_batch)?;
+            let read = self.read_local(local_start, max_bytes, max_offset, min_one_batch)?;
             return Ok(info(read.records));
         }
-        let read = local.read(offset, max_bytes, max_offset, min_one_batch)?;
+        let read = self.read_local(offset, max_bytes, max_offset, min_one_batch)?;
         Ok(info(read.records))
+    }
+
+    /// Reads the local part. The active segment was written moments ago and sits in the page
+    /// cache, so a read there runs on the calling task. A read that starts in an older segment
+    /// (a consumer catching up) may fault pages in from disk, so it runs with
+    /// [`crate::runtime::block_in_place`]: the async worker hands its other tasks (every other
+    /// connection's requests) to another worker while the read blocks.
+    fn read_local(
+        &self,
+        offset: Offset,
+        max_bytes: usize,
+        max_offset: Offset,
+        min_one_batch: bool,
+    ) -> Result<super::FetchDataInfo, LogError> {
+        let read = || self.local.read(offset, max_bytes, max_offset, min_one_batch);
+        if self.local.in_active_segment(offset) {
+            read()
+        } else {
+            crate::runtime::block_in_place(read)
+        }
     }
 
     /// ListOffsets' lookups over the whole log:

@@ -521,6 +521,11 @@ impl UnifiedLog {
         Offset(self.lock().log_end_offset())
     }
 
+    /// Whether `offset` falls in the active (newest) segment.
+    pub fn in_active_segment(&self, offset: Offset) -> bool {
+        self.lock().active().base_offset <= offset.0
+    }
+
     /// Removes every record at or after `offset` (replication truncation).
     pub fn truncate_to(&self, offset: Offset) -> Result<()> {
         let _serial = lock_ignoring_poison(&self.checkpoint_lock);
