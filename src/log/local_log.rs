@@ -208,10 +208,12 @@ impl LocalLog {
         Ok(())
     }
 
-    /// Removes every record at or after `offset`.
-    pub(crate) fn truncate_to(&mut self, offset: i64, now_ms: i64) -> Result<()> {
+    /// Removes every record at or after `offset`. Returns the active segment's file, whose
+    /// shortened length (and the directory's removed entries) the caller makes durable outside
+    /// the log lock, then checkpoints the recovery point; `None` when nothing was removed.
+    pub(crate) fn truncate_to(&mut self, offset: i64, now_ms: i64) -> Result<Option<Arc<SegmentFile>>> {
         if offset >= self.log_end_offset() {
-            return Ok(());
+            return Ok(None);
         }
         let doomed: Vec<i64> = self.segments.range(offset..).map(|(b, _)| *b).collect();
         for b in doomed {
@@ -240,25 +242,23 @@ impl LocalLog {
         let active = self.active_mut();
         active.make_active()?;
         active.truncate_to(offset)?;
-        active.file.sync_data()?;
+        let file = Arc::clone(&active.file);
         self.dir_dirty = true;
-        checkpoint::sync_dir(&self.dir)?;
-        self.dir_dirty = false;
         let leo = self.log_end_offset();
         self.truncations += 1;
         if self.recovery_point > leo {
             self.recovery_point = leo;
         }
-        checkpoint::write_offset(
-            &self.dir,
-            checkpoint::RECOVERY_POINT_FILE,
-            self.recovery_point,
-        )?;
-        self.checkpointed_recovery_point = self.recovery_point;
+        // A crash before the caller's fsync may bring the removed tail back; the epoch cache
+        // written here then lacks its epochs, so the follower's next truncation by epoch goes
+        // at least as far back again, never less: safe. Written here, under the lock, because
+        // a leader's new epoch is also written under it and must not be overwritten by an
+        // older list.
         if self.epoch_cache.truncate_from_end(leo) {
             self.epoch_cache.persist()?;
         }
-        self.rebuild_producer_state()
+        self.rebuild_producer_state()?;
+        Ok(Some(file))
     }
 
     /// See [`UnifiedLog::truncate_fully_and_start_at`](super::UnifiedLog::truncate_fully_and_start_at).

@@ -526,14 +526,26 @@ impl UnifiedLog {
         self.lock().active().base_offset <= offset.0
     }
 
-    /// Removes every record at or after `offset` (replication truncation).
+    /// Removes every record at or after `offset` (replication truncation). The fsyncs that
+    /// make the removal durable, and the recovery-point checkpoint after them, run outside the
+    /// log lock.
     pub fn truncate_to(&self, offset: Offset) -> Result<()> {
         let _serial = lock_ignoring_poison(&self.checkpoint_lock);
-        let mut st = self.lock_open()?;
-        let now = self.clock.now_ms();
-        st.truncate_to(offset.0, now)?;
-        let leo = st.log_end_offset();
-        self.durable.fetch_min(leo, Ordering::SeqCst);
+        let (file, recovery_point) = {
+            let mut st = self.lock_open()?;
+            let now = self.clock.now_ms();
+            let Some(file) = st.truncate_to(offset.0, now)? else {
+                return Ok(());
+            };
+            let leo = st.log_end_offset();
+            self.durable.fetch_min(leo, Ordering::SeqCst);
+            (file, st.recovery_point)
+        };
+        Self::sync_files(&[file], Some(&self.dir))?;
+        // Ahead of the fsyncs, a checkpoint could name a recovery point below data that a crash
+        // then brings back: recovery would keep it. Written after them, it names only what is.
+        checkpoint::write_offset(&self.dir, checkpoint::RECOVERY_POINT_FILE, recovery_point)?;
+        self.lock().checkpointed_recovery_point = recovery_point;
         Ok(())
     }
 
