@@ -1,10 +1,10 @@
 //! Produce v0–v2: advertised, refused with an answer.
 //!
 //! Kafka 4.x removed these versions (they carry message formats v0 and v1), yet its ApiVersions
-//! still advertises Produce from v0 (KAFKA-18659): older librdkafka releases (Debian 12 ships
-//! 2.0.2, and kcat with it) derive their message-format and compression features from whether
-//! the broker's Produce range includes v0–v2, and without it silently stop compressing. Strata
-//! answers as Kafka 4.1 does, so the same clients behave the same way.
+//! still advertises Produce from v0 (KAFKA-18659): some librdkafka releases derive their
+//! message-format and compression features from whether the broker's Produce range includes
+//! v0–v2, and without it silently stop compressing. Strata answers as Kafka 4.1 does, so every
+//! client sees the ranges it would see there.
 //!
 //! A request at one of these versions is decoded here (the protocol crate does not know them)
 //! only far enough to name its partitions, and every partition is answered UNSUPPORTED_VERSION.
