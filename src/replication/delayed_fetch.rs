@@ -83,11 +83,11 @@ impl FetchWakeups {
 }
 
 fn bump(tx: &watch::Sender<u64>) {
-    // `send_modify` notifies even with no receiver subscribed, at the cost of one lock; skip
-    // the wake-up entirely when nobody waits.
-    if tx.receiver_count() > 0 {
-        tx.send_modify(|v| *v = v.wrapping_add(1));
-    }
+    // Always through the channel's lock, even with nobody subscribed: skipping on a zero
+    // receiver count would race a waiter that subscribes and then reads the old value (the
+    // count is a relaxed atomic, so on a weakly ordered CPU the writer can miss the subscriber
+    // and the waiter miss the write). The lock orders the two.
+    tx.send_modify(|v| *v = v.wrapping_add(1));
 }
 
 /// Why a waiting fetch woke.

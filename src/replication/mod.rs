@@ -178,6 +178,9 @@ impl ReplicaManager {
                 if let Ok(mut m) = self.partitions.write() {
                     m.remove(tp);
                 }
+                // Fetches waiting on it read again and answer that it is gone; others may hold
+                // the partition a while longer, so its dropping cannot be what wakes them.
+                p.fetch_wakeups().reset();
                 match self.logs.delete(tp) {
                     Ok(()) => tracing::info!(partition = %tp, "deleted partition replica"),
                     Err(e) => first_error = first_error.or(Some(e)),
