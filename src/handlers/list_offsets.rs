@@ -2,8 +2,11 @@
 
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, ResponseKind};
+use std::sync::Arc;
+
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::protocol::VersionRange;
+use tokio::sync::Semaphore;
 
 use super::{Reply, RequestContext};
 use crate::log::LATEST_TIMESTAMP;
@@ -18,6 +21,9 @@ use crate::replication::Partition;
 /// `remote.list.offsets.request.timeout.ms`.
 pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 10 };
 
+/// Lookups of one request in flight at once.
+const CONCURRENT_LOOKUPS: usize = 16;
+
 pub fn handle(ctx: RequestContext, req: ListOffsetsRequest) -> Reply {
     let version = ctx.version();
     let timeout_ms = if version >= 10 {
@@ -29,19 +35,42 @@ pub fn handle(ctx: RequestContext, req: ListOffsetsRequest) -> Reply {
     // still unanswered when it passes are REQUEST_TIMED_OUT.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(timeout_ms.max(0) as u64);
     Reply::later(async move {
+        // The lookups run at once (a remote one may read a manifest or an index from the
+        // store), at most `CONCURRENT_LOOKUPS` of this request at a time; answers keep the
+        // request's order.
+        let permits = Arc::new(Semaphore::new(CONCURRENT_LOOKUPS));
+        let lookups: Vec<Vec<_>> = req
+            .topics
+            .iter()
+            .map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| {
+                        let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
+                        let partition = ctx.apis.replicas.get(&tp)?;
+                        let (permits, epoch, timestamp) = (permits.clone(), LeaderEpoch(p.current_leader_epoch), p.timestamp);
+                        Some(tokio::spawn(async move {
+                            tokio::time::timeout_at(deadline, async {
+                                let _permit = permits.acquire_owned().await;
+                                lookup(&partition, epoch, timestamp).await
+                            })
+                            .await
+                            .unwrap_or(Err(ResponseError::RequestTimedOut.code()))
+                        }))
+                    })
+                    .collect()
+            })
+            .collect();
         let mut topics = Vec::with_capacity(req.topics.len());
-        for t in req.topics {
+        for (t, handles) in req.topics.into_iter().zip(lookups) {
             let mut partitions = Vec::with_capacity(t.partitions.len());
-            for p in t.partitions {
+            for (p, handle) in t.partitions.into_iter().zip(handles) {
                 let r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
-                let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
-                let Some(partition) = ctx.apis.replicas.get(&tp) else {
+                let Some(handle) = handle else {
                     partitions.push(r.with_error_code(unknown_topic_or_partition()).with_timestamp(-1).with_offset(-1));
                     continue;
                 };
-                let looked_up = tokio::time::timeout_at(deadline, lookup(&partition, LeaderEpoch(p.current_leader_epoch), p.timestamp))
-                    .await
-                    .unwrap_or(Err(ResponseError::RequestTimedOut.code()));
+                let looked_up = handle.await.unwrap_or(Err(ResponseError::UnknownServerError.code()));
                 partitions.push(match looked_up {
                     Ok((timestamp, offset, epoch)) => {
                         let r = r.with_timestamp(timestamp).with_offset(offset);
