@@ -11,29 +11,29 @@ use crate::clock::SharedClock;
 use crate::config::{Listener, NodeConfig};
 use crate::controller::broker_lifecycle::spawn_heartbeats;
 use crate::controller::producer_ids::ProducerIdManager;
+use crate::controller::ControllerMetrics;
 use crate::controller::{
     Controller, ControllerError, ControllerSettings, MetadataImage, MetadataRecord,
 };
+use crate::group::GroupMetrics;
 use crate::group::{GroupCoordinator, GroupCoordinatorContext};
+use crate::handlers::ApiMetrics;
 use crate::handlers::KafkaApis;
+use crate::log::remote::TieringMetrics;
 use crate::log::remote::{RemoteLogManager, RemoteLogManagerConfig};
 use crate::log::{LogConfig, LogError, LogManager};
-use crate::controller::ControllerMetrics;
-use crate::group::GroupMetrics;
-use crate::handlers::ApiMetrics;
-use crate::log::remote::TieringMetrics;
 use crate::metrics::Metrics;
-use crate::quota::QuotaMetrics;
-use crate::replication::{BrokerTopicMetrics, ReplicationMetrics};
-use crate::server::ServerMetrics;
 use crate::model::BrokerId;
 use crate::net::Network;
 use crate::quota::manager::QuotaManagers;
+use crate::quota::QuotaMetrics;
 use crate::quota::QuotaWindow;
 use crate::replication::alter_partition::spawn_isr_maintenance;
 use crate::replication::{
     effective_node_config, FetcherSettings, MetadataClient, ReplicaFetcherManager, ReplicaManager,
 };
+use crate::replication::{BrokerTopicMetrics, ReplicationMetrics};
+use crate::server::ServerMetrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -185,8 +185,12 @@ impl Broker {
         remote.recover_partitions(replicas.as_ref()).await;
 
         let quotas = QuotaManagers::new(quota_window(&node), &metrics.quota);
-        let metadata =
-            MetadataClient::new(controller.clone(), replicas.clone(), node.clone(), shutdown.clone());
+        let metadata = MetadataClient::new(
+            controller.clone(),
+            replicas.clone(),
+            node.clone(),
+            shutdown.clone(),
+        );
         let groups = Arc::new(GroupCoordinator::new(GroupCoordinatorContext {
             metadata: metadata.clone(),
             replicas: replicas.clone(),
@@ -203,7 +207,9 @@ impl Broker {
             groups: groups.clone(),
             quotas,
             producer_ids: ProducerIdManager::new(controller.clone(), node_id),
-            metrics: ApiMetrics { topics: metrics.topics.clone() },
+            metrics: ApiMetrics {
+                topics: metrics.topics.clone(),
+            },
             clock: clock.clone(),
             shutdown: shutdown.clone(),
         });
@@ -224,7 +230,13 @@ impl Broker {
         });
         broker.follow_metadata();
         spawn_heartbeats(controller.clone(), node_id, incarnation, shutdown.clone());
-        spawn_isr_maintenance(node_id, replicas.clone(), metadata, metrics.replication.clone(), shutdown.clone());
+        spawn_isr_maintenance(
+            node_id,
+            replicas.clone(),
+            metadata,
+            metrics.replication.clone(),
+            shutdown.clone(),
+        );
         broker.groups.start();
         logs.start_background(shutdown);
         remote.start(replicas.clone());
@@ -238,9 +250,10 @@ impl Broker {
             loop {
                 let image = rx.borrow_and_update().clone();
                 let b = broker.clone();
-                let applied =
-                    tokio::task::spawn_blocking(move || b.replicas.apply_image(&image, b.static_node_config()))
-                        .await;
+                let applied = tokio::task::spawn_blocking(move || {
+                    b.replicas.apply_image(&image, b.static_node_config())
+                })
+                .await;
                 match applied {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => tracing::error!(error = %e, "applying the metadata image failed"),
@@ -267,7 +280,9 @@ impl Broker {
             return Ok(());
         }
         let timeout = std::time::Duration::from_millis(
-            self.static_node_config().get_i64("controlled.shutdown.timeout.ms").max(0) as u64,
+            self.static_node_config()
+                .get_i64("controlled.shutdown.timeout.ms")
+                .max(0) as u64,
         );
         tracing::info!("controlled shutdown: moving leaderships away");
         self.controller
@@ -298,7 +313,12 @@ impl Broker {
     /// metric.
     pub fn render_metrics(&self) -> String {
         let image = self.image();
-        self.replicas.sync_metrics(&self.metrics.topics, &self.metrics.replication, &image, &self.node_config());
+        self.replicas.sync_metrics(
+            &self.metrics.topics,
+            &self.metrics.replication,
+            &image,
+            &self.node_config(),
+        );
         self.remote.sync_metrics();
         self.controller.sync_metrics(&self.metrics.controller);
         self.groups.sync_metrics();

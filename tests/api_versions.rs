@@ -31,10 +31,12 @@ async fn connect(broker: &TestBroker) -> KafkaClient {
 }
 
 async fn send<R: Request>(client: &mut KafkaClient, req: &R, version: i16) -> R::Response {
-    client
-        .send(req, version)
-        .await
-        .unwrap_or_else(|e| panic!("{:?} v{version}: {e}", ApiKey::try_from(R::KEY).expect("key")))
+    client.send(req, version).await.unwrap_or_else(|e| {
+        panic!(
+            "{:?} v{version}: {e}",
+            ApiKey::try_from(R::KEY).expect("key")
+        )
+    })
 }
 
 fn s(v: &str) -> StrBytes {
@@ -47,7 +49,9 @@ fn group(v: &str) -> GroupId {
 
 /// One batch of `n` records `"{tag}-{i}"`.
 fn records(tag: &str, n: usize) -> bytes::Bytes {
-    let values: Vec<_> = (0..n).map(|i| (None, Some(format!("{tag}-{i}")), vec![])).collect();
+    let values: Vec<_> = (0..n)
+        .map(|i| (None, Some(format!("{tag}-{i}")), vec![]))
+        .collect();
     batch(&values, Compression::None)
 }
 
@@ -57,12 +61,12 @@ async fn every_api_answers_at_every_advertised_version() {
     let mut c = connect(&broker).await;
     let created = send(
         &mut c,
-        &CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![
-            create_topics_request::CreatableTopic::default()
+        &CreateTopicsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topics(vec![create_topics_request::CreatableTopic::default()
                 .with_name(topic_name(TOPIC))
                 .with_num_partitions(1)
-                .with_replication_factor(1),
-        ]),
+                .with_replication_factor(1)]),
         7,
     )
     .await;
@@ -77,7 +81,11 @@ async fn every_api_answers_at_every_advertised_version() {
         }
     }
     // Produce v0-v2 are advertised but go through the refusal path, tested below.
-    assert!(tested.len() > 150, "only {} (api, version) pairs", tested.len());
+    assert!(
+        tested.len() > 150,
+        "only {} (api, version) pairs",
+        tested.len()
+    );
     broker.stop().await;
 }
 
@@ -91,8 +99,15 @@ async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16, topic_id: uuid::Uuid
                     .with_index(0)
                     .with_records(Some(records(&format!("p{v}"), 2))),
             ]);
-            let data = if v >= 13 { data.with_topic_id(topic_id) } else { data.with_name(topic_name(TOPIC)) };
-            let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![data]);
+            let data = if v >= 13 {
+                data.with_topic_id(topic_id)
+            } else {
+                data.with_name(topic_name(TOPIC))
+            };
+            let req = ProduceRequest::default()
+                .with_acks(-1)
+                .with_timeout_ms(10_000)
+                .with_topic_data(vec![data]);
             let resp = send(c, &req, v).await;
             let p = &resp.responses[0].partition_responses[0];
             assert_eq!((p.index, p.error_code), (0, 0), "Produce v{v}: {p:?}");
@@ -105,13 +120,21 @@ async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16, topic_id: uuid::Uuid
                     .with_fetch_offset(0)
                     .with_partition_max_bytes(1 << 20),
             ]);
-            let topic = if v >= 13 { topic.with_topic_id(topic_id) } else { topic.with_topic(topic_name(TOPIC)) };
+            let topic = if v >= 13 {
+                topic.with_topic_id(topic_id)
+            } else {
+                topic.with_topic(topic_name(TOPIC))
+            };
             let req = FetchRequest::default()
                 .with_max_wait_ms(0)
                 .with_max_bytes(1 << 20)
                 .with_session_epoch(-1)
                 .with_topics(vec![topic]);
-            let req = if v < 15 { req.with_replica_id(BrokerId(-1)) } else { req };
+            let req = if v < 15 {
+                req.with_replica_id(BrokerId(-1))
+            } else {
+                req
+            };
             let resp = send(c, &req, v).await;
             let p = &resp.responses[0].partitions[0];
             assert_eq!(p.error_code, 0, "Fetch v{v}");
@@ -120,7 +143,11 @@ async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16, topic_id: uuid::Uuid
                 .map(|r| String::from_utf8(r.value.unwrap_or_default().to_vec()).expect("utf-8"))
                 .collect();
             // Produce v3.. ran first: its first batch opens the log.
-            assert_eq!(values.get(..2), Some(&["p3-0".to_string(), "p3-1".to_string()][..]), "Fetch v{v}");
+            assert_eq!(
+                values.get(..2),
+                Some(&["p3-0".to_string(), "p3-1".to_string()][..]),
+                "Fetch v{v}"
+            );
         }
         ApiKey::ListOffsets => {
             // Earliest, latest, max timestamp, earliest local, latest tiered (as the version allows).
@@ -131,18 +158,29 @@ async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16, topic_id: uuid::Uuid
                 _ => &[-2, -1, -3, -4, -5],
             };
             for &ts in specials {
-                let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
-                    list_offsets_request::ListOffsetsTopic::default().with_name(topic_name(TOPIC)).with_partitions(vec![
-                        list_offsets_request::ListOffsetsPartition::default().with_partition_index(0).with_timestamp(ts),
-                    ]),
-                ]);
-                let req = if v >= 10 { req.with_timeout_ms(5_000) } else { req };
+                let req = ListOffsetsRequest::default()
+                    .with_replica_id(BrokerId(-1))
+                    .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+                        .with_name(topic_name(TOPIC))
+                        .with_partitions(vec![
+                            list_offsets_request::ListOffsetsPartition::default()
+                                .with_partition_index(0)
+                                .with_timestamp(ts),
+                        ])]);
+                let req = if v >= 10 {
+                    req.with_timeout_ms(5_000)
+                } else {
+                    req
+                };
                 let resp = send(c, &req, v).await;
                 let p = &resp.topics[0].partitions[0];
                 assert_eq!(p.error_code, 0, "ListOffsets v{v} ts {ts}");
                 match ts {
                     -2 | -4 => assert_eq!(p.offset, 0, "ListOffsets v{v} ts {ts}"),
-                    -1 => assert!(p.offset >= 2, "ListOffsets v{v}: the high watermark after produce, {p:?}"),
+                    -1 => assert!(
+                        p.offset >= 2,
+                        "ListOffsets v{v}: the high watermark after produce, {p:?}"
+                    ),
                     // The topic is not tiered: nothing in remote storage.
                     -5 => assert_eq!(p.offset, -1, "ListOffsets v{v} latest tiered"),
                     _ => assert!(p.offset >= 0, "ListOffsets v{v} max timestamp: {p:?}"),
@@ -150,13 +188,18 @@ async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16, topic_id: uuid::Uuid
             }
         }
         ApiKey::Metadata => {
-            let req = MetadataRequest::default().with_topics(Some(vec![
-                metadata_request::MetadataRequestTopic::default().with_name(Some(topic_name(TOPIC))),
-            ]));
+            let req = MetadataRequest::default()
+                .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+                )
+                .with_name(Some(topic_name(TOPIC)))]));
             let resp = send(c, &req, v).await;
             assert_eq!(resp.brokers.len(), 1, "Metadata v{v}");
             let t = &resp.topics[0];
-            assert_eq!((t.error_code, t.name.as_ref().map(|n| n.0.to_string())), (0, Some(TOPIC.to_string())), "Metadata v{v}");
+            assert_eq!(
+                (t.error_code, t.name.as_ref().map(|n| n.0.to_string())),
+                (0, Some(TOPIC.to_string())),
+                "Metadata v{v}"
+            );
             assert_eq!(t.partitions.len(), 1, "Metadata v{v}");
             if v >= 10 {
                 assert_eq!(t.topic_id, topic_id, "Metadata v{v}");
@@ -166,31 +209,46 @@ async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16, topic_id: uuid::Uuid
             let req = OffsetCommitRequest::default()
                 .with_group_id(group("offsets"))
                 .with_generation_id_or_member_epoch(-1)
-                .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default()
-                    .with_name(topic_name(TOPIC))
-                    .with_partitions(vec![offset_commit_request::OffsetCommitRequestPartition::default()
-                        .with_partition_index(0)
-                        .with_committed_offset(i64::from(v))])]);
-            let req = if v <= 4 { req.with_retention_time_ms(-1) } else { req };
+                .with_topics(vec![
+                    offset_commit_request::OffsetCommitRequestTopic::default()
+                        .with_name(topic_name(TOPIC))
+                        .with_partitions(vec![
+                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(i64::from(v)),
+                        ]),
+                ]);
+            let req = if v <= 4 {
+                req.with_retention_time_ms(-1)
+            } else {
+                req
+            };
             let resp = send(c, &req, v).await;
-            assert_eq!(resp.topics[0].partitions[0].error_code, 0, "OffsetCommit v{v}");
+            assert_eq!(
+                resp.topics[0].partitions[0].error_code, 0,
+                "OffsetCommit v{v}"
+            );
         }
         ApiKey::OffsetFetch => {
             let resp = if v < 8 {
-                let req = OffsetFetchRequest::default().with_group_id(group("offsets")).with_topics(Some(vec![
-                    offset_fetch_request::OffsetFetchRequestTopic::default()
-                        .with_name(topic_name(TOPIC))
-                        .with_partition_indexes(vec![0]),
-                ]));
+                let req = OffsetFetchRequest::default()
+                    .with_group_id(group("offsets"))
+                    .with_topics(Some(vec![
+                        offset_fetch_request::OffsetFetchRequestTopic::default()
+                            .with_name(topic_name(TOPIC))
+                            .with_partition_indexes(vec![0]),
+                    ]));
                 let resp = send(c, &req, v).await;
                 resp.topics[0].partitions[0].committed_offset
             } else {
                 let req = OffsetFetchRequest::default().with_groups(vec![
-                    offset_fetch_request::OffsetFetchRequestGroup::default().with_group_id(group("offsets")).with_topics(Some(vec![
-                        offset_fetch_request::OffsetFetchRequestTopics::default()
-                            .with_name(topic_name(TOPIC))
-                            .with_partition_indexes(vec![0]),
-                    ])),
+                    offset_fetch_request::OffsetFetchRequestGroup::default()
+                        .with_group_id(group("offsets"))
+                        .with_topics(Some(vec![
+                            offset_fetch_request::OffsetFetchRequestTopics::default()
+                                .with_name(topic_name(TOPIC))
+                                .with_partition_indexes(vec![0]),
+                        ])),
                 ]);
                 let resp = send(c, &req, v).await;
                 resp.groups[0].topics[0].partitions[0].committed_offset
@@ -208,22 +266,41 @@ async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16, topic_id: uuid::Uuid
             let (code, node) = if v < 4 {
                 (resp.error_code, resp.node_id)
             } else {
-                (resp.coordinators[0].error_code, resp.coordinators[0].node_id)
+                (
+                    resp.coordinators[0].error_code,
+                    resp.coordinators[0].node_id,
+                )
             };
             // COORDINATOR_NOT_AVAILABLE while the offsets topic is created is a fine answer too.
-            assert!(code == 0 && node.0 >= 0 || code == 15, "FindCoordinator v{v}: {resp:?}");
+            assert!(
+                code == 0 && node.0 >= 0 || code == 15,
+                "FindCoordinator v{v}: {resp:?}"
+            );
         }
         ApiKey::JoinGroup => {
             let req = JoinGroupRequest::default()
                 .with_group_id(group(&format!("join-{v}")))
                 .with_session_timeout_ms(10_000)
                 .with_protocol_type(s("consumer"))
-                .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default().with_name(s("range"))]);
-            let req = if v >= 1 { req.with_rebalance_timeout_ms(10_000) } else { req };
+                .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+                )
+                .with_name(s("range"))]);
+            let req = if v >= 1 {
+                req.with_rebalance_timeout_ms(10_000)
+            } else {
+                req
+            };
             send(c, &req, v).await;
         }
         ApiKey::Heartbeat => {
-            let resp = send(c, &HeartbeatRequest::default().with_group_id(group("none")).with_member_id(s("m")), v).await;
+            let resp = send(
+                c,
+                &HeartbeatRequest::default()
+                    .with_group_id(group("none"))
+                    .with_member_id(s("m")),
+                v,
+            )
+            .await;
             assert_ne!(resp.error_code, 0, "Heartbeat v{v} of an unknown member");
         }
         ApiKey::LeaveGroup => {
@@ -231,16 +308,30 @@ async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16, topic_id: uuid::Uuid
             let req = if v < 3 {
                 req.with_member_id(s("m"))
             } else {
-                req.with_members(vec![leave_group_request::MemberIdentity::default().with_member_id(s("m"))])
+                req.with_members(vec![
+                    leave_group_request::MemberIdentity::default().with_member_id(s("m"))
+                ])
             };
             send(c, &req, v).await;
         }
         ApiKey::SyncGroup => {
-            let resp = send(c, &SyncGroupRequest::default().with_group_id(group("none")).with_member_id(s("m")), v).await;
+            let resp = send(
+                c,
+                &SyncGroupRequest::default()
+                    .with_group_id(group("none"))
+                    .with_member_id(s("m")),
+                v,
+            )
+            .await;
             assert_ne!(resp.error_code, 0, "SyncGroup v{v} of an unknown member");
         }
         ApiKey::DescribeGroups => {
-            let resp = send(c, &DescribeGroupsRequest::default().with_groups(vec![group("offsets")]), v).await;
+            let resp = send(
+                c,
+                &DescribeGroupsRequest::default().with_groups(vec![group("offsets")]),
+                v,
+            )
+            .await;
             assert_eq!(resp.groups.len(), 1, "DescribeGroups v{v}");
         }
         ApiKey::ListGroups => {
@@ -249,23 +340,33 @@ async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16, topic_id: uuid::Uuid
         }
         ApiKey::ApiVersions => {
             let req = if v >= 3 {
-                ApiVersionsRequest::default().with_client_software_name(s("test")).with_client_software_version(s("1"))
+                ApiVersionsRequest::default()
+                    .with_client_software_name(s("test"))
+                    .with_client_software_version(s("1"))
             } else {
                 ApiVersionsRequest::default()
             };
             let resp = send(c, &req, v).await;
             assert_eq!(resp.error_code, 0);
-            assert_eq!(resp.api_keys.len(), supported_apis().len(), "ApiVersions v{v}");
+            assert_eq!(
+                resp.api_keys.len(),
+                supported_apis().len(),
+                "ApiVersions v{v}"
+            );
         }
         ApiKey::CreateTopics => {
-            let req = CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![
-                create_topics_request::CreatableTopic::default()
+            let req = CreateTopicsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topics(vec![create_topics_request::CreatableTopic::default()
                     .with_name(topic_name(&format!("created-{v}")))
                     .with_num_partitions(1)
-                    .with_replication_factor(1),
-            ]);
+                    .with_replication_factor(1)]);
             let resp = send(c, &req, v).await;
-            assert_eq!(resp.topics[0].error_code, 0, "CreateTopics v{v}: {:?}", resp.topics[0].error_message);
+            assert_eq!(
+                resp.topics[0].error_code, 0,
+                "CreateTopics v{v}: {:?}",
+                resp.topics[0].error_message
+            );
         }
         ApiKey::DeleteTopics => {
             let name = format!("created-{}", v + 1);
@@ -273,41 +374,66 @@ async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16, topic_id: uuid::Uuid
                 DeleteTopicsRequest::default().with_topic_names(vec![topic_name(&name)])
             } else {
                 DeleteTopicsRequest::default()
-                    .with_topics(vec![delete_topics_request::DeleteTopicState::default().with_name(Some(topic_name(&name)))])
+                    .with_topics(vec![delete_topics_request::DeleteTopicState::default()
+                        .with_name(Some(topic_name(&name)))])
             };
             let resp = send(c, &req.with_timeout_ms(10_000), v).await;
             assert_eq!(resp.responses[0].error_code, 0, "DeleteTopics v{v}");
         }
         ApiKey::DeleteRecords => {
-            let req = DeleteRecordsRequest::default().with_timeout_ms(10_000).with_topics(vec![
-                delete_records_request::DeleteRecordsTopic::default().with_name(topic_name(TOPIC)).with_partitions(vec![
-                    delete_records_request::DeleteRecordsPartition::default().with_partition_index(0).with_offset(0),
-                ]),
-            ]);
+            let req = DeleteRecordsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topics(vec![delete_records_request::DeleteRecordsTopic::default()
+                    .with_name(topic_name(TOPIC))
+                    .with_partitions(vec![
+                        delete_records_request::DeleteRecordsPartition::default()
+                            .with_partition_index(0)
+                            .with_offset(0),
+                    ])]);
             let resp = send(c, &req, v).await;
             let p = &resp.topics[0].partitions[0];
-            assert_eq!((p.error_code, p.low_watermark), (0, 0), "DeleteRecords v{v}");
+            assert_eq!(
+                (p.error_code, p.low_watermark),
+                (0, 0),
+                "DeleteRecords v{v}"
+            );
         }
         ApiKey::InitProducerId => {
-            let req = InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000);
-            let req = if v >= 3 { req.with_producer_id(ProducerId(-1)).with_producer_epoch(-1) } else { req };
+            let req = InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000);
+            let req = if v >= 3 {
+                req.with_producer_id(ProducerId(-1)).with_producer_epoch(-1)
+            } else {
+                req
+            };
             let resp = send(c, &req, v).await;
             assert_eq!(resp.error_code, 0, "InitProducerId v{v}");
             assert!(resp.producer_id.0 >= 0, "InitProducerId v{v}");
         }
         ApiKey::OffsetForLeaderEpoch => {
             let req = OffsetForLeaderEpochRequest::default().with_topics(vec![
-                offset_for_leader_epoch_request::OffsetForLeaderTopic::default().with_topic(topic_name(TOPIC)).with_partitions(vec![
-                    offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
-                        .with_partition(0)
-                        .with_current_leader_epoch(-1)
-                        .with_leader_epoch(0),
-                ]),
+                offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                    .with_topic(topic_name(TOPIC))
+                    .with_partitions(vec![
+                        offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                            .with_partition(0)
+                            .with_current_leader_epoch(-1)
+                            .with_leader_epoch(0),
+                    ]),
             ]);
-            let req = if v >= 3 { req.with_replica_id(BrokerId(-1)) } else { req };
+            let req = if v >= 3 {
+                req.with_replica_id(BrokerId(-1))
+            } else {
+                req
+            };
             let resp = send(c, &req, v).await;
             let p = &resp.topics[0].partitions[0];
-            assert_eq!((p.error_code, p.leader_epoch), (0, 0), "OffsetForLeaderEpoch v{v}");
+            assert_eq!(
+                (p.error_code, p.leader_epoch),
+                (0, 0),
+                "OffsetForLeaderEpoch v{v}"
+            );
             assert!(p.end_offset >= 2, "OffsetForLeaderEpoch v{v}: {p:?}");
         }
         ApiKey::DescribeConfigs => {
@@ -321,7 +447,10 @@ async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16, topic_id: uuid::Uuid
             let r = &resp.results[0];
             assert_eq!(r.error_code, 0, "DescribeConfigs v{v}");
             assert_eq!(r.configs.len(), 1, "DescribeConfigs v{v}");
-            assert_eq!(r.configs[0].value.as_ref().map(|v| v.to_string()), Some("delete".to_string()));
+            assert_eq!(
+                r.configs[0].value.as_ref().map(|v| v.to_string()),
+                Some("delete".to_string())
+            );
         }
         ApiKey::AlterConfigs => {
             let req = AlterConfigsRequest::default().with_resources(vec![
@@ -336,35 +465,59 @@ async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16, topic_id: uuid::Uuid
             assert_eq!(resp.responses[0].error_code, 0, "AlterConfigs v{v}");
         }
         ApiKey::CreatePartitions => {
-            let req = CreatePartitionsRequest::default().with_timeout_ms(10_000).with_validate_only(true).with_topics(vec![
-                create_partitions_request::CreatePartitionsTopic::default().with_name(topic_name(TOPIC)).with_count(2).with_assignments(None),
-            ]);
+            let req = CreatePartitionsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_validate_only(true)
+                .with_topics(vec![
+                    create_partitions_request::CreatePartitionsTopic::default()
+                        .with_name(topic_name(TOPIC))
+                        .with_count(2)
+                        .with_assignments(None),
+                ]);
             let resp = send(c, &req, v).await;
             assert_eq!(resp.results[0].error_code, 0, "CreatePartitions v{v}");
         }
         ApiKey::DeleteGroups => {
-            let resp = send(c, &DeleteGroupsRequest::default().with_groups_names(vec![group("never-created")]), v).await;
-            assert_eq!(resp.results[0].error_code, 69, "DeleteGroups v{v}: GROUP_ID_NOT_FOUND");
+            let resp = send(
+                c,
+                &DeleteGroupsRequest::default().with_groups_names(vec![group("never-created")]),
+                v,
+            )
+            .await;
+            assert_eq!(
+                resp.results[0].error_code, 69,
+                "DeleteGroups v{v}: GROUP_ID_NOT_FOUND"
+            );
         }
         ApiKey::IncrementalAlterConfigs => {
             let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
                 incremental_alter_configs_request::AlterConfigsResource::default()
                     .with_resource_type(2)
                     .with_resource_name(s(TOPIC))
-                    .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
-                        .with_name(s("retention.ms"))
-                        .with_config_operation(0)
-                        .with_value(Some(s("86400000")))]),
+                    .with_configs(vec![
+                        incremental_alter_configs_request::AlterableConfig::default()
+                            .with_name(s("retention.ms"))
+                            .with_config_operation(0)
+                            .with_value(Some(s("86400000"))),
+                    ]),
             ]);
             let resp = send(c, &req, v).await;
-            assert_eq!(resp.responses[0].error_code, 0, "IncrementalAlterConfigs v{v}");
+            assert_eq!(
+                resp.responses[0].error_code, 0,
+                "IncrementalAlterConfigs v{v}"
+            );
         }
         ApiKey::OffsetDelete => {
-            let req = OffsetDeleteRequest::default().with_group_id(group("never-created")).with_topics(vec![
-                offset_delete_request::OffsetDeleteRequestTopic::default()
-                    .with_name(topic_name(TOPIC))
-                    .with_partitions(vec![offset_delete_request::OffsetDeleteRequestPartition::default().with_partition_index(0)]),
-            ]);
+            let req = OffsetDeleteRequest::default()
+                .with_group_id(group("never-created"))
+                .with_topics(vec![
+                    offset_delete_request::OffsetDeleteRequestTopic::default()
+                        .with_name(topic_name(TOPIC))
+                        .with_partitions(vec![
+                            offset_delete_request::OffsetDeleteRequestPartition::default()
+                                .with_partition_index(0),
+                        ]),
+                ]);
             send(c, &req, v).await;
         }
         ApiKey::DescribeClientQuotas => {
@@ -372,39 +525,65 @@ async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16, topic_id: uuid::Uuid
             assert_eq!(resp.error_code, 0, "DescribeClientQuotas v{v}");
         }
         ApiKey::AlterClientQuotas => {
-            let req = AlterClientQuotasRequest::default().with_validate_only(true).with_entries(vec![
-                alter_client_quotas_request::EntryData::default()
+            let req = AlterClientQuotasRequest::default()
+                .with_validate_only(true)
+                .with_entries(vec![alter_client_quotas_request::EntryData::default()
                     .with_entity(vec![alter_client_quotas_request::EntityData::default()
                         .with_entity_type(s("user"))
                         .with_entity_name(Some(s("u")))])
                     .with_ops(vec![alter_client_quotas_request::OpData::default()
                         .with_key(s("producer_byte_rate"))
-                        .with_value(1000.0)]),
-            ]);
+                        .with_value(1000.0)])]);
             let resp = send(c, &req, v).await;
             assert_eq!(resp.entries[0].error_code, 0, "AlterClientQuotas v{v}");
         }
         ApiKey::DescribeQuorum => {
-            let req = DescribeQuorumRequest::default().with_topics(vec![describe_quorum_request::TopicData::default()
-                .with_topic_name(topic_name("__cluster_metadata"))
-                .with_partitions(vec![describe_quorum_request::PartitionData::default().with_partition_index(0)])]);
+            let req = DescribeQuorumRequest::default().with_topics(vec![
+                describe_quorum_request::TopicData::default()
+                    .with_topic_name(topic_name("__cluster_metadata"))
+                    .with_partitions(vec![
+                        describe_quorum_request::PartitionData::default().with_partition_index(0)
+                    ]),
+            ]);
             let resp = send(c, &req, v).await;
             assert_eq!(resp.error_code, 0, "DescribeQuorum v{v}");
-            assert_eq!(resp.topics[0].partitions[0].current_voters.len(), 1, "DescribeQuorum v{v}");
+            assert_eq!(
+                resp.topics[0].partitions[0].current_voters.len(),
+                1,
+                "DescribeQuorum v{v}"
+            );
         }
         ApiKey::DescribeCluster => {
-            let req = if v >= 1 { DescribeClusterRequest::default().with_endpoint_type(1) } else { DescribeClusterRequest::default() };
+            let req = if v >= 1 {
+                DescribeClusterRequest::default().with_endpoint_type(1)
+            } else {
+                DescribeClusterRequest::default()
+            };
             let resp = send(c, &req, v).await;
-            assert_eq!((resp.error_code, resp.brokers.len()), (0, 1), "DescribeCluster v{v}");
+            assert_eq!(
+                (resp.error_code, resp.brokers.len()),
+                (0, 1),
+                "DescribeCluster v{v}"
+            );
         }
         ApiKey::DescribeTopicPartitions => {
             let req = DescribeTopicPartitionsRequest::default()
                 .with_response_partition_limit(1)
-                .with_topics(vec![describe_topic_partitions_request::TopicRequest::default().with_name(topic_name(TOPIC))]);
+                .with_topics(vec![
+                    describe_topic_partitions_request::TopicRequest::default()
+                        .with_name(topic_name(TOPIC)),
+                ]);
             let resp = send(c, &req, v).await;
             let t = &resp.topics[0];
-            assert_eq!((t.error_code, t.topic_id, t.partitions.len()), (0, topic_id, 1), "DescribeTopicPartitions v{v}");
-            assert_eq!(t.partitions[0].leader_id.0, 1, "DescribeTopicPartitions v{v}: this broker leads");
+            assert_eq!(
+                (t.error_code, t.topic_id, t.partitions.len()),
+                (0, topic_id, 1),
+                "DescribeTopicPartitions v{v}"
+            );
+            assert_eq!(
+                t.partitions[0].leader_id.0, 1,
+                "DescribeTopicPartitions v{v}: this broker leads"
+            );
         }
         other => panic!("{other:?} is advertised but this test does not exercise it: add it"),
     }
@@ -416,7 +595,9 @@ async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16, topic_id: uuid::Uuid
 async fn retired_produce_versions_are_refused_per_partition() {
     let broker = TestBroker::start(&[("auto.create.topics.enable", "true")]).await;
     for version in 0..=2i16 {
-        let mut conn = tokio::net::TcpStream::connect(broker.addr).await.expect("connect");
+        let mut conn = tokio::net::TcpStream::connect(broker.addr)
+            .await
+            .expect("connect");
         let mut frame = Vec::new();
         frame.extend_from_slice(&(ApiKey::Produce as i16).to_be_bytes());
         frame.extend_from_slice(&version.to_be_bytes());
@@ -433,7 +614,9 @@ async fn retired_produce_versions_are_refused_per_partition() {
             frame.extend_from_slice(&4i32.to_be_bytes());
             frame.extend_from_slice(b"junk");
         }
-        conn.write_all(&(frame.len() as i32).to_be_bytes()).await.expect("write");
+        conn.write_all(&(frame.len() as i32).to_be_bytes())
+            .await
+            .expect("write");
         conn.write_all(&frame).await.expect("write");
         let size = conn.read_i32().await.expect("a response") as usize;
         let mut body = vec![0u8; size];
@@ -463,7 +646,9 @@ async fn retired_produce_versions_are_refused_per_partition() {
     let meta = send(
         &mut c,
         &MetadataRequest::default()
-            .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default().with_name(Some(topic_name(TOPIC)))]))
+            .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+            )
+            .with_name(Some(topic_name(TOPIC)))]))
             .with_allow_auto_topic_creation(false),
         12,
     )

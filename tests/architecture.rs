@@ -62,7 +62,10 @@ fn crate_modules_used(code: &str) -> BTreeSet<String> {
         let mut rest = line;
         while let Some(at) = rest.find("crate::") {
             let after = &rest[at + "crate::".len()..];
-            let name: String = after.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            let name: String = after
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
             if !name.is_empty() {
                 used.insert(name);
             }
@@ -71,7 +74,11 @@ fn crate_modules_used(code: &str) -> BTreeSet<String> {
         // `use crate::{a, b::c}` names several modules at once.
         if let Some(group) = line.strip_prefix("use crate::{") {
             for part in group.split(',') {
-                let name: String = part.trim().chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                let name: String = part
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
                 if !name.is_empty() {
                     used.insert(name);
                 }
@@ -89,12 +96,21 @@ fn dependency_arrows_run_one_way() {
     let mut violations = Vec::new();
     for file in &files {
         let rel = file.strip_prefix(&src).expect("under src");
-        let module = rel.iter().next().expect("a component").to_string_lossy().trim_end_matches(".rs").to_string();
+        let module = rel
+            .iter()
+            .next()
+            .expect("a component")
+            .to_string_lossy()
+            .trim_end_matches(".rs")
+            .to_string();
         if matches!(module.as_str(), "lib" | "main") {
             continue;
         }
         let Some(own) = layer_of(&module) else {
-            violations.push(format!("src/{}: module `{module}` has no layer in tests/architecture.rs", rel.display()));
+            violations.push(format!(
+                "src/{}: module `{module}` has no layer in tests/architecture.rs",
+                rel.display()
+            ));
             continue;
         };
         let text = std::fs::read_to_string(file).expect("read");
@@ -104,12 +120,19 @@ fn dependency_arrows_run_one_way() {
             }
             match layer_of(&used) {
                 Some(l) if l < own => {}
-                Some(_) => violations.push(format!("src/{}: `{module}` uses `{used}`, which is not below it", rel.display())),
+                Some(_) => violations.push(format!(
+                    "src/{}: `{module}` uses `{used}`, which is not below it",
+                    rel.display()
+                )),
                 None => {}
             }
         }
     }
-    assert!(violations.is_empty(), "imports against the layering:\n{}", violations.join("\n"));
+    assert!(
+        violations.is_empty(),
+        "imports against the layering:\n{}",
+        violations.join("\n")
+    );
 }
 
 #[test]
@@ -121,19 +144,33 @@ fn no_source_file_is_too_long() {
     }
     let mut long = Vec::new();
     for file in &files {
-        let rel = file.strip_prefix(root).expect("under the root").display().to_string();
+        let rel = file
+            .strip_prefix(root)
+            .expect("under the root")
+            .display()
+            .to_string();
         let lines = std::fs::read_to_string(file).expect("read").lines().count();
         if lines > MAX_LINES && !LONG_FILES_ALLOWED.contains(&rel.as_str()) {
             long.push(format!("{rel}: {lines} lines"));
         }
     }
-    assert!(long.is_empty(), "files over {MAX_LINES} lines:\n{}", long.join("\n"));
+    assert!(
+        long.is_empty(),
+        "files over {MAX_LINES} lines:\n{}",
+        long.join("\n")
+    );
 }
 
 #[test]
 fn the_checker_sees_imports() {
     let code = "use crate::log::LogError;\nuse crate::{broker::Broker, model};\n// crate::server in a comment\nlet x = crate::group::partition_for(\"g\", 1);";
     let used = crate_modules_used(code);
-    assert_eq!(used.into_iter().collect::<Vec<_>>(), ["broker", "group", "log", "model"]);
-    assert_eq!(non_test_code("a\n#[cfg(test)]\nmod tests {\nuse crate::x;\n}"), "a\n");
+    assert_eq!(
+        used.into_iter().collect::<Vec<_>>(),
+        ["broker", "group", "log", "model"]
+    );
+    assert_eq!(
+        non_test_code("a\n#[cfg(test)]\nmod tests {\nuse crate::x;\n}"),
+        "a\n"
+    );
 }

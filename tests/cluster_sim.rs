@@ -502,7 +502,14 @@ fn run_seed(seed: u64) {
                 .await
                 .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
                 lock(&registry).insert(id, broker.clone());
-                serve(listener, broker.apis.clone(), broker.metrics.server.clone(), ServerLimits::from_config(&node), shutdown).await;
+                serve(
+                    listener,
+                    broker.apis.clone(),
+                    broker.metrics.server.clone(),
+                    ServerLimits::from_config(&node),
+                    shutdown,
+                )
+                .await;
                 Ok(())
             }
         });

@@ -469,7 +469,11 @@ fn delete_records_and_retention() {
     assert!(log.delete_records(Offset(61)).is_err());
     drop(log);
     let log = open(dir.path(), cfg, &clock);
-    assert_eq!(log.local_log_start_offset(), Offset(25), "checkpoint persisted");
+    assert_eq!(
+        log.local_log_start_offset(),
+        Offset(25),
+        "checkpoint persisted"
+    );
     // Nothing old enough yet.
     assert_eq!(log.delete_old_segments().expect("retention"), 0);
     // The guard holds segments back until allowed.
@@ -628,12 +632,20 @@ fn the_active_segment_is_told_from_older_ones() {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = ManualClock::new(T0);
     let log = open(dir.path(), small_config(), &clock);
-    log.append_as_leader(batch(3, b"old", T0), LeaderEpoch(1)).expect("append");
+    log.append_as_leader(batch(3, b"old", T0), LeaderEpoch(1))
+        .expect("append");
     assert!(log.in_active_segment(Offset(0)));
     log.roll().expect("roll");
-    log.append_as_leader(batch(2, b"new", T0), LeaderEpoch(1)).expect("append");
-    assert!(!log.in_active_segment(Offset(0)), "offset 0 is in the rolled segment");
+    log.append_as_leader(batch(2, b"new", T0), LeaderEpoch(1))
+        .expect("append");
+    assert!(
+        !log.in_active_segment(Offset(0)),
+        "offset 0 is in the rolled segment"
+    );
     assert!(!log.in_active_segment(Offset(2)));
-    assert!(log.in_active_segment(Offset(3)), "the first offset of the new active segment");
+    assert!(
+        log.in_active_segment(Offset(3)),
+        "the first offset of the new active segment"
+    );
     assert!(log.in_active_segment(Offset(5)), "the log end");
 }

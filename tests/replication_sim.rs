@@ -37,9 +37,9 @@ use strata::clock::{ManualClock, SharedClock};
 use strata::controller::elections::{decide_broker_liveness, Liveness};
 use strata::controller::isr::{decide_alter_partition, AlterPartition};
 use strata::controller::{MetadataImage, MetadataRecord};
+use strata::handlers::errors::partition_error_code;
 use strata::log::{FlushPolicy, LogConfig, UnifiedLog};
 use strata::model::{BrokerId, LeaderEpoch, Offset, PartitionIndex, TopicId, TopicPartition};
-use strata::handlers::errors::partition_error_code;
 use strata::replication::fetcher::apply_fetched;
 use strata::replication::{Partition, PartitionState};
 

@@ -21,7 +21,11 @@ pub struct ProducerIdManager {
 
 impl ProducerIdManager {
     pub fn new(controller: Arc<Controller>, node_id: BrokerId) -> ProducerIdManager {
-        ProducerIdManager { controller, node_id, block: Mutex::new((0, 0)) }
+        ProducerIdManager {
+            controller,
+            node_id,
+            block: Mutex::new((0, 0)),
+        }
     }
 
     /// A producer id unique in the cluster, from this broker's current block.
@@ -29,7 +33,10 @@ impl ProducerIdManager {
         if let Some(id) = self.take() {
             return Ok(id);
         }
-        let first = self.controller.allocate_producer_ids(self.node_id, PRODUCER_ID_BLOCK).await?;
+        let first = self
+            .controller
+            .allocate_producer_ids(self.node_id, PRODUCER_ID_BLOCK)
+            .await?;
         if let Ok(mut block) = self.block.lock() {
             *block = (first + 1, first + PRODUCER_ID_BLOCK);
         }

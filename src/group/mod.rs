@@ -36,9 +36,9 @@ use crate::config::NodeConfig;
 use crate::controller::{
     decide_create_topic, BrokerRegistration, ControllerError, NewTopic, TopicDefaults,
 };
-pub use metrics::GroupMetrics;
 use crate::model::TopicPartition;
 use crate::replication::{MetadataClient, ReplicaManager};
+pub use metrics::GroupMetrics;
 use shard::{Command, ShardHandle, ShardSettings, ACTIVE, LOADING, STOPPED};
 pub use state::{GroupConfig, GroupRequest, GroupResponse, GroupState, GroupSummary};
 

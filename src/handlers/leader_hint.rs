@@ -9,20 +9,32 @@
 use std::collections::BTreeSet;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::{fetch_response, produce_response, BrokerId as WireBrokerId, FetchResponse, ProduceResponse};
+use kafka_protocol::messages::{
+    fetch_response, produce_response, BrokerId as WireBrokerId, FetchResponse, ProduceResponse,
+};
 
 use crate::controller::{BrokerRegistration, MetadataImage};
 use crate::model::{BrokerId, PartitionIndex, TopicId};
 use crate::protocol::str_bytes;
 
 fn wants_hint(code: i16) -> bool {
-    code == ResponseError::NotLeaderOrFollower.code() || code == ResponseError::FencedLeaderEpoch.code()
+    code == ResponseError::NotLeaderOrFollower.code()
+        || code == ResponseError::FencedLeaderEpoch.code()
 }
 
 /// The image's leader and leader epoch of a partition, named by topic name or, when that is
 /// empty, by topic id; `(-1, -1)` when the image knows no leader.
-fn leader_of(image: &MetadataImage, name: &str, topic_id: uuid::Uuid, partition: i32) -> (BrokerId, i32) {
-    let topic = if name.is_empty() { image.topic(&TopicId(topic_id)) } else { image.topic_by_name(name) };
+fn leader_of(
+    image: &MetadataImage,
+    name: &str,
+    topic_id: uuid::Uuid,
+    partition: i32,
+) -> (BrokerId, i32) {
+    let topic = if name.is_empty() {
+        image.topic(&TopicId(topic_id))
+    } else {
+        image.topic_by_name(name)
+    };
     topic
         .and_then(|t| t.partitions.get(&PartitionIndex(partition)))
         .filter(|p| p.leader.0 >= 0)
@@ -30,9 +42,15 @@ fn leader_of(image: &MetadataImage, name: &str, topic_id: uuid::Uuid, partition:
         .unwrap_or((BrokerId(-1), -1))
 }
 
-fn endpoints<'a>(image: &'a MetadataImage, leaders: &BTreeSet<BrokerId>) -> impl Iterator<Item = &'a BrokerRegistration> + 'a {
+fn endpoints<'a>(
+    image: &'a MetadataImage,
+    leaders: &BTreeSet<BrokerId>,
+) -> impl Iterator<Item = &'a BrokerRegistration> + 'a {
     let leaders = leaders.clone();
-    image.brokers.values().filter(move |b| leaders.contains(&b.broker_id))
+    image
+        .brokers
+        .values()
+        .filter(move |b| leaders.contains(&b.broker_id))
 }
 
 /// Adds the leader hints to a Produce response at `version`.
@@ -45,7 +63,9 @@ pub(super) fn produce(image: &MetadataImage, version: i16, response: &mut Produc
         for p in &mut t.partition_responses {
             if wants_hint(p.error_code) {
                 let (leader, epoch) = leader_of(image, &t.name.0, t.topic_id, p.index);
-                p.current_leader = produce_response::LeaderIdAndEpoch::default().with_leader_id(WireBrokerId(leader.0)).with_leader_epoch(epoch);
+                p.current_leader = produce_response::LeaderIdAndEpoch::default()
+                    .with_leader_id(WireBrokerId(leader.0))
+                    .with_leader_epoch(epoch);
                 if leader.0 >= 0 {
                     leaders.insert(leader);
                 }
@@ -73,7 +93,9 @@ pub(super) fn fetch(image: &MetadataImage, version: i16, response: &mut FetchRes
         for p in &mut t.partitions {
             if wants_hint(p.error_code) {
                 let (leader, epoch) = leader_of(image, &t.topic.0, t.topic_id, p.partition_index);
-                p.current_leader = fetch_response::LeaderIdAndEpoch::default().with_leader_id(WireBrokerId(leader.0)).with_leader_epoch(epoch);
+                p.current_leader = fetch_response::LeaderIdAndEpoch::default()
+                    .with_leader_id(WireBrokerId(leader.0))
+                    .with_leader_epoch(epoch);
                 if leader.0 >= 0 {
                     leaders.insert(leader);
                 }
@@ -118,7 +140,10 @@ mod tests {
                 rack,
             });
         }
-        records.push(MetadataRecord::Topic { name: "t".into(), topic_id });
+        records.push(MetadataRecord::Topic {
+            name: "t".into(),
+            topic_id,
+        });
         for (partition, leader, epoch) in [(0, 2, 7), (1, -1, 3)] {
             records.push(MetadataRecord::Partition {
                 topic_id,
@@ -137,12 +162,25 @@ mod tests {
     }
 
     fn produce_response(topic_id: uuid::Uuid, by_id: bool) -> ProduceResponse {
-        let partitions = [(0, ResponseError::NotLeaderOrFollower.code()), (1, ResponseError::FencedLeaderEpoch.code()), (2, 0)]
-            .into_iter()
-            .map(|(i, code)| produce_response::PartitionProduceResponse::default().with_index(i).with_error_code(code))
-            .collect();
-        let topic = produce_response::TopicProduceResponse::default().with_partition_responses(partitions);
-        let topic = if by_id { topic.with_topic_id(topic_id) } else { topic.with_name(TopicName(str_bytes("t"))) };
+        let partitions = [
+            (0, ResponseError::NotLeaderOrFollower.code()),
+            (1, ResponseError::FencedLeaderEpoch.code()),
+            (2, 0),
+        ]
+        .into_iter()
+        .map(|(i, code)| {
+            produce_response::PartitionProduceResponse::default()
+                .with_index(i)
+                .with_error_code(code)
+        })
+        .collect();
+        let topic =
+            produce_response::TopicProduceResponse::default().with_partition_responses(partitions);
+        let topic = if by_id {
+            topic.with_topic_id(topic_id)
+        } else {
+            topic.with_name(TopicName(str_bytes("t")))
+        };
         ProduceResponse::default().with_responses(vec![topic])
     }
 
@@ -153,20 +191,47 @@ mod tests {
             let mut r = produce_response(topic_id.0, version >= 13);
             produce(&image, version, &mut r);
             let parts = &r.responses[0].partition_responses;
-            let leaders: Vec<_> = parts.iter().map(|p| (p.current_leader.leader_id.0, p.current_leader.leader_epoch)).collect();
+            let leaders: Vec<_> = parts
+                .iter()
+                .map(|p| (p.current_leader.leader_id.0, p.current_leader.leader_epoch))
+                .collect();
             if version < 10 {
                 assert!(r.node_endpoints.is_empty(), "v{version}");
-                assert_eq!(leaders, vec![(-1, -1); 3], "v{version}: the defaults, which the version cannot carry");
+                assert_eq!(
+                    leaders,
+                    vec![(-1, -1); 3],
+                    "v{version}: the defaults, which the version cannot carry"
+                );
             } else {
                 // Led by 2 at epoch 7; no leader; no error, so no hint.
                 assert_eq!(leaders, vec![(2, 7), (-1, -1), (-1, -1)], "v{version}");
-                let endpoints: Vec<_> = r.node_endpoints.iter().map(|e| (e.node_id.0, e.host.to_string(), e.port, e.rack.as_ref().map(|r| r.to_string()))).collect();
-                assert_eq!(endpoints, vec![(2, "host2".to_string(), 9002, Some("r2".to_string()))], "v{version}");
+                let endpoints: Vec<_> = r
+                    .node_endpoints
+                    .iter()
+                    .map(|e| {
+                        (
+                            e.node_id.0,
+                            e.host.to_string(),
+                            e.port,
+                            e.rack.as_ref().map(|r| r.to_string()),
+                        )
+                    })
+                    .collect();
+                assert_eq!(
+                    endpoints,
+                    vec![(2, "host2".to_string(), 9002, Some("r2".to_string()))],
+                    "v{version}"
+                );
             }
             // Whatever the version, the response encodes and decodes to itself.
             let mut buf = BytesMut::new();
-            r.encode(&mut buf, version).unwrap_or_else(|e| panic!("v{version}: {e}"));
-            assert_eq!(ProduceResponse::decode(&mut buf.freeze(), version).expect("decodes"), r, "v{version}");
+            r.encode(&mut buf, version)
+                .unwrap_or_else(|e| panic!("v{version}: {e}"));
+            assert_eq!(
+                ProduceResponse::decode(&mut buf.freeze(), version).expect("decodes"),
+                r,
+                "v{version}"
+            );
         }
     }
 
@@ -176,20 +241,52 @@ mod tests {
         for version in 4..=18 {
             let partitions = [(0, ResponseError::NotLeaderOrFollower.code()), (1, 0)]
                 .into_iter()
-                .map(|(i, code)| fetch_response::PartitionData::default().with_partition_index(i).with_error_code(code))
+                .map(|(i, code)| {
+                    fetch_response::PartitionData::default()
+                        .with_partition_index(i)
+                        .with_error_code(code)
+                })
                 .collect();
-            let topic = fetch_response::FetchableTopicResponse::default().with_partitions(partitions);
-            let topic = if version >= 13 { topic.with_topic_id(topic_id.0) } else { topic.with_topic(TopicName(str_bytes("t"))) };
+            let topic =
+                fetch_response::FetchableTopicResponse::default().with_partitions(partitions);
+            let topic = if version >= 13 {
+                topic.with_topic_id(topic_id.0)
+            } else {
+                topic.with_topic(TopicName(str_bytes("t")))
+            };
             let mut r = FetchResponse::default().with_responses(vec![topic]);
             fetch(&image, version, &mut r);
             let p = &r.responses[0].partitions;
             let expected = if version >= 12 { (2, 7) } else { (-1, -1) };
-            assert_eq!((p[0].current_leader.leader_id.0, p[0].current_leader.leader_epoch), expected, "v{version}");
-            assert_eq!((p[1].current_leader.leader_id.0, p[1].current_leader.leader_epoch), (-1, -1), "v{version}");
-            assert_eq!(r.node_endpoints.len(), usize::from(version >= 16), "v{version}");
+            assert_eq!(
+                (
+                    p[0].current_leader.leader_id.0,
+                    p[0].current_leader.leader_epoch
+                ),
+                expected,
+                "v{version}"
+            );
+            assert_eq!(
+                (
+                    p[1].current_leader.leader_id.0,
+                    p[1].current_leader.leader_epoch
+                ),
+                (-1, -1),
+                "v{version}"
+            );
+            assert_eq!(
+                r.node_endpoints.len(),
+                usize::from(version >= 16),
+                "v{version}"
+            );
             let mut buf = BytesMut::new();
-            r.encode(&mut buf, version).unwrap_or_else(|e| panic!("v{version}: {e}"));
-            assert_eq!(FetchResponse::decode(&mut buf.freeze(), version).expect("decodes"), r, "v{version}");
+            r.encode(&mut buf, version)
+                .unwrap_or_else(|e| panic!("v{version}: {e}"));
+            assert_eq!(
+                FetchResponse::decode(&mut buf.freeze(), version).expect("decodes"),
+                r,
+                "v{version}"
+            );
         }
     }
 }

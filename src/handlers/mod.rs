@@ -13,7 +13,6 @@ use std::sync::Arc;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 use kafka_protocol::protocol::VersionRange;
 
-
 /// A response still being produced.
 pub type ResponseFuture = Pin<Box<dyn Future<Output = ResponseKind> + Send + 'static>>;
 
@@ -64,7 +63,10 @@ pub struct KafkaPrincipal {
 impl KafkaPrincipal {
     /// `User:ANONYMOUS`, the principal of a connection nothing authenticated.
     pub fn anonymous() -> KafkaPrincipal {
-        KafkaPrincipal { principal_type: "User".into(), name: crate::quota::ANONYMOUS_USER.into() }
+        KafkaPrincipal {
+            principal_type: "User".into(),
+            name: crate::quota::ANONYMOUS_USER.into(),
+        }
     }
 }
 

@@ -211,7 +211,11 @@ impl LocalLog {
     /// Removes every record at or after `offset`. Returns the active segment's file, whose
     /// shortened length (and the directory's removed entries) the caller makes durable outside
     /// the log lock, then checkpoints the recovery point; `None` when nothing was removed.
-    pub(crate) fn truncate_to(&mut self, offset: i64, now_ms: i64) -> Result<Option<Arc<SegmentFile>>> {
+    pub(crate) fn truncate_to(
+        &mut self,
+        offset: i64,
+        now_ms: i64,
+    ) -> Result<Option<Arc<SegmentFile>>> {
         if offset >= self.log_end_offset() {
             return Ok(None);
         }

@@ -75,11 +75,15 @@ pub fn check_or_write(
             };
             let tmp = dir.join("meta.properties.tmp");
             let mut file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-            file.write_all(format!("version=1\ncluster.id={cluster_id}\nnode.id={node_id}\n").as_bytes())
-                .and_then(|()| file.sync_all())
-                .map_err(io(&tmp))?;
+            file.write_all(
+                format!("version=1\ncluster.id={cluster_id}\nnode.id={node_id}\n").as_bytes(),
+            )
+            .and_then(|()| file.sync_all())
+            .map_err(io(&tmp))?;
             std::fs::rename(&tmp, &path).map_err(io(&path))?;
-            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io(dir))?;
             Ok(cluster_id)
         }
         Err(e) => Err(io(&path)(e)),
@@ -96,9 +100,18 @@ mod tests {
         let cluster = check_or_write(dir.path(), BrokerId(3), "").expect("first use");
         assert_eq!(cluster.len(), 32, "a new cluster id");
         let text = std::fs::read_to_string(dir.path().join(FILE_NAME)).expect("written");
-        assert_eq!(text, format!("version=1\ncluster.id={cluster}\nnode.id=3\n"));
-        assert_eq!(check_or_write(dir.path(), BrokerId(3), "").expect("again"), cluster);
-        assert_eq!(check_or_write(dir.path(), BrokerId(3), &cluster).expect("configured"), cluster);
+        assert_eq!(
+            text,
+            format!("version=1\ncluster.id={cluster}\nnode.id=3\n")
+        );
+        assert_eq!(
+            check_or_write(dir.path(), BrokerId(3), "").expect("again"),
+            cluster
+        );
+        assert_eq!(
+            check_or_write(dir.path(), BrokerId(3), &cluster).expect("configured"),
+            cluster
+        );
         assert!(matches!(
             check_or_write(dir.path(), BrokerId(4), ""),
             Err(MetaPropertiesError::ForeignData { .. })

@@ -151,7 +151,9 @@ impl PartitionLog {
         max_offset: Offset,
         min_one_batch: bool,
     ) -> Result<LogReadInfo, PartitionLogError> {
-        let r = self.read_inner(offset, max_bytes, max_offset, min_one_batch).await;
+        let r = self
+            .read_inner(offset, max_bytes, max_offset, min_one_batch)
+            .await;
         if let (Err(PartitionLogError::Remote(_)), Some(remote)) = (&r, &self.remote) {
             remote.manager().record_fetch_error();
         }
@@ -190,8 +192,10 @@ impl PartitionLog {
         if offset < local_start {
             if let Some(r) = &self.remote {
                 let at = r.at(local);
-                if let Some(records) =
-                    r.manager().read(at, offset, max_bytes, max_offset, min_one_batch).await?
+                if let Some(records) = r
+                    .manager()
+                    .read(at, offset, max_bytes, max_offset, min_one_batch)
+                    .await?
                 {
                     return Ok(info(records));
                 }
@@ -217,7 +221,10 @@ impl PartitionLog {
         max_offset: Offset,
         min_one_batch: bool,
     ) -> Result<super::FetchDataInfo, LogError> {
-        let read = || self.local.read(offset, max_bytes, max_offset, min_one_batch);
+        let read = || {
+            self.local
+                .read(offset, max_bytes, max_offset, min_one_batch)
+        };
         if self.local.in_active_segment(offset) {
             read()
         } else {
@@ -274,7 +281,9 @@ impl PartitionLog {
                 return Ok(Some(TimestampAndOffset {
                     timestamp_ms: -1,
                     offset: highest,
-                    leader_epoch: local.leader_epoch_for_offset(highest).filter(|_| highest.0 >= 0),
+                    leader_epoch: local
+                        .leader_epoch_for_offset(highest)
+                        .filter(|_| highest.0 >= 0),
                 }));
             }
             _ => {}
@@ -320,7 +329,9 @@ impl PartitionLog {
     /// against the high watermark.
     pub async fn delete_records(&self, offset: Offset) -> Result<Offset, PartitionLogError> {
         if let Some(r) = &self.remote {
-            r.manager().delete_records(r.at(&self.local), offset).await?;
+            r.manager()
+                .delete_records(r.at(&self.local), offset)
+                .await?;
         }
         if offset > self.local.local_log_start_offset() {
             self.local.delete_records(offset)?;

@@ -7,10 +7,8 @@
 
 mod http;
 
-
 use prometheus::{
-    Encoder, Histogram, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry,
+    Encoder, Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 pub use http::serve_http;
@@ -76,7 +74,10 @@ impl Metrics {
         registry
             .register(Box::new(flush_latency.clone()))
             .expect("metric registered once");
-        Metrics { flush_latency, registry }
+        Metrics {
+            flush_latency,
+            registry,
+        }
     }
 
     /// The text exposition of every metric.

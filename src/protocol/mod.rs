@@ -72,7 +72,10 @@ pub type SupportedVersions = fn(ApiKey) -> Option<VersionRange>;
 
 /// Decodes a request frame (without its size prefix): header, then body, at a version this
 /// broker serves. Never panics, whatever the bytes.
-pub fn decode_request(mut frame: Bytes, supported_versions: SupportedVersions) -> Result<Decoded, DecodeError> {
+pub fn decode_request(
+    mut frame: Bytes,
+    supported_versions: SupportedVersions,
+) -> Result<Decoded, DecodeError> {
     if frame.len() < 8 {
         return Err(DecodeError::TooShort(frame.len()));
     }
@@ -199,7 +202,10 @@ mod tests {
             b.put_i32(-1);
             match decode_request(b.freeze(), served) {
                 Ok(Decoded::RetiredProduce { header, request }) => {
-                    assert_eq!((header.correlation_id, header.request_api_version), (9, version));
+                    assert_eq!(
+                        (header.correlation_id, header.request_api_version),
+                        (9, version)
+                    );
                     assert_eq!(request.acks, 1);
                     assert_eq!(request.topics, vec![("t".to_string(), vec![3])]);
                 }

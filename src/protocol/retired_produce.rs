@@ -92,11 +92,13 @@ pub fn refusal(version: i16, request: &RetiredProduce, error_code: i16) -> Bytes
 }
 
 fn get_i16(b: &mut Bytes, at: &'static str) -> Result<i16, RetiredProduceError> {
-    b.try_get_i16().map_err(|_| RetiredProduceError::Truncated(at))
+    b.try_get_i16()
+        .map_err(|_| RetiredProduceError::Truncated(at))
 }
 
 fn get_i32(b: &mut Bytes, at: &'static str) -> Result<i32, RetiredProduceError> {
-    b.try_get_i32().map_err(|_| RetiredProduceError::Truncated(at))
+    b.try_get_i32()
+        .map_err(|_| RetiredProduceError::Truncated(at))
 }
 
 fn count(b: &mut Bytes, at: &'static str) -> Result<usize, RetiredProduceError> {
@@ -143,21 +145,36 @@ mod tests {
         assert_eq!(body.remaining(), 0);
         assert_eq!(
             decoded,
-            RetiredProduce { acks: -1, topics: vec![("a".into(), vec![0, 2]), ("bb".into(), vec![1])] }
+            RetiredProduce {
+                acks: -1,
+                topics: vec![("a".into(), vec![0, 2]), ("bb".into(), vec![1])]
+            }
         );
         let mut v2 = refusal(2, &decoded, 35);
         assert_eq!(v2.get_i32(), 2);
         assert_eq!((v2.get_i16(), &v2.split_to(1)[..]), (1, &b"a"[..]));
         assert_eq!(v2.get_i32(), 2);
-        assert_eq!((v2.get_i32(), v2.get_i16(), v2.get_i64(), v2.get_i64()), (0, 35, -1, -1));
-        assert_eq!((v2.get_i32(), v2.get_i16(), v2.get_i64(), v2.get_i64()), (2, 35, -1, -1));
+        assert_eq!(
+            (v2.get_i32(), v2.get_i16(), v2.get_i64(), v2.get_i64()),
+            (0, 35, -1, -1)
+        );
+        assert_eq!(
+            (v2.get_i32(), v2.get_i16(), v2.get_i64(), v2.get_i64()),
+            (2, 35, -1, -1)
+        );
         assert_eq!((v2.get_i16(), &v2.split_to(2)[..]), (2, &b"bb"[..]));
         assert_eq!(v2.get_i32(), 1);
-        assert_eq!((v2.get_i32(), v2.get_i16(), v2.get_i64(), v2.get_i64()), (1, 35, -1, -1));
+        assert_eq!(
+            (v2.get_i32(), v2.get_i16(), v2.get_i64(), v2.get_i64()),
+            (1, 35, -1, -1)
+        );
         assert_eq!(v2.get_i32(), 0, "throttle time");
         assert_eq!(v2.remaining(), 0);
         // v0 has neither the append time nor the throttle time.
-        assert_eq!(refusal(0, &decoded, 35).len(), 4 + (2 + 1 + 4 + 2 * 14) + (2 + 2 + 4 + 14));
+        assert_eq!(
+            refusal(0, &decoded, 35).len(),
+            4 + (2 + 1 + 4 + 2 * 14) + (2 + 2 + 4 + 14)
+        );
     }
 
     #[test]

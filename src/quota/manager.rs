@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::rate::{throttle_time_ms, QuotaWindow, SampledRate};
-use super::{ClientQuotas, SensorKey, CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE};
 use super::QuotaMetrics;
+use super::{ClientQuotas, SensorKey, CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE};
 
 /// Which quota a manager enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,7 +195,11 @@ mod tests {
             num: 11,
             size_ms: 1000,
         };
-        let m = ClientQuotaManager::new(QuotaKind::Produce, window, QuotaMetrics::new(&metrics.registry));
+        let m = ClientQuotaManager::new(
+            QuotaKind::Produce,
+            window,
+            QuotaMetrics::new(&metrics.registry),
+        );
         let mut quotas = ClientQuotas::default();
         let entity = ClientQuotaEntity {
             user: None,

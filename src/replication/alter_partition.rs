@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::ReplicationMetrics;
 use super::{IsrProposal, MetadataClient, Partition, ReplicaManager};
 use crate::controller::isr::{decide_alter_partition, AlterPartition};
-use super::ReplicationMetrics;
 use crate::model::BrokerId;
 
 /// Checks every quarter of `replica.lag.time.max.ms` (at most every 500 ms) which ISR changes
@@ -29,7 +29,8 @@ pub fn spawn_isr_maintenance(
             let lag_max_ms = node.get_i64("replica.lag.time.max.ms").max(1);
             let tick = Duration::from_millis((lag_max_ms as u64 / 4).clamp(10, 500));
             let checkpoint_every = Duration::from_millis(
-                node.get_i64("replica.high.watermark.checkpoint.interval.ms").max(100) as u64,
+                node.get_i64("replica.high.watermark.checkpoint.interval.ms")
+                    .max(100) as u64,
             );
             tokio::select! {
                 () = tokio::time::sleep(tick) => {}

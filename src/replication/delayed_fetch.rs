@@ -137,7 +137,11 @@ impl DelayedFetch {
         std::future::poll_fn(|cx| {
             for w in &mut waits {
                 if let Poll::Ready(r) = w.as_mut().poll(cx) {
-                    return Poll::Ready(if r.is_ok() { Wake::Changed } else { Wake::Removed });
+                    return Poll::Ready(if r.is_ok() {
+                        Wake::Changed
+                    } else {
+                        Wake::Removed
+                    });
                 }
             }
             Poll::Pending

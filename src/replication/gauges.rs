@@ -52,12 +52,20 @@ impl ReplicaManager {
         topics.under_replicated.set(under_replicated);
         topics.under_min_isr.set(under_min_isr);
         topics.offline.set(offline as i64);
-        replication.follower_fetchers.set(self.fetcher_count() as i64);
+        replication
+            .follower_fetchers
+            .set(self.fetcher_count() as i64);
         topics.log_size.reset();
         topics.log_segments.reset();
         for (topic, (bytes, segments)) in per_topic {
-            topics.log_size.with_label_values(&[&topic]).set(bytes as i64);
-            topics.log_segments.with_label_values(&[&topic]).set(segments as i64);
+            topics
+                .log_size
+                .with_label_values(&[&topic])
+                .set(bytes as i64);
+            topics
+                .log_segments
+                .with_label_values(&[&topic])
+                .set(segments as i64);
         }
     }
 }

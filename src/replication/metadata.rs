@@ -28,7 +28,12 @@ impl MetadataClient {
         node: NodeConfig,
         shutdown: CancellationToken,
     ) -> MetadataClient {
-        MetadataClient { controller, replicas, node, shutdown }
+        MetadataClient {
+            controller,
+            replicas,
+            node,
+            shutdown,
+        }
     }
 
     pub fn controller(&self) -> &Arc<Controller> {

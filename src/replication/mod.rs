@@ -20,13 +20,11 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use tokio::sync::watch;
 
+pub use delayed_fetch::{DelayedFetch, FetchIsolation};
 pub use fetcher::{FetchTarget, FetcherSettings, ReplicaFetcherManager};
 pub use metadata::MetadataClient;
 pub use metrics::{BrokerTopicMetrics, ReplicationMetrics};
-pub use partition::{
-    FollowerFetch, IsrProposal, Partition, PartitionError, PartitionState,
-};
-pub use delayed_fetch::{DelayedFetch, FetchIsolation};
+pub use partition::{FollowerFetch, IsrProposal, Partition, PartitionError, PartitionState};
 
 use crate::clock::SharedClock;
 use crate::config::NodeConfig;

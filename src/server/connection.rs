@@ -20,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::frame::{self, Frame, FrameWriter};
 use super::ServerLimits;
-use crate::handlers::{self, KafkaApis, KafkaPrincipal, Reply, RequestContext, ResponseFuture};
 use super::ServerMetrics;
+use crate::handlers::{self, KafkaApis, KafkaPrincipal, Reply, RequestContext, ResponseFuture};
 use crate::net::{BoxReadHalf, BoxWriteHalf};
 use crate::protocol::{decode_request, Decoded};
 use crate::quota::QuotaKind;
@@ -390,7 +390,10 @@ fn handle_frame(
     mute: &mut Mute,
 ) -> Result<Option<Pending>, String> {
     let request_bytes = frame.len() + 4;
-    let (api_key, version, correlation_id) = match decode_request(frame, handlers::supported_versions) {
+    let (api_key, version, correlation_id) = match decode_request(
+        frame,
+        handlers::supported_versions,
+    ) {
         Ok(Decoded::Request {
             header,
             request,

@@ -1,6 +1,8 @@
 //! [`ServerMetrics`]: connections and requests, registered once per process.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry,
+};
 
 use crate::metrics::{counter, counter_vec, gauge, gauge_vec, latency_buckets};
 
@@ -82,4 +84,3 @@ impl ServerMetrics {
         }
     }
 }
-

@@ -86,7 +86,16 @@ pub async fn serve(
         metrics.connections_accepted.inc();
         metrics.connections.inc();
         tracker.spawn(async move {
-            connection::run(reader, writer, peer, apis, metrics.clone(), limits, shutdown).await;
+            connection::run(
+                reader,
+                writer,
+                peer,
+                apis,
+                metrics.clone(),
+                limits,
+                shutdown,
+            )
+            .await;
             metrics.connections.dec();
             drop(permit);
         });

@@ -70,7 +70,6 @@ pub struct RemoteLogManagerConfig {
     pub readahead_chunks: u64,
 }
 
-
 /// Errors of remote reads and remote steps; all map to KAFKA_STORAGE_ERROR at the handler edge.
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteLogError {

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use strata_tiering::{RemotePartitionManifest, TieringError};
 
-use super::{PartitionRef, RemoteLogError, RemoteLogManager, RemoteLogPartition, TieredPartition, TieredPartitions};
+use super::{
+    PartitionRef, RemoteLogError, RemoteLogManager, RemoteLogPartition, TieredPartition,
+    TieredPartitions,
+};
 use crate::model::{LeaderEpoch, Offset};
 
 impl RemoteLogManager {

@@ -126,8 +126,12 @@ impl RemoteLogManager {
         }
         let mut manifest = manifest;
         loop {
-            let sealed: Vec<SealedSegment> =
-                p.local_log().sealed_segments().iter().map(to_sealed).collect();
+            let sealed: Vec<SealedSegment> = p
+                .local_log()
+                .sealed_segments()
+                .iter()
+                .map(to_sealed)
+                .collect();
             let (n, bytes) = scheduler::upload_lag(&manifest, &sealed);
             entry.lag_segments.store(n as u64, Ordering::Relaxed);
             entry.lag_bytes.store(bytes, Ordering::Relaxed);

@@ -37,7 +37,10 @@ fn batch() -> Bytes {
         headers: Default::default(),
     };
     let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
     RecordBatchEncoder::encode(&mut buf, &[record], &options).expect("encode");
     buf.freeze()
 }
@@ -56,13 +59,24 @@ fn state(replicas: &[BrokerId]) -> PartitionState {
 fn partition(dir: &tempfile::TempDir, index: i32, replicas: &[BrokerId]) -> Arc<Partition> {
     let tp = TopicPartition::new("t", index);
     let config = LogConfig {
-        flush_policy: FlushPolicy::Interval { messages: u64::MAX, ms: u64::MAX / 2 },
+        flush_policy: FlushPolicy::Interval {
+            messages: u64::MAX,
+            ms: u64::MAX / 2,
+        },
         ..LogConfig::default()
     };
     let clock = ManualClock::new(1_700_000_000_000);
     let log = UnifiedLog::open(dir.path().join(format!("t-{index}")), config, clock.clone())
         .expect("open log");
-    Arc::new(Partition::new(tp, TopicId::random(), log, LOCAL, state(replicas), 1, clock))
+    Arc::new(Partition::new(
+        tp,
+        TopicId::random(),
+        log,
+        LOCAL,
+        state(replicas),
+        1,
+        clock,
+    ))
 }
 
 /// Starts waiting on `p`; resolves with how the wait ended and when.
@@ -117,7 +131,10 @@ async fn a_consumer_wakes_for_its_partition_only() {
 #[tokio::test(start_paused = true)]
 async fn followers_wake_on_appends_and_consumers_on_the_high_watermark() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (a, b) = (partition(&dir, 0, &[LOCAL, FOLLOWER]), partition(&dir, 1, &[LOCAL, FOLLOWER]));
+    let (a, b) = (
+        partition(&dir, 0, &[LOCAL, FOLLOWER]),
+        partition(&dir, 1, &[LOCAL, FOLLOWER]),
+    );
 
     // Appends to B wake neither kind of waiter on A.
     let follower = wait_on(&a, FetchIsolation::LogEnd);
@@ -135,16 +152,26 @@ async fn followers_wake_on_appends_and_consumers_on_the_high_watermark() {
     let appended_at = Instant::now();
     a.append_as_leader(batch(), 1).expect("append to a");
     assert_eq!(a.high_watermark(), Offset(0));
-    assert_eq!(follower.await.expect("follower"), (Some(Wake::Changed), appended_at));
+    assert_eq!(
+        follower.await.expect("follower"),
+        (Some(Wake::Changed), appended_at)
+    );
     settle().await;
-    assert!(!consumer.is_finished(), "an uncommitted append woke a consumer");
+    assert!(
+        !consumer.is_finished(),
+        "an uncommitted append woke a consumer"
+    );
 
     // The follower's next fetch moves the high watermark: the consumer wakes then.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let fetched_at = Instant::now();
-    a.fetch_for_follower(FOLLOWER, Offset(1), LeaderEpoch(0), None, 1 << 20).expect("follower fetch");
+    a.fetch_for_follower(FOLLOWER, Offset(1), LeaderEpoch(0), None, 1 << 20)
+        .expect("follower fetch");
     assert_eq!(a.high_watermark(), Offset(1));
-    assert_eq!(consumer.await.expect("consumer"), (Some(Wake::Changed), fetched_at));
+    assert_eq!(
+        consumer.await.expect("consumer"),
+        (Some(Wake::Changed), fetched_at)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -156,14 +183,25 @@ async fn leadership_changes_truncation_and_removal_wake_every_waiter() {
     let consumer = wait_on(&a, FetchIsolation::HighWatermark);
     settle().await;
     let moved_at = Instant::now();
-    let new_leader = PartitionState { leader: FOLLOWER, leader_epoch: LeaderEpoch(1), ..state(&[LOCAL, FOLLOWER]) };
+    let new_leader = PartitionState {
+        leader: FOLLOWER,
+        leader_epoch: LeaderEpoch(1),
+        ..state(&[LOCAL, FOLLOWER])
+    };
     a.update_state(new_leader, 1);
-    assert_eq!(follower.await.expect("follower"), (Some(Wake::Changed), moved_at));
-    assert_eq!(consumer.await.expect("consumer"), (Some(Wake::Changed), moved_at));
+    assert_eq!(
+        follower.await.expect("follower"),
+        (Some(Wake::Changed), moved_at)
+    );
+    assert_eq!(
+        consumer.await.expect("consumer"),
+        (Some(Wake::Changed), moved_at)
+    );
     assert!(a.check_leader(LeaderEpoch::UNKNOWN).is_err());
 
     // Now a follower itself: truncation wakes (a fetch here would answer NOT_LEADER at once).
-    a.append_as_follower(batch(), Offset(0)).expect("follower append");
+    a.append_as_follower(batch(), Offset(0))
+        .expect("follower append");
     let consumer = wait_on(&a, FetchIsolation::HighWatermark);
     settle().await;
     a.truncate_to(Offset(0)).expect("truncate");
