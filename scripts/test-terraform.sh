@@ -23,8 +23,8 @@
 #                           `terraform providers mirror DIR` writes). Unset: the script looks
 #                           where Terraform itself would (a filesystem_mirror path in
 #                           $TF_CLI_CONFIG_FILE or ~/.terraformrc, ~/.terraform.d/plugins,
-#                           $XDG_DATA_HOME and $XDG_DATA_DIRS terraform/plugins), then in
-#                           /opt/tf-plugins, then searches local filesystems.
+#                           $XDG_DATA_HOME and $XDG_DATA_DIRS terraform/plugins), then
+#                           searches local filesystems.
 #                           (STRATA_TF_PLUGIN_MIRROR, its older name, is still read.)
 #   STRATA_TEST_TOOLS       where pip installs moto/checkov venvs if missing
 #                           (default ${XDG_CACHE_HOME:-$HOME/.cache}/strata-test-tools)
@@ -144,7 +144,6 @@ find_mirror() {
   cands+=("$HOME/.terraform.d/plugins" "${XDG_DATA_HOME:-$HOME/.local/share}/terraform/plugins")
   IFS=: read -r -a dirs <<<"${XDG_DATA_DIRS:-/usr/local/share:/usr/share}"
   for dir in "${dirs[@]}"; do cands+=("$dir/terraform/plugins"); done
-  cands+=(/opt/tf-plugins)
   for cand in "${cands[@]}"; do
     if [ -n "$cand" ] && mirror_ok "$cand"; then
       printf '%s\n' "$cand"
