@@ -7,6 +7,7 @@
 //! leader named (Produce v10+, Fetch v12+ for the leader and v16+ for the endpoints, as Kafka).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
@@ -53,11 +54,22 @@ fn endpoints<'a>(
         .filter(move |b| leaders.contains(&b.broker_id))
 }
 
-/// Adds the leader hints to a Produce response at `version`.
-pub(super) fn produce(image: &MetadataImage, version: i16, response: &mut ProduceResponse) {
-    if version < 10 {
+/// Adds the leader hints to a Produce response at `version`; `image` is read only when some
+/// partition needs a hint, so an answer without errors costs nothing more.
+pub(super) fn produce(
+    image: impl FnOnce() -> Arc<MetadataImage>,
+    version: i16,
+    response: &mut ProduceResponse,
+) {
+    let wanted = response
+        .responses
+        .iter()
+        .flat_map(|t| &t.partition_responses)
+        .any(|p| wants_hint(p.error_code));
+    if version < 10 || !wanted {
         return;
     }
+    let image = &*image();
     let mut leaders = BTreeSet::new();
     for t in &mut response.responses {
         for p in &mut t.partition_responses {
@@ -83,11 +95,22 @@ pub(super) fn produce(image: &MetadataImage, version: i16, response: &mut Produc
         .collect();
 }
 
-/// Adds the leader hints to a Fetch response at `version`.
-pub(super) fn fetch(image: &MetadataImage, version: i16, response: &mut FetchResponse) {
-    if version < 12 {
+/// Adds the leader hints to a Fetch response at `version`; `image` is read only when some
+/// partition needs a hint.
+pub(super) fn fetch(
+    image: impl FnOnce() -> Arc<MetadataImage>,
+    version: i16,
+    response: &mut FetchResponse,
+) {
+    let wanted = response
+        .responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .any(|p| wants_hint(p.error_code));
+    if version < 12 || !wanted {
         return;
     }
+    let image = &*image();
     let mut leaders = BTreeSet::new();
     for t in &mut response.responses {
         for p in &mut t.partitions {
@@ -127,7 +150,7 @@ mod tests {
 
     /// Brokers 1 and 2 (2 in rack "r2"); topic "t" with partition 0 led by 2 at epoch 7 and
     /// partition 1 without a leader.
-    fn image() -> (MetadataImage, TopicId) {
+    fn image() -> (Arc<MetadataImage>, TopicId) {
         let mut image = MetadataImage::default();
         let topic_id = TopicId::random();
         let mut records = vec![];
@@ -158,7 +181,7 @@ mod tests {
         for (i, r) in records.iter().enumerate() {
             image.apply(i as u64 + 1, r);
         }
-        (image, topic_id)
+        (Arc::new(image), topic_id)
     }
 
     fn produce_response(topic_id: uuid::Uuid, by_id: bool) -> ProduceResponse {
@@ -189,7 +212,7 @@ mod tests {
         let (image, topic_id) = image();
         for version in 3..=13 {
             let mut r = produce_response(topic_id.0, version >= 13);
-            produce(&image, version, &mut r);
+            produce(|| image.clone(), version, &mut r);
             let parts = &r.responses[0].partition_responses;
             let leaders: Vec<_> = parts
                 .iter()
@@ -255,7 +278,7 @@ mod tests {
                 topic.with_topic(TopicName(str_bytes("t")))
             };
             let mut r = FetchResponse::default().with_responses(vec![topic]);
-            fetch(&image, version, &mut r);
+            fetch(|| image.clone(), version, &mut r);
             let p = &r.responses[0].partitions;
             let expected = if version >= 12 { (2, 7) } else { (-1, -1) };
             assert_eq!(
