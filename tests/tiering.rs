@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::{batch, decode, idempotent_batch_at, TestBroker};
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
 };
@@ -23,8 +22,8 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    CreateTopicsRequest, DeleteRecordsRequest, DeleteTopicsRequest, FetchRequest,
-    InitProducerIdRequest, ListOffsetsRequest, ProduceRequest,
+    DeleteRecordsRequest, DeleteTopicsRequest, FetchRequest, InitProducerIdRequest,
+    ListOffsetsRequest, ProduceRequest,
 };
 use kafka_protocol::records::Compression;
 use strata::client::KafkaClient;
@@ -43,30 +42,9 @@ fn tiering_sets(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'
     v
 }
 
+/// A one-partition topic with `configs`.
 async fn create_topic(c: &mut KafkaClient, name: &str, configs: &[(&str, &str)]) {
-    let topic = CreatableTopic::default()
-        .with_name(topic_name(name))
-        .with_num_partitions(1)
-        .with_replication_factor(1)
-        .with_configs(
-            configs
-                .iter()
-                .map(|(k, v)| {
-                    CreatableTopicConfig::default()
-                        .with_name(str_bytes(*k))
-                        .with_value(Some(str_bytes(*v)))
-                })
-                .collect(),
-        );
-    let resp = c
-        .send(&CreateTopicsRequest::default().with_topics(vec![topic]), 7)
-        .await
-        .expect("create");
-    assert_eq!(
-        resp.topics[0].error_code, 0,
-        "{:?}",
-        resp.topics[0].error_message
-    );
+    common::kafka::create_topic(c, name, 1, configs).await;
 }
 
 fn value_for(offset: i64) -> String {
