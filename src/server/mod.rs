@@ -18,7 +18,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::handlers::KafkaApis;
+pub use crate::config::{ListenerInfo, SecurityProtocol};
+use crate::handlers::{KafkaApis, KafkaPrincipal};
 use crate::net::Acceptor;
 
 #[derive(Debug, Clone, Copy)]
@@ -42,14 +43,37 @@ impl ServerLimits {
     }
 }
 
-/// Accepts connections until `shutdown` is cancelled, then waits for open connections to
-/// finish the requests they have in flight. `listener` comes from the [`Network`] seam
+/// One bound client listener: its name and security protocol, and the socket it accepts on.
+pub struct KafkaListener {
+    pub info: ListenerInfo,
+    pub acceptor: Box<dyn Acceptor>,
+}
+
+/// Accepts connections on one PLAINTEXT listener until `shutdown` is cancelled; see
+/// [`serve_listeners`].
+pub async fn serve(
+    listener: Box<dyn Acceptor>,
+    apis: Arc<KafkaApis>,
+    metrics: Arc<ServerMetrics>,
+    limits: ServerLimits,
+    shutdown: CancellationToken,
+) {
+    let listener = KafkaListener {
+        info: ListenerInfo::plaintext(),
+        acceptor: listener,
+    };
+    serve_listeners(vec![listener], apis, metrics, limits, shutdown).await
+}
+
+/// Accepts connections on every listener until `shutdown` is cancelled, then waits for open
+/// connections to finish the requests they have in flight. `max.connections` bounds the
+/// connections of all listeners together. Acceptors come from the [`Network`] seam
 /// (`crate::net::tokio_acceptor` for a real socket), so a cluster can also run under a
 /// simulated network.
 ///
 /// [`Network`]: crate::net::Network
-pub async fn serve(
-    mut listener: Box<dyn Acceptor>,
+pub async fn serve_listeners(
+    listeners: Vec<KafkaListener>,
     apis: Arc<KafkaApis>,
     metrics: Arc<ServerMetrics>,
     limits: ServerLimits,
@@ -61,16 +85,48 @@ pub async fn serve(
         .set(1);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let tracker = TaskTracker::new();
+    let mut accept_loops = tokio::task::JoinSet::new();
+    for listener in listeners {
+        accept_loops.spawn(accept_loop(
+            listener,
+            apis.clone(),
+            metrics.clone(),
+            limits,
+            permits.clone(),
+            tracker.clone(),
+            shutdown.clone(),
+        ));
+    }
+    while accept_loops.join_next().await.is_some() {}
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(30), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 30 s of shutdown; closing them");
+    }
+}
+
+async fn accept_loop(
+    mut listener: KafkaListener,
+    apis: Arc<KafkaApis>,
+    metrics: Arc<ServerMetrics>,
+    limits: ServerLimits,
+    permits: Arc<Semaphore>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let info = listener.info.clone();
     loop {
         let accepted = tokio::select! {
-            a = listener.accept_split() => a,
+            a = listener.acceptor.accept_split() => a,
             () = shutdown.cancelled() => break,
         };
         let (reader, writer, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 // Out of file descriptors and the like: back off rather than spin.
-                tracing::warn!(error = %e, "accept failed");
+                tracing::warn!(listener = %info.name, error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -83,13 +139,18 @@ pub async fn serve(
         };
         let (apis, metrics) = (apis.clone(), metrics.clone());
         let shutdown = shutdown.clone();
+        let session = connection::Session {
+            peer,
+            listener: info.clone(),
+            principal: KafkaPrincipal::anonymous(),
+        };
         metrics.connections_accepted.inc();
         metrics.connections.inc();
         tracker.spawn(async move {
             connection::run(
                 reader,
                 writer,
-                peer,
+                session,
                 apis,
                 metrics.clone(),
                 limits,
@@ -99,12 +160,5 @@ pub async fn serve(
             metrics.connections.dec();
             drop(permit);
         });
-    }
-    tracker.close();
-    if tokio::time::timeout(Duration::from_secs(30), tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after 30 s of shutdown; closing them");
     }
 }
