@@ -220,21 +220,16 @@ async fn serve_node(node: NodeConfig) -> anyhow::Result<()> {
     // Bind before opening the logs so a port in use fails fast and clearly.
     let mut listeners = Vec::new();
     for l in node.kafka_listeners()? {
-        if l.info.security_protocol.uses_tls() {
-            anyhow::bail!(
-                "listener {}: TLS listeners are not supported yet",
-                l.info.name
-            );
-        }
         let addr = l.bind.socket_addr()?;
         let socket = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr} (listener {})", l.info.name))?;
         tracing::info!(listener = %l.info.name, protocol = %l.info.security_protocol, %addr, advertised = %format!("{}:{}", l.advertised.host, l.advertised.port), "listening");
-        listeners.push(KafkaListener {
-            info: l.info,
-            acceptor: strata::net::tokio_acceptor(socket),
-        });
+        listeners.push(KafkaListener::new(
+            &node,
+            &l,
+            strata::net::tokio_acceptor(socket),
+        )?);
     }
     let metrics = Arc::new(Metrics::new());
     let broker_slot: Arc<OnceLock<Arc<Broker>>> = Arc::new(OnceLock::new());

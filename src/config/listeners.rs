@@ -7,11 +7,14 @@
 //! never sent to a plaintext one.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::defs::node_key;
 use super::{parse_listeners, ConfigError, ConfigSource, Listener, NodeConfig};
+use crate::net::tls::{ClientAuth, PrincipalMapper, TlsSettings};
 
 /// How a listener secures its connections (Kafka's `SecurityProtocol`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -291,6 +294,50 @@ impl NodeConfig {
         }
     }
 
+    /// The TLS settings of `listener` (its `listener.name.<name>.ssl.*` over `ssl.*`).
+    /// `ssl.keystore.location` (key and chain in one PEM file) wins over the librdkafka-style
+    /// `ssl.certificate.location` + `ssl.key.location`; `ssl.truststore.location` over
+    /// `ssl.ca.location`.
+    pub fn tls_settings(&self, listener: &str) -> TlsSettings {
+        let path = |k: &str| {
+            Some(self.listener_get(listener, k))
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let (certificate, key) = match path("ssl.keystore.location") {
+            Some(p) => (Some(p.clone()), Some(p)),
+            None => (path("ssl.certificate.location"), path("ssl.key.location")),
+        };
+        TlsSettings {
+            certificate,
+            key,
+            truststore: path("ssl.truststore.location").or_else(|| path("ssl.ca.location")),
+            client_auth: match self.listener_get(listener, "ssl.client.auth") {
+                "required" => ClientAuth::Required,
+                "requested" => ClientAuth::Requested,
+                _ => ClientAuth::None,
+            },
+            verify_hostname: self.listener_get(listener, "ssl.endpoint.identification.algorithm")
+                == "https",
+            handshake_timeout: Duration::from_millis(
+                self.listener_get(listener, "ssl.handshake.timeout.ms")
+                    .parse::<i64>()
+                    .unwrap_or(10_000)
+                    .max(1) as u64,
+            ),
+        }
+    }
+
+    /// `ssl.principal.mapping.rules` of `listener`, parsed.
+    pub fn principal_mapper(&self, listener: &str) -> Result<PrincipalMapper, ConfigError> {
+        let rules = self.listener_get(listener, "ssl.principal.mapping.rules");
+        PrincipalMapper::parse(rules).map_err(|e| ConfigError::InvalidValue {
+            key: format!("{}ssl.principal.mapping.rules", listener_prefix(listener)),
+            value: rules.into(),
+            reason: e.to_string(),
+        })
+    }
+
     /// Listener checks that single values cannot express.
     pub(super) fn check_listeners(&self) -> Result<(), ConfigError> {
         let listeners = self.kafka_listeners()?;
@@ -298,6 +345,16 @@ impl NodeConfig {
         self.controller_listener()?;
         for l in &listeners {
             refuse_unsupported(&l.info)?;
+            if l.info.security_protocol.uses_tls() {
+                self.principal_mapper(&l.info.name)?;
+                if self.tls_settings(&l.info.name).certificate.is_none() {
+                    return Err(ConfigError::InvalidValue {
+                        key: format!("{}ssl.keystore.location", listener_prefix(&l.info.name)),
+                        value: String::new(),
+                        reason: format!("listener {} uses {} and needs a certificate: set ssl.keystore.location, or ssl.certificate.location and ssl.key.location", l.info.name, l.info.security_protocol),
+                    });
+                }
+            }
         }
         if self.controller_security_protocol()?.uses_sasl() {
             return Err(ConfigError::InvalidValue {
@@ -375,6 +432,13 @@ mod tests {
             ),
             ("inter.broker.listener.name", "INTERNAL"),
             ("listener.name.ssl.ssl.client.auth", "required"),
+            ("ssl.keystore.location", "/etc/strata/broker.pem"),
+            ("ssl.truststore.location", "/etc/strata/ca.pem"),
+            ("listener.name.ssl.ssl.keystore.location", ""),
+            ("listener.name.ssl.ssl.certificate.location", "/etc/strata/public.pem"),
+            ("listener.name.ssl.ssl.key.location", "/etc/strata/public.key"),
+            ("listener.name.ssl.ssl.ca.location", "/etc/strata/clients-ca.pem"),
+            ("listener.name.ssl.ssl.truststore.location", ""),
         ])
         .expect("load");
         let ls = cfg.kafka_listeners().expect("listeners");
@@ -396,33 +460,70 @@ mod tests {
         );
         assert_eq!(cfg.listener_get("SSL", "ssl.client.auth"), "required");
         assert_eq!(cfg.listener_get("INTERNAL", "ssl.client.auth"), "none");
+        let internal = cfg.tls_settings("INTERNAL");
+        assert_eq!(
+            internal.certificate,
+            Some(PathBuf::from("/etc/strata/broker.pem"))
+        );
+        assert_eq!(internal.key, internal.certificate);
+        assert_eq!(
+            internal.truststore,
+            Some(PathBuf::from("/etc/strata/ca.pem"))
+        );
+        assert!(internal.verify_hostname);
+        let ssl = cfg.tls_settings("SSL");
+        assert_eq!(
+            ssl.certificate,
+            Some(PathBuf::from("/etc/strata/public.pem"))
+        );
+        assert_eq!(ssl.key, Some(PathBuf::from("/etc/strata/public.key")));
+        assert_eq!(
+            ssl.truststore,
+            Some(PathBuf::from("/etc/strata/clients-ca.pem"))
+        );
+        assert_eq!(ssl.client_auth, ClientAuth::Required);
     }
 
     #[test]
     fn bad_listener_configs_are_named() {
-        let err = load(&[("listeners", "FOO://:1,CONTROLLER://:2")]).unwrap_err();
+        let err = load(&[("listeners", "FOO://:1,CONTROLLER://:2")]).expect_err("must fail");
         assert!(
             err.to_string().contains("FOO has no security protocol"),
             "{err}"
         );
-        let err = load(&[("listeners", "SASL_SSL://:1")]).unwrap_err();
+        let err = load(&[("listeners", "SASL_SSL://:1")]).expect_err("must fail");
         assert!(
             err.to_string().contains("SASL is not supported yet"),
             "{err}"
         );
-        let err = load(&[("inter.broker.listener.name", "SSL")]).unwrap_err();
+        let err = load(&[("inter.broker.listener.name", "SSL")]).expect_err("must fail");
         assert!(
             err.to_string().contains("inter.broker.listener.name"),
             "{err}"
         );
-        let err = load(&[("advertised.listeners", "SSL://h:1")]).unwrap_err();
+        let err = load(&[("advertised.listeners", "SSL://h:1")]).expect_err("must fail");
         assert!(err.to_string().contains("not in listeners"), "{err}");
-        let err = load(&[("listener.name.ssl.log.dirs", "/x")]).unwrap_err();
+        let err = load(&[("listener.name.ssl.log.dirs", "/x")]).expect_err("must fail");
         assert!(
             err.to_string().contains("listener.name.ssl.log.dirs"),
             "{err}"
         );
-        let err = load(&[("listener.security.protocol.map", "PLAINTEXT:TLS")]).unwrap_err();
+        let err = load(&[("listeners", "SSL://:1")]).expect_err("must fail");
+        assert!(err.to_string().contains("needs a certificate"), "{err}");
+        let err = load(&[
+            ("listeners", "SSL://:1"),
+            ("ssl.keystore.location", "/k.pem"),
+            ("ssl.principal.mapping.rules", "RULE:x"),
+        ])
+        .expect_err("must fail");
+        assert!(
+            err.to_string().contains("ssl.principal.mapping.rules"),
+            "{err}"
+        );
+        let err = load(&[("ssl.client.auth", "sometimes")]).expect_err("must fail");
+        assert!(err.to_string().contains("ssl.client.auth"), "{err}");
+        let err =
+            load(&[("listener.security.protocol.map", "PLAINTEXT:TLS")]).expect_err("must fail");
         assert!(err.to_string().contains("PLAINTEXT:TLS"), "{err}");
     }
 }

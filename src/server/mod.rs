@@ -18,9 +18,11 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::config::{KafkaListenerConfig, NodeConfig};
 pub use crate::config::{ListenerInfo, SecurityProtocol};
 use crate::handlers::{KafkaApis, KafkaPrincipal};
-use crate::net::Acceptor;
+use crate::net::tls::{PrincipalMapper, TlsError, TlsServer};
+use crate::net::{Acceptor, BoxConnection, BoxReadHalf, BoxWriteHalf};
 
 #[derive(Debug, Clone, Copy)]
 pub struct ServerLimits {
@@ -43,10 +45,61 @@ impl ServerLimits {
     }
 }
 
-/// One bound client listener: its name and security protocol, and the socket it accepts on.
+/// One bound client listener: its name and security protocol, the socket it accepts on, and
+/// its TLS when the protocol runs over TLS.
 pub struct KafkaListener {
     pub info: ListenerInfo,
     pub acceptor: Box<dyn Acceptor>,
+    pub tls: Option<ListenerTls>,
+}
+
+/// A TLS listener's server side and how its client certificates become principals.
+#[derive(Debug, Clone)]
+pub struct ListenerTls {
+    pub server: Arc<TlsServer>,
+    pub principal_mapper: Arc<PrincipalMapper>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("listener {listener}: {source}")]
+    Tls {
+        listener: String,
+        #[source]
+        source: TlsError,
+    },
+}
+
+impl KafkaListener {
+    /// The listener `config` describes, accepting on `acceptor`; loads its TLS material now, so
+    /// a missing or bad file stops the start with the file's name.
+    pub fn new(
+        node: &NodeConfig,
+        config: &KafkaListenerConfig,
+        acceptor: Box<dyn Acceptor>,
+    ) -> Result<KafkaListener, ServerError> {
+        let name = &config.info.name;
+        let tls = if config.info.security_protocol.uses_tls() {
+            let server =
+                TlsServer::new(node.tls_settings(name)).map_err(|source| ServerError::Tls {
+                    listener: name.clone(),
+                    source,
+                })?;
+            Some(ListenerTls {
+                server: Arc::new(server),
+                principal_mapper: Arc::new(node.principal_mapper(name)?),
+            })
+        } else {
+            None
+        };
+        Ok(KafkaListener {
+            info: config.info.clone(),
+            acceptor,
+            tls,
+        })
+    }
 }
 
 /// Accepts connections on one PLAINTEXT listener until `shutdown` is cancelled; see
@@ -61,6 +114,7 @@ pub async fn serve(
     let listener = KafkaListener {
         info: ListenerInfo::plaintext(),
         acceptor: listener,
+        tls: None,
     };
     serve_listeners(vec![listener], apis, metrics, limits, shutdown).await
 }
@@ -118,11 +172,18 @@ async fn accept_loop(
 ) {
     let info = listener.info.clone();
     loop {
-        let accepted = tokio::select! {
-            a = listener.acceptor.accept_split() => a,
-            () = shutdown.cancelled() => break,
+        let accepted = match &listener.tls {
+            None => tokio::select! {
+                a = listener.acceptor.accept_split() => a.map(|(r, w, peer)| (Accepted::Split(r, w), peer)),
+                () = shutdown.cancelled() => break,
+            },
+            // TLS needs the whole stream; it is split after the handshake.
+            Some(_) => tokio::select! {
+                a = listener.acceptor.accept() => a.map(|(c, peer)| (Accepted::Whole(c), peer)),
+                () = shutdown.cancelled() => break,
+            },
         };
-        let (reader, writer, peer) = match accepted {
+        let (conn, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 // Out of file descriptors and the like: back off rather than spin.
@@ -134,31 +195,104 @@ async fn accept_loop(
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             metrics.connections_rejected.inc();
             tracing::warn!(%peer, max = limits.max_connections, "max.connections reached; closing new connection");
-            drop((reader, writer));
+            drop(conn);
             continue;
         };
         let (apis, metrics) = (apis.clone(), metrics.clone());
         let shutdown = shutdown.clone();
-        let session = connection::Session {
-            peer,
-            listener: info.clone(),
-            principal: KafkaPrincipal::anonymous(),
-        };
+        let (info, tls) = (info.clone(), listener.tls.clone());
         metrics.connections_accepted.inc();
         metrics.connections.inc();
         tracker.spawn(async move {
-            connection::run(
-                reader,
-                writer,
-                session,
-                apis,
-                metrics.clone(),
-                limits,
-                shutdown,
-            )
-            .await;
+            let secured = match (tls, conn) {
+                (None, conn) => Some((conn.split(), KafkaPrincipal::anonymous())),
+                (Some(tls), Accepted::Whole(conn)) => {
+                    handshake(conn, &tls, &info, peer, &metrics).await
+                }
+                (Some(_), Accepted::Split(..)) => None,
+            };
+            if let Some(((reader, writer), principal)) = secured {
+                let session = connection::Session {
+                    peer,
+                    listener: info,
+                    principal,
+                };
+                connection::run(
+                    reader,
+                    writer,
+                    session,
+                    apis,
+                    metrics.clone(),
+                    limits,
+                    shutdown,
+                )
+                .await;
+            }
             metrics.connections.dec();
             drop(permit);
         });
     }
+}
+
+/// An accepted connection, as the acceptor gave it.
+enum Accepted {
+    Split(BoxReadHalf, BoxWriteHalf),
+    Whole(BoxConnection),
+}
+
+impl Accepted {
+    fn split(self) -> (BoxReadHalf, BoxWriteHalf) {
+        match self {
+            Accepted::Split(r, w) => (r, w),
+            Accepted::Whole(c) => split(c),
+        }
+    }
+}
+
+fn split<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static>(
+    stream: S,
+) -> (BoxReadHalf, BoxWriteHalf) {
+    let (r, w) = tokio::io::split(stream);
+    (Box::new(r), Box::new(w))
+}
+
+/// The TLS handshake of one connection, and the principal its client certificate maps to
+/// (`User:ANONYMOUS` without one). A failure is one log line and a count, and closes only
+/// this connection.
+async fn handshake(
+    conn: BoxConnection,
+    tls: &ListenerTls,
+    info: &ListenerInfo,
+    peer: std::net::SocketAddr,
+    metrics: &ServerMetrics,
+) -> Option<((BoxReadHalf, BoxWriteHalf), KafkaPrincipal)> {
+    let fail = |reason: &str, error: &dyn std::fmt::Display| {
+        metrics
+            .tls_handshake_failures
+            .with_label_values(&[info.name.as_str(), reason])
+            .inc();
+        tracing::warn!(%peer, listener = %info.name, %error, "TLS handshake failed; closing the connection");
+    };
+    let (stream, subject) = match tls.server.accept(conn).await {
+        Ok(s) => s,
+        Err(e) => {
+            fail(e.reason(), &e);
+            return None;
+        }
+    };
+    let principal = match subject {
+        None => KafkaPrincipal::anonymous(),
+        Some(dn) => match tls.principal_mapper.map(&dn) {
+            Ok(name) => KafkaPrincipal {
+                principal_type: "User".into(),
+                name,
+            },
+            Err(e) => {
+                fail("principal_mapping", &e);
+                return None;
+            }
+        },
+    };
+    tracing::debug!(%peer, listener = %info.name, %principal, "TLS connection authenticated");
+    Some((split(stream), principal))
 }
