@@ -183,6 +183,7 @@ impl Broker {
             net.clone(),
             fetcher_settings(&node),
             shutdown.child_token(),
+            metrics.replication.clone(),
         ));
         crate::runtime::block_in_place(|| replicas.apply_image(&image, &node))?;
         remote.recover_partitions(replicas.as_ref()).await;

@@ -39,6 +39,8 @@ pub struct KafkaClient {
     conn: BoxConnection,
     client_id: &'static str,
     correlation_id: i32,
+    /// The frame size of the last request sent, header included.
+    last_request_bytes: usize,
 }
 
 impl KafkaClient {
@@ -61,11 +63,18 @@ impl KafkaClient {
             conn,
             client_id,
             correlation_id: 0,
+            last_request_bytes: 0,
         })
     }
 
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// The size on the wire of the last request [`send`](Self::send) wrote (what fetchers
+    /// count as request bytes).
+    pub fn last_request_bytes(&self) -> usize {
+        self.last_request_bytes
     }
 
     /// Sends `req` at `version` and reads its response.
@@ -97,6 +106,7 @@ impl KafkaClient {
             addr: self.addr.clone(),
             source,
         };
+        self.last_request_bytes = buf.len();
         self.conn.write_all(&buf).await.map_err(io)?;
         let size = self.conn.read_i32().await.map_err(io)?;
         if size < 0 || size as usize > MAX_RESPONSE_BYTES {
