@@ -347,6 +347,9 @@ impl FetchTask {
         metrics
             .fetcher_request_bytes
             .inc_by(c.last_request_bytes() as u64);
+        metrics
+            .fetcher_response_bytes
+            .inc_by(c.last_response_bytes() as u64);
         let kind = if data.is_full() {
             "full"
         } else {

@@ -96,6 +96,8 @@ pub struct ReplicationMetrics {
     pub follower_fetchers: IntGauge,
     /// Fetch request bytes (frames, header included) this broker's fetchers sent to leaders.
     pub fetcher_request_bytes: IntCounter,
+    /// Fetch response bytes (frames) this broker's fetchers read from leaders.
+    pub fetcher_response_bytes: IntCounter,
     /// Fetch requests this broker's fetchers sent, by kind (full, incremental).
     pub fetcher_requests: IntCounterVec,
 }
@@ -122,6 +124,11 @@ impl ReplicationMetrics {
                 r,
                 "strata_replica_fetcher_request_bytes_total",
                 "Bytes of the fetch requests this broker sent to leaders as a follower.",
+            ),
+            fetcher_response_bytes: counter(
+                r,
+                "strata_replica_fetcher_response_bytes_total",
+                "Bytes of the fetch responses this broker read from leaders as a follower.",
             ),
             fetcher_requests: counter_vec(
                 r,
