@@ -33,7 +33,8 @@ use crate::net::Network;
 use crate::protocol::fetch_session::PartitionFetch;
 use crate::protocol::topic_name;
 
-/// The Fetch version followers send: topic names, KIP-320 diverging epochs.
+/// The Fetch version followers send: topic names, fetch sessions (v7+), KIP-320 diverging
+/// epochs.
 const FETCH_VERSION: i16 = 12;
 
 #[derive(Debug, Clone)]
