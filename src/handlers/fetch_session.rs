@@ -17,16 +17,16 @@
 //!   diverging epoch or a preferred read replica; the others are left out. Partitions that got
 //!   records move to the end of the session's order, so that a response's byte limit does not
 //!   always favour the same partitions.
-//! - errors: FETCH_SESSION_ID_NOT_FOUND (no such session, e.g. evicted), INVALID_FETCH_SESSION
-//!   _EPOCH (a request at the wrong epoch: lost or repeated), FETCH_SESSION_TOPIC_ID_ERROR (a
-//!   session created with topic ids, v13+, continued without them or the other way round). The
-//!   fetcher answers each with a full request.
+//! - errors: FETCH_SESSION_ID_NOT_FOUND (no such session, e.g. evicted),
+//!   INVALID_FETCH_SESSION_EPOCH (a request at the wrong epoch: lost or repeated),
+//!   FETCH_SESSION_TOPIC_ID_ERROR (a session created with topic ids, v13+, continued without
+//!   them or the other way round). The fetcher answers each with a full request.
 //!
 //! # Bounds and eviction
 //! The cache holds at most `max.incremental.fetch.session.cache.slots` sessions (1000). When
 //! it is full, a new session takes a slot only by evicting one, as Kafka decides:
-//! 1. the least recently used session, if it was unused for `min.incremental.fetch.session.
-//!    eviction.ms` (stale);
+//! 1. the least recently used session, if it was unused for
+//!    `min.incremental.fetch.session.eviction.ms` (stale);
 //! 2. otherwise the least valuable session that may be evicted, if it is worth less than the
 //!    new one. Value orders by privilege (a follower's session is privileged), then by size in
 //!    partitions, so a session can only displace a smaller one, or a consumer's for a follower.
@@ -45,7 +45,7 @@ use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 use crate::metrics::{counter, counter_vec, gauge, gauge_vec};
 use crate::model::{PartitionIndex, TopicId};
 use crate::protocol::fetch_session::{
-    FetchMetadata, PartitionFetch, FINAL_EPOCH, INVALID_SESSION_ID,
+    next_epoch, FetchMetadata, PartitionFetch, FINAL_EPOCH, INITIAL_EPOCH, INVALID_SESSION_ID,
 };
 
 /// How a fetch names a topic: by id from Fetch v13, by name before.
@@ -164,7 +164,7 @@ impl FetchSession {
             id,
             privileged,
             uses_topic_ids,
-            epoch: crate::protocol::fetch_session::next_epoch(0),
+            epoch: next_epoch(INITIAL_EPOCH),
             partitions: Vec::new(),
             index: HashMap::new(),
             creation_ms: now_ms,
@@ -450,7 +450,7 @@ impl Sessions {
             self.remove(session_id);
             return FetchContext::Sessionless;
         }
-        session.epoch = crate::protocol::fetch_session::next_epoch(session.epoch);
+        session.epoch = next_epoch(session.epoch);
         let partitions = session.partitions().map(|(k, f)| (k.clone(), *f)).collect();
         self.touch(session_id, now_ms);
         FetchContext::Incremental {
