@@ -17,6 +17,9 @@ use crate::controller::{
 };
 use crate::group::GroupMetrics;
 use crate::group::{GroupCoordinator, GroupCoordinatorContext};
+use crate::handlers::fetch_session::{
+    FetchSessionCache, FetchSessionCacheConfig, FetchSessionMetrics,
+};
 use crate::handlers::ApiMetrics;
 use crate::handlers::KafkaApis;
 use crate::log::remote::TieringMetrics;
@@ -191,6 +194,7 @@ impl Broker {
             net.clone(),
             fetcher_settings(&node),
             shutdown.child_token(),
+            metrics.replication.clone(),
         ));
         crate::runtime::block_in_place(|| replicas.apply_image(&image, &node))?;
         remote.recover_partitions(replicas.as_ref()).await;
@@ -218,6 +222,10 @@ impl Broker {
             groups: groups.clone(),
             quotas,
             producer_ids: ProducerIdManager::new(controller.clone(), node_id),
+            fetch_sessions: FetchSessionCache::new(
+                fetch_session_cache_config(&node),
+                metrics.fetch_sessions.clone(),
+            ),
             metrics: ApiMetrics {
                 topics: metrics.topics.clone(),
             },
@@ -418,6 +426,7 @@ pub struct BrokerMetrics {
     pub controller: ControllerMetrics,
     pub groups: GroupMetrics,
     pub quota: QuotaMetrics,
+    pub fetch_sessions: FetchSessionMetrics,
 }
 
 impl BrokerMetrics {
@@ -431,6 +440,7 @@ impl BrokerMetrics {
             controller: ControllerMetrics::new(r),
             groups: GroupMetrics::new(r),
             quota: QuotaMetrics::new(r),
+            fetch_sessions: FetchSessionMetrics::new(r),
             registry,
         }
     }
@@ -455,6 +465,17 @@ fn quota_window(node: &NodeConfig) -> QuotaWindow {
     QuotaWindow {
         num: node.get_i32("quota.window.num").max(1) as u32,
         size_ms: node.get_i32("quota.window.size.seconds").max(1) as u64 * 1000,
+    }
+}
+
+fn fetch_session_cache_config(node: &NodeConfig) -> FetchSessionCacheConfig {
+    FetchSessionCacheConfig {
+        max_slots: node
+            .get_i32("max.incremental.fetch.session.cache.slots")
+            .max(0) as usize,
+        eviction_ms: node
+            .get_i64("min.incremental.fetch.session.eviction.ms")
+            .max(0) as u64,
     }
 }
 

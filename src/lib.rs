@@ -9,7 +9,7 @@
 //!   versions, the record-batch header reader.
 //! - [`handlers`]: one file per Kafka API; the ApiVersions table is derived from their list.
 //!   `KafkaApis` is all a handler reaches of the broker; typed errors become Kafka error codes
-//!   in `handlers::errors`, once.
+//!   in `handlers::errors`, once; `handlers::fetch_session` is the fetch session cache (KIP-227).
 //! - [`quota`]: client byte-rate quotas — which quota applies to a client, its rate over
 //!   Kafka's sampled window, the throttle time it earns.
 //! - [`replication`]: `ReplicaManager` and `Partition` — roles, high watermark, acks, follower

@@ -421,25 +421,47 @@ async fn produce_and_fetch_over_their_quota_are_throttled_and_muted() {
     }
 
     // Fetch: a consumer under a quota gets at most its window's worth (50 kB) per response;
-    // once over its rate it gets an empty, throttled response instead of the records.
+    // once over its rate it gets an empty, throttled response instead of the records. It
+    // fetches in a session (KIP-227), which a throttled response continues unchanged.
     kafka::create_topic(&mut admin, "r", 1, &[]).await;
     for _ in 0..40 {
         produce(&mut other, "r", 5).await;
     }
     let mut reader = b.client("reader").await;
-    let first = kafka::fetch(&mut reader, &fetch_request("r")).await;
+    let first = kafka::fetch(&mut reader, &fetch_request("r").with_session_epoch(0)).await;
     assert_eq!(first.throttle_time_ms, 0);
+    let session_id = first.session_id;
+    assert!(session_id > 0, "no fetch session");
     let bytes: usize = first.responses[0].partitions[0]
         .records
         .as_ref()
         .map_or(0, |r| r.len());
     assert!((20 * 1024..=50_000).contains(&bytes), "{bytes}");
-    let second = kafka::fetch(&mut reader, &fetch_request("r")).await;
+    // The session reads from offset 0 again (the request names no partition).
+    let in_session = |epoch: i32| {
+        FetchRequest::default()
+            .with_min_bytes(1)
+            .with_session_id(session_id)
+            .with_session_epoch(epoch)
+    };
+    let second = kafka::fetch(&mut reader, &in_session(1)).await;
     assert!(second.throttle_time_ms > 0, "the reader was not throttled");
     assert!(
         second.responses.is_empty(),
         "a throttled fetch carries no data"
     );
+    assert_eq!((second.error_code, second.session_id), (0, session_id));
+    // The session goes on at the next epoch (throttled again or not).
+    let third = kafka::fetch(&mut reader, &in_session(2)).await;
+    assert_eq!((third.error_code, third.session_id), (0, session_id));
+    if third.throttle_time_ms == 0 {
+        // Unthrottled, it answers the records the throttled response held back.
+        assert_eq!(third.responses[0].partitions[0].partition_index, 0);
+        assert!(third.responses[0].partitions[0]
+            .records
+            .as_ref()
+            .is_some_and(|r| !r.is_empty()));
+    }
     // A client id without a consumer quota reads freely.
     let r = kafka::fetch(&mut other, &fetch_request("q")).await;
     assert_eq!(r.throttle_time_ms, 0);

@@ -153,6 +153,8 @@ pub const NODE_KEYS: &[NodeKey] = &[
     node("replica.fetch.max.bytes", Int, "1048576", false, "Bytes a follower fetches per partition per round (at least one batch)."),
     node("replica.fetch.response.max.bytes", Int, "10485760", false, "Bytes a follower fetches per round across partitions."),
     node("replica.fetch.backoff.ms", Long, "1000", false, "How long a follower waits after a failed fetch before trying again."),
+    node("max.incremental.fetch.session.cache.slots", Int, "1000", false, "Most incremental fetch sessions (KIP-227) the broker keeps, across consumers and followers."),
+    node("min.incremental.fetch.session.eviction.ms", Long, "120000", false, "How long a fetch session is protected from eviction by a larger one, and how long unused before any new session may evict it."),
     node("replica.high.watermark.checkpoint.interval.ms", Long, "5000", false, "How often replicated partitions checkpoint their high watermark."),
     node("unclean.leader.election.enable", Bool, "false", true, "Allow a replica outside the ISR to become leader."),
     node("socket.request.max.bytes", Int, "104857600", false, "Largest request frame accepted."),

@@ -13,6 +13,8 @@ use crate::model::BrokerId;
 use crate::quota::manager::QuotaManagers;
 use crate::replication::{BrokerTopicMetrics, MetadataClient, ReplicaManager};
 
+use super::fetch_session::FetchSessionCache;
+
 /// One handle per subsystem a handler may use, as Kafka's `KafkaApis` is built from the replica
 /// manager, the coordinators, the metadata cache and the quota managers. The broker builds it
 /// at startup; handlers never see the broker itself, so the arrows run from the handlers down
@@ -33,6 +35,8 @@ pub struct KafkaApis {
     /// Client byte-rate quotas: the rates of clients under a quota, per kind.
     pub quotas: QuotaManagers,
     pub producer_ids: ProducerIdManager,
+    /// Incremental fetch sessions of consumers and followers (KIP-227), bounded.
+    pub fetch_sessions: FetchSessionCache,
     pub metrics: ApiMetrics,
     pub clock: SharedClock,
     /// Cancelled when the broker shuts down: long polls answer at once.

@@ -150,6 +150,7 @@ handlers! {
     AlterClientQuotas => alter_client_quotas,
 }
 
+pub mod fetch_session;
 mod group_call;
 mod leader_hint;
 
