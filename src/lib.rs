@@ -12,6 +12,8 @@
 //!   in `handlers::errors`, once.
 //! - [`quota`]: client byte-rate quotas — which quota applies to a client, its rate over
 //!   Kafka's sampled window, the throttle time it earns.
+//! - [`security`]: principals, the ACL model and the authorization decision, the
+//!   `Authorizer` handlers consult, and the audit log of denials and security changes.
 //! - [`replication`]: `ReplicaManager` and `Partition` — roles, high watermark, acks, follower
 //!   fetchers, ISR maintenance; `MetadataClient`, the controller as the broker uses it.
 //! - [`log`]: the storage engine: `PartitionLog`, a partition's whole log (local and remote,
@@ -49,4 +51,5 @@ pub mod protocol;
 pub mod quota;
 pub mod replication;
 pub mod runtime;
+pub mod security;
 pub mod server;

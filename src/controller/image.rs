@@ -11,6 +11,7 @@ use super::records::MetadataRecord;
 use crate::config::TopicConfig;
 use crate::model::{BrokerId, LeaderEpoch, PartitionIndex, TopicId};
 use crate::quota::ClientQuotas;
+use crate::security::acl::AclIndex;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerRegistration {
@@ -55,6 +56,9 @@ pub struct MetadataImage {
     /// Client quotas by entity (user / client id, named or default).
     #[serde(default)]
     pub client_quotas: ClientQuotas,
+    /// The ACLs, indexed by resource for the authorizer.
+    #[serde(default)]
+    pub acls: AclIndex,
 }
 
 impl MetadataImage {
@@ -174,6 +178,12 @@ impl MetadataImage {
             }
             MetadataRecord::ClientQuota { entity, key, value } => {
                 self.client_quotas.apply(entity, key, *value);
+            }
+            MetadataRecord::AccessControlEntry { id, binding } => {
+                self.acls.add(*id, binding.clone());
+            }
+            MetadataRecord::RemoveAccessControlEntry { id } => {
+                self.acls.remove(*id);
             }
         }
     }

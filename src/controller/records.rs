@@ -1,13 +1,14 @@
 //! Metadata records: every change to cluster metadata is one of these, appended to the
 //! metadata log and folded into the [`MetadataImage`](super::image::MetadataImage).
 //!
-//! New kinds of metadata (ACLs, mirror links) arrive as new variants; a node that
+//! New kinds of metadata (mirror links) arrive as new variants; a node that
 //! replays a log never reinterprets an old record.
 
 use serde::{Deserialize, Serialize};
 
 use crate::model::{BrokerId, LeaderEpoch, PartitionIndex, TopicId};
 use crate::quota::ClientQuotaEntity;
+use crate::security::acl::{AclBinding, AclId};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -62,4 +63,8 @@ pub enum MetadataRecord {
         key: String,
         value: Option<f64>,
     },
+    /// An ACL was created under a stable id (Kafka's `AccessControlEntryRecord`).
+    AccessControlEntry { id: AclId, binding: AclBinding },
+    /// The ACL with this id was deleted (Kafka's `RemoveAccessControlEntryRecord`).
+    RemoveAccessControlEntry { id: AclId },
 }

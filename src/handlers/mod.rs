@@ -53,28 +53,7 @@ pub struct RequestContext {
     pub request_bytes: usize,
 }
 
-/// An authenticated identity, `type:name` as Kafka writes it (`User:alice`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct KafkaPrincipal {
-    pub principal_type: String,
-    pub name: String,
-}
-
-impl KafkaPrincipal {
-    /// `User:ANONYMOUS`, the principal of a connection nothing authenticated.
-    pub fn anonymous() -> KafkaPrincipal {
-        KafkaPrincipal {
-            principal_type: "User".into(),
-            name: crate::quota::ANONYMOUS_USER.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for KafkaPrincipal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.principal_type, self.name)
-    }
-}
+pub use crate::security::KafkaPrincipal;
 
 impl RequestContext {
     pub fn version(&self) -> i16 {
