@@ -33,6 +33,7 @@ use crate::replication::{
     effective_node_config, FetcherSettings, MetadataClient, ReplicaFetcherManager, ReplicaManager,
 };
 use crate::replication::{BrokerTopicMetrics, ReplicationMetrics};
+use crate::security::{authorizer_settings, Authorizer};
 use crate::server::ServerMetrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -207,6 +208,7 @@ impl Broker {
             groups: groups.clone(),
             quotas,
             producer_ids: ProducerIdManager::new(controller.clone(), node_id),
+            authorizer: Authorizer::new(authorizer_settings(&node), &metrics.registry.registry),
             metrics: ApiMetrics {
                 topics: metrics.topics.clone(),
             },

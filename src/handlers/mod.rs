@@ -33,6 +33,7 @@ impl Reply {
 }
 
 mod apis;
+pub mod authz;
 pub mod errors;
 
 pub use apis::{ApiMetrics, KafkaApis};
@@ -122,6 +123,9 @@ handlers! {
     OffsetDelete => offset_delete,
     DescribeClientQuotas => describe_client_quotas,
     AlterClientQuotas => alter_client_quotas,
+    CreateAcls => create_acls,
+    DescribeAcls => describe_acls,
+    DeleteAcls => delete_acls,
 }
 
 mod group_call;
