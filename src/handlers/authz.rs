@@ -7,7 +7,7 @@ use kafka_protocol::messages::ApiKey;
 
 use super::RequestContext;
 use crate::controller::MetadataImage;
-use crate::security::acl::{AclOperation, Resource};
+use crate::security::acl::{AclOperation, Resource, ResourceType};
 use crate::security::Requester;
 
 pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
@@ -60,6 +60,20 @@ impl RequestContext {
             self.apis
                 .authorizer
                 .is_allowed(&image.acls, who, operation, resource)
+        })
+    }
+
+    /// Whether the principal may do `operation` on at least one resource of `resource_type`.
+    pub fn may_on_some(
+        &self,
+        image: &MetadataImage,
+        operation: AclOperation,
+        resource_type: ResourceType,
+    ) -> bool {
+        self.with_requester(|who| {
+            self.apis
+                .authorizer
+                .is_allowed_on_some(&image.acls, who, operation, resource_type)
         })
     }
 

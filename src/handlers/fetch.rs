@@ -30,7 +30,9 @@ use kafka_protocol::messages::fetch_response::{EpochEndOffset, FetchableTopicRes
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind};
 use kafka_protocol::protocol::{Encodable, VersionRange};
 
+use super::authz::TOPIC_AUTHORIZATION_FAILED;
 use super::{Reply, RequestContext};
+use crate::security::acl::{AclOperation, Resource};
 use super::KafkaApis;
 use crate::log::remote::RemoteLogError;
 use crate::log::{LogError, PartitionLogError};
@@ -51,6 +53,9 @@ struct FetchParams {
     version: i16,
     /// The fetching follower, for replica fetches.
     replica: Option<BrokerId>,
+    /// Per topic (as `topics`): whether the principal may read it (a follower: whether it has
+    /// CLUSTER_ACTION). Refused topics answer TOPIC_AUTHORIZATION_FAILED.
+    authorized: Vec<bool>,
 }
 
 struct PartitionParams {
@@ -77,7 +82,7 @@ pub fn handle(ctx: RequestContext, req: FetchRequest) -> Reply {
         return Reply::Now(ResponseKind::Fetch(resp));
     }
     let image = ctx.apis.image();
-    let topics = req
+    let topics: Vec<(kafka_protocol::messages::TopicName, uuid::Uuid, Option<String>, Vec<PartitionParams>)> = req
         .topics
         .into_iter()
         .map(|t| {
@@ -108,7 +113,16 @@ pub fn handle(ctx: RequestContext, req: FetchRequest) -> Reply {
             max_bytes = max_bytes.min(quotas.max_bytes_in_window(&quota).max(1.0) as usize);
         }
     }
+    // Authorization: a follower needs CLUSTER_ACTION on the cluster, a consumer READ on each
+    // topic (an unknown topic id stays UNKNOWN_TOPIC_ID).
+    let authorized: Vec<bool> = if replica_id >= 0 {
+        let allowed = ctx.authorize_in(&image, AclOperation::ClusterAction, &Resource::cluster());
+        vec![allowed; topics.len()]
+    } else {
+        topics.iter().map(|(_, _, name, _)| name.as_ref().is_none_or(|n| ctx.authorize_in(&image, AclOperation::Read, &Resource::topic(n)))).collect()
+    };
     let params = FetchParams {
+        authorized,
         topics,
         max_bytes,
         min_bytes: req.min_bytes.max(0) as usize,
@@ -271,10 +285,14 @@ async fn read_all(apis: &KafkaApis, params: &FetchParams) -> (FetchResponse, usi
     let mut total = 0usize;
     let mut any_error = false;
     let mut responses = Vec::with_capacity(params.topics.len());
-    for (wire_name, topic_id, name, partitions) in &params.topics {
+    for ((wire_name, topic_id, name, partitions), authorized) in params.topics.iter().zip(&params.authorized) {
         let mut out = Vec::with_capacity(partitions.len());
         for p in partitions {
             let data = PartitionData::default().with_partition_index(p.index);
+            if !authorized && name.is_some() {
+                out.push(data.with_error_code(TOPIC_AUTHORIZATION_FAILED).with_high_watermark(-1));
+                continue;
+            }
             let Some(name) = name else {
                 any_error = true;
                 out.push(data.with_error_code(unknown_topic_id()).with_high_watermark(-1));

@@ -9,7 +9,9 @@ use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse,
 use kafka_protocol::protocol::VersionRange;
 use tokio::sync::oneshot;
 
+use super::authz::GROUP_AUTHORIZATION_FAILED;
 use super::{Reply, RequestContext};
+use crate::security::acl::{AclOperation, Resource};
 use crate::group::state::FetchedOffsets;
 use crate::group::{GroupRequest, GroupResponse};
 use crate::handlers::errors::coordinator_error_code;
@@ -36,6 +38,9 @@ pub fn handle(ctx: RequestContext, req: OffsetFetchRequest) -> Reply {
     let pending: Vec<Pending> = asks
         .into_iter()
         .map(|(group_id, topics)| {
+            if !ctx.authorize(AclOperation::Describe, &Resource::group(&group_id)) {
+                return (group_id, Err(GROUP_AUTHORIZATION_FAILED));
+            }
             let rx = ctx
                 .apis
                 .groups
@@ -54,6 +59,10 @@ pub fn handle(ctx: RequestContext, req: OffsetFetchRequest) -> Reply {
                     _ => FetchedOffsets { error_code: E::NotCoordinator.code(), topics: vec![] },
                 },
             };
+            // Authorization: offsets of topics the principal may not DESCRIBE are left out.
+            let image = ctx.apis.image();
+            let mut fetched = fetched;
+            fetched.topics.retain(|(t, _)| ctx.may_list(&image, AclOperation::Describe, &Resource::topic(t)));
             results.push((group_id, fetched));
         }
         ResponseKind::OffsetFetch(build(version, results))

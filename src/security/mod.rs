@@ -171,6 +171,25 @@ impl Authorizer {
         .is_allowed()
     }
 
+    /// Whether the principal may do `operation` on some resource of `resource_type`
+    /// ([`acl::authorize_by_resource_type`]); not audited (callers audit the check it backs).
+    pub fn is_allowed_on_some(
+        &self,
+        acls: &AclIndex,
+        who: Requester<'_>,
+        operation: AclOperation,
+        resource_type: acl::ResourceType,
+    ) -> bool {
+        acl::authorize_by_resource_type(
+            acls,
+            &self.settings,
+            who.principal,
+            who.host,
+            operation,
+            resource_type,
+        )
+    }
+
     /// The decision itself, for callers that need the rule (tests, diagnostics).
     pub fn decide(
         &self,

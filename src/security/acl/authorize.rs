@@ -122,3 +122,57 @@ pub fn authorize(
         Decision::DeniedNoMatchingAllow
     }
 }
+
+/// Whether `principal` may do `operation` on at least one resource of `resource_type`
+/// (Kafka's `Authorizer.authorizeByResourceType`, KIP-679: an idempotent producer needs
+/// IDEMPOTENT_WRITE on the cluster or WRITE on some topic). True when a resource no ACL names
+/// would be allowed (super users, `allow.everyone.if.no.acl.found`, a wildcard ALLOW);
+/// otherwise when some ALLOW for this principal, host and operation is not covered by a DENY
+/// for them (a DENY of the literal `*` covers everything; a DENY pattern covers an ALLOW
+/// pattern whose names all start with it, or that names exactly it).
+pub fn authorize_by_resource_type(
+    acls: &AclIndex,
+    settings: &AuthorizerSettings,
+    principal: &KafkaPrincipal,
+    host: &str,
+    operation: AclOperation,
+    resource_type: super::ResourceType,
+) -> bool {
+    // A name no ACL can name exactly, so only super users, the wildcard and the default decide.
+    let unnamed = Resource {
+        resource_type,
+        name: "\u{0}",
+    };
+    if authorize(acls, settings, principal, host, operation, &unnamed).is_allowed() {
+        return true;
+    }
+    let applies = |b: &&super::AclBinding| {
+        b.pattern.resource_type == resource_type
+            && principal_matches(&b.entry.principal, principal)
+            && (b.entry.host == WILDCARD_HOST || b.entry.host == host)
+            && (b.entry.operation == AclOperation::All || b.entry.operation == operation)
+    };
+    let denies: Vec<&super::ResourcePattern> = acls
+        .iter()
+        .map(|(_, b)| b)
+        .filter(applies)
+        .filter(|b| b.entry.permission_type == AclPermissionType::Deny)
+        .map(|b| &b.pattern)
+        .collect();
+    let denied = |allow: &super::ResourcePattern| {
+        denies.iter().any(|d| {
+            use super::PatternType::{Literal, Prefixed};
+            match (d.pattern_type, allow.pattern_type) {
+                (Literal, _) if d.name == super::WILDCARD_RESOURCE => true,
+                (Literal, Literal) => d.name == allow.name,
+                (Prefixed, Literal | Prefixed) => allow.name.starts_with(&d.name),
+                _ => false,
+            }
+        })
+    };
+    acls.iter()
+        .map(|(_, b)| b)
+        .filter(applies)
+        .filter(|b| b.entry.permission_type == AclPermissionType::Allow)
+        .any(|b| !denied(&b.pattern))
+}

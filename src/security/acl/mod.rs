@@ -9,7 +9,7 @@
 mod authorize;
 mod index;
 
-pub use authorize::{authorize, AuthorizerSettings, Decision};
+pub use authorize::{authorize, authorize_by_resource_type, AuthorizerSettings, Decision};
 pub use index::{AclId, AclIndex};
 
 use serde::{Deserialize, Serialize};

@@ -572,6 +572,87 @@ fn index_adds_removes_finds_and_round_trips_through_serde() {
     assert_eq!(idx, AclIndex::default());
 }
 
+#[test]
+fn write_on_any_topic_unless_denied() {
+    let by_type = |acls: &[AclBinding], s: &AuthorizerSettings| {
+        authorize_by_resource_type(
+            &index(acls),
+            s,
+            &alice(),
+            "10.0.0.1",
+            Write,
+            ResourceType::Topic,
+        )
+    };
+    assert!(!by_type(&[], &strict()));
+    assert!(by_type(&[], &open()));
+    let mut su = strict();
+    su.super_users.insert("User:alice".into());
+    assert!(by_type(&[deny_topic("*", Literal, "User:alice", All)], &su));
+    // Some ALLOW of WRITE (or ALL) is enough; READ is not.
+    assert!(by_type(
+        &[allow_topic("t", Literal, "User:alice", Write)],
+        &strict()
+    ));
+    assert!(by_type(
+        &[allow_topic("t", Prefixed, "User:*", All)],
+        &strict()
+    ));
+    assert!(!by_type(
+        &[allow_topic("t", Literal, "User:alice", Read)],
+        &strict()
+    ));
+    assert!(!by_type(
+        &[allow_topic("t", Literal, "User:bob", Write)],
+        &strict()
+    ));
+    // A DENY that covers the ALLOW's pattern takes it back; one beside it does not.
+    let allow = allow_topic("orders.eu", Literal, "User:alice", Write);
+    assert!(!by_type(
+        &[
+            allow.clone(),
+            deny_topic("orders.", Prefixed, "User:alice", Write)
+        ],
+        &strict()
+    ));
+    assert!(!by_type(
+        &[allow.clone(), deny_topic("*", Literal, "User:*", All)],
+        &strict()
+    ));
+    assert!(!by_type(
+        &[
+            allow.clone(),
+            deny_topic("orders.eu", Literal, "User:alice", Write)
+        ],
+        &strict()
+    ));
+    assert!(by_type(
+        &[
+            allow.clone(),
+            deny_topic("payments", Literal, "User:alice", Write)
+        ],
+        &strict()
+    ));
+    assert!(by_type(
+        &[
+            allow,
+            deny_topic("orders.eu.x", Prefixed, "User:alice", Write)
+        ],
+        &strict()
+    ));
+    // Other resource types do not count.
+    let group = binding(
+        ResourceType::Group,
+        "g",
+        Literal,
+        "User:alice",
+        "*",
+        Write,
+        AclPermissionType::Allow,
+    );
+    assert!(!by_type(&[group], &strict()));
+}
+
 fn op_strategy() -> impl Strategy<Value = AclOperation> {
     prop::sample::select(vec![
         All,
