@@ -164,7 +164,7 @@ mod tests {
         let mut out = Vec::new();
         let mut cursor = None;
         loop {
-            let r = describe(image, names, cursor, limit);
+            let r = describe(image, names, &Default::default(), cursor, limit);
             out.push(
                 r.topics
                     .iter()

@@ -208,3 +208,60 @@ impl Authorizer {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(sets: &[(&str, &str)]) -> AuthorizerSettings {
+        let sets: Vec<(String, String)> = sets
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        authorizer_settings(&NodeConfig::load(None, &[], &sets).expect("config"))
+    }
+
+    #[test]
+    fn allow_everyone_defaults_to_open_only_while_nothing_authenticates() {
+        assert!(settings(&[]).allow_everyone_if_no_acl_found);
+        let sasl = (
+            "listeners",
+            "SASL_PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
+        );
+        assert!(!settings(&[sasl]).allow_everyone_if_no_acl_found);
+        assert!(
+            settings(&[sasl, ("allow.everyone.if.no.acl.found", "true")])
+                .allow_everyone_if_no_acl_found
+        );
+        assert!(
+            !settings(&[("allow.everyone.if.no.acl.found", "false")])
+                .allow_everyone_if_no_acl_found
+        );
+    }
+
+    #[test]
+    fn super_users_are_semicolon_separated_principals() {
+        let s = settings(&[("super.users", "User:admin; User:ops;")]);
+        assert_eq!(
+            s.super_users.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["User:admin", "User:ops"]
+        );
+        let bad = vec![("super.users".to_string(), "admin".to_string())];
+        assert!(NodeConfig::load(None, &[], &bad).is_err());
+        let bad = vec![(
+            "allow.everyone.if.no.acl.found".to_string(),
+            "maybe".to_string(),
+        )];
+        assert!(NodeConfig::load(None, &[], &bad).is_err());
+    }
+
+    #[test]
+    fn principals_parse_at_the_first_colon() {
+        assert_eq!(
+            KafkaPrincipal::parse("User:CN=a:b"),
+            Some(KafkaPrincipal::user("CN=a:b"))
+        );
+        assert_eq!(KafkaPrincipal::parse("alice"), None);
+        assert_eq!(KafkaPrincipal::anonymous().to_string(), "User:ANONYMOUS");
+    }
+}

@@ -47,11 +47,13 @@ macro_rules! wire_enum {
                 match self { $($name::$variant => $text),* }
             }
 
-            /// Parses Kafka's name, case-insensitively and with `-` for `_`
-            /// (`idempotent-write`, `Idempotent_Write`).
+            /// Parses Kafka's name case-insensitively, with or without `_` or `-` between the
+            /// words (`IDEMPOTENT_WRITE`, `IdempotentWrite` as kafka-acls.sh writes it,
+            /// `idempotent-write`).
             pub fn parse(s: &str) -> Option<$name> {
-                let wanted = s.trim().to_ascii_uppercase().replace('-', "_");
-                Self::ALL_VALUES.iter().copied().find(|v| v.as_str() == wanted)
+                let squash = |t: &str| t.chars().filter(|c| *c != '_' && *c != '-').collect::<String>().to_ascii_uppercase();
+                let wanted = squash(s.trim());
+                Self::ALL_VALUES.iter().copied().find(|v| squash(v.as_str()) == wanted)
             }
         }
 
