@@ -3,7 +3,6 @@
 //! name filled in. Error codes for refusals are Kafka's `*_AUTHORIZATION_FAILED`.
 
 use kafka_protocol::error::ResponseError as E;
-use kafka_protocol::messages::ApiKey;
 
 use super::RequestContext;
 use crate::controller::MetadataImage;
@@ -18,13 +17,10 @@ pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 impl RequestContext {
     pub(super) fn with_requester<T>(&self, f: impl FnOnce(Requester<'_>) -> T) -> T {
         let host = self.peer.map(|p| p.ip().to_string()).unwrap_or_default();
-        let api = ApiKey::try_from(self.header.request_api_key)
-            .map(|k| format!("{k:?}"))
-            .unwrap_or_default();
         f(Requester {
             principal: &self.principal,
             host: &host,
-            api: &api,
+            api_key: self.header.request_api_key,
         })
     }
 

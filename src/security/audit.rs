@@ -6,7 +6,7 @@
 //! Lines carry `event` (`authorization`, `acl_create`, `acl_delete`, or the kind given to
 //! [`security_change`]) and key=value fields, so a log pipeline can select them by target.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::RwLock;
 
 use prometheus::{IntCounterVec, Registry};
@@ -26,9 +26,9 @@ pub const MAX_PRINCIPAL_LABELS: usize = 100;
 #[derive(Debug)]
 pub struct AuditMetrics {
     pub authorizations: IntCounterVec,
-    /// Principals with their own label value. Read on every check, written once per new
-    /// principal; never held across an await.
-    labelled: RwLock<HashSet<String>>,
+    /// Principals with their own label value, and that value. Read on every check, written
+    /// once per new principal; never held across an await.
+    labelled: RwLock<HashMap<KafkaPrincipal, String>>,
 }
 
 impl AuditMetrics {
@@ -40,27 +40,33 @@ impl AuditMetrics {
                 "Authorization checks by principal (the first 100 distinct principals; the rest as 'other'), operation, resource type and result (allowed, denied).",
                 &["principal", "operation", "resource_type", "result"],
             ),
-            labelled: RwLock::new(HashSet::new()),
+            labelled: RwLock::new(HashMap::new()),
         }
     }
 
-    fn principal_label(&self, principal: &KafkaPrincipal) -> String {
-        let name = principal.to_string();
-        let known = self
+    fn count_with(&self, principal: &KafkaPrincipal, labels: [&str; 3]) {
+        let [operation, resource_type, result] = labels;
+        let inc = |p: &str| {
+            self.authorizations
+                .with_label_values(&[p, operation, resource_type, result])
+                .inc()
+        };
+        if let Some(label) = self
             .labelled
             .read()
-            .map(|set| set.contains(&name))
-            .unwrap_or(false);
-        if known {
-            return name;
+            .ok()
+            .and_then(|m| m.get(principal).cloned())
+        {
+            return inc(&label);
         }
-        match self.labelled.write() {
-            Ok(mut set) if set.len() < MAX_PRINCIPAL_LABELS => {
-                set.insert(name.clone());
-                name
-            }
-            _ => "other".into(),
-        }
+        let label = match self.labelled.write() {
+            Ok(mut m) if m.len() < MAX_PRINCIPAL_LABELS || m.contains_key(principal) => m
+                .entry(principal.clone())
+                .or_insert_with(|| principal.to_string())
+                .clone(),
+            _ => "other".to_string(),
+        };
+        inc(&label)
     }
 
     pub fn count(
@@ -75,15 +81,18 @@ impl AuditMetrics {
         } else {
             "denied"
         };
-        self.authorizations
-            .with_label_values(&[
-                &self.principal_label(principal),
-                operation.as_str(),
-                resource_type.as_str(),
-                result,
-            ])
-            .inc();
+        self.count_with(
+            principal,
+            [operation.as_str(), resource_type.as_str(), result],
+        );
     }
+}
+
+/// Kafka's name of an API key (`Produce`).
+fn api_name(key: i16) -> String {
+    kafka_protocol::messages::ApiKey::try_from(key)
+        .map(|k| format!("{k:?}"))
+        .unwrap_or_else(|_| key.to_string())
 }
 
 /// A request refused.
@@ -99,7 +108,7 @@ pub fn denied(
         result = "denied",
         principal = %who.principal,
         host = who.host,
-        api = who.api,
+        api = api_name(who.api_key),
         operation = operation.as_str(),
         resource_type = resource.resource_type.as_str(),
         resource_name = resource.name,
@@ -115,7 +124,7 @@ pub fn acl_change(event: &'static str, by: Requester<'_>, id: AclId, binding: &A
         event,
         principal = %by.principal,
         host = by.host,
-        api = by.api,
+        api = api_name(by.api_key),
         acl_id = %id,
         acl = %binding,
         "acl changed"
@@ -130,8 +139,42 @@ pub fn security_change(kind: &'static str, by: Requester<'_>, subject: &str) {
         event = kind,
         principal = %by.principal,
         host = by.host,
-        api = by.api,
+        api = api_name(by.api_key),
         subject,
         "security change"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn principal_labels_are_capped() {
+        let m = AuditMetrics::new(&Registry::new());
+        for i in 0..MAX_PRINCIPAL_LABELS + 5 {
+            let p = KafkaPrincipal::user(&format!("u{i}"));
+            m.count(
+                &p,
+                AclOperation::Read,
+                ResourceType::Topic,
+                Decision::DeniedByAcl,
+            );
+        }
+        m.count(
+            &KafkaPrincipal::user("u0"),
+            AclOperation::Read,
+            ResourceType::Topic,
+            Decision::AllowedByAcl,
+        );
+        let get = |p: &str, result: &str| {
+            m.authorizations
+                .with_label_values(&[p, "READ", "TOPIC", result])
+                .get()
+        };
+        assert_eq!(get("User:u0", "denied"), 1);
+        assert_eq!(get("User:u0", "allowed"), 1);
+        assert_eq!(get("other", "denied"), 5);
+        assert_eq!(get(&format!("User:u{}", MAX_PRINCIPAL_LABELS), "denied"), 0);
+    }
 }

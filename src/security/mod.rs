@@ -107,8 +107,8 @@ pub struct Requester<'a> {
     pub principal: &'a KafkaPrincipal,
     /// The client's IP address as text (`127.0.0.1`), or empty when unknown.
     pub host: &'a str,
-    /// The API name (`Produce`) for the audit line.
-    pub api: &'a str,
+    /// The request's API key, named in the audit line.
+    pub api_key: i16,
 }
 
 impl Authorizer {
