@@ -80,12 +80,18 @@ async fn produce_code(c: &mut KafkaClient, topic: &str) -> i16 {
     produce(c, topic, 0, one_record("x"), 1).await.0
 }
 
+/// A fetch that would wait 5 s for data: a refused topic is answered at once.
 async fn fetch_code(c: &mut KafkaClient, topic: &str) -> i16 {
-    fetch(c, &fetch_request(topic, 0, 0, 0, 1, 1 << 20))
-        .await
-        .responses[0]
-        .partitions[0]
-        .error_code
+    let start = std::time::Instant::now();
+    let resp = fetch(c, &fetch_request(topic, 0, 0, 5_000, 1, 1 << 20)).await;
+    let code = resp.responses[0].partitions[0].error_code;
+    if code != 0 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(4),
+            "a refused fetch waited"
+        );
+    }
+    code
 }
 
 /// (name, error code) of each topic in a metadata answer; `None` asks for all topics.
@@ -208,6 +214,11 @@ async fn acls_decide_what_a_principal_may_do() {
         metadata(&mut c, Some(&["new-topic"]), true).await,
         vec![("new-topic".into(), TOPIC_AUTHORIZATION_FAILED)],
         "no CREATE: not auto-created"
+    );
+    let image = broker.broker.apis.image();
+    assert!(
+        image.topic_by_name("new-topic").is_none(),
+        "a refused metadata request creates nothing"
     );
     assert_eq!(join_code(&mut c, "g").await, GROUP_AUTHORIZATION_FAILED);
     assert_eq!(

@@ -192,7 +192,9 @@ async fn fetch(apis: &KafkaApis, params: &FetchParams) -> FetchResponse {
     loop {
         delayed.mark_seen();
         let (response, bytes, errors) = read_all(apis, params).await;
-        if bytes >= params.min_bytes || errors || params.max_wait.is_zero() {
+        // Nothing the principal may read: answered at once, as Kafka does.
+        let nothing_readable = !params.authorized.iter().any(|a| *a);
+        if bytes >= params.min_bytes || errors || params.max_wait.is_zero() || nothing_readable {
             return response;
         }
         tokio::select! {
@@ -205,7 +207,7 @@ async fn fetch(apis: &KafkaApis, params: &FetchParams) -> FetchResponse {
 
 /// The partitions a fetch asks for, those of unknown topic ids left out.
 fn requested(params: &FetchParams) -> impl Iterator<Item = TopicPartition> + '_ {
-    params.topics.iter().flat_map(|(_, _, name, partitions)| {
+    params.topics.iter().zip(&params.authorized).filter(|(_, authorized)| **authorized).flat_map(|((_, _, name, partitions), _)| {
         let name = name.as_ref();
         partitions.iter().filter_map(move |p| name.map(|n| TopicPartition::new(n.clone(), p.index)))
     })

@@ -40,11 +40,12 @@ pub fn handle(ctx: RequestContext, req: MetadataRequest) -> Reply {
     // Authorization: auto-creation needs CREATE on the cluster or on the topic; a topic the
     // principal may not create (but may describe) is TOPIC_AUTHORIZATION_FAILED. DESCRIBE
     // itself is checked, and audited, in `build`.
+    // A topic the principal may not DESCRIBE is never created (`build` refuses it).
+    missing.retain(|n| ctx.may_list(&image, AclOperation::Describe, &Resource::topic(n)));
     let mut refused: Vec<(String, i16)> = Vec::new();
     if auto_create && !missing.is_empty() && !ctx.may_list(&image, AclOperation::Create, &Resource::cluster()) {
         missing.retain(|n| {
-            let may = !ctx.may_list(&image, AclOperation::Describe, &Resource::topic(n))
-                || ctx.authorize_in(&image, AclOperation::Create, &Resource::topic(n));
+            let may = ctx.authorize_in(&image, AclOperation::Create, &Resource::topic(n));
             if !may {
                 refused.push((n.clone(), TOPIC_AUTHORIZATION_FAILED));
             }

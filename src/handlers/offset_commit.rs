@@ -31,7 +31,10 @@ pub fn handle(ctx: RequestContext, mut req: OffsetCommitRequest) -> Reply {
             .iter()
             .map(|p| {
                 let exists = known.is_some_and(|k| k.partitions.contains_key(&PartitionIndex(p.partition_index)));
-                let code = if !readable {
+                // A refused group answers GROUP_AUTHORIZATION_FAILED for every partition (`call`).
+                let code = if !group_allowed {
+                    0
+                } else if !readable {
                     TOPIC_AUTHORIZATION_FAILED
                 } else if exists {
                     0
