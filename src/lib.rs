@@ -28,7 +28,7 @@
 //!   (tokio, or turmoil in tests); [`runtime`]: blocking work on either runtime flavour.
 //! - [`broker`]: the node's parts wired together, and nothing more.
 //! - [`metrics`]: the Prometheus registry and the HTTP endpoint (`/metrics`, `/health`, `/ready`).
-//! - [`admin`]: the `strata topics`, `strata groups` and `strata quotas` commands; [`client`]:
+//! - [`admin`]: the `strata topics`, `strata groups`, `strata quotas` and `strata acls` commands; [`client`]:
 //!   the Kafka-protocol client they and follower fetchers use.
 //! - `alloc`: the process allocator, which reserves huge blocks lazily (see its docs).
 //! - [`model`]: newtypes for offsets, epochs and ids; [`clock`]: injected time.
