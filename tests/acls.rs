@@ -135,6 +135,43 @@ async fn join_code(c: &mut KafkaClient, group: &str) -> i16 {
     c.send(&req, 3).await.expect("join").error_code
 }
 
+/// OffsetFetch (v7) of `topics`' partition 0: (topic, partition error) and the top-level
+/// error, retried while the coordinator loads.
+async fn offset_fetch_codes(
+    c: &mut KafkaClient,
+    group: &str,
+    topics: &[&str],
+) -> (Vec<(String, i16)>, i16) {
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    let req = OffsetFetchRequest::default()
+        .with_group_id(GroupId(str_bytes(group)))
+        .with_topics(Some(
+            topics
+                .iter()
+                .map(|t| {
+                    OffsetFetchRequestTopic::default()
+                        .with_name(topic_name(*t))
+                        .with_partition_indexes(vec![0])
+                })
+                .collect(),
+        ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let resp = c.send(&req, 7).await.expect("offset fetch");
+        // COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR: loading.
+        if matches!(resp.error_code, 14..=16) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        }
+        let codes = resp
+            .topics
+            .iter()
+            .map(|t| (t.name.0.to_string(), t.partitions[0].error_code))
+            .collect();
+        return (codes, resp.error_code);
+    }
+}
+
 async fn delete_topic_code(c: &mut KafkaClient, topic: &str) -> i16 {
     let req = DeleteTopicsRequest::default()
         .with_topic_names(vec![topic_name(topic)])
@@ -262,11 +299,41 @@ async fn acls_decide_what_a_principal_may_do() {
         TOPIC_AUTHORIZATION_FAILED,
         "the prefix does not cover it"
     );
-    assert_ne!(join_code(&mut c, "g").await, GROUP_AUTHORIZATION_FAILED);
+    // READ on the group implies DESCRIBE, which FindCoordinator needs; then the member joins.
+    let found = c
+        .send(
+            &FindCoordinatorRequest::default().with_key(str_bytes("g")),
+            3,
+        )
+        .await
+        .expect("find coordinator");
+    assert_eq!(found.error_code, 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut joined = join_code(&mut c, "g").await;
+    // COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR: the new offsets
+    // topic is still getting its leader and loading.
+    while matches!(joined, 14..=16) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        joined = join_code(&mut c, "g").await;
+    }
+    assert_eq!(joined, 0);
     assert_eq!(
         join_code(&mut c, "other-group").await,
         GROUP_AUTHORIZATION_FAILED
     );
+
+    // Offsets of a named topic without DESCRIBE are refused per partition, the others answered.
+    let (codes, error) = offset_fetch_codes(&mut c, "g", &["orders.eu", "secret"]).await;
+    assert_eq!(error, 0);
+    assert_eq!(
+        codes,
+        vec![
+            ("orders.eu".into(), 0),
+            ("secret".into(), TOPIC_AUTHORIZATION_FAILED)
+        ]
+    );
+    let (_, error) = offset_fetch_codes(&mut c, "other-group", &["orders.eu"]).await;
+    assert_eq!(error, GROUP_AUTHORIZATION_FAILED);
 
     // A DENY beats the ALLOW, for its operation only; deleting it restores the ALLOW.
     assert_eq!(
