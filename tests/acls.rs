@@ -322,6 +322,16 @@ async fn acls_decide_what_a_principal_may_do() {
         GROUP_AUTHORIZATION_FAILED
     );
 
+    // Authorized operations (Metadata v8+): READ, WRITE and the DESCRIBE they imply.
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(topic_name("orders.eu")))
+        ]))
+        .with_include_topic_authorized_operations(true);
+    let resp = c.send(&req, 12).await.expect("metadata");
+    let expected = (1 << READ) | (1 << WRITE) | (1 << 8/* DESCRIBE */);
+    assert_eq!(resp.topics[0].topic_authorized_operations, expected);
+
     // Offsets of a named topic without DESCRIBE are refused per partition, the others answered.
     let (codes, error) = offset_fetch_codes(&mut c, "g", &["orders.eu", "secret"]).await;
     assert_eq!(error, 0);

@@ -191,8 +191,21 @@ async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16, topic_id: uuid::Uuid
             let req = MetadataRequest::default()
                 .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
                 )
-                .with_name(Some(topic_name(TOPIC)))]));
+                .with_name(Some(topic_name(TOPIC)))]))
+                .with_include_topic_authorized_operations(v >= 8)
+                .with_include_cluster_authorized_operations((8..=10).contains(&v));
             let resp = send(c, &req, v).await;
+            // No ACL names the topic or the cluster and nothing authenticates: every operation
+            // each supports (Kafka's bit fields for full access).
+            if v >= 8 {
+                assert_eq!(
+                    resp.topics[0].topic_authorized_operations, 3576,
+                    "Metadata v{v}"
+                );
+            }
+            if (8..=10).contains(&v) {
+                assert_eq!(resp.cluster_authorized_operations, 8096, "Metadata v{v}");
+            }
             assert_eq!(resp.brokers.len(), 1, "Metadata v{v}");
             let t = &resp.topics[0];
             assert_eq!(
@@ -559,7 +572,12 @@ async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16, topic_id: uuid::Uuid
             } else {
                 DescribeClusterRequest::default()
             };
+            let req = req.with_include_cluster_authorized_operations(true);
             let resp = send(c, &req, v).await;
+            assert_eq!(
+                resp.cluster_authorized_operations, 8096,
+                "DescribeCluster v{v}"
+            );
             assert_eq!(
                 (resp.error_code, resp.brokers.len()),
                 (0, 1),
@@ -583,6 +601,10 @@ async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16, topic_id: uuid::Uuid
             assert_eq!(
                 t.partitions[0].leader_id.0, 1,
                 "DescribeTopicPartitions v{v}: this broker leads"
+            );
+            assert_eq!(
+                t.topic_authorized_operations, 3576,
+                "DescribeTopicPartitions v{v}"
             );
         }
         // ACLs on topics nothing else here uses (an ACL on `versions` would close it: a resource

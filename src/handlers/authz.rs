@@ -59,6 +59,16 @@ impl RequestContext {
         })
     }
 
+    /// The operations the principal may do on `resource`, as Kafka's `authorized_operations`
+    /// bit field (Metadata, DescribeCluster, DescribeGroups, DescribeTopicPartitions).
+    pub fn authorized_operations(&self, image: &MetadataImage, resource: &Resource<'_>) -> i32 {
+        self.with_requester(|who| {
+            self.apis
+                .authorizer
+                .authorized_operations(&image.acls, who, resource)
+        })
+    }
+
     /// Whether the principal may do `operation` on at least one resource of `resource_type`.
     pub fn may_on_some(
         &self,

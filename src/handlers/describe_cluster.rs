@@ -7,7 +7,7 @@ use kafka_protocol::protocol::VersionRange;
 
 use super::authz::message;
 use super::{Reply, RequestContext};
-use crate::security::acl::AclOperation;
+use crate::security::acl::{AclOperation, Resource};
 use crate::protocol::str_bytes;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 2 };
@@ -45,5 +45,10 @@ pub fn handle(ctx: RequestContext, req: DescribeClusterRequest) -> Reply {
                 .with_is_fenced(ctx.version() >= 2 && b.fenced)
         })
         .collect();
+    let resp = if req.include_cluster_authorized_operations {
+        resp.with_cluster_authorized_operations(ctx.authorized_operations(&image, &Resource::cluster()))
+    } else {
+        resp
+    };
     Reply::Now(ResponseKind::DescribeCluster(resp.with_brokers(brokers)))
 }

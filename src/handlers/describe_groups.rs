@@ -14,6 +14,7 @@ pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 6 };
 
 pub fn handle(ctx: RequestContext, req: DescribeGroupsRequest) -> Reply {
     let version = ctx.version();
+    let include_operations = version >= 3 && req.include_authorized_operations;
     let pending: Vec<_> = req
         .groups
         .into_iter()
@@ -35,6 +36,13 @@ pub fn handle(ctx: RequestContext, req: DescribeGroupsRequest) -> Reply {
                     Ok(GroupResponse::Describe(d)) => d,
                     _ => DescribedGroup::default().with_group_id(g).with_error_code(kafka_protocol::error::ResponseError::NotCoordinator.code()),
                 },
+            };
+            // v3+: the operations the principal may do on the group, when asked.
+            let described = if include_operations {
+                let ops = ctx.authorized_operations(&ctx.apis.image(), &Resource::group(described.group_id.0.as_str()));
+                described.with_authorized_operations(ops)
+            } else {
+                described
             };
             groups.push(fit(described, version));
         }

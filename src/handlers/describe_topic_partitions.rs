@@ -46,7 +46,14 @@ pub fn handle(ctx: RequestContext, req: DescribeTopicPartitionsRequest) -> Reply
             ])));
         }
     }
-    Reply::Now(ResponseKind::DescribeTopicPartitions(describe(&image, &names, &refused, cursor, limit)))
+    let mut response = describe(&image, &names, &refused, cursor, limit);
+    // The operations the principal may do on each topic described.
+    for t in response.topics.iter_mut().filter(|t| t.error_code == 0) {
+        if let Some(name) = &t.name {
+            t.topic_authorized_operations = ctx.authorized_operations(&image, &Resource::topic(name.0.as_str()));
+        }
+    }
+    Reply::Now(ResponseKind::DescribeTopicPartitions(response))
 }
 
 /// Describes `names` (sorted) from `cursor` on, stopping after `limit` partitions.

@@ -111,7 +111,16 @@ fn build(
     // for the new leader instead of the dead one. One snapshot per request, usually empty.
     let unreachable = apis.replicas.unreachable_leaders();
     let unreachable = |leader: BrokerId| leader != apis.node_id && unreachable.contains(&leader);
-    let describe = |t: &TopicImage| topic_response(image, t, version, &unreachable);
+    // v8+: the operations the principal may do on each topic (and, v8-v10, the cluster), when asked.
+    let topic_operations = version >= 8 && req.include_topic_authorized_operations;
+    let describe = |t: &TopicImage| {
+        let r = topic_response(image, t, version, &unreachable);
+        if topic_operations {
+            r.with_topic_authorized_operations(ctx.authorized_operations(image, &Resource::topic(&t.name)))
+        } else {
+            r
+        }
+    };
     let topics = if all {
         image.topics.values().filter(|t| ctx.may_list(image, AclOperation::Describe, &Resource::topic(&t.name))).map(describe).collect()
     } else {
@@ -148,7 +157,13 @@ fn build(
             })
             .collect()
     };
-    MetadataResponse::default()
+    let cluster_operations = (8..=10).contains(&version) && req.include_cluster_authorized_operations;
+    let response = if cluster_operations {
+        MetadataResponse::default().with_cluster_authorized_operations(ctx.authorized_operations(image, &Resource::cluster()))
+    } else {
+        MetadataResponse::default()
+    };
+    response
         .with_brokers(brokers)
         .with_cluster_id((version >= 2).then(|| str_bytes(apis.cluster_id.clone())))
         .with_controller_id(WireBrokerId(if version >= 1 { apis.node_id.0 } else { -1 }))

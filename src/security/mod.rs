@@ -190,6 +190,22 @@ impl Authorizer {
         )
     }
 
+    /// Kafka's `authorized_operations` bit field: bit `op.code()` set for each operation the
+    /// resource type supports that the principal may do on it. Not audited.
+    pub fn authorized_operations(
+        &self,
+        acls: &AclIndex,
+        who: Requester<'_>,
+        resource: &Resource<'_>,
+    ) -> i32 {
+        resource
+            .resource_type
+            .supported_operations()
+            .iter()
+            .filter(|op| self.is_allowed(acls, who, **op, resource))
+            .fold(0, |bits, op| bits | (1 << op.code()))
+    }
+
     /// The decision itself, for callers that need the rule (tests, diagnostics).
     pub fn decide(
         &self,

@@ -123,6 +123,40 @@ wire_enum!(
     }
 );
 
+impl ResourceType {
+    /// The operations that mean something on a resource of this type (Kafka's
+    /// `AclEntry.supportedOperations`): those an `authorized_operations` bit field reports.
+    pub fn supported_operations(self) -> &'static [AclOperation] {
+        use AclOperation::*;
+        match self {
+            ResourceType::Topic => &[
+                Read,
+                Write,
+                Create,
+                Describe,
+                Delete,
+                Alter,
+                DescribeConfigs,
+                AlterConfigs,
+            ],
+            ResourceType::Group => &[Read, Describe, Delete],
+            ResourceType::Cluster => &[
+                Create,
+                ClusterAction,
+                DescribeConfigs,
+                AlterConfigs,
+                IdempotentWrite,
+                Alter,
+                Describe,
+            ],
+            ResourceType::TransactionalId => &[Describe, Write, TwoPhaseCommit],
+            ResourceType::DelegationToken => &[Describe],
+            ResourceType::User => &[CreateTokens, DescribeTokens],
+            ResourceType::Unknown | ResourceType::Any => &[],
+        }
+    }
+}
+
 /// A resource a request acts on: its type and its name (`kafka-cluster` for the cluster).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Resource<'a> {
