@@ -172,6 +172,17 @@ async fn offset_fetch_codes(
     }
 }
 
+/// InitProducerId for an idempotent producer: (error, producer id).
+async fn init_producer_id(c: &mut KafkaClient) -> (i16, i64) {
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let resp = c.send(&req, 4).await.expect("init producer id");
+    (resp.error_code, resp.producer_id.0)
+}
+
 async fn delete_topic_code(c: &mut KafkaClient, topic: &str) -> i16 {
     let req = DeleteTopicsRequest::default()
         .with_topic_names(vec![topic_name(topic)])
@@ -261,6 +272,22 @@ async fn acls_decide_what_a_principal_may_do() {
     assert_eq!(
         delete_topic_code(&mut c, "secret").await,
         TOPIC_AUTHORIZATION_FAILED
+    );
+    // An idempotent producer needs IDEMPOTENT_WRITE on the cluster or WRITE on some topic.
+    assert_eq!(
+        init_producer_id(&mut c).await.0,
+        CLUSTER_AUTHORIZATION_FAILED
+    );
+    let idempotent = common::idempotent_batch(
+        &[(None, Some("i".into()), vec![])],
+        Compression::None,
+        1000,
+        0,
+        0,
+    );
+    assert_eq!(
+        produce(&mut c, "orders.eu", 0, idempotent, 1).await.0,
+        CLUSTER_AUTHORIZATION_FAILED
     );
     let cluster = c
         .send(&DescribeClusterRequest::default(), 0)
@@ -375,6 +402,17 @@ async fn acls_decide_what_a_principal_may_do() {
         produce(&mut c, "orders.eu", 0, one_record("second"), 1).await,
         (0, 1)
     );
+    // WRITE on some topic now: an idempotent producer gets an id and appends.
+    let (code, producer_id) = init_producer_id(&mut c).await;
+    assert_eq!(code, 0);
+    let idempotent = common::idempotent_batch(
+        &[(None, Some("i".into()), vec![])],
+        Compression::None,
+        producer_id,
+        0,
+        0,
+    );
+    assert_eq!(produce(&mut c, "orders.eu", 0, idempotent, 1).await, (0, 2));
 
     // Denials are counted per principal, operation, resource type and result.
     let metrics = broker.broker.render_metrics();

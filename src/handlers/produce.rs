@@ -44,8 +44,11 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
     }
     let image = ctx.apis.image();
     // Authorization: an idempotent producer needs IDEMPOTENT_WRITE on the cluster or WRITE on
-    // some topic (Kafka 4); each topic needs WRITE (checked per topic below).
+    // some topic (Kafka 4); each topic needs WRITE (checked per topic below). The indexed
+    // cluster check comes first, the scan of topic ACLs second, and the audited check last,
+    // only to record the refusal.
     if has_idempotent_batches(&req)
+        && !ctx.may_list(&image, AclOperation::IdempotentWrite, &Resource::cluster())
         && !ctx.may_on_some(&image, AclOperation::Write, ResourceType::Topic)
         && !ctx.authorize_in(&image, AclOperation::IdempotentWrite, &Resource::cluster())
     {
