@@ -149,6 +149,89 @@ pub fn security_change(kind: &'static str, by: Requester<'_>, subject: &str) {
 mod tests {
     use super::*;
 
+    /// The lines `f` writes on the audit target, as the fmt subscriber prints them.
+    fn audit_lines(f: impl FnOnce()) -> String {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().expect("buffer").extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let out = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || out.clone())
+            .with_ansi(false)
+            .without_time()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(format!("{TARGET}=info")))
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = buffer.0.lock().expect("buffer").clone();
+        String::from_utf8(bytes).expect("utf-8")
+    }
+
+    #[test]
+    fn denials_and_changes_are_one_structured_line_each() {
+        use crate::security::acl::{
+            AccessControlEntry, AclPermissionType, PatternType, ResourcePattern,
+        };
+        let principal = KafkaPrincipal::user("mallory");
+        let who = Requester {
+            principal: &principal,
+            host: "10.0.0.7",
+            api_key: 0,
+        };
+        let line = audit_lines(|| {
+            denied(
+                who,
+                AclOperation::Write,
+                &Resource::topic("orders"),
+                Decision::DeniedByAcl,
+            )
+        });
+        assert_eq!(
+            line.trim(),
+            "INFO strata::audit: request denied event=\"authorization\" result=\"denied\" principal=User:mallory \
+             host=\"10.0.0.7\" api=\"Produce\" operation=\"WRITE\" resource_type=\"TOPIC\" resource_name=\"orders\" \
+             reason=\"deny_acl\""
+        );
+        let binding = AclBinding {
+            pattern: ResourcePattern {
+                resource_type: ResourceType::Group,
+                name: "g".into(),
+                pattern_type: PatternType::Literal,
+            },
+            entry: AccessControlEntry {
+                principal: "User:alice".into(),
+                host: "*".into(),
+                operation: AclOperation::Read,
+                permission_type: AclPermissionType::Allow,
+            },
+        };
+        let who = Requester {
+            principal: &principal,
+            host: "10.0.0.7",
+            api_key: 30,
+        };
+        let line =
+            audit_lines(|| acl_change("acl_create", who, AclId(uuid::Uuid::nil()), &binding));
+        assert!(line.contains("event=\"acl_create\""), "{line}");
+        assert!(line.contains("api=\"CreateAcls\""), "{line}");
+        assert!(line.contains("acl=(resource=GROUP:LITERAL:g, principal=User:alice, host=*, operation=READ, permission=ALLOW)"), "{line}");
+        let line = audit_lines(|| security_change("client_quota", who, "client-id=app"));
+        assert!(
+            line.contains("event=\"client_quota\"") && line.contains("subject=\"client-id=app\""),
+            "{line}"
+        );
+        assert_eq!(line.lines().count(), 1);
+    }
+
     #[test]
     fn principal_labels_are_capped() {
         let m = AuditMetrics::new(&Registry::new());
