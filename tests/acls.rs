@@ -479,6 +479,44 @@ async fn an_acl_for_anyone_closes_a_resource_that_allow_everyone_left_open() {
     assert_eq!(described.resources.len(), 1);
     assert_eq!(described.resources[0].resource_name.as_str(), "pinned");
 
+    // Creating an existing ACL again succeeds and adds nothing.
+    let again = acl(TOPIC, "pinned", LITERAL, "User:alice", WRITE, ALLOW);
+    assert_eq!(
+        create_acls(&mut c, vec![again.clone(), again]).await,
+        vec![0, 0]
+    );
+    let described = c.send(&all, 3).await.expect("describe");
+    assert_eq!(described.resources[0].acls.len(), 1);
+
+    // A filter with an unknown field is INVALID_REQUEST on its own; the other filters apply.
+    let unknown = DeleteAclsFilter::default()
+        .with_resource_type_filter(0)
+        .with_resource_name_filter(None)
+        .with_pattern_type_filter(ANY)
+        .with_principal_filter(None)
+        .with_host_filter(None)
+        .with_operation(ANY)
+        .with_permission_type(ANY);
+    let nothing = unknown.clone().with_resource_type_filter(GROUP);
+    let deleted = c
+        .send(
+            &DeleteAclsRequest::default().with_filters(vec![unknown, nothing]),
+            3,
+        )
+        .await
+        .expect("delete acls");
+    let results: Vec<(i16, usize)> = deleted
+        .filter_results
+        .iter()
+        .map(|f| (f.error_code, f.matching_acls.len()))
+        .collect();
+    assert_eq!(results, vec![(INVALID_REQUEST, 0), (0, 0)]);
+    assert_eq!(
+        c.send(&all, 3).await.expect("describe").resources.len(),
+        1,
+        "nothing deleted"
+    );
+
     // An ACL on the cluster for someone else closes ACL administration to ANONYMOUS.
     assert_eq!(
         create_acls(
