@@ -371,6 +371,64 @@ async fn acls_decide_what_a_principal_may_do() {
     );
     let (_, error) = offset_fetch_codes(&mut c, "other-group", &["orders.eu"]).await;
     assert_eq!(error, GROUP_AUTHORIZATION_FAILED);
+    // OffsetDelete needs DELETE on the group, which READ does not give.
+    let delete_offsets = OffsetDeleteRequest::default().with_group_id(GroupId(str_bytes("g"))).with_topics(vec![
+        kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestTopic::default()
+            .with_name(topic_name("orders.eu"))
+            .with_partitions(vec![kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestPartition::default()]),
+    ]);
+    let resp = c.send(&delete_offsets, 0).await.expect("offset delete");
+    assert_eq!(resp.error_code, GROUP_AUTHORIZATION_FAILED);
+
+    // A standalone consumer's group: OffsetCommit needs READ on the group and on each topic,
+    // OffsetDelete DELETE on the group and READ on each topic.
+    let grants = vec![
+        acl(GROUP, "solo", LITERAL, ANONYMOUS, READ, ALLOW),
+        acl(
+            GROUP, "solo", LITERAL, ANONYMOUS, 6, /* DELETE */
+            ALLOW,
+        ),
+    ];
+    assert_eq!(create_acls(&mut c, grants).await, vec![0, 0]);
+    let commit = |topic: &str| {
+        kafka_protocol::messages::offset_commit_request::OffsetCommitRequestTopic::default().with_name(topic_name(topic)).with_partitions(vec![
+            kafka_protocol::messages::offset_commit_request::OffsetCommitRequestPartition::default().with_committed_offset(1),
+        ])
+    };
+    let req = OffsetCommitRequest::default()
+        .with_group_id(GroupId(str_bytes("solo")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_member_id(str_bytes(""))
+        .with_topics(vec![commit("orders.eu"), commit("secret")]);
+    let resp = c.send(&req, 7).await.expect("offset commit");
+    let codes: Vec<i16> = resp
+        .topics
+        .iter()
+        .map(|t| t.partitions[0].error_code)
+        .collect();
+    assert_eq!(codes, vec![0, TOPIC_AUTHORIZATION_FAILED]);
+    let delete = |topic: &str| {
+        kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(vec![kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestPartition::default()])
+    };
+    let req = OffsetDeleteRequest::default()
+        .with_group_id(GroupId(str_bytes("solo")))
+        .with_topics(vec![delete("orders.eu"), delete("secret")]);
+    let resp = c.send(&req, 0).await.expect("offset delete");
+    assert_eq!(resp.error_code, 0);
+    let codes: Vec<(String, i16)> = resp
+        .topics
+        .iter()
+        .map(|t| (t.name.0.to_string(), t.partitions[0].error_code))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            ("orders.eu".into(), 0),
+            ("secret".into(), TOPIC_AUTHORIZATION_FAILED)
+        ]
+    );
 
     // A DENY beats the ALLOW, for its operation only; deleting it restores the ALLOW.
     assert_eq!(
