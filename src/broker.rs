@@ -36,6 +36,7 @@ use crate::replication::{
     effective_node_config, FetcherSettings, MetadataClient, ReplicaFetcherManager, ReplicaManager,
 };
 use crate::replication::{BrokerTopicMetrics, ReplicationMetrics};
+use crate::security::{authorizer_settings, Authorizer};
 use crate::server::ServerMetrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -226,6 +227,7 @@ impl Broker {
                 fetch_session_cache_config(&node),
                 metrics.fetch_sessions.clone(),
             ),
+            authorizer: Authorizer::new(authorizer_settings(&node), &metrics.registry.registry),
             metrics: ApiMetrics {
                 topics: metrics.topics.clone(),
             },

@@ -12,6 +12,8 @@
 //!   in `handlers::errors`, once; `handlers::fetch_session` is the fetch session cache (KIP-227).
 //! - [`quota`]: client byte-rate quotas — which quota applies to a client, its rate over
 //!   Kafka's sampled window, the throttle time it earns.
+//! - [`security`]: principals, the ACL model and the authorization decision, the
+//!   `Authorizer` handlers consult, and the audit log of denials and security changes.
 //! - [`replication`]: `ReplicaManager` and `Partition` — roles, high watermark, acks, follower
 //!   fetchers, ISR maintenance; `MetadataClient`, the controller as the broker uses it.
 //! - [`log`]: the storage engine: `PartitionLog`, a partition's whole log (local and remote,
@@ -26,7 +28,7 @@
 //!   (tokio, or turmoil in tests); [`runtime`]: blocking work on either runtime flavour.
 //! - [`broker`]: the node's parts wired together, and nothing more.
 //! - [`metrics`]: the Prometheus registry and the HTTP endpoint (`/metrics`, `/health`, `/ready`).
-//! - [`admin`]: the `strata topics`, `strata groups` and `strata quotas` commands; [`client`]:
+//! - [`admin`]: the `strata topics`, `strata groups`, `strata quotas` and `strata acls` commands; [`client`]:
 //!   the Kafka-protocol client they and follower fetchers use.
 //! - `alloc`: the process allocator, which reserves huge blocks lazily (see its docs).
 //! - [`model`]: newtypes for offsets, epochs and ids; [`clock`]: injected time.
@@ -49,4 +51,5 @@ pub mod protocol;
 pub mod quota;
 pub mod replication;
 pub mod runtime;
+pub mod security;
 pub mod server;

@@ -157,6 +157,8 @@ pub const NODE_KEYS: &[NodeKey] = &[
     node("min.incremental.fetch.session.eviction.ms", Long, "120000", false, "How long a fetch session is protected from eviction by a larger one, and how long unused before any new session may evict it."),
     node("replica.high.watermark.checkpoint.interval.ms", Long, "5000", false, "How often replicated partitions checkpoint their high watermark."),
     node("unclean.leader.election.enable", Bool, "false", true, "Allow a replica outside the ISR to become leader."),
+    node("super.users", String, "", false, "Principals that bypass ACLs, semicolon-separated (User:admin;User:ops)."),
+    node("allow.everyone.if.no.acl.found", String, "", false, "Whether a resource no ACL covers is open to every principal: true or false; empty (the default) means true while no listener authenticates clients (no SASL listener, no ssl.client.auth=required) and false once one does."),
     node("socket.request.max.bytes", Int, "104857600", false, "Largest request frame accepted."),
     node("connections.max.idle.ms", Long, "600000", false, "Close connections idle this long."),
     node("max.connections", Int, "10000", false, "Most client connections at once."),

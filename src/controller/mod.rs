@@ -36,6 +36,7 @@ mod node;
 mod service;
 mod settings;
 
+pub mod acls;
 pub mod broker_lifecycle;
 pub mod client_quotas;
 pub mod elections;
@@ -52,6 +53,7 @@ pub mod state_machine;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+pub use acls::{decide_create_acls, decide_delete_acls, AclCreation};
 pub use client_quotas::{decide_client_quotas, QuotaAlteration};
 pub use image::{BrokerRegistration, MetadataImage, PartitionRegistration, TopicImage};
 pub use metrics::ControllerMetrics;

@@ -12,6 +12,7 @@ use crate::group::GroupCoordinator;
 use crate::model::BrokerId;
 use crate::quota::manager::QuotaManagers;
 use crate::replication::{BrokerTopicMetrics, MetadataClient, ReplicaManager};
+use crate::security::Authorizer;
 
 use super::fetch_session::FetchSessionCache;
 
@@ -19,7 +20,7 @@ use super::fetch_session::FetchSessionCache;
 /// manager, the coordinators, the metadata cache and the quota managers. The broker builds it
 /// at startup; handlers never see the broker itself, so the arrows run from the handlers down
 /// to the subsystems and never back. A new subsystem that requests reach (the transaction
-/// coordinator, the authorizer) becomes a field here.
+/// coordinator) becomes a field here.
 #[derive(Debug)]
 pub struct KafkaApis {
     pub node_id: BrokerId,
@@ -37,6 +38,8 @@ pub struct KafkaApis {
     pub producer_ids: ProducerIdManager,
     /// Incremental fetch sessions of consumers and followers (KIP-227), bounded.
     pub fetch_sessions: FetchSessionCache,
+    /// Decides from this broker's image whether a principal may act; audits denials.
+    pub authorizer: Authorizer,
     pub metrics: ApiMetrics,
     pub clock: SharedClock,
     /// Cancelled when the broker shuts down: long polls answer at once.

@@ -33,7 +33,9 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind, TopicN
 use kafka_protocol::protocol::{Encodable, VersionRange};
 
 use super::fetch_session::{FetchContext, FetchKey, TopicRef};
+use super::authz::TOPIC_AUTHORIZATION_FAILED;
 use super::{Reply, RequestContext};
+use crate::security::acl::{AclOperation, Resource};
 use super::KafkaApis;
 use crate::controller::MetadataImage;
 use crate::log::remote::RemoteLogError;
@@ -71,6 +73,9 @@ struct TopicParams {
     /// The topic's name here; `None` for an unknown topic id.
     name: Option<String>,
     partitions: Vec<PartitionParams>,
+    /// Whether the principal may read the topic (a follower: whether it has CLUSTER_ACTION).
+    /// A refused topic answers TOPIC_AUTHORIZATION_FAILED.
+    authorized: bool,
 }
 
 struct PartitionParams {
@@ -113,12 +118,22 @@ pub fn handle(ctx: RequestContext, req: FetchRequest) -> Reply {
         FetchContext::Sessionless | FetchContext::Full { .. } => requested,
     };
     let image = ctx.apis.image();
-    let topics = topics_to_read(to_read, &image);
+    let mut topics = topics_to_read(to_read, &image);
     let mut max_bytes = if req.max_bytes <= 0 { usize::MAX } else { req.max_bytes as usize };
     if replica_id < 0 {
         let quotas = &ctx.apis.quotas.fetch;
         if let Some(quota) = quotas.quota_for(&image.client_quotas, ctx.user(), ctx.client_id()) {
             max_bytes = max_bytes.min(quotas.max_bytes_in_window(&quota).max(1.0) as usize);
+        }
+    }
+    // Authorization: a follower needs CLUSTER_ACTION on the cluster, a consumer READ on each
+    // topic (an unknown topic id stays UNKNOWN_TOPIC_ID).
+    if replica_id >= 0 {
+        let allowed = ctx.authorize_in(&image, AclOperation::ClusterAction, &Resource::cluster());
+        topics.iter_mut().for_each(|t| t.authorized = allowed);
+    } else {
+        for t in &mut topics {
+            t.authorized = t.name.as_ref().is_none_or(|n| ctx.authorize_in(&image, AclOperation::Read, &Resource::topic(n)));
         }
     }
     let params = FetchParams {
@@ -184,7 +199,7 @@ fn topics_to_read(partitions: Vec<(FetchKey, PartitionFetch)>, image: &MetadataI
                     TopicRef::Name(n) => (topic_name(n.clone()), uuid::Uuid::nil(), Some(n.clone())),
                     TopicRef::Id(id) => (TopicName::default(), id.0, image.topic(id).map(|i| i.name.clone())),
                 };
-                topics.push(TopicParams { wire_name, topic_id, name, partitions: vec![p] });
+                topics.push(TopicParams { wire_name, topic_id, name, partitions: vec![p], authorized: true });
             }
         }
     }
@@ -268,7 +283,9 @@ async fn fetch(apis: &KafkaApis, params: &FetchParams) -> FetchResponse {
     loop {
         delayed.mark_seen();
         let (response, bytes, errors) = read_all(apis, params).await;
-        if bytes >= params.min_bytes || errors || params.max_wait.is_zero() {
+        // Nothing the principal may read: answered at once, as Kafka does.
+        let nothing_readable = !params.topics.is_empty() && !params.topics.iter().any(|t| t.authorized);
+        if bytes >= params.min_bytes || errors || params.max_wait.is_zero() || nothing_readable {
             return response;
         }
         tokio::select! {
@@ -281,7 +298,7 @@ async fn fetch(apis: &KafkaApis, params: &FetchParams) -> FetchResponse {
 
 /// The partitions a fetch asks for, those of unknown topic ids left out.
 fn requested(params: &FetchParams) -> impl Iterator<Item = TopicPartition> + '_ {
-    params.topics.iter().flat_map(|t| {
+    params.topics.iter().filter(|t| t.authorized).flat_map(|t| {
         let name = t.name.as_ref();
         t.partitions.iter().filter_map(move |p| name.map(|n| TopicPartition::new(n.clone(), p.index())))
     })
@@ -363,10 +380,14 @@ async fn read_all(apis: &KafkaApis, params: &FetchParams) -> (FetchResponse, usi
     let mut total = 0usize;
     let mut any_error = false;
     let mut responses = Vec::with_capacity(params.topics.len());
-    for TopicParams { wire_name, topic_id, name, partitions } in &params.topics {
+    for TopicParams { wire_name, topic_id, name, partitions, authorized } in &params.topics {
         let mut out = Vec::with_capacity(partitions.len());
         for p in partitions {
             let data = PartitionData::default().with_partition_index(p.index());
+            if !authorized && name.is_some() {
+                out.push(data.with_error_code(TOPIC_AUTHORIZATION_FAILED).with_high_watermark(-1));
+                continue;
+            }
             let Some(name) = name else {
                 any_error = true;
                 out.push(data.with_error_code(unknown_topic_id()).with_high_watermark(-1));

@@ -35,6 +35,7 @@ impl Reply {
 }
 
 mod apis;
+pub mod authz;
 pub mod errors;
 
 pub use apis::{ApiMetrics, KafkaApis};
@@ -58,28 +59,7 @@ pub struct RequestContext {
     pub listener: ListenerInfo,
 }
 
-/// An authenticated identity, `type:name` as Kafka writes it (`User:alice`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct KafkaPrincipal {
-    pub principal_type: String,
-    pub name: String,
-}
-
-impl KafkaPrincipal {
-    /// `User:ANONYMOUS`, the principal of a connection nothing authenticated.
-    pub fn anonymous() -> KafkaPrincipal {
-        KafkaPrincipal {
-            principal_type: "User".into(),
-            name: crate::quota::ANONYMOUS_USER.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for KafkaPrincipal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.principal_type, self.name)
-    }
-}
+pub use crate::security::KafkaPrincipal;
 
 impl RequestContext {
     pub fn version(&self) -> i16 {
@@ -148,6 +128,9 @@ handlers! {
     OffsetDelete => offset_delete,
     DescribeClientQuotas => describe_client_quotas,
     AlterClientQuotas => alter_client_quotas,
+    CreateAcls => create_acls,
+    DescribeAcls => describe_acls,
+    DeleteAcls => delete_acls,
 }
 
 pub mod fetch_session;

@@ -10,7 +10,10 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::protocol::VersionRange;
 
+use super::authz::{CLUSTER_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED};
 use super::{Reply, RequestContext};
+use crate::protocol::record_batch::BatchHeader;
+use crate::security::acl::{AclOperation, Resource, ResourceType};
 use crate::controller::MetadataImage;
 use crate::log::LogAppendInfo;
 use crate::model::{LeaderEpoch, TopicId, TopicPartition};
@@ -40,6 +43,17 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
         return Reply::Now(ResponseKind::Produce(error_response(&req, code)));
     }
     let image = ctx.apis.image();
+    // Authorization: an idempotent producer needs IDEMPOTENT_WRITE on the cluster or WRITE on
+    // some topic (Kafka 4); each topic needs WRITE (checked per topic below). The indexed
+    // cluster check comes first, the scan of topic ACLs second, and the audited check last,
+    // only to record the refusal.
+    if has_idempotent_batches(&req)
+        && !ctx.may_list(&image, AclOperation::IdempotentWrite, &Resource::cluster())
+        && !ctx.may_on_some(&image, AclOperation::Write, ResourceType::Topic)
+        && !ctx.authorize_in(&image, AclOperation::IdempotentWrite, &Resource::cluster())
+    {
+        return Reply::Now(ResponseKind::Produce(error_response(&req, CLUSTER_AUTHORIZATION_FAILED)));
+    }
     let mut results: Vec<(kafka_protocol::messages::TopicName, uuid::Uuid, Vec<(i32, Outcome)>)> = Vec::new();
     for topic in req.topic_data {
         let name = if topic.topic_id.is_nil() {
@@ -47,10 +61,12 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
         } else {
             image.topic(&TopicId(topic.topic_id)).map(|t| t.name.clone())
         };
+        let write_allowed = name.as_ref().is_some_and(|n| ctx.authorize_in(&image, AclOperation::Write, &Resource::topic(n)));
         let mut outcomes = Vec::with_capacity(topic.partition_data.len());
         for p in topic.partition_data {
             let outcome = match &name {
                 None => Outcome::Failed(unknown_topic_id(), None),
+                Some(_) if !write_allowed => Outcome::Failed(TOPIC_AUTHORIZATION_FAILED, None),
                 Some(name) => match ctx.apis.replicas.get(&TopicPartition::new(name.clone(), p.index)) {
                     None => Outcome::Failed(unknown_topic_or_partition(), None),
                     Some(partition) => match p.records {
@@ -183,6 +199,13 @@ fn log_append_error(tp: &TopicPartition, e: &PartitionError) {
         }
         _ => tracing::debug!(partition = %tp, error = %e, "append refused"),
     }
+}
+
+/// Whether any batch carries a producer id (an idempotent producer's).
+fn has_idempotent_batches(req: &ProduceRequest) -> bool {
+    req.topic_data.iter().flat_map(|t| &t.partition_data).any(|p| {
+        p.records.as_ref().is_some_and(|r| BatchHeader::parse(r).is_ok_and(|h| h.producer_id >= 0))
+    })
 }
 
 fn error_response(req: &ProduceRequest, code: i16) -> ProduceResponse {
