@@ -57,19 +57,16 @@ impl std::fmt::Display for KafkaPrincipal {
 /// `ssl.client.auth=required`). With none, every client is `User:ANONYMOUS` and
 /// `allow.everyone.if.no.acl.found` defaults to true so that an unsecured broker stays open.
 pub fn authentication_configured(node: &NodeConfig) -> bool {
-    let sasl_listener = node
-        .listeners()
-        .unwrap_or_default()
-        .iter()
-        .any(|l| l.name.starts_with("SASL_"));
-    let protocol_map_sasl = node
-        .get("listener.security.protocol.map")
-        .split(',')
-        .any(|m| {
-            m.split_once(':')
-                .is_some_and(|(_, p)| p.trim().starts_with("SASL_"))
-        });
-    sasl_listener || protocol_map_sasl || node.get("ssl.client.auth") == "required"
+    // An unparsable listener config fails the broker's start elsewhere; here it counts as
+    // authenticating, the closed side.
+    let Ok(listeners) = node.kafka_listeners() else {
+        return true;
+    };
+    listeners.iter().any(|l| {
+        l.info.security_protocol.uses_sasl()
+            || (l.info.security_protocol.uses_tls()
+                && node.listener_get(&l.info.name, "ssl.client.auth") == "required")
+    })
 }
 
 /// The authorizer settings of a node config: `super.users` (semicolon-separated principals)
@@ -240,17 +237,17 @@ mod tests {
     #[test]
     fn allow_everyone_defaults_to_open_only_while_nothing_authenticates() {
         assert!(settings(&[]).allow_everyone_if_no_acl_found);
-        let sasl = (
-            "listeners",
-            "SASL_PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
-        );
-        assert!(!settings(&[sasl]).allow_everyone_if_no_acl_found);
-        assert!(
-            settings(&[sasl, ("allow.everyone.if.no.acl.found", "true")])
-                .allow_everyone_if_no_acl_found
-        );
         assert!(
             !settings(&[("allow.everyone.if.no.acl.found", "false")])
+                .allow_everyone_if_no_acl_found
+        );
+        // TLS authenticates only when client certificates are required, per listener too.
+        let ssl = ("listeners", "SSL://127.0.0.1:9092");
+        assert!(settings(&[ssl]).allow_everyone_if_no_acl_found);
+        assert!(settings(&[ssl, ("ssl.client.auth", "requested")]).allow_everyone_if_no_acl_found);
+        assert!(!settings(&[ssl, ("ssl.client.auth", "required")]).allow_everyone_if_no_acl_found);
+        assert!(
+            !settings(&[ssl, ("listener.name.ssl.ssl.client.auth", "required")])
                 .allow_everyone_if_no_acl_found
         );
     }
