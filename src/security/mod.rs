@@ -242,14 +242,22 @@ mod tests {
                 .allow_everyone_if_no_acl_found
         );
         // TLS authenticates only when client certificates are required, per listener too.
-        let ssl = ("listeners", "SSL://127.0.0.1:9092");
-        assert!(settings(&[ssl]).allow_everyone_if_no_acl_found);
-        assert!(settings(&[ssl, ("ssl.client.auth", "requested")]).allow_everyone_if_no_acl_found);
-        assert!(!settings(&[ssl, ("ssl.client.auth", "required")]).allow_everyone_if_no_acl_found);
-        assert!(
-            !settings(&[ssl, ("listener.name.ssl.ssl.client.auth", "required")])
-                .allow_everyone_if_no_acl_found
-        );
+        let tls = |extra: Option<(&'static str, &'static str)>| {
+            let mut sets = vec![
+                ("listeners", "SSL://127.0.0.1:9092"),
+                ("ssl.certificate.location", "broker.pem"),
+                ("ssl.key.location", "broker.key"),
+            ];
+            sets.extend(extra);
+            settings(&sets).allow_everyone_if_no_acl_found
+        };
+        assert!(tls(None));
+        assert!(tls(Some(("ssl.client.auth", "requested"))));
+        assert!(!tls(Some(("ssl.client.auth", "required"))));
+        assert!(!tls(Some((
+            "listener.name.ssl.ssl.client.auth",
+            "required"
+        ))));
     }
 
     #[test]
