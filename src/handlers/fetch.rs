@@ -14,10 +14,11 @@
 //! follower's last fetched epoch ends earlier here (KIP-320). A follower that needs what the
 //! leader keeps only in object storage is told OFFSET_MOVED_TO_TIERED_STORAGE.
 //!
-//! A consumer over its `consumer_byte_rate` quota gets an empty response with
-//! `throttle_time_ms` instead of the records (Kafka's throttled fetch; see `crate::quota`), and
-//! a consumer under such a quota never gets more in one response than the quota allows over
-//! the window (`max_bytes` is capped, as Kafka does).
+//! A consumer over its `consumer_byte_rate` quota, its tenant's cluster-wide share or a fetched
+//! topic's cluster-wide consumer limit gets an empty response with `throttle_time_ms` instead
+//! of the records (Kafka's throttled fetch; see `super::throttle`), and a consumer under such a
+//! quota never gets more in one response than the quota allows over the window (`max_bytes`
+//! is capped, as Kafka does).
 //! Followers are never throttled.
 //!
 //! Incremental fetch sessions (KIP-227) are declined: every response carries session id 0,
@@ -30,13 +31,14 @@ use kafka_protocol::messages::fetch_response::{EpochEndOffset, FetchableTopicRes
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind};
 use kafka_protocol::protocol::{Encodable, VersionRange};
 
-use super::{Reply, RequestContext};
+use super::{throttle, Reply, RequestContext};
 use super::KafkaApis;
 use crate::log::remote::RemoteLogError;
 use crate::log::{LogError, PartitionLogError};
 use crate::model::{BrokerId, LeaderEpoch, Offset, TopicId, TopicPartition};
 use crate::handlers::errors::{partition_error_code, remote_log_error_code, unknown_topic_id, unknown_topic_or_partition};
 use crate::replication::delayed_fetch::{DelayedFetch, FetchIsolation, Wake};
+use crate::quota::{SharedDirection, SharedQuotaKey};
 use crate::replication::{Partition, PartitionError};
 
 pub const VERSIONS: VersionRange = VersionRange { min: 4, max: 18 };
@@ -77,7 +79,7 @@ pub fn handle(ctx: RequestContext, req: FetchRequest) -> Reply {
         return Reply::Now(ResponseKind::Fetch(resp));
     }
     let image = ctx.apis.image();
-    let topics = req
+    let topics: Vec<_> = req
         .topics
         .into_iter()
         .map(|t| {
@@ -107,6 +109,9 @@ pub fn handle(ctx: RequestContext, req: FetchRequest) -> Reply {
         if let Some(quota) = quotas.quota_for(&image.client_quotas, ctx.user(), ctx.client_id()) {
             max_bytes = max_bytes.min(quotas.max_bytes_in_window(&quota).max(1.0) as usize);
         }
+        for limit in shared_limits(&ctx, &image, &topics) {
+            max_bytes = max_bytes.min(throttle::shared_max_bytes(&ctx.apis, &image, &limit.1).max(1.0) as usize);
+        }
     }
     let params = FetchParams {
         topics,
@@ -126,22 +131,63 @@ pub fn handle(ctx: RequestContext, req: FetchRequest) -> Reply {
     })
 }
 
-/// Counts a consumer's response against its `consumer_byte_rate` quota, if it has one. Over the
-/// quota the bytes are taken back and the client gets an empty response that says how long to
-/// wait, as Kafka answers a throttled fetch; the records are fetched again afterwards.
+/// The cluster-wide limits a consumer's fetch counts against: its tenant's
+/// (`strata.cluster.consumer_byte_rate`, `None` topic index) and each fetched topic's
+/// (`strata.consumer.byte.rate`, by index in the request).
+fn shared_limits(
+    ctx: &RequestContext,
+    image: &crate::controller::MetadataImage,
+    topics: &[(kafka_protocol::messages::TopicName, uuid::Uuid, Option<String>, Vec<PartitionParams>)],
+) -> Vec<(Option<usize>, (SharedQuotaKey, f64))> {
+    let mut out = Vec::new();
+    if let Some(c) = throttle::cluster_client_quota(image, ctx.user(), ctx.client_id(), SharedDirection::Fetch) {
+        out.push((None, c));
+    }
+    for (i, (_, _, name, _)) in topics.iter().enumerate() {
+        let Some(topic) = name.as_deref().and_then(|n| image.topic_by_name(n)) else { continue };
+        if let Some(t) = throttle::topic_quota(&ctx.apis, image, topic, SharedDirection::Fetch) {
+            out.push((Some(i), t));
+        }
+    }
+    out
+}
+
+/// Counts a consumer's response against its `consumer_byte_rate` quota, its tenant's
+/// cluster-wide share and the fetched topics' cluster-wide limits. Over any of them the bytes
+/// are taken back and the client gets an empty response that says how long to wait, as Kafka
+/// answers a throttled fetch; the records are fetched again afterwards.
 fn apply_quota(ctx: &RequestContext, params: &FetchParams, response: FetchResponse) -> FetchResponse {
-    let quotas = &ctx.apis.quotas.fetch;
-    let Some(quota) = quotas.quota_for(&ctx.apis.image().client_quotas, ctx.user(), ctx.client_id()) else {
+    let apis = &ctx.apis;
+    let image = apis.image();
+    let quotas = &apis.quotas.fetch;
+    let quota = quotas.quota_for(&image.client_quotas, ctx.user(), ctx.client_id());
+    let shared = shared_limits(ctx, &image, &params.topics);
+    if quota.is_none() && shared.is_empty() {
         return response;
-    };
-    // The whole response as sent, as Kafka counts it.
+    }
+    // The whole response as sent, as Kafka counts it; a topic's share by its record bytes.
     let bytes = response.compute_size(params.version).unwrap_or(0) as u64;
-    let now_ms = ctx.apis.clock.now_ms();
-    let throttle_ms = quotas.record(&quota, bytes, now_ms);
+    let topic_bytes = |i: usize| -> u64 {
+        response.responses.get(i).map_or(0, |t| t.partitions.iter().map(|p| p.records.as_ref().map_or(0, |r| r.len() as u64)).sum())
+    };
+    let now_ms = apis.clock.now_ms();
+    let mut throttle_ms = quota.as_ref().map_or(0, |q| quotas.record(q, bytes, now_ms));
+    let counted: Vec<(&(SharedQuotaKey, f64), u64)> = shared
+        .iter()
+        .map(|(i, limit)| (limit, i.map_or(bytes, topic_bytes)))
+        .collect();
+    for (limit, b) in &counted {
+        throttle_ms = throttle_ms.max(throttle::record_shared(apis, &image, limit, *b));
+    }
     if throttle_ms == 0 {
         return response;
     }
-    quotas.unrecord(&quota, bytes, now_ms);
+    if let Some(q) = &quota {
+        quotas.unrecord(q, bytes, now_ms);
+    }
+    for (limit, b) in &counted {
+        throttle::unrecord_shared(apis, limit, *b);
+    }
     FetchResponse::default().with_throttle_time_ms(throttle_ms as i32).with_session_id(0)
 }
 

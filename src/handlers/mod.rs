@@ -147,6 +147,7 @@ handlers! {
 
 mod group_call;
 mod leader_hint;
+pub mod throttle;
 
 /// The versions of `key` this broker serves, if it serves it at all.
 pub fn supported_versions(key: ApiKey) -> Option<VersionRange> {
