@@ -13,7 +13,8 @@
 //! request threads: a request is handled on a tokio worker, first synchronously (the handler's
 //! ordered part: decoding is done, validation, appends) and then, for a reply that waits, as a
 //! future the connection polls. The time a request counts is the wall time a worker spends on
-//! it: the synchronous call plus every poll of its response future. Blocking sections run with
+//! it: decoding it and the synchronous call (measured by the connection, as a Kafka network
+//! thread's time counts), plus every poll of its response future. Blocking sections run with
 //! `runtime::block_in_place` on that same worker, inside those calls, so reads from disk and
 //! fsyncs the request performs itself are counted. Not counted: time spent waiting (long
 //! polls, replication, group commits) and work other tasks do on the request's behalf (a

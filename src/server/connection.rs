@@ -396,6 +396,8 @@ fn handle_frame(
     mute: &mut Mute,
 ) -> Result<Option<Pending>, String> {
     let request_bytes = frame.len() + 4;
+    // Decoding counts towards the request-time quota, as a Kafka network thread's time does.
+    let started = Instant::now();
     let (api_key, version, correlation_id) = match decode_request(
         frame,
         handlers::supported_versions,
@@ -421,7 +423,6 @@ fn handle_frame(
             };
             let request_quota =
                 throttle::request_quota(apis, ctx.user(), ctx.client_id(), &request);
-            let started = Instant::now();
             let reply = handlers::dispatch(ctx, request)
                 .ok_or_else(|| format!("no handler for {api_key:?}"))?;
             let spent = started.elapsed();
