@@ -1,7 +1,9 @@
 //! Cluster-wide quotas, the active controller's side: each broker reports with its heartbeat
 //! the rate it observed for every tenant and topic under a cluster-wide limit
 //! ([`QuotaUsage`]); the controller divides each limit among the brokers by demand
-//! ([`decide_quota_share`]) and answers each heartbeat with that broker's shares.
+//! ([`decide_quota_share`]) and answers each heartbeat with that broker's share, raised only as
+//! far as the others have given room back ([`decide_handout`]), so the shares in force never
+//! sum past the limit.
 //!
 //! Shares live in the active controller's memory only, never in the metadata log: they change
 //! with traffic every heartbeat, and a log entry per broker per heartbeat would cost more than
@@ -26,10 +28,11 @@ use crate::quota::{QuotaShare, QuotaUsage, SharedQuotaKey};
 pub const FLOOR_FRACTION: f64 = 0.1;
 /// A broker measured at this fraction of its last share or more is taken to want more than it
 /// got: its clients are being throttled.
-pub const SATURATED_FRACTION: f64 = 0.9;
+pub const SATURATED_FRACTION: f64 = 0.8;
 /// An unsaturated broker gets this much more than it uses, so its share follows its traffic up
-/// without it being throttled first.
-pub const HEADROOM: f64 = 1.25;
+/// without it being throttled first, and a measured rate that wobbles (a sampled rate over a
+/// short window does, by a fifth either way) does not flip it between saturated and not.
+pub const HEADROOM: f64 = 1.5;
 
 /// One broker's observed demand for one limit.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -94,6 +97,15 @@ pub fn decide_quota_share(limit: f64, demands: &[BrokerDemand]) -> Vec<(BrokerId
         .collect()
 }
 
+/// What `broker` may be handed of a limit now: its target, but no more than the others do not
+/// hold. Each broker hears its share only at its own heartbeat, so a share raised before the
+/// others' have come down would let the brokers together exceed the limit; this way the shares
+/// held at any moment sum to at most the limit, and a raise lands one heartbeat after the
+/// others gave the room back.
+pub fn decide_handout(target: f64, limit: f64, held_by_others: f64) -> f64 {
+    target.min(limit - held_by_others).max(0.0)
+}
+
 /// One broker's last report.
 #[derive(Debug, Clone)]
 pub struct BrokerReport {
@@ -151,7 +163,8 @@ pub(super) struct QuotaShareBook {
     term: Option<u64>,
     term_began: Option<Instant>,
     reports: BTreeMap<BrokerId, BrokerReport>,
-    shares: HashMap<SharedQuotaKey, BTreeMap<BrokerId, f64>>,
+    /// The share each broker was last handed, per limit: what it enforces now.
+    held: HashMap<SharedQuotaKey, BTreeMap<BrokerId, f64>>,
 }
 
 impl QuotaShareBook {
@@ -179,18 +192,32 @@ impl QuotaShareBook {
         if !self.settled(now, heartbeat_interval) {
             return None;
         }
-        self.shares = decide_quota_shares(&self.reports, &self.shares, now, timeout);
-        Some(
-            self.shares
+        let targets = decide_quota_shares(&self.reports, &self.held, now, timeout);
+        // Shares of brokers that stopped reporting, and of limits nobody reports, are free.
+        self.held.retain(|key, _| targets.contains_key(key));
+        for (key, held) in self.held.iter_mut() {
+            held.retain(|b, _| targets[key].contains_key(b));
+        }
+        let mut out = Vec::new();
+        for (key, by_broker) in &targets {
+            let Some(target) = by_broker.get(&broker) else {
+                continue;
+            };
+            let limit: f64 = by_broker.values().sum();
+            let held = self.held.entry(key.clone()).or_default();
+            let others: f64 = held
                 .iter()
-                .filter_map(|(key, by_broker)| {
-                    by_broker.get(&broker).map(|share| QuotaShare {
-                        key: key.clone(),
-                        share: *share,
-                    })
-                })
-                .collect(),
-        )
+                .filter(|(b, _)| **b != broker)
+                .map(|(_, s)| *s)
+                .sum();
+            let share = decide_handout(*target, limit, others);
+            held.insert(broker, share);
+            out.push(QuotaShare {
+                key: key.clone(),
+                share,
+            });
+        }
+        Some(out)
     }
 
     /// Whether the term is old enough (two heartbeat intervals) that every live broker has
@@ -313,6 +340,13 @@ mod tests {
     }
 
     #[test]
+    fn a_raise_waits_for_the_room_the_others_give_back() {
+        assert_eq!(decide_handout(6.0, 10.0, 3.0), 6.0);
+        assert_eq!(decide_handout(6.0, 10.0, 6.0), 4.0);
+        assert_eq!(decide_handout(6.0, 10.0, 12.0), 0.0);
+    }
+
+    #[test]
     fn an_idle_broker_keeps_a_floor() {
         let s = decide_quota_share(LIMIT, &[d(1, 5e7, Some(9e6)), d(2, 0.0, Some(1e6))]);
         assert!(
@@ -399,6 +433,27 @@ mod tests {
             .expect("settled");
         assert_eq!(s.len(), 1);
         assert!((s[0].share - LIMIT / 2.0).abs() < 1.0, "{s:?}");
+        // Broker 2 goes idle: broker 1's raise waits until broker 2 has handed its share back,
+        // so the shares held never sum past the limit.
+        let t2 = t1 + beat;
+        let s = book
+            .report(7, BrokerId(1), usage(5e6), t2, beat, timeout)
+            .expect("settled");
+        assert!((s[0].share - LIMIT / 2.0).abs() < 1.0, "{s:?}");
+        let s2 = book
+            .report(7, BrokerId(2), usage(0.0), t2, beat, timeout)
+            .expect("settled");
+        let s1 = book
+            .report(7, BrokerId(1), usage(5e6), t2 + beat, beat, timeout)
+            .expect("settled");
+        assert!(
+            (s2[0].share - LIMIT * FLOOR_FRACTION / 2.0).abs() < 1.0,
+            "{s2:?}"
+        );
+        assert!(
+            (s1[0].share + s2[0].share - LIMIT).abs() < 1.0,
+            "{s1:?} {s2:?}"
+        );
         // Another term: the book starts over.
         assert_eq!(
             book.report(8, BrokerId(1), usage(5e6), t1, beat, timeout),

@@ -8,7 +8,7 @@ Each load runs one producer per broker (same client id, so one tenant), each to 
 partitions that broker leads, flat out with 10 kB values for LOAD_S seconds; the rate is the
 bytes delivered between WARM_S and LOAD_S, while the active controller's shares have settled
 and the new clients' first window allowance is behind them. The brokers use a short quota
-window (3 samples of 1 s): with Kafka's 11, a new client may burst 10 s of its share at once.
+window (4 samples of 1 s): with Kafka's 11, a new client may burst 10 s of its share at once.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ LIMIT_BYTES_S = 10_000_000
 VALUE = b"v" * 10_000
 LOAD_S = 14.0
 WARM_S = 4.0
-WINDOW = {"quota.window.num": "3", "quota.window.size.seconds": "1"}
+WINDOW = {"quota.window.num": "4", "quota.window.size.seconds": "1"}
 
 
 @pytest.fixture
@@ -73,6 +73,7 @@ def produce_flat_out(bootstrap: str, topic: str, partitions: list[int], client_i
             "acks": "1",
             "batch.size": 131072,
             "linger.ms": 2,
+            "max.in.flight.requests.per.connection": 1,
             "statistics.interval.ms": 500,
             "stats_cb": on_stats,
             "queue.buffering.max.kbytes": 2048,
