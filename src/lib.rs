@@ -10,8 +10,9 @@
 //! - [`handlers`]: one file per Kafka API; the ApiVersions table is derived from their list.
 //!   `KafkaApis` is all a handler reaches of the broker; typed errors become Kafka error codes
 //!   in `handlers::errors`, once.
-//! - [`quota`]: client byte-rate quotas — which quota applies to a client, its rate over
-//!   Kafka's sampled window, the throttle time it earns.
+//! - [`quota`]: client quotas (byte rates, request time, cluster-wide tenant and topic limits)
+//!   — which quota applies to a client, its rate over Kafka's sampled window, the throttle time
+//!   it earns, this broker's shares of the cluster-wide limits.
 //! - [`replication`]: `ReplicaManager` and `Partition` — roles, high watermark, acks, follower
 //!   fetchers, ISR maintenance; `MetadataClient`, the controller as the broker uses it.
 //! - [`log`]: the storage engine: `PartitionLog`, a partition's whole log (local and remote,
@@ -21,7 +22,8 @@
 //!   `replication`, `handlers`, `group`, `broker` or `server`.
 //! - [`group`]: the group coordinator — consumer groups and committed offsets in `__consumer_offsets`.
 //! - [`controller`]: the openraft metadata quorum: records, the `MetadataImage`, the decisions
-//!   that change it, broker liveness and leader elections.
+//!   that change it, broker liveness and leader elections, and the split of cluster-wide quota
+//!   limits among brokers.
 //! - [`net`]: the network seam the Kafka listener, the controller RPC and replica fetchers use
 //!   (tokio, or turmoil in tests); [`runtime`]: blocking work on either runtime flavour.
 //! - [`broker`]: the node's parts wired together, and nothing more.
