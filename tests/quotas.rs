@@ -1,6 +1,7 @@
 //! Client quotas through the wire protocol against an in-process broker: AlterClientQuotas and
 //! DescribeClientQuotas round trips (filters, defaults, removal, validate_only, per-entity
-//! errors) that survive a restart, and byte-rate throttling of produce and fetch.
+//! errors) that survive a restart, byte-rate throttling of produce and fetch, the request-time
+//! quota, and cluster-wide tenant and topic limits (throttling, and the share a lone broker gets).
 
 mod common;
 
@@ -583,6 +584,49 @@ async fn cluster_wide_tenant_and_topic_limits_throttle_on_a_lone_broker() {
     assert!(produce(&mut tenant, "open", 100).await.throttle_time_ms > 0);
     assert!(throttled_count(&b, "topic_produce") >= 1.0);
     assert!(throttled_count(&b, "cluster_produce") >= 1.0);
+
+    // A topic's consumer limit: a response carries at most the window's worth, and the next
+    // fetch is answered empty with a throttle.
+    kafka::create_topic(
+        &mut admin,
+        "read-limited",
+        1,
+        &[("strata.consumer.byte.rate", "50000")],
+    )
+    .await;
+    for _ in 0..40 {
+        produce(&mut other, "read-limited", 5).await;
+    }
+    let mut reader = b.client("reader").await;
+    let first = kafka::fetch(&mut reader, &fetch_request("read-limited")).await;
+    assert_eq!(first.throttle_time_ms, 0);
+    let bytes: usize = first.responses[0].partitions[0]
+        .records
+        .as_ref()
+        .map_or(0, |r| r.len());
+    assert!((20 * 1024..=50_000).contains(&bytes), "{bytes}");
+    let second = kafka::fetch(&mut reader, &fetch_request("read-limited")).await;
+    assert!(second.throttle_time_ms > 0, "the reader was not throttled");
+    assert!(
+        second.responses.is_empty(),
+        "a throttled fetch carries no data"
+    );
+    assert!(throttled_count(&b, "topic_fetch") >= 1.0);
+
+    // A user entity is a tenant too (every client is ANONYMOUS without authentication).
+    let resp = alter(
+        &mut admin,
+        vec![entry(
+            &vec![("user", Some("ANONYMOUS"))],
+            &[("strata.cluster.producer_byte_rate", Some(50_000.0))],
+        )],
+        false,
+    )
+    .await;
+    assert!(resp.entries.iter().all(|e| e.error_code == 0), "{resp:?}");
+    let mut someone = b.client("someone").await;
+    assert_eq!(produce(&mut someone, "open", 10).await.throttle_time_ms, 0);
+    assert!(produce(&mut someone, "open", 100).await.throttle_time_ms > 0);
 
     // The heartbeat reports both and brings back this broker's shares: all of each limit, as
     // it is the only broker.
