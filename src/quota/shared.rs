@@ -24,7 +24,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::rate::{throttle_time_ms, QuotaWindow, SampledRate};
-use super::{QuotaKind, QuotaMetrics, SensorKey};
+use super::{QuotaMetrics, SensorKey};
 
 /// Most keys one heartbeat reports; the rest (the quietest) keep the share they had.
 pub const MAX_REPORTED_KEYS: usize = 10_000;
@@ -48,15 +48,6 @@ pub enum SharedDirection {
     Produce,
     /// Bytes fetched by consumers.
     Fetch,
-}
-
-impl SharedDirection {
-    pub fn of(kind: QuotaKind) -> SharedDirection {
-        match kind {
-            QuotaKind::Fetch => SharedDirection::Fetch,
-            _ => SharedDirection::Produce,
-        }
-    }
 }
 
 /// One cluster-wide limit as the brokers and the controller name it.
