@@ -250,7 +250,14 @@ impl Broker {
             apis,
         });
         broker.follow_metadata();
-        spawn_heartbeats(controller.clone(), node_id, incarnation, shutdown.clone());
+        spawn_heartbeats(
+            controller.clone(),
+            node_id,
+            incarnation,
+            broker.apis.quotas.shared.clone(),
+            broker.clock.clone(),
+            shutdown.clone(),
+        );
         spawn_isr_maintenance(
             node_id,
             replicas.clone(),

@@ -10,8 +10,9 @@
 //! - [`handlers`]: one file per Kafka API; the ApiVersions table is derived from their list.
 //!   `KafkaApis` is all a handler reaches of the broker; typed errors become Kafka error codes
 //!   in `handlers::errors`, once; `handlers::fetch_session` is the fetch session cache (KIP-227).
-//! - [`quota`]: client byte-rate quotas — which quota applies to a client, its rate over
-//!   Kafka's sampled window, the throttle time it earns.
+//! - [`quota`]: client quotas (byte rates, request time, cluster-wide tenant and topic limits)
+//!   — which quota applies to a client, its rate over Kafka's sampled window, the throttle time
+//!   it earns, this broker's shares of the cluster-wide limits.
 //! - [`security`]: principals, the ACL model and the authorization decision, the
 //!   `Authorizer` handlers consult, and the audit log of denials and security changes.
 //! - [`replication`]: `ReplicaManager` and `Partition` — roles, high watermark, acks, follower
@@ -23,7 +24,8 @@
 //!   `replication`, `handlers`, `group`, `broker` or `server`.
 //! - [`group`]: the group coordinator — consumer groups and committed offsets in `__consumer_offsets`.
 //! - [`controller`]: the openraft metadata quorum: records, the `MetadataImage`, the decisions
-//!   that change it, broker liveness and leader elections.
+//!   that change it, broker liveness and leader elections, and the split of cluster-wide quota
+//!   limits among brokers.
 //! - [`net`]: the network seam the Kafka listener, the controller RPC and replica fetchers use
 //!   (tokio, or turmoil in tests); [`runtime`]: blocking work on either runtime flavour.
 //! - [`broker`]: the node's parts wired together, and nothing more.

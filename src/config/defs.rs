@@ -166,6 +166,8 @@ pub const NODE_KEYS: &[NodeKey] = &[
     node("queued.max.requests", Int, "32", false, "Most requests in flight on one connection before reading pauses."),
     node("quota.window.num", Int, "11", false, "Samples a client's byte rate is measured over for its quota (at least 1); the rate counts at least this many minus one whole samples, and no throttle exceeds the whole window."),
     node("quota.window.size.seconds", Int, "1", false, "Length of one quota rate sample, in seconds (at least 1)."),
+    node("strata.producer.byte.rate", Long, "-1", true, "Default of the topic config of that name: bytes/s that may be produced to one topic over all brokers together; -1 (or any value <= 0) for no limit."),
+    node("strata.consumer.byte.rate", Long, "-1", true, "Default of the topic config of that name: bytes/s that consumers may fetch from one topic over all brokers together; -1 (or any value <= 0) for no limit."),
     node("log.flush.policy", String, "fsync", false, "fsync: acknowledge after an fsync, with group commit. interval: flush per log.flush.interval.messages / .ms."),
     node("log.flush.interval.messages", Long, "9223372036854775807", true, "With the interval policy, flush after this many records."),
     node("log.flush.interval.ms", Long, "9223372036854775807", true, "With the interval policy, flush after this long."),
@@ -334,6 +336,18 @@ pub const TOPIC_KEYS: &[TopicKey] = &[
         Long,
         "log.roll.ms",
         "Roll a segment at this age.",
+    ),
+    topic(
+        "strata.consumer.byte.rate",
+        Long,
+        "strata.consumer.byte.rate",
+        "Bytes/s consumers may fetch from this topic over all brokers together; consumers over it are throttled (throttle_time_ms); -1 for no limit.",
+    ),
+    topic(
+        "strata.producer.byte.rate",
+        Long,
+        "strata.producer.byte.rate",
+        "Bytes/s that may be produced to this topic over all brokers together; producers over it are throttled (throttle_time_ms); -1 for no limit.",
     ),
     topic(
         "unclean.leader.election.enable",

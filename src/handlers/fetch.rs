@@ -14,10 +14,11 @@
 //! follower's last fetched epoch ends earlier here (KIP-320). A follower that needs what the
 //! leader keeps only in object storage is told OFFSET_MOVED_TO_TIERED_STORAGE.
 //!
-//! A consumer over its `consumer_byte_rate` quota gets an empty response with
-//! `throttle_time_ms` instead of the records (Kafka's throttled fetch; see `crate::quota`), and
-//! a consumer under such a quota never gets more in one response than the quota allows over
-//! the window (`max_bytes` is capped, as Kafka does).
+//! A consumer over its `consumer_byte_rate` quota, its tenant's cluster-wide share or a fetched
+//! topic's cluster-wide consumer limit gets an empty response with `throttle_time_ms` instead
+//! of the records (Kafka's throttled fetch; see `super::throttle`), and a consumer under such a
+//! quota never gets more in one response than the quota allows over the window (`max_bytes`
+//! is capped, as Kafka does).
 //! Followers are never throttled.
 //!
 //! Incremental fetch sessions (KIP-227, [`super::fetch_session`]): the request's session id
@@ -34,7 +35,7 @@ use kafka_protocol::protocol::{Encodable, VersionRange};
 
 use super::fetch_session::{FetchContext, FetchKey, TopicRef};
 use super::authz::TOPIC_AUTHORIZATION_FAILED;
-use super::{Reply, RequestContext};
+use super::{throttle, Reply, RequestContext};
 use crate::security::acl::{AclOperation, Resource};
 use super::KafkaApis;
 use crate::controller::MetadataImage;
@@ -47,6 +48,7 @@ use crate::handlers::errors::{
 use crate::protocol::fetch_session::{FetchMetadata, PartitionFetch};
 use crate::protocol::topic_name;
 use crate::replication::delayed_fetch::{DelayedFetch, FetchIsolation, Wake};
+use crate::quota::{SharedDirection, SharedQuotaKey};
 use crate::replication::{Partition, PartitionError};
 
 pub const VERSIONS: VersionRange = VersionRange { min: 4, max: 18 };
@@ -125,6 +127,9 @@ pub fn handle(ctx: RequestContext, req: FetchRequest) -> Reply {
         if let Some(quota) = quotas.quota_for(&image.client_quotas, ctx.user(), ctx.client_id()) {
             max_bytes = max_bytes.min(quotas.max_bytes_in_window(&quota).max(1.0) as usize);
         }
+        for limit in shared_limits(&ctx, &image, &topics) {
+            max_bytes = max_bytes.min(throttle::shared_max_bytes(&ctx.apis, &image, &limit.1).max(1.0) as usize);
+        }
     }
     // Authorization: a follower needs CLUSTER_ACTION on the cluster, a consumer READ on each
     // topic (an unknown topic id stays UNKNOWN_TOPIC_ID).
@@ -149,7 +154,7 @@ pub fn handle(ctx: RequestContext, req: FetchRequest) -> Reply {
     Reply::later(async move {
         let response = fetch(&ctx.apis, &params).await;
         if params.replica.is_none() {
-            if let Some(throttled) = throttle(&ctx, &params, &response) {
+            if let Some(throttled) = throttled_response(&ctx, &params, &response) {
                 return ResponseKind::Fetch(throttled);
             }
         }
@@ -227,22 +232,63 @@ fn answer(apis: &KafkaApis, params: &FetchParams, mut response: FetchResponse, c
     response.with_session_id(selection.session_id)
 }
 
-/// A consumer over its `consumer_byte_rate` quota: the response it would get is counted, and
-/// taken back, and the client gets an empty response that says how long to wait, as Kafka
-/// answers a throttled fetch; the records are fetched again afterwards, and the session (which
-/// continues) is left as it was. `None` when the consumer is under its quota or has none.
-fn throttle(ctx: &RequestContext, params: &FetchParams, response: &FetchResponse) -> Option<FetchResponse> {
-    let quotas = &ctx.apis.quotas.fetch;
-    let quota = quotas.quota_for(&ctx.apis.image().client_quotas, ctx.user(), ctx.client_id())?;
-    // The whole response as it would be sent, as Kafka counts it.
-    let sent = answer(&ctx.apis, params, response.clone(), false);
+/// The cluster-wide limits a consumer's fetch counts against: its tenant's
+/// (`strata.cluster.consumer_byte_rate`, `None` topic index) and each fetched topic's
+/// (`strata.consumer.byte.rate`, by index in `topics`).
+fn shared_limits(
+    ctx: &RequestContext,
+    image: &MetadataImage,
+    topics: &[TopicParams],
+) -> Vec<(Option<usize>, (SharedQuotaKey, f64))> {
+    let mut out = Vec::new();
+    if let Some(c) = throttle::cluster_client_quota(image, ctx.user(), ctx.client_id(), SharedDirection::Fetch) {
+        out.push((None, c));
+    }
+    for (i, t) in topics.iter().enumerate() {
+        let Some(topic) = t.name.as_deref().and_then(|n| image.topic_by_name(n)) else { continue };
+        if let Some(limit) = throttle::topic_quota(&ctx.apis, image, topic, SharedDirection::Fetch) {
+            out.push((Some(i), limit));
+        }
+    }
+    out
+}
+
+/// A consumer over its `consumer_byte_rate` quota, its tenant's cluster-wide share or a fetched
+/// topic's cluster-wide limit: the response it would get is counted, and taken back, and the
+/// client gets an empty response that says how long to wait, as Kafka answers a throttled
+/// fetch; the records are fetched again afterwards, and the session (which continues) is left
+/// as it was. `None` when the consumer is under every limit or has none.
+fn throttled_response(ctx: &RequestContext, params: &FetchParams, response: &FetchResponse) -> Option<FetchResponse> {
+    let apis = &ctx.apis;
+    let image = apis.image();
+    let quotas = &apis.quotas.fetch;
+    let quota = quotas.quota_for(&image.client_quotas, ctx.user(), ctx.client_id());
+    let shared = shared_limits(ctx, &image, &params.topics);
+    if quota.is_none() && shared.is_empty() {
+        return None;
+    }
+    // The whole response as it would be sent, as Kafka counts it; a topic's share by its
+    // record bytes (`read_all` answers every topic, in request order).
+    let sent = answer(apis, params, response.clone(), false);
     let bytes = sent.compute_size(params.version).unwrap_or(0) as u64;
-    let now_ms = ctx.apis.clock.now_ms();
-    let throttle_ms = quotas.record(&quota, bytes, now_ms);
+    let topic_bytes = |i: usize| -> u64 {
+        response.responses.get(i).map_or(0, |t| t.partitions.iter().map(|p| p.records.as_ref().map_or(0, |r| r.len() as u64)).sum())
+    };
+    let now_ms = apis.clock.now_ms();
+    let mut throttle_ms = quota.as_ref().map_or(0, |q| quotas.record(q, bytes, now_ms));
+    let counted: Vec<(&(SharedQuotaKey, f64), u64)> = shared.iter().map(|(i, limit)| (limit, i.map_or(bytes, topic_bytes))).collect();
+    for (limit, b) in &counted {
+        throttle_ms = throttle_ms.max(throttle::record_shared(apis, &image, limit, *b));
+    }
     if throttle_ms == 0 {
         return None;
     }
-    quotas.unrecord(&quota, bytes, now_ms);
+    if let Some(q) = &quota {
+        quotas.unrecord(q, bytes, now_ms);
+    }
+    for (limit, b) in &counted {
+        throttle::unrecord_shared(apis, limit, *b);
+    }
     Some(
         FetchResponse::default()
             .with_throttle_time_ms(throttle_ms as i32)

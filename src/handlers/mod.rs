@@ -136,6 +136,7 @@ handlers! {
 pub mod fetch_session;
 mod group_call;
 mod leader_hint;
+pub mod throttle;
 
 /// The versions of `key` this broker serves, if it serves it at all.
 pub fn supported_versions(key: ApiKey) -> Option<VersionRange> {
