@@ -25,6 +25,8 @@ pub mod describe;
 pub mod heartbeat;
 pub mod reconcile;
 pub mod records;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
@@ -446,7 +448,15 @@ impl ConsumerGroup {
                 }
             },
             ConsumerRecord::CurrentMemberAssignment { member, value, .. } => {
-                if let (Some(v), Some(m)) = (value, self.members.get_mut(&member)) {
+                // After compaction a member's assignment may precede its metadata record (the
+                // metadata was rewritten later): the member starts from whichever comes first.
+                if let Some(v) = value {
+                    let m = self.members.entry(member.clone()).or_insert_with(|| {
+                        let mut m =
+                            ConsumerMember::new(member.clone(), MemberMetadataValue::default());
+                        m.session_deadline_ms = now_ms + session_timeout_ms as i64;
+                        m
+                    });
                     m.member_epoch = v.member_epoch;
                     m.previous_member_epoch = v.previous_member_epoch;
                     m.state = MemberState::from_i8(v.state);
