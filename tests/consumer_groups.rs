@@ -261,6 +261,36 @@ async fn the_group_and_its_assignment_survive_a_restart() {
         (listed.group_type.as_str(), listed.protocol_type.as_str()),
         ("consumer", "consumer")
     );
+    // The classic DescribeGroups: not a classic group (v6), or Dead without an error (before).
+    let classic = c
+        .send(
+            &DescribeGroupsRequest::default().with_groups(vec![gid(GROUP)]),
+            6,
+        )
+        .await
+        .expect("describe");
+    assert_eq!(classic.groups[0].error_code, 69);
+    assert_eq!(
+        classic.groups[0]
+            .error_message
+            .as_ref()
+            .map(|m| m.to_string()),
+        Some(format!("Group {GROUP} is not a classic group."))
+    );
+    let classic = c
+        .send(
+            &DescribeGroupsRequest::default().with_groups(vec![gid(GROUP)]),
+            5,
+        )
+        .await
+        .expect("describe");
+    assert_eq!(
+        (
+            classic.groups[0].error_code,
+            classic.groups[0].group_state.as_str()
+        ),
+        (0, "Dead")
+    );
     let del = c
         .send(
             &DeleteGroupsRequest::default().with_groups_names(vec![gid(GROUP)]),
