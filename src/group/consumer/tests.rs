@@ -382,3 +382,100 @@ fn replaying_the_records_rebuilds_the_group_in_any_compaction_order() {
     }
     assert!(g2.members.is_empty() && g2.target.is_empty());
 }
+
+#[test]
+fn offsets_of_subscribed_topics_cannot_be_deleted_while_members_subscribe() {
+    use crate::group::state::{GroupConfig, GroupRequest, GroupResponse, GroupShard};
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_delete_request::{
+        OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+    };
+    use kafka_protocol::messages::{OffsetCommitRequest, OffsetDeleteRequest};
+    use std::sync::Arc;
+
+    let mut shard = GroupShard::new(GroupConfig::default());
+    let image = Arc::new(image(&[("t", T, 1), ("u", 2, 1)], 1));
+    let hb = crate::group::state::ConsumerHeartbeat {
+        version: 1,
+        client_id: "c".into(),
+        client_host: "/h".into(),
+        new_member_id: "x".into(),
+        image: image.clone(),
+        req: req("a", 0, Some(vec![]))
+            .with_rebalance_timeout_ms(1000)
+            .with_subscribed_topic_names(Some(vec![TopicName(str_bytes("t"))])),
+    };
+    let d = shard.handle(1, GroupRequest::ConsumerHeartbeat(Box::new(hb)), 0);
+    let Some((_, GroupResponse::ConsumerHeartbeat(r))) = d.replies.first() else {
+        panic!("no reply")
+    };
+    let epoch = r.member_epoch;
+    // A commit by the member at its epoch, to both topics; a stale epoch is refused.
+    let commit = |e: i32| {
+        OffsetCommitRequest::default()
+            .with_group_id(GroupId(str_bytes("g")))
+            .with_member_id(str_bytes("a"))
+            .with_generation_id_or_member_epoch(e)
+            .with_topics(
+                ["t", "u"]
+                    .iter()
+                    .map(|t| {
+                        OffsetCommitRequestTopic::default()
+                            .with_name(TopicName(str_bytes(*t)))
+                            .with_partitions(vec![
+                                OffsetCommitRequestPartition::default().with_committed_offset(5)
+                            ])
+                    })
+                    .collect(),
+            )
+    };
+    let d = shard.handle(
+        2,
+        GroupRequest::Commit {
+            version: 9,
+            req: commit(epoch + 1),
+        },
+        0,
+    );
+    let Some((_, GroupResponse::Commit(c))) = d.replies.first() else {
+        panic!("no reply")
+    };
+    assert_eq!(
+        c.topics[0].partitions[0].error_code,
+        E::StaleMemberEpoch.code()
+    );
+    assert!(d.records.is_empty());
+    let d = shard.handle(
+        3,
+        GroupRequest::Commit {
+            version: 9,
+            req: commit(epoch),
+        },
+        0,
+    );
+    assert_eq!(d.records.len(), 2);
+    let delete = OffsetDeleteRequest::default()
+        .with_group_id(GroupId(str_bytes("g")))
+        .with_topics(
+            ["t", "u"]
+                .iter()
+                .map(|t| {
+                    OffsetDeleteRequestTopic::default()
+                        .with_name(TopicName(str_bytes(*t)))
+                        .with_partitions(vec![OffsetDeleteRequestPartition::default()])
+                })
+                .collect(),
+        );
+    let d = shard.handle(4, GroupRequest::DeleteOffsets { req: delete }, 0);
+    let Some((_, GroupResponse::DeleteOffsets(r))) = d.replies.first() else {
+        panic!("no reply")
+    };
+    let codes: Vec<i16> = r
+        .topics
+        .iter()
+        .map(|t| t.partitions[0].error_code)
+        .collect();
+    assert_eq!(codes, vec![E::GroupSubscribedToTopic.code(), 0]);
+}

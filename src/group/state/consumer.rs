@@ -281,6 +281,30 @@ impl GroupShard {
         }
     }
 
+    /// OffsetDelete of a consumer group: the topics of the request its members subscribe to,
+    /// by name or regex, whose offsets must stay. `None` for a classic group.
+    pub(super) fn consumer_subscribed(
+        &self,
+        group_id: &str,
+        req: &kafka_protocol::messages::OffsetDeleteRequest,
+    ) -> Option<Vec<String>> {
+        let cg = self.consumer_groups.get(group_id)?;
+        Some(
+            req.topics
+                .iter()
+                .map(|t| t.name.0.to_string())
+                .filter(|name| {
+                    cg.members.values().any(|m| {
+                        m.meta.subscribed_topic_names.contains(name)
+                            || m.regex
+                                .as_ref()
+                                .is_some_and(|r| !name.starts_with("__") && r.is_match(name))
+                    })
+                })
+                .collect(),
+        )
+    }
+
     /// Rebuilds consumer groups at load.
     pub(super) fn replay_consumer(&mut self, record: ConsumerRecord, now_ms: i64) {
         let group_id = record.group().to_string();

@@ -200,6 +200,7 @@ impl GroupShard {
         req: OffsetDeleteRequest,
     ) {
         let group_id = req.group_id.0.to_string();
+        let consumer_subscribed = self.consumer_subscribed(&group_id, &req);
         let Some(group) = self.groups.get_mut(&group_id) else {
             d.reply(
                 waiter,
@@ -209,7 +210,9 @@ impl GroupShard {
             );
             return;
         };
-        let subscribed: Vec<String> = if group.state == GroupState::Empty {
+        let subscribed: Vec<String> = if let Some(t) = consumer_subscribed {
+            t
+        } else if group.state == GroupState::Empty {
             Vec::new()
         } else {
             match group.subscribed_topics() {
