@@ -19,7 +19,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, ConsumerGroupType, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import wait_until
+from conftest import strata_cli, wait_until
 
 SETS = {
     "group.initial.rebalance.delay.ms": "0",
@@ -139,6 +139,12 @@ def test_members_join_leave_and_crash_without_losing_records(broker_factory, tmp
         assert len(d.members) == 3
         owned = sorted(tp.partition for m in d.members for tp in m.assignment.topic_partitions)
         assert owned == list(range(6))
+        # `strata groups describe` shows the consumer group and who owns each partition.
+        out = strata_cli("groups", bs, "describe", group).stdout
+        assert f"Group: {group}\tState: " in out and "\tProtocol: consumer uniform\t" in out, out
+        rows = [l.split() for l in out.splitlines() if l.startswith(topic + " ")]
+        assert sorted(int(r[1]) for r in rows) == list(range(6))
+        assert {r[5] for r in rows} == {m.member_id for m in d.members}
 
         workers["a"].stop()
         workers["d"] = Worker(tmp_path, "d", bs, group, topic)
