@@ -693,8 +693,101 @@ async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16, topic_id: uuid::Uuid
                 "DeleteAcls v{v}"
             );
         }
+        ApiKey::ConsumerGroupHeartbeat => {
+            let joined = consumer_join(c, &format!("cg-{v}"), v).await;
+            assert_eq!(
+                joined.error_code, 0,
+                "ConsumerGroupHeartbeat v{v}: {joined:?}"
+            );
+            assert!(
+                joined.member_epoch >= 1,
+                "ConsumerGroupHeartbeat v{v}: {joined:?}"
+            );
+            assert_eq!(joined.heartbeat_interval_ms, 5000);
+            let a = joined.assignment.expect("an assignment on joining");
+            assert_eq!(a.topic_partitions.len(), 1, "ConsumerGroupHeartbeat v{v}");
+            assert_eq!(
+                (
+                    a.topic_partitions[0].topic_id,
+                    a.topic_partitions[0].partitions.clone()
+                ),
+                (topic_id, vec![0])
+            );
+            // A stale epoch is fenced; leaving answers epoch -1.
+            let member = joined.member_id.clone().expect("member id");
+            let fenced = send(
+                c,
+                &ConsumerGroupHeartbeatRequest::default()
+                    .with_group_id(group(&format!("cg-{v}")))
+                    .with_member_id(member.clone())
+                    .with_member_epoch(joined.member_epoch + 1),
+                v,
+            )
+            .await;
+            assert_eq!(fenced.error_code, 110, "FENCED_MEMBER_EPOCH");
+            let left = send(
+                c,
+                &ConsumerGroupHeartbeatRequest::default()
+                    .with_group_id(group(&format!("cg-{v}")))
+                    .with_member_id(member)
+                    .with_member_epoch(-1),
+                v,
+            )
+            .await;
+            assert_eq!((left.error_code, left.member_epoch), (0, -1));
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            let id = format!("cgd-{v}");
+            let joined = consumer_join(c, &id, 1).await;
+            assert_eq!(joined.error_code, 0, "{joined:?}");
+            let resp = send(
+                c,
+                &ConsumerGroupDescribeRequest::default()
+                    .with_group_ids(vec![group(&id), group("none")]),
+                v,
+            )
+            .await;
+            let g = &resp.groups[0];
+            assert_eq!(g.error_code, 0, "ConsumerGroupDescribe v{v}: {g:?}");
+            assert_eq!(g.assignor_name.as_str(), "uniform");
+            assert_eq!(g.members.len(), 1);
+            let m = &g.members[0];
+            assert_eq!(m.member_epoch, joined.member_epoch);
+            assert_eq!(m.subscribed_topic_names, vec![topic_name(TOPIC)]);
+            assert_eq!(
+                m.assignment.topic_partitions[0].topic_name,
+                topic_name(TOPIC)
+            );
+            assert_eq!(m.target_assignment.topic_partitions[0].partitions, vec![0]);
+            assert_eq!(m.member_type, if v >= 1 { 1 } else { -1 });
+            assert_eq!(resp.groups[1].error_code, 69, "GROUP_ID_NOT_FOUND");
+        }
         other => panic!("{other:?} is advertised but this test does not exercise it: add it"),
     }
+}
+
+/// A consumer-protocol member joins `group_id` subscribed to [`TOPIC`], waiting out the
+/// coordinator's load.
+async fn consumer_join(
+    c: &mut KafkaClient,
+    group_id: &str,
+    v: i16,
+) -> ConsumerGroupHeartbeatResponse {
+    let req = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(group(group_id))
+        .with_member_id(s(&uuid::Uuid::new_v4().to_string()))
+        .with_member_epoch(0)
+        .with_rebalance_timeout_ms(30_000)
+        .with_subscribed_topic_names(Some(vec![topic_name(TOPIC)]))
+        .with_topic_partitions(Some(vec![]));
+    for _ in 0..100 {
+        let resp = send(c, &req, v).await;
+        if resp.error_code != 14 && resp.error_code != 15 {
+            return resp;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the coordinator of {group_id} never loaded")
 }
 
 /// Produce v0-v2 are advertised, as Kafka 4.x does, and answered UNSUPPORTED_VERSION for every

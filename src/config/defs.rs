@@ -199,6 +199,11 @@ pub const NODE_KEYS: &[NodeKey] = &[
     node("group.max.session.timeout.ms", Int, "1800000", false, "Largest session timeout a group member may ask for."),
     node("group.initial.rebalance.delay.ms", Int, "3000", false, "How long the first rebalance of an empty group waits for more members."),
     node("group.max.size", Int, "2147483647", false, "Most members in one group."),
+    node("group.consumer.heartbeat.interval.ms", Int, "5000", false, "Heartbeat interval the coordinator gives consumer-protocol (KIP-848) members."),
+    node("group.consumer.session.timeout.ms", Int, "45000", false, "Session timeout of consumer-protocol members: one missing its heartbeats this long is removed."),
+    node("group.consumer.assignors", List, "uniform,range", false, "Server-side assignors of consumer groups; the first is the default."),
+    node("group.consumer.max.size", Int, "2147483647", false, "Most members in one consumer group."),
+    node("group.consumer.migration.policy", String, "bidirectional", false, "Conversions between classic and consumer groups: bidirectional, upgrade, downgrade or disabled."),
     node("metrics.group.lag.max.series", Int, "1000", true, "Most (group, topic, partition) series of strata_group_consumer_lag_records; partitions beyond it are left out of that gauge (counted in strata_group_consumer_lag_series_dropped) but stay in the per-group sum."),
 ];
 

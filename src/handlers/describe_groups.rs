@@ -58,7 +58,7 @@ fn fit(mut g: DescribedGroup, version: i16) -> DescribedGroup {
         if g.error_code == not_found {
             g.error_code = 0;
         }
-    } else if g.error_code == not_found {
+    } else if g.error_code == not_found && g.error_message.is_none() {
         g.error_message = Some(crate::protocol::str_bytes(format!("group {} not found", g.group_id.0.as_str())));
     }
     if version < 4 {

@@ -126,6 +126,8 @@ handlers! {
     DescribeGroups => describe_groups,
     DeleteGroups => delete_groups,
     OffsetDelete => offset_delete,
+    ConsumerGroupHeartbeat => consumer_group_heartbeat,
+    ConsumerGroupDescribe => consumer_group_describe,
     DescribeClientQuotas => describe_client_quotas,
     AlterClientQuotas => alter_client_quotas,
     CreateAcls => create_acls,

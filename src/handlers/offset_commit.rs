@@ -48,7 +48,8 @@ pub fn handle(ctx: RequestContext, mut req: OffsetCommitRequest) -> Reply {
         shape.push((t.name.clone(), parts));
     }
     req.topics.retain(|t| !t.partitions.is_empty());
-    call(&ctx, &group, AclOperation::Read, GroupRequest::Commit { req }, move |r, code| {
+    let version = ctx.version();
+    call(&ctx, &group, AclOperation::Read, GroupRequest::Commit { version, req }, move |r, code| {
         let answered: Vec<(String, i32, i16)> = match r {
             Some(GroupResponse::Commit(resp)) => resp
                 .topics

@@ -24,21 +24,24 @@ type Pending = (String, Result<oneshot::Receiver<GroupResponse>, i16>, Vec<(Stri
 
 pub fn handle(ctx: RequestContext, req: OffsetFetchRequest) -> Reply {
     let version = ctx.version();
-    let asks: Vec<(String, Option<Vec<(String, Vec<i32>)>>)> = if version >= 8 {
+    type Ask = (String, Option<Vec<(String, Vec<i32>)>>, Option<(String, i32)>);
+    let asks: Vec<Ask> = if version >= 8 {
         req.groups
             .iter()
             .map(|g| {
                 let topics = g.topics.as_ref().map(|ts| ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect());
-                (g.group_id.0.to_string(), topics)
+                // v9+: a consumer-group member names itself, and its epoch is checked.
+                let member = g.member_id.as_ref().filter(|m| !m.is_empty()).map(|m| (m.to_string(), g.member_epoch));
+                (g.group_id.0.to_string(), topics, member)
             })
             .collect()
     } else {
         let topics = req.topics.as_ref().map(|ts| ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect());
-        vec![(req.group_id.0.to_string(), topics)]
+        vec![(req.group_id.0.to_string(), topics, None)]
     };
     let pending: Vec<Pending> = asks
         .into_iter()
-        .map(|(group_id, mut topics)| {
+        .map(|(group_id, mut topics, member)| {
             // Authorization: DESCRIBE on the group; a topic named without DESCRIBE on it is
             // answered TOPIC_AUTHORIZATION_FAILED per partition (an all-topics fetch leaves such
             // topics out, below).
@@ -55,7 +58,7 @@ pub fn handle(ctx: RequestContext, req: OffsetFetchRequest) -> Reply {
             let rx = ctx
                 .apis
                 .groups
-                .call(&group_id, GroupRequest::FetchOffsets { group_id: group_id.clone(), topics })
+                .call(&group_id, GroupRequest::FetchOffsets { group_id: group_id.clone(), topics, member })
                 .map_err(|e| coordinator_error_code(&e));
             (group_id, rx, refused)
         })
