@@ -149,12 +149,13 @@ def test_two_brokers_replicate_through_incremental_sessions(tmp_path, request):
                 full = sample(m, "strata_replica_fetcher_requests_total", kind="full")
                 incremental = sample(m, "strata_replica_fetcher_requests_total", kind="incremental")
                 # Each broker leads some partitions and follows the others' (leaders spread).
-                if not (full >= 1 and incremental > full
-                        and sample(m, "strata_fetch_session_cache_sessions", kind="follower") == 1
-                        and sample(m, "strata_fetch_requests_total", kind="follower", context="error") == 0):
+                # A session error (a request that timed out on a loaded machine, say) costs one
+                # full request; incremental requests must still be the rule.
+                if not (full >= 1 and incremental > 2 * full
+                        and sample(m, "strata_fetch_session_cache_sessions", kind="follower") == 1):
                     return None
             return True
 
-        wait_until(sessions_in_use, 15, "both fetchers in incremental sessions")
+        wait_until(sessions_in_use, 30, "both fetchers in incremental sessions")
     finally:
         c.cleanup()

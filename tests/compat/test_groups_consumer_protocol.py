@@ -140,11 +140,17 @@ def test_members_join_leave_and_crash_without_losing_records(broker_factory, tmp
         owned = sorted(tp.partition for m in d.members for tp in m.assignment.topic_partitions)
         assert owned == list(range(6))
         # `strata groups describe` shows the consumer group and who owns each partition.
-        out = strata_cli("groups", bs, "describe", group).stdout
-        assert f"Group: {group}\tState: " in out and "\tProtocol: consumer uniform\t" in out, out
-        rows = [l.split() for l in out.splitlines() if l.startswith(topic + " ")]
-        assert sorted(int(r[1]) for r in rows) == list(range(6))
-        assert {r[5] for r in rows} == {m.member_id for m in d.members}
+        # Owners move one revocation at a time, so the three owners may take a few heartbeats.
+        members = {m.member_id for m in d.members}
+
+        def cli_shows_three_owners():
+            out = strata_cli("groups", bs, "describe", group).stdout
+            assert f"Group: {group}\tState: " in out and "\tProtocol: consumer uniform\t" in out, out
+            rows = [l.split() for l in out.splitlines() if l.startswith(topic + " ")]
+            assert sorted(int(r[1]) for r in rows) == list(range(6)), out
+            return {r[5] for r in rows} == members
+
+        wait_until(cli_shows_three_owners, 30, "the CLI to show the three owners", interval=0.5)
 
         workers["a"].stop()
         workers["d"] = Worker(tmp_path, "d", bs, group, topic)
