@@ -44,7 +44,10 @@ pub struct NodeKey {
 pub struct TopicKey {
     pub name: &'static str,
     pub kind: ConfigKind,
+    /// The node key whose value is the default; empty for the few keys Kafka gives no broker
+    /// default (then `default` is it).
     pub node_key: &'static str,
+    pub default: &'static str,
     pub doc: &'static str,
 }
 
@@ -164,7 +167,15 @@ pub const NODE_KEYS: &[NodeKey] = &[
     node("log.segment.delete.delay.ms", Long, "60000", true, "Delay before a deleted segment's files are removed."),
     node("log.message.timestamp.type", String, "CreateTime", true, "CreateTime or LogAppendTime."),
     node("message.max.bytes", Int, "1048588", true, "Largest record batch accepted."),
-    node("compression.type", String, "producer", true, "Compression of stored batches; only 'producer' (keep as sent) is supported."),
+    node("compression.type", String, "producer", true, "Compression of stored batches: producer (keep each batch as sent), uncompressed, gzip, snappy, lz4 or zstd (batches in another codec are recompressed on append)."),
+    node("compression.gzip.level", Int, "-1", true, "Level of broker-side gzip compression: 1-9, or -1 for the codec's default (6)."),
+    node("compression.lz4.level", Int, "9", true, "Level of broker-side lz4 compression: 1 (fast) to 17 (the lz4 library caps high compression at 12)."),
+    node("compression.zstd.level", Int, "3", true, "Level of broker-side zstd compression: -131072 to 22."),
+    node("log.message.timestamp.before.max.ms", Long, "9223372036854775807", true, "Most a CreateTime record's timestamp may lie behind the broker's clock."),
+    node("log.message.timestamp.after.max.ms", Long, "3600000", true, "Most a CreateTime record's timestamp may lie ahead of the broker's clock."),
+    node("log.cleaner.max.compaction.lag.ms", Long, "9223372036854775807", true, "Accepted for Kafka compatibility and not enforced: the cleaner runs by min.cleanable.dirty.ratio only."),
+    node("log.preallocate", Bool, "false", true, "Accepted for Kafka compatibility; preallocation is log.preallocate.bytes."),
+    node("log.roll.jitter.ms", Long, "0", true, "Accepted for Kafka compatibility and not applied: segments roll at log.roll.ms exactly."),
     node("offsets.topic.num.partitions", Int, "50", false, "Partitions of __consumer_offsets, fixed when it is created."),
     node("offsets.topic.replication.factor", Int, "3", false, "Replication factor of __consumer_offsets (at most the live brokers when it is created)."),
     node("offsets.topic.segment.bytes", Int, "104857600", false, "segment.bytes of __consumer_offsets."),
@@ -189,6 +200,23 @@ const fn topic(
         name,
         kind,
         node_key,
+        default: "",
+        doc,
+    }
+}
+
+/// A topic key without a broker default.
+const fn topic_only(
+    name: &'static str,
+    kind: ConfigKind,
+    default: &'static str,
+    doc: &'static str,
+) -> TopicKey {
+    TopicKey {
+        name,
+        kind,
+        node_key: "",
+        default,
         doc,
     }
 }
@@ -205,6 +233,24 @@ pub const TOPIC_KEYS: &[TopicKey] = &[
         String,
         "compression.type",
         "Compression of stored batches.",
+    ),
+    topic(
+        "compression.gzip.level",
+        Int,
+        "compression.gzip.level",
+        "Level of broker-side gzip compression: 1-9, or -1 for the default.",
+    ),
+    topic(
+        "compression.lz4.level",
+        Int,
+        "compression.lz4.level",
+        "Level of broker-side lz4 compression: 1-17.",
+    ),
+    topic(
+        "compression.zstd.level",
+        Int,
+        "compression.zstd.level",
+        "Level of broker-side zstd compression: -131072 to 22.",
     ),
     topic(
         "delete.retention.ms",
@@ -230,11 +276,23 @@ pub const TOPIC_KEYS: &[TopicKey] = &[
         "log.flush.interval.ms",
         "With the interval flush policy, flush after this long.",
     ),
+    topic_only(
+        "follower.replication.throttled.replicas",
+        List,
+        "",
+        "Accepted and not applied: replication is not throttled.",
+    ),
     topic(
         "index.interval.bytes",
         Int,
         "log.index.interval.bytes",
         "Bytes between offset index entries.",
+    ),
+    topic_only(
+        "leader.replication.throttled.replicas",
+        List,
+        "",
+        "Accepted and not applied: replication is not throttled.",
     ),
     topic(
         "local.retention.bytes",
@@ -249,10 +307,28 @@ pub const TOPIC_KEYS: &[TopicKey] = &[
         "How long a tiered partition keeps segments on local disk; -2: as retention.ms.",
     ),
     topic(
+        "max.compaction.lag.ms",
+        Long,
+        "log.cleaner.max.compaction.lag.ms",
+        "Accepted and not enforced: the cleaner runs by min.cleanable.dirty.ratio only.",
+    ),
+    topic(
         "max.message.bytes",
         Int,
         "message.max.bytes",
         "Largest record batch accepted.",
+    ),
+    topic(
+        "message.timestamp.after.max.ms",
+        Long,
+        "log.message.timestamp.after.max.ms",
+        "Most a CreateTime record's timestamp may lie ahead of the broker's clock.",
+    ),
+    topic(
+        "message.timestamp.before.max.ms",
+        Long,
+        "log.message.timestamp.before.max.ms",
+        "Most a CreateTime record's timestamp may lie behind the broker's clock.",
     ),
     topic(
         "message.timestamp.type",
@@ -277,6 +353,24 @@ pub const TOPIC_KEYS: &[TopicKey] = &[
         Int,
         "min.insync.replicas",
         "Fewest in-sync replicas for an acks=all write.",
+    ),
+    topic(
+        "preallocate",
+        Bool,
+        "log.preallocate",
+        "Accepted and not applied: preallocation is the node's log.preallocate.bytes.",
+    ),
+    topic_only(
+        "remote.log.copy.disable",
+        Bool,
+        "false",
+        "Accepted and not applied: a tiered topic keeps uploading.",
+    ),
+    topic_only(
+        "remote.log.delete.on.disable",
+        Bool,
+        "false",
+        "Accepted and not applied.",
     ),
     topic(
         "remote.storage.enable",
@@ -309,6 +403,12 @@ pub const TOPIC_KEYS: &[TopicKey] = &[
         "Largest offset index.",
     ),
     topic(
+        "segment.jitter.ms",
+        Long,
+        "log.roll.jitter.ms",
+        "Accepted and not applied: segments roll at segment.ms exactly.",
+    ),
+    topic(
         "segment.ms",
         Long,
         "log.roll.ms",
@@ -320,6 +420,25 @@ pub const TOPIC_KEYS: &[TopicKey] = &[
         "unclean.leader.election.enable",
         "Allow a replica outside the ISR to become leader.",
     ),
+];
+
+/// Topic keys Kafka 4.x defines that Strata accepts, stores and reports but does not act on
+/// (docs/configs.md says why for each).
+pub const IGNORED_TOPIC_KEYS: &[&str] = &[
+    "follower.replication.throttled.replicas",
+    "leader.replication.throttled.replicas",
+    "max.compaction.lag.ms",
+    "preallocate",
+    "remote.log.copy.disable",
+    "remote.log.delete.on.disable",
+    "segment.jitter.ms",
+];
+
+/// Topic keys Kafka 4.0 removed; refused as unknown, as Kafka 4.x refuses them.
+pub const REMOVED_TOPIC_KEYS: &[&str] = &[
+    "message.downconversion.enable",
+    "message.format.version",
+    "message.timestamp.difference.max.ms",
 ];
 
 pub fn node_key(name: &str) -> Option<&'static NodeKey> {

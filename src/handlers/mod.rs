@@ -142,6 +142,7 @@ handlers! {
     DeleteGroups => delete_groups,
     OffsetDelete => offset_delete,
     DescribeClientQuotas => describe_client_quotas,
+    DescribeProducers => describe_producers,
     AlterClientQuotas => alter_client_quotas,
 }
 
