@@ -591,12 +591,14 @@ async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16, topic_id: uuid::Uuid
             let init = send(
                 c,
                 &InitProducerIdRequest::default()
+                    .with_transactional_id(None)
                     .with_transaction_timeout_ms(60_000)
                     .with_producer_id(ProducerId(-1))
                     .with_producer_epoch(-1),
                 4,
             )
             .await;
+            assert_eq!(init.error_code, 0, "InitProducerId for DescribeProducers");
             let (pid, epoch) = (init.producer_id, init.producer_epoch);
             let values: Vec<common::TestRecord> = (0..3)
                 .map(|i| (None, Some(format!("dp{v}-{i}")), vec![]))
