@@ -448,3 +448,112 @@ pub fn node_key(name: &str) -> Option<&'static NodeKey> {
 pub fn topic_key(name: &str) -> Option<&'static TopicKey> {
     TOPIC_KEYS.iter().find(|k| k.name == name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ConfigError, TopicConfig};
+
+    /// The rows of docs/configs.md's table: (key, Strata column).
+    fn documented() -> Vec<(std::string::String, std::string::String)> {
+        let doc = include_str!("../../docs/configs.md");
+        doc.lines()
+            .filter(|l| l.starts_with("| `"))
+            .map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                (cells[1].trim_matches('`').to_string(), cells[3].to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn configs_md_matches_the_key_tables() {
+        let rows = documented();
+        assert!(rows.len() >= 37, "the table has {} rows", rows.len());
+        for (key, status) in &rows {
+            let known = topic_key(key).is_some();
+            match status.as_str() {
+                "honoured" => assert!(
+                    known && !IGNORED_TOPIC_KEYS.contains(&key.as_str()),
+                    "{key}"
+                ),
+                "accepted, not applied" => {
+                    assert!(known && IGNORED_TOPIC_KEYS.contains(&key.as_str()), "{key}");
+                    let doc = topic_key(key).map_or("", |k| k.doc);
+                    assert!(doc.starts_with("Accepted and not"), "{key}: {doc}");
+                }
+                "refused" => assert!(
+                    matches!(
+                        TopicConfig::validate(key, "1"),
+                        Err(ConfigError::UnknownTopicConfig { .. })
+                    ),
+                    "{key}"
+                ),
+                other => panic!("{key}: unknown status '{other}'"),
+            }
+        }
+        for k in TOPIC_KEYS {
+            assert!(
+                rows.iter().any(|(key, _)| key == k.name),
+                "{} has no row in docs/configs.md",
+                k.name
+            );
+        }
+        for k in REMOVED_TOPIC_KEYS {
+            assert!(
+                rows.iter().any(|(key, s)| key == k && s == "refused"),
+                "{k}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_topic_key_has_a_default() {
+        for k in TOPIC_KEYS {
+            if k.node_key.is_empty() {
+                continue; // `default` is it, possibly empty (an empty list)
+            }
+            assert!(
+                node_key(k.node_key).is_some(),
+                "{}: no node key {}",
+                k.name,
+                k.node_key
+            );
+        }
+    }
+
+    #[test]
+    fn values_are_checked_as_kafka_checks_them() {
+        let message = |k: &str, v: &str| TopicConfig::validate(k, v).map_err(|e| e.to_string());
+        assert_eq!(
+            message("compression.gzip.level", "0"),
+            Err("Invalid value 0 for configuration compression.gzip.level: Value must be between 1 and 9 or equal to -1".into())
+        );
+        assert_eq!(
+            message("compression.zstd.level", "-131073"),
+            Err("Invalid value -131073 for configuration compression.zstd.level: Value must be at least -131072".into())
+        );
+        assert_eq!(
+            message("retention.ms", "soon"),
+            Err(
+                "Invalid value soon for configuration retention.ms: Not a number of type LONG"
+                    .into()
+            )
+        );
+        assert_eq!(
+            message("min.cleanable.dirty.ratio", "1.5"),
+            Err("Invalid value 1.5 for configuration min.cleanable.dirty.ratio: Value must be no more than 1".into())
+        );
+        for (k, v) in [
+            ("compression.gzip.level", "-1"),
+            ("compression.lz4.level", "17"),
+            ("compression.zstd.level", "-131072"),
+            ("compression.type", "snappy"),
+            ("retention.bytes", "-2"),
+            ("message.timestamp.after.max.ms", "0"),
+        ] {
+            assert!(TopicConfig::validate(k, v).is_ok(), "{k}={v}");
+        }
+        assert!(TopicConfig::validate("compression.type", "none").is_err());
+    }
+}

@@ -22,6 +22,8 @@
 //! - `loader.rs`: `LogLoader`, recovery at open;
 //! - [`epoch_cache`]: `LeaderEpochFileCache`; [`producer_state`]: idempotent producers;
 //! - [`checkpoint`]: the checksummed checkpoint files; `retention.rs`: what retention deletes;
+//! - [`validator`]: `LogValidator`, the leader's per-record checks (KIP-467 record errors) and
+//!   broker-side recompression (`compression.type`);
 //! - [`cleaner`]: `LogCleaner`, compaction; [`LogManager`] (`manager.rs`): all logs and their
 //!   background tasks;
 //! - [`remote`]: `RemoteLogManager`, tiered storage (the `strata-tiering` crate) under the
