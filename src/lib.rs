@@ -6,7 +6,8 @@
 //! - [`config`]: node config (TOML, `STRATA_*` env, flags) and topic configs under Kafka's names.
 //! - [`server`]: the listener, connections, framing, in-order responses, shutdown.
 //! - [`protocol`]: glue to the `kafka-protocol` crate, request decoding, the retired Produce
-//!   versions, the record-batch header reader.
+//!   versions, the record-batch header reader, the records inside a batch, and Kafka's
+//!   compression codecs.
 //! - [`handlers`]: one file per Kafka API; the ApiVersions table is derived from their list.
 //!   `KafkaApis` is all a handler reaches of the broker; typed errors become Kafka error codes
 //!   in `handlers::errors`, once; `handlers::fetch_session` is the fetch session cache (KIP-227).
@@ -19,7 +20,8 @@
 //!   fetchers, ISR maintenance; `MetadataClient`, the controller as the broker uses it.
 //! - [`log`]: the storage engine: `PartitionLog`, a partition's whole log (local and remote,
 //!   the one place that decides which part answers), `UnifiedLog` (the local log: segments,
-//!   indexes, recovery, retention, cleaner), and [`log::remote`]: the `RemoteLogManager`, which
+//!   indexes, recovery, retention, cleaner), [`log::validator`] (what a leader checks and
+//!   recompresses in a producer's batch), and [`log::remote`]: the `RemoteLogManager`, which
 //!   puts tiered storage (the `strata-tiering` crate) under the logs. `log` never imports
 //!   `replication`, `handlers`, `group`, `broker` or `server`.
 //! - [`group`]: the group coordinator — consumer groups and committed offsets in `__consumer_offsets`.

@@ -9,6 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::{batch, decode, TestBroker};
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Request, StrBytes};
 use kafka_protocol::records::Compression;
@@ -761,6 +762,77 @@ async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16, topic_id: uuid::Uuid
             assert_eq!(m.target_assignment.topic_partitions[0].partitions, vec![0]);
             assert_eq!(m.member_type, if v >= 1 { 1 } else { -1 });
             assert_eq!(resp.groups[1].error_code, 69, "GROUP_ID_NOT_FOUND");
+        }
+        ApiKey::DescribeProducers => {
+            // An idempotent producer appends, then shows up with its epoch and last sequence.
+            let init = send(
+                c,
+                &InitProducerIdRequest::default()
+                    .with_transactional_id(None)
+                    .with_transaction_timeout_ms(60_000)
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1),
+                4,
+            )
+            .await;
+            assert_eq!(init.error_code, 0, "InitProducerId for DescribeProducers");
+            let (pid, epoch) = (init.producer_id, init.producer_epoch);
+            let values: Vec<common::TestRecord> = (0..3)
+                .map(|i| (None, Some(format!("dp{v}-{i}")), vec![]))
+                .collect();
+            let req = ProduceRequest::default()
+                .with_acks(-1)
+                .with_timeout_ms(10_000)
+                .with_topic_data(vec![produce_request::TopicProduceData::default()
+                    .with_name(topic_name(TOPIC))
+                    .with_partition_data(vec![
+                        produce_request::PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(Some(common::idempotent_batch(
+                                &values,
+                                Compression::None,
+                                pid.0,
+                                epoch,
+                                0,
+                            ))),
+                    ])]);
+            let produced = send(c, &req, 9).await;
+            assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+            let req = DescribeProducersRequest::default().with_topics(vec![
+                describe_producers_request::TopicRequest::default()
+                    .with_name(topic_name(TOPIC))
+                    .with_partition_indexes(vec![0, 7]),
+                describe_producers_request::TopicRequest::default()
+                    .with_name(topic_name("no-such-topic"))
+                    .with_partition_indexes(vec![0]),
+            ]);
+            let resp = send(c, &req, v).await;
+            let p = &resp.topics[0].partitions[0];
+            assert_eq!(p.error_code, 0, "DescribeProducers v{v}: {p:?}");
+            let mine = p
+                .active_producers
+                .iter()
+                .find(|s| s.producer_id == pid)
+                .unwrap_or_else(|| panic!("DescribeProducers v{v}: {pid:?} missing from {p:?}"));
+            assert_eq!(
+                (
+                    mine.producer_epoch,
+                    mine.last_sequence,
+                    mine.coordinator_epoch,
+                    mine.current_txn_start_offset
+                ),
+                (epoch as i32, 2, -1, -1),
+                "DescribeProducers v{v}"
+            );
+            // The batch's max timestamp, or the append time when that is later (see
+            // docs/protocol.md).
+            assert!(
+                mine.last_timestamp >= 1_700_000_000_002,
+                "DescribeProducers v{v}"
+            );
+            let unknown = ResponseError::UnknownTopicOrPartition.code();
+            assert_eq!(resp.topics[0].partitions[1].error_code, unknown);
+            assert_eq!(resp.topics[1].partitions[0].error_code, unknown);
         }
         other => panic!("{other:?} is advertised but this test does not exercise it: add it"),
     }

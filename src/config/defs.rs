@@ -44,7 +44,10 @@ pub struct NodeKey {
 pub struct TopicKey {
     pub name: &'static str,
     pub kind: ConfigKind,
+    /// The node key whose value is the default; empty for the few keys Kafka gives no broker
+    /// default (then `default` is it).
     pub node_key: &'static str,
+    pub default: &'static str,
     pub doc: &'static str,
 }
 
@@ -187,7 +190,15 @@ pub const NODE_KEYS: &[NodeKey] = &[
     node("log.segment.delete.delay.ms", Long, "60000", true, "Delay before a deleted segment's files are removed."),
     node("log.message.timestamp.type", String, "CreateTime", true, "CreateTime or LogAppendTime."),
     node("message.max.bytes", Int, "1048588", true, "Largest record batch accepted."),
-    node("compression.type", String, "producer", true, "Compression of stored batches; only 'producer' (keep as sent) is supported."),
+    node("compression.type", String, "producer", true, "Compression of stored batches: producer (keep each batch as sent), uncompressed, gzip, snappy, lz4 or zstd (batches in another codec are recompressed on append)."),
+    node("compression.gzip.level", Int, "-1", true, "Level of broker-side gzip compression: 1-9, or -1 for the codec's default (6)."),
+    node("compression.lz4.level", Int, "9", true, "Level of broker-side lz4 compression: 1 (fast) to 17 (the lz4 library caps high compression at 12)."),
+    node("compression.zstd.level", Int, "3", true, "Level of broker-side zstd compression: -131072 to 22."),
+    node("log.message.timestamp.before.max.ms", Long, "9223372036854775807", true, "Most a CreateTime record's timestamp may lie behind the broker's clock."),
+    node("log.message.timestamp.after.max.ms", Long, "3600000", true, "Most a CreateTime record's timestamp may lie ahead of the broker's clock."),
+    node("log.cleaner.max.compaction.lag.ms", Long, "9223372036854775807", true, "Accepted for Kafka compatibility and not enforced: the cleaner runs by min.cleanable.dirty.ratio only."),
+    node("log.preallocate", Bool, "false", true, "Accepted for Kafka compatibility; preallocation is log.preallocate.bytes."),
+    node("log.roll.jitter.ms", Long, "0", true, "Accepted for Kafka compatibility and not applied: segments roll at log.roll.ms exactly."),
     node("offsets.topic.num.partitions", Int, "50", false, "Partitions of __consumer_offsets, fixed when it is created."),
     node("offsets.topic.replication.factor", Int, "3", false, "Replication factor of __consumer_offsets (at most the live brokers when it is created)."),
     node("offsets.topic.segment.bytes", Int, "104857600", false, "segment.bytes of __consumer_offsets."),
@@ -217,6 +228,23 @@ const fn topic(
         name,
         kind,
         node_key,
+        default: "",
+        doc,
+    }
+}
+
+/// A topic key without a broker default.
+const fn topic_only(
+    name: &'static str,
+    kind: ConfigKind,
+    default: &'static str,
+    doc: &'static str,
+) -> TopicKey {
+    TopicKey {
+        name,
+        kind,
+        node_key: "",
+        default,
         doc,
     }
 }
@@ -233,6 +261,24 @@ pub const TOPIC_KEYS: &[TopicKey] = &[
         String,
         "compression.type",
         "Compression of stored batches.",
+    ),
+    topic(
+        "compression.gzip.level",
+        Int,
+        "compression.gzip.level",
+        "Level of broker-side gzip compression: 1-9, or -1 for the default.",
+    ),
+    topic(
+        "compression.lz4.level",
+        Int,
+        "compression.lz4.level",
+        "Level of broker-side lz4 compression: 1-17.",
+    ),
+    topic(
+        "compression.zstd.level",
+        Int,
+        "compression.zstd.level",
+        "Level of broker-side zstd compression: -131072 to 22.",
     ),
     topic(
         "delete.retention.ms",
@@ -258,11 +304,23 @@ pub const TOPIC_KEYS: &[TopicKey] = &[
         "log.flush.interval.ms",
         "With the interval flush policy, flush after this long.",
     ),
+    topic_only(
+        "follower.replication.throttled.replicas",
+        List,
+        "",
+        "Accepted and not applied: replication is not throttled.",
+    ),
     topic(
         "index.interval.bytes",
         Int,
         "log.index.interval.bytes",
         "Bytes between offset index entries.",
+    ),
+    topic_only(
+        "leader.replication.throttled.replicas",
+        List,
+        "",
+        "Accepted and not applied: replication is not throttled.",
     ),
     topic(
         "local.retention.bytes",
@@ -277,10 +335,28 @@ pub const TOPIC_KEYS: &[TopicKey] = &[
         "How long a tiered partition keeps segments on local disk; -2: as retention.ms.",
     ),
     topic(
+        "max.compaction.lag.ms",
+        Long,
+        "log.cleaner.max.compaction.lag.ms",
+        "Accepted and not enforced: the cleaner runs by min.cleanable.dirty.ratio only.",
+    ),
+    topic(
         "max.message.bytes",
         Int,
         "message.max.bytes",
         "Largest record batch accepted.",
+    ),
+    topic(
+        "message.timestamp.after.max.ms",
+        Long,
+        "log.message.timestamp.after.max.ms",
+        "Most a CreateTime record's timestamp may lie ahead of the broker's clock.",
+    ),
+    topic(
+        "message.timestamp.before.max.ms",
+        Long,
+        "log.message.timestamp.before.max.ms",
+        "Most a CreateTime record's timestamp may lie behind the broker's clock.",
     ),
     topic(
         "message.timestamp.type",
@@ -305,6 +381,24 @@ pub const TOPIC_KEYS: &[TopicKey] = &[
         Int,
         "min.insync.replicas",
         "Fewest in-sync replicas for an acks=all write.",
+    ),
+    topic(
+        "preallocate",
+        Bool,
+        "log.preallocate",
+        "Accepted and not applied: preallocation is the node's log.preallocate.bytes.",
+    ),
+    topic_only(
+        "remote.log.copy.disable",
+        Bool,
+        "false",
+        "Accepted and not applied: a tiered topic keeps uploading.",
+    ),
+    topic_only(
+        "remote.log.delete.on.disable",
+        Bool,
+        "false",
+        "Accepted and not applied.",
     ),
     topic(
         "remote.storage.enable",
@@ -337,6 +431,12 @@ pub const TOPIC_KEYS: &[TopicKey] = &[
         "Largest offset index.",
     ),
     topic(
+        "segment.jitter.ms",
+        Long,
+        "log.roll.jitter.ms",
+        "Accepted and not applied: segments roll at segment.ms exactly.",
+    ),
+    topic(
         "segment.ms",
         Long,
         "log.roll.ms",
@@ -362,10 +462,138 @@ pub const TOPIC_KEYS: &[TopicKey] = &[
     ),
 ];
 
+/// Topic keys Kafka 4.x defines that Strata accepts, stores and reports but does not act on
+/// (docs/configs.md says why for each).
+pub const IGNORED_TOPIC_KEYS: &[&str] = &[
+    "follower.replication.throttled.replicas",
+    "leader.replication.throttled.replicas",
+    "max.compaction.lag.ms",
+    "preallocate",
+    "remote.log.copy.disable",
+    "remote.log.delete.on.disable",
+    "segment.jitter.ms",
+];
+
+/// Topic keys Kafka 4.0 removed; refused as unknown, as Kafka 4.x refuses them.
+pub const REMOVED_TOPIC_KEYS: &[&str] = &[
+    "message.downconversion.enable",
+    "message.format.version",
+    "message.timestamp.difference.max.ms",
+];
+
 pub fn node_key(name: &str) -> Option<&'static NodeKey> {
     NODE_KEYS.iter().find(|k| k.name == name)
 }
 
 pub fn topic_key(name: &str) -> Option<&'static TopicKey> {
     TOPIC_KEYS.iter().find(|k| k.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ConfigError, TopicConfig};
+
+    /// The rows of docs/configs.md's table: (key, Strata column).
+    fn documented() -> Vec<(std::string::String, std::string::String)> {
+        let doc = include_str!("../../docs/configs.md");
+        doc.lines()
+            .filter(|l| l.starts_with("| `"))
+            .map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                (cells[1].trim_matches('`').to_string(), cells[3].to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn configs_md_matches_the_key_tables() {
+        let rows = documented();
+        assert!(rows.len() >= 37, "the table has {} rows", rows.len());
+        for (key, status) in &rows {
+            let known = topic_key(key).is_some();
+            match status.as_str() {
+                "honoured" => assert!(
+                    known && !IGNORED_TOPIC_KEYS.contains(&key.as_str()),
+                    "{key}"
+                ),
+                "accepted, not applied" => {
+                    assert!(known && IGNORED_TOPIC_KEYS.contains(&key.as_str()), "{key}");
+                    let doc = topic_key(key).map_or("", |k| k.doc);
+                    assert!(doc.starts_with("Accepted and not"), "{key}: {doc}");
+                }
+                "refused" => assert!(
+                    matches!(
+                        TopicConfig::validate(key, "1"),
+                        Err(ConfigError::UnknownTopicConfig { .. })
+                    ),
+                    "{key}"
+                ),
+                other => panic!("{key}: unknown status '{other}'"),
+            }
+        }
+        for k in TOPIC_KEYS {
+            assert!(
+                rows.iter().any(|(key, _)| key == k.name),
+                "{} has no row in docs/configs.md",
+                k.name
+            );
+        }
+        for k in REMOVED_TOPIC_KEYS {
+            assert!(
+                rows.iter().any(|(key, s)| key == k && s == "refused"),
+                "{k}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_topic_key_has_a_default() {
+        for k in TOPIC_KEYS {
+            if k.node_key.is_empty() {
+                continue; // `default` is it, possibly empty (an empty list)
+            }
+            assert!(
+                node_key(k.node_key).is_some(),
+                "{}: no node key {}",
+                k.name,
+                k.node_key
+            );
+        }
+    }
+
+    #[test]
+    fn values_are_checked_as_kafka_checks_them() {
+        let message = |k: &str, v: &str| TopicConfig::validate(k, v).map_err(|e| e.to_string());
+        assert_eq!(
+            message("compression.gzip.level", "0"),
+            Err("Invalid value 0 for configuration compression.gzip.level: Value must be between 1 and 9 or equal to -1".into())
+        );
+        assert_eq!(
+            message("compression.zstd.level", "-131073"),
+            Err("Invalid value -131073 for configuration compression.zstd.level: Value must be at least -131072".into())
+        );
+        assert_eq!(
+            message("retention.ms", "soon"),
+            Err(
+                "Invalid value soon for configuration retention.ms: Not a number of type LONG"
+                    .into()
+            )
+        );
+        assert_eq!(
+            message("min.cleanable.dirty.ratio", "1.5"),
+            Err("Invalid value 1.5 for configuration min.cleanable.dirty.ratio: Value must be no more than 1".into())
+        );
+        for (k, v) in [
+            ("compression.gzip.level", "-1"),
+            ("compression.lz4.level", "17"),
+            ("compression.zstd.level", "-131072"),
+            ("compression.type", "snappy"),
+            ("retention.bytes", "-2"),
+            ("message.timestamp.after.max.ms", "0"),
+        ] {
+            assert!(TopicConfig::validate(k, v).is_ok(), "{k}={v}");
+        }
+        assert!(TopicConfig::validate("compression.type", "none").is_err());
+    }
 }

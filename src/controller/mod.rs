@@ -85,7 +85,8 @@ pub enum ControllerError {
     InvalidReplicationFactor { factor: i32, reason: String },
     #[error("invalid replica assignment: {0}")]
     InvalidReplicaAssignment(String),
-    #[error("invalid config: {0}")]
+    /// The message is Kafka's own wording, sent to the client as is.
+    #[error("{0}")]
     InvalidConfig(String),
     #[error("could not encode a metadata record: {0}")]
     Encode(String),
@@ -403,7 +404,7 @@ pub fn decide_topic_configs(
     let known = |k: &str| match crate::config::defs::topic_key(k) {
         Some(_) => Ok(()),
         None => Err(ControllerError::InvalidConfig(format!(
-            "unknown topic config '{k}'"
+            "Unknown topic config name: {k}"
         ))),
     };
     apply_config_ops(&mut current, ops, known, |k, v| {

@@ -59,12 +59,14 @@ pub fn handle(ctx: RequestContext, req: DescribeConfigsRequest) -> Reply {
                                 if is_override {
                                     synonyms.push(DescribeConfigsSynonym::default().with_name(str_bytes(key)).with_value(Some(str_bytes(value.clone()))).with_source(SOURCE_TOPIC));
                                 }
-                                synonyms.push(
-                                    DescribeConfigsSynonym::default()
-                                        .with_name(str_bytes(node_key))
-                                        .with_value(Some(str_bytes(node.get(node_key))))
-                                        .with_source(default_source),
-                                );
+                                if !node_key.is_empty() {
+                                    synonyms.push(
+                                        DescribeConfigsSynonym::default()
+                                            .with_name(str_bytes(node_key))
+                                            .with_value(Some(str_bytes(node.get(node_key))))
+                                            .with_source(default_source),
+                                    );
+                                }
                             }
                             DescribeConfigsResourceResult::default()
                                 .with_name(str_bytes(key))

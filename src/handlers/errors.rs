@@ -5,7 +5,7 @@ use kafka_protocol::error::ResponseError as E;
 use crate::controller::ControllerError;
 use crate::group::CoordinatorError;
 use crate::log::remote::RemoteLogError;
-use crate::log::{LogError, PartitionLogError};
+use crate::log::{LogError, PartitionLogError, RecordError, RecordErrorKind};
 use crate::quota::QuotaError;
 use crate::replication::PartitionError;
 
@@ -16,7 +16,11 @@ pub fn log_error_code(e: &LogError) -> i16 {
         LogError::CorruptBatch { .. } => E::CorruptMessage.code(),
         LogError::BatchTooLarge { .. } => E::MessageTooLarge.code(),
         LogError::UnsupportedMagic { .. } => E::UnsupportedForMessageFormat.code(),
-        LogError::InvalidTimestamp { .. } => E::InvalidTimestamp.code(),
+        LogError::InvalidRecord { .. } => E::InvalidRecord.code(),
+        LogError::RecordsRejected { kind, .. } => match kind {
+            RecordErrorKind::InvalidRecord => E::InvalidRecord.code(),
+            RecordErrorKind::InvalidTimestamp => E::InvalidTimestamp.code(),
+        },
         LogError::OffsetOutOfRange { .. } => E::OffsetOutOfRange.code(),
         LogError::OutOfOrderSequence { .. } => E::OutOfOrderSequenceNumber.code(),
         LogError::ProducerFenced { .. } => E::InvalidProducerEpoch.code(),
@@ -40,6 +44,14 @@ pub fn partition_error_code(e: &PartitionError) -> i16 {
         // A broker fetching as a replica of a partition it is not assigned.
         PartitionError::UnknownReplica { .. } => E::NotLeaderOrFollower.code(),
         PartitionError::Log(l) => log_error_code(l),
+    }
+}
+
+/// The bad records of a refused produce batch (KIP-467), none for other errors.
+pub fn record_errors(e: &PartitionError) -> &[RecordError] {
+    match e {
+        PartitionError::Log(LogError::RecordsRejected { record_errors, .. }) => record_errors,
+        _ => &[],
     }
 }
 

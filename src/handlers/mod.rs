@@ -129,6 +129,7 @@ handlers! {
     ConsumerGroupHeartbeat => consumer_group_heartbeat,
     ConsumerGroupDescribe => consumer_group_describe,
     DescribeClientQuotas => describe_client_quotas,
+    DescribeProducers => describe_producers,
     AlterClientQuotas => alter_client_quotas,
     CreateAcls => create_acls,
     DescribeAcls => describe_acls,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::protocol::VersionRange;
 
@@ -29,7 +29,8 @@ pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 13 };
 
 enum Outcome {
     Appended(Arc<Partition>, LogAppendInfo, LeaderEpoch),
-    Failed(i16, Option<String>),
+    /// Error code, message, and the bad records of a refused batch (KIP-467).
+    Failed(i16, Option<String>, Vec<BatchIndexAndErrorMessage>),
 }
 
 pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
@@ -69,12 +70,12 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
         let mut outcomes = Vec::with_capacity(topic.partition_data.len());
         for p in topic.partition_data {
             let outcome = match &name {
-                None => Outcome::Failed(unknown_topic_id(), None),
-                Some(_) if !write_allowed => Outcome::Failed(TOPIC_AUTHORIZATION_FAILED, None),
+                None => Outcome::Failed(unknown_topic_id(), None, Vec::new()),
+                Some(_) if !write_allowed => Outcome::Failed(TOPIC_AUTHORIZATION_FAILED, None, Vec::new()),
                 Some(name) => match ctx.apis.replicas.get(&TopicPartition::new(name.clone(), p.index)) {
-                    None => Outcome::Failed(unknown_topic_or_partition(), None),
+                    None => Outcome::Failed(unknown_topic_or_partition(), None, Vec::new()),
                     Some(partition) => match p.records {
-                        None => Outcome::Failed(ResponseError::InvalidRecord.code(), Some("no records".into())),
+                        None => Outcome::Failed(ResponseError::InvalidRecord.code(), Some("no records".into()), Vec::new()),
                         Some(records) => match partition.append_as_leader(records, acks) {
                             Ok((info, epoch)) => {
                                 let m = &ctx.apis.metrics.topics;
@@ -85,7 +86,7 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
                             Err(e) => {
                                 ctx.apis.metrics.topics.produce_errors.with_label_values(&[name.as_str()]).inc();
                                 log_append_error(&partition.tp, &e);
-                                Outcome::Failed(partition_error_code(&e), Some(e.to_string()))
+                                Outcome::Failed(partition_error_code(&e), Some(e.to_string()), wire_record_errors(&e))
                             }
                         },
                     },
@@ -144,10 +145,11 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
             for ((index, outcome), wait) in outcomes.into_iter().zip(waits) {
                 let r = PartitionProduceResponse::default().with_index(index);
                 let r = match outcome {
-                    Outcome::Failed(code, message) => r
+                    Outcome::Failed(code, message, record_errors) => r
                         .with_error_code(code)
                         .with_base_offset(-1)
-                        .with_error_message(message.filter(|_| version >= 8).map(str_bytes)),
+                        .with_error_message(message.filter(|_| version >= 8).map(str_bytes))
+                        .with_record_errors(if version >= 8 { record_errors } else { Vec::new() }),
                     Outcome::Appended(partition, info, _) => {
                         // An appended partition always has a wait; a task that died is a bug,
                         // reported to the client as an unknown server error.
@@ -212,6 +214,14 @@ fn record_quota(ctx: &RequestContext, image: &MetadataImage, appended: &[(String
         }
     }
     throttle_ms
+}
+
+/// KIP-467's list of the records that made the batch fail (empty for other errors).
+fn wire_record_errors(e: &PartitionError) -> Vec<BatchIndexAndErrorMessage> {
+    crate::handlers::errors::record_errors(e)
+        .iter()
+        .map(|r| BatchIndexAndErrorMessage::default().with_batch_index(r.batch_index).with_batch_index_error_message(Some(str_bytes(r.message.clone()))))
+        .collect()
 }
 
 fn log_append_error(tp: &TopicPartition, e: &PartitionError) {

@@ -22,6 +22,8 @@
 //! - `loader.rs`: `LogLoader`, recovery at open;
 //! - [`epoch_cache`]: `LeaderEpochFileCache`; [`producer_state`]: idempotent producers;
 //! - [`checkpoint`]: the checksummed checkpoint files; `retention.rs`: what retention deletes;
+//! - [`validator`]: `LogValidator`, the leader's per-record checks (KIP-467 record errors) and
+//!   broker-side recompression (`compression.type`);
 //! - [`cleaner`]: `LogCleaner`, compaction; [`LogManager`] (`manager.rs`): all logs and their
 //!   background tasks;
 //! - [`remote`]: `RemoteLogManager`, tiered storage (the `strata-tiering` crate) under the
@@ -73,6 +75,25 @@ pub enum TimestampType {
     LogAppendTime,
 }
 
+/// `compression.type`, with the level of its codec (`compression.gzip.level`,
+/// `compression.lz4.level`, `compression.zstd.level`; KIP-390).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerCompression {
+    /// Keep each batch as the producer compressed it (the default, and the zero-copy path).
+    Producer,
+    Uncompressed,
+    Gzip {
+        level: i32,
+    },
+    Snappy,
+    Lz4 {
+        level: i32,
+    },
+    Zstd {
+        level: i32,
+    },
+}
+
 /// The per-topic settings the engine honours, under Kafka's property names.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
@@ -100,6 +121,12 @@ pub struct LogConfig {
     pub max_message_bytes: u32,
     /// `message.timestamp.type`
     pub timestamp_type: TimestampType,
+    /// `message.timestamp.before.max.ms`: how far in the past a CreateTime record may be.
+    pub message_timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms`: how far in the future a CreateTime record may be.
+    pub message_timestamp_after_max_ms: i64,
+    /// `compression.type` and the codec's level.
+    pub compression: BrokerCompression,
     /// `log.flush.policy` with `flush.messages` / `flush.ms`.
     pub flush_policy: FlushPolicy,
     /// `file.delete.delay.ms`
@@ -168,6 +195,10 @@ impl Default for LogConfig {
             min_compaction_lag_ms: 0,
             max_message_bytes: 1024 * 1024 + 12,
             timestamp_type: TimestampType::CreateTime,
+            message_timestamp_before_max_ms: i64::MAX,
+            // Kafka 4.0's default (KIP-1030): at most an hour ahead of the broker's clock.
+            message_timestamp_after_max_ms: 3_600_000,
+            compression: BrokerCompression::Producer,
             flush_policy: FlushPolicy::GroupCommit,
             file_delete_delay_ms: 60_000,
             remote_storage_enable: false,
@@ -216,6 +247,8 @@ pub struct ProducerStateEntry {
     pub producer_epoch: ProducerEpoch,
     pub last_sequence: i32,
     pub last_offset: Offset,
+    /// The largest timestamp of its last batch (DescribeProducers' `last_timestamp`).
+    pub last_timestamp_ms: i64,
 }
 
 /// ListOffsets' special timestamps.
@@ -246,8 +279,16 @@ pub enum LogError {
     BatchTooLarge { size_bytes: usize, max_bytes: u32 },
     #[error("unsupported record batch magic {magic}")]
     UnsupportedMagic { magic: i8 },
-    #[error("invalid timestamp {timestamp_ms}: {reason}")]
-    InvalidTimestamp { timestamp_ms: i64, reason: String },
+    /// A producer's batch Kafka refuses as a whole without naming records (INVALID_RECORD).
+    #[error("{reason}")]
+    InvalidRecord { reason: String },
+    /// A producer's batch with bad records, each named by its index (KIP-467).
+    #[error("{message}")]
+    RecordsRejected {
+        kind: RecordErrorKind,
+        message: String,
+        record_errors: Vec<RecordError>,
+    },
     /// The bounds are those of the log that refused: the local log for a read of the
     /// [`UnifiedLog`], the whole log (remote part included) for a read of the [`PartitionLog`].
     #[error("offset {offset} is outside the log [{log_start_offset}, {log_end_offset}]")]
@@ -305,6 +346,9 @@ mod retention;
 pub mod segment;
 pub mod time_index;
 mod unified_log;
+pub mod validator;
+
+pub use validator::{RecordError, RecordErrorKind};
 
 pub use cleaner::{CleanerStats, LogCleaner};
 

@@ -89,6 +89,10 @@ impl ProducerStateManager {
         self.producers.len()
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = (&i64, &ProducerState)> {
+        self.producers.iter()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.producers.is_empty()
     }

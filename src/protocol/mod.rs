@@ -1,8 +1,10 @@
 //! Glue to the `kafka-protocol` crate: framing constants, string conversions, and the one place
 //! where Strata's typed errors become Kafka error codes.
 
+pub mod compression;
 pub mod fetch_session;
 pub mod record_batch;
+pub mod records;
 pub mod retired_produce;
 
 use bytes::{Buf, Bytes};

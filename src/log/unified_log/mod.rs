@@ -33,13 +33,14 @@ use bytes::Bytes;
 use super::local_log::LocalLog;
 use super::producer_state::{Check, SequenceError};
 use super::segment::{read_batches, SegmentFile, SegmentRead};
+use super::validator::{self, ValidBatch};
 use super::{
     checkpoint, loader, retention, FetchDataInfo, FlushPolicy, LogAppendInfo, LogConfig, LogError,
     ProducerStateEntry, Result, TimestampType,
 };
 use crate::clock::SharedClock;
 use crate::model::{LeaderEpoch, Offset, ProducerEpoch, ProducerId};
-use crate::protocol::record_batch::{self, validate_batch, BatchError, BatchHeader, BatchIter};
+use crate::protocol::record_batch::{self, validate_batch, BatchError, BatchIter};
 
 /// Asked before retention deletes a closed segment: `false` holds it back (tiered storage keeps
 /// a segment until it is uploaded). Arguments: base offset and last offset of the segment.
@@ -83,6 +84,17 @@ fn batch_error(position: usize, e: BatchError) -> LogError {
             position,
             reason: e.to_string(),
         },
+    }
+}
+
+fn entry(producer_id: i64, s: &super::producer_state::ProducerState) -> ProducerStateEntry {
+    let last = s.batches.back();
+    ProducerStateEntry {
+        producer_id: ProducerId(producer_id),
+        producer_epoch: ProducerEpoch(s.epoch),
+        last_sequence: last.map_or(-1, |b| b.last_seq),
+        last_offset: Offset(last.map_or(-1, |b| b.last_offset)),
+        last_timestamp_ms: s.last_timestamp,
     }
 }
 
@@ -153,7 +165,9 @@ impl UnifiedLog {
     }
 
     /// Validates `records` (one or more magic-2 batches: sizes, CRC-32C, record counts,
-    /// `max.message.bytes`, producer sequence), assigns offsets from the log end offset,
+    /// `max.message.bytes`, each record's key and timestamp as the topic requires, producer
+    /// sequence), recompresses batches whose codec is not the topic's `compression.type`,
+    /// assigns offsets from the log end offset,
     /// stamps LogAppendTime if configured, records `leader_epoch` in each batch's
     /// partition-leader-epoch field and the epoch cache, and appends. A retried duplicate of an
     /// idempotent batch returns the original offsets with `duplicate = true`. On any error the
@@ -171,28 +185,45 @@ impl UnifiedLog {
         self.append(records, Origin::Follower)
     }
 
-    fn validate(&self, records: &[u8], leader: bool) -> Result<Vec<(usize, BatchHeader)>> {
-        let max = self.lock().config.max_message_bytes;
+    /// Checks every batch (sizes, CRC-32C) and, for a leader, validates and possibly rewrites
+    /// it ([`validator`](super::validator)). Returns the batches to write, in order.
+    fn validate(&self, records: &Bytes, leader: bool) -> Result<Vec<ValidBatch>> {
+        let cfg = self.lock().config.clone();
+        let max = cfg.max_message_bytes;
+        let now = self.clock.now_ms();
+        let tp = self.dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let too_large = |size_bytes: usize| LogError::BatchTooLarge {
+            size_bytes,
+            max_bytes: max,
+        };
         let mut batches = Vec::new();
         for item in BatchIter::new(records) {
             let (pos, h) = item.map_err(|(pos, e)| batch_error(pos, e))?;
             if h.total_size() > max as usize {
-                return Err(LogError::BatchTooLarge {
-                    size_bytes: h.total_size(),
-                    max_bytes: max,
-                });
+                return Err(too_large(h.total_size()));
             }
             validate_batch(&records[pos..pos + h.total_size()]).map_err(|e| batch_error(pos, e))?;
-            if leader && (h.records_count == 0 || h.records_count != h.last_offset_delta + 1) {
-                return Err(batch_error(
-                    pos,
-                    BatchError::InconsistentCount {
-                        count: h.records_count,
-                        last_offset_delta: h.last_offset_delta,
-                    },
-                ));
+            let whole = records.slice(pos..pos + h.total_size());
+            if !leader {
+                batches.push(ValidBatch {
+                    bytes: whole,
+                    header: h,
+                });
+                continue;
             }
-            batches.push((pos, h));
+            let valid =
+                validator::validate_leader_batch(whole, h, &cfg, now, tp).map_err(|e| match e {
+                    LogError::CorruptBatch { reason, .. } => LogError::CorruptBatch {
+                        position: pos,
+                        reason,
+                    },
+                    e => e,
+                })?;
+            // Recompression may have grown it.
+            if valid.bytes.len() > max as usize {
+                return Err(too_large(valid.bytes.len()));
+            }
+            batches.push(valid);
         }
         if batches.is_empty() {
             return Err(LogError::CorruptBatch {
@@ -216,8 +247,12 @@ impl UnifiedLog {
         // What is written: the request's own bytes, except the few header bytes a leader
         // rewrites, which go in small patched copies (no copy of the records themselves).
         let mut chunks: Vec<Bytes> = Vec::with_capacity(2 * batches.len());
-        for (pos, h) in batches.iter_mut() {
-            let whole = records.slice(*pos..*pos + h.total_size());
+        for ValidBatch {
+            bytes: whole,
+            header: h,
+        } in batches.iter_mut()
+        {
+            let whole = whole.clone();
             match origin {
                 Origin::Leader(epoch) => {
                     h.base_offset = next;
@@ -284,10 +319,17 @@ impl UnifiedLog {
             }
             next = h.next_offset();
         }
-        let first_offset = batches.first().map_or(leo, |(_, h)| h.base_offset);
+        // Where each batch lands in what is written (a rewritten batch may differ in size).
+        let mut placed = Vec::with_capacity(batches.len());
+        let mut at = 0usize;
+        for b in &batches {
+            placed.push((at, b.header));
+            at += b.bytes.len();
+        }
+        let first_offset = placed.first().map_or(leo, |(_, h)| h.base_offset);
         let last_offset = next - 1;
-        let record_count: u64 = batches.iter().map(|(_, h)| h.records_count as u64).sum();
-        let max_timestamp = batches
+        let record_count: u64 = placed.iter().map(|(_, h)| h.records_count as u64).sum();
+        let max_timestamp = placed
             .iter()
             .map(|(_, h)| h.max_timestamp)
             .max()
@@ -297,13 +339,13 @@ impl UnifiedLog {
             st.roll(now)?;
         }
         let preallocate = st.config.preallocate_bytes;
-        st.active_mut().append(&chunks, &batches, preallocate)?;
+        st.active_mut().append(&chunks, &placed, preallocate)?;
         st.producers.apply(pending);
         let mut epochs_changed = false;
         match origin {
             Origin::Leader(epoch) => epochs_changed |= st.epoch_cache.assign(epoch.0, first_offset),
             Origin::Follower => {
-                for (_, h) in &batches {
+                for (_, h) in &placed {
                     epochs_changed |= st
                         .epoch_cache
                         .assign(h.partition_leader_epoch, h.base_offset);
@@ -623,15 +665,18 @@ impl UnifiedLog {
 
     pub fn producer_state(&self, producer_id: ProducerId) -> Option<ProducerStateEntry> {
         let st = self.lock();
-        st.producers.get(producer_id.0).map(|s| {
-            let last = s.batches.back();
-            ProducerStateEntry {
-                producer_id,
-                producer_epoch: ProducerEpoch(s.epoch),
-                last_sequence: last.map_or(-1, |b| b.last_seq),
-                last_offset: Offset(last.map_or(-1, |b| b.last_offset)),
-            }
-        })
+        st.producers
+            .get(producer_id.0)
+            .map(|s| entry(producer_id.0, s))
+    }
+
+    /// Every producer this log tracks (DescribeProducers), by producer id.
+    pub fn producer_states(&self) -> Vec<ProducerStateEntry> {
+        let st = self.lock();
+        let mut all: Vec<ProducerStateEntry> =
+            st.producers.iter().map(|(&id, s)| entry(id, s)).collect();
+        all.sort_by_key(|e| e.producer_id.0);
+        all
     }
 
     pub fn size_bytes(&self) -> u64 {
