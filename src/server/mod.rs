@@ -349,7 +349,13 @@ async fn handshake(
             .tls_handshake_failures
             .with_label_values(&[info.name.as_str(), reason])
             .inc();
-        tracing::warn!(%peer, listener = %info.name, %error, "TLS handshake failed; closing the connection");
+        // A client that closes before finishing the handshake (a port probe, a peer that gave
+        // up) is routine; anything else is worth the operator's attention.
+        if reason == "eof" {
+            tracing::debug!(%peer, listener = %info.name, %error, "client closed during the TLS handshake");
+        } else {
+            tracing::warn!(%peer, listener = %info.name, %error, "TLS handshake failed; closing the connection");
+        }
     };
     let (stream, subject) = match tls.server.accept(conn).await {
         Ok(s) => s,

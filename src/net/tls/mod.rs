@@ -369,6 +369,7 @@ impl HandshakeError {
     pub fn reason(&self) -> &'static str {
         match self {
             HandshakeError::Timeout => "timeout",
+            HandshakeError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => "eof",
             HandshakeError::Io(e) => {
                 match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
                     Some(rustls::Error::InvalidCertificate(_)) => "bad_certificate",
