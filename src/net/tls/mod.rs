@@ -561,6 +561,10 @@ impl TlsAcceptor {
                         Ok((stream, _)) => {
                             let _ = tx.send((Box::new(stream) as BoxConnection, peer)).await;
                         }
+                        // A peer that hung up mid-handshake is routine (it gave up or died).
+                        Err(e) if e.reason() == "eof" => {
+                            tracing::debug!(%peer, error = %e, "peer closed during the TLS handshake")
+                        }
                         Err(e) => {
                             tracing::warn!(%peer, error = %e, "TLS handshake failed; closing")
                         }
