@@ -71,7 +71,7 @@ pub enum BrokerError {
 fn secured_networks(
     node: &NodeConfig,
     net: Arc<dyn Network>,
-) -> Result<(Arc<dyn Network>, Arc<dyn Network>), BrokerError> {
+) -> Result<SecuredNetworks, BrokerError> {
     use crate::net::tls::{TlsClient, TlsNetwork, TlsServer};
     let tls_error = |what: String| move |source| BrokerError::Tls { what, source };
     let controller_net: Arc<dyn Network> = match node.controller_listener_names().first() {
@@ -101,7 +101,16 @@ fn secured_networks(
     } else {
         net
     };
-    Ok((controller_net, replication_net))
+    Ok(SecuredNetworks {
+        controller: controller_net,
+        replication: replication_net,
+    })
+}
+
+/// The networks of the controller RPC and of the replica fetchers.
+struct SecuredNetworks {
+    controller: Arc<dyn Network>,
+    replication: Arc<dyn Network>,
 }
 
 #[derive(Debug)]
@@ -169,7 +178,10 @@ impl Broker {
             cluster_id = crate::log::meta_properties::check_or_write(dir, node_id, &cluster_id)?;
         }
         let settings = ControllerSettings::from_node(&node)?;
-        let (controller_net, replication_net) = secured_networks(&node, net)?;
+        let SecuredNetworks {
+            controller: controller_net,
+            replication: replication_net,
+        } = secured_networks(&node, net)?;
         let controller = Controller::open(
             &log_dirs[0].join("__cluster_metadata"),
             settings,

@@ -166,10 +166,12 @@ pub async fn serve_listeners(
         .build_info
         .with_label_values(&[env!("CARGO_PKG_VERSION"), crate::protocol::KAFKA_RELEASE])
         .set(1);
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let broker_rate: SharedCreationRate = Arc::new(std::sync::Mutex::new(CreationRate::new(
-        limits.connection_creation_rate,
-    )));
+    let shared = SharedLimits {
+        permits: Arc::new(Semaphore::new(limits.max_connections)),
+        creation_rate: Arc::new(std::sync::Mutex::new(CreationRate::new(
+            limits.connection_creation_rate,
+        ))),
+    };
     let tracker = TaskTracker::new();
     let mut accept_loops = tokio::task::JoinSet::new();
     for listener in listeners {
@@ -178,8 +180,7 @@ pub async fn serve_listeners(
             apis.clone(),
             metrics.clone(),
             limits.clone(),
-            permits.clone(),
-            broker_rate.clone(),
+            shared.clone(),
             tracker.clone(),
             shutdown.clone(),
         ));
@@ -194,16 +195,28 @@ pub async fn serve_listeners(
     }
 }
 
+/// The broker-wide connection bounds every listener's accept loop shares.
+#[derive(Clone)]
+struct SharedLimits {
+    /// `max.connections`.
+    permits: Arc<Semaphore>,
+    /// `max.connection.creation.rate`.
+    creation_rate: SharedCreationRate,
+}
+
 async fn accept_loop(
     mut listener: KafkaListener,
     apis: Arc<KafkaApis>,
     metrics: Arc<ServerMetrics>,
     limits: ServerLimits,
-    permits: Arc<Semaphore>,
-    broker_rate: SharedCreationRate,
+    shared: SharedLimits,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) {
+    let SharedLimits {
+        permits,
+        creation_rate: broker_rate,
+    } = shared;
     let info = listener.info.clone();
     let listener_permits = listener
         .max_connections
