@@ -45,6 +45,8 @@ enum Command {
     /// Describe and alter client quotas (producer_byte_rate, consumer_byte_rate) by user and
     /// client id on any Kafka-protocol broker.
     Quotas(strata::admin::quotas::QuotasArgs),
+    /// Create, list and delete ACLs (kafka-acls.sh's flags) on any Kafka-protocol broker.
+    Acls(strata::admin::acls::AclsArgs),
     /// Write meta.properties (cluster id, node id) into every log dir, once, before the first
     /// start of a node of a multi-node cluster.
     Format {
@@ -103,6 +105,9 @@ fn main() -> std::process::ExitCode {
         } => runtime().and_then(|rt| rt.block_on(describe_cluster(controller, json))),
         Command::Groups(args) => {
             runtime().and_then(|rt| rt.block_on(strata::admin::groups::run_groups(args)))
+        }
+        Command::Acls(args) => {
+            runtime().and_then(|rt| rt.block_on(strata::admin::acls::run_acls(args)))
         }
         Command::Quotas(args) => {
             runtime().and_then(|rt| rt.block_on(strata::admin::quotas::run_quotas(args)))

@@ -15,6 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     &["metrics"],
     &["quota"],
+    &["security"],
     &["controller"],
     &["replication"],
     &["group"],

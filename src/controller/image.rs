@@ -11,6 +11,7 @@ use super::records::{BrokerEndpoint, MetadataRecord};
 use crate::config::TopicConfig;
 use crate::model::{BrokerId, LeaderEpoch, PartitionIndex, TopicId};
 use crate::quota::ClientQuotas;
+use crate::security::acl::AclIndex;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerRegistration {
@@ -73,6 +74,9 @@ pub struct MetadataImage {
     /// Client quotas by entity (user / client id, named or default).
     #[serde(default)]
     pub client_quotas: ClientQuotas,
+    /// The ACLs, indexed by resource for the authorizer.
+    #[serde(default)]
+    pub acls: AclIndex,
 }
 
 impl MetadataImage {
@@ -194,6 +198,12 @@ impl MetadataImage {
             }
             MetadataRecord::ClientQuota { entity, key, value } => {
                 self.client_quotas.apply(entity, key, *value);
+            }
+            MetadataRecord::AccessControlEntry { id, binding } => {
+                self.acls.add(*id, binding.clone());
+            }
+            MetadataRecord::RemoveAccessControlEntry { id } => {
+                self.acls.remove(*id);
             }
         }
     }

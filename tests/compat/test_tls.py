@@ -61,6 +61,9 @@ def tls_broker(tmp_path, request, certs):
             "listener.name.ssl.ssl.client.auth": "required",
             "listener.name.ssl.ssl.principal.mapping.rules": "RULE:^CN=([^,]*),.*$/$1/,DEFAULT",
             "ssl.handshake.timeout.ms": "2000",
+            # Required client certificates make the authorizer deny by default; these tests
+            # are about TLS, not ACLs.
+            "allow.everyone.if.no.acl.found": "true",
             **ssl_sets(certs),
         }
     )
@@ -252,6 +255,7 @@ def tls_cluster(tmp_path, request, certs, n: int = 3) -> list[StrataBroker]:
                 "inter.broker.listener.name": "INTERNAL",
                 "ssl.client.auth": "required",
                 "replica.lag.time.max.ms": "3000",
+                "allow.everyone.if.no.acl.found": "true",
                 **ssl_sets(certs),
             }
         )
