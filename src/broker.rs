@@ -59,6 +59,62 @@ pub enum BrokerError {
     Log(#[from] LogError),
     #[error("tiered storage: {0}")]
     Tiering(#[from] strata_tiering::TieringError),
+    #[error("TLS of {what}: {source}")]
+    Tls {
+        what: String,
+        #[source]
+        source: crate::net::tls::TlsError,
+    },
+}
+
+/// The networks of the controller RPC and of the replica fetchers: `net` itself, or `net`
+/// wrapped in TLS when the controller listener or the inter-broker listener is SSL. Each side
+/// verifies its peer against that listener's truststore and presents that listener's
+/// certificate, so brokers authenticate one another (mTLS when the listener sets
+/// `ssl.client.auth=required`).
+fn secured_networks(
+    node: &NodeConfig,
+    net: Arc<dyn Network>,
+) -> Result<SecuredNetworks, BrokerError> {
+    use crate::net::tls::{TlsClient, TlsNetwork, TlsServer};
+    let tls_error = |what: String| move |source| BrokerError::Tls { what, source };
+    let controller_net: Arc<dyn Network> = match node.controller_listener_names().first() {
+        Some(name) if node.controller_security_protocol()?.uses_tls() => {
+            let what = format!("the controller listener {name}");
+            let settings = node.tls_settings(name);
+            Arc::new(TlsNetwork {
+                inner: net.clone(),
+                client: Some(Arc::new(
+                    TlsClient::new(settings.clone()).map_err(tls_error(what.clone()))?,
+                )),
+                server: Some(Arc::new(TlsServer::new(settings).map_err(tls_error(what))?)),
+            })
+        }
+        _ => net.clone(),
+    };
+    let inter_broker = node.inter_broker_listener()?;
+    let replication_net: Arc<dyn Network> = if inter_broker.info.security_protocol.uses_tls() {
+        let name = &inter_broker.info.name;
+        let client = TlsClient::new(node.tls_settings(name))
+            .map_err(tls_error(format!("the inter-broker listener {name}")))?;
+        Arc::new(TlsNetwork {
+            inner: net,
+            client: Some(Arc::new(client)),
+            server: None,
+        })
+    } else {
+        net
+    };
+    Ok(SecuredNetworks {
+        controller: controller_net,
+        replication: replication_net,
+    })
+}
+
+/// The networks of the controller RPC and of the replica fetchers.
+struct SecuredNetworks {
+    controller: Arc<dyn Network>,
+    replication: Arc<dyn Network>,
 }
 
 #[derive(Debug)]
@@ -126,10 +182,14 @@ impl Broker {
             cluster_id = crate::log::meta_properties::check_or_write(dir, node_id, &cluster_id)?;
         }
         let settings = ControllerSettings::from_node(&node)?;
+        let SecuredNetworks {
+            controller: controller_net,
+            replication: replication_net,
+        } = secured_networks(&node, net)?;
         let controller = Controller::open(
             &log_dirs[0].join("__cluster_metadata"),
             settings,
-            net.clone(),
+            controller_net,
             None,
             shutdown.child_token(),
         )
@@ -192,7 +252,7 @@ impl Broker {
         replicas.set_remote_log_manager(remote.clone());
         replicas.set_fetcher_manager(ReplicaFetcherManager::new(
             node_id,
-            net.clone(),
+            replication_net,
             fetcher_settings(&node),
             shutdown.child_token(),
             metrics.replication.clone(),

@@ -3,8 +3,10 @@
 //! # Layout
 //! In the order a request meets them. Each module uses only the layers below it
 //! (docs/architecture.md; `tests/architecture.rs` checks it):
-//! - [`config`]: node config (TOML, `STRATA_*` env, flags) and topic configs under Kafka's names.
-//! - [`server`]: the listener, connections, framing, in-order responses, shutdown.
+//! - [`config`]: node config (TOML, `STRATA_*` env, flags) and topic configs under Kafka's
+//!   names; the listener model (`listeners`, `listener.security.protocol.map`, ...).
+//! - [`server`]: the listeners, TLS handshakes and principals, connection limits, connections,
+//!   framing, in-order responses, shutdown.
 //! - [`protocol`]: glue to the `kafka-protocol` crate, request decoding, the retired Produce
 //!   versions, the record-batch header reader, the records inside a batch, and Kafka's
 //!   compression codecs.
@@ -29,7 +31,7 @@
 //!   that change it, broker liveness and leader elections, and the split of cluster-wide quota
 //!   limits among brokers.
 //! - [`net`]: the network seam the Kafka listener, the controller RPC and replica fetchers use
-//!   (tokio, or turmoil in tests); [`runtime`]: blocking work on either runtime flavour.
+//!   (tokio, or turmoil in tests), and [`net::tls`], TLS over it (rustls); [`runtime`]: blocking work on either runtime flavour.
 //! - [`broker`]: the node's parts wired together, and nothing more.
 //! - [`metrics`]: the Prometheus registry and the HTTP endpoint (`/metrics`, `/health`, `/ready`).
 //! - [`admin`]: the `strata topics`, `strata groups`, `strata quotas` and `strata acls` commands; [`client`]:

@@ -508,3 +508,100 @@ async fn a_replaced_certificate_is_served_to_new_connections() {
     assert_eq!(m.brokers.len(), 1);
     b.stop().await;
 }
+
+// ---- connection quotas ----------------------------------------------------------------------
+
+/// Sends Metadata on `c`; whether the broker answered.
+async fn served(c: &mut KafkaClient) -> bool {
+    c.send(&MetadataRequest::default().with_topics(Some(vec![])), 12)
+        .await
+        .is_ok()
+}
+
+async fn plain_client(addr: SocketAddr) -> KafkaClient {
+    KafkaClient::connect(
+        &TokioNetwork,
+        &addr.to_string(),
+        "q",
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("tcp connect")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_per_ip_limit_are_closed_and_fast_ones_wait() {
+    let b = ListenerBroker::start(
+        &["PLAINTEXT"],
+        &[
+            ("max.connections.per.ip", "1"),
+            ("max.connections.per.ip.overrides", "127.0.0.1:2"),
+            ("max.connection.creation.rate", "5"),
+        ],
+    )
+    .await;
+    let addr = b.addr("PLAINTEXT");
+    let mut first = plain_client(addr).await;
+    let mut second = plain_client(addr).await;
+    let mut third = plain_client(addr).await;
+    assert!(served(&mut first).await && served(&mut second).await);
+    assert!(
+        !served(&mut third).await,
+        "a third connection from 127.0.0.1 was served"
+    );
+    drop(first);
+    // The closed connection's place is given back once the broker sees it close.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut again = plain_client(addr).await;
+        if served(&mut again).await {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the place never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = b.broker.render_metrics();
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("strata_server_connections_rejected_per_ip_total ")
+                && !l.ends_with(" 0")
+        ),
+        "{metrics}"
+    );
+    drop(second);
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_faster_than_the_creation_rate_wait_to_be_accepted() {
+    let b = ListenerBroker::start(&["PLAINTEXT"], &[("max.connection.creation.rate", "5")]).await;
+    let addr = b.addr("PLAINTEXT");
+    let started = std::time::Instant::now();
+    // A burst of one second's worth (5) goes at once; the next 5 are spaced 200 ms apart.
+    for _ in 0..10 {
+        let mut c = plain_client(addr).await;
+        assert!(served(&mut c).await);
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900),
+        "10 connections at 5/s took {took:?}"
+    );
+    let throttled = b
+        .broker
+        .render_metrics()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("strata_server_connections_throttled_total ")
+                .map(str::to_string)
+        })
+        .expect("metric");
+    assert!(
+        throttled.parse::<f64>().expect("number") >= 4.0,
+        "{throttled}"
+    );
+    b.stop().await;
+}

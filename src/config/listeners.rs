@@ -138,6 +138,13 @@ impl NodeConfig {
             .unwrap_or_else(|| self.get(key))
     }
 
+    /// `listener.name.<listener>.<key>` if it is set.
+    pub fn listener_override(&self, listener: &str, key: &str) -> Option<&str> {
+        self.listener_values
+            .get(&format!("{}{key}", listener_prefix(listener)))
+            .map(|(v, _)| v.as_str())
+    }
+
     /// Every per-listener override, by full key.
     pub fn listener_overrides(&self) -> impl Iterator<Item = (&str, &str, ConfigSource)> {
         self.listener_values
@@ -354,6 +361,18 @@ impl NodeConfig {
                         reason: format!("listener {} uses {} and needs a certificate: set ssl.keystore.location, or ssl.certificate.location and ssl.key.location", l.info.name, l.info.security_protocol),
                     });
                 }
+            }
+        }
+        if let Some(name) = self.controller_listener_names().first() {
+            let tls = self.tls_settings(name);
+            if self.security_protocol(name)?.uses_tls()
+                && (tls.certificate.is_none() || tls.truststore.is_none())
+            {
+                return Err(ConfigError::InvalidValue {
+                    key: format!("{}ssl.keystore.location", listener_prefix(name)),
+                    value: String::new(),
+                    reason: format!("the controller listener {name} uses SSL: nodes present a certificate and verify their peers', so it needs ssl.keystore.location (or ssl.certificate.location and ssl.key.location) and ssl.truststore.location"),
+                });
             }
         }
         if self.controller_security_protocol()?.uses_sasl() {

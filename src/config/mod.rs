@@ -147,6 +147,20 @@ pub fn validate_value(key: &str, kind: ConfigKind, value: &str) -> Result<String
                     }
                     return Ok(lower);
                 }
+                "max.connections.per.ip.overrides" => {
+                    for item in canonical
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                    {
+                        let ok = item
+                            .rsplit_once(':')
+                            .is_some_and(|(h, n)| !h.is_empty() && n.trim().parse::<u32>().is_ok());
+                        if !ok {
+                            return Err(invalid("expected host:count, comma-separated"));
+                        }
+                    }
+                }
                 "ssl.client.auth" => {
                     let lower = canonical.to_ascii_lowercase();
                     if !matches!(lower.as_str(), "none" | "requested" | "required") {

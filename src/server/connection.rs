@@ -239,14 +239,15 @@ pub(super) async fn run(
     session: Session,
     apis: Arc<KafkaApis>,
     metrics: Arc<ServerMetrics>,
-    limits: ServerLimits,
+    limits: &ServerLimits,
     shutdown: CancellationToken,
 ) {
     // Small requests arrive many to a read instead of costing a syscall for each size prefix;
     // large ones bypass the buffer.
     let peer = session.peer;
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
-    let (frames_tx, mut frames_rx) = mpsc::channel::<Bytes>(limits.max_in_flight);
+    let (max_request_bytes, max_in_flight) = (limits.max_request_bytes, limits.max_in_flight);
+    let (frames_tx, mut frames_rx) = mpsc::channel::<Bytes>(max_in_flight);
     let (mute_tx, mute_rx) = watch::channel(None);
     let mut mute = Mute {
         until: None,
@@ -260,7 +261,7 @@ pub(super) async fn run(
             if let Some(until) = until {
                 tokio::time::sleep_until(until).await;
             }
-            match read_frame(&mut reader, limits.max_request_bytes).await {
+            match read_frame(&mut reader, max_request_bytes).await {
                 Ok(frame) => {
                     if frames_tx.send(frame).await.is_err() {
                         return;
@@ -303,7 +304,7 @@ pub(super) async fn run(
             Some(Pending::Ready { not_before, .. }) => *not_before,
             _ => None,
         };
-        let can_read = pending.len() < limits.max_in_flight && !stopping && muted.is_none();
+        let can_read = pending.len() < max_in_flight && !stopping && muted.is_none();
         tokio::select! {
             biased;
             done = wait_head(&mut pending), if !pending.is_empty() => {

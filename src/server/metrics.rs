@@ -16,6 +16,9 @@ pub struct ServerMetrics {
     pub connections: IntGauge,
     pub connections_accepted: IntCounter,
     pub connections_rejected: IntCounter,
+    pub connections_rejected_per_ip: IntCounter,
+    /// Connections whose acceptance waited for max.connection.creation.rate.
+    pub connections_throttled: IntCounter,
     /// TLS handshakes that failed, by listener and reason (timeout, bad_certificate, ...).
     pub tls_handshake_failures: IntCounterVec,
     pub bytes_received: IntCounter,
@@ -75,7 +78,17 @@ impl ServerMetrics {
             connections_rejected: counter(
                 r,
                 "strata_server_connections_rejected_total",
-                "Client connections refused because max.connections was reached.",
+                "Client connections refused because max.connections (broker-wide or of their listener) was reached.",
+            ),
+            connections_rejected_per_ip: counter(
+                r,
+                "strata_server_connections_rejected_per_ip_total",
+                "Client connections closed on accept because their address reached max.connections.per.ip.",
+            ),
+            connections_throttled: counter(
+                r,
+                "strata_server_connections_throttled_total",
+                "Client connections whose acceptance was delayed by max.connection.creation.rate.",
             ),
             tls_handshake_failures: counter_vec(
                 r,

@@ -6,6 +6,7 @@
 //! `connections.max.idle.ms`.
 
 mod connection;
+pub mod connection_quotas;
 mod frame;
 mod metrics;
 
@@ -23,13 +24,19 @@ pub use crate::config::{ListenerInfo, SecurityProtocol};
 use crate::handlers::{KafkaApis, KafkaPrincipal};
 use crate::net::tls::{PrincipalMapper, TlsError, TlsServer};
 use crate::net::{Acceptor, BoxConnection, BoxReadHalf, BoxWriteHalf};
+use connection_quotas::{CreationRate, PerIpLimits, SharedCreationRate};
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServerLimits {
     pub max_request_bytes: usize,
     pub max_in_flight: usize,
     pub idle_timeout: Duration,
+    /// Connections of all listeners together.
     pub max_connections: usize,
+    /// `max.connections.per.ip` and its overrides, across listeners.
+    pub per_ip: Arc<PerIpLimits>,
+    /// `max.connection.creation.rate`, across listeners.
+    pub connection_creation_rate: i64,
 }
 
 impl ServerLimits {
@@ -41,6 +48,16 @@ impl ServerLimits {
                 node.get_i64("connections.max.idle.ms").max(1) as u64
             ),
             max_connections: node.get_i32("max.connections").max(1) as usize,
+            per_ip: Arc::new(PerIpLimits::from_config(node).unwrap_or_else(|e| {
+                // The format was checked at load; only a host name that does not resolve
+                // gets here, and the broker should still start.
+                tracing::warn!(error = %e, "ignoring max.connections.per.ip.overrides");
+                PerIpLimits::new(
+                    node.get_i32("max.connections.per.ip").max(0) as usize,
+                    Default::default(),
+                )
+            })),
+            connection_creation_rate: node.get_i64("max.connection.creation.rate"),
         }
     }
 }
@@ -51,6 +68,10 @@ pub struct KafkaListener {
     pub info: ListenerInfo,
     pub acceptor: Box<dyn Acceptor>,
     pub tls: Option<ListenerTls>,
+    /// `listener.name.<name>.max.connections`, when set.
+    pub max_connections: Option<usize>,
+    /// `listener.name.<name>.max.connection.creation.rate`, when set.
+    pub connection_creation_rate: Option<i64>,
 }
 
 /// A TLS listener's server side and how its client certificates become principals.
@@ -94,10 +115,16 @@ impl KafkaListener {
         } else {
             None
         };
+        let own = |key: &str| node.listener_override(name, key);
         Ok(KafkaListener {
             info: config.info.clone(),
             acceptor,
             tls,
+            max_connections: own("max.connections")
+                .and_then(|v| v.parse::<i64>().ok())
+                .map(|n| n.max(1) as usize),
+            connection_creation_rate: own("max.connection.creation.rate")
+                .and_then(|v| v.parse().ok()),
         })
     }
 }
@@ -115,6 +142,8 @@ pub async fn serve(
         info: ListenerInfo::plaintext(),
         acceptor: listener,
         tls: None,
+        max_connections: None,
+        connection_creation_rate: None,
     };
     serve_listeners(vec![listener], apis, metrics, limits, shutdown).await
 }
@@ -137,7 +166,12 @@ pub async fn serve_listeners(
         .build_info
         .with_label_values(&[env!("CARGO_PKG_VERSION"), crate::protocol::KAFKA_RELEASE])
         .set(1);
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let shared = SharedLimits {
+        permits: Arc::new(Semaphore::new(limits.max_connections)),
+        creation_rate: Arc::new(std::sync::Mutex::new(CreationRate::new(
+            limits.connection_creation_rate,
+        ))),
+    };
     let tracker = TaskTracker::new();
     let mut accept_loops = tokio::task::JoinSet::new();
     for listener in listeners {
@@ -145,8 +179,8 @@ pub async fn serve_listeners(
             listener,
             apis.clone(),
             metrics.clone(),
-            limits,
-            permits.clone(),
+            limits.clone(),
+            shared.clone(),
             tracker.clone(),
             shutdown.clone(),
         ));
@@ -161,16 +195,35 @@ pub async fn serve_listeners(
     }
 }
 
+/// The broker-wide connection bounds every listener's accept loop shares.
+#[derive(Clone)]
+struct SharedLimits {
+    /// `max.connections`.
+    permits: Arc<Semaphore>,
+    /// `max.connection.creation.rate`.
+    creation_rate: SharedCreationRate,
+}
+
 async fn accept_loop(
     mut listener: KafkaListener,
     apis: Arc<KafkaApis>,
     metrics: Arc<ServerMetrics>,
     limits: ServerLimits,
-    permits: Arc<Semaphore>,
+    shared: SharedLimits,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) {
+    let SharedLimits {
+        permits,
+        creation_rate: broker_rate,
+    } = shared;
     let info = listener.info.clone();
+    let listener_permits = listener
+        .max_connections
+        .map(|n| Arc::new(Semaphore::new(n)));
+    let mut listener_rate = listener
+        .connection_creation_rate
+        .and_then(CreationRate::new);
     loop {
         let accepted = match &listener.tls {
             None => tokio::select! {
@@ -192,12 +245,50 @@ async fn accept_loop(
                 continue;
             }
         };
+        // Kafka's acceptor stops accepting while a creation rate is exceeded; waiting here
+        // holds this listener's later connections in the kernel's backlog meanwhile.
+        let now = tokio::time::Instant::now();
+        let wait = {
+            let mut broker = broker_rate.lock().unwrap_or_else(|e| e.into_inner());
+            let b = broker.as_mut().map_or(Duration::ZERO, |r| r.admit(now));
+            b.max(
+                listener_rate
+                    .as_mut()
+                    .map_or(Duration::ZERO, |r| r.admit(now)),
+            )
+        };
+        if !wait.is_zero() {
+            metrics.connections_throttled.inc();
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {},
+                () = shutdown.cancelled() => break,
+            }
+        }
+        let Ok(ip_slot) = limits.per_ip.try_open(peer.ip()) else {
+            metrics.connections_rejected_per_ip.inc();
+            tracing::warn!(%peer, max = limits.per_ip.limit(peer.ip()), "max.connections.per.ip reached; closing new connection");
+            drop(conn);
+            continue;
+        };
+        let listener_permit = match &listener_permits {
+            None => None,
+            Some(p) => match p.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    metrics.connections_rejected.inc();
+                    tracing::warn!(%peer, listener = %info.name, "the listener's max.connections reached; closing new connection");
+                    drop(conn);
+                    continue;
+                }
+            },
+        };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             metrics.connections_rejected.inc();
             tracing::warn!(%peer, max = limits.max_connections, "max.connections reached; closing new connection");
             drop(conn);
             continue;
         };
+        let limits = limits.clone();
         let (apis, metrics) = (apis.clone(), metrics.clone());
         let shutdown = shutdown.clone();
         let (info, tls) = (info.clone(), listener.tls.clone());
@@ -223,13 +314,13 @@ async fn accept_loop(
                     session,
                     apis,
                     metrics.clone(),
-                    limits,
+                    &limits,
                     shutdown,
                 )
                 .await;
             }
             metrics.connections.dec();
-            drop(permit);
+            drop((permit, listener_permit, ip_slot));
         });
     }
 }
@@ -271,7 +362,13 @@ async fn handshake(
             .tls_handshake_failures
             .with_label_values(&[info.name.as_str(), reason])
             .inc();
-        tracing::warn!(%peer, listener = %info.name, %error, "TLS handshake failed; closing the connection");
+        // A client that closes before finishing the handshake (a port probe, a peer that gave
+        // up) is routine; anything else is worth the operator's attention.
+        if reason == "eof" {
+            tracing::debug!(%peer, listener = %info.name, %error, "client closed during the TLS handshake");
+        } else {
+            tracing::warn!(%peer, listener = %info.name, %error, "TLS handshake failed; closing the connection");
+        }
     };
     let (stream, subject) = match tls.server.accept(conn).await {
         Ok(s) => s,

@@ -369,6 +369,7 @@ impl HandshakeError {
     pub fn reason(&self) -> &'static str {
         match self {
             HandshakeError::Timeout => "timeout",
+            HandshakeError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => "eof",
             HandshakeError::Io(e) => {
                 match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
                     Some(rustls::Error::InvalidCertificate(_)) => "bad_certificate",
@@ -559,6 +560,10 @@ impl TlsAcceptor {
                     match tls.accept(conn).await {
                         Ok((stream, _)) => {
                             let _ = tx.send((Box::new(stream) as BoxConnection, peer)).await;
+                        }
+                        // A peer that hung up mid-handshake is routine (it gave up or died).
+                        Err(e) if e.reason() == "eof" => {
+                            tracing::debug!(%peer, error = %e, "peer closed during the TLS handshake")
                         }
                         Err(e) => {
                             tracing::warn!(%peer, error = %e, "TLS handshake failed; closing")

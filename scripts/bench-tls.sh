@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Produce throughput over TLS against plaintext (docs/BENCHMARKS.md, "TLS"): one `strata serve`
+# with a PLAINTEXT and an SSL listener on 127.0.0.1, and strata-bench (built with its `tls`
+# feature) alternating between them: plaintext, TLS, plaintext, TLS, ... so both see the same
+# moments of the shared machine. 1 KiB records, acks=all, flat out, no consumers.
+# Usage: scripts/bench-tls.sh [seconds per run] [pairs] [flush policy: fsync|interval]
+# Binaries from $CARGO_TARGET_DIR (or ./target)/$PROFILE (release by default).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-8}"
+pairs="${2:-3}"
+policy="${3:-fsync}"
+bin="${CARGO_TARGET_DIR:-$PWD/target}/${PROFILE:-release}"
+work="$(mktemp -d -p "${BENCH_DIR:-${TMPDIR:-/tmp}}")"
+pid=""
+cleanup() { if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi; rm -rf "$work"; }
+trap cleanup EXIT
+
+scripts/gen-test-certs.sh "$work/certs" >/dev/null
+if curl -sf http://127.0.0.1:19644/ready >/dev/null; then
+  echo "another broker already answers on 127.0.0.1:19644; stop it first" >&2
+  exit 1
+fi
+STRATA_LOG=warn "$bin/strata" serve --set "log.dirs=$work/data" --set "log.flush.policy=$policy" \
+  --set "listeners=PLAINTEXT://127.0.0.1:19092,SSL://127.0.0.1:19094,CONTROLLER://127.0.0.1:19093" \
+  --set "controller.quorum.voters=1@127.0.0.1:19093" \
+  --set "ssl.keystore.location=$work/certs/server-keystore.pem" \
+  --set "http.listener=127.0.0.1:19644" >"$work/broker.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do
+  kill -0 "$pid" 2>/dev/null || { cat "$work/broker.log" >&2; exit 1; }
+  curl -sf http://127.0.0.1:19644/ready >/dev/null && break
+  sleep 0.2
+done
+
+echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); flush policy $policy"
+# The broker's CPU time (user + system) in clock ticks, to tell its share of a TLS run's cost
+# from the client's.
+broker_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+run() { # label, bootstrap, extra args...
+  local label=$1 bootstrap=$2
+  shift 2
+  local before after mb
+  before=$(broker_ticks)
+  mb=$("$bin/strata-bench" --bootstrap "$bootstrap" --topic "$label-$RANDOM" --record-size 1024 \
+    --duration-s "$secs" --acks all --consumers 0 "$@" | tail -1 |
+    python3 -c 'import json,sys; j = json.load(sys.stdin); print(j["produced_mb_per_s"], j["produced_mb_per_s"] * j["seconds"])')
+  after=$(broker_ticks)
+  echo "$label $mb $before $after $(getconf CLK_TCK)" |
+    awk '{printf "%-9s %7.1f MB/s   broker CPU %.2f ms per MB\n", $1, $2, 1000 * ($5 - $4) / $6 / $3}'
+}
+for i in $(seq 1 "$pairs"); do
+  run plaintext 127.0.0.1:19092
+  run tls 127.0.0.1:19094 --set security.protocol=ssl --set "ssl.ca.location=$work/certs/ca.pem"
+done
