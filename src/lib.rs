@@ -29,6 +29,8 @@
 //! - [`admin`]: the `strata topics`, `strata groups` and `strata quotas` commands; [`client`]:
 //!   the Kafka-protocol client they and follower fetchers use.
 //! - `alloc`: the process allocator, which reserves huge blocks lazily (see its docs).
+//! - [`security`]: the SASL mechanisms (PLAIN, SCRAM, OAUTHBEARER) as pure state machines,
+//!   server and client side, and the SCRAM credential.
 //! - [`model`]: newtypes for offsets, epochs and ids; [`clock`]: injected time.
 
 pub mod admin;
@@ -49,4 +51,5 @@ pub mod protocol;
 pub mod quota;
 pub mod replication;
 pub mod runtime;
+pub mod security;
 pub mod server;

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["model", "clock", "alloc", "runtime", "net"],
     &["protocol"],
+    &["security"],
     &["client"],
     &["log"],
     &["config"],
