@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
+# Test certificates (scripts/gen-test-certs.sh).
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 # The kafkajs group tests (tests/compat/js) run under Node.js.
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)

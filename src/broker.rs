@@ -13,7 +13,7 @@ use crate::controller::broker_lifecycle::spawn_heartbeats;
 use crate::controller::producer_ids::ProducerIdManager;
 use crate::controller::ControllerMetrics;
 use crate::controller::{
-    Controller, ControllerError, ControllerSettings, MetadataImage, MetadataRecord,
+    BrokerEndpoint, Controller, ControllerError, ControllerSettings, MetadataImage, MetadataRecord,
 };
 use crate::group::GroupMetrics;
 use crate::group::{GroupCoordinator, GroupCoordinatorContext};
@@ -61,6 +61,7 @@ pub enum BrokerError {
 pub struct Broker {
     pub node_id: BrokerId,
     pub cluster_id: String,
+    /// The inter-broker listener's advertised address, which this broker registers as its own.
     pub advertised: Listener,
     pub controller: Arc<Controller>,
     pub replicas: Arc<ReplicaManager>,
@@ -132,7 +133,8 @@ impl Broker {
 
         // Register before opening the logs: the image is then at least as new as the
         // registration, so no partition this broker already holds looks deleted.
-        let advertised = node.advertised_listener()?;
+        let listeners = node.kafka_listeners()?;
+        let advertised = node.inter_broker_listener()?.advertised;
         let rack = Some(node.get("broker.rack"))
             .filter(|r| !r.is_empty())
             .map(str::to_string);
@@ -143,6 +145,15 @@ impl Broker {
             host: advertised.host.clone(),
             port: advertised.port,
             rack,
+            endpoints: listeners
+                .iter()
+                .map(|l| BrokerEndpoint {
+                    listener: l.info.name.clone(),
+                    host: l.advertised.host.clone(),
+                    port: l.advertised.port,
+                    security_protocol: l.info.security_protocol,
+                })
+                .collect(),
         };
         loop {
             match controller

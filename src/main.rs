@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use strata::broker::Broker;
 use strata::config::NodeConfig;
 use strata::metrics::{serve_http, Metrics};
-use strata::server::{serve, ServerLimits};
+use strata::server::{serve_listeners, KafkaListener, ServerLimits};
 
 #[derive(Parser)]
 #[command(
@@ -217,12 +217,20 @@ fn run_serve(config: Option<PathBuf>, sets: Vec<String>, print_config: bool) -> 
 
 async fn serve_node(node: NodeConfig) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    let listener_cfg = node.kafka_listener()?;
-    let addr = listener_cfg.socket_addr()?;
     // Bind before opening the logs so a port in use fails fast and clearly.
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
+    let mut listeners = Vec::new();
+    for l in node.kafka_listeners()? {
+        let addr = l.bind.socket_addr()?;
+        let socket = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (listener {})", l.info.name))?;
+        tracing::info!(listener = %l.info.name, protocol = %l.info.security_protocol, %addr, advertised = %format!("{}:{}", l.advertised.host, l.advertised.port), "listening");
+        listeners.push(KafkaListener::new(
+            &node,
+            &l,
+            strata::net::tokio_acceptor(socket),
+        )?);
+    }
     let metrics = Arc::new(Metrics::new());
     let broker_slot: Arc<OnceLock<Arc<Broker>>> = Arc::new(OnceLock::new());
     if let Some(http_addr) = node.http_listener()? {
@@ -261,10 +269,10 @@ async fn serve_node(node: NodeConfig) -> anyhow::Result<()> {
     .await
     .context("starting the broker")?;
     let _ = broker_slot.set(broker.clone());
-    tracing::info!(node_id = %broker.node_id, cluster_id = %broker.cluster_id, %addr, "strata is serving");
+    tracing::info!(node_id = %broker.node_id, cluster_id = %broker.cluster_id, "strata is serving");
 
-    let server = tokio::spawn(serve(
-        strata::net::tokio_acceptor(listener),
+    let server = tokio::spawn(serve_listeners(
+        listeners,
         broker.apis.clone(),
         broker.metrics.server.clone(),
         ServerLimits::from_config(&node),

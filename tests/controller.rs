@@ -213,6 +213,7 @@ fn registration(id: i32, incarnation: uuid::Uuid) -> MetadataRecord {
         host: "127.0.0.1".into(),
         port: 9000 + id as u16,
         rack: None,
+        endpoints: vec![],
     }
 }
 

@@ -100,6 +100,7 @@ impl Sim {
                     host: "sim".into(),
                     port: b as u16,
                     rack: None,
+                    endpoints: vec![],
                 },
             );
         }

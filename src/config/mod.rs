@@ -7,6 +7,9 @@
 //! node's `log.*` defaults, resolved into a [`LogConfig`] by [`TopicConfig::log_config`].
 
 pub mod defs;
+mod listeners;
+
+pub use listeners::{listener_prefix, KafkaListenerConfig, ListenerInfo, SecurityProtocol};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -131,6 +134,20 @@ pub fn validate_value(key: &str, kind: ConfigKind, value: &str) -> Result<String
                     }
                     return Ok(lower);
                 }
+                "ssl.client.auth" => {
+                    let lower = canonical.to_ascii_lowercase();
+                    if !matches!(lower.as_str(), "none" | "requested" | "required") {
+                        return Err(invalid("expected none, requested or required"));
+                    }
+                    return Ok(lower);
+                }
+                "ssl.endpoint.identification.algorithm" => {
+                    let lower = canonical.to_ascii_lowercase();
+                    if !matches!(lower.as_str(), "" | "https") {
+                        return Err(invalid("expected https, or empty for no host name check"));
+                    }
+                    return Ok(lower);
+                }
                 "compression.type" if canonical != "producer" => {
                     return Err(invalid("only 'producer' is supported: batches are stored as the producer compressed them"));
                 }
@@ -236,6 +253,8 @@ fn parse_listeners(key: &str, v: &str) -> Result<Vec<Listener>, ConfigError> {
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     values: BTreeMap<&'static str, (String, ConfigSource)>,
+    /// `listener.name.<name>.<key>` overrides, by full key (see [`NodeConfig::listener_get`]).
+    listener_values: BTreeMap<String, (String, ConfigSource)>,
     /// Things worth a log line that did not stop the load.
     pub warnings: Vec<String>,
 }
@@ -289,6 +308,7 @@ impl NodeConfig {
             .collect();
         NodeConfig {
             values,
+            listener_values: BTreeMap::new(),
             warnings: Vec::new(),
         }
     }
@@ -310,6 +330,9 @@ impl NodeConfig {
 
     /// Sets one key, validating the value.
     pub fn set(&mut self, key: &str, value: &str, source: ConfigSource) -> Result<(), ConfigError> {
+        if self.set_listener_override(key, value, source)? {
+            return Ok(());
+        }
         let def = node_key(key).ok_or_else(|| ConfigError::UnknownKey {
             key: key.to_string(),
             source_name: source.to_string(),
@@ -321,8 +344,7 @@ impl NodeConfig {
 
     /// Cross-key checks that single values cannot express.
     fn check(&self) -> Result<(), ConfigError> {
-        self.listeners()?;
-        self.advertised_listener()?;
+        self.check_listeners()?;
         self.http_listener()?;
         if self.get_i32("node.id") < 0 {
             return Err(ConfigError::InvalidValue {
@@ -392,6 +414,9 @@ impl NodeConfig {
             };
             out.push_str(&format!("\"{key}\" = {rendered}  # {source}\n"));
         }
+        for (key, value, source) in self.listener_overrides() {
+            out.push_str(&format!("\"{key}\" = {value:?}  # {source}\n"));
+        }
         out
     }
 
@@ -417,31 +442,6 @@ impl NodeConfig {
 
     pub fn listeners(&self) -> Result<Vec<Listener>, ConfigError> {
         parse_listeners("listeners", self.get("listeners"))
-    }
-
-    /// The Kafka listener: the first one that is not the controller's.
-    pub fn kafka_listener(&self) -> Result<Listener, ConfigError> {
-        self.listeners()?
-            .into_iter()
-            .find(|l| l.name != "CONTROLLER")
-            .ok_or_else(|| ConfigError::InvalidValue {
-                key: "listeners".into(),
-                value: self.get("listeners").into(),
-                reason: "no client listener (only CONTROLLER)".into(),
-            })
-    }
-
-    /// The address clients are told to use.
-    pub fn advertised_listener(&self) -> Result<Listener, ConfigError> {
-        let adv = parse_listeners("advertised.listeners", self.get("advertised.listeners"))?;
-        if let Some(l) = adv.into_iter().find(|l| l.name != "CONTROLLER") {
-            return Ok(l);
-        }
-        let mut l = self.kafka_listener()?;
-        if l.host.is_empty() || l.host == "0.0.0.0" {
-            l.host = "127.0.0.1".into();
-        }
-        Ok(l)
     }
 
     pub fn http_listener(&self) -> Result<Option<SocketAddr>, ConfigError> {

@@ -190,6 +190,7 @@ mod tests {
                     host: "h".into(),
                     port: 1,
                     rack: None,
+                    endpoints: vec![],
                 },
             );
         }

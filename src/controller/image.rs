@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::records::MetadataRecord;
+use super::records::{BrokerEndpoint, MetadataRecord};
 use crate::config::TopicConfig;
 use crate::model::{BrokerId, LeaderEpoch, PartitionIndex, TopicId};
 use crate::quota::ClientQuotas;
@@ -20,6 +20,24 @@ pub struct BrokerRegistration {
     pub port: u16,
     pub rack: Option<String>,
     pub fenced: bool,
+    /// Every advertised listener (empty for a registration from before listeners were
+    /// registered, whose `host:port` serves every listener).
+    #[serde(default)]
+    pub endpoints: Vec<BrokerEndpoint>,
+}
+
+impl BrokerRegistration {
+    /// The address a client connected on `listener` is told to use for this broker; `None` if
+    /// the broker has no such listener (Kafka leaves it out of the answer).
+    pub fn endpoint(&self, listener: &str) -> Option<(&str, u16)> {
+        if self.endpoints.is_empty() {
+            return Some((&self.host, self.port));
+        }
+        self.endpoints
+            .iter()
+            .find(|e| e.listener == listener)
+            .map(|e| (e.host.as_str(), e.port))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +100,7 @@ impl MetadataImage {
                 host,
                 port,
                 rack,
+                endpoints,
             } => {
                 self.brokers.insert(
                     *broker_id,
@@ -92,6 +111,7 @@ impl MetadataImage {
                         port: *port,
                         rack: rack.clone(),
                         fenced: false,
+                        endpoints: endpoints.clone(),
                     },
                 );
             }

@@ -100,6 +100,7 @@ mod tests {
                     host: "h".into(),
                     port: 1,
                     rack: None,
+                    endpoints: vec![],
                 },
             );
         }

@@ -398,6 +398,7 @@ mod tests {
             port: 9092,
             rack: None,
             fenced,
+            endpoints: vec![],
         }
     }
 

@@ -56,7 +56,7 @@ pub use client_quotas::{decide_client_quotas, QuotaAlteration};
 pub use image::{BrokerRegistration, MetadataImage, PartitionRegistration, TopicImage};
 pub use metrics::ControllerMetrics;
 pub use node::Controller;
-pub use records::MetadataRecord;
+pub use records::{BrokerEndpoint, MetadataRecord};
 pub use settings::ControllerSettings;
 
 use crate::config::defs::node_key;
@@ -520,6 +520,7 @@ mod tests {
                     host: "h".into(),
                     port: 9092,
                     rack: Some(format!("r{}", i % 3)),
+                    endpoints: vec![],
                 },
             );
         }

@@ -6,8 +6,18 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::SecurityProtocol;
 use crate::model::{BrokerId, LeaderEpoch, PartitionIndex, TopicId};
 use crate::quota::ClientQuotaEntity;
+
+/// One advertised listener of a broker (Kafka's `BrokerEndpoint` of `RegisterBrokerRecord`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerEndpoint {
+    pub listener: String,
+    pub host: String,
+    pub port: u16,
+    pub security_protocol: SecurityProtocol,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -16,9 +26,14 @@ pub enum MetadataRecord {
     RegisterBroker {
         broker_id: BrokerId,
         incarnation: uuid::Uuid,
+        /// The inter-broker listener's advertised address: where followers fetch from.
         host: String,
         port: u16,
         rack: Option<String>,
+        /// Every advertised listener; clients are answered with the one they connected on.
+        /// Empty in records written before listeners were registered: `host:port` serves all.
+        #[serde(default)]
+        endpoints: Vec<BrokerEndpoint>,
     },
     /// A topic was created. Its partitions follow as `Partition` records.
     Topic { name: String, topic_id: TopicId },

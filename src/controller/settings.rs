@@ -46,10 +46,9 @@ impl ControllerSettings {
             )));
         }
         let controller_listener = node
-            .listeners()
+            .controller_listener()
             .map_err(|e| ControllerError::InvalidConfig(e.to_string()))?
-            .into_iter()
-            .find(|l| l.name == "CONTROLLER");
+            .map(|(l, _)| l);
         let lone_voter = is_voter && voters.len() == 1;
         let listen = match (&controller_listener, lone_voter) {
             (_, true) => None,
@@ -64,7 +63,7 @@ impl ControllerSettings {
             )),
             (None, false) => {
                 return Err(ControllerError::InvalidConfig(
-                    "a node of a multi-node quorum needs a CONTROLLER://host:port listener".into(),
+                    "a node of a multi-node quorum needs a controller listener (controller.listener.names, e.g. CONTROLLER://host:port)".into(),
                 ))
             }
         };

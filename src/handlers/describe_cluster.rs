@@ -29,11 +29,12 @@ pub fn handle(ctx: RequestContext, req: DescribeClusterRequest) -> Reply {
         .brokers
         .values()
         .filter(|b| req.include_fenced_brokers || !b.fenced)
-        .map(|b| {
+        .filter_map(|b| b.endpoint(&ctx.listener.name).map(|e| (b, e)))
+        .map(|(b, (host, port))| {
             DescribeClusterBroker::default()
                 .with_broker_id(WireBrokerId(b.broker_id.0))
-                .with_host(str_bytes(b.host.clone()))
-                .with_port(b.port as i32)
+                .with_host(str_bytes(host.to_string()))
+                .with_port(i32::from(port))
                 .with_rack(b.rack.clone().map(str_bytes))
                 .with_is_fenced(ctx.version() >= 2 && b.fenced)
         })

@@ -126,6 +126,7 @@ mod tests {
             host: "h".into(),
             port: 1,
             rack: None,
+            endpoints: vec![],
         }];
         for (name, count) in [("c", 1), ("a", 3), ("b", 2)] {
             let topic_id = TopicId::random();

@@ -119,7 +119,12 @@ pub fn handle(ctx: RequestContext, req: FetchRequest) -> Reply {
     };
     Reply::later(async move {
         let mut response = fetch(&ctx.apis, &params).await;
-        super::leader_hint::fetch(|| ctx.apis.image(), params.version, &mut response);
+        super::leader_hint::fetch(
+            || ctx.apis.image(),
+            &ctx.listener.name,
+            params.version,
+            &mut response,
+        );
         let response = if params.replica.is_none() { apply_quota(&ctx, &params, response) } else { response };
         count_bytes_out(&ctx.apis, &params, &response);
         ResponseKind::Fetch(response)

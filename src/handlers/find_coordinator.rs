@@ -31,7 +31,7 @@ pub fn handle(ctx: RequestContext, req: FindCoordinatorRequest) -> Reply {
         }
         let coordinators: Vec<Coordinator> = keys
             .into_iter()
-            .map(|key| lookup(&ctx.apis, req.key_type, key, created.as_ref()))
+            .map(|key| lookup(&ctx.apis, &ctx.listener.name, req.key_type, key, created.as_ref()))
             .collect();
         let resp = if version >= 4 {
             FindCoordinatorResponse::default().with_coordinators(coordinators)
@@ -54,6 +54,7 @@ pub fn handle(ctx: RequestContext, req: FindCoordinatorRequest) -> Reply {
 
 fn lookup(
     apis: &KafkaApis,
+    listener: &str,
     key_type: i8,
     key: String,
     created: Option<&Result<(), crate::group::CoordinatorError>>,
@@ -74,11 +75,17 @@ fn lookup(
         return base.with_error_code(coordinator_error_code(e)).with_error_message(Some(str_bytes(e.to_string())));
     }
     match apis.groups.coordinator_of(&key) {
-        Ok(b) => base
-            .with_error_code(0)
-            .with_node_id(WireBrokerId(b.broker_id.0))
-            .with_host(str_bytes(b.host))
-            .with_port(b.port as i32),
+        Ok(b) => match b.endpoint(listener) {
+            Some((host, port)) => base
+                .with_error_code(0)
+                .with_node_id(WireBrokerId(b.broker_id.0))
+                .with_host(str_bytes(host.to_string()))
+                .with_port(i32::from(port)),
+            // Kafka's answer when the coordinator has no endpoint on the client's listener.
+            None => base
+                .with_error_code(E::CoordinatorNotAvailable.code())
+                .with_error_message(Some(str_bytes(format!("the coordinator has no {listener} listener")))),
+        },
         Err(e) => base.with_error_code(coordinator_error_code(&e)).with_error_message(Some(str_bytes(e.to_string()))),
     }
 }

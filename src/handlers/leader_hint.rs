@@ -43,21 +43,25 @@ fn leader_of(
         .unwrap_or((BrokerId(-1), -1))
 }
 
+/// The leaders' addresses on `listener`, the listener the client connected on.
 fn endpoints<'a>(
     image: &'a MetadataImage,
     leaders: &BTreeSet<BrokerId>,
-) -> impl Iterator<Item = &'a BrokerRegistration> + 'a {
+    listener: &'a str,
+) -> impl Iterator<Item = (&'a BrokerRegistration, &'a str, u16)> + 'a {
     let leaders = leaders.clone();
     image
         .brokers
         .values()
         .filter(move |b| leaders.contains(&b.broker_id))
+        .filter_map(move |b| b.endpoint(listener).map(|(host, port)| (b, host, port)))
 }
 
 /// Adds the leader hints to a Produce response at `version`; `image` is read only when some
 /// partition needs a hint, so an answer without errors costs nothing more.
 pub(super) fn produce(
     image: impl FnOnce() -> Arc<MetadataImage>,
+    listener: &str,
     version: i16,
     response: &mut ProduceResponse,
 ) {
@@ -84,12 +88,12 @@ pub(super) fn produce(
             }
         }
     }
-    response.node_endpoints = endpoints(image, &leaders)
-        .map(|b| {
+    response.node_endpoints = endpoints(image, &leaders, listener)
+        .map(|(b, host, port)| {
             produce_response::NodeEndpoint::default()
                 .with_node_id(WireBrokerId(b.broker_id.0))
-                .with_host(str_bytes(b.host.clone()))
-                .with_port(i32::from(b.port))
+                .with_host(str_bytes(host.to_string()))
+                .with_port(i32::from(port))
                 .with_rack(b.rack.clone().map(str_bytes))
         })
         .collect();
@@ -99,6 +103,7 @@ pub(super) fn produce(
 /// partition needs a hint.
 pub(super) fn fetch(
     image: impl FnOnce() -> Arc<MetadataImage>,
+    listener: &str,
     version: i16,
     response: &mut FetchResponse,
 ) {
@@ -126,12 +131,12 @@ pub(super) fn fetch(
         }
     }
     if version >= 16 {
-        response.node_endpoints = endpoints(image, &leaders)
-            .map(|b| {
+        response.node_endpoints = endpoints(image, &leaders, listener)
+            .map(|(b, host, port)| {
                 fetch_response::NodeEndpoint::default()
                     .with_node_id(WireBrokerId(b.broker_id.0))
-                    .with_host(str_bytes(b.host.clone()))
-                    .with_port(i32::from(b.port))
+                    .with_host(str_bytes(host.to_string()))
+                    .with_port(i32::from(port))
                     .with_rack(b.rack.clone().map(str_bytes))
             })
             .collect();
@@ -161,6 +166,7 @@ mod tests {
                 host: format!("host{id}"),
                 port: 9000 + id as u16,
                 rack,
+                endpoints: vec![],
             });
         }
         records.push(MetadataRecord::Topic {
@@ -212,7 +218,7 @@ mod tests {
         let (image, topic_id) = image();
         for version in 3..=13 {
             let mut r = produce_response(topic_id.0, version >= 13);
-            produce(|| image.clone(), version, &mut r);
+            produce(|| image.clone(), "PLAINTEXT", version, &mut r);
             let parts = &r.responses[0].partition_responses;
             let leaders: Vec<_> = parts
                 .iter()
@@ -278,7 +284,7 @@ mod tests {
                 topic.with_topic(TopicName(str_bytes("t")))
             };
             let mut r = FetchResponse::default().with_responses(vec![topic]);
-            fetch(|| image.clone(), version, &mut r);
+            fetch(|| image.clone(), "PLAINTEXT", version, &mut r);
             let p = &r.responses[0].partitions;
             let expected = if version >= 12 { (2, 7) } else { (-1, -1) };
             assert_eq!(

@@ -36,7 +36,7 @@ pub fn handle(ctx: RequestContext, req: MetadataRequest) -> Reply {
             .collect()
     };
     if !auto_create || missing.is_empty() {
-        return Reply::Now(ResponseKind::Metadata(build(&ctx.apis, &image, &req, all, &[], version)));
+        return Reply::Now(ResponseKind::Metadata(build(&ctx.apis, &image, &ctx.listener.name, &req, all, &[], version)));
     }
     let defaults = TopicDefaults {
         num_partitions: node.get_i32("num.partitions"),
@@ -57,13 +57,14 @@ pub fn handle(ctx: RequestContext, req: MetadataRequest) -> Reply {
             }
         }
         let image = ctx.apis.image();
-        ResponseKind::Metadata(build(&ctx.apis, &image, &req, all, &failed, version))
+        ResponseKind::Metadata(build(&ctx.apis, &image, &ctx.listener.name, &req, all, &failed, version))
     })
 }
 
 fn build(
     apis: &KafkaApis,
     image: &MetadataImage,
+    listener: &str,
     req: &MetadataRequest,
     all: bool,
     failed: &[(String, i16)],
@@ -73,11 +74,13 @@ fn build(
         .brokers
         .values()
         .filter(|b| !b.fenced)
-        .map(|b| {
+        // A broker without the client's listener is left out, as Kafka does.
+        .filter_map(|b| b.endpoint(listener).map(|e| (b, e)))
+        .map(|(b, (host, port))| {
             MetadataResponseBroker::default()
                 .with_node_id(WireBrokerId(b.broker_id.0))
-                .with_host(str_bytes(b.host.clone()))
-                .with_port(b.port as i32)
+                .with_host(str_bytes(host.to_string()))
+                .with_port(i32::from(port))
                 .with_rack(b.rack.clone().filter(|_| version >= 1).map(str_bytes))
         })
         .collect();

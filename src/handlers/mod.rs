@@ -13,6 +13,8 @@ use std::sync::Arc;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 use kafka_protocol::protocol::VersionRange;
 
+use crate::config::ListenerInfo;
+
 /// A response still being produced.
 pub type ResponseFuture = Pin<Box<dyn Future<Output = ResponseKind> + Send + 'static>>;
 
@@ -51,6 +53,9 @@ pub struct RequestContext {
     pub principal: KafkaPrincipal,
     /// Size of the request on the wire (header and body), which produce quotas count.
     pub request_bytes: usize,
+    /// The listener the request arrived on: clients are answered with that listener's broker
+    /// addresses, and its security protocol says how the connection was authenticated.
+    pub listener: ListenerInfo,
 }
 
 /// An authenticated identity, `type:name` as Kafka writes it (`User:alice`).

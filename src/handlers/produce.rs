@@ -155,7 +155,12 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
         }
         let mut response = ProduceResponse::default().with_responses(responses).with_throttle_time_ms(throttle_ms as i32);
         // The image as it is now: a leadership that moved while the append waited is the news.
-        super::leader_hint::produce(|| ctx.apis.image(), version, &mut response);
+        super::leader_hint::produce(
+            || ctx.apis.image(),
+            &ctx.listener.name,
+            version,
+            &mut response,
+        );
         ResponseKind::Produce(response)
     })
 }

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::frame::{self, Frame, FrameWriter};
 use super::ServerLimits;
 use super::ServerMetrics;
+use crate::config::ListenerInfo;
 use crate::handlers::{self, KafkaApis, KafkaPrincipal, Reply, RequestContext, ResponseFuture};
 use crate::net::{BoxReadHalf, BoxWriteHalf};
 use crate::protocol::{decode_request, Decoded};
@@ -217,10 +218,19 @@ fn response_throttle(version: i16, response: &ResponseKind) -> Option<(Duration,
     })
 }
 
+/// Who is on the other end of a connection, and on which listener it arrived.
+#[derive(Debug, Clone)]
+pub(super) struct Session {
+    pub(super) peer: SocketAddr,
+    pub(super) listener: ListenerInfo,
+    /// The authenticated principal (a TLS client certificate's mapped name), else anonymous.
+    pub(super) principal: KafkaPrincipal,
+}
+
 pub(super) async fn run(
     reader: BoxReadHalf,
     mut writer: BoxWriteHalf,
-    peer: SocketAddr,
+    session: Session,
     apis: Arc<KafkaApis>,
     metrics: Arc<ServerMetrics>,
     limits: ServerLimits,
@@ -228,6 +238,7 @@ pub(super) async fn run(
 ) {
     // Small requests arrive many to a read instead of costing a syscall for each size prefix;
     // large ones bypass the buffer.
+    let peer = session.peer;
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let (frames_tx, mut frames_rx) = mpsc::channel::<Bytes>(limits.max_in_flight);
     let (mute_tx, mute_rx) = watch::channel(None);
@@ -306,7 +317,7 @@ pub(super) async fn run(
             frame = frames_rx.recv(), if can_read => {
                 let Some(frame) = frame else { break };
                 metrics.bytes_received.inc_by(frame.len() as u64 + 4);
-                match handle_frame(&apis, &metrics, frame, peer, &mut mute) {
+                match handle_frame(&apis, &metrics, frame, &session, &mut mute) {
                     Ok(Some(p)) => pending.push_back(p),
                     Ok(None) => {}
                     Err(reason) => {
@@ -386,9 +397,10 @@ fn handle_frame(
     apis: &Arc<KafkaApis>,
     metrics: &Arc<ServerMetrics>,
     frame: Bytes,
-    peer: SocketAddr,
+    session: &Session,
     mute: &mut Mute,
 ) -> Result<Option<Pending>, String> {
+    let peer = session.peer;
     let request_bytes = frame.len() + 4;
     let (api_key, version, correlation_id) = match decode_request(
         frame,
@@ -409,9 +421,10 @@ fn handle_frame(
             let ctx = RequestContext {
                 apis: apis.clone(),
                 header,
-                peer: Some(peer),
-                principal: KafkaPrincipal::anonymous(),
+                peer: Some(session.peer),
+                principal: session.principal.clone(),
                 request_bytes,
+                listener: session.listener.clone(),
             };
             let reply = handlers::dispatch(ctx, request)
                 .ok_or_else(|| format!("no handler for {api_key:?}"))?;

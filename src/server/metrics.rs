@@ -16,6 +16,8 @@ pub struct ServerMetrics {
     pub connections: IntGauge,
     pub connections_accepted: IntCounter,
     pub connections_rejected: IntCounter,
+    /// TLS handshakes that failed, by listener and reason (timeout, bad_certificate, ...).
+    pub tls_handshake_failures: IntCounterVec,
     pub bytes_received: IntCounter,
     pub bytes_sent: IntCounter,
     /// Always 1; its labels say which Strata this is and which Kafka release it answers as.
@@ -74,6 +76,12 @@ impl ServerMetrics {
                 r,
                 "strata_server_connections_rejected_total",
                 "Client connections refused because max.connections was reached.",
+            ),
+            tls_handshake_failures: counter_vec(
+                r,
+                "strata_server_tls_handshake_failures_total",
+                "TLS handshakes that failed (each closed its connection), by listener and reason.",
+                &["listener", "reason"],
             ),
             bytes_received: counter(
                 r,

@@ -18,8 +18,11 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::handlers::KafkaApis;
-use crate::net::Acceptor;
+use crate::config::{KafkaListenerConfig, NodeConfig};
+pub use crate::config::{ListenerInfo, SecurityProtocol};
+use crate::handlers::{KafkaApis, KafkaPrincipal};
+use crate::net::tls::{PrincipalMapper, TlsError, TlsServer};
+use crate::net::{Acceptor, BoxConnection, BoxReadHalf, BoxWriteHalf};
 
 #[derive(Debug, Clone, Copy)]
 pub struct ServerLimits {
@@ -42,14 +45,89 @@ impl ServerLimits {
     }
 }
 
-/// Accepts connections until `shutdown` is cancelled, then waits for open connections to
-/// finish the requests they have in flight. `listener` comes from the [`Network`] seam
+/// One bound client listener: its name and security protocol, the socket it accepts on, and
+/// its TLS when the protocol runs over TLS.
+pub struct KafkaListener {
+    pub info: ListenerInfo,
+    pub acceptor: Box<dyn Acceptor>,
+    pub tls: Option<ListenerTls>,
+}
+
+/// A TLS listener's server side and how its client certificates become principals.
+#[derive(Debug, Clone)]
+pub struct ListenerTls {
+    pub server: Arc<TlsServer>,
+    pub principal_mapper: Arc<PrincipalMapper>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("listener {listener}: {source}")]
+    Tls {
+        listener: String,
+        #[source]
+        source: TlsError,
+    },
+}
+
+impl KafkaListener {
+    /// The listener `config` describes, accepting on `acceptor`; loads its TLS material now, so
+    /// a missing or bad file stops the start with the file's name.
+    pub fn new(
+        node: &NodeConfig,
+        config: &KafkaListenerConfig,
+        acceptor: Box<dyn Acceptor>,
+    ) -> Result<KafkaListener, ServerError> {
+        let name = &config.info.name;
+        let tls = if config.info.security_protocol.uses_tls() {
+            let server =
+                TlsServer::new(node.tls_settings(name)).map_err(|source| ServerError::Tls {
+                    listener: name.clone(),
+                    source,
+                })?;
+            Some(ListenerTls {
+                server: Arc::new(server),
+                principal_mapper: Arc::new(node.principal_mapper(name)?),
+            })
+        } else {
+            None
+        };
+        Ok(KafkaListener {
+            info: config.info.clone(),
+            acceptor,
+            tls,
+        })
+    }
+}
+
+/// Accepts connections on one PLAINTEXT listener until `shutdown` is cancelled; see
+/// [`serve_listeners`].
+pub async fn serve(
+    listener: Box<dyn Acceptor>,
+    apis: Arc<KafkaApis>,
+    metrics: Arc<ServerMetrics>,
+    limits: ServerLimits,
+    shutdown: CancellationToken,
+) {
+    let listener = KafkaListener {
+        info: ListenerInfo::plaintext(),
+        acceptor: listener,
+        tls: None,
+    };
+    serve_listeners(vec![listener], apis, metrics, limits, shutdown).await
+}
+
+/// Accepts connections on every listener until `shutdown` is cancelled, then waits for open
+/// connections to finish the requests they have in flight. `max.connections` bounds the
+/// connections of all listeners together. Acceptors come from the [`Network`] seam
 /// (`crate::net::tokio_acceptor` for a real socket), so a cluster can also run under a
 /// simulated network.
 ///
 /// [`Network`]: crate::net::Network
-pub async fn serve(
-    mut listener: Box<dyn Acceptor>,
+pub async fn serve_listeners(
+    listeners: Vec<KafkaListener>,
     apis: Arc<KafkaApis>,
     metrics: Arc<ServerMetrics>,
     limits: ServerLimits,
@@ -61,45 +139,19 @@ pub async fn serve(
         .set(1);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let tracker = TaskTracker::new();
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept_split() => a,
-            () = shutdown.cancelled() => break,
-        };
-        let (reader, writer, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // Out of file descriptors and the like: back off rather than spin.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            metrics.connections_rejected.inc();
-            tracing::warn!(%peer, max = limits.max_connections, "max.connections reached; closing new connection");
-            drop((reader, writer));
-            continue;
-        };
-        let (apis, metrics) = (apis.clone(), metrics.clone());
-        let shutdown = shutdown.clone();
-        metrics.connections_accepted.inc();
-        metrics.connections.inc();
-        tracker.spawn(async move {
-            connection::run(
-                reader,
-                writer,
-                peer,
-                apis,
-                metrics.clone(),
-                limits,
-                shutdown,
-            )
-            .await;
-            metrics.connections.dec();
-            drop(permit);
-        });
+    let mut accept_loops = tokio::task::JoinSet::new();
+    for listener in listeners {
+        accept_loops.spawn(accept_loop(
+            listener,
+            apis.clone(),
+            metrics.clone(),
+            limits,
+            permits.clone(),
+            tracker.clone(),
+            shutdown.clone(),
+        ));
     }
+    while accept_loops.join_next().await.is_some() {}
     tracker.close();
     if tokio::time::timeout(Duration::from_secs(30), tracker.wait())
         .await
@@ -107,4 +159,140 @@ pub async fn serve(
     {
         tracing::warn!("connections still open after 30 s of shutdown; closing them");
     }
+}
+
+async fn accept_loop(
+    mut listener: KafkaListener,
+    apis: Arc<KafkaApis>,
+    metrics: Arc<ServerMetrics>,
+    limits: ServerLimits,
+    permits: Arc<Semaphore>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let info = listener.info.clone();
+    loop {
+        let accepted = match &listener.tls {
+            None => tokio::select! {
+                a = listener.acceptor.accept_split() => a.map(|(r, w, peer)| (Accepted::Split(r, w), peer)),
+                () = shutdown.cancelled() => break,
+            },
+            // TLS needs the whole stream; it is split after the handshake.
+            Some(_) => tokio::select! {
+                a = listener.acceptor.accept() => a.map(|(c, peer)| (Accepted::Whole(c), peer)),
+                () = shutdown.cancelled() => break,
+            },
+        };
+        let (conn, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off rather than spin.
+                tracing::warn!(listener = %info.name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            metrics.connections_rejected.inc();
+            tracing::warn!(%peer, max = limits.max_connections, "max.connections reached; closing new connection");
+            drop(conn);
+            continue;
+        };
+        let (apis, metrics) = (apis.clone(), metrics.clone());
+        let shutdown = shutdown.clone();
+        let (info, tls) = (info.clone(), listener.tls.clone());
+        metrics.connections_accepted.inc();
+        metrics.connections.inc();
+        tracker.spawn(async move {
+            let secured = match (tls, conn) {
+                (None, conn) => Some((conn.split(), KafkaPrincipal::anonymous())),
+                (Some(tls), Accepted::Whole(conn)) => {
+                    handshake(conn, &tls, &info, peer, &metrics).await
+                }
+                (Some(_), Accepted::Split(..)) => None,
+            };
+            if let Some(((reader, writer), principal)) = secured {
+                let session = connection::Session {
+                    peer,
+                    listener: info,
+                    principal,
+                };
+                connection::run(
+                    reader,
+                    writer,
+                    session,
+                    apis,
+                    metrics.clone(),
+                    limits,
+                    shutdown,
+                )
+                .await;
+            }
+            metrics.connections.dec();
+            drop(permit);
+        });
+    }
+}
+
+/// An accepted connection, as the acceptor gave it.
+enum Accepted {
+    Split(BoxReadHalf, BoxWriteHalf),
+    Whole(BoxConnection),
+}
+
+impl Accepted {
+    fn split(self) -> (BoxReadHalf, BoxWriteHalf) {
+        match self {
+            Accepted::Split(r, w) => (r, w),
+            Accepted::Whole(c) => split(c),
+        }
+    }
+}
+
+fn split<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static>(
+    stream: S,
+) -> (BoxReadHalf, BoxWriteHalf) {
+    let (r, w) = tokio::io::split(stream);
+    (Box::new(r), Box::new(w))
+}
+
+/// The TLS handshake of one connection, and the principal its client certificate maps to
+/// (`User:ANONYMOUS` without one). A failure is one log line and a count, and closes only
+/// this connection.
+async fn handshake(
+    conn: BoxConnection,
+    tls: &ListenerTls,
+    info: &ListenerInfo,
+    peer: std::net::SocketAddr,
+    metrics: &ServerMetrics,
+) -> Option<((BoxReadHalf, BoxWriteHalf), KafkaPrincipal)> {
+    let fail = |reason: &str, error: &dyn std::fmt::Display| {
+        metrics
+            .tls_handshake_failures
+            .with_label_values(&[info.name.as_str(), reason])
+            .inc();
+        tracing::warn!(%peer, listener = %info.name, %error, "TLS handshake failed; closing the connection");
+    };
+    let (stream, subject) = match tls.server.accept(conn).await {
+        Ok(s) => s,
+        Err(e) => {
+            fail(e.reason(), &e);
+            return None;
+        }
+    };
+    let principal = match subject {
+        None => KafkaPrincipal::anonymous(),
+        Some(dn) => match tls.principal_mapper.map(&dn) {
+            Ok(name) => KafkaPrincipal {
+                principal_type: "User".into(),
+                name,
+            },
+            Err(e) => {
+                fail("principal_mapping", &e);
+                return None;
+            }
+        },
+    };
+    tracing::debug!(%peer, listener = %info.name, %principal, "TLS connection authenticated");
+    Some((split(stream), principal))
 }

@@ -3,6 +3,8 @@
 //! network in one thread, seeded and replayable (tests/sim.rs, tests/cluster_sim.rs), while
 //! `strata serve` uses [`TokioNetwork`].
 
+pub mod tls;
+
 use std::fmt::Debug;
 use std::future::Future;
 use std::io;
