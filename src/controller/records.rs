@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::SecurityProtocol;
 use crate::model::{BrokerId, LeaderEpoch, PartitionIndex, TopicId};
 use crate::quota::ClientQuotaEntity;
+use crate::security::sasl::{ScramCredential, ScramMechanism};
 
 /// One advertised listener of a broker (Kafka's `BrokerEndpoint` of `RegisterBrokerRecord`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,5 +77,17 @@ pub enum MetadataRecord {
         entity: ClientQuotaEntity,
         key: String,
         value: Option<f64>,
+    },
+    /// A user's SCRAM credential for one mechanism, created or replaced (Kafka's
+    /// `UserScramCredentialRecord`): the salt, iterations and derived keys, never the password.
+    UserScramCredential {
+        user: String,
+        mechanism: ScramMechanism,
+        credential: ScramCredential,
+    },
+    /// A user's SCRAM credential for one mechanism was deleted.
+    RemoveUserScramCredential {
+        user: String,
+        mechanism: ScramMechanism,
     },
 }

@@ -148,6 +148,10 @@ handlers! {
     OffsetDelete => offset_delete,
     DescribeClientQuotas => describe_client_quotas,
     AlterClientQuotas => alter_client_quotas,
+    DescribeUserScramCredentials => describe_user_scram_credentials,
+    AlterUserScramCredentials => alter_user_scram_credentials,
+    SaslHandshake => sasl_handshake,
+    SaslAuthenticate => sasl_authenticate,
 }
 
 mod group_call;

@@ -8,8 +8,10 @@
 mod connection;
 mod frame;
 mod metrics;
+mod sasl;
 
 pub use metrics::ServerMetrics;
+pub use sasl::{ListenerSasl, OAuthBearer};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +53,8 @@ pub struct KafkaListener {
     pub info: ListenerInfo,
     pub acceptor: Box<dyn Acceptor>,
     pub tls: Option<ListenerTls>,
+    /// SASL_PLAINTEXT and SASL_SSL: the mechanisms and settings (see [`KafkaListener::with_sasl`]).
+    pub sasl: Option<Arc<ListenerSasl>>,
 }
 
 /// A TLS listener's server side and how its client certificates become principals.
@@ -69,6 +73,12 @@ pub enum ServerError {
         listener: String,
         #[source]
         source: TlsError,
+    },
+    #[error("listener {listener}: {source}")]
+    Jwks {
+        listener: String,
+        #[source]
+        source: crate::security::sasl::oauthbearer::JwksError,
     },
 }
 
@@ -98,7 +108,19 @@ impl KafkaListener {
             info: config.info.clone(),
             acceptor,
             tls,
+            sasl: None,
         })
+    }
+
+    /// Loads the SASL settings of a SASL_PLAINTEXT or SASL_SSL listener (its OAUTHBEARER key
+    /// set among them); other listeners are returned as they are.
+    pub async fn with_sasl(mut self, node: &NodeConfig) -> Result<KafkaListener, ServerError> {
+        if self.info.security_protocol.uses_sasl() {
+            self.sasl = Some(Arc::new(
+                ListenerSasl::from_config(node, &self.info.name).await?,
+            ));
+        }
+        Ok(self)
     }
 }
 
@@ -115,6 +137,7 @@ pub async fn serve(
         info: ListenerInfo::plaintext(),
         acceptor: listener,
         tls: None,
+        sasl: None,
     };
     serve_listeners(vec![listener], apis, metrics, limits, shutdown).await
 }
@@ -171,6 +194,11 @@ async fn accept_loop(
     shutdown: CancellationToken,
 ) {
     let info = listener.info.clone();
+    if info.security_protocol.uses_sasl() && listener.sasl.is_none() {
+        // Serving it without its SASL settings would let every client in unauthenticated.
+        tracing::error!(listener = %info.name, "SASL listener started without its SASL settings (KafkaListener::with_sasl); not serving it");
+        return;
+    }
     loop {
         let accepted = match &listener.tls {
             None => tokio::select! {
@@ -200,7 +228,7 @@ async fn accept_loop(
         };
         let (apis, metrics) = (apis.clone(), metrics.clone());
         let shutdown = shutdown.clone();
-        let (info, tls) = (info.clone(), listener.tls.clone());
+        let (info, tls, sasl) = (info.clone(), listener.tls.clone(), listener.sasl.clone());
         metrics.connections_accepted.inc();
         metrics.connections.inc();
         tracker.spawn(async move {
@@ -216,6 +244,8 @@ async fn accept_loop(
                     peer,
                     listener: info,
                     principal,
+                    sasl: sasl.map(sasl::SaslConnection::new),
+                    closing: false,
                 };
                 connection::run(
                     reader,
