@@ -45,6 +45,8 @@ enum Command {
     /// Describe and alter client quotas (producer_byte_rate, consumer_byte_rate) by user and
     /// client id on any Kafka-protocol broker.
     Quotas(strata::admin::quotas::QuotasArgs),
+    /// Create, delete and list SCRAM users on any Kafka-protocol broker.
+    Users(strata::admin::users::UsersArgs),
     /// Write meta.properties (cluster id, node id) into every log dir, once, before the first
     /// start of a node of a multi-node cluster; with --add-scram, SCRAM credentials the first
     /// start creates (as kafka-storage format --add-scram).
@@ -111,6 +113,9 @@ fn main() -> std::process::ExitCode {
         }
         Command::Quotas(args) => {
             runtime().and_then(|rt| rt.block_on(strata::admin::quotas::run_quotas(args)))
+        }
+        Command::Users(args) => {
+            runtime().and_then(|rt| rt.block_on(strata::admin::users::run_users(args)))
         }
         Command::Topics(args) => {
             runtime().and_then(|rt| rt.block_on(strata::admin::run_topics(args)))

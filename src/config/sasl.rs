@@ -83,7 +83,7 @@ mod tests {
         let node = load(&[
             (
                 "listeners",
-                "PLAINTEXT://:1,SASL_PLAINTEXT://:2,SASL_SSL://:3,CONTROLLER://:4",
+                "PLAINTEXT://:1,SASL_PLAINTEXT://:2,CONTROLLER://:4",
             ),
             (
                 "listener.name.sasl_plaintext.sasl.enabled.mechanisms",
@@ -99,7 +99,10 @@ mod tests {
         );
         assert_eq!(node.sasl_mechanisms("SASL_SSL").unwrap().len(), 3);
         let err = load(&[
-            ("listeners", "SASL_PLAINTEXT://:2,CONTROLLER://:4"),
+            (
+                "listeners",
+                "PLAINTEXT://:1,SASL_PLAINTEXT://:2,CONTROLLER://:4",
+            ),
             ("sasl.enabled.mechanisms", "GSSAPI"),
         ])
         .expect_err("unknown");
@@ -108,7 +111,10 @@ mod tests {
             "{err}"
         );
         let err = load(&[
-            ("listeners", "SASL_PLAINTEXT://:2,CONTROLLER://:4"),
+            (
+                "listeners",
+                "PLAINTEXT://:1,SASL_PLAINTEXT://:2,CONTROLLER://:4",
+            ),
             ("sasl.enabled.mechanisms", "OAUTHBEARER"),
         ])
         .expect_err("no jwks");

@@ -293,14 +293,21 @@ mod tests {
             image.apply(3, r);
         }
         assert!(image.scram_credentials.is_empty());
-        // Bootstrap adds only what is missing.
+        // Bootstrap adds only what is missing, and never replaces a credential.
         let c = ScramCredential::from_password(ScramMechanism::Sha512, b"boot", b"s", 4096);
+        let (_, records) = decide_scram_credentials(&image, &[upsert("alice", 2, 4096)]);
+        for r in &records {
+            image.apply(4, r);
+        }
         let boot = [
             ("alice".to_string(), ScramMechanism::Sha512, c.clone()),
             ("root".to_string(), ScramMechanism::Sha512, c),
         ];
         let records = decide_bootstrap_credentials(&image, &boot);
         assert_eq!(records.len(), 1);
+        assert!(
+            matches!(&records[0], MetadataRecord::UserScramCredential { user, .. } if user == "root")
+        );
         for r in &records {
             image.apply(4, r);
         }
