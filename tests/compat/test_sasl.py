@@ -14,7 +14,7 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
     ScramCredentialInfo,
     ScramMechanism,
@@ -177,6 +177,16 @@ def metadata_ok(bootstrap: str, conf: dict) -> bool:
     return a.list_topics(timeout=10) is not None
 
 
+def auth_refused(bootstrap: str, conf: dict) -> bool:
+    """Whether librdkafka reports an authentication failure (error_cb, _AUTHENTICATION)."""
+    errors = []
+    a = admin(bootstrap, **conf, error_cb=errors.append, **{"reconnect.backoff.ms": 1000})
+    with pytest.raises(KafkaException):
+        a.list_topics(timeout=3)
+    a.poll(1)
+    return any(e.code() == KafkaError._AUTHENTICATION for e in errors)
+
+
 def test_refusals_close_only_their_connection(sasl_broker):
     good = sasl_conf("SCRAM-SHA-256")
     # Wrong password and unknown user: SASL_AUTHENTICATION_FAILED with a message, then closed.
@@ -204,10 +214,7 @@ def test_refusals_close_only_their_connection(sasl_broker):
     # A correct client keeps working alongside.
     assert metadata_ok(sasl_broker.sasl, good)
     # And confluent-kafka with a wrong password gets an authentication error.
-    a = admin(sasl_broker.sasl, **sasl_conf("SCRAM-SHA-256", password="nope"))
-    with pytest.raises(KafkaException) as e:
-        a.list_topics(timeout=5)
-    assert "uthentication" in str(e.value)
+    assert auth_refused(sasl_broker.sasl, sasl_conf("SCRAM-SHA-256", password="nope"))
     log = sasl_broker.broker.log_text()
     assert "SASL authentication failed; closing connection" in log
     assert "request before SASL authentication completed" in log
@@ -234,16 +241,15 @@ def test_users_via_strata_users_and_confluent_admin(sasl_broker, tmp_path):
     assert p.returncode != 0
     strata_cli("users", sasl_broker.sasl, "delete", "bob", *cc)
     assert "bob" not in strata_cli("users", sasl_broker.sasl, "list", *cc).stdout
-    with pytest.raises(KafkaException):
-        admin(sasl_broker.sasl, **sasl_conf("SCRAM-SHA-256", "bob", "bob-pw")).list_topics(timeout=5)
+    assert auth_refused(sasl_broker.sasl, sasl_conf("SCRAM-SHA-256", "bob", "bob-pw"))
 
     # confluent-kafka's KIP-554 admin calls, over SASL.
     a = admin(sasl_broker.sasl, **sasl_conf("SCRAM-SHA-256"))
     info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 8192)
     futures = a.alter_user_scram_credentials([UserScramCredentialUpsertion("carol", info, b"carol-pw")])
     futures["carol"].result()
-    described = a.describe_user_scram_credentials(["carol"]).result()
-    assert [(i.mechanism, i.iterations) for i in described["carol"].scram_credential_infos] == [(ScramMechanism.SCRAM_SHA_256, 8192)]
+    described = a.describe_user_scram_credentials(["carol"])["carol"].result()
+    assert [(i.mechanism, i.iterations) for i in described.scram_credential_infos] == [(ScramMechanism.SCRAM_SHA_256, 8192)]
     assert metadata_ok(sasl_broker.sasl, sasl_conf("SCRAM-SHA-256", "carol", "carol-pw"))
     # Kafka's validation: too few iterations is UNACCEPTABLE_CREDENTIAL.
     bad = a.alter_user_scram_credentials([UserScramCredentialUpsertion("dave", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 100), b"pw")])
@@ -252,7 +258,7 @@ def test_users_via_strata_users_and_confluent_admin(sasl_broker, tmp_path):
     assert "UNACCEPTABLE_CREDENTIAL" in str(e.value) or "iterations" in str(e.value)
     a.alter_user_scram_credentials([UserScramCredentialDeletion("carol", ScramMechanism.SCRAM_SHA_256)])["carol"].result()
     with pytest.raises(KafkaException):
-        a.describe_user_scram_credentials(["carol"]).result()["carol"]
+        a.describe_user_scram_credentials(["carol"])["carol"].result()
 
 
 def test_reauthentication_keeps_a_long_lived_producer_working(tmp_path):
@@ -320,7 +326,8 @@ def test_oauthbearer_with_a_jwks_file(tmp_path):
             def cb(_config):
                 now = int(time.time())
                 claims = {"sub": "svc-a", "iss": ISSUER, "aud": "strata", "iat": now, "exp": now + 300, **claims_override}
-                return jwt(key, claims), claims["exp"]
+                # librdkafka refuses a lifetime in the past; the broker must judge `exp` itself.
+                return jwt(key, claims), now + 300
             return {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "OAUTHBEARER", "oauth_cb": cb}
 
         topic = f"oauth-{uuid.uuid4().hex[:6]}"
@@ -328,9 +335,7 @@ def test_oauthbearer_with_a_jwks_file(tmp_path):
         got = produce_consume_confluent(sb.sasl, conf({}), topic, n=5)
         assert got == [f"{topic}-{i}".encode() for i in range(5)]
         for bad in [{"exp": int(time.time()) - 120}, {"iss": "https://evil.test"}]:
-            a = admin(sb.sasl, **conf(bad))
-            with pytest.raises(KafkaException):
-                a.list_topics(timeout=5)
+            assert auth_refused(sb.sasl, conf(bad))
         log = sb.broker.log_text()
         assert "invalid OAUTHBEARER token: expired" in log
         assert "InvalidIssuer" in log

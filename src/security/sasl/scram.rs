@@ -312,7 +312,9 @@ impl ScramServer {
                     }
                 }
                 match attrs.get(1) {
-                    Some(("r", r)) if *r == nonce => {}
+                    // Kafka checks that the nonce ends with the server-first nonce, not that it
+                    // equals it: librdkafka before 2.x sends its own nonce in front again.
+                    Some(("r", r)) if r.ends_with(nonce.as_str()) => {}
                     _ => return Err(SaslError::AuthenticationFailed("nonce mismatch".into())),
                 }
                 let proof = B64
