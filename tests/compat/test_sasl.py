@@ -12,6 +12,7 @@ import struct
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
@@ -41,7 +42,7 @@ class SaslBroker:
     """A broker with a SASL_PLAINTEXT listener (its bootstrap) and a PLAINTEXT one for setup,
     with `alice` (both SCRAM mechanisms) created from a bootstrap credentials file."""
 
-    def __init__(self, tmp, extra: dict[str, str] | None = None):
+    def __init__(self, tmp, extra: dict[str, str] | None = None, protocol: str = "SASL_PLAINTEXT"):
         self.plain_port = free_port()
         self.broker = StrataBroker(tmp, None)
         b = self.broker
@@ -51,7 +52,7 @@ class SaslBroker:
         )
         b.extra_sets.update(
             {
-                "listeners": f"SASL_PLAINTEXT://127.0.0.1:{b.port},PLAINTEXT://127.0.0.1:{self.plain_port},"
+                "listeners": f"{protocol}://127.0.0.1:{b.port},PLAINTEXT://127.0.0.1:{self.plain_port},"
                 f"CONTROLLER://127.0.0.1:{b.controller_port}",
                 "inter.broker.listener.name": "PLAINTEXT",
                 "sasl.scram.bootstrap.credentials.file": str(creds),
@@ -339,5 +340,26 @@ def test_oauthbearer_with_a_jwks_file(tmp_path):
         log = sb.broker.log_text()
         assert "invalid OAUTHBEARER token: expired" in log
         assert "InvalidIssuer" in log
+    finally:
+        sb.broker.cleanup()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl missing")
+def test_sasl_ssl_with_confluent_kafka_and_the_tools(tmp_path):
+    certs = tmp_path / "certs"
+    subprocess.run(["bash", str(Path(__file__).parents[2] / "scripts" / "gen-test-certs.sh"), str(certs)], check=True, capture_output=True, timeout=60)
+    sb = SaslBroker(tmp_path, {"ssl.keystore.location": str(certs / "server-keystore.pem")}, protocol="SASL_SSL")
+    try:
+        conf = {**sasl_conf("SCRAM-SHA-512"), "security.protocol": "SASL_SSL", "ssl.ca.location": str(certs / "ca.pem")}
+        topic = f"sasl-ssl-{uuid.uuid4().hex[:6]}"
+        create_topic(sb.plaintext, topic)
+        got = produce_consume_confluent(sb.sasl, conf, topic, n=10)
+        assert got == [f"{topic}-{i}".encode() for i in range(10)]
+        cfg = tmp_path / "ssl-client.properties"
+        cfg.write_text(
+            "security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-256\nsasl.username=alice\n"
+            f"sasl.password=alice-secret\nssl.truststore.location={certs / 'ca.pem'}\n"
+        )
+        assert topic in strata_cli("topics", sb.sasl, "list", "--command-config", str(cfg)).stdout
     finally:
         sb.broker.cleanup()

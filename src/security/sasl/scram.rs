@@ -666,6 +666,38 @@ mod tests {
         }
     }
 
+    /// librdkafka 2.0 puts its own nonce in front of the server-first nonce again in its
+    /// client-final message; Kafka accepts that (the nonce ends with the server's), so do we.
+    #[test]
+    fn librdkafka_repeated_client_nonce_is_accepted() {
+        let m = ScramMechanism::Sha256;
+        let s = store(m, "u", "pw", b"salt", 4096);
+        let mut server = ScramServer::with_nonce(m, "SNONCE".into());
+        let SaslStep::Challenge(first) = server.step(b"n,,n=u,r=CNONCE", &s).unwrap() else {
+            panic!()
+        };
+        let first = String::from_utf8(first).unwrap();
+        let without_proof = "c=biws,r=CNONCECNONCESNONCE";
+        let auth_message = format!("n=u,r=CNONCE,{first},{without_proof}");
+        let salted = m.salted_password(b"pw", b"salt", 4096);
+        let client_key = m.hmac(&salted, b"Client Key");
+        let signature = m.hmac(&m.hash(&client_key), auth_message.as_bytes());
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(&signature)
+            .map(|(a, b)| a ^ b)
+            .collect();
+        let last = server.step(
+            format!("{without_proof},p={}", B64.encode(proof)).as_bytes(),
+            &s,
+        );
+        assert!(matches!(last, Ok(SaslStep::Complete { .. })), "{last:?}");
+        // A nonce that does not end with the server's is refused.
+        let mut server = ScramServer::with_nonce(m, "SNONCE".into());
+        server.step(b"n,,n=u,r=CNONCE", &s).unwrap();
+        assert!(server.step(b"c=biws,r=CNONCESNONCEX,p=AAAA", &s).is_err());
+    }
+
     #[test]
     fn sha512_round_trip_and_wrong_password() {
         let m = ScramMechanism::Sha512;
