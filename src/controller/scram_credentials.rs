@@ -53,14 +53,14 @@ pub enum ScramAlterationError {
     NotFound,
 }
 
+/// Each user and the outcome of their alterations.
+pub type UserOutcomes = Vec<(String, Result<(), ScramAlterationError>)>;
+
 /// Each user's outcome, in the order users first appear, and the records for the valid ones.
 pub fn decide_scram_credentials(
     image: &MetadataImage,
     alterations: &[ScramAlteration],
-) -> (
-    Vec<(String, Result<(), ScramAlterationError>)>,
-    Vec<MetadataRecord>,
-) {
+) -> (UserOutcomes, Vec<MetadataRecord>) {
     let mut users: Vec<String> = Vec::new();
     for a in alterations {
         if !users.iter().any(|u| u == a.user()) {
