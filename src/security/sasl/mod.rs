@@ -7,6 +7,7 @@
 //! the metadata image (PLAIN recomputes the salted password with the stored salt and
 //! iterations), so a user has one password whatever the mechanism.
 
+pub mod bootstrap;
 pub mod oauthbearer;
 pub mod plain;
 pub mod scram;
