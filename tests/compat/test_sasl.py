@@ -163,6 +163,32 @@ def test_kcat_authenticates_and_round_trips(sasl_broker, mechanism):
     assert out.stdout.splitlines() == [f"line-{i}" for i in range(5)]
 
 
+JS = Path(__file__).parent / "js"
+
+
+@pytest.mark.skipif(
+    shutil.which("node") is None or not (JS / "node_modules" / "kafkajs").is_dir(),
+    reason="node or kafkajs missing: run scripts/install-test-deps.sh",
+)
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_kafkajs_authenticates_and_round_trips(sasl_broker, mechanism):
+    topic = f"sasl-js-{mechanism.lower()}-{uuid.uuid4().hex[:6]}"
+    create_topic(sasl_broker.plaintext, topic)
+
+    def run(password: str) -> dict:
+        out = subprocess.run(
+            ["node", str(JS / "sasl_roundtrip.js"), sasl_broker.sasl, mechanism, "alice", password, topic, "8"],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    assert run("alice-secret") == {"seen": [f"js-{i}" for i in range(8)]}
+    refused = run("wrong")
+    assert refused["error"] == "KafkaJSSASLAuthenticationError", refused
+    assert "Authentication failed: Invalid" in refused["message"], refused
+
+
 def handshake(conn: Connection, mechanism: str) -> tuple[int, list[str]]:
     r = conn.request(17, 1, string(mechanism))
     code = r.take(">h")
