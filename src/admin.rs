@@ -1,5 +1,6 @@
 //! `strata topics`: topic administration over the Kafka protocol, so it works against any
-//! Kafka-compatible broker. `strata groups` lives in [`groups`], `strata quotas` in [`quotas`].
+//! Kafka-compatible broker. `strata groups` lives in [`groups`], `strata quotas` in [`quotas`],
+//! `strata acls` in [`acls`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use kafka_protocol::messages::{
 use crate::client::KafkaClient;
 use crate::protocol::{str_bytes, topic_name};
 
+pub mod acls;
 pub mod command_config;
 pub mod groups;
 pub mod quotas;

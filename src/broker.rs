@@ -18,6 +18,9 @@ use crate::controller::{
 };
 use crate::group::GroupMetrics;
 use crate::group::{GroupCoordinator, GroupCoordinatorContext};
+use crate::handlers::fetch_session::{
+    FetchSessionCache, FetchSessionCacheConfig, FetchSessionMetrics,
+};
 use crate::handlers::ApiMetrics;
 use crate::handlers::KafkaApis;
 use crate::log::remote::TieringMetrics;
@@ -34,8 +37,9 @@ use crate::replication::{
     effective_node_config, FetcherSettings, MetadataClient, ReplicaFetcherManager, ReplicaManager,
 };
 use crate::replication::{BrokerTopicMetrics, ReplicationMetrics};
-use crate::security::sasl::scram::BootstrapCredential;
-use crate::security::sasl::{ScramCredential, ScramMechanism};
+use crate::sasl::scram::BootstrapCredential;
+use crate::sasl::{ScramCredential, ScramMechanism};
+use crate::security::{authorizer_settings, Authorizer};
 use crate::server::ServerMetrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -194,6 +198,7 @@ impl Broker {
             net.clone(),
             fetcher_settings(&node),
             shutdown.child_token(),
+            metrics.replication.clone(),
         ));
         crate::runtime::block_in_place(|| replicas.apply_image(&image, &node))?;
         remote.recover_partitions(replicas.as_ref()).await;
@@ -221,6 +226,11 @@ impl Broker {
             groups: groups.clone(),
             quotas,
             producer_ids: ProducerIdManager::new(controller.clone(), node_id),
+            fetch_sessions: FetchSessionCache::new(
+                fetch_session_cache_config(&node),
+                metrics.fetch_sessions.clone(),
+            ),
+            authorizer: Authorizer::new(authorizer_settings(&node), &metrics.registry.registry),
             metrics: ApiMetrics {
                 topics: metrics.topics.clone(),
             },
@@ -244,7 +254,14 @@ impl Broker {
         });
         broker.follow_metadata();
         spawn_bootstrap_scram(&node, &broker)?;
-        spawn_heartbeats(controller.clone(), node_id, incarnation, shutdown.clone());
+        spawn_heartbeats(
+            controller.clone(),
+            node_id,
+            incarnation,
+            broker.apis.quotas.shared.clone(),
+            broker.clock.clone(),
+            shutdown.clone(),
+        );
         spawn_isr_maintenance(
             node_id,
             replicas.clone(),
@@ -422,6 +439,7 @@ pub struct BrokerMetrics {
     pub controller: ControllerMetrics,
     pub groups: GroupMetrics,
     pub quota: QuotaMetrics,
+    pub fetch_sessions: FetchSessionMetrics,
 }
 
 impl BrokerMetrics {
@@ -435,6 +453,7 @@ impl BrokerMetrics {
             controller: ControllerMetrics::new(r),
             groups: GroupMetrics::new(r),
             quota: QuotaMetrics::new(r),
+            fetch_sessions: FetchSessionMetrics::new(r),
             registry,
         }
     }
@@ -459,6 +478,17 @@ fn quota_window(node: &NodeConfig) -> QuotaWindow {
     QuotaWindow {
         num: node.get_i32("quota.window.num").max(1) as u32,
         size_ms: node.get_i32("quota.window.size.seconds").max(1) as u64 * 1000,
+    }
+}
+
+fn fetch_session_cache_config(node: &NodeConfig) -> FetchSessionCacheConfig {
+    FetchSessionCacheConfig {
+        max_slots: node
+            .get_i32("max.incremental.fetch.session.cache.slots")
+            .max(0) as usize,
+        eviction_ms: node
+            .get_i64("min.incremental.fetch.session.eviction.ms")
+            .max(0) as u64,
     }
 }
 

@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::net::{BoxConnection, Network};
 use crate::protocol::str_bytes;
-use crate::security::sasl::{plain, SaslMechanism, ScramClient};
+use crate::sasl::{plain, SaslMechanism, ScramClient};
 
 /// The largest response accepted; a longer frame means a confused peer.
 pub const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
@@ -42,6 +42,9 @@ pub struct KafkaClient {
     conn: BoxConnection,
     client_id: &'static str,
     correlation_id: i32,
+    /// The frame sizes of the last request sent and response read, headers included.
+    last_request_bytes: usize,
+    last_response_bytes: usize,
 }
 
 impl KafkaClient {
@@ -64,11 +67,24 @@ impl KafkaClient {
             conn,
             client_id,
             correlation_id: 0,
+            last_request_bytes: 0,
+            last_response_bytes: 0,
         })
     }
 
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// The size on the wire of the last request [`send`](Self::send) wrote (what fetchers
+    /// count as request bytes).
+    pub fn last_request_bytes(&self) -> usize {
+        self.last_request_bytes
+    }
+
+    /// The size on the wire of the last response [`send`](Self::send) read.
+    pub fn last_response_bytes(&self) -> usize {
+        self.last_response_bytes
     }
 
     /// Sends `req` at `version` and reads its response.
@@ -100,11 +116,14 @@ impl KafkaClient {
             addr: self.addr.clone(),
             source,
         };
+        self.last_request_bytes = buf.len();
+        self.last_response_bytes = 0;
         self.conn.write_all(&buf).await.map_err(io)?;
         let size = self.conn.read_i32().await.map_err(io)?;
         if size < 0 || size as usize > MAX_RESPONSE_BYTES {
             return Err(protocol(format!("implausible response size {size}")));
         }
+        self.last_response_bytes = 4 + size as usize;
         let mut body = BytesMut::zeroed(size as usize);
         self.conn.read_exact(&mut body).await.map_err(io)?;
         let mut body = body.freeze();

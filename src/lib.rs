@@ -9,9 +9,12 @@
 //!   versions, the record-batch header reader.
 //! - [`handlers`]: one file per Kafka API; the ApiVersions table is derived from their list.
 //!   `KafkaApis` is all a handler reaches of the broker; typed errors become Kafka error codes
-//!   in `handlers::errors`, once.
-//! - [`quota`]: client byte-rate quotas — which quota applies to a client, its rate over
-//!   Kafka's sampled window, the throttle time it earns.
+//!   in `handlers::errors`, once; `handlers::fetch_session` is the fetch session cache (KIP-227).
+//! - [`quota`]: client quotas (byte rates, request time, cluster-wide tenant and topic limits)
+//!   — which quota applies to a client, its rate over Kafka's sampled window, the throttle time
+//!   it earns, this broker's shares of the cluster-wide limits.
+//! - [`security`]: principals, the ACL model and the authorization decision, the
+//!   `Authorizer` handlers consult, and the audit log of denials and security changes.
 //! - [`replication`]: `ReplicaManager` and `Partition` — roles, high watermark, acks, follower
 //!   fetchers, ISR maintenance; `MetadataClient`, the controller as the broker uses it.
 //! - [`log`]: the storage engine: `PartitionLog`, a partition's whole log (local and remote,
@@ -21,15 +24,16 @@
 //!   `replication`, `handlers`, `group`, `broker` or `server`.
 //! - [`group`]: the group coordinator — consumer groups and committed offsets in `__consumer_offsets`.
 //! - [`controller`]: the openraft metadata quorum: records, the `MetadataImage`, the decisions
-//!   that change it, broker liveness and leader elections.
+//!   that change it, broker liveness and leader elections, and the split of cluster-wide quota
+//!   limits among brokers.
 //! - [`net`]: the network seam the Kafka listener, the controller RPC and replica fetchers use
 //!   (tokio, or turmoil in tests); [`runtime`]: blocking work on either runtime flavour.
 //! - [`broker`]: the node's parts wired together, and nothing more.
 //! - [`metrics`]: the Prometheus registry and the HTTP endpoint (`/metrics`, `/health`, `/ready`).
-//! - [`admin`]: the `strata topics`, `strata groups` and `strata quotas` commands; [`client`]:
+//! - [`admin`]: the `strata topics`, `strata groups`, `strata quotas` and `strata acls` commands; [`client`]:
 //!   the Kafka-protocol client they and follower fetchers use.
 //! - `alloc`: the process allocator, which reserves huge blocks lazily (see its docs).
-//! - [`security`]: the SASL mechanisms (PLAIN, SCRAM, OAUTHBEARER) as pure state machines,
+//! - [`sasl`]: the SASL mechanisms (PLAIN, SCRAM, OAUTHBEARER) as pure state machines,
 //!   server and client side, and the SCRAM credential.
 //! - [`model`]: newtypes for offsets, epochs and ids; [`clock`]: injected time.
 
@@ -51,5 +55,6 @@ pub mod protocol;
 pub mod quota;
 pub mod replication;
 pub mod runtime;
+pub mod sasl;
 pub mod security;
 pub mod server;

@@ -47,6 +47,8 @@ enum Command {
     Quotas(strata::admin::quotas::QuotasArgs),
     /// Create, delete and list SCRAM users on any Kafka-protocol broker.
     Users(strata::admin::users::UsersArgs),
+    /// Create, list and delete ACLs (kafka-acls.sh's flags) on any Kafka-protocol broker.
+    Acls(strata::admin::acls::AclsArgs),
     /// Write meta.properties (cluster id, node id) into every log dir, once, before the first
     /// start of a node of a multi-node cluster; with --add-scram, SCRAM credentials the first
     /// start creates (as kafka-storage format --add-scram).
@@ -111,6 +113,9 @@ fn main() -> std::process::ExitCode {
         Command::Groups(args) => {
             runtime().and_then(|rt| rt.block_on(strata::admin::groups::run_groups(args)))
         }
+        Command::Acls(args) => {
+            runtime().and_then(|rt| rt.block_on(strata::admin::acls::run_acls(args)))
+        }
         Command::Quotas(args) => {
             runtime().and_then(|rt| rt.block_on(strata::admin::quotas::run_quotas(args)))
         }
@@ -166,7 +171,7 @@ fn run_format(
     let specs = add_scram
         .iter()
         .map(|s| {
-            strata::security::sasl::scram::BootstrapCredential::parse(s)
+            strata::sasl::scram::BootstrapCredential::parse(s)
                 .map_err(|e| anyhow::anyhow!("--add-scram: {e}"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

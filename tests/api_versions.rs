@@ -191,8 +191,21 @@ async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16, topic_id: uuid::Uuid
             let req = MetadataRequest::default()
                 .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
                 )
-                .with_name(Some(topic_name(TOPIC)))]));
+                .with_name(Some(topic_name(TOPIC)))]))
+                .with_include_topic_authorized_operations(v >= 8)
+                .with_include_cluster_authorized_operations((8..=10).contains(&v));
             let resp = send(c, &req, v).await;
+            // No ACL names the topic or the cluster and nothing authenticates: every operation
+            // each supports (Kafka's bit fields for full access).
+            if v >= 8 {
+                assert_eq!(
+                    resp.topics[0].topic_authorized_operations, 3576,
+                    "Metadata v{v}"
+                );
+            }
+            if (8..=10).contains(&v) {
+                assert_eq!(resp.cluster_authorized_operations, 8096, "Metadata v{v}");
+            }
             assert_eq!(resp.brokers.len(), 1, "Metadata v{v}");
             let t = &resp.topics[0];
             assert_eq!(
@@ -596,7 +609,12 @@ async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16, topic_id: uuid::Uuid
             } else {
                 DescribeClusterRequest::default()
             };
+            let req = req.with_include_cluster_authorized_operations(true);
             let resp = send(c, &req, v).await;
+            assert_eq!(
+                resp.cluster_authorized_operations, 8096,
+                "DescribeCluster v{v}"
+            );
             assert_eq!(
                 (resp.error_code, resp.brokers.len()),
                 (0, 1),
@@ -621,9 +639,192 @@ async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16, topic_id: uuid::Uuid
                 t.partitions[0].leader_id.0, 1,
                 "DescribeTopicPartitions v{v}: this broker leads"
             );
+            assert_eq!(
+                t.topic_authorized_operations, 3576,
+                "DescribeTopicPartitions v{v}"
+            );
+        }
+        // ACLs on topics nothing else here uses (an ACL on `versions` would close it: a resource
+        // with any ACL is governed by its ACLs). Each version creates one, and DeleteAcls at
+        // version v removes the one created at v.
+        ApiKey::CreateAcls => {
+            let req = CreateAclsRequest::default().with_creations(vec![
+                create_acls_request::AclCreation::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s(&format!("acl-test-v{v}")))
+                    .with_resource_pattern_type(4)
+                    .with_principal(s("User:alice"))
+                    .with_host(s("*"))
+                    .with_operation(3)
+                    .with_permission_type(3),
+            ]);
+            let resp = send(c, &req, v).await;
+            assert_eq!(resp.results.len(), 1, "CreateAcls v{v}");
+            assert_eq!(resp.results[0].error_code, 0, "CreateAcls v{v}");
+        }
+        ApiKey::DescribeAcls => {
+            let req = DescribeAclsRequest::default()
+                .with_resource_type_filter(2)
+                .with_resource_name_filter(None)
+                .with_host_filter(None)
+                .with_pattern_type_filter(1)
+                .with_principal_filter(Some(s("User:alice")))
+                .with_operation(1)
+                .with_permission_type(1);
+            let resp = send(c, &req, v).await;
+            assert_eq!(resp.error_code, 0, "DescribeAcls v{v}");
+            let names: Vec<&str> = resp
+                .resources
+                .iter()
+                .map(|r| r.resource_name.as_str())
+                .collect();
+            assert_eq!(
+                names,
+                ["acl-test-v1", "acl-test-v2", "acl-test-v3"],
+                "DescribeAcls v{v}"
+            );
+            let r = &resp.resources[0];
+            assert_eq!(
+                (r.resource_type, r.pattern_type, r.acls.len()),
+                (2, 4, 1),
+                "DescribeAcls v{v}"
+            );
+            let a = &r.acls[0];
+            assert_eq!(
+                (
+                    a.principal.as_str(),
+                    a.host.as_str(),
+                    a.operation,
+                    a.permission_type
+                ),
+                ("User:alice", "*", 3, 3),
+                "DescribeAcls v{v}"
+            );
+        }
+        ApiKey::DeleteAcls => {
+            let req = DeleteAclsRequest::default().with_filters(vec![
+                delete_acls_request::DeleteAclsFilter::default()
+                    .with_resource_type_filter(2)
+                    .with_resource_name_filter(Some(s(&format!("acl-test-v{v}"))))
+                    .with_pattern_type_filter(4)
+                    .with_principal_filter(None)
+                    .with_host_filter(None)
+                    .with_operation(1)
+                    .with_permission_type(1),
+            ]);
+            let resp = send(c, &req, v).await;
+            let f = &resp.filter_results[0];
+            assert_eq!(
+                (f.error_code, f.matching_acls.len()),
+                (0, 1),
+                "DeleteAcls v{v}"
+            );
+            let m = &f.matching_acls[0];
+            assert_eq!(
+                (
+                    m.resource_name.to_string(),
+                    m.principal.as_str(),
+                    m.operation
+                ),
+                (format!("acl-test-v{v}"), "User:alice", 3),
+                "DeleteAcls v{v}"
+            );
+        }
+        ApiKey::ConsumerGroupHeartbeat => {
+            let joined = consumer_join(c, &format!("cg-{v}"), v).await;
+            assert_eq!(
+                joined.error_code, 0,
+                "ConsumerGroupHeartbeat v{v}: {joined:?}"
+            );
+            assert!(
+                joined.member_epoch >= 1,
+                "ConsumerGroupHeartbeat v{v}: {joined:?}"
+            );
+            assert_eq!(joined.heartbeat_interval_ms, 5000);
+            let a = joined.assignment.expect("an assignment on joining");
+            assert_eq!(a.topic_partitions.len(), 1, "ConsumerGroupHeartbeat v{v}");
+            assert_eq!(
+                (
+                    a.topic_partitions[0].topic_id,
+                    a.topic_partitions[0].partitions.clone()
+                ),
+                (topic_id, vec![0])
+            );
+            // A stale epoch is fenced; leaving answers epoch -1.
+            let member = joined.member_id.clone().expect("member id");
+            let fenced = send(
+                c,
+                &ConsumerGroupHeartbeatRequest::default()
+                    .with_group_id(group(&format!("cg-{v}")))
+                    .with_member_id(member.clone())
+                    .with_member_epoch(joined.member_epoch + 1),
+                v,
+            )
+            .await;
+            assert_eq!(fenced.error_code, 110, "FENCED_MEMBER_EPOCH");
+            let left = send(
+                c,
+                &ConsumerGroupHeartbeatRequest::default()
+                    .with_group_id(group(&format!("cg-{v}")))
+                    .with_member_id(member)
+                    .with_member_epoch(-1),
+                v,
+            )
+            .await;
+            assert_eq!((left.error_code, left.member_epoch), (0, -1));
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            let id = format!("cgd-{v}");
+            let joined = consumer_join(c, &id, 1).await;
+            assert_eq!(joined.error_code, 0, "{joined:?}");
+            let resp = send(
+                c,
+                &ConsumerGroupDescribeRequest::default()
+                    .with_group_ids(vec![group(&id), group("none")]),
+                v,
+            )
+            .await;
+            let g = &resp.groups[0];
+            assert_eq!(g.error_code, 0, "ConsumerGroupDescribe v{v}: {g:?}");
+            assert_eq!(g.assignor_name.as_str(), "uniform");
+            assert_eq!(g.members.len(), 1);
+            let m = &g.members[0];
+            assert_eq!(m.member_epoch, joined.member_epoch);
+            assert_eq!(m.subscribed_topic_names, vec![topic_name(TOPIC)]);
+            assert_eq!(
+                m.assignment.topic_partitions[0].topic_name,
+                topic_name(TOPIC)
+            );
+            assert_eq!(m.target_assignment.topic_partitions[0].partitions, vec![0]);
+            assert_eq!(m.member_type, if v >= 1 { 1 } else { -1 });
+            assert_eq!(resp.groups[1].error_code, 69, "GROUP_ID_NOT_FOUND");
         }
         other => panic!("{other:?} is advertised but this test does not exercise it: add it"),
     }
+}
+
+/// A consumer-protocol member joins `group_id` subscribed to [`TOPIC`], waiting out the
+/// coordinator's load.
+async fn consumer_join(
+    c: &mut KafkaClient,
+    group_id: &str,
+    v: i16,
+) -> ConsumerGroupHeartbeatResponse {
+    let req = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(group(group_id))
+        .with_member_id(s(&uuid::Uuid::new_v4().to_string()))
+        .with_member_epoch(0)
+        .with_rebalance_timeout_ms(30_000)
+        .with_subscribed_topic_names(Some(vec![topic_name(TOPIC)]))
+        .with_topic_partitions(Some(vec![]));
+    for _ in 0..100 {
+        let resp = send(c, &req, v).await;
+        if resp.error_code != 14 && resp.error_code != 15 {
+            return resp;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the coordinator of {group_id} never loaded")
 }
 
 /// Produce v0-v2 are advertised, as Kafka 4.x does, and answered UNSUPPORTED_VERSION for every

@@ -681,8 +681,28 @@ fn run_seed(seed: u64) {
             "seed {seed}: broker {id}'s log differs from broker 1's"
         );
     }
+    // Followers fetch in incremental sessions (KIP-227) through the faults: after each full
+    // request (the first, and one after every lost connection or session), incremental ones.
+    let requests = |kind: &str| -> u64 {
+        brokers
+            .values()
+            .map(|b| {
+                b.metrics
+                    .replication
+                    .fetcher_requests
+                    .with_label_values(&[kind])
+                    .get()
+            })
+            .sum()
+    };
+    let (full, incremental) = (requests("full"), requests("incremental"));
+    assert!(
+        full > 0 && incremental > full,
+        "seed {seed}: follower fetches: {full} full, {incremental} incremental"
+    );
     eprintln!(
-        "seed {seed}: {} records acknowledged, log end {}, {faults_applied} faults, {:?} simulated",
+        "seed {seed}: {} records acknowledged, log end {}, {faults_applied} faults, {:?} simulated, \
+         {full} full and {incremental} incremental follower fetches",
         acked.len(),
         logs[&1].len(),
         sim.elapsed()

@@ -526,6 +526,7 @@ async fn a_closed_heartbeat_connection_fences_the_broker_after_the_grace() {
     let heartbeat = |id: i32, incarnation| ControllerRequest::BrokerHeartbeat {
         broker_id: BrokerId(id),
         incarnation,
+        quota_usage: None,
     };
     let net = strata::net::tokio_network();
     let mut client7 = PeerClient::new(net.clone(), addr.clone());

@@ -183,6 +183,7 @@ fn commit(
     offset: i64,
 ) -> (u64, Decision) {
     h.send(GroupRequest::Commit {
+        version: 9,
         req: OffsetCommitRequest::default()
             .with_group_id(GroupId(s(GROUP)))
             .with_generation_id_or_member_epoch(generation)

@@ -436,3 +436,251 @@ async fn offset_for_leader_epoch_answers_the_end_of_the_epoch() {
     );
     b.stop().await;
 }
+
+/// A fetch in a session: `partitions` (index, offset) of `topic` sent, `forgotten` dropped.
+fn session_fetch(
+    session_id: i32,
+    epoch: i32,
+    topic: &str,
+    partitions: &[(i32, i64)],
+    forgotten: &[i32],
+    max_wait_ms: i32,
+) -> kafka_protocol::messages::FetchRequest {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
+    let sent = partitions
+        .iter()
+        .map(|&(p, offset)| {
+            FetchPartition::default()
+                .with_partition(p)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)
+        })
+        .collect::<Vec<_>>();
+    let topics = if sent.is_empty() {
+        vec![]
+    } else {
+        vec![FetchTopic::default()
+            .with_topic(topic_name(topic))
+            .with_partitions(sent)]
+    };
+    let forgotten = if forgotten.is_empty() {
+        vec![]
+    } else {
+        vec![ForgottenTopic::default()
+            .with_topic(topic_name(topic))
+            .with_partitions(forgotten.to_vec())]
+    };
+    kafka_protocol::messages::FetchRequest::default()
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_session_id(session_id)
+        .with_session_epoch(epoch)
+        .with_topics(topics)
+        .with_forgotten_topics_data(forgotten)
+}
+
+/// (partition, high watermark, values of its records) of every partition in a response.
+fn answered(resp: &kafka_protocol::messages::FetchResponse) -> Vec<(i32, i64, Vec<String>)> {
+    resp.responses
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| {
+            assert_eq!(p.error_code, 0, "partition {}", p.partition_index);
+            let values = common::decode(p.records.clone().unwrap_or_default())
+                .iter()
+                .map(|r| {
+                    String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()
+                })
+                .collect();
+            (p.partition_index, p.high_watermark, values)
+        })
+        .collect()
+}
+
+async fn produce_one(c: &mut KafkaClient, topic: &str, partition: i32, value: &str) {
+    let records = batch(&[(None, Some(value.into()), vec![])], Compression::None);
+    assert_eq!(produce(c, topic, partition, records, 1).await.0, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incremental_fetch_answers_only_partitions_with_news() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = strata::admin::connect(&b.bootstrap())
+        .await
+        .expect("connect");
+    create_topic(&mut c, "s", 3, &[]).await;
+    produce_one(&mut c, "s", 0, "a0").await;
+    produce_one(&mut c, "s", 1, "b0").await;
+    let metrics = &b.broker.metrics.fetch_sessions;
+
+    // Full: every partition, and a session.
+    let all = [(0, 0), (1, 0), (2, 0)];
+    let resp = fetch(&mut c, &session_fetch(0, 0, "s", &all, &[], 0)).await;
+    let id = resp.session_id;
+    assert!(id > 0, "no session created");
+    assert_eq!(
+        answered(&resp),
+        vec![
+            (0, 1, vec!["a0".into()]),
+            (1, 1, vec!["b0".into()]),
+            (2, 0, vec![])
+        ]
+    );
+    assert_eq!(metrics.sessions.with_label_values(&["consumer"]).get(), 1);
+    assert_eq!(metrics.partitions.get(), 3);
+
+    // The consumer moved on in 0 and 1; nothing else changed: an empty answer.
+    let resp = fetch(
+        &mut c,
+        &session_fetch(id, 1, "s", &[(0, 1), (1, 1)], &[], 0),
+    )
+    .await;
+    assert_eq!((resp.error_code, resp.session_id), (0, id));
+    assert_eq!(answered(&resp), vec![]);
+
+    // A record in 2, which this request does not name: the session reads it.
+    produce_one(&mut c, "s", 2, "c0").await;
+    let resp = fetch(&mut c, &session_fetch(id, 2, "s", &[], &[], 0)).await;
+    assert_eq!(answered(&resp), vec![(2, 1, vec!["c0".into()])]);
+
+    // Forget 0: records there are no longer answered; 2 moves on.
+    produce_one(&mut c, "s", 0, "a1").await;
+    let resp = fetch(&mut c, &session_fetch(id, 3, "s", &[(2, 1)], &[0], 0)).await;
+    assert_eq!(answered(&resp), vec![]);
+    assert_eq!(metrics.partitions.get(), 2);
+
+    // A long poll waits on the session's partitions: a record in 1 wakes it.
+    let addr = b.bootstrap();
+    let producer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut p = strata::admin::connect(&addr).await.expect("connect");
+        produce_one(&mut p, "s", 1, "b1").await;
+    });
+    let started = Instant::now();
+    let resp = fetch(&mut c, &session_fetch(id, 4, "s", &[], &[], 10_000)).await;
+    producer.await.expect("producer");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the append did not wake the session's fetch"
+    );
+    assert_eq!(answered(&resp), vec![(1, 2, vec!["b1".into()])]);
+
+    // A repeated epoch, an unknown session, a v13 request in a session made without topic ids:
+    // each is refused whole, and none of them moves the session on.
+    let refused = |resp: &kafka_protocol::messages::FetchResponse, code: ResponseError| {
+        assert_eq!(
+            (resp.error_code, resp.session_id, resp.responses.len()),
+            (code.code(), 0, 0)
+        );
+    };
+    refused(
+        &fetch(&mut c, &session_fetch(id, 4, "s", &[], &[], 0)).await,
+        ResponseError::InvalidFetchSessionEpoch,
+    );
+    refused(
+        &fetch(&mut c, &session_fetch(id ^ 1, 5, "s", &[], &[], 0)).await,
+        ResponseError::FetchSessionIdNotFound,
+    );
+    let v13 = c
+        .send(&session_fetch(id, 5, "s", &[], &[], 0), 13)
+        .await
+        .expect("fetch");
+    refused(&v13, ResponseError::FetchSessionTopicIdError);
+    let resp = fetch(&mut c, &session_fetch(id, 5, "s", &[(1, 2)], &[], 0)).await;
+    assert_eq!(
+        (resp.error_code, resp.session_id, answered(&resp)),
+        (0, id, vec![])
+    );
+
+    // A sessionless fetch (epoch -1) naming the session closes it.
+    let resp = fetch(&mut c, &session_fetch(id, -1, "s", &[(0, 0)], &[], 0)).await;
+    assert_eq!(resp.session_id, 0);
+    assert_eq!(
+        answered(&resp),
+        vec![(0, 2, vec!["a0".into(), "a1".into()])]
+    );
+    refused(
+        &fetch(&mut c, &session_fetch(id, 6, "s", &[], &[], 0)).await,
+        ResponseError::FetchSessionIdNotFound,
+    );
+    assert_eq!(metrics.sessions.with_label_values(&["consumer"]).get(), 0);
+    assert_eq!(
+        metrics
+            .requests
+            .with_label_values(&["consumer", "incremental"])
+            .get(),
+        5
+    );
+    assert_eq!(
+        metrics
+            .requests
+            .with_label_values(&["consumer", "error"])
+            .get(),
+        4
+    );
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_sessions_by_topic_id_and_a_full_cache() {
+    let b = TestBroker::start(&[("max.incremental.fetch.session.cache.slots", "1")]).await;
+    let mut c = strata::admin::connect(&b.bootstrap())
+        .await
+        .expect("connect");
+    create_topic(&mut c, "ids", 2, &[]).await;
+    produce_one(&mut c, "ids", 1, "x").await;
+    let topic_id = b
+        .broker
+        .apis
+        .image()
+        .topic_by_name("ids")
+        .expect("topic")
+        .topic_id
+        .0;
+    let by_id = |session_id: i32, epoch: i32, partitions: &[(i32, i64)]| {
+        let mut req = session_fetch(session_id, epoch, "ids", partitions, &[], 0);
+        for t in &mut req.topics {
+            t.topic_id = topic_id;
+        }
+        req
+    };
+    let resp = c
+        .send(&by_id(0, 0, &[(0, 0), (1, 0)]), 13)
+        .await
+        .expect("fetch");
+    let id = resp.session_id;
+    assert!(id > 0);
+    assert_eq!(resp.responses[0].topic_id, topic_id);
+    assert_eq!(
+        answered(&resp),
+        vec![(0, 0, vec![]), (1, 1, vec!["x".into()])]
+    );
+    produce_one(&mut c, "ids", 0, "y").await;
+    let resp = c.send(&by_id(id, 1, &[(1, 1)]), 13).await.expect("fetch");
+    assert_eq!(resp.responses[0].topic_id, topic_id);
+    assert_eq!(answered(&resp), vec![(0, 1, vec!["y".into()])]);
+    // Continued without topic ids: refused.
+    let v12 = fetch(&mut c, &session_fetch(id, 2, "ids", &[], &[], 0)).await;
+    assert_eq!(
+        v12.error_code,
+        ResponseError::FetchSessionTopicIdError.code()
+    );
+
+    // The one slot is taken by a young session of the same size: no session for another
+    // consumer, which is still answered in full.
+    let mut other = strata::admin::connect(&b.bootstrap())
+        .await
+        .expect("connect");
+    let resp = fetch(
+        &mut other,
+        &session_fetch(0, 0, "ids", &[(0, 0), (1, 0)], &[], 0),
+    )
+    .await;
+    assert_eq!(resp.session_id, 0);
+    assert_eq!(answered(&resp).len(), 2);
+    assert_eq!(b.broker.metrics.fetch_sessions.evictions.get(), 0);
+    // The first session goes on.
+    let resp = c.send(&by_id(id, 2, &[]), 13).await.expect("fetch");
+    assert_eq!((resp.error_code, resp.session_id), (0, id));
+    b.stop().await;
+}

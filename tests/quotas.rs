@@ -1,6 +1,7 @@
 //! Client quotas through the wire protocol against an in-process broker: AlterClientQuotas and
 //! DescribeClientQuotas round trips (filters, defaults, removal, validate_only, per-entity
-//! errors) that survive a restart, and byte-rate throttling of produce and fetch.
+//! errors) that survive a restart, byte-rate throttling of produce and fetch, the request-time
+//! quota, and cluster-wide tenant and topic limits (throttling, and the share a lone broker gets).
 
 mod common;
 
@@ -150,7 +151,7 @@ async fn alter_and_describe_round_trip_and_survive_a_restart() {
             // Refused one by one, each with its own error; the others still apply.
             entry(
                 &vec![("client-id", Some("x"))],
-                &[("request_percentage", Some(50.0))],
+                &[("controller_mutation_rate", Some(50.0))],
             ),
             entry(&vec![("client-id", Some("y"))], &[(P, Some(-1.0))]),
             entry(&vec![("client-id", Some("z"))], &[(P, Some(1.5))]),
@@ -197,7 +198,7 @@ async fn alter_and_describe_round_trip_and_survive_a_restart() {
         .unwrap_or_default()
         .to_string();
     assert!(
-        message.contains("request_percentage") && message.contains("not enforced"),
+        message.contains("controller_mutation_rate") && message.contains("not enforced"),
         "{message}"
     );
     // The response names each entity as the request did.
@@ -233,7 +234,7 @@ async fn alter_and_describe_round_trip_and_survive_a_restart() {
     assert!(resp.entries.iter().all(|e| e.error_code == 0));
     let resp = alter(
         &mut c,
-        vec![entry(&app, &[("request_percentage", Some(1.0))])],
+        vec![entry(&app, &[("controller_mutation_rate", Some(1.0))])],
         true,
     )
     .await;
@@ -421,25 +422,47 @@ async fn produce_and_fetch_over_their_quota_are_throttled_and_muted() {
     }
 
     // Fetch: a consumer under a quota gets at most its window's worth (50 kB) per response;
-    // once over its rate it gets an empty, throttled response instead of the records.
+    // once over its rate it gets an empty, throttled response instead of the records. It
+    // fetches in a session (KIP-227), which a throttled response continues unchanged.
     kafka::create_topic(&mut admin, "r", 1, &[]).await;
     for _ in 0..40 {
         produce(&mut other, "r", 5).await;
     }
     let mut reader = b.client("reader").await;
-    let first = kafka::fetch(&mut reader, &fetch_request("r")).await;
+    let first = kafka::fetch(&mut reader, &fetch_request("r").with_session_epoch(0)).await;
     assert_eq!(first.throttle_time_ms, 0);
+    let session_id = first.session_id;
+    assert!(session_id > 0, "no fetch session");
     let bytes: usize = first.responses[0].partitions[0]
         .records
         .as_ref()
         .map_or(0, |r| r.len());
     assert!((20 * 1024..=50_000).contains(&bytes), "{bytes}");
-    let second = kafka::fetch(&mut reader, &fetch_request("r")).await;
+    // The session reads from offset 0 again (the request names no partition).
+    let in_session = |epoch: i32| {
+        FetchRequest::default()
+            .with_min_bytes(1)
+            .with_session_id(session_id)
+            .with_session_epoch(epoch)
+    };
+    let second = kafka::fetch(&mut reader, &in_session(1)).await;
     assert!(second.throttle_time_ms > 0, "the reader was not throttled");
     assert!(
         second.responses.is_empty(),
         "a throttled fetch carries no data"
     );
+    assert_eq!((second.error_code, second.session_id), (0, session_id));
+    // The session goes on at the next epoch (throttled again or not).
+    let third = kafka::fetch(&mut reader, &in_session(2)).await;
+    assert_eq!((third.error_code, third.session_id), (0, session_id));
+    if third.throttle_time_ms == 0 {
+        // Unthrottled, it answers the records the throttled response held back.
+        assert_eq!(third.responses[0].partitions[0].partition_index, 0);
+        assert!(third.responses[0].partitions[0]
+            .records
+            .as_ref()
+            .is_some_and(|r| !r.is_empty()));
+    }
     // A client id without a consumer quota reads freely.
     let r = kafka::fetch(&mut other, &fetch_request("q")).await;
     assert_eq!(r.throttle_time_ms, 0);
@@ -458,5 +481,188 @@ async fn produce_and_fetch_over_their_quota_are_throttled_and_muted() {
             .unwrap_or(0.0);
         assert!(n >= 1.0, "{kind}: {n}\n{text}");
     }
+    b.stop().await;
+}
+
+/// The value of a `kind`-labelled quota counter in the broker's metrics.
+fn throttled_count(b: &TestBroker, kind: &str) -> f64 {
+    let text = b.broker.render_metrics();
+    let line = format!("strata_quota_throttled_responses_total{{kind=\"{kind}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(line.as_str()))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Sends Metadata requests back to back for `span`; (requests answered, largest throttle).
+async fn hammer_metadata(c: &mut KafkaClient, span: Duration) -> (usize, i32) {
+    let start = Instant::now();
+    let (mut n, mut max_throttle) = (0, 0);
+    while start.elapsed() < span {
+        let resp: kafka_protocol::messages::MetadataResponse = c
+            .send(&kafka_protocol::messages::MetadataRequest::default(), 12)
+            .await
+            .expect("metadata");
+        max_throttle = max_throttle.max(resp.throttle_time_ms);
+        n += 1;
+    }
+    (n, max_throttle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_percentage_throttles_a_client_that_hammers_cheap_requests() {
+    let b = TestBroker::start(&[
+        ("quota.window.num", "2"),
+        ("quota.window.size.seconds", "1"),
+    ])
+    .await;
+    let mut admin = b.client("admin").await;
+    // A fraction of a percent is a Double, as in Kafka.
+    let resp = alter(
+        &mut admin,
+        vec![entry(
+            &vec![("client-id", Some("busy"))],
+            &[("request_percentage", Some(0.5))],
+        )],
+        false,
+    )
+    .await;
+    assert!(resp.entries.iter().all(|e| e.error_code == 0), "{resp:?}");
+    assert_eq!(
+        describe(&mut admin, &[("client-id", 0, Some("busy"))], false).await,
+        Ok(vec!["client-id=busy: request_percentage=0.5".to_string()])
+    );
+
+    // Without a quota, the same loop for the same time.
+    let mut free = b.client("free").await;
+    let (free_n, free_throttle) = hammer_metadata(&mut free, Duration::from_millis(1500)).await;
+    assert_eq!(free_throttle, 0);
+    // 0.5 % of a thread is 5 ms of handler time a second: a client that asks for more is told
+    // to wait, and its connection is muted meanwhile, so it gets far fewer answers.
+    let mut busy = b.client("busy").await;
+    let (busy_n, busy_throttle) = hammer_metadata(&mut busy, Duration::from_millis(1500)).await;
+    assert!(busy_throttle > 0, "no throttle after {busy_n} requests");
+    assert!(
+        busy_n * 3 < free_n,
+        "throttled client got {busy_n} answers, unthrottled {free_n}"
+    );
+    assert!(throttled_count(&b, "request") >= 1.0);
+    let text = b.broker.render_metrics();
+    let spent: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("strata_quota_request_time_seconds_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(spent > 0.0, "{text}");
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_wide_tenant_and_topic_limits_throttle_on_a_lone_broker() {
+    let b = TestBroker::start(&[
+        ("quota.window.num", "2"),
+        ("quota.window.size.seconds", "1"),
+    ])
+    .await;
+    let mut admin = b.client("admin").await;
+    kafka::create_topic(
+        &mut admin,
+        "limited",
+        1,
+        &[("strata.producer.byte.rate", "50000")],
+    )
+    .await;
+    kafka::create_topic(&mut admin, "open", 1, &[]).await;
+    let resp = alter(
+        &mut admin,
+        vec![entry(
+            &vec![("client-id", Some("tenant"))],
+            &[("strata.cluster.producer_byte_rate", Some(50_000.0))],
+        )],
+        false,
+    )
+    .await;
+    assert!(resp.entries.iter().all(|e| e.error_code == 0), "{resp:?}");
+
+    // The topic's limit throttles a client with no quota of its own, on that topic only.
+    let mut anyone = b.client("anyone").await;
+    assert_eq!(
+        produce(&mut anyone, "limited", 10).await.throttle_time_ms,
+        0
+    );
+    let over = produce(&mut anyone, "limited", 100).await;
+    assert!(
+        (1000..=2000).contains(&over.throttle_time_ms),
+        "throttle {} ms",
+        over.throttle_time_ms
+    );
+    let mut other = b.client("other").await;
+    for _ in 0..3 {
+        assert_eq!(produce(&mut other, "open", 100).await.throttle_time_ms, 0);
+    }
+    // The tenant's limit follows it to any topic.
+    let mut tenant = b.client("tenant").await;
+    assert_eq!(produce(&mut tenant, "open", 10).await.throttle_time_ms, 0);
+    assert!(produce(&mut tenant, "open", 100).await.throttle_time_ms > 0);
+    assert!(throttled_count(&b, "topic_produce") >= 1.0);
+    assert!(throttled_count(&b, "cluster_produce") >= 1.0);
+
+    // A topic's consumer limit: a response carries at most the window's worth, and the next
+    // fetch is answered empty with a throttle.
+    kafka::create_topic(
+        &mut admin,
+        "read-limited",
+        1,
+        &[("strata.consumer.byte.rate", "50000")],
+    )
+    .await;
+    for _ in 0..40 {
+        produce(&mut other, "read-limited", 5).await;
+    }
+    let mut reader = b.client("reader").await;
+    let first = kafka::fetch(&mut reader, &fetch_request("read-limited")).await;
+    assert_eq!(first.throttle_time_ms, 0);
+    let bytes: usize = first.responses[0].partitions[0]
+        .records
+        .as_ref()
+        .map_or(0, |r| r.len());
+    assert!((20 * 1024..=50_000).contains(&bytes), "{bytes}");
+    let second = kafka::fetch(&mut reader, &fetch_request("read-limited")).await;
+    assert!(second.throttle_time_ms > 0, "the reader was not throttled");
+    assert!(
+        second.responses.is_empty(),
+        "a throttled fetch carries no data"
+    );
+    assert!(throttled_count(&b, "topic_fetch") >= 1.0);
+
+    // A user entity is a tenant too (every client is ANONYMOUS without authentication).
+    let resp = alter(
+        &mut admin,
+        vec![entry(
+            &vec![("user", Some("ANONYMOUS"))],
+            &[("strata.cluster.producer_byte_rate", Some(50_000.0))],
+        )],
+        false,
+    )
+    .await;
+    assert!(resp.entries.iter().all(|e| e.error_code == 0), "{resp:?}");
+    let mut someone = b.client("someone").await;
+    assert_eq!(produce(&mut someone, "open", 10).await.throttle_time_ms, 0);
+    assert!(produce(&mut someone, "open", 100).await.throttle_time_ms > 0);
+
+    // The heartbeat reports both and brings back this broker's shares: all of each limit, as
+    // it is the only broker.
+    let shared = b.broker.apis.quotas.shared.clone();
+    let topic_key = strata::quota::SharedQuotaKey {
+        direction: strata::quota::SharedDirection::Produce,
+        entity: strata::quota::SharedEntity::Topic("limited".into()),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while shared.share(&topic_key).is_none() {
+        assert!(Instant::now() < deadline, "no share arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let share = shared.share(&topic_key).expect("share");
+    assert!((share - 50_000.0).abs() < 1e-6, "{share}");
     b.stop().await;
 }

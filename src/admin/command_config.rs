@@ -13,7 +13,7 @@ use crate::client::SaslCredentials;
 use crate::config::SecurityProtocol;
 use crate::net::tls::{ClientAuth, TlsClient, TlsNetwork, TlsSettings};
 use crate::net::Network;
-use crate::security::sasl::SaslMechanism;
+use crate::sasl::SaslMechanism;
 
 /// How the tools connect.
 #[derive(Debug, Clone)]
@@ -152,7 +152,7 @@ pub fn network(settings: &ConnectSettings) -> anyhow::Result<Arc<dyn Network>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::security::sasl::ScramMechanism;
+    use crate::sasl::ScramMechanism;
 
     #[test]
     fn kafka_and_librdkafka_properties() {

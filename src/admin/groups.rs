@@ -11,9 +11,9 @@ use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::{
-    BrokerId as WireBrokerId, ConsumerProtocolAssignment, DeleteGroupsRequest,
-    DescribeGroupsRequest, FindCoordinatorRequest, GroupId, ListGroupsRequest, ListOffsetsRequest,
-    MetadataRequest, OffsetCommitRequest, OffsetFetchRequest,
+    BrokerId as WireBrokerId, ConsumerGroupDescribeRequest, ConsumerProtocolAssignment,
+    DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, GroupId, ListGroupsRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest,
 };
 use kafka_protocol::protocol::Decodable;
 
@@ -214,6 +214,20 @@ pub async fn run_groups(args: GroupsArgs) -> anyhow::Result<()> {
         }
         GroupsCommand::Describe { group } => {
             let mut coord = coordinator(&mut client, &group).await?;
+            // A consumer group (KIP-848) is described by ConsumerGroupDescribe; a classic one
+            // answers it GROUP_ID_NOT_FOUND and is described by DescribeGroups below.
+            let consumer = coord
+                .send(
+                    &ConsumerGroupDescribeRequest::default()
+                        .with_group_ids(vec![GroupId(str_bytes(group.clone()))]),
+                    1,
+                )
+                .await?;
+            let consumer = consumer
+                .groups
+                .into_iter()
+                .next()
+                .filter(|g| g.error_code == 0);
             let resp = coord
                 .send(
                     &DescribeGroupsRequest::default()
@@ -224,17 +238,41 @@ pub async fn run_groups(args: GroupsArgs) -> anyhow::Result<()> {
             let Some(desc) = resp.groups.into_iter().next() else {
                 bail!("empty DescribeGroups response")
             };
-            if desc.error_code != 0 {
+            if desc.error_code != 0 && consumer.is_none() {
                 bail!("describing '{group}': {}", error_name(desc.error_code));
             }
-            println!(
-                "Group: {group}\tState: {}\tProtocol: {} {}",
-                desc.group_state.as_str(),
-                desc.protocol_type.as_str(),
-                desc.protocol_data.as_str()
-            );
             // Which member owns which partition, from the consumer-protocol assignments.
             let mut owner: BTreeMap<(String, i32), (String, String, String)> = BTreeMap::new();
+            if let Some(cg) = &consumer {
+                println!(
+                    "Group: {group}\tState: {}\tProtocol: consumer {}\tGroup epoch: {}\tAssignment epoch: {}",
+                    cg.group_state.as_str(),
+                    cg.assignor_name.as_str(),
+                    cg.group_epoch,
+                    cg.assignment_epoch
+                );
+                for m in &cg.members {
+                    for tp in &m.assignment.topic_partitions {
+                        for p in &tp.partitions {
+                            owner.insert(
+                                (tp.topic_name.0.to_string(), *p),
+                                (
+                                    m.member_id.to_string(),
+                                    m.client_host.to_string(),
+                                    m.client_id.to_string(),
+                                ),
+                            );
+                        }
+                    }
+                }
+            } else {
+                println!(
+                    "Group: {group}\tState: {}\tProtocol: {} {}",
+                    desc.group_state.as_str(),
+                    desc.protocol_type.as_str(),
+                    desc.protocol_data.as_str()
+                );
+            }
             for m in &desc.members {
                 let mut bytes = m.member_assignment.clone();
                 if bytes.len() >= 2 {

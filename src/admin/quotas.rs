@@ -3,6 +3,11 @@
 //!
 //! An entity is a user, a client id, or both, each by name or as the default:
 //! `--user alice`, `--user-default`, `--client-id app`, `--client-id-default`.
+//!
+//! Keys: Kafka's per-broker `producer_byte_rate`, `consumer_byte_rate` (bytes/s) and
+//! `request_percentage` (percent of one thread), and Strata's cluster-wide
+//! `strata.cluster.producer_byte_rate`, `strata.cluster.consumer_byte_rate` (bytes/s over all
+//! brokers together). Per-topic limits are topic configs (`strata topics`, AlterConfigs).
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
@@ -54,7 +59,10 @@ pub enum QuotasCommand {
         #[arg(long)]
         strict: bool,
     },
-    /// Set or remove quotas of one entity: producer_byte_rate, consumer_byte_rate (bytes/s).
+    /// Set or remove quotas of one entity: producer_byte_rate, consumer_byte_rate (bytes/s per
+    /// broker), request_percentage (percent of one thread's time per broker),
+    /// strata.cluster.producer_byte_rate, strata.cluster.consumer_byte_rate (bytes/s over all
+    /// brokers together).
     Alter {
         #[command(flatten)]
         entity: EntityArgs,

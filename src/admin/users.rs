@@ -14,7 +14,7 @@ use kafka_protocol::messages::{
 
 use super::{check, connect};
 use crate::protocol::str_bytes;
-use crate::security::sasl::{ScramCredential, ScramMechanism};
+use crate::sasl::{ScramCredential, ScramMechanism};
 
 #[derive(Args, Debug)]
 pub struct UsersArgs {

@@ -149,6 +149,24 @@ pub fn validate_value(key: &str, kind: ConfigKind, value: &str) -> Result<String
                     }
                     return Ok(lower);
                 }
+                "allow.everyone.if.no.acl.found" => {
+                    let lower = canonical.to_ascii_lowercase();
+                    if !matches!(lower.as_str(), "" | "true" | "false") {
+                        return Err(invalid("expected true, false, or empty for the default"));
+                    }
+                    return Ok(lower);
+                }
+                "super.users" => {
+                    let bad = canonical
+                        .split(';')
+                        .map(str::trim)
+                        .find(|p| !p.is_empty() && !p.contains(':'));
+                    if let Some(p) = bad {
+                        return Err(invalid(&format!(
+                            "`{p}` is not a principal (type:name, such as User:admin)"
+                        )));
+                    }
+                }
                 "compression.type" if canonical != "producer" => {
                     return Err(invalid("only 'producer' is supported: batches are stored as the producer compressed them"));
                 }

@@ -3,8 +3,8 @@
 
 use super::listeners::listener_prefix;
 use super::{ConfigError, NodeConfig};
-use crate::security::sasl::oauthbearer::OAuthBearerSettings;
-use crate::security::sasl::SaslMechanism;
+use crate::sasl::oauthbearer::OAuthBearerSettings;
+use crate::sasl::SaslMechanism;
 
 impl NodeConfig {
     /// `sasl.enabled.mechanisms` of `listener` (its `listener.name.<name>.` override first).
@@ -93,9 +93,7 @@ mod tests {
         .expect("loads");
         assert_eq!(
             node.sasl_mechanisms("SASL_PLAINTEXT").unwrap(),
-            vec![SaslMechanism::Scram(
-                crate::security::sasl::ScramMechanism::Sha512
-            )]
+            vec![SaslMechanism::Scram(crate::sasl::ScramMechanism::Sha512)]
         );
         assert_eq!(node.sasl_mechanisms("SASL_SSL").unwrap().len(), 3);
         let err = load(&[

@@ -8,15 +8,20 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::Controller;
+use crate::clock::SharedClock;
 use crate::model::BrokerId;
+use crate::quota::SharedQuotas;
 
 /// Heartbeats to the active controller every `broker.heartbeat.interval.ms`, and at once when
 /// Raft names a new one: a new active controller knows no sessions and fences brokers it has not
-/// heard from within its election grace. Runs until `shutdown`.
+/// heard from within its election grace. Each heartbeat reports this broker's rates under
+/// cluster-wide quota limits and installs the shares the answer brings. Runs until `shutdown`.
 pub fn spawn_heartbeats(
     controller: Arc<Controller>,
     node_id: BrokerId,
     incarnation: uuid::Uuid,
+    quotas: Arc<SharedQuotas>,
+    clock: SharedClock,
     shutdown: CancellationToken,
 ) {
     tokio::spawn(async move {
@@ -24,7 +29,16 @@ pub fn spawn_heartbeats(
         let mut was_fenced = false;
         loop {
             let leader = controller.leader_id();
-            let heartbeat = controller.heartbeat(node_id, incarnation).await;
+            let usage = quotas.usage(clock.now_ms());
+            let heartbeat = controller
+                .heartbeat_with_quota_usage(node_id, incarnation, usage)
+                .await
+                .map(|answer| {
+                    if let Some(shares) = answer.quota_shares {
+                        quotas.set_shares(shares);
+                    }
+                    answer.fenced
+                });
             if let Ok(fenced) = heartbeat {
                 if fenced != was_fenced {
                     tracing::info!(fenced, "broker fencing changed");

@@ -252,6 +252,34 @@ mod tests {
         assert!(decide_broker_liveness(&image, &Liveness::default(), false).is_empty());
     }
 
+    /// Metadata lists only unfenced brokers (as Kafka's KRaft cache does), which is safe for
+    /// clients only because a fenced broker never leads: fencing and re-election are one batch.
+    /// Every sequence of fencings, clean or unclean, leaves each leader live or absent (-1).
+    #[test]
+    fn no_partition_is_ever_led_by_a_fenced_broker() {
+        let layouts = [vec![1, 2, 3], vec![2, 3, 1], vec![3, 1], vec![1]];
+        for unclean in [false, true] {
+            for order in [[1, 2, 3], [3, 1, 2], [2, 3, 1]] {
+                let (mut image, t) = cluster(3, &layouts);
+                for b in order {
+                    let observed = Liveness {
+                        fence: [BrokerId(b)].into(),
+                        ..Default::default()
+                    };
+                    let records = decide_broker_liveness(&image, &observed, unclean);
+                    apply(&mut image, &records);
+                    for p in 0..layouts.len() as i32 {
+                        let leader = part(&image, t, p).leader;
+                        assert!(
+                            leader == NO_LEADER || image.is_live(leader),
+                            "partition {p} led by fenced {leader} after fencing {b} ({order:?}, unclean {unclean})"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn no_live_isr_member_means_offline_unless_unclean() {
         let (mut image, t) = cluster(2, &[vec![1, 2]]);

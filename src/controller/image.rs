@@ -11,7 +11,8 @@ use super::records::{BrokerEndpoint, MetadataRecord};
 use crate::config::TopicConfig;
 use crate::model::{BrokerId, LeaderEpoch, PartitionIndex, TopicId};
 use crate::quota::ClientQuotas;
-use crate::security::sasl::{CredentialStore, ScramCredential, ScramMechanism};
+use crate::sasl::{CredentialStore, ScramCredential, ScramMechanism};
+use crate::security::acl::AclIndex;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerRegistration {
@@ -77,6 +78,9 @@ pub struct MetadataImage {
     /// SCRAM credentials by user and mechanism; PLAIN verifies against them too.
     #[serde(default)]
     pub scram_credentials: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
+    /// The ACLs, indexed by resource for the authorizer.
+    #[serde(default)]
+    pub acls: AclIndex,
 }
 
 impl CredentialStore for MetadataImage {
@@ -222,6 +226,12 @@ impl MetadataImage {
                         self.scram_credentials.remove(user);
                     }
                 }
+            }
+            MetadataRecord::AccessControlEntry { id, binding } => {
+                self.acls.add(*id, binding.clone());
+            }
+            MetadataRecord::RemoveAccessControlEntry { id } => {
+                self.acls.remove(*id);
             }
         }
     }

@@ -22,11 +22,14 @@
 //!   its own module here, like [`client_quotas`]; one the controller must act on by itself
 //!   also gets a step in `duties`.
 //! - `liveness`: broker heartbeat sessions and the fencing decision (pure).
-//! - [`broker_lifecycle`]: the broker's side: heartbeats to the active controller.
+//! - [`broker_lifecycle`]: the broker's side: heartbeats to the active controller (carrying its
+//!   quota usage and bringing back its quota shares).
 //! - [`producer_ids`]: producer ids from blocks the controller allocates.
 //! - [`elections`]: fencing, leader election, controlled shutdown, rebalancing (pure).
 //! - [`isr`]: AlterPartition (ISR changes) decided.
 //! - [`client_quotas`]: AlterClientQuotas decided (the quotas themselves live in `crate::quota`).
+//! - [`quota_shares`]: cluster-wide quota limits divided among brokers by demand (pure), kept in
+//!   the active controller's memory and handed out with heartbeat answers.
 
 mod describe_quorum;
 mod duties;
@@ -36,6 +39,7 @@ mod node;
 mod service;
 mod settings;
 
+pub mod acls;
 pub mod broker_lifecycle;
 pub mod client_quotas;
 pub mod elections;
@@ -46,6 +50,7 @@ mod metrics;
 pub mod network;
 pub mod producer_ids;
 pub mod quorum;
+pub mod quota_shares;
 pub mod records;
 pub mod scram_credentials;
 pub mod state_machine;
@@ -53,6 +58,7 @@ pub mod state_machine;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+pub use acls::{decide_create_acls, decide_delete_acls, AclCreation};
 pub use client_quotas::{decide_client_quotas, QuotaAlteration};
 pub use image::{BrokerRegistration, MetadataImage, PartitionRegistration, TopicImage};
 pub use metrics::ControllerMetrics;

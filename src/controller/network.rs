@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use super::quorum::{MetadataWrite, NodeId, TypeConfig, WriteOutcome};
 use crate::model::BrokerId;
 use crate::net::{Acceptor, BoxConnection, Network};
+use crate::quota::{QuotaShare, QuotaUsage};
 
 pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
 pub const MAX_CONNECTIONS: usize = 256;
@@ -40,10 +41,13 @@ pub enum ControllerRequest {
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
     /// A metadata write forwarded to the active controller.
     Write(MetadataWrite),
-    /// A broker is alive.
+    /// A broker is alive. With `quota_usage` (its observed rates under cluster-wide quota
+    /// limits), the answer is [`ControllerReply::BrokerHeartbeatShares`].
     BrokerHeartbeat {
         broker_id: BrokerId,
         incarnation: uuid::Uuid,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        quota_usage: Option<Vec<QuotaUsage>>,
     },
     /// A broker is about to stop: move its leaderships away.
     ControlledShutdown {
@@ -178,9 +182,20 @@ pub enum ControllerReply {
     Write(Result<WriteOutcome, RemoteRefusal>),
     /// Ok(true): this broker is fenced.
     BrokerHeartbeat(Result<bool, RemoteRefusal>),
+    /// The answer to a heartbeat that reported quota usage.
+    BrokerHeartbeatShares(Result<HeartbeatAnswer, RemoteRefusal>),
     ControlledShutdown(Result<(), RemoteRefusal>),
     AddLearner(Result<(), RemoteRefusal>),
     Describe(QuorumDescription),
+}
+
+/// A heartbeat's answer with the broker's cluster-wide quota shares.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatAnswer {
+    pub fenced: bool,
+    /// This broker's shares; `None`: keep the ones it has (a new active controller has not
+    /// heard from every broker yet).
+    pub quota_shares: Option<Vec<QuotaShare>>,
 }
 
 async fn write_frame<T: Serialize>(conn: &mut BoxConnection, msg: &T) -> io::Result<()> {

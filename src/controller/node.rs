@@ -18,16 +18,18 @@ use super::image::MetadataImage;
 use super::liveness::BrokerHeartbeatManager;
 use super::log_store::MetadataLogStore;
 use super::network::{
-    serve, ControllerReply, ControllerRequest, PeerClient, RaftTransport, RemoteRefusal,
-    ReplicaProgress,
+    serve, ControllerReply, ControllerRequest, HeartbeatAnswer, PeerClient, RaftTransport,
+    RemoteRefusal, ReplicaProgress,
 };
 use super::quorum::{MetadataWrite, NodeId, Raft, WriteOutcome};
+use super::quota_shares::QuotaShareBook;
 use super::records::MetadataRecord;
 use super::settings::{ControllerSettings, RaftTimers};
 use super::state_machine::{ApplyObserver, MetadataStateMachine};
 use super::ControllerError;
 use crate::model::BrokerId;
 use crate::net::Network;
+use crate::quota::QuotaUsage;
 
 /// How long a commit keeps trying (elections, forwarding, conflicts) before giving up with a
 /// retriable error.
@@ -55,6 +57,9 @@ pub struct Controller {
     commit_lock: tokio::sync::Mutex<()>,
     // Short sections that never await.
     heartbeats: Mutex<BrokerHeartbeatManager>,
+    // The brokers' quota usage and their cluster-wide quota shares, while this node is the
+    // active controller. Short sections that never await.
+    quota_shares: Mutex<QuotaShareBook>,
     // When the active controller last rebalanced preferred leaders (reset with each new term).
     // Short sections that never await.
     last_rebalance: Mutex<Option<Instant>>,
@@ -138,6 +143,7 @@ impl Controller {
             net: net.clone(),
             commit_lock: tokio::sync::Mutex::new(()),
             heartbeats: Mutex::new(BrokerHeartbeatManager::new(&settings)),
+            quota_shares: Mutex::new(QuotaShareBook::default()),
             last_rebalance: Mutex::new(None),
             heartbeat_peer: tokio::sync::Mutex::new(None),
             progress,
@@ -482,8 +488,42 @@ impl Controller {
         let req = ControllerRequest::BrokerHeartbeat {
             broker_id,
             incarnation,
+            quota_usage: None,
         };
-        let reply = match self.leader_addr() {
+        match self.heartbeat_call(req).await? {
+            ControllerReply::BrokerHeartbeat(Ok(fenced)) => Ok(fenced),
+            ControllerReply::BrokerHeartbeat(Err(e)) => Err(ControllerError::Raft(e.to_string())),
+            _ => Err(ControllerError::Raft("unexpected reply".into())),
+        }
+    }
+
+    /// A heartbeat that also reports this broker's rates under cluster-wide quota limits;
+    /// the answer carries its shares of them (see `quota_shares`).
+    pub async fn heartbeat_with_quota_usage(
+        &self,
+        broker_id: BrokerId,
+        incarnation: uuid::Uuid,
+        usage: Vec<QuotaUsage>,
+    ) -> Result<HeartbeatAnswer, ControllerError> {
+        let req = ControllerRequest::BrokerHeartbeat {
+            broker_id,
+            incarnation,
+            quota_usage: Some(usage),
+        };
+        match self.heartbeat_call(req).await? {
+            ControllerReply::BrokerHeartbeatShares(Ok(answer)) => Ok(answer),
+            ControllerReply::BrokerHeartbeatShares(Err(e)) => {
+                Err(ControllerError::Raft(e.to_string()))
+            }
+            _ => Err(ControllerError::Raft("unexpected reply".into())),
+        }
+    }
+
+    async fn heartbeat_call(
+        &self,
+        req: ControllerRequest,
+    ) -> Result<ControllerReply, ControllerError> {
+        Ok(match self.leader_addr() {
             None => return Err(ControllerError::NotController { leader: None }),
             Some((id, _)) if id == self.settings.node_id => {
                 *self.heartbeat_peer.lock().await = None;
@@ -502,12 +542,7 @@ impl Controller {
                     .await
                     .map_err(|_| ControllerError::NotController { leader: Some(id) })?
             }
-        };
-        match reply {
-            ControllerReply::BrokerHeartbeat(Ok(fenced)) => Ok(fenced),
-            ControllerReply::BrokerHeartbeat(Err(e)) => Err(ControllerError::Raft(e.to_string())),
-            _ => Err(ControllerError::Raft("unexpected reply".into())),
-        }
+        })
     }
 
     /// Asks the active controller to move `broker_id`'s leaderships away, and waits until the
@@ -551,6 +586,10 @@ impl Controller {
     pub async fn shutdown(&self) {
         self.shutdown.cancel();
         let _ = self.raft.shutdown().await;
+    }
+
+    pub(super) fn quota_shares(&self) -> MutexGuard<'_, QuotaShareBook> {
+        self.quota_shares.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(super) fn heartbeats(&self) -> MutexGuard<'_, BrokerHeartbeatManager> {

@@ -1,7 +1,7 @@
 //! Metadata records: every change to cluster metadata is one of these, appended to the
 //! metadata log and folded into the [`MetadataImage`](super::image::MetadataImage).
 //!
-//! New kinds of metadata (ACLs, mirror links) arrive as new variants; a node that
+//! New kinds of metadata (mirror links) arrive as new variants; a node that
 //! replays a log never reinterprets an old record.
 
 use serde::{Deserialize, Serialize};
@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::SecurityProtocol;
 use crate::model::{BrokerId, LeaderEpoch, PartitionIndex, TopicId};
 use crate::quota::ClientQuotaEntity;
-use crate::security::sasl::{ScramCredential, ScramMechanism};
+use crate::sasl::{ScramCredential, ScramMechanism};
+use crate::security::acl::{AclBinding, AclId};
 
 /// One advertised listener of a broker (Kafka's `BrokerEndpoint` of `RegisterBrokerRecord`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,4 +91,8 @@ pub enum MetadataRecord {
         user: String,
         mechanism: ScramMechanism,
     },
+    /// An ACL was created under a stable id (Kafka's `AccessControlEntryRecord`).
+    AccessControlEntry { id: AclId, binding: AclBinding },
+    /// The ACL with this id was deleted (Kafka's `RemoveAccessControlEntryRecord`).
+    RemoveAccessControlEntry { id: AclId },
 }

@@ -5,8 +5,8 @@
 
 use super::image::MetadataImage;
 use super::records::MetadataRecord;
-use crate::security::sasl::scram::{MAX_ITERATIONS, MIN_ITERATIONS};
-use crate::security::sasl::{ScramCredential, ScramMechanism};
+use crate::sasl::scram::{MAX_ITERATIONS, MIN_ITERATIONS};
+use crate::sasl::{ScramCredential, ScramMechanism};
 
 /// One alteration as the request carries it (the mechanism still a wire number).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,7 +183,7 @@ pub fn decide_bootstrap_credentials(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::security::sasl::CredentialStore;
+    use crate::sasl::CredentialStore;
 
     fn upsert(user: &str, mechanism: i8, iterations: i32) -> ScramAlteration {
         ScramAlteration::Upsert {

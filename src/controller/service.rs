@@ -11,7 +11,8 @@ use openraft::BasicNode;
 use tokio::time::Instant;
 
 use super::network::{
-    ConnectionId, ControllerReply, ControllerRequest, ControllerService, RemoteRefusal,
+    ConnectionId, ControllerReply, ControllerRequest, ControllerService, HeartbeatAnswer,
+    RemoteRefusal,
 };
 use super::node::Controller;
 use crate::net::BoxFuture;
@@ -55,9 +56,13 @@ impl Controller {
             ControllerRequest::BrokerHeartbeat {
                 broker_id,
                 incarnation,
+                quota_usage,
             } => {
                 let Some(term) = self.active_term() else {
-                    return ControllerReply::BrokerHeartbeat(Err(not_leader()));
+                    return match quota_usage {
+                        Some(_) => ControllerReply::BrokerHeartbeatShares(Err(not_leader())),
+                        None => ControllerReply::BrokerHeartbeat(Err(not_leader())),
+                    };
                 };
                 self.heartbeats().record_heartbeat(
                     broker_id,
@@ -71,7 +76,23 @@ impl Controller {
                     .brokers
                     .get(&broker_id)
                     .is_none_or(|b| b.fenced);
-                ControllerReply::BrokerHeartbeat(Ok(fenced))
+                match quota_usage {
+                    None => ControllerReply::BrokerHeartbeat(Ok(fenced)),
+                    Some(usage) => {
+                        let quota_shares = self.quota_shares().report(
+                            term,
+                            broker_id,
+                            usage,
+                            Instant::now(),
+                            self.settings.broker_heartbeat_interval,
+                            self.settings.session_timeout,
+                        );
+                        ControllerReply::BrokerHeartbeatShares(Ok(HeartbeatAnswer {
+                            fenced,
+                            quota_shares,
+                        }))
+                    }
+                }
             }
             ControllerRequest::ControlledShutdown { broker_id } => {
                 if !self.is_leader() {

@@ -1,4 +1,5 @@
-//! The group coordinator for the classic consumer-group protocol, over `__consumer_offsets`.
+//! The group coordinator for both consumer-group protocols, the classic one and the consumer
+//! protocol of KIP-848 ([`consumer`]), over `__consumer_offsets`.
 //!
 //! A group belongs to partition `abs(hashCode(group_id)) % N` of `__consumer_offsets` (Java's
 //! `String.hashCode` over UTF-16 code units, Kafka's `Utils.abs`), and the leader of that
@@ -18,6 +19,7 @@
 //! controller (metadata image, topic creation), the replica manager (the offsets partitions it
 //! leads), the node config, the clock, the shutdown token and its metrics.
 
+pub mod consumer;
 pub mod lag;
 mod metrics;
 pub mod records;
@@ -126,6 +128,28 @@ impl GroupCoordinator {
                 offsets_retention_ms: node
                     .get_i64("offsets.retention.minutes")
                     .saturating_mul(60_000),
+                consumer: consumer::ConsumerGroupConfig {
+                    heartbeat_interval_ms: node
+                        .get_i32("group.consumer.heartbeat.interval.ms")
+                        .max(1),
+                    session_timeout_ms: node.get_i32("group.consumer.session.timeout.ms").max(1),
+                    assignors: {
+                        let named: Vec<consumer::assignor::Assignor> = node
+                            .get("group.consumer.assignors")
+                            .split(',')
+                            .filter_map(|a| consumer::assignor::Assignor::by_name(a.trim()))
+                            .collect();
+                        if named.is_empty() {
+                            consumer::ConsumerGroupConfig::default().assignors
+                        } else {
+                            named
+                        }
+                    },
+                    max_size: node.get_i32("group.consumer.max.size").max(1) as usize,
+                    migration: consumer::MigrationPolicy::parse(
+                        node.get("group.consumer.migration.policy"),
+                    ),
+                },
             },
             commit_timeout: Duration::from_millis(
                 node.get_i64("offsets.commit.timeout.ms").max(1) as u64

@@ -18,6 +18,8 @@
 //! Records are written as uncompressed magic-2 batches.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+pub use super::consumer::records::ConsumerRecord;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
@@ -85,6 +87,8 @@ pub enum OffsetsKey {
     GroupMetadata {
         group: String,
     },
+    /// A consumer-group (KIP-848) record key, as encoded.
+    Consumer(Bytes),
 }
 
 /// One record of `__consumer_offsets`: a key and a value or a tombstone (`None`).
@@ -100,6 +104,8 @@ pub enum OffsetsRecord {
         group: String,
         value: Option<GroupMetadataValue>,
     },
+    /// The records of consumer groups (KIP-848), key types 3..8: `group::consumer::records`.
+    Consumer(ConsumerRecord),
 }
 
 const OFFSET_COMMIT_KEY_VERSION: i16 = 1;
@@ -123,6 +129,7 @@ impl OffsetsRecord {
             OffsetsRecord::GroupMetadata { group, .. } => OffsetsKey::GroupMetadata {
                 group: group.clone(),
             },
+            OffsetsRecord::Consumer(_) => OffsetsKey::Consumer(self.encode_key()),
         }
     }
 
@@ -144,6 +151,7 @@ impl OffsetsRecord {
                 buf.put_i16(GROUP_METADATA_KEY_VERSION);
                 put_string(&mut buf, group);
             }
+            OffsetsRecord::Consumer(r) => r.encode_key(&mut buf),
         }
         buf.freeze()
     }
@@ -180,13 +188,14 @@ impl OffsetsRecord {
                     put_bytes(&mut buf, &m.assignment);
                 }
             }
+            OffsetsRecord::Consumer(r) => return r.encode_value(),
         }
         Some(buf.freeze())
     }
 
     /// Decodes a key and value. `Ok(None)` for keys of record types this coordinator does not
-    /// keep (Kafka's newer consumer-protocol and share-group records, key versions 3+), which
-    /// a load skips.
+    /// keep (share and streams groups, the consumer-group records derived from the metadata
+    /// image), which a load skips.
     pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Option<OffsetsRecord>, CodecError> {
         let mut k = key;
         let version = get_i16(&mut k, "key version")?;
@@ -208,6 +217,7 @@ impl OffsetsRecord {
                 let value = value.map(decode_group_value).transpose()?;
                 Ok(Some(OffsetsRecord::GroupMetadata { group, value }))
             }
+            3..=8 => Ok(ConsumerRecord::decode(version, k, value)?.map(OffsetsRecord::Consumer)),
             _ => Ok(None),
         }
     }
@@ -623,7 +633,7 @@ mod tests {
     #[test]
     fn unknown_key_versions_are_skipped() {
         assert_eq!(
-            OffsetsRecord::decode(&[0, 5, 0, 0], Some(b"x")).unwrap(),
+            OffsetsRecord::decode(&[0, 9, 0, 0], Some(b"x")).unwrap(),
             None
         );
         assert!(OffsetsRecord::decode(&[0], None).is_err());

@@ -9,7 +9,10 @@ use kafka_protocol::messages::alter_client_quotas_response::{EntityData, EntryDa
 use kafka_protocol::messages::{AlterClientQuotasRequest, AlterClientQuotasResponse, ResponseKind};
 use kafka_protocol::protocol::VersionRange;
 
+use super::authz::message;
 use super::{Reply, RequestContext};
+use crate::security::acl::AclOperation;
+use crate::security::audit;
 use crate::controller::{decide_client_quotas, QuotaAlteration};
 use crate::handlers::errors::{controller_error_code, quota_error_code, NONE};
 use crate::protocol::str_bytes;
@@ -38,6 +41,18 @@ fn parse(entry: &RequestEntry) -> Result<QuotaAlteration, QuotaError> {
 }
 
 pub fn handle(ctx: RequestContext, req: AlterClientQuotasRequest) -> Reply {
+    // Authorization: ALTER_CONFIGS on the cluster.
+    if let Err(code) = ctx.authorize_cluster(AclOperation::AlterConfigs) {
+        let entries = req
+            .entries
+            .iter()
+            .map(|entry| {
+                let entity = entry.entity.iter().map(|e| EntityData::default().with_entity_type(e.entity_type.clone()).with_entity_name(e.entity_name.clone())).collect();
+                EntryData::default().with_entity(entity).with_error_code(code).with_error_message(Some(str_bytes(message(code))))
+            })
+            .collect();
+        return Reply::Now(ResponseKind::AlterClientQuotas(AlterClientQuotasResponse::default().with_entries(entries)));
+    }
     let mut parsed: Vec<Result<QuotaAlteration, (i16, String)>> =
         req.entries.iter().map(|e| parse(e).map_err(|e| (quota_error_code(&e), e.to_string()))).collect();
     // An entity named twice is ambiguous: neither entry is applied.
@@ -64,6 +79,9 @@ pub fn handle(ctx: RequestContext, req: AlterClientQuotasRequest) -> Reply {
         } else if !req.validate_only && !valid.is_empty() {
             let entities: Vec<String> = valid.iter().map(|a| a.entity.to_string()).collect();
             tracing::info!(?entities, "altered client quotas");
+            for entity in &entities {
+                ctx.with_requester(|who| audit::security_change("client_quota", who, entity));
+            }
         }
         let entries = req
             .entries

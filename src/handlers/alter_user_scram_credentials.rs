@@ -6,7 +6,9 @@ use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserSc
 use kafka_protocol::messages::{AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse, ResponseKind};
 use kafka_protocol::protocol::VersionRange;
 
+use super::authz::message;
 use super::{Reply, RequestContext};
+use crate::security::acl::AclOperation;
 use crate::controller::{decide_scram_credentials, ScramAlteration};
 use crate::handlers::errors::{controller_error_code, scram_alteration_error_code, NONE};
 use crate::protocol::str_bytes;
@@ -14,6 +16,27 @@ use crate::protocol::str_bytes;
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 0 };
 
 pub fn handle(ctx: RequestContext, req: AlterUserScramCredentialsRequest) -> Reply {
+    // Authorization: ALTER on the cluster, as Kafka; every user is answered with the refusal.
+    if let Err(code) = ctx.authorize_cluster(AclOperation::Alter) {
+        let mut users: Vec<String> = Vec::new();
+        for name in req.deletions.iter().map(|d| &d.name).chain(req.upsertions.iter().map(|u| &u.name)) {
+            if !users.iter().any(|u| u == name.as_str()) {
+                users.push(name.to_string());
+            }
+        }
+        let results = users
+            .into_iter()
+            .map(|u| {
+                AlterUserScramCredentialsResult::default()
+                    .with_user(str_bytes(u))
+                    .with_error_code(code)
+                    .with_error_message(Some(str_bytes(message(code))))
+            })
+            .collect();
+        return Reply::Now(ResponseKind::AlterUserScramCredentials(
+            AlterUserScramCredentialsResponse::default().with_results(results),
+        ));
+    }
     let alterations: Vec<ScramAlteration> = req
         .deletions
         .iter()

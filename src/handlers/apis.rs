@@ -12,12 +12,15 @@ use crate::group::GroupCoordinator;
 use crate::model::BrokerId;
 use crate::quota::manager::QuotaManagers;
 use crate::replication::{BrokerTopicMetrics, MetadataClient, ReplicaManager};
+use crate::security::Authorizer;
+
+use super::fetch_session::FetchSessionCache;
 
 /// One handle per subsystem a handler may use, as Kafka's `KafkaApis` is built from the replica
 /// manager, the coordinators, the metadata cache and the quota managers. The broker builds it
 /// at startup; handlers never see the broker itself, so the arrows run from the handlers down
 /// to the subsystems and never back. A new subsystem that requests reach (the transaction
-/// coordinator, the authorizer) becomes a field here.
+/// coordinator) becomes a field here.
 #[derive(Debug)]
 pub struct KafkaApis {
     pub node_id: BrokerId,
@@ -33,6 +36,10 @@ pub struct KafkaApis {
     /// Client byte-rate quotas: the rates of clients under a quota, per kind.
     pub quotas: QuotaManagers,
     pub producer_ids: ProducerIdManager,
+    /// Incremental fetch sessions of consumers and followers (KIP-227), bounded.
+    pub fetch_sessions: FetchSessionCache,
+    /// Decides from this broker's image whether a principal may act; audits denials.
+    pub authorizer: Authorizer,
     pub metrics: ApiMetrics,
     pub clock: SharedClock,
     /// Cancelled when the broker shuts down: long polls answer at once.

@@ -4,7 +4,9 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse, ResponseKind};
 use kafka_protocol::protocol::VersionRange;
 
+use super::authz::{message, TOPIC_AUTHORIZATION_FAILED};
 use super::{Reply, RequestContext};
+use crate::security::acl::{AclOperation, Resource};
 use crate::controller::decide_create_partitions;
 use crate::model::BrokerId;
 use crate::handlers::errors::controller_error_code;
@@ -17,6 +19,12 @@ pub fn handle(ctx: RequestContext, req: CreatePartitionsRequest) -> Reply {
         let mut results = Vec::with_capacity(req.topics.len());
         for t in req.topics {
             let name = t.name.0.to_string();
+            // Authorization: ALTER on the topic.
+            if !ctx.authorize(AclOperation::Alter, &Resource::topic(&name)) {
+                let code = TOPIC_AUTHORIZATION_FAILED;
+                results.push(CreatePartitionsTopicResult::default().with_name(t.name).with_error_code(code).with_error_message(Some(str_bytes(message(code)))));
+                continue;
+            }
             let assignments: Option<Vec<Vec<BrokerId>>> =
                 t.assignments.as_ref().map(|a| a.iter().map(|x| x.broker_ids.iter().map(|b| BrokerId(b.0)).collect()).collect());
             let outcome = if req.validate_only {

@@ -5,7 +5,9 @@ use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, Cr
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, ResponseKind};
 use kafka_protocol::protocol::VersionRange;
 
+use super::authz::{message, TOPIC_AUTHORIZATION_FAILED};
 use super::{Reply, RequestContext};
+use crate::security::acl::{AclOperation, Resource};
 use crate::config::ConfigSource;
 use crate::controller::{decide_create_topic, NewTopic, TopicDefaults};
 use crate::model::BrokerId;
@@ -34,6 +36,18 @@ pub fn handle(ctx: RequestContext, req: CreateTopicsRequest) -> Reply {
                     result
                         .with_error_code(ResponseError::InvalidRequest.code())
                         .with_error_message(Some(str_bytes("topic appears more than once in the request"))),
+                );
+                continue;
+            }
+            // Authorization: CREATE on the cluster or on the topic.
+            let image = ctx.apis.image();
+            if !ctx.may_list(&image, AclOperation::Create, &Resource::cluster()) && !ctx.authorize_in(&image, AclOperation::Create, &Resource::topic(&name)) {
+                results.push(
+                    result
+                        .with_error_code(TOPIC_AUTHORIZATION_FAILED)
+                        .with_error_message(Some(str_bytes(message(TOPIC_AUTHORIZATION_FAILED))))
+                        .with_num_partitions(-1)
+                        .with_replication_factor(-1),
                 );
                 continue;
             }

@@ -5,7 +5,9 @@ use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse, ResponseKind};
 use kafka_protocol::protocol::VersionRange;
 
+use super::authz::GROUP_AUTHORIZATION_FAILED;
 use super::{Reply, RequestContext};
+use crate::security::acl::{AclOperation, Resource};
 use crate::group::{GroupRequest, GroupResponse};
 use crate::handlers::errors::coordinator_error_code;
 
@@ -17,7 +19,10 @@ pub fn handle(ctx: RequestContext, req: DeleteGroupsRequest) -> Reply {
         .into_iter()
         .map(|g| {
             let id = g.0.to_string();
-            let rx = ctx.apis.groups.call(&id, GroupRequest::Delete { group_id: id.clone() });
+            if !ctx.authorize(AclOperation::Delete, &Resource::group(&id)) {
+                return (g, Err(GROUP_AUTHORIZATION_FAILED));
+            }
+            let rx = ctx.apis.groups.call(&id, GroupRequest::Delete { group_id: id.clone() }).map_err(|e| coordinator_error_code(&e));
             (g, rx)
         })
         .collect();
@@ -25,7 +30,7 @@ pub fn handle(ctx: RequestContext, req: DeleteGroupsRequest) -> Reply {
         let mut results = Vec::new();
         for (g, rx) in pending {
             let code = match rx {
-                Err(e) => coordinator_error_code(&e),
+                Err(code) => code,
                 Ok(rx) => match rx.await {
                     Ok(GroupResponse::Delete(c)) => c,
                     _ => E::NotCoordinator.code(),

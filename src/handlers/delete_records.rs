@@ -6,7 +6,9 @@ use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionRe
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse, ResponseKind};
 use kafka_protocol::protocol::VersionRange;
 
+use super::authz::TOPIC_AUTHORIZATION_FAILED;
 use super::{Reply, RequestContext};
+use crate::security::acl::{AclOperation, Resource};
 use super::KafkaApis;
 use crate::model::{LeaderEpoch, Offset, TopicPartition};
 use crate::handlers::errors::{partition_error_code, partition_log_error_code, unknown_topic_or_partition};
@@ -21,9 +23,15 @@ pub fn handle(ctx: RequestContext, req: DeleteRecordsRequest) -> Reply {
         let mut topics = Vec::with_capacity(req.topics.len());
         for t in req.topics {
             let mut partitions = Vec::with_capacity(t.partitions.len());
+            // Authorization: DELETE on the topic.
+            let allowed = ctx.authorize(AclOperation::Delete, &Resource::topic(t.name.0.as_str()));
             for p in t.partitions {
                 let r = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index).with_low_watermark(-1);
                 let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
+                if !allowed {
+                    partitions.push(r.with_error_code(TOPIC_AUTHORIZATION_FAILED));
+                    continue;
+                }
                 partitions.push(match delete(&ctx.apis, &tp, p.offset).await {
                     Ok(low) => r.with_low_watermark(low.0),
                     Err(code) => r.with_error_code(code),

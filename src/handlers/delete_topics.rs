@@ -5,7 +5,9 @@ use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, ResponseKind};
 use kafka_protocol::protocol::VersionRange;
 
+use super::authz::{message, TOPIC_AUTHORIZATION_FAILED};
 use super::{Reply, RequestContext};
+use crate::security::acl::{AclOperation, Resource};
 use crate::controller::{ControllerError, MetadataRecord};
 use crate::model::TopicId;
 use crate::handlers::errors::controller_error_code;
@@ -23,6 +25,18 @@ pub fn handle(ctx: RequestContext, req: DeleteTopicsRequest) -> Reply {
     Reply::later(async move {
         let mut results = Vec::with_capacity(targets.len());
         for (name, id) in targets {
+            // Authorization: DELETE on the topic (an unknown topic id stays UNKNOWN_TOPIC_ID).
+            let known = name.clone().or_else(|| ctx.apis.image().topic(&TopicId(id)).map(|t| t.name.clone()));
+            if known.is_some_and(|n| !ctx.authorize(AclOperation::Delete, &Resource::topic(&n))) {
+                results.push(
+                    DeletableTopicResult::default()
+                        .with_name(name.map(topic_name))
+                        .with_topic_id(id)
+                        .with_error_code(TOPIC_AUTHORIZATION_FAILED)
+                        .with_error_message((version >= 5).then(|| str_bytes(message(TOPIC_AUTHORIZATION_FAILED)))),
+                );
+                continue;
+            }
             let outcome = ctx
                 .apis
                 .commit(|image| {

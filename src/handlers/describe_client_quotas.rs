@@ -5,7 +5,9 @@ use kafka_protocol::messages::describe_client_quotas_response::{EntityData, Entr
 use kafka_protocol::messages::{DescribeClientQuotasRequest, DescribeClientQuotasResponse, ResponseKind};
 use kafka_protocol::protocol::VersionRange;
 
+use super::authz::message;
 use super::{Reply, RequestContext};
+use crate::security::acl::AclOperation;
 use crate::handlers::errors::quota_error_code;
 use crate::protocol::str_bytes;
 use crate::quota::QuotaFilter;
@@ -17,6 +19,11 @@ pub fn handle(ctx: RequestContext, req: DescribeClientQuotasRequest) -> Reply {
         req.components.iter().map(|c| (c.entity_type.as_str(), c.match_type, c._match.as_deref())),
         req.strict,
     );
+    // Authorization: DESCRIBE_CONFIGS on the cluster.
+    if let Err(code) = ctx.authorize_cluster(AclOperation::DescribeConfigs) {
+        let resp = DescribeClientQuotasResponse::default().with_error_code(code).with_error_message(Some(str_bytes(message(code)))).with_entries(None);
+        return Reply::Now(ResponseKind::DescribeClientQuotas(resp));
+    }
     let resp = match filter {
         Err(e) => DescribeClientQuotasResponse::default()
             .with_error_code(quota_error_code(&e))

@@ -5,7 +5,9 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId as WireBrokerId, DescribeClusterRequest, DescribeClusterResponse, ResponseKind};
 use kafka_protocol::protocol::VersionRange;
 
+use super::authz::message;
 use super::{Reply, RequestContext};
+use crate::security::acl::{AclOperation, Resource};
 use crate::protocol::str_bytes;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 2 };
@@ -14,6 +16,11 @@ const ENDPOINT_BROKERS: i8 = 1;
 
 pub fn handle(ctx: RequestContext, req: DescribeClusterRequest) -> Reply {
     let image = ctx.apis.image();
+    // Authorization: DESCRIBE on the cluster.
+    if let Err(code) = ctx.authorize_cluster(AclOperation::Describe) {
+        let resp = DescribeClusterResponse::default().with_error_code(code).with_error_message(Some(str_bytes(message(code))));
+        return Reply::Now(ResponseKind::DescribeCluster(resp));
+    }
     let resp = DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(ctx.apis.cluster_id.clone()))
         .with_controller_id(WireBrokerId(super::metadata::active_controller(&ctx.apis)))
@@ -39,5 +46,10 @@ pub fn handle(ctx: RequestContext, req: DescribeClusterRequest) -> Reply {
                 .with_is_fenced(ctx.version() >= 2 && b.fenced)
         })
         .collect();
+    let resp = if req.include_cluster_authorized_operations {
+        resp.with_cluster_authorized_operations(ctx.authorized_operations(&image, &Resource::cluster()))
+    } else {
+        resp
+    };
     Reply::Now(ResponseKind::DescribeCluster(resp.with_brokers(brokers)))
 }

@@ -6,7 +6,9 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse, 
 use kafka_protocol::protocol::VersionRange;
 
 use super::create_topics::source_of_default;
+use super::authz::{message, TOPIC_AUTHORIZATION_FAILED};
 use super::{Reply, RequestContext};
+use crate::security::acl::{AclOperation, Resource};
 use crate::config::defs::{node_key, NODE_KEYS};
 use crate::handlers::errors::unknown_topic_or_partition;
 use crate::protocol::str_bytes;
@@ -28,6 +30,15 @@ pub fn handle(ctx: RequestContext, req: DescribeConfigsRequest) -> Reply {
         .map(|res| {
             let wanted = |k: &str| res.configuration_keys.as_ref().is_none_or(|keys| keys.iter().any(|w| w.as_str() == k));
             let result = DescribeConfigsResult::default().with_resource_type(res.resource_type).with_resource_name(res.resource_name.clone());
+            // Authorization: DESCRIBE_CONFIGS on the topic, or on the cluster for a broker.
+            let refused = match res.resource_type {
+                RESOURCE_TOPIC => (!ctx.authorize_in(&image, AclOperation::DescribeConfigs, &Resource::topic(&res.resource_name))).then_some(TOPIC_AUTHORIZATION_FAILED),
+                RESOURCE_BROKER => ctx.authorize_cluster(AclOperation::DescribeConfigs).err(),
+                _ => None,
+            };
+            if let Some(code) = refused {
+                return result.with_error_code(code).with_error_message(Some(str_bytes(message(code))));
+            }
             match res.resource_type {
                 RESOURCE_TOPIC => {
                     let Some(topic) = image.topic_by_name(&res.resource_name) else {

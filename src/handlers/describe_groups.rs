@@ -4,7 +4,9 @@ use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, ResponseKind};
 use kafka_protocol::protocol::VersionRange;
 
+use super::authz::GROUP_AUTHORIZATION_FAILED;
 use super::{Reply, RequestContext};
+use crate::security::acl::{AclOperation, Resource};
 use crate::group::{GroupRequest, GroupResponse};
 use crate::handlers::errors::coordinator_error_code;
 
@@ -12,12 +14,16 @@ pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 6 };
 
 pub fn handle(ctx: RequestContext, req: DescribeGroupsRequest) -> Reply {
     let version = ctx.version();
+    let include_operations = version >= 3 && req.include_authorized_operations;
     let pending: Vec<_> = req
         .groups
         .into_iter()
         .map(|g| {
             let id = g.0.to_string();
-            let rx = ctx.apis.groups.call(&id, GroupRequest::Describe { group_id: id.clone() });
+            if !ctx.authorize(AclOperation::Describe, &Resource::group(&id)) {
+                return (g, Err(GROUP_AUTHORIZATION_FAILED));
+            }
+            let rx = ctx.apis.groups.call(&id, GroupRequest::Describe { group_id: id.clone() }).map_err(|e| coordinator_error_code(&e));
             (g, rx)
         })
         .collect();
@@ -25,11 +31,18 @@ pub fn handle(ctx: RequestContext, req: DescribeGroupsRequest) -> Reply {
         let mut groups = Vec::new();
         for (g, rx) in pending {
             let described = match rx {
-                Err(e) => DescribedGroup::default().with_group_id(g).with_error_code(coordinator_error_code(&e)),
+                Err(code) => DescribedGroup::default().with_group_id(g).with_error_code(code),
                 Ok(rx) => match rx.await {
                     Ok(GroupResponse::Describe(d)) => d,
                     _ => DescribedGroup::default().with_group_id(g).with_error_code(kafka_protocol::error::ResponseError::NotCoordinator.code()),
                 },
+            };
+            // v3+: the operations the principal may do on the group, when asked.
+            let described = if include_operations {
+                let ops = ctx.authorized_operations(&ctx.apis.image(), &Resource::group(described.group_id.0.as_str()));
+                described.with_authorized_operations(ops)
+            } else {
+                described
             };
             groups.push(fit(described, version));
         }
@@ -45,7 +58,7 @@ fn fit(mut g: DescribedGroup, version: i16) -> DescribedGroup {
         if g.error_code == not_found {
             g.error_code = 0;
         }
-    } else if g.error_code == not_found {
+    } else if g.error_code == not_found && g.error_message.is_none() {
         g.error_message = Some(crate::protocol::str_bytes(format!("group {} not found", g.group_id.0.as_str())));
     }
     if version < 4 {

@@ -15,7 +15,9 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::VersionRange;
 
+use super::authz::message;
 use super::{Reply, RequestContext};
+use crate::security::acl::AclOperation;
 use crate::controller::network::{QuorumDescription, ReplicaDescription};
 use crate::controller::ControllerError;
 use crate::protocol::{str_bytes, topic_name};
@@ -27,6 +29,10 @@ pub const METADATA_TOPIC: &str = "__cluster_metadata";
 
 pub fn handle(ctx: RequestContext, req: DescribeQuorumRequest) -> Reply {
     let version = ctx.version();
+    // Authorization: DESCRIBE on the cluster.
+    if let Err(code) = ctx.authorize_cluster(AclOperation::Describe) {
+        return Reply::Now(ResponseKind::DescribeQuorum(DescribeQuorumResponse::default().with_error_code(code).with_error_message((version >= 2).then(|| str_bytes(message(code))))));
+    }
     let names_the_metadata_partition = matches!(
         req.topics.as_slice(),
         [t] if t.topic_name.0.as_str() == METADATA_TOPIC

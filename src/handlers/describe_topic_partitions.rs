@@ -11,7 +11,9 @@ use kafka_protocol::messages::{BrokerId as WireBrokerId, DescribeTopicPartitions
 use kafka_protocol::protocol::VersionRange;
 
 use super::errors::unknown_topic_or_partition;
+use super::authz::TOPIC_AUTHORIZATION_FAILED;
 use super::{Reply, RequestContext};
+use crate::security::acl::{AclOperation, Resource};
 use crate::controller::{validate_topic_name, MetadataImage, TopicImage};
 use crate::protocol::topic_name;
 
@@ -21,10 +23,15 @@ pub fn handle(ctx: RequestContext, req: DescribeTopicPartitionsRequest) -> Reply
     let image = ctx.apis.image();
     let cap = ctx.apis.node_config().get_i32("max.request.partition.size.limit").max(1);
     let limit = if req.response_partition_limit > 0 { req.response_partition_limit.min(cap) } else { cap } as usize;
+    // Authorization: a listing leaves out topics the principal may not DESCRIBE; a topic
+    // asked for by name is TOPIC_AUTHORIZATION_FAILED.
+    let mut refused = std::collections::HashSet::new();
     let mut names: Vec<String> = if req.topics.is_empty() {
-        image.topics.values().map(|t| t.name.clone()).collect()
+        image.topics.values().filter(|t| ctx.may_list(&image, AclOperation::Describe, &Resource::topic(&t.name))).map(|t| t.name.clone()).collect()
     } else {
-        req.topics.iter().map(|t| t.name.0.to_string()).collect()
+        let names: Vec<String> = req.topics.iter().map(|t| t.name.0.to_string()).collect();
+        refused = names.iter().filter(|n| !ctx.authorize_in(&image, AclOperation::Describe, &Resource::topic(n))).cloned().collect();
+        names
     };
     names.sort();
     names.dedup();
@@ -39,11 +46,18 @@ pub fn handle(ctx: RequestContext, req: DescribeTopicPartitionsRequest) -> Reply
             ])));
         }
     }
-    Reply::Now(ResponseKind::DescribeTopicPartitions(describe(&image, &names, cursor, limit)))
+    let mut response = describe(&image, &names, &refused, cursor, limit);
+    // The operations the principal may do on each topic described.
+    for t in response.topics.iter_mut().filter(|t| t.error_code == 0) {
+        if let Some(name) = &t.name {
+            t.topic_authorized_operations = ctx.authorized_operations(&image, &Resource::topic(name.0.as_str()));
+        }
+    }
+    Reply::Now(ResponseKind::DescribeTopicPartitions(response))
 }
 
 /// Describes `names` (sorted) from `cursor` on, stopping after `limit` partitions.
-fn describe(image: &MetadataImage, names: &[String], cursor: Option<(String, i32)>, limit: usize) -> DescribeTopicPartitionsResponse {
+fn describe(image: &MetadataImage, names: &[String], refused: &std::collections::HashSet<String>, cursor: Option<(String, i32)>, limit: usize) -> DescribeTopicPartitionsResponse {
     let mut topics = Vec::new();
     let mut left = limit;
     let mut next_cursor = None;
@@ -56,6 +70,10 @@ fn describe(image: &MetadataImage, names: &[String], cursor: Option<(String, i32
         if left == 0 {
             next_cursor = Some(Cursor::default().with_topic_name(topic_name(name.clone())).with_partition_index(0));
             break;
+        }
+        if refused.contains(name) {
+            topics.push(DescribeTopicPartitionsResponseTopic::default().with_name(Some(topic_name(name.clone()))).with_error_code(TOPIC_AUTHORIZATION_FAILED));
+            continue;
         }
         let Some(topic) = image.topic_by_name(name) else {
             let code = if validate_topic_name(name).is_ok() { unknown_topic_or_partition() } else { ResponseError::InvalidTopicException.code() };
@@ -154,7 +172,7 @@ mod tests {
         let mut out = Vec::new();
         let mut cursor = None;
         loop {
-            let r = describe(image, names, cursor, limit);
+            let r = describe(image, names, &Default::default(), cursor, limit);
             out.push(
                 r.topics
                     .iter()
@@ -190,7 +208,7 @@ mod tests {
     #[test]
     fn an_unknown_topic_is_answered_by_name() {
         let image = image();
-        let r = describe(&image, &names(&["b", "nope"]), None, 10);
+        let r = describe(&image, &names(&["b", "nope"]), &Default::default(), None, 10);
         let got: Vec<_> = r.topics.iter().map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.error_code, t.partitions.len())).collect();
         assert_eq!(got, vec![(Some("b".into()), 0, 2), (Some("nope".into()), unknown_topic_or_partition(), 0)]);
         let b = &r.topics[0].partitions[1];

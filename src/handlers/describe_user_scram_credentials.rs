@@ -7,7 +7,9 @@ use kafka_protocol::messages::describe_user_scram_credentials_response::{Credent
 use kafka_protocol::messages::{DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse, ResponseKind};
 use kafka_protocol::protocol::VersionRange;
 
+use super::authz::message;
 use super::{Reply, RequestContext};
+use crate::security::acl::AclOperation;
 use crate::controller::MetadataImage;
 use crate::handlers::errors::NONE;
 use crate::protocol::str_bytes;
@@ -30,6 +32,14 @@ fn described(image: &MetadataImage, user: &str) -> DescribeUserScramCredentialsR
 }
 
 pub fn handle(ctx: RequestContext, req: DescribeUserScramCredentialsRequest) -> Reply {
+    // Authorization: DESCRIBE on the cluster, as Kafka.
+    if let Err(code) = ctx.authorize_cluster(AclOperation::Describe) {
+        return Reply::Now(ResponseKind::DescribeUserScramCredentials(
+            DescribeUserScramCredentialsResponse::default()
+                .with_error_code(code)
+                .with_error_message(Some(str_bytes(message(code)))),
+        ));
+    }
     let image = ctx.apis.image();
     let results = match req.users.as_deref() {
         None | Some([]) => image.scram_credentials.keys().map(|u| described(&image, u)).collect(),

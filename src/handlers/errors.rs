@@ -130,3 +130,14 @@ pub fn coordinator_error_code(e: &CoordinatorError) -> i16 {
         CoordinatorError::LoadInProgress => E::CoordinatorLoadInProgress.code(),
     }
 }
+
+/// A fetch that cannot continue its session: the whole response carries the code, and the
+/// fetcher starts over with a full request.
+pub fn fetch_session_error_code(e: &crate::handlers::fetch_session::FetchSessionError) -> i16 {
+    use crate::handlers::fetch_session::FetchSessionError as F;
+    match e {
+        F::IdNotFound { .. } => E::FetchSessionIdNotFound.code(),
+        F::InvalidEpoch { .. } => E::InvalidFetchSessionEpoch.code(),
+        F::TopicIdMismatch { .. } => E::FetchSessionTopicIdError.code(),
+    }
+}

@@ -14,36 +14,49 @@
 //! follower's last fetched epoch ends earlier here (KIP-320). A follower that needs what the
 //! leader keeps only in object storage is told OFFSET_MOVED_TO_TIERED_STORAGE.
 //!
-//! A consumer over its `consumer_byte_rate` quota gets an empty response with
-//! `throttle_time_ms` instead of the records (Kafka's throttled fetch; see `crate::quota`), and
-//! a consumer under such a quota never gets more in one response than the quota allows over
-//! the window (`max_bytes` is capped, as Kafka does).
+//! A consumer over its `consumer_byte_rate` quota, its tenant's cluster-wide share or a fetched
+//! topic's cluster-wide consumer limit gets an empty response with `throttle_time_ms` instead
+//! of the records (Kafka's throttled fetch; see `super::throttle`), and a consumer under such a
+//! quota never gets more in one response than the quota allows over the window (`max_bytes`
+//! is capped, as Kafka does).
 //! Followers are never throttled.
 //!
-//! Incremental fetch sessions (KIP-227) are declined: every response carries session id 0,
-//! which tells clients to keep sending full fetch requests.
+//! Incremental fetch sessions (KIP-227, [`super::fetch_session`]): the request's session id
+//! and epoch decide what is read (the request's partitions, or its session's) and the session
+//! decides which partitions the response carries. A throttled response is empty and changes no
+//! session.
 
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{EpochEndOffset, FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind, TopicName};
 use kafka_protocol::protocol::{Encodable, VersionRange};
 
-use super::{Reply, RequestContext};
+use super::fetch_session::{FetchContext, FetchKey, TopicRef};
+use super::authz::TOPIC_AUTHORIZATION_FAILED;
+use super::{throttle, Reply, RequestContext};
+use crate::security::acl::{AclOperation, Resource};
 use super::KafkaApis;
+use crate::controller::MetadataImage;
 use crate::log::remote::RemoteLogError;
 use crate::log::{LogError, PartitionLogError};
-use crate::model::{BrokerId, LeaderEpoch, Offset, TopicId, TopicPartition};
-use crate::handlers::errors::{partition_error_code, remote_log_error_code, unknown_topic_id, unknown_topic_or_partition};
+use crate::model::{BrokerId, LeaderEpoch, Offset, PartitionIndex, TopicId, TopicPartition};
+use crate::handlers::errors::{
+    fetch_session_error_code, partition_error_code, remote_log_error_code, unknown_topic_id, unknown_topic_or_partition,
+};
+use crate::protocol::fetch_session::{FetchMetadata, PartitionFetch};
+use crate::protocol::topic_name;
 use crate::replication::delayed_fetch::{DelayedFetch, FetchIsolation, Wake};
+use crate::quota::{SharedDirection, SharedQuotaKey};
 use crate::replication::{Partition, PartitionError};
 
 pub const VERSIONS: VersionRange = VersionRange { min: 4, max: 18 };
 
-/// A fetch's parameters, resolved once: topic ids mapped to names.
+/// A fetch's parameters, resolved once: the partitions to read (the request's, or its
+/// session's), topic ids mapped to names.
 struct FetchParams {
-    topics: Vec<(kafka_protocol::messages::TopicName, uuid::Uuid, Option<String>, Vec<PartitionParams>)>,
+    topics: Vec<TopicParams>,
     max_bytes: usize,
     min_bytes: usize,
     max_wait: Duration,
@@ -51,15 +64,35 @@ struct FetchParams {
     version: i16,
     /// The fetching follower, for replica fetches.
     replica: Option<BrokerId>,
+    /// How the request is served, and which session, if any, answers it.
+    session: FetchContext,
+}
+
+/// Consecutive partitions of one topic, as the response lists them.
+struct TopicParams {
+    wire_name: TopicName,
+    topic_id: uuid::Uuid,
+    /// The topic's name here; `None` for an unknown topic id.
+    name: Option<String>,
+    partitions: Vec<PartitionParams>,
+    /// Whether the principal may read the topic (a follower: whether it has CLUSTER_ACTION).
+    /// A refused topic answers TOPIC_AUTHORIZATION_FAILED.
+    authorized: bool,
 }
 
 struct PartitionParams {
-    index: i32,
-    fetch_offset: Offset,
-    current_leader_epoch: LeaderEpoch,
-    /// KIP-320: the epoch of the follower's last record (v12+), -1 when unknown.
-    last_fetched_epoch: LeaderEpoch,
-    max_bytes: usize,
+    key: FetchKey,
+    fetch: PartitionFetch,
+}
+
+impl PartitionParams {
+    fn index(&self) -> i32 {
+        self.key.partition.0
+    }
+
+    fn max_bytes(&self) -> usize {
+        self.fetch.max_bytes.max(0) as usize
+    }
 }
 
 /// One partition's read.
@@ -71,41 +104,41 @@ struct PartitionRead {
 }
 
 pub fn handle(ctx: RequestContext, req: FetchRequest) -> Reply {
-    if req.session_id != 0 {
-        // This broker never hands out a session id, so a client cannot hold one.
-        let resp = FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
-        return Reply::Now(ResponseKind::Fetch(resp));
-    }
+    let version = ctx.version();
+    let replica_id = if version >= 15 { req.replica_state.replica_id.0 } else { req.replica_id.0 };
+    let (requested, forgotten) = session_request(&req, version);
+    let meta = FetchMetadata { session_id: req.session_id, epoch: req.session_epoch };
+    let now_ms = ctx.apis.clock.now_ms().max(0) as u64;
+    let mut session = ctx.apis.fetch_sessions.new_context(meta, replica_id >= 0, version >= 13, &requested, &forgotten, now_ms);
+    let to_read = match &mut session {
+        FetchContext::Error(e) => {
+            tracing::debug!(error = %e, "fetch session refused");
+            let resp = FetchResponse::default().with_error_code(fetch_session_error_code(e));
+            return Reply::Now(ResponseKind::Fetch(resp));
+        }
+        FetchContext::Incremental { partitions, .. } => std::mem::take(partitions),
+        FetchContext::Sessionless | FetchContext::Full { .. } => requested,
+    };
     let image = ctx.apis.image();
-    let topics = req
-        .topics
-        .into_iter()
-        .map(|t| {
-            let name = if t.topic_id.is_nil() {
-                Some(t.topic.0.to_string())
-            } else {
-                image.topic(&TopicId(t.topic_id)).map(|i| i.name.clone())
-            };
-            let partitions = t
-                .partitions
-                .into_iter()
-                .map(|p| PartitionParams {
-                    index: p.partition,
-                    fetch_offset: Offset(p.fetch_offset),
-                    current_leader_epoch: LeaderEpoch(p.current_leader_epoch),
-                    last_fetched_epoch: LeaderEpoch(p.last_fetched_epoch),
-                    max_bytes: p.partition_max_bytes.max(0) as usize,
-                })
-                .collect();
-            (t.topic, t.topic_id, name, partitions)
-        })
-        .collect();
-    let replica_id = if ctx.version() >= 15 { req.replica_state.replica_id.0 } else { req.replica_id.0 };
+    let mut topics = topics_to_read(to_read, &image);
     let mut max_bytes = if req.max_bytes <= 0 { usize::MAX } else { req.max_bytes as usize };
     if replica_id < 0 {
         let quotas = &ctx.apis.quotas.fetch;
         if let Some(quota) = quotas.quota_for(&image.client_quotas, ctx.user(), ctx.client_id()) {
             max_bytes = max_bytes.min(quotas.max_bytes_in_window(&quota).max(1.0) as usize);
+        }
+        for limit in shared_limits(&ctx, &image, &topics) {
+            max_bytes = max_bytes.min(throttle::shared_max_bytes(&ctx.apis, &image, &limit.1).max(1.0) as usize);
+        }
+    }
+    // Authorization: a follower needs CLUSTER_ACTION on the cluster, a consumer READ on each
+    // topic (an unknown topic id stays UNKNOWN_TOPIC_ID).
+    if replica_id >= 0 {
+        let allowed = ctx.authorize_in(&image, AclOperation::ClusterAction, &Resource::cluster());
+        topics.iter_mut().for_each(|t| t.authorized = allowed);
+    } else {
+        for t in &mut topics {
+            t.authorized = t.name.as_ref().is_none_or(|n| ctx.authorize_in(&image, AclOperation::Read, &Resource::topic(n)));
         }
     }
     let params = FetchParams {
@@ -114,40 +147,153 @@ pub fn handle(ctx: RequestContext, req: FetchRequest) -> Reply {
         min_bytes: req.min_bytes.max(0) as usize,
         max_wait: Duration::from_millis(req.max_wait_ms.max(0) as u64),
         read_committed: req.isolation_level == 1,
-        version: ctx.version(),
+        version,
         replica: (replica_id >= 0).then_some(BrokerId(replica_id)),
+        session,
     };
     Reply::later(async move {
-        let mut response = fetch(&ctx.apis, &params).await;
-        super::leader_hint::fetch(
-            || ctx.apis.image(),
-            &ctx.listener.name,
-            params.version,
-            &mut response,
-        );
-        let response = if params.replica.is_none() { apply_quota(&ctx, &params, response) } else { response };
+        let response = fetch(&ctx.apis, &params).await;
+        if params.replica.is_none() {
+            if let Some(throttled) = throttled_response(&ctx, &params, &response) {
+                return ResponseKind::Fetch(throttled);
+            }
+        }
         count_bytes_out(&ctx.apis, &params, &response);
+        let mut response = answer(&ctx.apis, &params, response, true);
+        super::leader_hint::fetch(|| ctx.apis.image(), &ctx.listener.name, params.version, &mut response);
         ResponseKind::Fetch(response)
     })
 }
 
-/// Counts a consumer's response against its `consumer_byte_rate` quota, if it has one. Over the
-/// quota the bytes are taken back and the client gets an empty response that says how long to
-/// wait, as Kafka answers a throttled fetch; the records are fetched again afterwards.
-fn apply_quota(ctx: &RequestContext, params: &FetchParams, response: FetchResponse) -> FetchResponse {
-    let quotas = &ctx.apis.quotas.fetch;
-    let Some(quota) = quotas.quota_for(&ctx.apis.image().client_quotas, ctx.user(), ctx.client_id()) else {
-        return response;
+/// The request's partitions and forgotten partitions, named as its version names topics.
+fn session_request(req: &FetchRequest, version: i16) -> (Vec<(FetchKey, PartitionFetch)>, Vec<FetchKey>) {
+    let topic = |name: &TopicName, id: &uuid::Uuid| {
+        if version >= 13 { TopicRef::Id(TopicId(*id)) } else { TopicRef::Name(name.0.to_string()) }
     };
-    // The whole response as sent, as Kafka counts it.
-    let bytes = response.compute_size(params.version).unwrap_or(0) as u64;
-    let now_ms = ctx.apis.clock.now_ms();
-    let throttle_ms = quotas.record(&quota, bytes, now_ms);
-    if throttle_ms == 0 {
-        return response;
+    let fetch = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            let topic = topic(&t.topic, &t.topic_id);
+            t.partitions.iter().map(move |p| {
+                let key = FetchKey { topic: topic.clone(), partition: PartitionIndex(p.partition) };
+                (key, PartitionFetch::from_wire(p))
+            })
+        })
+        .collect();
+    let forgotten = req
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|t| {
+            let topic = topic(&t.topic, &t.topic_id);
+            t.partitions.iter().map(move |p| FetchKey { topic: topic.clone(), partition: PartitionIndex(*p) })
+        })
+        .collect();
+    (fetch, forgotten)
+}
+
+/// Groups consecutive partitions of a topic, with the topic's name here.
+fn topics_to_read(partitions: Vec<(FetchKey, PartitionFetch)>, image: &MetadataImage) -> Vec<TopicParams> {
+    let mut topics: Vec<TopicParams> = Vec::new();
+    for (key, fetch) in partitions {
+        let p = PartitionParams { key, fetch };
+        match topics.last_mut() {
+            Some(t) if t.partitions.first().is_some_and(|q| q.key.topic == p.key.topic) => t.partitions.push(p),
+            _ => {
+                let (wire_name, topic_id, name) = match &p.key.topic {
+                    TopicRef::Name(n) => (topic_name(n.clone()), uuid::Uuid::nil(), Some(n.clone())),
+                    TopicRef::Id(id) => (TopicName::default(), id.0, image.topic(id).map(|i| i.name.clone())),
+                };
+                topics.push(TopicParams { wire_name, topic_id, name, partitions: vec![p], authorized: true });
+            }
+        }
     }
-    quotas.unrecord(&quota, bytes, now_ms);
-    FetchResponse::default().with_throttle_time_ms(throttle_ms as i32).with_session_id(0)
+    topics
+}
+
+/// The response as sent: the session picks the partitions it carries and names itself. With
+/// `commit`, the session records what the fetcher is told (or a full request's session is
+/// created); without, nothing changes.
+fn answer(apis: &KafkaApis, params: &FetchParams, mut response: FetchResponse, commit: bool) -> FetchResponse {
+    let requested = params.topics.iter().flat_map(|t| t.partitions.iter());
+    let answered = response.responses.iter().flat_map(|t| t.partitions.iter());
+    // `read_all` answers every partition, in order.
+    let read: Vec<_> = requested.zip(answered).map(|(p, d)| (&p.key, &p.fetch, d)).collect();
+    let now_ms = apis.clock.now_ms().max(0) as u64;
+    let selection = apis.fetch_sessions.select(&params.session, &read, commit, now_ms);
+    drop(read);
+    let mut include = selection.include.into_iter();
+    for t in &mut response.responses {
+        t.partitions.retain(|_| include.next().unwrap_or(true));
+    }
+    if matches!(params.session, FetchContext::Incremental { .. }) {
+        response.responses.retain(|t| !t.partitions.is_empty());
+    }
+    response.with_session_id(selection.session_id)
+}
+
+/// The cluster-wide limits a consumer's fetch counts against: its tenant's
+/// (`strata.cluster.consumer_byte_rate`, `None` topic index) and each fetched topic's
+/// (`strata.consumer.byte.rate`, by index in `topics`).
+fn shared_limits(
+    ctx: &RequestContext,
+    image: &MetadataImage,
+    topics: &[TopicParams],
+) -> Vec<(Option<usize>, (SharedQuotaKey, f64))> {
+    let mut out = Vec::new();
+    if let Some(c) = throttle::cluster_client_quota(image, ctx.user(), ctx.client_id(), SharedDirection::Fetch) {
+        out.push((None, c));
+    }
+    for (i, t) in topics.iter().enumerate() {
+        let Some(topic) = t.name.as_deref().and_then(|n| image.topic_by_name(n)) else { continue };
+        if let Some(limit) = throttle::topic_quota(&ctx.apis, image, topic, SharedDirection::Fetch) {
+            out.push((Some(i), limit));
+        }
+    }
+    out
+}
+
+/// A consumer over its `consumer_byte_rate` quota, its tenant's cluster-wide share or a fetched
+/// topic's cluster-wide limit: the response it would get is counted, and taken back, and the
+/// client gets an empty response that says how long to wait, as Kafka answers a throttled
+/// fetch; the records are fetched again afterwards, and the session (which continues) is left
+/// as it was. `None` when the consumer is under every limit or has none.
+fn throttled_response(ctx: &RequestContext, params: &FetchParams, response: &FetchResponse) -> Option<FetchResponse> {
+    let apis = &ctx.apis;
+    let image = apis.image();
+    let quotas = &apis.quotas.fetch;
+    let quota = quotas.quota_for(&image.client_quotas, ctx.user(), ctx.client_id());
+    let shared = shared_limits(ctx, &image, &params.topics);
+    if quota.is_none() && shared.is_empty() {
+        return None;
+    }
+    // The whole response as it would be sent, as Kafka counts it; a topic's share by its
+    // record bytes (`read_all` answers every topic, in request order).
+    let sent = answer(apis, params, response.clone(), false);
+    let bytes = sent.compute_size(params.version).unwrap_or(0) as u64;
+    let topic_bytes = |i: usize| -> u64 {
+        response.responses.get(i).map_or(0, |t| t.partitions.iter().map(|p| p.records.as_ref().map_or(0, |r| r.len() as u64)).sum())
+    };
+    let now_ms = apis.clock.now_ms();
+    let mut throttle_ms = quota.as_ref().map_or(0, |q| quotas.record(q, bytes, now_ms));
+    let counted: Vec<(&(SharedQuotaKey, f64), u64)> = shared.iter().map(|(i, limit)| (limit, i.map_or(bytes, topic_bytes))).collect();
+    for (limit, b) in &counted {
+        throttle_ms = throttle_ms.max(throttle::record_shared(apis, &image, limit, *b));
+    }
+    if throttle_ms == 0 {
+        return None;
+    }
+    if let Some(q) = &quota {
+        quotas.unrecord(q, bytes, now_ms);
+    }
+    for (limit, b) in &counted {
+        throttle::unrecord_shared(apis, limit, *b);
+    }
+    Some(
+        FetchResponse::default()
+            .with_throttle_time_ms(throttle_ms as i32)
+            .with_session_id(params.session.throttled_session_id()),
+    )
 }
 
 /// Record bytes sent to consumers, by topic (responses in request order).
@@ -155,8 +301,8 @@ fn count_bytes_out(apis: &KafkaApis, params: &FetchParams, response: &FetchRespo
     if params.replica.is_some() {
         return;
     }
-    for (topic, (_, _, name, _)) in response.responses.iter().zip(&params.topics) {
-        let Some(name) = name else { continue };
+    for (topic, t) in response.responses.iter().zip(&params.topics) {
+        let Some(name) = &t.name else { continue };
         let bytes: usize = topic.partitions.iter().map(|p| p.records.as_ref().map_or(0, |r| r.len())).sum();
         if bytes > 0 {
             apis.metrics.topics.bytes_out.with_label_values(&[name.as_str()]).inc_by(bytes as u64);
@@ -183,7 +329,9 @@ async fn fetch(apis: &KafkaApis, params: &FetchParams) -> FetchResponse {
     loop {
         delayed.mark_seen();
         let (response, bytes, errors) = read_all(apis, params).await;
-        if bytes >= params.min_bytes || errors || params.max_wait.is_zero() {
+        // Nothing the principal may read: answered at once, as Kafka does.
+        let nothing_readable = !params.topics.is_empty() && !params.topics.iter().any(|t| t.authorized);
+        if bytes >= params.min_bytes || errors || params.max_wait.is_zero() || nothing_readable {
             return response;
         }
         tokio::select! {
@@ -196,9 +344,9 @@ async fn fetch(apis: &KafkaApis, params: &FetchParams) -> FetchResponse {
 
 /// The partitions a fetch asks for, those of unknown topic ids left out.
 fn requested(params: &FetchParams) -> impl Iterator<Item = TopicPartition> + '_ {
-    params.topics.iter().flat_map(|(_, _, name, partitions)| {
-        let name = name.as_ref();
-        partitions.iter().filter_map(move |p| name.map(|n| TopicPartition::new(n.clone(), p.index)))
+    params.topics.iter().filter(|t| t.authorized).flat_map(|t| {
+        let name = t.name.as_ref();
+        t.partitions.iter().filter_map(move |p| name.map(|n| TopicPartition::new(n.clone(), p.index())))
     })
 }
 
@@ -232,6 +380,7 @@ async fn read_for_follower(
     p: &PartitionParams,
     budget: usize,
 ) -> Result<PartitionRead, ReadError> {
+    let p = &p.fetch;
     let last_fetched_epoch = (p.last_fetched_epoch.0 >= 0).then_some(p.last_fetched_epoch);
     match partition.fetch_for_follower(replica, p.fetch_offset, p.current_leader_epoch, last_fetched_epoch, budget) {
         Ok(f) => Ok(PartitionRead {
@@ -264,6 +413,7 @@ async fn read_for_consumer(
     budget: usize,
     first: bool,
 ) -> Result<PartitionRead, ReadError> {
+    let p = &p.fetch;
     partition.check_leader(p.current_leader_epoch)?;
     let high_watermark = partition.high_watermark();
     let read = partition.log_view().read(p.fetch_offset, budget, high_watermark, first).await?;
@@ -276,21 +426,25 @@ async fn read_all(apis: &KafkaApis, params: &FetchParams) -> (FetchResponse, usi
     let mut total = 0usize;
     let mut any_error = false;
     let mut responses = Vec::with_capacity(params.topics.len());
-    for (wire_name, topic_id, name, partitions) in &params.topics {
+    for TopicParams { wire_name, topic_id, name, partitions, authorized } in &params.topics {
         let mut out = Vec::with_capacity(partitions.len());
         for p in partitions {
-            let data = PartitionData::default().with_partition_index(p.index);
+            let data = PartitionData::default().with_partition_index(p.index());
+            if !authorized && name.is_some() {
+                out.push(data.with_error_code(TOPIC_AUTHORIZATION_FAILED).with_high_watermark(-1));
+                continue;
+            }
             let Some(name) = name else {
                 any_error = true;
                 out.push(data.with_error_code(unknown_topic_id()).with_high_watermark(-1));
                 continue;
             };
-            let Some(partition) = apis.replicas.get(&TopicPartition::new(name.clone(), p.index)) else {
+            let Some(partition) = apis.replicas.get(&TopicPartition::new(name.clone(), p.index())) else {
                 any_error = true;
                 out.push(data.with_error_code(unknown_topic_or_partition()).with_high_watermark(-1));
                 continue;
             };
-            let budget = p.max_bytes.min(params.max_bytes.saturating_sub(total));
+            let budget = p.max_bytes().min(params.max_bytes.saturating_sub(total));
             let result = match params.replica {
                 None => read_for_consumer(&partition, p, budget, total == 0).await,
                 Some(replica) => read_for_follower(&partition, replica, p, budget).await,
@@ -326,7 +480,7 @@ async fn read_all(apis: &KafkaApis, params: &FetchParams) -> (FetchResponse, usi
                         }
                         ReadError::MovedToTieredStorage => ResponseError::OffsetMovedToTieredStorage.code(),
                         ReadError::Remote(e) => {
-                            tracing::warn!(partition = %partition.tp, offset = %p.fetch_offset, error = %e, "remote fetch failed");
+                            tracing::warn!(partition = %partition.tp, offset = %p.fetch.fetch_offset, error = %e, "remote fetch failed");
                             remote_log_error_code(e)
                         }
                     };

@@ -7,7 +7,9 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId as WireBrokerId, FindCoordinatorRequest, FindCoordinatorResponse, ResponseKind};
 use kafka_protocol::protocol::VersionRange;
 
+use super::authz::{message, GROUP_AUTHORIZATION_FAILED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED};
 use super::{Reply, RequestContext};
+use crate::security::acl::{AclOperation, Resource};
 use super::KafkaApis;
 use crate::handlers::errors::coordinator_error_code;
 use crate::protocol::str_bytes;
@@ -31,7 +33,23 @@ pub fn handle(ctx: RequestContext, req: FindCoordinatorRequest) -> Reply {
         }
         let coordinators: Vec<Coordinator> = keys
             .into_iter()
-            .map(|key| lookup(&ctx.apis, &ctx.listener.name, req.key_type, key, created.as_ref()))
+            .map(|key| {
+                // Authorization: DESCRIBE on the group or transactional id.
+                let (resource, code) = match req.key_type {
+                    KEY_TYPE_TRANSACTION => (Resource::transactional_id(&key), TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
+                    _ => (Resource::group(&key), GROUP_AUTHORIZATION_FAILED),
+                };
+                if matches!(req.key_type, KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION) && !ctx.authorize(AclOperation::Describe, &resource) {
+                    return Coordinator::default()
+                        .with_key(str_bytes(key.clone()))
+                        .with_node_id(WireBrokerId(-1))
+                        .with_host(str_bytes(""))
+                        .with_port(-1)
+                        .with_error_code(code)
+                        .with_error_message(Some(str_bytes(message(code))));
+                }
+                lookup(&ctx.apis, &ctx.listener.name, req.key_type, key, created.as_ref())
+            })
             .collect();
         let resp = if version >= 4 {
             FindCoordinatorResponse::default().with_coordinators(coordinators)

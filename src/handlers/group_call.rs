@@ -4,18 +4,25 @@
 use kafka_protocol::error::ResponseError as E;
 use kafka_protocol::messages::ResponseKind;
 
+use super::authz::GROUP_AUTHORIZATION_FAILED;
 use super::{Reply, RequestContext};
 use crate::group::{GroupRequest, GroupResponse};
 use crate::handlers::errors::coordinator_error_code;
+use crate::security::acl::{AclOperation, Resource};
 
-/// Sends `request` to the shard of `group_id`; `respond` builds the response from the reply, or
-/// from an error code when there is none (`None`).
+/// Sends `request` to the shard of `group_id` if the principal may do `operation` on the
+/// group (GROUP_AUTHORIZATION_FAILED otherwise); `respond` builds the response from the reply,
+/// or from an error code when there is none (`None`).
 pub(super) fn call(
     ctx: &RequestContext,
     group_id: &str,
+    operation: AclOperation,
     request: GroupRequest,
     respond: impl Fn(Option<GroupResponse>, i16) -> ResponseKind + Send + 'static,
 ) -> Reply {
+    if !ctx.authorize(operation, &Resource::group(group_id)) {
+        return Reply::Now(respond(None, GROUP_AUTHORIZATION_FAILED));
+    }
     match ctx.apis.groups.call(group_id, request) {
         Err(e) => Reply::Now(respond(None, coordinator_error_code(&e))),
         Ok(rx) => Reply::later(async move {

@@ -6,7 +6,9 @@ use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterC
 use kafka_protocol::protocol::VersionRange;
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::authz::{message, TOPIC_AUTHORIZATION_FAILED};
 use super::{Reply, RequestContext};
+use crate::security::acl::{AclOperation, Resource};
 use crate::controller::{decide_broker_configs, decide_topic_configs, ConfigOp};
 use crate::handlers::errors::controller_error_code;
 use crate::protocol::str_bytes;
@@ -54,6 +56,15 @@ pub(super) async fn apply(
     ops: Vec<ConfigOp>,
     validate_only: bool,
 ) -> Result<(), (i16, String)> {
+    // Authorization: ALTER_CONFIGS on the topic, or on the cluster for a broker.
+    let refused = match resource_type {
+        RESOURCE_TOPIC => (!ctx.authorize(AclOperation::AlterConfigs, &Resource::topic(name))).then_some(TOPIC_AUTHORIZATION_FAILED),
+        RESOURCE_BROKER => ctx.authorize_cluster(AclOperation::AlterConfigs).err(),
+        _ => None,
+    };
+    if let Some(code) = refused {
+        return Err((code, message(code)));
+    }
     let decide = |image: &crate::controller::MetadataImage| match resource_type {
         RESOURCE_TOPIC => decide_topic_configs(image, name, &ops),
         _ => decide_broker_configs(image, &ops),

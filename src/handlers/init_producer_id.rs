@@ -9,6 +9,7 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 use kafka_protocol::protocol::VersionRange;
 
 use super::{Reply, RequestContext};
+use crate::security::acl::{AclOperation, Resource, ResourceType};
 use crate::handlers::errors::controller_error_code;
 
 /// The request stops at v5 in the protocol crate; the response schema's v6 is unused.
@@ -19,6 +20,13 @@ pub fn handle(ctx: RequestContext, req: InitProducerIdRequest) -> Reply {
         return Reply::Now(ResponseKind::InitProducerId(
             InitProducerIdResponse::default().with_error_code(ResponseError::InvalidRequest.code()).with_producer_id(ProducerId(-1)),
         ));
+    }
+    // Authorization: IDEMPOTENT_WRITE on the cluster, or WRITE on some topic (Kafka 4).
+    let image = ctx.apis.image();
+    if !ctx.may_list(&image, AclOperation::IdempotentWrite, &Resource::cluster()) && !ctx.may_on_some(&image, AclOperation::Write, ResourceType::Topic) {
+        if let Err(code) = ctx.authorize_cluster(AclOperation::IdempotentWrite) {
+            return Reply::Now(ResponseKind::InitProducerId(InitProducerIdResponse::default().with_error_code(code).with_producer_id(ProducerId(-1))));
+        }
     }
     Reply::later(async move {
         let resp = InitProducerIdResponse::default();

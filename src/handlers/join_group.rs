@@ -5,6 +5,7 @@ use kafka_protocol::protocol::VersionRange;
 
 use super::group_call::{call, client_host, client_id};
 use super::{Reply, RequestContext};
+use crate::security::acl::AclOperation;
 use crate::group::{GroupRequest, GroupResponse};
 use crate::protocol::str_bytes;
 
@@ -15,7 +16,7 @@ pub fn handle(ctx: RequestContext, req: JoinGroupRequest) -> Reply {
     let group = req.group_id.0.to_string();
     let member_id = req.member_id.to_string();
     let request = GroupRequest::Join { version, client_id: client_id(&ctx), client_host: client_host(&ctx), req };
-    call(&ctx, &group, request, move |r, code| {
+    call(&ctx, &group, AclOperation::Read, request, move |r, code| {
         let resp = match r {
             Some(GroupResponse::Join(resp)) => resp,
             _ => JoinGroupResponse::default().with_error_code(code).with_generation_id(-1).with_member_id(str_bytes(member_id.clone())),

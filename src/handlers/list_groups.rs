@@ -5,6 +5,7 @@ use kafka_protocol::messages::{ListGroupsRequest, ListGroupsResponse, ResponseKi
 use kafka_protocol::protocol::VersionRange;
 
 use super::{Reply, RequestContext};
+use crate::security::acl::{AclOperation, Resource};
 use crate::group::{GroupRequest, GroupResponse};
 use crate::handlers::errors::coordinator_error_code;
 
@@ -26,6 +27,12 @@ pub fn handle(ctx: RequestContext, req: ListGroupsRequest) -> Reply {
                 Ok(GroupResponse::List(l)) => groups.extend(l),
                 _ => error = E::CoordinatorNotAvailable.code(),
             }
+        }
+        // Authorization: DESCRIBE on the cluster lists every group; otherwise only the groups
+        // the principal may DESCRIBE.
+        let image = ctx.apis.image();
+        if !ctx.may_list(&image, AclOperation::Describe, &Resource::cluster()) {
+            groups.retain(|g| ctx.may_list(&image, AclOperation::Describe, &Resource::group(g.group_id.0.as_str())));
         }
         groups.retain(|g| {
             (states.is_empty() || states.contains(&g.group_state.to_lowercase())) && (types.is_empty() || types.contains(&g.group_type.to_lowercase()))

@@ -8,7 +8,9 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::protocol::VersionRange;
 use tokio::sync::Semaphore;
 
+use super::authz::TOPIC_AUTHORIZATION_FAILED;
 use super::{Reply, RequestContext};
+use crate::security::acl::{AclOperation, Resource};
 use crate::log::LATEST_TIMESTAMP;
 use crate::model::{LeaderEpoch, TopicPartition};
 use crate::handlers::errors::{partition_error_code, partition_log_error_code, unknown_topic_or_partition};
@@ -34,6 +36,9 @@ pub fn handle(ctx: RequestContext, req: ListOffsetsRequest) -> Reply {
     // One deadline for the whole request, as Kafka's delayed remote lookup has: partitions
     // still unanswered when it passes are REQUEST_TIMED_OUT.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(timeout_ms.max(0) as u64);
+    // Authorization: DESCRIBE on each topic.
+    let image = ctx.apis.image();
+    let allowed: Vec<bool> = req.topics.iter().map(|t| ctx.authorize_in(&image, AclOperation::Describe, &Resource::topic(t.name.0.as_str()))).collect();
     Reply::later(async move {
         // The lookups run at once (a remote one may read a manifest or an index from the
         // store), at most `CONCURRENT_LOOKUPS` of this request at a time; answers keep the
@@ -42,12 +47,13 @@ pub fn handle(ctx: RequestContext, req: ListOffsetsRequest) -> Reply {
         let lookups: Vec<Vec<_>> = req
             .topics
             .iter()
-            .map(|t| {
+            .zip(&allowed)
+            .map(|(t, allowed)| {
                 t.partitions
                     .iter()
                     .map(|p| {
                         let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
-                        let partition = ctx.apis.replicas.get(&tp)?;
+                        let partition = ctx.apis.replicas.get(&tp).filter(|_| *allowed)?;
                         let (permits, epoch, timestamp) = (permits.clone(), LeaderEpoch(p.current_leader_epoch), p.timestamp);
                         Some(tokio::spawn(async move {
                             tokio::time::timeout_at(deadline, async {
@@ -62,10 +68,14 @@ pub fn handle(ctx: RequestContext, req: ListOffsetsRequest) -> Reply {
             })
             .collect();
         let mut topics = Vec::with_capacity(req.topics.len());
-        for (t, handles) in req.topics.into_iter().zip(lookups) {
+        for ((t, handles), allowed) in req.topics.into_iter().zip(lookups).zip(allowed) {
             let mut partitions = Vec::with_capacity(t.partitions.len());
             for (p, handle) in t.partitions.into_iter().zip(handles) {
                 let r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+                if !allowed {
+                    partitions.push(r.with_error_code(TOPIC_AUTHORIZATION_FAILED).with_timestamp(-1).with_offset(-1));
+                    continue;
+                }
                 let Some(handle) = handle else {
                     partitions.push(r.with_error_code(unknown_topic_or_partition()).with_timestamp(-1).with_offset(-1));
                     continue;

@@ -6,7 +6,9 @@ use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, Metada
 use kafka_protocol::messages::{BrokerId as WireBrokerId, MetadataRequest, MetadataResponse, ResponseKind};
 use kafka_protocol::protocol::VersionRange;
 
+use super::authz::TOPIC_AUTHORIZATION_FAILED;
 use super::{Reply, RequestContext};
+use crate::security::acl::{AclOperation, Resource};
 use super::KafkaApis;
 use crate::controller::{decide_create_topic, validate_topic_name, MetadataImage, NewTopic, TopicDefaults, TopicImage};
 use crate::model::{BrokerId, TopicId};
@@ -25,7 +27,7 @@ pub fn handle(ctx: RequestContext, req: MetadataRequest) -> Reply {
     let all = req.topics.is_none() || (version == 0 && req.topics.as_ref().is_some_and(Vec::is_empty));
     let node = ctx.apis.node_config();
     let auto_create = node.get_bool("auto.create.topics.enable") && (version < 4 || req.allow_auto_topic_creation);
-    let missing: Vec<String> = if all {
+    let mut missing: Vec<String> = if all {
         Vec::new()
     } else {
         req.topics
@@ -35,15 +37,30 @@ pub fn handle(ctx: RequestContext, req: MetadataRequest) -> Reply {
             .filter(|n| image.topic_by_name(n).is_none() && validate_topic_name(n).is_ok())
             .collect()
     };
+    // Authorization: auto-creation needs CREATE on the cluster or on the topic; a topic the
+    // principal may not create (but may describe) is TOPIC_AUTHORIZATION_FAILED. DESCRIBE
+    // itself is checked, and audited, in `build`.
+    // A topic the principal may not DESCRIBE is never created (`build` refuses it).
+    missing.retain(|n| ctx.may_list(&image, AclOperation::Describe, &Resource::topic(n)));
+    let mut refused: Vec<(String, i16)> = Vec::new();
+    if auto_create && !missing.is_empty() && !ctx.may_list(&image, AclOperation::Create, &Resource::cluster()) {
+        missing.retain(|n| {
+            let may = ctx.authorize_in(&image, AclOperation::Create, &Resource::topic(n));
+            if !may {
+                refused.push((n.clone(), TOPIC_AUTHORIZATION_FAILED));
+            }
+            may
+        });
+    }
     if !auto_create || missing.is_empty() {
-        return Reply::Now(ResponseKind::Metadata(build(&ctx.apis, &image, &ctx.listener.name, &req, all, &[], version)));
+        return Reply::Now(ResponseKind::Metadata(build(&ctx, &image, &ctx.listener.name, &req, all, &refused, version)));
     }
     let defaults = TopicDefaults {
         num_partitions: node.get_i32("num.partitions"),
         replication_factor: node.get_i32("default.replication.factor") as i16,
     };
     Reply::later(async move {
-        let mut failed = Vec::new();
+        let mut failed = refused;
         for name in missing {
             let topic = NewTopic { name: name.clone(), num_partitions: -1, replication_factor: -1, assignments: vec![], configs: vec![] };
             let result = ctx.apis.commit(|image| decide_create_topic(image, &topic, defaults)).await;
@@ -57,12 +74,12 @@ pub fn handle(ctx: RequestContext, req: MetadataRequest) -> Reply {
             }
         }
         let image = ctx.apis.image();
-        ResponseKind::Metadata(build(&ctx.apis, &image, &ctx.listener.name, &req, all, &failed, version))
+        ResponseKind::Metadata(build(&ctx, &image, &ctx.listener.name, &req, all, &failed, version))
     })
 }
 
 fn build(
-    apis: &KafkaApis,
+    ctx: &RequestContext,
     image: &MetadataImage,
     listener: &str,
     req: &MetadataRequest,
@@ -70,6 +87,14 @@ fn build(
     failed: &[(String, i16)],
     version: i16,
 ) -> MetadataResponse {
+    let apis: &KafkaApis = &ctx.apis;
+    // Authorization: a listing leaves out topics the principal may not DESCRIBE; a topic asked
+    // for by name or id is TOPIC_AUTHORIZATION_FAILED (checked before existence, so a refused
+    // principal cannot probe which names exist).
+    let may_describe = |name: &str| ctx.authorize_in(image, AclOperation::Describe, &Resource::topic(name));
+    let refused = |name: Option<String>, id: uuid::Uuid| {
+        MetadataResponseTopic::default().with_name(name.map(topic_name)).with_topic_id(id).with_error_code(TOPIC_AUTHORIZATION_FAILED)
+    };
     let brokers = image
         .brokers
         .values()
@@ -89,9 +114,18 @@ fn build(
     // for the new leader instead of the dead one. One snapshot per request, usually empty.
     let unreachable = apis.replicas.unreachable_leaders();
     let unreachable = |leader: BrokerId| leader != apis.node_id && unreachable.contains(&leader);
-    let describe = |t: &TopicImage| topic_response(image, t, version, &unreachable);
+    // v8+: the operations the principal may do on each topic (and, v8-v10, the cluster), when asked.
+    let topic_operations = version >= 8 && req.include_topic_authorized_operations;
+    let describe = |t: &TopicImage| {
+        let r = topic_response(image, t, version, &unreachable);
+        if topic_operations {
+            r.with_topic_authorized_operations(ctx.authorized_operations(image, &Resource::topic(&t.name)))
+        } else {
+            r
+        }
+    };
     let topics = if all {
-        image.topics.values().map(describe).collect()
+        image.topics.values().filter(|t| ctx.may_list(image, AclOperation::Describe, &Resource::topic(&t.name))).map(describe).collect()
     } else {
         req.topics
             .iter()
@@ -99,6 +133,9 @@ fn build(
             .map(|t| {
                 if let Some(name) = &t.name {
                     let name = name.0.to_string();
+                    if !may_describe(&name) {
+                        return refused(Some(name), uuid::Uuid::nil());
+                    }
                     match image.topic_by_name(&name) {
                         Some(topic) => describe(topic),
                         None => {
@@ -115,6 +152,7 @@ fn build(
                     }
                 } else {
                     match image.topic(&TopicId(t.topic_id)) {
+                        Some(topic) if !may_describe(&topic.name) => refused(None, t.topic_id),
                         Some(topic) => describe(topic),
                         None => MetadataResponseTopic::default().with_topic_id(t.topic_id).with_error_code(unknown_topic_id()),
                     }
@@ -122,7 +160,13 @@ fn build(
             })
             .collect()
     };
-    MetadataResponse::default()
+    let cluster_operations = (8..=10).contains(&version) && req.include_cluster_authorized_operations;
+    let response = if cluster_operations {
+        MetadataResponse::default().with_cluster_authorized_operations(ctx.authorized_operations(image, &Resource::cluster()))
+    } else {
+        MetadataResponse::default()
+    };
+    response
         .with_brokers(brokers)
         .with_cluster_id((version >= 2).then(|| str_bytes(apis.cluster_id.clone())))
         .with_controller_id(WireBrokerId(if version >= 1 { apis.node_id.0 } else { -1 }))

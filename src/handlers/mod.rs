@@ -35,6 +35,7 @@ impl Reply {
 }
 
 mod apis;
+pub mod authz;
 pub mod errors;
 
 pub use apis::{ApiMetrics, KafkaApis};
@@ -58,28 +59,7 @@ pub struct RequestContext {
     pub listener: ListenerInfo,
 }
 
-/// An authenticated identity, `type:name` as Kafka writes it (`User:alice`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct KafkaPrincipal {
-    pub principal_type: String,
-    pub name: String,
-}
-
-impl KafkaPrincipal {
-    /// `User:ANONYMOUS`, the principal of a connection nothing authenticated.
-    pub fn anonymous() -> KafkaPrincipal {
-        KafkaPrincipal {
-            principal_type: "User".into(),
-            name: crate::quota::ANONYMOUS_USER.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for KafkaPrincipal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.principal_type, self.name)
-    }
-}
+pub use crate::security::KafkaPrincipal;
 
 impl RequestContext {
     pub fn version(&self) -> i16 {
@@ -146,16 +126,23 @@ handlers! {
     DescribeGroups => describe_groups,
     DeleteGroups => delete_groups,
     OffsetDelete => offset_delete,
+    ConsumerGroupHeartbeat => consumer_group_heartbeat,
+    ConsumerGroupDescribe => consumer_group_describe,
     DescribeClientQuotas => describe_client_quotas,
     AlterClientQuotas => alter_client_quotas,
     DescribeUserScramCredentials => describe_user_scram_credentials,
     AlterUserScramCredentials => alter_user_scram_credentials,
     SaslHandshake => sasl_handshake,
     SaslAuthenticate => sasl_authenticate,
+    CreateAcls => create_acls,
+    DescribeAcls => describe_acls,
+    DeleteAcls => delete_acls,
 }
 
+pub mod fetch_session;
 mod group_call;
 mod leader_hint;
+pub mod throttle;
 
 /// The versions of `key` this broker serves, if it serves it at all.
 pub fn supported_versions(key: ApiKey) -> Option<VersionRange> {

@@ -8,6 +8,8 @@ use kafka_protocol::protocol::VersionRange;
 
 use super::group_call::call;
 use super::{Reply, RequestContext};
+use super::authz::TOPIC_AUTHORIZATION_FAILED;
+use crate::security::acl::{AclOperation, Resource};
 use crate::group::{GroupRequest, GroupResponse};
 use crate::model::PartitionIndex;
 use crate::handlers::errors::unknown_topic_or_partition;
@@ -17,23 +19,37 @@ pub const VERSIONS: VersionRange = VersionRange { min: 2, max: 9 };
 pub fn handle(ctx: RequestContext, mut req: OffsetCommitRequest) -> Reply {
     let group = req.group_id.0.to_string();
     let image = ctx.apis.image();
+    // Authorization: READ on the group (in `call`) and on each topic.
+    let group_allowed = ctx.may_list(&image, AclOperation::Read, &Resource::group(&group));
     // (topic, partition, error) in request order; error 0 = forwarded to the coordinator.
     let mut shape: Vec<(TopicName, Vec<(i32, i16)>)> = Vec::with_capacity(req.topics.len());
     for t in &mut req.topics {
-        let known = image.topic_by_name(t.name.0.as_str());
+        let readable = !group_allowed || ctx.authorize_in(&image, AclOperation::Read, &Resource::topic(t.name.0.as_str()));
+        let known = image.topic_by_name(t.name.0.as_str()).filter(|_| readable);
         let parts = t
             .partitions
             .iter()
             .map(|p| {
                 let exists = known.is_some_and(|k| k.partitions.contains_key(&PartitionIndex(p.partition_index)));
-                (p.partition_index, if exists { 0 } else { unknown_topic_or_partition() })
+                // A refused group answers GROUP_AUTHORIZATION_FAILED for every partition (`call`).
+                let code = if !group_allowed {
+                    0
+                } else if !readable {
+                    TOPIC_AUTHORIZATION_FAILED
+                } else if exists {
+                    0
+                } else {
+                    unknown_topic_or_partition()
+                };
+                (p.partition_index, code)
             })
             .collect();
         t.partitions.retain(|p| known.is_some_and(|k| k.partitions.contains_key(&PartitionIndex(p.partition_index))));
         shape.push((t.name.clone(), parts));
     }
     req.topics.retain(|t| !t.partitions.is_empty());
-    call(&ctx, &group, GroupRequest::Commit { req }, move |r, code| {
+    let version = ctx.version();
+    call(&ctx, &group, AclOperation::Read, GroupRequest::Commit { version, req }, move |r, code| {
         let answered: Vec<(String, i32, i16)> = match r {
             Some(GroupResponse::Commit(resp)) => resp
                 .topics

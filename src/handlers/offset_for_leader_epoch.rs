@@ -7,7 +7,9 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset,
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ResponseKind};
 use kafka_protocol::protocol::VersionRange;
 
+use super::authz::TOPIC_AUTHORIZATION_FAILED;
 use super::{Reply, RequestContext};
+use crate::security::acl::{AclOperation, Resource};
 use crate::model::{LeaderEpoch, TopicPartition};
 use crate::handlers::errors::{partition_error_code, unknown_topic_or_partition};
 
@@ -16,11 +18,20 @@ use crate::handlers::errors::{partition_error_code, unknown_topic_or_partition};
 pub const VERSIONS: VersionRange = VersionRange { min: 2, max: 4 };
 
 pub fn handle(ctx: RequestContext, req: OffsetForLeaderEpochRequest) -> Reply {
+    // Authorization: CLUSTER_ACTION on the cluster (a follower) covers every topic; otherwise
+    // DESCRIBE on each topic.
+    let image = ctx.apis.image();
+    let replica = ctx.may_list(&image, AclOperation::ClusterAction, &Resource::cluster());
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
+        let allowed = replica || ctx.authorize_in(&image, AclOperation::Describe, &Resource::topic(t.topic.0.as_str()));
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
             let r = EpochEndOffset::default().with_partition(p.partition);
+            if !allowed {
+                partitions.push(r.with_error_code(TOPIC_AUTHORIZATION_FAILED).with_end_offset(-1).with_leader_epoch(-1));
+                continue;
+            }
             let (code, epoch, end) = match ctx.apis.replicas.get(&TopicPartition::new(t.topic.0.to_string(), p.partition)) {
                 None => (unknown_topic_or_partition(), -1, -1),
                 Some(partition) => match partition.check_leader(LeaderEpoch(p.current_leader_epoch)) {

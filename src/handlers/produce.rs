@@ -1,6 +1,7 @@
 //! Produce: append each partition's batches in request order, then wait (off the connection's
 //! ordered path) until they are committed, as `acks` asks. A client over its
-//! `producer_byte_rate` quota is answered with `throttle_time_ms` (see `crate::quota`).
+//! `producer_byte_rate` quota, its tenant's cluster-wide share, or a topic's cluster-wide
+//! produce limit is answered with `throttle_time_ms` (see `super::throttle`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,12 +11,16 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::protocol::VersionRange;
 
-use super::{Reply, RequestContext};
+use super::authz::{CLUSTER_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED};
+use super::{throttle, Reply, RequestContext};
+use crate::protocol::record_batch::BatchHeader;
+use crate::security::acl::{AclOperation, Resource, ResourceType};
 use crate::controller::MetadataImage;
 use crate::log::LogAppendInfo;
 use crate::model::{LeaderEpoch, TopicId, TopicPartition};
 use crate::handlers::errors::{partition_error_code, unknown_topic_id, unknown_topic_or_partition, NONE};
 use crate::protocol::str_bytes;
+use crate::quota::SharedDirection;
 use crate::replication::{Partition, PartitionError};
 
 /// Kafka 4.1's range. v0–v2 never reach this handler: the protocol layer answers them
@@ -40,17 +45,32 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
         return Reply::Now(ResponseKind::Produce(error_response(&req, code)));
     }
     let image = ctx.apis.image();
+    // Authorization: an idempotent producer needs IDEMPOTENT_WRITE on the cluster or WRITE on
+    // some topic (Kafka 4); each topic needs WRITE (checked per topic below). The indexed
+    // cluster check comes first, the scan of topic ACLs second, and the audited check last,
+    // only to record the refusal.
+    if has_idempotent_batches(&req)
+        && !ctx.may_list(&image, AclOperation::IdempotentWrite, &Resource::cluster())
+        && !ctx.may_on_some(&image, AclOperation::Write, ResourceType::Topic)
+        && !ctx.authorize_in(&image, AclOperation::IdempotentWrite, &Resource::cluster())
+    {
+        return Reply::Now(ResponseKind::Produce(error_response(&req, CLUSTER_AUTHORIZATION_FAILED)));
+    }
     let mut results: Vec<(kafka_protocol::messages::TopicName, uuid::Uuid, Vec<(i32, Outcome)>)> = Vec::new();
+    // Bytes appended per topic, for the topics' cluster-wide produce limits.
+    let mut appended: Vec<(String, u64)> = Vec::new();
     for topic in req.topic_data {
         let name = if topic.topic_id.is_nil() {
             Some(topic.name.0.to_string())
         } else {
             image.topic(&TopicId(topic.topic_id)).map(|t| t.name.clone())
         };
+        let write_allowed = name.as_ref().is_some_and(|n| ctx.authorize_in(&image, AclOperation::Write, &Resource::topic(n)));
         let mut outcomes = Vec::with_capacity(topic.partition_data.len());
         for p in topic.partition_data {
             let outcome = match &name {
                 None => Outcome::Failed(unknown_topic_id(), None),
+                Some(_) if !write_allowed => Outcome::Failed(TOPIC_AUTHORIZATION_FAILED, None),
                 Some(name) => match ctx.apis.replicas.get(&TopicPartition::new(name.clone(), p.index)) {
                     None => Outcome::Failed(unknown_topic_or_partition(), None),
                     Some(partition) => match p.records {
@@ -73,10 +93,16 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
             };
             outcomes.push((p.index, outcome));
         }
+        if let Some(name) = name {
+            let bytes: u64 = outcomes.iter().map(|(_, o)| if let Outcome::Appended(_, info, _) = o { info.size_bytes } else { 0 }).sum();
+            if bytes > 0 {
+                appended.push((name, bytes));
+            }
+        }
         results.push((topic.name, topic.topic_id, outcomes));
     }
 
-    let throttle_ms = record_quota(&ctx, &image);
+    let throttle_ms = record_quota(&ctx, &image, &appended);
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
     let version = ctx.version();
     if acks == 0 {
@@ -165,15 +191,27 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
     })
 }
 
-/// Counts the request against the client's produce quota, if it has one; returns how long the
-/// client must wait (0 within its quota). The response says so and the connection stops reading
+/// Counts the request against the client's produce quotas (per broker and cluster-wide) and
+/// its appended bytes against the topics' cluster-wide limits; returns how long the client
+/// must wait (0 within them all). The response says so and the connection stops reading
 /// meanwhile; the append itself is never refused for a quota.
-fn record_quota(ctx: &RequestContext, image: &MetadataImage) -> u64 {
-    let quotas = &ctx.apis.quotas.produce;
-    match quotas.quota_for(&image.client_quotas, ctx.user(), ctx.client_id()) {
+fn record_quota(ctx: &RequestContext, image: &MetadataImage, appended: &[(String, u64)]) -> u64 {
+    let apis = &ctx.apis;
+    let quotas = &apis.quotas.produce;
+    let mut throttle_ms = match quotas.quota_for(&image.client_quotas, ctx.user(), ctx.client_id()) {
         None => 0,
-        Some(quota) => quotas.record(&quota, ctx.request_bytes as u64, ctx.apis.clock.now_ms()),
+        Some(quota) => quotas.record(&quota, ctx.request_bytes as u64, apis.clock.now_ms()),
+    };
+    if let Some(cluster) = throttle::cluster_client_quota(image, ctx.user(), ctx.client_id(), SharedDirection::Produce) {
+        throttle_ms = throttle_ms.max(throttle::record_shared(apis, image, &cluster, ctx.request_bytes as u64));
     }
+    for (name, bytes) in appended {
+        let Some(topic) = image.topic_by_name(name) else { continue };
+        if let Some(limit) = throttle::topic_quota(apis, image, topic, SharedDirection::Produce) {
+            throttle_ms = throttle_ms.max(throttle::record_shared(apis, image, &limit, *bytes));
+        }
+    }
+    throttle_ms
 }
 
 fn log_append_error(tp: &TopicPartition, e: &PartitionError) {
@@ -183,6 +221,13 @@ fn log_append_error(tp: &TopicPartition, e: &PartitionError) {
         }
         _ => tracing::debug!(partition = %tp, error = %e, "append refused"),
     }
+}
+
+/// Whether any batch carries a producer id (an idempotent producer's).
+fn has_idempotent_batches(req: &ProduceRequest) -> bool {
+    req.topic_data.iter().flat_map(|t| &t.partition_data).any(|p| {
+        p.records.as_ref().is_some_and(|r| BatchHeader::parse(r).is_ok_and(|h| h.producer_id >= 0))
+    })
 }
 
 fn error_response(req: &ProduceRequest, code: i16) -> ProduceResponse {

@@ -1,6 +1,7 @@
 //! Glue to the `kafka-protocol` crate: framing constants, string conversions, and the one place
 //! where Strata's typed errors become Kafka error codes.
 
+pub mod fetch_session;
 pub mod record_batch;
 pub mod retired_produce;
 

@@ -15,8 +15,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::rate::{throttle_time_ms, QuotaWindow, SampledRate};
+use super::shared::SharedQuotas;
 use super::QuotaMetrics;
-use super::{ClientQuotas, SensorKey, CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE};
+use super::{ClientQuotas, SensorKey, CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE, REQUEST_PERCENTAGE};
 
 /// Which quota a manager enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +26,10 @@ pub enum QuotaKind {
     Produce,
     /// `consumer_byte_rate`, over fetch response bytes.
     Fetch,
+    /// `request_percentage`, over handler thread time: recorded in percent-seconds (100 per
+    /// second of one thread), so the rate is a percentage of one thread, as in Kafka's
+    /// `RequestQuotaManager`.
+    Request,
 }
 
 impl QuotaKind {
@@ -32,6 +37,7 @@ impl QuotaKind {
         match self {
             QuotaKind::Produce => PRODUCER_BYTE_RATE,
             QuotaKind::Fetch => CONSUMER_BYTE_RATE,
+            QuotaKind::Request => REQUEST_PERCENTAGE,
         }
     }
 
@@ -40,15 +46,19 @@ impl QuotaKind {
         match self {
             QuotaKind::Produce => "produce",
             QuotaKind::Fetch => "fetch",
+            QuotaKind::Request => "request",
         }
     }
 
     /// Whether a client sending this API at `version` waits out a throttle itself (KIP-219:
-    /// Produce v6+, Fetch v8+). Older clients are throttled by delaying their response.
+    /// Produce v6+, Fetch v8+). Older clients are throttled by delaying their response. The
+    /// request quota only mutes the connection, whatever the version: holding back a response
+    /// that cost thread time gives the thread nothing back, and the mute alone bounds the rate.
     pub fn client_throttles(self, version: i16) -> bool {
         match self {
             QuotaKind::Produce => version >= 6,
             QuotaKind::Fetch => version >= 8,
+            QuotaKind::Request => true,
         }
     }
 }
@@ -108,6 +118,11 @@ impl ClientQuotaManager {
     /// Records `bytes` for the client at `now_ms` and returns how long it must wait, in ms
     /// (0 within its quota). Counted in the throttle metrics.
     pub fn record(&self, quota: &ClientQuota, bytes: u64, now_ms: i64) -> u64 {
+        self.record_value(quota, bytes as f64, now_ms)
+    }
+
+    /// [`ClientQuotaManager::record`] of any quantity (the request quota's percent-seconds).
+    pub fn record_value(&self, quota: &ClientQuota, value: f64, now_ms: i64) -> u64 {
         let window = self.window;
         let throttle_ms = {
             let mut s = self.lock();
@@ -116,7 +131,7 @@ impl ClientQuotaManager {
                 s.rates.retain(|_, r| !r.is_idle(now_ms, &window));
             }
             let rate = s.rates.entry(quota.sensor.clone()).or_default();
-            rate.record(bytes as f64, now_ms, &window);
+            rate.record(value, now_ms, &window);
             let window_ms = rate.window_ms(now_ms, &window);
             let measured = rate.rate(now_ms, &window);
             let tracked = s.rates.len();
@@ -167,11 +182,16 @@ impl ClientQuotaManager {
     }
 }
 
-/// The quota managers of a broker (Kafka's `QuotaManagers`).
+/// The quota managers of a broker (Kafka's `QuotaManagers`), and its side of the
+/// cluster-wide limits.
 #[derive(Debug)]
 pub struct QuotaManagers {
     pub produce: ClientQuotaManager,
     pub fetch: ClientQuotaManager,
+    pub request: ClientQuotaManager,
+    /// Shared with the heartbeat task, which reports its rates and brings back shares.
+    pub shared: std::sync::Arc<SharedQuotas>,
+    metrics: QuotaMetrics,
 }
 
 impl QuotaManagers {
@@ -179,7 +199,15 @@ impl QuotaManagers {
         QuotaManagers {
             produce: ClientQuotaManager::new(QuotaKind::Produce, window, metrics.clone()),
             fetch: ClientQuotaManager::new(QuotaKind::Fetch, window, metrics.clone()),
+            request: ClientQuotaManager::new(QuotaKind::Request, window, metrics.clone()),
+            shared: std::sync::Arc::new(SharedQuotas::new(window, metrics.clone())),
+            metrics: metrics.clone(),
         }
+    }
+
+    /// Counts thread time of a request under a `request_percentage` quota.
+    pub fn request_time_counted(&self, spent: std::time::Duration) {
+        self.metrics.request_time.inc_by(spent.as_secs_f64());
     }
 }
 

@@ -1,4 +1,6 @@
-//! Client quotas (KIP-13, KIP-55, KIP-219): byte-rate limits per user and client id.
+//! Client quotas (KIP-13, KIP-55, KIP-124, KIP-219): byte-rate and request-time limits per user
+//! and client id, per broker as in Kafka, and Strata's cluster-wide limits per tenant and per
+//! topic.
 //!
 //! # Layout
 //! - this file: quota entities and their default forms, the quotas the metadata image holds
@@ -6,20 +8,22 @@
 //!   AlterClientQuotas and the filters of DescribeClientQuotas;
 //! - [`rate`]: Kafka's sampled rate and the throttle time a rate over its bound earns;
 //! - [`manager`]: [`ClientQuotaManager`], the per-client rates of one quota kind (produce,
-//!   fetch) on this broker and the throttle decisions.
+//!   fetch, request time) on this broker and the throttle decisions;
+//! - [`shared`]: [`SharedQuotas`], this broker's rates and shares of the cluster-wide limits.
 //!
 //! Quotas are cluster metadata: AlterClientQuotas goes through the controller, which writes
-//! `ClientQuota` records; every broker enforces what its image holds. Rates are per broker, as
-//! in Kafka: a client talking to three brokers may use its quota on each.
+//! `ClientQuota` records; every broker enforces what its image holds. Kafka's keys
+//! (`producer_byte_rate`, `consumer_byte_rate`, `request_percentage`) are per broker: a client
+//! talking to three brokers may use its quota on each. The `strata.cluster.*` keys hold for the
+//! tenant's total over all brokers (see [`shared`]).
 //!
-//! Only `producer_byte_rate` and `consumer_byte_rate` are enforced. `request_percentage` (and
-//! Kafka's `controller_mutation_rate`) are refused by AlterClientQuotas rather than stored and
-//! silently ignored; the record format already carries any key, so enforcing them later needs
-//! no new record.
+//! Kafka's `controller_mutation_rate` is refused by AlterClientQuotas rather than stored and
+//! silently ignored.
 
 pub mod manager;
 mod metrics;
 pub mod rate;
+pub mod shared;
 
 use std::collections::BTreeMap;
 
@@ -28,6 +32,9 @@ use serde::{Deserialize, Serialize};
 pub use manager::{ClientQuotaManager, QuotaKind};
 pub use metrics::QuotaMetrics;
 pub use rate::QuotaWindow;
+pub use shared::{
+    QuotaShare, QuotaUsage, SharedDirection, SharedEntity, SharedQuotaKey, SharedQuotas,
+};
 
 /// Entity type names on the wire.
 pub const USER: &str = "user";
@@ -39,6 +46,13 @@ pub const PRODUCER_BYTE_RATE: &str = "producer_byte_rate";
 pub const CONSUMER_BYTE_RATE: &str = "consumer_byte_rate";
 pub const REQUEST_PERCENTAGE: &str = "request_percentage";
 pub const CONTROLLER_MUTATION_RATE: &str = "controller_mutation_rate";
+/// The tenant's produce bytes/s over every broker together (Strata's, not Kafka's).
+pub const CLUSTER_PRODUCER_BYTE_RATE: &str = "strata.cluster.producer_byte_rate";
+/// The tenant's fetch bytes/s over every broker together (Strata's, not Kafka's).
+pub const CLUSTER_CONSUMER_BYTE_RATE: &str = "strata.cluster.consumer_byte_rate";
+/// Topic configs: bytes/s into and out of a topic over every broker together.
+pub const TOPIC_PRODUCER_BYTE_RATE: &str = "strata.producer.byte.rate";
+pub const TOPIC_CONSUMER_BYTE_RATE: &str = "strata.consumer.byte.rate";
 
 /// The user principal of a connection without authentication: Kafka's `User:ANONYMOUS`, whose
 /// name is what a user quota entity matches.
@@ -170,7 +184,7 @@ pub enum QuotaError {
     IpQuotasUnsupported,
     #[error("invalid configuration key {0}")]
     UnknownKey(String),
-    #[error("{0} quotas are not enforced by this broker (only producer_byte_rate and consumer_byte_rate are), so they cannot be set")]
+    #[error("{0} quotas are not enforced by this broker (producer_byte_rate, consumer_byte_rate, request_percentage and strata.cluster.producer_byte_rate / consumer_byte_rate are), so they cannot be set")]
     NotEnforced(String),
     #[error("quota {key} must be greater than 0, got {value}")]
     NotPositive { key: String, value: f64 },
@@ -187,20 +201,26 @@ pub enum QuotaError {
 }
 
 /// Checks one quota value to set, as Kafka does: a known, enforced key; a positive value; a
-/// whole number for the byte rates (Kafka declares them as Long configs).
+/// whole number for the byte rates (Kafka declares them as Long configs; `request_percentage`
+/// is a Double).
 pub fn validate_quota(key: &str, value: f64) -> Result<(), QuotaError> {
-    match key {
-        PRODUCER_BYTE_RATE | CONSUMER_BYTE_RATE => {}
-        REQUEST_PERCENTAGE | CONTROLLER_MUTATION_RATE => {
-            return Err(QuotaError::NotEnforced(key.to_string()))
-        }
+    let whole = match key {
+        PRODUCER_BYTE_RATE
+        | CONSUMER_BYTE_RATE
+        | CLUSTER_PRODUCER_BYTE_RATE
+        | CLUSTER_CONSUMER_BYTE_RATE => true,
+        REQUEST_PERCENTAGE => false,
+        CONTROLLER_MUTATION_RATE => return Err(QuotaError::NotEnforced(key.to_string())),
         other => return Err(QuotaError::UnknownKey(other.to_string())),
-    }
+    };
     if !value.is_finite() || value <= 0.0 {
         return Err(QuotaError::NotPositive {
             key: key.to_string(),
             value,
         });
+    }
+    if !whole {
+        return Ok(());
     }
     const EPSILON: f64 = 1e-6;
     if (value - (value + EPSILON).trunc()).abs() > EPSILON {
@@ -234,7 +254,7 @@ impl<'de> Deserialize<'de> for ClientQuotas {
 /// names. Clients that share an entity share a rate: with a quota on user `alice` alone, all of
 /// alice's client ids share one; with `<default>` client ids, each client id has its own
 /// (Kafka's quota metric tags).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SensorKey {
     pub user: Option<String>,
     pub client_id: Option<String>,
@@ -502,8 +522,19 @@ mod tests {
             validate_quota(CONSUMER_BYTE_RATE, 1.5),
             Err(QuotaError::NotWhole { .. })
         ));
+        assert_eq!(validate_quota(REQUEST_PERCENTAGE, 50.0), Ok(()));
+        assert_eq!(validate_quota(REQUEST_PERCENTAGE, 0.5), Ok(()));
         assert!(matches!(
-            validate_quota(REQUEST_PERCENTAGE, 50.0),
+            validate_quota(REQUEST_PERCENTAGE, 0.0),
+            Err(QuotaError::NotPositive { .. })
+        ));
+        assert_eq!(validate_quota(CLUSTER_PRODUCER_BYTE_RATE, 10e6), Ok(()));
+        assert!(matches!(
+            validate_quota(CLUSTER_CONSUMER_BYTE_RATE, 1.5),
+            Err(QuotaError::NotWhole { .. })
+        ));
+        assert!(matches!(
+            validate_quota(CONTROLLER_MUTATION_RATE, 50.0),
             Err(QuotaError::NotEnforced(_))
         ));
         assert!(matches!(

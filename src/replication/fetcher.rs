@@ -2,8 +2,10 @@
 //! from it, with the Fetch API (replica id set, KIP-320 last fetched epoch), exactly as the
 //! leader's log holds them.
 //!
-//! Each round sends one Fetch for all of a leader's partitions; the leader long-polls it until
-//! new records arrive. Per partition, the response either carries records (appended with the
+//! Each round sends one Fetch for a leader's partitions in an incremental fetch session
+//! ([`super::fetch_session`]): the first names every partition, the next only those whose fetch
+//! changed, so an idle follower's request is nearly empty; the leader long-polls it until new
+//! records arrive and answers only partitions with news. Per partition, the response either carries records (appended with the
 //! leader's offsets; the follower's next fetch offset tells the leader it has them), or a
 //! diverging epoch (the follower's tail was never committed: truncate to where the epochs agree
 //! and fetch again), or an error. Leadership changes arrive through the metadata image:
@@ -15,21 +17,24 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_request::{FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{BrokerId as WireBrokerId, FetchRequest};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Partition, PartitionError};
+use super::fetch_session::{is_session_error, FetchRequestData, FetchSessionHandler};
+use super::{Partition, PartitionError, ReplicationMetrics};
 use crate::client::{ClientError, KafkaClient};
 use crate::log::FlushPolicy;
 use crate::model::{BrokerId, LeaderEpoch, Offset, TopicPartition};
 use crate::net::Network;
+use crate::protocol::fetch_session::PartitionFetch;
 use crate::protocol::topic_name;
 
-/// The Fetch version followers send: topic names, KIP-320 diverging epochs.
+/// The Fetch version followers send: topic names, fetch sessions (v7+), KIP-320 diverging
+/// epochs.
 const FETCH_VERSION: i16 = 12;
 
 #[derive(Debug, Clone)]
@@ -74,6 +79,7 @@ pub struct ReplicaFetcherManager {
     /// controller may not have fenced them yet.
     unreachable: Mutex<HashMap<BrokerId, Instant>>,
     shutdown: CancellationToken,
+    metrics: ReplicationMetrics,
 }
 
 impl ReplicaFetcherManager {
@@ -82,6 +88,7 @@ impl ReplicaFetcherManager {
         net: Arc<dyn Network>,
         settings: FetcherSettings,
         shutdown: CancellationToken,
+        metrics: ReplicationMetrics,
     ) -> Arc<ReplicaFetcherManager> {
         Arc::new(ReplicaFetcherManager {
             local,
@@ -90,6 +97,7 @@ impl ReplicaFetcherManager {
             fetchers: Mutex::new(HashMap::new()),
             unreachable: Mutex::new(HashMap::new()),
             shutdown,
+            metrics,
         })
     }
 
@@ -226,6 +234,7 @@ impl FetchTask {
         let mut client: Option<KafkaClient> = None;
         let settings = self.manager.settings.clone();
         let mut last_lost: Option<Instant> = None;
+        let mut session = FetchSessionHandler::default();
         loop {
             if self.stop.is_cancelled() {
                 break;
@@ -247,7 +256,7 @@ impl FetchTask {
             // the fetch in flight is abandoned with its connection, and a backoff cut short.
             let mut reassigned = false;
             let next = tokio::select! {
-                next = self.round(&mut client, &round, &settings) => next,
+                next = self.round(&mut client, &mut session, &round, &settings) => next,
                 () = self.wake.notified() => {
                     reassigned = true;
                     Next::Continue
@@ -256,6 +265,8 @@ impl FetchTask {
             };
             if reassigned {
                 client = None;
+                // The leader may or may not have seen the abandoned request.
+                session.handle_error();
                 continue;
             }
             let pause = match next {
@@ -308,6 +319,7 @@ impl FetchTask {
     async fn round(
         &self,
         client: &mut Option<KafkaClient>,
+        session: &mut FetchSessionHandler,
         round: &[FetchTarget],
         settings: &FetcherSettings,
     ) -> Next {
@@ -323,13 +335,34 @@ impl FetchTask {
         let Some(c) = client.as_mut() else {
             return Next::BackOff;
         };
-        let req = fetch_request(self.manager.local, round, settings);
+        let data = session.build(
+            round
+                .iter()
+                .map(|t| (t.partition.tp.clone(), wanted(t, settings)))
+                .collect(),
+        );
+        let req = fetch_request(self.manager.local, &data, settings);
         let deadline = settings.max_wait + Duration::from_secs(10);
-        let resp = match tokio::time::timeout(deadline, c.send(&req, FETCH_VERSION)).await {
+        let sent = tokio::time::timeout(deadline, c.send(&req, FETCH_VERSION)).await;
+        let metrics = &self.manager.metrics;
+        metrics
+            .fetcher_request_bytes
+            .inc_by(c.last_request_bytes() as u64);
+        metrics
+            .fetcher_response_bytes
+            .inc_by(c.last_response_bytes() as u64);
+        let kind = if data.is_full() {
+            "full"
+        } else {
+            "incremental"
+        };
+        metrics.fetcher_requests.with_label_values(&[kind]).inc();
+        let resp = match sent {
             Ok(Ok(resp)) => resp,
             Ok(Err(e)) => {
                 log_client_error(self.leader, &e);
                 *client = None;
+                session.handle_error();
                 return match e {
                     ClientError::Io { .. } => {
                         // Reported at once: clients ask for metadata within a millisecond of
@@ -344,10 +377,16 @@ impl FetchTask {
             Err(_) => {
                 tracing::warn!(leader = %self.leader, "fetch from the leader timed out");
                 *client = None;
+                session.handle_error();
                 return Next::BackOff;
             }
         };
-        if resp.error_code != 0 {
+        if !session.handle_response(resp.error_code, resp.session_id) {
+            if is_session_error(resp.error_code) {
+                // The next request is full, which no session can refuse: send it at once.
+                tracing::debug!(leader = %self.leader, code = resp.error_code, "fetch session lost");
+                return Next::Continue;
+            }
             tracing::warn!(leader = %self.leader, code = resp.error_code, "fetch refused");
             return Next::BackOff;
         }
@@ -510,30 +549,40 @@ fn log_client_error(leader: BrokerId, e: &ClientError) {
     }
 }
 
+/// What this follower asks of `t`'s leader now.
+fn wanted(t: &FetchTarget, settings: &FetcherSettings) -> PartitionFetch {
+    let log = t.partition.log();
+    PartitionFetch {
+        fetch_offset: log.log_end_offset(),
+        log_start_offset: log.local_log_start_offset(),
+        max_bytes: settings.partition_max_bytes,
+        current_leader_epoch: t.leader_epoch,
+        last_fetched_epoch: log.latest_epoch().unwrap_or(LeaderEpoch::UNKNOWN),
+    }
+}
+
 fn fetch_request(
     local: BrokerId,
-    round: &[FetchTarget],
+    data: &FetchRequestData,
     settings: &FetcherSettings,
 ) -> FetchRequest {
     let mut topics: Vec<FetchTopic> = Vec::new();
-    for t in round {
-        let p = &t.partition;
-        let log = p.log();
-        let partition = FetchPartition::default()
-            .with_partition(p.tp.partition.0)
-            .with_current_leader_epoch(t.leader_epoch.0)
-            .with_fetch_offset(log.log_end_offset().0)
-            .with_last_fetched_epoch(log.latest_epoch().map_or(-1, |e| e.0))
-            .with_log_start_offset(log.local_log_start_offset().0)
-            .with_partition_max_bytes(settings.partition_max_bytes);
-        match topics.iter_mut().find(|f| f.topic.0.as_str() == p.tp.topic) {
-            Some(f) => f.partitions.push(partition),
-            None => topics.push(
-                FetchTopic::default()
-                    .with_topic(topic_name(p.tp.topic.clone()))
-                    .with_partitions(vec![partition]),
-            ),
-        }
+    let mut at: HashMap<&str, usize> = HashMap::new();
+    for (tp, fetch) in &data.to_send {
+        let i = *at.entry(tp.topic.as_str()).or_insert_with(|| {
+            topics.push(FetchTopic::default().with_topic(topic_name(tp.topic.clone())));
+            topics.len() - 1
+        });
+        topics[i].partitions.push(fetch.to_wire(tp.partition.0));
+    }
+    let mut forgotten: Vec<ForgottenTopic> = Vec::new();
+    let mut at: HashMap<&str, usize> = HashMap::new();
+    for tp in &data.to_forget {
+        let i = *at.entry(tp.topic.as_str()).or_insert_with(|| {
+            forgotten.push(ForgottenTopic::default().with_topic(topic_name(tp.topic.clone())));
+            forgotten.len() - 1
+        });
+        forgotten[i].partitions.push(tp.partition.0);
     }
     FetchRequest::default()
         .with_replica_id(WireBrokerId(local.0))
@@ -541,7 +590,8 @@ fn fetch_request(
         .with_min_bytes(1)
         .with_max_bytes(settings.response_max_bytes)
         .with_isolation_level(0)
-        .with_session_id(0)
-        .with_session_epoch(-1)
+        .with_session_id(data.metadata.session_id)
+        .with_session_epoch(data.metadata.epoch)
         .with_topics(topics)
+        .with_forgotten_topics_data(forgotten)
 }

@@ -94,6 +94,12 @@ pub struct ReplicationMetrics {
     pub isr_shrinks: IntCounter,
     pub isr_expands: IntCounter,
     pub follower_fetchers: IntGauge,
+    /// Fetch request bytes (frames, header included) this broker's fetchers sent to leaders.
+    pub fetcher_request_bytes: IntCounter,
+    /// Fetch response bytes (frames) this broker's fetchers read from leaders.
+    pub fetcher_response_bytes: IntCounter,
+    /// Fetch requests this broker's fetchers sent, by kind (full, incremental).
+    pub fetcher_requests: IntCounterVec,
 }
 
 impl ReplicationMetrics {
@@ -113,6 +119,22 @@ impl ReplicationMetrics {
                 r,
                 "strata_replication_follower_fetchers",
                 "Leaders this broker fetches from as a follower.",
+            ),
+            fetcher_request_bytes: counter(
+                r,
+                "strata_replica_fetcher_request_bytes_total",
+                "Bytes of the fetch requests this broker sent to leaders as a follower.",
+            ),
+            fetcher_response_bytes: counter(
+                r,
+                "strata_replica_fetcher_response_bytes_total",
+                "Bytes of the fetch responses this broker read from leaders as a follower.",
+            ),
+            fetcher_requests: counter_vec(
+                r,
+                "strata_replica_fetcher_requests_total",
+                "Fetch requests this broker sent to leaders as a follower, by kind (full, incremental).",
+                &["kind"],
             ),
         }
     }

@@ -8,6 +8,7 @@
 
 pub mod alter_partition;
 pub mod delayed_fetch;
+pub mod fetch_session;
 pub mod fetcher;
 mod gauges;
 pub mod isr;

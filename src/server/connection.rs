@@ -5,6 +5,9 @@
 //! connection for that long: neither task reads another request until then, while responses
 //! already due are still written. Clients too old to wait by themselves (Produce < v6,
 //! Fetch < v8) also get their throttled response only once the time has passed.
+//!
+//! The request-time quota (`request_percentage`) is measured here, around the handler call and
+//! every poll of its response future (see `handlers::throttle` for what that time is).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -23,7 +26,9 @@ use super::sasl::{SaslConnection, SaslOutcome};
 use super::ServerLimits;
 use super::ServerMetrics;
 use crate::config::ListenerInfo;
-use crate::handlers::{self, KafkaApis, KafkaPrincipal, Reply, RequestContext, ResponseFuture};
+use crate::handlers::{
+    self, throttle, KafkaApis, KafkaPrincipal, Reply, RequestContext, ResponseFuture,
+};
 use crate::net::{BoxReadHalf, BoxWriteHalf};
 use crate::protocol::{decode_request, Decoded};
 use crate::quota::QuotaKind;
@@ -208,12 +213,13 @@ impl Mute {
 }
 
 /// A response's quota throttle: how long, and whether the response itself waits too (for
-/// clients older than KIP-219, which do not back off by themselves).
-fn response_throttle(version: i16, response: &ResponseKind) -> Option<(Duration, bool)> {
+/// clients older than KIP-219, which do not back off by themselves). Responses other than
+/// Produce and Fetch carry a throttle only for the request-time quota.
+fn response_throttle(version: i16, response: &mut ResponseKind) -> Option<(Duration, bool)> {
     let (ms, kind) = match response {
         ResponseKind::Produce(r) => (r.throttle_time_ms, QuotaKind::Produce),
         ResponseKind::Fetch(r) => (r.throttle_time_ms, QuotaKind::Fetch),
-        _ => return None,
+        other => (throttle::throttle_time_ms(other), QuotaKind::Request),
     };
     (ms > 0).then(|| {
         (
@@ -392,8 +398,8 @@ async fn wait_head(pending: &mut VecDeque<Pending>) -> Option<(Frame, Option<(Du
             correlation_id,
             ..
         }) => {
-            let response = future.await;
-            let throttle = response_throttle(*version, &response);
+            let mut response = future.await;
+            let throttle = response_throttle(*version, &mut response);
             encode_response(*api_key, *version, *correlation_id, &response).map(|b| (b, throttle))
         }
         // Ready entries are drained before the select; nothing to wait for.
@@ -415,6 +421,8 @@ fn handle_frame(
         let token = sasl.on_raw_token(&frame, apis.image().as_ref(), apis.clock.now_ms())?;
         return Ok(Some(raw_token_reply(metrics, &token)));
     }
+    // Decoding counts towards the request-time quota, as a Kafka network thread's time does.
+    let started = Instant::now();
     let (api_key, version, correlation_id) = match decode_request(
         frame,
         handlers::supported_versions,
@@ -465,15 +473,39 @@ fn handle_frame(
                 request_bytes,
                 listener: session.listener.clone(),
             };
+            let request_quota =
+                throttle::request_quota(apis, ctx.user(), ctx.client_id(), &request);
             let reply = handlers::dispatch(ctx, request)
                 .ok_or_else(|| format!("no handler for {api_key:?}"))?;
+            let spent = started.elapsed();
+            // The request-time quota: counted now for a reply that is complete, when the
+            // response is for one that waits (its polls count too).
+            let request_throttle = |resp: Option<&mut ResponseKind>| {
+                let ms = request_quota
+                    .as_ref()
+                    .map_or(0, |q| throttle::record_request_time(apis, q, spent));
+                if let Some(resp) = resp {
+                    throttle::raise_throttle_time(resp, ms);
+                }
+                Duration::from_millis(ms)
+            };
             match reply {
-                Reply::Nothing => return Ok(None),
+                Reply::Nothing => {
+                    let d = request_throttle(None);
+                    if !d.is_zero() {
+                        mute.extend(d);
+                    }
+                    return Ok(None);
+                }
                 Reply::Throttle(duration) => {
-                    mute.extend(duration);
+                    mute.extend(duration.max(request_throttle(None)));
                     return Ok(None);
                 }
                 Reply::Later(future) => {
+                    let future = match request_quota {
+                        Some(q) => throttle::timed(apis.clone(), q, spent, future),
+                        None => future,
+                    };
                     let timer = timer.waiting();
                     return Ok(Some(Pending::Waiting {
                         future,
@@ -483,8 +515,9 @@ fn handle_frame(
                         timer,
                     }));
                 }
-                Reply::Now(resp) => {
-                    let not_before = mute.apply(response_throttle(version, &resp));
+                Reply::Now(mut resp) => {
+                    request_throttle(Some(&mut resp));
+                    let not_before = mute.apply(response_throttle(version, &mut resp));
                     return encode_response(api_key, version, correlation_id, &resp)
                         .map(|bytes| {
                             Some(Pending::Ready {

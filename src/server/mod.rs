@@ -78,7 +78,7 @@ pub enum ServerError {
     Jwks {
         listener: String,
         #[source]
-        source: crate::security::sasl::oauthbearer::JwksError,
+        source: crate::sasl::oauthbearer::JwksError,
     },
 }
 

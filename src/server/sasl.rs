@@ -23,12 +23,8 @@ use kafka_protocol::messages::{
 use crate::config::NodeConfig;
 use crate::handlers::KafkaPrincipal;
 use crate::protocol::str_bytes;
-use crate::security::sasl::oauthbearer::{
-    JwksError, JwksSource, OAuthBearerSettings, OAuthBearerValidator,
-};
-use crate::security::sasl::{
-    CredentialStore, SaslError, SaslMechanism, SaslServer, SaslStep, ScramServer,
-};
+use crate::sasl::oauthbearer::{JwksError, JwksSource, OAuthBearerSettings, OAuthBearerValidator};
+use crate::sasl::{CredentialStore, SaslError, SaslMechanism, SaslServer, SaslStep, ScramServer};
 
 /// A SASL listener's settings, shared by its connections.
 #[derive(Debug)]
@@ -362,7 +358,7 @@ fn names(mechanisms: &[SaslMechanism]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::security::sasl::{plain, ScramCredential, ScramMechanism};
+    use crate::sasl::{plain, ScramCredential, ScramMechanism};
     use kafka_protocol::messages::{
         MetadataRequest, SaslAuthenticateRequest, SaslHandshakeRequest,
     };

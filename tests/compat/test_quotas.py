@@ -91,8 +91,8 @@ def test_producer_byte_rate_throttles_only_the_client_under_quota(broker_factory
     h.create_topic(broker.bootstrap, "quota-t", partitions=1)
 
     # Only what is enforced can be set; the refusal says why.
-    refused = quotas(broker, "alter", "--client-id", "slow", "--set", "request_percentage=50", ok=False)
-    assert "request_percentage" in refused.stderr and "not enforced" in refused.stderr, refused.stderr
+    refused = quotas(broker, "alter", "--client-id", "slow", "--set", "controller_mutation_rate=50", ok=False)
+    assert "controller_mutation_rate" in refused.stderr and "not enforced" in refused.stderr, refused.stderr
     quotas(broker, "alter", "--client-id", "slow", "--set", f"producer_byte_rate={QUOTA_BYTES_S}")
     described = quotas(broker, "describe", "--client-id", "slow").stdout
     assert described.strip() == f"client-id=slow\tproducer_byte_rate={QUOTA_BYTES_S}", described

@@ -56,6 +56,8 @@ class SaslBroker:
                 f"CONTROLLER://127.0.0.1:{b.controller_port}",
                 "inter.broker.listener.name": "PLAINTEXT",
                 "sasl.scram.bootstrap.credentials.file": str(creds),
+                # Authentication is under test here, not authorization (tests/compat/test_acls.py).
+                "allow.everyone.if.no.acl.found": "true",
                 **(extra or {}),
             }
         )

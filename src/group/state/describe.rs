@@ -14,6 +14,16 @@ impl GroupShard {
     pub fn describe(&self, group_id: &str) -> DescribedGroup {
         let base =
             DescribedGroup::default().with_group_id(GroupId(str_bytes(group_id.to_string())));
+        if self.consumer_groups.contains_key(group_id) {
+            // Kafka answers DescribeGroups for a consumer group with GROUP_ID_NOT_FOUND;
+            // ConsumerGroupDescribe describes it.
+            return base
+                .with_group_state(str_bytes(GroupState::Dead.name()))
+                .with_error_code(code(E::GroupIdNotFound))
+                .with_error_message(Some(str_bytes(format!(
+                    "Group {group_id} is not a classic group."
+                ))));
+        }
         let Some(g) = self.groups.get(group_id) else {
             return base
                 .with_group_state(str_bytes(GroupState::Dead.name()))
@@ -56,7 +66,9 @@ impl GroupShard {
         let mut groups: Vec<ListedGroup> = self
             .groups
             .values()
-            .filter(|g| g.state != GroupState::Dead)
+            .filter(|g| {
+                g.state != GroupState::Dead && !self.consumer_groups.contains_key(&g.group_id)
+            })
             .map(|g| {
                 ListedGroup::default()
                     .with_group_id(GroupId(str_bytes(g.group_id.clone())))
@@ -65,12 +77,17 @@ impl GroupShard {
                     .with_group_type(str_bytes("classic"))
             })
             .collect();
+        groups.extend(self.list_consumer_groups());
         groups.sort_by(|a, b| a.group_id.0.cmp(&b.group_id.0));
         groups
     }
 
     /// DeleteGroups: only an empty group goes, with tombstones for its offsets and metadata.
     pub(super) fn delete_group(&mut self, d: &mut Decision, waiter: Waiter, group_id: &str) {
+        if self.consumer_groups.contains_key(group_id) {
+            let c = self.delete_consumer_group(d, group_id);
+            return d.reply(waiter, GroupResponse::Delete(c));
+        }
         let c = match self.groups.get(group_id) {
             None => code(E::GroupIdNotFound),
             Some(g) if g.state == GroupState::Dead => code(E::GroupIdNotFound),

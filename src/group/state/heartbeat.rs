@@ -147,6 +147,9 @@ impl GroupShard {
                 }
             }
         }
+        if let Some(t) = self.next_consumer_deadline_ms() {
+            consider(t);
+        }
         next
     }
 
@@ -158,6 +161,7 @@ impl GroupShard {
             expire_sessions(&mut d, group, now_ms, initial_delay_ms);
             group.on_join_deadline(&mut d, now_ms, initial_delay_ms);
         }
+        self.tick_consumer(&mut d, now_ms);
         d
     }
 }

@@ -120,6 +120,9 @@ impl GroupShard {
         if let Err(e) = validate(&self.config, &j) {
             return j.fail(d, e);
         }
+        if let Err(e) = self.downgrade_for_join(d, &j.group_id) {
+            return j.fail(d, e);
+        }
         if !self.groups.contains_key(&j.group_id) {
             // Only a member without an id can be the first of a group.
             if !j.member_id.is_empty() {

@@ -25,7 +25,9 @@
 //! - `heartbeat`: Heartbeat, LeaveGroup, and the timers (session expiry, join deadlines).
 //! - `offsets`: OffsetCommit, OffsetFetch, OffsetDelete and offset retention.
 //! - `describe`: DescribeGroups, ListGroups and DeleteGroups.
+//! - `consumer`: the consumer groups (KIP-848) of the shard, decided by `group::consumer`.
 
+mod consumer;
 mod describe;
 mod group;
 mod heartbeat;
@@ -36,19 +38,24 @@ mod replay;
 mod sync;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError as E;
+use kafka_protocol::messages::consumer_group_describe_response::DescribedGroup as ConsumerDescribedGroup;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{
-    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
-    LeaveGroupResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest,
-    OffsetDeleteResponse, SyncGroupRequest, SyncGroupResponse,
+    ConsumerGroupHeartbeatResponse, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
+    JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, SyncGroupRequest,
+    SyncGroupResponse,
 };
 
+use super::consumer::{ConsumerGroup, ConsumerGroupConfig, TopicsImage};
 use super::records::{OffsetAndMetadata, OffsetsRecord};
 use crate::model::{Offset, TopicPartition};
 use crate::protocol::str_bytes;
+pub use consumer::ConsumerHeartbeat;
 pub use group::{Group, Member};
 
 /// Identifies a request waiting for its reply; the shard task maps it to a channel.
@@ -69,6 +76,8 @@ pub struct GroupConfig {
     pub offset_metadata_max_bytes: usize,
     /// `offsets.retention.minutes`, in ms.
     pub offsets_retention_ms: i64,
+    /// `group.consumer.*`
+    pub consumer: ConsumerGroupConfig,
 }
 
 impl Default for GroupConfig {
@@ -80,6 +89,7 @@ impl Default for GroupConfig {
             max_group_size: i32::MAX as usize,
             offset_metadata_max_bytes: 4096,
             offsets_retention_ms: 7 * 24 * 3600 * 1000,
+            consumer: ConsumerGroupConfig::default(),
         }
     }
 }
@@ -144,12 +154,15 @@ pub enum GroupRequest {
         req: LeaveGroupRequest,
     },
     Commit {
+        version: i16,
         req: OffsetCommitRequest,
     },
-    /// `topics: None` asks for every committed offset of the group.
+    /// `topics: None` asks for every committed offset of the group. `member`: the member id
+    /// and epoch of a consumer-group member asking (OffsetFetch v9+).
     FetchOffsets {
         group_id: String,
         topics: Option<Vec<(String, Vec<i32>)>>,
+        member: Option<(String, i32)>,
     },
     Describe {
         group_id: String,
@@ -160,6 +173,11 @@ pub enum GroupRequest {
     },
     DeleteOffsets {
         req: OffsetDeleteRequest,
+    },
+    ConsumerHeartbeat(Box<ConsumerHeartbeat>),
+    ConsumerDescribe {
+        group_ids: Vec<String>,
+        image: Arc<TopicsImage>,
     },
 }
 
@@ -183,6 +201,8 @@ pub enum GroupResponse {
     List(Vec<ListedGroup>),
     Delete(i16),
     DeleteOffsets(OffsetDeleteResponse),
+    ConsumerHeartbeat(ConsumerGroupHeartbeatResponse),
+    ConsumerDescribe(Vec<ConsumerDescribedGroup>),
 }
 
 impl GroupResponse {
@@ -215,6 +235,12 @@ impl GroupResponse {
             GroupResponse::DeleteOffsets(r) => {
                 GroupResponse::DeleteOffsets(r.with_error_code(code))
             }
+            GroupResponse::ConsumerHeartbeat(_) => GroupResponse::ConsumerHeartbeat(
+                ConsumerGroupHeartbeatResponse::default().with_error_code(code),
+            ),
+            GroupResponse::ConsumerDescribe(gs) => GroupResponse::ConsumerDescribe(
+                gs.into_iter().map(|g| g.with_error_code(code)).collect(),
+            ),
         }
     }
 }
@@ -258,6 +284,10 @@ fn code(e: E) -> i16 {
 pub struct GroupShard {
     pub config: GroupConfig,
     pub groups: HashMap<String, Group>,
+    /// The groups of the consumer protocol, by id; their offsets are in `groups`.
+    pub consumer_groups: HashMap<String, ConsumerGroup>,
+    /// The image of the last consumer heartbeat, for assignments decided by timers.
+    last_image: Option<Arc<TopicsImage>>,
     join_seq: u64,
 }
 
@@ -266,6 +296,8 @@ impl GroupShard {
         GroupShard {
             config,
             groups: HashMap::new(),
+            consumer_groups: HashMap::new(),
+            last_image: None,
             join_seq: 0,
         }
     }
@@ -276,8 +308,16 @@ impl GroupShard {
             .values()
             .map(|g| GroupSummary {
                 group_id: g.group_id.clone(),
-                state: g.state,
-                members: g.members.len(),
+                // A consumer group counts as Stable while it has members.
+                state: match self.consumer_groups.get(&g.group_id) {
+                    Some(c) if !c.members.is_empty() => GroupState::Stable,
+                    _ => g.state,
+                },
+                members: g.members.len()
+                    + self
+                        .consumer_groups
+                        .get(&g.group_id)
+                        .map_or(0, |c| c.members.len()),
                 offsets: g
                     .offsets
                     .iter()
@@ -308,10 +348,29 @@ impl GroupShard {
             GroupRequest::Leave { version, req } => {
                 self.leave(&mut d, waiter, version, req, now_ms)
             }
-            GroupRequest::Commit { req } => self.commit(&mut d, waiter, req, now_ms),
-            GroupRequest::FetchOffsets { group_id, topics } => {
-                let r = self.fetch_offsets(&group_id, topics);
+            GroupRequest::Commit { version, req } => {
+                self.commit(&mut d, waiter, version, req, now_ms)
+            }
+            GroupRequest::FetchOffsets {
+                group_id,
+                topics,
+                member,
+            } => {
+                let r = match self.check_consumer_fetch(&group_id, member.as_ref()) {
+                    Some(c) => FetchedOffsets {
+                        error_code: c,
+                        topics: Vec::new(),
+                    },
+                    None => self.fetch_offsets(&group_id, topics),
+                };
                 d.reply(waiter, GroupResponse::FetchOffsets(r));
+            }
+            GroupRequest::ConsumerHeartbeat(hb) => {
+                self.consumer_heartbeat(&mut d, waiter, *hb, now_ms)
+            }
+            GroupRequest::ConsumerDescribe { group_ids, image } => {
+                let r = self.consumer_describe(&group_ids, &image);
+                d.reply(waiter, GroupResponse::ConsumerDescribe(r));
             }
             GroupRequest::Describe { group_id } => {
                 let r = self.describe(&group_id);

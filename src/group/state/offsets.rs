@@ -25,10 +25,21 @@ impl GroupShard {
         &mut self,
         d: &mut Decision,
         waiter: Waiter,
+        version: i16,
         req: OffsetCommitRequest,
         now_ms: i64,
     ) {
-        if let Err(c) = self.admit_commit(&req, now_ms) {
+        let admitted = match self.admit_consumer_commit(
+            req.group_id.0.as_str(),
+            req.member_id.as_str(),
+            req.generation_id_or_member_epoch,
+            version,
+            now_ms,
+        ) {
+            Some(r) => r,
+            None => self.admit_commit(&req, now_ms),
+        };
+        if let Err(c) = admitted {
             let resp = commit_error(&req, c);
             return d.reply(waiter, GroupResponse::Commit(resp));
         }
@@ -189,6 +200,7 @@ impl GroupShard {
         req: OffsetDeleteRequest,
     ) {
         let group_id = req.group_id.0.to_string();
+        let consumer_subscribed = self.consumer_subscribed(&group_id, &req);
         let Some(group) = self.groups.get_mut(&group_id) else {
             d.reply(
                 waiter,
@@ -198,7 +210,9 @@ impl GroupShard {
             );
             return;
         };
-        let subscribed: Vec<String> = if group.state == GroupState::Empty {
+        let subscribed: Vec<String> = if let Some(t) = consumer_subscribed {
+            t
+        } else if group.state == GroupState::Empty {
             Vec::new()
         } else {
             match group.subscribed_topics() {
@@ -266,8 +280,13 @@ impl GroupShard {
         let mut d = Decision::default();
         let retention = self.config.offsets_retention_ms;
         let mut dead = Vec::new();
+        let consumer_groups = &mut self.consumer_groups;
         for group in self.groups.values_mut() {
-            if group.state != GroupState::Empty {
+            if group.state != GroupState::Empty
+                || consumer_groups
+                    .get(&group.group_id)
+                    .is_some_and(|c| !c.members.is_empty())
+            {
                 continue;
             }
             let consumer_group = group.protocol_type.is_some();
@@ -301,10 +320,15 @@ impl GroupShard {
                 && group.pending_members.is_empty()
             {
                 dead.push(group.group_id.clone());
-                d.records.push(OffsetsRecord::GroupMetadata {
-                    group: group.group_id.clone(),
-                    value: None,
-                });
+                match consumer_groups.remove(&group.group_id) {
+                    Some(c) => d
+                        .records
+                        .extend(c.tombstones().into_iter().map(OffsetsRecord::Consumer)),
+                    None => d.records.push(OffsetsRecord::GroupMetadata {
+                        group: group.group_id.clone(),
+                        value: None,
+                    }),
+                }
             }
         }
         for g in dead {
@@ -352,6 +376,7 @@ mod tests {
 
     fn commit(group: &str, member_id: &str, generation: i32) -> GroupRequest {
         GroupRequest::Commit {
+            version: 9,
             req: OffsetCommitRequest::default()
                 .with_group_id(GroupId(str_bytes(group)))
                 .with_member_id(str_bytes(member_id))
@@ -400,12 +425,12 @@ mod tests {
             offset_metadata_max_bytes: 2,
             ..GroupConfig::default()
         });
-        let GroupRequest::Commit { req } = commit("g", "", -1) else {
+        let GroupRequest::Commit { req, .. } = commit("g", "", -1) else {
             unreachable!()
         };
         let mut req = req;
         req.topics[0].partitions[0].committed_metadata = Some(str_bytes("too long"));
-        let d = s.handle(1, GroupRequest::Commit { req }, NOW_MS);
+        let d = s.handle(1, GroupRequest::Commit { version: 9, req }, NOW_MS);
         assert_eq!(error_code(&d), E::OffsetMetadataTooLarge.code());
         assert!(d.records.is_empty());
     }

@@ -9,6 +9,7 @@ impl GroupShard {
     /// Members of a loaded group are considered alive from `now_ms`.
     pub fn replay(&mut self, record: OffsetsRecord, now_ms: i64) {
         match record {
+            OffsetsRecord::Consumer(r) => self.replay_consumer(r, now_ms),
             OffsetsRecord::OffsetCommit {
                 group,
                 topic,
@@ -26,6 +27,7 @@ impl GroupShard {
                     if let Some(g) = self.groups.get_mut(&group) {
                         g.offsets.remove(&(topic, partition));
                         if g.offsets.is_empty()
+                            && !self.consumer_groups.contains_key(&group)
                             && g.protocol_type.is_none()
                             && g.members.is_empty()
                             && g.generation == 0

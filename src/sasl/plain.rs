@@ -57,7 +57,7 @@ pub fn authenticate(token: &[u8], store: &dyn CredentialStore) -> Result<SaslSte
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::security::sasl::ScramCredential;
+    use crate::sasl::ScramCredential;
 
     struct One(ScramMechanism, ScramCredential);
     impl CredentialStore for One {

@@ -1,3 +1,9 @@
+//! Authentication by SASL: the mechanisms as pure state machines (server and client sides)
+//! and the SCRAM credential they verify against. Nothing here touches a socket:
+//! `server::sasl` feeds a mechanism the client's tokens, `client` drives the client side,
+//! `controller` stores [`ScramCredential`]s in the metadata image; the one piece of I/O is
+//! loading an OAUTHBEARER key set ([`oauthbearer::JwksSource`]), done by the broker.
+//!
 //! SASL mechanisms (Kafka's `sasl.enabled.mechanisms`): PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
 //! and OAUTHBEARER.
 //!
