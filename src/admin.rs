@@ -21,14 +21,19 @@ use crate::client::KafkaClient;
 use crate::protocol::{str_bytes, topic_name};
 
 pub mod acls;
+pub mod command_config;
 pub mod groups;
 pub mod quotas;
+pub mod users;
 
 #[derive(Args, Debug)]
 pub struct TopicsArgs {
     /// host:port of any broker.
     #[arg(long, default_value = "127.0.0.1:9092", global = true)]
     pub bootstrap_server: String,
+    /// Kafka client properties: security.protocol, sasl.mechanism, sasl.jaas.config, ...
+    #[arg(long, global = true, value_name = "FILE")]
+    pub command_config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: TopicsCommand,
 }
@@ -62,15 +67,21 @@ pub enum TopicsCommand {
     Delete { name: String },
 }
 
-/// Connects the tools' client to `addr`.
+/// Connects the tools' client to `addr`, with TLS and SASL as `--command-config` says.
 pub async fn connect(addr: &str) -> anyhow::Result<KafkaClient> {
-    Ok(KafkaClient::connect(
-        &crate::net::TokioNetwork,
+    let settings = command_config::settings();
+    let network = command_config::network(&settings)?;
+    let mut client = KafkaClient::connect(
+        network.as_ref(),
         addr,
         "strata-admin",
         Duration::from_secs(10),
     )
-    .await?)
+    .await?;
+    if let Some(creds) = &settings.sasl {
+        client.authenticate(creds).await?;
+    }
+    Ok(client)
 }
 
 fn parse_kv(s: &str) -> anyhow::Result<(String, String)> {
@@ -93,6 +104,7 @@ fn check(code: i16, message: Option<&str>, what: &str) -> anyhow::Result<()> {
 }
 
 pub async fn run_topics(args: TopicsArgs) -> anyhow::Result<()> {
+    command_config::load(args.command_config.as_deref())?;
     let mut client = connect(&args.bootstrap_server).await?;
     match args.command {
         TopicsCommand::Create {

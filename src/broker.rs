@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::SharedClock;
 use crate::config::{Listener, NodeConfig};
 use crate::controller::broker_lifecycle::spawn_heartbeats;
+use crate::controller::decide_bootstrap_credentials;
 use crate::controller::producer_ids::ProducerIdManager;
 use crate::controller::ControllerMetrics;
 use crate::controller::{
@@ -36,6 +37,8 @@ use crate::replication::{
     effective_node_config, FetcherSettings, MetadataClient, ReplicaFetcherManager, ReplicaManager,
 };
 use crate::replication::{BrokerTopicMetrics, ReplicationMetrics};
+use crate::sasl::scram::BootstrapCredential;
+use crate::sasl::{ScramCredential, ScramMechanism};
 use crate::security::{authorizer_settings, Authorizer};
 use crate::server::ServerMetrics;
 
@@ -310,6 +313,7 @@ impl Broker {
             apis,
         });
         broker.follow_metadata();
+        spawn_bootstrap_scram(&node, &broker)?;
         spawn_heartbeats(
             controller.clone(),
             node_id,
@@ -555,6 +559,106 @@ fn fetcher_settings(node: &NodeConfig) -> FetcherSettings {
         response_max_bytes: node.get_i32("replica.fetch.response.max.bytes").max(1),
         backoff: Duration::from_millis(node.get_i64("replica.fetch.backoff.ms").max(0) as u64),
     }
+}
+
+/// The file `strata format --add-scram` writes into the first log dir: the derived credentials
+/// (salt, iterations, keys; never a password), created at the first start that can commit them.
+pub const BOOTSTRAP_SCRAM_FILE: &str = "bootstrap-scram.json";
+
+type BootstrapCredentials = Vec<(String, ScramMechanism, ScramCredential)>;
+
+/// `strata format --add-scram`: writes the credentials for the first start to create.
+pub fn write_bootstrap_scram(
+    node: &NodeConfig,
+    specs: &[BootstrapCredential],
+) -> Result<PathBuf, BrokerError> {
+    let dir = node.log_dirs().into_iter().next().unwrap_or_default();
+    let path = dir.join(BOOTSTRAP_SCRAM_FILE);
+    let credentials: BootstrapCredentials = specs
+        .iter()
+        .map(|c| (c.user.clone(), c.mechanism, c.credential()))
+        .collect();
+    let json = serde_json::to_vec_pretty(&credentials).unwrap_or_default();
+    std::fs::write(&path, json).map_err(|source| BrokerError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(path)
+}
+
+/// Reads the bootstrap credentials (the format file and `sasl.scram.bootstrap.credentials.file`)
+/// now, so a bad file stops the start, and commits those missing from the image in the
+/// background (the controller may not be reachable yet). The format file is renamed once
+/// applied; the config file is read at every start, creating only what is missing.
+fn spawn_bootstrap_scram(node: &NodeConfig, broker: &Arc<Broker>) -> Result<(), BrokerError> {
+    let io = |path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |source| BrokerError::Io { path, source }
+    };
+    let mut credentials: BootstrapCredentials = Vec::new();
+    let formatted = node
+        .log_dirs()
+        .into_iter()
+        .next()
+        .map(|d| d.join(BOOTSTRAP_SCRAM_FILE))
+        .filter(|p| p.exists());
+    if let Some(path) = &formatted {
+        let bytes = std::fs::read(path).map_err(io(path))?;
+        let parsed: BootstrapCredentials = serde_json::from_slice(&bytes)
+            .map_err(|e| io(path)(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+        credentials.extend(parsed);
+    }
+    let file = node.get("sasl.scram.bootstrap.credentials.file");
+    if !file.is_empty() {
+        let path = PathBuf::from(file);
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        for (n, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        {
+            let c = BootstrapCredential::parse(line).map_err(|reason| {
+                crate::config::ConfigError::InvalidValue {
+                    key: "sasl.scram.bootstrap.credentials.file".into(),
+                    value: format!("{file}:{}", n + 1),
+                    reason,
+                }
+            })?;
+            credentials.push((c.user.clone(), c.mechanism, c.credential()));
+        }
+    }
+    if credentials.is_empty() {
+        return Ok(());
+    }
+    let (metadata, shutdown) = (broker.metadata.clone(), broker.shutdown.clone());
+    tokio::spawn(async move {
+        // Bounded: a controller that stays unreachable this long is an outage to fix first.
+        for attempt in 0..120u32 {
+            match metadata
+                .commit(|image| Ok(((), decide_bootstrap_credentials(image, &credentials))))
+                .await
+            {
+                Ok(()) => {
+                    let users: Vec<&str> = credentials.iter().map(|(u, _, _)| u.as_str()).collect();
+                    tracing::info!(?users, "bootstrap SCRAM credentials present");
+                    if let Some(path) = formatted {
+                        let _ = std::fs::rename(&path, path.with_extension("json.applied"));
+                    }
+                    return;
+                }
+                Err(e) if attempt % 10 == 0 => {
+                    tracing::warn!(error = %e, "bootstrap SCRAM credentials not committed yet; retrying")
+                }
+                Err(_) => {}
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+        tracing::error!("bootstrap SCRAM credentials could not be committed; create them with AlterUserScramCredentials");
+    });
+    Ok(())
 }
 
 /// `strata format`: writes `meta.properties` with `cluster_id` into every log dir of `node`;

@@ -37,6 +37,8 @@
 //! - [`admin`]: the `strata topics`, `strata groups`, `strata quotas` and `strata acls` commands; [`client`]:
 //!   the Kafka-protocol client they and follower fetchers use.
 //! - `alloc`: the process allocator, which reserves huge blocks lazily (see its docs).
+//! - [`sasl`]: the SASL mechanisms (PLAIN, SCRAM, OAUTHBEARER) as pure state machines,
+//!   server and client side, and the SCRAM credential.
 //! - [`model`]: newtypes for offsets, epochs and ids; [`clock`]: injected time.
 
 pub mod admin;
@@ -57,5 +59,6 @@ pub mod protocol;
 pub mod quota;
 pub mod replication;
 pub mod runtime;
+pub mod sasl;
 pub mod security;
 pub mod server;

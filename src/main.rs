@@ -45,13 +45,19 @@ enum Command {
     /// Describe and alter client quotas (producer_byte_rate, consumer_byte_rate) by user and
     /// client id on any Kafka-protocol broker.
     Quotas(strata::admin::quotas::QuotasArgs),
+    /// Create, delete and list SCRAM users on any Kafka-protocol broker.
+    Users(strata::admin::users::UsersArgs),
     /// Create, list and delete ACLs (kafka-acls.sh's flags) on any Kafka-protocol broker.
     Acls(strata::admin::acls::AclsArgs),
     /// Write meta.properties (cluster id, node id) into every log dir, once, before the first
-    /// start of a node of a multi-node cluster.
+    /// start of a node of a multi-node cluster; with --add-scram, SCRAM credentials the first
+    /// start creates (as kafka-storage format --add-scram).
     Format {
         #[arg(long)]
         cluster_id: String,
+        /// MECHANISM=[name=USER,password=PASSWORD(,iterations=N)], repeatable.
+        #[arg(long = "add-scram", value_name = "SPEC")]
+        add_scram: Vec<String>,
         #[arg(long)]
         config: Option<PathBuf>,
         #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -96,10 +102,11 @@ fn main() -> std::process::ExitCode {
             print_config,
         } => run_serve(config, sets, print_config),
         Command::Format {
+            add_scram,
             cluster_id,
             config,
             sets,
-        } => run_format(cluster_id, config, sets),
+        } => run_format(cluster_id, config, sets, add_scram),
         Command::Cluster {
             command: ClusterCommand::Describe { controller, json },
         } => runtime().and_then(|rt| rt.block_on(describe_cluster(controller, json))),
@@ -111,6 +118,9 @@ fn main() -> std::process::ExitCode {
         }
         Command::Quotas(args) => {
             runtime().and_then(|rt| rt.block_on(strata::admin::quotas::run_quotas(args)))
+        }
+        Command::Users(args) => {
+            runtime().and_then(|rt| rt.block_on(strata::admin::users::run_users(args)))
         }
         Command::Topics(args) => {
             runtime().and_then(|rt| rt.block_on(strata::admin::run_topics(args)))
@@ -155,9 +165,26 @@ fn run_format(
     cluster_id: String,
     config: Option<PathBuf>,
     sets: Vec<String>,
+    add_scram: Vec<String>,
 ) -> anyhow::Result<()> {
     let node = load_config(config, sets)?;
-    for dir in strata::broker::format_log_dirs(&node, &cluster_id)? {
+    let specs = add_scram
+        .iter()
+        .map(|s| {
+            strata::sasl::scram::BootstrapCredential::parse(s)
+                .map_err(|e| anyhow::anyhow!("--add-scram: {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let dirs = strata::broker::format_log_dirs(&node, &cluster_id)?;
+    if !specs.is_empty() {
+        let path = strata::broker::write_bootstrap_scram(&node, &specs)?;
+        println!(
+            "wrote {} SCRAM credential(s) for the first start to {}",
+            specs.len(),
+            path.display()
+        );
+    }
+    for dir in dirs {
         println!(
             "formatted {} (cluster {cluster_id}, node {})",
             dir.display(),
@@ -230,11 +257,11 @@ async fn serve_node(node: NodeConfig) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {addr} (listener {})", l.info.name))?;
         tracing::info!(listener = %l.info.name, protocol = %l.info.security_protocol, %addr, advertised = %format!("{}:{}", l.advertised.host, l.advertised.port), "listening");
-        listeners.push(KafkaListener::new(
-            &node,
-            &l,
-            strata::net::tokio_acceptor(socket),
-        )?);
+        listeners.push(
+            KafkaListener::new(&node, &l, strata::net::tokio_acceptor(socket))?
+                .with_sasl(&node)
+                .await?,
+        );
     }
     let metrics = Arc::new(Metrics::new());
     let broker_slot: Arc<OnceLock<Arc<Broker>>> = Arc::new(OnceLock::new());

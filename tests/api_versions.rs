@@ -551,6 +551,43 @@ async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16, topic_id: uuid::Uuid
             let resp = send(c, &req, v).await;
             assert_eq!(resp.entries[0].error_code, 0, "AlterClientQuotas v{v}");
         }
+        ApiKey::SaslHandshake => {
+            // A PLAINTEXT listener: Kafka's answer, ILLEGAL_SASL_STATE (tests/sasl.rs covers
+            // SASL listeners at every version).
+            let req = SaslHandshakeRequest::default().with_mechanism(s("PLAIN"));
+            let resp = send(c, &req, v).await;
+            assert_eq!(resp.error_code, 34, "SaslHandshake v{v}");
+        }
+        ApiKey::SaslAuthenticate => {
+            let req = SaslAuthenticateRequest::default().with_auth_bytes(b"\0u\0p".to_vec().into());
+            let resp = send(c, &req, v).await;
+            assert_eq!(resp.error_code, 34, "SaslAuthenticate v{v}");
+        }
+        ApiKey::AlterUserScramCredentials => {
+            let upsert = alter_user_scram_credentials_request::ScramCredentialUpsertion::default()
+                .with_name(s("apiv"))
+                .with_mechanism(1)
+                .with_iterations(4096)
+                .with_salt(b"salt".to_vec().into())
+                .with_salted_password(vec![7u8; 32].into());
+            let req = AlterUserScramCredentialsRequest::default().with_upsertions(vec![upsert]);
+            let resp = send(c, &req, v).await;
+            assert_eq!(resp.results.len(), 1, "AlterUserScramCredentials v{v}");
+            assert_eq!(
+                resp.results[0].error_code, 0,
+                "AlterUserScramCredentials v{v}"
+            );
+        }
+        ApiKey::DescribeUserScramCredentials => {
+            let req = DescribeUserScramCredentialsRequest::default().with_users(Some(vec![
+                describe_user_scram_credentials_request::UserName::default().with_name(s("nobody")),
+            ]));
+            let resp = send(c, &req, v).await;
+            assert_eq!(
+                resp.results[0].error_code, 91,
+                "DescribeUserScramCredentials v{v}"
+            );
+        }
         ApiKey::DescribeQuorum => {
             let req = DescribeQuorumRequest::default().with_topics(vec![
                 describe_quorum_request::TopicData::default()

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["model", "clock", "alloc", "runtime", "net"],
     &["protocol"],
+    &["sasl"],
     &["client"],
     &["log"],
     &["config"],

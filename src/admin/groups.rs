@@ -26,6 +26,9 @@ pub struct GroupsArgs {
     /// host:port of any broker.
     #[arg(long, default_value = "127.0.0.1:9092", global = true)]
     pub bootstrap_server: String,
+    /// Kafka client properties: security.protocol, sasl.mechanism, sasl.jaas.config, ...
+    #[arg(long, global = true, value_name = "FILE")]
+    pub command_config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: GroupsCommand,
 }
@@ -170,6 +173,7 @@ async fn offsets_at(
 }
 
 pub async fn run_groups(args: GroupsArgs) -> anyhow::Result<()> {
+    super::command_config::load(args.command_config.as_deref())?;
     let mut client = connect(&args.bootstrap_server).await?;
     match args.command {
         GroupsCommand::List { states } => {

@@ -24,6 +24,9 @@ pub struct QuotasArgs {
     /// host:port of any broker.
     #[arg(long, default_value = "127.0.0.1:9092", global = true)]
     pub bootstrap_server: String,
+    /// Kafka client properties: security.protocol, sasl.mechanism, sasl.jaas.config, ...
+    #[arg(long, global = true, value_name = "FILE")]
+    pub command_config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: QuotasCommand,
 }
@@ -99,6 +102,7 @@ fn entity_text<'a>(parts: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> S
 }
 
 pub async fn run_quotas(args: QuotasArgs) -> anyhow::Result<()> {
+    super::command_config::load(args.command_config.as_deref())?;
     let mut client = connect(&args.bootstrap_server).await?;
     match args.command {
         QuotasCommand::Describe { entity, strict } => {

@@ -96,9 +96,12 @@ pub fn listener_prefix(listener: &str) -> String {
     format!("listener.name.{}.", listener.to_ascii_lowercase())
 }
 
-/// Keys that may be set per listener. SASL keys join them when SASL is built.
+/// Keys that may be set per listener.
 fn listener_scoped(key: &str) -> bool {
-    key.starts_with("ssl.") || key == "max.connections" || key == "max.connection.creation.rate"
+    key.starts_with("ssl.")
+        || key == "sasl.enabled.mechanisms"
+        || key == "max.connections"
+        || key == "max.connection.creation.rate"
 }
 
 impl NodeConfig {
@@ -348,10 +351,17 @@ impl NodeConfig {
     /// Listener checks that single values cannot express.
     pub(super) fn check_listeners(&self) -> Result<(), ConfigError> {
         let listeners = self.kafka_listeners()?;
-        self.inter_broker_listener()?;
+        let inter_broker = self.inter_broker_listener()?;
+        if inter_broker.info.security_protocol.uses_sasl() {
+            return Err(ConfigError::InvalidValue {
+                key: "inter.broker.listener.name".into(),
+                value: inter_broker.info.name.clone(),
+                reason: "the inter-broker listener cannot use SASL yet: name a PLAINTEXT or SSL listener".into(),
+            });
+        }
         self.controller_listener()?;
         for l in &listeners {
-            refuse_unsupported(&l.info)?;
+            refuse_unsupported(self, &l.info)?;
             if l.info.security_protocol.uses_tls() {
                 self.principal_mapper(&l.info.name)?;
                 if self.tls_settings(&l.info.name).certificate.is_none() {
@@ -396,13 +406,9 @@ impl NodeConfig {
 }
 
 /// A listener whose protocol this broker cannot serve yet.
-fn refuse_unsupported(info: &ListenerInfo) -> Result<(), ConfigError> {
+fn refuse_unsupported(node: &NodeConfig, info: &ListenerInfo) -> Result<(), ConfigError> {
     if info.security_protocol.uses_sasl() {
-        return Err(ConfigError::InvalidValue {
-            key: "listener.security.protocol.map".into(),
-            value: format!("{}:{}", info.name, info.security_protocol),
-            reason: "SASL is not supported yet: use PLAINTEXT or SSL listeners".into(),
-        });
+        node.sasl_mechanisms(&info.name)?;
     }
     Ok(())
 }
@@ -508,11 +514,6 @@ mod tests {
         let err = load(&[("listeners", "FOO://:1,CONTROLLER://:2")]).expect_err("must fail");
         assert!(
             err.to_string().contains("FOO has no security protocol"),
-            "{err}"
-        );
-        let err = load(&[("listeners", "SASL_SSL://:1")]).expect_err("must fail");
-        assert!(
-            err.to_string().contains("SASL is not supported yet"),
             "{err}"
         );
         let err = load(&[("inter.broker.listener.name", "SSL")]).expect_err("must fail");

@@ -8,6 +8,7 @@
 
 pub mod defs;
 mod listeners;
+mod sasl;
 
 pub use listeners::{listener_prefix, KafkaListenerConfig, ListenerInfo, SecurityProtocol};
 

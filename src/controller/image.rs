@@ -11,6 +11,7 @@ use super::records::{BrokerEndpoint, MetadataRecord};
 use crate::config::TopicConfig;
 use crate::model::{BrokerId, LeaderEpoch, PartitionIndex, TopicId};
 use crate::quota::ClientQuotas;
+use crate::sasl::{CredentialStore, ScramCredential, ScramMechanism};
 use crate::security::acl::AclIndex;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,9 +75,18 @@ pub struct MetadataImage {
     /// Client quotas by entity (user / client id, named or default).
     #[serde(default)]
     pub client_quotas: ClientQuotas,
+    /// SCRAM credentials by user and mechanism; PLAIN verifies against them too.
+    #[serde(default)]
+    pub scram_credentials: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
     /// The ACLs, indexed by resource for the authorizer.
     #[serde(default)]
     pub acls: AclIndex,
+}
+
+impl CredentialStore for MetadataImage {
+    fn scram_credential(&self, user: &str, mechanism: ScramMechanism) -> Option<ScramCredential> {
+        self.scram_credentials.get(user)?.get(&mechanism).cloned()
+    }
 }
 
 impl MetadataImage {
@@ -198,6 +208,24 @@ impl MetadataImage {
             }
             MetadataRecord::ClientQuota { entity, key, value } => {
                 self.client_quotas.apply(entity, key, *value);
+            }
+            MetadataRecord::UserScramCredential {
+                user,
+                mechanism,
+                credential,
+            } => {
+                self.scram_credentials
+                    .entry(user.clone())
+                    .or_default()
+                    .insert(*mechanism, credential.clone());
+            }
+            MetadataRecord::RemoveUserScramCredential { user, mechanism } => {
+                if let Some(by_mechanism) = self.scram_credentials.get_mut(user) {
+                    by_mechanism.remove(mechanism);
+                    if by_mechanism.is_empty() {
+                        self.scram_credentials.remove(user);
+                    }
+                }
             }
             MetadataRecord::AccessControlEntry { id, binding } => {
                 self.acls.add(*id, binding.clone());

@@ -52,6 +52,7 @@ pub mod producer_ids;
 pub mod quorum;
 pub mod quota_shares;
 pub mod records;
+pub mod scram_credentials;
 pub mod state_machine;
 
 use std::collections::BTreeSet;
@@ -63,6 +64,9 @@ pub use image::{BrokerRegistration, MetadataImage, PartitionRegistration, TopicI
 pub use metrics::ControllerMetrics;
 pub use node::Controller;
 pub use records::{BrokerEndpoint, MetadataRecord};
+pub use scram_credentials::{
+    decide_bootstrap_credentials, decide_scram_credentials, ScramAlteration, ScramAlterationError,
+};
 pub use settings::ControllerSettings;
 
 use crate::config::defs::node_key;

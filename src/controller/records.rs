@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::SecurityProtocol;
 use crate::model::{BrokerId, LeaderEpoch, PartitionIndex, TopicId};
 use crate::quota::ClientQuotaEntity;
+use crate::sasl::{ScramCredential, ScramMechanism};
 use crate::security::acl::{AclBinding, AclId};
 
 /// One advertised listener of a broker (Kafka's `BrokerEndpoint` of `RegisterBrokerRecord`).
@@ -77,6 +78,18 @@ pub enum MetadataRecord {
         entity: ClientQuotaEntity,
         key: String,
         value: Option<f64>,
+    },
+    /// A user's SCRAM credential for one mechanism, created or replaced (Kafka's
+    /// `UserScramCredentialRecord`): the salt, iterations and derived keys, never the password.
+    UserScramCredential {
+        user: String,
+        mechanism: ScramMechanism,
+        credential: ScramCredential,
+    },
+    /// A user's SCRAM credential for one mechanism was deleted.
+    RemoveUserScramCredential {
+        user: String,
+        mechanism: ScramMechanism,
     },
     /// An ACL was created under a stable id (Kafka's `AccessControlEntryRecord`).
     AccessControlEntry { id: AclId, binding: AclBinding },

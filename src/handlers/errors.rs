@@ -95,6 +95,17 @@ pub fn controller_error_code(e: &ControllerError) -> i16 {
     }
 }
 
+/// Kafka's codes for a refused SCRAM credential alteration.
+pub fn scram_alteration_error_code(e: &crate::controller::ScramAlterationError) -> i16 {
+    use crate::controller::ScramAlterationError as S;
+    match e {
+        S::UnacceptableCredential(_) => E::UnacceptableCredential.code(),
+        S::UnsupportedMechanism(_) => E::UnsupportedSaslMechanism.code(),
+        S::Duplicate => E::DuplicateResource.code(),
+        S::NotFound => E::ResourceNotFound.code(),
+    }
+}
+
 /// Kafka answers an unknown entity or match type with UNSUPPORTED_VERSION (a newer client's
 /// filter), anything else malformed with INVALID_REQUEST.
 pub fn quota_error_code(e: &QuotaError) -> i16 {

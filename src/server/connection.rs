@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::frame::{self, Frame, FrameWriter};
+use super::sasl::{SaslConnection, SaslOutcome};
 use super::ServerLimits;
 use super::ServerMetrics;
 use crate::config::ListenerInfo;
@@ -172,6 +173,10 @@ fn api_name(api_key: ApiKey) -> &'static str {
         ApiKey::OffsetDelete => "OffsetDelete",
         ApiKey::DescribeClientQuotas => "DescribeClientQuotas",
         ApiKey::AlterClientQuotas => "AlterClientQuotas",
+        ApiKey::SaslHandshake => "SaslHandshake",
+        ApiKey::SaslAuthenticate => "SaslAuthenticate",
+        ApiKey::DescribeUserScramCredentials => "DescribeUserScramCredentials",
+        ApiKey::AlterUserScramCredentials => "AlterUserScramCredentials",
         _ => "other",
     }
 }
@@ -225,18 +230,22 @@ fn response_throttle(version: i16, response: &mut ResponseKind) -> Option<(Durat
 }
 
 /// Who is on the other end of a connection, and on which listener it arrived.
-#[derive(Debug, Clone)]
 pub(super) struct Session {
     pub(super) peer: SocketAddr,
     pub(super) listener: ListenerInfo,
     /// The authenticated principal (a TLS client certificate's mapped name), else anonymous.
+    /// On a SASL listener, SASL's principal replaces it.
     pub(super) principal: KafkaPrincipal,
+    /// SASL_PLAINTEXT and SASL_SSL: where the connection is in its SASL life.
+    pub(super) sasl: Option<SaslConnection>,
+    /// Answer what is in flight, then close (a failed authentication).
+    pub(super) closing: bool,
 }
 
 pub(super) async fn run(
     reader: BoxReadHalf,
     mut writer: BoxWriteHalf,
-    session: Session,
+    mut session: Session,
     apis: Arc<KafkaApis>,
     metrics: Arc<ServerMetrics>,
     limits: &ServerLimits,
@@ -295,7 +304,7 @@ pub(super) async fn run(
         }
         // Once shutdown begins, no new request is read: what is in flight is answered, then the
         // connection closes. A consumer that keeps polling cannot hold the broker open.
-        let stopping = shutdown.is_cancelled();
+        let stopping = shutdown.is_cancelled() || session.closing;
         if stopping && pending.is_empty() {
             break;
         }
@@ -324,7 +333,7 @@ pub(super) async fn run(
             frame = frames_rx.recv(), if can_read => {
                 let Some(frame) = frame else { break };
                 metrics.bytes_received.inc_by(frame.len() as u64 + 4);
-                match handle_frame(&apis, &metrics, frame, &session, &mut mute) {
+                match handle_frame(&apis, &metrics, frame, &mut session, &mut mute) {
                     Ok(Some(p)) => pending.push_back(p),
                     Ok(None) => {}
                     Err(reason) => {
@@ -404,11 +413,15 @@ fn handle_frame(
     apis: &Arc<KafkaApis>,
     metrics: &Arc<ServerMetrics>,
     frame: Bytes,
-    session: &Session,
+    session: &mut Session,
     mute: &mut Mute,
 ) -> Result<Option<Pending>, String> {
     let peer = session.peer;
     let request_bytes = frame.len() + 4;
+    if let Some(sasl) = session.sasl.as_mut().filter(|s| s.expects_raw_token()) {
+        let token = sasl.on_raw_token(&frame, apis.image().as_ref(), apis.clock.now_ms())?;
+        return Ok(Some(raw_token_reply(metrics, &token)));
+    }
     // Decoding counts towards the request-time quota, as a Kafka network thread's time does.
     let started = Instant::now();
     let (api_key, version, correlation_id) = match decode_request(
@@ -427,11 +440,37 @@ fn handle_frame(
                 .map_err(|_| "unknown api key".to_string())?;
             let (version, correlation_id) = (header.request_api_version, header.correlation_id);
             let timer = RequestTimer::start(metrics, api_key);
+            let mut principal = session.principal.clone();
+            if let Some(sasl) = session.sasl.as_mut() {
+                let image = apis.image();
+                match sasl.on_request(
+                    api_key,
+                    version,
+                    &request,
+                    image.as_ref(),
+                    apis.clock.now_ms(),
+                ) {
+                    SaslOutcome::Dispatch(p) => principal = p,
+                    SaslOutcome::Respond(resp) => {
+                        return ready(api_key, version, correlation_id, &resp, timer)
+                    }
+                    SaslOutcome::RespondAndClose(resp, reason) => {
+                        metrics
+                            .request_errors
+                            .with_label_values(&["authentication"])
+                            .inc();
+                        tracing::warn!(%peer, listener = %session.listener.name, %reason, "SASL authentication failed; closing connection");
+                        session.closing = true;
+                        return ready(api_key, version, correlation_id, &resp, timer);
+                    }
+                    SaslOutcome::Close(reason) => return Err(reason),
+                }
+            }
             let ctx = RequestContext {
                 apis: apis.clone(),
                 header,
                 peer: Some(session.peer),
-                principal: session.principal.clone(),
+                principal,
                 request_bytes,
                 listener: session.listener.clone(),
             };
@@ -542,6 +581,37 @@ fn handle_frame(
         })
     })
     .ok_or_else(|| "could not encode ApiVersions".to_string())
+}
+
+/// A response ready now.
+fn ready(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    resp: &ResponseKind,
+    timer: RequestTimer,
+) -> Result<Option<Pending>, String> {
+    encode_response(api_key, version, correlation_id, resp)
+        .map(|bytes| {
+            Some(Pending::Ready {
+                bytes,
+                timer,
+                not_before: None,
+            })
+        })
+        .ok_or_else(|| format!("could not encode {api_key:?} response"))
+}
+
+/// A raw SASL token (after SaslHandshake v0): size prefix and the token, no Kafka header.
+fn raw_token_reply(metrics: &Arc<ServerMetrics>, token: &[u8]) -> Pending {
+    let mut buf = BytesMut::with_capacity(4 + token.len());
+    buf.put_i32(token.len() as i32);
+    buf.put_slice(token);
+    Pending::Ready {
+        bytes: Frame::from(buf.freeze()),
+        timer: RequestTimer::start(metrics, ApiKey::SaslAuthenticate),
+        not_before: None,
+    }
 }
 
 /// Size prefix, response header, body. A Fetch response's record sets stay in the buffers

@@ -9,8 +9,10 @@ mod connection;
 pub mod connection_quotas;
 mod frame;
 mod metrics;
+mod sasl;
 
 pub use metrics::ServerMetrics;
+pub use sasl::{ListenerSasl, OAuthBearer};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,6 +74,8 @@ pub struct KafkaListener {
     pub max_connections: Option<usize>,
     /// `listener.name.<name>.max.connection.creation.rate`, when set.
     pub connection_creation_rate: Option<i64>,
+    /// SASL_PLAINTEXT and SASL_SSL: the mechanisms and settings (see [`KafkaListener::with_sasl`]).
+    pub sasl: Option<Arc<ListenerSasl>>,
 }
 
 /// A TLS listener's server side and how its client certificates become principals.
@@ -90,6 +94,12 @@ pub enum ServerError {
         listener: String,
         #[source]
         source: TlsError,
+    },
+    #[error("listener {listener}: {source}")]
+    Jwks {
+        listener: String,
+        #[source]
+        source: crate::sasl::oauthbearer::JwksError,
     },
 }
 
@@ -125,7 +135,19 @@ impl KafkaListener {
                 .map(|n| n.max(1) as usize),
             connection_creation_rate: own("max.connection.creation.rate")
                 .and_then(|v| v.parse().ok()),
+            sasl: None,
         })
+    }
+
+    /// Loads the SASL settings of a SASL_PLAINTEXT or SASL_SSL listener (its OAUTHBEARER key
+    /// set among them); other listeners are returned as they are.
+    pub async fn with_sasl(mut self, node: &NodeConfig) -> Result<KafkaListener, ServerError> {
+        if self.info.security_protocol.uses_sasl() {
+            self.sasl = Some(Arc::new(
+                ListenerSasl::from_config(node, &self.info.name).await?,
+            ));
+        }
+        Ok(self)
     }
 }
 
@@ -144,6 +166,7 @@ pub async fn serve(
         tls: None,
         max_connections: None,
         connection_creation_rate: None,
+        sasl: None,
     };
     serve_listeners(vec![listener], apis, metrics, limits, shutdown).await
 }
@@ -224,6 +247,11 @@ async fn accept_loop(
     let mut listener_rate = listener
         .connection_creation_rate
         .and_then(CreationRate::new);
+    if info.security_protocol.uses_sasl() && listener.sasl.is_none() {
+        // Serving it without its SASL settings would let every client in unauthenticated.
+        tracing::error!(listener = %info.name, "SASL listener started without its SASL settings (KafkaListener::with_sasl); not serving it");
+        return;
+    }
     loop {
         let accepted = match &listener.tls {
             None => tokio::select! {
@@ -291,7 +319,7 @@ async fn accept_loop(
         let limits = limits.clone();
         let (apis, metrics) = (apis.clone(), metrics.clone());
         let shutdown = shutdown.clone();
-        let (info, tls) = (info.clone(), listener.tls.clone());
+        let (info, tls, sasl) = (info.clone(), listener.tls.clone(), listener.sasl.clone());
         metrics.connections_accepted.inc();
         metrics.connections.inc();
         tracker.spawn(async move {
@@ -307,6 +335,8 @@ async fn accept_loop(
                     peer,
                     listener: info,
                     principal,
+                    sasl: sasl.map(sasl::SaslConnection::new),
+                    closing: false,
                 };
                 connection::run(
                     reader,
