@@ -237,6 +237,16 @@ mod tests {
     #[test]
     fn allow_everyone_defaults_to_open_only_while_nothing_authenticates() {
         assert!(settings(&[]).allow_everyone_if_no_acl_found);
+        let sasl = [
+            (
+                "listeners",
+                "SASL_PLAINTEXT://127.0.0.1:9092,PLAINTEXT://127.0.0.1:9094",
+            ),
+            ("inter.broker.listener.name", "PLAINTEXT"),
+        ];
+        assert!(!settings(&sasl).allow_everyone_if_no_acl_found);
+        let open = [sasl[0], sasl[1], ("allow.everyone.if.no.acl.found", "true")];
+        assert!(settings(&open).allow_everyone_if_no_acl_found);
         assert!(
             !settings(&[("allow.everyone.if.no.acl.found", "false")])
                 .allow_everyone_if_no_acl_found
