@@ -120,6 +120,11 @@ output "private_ca_arn" {
   value       = local.private_ca_arn
 }
 
+output "private_ca_created" {
+  description = "Whether the module created the private CA (create_private_ca) rather than using private_ca_arn."
+  value       = local.create_ca
+}
+
 output "ca_certificate_pem" {
   description = "PEM certificate of the private CA: the trust anchor clients need (ssl.truststore.location / ssl.ca.location). Public, not a secret."
   value       = local.ca_certificate_pem

@@ -13,7 +13,7 @@
 # ---------------------------------------------------------------------------
 
 locals {
-  create_ca = var.private_ca_arn == null
+  create_ca = var.create_private_ca
 
   # Through the installed CA certificate, so brokers boot only once the CA is active.
   private_ca_arn               = local.create_ca ? aws_acmpca_certificate_authority_certificate.this[0].certificate_authority_arn : var.private_ca_arn

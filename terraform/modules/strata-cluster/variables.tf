@@ -293,14 +293,24 @@ variable "admin_secret_recovery_window_days" {
   }
 }
 
+variable "create_private_ca" {
+  description = "Create a root ACM Private CA for this cluster's broker certificates (ACM Private CA bills each CA monthly). false: set private_ca_arn to an existing CA."
+  type        = bool
+  default     = true
+}
+
 variable "private_ca_arn" {
-  description = "ARN of an existing, active ACM Private CA that issues the brokers' certificates (one CA can serve several clusters, also in other regions). null: the module creates a root CA for this cluster (ACM Private CA bills each CA monthly)."
+  description = "ARN of an existing, active ACM Private CA that issues the brokers' certificates, with create_private_ca = false (one CA can serve several clusters, also in other regions: the brokers call it in its own region)."
   type        = string
   default     = null
 
   validation {
     condition     = var.private_ca_arn == null || can(regex("^arn:aws[a-z-]*:acm-pca:[a-z0-9-]+:[0-9]{12}:certificate-authority/[0-9a-f-]+$", var.private_ca_arn))
     error_message = "private_ca_arn must be an ACM Private CA ARN (arn:<partition>:acm-pca:<region>:<account>:certificate-authority/<id>)."
+  }
+  validation {
+    condition     = var.create_private_ca == (var.private_ca_arn == null)
+    error_message = "Set exactly one of create_private_ca = true (the default) or private_ca_arn (with create_private_ca = false)."
   }
 }
 

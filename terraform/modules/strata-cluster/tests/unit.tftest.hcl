@@ -595,6 +595,7 @@ run "existing_private_ca" {
   command = apply
 
   variables {
+    create_private_ca            = false
     private_ca_arn               = "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/99999999-8888-7777-6666-555555555555"
     private_ca_signing_algorithm = "SHA256WITHRSA"
   }
@@ -617,6 +618,16 @@ run "existing_private_ca" {
     condition     = output.ca_certificate_pem == "-----BEGIN CERTIFICATE-----\nMOCKEXISTINGCA\n-----END CERTIFICATE-----\n"
     error_message = "the CA certificate output must come from the given CA"
   }
+}
+
+run "rejects_private_ca_arn_without_opting_out_of_creation" {
+  command = plan
+
+  variables {
+    private_ca_arn = "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/99999999-8888-7777-6666-555555555555"
+  }
+
+  expect_failures = [var.private_ca_arn]
 }
 
 run "rejects_unknown_client_protocol" {
