@@ -9,7 +9,8 @@
 #     is a no-op, and what is gone after destroy (runs in the background meanwhile);
 #   - checkov -d terraform/ --skip-download (also in the background);
 #   - the rendered strata.toml (from the launch templates' user data, and a provider-less
-#     render of the template) parsed as TOML with exactly Strata's keys, and by the real
+#     render of the template) parsed as TOML with exactly Strata's keys and closed by
+#     default (every listener SSL or SASL_SSL, mutual TLS inside, no ACL-less access), and by the real
 #     broker: `strata serve --config FILE --print-config` (STRATA_BIN, else target/{release,debug}/strata);
 #   - the systemd unit (systemd-analyze verify, hardening directives, one copy).
 #
@@ -276,6 +277,8 @@ provider "aws" {
     autoscaling    = "$endpoint"
     cloudwatch     = "$endpoint"
     cloudwatchlogs = "$endpoint"
+    secretsmanager = "$endpoint"
+    acmpca         = "$endpoint"
   }
 }
 EOF

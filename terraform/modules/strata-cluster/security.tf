@@ -41,7 +41,6 @@ locals {
 # --- ACM Private CA (unless private_ca_arn is given) --------------------------------
 
 resource "aws_acmpca_certificate_authority" "this" {
-  #checkov:skip=CKV_AWS_237:Replacing the CA would orphan every broker certificate; a planned CA change is a new CA plus a rolling replacement of brokers, not create_before_destroy.
   count = local.create_ca ? 1 : 0
 
   type                            = "ROOT"
