@@ -421,7 +421,7 @@ if [ -f "$WORK/checkov.skip" ]; then
   skip "checkov: $(cat "$WORK/checkov.skip")"
 elif [ "$(cat "$WORK/checkov.rc" 2>/dev/null)" = 0 ]; then
   stamp "checkov finished at $(cat "$WORK/checkov.done")s"
-  pass "checkov -d terraform/ --skip-download ($(grep -oE 'Passed checks: [0-9]+, Failed checks: [0-9]+, Skipped checks: [0-9]+' "$WORK/checkov.log" | head -n 1))"
+  pass "checkov -d terraform/ --skip-download ($(grep -oE 'Passed checks: [0-9]+, Failed checks: [0-9]+, Skipped checks: [0-9]+' "$WORK/checkov.log" | paste -sd ';' | sed 's/;/; /g'))"
 else
   fail "checkov -d terraform/ --skip-download"
   grep -E -A4 '^Check: ' "$WORK/checkov.log" | head -n 80 | sed 's/^/    | /'
