@@ -126,7 +126,7 @@ output "private_ca_created" {
 }
 
 output "ca_certificate_pem" {
-  description = "PEM certificate of the private CA: the trust anchor clients need (ssl.truststore.location / ssl.ca.location). Public, not a secret."
+  description = "PEM certificate of the private CA the module created: the trust anchor clients need (ssl.truststore.location / ssl.ca.location). Public, not a secret. null with private_ca_arn (fetch it with aws acm-pca get-certificate-authority-certificate, as client_properties says)."
   value       = local.ca_certificate_pem
 }
 
@@ -139,9 +139,8 @@ output "client_properties" {
     "",
     ]) : join("\n", [
     "# Kafka client properties for Strata cluster ${var.name}.",
-    "# The CA certificate (public):",
-    "#   terraform output -raw ca_certificate_pem > strata-ca.pem",
-    "#   or: aws acm-pca get-certificate-authority-certificate --region ${local.private_ca_region} --certificate-authority-arn ${local.private_ca_arn} --query Certificate --output text > strata-ca.pem",
+    "# The CA certificate (public; add its CertificateChain too if the CA is subordinate):",
+    "#   aws acm-pca get-certificate-authority-certificate --region ${local.private_ca_region} --certificate-authority-arn ${local.private_ca_arn} --query Certificate --output text > strata-ca.pem",
     "# The password of ${var.admin_username} (secret; needs secretsmanager:GetSecretValue on it and kms:Decrypt on the key):",
     "#   aws secretsmanager get-secret-value --region ${local.region} --secret-id ${aws_secretsmanager_secret.admin.arn} --query SecretString --output text",
     "# librdkafka-based clients: sasl.username / sasl.password instead of sasl.jaas.config, ssl.ca.location instead of the truststore keys.",

@@ -19,8 +19,10 @@ locals {
   private_ca_arn               = local.create_ca ? aws_acmpca_certificate_authority_certificate.this[0].certificate_authority_arn : var.private_ca_arn
   private_ca_region            = local.create_ca ? local.region : split(":", var.private_ca_arn)[3]
   private_ca_signing_algorithm = local.create_ca ? "SHA256WITHECDSA" : var.private_ca_signing_algorithm
-  ca_certificate_pem           = local.create_ca ? aws_acmpca_certificate.root[0].certificate : data.aws_acmpca_certificate_authority.existing[0].certificate
-  end_entity_template_arn      = "arn:${local.partition}:acm-pca:::template/EndEntityCertificate/V1"
+  # An existing CA may live in another region than this module's provider, so the module
+  # does not read it; its owner hands out its certificate (or the brokers' ca.pem).
+  ca_certificate_pem      = local.create_ca ? aws_acmpca_certificate.root[0].certificate : null
+  end_entity_template_arn = "arn:${local.partition}:acm-pca:::template/EndEntityCertificate/V1"
 
   # Every broker's certificate has this subject; with the default principal mapping the
   # brokers' principal on the mutual-TLS listeners is User:CN=<name>-broker.
@@ -80,11 +82,6 @@ resource "aws_acmpca_certificate_authority_certificate" "this" {
   certificate_authority_arn = aws_acmpca_certificate_authority.this[0].arn
   certificate               = aws_acmpca_certificate.root[0].certificate
   certificate_chain         = aws_acmpca_certificate.root[0].certificate_chain
-}
-
-data "aws_acmpca_certificate_authority" "existing" {
-  count = local.create_ca ? 0 : 1
-  arn   = var.private_ca_arn
 }
 
 # --- the first admin's SCRAM password -----------------------------------------------

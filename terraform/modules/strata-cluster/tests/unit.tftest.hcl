@@ -54,9 +54,6 @@ mock_provider "aws" {
     defaults = { certificate = "-----BEGIN CERTIFICATE-----\nMOCKROOTCA\n-----END CERTIFICATE-----\n" }
   }
   # A known "random" password, so the tests can look for it where it must not be.
-  mock_data "aws_acmpca_certificate_authority" {
-    defaults = { certificate = "-----BEGIN CERTIFICATE-----\nMOCKEXISTINGCA\n-----END CERTIFICATE-----\n" }
-  }
   mock_data "aws_secretsmanager_random_password" {
     # checkov:skip=CKV_SECRET_6:A fixed test value standing in for the generated password, so the tests can look for it.
     defaults = { random_password = "generatedpasswordforthetestsonly" }
@@ -427,6 +424,7 @@ run "no_plaintext_listener_by_default" {
   assert {
     condition = (strcontains(output.client_properties, "--secret-id arn:aws:secretsmanager:eu-west-1:123456789012:secret:strata-test/strata/admin-AbCdEf ") &&
       strcontains(output.client_properties, "ssl.truststore.location=strata-ca.pem") &&
+      strcontains(output.client_properties, "aws acm-pca get-certificate-authority-certificate --region eu-west-1 --certificate-authority-arn arn:aws:acm-pca:eu-west-1:123456789012:certificate-authority/11111111-2222-3333-4444-555555555555 ") &&
     output.ca_certificate_pem == "-----BEGIN CERTIFICATE-----\nMOCKROOTCA\n-----END CERTIFICATE-----\n")
     error_message = "the client snippet must say where the password secret and the CA certificate are"
   }
@@ -616,8 +614,8 @@ run "existing_private_ca" {
     error_message = "the brokers must call the given CA in its own region with its algorithm"
   }
   assert {
-    condition     = output.ca_certificate_pem == "-----BEGIN CERTIFICATE-----\nMOCKEXISTINGCA\n-----END CERTIFICATE-----\n"
-    error_message = "the CA certificate output must come from the given CA"
+    condition     = output.ca_certificate_pem == null && strcontains(output.client_properties, "aws acm-pca get-certificate-authority-certificate --region us-east-1 --certificate-authority-arn arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/99999999-8888-7777-6666-555555555555 ")
+    error_message = "with a given CA (maybe in another region) the client snippet must say how to fetch its certificate from its region"
   }
 }
 
