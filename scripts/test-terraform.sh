@@ -116,7 +116,7 @@ unset AWS_PROFILE AWS_SESSION_TOKEN TF_PLUGIN_CACHE_DIR 2>/dev/null || true
 # --- 0. terraform and the provider mirror ---------------------------------------------
 
 if ! command -v terraform >/dev/null 2>&1; then
-  skip "ALL terraform checks: no 'terraform' on PATH (Terraform >= 1.7 is needed: terraform test with mock_provider)"
+  skip "ALL terraform checks: no 'terraform' on PATH (Terraform >= 1.11 is needed: write-only attributes, terraform test with mock_provider)"
   finish
   exit $?
 fi
