@@ -25,7 +25,7 @@ locals {
   })
 
   # Ports (fixed: the security group, the NLB and the rendered config agree on them).
-  kafka_port      = 9092 # clients (CLIENT listener: SASL_SSL by default), behind the NLB
+  kafka_port      = 9092 # the client listener (SASL_SSL by default), behind the NLB
   controller_port = 9093 # CONTROLLER listener: SSL, client certificates required
   internal_port   = 9094 # INTERNAL listener (replication between brokers): SSL, client certificates required
   http_port       = 9644
