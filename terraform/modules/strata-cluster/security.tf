@@ -89,8 +89,8 @@ resource "aws_acmpca_certificate_authority_certificate" "this" {
 # Unless one is supplied, a fresh 32-character password from Secrets Manager. It is
 # written into the secret only when admin_password_version changes (a write-only
 # attribute, so the resource's state never holds it). The data source's own result does
-# sit in the state (sensitive), as random_password's would, and changes on every refresh,
-# so after the next plan it no longer is the live password. (An ephemeral resource would
+# sit in the state (sensitive), as random_password's would, until the next apply reads a
+# fresh one, which is then no longer the live password. (An ephemeral resource would
 # keep it out entirely, but `terraform test` cannot mock ephemeral resources yet.)
 data "aws_secretsmanager_random_password" "admin" {
   count = nonsensitive(var.admin_password == null) ? 1 : 0
