@@ -9,7 +9,8 @@
 #     is a no-op, and what is gone after destroy (runs in the background meanwhile);
 #   - checkov -d terraform/ --skip-download (also in the background);
 #   - the rendered strata.toml (from the launch templates' user data, and a provider-less
-#     render of the template) parsed as TOML with exactly Strata's keys, and by the real
+#     render of the template) parsed as TOML with exactly Strata's keys and closed by
+#     default (every listener SSL or SASL_SSL, mutual TLS inside, no ACL-less access), and by the real
 #     broker: `strata serve --config FILE --print-config` (STRATA_BIN, else target/{release,debug}/strata);
 #   - the systemd unit (systemd-analyze verify, hardening directives, one copy).
 #
@@ -115,7 +116,7 @@ unset AWS_PROFILE AWS_SESSION_TOKEN TF_PLUGIN_CACHE_DIR 2>/dev/null || true
 # --- 0. terraform and the provider mirror ---------------------------------------------
 
 if ! command -v terraform >/dev/null 2>&1; then
-  skip "ALL terraform checks: no 'terraform' on PATH (Terraform >= 1.7 is needed: terraform test with mock_provider)"
+  skip "ALL terraform checks: no 'terraform' on PATH (Terraform >= 1.11 is needed: write-only attributes, terraform test with mock_provider)"
   finish
   exit $?
 fi
@@ -276,6 +277,8 @@ provider "aws" {
     autoscaling    = "$endpoint"
     cloudwatch     = "$endpoint"
     cloudwatchlogs = "$endpoint"
+    secretsmanager = "$endpoint"
+    acmpca         = "$endpoint"
   }
 }
 EOF
@@ -418,7 +421,7 @@ if [ -f "$WORK/checkov.skip" ]; then
   skip "checkov: $(cat "$WORK/checkov.skip")"
 elif [ "$(cat "$WORK/checkov.rc" 2>/dev/null)" = 0 ]; then
   stamp "checkov finished at $(cat "$WORK/checkov.done")s"
-  pass "checkov -d terraform/ --skip-download ($(grep -oE 'Passed checks: [0-9]+, Failed checks: [0-9]+, Skipped checks: [0-9]+' "$WORK/checkov.log" | head -n 1))"
+  pass "checkov -d terraform/ --skip-download ($(grep -oE 'Passed checks: [0-9]+, Failed checks: [0-9]+, Skipped checks: [0-9]+' "$WORK/checkov.log" | paste -sd ';' | sed 's/;/; /g'))"
 else
   fail "checkov -d terraform/ --skip-download"
   grep -E -A4 '^Check: ' "$WORK/checkov.log" | head -n 80 | sed 's/^/    | /'

@@ -29,6 +29,17 @@ EXPECTED_KEYS = {
     "process.roles",
     "listeners",
     "advertised.listeners",
+    "listener.security.protocol.map",
+    "inter.broker.listener.name",
+    "controller.listener.names",
+    "ssl.certificate.location",
+    "ssl.key.location",
+    "ssl.truststore.location",
+    "listener.name.internal.ssl.client.auth",
+    "listener.name.controller.ssl.client.auth",  # every broker of the example is a controller
+    "sasl.enabled.mechanisms",
+    "super.users",
+    "allow.everyone.if.no.acl.found",
     "http.listener",
     "controller.quorum.voters",
     "log.dirs",
@@ -89,7 +100,9 @@ def noop(plan_path):
       description;
     - launch templates: moto echoes the template's own tags back as an extra
       tag specification of resource type "launch-template", so the provider plans an
-      update (which also recomputes default_version/latest_version).
+      update (which also recomputes default_version/latest_version);
+    - ACM Private CA: moto ignores UsageMode and reports every CA as
+      SHORT_LIVED_CERTIFICATE, so the module's GENERAL_PURPOSE plans an update.
     """
     with open(plan_path) as f:
         plan = json.load(f)
@@ -105,6 +118,9 @@ def noop(plan_path):
         echoed = [t for t in before.get("tag_specifications") or [] if t["resource_type"] != "launch-template"]
         return diff <= {"tag_specifications", "default_version", "latest_version"} and echoed == after.get("tag_specifications")
 
+    def ca_usage_mode_quirk(before, after, diff):
+        return diff == {"usage_mode"} and before.get("usage_mode") == "SHORT_LIVED_CERTIFICATE" and after.get("usage_mode") == "GENERAL_PURPOSE"
+
     def drift():
         bad = []
         for rc in plan.get("resource_changes", []):
@@ -116,6 +132,7 @@ def noop(plan_path):
             quirk = actions == ["update"] and (
                 (rc["type"].startswith("aws_vpc_security_group_") and sg_rule_quirk(before, after, diff))
                 or (rc["type"] == "aws_launch_template" and launch_template_quirk(before, after, diff))
+                or (rc["type"] == "aws_acmpca_certificate_authority" and ca_usage_mode_quirk(before, after, diff))
             )
             if not quirk:
                 bad.append(f"{rc['address']} {actions} {sorted(diff)}")
@@ -145,6 +162,9 @@ def main():
     ec2 = boto3.client("ec2", **kw)
     elb = boto3.client("elbv2", **kw)
     kms = boto3.client("kms", **kw)
+    sm = boto3.client("secretsmanager", **kw)
+    pca = boto3.client("acm-pca", **kw)
+    sec = dict(sm=sm, pca=pca, secret_arn=out["admin_password_secret_arn"], ca_arn=out["private_ca_arn"])
 
     bucket = out["bucket_name"]
     bucket_arn = f"arn:aws:s3:::{bucket}"
@@ -157,8 +177,10 @@ def main():
 
     if mode == "present":
         present(s3, iam, ec2, elb, kms, out, bucket, bucket_arn, prefix_objects, role, lt_ids, instance_ids, nlb_arn, key_arn, render_dir)
+        present_security(sec, iam, ec2, elb, out, role, lt_ids, key_arn)
     else:
         absent(s3, iam, ec2, elb, kms, bucket, role, lt_ids, instance_ids, nlb_arn, key_arn)
+        absent_security(sec)
 
     print(f"moto checks: {passes} passed, {failures} failed")
     sys.exit(1 if failures else 0)
@@ -214,10 +236,10 @@ def present(s3, iam, ec2, elb, kms, out, bucket, bucket_arn, prefix_objects, rol
 
     # --- IAM --------------------------------------------------------------------
     def role_policy_scoped():
-        names = iam.list_role_policies(RoleName=role)["PolicyNames"]
-        if names != ["strata-tiered-storage"]:
+        names = sorted(iam.list_role_policies(RoleName=role)["PolicyNames"])
+        if names != ["strata-security", "strata-tiered-storage"]:
             return f"inline policies {names}"
-        doc = iam.get_role_policy(RoleName=role, PolicyName=names[0])["PolicyDocument"]
+        doc = iam.get_role_policy(RoleName=role, PolicyName="strata-tiered-storage")["PolicyDocument"]
         if isinstance(doc, str):
             doc = json.loads(doc)
         for st in doc["Statement"]:
@@ -236,8 +258,10 @@ def present(s3, iam, ec2, elb, kms, out, bucket, bucket_arn, prefix_objects, rol
                 return f"{st['Sid']} reaches {resources}, not only {prefix_objects}"
             if any(a.startswith("kms:") for a in actions) and resources != [key_arn]:
                 return f"KMS statement reaches {resources}"
+            if any(not a.startswith(("s3:", "kms:")) for a in actions):
+                return f"{st['Sid']} grants {actions} beyond S3 and KMS"
 
-    check("IAM role policy allows only the bucket prefix (and the cluster key)", role_policy_scoped)
+    check("IAM role policy strata-tiered-storage allows only the bucket prefix (and the cluster key)", role_policy_scoped)
 
     def assume_role():
         doc = iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"]
@@ -342,15 +366,16 @@ def present(s3, iam, ec2, elb, kms, out, bucket, bucket_arn, prefix_objects, rol
         ports = {}
         for p in sg["IpPermissions"]:
             ports.setdefault(p["FromPort"], []).append(p)
-        if sorted(ports) != [9092, 9093, 9644]:
+        if sorted(ports) != [9092, 9093, 9094, 9644]:
             return f"ingress ports {sorted(ports)}"
-        ctrl = ports[9093]
-        if any(p["IpRanges"] or p["Ipv6Ranges"] or p["PrefixListIds"] for p in ctrl):
-            return "controller port open to a CIDR"
-        if {g["GroupId"] for p in ctrl for g in p["UserIdGroupPairs"]} != {sg_id}:
-            return "controller port not limited to the group"
+        for port in (9093, 9094):
+            rules = ports[port]
+            if any(p["IpRanges"] or p["Ipv6Ranges"] or p["PrefixListIds"] for p in rules):
+                return f"port {port} open to a CIDR"
+            if {g["GroupId"].split("/")[-1] for p in rules for g in p["UserIdGroupPairs"]} != {sg_id}:
+                return f"port {port} not limited to the group"
 
-    check("security group: 9092/9093/9644 in, controller port only within the group", security_group)
+    check("security group: 9092/9093/9094/9644 in, controller (9093) and INTERNAL (9094) only within the group", security_group)
 
     # --- load balancer --------------------------------------------------------
     def nlb():
@@ -362,6 +387,10 @@ def present(s3, iam, ec2, elb, kms, out, bucket, bucket_arn, prefix_objects, rol
         listeners = elb.describe_listeners(LoadBalancerArn=nlb_arn)["Listeners"]
         if [(l["Port"], l["Protocol"]) for l in listeners] != [(9092, "TCP")]:
             return f"listeners {listeners}"
+        # No certificate: the NLB cannot terminate TLS. (moto reports a default SslPolicy
+        # on every listener, TCP ones included; AWS reports none for TCP.)
+        if listeners[0].get("Certificates"):
+            return f"the listener terminates TLS: {listeners[0]}"
         tg_arn = listeners[0]["DefaultActions"][0]["TargetGroupArn"]
         tg = elb.describe_target_groups(TargetGroupArns=[tg_arn])["TargetGroups"][0]
         if tg["Protocol"] != "TCP" or tg["Port"] != 9092 or tg.get("HealthCheckPath") != "/ready":
@@ -370,13 +399,103 @@ def present(s3, iam, ec2, elb, kms, out, bucket, bucket_arn, prefix_objects, rol
         if targets != sorted(instance_ids):
             return f"targets {targets}"
 
-    check("internal NLB: TCP 9092 listener to all 3 brokers, /ready health check", nlb)
+    check("internal NLB: TCP 9092 listener (TLS passthrough) to all 3 brokers, /ready health check", nlb)
 
     def scrape_targets():
         t = out["prometheus_scrape_targets"]
         return None if len(t) == 3 and all(x.endswith(":9644") for x in t) else f"{t}"
 
     check("outputs: 3 Prometheus scrape targets on :9644", scrape_targets)
+
+
+def present_security(sec, iam, ec2, elb, out, role, lt_ids, key_arn):
+    sm, pca, secret_arn, ca_arn = sec["sm"], sec["pca"], sec["secret_arn"], sec["ca_arn"]
+    user_data = [
+        base64.b64decode(
+            ec2.describe_launch_template_versions(LaunchTemplateId=lt, Versions=["$Latest"])["LaunchTemplateVersions"][0]["LaunchTemplateData"]["UserData"]
+        ).decode()
+        for lt in lt_ids
+    ]
+
+    def admin_secret():
+        d = sm.describe_secret(SecretId=secret_arn)
+        if d.get("KmsKeyId") not in (key_arn, key_arn.split("/")[-1]):
+            return f"secret encrypted with {d.get('KmsKeyId')}, not the cluster key"
+        value = sm.get_secret_value(SecretId=secret_arn)["SecretString"]
+        if len(value) != 32 or not value.isalnum():
+            return f"the generated password is {len(value)} characters, alphanumeric={value.isalnum()}"
+
+    check("admin secret: KMS-encrypted with the cluster key, holds a generated 32-character password", admin_secret)
+
+    def no_secret_in_user_data_or_outputs():
+        value = sm.get_secret_value(SecretId=secret_arn)["SecretString"]
+        for i, ud in enumerate(user_data):
+            if value in ud:
+                return f"broker {i + 1}'s user data contains the admin password"
+            if "-----BEGIN" in ud or "PRIVATE KEY" in ud:
+                return f"broker {i + 1}'s user data contains PEM material"
+            if secret_arn not in ud:
+                return f"broker {i + 1}'s user data does not name the secret"
+        if value in json.dumps(out):
+            return "an output contains the admin password"
+
+    check("the live admin password is in no user data and no output; no PEM material in user data", no_secret_in_user_data_or_outputs)
+
+    def security_policy():
+        doc = iam.get_role_policy(RoleName=role, PolicyName="strata-security")["PolicyDocument"]
+        if isinstance(doc, str):
+            doc = json.loads(doc)
+        for st in doc["Statement"]:
+            actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+            resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+            if any("*" in r for r in resources) or any("*" in a for a in actions):
+                return f"{st['Sid']}: wildcard in {actions} on {resources}"
+            if any(a.startswith("secretsmanager:") for a in actions) and (actions, resources) != (["secretsmanager:GetSecretValue"], [secret_arn]):
+                return f"{st['Sid']}: {actions} on {resources}"
+            if any(a.startswith("acm-pca:") for a in actions) and resources != [ca_arn]:
+                return f"{st['Sid']}: {actions} on {resources}"
+            if any(a.startswith("kms:") for a in actions) and (actions, resources) != (["kms:Decrypt"], [key_arn]):
+                return f"{st['Sid']}: {actions} on {resources}"
+
+    check("IAM role policy strata-security: GetSecretValue on the admin secret only, certificates from the cluster CA only", security_policy)
+
+    def private_ca():
+        ca = pca.describe_certificate_authority(CertificateAuthorityArn=ca_arn)["CertificateAuthority"]
+        if ca["Type"] != "ROOT" or ca["Status"] != "ACTIVE":
+            return f"{ca['Type']} {ca['Status']}"
+        pem = pca.get_certificate_authority_certificate(CertificateAuthorityArn=ca_arn)["Certificate"]
+        if pem.strip() != out["ca_certificate_pem"].strip():
+            return "ca_certificate_pem differs from the CA's certificate"
+
+    check("private CA: an active root, its certificate is the ca_certificate_pem output", private_ca)
+
+    def client_properties():
+        props = out["client_properties"]
+        for needle in ("security.protocol=SASL_SSL\n", "sasl.mechanism=SCRAM-SHA-512\n", f"--secret-id {secret_arn} ", f"bootstrap.servers={out['bootstrap_servers']}\n"):
+            if needle not in props:
+                return f"client_properties lacks {needle!r}"
+
+    check("client_properties: bootstrap, SASL_SSL, SCRAM-SHA-512, where the secret is", client_properties)
+
+
+def absent_security(sec):
+    def secret_deleted():
+        try:
+            d = sec["sm"].describe_secret(SecretId=sec["secret_arn"])
+        except ClientError as e:
+            return None if e.response["Error"]["Code"] == "ResourceNotFoundException" else str(e)
+        return None if d.get("DeletedDate") else "not scheduled for deletion"
+
+    check("admin secret deleted (or scheduled for deletion)", secret_deleted)
+
+    def ca_deleted():
+        try:
+            ca = sec["pca"].describe_certificate_authority(CertificateAuthorityArn=sec["ca_arn"])["CertificateAuthority"]
+        except ClientError as e:
+            return None if e.response["Error"]["Code"] == "ResourceNotFoundException" else str(e)
+        return None if ca["Status"] == "DELETED" else f"status {ca['Status']}"
+
+    check("private CA deleted", ca_deleted)
 
 
 def absent(s3, iam, ec2, elb, kms, bucket, role, lt_ids, instance_ids, nlb_arn, key_arn):

@@ -1,5 +1,5 @@
 # One Strata cluster: three brokers (each also a Raft controller) in three AZs of one
-# region, tiering sealed segments to an S3 bucket. Creates its own VPC.
+# region, tiering sealed segments to an S3 bucket, clients on SASL_SSL. Creates its own VPC.
 
 provider "aws" {
   region = var.region
@@ -33,6 +33,12 @@ module "strata" {
   client_cidr_blocks   = var.client_cidr_blocks
   metrics_cidr_blocks  = var.metrics_cidr_blocks
   force_destroy_bucket = var.force_destroy_bucket
+
+  # Closed by default: SASL_SSL (SCRAM-SHA-512) for clients on 9092, mutual TLS between
+  # brokers and controllers, certificates from a private CA the module creates, the first
+  # admin's password generated into Secrets Manager. `terraform output client_properties`.
+  admin_username                    = var.admin_username
+  admin_secret_recovery_window_days = var.admin_secret_recovery_window_days
 
   default_replication_factor = 3
   min_insync_replicas        = 2

@@ -52,3 +52,28 @@ output "kms_key_arn" {
   description = "KMS key of the bucket and volumes."
   value       = module.strata.kms_key_arn
 }
+
+output "client_properties" {
+  description = "Kafka client properties for this cluster (SASL_SSL + SCRAM): how to fetch the CA certificate and where the admin password is. No secret values."
+  value       = module.strata.client_properties
+}
+
+output "admin_password_secret_arn" {
+  description = "Secrets Manager secret holding the first admin's SCRAM password."
+  value       = module.strata.admin_password_secret_arn
+}
+
+output "ca_certificate_pem" {
+  description = "The private CA's certificate (public): the trust anchor for clients."
+  value       = module.strata.ca_certificate_pem
+}
+
+output "private_ca_arn" {
+  description = "ACM Private CA issuing the brokers' certificates."
+  value       = module.strata.private_ca_arn
+}
+
+output "super_users" {
+  description = "super.users of the brokers."
+  value       = module.strata.super_users
+}

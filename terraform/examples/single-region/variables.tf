@@ -33,8 +33,20 @@ variable "strata_binary_sha256" {
   default     = ""
 }
 
+variable "admin_username" {
+  description = "SCRAM user name of the first admin (its password is generated into Secrets Manager)."
+  type        = string
+  default     = "admin"
+}
+
+variable "admin_secret_recovery_window_days" {
+  description = "Days the admin secret can be restored after terraform destroy (0: deleted at once, demo clusters only)."
+  type        = number
+  default     = 7
+}
+
 variable "client_cidr_blocks" {
-  description = "Extra CIDRs allowed to reach Kafka on 9092 (the VPC is always allowed)."
+  description = "Extra CIDRs allowed to reach Kafka (SASL_SSL) on 9092 (the VPC is always allowed)."
   type        = list(string)
   default     = []
 }

@@ -1,4 +1,6 @@
-# Two Strata clusters in two regions, each with its own VPC and segment bucket.
+# Two Strata clusters in two regions, each with its own VPC, segment bucket and admin
+# secret, both closed by default (SASL_SSL clients, mutual TLS inside, certificates from
+# one private CA in the primary region).
 # Today they are independent. When Strata's mirror links land, the secondary cluster
 # will mirror topics from the primary: see var.mirror_link (FUTURE) below.
 
@@ -59,8 +61,15 @@ module "secondary" {
   instance_type     = var.instance_type
   strata_binary_url = var.strata_binary_url
 
+  # One trust anchor for both clusters: the secondary's brokers get their certificates
+  # from the primary's private CA (across regions), so a client, and later the mirror
+  # link, trusts both clusters with one CA certificate, and only one CA is billed.
+  create_private_ca = false
+  private_ca_arn    = module.primary.private_ca_arn
+
   # The mirror will fetch from the primary's brokers over the inter-region link
   # (VPC peering or Transit Gateway, not created here); let the primary's range in.
+  # It will connect with SASL_SSL like any client (the mirror's own SCRAM user).
   client_cidr_blocks = var.mirror_link.enabled ? [var.primary_vpc_cidr] : []
 }
 

@@ -34,3 +34,26 @@ output "mirror_link" {
     status                   = "not implemented"
   })
 }
+
+output "primary_client_properties" {
+  description = "Kafka client properties for the primary cluster (SASL_SSL + SCRAM; no secret values)."
+  value       = module.primary.client_properties
+}
+
+output "secondary_client_properties" {
+  description = "Kafka client properties for the secondary cluster (SASL_SSL + SCRAM; no secret values)."
+  value       = module.secondary.client_properties
+}
+
+output "admin_password_secret_arns" {
+  description = "Secrets Manager secret of each cluster's first admin password, by cluster."
+  value = {
+    primary   = module.primary.admin_password_secret_arn
+    secondary = module.secondary.admin_password_secret_arn
+  }
+}
+
+output "ca_certificate_pem" {
+  description = "The private CA's certificate (public), trusted by clients of both clusters."
+  value       = module.primary.ca_certificate_pem
+}

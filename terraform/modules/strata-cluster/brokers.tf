@@ -148,6 +148,10 @@ resource "aws_instance" "broker" {
     "strata:node-id" = tostring(local.node_ids[count.index])
   })
 
+  # At first boot the user data reads the admin secret and asks the CA for a certificate:
+  # the secret's value and the role's permissions must exist by then.
+  depends_on = [aws_secretsmanager_secret_version.admin, aws_iam_role_policy.security, aws_iam_role_policy.broker]
+
   lifecycle {
     # A new launch template version (a newer AMI in SSM, a changed config or binary)
     # must not touch running brokers behind the operator's back: the provider would

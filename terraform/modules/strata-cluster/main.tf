@@ -25,9 +25,28 @@ locals {
   })
 
   # Ports (fixed: the security group, the NLB and the rendered config agree on them).
-  kafka_port      = 9092
-  controller_port = 9093
+  kafka_port      = 9092 # the client listener (SASL_SSL by default), behind the NLB
+  controller_port = 9093 # CONTROLLER listener: SSL, client certificates required
+  internal_port   = 9094 # INTERNAL listener (replication between brokers): SSL, client certificates required
   http_port       = 9644
+
+  # Listener names (Kafka's listener model). The client listener is named after its
+  # protocol, as Kafka's defaults do; the two cluster-internal ones are always mutual TLS.
+  client_listener     = var.client_security_protocol
+  internal_listener   = "INTERNAL"
+  controller_listener = "CONTROLLER"
+  listener_security_protocol_map = join(",", [
+    "${local.client_listener}:${var.client_security_protocol}",
+    "${local.internal_listener}:SSL",
+    "${local.controller_listener}:SSL",
+  ])
+  # With PLAINTEXT clients there is no authenticated principal but the brokers, so
+  # nothing could work without ACLs; the opt-out opens it (see the variable).
+  allow_everyone_if_no_acl_found = var.client_security_protocol == "PLAINTEXT"
+
+  # The cluster id `strata format` writes on every node: stable, unique per account,
+  # region, cluster name and bucket.
+  cluster_id = md5("${local.account_id}/${local.region}/${var.name}/${local.bucket_name}")
 
   # Broker identity: position i (0-based) is node id i+1, in subnet i % #subnets. Both
   # follow from the position alone, so replacing an instance keeps its node id, subnet,
@@ -63,10 +82,25 @@ locals {
   # the broker rejects unknown keys, so the template holds exactly the supported set.
   broker_configs = [
     for i in local.broker_indexes : templatefile("${path.module}/templates/strata.toml.tftpl", {
-      node_id                    = local.node_ids[i]
-      process_roles              = local.process_roles[i]
-      listeners                  = local.is_controller[i] ? "PLAINTEXT://0.0.0.0:${local.kafka_port},CONTROLLER://0.0.0.0:${local.controller_port}" : "PLAINTEXT://0.0.0.0:${local.kafka_port}"
-      advertised_listeners       = "PLAINTEXT://${local.broker_ips[i]}:${local.kafka_port}"
+      node_id       = local.node_ids[i]
+      process_roles = local.process_roles[i]
+      listeners = join(",", concat(
+        ["${local.client_listener}://0.0.0.0:${local.kafka_port}", "${local.internal_listener}://0.0.0.0:${local.internal_port}"],
+        local.is_controller[i] ? ["${local.controller_listener}://0.0.0.0:${local.controller_port}"] : [],
+      ))
+      advertised_listeners           = "${local.client_listener}://${local.broker_ips[i]}:${local.kafka_port},${local.internal_listener}://${local.broker_ips[i]}:${local.internal_port}"
+      listener_security_protocol_map = local.listener_security_protocol_map
+      inter_broker_listener_name     = local.internal_listener
+      controller_listener_names      = local.controller_listener
+      # Client certificates required on the broker-to-broker and controller listeners
+      # (the latter only where this node has one).
+      mtls_listeners             = local.is_controller[i] ? [lower(local.internal_listener), lower(local.controller_listener)] : [lower(local.internal_listener)]
+      ssl_certificate_location   = local.ssl_certificate_path
+      ssl_key_location           = local.ssl_key_path
+      ssl_truststore_location    = local.ssl_truststore_path
+      sasl_enabled_mechanisms    = var.sasl_mechanism
+      super_users                = local.super_users
+      allow_everyone             = local.allow_everyone_if_no_acl_found
       http_listener              = "0.0.0.0:${local.http_port}"
       controller_quorum_voters   = local.controller_quorum_voters
       log_dirs                   = var.log_dirs
@@ -79,6 +113,8 @@ locals {
     })
   ]
 
+  # The user data names the CA and the admin secret; it never holds a key, a certificate
+  # or a password (tests/unit.tftest.hcl asserts it).
   user_data = [
     for i in local.broker_indexes : templatefile("${path.module}/templates/user-data.sh.tftpl", {
       node_id              = local.node_ids[i]
@@ -92,6 +128,24 @@ locals {
       log_dirs             = [for d in split(",", var.log_dirs) : trimspace(d)]
       strata_data_mount    = "/var/lib/strata"
       strata_config_marker = "STRATA_TOML_EOF"
+      # TLS: a key made here, a certificate from the private CA.
+      tls_dir              = local.tls_dir
+      ssl_certificate_path = local.ssl_certificate_path
+      ssl_key_path         = local.ssl_key_path
+      ssl_truststore_path  = local.ssl_truststore_path
+      private_ca_arn       = local.private_ca_arn
+      private_ca_region    = local.private_ca_region
+      signing_algorithm    = local.private_ca_signing_algorithm
+      template_arn         = local.end_entity_template_arn
+      certificate_days     = var.broker_certificate_validity_days
+      certificate_cn       = local.broker_certificate_cn
+      certificate_san      = "IP:${local.broker_ips[i]},DNS:${aws_lb.bootstrap.dns_name}"
+      # The first format: cluster id and (on controllers) the admin SCRAM credential.
+      cluster_id       = local.cluster_id
+      is_controller    = local.is_controller[i]
+      admin_secret_arn = local.admin_secret_arn
+      admin_username   = var.admin_username
+      scram_mechanism  = var.sasl_mechanism
     })
   ]
 

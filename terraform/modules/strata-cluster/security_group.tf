@@ -1,8 +1,10 @@
 # ---------------------------------------------------------------------------
 # Security group shared by all brokers.
-#   9092 Kafka:      clients (client_cidr_blocks), the VPC (NLB and its health checks), brokers
-#   9093 controller: brokers of this cluster only (the group itself)
-#   9644 HTTP:       metrics_cidr_blocks, the VPC, brokers
+#   9092 client listener (SASL_SSL): clients (client_cidr_blocks), the VPC (NLB), brokers
+#   9094 INTERNAL (mutual TLS):      brokers of this cluster only (the group itself)
+#   9093 CONTROLLER (mutual TLS):    brokers of this cluster only (the group itself)
+#   9644 HTTP (/metrics, /health, /ready; no data, no credentials): metrics_cidr_blocks,
+#        the VPC (NLB health checks), brokers
 # ---------------------------------------------------------------------------
 
 resource "aws_security_group" "broker" {
@@ -19,7 +21,7 @@ resource "aws_security_group" "broker" {
 
 resource "aws_vpc_security_group_ingress_rule" "kafka_self" {
   security_group_id            = aws_security_group.broker.id
-  description                  = "Kafka: replication between brokers"
+  description                  = "Kafka client listener: brokers of this cluster (admin tools run on them)"
   ip_protocol                  = "tcp"
   from_port                    = local.kafka_port
   to_port                      = local.kafka_port
@@ -30,7 +32,7 @@ resource "aws_vpc_security_group_ingress_rule" "kafka_self" {
 # same apply), and counts must be known.
 resource "aws_vpc_security_group_ingress_rule" "kafka_vpc" {
   security_group_id = aws_security_group.broker.id
-  description       = "Kafka: clients in the VPC and the bootstrap NLB (incl. health checks)"
+  description       = "Kafka client listener (SASL_SSL by default): clients in the VPC and the bootstrap NLB"
   ip_protocol       = "tcp"
   from_port         = local.kafka_port
   to_port           = local.kafka_port
@@ -41,16 +43,25 @@ resource "aws_vpc_security_group_ingress_rule" "kafka_clients" {
   for_each = toset(var.client_cidr_blocks)
 
   security_group_id = aws_security_group.broker.id
-  description       = "Kafka: clients"
+  description       = "Kafka client listener (SASL_SSL by default): clients"
   ip_protocol       = "tcp"
   from_port         = local.kafka_port
   to_port           = local.kafka_port
   cidr_ipv4         = each.value
 }
 
+resource "aws_vpc_security_group_ingress_rule" "internal_self" {
+  security_group_id            = aws_security_group.broker.id
+  description                  = "INTERNAL listener (mutual TLS): replication between brokers of this cluster only"
+  ip_protocol                  = "tcp"
+  from_port                    = local.internal_port
+  to_port                      = local.internal_port
+  referenced_security_group_id = aws_security_group.broker.id
+}
+
 resource "aws_vpc_security_group_ingress_rule" "controller_self" {
   security_group_id            = aws_security_group.broker.id
-  description                  = "Raft controller quorum: brokers of this cluster only"
+  description                  = "CONTROLLER listener (mutual TLS): brokers of this cluster only"
   ip_protocol                  = "tcp"
   from_port                    = local.controller_port
   to_port                      = local.controller_port
@@ -88,7 +99,7 @@ resource "aws_vpc_security_group_ingress_rule" "http_metrics" {
 
 resource "aws_vpc_security_group_egress_rule" "https" {
   security_group_id = aws_security_group.broker.id
-  description       = "HTTPS out: S3, KMS, SSM, the strata binary download"
+  description       = "HTTPS out: S3, KMS, SSM, Secrets Manager, ACM Private CA, the strata binary download"
   ip_protocol       = "tcp"
   from_port         = 443
   to_port           = 443
@@ -107,6 +118,7 @@ resource "aws_vpc_security_group_egress_rule" "http" {
 resource "aws_vpc_security_group_egress_rule" "cluster" {
   for_each = {
     kafka      = local.kafka_port
+    internal   = local.internal_port
     controller = local.controller_port
     http       = local.http_port
   }

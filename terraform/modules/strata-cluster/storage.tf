@@ -1,12 +1,12 @@
 # ---------------------------------------------------------------------------
-# KMS key (unless the caller brings one): encrypts the segment bucket and the
-# brokers' EBS volumes.
+# KMS key (unless the caller brings one): encrypts the segment bucket, the
+# brokers' EBS volumes and the admin secret.
 # ---------------------------------------------------------------------------
 
 resource "aws_kms_key" "this" {
   count = var.kms_key_arn == null ? 1 : 0
 
-  description             = "Strata cluster ${var.name}: tiered segments and broker volumes"
+  description             = "Strata cluster ${var.name}: tiered segments, broker volumes, admin secret"
   enable_key_rotation     = true
   deletion_window_in_days = 30
   policy = jsonencode({
@@ -14,7 +14,8 @@ resource "aws_kms_key" "this" {
     Statement = [
       {
         # Standard key policy: the account administers the key through IAM; the broker
-        # role's own IAM policy grants it encrypt/decrypt through S3 only.
+        # role's own IAM policies grant it encrypt/decrypt through S3, and decrypt of the
+        # admin secret through Secrets Manager, only.
         Sid       = "AccountAdministersKeyThroughIam"
         Effect    = "Allow"
         Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:root" }

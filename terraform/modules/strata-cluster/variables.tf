@@ -198,7 +198,7 @@ variable "force_destroy_bucket" {
 # ---------------------------------------------------------------------------
 
 variable "client_cidr_blocks" {
-  description = "IPv4 CIDRs of Kafka clients allowed on port 9092 (through the NLB and directly to brokers, whose advertised listeners are their private IPs). The VPC's own CIDR is always allowed: do not repeat it here."
+  description = "IPv4 CIDRs of Kafka clients allowed on the client port 9092 (SASL_SSL by default; through the NLB and directly to brokers, whose advertised listeners are their private IPs). The VPC's own CIDR is always allowed: do not repeat it here."
   type        = list(string)
   default     = []
 }
@@ -225,6 +225,115 @@ variable "nlb_deletion_protection" {
   description = "Enable deletion protection on the NLB."
   type        = bool
   default     = false
+}
+
+# ---------------------------------------------------------------------------
+# Security: TLS, SASL/SCRAM, the first admin credential
+# ---------------------------------------------------------------------------
+
+variable "client_security_protocol" {
+  description = "Security protocol of the client listener on port 9092: SASL_SSL (TLS + SCRAM, the default) or PLAINTEXT. WARNING: PLAINTEXT is an explicit opt-out for throwaway clusters: clients then send records and credentials unencrypted and unauthenticated (and allow.everyone.if.no.acl.found becomes true so they can work at all). Broker-to-broker and controller traffic stays on mutual TLS either way."
+  type        = string
+  default     = "SASL_SSL"
+
+  validation {
+    condition     = contains(["SASL_SSL", "PLAINTEXT"], var.client_security_protocol)
+    error_message = "client_security_protocol must be SASL_SSL (default) or PLAINTEXT (explicit opt-out)."
+  }
+}
+
+variable "sasl_mechanism" {
+  description = "SCRAM mechanism of the client listener (sasl.enabled.mechanisms) and of the admin credential."
+  type        = string
+  default     = "SCRAM-SHA-512"
+
+  validation {
+    condition     = contains(["SCRAM-SHA-256", "SCRAM-SHA-512"], var.sasl_mechanism)
+    error_message = "sasl_mechanism must be SCRAM-SHA-256 or SCRAM-SHA-512."
+  }
+}
+
+variable "admin_username" {
+  description = "SCRAM user name of the first admin, created when the cluster is formatted; its principal (User:<name>) is in super.users."
+  type        = string
+  default     = "admin"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", var.admin_username))
+    error_message = "admin_username must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit."
+  }
+}
+
+variable "admin_password" {
+  description = "Optional admin password (16-128 of A-Z a-z 0-9 . _ ~ -), e.g. from TF_VAR_admin_password. It reaches the admin secret through a write-only attribute, so the state never holds it (a saved plan file records input variables: keep those private). null: Secrets Manager generates a 32-character one (GetRandomPassword)."
+  type        = string
+  default     = null
+  sensitive   = true
+
+  validation {
+    condition     = var.admin_password == null || can(regex("^[A-Za-z0-9._~-]{16,128}$", var.admin_password))
+    error_message = "admin_password must be 16-128 characters of A-Z a-z 0-9 . _ ~ - (the characters the SCRAM bootstrap syntax carries unquoted)."
+  }
+}
+
+variable "admin_password_version" {
+  description = "Version of the value written into the admin secret. The secret is written only when this changes: bump it (with a new admin_password, or none for a new generated one) to put a new value in the secret, one step of rotating the admin password (see the module README)."
+  type        = number
+  default     = 1
+}
+
+variable "admin_secret_recovery_window_days" {
+  description = "Days Secrets Manager keeps the admin secret after deletion (0 deletes it at once: throwaway clusters only)."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.admin_secret_recovery_window_days == 0 || (var.admin_secret_recovery_window_days >= 7 && var.admin_secret_recovery_window_days <= 30)
+    error_message = "admin_secret_recovery_window_days must be 0 or between 7 and 30."
+  }
+}
+
+variable "create_private_ca" {
+  description = "Create a root ACM Private CA for this cluster's broker certificates (ACM Private CA bills each CA monthly). false: set private_ca_arn to an existing CA."
+  type        = bool
+  default     = true
+}
+
+variable "private_ca_arn" {
+  description = "ARN of an existing, active ACM Private CA that issues the brokers' certificates, with create_private_ca = false (one CA can serve several clusters, also in other regions: the brokers call it in its own region)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.private_ca_arn == null || can(regex("^arn:aws[a-z-]*:acm-pca:[a-z0-9-]+:[0-9]{12}:certificate-authority/[0-9a-f-]+$", var.private_ca_arn))
+    error_message = "private_ca_arn must be an ACM Private CA ARN (arn:<partition>:acm-pca:<region>:<account>:certificate-authority/<id>)."
+  }
+  validation {
+    condition     = var.create_private_ca == (var.private_ca_arn == null)
+    error_message = "Set exactly one of create_private_ca = true (the default) or private_ca_arn (with create_private_ca = false)."
+  }
+}
+
+variable "private_ca_signing_algorithm" {
+  description = "Signing algorithm of private_ca_arn (its key type decides: SHA256WITHECDSA for an EC key, SHA256WITHRSA for RSA). Ignored when the module creates the CA (EC P-256)."
+  type        = string
+  default     = "SHA256WITHECDSA"
+
+  validation {
+    condition     = contains(["SHA256WITHECDSA", "SHA384WITHECDSA", "SHA512WITHECDSA", "SHA256WITHRSA", "SHA384WITHRSA", "SHA512WITHRSA"], var.private_ca_signing_algorithm)
+    error_message = "private_ca_signing_algorithm must be one of SHA{256,384,512}WITH{ECDSA,RSA}."
+  }
+}
+
+variable "broker_certificate_validity_days" {
+  description = "Validity of each broker's certificate, issued at first boot. Renew before it ends by replacing brokers one at a time (or running /usr/local/sbin/strata-issue-certificate and restarting strata)."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = var.broker_certificate_validity_days >= 1 && var.broker_certificate_validity_days <= 3650
+    error_message = "broker_certificate_validity_days must be between 1 and 3650."
+  }
 }
 
 # ---------------------------------------------------------------------------

@@ -58,6 +58,14 @@ run "plans_two_independent_clusters" {
     condition     = output.mirror_link.status == "not implemented" && !output.mirror_link.enabled
     error_message = "the mirror link placeholder must be off by default"
   }
+  assert {
+    condition     = module.primary.client_security_protocol == "SASL_SSL" && module.secondary.client_security_protocol == "SASL_SSL"
+    error_message = "both clusters must serve clients SASL_SSL by default"
+  }
+  assert {
+    condition     = module.primary.private_ca_created && !module.secondary.private_ca_created
+    error_message = "the secondary must use the primary's CA, not create its own"
+  }
 }
 
 run "mirror_link_enabled_is_flagged" {

@@ -41,6 +41,23 @@ mock_provider "aws" {
   mock_resource "aws_launch_template" {
     defaults = { id = "lt-0123456789abcdef0", latest_version = 1 }
   }
+  mock_resource "aws_secretsmanager_secret" {
+    defaults = { arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:strata-test/strata/admin-AbCdEf" }
+  }
+  mock_resource "aws_acmpca_certificate_authority" {
+    defaults = { arn = "arn:aws:acm-pca:eu-west-1:123456789012:certificate-authority/11111111-2222-3333-4444-555555555555" }
+  }
+  mock_resource "aws_acmpca_certificate_authority_certificate" {
+    defaults = { certificate_authority_arn = "arn:aws:acm-pca:eu-west-1:123456789012:certificate-authority/11111111-2222-3333-4444-555555555555" }
+  }
+  mock_resource "aws_acmpca_certificate" {
+    defaults = { certificate = "-----BEGIN CERTIFICATE-----\nMOCKROOTCA\n-----END CERTIFICATE-----\n" }
+  }
+  # A known "random" password, so the tests can look for it where it must not be.
+  mock_data "aws_secretsmanager_random_password" {
+    # checkov:skip=CKV_SECRET_6:A fixed test value standing in for the generated password, so the tests can look for it.
+    defaults = { random_password = "generatedpasswordforthetestsonly" }
+  }
 }
 
 override_data {
@@ -116,8 +133,19 @@ run "quorum_and_rendered_config" {
       # Edits are lost when the instance is replaced; change the module's variables instead.
       node.id = 2
       process.roles = ["broker","controller"]
-      listeners = "PLAINTEXT://0.0.0.0:9092,CONTROLLER://0.0.0.0:9093"
-      advertised.listeners = "PLAINTEXT://10.0.2.10:9092"
+      listeners = "SASL_SSL://0.0.0.0:9092,INTERNAL://0.0.0.0:9094,CONTROLLER://0.0.0.0:9093"
+      advertised.listeners = "SASL_SSL://10.0.2.10:9092,INTERNAL://10.0.2.10:9094"
+      listener.security.protocol.map = "SASL_SSL:SASL_SSL,INTERNAL:SSL,CONTROLLER:SSL"
+      inter.broker.listener.name = "INTERNAL"
+      controller.listener.names = "CONTROLLER"
+      ssl.certificate.location = "/etc/strata/tls/broker.pem"
+      ssl.key.location = "/etc/strata/tls/broker.key"
+      ssl.truststore.location = "/etc/strata/tls/ca.pem"
+      listener.name.internal.ssl.client.auth = "required"
+      listener.name.controller.ssl.client.auth = "required"
+      sasl.enabled.mechanisms = "SCRAM-SHA-512"
+      super.users = "User:admin;User:CN=strata-test-broker"
+      allow.everyone.if.no.acl.found = false
       http.listener = "0.0.0.0:9644"
       controller.quorum.voters = "1@10.0.1.10:9093,2@10.0.2.10:9093,3@10.0.3.10:9093"
       log.dirs = "/var/lib/strata/data"
@@ -270,7 +298,8 @@ run "five_brokers_three_controllers" {
   }
   assert {
     condition = (strcontains(output.broker_configs[4], "process.roles = [\"broker\"]\n") &&
-    strcontains(output.broker_configs[4], "listeners = \"PLAINTEXT://0.0.0.0:9092\"\n"))
+      strcontains(output.broker_configs[4], "\nlisteners = \"SASL_SSL://0.0.0.0:9092,INTERNAL://0.0.0.0:9094\"\n") &&
+    !strcontains(output.broker_configs[4], "listener.name.controller."))
     error_message = "broker-only nodes must not run the controller role nor listen on 9093"
   }
   assert {
@@ -312,6 +341,16 @@ run "security_group_controller_port_only_within_group" {
     condition     = aws_lb_listener.kafka.port == 9092 && aws_lb_target_group.kafka.health_check[0].path == "/ready"
     error_message = "the NLB must forward 9092 and check /ready"
   }
+  assert {
+    condition = (aws_vpc_security_group_ingress_rule.internal_self.from_port == 9094 &&
+    aws_vpc_security_group_ingress_rule.internal_self.referenced_security_group_id == aws_security_group.broker.id)
+    error_message = "the INTERNAL listener 9094 must be open to the group itself only"
+  }
+  assert {
+    condition = alltrue([for r in concat(values(aws_vpc_security_group_ingress_rule.kafka_clients), values(aws_vpc_security_group_ingress_rule.http_metrics), [aws_vpc_security_group_ingress_rule.kafka_vpc, aws_vpc_security_group_ingress_rule.http_vpc]) :
+    r.from_port != 9094 && r.to_port != 9094])
+    error_message = "no CIDR rule may open the INTERNAL port"
+  }
 }
 
 run "existing_kms_key" {
@@ -333,6 +372,281 @@ run "existing_kms_key" {
     condition     = jsondecode(aws_iam_role_policy.broker.policy).Statement[2].Resource == "arn:aws:kms:eu-west-1:123456789012:key/byok"
     error_message = "the role may use only the given key"
   }
+}
+
+# --- security: closed by default ----------------------------------------------------
+
+run "no_plaintext_listener_by_default" {
+  command = apply
+
+  variables {
+    broker_count       = 4
+    broker_private_ips = ["10.0.1.10", "10.0.2.10", "10.0.3.10", "10.0.1.11"]
+  }
+
+  # Parse each rendered config: every name in `listeners` must map to a TLS protocol in
+  # `listener.security.protocol.map` (a name missing from the map counts as PLAINTEXT).
+  assert {
+    condition = alltrue([for c in output.broker_configs : alltrue([
+      for l in split(",", regex("\nlisteners = \"([^\"]+)\"\n", c)[0]) :
+      contains(["SSL", "SASL_SSL"], lookup(
+        { for p in split(",", regex("\nlistener.security.protocol.map = \"([^\"]+)\"\n", c)[0]) : split(":", p)[0] => split(":", p)[1] },
+        split("://", l)[0],
+        "PLAINTEXT",
+      ))
+    ])])
+    error_message = "every listener of every broker must be SSL or SASL_SSL by default"
+  }
+  assert {
+    condition = alltrue([for c in output.broker_configs :
+      strcontains(c, "\nlisteners = \"SASL_SSL://0.0.0.0:9092,") &&
+      strcontains(c, "\nadvertised.listeners = \"SASL_SSL://") &&
+      !strcontains(c, "PLAINTEXT")
+    ])
+    error_message = "clients must be served SASL_SSL on 9092, and nothing may mention PLAINTEXT"
+  }
+  assert {
+    condition = alltrue([for i, c in output.broker_configs :
+      strcontains(c, "\ninter.broker.listener.name = \"INTERNAL\"\n") &&
+      strcontains(c, "\nlistener.name.internal.ssl.client.auth = \"required\"\n") &&
+      strcontains(c, "\ncontroller.listener.names = \"CONTROLLER\"\n") &&
+      (i >= 3 || strcontains(c, "\nlistener.name.controller.ssl.client.auth = \"required\"\n")) &&
+      strcontains(c, "\nallow.everyone.if.no.acl.found = false\n") &&
+      strcontains(c, "\nsuper.users = \"User:admin;User:CN=strata-test-broker\"\n") &&
+      strcontains(c, "\nsasl.enabled.mechanisms = \"SCRAM-SHA-512\"\n")
+    ])
+    error_message = "brokers and controllers must talk mutual TLS; ACLs closed; the admin and the brokers are the super users"
+  }
+  assert {
+    condition     = output.client_security_protocol == "SASL_SSL" && strcontains(output.client_properties, "\nsecurity.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\n")
+    error_message = "the client snippet must say SASL_SSL with SCRAM-SHA-512"
+  }
+  assert {
+    condition = (strcontains(output.client_properties, "--secret-id arn:aws:secretsmanager:eu-west-1:123456789012:secret:strata-test/strata/admin-AbCdEf ") &&
+      strcontains(output.client_properties, "ssl.truststore.location=strata-ca.pem") &&
+      strcontains(output.client_properties, "aws acm-pca get-certificate-authority-certificate --region eu-west-1 --certificate-authority-arn arn:aws:acm-pca:eu-west-1:123456789012:certificate-authority/11111111-2222-3333-4444-555555555555 ") &&
+    output.ca_certificate_pem == "-----BEGIN CERTIFICATE-----\nMOCKROOTCA\n-----END CERTIFICATE-----\n")
+    error_message = "the client snippet must say where the password secret and the CA certificate are"
+  }
+}
+
+run "user_data_holds_no_secret_generated_password" {
+  command = apply
+
+  # The user data names the secret and the CA, and makes the key on the instance.
+  assert {
+    condition = alltrue([for i, lt in aws_launch_template.broker :
+      strcontains(base64decode(lt.user_data), "--secret-id \"arn:aws:secretsmanager:eu-west-1:123456789012:secret:strata-test/strata/admin-AbCdEf\"") &&
+      strcontains(base64decode(lt.user_data), "--add-scram \"SCRAM-SHA-512=[name=admin,password=$ADMIN_PASSWORD]\"") &&
+      strcontains(base64decode(lt.user_data), "CA_ARN=\"arn:aws:acm-pca:eu-west-1:123456789012:certificate-authority/11111111-2222-3333-4444-555555555555\"") &&
+      strcontains(base64decode(lt.user_data), "-subj \"/CN=strata-test-broker\" -addext \"subjectAltName=IP:${["10.0.1.10", "10.0.2.10", "10.0.3.10"][i]},DNS:strata-test-0123.elb.eu-west-1.amazonaws.com\"") &&
+      strcontains(base64decode(lt.user_data), "install -o strata -g strata -m 0600 \"$WORK/broker.key\" \"/etc/strata/tls/broker.key\"")
+    ])
+    error_message = "user data must fetch the admin password from the secret and a certificate from the CA, making its own key"
+  }
+  # ... and holds neither the password nor any PEM material.
+  assert {
+    condition = alltrue([for lt in aws_launch_template.broker :
+      !strcontains(base64decode(lt.user_data), "generatedpasswordforthetestsonly") &&
+      !strcontains(base64decode(lt.user_data), "-----BEGIN") &&
+      !strcontains(base64decode(lt.user_data), "PRIVATE KEY")
+    ])
+    error_message = "the user data must not contain the admin password or key/certificate material"
+  }
+  assert {
+    condition = (!strcontains(output.client_properties, "generatedpasswordforthetestsonly") &&
+    alltrue([for c in output.broker_configs : !strcontains(c, "generatedpasswordforthetestsonly")]))
+    error_message = "no output may carry the admin password"
+  }
+  # The password reaches the secret through a write-only attribute: not in the state.
+  assert {
+    condition = (aws_secretsmanager_secret_version.admin.secret_string_wo == null &&
+      aws_secretsmanager_secret_version.admin.secret_string == null &&
+    aws_secretsmanager_secret_version.admin.secret_string_wo_version == 1)
+    error_message = "the secret's value must be written write-only (nothing in the state)"
+  }
+  assert {
+    condition     = aws_secretsmanager_secret.admin.kms_key_id == aws_kms_key.this[0].arn
+    error_message = "the admin secret must be encrypted with the cluster key"
+  }
+  # Only controllers bootstrap the admin credential.
+  assert {
+    condition = alltrue([for i, lt in aws_launch_template.broker :
+    strcontains(base64decode(lt.user_data), "/usr/local/bin/strata format --cluster-id \"${md5("123456789012/eu-west-1/strata-test/strata-test-segments")}\" --config /etc/strata/strata.toml")])
+    error_message = "every broker must be formatted with the same cluster id"
+  }
+}
+
+run "user_data_holds_no_secret_supplied_password" {
+  command = apply
+
+  variables {
+    broker_count           = 4
+    broker_private_ips     = ["10.0.1.10", "10.0.2.10", "10.0.3.10", "10.0.1.11"]
+    admin_username         = "ops-admin"
+    admin_password         = "Supplied-Passw0rd.For~Tests_77"
+    admin_password_version = 3
+  }
+
+  assert {
+    condition = alltrue([for lt in aws_launch_template.broker :
+      !strcontains(base64decode(lt.user_data), "Supplied-Passw0rd.For~Tests_77") &&
+      !strcontains(base64decode(lt.user_data), "generatedpasswordforthetestsonly")
+    ])
+    error_message = "the user data must not contain the supplied admin password"
+  }
+  assert {
+    condition     = !strcontains(output.client_properties, "Supplied-Passw0rd.For~Tests_77") && strcontains(output.client_properties, "username=\"ops-admin\" password=\"<the secret's value>\"")
+    error_message = "the client snippet names the user and a placeholder, never the password"
+  }
+  assert {
+    condition     = aws_secretsmanager_secret_version.admin.secret_string_wo == null && aws_secretsmanager_secret_version.admin.secret_string_wo_version == 3
+    error_message = "the supplied password must be written write-only, at the given version"
+  }
+  assert {
+    condition = (strcontains(base64decode(aws_launch_template.broker[0].user_data), "--add-scram \"SCRAM-SHA-512=[name=ops-admin,password=$ADMIN_PASSWORD]\"") &&
+    !strcontains(base64decode(aws_launch_template.broker[3].user_data), "secretsmanager"))
+    error_message = "controllers bootstrap the admin; a broker-only node does not even read the secret"
+  }
+  assert {
+    condition     = strcontains(output.broker_configs[0], "\nsuper.users = \"User:ops-admin;User:CN=strata-test-broker\"\n")
+    error_message = "the admin in super.users must follow admin_username"
+  }
+}
+
+run "iam_reads_only_the_admin_secret" {
+  command = apply
+
+  assert {
+    condition = [for s in jsondecode(aws_iam_role_policy.security.policy).Statement : s if length([for a in flatten([s.Action]) : a if startswith(a, "secretsmanager:")]) > 0] == [{
+      Sid      = "ReadAdminSecret"
+      Effect   = "Allow"
+      Action   = "secretsmanager:GetSecretValue"
+      Resource = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:strata-test/strata/admin-AbCdEf"
+    }]
+    error_message = "exactly one statement may touch Secrets Manager: GetSecretValue on the admin secret alone"
+  }
+  assert {
+    condition     = length([for s in jsondecode(aws_iam_role_policy.broker.policy).Statement : s if length([for a in flatten([s.Action]) : a if !startswith(a, "s3:") && !startswith(a, "kms:")]) > 0]) == 0
+    error_message = "the tiered-storage policy must not grant anything but S3 and KMS"
+  }
+  assert {
+    condition = alltrue([for s in jsondecode(aws_iam_role_policy.security.policy).Statement :
+      s.Effect == "Allow" && alltrue([for r in flatten([s.Resource]) : r != "*" && !strcontains(r, "*")]) &&
+      alltrue([for a in flatten([s.Action]) : !strcontains(a, "*")])
+    ])
+    error_message = "no wildcard resource or action in the security policy"
+  }
+  assert {
+    condition = (jsondecode(aws_iam_role_policy.security.policy).Statement[1].Action == "kms:Decrypt" &&
+      jsondecode(aws_iam_role_policy.security.policy).Statement[1].Condition.StringEquals["kms:ViaService"] == "secretsmanager.eu-west-1.amazonaws.com" &&
+    jsondecode(aws_iam_role_policy.security.policy).Statement[1].Condition.StringEquals["kms:EncryptionContext:SecretARN"] == "arn:aws:secretsmanager:eu-west-1:123456789012:secret:strata-test/strata/admin-AbCdEf")
+    error_message = "the key may decrypt only the admin secret, only through Secrets Manager"
+  }
+  assert {
+    condition = (jsondecode(aws_iam_role_policy.security.policy).Statement[2].Action == "acm-pca:IssueCertificate" &&
+      jsondecode(aws_iam_role_policy.security.policy).Statement[2].Resource == "arn:aws:acm-pca:eu-west-1:123456789012:certificate-authority/11111111-2222-3333-4444-555555555555" &&
+    jsondecode(aws_iam_role_policy.security.policy).Statement[2].Condition.StringEquals["acm-pca:TemplateArn"] == "arn:aws:acm-pca:::template/EndEntityCertificate/V1")
+    error_message = "the brokers may issue only end-entity certificates, only from the cluster's CA"
+  }
+  assert {
+    condition     = length(aws_acmpca_certificate_authority.this) == 1 && aws_acmpca_certificate_authority.this[0].type == "ROOT"
+    error_message = "without private_ca_arn the module creates a root CA"
+  }
+}
+
+run "nlb_passes_tls_through" {
+  command = apply
+
+  # (ssl_policy is computed, so the mock fills it in; a TCP listener has none on AWS.)
+  assert {
+    condition = (aws_lb_listener.kafka.protocol == "TCP" && aws_lb_listener.kafka.port == 9092 &&
+      aws_lb_listener.kafka.certificate_arn == null &&
+    aws_lb_target_group.kafka.protocol == "TCP" && aws_lb_target_group.kafka.port == 9092)
+    error_message = "the NLB must pass TLS through: TCP listener without certificate, TCP target group"
+  }
+}
+
+run "plaintext_clients_by_explicit_opt_out" {
+  command = apply
+
+  variables {
+    client_security_protocol = "PLAINTEXT"
+  }
+
+  expect_failures = [check.client_listener_is_plaintext]
+
+  assert {
+    condition = alltrue([for c in output.broker_configs :
+      strcontains(c, "\nlisteners = \"PLAINTEXT://0.0.0.0:9092,INTERNAL://0.0.0.0:9094") &&
+      strcontains(c, "\nlistener.security.protocol.map = \"PLAINTEXT:PLAINTEXT,INTERNAL:SSL,CONTROLLER:SSL\"\n") &&
+      strcontains(c, "\nallow.everyone.if.no.acl.found = true\n")
+    ])
+    error_message = "the opt-out makes only the client listener plaintext; brokers and controllers stay on TLS"
+  }
+  assert {
+    condition     = strcontains(output.client_properties, "\nsecurity.protocol=PLAINTEXT\n") && !strcontains(output.client_properties, "sasl.")
+    error_message = "the client snippet must follow the opt-out"
+  }
+}
+
+run "existing_private_ca" {
+  command = apply
+
+  variables {
+    create_private_ca            = false
+    private_ca_arn               = "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/99999999-8888-7777-6666-555555555555"
+    private_ca_signing_algorithm = "SHA256WITHRSA"
+  }
+
+  assert {
+    condition     = length(aws_acmpca_certificate_authority.this) == 0 && length(aws_acmpca_certificate.root) == 0
+    error_message = "no CA may be created when one is given"
+  }
+  assert {
+    condition = alltrue([for s in slice(jsondecode(aws_iam_role_policy.security.policy).Statement, 2, 4) :
+    s.Resource == "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/99999999-8888-7777-6666-555555555555"])
+    error_message = "the brokers may use only the given CA"
+  }
+  assert {
+    condition = (strcontains(base64decode(aws_launch_template.broker[0].user_data), "CA_REGION=\"us-east-1\"") &&
+    strcontains(base64decode(aws_launch_template.broker[0].user_data), "--signing-algorithm \"SHA256WITHRSA\""))
+    error_message = "the brokers must call the given CA in its own region with its algorithm"
+  }
+  assert {
+    condition     = output.ca_certificate_pem == null && strcontains(output.client_properties, "aws acm-pca get-certificate-authority-certificate --region us-east-1 --certificate-authority-arn arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/99999999-8888-7777-6666-555555555555 ")
+    error_message = "with a given CA (maybe in another region) the client snippet must say how to fetch its certificate from its region"
+  }
+}
+
+run "rejects_private_ca_arn_without_opting_out_of_creation" {
+  command = plan
+
+  variables {
+    private_ca_arn = "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/99999999-8888-7777-6666-555555555555"
+  }
+
+  expect_failures = [var.private_ca_arn]
+}
+
+run "rejects_unknown_client_protocol" {
+  command = plan
+
+  variables {
+    client_security_protocol = "SASL_PLAINTEXT"
+  }
+
+  expect_failures = [var.client_security_protocol]
+}
+
+run "rejects_weak_admin_password" {
+  command = plan
+
+  variables {
+    admin_password = "short"
+  }
+
+  expect_failures = [var.admin_password]
 }
 
 run "rejects_same_az_subnets" {
