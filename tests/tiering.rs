@@ -591,7 +591,7 @@ async fn max_timestamp_sees_remote_and_a_lost_disk_keeps_producer_state_and_epoc
     const T0: i64 = 1_700_000_000_000;
     let ts_of = |k: i32| {
         if k == MAX_BATCH {
-            1_800_000_000_000
+            1_750_000_000_000
         } else {
             T0 + k as i64 * 100
         }
