@@ -9,6 +9,7 @@ use kafka_protocol::protocol::VersionRange;
 use super::authz::message;
 use super::{Reply, RequestContext};
 use crate::security::acl::AclOperation;
+use crate::security::audit;
 use crate::controller::{decide_scram_credentials, ScramAlteration};
 use crate::handlers::errors::{controller_error_code, scram_alteration_error_code, NONE};
 use crate::protocol::str_bytes;
@@ -56,9 +57,9 @@ pub fn handle(ctx: RequestContext, req: AlterUserScramCredentialsRequest) -> Rep
         let committed = ctx.apis.commit(|image| Ok(decide_scram_credentials(image, &alterations))).await;
         let results = match committed {
             Ok(outcomes) => {
-                let changed: Vec<&str> = outcomes.iter().filter(|(_, r)| r.is_ok()).map(|(u, _)| u.as_str()).collect();
-                if !changed.is_empty() {
-                    tracing::info!(users = ?changed, principal = %ctx.principal, "altered SCRAM credentials");
+                // One audit line per user whose credentials changed (never the credential).
+                for (user, _) in outcomes.iter().filter(|(_, r)| r.is_ok()) {
+                    ctx.with_requester(|who| audit::security_change("scram_credential", who, user));
                 }
                 outcomes
                     .into_iter()
