@@ -157,93 +157,70 @@ pub fn record_request_time(apis: &KafkaApis, quota: &ClientQuota, spent: Duratio
         .record_value(quota, value, apis.clock.now_ms())
 }
 
-macro_rules! throttle_fields {
-    ($resp:expr, $f:ident, $( $variant:ident ),* $(,)?) => {
-        match $resp {
-            $( ResponseKind::$variant(r) => $f(&mut r.throttle_time_ms), )*
-            _ => {}
-        }
-    };
+/// A response's `throttle_time_ms` field; `None` for a response without one (ApiVersions
+/// before v1 encodes none, which the version-aware encoder handles).
+fn throttle_field(resp: &mut ResponseKind) -> Option<&mut i32> {
+    macro_rules! with_field {
+        ($( $variant:ident ),* $(,)?) => {
+            match resp {
+                $( ResponseKind::$variant(r) => Some(&mut r.throttle_time_ms), )*
+                _ => None,
+            }
+        };
+    }
+    with_field!(
+        Produce,
+        Fetch,
+        ListOffsets,
+        OffsetForLeaderEpoch,
+        Metadata,
+        ApiVersions,
+        CreateTopics,
+        DeleteTopics,
+        DeleteRecords,
+        InitProducerId,
+        DescribeConfigs,
+        AlterConfigs,
+        CreatePartitions,
+        IncrementalAlterConfigs,
+        DescribeCluster,
+        DescribeTopicPartitions,
+        DescribeProducers,
+        FindCoordinator,
+        JoinGroup,
+        SyncGroup,
+        Heartbeat,
+        LeaveGroup,
+        OffsetCommit,
+        OffsetFetch,
+        ListGroups,
+        DescribeGroups,
+        DeleteGroups,
+        OffsetDelete,
+        ConsumerGroupHeartbeat,
+        ConsumerGroupDescribe,
+        DescribeClientQuotas,
+        AlterClientQuotas,
+        CreateAcls,
+        DescribeAcls,
+        DeleteAcls,
+        DescribeUserScramCredentials,
+        AlterUserScramCredentials,
+    )
 }
 
 /// Raises a response's `throttle_time_ms` to at least `ms` (responses without the field, and
 /// versions that do not send it, are left as they are).
 pub fn raise_throttle_time(resp: &mut ResponseKind, ms: u64) {
     let ms = ms.min(i32::MAX as u64) as i32;
-    let raise = |t: &mut i32| *t = (*t).max(ms);
-    throttle_fields!(
-        resp,
-        raise,
-        Produce,
-        Fetch,
-        ListOffsets,
-        OffsetForLeaderEpoch,
-        Metadata,
-        ApiVersions,
-        CreateTopics,
-        DeleteTopics,
-        DeleteRecords,
-        InitProducerId,
-        DescribeConfigs,
-        AlterConfigs,
-        CreatePartitions,
-        IncrementalAlterConfigs,
-        DescribeCluster,
-        DescribeTopicPartitions,
-        FindCoordinator,
-        JoinGroup,
-        SyncGroup,
-        Heartbeat,
-        LeaveGroup,
-        OffsetCommit,
-        OffsetFetch,
-        ListGroups,
-        DescribeGroups,
-        DeleteGroups,
-        OffsetDelete,
-        DescribeClientQuotas,
-        AlterClientQuotas,
-    );
+    if let Some(t) = throttle_field(resp) {
+        *t = (*t).max(ms);
+    }
 }
 
 /// A response's `throttle_time_ms`, 0 for one without the field.
 pub fn throttle_time_ms(resp: &mut ResponseKind) -> i32 {
-    let mut out = 0;
-    let mut read = |t: &mut i32| out = *t;
-    throttle_fields!(
-        resp,
-        read,
-        Produce,
-        Fetch,
-        ListOffsets,
-        OffsetForLeaderEpoch,
-        Metadata,
-        ApiVersions,
-        CreateTopics,
-        DeleteTopics,
-        DeleteRecords,
-        InitProducerId,
-        DescribeConfigs,
-        AlterConfigs,
-        CreatePartitions,
-        IncrementalAlterConfigs,
-        DescribeCluster,
-        DescribeTopicPartitions,
-        FindCoordinator,
-        JoinGroup,
-        SyncGroup,
-        Heartbeat,
-        LeaveGroup,
-        OffsetCommit,
-        OffsetFetch,
-        ListGroups,
-        DescribeGroups,
-        DeleteGroups,
-        OffsetDelete,
-        DescribeClientQuotas,
-        AlterClientQuotas,
-    );
-    out
+    throttle_field(resp).map_or(0, |t| *t)
 }
 
 /// A response future whose polls are timed: when it completes, the thread time of the whole

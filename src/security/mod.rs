@@ -132,14 +132,7 @@ impl Authorizer {
         operation: AclOperation,
         resource: &Resource<'_>,
     ) -> bool {
-        let decision = acl::authorize(
-            acls,
-            &self.settings,
-            who.principal,
-            who.host,
-            operation,
-            resource,
-        );
+        let decision = self.decide(acls, who, operation, resource);
         self.metrics
             .count(who.principal, operation, resource.resource_type, decision);
         if !decision.is_allowed() {
@@ -157,15 +150,7 @@ impl Authorizer {
         operation: AclOperation,
         resource: &Resource<'_>,
     ) -> bool {
-        acl::authorize(
-            acls,
-            &self.settings,
-            who.principal,
-            who.host,
-            operation,
-            resource,
-        )
-        .is_allowed()
+        self.decide(acls, who, operation, resource).is_allowed()
     }
 
     /// Whether the principal may do `operation` on some resource of `resource_type`
