@@ -143,6 +143,29 @@ add(panel(0, "Apply lag behind the active controller", [
 ], 16, y))
 y += 8
 
+# Labelled counters (TLS handshake failures by reason, authorization results, fetch requests by
+# session context) appear only once they have a sample, so the panels here use the series every
+# broker exports from its start.
+add(row(0, "Connections, fetch sessions and quota shares", y)); y += 1
+add(panel(0, "Connections refused or delayed (per s)", [
+    ("sum(rate(strata_server_connections_rejected_per_ip_total[5m]))", "over max.connections.per.ip"),
+    ("sum(rate(strata_server_connections_throttled_total[5m]))", "delayed by max.connection.creation.rate"),
+    ("sum(rate(strata_server_connections_rejected_total[5m]))", "over max.connections"),
+], 0, y))
+add(panel(0, "Fetch sessions: partitions and evictions", [
+    ("sum(strata_fetch_session_cache_partitions)", "partitions in sessions"),
+    ("sum(rate(strata_fetch_session_cache_evictions_total[5m])) * 60", "evictions / min"),
+], 8, y))
+add(panel(0, "Follower fetch bytes (per s)", [
+    ("sum by (instance) (rate(strata_replica_fetcher_request_bytes_total[5m]))", "sent {{instance}}"),
+    ("sum by (instance) (rate(strata_replica_fetcher_response_bytes_total[5m]))", "received {{instance}}"),
+], 16, y, unit="Bps"))
+y += 8
+add(panel(0, "Cluster-wide limits with a share here", [("strata_quota_cluster_shares", "{{instance}}")], 0, y))
+add(panel(0, "Share updates from the controller (per min)", [("sum by (instance) (rate(strata_quota_cluster_share_updates_total[5m])) * 60", "{{instance}}")], 8, y))
+add(panel(0, "Request time counted for request_percentage", [("sum by (instance) (rate(strata_quota_request_time_seconds_total[1m]))", "{{instance}}")], 16, y, unit="percentunit"))
+y += 8
+
 add(row(0, "Process", y)); y += 1
 add(panel(0, "CPU", [("rate(process_cpu_seconds_total{job=\"strata\"}[1m])", "{{instance}}")], 0, y, unit="percentunit"))
 add(panel(0, "Resident memory", [("process_resident_memory_bytes{job=\"strata\"}", "{{instance}}")], 8, y, unit="bytes"))
