@@ -138,6 +138,7 @@ handlers! {
     CreateAcls => create_acls,
     DescribeAcls => describe_acls,
     DeleteAcls => delete_acls,
+    WriteTxnMarkers => write_txn_markers,
 }
 
 pub mod fetch_session;

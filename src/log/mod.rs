@@ -311,7 +311,9 @@ pub enum LogError {
         epoch: ProducerEpoch,
         current: ProducerEpoch,
     },
-    #[error("producer {producer_id} has an open transaction; a non-transactional batch is refused")]
+    #[error(
+        "producer {producer_id} has an open transaction; a non-transactional batch is refused"
+    )]
     InvalidTxnState { producer_id: ProducerId },
     #[error("unknown producer id {producer_id}")]
     UnknownProducerId { producer_id: ProducerId },

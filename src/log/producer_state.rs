@@ -84,8 +84,14 @@ pub enum Check {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SequenceError {
-    Fenced { epoch: i16, current: i16 },
-    OutOfOrder { sequence: i32, expected: i32 },
+    Fenced {
+        epoch: i16,
+        current: i16,
+    },
+    OutOfOrder {
+        sequence: i32,
+        expected: i32,
+    },
     /// A non-transactional batch from a producer with an open transaction (Kafka:
     /// INVALID_TXN_STATE).
     InvalidTxnState,
@@ -288,8 +294,7 @@ impl ProducerStateManager {
     /// The LSO right after `txn` ended (its state already applied): the first offset of another
     /// open transaction, else just past the marker (Kafka's `lastStableOffset(completedTxn)`).
     pub fn last_stable_offset_after(&self, txn: &CompletedTxn) -> i64 {
-        self.first_unstable_offset()
-            .unwrap_or(txn.last_offset + 1)
+        self.first_unstable_offset().unwrap_or(txn.last_offset + 1)
     }
 
     /// Forgets producers idle for longer than the expiration, except those with an open

@@ -147,7 +147,10 @@ mod tests {
         assert!(path.ends_with("00000000000000000100.txnindex"));
         append_entry(&path, &txn(1, 100, 105)).expect("append");
         append_entry(&path, &txn(2, 101, 110)).expect("append");
-        assert_eq!(read_entries(&path), vec![txn(1, 100, 105), txn(2, 101, 110)]);
+        assert_eq!(
+            read_entries(&path),
+            vec![txn(1, 100, 105), txn(2, 101, 110)]
+        );
         let mut data = std::fs::read(&path).expect("read");
         assert_eq!(data.len(), 2 * ENTRY_BYTES);
         data.truncate(ENTRY_BYTES + 5);

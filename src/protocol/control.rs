@@ -128,7 +128,10 @@ mod tests {
             let b = build_marker_batch(42, 3, marker, 1000);
             let h = validate_batch(&b).expect("valid CRC");
             assert!(h.is_control() && h.is_transactional());
-            assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (42, 3, -1));
+            assert_eq!(
+                (h.producer_id, h.producer_epoch, h.base_sequence),
+                (42, 3, -1)
+            );
             assert_eq!(h.records_count, 1);
             assert_eq!(parse_marker(&b), Some(marker));
         }
