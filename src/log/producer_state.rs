@@ -563,4 +563,82 @@ mod tests {
         bad[7] ^= 1;
         assert_eq!(ProducerStateManager::decode(&bad), None);
     }
+
+    #[test]
+    fn transactions_open_and_end_with_markers() {
+        use crate::protocol::control::{build_marker_batch, EndTransactionMarker};
+        use crate::protocol::record_batch::{set_covered_fields, TRANSACTIONAL_BIT};
+        let txn = |pid: i64, seq: i32, base: i64| {
+            let mut b = build_batch(0, 0, Some((pid, 0, seq)), &[(None, Some(&b"v"[..]))]);
+            set_covered_fields(&mut b, TRANSACTIONAL_BIT, 0, seq);
+            let mut h = BatchHeader::parse(&b).expect("header");
+            h.base_offset = base;
+            (h, b)
+        };
+        let marker = |pid: i64, result, base: i64| {
+            let m = EndTransactionMarker {
+                result,
+                coordinator_epoch: 1,
+            };
+            let b = build_marker_batch(pid, 0, m, 0);
+            let mut h = BatchHeader::parse(&b).expect("header");
+            h.base_offset = base;
+            (h, b)
+        };
+        let mut m = ProducerStateManager::default();
+        for (h, b) in [txn(1, 0, 10), txn(2, 0, 11), txn(1, 1, 12)] {
+            assert_eq!(m.replay(&h, &b), None);
+        }
+        assert_eq!(m.get(1).and_then(|s| s.current_txn_first_offset), Some(10));
+        assert_eq!(m.first_unstable_offset(), Some(10));
+        // A non-transactional batch of a producer inside a transaction is refused.
+        let none = HashMap::new();
+        assert_eq!(
+            m.check(&none, &header(1, 0, 2, 1, 13)),
+            Err(SequenceError::InvalidTxnState)
+        );
+        let (h, b) = marker(1, TransactionResult::Commit, 13);
+        assert_eq!(m.replay(&h, &b), None);
+        assert_eq!(m.first_unstable_offset(), Some(11));
+        // The snapshot keeps the open transaction.
+        let snap = m.encode();
+        assert_eq!(ProducerStateManager::decode(&snap), Some(m.clone()));
+        let (h, b) = marker(2, TransactionResult::Abort, 14);
+        assert_eq!(
+            m.replay(&h, &b),
+            Some(AbortedTxn {
+                producer_id: 2,
+                first_offset: 11,
+                last_offset: 14,
+                last_stable_offset: 15
+            })
+        );
+        assert_eq!(m.first_unstable_offset(), None);
+        assert_eq!(m.ongoing_txn_count(), 0);
+        // Expiration spares producers with an open transaction.
+        let (h, b) = txn(3, 0, 15);
+        m.replay(&h, &b);
+        m.remove_expired(i64::MAX);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m.first_unstable_offset(), Some(15));
+    }
+
+    #[test]
+    fn reads_version_1_snapshots() {
+        let mut v1 = Vec::new();
+        v1.extend_from_slice(&1u16.to_be_bytes());
+        v1.extend_from_slice(&1u32.to_be_bytes());
+        v1.extend_from_slice(&7i64.to_be_bytes());
+        v1.extend_from_slice(&2i16.to_be_bytes());
+        v1.extend_from_slice(&99i64.to_be_bytes());
+        v1.push(0);
+        let crc = crc32fast::hash(&v1);
+        v1.extend_from_slice(&crc.to_be_bytes());
+        let m = ProducerStateManager::decode(&v1).expect("v1");
+        let s = m.get(7).expect("producer 7");
+        assert_eq!(
+            (s.epoch, s.last_timestamp, s.current_txn_first_offset),
+            (2, 99, None)
+        );
+    }
 }

@@ -52,3 +52,161 @@ impl UnifiedLog {
         txn_index::collect_aborted(&st.aborted_txns, fetch_offset.0, upper_bound_offset.0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::log::txn_index::txn_index_path;
+    use crate::log::{FlushPolicy, LogConfig};
+    use crate::protocol::control::TransactionResult;
+    use crate::protocol::record_batch::{build_batch, set_covered_fields, TRANSACTIONAL_BIT};
+
+    const EPOCH: LeaderEpoch = LeaderEpoch(0);
+
+    fn open(dir: &std::path::Path) -> Arc<UnifiedLog> {
+        let config = LogConfig {
+            flush_policy: FlushPolicy::Interval {
+                messages: u64::MAX,
+                ms: u64::MAX / 2,
+            },
+            ..LogConfig::default()
+        };
+        UnifiedLog::open(
+            dir.to_path_buf(),
+            config,
+            ManualClock::new(1_700_000_000_000),
+        )
+        .expect("open")
+    }
+
+    /// `n` records of a transactional producer, from sequence `seq`.
+    fn txn_batch(pid: i64, seq: i32, n: usize) -> Bytes {
+        let recs = vec![(None, Some(&b"v"[..])); n];
+        let mut b = build_batch(0, 1_700_000_000_000, Some((pid, 0, seq)), &recs);
+        let max_ts = 1_700_000_000_000 + n as i64 - 1;
+        set_covered_fields(&mut b, TRANSACTIONAL_BIT, max_ts, seq);
+        Bytes::from(b)
+    }
+
+    fn end(log: &UnifiedLog, pid: i64, result: TransactionResult) -> i64 {
+        let marker = EndTransactionMarker {
+            result,
+            coordinator_epoch: 3,
+        };
+        let info = log
+            .append_txn_marker(ProducerId(pid), ProducerEpoch(0), marker, EPOCH)
+            .expect("marker");
+        assert_eq!(info.first_offset, info.last_offset);
+        info.first_offset.0
+    }
+
+    fn aborted(log: &UnifiedLog) -> Vec<(i64, i64, i64, i64)> {
+        log.collect_aborted_txns(Offset(0), Offset(i64::MAX))
+            .iter()
+            .map(|t| {
+                (
+                    t.producer_id,
+                    t.first_offset,
+                    t.last_offset,
+                    t.last_stable_offset,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn markers_move_the_first_unstable_offset_and_index_aborts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = open(dir.path());
+        log.append_as_leader(txn_batch(1, 0, 3), EPOCH).expect("a"); // 0..=2
+        log.append_as_leader(txn_batch(2, 0, 2), EPOCH).expect("b"); // 3..=4
+        assert_eq!(log.first_unstable_offset(), Some(Offset(0)));
+        assert_eq!(log.ongoing_txn_count(), 2);
+        // Producer 1 commits: producer 2's transaction (from 3) still holds the LSO back.
+        assert_eq!(end(&log, 1, TransactionResult::Commit), 5);
+        assert_eq!(log.first_unstable_offset(), Some(Offset(3)));
+        log.append_as_leader(txn_batch(1, 3, 1), EPOCH)
+            .expect("a again"); // 6
+                                // Producer 2 aborts: the entry's LSO is producer 1's open transaction.
+        assert_eq!(end(&log, 2, TransactionResult::Abort), 7);
+        assert_eq!(log.first_unstable_offset(), Some(Offset(6)));
+        assert_eq!(aborted(&log), vec![(2, 3, 7, 6)]);
+        assert_eq!(end(&log, 1, TransactionResult::Abort), 8);
+        assert_eq!(log.first_unstable_offset(), None);
+        assert_eq!(aborted(&log), vec![(2, 3, 7, 6), (1, 6, 8, 9)]);
+        // Reads of a range see only the aborts that overlap it.
+        let only_second: Vec<i64> = log
+            .collect_aborted_txns(Offset(8), Offset(9))
+            .iter()
+            .map(|t| t.producer_id)
+            .collect();
+        assert_eq!(only_second, vec![1]);
+        // A client may not write control batches; a marker with an old epoch is fenced.
+        let marker = crate::protocol::control::build_marker_batch(
+            1,
+            0,
+            EndTransactionMarker {
+                result: TransactionResult::Commit,
+                coordinator_epoch: 3,
+            },
+            0,
+        );
+        assert!(matches!(
+            log.append_as_leader(Bytes::from(marker), EPOCH),
+            Err(crate::log::LogError::InvalidRecord { .. })
+        ));
+        log.append_as_leader(txn_batch(1, 4, 1), EPOCH).expect("a"); // 9
+        let plain = Bytes::from(build_batch(
+            0,
+            1_700_000_000_000,
+            Some((1, 0, 5)),
+            &[(None, Some(&b"v"[..]))],
+        ));
+        assert!(matches!(
+            log.append_as_leader(plain, EPOCH),
+            Err(crate::log::LogError::InvalidTxnState { .. })
+        ));
+        assert_eq!(log.first_unstable_offset(), Some(Offset(9)));
+    }
+
+    #[test]
+    fn recovery_rebuilds_open_transactions_and_the_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let log = open(dir.path());
+            log.append_as_leader(txn_batch(1, 0, 2), EPOCH).expect("a"); // 0..=1
+            log.append_as_leader(txn_batch(2, 0, 2), EPOCH).expect("b"); // 2..=3
+            end(&log, 2, TransactionResult::Abort); // 4
+            log.roll().expect("roll");
+            log.append_as_leader(txn_batch(3, 0, 1), EPOCH).expect("c"); // 5
+            end(&log, 3, TransactionResult::Abort); // 6
+            log.append_as_leader(txn_batch(4, 0, 1), EPOCH).expect("d"); // 7
+            log.flush().expect("flush");
+            // Dropped without close: no snapshot at the end, so the second segment is replayed.
+        }
+        // The second segment's index file is lost: recovery writes it again from the log.
+        std::fs::remove_file(txn_index_path(dir.path(), 5)).expect("txnindex of segment 5");
+        let log = open(dir.path());
+        assert_eq!(log.first_unstable_offset(), Some(Offset(0)));
+        assert_eq!(log.ongoing_txn_count(), 2);
+        assert_eq!(aborted(&log), vec![(2, 2, 4, 0), (3, 5, 6, 0)]);
+        assert!(txn_index_path(dir.path(), 5).exists());
+        // Truncation below the second abort forgets it and reopens producer 3's transaction.
+        log.truncate_to(Offset(6)).expect("truncate");
+        assert_eq!(aborted(&log), vec![(2, 2, 4, 0)]);
+        assert_eq!(log.ongoing_txn_count(), 2);
+        end(&log, 1, TransactionResult::Commit); // 6
+        end(&log, 3, TransactionResult::Commit); // 7
+        assert_eq!(log.first_unstable_offset(), None);
+        // A clean close snapshots the state; the reopened log agrees.
+        log.close().expect("close");
+        let log = open(dir.path());
+        assert_eq!(log.first_unstable_offset(), None);
+        assert_eq!(aborted(&log), vec![(2, 2, 4, 0)]);
+    }
+}
