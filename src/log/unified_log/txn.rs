@@ -139,6 +139,23 @@ mod tests {
         assert_eq!(end(&log, 1, TransactionResult::Abort), 8);
         assert_eq!(log.first_unstable_offset(), None);
         assert_eq!(aborted(&log), vec![(2, 3, 7, 6), (1, 6, 8, 9)]);
+        // The markers are read back like any batch, CRC-checked.
+        let read = log.read(Offset(0), 1 << 20, Offset(9), true).expect("read");
+        let bases: Vec<(i64, bool)> = crate::protocol::record_batch::BatchIter::new(&read.records)
+            .map(|b| b.expect("batch").1)
+            .map(|h| (h.base_offset, h.is_control()))
+            .collect();
+        assert_eq!(
+            bases,
+            vec![
+                (0, false),
+                (3, false),
+                (5, true),
+                (6, false),
+                (7, true),
+                (8, true)
+            ]
+        );
         // Reads of a range see only the aborts that overlap it.
         let only_second: Vec<i64> = log
             .collect_aborted_txns(Offset(8), Offset(9))
