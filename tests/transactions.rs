@@ -14,8 +14,8 @@ use kafka_protocol::messages::write_txn_markers_request::{
     WritableTxnMarker, WritableTxnMarkerTopic,
 };
 use kafka_protocol::messages::{
-    BrokerId, FetchResponse, InitProducerIdRequest, ListOffsetsRequest, ProducerId,
-    TransactionalId, WriteTxnMarkersRequest,
+    describe_producers_request, BrokerId, DescribeProducersRequest, FetchResponse,
+    InitProducerIdRequest, ListOffsetsRequest, ProducerId, TransactionalId, WriteTxnMarkersRequest,
 };
 use kafka_protocol::records::Record;
 use strata::client::KafkaClient;
@@ -255,6 +255,22 @@ async fn committed_and_aborted_transactions_read_by_isolation_level_and_survive_
         ResponseError::InvalidTxnState.code()
     );
     assert_eq!((latest(&mut c, 1).await, latest(&mut c, 0).await), (8, 9));
+    // DescribeProducers shows where A's open transaction starts; B has none.
+    let req = DescribeProducersRequest::default().with_topics(vec![
+        describe_producers_request::TopicRequest::default()
+            .with_name(topic_name(TOPIC))
+            .with_partition_indexes(vec![0]),
+    ]);
+    let resp = c.send(&req, 0).await.expect("describe producers");
+    let mut starts: Vec<(i64, i64)> = resp.topics[0].partitions[0]
+        .active_producers
+        .iter()
+        .map(|p| (p.producer_id.0, p.current_txn_start_offset))
+        .collect();
+    starts.sort_unstable();
+    let mut want = vec![(a, 8), (bp, -1)];
+    want.sort_unstable();
+    assert_eq!(starts, want);
     drop(c);
 
     // A restart keeps A's open transaction and B's abort.

@@ -251,6 +251,8 @@ pub struct ProducerStateEntry {
     pub last_offset: Offset,
     /// The largest timestamp of its last batch (DescribeProducers' `last_timestamp`).
     pub last_timestamp_ms: i64,
+    /// The first offset of its open transaction, if any.
+    pub current_txn_start_offset: Option<Offset>,
 }
 
 /// ListOffsets' special timestamps.

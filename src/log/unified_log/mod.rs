@@ -101,6 +101,7 @@ fn entry(producer_id: i64, s: &super::producer_state::ProducerState) -> Producer
         last_sequence: last.map_or(-1, |b| b.last_seq),
         last_offset: Offset(last.map_or(-1, |b| b.last_offset)),
         last_timestamp_ms: s.last_timestamp,
+        current_txn_start_offset: s.current_txn_first_offset.map(Offset),
     }
 }
 
