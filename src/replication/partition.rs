@@ -723,6 +723,10 @@ impl TieredPartition for Partition {
         Partition::high_watermark(self)
     }
 
+    fn last_stable_offset(&self) -> Offset {
+        Partition::last_stable_offset(self)
+    }
+
     fn local_log_restarted(&self) {
         self.advance_high_watermark();
     }

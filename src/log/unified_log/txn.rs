@@ -226,4 +226,32 @@ mod tests {
         assert_eq!(log.first_unstable_offset(), None);
         assert_eq!(aborted(&log), vec![(2, 2, 4, 0)]);
     }
+
+    #[test]
+    fn a_follower_copying_markers_tracks_and_indexes_the_same() {
+        let (ld, fd) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        let (leader, follower) = (open(ld.path()), open(fd.path()));
+        leader
+            .append_as_leader(txn_batch(1, 0, 2), EPOCH)
+            .expect("a"); // 0..=1
+        leader
+            .append_as_leader(txn_batch(2, 0, 1), EPOCH)
+            .expect("b"); // 2
+        end(&leader, 1, TransactionResult::Abort); // 3
+        leader
+            .append_as_leader(txn_batch(1, 2, 1), EPOCH)
+            .expect("a"); // 4
+        let all = leader
+            .read(Offset(0), 1 << 20, Offset(5), true)
+            .expect("read")
+            .records;
+        follower.append_as_follower(all).expect("copy");
+        assert_eq!(aborted(&follower), aborted(&leader));
+        assert_eq!(aborted(&follower), vec![(1, 0, 3, 2)]);
+        assert_eq!(follower.first_unstable_offset(), Some(Offset(2)));
+        assert_eq!(follower.ongoing_txn_count(), 2);
+    }
 }
