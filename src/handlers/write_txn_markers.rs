@@ -32,11 +32,13 @@ pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 1 };
 const REPLICATION_TIMEOUT: Duration = Duration::from_secs(30);
 
 type Appended = Result<(Arc<Partition>, LogAppendInfo, LeaderEpoch), i16>;
+/// One marker's appends: the producer id and, per topic, each partition's outcome.
+type MarkerAppends = (i64, Vec<(kafka_protocol::messages::TopicName, Vec<(i32, Appended)>)>);
 
 pub fn handle(ctx: RequestContext, req: WriteTxnMarkersRequest) -> Reply {
     let allowed = ctx.authorize(AclOperation::ClusterAction, &Resource::cluster());
     // Appended now, in request order; the replication waits run together afterwards.
-    let mut appended: Vec<(i64, Vec<(kafka_protocol::messages::TopicName, Vec<(i32, Appended)>)>)> = Vec::new();
+    let mut appended: Vec<MarkerAppends> = Vec::new();
     for m in req.markers {
         let marker = EndTransactionMarker {
             result: if m.transaction_result { TransactionResult::Commit } else { TransactionResult::Abort },
