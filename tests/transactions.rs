@@ -312,3 +312,71 @@ async fn committed_and_aborted_transactions_read_by_isolation_level_and_survive_
     let ru = fetch_from_zero(&mut c, 0).await;
     assert_eq!(values(&ru), ["a0", "a1", "a2", "b0", "b1", "a3", "a4"]);
 }
+
+/// Transactions one after another through the wire: a transactional batch, then its marker
+/// (commit and abort in turn), each marker answered after its fsync (the default flush
+/// policy). Checks that read_committed sees exactly the committed half and lists every abort.
+/// 20 transactions by default; `STRATA_SOAK=1` runs 2,000 and prints the time per
+/// transaction (docs/BENCHMARKS.md, "Transaction markers").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_in_a_row_keep_read_committed_exact() {
+    let n: i64 = if std::env::var("STRATA_SOAK").is_ok_and(|v| v == "1") {
+        2_000
+    } else {
+        20
+    };
+    let b = TestBroker::start(&[]).await;
+    let mut c = strata::admin::connect(&b.bootstrap())
+        .await
+        .expect("connect");
+    create_topic(&mut c, TOPIC, 1, &[]).await;
+    let (pid, epoch) = init_producer(&mut c).await;
+    let started = std::time::Instant::now();
+    let mut marker_us: Vec<u128> = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let v = format!("t{i}");
+        assert_eq!(
+            produce_txn(&mut c, txn_batch(pid, epoch, i as i32, &[&v]), Some("t")).await,
+            (0, 2 * i)
+        );
+        let t = std::time::Instant::now();
+        assert_eq!(
+            end_txn(&mut c, pid, epoch, i % 2 == 0).await,
+            vec![0, ResponseError::UnknownTopicOrPartition.code()]
+        );
+        marker_us.push(t.elapsed().as_micros());
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(latest(&mut c, 1).await, 2 * n);
+    // Read it all back read_committed, following the fetch across segments.
+    let (mut offset, mut kept, mut aborts) = (0i64, Vec::new(), Vec::new());
+    while offset < 2 * n {
+        let req = fetch_request(TOPIC, 0, offset, 0, 1, 1 << 20).with_isolation_level(1);
+        let resp = fetch(&mut c, &req).await;
+        let got = records(&resp);
+        offset = got.last().expect("records").offset + 1;
+        aborts.extend(aborted(&resp).unwrap_or_default());
+        kept.extend(committed_values(&resp));
+    }
+    aborts.sort_unstable();
+    aborts.dedup();
+    let want: Vec<String> = (0..n)
+        .filter(|i| i % 2 == 0)
+        .map(|i| format!("t{i}"))
+        .collect();
+    assert_eq!(kept, want);
+    let want_aborts: Vec<(i64, i64)> = (0..n)
+        .filter(|i| i % 2 == 1)
+        .map(|i| (pid, 2 * i))
+        .collect();
+    assert_eq!(aborts, want_aborts);
+    marker_us.sort_unstable();
+    let pct = |p: f64| marker_us[((marker_us.len() - 1) as f64 * p) as usize] as f64 / 1000.0;
+    eprintln!(
+        "{n} transactions in {:.2} s: {:.0} transactions/s; WriteTxnMarkers p50 {:.2} ms, p99 {:.2} ms",
+        elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64(),
+        pct(0.5),
+        pct(0.99)
+    );
+}
