@@ -111,6 +111,26 @@ pub fn write_entries(path: &Path, entries: &[AbortedTxn]) -> Result<()> {
     std::fs::write(path, b).map_err(|e| io_error(path, e))
 }
 
+/// Compaction merged the segments `replaced` (ascending, the first being `base`) into one:
+/// their entries go to `base`'s file, in marker order, without duplicates (a merge redone after
+/// a crash finds some twice). Written to a temporary file and renamed over, so a crash leaves
+/// the old file or the new one.
+pub fn merge_into(dir: &Path, base: i64, replaced: &[i64]) -> Result<()> {
+    let mut all: Vec<AbortedTxn> = replaced
+        .iter()
+        .flat_map(|&b| read_entries(&txn_index_path(dir, b)))
+        .collect();
+    all.sort_by_key(|t| (t.last_offset, t.producer_id));
+    all.dedup();
+    if all.is_empty() {
+        return Ok(());
+    }
+    let path = txn_index_path(dir, base);
+    let tmp = path.with_extension("txnindex.tmp");
+    write_entries(&tmp, &all)?;
+    std::fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))
+}
+
 /// The aborted transactions that overlap `[fetch_offset, upper_bound_offset)`: those whose
 /// marker is at or after the fetch offset and whose first offset is below the bound (Kafka's
 /// `collectAbortedTxns`). `entries` is ordered by marker offset.
@@ -170,5 +190,19 @@ mod tests {
             vec![txn(1, 0, 4), txn(2, 3, 9), txn(3, 12, 15)]
         );
         assert_eq!(collect_aborted(&entries, 16, 100), vec![]);
+    }
+
+    #[test]
+    fn a_merge_keeps_every_entry_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        append_entry(&txn_index_path(dir.path(), 0), &txn(1, 0, 4)).expect("append");
+        append_entry(&txn_index_path(dir.path(), 10), &txn(2, 9, 12)).expect("append");
+        merge_into(dir.path(), 0, &[0, 10]).expect("merge");
+        // Redone after a crash before the replaced file was removed: no duplicates.
+        merge_into(dir.path(), 0, &[0, 10]).expect("merge again");
+        assert_eq!(
+            read_entries(&txn_index_path(dir.path(), 0)),
+            vec![txn(1, 0, 4), txn(2, 9, 12)]
+        );
     }
 }
