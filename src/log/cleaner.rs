@@ -24,7 +24,8 @@
 //! 1. write `{base:020}.log.cleaned`, fsync;
 //! 2. write the swap marker `{base:020}.swap-end` (a checkpoint file holding `end`);
 //! 3. rename `.log.cleaned` to `.log.swap`, fsync the directory;
-//! 4. delete the replaced segments' files, rename `.log.swap` to `.log`, fsync the directory,
+//! 4. merge the replaced segments' `.txnindex` entries into the first one's, delete the
+//!    replaced segments' files, rename `.log.swap` to `.log`, fsync the directory,
 //!    delete the marker.
 //!
 //! Recovery ([`complete_or_roll_back_swaps`]): a `.log.swap` with its marker means step 3
