@@ -227,6 +227,15 @@ async fn committed_and_aborted_transactions_read_by_isolation_level_and_survive_
         fetch_from_zero(&mut c, 0).await,
     );
     check_final(&rc, &ru, 8);
+    // A read of the first batch alone (a 10-byte limit still returns one batch) lists only
+    // the aborts overlapping it: none.
+    let first_only = fetch(
+        &mut c,
+        &fetch_request(TOPIC, 0, 0, 0, 1, 10).with_isolation_level(1),
+    )
+    .await;
+    assert_eq!(values(&first_only), ["a0", "a1", "a2"]);
+    assert_eq!(aborted(&first_only), Some(vec![]));
     assert_eq!((latest(&mut c, 1).await, latest(&mut c, 0).await), (8, 8));
 
     // Clients cannot write control batches; a producer inside a transaction cannot write

@@ -46,6 +46,7 @@ use crate::handlers::errors::{
     fetch_session_error_code, partition_error_code, remote_log_error_code, unknown_topic_id, unknown_topic_or_partition,
 };
 use crate::protocol::fetch_session::{FetchMetadata, PartitionFetch};
+use crate::protocol::record_batch::BatchIter;
 use crate::protocol::topic_name;
 use crate::replication::delayed_fetch::{DelayedFetch, FetchIsolation, Wake};
 use crate::quota::{SharedDirection, SharedQuotaKey};
@@ -427,9 +428,11 @@ async fn read_for_consumer(
     let max_offset = if read_committed { last_stable_offset } else { high_watermark };
     let read = partition.log_view().read(p.fetch_offset, budget, max_offset, first).await?;
     let aborted = if read_committed && !read.records.is_empty() {
+        // Only the transactions overlapping what was read: the list stays as short as the read.
+        let read_end = BatchIter::new(&read.records).filter_map(Result::ok).last().map_or(last_stable_offset, |(_, h)| Offset(h.next_offset()));
         partition
             .log()
-            .collect_aborted_txns(p.fetch_offset, last_stable_offset)
+            .collect_aborted_txns(p.fetch_offset, read_end.min(last_stable_offset))
             .into_iter()
             .map(|t| AbortedTransaction::default().with_producer_id(WireProducerId(t.producer_id)).with_first_offset(t.first_offset))
             .collect()
