@@ -188,6 +188,15 @@ async fn committed_and_aborted_transactions_read_by_isolation_level_and_survive_
     );
 
     // Both transactions are open: nothing is stable yet.
+    let text = b.broker.render_metrics();
+    assert!(
+        text.contains("strata_log_open_transactions{topic=\"txn\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("strata_log_last_stable_offset_lag{topic=\"txn\"} 6"),
+        "{text}"
+    );
     let rc = fetch_from_zero(&mut c, 1).await;
     let p = &rc.responses[0].partitions[0];
     assert_eq!((p.high_watermark, p.last_stable_offset), (6, 0));
@@ -237,6 +246,15 @@ async fn committed_and_aborted_transactions_read_by_isolation_level_and_survive_
     assert_eq!(values(&first_only), ["a0", "a1", "a2"]);
     assert_eq!(aborted(&first_only), Some(vec![]));
     assert_eq!((latest(&mut c, 1).await, latest(&mut c, 0).await), (8, 8));
+    let text = b.broker.render_metrics();
+    assert!(
+        text.contains("strata_log_open_transactions{topic=\"txn\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("strata_log_last_stable_offset_lag{topic=\"txn\"} 0"),
+        "{text}"
+    );
 
     // Clients cannot write control batches; a producer inside a transaction cannot write
     // outside it.
