@@ -86,6 +86,12 @@ pub fn controller_error_code(e: &ControllerError) -> i16 {
         ControllerError::StaleLeaderEpoch { .. } => E::FencedLeaderEpoch.code(),
         ControllerError::InvalidUpdateVersion { .. } => E::InvalidUpdateVersion.code(),
         ControllerError::IneligibleReplica(_) => E::IneligibleReplica.code(),
+        ControllerError::NoReassignmentInProgress => E::NoReassignmentInProgress.code(),
+        ControllerError::ElectionNotNeeded(_) => E::ElectionNotNeeded.code(),
+        ControllerError::PreferredLeaderNotAvailable(_) => E::PreferredLeaderNotAvailable.code(),
+        ControllerError::EligibleLeadersNotAvailable(_) => E::EligibleLeadersNotAvailable.code(),
+        ControllerError::BrokerIdNotRegistered(_) => E::BrokerIdNotRegistered.code(),
+        ControllerError::BrokerInUse { .. } => E::InvalidRequest.code(),
         ControllerError::NotController { .. } | ControllerError::ShuttingDown => {
             E::NotController.code()
         }
