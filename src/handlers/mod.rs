@@ -138,6 +138,11 @@ handlers! {
     CreateAcls => create_acls,
     DescribeAcls => describe_acls,
     DeleteAcls => delete_acls,
+    AlterPartitionReassignments => alter_partition_reassignments,
+    ListPartitionReassignments => list_partition_reassignments,
+    ElectLeaders => elect_leaders,
+    DescribeLogDirs => describe_log_dirs,
+    UnregisterBroker => unregister_broker,
 }
 
 pub mod fetch_session;
