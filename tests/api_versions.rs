@@ -910,7 +910,7 @@ async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16, topic_id: uuid::Uuid
             );
             // Unknown broker, and (v1) a replication factor change not allowed.
             let req = AlterPartitionReassignmentsRequest::default()
-                .with_allow_replication_factor_change(false)
+                .with_allow_replication_factor_change(v == 0)
                 .with_topics(vec![
                     alter_partition_reassignments_request::ReassignableTopic::default()
                         .with_name(topic_name(TOPIC))
@@ -935,7 +935,8 @@ async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16, topic_id: uuid::Uuid
             );
         }
         ApiKey::ListPartitionReassignments => {
-            let resp = send(c, &ListPartitionReassignmentsRequest::default(), v).await;
+            let all = ListPartitionReassignmentsRequest::default().with_topics(None);
+            let resp = send(c, &all, v).await;
             assert_eq!(
                 (resp.error_code, resp.topics.len()),
                 (0, 0),
@@ -977,7 +978,8 @@ async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16, topic_id: uuid::Uuid
             }
         }
         ApiKey::DescribeLogDirs => {
-            let resp = send(c, &DescribeLogDirsRequest::default(), v).await;
+            let all = DescribeLogDirsRequest::default().with_topics(None);
+            let resp = send(c, &all, v).await;
             assert_eq!(resp.results.len(), 1, "DescribeLogDirs v{v}");
             let dir = &resp.results[0];
             assert_eq!(dir.error_code, 0, "DescribeLogDirs v{v}");
@@ -985,7 +987,7 @@ async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16, topic_id: uuid::Uuid
                 .topics
                 .iter()
                 .find(|t| t.name.0.as_str() == TOPIC)
-                .expect("the topic's directory");
+                .unwrap_or_else(|| panic!("DescribeLogDirs v{v}: no {TOPIC} in {dir:?}"));
             let p = &topic.partitions[0];
             assert_eq!(
                 (p.partition_index, p.offset_lag, p.is_future_key),

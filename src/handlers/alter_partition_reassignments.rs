@@ -24,7 +24,7 @@ pub fn handle(ctx: RequestContext, req: AlterPartitionReassignmentsRequest) -> R
     // v0 has no flag and always allowed changing the replication factor (KIP-860).
     let allow_rf_change = ctx.version() < 1 || req.allow_replication_factor_change;
     let resp = AlterPartitionReassignmentsResponse::default()
-        .with_allow_replication_factor_change(ctx.version() >= 1 && allow_rf_change);
+        .with_allow_replication_factor_change(allow_rf_change);
     // Authorization: ALTER on the cluster.
     if let Err(code) = ctx.authorize_cluster(AclOperation::Alter) {
         let resp = resp
