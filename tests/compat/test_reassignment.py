@@ -89,8 +89,9 @@ def test_a_replica_moves_to_a_new_broker_and_the_preferred_leader_returns(tmp_pa
             b.start()
         cluster.wait_ready(3)
         bootstrap = cluster.bootstrap()
-        fs = AdminClient({"bootstrap.servers": bootstrap}).create_topics(
-            [NewTopic(TOPIC, replica_assignment=[[1, 2]])], operation_timeout=10
+        creator = AdminClient({"bootstrap.servers": bootstrap})
+        fs = creator.create_topics(
+            [NewTopic(TOPIC, num_partitions=1, replica_assignment=[[1, 2]])], operation_timeout=10
         )
         fs[TOPIC].result(timeout=10)
         wait_until(lambda: partition_view(bootstrap) == ([1, 2], 1, [1, 2]), 20, "the topic on brokers 1 and 2")
@@ -102,6 +103,13 @@ def test_a_replica_moves_to_a_new_broker_and_the_preferred_leader_returns(tmp_pa
         fourth.start()
         cluster.wait_ready(4)
         fourth.terminate()
+
+        def fourth_fenced():
+            d = cluster.describe(cluster.node(1))
+            return d and any(b[0] == 4 and b[3] for b in d["brokers"])
+
+        # Until then clients may still be told to use it.
+        wait_until(fourth_fenced, 15, "broker 4 fenced")
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
         tp = TopicPartition(TOPIC, 0)
         assert admin.alter_partition_reassignments({tp: [2, 4]}) == {tp: None}
@@ -122,7 +130,10 @@ def test_a_replica_moves_to_a_new_broker_and_the_preferred_leader_returns(tmp_pa
 
         assert read_all(bootstrap, 900) == before + during + after
 
-        # Broker 1 dropped its copy; 2 and 4 report what their segment files hold.
+        # Broker 1 dropped its copy; 2 and 4 report what their segment files hold. (A new
+        # client: the first one met broker 4 fenced and does not know its address.)
+        admin.close()
+        admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap(), request_timeout_ms=10_000)
         wait_until(lambda: not (cluster.node(1).dir / "data" / f"{TOPIC}-0").exists(), 10, "broker 1 to delete the replica")
         assert log_dir_partitions(admin, 1) == {}
         def sizes_settled():
