@@ -28,7 +28,8 @@
 //! - [`elections`]: fencing, leader election, controlled shutdown, rebalancing (pure).
 //! - [`isr`]: AlterPartition (ISR changes) decided.
 //! - [`reassignment`]: partition reassignments started, completed and cancelled (pure), and
-//!   [`placement`]: where new replicas go (Kafka's rack-alternating assignment).
+//!   [`placement`]: where new replicas go (Kafka's rack-alternating assignment), and
+//!   [`balance`]: the planner of replica moves that even out brokers or drain one (pure).
 //! - [`client_quotas`]: AlterClientQuotas decided (the quotas themselves live in `crate::quota`).
 //! - [`quota_shares`]: cluster-wide quota limits divided among brokers by demand (pure), kept in
 //!   the active controller's memory and handed out with heartbeat answers.
@@ -42,6 +43,7 @@ mod service;
 mod settings;
 
 pub mod acls;
+pub mod balance;
 pub mod broker_lifecycle;
 pub mod client_quotas;
 pub mod elections;
