@@ -83,7 +83,7 @@ pub fn plan_moves(
         };
         let source = match to_drain {
             Some(b) => b,
-            None if count[most] > count[fewest] + tolerance => *most,
+            None if count[most] > count[fewest].saturating_add(tolerance) => *most,
             None => break,
         };
         let found = order.iter().find_map(|&i| {

@@ -10,7 +10,8 @@ once it is back it catches up through its follower fetcher, joins the ISR and th
 completes. Records produced before, during and after are all read back in order from the new
 replica set, broker 1 no longer holds the partition (on disk or in DescribeLogDirs), and the
 sizes DescribeLogDirs reports are the bytes of the segment files on disk. Then the preferred
-leader is killed and, back in the ISR, made leader again with ElectLeaders (preferred).
+leader is killed and, back in the ISR, made leader again with ElectLeaders (preferred), and
+`strata cluster drain` empties broker 4.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from confluent_kafka import KafkaError, TopicPartition as CTopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaAdminClient, TopicPartition
 
-from conftest import wait_until
+from conftest import strata_cli, wait_until
 from helpers import consumer, flush_all, producer
 from test_cluster import Cluster
 
@@ -157,6 +158,17 @@ def test_a_replica_moves_to_a_new_broker_and_the_preferred_leader_returns(tmp_pa
         resp = admin.elect_leaders(0, {TOPIC: [0]}, raise_errors=False)
         codes = [p.error_code for r in resp.replica_election_results for p in r.partition_result]
         assert codes == [84], "ELECTION_NOT_NEEDED once the preferred replica leads"
+
+        # `strata cluster drain` moves broker 4's replica to a broker without one.
+        out = strata_cli("cluster", cluster.node(1).bootstrap, "drain", "4").stdout
+        assert f"{TOPIC}-0: broker 4 -> " in out, out
+
+        def drained():
+            status = strata_cli("cluster", cluster.node(1).bootstrap, "balance", "status").stdout
+            return "no reassignments in progress" in status and partition_view(cluster.bootstrap())
+
+        view = wait_until(drained, 30, "broker 4 drained")
+        assert view[0][0] == 2 and view[0][1] in (1, 3) and view[2] == sorted(view[0]), view
         assert read_all(cluster.bootstrap(), 900) == before + during + after
         admin.close()
     finally:
