@@ -16,6 +16,7 @@ leader is killed and, back in the ISR, made leader again with ElectLeaders (pref
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -170,6 +171,52 @@ def test_a_replica_moves_to_a_new_broker_and_the_preferred_leader_returns(tmp_pa
         view = wait_until(drained, 30, "broker 4 drained")
         assert view[0][0] == 2 and view[0][1] in (1, 3) and view[2] == sorted(view[0]), view
         assert read_all(cluster.bootstrap(), 900) == before + during + after
+        admin.close()
+    finally:
+        cluster.cleanup()
+
+
+BENCH_MB = int(os.environ.get("STRATA_MOVE_BENCH_MB", "0"))
+
+
+@pytest.mark.skipif(BENCH_MB <= 0, reason="set STRATA_MOVE_BENCH_MB to measure a move (docs/BENCHMARKS.md)")
+@pytest.mark.timeout(900)
+def test_move_throughput(tmp_path, request):
+    """How long moving one replica of a STRATA_MOVE_BENCH_MB MiB partition to a new broker takes,
+    from AlterPartitionReassignments to ListPartitionReassignments showing nothing (the new
+    replica caught up and in the ISR, the old one removed)."""
+    cluster = Cluster(tmp_path, n=3, broker_only=1)
+    request.node._strata_brokers = cluster.nodes
+    try:
+        for b in cluster.nodes[:3]:
+            b.start()
+        cluster.wait_ready(3)
+        boot = cluster.node(1).bootstrap
+        creator = AdminClient({"bootstrap.servers": boot})
+        creator.create_topics([NewTopic(TOPIC, num_partitions=1, replica_assignment=[[1, 2]])])[TOPIC].result(10)
+        wait_until(lambda: partition_view(boot) == ([1, 2], 1, [1, 2]), 20, "the topic")
+        p = producer(boot, **{"acks": "all", "linger.ms": 20, "batch.size": 1 << 20})
+        payload = os.urandom(1024)
+        errors = []
+        for _ in range(BENCH_MB * 1024):
+            while True:
+                try:
+                    p.produce(TOPIC, payload, partition=0, on_delivery=lambda err, _m: err and errors.append(err))
+                    break
+                except BufferError:
+                    p.poll(0.05)
+        flush_all(p, 300)
+        assert not errors, errors[:3]
+        cluster.node(4).start()
+        cluster.wait_ready(4)
+        admin = KafkaAdminClient(bootstrap_servers=boot, request_timeout_ms=30_000)
+        t0 = time.monotonic()
+        admin.alter_partition_reassignments({TopicPartition(TOPIC, 0): [2, 4]})
+        wait_until(lambda: admin.list_partition_reassignments() == {}, 600, "the move", interval=0.05)
+        elapsed = time.monotonic() - t0
+        size = log_dir_partitions(admin, 4)[0]["partition_size"]
+        assert size >= BENCH_MB * 2**20, size
+        print(f"\nmoved a {size / 2**20:.0f} MiB replica to a new broker in {elapsed:.2f} s: {size / 2**20 / elapsed:.0f} MiB/s")
         admin.close()
     finally:
         cluster.cleanup()
