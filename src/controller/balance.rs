@@ -208,7 +208,7 @@ mod tests {
             &plan_moves(&b, &parts, &BTreeSet::new(), 1, 100),
         );
         assert!(
-            c.values().max().unwrap() - c.values().min().unwrap() <= 1,
+            c.values().max().expect("counts") - c.values().min().expect("counts") <= 1,
             "{c:?}"
         );
     }

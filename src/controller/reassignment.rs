@@ -407,7 +407,7 @@ mod tests {
         assert!(decide_complete_reassignments(&image).is_empty());
         // The same target again changes nothing.
         assert_eq!(
-            decide_reassignment(&image, &request(Some(&[2, 3, 4])), true, false).unwrap(),
+            decide_reassignment(&image, &request(Some(&[2, 3, 4])), true, false).expect("decided"),
             None
         );
     }
@@ -495,7 +495,7 @@ mod tests {
     fn bad_targets_are_refused_with_kafkas_errors() {
         let image = image(3, &[1, 2]);
         let err = |target: Option<&[i32]>, allow_rf: bool| {
-            decide_reassignment(&image, &request(target), allow_rf, false).unwrap_err()
+            decide_reassignment(&image, &request(target), allow_rf, false).expect_err("refused")
         };
         assert!(
             matches!(err(Some(&[1, 9]), true), ControllerError::InvalidReplicaAssignment(m) if m.contains("broker 9"))
@@ -548,8 +548,8 @@ mod tests {
             Err(ControllerError::EligibleLeadersNotAvailable(_))
         ));
         let r = decide_reassignment(&image, &request(None), true, true)
-            .unwrap()
-            .unwrap();
+            .expect("decided")
+            .expect("a record");
         apply(&mut image, &[r]);
         let p = part(&image);
         assert_eq!(

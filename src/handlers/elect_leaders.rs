@@ -21,6 +21,8 @@ pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 2 };
 
 /// One partition's answer: its topic, index, and error (if any).
 type Outcome = (String, i32, Result<(), ControllerError>);
+/// One partition's answer on the wire: its topic, index, and error code and message (if any).
+type Answer = (String, i32, Result<(), (i16, String)>);
 
 pub fn handle(ctx: RequestContext, req: ElectLeadersRequest) -> Reply {
     let asked: Option<Vec<(String, i32)>> = req.topic_partitions.as_ref().map(|tps| {
@@ -106,7 +108,7 @@ pub fn handle(ctx: RequestContext, req: ElectLeadersRequest) -> Reply {
 fn response(
     ctx: &RequestContext,
     top_level: i16,
-    outcomes: Vec<(String, i32, Result<(), (i16, String)>)>,
+    outcomes: Vec<Answer>,
 ) -> ResponseKind {
     let mut results: Vec<ReplicaElectionResult> = Vec::new();
     for (topic, partition, outcome) in outcomes {
