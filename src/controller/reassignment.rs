@@ -557,4 +557,33 @@ mod tests {
             (ids(&[1]), ids(&[1]), BrokerId(1))
         );
     }
+
+    #[test]
+    fn partition_records_without_a_move_keep_the_old_format() {
+        let mut image = image(4, &[1, 2]);
+        let id = image.topic_by_name("t").expect("topic").topic_id;
+        let still = part(&image).to_record(id, PartitionIndex(0));
+        let json = serde_json::to_string(&still).expect("encode");
+        // What records looked like before reassignments: they decode unchanged.
+        assert!(
+            !json.contains("adding_replicas") && !json.contains("removing_replicas"),
+            "{json}"
+        );
+        assert_eq!(
+            serde_json::from_str::<MetadataRecord>(&json).expect("decode"),
+            still
+        );
+        reassign(&mut image, Some(&[3, 4]));
+        let moving = part(&image).to_record(id, PartitionIndex(0));
+        let json = serde_json::to_string(&moving).expect("encode");
+        assert_eq!(
+            serde_json::from_str::<MetadataRecord>(&json).expect("decode"),
+            moving
+        );
+        let snapshot = serde_json::to_string(&image).expect("encode");
+        assert_eq!(
+            serde_json::from_str::<MetadataImage>(&snapshot).expect("decode"),
+            image
+        );
+    }
 }
