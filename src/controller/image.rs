@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::mirror::MirrorImage;
 use super::records::{BrokerEndpoint, MetadataRecord};
 use crate::config::TopicConfig;
 use crate::model::{BrokerId, LeaderEpoch, PartitionIndex, TopicId};
@@ -81,6 +82,9 @@ pub struct MetadataImage {
     /// The ACLs, indexed by resource for the authorizer.
     #[serde(default)]
     pub acls: AclIndex,
+    /// Mirror links and the state of each mirror topic.
+    #[serde(default)]
+    pub mirrors: MirrorImage,
 }
 
 impl CredentialStore for MetadataImage {
@@ -184,6 +188,7 @@ impl MetadataImage {
             MetadataRecord::RemoveTopic { topic_id } => {
                 if let Some(t) = self.topics.remove(topic_id) {
                     self.topic_ids.remove(&t.name);
+                    self.mirrors.topic_deleted(&t.name);
                 }
             }
             MetadataRecord::FenceBroker { broker_id } => {
@@ -233,6 +238,10 @@ impl MetadataImage {
             MetadataRecord::RemoveAccessControlEntry { id } => {
                 self.acls.remove(*id);
             }
+            MetadataRecord::MirrorLink { .. }
+            | MetadataRecord::MirrorLinkState { .. }
+            | MetadataRecord::RemoveMirrorLink { .. }
+            | MetadataRecord::MirrorTopic { .. } => self.mirrors.apply(record),
         }
     }
 }

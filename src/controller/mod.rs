@@ -28,6 +28,8 @@
 //! - [`elections`]: fencing, leader election, controlled shutdown, rebalancing (pure).
 //! - [`isr`]: AlterPartition (ISR changes) decided.
 //! - [`client_quotas`]: AlterClientQuotas decided (the quotas themselves live in `crate::quota`).
+//! - [`mirror`]: mirror links and mirror topics decided, and the duty that follows the
+//!   source clusters' topics.
 //! - [`quota_shares`]: cluster-wide quota limits divided among brokers by demand (pure), kept in
 //!   the active controller's memory and handed out with heartbeat answers.
 
@@ -47,6 +49,7 @@ pub mod image;
 pub mod isr;
 pub mod log_store;
 mod metrics;
+pub mod mirror;
 pub mod network;
 pub mod producer_ids;
 pub mod quorum;
@@ -109,6 +112,8 @@ pub enum ControllerError {
     ShuttingDown,
     #[error("metadata quorum error: {0}")]
     Raft(String),
+    #[error(transparent)]
+    Mirror(#[from] mirror::MirrorError),
     #[error("metadata log I/O error on {path}: {source}")]
     Io {
         path: PathBuf,
