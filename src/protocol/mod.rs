@@ -16,6 +16,14 @@ use retired_produce::RetiredProduce;
 /// The Kafka release whose API version ranges ApiVersions advertises (docs/protocol.md).
 pub const KAFKA_RELEASE: &str = "4.1";
 
+/// Strata's own admin API for mirror links, on the Kafka port (docs/protocol.md, "Strata's own
+/// APIs"). Kafka has no public API for links; this key lies far above Kafka's range, is not
+/// advertised in ApiVersions (which lists Kafka 4.1's APIs only), and is spoken only by the
+/// `strata mirror` tool. Body and response body are one JSON document each.
+pub const STRATA_MIRROR_LINKS_API_KEY: i16 = 32000;
+/// The one version of [`STRATA_MIRROR_LINKS_API_KEY`].
+pub const STRATA_MIRROR_LINKS_VERSION: i16 = 0;
+
 /// The size prefix of every request and response frame.
 pub const FRAME_PREFIX_BYTES: usize = 4;
 
@@ -34,6 +42,8 @@ pub enum DecodeError {
     TooShort(usize),
     #[error("unknown api key {0}")]
     UnknownApiKey(i16),
+    #[error("malformed Strata mirror links request header: {0}")]
+    MalformedStrata(String),
     #[error("unsupported api {api_key:?}")]
     UnsupportedApi { api_key: ApiKey },
     #[error("unsupported version {version} of {api_key:?} (supported {min}..={max})")]
@@ -67,6 +77,8 @@ pub enum Decoded {
         header: RequestHeader,
         request: RetiredProduce,
     },
+    /// Strata's mirror links admin API: request header v1, then a JSON body.
+    MirrorLinks { header: RequestHeader, body: Bytes },
 }
 
 /// The versions of each API this broker serves; `None` for an API it does not serve. The
@@ -85,6 +97,17 @@ pub fn decode_request(
     let api_key_raw = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    if api_key_raw == STRATA_MIRROR_LINKS_API_KEY {
+        if version != STRATA_MIRROR_LINKS_VERSION {
+            return Err(DecodeError::UnknownApiKey(api_key_raw));
+        }
+        let header = RequestHeader::decode(&mut frame, 1)
+            .map_err(|e| DecodeError::MalformedStrata(e.to_string()))?;
+        return Ok(Decoded::MirrorLinks {
+            header,
+            body: frame,
+        });
+    }
     let api_key =
         ApiKey::try_from(api_key_raw).map_err(|_| DecodeError::UnknownApiKey(api_key_raw))?;
     let range = supported_versions(api_key).ok_or(DecodeError::UnsupportedApi { api_key })?;
