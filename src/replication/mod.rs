@@ -14,6 +14,7 @@ mod gauges;
 pub mod isr;
 pub mod metadata;
 mod metrics;
+pub mod mirror;
 pub mod partition;
 
 use std::collections::{BTreeSet, HashMap};
@@ -46,6 +47,7 @@ pub struct ReplicaManager {
     remote: OnceLock<Arc<RemoteLogManager>>,
     /// Copies followed partitions from their leaders; set once the broker runs.
     fetchers: OnceLock<Arc<ReplicaFetcherManager>>,
+    mirror_fetchers: OnceLock<Arc<mirror::MirrorFetcherManager>>,
 }
 
 impl ReplicaManager {
@@ -59,6 +61,7 @@ impl ReplicaManager {
             applied_offset,
             remote: OnceLock::new(),
             fetchers: OnceLock::new(),
+            mirror_fetchers: OnceLock::new(),
         }
     }
 
@@ -68,6 +71,10 @@ impl ReplicaManager {
     }
 
     /// Hooks tiered storage in; set once, before the first image is applied.
+    pub fn set_mirror_fetcher_manager(&self, fetchers: Arc<mirror::MirrorFetcherManager>) {
+        let _ = self.mirror_fetchers.set(fetchers);
+    }
+
     pub fn set_remote_log_manager(&self, remote: Arc<RemoteLogManager>) {
         let _ = self.remote.set(remote);
     }
@@ -235,11 +242,35 @@ impl ReplicaManager {
             }
         }
         self.assign_fetchers(image);
+        self.assign_mirror_fetchers(image);
         self.applied_offset.send_replace(image.offset);
         first_error.map_or(Ok(()), Err)
     }
 
     /// Points the follower fetchers at the leaders of every partition followed here.
+    /// A link fetcher for each mirroring partition led here whose link is active.
+    fn assign_mirror_fetchers(&self, image: &MetadataImage) {
+        use crate::controller::mirror::{LinkState, MirrorTopicState};
+        let Some(fetchers) = self.mirror_fetchers.get() else {
+            return;
+        };
+        let targets =
+            self.all()
+                .into_iter()
+                .filter(|p| p.state().leader == self.local)
+                .filter_map(|partition| {
+                    let m = image.mirrors.topic(&partition.tp.topic)?;
+                    let link = image.mirrors.links.get(&m.link)?;
+                    (m.state == MirrorTopicState::Mirroring && link.state == LinkState::Active)
+                        .then(|| mirror::MirrorTarget {
+                            partition,
+                            link: link.spec.clone(),
+                        })
+                })
+                .collect();
+        fetchers.assign(targets);
+    }
+
     fn assign_fetchers(&self, image: &MetadataImage) {
         let Some(fetchers) = self.fetchers.get() else {
             return;
