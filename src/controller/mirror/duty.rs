@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{decide_mirror_topics, source, LinkState};
+use super::{decide_mirror_topics, groups, source, LinkState};
 use crate::controller::node::Controller;
 use crate::controller::TopicDefaults;
 use crate::net::Network;
@@ -32,6 +32,8 @@ impl Controller {
         tokio::spawn(async move {
             let mut last_sync: BTreeMap<String, Instant> = BTreeMap::new();
             let mut reported: BTreeSet<(String, String)> = BTreeSet::new();
+            // Group offsets already written here, per link, so unchanged ones are not rewritten.
+            let mut synced: BTreeMap<String, groups::GroupOffsets> = BTreeMap::new();
             let mut tick = tokio::time::interval(TICK);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -45,6 +47,7 @@ impl Controller {
                 }
                 let image = self.image();
                 last_sync.retain(|name, _| image.mirrors.links.contains_key(name));
+                synced.retain(|name, _| image.mirrors.links.contains_key(name));
                 for (name, link) in &image.mirrors.links {
                     let interval = Duration::from_millis(link.spec.options.interval_ms);
                     if link.state == LinkState::Paused
@@ -95,6 +98,27 @@ impl Controller {
                         }
                         Err(e) => {
                             tracing::warn!(link = %name, error = %e, "mirror topics not updated")
+                        }
+                    }
+                    if link.spec.options.sync_group_offsets {
+                        let written = synced.entry(name.clone()).or_default();
+                        let image = self.image();
+                        let sync = async {
+                            let offsets =
+                                groups::source_offsets(net.as_ref(), &link.spec, &image).await?;
+                            groups::write_offsets(net.as_ref(), &image, &offsets, written).await
+                        };
+                        match tokio::time::timeout(interval.max(Duration::from_secs(10)), sync)
+                            .await
+                        {
+                            Ok(Ok(n)) if n > 0 => {
+                                tracing::debug!(link = %name, offsets = n, "group offsets synced")
+                            }
+                            Ok(Ok(_)) => {}
+                            Ok(Err(e)) => {
+                                tracing::warn!(link = %name, error = %e, "group offsets not synced")
+                            }
+                            Err(_) => tracing::warn!(link = %name, "group offset sync timed out"),
                         }
                     }
                 }

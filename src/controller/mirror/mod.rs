@@ -19,6 +19,7 @@
 
 mod decide;
 pub mod duty;
+pub mod groups;
 pub mod selection;
 pub mod source;
 
