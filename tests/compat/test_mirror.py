@@ -14,12 +14,13 @@ from __future__ import annotations
 import time
 
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, TopicPartition
 
 from conftest import strata_cli, wait_until
 from helpers import (
     Deliveries,
     admin,
+    consumer,
     create_topic,
     flush_all,
     producer,
@@ -98,6 +99,7 @@ def test_a_regex_link_mirrors_byte_for_byte_and_promotes(broker_factory):
         "--source-bootstrap-servers", src,
         "--include", r"orders\..*",
         "--interval-ms", "300",
+        "--sync-group-offsets", "--group-include", "app.*",
     )
     # A topic created after the link is selected too.
     create_topic(src, "orders.us", partitions=2)
@@ -118,6 +120,33 @@ def test_a_regex_link_mirrors_byte_for_byte_and_promotes(broker_factory):
     assert len(d.failed) == 1 and not d.ok
     assert d.failed[0][0].code() == KafkaError.INVALID_REQUEST, d.failed[0][0]
     assert ends(dst, "orders.eu", 3) == before
+
+    # A group's offsets on the source are copied; a consumer on the target resumes there.
+    committed = [TopicPartition("orders.eu", p, 7 + p) for p in range(3)]
+    c = consumer(src, **{"group.id": "app-1"})
+    c.commit(offsets=committed, asynchronous=False)
+    got = [t.offset for t in c.committed([TopicPartition("orders.eu", p) for p in range(3)], timeout=10)]
+    assert got == [7, 8, 9], got
+    c.close()
+    c = consumer(dst, **{"group.id": "app-1"})
+    try:
+        wait_until(
+            lambda: [t.offset for t in c.committed([TopicPartition("orders.eu", p) for p in range(3)], timeout=5)]
+            == [7, 8, 9],
+            20,
+            "group offsets synced to the target",
+            interval=0.3,
+        )
+        c.assign([TopicPartition("orders.eu", p) for p in range(3)])
+        first: dict[int, int] = {}
+        deadline = time.monotonic() + 20
+        while len(first) < 3 and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                first.setdefault(m.partition(), m.offset())
+        assert first == {0: 7, 1: 8, 2: 9}, first
+    finally:
+        c.close()
 
     listed = strata_cli("mirror", dst, "list").stdout
     assert "link dr\tstate=Active" in listed, listed

@@ -74,7 +74,10 @@ pub async fn source_offsets(
             groups
                 .iter()
                 .map(|g| {
-                    OffsetFetchRequestGroup::default().with_group_id(GroupId(str_bytes(g.clone())))
+                    // Null topics: all of the group's offsets.
+                    OffsetFetchRequestGroup::default()
+                        .with_group_id(GroupId(str_bytes(g.clone())))
+                        .with_topics(None)
                 })
                 .collect(),
         );
@@ -174,6 +177,11 @@ pub async fn write_offsets(
     written: &mut GroupOffsets,
 ) -> Result<usize, String> {
     let ends = local_ends(net, image, offsets).await?;
+    tracing::debug!(
+        source_offsets = offsets.len(),
+        mirror_ends = ends.len(),
+        "group offsets to sync"
+    );
     let mut by_group: BTreeMap<&str, Vec<(&str, i32, i64)>> = BTreeMap::new();
     for ((group, topic, partition), offset) in offsets {
         let Some(end) = ends.get(&(topic.clone(), *partition)) else {
