@@ -144,8 +144,14 @@ async fn answer(ctx: &RequestContext, req: MirrorLinksRequest) -> MirrorLinksRes
         MirrorLinksRequest::Resume { name } => {
             commit(ctx, |i| decide_link_state(i, &name, LinkState::Active)).await
         }
-        MirrorLinksRequest::Promote { topics } => commit(ctx, |i| decide_promote(i, &topics)).await,
+        MirrorLinksRequest::Promote { topics } => {
+            catch_up(ctx, &topics).await;
+            commit(ctx, |i| decide_promote(i, &topics)).await
+        }
         MirrorLinksRequest::Failover { name } => {
+            if let Ok((topics, _)) = decide_failover(&ctx.apis.image(), &name) {
+                catch_up(ctx, &topics).await;
+            }
             commit(ctx, |i| decide_failover(i, &name).map(|(_, r)| r)).await
         }
         MirrorLinksRequest::Delete { name } => commit(ctx, |i| decide_delete_link(i, &name)).await,
@@ -153,6 +159,25 @@ async fn answer(ctx: &RequestContext, req: MirrorLinksRequest) -> MirrorLinksRes
     match changed {
         Ok(()) => describe(&ctx.apis.image(), None),
         Err(e) => MirrorLinksResponse::error(controller_error_code(&e), e.to_string()),
+    }
+}
+
+/// How long a promotion waits for a final catch-up with a source that answers.
+const CATCH_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A final catch-up of the mirror partitions this broker leads, so that a promotion while
+/// the source is reachable loses nothing it had committed; partitions led by other brokers
+/// are promoted at the end they reached.
+async fn catch_up(ctx: &RequestContext, topics: &[String]) {
+    for topic in topics {
+        let behind = ctx
+            .apis
+            .replicas
+            .mirror_catch_up(topic, CATCH_UP_TIMEOUT)
+            .await;
+        if !behind.is_empty() {
+            tracing::warn!(%topic, ?behind, "promoting before the mirror caught up with the source");
+        }
     }
 }
 

@@ -153,8 +153,14 @@ impl MirrorFetcherManager {
     }
 
     /// Runs exactly one task per target: stops the others, restarts one whose partition or
-    /// link settings changed.
-    pub fn assign(self: &Arc<Self>, targets: Vec<MirrorTarget>) {
+    /// link settings changed. `failed` are the failed mirror partitions led here, whose state
+    /// gauge stays -1 until the topic is promoted or deleted; the series of every other
+    /// stopped partition are removed, so that a promoted topic raises no alert.
+    pub fn assign(
+        self: &Arc<Self>,
+        targets: Vec<MirrorTarget>,
+        failed: Vec<(String, TopicPartition)>,
+    ) {
         let mut tasks = self.tasks();
         let wanted: HashMap<TopicPartition, MirrorTarget> = targets
             .into_iter()
@@ -166,10 +172,21 @@ impl MirrorFetcherManager {
                 .is_some_and(|t| Arc::ptr_eq(&t.partition, &task.partition) && t.link == task.link);
             if !keep {
                 task.cancel.cancel();
-                self.set_state(&task.link.name, tp, 0);
+                let labels = [
+                    task.link.name.as_str(),
+                    tp.topic.as_str(),
+                    &tp.partition.0.to_string(),
+                ];
+                let m = &self.metrics;
+                let _ = m.lag_offsets.remove_label_values(&labels);
+                let _ = m.time_lag_ms.remove_label_values(&labels);
+                let _ = m.state.remove_label_values(&labels);
             }
             keep
         });
+        for (link, tp) in &failed {
+            self.set_state(link, tp, -1);
+        }
         for (tp, target) in wanted {
             if tasks.contains_key(&tp) {
                 continue;
@@ -191,6 +208,51 @@ impl MirrorFetcherManager {
                     cancel,
                 },
             );
+        }
+    }
+
+    /// Before a promotion: waits, at most `timeout`, until the partitions of `topic` mirrored
+    /// here hold the source's end as the source reports it now (a final catch-up). A source
+    /// that does not answer in time is not waited for; the partitions still behind are
+    /// returned with their gap, for the log.
+    pub async fn catch_up(&self, topic: &str, timeout: Duration) -> Vec<(TopicPartition, i64)> {
+        let here: Vec<(Arc<Partition>, MirrorLinkSpec)> = self
+            .tasks()
+            .values()
+            .filter(|t| t.partition.tp.topic == topic)
+            .map(|t| (t.partition.clone(), t.link.clone()))
+            .collect();
+        let Some((_, link)) = here.first() else {
+            return vec![];
+        };
+        let link = link.clone();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let ends =
+            tokio::time::timeout_at(deadline, source_ends(self.net.as_ref(), &link, topic)).await;
+        let ends = match ends {
+            Ok(Ok(ends)) => ends,
+            Ok(Err(e)) => {
+                tracing::warn!(link = %link.name, %topic, error = %e, "no final catch-up: the source did not answer");
+                return vec![];
+            }
+            Err(_) => {
+                tracing::warn!(link = %link.name, %topic, "no final catch-up: the source did not answer in time");
+                return vec![];
+            }
+        };
+        loop {
+            let behind: Vec<(TopicPartition, i64)> = here
+                .iter()
+                .filter_map(|(p, _)| {
+                    let end = ends.get(&p.tp.partition.0)?;
+                    let gap = end - p.log().log_end_offset().0;
+                    (gap > 0).then(|| (p.tp.clone(), gap))
+                })
+                .collect();
+            if behind.is_empty() || tokio::time::Instant::now() >= deadline {
+                return behind;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -504,6 +566,44 @@ impl LinkFetcher {
             .set(lag.max(0));
         Ok(())
     }
+}
+
+/// The source's latest offset (high watermark) of each partition of `topic`, asked of each
+/// partition's leader.
+async fn source_ends(
+    net: &dyn Network,
+    link: &MirrorLinkSpec,
+    topic: &str,
+) -> Result<HashMap<i32, i64>, String> {
+    let mut bootstrap = source::connect_any(net, link).await?;
+    let md = source::metadata(&mut bootstrap, Some(&[topic.to_string()])).await?;
+    let mut ends = HashMap::new();
+    let Some(t) = md.topics.first() else {
+        return Ok(ends);
+    };
+    for p in &t.partitions {
+        let Some(b) = md.brokers.iter().find(|b| b.node_id == p.leader_id) else {
+            continue;
+        };
+        let mut c = source::connect(net, link, &format!("{}:{}", b.host.as_str(), b.port)).await?;
+        let req = ListOffsetsRequest::default()
+            .with_replica_id(WireBrokerId(-1))
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(topic_name(topic.to_string()))
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(p.partition_index)
+                    .with_timestamp(-1)])]);
+        let resp = c.send(&req, 7).await.map_err(|e| e.to_string())?;
+        for r in resp
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|r| r.error_code == 0)
+        {
+            ends.insert(r.partition_index, r.offset);
+        }
+    }
+    Ok(ends)
 }
 
 async fn with_timeout<T>(

@@ -75,6 +75,19 @@ impl ReplicaManager {
         let _ = self.mirror_fetchers.set(fetchers);
     }
 
+    /// A final catch-up of `topic`'s mirror partitions led here before it is promoted (see
+    /// [`mirror::MirrorFetcherManager::catch_up`]); the partitions still behind.
+    pub async fn mirror_catch_up(
+        &self,
+        topic: &str,
+        timeout: std::time::Duration,
+    ) -> Vec<(TopicPartition, i64)> {
+        match self.mirror_fetchers.get() {
+            Some(m) => m.catch_up(topic, timeout).await,
+            None => vec![],
+        }
+    }
+
     pub fn set_remote_log_manager(&self, remote: Arc<RemoteLogManager>) {
         let _ = self.remote.set(remote);
     }
@@ -254,21 +267,30 @@ impl ReplicaManager {
         let Some(fetchers) = self.mirror_fetchers.get() else {
             return;
         };
-        let targets =
-            self.all()
-                .into_iter()
-                .filter(|p| p.state().leader == self.local)
-                .filter_map(|partition| {
-                    let m = image.mirrors.topic(&partition.tp.topic)?;
-                    let link = image.mirrors.links.get(&m.link)?;
-                    (m.state == MirrorTopicState::Mirroring && link.state == LinkState::Active)
-                        .then(|| mirror::MirrorTarget {
-                            partition,
-                            link: link.spec.clone(),
-                        })
-                })
-                .collect();
-        fetchers.assign(targets);
+        let mut failed = Vec::new();
+        let mut targets = Vec::new();
+        for partition in self.all() {
+            if partition.state().leader != self.local {
+                continue;
+            }
+            let Some(m) = image.mirrors.topic(&partition.tp.topic) else {
+                continue;
+            };
+            let Some(link) = image.mirrors.links.get(&m.link) else {
+                continue;
+            };
+            match &m.state {
+                MirrorTopicState::Mirroring if link.state == LinkState::Active => {
+                    targets.push(mirror::MirrorTarget {
+                        partition,
+                        link: link.spec.clone(),
+                    })
+                }
+                MirrorTopicState::Failed(_) => failed.push((m.link.clone(), partition.tp.clone())),
+                _ => {}
+            }
+        }
+        fetchers.assign(targets, failed);
     }
 
     fn assign_fetchers(&self, image: &MetadataImage) {

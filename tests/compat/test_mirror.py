@@ -11,12 +11,14 @@ converges; promote makes the topic writable at the offset it reached.
 
 from __future__ import annotations
 
+import re
 import time
+import urllib.request
 
 import pytest
 from confluent_kafka import KafkaError, TopicPartition
 
-from conftest import strata_cli, wait_until
+from conftest import REPO, strata_cli, wait_until
 from helpers import (
     Deliveries,
     admin,
@@ -160,15 +162,38 @@ def test_a_regex_link_mirrors_byte_for_byte_and_promotes(broker_factory):
     wait_converged(src, dst, "orders.eu", 3, timeout=40)
     assert_same_records(src, dst, "orders.eu", 3)
 
-    # Promote: writable at the offset the mirror reached.
-    end0 = ends(dst, "orders.eu", 3)[0]
+    # Every mirror series the dashboard and alerts use is exported by the mirroring broker
+    # (fetch errors counted while the source was down).
+    text = urllib.request.urlopen(f"http://127.0.0.1:{dst_broker.http_port}/metrics", timeout=10).read().decode()
+    exported = set(re.findall(r"^# TYPE (\S+) ", text, re.M))
+    used = set(re.findall(r"\b(strata_mirror_[a-z0-9_]+)", (REPO / "docs" / "grafana" / "strata.json").read_text()))
+    used |= set(re.findall(r"\b(strata_mirror_[a-z0-9_]+)", (REPO / "docs" / "prometheus" / "strata-alerts.yml").read_text()))
+    assert len(used) >= 4 and not used - exported, sorted(used - exported)
+    states = [
+        line for line in text.splitlines()
+        if line.startswith("strata_mirror_partition_state{") and 'link="dr"' in line
+        and 'topic="orders.eu"' in line
+    ]
+    assert len(states) == 3 and all(line.endswith(" 1") for line in states), states
+
+    # Promote right after new records reach the source: the final catch-up copies them
+    # first, then the topic is writable at the source's end.
+    produce_mix(src, "orders.eu", 3, 10, "d")
     strata_cli("mirror", dst, "promote", "orders.eu")
+    assert ends(dst, "orders.eu", 3) == ends(src, "orders.eu", 3)
+    end0 = ends(dst, "orders.eu", 3)[0]
     d = Deliveries()
     p = producer(dst)
     p.produce("orders.eu", value=b"after-promote", partition=0, on_delivery=d)
     flush_all(p)
     d.assert_all_ok(1)
     assert d.ok[0].offset() == end0
+    assert "topic orders.eu\tlink=dr\tpartitions=3\tstate=promoted" in strata_cli("mirror", dst, "list").stdout
+    # A promoted topic's mirror series are gone, so no alert fires for it.
+    text = urllib.request.urlopen(f"http://127.0.0.1:{dst_broker.http_port}/metrics", timeout=10).read().decode()
+    assert 'topic="orders.eu"' not in "\n".join(
+        line for line in text.splitlines() if line.startswith("strata_mirror_partition_state")
+    )
     # orders.us is still mirroring: deleting the link is refused until it is promoted.
     out = strata_cli("mirror", dst, "delete", "dr", ok=False)
     assert "orders.us" in out.stderr, out.stderr
