@@ -210,6 +210,29 @@ mod tests {
     }
 
     #[test]
+    fn the_mirror_links_key_decodes_its_header_and_keeps_the_json_body() {
+        let mut b = BytesMut::new();
+        b.put_i16(STRATA_MIRROR_LINKS_API_KEY);
+        b.put_i16(STRATA_MIRROR_LINKS_VERSION);
+        b.put_i32(5);
+        b.put_i16(1);
+        b.put_slice(b"c");
+        b.put_slice(br#"{"op":"list"}"#);
+        match decode_request(b.clone().freeze(), served) {
+            Ok(Decoded::MirrorLinks { header, body }) => {
+                assert_eq!(header.correlation_id, 5);
+                assert_eq!(&body[..], br#"{"op":"list"}"#);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        b[2..4].copy_from_slice(&1i16.to_be_bytes());
+        assert!(matches!(
+            decode_request(b.freeze(), served),
+            Err(DecodeError::UnknownApiKey(STRATA_MIRROR_LINKS_API_KEY))
+        ));
+    }
+
+    #[test]
     fn produce_v0_to_v2_decode_as_retired() {
         for version in 0..=2 {
             let mut b = BytesMut::new();

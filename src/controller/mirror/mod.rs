@@ -76,7 +76,7 @@ impl CredentialRef {
 }
 
 /// How the link connects to the source cluster (Kafka's client property names).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceSecurity {
     /// `security.protocol`: PLAINTEXT or SASL_PLAINTEXT.
     #[serde(default = "plaintext")]
@@ -93,6 +93,17 @@ pub struct SourceSecurity {
 
 fn plaintext() -> String {
     "PLAINTEXT".into()
+}
+
+impl Default for SourceSecurity {
+    fn default() -> Self {
+        SourceSecurity {
+            security_protocol: plaintext(),
+            sasl_mechanism: None,
+            sasl_username: None,
+            credential: None,
+        }
+    }
 }
 
 /// What a link syncs besides records.
