@@ -580,12 +580,12 @@ impl Partition {
     }
 
     /// On the leader of a mirror topic: appends batches copied from the source cluster at the
-    /// source's offsets (validated and kept as a follower's are), wakes followers and moves the
+    /// source's offsets, stamped with this leader's epoch (`UnifiedLog::append_as_mirror`), wakes followers and moves the
     /// high watermark as a producer's append does. Under `log.flush.policy=fsync` the caller
     /// awaits durability and calls [`advance_high_watermark`](Self::advance_high_watermark).
     pub fn append_as_mirror(&self, records: bytes::Bytes) -> Result<LogAppendInfo, PartitionError> {
-        self.check_leader(LeaderEpoch::UNKNOWN)?;
-        let info = self.log().append_as_follower(records)?;
+        let state = self.check_leader(LeaderEpoch::UNKNOWN)?;
+        let info = self.log().append_as_mirror(records, state.leader_epoch)?;
         self.fetch_wakeups.appended();
         self.advance_high_watermark();
         Ok(info)
