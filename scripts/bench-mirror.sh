@@ -14,25 +14,27 @@ work="$(mktemp -d)"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
+fail() { echo "$1"; tail -20 "$work"/*.log; exit 1; }
 
 for c in src dst; do
-  port=$([ "$c" = src ] && echo 195 || echo 196)
+  port=$([ "$c" = src ] && echo 275 || echo 276)
   STRATA_LOG=warn "$bin/strata" serve --set "log.dirs=$work/$c" \
     --set "listeners=PLAINTEXT://127.0.0.1:${port}92,CONTROLLER://127.0.0.1:${port}93" \
     --set "controller.quorum.voters=1@127.0.0.1:${port}93" \
     --set "http.listener=127.0.0.1:${port}44" >"$work/$c.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:${port}44/ready" >/dev/null && break
+    curl -sf "http://127.0.0.1:${port}44/ready" >/dev/null && continue 2
     sleep 0.2
   done
+  fail "$c did not become ready"
 done
-src=127.0.0.1:19592
-dst=127.0.0.1:19692
+src=127.0.0.1:27592
+dst=127.0.0.1:27692
 echo "== filling the source: $records x 1 KiB records, 6 partitions, acks=all"
 "$bin/strata-bench" --bootstrap "$src" --topic m --partitions 6 --record-size 1024 \
   --records "$records" --duration-s 600 --acks all --consumers 0 >/dev/null
-bytes=$(curl -s http://127.0.0.1:19544/metrics | awk '/^strata_broker_topic_in_bytes_total\{topic="m"\}/ {print $2}')
+bytes=$(curl -s http://127.0.0.1:27544/metrics | awk '/^strata_broker_topic_in_bytes_total\{topic="m"\}/ {print $2}')
 echo "source topic: $bytes record bytes"
 echo "== one consumer reading the source topic"
 "$bin/strata-bench" --bootstrap "$src" --topic m --mode consume --consumers 1
@@ -51,6 +53,8 @@ def ends(b):
         if md is None or md.error or len(md.partitions) < 6:
             return None
         return [c.get_watermark_offsets(TopicPartition("m", p), timeout=10)[1] for p in range(6)]
+    except Exception:
+        return None  # the mirror topic's partitions are still being created
     finally:
         c.close()
 want = ends(src)
