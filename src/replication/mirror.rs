@@ -121,6 +121,8 @@ pub struct MirrorFetcherManager {
     shutdown: CancellationToken,
     // Short sections that never await.
     tasks: Mutex<HashMap<TopicPartition, Task>>,
+    // The failed partitions whose state gauge shows -1; under the `tasks` lock.
+    failed: Mutex<Vec<(String, TopicPartition)>>,
 }
 
 impl std::fmt::Debug for MirrorFetcherManager {
@@ -145,6 +147,7 @@ impl MirrorFetcherManager {
             clock,
             shutdown,
             tasks: Mutex::new(HashMap::new()),
+            failed: Mutex::new(Vec::new()),
         })
     }
 
@@ -184,9 +187,19 @@ impl MirrorFetcherManager {
             }
             keep
         });
+        let mut shown = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        for (link, tp) in shown.iter().filter(|f| !failed.contains(f)) {
+            let p = tp.partition.0.to_string();
+            let _ = self
+                .metrics
+                .state
+                .remove_label_values(&[link.as_str(), tp.topic.as_str(), &p]);
+        }
         for (link, tp) in &failed {
             self.set_state(link, tp, -1);
         }
+        *shown = failed;
+        drop(shown);
         for (tp, target) in wanted {
             if tasks.contains_key(&tp) {
                 continue;

@@ -222,3 +222,53 @@ def test_bad_links_are_refused_with_the_reason(broker_factory):
     assert "credential reference" in out.stderr, out.stderr
     out = strata_cli("mirror", dst, "promote", "nope", ok=False)
     assert "not a mirror topic" in out.stderr, out.stderr
+
+
+def mirror_states(broker, topic: str) -> list[str]:
+    """The values of `strata_mirror_partition_state` for `topic` on `broker`."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{broker.http_port}/metrics", timeout=10).read().decode()
+    return [
+        line[line.rindex(" "):]
+        for line in text.splitlines()
+        if line.startswith("strata_mirror_partition_state{") and f'topic="{topic}"' in line
+    ]
+
+
+def test_source_truncation_fails_the_mirror_topic_with_the_reason(broker_factory):
+    src_broker = broker_factory()
+    dst_broker = broker_factory()
+    src, dst = src_broker.bootstrap, dst_broker.bootstrap
+    create_topic(src, "t", partitions=1)
+    produce_mix(src, "t", 1, 10, "a")
+    strata_cli(
+        "mirror", dst, "create", "dr",
+        "--source-bootstrap-servers", src, "--topic", "t", "--interval-ms", "300",
+    )
+    wait_converged(src, dst, "t", 1)
+    # While the link is paused the source gains records and deletes them: the mirror can no
+    # longer be an exact copy, and says so instead of skipping the gap.
+    strata_cli("mirror", dst, "pause", "dr")
+    produce_mix(src, "t", 1, 10, "b")
+    end = ends(src, "t", 1)[0]
+    a = admin(src)
+    [f] = a.delete_records([TopicPartition("t", 0, end)], request_timeout=10).values()
+    f.result(timeout=15)
+    strata_cli("mirror", dst, "resume", "dr")
+
+    def failed():
+        out = strata_cli("mirror", dst, "list").stdout
+        return out if "state=failed (" in out else None
+
+    out = wait_until(failed, 20, "the mirror topic failed")
+    assert f"the source's log starts at {end}, past this mirror's end 30" in out, out
+    assert ends(dst, "t", 1) == [30]
+    assert mirror_states(dst_broker, "t") == [" -1"]
+    # Still read-only until promoted; promoting it makes it writable where it stopped.
+    strata_cli("mirror", dst, "promote", "t")
+    d = Deliveries()
+    p = producer(dst)
+    p.produce("t", value=b"x", on_delivery=d)
+    flush_all(p)
+    d.assert_all_ok(1)
+    assert d.ok[0].offset() == 30
+    assert mirror_states(dst_broker, "t") == []
