@@ -272,3 +272,32 @@ def test_source_truncation_fails_the_mirror_topic_with_the_reason(broker_factory
     d.assert_all_ok(1)
     assert d.ok[0].offset() == 30
     assert mirror_states(dst_broker, "t") == []
+
+
+def test_a_sasl_source_is_read_with_a_password_from_a_file(broker_factory, tmp_path):
+    from test_sasl import SaslBroker
+
+    (tmp_path / "sasl-source").mkdir()
+    source = SaslBroker(tmp_path / "sasl-source")
+    try:
+        create_topic(source.plaintext, "s", partitions=2)
+        produce_mix(source.plaintext, "s", 2, 10, "a")
+        dst = broker_factory().bootstrap
+        password = tmp_path / "source-password"
+        password.write_text("alice-secret\n")
+        strata_cli(
+            "mirror", dst, "create", "secure",
+            "--source-bootstrap-servers", source.sasl,
+            "--source-security-protocol", "SASL_PLAINTEXT",
+            "--source-sasl-mechanism", "SCRAM-SHA-512",
+            "--source-sasl-username", "alice",
+            "--source-password-file", str(password),
+            "--topic", "s", "--interval-ms", "300",
+        )
+        wait_converged(source.plaintext, dst, "s", 2)
+        assert_same_records(source.plaintext, dst, "s", 2)
+        # The metadata names where the secret is, never the secret.
+        described = strata_cli("mirror", dst, "describe", "secure").stdout
+        assert "alice-secret" not in described and "link secure" in described
+    finally:
+        source.broker.cleanup()
