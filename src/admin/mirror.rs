@@ -32,9 +32,16 @@ pub struct LinkArgs {
     /// bootstrap.servers of the SOURCE cluster.
     #[arg(long)]
     pub source_bootstrap_servers: String,
-    /// security.protocol towards the source: PLAINTEXT or SASL_PLAINTEXT.
+    /// security.protocol towards the source: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
     #[arg(long, default_value = "PLAINTEXT")]
     pub source_security_protocol: String,
+    /// A PEM CA bundle, on every target broker, that the source's certificates chain to.
+    #[arg(long)]
+    pub source_ssl_truststore_location: Option<String>,
+    /// A PEM file (certificate chain and key), on every target broker, for a source that
+    /// requires client certificates.
+    #[arg(long)]
+    pub source_ssl_keystore_location: Option<String>,
     /// sasl.mechanism towards the source: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512.
     #[arg(long)]
     pub source_sasl_mechanism: Option<String>,
@@ -81,6 +88,8 @@ impl LinkArgs {
             bootstrap_servers: self.source_bootstrap_servers,
             security: SourceSecurity {
                 security_protocol: self.source_security_protocol,
+                ssl_truststore_location: self.source_ssl_truststore_location,
+                ssl_keystore_location: self.source_ssl_keystore_location,
                 sasl_mechanism: self.source_sasl_mechanism,
                 sasl_username: self.source_sasl_username,
                 credential,

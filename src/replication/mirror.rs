@@ -240,8 +240,7 @@ impl MirrorFetcherManager {
         };
         let link = link.clone();
         let deadline = tokio::time::Instant::now() + timeout;
-        let ends =
-            tokio::time::timeout_at(deadline, source_ends(self.net.as_ref(), &link, topic)).await;
+        let ends = tokio::time::timeout_at(deadline, source_ends(&self.net, &link, topic)).await;
         let ends = match ends {
             Ok(Ok(ends)) => ends,
             Ok(Err(e)) => {
@@ -368,7 +367,7 @@ impl LinkFetcher {
     /// Finds the source leader, positions the local log, then fetches until something stops.
     async fn session(&mut self) -> Stop {
         let net = self.manager.net.clone();
-        let (mut client, leader_addr) = match self.connect_leader(net.as_ref()).await {
+        let (mut client, leader_addr) = match self.connect_leader(&net).await {
             Ok(c) => c,
             Err(stop) => return stop,
         };
@@ -389,7 +388,10 @@ impl LinkFetcher {
         }
     }
 
-    async fn connect_leader(&mut self, net: &dyn Network) -> Result<(KafkaClient, String), Stop> {
+    async fn connect_leader(
+        &mut self,
+        net: &Arc<dyn Network>,
+    ) -> Result<(KafkaClient, String), Stop> {
         let retry = |e: String| Stop::Retry(e);
         let mut bootstrap = with_timeout(source::connect_any(net, &self.link))
             .await
@@ -584,7 +586,7 @@ impl LinkFetcher {
 /// The source's latest offset (high watermark) of each partition of `topic`, asked of each
 /// partition's leader.
 async fn source_ends(
-    net: &dyn Network,
+    net: &Arc<dyn Network>,
     link: &MirrorLinkSpec,
     topic: &str,
 ) -> Result<HashMap<i32, i64>, String> {

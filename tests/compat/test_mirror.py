@@ -19,6 +19,7 @@ import pytest
 from confluent_kafka import KafkaError, TopicPartition
 
 from conftest import REPO, strata_cli, wait_until
+from test_tls import certs, ssl_sets  # noqa: F401 (a session fixture, used by name)
 from helpers import (
     Deliveries,
     admin,
@@ -301,3 +302,41 @@ def test_a_sasl_source_is_read_with_a_password_from_a_file(broker_factory, tmp_p
         assert "alice-secret" not in described and "link secure" in described
     finally:
         source.broker.cleanup()
+
+
+def test_a_tls_source_requiring_client_certificates(broker_factory, tmp_path, certs):
+    from conftest import StrataBroker, free_port
+
+    d = tmp_path / "tls-source"
+    d.mkdir()
+    src_broker = StrataBroker(d)
+    ssl_port = free_port()
+    src_broker.extra_sets.update(
+        {
+            "listeners": f"PLAINTEXT://127.0.0.1:{src_broker.port},SSL://127.0.0.1:{ssl_port},"
+            f"CONTROLLER://127.0.0.1:{src_broker.controller_port}",
+            "listener.name.ssl.ssl.client.auth": "required",
+            "allow.everyone.if.no.acl.found": "true",
+            **ssl_sets(certs),
+        }
+    )
+    try:
+        src_broker.start()
+        src = src_broker.bootstrap
+        create_topic(src, "tls", partitions=1)
+        produce_mix(src, "tls", 1, 10, "a")
+        keystore = tmp_path / "link-client.pem"
+        keystore.write_text((certs / "client.pem").read_text() + (certs / "client.key").read_text())
+        dst = broker_factory().bootstrap
+        strata_cli(
+            "mirror", dst, "create", "tls",
+            "--source-bootstrap-servers", f"localhost:{ssl_port}",
+            "--source-security-protocol", "SSL",
+            "--source-ssl-truststore-location", str(certs / "ca.pem"),
+            "--source-ssl-keystore-location", str(keystore),
+            "--topic", "tls", "--interval-ms", "300",
+        )
+        wait_converged(src, dst, "tls", 1)
+        assert_same_records(src, dst, "tls", 1)
+    finally:
+        src_broker.cleanup()

@@ -64,29 +64,44 @@ fn validate(spec: &MirrorLinkSpec) -> Result<(), ControllerError> {
 }
 
 fn validate_security(spec: &MirrorLinkSpec, s: &SourceSecurity) -> Result<(), ControllerError> {
-    match s.security_protocol.as_str() {
-        "PLAINTEXT" => Ok(()),
-        "SASL_PLAINTEXT" => {
-            let mechanism = s.sasl_mechanism.as_deref().unwrap_or("");
-            if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&mechanism) {
-                return Err(invalid(
-                    spec,
-                    format!("sasl.mechanism '{mechanism}' is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
-                ));
-            }
-            if s.sasl_username.as_deref().unwrap_or("").is_empty() || s.credential.is_none() {
-                return Err(invalid(
-                    spec,
-                    "SASL needs a username and a credential reference (file or env), never the password itself",
-                ));
-            }
-            Ok(())
+    let (tls, sasl) = match s.security_protocol.as_str() {
+        "PLAINTEXT" => (false, false),
+        "SSL" => (true, false),
+        "SASL_PLAINTEXT" => (false, true),
+        "SASL_SSL" => (true, true),
+        other => {
+            return Err(invalid(
+                spec,
+                format!(
+                    "security.protocol '{other}' is not PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+                ),
+            ))
         }
-        other => Err(invalid(
+    };
+    if !tls && (s.ssl_truststore_location.is_some() || s.ssl_keystore_location.is_some()) {
+        return Err(invalid(
             spec,
-            format!("security.protocol '{other}' is not supported for links (PLAINTEXT, SASL_PLAINTEXT)"),
-        )),
+            "ssl.* settings need security.protocol SSL or SASL_SSL",
+        ));
     }
+    if sasl {
+        let mechanism = s.sasl_mechanism.as_deref().unwrap_or("");
+        if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&mechanism) {
+            return Err(invalid(
+                spec,
+                format!(
+                    "sasl.mechanism '{mechanism}' is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+                ),
+            ));
+        }
+        if s.sasl_username.as_deref().unwrap_or("").is_empty() || s.credential.is_none() {
+            return Err(invalid(
+                spec,
+                "SASL needs a username and a credential reference (file or env), never the password itself",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Creates a link (active).

@@ -57,7 +57,7 @@ impl Controller {
                     }
                     last_sync.insert(name.clone(), Instant::now());
                     let listed = async {
-                        let mut client = source::connect_any(net.as_ref(), &link.spec).await?;
+                        let mut client = source::connect_any(&net, &link.spec).await?;
                         source::list_topics(&mut client, link.spec.options.sync_configs).await
                     };
                     let (source_cluster_id, topics) = match tokio::time::timeout(
@@ -104,8 +104,7 @@ impl Controller {
                         let written = synced.entry(name.clone()).or_default();
                         let image = self.image();
                         let sync = async {
-                            let offsets =
-                                groups::source_offsets(net.as_ref(), &link.spec, &image).await?;
+                            let offsets = groups::source_offsets(&net, &link.spec, &image).await?;
                             groups::write_offsets(net.as_ref(), &image, &offsets, written).await
                         };
                         match tokio::time::timeout(interval.max(Duration::from_secs(10)), sync)

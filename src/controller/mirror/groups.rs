@@ -9,6 +9,7 @@
 //! is capped at the mirror's end, so a consumer never resumes past the copied records.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_commit_request::{
@@ -36,7 +37,7 @@ fn err(e: impl std::fmt::Display) -> String {
 /// The committed offsets on the source of the link's selected groups, for the link's mirror
 /// topics in `image`.
 pub async fn source_offsets(
-    net: &dyn Network,
+    net: &Arc<dyn Network>,
     link: &MirrorLinkSpec,
     image: &MetadataImage,
 ) -> Result<GroupOffsets, String> {

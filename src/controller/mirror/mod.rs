@@ -78,9 +78,17 @@ impl CredentialRef {
 /// How the link connects to the source cluster (Kafka's client property names).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceSecurity {
-    /// `security.protocol`: PLAINTEXT or SASL_PLAINTEXT.
+    /// `security.protocol`: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
     #[serde(default = "plaintext")]
     pub security_protocol: String,
+    /// `ssl.truststore.location`: a PEM CA bundle on every target broker that the source's
+    /// certificates must chain to (SSL, SASL_SSL).
+    #[serde(default)]
+    pub ssl_truststore_location: Option<String>,
+    /// `ssl.keystore.location`: a PEM file with the client certificate chain and its key, for
+    /// a source that requires client certificates.
+    #[serde(default)]
+    pub ssl_keystore_location: Option<String>,
     /// `sasl.mechanism`: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
     #[serde(default)]
     pub sasl_mechanism: Option<String>,
@@ -99,6 +107,8 @@ impl Default for SourceSecurity {
     fn default() -> Self {
         SourceSecurity {
             security_protocol: plaintext(),
+            ssl_truststore_location: None,
+            ssl_keystore_location: None,
             sasl_mechanism: None,
             sasl_username: None,
             credential: None,

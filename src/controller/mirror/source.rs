@@ -2,6 +2,8 @@
 //! secret read from its reference at each connection) and reading its topic metadata.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
@@ -9,6 +11,7 @@ use kafka_protocol::messages::{DescribeConfigsRequest, MetadataRequest, Metadata
 
 use super::{MirrorLinkSpec, SourceTopic};
 use crate::client::{KafkaClient, SaslCredentials};
+use crate::net::tls::{ClientAuth, TlsClient, TlsNetwork, TlsSettings};
 use crate::net::Network;
 use crate::protocol::str_bytes;
 use crate::sasl::SaslMechanism;
@@ -16,16 +19,42 @@ use crate::sasl::SaslMechanism;
 /// How long connecting to a source broker may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Connects to `addr` as `spec` says (PLAINTEXT or SASL_PLAINTEXT).
+/// The network towards the source: `net` itself, or TLS over it (SSL, SASL_SSL) with the
+/// link's truststore and client certificate, read from their files at each connection so
+/// that a renewed certificate is picked up.
+fn network(net: &Arc<dyn Network>, spec: &MirrorLinkSpec) -> Result<Arc<dyn Network>, String> {
+    let s = &spec.security;
+    if !matches!(s.security_protocol.as_str(), "SSL" | "SASL_SSL") {
+        return Ok(net.clone());
+    }
+    let keystore = s.ssl_keystore_location.as_ref().map(PathBuf::from);
+    let client = TlsClient::new(TlsSettings {
+        certificate: keystore.clone(),
+        key: keystore,
+        truststore: s.ssl_truststore_location.as_ref().map(PathBuf::from),
+        client_auth: ClientAuth::None,
+        verify_hostname: true,
+        handshake_timeout: CONNECT_TIMEOUT,
+    })
+    .map_err(|e| format!("the link's TLS settings: {e}"))?;
+    Ok(Arc::new(TlsNetwork {
+        inner: net.clone(),
+        client: Some(Arc::new(client)),
+        server: None,
+    }))
+}
+
+/// Connects to `addr` as `spec` says (PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL).
 pub async fn connect(
-    net: &dyn Network,
+    net: &Arc<dyn Network>,
     spec: &MirrorLinkSpec,
     addr: &str,
 ) -> Result<KafkaClient, String> {
-    let mut client = KafkaClient::connect(net, addr, "strata-mirror", CONNECT_TIMEOUT)
+    let net = network(net, spec)?;
+    let mut client = KafkaClient::connect(net.as_ref(), addr, "strata-mirror", CONNECT_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
-    if spec.security.security_protocol == "SASL_PLAINTEXT" {
+    if spec.security.security_protocol.starts_with("SASL_") {
         let mechanism = spec
             .security
             .sasl_mechanism
@@ -52,7 +81,10 @@ pub async fn connect(
 }
 
 /// Connects to the first bootstrap server that answers.
-pub async fn connect_any(net: &dyn Network, spec: &MirrorLinkSpec) -> Result<KafkaClient, String> {
+pub async fn connect_any(
+    net: &Arc<dyn Network>,
+    spec: &MirrorLinkSpec,
+) -> Result<KafkaClient, String> {
     let mut last = String::from("no bootstrap servers");
     for addr in spec
         .bootstrap_servers

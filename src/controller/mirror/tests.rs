@@ -201,6 +201,19 @@ fn invalid_links_are_refused_with_the_reason() {
     spec.topics.include = vec!["(".into()];
     assert!(decide_create_link(&image, &spec).is_err(), "bad regex");
     spec.topics.include = vec![];
+    spec.security.ssl_truststore_location = Some("/ca.pem".into());
+    let err = decide_create_link(&image, &spec).unwrap_err().to_string();
+    assert!(err.contains("need security.protocol SSL"), "{err}");
+    spec.security.security_protocol = "SSL".into();
+    assert!(decide_create_link(&image, &spec).is_ok());
+    spec.security.security_protocol = "SASL_SSL".into();
+    assert!(
+        decide_create_link(&image, &spec).is_err(),
+        "SASL_SSL without a mechanism"
+    );
+    spec.security.ssl_truststore_location = None;
+    spec.security.security_protocol = "GSSAPI".into();
+    assert!(decide_create_link(&image, &spec).is_err());
     spec.security.security_protocol = "SASL_PLAINTEXT".into();
     spec.security.sasl_mechanism = Some("PLAIN".into());
     spec.security.sasl_username = Some("u".into());
