@@ -340,3 +340,46 @@ def test_a_tls_source_requiring_client_certificates(broker_factory, tmp_path, ce
         assert_same_records(src, dst, "tls", 1)
     finally:
         src_broker.cleanup()
+
+
+def test_links_need_alter_and_describe_on_the_cluster(tmp_path):
+    from confluent_kafka.admin import (
+        AclBinding,
+        AclOperation,
+        AclPermissionType,
+        ResourcePatternType,
+        ResourceType,
+    )
+    from test_sasl import SaslBroker
+
+    (tmp_path / "b").mkdir()
+    target = SaslBroker(
+        tmp_path / "b",
+        {"allow.everyone.if.no.acl.found": "false", "super.users": "User:ANONYMOUS"},
+    )
+    try:
+        config = tmp_path / "alice.properties"
+        config.write_text(
+            "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-256\n"
+            "sasl.username=alice\nsasl.password=alice-secret\n"
+        )
+        as_alice = ["--command-config", str(config)]
+        out = strata_cli("mirror", target.sasl, "list", *as_alice, ok=False)
+        assert "(31)" in out.stderr and "DESCRIBE ON THE CLUSTER" in out.stderr.upper(), out.stderr
+        a = admin(target.plaintext)
+        describe = AclBinding(
+            ResourceType.BROKER, "kafka-cluster", ResourcePatternType.LITERAL, "User:alice", "*",
+            AclOperation.DESCRIBE, AclPermissionType.ALLOW,
+        )
+        for f in a.create_acls([describe], request_timeout=10).values():
+            assert f.result() is None
+        # DESCRIBE on the cluster lets alice list links, not create them.
+        strata_cli("mirror", target.sasl, "list", *as_alice)
+        out = strata_cli(
+            "mirror", target.sasl, "create", "x", "--source-bootstrap-servers", "127.0.0.1:1",
+            "--topic", "t", *as_alice, ok=False,
+        )
+        assert "(31)" in out.stderr, out.stderr
+        assert "link x" not in strata_cli("mirror", target.plaintext, "list").stdout
+    finally:
+        target.broker.cleanup()
