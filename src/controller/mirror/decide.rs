@@ -1,8 +1,6 @@
 //! Mirror link decisions: (image, request or observation) -> records, or why not.
 
-use super::{
-    LinkState, MirrorError, MirrorLinkSpec, MirrorTopicState, SourceSecurity, TopicSelection,
-};
+use super::{LinkState, MirrorError, MirrorLinkSpec, MirrorTopicState, SourceSecurity};
 use crate::controller::image::MetadataImage;
 use crate::controller::records::MetadataRecord;
 use crate::controller::{
@@ -350,7 +348,7 @@ fn config_ops(
 #[path = "tests.rs"]
 mod tests;
 
-// Used by the tests and by callers building specs.
+#[cfg(test)]
 impl MirrorLinkSpec {
     /// A plaintext link selecting topics by the given include regexes.
     pub fn plaintext(name: &str, bootstrap_servers: &str, include: &[&str]) -> MirrorLinkSpec {
@@ -361,7 +359,7 @@ impl MirrorLinkSpec {
                 security_protocol: "PLAINTEXT".into(),
                 ..Default::default()
             },
-            topics: TopicSelection {
+            topics: super::TopicSelection {
                 include: include.iter().map(|s| s.to_string()).collect(),
                 ..Default::default()
             },
