@@ -24,6 +24,7 @@ use crate::protocol::{str_bytes, topic_name};
 pub mod acls;
 pub mod command_config;
 pub mod groups;
+pub mod mirror;
 pub mod quotas;
 pub mod reassign;
 pub mod users;

@@ -15,6 +15,7 @@ use crate::controller::producer_ids::ProducerIdManager;
 use crate::controller::ControllerMetrics;
 use crate::controller::{
     BrokerEndpoint, Controller, ControllerError, ControllerSettings, MetadataImage, MetadataRecord,
+    TopicDefaults,
 };
 use crate::group::GroupMetrics;
 use crate::group::{GroupCoordinator, GroupCoordinatorContext};
@@ -33,6 +34,7 @@ use crate::quota::manager::QuotaManagers;
 use crate::quota::QuotaMetrics;
 use crate::quota::QuotaWindow;
 use crate::replication::alter_partition::spawn_isr_maintenance;
+use crate::replication::mirror::{MirrorFetcherManager, MirrorMetrics};
 use crate::replication::{
     effective_node_config, FetcherSettings, MetadataClient, ReplicaFetcherManager, ReplicaManager,
 };
@@ -185,6 +187,9 @@ impl Broker {
             cluster_id = crate::log::meta_properties::check_or_write(dir, node_id, &cluster_id)?;
         }
         let settings = ControllerSettings::from_node(&node)?;
+        // Source clusters of mirror links are reached over the plain network: a link carries
+        // its own security settings.
+        let source_net = net.clone();
         let SecuredNetworks {
             controller: controller_net,
             replication: replication_net,
@@ -260,6 +265,21 @@ impl Broker {
             shutdown.child_token(),
             metrics.replication.clone(),
         ));
+        replicas.set_mirror_fetcher_manager(MirrorFetcherManager::new(
+            source_net.clone(),
+            controller.clone(),
+            metrics.mirror.clone(),
+            clock.clone(),
+            shutdown.child_token(),
+        ));
+        controller.clone().spawn_mirror_duty(
+            cluster_id.clone(),
+            TopicDefaults {
+                num_partitions: node.get_i32("num.partitions"),
+                replication_factor: node.get_i32("default.replication.factor") as i16,
+            },
+            source_net,
+        );
         crate::runtime::block_in_place(|| replicas.apply_image(&image, &node))?;
         remote.recover_partitions(replicas.as_ref()).await;
 
@@ -500,6 +520,7 @@ pub struct BrokerMetrics {
     pub groups: GroupMetrics,
     pub quota: QuotaMetrics,
     pub fetch_sessions: FetchSessionMetrics,
+    pub mirror: MirrorMetrics,
 }
 
 impl BrokerMetrics {
@@ -514,6 +535,7 @@ impl BrokerMetrics {
             groups: GroupMetrics::new(r),
             quota: QuotaMetrics::new(r),
             fetch_sessions: FetchSessionMetrics::new(r),
+            mirror: MirrorMetrics::new(r),
             registry,
         }
     }

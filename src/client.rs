@@ -140,6 +140,62 @@ impl KafkaClient {
     }
 }
 
+impl KafkaClient {
+    /// Sends a Strata admin request (`api_key` outside Kafka's range, request header v1, the
+    /// given body) and returns its response body (after a response header v0).
+    pub async fn send_strata(
+        &mut self,
+        api_key: i16,
+        version: i16,
+        body: &[u8],
+    ) -> Result<bytes::Bytes, ClientError> {
+        let protocol = |addr: &str, reason: String| ClientError::Protocol {
+            addr: addr.to_string(),
+            reason,
+        };
+        self.correlation_id = self.correlation_id.wrapping_add(1);
+        let header = RequestHeader::default()
+            .with_request_api_key(api_key)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation_id)
+            .with_client_id(Some(str_bytes(self.client_id)));
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        header
+            .encode(&mut buf, 1)
+            .map_err(|e| protocol(&self.addr, format!("encoding the request header: {e}")))?;
+        buf.put_slice(body);
+        let size = (buf.len() - 4) as i32;
+        buf[..4].copy_from_slice(&size.to_be_bytes());
+        let addr = self.addr.clone();
+        let io = |source| ClientError::Io {
+            addr: addr.clone(),
+            source,
+        };
+        self.conn.write_all(&buf).await.map_err(io)?;
+        let size = self.conn.read_i32().await.map_err(io)?;
+        if !(4..=MAX_RESPONSE_BYTES as i32).contains(&size) {
+            return Err(protocol(
+                &self.addr,
+                format!("implausible response size {size}"),
+            ));
+        }
+        let mut frame = BytesMut::zeroed(size as usize);
+        self.conn.read_exact(&mut frame).await.map_err(io)?;
+        let correlation_id = i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
+        if correlation_id != self.correlation_id {
+            return Err(protocol(
+                &self.addr,
+                format!(
+                    "response correlation id {correlation_id} != request {}",
+                    self.correlation_id
+                ),
+            ));
+        }
+        Ok(frame.freeze().slice(4..))
+    }
+}
+
 /// What the client authenticates with on a SASL listener: PLAIN or SCRAM with a user name and
 /// password (the `strata` tools' `--command-config`).
 #[derive(Clone, PartialEq, Eq)]

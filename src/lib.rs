@@ -19,7 +19,8 @@
 //! - [`security`]: principals, the ACL model and the authorization decision, the
 //!   `Authorizer` handlers consult, and the audit log of denials and security changes.
 //! - [`replication`]: `ReplicaManager` and `Partition` — roles, high watermark, acks, follower
-//!   fetchers, ISR maintenance; `MetadataClient`, the controller as the broker uses it.
+//!   fetchers, ISR maintenance; `MetadataClient`, the controller as the broker uses it;
+//!   `replication::mirror`, the link fetchers of mirror topics.
 //! - [`log`]: the storage engine: `PartitionLog`, a partition's whole log (local and remote,
 //!   the one place that decides which part answers), `UnifiedLog` (the local log: segments,
 //!   indexes, recovery, retention, cleaner), [`log::validator`] (what a leader checks and
@@ -34,8 +35,8 @@
 //!   (tokio, or turmoil in tests), and [`net::tls`], TLS over it (rustls); [`runtime`]: blocking work on either runtime flavour.
 //! - [`broker`]: the node's parts wired together, and nothing more.
 //! - [`metrics`]: the Prometheus registry and the HTTP endpoint (`/metrics`, `/health`, `/ready`).
-//! - [`admin`]: the `strata topics`, `strata groups`, `strata quotas`, `strata acls` and
-//!   `strata cluster drain/balance` commands; [`client`]:
+//! - [`admin`]: the `strata topics`, `strata groups`, `strata quotas`, `strata acls`,
+//!   `strata mirror` and `strata cluster drain/balance` commands; [`client`]:
 //!   the Kafka-protocol client they and follower fetchers use.
 //! - `alloc`: the process allocator, which reserves huge blocks lazily (see its docs).
 //! - [`sasl`]: the SASL mechanisms (PLAIN, SCRAM, OAUTHBEARER) as pure state machines,

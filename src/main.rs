@@ -45,6 +45,9 @@ enum Command {
     /// Describe and alter client quotas (producer_byte_rate, consumer_byte_rate) by user and
     /// client id on any Kafka-protocol broker.
     Quotas(strata::admin::quotas::QuotasArgs),
+    /// Mirror links (Strata only): create, alter, list, describe, pause, resume, promote,
+    /// failover, delete.
+    Mirror(strata::admin::mirror::MirrorArgs),
     /// Create, delete and list SCRAM users on any Kafka-protocol broker.
     Users(strata::admin::users::UsersArgs),
     /// Create, list and delete ACLs (kafka-acls.sh's flags) on any Kafka-protocol broker.
@@ -128,6 +131,9 @@ fn main() -> std::process::ExitCode {
         }
         Command::Quotas(args) => {
             runtime().and_then(|rt| rt.block_on(strata::admin::quotas::run_quotas(args)))
+        }
+        Command::Mirror(args) => {
+            runtime().and_then(|rt| rt.block_on(strata::admin::mirror::run_mirror(args)))
         }
         Command::Users(args) => {
             runtime().and_then(|rt| rt.block_on(strata::admin::users::run_users(args)))

@@ -573,6 +573,34 @@ fn follower_append_keeps_offsets() {
     assert_eq!(log.latest_epoch(), Some(LeaderEpoch(4)));
 }
 
+#[test]
+fn mirror_append_keeps_offsets_and_bytes_and_stamps_the_local_epoch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = ManualClock::new(T0);
+    let log = open(dir.path(), small_config(), &clock);
+    // A source batch at offset 40 written by the source's leader in epoch 9.
+    let mut b = build_batch(40, T0 + 5, None, &[(Some(&b"k"[..]), Some(&b"v"[..])); 3]);
+    strata::protocol::record_batch::set_partition_leader_epoch(&mut b, 9);
+    log.truncate_fully_and_start_at(Offset(40)).expect("start");
+    log.append_as_mirror(Bytes::from(b.clone()), LeaderEpoch(2))
+        .expect("append");
+    assert!(
+        log.append_as_mirror(Bytes::from(b.clone()), LeaderEpoch(2))
+            .is_err(),
+        "offsets never go backwards"
+    );
+    let stored = records::log_batches(&log);
+    assert_eq!(stored.len(), 1);
+    let (h, bytes) = &stored[0];
+    assert_eq!((h.base_offset, h.partition_leader_epoch), (40, 2));
+    // Everything but the partition-leader-epoch field (bytes 12..16, outside the CRC) is the
+    // source's, and the CRC still holds.
+    assert_eq!(&bytes[..12], &b[..12]);
+    assert_eq!(&bytes[16..], &b[16..]);
+    assert_eq!(log.log_end_offset(), Offset(43));
+    assert_eq!(log.latest_epoch(), Some(LeaderEpoch(2)));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_commit_shares_fsyncs() {
     let dir = tempfile::tempdir().expect("tempdir");

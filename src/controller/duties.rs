@@ -12,6 +12,9 @@
 //! 4. preferred-leader rebalancing, every `leader.imbalance.check.interval.seconds` when
 //!    `auto.leader.rebalance.enable` is set.
 //!
+//! Mirror links have their own duty task (`controller::mirror::duty`), which lists remote
+//! source clusters and so must never hold up these steps.
+//!
 //! A new duty is one more step here: a pure `decide_*` from the image (and what this
 //! controller observed) to records, committed with [`Controller::commit_as_active`], which
 //! refuses rather than forwards when this node is no longer the active controller.

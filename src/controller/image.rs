@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::mirror::MirrorImage;
 use super::records::{BrokerEndpoint, MetadataRecord};
 use crate::config::TopicConfig;
 use crate::model::{BrokerId, LeaderEpoch, PartitionIndex, TopicId};
@@ -110,6 +111,9 @@ pub struct MetadataImage {
     /// The ACLs, indexed by resource for the authorizer.
     #[serde(default)]
     pub acls: AclIndex,
+    /// Mirror links and the state of each mirror topic.
+    #[serde(default)]
+    pub mirrors: MirrorImage,
 }
 
 impl CredentialStore for MetadataImage {
@@ -217,6 +221,7 @@ impl MetadataImage {
             MetadataRecord::RemoveTopic { topic_id } => {
                 if let Some(t) = self.topics.remove(topic_id) {
                     self.topic_ids.remove(&t.name);
+                    self.mirrors.topic_deleted(&t.name);
                 }
             }
             MetadataRecord::FenceBroker { broker_id } => {
@@ -269,6 +274,10 @@ impl MetadataImage {
             MetadataRecord::UnregisterBroker { broker_id } => {
                 self.brokers.remove(broker_id);
             }
+            MetadataRecord::MirrorLink { .. }
+            | MetadataRecord::MirrorLinkState { .. }
+            | MetadataRecord::RemoveMirrorLink { .. }
+            | MetadataRecord::MirrorTopic { .. } => self.mirrors.apply(record),
         }
     }
 }

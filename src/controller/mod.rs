@@ -31,6 +31,8 @@
 //!   [`placement`]: where new replicas go (Kafka's rack-alternating assignment), and
 //!   [`balance`]: the planner of replica moves that even out brokers or drain one (pure).
 //! - [`client_quotas`]: AlterClientQuotas decided (the quotas themselves live in `crate::quota`).
+//! - [`mirror`]: mirror links and mirror topics decided, and the duty that follows the
+//!   source clusters' topics.
 //! - [`quota_shares`]: cluster-wide quota limits divided among brokers by demand (pure), kept in
 //!   the active controller's memory and handed out with heartbeat answers.
 
@@ -51,6 +53,7 @@ pub mod image;
 pub mod isr;
 pub mod log_store;
 mod metrics;
+pub mod mirror;
 pub mod network;
 pub mod placement;
 pub mod producer_ids;
@@ -128,6 +131,8 @@ pub enum ControllerError {
     ShuttingDown,
     #[error("metadata quorum error: {0}")]
     Raft(String),
+    #[error(transparent)]
+    Mirror(#[from] mirror::MirrorError),
     #[error("metadata log I/O error on {path}: {source}")]
     Io {
         path: PathBuf,

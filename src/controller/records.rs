@@ -1,11 +1,12 @@
 //! Metadata records: every change to cluster metadata is one of these, appended to the
 //! metadata log and folded into the [`MetadataImage`](super::image::MetadataImage).
 //!
-//! New kinds of metadata (mirror links) arrive as new variants; a node that
+//! New kinds of metadata arrive as new variants; a node that
 //! replays a log never reinterprets an old record.
 
 use serde::{Deserialize, Serialize};
 
+use super::mirror::{LinkState, MirrorLinkSpec, MirrorTopicState};
 use crate::config::SecurityProtocol;
 use crate::model::{BrokerId, LeaderEpoch, PartitionIndex, TopicId};
 use crate::quota::ClientQuotaEntity;
@@ -107,4 +108,16 @@ pub enum MetadataRecord {
     /// A broker's registration was removed (Kafka's `UnregisterBrokerRecord`): it held no
     /// replicas and was fenced.
     UnregisterBroker { broker_id: BrokerId },
+    /// A mirror link created or its settings replaced (`controller::mirror`).
+    MirrorLink { spec: MirrorLinkSpec },
+    /// A mirror link paused or resumed.
+    MirrorLinkState { name: String, state: LinkState },
+    /// A mirror link was deleted.
+    RemoveMirrorLink { name: String },
+    /// A topic's mirror state: mirroring from `link`, promoted, or failed with the reason.
+    MirrorTopic {
+        topic: String,
+        link: String,
+        state: MirrorTopicState,
+    },
 }

@@ -99,6 +99,7 @@ pub fn controller_error_code(e: &ControllerError) -> i16 {
         ControllerError::Encode(_) | ControllerError::Io { .. } | ControllerError::Raft(_) => {
             E::UnknownServerError.code()
         }
+        ControllerError::Mirror(e) => mirror_error_code(e),
     }
 }
 
@@ -174,5 +175,18 @@ pub fn fetch_session_error_code(e: &crate::handlers::fetch_session::FetchSession
         F::IdNotFound { .. } => E::FetchSessionIdNotFound.code(),
         F::InvalidEpoch { .. } => E::InvalidFetchSessionEpoch.code(),
         F::TopicIdMismatch { .. } => E::FetchSessionTopicIdError.code(),
+    }
+}
+
+/// Mirror link refusals: an unknown link is RESOURCE_NOT_FOUND, any other is INVALID_REQUEST
+/// (the message says which rule).
+pub fn mirror_error_code(e: &crate::controller::mirror::MirrorError) -> i16 {
+    use crate::controller::mirror::MirrorError as M;
+    match e {
+        M::UnknownLink(_) => E::ResourceNotFound.code(),
+        M::NotMirrorTopic(_) => E::UnknownTopicOrPartition.code(),
+        M::LinkExists(_) | M::InvalidLink { .. } | M::LinkInUse { .. } | M::SourceIsSelf(_) => {
+            E::InvalidRequest.code()
+        }
     }
 }

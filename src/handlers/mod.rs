@@ -149,6 +149,7 @@ handlers! {
 pub mod fetch_session;
 mod group_call;
 mod leader_hint;
+pub mod mirror_links;
 pub mod throttle;
 
 /// The versions of `key` this broker serves, if it serves it at all.

@@ -73,6 +73,9 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
             let outcome = match &name {
                 None => Outcome::Failed(unknown_topic_id(), None, Vec::new()),
                 Some(_) if !write_allowed => Outcome::Failed(TOPIC_AUTHORIZATION_FAILED, None, Vec::new()),
+                // A mirror topic's records come from its source cluster only, at the source's
+                // offsets, until it is promoted (docs/operations.md, "Mirror links").
+                Some(name) if image.mirrors.refuses_produce(name) => Outcome::Failed(ResponseError::InvalidRequest.code(), Some(mirror_refusal(&image, name)), Vec::new()),
                 Some(name) => match ctx.apis.replicas.get(&TopicPartition::new(name.clone(), p.index)) {
                     None => Outcome::Failed(not_hosted(&image, name, p.index), None, Vec::new()),
                     Some(partition) => match p.records {
@@ -280,3 +283,7 @@ fn error_response(req: &ProduceRequest, code: i16) -> ProduceResponse {
     ProduceResponse::default().with_responses(responses)
 }
 
+fn mirror_refusal(image: &MetadataImage, topic: &str) -> String {
+    let link = image.mirrors.topic(topic).map(|t| t.link.as_str()).unwrap_or("");
+    format!("topic '{topic}' is a read-only mirror of link '{link}': promote it (strata mirror promote) before producing to it")
+}

@@ -17,6 +17,14 @@ use retired_produce::RetiredProduce;
 /// The Kafka release whose API version ranges ApiVersions advertises (docs/protocol.md).
 pub const KAFKA_RELEASE: &str = "4.1";
 
+/// Strata's own admin API for mirror links, on the Kafka port (docs/protocol.md, "Strata's own
+/// APIs"). Kafka has no public API for links; this key lies far above Kafka's range, is not
+/// advertised in ApiVersions (which lists Kafka 4.1's APIs only), and is spoken only by the
+/// `strata mirror` tool. Body and response body are one JSON document each.
+pub const STRATA_MIRROR_LINKS_API_KEY: i16 = 32000;
+/// The one version of [`STRATA_MIRROR_LINKS_API_KEY`].
+pub const STRATA_MIRROR_LINKS_VERSION: i16 = 0;
+
 /// The size prefix of every request and response frame.
 pub const FRAME_PREFIX_BYTES: usize = 4;
 
@@ -35,6 +43,8 @@ pub enum DecodeError {
     TooShort(usize),
     #[error("unknown api key {0}")]
     UnknownApiKey(i16),
+    #[error("malformed Strata mirror links request header: {0}")]
+    MalformedStrata(String),
     #[error("unsupported api {api_key:?}")]
     UnsupportedApi { api_key: ApiKey },
     #[error("unsupported version {version} of {api_key:?} (supported {min}..={max})")]
@@ -68,6 +78,8 @@ pub enum Decoded {
         header: RequestHeader,
         request: RetiredProduce,
     },
+    /// Strata's mirror links admin API: request header v1, then a JSON body.
+    MirrorLinks { header: RequestHeader, body: Bytes },
 }
 
 /// The versions of each API this broker serves; `None` for an API it does not serve. The
@@ -86,6 +98,17 @@ pub fn decode_request(
     let api_key_raw = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    if api_key_raw == STRATA_MIRROR_LINKS_API_KEY {
+        if version != STRATA_MIRROR_LINKS_VERSION {
+            return Err(DecodeError::UnknownApiKey(api_key_raw));
+        }
+        let header = RequestHeader::decode(&mut frame, 1)
+            .map_err(|e| DecodeError::MalformedStrata(e.to_string()))?;
+        return Ok(Decoded::MirrorLinks {
+            header,
+            body: frame,
+        });
+    }
     let api_key =
         ApiKey::try_from(api_key_raw).map_err(|_| DecodeError::UnknownApiKey(api_key_raw))?;
     let range = supported_versions(api_key).ok_or(DecodeError::UnsupportedApi { api_key })?;
@@ -184,6 +207,29 @@ mod tests {
         assert!(matches!(
             decode_request(Bytes::from_static(&[0, 0, 0]), served),
             Err(DecodeError::TooShort(3))
+        ));
+    }
+
+    #[test]
+    fn the_mirror_links_key_decodes_its_header_and_keeps_the_json_body() {
+        let mut b = BytesMut::new();
+        b.put_i16(STRATA_MIRROR_LINKS_API_KEY);
+        b.put_i16(STRATA_MIRROR_LINKS_VERSION);
+        b.put_i32(5);
+        b.put_i16(1);
+        b.put_slice(b"c");
+        b.put_slice(br#"{"op":"list"}"#);
+        match decode_request(b.clone().freeze(), served) {
+            Ok(Decoded::MirrorLinks { header, body }) => {
+                assert_eq!(header.correlation_id, 5);
+                assert_eq!(&body[..], br#"{"op":"list"}"#);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        b[2..4].copy_from_slice(&1i16.to_be_bytes());
+        assert!(matches!(
+            decode_request(b.freeze(), served),
+            Err(DecodeError::UnknownApiKey(STRATA_MIRROR_LINKS_API_KEY))
         ));
     }
 

@@ -14,6 +14,7 @@ mod gauges;
 pub mod isr;
 pub mod metadata;
 mod metrics;
+pub mod mirror;
 pub mod partition;
 
 use std::collections::{BTreeSet, HashMap};
@@ -46,6 +47,7 @@ pub struct ReplicaManager {
     remote: OnceLock<Arc<RemoteLogManager>>,
     /// Copies followed partitions from their leaders; set once the broker runs.
     fetchers: OnceLock<Arc<ReplicaFetcherManager>>,
+    mirror_fetchers: OnceLock<Arc<mirror::MirrorFetcherManager>>,
 }
 
 impl ReplicaManager {
@@ -59,6 +61,7 @@ impl ReplicaManager {
             applied_offset,
             remote: OnceLock::new(),
             fetchers: OnceLock::new(),
+            mirror_fetchers: OnceLock::new(),
         }
     }
 
@@ -68,6 +71,23 @@ impl ReplicaManager {
     }
 
     /// Hooks tiered storage in; set once, before the first image is applied.
+    pub fn set_mirror_fetcher_manager(&self, fetchers: Arc<mirror::MirrorFetcherManager>) {
+        let _ = self.mirror_fetchers.set(fetchers);
+    }
+
+    /// A final catch-up of `topic`'s mirror partitions led here before it is promoted (see
+    /// [`mirror::MirrorFetcherManager::catch_up`]); the partitions still behind.
+    pub async fn mirror_catch_up(
+        &self,
+        topic: &str,
+        timeout: std::time::Duration,
+    ) -> Vec<(TopicPartition, i64)> {
+        match self.mirror_fetchers.get() {
+            Some(m) => m.catch_up(topic, timeout).await,
+            None => vec![],
+        }
+    }
+
     pub fn set_remote_log_manager(&self, remote: Arc<RemoteLogManager>) {
         let _ = self.remote.set(remote);
     }
@@ -240,11 +260,44 @@ impl ReplicaManager {
             }
         }
         self.assign_fetchers(image);
+        self.assign_mirror_fetchers(image);
         self.applied_offset.send_replace(image.offset);
         first_error.map_or(Ok(()), Err)
     }
 
     /// Points the follower fetchers at the leaders of every partition followed here.
+    /// A link fetcher for each mirroring partition led here whose link is active.
+    fn assign_mirror_fetchers(&self, image: &MetadataImage) {
+        use crate::controller::mirror::{LinkState, MirrorTopicState};
+        let Some(fetchers) = self.mirror_fetchers.get() else {
+            return;
+        };
+        let mut failed = Vec::new();
+        let mut targets = Vec::new();
+        for partition in self.all() {
+            if partition.state().leader != self.local {
+                continue;
+            }
+            let Some(m) = image.mirrors.topic(&partition.tp.topic) else {
+                continue;
+            };
+            let Some(link) = image.mirrors.links.get(&m.link) else {
+                continue;
+            };
+            match &m.state {
+                MirrorTopicState::Mirroring if link.state == LinkState::Active => {
+                    targets.push(mirror::MirrorTarget {
+                        partition,
+                        link: link.spec.clone(),
+                    })
+                }
+                MirrorTopicState::Failed(_) => failed.push((m.link.clone(), partition.tp.clone())),
+                _ => {}
+            }
+        }
+        fetchers.assign(targets, failed);
+    }
+
     fn assign_fetchers(&self, image: &MetadataImage) {
         let Some(fetchers) = self.fetchers.get() else {
             return;

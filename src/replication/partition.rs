@@ -639,6 +639,18 @@ impl Partition {
         self.lock().pending_isr = None;
     }
 
+    /// On the leader of a mirror topic: appends batches copied from the source cluster at the
+    /// source's offsets, stamped with this leader's epoch (`UnifiedLog::append_as_mirror`), wakes followers and moves the
+    /// high watermark as a producer's append does. Under `log.flush.policy=fsync` the caller
+    /// awaits durability and calls [`advance_high_watermark`](Self::advance_high_watermark).
+    pub fn append_as_mirror(&self, records: bytes::Bytes) -> Result<LogAppendInfo, PartitionError> {
+        let state = self.check_leader(LeaderEpoch::UNKNOWN)?;
+        let info = self.log().append_as_mirror(records, state.leader_epoch)?;
+        self.fetch_wakeups.appended();
+        self.advance_high_watermark();
+        Ok(info)
+    }
+
     /// On a follower: appends what the leader sent (offsets as the leader assigned them) and
     /// takes the leader's high watermark, capped at the local log end.
     pub fn append_as_follower(

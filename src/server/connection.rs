@@ -10,7 +10,9 @@
 //! every poll of its response future (see `handlers::throttle` for what that time is).
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -92,6 +94,22 @@ enum Pending {
         correlation_id: i32,
         timer: RequestTimer,
     },
+    /// A Strata admin request whose response body (JSON) is still being produced; it goes
+    /// out after a response header v0.
+    WaitingStrata {
+        future: Pin<Box<dyn Future<Output = Bytes> + Send>>,
+        correlation_id: i32,
+        timer: RequestTimer,
+    },
+}
+
+/// Size prefix, response header v0 (the correlation id) and a Strata admin response body.
+fn strata_frame(correlation_id: i32, body: &[u8]) -> Frame {
+    let mut buf = BytesMut::with_capacity(8 + body.len());
+    buf.put_i32((4 + body.len()) as i32);
+    buf.put_i32(correlation_id);
+    buf.put_slice(body);
+    Frame::from(buf.freeze())
 }
 
 /// Measures one request from read to response, and counts it as waiting while it waits.
@@ -104,7 +122,10 @@ struct RequestTimer {
 
 impl RequestTimer {
     fn start(metrics: &Arc<ServerMetrics>, api_key: ApiKey) -> RequestTimer {
-        let api = api_name(api_key);
+        RequestTimer::start_api(metrics, api_name(api_key))
+    }
+
+    fn start_api(metrics: &Arc<ServerMetrics>, api: &'static str) -> RequestTimer {
         metrics.requests.with_label_values(&[api]).inc();
         RequestTimer {
             api,
@@ -318,7 +339,7 @@ pub(super) async fn run(
             biased;
             done = wait_head(&mut pending), if !pending.is_empty() => {
                 if let Some((bytes, throttle)) = done {
-                    if let Some(Pending::Waiting { timer, .. }) = pending.pop_front() {
+                    if let Some(Pending::Waiting { timer, .. } | Pending::WaitingStrata { timer, .. }) = pending.pop_front() {
                         let not_before = mute.apply(throttle);
                         pending.push_front(Pending::Ready { bytes, timer, not_before });
                     }
@@ -368,6 +389,15 @@ pub(super) async fn run(
                 timer.finish(bytes.as_ref().map_or(0, Frame::len));
                 bytes
             }
+            Pending::WaitingStrata {
+                future,
+                correlation_id,
+                timer,
+            } => {
+                let bytes = strata_frame(correlation_id, &future.await);
+                timer.finish(bytes.len());
+                Some(bytes)
+            }
         };
         match bytes {
             Some(b) if b.write_to(&mut writer).await.is_ok() => {}
@@ -403,6 +433,11 @@ async fn wait_head(pending: &mut VecDeque<Pending>) -> Option<(Frame, Option<(Du
             let throttle = response_throttle(*version, &mut response);
             encode_response(*api_key, *version, *correlation_id, &response).map(|b| (b, throttle))
         }
+        Some(Pending::WaitingStrata {
+            future,
+            correlation_id,
+            ..
+        }) => Some((strata_frame(*correlation_id, &future.await), None)),
         // Ready entries are drained before the select; nothing to wait for.
         _ => std::future::pending().await,
     }
@@ -533,6 +568,26 @@ fn handle_frame(
         }
         Ok(Decoded::UnsupportedApiVersions { correlation_id }) => {
             (ApiKey::ApiVersions, 0i16, correlation_id)
+        }
+        Ok(Decoded::MirrorLinks { header, body }) => {
+            let principal = match session.sasl.as_ref() {
+                Some(sasl) => sasl.authenticated_principal()?,
+                None => session.principal.clone(),
+            };
+            let correlation_id = header.correlation_id;
+            let ctx = RequestContext {
+                apis: apis.clone(),
+                header,
+                peer: Some(session.peer),
+                principal,
+                request_bytes,
+                listener: session.listener.clone(),
+            };
+            return Ok(Some(Pending::WaitingStrata {
+                future: handlers::mirror_links::handle(ctx, body),
+                correlation_id,
+                timer: RequestTimer::start_api(metrics, "StrataMirrorLinks").waiting(),
+            }));
         }
         Ok(Decoded::RetiredProduce { header, request }) => {
             let version = header.request_api_version;

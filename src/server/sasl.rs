@@ -225,6 +225,19 @@ impl SaslConnection {
         }
     }
 
+    /// The principal of an authenticated, unexpired session: for Strata's own APIs, which are
+    /// not in the Kafka request table that [`on_request`](Self::on_request) reads.
+    pub(super) fn authenticated_principal(&self) -> Result<KafkaPrincipal, String> {
+        match &self.session {
+            Some(s) if s.expires_at.is_some_and(|t| t <= Instant::now()) => Err(format!(
+                "SASL session of {} expired without re-authentication",
+                s.principal
+            )),
+            Some(s) => Ok(s.principal.clone()),
+            None => Err("Strata admin request before SASL authentication completed".into()),
+        }
+    }
+
     fn on_handshake(&mut self, version: i16, name: &str) -> SaslOutcome {
         let enabled = &self.listener.mechanisms;
         if self.exchange.is_some() {

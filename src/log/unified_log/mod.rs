@@ -81,6 +81,9 @@ enum Origin {
     /// subject to the client checks that refuse control batches.
     Coordinator(LeaderEpoch),
     Follower,
+    /// A mirror topic's leader copying a source cluster: offsets and records kept, the local
+    /// leader epoch stamped (outside the CRC) so the epoch lineage is this cluster's.
+    Mirror(LeaderEpoch),
 }
 
 fn batch_error(position: usize, e: BatchError) -> LogError {
@@ -192,6 +195,18 @@ impl UnifiedLog {
         self.append(records, Origin::Follower)
     }
 
+    /// Appends batches copied from a mirror link's source cluster, at the source's offsets
+    /// (producer state kept as a follower keeps it), with `leader_epoch` in each batch's
+    /// partition-leader-epoch field, the one header field outside the CRC: records, offsets,
+    /// producer ids and sequences, timestamps, headers and compression stay the source's.
+    pub fn append_as_mirror(
+        &self,
+        records: Bytes,
+        leader_epoch: LeaderEpoch,
+    ) -> Result<LogAppendInfo> {
+        self.append(records, Origin::Mirror(leader_epoch))
+    }
+
     /// Checks every batch (sizes, CRC-32C) and, for a leader, validates and possibly rewrites
     /// it ([`validator`](super::validator)). Returns the batches to write, in order.
     fn validate(&self, records: &Bytes, leader: bool) -> Result<Vec<ValidBatch>> {
@@ -283,7 +298,7 @@ impl UnifiedLog {
                         chunks.push(whole.slice(record_batch::UNCOVERED_PREFIX..));
                     }
                 }
-                Origin::Follower => {
+                Origin::Follower | Origin::Mirror(_) => {
                     if h.base_offset < next {
                         return Err(LogError::OffsetOutOfRange {
                             offset: Offset(h.base_offset),
@@ -291,7 +306,15 @@ impl UnifiedLog {
                             log_end_offset: Offset(leo),
                         });
                     }
-                    chunks.push(whole);
+                    if let Origin::Mirror(epoch) = origin {
+                        h.partition_leader_epoch = epoch.0;
+                        let mut head = whole[..record_batch::UNCOVERED_PREFIX].to_vec();
+                        record_batch::set_partition_leader_epoch(&mut head, epoch.0);
+                        chunks.push(Bytes::from(head));
+                        chunks.push(whole.slice(record_batch::UNCOVERED_PREFIX..));
+                    } else {
+                        chunks.push(whole);
+                    }
                 }
             }
             match st.producers.check(&pending, h) {
@@ -365,7 +388,7 @@ impl UnifiedLog {
         }
         let mut epochs_changed = false;
         match origin {
-            Origin::Leader(epoch) | Origin::Coordinator(epoch) => {
+            Origin::Leader(epoch) | Origin::Coordinator(epoch) | Origin::Mirror(epoch) => {
                 epochs_changed |= st.epoch_cache.assign(epoch.0, first_offset)
             }
             Origin::Follower => {

@@ -1,0 +1,216 @@
+//! `strata mirror`: mirror link administration over Strata's own mirror links API
+//! ([`crate::handlers::mirror_links`]) on the Kafka port: create, alter, list, describe, pause,
+//! resume, promote, failover and delete.
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use super::{check, connect};
+use crate::controller::mirror::{
+    CredentialRef, LinkOptions, MirrorLinkSpec, MirrorTopicState, SourceSecurity, TopicSelection,
+};
+use crate::handlers::mirror_links::{MirrorLinksRequest, MirrorLinksResponse};
+use crate::protocol::{STRATA_MIRROR_LINKS_API_KEY, STRATA_MIRROR_LINKS_VERSION};
+
+#[derive(Args, Debug)]
+pub struct MirrorArgs {
+    /// host:port of any broker of the TARGET cluster (where the mirror topics live).
+    #[arg(long, default_value = "127.0.0.1:9092", global = true)]
+    pub bootstrap_server: String,
+    /// Kafka client properties for the target cluster: security.protocol, sasl.mechanism, ...
+    #[arg(long, global = true, value_name = "FILE")]
+    pub command_config: Option<std::path::PathBuf>,
+    #[command(subcommand)]
+    pub command: MirrorCommand,
+}
+
+/// A link's settings, as `create` and `alter` take them (alter replaces them all).
+#[derive(Args, Debug)]
+pub struct LinkArgs {
+    /// The link's name.
+    pub name: String,
+    /// bootstrap.servers of the SOURCE cluster.
+    #[arg(long)]
+    pub source_bootstrap_servers: String,
+    /// security.protocol towards the source: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
+    #[arg(long, default_value = "PLAINTEXT")]
+    pub source_security_protocol: String,
+    /// A PEM CA bundle, on every target broker, that the source's certificates chain to.
+    #[arg(long)]
+    pub source_ssl_truststore_location: Option<String>,
+    /// A PEM file (certificate chain and key), on every target broker, for a source that
+    /// requires client certificates.
+    #[arg(long)]
+    pub source_ssl_keystore_location: Option<String>,
+    /// sasl.mechanism towards the source: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512.
+    #[arg(long)]
+    pub source_sasl_mechanism: Option<String>,
+    #[arg(long)]
+    pub source_sasl_username: Option<String>,
+    /// A file, on every target broker, holding the source password.
+    #[arg(long, conflicts_with = "source_password_env")]
+    pub source_password_file: Option<String>,
+    /// An environment variable, of every target broker, holding the source password.
+    #[arg(long)]
+    pub source_password_env: Option<String>,
+    /// Mirror topics whose whole name matches this regex (repeatable).
+    #[arg(long = "include")]
+    pub include: Vec<String>,
+    /// Never mirror topics whose whole name matches this regex (repeatable).
+    #[arg(long = "exclude")]
+    pub exclude: Vec<String>,
+    /// Mirror this topic (repeatable).
+    #[arg(long = "topic")]
+    pub topics: Vec<String>,
+    /// Copy the source topics' config overrides and follow their changes.
+    #[arg(long)]
+    pub sync_configs: bool,
+    /// Copy committed offsets of groups without active members here.
+    #[arg(long)]
+    pub sync_group_offsets: bool,
+    /// Which groups' offsets to copy (a regex; all when absent).
+    #[arg(long)]
+    pub group_include: Option<String>,
+    /// How often the source's topics and group offsets are read.
+    #[arg(long, default_value_t = 5000)]
+    pub interval_ms: u64,
+}
+
+impl LinkArgs {
+    fn spec(self) -> MirrorLinkSpec {
+        let credential = match (self.source_password_file, self.source_password_env) {
+            (Some(f), _) => Some(CredentialRef::File(f)),
+            (None, Some(e)) => Some(CredentialRef::Env(e)),
+            (None, None) => None,
+        };
+        MirrorLinkSpec {
+            name: self.name,
+            bootstrap_servers: self.source_bootstrap_servers,
+            security: SourceSecurity {
+                security_protocol: self.source_security_protocol,
+                ssl_truststore_location: self.source_ssl_truststore_location,
+                ssl_keystore_location: self.source_ssl_keystore_location,
+                sasl_mechanism: self.source_sasl_mechanism,
+                sasl_username: self.source_sasl_username,
+                credential,
+            },
+            topics: TopicSelection {
+                include: self.include,
+                exclude: self.exclude,
+                literals: self.topics,
+            },
+            options: LinkOptions {
+                sync_configs: self.sync_configs,
+                sync_group_offsets: self.sync_group_offsets,
+                group_include: self.group_include,
+                interval_ms: self.interval_ms,
+            },
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MirrorCommand {
+    /// Create a link; selected source topics become read-only mirror topics here.
+    Create(LinkArgs),
+    /// Replace a link's settings (give them all, as for create).
+    Alter(LinkArgs),
+    /// List links and mirror topics.
+    List,
+    /// Show one link and its mirror topics.
+    Describe {
+        name: String,
+    },
+    /// Stop fetching and creating mirror topics (they stay read-only).
+    Pause {
+        name: String,
+    },
+    Resume {
+        name: String,
+    },
+    /// Make mirror topics writable at the offsets they reached.
+    Promote {
+        #[arg(required = true)]
+        topics: Vec<String>,
+    },
+    /// Promote every topic of a link (the source is lost or retired).
+    Failover {
+        name: String,
+    },
+    /// Delete a link whose topics are all promoted (or deleted).
+    Delete {
+        name: String,
+    },
+}
+
+pub async fn run_mirror(args: MirrorArgs) -> anyhow::Result<()> {
+    super::command_config::load(args.command_config.as_deref())?;
+    let mut client = connect(&args.bootstrap_server).await?;
+    let (what, req) = match args.command {
+        MirrorCommand::Create(link) => (
+            "creating the link",
+            MirrorLinksRequest::Create { spec: link.spec() },
+        ),
+        MirrorCommand::Alter(link) => (
+            "altering the link",
+            MirrorLinksRequest::Alter { spec: link.spec() },
+        ),
+        MirrorCommand::List => ("listing links", MirrorLinksRequest::List),
+        MirrorCommand::Describe { name } => {
+            ("describing the link", MirrorLinksRequest::Describe { name })
+        }
+        MirrorCommand::Pause { name } => ("pausing the link", MirrorLinksRequest::Pause { name }),
+        MirrorCommand::Resume { name } => {
+            ("resuming the link", MirrorLinksRequest::Resume { name })
+        }
+        MirrorCommand::Promote { topics } => ("promoting", MirrorLinksRequest::Promote { topics }),
+        MirrorCommand::Failover { name } => ("failing over", MirrorLinksRequest::Failover { name }),
+        MirrorCommand::Delete { name } => {
+            ("deleting the link", MirrorLinksRequest::Delete { name })
+        }
+    };
+    let body = serde_json::to_vec(&req)?;
+    let resp = client
+        .send_strata(
+            STRATA_MIRROR_LINKS_API_KEY,
+            STRATA_MIRROR_LINKS_VERSION,
+            &body,
+        )
+        .await
+        .context("the broker did not answer the mirror links request (is it Strata?)")?;
+    let resp: MirrorLinksResponse =
+        serde_json::from_slice(&resp).context("decoding the mirror links response")?;
+    check(resp.error_code, resp.error_message.as_deref(), what)?;
+    print(&resp);
+    Ok(())
+}
+
+fn print(resp: &MirrorLinksResponse) {
+    for l in &resp.links {
+        let s = &l.spec;
+        println!(
+            "link {}\tstate={:?}\tsource={}\tsecurity.protocol={}\tinclude={:?}\texclude={:?}\ttopics={:?}\tsync_configs={}\tsync_group_offsets={}\tinterval_ms={}",
+            s.name,
+            l.state,
+            s.bootstrap_servers,
+            s.security.security_protocol,
+            s.topics.include,
+            s.topics.exclude,
+            s.topics.literals,
+            s.options.sync_configs,
+            s.options.sync_group_offsets,
+            s.options.interval_ms
+        );
+    }
+    for t in &resp.topics {
+        let state = match &t.state {
+            MirrorTopicState::Mirroring => "mirroring".to_string(),
+            MirrorTopicState::Promoted => "promoted".to_string(),
+            MirrorTopicState::Failed(reason) => format!("failed ({reason})"),
+        };
+        println!(
+            "topic {}\tlink={}\tpartitions={}\tstate={state}",
+            t.topic, t.link, t.partitions
+        );
+    }
+}
