@@ -1,0 +1,351 @@
+"""A FUSE filesystem that loses what was not synced when the power is cut (LazyFS-style).
+
+Every file and directory has two states: the one programs see, and the durable one a disk would
+still hold after a power loss. Only these make data durable, as POSIX and Linux filesystems
+promise and no more:
+
+- `fsync`/`fdatasync` of a file (and `msync` of its mapping, which the kernel turns into writes
+  and an fsync): its content and size. Not its name: a new or renamed file's directory entry is
+  durable only after
+- `fsync` of its directory: that directory's entries (creations, renames, deletions in it).
+
+A power cut (`cut`) puts every file and directory back to its durable state: unsynced writes,
+sizes and directory entries vanish, deleted files that were not dir-synced come back. The cut
+happens while the filesystem is unmounted, so no page cache of the kernel survives it either.
+
+Data lives in this process's memory (both states), so the filesystem is only for tests. The
+kernel's page cache stays on (no direct_io), so programs can `mmap` files, as the broker does
+with its indexes.
+
+Run as `python3 powerfs.py MOUNTPOINT`. It prints `mounted N` each time mount N is ready. When
+the mount point is unmounted, it reads one command from stdin: `cut` (drop everything not
+durable, print `cut ...` with what was dropped, mount again) or `stop` (exit). `PowerFs` below
+drives it from a test.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+class Node:
+    """A file or directory: its visible state and its durable state."""
+
+    __slots__ = ("is_dir", "mode", "data", "durable", "dirty_from", "children", "durable_children", "mtime_ns")
+
+    def __init__(self, is_dir: bool, mode: int):
+        self.is_dir = is_dir
+        self.mode = mode
+        self.mtime_ns = time.time_ns()
+        if is_dir:
+            self.children: dict[str, Node] = {}
+            self.durable_children: dict[str, Node] = {}
+        else:
+            self.data = bytearray()
+            self.durable = bytearray()
+            # Lowest offset changed since the last fsync: the bytes below it equal the durable ones.
+            self.dirty_from: int | None = None
+
+    def touch(self, offset: int):
+        self.mtime_ns = time.time_ns()
+        if self.dirty_from is None or offset < self.dirty_from:
+            self.dirty_from = offset
+
+    def sync(self) -> None:
+        if self.is_dir:
+            self.durable_children = dict(self.children)
+        elif self.dirty_from is not None:
+            lo = min(self.dirty_from, len(self.durable))
+            self.durable[lo:] = self.data[lo:]
+            self.dirty_from = None
+
+
+def cut(root: Node) -> dict[str, int]:
+    """Puts every node reachable through durable entries back to its durable state."""
+    dropped = {"files_reverted": 0, "bytes_lost": 0, "entries_reverted": 0}
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        if d.children.keys() != d.durable_children.keys() or any(
+            d.children[n] is not d.durable_children[n] for n in d.children
+        ):
+            dropped["entries_reverted"] += 1
+        d.children = dict(d.durable_children)
+        for child in d.children.values():
+            if child.is_dir:
+                stack.append(child)
+            elif child.dirty_from is not None:
+                dropped["files_reverted"] += 1
+                dropped["bytes_lost"] += max(0, len(child.data) - len(child.durable))
+                child.data = bytearray(child.durable)
+                child.dirty_from = None
+    return dropped
+
+
+def serve(mountpoint: str) -> None:
+    import mfusepy as fuse
+
+    def fail(code):
+        raise fuse.FuseOSError(code)
+
+    class Ops(fuse.Operations):
+        use_ns = True
+
+        def __init__(self):
+            self.root = Node(True, 0o755)
+            self.handles: dict[int, Node] = {}
+            self.next_fh = 1
+            self.mounts = 0
+
+        def init(self, path):
+            self.mounts += 1
+            print(f"mounted {self.mounts}", flush=True)
+
+        def _lookup(self, path: str) -> Node:
+            node = self.root
+            for part in path.split("/"):
+                if not part:
+                    continue
+                if not node.is_dir or part not in node.children:
+                    fail(errno.ENOENT)
+                node = node.children[part]
+            return node
+
+        def _parent(self, path: str) -> tuple[Node, str]:
+            head, name = path.rstrip("/").rsplit("/", 1)
+            parent = self._lookup(head)
+            if not parent.is_dir:
+                fail(errno.ENOTDIR)
+            return parent, name
+
+        def _handle(self, node: Node) -> int:
+            fh = self.next_fh
+            self.next_fh += 1
+            self.handles[fh] = node
+            return fh
+
+        def _node(self, path, fh) -> Node:
+            # A handle keeps reaching its file after the name is unlinked, as on a disk.
+            if fh and fh in self.handles:
+                return self.handles[fh]
+            return self._lookup(path)
+
+        def getattr(self, path, fh=None):
+            n = self._node(path, fh)
+            t = n.mtime_ns
+            if n.is_dir:
+                return dict(st_mode=stat.S_IFDIR | n.mode, st_nlink=2, st_size=0,
+                            st_mtime=t, st_ctime=t, st_atime=t)
+            size = len(n.data)
+            return dict(st_mode=stat.S_IFREG | n.mode, st_nlink=1, st_size=size,
+                        st_blocks=(size + 511) // 512, st_mtime=t, st_ctime=t, st_atime=t)
+
+        def readdir(self, path, fh):
+            return [".", ".."] + list(self._lookup(path).children)
+
+        def opendir(self, path):
+            if not self._lookup(path).is_dir:
+                fail(errno.ENOTDIR)
+            return 0
+
+        def mkdir(self, path, mode):
+            parent, name = self._parent(path)
+            if name in parent.children:
+                fail(errno.EEXIST)
+            parent.children[name] = Node(True, mode & 0o7777)
+            parent.mtime_ns = time.time_ns()
+            return 0
+
+        def rmdir(self, path):
+            parent, name = self._parent(path)
+            node = parent.children.get(name) or fail(errno.ENOENT)
+            if not node.is_dir:
+                fail(errno.ENOTDIR)
+            if node.children:
+                fail(errno.ENOTEMPTY)
+            del parent.children[name]
+            return 0
+
+        def create(self, path, mode, flags=0):
+            parent, name = self._parent(path)
+            node = parent.children.get(name)
+            if node is None:
+                node = Node(False, mode & 0o7777)
+                parent.children[name] = node
+                parent.mtime_ns = time.time_ns()
+            elif flags & os.O_EXCL:
+                fail(errno.EEXIST)
+            if flags & os.O_TRUNC:
+                self._truncate(node, 0)
+            return self._handle(node)
+
+        def open(self, path, flags):
+            node = self._lookup(path)
+            if node.is_dir:
+                fail(errno.EISDIR)
+            if flags & os.O_TRUNC:
+                self._truncate(node, 0)
+            return self._handle(node)
+
+        def release(self, path, fh):
+            self.handles.pop(fh, None)
+            return 0
+
+        def read(self, path, size, offset, fh):
+            return bytes(self._node(path, fh).data[offset:offset + size])
+
+        def write(self, path, data, offset, fh):
+            n = self._node(path, fh)
+            if offset > len(n.data):
+                n.data.extend(bytes(offset - len(n.data)))
+            n.data[offset:offset + len(data)] = data
+            n.touch(offset)
+            return len(data)
+
+        def _truncate(self, n: Node, length: int):
+            if length < len(n.data):
+                del n.data[length:]
+            else:
+                n.data.extend(bytes(length - len(n.data)))
+            n.touch(length)
+
+        def truncate(self, path, length, fh=None):
+            n = self._node(path, fh)
+            if n.is_dir:
+                fail(errno.EISDIR)
+            self._truncate(n, length)
+            return 0
+
+        def fallocate(self, path, mode, offset, size, fh):
+            # Reservations are a hint to the broker; it goes on without them.
+            fail(errno.EOPNOTSUPP)
+
+        def unlink(self, path):
+            parent, name = self._parent(path)
+            node = parent.children.get(name) or fail(errno.ENOENT)
+            if node.is_dir:
+                fail(errno.EISDIR)
+            del parent.children[name]
+            return 0
+
+        def rename(self, old, new):
+            op, oname = self._parent(old)
+            np, nname = self._parent(new)
+            node = op.children.get(oname) or fail(errno.ENOENT)
+            target = np.children.get(nname)
+            if target is not None and target.is_dir and target.children:
+                fail(errno.ENOTEMPTY)
+            del op.children[oname]
+            np.children[nname] = node
+            return 0
+
+        def fsync(self, path, datasync, fh):
+            self._node(path, fh).sync()
+            return 0
+
+        def fsyncdir(self, path, datasync, fh):
+            self._lookup(path).sync()
+            return 0
+
+        def chmod(self, path, mode):
+            self._lookup(path).mode = mode & 0o7777
+            return 0
+
+        def chown(self, path, uid, gid):
+            return 0
+
+        def utimens(self, path, times=None):
+            return 0
+
+        def statfs(self, path):
+            return dict(f_bsize=4096, f_frsize=4096, f_blocks=1 << 24, f_bfree=1 << 23,
+                        f_bavail=1 << 23, f_files=1 << 20, f_ffree=1 << 19, f_namemax=255)
+
+    ops = Ops()
+    while True:
+        fuse.FUSE(ops, mountpoint, foreground=True, nothreads=True, fsname="powerfs")
+        command = sys.stdin.readline().strip()
+        if command != "cut":
+            return
+        dropped = cut(ops.root)
+        ops.handles.clear()
+        print("cut " + " ".join(f"{k}={v}" for k, v in dropped.items()), flush=True)
+
+
+class PowerFs:
+    """Drives a `powerfs.py` process from a test: the mount point, power cuts, teardown."""
+
+    def __init__(self, mountpoint: Path, log: Path):
+        self.mountpoint = mountpoint
+        mountpoint.mkdir(parents=True, exist_ok=True)
+        self.log = log
+        self.cuts: list[dict[str, int]] = []
+        from conftest import die_with_parent
+
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), str(mountpoint)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=open(log, "wb"),
+            text=True,
+            preexec_fn=die_with_parent,
+        )
+        self._expect("mounted 1")
+
+    def _expect(self, prefix: str) -> str:
+        line = self.proc.stdout.readline().strip()
+        assert line.startswith(prefix), f"powerfs said {line!r}, expected {prefix!r}: {self.log.read_text()[-2000:]}"
+        return line
+
+    def _unmount(self):
+        for _ in range(100):
+            r = subprocess.run(["umount", str(self.mountpoint)], capture_output=True, text=True)
+            if r.returncode == 0:
+                return
+            time.sleep(0.05)  # a killed process's files close a moment after it is reaped
+        raise AssertionError(f"umount {self.mountpoint}: {r.stderr}")
+
+    def power_cut(self) -> dict[str, int]:
+        """Drops everything not durable. Every process using the mount must be dead already."""
+        self._unmount()
+        self.proc.stdin.write("cut\n")
+        self.proc.stdin.flush()
+        fields = self._expect("cut").split()[1:]
+        dropped = {k: int(v) for k, v in (f.split("=") for f in fields)}
+        self._expect("mounted")
+        self.cuts.append(dropped)
+        return dropped
+
+    def stop(self):
+        if self.proc.poll() is not None:
+            return
+        if os.path.ismount(self.mountpoint):
+            r = subprocess.run(["umount", str(self.mountpoint)], capture_output=True)
+            if r.returncode != 0:
+                subprocess.run(["umount", "-l", str(self.mountpoint)], capture_output=True)
+        try:
+            self.proc.stdin.write("stop\n")
+            self.proc.stdin.flush()
+            self.proc.wait(timeout=10)
+        except (BrokenPipeError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+def fuse_available() -> bool:
+    """Whether this machine can mount powerfs: /dev/fuse, root, and the Python binding."""
+    try:
+        import mfusepy  # noqa: F401
+    except (ImportError, OSError):
+        return False
+    return os.path.exists("/dev/fuse") and os.geteuid() == 0
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])
