@@ -101,14 +101,19 @@ fn encode(entry: &Entry<TypeConfig>, buf: &mut Vec<u8>) -> std::io::Result<()> {
 
 impl MetadataLogStore {
     pub fn open(dir: &Path) -> std::io::Result<MetadataLogStore> {
-        std::fs::create_dir_all(dir)?;
+        crate::log::checkpoint::create_dir_all_durable(dir)?;
         let path = dir.join("log");
+        let created = !path.exists();
         let mut file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
             .write(true)
             .open(&path)?;
+        if created {
+            // The entries' fsyncs make their bytes durable, not the file's name.
+            File::open(dir)?.sync_all()?;
+        }
         let vote: Option<Vote> = read_json(&dir.join("vote"))?;
         let committed: Option<LogId> = read_json(&dir.join("committed"))?;
         let purged: Option<LogId> = read_json(&dir.join("purged"))?;

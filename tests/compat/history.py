@@ -118,10 +118,10 @@ class History:
         rep = Report()
         log: dict[tuple[int, int], bytes] = {}  # (partition, offset) -> the first value read there
         found_complete: set[bytes] = set()
-        completely_read: set[int] = set()
+        # A complete read that found nothing counts too: then everything acknowledged is lost.
+        completely_read: set[int] = set().union(*self.complete.values())
         for consumer, events in self.reads.items():
             complete = self.complete.get(consumer, set())
-            completely_read |= complete
             last: dict[int, int] = {}
             for ev in events:
                 if ev[0] == "seek":

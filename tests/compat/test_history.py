@@ -49,6 +49,15 @@ def test_lost_acknowledged_record():
     assert (r.acknowledged, r.recovered) == (5, 4)
 
 
+def test_an_empty_complete_read_loses_everything_acknowledged():
+    h = clean()
+    h.reads.clear()
+    h.read_all("c", [], [0, 1])
+    r = h.check()
+    assert len(only(r, "lost")) == 5
+    assert (r.acknowledged, r.recovered) == (5, 0)
+
+
 def test_record_missing_from_an_incomplete_read_is_not_lost():
     h = clean()
     h.reads["c"] = [e for e in h.reads["c"] if e[1] != 1]
