@@ -19,7 +19,8 @@ with its indexes.
 
 Run as `python3 powerfs.py MOUNTPOINT`. It prints `mounted N` each time mount N is ready. When
 the mount point is unmounted, it reads one command from stdin: `cut` (drop everything not
-durable, print `cut ...` with what was dropped, mount again) or `stop` (exit). `PowerFs` below
+durable, print `cut ...` with what was dropped, mount again), `cut SEED` (the same, torn: files
+keep a random part of their unsynced appends) or `stop` (exit). `PowerFs` below
 drives it from a test.
 """
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 import stat
 import subprocess
 import sys
@@ -37,7 +39,8 @@ from pathlib import Path
 class Node:
     """A file or directory: its visible state and its durable state."""
 
-    __slots__ = ("is_dir", "mode", "data", "durable", "dirty_from", "children", "durable_children", "mtime_ns")
+    __slots__ = ("is_dir", "mode", "data", "durable", "dirty_from", "sizes", "children",
+                 "durable_children", "mtime_ns")
 
     def __init__(self, is_dir: bool, mode: int):
         self.is_dir = is_dir
@@ -51,11 +54,16 @@ class Node:
             self.durable = bytearray()
             # Lowest offset changed since the last fsync: the bytes below it equal the durable ones.
             self.dirty_from: int | None = None
+            # The sizes the file had after each write or truncate since the last fsync: where a
+            # torn cut may end it.
+            self.sizes: list[int] = []
 
     def touch(self, offset: int):
         self.mtime_ns = time.time_ns()
         if self.dirty_from is None or offset < self.dirty_from:
             self.dirty_from = offset
+        if not self.sizes or self.sizes[-1] != len(self.data):
+            self.sizes.append(len(self.data))
 
     def sync(self) -> None:
         if self.is_dir:
@@ -64,11 +72,17 @@ class Node:
             lo = min(self.dirty_from, len(self.durable))
             self.durable[lo:] = self.data[lo:]
             self.dirty_from = None
+            self.sizes = []
 
 
-def cut(root: Node) -> dict[str, int]:
-    """Puts every node reachable through durable entries back to its durable state."""
-    dropped = {"files_reverted": 0, "bytes_lost": 0, "entries_reverted": 0}
+def cut(root: Node, rng=None) -> dict[str, int]:
+    """Puts every node reachable through durable entries back to its durable state.
+
+    With `rng` the cut is torn: a file that grew since its last fsync keeps its unsynced
+    appended bytes up to one of the sizes it had after a write (a random one), or up to a random
+    byte short of it, as a disk may have written some pages of a file and its new size before
+    the power went. Overwrites of synced bytes are still undone."""
+    dropped = {"files_reverted": 0, "bytes_lost": 0, "entries_reverted": 0, "torn_files": 0}
     stack = [root]
     while stack:
         d = stack.pop()
@@ -82,9 +96,21 @@ def cut(root: Node) -> dict[str, int]:
                 stack.append(child)
             elif child.dirty_from is not None:
                 dropped["files_reverted"] += 1
-                dropped["bytes_lost"] += max(0, len(child.data) - len(child.durable))
-                child.data = bytearray(child.durable)
+                kept = bytearray(child.durable)
+                if rng is not None:
+                    size = rng.choice([len(kept)] + child.sizes)
+                    if size > len(kept) and rng.random() < 0.5:
+                        size = rng.randint(len(kept), size)  # within a write: a torn batch
+                    if size > len(kept):
+                        kept += child.data[len(kept):size]
+                        dropped["torn_files"] += 1
+                    else:
+                        del kept[size:]
+                dropped["bytes_lost"] += max(0, len(child.data) - len(kept))
+                child.data = kept
+                child.durable = bytearray(kept)
                 child.dirty_from = None
+                child.sizes = []
     return dropped
 
 
@@ -270,10 +296,10 @@ def serve(mountpoint: str) -> None:
     ops = Ops()
     while True:
         fuse.FUSE(ops, mountpoint, foreground=True, nothreads=True, fsname="powerfs")
-        command = sys.stdin.readline().strip()
-        if command != "cut":
+        command = sys.stdin.readline().split()
+        if not command or command[0] != "cut":
             return
-        dropped = cut(ops.root)
+        dropped = cut(ops.root, random.Random(int(command[1])) if len(command) > 1 else None)
         ops.handles.clear()
         print("cut " + " ".join(f"{k}={v}" for k, v in dropped.items()), flush=True)
 
@@ -311,10 +337,11 @@ class PowerFs:
             time.sleep(0.05)  # a killed process's files close a moment after it is reaped
         raise AssertionError(f"umount {self.mountpoint}: {r.stderr}")
 
-    def power_cut(self) -> dict[str, int]:
-        """Drops everything not durable. Every process using the mount must be dead already."""
+    def power_cut(self, torn_seed: int | None = None) -> dict[str, int]:
+        """Drops everything not durable (with `torn_seed`, keeps a random part of unsynced
+        appends: see `cut`). Every process using the mount must be dead already."""
         self._unmount()
-        self.proc.stdin.write("cut\n")
+        self.proc.stdin.write("cut\n" if torn_seed is None else f"cut {torn_seed}\n")
         self.proc.stdin.flush()
         fields = self._expect("cut").split()[1:]
         dropped = {k: int(v) for k, v in (f.split("=") for f in fields)}
