@@ -17,7 +17,11 @@ Data lives in this process's memory (both states), so the filesystem is only for
 kernel's page cache stays on (no direct_io), so programs can `mmap` files, as the broker does
 with its indexes.
 
-Run as `python3 powerfs.py MOUNTPOINT`. It prints `mounted N` each time mount N is ready. When
+Run as `python3 powerfs.py MOUNTPOINT`; `POWERFS_FSYNC_DELAY_MS` makes every fsync take that
+long (a slow disk), for the paths starting with one of the prefixes listed in the file
+`.slow_fsync` at the root, without stalling other operations meanwhile. Creating `.power_off`
+at the root turns the power off: from then on every fsync fails (EIO) and makes nothing
+durable, until the next cut. It prints `mounted N` each time mount N is ready. When
 the mount point is unmounted, it reads one command from stdin: `cut` (drop everything not
 durable, print `cut ...` with what was dropped, mount again), `cut SEED` (the same, torn: files
 keep a random part of their unsynced appends) or `stop` (exit). `PowerFs` below
@@ -27,25 +31,34 @@ drives it from a test.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import random
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+
+
+SLOW_PATHS = ".slow_fsync"
+# Creating this file at the root turns the power off: every fsync from then on (even one
+# already waiting on a slow disk) fails with EIO and makes nothing durable, until the next cut.
+POWER_OFF = ".power_off"
 
 
 class Node:
     """A file or directory: its visible state and its durable state."""
 
     __slots__ = ("is_dir", "mode", "data", "durable", "dirty_from", "sizes", "children",
-                 "durable_children", "mtime_ns")
+                 "durable_children", "mtime_ns", "syncs_begun", "syncs_applied")
 
     def __init__(self, is_dir: bool, mode: int):
         self.is_dir = is_dir
         self.mode = mode
         self.mtime_ns = time.time_ns()
+        self.syncs_begun = self.syncs_applied = 0
         if is_dir:
             self.children: dict[str, Node] = {}
             self.durable_children: dict[str, Node] = {}
@@ -65,14 +78,29 @@ class Node:
         if not self.sizes or self.sizes[-1] != len(self.data):
             self.sizes.append(len(self.data))
 
-    def sync(self) -> None:
+    def begin_sync(self):
+        """What an fsync called now makes durable: the state as of the call, not what is
+        written while a slow fsync waits."""
+        self.syncs_begun += 1
         if self.is_dir:
-            self.durable_children = dict(self.children)
-        elif self.dirty_from is not None:
-            lo = min(self.dirty_from, len(self.durable))
-            self.durable[lo:] = self.data[lo:]
-            self.dirty_from = None
-            self.sizes = []
+            return self.syncs_begun, dict(self.children)
+        if self.dirty_from is None:
+            return self.syncs_begun, None
+        lo = min(self.dirty_from, len(self.durable))
+        self.dirty_from = None
+        self.sizes = []
+        return self.syncs_begun, (lo, bytes(self.data[lo:]))
+
+    def end_sync(self, snapshot) -> None:
+        seq, state = snapshot
+        if seq < self.syncs_applied:
+            return  # a later fsync already finished
+        self.syncs_applied = seq
+        if self.is_dir:
+            self.durable_children = state
+        elif state is not None:
+            lo, tail = state
+            self.durable[lo:] = tail
 
 
 def cut(root: Node, rng=None) -> dict[str, int]:
@@ -128,6 +156,7 @@ def serve(mountpoint: str) -> None:
             self.handles: dict[int, Node] = {}
             self.next_fh = 1
             self.mounts = 0
+            self.powered = True
 
         def init(self, path):
             self.mounts += 1
@@ -199,6 +228,8 @@ def serve(mountpoint: str) -> None:
             return 0
 
         def create(self, path, mode, flags=0):
+            if path == "/" + POWER_OFF:
+                self.powered = False
             parent, name = self._parent(path)
             node = parent.children.get(name)
             if node is None:
@@ -272,12 +303,27 @@ def serve(mountpoint: str) -> None:
             return 0
 
         def fsync(self, path, datasync, fh):
-            self._node(path, fh).sync()
+            n = self._node(path, fh)
+            snapshot = n.begin_sync()
+            self._slow_disk(path)
+            if not self.powered:
+                # A machine without power acknowledges nothing: the caller must not either.
+                fail(errno.EIO)
+            n.end_sync(snapshot)
             return 0
 
         def fsyncdir(self, path, datasync, fh):
-            self._lookup(path).sync()
+            n = self._lookup(path)
+            snapshot = n.begin_sync()
+            self._slow_disk(path)
+            if not self.powered:
+                # A machine without power acknowledges nothing: the caller must not either.
+                fail(errno.EIO)
+            n.end_sync(snapshot)
             return 0
+
+        def _slow_disk(self, path):
+            pass
 
         def chmod(self, path, mode):
             self._lookup(path).mode = mode & 0o7777
@@ -293,21 +339,57 @@ def serve(mountpoint: str) -> None:
             return dict(f_bsize=4096, f_frsize=4096, f_blocks=1 << 24, f_bfree=1 << 23,
                         f_bavail=1 << 23, f_files=1 << 20, f_ffree=1 << 19, f_namemax=255)
 
+    # A slow disk: each fsync takes this long, while other operations go on (the filesystem is
+    # then multi-threaded, its state under one lock that an fsync does not hold while it waits).
+    delay_s = float(os.environ.get("POWERFS_FSYNC_DELAY_MS", "0")) / 1000
+    if delay_s:
+        lock = threading.Lock()
+
+        def slow(path: str) -> bool:
+            control = ops.root.children.get(SLOW_PATHS)
+            if control is None:
+                return False
+            prefixes = bytes(control.data).decode().split()
+            return any(path.startswith(p) for p in prefixes)
+
+        def guarded(f):
+            @functools.wraps(f)
+            def g(*args, **kwargs):
+                with lock:
+                    return f(*args, **kwargs)
+
+            return g
+
+        def slow_disk(self, path):
+            # Called with the lock held, by fsync between taking its snapshot and making it
+            # durable: other operations run while it waits.
+            if slow(path or ""):
+                lock.release()
+                try:
+                    time.sleep(delay_s)
+                finally:
+                    lock.acquire()
+
+        for name, f in list(vars(Ops).items()):
+            if callable(f) and not name.startswith("_") and name != "init":
+                setattr(Ops, name, guarded(f))
+        Ops._slow_disk = slow_disk
     ops = Ops()
     while True:
-        fuse.FUSE(ops, mountpoint, foreground=True, nothreads=True, fsname="powerfs")
+        fuse.FUSE(ops, mountpoint, foreground=True, nothreads=not delay_s, fsname="powerfs")
         command = sys.stdin.readline().split()
         if not command or command[0] != "cut":
             return
         dropped = cut(ops.root, random.Random(int(command[1])) if len(command) > 1 else None)
         ops.handles.clear()
+        ops.powered = True
         print("cut " + " ".join(f"{k}={v}" for k, v in dropped.items()), flush=True)
 
 
 class PowerFs:
     """Drives a `powerfs.py` process from a test: the mount point, power cuts, teardown."""
 
-    def __init__(self, mountpoint: Path, log: Path):
+    def __init__(self, mountpoint: Path, log: Path, fsync_delay_ms: float = 0):
         self.mountpoint = mountpoint
         mountpoint.mkdir(parents=True, exist_ok=True)
         self.log = log
@@ -316,6 +398,7 @@ class PowerFs:
 
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), str(mountpoint)],
+            env={**os.environ, "POWERFS_FSYNC_DELAY_MS": str(fsync_delay_ms)},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=open(log, "wb"),
@@ -337,9 +420,15 @@ class PowerFs:
             time.sleep(0.05)  # a killed process's files close a moment after it is reaped
         raise AssertionError(f"umount {self.mountpoint}: {r.stderr}")
 
+    def power_off(self):
+        """From now on nothing more becomes durable, fsyncs in progress included. Then kill
+        every process using the mount, and `power_cut`."""
+        (self.mountpoint / POWER_OFF).touch()
+
     def power_cut(self, torn_seed: int | None = None) -> dict[str, int]:
         """Drops everything not durable (with `torn_seed`, keeps a random part of unsynced
-        appends: see `cut`). Every process using the mount must be dead already."""
+        appends: see `cut`). Every process using the mount must be dead already, killed after
+        `power_off`."""
         self._unmount()
         self.proc.stdin.write("cut\n" if torn_seed is None else f"cut {torn_seed}\n")
         self.proc.stdin.flush()
@@ -348,6 +437,19 @@ class PowerFs:
         self._expect("mounted")
         self.cuts.append(dropped)
         return dropped
+
+    def sync_tree(self, root: Path):
+        """Makes everything under `root` (on the mount) durable, as `sync` would."""
+        for d, dirs, files in os.walk(root, topdown=False):
+            for name in files:
+                with open(os.path.join(d, name), "rb+") as f:
+                    os.fsync(f.fileno())
+            fd = os.open(d, os.O_RDONLY)
+            os.fsync(fd)
+            os.close(fd)
+        fd = os.open(root.parent, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
 
     def stop(self):
         if self.proc.poll() is not None:

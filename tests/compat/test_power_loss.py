@@ -57,6 +57,7 @@ def powered(tmp_path, request):
 
 
 def power_cut(broker: StrataBroker, fs: PowerFs, torn_seed: int | None = None) -> dict[str, int]:
+    fs.power_off()
     broker.kill()
     dropped = fs.power_cut(torn_seed)
     broker.start()  # fails the test if the broker cannot start on what survived
@@ -208,3 +209,166 @@ def test_committed_metadata_survives_power_cuts(powered):
     h.flush_all(p)
     d.assert_all_ok(sum(made.values()))
     assert {r.offset for r in h.acked_records(d)} == {0}
+
+
+@pytest.mark.timeout(240)
+def test_cluster_power_cut_keeps_acks_all_records(tmp_path, request):
+    """Three nodes on one power supply: every node loses its unsynced data at once, so
+    replication cannot stand in for the disk. Records acknowledged with acks=all (after the
+    leader's fsync and the ISR's fetch) must all be there after the restart."""
+    import shutil
+
+    from test_cluster import Cluster
+
+    c = Cluster(tmp_path, extra={"replica.lag.time.max.ms": "3000"})
+    request.node._strata_brokers = c.nodes
+    fs = PowerFs(tmp_path / "mnt", tmp_path / "powerfs.log")
+    try:
+        for b in c.nodes:
+            on_fs = fs.mountpoint / f"node{b.node_id}"
+            shutil.copytree(b.data_dir, on_fs)
+            b.data_dir = on_fs
+        fs.sync_tree(fs.mountpoint)
+        c.start_all()
+        c.wait_ready()
+        a = h.admin(c.bootstrap())
+        from confluent_kafka.admin import NewTopic
+
+        a.create_topics([NewTopic(TOPIC, PARTITIONS, 3, config={"min.insync.replicas": "2"})],
+                        request_timeout=15)[TOPIC].result(timeout=15)
+        hist = History()
+        rng = random.Random(7)
+        cycles = 6 if SOAK else 3
+        for cycle in range(cycles):
+
+            def cut():
+                fs.power_off()
+                for b in c.nodes:
+                    b.kill()
+                fs.power_cut(rng.randrange(1 << 30) if cycle % 2 else None)
+
+            produce_then(c.bootstrap(), hist, cycle, 1.5, cut)
+            c.start_all()
+            c.wait_ready()
+        read = read_when_led(c.bootstrap())
+        hist.read_all("final", read, range(PARTITIONS))
+        report = hist.check()
+        print(f"cluster: {cycles} power cuts of all three nodes, {report.counts()}")
+        report.assert_ok()
+        assert report.acknowledged > cycles * 50, report.counts()
+    finally:
+        c.cleanup()
+        fs.stop()
+
+
+def produce_then(bootstrap: str, hist: History, cycle: int, seconds: float, cut,
+                 partitions: int = PARTITIONS):
+    """An idempotent acks=all stream for `seconds` (after a first acknowledged record), then
+    `cut()` with requests in flight; what is not acknowledged by then is purged and stays
+    unknown."""
+    p = h.producer(bootstrap, **{"enable.idempotence": True, "linger.ms": 1,
+                                 "message.timeout.ms": 30000})
+    cb = hist.delivery_callback()
+
+    def on_delivery(err, msg):
+        if err is None or err.code() not in UNKNOWN:
+            cb(err, msg)
+
+    v = b"c%03d-warmup" % cycle
+    hist.send(v, 0, producer=f"cycle{cycle}")
+    p.produce(TOPIC, value=v, partition=0, on_delivery=on_delivery)
+    h.flush_all(p)
+    end = time.monotonic() + seconds
+    i = 0
+    while time.monotonic() < end:
+        v = b"c%03d-%07d" % (cycle, i)
+        hist.send(v, i % partitions, producer=f"cycle{cycle}")
+        p.produce(TOPIC, value=v, partition=i % partitions, on_delivery=on_delivery)
+        i += 1
+        if i % 20 == 0:
+            p.poll(0.005)
+    cut()
+    p.purge(in_queue=True, in_flight=True)
+    p.flush(10)
+
+
+def read_when_led(bootstrap: str):
+    """Reads every partition once each has a leader again."""
+    def led():
+        md = h.admin(bootstrap).list_topics(TOPIC, timeout=5)
+        t = md.topics.get(TOPIC)
+        return t and not t.error and all(pm.leader >= 0 for pm in t.partitions.values())
+
+    from conftest import wait_until
+
+    wait_until(led, 30, "a leader for every partition")
+    return h.read_partitions(bootstrap, TOPIC, range(PARTITIONS), timeout=60)
+
+
+def leader_of(bootstrap: str, partition: int = 0) -> int:
+    md = h.admin(bootstrap).list_topics(TOPIC, timeout=5)
+    t = md.topics.get(TOPIC)
+    if not t or t.error or partition not in t.partitions:
+        return -1
+    return t.partitions[partition].leader
+
+
+@pytest.mark.timeout(240)
+def test_cluster_power_cut_then_a_follower_leads(tmp_path, request):
+    """After a power cut of every node, the old leader of a partition comes back last, so a
+    follower that was in the ISR must lead. It must have every record acknowledged with
+    acks=all: the high watermark may only pass what the ISR holds durably."""
+    import shutil
+
+    from conftest import wait_until
+    from test_cluster import Cluster
+
+    c = Cluster(tmp_path, extra={"replica.lag.time.max.ms": "3000"})
+    request.node._strata_brokers = c.nodes
+    # The followers' disks are slow: their fsyncs end well after the leader's.
+    fs = PowerFs(tmp_path / "mnt", tmp_path / "powerfs.log", fsync_delay_ms=50)
+    try:
+        for b in c.nodes:
+            on_fs = fs.mountpoint / f"node{b.node_id}"
+            shutil.copytree(b.data_dir, on_fs)
+            b.data_dir = on_fs
+        fs.sync_tree(fs.mountpoint)
+        c.start_all()
+        c.wait_ready()
+        from confluent_kafka.admin import NewTopic
+
+        a = h.admin(c.bootstrap())
+        a.create_topics([NewTopic(TOPIC, 1, 3, config={"min.insync.replicas": "3"})],
+                        request_timeout=15)[TOPIC].result(timeout=15)
+        hist = History()
+        cycles = 4 if SOAK else 2
+        for cycle in range(cycles):
+            wait_until(lambda: leader_of(c.bootstrap()) > 0, 30, "a leader")
+            old = leader_of(c.bootstrap())
+            slow = " ".join(f"/node{b.node_id}/" for b in c.nodes if b.node_id != old)
+            (fs.mountpoint / ".slow_fsync").write_text(slow)
+
+            def cut():
+                fs.power_off()
+                for b in c.nodes:
+                    b.kill()
+                fs.power_cut()
+
+            produce_then(c.bootstrap(), hist, cycle, 1.5, cut, partitions=1)
+            others = [b for b in c.nodes if b.node_id != old]
+            for b in others:
+                b.start()
+            boot = ",".join(b.bootstrap for b in others)
+            wait_until(lambda: leader_of(boot) in {b.node_id for b in others}, 60,
+                       f"a follower of {old} to lead")
+            c.node(old).start()
+            c.wait_ready()
+        wait_until(lambda: leader_of(c.bootstrap()) > 0, 30, "a leader")
+        read = h.read_partitions(c.bootstrap(), TOPIC, [0], timeout=60)
+        hist.read_all("final", read, [0])
+        report = hist.check()
+        print(f"cluster, follower leads: {cycles} power cuts, {report.counts()}")
+        report.assert_ok()
+    finally:
+        c.cleanup()
+        fs.stop()
