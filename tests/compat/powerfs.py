@@ -52,13 +52,13 @@ class Node:
     """A file or directory: its visible state and its durable state."""
 
     __slots__ = ("is_dir", "mode", "data", "durable", "dirty_from", "sizes", "children",
-                 "durable_children", "mtime_ns", "syncs_begun", "syncs_applied")
+                 "durable_children", "mtime_ns", "syncs_begun", "syncs_applied", "writes")
 
     def __init__(self, is_dir: bool, mode: int):
         self.is_dir = is_dir
         self.mode = mode
         self.mtime_ns = time.time_ns()
-        self.syncs_begun = self.syncs_applied = 0
+        self.syncs_begun = self.syncs_applied = self.writes = 0
         if is_dir:
             self.children: dict[str, Node] = {}
             self.durable_children: dict[str, Node] = {}
@@ -72,6 +72,7 @@ class Node:
             self.sizes: list[int] = []
 
     def touch(self, offset: int):
+        self.writes += 1
         self.mtime_ns = time.time_ns()
         if self.dirty_from is None or offset < self.dirty_from:
             self.dirty_from = offset
@@ -87,9 +88,7 @@ class Node:
         if self.dirty_from is None:
             return self.syncs_begun, None
         lo = min(self.dirty_from, len(self.durable))
-        self.dirty_from = None
-        self.sizes = []
-        return self.syncs_begun, (lo, bytes(self.data[lo:]))
+        return self.syncs_begun, (lo, bytes(self.data[lo:]), self.writes)
 
     def end_sync(self, snapshot) -> None:
         seq, state = snapshot
@@ -99,8 +98,13 @@ class Node:
         if self.is_dir:
             self.durable_children = state
         elif state is not None:
-            lo, tail = state
+            lo, tail, writes = state
             self.durable[lo:] = tail
+            if writes == self.writes:
+                # Clean only if nothing was written while the fsync waited; else the file
+                # stays dirty from the same place, which still covers every unsynced byte.
+                self.dirty_from = None
+                self.sizes = []
 
 
 def cut(root: Node, rng=None) -> dict[str, int]:
