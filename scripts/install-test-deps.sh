@@ -15,6 +15,8 @@ command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 # The kafkajs group tests (tests/compat/js) run under Node.js.
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+# powerfs (tests/compat/powerfs.py, the power-cut tests) mounts through libfuse 3.
+ldconfig -p 2>/dev/null | grep -q 'libfuse3\.so' || need_apt+=(libfuse3-3)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -169,9 +169,11 @@ impl Broker {
         let log_dirs = node.log_dirs();
         let mut cluster_id = node.get("cluster.id").to_string();
         for dir in &log_dirs {
-            std::fs::create_dir_all(dir).map_err(|source| BrokerError::Io {
-                path: dir.clone(),
-                source,
+            crate::log::checkpoint::create_dir_all_durable(dir).map_err(|source| {
+                BrokerError::Io {
+                    path: dir.clone(),
+                    source,
+                }
             })?;
             if cluster_id.is_empty()
                 && !dir.join("meta.properties").exists()
@@ -697,7 +699,7 @@ pub fn format_log_dirs(node: &NodeConfig, cluster_id: &str) -> Result<Vec<PathBu
     }
     let dirs = node.log_dirs();
     for dir in &dirs {
-        std::fs::create_dir_all(dir).map_err(|source| BrokerError::Io {
+        crate::log::checkpoint::create_dir_all_durable(dir).map_err(|source| BrokerError::Io {
             path: dir.clone(),
             source,
         })?;

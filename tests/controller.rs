@@ -45,6 +45,23 @@ fn log_store_passes_the_openraft_conformance_suite() {
     Suite::test_all(DirBuilder).expect("openraft storage suite");
 }
 
+/// `committed` is replaced without fsync: after a power cut it can exist with no data.
+#[tokio::test]
+async fn log_store_opens_with_an_empty_committed_file_left_by_a_power_cut() {
+    use openraft::storage::RaftLogStorage;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    drop(MetadataLogStore::open(dir.path()).expect("open"));
+    std::fs::write(dir.path().join("committed"), b"").expect("write");
+    let mut log = MetadataLogStore::open(dir.path()).expect("reopen after the cut");
+    assert_eq!(log.read_committed().await.expect("read"), None);
+    std::fs::write(dir.path().join("vote"), b"").expect("write");
+    assert!(
+        MetadataLogStore::open(dir.path()).is_err(),
+        "a vote is fsynced before its rename, so an unreadable one is corruption"
+    );
+}
+
 #[test]
 fn snapshots_round_trip_and_reject_corruption() {
     let mut image = MetadataImage::default();

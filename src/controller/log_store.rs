@@ -101,16 +101,30 @@ fn encode(entry: &Entry<TypeConfig>, buf: &mut Vec<u8>) -> std::io::Result<()> {
 
 impl MetadataLogStore {
     pub fn open(dir: &Path) -> std::io::Result<MetadataLogStore> {
-        std::fs::create_dir_all(dir)?;
+        crate::log::checkpoint::create_dir_all_durable(dir)?;
         let path = dir.join("log");
+        let created = !path.exists();
         let mut file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
             .write(true)
             .open(&path)?;
+        if created {
+            // The entries' fsyncs make their bytes durable, not the file's name.
+            File::open(dir)?.sync_all()?;
+        }
         let vote: Option<Vote> = read_json(&dir.join("vote"))?;
-        let committed: Option<LogId> = read_json(&dir.join("committed"))?;
+        // `committed` is replaced without fsync (see `save_committed`), so a power cut can
+        // leave the new name with no data yet: empty or torn. It is only a hint, so such a
+        // file reads as absent rather than keeping the node from starting.
+        let committed: Option<LogId> = match read_json(&dir.join("committed")) {
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                tracing::warn!(dir = %dir.display(), error = %e, "unreadable committed index after a crash; replaying from the snapshot");
+                None
+            }
+            other => other?,
+        };
         let purged: Option<LogId> = read_json(&dir.join("purged"))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;

@@ -104,7 +104,7 @@ impl MetadataStateMachine {
         dir: &Path,
         observer: Option<ApplyObserver>,
     ) -> std::io::Result<(MetadataStateMachine, watch::Receiver<Arc<MetadataImage>>)> {
-        std::fs::create_dir_all(dir)?;
+        crate::log::checkpoint::create_dir_all_durable(dir)?;
         let (mut image, mut last_applied, mut membership, mut snapshot) = (
             MetadataImage::default(),
             None,

@@ -67,7 +67,7 @@ impl LogManager {
     ) -> Result<LogManager> {
         let mut logs = HashMap::new();
         for dir in &log_dirs {
-            std::fs::create_dir_all(dir).map_err(io(dir))?;
+            super::checkpoint::create_dir_all_durable(dir).map_err(io(dir))?;
             for entry in std::fs::read_dir(dir).map_err(io(dir))? {
                 let entry = entry.map_err(io(dir))?;
                 let path = entry.path();

@@ -472,15 +472,15 @@ pub async fn apply_fetched(p: &Arc<Partition>, data: &PartitionData) -> Result<(
                 .map_err(|e| e.to_string())?;
             if let Some(info) = appended {
                 if p.log().flush_policy() == FlushPolicy::GroupCommit {
-                    // Durable soon, without holding up the next fetch (which is what tells the
-                    // leader this replica has the records).
-                    let log = p.log().clone();
+                    // Durable before the next fetch, which is what tells the leader this
+                    // replica has the records: the high watermark (and so an acks=all
+                    // acknowledgement) then only passes what the ISR holds on disk, and a
+                    // power loss of every replica cannot elect one that lacks it.
                     let end = info.last_offset.next();
-                    tokio::spawn(async move {
-                        if let Err(e) = log.wait_durable(end).await {
-                            tracing::error!(error = %e, "follower flush failed");
-                        }
-                    });
+                    if let Err(e) = p.log().wait_durable(end).await {
+                        tracing::error!(error = %e, "follower flush failed");
+                        return Err(e.to_string());
+                    }
                 }
             }
             Ok(())

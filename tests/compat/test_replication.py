@@ -27,7 +27,9 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+import helpers as h
 from conftest import wait_until
+from history import History
 from test_cluster import Cluster, run
 
 CHAOS_SECONDS = float(os.environ.get("STRATA_CHAOS_SECONDS", "20"))
@@ -247,6 +249,7 @@ def test_chaos_kill_the_leader_repeatedly(cluster):
     failed: list[str] = []
     stop = threading.Event()
     lock = threading.Lock()
+    hist = History()
 
     def produce():
         p = Producer({"bootstrap.servers": cluster.bootstrap(), "acks": "all",
@@ -260,13 +263,17 @@ def test_chaos_kill_the_leader_repeatedly(cluster):
                 if err is None:
                     acked.append(int(msg.value()))
                     ack_times.append(time.monotonic())
+                    hist.ack(msg.value(), msg.partition(), msg.offset())
                 else:
                     failed.append(str(err))
+                    hist.fail(msg.value())
 
         i = 0
         while not stop.is_set():
             try:
                 p.produce("chaos", value=str(i).encode(), partition=0, on_delivery=cb)
+                with lock:
+                    hist.send(str(i).encode(), 0)
                 i += 1
             except BufferError:
                 pass
@@ -304,7 +311,15 @@ def test_chaos_kill_the_leader_repeatedly(cluster):
     with lock:
         acked_sorted = sorted(acked)
         times = sorted(ack_times)
-    values = read_all(cluster.bootstrap(), "chaos", len(acked_sorted))
+    records = read_records(cluster.bootstrap(), "chaos", len(acked_sorted))
+    # Every record was acknowledged, so reading as many as were acknowledged reads it all.
+    hist.read_all("final", [h.Rec(0, o, None, v) for o, v in records], [0])
+    report = hist.check()
+    print(f"\nhistory: {report.counts()}")
+    report.assert_ok()
+    offsets = [o for o, _ in records]
+    assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets), "offsets out of order"
+    values = [int(v) for _, v in records]
     # Exactly once, in order: the log holds each number once, ascending, and every acknowledged
     # number is among them.
     assert values == sorted(values), "records out of order"

@@ -116,7 +116,7 @@ impl UnifiedLog {
     /// Opens the log in `dir`, creating it if absent, and recovers every segment after the
     /// recovery point (truncating a torn or corrupt tail, rebuilding missing indexes).
     pub fn open(dir: PathBuf, config: LogConfig, clock: SharedClock) -> Result<Arc<UnifiedLog>> {
-        std::fs::create_dir_all(&dir).map_err(|e| LogError::Io {
+        super::checkpoint::create_dir_all_durable(&dir).map_err(|e| LogError::Io {
             path: dir.clone(),
             source: e,
         })?;
