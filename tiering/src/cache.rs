@@ -172,6 +172,11 @@ impl ChunkCache {
         self.index().used_bytes
     }
 
+    /// The remote-read quota every GET of this cache takes its bytes from.
+    pub fn quota(&self) -> &RemoteReadQuota {
+        &self.quota
+    }
+
     pub fn chunk_bytes(&self) -> u64 {
         self.chunk_bytes
     }
@@ -229,6 +234,26 @@ impl ChunkCache {
             out.extend_from_slice(&data[from as usize..to as usize]);
         }
         Ok(out.freeze())
+    }
+
+    /// Fetches the chunks under `range` of `key` into the cache (concurrently), without
+    /// reading them out or moving the object's reader: a later [`read`](Self::read) of the
+    /// range finds them and counts as the reader's own step.
+    pub async fn warm(
+        self: &Arc<Self>,
+        key: &str,
+        object_size: u64,
+        range: Range<u64>,
+    ) -> Result<()> {
+        let range = range.start.min(object_size)..range.end.min(object_size);
+        if range.is_empty() {
+            return Ok(());
+        }
+        let first = range.start / self.chunk_bytes;
+        let last = (range.end - 1) / self.chunk_bytes;
+        futures::future::try_join_all((first..=last).map(|c| self.chunk(key, object_size, c)))
+            .await?;
+        Ok(())
     }
 
     /// Starts fetching the first chunks of `key` in the background, as far as the initial

@@ -80,6 +80,10 @@ pub trait RemoteStorage: Send + Sync + std::fmt::Debug + 'static {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
     /// A short description for logs (`s3://bucket/prefix`, `file:///dir`).
     fn describe(&self) -> String;
+    /// The store's request and byte counters, where it keeps them.
+    fn stats(&self) -> Option<Arc<StoreStats>> {
+        None
+    }
 }
 
 /// The version of a stored object, as a conditional write expects it (its ETag, and the
@@ -440,11 +444,6 @@ impl ObjectStorage {
         &self.location
     }
 
-    /// Requests and bytes per operation, as issued by this store.
-    pub fn stats(&self) -> Arc<StoreStats> {
-        self.stats.clone()
-    }
-
     /// Counts one request of `op` (its bytes when it succeeded) and maps its error.
     fn counted<T>(
         &self,
@@ -669,6 +668,10 @@ impl RemoteStorage for ObjectStorage {
 
     fn describe(&self) -> String {
         self.description.clone()
+    }
+
+    fn stats(&self) -> Option<Arc<StoreStats>> {
+        Some(self.stats.clone())
     }
 }
 
