@@ -11,7 +11,8 @@
 #
 # Usage: scripts/bench-remote-read.sh [MB, default 1024: half into rr1, half into rr3]
 # STRATA_BIN / STRATA_BENCH_BIN choose the binaries (default $CARGO_TARGET_DIR or ./target,
-# release); ROUNDS (default 2); EXTRA_SETS adds `--set KEY=VALUE` words for the broker.
+# release); ROUNDS (default 2); EXTRA_SETS adds `--set KEY=VALUE` words for the broker;
+# LATENCY=0 skips D: produce latency at 5,000 records/s alone and beside a backfill.
 # s3s-fs comes from `STRATA_BENCH_DEPS=1 scripts/install-test-deps.sh`; boto3 (for A) comes
 # with moto from the same script.
 set -euo pipefail
@@ -107,4 +108,15 @@ for r in $(seq 1 "$rounds"); do
   consume "B " rr1 1
   consume "C " rr3 3
 done
+if [ "${LATENCY:-1}" = "1" ]; then
+  # D: produce latency at 5,000 records/s of 1 KiB (acks=all), alone and beside a backfill
+  # (three consumers replaying rr3 from the remote part).
+  lat() { "$bench" --bootstrap 127.0.0.1:19092 --topic lat --record-size 1024 --rate 5000 \
+    --duration-s 10 --acks all | grep -iE "p50|p99|latency" | sed "s/^/D $1: /"; }
+  lat "alone       "
+  "$bench" --bootstrap 127.0.0.1:19092 --topic rr3 --mode consume --consumers 3 >/dev/null &
+  backfill=$!
+  lat "with backfill"
+  wait "$backfill" || true
+fi
 curl -s http://127.0.0.1:19644/metrics | grep -E '^strata_tiering_(store_requests_total|cache_(hits|misses|prefetched_chunks)_total)' || true
