@@ -62,7 +62,8 @@ for t in rr1 rr3; do
 done
 
 echo "waiting for uploads and local retention"
-local_log_mb() { du -sm --apparent-size "$work/data" | cut -f1; }
+# Segment data only: index files are preallocated, and the chunk cache lives under data too.
+local_log_mb() { find "$work/data" -name '*.log' -printf '%s\n' | awk '{s += $1} END {print int(s / 1048576)}'; }
 for _ in $(seq 1 600); do
   lag=$(curl -s http://127.0.0.1:19644/metrics | awk '/^strata_tiering_upload_lag_bytes /{print $2}')
   # Left locally: each partition's active segment (at most 64 MiB).
