@@ -653,6 +653,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn reads_over_the_quota_are_delayed_not_failed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ObjectStorage::memory();
+        let obj = data(80_000);
+        store.put("k", obj.clone()).await.expect("put");
+        let quota = Arc::new(RemoteReadQuota::new(40_000));
+        let config = ChunkCacheConfig {
+            capacity_bytes: 1 << 20,
+            chunk_bytes: 4096,
+            read_ahead: ReadAheadPolicy {
+                initial_chunks: 0,
+                max_chunks: 0,
+            },
+            fetch_concurrency: 4,
+            quota: quota.clone(),
+        };
+        let cache =
+            ChunkCache::open_with(dir.path().join("c"), config, Arc::new(store)).expect("open");
+        let start = std::time::Instant::now();
+        // 40,000 bytes of burst, then 40,000 more at 40,000 B/s: about a second.
+        let got = cache.read("k", 80_000, 0..80_000).await.expect("read");
+        assert_eq!(got, obj);
+        let took = start.elapsed();
+        assert!(took >= std::time::Duration::from_millis(900), "{took:?}");
+        assert!(quota.throttled_ns.load(Ordering::Relaxed) > 0);
+        // Cached now: no GET, no quota.
+        let start = std::time::Instant::now();
+        assert_eq!(cache.read("k", 80_000, 0..80_000).await.expect("read"), obj);
+        assert!(start.elapsed() < std::time::Duration::from_millis(500));
+    }
+
+    #[tokio::test]
     async fn sequential_reads_prefetch() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = ObjectStorage::memory();
