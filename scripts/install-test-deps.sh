@@ -38,3 +38,10 @@ if ! command -v moto_server >/dev/null 2>&1; then
   echo "installing moto[server]"
   python3 -m pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
 fi
+
+# The S3-compatible server of scripts/bench-remote-read.sh (not needed by the tests, and a
+# long Rust build, so only on request). 0.14.1 still builds with rustc 1.95; later releases need newer.
+if [ "${STRATA_BENCH_DEPS:-}" = "1" ] && ! command -v s3s-fs >/dev/null 2>&1; then
+  echo "installing s3s-fs"
+  cargo install --locked s3s-fs@0.14.1 --features binary
+fi

@@ -900,3 +900,181 @@ async fn a_missing_bucket_keeps_the_broker_not_ready_and_says_so_in_one_line() {
     drop(c);
     b.stop().await;
 }
+
+fn replay_value(partition: i32, offset: i64) -> String {
+    format!("p{partition}-{}", value_for(offset))
+}
+
+/// Produces `batches` batches of `RECORDS_PER_BATCH` to `partition`, from offset 0.
+async fn produce_to(c: &mut KafkaClient, topic: &str, partition: i32, batches: usize) -> i64 {
+    let mut next = 0i64;
+    for _ in 0..batches {
+        let recs: Vec<common::TestRecord> = (0..RECORDS_PER_BATCH as i64)
+            .map(|i| (Some("k"), Some(replay_value(partition, next + i)), vec![]))
+            .collect();
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(topic_name(topic))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(batch(&recs, Compression::None)))])]);
+        let resp = c.send(&req, 9).await.expect("produce");
+        let p = &resp.responses[0].partition_responses[0];
+        assert_eq!((p.error_code, p.base_offset), (0, next));
+        next += RECORDS_PER_BATCH as i64;
+    }
+    next
+}
+
+/// One fetch of several partitions of `topic` at their offsets: (partition, error, records).
+async fn fetch_partitions(
+    c: &mut KafkaClient,
+    topic: &str,
+    at: &[(i32, i64)],
+    partition_max_bytes: i32,
+    max_bytes: i32,
+) -> Vec<(i32, i16, Bytes)> {
+    let req = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(max_bytes)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name(topic))
+            .with_partitions(
+                at.iter()
+                    .map(|&(p, o)| {
+                        FetchPartition::default()
+                            .with_partition(p)
+                            .with_fetch_offset(o)
+                            .with_partition_max_bytes(partition_max_bytes)
+                    })
+                    .collect(),
+            )]);
+    let resp = c.send(&req, 12).await.expect("fetch");
+    resp.responses[0]
+        .partitions
+        .iter()
+        .map(|p| {
+            (
+                p.partition_index,
+                p.error_code,
+                p.records.clone().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// Checks that `records` (a fetch's answer at `offset` of `partition`) start with the batch
+/// holding `offset` and run on in order with the values written; returns the next offset.
+fn check_records(partition: i32, offset: i64, records: Bytes) -> i64 {
+    let recs = decode(records);
+    let first = recs.first().map(|r| r.offset);
+    assert!(
+        first.is_some_and(|f| f <= offset && f > offset - RECORDS_PER_BATCH as i64),
+        "p{partition} at {offset}: first record {first:?}"
+    );
+    let mut next = first.unwrap_or(offset);
+    for r in recs {
+        assert_eq!(r.offset, next, "p{partition}: offsets in order");
+        assert_eq!(
+            r.value.as_deref(),
+            Some(replay_value(partition, next).as_bytes()),
+            "p{partition}: content of {next}"
+        );
+        next += 1;
+    }
+    next
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_segment_remote_log_reads_back_exactly_in_order_and_at_random_offsets() {
+    // Small chunks, so one fetch spans several ranged GETs and read-ahead runs ahead of it.
+    let b = TestBroker::start(&tiering_sets(&[
+        ("remote.cache.chunk.bytes", "4096"),
+        ("remote.cache.readahead.chunks", "1"),
+        ("remote.fetch.read.ahead.max.chunks", "4"),
+        ("remote.fetch.concurrency", "2"),
+    ]))
+    .await;
+    let mut c = strata::admin::connect(&b.bootstrap())
+        .await
+        .expect("connect");
+    common::kafka::create_topic(&mut c, "replay", 3, TOPIC_CONFIGS).await;
+    let mut ends = vec![];
+    for p in 0..3 {
+        ends.push(produce_to(&mut c, "replay", p, 40 + 10 * p as usize).await); // ~100-140 KB
+    }
+    let logs: Vec<_> = (0..3)
+        .map(|p| {
+            b.broker
+                .replicas
+                .get(&TopicPartition::new("replay", p))
+                .expect("partition")
+                .log()
+                .clone()
+        })
+        .collect();
+    wait_for(
+        "uploads and local retention",
+        Duration::from_secs(30),
+        || {
+            (0..3).all(|p| {
+                let log = &logs[p as usize];
+                let sealed_end = log.sealed_segments().last().map_or(-1, |s| s.last_offset.0);
+                let uploaded = b
+                    .broker
+                    .remote
+                    .manifest(&TopicPartition::new("replay", p))
+                    .and_then(|m| m.end_offset())
+                    .unwrap_or(-1);
+                uploaded >= sealed_end && log.local_log_start_offset().0 > 100
+            })
+        },
+    )
+    .await;
+    // In order, all three partitions in each fetch, from offset 0 to the end (remote, then
+    // local).
+    let mut at: Vec<(i32, i64)> = (0..3).map(|p| (p, 0)).collect();
+    while at.iter().any(|&(p, o)| o < ends[p as usize]) {
+        let ask: Vec<(i32, i64)> = at
+            .iter()
+            .copied()
+            .filter(|&(p, o)| o < ends[p as usize])
+            .collect();
+        for (p, err, records) in fetch_partitions(&mut c, "replay", &ask, 6000, 20_000).await {
+            assert_eq!(err, 0, "p{p}");
+            let slot = &mut at[p as usize];
+            if records.is_empty() {
+                continue;
+            }
+            slot.1 = check_records(p, slot.1, records);
+        }
+    }
+    assert_eq!(at, vec![(0, ends[0]), (1, ends[1]), (2, ends[2])]);
+    // At random offsets (a fixed LCG, so a failure replays), with budgets from one byte (one
+    // whole batch, KIP-74) to several chunks.
+    let mut x: u64 = 0x5eed;
+    for _ in 0..60 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let p = ((x >> 33) % 3) as i32;
+        let offset = ((x >> 20) % ends[p as usize] as u64) as i64;
+        let budget = 1 + ((x >> 8) % 20_000) as i32;
+        let got = fetch_partitions(&mut c, "replay", &[(p, offset)], budget, budget).await;
+        let (_, err, records) = got.into_iter().next().expect("one partition");
+        assert_eq!(err, 0, "p{p} at {offset}");
+        let next = check_records(p, offset, records);
+        assert!(next > offset, "p{p} at {offset}: nothing past the offset");
+    }
+    // The store counted its GETs, and read-ahead fetched some of them.
+    b.broker.remote.sync_metrics();
+    let m = &b.broker.metrics.tiering;
+    let gets = m.store_requests.with_label_values(&["get"]).get();
+    assert!(gets > 30, "{gets} GETs");
+    assert!(m.store_bytes.with_label_values(&["get"]).get() >= 4096 * 30);
+    assert!(m.store_requests.with_label_values(&["put"]).get() > 0);
+    assert!(m.cache_prefetched.get() > 0);
+}

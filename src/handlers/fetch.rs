@@ -442,9 +442,37 @@ async fn read_for_consumer(
     Ok(PartitionRead { records: read.records, high_watermark, last_stable_offset, log_start_offset: read.log_start_offset, diverging: None, aborted })
 }
 
+/// Remote reads of different partitions overlap: when more than one partition reads from the
+/// remote part, their first bytes are fetched into the chunk cache at once, then `read_all`
+/// reads the partitions in order (the byte budget runs across them) from the cache. The bytes
+/// warmed are bounded by the request's `max_bytes`, as the reads are.
+async fn warm_remote_reads(apis: &KafkaApis, params: &FetchParams) {
+    let mut left = params.max_bytes;
+    let mut warm = Vec::new();
+    for t in params.topics.iter().filter(|t| t.authorized) {
+        let Some(name) = &t.name else { continue };
+        for p in &t.partitions {
+            let Some(partition) = apis.replicas.get(&TopicPartition::new(name.clone(), p.index())) else { continue };
+            let offset = p.fetch.fetch_offset;
+            if left == 0 || !partition.log_view().reads_remote(offset) {
+                continue;
+            }
+            let budget = p.max_bytes().min(left);
+            left -= budget;
+            warm.push(async move { partition.log_view().warm_remote(offset, budget).await });
+        }
+    }
+    if warm.len() > 1 {
+        futures::future::join_all(warm).await;
+    }
+}
+
 /// One pass over every requested partition. Returns the response, the record bytes in it, and
 /// whether any partition carried an error (which answers at once, as Kafka does).
 async fn read_all(apis: &KafkaApis, params: &FetchParams) -> (FetchResponse, usize, bool) {
+    if params.replica.is_none() {
+        warm_remote_reads(apis, params).await;
+    }
     let mut total = 0usize;
     let mut any_error = false;
     let mut responses = Vec::with_capacity(params.topics.len());

@@ -137,6 +137,27 @@ impl PartitionLog {
         }
     }
 
+    /// Whether a read at `offset` goes to the remote part.
+    pub fn reads_remote(&self, offset: Offset) -> bool {
+        self.remote.is_some() && offset < self.local.local_log_start_offset()
+    }
+
+    /// Fetches into the chunk cache what a [`read`](Self::read) at `offset` of up to `max_bytes`
+    /// will take from the remote part, without reading it: a fetch warms all its remote
+    /// partitions at once, then reads them in order from the cache. Nothing to do for an offset
+    /// in the local log; a failure is left for the read to report.
+    pub async fn warm_remote(&self, offset: Offset, max_bytes: usize) {
+        let Some(r) = &self.remote else {
+            return;
+        };
+        if !self.reads_remote(offset) || max_bytes == 0 {
+            return;
+        }
+        if let Err(e) = r.manager().warm(r.at(&self.local), offset, max_bytes).await {
+            tracing::debug!(partition = %r.topic_partition(), error = %e, "remote read-ahead failed");
+        }
+    }
+
     /// Reads whole batches from `offset`, below `max_offset` (the high watermark for a
     /// consumer), up to `max_bytes` (but one whole batch when `min_one_batch`, KIP-74).
     /// Offsets below the local log start are read from the remote part (at most

@@ -9,9 +9,14 @@
 //!   future; its last step removes it).
 //! - Eviction is least-recently-used, by bytes, after each insert. The directory is emptied
 //!   when the cache opens: the in-memory index is the only record of what is valid.
-//! - Read-ahead: a read that continues where the previous read of the same object stopped
-//!   fetches the next `readahead_chunks` chunks in the background (bounded by
-//!   `MAX_PREFETCHES_IN_FLIGHT`).
+//! - The chunks one read needs are fetched concurrently (ranged GETs in parallel), at most
+//!   `fetch_concurrency` GETs at once for reads that someone waits on.
+//! - Read-ahead: [`decide_read_ahead`] (pure) tracks each object's reader; while it moves
+//!   sequentially the window of chunks fetched ahead in the background doubles up to its max,
+//!   and a seek resets it. At most `fetch_concurrency` read-ahead GETs are in flight across all
+//!   objects; a chunk that would pass that is left for a later read to ask again.
+//! - Every GET takes its bytes from the broker's [`RemoteReadQuota`] first and waits when it
+//!   is spent: reads slow down to the quota, they do not fail.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -23,11 +28,11 @@ use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, FutureExt, Shared};
 
 use crate::error::{Result, TieringError};
+use crate::quota::RemoteReadQuota;
+use crate::readahead::{decide_read_ahead, ReadAheadPolicy, ReadAheadState};
 use crate::retry::Backoff;
 use crate::storage::RemoteStorage;
 
-/// Background read-aheads allowed at once, across all objects.
-const MAX_PREFETCHES_IN_FLIGHT: usize = 8;
 /// Objects whose last read position is remembered for read-ahead detection.
 const MAX_TRACKED_READERS: usize = 4096;
 
@@ -46,8 +51,8 @@ struct Index {
     entries: HashMap<ChunkKey, Entry>,
     used_bytes: u64,
     tick: u64,
-    /// Object key → the chunk after the last one read.
-    next_chunk: HashMap<String, u64>,
+    /// Object key → its reader's position and read-ahead window.
+    readers: HashMap<String, ReadAheadState>,
     inflight: HashMap<ChunkKey, SharedFetch>,
     prefetches: usize,
 }
@@ -59,6 +64,22 @@ pub struct CacheStats {
     pub misses: AtomicU64,
     pub fetched_bytes: AtomicU64,
     pub evictions: AtomicU64,
+    /// Chunks fetched by read-ahead (each also counts as a miss).
+    pub prefetched: AtomicU64,
+}
+
+/// How a [`ChunkCache`] reads: see the module documentation.
+#[derive(Debug, Clone)]
+pub struct ChunkCacheConfig {
+    /// `remote.cache.bytes`.
+    pub capacity_bytes: u64,
+    /// `remote.cache.chunk.bytes`; at least 4 KiB.
+    pub chunk_bytes: u64,
+    pub read_ahead: ReadAheadPolicy,
+    /// `remote.fetch.concurrency`: ranged GETs in flight for waiting reads, and as many for
+    /// read-ahead.
+    pub fetch_concurrency: usize,
+    pub quota: Arc<RemoteReadQuota>,
 }
 
 /// See the module documentation.
@@ -66,7 +87,11 @@ pub struct ChunkCache {
     dir: PathBuf,
     capacity_bytes: u64,
     chunk_bytes: u64,
-    readahead_chunks: u64,
+    read_ahead: ReadAheadPolicy,
+    max_prefetches: usize,
+    /// Bounds the GETs that reads wait on.
+    gets: tokio::sync::Semaphore,
+    quota: Arc<RemoteReadQuota>,
     storage: Arc<dyn RemoteStorage>,
     // Short sections only (lookups, inserts, eviction bookkeeping); file I/O and GETs happen
     // outside it.
@@ -92,7 +117,8 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TieringError + '_ {
 }
 
 impl ChunkCache {
-    /// Opens (and empties) the cache directory.
+    /// Opens (and empties) the cache directory, with a fixed read-ahead of `readahead_chunks`,
+    /// 8 GETs at once and no quota.
     pub fn open(
         dir: PathBuf,
         capacity_bytes: u64,
@@ -100,15 +126,38 @@ impl ChunkCache {
         readahead_chunks: u64,
         storage: Arc<dyn RemoteStorage>,
     ) -> Result<Arc<ChunkCache>> {
+        let config = ChunkCacheConfig {
+            capacity_bytes,
+            chunk_bytes,
+            read_ahead: ReadAheadPolicy {
+                initial_chunks: readahead_chunks,
+                max_chunks: readahead_chunks,
+            },
+            fetch_concurrency: 8,
+            quota: Arc::new(RemoteReadQuota::unlimited()),
+        };
+        ChunkCache::open_with(dir, config, storage)
+    }
+
+    /// Opens (and empties) the cache directory.
+    pub fn open_with(
+        dir: PathBuf,
+        config: ChunkCacheConfig,
+        storage: Arc<dyn RemoteStorage>,
+    ) -> Result<Arc<ChunkCache>> {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
         }
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let concurrency = config.fetch_concurrency.max(1);
         Ok(Arc::new(ChunkCache {
             dir,
-            capacity_bytes,
-            chunk_bytes: chunk_bytes.max(4096),
-            readahead_chunks,
+            capacity_bytes: config.capacity_bytes,
+            chunk_bytes: config.chunk_bytes.max(4096),
+            read_ahead: config.read_ahead,
+            max_prefetches: concurrency,
+            gets: tokio::sync::Semaphore::new(concurrency),
+            quota: config.quota,
             storage,
             index: Mutex::new(Index::default()),
             stats: CacheStats::default(),
@@ -121,6 +170,11 @@ impl ChunkCache {
 
     pub fn used_bytes(&self) -> u64 {
         self.index().used_bytes
+    }
+
+    /// The remote-read quota every GET of this cache takes its bytes from.
+    pub fn quota(&self) -> &RemoteReadQuota {
+        &self.quota
     }
 
     pub fn chunk_bytes(&self) -> u64 {
@@ -149,21 +203,25 @@ impl ChunkCache {
         }
         let first = range.start / self.chunk_bytes;
         let last = (range.end - 1) / self.chunk_bytes;
-        let sequential = {
+        let total_chunks = object_size.div_ceil(self.chunk_bytes);
+        let ahead = {
             let mut ix = self.index();
-            let seq = ix
-                .next_chunk
-                .get(key)
-                .is_some_and(|&n| n == first || n == first + 1);
-            if ix.next_chunk.len() >= MAX_TRACKED_READERS {
-                ix.next_chunk.clear();
+            let state = ix.readers.get(key).copied();
+            let (state, ahead) =
+                decide_read_ahead(self.read_ahead, state, first, last, total_chunks);
+            if ix.readers.len() >= MAX_TRACKED_READERS {
+                ix.readers.clear();
             }
-            ix.next_chunk.insert(key.to_string(), last + 1);
-            seq
+            ix.readers.insert(key.to_string(), state);
+            ahead
         };
+        // Ahead first: those GETs run while this read's own are under way.
+        self.prefetch_chunks(key, object_size, ahead);
+        let chunks =
+            futures::future::try_join_all((first..=last).map(|c| self.chunk(key, object_size, c)))
+                .await?;
         let mut out = BytesMut::with_capacity((range.end - range.start) as usize);
-        for chunk in first..=last {
-            let data = self.chunk(key, object_size, chunk).await?;
+        for (chunk, data) in (first..).zip(chunks) {
             let chunk_start = chunk * self.chunk_bytes;
             let from = range.start.max(chunk_start) - chunk_start;
             let to = range.end.min(chunk_start + data.len() as u64) - chunk_start;
@@ -175,23 +233,49 @@ impl ChunkCache {
             }
             out.extend_from_slice(&data[from as usize..to as usize]);
         }
-        if sequential || first == 0 {
-            self.prefetch(key, object_size, last + 1);
-        }
         Ok(out.freeze())
     }
 
-    /// Starts fetching up to `readahead_chunks` chunks from `from_chunk` in the background.
+    /// Fetches the chunks under `range` of `key` into the cache (concurrently), without
+    /// reading them out or moving the object's reader: a later [`read`](Self::read) of the
+    /// range finds them and counts as the reader's own step.
+    pub async fn warm(
+        self: &Arc<Self>,
+        key: &str,
+        object_size: u64,
+        range: Range<u64>,
+    ) -> Result<()> {
+        let range = range.start.min(object_size)..range.end.min(object_size);
+        if range.is_empty() {
+            return Ok(());
+        }
+        let first = range.start / self.chunk_bytes;
+        let last = (range.end - 1) / self.chunk_bytes;
+        futures::future::try_join_all((first..=last).map(|c| self.chunk(key, object_size, c)))
+            .await?;
+        Ok(())
+    }
+
+    /// Starts fetching the first chunks of `key` in the background, as far as the initial
+    /// read-ahead window goes: a reader is about to move into this object.
     pub fn prefetch(self: &Arc<Self>, key: &str, object_size: u64, from_chunk: u64) {
         let chunks = object_size.div_ceil(self.chunk_bytes);
-        for chunk in from_chunk..(from_chunk + self.readahead_chunks).min(chunks) {
+        let from = from_chunk.min(chunks);
+        let to = (from + self.read_ahead.initial_chunks).min(chunks);
+        self.prefetch_chunks(key, object_size, from..to);
+    }
+
+    /// Starts fetching `chunks` of `key` in the background, skipping those cached or in flight
+    /// and any past the read-ahead bound.
+    fn prefetch_chunks(self: &Arc<Self>, key: &str, object_size: u64, chunks: Range<u64>) {
+        for chunk in chunks {
             {
                 let mut ix = self.index();
                 let k = (key.to_string(), chunk);
-                if ix.entries.contains_key(&k)
-                    || ix.inflight.contains_key(&k)
-                    || ix.prefetches >= MAX_PREFETCHES_IN_FLIGHT
-                {
+                if ix.prefetches >= self.max_prefetches {
+                    return;
+                }
+                if ix.entries.contains_key(&k) || ix.inflight.contains_key(&k) {
                     continue;
                 }
                 ix.prefetches += 1;
@@ -199,8 +283,13 @@ impl ChunkCache {
             let this = Arc::clone(self);
             let key = key.to_string();
             tokio::spawn(async move {
-                if let Err(e) = this.chunk(&key, object_size, chunk).await {
-                    tracing::debug!(key = %key, chunk, error = %e, "read-ahead failed");
+                match this.fetch_shared(&key, object_size, chunk, true).await {
+                    Ok(_) => {
+                        this.stats.prefetched.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        tracing::debug!(key = %key, chunk, error = %e, "read-ahead failed")
+                    }
                 }
                 this.index().prefetches -= 1;
             });
@@ -235,6 +324,19 @@ impl ChunkCache {
             }
             self.forget(&k);
         }
+        self.fetch_shared(key, object_size, chunk, false).await
+    }
+
+    /// The chunk fetched from the store, sharing a GET already in flight for it. Read-ahead
+    /// GETs (`ahead`) are bounded by the caller, those a read waits on by `gets`.
+    async fn fetch_shared(
+        self: &Arc<Self>,
+        key: &str,
+        object_size: u64,
+        chunk: u64,
+        ahead: bool,
+    ) -> Result<Bytes> {
+        let k: ChunkKey = (key.to_string(), chunk);
         let fetch = {
             let mut ix = self.index();
             if let Some(f) = ix.inflight.get(&k) {
@@ -245,7 +347,7 @@ impl ChunkCache {
                 let k2 = k.clone();
                 let f = async move {
                     let r = this
-                        .fetch_and_store(&k2, object_size)
+                        .fetch_and_store(&k2, object_size, ahead)
                         .await
                         .map_err(Arc::new);
                     this.index().inflight.remove(&k2);
@@ -268,10 +370,22 @@ impl ChunkCache {
         })
     }
 
-    async fn fetch_and_store(&self, k: &ChunkKey, object_size: u64) -> Result<Bytes> {
+    async fn fetch_and_store(&self, k: &ChunkKey, object_size: u64, ahead: bool) -> Result<Bytes> {
         let (key, chunk) = (&k.0, k.1);
         let start = chunk * self.chunk_bytes;
         let end = (start + self.chunk_bytes).min(object_size);
+        // The quota before the slot, so a throttled read does not hold a GET slot idle.
+        self.quota.acquire(end.saturating_sub(start)).await;
+        let _slot = if ahead {
+            None
+        } else {
+            Some(
+                self.gets
+                    .acquire()
+                    .await
+                    .map_err(|_| TieringError::ShuttingDown)?,
+            )
+        };
         let cancel = tokio_util::sync::CancellationToken::new();
         let backoff = Backoff {
             base: std::time::Duration::from_millis(50),
@@ -357,7 +471,7 @@ impl ChunkCache {
                     ix.used_bytes -= e.size;
                 }
             }
-            ix.next_chunk.remove(key);
+            ix.readers.remove(key);
             doomed
         };
         for (k, c) in doomed {
@@ -438,6 +552,136 @@ mod tests {
             obj.slice(0..10)
         );
         assert_eq!(cache.stats.misses.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn the_cache_never_holds_more_bytes_than_its_bound() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ObjectStorage::memory();
+        let obj = data(200_000);
+        for k in ["a", "b"] {
+            store.put(k, obj.clone()).await.expect("put");
+        }
+        let cap = 5 * 4096 + 100;
+        let config = ChunkCacheConfig {
+            capacity_bytes: cap,
+            chunk_bytes: 4096,
+            read_ahead: ReadAheadPolicy {
+                initial_chunks: 2,
+                max_chunks: 8,
+            },
+            fetch_concurrency: 4,
+            quota: Arc::new(RemoteReadQuota::unlimited()),
+        };
+        let cache =
+            ChunkCache::open_with(dir.path().join("c"), config, Arc::new(store)).expect("open");
+        // Two sequential readers at once, with read-ahead running beside them.
+        let readers = ["a", "b"].map(|k| {
+            let c = cache.clone();
+            let obj = obj.clone();
+            tokio::spawn(async move {
+                for at in (0..200_000u64).step_by(10_000) {
+                    let got = c.read(k, 200_000, at..at + 10_000).await.expect("read");
+                    assert_eq!(got, obj.slice(at as usize..at as usize + 10_000));
+                    assert!(c.used_bytes() <= cap, "{} > {cap}", c.used_bytes());
+                }
+            })
+        });
+        for r in futures::future::join_all(readers).await {
+            r.expect("reader");
+        }
+        for _ in 0..100 {
+            if cache.index().prefetches == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(cache.used_bytes() <= cap);
+        assert!(cache.stats.evictions.load(Ordering::Relaxed) > 0);
+        // What the index counts is what is on disk.
+        let on_disk: u64 = std::fs::read_dir(dir.path().join("c"))
+            .expect("dir")
+            .map(|e| e.expect("entry").metadata().expect("meta").len())
+            .sum();
+        assert_eq!(on_disk, cache.used_bytes());
+    }
+
+    #[tokio::test]
+    async fn a_sequential_reader_gets_a_widening_read_ahead_and_a_seek_stops_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ObjectStorage::memory();
+        store.put("k", data(400_000)).await.expect("put");
+        let config = ChunkCacheConfig {
+            capacity_bytes: 1 << 20,
+            chunk_bytes: 4096,
+            read_ahead: ReadAheadPolicy {
+                initial_chunks: 1,
+                max_chunks: 8,
+            },
+            fetch_concurrency: 16,
+            quota: Arc::new(RemoteReadQuota::unlimited()),
+        };
+        let cache =
+            ChunkCache::open_with(dir.path().join("c"), config, Arc::new(store)).expect("open");
+        let settle = || async {
+            for _ in 0..200 {
+                if cache.index().prefetches == 0 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        };
+        for chunk in 0..4u64 {
+            cache
+                .read("k", 400_000, chunk * 4096..chunk * 4096 + 4096)
+                .await
+                .expect("read");
+            settle().await;
+        }
+        // Windows 1, 2, 4, 8 after chunks 0..=3: everything up to chunk 3 + 8 is cached.
+        assert_eq!(cache.index().entries.len(), 12);
+        assert_eq!(cache.index().readers["k"].window_chunks, 8);
+        // A seek far ahead: read, no read-ahead, window back to 1.
+        let before = cache.index().entries.len();
+        cache
+            .read("k", 400_000, 80 * 4096..80 * 4096 + 10)
+            .await
+            .expect("read");
+        settle().await;
+        assert_eq!(cache.index().entries.len(), before + 1);
+        assert_eq!(cache.index().readers["k"].window_chunks, 1);
+    }
+
+    #[tokio::test]
+    async fn reads_over_the_quota_are_delayed_not_failed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ObjectStorage::memory();
+        let obj = data(80_000);
+        store.put("k", obj.clone()).await.expect("put");
+        let quota = Arc::new(RemoteReadQuota::new(40_000));
+        let config = ChunkCacheConfig {
+            capacity_bytes: 1 << 20,
+            chunk_bytes: 4096,
+            read_ahead: ReadAheadPolicy {
+                initial_chunks: 0,
+                max_chunks: 0,
+            },
+            fetch_concurrency: 4,
+            quota: quota.clone(),
+        };
+        let cache =
+            ChunkCache::open_with(dir.path().join("c"), config, Arc::new(store)).expect("open");
+        let start = std::time::Instant::now();
+        // 40,000 bytes of burst, then 40,000 more at 40,000 B/s: about a second.
+        let got = cache.read("k", 80_000, 0..80_000).await.expect("read");
+        assert_eq!(got, obj);
+        let took = start.elapsed();
+        assert!(took >= std::time::Duration::from_millis(900), "{took:?}");
+        assert!(quota.throttled_ns.load(Ordering::Relaxed) > 0);
+        // Cached now: no GET, no quota.
+        let start = std::time::Instant::now();
+        assert_eq!(cache.read("k", 80_000, 0..80_000).await.expect("read"), obj);
+        assert!(start.elapsed() < std::time::Duration::from_millis(500));
     }
 
     #[tokio::test]

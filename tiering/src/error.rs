@@ -77,6 +77,26 @@ impl TieringError {
         }
     }
 
+    /// The store asked us to slow down (S3 `SlowDown`, HTTP 503 or 429) even after the HTTP
+    /// client's own quick retries: the caller must back off longer than for a blip.
+    pub fn is_throttled(&self) -> bool {
+        let TieringError::Store { source, .. } = self else {
+            return false;
+        };
+        if s3_error_code(source.as_ref()).is_some_and(|c| THROTTLE_CODES.contains(&c.as_str())) {
+            return true;
+        }
+        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
+        while let Some(err) = next {
+            let text = err.to_string();
+            if text.contains("503 Service Unavailable") || text.contains("429 Too Many Requests") {
+                return true;
+            }
+            next = err.source();
+        }
+        false
+    }
+
     pub(crate) fn from_store(op: &'static str, key: &str, e: object_store::Error) -> TieringError {
         use object_store::Error as E;
         if let Some(code) = s3_error_code(&e).filter(|c| BUCKET_ERROR_CODES.contains(&c.as_str())) {
@@ -113,6 +133,9 @@ impl TieringError {
         }
     }
 }
+
+/// S3 error codes that ask the client to slow down.
+const THROTTLE_CODES: [&str; 3] = ["SlowDown", "RequestLimitExceeded", "ThrottlingException"];
 
 /// S3 error codes that are about the bucket rather than the object.
 const BUCKET_ERROR_CODES: [&str; 2] = ["NoSuchBucket", "InvalidBucketName"];

@@ -12,8 +12,10 @@
 //! - [`scheduler`]: the pure decisions (next upload, local deletability, remote retention).
 //! - [`partition`]: [`RemotePartition`], the one owner of a partition's remote state, which
 //!   carries the decisions out against the store with retries ([`retry`]).
-//! - [`cache`]: [`ChunkCache`], ranged reads in chunks cached on local disk, coalesced, with
-//!   read-ahead.
+//! - [`cache`]: [`ChunkCache`], ranged reads in chunks cached on local disk, coalesced, fetched
+//!   in parallel, with adaptive read-ahead ([`readahead`], pure) under the broker's remote-read
+//!   quota ([`quota`]).
+//! - [`stats`]: requests and bytes per store operation ([`StoreStats`]), for the bill.
 //! - [`probe`]: the startup check that the store can be written ([`probe_store`]), with a
 //!   one-line verdict naming bucket and endpoint ([`StoreProbeError`]) for readiness.
 //!
@@ -58,20 +60,26 @@ pub mod keys;
 pub mod manifest;
 pub mod partition;
 pub mod probe;
+pub mod quota;
+pub mod readahead;
 pub mod retry;
 pub mod scheduler;
+pub mod stats;
 pub mod storage;
 pub mod unreliable;
 
-pub use cache::{CacheStats, ChunkCache};
+pub use cache::{CacheStats, ChunkCache, ChunkCacheConfig};
 pub use credentials::AwsChainCredentials;
 pub use error::{Result, TieringError};
 pub use keys::{PartitionPath, SegmentFileKind};
 pub use manifest::{RemoteLogSegmentMetadata, RemoteLogSegmentState, RemotePartitionManifest};
 pub use partition::{RemoteLogAuxState, RemotePartition, RetryPolicy, UploadOutcome};
 pub use probe::{probe_store, watch_store, ProbePolicy, StoreHealth, StoreProbeError};
+pub use quota::RemoteReadQuota;
+pub use readahead::{decide_read_ahead, ReadAheadPolicy, ReadAheadState};
 pub use retry::Backoff;
 pub use scheduler::SealedSegment;
+pub use stats::{StoreOp, StoreStats};
 pub use storage::{
     ObjectInfo, ObjectStorage, ObjectVersion, PutCondition, PutFileOutcome, RemoteStorage,
     S3Config, StorageConfig, StoreLocation,

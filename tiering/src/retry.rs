@@ -41,8 +41,17 @@ impl Backoff {
     }
 }
 
+/// The least backoff after the store answered "slow down" (S3 `SlowDown`, 503, 429): AWS asks
+/// clients to back off exponentially from there, and retrying at a blip's pace only adds to
+/// the request rate that caused it.
+pub const THROTTLED_BACKOFF: Backoff = Backoff {
+    base: Duration::from_secs(1),
+    max: Duration::from_secs(20),
+};
+
 /// Runs `op` until it succeeds, fails with a non-retriable error, or `max_attempts` are used;
-/// waits [`Backoff::delay`] between attempts. Cancelling `cancel` ends it with `ShuttingDown`.
+/// waits [`Backoff::delay`] between attempts, and at least [`THROTTLED_BACKOFF`]'s after a
+/// throttled answer ([`TieringError::is_throttled`]). Cancelling `cancel` ends it with `ShuttingDown`.
 pub async fn retry<T, F, Fut>(
     backoff: Backoff,
     max_attempts: u32,
@@ -66,9 +75,17 @@ where
         if !e.is_retriable() || attempt >= max_attempts {
             return Err(e);
         }
-        tracing::debug!(error = %e, attempt, "object store call failed; retrying");
+        let wait = if e.is_throttled() {
+            tracing::info!(error = %e, attempt, "object store asked to slow down; backing off");
+            backoff
+                .delay(attempt - 1)
+                .max(THROTTLED_BACKOFF.delay(attempt - 1))
+        } else {
+            tracing::debug!(error = %e, attempt, "object store call failed; retrying");
+            backoff.delay(attempt - 1)
+        };
         tokio::select! {
-            () = tokio::time::sleep(backoff.delay(attempt - 1)) => {}
+            () = tokio::time::sleep(wait) => {}
             () = cancel.cancelled() => return Err(TieringError::ShuttingDown),
         }
     }
@@ -121,6 +138,47 @@ mod tests {
         .await;
         assert!(matches!(r, Err(TieringError::NotFound { .. })));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_down_answer_backs_off_longer_than_a_blip() {
+        let slow_down = || TieringError::Store {
+            op: "get_range",
+            key: "k".into(),
+            retriable: true,
+            source: "Server returned non-2xx status code: 503 Service Unavailable: \
+                     <Error><Code>SlowDown</Code><Message>Please reduce your request rate.\
+                     </Message></Error>"
+                .into(),
+        };
+        assert!(slow_down().is_throttled());
+        let blip = TieringError::Store {
+            op: "get_range",
+            key: "k".into(),
+            retriable: true,
+            source: "connection reset".into(),
+        };
+        assert!(!blip.is_throttled());
+        let quick = Backoff {
+            base: Duration::from_millis(10),
+            max: Duration::from_millis(10),
+        };
+        let cancel = CancellationToken::new();
+        let calls = AtomicU32::new(0);
+        let start = tokio::time::Instant::now();
+        let r = retry(quick, 5, &cancel, || async {
+            if calls.fetch_add(1, Ordering::SeqCst) < 2 {
+                Err(slow_down())
+            } else {
+                Ok(1)
+            }
+        })
+        .await;
+        assert_eq!(r.ok(), Some(1));
+        // Two throttled waits: at least 0.5 s and 1 s (half of each ceiling, full jitter).
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_millis(1500), "{waited:?}");
+        assert!(waited <= Duration::from_secs(3), "{waited:?}");
     }
 
     #[tokio::test(start_paused = true)]

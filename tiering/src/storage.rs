@@ -36,6 +36,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::credentials::AwsChainCredentials;
 use crate::error::{Result, TieringError};
+use crate::stats::{StoreOp, StoreStats};
 
 /// One object as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +80,10 @@ pub trait RemoteStorage: Send + Sync + std::fmt::Debug + 'static {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
     /// A short description for logs (`s3://bucket/prefix`, `file:///dir`).
     fn describe(&self) -> String;
+    /// The store's request and byte counters, where it keeps them.
+    fn stats(&self) -> Option<Arc<StoreStats>> {
+        None
+    }
 }
 
 /// The version of a stored object, as a conditional write expects it (its ETag, and the
@@ -303,6 +308,8 @@ pub struct ObjectStorage {
     description: String,
     location: StoreLocation,
     conditional: ConditionalPuts,
+    /// Shared by clones: one set of counters per configured store.
+    stats: Arc<StoreStats>,
     pub multipart_threshold_bytes: u64,
     pub part_bytes: usize,
 }
@@ -327,6 +334,7 @@ impl ObjectStorage {
             description,
             location: StoreLocation::Memory,
             conditional: ConditionalPuts::Native,
+            stats: Arc::default(),
             multipart_threshold_bytes: DEFAULT_MULTIPART_THRESHOLD_BYTES,
             part_bytes: DEFAULT_PART_BYTES,
         }
@@ -436,6 +444,33 @@ impl ObjectStorage {
         &self.location
     }
 
+    /// Counts one request of `op` (its bytes when it succeeded) and maps its error.
+    fn counted<T>(
+        &self,
+        op: StoreOp,
+        name: &'static str,
+        key: &str,
+        r: std::result::Result<T, object_store::Error>,
+        bytes: impl FnOnce(&T) -> u64,
+    ) -> Result<T> {
+        match r {
+            Ok(v) => {
+                self.stats.record(op, bytes(&v));
+                Ok(v)
+            }
+            Err(e) => {
+                self.stats.record(op, 0);
+                let e = TieringError::from_store(name, key, e);
+                if e.is_throttled() {
+                    self.stats
+                        .throttled
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e)
+            }
+        }
+    }
+
     fn path(&self, key: &str) -> ObjectPath {
         ObjectPath::from(format!("{}{}", self.prefix, key))
     }
@@ -449,10 +484,12 @@ impl ObjectStorage {
 #[async_trait]
 impl RemoteStorage for ObjectStorage {
     async fn put(&self, key: &str, data: Bytes) -> Result<()> {
-        self.inner
+        let len = data.len() as u64;
+        let r = self
+            .inner
             .put(&self.path(key), PutPayload::from(data))
-            .await
-            .map_err(|e| TieringError::from_store("put", key, e))?;
+            .await;
+        self.counted(StoreOp::Put, "put", key, r, |_| len)?;
         Ok(())
     }
 
@@ -472,11 +509,8 @@ impl RemoteStorage for ObjectStorage {
             });
         }
         let location = self.path(key);
-        let mut upload = self
-            .inner
-            .put_multipart(&location)
-            .await
-            .map_err(|e| TieringError::from_store("put_multipart", key, e))?;
+        let r = self.inner.put_multipart(&location).await;
+        let mut upload = self.counted(StoreOp::Put, "put_multipart", key, r, |_| 0)?;
         let mut crc = 0u32;
         let mut sent = 0u64;
         let result: Result<()> = async {
@@ -491,16 +525,13 @@ impl RemoteStorage for ObjectStorage {
                     break;
                 }
                 crc = crc32c::crc32c_append(crc, &part);
-                sent += part.len() as u64;
-                upload
-                    .put_part(PutPayload::from(part))
-                    .await
-                    .map_err(|e| TieringError::from_store("put_part", key, e))?;
+                let len = part.len() as u64;
+                sent += len;
+                let r = upload.put_part(PutPayload::from(part)).await;
+                self.counted(StoreOp::Put, "put_part", key, r, |_| len)?;
             }
-            upload
-                .complete()
-                .await
-                .map_err(|e| TieringError::from_store("complete_multipart", key, e))?;
+            let r = upload.complete().await;
+            self.counted(StoreOp::Put, "complete_multipart", key, r, |_| 0)?;
             Ok(())
         }
         .await;
@@ -517,31 +548,25 @@ impl RemoteStorage for ObjectStorage {
     }
 
     async fn get(&self, key: &str) -> Result<Bytes> {
-        let r = self
-            .inner
-            .get(&self.path(key))
-            .await
-            .map_err(|e| TieringError::from_store("get", key, e))?;
-        r.bytes()
-            .await
-            .map_err(|e| TieringError::from_store("get", key, e))
+        let r = match self.inner.get(&self.path(key)).await {
+            Ok(r) => r.bytes().await,
+            Err(e) => Err(e),
+        };
+        self.counted(StoreOp::Get, "get", key, r, |b| b.len() as u64)
     }
 
     async fn get_versioned(&self, key: &str) -> Result<(Bytes, ObjectVersion)> {
-        let r = self
-            .inner
-            .get(&self.path(key))
-            .await
-            .map_err(|e| TieringError::from_store("get", key, e))?;
-        let version = ObjectVersion {
-            e_tag: r.meta.e_tag.clone(),
-            version: r.meta.version.clone(),
+        let r = match self.inner.get(&self.path(key)).await {
+            Ok(r) => {
+                let version = ObjectVersion {
+                    e_tag: r.meta.e_tag.clone(),
+                    version: r.meta.version.clone(),
+                };
+                r.bytes().await.map(|data| (data, version))
+            }
+            Err(e) => Err(e),
         };
-        let data = r
-            .bytes()
-            .await
-            .map_err(|e| TieringError::from_store("get", key, e))?;
-        Ok((data, version))
+        self.counted(StoreOp::Get, "get", key, r, |(b, _)| b.len() as u64)
     }
 
     async fn put_if(
@@ -575,10 +600,11 @@ impl RemoteStorage for ObjectStorage {
             (PutCondition::Version(v), ConditionalPuts::CreateOnly) => {
                 let lock = update_lock(&format!("{}/{}", self.description, location));
                 let _held = lock.lock().await;
-                let current = match self.inner.head(&location).await {
+                let r = self.inner.head(&location).await;
+                let current = match self.counted(StoreOp::Head, "head", key, r, |_| 0) {
                     Ok(m) => m,
-                    Err(object_store::Error::NotFound { .. }) => return Err(conflict()),
-                    Err(e) => return Err(TieringError::from_store("head", key, e)),
+                    Err(TieringError::NotFound { .. }) => return Err(conflict()),
+                    Err(e) => return Err(e),
                 };
                 if v.e_tag.is_none() || current.e_tag != v.e_tag {
                     return Err(conflict());
@@ -586,7 +612,7 @@ impl RemoteStorage for ObjectStorage {
                 put(PutMode::Overwrite).await
             }
         };
-        let r = r.map_err(|e| TieringError::from_store("put_if", key, e))?;
+        let r = self.counted(StoreOp::Put, "put_if", key, r, |_| data.len() as u64)?;
         Ok(ObjectVersion {
             e_tag: r.e_tag,
             version: r.version,
@@ -595,11 +621,8 @@ impl RemoteStorage for ObjectStorage {
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
         let want = range.end.saturating_sub(range.start);
-        let b = self
-            .inner
-            .get_range(&self.path(key), range.clone())
-            .await
-            .map_err(|e| TieringError::from_store("get_range", key, e))?;
+        let r = self.inner.get_range(&self.path(key), range.clone()).await;
+        let b = self.counted(StoreOp::Get, "get_range", key, r, |b| b.len() as u64)?;
         if b.len() as u64 != want {
             return Err(TieringError::Corrupt {
                 key: key.to_string(),
@@ -615,20 +638,22 @@ impl RemoteStorage for ObjectStorage {
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
-        match self.inner.delete(&self.path(key)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(TieringError::from_store("delete", key, e)),
+        let r = self.inner.delete(&self.path(key)).await;
+        match self.counted(StoreOp::Delete, "delete", key, r, |_| 0) {
+            Ok(()) | Err(TieringError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
         let p = self.path(prefix.trim_end_matches('/'));
-        let metas: Vec<object_store::ObjectMeta> = self
-            .inner
-            .list(Some(&p))
-            .try_collect()
-            .await
-            .map_err(|e| TieringError::from_store("list", prefix, e))?;
+        let metas: std::result::Result<Vec<object_store::ObjectMeta>, _> =
+            self.inner.list(Some(&p)).try_collect().await;
+        // One LIST request per 1,000 keys (S3's page size).
+        let metas = self.counted(StoreOp::List, "list", prefix, metas, |_| 0)?;
+        for _ in 1..metas.len().div_ceil(1000) {
+            self.stats.record(StoreOp::List, 0);
+        }
         let mut out: Vec<ObjectInfo> = metas
             .into_iter()
             .map(|m| ObjectInfo {
@@ -643,6 +668,10 @@ impl RemoteStorage for ObjectStorage {
 
     fn describe(&self) -> String {
         self.description.clone()
+    }
+
+    fn stats(&self) -> Option<Arc<StoreStats>> {
+        Some(self.stats.clone())
     }
 }
 

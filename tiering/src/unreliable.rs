@@ -94,4 +94,8 @@ impl<S: RemoteStorage> RemoteStorage for UnreliableStorage<S> {
     fn describe(&self) -> String {
         format!("unreliable({})", self.inner.describe())
     }
+
+    fn stats(&self) -> Option<std::sync::Arc<crate::stats::StoreStats>> {
+        self.inner.stats()
+    }
 }

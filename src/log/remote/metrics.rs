@@ -1,6 +1,12 @@
 //! [`TieringMetrics`]: what tiered storage counts, registered by the process's metrics.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
+use std::sync::atomic::Ordering;
+
+use prometheus::{
+    Counter, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
+use strata_tiering::{ChunkCache, StoreOp, StoreStats};
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::new(name, help).expect("metric definition is valid");
@@ -14,6 +20,28 @@ fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     r.register(Box::new(g.clone()))
         .expect("metric registered once");
     g
+}
+
+/// A counter per store operation, every label present from the start so a fresh broker
+/// exports them all.
+fn per_op(r: &Registry, name: &str, help: &str) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), &["op"]).expect("metric definition is valid");
+    for op in StoreOp::ALL {
+        c.with_label_values(&[op.name()]);
+    }
+    r.register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
+}
+
+/// The store and cache counters as last copied into the metrics (they only go up by deltas).
+#[derive(Debug, Default)]
+pub(super) struct SeenStore {
+    requests: [u64; 5],
+    bytes: [u64; 5],
+    throttled: u64,
+    prefetched: u64,
+    quota_ns: u64,
 }
 
 fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -41,6 +69,12 @@ pub struct TieringMetrics {
     pub remote_deleted_segments: IntCounter,
     pub delete_errors: IntCounter,
     pub remote_log_bytes: IntGaugeVec,
+    /// Object-store requests and bytes per operation (put, get, list, delete, head).
+    pub store_requests: IntCounterVec,
+    pub store_bytes: IntCounterVec,
+    pub store_throttled: IntCounter,
+    pub cache_prefetched: IntCounter,
+    pub remote_fetch_throttle_seconds: Counter,
 }
 
 impl TieringMetrics {
@@ -72,6 +106,53 @@ impl TieringMetrics {
             remote_deleted_segments: counter(r, "strata_tiering_remote_deleted_segments_total", "Remote segments deleted by retention or DeleteRecords."),
             delete_errors: counter(r, "strata_tiering_delete_errors_total", "Deletions of a deleted topic's remote data that failed."),
             remote_log_bytes: gauge_vec(r, "strata_tiering_remote_log_bytes", "Bytes of live remote segments, by topic.", &["topic"]),
+            store_requests: per_op(r, "strata_tiering_store_requests_total", "Object-store requests by operation (multipart parts count as puts; the HTTP client's quick retries are not seen)."),
+            store_bytes: per_op(r, "strata_tiering_store_bytes_total", "Bytes sent (put) or received (get) by object-store operation."),
+            store_throttled: counter(r, "strata_tiering_store_throttled_total", "Object-store calls answered SlowDown, 503 or 429 after the HTTP client's own retries (backed off)."),
+            cache_prefetched: counter(r, "strata_tiering_cache_prefetched_chunks_total", "Remote chunks fetched by read-ahead."),
+            remote_fetch_throttle_seconds: {
+                let c = Counter::new("strata_tiering_remote_fetch_throttle_seconds_total", "Time remote reads were delayed by remote.log.manager.fetch.max.bytes.per.second.").expect("metric definition is valid");
+                r.register(Box::new(c.clone())).expect("metric registered once");
+                c
+            },
         }
+    }
+
+    /// Copies what the store and the cache counted since the last call.
+    pub(super) fn sync_store(
+        &self,
+        seen: &mut SeenStore,
+        store: Option<&StoreStats>,
+        cache: &ChunkCache,
+    ) {
+        fn delta(seen: &mut u64, now: u64) -> u64 {
+            let d = now.saturating_sub(*seen);
+            *seen = now;
+            d
+        }
+        if let Some(s) = store {
+            for (i, op) in StoreOp::ALL.into_iter().enumerate() {
+                let label = [op.name()];
+                self.store_requests
+                    .with_label_values(&label)
+                    .inc_by(delta(&mut seen.requests[i], s.requests(op)));
+                self.store_bytes
+                    .with_label_values(&label)
+                    .inc_by(delta(&mut seen.bytes[i], s.bytes(op)));
+            }
+            self.store_throttled.inc_by(delta(
+                &mut seen.throttled,
+                s.throttled.load(Ordering::Relaxed),
+            ));
+        }
+        self.cache_prefetched.inc_by(delta(
+            &mut seen.prefetched,
+            cache.stats.prefetched.load(Ordering::Relaxed),
+        ));
+        let ns = delta(
+            &mut seen.quota_ns,
+            cache.quota().throttled_ns.load(Ordering::Relaxed),
+        );
+        self.remote_fetch_throttle_seconds.inc_by(ns as f64 / 1e9);
     }
 }

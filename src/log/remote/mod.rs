@@ -45,8 +45,8 @@ use std::sync::{Arc, Mutex, Weak};
 
 use strata_tiering::scheduler;
 use strata_tiering::{
-    ChunkCache, PartitionPath, RemotePartition, RemotePartitionManifest, RemoteStorage,
-    RetryPolicy, TieringError,
+    ChunkCache, ChunkCacheConfig, PartitionPath, ReadAheadPolicy, RemotePartition,
+    RemotePartitionManifest, RemoteReadQuota, RemoteStorage, RetryPolicy, TieringError,
 };
 use tokio::sync::Semaphore;
 
@@ -67,7 +67,12 @@ pub struct RemoteLogManagerConfig {
     pub fetch_max_bytes: usize,
     pub cache_bytes: u64,
     pub cache_chunk_bytes: u64,
+    /// The first read-ahead window, and the widest.
     pub readahead_chunks: u64,
+    pub readahead_max_chunks: u64,
+    pub fetch_concurrency: usize,
+    /// `remote.log.manager.fetch.max.bytes.per.second`; 0 or `i64::MAX`: unlimited.
+    pub fetch_max_bytes_per_second: u64,
 }
 
 /// Errors of remote reads and remote steps; all map to KAFKA_STORAGE_ERROR at the handler edge.
@@ -121,6 +126,8 @@ pub struct RemoteLogManager {
     /// Cache counters already copied into the metrics.
     seen_hits: AtomicU64,
     seen_misses: AtomicU64,
+    // Short sections only: the store and cache counters last copied into the metrics.
+    seen_store: Mutex<metrics::SeenStore>,
 }
 
 /// A partition replica as the remote log manager's task sees it. `replication::Partition`
@@ -181,6 +188,10 @@ impl RemoteLog {
         &self.manager
     }
 
+    pub(super) fn topic_partition(&self) -> &TopicPartition {
+        &self.tp
+    }
+
     pub(super) fn at<'a>(&'a self, log: &'a UnifiedLog) -> PartitionRef<'a> {
         PartitionRef {
             tp: &self.tp,
@@ -199,11 +210,18 @@ impl RemoteLogManager {
         metrics: TieringMetrics,
         cancel: CancellationToken,
     ) -> Result<Arc<RemoteLogManager>, TieringError> {
-        let cache = ChunkCache::open(
+        let cache = ChunkCache::open_with(
             cache_dir,
-            config.cache_bytes,
-            config.cache_chunk_bytes,
-            config.readahead_chunks,
+            ChunkCacheConfig {
+                capacity_bytes: config.cache_bytes,
+                chunk_bytes: config.cache_chunk_bytes,
+                read_ahead: ReadAheadPolicy {
+                    initial_chunks: config.readahead_chunks,
+                    max_chunks: config.readahead_max_chunks,
+                },
+                fetch_concurrency: config.fetch_concurrency,
+                quota: Arc::new(RemoteReadQuota::new(config.fetch_max_bytes_per_second)),
+            },
             storage.clone(),
         )?;
         Ok(Arc::new(RemoteLogManager {
@@ -217,6 +235,7 @@ impl RemoteLogManager {
             cancel,
             seen_hits: AtomicU64::new(0),
             seen_misses: AtomicU64::new(0),
+            seen_store: Mutex::default(),
         }))
     }
 
@@ -301,6 +320,9 @@ impl RemoteLogManager {
             .cache_misses
             .inc_by(misses.saturating_sub(old_m));
         self.metrics.cache_bytes.set(self.cache.used_bytes() as i64);
+        let mut seen = self.seen_store.lock().unwrap_or_else(|p| p.into_inner());
+        self.metrics
+            .sync_store(&mut seen, self.storage.stats().as_deref(), &self.cache);
     }
 
     pub fn record_fetch_error(&self) {

@@ -64,6 +64,37 @@ impl RemoteLogManager {
         Ok(Some(out.freeze()))
     }
 
+    /// Fetches into the cache the bytes a [`read`](Self::read) at `offset` would start with
+    /// (at most `max_bytes` and `remote.fetch.max.bytes`), without moving the cache's notion of
+    /// where the reader is.
+    pub(in crate::log) async fn warm(
+        &self,
+        p: PartitionRef<'_>,
+        offset: Offset,
+        max_bytes: usize,
+    ) -> Result<(), RemoteLogError> {
+        let Some(m) = self.manifest_of(p).await? else {
+            return Ok(());
+        };
+        let Some(seg) = m.segment_for(offset.0).cloned() else {
+            return Ok(());
+        };
+        let path = p.path();
+        let key = path.segment_key(&seg, SegmentFileKind::Log);
+        let pos = self.index_position(p, &path, &seg, offset.0).await?;
+        let len = max_bytes.min(self.config.fetch_max_bytes) as u64;
+        let end = pos
+            .saturating_add(len.max(MIN_SPAN_BYTES))
+            .min(seg.segment_bytes);
+        self.cache
+            .warm(&key, seg.segment_bytes, pos..end)
+            .await
+            .map_err(|source| RemoteLogError::Storage {
+                tp: p.tp.clone(),
+                source,
+            })
+    }
+
     /// ListOffsets by time over the remote part: the first record at or after `timestamp_ms` in
     /// the remote segments below the local log start, or `None` to look locally.
     pub(in crate::log) async fn offset_for_timestamp(
