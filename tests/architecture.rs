@@ -19,7 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["security"],
     &["controller"],
     &["replication"],
-    &["group"],
+    &["group", "txn"],
     &["handlers"],
     &["server"],
     &["broker"],

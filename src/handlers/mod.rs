@@ -138,12 +138,18 @@ handlers! {
     CreateAcls => create_acls,
     DescribeAcls => describe_acls,
     DeleteAcls => delete_acls,
+    AddPartitionsToTxn => add_partitions_to_txn,
+    AddOffsetsToTxn => add_offsets_to_txn,
+    EndTxn => end_txn,
+    DescribeTransactions => describe_transactions,
+    ListTransactions => list_transactions,
 }
 
 pub mod fetch_session;
 mod group_call;
 mod leader_hint;
 pub mod throttle;
+mod txn_call;
 
 /// The versions of `key` this broker serves, if it serves it at all.
 pub fn supported_versions(key: ApiKey) -> Option<VersionRange> {

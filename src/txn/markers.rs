@@ -1,0 +1,256 @@
+//! Writing a prepared transaction's markers on its partitions (Kafka's
+//! `TransactionMarkerChannelManager`): a WriteTxnMarkers request to each partition's leader, as
+//! the metadata image names it at each attempt, retried with backoff until every partition has
+//! its marker; then the shard is told, and writes CompleteCommit or CompleteAbort.
+//!
+//! A partition whose topic was deleted needs no marker. A leader that answers the coordinator
+//! is fenced (a newer coordinator epoch, or a newer producer epoch on the partition) means
+//! another coordinator owns the transaction now: the job stops without completing, and that
+//! coordinator resends the markers after its load.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError as E;
+use kafka_protocol::messages::write_txn_markers_request::{
+    WritableTxnMarker, WritableTxnMarkerTopic,
+};
+use kafka_protocol::messages::{ProducerId, TopicName, WriteTxnMarkersRequest};
+use tokio_util::sync::CancellationToken;
+
+use super::state::MarkerJob;
+use crate::client::KafkaClient;
+use crate::model::{BrokerId, PartitionIndex, TopicPartition};
+use crate::net::Network;
+use crate::protocol::str_bytes;
+use crate::replication::MetadataClient;
+
+/// The one WriteTxnMarkers version Kafka 4.1 serves.
+const WRITE_TXN_MARKERS_VERSION: i16 = 1;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const BACKOFF_MIN: Duration = Duration::from_millis(20);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// What a marker job can reach: the image (partition leaders and their addresses) and the
+/// inter-broker network (TLS when the inter-broker listener uses it, as replica fetchers).
+#[derive(Clone)]
+pub struct MarkerChannel {
+    pub metadata: MetadataClient,
+    pub net: Arc<dyn Network>,
+}
+
+impl std::fmt::Debug for MarkerChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MarkerChannel").finish_non_exhaustive()
+    }
+}
+
+/// How a marker job ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum MarkerOutcome {
+    /// Every partition has its marker (or is gone); `written` markers were written.
+    Written { written: usize },
+    /// Another coordinator or producer epoch owns the transaction now.
+    Fenced,
+    /// The shard stopped (leadership moved or shutdown).
+    Cancelled,
+}
+
+/// What a leader's answer for one partition means for the job.
+#[derive(Debug, PartialEq, Eq)]
+enum PartitionOutcome {
+    Done,
+    Retry,
+    Fenced,
+}
+
+fn outcome(error_code: i16) -> PartitionOutcome {
+    if error_code == 0 {
+        return PartitionOutcome::Done;
+    }
+    if error_code == E::InvalidProducerEpoch.code()
+        || error_code == E::TransactionCoordinatorFenced.code()
+        || error_code == E::ProducerFenced.code()
+    {
+        return PartitionOutcome::Fenced;
+    }
+    // Everything else (not the leader, the topic unknown to that broker yet, not enough
+    // replicas, a storage error) may pass: retry against the leader the image names then.
+    PartitionOutcome::Retry
+}
+
+/// Writes the markers of `job` with `coordinator_epoch`, retrying until done or cancelled.
+pub async fn write_markers(
+    channel: &MarkerChannel,
+    job: &MarkerJob,
+    coordinator_epoch: i32,
+    cancel: &CancellationToken,
+) -> MarkerOutcome {
+    let mut pending: BTreeSet<TopicPartition> = job.partitions.iter().cloned().collect();
+    let mut written = 0usize;
+    let mut backoff = BACKOFF_MIN;
+    let mut clients: BTreeMap<BrokerId, KafkaClient> = BTreeMap::new();
+    loop {
+        if cancel.is_cancelled() {
+            return MarkerOutcome::Cancelled;
+        }
+        let image = channel.metadata.image();
+        let mut by_leader: BTreeMap<BrokerId, (String, Vec<TopicPartition>)> = BTreeMap::new();
+        pending.retain(|tp| {
+            let Some(topic) = image.topic_by_name(&tp.topic) else {
+                return false;
+            };
+            let Some(reg) = topic.partitions.get(&PartitionIndex(tp.partition.0)) else {
+                return false;
+            };
+            if let Some(b) = image.brokers.get(&reg.leader).filter(|b| !b.fenced) {
+                by_leader
+                    .entry(b.broker_id)
+                    .or_insert_with(|| (format!("{}:{}", b.host, b.port), Vec::new()))
+                    .1
+                    .push(tp.clone());
+            }
+            true
+        });
+        if pending.is_empty() {
+            return MarkerOutcome::Written { written };
+        }
+        for (leader, (addr, partitions)) in by_leader {
+            let done = match send(
+                &mut clients,
+                channel,
+                leader,
+                &addr,
+                job,
+                coordinator_epoch,
+                &partitions,
+            )
+            .await
+            {
+                Ok(results) => results,
+                Err(e) => {
+                    tracing::debug!(%leader, error = %e, "writing transaction markers failed; retrying");
+                    clients.remove(&leader);
+                    continue;
+                }
+            };
+            for (tp, code) in done {
+                match outcome(code) {
+                    PartitionOutcome::Done => {
+                        if pending.remove(&tp) {
+                            written += 1;
+                        }
+                    }
+                    PartitionOutcome::Fenced => {
+                        tracing::info!(transactional_id = %job.transactional_id, partition = %tp, code, "transaction markers fenced; another coordinator owns the transaction");
+                        return MarkerOutcome::Fenced;
+                    }
+                    PartitionOutcome::Retry => {
+                        tracing::debug!(partition = %tp, code, "transaction marker not written yet; retrying");
+                    }
+                }
+            }
+        }
+        if pending.is_empty() {
+            return MarkerOutcome::Written { written };
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = cancel.cancelled() => return MarkerOutcome::Cancelled,
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+async fn send(
+    clients: &mut BTreeMap<BrokerId, KafkaClient>,
+    channel: &MarkerChannel,
+    leader: BrokerId,
+    addr: &str,
+    job: &MarkerJob,
+    coordinator_epoch: i32,
+    partitions: &[TopicPartition],
+) -> Result<Vec<(TopicPartition, i16)>, crate::client::ClientError> {
+    if clients.get(&leader).is_none_or(|c| c.addr() != addr) {
+        let c = KafkaClient::connect(&*channel.net, addr, "strata-txn-markers", CONNECT_TIMEOUT)
+            .await?;
+        clients.insert(leader, c);
+    }
+    let Some(client) = clients.get_mut(&leader) else {
+        return Ok(Vec::new());
+    };
+    let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for tp in partitions {
+        topics.entry(&tp.topic).or_default().push(tp.partition.0);
+    }
+    let req = WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+        .with_producer_id(ProducerId(job.producer_id))
+        .with_producer_epoch(job.producer_epoch)
+        .with_transaction_result(job.commit)
+        .with_coordinator_epoch(coordinator_epoch)
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(t, ps)| {
+                    WritableTxnMarkerTopic::default()
+                        .with_name(TopicName(str_bytes(t.to_string())))
+                        .with_partition_indexes(ps)
+                })
+                .collect(),
+        )]);
+    let resp = tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        client.send(&req, WRITE_TXN_MARKERS_VERSION),
+    )
+    .await
+    .map_err(|_| crate::client::ClientError::Timeout {
+        addr: addr.to_string(),
+    })??;
+    Ok(resp
+        .markers
+        .into_iter()
+        .filter(|m| m.producer_id.0 == job.producer_id)
+        .flat_map(|m| m.topics)
+        .flat_map(|t| {
+            let topic = t.name.0.to_string();
+            t.partitions.into_iter().map(move |p| {
+                (
+                    TopicPartition::new(topic.clone(), p.partition_index),
+                    p.error_code,
+                )
+            })
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leader_answers_map_to_retry_done_or_fenced() {
+        assert_eq!(outcome(0), PartitionOutcome::Done);
+        assert_eq!(
+            outcome(E::NotLeaderOrFollower.code()),
+            PartitionOutcome::Retry
+        );
+        assert_eq!(
+            outcome(E::UnknownTopicOrPartition.code()),
+            PartitionOutcome::Retry
+        );
+        assert_eq!(
+            outcome(E::NotEnoughReplicas.code()),
+            PartitionOutcome::Retry
+        );
+        assert_eq!(
+            outcome(E::TransactionCoordinatorFenced.code()),
+            PartitionOutcome::Fenced
+        );
+        assert_eq!(
+            outcome(E::InvalidProducerEpoch.code()),
+            PartitionOutcome::Fenced
+        );
+    }
+}
