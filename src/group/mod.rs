@@ -376,6 +376,31 @@ impl GroupCoordinator {
         }
     }
 
+    /// A transaction marker of `producer_id` was written on `__consumer_offsets` partition
+    /// `partition`, led here: its pending transactional offsets become committed or are
+    /// dropped. A shard that is loading needs no telling: it reads the marker from the log.
+    pub fn complete_transaction(&self, partition: i32, producer_id: i64, commit: bool) {
+        let shard = match self.shards.lock() {
+            Ok(s) => s.get(&partition).filter(|h| h.status() == ACTIVE).cloned(),
+            Err(_) => None,
+        };
+        if let Some(shard) = shard {
+            let request = GroupRequest::TxnCompleted {
+                producer_id,
+                commit,
+            };
+            // The shard's queue is bounded; a full one is a shard falling behind, which is
+            // stopped and reloaded (reading the marker) rather than waited for here.
+            if Self::send(&shard, request).is_err() {
+                tracing::warn!(
+                    partition,
+                    producer_id,
+                    "group shard busy; the transaction's offsets apply at its next load"
+                );
+            }
+        }
+    }
+
     /// Sends `request` to every shard this broker serves (ListGroups). Fails if any is loading.
     pub fn call_all(
         &self,

@@ -143,6 +143,7 @@ handlers! {
     EndTxn => end_txn,
     DescribeTransactions => describe_transactions,
     ListTransactions => list_transactions,
+    TxnOffsetCommit => txn_offset_commit,
 }
 
 pub mod fetch_session;

@@ -211,6 +211,7 @@ fn throttle_field(resp: &mut ResponseKind) -> Option<&mut i32> {
         EndTxn,
         DescribeTransactions,
         ListTransactions,
+        TxnOffsetCommit,
     )
 }
 

@@ -262,6 +262,74 @@ pub(super) async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16) -> bool {
                 (pid, "Ongoing")
             );
         }
+        ApiKey::TxnOffsetCommit => {
+            let id = format!("toc-v{v}");
+            let group = format!("toc-group-v{v}");
+            let (pid, epoch) = init(c, &id).await;
+            let add_offsets = AddOffsetsToTxnRequest::default()
+                .with_transactional_id(tid(&id))
+                .with_producer_id(pid)
+                .with_producer_epoch(epoch)
+                .with_group_id(GroupId(str_bytes(&group)));
+            let partition = |p: i32, offset: i64| {
+                txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                    .with_partition_index(p)
+                    .with_committed_offset(offset)
+                    .with_committed_leader_epoch(-1)
+            };
+            let req = TxnOffsetCommitRequest::default()
+                .with_transactional_id(tid(&id))
+                .with_group_id(GroupId(str_bytes(&group)))
+                .with_producer_id(pid)
+                .with_producer_epoch(epoch)
+                .with_generation_id(-1)
+                .with_topics(vec![
+                    txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                        .with_name(topic_name(TOPIC))
+                        .with_partitions(vec![partition(0, 5), partition(3, 1)]),
+                ]);
+            let mut codes = Vec::new();
+            for _ in 0..100 {
+                assert_eq!(
+                    send(c, &add_offsets, 3).await.error_code,
+                    0,
+                    "AddOffsetsToTxn"
+                );
+                let resp = send(c, &req, v).await;
+                codes = resp.topics[0]
+                    .partitions
+                    .iter()
+                    .map(|p| (p.partition_index, p.error_code))
+                    .collect::<Vec<_>>();
+                codes.sort();
+                if codes[0].1 != E::CoordinatorLoadInProgress.code() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert_eq!(
+                codes,
+                vec![(0, 0), (3, E::UnknownTopicOrPartition.code())],
+                "TxnOffsetCommit v{v}"
+            );
+            // Pending until the transaction's marker: not visible to OffsetFetch yet.
+            let fetched = send(
+                c,
+                &OffsetFetchRequest::default()
+                    .with_group_id(GroupId(str_bytes(&group)))
+                    .with_topics(Some(vec![
+                        offset_fetch_request::OffsetFetchRequestTopic::default()
+                            .with_name(topic_name(TOPIC))
+                            .with_partition_indexes(vec![0]),
+                    ])),
+                7,
+            )
+            .await;
+            assert_eq!(
+                fetched.topics[0].partitions[0].committed_offset, -1,
+                "TxnOffsetCommit v{v}"
+            );
+        }
         _ => return false,
     }
     true
