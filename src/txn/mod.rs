@@ -145,8 +145,8 @@ impl TransactionCoordinator {
                 .any(|p| p.tp.partition.0 == *index && p.state().leader_epoch.0 == h.leader_epoch)
                 && h.status() != STOPPED;
             if !keep {
-                // Dropping the last sender ends the task, which cancels its marker jobs.
                 tracing::info!(partition = index, "stopping transaction coordinator shard");
+                h.stop.cancel();
             }
             keep
         });
@@ -290,7 +290,9 @@ impl TransactionCoordinator {
             self.ctx.clock.clone(),
             self.ctx.shutdown.child_token(),
         );
-        shards.insert(index, handle);
+        if let Some(old) = shards.insert(index, handle) {
+            old.stop.cancel();
+        }
         Err(CoordinatorError::LoadInProgress)
     }
 

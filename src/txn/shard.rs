@@ -63,6 +63,9 @@ pub struct ShardHandle {
     pub status: Arc<AtomicU8>,
     pub leader_epoch: i32,
     pub summary: Arc<OpenSummary>,
+    /// Stops the task and its marker jobs. Dropping the handle is not enough: marker jobs hold
+    /// senders of the shard's channel to report back on.
+    pub stop: CancellationToken,
 }
 
 impl ShardHandle {
@@ -96,6 +99,7 @@ pub fn spawn(
         status: status.clone(),
         leader_epoch: partition.state().leader_epoch.0,
         summary: summary.clone(),
+        stop: shutdown.clone(),
     };
     tokio::spawn(async move {
         let tp = partition.tp.clone();
