@@ -221,6 +221,11 @@ async fn a_transaction_past_its_timeout_is_aborted_and_its_producer_fenced() {
         end(&mut c, "slow", pid, e0, true).await,
         E::ProducerFenced.code()
     );
+    let metrics = broker.broker.render_metrics();
+    assert!(
+        metrics.contains("strata_txn_timed_out_total 1\n"),
+        "{metrics}"
+    );
     broker.stop().await;
 }
 
@@ -251,8 +256,19 @@ async fn a_restarted_coordinator_reloads_its_transactions() {
     assert_eq!(s.transaction_timeout_ms, 30_000);
     assert_eq!(s.topics.len(), 1);
     assert_eq!(s.topics[0].partitions, vec![0, 1]);
-    // The reloaded producer is still the current one.
+    // The reloaded producer is still the current one, and its transaction counts as open.
     assert_eq!(add(&mut c, "durable", pid, e0, 1).await, 0);
+    let open = tokio::time::timeout(Duration::from_secs(10), async {
+        while !broker
+            .broker
+            .render_metrics()
+            .contains("strata_txn_open_transactions 1\n")
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(open.is_ok(), "strata_txn_open_transactions never reached 1");
     assert_eq!(end(&mut c, "durable", pid, e0, false).await, 0);
     broker.stop().await;
 }
