@@ -286,6 +286,8 @@ impl Broker {
             markers: MarkerChannel {
                 metadata: metadata.clone(),
                 net: markers_net,
+                replicas: replicas.clone(),
+                groups: groups.clone(),
             },
             clock: clock.clone(),
             shutdown: shutdown.clone(),

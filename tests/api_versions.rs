@@ -876,6 +876,96 @@ async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16, topic_id: uuid::Uuid
             assert_eq!(resp.topics[0].partitions[1].error_code, unknown);
             assert_eq!(resp.topics[1].partitions[0].error_code, unknown);
         }
+        ApiKey::WriteTxnMarkers => {
+            // A transactional batch keeps the last stable offset back until its marker.
+            let init = send(
+                c,
+                &InitProducerIdRequest::default()
+                    .with_transactional_id(None)
+                    .with_transaction_timeout_ms(60_000)
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1),
+                4,
+            )
+            .await;
+            assert_eq!(init.error_code, 0, "InitProducerId for WriteTxnMarkers");
+            let (pid, epoch) = (init.producer_id, init.producer_epoch);
+            let mut b = strata::protocol::record_batch::build_batch(
+                0,
+                1_700_000_000_000,
+                Some((pid.0, epoch, 0)),
+                &[(None, Some(&b"in a transaction"[..]))],
+            );
+            strata::protocol::record_batch::set_covered_fields(
+                &mut b,
+                strata::protocol::record_batch::TRANSACTIONAL_BIT,
+                1_700_000_000_000,
+                0,
+            );
+            let req = ProduceRequest::default()
+                .with_transactional_id(Some(TransactionalId(s("wtm"))))
+                .with_acks(-1)
+                .with_timeout_ms(10_000)
+                .with_topic_data(vec![produce_request::TopicProduceData::default()
+                    .with_name(topic_name(TOPIC))
+                    .with_partition_data(vec![
+                        produce_request::PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(Some(bytes::Bytes::from(b))),
+                    ])]);
+            let produced = send(c, &req, 9).await;
+            let first = &produced.responses[0].partition_responses[0];
+            assert_eq!(first.error_code, 0, "transactional produce: {first:?}");
+            let txn_start = first.base_offset;
+            let latest = |isolation_level: i8| {
+                ListOffsetsRequest::default()
+                    .with_replica_id(BrokerId(-1))
+                    .with_isolation_level(isolation_level)
+                    .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+                        .with_name(topic_name(TOPIC))
+                        .with_partitions(vec![
+                            list_offsets_request::ListOffsetsPartition::default()
+                                .with_partition_index(0)
+                                .with_timestamp(-1),
+                        ])])
+            };
+            let lso = send(c, &latest(1), 5).await.topics[0].partitions[0].offset;
+            let hw = send(c, &latest(0), 5).await.topics[0].partitions[0].offset;
+            assert_eq!(
+                (lso, hw),
+                (txn_start, txn_start + 1),
+                "WriteTxnMarkers v{v}"
+            );
+            let req = WriteTxnMarkersRequest::default().with_markers(vec![
+                write_txn_markers_request::WritableTxnMarker::default()
+                    .with_producer_id(pid)
+                    .with_producer_epoch(epoch)
+                    .with_transaction_result(false)
+                    .with_coordinator_epoch(1)
+                    .with_topics(vec![
+                        write_txn_markers_request::WritableTxnMarkerTopic::default()
+                            .with_name(topic_name(TOPIC))
+                            .with_partition_indexes(vec![0]),
+                        write_txn_markers_request::WritableTxnMarkerTopic::default()
+                            .with_name(topic_name("no-such-topic"))
+                            .with_partition_indexes(vec![0]),
+                    ]),
+            ]);
+            let resp = send(c, &req, v).await;
+            let m = &resp.markers[0];
+            assert_eq!(m.producer_id, pid, "WriteTxnMarkers v{v}");
+            assert_eq!(
+                m.topics[0].partitions[0].error_code, 0,
+                "WriteTxnMarkers v{v}: {m:?}"
+            );
+            assert_eq!(
+                m.topics[1].partitions[0].error_code,
+                ResponseError::UnknownTopicOrPartition.code()
+            );
+            // The abort marker took one offset; the LSO is the high watermark again.
+            let lso = send(c, &latest(1), 5).await.topics[0].partitions[0].offset;
+            assert_eq!(lso, txn_start + 2, "WriteTxnMarkers v{v}");
+        }
         other => panic!("{other:?} is advertised but this test does not exercise it: add it"),
     }
 }

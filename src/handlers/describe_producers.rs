@@ -1,6 +1,6 @@
 //! DescribeProducers (KIP-664): the idempotent producers each partition's leader tracks, from
-//! its producer state. There are no transactions yet, so every coordinator epoch and
-//! transaction start offset is -1.
+//! its producer state, with the first offset of each one's open transaction (-1: none). The
+//! coordinator epoch is not kept yet, so it is -1.
 
 use kafka_protocol::error::ResponseError as E;
 use kafka_protocol::messages::describe_producers_response::{PartitionResponse, ProducerState, TopicResponse};
@@ -43,7 +43,7 @@ pub fn handle(ctx: RequestContext, req: DescribeProducersRequest) -> Reply {
                                     .with_last_sequence(s.last_sequence)
                                     .with_last_timestamp(s.last_timestamp_ms)
                                     .with_coordinator_epoch(-1)
-                                    .with_current_txn_start_offset(-1)
+                                    .with_current_txn_start_offset(s.current_txn_start_offset.map_or(-1, |o| o.0))
                             });
                             r.with_active_producers(producers.collect())
                         }

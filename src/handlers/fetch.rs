@@ -29,8 +29,8 @@
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{EpochEndOffset, FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind, TopicName};
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId as WireProducerId, ResponseKind, TopicName};
 use kafka_protocol::protocol::{Encodable, VersionRange};
 
 use super::fetch_session::{FetchContext, FetchKey, TopicRef};
@@ -46,6 +46,7 @@ use crate::handlers::errors::{
     fetch_session_error_code, partition_error_code, remote_log_error_code, unknown_topic_id, unknown_topic_or_partition,
 };
 use crate::protocol::fetch_session::{FetchMetadata, PartitionFetch};
+use crate::protocol::record_batch::BatchIter;
 use crate::protocol::topic_name;
 use crate::replication::delayed_fetch::{DelayedFetch, FetchIsolation, Wake};
 use crate::quota::{SharedDirection, SharedQuotaKey};
@@ -99,8 +100,11 @@ impl PartitionParams {
 struct PartitionRead {
     records: bytes::Bytes,
     high_watermark: Offset,
+    last_stable_offset: Offset,
     log_start_offset: Offset,
     diverging: Option<(LeaderEpoch, Offset)>,
+    /// read_committed: the aborted transactions overlapping the read.
+    aborted: Vec<AbortedTransaction>,
 }
 
 pub fn handle(ctx: RequestContext, req: FetchRequest) -> Reply {
@@ -386,8 +390,10 @@ async fn read_for_follower(
         Ok(f) => Ok(PartitionRead {
             records: f.records,
             high_watermark: f.high_watermark,
+            last_stable_offset: partition.last_stable_offset(),
             log_start_offset: f.local_log_start_offset,
             diverging: f.diverging,
+            aborted: Vec::new(),
         }),
         Err(PartitionError::Log(LogError::OffsetOutOfRange { log_start_offset, .. }))
             if p.fetch_offset < log_start_offset && in_remote_storage(partition, p.fetch_offset).await =>
@@ -404,20 +410,36 @@ async fn in_remote_storage(partition: &Partition, offset: Offset) -> bool {
     end.is_ok_and(|end| end != Offset::INVALID && end >= offset)
 }
 
-/// A consumer's read, up to the high watermark, from the partition's whole log (local or
-/// remote, as the log decides). The first partition with data may exceed the limits by one
-/// batch, so a consumer always makes progress (KIP-74).
+/// A consumer's read, up to the high watermark (read_uncommitted) or the last stable offset
+/// (read_committed, with the aborted transactions in that range), from the partition's whole
+/// log (local or remote, as the log decides). The first partition with data may exceed the
+/// limits by one batch, so a consumer always makes progress (KIP-74).
 async fn read_for_consumer(
     partition: &Partition,
     p: &PartitionParams,
     budget: usize,
     first: bool,
+    read_committed: bool,
 ) -> Result<PartitionRead, ReadError> {
     let p = &p.fetch;
     partition.check_leader(p.current_leader_epoch)?;
     let high_watermark = partition.high_watermark();
-    let read = partition.log_view().read(p.fetch_offset, budget, high_watermark, first).await?;
-    Ok(PartitionRead { records: read.records, high_watermark, log_start_offset: read.log_start_offset, diverging: None })
+    let last_stable_offset = partition.last_stable_offset().min(high_watermark);
+    let max_offset = if read_committed { last_stable_offset } else { high_watermark };
+    let read = partition.log_view().read(p.fetch_offset, budget, max_offset, first).await?;
+    let aborted = if read_committed && !read.records.is_empty() {
+        // Only the transactions overlapping what was read: the list stays as short as the read.
+        let read_end = BatchIter::new(&read.records).filter_map(Result::ok).last().map_or(last_stable_offset, |(_, h)| Offset(h.next_offset()));
+        partition
+            .log()
+            .collect_aborted_txns(p.fetch_offset, read_end.min(last_stable_offset))
+            .into_iter()
+            .map(|t| AbortedTransaction::default().with_producer_id(WireProducerId(t.producer_id)).with_first_offset(t.first_offset))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(PartitionRead { records: read.records, high_watermark, last_stable_offset, log_start_offset: read.log_start_offset, diverging: None, aborted })
 }
 
 /// One pass over every requested partition. Returns the response, the record bytes in it, and
@@ -446,7 +468,7 @@ async fn read_all(apis: &KafkaApis, params: &FetchParams) -> (FetchResponse, usi
             };
             let budget = p.max_bytes().min(params.max_bytes.saturating_sub(total));
             let result = match params.replica {
-                None => read_for_consumer(&partition, p, budget, total == 0).await,
+                None => read_for_consumer(&partition, p, budget, total == 0, params.read_committed).await,
                 Some(replica) => read_for_follower(&partition, replica, p, budget).await,
             };
             match result {
@@ -455,7 +477,7 @@ async fn read_all(apis: &KafkaApis, params: &FetchParams) -> (FetchResponse, usi
                     total += records.len();
                     let data = data
                         .with_high_watermark(hw.0)
-                        .with_last_stable_offset(hw.0)
+                        .with_last_stable_offset(read.last_stable_offset.0)
                         .with_log_start_offset(if params.version >= 5 { log_start.0 } else { -1 })
                         .with_records(Some(records));
                     let data = match read.diverging {
@@ -466,7 +488,7 @@ async fn read_all(apis: &KafkaApis, params: &FetchParams) -> (FetchResponse, usi
                         }
                         _ => data,
                     };
-                    let data = if params.read_committed { data } else { data.with_aborted_transactions(None) };
+                    let data = data.with_aborted_transactions(params.read_committed.then_some(read.aborted));
                     out.push(data);
                 }
                 Err(e) => {

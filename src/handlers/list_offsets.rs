@@ -38,6 +38,8 @@ pub fn handle(ctx: RequestContext, req: ListOffsetsRequest) -> Reply {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(timeout_ms.max(0) as u64);
     // Authorization: DESCRIBE on each topic.
     let image = ctx.apis.image();
+    // READ_COMMITTED (1) sees up to the last stable offset, as its fetches do.
+    let read_committed = req.isolation_level == 1;
     let allowed: Vec<bool> = req.topics.iter().map(|t| ctx.authorize_in(&image, AclOperation::Describe, &Resource::topic(t.name.0.as_str()))).collect();
     Reply::later(async move {
         // The lookups run at once (a remote one may read a manifest or an index from the
@@ -58,7 +60,7 @@ pub fn handle(ctx: RequestContext, req: ListOffsetsRequest) -> Reply {
                         Some(tokio::spawn(async move {
                             tokio::time::timeout_at(deadline, async {
                                 let _permit = permits.acquire_owned().await;
-                                lookup(&partition, epoch, timestamp).await
+                                lookup(&partition, epoch, timestamp, read_committed).await
                             })
                             .await
                             .unwrap_or(Err(ResponseError::RequestTimedOut.code()))
@@ -96,17 +98,18 @@ pub fn handle(ctx: RequestContext, req: ListOffsetsRequest) -> Reply {
 }
 
 /// (timestamp, offset, leader epoch) for one partition; -1s when nothing matches. Errors are
-/// wire error codes. "Latest" is the high watermark at the current leader epoch; every other
-/// lookup is the partition log's, bounded by the high watermark (only committed records are
-/// visible to consumers).
-async fn lookup(partition: &Partition, epoch: LeaderEpoch, timestamp: i64) -> Result<(i64, i64, i32), i16> {
+/// wire error codes. "Latest" is the high watermark (read_committed: the last stable offset)
+/// at the current leader epoch; every other lookup is the partition log's, bounded by the
+/// same offset (only committed records are visible to consumers).
+async fn lookup(partition: &Partition, epoch: LeaderEpoch, timestamp: i64, read_committed: bool) -> Result<(i64, i64, i32), i16> {
     let state = partition.check_leader(epoch).map_err(|e| partition_error_code(&e))?;
+    let visible_end = if read_committed { partition.last_stable_offset() } else { partition.high_watermark() };
     if timestamp == LATEST_TIMESTAMP {
-        return Ok((-1, partition.high_watermark().0, state.leader_epoch.0));
+        return Ok((-1, visible_end.0, state.leader_epoch.0));
     }
     let found = partition
         .log_view()
-        .fetch_offset_by_timestamp(timestamp, partition.high_watermark())
+        .fetch_offset_by_timestamp(timestamp, visible_end)
         .await
         .map_err(|e| partition_log_error_code(&e))?;
     Ok(match found {

@@ -144,6 +144,7 @@ handlers! {
     DescribeTransactions => describe_transactions,
     ListTransactions => list_transactions,
     TxnOffsetCommit => txn_offset_commit,
+    WriteTxnMarkers => write_txn_markers,
 }
 
 pub mod fetch_session;

@@ -11,7 +11,7 @@ use kafka_protocol::messages::produce_response::{BatchIndexAndErrorMessage, Part
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::protocol::VersionRange;
 
-use super::authz::{CLUSTER_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED};
+use super::authz::{CLUSTER_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED};
 use super::{throttle, Reply, RequestContext};
 use crate::protocol::record_batch::BatchHeader;
 use crate::security::acl::{AclOperation, Resource, ResourceType};
@@ -39,13 +39,14 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
         let code = ResponseError::InvalidRequiredAcks.code();
         return Reply::Now(ResponseKind::Produce(error_response(&req, code)));
     }
-    if req.transactional_id.is_some() {
-        // No transaction coordinator yet: InitProducerId refuses transactional ids, so a
-        // transactional batch here comes from a misbehaving client.
-        let code = ResponseError::TransactionalIdAuthorizationFailed.code();
-        return Reply::Now(ResponseKind::Produce(error_response(&req, code)));
-    }
     let image = ctx.apis.image();
+    // Transactional batches need the request's transactional id and WRITE on it (Kafka).
+    let transactional_id = req.transactional_id.as_ref().map(|t| t.to_string());
+    if has_transactional_batches(&req)
+        && !transactional_id.as_deref().is_some_and(|id| ctx.authorize_in(&image, AclOperation::Write, &Resource::transactional_id(id)))
+    {
+        return Reply::Now(ResponseKind::Produce(error_response(&req, TRANSACTIONAL_ID_AUTHORIZATION_FAILED)));
+    }
     // Authorization: an idempotent producer needs IDEMPOTENT_WRITE on the cluster or WRITE on
     // some topic (Kafka 4); each topic needs WRITE (checked per topic below). The indexed
     // cluster check comes first, the scan of topic ACLs second, and the audited check last,
@@ -76,18 +77,21 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
                     None => Outcome::Failed(unknown_topic_or_partition(), None, Vec::new()),
                     Some(partition) => match p.records {
                         None => Outcome::Failed(ResponseError::InvalidRecord.code(), Some("no records".into()), Vec::new()),
-                        Some(records) => match partition.append_as_leader(records, acks) {
-                            Ok((info, epoch)) => {
-                                let m = &ctx.apis.metrics.topics;
-                                m.bytes_in.with_label_values(&[name.as_str()]).inc_by(info.size_bytes);
-                                m.records_in.with_label_values(&[name.as_str()]).inc_by(info.record_count);
-                                Outcome::Appended(partition, info, epoch)
-                            }
-                            Err(e) => {
-                                ctx.apis.metrics.topics.produce_errors.with_label_values(&[name.as_str()]).inc();
-                                log_append_error(&partition.tp, &e);
-                                Outcome::Failed(partition_error_code(&e), Some(e.to_string()), wire_record_errors(&e))
-                            }
+                        Some(records) => match verify_transaction(&partition, transactional_id.as_deref(), &records) {
+                            Err(code) => Outcome::Failed(code, None, Vec::new()),
+                            Ok(()) => match partition.append_as_leader(records, acks) {
+                                Ok((info, epoch)) => {
+                                    let m = &ctx.apis.metrics.topics;
+                                    m.bytes_in.with_label_values(&[name.as_str()]).inc_by(info.size_bytes);
+                                    m.records_in.with_label_values(&[name.as_str()]).inc_by(info.record_count);
+                                    Outcome::Appended(partition, info, epoch)
+                                }
+                                Err(e) => {
+                                    ctx.apis.metrics.topics.produce_errors.with_label_values(&[name.as_str()]).inc();
+                                    log_append_error(&partition.tp, &e);
+                                    Outcome::Failed(partition_error_code(&e), Some(e.to_string()), wire_record_errors(&e))
+                                }
+                            },
                         },
                     },
                 },
@@ -231,6 +235,26 @@ fn log_append_error(tp: &TopicPartition, e: &PartitionError) {
         }
         _ => tracing::debug!(partition = %tp, error = %e, "append refused"),
     }
+}
+
+/// Whether any batch is transactional.
+fn has_transactional_batches(req: &ProduceRequest) -> bool {
+    req.topic_data.iter().flat_map(|t| &t.partition_data).any(|p| {
+        p.records.as_ref().is_some_and(|r| BatchHeader::parse(r).is_ok_and(|h| h.is_transactional()))
+    })
+}
+
+/// The seam where KIP-890's verification plugs in: asked before a partition's transactional
+/// batches are appended, it will ask the transaction coordinator whether the partition was
+/// added to the producer's ongoing transaction (and refuse with INVALID_TXN_STATE if not).
+/// Until the coordinator answers it, every transactional batch passes; non-transactional
+/// records never ask.
+fn verify_transaction(_partition: &Partition, transactional_id: Option<&str>, records: &bytes::Bytes) -> Result<(), i16> {
+    let Ok(h) = BatchHeader::parse(records) else { return Ok(()) };
+    if !h.is_transactional() || transactional_id.is_none() {
+        return Ok(());
+    }
+    Ok(())
 }
 
 /// Whether any batch carries a producer id (an idempotent producer's).

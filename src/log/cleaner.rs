@@ -24,7 +24,8 @@
 //! 1. write `{base:020}.log.cleaned`, fsync;
 //! 2. write the swap marker `{base:020}.swap-end` (a checkpoint file holding `end`);
 //! 3. rename `.log.cleaned` to `.log.swap`, fsync the directory;
-//! 4. delete the replaced segments' files, rename `.log.swap` to `.log`, fsync the directory,
+//! 4. merge the replaced segments' `.txnindex` entries into the first one's, delete the
+//!    replaced segments' files, rename `.log.swap` to `.log`, fsync the directory,
 //!    delete the marker.
 //!
 //! Recovery ([`complete_or_roll_back_swaps`]): a `.log.swap` with its marker means step 3
@@ -36,6 +37,7 @@ use std::path::Path;
 use super::checkpoint;
 use super::loader::list_segment_bases;
 use super::segment::{index_path, io_error, log_path, time_index_path};
+use super::txn_index;
 use super::Result;
 
 pub(crate) fn swap_path(dir: &Path, base: i64) -> std::path::PathBuf {
@@ -60,8 +62,22 @@ fn remove_if_exists(p: &Path) -> Result<()> {
 
 /// Step 4 of the swap: replaces the segments with bases in `[base, end)` by the `.swap` file.
 pub(crate) fn finish_swap(dir: &Path, base: i64, end: i64) -> Result<()> {
-    for b in list_segment_bases(dir)? {
+    let bases = list_segment_bases(dir)?;
+    // The merged segment keeps the aborted transactions of every segment it replaces; written
+    // first, so a redo after a crash finds them all (duplicates are dropped).
+    let replaced: Vec<i64> = bases
+        .iter()
+        .copied()
+        .filter(|&b| b >= base && b < end)
+        .collect();
+    if replaced.len() > 1 {
+        txn_index::merge_into(dir, base, &replaced)?;
+    }
+    for b in bases {
         if b >= base && b < end {
+            if b != base {
+                remove_if_exists(&txn_index::txn_index_path(dir, b))?;
+            }
             remove_if_exists(&log_path(dir, b))?;
             remove_if_exists(&index_path(dir, b))?;
             remove_if_exists(&time_index_path(dir, b))?;

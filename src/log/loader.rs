@@ -50,7 +50,9 @@ fn remove_leftovers(dir: &Path) -> Result<()> {
         let Some(name) = name.to_str() else { continue };
         let stale =
             name.ends_with(".tmp") || name.ends_with(".cleaned") || name.ends_with(".deleted");
-        let orphan_index = (name.ends_with(".index") || name.ends_with(".timeindex"))
+        let orphan_index = (name.ends_with(".index")
+            || name.ends_with(".timeindex")
+            || name.ends_with(".txnindex"))
             && name
                 .split('.')
                 .next()
@@ -130,6 +132,7 @@ pub(crate) fn load(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<LocalL
         checkpointed_recovery_point: rp_ckpt,
         epoch_cache,
         producers: ProducerStateManager::default(),
+        aborted_txns: Vec::new(),
         unflushed_files: Vec::new(),
         dir_dirty: false,
         unflushed_messages: 0,
@@ -142,7 +145,7 @@ pub(crate) fn load(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<LocalL
         // Rebuild from the batches' partitionLeaderEpoch fields; only changes are kept, so the
         // list is as short as the cache itself.
         let mut starts: Vec<(i32, i64)> = Vec::new();
-        log.for_each_batch_from(i64::MIN, |h| {
+        log.for_each_batch_from(i64::MIN, |h, _| {
             let e = h.partition_leader_epoch;
             if e >= 0 && starts.last().is_none_or(|&(le, _)| e > le) {
                 starts.push((e, h.base_offset));

@@ -13,6 +13,7 @@ use super::checkpoint;
 use super::epoch_cache::LeaderEpochFileCache;
 use super::producer_state::{self, ProducerStateManager};
 use super::segment::{scan_batches, LogSegment, SegmentFile};
+use super::txn_index::{self, AbortedTxn};
 use super::unified_log::RetentionGuard;
 use super::{LogConfig, LogError, Result};
 use crate::protocol::record_batch::BatchHeader;
@@ -30,6 +31,9 @@ pub(crate) struct LocalLog {
     pub(crate) checkpointed_recovery_point: i64,
     pub(crate) epoch_cache: LeaderEpochFileCache,
     pub(crate) producers: ProducerStateManager,
+    /// Every aborted transaction of the local log, by marker offset; each segment's
+    /// `.txnindex` file holds those whose marker it contains.
+    pub(crate) aborted_txns: Vec<AbortedTxn>,
     /// Inactive segments written since the last fsync.
     pub(crate) unflushed_files: Vec<Arc<SegmentFile>>,
     /// A segment was created or deleted since the last fsync of the directory.
@@ -148,6 +152,8 @@ impl LocalLog {
         };
         seg.delete_files()?;
         self.dir_dirty = true;
+        let gone = seg.next_offset;
+        self.aborted_txns.retain(|t| t.last_offset >= gone);
         Ok(Some((base, seg.next_offset)))
     }
 
@@ -163,16 +169,59 @@ impl LocalLog {
     }
 
     /// Rebuilds producer state from the newest snapshot at or below the log end offset by
-    /// replaying batch headers after it.
+    /// replaying batch headers after it, and the aborted-transaction index with it: entries
+    /// from the segments' `.txnindex` files below the snapshot, and those of the abort markers
+    /// replayed (whose files are rewritten).
     pub(crate) fn rebuild_producer_state(&mut self) -> Result<()> {
         let leo = self.log_end_offset();
         producer_state::delete_snapshots_after(&self.dir, leo);
         let (from, state) = producer_state::load_latest_snapshot(&self.dir, leo)
             .unwrap_or((i64::MIN, ProducerStateManager::default()));
-        self.producers = state;
-        let mut producers = std::mem::take(&mut self.producers);
-        self.for_each_batch_from(from, |h| producers.replay(h))?;
+        let mut aborted: Vec<AbortedTxn> = self
+            .segments
+            .keys()
+            .flat_map(|&b| txn_index::read_entries(&txn_index::txn_index_path(&self.dir, b)))
+            .filter(|t| t.last_offset < from)
+            .collect();
+        let mut producers = state;
+        self.for_each_batch_from(from, |h, batch| {
+            if let Some(t) = producers.replay(h, batch) {
+                aborted.push(t);
+            }
+        })?;
+        aborted.sort_by_key(|t| t.last_offset);
         self.producers = producers;
+        self.aborted_txns = aborted;
+        // Rewrite the files of the segments the replay covered (and of none below it).
+        let bases: Vec<i64> = self
+            .segments
+            .values()
+            .filter(|s| s.next_offset > from || s.base_offset >= from)
+            .map(|s| s.base_offset)
+            .collect();
+        for base in bases {
+            let end = self
+                .segments
+                .range(base + 1..)
+                .next()
+                .map_or(i64::MAX, |(&b, _)| b);
+            let own: Vec<AbortedTxn> = self
+                .aborted_txns
+                .iter()
+                .filter(|t| t.last_offset >= base && t.last_offset < end)
+                .copied()
+                .collect();
+            txn_index::write_entries(&txn_index::txn_index_path(&self.dir, base), &own)?;
+        }
+        Ok(())
+    }
+
+    /// Records a transaction that an abort marker just ended, in memory and in the active
+    /// segment's `.txnindex`.
+    pub(crate) fn record_aborted(&mut self, txn: AbortedTxn) -> Result<()> {
+        let base = self.active().base_offset;
+        txn_index::append_entry(&txn_index::txn_index_path(&self.dir, base), &txn)?;
+        self.aborted_txns.push(txn);
         Ok(())
     }
 
@@ -180,7 +229,7 @@ impl LocalLog {
     pub(crate) fn for_each_batch_from(
         &self,
         from: i64,
-        mut f: impl FnMut(&BatchHeader),
+        mut f: impl FnMut(&BatchHeader, &[u8]),
     ) -> Result<()> {
         for seg in self.segments.values() {
             if seg.next_offset <= from {
@@ -191,9 +240,9 @@ impl LocalLog {
             } else {
                 0
             };
-            let end = scan_batches(&seg.file, start, seg.size, false, 1 << 20, |_, h, _| {
+            let end = scan_batches(&seg.file, start, seg.size, false, 1 << 20, |_, h, b| {
                 if h.base_offset >= from {
-                    f(h);
+                    f(h, b);
                 }
                 true
             })?;
@@ -286,6 +335,7 @@ impl LocalLog {
         self.recovery_point = offset;
         self.truncations += 1;
         self.producers.clear();
+        self.aborted_txns.clear();
         producer_state::delete_snapshots_after(&self.dir, -1);
         self.epoch_cache.clear();
         self.epoch_cache.persist()?;

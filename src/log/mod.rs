@@ -5,6 +5,8 @@
 //!   with the broker-assigned base offset written into each batch header;
 //! - `{base_offset:020}.index`: the sparse [`OffsetIndex`](index) of that segment;
 //! - `{base_offset:020}.timeindex`: its time index;
+//! - `{base_offset:020}.txnindex`: the aborted transactions whose abort marker it holds
+//!   ([`txn_index`]);
 //! - checkpoints: local log start offset, recovery point, leader-epoch cache, producer-state
 //!   snapshots.
 //!
@@ -249,6 +251,8 @@ pub struct ProducerStateEntry {
     pub last_offset: Offset,
     /// The largest timestamp of its last batch (DescribeProducers' `last_timestamp`).
     pub last_timestamp_ms: i64,
+    /// The first offset of its open transaction, if any.
+    pub current_txn_start_offset: Option<Offset>,
 }
 
 /// ListOffsets' special timestamps.
@@ -309,6 +313,10 @@ pub enum LogError {
         epoch: ProducerEpoch,
         current: ProducerEpoch,
     },
+    #[error(
+        "producer {producer_id} has an open transaction; a non-transactional batch is refused"
+    )]
+    InvalidTxnState { producer_id: ProducerId },
     #[error("unknown producer id {producer_id}")]
     UnknownProducerId { producer_id: ProducerId },
     #[error("corrupt data in {path} at byte {position}: {reason}")]
@@ -345,6 +353,7 @@ pub mod remote;
 mod retention;
 pub mod segment;
 pub mod time_index;
+pub mod txn_index;
 mod unified_log;
 pub mod validator;
 

@@ -7,21 +7,30 @@
 //! The checks are pure ([`ProducerStateManager::check`] returns a decision and a pending
 //! update; nothing changes until the caller has written the batch and calls `apply`).
 //!
+//! Transactions: a producer's ongoing transaction is the offset of its first transactional
+//! batch since its last marker (`current_txn_first_offset`); a control batch (commit or abort
+//! marker) ends it. The smallest such offset over all producers is the log's first unstable
+//! offset, which bounds the last stable offset (LSO) that read_committed consumers read to.
+//!
 //! Snapshot file `{offset:020}.snapshot`: the state after every batch below `offset`.
 //! Binary, big-endian:
 //! ```text
-//! u16 version (1) | u32 producer count
-//! per producer: i64 producer_id | i16 epoch | i64 last_timestamp | u8 batch count
+//! u16 version (2) | u32 producer count
+//! per producer: i64 producer_id | i16 epoch | i64 last_timestamp
+//!   | i64 current_txn_first_offset (-1: none; absent in version 1) | u8 batch count
 //!   per batch:  i32 first_seq | i32 last_seq | i64 first_offset | i64 last_offset
 //! u32 crc32fast of every byte above
 //! ```
+//! Version 1 snapshots (no transactions) are still read.
 //! A snapshot that fails its CRC is ignored and the state rebuilt from an older one (or from
 //! the log start) by replaying batch headers.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
+use super::txn_index::AbortedTxn;
 use super::{LogError, Result};
+use crate::protocol::control::{self, TransactionResult};
 use crate::protocol::record_batch::BatchHeader;
 
 /// How many recent batches per producer are remembered for duplicate detection (Kafka: 5, the
@@ -32,7 +41,7 @@ pub const MAX_BATCHES_PER_PRODUCER: usize = 5;
 pub const PRODUCER_EXPIRATION_MS: i64 = 24 * 3600 * 1000;
 /// Snapshots kept on disk; older ones are deleted when a new one is written.
 const SNAPSHOTS_KEPT: usize = 2;
-const SNAPSHOT_VERSION: u16 = 1;
+const SNAPSHOT_VERSION: u16 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchMetadata {
@@ -47,6 +56,19 @@ pub struct ProducerState {
     pub epoch: i16,
     pub batches: VecDeque<BatchMetadata>,
     pub last_timestamp: i64,
+    /// The first offset of the producer's ongoing transaction, if one is open.
+    pub current_txn_first_offset: Option<i64>,
+}
+
+/// A transaction ended by a marker (Kafka's `CompletedTxn`): from the producer's first
+/// transactional batch to the marker itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompletedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    /// The marker's offset.
+    pub last_offset: i64,
+    pub is_aborted: bool,
 }
 
 /// The outcome of checking one batch against producer state.
@@ -62,8 +84,17 @@ pub enum Check {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SequenceError {
-    Fenced { epoch: i16, current: i16 },
-    OutOfOrder { sequence: i32, expected: i32 },
+    Fenced {
+        epoch: i16,
+        current: i16,
+    },
+    OutOfOrder {
+        sequence: i32,
+        expected: i32,
+    },
+    /// A non-transactional batch from a producer with an open transaction (Kafka:
+    /// INVALID_TXN_STATE).
+    InvalidTxnState,
 }
 
 fn next_seq(s: i32) -> i32 {
@@ -124,6 +155,12 @@ impl ProducerStateManager {
         if h.is_control() || h.base_sequence < 0 {
             return Ok(Check::Untracked);
         }
+        if !h.is_transactional()
+            && h.producer_epoch == state.epoch
+            && state.current_txn_first_offset.is_some()
+        {
+            return Err(SequenceError::InvalidTxnState);
+        }
         if h.producer_epoch > state.epoch {
             // A bumped epoch restarts the sequence.
             if h.base_sequence != 0 {
@@ -171,10 +208,16 @@ impl ProducerStateManager {
                 epoch: h.producer_epoch,
                 batches: VecDeque::new(),
                 last_timestamp: timestamp_ms,
+                current_txn_first_offset: None,
             });
         if h.producer_epoch > state.epoch {
             state.epoch = h.producer_epoch;
             state.batches.clear();
+        }
+        if h.is_control() {
+            state.current_txn_first_offset = None;
+        } else if h.is_transactional() && state.current_txn_first_offset.is_none() {
+            state.current_txn_first_offset = Some(h.base_offset);
         }
         state.last_timestamp = state.last_timestamp.max(timestamp_ms);
         if !h.is_control() && h.base_sequence >= 0 {
@@ -191,22 +234,76 @@ impl ProducerStateManager {
         Some(state)
     }
 
+    /// The transaction that control batch `h` (already carrying its offset) ends. A marker for
+    /// a producer with no open transaction covers only itself, as in Kafka.
+    pub fn completed_txn(
+        &self,
+        pending: &HashMap<i64, ProducerState>,
+        h: &BatchHeader,
+        is_aborted: bool,
+    ) -> CompletedTxn {
+        let first = pending
+            .get(&h.producer_id)
+            .or_else(|| self.producers.get(&h.producer_id))
+            .and_then(|s| s.current_txn_first_offset);
+        CompletedTxn {
+            producer_id: h.producer_id,
+            first_offset: first.unwrap_or(h.base_offset),
+            last_offset: h.base_offset,
+            is_aborted,
+        }
+    }
+
+    /// The smallest first offset of any open transaction: nothing at or after it is stable.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.producers
+            .values()
+            .filter_map(|s| s.current_txn_first_offset)
+            .min()
+    }
+
+    /// How many producers have an open transaction.
+    pub fn ongoing_txn_count(&self) -> usize {
+        self.producers
+            .values()
+            .filter(|s| s.current_txn_first_offset.is_some())
+            .count()
+    }
+
     pub fn apply(&mut self, pending: HashMap<i64, ProducerState>) {
         self.producers.extend(pending);
     }
 
-    /// Replays one batch already in the log (recovery, follower appends).
-    pub fn replay(&mut self, h: &BatchHeader) {
+    /// Replays one batch already in the log (recovery): `batch` is its whole bytes, read for
+    /// a control batch's marker. Returns the transaction an abort marker ends, for the
+    /// aborted-transaction index.
+    pub fn replay(&mut self, h: &BatchHeader, batch: &[u8]) -> Option<AbortedTxn> {
         let none = HashMap::new();
+        let completed = h
+            .is_control()
+            .then(|| control::parse_marker(batch))
+            .flatten()
+            .map(|m| self.completed_txn(&none, h, m.result == TransactionResult::Abort));
         if let Some(s) = self.updated(&none, h, h.max_timestamp) {
             self.producers.insert(h.producer_id, s);
         }
+        let txn = completed.filter(|t| t.is_aborted)?;
+        Some(AbortedTxn::new(&txn, self.last_stable_offset_after(&txn)))
     }
 
-    /// Forgets producers idle for longer than the expiration.
+    /// The LSO right after `txn` ended (its state already applied): the first offset of another
+    /// open transaction, else just past the marker (Kafka's `lastStableOffset(completedTxn)`).
+    pub fn last_stable_offset_after(&self, txn: &CompletedTxn) -> i64 {
+        self.first_unstable_offset().unwrap_or(txn.last_offset + 1)
+    }
+
+    /// Forgets producers idle for longer than the expiration, except those with an open
+    /// transaction (Kafka keeps them until the coordinator ends it).
     pub fn remove_expired(&mut self, now_ms: i64) {
-        self.producers
-            .retain(|_, s| now_ms - s.last_timestamp < PRODUCER_EXPIRATION_MS);
+        self.producers.retain(|_, s| {
+            s.current_txn_first_offset.is_some()
+                || now_ms - s.last_timestamp < PRODUCER_EXPIRATION_MS
+        });
     }
 
     pub fn clear(&mut self) {
@@ -226,6 +323,7 @@ impl ProducerStateManager {
             b.extend_from_slice(&id.to_be_bytes());
             b.extend_from_slice(&s.epoch.to_be_bytes());
             b.extend_from_slice(&s.last_timestamp.to_be_bytes());
+            b.extend_from_slice(&s.current_txn_first_offset.unwrap_or(-1).to_be_bytes());
             b.push(s.batches.len() as u8);
             for m in &s.batches {
                 b.extend_from_slice(&m.first_seq.to_be_bytes());
@@ -248,7 +346,8 @@ impl ProducerStateManager {
             return None;
         }
         let mut r = Reader { b: body, at: 0 };
-        if r.u16()? != SNAPSHOT_VERSION {
+        let version = r.u16()?;
+        if version != 1 && version != SNAPSHOT_VERSION {
             return None;
         }
         let n = r.u32()? as usize;
@@ -257,6 +356,10 @@ impl ProducerStateManager {
             let id = r.i64()?;
             let epoch = r.u16()? as i16;
             let last_timestamp = r.i64()?;
+            let current_txn_first_offset = match version {
+                1 => None,
+                _ => Some(r.i64()?).filter(|&o| o >= 0),
+            };
             let nb = r.u8()? as usize;
             let mut batches = VecDeque::with_capacity(nb);
             for _ in 0..nb {
@@ -273,6 +376,7 @@ impl ProducerStateManager {
                     epoch,
                     batches,
                     last_timestamp,
+                    current_txn_first_offset,
                 },
             );
         }
@@ -406,7 +510,7 @@ mod tests {
         let none = HashMap::new();
         let c = m.check(&none, h).expect("accepted");
         if c == Check::Accept {
-            m.replay(h);
+            m.replay(h, &[]);
         }
         c
     }
@@ -458,5 +562,83 @@ mod tests {
         let mut bad = snap.clone();
         bad[7] ^= 1;
         assert_eq!(ProducerStateManager::decode(&bad), None);
+    }
+
+    #[test]
+    fn transactions_open_and_end_with_markers() {
+        use crate::protocol::control::{build_marker_batch, EndTransactionMarker};
+        use crate::protocol::record_batch::{set_covered_fields, TRANSACTIONAL_BIT};
+        let txn = |pid: i64, seq: i32, base: i64| {
+            let mut b = build_batch(0, 0, Some((pid, 0, seq)), &[(None, Some(&b"v"[..]))]);
+            set_covered_fields(&mut b, TRANSACTIONAL_BIT, 0, seq);
+            let mut h = BatchHeader::parse(&b).expect("header");
+            h.base_offset = base;
+            (h, b)
+        };
+        let marker = |pid: i64, result, base: i64| {
+            let m = EndTransactionMarker {
+                result,
+                coordinator_epoch: 1,
+            };
+            let b = build_marker_batch(pid, 0, m, 0);
+            let mut h = BatchHeader::parse(&b).expect("header");
+            h.base_offset = base;
+            (h, b)
+        };
+        let mut m = ProducerStateManager::default();
+        for (h, b) in [txn(1, 0, 10), txn(2, 0, 11), txn(1, 1, 12)] {
+            assert_eq!(m.replay(&h, &b), None);
+        }
+        assert_eq!(m.get(1).and_then(|s| s.current_txn_first_offset), Some(10));
+        assert_eq!(m.first_unstable_offset(), Some(10));
+        // A non-transactional batch of a producer inside a transaction is refused.
+        let none = HashMap::new();
+        assert_eq!(
+            m.check(&none, &header(1, 0, 2, 1, 13)),
+            Err(SequenceError::InvalidTxnState)
+        );
+        let (h, b) = marker(1, TransactionResult::Commit, 13);
+        assert_eq!(m.replay(&h, &b), None);
+        assert_eq!(m.first_unstable_offset(), Some(11));
+        // The snapshot keeps the open transaction.
+        let snap = m.encode();
+        assert_eq!(ProducerStateManager::decode(&snap), Some(m.clone()));
+        let (h, b) = marker(2, TransactionResult::Abort, 14);
+        assert_eq!(
+            m.replay(&h, &b),
+            Some(AbortedTxn {
+                producer_id: 2,
+                first_offset: 11,
+                last_offset: 14,
+                last_stable_offset: 15
+            })
+        );
+        assert_eq!(m.first_unstable_offset(), None);
+        assert_eq!(m.ongoing_txn_count(), 0);
+        // Expiration spares producers with an open transaction.
+        let (h, b) = txn(3, 0, 15);
+        m.replay(&h, &b);
+        m.remove_expired(i64::MAX);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m.first_unstable_offset(), Some(15));
+    }
+
+    #[test]
+    fn reads_version_1_snapshots() {
+        let mut v1 = Vec::new();
+        v1.extend_from_slice(&1u16.to_be_bytes());
+        v1.extend_from_slice(&1u32.to_be_bytes());
+        v1.extend_from_slice(&7i64.to_be_bytes());
+        v1.extend_from_slice(&2i16.to_be_bytes());
+        v1.extend_from_slice(&99i64.to_be_bytes());
+        v1.push(0);
+        let crc = crc32fast::hash(&v1);
+        v1.extend_from_slice(&crc.to_be_bytes());
+        let m = ProducerStateManager::decode(&v1).expect("v1");
+        let s = m.get(7).expect("producer 7");
+        assert_eq!(
+            (s.epoch, s.last_timestamp, s.current_txn_first_offset),
+            (2, 99, None)
+        );
     }
 }

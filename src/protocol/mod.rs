@@ -2,6 +2,7 @@
 //! where Strata's typed errors become Kafka error codes.
 
 pub mod compression;
+pub mod control;
 pub mod fetch_session;
 pub mod record_batch;
 pub mod records;

@@ -55,8 +55,8 @@ const RECORDS_COUNT_AT: usize = 57;
 
 const COMPRESSION_MASK: i16 = 0x07;
 const TIMESTAMP_TYPE_BIT: i16 = 1 << 3;
-const TRANSACTIONAL_BIT: i16 = 1 << 4;
-const CONTROL_BIT: i16 = 1 << 5;
+pub const TRANSACTIONAL_BIT: i16 = 1 << 4;
+pub const CONTROL_BIT: i16 = 1 << 5;
 
 /// Why a byte range is not a valid batch.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

@@ -1,5 +1,6 @@
 //! The gauges read off the replicas at scrape time: partitions, leaderships, under-replicated
-//! and under-min-ISR partitions, offline partitions, log sizes per topic.
+//! and under-min-ISR partitions, offline partitions, log sizes, open transactions and the
+//! last-stable-offset lag per topic.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +21,8 @@ impl ReplicaManager {
         let min_isr_default = node.get_i32("min.insync.replicas").max(1) as usize;
         let (mut partitions, mut leaders, mut under_replicated, mut under_min_isr) = (0, 0, 0, 0);
         let mut per_topic: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        // Led partitions only: (open transactions, largest LSO lag).
+        let mut txns: BTreeMap<String, (u64, i64)> = BTreeMap::new();
         for p in self.all() {
             partitions += 1;
             let state = p.state();
@@ -36,6 +39,9 @@ impl ReplicaManager {
                 if state.isr.len() < min_isr {
                     under_min_isr += 1;
                 }
+                let t = txns.entry(p.tp.topic.clone()).or_default();
+                t.0 += p.log().ongoing_txn_count() as u64;
+                t.1 = t.1.max(p.high_watermark().0 - p.last_stable_offset().0);
             }
             let entry = per_topic.entry(p.tp.topic.clone()).or_default();
             entry.0 += p.log().size_bytes();
@@ -55,6 +61,18 @@ impl ReplicaManager {
         replication
             .follower_fetchers
             .set(self.fetcher_count() as i64);
+        topics.open_transactions.reset();
+        topics.last_stable_offset_lag.reset();
+        for (topic, (open, lag)) in txns {
+            topics
+                .open_transactions
+                .with_label_values(&[&topic])
+                .set(open as i64);
+            topics
+                .last_stable_offset_lag
+                .with_label_values(&[&topic])
+                .set(lag);
+        }
         topics.log_size.reset();
         topics.log_segments.reset();
         for (topic, (bytes, segments)) in per_topic {

@@ -18,6 +18,11 @@ pub struct BrokerTopicMetrics {
     pub offline: IntGauge,
     pub log_size: IntGaugeVec,
     pub log_segments: IntGaugeVec,
+    /// Open transactions on the partitions this broker leads, by topic.
+    pub open_transactions: IntGaugeVec,
+    /// The largest high watermark minus last stable offset over a topic's led partitions:
+    /// how far read_committed consumers trail read_uncommitted ones.
+    pub last_stable_offset_lag: IntGaugeVec,
 }
 
 impl BrokerTopicMetrics {
@@ -82,6 +87,18 @@ impl BrokerTopicMetrics {
                 r,
                 "strata_log_segments",
                 "Local log segments, by topic.",
+                &["topic"],
+            ),
+            open_transactions: gauge_vec(
+                r,
+                "strata_log_open_transactions",
+                "Open transactions on the partitions this broker leads, by topic.",
+                &["topic"],
+            ),
+            last_stable_offset_lag: gauge_vec(
+                r,
+                "strata_log_last_stable_offset_lag",
+                "Largest high watermark minus last stable offset of a led partition, by topic.",
                 &["topic"],
             ),
         }

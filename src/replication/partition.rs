@@ -22,7 +22,10 @@ use crate::log::remote::{RemoteLog, TieredPartition};
 use crate::log::{
     checkpoint, FetchDataInfo, FlushPolicy, LogAppendInfo, LogError, PartitionLog, UnifiedLog,
 };
-use crate::model::{BrokerId, LeaderEpoch, Offset, TopicId, TopicPartition};
+use crate::model::{
+    BrokerId, LeaderEpoch, Offset, ProducerEpoch, ProducerId, TopicId, TopicPartition,
+};
+use crate::protocol::control::EndTransactionMarker;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PartitionError {
@@ -347,6 +350,63 @@ impl Partition {
         Ok((info, state.leader_epoch))
     }
 
+    /// The last stable offset: below both the high watermark and the first offset of any open
+    /// transaction. read_committed consumers read up to it.
+    pub fn last_stable_offset(&self) -> Offset {
+        let hw = self.high_watermark();
+        self.log().first_unstable_offset().map_or(hw, |f| f.min(hw))
+    }
+
+    /// Appends the marker that ends `producer_id`'s transaction, as leader (WriteTxnMarkers,
+    /// or the transaction coordinator in process), and returns the leader epoch to wait on with
+    /// acks=-1, as Kafka writes markers. Read_committed fetches waiting here are woken: the
+    /// last stable offset may have moved.
+    pub fn append_txn_marker(
+        &self,
+        producer_id: ProducerId,
+        producer_epoch: ProducerEpoch,
+        marker: EndTransactionMarker,
+    ) -> Result<(LogAppendInfo, LeaderEpoch), PartitionError> {
+        let state = self.check_leader(LeaderEpoch::UNKNOWN)?;
+        let min_isr = self.min_isr();
+        if state.isr.len() < min_isr {
+            return Err(PartitionError::NotEnoughReplicas {
+                tp: self.tp.clone(),
+                isr: state.isr.len(),
+                min_isr,
+            });
+        }
+        let info = self.log().append_txn_marker(
+            producer_id,
+            producer_epoch,
+            marker,
+            state.leader_epoch,
+        )?;
+        if state.replicas.len() > 1 {
+            self.fetch_wakeups.appended();
+        }
+        self.fetch_wakeups.high_watermark_advanced();
+        if !self.waits_for_fsync() {
+            self.advance_high_watermark();
+        }
+        Ok((info, state.leader_epoch))
+    }
+
+    /// [`append_txn_marker`](Self::append_txn_marker), answered once the marker is committed
+    /// (every ISR member has it): what the transaction coordinator calls for a partition this
+    /// broker leads.
+    pub async fn write_txn_marker(
+        &self,
+        producer_id: ProducerId,
+        producer_epoch: ProducerEpoch,
+        marker: EndTransactionMarker,
+    ) -> Result<LogAppendInfo, PartitionError> {
+        let (info, epoch) = self.append_txn_marker(producer_id, producer_epoch, marker)?;
+        self.wait_committed(info.last_offset.next(), -1, epoch)
+            .await?;
+        Ok(info)
+    }
+
     fn waits_for_fsync(&self) -> bool {
         self.log().flush_policy() == FlushPolicy::GroupCommit
     }
@@ -661,6 +721,10 @@ impl TieredPartition for Partition {
 
     fn high_watermark(&self) -> Offset {
         Partition::high_watermark(self)
+    }
+
+    fn last_stable_offset(&self) -> Offset {
+        Partition::last_stable_offset(self)
     }
 
     fn local_log_restarted(&self) {

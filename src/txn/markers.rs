@@ -21,10 +21,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::state::MarkerJob;
 use crate::client::KafkaClient;
+use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
+use crate::log::LogError;
 use crate::model::{BrokerId, PartitionIndex, TopicPartition};
+use crate::model::{ProducerEpoch, ProducerId as LogProducerId};
 use crate::net::Network;
+use crate::protocol::control::{EndTransactionMarker, TransactionResult};
 use crate::protocol::str_bytes;
-use crate::replication::MetadataClient;
+use crate::replication::{MetadataClient, PartitionError, ReplicaManager};
 
 /// The one WriteTxnMarkers version Kafka 4.1 serves.
 const WRITE_TXN_MARKERS_VERSION: i16 = 1;
@@ -33,12 +37,16 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// What a marker job can reach: the image (partition leaders and their addresses) and the
-/// inter-broker network (TLS when the inter-broker listener uses it, as replica fetchers).
+/// What a marker job can reach: the image (partition leaders and their addresses), the
+/// inter-broker network (TLS when the inter-broker listener uses it, as replica fetchers), and,
+/// for partitions led here, the partitions themselves and the group coordinator (a marker on
+/// an offsets partition ends the producer's pending transactional offsets there).
 #[derive(Clone)]
 pub struct MarkerChannel {
     pub metadata: MetadataClient,
     pub net: Arc<dyn Network>,
+    pub replicas: Arc<ReplicaManager>,
+    pub groups: Arc<GroupCoordinator>,
 }
 
 impl std::fmt::Debug for MarkerChannel {
@@ -117,7 +125,33 @@ pub async fn write_markers(
         if pending.is_empty() {
             return MarkerOutcome::Written { written };
         }
+        // Partitions led here are written in process; the others by their leader.
+        let local: Vec<TopicPartition> = pending
+            .iter()
+            .filter(|tp| channel.replicas.get(tp).is_some_and(|p| p.is_leader()))
+            .cloned()
+            .collect();
+        for tp in local {
+            match write_local(channel, job, coordinator_epoch, &tp).await {
+                PartitionOutcome::Done => {
+                    pending.remove(&tp);
+                    written += 1;
+                }
+                PartitionOutcome::Fenced => {
+                    tracing::info!(transactional_id = %job.transactional_id, partition = %tp, "transaction marker fenced; another coordinator or producer epoch owns the transaction");
+                    return MarkerOutcome::Fenced;
+                }
+                PartitionOutcome::Retry => {}
+            }
+        }
         for (leader, (addr, partitions)) in by_leader {
+            let partitions: Vec<TopicPartition> = partitions
+                .into_iter()
+                .filter(|tp| pending.contains(tp))
+                .collect();
+            if partitions.is_empty() {
+                continue;
+            }
             let done = match send(
                 &mut clients,
                 channel,
@@ -161,6 +195,51 @@ pub async fn write_markers(
             () = cancel.cancelled() => return MarkerOutcome::Cancelled,
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Writes the marker on a partition this broker leads, answered once replicated.
+async fn write_local(
+    channel: &MarkerChannel,
+    job: &MarkerJob,
+    coordinator_epoch: i32,
+    tp: &TopicPartition,
+) -> PartitionOutcome {
+    let Some(partition) = channel.replicas.get(tp) else {
+        return PartitionOutcome::Retry;
+    };
+    let marker = EndTransactionMarker {
+        result: if job.commit {
+            TransactionResult::Commit
+        } else {
+            TransactionResult::Abort
+        },
+        coordinator_epoch,
+    };
+    let written = tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        partition.write_txn_marker(
+            LogProducerId(job.producer_id),
+            ProducerEpoch(job.producer_epoch),
+            marker,
+        ),
+    )
+    .await;
+    match written {
+        Ok(Ok(_)) => {
+            if tp.topic == OFFSETS_TOPIC {
+                channel
+                    .groups
+                    .complete_transaction(tp.partition.0, job.producer_id, job.commit);
+            }
+            PartitionOutcome::Done
+        }
+        Ok(Err(PartitionError::Log(LogError::ProducerFenced { .. }))) => PartitionOutcome::Fenced,
+        Ok(Err(e)) => {
+            tracing::debug!(partition = %tp, error = %e, "transaction marker not written yet; retrying");
+            PartitionOutcome::Retry
+        }
+        Err(_) => PartitionOutcome::Retry,
     }
 }
 

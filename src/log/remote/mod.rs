@@ -139,6 +139,11 @@ pub trait TieredPartition: Send + Sync {
     fn is_leader(&self) -> bool;
     fn leader_epoch(&self) -> LeaderEpoch;
     fn high_watermark(&self) -> Offset;
+    /// The last stable offset (at most the high watermark): only segments wholly below it are
+    /// uploaded, as Kafka does, so no open transaction is tiered.
+    fn last_stable_offset(&self) -> Offset {
+        self.high_watermark()
+    }
     /// The local log was restarted empty after the remote end: the high watermark may move.
     fn local_log_restarted(&self);
 }

@@ -135,8 +135,8 @@ impl RemoteLogManager {
             let (n, bytes) = scheduler::upload_lag(&manifest, &sealed);
             entry.lag_segments.store(n as u64, Ordering::Relaxed);
             entry.lag_bytes.store(bytes, Ordering::Relaxed);
-            let hw = p.high_watermark().0;
-            let Some(seg) = scheduler::next_upload(&manifest, &sealed, hw).cloned() else {
+            let stable = p.last_stable_offset().0;
+            let Some(seg) = scheduler::next_upload(&manifest, &sealed, stable).cloned() else {
                 break;
             };
             let epoch = p.leader_epoch().0;

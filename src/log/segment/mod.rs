@@ -616,6 +616,7 @@ impl LogSegment {
             self.file.path.clone(),
             self.index.path().to_path_buf(),
             self.time_index.path().to_path_buf(),
+            self.file.path.with_extension("txnindex"),
         ] {
             match std::fs::remove_file(&p) {
                 Ok(()) => {}

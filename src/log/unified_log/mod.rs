@@ -20,6 +20,7 @@
 
 mod lookup;
 mod tiering;
+mod txn;
 
 pub use tiering::SealedSegmentInfo;
 
@@ -33,6 +34,7 @@ use bytes::Bytes;
 use super::local_log::LocalLog;
 use super::producer_state::{Check, SequenceError};
 use super::segment::{read_batches, SegmentFile, SegmentRead};
+use super::txn_index::AbortedTxn;
 use super::validator::{self, ValidBatch};
 use super::{
     checkpoint, loader, retention, FetchDataInfo, FlushPolicy, LogAppendInfo, LogConfig, LogError,
@@ -40,6 +42,7 @@ use super::{
 };
 use crate::clock::SharedClock;
 use crate::model::{LeaderEpoch, Offset, ProducerEpoch, ProducerId};
+use crate::protocol::control::{parse_marker, TransactionResult};
 use crate::protocol::record_batch::{self, validate_batch, BatchError, BatchIter};
 
 /// Asked before retention deletes a closed segment: `false` holds it back (tiered storage keeps
@@ -74,6 +77,9 @@ impl std::fmt::Debug for UnifiedLog {
 
 enum Origin {
     Leader(LeaderEpoch),
+    /// The leader appending a control batch it built itself (a transaction marker): not
+    /// subject to the client checks that refuse control batches.
+    Coordinator(LeaderEpoch),
     Follower,
 }
 
@@ -95,6 +101,7 @@ fn entry(producer_id: i64, s: &super::producer_state::ProducerState) -> Producer
         last_sequence: last.map_or(-1, |b| b.last_seq),
         last_offset: Offset(last.map_or(-1, |b| b.last_offset)),
         last_timestamp_ms: s.last_timestamp,
+        current_txn_start_offset: s.current_txn_first_offset.map(Offset),
     }
 }
 
@@ -235,14 +242,15 @@ impl UnifiedLog {
     }
 
     fn append(&self, records: Bytes, origin: Origin) -> Result<LogAppendInfo> {
-        let leader = matches!(origin, Origin::Leader(_));
+        let leader = !matches!(origin, Origin::Follower);
         // CRC checks are the costly part: done before taking the lock.
-        let mut batches = self.validate(&records, leader)?;
+        let mut batches = self.validate(&records, matches!(origin, Origin::Leader(_)))?;
         let mut st = self.lock_open()?;
         let now = self.clock.now_ms();
         let log_append_time = leader && st.config.timestamp_type == TimestampType::LogAppendTime;
         let leo = st.log_end_offset();
         let mut pending = HashMap::new();
+        let mut completed = Vec::new();
         let mut next = leo;
         // What is written: the request's own bytes, except the few header bytes a leader
         // rewrites, which go in small patched copies (no copy of the records themselves).
@@ -253,8 +261,9 @@ impl UnifiedLog {
         } in batches.iter_mut()
         {
             let whole = whole.clone();
+            let marker = h.is_control().then(|| parse_marker(&whole)).flatten();
             match origin {
-                Origin::Leader(epoch) => {
+                Origin::Leader(epoch) | Origin::Coordinator(epoch) => {
                     h.base_offset = next;
                     h.partition_leader_epoch = epoch.0;
                     if log_append_time {
@@ -313,6 +322,15 @@ impl UnifiedLog {
                         expected,
                     })
                 }
+                Err(SequenceError::InvalidTxnState) => {
+                    return Err(LogError::InvalidTxnState {
+                        producer_id: ProducerId(h.producer_id),
+                    })
+                }
+            }
+            if let Some(marker) = marker {
+                let aborted = marker.result == TransactionResult::Abort;
+                completed.push(st.producers.completed_txn(&pending, h, aborted));
             }
             if let Some(s) = st.producers.updated(&pending, h, h.max_timestamp.max(now)) {
                 pending.insert(h.producer_id, s);
@@ -341,9 +359,15 @@ impl UnifiedLog {
         let preallocate = st.config.preallocate_bytes;
         st.active_mut().append(&chunks, &placed, preallocate)?;
         st.producers.apply(pending);
+        for txn in completed.iter().filter(|t| t.is_aborted) {
+            let lso = st.producers.last_stable_offset_after(txn);
+            st.record_aborted(AbortedTxn::new(txn, lso))?;
+        }
         let mut epochs_changed = false;
         match origin {
-            Origin::Leader(epoch) => epochs_changed |= st.epoch_cache.assign(epoch.0, first_offset),
+            Origin::Leader(epoch) | Origin::Coordinator(epoch) => {
+                epochs_changed |= st.epoch_cache.assign(epoch.0, first_offset)
+            }
             Origin::Follower => {
                 for (_, h) in &placed {
                     epochs_changed |= st

@@ -1,0 +1,208 @@
+//! `TransactionIndex`: the aborted transactions of a log, for read_committed fetches.
+//!
+//! One file per segment, `{base_offset:020}.txnindex`, holding the transactions whose abort
+//! marker lies in that segment, in marker order. An entry is Kafka's, 34 bytes big-endian:
+//! ```text
+//! i16 version (0) | i64 producer_id | i64 first_offset | i64 last_offset (the marker)
+//! | i64 last_stable_offset (the LSO right after the abort)
+//! ```
+//! Entries are appended when an abort marker is appended (by the leader or a follower copying
+//! it). The file is not fsynced on its own: recovery rebuilds every entry whose marker lies
+//! at or after the producer-state snapshot it replays from, so a file torn by a crash is
+//! rewritten, and a file is deleted or truncated with its segment.
+//!
+//! In memory the log keeps all entries in one list ordered by marker offset (what fetches
+//! search); its size is bounded by the aborts the log's retention keeps.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::producer_state::CompletedTxn;
+use super::segment::io_error;
+use super::Result;
+
+const ENTRY_BYTES: usize = 34;
+const ENTRY_VERSION: i16 = 0;
+
+/// One aborted transaction (Kafka's `AbortedTxn`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub last_stable_offset: i64,
+}
+
+impl AbortedTxn {
+    pub fn new(txn: &CompletedTxn, last_stable_offset: i64) -> AbortedTxn {
+        AbortedTxn {
+            producer_id: txn.producer_id,
+            first_offset: txn.first_offset,
+            last_offset: txn.last_offset,
+            last_stable_offset,
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&ENTRY_VERSION.to_be_bytes());
+        out.extend_from_slice(&self.producer_id.to_be_bytes());
+        out.extend_from_slice(&self.first_offset.to_be_bytes());
+        out.extend_from_slice(&self.last_offset.to_be_bytes());
+        out.extend_from_slice(&self.last_stable_offset.to_be_bytes());
+    }
+
+    fn decode(b: &[u8]) -> Option<AbortedTxn> {
+        let i64_at = |at: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b.get(at..at + 8)?);
+            Some(i64::from_be_bytes(a))
+        };
+        if i16::from_be_bytes([*b.first()?, *b.get(1)?]) != ENTRY_VERSION {
+            return None;
+        }
+        Some(AbortedTxn {
+            producer_id: i64_at(2)?,
+            first_offset: i64_at(10)?,
+            last_offset: i64_at(18)?,
+            last_stable_offset: i64_at(26)?,
+        })
+    }
+}
+
+pub fn txn_index_path(dir: &Path, base_offset: i64) -> PathBuf {
+    dir.join(format!("{base_offset:020}.txnindex"))
+}
+
+/// Reads a segment's entries; a missing file is empty, and a torn or unreadable tail is
+/// dropped (recovery rewrites what it replays).
+pub fn read_entries(path: &Path) -> Vec<AbortedTxn> {
+    let Ok(data) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    data.chunks_exact(ENTRY_BYTES)
+        .map_while(AbortedTxn::decode)
+        .collect()
+}
+
+/// Appends one entry to a segment's file.
+pub fn append_entry(path: &Path, entry: &AbortedTxn) -> Result<()> {
+    let mut b = Vec::with_capacity(ENTRY_BYTES);
+    entry.encode(&mut b);
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(&b))
+        .map_err(|e| io_error(path, e))
+}
+
+/// Replaces a segment's file with `entries` (none: the file is removed).
+pub fn write_entries(path: &Path, entries: &[AbortedTxn]) -> Result<()> {
+    if entries.is_empty() {
+        return match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_error(path, e)),
+            _ => Ok(()),
+        };
+    }
+    let mut b = Vec::with_capacity(entries.len() * ENTRY_BYTES);
+    for e in entries {
+        e.encode(&mut b);
+    }
+    std::fs::write(path, b).map_err(|e| io_error(path, e))
+}
+
+/// Compaction merged the segments `replaced` (ascending, the first being `base`) into one:
+/// their entries go to `base`'s file, in marker order, without duplicates (a merge redone after
+/// a crash finds some twice). Written to a temporary file and renamed over, so a crash leaves
+/// the old file or the new one.
+pub fn merge_into(dir: &Path, base: i64, replaced: &[i64]) -> Result<()> {
+    let mut all: Vec<AbortedTxn> = replaced
+        .iter()
+        .flat_map(|&b| read_entries(&txn_index_path(dir, b)))
+        .collect();
+    all.sort_by_key(|t| (t.last_offset, t.producer_id));
+    all.dedup();
+    if all.is_empty() {
+        return Ok(());
+    }
+    let path = txn_index_path(dir, base);
+    let tmp = path.with_extension("txnindex.tmp");
+    write_entries(&tmp, &all)?;
+    std::fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))
+}
+
+/// The aborted transactions that overlap `[fetch_offset, upper_bound_offset)`: those whose
+/// marker is at or after the fetch offset and whose first offset is below the bound (Kafka's
+/// `collectAbortedTxns`). `entries` is ordered by marker offset.
+pub fn collect_aborted(
+    entries: &[AbortedTxn],
+    fetch_offset: i64,
+    upper_bound_offset: i64,
+) -> Vec<AbortedTxn> {
+    let from = entries.partition_point(|e| e.last_offset < fetch_offset);
+    entries[from..]
+        .iter()
+        .filter(|e| e.first_offset < upper_bound_offset)
+        .copied()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn txn(pid: i64, first: i64, last: i64) -> AbortedTxn {
+        AbortedTxn {
+            producer_id: pid,
+            first_offset: first,
+            last_offset: last,
+            last_stable_offset: last + 1,
+        }
+    }
+
+    #[test]
+    fn file_round_trip_and_torn_tail() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = txn_index_path(dir.path(), 100);
+        assert!(path.ends_with("00000000000000000100.txnindex"));
+        append_entry(&path, &txn(1, 100, 105)).expect("append");
+        append_entry(&path, &txn(2, 101, 110)).expect("append");
+        assert_eq!(
+            read_entries(&path),
+            vec![txn(1, 100, 105), txn(2, 101, 110)]
+        );
+        let mut data = std::fs::read(&path).expect("read");
+        assert_eq!(data.len(), 2 * ENTRY_BYTES);
+        data.truncate(ENTRY_BYTES + 5);
+        std::fs::write(&path, &data).expect("write");
+        assert_eq!(read_entries(&path), vec![txn(1, 100, 105)]);
+        write_entries(&path, &[]).expect("remove");
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn collects_overlapping_aborts() {
+        let entries = [txn(1, 0, 4), txn(2, 3, 9), txn(3, 12, 15)];
+        assert_eq!(collect_aborted(&entries, 0, 3), vec![txn(1, 0, 4)]);
+        assert_eq!(collect_aborted(&entries, 5, 12), vec![txn(2, 3, 9)]);
+        assert_eq!(
+            collect_aborted(&entries, 4, 100),
+            vec![txn(1, 0, 4), txn(2, 3, 9), txn(3, 12, 15)]
+        );
+        assert_eq!(collect_aborted(&entries, 16, 100), vec![]);
+    }
+
+    #[test]
+    fn a_merge_keeps_every_entry_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        append_entry(&txn_index_path(dir.path(), 0), &txn(1, 0, 4)).expect("append");
+        append_entry(&txn_index_path(dir.path(), 10), &txn(2, 9, 12)).expect("append");
+        merge_into(dir.path(), 0, &[0, 10]).expect("merge");
+        // Redone after a crash before the replaced file was removed: no duplicates.
+        merge_into(dir.path(), 0, &[0, 10]).expect("merge again");
+        assert_eq!(
+            read_entries(&txn_index_path(dir.path(), 0)),
+            vec![txn(1, 0, 4), txn(2, 9, 12)]
+        );
+    }
+}
