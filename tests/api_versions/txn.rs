@@ -329,6 +329,26 @@ pub(super) async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16) -> bool {
                 fetched.topics[0].partitions[0].committed_offset, -1,
                 "TxnOffsetCommit v{v}"
             );
+            assert_eq!(fetched.topics[0].partitions[0].error_code, 0);
+            // A read_committed consumer asking for stable offsets is told to retry (KIP-447).
+            let stable = send(
+                c,
+                &OffsetFetchRequest::default()
+                    .with_group_id(GroupId(str_bytes(&group)))
+                    .with_require_stable(true)
+                    .with_topics(Some(vec![
+                        offset_fetch_request::OffsetFetchRequestTopic::default()
+                            .with_name(topic_name(TOPIC))
+                            .with_partition_indexes(vec![0]),
+                    ])),
+                7,
+            )
+            .await;
+            assert_eq!(
+                stable.topics[0].partitions[0].error_code,
+                E::UnstableOffsetCommit.code(),
+                "TxnOffsetCommit v{v}"
+            );
         }
         _ => return false,
     }

@@ -165,6 +165,9 @@ pub enum GroupRequest {
         group_id: String,
         topics: Option<Vec<(String, Vec<i32>)>>,
         member: Option<(String, i32)>,
+        /// OffsetFetch v7+ (KIP-447): partitions with transactional offsets still pending are
+        /// answered UNSTABLE_OFFSET_COMMIT, and the client retries.
+        require_stable: bool,
     },
     Describe {
         group_id: String,
@@ -197,6 +200,8 @@ pub struct FetchedOffsets {
     pub error_code: i16,
     /// topic → (partition, committed offset or None)
     pub topics: Vec<(String, Vec<(i32, Option<OffsetAndMetadata>)>)>,
+    /// Partitions answered UNSTABLE_OFFSET_COMMIT (`require_stable` with offsets pending).
+    pub unstable: Vec<(String, i32)>,
 }
 
 #[derive(Debug, Clone)]
@@ -240,6 +245,7 @@ impl GroupResponse {
             GroupResponse::FetchOffsets(r) => GroupResponse::FetchOffsets(FetchedOffsets {
                 error_code: code,
                 topics: r.topics,
+                unstable: Vec::new(),
             }),
             GroupResponse::Describe(r) => GroupResponse::Describe(r.with_error_code(code)),
             GroupResponse::List(l) => GroupResponse::List(l),
@@ -385,14 +391,25 @@ impl GroupShard {
                 group_id,
                 topics,
                 member,
+                require_stable,
             } => {
                 let r = match self.check_consumer_fetch(&group_id, member.as_ref()) {
                     Some(c) => FetchedOffsets {
                         error_code: c,
                         topics: Vec::new(),
+                        unstable: Vec::new(),
                     },
                     None => self.fetch_offsets(&group_id, topics),
                 };
+                let mut r = r;
+                if require_stable {
+                    r.unstable = r
+                        .topics
+                        .iter()
+                        .flat_map(|(t, ps)| ps.iter().map(move |(p, _)| (t.clone(), *p)))
+                        .filter(|(t, p)| self.has_pending_offset(&group_id, t, *p))
+                        .collect();
+                }
                 d.reply(waiter, GroupResponse::FetchOffsets(r));
             }
             GroupRequest::ConsumerHeartbeat(hb) => {
