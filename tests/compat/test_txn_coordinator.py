@@ -4,15 +4,21 @@ send_offsets_to_transaction (10,000 records; 100,000 with STRATA_SOAK=1)."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import strata_cli, wait_until
+from conftest import requires, strata_cli, wait_until
+
+JS = Path(__file__).parent / "js"
 
 SETS = {
     "group.initial.rebalance.delay.ms": "0",
@@ -202,3 +208,25 @@ def test_the_cli_lists_describes_and_aborts_a_transaction(broker_factory):
         p.commit_transaction(10)
     assert read_all(b.bootstrap, topic, 1, "read_committed", 0, timeout=3) == []
     assert sorted(read_all(b.bootstrap, topic, 1, "read_uncommitted", 3)) == [f"open-{i}" for i in range(3)]
+
+
+@requires(
+    shutil.which("node") is not None and (JS / "node_modules" / "kafkajs").is_dir(),
+    "node or kafkajs missing: run scripts/install-test-deps.sh",
+)
+def test_kafkajs_transaction_commit_and_abort(broker_factory):
+    b = broker_factory(SETS)
+    topic = "txn-js"
+    create_topic(b.bootstrap, topic, 2)
+    out = subprocess.run(
+        ["node", str(JS / "txn_produce.js"), b.bootstrap, topic, "tx-kafkajs", "20"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"ok": True}
+    committed = [f"js-commit-{i}" for i in range(20)]
+    aborted = [f"js-abort-{i}" for i in range(20)]
+    assert sorted(read_all(b.bootstrap, topic, 2, "read_committed", 20)) == sorted(committed)
+    assert sorted(read_all(b.bootstrap, topic, 2, "read_uncommitted", 40)) == sorted(committed + aborted)
