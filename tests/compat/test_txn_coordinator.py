@@ -230,3 +230,36 @@ def test_kafkajs_transaction_commit_and_abort(broker_factory):
     aborted = [f"js-abort-{i}" for i in range(20)]
     assert sorted(read_all(b.bootstrap, topic, 2, "read_committed", 20)) == sorted(committed)
     assert sorted(read_all(b.bootstrap, topic, 2, "read_uncommitted", 40)) == sorted(committed + aborted)
+
+
+def test_markers_reach_partitions_led_by_other_brokers(tmp_path, request):
+    """Three brokers: the coordinator writes markers in process where it leads and by
+    WriteTxnMarkers elsewhere; read_committed sees exactly the committed transaction."""
+    from test_cluster import Cluster, create_topics
+
+    c = Cluster(tmp_path, extra=SETS)
+    request.node._strata_brokers = c.nodes
+    c.start_all()
+    try:
+        c.wait_ready()
+        topic = "txn-cluster"
+        create_topics(c.bootstrap(), [topic], partitions=3, rf=3, timeout=20)
+        md = AdminClient({"bootstrap.servers": c.bootstrap()}).list_topics(topic, timeout=10)
+        leaders = {p.leader for p in md.topics[topic].partitions.values()}
+        assert len(leaders) > 1, f"partitions all led by {leaders}"
+        p = txn_producer(c.bootstrap(), "tx-cluster")
+        for tag, commit in (("kept", True), ("dropped", False)):
+            p.begin_transaction()
+            for i in range(30):
+                p.produce(topic, value=f"{tag}-{i}".encode(), partition=i % 3)
+            if commit:
+                p.commit_transaction(30)
+            else:
+                p.flush(30)
+                p.abort_transaction(30)
+        kept = [f"kept-{i}" for i in range(30)]
+        dropped = [f"dropped-{i}" for i in range(30)]
+        assert sorted(read_all(c.bootstrap(), topic, 3, "read_committed", 30)) == sorted(kept)
+        assert sorted(read_all(c.bootstrap(), topic, 3, "read_uncommitted", 60)) == sorted(kept + dropped)
+    finally:
+        c.cleanup()
