@@ -385,18 +385,30 @@ impl GroupCoordinator {
             Err(_) => None,
         };
         if let Some(shard) = shard {
-            let request = GroupRequest::TxnCompleted {
-                producer_id,
-                commit,
-            };
-            // The shard's queue is bounded; a full one is a shard falling behind, which is
-            // stopped and reloaded (reading the marker) rather than waited for here.
-            if Self::send(&shard, request).is_err() {
-                tracing::warn!(
-                    partition,
+            let (reply, _) = oneshot::channel();
+            let command = Command {
+                request: GroupRequest::TxnCompleted {
                     producer_id,
-                    "group shard busy; the transaction's offsets apply at its next load"
-                );
+                    commit,
+                },
+                reply,
+            };
+            // Queued at once, so it is decided before any commit of the producer's next
+            // transaction. Unlike a client's request it is not dropped when the queue is full:
+            // it then waits for room (the queue is bounded), or ends with the shard, whose
+            // successor reads the marker at its load.
+            if let Err(tokio::sync::mpsc::error::TrySendError::Full(command)) =
+                shard.tx.try_send(command)
+            {
+                tokio::spawn(async move {
+                    if shard.tx.send(command).await.is_err() {
+                        tracing::debug!(
+                            partition,
+                            producer_id,
+                            "group shard gone; its successor reads the marker"
+                        );
+                    }
+                });
             }
         }
     }
