@@ -288,6 +288,7 @@ impl Broker {
                 net: markers_net,
                 replicas: replicas.clone(),
                 groups: groups.clone(),
+                clients: Default::default(),
             },
             clock: clock.clone(),
             shutdown: shutdown.clone(),

@@ -47,6 +47,27 @@ pub struct MarkerChannel {
     pub net: Arc<dyn Network>,
     pub replicas: Arc<ReplicaManager>,
     pub groups: Arc<GroupCoordinator>,
+    pub clients: Arc<MarkerClients>,
+}
+
+/// One connection per partition leader, shared by every marker job of this broker (as Kafka's
+/// marker channel keeps one per broker), so a busy coordinator does not open a connection per
+/// transaction. Requests to one broker go one at a time; a failed one drops the connection.
+#[derive(Default)]
+pub struct MarkerClients {
+    // Short sections only (look up or insert a slot); the slot's own lock is the async one
+    // held across a request.
+    slots: std::sync::Mutex<BTreeMap<BrokerId, Arc<tokio::sync::Mutex<Option<KafkaClient>>>>>,
+}
+
+impl MarkerClients {
+    fn slot(&self, leader: BrokerId) -> Arc<tokio::sync::Mutex<Option<KafkaClient>>> {
+        match self.slots.lock() {
+            Ok(mut slots) => slots.entry(leader).or_default().clone(),
+            // Poisoned: a slot of its own, used once.
+            Err(_) => Arc::default(),
+        }
+    }
 }
 
 impl std::fmt::Debug for MarkerChannel {
@@ -99,7 +120,6 @@ pub async fn write_markers(
     let mut pending: BTreeSet<TopicPartition> = job.partitions.iter().cloned().collect();
     let mut written = 0usize;
     let mut backoff = BACKOFF_MIN;
-    let mut clients: BTreeMap<BrokerId, KafkaClient> = BTreeMap::new();
     loop {
         if cancel.is_cancelled() {
             return MarkerOutcome::Cancelled;
@@ -152,21 +172,11 @@ pub async fn write_markers(
             if partitions.is_empty() {
                 continue;
             }
-            let done = match send(
-                &mut clients,
-                channel,
-                leader,
-                &addr,
-                job,
-                coordinator_epoch,
-                &partitions,
-            )
-            .await
+            let done = match send(channel, leader, &addr, job, coordinator_epoch, &partitions).await
             {
                 Ok(results) => results,
                 Err(e) => {
                     tracing::debug!(%leader, error = %e, "writing transaction markers failed; retrying");
-                    clients.remove(&leader);
                     continue;
                 }
             };
@@ -244,7 +254,6 @@ async fn write_local(
 }
 
 async fn send(
-    clients: &mut BTreeMap<BrokerId, KafkaClient>,
     channel: &MarkerChannel,
     leader: BrokerId,
     addr: &str,
@@ -252,12 +261,15 @@ async fn send(
     coordinator_epoch: i32,
     partitions: &[TopicPartition],
 ) -> Result<Vec<(TopicPartition, i16)>, crate::client::ClientError> {
-    if clients.get(&leader).is_none_or(|c| c.addr() != addr) {
+    let slot = channel.clients.slot(leader);
+    let mut held = slot.lock().await;
+    if held.as_ref().is_none_or(|c| c.addr() != addr) {
+        *held = None;
         let c = KafkaClient::connect(&*channel.net, addr, "strata-txn-markers", CONNECT_TIMEOUT)
             .await?;
-        clients.insert(leader, c);
+        *held = Some(c);
     }
-    let Some(client) = clients.get_mut(&leader) else {
+    let Some(client) = held.as_mut() else {
         return Ok(Vec::new());
     };
     let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
@@ -279,14 +291,23 @@ async fn send(
                 })
                 .collect(),
         )]);
-    let resp = tokio::time::timeout(
+    let sent = tokio::time::timeout(
         REQUEST_TIMEOUT,
         client.send(&req, WRITE_TXN_MARKERS_VERSION),
     )
     .await
     .map_err(|_| crate::client::ClientError::Timeout {
         addr: addr.to_string(),
-    })??;
+    })
+    .and_then(|r| r);
+    let resp = match sent {
+        Ok(r) => r,
+        Err(e) => {
+            // The connection is in an unknown state (a response may still come): start over.
+            *held = None;
+            return Err(e);
+        }
+    };
     Ok(resp
         .markers
         .into_iter()
