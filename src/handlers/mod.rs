@@ -145,6 +145,11 @@ handlers! {
     ListTransactions => list_transactions,
     TxnOffsetCommit => txn_offset_commit,
     WriteTxnMarkers => write_txn_markers,
+    AlterPartitionReassignments => alter_partition_reassignments,
+    ListPartitionReassignments => list_partition_reassignments,
+    ElectLeaders => elect_leaders,
+    DescribeLogDirs => describe_log_dirs,
+    UnregisterBroker => unregister_broker,
 }
 
 pub mod fetch_session;

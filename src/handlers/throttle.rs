@@ -212,6 +212,11 @@ fn throttle_field(resp: &mut ResponseKind) -> Option<&mut i32> {
         DescribeTransactions,
         ListTransactions,
         TxnOffsetCommit,
+        AlterPartitionReassignments,
+        ListPartitionReassignments,
+        ElectLeaders,
+        DescribeLogDirs,
+        UnregisterBroker,
     )
 }
 
