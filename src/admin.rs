@@ -1,7 +1,7 @@
 //! `strata topics`: topic administration over the Kafka protocol, so it works against any
 //! Kafka-compatible broker. `strata groups` lives in [`groups`], `strata quotas` in [`quotas`],
 //! `strata acls` in [`acls`], `strata cluster drain` and `strata cluster balance` in
-//! [`reassign`].
+//! [`reassign`], `strata transactions` in [`transactions`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,6 +27,7 @@ pub mod groups;
 pub mod mirror;
 pub mod quotas;
 pub mod reassign;
+pub mod transactions;
 pub mod users;
 
 #[derive(Args, Debug)]

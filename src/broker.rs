@@ -43,6 +43,8 @@ use crate::sasl::scram::BootstrapCredential;
 use crate::sasl::{ScramCredential, ScramMechanism};
 use crate::security::{authorizer_settings, Authorizer};
 use crate::server::ServerMetrics;
+use crate::txn::markers::MarkerChannel;
+use crate::txn::{TransactionCoordinator, TxnCoordinatorContext, TxnMetrics};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -260,6 +262,7 @@ impl Broker {
         let (remote, remote_store) =
             start_remote_log_manager(&node, &log_dirs, &clock, &metrics.tiering, &shutdown)?;
         replicas.set_remote_log_manager(remote.clone());
+        let markers_net = replication_net.clone();
         replicas.set_fetcher_manager(ReplicaFetcherManager::new(
             node_id,
             replication_net,
@@ -299,6 +302,20 @@ impl Broker {
             shutdown: shutdown.clone(),
             metrics: metrics.groups.clone(),
         }));
+        let txns = Arc::new(TransactionCoordinator::new(TxnCoordinatorContext {
+            metadata: metadata.clone(),
+            replicas: replicas.clone(),
+            markers: MarkerChannel {
+                metadata: metadata.clone(),
+                net: markers_net,
+                replicas: replicas.clone(),
+                groups: groups.clone(),
+                clients: Default::default(),
+            },
+            clock: clock.clone(),
+            shutdown: shutdown.clone(),
+            metrics: metrics.txns.clone(),
+        }));
         let apis = Arc::new(KafkaApis {
             node_id,
             cluster_id: cluster_id.clone(),
@@ -306,6 +323,7 @@ impl Broker {
             controller: controller.clone(),
             replicas: replicas.clone(),
             groups: groups.clone(),
+            txns: txns.clone(),
             quotas,
             producer_ids: ProducerIdManager::new(controller.clone(), node_id),
             fetch_sessions: FetchSessionCache::new(
@@ -352,6 +370,7 @@ impl Broker {
             shutdown.clone(),
         );
         broker.groups.start();
+        txns.start();
         logs.start_background(shutdown);
         remote.start(replicas.clone());
         Ok(broker)
@@ -436,6 +455,7 @@ impl Broker {
         self.remote.sync_metrics();
         self.controller.sync_metrics(&self.metrics.controller);
         self.groups.sync_metrics();
+        self.apis.txns.sync_metrics();
         self.metrics.registry.render()
     }
 
@@ -520,6 +540,7 @@ pub struct BrokerMetrics {
     pub tiering: TieringMetrics,
     pub controller: ControllerMetrics,
     pub groups: GroupMetrics,
+    pub txns: TxnMetrics,
     pub quota: QuotaMetrics,
     pub fetch_sessions: FetchSessionMetrics,
     pub mirror: MirrorMetrics,
@@ -535,6 +556,7 @@ impl BrokerMetrics {
             tiering: TieringMetrics::new(r),
             controller: ControllerMetrics::new(r),
             groups: GroupMetrics::new(r),
+            txns: TxnMetrics::new(r),
             quota: QuotaMetrics::new(r),
             fetch_sessions: FetchSessionMetrics::new(r),
             mirror: MirrorMetrics::new(r),

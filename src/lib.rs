@@ -28,6 +28,8 @@
 //!   puts tiered storage (the `strata-tiering` crate) under the logs. `log` never imports
 //!   `replication`, `handlers`, `group`, `broker` or `server`.
 //! - [`group`]: the group coordinator — consumer groups and committed offsets in `__consumer_offsets`.
+//! - [`txn`]: the transaction coordinator — transactional ids, their transactions and markers,
+//!   in `__transaction_state`.
 //! - [`controller`]: the openraft metadata quorum: records, the `MetadataImage`, the decisions
 //!   that change it, broker liveness and leader elections, partition reassignments, replica
 //!   placement and the balance planner, and the split of cluster-wide quota limits among brokers.
@@ -64,3 +66,4 @@ pub mod runtime;
 pub mod sasl;
 pub mod security;
 pub mod server;
+pub mod txn;

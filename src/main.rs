@@ -42,6 +42,8 @@ enum Command {
     Topics(strata::admin::TopicsArgs),
     /// List, describe (offsets and lag), reset offsets of, and delete consumer groups.
     Groups(strata::admin::groups::GroupsArgs),
+    /// List, describe and abort transactions.
+    Transactions(strata::admin::transactions::TransactionsArgs),
     /// Describe and alter client quotas (producer_byte_rate, consumer_byte_rate) by user and
     /// client id on any Kafka-protocol broker.
     Quotas(strata::admin::quotas::QuotasArgs),
@@ -126,6 +128,8 @@ fn main() -> std::process::ExitCode {
         Command::Groups(args) => {
             runtime().and_then(|rt| rt.block_on(strata::admin::groups::run_groups(args)))
         }
+        Command::Transactions(args) => runtime()
+            .and_then(|rt| rt.block_on(strata::admin::transactions::run_transactions(args))),
         Command::Acls(args) => {
             runtime().and_then(|rt| rt.block_on(strata::admin::acls::run_acls(args)))
         }

@@ -20,6 +20,7 @@ const LAYERS: &[&[&str]] = &[
     &["controller"],
     &["replication"],
     &["group"],
+    &["txn"],
     &["handlers"],
     &["server"],
     &["broker"],

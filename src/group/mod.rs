@@ -376,6 +376,43 @@ impl GroupCoordinator {
         }
     }
 
+    /// A transaction marker of `producer_id` was written on `__consumer_offsets` partition
+    /// `partition`, led here: its pending transactional offsets become committed or are
+    /// dropped. A shard that is loading needs no telling: it reads the marker from the log.
+    pub fn complete_transaction(&self, partition: i32, producer_id: i64, commit: bool) {
+        let shard = match self.shards.lock() {
+            Ok(s) => s.get(&partition).filter(|h| h.status() == ACTIVE).cloned(),
+            Err(_) => None,
+        };
+        if let Some(shard) = shard {
+            let (reply, _) = oneshot::channel();
+            let command = Command {
+                request: GroupRequest::TxnCompleted {
+                    producer_id,
+                    commit,
+                },
+                reply,
+            };
+            // Queued at once, so it is decided before any commit of the producer's next
+            // transaction. Unlike a client's request it is not dropped when the queue is full:
+            // it then waits for room (the queue is bounded), or ends with the shard, whose
+            // successor reads the marker at its load.
+            if let Err(tokio::sync::mpsc::error::TrySendError::Full(command)) =
+                shard.tx.try_send(command)
+            {
+                tokio::spawn(async move {
+                    if shard.tx.send(command).await.is_err() {
+                        tracing::debug!(
+                            partition,
+                            producer_id,
+                            "group shard gone; its successor reads the marker"
+                        );
+                    }
+                });
+            }
+        }
+    }
+
     /// Sends `request` to every shard this broker serves (ListGroups). Fails if any is loading.
     pub fn call_all(
         &self,

@@ -325,19 +325,34 @@ fn decode_group_value(mut v: &[u8]) -> Result<GroupMetadataValue, CodecError> {
 /// Encodes `records` as one uncompressed magic-2 batch stamped with `timestamp_ms`; the log
 /// assigns the offsets.
 pub fn encode_batch(records: &[OffsetsRecord], timestamp_ms: i64) -> Result<Bytes, CodecError> {
+    encode_batch_as(records, timestamp_ms, None)
+}
+
+/// A transactional producer's batch of offset commits (TxnOffsetCommit): `(producer id, epoch,
+/// base sequence)`, or a plain batch for None.
+pub fn encode_batch_as(
+    records: &[OffsetsRecord],
+    timestamp_ms: i64,
+    producer: Option<(i64, i16, i32)>,
+) -> Result<Bytes, CodecError> {
+    let (producer_id, producer_epoch, base_sequence) = producer.unwrap_or((-1, -1, -1));
     let records: Vec<Record> = records
         .iter()
         .enumerate()
         .map(|(i, r)| Record {
-            transactional: false,
+            transactional: producer.is_some(),
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id,
+            producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
+            sequence: if producer.is_some() {
+                base_sequence.wrapping_add(i as i32)
+            } else {
+                -1
+            },
             timestamp: timestamp_ms,
             key: Some(r.encode_key()),
             value: r.encode_value(),

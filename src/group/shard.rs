@@ -17,7 +17,7 @@ use prometheus::IntCounter;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::records::{encode_batch, OffsetsRecord};
+use super::records::{encode_batch_as, OffsetsRecord};
 use super::state::{
     Decision, GroupConfig, GroupRequest, GroupResponse, GroupShard, GroupSummary, Waiter,
 };
@@ -139,12 +139,20 @@ fn load(
                 Ok(set) => {
                     for r in set.records {
                         if r.control {
+                            // A transaction marker: the producer's pending offsets end.
+                            if let Some(commit) = control_commit(r.key.as_deref()) {
+                                shard.complete_txn_offsets(r.producer_id, commit, now_ms);
+                            }
                             continue;
                         }
                         let Some(key) = r.key.as_deref() else {
                             continue;
                         };
                         match OffsetsRecord::decode(key, r.value.as_deref()) {
+                            Ok(Some(rec)) if r.transactional => {
+                                shard.replay_txn_offset(r.producer_id, r.producer_epoch, rec);
+                                records += 1;
+                            }
                             Ok(Some(rec)) => {
                                 shard.replay(rec, now_ms);
                                 records += 1;
@@ -280,7 +288,10 @@ fn execute(
         }
         return true;
     }
-    let batch: Bytes = match encode_batch(&decision.records, clock.now_ms()) {
+    let producer = decision
+        .producer
+        .map(|(id, epoch)| (id, epoch, next_sequence(partition, id, epoch)));
+    let batch: Bytes = match encode_batch_as(&decision.records, clock.now_ms(), producer) {
         Ok(b) => b,
         Err(e) => {
             tracing::error!(partition = %partition.tp, error = %e, "encoding offsets records failed");
@@ -339,5 +350,30 @@ fn write_error_code(e: &PartitionError) -> i16 {
             E::InvalidCommitOffsetSize.code()
         }
         _ => E::CoordinatorNotAvailable.code(),
+    }
+}
+
+/// The sequence a transactional offsets batch of `producer_id` continues from: the partition's
+/// producer state goes on from its last sequence within an epoch, and from 0 in a new one.
+fn next_sequence(partition: &Partition, producer_id: i64, producer_epoch: i16) -> i32 {
+    partition
+        .log()
+        .producer_states()
+        .into_iter()
+        .find(|s| s.producer_id.0 == producer_id && s.producer_epoch.0 == producer_epoch)
+        .map_or(0, |s| s.last_sequence.wrapping_add(1))
+}
+
+/// Whether a control record's key (`version: int16, type: int16`) is a commit (1) or an abort
+/// (0) marker; None for another control type.
+fn control_commit(key: Option<&[u8]>) -> Option<bool> {
+    let key = key?;
+    if key.len() < 4 {
+        return None;
+    }
+    match i16::from_be_bytes([key[2], key[3]]) {
+        0 => Some(false),
+        1 => Some(true),
+        _ => None,
     }
 }

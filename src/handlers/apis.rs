@@ -13,14 +13,14 @@ use crate::model::BrokerId;
 use crate::quota::manager::QuotaManagers;
 use crate::replication::{BrokerTopicMetrics, MetadataClient, ReplicaManager};
 use crate::security::Authorizer;
+use crate::txn::TransactionCoordinator;
 
 use super::fetch_session::FetchSessionCache;
 
 /// One handle per subsystem a handler may use, as Kafka's `KafkaApis` is built from the replica
 /// manager, the coordinators, the metadata cache and the quota managers. The broker builds it
 /// at startup; handlers never see the broker itself, so the arrows run from the handlers down
-/// to the subsystems and never back. A new subsystem that requests reach (the transaction
-/// coordinator) becomes a field here.
+/// to the subsystems and never back. A new subsystem that requests reach becomes a field here.
 #[derive(Debug)]
 pub struct KafkaApis {
     pub node_id: BrokerId,
@@ -33,6 +33,8 @@ pub struct KafkaApis {
     pub replicas: Arc<ReplicaManager>,
     /// Consumer groups and committed offsets, over `__consumer_offsets`.
     pub groups: Arc<GroupCoordinator>,
+    /// Transactional ids and their transactions, over `__transaction_state`.
+    pub txns: Arc<TransactionCoordinator>,
     /// Client byte-rate quotas: the rates of clients under a quota, per kind.
     pub quotas: QuotaManagers,
     pub producer_ids: ProducerIdManager,

@@ -190,3 +190,27 @@ pub fn mirror_error_code(e: &crate::controller::mirror::MirrorError) -> i16 {
         }
     }
 }
+
+/// A transactional request refused by the coordinator's state machine. Kafka answers
+/// PRODUCER_FENCED only to versions that know it (InitProducerId v3+, the other transactional
+/// APIs v2+); older ones get INVALID_PRODUCER_EPOCH.
+pub fn txn_error_code(e: &crate::txn::TxnError, knows_producer_fenced: bool) -> i16 {
+    use crate::txn::TxnError;
+    match e {
+        TxnError::InvalidTransactionTimeout => E::InvalidTransactionTimeout.code(),
+        TxnError::InvalidProducerIdMapping => E::InvalidProducerIdMapping.code(),
+        TxnError::ProducerFenced if knows_producer_fenced => E::ProducerFenced.code(),
+        TxnError::ProducerFenced => E::InvalidProducerEpoch.code(),
+        TxnError::ConcurrentTransactions => E::ConcurrentTransactions.code(),
+        TxnError::InvalidTxnState => E::InvalidTxnState.code(),
+    }
+}
+
+/// A transaction state write that did not complete.
+pub fn txn_write_error_code(e: &crate::txn::shard::TxnWriteError) -> i16 {
+    use crate::txn::shard::TxnWriteError;
+    match e {
+        TxnWriteError::NotCoordinator => E::NotCoordinator.code(),
+        TxnWriteError::TimedOut | TxnWriteError::Failed => E::CoordinatorNotAvailable.code(),
+    }
+}

@@ -1,6 +1,6 @@
 //! FindCoordinator: which broker coordinates a group (the leader of its `__consumer_offsets`
-//! partition). Creates `__consumer_offsets` on first use. Transaction coordinators (key type 1)
-//! do not exist yet.
+//! partition) or a transactional id (key type 1, the leader of its `__transaction_state`
+//! partition). Creates the topic on first use.
 
 use kafka_protocol::error::ResponseError as E;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -30,6 +30,8 @@ pub fn handle(ctx: RequestContext, req: FindCoordinatorRequest) -> Reply {
         let mut created = None;
         if req.key_type == KEY_TYPE_GROUP {
             created = Some(ctx.apis.groups.ensure_offsets_topic().await);
+        } else if req.key_type == KEY_TYPE_TRANSACTION {
+            created = Some(ctx.apis.txns.ensure_state_topic().await);
         }
         let coordinators: Vec<Coordinator> = keys
             .into_iter()
@@ -79,12 +81,7 @@ fn lookup(
 ) -> Coordinator {
     let base = Coordinator::default().with_key(str_bytes(key.clone())).with_node_id(WireBrokerId(-1)).with_host(str_bytes("")).with_port(-1);
     match key_type {
-        KEY_TYPE_GROUP => {}
-        KEY_TYPE_TRANSACTION => {
-            return base
-                .with_error_code(E::CoordinatorNotAvailable.code())
-                .with_error_message(Some(str_bytes("this broker has no transaction coordinator; transactions are not supported yet")));
-        }
+        KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION => {}
         _ => {
             return base.with_error_code(E::InvalidRequest.code()).with_error_message(Some(str_bytes(format!("unknown key type {key_type}"))));
         }
@@ -92,7 +89,8 @@ fn lookup(
     if let Some(Err(e)) = created {
         return base.with_error_code(coordinator_error_code(e)).with_error_message(Some(str_bytes(e.to_string())));
     }
-    match apis.groups.coordinator_of(&key) {
+    let coordinator = if key_type == KEY_TYPE_TRANSACTION { apis.txns.coordinator_of(&key) } else { apis.groups.coordinator_of(&key) };
+    match coordinator {
         Ok(b) => match b.endpoint(listener) {
             Some((host, port)) => base
                 .with_error_code(0)

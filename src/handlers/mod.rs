@@ -138,6 +138,12 @@ handlers! {
     CreateAcls => create_acls,
     DescribeAcls => describe_acls,
     DeleteAcls => delete_acls,
+    AddPartitionsToTxn => add_partitions_to_txn,
+    AddOffsetsToTxn => add_offsets_to_txn,
+    EndTxn => end_txn,
+    DescribeTransactions => describe_transactions,
+    ListTransactions => list_transactions,
+    TxnOffsetCommit => txn_offset_commit,
     WriteTxnMarkers => write_txn_markers,
     AlterPartitionReassignments => alter_partition_reassignments,
     ListPartitionReassignments => list_partition_reassignments,
@@ -151,6 +157,7 @@ mod group_call;
 mod leader_hint;
 pub mod mirror_links;
 pub mod throttle;
+mod txn_call;
 
 /// The versions of `key` this broker serves, if it serves it at all.
 pub fn supported_versions(key: ApiKey) -> Option<VersionRange> {

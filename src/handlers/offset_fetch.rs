@@ -39,6 +39,8 @@ pub fn handle(ctx: RequestContext, req: OffsetFetchRequest) -> Reply {
         let topics = req.topics.as_ref().map(|ts| ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect());
         vec![(req.group_id.0.to_string(), topics, None)]
     };
+    // KIP-447 (v7+): a read_committed consumer asks for offsets no transaction is changing.
+    let require_stable = version >= 7 && req.require_stable;
     let pending: Vec<Pending> = asks
         .into_iter()
         .map(|(group_id, mut topics, member)| {
@@ -58,7 +60,7 @@ pub fn handle(ctx: RequestContext, req: OffsetFetchRequest) -> Reply {
             let rx = ctx
                 .apis
                 .groups
-                .call(&group_id, GroupRequest::FetchOffsets { group_id: group_id.clone(), topics, member })
+                .call(&group_id, GroupRequest::FetchOffsets { group_id: group_id.clone(), topics, member, require_stable })
                 .map_err(|e| coordinator_error_code(&e));
             (group_id, rx, refused)
         })
@@ -67,10 +69,10 @@ pub fn handle(ctx: RequestContext, req: OffsetFetchRequest) -> Reply {
         let mut results = Vec::with_capacity(pending.len());
         for (group_id, rx, refused) in pending {
             let fetched = match rx {
-                Err(code) => FetchedOffsets { error_code: code, topics: vec![] },
+                Err(code) => FetchedOffsets { error_code: code, topics: vec![], unstable: vec![] },
                 Ok(rx) => match rx.await {
                     Ok(GroupResponse::FetchOffsets(f)) => f,
-                    _ => FetchedOffsets { error_code: E::NotCoordinator.code(), topics: vec![] },
+                    _ => FetchedOffsets { error_code: E::NotCoordinator.code(), topics: vec![], unstable: vec![] },
                 },
             };
             // Offsets of topics the principal may not DESCRIBE are left out of an all-topics fetch.
@@ -88,20 +90,25 @@ fn build(version: i16, results: Vec<(String, FetchedOffsets, Vec<(String, Vec<i3
         let groups = results
             .into_iter()
             .map(|(group_id, f, refused)| {
+                let unstable = f.unstable;
                 let mut topics: Vec<OffsetFetchResponseTopics> = f
                     .topics
                     .into_iter()
                     .map(|(t, parts)| {
+                        let name = t.clone();
                         OffsetFetchResponseTopics::default().with_name(topic_name(t)).with_partitions(
                             parts
                                 .into_iter()
                                 .map(|(p, o)| {
+                                    let pending = unstable.iter().any(|(ut, up)| *ut == name && *up == p);
+                                    let o = if pending { None } else { o };
                                     let (offset, epoch, meta) = o.map(|o| (o.offset, o.leader_epoch, o.metadata)).unwrap_or((-1, -1, String::new()));
                                     OffsetFetchResponsePartitions::default()
                                         .with_partition_index(p)
                                         .with_committed_offset(offset)
                                         .with_committed_leader_epoch(epoch)
                                         .with_metadata(Some(str_bytes(meta)))
+                                        .with_error_code(if pending { E::UnstableOffsetCommit.code() } else { 0 })
                                 })
                                 .collect(),
                         )
@@ -127,14 +134,18 @@ fn build(version: i16, results: Vec<(String, FetchedOffsets, Vec<(String, Vec<i3
         return OffsetFetchResponse::default();
     };
     let code = f.error_code;
+    let unstable = f.unstable;
     let mut topics: Vec<OffsetFetchResponseTopic> = f
         .topics
         .into_iter()
         .map(|(t, parts)| {
+            let name = t.clone();
             OffsetFetchResponseTopic::default().with_name(topic_name(t)).with_partitions(
                 parts
                     .into_iter()
                     .map(|(p, o)| {
+                        let pending = unstable.iter().any(|(ut, up)| *ut == name && *up == p);
+                        let o = if pending { None } else { o };
                         let (offset, epoch, meta) = o.map(|o| (o.offset, o.leader_epoch, o.metadata)).unwrap_or((-1, -1, String::new()));
                         OffsetFetchResponsePartition::default()
                             .with_partition_index(p)
@@ -142,7 +153,7 @@ fn build(version: i16, results: Vec<(String, FetchedOffsets, Vec<(String, Vec<i3
                             .with_committed_leader_epoch(epoch)
                             .with_metadata(Some(str_bytes(meta)))
                             // Before v2 there is no top-level error; it goes on each partition.
-                            .with_error_code(if version < 2 { code } else { 0 })
+                            .with_error_code(if pending { E::UnstableOffsetCommit.code() } else if version < 2 { code } else { 0 })
                     })
                     .collect(),
             )

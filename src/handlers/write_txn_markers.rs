@@ -61,6 +61,11 @@ pub fn handle(ctx: RequestContext, req: WriteTxnMarkersRequest) -> Reply {
                         };
                         let result = partition
                             .append_txn_marker(ProducerId(m.producer_id.0), ProducerEpoch(m.producer_epoch), marker)
+                            .inspect(|(info, epoch)| {
+                                if tp.topic == crate::group::OFFSETS_TOPIC {
+                                    complete_offsets(&ctx, &partition, info, *epoch, m.producer_id.0, m.transaction_result);
+                                }
+                            })
                             .map(|(info, epoch)| (partition.clone(), info, epoch))
                             .map_err(|e| {
                                 tracing::debug!(partition = %tp, error = %e, "transaction marker refused");
@@ -127,4 +132,17 @@ pub fn handle(ctx: RequestContext, req: WriteTxnMarkersRequest) -> Reply {
         }
         ResponseKind::WriteTxnMarkers(WriteTxnMarkersResponse::default().with_markers(markers))
     })
+}
+
+/// A marker on an offsets partition ends the producer's pending transactional offsets there
+/// (TxnOffsetCommit), once the marker is committed: the group coordinator is told then.
+fn complete_offsets(ctx: &RequestContext, partition: &Arc<Partition>, info: &LogAppendInfo, epoch: LeaderEpoch, producer_id: i64, commit: bool) {
+    let groups = ctx.apis.groups.clone();
+    let partition = partition.clone();
+    let end = info.last_offset.next();
+    tokio::spawn(async move {
+        if let Ok(Ok(())) = tokio::time::timeout(REPLICATION_TIMEOUT, partition.wait_committed(end, -1, epoch)).await {
+            groups.complete_transaction(partition.tp.partition.0, producer_id, commit);
+        }
+    });
 }

@@ -26,6 +26,7 @@
 //! - `offsets`: OffsetCommit, OffsetFetch, OffsetDelete and offset retention.
 //! - `describe`: DescribeGroups, ListGroups and DeleteGroups.
 //! - `consumer`: the consumer groups (KIP-848) of the shard, decided by `group::consumer`.
+//! - `txn_offsets`: TxnOffsetCommit, offsets pending per producer until its transaction ends.
 
 mod consumer;
 mod describe;
@@ -36,6 +37,7 @@ mod offsets;
 mod rebalance;
 mod replay;
 mod sync;
+mod txn_offsets;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,7 +50,7 @@ use kafka_protocol::messages::{
     ConsumerGroupHeartbeatResponse, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
     JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, OffsetCommitRequest,
     OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, SyncGroupRequest,
-    SyncGroupResponse,
+    SyncGroupResponse, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
 
 use super::consumer::{ConsumerGroup, ConsumerGroupConfig, TopicsImage};
@@ -163,6 +165,9 @@ pub enum GroupRequest {
         group_id: String,
         topics: Option<Vec<(String, Vec<i32>)>>,
         member: Option<(String, i32)>,
+        /// OffsetFetch v7+ (KIP-447): partitions with transactional offsets still pending are
+        /// answered UNSTABLE_OFFSET_COMMIT, and the client retries.
+        require_stable: bool,
     },
     Describe {
         group_id: String,
@@ -179,6 +184,14 @@ pub enum GroupRequest {
         group_ids: Vec<String>,
         image: Arc<TopicsImage>,
     },
+    TxnCommit {
+        req: TxnOffsetCommitRequest,
+    },
+    /// A transaction marker of `producer_id` was written on this shard's partition.
+    TxnCompleted {
+        producer_id: i64,
+        commit: bool,
+    },
 }
 
 /// Committed offsets as OffsetFetch reports them, version-independent.
@@ -187,6 +200,8 @@ pub struct FetchedOffsets {
     pub error_code: i16,
     /// topic → (partition, committed offset or None)
     pub topics: Vec<(String, Vec<(i32, Option<OffsetAndMetadata>)>)>,
+    /// Partitions answered UNSTABLE_OFFSET_COMMIT (`require_stable` with offsets pending).
+    pub unstable: Vec<(String, i32)>,
 }
 
 #[derive(Debug, Clone)]
@@ -203,6 +218,8 @@ pub enum GroupResponse {
     DeleteOffsets(OffsetDeleteResponse),
     ConsumerHeartbeat(ConsumerGroupHeartbeatResponse),
     ConsumerDescribe(Vec<ConsumerDescribedGroup>),
+    TxnCommit(TxnOffsetCommitResponse),
+    TxnCompleted,
 }
 
 impl GroupResponse {
@@ -228,6 +245,7 @@ impl GroupResponse {
             GroupResponse::FetchOffsets(r) => GroupResponse::FetchOffsets(FetchedOffsets {
                 error_code: code,
                 topics: r.topics,
+                unstable: Vec::new(),
             }),
             GroupResponse::Describe(r) => GroupResponse::Describe(r.with_error_code(code)),
             GroupResponse::List(l) => GroupResponse::List(l),
@@ -241,6 +259,15 @@ impl GroupResponse {
             GroupResponse::ConsumerDescribe(gs) => GroupResponse::ConsumerDescribe(
                 gs.into_iter().map(|g| g.with_error_code(code)).collect(),
             ),
+            GroupResponse::TxnCommit(mut r) => {
+                for t in &mut r.topics {
+                    for p in &mut t.partitions {
+                        p.error_code = code;
+                    }
+                }
+                GroupResponse::TxnCommit(r)
+            }
+            GroupResponse::TxnCompleted => GroupResponse::TxnCompleted,
         }
     }
 }
@@ -254,6 +281,9 @@ pub struct Decision {
     /// Join phases this decision completed (each bumps a group's generation), for
     /// `strata_group_rebalances_total`.
     pub rebalances: u64,
+    /// Set for a TxnOffsetCommit: `records` go in a transactional batch of this producer id
+    /// and epoch, so the transaction's marker decides them.
+    pub producer: Option<(i64, i16)>,
 }
 
 impl Decision {
@@ -289,6 +319,10 @@ pub struct GroupShard {
     /// The image of the last consumer heartbeat, for assignments decided by timers.
     last_image: Option<Arc<TopicsImage>>,
     join_seq: u64,
+    /// Offsets of transactions not yet ended, by producer id ([`txn_offsets`]).
+    pending_txn_offsets: HashMap<i64, Vec<txn_offsets::PendingOffset>>,
+    /// The epoch of each producer with pending offsets, to fence its zombies.
+    pending_txn_epochs: HashMap<i64, i16>,
 }
 
 impl GroupShard {
@@ -299,6 +333,8 @@ impl GroupShard {
             consumer_groups: HashMap::new(),
             last_image: None,
             join_seq: 0,
+            pending_txn_offsets: HashMap::new(),
+            pending_txn_epochs: HashMap::new(),
         }
     }
 
@@ -355,14 +391,25 @@ impl GroupShard {
                 group_id,
                 topics,
                 member,
+                require_stable,
             } => {
                 let r = match self.check_consumer_fetch(&group_id, member.as_ref()) {
                     Some(c) => FetchedOffsets {
                         error_code: c,
                         topics: Vec::new(),
+                        unstable: Vec::new(),
                     },
                     None => self.fetch_offsets(&group_id, topics),
                 };
+                let mut r = r;
+                if require_stable {
+                    r.unstable = r
+                        .topics
+                        .iter()
+                        .flat_map(|(t, ps)| ps.iter().map(move |(p, _)| (t.clone(), *p)))
+                        .filter(|(t, p)| self.has_pending_offset(&group_id, t, *p))
+                        .collect();
+                }
                 d.reply(waiter, GroupResponse::FetchOffsets(r));
             }
             GroupRequest::ConsumerHeartbeat(hb) => {
@@ -379,6 +426,14 @@ impl GroupShard {
             GroupRequest::List => d.reply(waiter, GroupResponse::List(self.list())),
             GroupRequest::Delete { group_id } => self.delete_group(&mut d, waiter, &group_id),
             GroupRequest::DeleteOffsets { req } => self.delete_offsets(&mut d, waiter, req),
+            GroupRequest::TxnCommit { req } => self.txn_commit(&mut d, waiter, req, now_ms),
+            GroupRequest::TxnCompleted {
+                producer_id,
+                commit,
+            } => {
+                self.complete_txn_offsets(producer_id, commit, now_ms);
+                d.reply(waiter, GroupResponse::TxnCompleted);
+            }
         }
         d
     }

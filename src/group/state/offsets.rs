@@ -189,6 +189,7 @@ impl GroupShard {
         FetchedOffsets {
             error_code: 0,
             topics,
+            unstable: Vec::new(),
         }
     }
 

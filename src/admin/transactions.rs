@@ -1,0 +1,186 @@
+//! `strata transactions`: list and describe the transactions the coordinators hold, and abort
+//! a transactional id's open transaction (ListTransactions, DescribeTransactions, and an
+//! InitProducerId that fences the id's producer).
+
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::{Args, Subcommand};
+use kafka_protocol::error::ResponseError as E;
+use kafka_protocol::messages::{
+    DescribeTransactionsRequest, FindCoordinatorRequest, InitProducerIdRequest,
+    ListTransactionsRequest, MetadataRequest, ProducerId, TransactionalId,
+};
+
+use super::connect;
+use crate::client::KafkaClient as Client;
+use crate::protocol::str_bytes;
+
+#[derive(Args, Debug)]
+pub struct TransactionsArgs {
+    /// host:port of any broker.
+    #[arg(long, default_value = "127.0.0.1:9092", global = true)]
+    pub bootstrap_server: String,
+    /// Kafka client properties: security.protocol, sasl.mechanism, sasl.jaas.config, ...
+    #[arg(long, global = true, value_name = "FILE")]
+    pub command_config: Option<std::path::PathBuf>,
+    #[command(subcommand)]
+    pub command: TransactionsCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TransactionsCommand {
+    /// List transactional ids with their producer id and state, from every broker.
+    List {
+        /// Empty, Ongoing, PrepareCommit, PrepareAbort, CompleteCommit, CompleteAbort
+        /// (repeatable).
+        #[arg(long = "state")]
+        states: Vec<String>,
+    },
+    /// Show a transactional id's state, producer, timeout and partitions.
+    Describe { transactional_id: String },
+    /// Abort the id's open transaction. This fences its current producer, as a new producer
+    /// instance with the same transactional.id would.
+    Abort { transactional_id: String },
+}
+
+fn error_name(code: i16) -> String {
+    E::try_from_code(code)
+        .map(|e| format!("{e:?}"))
+        .unwrap_or_else(|| format!("error {code}"))
+}
+
+async fn coordinator(bootstrap: &mut Client, id: &str) -> anyhow::Result<Client> {
+    for _ in 0..40 {
+        let resp = bootstrap
+            .send(
+                &FindCoordinatorRequest::default()
+                    .with_key(str_bytes(id))
+                    .with_key_type(1),
+                3,
+            )
+            .await?;
+        if resp.error_code == 0 {
+            return connect(&format!("{}:{}", resp.host.as_str(), resp.port)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    bail!("no coordinator found for transactional id '{id}'")
+}
+
+pub async fn run_transactions(args: TransactionsArgs) -> anyhow::Result<()> {
+    super::command_config::load(args.command_config.as_deref())?;
+    let mut client = connect(&args.bootstrap_server).await?;
+    match args.command {
+        TransactionsCommand::List { states } => {
+            let meta = client
+                .send(&MetadataRequest::default().with_topics(Some(vec![])), 9)
+                .await?;
+            let mut rows = Vec::new();
+            for b in meta.brokers {
+                let mut c = connect(&format!("{}:{}", b.host.as_str(), b.port)).await?;
+                let resp = c
+                    .send(
+                        &ListTransactionsRequest::default()
+                            .with_state_filters(
+                                states.iter().map(|s| str_bytes(s.clone())).collect(),
+                            )
+                            .with_duration_filter(-1),
+                        1,
+                    )
+                    .await?;
+                if resp.error_code != 0 {
+                    bail!(
+                        "listing transactions on broker {}: {}",
+                        b.node_id.0,
+                        error_name(resp.error_code)
+                    );
+                }
+                for s in resp.transaction_states {
+                    rows.push((
+                        s.transactional_id.to_string(),
+                        s.producer_id.0,
+                        s.transaction_state.to_string(),
+                        b.node_id.0,
+                    ));
+                }
+            }
+            rows.sort();
+            println!(
+                "{:<40} {:>12} {:<16} COORDINATOR",
+                "TRANSACTIONAL ID", "PRODUCER ID", "STATE"
+            );
+            for (id, pid, state, node) in rows {
+                println!("{id:<40} {pid:>12} {state:<16} {node}");
+            }
+        }
+        TransactionsCommand::Describe { transactional_id } => {
+            let mut c = coordinator(&mut client, &transactional_id).await?;
+            let resp = c
+                .send(
+                    &DescribeTransactionsRequest::default().with_transactional_ids(vec![
+                        TransactionalId(str_bytes(transactional_id.clone())),
+                    ]),
+                    0,
+                )
+                .await?;
+            let Some(s) = resp.transaction_states.into_iter().next() else {
+                bail!("no answer for '{transactional_id}'");
+            };
+            if s.error_code != 0 {
+                bail!(
+                    "describing '{transactional_id}': {}",
+                    error_name(s.error_code)
+                );
+            }
+            println!("transactional id: {transactional_id}");
+            println!("state:            {}", s.transaction_state.as_str());
+            println!(
+                "producer:         id {} epoch {}",
+                s.producer_id.0, s.producer_epoch
+            );
+            println!("timeout ms:       {}", s.transaction_timeout_ms);
+            println!("started at ms:    {}", s.transaction_start_time_ms);
+            for t in s.topics {
+                let parts: Vec<String> = t.partitions.iter().map(|p| p.to_string()).collect();
+                println!(
+                    "partitions:       {} [{}]",
+                    t.topic.as_str(),
+                    parts.join(", ")
+                );
+            }
+        }
+        TransactionsCommand::Abort { transactional_id } => {
+            let mut c = coordinator(&mut client, &transactional_id).await?;
+            let req = InitProducerIdRequest::default()
+                .with_transactional_id(Some(TransactionalId(str_bytes(transactional_id.clone()))))
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1);
+            // CONCURRENT_TRANSACTIONS while the abort's markers are written.
+            for _ in 0..120 {
+                let resp = c.send(&req, 4).await?;
+                if resp.error_code == 0 {
+                    println!(
+                        "'{transactional_id}' has no open transaction now; its producer is fenced (producer id {} epoch {})",
+                        resp.producer_id.0, resp.producer_epoch
+                    );
+                    return Ok(());
+                }
+                if resp.error_code != E::ConcurrentTransactions.code()
+                    && resp.error_code != E::CoordinatorLoadInProgress.code()
+                {
+                    bail!(
+                        "aborting '{transactional_id}': {}",
+                        error_name(resp.error_code)
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            bail!(
+                "the abort of '{transactional_id}' did not complete in 30 s (markers not written?)"
+            );
+        }
+    }
+    Ok(())
+}

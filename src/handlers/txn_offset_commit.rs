@@ -1,0 +1,120 @@
+//! TxnOffsetCommit: a transactional producer commits a group's offsets inside its transaction
+//! (`sendOffsetsToTransaction`). Sent to the group's coordinator, which writes them in the
+//! producer's transactional batch and keeps them pending until the transaction's marker
+//! reaches the offsets partition (`group::state::txn_offsets`). WRITE on the transactional id,
+//! READ on the group and on each topic.
+
+use kafka_protocol::error::ResponseError as E;
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{ResponseKind, TxnOffsetCommitRequest, TxnOffsetCommitResponse};
+use kafka_protocol::protocol::VersionRange;
+
+use super::authz::{TOPIC_AUTHORIZATION_FAILED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED};
+use super::{group_call, Reply, RequestContext};
+use crate::group::{GroupRequest, GroupResponse};
+use crate::model::PartitionIndex;
+use crate::security::acl::{AclOperation, Resource};
+
+pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 5 };
+
+/// Every partition of `req` answered `code`.
+fn all(req: &TxnOffsetCommitRequest, code: i16) -> TxnOffsetCommitResponse {
+    TxnOffsetCommitResponse::default().with_topics(
+        req.topics
+            .iter()
+            .map(|t| {
+                TxnOffsetCommitResponseTopic::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                TxnOffsetCommitResponsePartition::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_error_code(code)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
+}
+
+pub fn handle(ctx: RequestContext, req: TxnOffsetCommitRequest) -> Reply {
+    if !ctx.authorize(
+        AclOperation::Write,
+        &Resource::transactional_id(req.transactional_id.as_str()),
+    ) {
+        return Reply::Now(ResponseKind::TxnOffsetCommit(all(
+            &req,
+            TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        )));
+    }
+    // Partitions refused here are answered with their code; the rest go to the coordinator.
+    let image = ctx.apis.image();
+    let mut refused: Vec<(usize, i32, i16)> = Vec::new();
+    let mut accepted = req.clone();
+    for (ti, t) in req.topics.iter().enumerate() {
+        let topic = t.name.0.as_str();
+        let readable = ctx.authorize_in(&image, AclOperation::Read, &Resource::topic(topic));
+        for p in &t.partitions {
+            let code = if !readable {
+                TOPIC_AUTHORIZATION_FAILED
+            } else if image.topic_by_name(topic).is_none_or(|tt| {
+                !tt.partitions
+                    .contains_key(&PartitionIndex(p.partition_index))
+            }) {
+                E::UnknownTopicOrPartition.code()
+            } else {
+                continue;
+            };
+            refused.push((ti, p.partition_index, code));
+        }
+    }
+    for t in accepted.topics.iter_mut().enumerate() {
+        let (ti, t) = t;
+        t.partitions
+            .retain(|p| !refused.iter().any(|(i, q, _)| *i == ti && *q == p.partition_index));
+    }
+    accepted.topics.retain(|t| !t.partitions.is_empty());
+    let group_id = req.group_id.0.to_string();
+    let respond = move |reply: Option<GroupResponse>, code: i16| {
+        let mut resp = match reply {
+            Some(GroupResponse::TxnCommit(r)) => r,
+            _ => all(&req, if code == 0 { E::UnknownServerError.code() } else { code }),
+        };
+        for (ti, partition, code) in &refused {
+            let name = &req.topics[*ti].name;
+            let result = TxnOffsetCommitResponsePartition::default()
+                .with_partition_index(*partition)
+                .with_error_code(*code);
+            match resp.topics.iter_mut().find(|t| &t.name == name) {
+                Some(t) if !t.partitions.iter().any(|p| p.partition_index == *partition) => {
+                    t.partitions.push(result)
+                }
+                Some(_) => {}
+                None => resp.topics.push(
+                    TxnOffsetCommitResponseTopic::default()
+                        .with_name(name.clone())
+                        .with_partitions(vec![result]),
+                ),
+            }
+        }
+        ResponseKind::TxnOffsetCommit(resp)
+    };
+    if accepted.topics.is_empty() {
+        return Reply::Now(respond(
+            Some(GroupResponse::TxnCommit(TxnOffsetCommitResponse::default())),
+            0,
+        ));
+    }
+    group_call::call(
+        &ctx,
+        &group_id,
+        AclOperation::Read,
+        GroupRequest::TxnCommit { req: accepted },
+        respond,
+    )
+}
