@@ -7,9 +7,11 @@
 //! | i64 last_stable_offset (the LSO right after the abort)
 //! ```
 //! Entries are appended when an abort marker is appended (by the leader or a follower copying
-//! it). The file is not fsynced on its own: recovery rebuilds every entry whose marker lies
-//! at or after the producer-state snapshot it replays from, so a file torn by a crash is
-//! rewritten, and a file is deleted or truncated with its segment.
+//! it). The file is fsynced with its segment: an append hands the log the open file to fsync
+//! at its next flush (and marks the directory when it created the file), so an entry is
+//! durable no later than the marker it indexes. Recovery reads the entries below the
+//! producer-state snapshot it replays from and rewrites (and fsyncs) the files of the segments
+//! it replays; a file is deleted or truncated with its segment.
 //!
 //! In memory the log keeps all entries in one list ordered by marker offset (what fetches
 //! search); its size is bounded by the aborts the log's retention keeps.
@@ -84,16 +86,19 @@ pub fn read_entries(path: &Path) -> Vec<AbortedTxn> {
         .collect()
 }
 
-/// Appends one entry to a segment's file.
-pub fn append_entry(path: &Path, entry: &AbortedTxn) -> Result<()> {
+/// Appends one entry to a segment's file. Returns the open file, for the caller to fsync with
+/// the segment, and whether this append created it (its directory entry needs an fsync too).
+pub fn append_entry(path: &Path, entry: &AbortedTxn) -> Result<(std::fs::File, bool)> {
     let mut b = Vec::with_capacity(ENTRY_BYTES);
     entry.encode(&mut b);
-    std::fs::OpenOptions::new()
+    let created = !path.exists();
+    let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
-        .and_then(|mut f| f.write_all(&b))
-        .map_err(|e| io_error(path, e))
+        .map_err(|e| io_error(path, e))?;
+    f.write_all(&b).map_err(|e| io_error(path, e))?;
+    Ok((f, created))
 }
 
 /// Replaces a segment's file with `entries` (none: the file is removed).
@@ -108,7 +113,14 @@ pub fn write_entries(path: &Path, entries: &[AbortedTxn]) -> Result<()> {
     for e in entries {
         e.encode(&mut b);
     }
-    std::fs::write(path, b).map_err(|e| io_error(path, e))
+    // Recovery and the cleaner rewrite whole files and rarely: fsyncing here keeps them out of
+    // the flush bookkeeping.
+    std::fs::File::create(path)
+        .and_then(|mut f| {
+            f.write_all(&b)?;
+            f.sync_data()
+        })
+        .map_err(|e| io_error(path, e))
 }
 
 /// Compaction merged the segments `replaced` (ascending, the first being `base`) into one:

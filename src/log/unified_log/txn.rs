@@ -254,4 +254,38 @@ mod tests {
         assert_eq!(follower.first_unstable_offset(), Some(Offset(2)));
         assert_eq!(follower.ongoing_txn_count(), 2);
     }
+
+    #[test]
+    fn an_abort_entry_is_fsynced_with_the_segment_that_holds_its_marker() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = open(dir.path());
+        log.append_as_leader(txn_batch(1, 0, 2), EPOCH).expect("a"); // 0..=1
+        log.flush().expect("flush");
+        assert!(log.lock().unflushed_files.is_empty());
+        end(&log, 1, TransactionResult::Abort); // 2
+        end(&log, 1, TransactionResult::Abort); // 3: a second entry in the same file
+        let index = txn_index_path(dir.path(), 0);
+        let pending = |log: &UnifiedLog| {
+            let st = log.lock();
+            let paths: Vec<_> = st.unflushed_files.iter().map(|f| f.path.clone()).collect();
+            (paths, st.dir_dirty)
+        };
+        // The new file and its directory entry wait for the flush that makes the marker durable,
+        // once however many entries it holds; a roll keeps them pending.
+        assert_eq!(pending(&log), (vec![index.clone()], true));
+        log.roll().expect("roll");
+        let (paths, dir_dirty) = pending(&log);
+        assert!(paths.contains(&index) && dir_dirty, "{paths:?}");
+        let (files, dir, target, _) = log.lock().flush_targets();
+        assert!(files.iter().any(|f| f.path == index) && dir);
+        assert_eq!(
+            target, 4,
+            "the flush that fsyncs the index covers the markers"
+        );
+        log.lock().flush_failed(files, dir);
+        log.flush().expect("flush");
+        assert_eq!(pending(&log), (vec![], false));
+        assert_eq!(log.durable_offset(), Offset(4));
+        assert_eq!(crate::log::txn_index::read_entries(&index).len(), 2);
+    }
 }
