@@ -67,13 +67,24 @@ async fn produce_txn(
     (p.error_code, p.base_offset)
 }
 
-/// WriteTxnMarkers for one producer on partition 0 of [`TOPIC`] and partition 5 (absent).
+/// WriteTxnMarkers for one producer on partition 0 of [`TOPIC`] and partition 5 (absent),
+/// from coordinator epoch 7.
 async fn end_txn(c: &mut KafkaClient, pid: i64, epoch: i16, commit: bool) -> Vec<i16> {
+    end_txn_from(c, pid, epoch, commit, 7).await
+}
+
+async fn end_txn_from(
+    c: &mut KafkaClient,
+    pid: i64,
+    epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+) -> Vec<i16> {
     let req = WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
         .with_producer_id(ProducerId(pid))
         .with_producer_epoch(epoch)
         .with_transaction_result(commit)
-        .with_coordinator_epoch(7)
+        .with_coordinator_epoch(coordinator_epoch)
         .with_topics(vec![WritableTxnMarkerTopic::default()
             .with_name(topic_name(TOPIC))
             .with_partition_indexes(vec![0, 5])])]);
@@ -282,20 +293,27 @@ async fn committed_and_aborted_transactions_read_by_isolation_level_and_survive_
         ResponseError::InvalidTxnState.code()
     );
     assert_eq!((latest(&mut c, 1).await, latest(&mut c, 0).await), (8, 9));
-    // DescribeProducers shows where A's open transaction starts; B has none.
+    // DescribeProducers shows where A's open transaction starts (B has none) and the
+    // coordinator epoch of each one's last marker.
     let req = DescribeProducersRequest::default().with_topics(vec![
         describe_producers_request::TopicRequest::default()
             .with_name(topic_name(TOPIC))
             .with_partition_indexes(vec![0]),
     ]);
     let resp = c.send(&req, 0).await.expect("describe producers");
-    let mut starts: Vec<(i64, i64)> = resp.topics[0].partitions[0]
+    let mut starts: Vec<(i64, i64, i32)> = resp.topics[0].partitions[0]
         .active_producers
         .iter()
-        .map(|p| (p.producer_id.0, p.current_txn_start_offset))
+        .map(|p| {
+            (
+                p.producer_id.0,
+                p.current_txn_start_offset,
+                p.coordinator_epoch,
+            )
+        })
         .collect();
     starts.sort_unstable();
-    let mut want = vec![(a, 8), (bp, -1)];
+    let mut want = vec![(a, 8, 7), (bp, -1, 7)];
     want.sort_unstable();
     assert_eq!(starts, want);
     drop(c);
@@ -330,6 +348,13 @@ async fn committed_and_aborted_transactions_read_by_isolation_level_and_survive_
     let rc = fetch_from_zero(&mut c, 1).await;
     assert_eq!(aborted(&rc), Some(vec![(bp, 3)]));
     assert_eq!(committed_values(&rc), ["a0", "a1", "a2", "a3"]);
+    // A marker from an older coordinator epoch is fenced, after the restart too, and writes
+    // nothing.
+    assert_eq!(
+        end_txn_from(&mut c, a, ea, true, 6).await,
+        vec![ResponseError::TransactionCoordinatorFenced.code(), not_here]
+    );
+    assert_eq!(latest(&mut c, 0).await, 9);
     // A aborts its second transaction (marker at 9): both aborts are listed.
     assert_eq!(end_txn(&mut c, a, ea, false).await, vec![0, not_here]);
     let rc = fetch_from_zero(&mut c, 1).await;
