@@ -432,3 +432,67 @@ async fn transactions_in_a_row_keep_read_committed_exact() {
         pct(0.99)
     );
 }
+
+/// Tiered storage: a transaction's data in one segment and its abort marker in the next, both
+/// uploaded (with their `.txnindex`) and dropped from local disk. A read_committed fetch from
+/// offset 0 is served from the bucket (local-files store) and lists the abort found in the
+/// later segment's remote index, so the consumer skips the aborted records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_committed_from_the_remote_log_skips_aborted_records() {
+    let b = TestBroker::start(&[("remote.log.manager.task.interval.ms", "50")]).await;
+    let mut c = strata::admin::connect(&b.bootstrap())
+        .await
+        .expect("connect");
+    let configs = [("local.retention.bytes", "0"), ("retention.ms", "-1")];
+    create_topic(&mut c, TOPIC, 1, &configs).await;
+    let (a, ea) = init_producer(&mut c).await;
+    let (bp, eb) = init_producer(&mut c).await;
+    let tp = strata::model::TopicPartition::new(TOPIC, 0);
+    let log = b.broker.replicas.get(&tp).expect("partition").log().clone();
+    assert_eq!(
+        produce_txn(&mut c, txn_batch(a, ea, 0, &["a0", "a1"]), Some("ta")).await,
+        (0, 0)
+    );
+    assert_eq!(
+        produce_txn(&mut c, txn_batch(bp, eb, 0, &["b0"]), Some("tb")).await,
+        (0, 2)
+    );
+    log.roll().expect("roll");
+    assert_eq!(end_txn(&mut c, a, ea, false).await[0], 0); // 3
+    assert_eq!(end_txn(&mut c, bp, eb, true).await[0], 0); // 4
+    log.roll().expect("roll");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let uploaded = b.broker.remote.manifest(&tp).map(|m| {
+            let with_index: Vec<(i64, bool)> = m
+                .segments
+                .iter()
+                .map(|s| (s.base_offset, s.txn_index_bytes > 0))
+                .collect();
+            (m.end_offset(), with_index)
+        });
+        if uploaded == Some((Some(4), vec![(0, false), (3, true)]))
+            && log.local_log_start_offset().0 == 5
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "segments not tiered: {uploaded:?}, local start {:?}",
+            log.local_log_start_offset()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The local log no longer knows the abort: only the remote index can answer.
+    assert!(log
+        .collect_aborted_txns(strata::model::Offset(0), strata::model::Offset(5))
+        .is_empty());
+    let ru = fetch_from_zero(&mut c, 0).await;
+    assert_eq!(values(&ru), ["a0", "a1", "b0"], "served from the bucket");
+    let rc = fetch_from_zero(&mut c, 1).await;
+    assert_eq!(rc.responses[0].partitions[0].last_stable_offset, 5);
+    assert_eq!(aborted(&rc), Some(vec![(a, 0)]));
+    assert_eq!(committed_values(&rc), ["b0"]);
+    drop(c);
+    b.stop().await;
+}

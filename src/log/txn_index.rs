@@ -81,6 +81,11 @@ pub fn read_entries(path: &Path) -> Vec<AbortedTxn> {
     let Ok(data) = std::fs::read(path) else {
         return Vec::new();
     };
+    decode_entries(&data)
+}
+
+/// The entries of a file's bytes (a local file or its remote copy), up to a torn tail.
+pub fn decode_entries(data: &[u8]) -> Vec<AbortedTxn> {
     data.chunks_exact(ENTRY_BYTES)
         .map_while(AbortedTxn::decode)
         .collect()
