@@ -130,22 +130,98 @@ pub fn write_entries(path: &Path, entries: &[AbortedTxn]) -> Result<()> {
 
 /// Compaction merged the segments `replaced` (ascending, the first being `base`) into one:
 /// their entries go to `base`'s file, in marker order, without duplicates (a merge redone after
-/// a crash finds some twice). Written to a temporary file and renamed over, so a crash leaves
+/// a crash finds some twice), keeping only those `keep` accepts (compaction drops the entries
+/// of the markers it removed). Written to a temporary file and renamed over, so a crash leaves
 /// the old file or the new one.
-pub fn merge_into(dir: &Path, base: i64, replaced: &[i64]) -> Result<()> {
+pub fn merge_into(
+    dir: &Path,
+    base: i64,
+    replaced: &[i64],
+    keep: impl Fn(&AbortedTxn) -> bool,
+) -> Result<()> {
     let mut all: Vec<AbortedTxn> = replaced
         .iter()
         .flat_map(|&b| read_entries(&txn_index_path(dir, b)))
+        .filter(|t| keep(t))
         .collect();
     all.sort_by_key(|t| (t.last_offset, t.producer_id));
     all.dedup();
-    if all.is_empty() {
-        return Ok(());
-    }
     let path = txn_index_path(dir, base);
+    if all.is_empty() {
+        return write_entries(&path, &[]);
+    }
     let tmp = path.with_extension("txnindex.tmp");
     write_entries(&tmp, &all)?;
     std::fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))
+}
+
+/// What compaction knows of transactions while it walks the log in offset order (Kafka's
+/// `CleanedTransactionMetadata`): which producers are inside an aborted transaction (their
+/// transactional batches are dropped whole) and which transactions still have data (their
+/// markers stay). A marker whose transaction has no data left may go once past the delete
+/// horizon; an abort marker whose data this walk is dropping stays until a later pass, so a
+/// consumer never meets aborted data without the marker that ends it.
+#[derive(Debug, Default)]
+pub struct CleanedTransactions {
+    /// Aborted transactions not reached yet, by first offset (the next is last).
+    pending: Vec<AbortedTxn>,
+    /// Producers inside an aborted transaction, and whether this walk met its data.
+    aborted: std::collections::HashMap<i64, bool>,
+    /// Producers inside a transaction (not aborted) whose data this walk met.
+    committed_with_data: std::collections::HashSet<i64>,
+}
+
+impl CleanedTransactions {
+    pub fn new(mut aborted: Vec<AbortedTxn>) -> CleanedTransactions {
+        aborted.sort_by_key(|t| std::cmp::Reverse(t.first_offset));
+        CleanedTransactions {
+            pending: aborted,
+            ..CleanedTransactions::default()
+        }
+    }
+
+    fn reach(&mut self, offset: i64) {
+        while self
+            .pending
+            .last()
+            .is_some_and(|t| t.first_offset <= offset)
+        {
+            if let Some(t) = self.pending.pop() {
+                self.aborted.insert(t.producer_id, false);
+            }
+        }
+    }
+
+    /// A data batch: whether it belongs to an aborted transaction (drop it).
+    pub fn on_data_batch(
+        &mut self,
+        producer_id: i64,
+        transactional: bool,
+        last_offset: i64,
+    ) -> bool {
+        self.reach(last_offset);
+        if !transactional {
+            return false;
+        }
+        if let Some(seen) = self.aborted.get_mut(&producer_id) {
+            *seen = true;
+            return true;
+        }
+        self.committed_with_data.insert(producer_id);
+        false
+    }
+
+    /// An end-transaction marker: whether its transaction has no data left (it may go once
+    /// past the delete horizon).
+    pub fn on_marker(&mut self, producer_id: i64, offset: i64, abort: bool) -> bool {
+        self.reach(offset);
+        if abort {
+            self.committed_with_data.remove(&producer_id);
+            self.aborted.remove(&producer_id) != Some(true)
+        } else {
+            !self.committed_with_data.remove(&producer_id)
+        }
+    }
 }
 
 /// The aborted transactions that overlap `[fetch_offset, upper_bound_offset)`: those whose
@@ -214,9 +290,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         append_entry(&txn_index_path(dir.path(), 0), &txn(1, 0, 4)).expect("append");
         append_entry(&txn_index_path(dir.path(), 10), &txn(2, 9, 12)).expect("append");
-        merge_into(dir.path(), 0, &[0, 10]).expect("merge");
+        merge_into(dir.path(), 0, &[0, 10], |_| true).expect("merge");
         // Redone after a crash before the replaced file was removed: no duplicates.
-        merge_into(dir.path(), 0, &[0, 10]).expect("merge again");
+        merge_into(dir.path(), 0, &[0, 10], |_| true).expect("merge again");
         assert_eq!(
             read_entries(&txn_index_path(dir.path(), 0)),
             vec![txn(1, 0, 4), txn(2, 9, 12)]
