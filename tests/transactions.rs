@@ -258,6 +258,10 @@ async fn committed_and_aborted_transactions_read_by_isolation_level_and_survive_
     assert_eq!(aborted(&first_only), Some(vec![]));
     assert_eq!((latest(&mut c, 1).await, latest(&mut c, 0).await), (8, 8));
     let text = b.broker.render_metrics();
+    for result in ["commit", "abort"] {
+        let line = format!("strata_log_txn_markers_total{{result=\"{result}\",topic=\"txn\"}} 1");
+        assert!(text.contains(&line), "{line} in {text}");
+    }
     assert!(
         text.contains("strata_log_open_transactions{topic=\"txn\"} 0"),
         "{text}"

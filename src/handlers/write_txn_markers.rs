@@ -61,6 +61,10 @@ pub fn handle(ctx: RequestContext, req: WriteTxnMarkersRequest) -> Reply {
                         };
                         let result = partition
                             .append_txn_marker(ProducerId(m.producer_id.0), ProducerEpoch(m.producer_epoch), marker)
+                            .inspect(|_| {
+                                let result = if m.transaction_result { "commit" } else { "abort" };
+                                ctx.apis.metrics.topics.txn_markers.with_label_values(&[tp.topic.as_str(), result]).inc();
+                            })
                             .map(|(info, epoch)| (partition.clone(), info, epoch))
                             .map_err(|e| {
                                 tracing::debug!(partition = %tp, error = %e, "transaction marker refused");
