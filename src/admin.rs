@@ -1,6 +1,7 @@
 //! `strata topics`: topic administration over the Kafka protocol, so it works against any
 //! Kafka-compatible broker. `strata groups` lives in [`groups`], `strata quotas` in [`quotas`],
-//! `strata acls` in [`acls`].
+//! `strata acls` in [`acls`], `strata cluster drain` and `strata cluster balance` in
+//! [`reassign`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -24,6 +25,7 @@ pub mod acls;
 pub mod command_config;
 pub mod groups;
 pub mod quotas;
+pub mod reassign;
 pub mod users;
 
 #[derive(Args, Debug)]

@@ -28,13 +28,14 @@
 //!   `replication`, `handlers`, `group`, `broker` or `server`.
 //! - [`group`]: the group coordinator — consumer groups and committed offsets in `__consumer_offsets`.
 //! - [`controller`]: the openraft metadata quorum: records, the `MetadataImage`, the decisions
-//!   that change it, broker liveness and leader elections, and the split of cluster-wide quota
-//!   limits among brokers.
+//!   that change it, broker liveness and leader elections, partition reassignments, replica
+//!   placement and the balance planner, and the split of cluster-wide quota limits among brokers.
 //! - [`net`]: the network seam the Kafka listener, the controller RPC and replica fetchers use
 //!   (tokio, or turmoil in tests), and [`net::tls`], TLS over it (rustls); [`runtime`]: blocking work on either runtime flavour.
 //! - [`broker`]: the node's parts wired together, and nothing more.
 //! - [`metrics`]: the Prometheus registry and the HTTP endpoint (`/metrics`, `/health`, `/ready`).
-//! - [`admin`]: the `strata topics`, `strata groups`, `strata quotas` and `strata acls` commands; [`client`]:
+//! - [`admin`]: the `strata topics`, `strata groups`, `strata quotas`, `strata acls` and
+//!   `strata cluster drain/balance` commands; [`client`]:
 //!   the Kafka-protocol client they and follower fetchers use.
 //! - `alloc`: the process allocator, which reserves huge blocks lazily (see its docs).
 //! - [`sasl`]: the SASL mechanisms (PLAIN, SCRAM, OAUTHBEARER) as pure state machines,

@@ -81,6 +81,10 @@ enum ClusterCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Move every replica off a broker, as partition reassignments.
+    Drain(strata::admin::reassign::DrainArgs),
+    /// Even out replica counts across brokers (`run`), or follow the moves (`status`).
+    Balance(strata::admin::reassign::BalanceArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -110,6 +114,12 @@ fn main() -> std::process::ExitCode {
         Command::Cluster {
             command: ClusterCommand::Describe { controller, json },
         } => runtime().and_then(|rt| rt.block_on(describe_cluster(controller, json))),
+        Command::Cluster {
+            command: ClusterCommand::Drain(args),
+        } => runtime().and_then(|rt| rt.block_on(strata::admin::reassign::run_drain(args))),
+        Command::Cluster {
+            command: ClusterCommand::Balance(args),
+        } => runtime().and_then(|rt| rt.block_on(strata::admin::reassign::run_balance(args))),
         Command::Groups(args) => {
             runtime().and_then(|rt| rt.block_on(strata::admin::groups::run_groups(args)))
         }

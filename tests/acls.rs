@@ -704,3 +704,70 @@ async fn the_acls_command_creates_lists_and_deletes() {
     assert!(err.is_err());
     broker.stop().await;
 }
+
+/// The reassignment, election, log-dir and unregister APIs need ALTER or DESCRIBE on the
+/// cluster; without them each is refused with CLUSTER_AUTHORIZATION_FAILED and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_partitions_needs_the_cluster() {
+    let mut admin_sets = strict();
+    admin_sets.push(("super.users", ANONYMOUS));
+    let broker = TestBroker::start(&admin_sets).await;
+    let mut c = broker.client("acl-admin").await;
+    create_topic(&mut c, "moving", 1, &[]).await;
+    drop(c);
+    let dir = broker.stop().await;
+
+    let broker = TestBroker::start_in(dir, &strict()).await;
+    let mut c = broker.client("acl-client").await;
+    let reassign = AlterPartitionReassignmentsRequest::default().with_topics(vec![
+        alter_partition_reassignments_request::ReassignableTopic::default()
+            .with_name(topic_name("moving"))
+            .with_partitions(vec![
+                alter_partition_reassignments_request::ReassignablePartition::default()
+                    .with_partition_index(0)
+                    .with_replicas(Some(vec![BrokerId(1)])),
+            ]),
+    ]);
+    let r = c.send(&reassign, 1).await.expect("reassign");
+    assert_eq!(r.error_code, CLUSTER_AUTHORIZATION_FAILED);
+    let r = c
+        .send(
+            &ListPartitionReassignmentsRequest::default().with_topics(None),
+            0,
+        )
+        .await
+        .expect("list");
+    assert_eq!(r.error_code, CLUSTER_AUTHORIZATION_FAILED);
+    let elect = ElectLeadersRequest::default().with_topic_partitions(Some(vec![
+        elect_leaders_request::TopicPartitions::default()
+            .with_topic(topic_name("moving"))
+            .with_partitions(vec![0]),
+    ]));
+    let r = c.send(&elect, 2).await.expect("elect");
+    assert_eq!(r.error_code, CLUSTER_AUTHORIZATION_FAILED);
+    assert_eq!(
+        r.replica_election_results[0].partition_result[0].error_code,
+        CLUSTER_AUTHORIZATION_FAILED
+    );
+    let r = c
+        .send(&DescribeLogDirsRequest::default().with_topics(None), 4)
+        .await
+        .expect("log dirs");
+    assert_eq!(
+        (r.error_code, r.results.len()),
+        (CLUSTER_AUTHORIZATION_FAILED, 0)
+    );
+    let r = c
+        .send(
+            &UnregisterBrokerRequest::default().with_broker_id(BrokerId(1)),
+            0,
+        )
+        .await
+        .expect("unregister");
+    assert_eq!(r.error_code, CLUSTER_AUTHORIZATION_FAILED);
+    let image = broker.broker.apis.image();
+    assert!(image.brokers.contains_key(&strata::model::BrokerId(1)));
+    let p = &image.topic_by_name("moving").expect("topic").partitions;
+    assert!(p.values().all(|p| !p.is_reassigning()));
+    broker.stop().await;
+}

@@ -961,6 +961,159 @@ async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16, topic_id: uuid::Uuid
             let lso = send(c, &latest(1), 5).await.topics[0].partitions[0].offset;
             assert_eq!(lso, txn_start + 2, "WriteTxnMarkers v{v}");
         }
+        ApiKey::AlterPartitionReassignments => {
+            let partition = |index: i32, replicas: Option<Vec<i32>>| {
+                alter_partition_reassignments_request::ReassignablePartition::default()
+                    .with_partition_index(index)
+                    .with_replicas(replicas.map(|r| r.into_iter().map(BrokerId).collect()))
+            };
+            let req = AlterPartitionReassignmentsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_allow_replication_factor_change(v == 0)
+                .with_topics(vec![
+                    alter_partition_reassignments_request::ReassignableTopic::default()
+                        .with_name(topic_name(TOPIC))
+                        .with_partitions(vec![
+                            // Already its replicas: nothing to do.
+                            partition(0, Some(vec![1])),
+                            // Cancels nothing.
+                            partition(0, None),
+                        ]),
+                    alter_partition_reassignments_request::ReassignableTopic::default()
+                        .with_name(topic_name("absent"))
+                        .with_partitions(vec![partition(0, Some(vec![1]))]),
+                ]);
+            let resp = send(c, &req, v).await;
+            assert_eq!(resp.error_code, 0, "AlterPartitionReassignments v{v}");
+            let codes: Vec<Vec<i16>> = resp
+                .responses
+                .iter()
+                .map(|t| t.partitions.iter().map(|p| p.error_code).collect())
+                .collect();
+            assert_eq!(
+                codes,
+                vec![
+                    vec![0, ResponseError::InvalidReplicaAssignment.code()],
+                    vec![ResponseError::UnknownTopicOrPartition.code()]
+                ],
+                "AlterPartitionReassignments v{v}: the same partition twice is refused"
+            );
+            // Unknown broker, and (v1) a replication factor change not allowed.
+            let req = AlterPartitionReassignmentsRequest::default()
+                .with_allow_replication_factor_change(v == 0)
+                .with_topics(vec![
+                    alter_partition_reassignments_request::ReassignableTopic::default()
+                        .with_name(topic_name(TOPIC))
+                        .with_partitions(vec![partition(0, Some(vec![1, 7]))]),
+                ]);
+            let resp = send(c, &req, v).await;
+            assert_eq!(
+                resp.responses[0].partitions[0].error_code,
+                ResponseError::InvalidReplicaAssignment.code(),
+                "AlterPartitionReassignments v{v}"
+            );
+            let req = AlterPartitionReassignmentsRequest::default().with_topics(vec![
+                alter_partition_reassignments_request::ReassignableTopic::default()
+                    .with_name(topic_name(TOPIC))
+                    .with_partitions(vec![partition(0, None)]),
+            ]);
+            let resp = send(c, &req, v).await;
+            assert_eq!(
+                resp.responses[0].partitions[0].error_code,
+                ResponseError::NoReassignmentInProgress.code(),
+                "AlterPartitionReassignments v{v}"
+            );
+        }
+        ApiKey::ListPartitionReassignments => {
+            let all = ListPartitionReassignmentsRequest::default().with_topics(None);
+            let resp = send(c, &all, v).await;
+            assert_eq!(
+                (resp.error_code, resp.topics.len()),
+                (0, 0),
+                "ListPartitionReassignments v{v}"
+            );
+        }
+        ApiKey::ElectLeaders => {
+            let req = ElectLeadersRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topic_partitions(Some(vec![
+                    elect_leaders_request::TopicPartitions::default()
+                        .with_topic(topic_name(TOPIC))
+                        .with_partitions(vec![0, 9]),
+                ]));
+            let resp = send(c, &req, v).await;
+            assert_eq!(resp.error_code, 0, "ElectLeaders v{v}");
+            let codes: Vec<i16> = resp.replica_election_results[0]
+                .partition_result
+                .iter()
+                .map(|p| p.error_code)
+                .collect();
+            assert_eq!(
+                codes,
+                vec![
+                    ResponseError::ElectionNotNeeded.code(),
+                    ResponseError::UnknownTopicOrPartition.code()
+                ],
+                "ElectLeaders v{v}"
+            );
+            if v >= 1 {
+                // Every partition: those that needed no election are left out.
+                let req = ElectLeadersRequest::default().with_election_type(1);
+                let resp = send(c, &req, v).await;
+                assert_eq!(
+                    (resp.error_code, resp.replica_election_results.len()),
+                    (0, 0),
+                    "ElectLeaders v{v}"
+                );
+            }
+        }
+        ApiKey::DescribeLogDirs => {
+            let all = DescribeLogDirsRequest::default().with_topics(None);
+            let resp = send(c, &all, v).await;
+            assert_eq!(resp.results.len(), 1, "DescribeLogDirs v{v}");
+            let dir = &resp.results[0];
+            assert_eq!(dir.error_code, 0, "DescribeLogDirs v{v}");
+            let topic = dir
+                .topics
+                .iter()
+                .find(|t| t.name.0.as_str() == TOPIC)
+                .unwrap_or_else(|| panic!("DescribeLogDirs v{v}: no {TOPIC} in {dir:?}"));
+            let p = &topic.partitions[0];
+            assert_eq!(
+                (p.partition_index, p.offset_lag, p.is_future_key),
+                (0, 0, false),
+                "DescribeLogDirs v{v}"
+            );
+            assert!(p.partition_size > 0, "DescribeLogDirs v{v}: {p:?}");
+            if v >= 4 {
+                assert!(dir.total_bytes >= dir.usable_bytes && dir.usable_bytes > 0);
+            }
+            // Asked for one partition that is not here: the directory, without it.
+            let req = DescribeLogDirsRequest::default().with_topics(Some(vec![
+                describe_log_dirs_request::DescribableLogDirTopic::default()
+                    .with_topic(topic_name(TOPIC))
+                    .with_partitions(vec![5]),
+            ]));
+            let resp = send(c, &req, v).await;
+            assert!(resp.results[0].topics.is_empty(), "DescribeLogDirs v{v}");
+        }
+        ApiKey::UnregisterBroker => {
+            let req = UnregisterBrokerRequest::default().with_broker_id(BrokerId(99));
+            let resp = send(c, &req, v).await;
+            assert_eq!(
+                resp.error_code,
+                ResponseError::BrokerIdNotRegistered.code(),
+                "UnregisterBroker v{v}"
+            );
+            // This broker is running (unfenced) and holds replicas: refused.
+            let req = UnregisterBrokerRequest::default().with_broker_id(BrokerId(1));
+            let resp = send(c, &req, v).await;
+            assert_eq!(
+                resp.error_code,
+                ResponseError::InvalidRequest.code(),
+                "UnregisterBroker v{v}"
+            );
+        }
         other => panic!("{other:?} is advertised but this test does not exercise it: add it"),
     }
 }

@@ -410,6 +410,8 @@ fn scale_100k_partitions() {
                 replicas,
                 leader_epoch: LeaderEpoch(0),
                 partition_epoch: 0,
+                adding_replicas: vec![],
+                removing_replicas: vec![],
             });
         }
     }

@@ -121,6 +121,8 @@ impl Sim {
                 leader: BrokerId(1),
                 leader_epoch: LeaderEpoch(0),
                 partition_epoch: 0,
+                adding_replicas: vec![],
+                removing_replicas: vec![],
             },
         );
         let mut sim = Sim {

@@ -6,7 +6,10 @@
 //! 2. broker liveness ([`Controller::run_liveness`]): fence silent brokers, unfence
 //!    heartbeating ones, drain those in controlled shutdown, and re-elect leaders accordingly
 //!    (the rules in [`super::liveness`], the elections in [`super::elections`]);
-//! 3. preferred-leader rebalancing, every `leader.imbalance.check.interval.seconds` when
+//! 3. completing partition reassignments whose target replicas have all joined the ISR
+//!    ([`super::reassignment`]): the ISR changes that make one due arrive as AlterPartition
+//!    records, and each pass looks at the image they produced;
+//! 4. preferred-leader rebalancing, every `leader.imbalance.check.interval.seconds` when
 //!    `auto.leader.rebalance.enable` is set.
 //!
 //! A new duty is one more step here: a pure `decide_*` from the image (and what this
@@ -21,6 +24,7 @@ use tokio::time::Instant;
 use super::elections::{decide_broker_liveness, decide_preferred_leaders};
 use super::liveness::decide_fencing;
 use super::node::Controller;
+use super::reassignment::decide_complete_reassignments;
 use super::records::MetadataRecord;
 use super::ControllerError;
 
@@ -71,6 +75,15 @@ impl Controller {
         })
         .await?;
         self.run_liveness().await?;
+        let (completed, _) = self
+            .commit_as_active(|image| {
+                let records = decide_complete_reassignments(image);
+                Ok((records.len(), records))
+            })
+            .await?;
+        if completed > 0 {
+            tracing::info!(partitions = completed, "completed partition reassignments");
+        }
         let rebalance_due = self.settings.auto_leader_rebalance
             && self
                 .last_rebalance()

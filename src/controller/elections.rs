@@ -1,11 +1,13 @@
 //! The active controller's decisions about brokers and leaders: fencing and unfencing,
-//! leader election from the ISR, controlled shutdown and preferred-leader rebalancing.
+//! leader election from the ISR, controlled shutdown, preferred-leader rebalancing, and the
+//! elections an administrator asks for (ElectLeaders).
 //! Pure functions from the image (and what the controller observed) to records.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::image::{MetadataImage, PartitionRegistration, TopicImage};
 use super::records::MetadataRecord;
+use super::ControllerError;
 use crate::model::{BrokerId, LeaderEpoch, PartitionIndex};
 
 pub const NO_LEADER: BrokerId = BrokerId(-1);
@@ -120,6 +122,8 @@ fn changed(
         partition_epoch: p.partition_epoch + 1,
         isr,
         leader,
+        adding_replicas: p.adding_replicas.clone(),
+        removing_replicas: p.removing_replicas.clone(),
     })
 }
 
@@ -169,6 +173,114 @@ pub fn decide_preferred_leaders(
     records
 }
 
+/// Kafka's election types (ElectLeaders' `election_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElectionType {
+    /// Move leadership to the first replica, if it is live and in the ISR.
+    Preferred,
+    /// Elect a leader for a partition that has none, from outside the ISR if need be.
+    Unclean,
+}
+
+/// ElectLeaders for one partition (Kafka's `ReplicationControlManager.electLeader`): the record
+/// that changes its leader, or why none is elected. PREFERRED: ELECTION_NOT_NEEDED when the
+/// first replica already leads, PREFERRED_LEADER_NOT_AVAILABLE when it is fenced or out of the
+/// ISR. UNCLEAN: ELECTION_NOT_NEEDED when the partition has a leader; else the first live ISR
+/// member in replica order, else the first live replica (the ISR becomes just it), else
+/// ELIGIBLE_LEADERS_NOT_AVAILABLE.
+pub fn decide_elect_leader(
+    image: &MetadataImage,
+    topic: &TopicImage,
+    index: PartitionIndex,
+    election: ElectionType,
+) -> Result<MetadataRecord, ControllerError> {
+    let p = topic
+        .partitions
+        .get(&index)
+        .ok_or_else(|| ControllerError::UnknownTopic(topic.name.clone()))?;
+    match election {
+        ElectionType::Preferred => {
+            let Some(first) = p.replicas.first().copied() else {
+                return Err(ControllerError::PreferredLeaderNotAvailable(
+                    "no replicas".into(),
+                ));
+            };
+            if p.leader == first {
+                return Err(ControllerError::ElectionNotNeeded(format!(
+                    "broker {first} already leads"
+                )));
+            }
+            if !image.is_live(first) || !p.isr.contains(&first) {
+                return Err(ControllerError::PreferredLeaderNotAvailable(format!(
+                    "broker {first} is fenced or not in the ISR"
+                )));
+            }
+            changed(topic, index, p, first, p.isr.clone())
+                .ok_or_else(|| ControllerError::ElectionNotNeeded("unchanged".into()))
+        }
+        ElectionType::Unclean => {
+            if p.leader != NO_LEADER && image.is_live(p.leader) {
+                return Err(ControllerError::ElectionNotNeeded(format!(
+                    "broker {} leads",
+                    p.leader
+                )));
+            }
+            let live = |b: &&BrokerId| image.is_live(**b);
+            let (leader, isr) = match p.replicas.iter().filter(live).find(|b| p.isr.contains(b)) {
+                Some(b) => (
+                    *b,
+                    p.isr
+                        .iter()
+                        .copied()
+                        .filter(|b| image.is_live(*b))
+                        .collect(),
+                ),
+                None => match p.replicas.iter().find(live) {
+                    Some(b) => (*b, vec![*b]),
+                    None => {
+                        return Err(ControllerError::EligibleLeadersNotAvailable(
+                            "no replica is live".into(),
+                        ))
+                    }
+                },
+            };
+            changed(topic, index, p, leader, isr)
+                .ok_or_else(|| ControllerError::ElectionNotNeeded("unchanged".into()))
+        }
+    }
+}
+
+/// UnregisterBroker: removes a broker's registration, refused while the broker is unfenced
+/// (it is running: it must be shut down first) or still holds replicas (move them away with
+/// reassignments first), so no partition ever names an unknown broker.
+pub fn decide_unregister_broker(
+    image: &MetadataImage,
+    broker: BrokerId,
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    let Some(registration) = image.brokers.get(&broker) else {
+        return Err(ControllerError::BrokerIdNotRegistered(broker));
+    };
+    if !registration.fenced {
+        return Err(ControllerError::BrokerInUse {
+            broker,
+            reason: "it is not fenced; shut it down first".into(),
+        });
+    }
+    let held = image
+        .topics
+        .values()
+        .flat_map(|t| t.partitions.iter().map(move |(i, p)| (t, i, p)))
+        .filter(|(_, _, p)| p.replicas.contains(&broker))
+        .count();
+    if held > 0 {
+        return Err(ControllerError::BrokerInUse {
+            broker,
+            reason: format!("it still holds {held} replicas; reassign them first"),
+        });
+    }
+    Ok(vec![MetadataRecord::UnregisterBroker { broker_id: broker }])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +326,8 @@ mod tests {
                     replicas: r,
                     leader_epoch: LeaderEpoch(0),
                     partition_epoch: 0,
+                    adding_replicas: vec![],
+                    removing_replicas: vec![],
                 },
             );
         }
@@ -367,11 +481,107 @@ mod tests {
                 leader: p0.leader,
                 leader_epoch: p0.leader_epoch,
                 partition_epoch: p0.partition_epoch + 1,
+                adding_replicas: vec![],
+                removing_replicas: vec![],
             }],
         );
         let records = decide_preferred_leaders(&image, 10, &BTreeSet::new());
         apply(&mut image, &records);
         assert_eq!(part(&image, t, 0).leader, BrokerId(1));
         assert!(decide_preferred_leaders(&image, 10, &BTreeSet::new()).is_empty());
+    }
+
+    #[test]
+    fn elect_leaders_preferred_and_unclean() {
+        let (mut image, t) = cluster(3, &[vec![1, 2, 3], vec![2, 3]]);
+        let topic = image.topics[&t].clone();
+        let preferred = ElectionType::Preferred;
+        assert!(matches!(
+            decide_elect_leader(&image, &topic, PartitionIndex(0), preferred),
+            Err(ControllerError::ElectionNotNeeded(_))
+        ));
+        assert!(matches!(
+            decide_elect_leader(&image, &topic, PartitionIndex(9), preferred),
+            Err(ControllerError::UnknownTopic(_))
+        ));
+        // Broker 1 dies: 2 leads partition 0; back but out of the ISR, it cannot be elected.
+        let fence = Liveness {
+            fence: [BrokerId(1)].into(),
+            ..Default::default()
+        };
+        let r = decide_broker_liveness(&image, &fence, false);
+        apply(&mut image, &r);
+        let back = Liveness {
+            unfence: [BrokerId(1)].into(),
+            ..Default::default()
+        };
+        let r = decide_broker_liveness(&image, &back, false);
+        apply(&mut image, &r);
+        let topic = image.topics[&t].clone();
+        assert!(matches!(
+            decide_elect_leader(&image, &topic, PartitionIndex(0), preferred),
+            Err(ControllerError::PreferredLeaderNotAvailable(_))
+        ));
+        let mut p0 = part(&image, t, 0);
+        p0.isr.push(BrokerId(1));
+        p0.partition_epoch += 1;
+        apply(&mut image, &[p0.to_record(t, PartitionIndex(0))]);
+        let topic = image.topics[&t].clone();
+        let r = decide_elect_leader(&image, &topic, PartitionIndex(0), preferred).expect("elected");
+        apply(&mut image, &[r]);
+        assert_eq!(part(&image, t, 0).leader, BrokerId(1));
+        assert_eq!(part(&image, t, 0).leader_epoch, LeaderEpoch(2));
+        // Unclean: not needed while a leader lives; elects outside the ISR when none is left.
+        let topic = image.topics[&t].clone();
+        assert!(matches!(
+            decide_elect_leader(&image, &topic, PartitionIndex(1), ElectionType::Unclean),
+            Err(ControllerError::ElectionNotNeeded(_))
+        ));
+        let mut p1 = part(&image, t, 1);
+        p1.isr = vec![BrokerId(3)];
+        p1.partition_epoch += 1;
+        apply(&mut image, &[p1.to_record(t, PartitionIndex(1))]);
+        let fence = Liveness {
+            fence: [BrokerId(3)].into(),
+            ..Default::default()
+        };
+        let r = decide_broker_liveness(&image, &fence, false);
+        apply(&mut image, &r);
+        assert_eq!(part(&image, t, 1).leader, NO_LEADER);
+        let topic = image.topics[&t].clone();
+        let r = decide_elect_leader(&image, &topic, PartitionIndex(1), ElectionType::Unclean)
+            .expect("elected");
+        apply(&mut image, &[r]);
+        assert_eq!(
+            (part(&image, t, 1).leader, part(&image, t, 1).isr),
+            (BrokerId(2), vec![BrokerId(2)])
+        );
+    }
+
+    #[test]
+    fn unregistering_needs_a_fenced_broker_without_replicas() {
+        let (mut image, _) = cluster(3, &[vec![1, 2]]);
+        assert!(matches!(
+            decide_unregister_broker(&image, BrokerId(9)),
+            Err(ControllerError::BrokerIdNotRegistered(_))
+        ));
+        assert!(matches!(
+            decide_unregister_broker(&image, BrokerId(3)),
+            Err(ControllerError::BrokerInUse { .. })
+        ));
+        for b in [2, 3] {
+            let fence = Liveness {
+                fence: [BrokerId(b)].into(),
+                ..Default::default()
+            };
+            let r = decide_broker_liveness(&image, &fence, false);
+            apply(&mut image, &r);
+        }
+        assert!(
+            matches!(decide_unregister_broker(&image, BrokerId(2)), Err(ControllerError::BrokerInUse { reason, .. }) if reason.contains("1 replicas"))
+        );
+        let r = decide_unregister_broker(&image, BrokerId(3)).expect("unregistered");
+        apply(&mut image, &r);
+        assert!(!image.brokers.contains_key(&BrokerId(3)));
     }
 }

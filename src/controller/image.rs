@@ -50,6 +50,35 @@ pub struct PartitionRegistration {
     pub leader: BrokerId,
     pub leader_epoch: LeaderEpoch,
     pub partition_epoch: i32,
+    /// Target replicas a running reassignment adds (empty when none runs).
+    #[serde(default)]
+    pub adding_replicas: Vec<BrokerId>,
+    /// Original replicas a running reassignment removes (empty when none runs).
+    #[serde(default)]
+    pub removing_replicas: Vec<BrokerId>,
+}
+
+impl PartitionRegistration {
+    /// A reassignment is under way (Kafka's `isReassignmentInProgress`).
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
+    /// The record registering this partition as it is, for decisions that change a few fields
+    /// and carry the rest (a running reassignment included) over unchanged.
+    pub fn to_record(&self, topic_id: TopicId, partition: PartitionIndex) -> MetadataRecord {
+        MetadataRecord::Partition {
+            topic_id,
+            partition,
+            replicas: self.replicas.clone(),
+            isr: self.isr.clone(),
+            leader: self.leader,
+            leader_epoch: self.leader_epoch,
+            partition_epoch: self.partition_epoch,
+            adding_replicas: self.adding_replicas.clone(),
+            removing_replicas: self.removing_replicas.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -149,6 +178,8 @@ impl MetadataImage {
                 leader,
                 leader_epoch,
                 partition_epoch,
+                adding_replicas,
+                removing_replicas,
             } => {
                 if let Some(t) = self.topics.get_mut(topic_id) {
                     t.partitions.insert(
@@ -159,6 +190,8 @@ impl MetadataImage {
                             leader: *leader,
                             leader_epoch: *leader_epoch,
                             partition_epoch: *partition_epoch,
+                            adding_replicas: adding_replicas.clone(),
+                            removing_replicas: removing_replicas.clone(),
                         },
                     );
                 }
@@ -233,6 +266,9 @@ impl MetadataImage {
             MetadataRecord::RemoveAccessControlEntry { id } => {
                 self.acls.remove(*id);
             }
+            MetadataRecord::UnregisterBroker { broker_id } => {
+                self.brokers.remove(broker_id);
+            }
         }
     }
 }
@@ -262,6 +298,8 @@ mod tests {
                 leader: BrokerId(1),
                 leader_epoch: LeaderEpoch(0),
                 partition_epoch: 0,
+                adding_replicas: vec![],
+                removing_replicas: vec![],
             },
         );
         image.apply(

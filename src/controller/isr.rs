@@ -77,6 +77,8 @@ pub fn decide_alter_partition(
         leader: p.leader,
         leader_epoch: p.leader_epoch,
         partition_epoch: p.partition_epoch + 1,
+        adding_replicas: p.adding_replicas.clone(),
+        removing_replicas: p.removing_replicas.clone(),
     }])
 }
 
@@ -130,6 +132,8 @@ mod tests {
                 leader: BrokerId(1),
                 leader_epoch: LeaderEpoch(4),
                 partition_epoch: 7,
+                adding_replicas: vec![],
+                removing_replicas: vec![],
             },
         );
         (image, topic_id)

@@ -27,6 +27,9 @@
 //! - [`producer_ids`]: producer ids from blocks the controller allocates.
 //! - [`elections`]: fencing, leader election, controlled shutdown, rebalancing (pure).
 //! - [`isr`]: AlterPartition (ISR changes) decided.
+//! - [`reassignment`]: partition reassignments started, completed and cancelled (pure), and
+//!   [`placement`]: where new replicas go (Kafka's rack-alternating assignment), and
+//!   [`balance`]: the planner of replica moves that even out brokers or drain one (pure).
 //! - [`client_quotas`]: AlterClientQuotas decided (the quotas themselves live in `crate::quota`).
 //! - [`quota_shares`]: cluster-wide quota limits divided among brokers by demand (pure), kept in
 //!   the active controller's memory and handed out with heartbeat answers.
@@ -40,6 +43,7 @@ mod service;
 mod settings;
 
 pub mod acls;
+pub mod balance;
 pub mod broker_lifecycle;
 pub mod client_quotas;
 pub mod elections;
@@ -48,9 +52,11 @@ pub mod isr;
 pub mod log_store;
 mod metrics;
 pub mod network;
+pub mod placement;
 pub mod producer_ids;
 pub mod quorum;
 pub mod quota_shares;
+pub mod reassignment;
 pub mod records;
 pub mod scram_credentials;
 pub mod state_machine;
@@ -63,6 +69,7 @@ pub use client_quotas::{decide_client_quotas, QuotaAlteration};
 pub use image::{BrokerRegistration, MetadataImage, PartitionRegistration, TopicImage};
 pub use metrics::ControllerMetrics;
 pub use node::Controller;
+pub use placement::place_replicas;
 pub use records::{BrokerEndpoint, MetadataRecord};
 pub use scram_credentials::{
     decide_bootstrap_credentials, decide_scram_credentials, ScramAlteration, ScramAlterationError,
@@ -105,6 +112,18 @@ pub enum ControllerError {
     InvalidUpdateVersion { expected: i32, got: i32 },
     #[error("ineligible replica: {0}")]
     IneligibleReplica(String),
+    #[error("no partition reassignment is in progress")]
+    NoReassignmentInProgress,
+    #[error("leader election not needed: {0}")]
+    ElectionNotNeeded(String),
+    #[error("the preferred leader is not available: {0}")]
+    PreferredLeaderNotAvailable(String),
+    #[error("no eligible leader: {0}")]
+    EligibleLeadersNotAvailable(String),
+    #[error("broker {0} is not registered")]
+    BrokerIdNotRegistered(BrokerId),
+    #[error("broker {broker} cannot be unregistered: {reason}")]
+    BrokerInUse { broker: BrokerId, reason: String },
     #[error("the controller is shutting down")]
     ShuttingDown,
     #[error("metadata quorum error: {0}")]
@@ -170,57 +189,6 @@ pub fn validate_topic_name(name: &str) -> Result<(), ControllerError> {
         ));
     }
     Ok(())
-}
-
-/// Spreads `partitions` x `replication_factor` replicas over `brokers`: partition p's replicas
-/// are consecutive brokers starting at `(start + p) % n`, so leaders (the first replica, the
-/// preferred leader) rotate evenly. With racks, the broker list is interleaved by rack first so
-/// consecutive brokers sit in different racks.
-pub fn place_replicas(
-    brokers: &[(BrokerId, Option<String>)],
-    partitions: i32,
-    replication_factor: i16,
-    start: usize,
-) -> Result<Vec<Vec<BrokerId>>, ControllerError> {
-    let rf = replication_factor as usize;
-    if replication_factor < 1 {
-        return Err(ControllerError::InvalidReplicationFactor {
-            factor: replication_factor.into(),
-            reason: "must be at least 1".into(),
-        });
-    }
-    if rf > brokers.len() {
-        return Err(ControllerError::InvalidReplicationFactor {
-            factor: replication_factor.into(),
-            reason: format!("larger than the {} available brokers", brokers.len()),
-        });
-    }
-    let ordered = interleave_by_rack(brokers);
-    let n = ordered.len();
-    Ok((0..partitions as usize)
-        .map(|p| (0..rf).map(|r| ordered[(start + p + r) % n]).collect())
-        .collect())
-}
-
-fn interleave_by_rack(brokers: &[(BrokerId, Option<String>)]) -> Vec<BrokerId> {
-    let mut racks: std::collections::BTreeMap<Option<&str>, Vec<BrokerId>> = Default::default();
-    for (id, rack) in brokers {
-        racks.entry(rack.as_deref()).or_default().push(*id);
-    }
-    for ids in racks.values_mut() {
-        ids.sort();
-    }
-    let mut out = Vec::with_capacity(brokers.len());
-    let mut round = 0;
-    while out.len() < brokers.len() {
-        for ids in racks.values() {
-            if let Some(id) = ids.get(round) {
-                out.push(*id);
-            }
-        }
-        round += 1;
-    }
-    out
 }
 
 fn validated_topic_configs(
@@ -340,6 +308,8 @@ fn new_partition(topic_id: TopicId, partition: i32, replicas: Vec<BrokerId>) -> 
         replicas,
         leader_epoch: LeaderEpoch(0),
         partition_epoch: 0,
+        adding_replicas: vec![],
+        removing_replicas: vec![],
     }
 }
 

@@ -49,6 +49,15 @@ pub enum MetadataRecord {
         leader_epoch: LeaderEpoch,
         /// Bumped on every change, for compare-and-set by AlterPartition.
         partition_epoch: i32,
+        /// While a reassignment runs: the target replicas not in the original set (they
+        /// follow and catch up). `replicas` is then the target followed by `removing_replicas`.
+        /// Absent in records written before reassignments existed.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        adding_replicas: Vec<BrokerId>,
+        /// While a reassignment runs: the original replicas not in the target; they leave
+        /// when every target replica is in the ISR.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        removing_replicas: Vec<BrokerId>,
     },
     /// A topic config key set (`Some`) or removed (`None`).
     TopicConfig {
@@ -95,4 +104,7 @@ pub enum MetadataRecord {
     AccessControlEntry { id: AclId, binding: AclBinding },
     /// The ACL with this id was deleted (Kafka's `RemoveAccessControlEntryRecord`).
     RemoveAccessControlEntry { id: AclId },
+    /// A broker's registration was removed (Kafka's `UnregisterBrokerRecord`): it held no
+    /// replicas and was fenced.
+    UnregisterBroker { broker_id: BrokerId },
 }

@@ -158,6 +158,8 @@ mod tests {
                     leader: BrokerId(1),
                     leader_epoch: LeaderEpoch(p),
                     partition_epoch: 0,
+                    adding_replicas: vec![],
+                    removing_replicas: vec![],
                 });
             }
         }

@@ -88,6 +88,12 @@ pub fn controller_error_code(e: &ControllerError) -> i16 {
         ControllerError::StaleLeaderEpoch { .. } => E::FencedLeaderEpoch.code(),
         ControllerError::InvalidUpdateVersion { .. } => E::InvalidUpdateVersion.code(),
         ControllerError::IneligibleReplica(_) => E::IneligibleReplica.code(),
+        ControllerError::NoReassignmentInProgress => E::NoReassignmentInProgress.code(),
+        ControllerError::ElectionNotNeeded(_) => E::ElectionNotNeeded.code(),
+        ControllerError::PreferredLeaderNotAvailable(_) => E::PreferredLeaderNotAvailable.code(),
+        ControllerError::EligibleLeadersNotAvailable(_) => E::EligibleLeadersNotAvailable.code(),
+        ControllerError::BrokerIdNotRegistered(_) => E::BrokerIdNotRegistered.code(),
+        ControllerError::BrokerInUse { .. } => E::InvalidRequest.code(),
         ControllerError::NotController { .. } | ControllerError::ShuttingDown => {
             E::NotController.code()
         }
@@ -129,6 +135,22 @@ pub fn quota_error_code(e: &QuotaError) -> i16 {
 
 pub fn unknown_topic_or_partition() -> i16 {
     E::UnknownTopicOrPartition.code()
+}
+
+/// A partition this broker holds no replica of: NOT_LEADER_OR_FOLLOWER when the cluster has it
+/// (the client's metadata is old, or a reassignment moved the replica away), so the client
+/// looks for the leader; UNKNOWN_TOPIC_OR_PARTITION when it does not exist (Kafka's
+/// `ReplicaManager.getPartitionOrError`).
+pub fn not_hosted(image: &crate::controller::MetadataImage, topic: &str, partition: i32) -> i16 {
+    let exists = image.topic_by_name(topic).is_some_and(|t| {
+        t.partitions
+            .contains_key(&crate::model::PartitionIndex(partition))
+    });
+    if exists {
+        E::NotLeaderOrFollower.code()
+    } else {
+        E::UnknownTopicOrPartition.code()
+    }
 }
 
 pub fn unknown_topic_id() -> i16 {

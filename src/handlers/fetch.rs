@@ -43,7 +43,7 @@ use crate::log::remote::RemoteLogError;
 use crate::log::{LogError, PartitionLogError};
 use crate::model::{BrokerId, LeaderEpoch, Offset, PartitionIndex, TopicId, TopicPartition};
 use crate::handlers::errors::{
-    fetch_session_error_code, partition_error_code, remote_log_error_code, unknown_topic_id, unknown_topic_or_partition,
+    fetch_session_error_code, not_hosted, partition_error_code, remote_log_error_code, unknown_topic_id,
 };
 use crate::protocol::fetch_session::{FetchMetadata, PartitionFetch};
 use crate::protocol::record_batch::BatchIter;
@@ -464,7 +464,7 @@ async fn read_all(apis: &KafkaApis, params: &FetchParams) -> (FetchResponse, usi
             };
             let Some(partition) = apis.replicas.get(&TopicPartition::new(name.clone(), p.index())) else {
                 any_error = true;
-                out.push(data.with_error_code(unknown_topic_or_partition()).with_high_watermark(-1));
+                out.push(data.with_error_code(not_hosted(&apis.image(), name, p.index())).with_high_watermark(-1));
                 continue;
             };
             let budget = p.max_bytes().min(params.max_bytes.saturating_sub(total));

@@ -182,6 +182,8 @@ mod tests {
                 leader: BrokerId(leader),
                 leader_epoch: LeaderEpoch(epoch),
                 partition_epoch: 1,
+                adding_replicas: vec![],
+                removing_replicas: vec![],
             });
         }
         for (i, r) in records.iter().enumerate() {

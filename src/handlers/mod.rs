@@ -139,6 +139,11 @@ handlers! {
     DescribeAcls => describe_acls,
     DeleteAcls => delete_acls,
     WriteTxnMarkers => write_txn_markers,
+    AlterPartitionReassignments => alter_partition_reassignments,
+    ListPartitionReassignments => list_partition_reassignments,
+    ElectLeaders => elect_leaders,
+    DescribeLogDirs => describe_log_dirs,
+    UnregisterBroker => unregister_broker,
 }
 
 pub mod fetch_session;

@@ -18,7 +18,7 @@ use crate::security::acl::{AclOperation, Resource, ResourceType};
 use crate::controller::MetadataImage;
 use crate::log::LogAppendInfo;
 use crate::model::{LeaderEpoch, TopicId, TopicPartition};
-use crate::handlers::errors::{partition_error_code, unknown_topic_id, unknown_topic_or_partition, NONE};
+use crate::handlers::errors::{not_hosted, partition_error_code, unknown_topic_id, NONE};
 use crate::protocol::str_bytes;
 use crate::quota::SharedDirection;
 use crate::replication::{Partition, PartitionError};
@@ -74,7 +74,7 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
                 None => Outcome::Failed(unknown_topic_id(), None, Vec::new()),
                 Some(_) if !write_allowed => Outcome::Failed(TOPIC_AUTHORIZATION_FAILED, None, Vec::new()),
                 Some(name) => match ctx.apis.replicas.get(&TopicPartition::new(name.clone(), p.index)) {
-                    None => Outcome::Failed(unknown_topic_or_partition(), None, Vec::new()),
+                    None => Outcome::Failed(not_hosted(&image, name, p.index), None, Vec::new()),
                     Some(partition) => match p.records {
                         None => Outcome::Failed(ResponseError::InvalidRecord.code(), Some("no records".into()), Vec::new()),
                         Some(records) => match verify_transaction(&partition, transactional_id.as_deref(), &records) {

@@ -206,6 +206,11 @@ fn throttle_field(resp: &mut ResponseKind) -> Option<&mut i32> {
         DeleteAcls,
         DescribeUserScramCredentials,
         AlterUserScramCredentials,
+        AlterPartitionReassignments,
+        ListPartitionReassignments,
+        ElectLeaders,
+        DescribeLogDirs,
+        UnregisterBroker,
     )
 }
 

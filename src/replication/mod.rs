@@ -177,6 +177,11 @@ impl ReplicaManager {
                 if let Ok(mut m) = self.partitions.write() {
                     m.remove(tp);
                 }
+                // Produces waiting for acks=all answer NOT_LEADER_OR_FOLLOWER now rather than
+                // time out (a reassignment moved the replica away from this broker).
+                let mut gone = p.state();
+                gone.leader = BrokerId(-1);
+                p.update_state(gone, 1);
                 // Fetches waiting on it read again and answer that it is gone; others may hold
                 // the partition a while longer, so its dropping cannot be what wakes them.
                 p.fetch_wakeups().reset();

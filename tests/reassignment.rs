@@ -1,0 +1,358 @@
+//! Partition reassignment across whole brokers on 127.0.0.1: four in-process nodes (nodes 1-3
+//! voters of the metadata quorum and brokers, node 4 a broker that follows the metadata log as
+//! a learner), the fourth started after the topic exists. A partition on brokers 1 and 2 is moved to brokers
+//! 3 and 4 while an idempotent producer writes to it with acks=all, following the leader.
+//!
+//! Checked: ListPartitionReassignments shows the move while it runs (or nothing once it has
+//! finished); the move completes (replicas 3 and 4, both in the ISR, leadership off the removed
+//! brokers); every record acknowledged is read back from the new leader at the offset it was
+//! acknowledged at, all records in the order produced, none twice; and brokers 1 and 2 no
+//! longer hold the partition, on disk either.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::alter_partition_reassignments_request::{
+    ReassignablePartition, ReassignableTopic,
+};
+use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic};
+use kafka_protocol::messages::{
+    AlterPartitionReassignmentsRequest, BrokerId as WireBrokerId, CreateTopicsRequest,
+    InitProducerIdRequest, ListPartitionReassignmentsRequest,
+};
+use kafka_protocol::records::Compression;
+use tokio_util::sync::CancellationToken;
+
+use common::idempotent_batch;
+use common::kafka::{fetch, fetch_request, produce, records_of};
+use strata::broker::Broker;
+use strata::client::KafkaClient;
+use strata::config::NodeConfig;
+use strata::controller::PartitionRegistration;
+use strata::metrics::Metrics;
+use strata::model::{BrokerId, PartitionIndex, TopicPartition};
+use strata::protocol::topic_name;
+use strata::server::{serve, ServerLimits};
+
+const TOPIC: &str = "moving";
+const RECORDS: usize = 400;
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+const NOT_ENOUGH_REPLICAS: i16 = 19;
+
+struct Node {
+    broker: Arc<Broker>,
+    addr: std::net::SocketAddr,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+    server: tokio::task::JoinHandle<()>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+async fn start_node(id: i32, voters: &str, controller_port: u16) -> Node {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut sets = vec![
+        ("node.id".to_string(), id.to_string()),
+        ("cluster.id".to_string(), "reassignment-test".to_string()),
+        (
+            "log.dirs".to_string(),
+            dir.path().join("data").display().to_string(),
+        ),
+        ("http.listener".to_string(), String::new()),
+        ("controller.quorum.voters".to_string(), voters.to_string()),
+        (
+            "broker.heartbeat.interval.ms".to_string(),
+            "200".to_string(),
+        ),
+    ];
+    // Brokers that are not voters still listen for the controller: they follow the metadata
+    // log as learners, which the active controller replicates to.
+    sets.push((
+        "listeners".to_string(),
+        format!("PLAINTEXT://{addr},CONTROLLER://127.0.0.1:{controller_port}"),
+    ));
+    if id > 3 {
+        sets.push(("process.roles".to_string(), "broker".to_string()));
+    }
+    let node = NodeConfig::load(None, &[], &sets).expect("config");
+    let shutdown = CancellationToken::new();
+    let broker = Broker::start(
+        node.clone(),
+        strata::clock::system(),
+        Arc::new(Metrics::new()),
+        shutdown.clone(),
+    )
+    .await
+    .expect("broker starts");
+    let server = tokio::spawn(serve(
+        strata::net::tokio_acceptor(listener),
+        broker.apis.clone(),
+        broker.metrics.server.clone(),
+        ServerLimits::from_config(&node),
+        shutdown.clone(),
+    ));
+    Node {
+        broker,
+        addr,
+        shutdown,
+        _dir: dir,
+        server,
+    }
+}
+
+async fn connect(node: &Node) -> KafkaClient {
+    KafkaClient::connect(
+        strata::net::tokio_network().as_ref(),
+        &node.addr.to_string(),
+        "reassignment-test",
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("connect")
+}
+
+fn partition(node: &Node) -> Option<PartitionRegistration> {
+    let image = node.broker.apis.image();
+    image
+        .topic_by_name(TOPIC)?
+        .partitions
+        .get(&PartitionIndex(0))
+        .cloned()
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn ids(v: &[i32]) -> Vec<BrokerId> {
+    v.iter().map(|b| BrokerId(*b)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_moves_to_new_brokers_under_load_without_losing_a_record() {
+    // STRATA_LOG=info (any tracing filter) narrates a run.
+    if let Ok(filter) = std::env::var("STRATA_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
+    tokio::time::timeout(Duration::from_secs(120), move_under_load())
+        .await
+        .expect("the test finishes within two minutes");
+}
+
+async fn move_under_load() {
+    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    let voters = format!(
+        "1@127.0.0.1:{},2@127.0.0.1:{},3@127.0.0.1:{}",
+        ports[0], ports[1], ports[2]
+    );
+    // Together: each waits for a quorum to register with.
+    let (a, b, c) = tokio::join!(
+        start_node(1, &voters, ports[0]),
+        start_node(2, &voters, ports[1]),
+        start_node(3, &voters, ports[2]),
+    );
+    let mut nodes = vec![a, b, c];
+    let live = |nodes: &[Node]| {
+        nodes[0]
+            .broker
+            .apis
+            .image()
+            .brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .count()
+    };
+    wait_for("three brokers", Duration::from_secs(20), || {
+        live(&nodes) == 3
+    })
+    .await;
+
+    let mut admin = connect(&nodes[0]).await;
+    let created = admin
+        .send(
+            &CreateTopicsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topics(vec![CreatableTopic::default()
+                    .with_name(topic_name(TOPIC))
+                    .with_num_partitions(-1)
+                    .with_replication_factor(-1)
+                    .with_assignments(vec![CreatableReplicaAssignment::default()
+                        .with_partition_index(0)
+                        .with_broker_ids(vec![WireBrokerId(1), WireBrokerId(2)])])]),
+            7,
+        )
+        .await
+        .expect("create");
+    assert_eq!(created.topics[0].error_code, 0, "{created:?}");
+
+    // The fourth broker joins after the topic exists: it holds nothing yet.
+    nodes.push(start_node(4, &voters, ports[3]).await);
+    wait_for("four brokers", Duration::from_secs(20), || {
+        live(&nodes) == 4
+    })
+    .await;
+    let tp = TopicPartition {
+        topic: TOPIC.into(),
+        partition: PartitionIndex(0),
+    };
+    assert!(nodes[3].broker.apis.replicas.get(&tp).is_none());
+
+    let pid = admin
+        .send(
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(kafka_protocol::messages::ProducerId(-1))
+                .with_producer_epoch(-1),
+            4,
+        )
+        .await
+        .expect("init producer id");
+    assert_eq!(pid.error_code, 0);
+    let (producer_id, epoch) = (pid.producer_id.0, pid.producer_epoch);
+
+    let mut acked: Vec<i64> = Vec::with_capacity(RECORDS);
+    let mut leader = 1;
+    let mut client = connect(&nodes[0]).await;
+    let mut moved = false;
+    let mut seen_in_progress = false;
+    for i in 0..RECORDS {
+        if i == RECORDS / 4 && !moved {
+            moved = true;
+            let req = AlterPartitionReassignmentsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topics(vec![ReassignableTopic::default()
+                    .with_name(topic_name(TOPIC))
+                    .with_partitions(vec![ReassignablePartition::default()
+                        .with_partition_index(0)
+                        .with_replicas(Some(vec![WireBrokerId(3), WireBrokerId(4)]))])]);
+            let resp = admin.send(&req, 1).await.expect("reassign");
+            assert_eq!(resp.error_code, 0, "{resp:?}");
+            assert_eq!(resp.responses[0].partitions[0].error_code, 0, "{resp:?}");
+        }
+        if moved && !seen_in_progress {
+            let list = admin
+                .send(
+                    &ListPartitionReassignmentsRequest::default().with_topics(None),
+                    0,
+                )
+                .await
+                .expect("list");
+            if let Some(t) = list.topics.first() {
+                let p = &t.partitions[0];
+                let v = |b: &[WireBrokerId]| b.iter().map(|b| b.0).collect::<Vec<_>>();
+                assert_eq!(v(&p.replicas), vec![3, 4, 1, 2]);
+                assert_eq!(v(&p.adding_replicas), vec![3, 4]);
+                assert_eq!(v(&p.removing_replicas), vec![1, 2]);
+                seen_in_progress = true;
+            }
+        }
+        let value = format!("r-{i}");
+        loop {
+            let batch = idempotent_batch(
+                &[(None, Some(value.clone()), vec![])],
+                Compression::None,
+                producer_id,
+                epoch,
+                i as i32,
+            );
+            let (code, offset) = produce(&mut client, TOPIC, 0, batch, -1).await;
+            match code {
+                0 => {
+                    acked.push(offset);
+                    break;
+                }
+                NOT_LEADER_OR_FOLLOWER | NOT_ENOUGH_REPLICAS => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let now = partition(&nodes[0]).map(|p| p.leader.0).unwrap_or(-1);
+                    if now > 0 && now != leader {
+                        leader = now;
+                        client = connect(&nodes[leader as usize - 1]).await;
+                    }
+                }
+                other => panic!("record {i}: produce answered {other}"),
+            }
+        }
+    }
+
+    wait_for("the move to complete", Duration::from_secs(30), || {
+        partition(&nodes[0])
+            .is_some_and(|p| !p.is_reassigning() && p.replicas == ids(&[3, 4]) && p.isr.len() == 2)
+    })
+    .await;
+    let p = partition(&nodes[0]).expect("partition");
+    assert!(p.leader == BrokerId(3) || p.leader == BrokerId(4), "{p:?}");
+    assert_ne!(
+        leader, 1,
+        "the producer followed the leadership off broker 1"
+    );
+
+    // Every record, from the new leader, in order, each once, at its acknowledged offset.
+    let mut reader = connect(&nodes[p.leader.0 as usize - 1]).await;
+    let mut values = Vec::new();
+    let mut offsets = Vec::new();
+    while values.len() < RECORDS {
+        let req = fetch_request(
+            TOPIC,
+            0,
+            offsets.last().map_or(0, |o| o + 1),
+            500,
+            1,
+            1 << 20,
+        );
+        let resp = fetch(&mut reader, &req).await;
+        assert_eq!(resp.responses[0].partitions[0].error_code, 0);
+        let records = records_of(&resp);
+        assert!(
+            !records.is_empty(),
+            "fetch stalled after {} records",
+            values.len()
+        );
+        for r in records {
+            offsets.push(r.offset);
+            values.push(String::from_utf8(r.value.expect("value").to_vec()).expect("utf8"));
+        }
+    }
+    let expected: Vec<String> = (0..RECORDS).map(|i| format!("r-{i}")).collect();
+    assert_eq!(values, expected);
+    assert_eq!(offsets, acked);
+
+    // The removed brokers stopped and deleted their copies; the others hold it.
+    for (i, node) in nodes.iter().enumerate() {
+        let holds = |n: &Node| n.broker.apis.replicas.get(&tp).is_some();
+        if i < 2 {
+            wait_for("a removed replica to go", Duration::from_secs(10), || {
+                !holds(node)
+            })
+            .await;
+            let data = node._dir.path().join("data").join(tp.dir_name());
+            assert!(!data.exists(), "{} still on disk", data.display());
+        } else {
+            assert!(holds(node), "broker {} holds the partition", i + 1);
+        }
+    }
+
+    for node in nodes.into_iter().rev() {
+        node.shutdown.cancel();
+        let _ = node.server.await;
+        let _ = node.broker.close();
+    }
+}
