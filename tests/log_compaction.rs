@@ -276,7 +276,7 @@ fn compaction_removes_aborted_transactions_then_their_markers() {
     let log = UnifiedLog::open(dir.path().to_path_buf(), cfg, c).expect("open");
     let epoch = LeaderEpoch(0);
     let txn = |pid: i64, kvs: &[(&str, &str)]| {
-        let recs: Vec<(Option<&[u8]>, Option<&[u8]>)> = kvs
+        let recs: Vec<_> = kvs
             .iter()
             .map(|(k, v)| (Some(k.as_bytes()), Some(v.as_bytes())))
             .collect();
