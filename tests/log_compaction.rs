@@ -256,3 +256,100 @@ fn interrupted_swap_is_completed_on_open() {
         .exists());
     let _ = Arc::clone(&log);
 }
+
+/// Transactions: records of an aborted transaction are removed (and never shadow the committed
+/// value of their key); the abort marker stays while the pass that drops its data runs, then,
+/// once past `delete.retention.ms` with no data left, goes with its `.txnindex` entry. A commit
+/// marker whose transaction still has data stays.
+#[test]
+fn compaction_removes_aborted_transactions_then_their_markers() {
+    use strata::model::{ProducerEpoch, ProducerId};
+    use strata::protocol::control::{EndTransactionMarker, TransactionResult};
+    use strata::protocol::record_batch::{build_batch, set_covered_fields, TRANSACTIONAL_BIT};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = ManualClock::new(T0);
+    let c: SharedClock = clock.clone();
+    let cfg = LogConfig {
+        min_cleanable_dirty_ratio: 0.0,
+        ..config()
+    };
+    let log = UnifiedLog::open(dir.path().to_path_buf(), cfg, c).expect("open");
+    let epoch = LeaderEpoch(0);
+    let txn = |pid: i64, kvs: &[(&str, &str)]| {
+        let recs: Vec<_> = kvs
+            .iter()
+            .map(|(k, v)| (Some(k.as_bytes()), Some(v.as_bytes())))
+            .collect();
+        let mut b = build_batch(0, T0, Some((pid, 0, 0)), &recs);
+        set_covered_fields(&mut b, TRANSACTIONAL_BIT, T0, 0);
+        Bytes::from(b)
+    };
+    let end = |pid: i64, result| {
+        let m = EndTransactionMarker {
+            result,
+            coordinator_epoch: 0,
+        };
+        log.append_txn_marker(ProducerId(pid), ProducerEpoch(0), m, epoch)
+            .expect("marker")
+    };
+    log.append_as_leader(txn(1, &[("k", "committed")]), epoch)
+        .expect("0");
+    end(1, TransactionResult::Commit); // 1
+    log.append_as_leader(txn(2, &[("k", "aborted"), ("j", "aborted")]), epoch)
+        .expect("2..=3");
+    end(2, TransactionResult::Abort); // 4
+    log.roll().expect("roll");
+    log.append_as_leader(
+        keyed_batch(&[("x".into(), Some("x".into()))], T0, Compression::None),
+        epoch,
+    )
+    .expect("5");
+    log.roll().expect("roll");
+    let batches = |log: &UnifiedLog| -> Vec<(i64, bool, Vec<String>)> {
+        records::log_batches(log)
+            .into_iter()
+            .map(|(h, mut one)| {
+                let set = RecordBatchDecoder::decode(&mut one).expect("decode");
+                let values = set
+                    .records
+                    .iter()
+                    .filter(|_| !h.is_control())
+                    .map(|r| {
+                        String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()
+                    })
+                    .collect();
+                (h.base_offset, h.is_control(), values)
+            })
+            .collect()
+    };
+    let aborted = |log: &UnifiedLog| log.collect_aborted_txns(Offset(0), Offset(i64::MAX)).len();
+    assert_eq!(aborted(&log), 1);
+
+    LogCleaner::clean(&log).expect("clean").expect("a pass");
+    assert_eq!(
+        batches(&log),
+        vec![
+            (0, false, vec!["committed".to_string()]),
+            (1, true, vec![]),
+            (4, true, vec![]),
+            (5, false, vec!["x".to_string()]),
+        ],
+        "the aborted batch went; the abort marker stays this pass"
+    );
+    assert_eq!(aborted(&log), 1);
+
+    // Within delete.retention.ms a second pass keeps the marker; past it, the marker goes.
+    LogCleaner::clean(&log).expect("clean").expect("a pass");
+    assert!(batches(&log).iter().any(|b| b.0 == 4));
+    clock.advance_ms(DELETE_RETENTION_MS + 1);
+    LogCleaner::clean(&log).expect("clean").expect("a pass");
+    let offsets: Vec<(i64, bool)> = batches(&log).iter().map(|b| (b.0, b.1)).collect();
+    assert_eq!(offsets, vec![(0, false), (1, true), (5, false)]);
+    assert_eq!(aborted(&log), 0, "the entry went with its marker");
+    // And stays gone after a restart (the file was rewritten too).
+    log.close().expect("close");
+    let c: SharedClock = clock.clone();
+    let log = UnifiedLog::open(dir.path().to_path_buf(), config(), c).expect("reopen");
+    assert_eq!(aborted(&log), 0);
+    assert_eq!(batches(&log).len(), 3);
+}

@@ -67,13 +67,24 @@ async fn produce_txn(
     (p.error_code, p.base_offset)
 }
 
-/// WriteTxnMarkers for one producer on partition 0 of [`TOPIC`] and partition 5 (absent).
+/// WriteTxnMarkers for one producer on partition 0 of [`TOPIC`] and partition 5 (absent),
+/// from coordinator epoch 7.
 async fn end_txn(c: &mut KafkaClient, pid: i64, epoch: i16, commit: bool) -> Vec<i16> {
+    end_txn_from(c, pid, epoch, commit, 7).await
+}
+
+async fn end_txn_from(
+    c: &mut KafkaClient,
+    pid: i64,
+    epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+) -> Vec<i16> {
     let req = WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
         .with_producer_id(ProducerId(pid))
         .with_producer_epoch(epoch)
         .with_transaction_result(commit)
-        .with_coordinator_epoch(7)
+        .with_coordinator_epoch(coordinator_epoch)
         .with_topics(vec![WritableTxnMarkerTopic::default()
             .with_name(topic_name(TOPIC))
             .with_partition_indexes(vec![0, 5])])]);
@@ -247,6 +258,10 @@ async fn committed_and_aborted_transactions_read_by_isolation_level_and_survive_
     assert_eq!(aborted(&first_only), Some(vec![]));
     assert_eq!((latest(&mut c, 1).await, latest(&mut c, 0).await), (8, 8));
     let text = b.broker.render_metrics();
+    for result in ["commit", "abort"] {
+        let line = format!("strata_log_txn_markers_total{{result=\"{result}\",topic=\"txn\"}} 1");
+        assert!(text.contains(&line), "{line} in {text}");
+    }
     assert!(
         text.contains("strata_log_open_transactions{topic=\"txn\"} 0"),
         "{text}"
@@ -282,20 +297,27 @@ async fn committed_and_aborted_transactions_read_by_isolation_level_and_survive_
         ResponseError::InvalidTxnState.code()
     );
     assert_eq!((latest(&mut c, 1).await, latest(&mut c, 0).await), (8, 9));
-    // DescribeProducers shows where A's open transaction starts; B has none.
+    // DescribeProducers shows where A's open transaction starts (B has none) and the
+    // coordinator epoch of each one's last marker.
     let req = DescribeProducersRequest::default().with_topics(vec![
         describe_producers_request::TopicRequest::default()
             .with_name(topic_name(TOPIC))
             .with_partition_indexes(vec![0]),
     ]);
     let resp = c.send(&req, 0).await.expect("describe producers");
-    let mut starts: Vec<(i64, i64)> = resp.topics[0].partitions[0]
+    let mut starts: Vec<(i64, i64, i32)> = resp.topics[0].partitions[0]
         .active_producers
         .iter()
-        .map(|p| (p.producer_id.0, p.current_txn_start_offset))
+        .map(|p| {
+            (
+                p.producer_id.0,
+                p.current_txn_start_offset,
+                p.coordinator_epoch,
+            )
+        })
         .collect();
     starts.sort_unstable();
-    let mut want = vec![(a, 8), (bp, -1)];
+    let mut want = vec![(a, 8, 7), (bp, -1, 7)];
     want.sort_unstable();
     assert_eq!(starts, want);
     drop(c);
@@ -330,6 +352,13 @@ async fn committed_and_aborted_transactions_read_by_isolation_level_and_survive_
     let rc = fetch_from_zero(&mut c, 1).await;
     assert_eq!(aborted(&rc), Some(vec![(bp, 3)]));
     assert_eq!(committed_values(&rc), ["a0", "a1", "a2", "a3"]);
+    // A marker from an older coordinator epoch is fenced, after the restart too, and writes
+    // nothing.
+    assert_eq!(
+        end_txn_from(&mut c, a, ea, true, 6).await,
+        vec![ResponseError::TransactionCoordinatorFenced.code(), not_here]
+    );
+    assert_eq!(latest(&mut c, 0).await, 9);
     // A aborts its second transaction (marker at 9): both aborts are listed.
     assert_eq!(end_txn(&mut c, a, ea, false).await, vec![0, not_here]);
     let rc = fetch_from_zero(&mut c, 1).await;
@@ -406,4 +435,68 @@ async fn transactions_in_a_row_keep_read_committed_exact() {
         pct(0.5),
         pct(0.99)
     );
+}
+
+/// Tiered storage: a transaction's data in one segment and its abort marker in the next, both
+/// uploaded (with their `.txnindex`) and dropped from local disk. A read_committed fetch from
+/// offset 0 is served from the bucket (local-files store) and lists the abort found in the
+/// later segment's remote index, so the consumer skips the aborted records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_committed_from_the_remote_log_skips_aborted_records() {
+    let b = TestBroker::start(&[("remote.log.manager.task.interval.ms", "50")]).await;
+    let mut c = strata::admin::connect(&b.bootstrap())
+        .await
+        .expect("connect");
+    let configs = [("local.retention.bytes", "0"), ("retention.ms", "-1")];
+    create_topic(&mut c, TOPIC, 1, &configs).await;
+    let (a, ea) = init_producer(&mut c).await;
+    let (bp, eb) = init_producer(&mut c).await;
+    let tp = strata::model::TopicPartition::new(TOPIC, 0);
+    let log = b.broker.replicas.get(&tp).expect("partition").log().clone();
+    assert_eq!(
+        produce_txn(&mut c, txn_batch(a, ea, 0, &["a0", "a1"]), Some("ta")).await,
+        (0, 0)
+    );
+    assert_eq!(
+        produce_txn(&mut c, txn_batch(bp, eb, 0, &["b0"]), Some("tb")).await,
+        (0, 2)
+    );
+    log.roll().expect("roll");
+    assert_eq!(end_txn(&mut c, a, ea, false).await[0], 0); // 3
+    assert_eq!(end_txn(&mut c, bp, eb, true).await[0], 0); // 4
+    log.roll().expect("roll");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let uploaded = b.broker.remote.manifest(&tp).map(|m| {
+            let with_index: Vec<(i64, bool)> = m
+                .segments
+                .iter()
+                .map(|s| (s.base_offset, s.txn_index_bytes > 0))
+                .collect();
+            (m.end_offset(), with_index)
+        });
+        if uploaded == Some((Some(4), vec![(0, false), (3, true)]))
+            && log.local_log_start_offset().0 == 5
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "segments not tiered: {uploaded:?}, local start {:?}",
+            log.local_log_start_offset()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The local log no longer knows the abort: only the remote index can answer.
+    assert!(log
+        .collect_aborted_txns(strata::model::Offset(0), strata::model::Offset(5))
+        .is_empty());
+    let ru = fetch_from_zero(&mut c, 0).await;
+    assert_eq!(values(&ru), ["a0", "a1", "b0"], "served from the bucket");
+    let rc = fetch_from_zero(&mut c, 1).await;
+    assert_eq!(rc.responses[0].partitions[0].last_stable_offset, 5);
+    assert_eq!(aborted(&rc), Some(vec![(a, 0)]));
+    assert_eq!(committed_values(&rc), ["b0"]);
+    drop(c);
+    b.stop().await;
 }

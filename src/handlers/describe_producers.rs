@@ -42,7 +42,7 @@ pub fn handle(ctx: RequestContext, req: DescribeProducersRequest) -> Reply {
                                     .with_producer_epoch(s.producer_epoch.0 as i32)
                                     .with_last_sequence(s.last_sequence)
                                     .with_last_timestamp(s.last_timestamp_ms)
-                                    .with_coordinator_epoch(-1)
+                                    .with_coordinator_epoch(s.coordinator_epoch)
                                     .with_current_txn_start_offset(s.current_txn_start_offset.map_or(-1, |o| o.0))
                             });
                             r.with_active_producers(producers.collect())

@@ -431,8 +431,9 @@ async fn read_for_consumer(
         // Only the transactions overlapping what was read: the list stays as short as the read.
         let read_end = BatchIter::new(&read.records).filter_map(Result::ok).last().map_or(last_stable_offset, |(_, h)| Offset(h.next_offset()));
         partition
-            .log()
+            .log_view()
             .collect_aborted_txns(p.fetch_offset, read_end.min(last_stable_offset))
+            .await?
             .into_iter()
             .map(|t| AbortedTransaction::default().with_producer_id(WireProducerId(t.producer_id)).with_first_offset(t.first_offset))
             .collect()

@@ -62,6 +62,8 @@ pub fn handle(ctx: RequestContext, req: WriteTxnMarkersRequest) -> Reply {
                         let result = partition
                             .append_txn_marker(ProducerId(m.producer_id.0), ProducerEpoch(m.producer_epoch), marker)
                             .inspect(|(info, epoch)| {
+                                let result = if m.transaction_result { "commit" } else { "abort" };
+                                ctx.apis.metrics.topics.txn_markers.with_label_values(&[tp.topic.as_str(), result]).inc();
                                 if tp.topic == crate::group::OFFSETS_TOPIC {
                                     complete_offsets(&ctx, &partition, info, *epoch, m.producer_id.0, m.transaction_result);
                                 }

@@ -3,7 +3,8 @@
 //! # What a pass does
 //! 1. Decides (under the log lock, purely over its state) what is cleanable: the closed
 //!    segments from the log start up to the first that is younger than
-//!    `min.compaction.lag.ms` (by its largest timestamp) — never the active segment. The pass
+//!    `min.compaction.lag.ms` (by its largest timestamp) or reaches past the first unstable
+//!    offset (an open transaction) — never the active segment. The pass
 //!    runs only if the dirty part (bytes at or after the cleaner checkpoint,
 //!    `cleaner-offset-checkpoint`) is at least `min.cleanable.dirty.ratio` of them.
 //! 2. Without the lock, builds the key → latest offset map over the cleanable range
@@ -14,6 +15,10 @@
 //!    Offsets are preserved (gaps are fine); a batch whose records all survive is copied byte
 //!    for byte; otherwise it is decoded (any compression) and re-encoded with the same
 //!    compression, attributes, max timestamp and producer fields; an emptied batch is dropped.
+//!    Transactions ([`CleanedTransactions`]): batches of aborted transactions are left out of
+//!    the map and dropped whole; an end-transaction marker whose transaction has no data left
+//!    is dropped like a tombstone, once its segment is older than `delete.retention.ms` (an
+//!    abort marker survives the pass that drops its data).
 //! 3. Installs each group with the crash-safe swap below, under the lock, after checking the
 //!    segments it replaces are unchanged (retention or truncation may have moved meanwhile; then
 //!    the group is abandoned), and advances the cleaner checkpoint.
@@ -24,7 +29,8 @@
 //! 1. write `{base:020}.log.cleaned`, fsync;
 //! 2. write the swap marker `{base:020}.swap-end` (a checkpoint file holding `end`);
 //! 3. rename `.log.cleaned` to `.log.swap`, fsync the directory;
-//! 4. merge the replaced segments' `.txnindex` entries into the first one's, delete the
+//! 4. merge the replaced segments' `.txnindex` entries whose marker is still in the `.swap`
+//!    file into the first one's, delete the
 //!    replaced segments' files, rename `.log.swap` to `.log`, fsync the directory,
 //!    delete the marker.
 //!
@@ -37,7 +43,7 @@ use std::path::Path;
 use super::checkpoint;
 use super::loader::list_segment_bases;
 use super::segment::{index_path, io_error, log_path, time_index_path};
-use super::txn_index;
+use super::txn_index::{self, CleanedTransactions};
 use super::Result;
 
 pub(crate) fn swap_path(dir: &Path, base: i64) -> std::path::PathBuf {
@@ -70,9 +76,10 @@ pub(crate) fn finish_swap(dir: &Path, base: i64, end: i64) -> Result<()> {
         .copied()
         .filter(|&b| b >= base && b < end)
         .collect();
-    if replaced.len() > 1 {
-        txn_index::merge_into(dir, base, &replaced)?;
-    }
+    // An entry stays only while its marker does (compaction may drop markers): a consumer
+    // told of an abort whose marker is gone would skip that producer's later data.
+    let markers = control_offsets(&swap_path(dir, base))?;
+    txn_index::merge_into(dir, base, &replaced, |t| markers.contains(&t.last_offset))?;
     for b in bases {
         if b >= base && b < end {
             if b != base {
@@ -87,6 +94,24 @@ pub(crate) fn finish_swap(dir: &Path, base: i64, end: i64) -> Result<()> {
     std::fs::rename(&swap, log_path(dir, base)).map_err(|e| io_error(&swap, e))?;
     checkpoint::sync_dir(dir)?;
     remove_if_exists(&dir.join(marker_name(base)))
+}
+
+/// The offsets of the control batches (end-transaction markers) in a segment file.
+fn control_offsets(path: &Path) -> Result<std::collections::HashSet<i64>> {
+    let file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
+    let len = file.metadata().map_err(|e| io_error(path, e))?.len();
+    let seg = SegmentFile {
+        path: path.to_path_buf(),
+        file,
+    };
+    let mut out = std::collections::HashSet::new();
+    scan_batches(&seg, 0, len, false, 1 << 20, |_, h, _| {
+        if h.is_control() {
+            out.insert(h.base_offset);
+        }
+        true
+    })?;
+    Ok(out)
 }
 
 /// Completes swaps whose replacement was fully written; rolls back the others.
@@ -140,6 +165,7 @@ use kafka_protocol::records::{
 
 use super::segment::{scan_batches, LogSegment, SegmentFile};
 use super::{LogError, UnifiedLog};
+use crate::protocol::control::{parse_marker, TransactionResult};
 use crate::protocol::record_batch::{self, BatchHeader};
 
 /// Bound on distinct keys held by one pass (Kafka bounds its dedupe buffer the same way); the
@@ -228,7 +254,7 @@ impl LogCleaner {
         };
         let now = log.clock().now_ms();
         // 1. Decide what is cleanable.
-        let (dir, cfg, views, cleaned_to) = {
+        let (dir, cfg, views, cleaned_to, aborted) = {
             let st = log.lock();
             if st.closed {
                 return Err(LogError::Closed);
@@ -241,9 +267,13 @@ impl LogCleaner {
                 checkpoint::read_offset(&st.dir, checkpoint::CLEANER_OFFSET_FILE)
                     .unwrap_or(st.local_log_start_offset);
             let closed = st.segments.len().saturating_sub(1);
+            // Open transactions are not cleaned: whether their data is aborted is not known.
+            let first_unstable = st.producers.first_unstable_offset().unwrap_or(i64::MAX);
             let mut views = Vec::new();
             for seg in st.segments.values().take(closed) {
-                if seg.max_timestamp > now - cfg.min_compaction_lag_ms {
+                if seg.max_timestamp > now - cfg.min_compaction_lag_ms
+                    || seg.next_offset > first_unstable
+                {
                     break;
                 }
                 views.push(SegmentView {
@@ -254,7 +284,8 @@ impl LogCleaner {
                     max_timestamp: seg.max_timestamp,
                 });
             }
-            (st.dir.clone(), cfg, views, checkpoint_offset)
+            let aborted = st.aborted_txns.clone();
+            (st.dir.clone(), cfg, views, checkpoint_offset, aborted)
         };
         let total: u64 = views.iter().map(|v| v.size).sum();
         if total == 0 {
@@ -272,11 +303,20 @@ impl LogCleaner {
         }
 
         // 2. The offset map: newest offset of each key in the range.
+        // Aborted records never shadow committed ones: they are left out of the map.
         let mut map: HashMap<Bytes, i64> = HashMap::new();
+        let mut txns = CleanedTransactions::new(aborted.clone());
         let mut usable = 0;
         for v in &views {
             for_each_batch(v, |pos, h, b| {
                 if h.is_control() {
+                    if let Some(m) = parse_marker(b) {
+                        let abort = m.result == TransactionResult::Abort;
+                        txns.on_marker(h.producer_id, h.base_offset, abort);
+                    }
+                    return Ok(());
+                }
+                if txns.on_data_batch(h.producer_id, h.is_transactional(), h.last_offset()) {
                     return Ok(());
                 }
                 for r in decode(&v.file, pos, b)? {
@@ -315,6 +355,7 @@ impl LogCleaner {
             cleaned_up_to: range_end,
             ..CleanerStats::default()
         };
+        let mut txns = CleanedTransactions::new(aborted);
         for group in groups {
             let base = group[0].base;
             let cleaned = cleaned_path(&dir, base);
@@ -327,8 +368,22 @@ impl LogCleaner {
                 let drop_tombstones = v.max_timestamp + cfg.delete_retention_ms < now;
                 for_each_batch(v, |pos, h, b| {
                     if h.is_control() {
+                        let no_data_left = parse_marker(b).is_some_and(|m| {
+                            let abort = m.result == TransactionResult::Abort;
+                            txns.on_marker(h.producer_id, h.base_offset, abort)
+                        });
+                        // Like a tombstone, a marker outlives delete.retention.ms, so a
+                        // consumer that read the data before the clean still meets it.
+                        if no_data_left && drop_tombstones {
+                            removed += 1;
+                            return Ok(());
+                        }
                         out.write_all(b).map_err(|e| io_error(&cleaned, e))?;
                         written += b.len() as u64;
+                        return Ok(());
+                    }
+                    if txns.on_data_batch(h.producer_id, h.is_transactional(), h.last_offset()) {
+                        removed += h.records_count as u64;
                         return Ok(());
                     }
                     let records = decode(&v.file, pos, b)?;
@@ -440,6 +495,14 @@ impl LogCleaner {
             st.segments.remove(&v.base);
         }
         finish_swap(dir, base, swap_end)?;
+        // The in-memory index follows the file: entries of dropped markers go.
+        st.aborted_txns
+            .retain(|t| t.last_offset < base || t.last_offset >= swap_end);
+        st.aborted_txns
+            .extend(txn_index::read_entries(&txn_index::txn_index_path(
+                dir, base,
+            )));
+        st.aborted_txns.sort_by_key(|t| t.last_offset);
         let (ib, iib) = (
             st.config.segment_index_bytes,
             st.config.index_interval_bytes,

@@ -34,7 +34,7 @@ pub(crate) struct LocalLog {
     /// Every aborted transaction of the local log, by marker offset; each segment's
     /// `.txnindex` file holds those whose marker it contains.
     pub(crate) aborted_txns: Vec<AbortedTxn>,
-    /// Inactive segments written since the last fsync.
+    /// Inactive segments and `.txnindex` files written since the last fsync.
     pub(crate) unflushed_files: Vec<Arc<SegmentFile>>,
     /// A segment was created or deleted since the last fsync of the directory.
     pub(crate) dir_dirty: bool,
@@ -217,10 +217,17 @@ impl LocalLog {
     }
 
     /// Records a transaction that an abort marker just ended, in memory and in the active
-    /// segment's `.txnindex`.
+    /// segment's `.txnindex`. The file joins the next flush's fsyncs (with the directory when
+    /// it is new), so the entry is durable by the time the marker is.
     pub(crate) fn record_aborted(&mut self, txn: AbortedTxn) -> Result<()> {
         let base = self.active().base_offset;
-        txn_index::append_entry(&txn_index::txn_index_path(&self.dir, base), &txn)?;
+        let path = txn_index::txn_index_path(&self.dir, base);
+        let (file, created) = txn_index::append_entry(&path, &txn)?;
+        self.dir_dirty |= created;
+        if !self.unflushed_files.iter().any(|f| f.path == path) {
+            self.unflushed_files
+                .push(Arc::new(SegmentFile { path, file }));
+        }
         self.aborted_txns.push(txn);
         Ok(())
     }

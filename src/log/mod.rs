@@ -253,6 +253,8 @@ pub struct ProducerStateEntry {
     pub last_timestamp_ms: i64,
     /// The first offset of its open transaction, if any.
     pub current_txn_start_offset: Option<Offset>,
+    /// The coordinator epoch of its last end-transaction marker (-1: none).
+    pub coordinator_epoch: i32,
 }
 
 /// ListOffsets' special timestamps.
@@ -317,6 +319,12 @@ pub enum LogError {
         "producer {producer_id} has an open transaction; a non-transactional batch is refused"
     )]
     InvalidTxnState { producer_id: ProducerId },
+    #[error("a marker for producer {producer_id} from coordinator epoch {coordinator_epoch} is older than its coordinator epoch {current}")]
+    TransactionCoordinatorFenced {
+        producer_id: ProducerId,
+        coordinator_epoch: i32,
+        current: i32,
+    },
     #[error("unknown producer id {producer_id}")]
     UnknownProducerId { producer_id: ProducerId },
     #[error("corrupt data in {path} at byte {position}: {reason}")]

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::remote::{RemoteLog, RemoteLogError};
+use super::txn_index::AbortedTxn;
 use super::{
     LogError, TimestampAndOffset, UnifiedLog, EARLIEST_LOCAL_TIMESTAMP, EARLIEST_TIMESTAMP,
     LATEST_TIERED_TIMESTAMP, LATEST_TIMESTAMP, MAX_TIMESTAMP,
@@ -59,11 +60,10 @@ pub struct LogReadInfo {
 ///   offset uploaded, -1 when none.
 ///
 /// # Transactions
-/// The last stable offset and the aborted-transaction index belong to this API too: `read`
-/// will take the isolation level (the LSO bounds a read-committed read as the high
-/// watermark bounds a read-uncommitted one) and return the aborted transactions of the range
-/// it read, from the local segments' transaction indexes or the remote segments' alike, and
-/// `fetch_offset_by_timestamp` will bound its answers by the LSO for read-committed callers.
+/// A read_committed caller bounds `read` by the last stable offset (as a read_uncommitted one
+/// by the high watermark) and asks [`collect_aborted_txns`](Self::collect_aborted_txns) for
+/// the aborted transactions of the range it read, which answers from the remote segments'
+/// transaction indexes and the local ones alike.
 #[derive(Debug)]
 pub struct PartitionLog {
     local: Arc<UnifiedLog>,
@@ -228,6 +228,34 @@ impl PartitionLog {
         }
         let read = self.read_local(offset, max_bytes, max_offset, min_one_batch)?;
         Ok(info(read.records))
+    }
+
+    /// The aborted transactions overlapping `[fetch_offset, upper_bound_offset)`, for a
+    /// read_committed read of that range: from the remote segments' transaction indexes when
+    /// the range starts below the local log start, and from the local log's; ordered by marker
+    /// offset, each once (a segment may be both uploaded and still local).
+    pub async fn collect_aborted_txns(
+        &self,
+        fetch_offset: Offset,
+        upper_bound_offset: Offset,
+    ) -> Result<Vec<AbortedTxn>, PartitionLogError> {
+        let mut all = Vec::new();
+        if let Some(r) = &self.remote {
+            if fetch_offset < self.local.local_log_start_offset() {
+                let at = r.at(&self.local);
+                all = r
+                    .manager()
+                    .collect_aborted_txns(at, fetch_offset, upper_bound_offset)
+                    .await?;
+            }
+        }
+        all.extend(
+            self.local
+                .collect_aborted_txns(fetch_offset, upper_bound_offset),
+        );
+        all.sort_by_key(|t| (t.last_offset, t.producer_id));
+        all.dedup();
+        Ok(all)
     }
 
     /// Reads the local part. The active segment was written moments ago and sits in the page

@@ -11,17 +11,20 @@
 //! batch since its last marker (`current_txn_first_offset`); a control batch (commit or abort
 //! marker) ends it. The smallest such offset over all producers is the log's first unstable
 //! offset, which bounds the last stable offset (LSO) that read_committed consumers read to.
+//! Each marker also records the epoch of the coordinator that wrote it; a marker from an older
+//! coordinator epoch is fenced (Kafka's `TransactionCoordinatorFencedException`).
 //!
 //! Snapshot file `{offset:020}.snapshot`: the state after every batch below `offset`.
 //! Binary, big-endian:
 //! ```text
-//! u16 version (2) | u32 producer count
+//! u16 version (3) | u32 producer count
 //! per producer: i64 producer_id | i16 epoch | i64 last_timestamp
-//!   | i64 current_txn_first_offset (-1: none; absent in version 1) | u8 batch count
+//!   | i64 current_txn_first_offset (-1: none; absent in version 1)
+//!   | i32 coordinator_epoch (-1: no marker yet; absent in versions 1 and 2) | u8 batch count
 //!   per batch:  i32 first_seq | i32 last_seq | i64 first_offset | i64 last_offset
 //! u32 crc32fast of every byte above
 //! ```
-//! Version 1 snapshots (no transactions) are still read.
+//! Version 1 (no transactions) and 2 (no coordinator epoch) snapshots are still read.
 //! A snapshot that fails its CRC is ignored and the state rebuilt from an older one (or from
 //! the log start) by replaying batch headers.
 
@@ -41,7 +44,9 @@ pub const MAX_BATCHES_PER_PRODUCER: usize = 5;
 pub const PRODUCER_EXPIRATION_MS: i64 = 24 * 3600 * 1000;
 /// Snapshots kept on disk; older ones are deleted when a new one is written.
 const SNAPSHOTS_KEPT: usize = 2;
-const SNAPSHOT_VERSION: u16 = 2;
+const SNAPSHOT_VERSION: u16 = 3;
+/// A producer's coordinator epoch before any marker (Kafka's `RecordBatch.NO_PARTITION_LEADER_EPOCH`).
+pub const NO_COORDINATOR_EPOCH: i32 = -1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchMetadata {
@@ -58,6 +63,8 @@ pub struct ProducerState {
     pub last_timestamp: i64,
     /// The first offset of the producer's ongoing transaction, if one is open.
     pub current_txn_first_offset: Option<i64>,
+    /// The coordinator epoch of the producer's last marker ([`NO_COORDINATOR_EPOCH`]: none).
+    pub coordinator_epoch: i32,
 }
 
 /// A transaction ended by a marker (Kafka's `CompletedTxn`): from the producer's first
@@ -95,6 +102,12 @@ pub enum SequenceError {
     /// A non-transactional batch from a producer with an open transaction (Kafka:
     /// INVALID_TXN_STATE).
     InvalidTxnState,
+    /// A marker from a coordinator older than the one that wrote the producer's last marker
+    /// (Kafka: TRANSACTION_COORDINATOR_FENCED).
+    CoordinatorFenced {
+        coordinator_epoch: i32,
+        current: i32,
+    },
 }
 
 fn next_seq(s: i32) -> i32 {
@@ -209,6 +222,7 @@ impl ProducerStateManager {
                 batches: VecDeque::new(),
                 last_timestamp: timestamp_ms,
                 current_txn_first_offset: None,
+                coordinator_epoch: NO_COORDINATOR_EPOCH,
             });
         if h.producer_epoch > state.epoch {
             state.epoch = h.producer_epoch;
@@ -232,6 +246,28 @@ impl ProducerStateManager {
             }
         }
         Some(state)
+    }
+
+    /// Decides whether a marker written by coordinator epoch `coordinator_epoch` may end
+    /// `producer_id`'s transaction: not when a newer coordinator already wrote one (a
+    /// coordinator that lost its transactional id to another must not complete it).
+    pub fn check_coordinator_epoch(
+        &self,
+        pending: &HashMap<i64, ProducerState>,
+        producer_id: i64,
+        coordinator_epoch: i32,
+    ) -> std::result::Result<(), SequenceError> {
+        let current = pending
+            .get(&producer_id)
+            .or_else(|| self.producers.get(&producer_id))
+            .map_or(NO_COORDINATOR_EPOCH, |s| s.coordinator_epoch);
+        if coordinator_epoch < current {
+            return Err(SequenceError::CoordinatorFenced {
+                coordinator_epoch,
+                current,
+            });
+        }
+        Ok(())
     }
 
     /// The transaction that control batch `h` (already carrying its offset) ends. A marker for
@@ -279,12 +315,16 @@ impl ProducerStateManager {
     /// aborted-transaction index.
     pub fn replay(&mut self, h: &BatchHeader, batch: &[u8]) -> Option<AbortedTxn> {
         let none = HashMap::new();
-        let completed = h
+        let marker = h
             .is_control()
             .then(|| control::parse_marker(batch))
-            .flatten()
-            .map(|m| self.completed_txn(&none, h, m.result == TransactionResult::Abort));
-        if let Some(s) = self.updated(&none, h, h.max_timestamp) {
+            .flatten();
+        let completed =
+            marker.map(|m| self.completed_txn(&none, h, m.result == TransactionResult::Abort));
+        if let Some(mut s) = self.updated(&none, h, h.max_timestamp) {
+            if let Some(m) = marker {
+                s.coordinator_epoch = m.coordinator_epoch;
+            }
             self.producers.insert(h.producer_id, s);
         }
         let txn = completed.filter(|t| t.is_aborted)?;
@@ -324,6 +364,7 @@ impl ProducerStateManager {
             b.extend_from_slice(&s.epoch.to_be_bytes());
             b.extend_from_slice(&s.last_timestamp.to_be_bytes());
             b.extend_from_slice(&s.current_txn_first_offset.unwrap_or(-1).to_be_bytes());
+            b.extend_from_slice(&s.coordinator_epoch.to_be_bytes());
             b.push(s.batches.len() as u8);
             for m in &s.batches {
                 b.extend_from_slice(&m.first_seq.to_be_bytes());
@@ -347,7 +388,7 @@ impl ProducerStateManager {
         }
         let mut r = Reader { b: body, at: 0 };
         let version = r.u16()?;
-        if version != 1 && version != SNAPSHOT_VERSION {
+        if !(1..=SNAPSHOT_VERSION).contains(&version) {
             return None;
         }
         let n = r.u32()? as usize;
@@ -359,6 +400,10 @@ impl ProducerStateManager {
             let current_txn_first_offset = match version {
                 1 => None,
                 _ => Some(r.i64()?).filter(|&o| o >= 0),
+            };
+            let coordinator_epoch = match version {
+                1 | 2 => NO_COORDINATOR_EPOCH,
+                _ => r.u32()? as i32,
             };
             let nb = r.u8()? as usize;
             let mut batches = VecDeque::with_capacity(nb);
@@ -377,6 +422,7 @@ impl ProducerStateManager {
                     batches,
                     last_timestamp,
                     current_txn_first_offset,
+                    coordinator_epoch,
                 },
             );
         }
@@ -600,6 +646,21 @@ mod tests {
         let (h, b) = marker(1, TransactionResult::Commit, 13);
         assert_eq!(m.replay(&h, &b), None);
         assert_eq!(m.first_unstable_offset(), Some(11));
+        // The marker's coordinator epoch is recorded; an older coordinator's is fenced.
+        assert_eq!(m.get(1).map(|s| s.coordinator_epoch), Some(1));
+        assert_eq!(
+            m.check_coordinator_epoch(&none, 1, 0),
+            Err(SequenceError::CoordinatorFenced {
+                coordinator_epoch: 0,
+                current: 1
+            })
+        );
+        assert_eq!(m.check_coordinator_epoch(&none, 1, 1), Ok(()));
+        assert_eq!(
+            m.check_coordinator_epoch(&none, 2, 0),
+            Ok(()),
+            "no marker yet"
+        );
         // The snapshot keeps the open transaction.
         let snap = m.encode();
         assert_eq!(ProducerStateManager::decode(&snap), Some(m.clone()));
@@ -639,6 +700,26 @@ mod tests {
         assert_eq!(
             (s.epoch, s.last_timestamp, s.current_txn_first_offset),
             (2, 99, None)
+        );
+    }
+
+    #[test]
+    fn reads_version_2_snapshots_without_a_coordinator_epoch() {
+        let mut v2 = Vec::new();
+        v2.extend_from_slice(&2u16.to_be_bytes());
+        v2.extend_from_slice(&1u32.to_be_bytes());
+        v2.extend_from_slice(&7i64.to_be_bytes());
+        v2.extend_from_slice(&2i16.to_be_bytes());
+        v2.extend_from_slice(&99i64.to_be_bytes());
+        v2.extend_from_slice(&40i64.to_be_bytes());
+        v2.push(0);
+        let crc = crc32fast::hash(&v2);
+        v2.extend_from_slice(&crc.to_be_bytes());
+        let m = ProducerStateManager::decode(&v2).expect("v2");
+        let s = m.get(7).expect("producer 7");
+        assert_eq!(
+            (s.current_txn_first_offset, s.coordinator_epoch),
+            (Some(40), NO_COORDINATOR_EPOCH)
         );
     }
 }

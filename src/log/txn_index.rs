@@ -7,9 +7,11 @@
 //! | i64 last_stable_offset (the LSO right after the abort)
 //! ```
 //! Entries are appended when an abort marker is appended (by the leader or a follower copying
-//! it). The file is not fsynced on its own: recovery rebuilds every entry whose marker lies
-//! at or after the producer-state snapshot it replays from, so a file torn by a crash is
-//! rewritten, and a file is deleted or truncated with its segment.
+//! it). The file is fsynced with its segment: an append hands the log the open file to fsync
+//! at its next flush (and marks the directory when it created the file), so an entry is
+//! durable no later than the marker it indexes. Recovery reads the entries below the
+//! producer-state snapshot it replays from and rewrites (and fsyncs) the files of the segments
+//! it replays; a file is deleted or truncated with its segment.
 //!
 //! In memory the log keeps all entries in one list ordered by marker offset (what fetches
 //! search); its size is bounded by the aborts the log's retention keeps.
@@ -79,21 +81,29 @@ pub fn read_entries(path: &Path) -> Vec<AbortedTxn> {
     let Ok(data) = std::fs::read(path) else {
         return Vec::new();
     };
+    decode_entries(&data)
+}
+
+/// The entries of a file's bytes (a local file or its remote copy), up to a torn tail.
+pub fn decode_entries(data: &[u8]) -> Vec<AbortedTxn> {
     data.chunks_exact(ENTRY_BYTES)
         .map_while(AbortedTxn::decode)
         .collect()
 }
 
-/// Appends one entry to a segment's file.
-pub fn append_entry(path: &Path, entry: &AbortedTxn) -> Result<()> {
+/// Appends one entry to a segment's file. Returns the open file, for the caller to fsync with
+/// the segment, and whether this append created it (its directory entry needs an fsync too).
+pub fn append_entry(path: &Path, entry: &AbortedTxn) -> Result<(std::fs::File, bool)> {
     let mut b = Vec::with_capacity(ENTRY_BYTES);
     entry.encode(&mut b);
-    std::fs::OpenOptions::new()
+    let created = !path.exists();
+    let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
-        .and_then(|mut f| f.write_all(&b))
-        .map_err(|e| io_error(path, e))
+        .map_err(|e| io_error(path, e))?;
+    f.write_all(&b).map_err(|e| io_error(path, e))?;
+    Ok((f, created))
 }
 
 /// Replaces a segment's file with `entries` (none: the file is removed).
@@ -108,27 +118,110 @@ pub fn write_entries(path: &Path, entries: &[AbortedTxn]) -> Result<()> {
     for e in entries {
         e.encode(&mut b);
     }
-    std::fs::write(path, b).map_err(|e| io_error(path, e))
+    // Recovery and the cleaner rewrite whole files and rarely: fsyncing here keeps them out of
+    // the flush bookkeeping.
+    std::fs::File::create(path)
+        .and_then(|mut f| {
+            f.write_all(&b)?;
+            f.sync_data()
+        })
+        .map_err(|e| io_error(path, e))
 }
 
 /// Compaction merged the segments `replaced` (ascending, the first being `base`) into one:
 /// their entries go to `base`'s file, in marker order, without duplicates (a merge redone after
-/// a crash finds some twice). Written to a temporary file and renamed over, so a crash leaves
+/// a crash finds some twice), keeping only those `keep` accepts (compaction drops the entries
+/// of the markers it removed). Written to a temporary file and renamed over, so a crash leaves
 /// the old file or the new one.
-pub fn merge_into(dir: &Path, base: i64, replaced: &[i64]) -> Result<()> {
+pub fn merge_into(
+    dir: &Path,
+    base: i64,
+    replaced: &[i64],
+    keep: impl Fn(&AbortedTxn) -> bool,
+) -> Result<()> {
     let mut all: Vec<AbortedTxn> = replaced
         .iter()
         .flat_map(|&b| read_entries(&txn_index_path(dir, b)))
+        .filter(|t| keep(t))
         .collect();
     all.sort_by_key(|t| (t.last_offset, t.producer_id));
     all.dedup();
-    if all.is_empty() {
-        return Ok(());
-    }
     let path = txn_index_path(dir, base);
+    if all.is_empty() {
+        return write_entries(&path, &[]);
+    }
     let tmp = path.with_extension("txnindex.tmp");
     write_entries(&tmp, &all)?;
     std::fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))
+}
+
+/// What compaction knows of transactions while it walks the log in offset order (Kafka's
+/// `CleanedTransactionMetadata`): which producers are inside an aborted transaction (their
+/// transactional batches are dropped whole) and which transactions still have data (their
+/// markers stay). A marker whose transaction has no data left may go once past the delete
+/// horizon; an abort marker whose data this walk is dropping stays until a later pass, so a
+/// consumer never meets aborted data without the marker that ends it.
+#[derive(Debug, Default)]
+pub struct CleanedTransactions {
+    /// Aborted transactions not reached yet, by first offset (the next is last).
+    pending: Vec<AbortedTxn>,
+    /// Producers inside an aborted transaction, and whether this walk met its data.
+    aborted: std::collections::HashMap<i64, bool>,
+    /// Producers inside a transaction (not aborted) whose data this walk met.
+    committed_with_data: std::collections::HashSet<i64>,
+}
+
+impl CleanedTransactions {
+    pub fn new(mut aborted: Vec<AbortedTxn>) -> CleanedTransactions {
+        aborted.sort_by_key(|t| std::cmp::Reverse(t.first_offset));
+        CleanedTransactions {
+            pending: aborted,
+            ..CleanedTransactions::default()
+        }
+    }
+
+    fn reach(&mut self, offset: i64) {
+        while self
+            .pending
+            .last()
+            .is_some_and(|t| t.first_offset <= offset)
+        {
+            if let Some(t) = self.pending.pop() {
+                self.aborted.insert(t.producer_id, false);
+            }
+        }
+    }
+
+    /// A data batch: whether it belongs to an aborted transaction (drop it).
+    pub fn on_data_batch(
+        &mut self,
+        producer_id: i64,
+        transactional: bool,
+        last_offset: i64,
+    ) -> bool {
+        self.reach(last_offset);
+        if !transactional {
+            return false;
+        }
+        if let Some(seen) = self.aborted.get_mut(&producer_id) {
+            *seen = true;
+            return true;
+        }
+        self.committed_with_data.insert(producer_id);
+        false
+    }
+
+    /// An end-transaction marker: whether its transaction has no data left (it may go once
+    /// past the delete horizon).
+    pub fn on_marker(&mut self, producer_id: i64, offset: i64, abort: bool) -> bool {
+        self.reach(offset);
+        if abort {
+            self.committed_with_data.remove(&producer_id);
+            self.aborted.remove(&producer_id) != Some(true)
+        } else {
+            !self.committed_with_data.remove(&producer_id)
+        }
+    }
 }
 
 /// The aborted transactions that overlap `[fetch_offset, upper_bound_offset)`: those whose
@@ -197,9 +290,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         append_entry(&txn_index_path(dir.path(), 0), &txn(1, 0, 4)).expect("append");
         append_entry(&txn_index_path(dir.path(), 10), &txn(2, 9, 12)).expect("append");
-        merge_into(dir.path(), 0, &[0, 10]).expect("merge");
+        merge_into(dir.path(), 0, &[0, 10], |_| true).expect("merge");
         // Redone after a crash before the replaced file was removed: no duplicates.
-        merge_into(dir.path(), 0, &[0, 10]).expect("merge again");
+        merge_into(dir.path(), 0, &[0, 10], |_| true).expect("merge again");
         assert_eq!(
             read_entries(&txn_index_path(dir.path(), 0)),
             vec![txn(1, 0, 4), txn(2, 9, 12)]

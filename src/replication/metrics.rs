@@ -23,6 +23,9 @@ pub struct BrokerTopicMetrics {
     /// The largest high watermark minus last stable offset over a topic's led partitions:
     /// how far read_committed consumers trail read_uncommitted ones.
     pub last_stable_offset_lag: IntGaugeVec,
+    /// End-transaction markers this broker appended as a partition leader, by topic and
+    /// result (`commit`, `abort`: the aborted transactions).
+    pub txn_markers: IntCounterVec,
 }
 
 impl BrokerTopicMetrics {
@@ -100,6 +103,12 @@ impl BrokerTopicMetrics {
                 "strata_log_last_stable_offset_lag",
                 "Largest high watermark minus last stable offset of a led partition, by topic.",
                 &["topic"],
+            ),
+            txn_markers: counter_vec(
+                r,
+                "strata_log_txn_markers_total",
+                "End-transaction markers appended as partition leader, by topic and result.",
+                &["topic", "result"],
             ),
         }
     }

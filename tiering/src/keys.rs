@@ -9,6 +9,7 @@
 //!                                                                        .timeindex
 //!                                                                        .snapshot
 //!                                                                        .epochs
+//!                                                                        .txnindex (if any abort)
 //! ```
 //! (under the store's own prefix: `s3://bucket/{prefix}/...` or the local directory).
 
@@ -24,15 +25,18 @@ pub enum SegmentFileKind {
     TimeIndex,
     ProducerSnapshot,
     LeaderEpochCheckpoint,
+    /// The segment's aborted transactions, uploaded only when it has some.
+    TransactionIndex,
 }
 
 impl SegmentFileKind {
-    pub const ALL: [SegmentFileKind; 5] = [
+    pub const ALL: [SegmentFileKind; 6] = [
         SegmentFileKind::Log,
         SegmentFileKind::OffsetIndex,
         SegmentFileKind::TimeIndex,
         SegmentFileKind::ProducerSnapshot,
         SegmentFileKind::LeaderEpochCheckpoint,
+        SegmentFileKind::TransactionIndex,
     ];
 
     pub fn extension(self) -> &'static str {
@@ -42,6 +46,7 @@ impl SegmentFileKind {
             SegmentFileKind::TimeIndex => "timeindex",
             SegmentFileKind::ProducerSnapshot => "snapshot",
             SegmentFileKind::LeaderEpochCheckpoint => "epochs",
+            SegmentFileKind::TransactionIndex => "txnindex",
         }
     }
 }

@@ -47,6 +47,10 @@ pub struct RemoteLogSegmentMetadata {
     pub index_bytes: u64,
     pub time_index_bytes: u64,
     pub has_snapshot: bool,
+    /// Size of the `.txnindex` object; 0: the segment has no aborted transaction and no such
+    /// object (also what manifests written before transaction indexes were uploaded load as).
+    #[serde(default)]
+    pub txn_index_bytes: u64,
     /// `(epoch, start offset)` of the leader epochs that wrote the segment.
     pub segment_leader_epochs: Vec<(i32, i64)>,
     pub state: RemoteLogSegmentState,
@@ -196,6 +200,7 @@ pub(crate) mod tests {
             index_bytes: 0,
             time_index_bytes: 0,
             has_snapshot: false,
+            txn_index_bytes: 0,
             segment_leader_epochs: vec![(0, base)],
             state: RemoteLogSegmentState::CopySegmentStarted,
             uploaded_ms: 0,
@@ -234,5 +239,20 @@ pub(crate) mod tests {
         bad[10] ^= 1;
         assert!(RemotePartitionManifest::decode("k", &bad).is_err());
         assert!(RemotePartitionManifest::decode("k", &enc[..enc.len() / 2]).is_err());
+    }
+
+    #[test]
+    fn a_manifest_from_before_transaction_indexes_loads() {
+        let mut m = RemotePartitionManifest::empty("t", Uuid::new_v4(), 0);
+        m.add_copied(seg(0, 9, 100, 1));
+        let mut json = serde_json::to_value(&m).expect("json");
+        let removed = json["segments"][0]
+            .as_object_mut()
+            .and_then(|o| o.remove("txn_index_bytes"));
+        assert_eq!(removed, Some(serde_json::json!(0)));
+        let body = serde_json::to_vec(&json).expect("bytes");
+        let mut old = body.clone();
+        old.extend_from_slice(format!("\ncrc32:{:08x}\n", crc32fast::hash(&body)).as_bytes());
+        assert_eq!(RemotePartitionManifest::decode("k", &old).ok(), Some(m));
     }
 }

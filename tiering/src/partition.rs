@@ -323,6 +323,7 @@ impl RemotePartition {
             index_bytes: 0,
             time_index_bytes: 0,
             has_snapshot: false,
+            txn_index_bytes: 0,
             segment_leader_epochs: seg.leader_epochs.clone(),
             state: RemoteLogSegmentState::CopySegmentStarted,
             uploaded_ms: now_ms,
@@ -390,6 +391,11 @@ impl RemotePartition {
                     if source.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
+        }
+        if let Some(txn_index) = &seg.txn_index_path {
+            let o = put_file(SegmentFileKind::TransactionIndex, txn_index.clone(), &meta).await?;
+            meta.txn_index_bytes = o.size_bytes;
+            bytes += o.size_bytes;
         }
         let epochs = epochs_file(&seg.leader_epochs);
         bytes += epochs.len() as u64;

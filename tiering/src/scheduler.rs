@@ -24,6 +24,8 @@ pub struct SealedSegment {
     pub time_index_path: PathBuf,
     /// The producer-state snapshot taken when the segment rolled, if still on disk.
     pub snapshot_path: Option<PathBuf>,
+    /// The segment's aborted-transaction index, if it has one.
+    pub txn_index_path: Option<PathBuf>,
     /// `(epoch, start offset)` entries of the leader-epoch cache that cover the segment.
     pub leader_epochs: Vec<(i32, i64)>,
 }
@@ -124,6 +126,7 @@ mod tests {
             index_path: PathBuf::new(),
             time_index_path: PathBuf::new(),
             snapshot_path: None,
+            txn_index_path: None,
             leader_epochs: vec![],
         }
     }

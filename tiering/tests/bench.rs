@@ -46,6 +46,7 @@ async fn run(name: &str, storage: Arc<dyn RemoteStorage>) {
                 index_path: f("index", &[0u8; 4096]),
                 time_index_path: f("timeindex", &[0u8; 6144]),
                 snapshot_path: None,
+                txn_index_path: None,
                 leader_epochs: vec![(0, base)],
             }
         })

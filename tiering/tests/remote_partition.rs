@@ -30,6 +30,7 @@ fn sealed(dir: &Path, base: i64, end: i64, ts: i64) -> SealedSegment {
         index_path: f("index", 16),
         time_index_path: f("timeindex", 24),
         snapshot_path: Some(f("snapshot", 10)),
+        txn_index_path: Some(f("txnindex", 34)),
         leader_epochs: vec![(0, base)],
     }
 }
@@ -72,6 +73,7 @@ async fn upload_restart_retention_and_delete_through_failures() {
     assert_eq!(m.end_offset(), Some(29));
     assert_eq!(m.segments.len(), 3);
     for s in &m.segments {
+        assert_eq!(s.txn_index_bytes, 34);
         for kind in SegmentFileKind::ALL {
             let key = path.segment_key(s, kind);
             assert!(inner.get(&key).await.is_ok(), "{key} missing");
@@ -95,7 +97,11 @@ async fn upload_restart_retention_and_delete_through_failures() {
     assert_eq!(m.log_start_offset, 20);
     assert_eq!(m.segments.len(), 1);
     let left = inner.list(&path.prefix()).await.expect("list");
-    assert_eq!(left.len(), 6, "{left:?}");
+    assert_eq!(
+        left.len(),
+        7,
+        "the last segment's six objects and the manifest: {left:?}"
+    );
 
     // DeleteRecords into the last segment moves the start, not the data.
     p2.delete_records(25, &cancel)

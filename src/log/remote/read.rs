@@ -7,6 +7,7 @@ use strata_tiering::{
 };
 
 use super::{PartitionRef, RemoteLogError, RemoteLogManager};
+use crate::log::txn_index::{self, AbortedTxn};
 use crate::log::TimestampAndOffset;
 use crate::model::{LeaderEpoch, Offset, TopicPartition};
 use crate::protocol::record_batch::{validate_batch, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
@@ -93,6 +94,50 @@ impl RemoteLogManager {
                 tp: p.tp.clone(),
                 source,
             })
+    }
+
+    /// The aborted transactions of the remote segments' transaction indexes that overlap
+    /// `[fetch_offset, upper_bound_offset)`, for a read_committed read of the remote part
+    /// (Kafka's `RemoteLogManager.collectAbortedTransactions`). A transaction's marker may lie
+    /// in any later segment, so the search goes on through the segments that have an index
+    /// (the others cost nothing) until an entry's last stable offset reaches the bound: no
+    /// transaction aborted after it can start below the bound. The caller adds the local log's.
+    pub(in crate::log) async fn collect_aborted_txns(
+        &self,
+        p: PartitionRef<'_>,
+        fetch_offset: Offset,
+        upper_bound_offset: Offset,
+    ) -> Result<Vec<AbortedTxn>, RemoteLogError> {
+        let Some(m) = self.manifest_of(p).await? else {
+            return Ok(Vec::new());
+        };
+        let path = p.path();
+        let with_index: Vec<RemoteLogSegmentMetadata> = m
+            .live_segments()
+            .filter(|s| s.end_offset >= fetch_offset.0 && s.txn_index_bytes > 0)
+            .cloned()
+            .collect();
+        let mut out = Vec::new();
+        for seg in with_index {
+            let key = path.segment_key(&seg, SegmentFileKind::TransactionIndex);
+            let data = self
+                .cache
+                .read(&key, seg.txn_index_bytes, 0..seg.txn_index_bytes)
+                .await
+                .map_err(|source| RemoteLogError::Storage {
+                    tp: p.tp.clone(),
+                    source,
+                })?;
+            for t in txn_index::decode_entries(&data) {
+                if t.last_offset >= fetch_offset.0 && t.first_offset < upper_bound_offset.0 {
+                    out.push(t);
+                }
+                if t.last_stable_offset >= upper_bound_offset.0 {
+                    return Ok(out);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// ListOffsets by time over the remote part: the first record at or after `timestamp_ms` in

@@ -28,6 +28,7 @@ pub(super) fn to_sealed(s: &SealedSegmentInfo) -> SealedSegment {
         index_path: s.index_path.clone(),
         time_index_path: s.time_index_path.clone(),
         snapshot_path: s.producer_snapshot_path.clone(),
+        txn_index_path: s.txn_index_path.clone(),
         leader_epochs: s.leader_epochs.iter().map(|(e, o)| (e.0, o.0)).collect(),
     }
 }

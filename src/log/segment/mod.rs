@@ -98,7 +98,8 @@ pub(crate) fn io_error(path: &Path, source: std::io::Error) -> LogError {
     }
 }
 
-/// The open `.log` file, shared (by `Arc`) with readers that copy outside the log lock. An
+/// The open `.log` file, shared (by `Arc`) with readers that copy outside the log lock (the
+/// flush bookkeeping also carries `.txnindex` files in it, to fsync them with the segment). An
 /// unlinked segment stays readable through it until the last reader drops it.
 #[derive(Debug)]
 pub struct SegmentFile {

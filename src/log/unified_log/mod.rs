@@ -105,6 +105,7 @@ fn entry(producer_id: i64, s: &super::producer_state::ProducerState) -> Producer
         last_offset: Offset(last.map_or(-1, |b| b.last_offset)),
         last_timestamp_ms: s.last_timestamp,
         current_txn_start_offset: s.current_txn_first_offset.map(Offset),
+        coordinator_epoch: s.coordinator_epoch,
     }
 }
 
@@ -350,12 +351,32 @@ impl UnifiedLog {
                         producer_id: ProducerId(h.producer_id),
                     })
                 }
+                // Only `check_coordinator_epoch` returns it, below.
+                Err(SequenceError::CoordinatorFenced { .. }) => {}
             }
             if let Some(marker) = marker {
+                // A follower copies what its leader accepted, as Kafka only logs it there.
+                let fenced = st.producers.check_coordinator_epoch(
+                    &pending,
+                    h.producer_id,
+                    marker.coordinator_epoch,
+                );
+                if let (true, Err(SequenceError::CoordinatorFenced { current, .. })) =
+                    (leader, fenced)
+                {
+                    return Err(LogError::TransactionCoordinatorFenced {
+                        producer_id: ProducerId(h.producer_id),
+                        coordinator_epoch: marker.coordinator_epoch,
+                        current,
+                    });
+                }
                 let aborted = marker.result == TransactionResult::Abort;
                 completed.push(st.producers.completed_txn(&pending, h, aborted));
             }
-            if let Some(s) = st.producers.updated(&pending, h, h.max_timestamp.max(now)) {
+            if let Some(mut s) = st.producers.updated(&pending, h, h.max_timestamp.max(now)) {
+                if let Some(marker) = marker {
+                    s.coordinator_epoch = marker.coordinator_epoch;
+                }
                 pending.insert(h.producer_id, s);
             }
             next = h.next_offset();

@@ -23,6 +23,8 @@ pub struct SealedSegmentInfo {
     /// The producer-state snapshot taken when the segment rolled (`{next offset}.snapshot`), if
     /// it is still on disk.
     pub producer_snapshot_path: Option<PathBuf>,
+    /// The segment's aborted-transaction index (`.txnindex`), if it has one.
+    pub txn_index_path: Option<PathBuf>,
     /// Leader-epoch cache entries `(epoch, start offset)` covering the segment.
     pub leader_epochs: Vec<(LeaderEpoch, Offset)>,
 }
@@ -47,6 +49,7 @@ impl UnifiedLog {
                     .map(|&(e, o)| (LeaderEpoch(e), Offset(o)))
                     .collect();
                 let snapshot = crate::log::producer_state::snapshot_path(&self.dir, next);
+                let txn_index = crate::log::txn_index::txn_index_path(&self.dir, base);
                 SealedSegmentInfo {
                     base_offset: Offset(base),
                     last_offset: Offset(next - 1),
@@ -60,6 +63,7 @@ impl UnifiedLog {
                     index_path: crate::log::segment::index_path(&self.dir, base),
                     time_index_path: crate::log::segment::time_index_path(&self.dir, base),
                     producer_snapshot_path: snapshot.exists().then_some(snapshot),
+                    txn_index_path: txn_index.exists().then_some(txn_index),
                     leader_epochs,
                 }
             })

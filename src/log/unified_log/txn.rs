@@ -254,4 +254,119 @@ mod tests {
         assert_eq!(follower.first_unstable_offset(), Some(Offset(2)));
         assert_eq!(follower.ongoing_txn_count(), 2);
     }
+
+    #[test]
+    fn an_abort_entry_is_fsynced_with_the_segment_that_holds_its_marker() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = open(dir.path());
+        log.append_as_leader(txn_batch(1, 0, 2), EPOCH).expect("a"); // 0..=1
+        log.flush().expect("flush");
+        assert!(log.lock().unflushed_files.is_empty());
+        end(&log, 1, TransactionResult::Abort); // 2
+        end(&log, 1, TransactionResult::Abort); // 3: a second entry in the same file
+        let index = txn_index_path(dir.path(), 0);
+        let pending = |log: &UnifiedLog| {
+            let st = log.lock();
+            let paths: Vec<_> = st.unflushed_files.iter().map(|f| f.path.clone()).collect();
+            (paths, st.dir_dirty)
+        };
+        // The new file and its directory entry wait for the flush that makes the marker durable,
+        // once however many entries it holds; a roll keeps them pending.
+        assert_eq!(pending(&log), (vec![index.clone()], true));
+        log.roll().expect("roll");
+        let (paths, dir_dirty) = pending(&log);
+        assert!(paths.contains(&index) && dir_dirty, "{paths:?}");
+        let (files, dir, target, _) = log.lock().flush_targets();
+        assert!(files.iter().any(|f| f.path == index) && dir);
+        assert_eq!(
+            target, 4,
+            "the flush that fsyncs the index covers the markers"
+        );
+        log.lock().flush_failed(files, dir);
+        log.flush().expect("flush");
+        assert_eq!(pending(&log), (vec![], false));
+        assert_eq!(log.durable_offset(), Offset(4));
+        assert_eq!(crate::log::txn_index::read_entries(&index).len(), 2);
+    }
+
+    #[test]
+    fn a_marker_from_an_older_coordinator_epoch_is_fenced_and_the_epoch_survives_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = |result, coordinator_epoch| EndTransactionMarker {
+            result,
+            coordinator_epoch,
+        };
+        {
+            let log = open(dir.path());
+            log.append_as_leader(txn_batch(1, 0, 2), EPOCH).expect("a"); // 0..=1
+            end(&log, 1, TransactionResult::Commit); // 2, coordinator epoch 3
+            log.append_as_leader(txn_batch(1, 2, 1), EPOCH).expect("a"); // 3
+            let old = log.append_txn_marker(
+                ProducerId(1),
+                ProducerEpoch(0),
+                marker(TransactionResult::Abort, 2),
+                EPOCH,
+            );
+            assert!(
+                matches!(
+                    old,
+                    Err(crate::log::LogError::TransactionCoordinatorFenced {
+                        coordinator_epoch: 2,
+                        current: 3,
+                        ..
+                    })
+                ),
+                "{old:?}"
+            );
+            // Nothing was written and the transaction is still open.
+            assert_eq!(log.log_end_offset(), Offset(4));
+            assert_eq!(log.first_unstable_offset(), Some(Offset(3)));
+            let newer = marker(TransactionResult::Abort, 4);
+            log.append_txn_marker(ProducerId(1), ProducerEpoch(0), newer, EPOCH)
+                .expect("a newer coordinator's marker"); // 4
+            let epochs: Vec<i32> = log
+                .producer_states()
+                .iter()
+                .map(|p| p.coordinator_epoch)
+                .collect();
+            assert_eq!(epochs, vec![4]);
+            log.close().expect("close");
+        }
+        // The snapshot keeps it: the old coordinator is still fenced after a restart.
+        let log = open(dir.path());
+        assert_eq!(log.producer_states()[0].coordinator_epoch, 4);
+        let stale = marker(TransactionResult::Commit, 3);
+        assert!(matches!(
+            log.append_txn_marker(ProducerId(1), ProducerEpoch(0), stale, EPOCH),
+            Err(crate::log::LogError::TransactionCoordinatorFenced { .. })
+        ));
+        // A follower copies what its leader wrote whatever the epoch (Kafka only logs it).
+        let fd = tempfile::tempdir().expect("dir");
+        let follower = open(fd.path());
+        let copy = |b: Vec<u8>, at: i64| {
+            let mut b = b;
+            crate::protocol::record_batch::set_base_offset(&mut b, at);
+            follower.append_as_follower(Bytes::from(b)).expect("copy");
+        };
+        copy(
+            crate::protocol::control::build_marker_batch(
+                1,
+                0,
+                marker(TransactionResult::Commit, 5),
+                0,
+            ),
+            0,
+        );
+        copy(
+            crate::protocol::control::build_marker_batch(
+                1,
+                0,
+                marker(TransactionResult::Commit, 2),
+                0,
+            ),
+            1,
+        );
+        assert_eq!(follower.log_end_offset(), Offset(2));
+        assert_eq!(follower.producer_states()[0].coordinator_epoch, 2);
+    }
 }
