@@ -568,6 +568,41 @@ mod tests {
         assert_eq!(&key[..], &[0, 8, 0, 1, b'g', 0, 1, b'm']);
     }
 
+    /// Kafka's layout for a classic member's `ConsumerGroupMemberMetadataValue` v0: the
+    /// nullable `ClassicMemberMetadata` struct in tag 0, sized with its presence byte.
+    #[test]
+    fn classic_member_metadata_bytes_match_kafkas_layout() {
+        let r = ConsumerRecord::MemberMetadata {
+            group: "g".into(),
+            member: "m".into(),
+            value: Some(MemberMetadataValue {
+                client_id: "c".into(),
+                client_host: "h".into(),
+                subscribed_topic_names: vec!["t".into()],
+                rebalance_timeout_ms: 5,
+                classic: Some(ClassicMemberMetadata {
+                    session_timeout_ms: 10,
+                    protocols: vec![("r".into(), Bytes::from_static(&[1]))],
+                }),
+                ..Default::default()
+            }),
+        };
+        let expected: &[u8] = &[
+            0, 0, // version
+            0, 0, // instance id, rack id: null
+            2, b'c', 2, b'h', // client id, client host
+            2, 2, b't', // subscribed topics
+            0,    // regex: null
+            0, 0, 0, 5, // rebalance timeout
+            0, // server assignor: null
+            1, 0, 12, 1, // one tagged field: tag 0, 12 bytes, present
+            0, 0, 0, 10, // session timeout
+            2, 2, b'r', 2, 1, 0, // [name "r", metadata [1]]
+            0, // the struct's tagged fields
+        ];
+        assert_eq!(&r.encode_value().unwrap()[..], expected);
+    }
+
     #[test]
     fn truncated_values_are_errors_not_panics() {
         let r = ConsumerRecord::TargetAssignmentMember {

@@ -10,7 +10,7 @@
 //! assignments.
 //!
 //! Downgrade: a consumer group whose members all speak the classic protocol becomes a classic
-//! group at generation = group epoch, each member's assignment being its target encoded as a
+//! group at generation = their highest member epoch, each member's assignment being its target encoded as a
 //! ConsumerProtocol assignment; the caller then starts a rebalance.
 //!
 //! Committed offsets are not part of either: they stay in the group's [`Group`] entry.
@@ -114,8 +114,8 @@ pub(super) fn creation_records(cg: &ConsumerGroup) -> Vec<ConsumerRecord> {
     out
 }
 
-/// The classic group a consumer group of classic members becomes: Stable at generation = group
-/// epoch, each member holding its target. `join_seq` orders the members (the first is leader
+/// The classic group a consumer group of classic members becomes: Stable at the members'
+/// generation, each member holding its target. `join_seq` orders the members (the first is leader
 /// of the next rebalance). Consumer-protocol members, if any, are left out.
 pub(super) fn classic_group_from_consumer(
     cg: &ConsumerGroup,
@@ -124,7 +124,16 @@ pub(super) fn classic_group_from_consumer(
     join_seq: &mut u64,
 ) -> Group {
     let mut g = Group::new(&cg.group_id, now_ms);
-    g.generation = cg.epoch;
+    // The generation the members know: their member epoch. (The group epoch may be past it:
+    // the leave that triggers a downgrade bumps it.) A member at that generation is told to
+    // rejoin by its next heartbeat, not fenced with ILLEGAL_GENERATION.
+    g.generation = cg
+        .members
+        .values()
+        .filter(|m| m.uses_classic())
+        .map(|m| m.member_epoch)
+        .max()
+        .unwrap_or(cg.epoch);
     g.protocol_type = Some(PROTOCOL_TYPE.to_string());
     g.state = GroupState::Stable;
     let mut members = BTreeMap::new();
