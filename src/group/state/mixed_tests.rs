@@ -559,3 +559,16 @@ fn upgrade_refused_when_the_policy_says_so() {
     assert!(!h.s.consumer_groups.contains_key("g"));
     assert_eq!(h.s.groups["g"].members.len(), 2);
 }
+
+#[test]
+fn downgrade_waits_for_the_policy() {
+    let mut h = Shard::new();
+    h.consumer("c", 0, &[]);
+    h.s.config.consumer.migration = crate::group::consumer::MigrationPolicy::Upgrade;
+    h.consumer("c", -1, &[]);
+    // Only classic members are left, and they stay in the consumer group.
+    assert_eq!(h.cg().members.len(), 2);
+    assert!(h.cg().members.values().all(|m| m.uses_classic()));
+    assert_eq!(h.heartbeat("a", 5), E::RebalanceInProgress.code());
+    assert_eq!(h.join("a", &[]).generation_id, h.cg().epoch);
+}
