@@ -85,6 +85,7 @@ fn join_req(member_id: &str, protocols: &[(&str, &[u8])], instance: Option<&str>
         version: 7,
         client_id: "client".into(),
         client_host: "/127.0.0.1".into(),
+        image: None,
         req: JoinGroupRequest::default()
             .with_group_id(GroupId(s(GROUP)))
             .with_session_timeout_ms(10_000)

@@ -3,6 +3,7 @@
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse, ResponseKind};
 use kafka_protocol::protocol::VersionRange;
 
+use super::consumer_group_heartbeat::topics_image;
 use super::group_call::{call, client_host, client_id};
 use super::{Reply, RequestContext};
 use crate::security::acl::AclOperation;
@@ -15,7 +16,9 @@ pub fn handle(ctx: RequestContext, req: JoinGroupRequest) -> Reply {
     let version = ctx.version();
     let group = req.group_id.0.to_string();
     let member_id = req.member_id.to_string();
-    let request = GroupRequest::Join { version, client_id: client_id(&ctx), client_host: client_host(&ctx), req };
+    // The topics of the image serve a classic member joining a consumer group (a mixed group).
+    let image = Some(topics_image(&ctx));
+    let request = GroupRequest::Join { version, client_id: client_id(&ctx), client_host: client_host(&ctx), req, image };
     call(&ctx, &group, AclOperation::Read, request, move |r, code| {
         let resp = match r {
             Some(GroupResponse::Join(resp)) => resp,

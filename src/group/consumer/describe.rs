@@ -63,8 +63,8 @@ impl ConsumerGroup {
                                 &self.target.get(&m.member_id).cloned().unwrap_or_default(),
                                 image,
                             ))
-                            // 1: the member speaks the consumer protocol (0 would be classic).
-                            .with_member_type(1)
+                            // 1: the member speaks the consumer protocol, 0 the classic one.
+                            .with_member_type(if m.uses_classic() { 0 } else { 1 })
                     })
                     .collect(),
             )

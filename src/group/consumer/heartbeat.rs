@@ -255,7 +255,7 @@ impl ConsumerGroup {
     /// Bumps the group epoch when what the assignment depends on changed: the subscriptions
     /// (`subscriptions_changed`) or the subscribed topics in the image. After a load the hash
     /// is unknown; the target is recomputed then and the epoch bumped only if it differs.
-    fn follow_metadata(
+    pub(super) fn follow_metadata(
         &mut self,
         image: &TopicsImage,
         config: &ConsumerGroupConfig,
@@ -284,7 +284,7 @@ impl ConsumerGroup {
 
     /// A member with epoch 0: new, a static member coming back, or a repeated join.
     /// Returns whether the member is new to the group (under this member id).
-    fn join(
+    pub(super) fn join(
         &mut self,
         member_id: &str,
         instance_id: Option<&str>,

@@ -16,11 +16,13 @@
 //! epoch, target assignment, current member assignment) and [`ConsumerGroup::replay`] rebuilds
 //! the group from them at load.
 //!
-//! Layout: [`assignor`] (uniform, range), [`reconcile`] (member epochs and revocation),
+//! Layout: [`assignor`] (uniform, range), [`classic`] (classic members inside a consumer
+//! group, and the ConsumerProtocol bytes they exchange), [`reconcile`] (member epochs and revocation),
 //! [`heartbeat`] (the ConsumerGroupHeartbeat decision), [`describe`] (ConsumerGroupDescribe),
 //! [`records`] (the `__consumer_offsets` schemas).
 
 pub mod assignor;
+pub mod classic;
 pub mod describe;
 pub mod heartbeat;
 pub mod reconcile;
@@ -426,8 +428,12 @@ impl ConsumerGroup {
                         .entry(member.clone())
                         .or_insert_with(|| ConsumerMember::new(member.clone(), v.clone()));
                     m.regex = compile(v.subscribed_topic_regex.as_deref());
+                    let session_ms = v
+                        .classic
+                        .as_ref()
+                        .map_or(session_timeout_ms, |c| c.session_timeout_ms);
                     m.meta = v;
-                    m.session_deadline_ms = now_ms + session_timeout_ms as i64;
+                    m.session_deadline_ms = now_ms + session_ms as i64;
                 }
                 None => {
                     if let Some(m) = self.members.remove(&member) {

@@ -16,6 +16,11 @@
 //!   previous_member_epoch: int32, state: int8, assigned_partitions: [..],
 //!   partitions_pending_revocation: [..]`.
 //!
+//!   Tag 0 of the value, `ClassicMemberMetadata` (`session_timeout_ms: int32,
+//!   supported_protocols: [name: string, metadata: bytes]`), is set for a member that speaks the
+//!   classic protocol inside a consumer group; as a nullable struct it is written as size + 1,
+//!   a presence byte 1, then the struct.
+//!
 //! Type 4 (`ConsumerGroupPartitionMetadata`, no longer written by Kafka 4.1) and type 16
 //! (`ConsumerGroupRegularExpression`, a cache of regex resolutions) are skipped when read:
 //! both are derived from the metadata image, which the coordinator consults directly.
@@ -41,6 +46,16 @@ pub struct MemberMetadataValue {
     pub subscribed_topic_regex: Option<String>,
     pub rebalance_timeout_ms: i32,
     pub server_assignor: Option<String>,
+    /// Set for a member that joined with JoinGroup (the classic protocol).
+    pub classic: Option<ClassicMemberMetadata>,
+}
+
+/// What a consumer group keeps of a classic member: its session timeout and the protocols
+/// (assignor name, ConsumerProtocol subscription bytes) of its last JoinGroup.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClassicMemberMetadata {
+    pub session_timeout_ms: i32,
+    pub protocols: Vec<(String, Bytes)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -143,6 +158,16 @@ impl ConsumerRecord {
                 put_compact_nullable(&mut buf, v.subscribed_topic_regex.as_deref());
                 buf.put_i32(v.rebalance_timeout_ms);
                 put_compact_nullable(&mut buf, v.server_assignor.as_deref());
+                if let Some(c) = &v.classic {
+                    let mut body = BytesMut::new();
+                    put_classic(&mut body, c);
+                    put_uvarint(&mut buf, 1);
+                    put_uvarint(&mut buf, 0);
+                    put_uvarint(&mut buf, body.len() as u64 + 1);
+                    put_uvarint(&mut buf, 1);
+                    buf.put_slice(&body);
+                    return Some(buf.freeze());
+                }
             }
             ConsumerRecord::TargetAssignmentMember { value, .. } => {
                 put_assignment(&mut buf, value.as_ref()?);
@@ -250,7 +275,18 @@ fn get_member_metadata(b: &mut &[u8]) -> Result<MemberMetadataValue, CodecError>
     let subscribed_topic_regex = get_compact_nullable(b, "regex")?;
     let rebalance_timeout_ms = get_i32(b, "rebalance timeout")?;
     let server_assignor = get_compact_nullable(b, "server assignor")?;
-    // Tagged fields (ClassicMemberMetadata) follow; skipped.
+    let mut classic = None;
+    let count = get_uvarint(b, "tagged fields")?;
+    for _ in 0..count {
+        let tag = get_uvarint(b, "tag")?;
+        let size = get_uvarint(b, "tag size")? as usize;
+        need(b, size, "tagged field")?;
+        let mut field = &b[..size];
+        b.advance(size);
+        if tag == 0 && get_uvarint(&mut field, "classic member presence")? == 1 {
+            classic = Some(get_classic(&mut field)?);
+        }
+    }
     Ok(MemberMetadataValue {
         instance_id,
         rack_id,
@@ -260,6 +296,39 @@ fn get_member_metadata(b: &mut &[u8]) -> Result<MemberMetadataValue, CodecError>
         subscribed_topic_regex,
         rebalance_timeout_ms,
         server_assignor,
+        classic,
+    })
+}
+
+fn put_classic(buf: &mut BytesMut, c: &ClassicMemberMetadata) {
+    buf.put_i32(c.session_timeout_ms);
+    put_uvarint(buf, c.protocols.len() as u64 + 1);
+    for (name, metadata) in &c.protocols {
+        put_compact_nullable(buf, Some(name));
+        put_uvarint(buf, metadata.len() as u64 + 1);
+        buf.put_slice(metadata);
+        put_uvarint(buf, 0);
+    }
+    put_uvarint(buf, 0);
+}
+
+fn get_classic(b: &mut &[u8]) -> Result<ClassicMemberMetadata, CodecError> {
+    let session_timeout_ms = get_i32(b, "classic session timeout")?;
+    let n = get_array_len(b, "classic protocols")?;
+    let mut protocols = Vec::with_capacity(n);
+    for _ in 0..n {
+        let name = get_compact_nullable(b, "protocol name")?.unwrap_or_default();
+        let len = get_uvarint(b, "protocol metadata")?.saturating_sub(1) as usize;
+        need(b, len, "protocol metadata")?;
+        let metadata = Bytes::copy_from_slice(&b[..len]);
+        b.advance(len);
+        skip_tagged(b)?;
+        protocols.push((name, metadata));
+    }
+    skip_tagged(b)?;
+    Ok(ClassicMemberMetadata {
+        session_timeout_ms,
+        protocols,
     })
 }
 
@@ -437,6 +506,24 @@ mod tests {
                 subscribed_topic_regex: Some("^x.*".into()),
                 rebalance_timeout_ms: 300_000,
                 server_assignor: Some("range".into()),
+                classic: None,
+            }),
+        });
+        round_trip(ConsumerRecord::MemberMetadata {
+            group: "g".into(),
+            member: "c".into(),
+            value: Some(MemberMetadataValue {
+                client_id: "c".into(),
+                subscribed_topic_names: vec!["a".into()],
+                rebalance_timeout_ms: 30_000,
+                classic: Some(ClassicMemberMetadata {
+                    session_timeout_ms: 10_000,
+                    protocols: vec![
+                        ("range".into(), Bytes::from_static(&[0, 1, 2])),
+                        ("roundrobin".into(), Bytes::new()),
+                    ],
+                }),
+                ..Default::default()
             }),
         });
         round_trip(ConsumerRecord::TargetAssignmentMember {
@@ -479,6 +566,41 @@ mod tests {
         let mut key = BytesMut::new();
         r.encode_key(&mut key);
         assert_eq!(&key[..], &[0, 8, 0, 1, b'g', 0, 1, b'm']);
+    }
+
+    /// Kafka's layout for a classic member's `ConsumerGroupMemberMetadataValue` v0: the
+    /// nullable `ClassicMemberMetadata` struct in tag 0, sized with its presence byte.
+    #[test]
+    fn classic_member_metadata_bytes_match_kafkas_layout() {
+        let r = ConsumerRecord::MemberMetadata {
+            group: "g".into(),
+            member: "m".into(),
+            value: Some(MemberMetadataValue {
+                client_id: "c".into(),
+                client_host: "h".into(),
+                subscribed_topic_names: vec!["t".into()],
+                rebalance_timeout_ms: 5,
+                classic: Some(ClassicMemberMetadata {
+                    session_timeout_ms: 10,
+                    protocols: vec![("r".into(), Bytes::from_static(&[1]))],
+                }),
+                ..Default::default()
+            }),
+        };
+        let expected: &[u8] = &[
+            0, 0, // version
+            0, 0, // instance id, rack id: null
+            2, b'c', 2, b'h', // client id, client host
+            2, 2, b't', // subscribed topics
+            0,    // regex: null
+            0, 0, 0, 5, // rebalance timeout
+            0, // server assignor: null
+            1, 0, 12, 1, // one tagged field: tag 0, 12 bytes, present
+            0, 0, 0, 10, // session timeout
+            2, 2, b'r', 2, 1, 0, // [name "r", metadata [1]]
+            0, // the struct's tagged fields
+        ];
+        assert_eq!(&r.encode_value().unwrap()[..], expected);
     }
 
     #[test]

@@ -6,10 +6,10 @@
 //! entry (which then has no members and no generation); its membership lives in the
 //! [`ConsumerGroup`] of the same id. A group id is a consumer group exactly when it has one.
 //!
-//! Conversions (`group.consumer.migration.policy`): a classic group without members becomes a
-//! consumer group when a consumer-protocol member joins, keeping its offsets, and an empty
-//! consumer group becomes classic again when a JoinGroup arrives. A classic group with live
-//! members is not converted: classic members inside a consumer group are not served.
+//! Conversions (`group.consumer.migration.policy`): a classic group becomes a consumer group
+//! when a consumer-protocol member joins, keeping its offsets and (see `mixed`) its members;
+//! an empty consumer group becomes classic again when a JoinGroup arrives, and one left with
+//! only classic members when its last consumer-protocol member goes.
 
 use std::sync::Arc;
 
@@ -55,6 +55,9 @@ impl GroupShard {
     ) {
         let result = self.consumer_heartbeat_inner(d, &hb, now_ms);
         self.last_image = Some(hb.image);
+        if hb.req.member_epoch < 0 && result.is_ok() {
+            self.maybe_downgrade(d, &hb.req.group_id.0, now_ms);
+        }
         let resp = result.unwrap_or_else(heartbeat_error);
         d.reply(waiter, GroupResponse::ConsumerHeartbeat(resp));
     }
@@ -75,7 +78,7 @@ impl GroupShard {
                     message: format!("Consumer group {group_id} not found."),
                 });
             }
-            self.upgrade(d, &group_id, now_ms)?;
+            self.upgrade(d, &group_id, &hb.image, now_ms)?;
         }
         let Some(group) = self.consumer_groups.get_mut(&group_id) else {
             return Err(HeartbeatError {
@@ -98,20 +101,24 @@ impl GroupShard {
         resp
     }
 
-    /// Makes `group_id` a consumer group: new, or converted from a classic group that has no
-    /// members (its offsets stay, its classic metadata gets a tombstone).
+    /// Makes `group_id` a consumer group: new, or converted from a classic group (its offsets
+    /// stay, its classic metadata gets a tombstone, its members stay as classic members).
     fn upgrade(
         &mut self,
         d: &mut Decision,
         group_id: &str,
+        image: &TopicsImage,
         now_ms: i64,
     ) -> Result<(), HeartbeatError> {
         match self.groups.get_mut(group_id) {
+            Some(g) if !g.members.is_empty() && self.config.consumer.migration.upgrade() => {
+                return self.upgrade_with_members(d, group_id, image, now_ms);
+            }
             Some(g) if !g.members.is_empty() || g.state == GroupState::Dead => {
                 return Err(HeartbeatError {
                     code: E::GroupIdNotFound.code(),
                     message: format!(
-                        "Group {group_id} is a classic group with members; it can become a consumer group once they have left."
+                        "Group {group_id} is a classic group with members (group.consumer.migration.policy)."
                     ),
                 });
             }
@@ -255,6 +262,15 @@ impl GroupShard {
         let Some(m) = cg.members.get_mut(member_id) else {
             return Some(Err(E::UnknownMemberId.code()));
         };
+        if let Some(classic) = &m.meta.classic {
+            // A classic member commits with its generation, which is its member epoch.
+            if epoch != m.member_epoch {
+                return Some(Err(E::IllegalGeneration.code()));
+            }
+            let session_ms = classic.session_timeout_ms as i64;
+            m.session_deadline_ms = m.session_deadline_ms.max(now_ms + session_ms);
+            return Some(Ok(()));
+        }
         if version < 9 {
             return Some(Err(E::UnsupportedVersion.code()));
         }
@@ -331,13 +347,19 @@ impl GroupShard {
     pub(super) fn tick_consumer(&mut self, d: &mut Decision, now_ms: i64) {
         let config = self.config.consumer.clone();
         let image = self.last_image.clone();
+        let mut shrunk = Vec::new();
         for g in self.consumer_groups.values_mut() {
             if g.next_deadline_ms().is_some_and(|t| t <= now_ms) {
                 let mut records = Vec::new();
-                g.expire(now_ms, &config, image.as_deref(), &mut records);
+                if g.expire(now_ms, &config, image.as_deref(), &mut records) {
+                    shrunk.push(g.group_id.clone());
+                }
                 d.records
                     .extend(records.into_iter().map(OffsetsRecord::Consumer));
             }
+        }
+        for group_id in shrunk {
+            self.maybe_downgrade(d, &group_id, now_ms);
         }
     }
 

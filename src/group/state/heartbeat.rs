@@ -11,6 +11,9 @@ impl GroupShard {
     /// Heartbeat: a member of the current generation is alive; the error code tells it to
     /// rejoin when a rebalance is under way.
     pub(super) fn heartbeat(&mut self, req: &HeartbeatRequest, now_ms: i64) -> i16 {
+        if self.consumer_groups.contains_key(req.group_id.0.as_str()) {
+            return self.heartbeat_consumer_group(req, now_ms);
+        }
         let member_id = req.member_id.as_str();
         let Some(group) = self.groups.get_mut(req.group_id.0.as_str()) else {
             return code(E::UnknownMemberId);
@@ -54,6 +57,9 @@ impl GroupShard {
         now_ms: i64,
     ) {
         use kafka_protocol::messages::leave_group_request::MemberIdentity;
+        if self.consumer_groups.contains_key(req.group_id.0.as_str()) {
+            return self.leave_consumer_group(d, waiter, version, req, now_ms);
+        }
         let initial_delay_ms = self.config.initial_rebalance_delay_ms;
         let identities: Vec<MemberIdentity> = if version >= 3 {
             req.members

@@ -15,21 +15,21 @@ use super::{
 use crate::protocol::str_bytes;
 
 /// A JoinGroup request as the steps below read it.
-struct JoinParams {
-    waiter: Waiter,
-    version: i16,
-    group_id: String,
+pub(super) struct JoinParams {
+    pub(super) waiter: Waiter,
+    pub(super) version: i16,
+    pub(super) group_id: String,
     /// As the request sent it: empty for a member that has no id yet.
-    member_id: String,
-    instance_id: Option<String>,
-    client_id: String,
-    client_host: String,
-    session_timeout_ms: i32,
-    rebalance_timeout_ms: i32,
-    protocol_type: String,
+    pub(super) member_id: String,
+    pub(super) instance_id: Option<String>,
+    pub(super) client_id: String,
+    pub(super) client_host: String,
+    pub(super) session_timeout_ms: i32,
+    pub(super) rebalance_timeout_ms: i32,
+    pub(super) protocol_type: String,
     /// (protocol name, metadata), in the member's order of preference.
-    protocols: Vec<(String, Bytes)>,
-    now_ms: i64,
+    pub(super) protocols: Vec<(String, Bytes)>,
+    pub(super) now_ms: i64,
 }
 
 impl JoinParams {
@@ -67,7 +67,7 @@ impl JoinParams {
     }
 
     /// Answers the join with `e`, under the member id the request sent.
-    fn fail(&self, d: &mut Decision, e: E) {
+    pub(super) fn fail(&self, d: &mut Decision, e: E) {
         d.reply(
             self.waiter,
             GroupResponse::Join(join_error(e.code(), self.member_id.clone())),
@@ -94,7 +94,7 @@ impl JoinParams {
     }
 
     /// A fresh member id: the client id (or "member") and a UUID, as Kafka makes them.
-    fn generate_member_id(&self) -> String {
+    pub(super) fn generate_member_id(&self) -> String {
         let prefix = if self.client_id.is_empty() {
             "member"
         } else {
@@ -119,6 +119,13 @@ impl GroupShard {
         let j = JoinParams::read(waiter, version, client_id, client_host, &req, now_ms);
         if let Err(e) = validate(&self.config, &j) {
             return j.fail(d, e);
+        }
+        if self
+            .consumer_groups
+            .get(&j.group_id)
+            .is_some_and(|g| !g.members.is_empty())
+        {
+            return self.join_consumer_group(d, &j);
         }
         if let Err(e) = self.downgrade_for_join(d, &j.group_id) {
             return j.fail(d, e);
@@ -482,6 +489,7 @@ mod tests {
             version,
             client_id: "client".into(),
             client_host: "/127.0.0.1".into(),
+            image: None,
             req: JoinGroupRequest::default()
                 .with_group_id(GroupId(str_bytes(group)))
                 .with_session_timeout_ms(10_000)
@@ -521,6 +529,7 @@ mod tests {
             version: 7,
             client_id: String::new(),
             client_host: String::new(),
+            image: None,
             req: req.with_session_timeout_ms(1),
         };
         let d = s.handle(2, short, NOW_MS);
@@ -584,6 +593,7 @@ mod tests {
             version: 3,
             client_id: String::new(),
             client_host: String::new(),
+            image: None,
             req: req.with_protocol_type(str_bytes("connect")),
         };
         let d = s.handle(2, other, NOW_MS);

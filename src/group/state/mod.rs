@@ -27,12 +27,18 @@
 //! - `describe`: DescribeGroups, ListGroups and DeleteGroups.
 //! - `consumer`: the consumer groups (KIP-848) of the shard, decided by `group::consumer`.
 //! - `txn_offsets`: TxnOffsetCommit, offsets pending per producer until its transaction ends.
+//! - `mixed`: classic members inside a consumer group, and the online upgrade and downgrade
+//!   between the types (whose pure conversions are in `convert`).
 
 mod consumer;
+mod convert;
 mod describe;
 mod group;
 mod heartbeat;
 mod join;
+mod mixed;
+#[cfg(test)]
+mod mixed_tests;
 mod offsets;
 mod rebalance;
 mod replay;
@@ -144,6 +150,9 @@ pub enum GroupRequest {
         client_id: String,
         client_host: String,
         req: JoinGroupRequest,
+        /// The topics of the metadata image, for a classic member joining a consumer group
+        /// (`None`: the last image the shard saw).
+        image: Option<Arc<TopicsImage>>,
     },
     Sync {
         req: SyncGroupRequest,
@@ -372,7 +381,13 @@ impl GroupShard {
                 client_id,
                 client_host,
                 req,
-            } => self.join(&mut d, waiter, version, client_id, client_host, req, now_ms),
+                image,
+            } => {
+                if let Some(image) = image {
+                    self.last_image = Some(image);
+                }
+                self.join(&mut d, waiter, version, client_id, client_host, req, now_ms)
+            }
             GroupRequest::Sync { req } => self.sync(&mut d, waiter, req, now_ms),
             GroupRequest::Heartbeat { req } => {
                 let c = self.heartbeat(&req, now_ms);

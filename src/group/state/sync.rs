@@ -19,6 +19,9 @@ impl GroupShard {
         req: SyncGroupRequest,
         now_ms: i64,
     ) {
+        if self.consumer_groups.contains_key(req.group_id.0.as_str()) {
+            return self.sync_consumer_group(d, waiter, &req, now_ms);
+        }
         let member_id = req.member_id.to_string();
         let fail =
             |d: &mut Decision, c: E| d.reply(waiter, GroupResponse::Sync(sync_error(c.code())));
