@@ -99,6 +99,7 @@ pub const NODE_KEYS: &[NodeKey] = &[
     node("ssl.handshake.timeout.ms", Long, "10000", false, "A TLS handshake not finished in this long closes the connection."),
     node("sasl.enabled.mechanisms", List, "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512", false, "SASL mechanisms SASL_PLAINTEXT and SASL_SSL listeners accept (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER); per listener with listener.name.NAME.sasl.enabled.mechanisms. PLAIN checks the user's SCRAM credential."),
     node("connections.max.reauth.ms", Long, "0", false, "KIP-368: a SASL session lasts at most this long (and no longer than an OAUTHBEARER token); the client must re-authenticate before it ends or its connection is closed. 0: sessions do not expire."),
+    node("sasl.mechanism.inter.broker.protocol", String, "PLAIN", false, "The SASL mechanism brokers authenticate with to one another when the inter-broker listener is SASL_PLAINTEXT or SASL_SSL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (Kafka's default, GSSAPI, is not served). The broker's user name and password come from listener.name.LISTENER.MECHANISM.sasl.jaas.config (the mechanism lower-cased), as in Kafka."),
     node("sasl.server.max.receive.size", Int, "524288", false, "Largest SASL token accepted before authentication completes."),
     node("sasl.oauthbearer.jwks.endpoint.url", String, "", false, "JWKS whose keys sign OAUTHBEARER tokens: file:///path or an http(s) URL. Required when OAUTHBEARER is enabled."),
     node("sasl.oauthbearer.jwks.endpoint.refresh.ms", Long, "3600000", false, "How often the JWKS is loaded again."),

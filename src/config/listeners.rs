@@ -96,6 +96,14 @@ pub fn listener_prefix(listener: &str) -> String {
     format!("listener.name.{}.", listener.to_ascii_lowercase())
 }
 
+/// The lower-cased mechanism of a `<mechanism>.sasl.jaas.config` key.
+fn jaas_mechanism(inner: &str) -> Option<String> {
+    let mechanism = inner
+        .strip_suffix(".sasl.jaas.config")?
+        .to_ascii_lowercase();
+    crate::sasl::SaslMechanism::parse(&mechanism.to_ascii_uppercase()).map(|_| mechanism)
+}
+
 /// Keys that may be set per listener.
 fn listener_scoped(key: &str) -> bool {
     key.starts_with("ssl.")
@@ -119,6 +127,15 @@ impl NodeConfig {
         let Some((listener, inner)) = rest.split_once('.') else {
             return Ok(false);
         };
+        if let Some(mechanism) = jaas_mechanism(inner) {
+            // Kafka's `listener.name.<l>.<mechanism>.sasl.jaas.config`: the broker's own
+            // credentials for that mechanism on that listener (see `inter_broker_sasl`).
+            self.listener_values.insert(
+                format!("{}{mechanism}.sasl.jaas.config", listener_prefix(listener)),
+                (value.trim().to_string(), source),
+            );
+            return Ok(true);
+        }
         let Some(def) = node_key(inner).filter(|d| listener_scoped(d.name)) else {
             return Err(ConfigError::UnknownKey {
                 key: key.to_string(),
@@ -351,14 +368,7 @@ impl NodeConfig {
     /// Listener checks that single values cannot express.
     pub(super) fn check_listeners(&self) -> Result<(), ConfigError> {
         let listeners = self.kafka_listeners()?;
-        let inter_broker = self.inter_broker_listener()?;
-        if inter_broker.info.security_protocol.uses_sasl() {
-            return Err(ConfigError::InvalidValue {
-                key: "inter.broker.listener.name".into(),
-                value: inter_broker.info.name.clone(),
-                reason: "the inter-broker listener cannot use SASL yet: name a PLAINTEXT or SSL listener".into(),
-            });
-        }
+        self.inter_broker_sasl()?;
         self.controller_listener()?;
         for l in &listeners {
             refuse_unsupported(self, &l.info)?;
@@ -389,7 +399,7 @@ impl NodeConfig {
             return Err(ConfigError::InvalidValue {
                 key: "listener.security.protocol.map".into(),
                 value: self.get("listener.security.protocol.map").into(),
-                reason: "the controller listener cannot use SASL yet: use PLAINTEXT or SSL".into(),
+                reason: "the controller RPC is not the Kafka protocol and has no SASL: secure it with SSL (nodes authenticate one another with certificates)".into(),
             });
         }
         for key in ["ssl.keystore.type", "ssl.truststore.type"] {

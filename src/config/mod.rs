@@ -529,6 +529,12 @@ impl NodeConfig {
             out.push_str(&format!("\"{key}\" = {rendered}  # {source}\n"));
         }
         for (key, value, source) in self.listener_overrides() {
+            // Credentials are printed as Kafka logs its password configs.
+            let value = if key.ends_with(".sasl.jaas.config") || key.ends_with("ssl.key.password") {
+                "[hidden]"
+            } else {
+                value
+            };
             out.push_str(&format!("\"{key}\" = {value:?}  # {source}\n"));
         }
         out
