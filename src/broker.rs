@@ -505,6 +505,7 @@ pub struct BrokerMetrics {
 impl BrokerMetrics {
     fn register(registry: Arc<Metrics>) -> BrokerMetrics {
         let r = &registry.registry;
+        crate::net::tls::register_metrics(r);
         BrokerMetrics {
             server: Arc::new(ServerMetrics::new(r)),
             topics: BrokerTopicMetrics::new(r),

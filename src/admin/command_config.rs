@@ -130,6 +130,8 @@ pub fn network(settings: &ConnectSettings) -> anyhow::Result<Arc<dyn Network>> {
         client_auth: ClientAuth::None,
         verify_hostname: true,
         handshake_timeout: Duration::from_secs(10),
+        enabled_protocols: Vec::new(),
+        cipher_suites: Vec::new(),
     })
     .context("TLS settings of --command-config")?;
     Ok(Arc::new(TlsNetwork {

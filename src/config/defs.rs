@@ -96,6 +96,8 @@ pub const NODE_KEYS: &[NodeKey] = &[
     node("ssl.client.auth", String, "none", false, "Client certificates on SSL listeners: none, requested (verified when sent), or required."),
     node("ssl.principal.mapping.rules", String, "DEFAULT", false, "Rules mapping a client certificate's subject DN to a principal name: RULE:pattern/replacement/[LU], comma-separated, then DEFAULT (the whole DN)."),
     node("ssl.endpoint.identification.algorithm", String, "https", false, "https: a node connecting to a peer over TLS checks the peer certificate names the host it dialled; empty: no host name check (the chain is still verified)."),
+    node("ssl.enabled.protocols", List, "TLSv1.2,TLSv1.3", false, "TLS versions listeners and outgoing broker connections accept: TLSv1.2 and/or TLSv1.3 (rustls serves no older version)."),
+    node("ssl.cipher.suites", List, "", false, "Cipher suites allowed, by IANA name (TLS_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, ...); empty: every suite rustls offers. A name rustls does not offer stops the start."),
     node("ssl.handshake.timeout.ms", Long, "10000", false, "A TLS handshake not finished in this long closes the connection."),
     node("sasl.enabled.mechanisms", List, "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512", false, "SASL mechanisms SASL_PLAINTEXT and SASL_SSL listeners accept (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER); per listener with listener.name.NAME.sasl.enabled.mechanisms. PLAIN checks the user's SCRAM credential."),
     node("connections.max.reauth.ms", Long, "0", false, "KIP-368: a SASL session lasts at most this long (and no longer than an OAUTHBEARER token); the client must re-authenticate before it ends or its connection is closed. 0: sessions do not expire."),

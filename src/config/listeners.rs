@@ -331,6 +331,14 @@ impl NodeConfig {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
         };
+        let list = |k: &str| {
+            self.listener_get(listener, k)
+                .split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
         let (certificate, key) = match path("ssl.keystore.location") {
             Some(p) => (Some(p.clone()), Some(p)),
             None => (path("ssl.certificate.location"), path("ssl.key.location")),
@@ -352,6 +360,8 @@ impl NodeConfig {
                     .unwrap_or(10_000)
                     .max(1) as u64,
             ),
+            enabled_protocols: list("ssl.enabled.protocols"),
+            cipher_suites: list("ssl.cipher.suites"),
         }
     }
 

@@ -19,8 +19,10 @@ pub use principal::{PrincipalMapper, PrincipalMappingError};
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
+
+use prometheus::{IntCounterVec, Opts, Registry};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
@@ -81,6 +83,12 @@ pub struct TlsSettings {
     /// Client side: the server's certificate must name the host dialled.
     pub verify_hostname: bool,
     pub handshake_timeout: Duration,
+    /// `ssl.enabled.protocols`: `TLSv1.2`, `TLSv1.3`; empty: both.
+    pub enabled_protocols: Vec<String>,
+    /// `ssl.cipher.suites`, by their IANA names (`TLS_AES_128_GCM_SHA256`,
+    /// `TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384`, as Java names them); empty: every suite rustls
+    /// offers.
+    pub cipher_suites: Vec<String>,
 }
 
 impl TlsSettings {
@@ -93,8 +101,55 @@ impl TlsSettings {
     }
 }
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+/// The IANA name of a suite: rustls prefixes TLS 1.3 suites with `TLS13_`, Java and OpenSSL's
+/// IANA names do not.
+fn suite_name(suite: &rustls::SupportedCipherSuite) -> String {
+    let name = format!("{:?}", suite.suite());
+    match name.strip_prefix("TLS13_") {
+        Some(rest) => format!("TLS_{rest}"),
+        None => name,
+    }
+}
+
+/// The ring provider, restricted to `ssl.cipher.suites` when it names any.
+fn provider(s: &TlsSettings) -> Result<Arc<CryptoProvider>, TlsError> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    if !s.cipher_suites.is_empty() {
+        let known: Vec<String> = provider.cipher_suites.iter().map(suite_name).collect();
+        for wanted in &s.cipher_suites {
+            if !known.iter().any(|k| k.eq_ignore_ascii_case(wanted.trim())) {
+                return Err(TlsError::Settings(format!(
+                    "ssl.cipher.suites: {wanted} is not a suite this broker offers ({})",
+                    known.join(", ")
+                )));
+            }
+        }
+        provider.cipher_suites.retain(|c| {
+            s.cipher_suites
+                .iter()
+                .any(|w| suite_name(c).eq_ignore_ascii_case(w.trim()))
+        });
+    }
+    Ok(Arc::new(provider))
+}
+
+/// `ssl.enabled.protocols` as rustls versions.
+fn protocol_versions(
+    s: &TlsSettings,
+) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, TlsError> {
+    if s.enabled_protocols.is_empty() {
+        return Ok(rustls::DEFAULT_VERSIONS.to_vec());
+    }
+    s.enabled_protocols
+        .iter()
+        .map(|p| match p.trim() {
+            "TLSv1.2" => Ok(&rustls::version::TLS12),
+            "TLSv1.3" => Ok(&rustls::version::TLS13),
+            other => Err(TlsError::Settings(format!(
+                "ssl.enabled.protocols: {other} is not served (TLSv1.2, TLSv1.3)"
+            ))),
+        })
+        .collect()
 }
 
 fn pem_error(path: &Path, e: rustls::pki_types::pem::Error) -> TlsError {
@@ -158,11 +213,11 @@ fn identity(
 }
 
 fn build_server_config(s: &TlsSettings) -> Result<ServerConfig, TlsError> {
-    let provider = provider();
+    let provider = provider(s)?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(&protocol_versions(s)?)
         .map_err(|source| TlsError::Rustls {
-            what: "protocol versions",
+            what: "ssl.enabled.protocols with ssl.cipher.suites",
             source,
         })?;
     let builder = match s.client_auth {
@@ -249,7 +304,7 @@ impl ServerCertVerifier for ChainOnly {
 }
 
 fn build_client_config(s: &TlsSettings) -> Result<ClientConfig, TlsError> {
-    let provider = provider();
+    let provider = provider(s)?;
     let path = s.truststore.as_ref().ok_or_else(|| {
         TlsError::Settings(
             "connecting over TLS needs a CA bundle: set ssl.truststore.location or ssl.ca.location"
@@ -266,9 +321,9 @@ fn build_client_config(s: &TlsSettings) -> Result<ClientConfig, TlsError> {
         Arc::new(ChainOnly(verifier))
     };
     let builder = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(&protocol_versions(s)?)
         .map_err(|source| TlsError::Rustls {
-            what: "protocol versions",
+            what: "ssl.enabled.protocols with ssl.cipher.suites",
             source,
         })?
         .dangerous()
@@ -341,16 +396,44 @@ impl<C> Reloading<C> {
                 match (self.build)(&self.settings) {
                     Ok(c) => {
                         tracing::info!(files = ?self.settings.files(), "TLS material reloaded");
+                        reloads().with_label_values(&["success"]).inc();
                         state.current = Arc::new(c);
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "TLS material changed but does not load; keeping the previous one")
+                        tracing::warn!(error = %e, "TLS material changed but does not load; keeping the previous one");
+                        reloads().with_label_values(&["failure"]).inc();
                     }
                 }
             }
         }
         state.current.clone()
     }
+}
+
+/// `strata_tls_certificate_reloads_total{result}`. One counter for the process: TLS material
+/// is loaded by listeners, replica fetchers and the controller RPC alike, none of which own
+/// the broker's metric structs; [`register_metrics`] adds it to the broker's registry.
+fn reloads() -> &'static IntCounterVec {
+    static RELOADS: OnceLock<IntCounterVec> = OnceLock::new();
+    RELOADS.get_or_init(|| {
+        let c = IntCounterVec::new(
+            Opts::new(
+                "strata_tls_certificate_reloads_total",
+                "TLS material (certificate, key, CA bundle) re-read after a file changed, by result (success; failure: the previous material stays in use).",
+            ),
+            &["result"],
+        )
+        .expect("metric definition is valid");
+        for result in ["success", "failure"] {
+            c.with_label_values(&[result]);
+        }
+        c
+    })
+}
+
+/// Registers the TLS counters in `r` (once per registry).
+pub fn register_metrics(r: &Registry) {
+    let _ = r.register(Box::new(reloads().clone()));
 }
 
 /// Why a handshake failed.
