@@ -217,6 +217,7 @@ fn settings(dir: &Path, cert: Option<&str>, auth: ClientAuth) -> TlsSettings {
     TlsSettings {
         certificate: cert.map(|c| dir.join(format!("{c}.pem"))),
         key: cert.map(|c| dir.join(format!("{c}.key"))),
+        key_password: None,
         truststore: Some(dir.join("ca.pem")),
         client_auth: auth,
         verify_hostname: true,
@@ -394,6 +395,57 @@ async fn enabled_protocols_and_cipher_suites_bound_the_handshake() {
             .expect_err("refused");
         assert!(err.to_string().contains(expect), "{err}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypted_key_loads_with_ssl_key_password() {
+    let Some(dir) = certs() else { return };
+    let dir = dir.path();
+    let with_key = |cert: &str, key: &str, password: Option<&str>| {
+        let mut s = settings(dir, Some("server"), ClientAuth::None);
+        s.certificate = Some(dir.join(cert));
+        s.key = Some(dir.join(key));
+        s.key_password = password.map(|p| strata::net::tls::KeyPassword(p.to_string()));
+        s
+    };
+    let client = TlsClient::new(settings(dir, None, ClientAuth::None)).expect("client");
+    // Two files, and the keystore form (encrypted key and chain in one file).
+    for (cert, key) in [
+        ("server.pem", "server-encrypted.key"),
+        (
+            "server-encrypted-keystore.pem",
+            "server-encrypted-keystore.pem",
+        ),
+    ] {
+        let server = TlsServer::new(with_key(cert, key, Some("strata-key-pw"))).expect("decrypts");
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let (s, c) = tokio::join!(server.accept(a), client.connect(b, "localhost"));
+        assert!(c.is_ok(), "{key}: {:?}", c.err());
+        assert!(s.is_ok(), "{key}: {:?}", s.err());
+    }
+    for (password, expect) in [
+        (None, "the private key is encrypted: set ssl.key.password"),
+        (
+            Some("wrong"),
+            "the private key does not decrypt with ssl.key.password",
+        ),
+    ] {
+        let err = TlsServer::new(with_key("server.pem", "server-encrypted.key", password))
+            .expect_err("refused");
+        assert!(err.to_string().contains(expect), "{err}");
+        assert!(
+            err.to_string().contains("server-encrypted.key"),
+            "names the file: {err}"
+        );
+    }
+    // An unencrypted key ignores a password it does not need.
+    assert!(TlsServer::new(with_key("server.pem", "server.key", Some("unused"))).is_ok());
+    // The password is never printed.
+    let debug = format!(
+        "{:?}",
+        with_key("server.pem", "server-encrypted.key", Some("strata-key-pw"))
+    );
+    assert!(!debug.contains("strata-key-pw"), "{debug}");
 }
 
 fn rustls_pki_types_der(pem: &[u8]) -> rustls::pki_types::CertificateDer<'static> {

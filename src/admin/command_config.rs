@@ -126,6 +126,7 @@ pub fn network(settings: &ConnectSettings) -> anyhow::Result<Arc<dyn Network>> {
     let client = TlsClient::new(TlsSettings {
         certificate: None,
         key: None,
+        key_password: None,
         truststore: settings.truststore.clone(),
         client_auth: ClientAuth::None,
         verify_hostname: true,

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::defs::node_key;
 use super::{parse_listeners, ConfigError, ConfigSource, Listener, NodeConfig};
-use crate::net::tls::{ClientAuth, PrincipalMapper, TlsSettings};
+use crate::net::tls::{ClientAuth, KeyPassword, PrincipalMapper, TlsSettings};
 
 /// How a listener secures its connections (Kafka's `SecurityProtocol`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -360,6 +360,9 @@ impl NodeConfig {
                     .unwrap_or(10_000)
                     .max(1) as u64,
             ),
+            key_password: Some(self.listener_get(listener, "ssl.key.password"))
+                .filter(|p| !p.is_empty())
+                .map(|p| KeyPassword(p.to_string())),
             enabled_protocols: list("ssl.enabled.protocols"),
             cipher_suites: list("ssl.cipher.suites"),
         }

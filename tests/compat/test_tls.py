@@ -24,7 +24,7 @@ from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import helpers as h
-from conftest import REPO, StrataBroker, free_port, missing, wait_until
+from conftest import REPO, StrataBroker, free_port, missing, strata_cli, wait_until
 
 JS = Path(__file__).parent / "js"
 KCAT = shutil.which("kcat")
@@ -389,6 +389,26 @@ def test_brokers_replicate_over_sasl_ssl_as_a_super_user_and_survive_a_leader_ki
             return len(md.brokers) == 3
 
         wait_until(ready, 60, "three brokers registered")
+        # `strata cluster describe` through a broker's secured Kafka port, as the admin; alice
+        # lacks DESCRIBE on the cluster.
+        def props(user: str) -> Path:
+            f = tmp_path / f"{user}.properties"
+            f.write_text(
+                "security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\n"
+                "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+                f'username="{user}" password="{SCRAM_USERS[user]}";\n'
+                f"ssl.truststore.location={certs / 'ca.pem'}\n"
+            )
+            return f
+
+        described = json.loads(strata_cli("cluster", c.node(2).bootstrap, "describe", "--command-config",
+                                          str(props("admin")), "--json").stdout)
+        assert sorted(v[0] for v in described["voters"]) == [1, 2, 3], described
+        assert described["leader"] in (1, 2, 3) and described["term"] >= 1, described
+        assert [(b[0], b[1], b[3]) for b in described["brokers"]] == [
+            (n.node_id, n.bootstrap, False) for n in c.nodes], described
+        refused = strata_cli("cluster", c.node(2).bootstrap, "describe", "--command-config", str(props("alice")), ok=False)
+        assert "DescribeCluster" in refused.stderr and "(31)" in refused.stderr, refused.stderr  # CLUSTER_AUTHORIZATION_FAILED
         topic = f"sasl-ib-{uuid.uuid4().hex[:8]}"
         a = AdminClient({"bootstrap.servers": c.bootstrap(), **admin_conf})
         a.create_topics([NewTopic(topic, 1, 3, config={"min.insync.replicas": "2"})])[topic].result(30)
@@ -415,8 +435,8 @@ def test_brokers_replicate_over_sasl_ssl_as_a_super_user_and_survive_a_leader_ki
         # Followers fetched over SASL_SSL as User:broker: the ISR is all three.
         wait_until(lambda: isr_now()[1] == [1, 2, 3], 30, "all three replicas in sync")
         leader, _ = isr_now()
-        assert _authorizations(c.node(leader), "User:broker", "ClusterAction", "allowed") > 0
-        assert _authorizations(c.node(leader), "User:broker", "ClusterAction", "denied") == 0
+        assert _authorizations(c.node(leader), "User:broker", "CLUSTER_ACTION", "allowed") > 0
+        assert _authorizations(c.node(leader), "User:broker", "CLUSTER_ACTION", "denied") == 0
         # ACLs are in force: alice may write, not read.
         with pytest.raises(KafkaException) as refused:
             h.read_partitions(c.bootstrap(), topic, [0], timeout=15, **sasl_ssl_conf(certs, "alice"))
@@ -429,7 +449,7 @@ def test_brokers_replicate_over_sasl_ssl_as_a_super_user_and_survive_a_leader_ki
         assert [r.value for r in got] == [f"v{i}".encode() for i in range(600)]
         new_leader, _ = isr_now()
         # The surviving follower authenticated to the new leader as the super user too.
-        wait_until(lambda: _authorizations(c.node(new_leader), "User:broker", "ClusterAction", "allowed") > 0,
+        wait_until(lambda: _authorizations(c.node(new_leader), "User:broker", "CLUSTER_ACTION", "allowed") > 0,
                    30, "the new leader serving follower fetches")
         for b in c.live():
             assert "refused this broker's SASL authentication" not in b.log_text()

@@ -74,8 +74,11 @@ pub enum ClientAuth {
 pub struct TlsSettings {
     /// PEM certificate chain, leaf first (may be the same file as `key`).
     pub certificate: Option<PathBuf>,
-    /// PEM private key: PKCS#8, PKCS#1 or SEC1, unencrypted.
+    /// PEM private key: PKCS#8, PKCS#1 or SEC1, or an encrypted PKCS#8 key
+    /// (`ENCRYPTED PRIVATE KEY`, PBES2) with `key_password`.
     pub key: Option<PathBuf>,
+    /// `ssl.key.password`: decrypts an encrypted PKCS#8 key.
+    pub key_password: Option<KeyPassword>,
     /// PEM CA bundle that peers' certificates must chain to.
     pub truststore: Option<PathBuf>,
     /// Server side: whether clients must present a certificate.
@@ -89,6 +92,16 @@ pub struct TlsSettings {
     /// `TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384`, as Java names them); empty: every suite rustls
     /// offers.
     pub cipher_suites: Vec<String>,
+}
+
+/// A private key's password; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyPassword(pub String);
+
+impl std::fmt::Debug for KeyPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyPassword([hidden])")
+    }
 }
 
 impl TlsSettings {
@@ -179,8 +192,42 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
-fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
+const ENCRYPTED_BEGIN: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
+const ENCRYPTED_END: &str = "-----END ENCRYPTED PRIVATE KEY-----";
+
+/// The key of `path`: an encrypted PKCS#8 block decrypted with `password` (the file may hold
+/// the certificate chain too, as a keystore does), else an unencrypted key.
+fn load_key(
+    path: &Path,
+    password: Option<&KeyPassword>,
+) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TlsError::Read {
+        path: path.into(),
+        source,
+    })?;
+    let bad = |reason: String| TlsError::Pem {
+        path: path.into(),
+        reason,
+    };
+    if let Some(start) = text.find(ENCRYPTED_BEGIN) {
+        let end = text[start..]
+            .find(ENCRYPTED_END)
+            .map(|e| start + e + ENCRYPTED_END.len())
+            .ok_or_else(|| bad("an ENCRYPTED PRIVATE KEY block without its end".into()))?;
+        let password = password
+            .ok_or_else(|| bad("the private key is encrypted: set ssl.key.password".into()))?;
+        let (_, document) = pkcs8::Document::from_pem(&text[start..end])
+            .map_err(|e| bad(format!("the encrypted private key: {e}")))?;
+        let encrypted = pkcs8::EncryptedPrivateKeyInfo::try_from(document.as_bytes())
+            .map_err(|e| bad(format!("the encrypted private key: {e}")))?;
+        let key = encrypted.decrypt(password.0.as_bytes()).map_err(|e| {
+            bad(format!(
+                "the private key does not decrypt with ssl.key.password: {e}"
+            ))
+        })?;
+        return Ok(PrivateKeyDer::Pkcs8(key.as_bytes().to_vec().into()));
+    }
+    PrivateKeyDer::from_pem_slice(text.as_bytes()).map_err(|e| match e {
         rustls::pki_types::pem::Error::NoItemsFound => TlsError::Pem {
             path: path.into(),
             reason: "no unencrypted PRIVATE KEY in the file (PKCS#8, PKCS#1 or SEC1)".into(),
@@ -204,7 +251,10 @@ fn identity(
     s: &TlsSettings,
 ) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, TlsError> {
     match (&s.certificate, &s.key) {
-        (Some(c), Some(k)) => Ok(Some((load_certs(c)?, load_key(k)?))),
+        (Some(c), Some(k)) => Ok(Some((
+            load_certs(c)?,
+            load_key(k, s.key_password.as_ref())?,
+        ))),
         (None, None) => Ok(None),
         _ => Err(TlsError::Settings(
             "a certificate needs its key: set ssl.keystore.location, or both ssl.certificate.location and ssl.key.location".into(),
