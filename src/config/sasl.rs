@@ -209,6 +209,19 @@ mod tests {
             let err = with(&extra).expect_err("refused");
             assert!(err.to_string().contains(expect), "{err}");
         }
+        // A key password is hidden alike, at node level and per listener.
+        let node = load(&[
+            ("ssl.key.password", "kpw-node"),
+            ("listener.name.plaintext.ssl.key.password", "kpw-listener"),
+        ])
+        .expect("loads");
+        let printed = node.to_toml();
+        assert!(
+            !printed.contains("kpw-") && printed.contains("[hidden]"),
+            "{printed}"
+        );
+        assert!(crate::config::is_sensitive("ssl.key.password"));
+        assert!(!crate::config::is_sensitive("ssl.keystore.location"));
         // Not a SASL inter-broker listener: no credentials needed.
         let node = load(&[]).expect("loads");
         assert_eq!(node.inter_broker_sasl().unwrap(), None);
