@@ -359,6 +359,8 @@ def sasl_ssl_cluster(tmp_path, request, certs, n: int = 3):
                 "sasl.scram.bootstrap.credentials.file": str(creds),
                 "super.users": "User:broker;User:admin",
                 "replica.lag.time.max.ms": "3000",
+                # Sessions of 2 s: the fetchers must renew theirs (KIP-368) throughout the test.
+                "connections.max.reauth.ms": "2000",
                 **ssl_sets(certs),
             }
         )
@@ -453,7 +455,15 @@ def test_brokers_replicate_over_sasl_ssl_as_a_super_user_and_survive_a_leader_ki
         # The surviving follower authenticated to the new leader as the super user too.
         wait_until(lambda: _authorizations(c.node(new_leader), "User:broker", "CLUSTER_ACTION", "allowed") > 0,
                    30, "the new leader serving follower fetches")
+        for b in c.nodes:
+            log = b.log_text()
+            assert "refused this broker's SASL authentication" not in log
+            # No connection, fetchers' included, outlived its 2 s session.
+            assert "expired without re-authentication" not in log
         for b in c.live():
-            assert "refused this broker's SASL authentication" not in b.log_text()
+            m = _metrics(b) or ""
+            renewed = sum(float(l.rsplit(" ", 1)[1]) for l in m.splitlines()
+                          if l.startswith('strata_server_sasl_authentications_total{listener="INTERNAL"'))
+            assert renewed >= 3, m
     finally:
         c.cleanup()
