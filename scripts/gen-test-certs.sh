@@ -6,6 +6,8 @@
 #   server.pem, server.key  broker certificate (CN=strata-broker; SAN localhost, 127.0.0.1;
 #                           serverAuth + clientAuth, so brokers present it to each other)
 #   server-keystore.pem     server.key and server.pem in one file (ssl.keystore.type=PEM)
+#   server-encrypted.key    server.key as encrypted PKCS#8 (PBES2, AES-256-CBC), password
+#                           "strata-key-pw"; server-encrypted-keystore.pem it and server.pem
 #   server2.pem, server2.key  another broker certificate (CN=strata-broker-2), for reload tests
 #   client.pem, client.key  client certificate, subject C=US,O=Strata,OU=clients,CN=alice
 #   expired.pem, expired.key  client certificate of the test CA that expired in 2020
@@ -42,6 +44,8 @@ ca ca "/CN=Strata Test CA"
 leaf server "/CN=strata-broker" ca "${server_ext[@]}"
 leaf server2 "/CN=strata-broker-2" ca "${server_ext[@]}"
 cat server.key server.pem >server-keystore.pem
+openssl pkcs8 -topk8 -in server.key -out server-encrypted.key -v2 aes-256-cbc -passout pass:strata-key-pw
+cat server-encrypted.key server.pem >server-encrypted-keystore.pem
 leaf client "/C=US/O=Strata/OU=clients/CN=alice" ca "${client_ext[@]}"
 
 # An expired certificate needs explicit dates, which only `openssl ca` takes.

@@ -266,7 +266,7 @@ impl Broker {
         replicas.set_fetcher_manager(ReplicaFetcherManager::new(
             node_id,
             replication_net,
-            fetcher_settings(&node),
+            fetcher_settings(&node)?,
             shutdown.child_token(),
             metrics.replication.clone(),
         ));
@@ -549,6 +549,7 @@ pub struct BrokerMetrics {
 impl BrokerMetrics {
     fn register(registry: Arc<Metrics>) -> BrokerMetrics {
         let r = &registry.registry;
+        crate::net::tls::register_metrics(r);
         BrokerMetrics {
             server: Arc::new(ServerMetrics::new(r)),
             topics: BrokerTopicMetrics::new(r),
@@ -603,13 +604,14 @@ fn fetch_session_cache_config(node: &NodeConfig) -> FetchSessionCacheConfig {
     }
 }
 
-fn fetcher_settings(node: &NodeConfig) -> FetcherSettings {
-    FetcherSettings {
+fn fetcher_settings(node: &NodeConfig) -> Result<FetcherSettings, BrokerError> {
+    Ok(FetcherSettings {
         max_wait: Duration::from_millis(node.get_i32("replica.fetch.wait.max.ms").max(0) as u64),
         partition_max_bytes: node.get_i32("replica.fetch.max.bytes").max(1),
         response_max_bytes: node.get_i32("replica.fetch.response.max.bytes").max(1),
         backoff: Duration::from_millis(node.get_i64("replica.fetch.backoff.ms").max(0) as u64),
-    }
+        sasl: node.inter_broker_sasl()?,
+    })
 }
 
 /// The file `strata format --add-scram` writes into the first log dir: the derived credentials

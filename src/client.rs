@@ -1,7 +1,7 @@
 //! A minimal Kafka-protocol client: one connection, one request at a time. Followers fetch
 //! from their leaders with it, and the `strata topics` / `strata groups` tools use it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::{
@@ -45,6 +45,9 @@ pub struct KafkaClient {
     /// The frame sizes of the last request sent and response read, headers included.
     last_request_bytes: usize,
     last_response_bytes: usize,
+    /// The credentials this connection authenticated with, and when its SASL session must be
+    /// renewed (KIP-368), if the broker bounds it.
+    sasl: Option<(SaslCredentials, Option<Instant>)>,
 }
 
 impl KafkaClient {
@@ -69,6 +72,7 @@ impl KafkaClient {
             correlation_id: 0,
             last_request_bytes: 0,
             last_response_bytes: 0,
+            sasl: None,
         })
     }
 
@@ -87,8 +91,23 @@ impl KafkaClient {
         self.last_response_bytes
     }
 
-    /// Sends `req` at `version` and reads its response.
+    /// Sends `req` at `version` and reads its response, re-authenticating first if the
+    /// connection's SASL session is due for renewal.
     pub async fn send<R: Request>(
+        &mut self,
+        req: &R,
+        version: i16,
+    ) -> Result<R::Response, ClientError> {
+        if let Some((creds, Some(at))) = &self.sasl {
+            if Instant::now() >= *at {
+                let creds = creds.clone();
+                self.authenticate(&creds).await?;
+            }
+        }
+        self.exchange(req, version).await
+    }
+
+    async fn exchange<R: Request>(
         &mut self,
         req: &R,
         version: i16,
@@ -217,13 +236,26 @@ impl std::fmt::Debug for SaslCredentials {
 
 impl KafkaClient {
     /// Authenticates the connection (SaslHandshake v1, then SaslAuthenticate v2 until done).
+    /// When the broker bounds the session (`connections.max.reauth.ms`), [`send`](Self::send)
+    /// authenticates again at 85% of its lifetime, as Kafka's clients do (KIP-368), so the
+    /// broker never closes the connection for an expired session.
     pub async fn authenticate(&mut self, creds: &SaslCredentials) -> Result<(), ClientError> {
+        let started = Instant::now();
+        let lifetime_ms = self.exchange_sasl(creds).await?;
+        let renew_at = (lifetime_ms > 0)
+            .then(|| started + Duration::from_millis(lifetime_ms as u64 * 85 / 100));
+        self.sasl = Some((creds.clone(), renew_at));
+        Ok(())
+    }
+
+    /// One SASL exchange; returns the session lifetime the broker granted (0: unbounded).
+    async fn exchange_sasl(&mut self, creds: &SaslCredentials) -> Result<i64, ClientError> {
         let failed = |addr: &str, reason: String| ClientError::Protocol {
             addr: addr.to_string(),
             reason,
         };
         let handshake = self
-            .send(
+            .exchange(
                 &SaslHandshakeRequest::default().with_mechanism(str_bytes(creds.mechanism.name())),
                 1,
             )
@@ -254,7 +286,7 @@ impl KafkaClient {
         };
         loop {
             let resp = self
-                .send(
+                .exchange(
                     &SaslAuthenticateRequest::default().with_auth_bytes(token.into()),
                     2,
                 )
@@ -273,13 +305,13 @@ impl KafkaClient {
                 ));
             }
             match &mut scram {
-                None => return Ok(()),
+                None => return Ok(resp.session_lifetime_ms),
                 Some(s) => match s
                     .step(&resp.auth_bytes)
                     .map_err(|e| failed(&self.addr, e.to_string()))?
                 {
                     Some(next) => token = next,
-                    None => return Ok(()),
+                    None => return Ok(resp.session_lifetime_ms),
                 },
             }
         }

@@ -68,28 +68,9 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
     },
-    /// The metadata quorum.
-    Cluster {
-        #[command(subcommand)]
-        command: ClusterCommand,
-    },
-}
-
-#[derive(Subcommand)]
-enum ClusterCommand {
-    /// The active controller, the voters and learners, and the brokers with their fencing.
-    Describe {
-        /// A controller listener, host:port (any voter or learner).
-        #[arg(long, default_value = "127.0.0.1:9093")]
-        controller: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Move every replica off a broker, as partition reassignments.
-    Drain(strata::admin::reassign::DrainArgs),
-    /// Even out replica counts across brokers (`run`), or follow the moves (`status`).
-    Balance(strata::admin::reassign::BalanceArgs),
+    /// The metadata quorum and the brokers, through any broker's Kafka port
+    /// (--bootstrap-server, with --command-config) or a controller's RPC port (--controller).
+    Cluster(strata::admin::cluster::ClusterArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -116,15 +97,9 @@ fn main() -> std::process::ExitCode {
             config,
             sets,
         } => run_format(cluster_id, config, sets, add_scram),
-        Command::Cluster {
-            command: ClusterCommand::Describe { controller, json },
-        } => runtime().and_then(|rt| rt.block_on(describe_cluster(controller, json))),
-        Command::Cluster {
-            command: ClusterCommand::Drain(args),
-        } => runtime().and_then(|rt| rt.block_on(strata::admin::reassign::run_drain(args))),
-        Command::Cluster {
-            command: ClusterCommand::Balance(args),
-        } => runtime().and_then(|rt| rt.block_on(strata::admin::reassign::run_balance(args))),
+        Command::Cluster(args) => {
+            runtime().and_then(|rt| rt.block_on(strata::admin::cluster::run_cluster(args)))
+        }
         Command::Groups(args) => {
             runtime().and_then(|rt| rt.block_on(strata::admin::groups::run_groups(args)))
         }
@@ -210,50 +185,6 @@ fn run_format(
             dir.display(),
             node.node_id()
         );
-    }
-    Ok(())
-}
-
-async fn describe_cluster(controller: String, json: bool) -> anyhow::Result<()> {
-    use strata::controller::network::{ControllerReply, ControllerRequest, PeerClient};
-    let mut peer = PeerClient::new(strata::net::tokio_network(), controller.clone());
-    let reply = peer
-        .call(
-            &ControllerRequest::Describe,
-            std::time::Duration::from_secs(5),
-        )
-        .await
-        .with_context(|| format!("asking the controller at {controller}"))?;
-    let ControllerReply::Describe(d) = reply else {
-        anyhow::bail!("unexpected reply from {controller}");
-    };
-    if json {
-        println!("{}", serde_json::to_string_pretty(&d)?);
-        return Ok(());
-    }
-    let leader = d
-        .leader
-        .map(|l| l.to_string())
-        .unwrap_or_else(|| "none".into());
-    println!(
-        "ActiveController: {leader}  Term: {}  MetadataVersion: {}  ImageOffset: {}",
-        d.term, d.metadata_version, d.image_offset
-    );
-    for (id, addr) in &d.voters {
-        let role = if Some(*id) == d.leader {
-            "leader"
-        } else {
-            "follower"
-        };
-        println!("Voter {id} {addr} {role}");
-    }
-    for (id, addr) in &d.learners {
-        println!("Learner {id} {addr}");
-    }
-    for (id, addr, rack, fenced) in &d.brokers {
-        let rack = rack.as_deref().unwrap_or("-");
-        let state = if *fenced { "fenced" } else { "unfenced" };
-        println!("Broker {id} {addr} rack={rack} {state}");
     }
     Ok(())
 }

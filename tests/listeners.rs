@@ -217,10 +217,13 @@ fn settings(dir: &Path, cert: Option<&str>, auth: ClientAuth) -> TlsSettings {
     TlsSettings {
         certificate: cert.map(|c| dir.join(format!("{c}.pem"))),
         key: cert.map(|c| dir.join(format!("{c}.key"))),
+        key_password: None,
         truststore: Some(dir.join("ca.pem")),
         client_auth: auth,
         verify_hostname: true,
         handshake_timeout: Duration::from_secs(5),
+        enabled_protocols: Vec::new(),
+        cipher_suites: Vec::new(),
     }
 }
 
@@ -292,6 +295,157 @@ async fn the_handshake_yields_the_client_certificates_subject_and_principal() {
         rfc2253(cert.subject()).expect("dn"),
         "CN=alice,OU=clients,O=Strata,C=US"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enabled_protocols_and_cipher_suites_bound_the_handshake() {
+    let Some(dir) = certs() else { return };
+    let dir = dir.path();
+    let with = |cert: Option<&str>, auth: ClientAuth, protocols: &[&str], suites: &[&str]| {
+        let mut s = settings(dir, cert, auth);
+        s.enabled_protocols = protocols.iter().map(|p| p.to_string()).collect();
+        s.cipher_suites = suites.iter().map(|p| p.to_string()).collect();
+        s
+    };
+    // What a handshake settles on: (protocol, suite), or the server's error.
+    let handshake = |server: TlsSettings, client: TlsSettings| async move {
+        let server = TlsServer::new(server).expect("server");
+        let client = TlsClient::new(client).expect("client");
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let (s, c) = tokio::join!(server.accept(a), client.connect(b, "localhost"));
+        drop(c);
+        s.map(|(stream, _)| {
+            let conn = stream.get_ref().1;
+            (
+                format!("{:?}", conn.protocol_version().expect("version")),
+                format!(
+                    "{:?}",
+                    conn.negotiated_cipher_suite().expect("suite").suite()
+                ),
+            )
+        })
+        .map_err(|e| e.to_string())
+    };
+    let tls12_only = with(Some("server"), ClientAuth::None, &["TLSv1.2"], &[]);
+    let any_client = with(None, ClientAuth::None, &[], &[]);
+    assert_eq!(
+        handshake(tls12_only.clone(), any_client.clone())
+            .await
+            .expect("TLS 1.2")
+            .0,
+        "TLSv1_2"
+    );
+    let tls13_client = with(None, ClientAuth::None, &["TLSv1.3"], &[]);
+    let refused = handshake(tls12_only.clone(), tls13_client)
+        .await
+        .expect_err("no common version");
+    assert!(refused.contains("TLS handshake failed"), "{refused}");
+    // One suite, by its IANA name: that is what is negotiated.
+    let one_suite = with(
+        Some("server"),
+        ClientAuth::None,
+        &[],
+        &["TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"],
+    );
+    assert_eq!(
+        handshake(one_suite, any_client.clone()).await.expect("ok"),
+        (
+            "TLSv1_2".to_string(),
+            "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384".to_string()
+        )
+    );
+    let tls13_suite = with(
+        Some("server"),
+        ClientAuth::None,
+        &[],
+        &["TLS_CHACHA20_POLY1305_SHA256"],
+    );
+    assert_eq!(
+        handshake(tls13_suite, any_client.clone())
+            .await
+            .expect("ok"),
+        (
+            "TLSv1_3".to_string(),
+            "TLS13_CHACHA20_POLY1305_SHA256".to_string()
+        )
+    );
+    // A client whose only suite the server refuses gets no session.
+    let refused = handshake(
+        with(
+            Some("server"),
+            ClientAuth::None,
+            &[],
+            &["TLS_AES_128_GCM_SHA256"],
+        ),
+        with(None, ClientAuth::None, &[], &["TLS_AES_256_GCM_SHA384"]),
+    )
+    .await
+    .expect_err("no common suite");
+    assert!(refused.contains("TLS handshake failed"), "{refused}");
+    // Names rustls does not serve stop the start, naming the key.
+    for (protocols, suites, expect) in [
+        (&["TLSv1.1"][..], &[][..], "ssl.enabled.protocols: TLSv1.1"),
+        (
+            &[][..],
+            &["TLS_RSA_WITH_RC4_128_SHA"][..],
+            "ssl.cipher.suites",
+        ),
+    ] {
+        let err = TlsServer::new(with(Some("server"), ClientAuth::None, protocols, suites))
+            .expect_err("refused");
+        assert!(err.to_string().contains(expect), "{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypted_key_loads_with_ssl_key_password() {
+    let Some(dir) = certs() else { return };
+    let dir = dir.path();
+    let with_key = |cert: &str, key: &str, password: Option<&str>| {
+        let mut s = settings(dir, Some("server"), ClientAuth::None);
+        s.certificate = Some(dir.join(cert));
+        s.key = Some(dir.join(key));
+        s.key_password = password.map(|p| strata::net::tls::KeyPassword(p.to_string()));
+        s
+    };
+    let client = TlsClient::new(settings(dir, None, ClientAuth::None)).expect("client");
+    // Two files, and the keystore form (encrypted key and chain in one file).
+    for (cert, key) in [
+        ("server.pem", "server-encrypted.key"),
+        (
+            "server-encrypted-keystore.pem",
+            "server-encrypted-keystore.pem",
+        ),
+    ] {
+        let server = TlsServer::new(with_key(cert, key, Some("strata-key-pw"))).expect("decrypts");
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let (s, c) = tokio::join!(server.accept(a), client.connect(b, "localhost"));
+        assert!(c.is_ok(), "{key}: {:?}", c.err());
+        assert!(s.is_ok(), "{key}: {:?}", s.err());
+    }
+    for (password, expect) in [
+        (None, "the private key is encrypted: set ssl.key.password"),
+        (
+            Some("wrong"),
+            "the private key does not decrypt with ssl.key.password",
+        ),
+    ] {
+        let err = TlsServer::new(with_key("server.pem", "server-encrypted.key", password))
+            .expect_err("refused");
+        assert!(err.to_string().contains(expect), "{err}");
+        assert!(
+            err.to_string().contains("server-encrypted.key"),
+            "names the file: {err}"
+        );
+    }
+    // An unencrypted key ignores a password it does not need.
+    assert!(TlsServer::new(with_key("server.pem", "server.key", Some("unused"))).is_ok());
+    // The password is never printed.
+    let debug = format!(
+        "{:?}",
+        with_key("server.pem", "server-encrypted.key", Some("strata-key-pw"))
+    );
+    assert!(!debug.contains("strata-key-pw"), "{debug}");
 }
 
 fn rustls_pki_types_der(pem: &[u8]) -> rustls::pki_types::CertificateDer<'static> {

@@ -166,6 +166,28 @@ add(panel(0, "Share updates from the controller (per min)", [("sum by (instance)
 add(panel(0, "Request time counted for request_percentage", [("sum by (instance) (rate(strata_quota_request_time_seconds_total[1m]))", "{{instance}}")], 16, y, unit="percentunit"))
 y += 8
 
+add(row(0, "Security", y)); y += 1
+add(panel(0, "Authorization denials (per s)", [
+    ("sum by (resource_type) (rate(strata_authorization_denied_total[5m]))", "{{resource_type}}"),
+], 0, y, unit="ops"))
+add(panel(0, "SASL authentication failures (per s)", [
+    ("sum by (listener, reason) (rate(strata_server_sasl_authentication_failures_total[5m]))", "{{listener}} {{reason}}"),
+], 8, y, unit="ops"))
+add(panel(0, "SASL authentications (per s)", [
+    ("sum by (listener) (rate(strata_server_sasl_authentications_total[5m]))", "{{listener}}"),
+], 16, y, unit="ops"))
+y += 8
+add(panel(0, "TLS handshake failures (per s)", [
+    ("sum by (listener, reason) (rate(strata_server_tls_handshake_failures_total[5m]))", "{{listener}} {{reason}}"),
+], 0, y, unit="ops"))
+add(panel(0, "Denials by principal and operation (top 10, per s)", [
+    ('topk(10, sum by (principal, operation) (rate(strata_authorization_total{result="denied"}[5m])))', "{{principal}} {{operation}}"),
+], 8, y, unit="ops"))
+add(panel(0, "TLS certificate reloads (1h)", [
+    ("sum by (instance, result) (increase(strata_tls_certificate_reloads_total[1h]))", "{{instance}} {{result}}"),
+], 16, y))
+y += 8
+
 add(row(0, "Process", y)); y += 1
 add(panel(0, "CPU", [("rate(process_cpu_seconds_total{job=\"strata\"}[1m])", "{{instance}}")], 0, y, unit="percentunit"))
 add(panel(0, "Resident memory", [("process_resident_memory_bytes{job=\"strata\"}", "{{instance}}")], 8, y, unit="bytes"))

@@ -13,7 +13,7 @@ use crate::client::SaslCredentials;
 use crate::config::SecurityProtocol;
 use crate::net::tls::{ClientAuth, TlsClient, TlsNetwork, TlsSettings};
 use crate::net::Network;
-use crate::sasl::SaslMechanism;
+use crate::sasl::{jaas_option, SaslMechanism};
 
 /// How the tools connect.
 #[derive(Debug, Clone)]
@@ -64,16 +64,6 @@ fn properties(text: &str) -> Vec<(String, String)> {
                 .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         })
         .collect()
-}
-
-/// `name="value"` in a JAAS line.
-fn jaas_option(jaas: &str, name: &str) -> Option<String> {
-    let at = jaas.find(&format!("{name}="))?;
-    let rest = &jaas[at + name.len() + 1..];
-    match rest.strip_prefix('"') {
-        Some(quoted) => quoted.find('"').map(|end| quoted[..end].to_string()),
-        None => Some(rest.split([' ', ';']).next().unwrap_or("").to_string()),
-    }
 }
 
 pub fn parse(text: &str) -> anyhow::Result<ConnectSettings> {
@@ -136,10 +126,13 @@ pub fn network(settings: &ConnectSettings) -> anyhow::Result<Arc<dyn Network>> {
     let client = TlsClient::new(TlsSettings {
         certificate: None,
         key: None,
+        key_password: None,
         truststore: settings.truststore.clone(),
         client_auth: ClientAuth::None,
         verify_hostname: true,
         handshake_timeout: Duration::from_secs(10),
+        enabled_protocols: Vec::new(),
+        cipher_suites: Vec::new(),
     })
     .context("TLS settings of --command-config")?;
     Ok(Arc::new(TlsNetwork {

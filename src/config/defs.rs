@@ -96,9 +96,13 @@ pub const NODE_KEYS: &[NodeKey] = &[
     node("ssl.client.auth", String, "none", false, "Client certificates on SSL listeners: none, requested (verified when sent), or required."),
     node("ssl.principal.mapping.rules", String, "DEFAULT", false, "Rules mapping a client certificate's subject DN to a principal name: RULE:pattern/replacement/[LU], comma-separated, then DEFAULT (the whole DN)."),
     node("ssl.endpoint.identification.algorithm", String, "https", false, "https: a node connecting to a peer over TLS checks the peer certificate names the host it dialled; empty: no host name check (the chain is still verified)."),
+    node("ssl.key.password", String, "", false, "Password of an encrypted PKCS#8 private key (ENCRYPTED PRIVATE KEY, PBES2) in ssl.keystore.location or ssl.key.location. Never printed or described."),
+    node("ssl.enabled.protocols", List, "TLSv1.2,TLSv1.3", false, "TLS versions listeners and outgoing broker connections accept: TLSv1.2 and/or TLSv1.3 (rustls serves no older version)."),
+    node("ssl.cipher.suites", List, "", false, "Cipher suites allowed, by IANA name (TLS_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, ...); empty: every suite rustls offers. A name rustls does not offer stops the start."),
     node("ssl.handshake.timeout.ms", Long, "10000", false, "A TLS handshake not finished in this long closes the connection."),
     node("sasl.enabled.mechanisms", List, "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512", false, "SASL mechanisms SASL_PLAINTEXT and SASL_SSL listeners accept (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER); per listener with listener.name.NAME.sasl.enabled.mechanisms. PLAIN checks the user's SCRAM credential."),
     node("connections.max.reauth.ms", Long, "0", false, "KIP-368: a SASL session lasts at most this long (and no longer than an OAUTHBEARER token); the client must re-authenticate before it ends or its connection is closed. 0: sessions do not expire."),
+    node("sasl.mechanism.inter.broker.protocol", String, "PLAIN", false, "The SASL mechanism brokers authenticate with to one another when the inter-broker listener is SASL_PLAINTEXT or SASL_SSL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (Kafka's default, GSSAPI, is not served). The broker's user name and password come from listener.name.LISTENER.MECHANISM.sasl.jaas.config (the mechanism lower-cased), as in Kafka."),
     node("sasl.server.max.receive.size", Int, "524288", false, "Largest SASL token accepted before authentication completes."),
     node("sasl.oauthbearer.jwks.endpoint.url", String, "", false, "JWKS whose keys sign OAUTHBEARER tokens: file:///path or an http(s) URL. Required when OAUTHBEARER is enabled."),
     node("sasl.oauthbearer.jwks.endpoint.refresh.ms", Long, "3600000", false, "How often the JWKS is loaded again."),
@@ -507,6 +511,12 @@ pub fn node_key(name: &str) -> Option<&'static NodeKey> {
 
 pub fn topic_key(name: &str) -> Option<&'static TopicKey> {
     TOPIC_KEYS.iter().find(|k| k.name == name)
+}
+
+/// Keys whose values are secrets: printed as `[hidden]`, described as sensitive with no value
+/// (Kafka's PASSWORD type): `ssl.key.password` and the listeners' `sasl.jaas.config`.
+pub fn is_sensitive(key: &str) -> bool {
+    key.ends_with("ssl.key.password") || key.ends_with("sasl.jaas.config")
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::defs::node_key;
 use super::{parse_listeners, ConfigError, ConfigSource, Listener, NodeConfig};
-use crate::net::tls::{ClientAuth, PrincipalMapper, TlsSettings};
+use crate::net::tls::{ClientAuth, KeyPassword, PrincipalMapper, TlsSettings};
 
 /// How a listener secures its connections (Kafka's `SecurityProtocol`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -96,6 +96,14 @@ pub fn listener_prefix(listener: &str) -> String {
     format!("listener.name.{}.", listener.to_ascii_lowercase())
 }
 
+/// The lower-cased mechanism of a `<mechanism>.sasl.jaas.config` key.
+fn jaas_mechanism(inner: &str) -> Option<String> {
+    let mechanism = inner
+        .strip_suffix(".sasl.jaas.config")?
+        .to_ascii_lowercase();
+    crate::sasl::SaslMechanism::parse(&mechanism.to_ascii_uppercase()).map(|_| mechanism)
+}
+
 /// Keys that may be set per listener.
 fn listener_scoped(key: &str) -> bool {
     key.starts_with("ssl.")
@@ -119,6 +127,15 @@ impl NodeConfig {
         let Some((listener, inner)) = rest.split_once('.') else {
             return Ok(false);
         };
+        if let Some(mechanism) = jaas_mechanism(inner) {
+            // Kafka's `listener.name.<l>.<mechanism>.sasl.jaas.config`: the broker's own
+            // credentials for that mechanism on that listener (see `inter_broker_sasl`).
+            self.listener_values.insert(
+                format!("{}{mechanism}.sasl.jaas.config", listener_prefix(listener)),
+                (value.trim().to_string(), source),
+            );
+            return Ok(true);
+        }
         let Some(def) = node_key(inner).filter(|d| listener_scoped(d.name)) else {
             return Err(ConfigError::UnknownKey {
                 key: key.to_string(),
@@ -314,6 +331,14 @@ impl NodeConfig {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
         };
+        let list = |k: &str| {
+            self.listener_get(listener, k)
+                .split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
         let (certificate, key) = match path("ssl.keystore.location") {
             Some(p) => (Some(p.clone()), Some(p)),
             None => (path("ssl.certificate.location"), path("ssl.key.location")),
@@ -335,6 +360,11 @@ impl NodeConfig {
                     .unwrap_or(10_000)
                     .max(1) as u64,
             ),
+            key_password: Some(self.listener_get(listener, "ssl.key.password"))
+                .filter(|p| !p.is_empty())
+                .map(|p| KeyPassword(p.to_string())),
+            enabled_protocols: list("ssl.enabled.protocols"),
+            cipher_suites: list("ssl.cipher.suites"),
         }
     }
 
@@ -351,14 +381,7 @@ impl NodeConfig {
     /// Listener checks that single values cannot express.
     pub(super) fn check_listeners(&self) -> Result<(), ConfigError> {
         let listeners = self.kafka_listeners()?;
-        let inter_broker = self.inter_broker_listener()?;
-        if inter_broker.info.security_protocol.uses_sasl() {
-            return Err(ConfigError::InvalidValue {
-                key: "inter.broker.listener.name".into(),
-                value: inter_broker.info.name.clone(),
-                reason: "the inter-broker listener cannot use SASL yet: name a PLAINTEXT or SSL listener".into(),
-            });
-        }
+        self.inter_broker_sasl()?;
         self.controller_listener()?;
         for l in &listeners {
             refuse_unsupported(self, &l.info)?;
@@ -389,7 +412,7 @@ impl NodeConfig {
             return Err(ConfigError::InvalidValue {
                 key: "listener.security.protocol.map".into(),
                 value: self.get("listener.security.protocol.map").into(),
-                reason: "the controller listener cannot use SASL yet: use PLAINTEXT or SSL".into(),
+                reason: "the controller RPC is not the Kafka protocol and has no SASL: secure it with SSL (nodes authenticate one another with certificates)".into(),
             });
         }
         for key in ["ssl.keystore.type", "ssl.truststore.type"] {

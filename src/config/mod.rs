@@ -17,6 +17,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub use defs::is_sensitive;
 use defs::{node_key, topic_key, ConfigKind, NODE_KEYS, TOPIC_KEYS};
 
 use crate::log::{BrokerCompression, CleanupPolicy, FlushPolicy, LogConfig, TimestampType};
@@ -507,10 +508,15 @@ impl NodeConfig {
         self.values.iter().map(|(k, (v, s))| (*k, v.as_str(), *s))
     }
 
-    /// The effective config as TOML, for `strata serve --print-config`.
+    /// The effective config as TOML, for `strata serve --print-config`; passwords are
+    /// `[hidden]`.
     pub fn to_toml(&self) -> String {
         let mut out = String::new();
         for (key, value, source) in self.entries() {
+            if is_sensitive(key) && !value.is_empty() {
+                out.push_str(&format!("\"{key}\" = \"[hidden]\"  # {source}\n"));
+                continue;
+            }
             let def = node_key(key).map(|d| d.kind).unwrap_or(ConfigKind::String);
             let rendered = match def {
                 ConfigKind::Bool | ConfigKind::Int | ConfigKind::Long | ConfigKind::Double => {
@@ -529,6 +535,8 @@ impl NodeConfig {
             out.push_str(&format!("\"{key}\" = {rendered}  # {source}\n"));
         }
         for (key, value, source) in self.listener_overrides() {
+            // Credentials are printed as Kafka logs its password configs.
+            let value = if is_sensitive(key) { "[hidden]" } else { value };
             out.push_str(&format!("\"{key}\" = {value:?}  # {source}\n"));
         }
         out

@@ -93,17 +93,21 @@ pub fn handle(ctx: RequestContext, req: DescribeConfigsRequest) -> Reply {
                         .filter(|d| wanted(d.name))
                         .map(|d| {
                             let source = node.source(d.name);
+                            // Passwords are never sent, as Kafka sends none.
+                            let sensitive = crate::config::is_sensitive(d.name);
+                            let value = (!sensitive).then(|| str_bytes(node.get(d.name)));
                             let synonyms = if req.include_synonyms {
                                 vec![DescribeConfigsSynonym::default()
                                     .with_name(str_bytes(d.name))
-                                    .with_value(Some(str_bytes(node.get(d.name))))
+                                    .with_value(value.clone())
                                     .with_source(source.wire())]
                             } else {
                                 vec![]
                             };
                             DescribeConfigsResourceResult::default()
                                 .with_name(str_bytes(d.name))
-                                .with_value(Some(str_bytes(node.get(d.name))))
+                                .with_value(value)
+                                .with_is_sensitive(sensitive)
                                 .with_read_only(!node_key(d.name).is_some_and(|k| k.dynamic))
                                 .with_config_source(source.wire())
                                 .with_synonyms(synonyms)

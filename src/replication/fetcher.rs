@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::fetch_session::{is_session_error, FetchRequestData, FetchSessionHandler};
 use super::{Partition, PartitionError, ReplicationMetrics};
-use crate::client::{ClientError, KafkaClient};
+use crate::client::{ClientError, KafkaClient, SaslCredentials};
 use crate::log::FlushPolicy;
 use crate::model::{BrokerId, LeaderEpoch, Offset, TopicPartition};
 use crate::net::Network;
@@ -47,6 +47,9 @@ pub struct FetcherSettings {
     pub response_max_bytes: i32,
     /// `replica.fetch.backoff.ms`
     pub backoff: Duration,
+    /// What this broker authenticates with when the inter-broker listener uses SASL
+    /// (`sasl.mechanism.inter.broker.protocol` and the listener's `sasl.jaas.config`).
+    pub sasl: Option<SaslCredentials>,
 }
 
 /// A partition to follow, at the leader epoch the image gave.
@@ -303,6 +306,18 @@ impl FetchTask {
             Duration::from_secs(2),
         )
         .await;
+        let result = match (result, &self.manager.settings.sasl) {
+            (Ok(mut client), Some(creds)) => match client.authenticate(creds).await {
+                Ok(()) => Ok(client),
+                Err(e) => {
+                    // The leader is up but refuses this broker: a configuration problem (a
+                    // wrong password, a missing credential) that an operator must see.
+                    tracing::warn!(leader = %self.leader, error = %e, "the leader refused this broker's SASL authentication");
+                    Err(e)
+                }
+            },
+            (result, _) => result,
+        };
         match &result {
             Ok(_) => self.manager.set_unreachable(self.leader, false),
             Err(ClientError::Connect { source, .. })

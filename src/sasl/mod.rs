@@ -55,6 +55,31 @@ impl std::fmt::Display for SaslMechanism {
     }
 }
 
+/// `name="value"` (or `name=value`) in a JAAS line such as
+/// `org.apache.kafka.common.security.plain.PlainLoginModule required username="u" password="p";`,
+/// as Kafka's `sasl.jaas.config` carries a client's credentials.
+pub fn jaas_option(jaas: &str, name: &str) -> Option<String> {
+    let mut from = 0;
+    while let Some(at) = jaas[from..].find(&format!("{name}=")) {
+        let start = from + at;
+        from = start + name.len() + 1;
+        // `username=` must not match inside `xusername=`.
+        if jaas[..start]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_')
+        {
+            continue;
+        }
+        let rest = &jaas[from..];
+        return match rest.strip_prefix('"') {
+            Some(quoted) => quoted.find('"').map(|end| quoted[..end].to_string()),
+            None => Some(rest.split([' ', ';']).next().unwrap_or("").to_string()),
+        };
+    }
+    None
+}
+
 /// Why an exchange failed. Every kind ends the connection after the client is told (Kafka's
 /// SASL_AUTHENTICATION_FAILED carries the message).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

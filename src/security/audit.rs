@@ -26,6 +26,9 @@ pub const MAX_PRINCIPAL_LABELS: usize = 100;
 #[derive(Debug)]
 pub struct AuditMetrics {
     pub authorizations: IntCounterVec,
+    /// Denials by resource type, without the principal: few series, every one exported at zero
+    /// from the start so that an alert on a burst of denials has a series to watch.
+    pub denials: IntCounterVec,
     /// Principals with their own label value, and that value. Read on every check, written
     /// once per new principal; never held across an await.
     labelled: RwLock<HashMap<KafkaPrincipal, String>>,
@@ -33,7 +36,19 @@ pub struct AuditMetrics {
 
 impl AuditMetrics {
     pub fn new(r: &Registry) -> AuditMetrics {
+        let denials = counter_vec(
+            r,
+            "strata_authorization_denied_total",
+            "Requests refused by the authorizer, by resource type (strata_authorization_total has the principal and operation).",
+            &["resource_type"],
+        );
+        for t in ResourceType::ALL_VALUES {
+            if !matches!(t, ResourceType::Unknown | ResourceType::Any) {
+                denials.with_label_values(&[t.as_str()]);
+            }
+        }
         AuditMetrics {
+            denials,
             authorizations: counter_vec(
                 r,
                 "strata_authorization_total",
@@ -79,6 +94,9 @@ impl AuditMetrics {
         let result = if decision.is_allowed() {
             "allowed"
         } else {
+            self.denials
+                .with_label_values(&[resource_type.as_str()])
+                .inc();
             "denied"
         };
         self.count_with(

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::frame::{self, Frame, FrameWriter};
-use super::sasl::{SaslConnection, SaslOutcome};
+use super::sasl::{SaslClose, SaslConnection, SaslOutcome};
 use super::ServerLimits;
 use super::ServerMetrics;
 use crate::config::ListenerInfo;
@@ -443,6 +443,16 @@ async fn wait_head(pending: &mut VecDeque<Pending>) -> Option<(Frame, Option<(Du
     }
 }
 
+/// Counts a SASL refusal that closes the connection without an answer; the message is what
+/// the connection logs as it closes.
+fn sasl_closed(metrics: &ServerMetrics, listener: &ListenerInfo, close: SaslClose) -> String {
+    metrics
+        .sasl_authentication_failures
+        .with_label_values(&[listener.name.as_str(), close.reason])
+        .inc();
+    close.message
+}
+
 /// Decodes one frame and dispatches it. `Err` closes the connection.
 fn handle_frame(
     apis: &Arc<KafkaApis>,
@@ -454,7 +464,15 @@ fn handle_frame(
     let peer = session.peer;
     let request_bytes = frame.len() + 4;
     if let Some(sasl) = session.sasl.as_mut().filter(|s| s.expects_raw_token()) {
-        let token = sasl.on_raw_token(&frame, apis.image().as_ref(), apis.clock.now_ms())?;
+        let token = sasl
+            .on_raw_token(&frame, apis.image().as_ref(), apis.clock.now_ms())
+            .map_err(|c| sasl_closed(metrics, &session.listener, c))?;
+        if sasl.take_authenticated() {
+            metrics
+                .sasl_authentications
+                .with_label_values(&[session.listener.name.as_str()])
+                .inc();
+        }
         return Ok(Some(raw_token_reply(metrics, &token)));
     }
     // Decoding counts towards the request-time quota, as a Kafka network thread's time does.
@@ -487,18 +505,30 @@ fn handle_frame(
                 ) {
                     SaslOutcome::Dispatch(p) => principal = p,
                     SaslOutcome::Respond(resp) => {
-                        return ready(api_key, version, correlation_id, &resp, timer)
+                        if sasl.take_authenticated() {
+                            metrics
+                                .sasl_authentications
+                                .with_label_values(&[session.listener.name.as_str()])
+                                .inc();
+                        }
+                        return ready(api_key, version, correlation_id, &resp, timer);
                     }
                     SaslOutcome::RespondAndClose(resp, reason) => {
                         metrics
                             .request_errors
                             .with_label_values(&["authentication"])
                             .inc();
+                        metrics
+                            .sasl_authentication_failures
+                            .with_label_values(&[session.listener.name.as_str(), reason.reason])
+                            .inc();
                         tracing::warn!(%peer, listener = %session.listener.name, %reason, "SASL authentication failed; closing connection");
                         session.closing = true;
                         return ready(api_key, version, correlation_id, &resp, timer);
                     }
-                    SaslOutcome::Close(reason) => return Err(reason),
+                    SaslOutcome::Close(reason) => {
+                        return Err(sasl_closed(metrics, &session.listener, reason))
+                    }
                 }
             }
             let ctx = RequestContext {

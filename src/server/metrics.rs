@@ -21,6 +21,10 @@ pub struct ServerMetrics {
     pub connections_throttled: IntCounter,
     /// TLS handshakes that failed, by listener and reason (timeout, bad_certificate, ...).
     pub tls_handshake_failures: IntCounterVec,
+    /// SASL exchanges and sessions that ended in a closed connection, by listener and reason.
+    pub sasl_authentication_failures: IntCounterVec,
+    /// SASL sessions established (first authentications and KIP-368 renewals), by listener.
+    pub sasl_authentications: IntCounterVec,
     pub bytes_received: IntCounter,
     pub bytes_sent: IntCounter,
     /// Always 1; its labels say which Strata this is and which Kafka release it answers as.
@@ -96,6 +100,18 @@ impl ServerMetrics {
                 "TLS handshakes that failed (each closed its connection), by listener and reason.",
                 &["listener", "reason"],
             ),
+            sasl_authentication_failures: counter_vec(
+                r,
+                "strata_server_sasl_authentication_failures_total",
+                "SASL authentications that failed or sessions that lapsed (each closed its connection), by listener and reason.",
+                &["listener", "reason"],
+            ),
+            sasl_authentications: counter_vec(
+                r,
+                "strata_server_sasl_authentications_total",
+                "SASL authentications that succeeded, re-authentications included, by listener.",
+                &["listener"],
+            ),
             bytes_received: counter(
                 r,
                 "strata_server_received_bytes_total",
@@ -103,5 +119,44 @@ impl ServerMetrics {
             ),
             bytes_sent: counter(r, "strata_server_sent_bytes_total", "Response bytes sent."),
         }
+    }
+}
+
+/// The reasons of `strata_server_tls_handshake_failures_total` (`HandshakeError::reason`, and
+/// a subject no mapping rule accepts).
+pub(super) const TLS_FAILURE_REASONS: [&str; 7] = [
+    "timeout",
+    "eof",
+    "bad_certificate",
+    "no_certificate",
+    "protocol",
+    "io",
+    "principal_mapping",
+];
+
+/// The reasons of `strata_server_sasl_authentication_failures_total` (`SaslClose::reason`).
+pub(super) const SASL_FAILURE_REASONS: [&str; 6] = [
+    "bad_credentials",
+    "unsupported_mechanism",
+    "illegal_state",
+    "token_too_large",
+    "unauthenticated_request",
+    "session_expired",
+];
+
+impl ServerMetrics {
+    /// Exports the security counters of `listener` at zero before its first connection, so
+    /// that dashboards and alerts see every series from the start. Every listener gets them
+    /// (a PLAINTEXT listener's stay at zero), which keeps the set the same on every broker.
+    pub fn init_listener(&self, listener: &str) {
+        for reason in TLS_FAILURE_REASONS {
+            self.tls_handshake_failures
+                .with_label_values(&[listener, reason]);
+        }
+        for reason in SASL_FAILURE_REASONS {
+            self.sasl_authentication_failures
+                .with_label_values(&[listener, reason]);
+        }
+        self.sasl_authentications.with_label_values(&[listener]);
     }
 }

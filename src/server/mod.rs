@@ -198,6 +198,7 @@ pub async fn serve_listeners(
     let tracker = TaskTracker::new();
     let mut accept_loops = tokio::task::JoinSet::new();
     for listener in listeners {
+        metrics.init_listener(&listener.info.name);
         accept_loops.spawn(accept_loop(
             listener,
             apis.clone(),

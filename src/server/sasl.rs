@@ -134,9 +134,30 @@ pub(super) enum SaslOutcome {
     /// Answer with this, and go on.
     Respond(ResponseKind),
     /// Answer with this, then close (one log line with the reason).
-    RespondAndClose(ResponseKind, String),
+    RespondAndClose(ResponseKind, SaslClose),
     /// Close without answering.
-    Close(String),
+    Close(SaslClose),
+}
+
+/// Why a SASL connection is closed: a fixed label (`strata_server_sasl_authentication_failures_total`,
+/// one of `server::metrics::SASL_FAILURE_REASONS`) and the message for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct SaslClose {
+    pub(super) reason: &'static str,
+    pub(super) message: String,
+}
+
+fn close(reason: &'static str, message: impl Into<String>) -> SaslClose {
+    SaslClose {
+        reason,
+        message: message.into(),
+    }
+}
+
+impl std::fmt::Display for SaslClose {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 /// One connection's SASL state.
@@ -144,6 +165,9 @@ pub(super) struct SaslConnection {
     listener: Arc<ListenerSasl>,
     session: Option<Authenticated>,
     exchange: Option<Exchange>,
+    /// An exchange completed since [`take_authenticated`](Self::take_authenticated) was last
+    /// asked (for the count of authentications).
+    completed: bool,
 }
 
 fn handshake_response(error: Option<ResponseError>, mechanisms: &[SaslMechanism]) -> ResponseKind {
@@ -173,7 +197,13 @@ impl SaslConnection {
             listener,
             session: None,
             exchange: None,
+            completed: false,
         }
+    }
+
+    /// Whether an exchange completed (a session started or was renewed) since the last call.
+    pub(super) fn take_authenticated(&mut self) -> bool {
+        std::mem::take(&mut self.completed)
     }
 
     /// The next frame is a raw token, not a Kafka request.
@@ -198,10 +228,10 @@ impl SaslConnection {
                         Some(_) => "SaslAuthenticate request received after successful authentication",
                         None => "SaslAuthenticate request received before SaslHandshake",
                     };
-                    return SaslOutcome::RespondAndClose(authenticate_error(ResponseError::IllegalSaslState, message.into()), message.into());
+                    return SaslOutcome::RespondAndClose(authenticate_error(ResponseError::IllegalSaslState, message.into()), close("illegal_state", message));
                 }
                 if r.auth_bytes.len() > self.listener.max_receive_bytes {
-                    return SaslOutcome::Close(format!("SASL token of {} bytes exceeds sasl.server.max.receive.size", r.auth_bytes.len()));
+                    return SaslOutcome::Close(close("token_too_large", format!("SASL token of {} bytes exceeds sasl.server.max.receive.size", r.auth_bytes.len())));
                 }
                 match self.step(&r.auth_bytes, store, now_ms) {
                     Ok((token, lifetime_ms)) => {
@@ -211,14 +241,14 @@ impl SaslConnection {
                         }
                         SaslOutcome::Respond(ResponseKind::SaslAuthenticate(resp))
                     }
-                    Err(e) => SaslOutcome::RespondAndClose(authenticate_error(ResponseError::SaslAuthenticationFailed, e.to_string()), e.to_string()),
+                    Err(e) => SaslOutcome::RespondAndClose(authenticate_error(ResponseError::SaslAuthenticationFailed, e.to_string()), close("bad_credentials", e.to_string())),
                 }
             }
             _ => match &self.session {
                 None if api_key == ApiKey::ApiVersions => SaslOutcome::Dispatch(KafkaPrincipal::anonymous()),
-                None => SaslOutcome::Close(format!("{api_key:?} request before SASL authentication completed")),
+                None => SaslOutcome::Close(close("unauthenticated_request", format!("{api_key:?} request before SASL authentication completed"))),
                 Some(s) if s.expires_at.is_some_and(|t| t <= Instant::now()) && api_key != ApiKey::ApiVersions => {
-                    SaslOutcome::Close(format!("SASL session of {} expired without re-authentication ({api_key:?} request)", s.principal))
+                    SaslOutcome::Close(close("session_expired", format!("SASL session of {} expired without re-authentication ({api_key:?} request)", s.principal)))
                 }
                 Some(s) => SaslOutcome::Dispatch(s.principal.clone()),
             },
@@ -243,15 +273,18 @@ impl SaslConnection {
         if self.exchange.is_some() {
             return SaslOutcome::RespondAndClose(
                 handshake_response(Some(ResponseError::IllegalSaslState), enabled),
-                "SaslHandshake during a SASL exchange".into(),
+                close("illegal_state", "SaslHandshake during a SASL exchange"),
             );
         }
         let Some(server) = SaslMechanism::parse(name).and_then(|m| self.listener.server(m)) else {
             return SaslOutcome::RespondAndClose(
                 handshake_response(Some(ResponseError::UnsupportedSaslMechanism), enabled),
-                format!(
-                    "unsupported SASL mechanism {name:?} (enabled: {})",
-                    names(enabled)
+                close(
+                    "unsupported_mechanism",
+                    format!(
+                        "unsupported SASL mechanism {name:?} (enabled: {})",
+                        names(enabled)
+                    ),
                 ),
             );
         };
@@ -259,7 +292,10 @@ impl SaslConnection {
             if s.mechanism != server.mechanism() {
                 return SaslOutcome::RespondAndClose(
                     handshake_response(Some(ResponseError::IllegalSaslState), enabled),
-                    format!("re-authentication with {name}, not {}", s.mechanism),
+                    close(
+                        "illegal_state",
+                        format!("re-authentication with {name}, not {}", s.mechanism),
+                    ),
                 );
             }
         }
@@ -276,16 +312,19 @@ impl SaslConnection {
         token: &[u8],
         store: &dyn CredentialStore,
         now_ms: i64,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, SaslClose> {
         if token.len() > self.listener.max_receive_bytes {
-            return Err(format!(
-                "SASL token of {} bytes exceeds sasl.server.max.receive.size",
-                token.len()
+            return Err(close(
+                "token_too_large",
+                format!(
+                    "SASL token of {} bytes exceeds sasl.server.max.receive.size",
+                    token.len()
+                ),
             ));
         }
         self.step(token, store, now_ms)
             .map(|(t, _)| t)
-            .map_err(|e| e.to_string())
+            .map_err(|e| close("bad_credentials", e.to_string()))
     }
 
     /// Feeds the exchange; on completion the session starts (or is renewed). Returns the token
@@ -331,6 +370,7 @@ impl SaslConnection {
                 }
                 let lifetime_ms =
                     session_lifetime_ms(self.listener.reauth_ms, credential_expires_ms, now_ms);
+                self.completed = true;
                 self.session = Some(Authenticated {
                     mechanism,
                     principal,

@@ -253,6 +253,14 @@ def test_refusals_close_only_their_connection(sasl_broker):
     log = sasl_broker.broker.log_text()
     assert "SASL authentication failed; closing connection" in log
     assert "request before SASL authentication completed" in log
+    # Each refusal is counted by listener and reason (the dashboard's and alerts' series).
+    failures = {
+        reason: metric_sum(sasl_broker, "strata_server_sasl_authentication_failures_total", listener="SASL_PLAINTEXT", reason=reason)
+        for reason in ("bad_credentials", "unsupported_mechanism", "unauthenticated_request", "session_expired")
+    }
+    assert failures["bad_credentials"] >= 4, failures
+    assert failures["unsupported_mechanism"] >= 1 and failures["unauthenticated_request"] >= 1, failures
+    assert failures["session_expired"] == 0, failures
 
 
 def test_users_via_strata_users_and_confluent_admin(sasl_broker, tmp_path):
@@ -395,5 +403,94 @@ def test_sasl_ssl_with_confluent_kafka_and_the_tools(tmp_path):
             f"sasl.password=alice-secret\nssl.truststore.location={certs / 'ca.pem'}\n"
         )
         assert topic in strata_cli("topics", sb.sasl, "list", "--command-config", str(cfg)).stdout
+    finally:
+        sb.broker.cleanup()
+
+
+def metric_sum(sb: SaslBroker, name: str, **labels: str) -> float:
+    """The sum of the samples of `name` whose labels include `labels`."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{sb.broker.http_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_oauthbearer_sessions_renew_with_fresh_tokens_and_lapse_without(tmp_path):
+    """KIP-368 with OAUTHBEARER: librdkafka re-authenticates with the tokens its oauth_cb keeps
+    issuing and produces throughout; a connection that lets its session lapse is closed."""
+    jwks = tmp_path / "jwks.json"
+    key = ec_key_and_jwks(jwks)
+    sb = SaslBroker(
+        tmp_path,
+        {
+            "sasl.enabled.mechanisms": "OAUTHBEARER,SCRAM-SHA-256",
+            "sasl.oauthbearer.jwks.endpoint.url": f"file://{jwks}",
+            "sasl.oauthbearer.expected.issuer": ISSUER,
+            # Tokens live seconds here: no slack past their exp.
+            "sasl.oauthbearer.clock.skew.seconds": "0",
+            "connections.max.reauth.ms": "1500",
+        },
+    )
+    try:
+        def token(lifetime_s: int) -> tuple[str, float]:
+            now = int(time.time())
+            return jwt(key, {"sub": "svc-r", "iss": ISSUER, "iat": now, "exp": now + lifetime_s}), now + lifetime_s
+
+        issued = []
+
+        def cb(_config):
+            issued.append(time.time())
+            return token(4)
+
+        conf = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "OAUTHBEARER", "oauth_cb": cb}
+        topic = f"oauth-reauth-{uuid.uuid4().hex[:6]}"
+        create_topic(sb.plaintext, topic)
+        before = metric_sum(sb, "strata_server_sasl_authentications_total", listener="SASL_PLAINTEXT")
+        p = producer(sb.sasl, **conf)
+        sent = 0
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:
+            p.produce(topic, value=f"o{sent}".encode())
+            sent += 1
+            assert p.flush(10) == 0
+            time.sleep(0.1)
+        c = consumer(sb.plaintext, **{"group.id": "oauth-reauth", "auto.offset.reset": "earliest"})
+        c.subscribe([topic])
+        values = []
+        end = time.monotonic() + 15
+        while len(values) < sent and time.monotonic() < end:
+            m = c.poll(0.5)
+            if m is not None and m.error() is None:
+                values.append(m.value())
+        c.close()
+        assert values == [f"o{i}".encode() for i in range(sent)]
+        # Tokens were fetched again as they aged, and sessions renewed well past one per
+        # connection: 6 s of 1.5 s sessions.
+        assert len(issued) >= 2, issued
+        renewed = metric_sum(sb, "strata_server_sasl_authentications_total", listener="SASL_PLAINTEXT") - before
+        assert renewed >= 4, renewed
+        assert metric_sum(sb, "strata_server_sasl_authentication_failures_total", reason="session_expired") == 0
+        assert "expired without re-authentication" not in sb.broker.log_text()
+
+        # A client that authenticates once and never again: the session ends with the token's
+        # two seconds (under connections.max.reauth.ms), and its next request closes it.
+        with Connection(sb.sasl) as conn:
+            assert handshake(conn, "OAUTHBEARER")[0] == 0
+            jws, _ = token(2)
+            code, message, _, lifetime_ms = authenticate(conn, f"n,,\x01auth=Bearer {jws}\x01\x01".encode())
+            assert code == 0, message
+            assert 0 < lifetime_ms <= 2000, lifetime_ms
+            time.sleep(2.2)
+            frame = struct.pack(">hhi", 3, 1, 7) + string("lapsed") + struct.pack(">i", -1)
+            conn.send_raw(struct.pack(">i", len(frame)) + frame)
+            assert_closed(conn)
+        wait_until(lambda: metric_sum(sb, "strata_server_sasl_authentication_failures_total", reason="session_expired") == 1,
+                   5, "the lapsed session counted")
+        assert "expired without re-authentication" in sb.broker.log_text()
     finally:
         sb.broker.cleanup()

@@ -20,11 +20,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import helpers as h
-from conftest import REPO, StrataBroker, free_port, missing, wait_until
+from conftest import REPO, StrataBroker, free_port, missing, strata_cli, wait_until
 
 JS = Path(__file__).parent / "js"
 KCAT = shutil.which("kcat")
@@ -311,7 +311,159 @@ def test_a_cluster_replicates_over_mutual_tls_and_survives_a_leader_kill(tmp_pat
                 l for l in (_metrics(b) or "").splitlines()
                 if l.startswith("strata_server_tls_handshake_failures_total")
                 and any(f'reason="{r}"' in l for r in ("bad_certificate", "no_certificate", "protocol"))
+                # Every listener exports these from the start, at zero.
+                and float(l.rsplit(" ", 1)[1]) > 0
             ]
             assert not failures, failures
+    finally:
+        c.cleanup()
+
+
+# ---- a cluster whose brokers authenticate to one another with SCRAM over SASL_SSL ------------
+
+SCRAM_USERS = {"broker": "broker-secret", "admin": "admin-secret", "alice": "alice-secret"}
+
+
+def sasl_ssl_conf(certs: Path, user: str) -> dict[str, str]:
+    return {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": user,
+        "sasl.password": SCRAM_USERS[user],
+        "ssl.ca.location": str(certs / "ca.pem"),
+    }
+
+
+def sasl_ssl_cluster(tmp_path, request, certs, n: int = 3):
+    """`n` nodes with one Kafka listener, INTERNAL (SASL_SSL, SCRAM-SHA-512), that clients and
+    the replica fetchers share; brokers log in as `broker`, a super user, and every other
+    principal needs ACLs. The controller quorum keeps mutual TLS."""
+    from test_cluster import Cluster
+
+    creds = tmp_path / "scram-users"
+    creds.write_text("".join(f"SCRAM-SHA-512=[name={u},password={p}]\n" for u, p in SCRAM_USERS.items()))
+    c = Cluster(tmp_path, n=n)
+    request.node._strata_brokers = c.nodes
+    for b in c.nodes:
+        b.extra_sets.update(
+            {
+                "listeners": f"INTERNAL://127.0.0.1:{b.port},CONTROLLER://127.0.0.1:{b.controller_port}",
+                "listener.security.protocol.map": "INTERNAL:SASL_SSL,CONTROLLER:SSL",
+                "inter.broker.listener.name": "INTERNAL",
+                "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+                "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+                "listener.name.internal.scram-sha-512.sasl.jaas.config":
+                    'org.apache.kafka.common.security.scram.ScramLoginModule required '
+                    'username="broker" password="broker-secret";',
+                "listener.name.controller.ssl.client.auth": "required",
+                "sasl.scram.bootstrap.credentials.file": str(creds),
+                "super.users": "User:broker;User:admin",
+                "replica.lag.time.max.ms": "3000",
+                # Sessions of 2 s: the fetchers must renew theirs (KIP-368) throughout the test.
+                "connections.max.reauth.ms": "2000",
+                **ssl_sets(certs),
+            }
+        )
+    return c
+
+
+def _authorizations(b, principal: str, operation: str, result: str) -> float:
+    total = 0.0
+    for line in (_metrics(b) or "").splitlines():
+        if (line.startswith("strata_authorization_total{") and f'principal="{principal}"' in line
+                and f'operation="{operation}"' in line and f'result="{result}"' in line):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+@pytest.mark.timeout(180)
+def test_brokers_replicate_over_sasl_ssl_as_a_super_user_and_survive_a_leader_kill(tmp_path, request, certs):
+    from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, ResourcePatternType, ResourceType
+
+    c = sasl_ssl_cluster(tmp_path, request, certs)
+    admin_conf = sasl_ssl_conf(certs, "admin")
+    try:
+        c.start_all()
+
+        def ready():
+            try:
+                md = AdminClient({"bootstrap.servers": c.bootstrap(), "socket.timeout.ms": 2000, **admin_conf}).list_topics(timeout=3)
+            except Exception:  # noqa: BLE001 - the quorum is still forming
+                return False
+            return len(md.brokers) == 3
+
+        wait_until(ready, 60, "three brokers registered")
+        # `strata cluster describe` through a broker's secured Kafka port, as the admin; alice
+        # lacks DESCRIBE on the cluster.
+        def props(user: str) -> Path:
+            f = tmp_path / f"{user}.properties"
+            f.write_text(
+                "security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\n"
+                "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+                f'username="{user}" password="{SCRAM_USERS[user]}";\n'
+                f"ssl.truststore.location={certs / 'ca.pem'}\n"
+            )
+            return f
+
+        described = json.loads(strata_cli("cluster", c.node(2).bootstrap, "describe", "--command-config",
+                                          str(props("admin")), "--json").stdout)
+        assert sorted(v[0] for v in described["voters"]) == [1, 2, 3], described
+        assert described["leader"] in (1, 2, 3) and described["term"] >= 1, described
+        assert [(b[0], b[1], b[3]) for b in described["brokers"]] == [
+            (n.node_id, n.bootstrap, False) for n in c.nodes], described
+        refused = strata_cli("cluster", c.node(2).bootstrap, "describe", "--command-config", str(props("alice")), ok=False)
+        assert "DescribeCluster" in refused.stderr and "(31)" in refused.stderr, refused.stderr  # CLUSTER_AUTHORIZATION_FAILED
+        topic = f"sasl-ib-{uuid.uuid4().hex[:8]}"
+        a = AdminClient({"bootstrap.servers": c.bootstrap(), **admin_conf})
+        a.create_topics([NewTopic(topic, 1, 3, config={"min.insync.replicas": "2"})])[topic].result(30)
+        acls = [AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, "User:alice", "*", op,
+                           AclPermissionType.ALLOW) for op in (AclOperation.WRITE, AclOperation.DESCRIBE)]
+        for f in a.create_acls(acls).values():
+            f.result(30)
+
+        def produce(start: int, count: int):
+            p = Producer({"bootstrap.servers": c.bootstrap(), "acks": "all", "enable.idempotence": True,
+                          "message.timeout.ms": 60000, **sasl_ssl_conf(certs, "alice")})
+            d = h.Deliveries()
+            for i in range(start, start + count):
+                p.produce(topic, key=b"k", value=f"v{i}".encode(), partition=0, on_delivery=d)
+            h.flush_all(p, 90)
+            d.assert_all_ok(count)
+
+        def isr_now():
+            md = AdminClient({"bootstrap.servers": c.bootstrap(), "socket.timeout.ms": 2000, **admin_conf}).list_topics(topic, timeout=5)
+            p = md.topics[topic].partitions[0]
+            return p.leader, sorted(p.isrs)
+
+        produce(0, 300)
+        # Followers fetched over SASL_SSL as User:broker: the ISR is all three.
+        wait_until(lambda: isr_now()[1] == [1, 2, 3], 30, "all three replicas in sync")
+        leader, _ = isr_now()
+        assert _authorizations(c.node(leader), "User:broker", "CLUSTER_ACTION", "allowed") > 0
+        assert _authorizations(c.node(leader), "User:broker", "CLUSTER_ACTION", "denied") == 0
+        # ACLs are in force: alice may write, not read.
+        with pytest.raises(KafkaException) as refused:
+            h.read_partitions(c.bootstrap(), topic, [0], timeout=15, **sasl_ssl_conf(certs, "alice"))
+        assert "AUTHORIZATION_FAILED" in str(refused.value), refused.value
+        c.node(leader).proc.send_signal(signal.SIGKILL)
+        c.node(leader).proc.wait(10)
+        wait_until(lambda: isr_now()[0] not in (leader, -1), 60, "a new leader")
+        produce(300, 300)
+        got = h.read_partitions(c.bootstrap(), topic, [0], **admin_conf)
+        assert [r.value for r in got] == [f"v{i}".encode() for i in range(600)]
+        new_leader, _ = isr_now()
+        # The surviving follower authenticated to the new leader as the super user too.
+        wait_until(lambda: _authorizations(c.node(new_leader), "User:broker", "CLUSTER_ACTION", "allowed") > 0,
+                   30, "the new leader serving follower fetches")
+        for b in c.nodes:
+            log = b.log_text()
+            assert "refused this broker's SASL authentication" not in log
+            # No connection, fetchers' included, outlived its 2 s session.
+            assert "expired without re-authentication" not in log
+        for b in c.live():
+            m = _metrics(b) or ""
+            renewed = sum(float(l.rsplit(" ", 1)[1]) for l in m.splitlines()
+                          if l.startswith('strata_server_sasl_authentications_total{listener="INTERNAL"'))
+            assert renewed >= 3, m
     finally:
         c.cleanup()

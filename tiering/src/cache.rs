@@ -707,7 +707,11 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         // The chunk read and at least the first window (two chunks) ahead of it.
-        assert!(cache.index().entries.len() >= 3, "{}", cache.index().entries.len());
+        assert!(
+            cache.index().entries.len() >= 3,
+            "{}",
+            cache.index().entries.len()
+        );
         // The next sequential read is served from what read-ahead fetched (its own read-ahead
         // may start more GETs meanwhile, so count hits, not misses).
         let before = cache.stats.hits.load(Ordering::Relaxed);

@@ -31,6 +31,10 @@ fn network(net: &Arc<dyn Network>, spec: &MirrorLinkSpec) -> Result<Arc<dyn Netw
     let client = TlsClient::new(TlsSettings {
         certificate: keystore.clone(),
         key: keystore,
+        // The link's client key is unencrypted PEM; its protocols and suites are rustls's.
+        key_password: None,
+        enabled_protocols: Vec::new(),
+        cipher_suites: Vec::new(),
         truststore: s.ssl_truststore_location.as_ref().map(PathBuf::from),
         client_auth: ClientAuth::None,
         verify_hostname: true,

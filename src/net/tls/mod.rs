@@ -19,8 +19,10 @@ pub use principal::{PrincipalMapper, PrincipalMappingError};
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
+
+use prometheus::{IntCounterVec, Opts, Registry};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
@@ -72,8 +74,11 @@ pub enum ClientAuth {
 pub struct TlsSettings {
     /// PEM certificate chain, leaf first (may be the same file as `key`).
     pub certificate: Option<PathBuf>,
-    /// PEM private key: PKCS#8, PKCS#1 or SEC1, unencrypted.
+    /// PEM private key: PKCS#8, PKCS#1 or SEC1, or an encrypted PKCS#8 key
+    /// (`ENCRYPTED PRIVATE KEY`, PBES2) with `key_password`.
     pub key: Option<PathBuf>,
+    /// `ssl.key.password`: decrypts an encrypted PKCS#8 key.
+    pub key_password: Option<KeyPassword>,
     /// PEM CA bundle that peers' certificates must chain to.
     pub truststore: Option<PathBuf>,
     /// Server side: whether clients must present a certificate.
@@ -81,6 +86,22 @@ pub struct TlsSettings {
     /// Client side: the server's certificate must name the host dialled.
     pub verify_hostname: bool,
     pub handshake_timeout: Duration,
+    /// `ssl.enabled.protocols`: `TLSv1.2`, `TLSv1.3`; empty: both.
+    pub enabled_protocols: Vec<String>,
+    /// `ssl.cipher.suites`, by their IANA names (`TLS_AES_128_GCM_SHA256`,
+    /// `TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384`, as Java names them); empty: every suite rustls
+    /// offers.
+    pub cipher_suites: Vec<String>,
+}
+
+/// A private key's password; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyPassword(pub String);
+
+impl std::fmt::Debug for KeyPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyPassword([hidden])")
+    }
 }
 
 impl TlsSettings {
@@ -93,8 +114,55 @@ impl TlsSettings {
     }
 }
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+/// The IANA name of a suite: rustls prefixes TLS 1.3 suites with `TLS13_`, Java and OpenSSL's
+/// IANA names do not.
+fn suite_name(suite: &rustls::SupportedCipherSuite) -> String {
+    let name = format!("{:?}", suite.suite());
+    match name.strip_prefix("TLS13_") {
+        Some(rest) => format!("TLS_{rest}"),
+        None => name,
+    }
+}
+
+/// The ring provider, restricted to `ssl.cipher.suites` when it names any.
+fn provider(s: &TlsSettings) -> Result<Arc<CryptoProvider>, TlsError> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    if !s.cipher_suites.is_empty() {
+        let known: Vec<String> = provider.cipher_suites.iter().map(suite_name).collect();
+        for wanted in &s.cipher_suites {
+            if !known.iter().any(|k| k.eq_ignore_ascii_case(wanted.trim())) {
+                return Err(TlsError::Settings(format!(
+                    "ssl.cipher.suites: {wanted} is not a suite this broker offers ({})",
+                    known.join(", ")
+                )));
+            }
+        }
+        provider.cipher_suites.retain(|c| {
+            s.cipher_suites
+                .iter()
+                .any(|w| suite_name(c).eq_ignore_ascii_case(w.trim()))
+        });
+    }
+    Ok(Arc::new(provider))
+}
+
+/// `ssl.enabled.protocols` as rustls versions.
+fn protocol_versions(
+    s: &TlsSettings,
+) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, TlsError> {
+    if s.enabled_protocols.is_empty() {
+        return Ok(rustls::DEFAULT_VERSIONS.to_vec());
+    }
+    s.enabled_protocols
+        .iter()
+        .map(|p| match p.trim() {
+            "TLSv1.2" => Ok(&rustls::version::TLS12),
+            "TLSv1.3" => Ok(&rustls::version::TLS13),
+            other => Err(TlsError::Settings(format!(
+                "ssl.enabled.protocols: {other} is not served (TLSv1.2, TLSv1.3)"
+            ))),
+        })
+        .collect()
 }
 
 fn pem_error(path: &Path, e: rustls::pki_types::pem::Error) -> TlsError {
@@ -124,8 +192,42 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
-fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
+const ENCRYPTED_BEGIN: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
+const ENCRYPTED_END: &str = "-----END ENCRYPTED PRIVATE KEY-----";
+
+/// The key of `path`: an encrypted PKCS#8 block decrypted with `password` (the file may hold
+/// the certificate chain too, as a keystore does), else an unencrypted key.
+fn load_key(
+    path: &Path,
+    password: Option<&KeyPassword>,
+) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TlsError::Read {
+        path: path.into(),
+        source,
+    })?;
+    let bad = |reason: String| TlsError::Pem {
+        path: path.into(),
+        reason,
+    };
+    if let Some(start) = text.find(ENCRYPTED_BEGIN) {
+        let end = text[start..]
+            .find(ENCRYPTED_END)
+            .map(|e| start + e + ENCRYPTED_END.len())
+            .ok_or_else(|| bad("an ENCRYPTED PRIVATE KEY block without its end".into()))?;
+        let password = password
+            .ok_or_else(|| bad("the private key is encrypted: set ssl.key.password".into()))?;
+        let (_, document) = pkcs8::Document::from_pem(&text[start..end])
+            .map_err(|e| bad(format!("the encrypted private key: {e}")))?;
+        let encrypted = pkcs8::EncryptedPrivateKeyInfo::try_from(document.as_bytes())
+            .map_err(|e| bad(format!("the encrypted private key: {e}")))?;
+        let key = encrypted.decrypt(password.0.as_bytes()).map_err(|e| {
+            bad(format!(
+                "the private key does not decrypt with ssl.key.password: {e}"
+            ))
+        })?;
+        return Ok(PrivateKeyDer::Pkcs8(key.as_bytes().to_vec().into()));
+    }
+    PrivateKeyDer::from_pem_slice(text.as_bytes()).map_err(|e| match e {
         rustls::pki_types::pem::Error::NoItemsFound => TlsError::Pem {
             path: path.into(),
             reason: "no unencrypted PRIVATE KEY in the file (PKCS#8, PKCS#1 or SEC1)".into(),
@@ -149,7 +251,10 @@ fn identity(
     s: &TlsSettings,
 ) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, TlsError> {
     match (&s.certificate, &s.key) {
-        (Some(c), Some(k)) => Ok(Some((load_certs(c)?, load_key(k)?))),
+        (Some(c), Some(k)) => Ok(Some((
+            load_certs(c)?,
+            load_key(k, s.key_password.as_ref())?,
+        ))),
         (None, None) => Ok(None),
         _ => Err(TlsError::Settings(
             "a certificate needs its key: set ssl.keystore.location, or both ssl.certificate.location and ssl.key.location".into(),
@@ -158,11 +263,11 @@ fn identity(
 }
 
 fn build_server_config(s: &TlsSettings) -> Result<ServerConfig, TlsError> {
-    let provider = provider();
+    let provider = provider(s)?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(&protocol_versions(s)?)
         .map_err(|source| TlsError::Rustls {
-            what: "protocol versions",
+            what: "ssl.enabled.protocols with ssl.cipher.suites",
             source,
         })?;
     let builder = match s.client_auth {
@@ -249,7 +354,7 @@ impl ServerCertVerifier for ChainOnly {
 }
 
 fn build_client_config(s: &TlsSettings) -> Result<ClientConfig, TlsError> {
-    let provider = provider();
+    let provider = provider(s)?;
     let path = s.truststore.as_ref().ok_or_else(|| {
         TlsError::Settings(
             "connecting over TLS needs a CA bundle: set ssl.truststore.location or ssl.ca.location"
@@ -266,9 +371,9 @@ fn build_client_config(s: &TlsSettings) -> Result<ClientConfig, TlsError> {
         Arc::new(ChainOnly(verifier))
     };
     let builder = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(&protocol_versions(s)?)
         .map_err(|source| TlsError::Rustls {
-            what: "protocol versions",
+            what: "ssl.enabled.protocols with ssl.cipher.suites",
             source,
         })?
         .dangerous()
@@ -341,16 +446,44 @@ impl<C> Reloading<C> {
                 match (self.build)(&self.settings) {
                     Ok(c) => {
                         tracing::info!(files = ?self.settings.files(), "TLS material reloaded");
+                        reloads().with_label_values(&["success"]).inc();
                         state.current = Arc::new(c);
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "TLS material changed but does not load; keeping the previous one")
+                        tracing::warn!(error = %e, "TLS material changed but does not load; keeping the previous one");
+                        reloads().with_label_values(&["failure"]).inc();
                     }
                 }
             }
         }
         state.current.clone()
     }
+}
+
+/// `strata_tls_certificate_reloads_total{result}`. One counter for the process: TLS material
+/// is loaded by listeners, replica fetchers and the controller RPC alike, none of which own
+/// the broker's metric structs; [`register_metrics`] adds it to the broker's registry.
+fn reloads() -> &'static IntCounterVec {
+    static RELOADS: OnceLock<IntCounterVec> = OnceLock::new();
+    RELOADS.get_or_init(|| {
+        let c = IntCounterVec::new(
+            Opts::new(
+                "strata_tls_certificate_reloads_total",
+                "TLS material (certificate, key, CA bundle) re-read after a file changed, by result (success; failure: the previous material stays in use).",
+            ),
+            &["result"],
+        )
+        .expect("metric definition is valid");
+        for result in ["success", "failure"] {
+            c.with_label_values(&[result]);
+        }
+        c
+    })
+}
+
+/// Registers the TLS counters in `r` (once per registry).
+pub fn register_metrics(r: &Registry) {
+    let _ = r.register(Box::new(reloads().clone()));
 }
 
 /// Why a handshake failed.
