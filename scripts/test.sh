@@ -25,7 +25,7 @@ du -sh "$target_dir" 2>/dev/null || true
 echo "== compatibility tests with real Kafka clients"
 export STRATA_BIN="$target_dir/debug/strata"
 export STRATA_BENCH_BIN="$target_dir/debug/strata-bench"
-python3 -m pytest tests/compat -q -p no:cacheprovider
+python3 -m pytest tests/compat -q -p no:cacheprovider --durations=30
 
 if [ -f scripts/test-terraform.sh ]; then
   echo "== terraform"
