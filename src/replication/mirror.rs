@@ -54,7 +54,7 @@ pub struct MirrorMetrics {
     /// Source high watermark minus local log end.
     pub lag_offsets: IntGaugeVec,
     /// Age of the newest record mirrored (its max timestamp) when it was appended.
-    pub time_lag_ms: IntGaugeVec,
+    pub time_lag_seconds: prometheus::GaugeVec,
     pub bytes: IntCounterVec,
     pub fetch_errors: IntCounterVec,
     /// 1 mirroring, 0 not connected to the source, -1 failed.
@@ -71,9 +71,9 @@ impl MirrorMetrics {
                 "Source high watermark minus this mirror partition's log end.",
                 partition,
             ),
-            time_lag_ms: gauge_vec(
+            time_lag_seconds: crate::metrics::float_gauge_vec(
                 r,
-                "strata_mirror_partition_time_lag_ms",
+                "strata_mirror_partition_time_lag_seconds",
                 "Age of the newest mirrored record (its max timestamp) when it was appended.",
                 partition,
             ),
@@ -182,7 +182,7 @@ impl MirrorFetcherManager {
                 ];
                 let m = &self.metrics;
                 let _ = m.lag_offsets.remove_label_values(&labels);
-                let _ = m.time_lag_ms.remove_label_values(&labels);
+                let _ = m.time_lag_seconds.remove_label_values(&labels);
                 let _ = m.state.remove_label_values(&labels);
             }
             keep
@@ -568,9 +568,9 @@ impl LinkFetcher {
                 let now = self.manager.clock.now_ms();
                 self.manager
                     .metrics
-                    .time_lag_ms
+                    .time_lag_seconds
                     .with_label_values(&[&link, &topic, &partition])
-                    .set((now - ts).max(0));
+                    .set((now - ts).max(0) as f64 / 1000.0);
             }
         }
         let lag = source_hw.0 - self.partition.log().log_end_offset().0;

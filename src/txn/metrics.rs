@@ -2,14 +2,14 @@
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry};
 
-use crate::metrics::{counter, counter_vec, gauge};
+use crate::metrics::{counter, counter_vec, float_gauge, gauge};
 
 /// Transactions of the transactional ids this broker coordinates. The gauges are refreshed at
 /// scrape time from what the shards last published; the counters count as decisions complete.
 #[derive(Debug, Clone)]
 pub struct TxnMetrics {
     pub open: IntGauge,
-    pub oldest_open_age_ms: IntGauge,
+    pub oldest_open_age_seconds: prometheus::Gauge,
     pub markers_written: IntCounter,
     pub completed: IntCounterVec,
     pub timed_out: IntCounter,
@@ -23,9 +23,9 @@ impl TxnMetrics {
                 "strata_txn_open_transactions",
                 "Transactions open (Ongoing, or prepared with markers still being written) on the transactional ids this broker coordinates.",
             ),
-            oldest_open_age_ms: gauge(
+            oldest_open_age_seconds: float_gauge(
                 r,
-                "strata_txn_oldest_open_transaction_age_ms",
+                "strata_txn_oldest_open_transaction_age_seconds",
                 "Age of the oldest open transaction this broker coordinates, 0 when none is open.",
             ),
             markers_written: counter(
