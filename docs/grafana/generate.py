@@ -222,6 +222,25 @@ add(panel(0, "Slowed down: store SlowDown answers and the remote-read quota", [
 ], 16, y))
 y += 8
 
+# The strata_txn_* series come from the broker coordinating the transactional ids (it leads
+# their __transaction_state partition); the strata_log_* ones from the leader of each data
+# partition. An LSO lag that only grows, or an oldest open transaction older than
+# transaction.max.timeout.ms, is a hanging transaction (docs/operations.md, "Transactions").
+add(row(0, "Transactions", y)); y += 1
+add(panel(0, "Open transactions", [
+    ("sum by (instance) (strata_txn_open_transactions)", "coordinated by {{instance}}"),
+    ("sum by (topic) (strata_log_open_transactions)", "on {{topic}}"),
+], 0, y))
+add(panel(0, "Oldest open transaction age", [("max by (instance) (strata_txn_oldest_open_transaction_age_ms)", "{{instance}}")], 8, y, unit="ms"))
+add(panel(0, "Last stable offset lag by topic (records)", [("max by (topic) (strata_log_last_stable_offset_lag)", "{{topic}}")], 16, y))
+y += 8
+# strata_txn_completed_total{result} has no sample until a coordinator has loaded a
+# __transaction_state partition, so it is left out (tests/compat/test_metrics.py checks every
+# series here against a fresh broker).
+add(panel(0, "Transaction markers written (per s)", [("sum by (instance) (rate(strata_txn_markers_written_total[5m]))", "{{instance}}")], 0, y, unit="ops"))
+add(panel(0, "Transactions aborted for their timeout (per min)", [("sum by (instance) (rate(strata_txn_timed_out_total[5m])) * 60", "{{instance}}")], 8, y))
+y += 8
+
 add(row(0, "Process", y)); y += 1
 add(panel(0, "CPU", [("rate(process_cpu_seconds_total{job=\"strata\"}[1m])", "{{instance}}")], 0, y, unit="percentunit"))
 add(panel(0, "Resident memory", [("process_resident_memory_bytes{job=\"strata\"}", "{{instance}}")], 8, y, unit="bytes"))
