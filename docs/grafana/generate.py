@@ -188,6 +188,59 @@ add(panel(0, "TLS certificate reloads (1h)", [
 ], 16, y))
 y += 8
 
+# Mirror series exist only on a broker leading mirror partitions of the target cluster.
+add(row(0, "Mirror links", y)); y += 1
+add(panel(0, "Mirror lag (offsets)", [('max by (link, topic) (strata_mirror_partition_lag_offsets{job="strata"})', "{{link}} {{topic}}")], 0, y, 6, 8))
+add(panel(0, "Mirror time lag", [('max by (link, topic) (strata_mirror_partition_time_lag_ms{job="strata"})', "{{link}} {{topic}}")], 6, y, 6, 8, unit="ms"))
+add(panel(0, "Mirrored bytes/s", [('sum by (link) (rate(strata_mirror_bytes_total{job="strata"}[1m]))', "{{link}}")], 12, y, 6, 8, unit="Bps"))
+add(panel(0, "Mirror fetch errors and failed partitions", [
+    ('sum by (link) (rate(strata_mirror_fetch_errors_total{job="strata"}[5m]))', "errors/s {{link}}"),
+    ('count by (link) (strata_mirror_partition_state{job="strata"} == -1)', "failed {{link}}"),
+], 18, y, 6, 8))
+y += 8
+
+add(row(0, "Object store (tiered storage)", y)); y += 1
+add(panel(0, "Store requests by operation (per s)", [("sum by (op) (rate(strata_tiering_store_requests_total[5m]))", "{{op}}")], 0, y, unit="reqps"))
+add(panel(0, "Store bytes by operation (per s)", [("sum by (op) (rate(strata_tiering_store_bytes_total[5m]))", "{{op}}")], 8, y, unit="Bps"))
+add(panel(0, "Request cost at S3 Standard list prices (USD/h)", [
+    ('sum(rate(strata_tiering_store_requests_total{op=~"put|list"}[1h])) * 3600 * 0.005 / 1000', "PUT, COPY, POST, LIST ($0.005 / 1,000)"),
+    ('sum(rate(strata_tiering_store_requests_total{op=~"get|head"}[1h])) * 3600 * 0.0004 / 1000', "GET, HEAD ($0.0004 / 1,000)"),
+], 16, y, unit="currencyUSD"))
+y += 8
+add(panel(0, "Remote reads: bytes served and read-ahead", [
+    ("sum(rate(strata_tiering_remote_fetch_bytes_total[5m]))", "served to fetchers"),
+    ('sum(rate(strata_tiering_store_bytes_total{op="get"}[5m]))', "read from the store"),
+], 0, y, unit="Bps"))
+add(panel(0, "Chunk cache: hits, misses, read-ahead (per s)", [
+    ("sum(rate(strata_tiering_cache_hits_total[5m]))", "hits"),
+    ("sum(rate(strata_tiering_cache_misses_total[5m]))", "misses"),
+    ("sum(rate(strata_tiering_cache_prefetched_chunks_total[5m]))", "read ahead"),
+], 8, y, unit="ops"))
+add(panel(0, "Slowed down: store SlowDown answers and the remote-read quota", [
+    ("sum(rate(strata_tiering_store_throttled_total[5m]))", "SlowDown / 503 / 429 per s"),
+    ("sum(rate(strata_tiering_remote_fetch_throttle_seconds_total[5m]))", "quota delay (s per s)"),
+], 16, y))
+y += 8
+
+# The strata_txn_* series come from the broker coordinating the transactional ids (it leads
+# their __transaction_state partition); the strata_log_* ones from the leader of each data
+# partition. An LSO lag that only grows, or an oldest open transaction older than
+# transaction.max.timeout.ms, is a hanging transaction (docs/operations.md, "Transactions").
+add(row(0, "Transactions", y)); y += 1
+add(panel(0, "Open transactions", [
+    ("sum by (instance) (strata_txn_open_transactions)", "coordinated by {{instance}}"),
+    ("sum by (topic) (strata_log_open_transactions)", "on {{topic}}"),
+], 0, y))
+add(panel(0, "Oldest open transaction age", [("max by (instance) (strata_txn_oldest_open_transaction_age_ms)", "{{instance}}")], 8, y, unit="ms"))
+add(panel(0, "Last stable offset lag by topic (records)", [("max by (topic) (strata_log_last_stable_offset_lag)", "{{topic}}")], 16, y))
+y += 8
+# strata_txn_completed_total{result} has no sample until a coordinator has loaded a
+# __transaction_state partition, so it is left out (tests/compat/test_metrics.py checks every
+# series here against a fresh broker).
+add(panel(0, "Transaction markers written (per s)", [("sum by (instance) (rate(strata_txn_markers_written_total[5m]))", "{{instance}}")], 0, y, unit="ops"))
+add(panel(0, "Transactions aborted for their timeout (per min)", [("sum by (instance) (rate(strata_txn_timed_out_total[5m])) * 60", "{{instance}}")], 8, y))
+y += 8
+
 add(row(0, "Process", y)); y += 1
 add(panel(0, "CPU", [("rate(process_cpu_seconds_total{job=\"strata\"}[1m])", "{{instance}}")], 0, y, unit="percentunit"))
 add(panel(0, "Resident memory", [("process_resident_memory_bytes{job=\"strata\"}", "{{instance}}")], 8, y, unit="bytes"))

@@ -1,22 +1,28 @@
 """Transactions with confluent-kafka (librdkafka): commit and abort seen through read_committed
-and read_uncommitted consumers, zombie fencing, and a consume-transform-produce loop with
+and read_uncommitted consumers, zombie fencing, a producer killed inside its transaction until
+the coordinator aborts it for its timeout, and a consume-transform-produce loop with
 send_offsets_to_transaction (10,000 records; 100,000 with STRATA_SOAK=1)."""
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
+import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Consumer, IsolationLevel, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
-from conftest import requires, strata_cli, wait_until
+import helpers as h
+from conftest import die_with_parent, requires, strata_cli, wait_until
+from test_metrics import get, sample
 
 JS = Path(__file__).parent / "js"
 
@@ -119,6 +125,137 @@ def test_a_second_producer_fences_the_first_and_aborts_its_transaction(broker_fa
     # The zombie's records were written, and aborted: visible only to read_uncommitted.
     ru = read_all(b.bootstrap, topic, 1, "read_uncommitted", 10)
     assert sorted(ru) == sorted([f"fresh-{i}" for i in range(5)] + [f"zombie-{i}" for i in range(5)])
+
+
+# Run in its own process so that it can be SIGKILLed mid-transaction: it opens a transaction,
+# writes `n` records that are acknowledged, says "open" and waits to be killed.
+KILLED_PRODUCER = """
+import sys, time
+from confluent_kafka import Producer
+bootstrap, topic, txn_id, timeout_ms, n = sys.argv[1:6]
+p = Producer({"bootstrap.servers": bootstrap, "transactional.id": txn_id,
+              "transaction.timeout.ms": int(timeout_ms), "linger.ms": 5})
+p.init_transactions(30)
+p.begin_transaction()
+for i in range(int(n)):
+    p.produce(topic, value=f"killed-{i}".encode(), partition=0)
+assert p.flush(30) == 0
+print("open", flush=True)
+time.sleep(600)
+"""
+KILLED_TXN_TIMEOUT_MS = 5000
+
+
+def latest_offsets(admin: AdminClient, tp: TopicPartition) -> tuple[int, int]:
+    """(last stable offset, high watermark): ListOffsets latest at READ_COMMITTED and at
+    READ_UNCOMMITTED."""
+    out = []
+    for level in (IsolationLevel.READ_COMMITTED, IsolationLevel.READ_UNCOMMITTED):
+        fs = admin.list_offsets({tp: OffsetSpec.latest()}, isolation_level=level, request_timeout=10)
+        out.append(fs[tp].result(10).offset)
+    return out[0], out[1]
+
+
+def poll_values(c: Consumer, until, timeout: float) -> list[tuple[int, str]]:
+    """(offset, value) of the records `c` returns until `until(got, at_eof)` holds."""
+    got: list[tuple[int, str]] = []
+    at_eof = False
+    deadline = time.monotonic() + timeout
+    while not until(got, at_eof) and time.monotonic() < deadline:
+        m = c.poll(0.1)
+        if m is None:
+            continue
+        if m.error() is not None:
+            assert m.error().code() == KafkaError._PARTITION_EOF, m.error()
+            at_eof = True
+            continue
+        at_eof = False
+        got.append((m.offset(), m.value().decode()))
+    return got
+
+
+def test_a_killed_producers_transaction_holds_the_lso_until_its_timeout_aborts_it(broker_factory):
+    # Timeouts are looked for at the transaction's deadline; the interval is only a backstop.
+    b = broker_factory({**SETS, "transaction.abort.timed.out.transaction.cleanup.interval.ms": "500"})
+    topic = "txn-killed"
+    create_topic(b.bootstrap, topic, 1)
+    tp = TopicPartition(topic, 0)
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    plain = h.producer(b.bootstrap)
+    for i in range(3):
+        plain.produce(topic, value=f"before-{i}".encode(), partition=0)
+    h.flush_all(plain)
+
+    # One read_committed consumer follows the partition from the start to the end.
+    rc = h.consumer(b.bootstrap, **{"isolation.level": "read_committed", "group.id": "rc-killed"})
+    rc.assign([TopicPartition(topic, 0, 0)])
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_PRODUCER, b.bootstrap, topic, "tx-killed", str(KILLED_TXN_TIMEOUT_MS), "5"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=die_with_parent,
+    )
+    try:
+        ready, _, _ = select.select([child.stdout], [], [], 30)
+        line = child.stdout.readline() if ready else ""
+        exited = child.poll() is not None
+        assert line == "open\n", f"the producer did not open its transaction: {line!r} {child.stderr.read() if exited else ''}"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    opened = time.monotonic()
+    assert child.returncode == -signal.SIGKILL
+
+    # Offsets 0-2 committed, 3-7 in the open transaction, 8-10 written after it: read_committed
+    # readers stop at 3 until the transaction ends.
+    for i in range(3):
+        plain.produce(topic, value=f"during-{i}".encode(), partition=0)
+    h.flush_all(plain)
+    assert latest_offsets(admin, tp) == (3, 11)
+    text = get(b, "/metrics")[1]
+    assert sample(text, "strata_log_open_transactions", f'{{topic="{topic}"}}') == 1
+    assert sample(text, "strata_log_last_stable_offset_lag", f'{{topic="{topic}"}}') == 8
+    held = poll_values(rc, lambda got, eof: eof and len(got) >= 3, 5)
+    held += poll_values(rc, lambda got, eof: False, 0.5)
+    assert held == [(i, f"before-{i}") for i in range(3)]
+    # Still inside the transaction's timeout, so what was checked above was the held state.
+    assert time.monotonic() - opened < KILLED_TXN_TIMEOUT_MS / 1000, "too slow to see the LSO held"
+
+    # The coordinator aborts it for its timeout: one abort marker at 11, and the LSO reaches
+    # the high watermark.
+    wait_until(lambda: latest_offsets(admin, tp) == (12, 12), 20, "the timed-out transaction's abort")
+    def aborted_counted():
+        text = get(b, "/metrics")[1]
+        return text if sample(text, "strata_txn_completed_total", '{result="abort"}') == 1 else None
+
+    text = wait_until(aborted_counted, 10, "the abort to complete")
+    assert sample(text, "strata_txn_timed_out_total") == 1
+    assert sample(text, "strata_log_open_transactions", f'{{topic="{topic}"}}') == 0
+    assert sample(text, "strata_log_last_stable_offset_lag", f'{{topic="{topic}"}}') == 0
+
+    after = txn_producer(b.bootstrap, "tx-after")
+    after.begin_transaction()
+    for i in range(3):
+        after.produce(topic, value=f"after-{i}".encode(), partition=0)
+    after.commit_transaction(30)
+
+    # The same consumer goes on past the aborted records to what came after them.
+    released = poll_values(rc, lambda got, eof: len(got) >= 6, 15)
+    released += poll_values(rc, lambda got, eof: False, 0.5)
+    rc.close()
+    assert released == [(8 + i, f"during-{i}") for i in range(3)] + [(12 + i, f"after-{i}") for i in range(3)]
+    # The killed producer's records are there, aborted: only read_uncommitted returns them
+    # (librdkafka reads read_committed unless told otherwise).
+    ru = [(r.offset, r.value.decode()) for r in h.read_partitions(b.bootstrap, topic, [0], **{"isolation.level": "read_uncommitted"})]
+    assert ru == (
+        [(i, f"before-{i}") for i in range(3)]
+        + [(3 + i, f"killed-{i}") for i in range(5)]
+        + [(8 + i, f"during-{i}") for i in range(3)]
+        + [(12 + i, f"after-{i}") for i in range(3)]
+    )
+    rc_again = [(r.offset, r.value.decode()) for r in h.read_partitions(b.bootstrap, topic, [0], **{"isolation.level": "read_committed"})]
+    assert rc_again == held + released
 
 
 def test_consume_transform_produce_is_exactly_once(broker_factory):
