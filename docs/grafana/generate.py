@@ -191,7 +191,7 @@ y += 8
 # Mirror series exist only on a broker leading mirror partitions of the target cluster.
 add(row(0, "Mirror links", y)); y += 1
 add(panel(0, "Mirror lag (offsets)", [('max by (link, topic) (strata_mirror_partition_lag_offsets{job="strata"})', "{{link}} {{topic}}")], 0, y, 6, 8))
-add(panel(0, "Mirror time lag", [('max by (link, topic) (strata_mirror_partition_time_lag_ms{job="strata"})', "{{link}} {{topic}}")], 6, y, 6, 8, unit="ms"))
+add(panel(0, "Mirror time lag", [('max by (link, topic) (strata_mirror_partition_time_lag_seconds{job="strata"})', "{{link}} {{topic}}")], 6, y, 6, 8, unit="s"))
 add(panel(0, "Mirrored bytes/s", [('sum by (link) (rate(strata_mirror_bytes_total{job="strata"}[1m]))', "{{link}}")], 12, y, 6, 8, unit="Bps"))
 add(panel(0, "Mirror fetch errors and failed partitions", [
     ('sum by (link) (rate(strata_mirror_fetch_errors_total{job="strata"}[5m]))', "errors/s {{link}}"),
@@ -231,7 +231,7 @@ add(panel(0, "Open transactions", [
     ("sum by (instance) (strata_txn_open_transactions)", "coordinated by {{instance}}"),
     ("sum by (topic) (strata_log_open_transactions)", "on {{topic}}"),
 ], 0, y))
-add(panel(0, "Oldest open transaction age", [("max by (instance) (strata_txn_oldest_open_transaction_age_ms)", "{{instance}}")], 8, y, unit="ms"))
+add(panel(0, "Oldest open transaction age", [("max by (instance) (strata_txn_oldest_open_transaction_age_seconds)", "{{instance}}")], 8, y, unit="s"))
 add(panel(0, "Last stable offset lag by topic (records)", [("max by (topic) (strata_log_last_stable_offset_lag)", "{{topic}}")], 16, y))
 y += 8
 # strata_txn_completed_total{result} has no sample until a coordinator has loaded a
