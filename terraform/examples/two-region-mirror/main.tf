@@ -1,8 +1,8 @@
 # Two Strata clusters in two regions, each with its own VPC, segment bucket and admin
 # secret, both closed by default (SASL_SSL clients, mutual TLS inside, certificates from
 # one private CA in the primary region).
-# Today they are independent. When Strata's mirror links land, the secondary cluster
-# will mirror topics from the primary: see var.mirror_link (FUTURE) below.
+# With var.mirror_link.enabled (the default), the secondary cluster mirrors the primary's
+# topics through a mirror link over a VPC peering (see mirror.tf).
 
 provider "aws" {
   alias  = "primary"
@@ -48,6 +48,12 @@ module "primary" {
   broker_count      = var.brokers_per_cluster
   instance_type     = var.instance_type
   strata_binary_url = var.strata_binary_url
+
+  # The link's user: a SCRAM credential made at the primary's first format, from a secret
+  # in the primary's region (mirror.tf), and the secondary's address range on 9092.
+  extra_scram_users  = local.mirror_enabled ? [{ name = var.mirror_link.username, secret_arn = aws_secretsmanager_secret.mirror[0].arn }] : []
+  extra_super_users  = local.mirror_enabled ? ["User:${var.mirror_link.username}"] : []
+  client_cidr_blocks = local.mirror_enabled ? [var.secondary_vpc_cidr] : []
 }
 
 module "secondary" {
@@ -67,18 +73,18 @@ module "secondary" {
   create_private_ca = false
   private_ca_arn    = module.primary.private_ca_arn
 
-  # The mirror will fetch from the primary's brokers over the inter-region link
-  # (VPC peering or Transit Gateway, not created here); let the primary's range in.
-  # It will connect with SASL_SSL like any client (the mirror's own SCRAM user).
-  client_cidr_blocks = var.mirror_link.enabled ? [var.primary_vpc_cidr] : []
-}
-
-# FUTURE (mirror links): nothing consumes var.mirror_link yet beyond the security group
-# rule above. Once Strata ships mirror links (a metadata record created through the
-# admin API), this example will create the link from the secondary to the primary.
-check "mirror_link_not_yet_implemented" {
-  assert {
-    condition     = !var.mirror_link.enabled
-    error_message = "var.mirror_link.enabled is true, but mirror links are not implemented yet: the two clusters are deployed without a link between them."
-  }
+  # The link: every secondary broker writes the mirror user's password (the secret's
+  # replica in this region) to a file at boot; the first one creates the link.
+  mirror_links = local.mirror_enabled ? [{
+    name                       = var.mirror_link.name
+    source_bootstrap_servers   = local.primary_broker_servers
+    source_sasl_username       = var.mirror_link.username
+    source_password_secret_arn = local.mirror_secret_replica_arn
+    include                    = var.mirror_link.include
+    exclude                    = var.mirror_link.exclude
+    sync_configs               = var.mirror_link.sync_configs
+    sync_group_offsets         = var.mirror_link.sync_group_offsets
+    group_include              = var.mirror_link.group_include
+    interval_ms                = var.mirror_link.interval_ms
+  }] : []
 }

@@ -27,12 +27,21 @@ output "prometheus_scrape_targets" {
 }
 
 output "mirror_link" {
-  description = "FUTURE: the requested mirror link (not created yet)."
-  value = merge(var.mirror_link, {
-    source_bootstrap_servers = module.primary.bootstrap_servers
-    target_bootstrap_servers = module.secondary.bootstrap_servers
-    status                   = "not implemented"
-  })
+  description = "The mirror link (null when disabled): its name, the source it fetches from, the secrets holding its user's password in each region, and the peering it uses."
+  value = local.mirror_enabled ? {
+    name                        = var.mirror_link.name
+    username                    = var.mirror_link.username
+    include                     = var.mirror_link.include
+    exclude                     = var.mirror_link.exclude
+    sync_configs                = var.mirror_link.sync_configs
+    sync_group_offsets          = var.mirror_link.sync_group_offsets
+    source_bootstrap_servers    = local.primary_broker_servers
+    target_bootstrap_servers    = module.secondary.bootstrap_servers
+    password_secret_arn         = aws_secretsmanager_secret.mirror[0].arn
+    password_secret_replica_arn = local.mirror_secret_replica_arn
+    vpc_peering_connection_id   = aws_vpc_peering_connection.mirror[0].id
+    created_by                  = "strata-mirror-links.service on the secondary's broker 1"
+  } : null
 }
 
 output "primary_client_properties" {

@@ -45,22 +45,23 @@ variable "strata_binary_url" {
   type        = string
 }
 
-# ---------------------------------------------------------------------------
-# FUTURE: the mirror link. Placeholder for Strata's cross-cluster mirroring, which is
-# not implemented yet. Keep enabled = false; the shape may change when it lands.
-# ---------------------------------------------------------------------------
 variable "mirror_link" {
-  description = "FUTURE, not yet implemented: the mirror link from the secondary cluster to the primary (source) cluster. enabled = true today only opens the secondary's Kafka port to the primary VPC and fails the check block."
+  description = "The mirror link from the secondary (target) cluster to the primary (source): topics whose whole name matches an include regex (and no exclude regex) become read-only mirror topics on the secondary. enabled = false deploys two independent clusters. sync_group_offsets cannot work with these clusters' mutual-TLS inter-broker listener yet (a check warns)."
   type = object({
-    enabled       = bool
-    name          = optional(string, "primary-to-secondary")
-    topics        = optional(list(string), [".*"])
-    consumer_lag  = optional(bool, true)
-    sync_offsets  = optional(bool, true)
-    sync_configs  = optional(bool, true)
-    source_prefix = optional(string, "")
+    enabled            = optional(bool, true)
+    name               = optional(string, "primary-to-secondary")
+    username           = optional(string, "mirror")
+    include            = optional(list(string), [".*"])
+    exclude            = optional(list(string), [])
+    sync_configs       = optional(bool, true)
+    sync_group_offsets = optional(bool, false)
+    group_include      = optional(string)
+    interval_ms        = optional(number, 5000)
   })
-  default = {
-    enabled = false
+  default = {}
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", var.mirror_link.username)) && var.mirror_link.username != "admin"
+    error_message = "mirror_link.username must be 1-64 letters, digits, '.', '_' or '-', and not the admin."
   }
 }

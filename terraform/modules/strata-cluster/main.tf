@@ -141,12 +141,42 @@ locals {
       certificate_cn       = local.broker_certificate_cn
       certificate_san      = "IP:${local.broker_ips[i]},DNS:${aws_lb.bootstrap.dns_name}"
       # The first format: cluster id and (on controllers) the admin SCRAM credential.
-      cluster_id       = local.cluster_id
-      is_controller    = local.is_controller[i]
-      admin_secret_arn = local.admin_secret_arn
-      admin_username   = var.admin_username
-      scram_mechanism  = var.sasl_mechanism
+      cluster_id        = local.cluster_id
+      is_controller     = local.is_controller[i]
+      admin_secret_arn  = local.admin_secret_arn
+      admin_username    = var.admin_username
+      scram_mechanism   = var.sasl_mechanism
+      extra_scram_users = var.extra_scram_users
+      # Mirror links: every broker holds the source passwords; the first creates the links.
+      mirror_links             = local.mirror_links
+      create_mirror_links      = i == 0 && length(local.mirror_links) > 0
+      client_security_protocol = var.client_security_protocol
+      local_bootstrap_server   = "${local.broker_ips[i]}:${local.kafka_port}"
     })
+  ]
+
+  # Each link with its `strata mirror create` arguments, single-quoted for bash (the
+  # regexes are the operator's), and the file its source password lands in.
+  mirror_links = [
+    for l in var.mirror_links : {
+      name                       = l.name
+      source_password_secret_arn = l.source_password_secret_arn
+      password_file              = "/etc/strata/mirror/${l.name}.password"
+      create_args = join(" ", [for a in concat(
+        [l.name, "--source-bootstrap-servers", l.source_bootstrap_servers,
+          "--source-security-protocol", "SASL_SSL",
+          "--source-ssl-truststore-location", local.ssl_truststore_path,
+          "--source-sasl-mechanism", var.sasl_mechanism,
+          "--source-sasl-username", l.source_sasl_username,
+        "--source-password-file", "/etc/strata/mirror/${l.name}.password"],
+        flatten([for r in l.include : ["--include", r]]),
+        flatten([for r in l.exclude : ["--exclude", r]]),
+        l.sync_configs ? ["--sync-configs"] : [],
+        l.sync_group_offsets ? ["--sync-group-offsets"] : [],
+        l.group_include != null ? ["--group-include", l.group_include] : [],
+        ["--interval-ms", tostring(l.interval_ms)],
+      ) : "'${replace(a, "'", "'\\''")}'"])
+    }
   ]
 
   data_volume_device = "/dev/sdf"

@@ -153,3 +153,8 @@ output "client_properties" {
     "",
   ])
 }
+
+output "broker_user_data" {
+  description = "Each broker's first-boot script, as its launch template carries it (base64-decoded). It names secrets and the CA, never their values."
+  value       = local.user_data
+}

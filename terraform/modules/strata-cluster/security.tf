@@ -29,7 +29,7 @@ locals {
   broker_certificate_cn = "${var.name}-broker"
   broker_principal      = "User:CN=${local.broker_certificate_cn}"
   admin_principal       = "User:${var.admin_username}"
-  super_users           = "${local.admin_principal};${local.broker_principal}"
+  super_users           = join(";", concat([local.admin_principal, local.broker_principal], var.extra_super_users))
 
   # Where the user data puts the key material (0600, owner strata; ReadOnlyPaths of the unit).
   tls_dir              = "/etc/strata/tls"
@@ -38,6 +38,17 @@ locals {
   ssl_truststore_path  = "${local.tls_dir}/ca.pem"
 
   admin_secret_arn = aws_secretsmanager_secret.admin.arn
+
+  # Every secret the brokers read at boot: the admin's, the extra SCRAM users' and the
+  # mirror links' source passwords.
+  boot_secret_arns = concat(
+    [local.admin_secret_arn],
+    [for u in var.extra_scram_users : u.secret_arn],
+    [for l in var.mirror_links : l.source_password_secret_arn],
+  )
+  only_admin_secret = length(local.boot_secret_arns) == 1
+  # A single ARN stays a string in the policy (the shape IAM shows back).
+  boot_secrets_json = jsondecode(local.only_admin_secret ? jsonencode(local.admin_secret_arn) : jsonencode(local.boot_secret_arns))
 }
 
 # --- ACM Private CA (unless private_ca_arn is given) --------------------------------
@@ -122,20 +133,20 @@ locals {
     Version = "2012-10-17"
     Statement = [
       {
-        Sid      = "ReadAdminSecret"
+        Sid      = local.only_admin_secret ? "ReadAdminSecret" : "ReadBootSecrets"
         Effect   = "Allow"
         Action   = "secretsmanager:GetSecretValue"
-        Resource = local.admin_secret_arn
+        Resource = local.boot_secrets_json
       },
       {
-        Sid      = "DecryptAdminSecretThroughSecretsManager"
+        Sid      = local.only_admin_secret ? "DecryptAdminSecretThroughSecretsManager" : "DecryptBootSecretsThroughSecretsManager"
         Effect   = "Allow"
         Action   = "kms:Decrypt"
         Resource = local.kms_key_arn
         Condition = {
           StringEquals = {
             "kms:ViaService"                  = "secretsmanager.${local.region}.amazonaws.com"
-            "kms:EncryptionContext:SecretARN" = local.admin_secret_arn
+            "kms:EncryptionContext:SecretARN" = local.boot_secrets_json
           }
         }
       },

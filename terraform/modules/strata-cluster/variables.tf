@@ -379,3 +379,56 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+# --- extra SCRAM users and mirror links --------------------------------------
+
+variable "extra_scram_users" {
+  description = "More SCRAM users created with the first admin when the cluster is formatted (the controllers' first boot only; later users: strata users create). Each password is read at boot from a Secrets Manager secret in this region, encrypted with this cluster's KMS key (output kms_key_arn), holding 16-128 of A-Z a-z 0-9 . _ ~ -."
+  type = list(object({
+    name       = string
+    secret_arn = string
+  }))
+  default = []
+
+  validation {
+    condition     = alltrue([for u in var.extra_scram_users : can(regex("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", u.name))])
+    error_message = "extra_scram_users: each name must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit."
+  }
+}
+
+variable "extra_super_users" {
+  description = "More principals (User:<name>) appended to super.users, besides the admin and the brokers."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for p in var.extra_super_users : can(regex("^User:[^;]+$", p))])
+    error_message = "extra_super_users: each entry must be User:<name> without ';'."
+  }
+}
+
+variable "mirror_links" {
+  description = "Mirror links this (target) cluster creates from a SASL_SSL source whose certificates chain to this cluster's CA. Every broker writes the source password, read from a Secrets Manager secret in this region (encrypted with this cluster's KMS key), to /etc/strata/mirror/<name>.password at boot; the first broker runs strata-mirror-links.service, which creates each link with `strata mirror create` once the cluster answers and leaves a link that exists alone."
+  type = list(object({
+    name                       = string
+    source_bootstrap_servers   = string
+    source_sasl_username       = string
+    source_password_secret_arn = string
+    include                    = optional(list(string), [".*"])
+    exclude                    = optional(list(string), [])
+    sync_configs               = optional(bool, true)
+    sync_group_offsets         = optional(bool, false)
+    group_include              = optional(string)
+    interval_ms                = optional(number, 5000)
+  }))
+  default = []
+
+  validation {
+    condition     = alltrue([for l in var.mirror_links : can(regex("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", l.name))])
+    error_message = "mirror_links: each name must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit."
+  }
+  validation {
+    condition     = alltrue([for l in var.mirror_links : length(l.include) > 0])
+    error_message = "mirror_links: include must name at least one regex."
+  }
+}

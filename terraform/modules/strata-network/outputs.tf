@@ -17,3 +17,8 @@ output "availability_zones" {
   description = "Availability zones of the private subnets, in order."
   value       = local.azs
 }
+
+output "private_route_table_id" {
+  description = "Route table of the private subnets (for peering or Transit Gateway routes)."
+  value       = aws_route_table.private.id
+}

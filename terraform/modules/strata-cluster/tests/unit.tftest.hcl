@@ -690,3 +690,70 @@ run "rejects_log_dirs_outside_data_volume" {
 
   expect_failures = [var.log_dirs]
 }
+
+run "mirror_links_and_extra_scram_users" {
+  command = apply
+
+  variables {
+    extra_scram_users = [{ name = "mirror", secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:strata-test/strata/mirror-user-AbCdEf" }]
+    extra_super_users = ["User:mirror"]
+    mirror_links = [{
+      name                       = "dr"
+      source_bootstrap_servers   = "10.9.0.10:9092,10.9.1.10:9092"
+      source_sasl_username       = "mirror"
+      source_password_secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:src/strata/mirror-XyZ"
+      include                    = ["orders\\..*", "it's"]
+      exclude                    = [".*\\.tmp"]
+      group_include              = "billing-.*"
+    }]
+  }
+
+  # Controllers add the extra user at format, from its secret, next to the admin.
+  assert {
+    condition = alltrue([for i, lt in aws_launch_template.broker :
+      strcontains(base64decode(lt.user_data), "USER_PASSWORD=\"$(read_secret \"arn:aws:secretsmanager:eu-west-1:123456789012:secret:strata-test/strata/mirror-user-AbCdEf\")\"\n") &&
+      strcontains(base64decode(lt.user_data), "EXTRA_SCRAM+=(--add-scram \"SCRAM-SHA-512=[name=mirror,password=$USER_PASSWORD]\")") &&
+      strcontains(base64decode(lt.user_data), "--add-scram \"SCRAM-SHA-512=[name=admin,password=$ADMIN_PASSWORD]\" \"$${EXTRA_SCRAM[@]}\"")
+    ])
+    error_message = "every controller must add the extra SCRAM user at format, reading its password from its secret"
+  }
+  assert {
+    condition     = alltrue([for c in output.broker_configs : strcontains(c, "\nsuper.users = \"User:admin;User:CN=strata-test-broker;User:mirror\"\n")])
+    error_message = "extra_super_users must be appended to super.users"
+  }
+  # Every broker writes the link's password file from the secret; only broker 1 creates the link.
+  assert {
+    condition = alltrue([for lt in aws_launch_template.broker :
+      strcontains(base64decode(lt.user_data), "read_secret \"arn:aws:secretsmanager:eu-west-1:123456789012:secret:src/strata/mirror-XyZ\" >\"/etc/strata/mirror/dr.password.new\"")
+    ])
+    error_message = "every broker must write the link's source password to its file, from the secret"
+  }
+  assert {
+    condition = (strcontains(base64decode(aws_launch_template.broker[0].user_data), "systemctl enable strata-mirror-links.service\n") &&
+      strcontains(base64decode(aws_launch_template.broker[0].user_data), "ensure_link 'dr' '--source-bootstrap-servers' '10.9.0.10:9092,10.9.1.10:9092' '--source-security-protocol' 'SASL_SSL' '--source-ssl-truststore-location' '/etc/strata/tls/ca.pem' '--source-sasl-mechanism' 'SCRAM-SHA-512' '--source-sasl-username' 'mirror' '--source-password-file' '/etc/strata/mirror/dr.password' '--include' 'orders\\..*' '--include' 'it'\\''s' '--exclude' '.*\\.tmp' '--sync-configs' '--group-include' 'billing-.*' '--interval-ms' '5000' || FAILED=1\n") &&
+      strcontains(base64decode(aws_launch_template.broker[0].user_data), "mirror() { /usr/local/bin/strata mirror --bootstrap-server \"10.0.1.10:9092\" --command-config \"$CONFIG\" \"$@\"; }") &&
+    alltrue([for lt in slice(aws_launch_template.broker, 1, 3) : !strcontains(base64decode(lt.user_data), "strata-mirror-links")]))
+    error_message = "broker 1 alone must create the link (strata mirror create with the link's settings, quoted), through its own SASL_SSL listener"
+  }
+  # Secrets are named, never inlined.
+  assert {
+    condition = alltrue([for lt in aws_launch_template.broker :
+      !strcontains(base64decode(lt.user_data), "generatedpasswordforthetestsonly") &&
+      !strcontains(base64decode(lt.user_data), "-----BEGIN") &&
+      !strcontains(base64decode(lt.user_data), "PRIVATE KEY")
+    ])
+    error_message = "the user data must not contain a password or key material"
+  }
+  assert {
+    condition = [for s in jsondecode(aws_iam_role_policy.security.policy).Statement : s.Resource if s.Action == "secretsmanager:GetSecretValue"] == [[
+      "arn:aws:secretsmanager:eu-west-1:123456789012:secret:strata-test/strata/admin-AbCdEf",
+      "arn:aws:secretsmanager:eu-west-1:123456789012:secret:strata-test/strata/mirror-user-AbCdEf",
+      "arn:aws:secretsmanager:eu-west-1:123456789012:secret:src/strata/mirror-XyZ",
+    ]]
+    error_message = "the brokers may read exactly the admin, extra user and link secrets"
+  }
+  assert {
+    condition     = jsondecode(aws_iam_role_policy.security.policy).Statement[1].Condition.StringEquals["kms:EncryptionContext:SecretARN"] == jsondecode(aws_iam_role_policy.security.policy).Statement[0].Resource
+    error_message = "the key may decrypt exactly the secrets the brokers may read"
+  }
+}
