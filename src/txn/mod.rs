@@ -367,6 +367,8 @@ impl TransactionCoordinator {
         self.ctx
             .metrics
             .oldest_open_age_seconds
-            .set(oldest.map_or(0.0, |s| (self.ctx.clock.now_ms() - s).max(0) as f64 / 1000.0));
+            .set(oldest.map_or(0.0, |s| {
+                (self.ctx.clock.now_ms() - s).max(0) as f64 / 1000.0
+            }));
     }
 }
