@@ -614,6 +614,7 @@ async fn the_acls_command_creates_lists_and_deletes() {
     let run = |command| {
         execute(AclsArgs {
             bootstrap_server: broker.bootstrap(),
+            command_config: None,
             command,
         })
     };

@@ -29,6 +29,9 @@ pub struct AclsArgs {
     /// host:port of any broker.
     #[arg(long, default_value = "127.0.0.1:9092", global = true)]
     pub bootstrap_server: String,
+    /// Kafka client properties: security.protocol, sasl.mechanism, sasl.jaas.config, ...
+    #[arg(long, global = true, value_name = "FILE")]
+    pub command_config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: AclsCommand,
 }
@@ -178,6 +181,7 @@ fn line(
 
 /// Runs one command and returns the lines it prints.
 pub async fn execute(args: AclsArgs) -> anyhow::Result<Vec<String>> {
+    super::command_config::load(args.command_config.as_deref())?;
     let mut client = connect(&args.bootstrap_server).await?;
     let mut out = Vec::new();
     match args.command {

@@ -279,6 +279,12 @@ def test_users_via_strata_users_and_confluent_admin(sasl_broker, tmp_path):
     topic = f"cc-{uuid.uuid4().hex[:6]}"
     strata_cli("topics", sasl_broker.sasl, "create", topic, "--partitions", "2", *cc)
     assert topic in strata_cli("topics", sasl_broker.sasl, "list", *cc).stdout
+    strata_cli("acls", sasl_broker.sasl, "create", "--allow-principal", "User:bob", "--operation", "Read", "--topic", topic, *cc)
+    assert strata_cli("acls", sasl_broker.sasl, "list", "--topic", topic, *cc).stdout.splitlines() == [
+        f"TOPIC:LITERAL:{topic}\tUser:bob\t*\tREAD\tALLOW"
+    ]
+    strata_cli("acls", sasl_broker.sasl, "delete", "--topic", topic, *cc)
+    assert strata_cli("acls", sasl_broker.sasl, "list", "--topic", topic, *cc).stdout.strip() == ""
     # Without credentials the tool fails clearly.
     p = strata_cli("topics", sasl_broker.sasl, "list", ok=False)
     assert p.returncode != 0
