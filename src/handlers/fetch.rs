@@ -26,6 +26,7 @@
 //! decides which partitions the response carries. A throttled response is empty and changes no
 //! session.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
@@ -447,13 +448,12 @@ async fn read_for_consumer(
 /// remote part, their first bytes are fetched into the chunk cache at once, then `read_all`
 /// reads the partitions in order (the byte budget runs across them) from the cache. The bytes
 /// warmed are bounded by the request's `max_bytes`, as the reads are.
-async fn warm_remote_reads(apis: &KafkaApis, params: &FetchParams) {
+async fn warm_remote_reads(params: &FetchParams, resolved: &[Vec<Option<Arc<Partition>>>]) {
     let mut left = params.max_bytes;
     let mut warm = Vec::new();
-    for t in params.topics.iter().filter(|t| t.authorized) {
-        let Some(name) = &t.name else { continue };
-        for p in &t.partitions {
-            let Some(partition) = apis.replicas.get(&TopicPartition::new(name.clone(), p.index())) else { continue };
+    for (t, partitions) in params.topics.iter().zip(resolved) {
+        for (p, partition) in t.partitions.iter().zip(partitions) {
+            let Some(partition) = partition else { continue };
             let offset = p.fetch.fetch_offset;
             if left == 0 || !partition.log_view().reads_remote(offset) {
                 continue;
@@ -468,18 +468,32 @@ async fn warm_remote_reads(apis: &KafkaApis, params: &FetchParams) {
     }
 }
 
+/// The hosted partition of every requested one, looked up once per pass: `None` where the
+/// topic is unknown, not authorised, or not hosted here.
+fn resolve_partitions(apis: &KafkaApis, params: &FetchParams) -> Vec<Vec<Option<Arc<Partition>>>> {
+    params
+        .topics
+        .iter()
+        .map(|t| match (&t.name, t.authorized) {
+            (Some(name), true) => t.partitions.iter().map(|p| apis.replicas.get(&TopicPartition::new(name.clone(), p.index()))).collect(),
+            _ => vec![None; t.partitions.len()],
+        })
+        .collect()
+}
+
 /// One pass over every requested partition. Returns the response, the record bytes in it, and
 /// whether any partition carried an error (which answers at once, as Kafka does).
 async fn read_all(apis: &KafkaApis, params: &FetchParams) -> (FetchResponse, usize, bool) {
+    let resolved = resolve_partitions(apis, params);
     if params.replica.is_none() {
-        warm_remote_reads(apis, params).await;
+        warm_remote_reads(params, &resolved).await;
     }
     let mut total = 0usize;
     let mut any_error = false;
     let mut responses = Vec::with_capacity(params.topics.len());
-    for TopicParams { wire_name, topic_id, name, partitions, authorized } in &params.topics {
+    for (TopicParams { wire_name, topic_id, name, partitions, authorized }, hosted) in params.topics.iter().zip(&resolved) {
         let mut out = Vec::with_capacity(partitions.len());
-        for p in partitions {
+        for (p, partition) in partitions.iter().zip(hosted) {
             let data = PartitionData::default().with_partition_index(p.index());
             if !authorized && name.is_some() {
                 out.push(data.with_error_code(TOPIC_AUTHORIZATION_FAILED).with_high_watermark(-1));
@@ -490,7 +504,7 @@ async fn read_all(apis: &KafkaApis, params: &FetchParams) -> (FetchResponse, usi
                 out.push(data.with_error_code(unknown_topic_id()).with_high_watermark(-1));
                 continue;
             };
-            let Some(partition) = apis.replicas.get(&TopicPartition::new(name.clone(), p.index())) else {
+            let Some(partition) = partition else {
                 any_error = true;
                 out.push(data.with_error_code(not_hosted(&apis.image(), name, p.index())).with_high_watermark(-1));
                 continue;
