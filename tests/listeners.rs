@@ -369,6 +369,47 @@ async fn enabled_protocols_and_cipher_suites_bound_the_handshake() {
             "TLS13_CHACHA20_POLY1305_SHA256".to_string()
         )
     );
+    // The server's order decides: AES-128-GCM by default, even for a client (like OpenSSL's)
+    // that lists AES-256-GCM first; the operator's `ssl.cipher.suites` order otherwise.
+    let aes256_first = with(
+        None,
+        ClientAuth::None,
+        &[],
+        &["TLS_AES_256_GCM_SHA384", "TLS_AES_128_GCM_SHA256"],
+    );
+    assert_eq!(
+        handshake(
+            with(Some("server"), ClientAuth::None, &[], &[]),
+            aes256_first.clone()
+        )
+        .await
+        .expect("ok"),
+        (
+            "TLSv1_3".to_string(),
+            "TLS13_AES_128_GCM_SHA256".to_string()
+        )
+    );
+    let server_aes256_first = with(
+        Some("server"),
+        ClientAuth::None,
+        &[],
+        &["TLS_AES_256_GCM_SHA384", "TLS_AES_128_GCM_SHA256"],
+    );
+    let aes128_first = with(
+        None,
+        ClientAuth::None,
+        &[],
+        &["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384"],
+    );
+    assert_eq!(
+        handshake(server_aes256_first, aes128_first)
+            .await
+            .expect("ok"),
+        (
+            "TLSv1_3".to_string(),
+            "TLS13_AES_256_GCM_SHA384".to_string()
+        )
+    );
     // A client whose only suite the server refuses gets no session.
     let refused = handshake(
         with(

@@ -124,25 +124,37 @@ fn suite_name(suite: &rustls::SupportedCipherSuite) -> String {
     }
 }
 
-/// The ring provider, restricted to `ssl.cipher.suites` when it names any.
+/// The ring provider, restricted to `ssl.cipher.suites` when it names any, with its suites in
+/// the broker's order of preference: the operator's order when `ssl.cipher.suites` is set,
+/// otherwise AES-128-GCM first. The server's order decides (see `build_server_config`), and
+/// the suite chosen sets the cost on both ends: OpenSSL clients (librdkafka, and so
+/// confluent-kafka and kcat) list AES-256-GCM first, whose 14 rounds per block against
+/// AES-128's 10 cost CPU on both ends of every connection (docs/BENCHMARKS.md, "Produce
+/// throughput over TLS").
 fn provider(s: &TlsSettings) -> Result<Arc<CryptoProvider>, TlsError> {
     let mut provider = rustls::crypto::ring::default_provider();
-    if !s.cipher_suites.is_empty() {
-        let known: Vec<String> = provider.cipher_suites.iter().map(suite_name).collect();
-        for wanted in &s.cipher_suites {
-            if !known.iter().any(|k| k.eq_ignore_ascii_case(wanted.trim())) {
-                return Err(TlsError::Settings(format!(
-                    "ssl.cipher.suites: {wanted} is not a suite this broker offers ({})",
-                    known.join(", ")
-                )));
-            }
-        }
-        provider.cipher_suites.retain(|c| {
-            s.cipher_suites
-                .iter()
-                .any(|w| suite_name(c).eq_ignore_ascii_case(w.trim()))
-        });
+    if s.cipher_suites.is_empty() {
+        provider
+            .cipher_suites
+            .sort_by_key(|c| !suite_name(c).contains("AES_128_GCM"));
+        return Ok(Arc::new(provider));
     }
+    let known: Vec<String> = provider.cipher_suites.iter().map(suite_name).collect();
+    let rank = |c: &rustls::SupportedCipherSuite| {
+        s.cipher_suites
+            .iter()
+            .position(|w| suite_name(c).eq_ignore_ascii_case(w.trim()))
+    };
+    for wanted in &s.cipher_suites {
+        if !known.iter().any(|k| k.eq_ignore_ascii_case(wanted.trim())) {
+            return Err(TlsError::Settings(format!(
+                "ssl.cipher.suites: {wanted} is not a suite this broker offers ({})",
+                known.join(", ")
+            )));
+        }
+    }
+    provider.cipher_suites.retain(|c| rank(c).is_some());
+    provider.cipher_suites.sort_by_key(|c| rank(c));
     Ok(Arc::new(provider))
 }
 
@@ -297,12 +309,14 @@ fn build_server_config(s: &TlsSettings) -> Result<ServerConfig, TlsError> {
             "a TLS listener needs a certificate: set ssl.keystore.location, or ssl.certificate.location and ssl.key.location".into(),
         )
     })?;
-    builder
+    let mut config = builder
         .with_single_cert(chain, key)
         .map_err(|source| TlsError::Rustls {
             what: "the certificate and key",
             source,
-        })
+        })?;
+    config.ignore_client_order = true;
+    Ok(config)
 }
 
 /// Verifies the chain but not the name, for `ssl.endpoint.identification.algorithm=` (empty).
