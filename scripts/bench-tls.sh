@@ -2,7 +2,9 @@
 # Produce throughput over TLS against plaintext (docs/BENCHMARKS.md, "TLS"): one `strata serve`
 # with a PLAINTEXT and an SSL listener on 127.0.0.1, and strata-bench (built with its `tls`
 # feature) alternating between them: plaintext, TLS, plaintext, TLS, ... so both see the same
-# moments of the shared machine. 1 KiB records, acks=all, flat out, no consumers.
+# moments of the shared machine. 1 KiB records, acks=all, flat out, no consumers. A third run
+# per round goes to a second SSL listener whose `ssl.cipher.suites` puts AES-256-GCM first, the
+# suite OpenSSL clients ask for, to show what the broker's default (AES-128-GCM) saves.
 # Usage: scripts/bench-tls.sh [seconds per run] [pairs] [flush policy: fsync|interval]
 # Binaries from $CARGO_TARGET_DIR (or ./target)/$PROFILE (release by default).
 set -euo pipefail
@@ -22,7 +24,9 @@ if curl -sf http://127.0.0.1:19644/ready >/dev/null; then
   exit 1
 fi
 STRATA_LOG=warn "$bin/strata" serve --set "log.dirs=$work/data" --set "log.flush.policy=$policy" \
-  --set "listeners=PLAINTEXT://127.0.0.1:19092,SSL://127.0.0.1:19094,CONTROLLER://127.0.0.1:19093" \
+  --set "listeners=PLAINTEXT://127.0.0.1:19092,SSL://127.0.0.1:19094,AES256://127.0.0.1:19095,CONTROLLER://127.0.0.1:19093" \
+  --set "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SSL:SSL,AES256:SSL,CONTROLLER:PLAINTEXT" \
+  --set "listener.name.aes256.ssl.cipher.suites=TLS_AES_256_GCM_SHA384,TLS_AES_128_GCM_SHA256" \
   --set "controller.quorum.voters=1@127.0.0.1:19093" \
   --set "ssl.keystore.location=$work/certs/server-keystore.pem" \
   --set "http.listener=127.0.0.1:19644" >"$work/broker.log" 2>&1 &
@@ -47,9 +51,10 @@ run() { # label, bootstrap, extra args...
     python3 -c 'import json,sys; j = json.load(sys.stdin); print(j["produced_mb_per_s"], j["produced_mb_per_s"] * j["seconds"])')
   after=$(broker_ticks)
   echo "$label $mb $before $after $(getconf CLK_TCK)" |
-    awk '{printf "%-9s %7.1f MB/s   broker CPU %.2f ms per MB\n", $1, $2, 1000 * ($5 - $4) / $6 / $3}'
+    awk '{printf "%-11s %7.1f MB/s   broker CPU %.2f ms per MB\n", $1, $2, 1000 * ($5 - $4) / $6 / $3}'
 }
 for i in $(seq 1 "$pairs"); do
   run plaintext 127.0.0.1:19092
   run tls 127.0.0.1:19094 --set security.protocol=ssl --set "ssl.ca.location=$work/certs/ca.pem"
+  run tls-aes256 127.0.0.1:19095 --set security.protocol=ssl --set "ssl.ca.location=$work/certs/ca.pem"
 done
