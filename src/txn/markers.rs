@@ -120,6 +120,7 @@ pub async fn write_markers(
     let mut pending: BTreeSet<TopicPartition> = job.partitions.iter().cloned().collect();
     let mut written = 0usize;
     let mut backoff = BACKOFF_MIN;
+    let mut warned = false;
     loop {
         if cancel.is_cancelled() {
             return MarkerOutcome::Cancelled;
@@ -199,6 +200,19 @@ pub async fn write_markers(
         }
         if pending.is_empty() {
             return MarkerOutcome::Written { written };
+        }
+        // Each failed attempt is logged at debug; once retries reach the longest backoff the
+        // transaction is stuck for a reason an operator should see, said once per transaction.
+        if !warned && backoff >= BACKOFF_MAX {
+            warned = true;
+            let partitions: Vec<String> = pending.iter().take(5).map(ToString::to_string).collect();
+            tracing::warn!(
+                transactional_id = %job.transactional_id,
+                producer_id = job.producer_id,
+                pending = pending.len(),
+                partitions = %partitions.join(","),
+                "transaction markers still not written after repeated retries; retrying until written (the last stable offset of these partitions waits)"
+            );
         }
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}

@@ -17,7 +17,7 @@ pub struct TxnMetrics {
 
 impl TxnMetrics {
     pub fn new(r: &Registry) -> TxnMetrics {
-        TxnMetrics {
+        let metrics = TxnMetrics {
             open: gauge(
                 r,
                 "strata_txn_open_transactions",
@@ -44,6 +44,42 @@ impl TxnMetrics {
                 "strata_txn_timed_out_total",
                 "Transactions aborted by the coordinator because they passed their transaction.timeout.ms.",
             ),
+        };
+        // Both results exist from the start, so dashboards and rates see 0 rather than no series.
+        for result in ["commit", "abort"] {
+            metrics.completed.with_label_values(&[result]);
         }
+        metrics
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_results_are_exported_before_any_transaction_completes() {
+        let registry = Registry::new();
+        let _metrics = TxnMetrics::new(&registry);
+        let family = registry
+            .gather()
+            .into_iter()
+            .find(|f| f.get_name() == "strata_txn_completed_total")
+            .expect("exported");
+        let mut results: Vec<(String, f64)> = family
+            .get_metric()
+            .iter()
+            .map(|m| {
+                (
+                    m.get_label()[0].get_value().to_string(),
+                    m.get_counter().get_value(),
+                )
+            })
+            .collect();
+        results.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            results,
+            vec![("abort".to_string(), 0.0), ("commit".to_string(), 0.0)]
+        );
     }
 }
