@@ -7,6 +7,9 @@
 //! - [`storage`]: the [`RemoteStorage`] seam and [`ObjectStorage`] over the `object_store`
 //!   crate: a local directory (the embedded default), S3 or an S3-compatible server, in memory.
 //!   [`UnreliableStorage`] fails the first N attempts of each call, for tests.
+//! - [`breaker`]: a circuit breaker per store ([`BreakerStorage`]): consecutive failures from
+//!   several partitions open it, calls stop at it, a half-open probe closes it; `SlowDown`
+//!   paces calls.
 //! - [`manifest`]: the per-partition [`RemotePartitionManifest`] and the segment lifecycle
 //!   ([`RemoteLogSegmentState`]); [`keys`]: the object layout.
 //! - [`scheduler`]: the pure decisions (next upload, local deletability, remote retention).
@@ -53,6 +56,7 @@
 //! Timeouts (the HTTP client's connect and request timeouts) catch hangs; they are not how the
 //! broker stops.
 
+pub mod breaker;
 pub mod cache;
 pub mod credentials;
 pub mod error;
@@ -68,6 +72,7 @@ pub mod stats;
 pub mod storage;
 pub mod unreliable;
 
+pub use breaker::{BreakerPolicy, BreakerState, BreakerStorage, CircuitBreaker, StoreBreaker};
 pub use cache::{CacheStats, ChunkCache, ChunkCacheConfig};
 pub use credentials::AwsChainCredentials;
 pub use error::{Result, TieringError};
@@ -84,4 +89,4 @@ pub use storage::{
     ObjectInfo, ObjectStorage, ObjectVersion, PutCondition, PutFileOutcome, RemoteStorage,
     S3Config, StorageConfig, StoreLocation,
 };
-pub use unreliable::UnreliableStorage;
+pub use unreliable::{Fault, UnreliableStorage};
