@@ -160,6 +160,8 @@ pub const NODE_KEYS: &[NodeKey] = &[
     node("remote.fetch.concurrency", Int, "8", false, "Ranged GETs in flight at once for remote reads that fetches wait on, and as many again for read-ahead, across all partitions."),
     node("remote.log.manager.fetch.max.bytes.per.second", Long, "9223372036854775807", false, "Bytes per second this broker may read from remote storage (Kafka's KIP-956 name); reads over it are delayed, not failed. The default is unlimited."),
     node("remote.log.manager.task.interval.ms", Long, "5000", false, "How often tiering looks for segments to upload and remote data to expire."),
+    node("remote.storage.breaker.failure.threshold", Int, "8", false, "Consecutive failed object-store calls, from at least two partitions, that open the store's circuit breaker (calls then stop until a probe succeeds); 0 turns the breaker off."),
+    node("remote.storage.breaker.open.max.ms", Long, "30000", false, "Longest time the store's circuit breaker stays open before its next probe (it starts at 1 s and doubles while probes fail)."),
     node("remote.orphan.sweep.interval.ms", Long, "3600000", false, "How often a leader looks for remote objects no manifest names (orphans of interrupted uploads) and deletes them."),
     node("remote.orphan.grace.ms", Long, "600000", false, "Objects no manifest names are deleted once this old (an upload in flight is younger)."),
     node("remote.fetch.max.bytes", Int, "8388608", false, "Most bytes one fetch reads from a remote segment."),

@@ -29,7 +29,10 @@
 //! # Failure
 //! A failing store makes a partition back off (exponential with jitter, per partition) while
 //! its local log keeps every segment not yet uploaded; `strata_tiering_upload_errors_total`
-//! and a warning say so. Nothing here stops the broker.
+//! and a warning say so. When the store as a whole keeps failing, its circuit breaker
+//! (`strata_tiering::breaker`) opens: no round starts while it is open, rounds it stops are
+//! neither errors nor warnings, and its probe decides when uploads resume. Nothing here
+//! stops the broker.
 //!
 //! The decisions themselves are the pure functions of `strata_tiering::scheduler`.
 
@@ -323,6 +326,9 @@ impl RemoteLogManager {
         let mut seen = self.seen_store.lock().unwrap_or_else(|p| p.into_inner());
         self.metrics
             .sync_store(&mut seen, self.storage.stats().as_deref(), &self.cache);
+        if let Some(b) = self.storage.breaker() {
+            self.metrics.sync_breaker(&mut seen, &b);
+        }
     }
 
     pub fn record_fetch_error(&self) {

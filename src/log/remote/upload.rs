@@ -53,6 +53,16 @@ impl RemoteLogManager {
     /// off. Returns at once; the work runs on tasks.
     pub fn run_once(self: &Arc<Self>, replicas: &dyn TieredPartitions) {
         let now = self.clock.now_ms();
+        // The store's breaker is open: no partition starts a round (each would only be
+        // refused); the lag gauges keep their last values until the probe closes it.
+        if self
+            .storage
+            .breaker()
+            .and_then(|b| b.open_for_ms())
+            .is_some()
+        {
+            return;
+        }
         let (mut lag_bytes, mut lag_segments) = (0u64, 0u64);
         for p in replicas.tiered_partitions() {
             if !p.local_log().config().remote_storage_enable {
@@ -81,6 +91,14 @@ impl RemoteLogManager {
                         entry.retry_after_ms.store(0, Ordering::Relaxed);
                     }
                     Err(TieringError::ShuttingDown) => {}
+                    // Stopped by the store's open breaker: not this partition's failure, and
+                    // the breaker said when it probes; one line was logged when it opened.
+                    Err(TieringError::CircuitOpen { retry_in_ms, .. }) => {
+                        entry.retry_after_ms.store(
+                            (this.clock.now_ms() + retry_in_ms as i64) as u64,
+                            Ordering::Relaxed,
+                        );
+                    }
                     Err(e) => {
                         let n = entry.failures.fetch_add(1, Ordering::Relaxed);
                         let wait = round_backoff().delay(n);
