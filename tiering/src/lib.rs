@@ -12,6 +12,8 @@
 //!   paces calls.
 //! - [`manifest`]: the per-partition [`RemotePartitionManifest`] and the segment lifecycle
 //!   ([`RemoteLogSegmentState`]); [`keys`]: the object layout.
+//! - [`topic_manifest`]: the per-topic [`RemoteTopicManifest`] (name, id, partition count,
+//!   configs) and [`restore_plan`], what a restore from the bucket alone creates.
 //! - [`scheduler`]: the pure decisions (next upload, local deletability, remote retention).
 //! - [`partition`]: [`RemotePartition`], the one owner of a partition's remote state, which
 //!   carries the decisions out against the store with retries ([`retry`]).
@@ -70,6 +72,7 @@ pub mod retry;
 pub mod scheduler;
 pub mod stats;
 pub mod storage;
+pub mod topic_manifest;
 pub mod unreliable;
 
 pub use breaker::{BreakerPolicy, BreakerState, BreakerStorage, CircuitBreaker, StoreBreaker};
@@ -89,4 +92,5 @@ pub use storage::{
     ObjectInfo, ObjectStorage, ObjectVersion, PutCondition, PutFileOutcome, RemoteStorage,
     S3Config, StorageConfig, StoreLocation,
 };
+pub use topic_manifest::{restore_plan, RemoteTopicManifest, RestoreSkip, RestoreTopic};
 pub use unreliable::{Fault, UnreliableStorage};
