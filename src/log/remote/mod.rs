@@ -8,7 +8,10 @@
 //!   the high watermark in offset order (at most `remote.upload.concurrency` uploads at once
 //!   across partitions), runs local retention (whose guard lets a segment go only once the
 //!   manifest naming it is durable), and expires remote segments by `retention.ms/bytes`;
-//! - as follower: re-reads the manifest, so its guard follows what the leader uploaded.
+//! - as follower: re-reads the manifest, so its guard follows what the leader uploaded;
+//! - as leader of a tiered topic's partition 0: writes the topic manifest
+//!   (`{topic}-{topic_id}/topic.json`: partition count, config overrides) when it changed,
+//!   which is what `strata restore` reads to rebuild the topic from the bucket alone.
 //!
 //! Reads below the local log start come here through the partition's
 //! [`PartitionLog`](super::PartitionLog), which alone decides between the local and the remote
@@ -131,6 +134,10 @@ pub struct RemoteLogManager {
     seen_misses: AtomicU64,
     // Short sections only: the store and cache counters last copied into the metrics.
     seen_store: Mutex<metrics::SeenStore>,
+    // Short sections only: the topic manifests this broker last wrote, by topic id.
+    published_topics: Mutex<HashMap<TopicId, strata_tiering::RemoteTopicManifest>>,
+    /// A task is writing topic manifests.
+    publishing_topics: AtomicBool,
 }
 
 /// A partition replica as the remote log manager's task sees it. `replication::Partition`
@@ -161,6 +168,12 @@ pub trait TieredPartition: Send + Sync {
 /// Every partition replica on this broker, as the periodic task walks them each round.
 pub trait TieredPartitions: Send + Sync + 'static {
     fn tiered_partitions(&self) -> Vec<Arc<dyn TieredPartition>>;
+    /// The tiered topics whose partition 0 this broker leads, described as a restore needs
+    /// them (name, id, partition count, config overrides); their topic manifests are
+    /// published from here.
+    fn led_tiered_topics(&self) -> Vec<strata_tiering::RemoteTopicManifest> {
+        Vec::new()
+    }
 }
 
 /// The partition a remote step is for: its fixed names and its local log.
@@ -239,6 +252,8 @@ impl RemoteLogManager {
             seen_hits: AtomicU64::new(0),
             seen_misses: AtomicU64::new(0),
             seen_store: Mutex::default(),
+            published_topics: Mutex::default(),
+            publishing_topics: AtomicBool::new(false),
         }))
     }
 

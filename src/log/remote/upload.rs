@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_tiering::scheduler::{self, SealedSegment};
-use strata_tiering::{Backoff, TieringError};
+use strata_tiering::{Backoff, RemoteTopicManifest, TieringError};
 
 use super::{RemoteLogManager, RemoteLogPartition, TieredPartition, TieredPartitions};
 use crate::log::SealedSegmentInfo;
+use crate::model::TopicId;
 
 fn round_backoff() -> Backoff {
     Backoff {
@@ -63,6 +64,7 @@ impl RemoteLogManager {
         {
             return;
         }
+        self.publish_topic_manifests(replicas.led_tiered_topics());
         let (mut lag_bytes, mut lag_segments) = (0u64, 0u64);
         for p in replicas.tiered_partitions() {
             if !p.local_log().config().remote_storage_enable {
@@ -119,6 +121,43 @@ impl RemoteLogManager {
         }
         self.metrics.upload_lag_bytes.set(lag_bytes as i64);
         self.metrics.upload_lag_segments.set(lag_segments as i64);
+    }
+
+    /// Writes the topic manifests that changed since this broker last wrote them, one task
+    /// at a time; a failure is retried at the next round.
+    fn publish_topic_manifests(self: &Arc<Self>, led: Vec<RemoteTopicManifest>) {
+        let changed: Vec<RemoteTopicManifest> = {
+            let published = self
+                .published_topics
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            led.into_iter()
+                .filter(|t| published.get(&TopicId(t.topic_id)) != Some(t))
+                .collect()
+        };
+        if changed.is_empty() || self.publishing_topics.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            for t in changed {
+                let key = RemoteTopicManifest::key(&t.topic, t.topic_id);
+                match this.storage.put(&key, t.encode()).await {
+                    Ok(()) => {
+                        tracing::debug!(topic = %t.topic, partitions = t.partitions, "wrote the topic manifest");
+                        this.published_topics
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(TopicId(t.topic_id), t);
+                    }
+                    Err(e) => {
+                        tracing::debug!(topic = %t.topic, error = %e, "cannot write the topic manifest yet");
+                        break;
+                    }
+                }
+            }
+            this.publishing_topics.store(false, Ordering::Release);
+        });
     }
 
     async fn leader_round(
