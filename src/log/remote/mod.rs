@@ -115,6 +115,9 @@ struct RemoteLogPartition {
     /// Sealed-but-not-uploaded bytes and segments at the last round (leader only).
     lag_bytes: AtomicU64,
     lag_segments: AtomicU64,
+    /// This broker compared its local log with the remote end since it began leading here
+    /// (a partition created by a restore, or led after its disk was lost, starts after it).
+    remote_end_checked: AtomicBool,
 }
 
 /// See the module documentation.
@@ -284,6 +287,7 @@ impl RemoteLogManager {
             retry_after_ms: AtomicU64::new(0),
             lag_bytes: AtomicU64::new(0),
             lag_segments: AtomicU64::new(0),
+            remote_end_checked: AtomicBool::new(false),
         });
         m.insert(tp.clone(), e.clone());
         e

@@ -85,6 +85,7 @@ impl RemoteLogManager {
                 let r = if leader {
                     this.leader_round(p.as_ref(), &entry).await
                 } else {
+                    entry.remote_end_checked.store(false, Ordering::Relaxed);
                     entry.remote.reload(&this.cancel).await.map(|_| ())
                 };
                 match r {
@@ -168,6 +169,22 @@ impl RemoteLogManager {
         let cancel = &self.cancel;
         let tp = p.topic_partition();
         let manifest = entry.remote.load(cancel).await?;
+        // The first round as leader here: a log that ends at or before the remote end lost its
+        // data or was never written (a topic re-created by `strata restore` with its old id):
+        // it restarts after the remote end, with the last segment's epochs and producers, as
+        // startup recovery does.
+        if !entry.remote_end_checked.swap(true, Ordering::AcqRel) {
+            if let Some(end) = manifest.end_offset() {
+                let leo = p.local_log().log_end_offset().0;
+                if leo <= end {
+                    tracing::warn!(
+                        partition = %tp, local_end = leo, remote_end = end,
+                        "local log ends before the remote log: restarting it after the remote end"
+                    );
+                    self.restart_after_remote(p, entry, end).await;
+                }
+            }
+        }
         let now = self.clock.now_ms();
         if now >= entry.next_sweep_ms.load(Ordering::Relaxed) {
             let n = entry
