@@ -25,6 +25,12 @@ pub const STRATA_MIRROR_LINKS_API_KEY: i16 = 32000;
 /// The one version of [`STRATA_MIRROR_LINKS_API_KEY`].
 pub const STRATA_MIRROR_LINKS_VERSION: i16 = 0;
 
+/// Strata's own admin API for restores from the object store (docs/protocol.md, "Strata's
+/// own APIs"): creates topics under given ids. Not advertised, like the mirror links key.
+pub const STRATA_RESTORE_TOPICS_API_KEY: i16 = 32001;
+/// The one version of [`STRATA_RESTORE_TOPICS_API_KEY`].
+pub const STRATA_RESTORE_TOPICS_VERSION: i16 = 0;
+
 /// The size prefix of every request and response frame.
 pub const FRAME_PREFIX_BYTES: usize = 4;
 
@@ -80,6 +86,8 @@ pub enum Decoded {
     },
     /// Strata's mirror links admin API: request header v1, then a JSON body.
     MirrorLinks { header: RequestHeader, body: Bytes },
+    /// Strata's restore admin API: request header v1, then a JSON body.
+    RestoreTopics { header: RequestHeader, body: Bytes },
 }
 
 /// The versions of each API this broker serves; `None` for an API it does not serve. The
@@ -105,6 +113,17 @@ pub fn decode_request(
         let header = RequestHeader::decode(&mut frame, 1)
             .map_err(|e| DecodeError::MalformedStrata(e.to_string()))?;
         return Ok(Decoded::MirrorLinks {
+            header,
+            body: frame,
+        });
+    }
+    if api_key_raw == STRATA_RESTORE_TOPICS_API_KEY {
+        if version != STRATA_RESTORE_TOPICS_VERSION {
+            return Err(DecodeError::UnknownApiKey(api_key_raw));
+        }
+        let header = RequestHeader::decode(&mut frame, 1)
+            .map_err(|e| DecodeError::MalformedStrata(e.to_string()))?;
+        return Ok(Decoded::RestoreTopics {
             header,
             body: frame,
         });
