@@ -141,6 +141,11 @@ pub async fn run_restore(args: RestoreArgs) -> anyhow::Result<()> {
                 configs: t.configs.clone(),
             })
             .collect(),
+        next_producer_id: described
+            .iter()
+            .map(|d| d.next_producer_id)
+            .max()
+            .unwrap_or(0),
     };
     let mut client = connect(&args.bootstrap_server).await?;
     let resp = client

@@ -6,7 +6,9 @@
 //! v0, like StrataMirrorLinks. Needs CREATE on the CLUSTER resource.
 //!
 //! A topic that already exists under the same name and id is answered as restored (the
-//! request is repeatable); under another id it is TOPIC_ALREADY_EXISTS.
+//! request is repeatable); under another id it is TOPIC_ALREADY_EXISTS. The cluster's next
+//! producer id is first moved past the old cluster's, so that no new producer takes the id of
+//! one whose state the restored partitions carry.
 //!
 //! [`STRATA_RESTORE_TOPICS_API_KEY`]: crate::protocol::STRATA_RESTORE_TOPICS_API_KEY
 
@@ -20,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::authz::CLUSTER_AUTHORIZATION_FAILED;
 use super::errors::controller_error_code;
 use super::RequestContext;
-use crate::controller::{decide_create_topic_with_id, NewTopic, TopicDefaults};
+use crate::controller::{decide_create_topic_with_id, MetadataRecord, NewTopic, TopicDefaults};
 use crate::model::TopicId;
 use crate::security::acl::{AclOperation, Resource};
 
@@ -39,6 +41,10 @@ pub struct RestoreTopicSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RestoreTopicsRequest {
     pub topics: Vec<RestoreTopicSpec>,
+    /// Producer ids below it were used by the old cluster (the highest `next_producer_id`
+    /// of the topic manifests): the fresh cluster hands out ids from here on.
+    #[serde(default)]
+    pub next_producer_id: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,6 +93,30 @@ async fn answer(ctx: &RequestContext, req: RestoreTopicsRequest) -> RestoreTopic
         num_partitions: node.get_i32("num.partitions"),
         replication_factor: node.get_i32("default.replication.factor") as i16,
     };
+    if req.next_producer_id > ctx.apis.image().next_producer_id {
+        let next = req.next_producer_id;
+        let broker_id = ctx.apis.node_id;
+        // Applied as a maximum, so repeating it (or racing an allocation) never moves it back.
+        let r = ctx
+            .apis
+            .commit(|_| {
+                Ok((
+                    (),
+                    vec![MetadataRecord::ProducerIds {
+                        broker_id,
+                        next_producer_id: next,
+                    }],
+                ))
+            })
+            .await;
+        if let Err(e) = r {
+            return RestoreTopicsResponse {
+                error_code: controller_error_code(&e),
+                error_message: Some(format!("moving the next producer id: {e}")),
+                topics: Vec::new(),
+            };
+        }
+    }
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let id = TopicId(t.topic_id);

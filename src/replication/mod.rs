@@ -168,12 +168,14 @@ impl ReplicaManager {
                 .next()
                 .is_some_and(|r| r.leader == self.local);
             if log_config.remote_storage_enable && leads_first {
-                led_tiered.push(strata_tiering::RemoteTopicManifest::new(
+                let mut m = strata_tiering::RemoteTopicManifest::new(
                     &topic.name,
                     topic.topic_id.0,
                     topic.partitions.len() as i32,
                     topic.config.overrides.clone(),
-                ));
+                );
+                m.next_producer_id = image.next_producer_id;
+                led_tiered.push(m);
             }
             let min_isr = topic
                 .config

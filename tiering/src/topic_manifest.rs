@@ -33,6 +33,12 @@ pub struct RemoteTopicManifest {
     /// The topic's config overrides (not the broker defaults), under Kafka's names.
     #[serde(default)]
     pub configs: BTreeMap<String, String>,
+    /// The cluster's next producer id when this was written: every producer id in the
+    /// topic's producer snapshots is below it (up to the lag of this object's rewrite), so
+    /// a restored cluster hands out ids from above it and a new producer never takes the
+    /// id of one whose state was restored.
+    #[serde(default)]
+    pub next_producer_id: i64,
 }
 
 impl RemoteTopicManifest {
@@ -48,6 +54,7 @@ impl RemoteTopicManifest {
             topic_id,
             partitions,
             configs,
+            next_producer_id: 0,
         }
     }
 
