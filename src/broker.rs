@@ -370,6 +370,12 @@ impl Broker {
             shutdown.clone(),
         );
         broker.groups.start();
+        broker.groups.start_offsets_export(
+            remote.storage().clone(),
+            node.get_i64("remote.group.offsets.export.interval.ms")
+                .max(0) as u64,
+            shutdown.child_token(),
+        );
         txns.start();
         logs.start_background(shutdown);
         remote.start(replicas.clone());

@@ -71,7 +71,7 @@ fn error_name(code: i16) -> String {
         .unwrap_or_else(|| format!("error {code}"))
 }
 
-async fn coordinator(bootstrap: &mut Client, group: &str) -> anyhow::Result<Client> {
+pub(super) async fn coordinator(bootstrap: &mut Client, group: &str) -> anyhow::Result<Client> {
     for _ in 0..20 {
         let resp = bootstrap
             .send(

@@ -6,7 +6,8 @@
 //! their old ids with Strata's restore API ([`crate::handlers::restore_topics`]), then waits
 //! until every restored partition's leader has restarted its log after its remote end (its
 //! log end offset is the remote end + 1), so that clients started afterwards continue at the
-//! old offsets.
+//! old offsets; last, commits the groups' exported offsets (`crate::group::export`) for the
+//! restored topics.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -18,10 +19,17 @@ use strata_tiering::{
     RestoreSkip, StorageConfig,
 };
 
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::{GroupId, OffsetCommitRequest};
+
 use super::{check, connect};
+use crate::group::export::{GroupOffsetsExport, GROUP_OFFSETS_PREFIX};
 use crate::handlers::restore_topics::{
     RestoreTopicSpec, RestoreTopicsRequest, RestoreTopicsResponse,
 };
+use crate::protocol::{str_bytes, topic_name};
 use crate::protocol::{STRATA_RESTORE_TOPICS_API_KEY, STRATA_RESTORE_TOPICS_VERSION};
 
 #[derive(Args, Debug)]
@@ -190,5 +198,83 @@ pub async fn run_restore(args: RestoreArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     println!("restored {} topics", plan.len());
+    restore_group_offsets(&store, &mut client, &topics, &remote_ends).await
+}
+
+/// Commits the exported offsets of every group ([`GroupOffsetsExport`]) for the restored
+/// topics, each at most the partition's restored end (records after the remote end were lost
+/// with the disks; new writes land there).
+async fn restore_group_offsets(
+    store: &dyn RemoteStorage,
+    client: &mut crate::client::KafkaClient,
+    topics: &BTreeSet<String>,
+    remote_ends: &BTreeMap<(String, i32), i64>,
+) -> anyhow::Result<()> {
+    let listed = store
+        .list(GROUP_OFFSETS_PREFIX)
+        .await
+        .context("listing the exported group offsets")?;
+    for o in listed {
+        let data = store
+            .get(&o.key)
+            .await
+            .with_context(|| format!("reading {}", o.key))?;
+        let export: GroupOffsetsExport =
+            serde_json::from_slice(&data).with_context(|| format!("decoding {}", o.key))?;
+        let wanted: Vec<OffsetCommitRequestTopic> = export
+            .offsets
+            .iter()
+            .filter(|(t, _)| topics.contains(*t))
+            .map(|(t, parts)| {
+                OffsetCommitRequestTopic::default()
+                    .with_name(topic_name(t.clone()))
+                    .with_partitions(
+                        parts
+                            .iter()
+                            .map(|(p, c)| {
+                                let end = remote_ends.get(&(t.clone(), *p)).map_or(0, |e| e + 1);
+                                OffsetCommitRequestPartition::default()
+                                    .with_partition_index(*p)
+                                    .with_committed_offset(c.offset.min(end))
+                                    .with_committed_leader_epoch(-1)
+                                    .with_committed_metadata(Some(str_bytes(c.metadata.clone())))
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        let req = OffsetCommitRequest::default()
+            .with_group_id(GroupId(str_bytes(export.group_id.clone())))
+            .with_generation_id_or_member_epoch(-1)
+            .with_member_id(str_bytes(""))
+            .with_topics(wanted);
+        let mut attempt = 0;
+        loop {
+            let mut coord = super::groups::coordinator(client, &export.group_id).await?;
+            let resp = coord.send(&req, 7).await?;
+            let failed: Vec<i16> = resp
+                .topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+                .filter(|c| *c != 0)
+                .collect();
+            if failed.is_empty() {
+                println!("group {}	offsets restored", export.group_id);
+                break;
+            }
+            attempt += 1;
+            if attempt >= 20 {
+                bail!(
+                    "restoring the offsets of group '{}': error {}",
+                    export.group_id,
+                    failed[0]
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
     Ok(())
 }

@@ -3,7 +3,8 @@ and an idempotent producer's topic to a shared bucket (a local directory every n
 remote.storage.uri) with small segments; every node is SIGKILLed and its data dir deleted; a
 fresh cluster on the same bucket runs `strata restore`. Every uploaded record reads back at
 the same offset, record by record (key, value, headers, timestamp), each partition continues
-after its remote end with the same topic id, and a new write lands right after it.
+after its remote end with the same topic id, and a new write lands right after it. A consumer
+group's committed offsets, exported to the bucket, come back: the group resumes at them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from conftest import strata_bin, wait_until
@@ -23,6 +25,7 @@ from test_cluster import Cluster
 
 TOPICS = {"plain": 3, "keyed": 2, "idem": 1}
 RECORDS = {"plain": 450, "keyed": 300, "idem": 200}
+GROUP = "restore-group/1"
 TOPIC_CONFIG = {"segment.bytes": "4096", "retention.ms": "-1"}
 
 
@@ -30,6 +33,7 @@ def sets(bucket: Path) -> dict[str, str]:
     return {
         "remote.storage.uri": f"file://{bucket}",
         "remote.log.manager.task.interval.ms": "200",
+        "remote.group.offsets.export.interval.ms": "200",
         "default.replication.factor": "3",
         "offsets.topic.replication.factor": "3",
     }
@@ -119,6 +123,22 @@ def test_a_cluster_is_rebuilt_from_its_bucket(tmp_path):
                 offsets = [r.offset for r in before[t] if r.partition == p]
                 assert offsets == list(range(ends[(t, p)] + 1)), f"{t}-{p}"
 
+        # A group commits offsets inside the uploaded part; the export reaches the bucket.
+        committed = {p: ends[("plain", p)] - 7 * (p + 1) for p in range(TOPICS["plain"])}
+        g = Consumer({"bootstrap.servers": old.bootstrap(), "group.id": GROUP, "enable.auto.commit": False})
+        g.commit(offsets=[TopicPartition("plain", p, o) for p, o in committed.items()], asynchronous=False)
+        g.close()
+        export = bucket / "__strata_groups" / (GROUP.encode().hex() + ".json")
+
+        def exported():
+            if not export.exists():
+                return None
+            doc = json.loads(export.read_text())
+            got = {int(p): v["offset"] for p, v in doc["offsets"].get("plain", {}).items()}
+            return got == committed
+
+        wait_until(exported, 20, "the group's offsets exported to the bucket", interval=0.2)
+
         # Lose every disk.
         for b in old.nodes:
             b.kill()
@@ -145,6 +165,27 @@ def test_a_cluster_is_rebuilt_from_its_bucket(tmp_path):
             for part in range(n):
                 low, high = watermarks(new.bootstrap(), t, part)
                 assert (low, high) == (0, ends[(t, part)] + 1), f"{t}-{part}"
+
+        # The group resumes from its committed offsets, at the same records.
+        assert f"group {GROUP}\toffsets restored" in p.stdout, p.stdout
+        g = Consumer({"bootstrap.servers": new.bootstrap(), "group.id": GROUP, "enable.auto.commit": False,
+                      "auto.offset.reset": "error"})
+        try:
+            got = g.committed([TopicPartition("plain", p) for p in committed], timeout=20)
+            assert {tp.partition: tp.offset for tp in got} == committed
+            g.subscribe(["plain"])
+            first = {}
+            deadline = time.monotonic() + 30
+            while len(first) < len(committed):
+                assert time.monotonic() < deadline, f"group resumed only on {sorted(first)}"
+                m = g.poll(0.5)
+                if m is None or m.error():
+                    continue
+                first.setdefault(m.partition(), (m.offset(), m.value()))
+            plain = {(r.partition, r.offset): r.value for r in before["plain"]}
+            assert first == {p: (o, plain[(p, o)]) for p, o in committed.items()}
+        finally:
+            g.close()
 
         # The same topic ids, and new writes continue after the remote end.
         a2 = AdminClient({"bootstrap.servers": new.bootstrap(), "socket.timeout.ms": 5000})
