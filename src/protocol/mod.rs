@@ -230,6 +230,29 @@ mod tests {
     }
 
     #[test]
+    fn the_restore_key_decodes_its_header_and_keeps_the_json_body() {
+        let mut b = BytesMut::new();
+        b.put_i16(STRATA_RESTORE_TOPICS_API_KEY);
+        b.put_i16(STRATA_RESTORE_TOPICS_VERSION);
+        b.put_i32(9);
+        b.put_i16(1);
+        b.put_slice(b"r");
+        b.put_slice(br#"{"topics":[]}"#);
+        match decode_request(b.clone().freeze(), served) {
+            Ok(Decoded::RestoreTopics { header, body }) => {
+                assert_eq!(header.correlation_id, 9);
+                assert_eq!(&body[..], br#"{"topics":[]}"#);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        b[2..4].copy_from_slice(&1i16.to_be_bytes());
+        assert!(matches!(
+            decode_request(b.freeze(), served),
+            Err(DecodeError::UnknownApiKey(STRATA_RESTORE_TOPICS_API_KEY))
+        ));
+    }
+
+    #[test]
     fn the_mirror_links_key_decodes_its_header_and_keeps_the_json_body() {
         let mut b = BytesMut::new();
         b.put_i16(STRATA_MIRROR_LINKS_API_KEY);
