@@ -28,6 +28,7 @@ pub mod groups;
 pub mod mirror;
 pub mod quotas;
 pub mod reassign;
+pub mod restore;
 pub mod transactions;
 pub mod users;
 

@@ -370,6 +370,12 @@ impl Broker {
             shutdown.clone(),
         );
         broker.groups.start();
+        broker.groups.start_offsets_export(
+            remote.storage().clone(),
+            node.get_i64("remote.group.offsets.export.interval.ms")
+                .max(0) as u64,
+            shutdown.child_token(),
+        );
         txns.start();
         logs.start_background(shutdown);
         remote.start(replicas.clone());
@@ -508,6 +514,11 @@ fn start_remote_log_manager(
     tracing::info!(store = %storage.describe(), location = %storage.location(), "tiered storage");
     let health = Arc::new(StoreHealth::new(storage.location().clone()));
     let storage: Arc<dyn RemoteStorage> = Arc::new(storage);
+    let breaker = store_breaker_policy(node);
+    let guarded: Arc<dyn RemoteStorage> = Arc::new(strata_tiering::BreakerStorage::new(
+        storage.clone(),
+        breaker,
+    ));
     // The broker keeps running when the store fails its probe: it still serves and replicates
     // local data, an outage at startup is no different from one later (uploads wait, counted
     // as errors), and a bucket created afterwards is picked up without a restart. What the
@@ -519,8 +530,10 @@ fn start_remote_log_manager(
         ProbePolicy::default(),
         shutdown.child_token(),
     ));
+    // The probe above talks to the store directly (it is its own health check); everything
+    // else goes through the circuit breaker.
     let manager = RemoteLogManager::new(
-        storage,
+        guarded,
         first.join("remote-cache"),
         remote_log_manager_config(node),
         clock.clone(),
@@ -582,6 +595,25 @@ fn remote_log_manager_config(node: &NodeConfig) -> RemoteLogManagerConfig {
         fetch_max_bytes_per_second: node
             .get_i64("remote.log.manager.fetch.max.bytes.per.second")
             .max(0) as u64,
+    }
+}
+
+/// `remote.storage.breaker.*`: the store's circuit breaker.
+fn store_breaker_policy(node: &NodeConfig) -> strata_tiering::BreakerPolicy {
+    let default = strata_tiering::BreakerPolicy::default();
+    let open_max_ms = node.get_i64("remote.storage.breaker.open.max.ms").max(1) as u64;
+    strata_tiering::BreakerPolicy {
+        failure_threshold: node
+            .get_i32("remote.storage.breaker.failure.threshold")
+            .max(0) as u32,
+        open_backoff: strata_tiering::Backoff {
+            base: default
+                .open_backoff
+                .base
+                .min(std::time::Duration::from_millis(open_max_ms)),
+            max: std::time::Duration::from_millis(open_max_ms),
+        },
+        ..default
     }
 }
 

@@ -50,6 +50,9 @@ enum Command {
     /// Mirror links (Strata only): create, alter, list, describe, pause, resume, promote,
     /// failover, delete.
     Mirror(strata::admin::mirror::MirrorArgs),
+    /// Rebuild topics from the tiered-storage bucket into a fresh cluster (Strata only): same
+    /// ids, partition counts, configs and offsets.
+    Restore(strata::admin::restore::RestoreArgs),
     /// Create, delete and list SCRAM users on any Kafka-protocol broker.
     Users(strata::admin::users::UsersArgs),
     /// Create, list and delete ACLs (kafka-acls.sh's flags) on any Kafka-protocol broker.
@@ -113,6 +116,9 @@ fn main() -> std::process::ExitCode {
         }
         Command::Mirror(args) => {
             runtime().and_then(|rt| rt.block_on(strata::admin::mirror::run_mirror(args)))
+        }
+        Command::Restore(args) => {
+            runtime().and_then(|rt| rt.block_on(strata::admin::restore::run_restore(args)))
         }
         Command::Users(args) => {
             runtime().and_then(|rt| rt.block_on(strata::admin::users::run_users(args)))

@@ -238,7 +238,14 @@ async fn old_offsets_come_back_from_remote_across_restarts_and_lost_disks() {
             "{ext} objects"
         );
     }
-    assert!(files_under(&remote_dir, "json").len() == 1, "one manifest");
+    // One partition manifest, and the topic manifest a restore reads.
+    let json = files_under(&remote_dir, "json");
+    let named = |n: &str| json.iter().filter(|p| p.ends_with(n)).count();
+    assert_eq!(
+        (json.len(), named("manifest.json"), named("topic.json")),
+        (2, 1, 1),
+        "{json:?}"
+    );
     assert!(
         log_bytes(&part_dir) <= 32768 + 16384,
         "partition dir holds {} bytes of segments",

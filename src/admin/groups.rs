@@ -71,7 +71,7 @@ fn error_name(code: i16) -> String {
         .unwrap_or_else(|| format!("error {code}"))
 }
 
-async fn coordinator(bootstrap: &mut Client, group: &str) -> anyhow::Result<Client> {
+pub(super) async fn coordinator(bootstrap: &mut Client, group: &str) -> anyhow::Result<Client> {
     for _ in 0..20 {
         let resp = bootstrap
             .send(
@@ -91,7 +91,7 @@ async fn coordinator(bootstrap: &mut Client, group: &str) -> anyhow::Result<Clie
 }
 
 /// Every partition's log end offset (ListOffsets latest), asked of each partition's leader.
-async fn end_offsets(
+pub(super) async fn end_offsets(
     bootstrap: &mut Client,
     topics: &BTreeSet<String>,
 ) -> anyhow::Result<BTreeMap<(String, i32), i64>> {

@@ -216,9 +216,29 @@ pub fn decide_create_topic(
     topic: &NewTopic,
     defaults: TopicDefaults,
 ) -> Result<(TopicId, Vec<MetadataRecord>), ControllerError> {
+    decide_create_topic_with_id(image, topic, defaults, TopicId::random())
+}
+
+/// Decides the records that create `topic` under a given id: a restore from the object store
+/// re-creates a topic with the id its remote objects are keyed by. An id in use is refused.
+pub fn decide_create_topic_with_id(
+    image: &MetadataImage,
+    topic: &NewTopic,
+    defaults: TopicDefaults,
+    topic_id: TopicId,
+) -> Result<(TopicId, Vec<MetadataRecord>), ControllerError> {
     validate_topic_name(&topic.name)?;
     if image.topic_by_name(&topic.name).is_some() {
         return Err(ControllerError::TopicExists(topic.name.clone()));
+    }
+    if let Some(other) = image.topic(&topic_id) {
+        return Err(ControllerError::InvalidTopic {
+            name: topic.name.clone(),
+            reason: format!(
+                "topic id {} is already used by '{}'",
+                topic_id.0, other.name
+            ),
+        });
     }
     let configs = validated_topic_configs(&topic.configs)?;
     let live: Vec<(BrokerId, Option<String>)> = image
@@ -255,7 +275,6 @@ pub fn decide_create_topic(
         check_assignment(image, &topic.assignments)?;
         topic.assignments.clone()
     };
-    let topic_id = TopicId::random();
     let mut records = vec![MetadataRecord::Topic {
         name: topic.name.clone(),
         topic_id,
@@ -566,6 +585,19 @@ mod tests {
         assert!(matches!(
             decide_create_topic(&next, &topic, defaults),
             Err(ControllerError::TopicExists(_))
+        ));
+        // A restore keeps the id; an id in use is refused even under another name.
+        let kept = TopicId::random();
+        let (got, _) =
+            decide_create_topic_with_id(&image, &topic, defaults, kept).expect("with id");
+        assert_eq!(got, kept);
+        let other = NewTopic {
+            name: "other".into(),
+            ..topic.clone()
+        };
+        assert!(matches!(
+            decide_create_topic_with_id(&next, &other, defaults, id),
+            Err(ControllerError::InvalidTopic { .. })
         ));
         let bad = NewTopic {
             name: "bad/name".into(),

@@ -15,11 +15,15 @@
 //! coordinator counts groups by state and measures consumer [`lag`] against the high watermarks
 //! of the partitions this broker leads.
 //!
+//! Committed offsets are also exported to the tiered-storage bucket ([`export`]) for
+//! `strata restore`.
+//!
 //! The coordinator sees the rest of the broker only through [`GroupCoordinatorContext`]: the
 //! controller (metadata image, topic creation), the replica manager (the offsets partitions it
 //! leads), the node config, the clock, the shutdown token and its metrics.
 
 pub mod consumer;
+pub mod export;
 pub mod lag;
 mod metrics;
 pub mod records;

@@ -156,6 +156,7 @@ pub mod fetch_session;
 mod group_call;
 mod leader_hint;
 pub mod mirror_links;
+pub mod restore_topics;
 pub mod throttle;
 mod txn_call;
 

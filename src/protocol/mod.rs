@@ -25,6 +25,12 @@ pub const STRATA_MIRROR_LINKS_API_KEY: i16 = 32000;
 /// The one version of [`STRATA_MIRROR_LINKS_API_KEY`].
 pub const STRATA_MIRROR_LINKS_VERSION: i16 = 0;
 
+/// Strata's own admin API for restores from the object store (docs/protocol.md, "Strata's
+/// own APIs"): creates topics under given ids. Not advertised, like the mirror links key.
+pub const STRATA_RESTORE_TOPICS_API_KEY: i16 = 32001;
+/// The one version of [`STRATA_RESTORE_TOPICS_API_KEY`].
+pub const STRATA_RESTORE_TOPICS_VERSION: i16 = 0;
+
 /// The size prefix of every request and response frame.
 pub const FRAME_PREFIX_BYTES: usize = 4;
 
@@ -80,6 +86,8 @@ pub enum Decoded {
     },
     /// Strata's mirror links admin API: request header v1, then a JSON body.
     MirrorLinks { header: RequestHeader, body: Bytes },
+    /// Strata's restore admin API: request header v1, then a JSON body.
+    RestoreTopics { header: RequestHeader, body: Bytes },
 }
 
 /// The versions of each API this broker serves; `None` for an API it does not serve. The
@@ -105,6 +113,17 @@ pub fn decode_request(
         let header = RequestHeader::decode(&mut frame, 1)
             .map_err(|e| DecodeError::MalformedStrata(e.to_string()))?;
         return Ok(Decoded::MirrorLinks {
+            header,
+            body: frame,
+        });
+    }
+    if api_key_raw == STRATA_RESTORE_TOPICS_API_KEY {
+        if version != STRATA_RESTORE_TOPICS_VERSION {
+            return Err(DecodeError::UnknownApiKey(api_key_raw));
+        }
+        let header = RequestHeader::decode(&mut frame, 1)
+            .map_err(|e| DecodeError::MalformedStrata(e.to_string()))?;
+        return Ok(Decoded::RestoreTopics {
             header,
             body: frame,
         });
@@ -207,6 +226,29 @@ mod tests {
         assert!(matches!(
             decode_request(Bytes::from_static(&[0, 0, 0]), served),
             Err(DecodeError::TooShort(3))
+        ));
+    }
+
+    #[test]
+    fn the_restore_key_decodes_its_header_and_keeps_the_json_body() {
+        let mut b = BytesMut::new();
+        b.put_i16(STRATA_RESTORE_TOPICS_API_KEY);
+        b.put_i16(STRATA_RESTORE_TOPICS_VERSION);
+        b.put_i32(9);
+        b.put_i16(1);
+        b.put_slice(b"r");
+        b.put_slice(br#"{"topics":[]}"#);
+        match decode_request(b.clone().freeze(), served) {
+            Ok(Decoded::RestoreTopics { header, body }) => {
+                assert_eq!(header.correlation_id, 9);
+                assert_eq!(&body[..], br#"{"topics":[]}"#);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        b[2..4].copy_from_slice(&1i16.to_be_bytes());
+        assert!(matches!(
+            decode_request(b.freeze(), served),
+            Err(DecodeError::UnknownApiKey(STRATA_RESTORE_TOPICS_API_KEY))
         ));
     }
 

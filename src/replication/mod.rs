@@ -48,6 +48,9 @@ pub struct ReplicaManager {
     /// Copies followed partitions from their leaders; set once the broker runs.
     fetchers: OnceLock<Arc<ReplicaFetcherManager>>,
     mirror_fetchers: OnceLock<Arc<mirror::MirrorFetcherManager>>,
+    /// The tiered topics whose partition 0 is led here, as the last image says: tiering
+    /// publishes their topic manifests. Written only when the image changes.
+    led_tiered_topics: RwLock<Vec<strata_tiering::RemoteTopicManifest>>,
 }
 
 impl ReplicaManager {
@@ -62,6 +65,7 @@ impl ReplicaManager {
             remote: OnceLock::new(),
             fetchers: OnceLock::new(),
             mirror_fetchers: OnceLock::new(),
+            led_tiered_topics: RwLock::new(Vec::new()),
         }
     }
 
@@ -155,8 +159,24 @@ impl ReplicaManager {
             TopicPartition,
             (TopicId, PartitionState, crate::log::LogConfig, usize),
         > = HashMap::new();
+        let mut led_tiered = Vec::new();
         for topic in image.topics.values() {
             let log_config = topic.config.log_config(&node).for_topic(&topic.name);
+            let leads_first = topic
+                .partitions
+                .values()
+                .next()
+                .is_some_and(|r| r.leader == self.local);
+            if log_config.remote_storage_enable && leads_first {
+                let mut m = strata_tiering::RemoteTopicManifest::new(
+                    &topic.name,
+                    topic.topic_id.0,
+                    topic.partitions.len() as i32,
+                    topic.config.overrides.clone(),
+                );
+                m.next_producer_id = image.next_producer_id;
+                led_tiered.push(m);
+            }
             let min_isr = topic
                 .config
                 .effective("min.insync.replicas", &node)
@@ -261,6 +281,9 @@ impl ReplicaManager {
         }
         self.assign_fetchers(image);
         self.assign_mirror_fetchers(image);
+        if let Ok(mut t) = self.led_tiered_topics.write() {
+            *t = led_tiered;
+        }
         self.applied_offset.send_replace(image.offset);
         first_error.map_or(Ok(()), Err)
     }
@@ -329,6 +352,13 @@ impl TieredPartitions for ReplicaManager {
             .into_iter()
             .map(|p| p as Arc<dyn TieredPartition>)
             .collect()
+    }
+
+    fn led_tiered_topics(&self) -> Vec<strata_tiering::RemoteTopicManifest> {
+        self.led_tiered_topics
+            .read()
+            .map(|t| t.clone())
+            .unwrap_or_default()
     }
 }
 

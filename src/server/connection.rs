@@ -619,6 +619,26 @@ fn handle_frame(
                 timer: RequestTimer::start_api(metrics, "StrataMirrorLinks").waiting(),
             }));
         }
+        Ok(Decoded::RestoreTopics { header, body }) => {
+            let principal = match session.sasl.as_ref() {
+                Some(sasl) => sasl.authenticated_principal()?,
+                None => session.principal.clone(),
+            };
+            let correlation_id = header.correlation_id;
+            let ctx = RequestContext {
+                apis: apis.clone(),
+                header,
+                peer: Some(session.peer),
+                principal,
+                request_bytes,
+                listener: session.listener.clone(),
+            };
+            return Ok(Some(Pending::WaitingStrata {
+                future: handlers::restore_topics::handle(ctx, body),
+                correlation_id,
+                timer: RequestTimer::start_api(metrics, "StrataRestoreTopics").waiting(),
+            }));
+        }
         Ok(Decoded::RetiredProduce { header, request }) => {
             let version = header.request_api_version;
             tracing::debug!(%peer, version, client_id = ?header.client_id, "refusing a retired Produce version");

@@ -53,6 +53,14 @@ pub enum TieringError {
     },
     #[error("invalid remote storage configuration: {0}")]
     Config(String),
+    /// The store's circuit breaker is open ([`crate::breaker`]): the call was not made.
+    /// Retriable: the breaker lets a probe through in `retry_in_ms`.
+    #[error("object store {op} {key}: not attempted, the store's circuit breaker is open (next probe in {retry_in_ms} ms)")]
+    CircuitOpen {
+        op: &'static str,
+        key: String,
+        retry_in_ms: u64,
+    },
     /// Not an error of the store: the broker is stopping (a typed outcome, STYLE 10).
     #[error("shutting down")]
     ShuttingDown,
@@ -67,6 +75,7 @@ impl TieringError {
             TieringError::Io { .. } => true,
             // A corrupt chunk is evicted from the cache and fetched again next time.
             TieringError::Corrupt { .. } => true,
+            TieringError::CircuitOpen { .. } => true,
             TieringError::NotFound { .. }
             | TieringError::Bucket { .. }
             | TieringError::PreconditionFailed { .. }

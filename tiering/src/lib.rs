@@ -7,8 +7,13 @@
 //! - [`storage`]: the [`RemoteStorage`] seam and [`ObjectStorage`] over the `object_store`
 //!   crate: a local directory (the embedded default), S3 or an S3-compatible server, in memory.
 //!   [`UnreliableStorage`] fails the first N attempts of each call, for tests.
+//! - [`breaker`]: a circuit breaker per store ([`BreakerStorage`]): consecutive failures from
+//!   several partitions open it, calls stop at it, a half-open probe closes it; `SlowDown`
+//!   paces calls.
 //! - [`manifest`]: the per-partition [`RemotePartitionManifest`] and the segment lifecycle
 //!   ([`RemoteLogSegmentState`]); [`keys`]: the object layout.
+//! - [`topic_manifest`]: the per-topic [`RemoteTopicManifest`] (name, id, partition count,
+//!   configs) and [`restore_plan`], what a restore from the bucket alone creates.
 //! - [`scheduler`]: the pure decisions (next upload, local deletability, remote retention).
 //! - [`partition`]: [`RemotePartition`], the one owner of a partition's remote state, which
 //!   carries the decisions out against the store with retries ([`retry`]).
@@ -53,6 +58,7 @@
 //! Timeouts (the HTTP client's connect and request timeouts) catch hangs; they are not how the
 //! broker stops.
 
+pub mod breaker;
 pub mod cache;
 pub mod credentials;
 pub mod error;
@@ -66,8 +72,10 @@ pub mod retry;
 pub mod scheduler;
 pub mod stats;
 pub mod storage;
+pub mod topic_manifest;
 pub mod unreliable;
 
+pub use breaker::{BreakerPolicy, BreakerState, BreakerStorage, CircuitBreaker, StoreBreaker};
 pub use cache::{CacheStats, ChunkCache, ChunkCacheConfig};
 pub use credentials::AwsChainCredentials;
 pub use error::{Result, TieringError};
@@ -84,4 +92,5 @@ pub use storage::{
     ObjectInfo, ObjectStorage, ObjectVersion, PutCondition, PutFileOutcome, RemoteStorage,
     S3Config, StorageConfig, StoreLocation,
 };
-pub use unreliable::UnreliableStorage;
+pub use topic_manifest::{restore_plan, RemoteTopicManifest, RestoreSkip, RestoreTopic};
+pub use unreliable::{Fault, UnreliableStorage};

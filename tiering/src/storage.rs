@@ -84,6 +84,11 @@ pub trait RemoteStorage: Send + Sync + std::fmt::Debug + 'static {
     fn stats(&self) -> Option<Arc<StoreStats>> {
         None
     }
+    /// The store's circuit breaker, where calls go through one
+    /// ([`BreakerStorage`](crate::breaker::BreakerStorage)).
+    fn breaker(&self) -> Option<Arc<crate::breaker::StoreBreaker>> {
+        None
+    }
 }
 
 /// The version of a stored object, as a conditional write expects it (its ETag, and the

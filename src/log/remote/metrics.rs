@@ -6,7 +6,7 @@ use prometheus::{
     Counter, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
 };
-use strata_tiering::{ChunkCache, StoreOp, StoreStats};
+use strata_tiering::{ChunkCache, StoreBreaker, StoreOp, StoreStats};
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::new(name, help).expect("metric definition is valid");
@@ -34,6 +34,12 @@ fn per_op(r: &Registry, name: &str, help: &str) -> IntCounterVec {
     c
 }
 
+fn delta(seen: &mut u64, now: u64) -> u64 {
+    let d = now.saturating_sub(*seen);
+    *seen = now;
+    d
+}
+
 /// The store and cache counters as last copied into the metrics (they only go up by deltas).
 #[derive(Debug, Default)]
 pub(super) struct SeenStore {
@@ -42,6 +48,8 @@ pub(super) struct SeenStore {
     throttled: u64,
     prefetched: u64,
     quota_ns: u64,
+    breaker_rejected: u64,
+    breaker_opened: u64,
 }
 
 fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -75,6 +83,10 @@ pub struct TieringMetrics {
     pub store_throttled: IntCounter,
     pub cache_prefetched: IntCounter,
     pub remote_fetch_throttle_seconds: Counter,
+    /// The store's circuit breaker: 0 closed, 1 open, 2 half-open.
+    pub store_breaker_state: IntGauge,
+    pub store_breaker_rejected: IntCounter,
+    pub store_breaker_opened: IntCounter,
 }
 
 impl TieringMetrics {
@@ -115,7 +127,23 @@ impl TieringMetrics {
                 r.register(Box::new(c.clone())).expect("metric registered once");
                 c
             },
+            store_breaker_state: gauge(r, "strata_tiering_store_breaker_state", "The object store's circuit breaker: 0 closed, 1 open (calls refused), 2 half-open (one probe in flight)."),
+            store_breaker_rejected: counter(r, "strata_tiering_store_breaker_rejected_total", "Object-store calls refused by the open circuit breaker, without reaching the store."),
+            store_breaker_opened: counter(r, "strata_tiering_store_breaker_opened_total", "Times the object store's circuit breaker opened (a failed probe opens it again)."),
         }
+    }
+
+    /// Copies the breaker's state and counters since the last call.
+    pub(super) fn sync_breaker(&self, seen: &mut SeenStore, breaker: &StoreBreaker) {
+        self.store_breaker_state.set(breaker.state().gauge());
+        self.store_breaker_rejected.inc_by(delta(
+            &mut seen.breaker_rejected,
+            breaker.rejected_calls.load(Ordering::Relaxed),
+        ));
+        self.store_breaker_opened.inc_by(delta(
+            &mut seen.breaker_opened,
+            breaker.opened.load(Ordering::Relaxed),
+        ));
     }
 
     /// Copies what the store and the cache counted since the last call.
@@ -125,11 +153,6 @@ impl TieringMetrics {
         store: Option<&StoreStats>,
         cache: &ChunkCache,
     ) {
-        fn delta(seen: &mut u64, now: u64) -> u64 {
-            let d = now.saturating_sub(*seen);
-            *seen = now;
-            d
-        }
         if let Some(s) = store {
             for (i, op) in StoreOp::ALL.into_iter().enumerate() {
                 let label = [op.name()];

@@ -8,7 +8,10 @@
 //!   the high watermark in offset order (at most `remote.upload.concurrency` uploads at once
 //!   across partitions), runs local retention (whose guard lets a segment go only once the
 //!   manifest naming it is durable), and expires remote segments by `retention.ms/bytes`;
-//! - as follower: re-reads the manifest, so its guard follows what the leader uploaded.
+//! - as follower: re-reads the manifest, so its guard follows what the leader uploaded;
+//! - as leader of a tiered topic's partition 0: writes the topic manifest
+//!   (`{topic}-{topic_id}/topic.json`: partition count, config overrides) when it changed,
+//!   which is what `strata restore` reads to rebuild the topic from the bucket alone.
 //!
 //! Reads below the local log start come here through the partition's
 //! [`PartitionLog`](super::PartitionLog), which alone decides between the local and the remote
@@ -29,7 +32,10 @@
 //! # Failure
 //! A failing store makes a partition back off (exponential with jitter, per partition) while
 //! its local log keeps every segment not yet uploaded; `strata_tiering_upload_errors_total`
-//! and a warning say so. Nothing here stops the broker.
+//! and a warning say so. When the store as a whole keeps failing, its circuit breaker
+//! (`strata_tiering::breaker`) opens: no round starts while it is open, rounds it stops are
+//! neither errors nor warnings, and its probe decides when uploads resume. Nothing here
+//! stops the broker.
 //!
 //! The decisions themselves are the pure functions of `strata_tiering::scheduler`.
 
@@ -109,6 +115,9 @@ struct RemoteLogPartition {
     /// Sealed-but-not-uploaded bytes and segments at the last round (leader only).
     lag_bytes: AtomicU64,
     lag_segments: AtomicU64,
+    /// This broker compared its local log with the remote end since it began leading here
+    /// (a partition created by a restore, or led after its disk was lost, starts after it).
+    remote_end_checked: AtomicBool,
 }
 
 /// See the module documentation.
@@ -128,6 +137,10 @@ pub struct RemoteLogManager {
     seen_misses: AtomicU64,
     // Short sections only: the store and cache counters last copied into the metrics.
     seen_store: Mutex<metrics::SeenStore>,
+    // Short sections only: the topic manifests this broker last wrote, by topic id.
+    published_topics: Mutex<HashMap<TopicId, strata_tiering::RemoteTopicManifest>>,
+    /// A task is writing topic manifests.
+    publishing_topics: AtomicBool,
 }
 
 /// A partition replica as the remote log manager's task sees it. `replication::Partition`
@@ -158,6 +171,12 @@ pub trait TieredPartition: Send + Sync {
 /// Every partition replica on this broker, as the periodic task walks them each round.
 pub trait TieredPartitions: Send + Sync + 'static {
     fn tiered_partitions(&self) -> Vec<Arc<dyn TieredPartition>>;
+    /// The tiered topics whose partition 0 this broker leads, described as a restore needs
+    /// them (name, id, partition count, config overrides); their topic manifests are
+    /// published from here.
+    fn led_tiered_topics(&self) -> Vec<strata_tiering::RemoteTopicManifest> {
+        Vec::new()
+    }
 }
 
 /// The partition a remote step is for: its fixed names and its local log.
@@ -236,6 +255,8 @@ impl RemoteLogManager {
             seen_hits: AtomicU64::new(0),
             seen_misses: AtomicU64::new(0),
             seen_store: Mutex::default(),
+            published_topics: Mutex::default(),
+            publishing_topics: AtomicBool::new(false),
         }))
     }
 
@@ -266,6 +287,7 @@ impl RemoteLogManager {
             retry_after_ms: AtomicU64::new(0),
             lag_bytes: AtomicU64::new(0),
             lag_segments: AtomicU64::new(0),
+            remote_end_checked: AtomicBool::new(false),
         });
         m.insert(tp.clone(), e.clone());
         e
@@ -323,6 +345,9 @@ impl RemoteLogManager {
         let mut seen = self.seen_store.lock().unwrap_or_else(|p| p.into_inner());
         self.metrics
             .sync_store(&mut seen, self.storage.stats().as_deref(), &self.cache);
+        if let Some(b) = self.storage.breaker() {
+            self.metrics.sync_breaker(&mut seen, &b);
+        }
     }
 
     pub fn record_fetch_error(&self) {

@@ -2,6 +2,7 @@
 //! (the remote log start and end), and, at startup, restarting a local log that lost its data
 //! after the remote end.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ impl RemoteLogManager {
             }
             let tp = p.topic_partition();
             let entry = self.entry(tp, p.topic_id());
+            entry.remote_end_checked.store(true, Ordering::Relaxed);
             let loaded =
                 tokio::time::timeout(Duration::from_secs(20), entry.remote.load(&self.cancel))
                     .await;
@@ -54,7 +56,7 @@ impl RemoteLogManager {
     /// producer state of the last remote segment (epoch checkpoint, producer snapshot), so an
     /// idempotent producer that resumes is recognised. Without them (unreadable), the log still
     /// restarts, with epochs and producers empty.
-    async fn restart_after_remote(
+    pub(super) async fn restart_after_remote(
         &self,
         p: &dyn TieredPartition,
         entry: &RemoteLogPartition,

@@ -93,8 +93,25 @@ impl RemoteLogManager {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        // The topic manifest goes first, so that a deleted topic is never restored (whatever
+        // objects of its partitions are left behind by a failure).
+        let topic_key = (tp.partition.0 == 0)
+            .then(|| strata_tiering::RemoteTopicManifest::key(&tp.topic, topic_id.0));
+        if topic_key.is_some() {
+            self.published_topics
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&topic_id);
+        }
+        let storage = self.storage.clone();
         rt.spawn(async move {
             let r = async {
+                if let Some(key) = &topic_key {
+                    match storage.delete(key).await {
+                        Ok(()) | Err(TieringError::NotFound { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
                 entry.remote.load(&cancel).await?;
                 entry.remote.delete_all(&cancel).await
             }

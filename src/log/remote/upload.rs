@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_tiering::scheduler::{self, SealedSegment};
-use strata_tiering::{Backoff, TieringError};
+use strata_tiering::{Backoff, RemoteTopicManifest, TieringError};
 
 use super::{RemoteLogManager, RemoteLogPartition, TieredPartition, TieredPartitions};
 use crate::log::SealedSegmentInfo;
+use crate::model::TopicId;
 
 fn round_backoff() -> Backoff {
     Backoff {
@@ -53,6 +54,17 @@ impl RemoteLogManager {
     /// off. Returns at once; the work runs on tasks.
     pub fn run_once(self: &Arc<Self>, replicas: &dyn TieredPartitions) {
         let now = self.clock.now_ms();
+        // The store's breaker is open: no partition starts a round (each would only be
+        // refused); the lag gauges keep their last values until the probe closes it.
+        if self
+            .storage
+            .breaker()
+            .and_then(|b| b.open_for_ms())
+            .is_some()
+        {
+            return;
+        }
+        self.publish_topic_manifests(replicas.led_tiered_topics());
         let (mut lag_bytes, mut lag_segments) = (0u64, 0u64);
         for p in replicas.tiered_partitions() {
             if !p.local_log().config().remote_storage_enable {
@@ -73,6 +85,7 @@ impl RemoteLogManager {
                 let r = if leader {
                     this.leader_round(p.as_ref(), &entry).await
                 } else {
+                    entry.remote_end_checked.store(false, Ordering::Relaxed);
                     entry.remote.reload(&this.cancel).await.map(|_| ())
                 };
                 match r {
@@ -81,6 +94,14 @@ impl RemoteLogManager {
                         entry.retry_after_ms.store(0, Ordering::Relaxed);
                     }
                     Err(TieringError::ShuttingDown) => {}
+                    // Stopped by the store's open breaker: not this partition's failure, and
+                    // the breaker said when it probes; one line was logged when it opened.
+                    Err(TieringError::CircuitOpen { retry_in_ms, .. }) => {
+                        entry.retry_after_ms.store(
+                            (this.clock.now_ms() + retry_in_ms as i64) as u64,
+                            Ordering::Relaxed,
+                        );
+                    }
                     Err(e) => {
                         let n = entry.failures.fetch_add(1, Ordering::Relaxed);
                         let wait = round_backoff().delay(n);
@@ -103,6 +124,43 @@ impl RemoteLogManager {
         self.metrics.upload_lag_segments.set(lag_segments as i64);
     }
 
+    /// Writes the topic manifests that changed since this broker last wrote them, one task
+    /// at a time; a failure is retried at the next round.
+    fn publish_topic_manifests(self: &Arc<Self>, led: Vec<RemoteTopicManifest>) {
+        let changed: Vec<RemoteTopicManifest> = {
+            let published = self
+                .published_topics
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            led.into_iter()
+                .filter(|t| published.get(&TopicId(t.topic_id)) != Some(t))
+                .collect()
+        };
+        if changed.is_empty() || self.publishing_topics.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            for t in changed {
+                let key = RemoteTopicManifest::key(&t.topic, t.topic_id);
+                match this.storage.put(&key, t.encode()).await {
+                    Ok(()) => {
+                        tracing::debug!(topic = %t.topic, partitions = t.partitions, "wrote the topic manifest");
+                        this.published_topics
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(TopicId(t.topic_id), t);
+                    }
+                    Err(e) => {
+                        tracing::debug!(topic = %t.topic, error = %e, "cannot write the topic manifest yet");
+                        break;
+                    }
+                }
+            }
+            this.publishing_topics.store(false, Ordering::Release);
+        });
+    }
+
     async fn leader_round(
         &self,
         p: &dyn TieredPartition,
@@ -111,6 +169,22 @@ impl RemoteLogManager {
         let cancel = &self.cancel;
         let tp = p.topic_partition();
         let manifest = entry.remote.load(cancel).await?;
+        // The first round as leader here: a log that ends at or before the remote end lost its
+        // data or was never written (a topic re-created by `strata restore` with its old id):
+        // it restarts after the remote end, with the last segment's epochs and producers, as
+        // startup recovery does.
+        if !entry.remote_end_checked.swap(true, Ordering::AcqRel) {
+            if let Some(end) = manifest.end_offset() {
+                let leo = p.local_log().log_end_offset().0;
+                if leo <= end {
+                    tracing::warn!(
+                        partition = %tp, local_end = leo, remote_end = end,
+                        "local log ends before the remote log: restarting it after the remote end"
+                    );
+                    self.restart_after_remote(p, entry, end).await;
+                }
+            }
+        }
         let now = self.clock.now_ms();
         if now >= entry.next_sweep_ms.load(Ordering::Relaxed) {
             let n = entry
