@@ -277,7 +277,8 @@ impl MetadataImage {
             MetadataRecord::MirrorLink { .. }
             | MetadataRecord::MirrorLinkState { .. }
             | MetadataRecord::RemoveMirrorLink { .. }
-            | MetadataRecord::MirrorTopic { .. } => self.mirrors.apply(record),
+            | MetadataRecord::MirrorTopic { .. }
+            | MetadataRecord::MirrorDivergentTail { .. } => self.mirrors.apply(record),
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::mirror::{LinkState, MirrorLinkSpec, MirrorTopicState};
+use super::mirror::{DivergentTail, LinkState, MirrorLinkSpec, MirrorTopicState};
 use crate::config::SecurityProtocol;
 use crate::model::{BrokerId, LeaderEpoch, PartitionIndex, TopicId};
 use crate::quota::ClientQuotaEntity;
@@ -119,5 +119,11 @@ pub enum MetadataRecord {
         topic: String,
         link: String,
         state: MirrorTopicState,
+    },
+    /// A reversed mirror partition's divergent tail, removed and kept (`reverse`).
+    MirrorDivergentTail {
+        topic: String,
+        partition: i32,
+        tail: DivergentTail,
     },
 }

@@ -1,5 +1,5 @@
 //! Strata's own admin API for mirror links (key [`STRATA_MIRROR_LINKS_API_KEY`], v0): create,
-//! alter, list, describe, pause, resume, promote, fail over and delete links. Kafka has no
+//! alter, list, describe, pause, resume, promote, fail over, reverse and delete links. Kafka has no
 //! public API for this, so the request and response bodies are JSON documents
 //! ([`MirrorLinksRequest`], [`MirrorLinksResponse`]) after a Kafka request header v1 and before
 //! a response header v0. Changes need ALTER on the CLUSTER resource, reads DESCRIBE on it.
@@ -18,7 +18,7 @@ use super::errors::controller_error_code;
 use super::RequestContext;
 use crate::controller::mirror::{
     decide_alter_link, decide_create_link, decide_delete_link, decide_failover, decide_link_state,
-    decide_promote, LinkState, MirrorLinkSpec, MirrorTopicState,
+    decide_promote, decide_reverse, DivergentTail, LinkState, MirrorLinkSpec, MirrorTopicState,
 };
 use crate::controller::{ControllerError, MetadataImage, MetadataRecord};
 use crate::security::acl::{AclOperation, Resource};
@@ -54,6 +54,21 @@ pub enum MirrorLinksRequest {
     Delete {
         name: String,
     },
+    /// Failback: this cluster's topics that `spec` selects become mirrors of the cluster it
+    /// names, each partition's divergent tail removed and kept.
+    Reverse {
+        spec: MirrorLinkSpec,
+    },
+}
+
+/// A reversed partition's divergent tail as reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DivergentTailDescription {
+    pub topic: String,
+    pub partition: i32,
+    pub link: String,
+    #[serde(flatten)]
+    pub tail: DivergentTail,
 }
 
 /// A link as listed.
@@ -82,6 +97,9 @@ pub struct MirrorLinksResponse {
     pub links: Vec<LinkDescription>,
     #[serde(default)]
     pub topics: Vec<MirrorTopicDescription>,
+    /// The divergent tails reported by reversed partitions of the links described.
+    #[serde(default)]
+    pub divergent_tails: Vec<DivergentTailDescription>,
 }
 
 impl MirrorLinksResponse {
@@ -155,6 +173,9 @@ async fn answer(ctx: &RequestContext, req: MirrorLinksRequest) -> MirrorLinksRes
             commit(ctx, |i| decide_failover(i, &name).map(|(_, r)| r)).await
         }
         MirrorLinksRequest::Delete { name } => commit(ctx, |i| decide_delete_link(i, &name)).await,
+        MirrorLinksRequest::Reverse { spec } => {
+            commit(ctx, |i| decide_reverse(i, &spec).map(|(_, r)| r)).await
+        }
     };
     match changed {
         Ok(()) => describe(&ctx.apis.image(), None),
@@ -211,6 +232,21 @@ fn describe(image: &MetadataImage, only: Option<&str>) -> MirrorLinksResponse {
                 link: t.link.clone(),
                 state: t.state.clone(),
                 partitions: image.topic_by_name(name).map_or(0, |t| t.partitions.len()),
+            })
+            .collect(),
+        divergent_tails: image
+            .mirrors
+            .divergent_tails
+            .iter()
+            .filter_map(|(topic, tails)| Some((topic, tails, image.mirrors.topic(topic)?)))
+            .filter(|(_, _, m)| wanted(&m.link))
+            .flat_map(|(topic, tails, m)| {
+                tails.iter().map(|(p, tail)| DivergentTailDescription {
+                    topic: topic.clone(),
+                    partition: *p,
+                    link: m.link.clone(),
+                    tail: tail.clone(),
+                })
             })
             .collect(),
         ..Default::default()

@@ -12,6 +12,10 @@
 //! below ours, or the source topic was recreated) puts the topic in the `Failed` state with the
 //! reason, logged and counted; nothing is ever skipped silently.
 //!
+//! A reversed partition (`strata mirror reverse`, topic `Reconciling`, or one that reported a
+//! divergent tail) first reconciles with the source, its new primary ([`reconcile`]): its
+//! divergent tail is kept, reported and truncated before it mirrors.
+//!
 //! One task per mirror partition led here (bounded by the partitions this broker leads), each
 //! with its own connection; [`MirrorFetcherManager::assign`] runs on every image applied.
 
@@ -38,6 +42,9 @@ use crate::model::{Offset, TopicPartition};
 use crate::net::Network;
 use crate::protocol::topic_name;
 
+#[path = "mirror_reconcile.rs"]
+mod reconcile;
+
 /// How long a source fetch waits for records.
 const FETCH_MAX_WAIT: Duration = Duration::from_millis(500);
 /// Bytes per partition per fetch.
@@ -59,6 +66,8 @@ pub struct MirrorMetrics {
     pub fetch_errors: IntCounterVec,
     /// 1 mirroring, 0 not connected to the source, -1 failed.
     pub state: IntGaugeVec,
+    /// Offsets a reversed partition removed because the new primary never had them.
+    pub divergent_records: IntCounterVec,
 }
 
 impl MirrorMetrics {
@@ -95,6 +104,12 @@ impl MirrorMetrics {
                 "1 mirroring, 0 not connected to the source, -1 failed.",
                 partition,
             ),
+            divergent_records: counter_vec(
+                r,
+                "strata_mirror_divergent_records_total",
+                "Offsets (records and markers) a reversed mirror partition removed and kept in a file because the new primary never had them.",
+                partition,
+            ),
         }
     }
 }
@@ -104,6 +119,8 @@ impl MirrorMetrics {
 pub struct MirrorTarget {
     pub partition: Arc<Partition>,
     pub link: MirrorLinkSpec,
+    /// A reversed partition: check for a divergent tail before mirroring.
+    pub reconcile: bool,
 }
 
 struct Task {
@@ -211,6 +228,7 @@ impl MirrorFetcherManager {
                 link: target.link.clone(),
                 cancel: cancel.clone(),
                 source_topic_id: None,
+                reconcile: target.reconcile,
             };
             tokio::spawn(fetcher.run());
             tasks.insert(
@@ -292,6 +310,8 @@ struct LinkFetcher {
     cancel: CancellationToken,
     /// The source topic's id when first seen: a different one means it was recreated.
     source_topic_id: Option<uuid::Uuid>,
+    /// Reconcile with the source before the first fetch (cleared once done).
+    reconcile: bool,
 }
 
 impl LinkFetcher {
@@ -371,6 +391,12 @@ impl LinkFetcher {
             Ok(c) => c,
             Err(stop) => return stop,
         };
+        if self.reconcile {
+            if let Err(stop) = self.reconcile_with_source(&mut client).await {
+                return stop;
+            }
+            self.reconcile = false;
+        }
         if let Err(stop) = self.position(&mut client).await {
             return stop;
         }

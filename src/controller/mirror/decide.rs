@@ -25,7 +25,7 @@ fn invalid(spec: &MirrorLinkSpec, reason: impl Into<String>) -> ControllerError 
     .into()
 }
 
-fn validate(spec: &MirrorLinkSpec) -> Result<(), ControllerError> {
+pub(super) fn validate(spec: &MirrorLinkSpec) -> Result<(), ControllerError> {
     if spec.name.is_empty()
         || spec.name.len() > 249
         || !spec
