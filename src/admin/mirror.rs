@@ -173,8 +173,30 @@ pub async fn run_mirror(args: MirrorArgs) -> anyhow::Result<()> {
         MirrorCommand::Resume { name } => {
             ("resuming the link", MirrorLinksRequest::Resume { name })
         }
-        MirrorCommand::Promote { topics } => ("promoting", MirrorLinksRequest::Promote { topics }),
-        MirrorCommand::Failover { name } => ("failing over", MirrorLinksRequest::Failover { name }),
+        MirrorCommand::Promote { topics } => {
+            catch_up_everywhere(&mut client, &topics).await?;
+            ("promoting", MirrorLinksRequest::Promote { topics })
+        }
+        MirrorCommand::Failover { name } => {
+            let d = send(
+                &mut client,
+                &MirrorLinksRequest::Describe { name: name.clone() },
+            )
+            .await?;
+            check(
+                d.error_code,
+                d.error_message.as_deref(),
+                "describing the link",
+            )?;
+            let topics: Vec<String> = d
+                .topics
+                .into_iter()
+                .filter(|t| t.state != MirrorTopicState::Promoted)
+                .map(|t| t.topic)
+                .collect();
+            catch_up_everywhere(&mut client, &topics).await?;
+            ("failing over", MirrorLinksRequest::Failover { name })
+        }
         MirrorCommand::Delete { name } => {
             ("deleting the link", MirrorLinksRequest::Delete { name })
         }
@@ -202,6 +224,56 @@ async fn send(
         .await
         .context("the broker did not answer the mirror links request (is it Strata?)")?;
     serde_json::from_slice(&resp).context("decoding the mirror links response")
+}
+
+/// Before a promotion: asks every broker of the cluster, at once, for a final catch-up of the
+/// mirror partitions it leads, so that partitions led by any broker hold the source's end. A
+/// broker that cannot be reached (or a partition still behind) is reported, not fatal: the
+/// promotion goes on at the end those partitions reached.
+async fn catch_up_everywhere(
+    client: &mut crate::client::KafkaClient,
+    topics: &[String],
+) -> anyhow::Result<()> {
+    use kafka_protocol::messages::MetadataRequest;
+    if topics.is_empty() {
+        return Ok(());
+    }
+    let meta = client
+        .send(&MetadataRequest::default().with_topics(Some(vec![])), 9)
+        .await?;
+    let asks = meta.brokers.iter().map(|b| {
+        let addr = format!("{}:{}", b.host.as_str(), b.port);
+        let req = MirrorLinksRequest::CatchUp {
+            topics: topics.to_vec(),
+        };
+        async move {
+            let result = async {
+                let mut c = connect(&addr).await?;
+                send(&mut c, &req).await
+            }
+            .await;
+            (addr, result)
+        }
+    });
+    for (addr, result) in futures::future::join_all(asks).await {
+        match result {
+            Ok(r) if r.error_code == 0 => {
+                for p in r.behind {
+                    eprintln!(
+                        "warning: {}-{} is {} records behind the source after the final catch-up on {addr}",
+                        p.topic, p.partition, p.records
+                    );
+                }
+            }
+            Ok(r) => eprintln!(
+                "warning: no final catch-up on {addr}: {}",
+                r.error_message
+                    .unwrap_or_else(|| format!("error {}", r.error_code))
+            ),
+            Err(e) => eprintln!("warning: no final catch-up on {addr}: {e:#}"),
+        }
+    }
+    Ok(())
 }
 
 /// Reverses, then waits until every reversed topic has left `reconciling` (each partition

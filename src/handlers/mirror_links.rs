@@ -54,6 +54,12 @@ pub enum MirrorLinksRequest {
     Delete {
         name: String,
     },
+    /// A final catch-up of the named mirror topics' partitions led by the answering broker;
+    /// `strata mirror` sends it to every broker before promote and failover, so that the
+    /// catch-up covers every partition, whoever leads it.
+    CatchUp {
+        topics: Vec<String>,
+    },
     /// Failback: this cluster's topics that `spec` selects become mirrors of the cluster it
     /// names, each partition's divergent tail removed and kept.
     Reverse {
@@ -100,6 +106,17 @@ pub struct MirrorLinksResponse {
     /// The divergent tails reported by reversed partitions of the links described.
     #[serde(default)]
     pub divergent_tails: Vec<DivergentTailDescription>,
+    /// After a catch-up: the partitions led here still behind the source, with their gap.
+    #[serde(default)]
+    pub behind: Vec<PartitionBehind>,
+}
+
+/// A mirror partition that a final catch-up left behind the source's end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartitionBehind {
+    pub topic: String,
+    pub partition: i32,
+    pub records: i64,
 }
 
 impl MirrorLinksResponse {
@@ -163,16 +180,22 @@ async fn answer(ctx: &RequestContext, req: MirrorLinksRequest) -> MirrorLinksRes
             commit(ctx, |i| decide_link_state(i, &name, LinkState::Active)).await
         }
         MirrorLinksRequest::Promote { topics } => {
-            catch_up(ctx, &topics).await;
+            let _ = catch_up(ctx, &topics).await;
             commit(ctx, |i| decide_promote(i, &topics)).await
         }
         MirrorLinksRequest::Failover { name } => {
             if let Ok((topics, _)) = decide_failover(&ctx.apis.image(), &name) {
-                catch_up(ctx, &topics).await;
+                let _ = catch_up(ctx, &topics).await;
             }
             commit(ctx, |i| decide_failover(i, &name).map(|(_, r)| r)).await
         }
         MirrorLinksRequest::Delete { name } => commit(ctx, |i| decide_delete_link(i, &name)).await,
+        MirrorLinksRequest::CatchUp { topics } => {
+            return MirrorLinksResponse {
+                behind: catch_up(ctx, &topics).await,
+                ..Default::default()
+            };
+        }
         MirrorLinksRequest::Reverse { spec } => {
             commit(ctx, |i| decide_reverse(i, &spec).map(|(_, r)| r)).await
         }
@@ -186,11 +209,12 @@ async fn answer(ctx: &RequestContext, req: MirrorLinksRequest) -> MirrorLinksRes
 /// How long a promotion waits for a final catch-up with a source that answers.
 const CATCH_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// A final catch-up of the mirror partitions this broker leads, so that a promotion while
-/// the source is reachable loses nothing it had committed; partitions led by other brokers
-/// are promoted at the end they reached.
-async fn catch_up(ctx: &RequestContext, topics: &[String]) {
-    for topic in topics {
+/// A final catch-up of the mirror partitions this broker leads, all topics at once, so that a
+/// promotion while the source is reachable loses nothing it had committed. Partitions led by
+/// other brokers catch up when asked (`CatchUp`, which `strata mirror` sends to every broker
+/// first); otherwise they are promoted at the end they reached.
+async fn catch_up(ctx: &RequestContext, topics: &[String]) -> Vec<PartitionBehind> {
+    let waits = topics.iter().map(|topic| async move {
         let behind = ctx
             .apis
             .replicas
@@ -199,7 +223,18 @@ async fn catch_up(ctx: &RequestContext, topics: &[String]) {
         if !behind.is_empty() {
             tracing::warn!(%topic, ?behind, "promoting before the mirror caught up with the source");
         }
-    }
+        behind
+    });
+    futures::future::join_all(waits)
+        .await
+        .into_iter()
+        .flatten()
+        .map(|(tp, records)| PartitionBehind {
+            topic: tp.topic,
+            partition: tp.partition.0,
+            records,
+        })
+        .collect()
 }
 
 async fn commit(
