@@ -159,5 +159,17 @@ def test_transactions_mirror_exactly_to_a_three_node_target(broker_factory, tmp_
         assert ends(src, "payments", 3) == ends(dst, "payments", 3) == [38, 38, 38]
         assert [watermarks(src, "payments", q) for q in range(3)] == [watermarks(dst, "payments", q) for q in range(3)]
         assert "payments" in topics_of(dst)
+
+        # Fail over right after one more transaction reaches the source: every partition,
+        # whichever target broker leads it, catches up with the source before it is promoted.
+        leaders = {pm.leader for pm in md.partitions.values()}
+        p.begin_transaction()
+        for i in range(30):
+            p.produce("payments", value=f"last-{i}".encode(), partition=i % 3)
+        p.commit_transaction(30)
+        out = strata_cli("mirror", c.nodes[0].bootstrap, "failover", "dr")
+        assert "behind" not in out.stderr, out.stderr
+        assert ends(dst, "payments", 3) == ends(src, "payments", 3) == [49, 49, 49], leaders
+        assert "topic payments\tlink=dr\tpartitions=3\tstate=promoted" in out.stdout, out.stdout
     finally:
         c.cleanup()
