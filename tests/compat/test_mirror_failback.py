@@ -173,3 +173,55 @@ def test_transactions_mirror_exactly_to_a_three_node_target(broker_factory, tmp_
         assert "topic payments\tlink=dr\tpartitions=3\tstate=promoted" in out.stdout, out.stdout
     finally:
         c.cleanup()
+
+
+def test_reverse_on_a_three_node_old_source_truncates_every_replica(broker_factory, tmp_path, request):
+    """The reversed partitions' followers drop the divergent tail too (the leader epoch moves
+    with the reverse, so they find the divergence as after any leader change): with the
+    leader of a partition killed afterwards, the replica that takes over holds exactly the
+    new primary's records."""
+    from test_cluster import Cluster, create_topics
+
+    (tmp_path / "old").mkdir()
+    a = Cluster(tmp_path / "old")
+    request.node._strata_brokers.extend(a.nodes)
+    a.start_all()
+    try:
+        a.wait_ready()
+        b = broker_factory().bootstrap
+        create_topics(a.bootstrap(), ["orders"], partitions=2, rf=3, timeout=20)
+        produce(a.bootstrap(), "orders", {0: 20, 1: 20}, "first")
+        strata_cli("mirror", b, "create", "dr", "--source-bootstrap-servers", a.bootstrap(),
+                   "--topic", "orders", "--interval-ms", "300")
+        wait_converged(a.bootstrap(), b, "orders", 2)
+        strata_cli("mirror", b, "pause", "dr")
+        produce(a.bootstrap(), "orders", {0: 6, 1: 2}, "lost")
+        strata_cli("mirror", b, "failover", "dr")
+        produce(b, "orders", {0: 3, 1: 9}, "after-failover")
+
+        out = strata_cli("mirror", a.nodes[0].bootstrap, "reverse", "back", "--source-bootstrap-servers", b,
+                         "--topic", "orders", "--interval-ms", "300").stdout
+        assert "divergent records total=8" in out, out
+        wait_converged(b, a.bootstrap(), "orders", 2)
+        assert_same_records(b, a.bootstrap(), "orders", 2)
+
+        md = admin(a.bootstrap()).list_topics("orders", timeout=10).topics["orders"]
+        leader = md.partitions[0].leader
+        wait_until(
+            lambda: all(len(pm.isrs) == 3 for pm in admin(a.bootstrap()).list_topics("orders", timeout=10)
+                        .topics["orders"].partitions.values()),
+            20, "every replica back in the ISR", interval=0.3,
+        )
+        a.node(leader).kill()
+        live = a.bootstrap()
+        wait_until(
+            lambda: admin(live).list_topics("orders", timeout=10).topics["orders"].partitions[0].leader
+            not in (-1, leader),
+            30, "a new leader for orders-0", interval=0.3,
+        )
+        produce(b, "orders", {0: 4, 1: 4}, "more")
+        wait_converged(b, live, "orders", 2, timeout=40)
+        assert_same_records(b, live, "orders", 2)
+        assert not [r for r in read_partitions(live, "orders", range(2)) if r.value.startswith(b"lost")]
+    finally:
+        a.cleanup()
