@@ -279,6 +279,10 @@ impl MetadataImage {
             | MetadataRecord::RemoveMirrorLink { .. }
             | MetadataRecord::MirrorTopic { .. }
             | MetadataRecord::MirrorDivergentTail { .. } => self.mirrors.apply(record),
+            MetadataRecord::MirrorProducerIds { next_producer_id } => {
+                self.next_producer_id = self.next_producer_id.max(*next_producer_id);
+                self.mirrors.apply(record);
+            }
         }
     }
 }

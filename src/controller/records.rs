@@ -120,6 +120,10 @@ pub enum MetadataRecord {
         link: String,
         state: MirrorTopicState,
     },
+    /// Producer ids below `next_producer_id` appear in mirrored data: this cluster never
+    /// hands them out, so that a producer on a promoted mirror topic never meets the state of
+    /// a source producer with the same id.
+    MirrorProducerIds { next_producer_id: i64 },
     /// A reversed mirror partition's divergent tail, removed and kept (`reverse`).
     MirrorDivergentTail {
         topic: String,

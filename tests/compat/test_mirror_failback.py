@@ -25,10 +25,10 @@ from test_mirror import assert_same_records, ends, topics_of, wait_converged
 pytestmark = pytest.mark.timeout(150)
 
 
-def produce(bootstrap: str, topic: str, counts: dict[int, int], tag: str, idempotent: bool = False) -> None:
-    # Idempotent writes only where the producer ids cannot collide: a promoted copy holds the
-    # old primary's producer ids and allocates its own from the same range.
-    p = producer(bootstrap, **{"enable.idempotence": idempotent})
+def produce(bootstrap: str, topic: str, counts: dict[int, int], tag: str) -> None:
+    # Idempotent on both sides: a promoted copy holds the producer state of the other cluster's
+    # producers, and must never hand their ids to its own.
+    p = producer(bootstrap, **{"enable.idempotence": True})
     d = Deliveries()
     for partition, n in counts.items():
         for i in range(n):
@@ -51,7 +51,7 @@ def test_failback_reports_the_divergent_tail_and_converges_both_ways(broker_fact
     a_broker, b_broker = broker_factory(), broker_factory()
     a, b = a_broker.bootstrap, b_broker.bootstrap  # a: the primary; b: its disaster-recovery copy
     create_topic(a, "orders", partitions=2)
-    produce(a, "orders", {0: 20, 1: 20}, "first", idempotent=True)
+    produce(a, "orders", {0: 20, 1: 20}, "first")
     strata_cli("mirror", b, "create", "dr", "--source-bootstrap-servers", a, "--topic", "orders",
                "--interval-ms", "300")
     wait_converged(a, b, "orders", 2)

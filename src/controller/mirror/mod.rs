@@ -37,7 +37,8 @@ use serde::{Deserialize, Serialize};
 
 pub use decide::{
     decide_alter_link, decide_create_link, decide_delete_link, decide_failover, decide_link_state,
-    decide_mirror_topic_failed, decide_mirror_topics, decide_promote, SourceTopic,
+    decide_mirror_producer_ids, decide_mirror_topic_failed, decide_mirror_topics, decide_promote,
+    SourceTopic,
 };
 pub use reverse::{decide_divergent_tail, decide_reverse};
 pub use selection::TopicSelection;
@@ -240,6 +241,9 @@ pub struct MirrorImage {
     /// Per reversed topic and partition: the divergent tail it reported (`reverse`).
     #[serde(default)]
     pub divergent_tails: BTreeMap<String, BTreeMap<i32, DivergentTail>>,
+    /// Producer ids below this appear in mirrored data and are never handed out here.
+    #[serde(default)]
+    pub producer_ids_below: i64,
 }
 
 impl MirrorImage {
@@ -303,6 +307,9 @@ impl MirrorImage {
                         state: state.clone(),
                     },
                 );
+            }
+            MetadataRecord::MirrorProducerIds { next_producer_id } => {
+                self.producer_ids_below = self.producer_ids_below.max(*next_producer_id);
             }
             MetadataRecord::MirrorDivergentTail {
                 topic,

@@ -227,3 +227,27 @@ fn reverse_records_round_trip_and_older_images_load_without_tails() {
         serde_json::from_str(r#"{"links":{},"topics":{}}"#).expect("old mirror image loads");
     assert!(old.divergent_tails.is_empty());
 }
+
+#[test]
+fn producer_ids_seen_in_mirrored_data_are_never_handed_out() {
+    use crate::controller::mirror::decide_mirror_producer_ids;
+    let mut image = image_with_topics(&[]);
+    let r = decide_mirror_producer_ids(&image, 0);
+    assert_eq!(
+        r,
+        vec![MetadataRecord::MirrorProducerIds {
+            next_producer_id: 1000
+        }]
+    );
+    apply(&mut image, &r);
+    assert_eq!(image.mirrors.producer_ids_below, 1000);
+    assert!(
+        image.next_producer_id >= 1000,
+        "the next block starts past them"
+    );
+    assert!(decide_mirror_producer_ids(&image, 999).is_empty());
+    let r = decide_mirror_producer_ids(&image, 4321);
+    apply(&mut image, &r);
+    assert_eq!(image.mirrors.producer_ids_below, 5000);
+    assert_eq!(image.next_producer_id, 5000);
+}
