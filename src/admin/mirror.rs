@@ -175,7 +175,13 @@ pub async fn run_mirror(args: MirrorArgs) -> anyhow::Result<()> {
         }
         MirrorCommand::Promote { topics } => {
             catch_up_everywhere(&mut client, &topics).await?;
-            ("promoting", MirrorLinksRequest::Promote { topics })
+            (
+                "promoting",
+                MirrorLinksRequest::Promote {
+                    topics,
+                    caught_up: true,
+                },
+            )
         }
         MirrorCommand::Failover { name } => {
             let d = send(
@@ -195,7 +201,13 @@ pub async fn run_mirror(args: MirrorArgs) -> anyhow::Result<()> {
                 .map(|t| t.topic)
                 .collect();
             catch_up_everywhere(&mut client, &topics).await?;
-            ("failing over", MirrorLinksRequest::Failover { name })
+            (
+                "failing over",
+                MirrorLinksRequest::Failover {
+                    name,
+                    caught_up: true,
+                },
+            )
         }
         MirrorCommand::Delete { name } => {
             ("deleting the link", MirrorLinksRequest::Delete { name })

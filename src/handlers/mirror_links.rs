@@ -46,10 +46,15 @@ pub enum MirrorLinksRequest {
     /// Makes the named mirror topics writable.
     Promote {
         topics: Vec<String>,
+        /// The caller already ran `CatchUp` on every broker: no second wait here.
+        #[serde(default)]
+        caught_up: bool,
     },
     /// Promotes every topic of the link.
     Failover {
         name: String,
+        #[serde(default)]
+        caught_up: bool,
     },
     Delete {
         name: String,
@@ -179,12 +184,15 @@ async fn answer(ctx: &RequestContext, req: MirrorLinksRequest) -> MirrorLinksRes
         MirrorLinksRequest::Resume { name } => {
             commit(ctx, |i| decide_link_state(i, &name, LinkState::Active)).await
         }
-        MirrorLinksRequest::Promote { topics } => {
-            let _ = catch_up(ctx, &topics).await;
+        MirrorLinksRequest::Promote { topics, caught_up } => {
+            if !caught_up {
+                let _ = catch_up(ctx, &topics).await;
+            }
             commit(ctx, |i| decide_promote(i, &topics)).await
         }
-        MirrorLinksRequest::Failover { name } => {
-            if let Ok((topics, _)) = decide_failover(&ctx.apis.image(), &name) {
+        MirrorLinksRequest::Failover { name, caught_up } => {
+            if let (false, Ok((topics, _))) = (caught_up, decide_failover(&ctx.apis.image(), &name))
+            {
                 let _ = catch_up(ctx, &topics).await;
             }
             commit(ctx, |i| decide_failover(i, &name).map(|(_, r)| r)).await

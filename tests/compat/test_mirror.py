@@ -16,7 +16,7 @@ import time
 import urllib.request
 
 import pytest
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from conftest import REPO, strata_cli, wait_until
 from test_tls import certs, ssl_sets  # noqa: F401 (a session fixture, used by name)
@@ -79,10 +79,20 @@ def assert_same_records(src: str, dst: str, topic: str, partitions: int):
         assert x == y, f"{topic}: source {x} != mirror {y}"
 
 
+def converged(src: str, dst: str, topic: str, partitions: int) -> bool:
+    try:
+        return topics_of(dst).get(topic) == partitions and ends(dst, topic, partitions) == ends(
+            src, topic, partitions
+        )
+    except KafkaException:
+        # Metadata may list a new mirror topic a moment before its broker hosts the partition
+        # (UNKNOWN_TOPIC_OR_PART from the watermark query): not converged yet.
+        return False
+
+
 def wait_converged(src: str, dst: str, topic: str, partitions: int, timeout: float = 30):
     wait_until(
-        lambda: topics_of(dst).get(topic) == partitions
-        and ends(dst, topic, partitions) == ends(src, topic, partitions),
+        lambda: converged(src, dst, topic, partitions),
         timeout,
         f"{topic} mirrored to the source's end offsets",
         interval=0.3,

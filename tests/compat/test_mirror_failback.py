@@ -163,6 +163,7 @@ def test_transactions_mirror_exactly_to_a_three_node_target(broker_factory, tmp_
         # Fail over right after one more transaction reaches the source: every partition,
         # whichever target broker leads it, catches up with the source before it is promoted.
         leaders = {pm.leader for pm in md.partitions.values()}
+        assert len(leaders) > 1, f"partitions all led by {leaders}"
         p.begin_transaction()
         for i in range(30):
             p.produce("payments", value=f"last-{i}".encode(), partition=i % 3)
