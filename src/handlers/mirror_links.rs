@@ -216,33 +216,36 @@ async fn answer(ctx: &RequestContext, req: MirrorLinksRequest) -> MirrorLinksRes
 
 /// How long a promotion waits for a final catch-up with a source that answers.
 const CATCH_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Topics caught up at once (each asks the source for its ends on its own connections).
+const CATCH_UP_TOPICS_IN_FLIGHT: usize = 8;
 
-/// A final catch-up of the mirror partitions this broker leads, all topics at once, so that a
+/// A final catch-up of the mirror partitions this broker leads, several topics at once, so that a
 /// promotion while the source is reachable loses nothing it had committed. Partitions led by
 /// other brokers catch up when asked (`CatchUp`, which `strata mirror` sends to every broker
 /// first); otherwise they are promoted at the end they reached.
 async fn catch_up(ctx: &RequestContext, topics: &[String]) -> Vec<PartitionBehind> {
-    let waits = topics.iter().map(|topic| async move {
-        let behind = ctx
-            .apis
-            .replicas
-            .mirror_catch_up(topic, CATCH_UP_TIMEOUT)
-            .await;
-        if !behind.is_empty() {
-            tracing::warn!(%topic, ?behind, "promoting before the mirror caught up with the source");
+    let mut out = Vec::new();
+    for chunk in topics.chunks(CATCH_UP_TOPICS_IN_FLIGHT) {
+        let waits = chunk.iter().map(|topic| async move {
+            let behind = ctx
+                .apis
+                .replicas
+                .mirror_catch_up(topic, CATCH_UP_TIMEOUT)
+                .await;
+            if !behind.is_empty() {
+                tracing::warn!(%topic, ?behind, "promoting before the mirror caught up with the source");
+            }
+            behind
+        });
+        for (tp, records) in futures::future::join_all(waits).await.into_iter().flatten() {
+            out.push(PartitionBehind {
+                topic: tp.topic,
+                partition: tp.partition.0,
+                records,
+            });
         }
-        behind
-    });
-    futures::future::join_all(waits)
-        .await
-        .into_iter()
-        .flatten()
-        .map(|(tp, records)| PartitionBehind {
-            topic: tp.topic,
-            partition: tp.partition.0,
-            records,
-        })
-        .collect()
+    }
+    out
 }
 
 async fn commit(
