@@ -172,6 +172,17 @@ def test_transactions_mirror_exactly_to_a_three_node_target(broker_factory, tmp_
         assert "behind" not in out.stderr, out.stderr
         assert ends(dst, "payments", 3) == ends(src, "payments", 3) == [49, 49, 49], leaders
         assert "topic payments\tlink=dr\tpartitions=3\tstate=promoted" in out.stdout, out.stdout
+
+        # A transactional producer on the promoted topic gets a producer id of the target's
+        # own, never one whose copied state (epoch, sequences) the mirror holds.
+        q = txn_producer(dst, "tx-after-failover")
+        q.begin_transaction()
+        for i in range(6):
+            q.produce("payments", value=f"target-{i}".encode(), partition=i % 3)
+        q.commit_transaction(30)
+        committed = [r.value for r in read_partitions(dst, "payments", range(3), **{"isolation.level": "read_committed"})]
+        assert sorted(v for v in committed if v.startswith(b"target-")) == [f"target-{i}".encode() for i in range(6)]
+        assert ends(dst, "payments", 3) == [52, 52, 52]
     finally:
         c.cleanup()
 
