@@ -1,6 +1,5 @@
-"""Mirror links between two local clusters (two single-node clusters: a three-node target
-costs three more processes on a 2-core CI machine; replication of mirror topics inside the
-target is ordinary topic replication, covered by test_replication.py).
+"""Mirror links between two local single-node clusters (a three-node target, transactions
+and failback are in test_mirror_failback.py).
 
 A regex link copies topics byte for byte at the same offsets: plain, zstd, lz4 and
 idempotent data with keys, headers and timestamps, compared record by record with a real

@@ -8,7 +8,9 @@ reversing again is the way back.
 
 A three-node target: transactional data (committed and aborted transactions) mirrored to
 mirror topics replicated three times; read_committed and read_uncommitted views equal the
-source's, offset by offset, so the markers sit at the same offsets.
+source's, offset by offset, so the markers sit at the same offsets; failover catches up every
+partition whichever broker leads it. Producers are idempotent (and transactional) on both
+sides: a promoted copy never hands out a producer id that the mirrored data uses.
 """
 
 from __future__ import annotations
