@@ -4,10 +4,21 @@
 # then (a) strata-bench reads it with one consumer, (b) a link copies it to the target, timed
 # from `strata mirror create` until the target's end offsets equal the source's (this includes
 # up to one --interval-ms before the mirror topic exists).
+# `latency` mode instead: with the link running, strata-bench produces --rate records/s of
+# 1 KiB (acks=all) to the source, each stamped with its send time, while its consumers read the
+# TARGET: the latency figures are source produce call to visibility on the target.
 # Usage: scripts/bench-mirror.sh [records]   (binaries from $BIN_DIR, else
 #        $CARGO_TARGET_DIR/release or ./target/release; needs python3 with confluent-kafka)
+#        scripts/bench-mirror.sh latency [records/s] [seconds]   (default 5000 and 30)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+mode=copy
+if [ "${1:-}" = latency ]; then
+  mode=latency
+  rate="${2:-5000}"
+  seconds="${3:-30}"
+  shift $#
+fi
 records="${1:-1000000}"
 bin="${BIN_DIR:-${CARGO_TARGET_DIR:-$PWD/target}/release}"
 work="$(mktemp -d)"
@@ -31,6 +42,23 @@ for c in src dst; do
 done
 src=127.0.0.1:27592
 dst=127.0.0.1:27692
+if [ "$mode" = latency ]; then
+  echo "== latency: $rate records/s of 1 KiB to the source for $seconds s, consumers on the target"
+  "$bin/strata-bench" --bootstrap "$src" --topic m --partitions 6 --record-size 1024 \
+    --records 6 --acks all --consumers 0 >/dev/null
+  env -u STRATA_BIN "$bin/strata" mirror create bench --bootstrap-server "$dst" \
+    --source-bootstrap-servers "$src" --topic m --interval-ms 200 >/dev/null
+  for _ in $(seq 1 100); do
+    "$bin/strata" mirror describe bench --bootstrap-server "$dst" 2>/dev/null \
+      | grep -q "topic m.*state=mirroring" && break
+    sleep 0.2
+  done
+  sleep 1 # the link fetchers connect to the source
+  "$bin/strata-bench" --bootstrap "$src" --consume-bootstrap "$dst" --topic m \
+    --record-size 1024 --rate "$rate" --duration-s "$seconds" --acks all --consumers 1 \
+    --warmup-ms 2000
+  exit 0
+fi
 echo "== filling the source: $records x 1 KiB records, 6 partitions, acks=all"
 "$bin/strata-bench" --bootstrap "$src" --topic m --partitions 6 --record-size 1024 \
   --records "$records" --duration-s 600 --acks all --consumers 0 >/dev/null

@@ -1,6 +1,6 @@
 //! `strata mirror`: mirror link administration over Strata's own mirror links API
 //! ([`crate::handlers::mirror_links`]) on the Kafka port: create, alter, list, describe, pause,
-//! resume, promote, failover and delete.
+//! resume, promote, failover, reverse (failback) and delete.
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -141,6 +141,16 @@ pub enum MirrorCommand {
     Delete {
         name: String,
     },
+    /// Failback, run on the OLD source after a failover: its selected topics become mirrors
+    /// of the new primary (--source-bootstrap-servers); each partition's divergent tail (what
+    /// the new primary never had) is removed, kept in a file and reported.
+    Reverse {
+        #[command(flatten)]
+        link: LinkArgs,
+        /// How long to wait for every partition's report before printing what is known.
+        #[arg(long, default_value_t = 30_000)]
+        wait_ms: u64,
+    },
 }
 
 pub async fn run_mirror(args: MirrorArgs) -> anyhow::Result<()> {
@@ -163,13 +173,60 @@ pub async fn run_mirror(args: MirrorArgs) -> anyhow::Result<()> {
         MirrorCommand::Resume { name } => {
             ("resuming the link", MirrorLinksRequest::Resume { name })
         }
-        MirrorCommand::Promote { topics } => ("promoting", MirrorLinksRequest::Promote { topics }),
-        MirrorCommand::Failover { name } => ("failing over", MirrorLinksRequest::Failover { name }),
+        MirrorCommand::Promote { topics } => {
+            catch_up_everywhere(&mut client, &topics).await?;
+            (
+                "promoting",
+                MirrorLinksRequest::Promote {
+                    topics,
+                    caught_up: true,
+                },
+            )
+        }
+        MirrorCommand::Failover { name } => {
+            let d = send(
+                &mut client,
+                &MirrorLinksRequest::Describe { name: name.clone() },
+            )
+            .await?;
+            check(
+                d.error_code,
+                d.error_message.as_deref(),
+                "describing the link",
+            )?;
+            let topics: Vec<String> = d
+                .topics
+                .into_iter()
+                .filter(|t| t.state != MirrorTopicState::Promoted)
+                .map(|t| t.topic)
+                .collect();
+            catch_up_everywhere(&mut client, &topics).await?;
+            (
+                "failing over",
+                MirrorLinksRequest::Failover {
+                    name,
+                    caught_up: true,
+                },
+            )
+        }
         MirrorCommand::Delete { name } => {
             ("deleting the link", MirrorLinksRequest::Delete { name })
         }
+        MirrorCommand::Reverse { link, wait_ms } => {
+            return reverse(&mut client, link.spec(), wait_ms).await;
+        }
     };
-    let body = serde_json::to_vec(&req)?;
+    let resp = send(&mut client, &req).await?;
+    check(resp.error_code, resp.error_message.as_deref(), what)?;
+    print(&resp);
+    Ok(())
+}
+
+async fn send(
+    client: &mut crate::client::KafkaClient,
+    req: &MirrorLinksRequest,
+) -> anyhow::Result<MirrorLinksResponse> {
+    let body = serde_json::to_vec(req)?;
     let resp = client
         .send_strata(
             STRATA_MIRROR_LINKS_API_KEY,
@@ -178,10 +235,99 @@ pub async fn run_mirror(args: MirrorArgs) -> anyhow::Result<()> {
         )
         .await
         .context("the broker did not answer the mirror links request (is it Strata?)")?;
-    let resp: MirrorLinksResponse =
-        serde_json::from_slice(&resp).context("decoding the mirror links response")?;
-    check(resp.error_code, resp.error_message.as_deref(), what)?;
+    serde_json::from_slice(&resp).context("decoding the mirror links response")
+}
+
+/// Before a promotion: asks every broker of the cluster, at once, for a final catch-up of the
+/// mirror partitions it leads, so that partitions led by any broker hold the source's end. A
+/// broker that cannot be reached (or a partition still behind) is reported, not fatal: the
+/// promotion goes on at the end those partitions reached.
+async fn catch_up_everywhere(
+    client: &mut crate::client::KafkaClient,
+    topics: &[String],
+) -> anyhow::Result<()> {
+    use kafka_protocol::messages::MetadataRequest;
+    if topics.is_empty() {
+        return Ok(());
+    }
+    let meta = client
+        .send(&MetadataRequest::default().with_topics(Some(vec![])), 9)
+        .await?;
+    let asks = meta.brokers.iter().map(|b| {
+        let addr = format!("{}:{}", b.host.as_str(), b.port);
+        let req = MirrorLinksRequest::CatchUp {
+            topics: topics.to_vec(),
+        };
+        async move {
+            let result = async {
+                let mut c = connect(&addr).await?;
+                send(&mut c, &req).await
+            }
+            .await;
+            (addr, result)
+        }
+    });
+    for (addr, result) in futures::future::join_all(asks).await {
+        match result {
+            Ok(r) if r.error_code == 0 => {
+                for p in r.behind {
+                    eprintln!(
+                        "warning: {}-{} is {} records behind the source after the final catch-up on {addr}",
+                        p.topic, p.partition, p.records
+                    );
+                }
+            }
+            Ok(r) => eprintln!(
+                "warning: no final catch-up on {addr}: {}",
+                r.error_message
+                    .unwrap_or_else(|| format!("error {}", r.error_code))
+            ),
+            Err(e) => eprintln!("warning: no final catch-up on {addr}: {e:#}"),
+        }
+    }
+    Ok(())
+}
+
+/// Reverses, then waits until every reversed topic has left `reconciling` (each partition
+/// reported its divergent tail) and prints the reports: one `divergent` line per partition
+/// and a total.
+async fn reverse(
+    client: &mut crate::client::KafkaClient,
+    spec: MirrorLinkSpec,
+    wait_ms: u64,
+) -> anyhow::Result<()> {
+    let name = spec.name.clone();
+    let resp = send(client, &MirrorLinksRequest::Reverse { spec }).await?;
+    check(resp.error_code, resp.error_message.as_deref(), "reversing")?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(wait_ms);
+    let resp = loop {
+        let resp = send(client, &MirrorLinksRequest::Describe { name: name.clone() }).await?;
+        check(
+            resp.error_code,
+            resp.error_message.as_deref(),
+            "describing the link",
+        )?;
+        let pending = resp
+            .topics
+            .iter()
+            .any(|t| t.state == MirrorTopicState::Reconciling);
+        if !pending || std::time::Instant::now() >= deadline {
+            break resp;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
     print(&resp);
+    let total: i64 = resp.divergent_tails.iter().map(|d| d.tail.records()).sum();
+    let pending: Vec<&str> = resp
+        .topics
+        .iter()
+        .filter(|t| t.state == MirrorTopicState::Reconciling)
+        .map(|t| t.topic.as_str())
+        .collect();
+    println!("divergent records total={total}");
+    if !pending.is_empty() {
+        println!("still reconciling (not every partition has reported yet; see `strata mirror describe {name}`): {pending:?}");
+    }
     Ok(())
 }
 
@@ -207,10 +353,23 @@ fn print(resp: &MirrorLinksResponse) {
             MirrorTopicState::Mirroring => "mirroring".to_string(),
             MirrorTopicState::Promoted => "promoted".to_string(),
             MirrorTopicState::Failed(reason) => format!("failed ({reason})"),
+            MirrorTopicState::Reconciling => "reconciling".to_string(),
         };
         println!(
             "topic {}\tlink={}\tpartitions={}\tstate={state}",
             t.topic, t.link, t.partitions
+        );
+    }
+    for d in &resp.divergent_tails {
+        println!(
+            "divergent topic={}\tpartition={}\tfrom_offset={}\tend_offset={}\trecords={}\tbroker={}\tkept={}",
+            d.topic,
+            d.partition,
+            d.tail.from_offset,
+            d.tail.end_offset,
+            d.tail.records(),
+            d.tail.broker,
+            if d.tail.kept.is_empty() { "-" } else { &d.tail.kept }
         );
     }
 }

@@ -277,7 +277,12 @@ impl MetadataImage {
             MetadataRecord::MirrorLink { .. }
             | MetadataRecord::MirrorLinkState { .. }
             | MetadataRecord::RemoveMirrorLink { .. }
-            | MetadataRecord::MirrorTopic { .. } => self.mirrors.apply(record),
+            | MetadataRecord::MirrorTopic { .. }
+            | MetadataRecord::MirrorDivergentTail { .. } => self.mirrors.apply(record),
+            MetadataRecord::MirrorProducerIds { next_producer_id } => {
+                self.next_producer_id = self.next_producer_id.max(*next_producer_id);
+                self.mirrors.apply(record);
+            }
         }
     }
 }

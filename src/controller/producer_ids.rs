@@ -28,9 +28,12 @@ impl ProducerIdManager {
         }
     }
 
-    /// A producer id unique in the cluster, from this broker's current block.
+    /// A producer id unique in the cluster, from this broker's current block. Ids that mirror
+    /// links reserved (they appear in mirrored data) are skipped, even in a block taken
+    /// before they were reserved.
     pub async fn next_producer_id(&self) -> Result<i64, ControllerError> {
-        if let Some(id) = self.take() {
+        let reserved_below = self.controller.image().mirrors.producer_ids_below;
+        if let Some(id) = self.take(reserved_below) {
             return Ok(id);
         }
         let first = self
@@ -43,8 +46,9 @@ impl ProducerIdManager {
         Ok(first)
     }
 
-    fn take(&self) -> Option<i64> {
+    fn take(&self, reserved_below: i64) -> Option<i64> {
         let mut block = self.block.lock().ok()?;
+        block.0 = block.0.max(reserved_below);
         if block.0 < block.1 {
             block.0 += 1;
             Some(block.0 - 1)

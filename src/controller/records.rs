@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::mirror::{LinkState, MirrorLinkSpec, MirrorTopicState};
+use super::mirror::{DivergentTail, LinkState, MirrorLinkSpec, MirrorTopicState};
 use crate::config::SecurityProtocol;
 use crate::model::{BrokerId, LeaderEpoch, PartitionIndex, TopicId};
 use crate::quota::ClientQuotaEntity;
@@ -119,5 +119,15 @@ pub enum MetadataRecord {
         topic: String,
         link: String,
         state: MirrorTopicState,
+    },
+    /// Producer ids below `next_producer_id` appear in mirrored data: this cluster never
+    /// hands them out, so that a producer on a promoted mirror topic never meets the state of
+    /// a source producer with the same id.
+    MirrorProducerIds { next_producer_id: i64 },
+    /// A reversed mirror partition's divergent tail, removed and kept (`reverse`).
+    MirrorDivergentTail {
+        topic: String,
+        partition: i32,
+        tail: DivergentTail,
     },
 }

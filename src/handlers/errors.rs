@@ -186,9 +186,11 @@ pub fn mirror_error_code(e: &crate::controller::mirror::MirrorError) -> i16 {
     match e {
         M::UnknownLink(_) => E::ResourceNotFound.code(),
         M::NotMirrorTopic(_) => E::UnknownTopicOrPartition.code(),
-        M::LinkExists(_) | M::InvalidLink { .. } | M::LinkInUse { .. } | M::SourceIsSelf(_) => {
-            E::InvalidRequest.code()
-        }
+        M::LinkExists(_)
+        | M::InvalidLink { .. }
+        | M::LinkInUse { .. }
+        | M::SourceIsSelf(_)
+        | M::NothingToReverse(_) => E::InvalidRequest.code(),
     }
 }
 

@@ -1,5 +1,5 @@
 //! Strata's own admin API for mirror links (key [`STRATA_MIRROR_LINKS_API_KEY`], v0): create,
-//! alter, list, describe, pause, resume, promote, fail over and delete links. Kafka has no
+//! alter, list, describe, pause, resume, promote, fail over, reverse and delete links. Kafka has no
 //! public API for this, so the request and response bodies are JSON documents
 //! ([`MirrorLinksRequest`], [`MirrorLinksResponse`]) after a Kafka request header v1 and before
 //! a response header v0. Changes need ALTER on the CLUSTER resource, reads DESCRIBE on it.
@@ -18,7 +18,7 @@ use super::errors::controller_error_code;
 use super::RequestContext;
 use crate::controller::mirror::{
     decide_alter_link, decide_create_link, decide_delete_link, decide_failover, decide_link_state,
-    decide_promote, LinkState, MirrorLinkSpec, MirrorTopicState,
+    decide_promote, decide_reverse, DivergentTail, LinkState, MirrorLinkSpec, MirrorTopicState,
 };
 use crate::controller::{ControllerError, MetadataImage, MetadataRecord};
 use crate::security::acl::{AclOperation, Resource};
@@ -46,14 +46,40 @@ pub enum MirrorLinksRequest {
     /// Makes the named mirror topics writable.
     Promote {
         topics: Vec<String>,
+        /// The caller already ran `CatchUp` on every broker: no second wait here.
+        #[serde(default)]
+        caught_up: bool,
     },
     /// Promotes every topic of the link.
     Failover {
         name: String,
+        #[serde(default)]
+        caught_up: bool,
     },
     Delete {
         name: String,
     },
+    /// A final catch-up of the named mirror topics' partitions led by the answering broker;
+    /// `strata mirror` sends it to every broker before promote and failover, so that the
+    /// catch-up covers every partition, whoever leads it.
+    CatchUp {
+        topics: Vec<String>,
+    },
+    /// Failback: this cluster's topics that `spec` selects become mirrors of the cluster it
+    /// names, each partition's divergent tail removed and kept.
+    Reverse {
+        spec: MirrorLinkSpec,
+    },
+}
+
+/// A reversed partition's divergent tail as reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DivergentTailDescription {
+    pub topic: String,
+    pub partition: i32,
+    pub link: String,
+    #[serde(flatten)]
+    pub tail: DivergentTail,
 }
 
 /// A link as listed.
@@ -82,6 +108,20 @@ pub struct MirrorLinksResponse {
     pub links: Vec<LinkDescription>,
     #[serde(default)]
     pub topics: Vec<MirrorTopicDescription>,
+    /// The divergent tails reported by reversed partitions of the links described.
+    #[serde(default)]
+    pub divergent_tails: Vec<DivergentTailDescription>,
+    /// After a catch-up: the partitions led here still behind the source, with their gap.
+    #[serde(default)]
+    pub behind: Vec<PartitionBehind>,
+}
+
+/// A mirror partition that a final catch-up left behind the source's end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartitionBehind {
+    pub topic: String,
+    pub partition: i32,
+    pub records: i64,
 }
 
 impl MirrorLinksResponse {
@@ -144,17 +184,29 @@ async fn answer(ctx: &RequestContext, req: MirrorLinksRequest) -> MirrorLinksRes
         MirrorLinksRequest::Resume { name } => {
             commit(ctx, |i| decide_link_state(i, &name, LinkState::Active)).await
         }
-        MirrorLinksRequest::Promote { topics } => {
-            catch_up(ctx, &topics).await;
+        MirrorLinksRequest::Promote { topics, caught_up } => {
+            if !caught_up {
+                let _ = catch_up(ctx, &topics).await;
+            }
             commit(ctx, |i| decide_promote(i, &topics)).await
         }
-        MirrorLinksRequest::Failover { name } => {
-            if let Ok((topics, _)) = decide_failover(&ctx.apis.image(), &name) {
-                catch_up(ctx, &topics).await;
+        MirrorLinksRequest::Failover { name, caught_up } => {
+            if let (false, Ok((topics, _))) = (caught_up, decide_failover(&ctx.apis.image(), &name))
+            {
+                let _ = catch_up(ctx, &topics).await;
             }
             commit(ctx, |i| decide_failover(i, &name).map(|(_, r)| r)).await
         }
         MirrorLinksRequest::Delete { name } => commit(ctx, |i| decide_delete_link(i, &name)).await,
+        MirrorLinksRequest::CatchUp { topics } => {
+            return MirrorLinksResponse {
+                behind: catch_up(ctx, &topics).await,
+                ..Default::default()
+            };
+        }
+        MirrorLinksRequest::Reverse { spec } => {
+            commit(ctx, |i| decide_reverse(i, &spec).map(|(_, r)| r)).await
+        }
     };
     match changed {
         Ok(()) => describe(&ctx.apis.image(), None),
@@ -164,21 +216,36 @@ async fn answer(ctx: &RequestContext, req: MirrorLinksRequest) -> MirrorLinksRes
 
 /// How long a promotion waits for a final catch-up with a source that answers.
 const CATCH_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Topics caught up at once (each asks the source for its ends on its own connections).
+const CATCH_UP_TOPICS_IN_FLIGHT: usize = 8;
 
-/// A final catch-up of the mirror partitions this broker leads, so that a promotion while
-/// the source is reachable loses nothing it had committed; partitions led by other brokers
-/// are promoted at the end they reached.
-async fn catch_up(ctx: &RequestContext, topics: &[String]) {
-    for topic in topics {
-        let behind = ctx
-            .apis
-            .replicas
-            .mirror_catch_up(topic, CATCH_UP_TIMEOUT)
-            .await;
-        if !behind.is_empty() {
-            tracing::warn!(%topic, ?behind, "promoting before the mirror caught up with the source");
+/// A final catch-up of the mirror partitions this broker leads, several topics at once, so that a
+/// promotion while the source is reachable loses nothing it had committed. Partitions led by
+/// other brokers catch up when asked (`CatchUp`, which `strata mirror` sends to every broker
+/// first); otherwise they are promoted at the end they reached.
+async fn catch_up(ctx: &RequestContext, topics: &[String]) -> Vec<PartitionBehind> {
+    let mut out = Vec::new();
+    for chunk in topics.chunks(CATCH_UP_TOPICS_IN_FLIGHT) {
+        let waits = chunk.iter().map(|topic| async move {
+            let behind = ctx
+                .apis
+                .replicas
+                .mirror_catch_up(topic, CATCH_UP_TIMEOUT)
+                .await;
+            if !behind.is_empty() {
+                tracing::warn!(%topic, ?behind, "promoting before the mirror caught up with the source");
+            }
+            behind
+        });
+        for (tp, records) in futures::future::join_all(waits).await.into_iter().flatten() {
+            out.push(PartitionBehind {
+                topic: tp.topic,
+                partition: tp.partition.0,
+                records,
+            });
         }
     }
+    out
 }
 
 async fn commit(
@@ -211,6 +278,21 @@ fn describe(image: &MetadataImage, only: Option<&str>) -> MirrorLinksResponse {
                 link: t.link.clone(),
                 state: t.state.clone(),
                 partitions: image.topic_by_name(name).map_or(0, |t| t.partitions.len()),
+            })
+            .collect(),
+        divergent_tails: image
+            .mirrors
+            .divergent_tails
+            .iter()
+            .filter_map(|(topic, tails)| Some((topic, tails, image.mirrors.topic(topic)?)))
+            .filter(|(_, _, m)| wanted(&m.link))
+            .flat_map(|(topic, tails, m)| {
+                tails.iter().map(|(p, tail)| DivergentTailDescription {
+                    topic: topic.clone(),
+                    partition: *p,
+                    link: m.link.clone(),
+                    tail: tail.clone(),
+                })
             })
             .collect(),
         ..Default::default()

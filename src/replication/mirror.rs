@@ -12,6 +12,10 @@
 //! below ours, or the source topic was recreated) puts the topic in the `Failed` state with the
 //! reason, logged and counted; nothing is ever skipped silently.
 //!
+//! A reversed partition (`strata mirror reverse`, topic `Reconciling`, or one that reported a
+//! divergent tail) first reconciles with the source, its new primary ([`reconcile`]): its
+//! divergent tail is kept, reported and truncated before it mirrors.
+//!
 //! One task per mirror partition led here (bounded by the partitions this broker leads), each
 //! with its own connection; [`MirrorFetcherManager::assign`] runs on every image applied.
 
@@ -30,13 +34,18 @@ use tokio_util::sync::CancellationToken;
 use super::Partition;
 use crate::client::KafkaClient;
 use crate::clock::SharedClock;
-use crate::controller::mirror::{decide_mirror_topic_failed, source, MirrorLinkSpec};
+use crate::controller::mirror::{
+    decide_mirror_producer_ids, decide_mirror_topic_failed, source, MirrorLinkSpec,
+};
 use crate::controller::Controller;
 use crate::log::FlushPolicy;
 use crate::metrics::{counter_vec, gauge_vec};
 use crate::model::{Offset, TopicPartition};
 use crate::net::Network;
 use crate::protocol::topic_name;
+
+#[path = "mirror_reconcile.rs"]
+mod reconcile;
 
 /// How long a source fetch waits for records.
 const FETCH_MAX_WAIT: Duration = Duration::from_millis(500);
@@ -59,6 +68,8 @@ pub struct MirrorMetrics {
     pub fetch_errors: IntCounterVec,
     /// 1 mirroring, 0 not connected to the source, -1 failed.
     pub state: IntGaugeVec,
+    /// Offsets a reversed partition removed because the new primary never had them.
+    pub divergent_records: IntCounterVec,
 }
 
 impl MirrorMetrics {
@@ -95,6 +106,12 @@ impl MirrorMetrics {
                 "1 mirroring, 0 not connected to the source, -1 failed.",
                 partition,
             ),
+            divergent_records: counter_vec(
+                r,
+                "strata_mirror_divergent_records_total",
+                "Offsets (records and markers) a reversed mirror partition removed and kept in a file because the new primary never had them.",
+                partition,
+            ),
         }
     }
 }
@@ -104,6 +121,8 @@ impl MirrorMetrics {
 pub struct MirrorTarget {
     pub partition: Arc<Partition>,
     pub link: MirrorLinkSpec,
+    /// A reversed partition: check for a divergent tail before mirroring.
+    pub reconcile: bool,
 }
 
 struct Task {
@@ -211,6 +230,7 @@ impl MirrorFetcherManager {
                 link: target.link.clone(),
                 cancel: cancel.clone(),
                 source_topic_id: None,
+                reconcile: target.reconcile,
             };
             tokio::spawn(fetcher.run());
             tasks.insert(
@@ -292,6 +312,8 @@ struct LinkFetcher {
     cancel: CancellationToken,
     /// The source topic's id when first seen: a different one means it was recreated.
     source_topic_id: Option<uuid::Uuid>,
+    /// Reconcile with the source before the first fetch (cleared once done).
+    reconcile: bool,
 }
 
 impl LinkFetcher {
@@ -371,6 +393,12 @@ impl LinkFetcher {
             Ok(c) => c,
             Err(stop) => return stop,
         };
+        if self.reconcile {
+            if let Err(stop) = self.reconcile_with_source(&mut client).await {
+                return stop;
+            }
+            self.reconcile = false;
+        }
         if let Err(stop) = self.position(&mut client).await {
             return stop;
         }
@@ -546,6 +574,7 @@ impl LinkFetcher {
         let records = data.records.clone().unwrap_or_default();
         let (batches, newest_ms) = whole_batches_from(records, end);
         if !batches.is_empty() {
+            self.reserve_producer_ids(&batches).await?;
             let size = batches.len() as u64;
             let info = self
                 .partition
@@ -581,6 +610,45 @@ impl LinkFetcher {
             .set(lag.max(0));
         Ok(())
     }
+}
+
+impl LinkFetcher {
+    /// Before appending: the producer ids in `batches` become reserved on this cluster (a
+    /// metadata record when one is past the reserved range), so that none is handed to a
+    /// producer here once the topic is promoted.
+    async fn reserve_producer_ids(&self, batches: &Bytes) -> Result<(), Stop> {
+        let Some(max) = max_producer_id(batches) else {
+            return Ok(());
+        };
+        let controller = &self.manager.controller;
+        if max < controller.image().mirrors.producer_ids_below {
+            return Ok(());
+        }
+        controller
+            .commit(|image| Ok(((), decide_mirror_producer_ids(image, max))))
+            .await
+            .map(|_| ())
+            .map_err(|e| Stop::Retry(format!("cannot reserve the mirrored producer ids: {e}")))
+    }
+}
+
+/// The largest producer id among whole batches (producer id at byte 43); `None` when no batch
+/// has one (plain producers write -1).
+fn max_producer_id(batches: &[u8]) -> Option<i64> {
+    let mut at = 0;
+    let mut max = None;
+    while let Some(b) = batches.get(at..at + 61) {
+        let len = i32::from_be_bytes(b[8..12].try_into().unwrap_or_default());
+        let id = i64::from_be_bytes(b[43..51].try_into().unwrap_or_default());
+        if id >= 0 {
+            max = max.max(Some(id));
+        }
+        if len <= 0 {
+            break;
+        }
+        at += 12 + len as usize;
+    }
+    max
 }
 
 /// The source's latest offset (high watermark) of each partition of `topic`, asked of each
@@ -675,6 +743,22 @@ mod tests {
         b[23..27].copy_from_slice(&last_delta.to_be_bytes());
         b[35..43].copy_from_slice(&max_ts.to_be_bytes());
         b
+    }
+
+    #[test]
+    fn finds_the_largest_producer_id_of_the_batches() {
+        let with_id = |base: i64, id: i64| {
+            let mut b = batch(base, 0, 0);
+            b[43..51].copy_from_slice(&id.to_be_bytes());
+            b
+        };
+        let mut set = with_id(0, 7);
+        set.extend(with_id(1, -1));
+        set.extend(with_id(2, 4012));
+        set.extend(with_id(3, 12));
+        assert_eq!(max_producer_id(&set), Some(4012));
+        assert_eq!(max_producer_id(&with_id(0, -1)), None);
+        assert_eq!(max_producer_id(&[]), None);
     }
 
     #[test]

@@ -308,10 +308,18 @@ impl ReplicaManager {
                 continue;
             };
             match &m.state {
-                MirrorTopicState::Mirroring if link.state == LinkState::Active => {
+                MirrorTopicState::Mirroring | MirrorTopicState::Reconciling
+                    if link.state == LinkState::Active =>
+                {
+                    let reconcile = m.state == MirrorTopicState::Reconciling
+                        || image
+                            .mirrors
+                            .divergent_tail(&partition.tp.topic, partition.tp.partition.0)
+                            .is_some();
                     targets.push(mirror::MirrorTarget {
                         partition,
                         link: link.spec.clone(),
+                        reconcile,
                     })
                 }
                 MirrorTopicState::Failed(_) => failed.push((m.link.clone(), partition.tp.clone())),

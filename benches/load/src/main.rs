@@ -4,7 +4,9 @@
 //! Producers send records of `--record-size` bytes, flat out or at `--rate` records/s in total;
 //! each record carries its send time, so consumers reading concurrently (in this process, on the
 //! same monotonic clock) measure end-to-end
-//! latency (produce call to consumer delivery). `--mode consume` instead reads a topic from the
+//! latency (produce call to consumer delivery); with `--consume-bootstrap` the consumers read
+//! another cluster, a mirror link's target, so the figure is the link's copy latency.
+//! `--mode consume` instead reads a topic from the
 //! beginning as fast as possible (read throughput). Results: a table for people and one JSON
 //! line for scripts.
 
@@ -75,6 +77,11 @@ struct Args {
     warmup_ms: u64,
     #[arg(long, default_value_t = 1_000_000)]
     batch_bytes: u64,
+    /// Consumers read from this cluster instead of --bootstrap: a mirror link's target, which
+    /// must already hold the topic. End-to-end latency is then the source's produce call to
+    /// delivery from the target.
+    #[arg(long)]
+    consume_bootstrap: Option<String>,
     /// Extra librdkafka settings for producers and consumers, KEY=VALUE (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
@@ -213,7 +220,7 @@ fn consume(
     stop: Arc<AtomicBool>,
     until_end: bool,
 ) -> anyhow::Result<ConsumeResult> {
-    let consumer: BaseConsumer = client_config(
+    let mut config = client_config(
         args,
         &[
             ("group.id", "strata-bench"),
@@ -224,8 +231,11 @@ fn consume(
             ),
             ("fetch.max.bytes", "52428800"),
         ],
-    )?
-    .create()?;
+    )?;
+    if let Some(b) = &args.consume_bootstrap {
+        config.set("bootstrap.servers", b);
+    }
+    let consumer: BaseConsumer = config.create()?;
     let mut tpl = TopicPartitionList::new();
     for p in &parts {
         tpl.add_partition_offset(&args.topic, *p, start)?;
@@ -399,7 +409,7 @@ fn main() -> anyhow::Result<()> {
         format!("{:.2}", e2e.max() as f64 / 1000.0)
     );
     let json = serde_json::json!({
-        "mode": "produce", "bootstrap": args.bootstrap, "topic": args.topic, "record_size": args.record_size,
+        "mode": "produce", "bootstrap": args.bootstrap, "consume_bootstrap": args.consume_bootstrap, "topic": args.topic, "record_size": args.record_size,
         "acks": args.acks, "compression": args.compression, "rate": args.rate, "producers": args.producers,
         "linger_ms": args.linger_ms, "warmup_ms": args.warmup_ms,
         "consumers": args.consumers, "seconds": secs, "produced_records": acked, "produce_errors": failed,

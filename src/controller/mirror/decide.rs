@@ -25,7 +25,7 @@ fn invalid(spec: &MirrorLinkSpec, reason: impl Into<String>) -> ControllerError 
     .into()
 }
 
-fn validate(spec: &MirrorLinkSpec) -> Result<(), ControllerError> {
+pub(super) fn validate(spec: &MirrorLinkSpec) -> Result<(), ControllerError> {
     if spec.name.is_empty()
         || spec.name.len() > 249
         || !spec
@@ -207,6 +207,27 @@ pub fn decide_failover(
         .collect();
     let records = decide_promote(image, &topics)?;
     Ok((topics, records))
+}
+
+/// Producer ids are reserved in steps of this many, so that a source handing out ids one by
+/// one costs a metadata record per step, not per id.
+const PRODUCER_ID_RESERVE_STEP: i64 = 1000;
+
+/// A link fetcher is about to append batches whose largest producer id is `max_producer_id`:
+/// reserves the ids up to it (rounded up to a step) unless they already are. Both clusters
+/// hand out ids from 0, so without it a producer on a promoted topic could get the id of a
+/// source producer whose state (epoch, sequences) the mirror copied, and be refused.
+pub fn decide_mirror_producer_ids(
+    image: &MetadataImage,
+    max_producer_id: i64,
+) -> Vec<MetadataRecord> {
+    if max_producer_id < image.mirrors.producer_ids_below {
+        return vec![];
+    }
+    let next = (max_producer_id / PRODUCER_ID_RESERVE_STEP + 1) * PRODUCER_ID_RESERVE_STEP;
+    vec![MetadataRecord::MirrorProducerIds {
+        next_producer_id: next,
+    }]
 }
 
 /// A mirror partition's fetcher found that the copy cannot stay exact: the topic stops

@@ -14,12 +14,20 @@
 //!   appends the source's batches at the source's offsets while the topic is `Mirroring`;
 //! - the produce handler refuses client writes to a topic that is not `Promoted`.
 //!
+//! Failback (`decide_reverse`): after a failover, the old source's own topics become mirror
+//! topics of the new primary in the `Reconciling` state. The link fetcher of each partition
+//! finds where its log stops matching the new primary's (batch by batch, `reconcile`), keeps
+//! the divergent tail in a file, reports it ([`DivergentTail`], one record per partition,
+//! `decide_divergent_tail`) and truncates it; the topic is `Mirroring` once every partition
+//! has reported.
+//!
 //! Secrets never enter the metadata log: a link names a [`CredentialRef`] (a file or an
 //! environment variable) that each broker reads when it connects.
 
 mod decide;
 pub mod duty;
 pub mod groups;
+mod reverse;
 pub mod selection;
 pub mod source;
 
@@ -29,8 +37,10 @@ use serde::{Deserialize, Serialize};
 
 pub use decide::{
     decide_alter_link, decide_create_link, decide_delete_link, decide_failover, decide_link_state,
-    decide_mirror_topic_failed, decide_mirror_topics, decide_promote, SourceTopic,
+    decide_mirror_producer_ids, decide_mirror_topic_failed, decide_mirror_topics, decide_promote,
+    SourceTopic,
 };
+pub use reverse::{decide_divergent_tail, decide_reverse};
 pub use selection::TopicSelection;
 
 use super::records::MetadataRecord;
@@ -50,6 +60,8 @@ pub enum MirrorError {
     LinkInUse { link: String, topics: Vec<String> },
     #[error("the source cluster '{0}' is this cluster: a link never mirrors from itself")]
     SourceIsSelf(String),
+    #[error("mirror link '{0}' selects no local topic that could be reversed (a topic must exist here and be no mirror topic, or a promoted one)")]
+    NothingToReverse(String),
 }
 
 /// Where a link's secret is read from, by each broker, when it connects to the source.
@@ -181,6 +193,30 @@ pub enum MirrorTopicState {
     /// Mirroring stopped because the copy could not stay exact (source truncated, topic
     /// recreated); read-only until promoted or deleted.
     Failed(String),
+    /// A local topic turned into a mirror of the cluster that took over from it (`reverse`):
+    /// read-only; each partition drops and reports the tail the new primary never had, then
+    /// mirrors. The topic becomes `Mirroring` once every partition has reported.
+    Reconciling,
+}
+
+/// What a reversed partition held that the new primary never had: offsets
+/// `[from_offset, end_offset)`, removed from the log and kept, as record batches in Kafka's
+/// log format, in the file `kept` on the broker that led the partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DivergentTail {
+    pub from_offset: i64,
+    pub end_offset: i64,
+    /// The broker that kept the file.
+    pub broker: i32,
+    /// Empty when nothing diverged.
+    pub kept: String,
+}
+
+impl DivergentTail {
+    /// Offsets removed: records and transaction markers.
+    pub fn records(&self) -> i64 {
+        self.end_offset - self.from_offset
+    }
 }
 
 /// One mirror topic's entry.
@@ -202,6 +238,12 @@ pub struct MirrorLink {
 pub struct MirrorImage {
     pub links: BTreeMap<String, MirrorLink>,
     pub topics: BTreeMap<String, MirrorTopic>,
+    /// Per reversed topic and partition: the divergent tail it reported (`reverse`).
+    #[serde(default)]
+    pub divergent_tails: BTreeMap<String, BTreeMap<i32, DivergentTail>>,
+    /// Producer ids below this appear in mirrored data and are never handed out here.
+    #[serde(default)]
+    pub producer_ids_below: i64,
 }
 
 impl MirrorImage {
@@ -254,6 +296,10 @@ impl MirrorImage {
                 self.links.remove(name);
             }
             MetadataRecord::MirrorTopic { topic, link, state } => {
+                // A new reversal starts a new report.
+                if *state == MirrorTopicState::Reconciling {
+                    self.divergent_tails.remove(topic);
+                }
                 self.topics.insert(
                     topic.clone(),
                     MirrorTopic {
@@ -262,12 +308,31 @@ impl MirrorImage {
                     },
                 );
             }
+            MetadataRecord::MirrorProducerIds { next_producer_id } => {
+                self.producer_ids_below = self.producer_ids_below.max(*next_producer_id);
+            }
+            MetadataRecord::MirrorDivergentTail {
+                topic,
+                partition,
+                tail,
+            } => {
+                self.divergent_tails
+                    .entry(topic.clone())
+                    .or_default()
+                    .insert(*partition, tail.clone());
+            }
             _ => {}
         }
+    }
+
+    /// The divergent tail a reversed partition reported, if it did.
+    pub fn divergent_tail(&self, topic: &str, partition: i32) -> Option<&DivergentTail> {
+        self.divergent_tails.get(topic)?.get(&partition)
     }
 
     /// A deleted topic is no longer a mirror topic (a new topic of that name starts afresh).
     pub fn topic_deleted(&mut self, name: &str) {
         self.topics.remove(name);
+        self.divergent_tails.remove(name);
     }
 }
