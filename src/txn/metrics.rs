@@ -64,14 +64,14 @@ mod tests {
         let family = registry
             .gather()
             .into_iter()
-            .find(|f| f.get_name() == "strata_txn_completed_total")
+            .find(|f| f.name() == "strata_txn_completed_total")
             .expect("exported");
         let mut results: Vec<(String, f64)> = family
             .get_metric()
             .iter()
             .map(|m| {
                 (
-                    m.get_label()[0].get_value().to_string(),
+                    m.get_label()[0].value().to_string(),
                     m.get_counter().get_value(),
                 )
             })
