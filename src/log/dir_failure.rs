@@ -156,10 +156,7 @@ impl DirHealth {
 
     pub(crate) fn is_offline(&self) -> bool {
         self.failed.load(Ordering::SeqCst)
-            || self
-                .channel
-                .get()
-                .is_some_and(|(c, i)| c.is_offline(*i))
+            || self.channel.get().is_some_and(|(c, i)| c.is_offline(*i))
     }
 
     /// Records a failed I/O of `kind`: a write or fsync failure takes the dir offline, a full

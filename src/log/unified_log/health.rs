@@ -46,6 +46,7 @@ impl UnifiedLog {
     /// written since the last good fsync is acknowledged.
     pub(super) fn fsync_failed(&self, files: Vec<Arc<SegmentFile>>, dir: bool, error: &LogError) {
         self.lock().flush_failed(files, dir);
-        self.health.failed(StorageErrorKind::Fsync, error, &self.dir);
+        self.health
+            .failed(StorageErrorKind::Fsync, error, &self.dir);
     }
 }

@@ -695,7 +695,9 @@ impl UnifiedLog {
     /// wholly below the log start offset, never the active one, asking the guard first.
     /// Returns how many segments were deleted.
     pub fn delete_old_segments(&self) -> Result<usize> {
-        let now = self.clock.now_ms();
+        // A wall clock set back must not hold segments for as long as the jump: ages count
+        // from the later of the two clocks (a jump forward deletes what Kafka's would).
+        let now = self.clock.now_ms().max(self.clock.monotonic_ms());
         let (candidates, guard) = {
             let mut st = self.lock_open()?;
             st.producers.remove_expired(now);
