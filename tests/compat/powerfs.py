@@ -507,6 +507,11 @@ class PowerFs:
         cache so that the next read of it comes from the filesystem."""
         rel = "/" + str(path.relative_to(self.mountpoint))
         (self.mountpoint / FLIP).write_text(f"{rel} {offset} {bit}")
+        self.drop_caches()
+
+    def drop_caches(self):
+        """Drops the kernel's clean page cache, so that the next reads reach the filesystem
+        (and meet the faults injected for reads)."""
         os.sync()
         Path("/proc/sys/vm/drop_caches").write_text("1\n")
 

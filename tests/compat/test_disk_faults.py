@@ -230,3 +230,87 @@ def _leader(bootstrap: str) -> int:
     if not t or t.error or 0 not in t.partitions:
         return -1
     return t.partitions[0].leader
+
+
+@pytest.mark.timeout(120)
+def test_bit_flip_in_a_sealed_segment_is_not_served(on_powerfs):
+    """A bit rots in a sealed segment (a disk returning bad data): consumers get the batches
+    before it and after it, never the corrupt one; the broker logs and counts it."""
+    broker, fs = on_powerfs
+    h.create_topic(broker.bootstrap, TOPIC, 1, {"segment.bytes": "4096"})
+    p = h.producer(broker.bootstrap, **{"linger.ms": 0})
+    d = h.Deliveries()
+    values = [b"%04d-" % i + b"x" * 300 for i in range(40)]
+    for v in values:  # one record a batch: batch n holds offset n
+        p.produce(TOPIC, value=v, partition=0, on_delivery=d)
+        p.flush(10)
+    d.assert_all_ok(40)
+    seg = next((fs.mountpoint / "a" / f"{TOPIC}-0").glob("00000000000000000000.log"), None)
+    if seg is None:
+        seg = next((fs.mountpoint / "b" / f"{TOPIC}-0").glob("00000000000000000000.log"))
+    # The sealed first segment holds batches 0-9 of equal size; a bit inside batch 1's records.
+    batch_bytes = seg.stat().st_size // 10
+    assert seg.stat().st_size == 10 * batch_bytes, seg.stat().st_size
+    fs.flip_bit(seg, batch_bytes + 200, 3)
+
+    def poll_from(offset: int, seconds: float) -> list:
+        from confluent_kafka import TopicPartition
+
+        c = h.consumer(broker.bootstrap)
+        got = []
+        try:
+            c.assign([TopicPartition(TOPIC, 0, offset)])
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                m = c.poll(0.2)
+                if m is not None and not m.error():
+                    got.append((m.offset(), m.value()))
+        finally:
+            c.close()
+        return got
+
+    # From the start: offset 0, then nothing (the broker refuses to serve the bad batch).
+    assert poll_from(0, 4) == [(0, values[0])]
+    # Past it, everything is served intact.
+    assert poll_from(2, 4) == [(i, values[i]) for i in range(2, 40)]
+    assert metric(broker, "strata_log_storage_errors_total", 'kind="corrupt"') >= 1
+    assert "corrupt batch in a segment: not served" in broker.log_text()
+    assert metric(broker, "strata_log_dirs_offline") == 0
+
+
+@pytest.mark.timeout(120)
+def test_eio_on_read_takes_the_log_dir_offline(on_powerfs):
+    """A sealed segment cannot be read back (EIO): the dir goes offline as for a failed
+    write, consumers get nothing from it, and the other dir keeps serving."""
+    broker, fs = on_powerfs
+    h.create_topic(broker.bootstrap, TOPIC, 2, {"segment.bytes": "4096"})
+    in_a, in_b = partitions_in(fs, "a"), partitions_in(fs, "b")
+    hist = History()
+    for part in (in_a[0], in_b[0]):
+        p = h.producer(broker.bootstrap, **{"linger.ms": 0})
+        d = h.Deliveries()
+        for i in range(30):
+            p.produce(TOPIC, value=b"%04d-" % i + b"r" * 300, partition=part, on_delivery=d)
+            p.flush(10)
+        d.assert_all_ok(30)
+    fs.set_faults([("eio-read", "b/*.log")])
+    fs.drop_caches()
+    from confluent_kafka import TopicPartition
+
+    c = h.consumer(broker.bootstrap)
+    try:
+        c.assign([TopicPartition(TOPIC, in_b[0], 0)])
+        end = time.monotonic() + 4
+        got = []
+        while time.monotonic() < end:
+            m = c.poll(0.2)
+            if m is not None and not m.error():
+                got.append(m.offset())
+    finally:
+        c.close()
+    assert got == []
+    assert metric(broker, "strata_log_dirs_offline") == 1
+    assert metric(broker, "strata_log_storage_errors_total", 'kind="read"') >= 1
+    refused_with(produce(broker.bootstrap, hist, in_b[0], 3, "offline"),
+                 KafkaError.KAFKA_STORAGE_ERROR)
+    assert len(h.read_partitions(broker.bootstrap, TOPIC, [in_a[0]])) == 30

@@ -6,9 +6,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::{Origin, UnifiedLog};
+use crate::log::dir_failure::count_storage_error;
 use crate::log::dir_failure::{classify, LogDirFailureChannel, StorageErrorKind};
 use crate::log::segment::SegmentFile;
 use crate::log::{LogAppendInfo, LogError, Result};
+use crate::model::Offset;
 
 impl UnifiedLog {
     /// Ties this log to dir `index` of `channel`: a failure of any log there takes this one
@@ -48,5 +50,26 @@ impl UnifiedLog {
         self.lock().flush_failed(files, dir);
         self.health
             .failed(StorageErrorKind::Fsync, error, &self.dir);
+    }
+
+    /// A read that failed on the disk takes the dir offline, as a failed write does. A batch
+    /// whose CRC-32C no longer matches (reads check every batch, see
+    /// `segment::VERIFY_CRC_ON_READ`) is never served: the read stops before it, or fails
+    /// (KAFKA_STORAGE_ERROR) when it starts there, and each such read is logged and counted.
+    /// The dir stays online: the rest of the log reads fine.
+    pub fn read_failed(&self, offset: Offset, error: &LogError) {
+        match error {
+            LogError::Io { .. } => self.health.failed(StorageErrorKind::Read, error, &self.dir),
+            LogError::CorruptSegment { .. } => {
+                count_storage_error(StorageErrorKind::Corrupt);
+                tracing::error!(
+                    log = %self.dir.display(),
+                    read_from = %offset,
+                    error = %error,
+                    "corrupt batch in a segment: not served"
+                );
+            }
+            _ => {}
+        }
     }
 }
