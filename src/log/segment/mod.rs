@@ -319,9 +319,16 @@ impl LogSegment {
             self.reserve(end, preallocate);
         }
         if let Err(e) = write_all_vectored_at(&self.file.file, data, self.size) {
-            // Cut back the partial write so the file still ends on a batch boundary.
-            let _ = self.file.file.set_len(self.size);
+            // Cut back the partial write so the file still ends on a batch boundary. If even
+            // that fails the file's end is unknown: an I/O error (the dir goes offline), not a
+            // full disk that a later append could retry.
             self.reserved_to = self.size;
+            if let Err(cut) = self.file.file.set_len(self.size) {
+                return Err(LogError::Io {
+                    path: self.file.path.clone(),
+                    source: cut,
+                });
+            }
             return Err(io_error(&self.file.path, e));
         }
         let start = self.size;
