@@ -360,6 +360,10 @@ impl Broker {
             node_id,
             incarnation,
             broker.apis.quotas.shared.clone(),
+            {
+                let logs = Arc::clone(&logs);
+                Arc::new(move || logs.offline_partitions())
+            },
             broker.clock.clone(),
             shutdown.clone(),
         );

@@ -153,6 +153,15 @@ impl LogManager {
         &self.failures
     }
 
+    /// The partitions whose log dir is offline (the broker heartbeat reports them).
+    pub fn offline_partitions(&self) -> Vec<TopicPartition> {
+        self.logs()
+            .iter()
+            .filter(|(_, l)| l.is_offline())
+            .map(|(tp, _)| tp.clone())
+            .collect()
+    }
+
     /// Every partition log present.
     pub fn all(&self) -> Vec<(TopicPartition, Arc<UnifiedLog>)> {
         self.logs()
