@@ -2,10 +2,11 @@
 writes, fsyncs or reads of the paths a test names (EIO), fails writes with ENOSPC, or flips a
 stored bit.
 
-- EIO on a write or an fsync takes that log dir offline (Kafka's LogDirFailureChannel): its
-  partitions answer KAFKA_STORAGE_ERROR and acknowledge nothing more, the broker's other log
-  dir keeps serving, and once every dir is offline the broker halts, so the controller fences
-  it and a follower leads.
+- EIO on a write, an fsync or a read takes that log dir offline (Kafka's
+  LogDirFailureChannel): its partitions answer KAFKA_STORAGE_ERROR and acknowledge nothing
+  more, the broker reports them in its heartbeat so the controller elects other leaders and
+  drops it from their ISR, its other log dir keeps serving, and once every dir is offline the
+  broker halts, so the controller fences it and a follower leads.
 - ENOSPC refuses the produce (KAFKA_STORAGE_ERROR), keeps the dir online, and the log takes
   writes again once space is back, without a gap or a torn batch.
 
@@ -104,11 +105,12 @@ def test_eio_takes_the_log_dir_offline_and_the_other_dir_keeps_serving(on_powerf
     fs.set_faults([(fault, "b/*")])
     refused_with(produce(broker.bootstrap, hist, in_b[0], 5, "failed"),
                  KafkaError.KAFKA_STORAGE_ERROR)
-    # The whole dir is offline, not only the partition that met the fault; nothing reaches
-    # the disk any more (the second partition's append is refused before it is written).
+    # The whole dir is offline, not only the partition that met the fault: the broker reports
+    # both its partitions to the controller, which leaves them without a leader (this broker
+    # holds their only replica); nothing more reaches the disk.
     size_before = log_bytes(fs, "b", in_b[1])
-    refused_with(produce(broker.bootstrap, hist, in_b[1], 5, "offline"),
-                 KafkaError.KAFKA_STORAGE_ERROR)
+    wait_until(lambda: all(_leader(broker.bootstrap, p) == -1 for p in in_b), 30,
+               f"partitions {in_b} to lose their leader")
     assert log_bytes(fs, "b", in_b[1]) == size_before
     # The other dir serves as before; the broker stays up.
     produce(broker.bootstrap, hist, in_a[0], 20, "after").assert_all_ok(20)
@@ -281,11 +283,11 @@ def test_bit_flip_in_a_sealed_segment_is_not_served(on_powerfs):
 @pytest.mark.timeout(120)
 def test_eio_on_read_takes_the_log_dir_offline(on_powerfs):
     """A sealed segment cannot be read back (EIO): the dir goes offline as for a failed
-    write, consumers get nothing from it, and the other dir keeps serving."""
+    write (its partition loses its leader: this broker held the only replica), consumers get
+    nothing from it, and the other dir keeps serving."""
     broker, fs = on_powerfs
     h.create_topic(broker.bootstrap, TOPIC, 2, {"segment.bytes": "4096"})
     in_a, in_b = partitions_in(fs, "a"), partitions_in(fs, "b")
-    hist = History()
     for part in (in_a[0], in_b[0]):
         p = h.producer(broker.bootstrap, **{"linger.ms": 0})
         d = h.Deliveries()
@@ -311,8 +313,7 @@ def test_eio_on_read_takes_the_log_dir_offline(on_powerfs):
     assert got == []
     assert metric(broker, "strata_log_dirs_offline") == 1
     assert metric(broker, "strata_log_storage_errors_total", 'kind="read"') >= 1
-    refused_with(produce(broker.bootstrap, hist, in_b[0], 3, "offline"),
-                 KafkaError.KAFKA_STORAGE_ERROR)
+    wait_until(lambda: _leader(broker.bootstrap, in_b[0]) == -1, 30, "the partition to go offline")
     assert len(h.read_partitions(broker.bootstrap, TOPIC, [in_a[0]])) == 30
 
 
