@@ -5,8 +5,10 @@
 //! "succeeds" without the data ever reaching the disk. Nothing written to the dir since its last
 //! good fsync can be trusted, so the whole dir goes offline at once: every log in it refuses
 //! reads and writes (`LogError::LogDirOffline`, KAFKA_STORAGE_ERROR on the wire) until the
-//! broker restarts and recovery checks what is on disk. The other log dirs keep serving; when
-//! none is left the broker halts, as Kafka does.
+//! broker restarts and recovery checks what is on disk. The broker's heartbeat names the
+//! partitions in offline dirs, so the controller elects other leaders for them and drops this
+//! broker from their ISR. The other log dirs keep serving; when none is left the broker halts,
+//! as Kafka does.
 //!
 //! A full disk (ENOSPC on a write) is not a dir failure: the append is cut back to the last
 //! batch boundary before the error is returned, so the log stays consistent and the produce
