@@ -345,13 +345,10 @@ def test_eio_on_fsync_of_one_of_two_log_dirs_moves_its_leaderships_and_the_broke
         a.create_topics([NewTopic(TOPIC, 4, 3, config={"min.insync.replicas": "2"})],
                         request_timeout=15)[TOPIC].result(timeout=15)
         wait_until(lambda: all(_leader(c.bootstrap(), p) > 0 for p in range(4)), 30, "leaders")
-        # A partition whose leader holds it in its second dir: the first one also holds the
-        # metadata log, whose failure Kafka (and Strata) does not survive.
-        target, old = next((p, _leader(c.bootstrap(), p)) for p in range(4)
-                           if (fs.mountpoint / f"node{_leader(c.bootstrap(), p)}" / "b"
-                               / f"{TOPIC}-{p}").exists())
+        target, old = 0, _leader(c.bootstrap(), 0)
         root = fs.mountpoint / f"node{old}"
-        kept = {int(p.name.rsplit("-", 1)[1]) for p in (root / "a").iterdir()
+        failed, good = ("a", "b") if (root / "a" / f"{TOPIC}-{target}").exists() else ("b", "a")
+        kept = {int(p.name.rsplit("-", 1)[1]) for p in (root / good).iterdir()
                 if p.name.startswith(TOPIC + "-")}
         assert kept, "placement puts partitions in both dirs"
         hist = History()
@@ -366,7 +363,9 @@ def test_eio_on_fsync_of_one_of_two_log_dirs_moves_its_leaderships_and_the_broke
 
         send("before", 100)
         h.flush_all(p)
-        fs.set_faults([("eio-fsync", f"node{old}/b/*")])
+        # The partition logs of the dir fail (the first dir also holds the metadata log, whose
+        # disk failing is not survived, as in Kafka: that is not what this test is about).
+        fs.set_faults([("eio-fsync", f"node{old}/{failed}/{TOPIC}-*")])
         send("during", 100)
 
         def moved():
