@@ -257,6 +257,7 @@ impl Broker {
             node.get_i64("log.retention.check.interval.ms").max(1) as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
+        halt_when_all_log_dirs_offline(&logs, &shutdown);
         let replicas = Arc::new(ReplicaManager::new(node_id, logs.clone(), clock.clone()));
         let metrics = BrokerMetrics::register(metrics);
         let (remote, remote_store) =
@@ -359,6 +360,10 @@ impl Broker {
             node_id,
             incarnation,
             broker.apis.quotas.shared.clone(),
+            {
+                let logs = Arc::clone(&logs);
+                Arc::new(move || logs.offline_partitions())
+            },
             broker.clock.clone(),
             shutdown.clone(),
         );
@@ -744,6 +749,30 @@ fn spawn_bootstrap_scram(node: &NodeConfig, broker: &Arc<Broker>) -> Result<(), 
         tracing::error!("bootstrap SCRAM credentials could not be committed; create them with AlterUserScramCredentials");
     });
     Ok(())
+}
+
+/// Halts the process once every log dir is offline, as Kafka does ("all log dirs have
+/// failed"): no partition can be served, and a halt (not a graceful shutdown, which would flush
+/// and checkpoint onto the failed disks) gets the broker fenced so its leaderships move.
+fn halt_when_all_log_dirs_offline(logs: &Arc<LogManager>, shutdown: &CancellationToken) {
+    let failures = Arc::clone(logs.failures());
+    let mut changes = failures.subscribe();
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                changed = changes.changed() => if changed.is_err() { return },
+            }
+            if failures.all_offline() {
+                tracing::error!(
+                    offline = ?failures.offline_dirs(),
+                    "halting: every log dir is offline"
+                );
+                std::process::exit(1);
+            }
+        }
+    });
 }
 
 /// `strata format`: writes `meta.properties` with `cluster_id` into every log dir of `node`;

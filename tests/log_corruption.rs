@@ -268,3 +268,34 @@ fn disk_full_is_typed_and_leaves_log_readable() {
         r.expect("still readable");
     }
 }
+
+/// A bit rots in a sealed segment while the broker runs: a read never returns the bad batch.
+/// A read that reaches it stops before it; one that starts at it fails (KAFKA_STORAGE_ERROR);
+/// reads past it are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn crc_mismatch_in_a_sealed_segment_is_not_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(dir.path());
+    let batches = fill(&log, 200);
+    let first = segment_files(dir.path())[0].clone();
+    assert!(
+        segment_files(dir.path()).len() > 1,
+        "the first segment must be sealed"
+    );
+    let batch_bytes = batches[0].len() as u64;
+    flip(&first, 3 * batch_bytes + 100);
+    let view = strata::log::PartitionLog::new(Arc::clone(&log));
+    let read = |at: i64| {
+        let view = &view;
+        async move { view.read(Offset(at), 1 << 20, Offset(i64::MAX), true).await }
+    };
+    let upto = read(0).await.expect("read before the bad batch");
+    let offsets: Vec<i64> = BatchIter::new(&upto.records)
+        .map(|b| b.expect("whole").1.base_offset)
+        .collect();
+    assert_eq!(offsets, vec![0, 1, 2]);
+    let err = read(3).await.expect_err("the bad batch is not served");
+    assert!(err.to_string().contains("CRC"), "{err}");
+    let after = read(4).await.expect("read past it");
+    assert_eq!(after.records.slice(..batches[4].len()), batches[4]);
+}

@@ -74,3 +74,68 @@ async fn opens_creates_deletes_and_runs_retention() {
     assert!(mgr.get(&other).is_none());
     mgr.shutdown().expect("shutdown");
 }
+
+/// One of two log dirs goes offline (as a failed write or fsync takes it): every log in it
+/// refuses appends and reads, the other dir's logs serve, new partitions go to the online dir,
+/// and with both offline nothing can be created.
+#[tokio::test]
+async fn an_offline_log_dir_takes_all_its_partitions_and_only_them() {
+    use strata::log::LogError;
+    use strata::model::Offset;
+
+    let d1 = tempfile::tempdir().expect("tempdir");
+    let d2 = tempfile::tempdir().expect("tempdir");
+    let c: SharedClock = ManualClock::new(T0);
+    let dirs = vec![d1.path().to_path_buf(), d2.path().to_path_buf()];
+    let mgr = LogManager::open(dirs, c, &|_| cfg()).expect("open");
+    let tps: Vec<TopicPartition> = (0..4).map(|p| TopicPartition::new("t", p)).collect();
+    let logs: Vec<_> = tps
+        .iter()
+        .map(|tp| mgr.get_or_create(tp, cfg()).expect("create"))
+        .collect();
+    let batch = || Bytes::from(build_batch(0, T0, None, &[(None, Some(&b"v"[..]))]));
+    for log in &logs {
+        log.append_as_leader(batch(), LeaderEpoch(0))
+            .expect("append");
+    }
+    let mut changes = mgr.failures().subscribe();
+    let failed = mgr.failures().dir_of(d2.path()).expect("a configured dir");
+    let error = LogError::Io {
+        path: d2.path().to_path_buf(),
+        source: std::io::Error::from_raw_os_error(libc::EIO),
+    };
+    assert!(mgr.failures().mark_offline(failed, &error));
+    assert!(!mgr.failures().mark_offline(failed, &error), "once");
+    assert_eq!(*changes.borrow_and_update(), 1);
+    let (offline, online): (Vec<_>, Vec<_>) =
+        logs.iter().partition(|l| l.dir().starts_with(d2.path()));
+    assert_eq!((offline.len(), online.len()), (2, 2));
+    for log in offline {
+        assert!(log.is_offline());
+        let err = log
+            .append_as_leader(batch(), LeaderEpoch(0))
+            .expect_err("offline");
+        assert!(matches!(err, LogError::LogDirOffline { .. }), "{err}");
+        let err = log
+            .read(Offset(0), 1024, Offset(i64::MAX), true)
+            .expect_err("offline");
+        assert!(matches!(err, LogError::LogDirOffline { .. }), "{err}");
+    }
+    for log in online {
+        assert!(!log.is_offline());
+        log.append_as_leader(batch(), LeaderEpoch(0))
+            .expect("the other dir serves");
+    }
+    let new = mgr
+        .get_or_create(&TopicPartition::new("t", 9), cfg())
+        .expect("created in the online dir");
+    assert!(new.dir().starts_with(d1.path()));
+    assert!(!mgr.failures().all_offline());
+    let other = mgr.failures().dir_of(d1.path()).expect("a configured dir");
+    mgr.failures().mark_offline(other, &error);
+    assert!(mgr.failures().all_offline());
+    let err = mgr
+        .get_or_create(&TopicPartition::new("t", 10), cfg())
+        .expect_err("no dir left");
+    assert!(matches!(err, LogError::LogDirOffline { .. }), "{err}");
+}

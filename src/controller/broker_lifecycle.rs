@@ -9,18 +9,21 @@ use tokio_util::sync::CancellationToken;
 
 use super::Controller;
 use crate::clock::SharedClock;
-use crate::model::BrokerId;
+use crate::model::{BrokerId, TopicPartition};
 use crate::quota::SharedQuotas;
 
 /// Heartbeats to the active controller every `broker.heartbeat.interval.ms`, and at once when
 /// Raft names a new one: a new active controller knows no sessions and fences brokers it has not
 /// heard from within its election grace. Each heartbeat reports this broker's rates under
-/// cluster-wide quota limits and installs the shares the answer brings. Runs until `shutdown`.
+/// cluster-wide quota limits and installs the shares the answer brings, and the partitions it
+/// holds in offline log dirs (`offline_partitions`), which the controller moves leaderships and
+/// ISR membership away from. Runs until `shutdown`.
 pub fn spawn_heartbeats(
     controller: Arc<Controller>,
     node_id: BrokerId,
     incarnation: uuid::Uuid,
     quotas: Arc<SharedQuotas>,
+    offline_partitions: Arc<dyn Fn() -> Vec<TopicPartition> + Send + Sync>,
     clock: SharedClock,
     shutdown: CancellationToken,
 ) {
@@ -31,7 +34,7 @@ pub fn spawn_heartbeats(
             let leader = controller.leader_id();
             let usage = quotas.usage(clock.now_ms());
             let heartbeat = controller
-                .heartbeat_with_quota_usage(node_id, incarnation, usage)
+                .heartbeat_with_quota_usage(node_id, incarnation, usage, offline_partitions())
                 .await
                 .map(|answer| {
                     if let Some(shares) = answer.quota_shares {

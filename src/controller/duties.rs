@@ -113,9 +113,14 @@ impl Controller {
                 let decision = {
                     let mut heartbeats = self.heartbeats();
                     heartbeats.track_registrations(image, now);
-                    decide_fencing(&heartbeats, image, now)
+                    (
+                        decide_fencing(&heartbeats, image, now),
+                        heartbeats.offline_replicas(),
+                    )
                 };
-                let observed = decision.liveness();
+                let (decision, offline_replicas) = decision;
+                let mut observed = decision.liveness();
+                observed.offline_replicas = offline_replicas;
                 let records = decide_broker_liveness(image, &observed, unclean);
                 let changed =
                     (!records.is_empty()).then_some((decision.fence, observed, records.len()));

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::image::{MetadataImage, PartitionRegistration, TopicImage};
 use super::records::MetadataRecord;
 use super::ControllerError;
-use crate::model::{BrokerId, LeaderEpoch, PartitionIndex};
+use crate::model::{BrokerId, LeaderEpoch, PartitionIndex, TopicPartition};
 
 pub const NO_LEADER: BrokerId = BrokerId(-1);
 
@@ -22,6 +22,9 @@ pub struct Liveness {
     /// Live brokers that must not lead (controlled shutdown): leaderships move away from them
     /// and they leave the ISR wherever another member remains.
     pub draining: BTreeSet<BrokerId>,
+    /// Replicas in a log dir their broker reported offline (its heartbeat): they can neither
+    /// lead nor stay in the ISR, though the broker serves its other dirs.
+    pub offline_replicas: BTreeMap<BrokerId, BTreeSet<TopicPartition>>,
 }
 
 fn unclean_allowed(topic: &TopicImage, unclean_default: bool) -> bool {
@@ -60,15 +63,27 @@ pub fn decide_broker_liveness(
             && !observed.fence.contains(b)
             && (observed.unfence.contains(b) || image.is_live(*b))
     };
-    let can_lead = |b: &BrokerId| live(b) && !observed.draining.contains(b);
     for topic in image.topics.values() {
         let unclean = unclean_allowed(topic, unclean_default);
         for (index, p) in &topic.partitions {
+            let tp = (!observed.offline_replicas.is_empty())
+                .then(|| TopicPartition::new(&topic.name, index.0));
+            let offline = |b: &BrokerId| {
+                tp.as_ref().is_some_and(|tp| {
+                    observed
+                        .offline_replicas
+                        .get(b)
+                        .is_some_and(|s| s.contains(tp))
+                })
+            };
+            let can_lead = |b: &BrokerId| live(b) && !observed.draining.contains(b) && !offline(b);
             let mut isr: Vec<BrokerId> = p
                 .isr
                 .iter()
                 .copied()
-                .filter(|b| live(b) && !(observed.draining.contains(b) && p.isr.len() > 1))
+                .filter(|b| {
+                    live(b) && !((observed.draining.contains(b) || offline(b)) && p.isr.len() > 1)
+                })
                 .collect();
             if isr.is_empty() {
                 isr = p.isr.clone();
@@ -449,6 +464,39 @@ mod tests {
         assert_eq!(part(&image, t, 0).isr, vec![BrokerId(2), BrokerId(3)]);
         assert_eq!(part(&image, t, 1).leader, BrokerId(1));
         assert!(!image.brokers[&BrokerId(1)].fenced);
+    }
+
+    #[test]
+    fn an_offline_log_dir_moves_leadership_and_leaves_the_isr_for_its_partitions_only() {
+        let (mut image, t) = cluster(3, &[vec![1, 2, 3], vec![1, 2, 3], vec![2, 1, 3], vec![1]]);
+        // Broker 1's dir holding partitions 0, 2 and 3 failed; partition 1 is in another dir.
+        let offline = [0, 2, 3].map(|p| crate::model::TopicPartition::new("t", p));
+        let observed = Liveness {
+            offline_replicas: [(BrokerId(1), offline.into())].into(),
+            ..Default::default()
+        };
+        let r = decide_broker_liveness(&image, &observed, false);
+        apply(&mut image, &r);
+        assert_eq!(part(&image, t, 0).leader, BrokerId(2));
+        assert_eq!(part(&image, t, 0).isr, vec![BrokerId(2), BrokerId(3)]);
+        assert_eq!(
+            part(&image, t, 1).leader,
+            BrokerId(1),
+            "its other dir serves"
+        );
+        assert_eq!(part(&image, t, 1).isr.len(), 3);
+        assert_eq!(part(&image, t, 2).leader, BrokerId(2));
+        assert_eq!(part(&image, t, 2).isr, vec![BrokerId(2), BrokerId(3)]);
+        // A sole replica in the failed dir: no one can lead, it keeps its claim to the data.
+        assert_eq!(part(&image, t, 3).leader, NO_LEADER);
+        assert_eq!(part(&image, t, 3).isr, vec![BrokerId(1)]);
+        assert!(!image.brokers[&BrokerId(1)].fenced);
+        // Once the broker reports the dir back (after a restart), the sole replica leads again;
+        // elsewhere it rejoins the ISR by catching up, as any follower does.
+        let r = decide_broker_liveness(&image, &Liveness::default(), false);
+        apply(&mut image, &r);
+        assert_eq!(part(&image, t, 3).leader, BrokerId(1));
+        assert_eq!(part(&image, t, 0).leader, BrokerId(2));
     }
 
     #[test]

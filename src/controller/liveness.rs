@@ -35,7 +35,7 @@ use super::elections::Liveness;
 use super::image::{BrokerRegistration, MetadataImage};
 use super::network::ConnectionId;
 use super::settings::ControllerSettings;
-use crate::model::BrokerId;
+use crate::model::{BrokerId, TopicPartition};
 
 /// The timeouts of a broker session, from the controller settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +78,8 @@ pub(super) struct BrokerHeartbeatManager {
     /// The incarnation of each broker this controller has seen in the image, since when, and
     /// whether it was inherited from the previous controller (registered before this term).
     incarnations: HashMap<BrokerId, (uuid::Uuid, Instant, bool)>,
+    /// Partitions each broker reported in an offline log dir (its last heartbeat's list).
+    offline_replicas: BTreeMap<BrokerId, BTreeSet<TopicPartition>>,
     /// Brokers in controlled shutdown, with the incarnation that asked.
     draining: BTreeMap<BrokerId, uuid::Uuid>,
     /// The previous active controller, when its controller port refused a connection after
@@ -96,6 +98,7 @@ impl BrokerHeartbeatManager {
             disconnected: HashMap::new(),
             incarnations: HashMap::new(),
             draining: BTreeMap::new(),
+            offline_replicas: BTreeMap::new(),
             dead_controllers: HashMap::new(),
             leader_term: None,
             leader_since: None,
@@ -130,6 +133,8 @@ impl BrokerHeartbeatManager {
             .map(|b| (b.broker_id, (b.incarnation, now, true)))
             .collect();
         self.leader_since = Some(now);
+        // Learnt again from the brokers' next heartbeats.
+        self.offline_replicas.clear();
         true
     }
 
@@ -148,6 +153,24 @@ impl BrokerHeartbeatManager {
         self.dead_controllers.remove(&broker_id);
         if let Some(conn) = conn {
             self.heartbeat_conns.insert(conn, (broker_id, incarnation));
+        }
+    }
+
+    pub(super) fn offline_replicas(&self) -> BTreeMap<BrokerId, BTreeSet<TopicPartition>> {
+        self.offline_replicas.clone()
+    }
+
+    /// The partitions `broker_id` holds in offline log dirs, as its latest heartbeat says.
+    pub(super) fn record_offline_replicas(
+        &mut self,
+        broker_id: BrokerId,
+        partitions: Vec<TopicPartition>,
+    ) {
+        if partitions.is_empty() {
+            self.offline_replicas.remove(&broker_id);
+        } else {
+            self.offline_replicas
+                .insert(broker_id, partitions.into_iter().collect());
         }
     }
 
@@ -301,6 +324,7 @@ impl FencingDecision {
             fence: self.fence.keys().copied().collect(),
             unfence: self.unfence.clone(),
             draining: self.draining.clone(),
+            offline_replicas: BTreeMap::new(),
         }
     }
 }

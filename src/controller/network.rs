@@ -48,6 +48,9 @@ pub enum ControllerRequest {
         incarnation: uuid::Uuid,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         quota_usage: Option<Vec<QuotaUsage>>,
+        /// The partitions this broker holds in offline log dirs (none: every dir serves).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        offline_partitions: Vec<crate::model::TopicPartition>,
     },
     /// A broker is about to stop: move its leaderships away.
     ControlledShutdown {

@@ -489,6 +489,7 @@ impl Controller {
             broker_id,
             incarnation,
             quota_usage: None,
+            offline_partitions: Vec::new(),
         };
         match self.heartbeat_call(req).await? {
             ControllerReply::BrokerHeartbeat(Ok(fenced)) => Ok(fenced),
@@ -504,11 +505,13 @@ impl Controller {
         broker_id: BrokerId,
         incarnation: uuid::Uuid,
         usage: Vec<QuotaUsage>,
+        offline_partitions: Vec<crate::model::TopicPartition>,
     ) -> Result<HeartbeatAnswer, ControllerError> {
         let req = ControllerRequest::BrokerHeartbeat {
             broker_id,
             incarnation,
             quota_usage: Some(usage),
+            offline_partitions,
         };
         match self.heartbeat_call(req).await? {
             ControllerReply::BrokerHeartbeatShares(Ok(answer)) => Ok(answer),

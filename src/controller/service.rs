@@ -57,6 +57,7 @@ impl Controller {
                 broker_id,
                 incarnation,
                 quota_usage,
+                offline_partitions,
             } => {
                 let Some(term) = self.active_term() else {
                     return match quota_usage {
@@ -71,6 +72,8 @@ impl Controller {
                     Instant::now(),
                     term,
                 );
+                self.heartbeats()
+                    .record_offline_replicas(broker_id, offline_partitions);
                 let fenced = self
                     .image()
                     .brokers

@@ -193,7 +193,7 @@ async fn run(
 ) {
     let p = partition.clone();
     let config = settings.config.clone();
-    let now = clock.now_ms();
+    let now = clock.monotonic_ms();
     let loaded = tokio::task::spawn_blocking(move || load(&p, config, now)).await;
     let mut shard = match loaded {
         Ok(Ok(s)) => s,
@@ -222,22 +222,22 @@ async fn run(
     loop {
         let sleep_ms = shard
             .next_deadline_ms()
-            .map(|d| (d - clock.now_ms()).clamp(0, 3_600_000) as u64);
+            .map(|d| (d - clock.monotonic_ms()).clamp(0, 3_600_000) as u64);
         let decision = tokio::select! {
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { break };
                 changed = true;
                 next_waiter += 1;
                 waiters.insert(next_waiter, cmd.reply);
-                shard.handle(next_waiter, cmd.request, clock.now_ms())
+                shard.handle(next_waiter, cmd.request, clock.monotonic_ms())
             }
             () = tokio::time::sleep(Duration::from_millis(sleep_ms.unwrap_or(0))), if sleep_ms.is_some() => {
                 changed = true;
-                shard.tick(clock.now_ms())
+                shard.tick(clock.monotonic_ms())
             }
             _ = expiry.tick() => {
                 changed = true;
-                shard.expire_offsets(clock.now_ms())
+                shard.expire_offsets(clock.monotonic_ms())
             }
             _ = publish.tick() => {
                 if std::mem::take(&mut changed) {

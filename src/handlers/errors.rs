@@ -27,9 +27,10 @@ pub fn log_error_code(e: &LogError) -> i16 {
         LogError::InvalidTxnState { .. } => E::InvalidTxnState.code(),
         LogError::TransactionCoordinatorFenced { .. } => E::TransactionCoordinatorFenced.code(),
         LogError::UnknownProducerId { .. } => E::UnknownProducerId.code(),
-        LogError::CorruptSegment { .. } | LogError::DiskFull { .. } | LogError::Io { .. } => {
-            E::KafkaStorageError.code()
-        }
+        LogError::CorruptSegment { .. }
+        | LogError::DiskFull { .. }
+        | LogError::Io { .. }
+        | LogError::LogDirOffline { .. } => E::KafkaStorageError.code(),
         LogError::Closed => E::NotLeaderOrFollower.code(),
     }
 }

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::dir_failure::LogDirFailureChannel;
 use super::{LogConfig, LogError, Result, UnifiedLog};
 use crate::clock::SharedClock;
 use crate::model::TopicPartition;
@@ -23,6 +24,8 @@ use crate::model::TopicPartition;
 #[derive(Debug)]
 pub struct LogManager {
     log_dirs: Vec<PathBuf>,
+    // Which dirs failed a write or an fsync; every log is attached to its dir's entry.
+    failures: Arc<LogDirFailureChannel>,
     clock: SharedClock,
     // Short critical sections only (lookups and inserts), never held across I/O or `.await`.
     logs: Mutex<HashMap<TopicPartition, Arc<UnifiedLog>>>,
@@ -66,7 +69,8 @@ impl LogManager {
         config_for: &dyn Fn(&str) -> LogConfig,
     ) -> Result<LogManager> {
         let mut logs = HashMap::new();
-        for dir in &log_dirs {
+        let failures = LogDirFailureChannel::new(&log_dirs);
+        for (index, dir) in log_dirs.iter().enumerate() {
             super::checkpoint::create_dir_all_durable(dir).map_err(io(dir))?;
             for entry in std::fs::read_dir(dir).map_err(io(dir))? {
                 let entry = entry.map_err(io(dir))?;
@@ -86,11 +90,13 @@ impl LogManager {
                     continue;
                 };
                 let log = UnifiedLog::open(path, config_for(&tp.topic), Arc::clone(&clock))?;
+                log.attach_log_dir(Arc::clone(&failures), index);
                 logs.insert(tp, log);
             }
         }
         Ok(LogManager {
             log_dirs,
+            failures,
             clock,
             logs: Mutex::new(logs),
             create_lock: Mutex::new(()),
@@ -118,22 +124,42 @@ impl LogManager {
         if let Some(l) = self.get(tp) {
             return Ok(l);
         }
-        // Pick the dir with the fewest partitions (Kafka's default placement).
+        // Pick the online dir with the fewest partitions (Kafka's default placement).
         let dir = {
             let logs = self.logs();
-            self.log_dirs
-                .iter()
+            self.failures
+                .online_dirs()
+                .into_iter()
                 .min_by_key(|d| logs.values().filter(|l| l.dir().starts_with(d)).count())
-                .cloned()
-                .ok_or_else(|| LogError::Io {
-                    path: PathBuf::new(),
-                    source: std::io::Error::other("no log.dirs configured"),
+                .ok_or_else(|| match self.log_dirs.first() {
+                    Some(d) => LogError::LogDirOffline { path: d.clone() },
+                    None => LogError::Io {
+                        path: PathBuf::new(),
+                        source: std::io::Error::other("no log.dirs configured"),
+                    },
                 })?
         };
         // Opening does I/O: done without the map lock (lookups continue meanwhile).
         let log = UnifiedLog::open(dir.join(tp.dir_name()), config, Arc::clone(&self.clock))?;
+        if let Some(index) = self.failures.dir_of(&dir) {
+            log.attach_log_dir(Arc::clone(&self.failures), index);
+        }
         let mut logs = self.logs();
         Ok(Arc::clone(logs.entry(tp.clone()).or_insert(log)))
+    }
+
+    /// Which log dirs are offline; the broker halts when all are.
+    pub fn failures(&self) -> &Arc<LogDirFailureChannel> {
+        &self.failures
+    }
+
+    /// The partitions whose log dir is offline (the broker heartbeat reports them).
+    pub fn offline_partitions(&self) -> Vec<TopicPartition> {
+        self.logs()
+            .iter()
+            .filter(|(_, l)| l.is_offline())
+            .map(|(tp, _)| tp.clone())
+            .collect()
     }
 
     /// Every partition log present.
@@ -165,7 +191,7 @@ impl LogManager {
         for (tp, log) in self.all() {
             match log.delete_old_segments() {
                 Ok(d) => n += d,
-                Err(LogError::Closed) => {}
+                Err(LogError::Closed | LogError::LogDirOffline { .. }) => {}
                 Err(e) => tracing::warn!(partition = %tp, error = %e, "retention failed"),
             }
         }
@@ -176,7 +202,7 @@ impl LogManager {
     pub fn run_flushes(&self) {
         for (tp, log) in self.all() {
             match log.flush_if_due() {
-                Ok(_) | Err(LogError::Closed) => {}
+                Ok(_) | Err(LogError::Closed | LogError::LogDirOffline { .. }) => {}
                 Err(e) => tracing::warn!(partition = %tp, error = %e, "flush failed"),
             }
         }
@@ -186,7 +212,7 @@ impl LogManager {
     pub fn run_checkpoints(&self) {
         for (tp, log) in self.all() {
             match log.checkpoint() {
-                Ok(()) | Err(LogError::Closed) => {}
+                Ok(()) | Err(LogError::Closed | LogError::LogDirOffline { .. }) => {}
                 Err(e) => tracing::warn!(partition = %tp, error = %e, "checkpoint failed"),
             }
         }
@@ -201,7 +227,7 @@ impl LogManager {
             }
             match super::cleaner::clean_log(&log) {
                 Ok(Some(_)) => n += 1,
-                Ok(None) | Err(LogError::Closed) => {}
+                Ok(None) | Err(LogError::Closed | LogError::LogDirOffline { .. }) => {}
                 Err(e) => tracing::warn!(partition = %tp, error = %e, "cleaning failed"),
             }
         }
@@ -269,7 +295,7 @@ impl LogManager {
         let mut first_err = None;
         for (tp, log) in self.all() {
             match log.close() {
-                Ok(()) | Err(LogError::Closed) => {}
+                Ok(()) | Err(LogError::Closed | LogError::LogDirOffline { .. }) => {}
                 Err(e) => {
                     tracing::error!(partition = %tp, error = %e, "closing log failed");
                     first_err.get_or_insert(e);

@@ -341,6 +341,8 @@ pub enum LogError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the log dir holding {path} is offline after a disk error")]
+    LogDirOffline { path: PathBuf },
     #[error("the log is closed")]
     Closed,
 }
@@ -349,6 +351,7 @@ pub type Result<T, E = LogError> = std::result::Result<T, E>;
 
 pub mod checkpoint;
 pub mod cleaner;
+pub mod dir_failure;
 pub mod epoch_cache;
 pub mod index;
 mod loader;
@@ -376,6 +379,10 @@ pub struct LogMetrics {
     /// How long an append waiting for durability waited: queueing behind the fsync in flight,
     /// then its own.
     pub flush_latency: prometheus::Histogram,
+    /// Log dirs offline after a disk error (`strata_log_dirs_offline`).
+    pub log_dirs_offline: prometheus::IntGauge,
+    /// Storage errors by kind: write, fsync, read, disk_full, corrupt.
+    pub storage_errors: prometheus::IntCounterVec,
 }
 
 pub fn metrics() -> &'static LogMetrics {
@@ -390,6 +397,19 @@ pub fn metrics() -> &'static LogMetrics {
                 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                 1.0, 2.5, 5.0, 10.0,
             ]),
+        )
+        .expect("metric definition is valid"),
+        log_dirs_offline: prometheus::IntGauge::new(
+            "strata_log_dirs_offline",
+            "Log dirs of this broker offline after a failed write or fsync.",
+        )
+        .expect("metric definition is valid"),
+        storage_errors: prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "strata_log_storage_errors_total",
+                "Failed disk operations of partition logs, by kind.",
+            ),
+            &["kind"],
         )
         .expect("metric definition is valid"),
     })

@@ -274,11 +274,12 @@ impl PartitionLog {
             self.local
                 .read(offset, max_bytes, max_offset, min_one_batch)
         };
-        if self.local.in_active_segment(offset) {
+        let read = if self.local.in_active_segment(offset) {
             read()
         } else {
             crate::runtime::block_in_place(read)
-        }
+        };
+        read.inspect_err(|e| self.local.read_failed(offset, e))
     }
 
     /// ListOffsets' lookups over the whole log:

@@ -97,6 +97,17 @@ impl Metrics {
         registry
             .register(Box::new(flush_latency.clone()))
             .expect("metric registered once");
+        let log = crate::log::metrics();
+        registry
+            .register(Box::new(log.log_dirs_offline.clone()))
+            .expect("metric registered once");
+        registry
+            .register(Box::new(log.storage_errors.clone()))
+            .expect("metric registered once");
+        // Exported at zero from the start, so alerts see every series on a healthy broker.
+        for kind in crate::log::dir_failure::StorageErrorKind::ALL {
+            log.storage_errors.with_label_values(&[kind.label()]);
+        }
         Metrics {
             flush_latency,
             registry,

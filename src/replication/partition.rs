@@ -183,7 +183,7 @@ impl Partition {
                     .clamp(log.local_log_start_offset().0, leo.0),
             )
         };
-        let now = clock.now_ms();
+        let now = clock.monotonic_ms();
         let followers = followers_for(&state, local, now);
         Partition {
             tp,
@@ -249,7 +249,7 @@ impl Partition {
             let new_leadership = leads
                 && (r.state.leader != self.local || r.state.leader_epoch != state.leader_epoch);
             if new_leadership {
-                r.followers = followers_for(&state, self.local, self.clock.now_ms());
+                r.followers = followers_for(&state, self.local, self.clock.monotonic_ms());
                 r.pending_isr = None;
             } else if !leads {
                 r.followers.clear();
@@ -260,7 +260,7 @@ impl Partition {
                 for b in &state.replicas {
                     if *b != self.local && !r.followers.contains_key(b) {
                         r.followers
-                            .insert(*b, FollowerState::new(self.clock.now_ms()));
+                            .insert(*b, FollowerState::new(self.clock.monotonic_ms()));
                     }
                 }
             }
@@ -582,7 +582,7 @@ impl Partition {
                 log_end_offset: leo,
             }));
         }
-        let now = self.clock.now_ms();
+        let now = self.clock.monotonic_ms();
         {
             let mut r = self.lock();
             let f = r
@@ -604,7 +604,7 @@ impl Partition {
     /// On the leader: the ISR change due now (laggards out, caught-up followers in), marked as
     /// pending so it is proposed once; `None` when nothing is due or a proposal is in flight.
     pub fn propose_isr_change(&self, lag_max_ms: i64) -> Option<IsrProposal> {
-        let now = self.clock.now_ms();
+        let now = self.clock.monotonic_ms();
         let hw = self.high_watermark();
         let latest_epoch = self.log().latest_epoch_entry();
         let leo = self.log().log_end_offset();

@@ -26,11 +26,21 @@ the mount point is unmounted, it reads one command from stdin: `cut` (drop every
 durable, print `cut ...` with what was dropped, mount again), `cut SEED` (the same, torn: files
 keep a random part of their unsynced appends) or `stop` (exit). `PowerFs` below
 drives it from a test.
+
+Disk faults: the file `.faults` at the root lists one fault a line, `KIND PATTERN`, where KIND
+is `eio-write`, `eio-fsync`, `eio-read` or `enospc` and PATTERN a shell pattern (`fnmatch`,
+`*` crosses `/`) over paths as the filesystem sees them (`/b0/t-0/00000000000000000000.log`).
+A matching write (or a truncate that grows the file) fails with EIO or ENOSPC, changing
+nothing; a matching fsync fails with EIO and makes nothing durable; a matching read fails with
+EIO. Writing `PATH OFFSET BIT` to the file `.flip` at the root flips that bit of the file's
+stored bytes (both what programs see and the durable copy), as a disk returning a rotten
+sector would; `PowerFs.flip_bit` also drops the kernel's page cache so readers see it.
 """
 
 from __future__ import annotations
 
 import errno
+import fnmatch
 import functools
 import os
 import random
@@ -46,6 +56,9 @@ SLOW_PATHS = ".slow_fsync"
 # Creating this file at the root turns the power off: every fsync from then on (even one
 # already waiting on a slow disk) fails with EIO and makes nothing durable, until the next cut.
 POWER_OFF = ".power_off"
+FAULTS = ".faults"
+FLIP = ".flip"
+FAULT_KINDS = ("eio-write", "eio-fsync", "eio-read", "enospc")
 
 
 class Node:
@@ -162,6 +175,30 @@ def serve(mountpoint: str) -> None:
             self.mounts = 0
             self.powered = True
 
+        def _faulty(self, kind: str, path: str) -> bool:
+            control = self.root.children.get(FAULTS)
+            if control is None or control.is_dir or path.startswith("/."):
+                return False
+            for line in bytes(control.data).decode(errors="replace").splitlines():
+                parts = line.split(None, 1)
+                if len(parts) == 2 and parts[0] == kind and fnmatch.fnmatchcase(path, parts[1]):
+                    return True
+            return False
+
+        def _write_faults(self, path: str):
+            if self._faulty("enospc", path):
+                fail(errno.ENOSPC)
+            if self._faulty("eio-write", path):
+                fail(errno.EIO)
+
+        def _flip(self, command: bytes):
+            target, offset, bit = command.decode().split()
+            n = self._lookup(target)
+            offset, mask = int(offset), 1 << int(bit)
+            n.data[offset] ^= mask
+            if offset < len(n.durable):
+                n.durable[offset] ^= mask
+
         def init(self, path):
             self.mounts += 1
             print(f"mounted {self.mounts}", flush=True)
@@ -259,9 +296,15 @@ def serve(mountpoint: str) -> None:
             return 0
 
         def read(self, path, size, offset, fh):
+            if self._faulty("eio-read", path):
+                fail(errno.EIO)
             return bytes(self._node(path, fh).data[offset:offset + size])
 
         def write(self, path, data, offset, fh):
+            if path == "/" + FLIP:
+                self._flip(data)
+                return len(data)
+            self._write_faults(path)
             n = self._node(path, fh)
             if offset > len(n.data):
                 n.data.extend(bytes(offset - len(n.data)))
@@ -280,6 +323,8 @@ def serve(mountpoint: str) -> None:
             n = self._node(path, fh)
             if n.is_dir:
                 fail(errno.EISDIR)
+            if length > len(n.data):
+                self._write_faults(path)
             self._truncate(n, length)
             return 0
 
@@ -308,6 +353,10 @@ def serve(mountpoint: str) -> None:
 
         def fsync(self, path, datasync, fh):
             n = self._node(path, fh)
+            if self._faulty("eio-fsync", path):
+                # A failed fsync makes nothing durable, and the disk may have dropped the
+                # dirty pages: a later fsync that succeeds does not bring them back.
+                fail(errno.EIO)
             snapshot = n.begin_sync()
             self._slow_disk(path)
             if not self.powered:
@@ -318,6 +367,8 @@ def serve(mountpoint: str) -> None:
 
         def fsyncdir(self, path, datasync, fh):
             n = self._lookup(path)
+            if self._faulty("eio-fsync", path):
+                fail(errno.EIO)
             snapshot = n.begin_sync()
             self._slow_disk(path)
             if not self.powered:
@@ -441,6 +492,28 @@ class PowerFs:
         self._expect("mounted")
         self.cuts.append(dropped)
         return dropped
+
+    def set_faults(self, faults: list[tuple[str, str]]):
+        """Replaces the injected faults: (kind, pattern) pairs, patterns relative to the mount
+        point (`b0/*.log`); an empty list clears them."""
+        lines = []
+        for kind, pattern in faults:
+            assert kind in FAULT_KINDS, kind
+            lines.append(f"{kind} /{pattern.lstrip('/')}\n")
+        (self.mountpoint / FAULTS).write_text("".join(lines))
+
+    def flip_bit(self, path: Path, offset: int, bit: int = 0):
+        """Flips one bit of `path`'s stored bytes (on the mount), then drops the kernel's page
+        cache so that the next read of it comes from the filesystem."""
+        rel = "/" + str(path.relative_to(self.mountpoint))
+        (self.mountpoint / FLIP).write_text(f"{rel} {offset} {bit}")
+        self.drop_caches()
+
+    def drop_caches(self):
+        """Drops the kernel's clean page cache, so that the next reads reach the filesystem
+        (and meet the faults injected for reads)."""
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("1\n")
 
     def sync_tree(self, root: Path):
         """Makes everything under `root` (on the mount) durable, as `sync` would."""

@@ -319,9 +319,24 @@ impl LogSegment {
             self.reserve(end, preallocate);
         }
         if let Err(e) = write_all_vectored_at(&self.file.file, data, self.size) {
-            // Cut back the partial write so the file still ends on a batch boundary.
-            let _ = self.file.file.set_len(self.size);
+            // Cut back the partial write so the file still ends on a batch boundary. If that
+            // fails and the file is left longer, its end is not a batch boundary: an I/O error
+            // (the dir goes offline), not a full disk that a later append could retry.
             self.reserved_to = self.size;
+            if self.file.file.set_len(self.size).is_err()
+                && self
+                    .file
+                    .file
+                    .metadata()
+                    .map_or(true, |m| m.len() != self.size)
+            {
+                return Err(LogError::Io {
+                    path: self.file.path.clone(),
+                    source: std::io::Error::other(format!(
+                        "a failed append ({e}) could not be cut back to the last whole batch"
+                    )),
+                });
+            }
             return Err(io_error(&self.file.path, e));
         }
         let start = self.size;

@@ -18,6 +18,7 @@
 //! so one fsync serves everyone who arrived meanwhile. Recovery ([`loader`](super::loader))
 //! never cuts below a durable offset because durable batches are whole and CRC-valid.
 
+mod health;
 mod lookup;
 mod tiering;
 mod txn;
@@ -64,6 +65,7 @@ pub struct UnifiedLog {
     /// and truncations (which lower the recovery point) take this first, so an older, higher
     /// value never lands on disk after theirs.
     checkpoint_lock: Mutex<()>,
+    health: super::dir_failure::DirHealth,
 }
 
 impl std::fmt::Debug for UnifiedLog {
@@ -131,6 +133,7 @@ impl UnifiedLog {
             durable: AtomicI64::new(durable),
             cleaner_lock: Mutex::new(()),
             checkpoint_lock: Mutex::new(()),
+            health: Default::default(),
         }))
     }
 
@@ -149,6 +152,7 @@ impl UnifiedLog {
         if st.closed {
             return Err(LogError::Closed);
         }
+        self.check_online()?;
         Ok(st)
     }
 
@@ -257,7 +261,7 @@ impl UnifiedLog {
         Ok(batches)
     }
 
-    fn append(&self, records: Bytes, origin: Origin) -> Result<LogAppendInfo> {
+    fn append_checked(&self, records: Bytes, origin: Origin) -> Result<LogAppendInfo> {
         let leader = !matches!(origin, Origin::Follower);
         // CRC checks are the costly part: done before taking the lock.
         let mut batches = self.validate(&records, matches!(origin, Origin::Leader(_)))?;
@@ -494,7 +498,7 @@ impl UnifiedLog {
                 })
                 .and_then(|r| r);
         if let Err(e) = res {
-            self.lock().flush_failed(files, dir);
+            self.fsync_failed(files, dir, &e);
             return Err(e);
         }
         self.finish_flush(target, truncations);
@@ -514,7 +518,7 @@ impl UnifiedLog {
         let (files, dir, target, truncations) = self.lock_open()?.flush_targets();
         let sync_dir = dir.then(|| self.dir.clone());
         if let Err(e) = Self::sync_files(&files, sync_dir.as_deref()) {
-            self.lock().flush_failed(files, dir);
+            self.fsync_failed(files, dir, &e);
             return Err(e);
         }
         self.finish_flush(target, truncations);
@@ -691,7 +695,9 @@ impl UnifiedLog {
     /// wholly below the log start offset, never the active one, asking the guard first.
     /// Returns how many segments were deleted.
     pub fn delete_old_segments(&self) -> Result<usize> {
-        let now = self.clock.now_ms();
+        // A wall clock set back must not hold segments for as long as the jump: ages count
+        // from the later of the two clocks (a jump forward deletes what Kafka's would).
+        let now = self.clock.now_ms().max(self.clock.monotonic_ms());
         let (candidates, guard) = {
             let mut st = self.lock_open()?;
             st.producers.remove_expired(now);
