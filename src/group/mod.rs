@@ -323,12 +323,25 @@ impl GroupCoordinator {
             .topic_by_name(OFFSETS_TOPIC)
             .ok_or(CoordinatorError::NotCoordinator)?;
         let index = partition_for(group_id, topic.partitions.len() as i32);
-        let partition = self
+        let hosted = self
             .ctx
             .replicas
             .get(&TopicPartition::new(OFFSETS_TOPIC, index))
-            .filter(|p| p.is_leader())
-            .ok_or(CoordinatorError::NotCoordinator)?;
+            .filter(|p| p.is_leader());
+        let Some(partition) = hosted else {
+            // The image already names this broker the leader (so FindCoordinator sent the
+            // client here) but the replica has not taken up the leadership yet: the shard is
+            // as good as loading, which clients retry in place.
+            let led_here = topic
+                .partitions
+                .get(&crate::model::PartitionIndex(index))
+                .is_some_and(|reg| reg.leader == self.ctx.replicas.local_broker());
+            return Err(if led_here {
+                CoordinatorError::LoadInProgress
+            } else {
+                CoordinatorError::NotCoordinator
+            });
+        };
         let epoch = partition.state().leader_epoch.0;
         let Ok(mut shards) = self.shards.lock() else {
             return Err(CoordinatorError::NotAvailable(

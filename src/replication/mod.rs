@@ -100,6 +100,11 @@ impl ReplicaManager {
         self.remote.get()
     }
 
+    /// This broker's id.
+    pub fn local_broker(&self) -> BrokerId {
+        self.local
+    }
+
     pub fn logs(&self) -> &Arc<LogManager> {
         &self.logs
     }
