@@ -74,20 +74,38 @@ pub enum TopicsCommand {
 }
 
 /// Connects the tools' client to `addr`, with TLS and SASL as `--command-config` says.
-pub async fn connect(addr: &str) -> anyhow::Result<KafkaClient> {
+/// Connects to the first broker of `bootstrap` (Kafka's comma-separated `host:port` list) that
+/// answers, as Kafka's tools do: a list whose first broker is down still works.
+pub async fn connect(bootstrap: &str) -> anyhow::Result<KafkaClient> {
     let settings = command_config::settings();
     let network = command_config::network(&settings)?;
-    let mut client = KafkaClient::connect(
-        network.as_ref(),
-        addr,
-        "strata-admin",
-        Duration::from_secs(10),
-    )
-    .await?;
-    if let Some(creds) = &settings.sasl {
-        client.authenticate(creds).await?;
+    let mut last = None;
+    for addr in bootstrap
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+    {
+        match KafkaClient::connect(
+            network.as_ref(),
+            addr,
+            "strata-admin",
+            Duration::from_secs(10),
+        )
+        .await
+        {
+            Ok(mut client) => {
+                if let Some(creds) = &settings.sasl {
+                    client.authenticate(creds).await?;
+                }
+                return Ok(client);
+            }
+            Err(e) => last = Some(e),
+        }
     }
-    Ok(client)
+    match last {
+        Some(e) => Err(e.into()),
+        None => anyhow::bail!("no broker address in '{bootstrap}'"),
+    }
 }
 
 fn parse_kv(s: &str) -> anyhow::Result<(String, String)> {
