@@ -18,6 +18,10 @@ pub struct ControllerMetrics {
     pub image_offset: IntGauge,
     pub registered_brokers: IntGauge,
     pub fenced_brokers: IntGauge,
+    pub balancer_moves_in_flight: IntGauge,
+    pub balancer_paused: IntGauge,
+    pub balancer_max_replicas_per_broker: IntGauge,
+    pub balancer_min_replicas_per_broker: IntGauge,
 }
 
 impl ControllerMetrics {
@@ -32,6 +36,10 @@ impl ControllerMetrics {
             image_offset: gauge(r, "strata_controller_image_offset", "Offset of this node's metadata image (the last record folded in)."),
             registered_brokers: gauge(r, "strata_controller_registered_brokers", "Brokers registered in the metadata image."),
             fenced_brokers: gauge(r, "strata_controller_fenced_brokers", "Registered brokers that are fenced."),
+            balancer_moves_in_flight: gauge(r, "strata_controller_balancer_moves_in_flight", "Partition reassignments under way (the balancer's and any others); at most strata.balancer.max.concurrent.moves are the balancer's doing."),
+            balancer_paused: gauge(r, "strata_controller_balancer_paused", "1 while strata.balancer.enable is false (the balancer starts no moves)."),
+            balancer_max_replicas_per_broker: gauge(r, "strata_controller_balancer_max_replicas_per_broker", "Replicas on the unfenced broker holding the most; with the minimum, the imbalance the balancer evens out."),
+            balancer_min_replicas_per_broker: gauge(r, "strata_controller_balancer_min_replicas_per_broker", "Replicas on the unfenced broker holding the fewest."),
         }
     }
 }
