@@ -22,6 +22,7 @@ use crate::client::KafkaClient;
 use crate::protocol::{str_bytes, topic_name};
 
 pub mod acls;
+pub mod balancer;
 pub mod cluster;
 pub mod command_config;
 pub mod groups;

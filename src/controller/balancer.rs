@@ -12,7 +12,8 @@
 //!   the brokers in `strata.balancer.drain.brokers` to empty (a broker listed there is never
 //!   filled again, so a drained broker stays empty until it is unregistered or unlisted), and
 //!   the tolerance `strata.balancer.tolerance.replicas` between the broker holding the most
-//!   replicas and the one holding the fewest.
+//!   replicas and the one holding the fewest. Fenced brokers neither give nor take (unless
+//!   listed for draining), and under-replicated partitions are left where they are.
 //!
 //! So a broker that registers with no replicas is filled, a broker marked for draining is
 //! emptied, and drift beyond the tolerance is evened out, with no operator command. The
@@ -103,7 +104,7 @@ pub struct BalancerDecision {
 /// The reassignments to start now (see the module docs).
 pub fn decide_balancer_moves(image: &MetadataImage, config: &BalancerConfig) -> BalancerDecision {
     let loads = partition_loads(image);
-    let in_flight = loads.iter().filter(|p| p.reassigning).count();
+    let in_flight = super::reassignment::ongoing_reassignments(image).count();
     let mut decision = BalancerDecision {
         in_flight,
         records: vec![],
@@ -180,7 +181,10 @@ fn partition_loads(image: &MetadataImage) -> Vec<PartitionLoad> {
                 partition: *i,
                 replicas: p.replicas.clone(),
                 size_bytes: 0,
-                reassigning: p.is_reassigning(),
+                // An under-replicated partition is not moved: its new replica would wait
+                // for the missing one, holding a move slot, and the copy adds load to a
+                // partition already short of replicas.
+                reassigning: p.is_reassigning() || p.isr.len() < p.replicas.len(),
             })
         })
         .collect()

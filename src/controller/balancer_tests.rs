@@ -190,6 +190,20 @@ fn a_balanced_cluster_or_a_fenced_newcomer_gets_no_moves() {
         ],
     );
     assert!(decide_balancer_moves(&image, &config).records.is_empty());
+    // An under-replicated partition stays where it is, even when it is the only one to move.
+    let mut image = cluster(1);
+    apply(&mut image, &[register(4), register(5)]);
+    let topic_id = *image.topics.keys().next().expect("topic");
+    let mut p = image.topics[&topic_id].partitions[&PartitionIndex(0)].clone();
+    let config = BalancerConfig {
+        drain_brokers: BTreeSet::from([p.replicas[1]]),
+        ..BalancerConfig::default()
+    };
+    assert_eq!(decide_balancer_moves(&image, &config).records.len(), 1);
+    p.isr.truncate(1);
+    p.partition_epoch += 1;
+    apply(&mut image, &[p.to_record(topic_id, PartitionIndex(0))]);
+    assert!(decide_balancer_moves(&image, &config).records.is_empty());
 }
 
 #[test]
