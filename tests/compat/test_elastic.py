@@ -8,7 +8,7 @@ tolerance. Then `strata cluster drain 1` empties broker 1 (the balancer keeps it
 stopped and `strata cluster unregister 1` removes it. The history checker (history.py) finds no
 acknowledged record lost, none twice, none reordered; every partition ends with two in-sync
 replicas on the live brokers; broker 1 holds nothing; the producer saw no failed delivery and
-only retriable errors.
+only retriable errors. The balancer's metrics agree, and its pause reaches every node.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import helpers as h
 from conftest import strata_cli, wait_until
 from history import History
 from test_cluster import Cluster
+from test_metrics import get, sample
 
 TOPIC = "elastic"
 PARTITIONS = 6
@@ -170,6 +171,19 @@ def test_the_balancer_fills_a_new_broker_and_a_drained_one_leaves_under_load(tmp
 
         view = wait_until(even, 30, "12 replicas even over brokers 2-4", interval=0.5)
         assert all(len(r) == 2 and set(r) <= {2, 3, 4} and sorted(r) == isr for r, isr in view.values()), view
+
+        # The metrics agree; a pause is in the metadata log, seen by every node, and undone.
+        _, text = get(cluster.node(3), "/metrics")
+        assert sample(text, "strata_controller_balancer_moves_in_flight") == 0
+        assert sample(text, "strata_controller_balancer_max_replicas_per_broker") == 4
+        assert sample(text, "strata_controller_balancer_min_replicas_per_broker") == 4
+        assert sample(text, "strata_controller_balancer_paused") == 0
+        strata_cli("cluster", boot, "balance", "pause")
+        wait_until(lambda: sample(get(cluster.node(4), "/metrics")[1], "strata_controller_balancer_paused") == 1,
+                   10, "the pause to reach broker 4")
+        strata_cli("cluster", boot, "balance", "resume")
+        wait_until(lambda: sample(get(cluster.node(3), "/metrics")[1], "strata_controller_balancer_paused") == 0,
+                   10, "the resume to reach broker 3")
 
         assert not failed, failed[:3]
         assert not [e for e in client_errors if e.fatal()], client_errors
