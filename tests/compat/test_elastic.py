@@ -198,3 +198,69 @@ def test_the_balancer_fills_a_new_broker_and_a_drained_one_leaves_under_load(tmp
         assert report.recovered == acked
     finally:
         cluster.cleanup()
+
+
+def test_a_throttled_move_takes_its_bytes_over_the_rate_and_others_are_not_held_back(tmp_path, request):
+    """Two partitions of equal size on broker 1 both get a replica on broker 2; only
+    partition 0's (`follower.replication.throttled.replicas = 0:2`) is throttled, to
+    `follower.replication.throttled.rate`. Its copy takes at least (bytes - one fetch) / rate;
+    partition 1's finishes before that bound, though broker 2 fetches both from broker 1 in the
+    same fetch session."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+    from kafka import KafkaAdminClient, TopicPartition
+
+    rate, fetch_max, records = 100_000, 65_536, 500
+    cluster = Cluster(
+        tmp_path, n=3,
+        extra={"strata.balancer.enable": "false", "replica.fetch.max.bytes": str(fetch_max)},
+    )
+    request.node._strata_brokers = cluster.nodes
+    try:
+        cluster.start_all()
+        cluster.wait_ready(3)
+        boot = cluster.bootstrap()
+        admin = AdminClient({"bootstrap.servers": boot})
+        admin.create_topics([NewTopic("throttled", num_partitions=2, replica_assignment=[[1], [1]])])[
+            "throttled"].result(10)
+        p = h.producer(boot, **{"acks": "all", "linger.ms": 20})
+        payload = bytes(range(256)) * 4
+        for i in range(records):
+            for part in (0, 1):
+                p.produce("throttled", value=payload, partition=part)
+        h.flush_all(p)
+        size = sum(f.stat().st_size for f in (cluster.node(1).data_dir / "throttled-0").glob("*.log"))
+        assert size >= records * 1024, size
+
+        def alter(resource, key, value):
+            entry = ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+            # Broker 1 stores a broker config cluster-wide (confluent-kafka names no default).
+            name = "1" if resource == ResourceType.BROKER else "throttled"
+            res = ConfigResource(resource, name, incremental_configs=[entry])
+            for f in admin.incremental_alter_configs([res]).values():
+                f.result(10)
+
+        alter(ResourceType.BROKER, "follower.replication.throttled.rate", str(rate))
+        alter(ResourceType.TOPIC, "follower.replication.throttled.replicas", "0:2")
+        time.sleep(1)  # every broker has applied both
+
+        kadmin = KafkaAdminClient(bootstrap_servers=boot, request_timeout_ms=10_000)
+        t0, t1 = TopicPartition("throttled", 0), TopicPartition("throttled", 1)
+        start = time.monotonic()
+        assert kadmin.alter_partition_reassignments({t0: [1, 2], t1: [1, 2]}) == {t0: None, t1: None}
+        done: dict[int, float] = {}
+
+        def both_done():
+            ongoing = kadmin.list_partition_reassignments()
+            for tp in (t0, t1):
+                if tp not in ongoing and tp.partition not in done:
+                    done[tp.partition] = time.monotonic() - start
+            return len(done) == 2
+
+        wait_until(both_done, 60, "both moves to complete", interval=0.05)
+        bound = (size - fetch_max) / rate
+        assert done[0] >= bound, f"the throttled copy of {size} bytes took {done[0]:.2f} s < {bound:.2f} s"
+        assert done[1] < bound, f"the unthrottled copy took {done[1]:.2f} s, the throttled bound is {bound:.2f} s"
+        print(f"\nthrottled {done[0]:.2f} s (bound {bound:.2f} s), unthrottled {done[1]:.2f} s")
+        kadmin.close()
+    finally:
+        cluster.cleanup()
