@@ -103,7 +103,6 @@ pub struct BalancerDecision {
 
 /// The reassignments to start now (see the module docs).
 pub fn decide_balancer_moves(image: &MetadataImage, config: &BalancerConfig) -> BalancerDecision {
-    let loads = partition_loads(image);
     let in_flight = super::reassignment::ongoing_reassignments(image).count();
     let mut decision = BalancerDecision {
         in_flight,
@@ -113,6 +112,22 @@ pub fn decide_balancer_moves(image: &MetadataImage, config: &BalancerConfig) -> 
     if !config.enable || room == 0 {
         return decision;
     }
+    // The usual case, checked without copying every partition: nothing to do.
+    let counts = replicas_per_broker(image);
+    let draining_holds = image.topics.values().any(|t| {
+        t.partitions
+            .values()
+            .any(|p| p.replicas.iter().any(|b| config.drain_brokers.contains(b)))
+    });
+    let spread = counts
+        .iter()
+        .filter(|(b, _)| !config.drain_brokers.contains(b))
+        .map(|(_, c)| *c);
+    let (max, min) = spread.fold((0, usize::MAX), |(hi, lo), c| (hi.max(c), lo.min(c)));
+    if !draining_holds && max <= min.saturating_add(config.tolerance_replicas) {
+        return decision;
+    }
+    let loads = partition_loads(image);
     let brokers: Vec<(BrokerId, Option<String>)> = image
         .brokers
         .values()
