@@ -1,7 +1,8 @@
 //! `strata topics`: topic administration over the Kafka protocol, so it works against any
 //! Kafka-compatible broker. `strata groups` lives in [`groups`], `strata quotas` in [`quotas`],
 //! `strata acls` in [`acls`], `strata cluster drain` and `strata cluster balance` in
-//! [`reassign`], `strata transactions` in [`transactions`].
+//! [`reassign`] (the automatic balancer's pause, resume, drain list and `strata cluster
+//! unregister` in [`balancer`]), `strata transactions` in [`transactions`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -37,7 +37,8 @@ pub struct Connection {
 
 #[derive(Args, Debug)]
 pub struct DrainArgs {
-    /// The broker to move every replica off (it keeps running; unregister it afterwards).
+    /// The broker to move every replica off (it keeps running; unregister it afterwards). It
+    /// is also put on the automatic balancer's drain list, so it stays empty.
     pub broker: i32,
     /// Print the moves without starting them.
     #[arg(long)]
