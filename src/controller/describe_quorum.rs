@@ -134,6 +134,14 @@ impl Controller {
             super::reassignment::ongoing_reassignments(&image).count() as u64,
         );
         gauge(&out.balancer_paused, (!balancer.enable) as u64);
+        // The counter follows this node's own count, which only grows.
+        let completed = self
+            .reassignments_completed
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let exported = out.reassignments_completed.get();
+        if completed > exported {
+            out.reassignments_completed.inc_by(completed - exported);
+        }
         let count = |c: Option<&usize>| c.copied().unwrap_or(0) as u64;
         gauge(
             &out.balancer_max_replicas_per_broker,

@@ -87,6 +87,8 @@ impl Controller {
             })
             .await?;
         if completed > 0 {
+            self.reassignments_completed
+                .fetch_add(completed as u64, std::sync::atomic::Ordering::Relaxed);
             tracing::info!(partitions = completed, "completed partition reassignments");
         }
         let rebalance_due = self.settings.auto_leader_rebalance

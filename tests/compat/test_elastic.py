@@ -148,6 +148,10 @@ def test_the_balancer_fills_a_new_broker_and_a_drained_one_leaves_under_load(tmp
             return v if v and 1 not in per_broker(v) else None
 
         view = wait_until(drained, 60, "broker 1 to be drained", interval=0.5)
+        # Three moves onto broker 4, three off broker 1, all completed by the active controller.
+        completed = sum(sample(get(cluster.node(i), "/metrics")[1], "strata_controller_reassignments_completed_total")
+                        for i in (1, 2, 3))
+        assert completed >= 6, completed
         wait_until(lambda: not list((cluster.node(1).data_dir).glob(f"{TOPIC}-*")), 20,
                    "broker 1 to delete its copies")
         stop.set()
