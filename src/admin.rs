@@ -1,7 +1,8 @@
 //! `strata topics`: topic administration over the Kafka protocol, so it works against any
 //! Kafka-compatible broker. `strata groups` lives in [`groups`], `strata quotas` in [`quotas`],
 //! `strata acls` in [`acls`], `strata cluster drain` and `strata cluster balance` in
-//! [`reassign`], `strata transactions` in [`transactions`].
+//! [`reassign`] (the automatic balancer's pause, resume, drain list and `strata cluster
+//! unregister` in [`balancer`]), `strata transactions` in [`transactions`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use crate::client::KafkaClient;
 use crate::protocol::{str_bytes, topic_name};
 
 pub mod acls;
+pub mod balancer;
 pub mod cluster;
 pub mod command_config;
 pub mod groups;

@@ -46,6 +46,13 @@ pub enum ClusterCommand {
     Drain(super::reassign::DrainArgs),
     /// Even out replica counts across brokers (`run`), or follow the moves (`status`).
     Balance(super::reassign::BalanceArgs),
+    /// Remove a stopped, empty broker's registration (UnregisterBroker) and take it off the
+    /// balancer's drain list.
+    Unregister {
+        broker: i32,
+        #[command(flatten)]
+        connection: super::reassign::Connection,
+    },
 }
 
 /// What `describe` prints, whichever port it asked.
@@ -75,6 +82,11 @@ pub async fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
         } => (bootstrap_server, command_config, controller, json),
         ClusterCommand::Drain(args) => return super::reassign::run_drain(args).await,
         ClusterCommand::Balance(args) => return super::reassign::run_balance(args).await,
+        ClusterCommand::Unregister { broker, connection } => {
+            command_config::load(connection.command_config.as_deref())?;
+            let mut client = super::connect(&connection.bootstrap_server).await?;
+            return super::balancer::unregister(&mut client, broker).await;
+        }
     };
     let d = match bootstrap_server {
         Some(addr) => {

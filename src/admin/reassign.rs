@@ -1,4 +1,4 @@
-//! `strata cluster drain BROKER` and `strata cluster balance [run|status]`: replica moves
+//! `strata cluster drain BROKER` and `strata cluster balance [run|status|pause|resume]`: replica moves
 //! planned by [`crate::controller::balance::plan_moves`] from what Metadata reports, executed
 //! as partition reassignments (AlterPartitionReassignments), and followed with
 //! ListPartitionReassignments. Works against any Kafka 2.4+ cluster.
@@ -37,7 +37,8 @@ pub struct Connection {
 
 #[derive(Args, Debug)]
 pub struct DrainArgs {
-    /// The broker to move every replica off (it keeps running; unregister it afterwards).
+    /// The broker to move every replica off (it keeps running; unregister it afterwards). It
+    /// is also put on the automatic balancer's drain list, so it stays empty.
     pub broker: i32,
     /// Print the moves without starting them.
     #[arg(long)]
@@ -68,8 +69,12 @@ pub enum BalanceCommand {
         #[arg(long)]
         dry_run: bool,
     },
-    /// The reassignments under way.
+    /// The automatic balancer's settings and the reassignments under way.
     Status,
+    /// Stop the automatic balancer from starting moves (those under way complete).
+    Pause,
+    /// Let the automatic balancer start moves again.
+    Resume,
 }
 
 /// The brokers, the partitions and the topic names (by id) as Metadata and
@@ -236,6 +241,16 @@ pub async fn run_drain(args: DrainArgs) -> anyhow::Result<()> {
         .filter(|p| p.replicas.contains(&broker))
         .count()
         .saturating_sub(moves.len());
+    if !args.dry_run {
+        // So the automatic balancer empties it too and never fills it again. Other Kafka
+        // clusters have no such config: the moves below still run.
+        if let Err(e) = super::balancer::mark_draining(&mut client, args.broker).await {
+            eprintln!(
+                "broker {} not put on the balancer's drain list: {e:#}",
+                args.broker
+            );
+        }
+    }
     execute(&mut client, &moves, &names, args.dry_run).await?;
     if left > 0 {
         anyhow::bail!(
@@ -259,7 +274,17 @@ pub async fn run_balance(args: BalanceArgs) -> anyhow::Result<()> {
             let moves = plan_moves(&brokers, &loads, &BTreeSet::new(), tolerance, max_moves);
             execute(&mut client, &moves, &names, dry_run).await
         }
+        BalanceCommand::Pause => super::balancer::pause(&mut client).await,
+        BalanceCommand::Resume => super::balancer::resume(&mut client).await,
         BalanceCommand::Status => {
+            match super::balancer::settings(&mut client).await {
+                Ok(settings) => {
+                    for (k, v) in settings {
+                        println!("{k} = {v}");
+                    }
+                }
+                Err(e) => eprintln!("no balancer settings: {e:#}"),
+            }
             let resp = client
                 .send(
                     &ListPartitionReassignmentsRequest::default().with_topics(None),

@@ -139,6 +139,11 @@ pub const NODE_KEYS: &[NodeKey] = &[
     node("auto.leader.rebalance.enable", Bool, "true", false, "Move leadership back to preferred replicas when a broker's imbalance passes leader.imbalance.per.broker.percentage."),
     node("leader.imbalance.check.interval.seconds", Long, "300", false, "How often the active controller checks leader imbalance."),
     node("leader.imbalance.per.broker.percentage", Int, "10", false, "Share of a broker's preferred partitions led elsewhere that triggers a rebalance."),
+    node("follower.replication.throttled.rate", Long, "9223372036854775807", true, "Bytes/s a follower fetches, over all its replicas listed in their topic's follower.replication.throttled.replicas (a reassignment's copies); other replicas are not limited."),
+    node("strata.balancer.enable", Bool, "true", true, "The active controller's balancer moves replicas by itself: onto brokers that joined, off brokers in strata.balancer.drain.brokers, and between brokers whose replica counts differ by more than strata.balancer.tolerance.replicas. false pauses it (`strata cluster balance pause`); moves under way still complete."),
+    node("strata.balancer.max.concurrent.moves", Int, "2", true, "Partition reassignments the balancer lets run at once (its own and any others); it starts the next move when one completes."),
+    node("strata.balancer.tolerance.replicas", Int, "1", true, "The balancer leaves replica counts alone while the broker holding the most holds at most this many more than the one holding the fewest."),
+    node("strata.balancer.drain.brokers", List, "", true, "Broker ids the balancer empties and never fills (`strata cluster drain` adds one, `strata cluster unregister` removes it)."),
     node("controlled.shutdown.enable", Bool, "true", false, "On SIGTERM, ask the controller to move this broker's leaderships away before stopping."),
     node("controlled.shutdown.timeout.ms", Long, "10000", false, "How long a controlled shutdown waits for leaderships to move."),
     node("broker.rack", String, "", false, "The rack (availability zone) of this broker."),
@@ -335,7 +340,7 @@ pub const TOPIC_KEYS: &[TopicKey] = &[
         "follower.replication.throttled.replicas",
         List,
         "",
-        "Accepted and not applied: replication is not throttled.",
+        "Replicas whose followers fetch within follower.replication.throttled.rate: partition:broker pairs, comma-separated, or * for every replica.",
     ),
     topic(
         "index.interval.bytes",
@@ -492,7 +497,6 @@ pub const TOPIC_KEYS: &[TopicKey] = &[
 /// Topic keys Kafka 4.x defines that Strata accepts, stores and reports but does not act on
 /// (docs/configs.md says why for each).
 pub const IGNORED_TOPIC_KEYS: &[&str] = &[
-    "follower.replication.throttled.replicas",
     "leader.replication.throttled.replicas",
     "max.compaction.lag.ms",
     "preallocate",

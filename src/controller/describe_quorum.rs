@@ -127,6 +127,30 @@ impl Controller {
             &out.fenced_brokers,
             image.brokers.values().filter(|b| b.fenced).count() as u64,
         );
+        let balancer = self.settings.balancer.effective(&image);
+        let counts = super::balancer::replicas_per_broker(&image);
+        gauge(
+            &out.balancer_moves_in_flight,
+            super::reassignment::ongoing_reassignments(&image).count() as u64,
+        );
+        gauge(&out.balancer_paused, (!balancer.enable) as u64);
+        // The counter follows this node's own count, which only grows.
+        let completed = self
+            .reassignments_completed
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let exported = out.reassignments_completed.get();
+        if completed > exported {
+            out.reassignments_completed.inc_by(completed - exported);
+        }
+        let count = |c: Option<&usize>| c.copied().unwrap_or(0) as u64;
+        gauge(
+            &out.balancer_max_replicas_per_broker,
+            count(counts.values().max()),
+        );
+        gauge(
+            &out.balancer_min_replicas_per_broker,
+            count(counts.values().min()),
+        );
     }
 
     /// The quorum as the active controller sees it (with every member's replication).

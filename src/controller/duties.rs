@@ -10,7 +10,8 @@
 //!    ([`super::reassignment`]): the ISR changes that make one due arrive as AlterPartition
 //!    records, and each pass looks at the image they produced;
 //! 4. preferred-leader rebalancing, every `leader.imbalance.check.interval.seconds` when
-//!    `auto.leader.rebalance.enable` is set.
+//!    `auto.leader.rebalance.enable` is set;
+//! 5. the balancer ([`super::balancer`]): the next replica moves, a few in flight at a time.
 //!
 //! Mirror links have their own duty task (`controller::mirror::duty`), which lists remote
 //! source clusters and so must never hold up these steps.
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::balancer::decide_balancer_moves;
 use super::elections::{decide_broker_liveness, decide_preferred_leaders};
 use super::liveness::decide_fencing;
 use super::node::Controller;
@@ -85,6 +87,8 @@ impl Controller {
             })
             .await?;
         if completed > 0 {
+            self.reassignments_completed
+                .fetch_add(completed as u64, std::sync::atomic::Ordering::Relaxed);
             tracing::info!(partitions = completed, "completed partition reassignments");
         }
         let rebalance_due = self.settings.auto_leader_rebalance
@@ -99,6 +103,16 @@ impl Controller {
                 Ok(((), decide_preferred_leaders(image, pct, &draining)))
             })
             .await?;
+        }
+        let static_balancer = &self.settings.balancer;
+        let (started, _) = self
+            .commit_as_active(|image| {
+                let decision = decide_balancer_moves(image, &static_balancer.effective(image));
+                Ok((decision.records.len(), decision.records))
+            })
+            .await?;
+        if started > 0 {
+            tracing::info!(partitions = started, "the balancer started reassignments");
         }
         Ok(())
     }

@@ -1,8 +1,8 @@
 //! [`ControllerMetrics`]: the metadata quorum as this node sees it.
 
-use prometheus::{IntGauge, Registry};
+use prometheus::{IntCounter, IntGauge, Registry};
 
-use crate::metrics::gauge;
+use crate::metrics::{counter, gauge};
 
 /// The metadata quorum as this node sees it, refreshed from the Raft metrics and the image at
 /// scrape time. Offsets are Raft log indexes + 1 (the next entry), as DescribeQuorum reports
@@ -18,6 +18,11 @@ pub struct ControllerMetrics {
     pub image_offset: IntGauge,
     pub registered_brokers: IntGauge,
     pub fenced_brokers: IntGauge,
+    pub balancer_moves_in_flight: IntGauge,
+    pub reassignments_completed: IntCounter,
+    pub balancer_paused: IntGauge,
+    pub balancer_max_replicas_per_broker: IntGauge,
+    pub balancer_min_replicas_per_broker: IntGauge,
 }
 
 impl ControllerMetrics {
@@ -32,6 +37,11 @@ impl ControllerMetrics {
             image_offset: gauge(r, "strata_controller_image_offset", "Offset of this node's metadata image (the last record folded in)."),
             registered_brokers: gauge(r, "strata_controller_registered_brokers", "Brokers registered in the metadata image."),
             fenced_brokers: gauge(r, "strata_controller_fenced_brokers", "Registered brokers that are fenced."),
+            balancer_moves_in_flight: gauge(r, "strata_controller_balancer_moves_in_flight", "Partition reassignments under way (the balancer's and any others); at most strata.balancer.max.concurrent.moves are the balancer's doing."),
+            reassignments_completed: counter(r, "strata_controller_reassignments_completed_total", "Partition reassignments (the balancer's and any others) this node completed as the active controller."),
+            balancer_paused: gauge(r, "strata_controller_balancer_paused", "1 while strata.balancer.enable is false (the balancer starts no moves)."),
+            balancer_max_replicas_per_broker: gauge(r, "strata_controller_balancer_max_replicas_per_broker", "Replicas on the unfenced broker holding the most; with the minimum, the imbalance the balancer evens out."),
+            balancer_min_replicas_per_broker: gauge(r, "strata_controller_balancer_min_replicas_per_broker", "Replicas on the unfenced broker holding the fewest."),
         }
     }
 }

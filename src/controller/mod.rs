@@ -46,6 +46,7 @@ mod settings;
 
 pub mod acls;
 pub mod balance;
+pub mod balancer;
 pub mod broker_lifecycle;
 pub mod client_quotas;
 pub mod elections;

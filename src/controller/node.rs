@@ -63,6 +63,8 @@ pub struct Controller {
     // When the active controller last rebalanced preferred leaders (reset with each new term).
     // Short sections that never await.
     last_rebalance: Mutex<Option<Instant>>,
+    /// Partition reassignments this node completed as the active controller (a metric).
+    pub(super) reassignments_completed: std::sync::atomic::AtomicU64,
     /// This broker's heartbeat connection to the active controller (kept open: its closing is
     /// how the controller learns that this process died), with the controller it goes to.
     heartbeat_peer: tokio::sync::Mutex<Option<(NodeId, PeerClient)>>,
@@ -145,6 +147,7 @@ impl Controller {
             heartbeats: Mutex::new(BrokerHeartbeatManager::new(&settings)),
             quota_shares: Mutex::new(QuotaShareBook::default()),
             last_rebalance: Mutex::new(None),
+            reassignments_completed: std::sync::atomic::AtomicU64::new(0),
             heartbeat_peer: tokio::sync::Mutex::new(None),
             progress,
             duties_due: Arc::new(tokio::sync::Notify::new()),

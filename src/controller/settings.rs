@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use openraft::BasicNode;
 
+use super::balancer::BalancerConfig;
 use super::quorum::{parse_voters, NodeId};
 use super::ControllerError;
 use crate::config::NodeConfig;
@@ -30,6 +31,8 @@ pub struct ControllerSettings {
     pub auto_leader_rebalance: bool,
     pub leader_imbalance_check_interval: Duration,
     pub leader_imbalance_percent: u32,
+    /// The balancer's static settings; the image's dynamic configs override them.
+    pub balancer: BalancerConfig,
 }
 
 impl ControllerSettings {
@@ -92,6 +95,8 @@ impl ControllerSettings {
             leader_imbalance_percent: node
                 .get_i64("leader.imbalance.per.broker.percentage")
                 .clamp(0, 100) as u32,
+            balancer: BalancerConfig::default()
+                .with_values(|k| Some(node.get(k)).filter(|v| !v.is_empty())),
         })
     }
 
@@ -111,6 +116,7 @@ impl ControllerSettings {
             auto_leader_rebalance: true,
             leader_imbalance_check_interval: Duration::from_secs(300),
             leader_imbalance_percent: 10,
+            balancer: BalancerConfig::default(),
         }
     }
 }

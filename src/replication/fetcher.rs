@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::fetch_session::{is_session_error, FetchRequestData, FetchSessionHandler};
+use super::throttle::ReplicationQuota;
 use super::{Partition, PartitionError, ReplicationMetrics};
 use crate::client::{ClientError, KafkaClient, SaslCredentials};
 use crate::log::FlushPolicy;
@@ -59,6 +60,8 @@ pub struct FetchTarget {
     pub leader: BrokerId,
     pub leader_addr: String,
     pub leader_epoch: LeaderEpoch,
+    /// Named in the topic's `follower.replication.throttled.replicas` for this broker.
+    pub throttled: bool,
 }
 
 #[derive(Debug)]
@@ -83,6 +86,9 @@ pub struct ReplicaFetcherManager {
     unreachable: Mutex<HashMap<BrokerId, Instant>>,
     shutdown: CancellationToken,
     metrics: ReplicationMetrics,
+    /// `follower.replication.throttled.rate` over the throttled replicas of every leader.
+    // Short sections that never await.
+    quota: Mutex<ReplicationQuota>,
 }
 
 impl ReplicaFetcherManager {
@@ -101,7 +107,17 @@ impl ReplicaFetcherManager {
             unreachable: Mutex::new(HashMap::new()),
             shutdown,
             metrics,
+            quota: Mutex::new(ReplicationQuota::new(None, Instant::now())),
         })
+    }
+
+    fn quota(&self) -> MutexGuard<'_, ReplicationQuota> {
+        self.quota.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets `follower.replication.throttled.rate` (`None`: no limit).
+    pub fn set_follower_throttle(&self, rate_bytes_per_s: Option<u64>) {
+        self.quota().set_rate(rate_bytes_per_s, Instant::now());
     }
 
     fn unreachable_map(&self) -> MutexGuard<'_, HashMap<BrokerId, Instant>> {
@@ -186,6 +202,7 @@ impl ReplicaFetcherManager {
                     || wanted.iter().any(|(tp, t)| {
                         current.get(tp).is_none_or(|c| {
                             c.leader_epoch != t.leader_epoch
+                                || c.throttled != t.throttled
                                 || !Arc::ptr_eq(&c.partition, &t.partition)
                         })
                     });
@@ -242,7 +259,7 @@ impl FetchTask {
             if self.stop.is_cancelled() {
                 break;
             }
-            let round: Vec<FetchTarget> = self
+            let mut round: Vec<FetchTarget> = self
                 .targets
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -253,6 +270,20 @@ impl FetchTask {
                 tokio::select! {
                     () = self.wake.notified() => continue,
                     () = self.stop.cancelled() => break,
+                }
+            }
+            // Over the follower throttle: throttled partitions sit this round out.
+            if round.iter().any(|t| t.throttled) {
+                let exceeded = self.manager.quota().exceeded(Instant::now());
+                if let Some(wait) = exceeded {
+                    round.retain(|t| !t.throttled);
+                    if round.is_empty() {
+                        tokio::select! {
+                            () = tokio::time::sleep(wait) => continue,
+                            () = self.wake.notified() => continue,
+                            () = self.stop.cancelled() => break,
+                        }
+                    }
                 }
             }
             // A change of partitions (a new leadership to follow) starts a new round at once:
@@ -423,6 +454,10 @@ impl FetchTask {
                 };
                 if !self.still_assigned(target) {
                     continue;
+                }
+                if target.throttled {
+                    let bytes = data.records.as_ref().map_or(0, |r| r.len() as u64);
+                    self.manager.quota().record(bytes, Instant::now());
                 }
                 if let Err(e) = self.apply(target, data).await {
                     tracing::debug!(partition = %target.partition.tp, leader = %self.leader, error = %e, "replica fetch");

@@ -16,6 +16,7 @@ pub mod metadata;
 mod metrics;
 pub mod mirror;
 pub mod partition;
+pub mod throttle;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -284,7 +285,7 @@ impl ReplicaManager {
                 m.insert(tp, partition);
             }
         }
-        self.assign_fetchers(image);
+        self.assign_fetchers(image, &node);
         self.assign_mirror_fetchers(image);
         if let Ok(mut t) = self.led_tiered_topics.write() {
             *t = led_tiered;
@@ -334,10 +335,12 @@ impl ReplicaManager {
         fetchers.assign(targets, failed);
     }
 
-    fn assign_fetchers(&self, image: &MetadataImage) {
+    fn assign_fetchers(&self, image: &MetadataImage, node: &NodeConfig) {
         let Some(fetchers) = self.fetchers.get() else {
             return;
         };
+        let rate = node.get_i64("follower.replication.throttled.rate");
+        fetchers.set_follower_throttle((rate > 0 && rate < i64::MAX).then_some(rate as u64));
         let targets = self
             .all()
             .into_iter()
@@ -347,7 +350,18 @@ impl ReplicaManager {
                     return None;
                 }
                 let leader = image.brokers.get(&state.leader)?;
+                let throttled = image
+                    .topic_by_name(&partition.tp.topic)
+                    .and_then(|t| {
+                        t.config
+                            .overrides
+                            .get("follower.replication.throttled.replicas")
+                    })
+                    .is_some_and(|list| {
+                        throttle::is_throttled(list, partition.tp.partition, self.local)
+                    });
                 Some(FetchTarget {
+                    throttled,
                     leader: state.leader,
                     leader_addr: format!("{}:{}", leader.host, leader.port),
                     leader_epoch: state.leader_epoch,

@@ -1,0 +1,210 @@
+//! The automatic balancer: a duty of the active controller that keeps replica counts even
+//! and empties the brokers named for draining, by starting partition reassignments a few at a
+//! time.
+//!
+//! Each duty pass decides purely, from the image, with [`decide_balancer_moves`]:
+//!
+//! - nothing while `strata.balancer.enable` is false (paused);
+//! - nothing more while `strata.balancer.max.concurrent.moves` reassignments (any, started by
+//!   the balancer or by an operator) are under way: each move completes, through the
+//!   ordinary reassignment duty, before the next one starts;
+//! - otherwise the next moves of [`super::balance::plan_moves`] over the unfenced brokers, with
+//!   the brokers in `strata.balancer.drain.brokers` to empty (a broker listed there is never
+//!   filled again, so a drained broker stays empty until it is unregistered or unlisted), and
+//!   the tolerance `strata.balancer.tolerance.replicas` between the broker holding the most
+//!   replicas and the one holding the fewest. Fenced brokers neither give nor take (unless
+//!   listed for draining), and under-replicated partitions are left where they are.
+//!
+//! So a broker that registers with no replicas is filled, a broker marked for draining is
+//! emptied, and drift beyond the tolerance is evened out, with no operator command. The
+//! settings are dynamic cluster-wide broker configs: set through IncrementalAlterConfigs they
+//! are records of the metadata log, so a pause or a drain survives a controller failover.
+//! Partition sizes are not known to the controller yet, so the planner balances counts alone.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::balance::{plan_moves, PartitionLoad};
+use super::image::MetadataImage;
+use super::reassignment::{decide_reassignment, ReassignmentRequest};
+use super::records::MetadataRecord;
+use crate::model::BrokerId;
+
+/// The dynamic key that pauses (false) and resumes (true) the balancer.
+pub const BALANCER_ENABLE: &str = "strata.balancer.enable";
+/// The dynamic key bounding the reassignments in flight.
+pub const BALANCER_MAX_CONCURRENT_MOVES: &str = "strata.balancer.max.concurrent.moves";
+/// The dynamic key of the replica-count tolerance.
+pub const BALANCER_TOLERANCE_REPLICAS: &str = "strata.balancer.tolerance.replicas";
+/// The dynamic key listing the brokers to drain (comma-separated ids).
+pub const BALANCER_DRAIN_BROKERS: &str = "strata.balancer.drain.brokers";
+
+/// The balancer's settings: the node's static values, overridden by the dynamic cluster-wide
+/// configs of the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalancerConfig {
+    pub enable: bool,
+    pub max_concurrent_moves: usize,
+    pub tolerance_replicas: usize,
+    pub drain_brokers: BTreeSet<BrokerId>,
+}
+
+impl Default for BalancerConfig {
+    fn default() -> BalancerConfig {
+        BalancerConfig {
+            enable: true,
+            max_concurrent_moves: 2,
+            tolerance_replicas: 1,
+            drain_brokers: BTreeSet::new(),
+        }
+    }
+}
+
+impl BalancerConfig {
+    /// From `key -> value` pairs (the node's config); missing or unparsable keys keep `self`'s.
+    pub fn with_values<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> BalancerConfig {
+        let mut c = self.clone();
+        if let Some(v) = get(BALANCER_ENABLE) {
+            c.enable = v.trim() != "false";
+        }
+        if let Some(n) = get(BALANCER_MAX_CONCURRENT_MOVES).and_then(|v| v.trim().parse().ok()) {
+            c.max_concurrent_moves = n;
+        }
+        if let Some(n) = get(BALANCER_TOLERANCE_REPLICAS).and_then(|v| v.trim().parse().ok()) {
+            c.tolerance_replicas = n;
+        }
+        if let Some(v) = get(BALANCER_DRAIN_BROKERS) {
+            c.drain_brokers = parse_broker_list(v);
+        }
+        c
+    }
+
+    /// These settings with the image's dynamic cluster-wide overrides applied.
+    pub fn effective(&self, image: &MetadataImage) -> BalancerConfig {
+        self.with_values(|k| image.broker_configs.get(k).map(String::as_str))
+    }
+}
+
+/// `"1, 3"` -> {1, 3}; entries that are not ids are ignored (the config is validated as a
+/// list when set).
+pub fn parse_broker_list(v: &str) -> BTreeSet<BrokerId> {
+    v.split(',')
+        .filter_map(|s| s.trim().parse().ok().map(BrokerId))
+        .collect()
+}
+
+/// What the balancer sees and decides in one pass.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BalancerDecision {
+    /// Reassignments under way before this pass.
+    pub in_flight: usize,
+    /// The reassignments to start (one `Partition` record each).
+    pub records: Vec<MetadataRecord>,
+}
+
+/// The reassignments to start now (see the module docs).
+pub fn decide_balancer_moves(image: &MetadataImage, config: &BalancerConfig) -> BalancerDecision {
+    let in_flight = super::reassignment::ongoing_reassignments(image).count();
+    let mut decision = BalancerDecision {
+        in_flight,
+        records: vec![],
+    };
+    let room = config.max_concurrent_moves.saturating_sub(in_flight);
+    if !config.enable || room == 0 {
+        return decision;
+    }
+    // The usual case, checked without copying every partition: nothing to do.
+    let counts = replicas_per_broker(image);
+    let draining_holds = image.topics.values().any(|t| {
+        t.partitions
+            .values()
+            .any(|p| p.replicas.iter().any(|b| config.drain_brokers.contains(b)))
+    });
+    let spread = counts
+        .iter()
+        .filter(|(b, _)| !config.drain_brokers.contains(b))
+        .map(|(_, c)| *c);
+    let (max, min) = spread.fold((0, usize::MAX), |(hi, lo), c| (hi.max(c), lo.min(c)));
+    if !draining_holds && max <= min.saturating_add(config.tolerance_replicas) {
+        return decision;
+    }
+    let loads = partition_loads(image);
+    let brokers: Vec<(BrokerId, Option<String>)> = image
+        .brokers
+        .values()
+        .filter(|b| !b.fenced || config.drain_brokers.contains(&b.broker_id))
+        .map(|b| (b.broker_id, b.rack.clone()))
+        .collect();
+    if brokers.len() < 2 {
+        return decision;
+    }
+    let moves = plan_moves(
+        &brokers,
+        &loads,
+        &config.drain_brokers,
+        config.tolerance_replicas,
+        room,
+    );
+    // The planner may move one partition twice; one reassignment per partition per pass.
+    let mut seen = BTreeSet::new();
+    for m in moves {
+        if !seen.insert((m.topic_id, m.partition)) {
+            continue;
+        }
+        let Some(topic) = image.topics.get(&m.topic_id) else {
+            continue;
+        };
+        let request = ReassignmentRequest {
+            topic: topic.name.clone(),
+            partition: m.partition,
+            target: Some(m.target),
+        };
+        // Refusals (a target broker just fenced) are left for a later pass.
+        if let Ok(Some(record)) = decide_reassignment(image, &request, false, false) {
+            decision.records.push(record);
+        }
+    }
+    decision
+}
+
+/// Replicas held per unfenced broker (0 for one holding none).
+pub fn replicas_per_broker(image: &MetadataImage) -> BTreeMap<BrokerId, usize> {
+    let mut count: BTreeMap<BrokerId, usize> = image
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .map(|b| (b.broker_id, 0))
+        .collect();
+    for t in image.topics.values() {
+        for p in t.partitions.values() {
+            for b in &p.replicas {
+                if let Some(c) = count.get_mut(b) {
+                    *c += 1;
+                }
+            }
+        }
+    }
+    count
+}
+
+fn partition_loads(image: &MetadataImage) -> Vec<PartitionLoad> {
+    image
+        .topics
+        .values()
+        .flat_map(|t| {
+            t.partitions.iter().map(|(i, p)| PartitionLoad {
+                topic_id: t.topic_id,
+                partition: *i,
+                replicas: p.replicas.clone(),
+                size_bytes: 0,
+                // An under-replicated partition is not moved: its new replica would wait
+                // for the missing one, holding a move slot, and the copy adds load to a
+                // partition already short of replicas.
+                reassigning: p.is_reassigning() || p.isr.len() < p.replicas.len(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[path = "balancer_tests.rs"]
+mod tests;

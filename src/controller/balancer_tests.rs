@@ -1,0 +1,222 @@
+use super::*;
+use crate::controller::reassignment::decide_complete_reassignments;
+use crate::model::{LeaderEpoch, PartitionIndex, TopicId};
+
+fn register(broker: i32) -> MetadataRecord {
+    MetadataRecord::RegisterBroker {
+        broker_id: BrokerId(broker),
+        incarnation: uuid::Uuid::new_v4(),
+        host: "h".into(),
+        port: 1,
+        rack: None,
+        endpoints: vec![],
+    }
+}
+
+fn apply(image: &mut MetadataImage, records: &[MetadataRecord]) {
+    for r in records {
+        let o = image.offset + 1;
+        image.apply(o, r);
+    }
+}
+
+/// Brokers 1-3 registered, `partitions` partitions of RF 2 spread over them.
+fn cluster(partitions: i32) -> MetadataImage {
+    let mut image = MetadataImage::default();
+    let mut records: Vec<MetadataRecord> = (1..=3).map(register).collect();
+    let topic_id = TopicId::random();
+    records.push(MetadataRecord::Topic {
+        name: "t".into(),
+        topic_id,
+    });
+    for p in 0..partitions {
+        let r = vec![BrokerId(1 + p % 3), BrokerId(1 + (p + 1) % 3)];
+        records.push(MetadataRecord::Partition {
+            topic_id,
+            partition: PartitionIndex(p),
+            leader: r[0],
+            isr: r.clone(),
+            replicas: r,
+            leader_epoch: LeaderEpoch(0),
+            partition_epoch: 0,
+            adding_replicas: vec![],
+            removing_replicas: vec![],
+        });
+    }
+    apply(&mut image, &records);
+    image
+}
+
+/// Every adding replica catches up (the leader's AlterPartition), then the completion duty.
+fn catch_up(image: &mut MetadataImage) {
+    let mut records = Vec::new();
+    for t in image.topics.values() {
+        for (i, p) in &t.partitions {
+            if p.is_reassigning() {
+                let mut next = p.clone();
+                next.isr = p.replicas.clone();
+                next.partition_epoch += 1;
+                records.push(next.to_record(t.topic_id, *i));
+            }
+        }
+    }
+    apply(image, &records);
+    let done = decide_complete_reassignments(image);
+    apply(image, &done);
+}
+
+/// Runs balancer passes (each followed by catch-up) until it starts nothing; the passes run
+/// and the most moves ever in flight.
+fn run_until_quiet(image: &mut MetadataImage, config: &BalancerConfig) -> (usize, usize) {
+    let mut most = 0;
+    for pass in 0..100 {
+        let d = decide_balancer_moves(image, &config.effective(image));
+        if d.records.is_empty() {
+            return (pass, most);
+        }
+        apply(image, &d.records);
+        most = most.max(decide_balancer_moves(image, config).in_flight);
+        catch_up(image);
+    }
+    panic!("the balancer never settled");
+}
+
+#[test]
+fn a_new_empty_broker_is_filled_a_few_moves_at_a_time() {
+    let mut image = cluster(12);
+    apply(&mut image, &[register(4)]);
+    let config = BalancerConfig {
+        max_concurrent_moves: 2,
+        tolerance_replicas: 1,
+        ..BalancerConfig::default()
+    };
+    let first = decide_balancer_moves(&image, &config);
+    assert_eq!(
+        first.records.len(),
+        2,
+        "at most max.concurrent.moves at once"
+    );
+    apply(&mut image, &first.records);
+    // Nothing more starts while both are in flight.
+    let blocked = decide_balancer_moves(&image, &config);
+    assert_eq!(blocked.in_flight, 2);
+    assert!(blocked.records.is_empty());
+    catch_up(&mut image);
+    let (passes, most) = run_until_quiet(&mut image, &config);
+    assert!(passes > 0);
+    assert_eq!(most, 2);
+    let counts = replicas_per_broker(&image);
+    // 24 replicas over 4 brokers: 6 each, within 1.
+    let (max, min) = (counts.values().max(), counts.values().min());
+    assert!(max.zip(min).is_some_and(|(a, b)| a - b <= 1), "{counts:?}");
+    assert!(counts[&BrokerId(4)] >= 5, "{counts:?}");
+    // Every partition kept two distinct replicas.
+    for p in image.topics.values().flat_map(|t| t.partitions.values()) {
+        assert_eq!(p.replicas.len(), 2);
+        assert_ne!(p.replicas[0], p.replicas[1]);
+        assert!(!p.is_reassigning());
+    }
+}
+
+#[test]
+fn a_drained_broker_is_emptied_and_never_refilled() {
+    let mut image = cluster(9);
+    apply(&mut image, &[register(4)]);
+    // The drain list is a dynamic config in the metadata log.
+    apply(
+        &mut image,
+        &[MetadataRecord::BrokerConfig {
+            key: BALANCER_DRAIN_BROKERS.into(),
+            value: Some("2".into()),
+        }],
+    );
+    let config = BalancerConfig::default();
+    assert_eq!(
+        config.effective(&image).drain_brokers,
+        BTreeSet::from([BrokerId(2)])
+    );
+    run_until_quiet(&mut image, &config);
+    let counts = replicas_per_broker(&image);
+    assert_eq!(counts[&BrokerId(2)], 0, "{counts:?}");
+    assert_eq!(counts.values().sum::<usize>(), 18);
+    // The others are even (18 over 3).
+    assert_eq!(
+        [1, 3, 4].map(|b| counts[&BrokerId(b)]),
+        [6, 6, 6],
+        "{counts:?}"
+    );
+}
+
+#[test]
+fn a_pause_in_the_metadata_log_stops_new_moves() {
+    let mut image = cluster(6);
+    apply(&mut image, &[register(4)]);
+    apply(
+        &mut image,
+        &[MetadataRecord::BrokerConfig {
+            key: BALANCER_ENABLE.into(),
+            value: Some("false".into()),
+        }],
+    );
+    // A new controller reads the same log: paused too.
+    let config = BalancerConfig::default().effective(&image);
+    assert!(!config.enable);
+    assert!(decide_balancer_moves(&image, &config).records.is_empty());
+    // Resumed: moves start.
+    apply(
+        &mut image,
+        &[MetadataRecord::BrokerConfig {
+            key: BALANCER_ENABLE.into(),
+            value: None,
+        }],
+    );
+    let config = BalancerConfig::default().effective(&image);
+    assert!(!decide_balancer_moves(&image, &config).records.is_empty());
+}
+
+#[test]
+fn a_balanced_cluster_or_a_fenced_newcomer_gets_no_moves() {
+    let mut image = cluster(6);
+    let config = BalancerConfig::default();
+    assert!(decide_balancer_moves(&image, &config).records.is_empty());
+    // A fenced broker is no destination.
+    apply(
+        &mut image,
+        &[
+            register(4),
+            MetadataRecord::FenceBroker {
+                broker_id: BrokerId(4),
+            },
+        ],
+    );
+    assert!(decide_balancer_moves(&image, &config).records.is_empty());
+    // An under-replicated partition stays where it is, even when it is the only one to move.
+    let mut image = cluster(1);
+    apply(&mut image, &[register(4), register(5)]);
+    let topic_id = *image.topics.keys().next().expect("topic");
+    let mut p = image.topics[&topic_id].partitions[&PartitionIndex(0)].clone();
+    let config = BalancerConfig {
+        drain_brokers: BTreeSet::from([p.replicas[1]]),
+        ..BalancerConfig::default()
+    };
+    assert_eq!(decide_balancer_moves(&image, &config).records.len(), 1);
+    p.isr.truncate(1);
+    p.partition_epoch += 1;
+    apply(&mut image, &[p.to_record(topic_id, PartitionIndex(0))]);
+    assert!(decide_balancer_moves(&image, &config).records.is_empty());
+}
+
+#[test]
+fn config_values_parse_and_fall_back() {
+    let base = BalancerConfig::default();
+    let c = base.with_values(|k| match k {
+        BALANCER_MAX_CONCURRENT_MOVES => Some("5"),
+        BALANCER_TOLERANCE_REPLICAS => Some("x"),
+        BALANCER_DRAIN_BROKERS => Some(" 3, 1 ,"),
+        _ => None,
+    });
+    assert_eq!(c.max_concurrent_moves, 5);
+    assert_eq!(c.tolerance_replicas, base.tolerance_replicas);
+    assert_eq!(c.drain_brokers, BTreeSet::from([BrokerId(1), BrokerId(3)]));
+    assert!(c.enable);
+}
