@@ -234,11 +234,9 @@ add(panel(0, "Open transactions", [
 add(panel(0, "Oldest open transaction age", [("max by (instance) (strata_txn_oldest_open_transaction_age_seconds)", "{{instance}}")], 8, y, unit="s"))
 add(panel(0, "Last stable offset lag by topic (records)", [("max by (topic) (strata_log_last_stable_offset_lag)", "{{topic}}")], 16, y))
 y += 8
-# strata_txn_completed_total{result} has no sample until a coordinator has loaded a
-# __transaction_state partition, so it is left out (tests/compat/test_metrics.py checks every
-# series here against a fresh broker).
 add(panel(0, "Transaction markers written (per s)", [("sum by (instance) (rate(strata_txn_markers_written_total[5m]))", "{{instance}}")], 0, y, unit="ops"))
 add(panel(0, "Transactions aborted for their timeout (per min)", [("sum by (instance) (rate(strata_txn_timed_out_total[5m])) * 60", "{{instance}}")], 8, y))
+add(panel(0, "Transactions completed by result (per s)", [("sum by (result) (rate(strata_txn_completed_total[5m]))", "{{result}}")], 16, y, unit="ops"))
 y += 8
 
 add(row(0, "Process", y)); y += 1

@@ -17,7 +17,7 @@ pub struct TxnMetrics {
 
 impl TxnMetrics {
     pub fn new(r: &Registry) -> TxnMetrics {
-        TxnMetrics {
+        let metrics = TxnMetrics {
             open: gauge(
                 r,
                 "strata_txn_open_transactions",
@@ -44,6 +44,12 @@ impl TxnMetrics {
                 "strata_txn_timed_out_total",
                 "Transactions aborted by the coordinator because they passed their transaction.timeout.ms.",
             ),
+        };
+        // Both results exist from the start, so dashboards and rate() see a zero before the
+        // first transaction completes rather than no series at all.
+        for result in ["commit", "abort"] {
+            metrics.completed.with_label_values(&[result]);
         }
+        metrics
     }
 }
