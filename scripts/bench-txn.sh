@@ -36,7 +36,7 @@ done
 run() { # name, extra strata-bench args...
   local name="$1"; shift
   "$bin/strata-bench" --bootstrap 127.0.0.1:19092 --topic "bench-$name" --partitions 6 \
-    --record-size 1024 --acks all --duration-s "$secs" --consumers 0 "$@" | tail -1 \
+    --record-size 1024 --acks all --duration-s "$secs" --consumers 0 ${BENCH_SETS:-} "$@" | tail -1 \
     | tee -a "$work/$name.jsonl"
 }
 for r in $(seq 1 "$rounds"); do
