@@ -236,7 +236,7 @@ add(panel(0, "Last stable offset lag by topic (records)", [("max by (topic) (str
 y += 8
 add(panel(0, "Transaction markers written (per s)", [("sum by (instance) (rate(strata_txn_markers_written_total[5m]))", "{{instance}}")], 0, y, unit="ops"))
 add(panel(0, "Transactions aborted for their timeout (per min)", [("sum by (instance) (rate(strata_txn_timed_out_total[5m])) * 60", "{{instance}}")], 8, y))
-add(panel(0, "Transactions completed (per s)", [("sum by (result) (rate(strata_txn_completed_total[5m]))", "{{result}}")], 16, y, unit="ops"))
+add(panel(0, "Transactions completed by result (per s)", [("sum by (result) (rate(strata_txn_completed_total[5m]))", "{{result}}")], 16, y, unit="ops"))
 y += 8
 
 add(row(0, "Process", y)); y += 1

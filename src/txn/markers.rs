@@ -120,7 +120,7 @@ pub async fn write_markers(
     let mut pending: BTreeSet<TopicPartition> = job.partitions.iter().cloned().collect();
     let mut written = 0usize;
     let mut backoff = BACKOFF_MIN;
-    let mut warned = false;
+    let mut warned: BTreeSet<TopicPartition> = BTreeSet::new();
     loop {
         if cancel.is_cancelled() {
             return MarkerOutcome::Cancelled;
@@ -153,7 +153,7 @@ pub async fn write_markers(
             .cloned()
             .collect();
         for tp in local {
-            match write_local(channel, job, coordinator_epoch, &tp).await {
+            match write_local(channel, job, coordinator_epoch, &tp, &mut warned).await {
                 PartitionOutcome::Done => {
                     pending.remove(&tp);
                     written += 1;
@@ -177,7 +177,9 @@ pub async fn write_markers(
             {
                 Ok(results) => results,
                 Err(e) => {
-                    tracing::debug!(%leader, error = %e, "writing transaction markers failed; retrying");
+                    for tp in &partitions {
+                        warn_retry(&mut warned, job, tp, &e);
+                    }
                     continue;
                 }
             };
@@ -193,26 +195,14 @@ pub async fn write_markers(
                         return MarkerOutcome::Fenced;
                     }
                     PartitionOutcome::Retry => {
-                        tracing::debug!(partition = %tp, code, "transaction marker not written yet; retrying");
+                        let error = format!("error code {code} from broker {leader}");
+                        warn_retry(&mut warned, job, &tp, &error);
                     }
                 }
             }
         }
         if pending.is_empty() {
             return MarkerOutcome::Written { written };
-        }
-        // Each failed attempt is logged at debug; once retries reach the longest backoff the
-        // transaction is stuck for a reason an operator should see, said once per transaction.
-        if !warned && backoff >= BACKOFF_MAX {
-            warned = true;
-            let partitions: Vec<String> = pending.iter().take(5).map(ToString::to_string).collect();
-            tracing::warn!(
-                transactional_id = %job.transactional_id,
-                producer_id = job.producer_id,
-                pending = pending.len(),
-                partitions = %partitions.join(","),
-                "transaction markers still not written after repeated retries; retrying until written (the last stable offset of these partitions waits)"
-            );
         }
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}
@@ -222,12 +212,29 @@ pub async fn write_markers(
     }
 }
 
+/// Logs a marker write that will be retried: at warn the first time for a partition of this
+/// transaction (a transaction stuck on one partition is what an operator must see), at debug
+/// for the retries after it, so a long outage does not flood the log.
+fn warn_retry(
+    warned: &mut BTreeSet<TopicPartition>,
+    job: &MarkerJob,
+    tp: &TopicPartition,
+    error: &dyn std::fmt::Display,
+) {
+    if warned.insert(tp.clone()) {
+        tracing::warn!(transactional_id = %job.transactional_id, partition = %tp, error = %error, "transaction marker not written; retrying");
+    } else {
+        tracing::debug!(transactional_id = %job.transactional_id, partition = %tp, error = %error, "transaction marker not written yet; retrying");
+    }
+}
+
 /// Writes the marker on a partition this broker leads, answered once replicated.
 async fn write_local(
     channel: &MarkerChannel,
     job: &MarkerJob,
     coordinator_epoch: i32,
     tp: &TopicPartition,
+    warned: &mut BTreeSet<TopicPartition>,
 ) -> PartitionOutcome {
     let Some(partition) = channel.replicas.get(tp) else {
         return PartitionOutcome::Retry;
@@ -260,10 +267,13 @@ async fn write_local(
         }
         Ok(Err(PartitionError::Log(LogError::ProducerFenced { .. }))) => PartitionOutcome::Fenced,
         Ok(Err(e)) => {
-            tracing::debug!(partition = %tp, error = %e, "transaction marker not written yet; retrying");
+            warn_retry(warned, job, tp, &e);
             PartitionOutcome::Retry
         }
-        Err(_) => PartitionOutcome::Retry,
+        Err(_) => {
+            warn_retry(warned, job, tp, &"no answer within the request timeout");
+            PartitionOutcome::Retry
+        }
     }
 }
 

@@ -9,6 +9,10 @@
 //! `--mode consume` instead reads a topic from the
 //! beginning as fast as possible (read throughput). Results: a table for people and one JSON
 //! line for scripts.
+//!
+//! `--idempotence` makes the producers idempotent; `--transactional-id ID` makes them
+//! transactional (producer i uses `ID-i`), each committing a transaction every
+//! `--records-per-txn` records.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -82,6 +86,15 @@ struct Args {
     /// delivery from the target.
     #[arg(long)]
     consume_bootstrap: Option<String>,
+    /// Idempotent producers (`enable.idempotence=true`).
+    #[arg(long)]
+    idempotence: bool,
+    /// Transactional producers: producer i uses transactional.id `ID-i` (implies idempotence).
+    #[arg(long, value_name = "ID")]
+    transactional_id: Option<String>,
+    /// Records per transaction with --transactional-id; each is committed before the next begins.
+    #[arg(long, default_value_t = 1000)]
+    records_per_txn: u64,
     /// Extra librdkafka settings for producers and consumers, KEY=VALUE (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
@@ -336,9 +349,9 @@ fn main() -> anyhow::Result<()> {
     );
     let deadline = started + Duration::from_secs(args.duration_s);
     let producers: Vec<_> = (0..args.producers)
-        .map(|_| {
+        .map(|i| {
             let (ctx, sent, a) = (ctx.clone(), sent.clone(), args.clone());
-            std::thread::spawn(move || produce(&a, ctx, sent, started, deadline))
+            std::thread::spawn(move || produce(&a, i, ctx, sent, started, deadline))
         })
         .collect();
     for p in producers {
@@ -412,6 +425,8 @@ fn main() -> anyhow::Result<()> {
         "mode": "produce", "bootstrap": args.bootstrap, "consume_bootstrap": args.consume_bootstrap, "topic": args.topic, "record_size": args.record_size,
         "acks": args.acks, "compression": args.compression, "rate": args.rate, "producers": args.producers,
         "linger_ms": args.linger_ms, "warmup_ms": args.warmup_ms,
+        "idempotence": args.idempotence || args.transactional_id.is_some(),
+        "transactional": args.transactional_id.is_some(), "records_per_txn": args.records_per_txn,
         "consumers": args.consumers, "seconds": secs, "produced_records": acked, "produce_errors": failed,
         "produced_records_per_s": acked as f64 / secs, "produced_mb_per_s": acked_bytes as f64 / secs / 1e6,
         "consumed_records": consumed,
@@ -427,6 +442,7 @@ fn main() -> anyhow::Result<()> {
 
 fn produce(
     args: &Args,
+    index: usize,
     ctx: Arc<AckContext>,
     sent: Arc<AtomicU64>,
     started: Instant,
@@ -436,16 +452,30 @@ fn produce(
     // arrives: acknowledgement latency is measured when the report comes, and pacing below can
     // sleep without spinning.
     let (linger, batch) = (args.linger_ms.to_string(), args.batch_bytes.to_string());
-    let producer: ThreadedProducer<AckContextRef> = client_config(
-        args,
-        &[
-            ("acks", &args.acks),
-            ("compression.type", &args.compression),
-            ("linger.ms", &linger),
-            ("batch.size", &batch),
-        ],
-    )?
-    .create_with_context(AckContextRef(ctx))?;
+    let mut defaults = vec![
+        ("acks", args.acks.clone()),
+        ("compression.type", args.compression.clone()),
+        ("linger.ms", linger),
+        ("batch.size", batch),
+    ];
+    if args.idempotence || args.transactional_id.is_some() {
+        defaults.push(("enable.idempotence", "true".into()));
+    }
+    if let Some(id) = &args.transactional_id {
+        defaults.push(("transactional.id", format!("{id}-{index}")));
+    }
+    let defaults: Vec<(&str, &str)> = defaults.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let producer: ThreadedProducer<AckContextRef> =
+        client_config(args, &defaults)?.create_with_context(AckContextRef(ctx))?;
+    let txn_timeout = Duration::from_secs(60);
+    let transactional = args.transactional_id.is_some();
+    if transactional {
+        producer
+            .init_transactions(txn_timeout)
+            .context("init_transactions")?;
+        producer.begin_transaction().context("begin_transaction")?;
+    }
+    let mut in_txn: u64 = 0;
     let mut payload = vec![0x5au8; args.record_size];
     let per_producer_rate = args.rate as f64 / args.producers as f64;
     let mut n: u64 = 0;
@@ -473,6 +503,15 @@ fn produce(
             Ok(()) => {
                 n += 1;
                 sent.fetch_add(1, Ordering::Relaxed);
+                in_txn += 1;
+                if transactional && in_txn >= args.records_per_txn.max(1) {
+                    // commit_transaction flushes the transaction's records first.
+                    producer
+                        .commit_transaction(txn_timeout)
+                        .context("commit_transaction")?;
+                    producer.begin_transaction().context("begin_transaction")?;
+                    in_txn = 0;
+                }
             }
             Err((
                 rdkafka::error::KafkaError::MessageProduction(
@@ -484,6 +523,11 @@ fn produce(
             }
             Err((e, _)) => bail!("send failed: {e}"),
         }
+    }
+    if transactional {
+        producer
+            .commit_transaction(txn_timeout)
+            .context("commit_transaction")?;
     }
     producer.flush(Duration::from_secs(60))?;
     Ok(())
