@@ -152,8 +152,19 @@ pub async fn write_markers(
             .filter(|tp| channel.replicas.get(tp).is_some_and(|p| p.is_leader()))
             .cloned()
             .collect();
-        for tp in local {
-            match write_local(channel, job, coordinator_epoch, &tp, &mut warned).await {
+        // All at once: each waits for its own append to be replicated and synced, so written
+        // one after another the markers of a transaction would cost one wait per partition.
+        let results = futures::future::join_all(
+            local
+                .iter()
+                .map(|tp| write_local(channel, job, coordinator_epoch, tp)),
+        )
+        .await;
+        for (tp, (outcome, error)) in local.into_iter().zip(results) {
+            if let Some(error) = error {
+                warn_retry(&mut warned, job, &tp, &error);
+            }
+            match outcome {
                 PartitionOutcome::Done => {
                     pending.remove(&tp);
                     written += 1;
@@ -228,16 +239,16 @@ fn warn_retry(
     }
 }
 
-/// Writes the marker on a partition this broker leads, answered once replicated.
+/// Writes the marker on a partition this broker leads, answered once replicated; with the error
+/// to log when it must be retried.
 async fn write_local(
     channel: &MarkerChannel,
     job: &MarkerJob,
     coordinator_epoch: i32,
     tp: &TopicPartition,
-    warned: &mut BTreeSet<TopicPartition>,
-) -> PartitionOutcome {
+) -> (PartitionOutcome, Option<String>) {
     let Some(partition) = channel.replicas.get(tp) else {
-        return PartitionOutcome::Retry;
+        return (PartitionOutcome::Retry, None);
     };
     let marker = EndTransactionMarker {
         result: if job.commit {
@@ -263,17 +274,16 @@ async fn write_local(
                     .groups
                     .complete_transaction(tp.partition.0, job.producer_id, job.commit);
             }
-            PartitionOutcome::Done
+            (PartitionOutcome::Done, None)
         }
-        Ok(Err(PartitionError::Log(LogError::ProducerFenced { .. }))) => PartitionOutcome::Fenced,
-        Ok(Err(e)) => {
-            warn_retry(warned, job, tp, &e);
-            PartitionOutcome::Retry
+        Ok(Err(PartitionError::Log(LogError::ProducerFenced { .. }))) => {
+            (PartitionOutcome::Fenced, None)
         }
-        Err(_) => {
-            warn_retry(warned, job, tp, &"no answer within the request timeout");
-            PartitionOutcome::Retry
-        }
+        Ok(Err(e)) => (PartitionOutcome::Retry, Some(e.to_string())),
+        Err(_) => (
+            PartitionOutcome::Retry,
+            Some("no answer within the request timeout".to_string()),
+        ),
     }
 }
 
