@@ -5,7 +5,8 @@
 # so that drift in the machine's load hits both alike. Prints each run's JSON line, then the
 # mean records/s of each and their ratio.
 # Usage: scripts/bench-txn.sh [seconds per run] [rounds] [records per transaction]
-# (binaries from $CARGO_TARGET_DIR or ./target, profile $PROFILE: release by default)
+# (binaries from $CARGO_TARGET_DIR or ./target, profile $PROFILE: release by default;
+# EXTRA_SETS adds `--set KEY=VALUE` words for the broker, BENCH_SETS words for strata-bench)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-10}"
@@ -25,7 +26,7 @@ STRATA_LOG=warn "$bin/strata" serve --set "log.dirs=$work/data" \
   --set "transaction.state.log.num.partitions=3" \
   --set "listeners=PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093" \
   --set "controller.quorum.voters=1@127.0.0.1:19093" \
-  --set "http.listener=127.0.0.1:19644" >"$work/broker.log" 2>&1 &
+  --set "http.listener=127.0.0.1:19644" ${EXTRA_SETS:-} >"$work/broker.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do
   kill -0 "$pid" 2>/dev/null || { cat "$work/broker.log" >&2; exit 1; }

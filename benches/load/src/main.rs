@@ -505,7 +505,7 @@ fn produce(
                 sent.fetch_add(1, Ordering::Relaxed);
                 in_txn += 1;
                 if transactional && in_txn >= args.records_per_txn.max(1) {
-                    // commit_transaction flushes the transaction's records first.
+                    drain(&producer, txn_timeout)?;
                     producer
                         .commit_transaction(txn_timeout)
                         .context("commit_transaction")?;
@@ -525,11 +525,31 @@ fn produce(
         }
     }
     if transactional {
+        drain(&producer, txn_timeout)?;
         producer
             .commit_transaction(txn_timeout)
             .context("commit_transaction")?;
     }
     producer.flush(Duration::from_secs(60))?;
+    Ok(())
+}
+
+/// Waits until every record sent has been acknowledged and its delivery report served by the
+/// producer's polling thread. `commit_transaction` flushes first, but rust-rdkafka's flush
+/// polls the event queue itself for up to 100 ms at a time, and beside a `ThreadedProducer`'s
+/// polling thread, which takes the delivery reports, that poll sleeps its whole 100 ms: the
+/// commit would then cost 100 ms of the client's own.
+fn drain<C: ProducerContext + 'static>(
+    producer: &ThreadedProducer<C>,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while producer.in_flight_count() > 0 {
+        if Instant::now() >= deadline {
+            bail!("records still in flight after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
     Ok(())
 }
 
