@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ResponseHeader, ResponseKind};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::Encodable;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, watch};
@@ -453,6 +453,28 @@ fn sasl_closed(metrics: &ServerMetrics, listener: &ListenerInfo, close: SaslClos
     close.message
 }
 
+/// The context of a Strata-only request (mirror links, restore), with the session's principal
+/// (refused until SASL has authenticated it).
+fn strata_context(
+    apis: &Arc<KafkaApis>,
+    session: &Session,
+    header: RequestHeader,
+    request_bytes: usize,
+) -> Result<RequestContext, String> {
+    let principal = match session.sasl.as_ref() {
+        Some(sasl) => sasl.authenticated_principal()?,
+        None => session.principal.clone(),
+    };
+    Ok(RequestContext {
+        apis: apis.clone(),
+        header,
+        peer: Some(session.peer),
+        principal,
+        request_bytes,
+        listener: session.listener.clone(),
+    })
+}
+
 /// Decodes one frame and dispatches it. `Err` closes the connection.
 fn handle_frame(
     apis: &Arc<KafkaApis>,
@@ -600,19 +622,8 @@ fn handle_frame(
             (ApiKey::ApiVersions, 0i16, correlation_id)
         }
         Ok(Decoded::MirrorLinks { header, body }) => {
-            let principal = match session.sasl.as_ref() {
-                Some(sasl) => sasl.authenticated_principal()?,
-                None => session.principal.clone(),
-            };
             let correlation_id = header.correlation_id;
-            let ctx = RequestContext {
-                apis: apis.clone(),
-                header,
-                peer: Some(session.peer),
-                principal,
-                request_bytes,
-                listener: session.listener.clone(),
-            };
+            let ctx = strata_context(apis, session, header, request_bytes)?;
             return Ok(Some(Pending::WaitingStrata {
                 future: handlers::mirror_links::handle(ctx, body),
                 correlation_id,
@@ -620,19 +631,8 @@ fn handle_frame(
             }));
         }
         Ok(Decoded::RestoreTopics { header, body }) => {
-            let principal = match session.sasl.as_ref() {
-                Some(sasl) => sasl.authenticated_principal()?,
-                None => session.principal.clone(),
-            };
             let correlation_id = header.correlation_id;
-            let ctx = RequestContext {
-                apis: apis.clone(),
-                header,
-                peer: Some(session.peer),
-                principal,
-                request_bytes,
-                listener: session.listener.clone(),
-            };
+            let ctx = strata_context(apis, session, header, request_bytes)?;
             return Ok(Some(Pending::WaitingStrata {
                 future: handlers::restore_topics::handle(ctx, body),
                 correlation_id,

@@ -155,10 +155,7 @@ impl RemotePartitionManifest {
     }
 
     pub fn encode(&self) -> Bytes {
-        let mut body = serde_json::to_vec_pretty(self).unwrap_or_default();
-        let crc = crc32fast::hash(&body);
-        body.extend_from_slice(format!("\ncrc32:{crc:08x}\n").as_bytes());
-        Bytes::from(body)
+        encode_checked(self)
     }
 
     pub fn decode(key: &str, data: &[u8]) -> Result<RemotePartitionManifest> {
@@ -166,17 +163,7 @@ impl RemotePartitionManifest {
             key: key.to_string(),
             reason,
         };
-        let text = std::str::from_utf8(data).map_err(|e| bad(e.to_string()))?;
-        let (body, tail) = text
-            .rsplit_once("\ncrc32:")
-            .ok_or_else(|| bad("no checksum line".into()))?;
-        let want = u32::from_str_radix(tail.trim(), 16).map_err(|e| bad(e.to_string()))?;
-        let got = crc32fast::hash(body.as_bytes());
-        if want != got {
-            return Err(bad(format!("checksum {got:08x}, expected {want:08x}")));
-        }
-        let m: RemotePartitionManifest =
-            serde_json::from_str(body).map_err(|e| bad(e.to_string()))?;
+        let m: RemotePartitionManifest = decode_checked(key, data)?;
         if m.version != MANIFEST_VERSION {
             return Err(bad(format!("unknown version {}", m.version)));
         }
@@ -255,4 +242,31 @@ pub(crate) mod tests {
         old.extend_from_slice(format!("\ncrc32:{:08x}\n", crc32fast::hash(&body)).as_bytes());
         assert_eq!(RemotePartitionManifest::decode("k", &old).ok(), Some(m));
     }
+}
+
+/// A manifest object's bytes: pretty JSON, then a line with the CRC-32 of the JSON, so a torn
+/// or altered object is told from a valid one.
+pub(crate) fn encode_checked<T: serde::Serialize>(value: &T) -> Bytes {
+    let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    let crc = crc32fast::hash(&body);
+    body.extend_from_slice(format!("\ncrc32:{crc:08x}\n").as_bytes());
+    Bytes::from(body)
+}
+
+/// Reads what [`encode_checked`] wrote, refusing a missing or wrong checksum.
+pub(crate) fn decode_checked<T: serde::de::DeserializeOwned>(key: &str, data: &[u8]) -> Result<T> {
+    let bad = |reason: String| TieringError::Manifest {
+        key: key.to_string(),
+        reason,
+    };
+    let text = std::str::from_utf8(data).map_err(|e| bad(e.to_string()))?;
+    let (body, tail) = text
+        .rsplit_once("\ncrc32:")
+        .ok_or_else(|| bad("no checksum line".into()))?;
+    let want = u32::from_str_radix(tail.trim(), 16).map_err(|e| bad(e.to_string()))?;
+    let got = crc32fast::hash(body.as_bytes());
+    if want != got {
+        return Err(bad(format!("checksum {got:08x}, expected {want:08x}")));
+    }
+    serde_json::from_str(body).map_err(|e| bad(e.to_string()))
 }

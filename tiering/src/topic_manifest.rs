@@ -64,10 +64,7 @@ impl RemoteTopicManifest {
     }
 
     pub fn encode(&self) -> Bytes {
-        let mut body = serde_json::to_vec_pretty(self).unwrap_or_default();
-        let crc = crc32fast::hash(&body);
-        body.extend_from_slice(format!("\ncrc32:{crc:08x}\n").as_bytes());
-        Bytes::from(body)
+        crate::manifest::encode_checked(self)
     }
 
     pub fn decode(key: &str, data: &[u8]) -> Result<RemoteTopicManifest> {
@@ -75,16 +72,7 @@ impl RemoteTopicManifest {
             key: key.to_string(),
             reason,
         };
-        let text = std::str::from_utf8(data).map_err(|e| bad(e.to_string()))?;
-        let (body, tail) = text
-            .rsplit_once("\ncrc32:")
-            .ok_or_else(|| bad("no checksum line".into()))?;
-        let want = u32::from_str_radix(tail.trim(), 16).map_err(|e| bad(e.to_string()))?;
-        let got = crc32fast::hash(body.as_bytes());
-        if want != got {
-            return Err(bad(format!("checksum {got:08x}, expected {want:08x}")));
-        }
-        let m: RemoteTopicManifest = serde_json::from_str(body).map_err(|e| bad(e.to_string()))?;
+        let m: RemoteTopicManifest = crate::manifest::decode_checked(key, data)?;
         if m.version != TOPIC_MANIFEST_VERSION {
             return Err(bad(format!("unknown version {}", m.version)));
         }
