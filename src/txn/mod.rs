@@ -16,6 +16,7 @@
 
 pub mod markers;
 mod metrics;
+mod parked;
 pub mod records;
 pub mod shard;
 pub mod state;

@@ -20,6 +20,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::parked::{take_where, ParkedAdd, PARK_MAX_MS};
 use super::records::{TxnLogRecord, TxnLogValue};
 use crate::model::TopicPartition;
 
@@ -241,6 +242,8 @@ impl Decision {
 pub struct TxnShard {
     pub config: TxnConfig,
     pub txns: BTreeMap<String, TxnMetadata>,
+    /// AddPartitionsToTxn requests waiting for their previous transaction to complete.
+    parked: Vec<ParkedAdd>,
 }
 
 fn record(m: &TxnMetadata) -> TxnLogRecord {
@@ -255,6 +258,7 @@ impl TxnShard {
         TxnShard {
             config,
             txns: BTreeMap::new(),
+            parked: Vec::new(),
         }
     }
 
@@ -528,9 +532,18 @@ impl TxnShard {
             Err(e) => return reply(Err(e)),
         };
         match m.state {
-            TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence => {
-                return reply(Err(TxnError::ConcurrentTransactions))
+            // The previous transaction is writing its markers: decided when it completes.
+            TxnState::PrepareCommit | TxnState::PrepareAbort => {
+                self.parked.push(ParkedAdd {
+                    waiter,
+                    transactional_id: transactional_id.to_string(),
+                    producer: (producer_id, producer_epoch),
+                    partitions,
+                    deadline_ms: now_ms + PARK_MAX_MS,
+                });
+                return Decision::default();
             }
+            TxnState::PrepareEpochFence => return reply(Err(TxnError::ConcurrentTransactions)),
             TxnState::Dead => return reply(Err(TxnError::InvalidTxnState)),
             TxnState::Ongoing if partitions.iter().all(|p| m.partitions.contains(p)) => {
                 return reply(Ok(()))
@@ -684,18 +697,36 @@ impl TxnShard {
         m.state = state;
         m.partitions.clear();
         m.last_update_ms = now_ms;
-        Decision {
+        let mut d = Decision {
             records: vec![record(m)],
             committed: u64::from(committed),
             aborted: u64::from(!committed),
             ..Decision::default()
+        };
+        for p in take_where(&mut self.parked, |p| p.transactional_id == transactional_id) {
+            let next = self.add_partitions(
+                p.waiter,
+                &p.transactional_id,
+                p.producer,
+                p.partitions,
+                now_ms,
+            );
+            d.records.extend(next.records);
+            d.replies.extend(next.replies);
         }
+        d
     }
 
     /// Aborts transactions past their timeout (fencing their producers) and removes
     /// transactional ids idle past `transactional.id.expiration.ms`.
     pub fn tick(&mut self, now_ms: i64) -> Decision {
         let mut d = Decision::default();
+        for p in take_where(&mut self.parked, |p| p.deadline_ms <= now_ms) {
+            d.replies.push((
+                p.waiter,
+                TxnResponse::AddPartitions(Err(TxnError::ConcurrentTransactions)),
+            ));
+        }
         let timed_out: Vec<String> = self
             .txns
             .values()
@@ -748,6 +779,7 @@ impl TxnShard {
                 ),
                 _ => None,
             })
+            .chain(self.parked.iter().map(|p| p.deadline_ms))
             .min()
     }
 

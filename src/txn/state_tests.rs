@@ -148,14 +148,8 @@ fn commit_writes_prepare_then_markers_then_complete() {
             partitions: vec![TopicPartition::new("a", 0), TopicPartition::new("b", 1)],
         }]
     );
-    // While markers are in flight the producer is told to retry.
-    assert_eq!(
-        add(&mut s, "t", 7, 0, &[("a", 0)], T0 + 21).replies,
-        vec![(
-            2,
-            TxnResponse::AddPartitions(Err(TxnError::ConcurrentTransactions))
-        )]
-    );
+    // While markers are in flight, an EndTxn is told to retry (an AddPartitionsToTxn is held:
+    // see an_add_during_markers_waits_for_the_previous_transaction).
     assert_eq!(
         end(&mut s, "t", 7, 0, true, T0 + 21).replies,
         vec![(
@@ -464,4 +458,74 @@ fn list_filters_by_state_producer_duration_and_pattern() {
         list(&mut s, vec![], vec![], -1, Some("^oth")),
         vec!["other"]
     );
+}
+
+#[test]
+fn an_add_during_markers_waits_for_the_previous_transaction() {
+    let mut s = shard();
+    init(&mut s, "t", 7, T0);
+    add(&mut s, "t", 7, 0, &[("a", 0)], T0 + 1);
+    end(&mut s, "t", 7, 0, true, T0 + 2);
+    assert_eq!(state(&s, "t"), TxnState::PrepareCommit);
+    // The next transaction's first AddPartitionsToTxn arrives before the markers are written:
+    // no answer yet, nothing written, and the tick wakes at its deadline.
+    let held = add(&mut s, "t", 7, 0, &[("b", 1)], T0 + 3);
+    assert!(
+        held.replies.is_empty() && held.records.is_empty(),
+        "{held:?}"
+    );
+    assert_eq!(s.next_deadline_ms(), Some(T0 + 3 + 1_000));
+    // The markers complete: CompleteCommit, then the held request starts the next transaction.
+    let d = markers_written(&mut s, "t", 7, 0, T0 + 10);
+    assert_eq!(d.committed, 1);
+    let states: Vec<TxnState> = d
+        .records
+        .iter()
+        .map(|r| r.value.as_ref().unwrap().state)
+        .collect();
+    assert_eq!(states, vec![TxnState::CompleteCommit, TxnState::Ongoing]);
+    assert_eq!(
+        d.replies,
+        vec![
+            (2, TxnResponse::AddPartitions(Ok(()))),
+            (4, TxnResponse::Done)
+        ]
+    );
+    assert_eq!(state(&s, "t"), TxnState::Ongoing);
+    assert_eq!(
+        s.txns["t"].partitions.iter().cloned().collect::<Vec<_>>(),
+        vec![TopicPartition::new("b", 1)]
+    );
+    assert_eq!(s.txns["t"].start_ms, T0 + 10);
+}
+
+#[test]
+fn a_held_add_is_told_to_retry_at_its_deadline_and_a_fenced_one_is_fenced() {
+    let mut s = shard();
+    init(&mut s, "t", 7, T0);
+    add(&mut s, "t", 7, 0, &[("a", 0)], T0 + 1);
+    end(&mut s, "t", 7, 0, false, T0 + 2);
+    assert!(add(&mut s, "t", 7, 0, &[("b", 1)], T0 + 3)
+        .replies
+        .is_empty());
+    // Markers slower than the hold: the producer is told to retry, as Kafka would at once.
+    let d = s.tick(T0 + 3 + 1_000);
+    assert_eq!(
+        d.replies,
+        vec![(
+            2,
+            TxnResponse::AddPartitions(Err(TxnError::ConcurrentTransactions))
+        )]
+    );
+    // Nothing is held any more (and a prepared transaction has no deadline of its own).
+    assert_eq!(s.next_deadline_ms(), None);
+    // A request of an older epoch is refused at once, held or not.
+    assert_eq!(
+        add(&mut s, "t", 7, -1, &[("b", 1)], T0 + 4).replies,
+        vec![(2, TxnResponse::AddPartitions(Err(TxnError::ProducerFenced)))]
+    );
+    let d = markers_written(&mut s, "t", 7, 0, T0 + 5);
+    assert_eq!(d.aborted, 1);
+    assert_eq!(d.replies, vec![(4, TxnResponse::Done)]);
+    assert_eq!(state(&s, "t"), TxnState::CompleteAbort);
 }
