@@ -181,8 +181,13 @@ def test_members_join_leave_and_crash_without_losing_records(broker_factory, tmp
         if n > 1:
             assert (p, o) in killed_reads, f"{p}/{o} read {n} times, not by the killed member"
             assert o > killed_commits.get(p, -1), f"{p}/{o} re-read although the killed member committed it"
-    # Failed commits show up in the logs: none expected.
-    assert not [l for w in workers.values() for l in w.lines() if l.startswith("E ")]
+    # Failed commits show up in the logs: none expected, except STALE_MEMBER_EPOCH. Like Kafka
+    # before KIP-1251 (assignment epochs), the broker refuses a commit whose member epoch is
+    # older than the member's current one, and a commit racing an epoch bump gets it. Such a
+    # commit loses no progress that matters here: a later commit covers it, and a partition
+    # that moved on before one did would show up above as a record read twice by a live member.
+    failed = [l for w in workers.values() for l in w.lines() if l.startswith("E ")]
+    assert not [l for l in failed if "STALE_MEMBER_EPOCH" not in l], failed
 
 
 def test_classic_group_upgraded_to_the_consumer_protocol_keeps_its_offsets(broker_factory):
