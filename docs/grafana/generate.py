@@ -221,6 +221,12 @@ add(panel(0, "Slowed down: store SlowDown answers and the remote-read quota", [
     ("sum(rate(strata_tiering_remote_fetch_throttle_seconds_total[5m]))", "quota delay (s per s)"),
 ], 16, y))
 y += 8
+add(panel(0, "Store circuit breaker: state (0 closed, 1 open, 2 half-open)", [("max by (instance) (strata_tiering_store_breaker_state)", "{{instance}}")], 0, y))
+add(panel(0, "Store calls refused by the open breaker, and openings (per s)", [
+    ("sum by (instance) (rate(strata_tiering_store_breaker_rejected_total[5m]))", "refused {{instance}}"),
+    ("sum by (instance) (rate(strata_tiering_store_breaker_opened_total[5m]))", "opened {{instance}}"),
+], 8, y, unit="ops"))
+y += 8
 
 # The strata_txn_* series come from the broker coordinating the transactional ids (it leads
 # their __transaction_state partition); the strata_log_* ones from the leader of each data
