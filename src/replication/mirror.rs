@@ -26,6 +26,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{BrokerId as WireBrokerId, FetchRequest, ListOffsetsRequest};
 use prometheus::{IntCounterVec, IntGaugeVec, Registry};
@@ -526,14 +527,20 @@ impl LinkFetcher {
         Ok(Offset(p.offset))
     }
 
-    async fn fetch_once(&mut self, client: &mut KafkaClient) -> Result<(), Stop> {
-        let end = self.partition.log().log_end_offset();
+    /// One Fetch of this partition from the source at `at`, read_uncommitted (aborted batches
+    /// and transaction markers are copied too); the partition's answer.
+    pub(super) async fn fetch_one(
+        &self,
+        client: &mut KafkaClient,
+        at: Offset,
+        max_wait: Duration,
+        max_bytes: i32,
+    ) -> Result<PartitionData, Stop> {
         let req = FetchRequest::default()
             .with_replica_id(WireBrokerId(-1))
-            .with_max_wait_ms(FETCH_MAX_WAIT.as_millis() as i32)
+            .with_max_wait_ms(max_wait.as_millis() as i32)
             .with_min_bytes(1)
-            .with_max_bytes(FETCH_PARTITION_MAX_BYTES)
-            // read_uncommitted: aborted batches and transaction markers are copied too.
+            .with_max_bytes(max_bytes)
             .with_isolation_level(0)
             .with_session_id(0)
             .with_session_epoch(-1)
@@ -541,16 +548,23 @@ impl LinkFetcher {
                 .with_topic(topic_name(self.tp().topic.clone()))
                 .with_partitions(vec![FetchPartition::default()
                     .with_partition(self.tp().partition.0)
-                    .with_fetch_offset(end.0)
-                    .with_partition_max_bytes(FETCH_PARTITION_MAX_BYTES)])]);
+                    .with_fetch_offset(at.0)
+                    .with_partition_max_bytes(max_bytes)])]);
         let resp = with_timeout(async { client.send(&req, 12).await.map_err(|e| e.to_string()) })
             .await
             .map_err(Stop::Retry)?;
-        let data = resp
-            .responses
-            .first()
-            .and_then(|t| t.partitions.first())
-            .ok_or_else(|| Stop::Retry("empty Fetch answer".into()))?;
+        resp.responses
+            .into_iter()
+            .next()
+            .and_then(|t| t.partitions.into_iter().next())
+            .ok_or_else(|| Stop::Retry("empty Fetch answer".into()))
+    }
+
+    async fn fetch_once(&mut self, client: &mut KafkaClient) -> Result<(), Stop> {
+        let end = self.partition.log().log_end_offset();
+        let data = self
+            .fetch_one(client, end, FETCH_MAX_WAIT, FETCH_PARTITION_MAX_BYTES)
+            .await?;
         match ResponseError::try_from_code(data.error_code) {
             None => {}
             Some(ResponseError::OffsetOutOfRange) => {
@@ -571,7 +585,7 @@ impl LinkFetcher {
                 "the source's high watermark {source_hw} is below this mirror's end {end}: the source lost or truncated records"
             )));
         }
-        let records = data.records.clone().unwrap_or_default();
+        let records = data.records.unwrap_or_default();
         let (batches, newest_ms) = whole_batches_from(records, end);
         if !batches.is_empty() {
             self.reserve_producer_ids(&batches).await?;

@@ -17,14 +17,10 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{BrokerId as WireBrokerId, FetchRequest};
-
-use super::{with_timeout, LinkFetcher, Stop};
+use super::{LinkFetcher, Stop};
 use crate::client::KafkaClient;
 use crate::controller::mirror::{decide_divergent_tail, DivergentTail};
 use crate::model::Offset;
-use crate::protocol::topic_name;
 
 /// The directory, beside the partition directories of a log dir, where divergent tails are
 /// kept (its name parses as no partition, so the log manager leaves it alone).
@@ -176,28 +172,9 @@ impl LinkFetcher {
         client: &mut KafkaClient,
         at: Offset,
     ) -> Result<Option<BatchId>, Stop> {
-        let req = FetchRequest::default()
-            .with_replica_id(WireBrokerId(-1))
-            .with_max_wait_ms(0)
-            .with_min_bytes(1)
-            .with_max_bytes(PROBE_MAX_BYTES)
-            .with_isolation_level(0)
-            .with_session_id(0)
-            .with_session_epoch(-1)
-            .with_topics(vec![FetchTopic::default()
-                .with_topic(topic_name(self.tp().topic.clone()))
-                .with_partitions(vec![FetchPartition::default()
-                    .with_partition(self.tp().partition.0)
-                    .with_fetch_offset(at.0)
-                    .with_partition_max_bytes(PROBE_MAX_BYTES)])]);
-        let resp = with_timeout(async { client.send(&req, 12).await.map_err(|e| e.to_string()) })
-            .await
-            .map_err(Stop::Retry)?;
-        let data = resp
-            .responses
-            .first()
-            .and_then(|t| t.partitions.first())
-            .ok_or_else(|| Stop::Retry("empty Fetch answer".into()))?;
+        let data = self
+            .fetch_one(client, at, std::time::Duration::ZERO, PROBE_MAX_BYTES)
+            .await?;
         if data.error_code != 0 {
             return Err(Stop::Retry(format!(
                 "the source answered error {} at {at}",
