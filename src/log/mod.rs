@@ -341,6 +341,9 @@ pub enum LogError {
         #[source]
         source: std::io::Error,
     },
+    /// Produce refused before writing: the dir is past its disk refuse mark (`disk_pressure`).
+    #[error("the log dir holding {path} is past its disk refuse mark (strata.log.dir.disk.refuse.ratio); produce resumes below the low watermark")]
+    DiskPressure { path: PathBuf },
     #[error("the log dir holding {path} is offline after a disk error")]
     LogDirOffline { path: PathBuf },
     #[error("the log is closed")]
@@ -352,6 +355,7 @@ pub type Result<T, E = LogError> = std::result::Result<T, E>;
 pub mod checkpoint;
 pub mod cleaner;
 pub mod dir_failure;
+pub mod disk_pressure;
 pub mod epoch_cache;
 pub mod index;
 mod loader;
