@@ -28,6 +28,8 @@
 //!   broker-side recompression (`compression.type`);
 //! - [`cleaner`]: `LogCleaner`, compaction; [`LogManager`] (`manager.rs`): all logs and their
 //!   background tasks;
+//! - [`disk_pressure`]: each log dir's disk pressure (usage against its marks, deleting
+//!   uploaded local segments, refusing produce);
 //! - [`remote`]: `RemoteLogManager`, tiered storage (the `strata-tiering` crate) under the
 //!   logs: uploads, remote retention, remote reads, loading the remote metadata.
 //!
