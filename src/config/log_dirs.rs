@@ -23,7 +23,16 @@ impl NodeConfig {
             value: self.get(key).into(),
             reason: reason.into(),
         };
-        if !(marks.low_watermark_ratio > 0.0) {
+        for (key, r) in [
+            (LOW, marks.low_watermark_ratio),
+            (HIGH, marks.high_watermark_ratio),
+            (REFUSE, marks.refuse_ratio),
+        ] {
+            if r.is_nan() {
+                return Err(invalid(key, "Not a number"));
+            }
+        }
+        if marks.low_watermark_ratio <= 0.0 {
             return Err(invalid(LOW, "Value must be more than 0"));
         }
         if marks.high_watermark_ratio <= marks.low_watermark_ratio {
@@ -60,6 +69,7 @@ mod tests {
             (REFUSE, "0.85", REFUSE),
             (REFUSE, "1.5", REFUSE),
             (LOW, "0", LOW),
+            (HIGH, "NaN", HIGH),
         ] {
             let mut n = NodeConfig::defaults();
             n.set(key, value, ConfigSource::File).expect("a number");
