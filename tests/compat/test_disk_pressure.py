@@ -3,9 +3,9 @@ broker key `strata.test.log.dir.disk.usage.file` (docs/operations.md, "Disk pres
 
 Past the refuse mark a Produce is answered KAFKA_STORAGE_ERROR before anything is written,
 fetches keep serving every record (the uploaded segments whose local copies pressure deleted
-come from the object store), a librdkafka producer keeps retrying, and once the disk is below
-the low watermark its records are delivered: every acknowledged record is read back once, in
-order (tests/compat/history.py).
+come from the object store), librdkafka and kafka-python (which sees a retriable
+KafkaStorageError) keep retrying, and once the disk is below the low watermark their records
+are delivered: every acknowledged record is read back once, in order (tests/compat/history.py).
 """
 
 from __future__ import annotations
@@ -13,6 +13,10 @@ from __future__ import annotations
 import re
 import time
 import urllib.request
+
+import pytest
+from kafka import KafkaProducer
+from kafka.errors import KafkaStorageError
 
 from conftest import wait_until
 from helpers import create_topic, producer, read_partitions
@@ -73,9 +77,22 @@ def test_produce_is_refused_past_the_refuse_mark_and_resumes_below_the_low_water
         [(_, err, _)] = conn.produce_v3(TOPIC, 0, kw.record_batch([(None, b"refused")]))
     assert err == KAFKA_STORAGE_ERROR
     wait_until(lambda: local_start(b) > 0, 20, "uploaded local segments to be deleted", 0.2)
-    # A librdkafka producer retries meanwhile: its records are held, not failed.
+    # kafka-python sees the error as KafkaStorageError, which it retries (retriable)...
+    once = KafkaProducer(bootstrap_servers=b.bootstrap, retries=0, enable_idempotence=False)
+    with pytest.raises(KafkaStorageError):
+        once.send(TOPIC, b"refused", partition=0).get(timeout=20)
+    once.close()
+    assert KafkaStorageError.retriable
+    # ... as its default producer does, as librdkafka does: their records are held, not failed.
+    kp = KafkaProducer(bootstrap_servers=b.bootstrap)
+    kp_sent = []
+    for i in range(20):
+        v = b"kp-during-%04d" % i
+        history.send(v, 0, producer="kp")
+        kp_sent.append((v, kp.send(TOPIC, v, partition=0)))
     send([b"during-%04d" % i for i in range(50)])
     p.poll(1.0)
+    assert not any(f.is_done for _, f in kp_sent)
     assert not any(s.failed for s in history.sends.values())
     assert not any(s.acked_at for v, s in history.sends.items() if v.startswith(b"during-"))
     # Fetches serve every record meanwhile, the deleted local copies from the object store.
@@ -92,12 +109,16 @@ def test_produce_is_refused_past_the_refuse_mark_and_resumes_below_the_low_water
     wait_until(lambda: pressure_state(b) == 0, 20, "the log dir to leave disk pressure", 0.1)
     send([b"after-%04d" % i for i in range(50)])
     assert p.flush(30) == 0
+    for v, f in kp_sent:
+        md = f.get(timeout=30)
+        history.ack(v, md.partition, md.offset)
+    kp.close()
     assert all(s.acked_at for s in history.sends.values())
 
     records = read_partitions(b.bootstrap, TOPIC, [0])
     history.read_all("c0", records, [0])
     rep = history.check()
     rep.assert_ok()
-    assert rep.acknowledged == rep.recovered == 400
+    assert rep.acknowledged == rep.recovered == 420
     assert b"refused" not in {r.value for r in records}
-    assert [r.offset for r in records] == list(range(400))
+    assert [r.offset for r in records] == list(range(420))
