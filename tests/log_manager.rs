@@ -294,5 +294,11 @@ async fn disk_pressure_deletes_uploaded_segments_then_refuses_produce_until_the_
     log.append_as_leader(batch(40), LeaderEpoch(0))
         .expect("append");
     assert_eq!(log.log_end_offset().0, end.0 + 1);
+    // Configuring reads the usage at once: a broker starting on a full disk refuses at once.
+    usage
+        .other_bytes
+        .store(19_500 - log.size_bytes(), Ordering::SeqCst);
+    mgr.set_disk_pressure(strata::log::disk_pressure::DiskPressureConfig::default());
+    assert_eq!(mgr.disk_pressure().state(0), PressureState::Refusing);
     mgr.shutdown().expect("shutdown");
 }

@@ -166,9 +166,16 @@ impl LogManager {
         &self.pressure
     }
 
-    /// Sets the disk pressure marks and interval (before `start_background`).
+    /// Sets the disk pressure marks and interval (before `start_background`), and reads each
+    /// dir's usage once: a broker started on a disk past its refuse mark refuses produce from
+    /// its first request, not from the first pass of the duty.
     pub fn set_disk_pressure(&self, config: DiskPressureConfig) {
         self.pressure.set_config(config);
+        for index in 0..self.log_dirs.len() {
+            if !self.failures.is_offline(index) {
+                self.pressure.check(index);
+            }
+        }
     }
 
     /// One disk pressure pass: each online dir's usage moves its state, and a dir under
