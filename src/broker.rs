@@ -24,8 +24,7 @@ use crate::handlers::fetch_session::{
 };
 use crate::handlers::ApiMetrics;
 use crate::handlers::KafkaApis;
-use crate::log::remote::TieringMetrics;
-use crate::log::remote::{RemoteLogManager, RemoteLogManagerConfig};
+use crate::log::remote::{RemoteLogManager, RemoteLogManagerConfig, TieringMetrics};
 use crate::log::{LogConfig, LogError, LogManager};
 use crate::metrics::Metrics;
 use crate::model::BrokerId;
@@ -257,6 +256,7 @@ impl Broker {
             node.get_i64("log.retention.check.interval.ms").max(1) as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
+        logs.set_disk_pressure(node.disk_pressure()?);
         halt_when_all_log_dirs_offline(&logs, &shutdown);
         let replicas = Arc::new(ReplicaManager::new(node_id, logs.clone(), clock.clone()));
         let metrics = BrokerMetrics::register(metrics);

@@ -139,3 +139,166 @@ async fn an_offline_log_dir_takes_all_its_partitions_and_only_them() {
         .expect_err("no dir left");
     assert!(matches!(err, LogError::LogDirOffline { .. }), "{err}");
 }
+
+/// Disk usage as a test sets it: `other_bytes` (what else fills the disk) plus the bytes of
+/// the logs it watches, over a fixed size.
+#[derive(Debug)]
+struct FakeUsage {
+    total_bytes: u64,
+    other_bytes: std::sync::atomic::AtomicU64,
+    logs: std::sync::Mutex<Vec<Arc<strata::log::UnifiedLog>>>,
+}
+
+impl strata::log::disk_pressure::DiskUsageSource for FakeUsage {
+    fn usage(
+        &self,
+        _dir: &std::path::Path,
+    ) -> std::io::Result<strata::log::disk_pressure::DiskUsage> {
+        let logs: u64 = self
+            .logs
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|l| l.size_bytes())
+            .sum();
+        let used = self.other_bytes.load(Ordering::SeqCst) + logs;
+        Ok(strata::log::disk_pressure::DiskUsage {
+            total_bytes: self.total_bytes,
+            available_bytes: self.total_bytes.saturating_sub(used),
+        })
+    }
+}
+
+/// A log dir past its high watermark loses the local copies of uploaded segments, oldest first,
+/// just enough to get below its low watermark, and keeps serving produce; past its refuse mark
+/// with nothing uploaded left to delete, produce is refused (nothing written) while reads go
+/// on, until the disk is below the low watermark again. Not-yet-uploaded data is never deleted.
+#[tokio::test]
+async fn disk_pressure_deletes_uploaded_segments_then_refuses_produce_until_the_low_watermark() {
+    use std::sync::atomic::AtomicI64;
+    use strata::log::disk_pressure::{metrics, PressureState};
+    use strata::log::LogError;
+    use strata::model::Offset;
+
+    let d = tempfile::tempdir().expect("tempdir");
+    let c: SharedClock = ManualClock::new(T0);
+    let tiered = || LogConfig {
+        segment_bytes: 2048,
+        retention_ms: -1,
+        remote_storage_enable: true,
+        preallocate_bytes: 0,
+        ..LogConfig::default()
+    };
+    let mgr = LogManager::open(vec![d.path().to_path_buf()], c, &|_| tiered()).expect("open");
+    let log = mgr
+        .get_or_create(&TopicPartition::new("tiered", 0), tiered())
+        .expect("create");
+    // Uploads reached `uploaded_below`: the guard lets go only the segments wholly below it.
+    let uploaded_below = Arc::new(AtomicI64::new(0));
+    let u = Arc::clone(&uploaded_below);
+    log.set_retention_guard(Arc::new(move |_base, last| {
+        last.0 < u.load(Ordering::SeqCst)
+    }));
+    let batch = |i: u8| {
+        Bytes::from(build_batch(
+            0,
+            T0 + i64::from(i),
+            None,
+            &[(None, Some(&[i; 200][..]))],
+        ))
+    };
+    for i in 0..40 {
+        log.append_as_leader(batch(i), LeaderEpoch(0))
+            .expect("append");
+    }
+    let usage = Arc::new(FakeUsage {
+        total_bytes: 20_000,
+        other_bytes: Default::default(),
+        logs: std::sync::Mutex::new(vec![Arc::clone(&log)]),
+    });
+    mgr.disk_pressure().set_usage_source(usage.clone());
+    let label = d.path().display().to_string();
+    let gauge = || metrics().state.with_label_values(&[&label]).get();
+
+    // 0.905 used, everything closed uploaded: the oldest segments go until 2100 bytes are free.
+    let closed = log.segment_count() - 1;
+    uploaded_below.store(log.log_end_offset().0, Ordering::SeqCst);
+    let uploaded = log.uploaded_segments();
+    assert_eq!(uploaded.len(), closed);
+    usage
+        .other_bytes
+        .store(18_100 - log.size_bytes(), Ordering::SeqCst);
+    let mut freed = 0;
+    let expect = uploaded
+        .iter()
+        .take_while(|s| {
+            let more = freed < 2_100;
+            freed += s.size_bytes;
+            more
+        })
+        .count();
+    assert!(expect >= 1 && expect < closed, "{expect} of {closed}");
+    assert_eq!(mgr.run_disk_pressure(), expect);
+    assert_eq!(
+        log.local_log_start_offset(),
+        uploaded[expect - 1].next_offset
+    );
+    assert_eq!(log.segment_count(), closed + 1 - expect);
+    // Read again after deleting: below the low watermark, normal; produce was never refused.
+    assert_eq!(mgr.disk_pressure().state(0), PressureState::Normal);
+    assert_eq!(gauge(), 0);
+    log.check_disk_pressure().expect("served");
+
+    // 0.97 used and nothing more uploaded: nothing can go, produce is refused (and counted).
+    let start = log.local_log_start_offset();
+    uploaded_below.store(start.0, Ordering::SeqCst);
+    usage
+        .other_bytes
+        .store(19_400 - log.size_bytes(), Ordering::SeqCst);
+    let refused = metrics().produce_refused.with_label_values(&[&label]).get();
+    assert_eq!(mgr.run_disk_pressure(), 0);
+    assert_eq!(mgr.disk_pressure().state(0), PressureState::Refusing);
+    assert_eq!(gauge(), 2);
+    let end = log.log_end_offset();
+    assert!(matches!(
+        log.check_disk_pressure(),
+        Err(LogError::DiskPressure { .. })
+    ));
+    assert_eq!(
+        metrics().produce_refused.with_label_values(&[&label]).get(),
+        refused + 1
+    );
+    assert_eq!(
+        (log.local_log_start_offset(), log.log_end_offset()),
+        (start, end)
+    );
+    // Reads are served meanwhile, from the local log start to the end.
+    let read = log
+        .read(start, 1 << 20, Offset(i64::MAX), true)
+        .expect("read");
+    assert!(!read.records.is_empty());
+
+    // Below the refuse mark but above the low watermark: still refusing (no flapping).
+    usage
+        .other_bytes
+        .store(17_000 - log.size_bytes(), Ordering::SeqCst);
+    mgr.run_disk_pressure();
+    assert_eq!(mgr.disk_pressure().state(0), PressureState::Refusing);
+    // Space freed elsewhere: below the low watermark, produce resumes by itself.
+    usage
+        .other_bytes
+        .store(15_000 - log.size_bytes(), Ordering::SeqCst);
+    assert_eq!(mgr.run_disk_pressure(), 0);
+    assert_eq!(mgr.disk_pressure().state(0), PressureState::Normal);
+    log.check_disk_pressure().expect("served again");
+    log.append_as_leader(batch(40), LeaderEpoch(0))
+        .expect("append");
+    assert_eq!(log.log_end_offset().0, end.0 + 1);
+    // Configuring reads the usage at once: a broker starting on a full disk refuses at once.
+    usage
+        .other_bytes
+        .store(19_500 - log.size_bytes(), Ordering::SeqCst);
+    mgr.set_disk_pressure(strata::log::disk_pressure::DiskPressureConfig::default());
+    assert_eq!(mgr.disk_pressure().state(0), PressureState::Refusing);
+    mgr.shutdown().expect("shutdown");
+}

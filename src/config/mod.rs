@@ -8,6 +8,7 @@
 
 pub mod defs;
 mod listeners;
+mod log_dirs;
 mod sasl;
 
 pub use listeners::{listener_prefix, KafkaListenerConfig, ListenerInfo, SecurityProtocol};
@@ -475,6 +476,7 @@ impl NodeConfig {
                 reason: "no directory".into(),
             });
         }
+        self.disk_pressure()?;
         Ok(())
     }
 

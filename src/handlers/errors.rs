@@ -29,6 +29,8 @@ pub fn log_error_code(e: &LogError) -> i16 {
         LogError::UnknownProducerId { .. } => E::UnknownProducerId.code(),
         LogError::CorruptSegment { .. }
         | LogError::DiskFull { .. }
+        // Retriable for clients; see `log::disk_pressure` for why this code.
+        | LogError::DiskPressure { .. }
         | LogError::Io { .. }
         | LogError::LogDirOffline { .. } => E::KafkaStorageError.code(),
         LogError::Closed => E::NotLeaderOrFollower.code(),

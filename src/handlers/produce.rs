@@ -82,7 +82,8 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
                         None => Outcome::Failed(ResponseError::InvalidRecord.code(), Some("no records".into()), Vec::new()),
                         Some(records) => match verify_transaction(&partition, transactional_id.as_deref(), &records) {
                             Err(code) => Outcome::Failed(code, None, Vec::new()),
-                            Ok(()) => match partition.append_as_leader(records, acks) {
+                            // A dir past its disk refuse mark takes no client data (`log::disk_pressure`).
+                            Ok(()) => match partition.log().check_disk_pressure().map_err(PartitionError::Log).and_then(|()| partition.append_as_leader(records, acks)) {
                                 Ok((info, epoch)) => {
                                     let m = &ctx.apis.metrics.topics;
                                     m.bytes_in.with_label_values(&[name.as_str()]).inc_by(info.size_bytes);

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use super::disk_pressure::LogDirPressure;
 use super::LogError;
 
 /// The I/O that failed, the `kind` label of `strata_log_storage_errors_total`.
@@ -148,12 +149,26 @@ impl LogDirFailureChannel {
 pub(crate) struct DirHealth {
     failed: AtomicBool,
     channel: OnceLock<(Arc<LogDirFailureChannel>, usize)>,
+    // The dir's disk pressure (`super::disk_pressure`), which may refuse produce.
+    pressure: OnceLock<(Arc<LogDirPressure>, usize)>,
 }
 
 impl DirHealth {
     /// Ties the log to dir `index` of `channel`.
     pub(crate) fn attach(&self, channel: Arc<LogDirFailureChannel>, index: usize) {
         let _ = self.channel.set((channel, index));
+    }
+
+    /// Ties the log to dir `index` of the manager's disk pressure.
+    pub(crate) fn attach_pressure(&self, pressure: Arc<LogDirPressure>, index: usize) {
+        let _ = self.pressure.set((pressure, index));
+    }
+
+    /// Whether the dir is past its disk refuse mark (counted as a refusal when it is).
+    pub(crate) fn refuses_produce(&self) -> bool {
+        self.pressure
+            .get()
+            .is_some_and(|(p, i)| p.refuses_produce(*i))
     }
 
     pub(crate) fn is_offline(&self) -> bool {

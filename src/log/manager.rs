@@ -6,7 +6,8 @@
 //!
 //! Background work (on tokio, stopped by the cancellation token): a retention pass every
 //! `retention_check_interval_ms` (Kafka's `log.retention.check.interval.ms`), interval-policy
-//! flushes and recovery-point checkpoints, and the cleaner for compacted logs.
+//! flushes and recovery-point checkpoints, the cleaner for compacted logs, and the disk
+//! pressure duty (`super::disk_pressure`) every `strata.log.dir.disk.check.interval.ms`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::dir_failure::LogDirFailureChannel;
+use super::disk_pressure::{plan_reclaim, DiskPressureConfig, LogDirPressure, PressureState};
 use super::{LogConfig, LogError, Result, UnifiedLog};
 use crate::clock::SharedClock;
 use crate::model::TopicPartition;
@@ -26,6 +28,8 @@ pub struct LogManager {
     log_dirs: Vec<PathBuf>,
     // Which dirs failed a write or an fsync; every log is attached to its dir's entry.
     failures: Arc<LogDirFailureChannel>,
+    // Each dir's disk pressure; every log is attached to its dir's entry.
+    pressure: Arc<LogDirPressure>,
     clock: SharedClock,
     // Short critical sections only (lookups and inserts), never held across I/O or `.await`.
     logs: Mutex<HashMap<TopicPartition, Arc<UnifiedLog>>>,
@@ -70,6 +74,7 @@ impl LogManager {
     ) -> Result<LogManager> {
         let mut logs = HashMap::new();
         let failures = LogDirFailureChannel::new(&log_dirs);
+        let pressure = LogDirPressure::new(&log_dirs);
         for (index, dir) in log_dirs.iter().enumerate() {
             super::checkpoint::create_dir_all_durable(dir).map_err(io(dir))?;
             for entry in std::fs::read_dir(dir).map_err(io(dir))? {
@@ -91,12 +96,14 @@ impl LogManager {
                 };
                 let log = UnifiedLog::open(path, config_for(&tp.topic), Arc::clone(&clock))?;
                 log.attach_log_dir(Arc::clone(&failures), index);
+                log.attach_disk_pressure(Arc::clone(&pressure), index);
                 logs.insert(tp, log);
             }
         }
         Ok(LogManager {
             log_dirs,
             failures,
+            pressure,
             clock,
             logs: Mutex::new(logs),
             create_lock: Mutex::new(()),
@@ -143,6 +150,7 @@ impl LogManager {
         let log = UnifiedLog::open(dir.join(tp.dir_name()), config, Arc::clone(&self.clock))?;
         if let Some(index) = self.failures.dir_of(&dir) {
             log.attach_log_dir(Arc::clone(&self.failures), index);
+            log.attach_disk_pressure(Arc::clone(&self.pressure), index);
         }
         let mut logs = self.logs();
         Ok(Arc::clone(logs.entry(tp.clone()).or_insert(log)))
@@ -151,6 +159,76 @@ impl LogManager {
     /// Which log dirs are offline; the broker halts when all are.
     pub fn failures(&self) -> &Arc<LogDirFailureChannel> {
         &self.failures
+    }
+
+    /// Each log dir's disk pressure: its state, settings and usage source.
+    pub fn disk_pressure(&self) -> &Arc<LogDirPressure> {
+        &self.pressure
+    }
+
+    /// Sets the disk pressure marks and interval (before `start_background`), and reads each
+    /// dir's usage once: a broker started on a disk past its refuse mark refuses produce from
+    /// its first request, not from the first pass of the duty.
+    pub fn set_disk_pressure(&self, config: DiskPressureConfig) {
+        self.pressure.set_config(config);
+        for index in 0..self.log_dirs.len() {
+            if !self.failures.is_offline(index) {
+                self.pressure.check(index);
+            }
+        }
+    }
+
+    /// One disk pressure pass: each online dir's usage moves its state, and a dir under
+    /// pressure loses the local copies of uploaded segments, its oldest data first, down to
+    /// its low watermark (then its usage is read again, so that produce resumes at once).
+    /// Returns the segments deleted.
+    pub fn run_disk_pressure(&self) -> usize {
+        let mut deleted = 0;
+        for (index, dir) in self.log_dirs.iter().enumerate() {
+            if self.failures.is_offline(index) {
+                continue;
+            }
+            let Some(check) = self.pressure.check(index) else {
+                continue;
+            };
+            if check.state == PressureState::Normal || check.reclaim_bytes == 0 {
+                continue;
+            }
+            let n = self.reclaim(dir, check.reclaim_bytes);
+            if n > 0 {
+                self.pressure.count_deleted(index, n);
+                deleted += n;
+                self.pressure.check(index);
+            }
+        }
+        deleted
+    }
+
+    /// Deletes uploaded local segments of the logs in `dir` to free `bytes` (the plan is the
+    /// pure `plan_reclaim`).
+    fn reclaim(&self, dir: &Path, bytes: u64) -> usize {
+        let logs: Vec<_> = self
+            .all()
+            .into_iter()
+            .filter(|(_, l)| l.dir().starts_with(dir))
+            .collect();
+        let candidates: Vec<_> = logs.iter().map(|(_, l)| l.uploaded_segments()).collect();
+        let mut deleted = 0;
+        for step in plan_reclaim(&candidates, bytes) {
+            let (tp, log) = &logs[step.log];
+            let segments = &candidates[step.log][..step.segments];
+            match log.delete_uploaded_segments(segments) {
+                Ok(n) => {
+                    deleted += n;
+                    tracing::info!(partition = %tp, segments = n, bytes = step.bytes, local_log_start_offset = %step.below, "disk pressure: deleted local copies of uploaded segments");
+                }
+                Err(LogError::Closed | LogError::LogDirOffline { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(partition = %tp, error = %e, "disk pressure: deleting uploaded segments failed")
+                }
+            }
+        }
+        deleted
     }
 
     /// The partitions whose log dir is offline (the broker heartbeat reports them).
@@ -286,6 +364,14 @@ impl LogManager {
             &|m| m.cleaner_backoff_ms.load(Ordering::Relaxed),
             |m| {
                 m.run_cleaner();
+            },
+        );
+        every(
+            self,
+            &shutdown,
+            &|m| m.pressure.config().check_interval_ms,
+            |m| {
+                m.run_disk_pressure();
             },
         );
     }

@@ -28,6 +28,8 @@
 //!   broker-side recompression (`compression.type`);
 //! - [`cleaner`]: `LogCleaner`, compaction; [`LogManager`] (`manager.rs`): all logs and their
 //!   background tasks;
+//! - [`disk_pressure`]: each log dir's disk pressure (usage against its marks, deleting
+//!   uploaded local segments, refusing produce);
 //! - [`remote`]: `RemoteLogManager`, tiered storage (the `strata-tiering` crate) under the
 //!   logs: uploads, remote retention, remote reads, loading the remote metadata.
 //!
@@ -341,6 +343,9 @@ pub enum LogError {
         #[source]
         source: std::io::Error,
     },
+    /// Produce refused before writing: the dir is past its disk refuse mark (`disk_pressure`).
+    #[error("the log dir holding {path} is past its disk refuse mark (strata.log.dir.disk.refuse.ratio); produce resumes below the low watermark")]
+    DiskPressure { path: PathBuf },
     #[error("the log dir holding {path} is offline after a disk error")]
     LogDirOffline { path: PathBuf },
     #[error("the log is closed")]
@@ -352,6 +357,7 @@ pub type Result<T, E = LogError> = std::result::Result<T, E>;
 pub mod checkpoint;
 pub mod cleaner;
 pub mod dir_failure;
+pub mod disk_pressure;
 pub mod epoch_cache;
 pub mod index;
 mod loader;

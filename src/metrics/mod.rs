@@ -104,6 +104,15 @@ impl Metrics {
         registry
             .register(Box::new(log.storage_errors.clone()))
             .expect("metric registered once");
+        let pressure = crate::log::disk_pressure::metrics();
+        for c in [
+            Box::new(pressure.usage_ratio.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(pressure.state.clone()),
+            Box::new(pressure.produce_refused.clone()),
+            Box::new(pressure.deleted_segments.clone()),
+        ] {
+            registry.register(c).expect("metric registered once");
+        }
         // Exported at zero from the start, so alerts see every series on a healthy broker.
         for kind in crate::log::dir_failure::StorageErrorKind::ALL {
             log.storage_errors.with_label_values(&[kind.label()]);

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use super::{Origin, UnifiedLog};
 use crate::log::dir_failure::count_storage_error;
 use crate::log::dir_failure::{classify, LogDirFailureChannel, StorageErrorKind};
+use crate::log::disk_pressure::LogDirPressure;
 use crate::log::segment::SegmentFile;
 use crate::log::{LogAppendInfo, LogError, Result};
 use crate::model::Offset;
@@ -22,6 +23,23 @@ impl UnifiedLog {
     /// Whether this log's dir is offline: it serves nothing until the broker restarts.
     pub fn is_offline(&self) -> bool {
         self.health.is_offline()
+    }
+
+    /// Ties this log to dir `index` of the manager's disk pressure.
+    pub fn attach_disk_pressure(&self, pressure: Arc<LogDirPressure>, index: usize) {
+        self.health.attach_pressure(pressure, index);
+    }
+
+    /// Refuses a produce while the log's dir is past its disk refuse mark (see
+    /// [`disk_pressure`](crate::log::disk_pressure)); asked before a client's batches are
+    /// appended, so nothing is written.
+    pub fn check_disk_pressure(&self) -> Result<()> {
+        if self.health.refuses_produce() {
+            return Err(LogError::DiskPressure {
+                path: self.dir.clone(),
+            });
+        }
+        Ok(())
     }
 
     pub(super) fn check_online(&self) -> Result<()> {

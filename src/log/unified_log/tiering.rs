@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 use super::{lock_ignoring_poison, UnifiedLog};
+use crate::log::disk_pressure::UploadedSegment;
 use crate::log::Result;
 use crate::model::{LeaderEpoch, Offset};
 
@@ -109,5 +110,68 @@ impl UnifiedLog {
         st.restore_state_below(offset.0, &epochs, producers)?;
         self.durable.store(offset.0, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// The closed segments already in remote storage, oldest first: those retention's guard
+    /// lets go, up to the first it holds back. Empty for a log that is not tiered (whatever its
+    /// guard says: only data in remote storage may go for disk pressure).
+    pub fn uploaded_segments(&self) -> Vec<UploadedSegment> {
+        let (closed, guard) = {
+            let st = self.lock();
+            if !st.config.remote_storage_enable {
+                return Vec::new();
+            }
+            let n = st.segments.len().saturating_sub(1);
+            let closed: Vec<UploadedSegment> = st
+                .segments
+                .values()
+                .take(n)
+                .map(|seg| UploadedSegment {
+                    base_offset: Offset(seg.base_offset),
+                    next_offset: Offset(seg.next_offset),
+                    size_bytes: seg.size,
+                    max_timestamp_ms: if seg.max_timestamp >= 0 {
+                        seg.max_timestamp
+                    } else {
+                        seg.created_ms
+                    },
+                })
+                .collect();
+            (closed, st.guard.clone())
+        };
+        let Some(guard) = guard else {
+            return Vec::new();
+        };
+        // The guard reads the remote manifest: asked without the lock, as retention does.
+        closed
+            .into_iter()
+            .take_while(|s| guard(s.base_offset, Offset(s.next_offset.0 - 1)))
+            .collect()
+    }
+
+    /// Deletes the local copies of `segments` (from [`uploaded_segments`](Self::uploaded_segments),
+    /// oldest first) and moves the local log start past them; stops at the first that is no
+    /// longer the oldest closed segment (the log changed meanwhile). Returns segments deleted.
+    pub fn delete_uploaded_segments(&self, segments: &[UploadedSegment]) -> Result<usize> {
+        let mut st = self.lock_open()?;
+        let mut deleted = 0;
+        for seg in segments {
+            let oldest = st.segments.values().next();
+            if st.segments.len() < 2
+                || oldest.map(|s| (s.base_offset, s.next_offset))
+                    != Some((seg.base_offset.0, seg.next_offset.0))
+            {
+                break;
+            }
+            st.delete_oldest()?;
+            deleted += 1;
+        }
+        if deleted > 0 {
+            let first = st.segments.keys().next().copied().unwrap_or(0);
+            if first > st.local_log_start_offset {
+                st.set_local_log_start_offset(first)?;
+            }
+        }
+        Ok(deleted)
     }
 }
