@@ -245,6 +245,15 @@ add(panel(0, "Transactions aborted for their timeout (per min)", [("sum by (inst
 add(panel(0, "Transactions completed by result (per s)", [("sum by (result) (rate(strata_txn_completed_total[5m]))", "{{result}}")], 16, y, unit="ops"))
 y += 8
 
+add(row(0, "Disk pressure", y)); y += 1
+add(panel(0, "Log dir disk usage", [('max by (instance, log_dir) (strata_log_dir_disk_usage_ratio{job="strata"})', "{{instance}} {{log_dir}}")], 0, y, unit="percentunit"))
+add(panel(0, "Disk pressure state (0 normal, 1 high, 2 refusing)", [('max by (instance, log_dir) (strata_log_dir_disk_pressure_state{job="strata"})', "{{instance}} {{log_dir}}")], 8, y))
+add(panel(0, "Produce refused and uploaded segments deleted (per s)", [
+    ('sum by (instance, log_dir) (rate(strata_log_dir_produce_refused_total{job="strata"}[5m]))', "refused {{instance}} {{log_dir}}"),
+    ('sum by (instance, log_dir) (rate(strata_log_dir_disk_pressure_deleted_segments_total{job="strata"}[5m]))', "deleted {{instance}} {{log_dir}}"),
+], 16, y))
+y += 8
+
 add(row(0, "Process", y)); y += 1
 add(panel(0, "CPU", [("rate(process_cpu_seconds_total{job=\"strata\"}[1m])", "{{instance}}")], 0, y, unit="percentunit"))
 add(panel(0, "Resident memory", [("process_resident_memory_bytes{job=\"strata\"}", "{{instance}}")], 8, y, unit="bytes"))
