@@ -334,3 +334,47 @@ async fn the_group_and_its_assignment_survive_a_restart() {
     assert_eq!(g.error_code, 69, "GROUP_ID_NOT_FOUND after deletion: {g:?}");
     broker.stop().await;
 }
+
+/// The first request to a coordinator whose `__consumer_offsets` partition was just created
+/// waits for the shard to load instead of answering COORDINATOR_LOAD_IN_PROGRESS, so a client
+/// that retries that only a few times (librdkafka's OffsetCommit) is not failed by a fresh
+/// cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_commit_to_a_fresh_coordinator_waits_for_the_load() {
+    let broker = TestBroker::start(SETS).await;
+    let mut c = broker.client("cg").await;
+    create_topic(&mut c, TOPIC, 1, &[]).await;
+    for _ in 0..100 {
+        let resp = c
+            .send(
+                &FindCoordinatorRequest::default().with_key(str_bytes("fresh")),
+                3,
+            )
+            .await
+            .expect("find coordinator");
+        if resp.error_code == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // One commit, no retry: a simple (memberless) commit of an offset.
+    let req = OffsetCommitRequest::default()
+        .with_group_id(gid("fresh"))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(topic_name(TOPIC))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(17)])]);
+    let resp = c.send(&req, 8).await.expect("commit");
+    assert_eq!(resp.topics[0].partitions[0].error_code, 0, "{resp:?}");
+    let fetch = OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+        .with_group_id(gid("fresh"))
+        .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+            .with_name(topic_name(TOPIC))
+            .with_partition_indexes(vec![0])]))]);
+    let resp = c.send(&fetch, 8).await.expect("offset fetch");
+    let group = &resp.groups[0];
+    assert_eq!(group.error_code, 0, "{resp:?}");
+    assert_eq!(group.topics[0].partitions[0].committed_offset, 17);
+}

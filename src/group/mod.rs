@@ -51,6 +51,11 @@ pub use state::{GroupConfig, GroupRequest, GroupResponse, GroupState, GroupSumma
 /// The internal topic holding commits and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
+/// How long a group request waits for its coordinator shard to finish loading before it is
+/// answered COORDINATOR_LOAD_IN_PROGRESS (clients retry that), and how often it looks.
+const LOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+const LOAD_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Why a request cannot be served by a coordinator here. Mapped to Kafka codes in
 /// `handlers::errors::coordinator_error_code`.
 #[derive(Debug, thiserror::Error)]
@@ -377,6 +382,26 @@ impl GroupCoordinator {
     ) -> Result<oneshot::Receiver<GroupResponse>, CoordinatorError> {
         let shard = self.shard_for(group_id)?;
         Self::send(&shard, request)
+    }
+
+    /// As [`call`](Self::call), but a shard that is loading (or about to, its partition's
+    /// leadership just arrived) is waited for, up to [`LOAD_WAIT`], instead of answered
+    /// COORDINATOR_LOAD_IN_PROGRESS at once: a first request to a fresh coordinator then
+    /// succeeds, where some clients give up after a few quick retries.
+    pub async fn call_when_loaded(
+        self: Arc<Self>,
+        group_id: String,
+        request: GroupRequest,
+    ) -> Result<oneshot::Receiver<GroupResponse>, CoordinatorError> {
+        let deadline = tokio::time::Instant::now() + LOAD_WAIT;
+        loop {
+            match self.call(&group_id, request.clone()) {
+                Err(CoordinatorError::LoadInProgress) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(LOAD_POLL).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     fn send(

@@ -6,7 +6,7 @@ use kafka_protocol::messages::ResponseKind;
 
 use super::authz::GROUP_AUTHORIZATION_FAILED;
 use super::{Reply, RequestContext};
-use crate::group::{GroupRequest, GroupResponse};
+use crate::group::{CoordinatorError, GroupRequest, GroupResponse};
 use crate::handlers::errors::coordinator_error_code;
 use crate::security::acl::{AclOperation, Resource};
 
@@ -23,15 +23,25 @@ pub(super) fn call(
     if !ctx.authorize(operation, &Resource::group(group_id)) {
         return Reply::Now(respond(None, GROUP_AUTHORIZATION_FAILED));
     }
-    match ctx.apis.groups.call(group_id, request) {
-        Err(e) => Reply::Now(respond(None, coordinator_error_code(&e))),
-        Ok(rx) => Reply::later(async move {
-            match rx.await {
+    let answer = |rx: Result<_, _>| async move {
+        match rx {
+            Err(e) => respond(None, coordinator_error_code(&e)),
+            Ok(rx) => match rx.await {
                 Ok(r) => respond(Some(r), 0),
                 // The shard stopped (lost leadership, failed write) before answering.
                 Err(_) => respond(None, E::NotCoordinator.code()),
-            }
-        }),
+            },
+        }
+    };
+    match ctx.apis.groups.call(group_id, request.clone()) {
+        Err(CoordinatorError::LoadInProgress) => {
+            let groups = ctx.apis.groups.clone();
+            let group_id = group_id.to_string();
+            Reply::later(
+                async move { answer(groups.call_when_loaded(group_id, request).await).await },
+            )
+        }
+        rx => Reply::later(answer(rx)),
     }
 }
 
