@@ -12,7 +12,9 @@
 # Usage: scripts/bench-remote-read.sh [MB, default 1024: half into rr1, half into rr3]
 # STRATA_BIN / STRATA_BENCH_BIN choose the binaries (default $CARGO_TARGET_DIR or ./target,
 # release); ROUNDS (default 2); EXTRA_SETS adds `--set KEY=VALUE` words for the broker;
-# LATENCY=0 skips D: produce latency at 5,000 records/s alone and beside a backfill.
+# LATENCY=0 skips D: produce latency at 5,000 records/s alone and beside a backfill;
+# CONSUMER_SETS (e.g. "max.partition.fetch.bytes=8388608") adds a B+ run per round: one consumer
+# with those client settings (`--set` words of strata-bench).
 # s3s-fs comes from `STRATA_BENCH_DEPS=1 scripts/install-test-deps.sh`; boto3 (for A) comes
 # with moto from the same script.
 set -euo pipefail
@@ -97,16 +99,18 @@ dt = time.monotonic() - t
 print(f"A1 one plain GET stream:     {total / 1e6:.0f} MB in {dt:.2f} s = {total / 1e6 / dt:.1f} MB/s")
 EOF
 }
-consume() { # label, topic, consumers
-  local out
-  out=$("$bench" --bootstrap 127.0.0.1:19092 --topic "$2" --mode consume --consumers "$3")
-  echo "$out" | awk -v l="$1" '/consumed MB\/s/{print l, "consumed MB/s:", $NF} /read .* records/{print l, $0}'
+consume() { # label, topic, consumers, strata-bench words...
+  local out label="$1" topic="$2" n="$3"
+  shift 3
+  out=$("$bench" --bootstrap 127.0.0.1:19092 --topic "$topic" --mode consume --consumers "$n" "$@")
+  echo "$out" | awk -v l="$label" '/consumed MB\/s/{print l, "consumed MB/s:", $NF} /read .* records/{print l, $0}'
 }
 echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); binary $strata"
 for r in $(seq 1 "$rounds"); do
   echo "-- round $r"
   direct
   consume "B " rr1 1
+  for kv in ${CONSUMER_SETS:-}; do consume "B+ $kv" rr1 1 --set "$kv"; done
   consume "C " rr3 3
 done
 if [ "${LATENCY:-1}" = "1" ]; then
