@@ -93,10 +93,7 @@ pub(super) fn starts_empty_on_tiered(p: &Partition) -> bool {
 
 /// Runs the decision for `p` with a manifest read now, and restarts its local log after the
 /// remote end when that is the answer. `Ok(true)`: the local log was restarted.
-pub(super) async fn start_from_remote(
-    p: &Arc<Partition>,
-    trigger: Trigger,
-) -> Result<bool, String> {
+pub async fn start_from_remote(p: &Arc<Partition>, trigger: Trigger) -> Result<bool, String> {
     let log = p.log_view();
     if !log.has_remote_storage() {
         return match trigger {
