@@ -37,9 +37,14 @@ SEGMENT_BYTES = 128 * 1024
 RECORD_BYTES = 1000
 
 
+_PATTERN = bytes(range(251)) * (70 * 1024 // 251 + 2)
+
+
 def value_for(i: int, size: int = RECORD_BYTES) -> bytes:
+    """Record i: its index, then bytes that differ from one record to the next (at most 64 KiB)."""
     head = f"{i:010d}:".encode()
-    return head + bytes((i * 7 + j) % 251 for j in range(size - len(head)))
+    at = (i * 7) % 251
+    return head + _PATTERN[at:at + size - len(head)]
 
 
 def topic_configs(tiered: bool, segment_bytes: int = SEGMENT_BYTES) -> dict[str, str]:
@@ -58,9 +63,10 @@ def leader_of(bootstrap: str, topic: str) -> tuple[list[int], int] | None:
     return list(t.partitions[0].replicas), t.partitions[0].leader
 
 
-def idempotent_producer(bootstrap: str):
+def idempotent_producer(bootstrap: str, batch_bytes: int = 64 * 1024):
     return producer(bootstrap, **{"acks": "all", "enable.idempotence": True, "linger.ms": 20,
-                                  "batch.size": 64 * 1024, "topic.metadata.refresh.interval.ms": 1000})
+                                  "batch.size": batch_bytes, "message.timeout.ms": 600_000,
+                                  "topic.metadata.refresh.interval.ms": 1000})
 
 
 def produce(bootstrap: str, topic: str, first: int, count: int, size: int = RECORD_BYTES, p=None):
@@ -232,7 +238,8 @@ def test_hot_tail_bench(tmp_path, request):
         records = BENCH_MB * 1024 * 1024 // size
         for topic, tiered in (("bench-tiered", True), ("bench-plain", False)):
             fetched, produced, moved_s = move_to_new_broker(
-                cluster, admin, topic, tiered, records, size, bucket, segment_bytes=16 << 20, wait_s=1800)
+                cluster, admin, topic, tiered, records, size, bucket, segment_bytes=16 << 20, wait_s=1800,
+                p=idempotent_producer(cluster.bootstrap(), batch_bytes=1 << 20))
             print(f"\n{topic}: {produced / 2**20:.0f} MiB partition; the new replica fetched "
                   f"{fetched / 2**20:.2f} MiB ({100 * fetched / produced:.2f}%) from the leader; "
                   f"move {moved_s:.1f} s")
