@@ -531,6 +531,15 @@ impl FetchTask {
             }
             ready.push(t.clone());
         }
+        // Bounded by the partitions this fetcher follows now.
+        let assigned: std::collections::HashSet<TopicPartition> = self
+            .targets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        self.started_map().retain(|tp, _| assigned.contains(tp));
         (ready, waiting)
     }
 
