@@ -49,6 +49,9 @@ pub struct FetcherSettings {
     pub response_max_bytes: i32,
     /// `replica.fetch.backoff.ms`
     pub backoff: Duration,
+    /// `follower.fetch.last.tiered.offset.enable`: an empty replica of a tiered topic starts
+    /// after the remote log ([`hot_tail`]) rather than at the leader's log start.
+    pub fetch_last_tiered_offset: bool,
     /// What this broker authenticates with when the inter-broker listener uses SASL
     /// (`sasl.mechanism.inter.broker.protocol` and the listener's `sasl.jaas.config`).
     pub sasl: Option<SaslCredentials>,
@@ -516,7 +519,8 @@ impl FetchTask {
                     *epoch == t.leader_epoch
                         && p.upgrade().is_some_and(|p| Arc::ptr_eq(&p, &t.partition))
                 });
-            if !settled && hot_tail::starts_empty_on_tiered(&t.partition) {
+            let from_tiered = self.manager.settings.fetch_last_tiered_offset;
+            if !settled && from_tiered && hot_tail::starts_empty_on_tiered(&t.partition) {
                 if let Err(e) = hot_tail::start_from_remote(&t.partition, Trigger::EmptyLog).await {
                     tracing::warn!(partition = %t.partition.tp, error = %e, "cannot read the remote log to start the new replica; retrying");
                     waiting = true;
