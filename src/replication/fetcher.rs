@@ -572,7 +572,8 @@ impl FetchTask {
 /// Acts on one partition's part of a leader's Fetch response on the follower: appends the
 /// records and takes the high watermark, or truncates to where a diverging epoch says the logs
 /// agree, or restarts the log where the leader's starts (out of range), or after the remote log
-/// (moved to tiered storage, see [`hot_tail`]). Any other error is returned, and the fetcher backs off.
+/// (moved to tiered storage, see [`hot_tail`]). Any other error is returned, and the fetcher
+/// backs off.
 pub async fn apply_fetched(p: &Arc<Partition>, data: &PartitionData) -> Result<(), String> {
     let leader_hw = Offset(data.high_watermark);
     match ResponseError::try_from_code(data.error_code) {
@@ -625,6 +626,7 @@ pub async fn apply_fetched(p: &Arc<Partition>, data: &PartitionData) -> Result<(
             hot_tail::start_from_remote(p, Trigger::LeaderMovedToTieredStorage)
                 .await
                 .map(|_| ())
+                .map_err(|e| e.to_string())
         }
         Some(e) => Err(format!("the leader answered {e:?}")),
     }

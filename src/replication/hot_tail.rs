@@ -20,7 +20,8 @@
 
 use std::sync::Arc;
 
-use super::Partition;
+use super::{Partition, PartitionError};
+use crate::log::remote::RemoteLogError;
 use crate::model::{LeaderEpoch, Offset};
 
 /// Why a follower looks at the remote log.
@@ -91,31 +92,45 @@ pub(super) fn starts_empty_on_tiered(p: &Partition) -> bool {
         && log.log_end_offset() == log.local_log_start_offset()
 }
 
+/// Why a replica could not start after the remote log (yet). The fetcher logs it and backs
+/// off; every kind but `NoRemoteStorage` may clear by itself.
+#[derive(Debug, thiserror::Error)]
+pub enum HotTailError {
+    #[error("the leader's data is tiered and this broker has no remote storage")]
+    NoRemoteStorage,
+    #[error(transparent)]
+    Remote(#[from] RemoteLogError),
+    #[error("not decidable yet: {0}")]
+    Retry(&'static str),
+    #[error("cannot restart the local log: {0}")]
+    Restart(#[from] PartitionError),
+    #[error("the restart task did not finish: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
 /// Runs the decision for `p` with a manifest read now, and restarts its local log after the
 /// remote end when that is the answer. `Ok(true)`: the local log was restarted.
-pub async fn start_from_remote(p: &Arc<Partition>, trigger: Trigger) -> Result<bool, String> {
+pub async fn start_from_remote(p: &Arc<Partition>, trigger: Trigger) -> Result<bool, HotTailError> {
     let log = p.log_view();
     if !log.has_remote_storage() {
         return match trigger {
             Trigger::EmptyLog => Ok(false),
-            Trigger::LeaderMovedToTieredStorage => {
-                Err("the leader's data is tiered and this broker has no remote storage".into())
-            }
+            Trigger::LeaderMovedToTieredStorage => Err(HotTailError::NoRemoteStorage),
         };
     }
-    let aux = log.remote_aux_state().await.map_err(|e| e.to_string())?;
+    let aux = log.remote_aux_state().await?;
     let facts = FollowerLogFacts {
         local_log_start_offset: log.local_log_start_offset(),
         log_end_offset: log.log_end_offset(),
         remote_end_offset: aux.as_ref().map(|a| Offset(a.end_offset)),
     };
-    let start = match decide_follower_start(trigger, facts) {
-        FollowerStart::FetchFromLogEnd => return Ok(false),
-        FollowerStart::Retry(why) => return Err(why.into()),
-        FollowerStart::StartAfterRemote(start) => start,
-    };
-    let Some(aux) = aux else {
-        return Err("the remote log is empty".into());
+    let (start, aux) = match (decide_follower_start(trigger, facts), aux) {
+        (FollowerStart::FetchFromLogEnd, _) => return Ok(false),
+        (FollowerStart::Retry(why), _) => return Err(HotTailError::Retry(why)),
+        (FollowerStart::StartAfterRemote(start), Some(aux)) => (start, aux),
+        (FollowerStart::StartAfterRemote(_), None) => {
+            return Err(HotTailError::Retry("the remote log is empty"))
+        }
     };
     tracing::info!(
         partition = %p.tp, ?trigger, local_end = %facts.log_end_offset, start = %start,
@@ -127,16 +142,14 @@ pub async fn start_from_remote(p: &Arc<Partition>, trigger: Trigger) -> Result<b
         .map(|&(e, o)| (LeaderEpoch(e), Offset(o)))
         .collect();
     let p = Arc::clone(p);
-    let restarted = tokio::task::spawn_blocking(move || {
+    // Deletes the old segments and fsyncs the new start: off the reactor.
+    tokio::task::spawn_blocking(move || {
         p.restart_log_at(start, |l| {
             l.start_after_remote(start, &epochs, aux.producer_snapshot.as_deref())
         })
     })
-    .await;
-    match restarted {
-        Ok(r) => r.map(|()| true).map_err(|e| e.to_string()),
-        Err(e) => Err(format!("restart task failed: {e}")),
-    }
+    .await??;
+    Ok(true)
 }
 
 #[cfg(test)]
