@@ -535,15 +535,14 @@ impl FetchTask {
             }
             ready.push(t.clone());
         }
-        // Bounded by the partitions this fetcher follows now.
-        let assigned: std::collections::HashSet<TopicPartition> = self
-            .targets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .cloned()
-            .collect();
-        self.started_map().retain(|tp, _| assigned.contains(tp));
+        // Bounded by the partitions this fetcher follows now (checked only when it may have
+        // lost some, so an idle round costs no walk over them).
+        let mut started = self.started_map();
+        if started.len() > round.len() {
+            let targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+            started.retain(|tp, _| targets.contains_key(tp));
+        }
+        drop(started);
         (ready, waiting)
     }
 
