@@ -134,7 +134,7 @@ pub async fn start_from_remote(p: &Arc<Partition>, trigger: Trigger) -> Result<b
     };
     tracing::info!(
         partition = %p.tp, ?trigger, local_end = %facts.log_end_offset, start = %start,
-        "starting the replica after the remote log's end; only the leader's local tail is copied"
+        "rebuilding the replica after the remote log's end; only the leader's local tail is copied"
     );
     let epochs: Vec<(LeaderEpoch, Offset)> = aux
         .leader_epochs
