@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use futures::StreamExt;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
@@ -252,6 +253,9 @@ enum Next {
     Lost,
     BackOff,
 }
+
+/// How many new replicas' remote manifests a fetcher reads at once before their first fetch.
+const START_CONCURRENCY: usize = 16;
 
 /// How soon a round that met a leadership disagreement is retried (capped by the backoff).
 const METADATA_LAG_RETRY: Duration = Duration::from_millis(20);
@@ -507,34 +511,52 @@ impl FetchTask {
     /// Before a replica's first fetch at a leader epoch: a new replica of a tiered partition
     /// starts after the remote log ([`hot_tail`]) rather than at offset 0. Returns the targets
     /// to fetch now, and whether one waits because its remote log could not be read (it is
-    /// tried again next round).
+    /// tried again next round). The manifests are read [`START_CONCURRENCY`] at a time, so a
+    /// broker given many new replicas at once (a new topic, a replaced disk) does not keep
+    /// them all from fetching for one round trip to the store each.
     async fn start_new_replicas(&self, round: &[FetchTarget]) -> (Vec<FetchTarget>, bool) {
-        let mut ready = Vec::with_capacity(round.len());
-        let mut waiting = false;
-        for t in round {
-            let settled = self
-                .started_map()
+        let settled = |t: &FetchTarget| {
+            self.started_map()
                 .get(&t.partition.tp)
                 .is_some_and(|(epoch, p)| {
                     *epoch == t.leader_epoch
                         && p.upgrade().is_some_and(|p| Arc::ptr_eq(&p, &t.partition))
-                });
-            let from_tiered = self.manager.settings.fetch_last_tiered_offset;
-            if !settled && from_tiered && hot_tail::starts_empty_on_tiered(&t.partition) {
-                if let Err(e) = hot_tail::start_from_remote(&t.partition, Trigger::EmptyLog).await {
+                })
+        };
+        let new: Vec<FetchTarget> = round.iter().filter(|t| !settled(t)).cloned().collect();
+        let from_tiered = self.manager.settings.fetch_last_tiered_offset;
+        let checks = futures::stream::iter(new)
+            .map(|t: FetchTarget| async move {
+                if from_tiered && hot_tail::starts_empty_on_tiered(&t.partition) {
+                    let r = hot_tail::start_from_remote(&t.partition, Trigger::EmptyLog).await;
+                    (t, r.map(|_| ()))
+                } else {
+                    (t, Ok(()))
+                }
+            })
+            .buffer_unordered(START_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await;
+        let mut waiting: Vec<TopicPartition> = Vec::new();
+        for (t, r) in checks {
+            match r {
+                Ok(()) => {
+                    self.started_map().insert(
+                        t.partition.tp.clone(),
+                        (t.leader_epoch, Arc::downgrade(&t.partition)),
+                    );
+                }
+                Err(e) => {
                     tracing::warn!(partition = %t.partition.tp, error = %e, "cannot read the remote log to start the new replica; retrying");
-                    waiting = true;
-                    continue;
+                    waiting.push(t.partition.tp.clone());
                 }
             }
-            if !settled {
-                self.started_map().insert(
-                    t.partition.tp.clone(),
-                    (t.leader_epoch, Arc::downgrade(&t.partition)),
-                );
-            }
-            ready.push(t.clone());
         }
+        let ready: Vec<FetchTarget> = round
+            .iter()
+            .filter(|t| !waiting.contains(&t.partition.tp))
+            .cloned()
+            .collect();
         // Bounded by the partitions this fetcher follows now (checked only when it may have
         // lost some, so an idle round costs no walk over them).
         let mut started = self.started_map();
@@ -543,7 +565,7 @@ impl FetchTask {
             started.retain(|tp, _| targets.contains_key(tp));
         }
         drop(started);
-        (ready, waiting)
+        (ready, !waiting.is_empty())
     }
 
     fn started_map(
