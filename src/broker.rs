@@ -647,6 +647,7 @@ fn fetcher_settings(node: &NodeConfig) -> Result<FetcherSettings, BrokerError> {
         partition_max_bytes: node.get_i32("replica.fetch.max.bytes").max(1),
         response_max_bytes: node.get_i32("replica.fetch.response.max.bytes").max(1),
         backoff: Duration::from_millis(node.get_i64("replica.fetch.backoff.ms").max(0) as u64),
+        fetch_last_tiered_offset: node.get_bool("follower.fetch.last.tiered.offset.enable"),
         sasl: node.inter_broker_sasl()?,
     })
 }

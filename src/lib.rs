@@ -20,7 +20,8 @@
 //!   `Authorizer` handlers consult, and the audit log of denials and security changes.
 //! - [`replication`]: `ReplicaManager` and `Partition` — roles, high watermark, acks, follower
 //!   fetchers, ISR maintenance; `MetadataClient`, the controller as the broker uses it;
-//!   `replication::mirror`, the link fetchers of mirror topics.
+//!   `replication::mirror`, the link fetchers of mirror topics; `replication::hot_tail`, where
+//!   a new replica of a tiered topic starts (after the remote log).
 //! - [`log`]: the storage engine: `PartitionLog`, a partition's whole log (local and remote,
 //!   the one place that decides which part answers), `UnifiedLog` (the local log: segments,
 //!   indexes, recovery, retention, cleaner), [`log::validator`] (what a leader checks and

@@ -9,6 +9,8 @@
 //! (`tests/compat/test_tiering.py` runs the real-client suite against S3 via moto.)
 
 mod common;
+#[path = "tiering/hot_tail.rs"]
+mod hot_tail;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -186,6 +186,7 @@ pub const NODE_KEYS: &[NodeKey] = &[
     node("replica.fetch.max.bytes", Int, "1048576", false, "Bytes a follower fetches per partition per round (at least one batch)."),
     node("replica.fetch.response.max.bytes", Int, "10485760", false, "Bytes a follower fetches per round across partitions."),
     node("replica.fetch.backoff.ms", Long, "1000", false, "How long a follower waits after a failed fetch before trying again."),
+    node("follower.fetch.last.tiered.offset.enable", Bool, "true", false, "A follower with an empty log of a tiered topic starts after the last uploaded offset and copies only the leader's tail (KIP-1023; Kafka's default is false)."),
     node("max.incremental.fetch.session.cache.slots", Int, "1000", false, "Most incremental fetch sessions (KIP-227) the broker keeps, across consumers and followers."),
     node("min.incremental.fetch.session.eviction.ms", Long, "120000", false, "How long a fetch session is protected from eviction by a larger one, and how long unused before any new session may evict it."),
     node("replica.high.watermark.checkpoint.interval.ms", Long, "5000", false, "How often replicated partitions checkpoint their high watermark."),

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use strata_tiering::RemoteLogAuxState;
 
 use super::remote::{RemoteLog, RemoteLogError};
 use super::txn_index::AbortedTxn;
@@ -134,6 +135,16 @@ impl PartitionLog {
                 .await?
                 .unwrap_or(Offset::INVALID)),
             None => Ok(Offset::INVALID),
+        }
+    }
+
+    /// For a replica that starts its local log after the remote log (a new replica of a
+    /// tiered partition): the remote log's end, leader epochs and producer snapshot, from the
+    /// manifest re-read now. `None` when there is no remote part or nothing is uploaded.
+    pub async fn remote_aux_state(&self) -> Result<Option<RemoteLogAuxState>, RemoteLogError> {
+        match &self.remote {
+            Some(r) => r.manager().fresh_aux_state(r.at(&self.local)).await,
+            None => Ok(None),
         }
     }
 

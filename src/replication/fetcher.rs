@@ -13,9 +13,10 @@
 //! answered FENCED_LEADER_EPOCH or NOT_LEADER_OR_FOLLOWER and dropped.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use futures::StreamExt;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
@@ -25,6 +26,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::fetch_session::{is_session_error, FetchRequestData, FetchSessionHandler};
+use super::hot_tail::{self, Trigger};
 use super::throttle::ReplicationQuota;
 use super::{Partition, PartitionError, ReplicationMetrics};
 use crate::client::{ClientError, KafkaClient, SaslCredentials};
@@ -48,6 +50,9 @@ pub struct FetcherSettings {
     pub response_max_bytes: i32,
     /// `replica.fetch.backoff.ms`
     pub backoff: Duration,
+    /// `follower.fetch.last.tiered.offset.enable`: an empty replica of a tiered topic starts
+    /// after the remote log ([`hot_tail`]) rather than at the leader's log start.
+    pub fetch_last_tiered_offset: bool,
     /// What this broker authenticates with when the inter-broker listener uses SASL
     /// (`sasl.mechanism.inter.broker.protocol` and the listener's `sasl.jaas.config`).
     pub sasl: Option<SaslCredentials>,
@@ -192,6 +197,7 @@ impl ReplicaFetcherManager {
                     targets: f.targets.clone(),
                     wake: f.wake.clone(),
                     stop: f.stop.clone(),
+                    started: Mutex::default(),
                 };
                 tokio::spawn(task.run());
                 f
@@ -230,6 +236,9 @@ struct FetchTask {
     targets: Arc<Mutex<HashMap<TopicPartition, FetchTarget>>>,
     wake: Arc<Notify>,
     stop: CancellationToken,
+    /// The replicas (and leader epochs) whose start was settled before their first fetch
+    /// ([`hot_tail`]). Short sections only; touched by this task alone.
+    started: Mutex<HashMap<TopicPartition, (LeaderEpoch, Weak<Partition>)>>,
 }
 
 /// What a round asks the fetch loop to do next.
@@ -244,6 +253,9 @@ enum Next {
     Lost,
     BackOff,
 }
+
+/// How many new replicas' remote manifests a fetcher reads at once before their first fetch.
+const START_CONCURRENCY: usize = 16;
 
 /// How soon a round that met a leadership disagreement is retried (capped by the backoff).
 const METADATA_LAG_RETRY: Duration = Duration::from_millis(20);
@@ -381,6 +393,11 @@ impl FetchTask {
         let Some(c) = client.as_mut() else {
             return Next::BackOff;
         };
+        let (ready, waiting) = self.start_new_replicas(round).await;
+        if ready.is_empty() {
+            return Next::BackOff;
+        }
+        let round = ready.as_slice();
         let data = session.build(
             round
                 .iter()
@@ -445,7 +462,11 @@ impl FetchTask {
                 )
             })
             .collect();
-        let mut next = Next::Continue;
+        let mut next = if waiting {
+            Next::BackOff
+        } else {
+            Next::Continue
+        };
         for topic in &resp.responses {
             for data in &topic.partitions {
                 let Some(target) = by_tp.get(&(topic.topic.0.as_str(), data.partition_index))
@@ -455,8 +476,15 @@ impl FetchTask {
                 if !self.still_assigned(target) {
                     continue;
                 }
+                let bytes = data.records.as_ref().map_or(0, |r| r.len() as u64);
+                if bytes > 0 {
+                    let tp = &target.partition.tp;
+                    metrics
+                        .fetch_bytes
+                        .with_label_values(&[tp.topic.as_str(), &tp.partition.0.to_string()])
+                        .inc_by(bytes);
+                }
                 if target.throttled {
-                    let bytes = data.records.as_ref().map_or(0, |r| r.len() as u64);
                     self.manager.quota().record(bytes, Instant::now());
                 }
                 if let Err(e) = self.apply(target, data).await {
@@ -480,6 +508,72 @@ impl FetchTask {
         next
     }
 
+    /// Before a replica's first fetch at a leader epoch: a new replica of a tiered partition
+    /// starts after the remote log ([`hot_tail`]) rather than at offset 0. Returns the targets
+    /// to fetch now, and whether one waits because its remote log could not be read (it is
+    /// tried again next round). The manifests are read [`START_CONCURRENCY`] at a time, so a
+    /// broker given many new replicas at once (a new topic, a replaced disk) does not keep
+    /// them all from fetching for one round trip to the store each.
+    async fn start_new_replicas(&self, round: &[FetchTarget]) -> (Vec<FetchTarget>, bool) {
+        let settled = |t: &FetchTarget| {
+            self.started_map()
+                .get(&t.partition.tp)
+                .is_some_and(|(epoch, p)| {
+                    *epoch == t.leader_epoch
+                        && p.upgrade().is_some_and(|p| Arc::ptr_eq(&p, &t.partition))
+                })
+        };
+        let new: Vec<FetchTarget> = round.iter().filter(|t| !settled(t)).cloned().collect();
+        let from_tiered = self.manager.settings.fetch_last_tiered_offset;
+        let checks = futures::stream::iter(new)
+            .map(|t: FetchTarget| async move {
+                if from_tiered && hot_tail::starts_empty_on_tiered(&t.partition) {
+                    let r = hot_tail::start_from_remote(&t.partition, Trigger::EmptyLog).await;
+                    (t, r.map(|_| ()))
+                } else {
+                    (t, Ok(()))
+                }
+            })
+            .buffer_unordered(START_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await;
+        let mut waiting: Vec<TopicPartition> = Vec::new();
+        for (t, r) in checks {
+            match r {
+                Ok(()) => {
+                    self.started_map().insert(
+                        t.partition.tp.clone(),
+                        (t.leader_epoch, Arc::downgrade(&t.partition)),
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(partition = %t.partition.tp, error = %e, "cannot read the remote log to start the new replica; retrying");
+                    waiting.push(t.partition.tp.clone());
+                }
+            }
+        }
+        let ready: Vec<FetchTarget> = round
+            .iter()
+            .filter(|t| !waiting.contains(&t.partition.tp))
+            .cloned()
+            .collect();
+        // Bounded by the partitions this fetcher follows now (checked only when it may have
+        // lost some, so an idle round costs no walk over them).
+        let mut started = self.started_map();
+        if started.len() > round.len() {
+            let targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+            started.retain(|tp, _| targets.contains_key(tp));
+        }
+        drop(started);
+        (ready, !waiting.is_empty())
+    }
+
+    fn started_map(
+        &self,
+    ) -> MutexGuard<'_, HashMap<TopicPartition, (LeaderEpoch, Weak<Partition>)>> {
+        self.started.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn still_assigned(&self, target: &FetchTarget) -> bool {
         self.targets
             .lock()
@@ -499,7 +593,8 @@ impl FetchTask {
 /// Acts on one partition's part of a leader's Fetch response on the follower: appends the
 /// records and takes the high watermark, or truncates to where a diverging epoch says the logs
 /// agree, or restarts the log where the leader's starts (out of range), or after the remote log
-/// (moved to tiered storage). Any other error is returned, and the fetcher backs off.
+/// (moved to tiered storage, see [`hot_tail`]). Any other error is returned, and the fetcher
+/// backs off.
 pub async fn apply_fetched(p: &Arc<Partition>, data: &PartitionData) -> Result<(), String> {
     let leader_hw = Offset(data.high_watermark);
     match ResponseError::try_from_code(data.error_code) {
@@ -548,32 +643,14 @@ pub async fn apply_fetched(p: &Arc<Partition>, data: &PartitionData) -> Result<(
                 blocking(p, move |p| p.truncate_to(to)).await
             }
         }
-        Some(ResponseError::OffsetMovedToTieredStorage) => rebuild_from_remote(p).await,
+        Some(ResponseError::OffsetMovedToTieredStorage) => {
+            hot_tail::start_from_remote(p, Trigger::LeaderMovedToTieredStorage)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
         Some(e) => Err(format!("the leader answered {e:?}")),
     }
-}
-
-/// The leader no longer holds locally what this replica needs next, but object storage does:
-/// rather than copy it back, start the local log after the end of the remote log (which the
-/// leader keeps locally until it is uploaded).
-async fn rebuild_from_remote(p: &Arc<Partition>) -> Result<(), String> {
-    let log = p.log_view();
-    if !log.has_remote_storage() {
-        return Err("the leader's data is tiered and this broker has no remote storage".into());
-    }
-    let end = log
-        .highest_offset_in_remote_storage()
-        .await
-        .map_err(|e| e.to_string())?;
-    if end == Offset::INVALID {
-        return Err("the leader says the data is tiered, but the remote log is empty".into());
-    }
-    let start = end.next();
-    if p.log().log_end_offset() >= start {
-        return Err("the leader's local log starts past this replica's end".into());
-    }
-    tracing::info!(partition = %p.tp, remote_end = %end, "rebuilding the replica after the remote log's end");
-    blocking(p, move |p| p.truncate_fully_and_start_at(start)).await
 }
 
 /// Runs a truncation on the blocking pool: it deletes files and fsyncs the log (under the

@@ -126,6 +126,9 @@ pub struct ReplicationMetrics {
     pub fetcher_response_bytes: IntCounter,
     /// Fetch requests this broker's fetchers sent, by kind (full, incremental).
     pub fetcher_requests: IntCounterVec,
+    /// Record bytes this broker's fetchers copied from leaders, by topic and partition: what a
+    /// new replica cost (only the hot tail for a tiered topic).
+    pub fetch_bytes: IntCounterVec,
 }
 
 impl ReplicationMetrics {
@@ -161,6 +164,12 @@ impl ReplicationMetrics {
                 "strata_replica_fetcher_requests_total",
                 "Fetch requests this broker sent to leaders as a follower, by kind (full, incremental).",
                 &["kind"],
+            ),
+            fetch_bytes: counter_vec(
+                r,
+                "strata_replication_fetch_bytes_total",
+                "Record bytes this broker fetched from leaders as a follower, by topic and partition.",
+                &["topic", "partition"],
             ),
         }
     }

@@ -11,6 +11,7 @@ pub mod delayed_fetch;
 pub mod fetch_session;
 pub mod fetcher;
 mod gauges;
+pub mod hot_tail;
 pub mod isr;
 pub mod metadata;
 mod metrics;

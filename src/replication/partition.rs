@@ -680,10 +680,17 @@ impl Partition {
         Ok(())
     }
 
-    /// On a follower that fell behind the leader's log start: drops the local log and starts
-    /// empty at `offset`.
+    /// On a follower behind the leader's log start: drops the local log, starts empty at `offset`.
     pub fn truncate_fully_and_start_at(&self, offset: Offset) -> Result<(), PartitionError> {
-        self.log().truncate_fully_and_start_at(offset)?;
+        self.restart_log_at(offset, |log| log.truncate_fully_and_start_at(offset))
+    }
+
+    /// On a follower: `restart` leaves the local log empty at `offset` (after the remote log).
+    pub fn restart_log_at<F>(&self, offset: Offset, restart: F) -> Result<(), PartitionError>
+    where
+        F: FnOnce(&UnifiedLog) -> Result<(), LogError>,
+    {
+        restart(self.log())?;
         self.high_watermark.store(offset.0, Ordering::Release);
         self.fetch_wakeups.reset();
         Ok(())

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_tiering::{RemotePartitionManifest, TieringError};
+use strata_tiering::{RemoteLogAuxState, RemotePartitionManifest, TieringError};
 
 use super::{
     PartitionRef, RemoteLogError, RemoteLogManager, RemoteLogPartition, TieredPartition,
@@ -93,6 +93,27 @@ impl RemoteLogManager {
                 tracing::error!(partition = %tp, error = %e, "cannot restart the local log after the remote end")
             }
         }
+    }
+
+    /// What a replica needs to start its local log after the remote end (Kafka's
+    /// `buildRemoteLogAuxState`): the manifest re-read from the store, since the leader may
+    /// have uploaded (and deleted locally) since this broker last read it, then the last
+    /// remote segment's leader epochs and producer snapshot. `None` when the topic is not
+    /// tiered here or nothing is uploaded yet.
+    pub(in crate::log) async fn fresh_aux_state(
+        &self,
+        p: PartitionRef<'_>,
+    ) -> Result<Option<RemoteLogAuxState>, RemoteLogError> {
+        if !p.log.config().remote_storage_enable {
+            return Ok(None);
+        }
+        let entry = self.entry(p.tp, p.topic_id);
+        let storage = |source| RemoteLogError::Storage {
+            tp: p.tp.clone(),
+            source,
+        };
+        entry.remote.reload(&self.cancel).await.map_err(storage)?;
+        entry.remote.aux_state(&self.cancel).await.map_err(storage)
     }
 
     /// The last offset of the remote log of `p`, reading its manifest if needed; `None` when
