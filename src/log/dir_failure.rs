@@ -148,6 +148,8 @@ impl LogDirFailureChannel {
 pub(crate) struct DirHealth {
     failed: AtomicBool,
     channel: OnceLock<(Arc<LogDirFailureChannel>, usize)>,
+    /// A corrupt batch found in the log and how far its repair went (see `log::repair`).
+    pub(crate) corrupt: super::repair::CorruptRanges,
 }
 
 impl DirHealth {

@@ -153,11 +153,12 @@ impl LogManager {
         &self.failures
     }
 
-    /// The partitions whose log dir is offline (the broker heartbeat reports them).
+    /// The partitions whose log dir is offline, and those leaving the ISR to restore a corrupt
+    /// range from another replica (`log::repair`): the broker heartbeat reports them.
     pub fn offline_partitions(&self) -> Vec<TopicPartition> {
         self.logs()
             .iter()
-            .filter(|(_, l)| l.is_offline())
+            .filter(|(_, l)| l.is_offline() || l.reports_offline_for_repair())
             .map(|(tp, _)| tp.clone())
             .collect()
     }

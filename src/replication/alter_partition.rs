@@ -36,6 +36,7 @@ pub fn spawn_isr_maintenance(
                 () = tokio::time::sleep(tick) => {}
                 () = shutdown.cancelled() => break,
             }
+            replicas.repair_corrupt_ranges().await;
             for (partition, proposal) in replicas.isr_proposals(lag_max_ms) {
                 let (metadata, metrics) = (metadata.clone(), metrics.clone());
                 tokio::spawn(async move {

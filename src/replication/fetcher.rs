@@ -381,6 +381,13 @@ impl FetchTask {
         let Some(c) = client.as_mut() else {
             return Next::BackOff;
         };
+        for t in round {
+            if let Some(to) = super::repair::take_truncation(&t.partition) {
+                if let Err(e) = blocking(&t.partition, move |p| p.truncate_to(to)).await {
+                    tracing::error!(partition = %t.partition.tp, error = %e, "repair truncation failed");
+                }
+            }
+        }
         let data = session.build(
             round
                 .iter()

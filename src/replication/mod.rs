@@ -16,6 +16,7 @@ pub mod metadata;
 mod metrics;
 pub mod mirror;
 pub mod partition;
+mod repair;
 pub mod throttle;
 
 use std::collections::{BTreeSet, HashMap};

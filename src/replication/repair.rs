@@ -1,0 +1,109 @@
+//! Restoring a corrupt range from another replica (the decision is
+//! [`decide_corrupt_range`](crate::log::repair::decide_corrupt_range); the tiered copy is
+//! served by the log itself, see [`crate::log::repair`]).
+//!
+//! A replica in the ISR never truncates while it is in it: a leader, or a follower the
+//! controller could elect, holding less than the high watermark could lose acknowledged
+//! records. So it first leaves the ISR by reporting the partition offline in the broker
+//! heartbeat, as a failed log dir does: the controller drops it from the ISR and, if it
+//! leads, elects another member. Once the image shows it a follower out of the ISR, the
+//! follower fetcher truncates the log to the corrupt batch and fetches from there (the
+//! truncation runs in the fetcher's own task, between its fetches, so no fetch in flight
+//! appends past it); the report stops and the leader adds it back to the ISR when it has
+//! caught up, as for any lagging follower.
+
+use super::{Partition, ReplicaManager};
+use crate::log::repair::{self, decide_corrupt_range, CorruptRangeAction, ReplicaView};
+use crate::model::Offset;
+
+impl ReplicaManager {
+    /// One pass over the partitions whose log found a corrupt batch: decides and takes the
+    /// next step of each repair. Run by the ISR maintenance task at every tick.
+    pub async fn repair_corrupt_ranges(&self) {
+        for p in self.all() {
+            if let Some(end) = p.log().repair_refetched() {
+                repair::count_repaired("replica");
+                tracing::warn!(partition = %p.tp, log_end_offset = end.0, "corrupt range restored from the leader");
+            }
+            if p.log().corrupt_batch().is_some() {
+                self.repair_step(&p).await;
+            }
+        }
+    }
+
+    async fn repair_step(&self, p: &Partition) {
+        let log = p.log();
+        let Some(batch) = log.corrupt_batch() else {
+            return;
+        };
+        let state = p.state();
+        if log.repair_truncation_pending() {
+            if state.leader != self.local {
+                return; // the fetcher runs it before its next fetch
+            }
+            // Leading again before the fetcher ran it (an election with nobody else left):
+            // a leader must not cut its log under the high watermark.
+            log.cancel_repair_truncation();
+        }
+        let remote_end = if p.log_view().has_remote_storage() {
+            match p.log_view().highest_offset_in_remote_storage().await {
+                Ok(end) => Some(end).filter(|o| o.0 >= 0),
+                Err(e) => {
+                    tracing::debug!(partition = %p.tp, error = %e, "remote end unknown; retrying");
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        let view = ReplicaView {
+            local: self.local,
+            leader: state.leader,
+            replicas: &state.replicas,
+            isr: &state.isr,
+        };
+        match decide_corrupt_range(&batch, remote_end, &view) {
+            CorruptRangeAction::ServeFromRemote { .. } => {
+                if let Err(e) = p.log_view().serve_corrupt_remotely(&batch).await {
+                    tracing::warn!(partition = %p.tp, error = %e, "serving a corrupt range remotely failed");
+                }
+            }
+            CorruptRangeAction::LeaveIsr => {
+                if !log.set_offline_for_repair(true) {
+                    tracing::warn!(
+                        partition = %p.tp,
+                        batch_base_offset = batch.batch_base.0,
+                        leader = state.leader.0,
+                        "corrupt batch: leaving the ISR (and the leadership) to fetch it again from another replica"
+                    );
+                }
+            }
+            CorruptRangeAction::TruncateAndRefetch { to } => {
+                tracing::warn!(
+                    partition = %p.tp,
+                    truncate_to = to.0,
+                    leader = state.leader.0,
+                    "corrupt batch: truncating to it and fetching it again from the leader"
+                );
+                log.request_repair_truncation(to);
+            }
+            CorruptRangeAction::KeepUnserved(why) => {
+                log.set_offline_for_repair(false);
+                if log.log_unrepairable_once() {
+                    tracing::error!(
+                        partition = %p.tp,
+                        batch_base_offset = batch.batch_base.0,
+                        "corrupt batch in a segment: not served; {}",
+                        why.describe()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// In the follower fetcher, before a fetch: runs the repair truncation asked of `p`, if any.
+/// Returns the offset truncated to.
+pub(super) fn take_truncation(p: &Partition) -> Option<Offset> {
+    p.log().take_repair_truncation()
+}
