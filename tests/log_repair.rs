@@ -275,3 +275,41 @@ async fn a_tiered_partition_serves_a_corrupt_segment_from_the_remote_copy() {
     drop(c);
     b.stop().await;
 }
+
+#[tokio::test]
+async fn the_cleaner_meeting_a_corrupt_batch_locates_it_for_the_repair() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock: SharedClock = ManualClock::new(T0);
+    let cfg = LogConfig {
+        segment_bytes: 4096,
+        index_interval_bytes: 512,
+        segment_index_bytes: 4096,
+        cleanup_policy: strata::log::CleanupPolicy::Compact,
+        ..LogConfig::default()
+    };
+    let mgr =
+        strata::log::LogManager::open(vec![dir.path().to_path_buf()], clock, &|_| cfg.clone())
+            .expect("open");
+    let tp = TopicPartition::new("compacted", 0);
+    let log = mgr.get_or_create(&tp, cfg.clone()).expect("create");
+    let mut sizes = Vec::new();
+    for i in 0..90 {
+        let key = format!("key-{}", i % 4).into_bytes();
+        let v = format!("value-{i:05}-").repeat(10).into_bytes();
+        let info = log
+            .append_as_leader(
+                Bytes::from(build_batch(0, T0, None, &[(Some(&key[..]), Some(&v[..]))])),
+                LeaderEpoch(0),
+            )
+            .expect("append");
+        sizes.push(info.size_bytes);
+    }
+    let bases = log.segment_base_offsets();
+    assert!(bases.len() >= 4, "{bases:?}");
+    let segs = segment_files(log.dir());
+    flip(&segs[1], sizes[0] as u64 * 2 + 80); // batch 2 of the second segment
+    assert_eq!(mgr.run_cleaner(), 0, "nothing cleaned past a corrupt batch");
+    let found = log.corrupt_batch().expect("located");
+    assert_eq!(found.segment_base, bases[1]);
+    assert_eq!(found.batch_base, Offset(bases[1].0 + 2));
+}

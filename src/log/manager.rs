@@ -229,7 +229,17 @@ impl LogManager {
             match super::cleaner::clean_log(&log) {
                 Ok(Some(_)) => n += 1,
                 Ok(None) | Err(LogError::Closed | LogError::LogDirOffline { .. }) => {}
-                Err(e) => tracing::warn!(partition = %tp, error = %e, "cleaning failed"),
+                Err(e) => {
+                    // The cleaner reads every batch: a corrupt one is located and restored as
+                    // one a fetch meets (`log::repair`).
+                    if let LogError::CorruptSegment { path, .. } = &e {
+                        let base = path.file_stem().and_then(|s| s.to_str()?.parse().ok());
+                        if let Some(base) = base {
+                            log.read_failed(crate::model::Offset(base), &e);
+                        }
+                    }
+                    tracing::warn!(partition = %tp, error = %e, "cleaning failed")
+                }
             }
         }
         n

@@ -271,8 +271,14 @@ impl PartitionLog {
         else {
             return Ok(None);
         };
-        if !self.serve_corrupt_remotely(&batch).await? {
-            return Ok(None);
+        match self.serve_corrupt_remotely(&batch).await {
+            Ok(true) => {}
+            Ok(false) => return Ok(None),
+            // The remote end is unknown (the store fails): the read keeps its local error.
+            Err(e) => {
+                tracing::debug!(log = %self.local.dir().display(), error = %e, "remote end unknown");
+                return Ok(None);
+            }
         }
         self.read_remote_copy(offset, max_bytes, max_offset, min_one_batch)
             .await

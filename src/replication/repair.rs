@@ -45,14 +45,16 @@ impl ReplicaManager {
             // a leader must not cut its log under the high watermark.
             log.cancel_repair_truncation();
         }
+        // A store that fails gives no remote end: the replica copy serves as well.
         let remote_end = if p.log_view().has_remote_storage() {
-            match p.log_view().highest_offset_in_remote_storage().await {
-                Ok(end) => Some(end).filter(|o| o.0 >= 0),
-                Err(e) => {
-                    tracing::debug!(partition = %p.tp, error = %e, "remote end unknown; retrying");
-                    return;
-                }
-            }
+            p.log_view()
+                .highest_offset_in_remote_storage()
+                .await
+                .inspect_err(
+                    |e| tracing::debug!(partition = %p.tp, error = %e, "remote end unknown"),
+                )
+                .ok()
+                .filter(|o| o.0 >= 0)
         } else {
             None
         };
