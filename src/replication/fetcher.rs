@@ -382,6 +382,9 @@ impl FetchTask {
             return Next::BackOff;
         };
         for t in round {
+            if t.partition.log().corrupt_batch().is_some() {
+                super::repair::repair_step(self.manager.local, &t.partition).await;
+            }
             if let Some(to) = super::repair::take_truncation(&t.partition) {
                 if let Err(e) = blocking(&t.partition, move |p| p.truncate_to(to)).await {
                     tracing::error!(partition = %t.partition.tp, error = %e, "repair truncation failed");

@@ -14,7 +14,7 @@
 
 use super::{Partition, ReplicaManager};
 use crate::log::repair::{self, decide_corrupt_range, CorruptRangeAction, ReplicaView};
-use crate::model::Offset;
+use crate::model::{BrokerId, Offset};
 
 impl ReplicaManager {
     /// One pass over the partitions whose log found a corrupt batch: decides and takes the
@@ -26,79 +26,82 @@ impl ReplicaManager {
                 tracing::warn!(partition = %p.tp, log_end_offset = end.0, "corrupt range restored from the leader");
             }
             if p.log().corrupt_batch().is_some() {
-                self.repair_step(&p).await;
+                repair_step(self.local, &p).await;
             }
         }
     }
+}
 
-    async fn repair_step(&self, p: &Partition) {
-        let log = p.log();
-        let Some(batch) = log.corrupt_batch() else {
-            return;
-        };
-        let state = p.state();
-        if log.repair_truncation_pending() {
-            if state.leader != self.local {
-                return; // the fetcher runs it before its next fetch
-            }
-            // Leading again before the fetcher ran it (an election with nobody else left):
-            // a leader must not cut its log under the high watermark.
-            log.cancel_repair_truncation();
+/// The next step of `p`'s repair, if its log found a corrupt batch. Run by the ISR
+/// maintenance pass, and by the follower fetcher before each fetch: a former leader that
+/// became a follower out of the ISR then truncates before its first fetch from the new
+/// leader, which would otherwise count it caught up (at its old end) and add it back to the
+/// ISR with the corrupt batch still in its log.
+pub(super) async fn repair_step(local: BrokerId, p: &Partition) {
+    let log = p.log();
+    let Some(batch) = log.corrupt_batch() else {
+        return;
+    };
+    let state = p.state();
+    if log.repair_truncation_pending() {
+        if state.leader != local {
+            return; // the fetcher runs it before its next fetch
         }
-        // A store that fails gives no remote end: the replica copy serves as well.
-        let remote_end = if p.log_view().has_remote_storage() {
-            p.log_view()
-                .highest_offset_in_remote_storage()
-                .await
-                .inspect_err(
-                    |e| tracing::debug!(partition = %p.tp, error = %e, "remote end unknown"),
-                )
-                .ok()
-                .filter(|o| o.0 >= 0)
-        } else {
-            None
-        };
-        let view = ReplicaView {
-            local: self.local,
-            leader: state.leader,
-            replicas: &state.replicas,
-            isr: &state.isr,
-        };
-        match decide_corrupt_range(&batch, remote_end, &view) {
-            CorruptRangeAction::ServeFromRemote { .. } => {
-                if let Err(e) = p.log_view().serve_corrupt_remotely(&batch).await {
-                    tracing::warn!(partition = %p.tp, error = %e, "serving a corrupt range remotely failed");
-                }
+        // Leading again before the fetcher ran it (an election with nobody else left):
+        // a leader must not cut its log under the high watermark.
+        log.cancel_repair_truncation();
+    }
+    // A store that fails gives no remote end: the replica copy serves as well.
+    let remote_end = if p.log_view().has_remote_storage() {
+        p.log_view()
+            .highest_offset_in_remote_storage()
+            .await
+            .inspect_err(|e| tracing::debug!(partition = %p.tp, error = %e, "remote end unknown"))
+            .ok()
+            .filter(|o| o.0 >= 0)
+    } else {
+        None
+    };
+    let view = ReplicaView {
+        local,
+        leader: state.leader,
+        replicas: &state.replicas,
+        isr: &state.isr,
+    };
+    match decide_corrupt_range(&batch, remote_end, &view) {
+        CorruptRangeAction::ServeFromRemote { .. } => {
+            if let Err(e) = p.log_view().serve_corrupt_remotely(&batch).await {
+                tracing::warn!(partition = %p.tp, error = %e, "serving a corrupt range remotely failed");
             }
-            CorruptRangeAction::LeaveIsr => {
-                if !log.set_offline_for_repair(true) {
-                    tracing::warn!(
-                        partition = %p.tp,
-                        batch_base_offset = batch.batch_base.0,
-                        leader = state.leader.0,
-                        "corrupt batch: leaving the ISR (and the leadership) to fetch it again from another replica"
-                    );
-                }
-            }
-            CorruptRangeAction::TruncateAndRefetch { to } => {
+        }
+        CorruptRangeAction::LeaveIsr => {
+            if !log.set_offline_for_repair(true) {
                 tracing::warn!(
                     partition = %p.tp,
-                    truncate_to = to.0,
+                    batch_base_offset = batch.batch_base.0,
                     leader = state.leader.0,
-                    "corrupt batch: truncating to it and fetching it again from the leader"
+                    "corrupt batch: leaving the ISR (and the leadership) to fetch it again from another replica"
                 );
-                log.request_repair_truncation(to);
             }
-            CorruptRangeAction::KeepUnserved(why) => {
-                log.set_offline_for_repair(false);
-                if log.log_unrepairable_once() {
-                    tracing::error!(
-                        partition = %p.tp,
-                        batch_base_offset = batch.batch_base.0,
-                        "corrupt batch in a segment: not served; {}",
-                        why.describe()
-                    );
-                }
+        }
+        CorruptRangeAction::TruncateAndRefetch { to } => {
+            tracing::warn!(
+                partition = %p.tp,
+                truncate_to = to.0,
+                leader = state.leader.0,
+                "corrupt batch: truncating to it and fetching it again from the leader"
+            );
+            log.request_repair_truncation(to);
+        }
+        CorruptRangeAction::KeepUnserved(why) => {
+            log.set_offline_for_repair(false);
+            if log.log_unrepairable_once() {
+                tracing::error!(
+                    partition = %p.tp,
+                    batch_base_offset = batch.batch_base.0,
+                    "corrupt batch in a segment: not served; {}",
+                    why.describe()
+                );
             }
         }
     }

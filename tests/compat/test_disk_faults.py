@@ -479,6 +479,7 @@ def test_bit_flip_on_a_leader_is_restored_from_a_replica(tmp_path, request):
         wait_until(lambda: old in _isr(c.bootstrap()) and len(_isr(c.bootstrap())) == 3, 60,
                    f"node {old} back in the ISR")
         log = c.node(old).log_text()
+        print("\n".join(line for line in log.splitlines() if "corrupt" in line or "leadership" in line or "fenc" in line))
         for step in ["corrupt batch: leaving the ISR",
                      "corrupt batch: truncating to it and fetching it again from the leader",
                      "corrupt range restored from the leader"]:
