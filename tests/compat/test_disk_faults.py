@@ -546,3 +546,41 @@ def test_bit_flip_in_an_uploaded_segment_is_served_from_the_tiered_copy(tmp_path
     finally:
         b.cleanup()
         fs.stop()
+
+
+@pytest.mark.timeout(120)
+def test_a_log_dir_unreadable_at_startup_starts_offline(on_powerfs):
+    """The broker restarts with one of its two log dirs unreadable (EIO on reads of its
+    segments): it starts with that dir offline, as Kafka does, instead of refusing to start;
+    the partitions there are reported offline (no leader: this broker held their only
+    replica) and the other dir serves. Once the disk reads again, a restart brings them back
+    with every record."""
+    broker, fs = on_powerfs
+    h.create_topic(broker.bootstrap, TOPIC, 2)
+    in_a, in_b = partitions_in(fs, "a"), partitions_in(fs, "b")
+    assert len(in_a) == 1 and len(in_b) == 1, (in_a, in_b)
+    hist = History()
+    for part in range(2):
+        produce(broker.bootstrap, hist, part, 20, "before").assert_all_ok(20)
+    broker.kill()
+    fs.set_faults([("eio-read", "b/*.log")])
+    fs.drop_caches()
+    broker.start()
+    wait_until(lambda: _leader(broker.bootstrap, in_b[0]) == -1, 30,
+               "the unreadable dir's partition to go offline")
+    assert broker.is_running()
+    assert metric(broker, "strata_log_dirs_offline") == 1
+    assert "log dir offline" in broker.log_text()
+    produce(broker.bootstrap, hist, in_a[0], 5, "after").assert_all_ok(5)
+    assert [r.value for r in h.read_partitions(broker.bootstrap, TOPIC, in_a)][-1] == \
+        f"after-{in_a[0]}-0004".encode()
+
+    fs.set_faults([])
+    broker.kill()
+    broker.start()
+    read = h.read_partitions(broker.bootstrap, TOPIC, range(2), timeout=60)
+    hist.read_all("final", read, range(2))
+    report = hist.check()
+    report.assert_ok()
+    assert report.recovered == 2 * 20 + 5
+    assert metric(broker, "strata_log_dirs_offline") == 0
