@@ -78,8 +78,10 @@ impl UnifiedLog {
                 );
                 match located {
                     Ok(Some(batch)) => self.health.corrupt.record_found(batch),
-                    Ok(None) => {}
-                    Err(e) => self.read_failed(offset, &e),
+                    Err(e @ LogError::Io { .. }) => {
+                        self.health.failed(StorageErrorKind::Read, &e, &self.dir)
+                    }
+                    Ok(None) | Err(_) => {}
                 }
             }
             _ => {}
