@@ -382,8 +382,10 @@ impl FetchTask {
             return Next::BackOff;
         };
         for t in round {
-            if t.partition.log().corrupt_batch().is_some() {
-                super::repair::repair_step(self.manager.local, &t.partition).await;
+            let log = t.partition.log();
+            if log.corrupt_batch().is_some() && log.reports_offline_for_repair() {
+                let not_remote = super::repair::RemoteEnd::NotCovering;
+                super::repair::repair_step(self.manager.local, &t.partition, not_remote).await;
             }
             if let Some(to) = super::repair::take_truncation(&t.partition) {
                 if let Err(e) = blocking(&t.partition, move |p| p.truncate_to(to)).await {

@@ -16,7 +16,7 @@ pub mod metadata;
 mod metrics;
 pub mod mirror;
 pub mod partition;
-mod repair;
+pub mod repair;
 pub mod throttle;
 
 use std::collections::{BTreeSet, HashMap};

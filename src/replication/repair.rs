@@ -12,13 +12,40 @@
 //! appends past it); the report stops and the leader adds it back to the ISR when it has
 //! caught up, as for any lagging follower.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
 use super::{Partition, ReplicaManager};
 use crate::log::repair::{self, decide_corrupt_range, CorruptRangeAction, ReplicaView};
 use crate::model::{BrokerId, Offset};
 
+/// How often the repairs are looked at: a repair waits on heartbeats and the controller
+/// (hundreds of milliseconds), so a quicker pass gains nothing.
+const REPAIR_TICK: Duration = Duration::from_millis(250);
+
+/// How long a repair step waits for the remote end before deciding without it.
+const REMOTE_END_WAIT: Duration = Duration::from_secs(1);
+
+/// Runs [`ReplicaManager::repair_corrupt_ranges`] every [`REPAIR_TICK`] until `shutdown`. Its
+/// own task: a pass may wait on the object store (the remote end), which must not hold up
+/// ISR changes or fetches.
+pub fn spawn_corrupt_range_repairs(replicas: Arc<ReplicaManager>, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(REPAIR_TICK) => {}
+                () = shutdown.cancelled() => break,
+            }
+            replicas.repair_corrupt_ranges().await;
+        }
+    });
+}
+
 impl ReplicaManager {
     /// One pass over the partitions whose log found a corrupt batch: decides and takes the
-    /// next step of each repair. Run by the ISR maintenance task at every tick.
+    /// next step of each repair.
     pub async fn repair_corrupt_ranges(&self) {
         for p in self.all() {
             if let Some(end) = p.log().repair_refetched() {
@@ -26,18 +53,27 @@ impl ReplicaManager {
                 tracing::warn!(partition = %p.tp, log_end_offset = end.0, "corrupt range restored from the leader");
             }
             if p.log().corrupt_batch().is_some() {
-                repair_step(self.local, &p).await;
+                repair_step(self.local, &p, RemoteEnd::Look).await;
             }
         }
     }
 }
 
-/// The next step of `p`'s repair, if its log found a corrupt batch. Run by the ISR
-/// maintenance pass, and by the follower fetcher before each fetch: a former leader that
-/// became a follower out of the ISR then truncates before its first fetch from the new
-/// leader, which would otherwise count it caught up (at its old end) and add it back to the
-/// ISR with the corrupt batch still in its log.
-pub(super) async fn repair_step(local: BrokerId, p: &Partition) {
+/// Whether a repair step asks the object store for the remote end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RemoteEnd {
+    Look,
+    /// Known not to cover the batch (an earlier step decided to leave the ISR for it): the
+    /// follower fetcher does not wait on the store.
+    NotCovering,
+}
+
+/// The next step of `p`'s repair, if its log found a corrupt batch. Run by the repair pass,
+/// and by the follower fetcher before each fetch once the replica has reported itself offline
+/// to leave the ISR: a former leader that became a follower out of the ISR then truncates
+/// before its first fetch from the new leader, which would otherwise count it caught up (at
+/// its old end) and add it back to the ISR with the corrupt batch still in its log.
+pub(super) async fn repair_step(local: BrokerId, p: &Partition, remote: RemoteEnd) {
     let log = p.log();
     let Some(batch) = log.corrupt_batch() else {
         return;
@@ -51,14 +87,18 @@ pub(super) async fn repair_step(local: BrokerId, p: &Partition) {
         // a leader must not cut its log under the high watermark.
         log.cancel_repair_truncation();
     }
-    // A store that fails gives no remote end: the replica copy serves as well.
-    let remote_end = if p.log_view().has_remote_storage() {
-        p.log_view()
-            .highest_offset_in_remote_storage()
-            .await
-            .inspect_err(|e| tracing::debug!(partition = %p.tp, error = %e, "remote end unknown"))
-            .ok()
-            .filter(|o| o.0 >= 0)
+    // A store that fails (or retries past REMOTE_END_WAIT) gives no remote end: the replica
+    // copy serves as well.
+    let remote_end = if remote == RemoteEnd::Look && p.log_view().has_remote_storage() {
+        let end = p.log_view().highest_offset_in_remote_storage();
+        match tokio::time::timeout(REMOTE_END_WAIT, end).await {
+            Ok(Ok(end)) => Some(end).filter(|o| o.0 >= 0),
+            Ok(Err(e)) => {
+                tracing::debug!(partition = %p.tp, error = %e, "remote end unknown");
+                None
+            }
+            Err(_) => None,
+        }
     } else {
         None
     };
