@@ -1,6 +1,8 @@
 //! `Broker`: the node's parts wired together — config, controller, logs, replicas — and the
 //! task that keeps the replicas in line with the metadata image.
 
+mod log_dirs;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -168,27 +170,7 @@ impl Broker {
     ) -> Result<Arc<Broker>, BrokerError> {
         let node_id = node.node_id();
         let log_dirs = node.log_dirs();
-        let mut cluster_id = node.get("cluster.id").to_string();
-        for dir in &log_dirs {
-            crate::log::checkpoint::create_dir_all_durable(dir).map_err(|source| {
-                BrokerError::Io {
-                    path: dir.clone(),
-                    source,
-                }
-            })?;
-            if cluster_id.is_empty()
-                && !dir.join("meta.properties").exists()
-                && node
-                    .get("controller.quorum.voters")
-                    .split(',')
-                    .filter(|v| !v.trim().is_empty())
-                    .count()
-                    > 1
-            {
-                return Err(BrokerError::Unformatted { path: dir.clone() });
-            }
-            cluster_id = crate::log::meta_properties::check_or_write(dir, node_id, &cluster_id)?;
-        }
+        let cluster_id = log_dirs::prepare(&log_dirs, &node)?;
         let settings = ControllerSettings::from_node(&node)?;
         // Source clusters of mirror links are reached over the plain network: a link carries
         // its own security settings.
@@ -286,7 +268,11 @@ impl Broker {
             },
             source_net,
         );
-        crate::runtime::block_in_place(|| replicas.apply_image(&image, &node))?;
+        match crate::runtime::block_in_place(|| replicas.apply_image(&image, &node)) {
+            // Partitions of a dir that failed at startup are reported offline, not fatal.
+            Err(LogError::LogDirOffline { .. }) => {}
+            r => r?,
+        }
         remote.recover_partitions(replicas.as_ref()).await;
 
         let quotas = QuotaManagers::new(quota_window(&node), &metrics.quota);

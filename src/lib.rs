@@ -26,8 +26,9 @@
 //!   the one place that decides which part answers), `UnifiedLog` (the local log: segments,
 //!   indexes, recovery, retention, cleaner), [`log::validator`] (what a leader checks and
 //!   recompresses in a producer's batch), [`log::dir_failure`] (which log dirs a failed disk
-//!   took offline), [`log::disk_pressure`] (each log dir's usage against its marks), and
-//!   [`log::remote`]: the `RemoteLogManager`, which
+//!   took offline), [`log::disk_pressure`] (each log dir's usage against its marks),
+//!   [`log::repair`] (restoring a corrupt batch from the tiered copy or a replica: the
+//!   decision), and [`log::remote`]: the `RemoteLogManager`, which
 //!   puts tiered storage (the `strata-tiering` crate) under the logs. `log` never imports
 //!   `replication`, `handlers`, `group`, `broker` or `server`.
 //! - [`group`]: the group coordinator — consumer groups and committed offsets in `__consumer_offsets`.

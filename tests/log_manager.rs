@@ -302,3 +302,84 @@ async fn disk_pressure_deletes_uploaded_segments_then_refuses_produce_until_the_
     assert_eq!(mgr.disk_pressure().state(0), PressureState::Refusing);
     mgr.shutdown().expect("shutdown");
 }
+
+/// A log dir that fails at startup starts offline, as in Kafka: the others serve, the
+/// partitions found in it are reported offline and never created anew elsewhere (an empty copy
+/// could be elected and lose their data); one that cannot even be listed stops all creation.
+#[test]
+fn a_log_dir_failing_at_startup_starts_offline_and_the_others_serve() {
+    let (d1, d2) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let c: SharedClock = ManualClock::new(T0);
+    let dirs = vec![d1.path().to_path_buf(), d2.path().to_path_buf()];
+    let (good, bad) = (
+        TopicPartition::new("good", 0),
+        TopicPartition::new("bad", 0),
+    );
+    {
+        let mgr = LogManager::open(dirs.clone(), c.clone(), &|_| cfg()).expect("open");
+        for tp in [&good, &bad] {
+            let log = mgr.get_or_create(tp, cfg()).expect("create");
+            log.append_as_leader(
+                Bytes::from(build_batch(0, T0, None, &[(None, Some(&b"v"[..]))])),
+                LeaderEpoch(0),
+            )
+            .expect("append");
+            log.close().expect("close");
+        }
+    }
+    // `bad`'s segment can no longer be read (a directory where its file was).
+    let bad_dir = dirs
+        .iter()
+        .map(|d| d.join("bad-0"))
+        .find(|p| p.exists())
+        .expect("bad-0");
+    let seg = bad_dir.join("00000000000000000000.log");
+    std::fs::remove_file(&seg).expect("rm");
+    std::fs::create_dir(&seg).expect("mkdir");
+    let mgr = LogManager::open(dirs.clone(), c.clone(), &|_| cfg()).expect("opens without it");
+    let failed_dir = bad_dir.parent().expect("parent").to_path_buf();
+    assert_eq!(mgr.failures().offline_dirs(), vec![failed_dir.clone()]);
+    let mut offline = mgr.offline_partitions();
+    offline.sort_by(|a, b| a.topic.cmp(&b.topic));
+    let in_failed = |tp: &TopicPartition| failed_dir.join(tp.dir_name()).exists();
+    let mut expected: Vec<TopicPartition> = [&bad, &good]
+        .into_iter()
+        .filter(|tp| in_failed(tp))
+        .cloned()
+        .collect();
+    expected.sort_by(|a, b| a.topic.cmp(&b.topic));
+    assert_eq!(offline, expected);
+    assert!(
+        mgr.get_or_create(&bad, cfg()).is_err(),
+        "not created elsewhere"
+    );
+    let new = TopicPartition::new("new", 0);
+    let log = mgr
+        .get_or_create(&new, cfg())
+        .expect("created in the good dir");
+    assert!(!log.dir().starts_with(&failed_dir));
+    drop(mgr);
+
+    // The other dir cannot be listed at all (a file where the dir was): nothing is created.
+    let other = dirs
+        .iter()
+        .find(|d| **d != failed_dir)
+        .expect("other")
+        .clone();
+    std::fs::remove_dir_all(&failed_dir).expect("rm");
+    std::fs::write(&failed_dir, b"not a dir").expect("write");
+    let mgr = LogManager::open(dirs.clone(), c.clone(), &|_| cfg()).expect("opens without it");
+    assert_eq!(mgr.failures().offline_dirs(), vec![failed_dir.clone()]);
+    let fresh = TopicPartition::new("fresh", 0);
+    assert!(mgr.get_or_create(&fresh, cfg()).is_err());
+    assert!(mgr.offline_partitions().contains(&fresh));
+    assert!(!other.join("fresh-0").exists());
+    drop(mgr);
+    // Every dir failing: the broker does not start.
+    std::fs::remove_dir_all(&other).expect("rm");
+    std::fs::write(&other, b"not a dir").expect("write");
+    assert!(LogManager::open(dirs, c, &|_| cfg()).is_err());
+}

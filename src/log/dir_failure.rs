@@ -151,6 +151,8 @@ pub(crate) struct DirHealth {
     channel: OnceLock<(Arc<LogDirFailureChannel>, usize)>,
     // The dir's disk pressure (`super::disk_pressure`), which may refuse produce.
     pressure: OnceLock<(Arc<LogDirPressure>, usize)>,
+    /// A corrupt batch found in the log and how far its repair went (see `log::repair`).
+    pub(crate) corrupt: super::repair::CorruptRanges,
 }
 
 impl DirHealth {

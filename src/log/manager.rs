@@ -9,7 +9,7 @@
 //! flushes and recovery-point checkpoints, the cleaner for compacted logs, and the disk
 //! pressure duty (`super::disk_pressure`) every `strata.log.dir.disk.check.interval.ms`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,6 +33,12 @@ pub struct LogManager {
     clock: SharedClock,
     // Short critical sections only (lookups and inserts), never held across I/O or `.await`.
     logs: Mutex<HashMap<TopicPartition, Arc<UnifiedLog>>>,
+    /// Partitions found in a dir that failed at startup, whose logs could not be opened:
+    /// reported offline, never created elsewhere. Short sections only.
+    unopened: Mutex<BTreeSet<TopicPartition>>,
+    /// A dir could not even be listed at startup: any partition may be there, so none is
+    /// created anew until a restart (each one asked for is reported offline instead).
+    unlisted_offline_dir: bool,
     // Serialises log creation, which does I/O: two creators of one partition must not both
     // initialise its directory. Held across that I/O, never by lookups.
     create_lock: Mutex<()>,
@@ -64,9 +70,56 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '_ {
     }
 }
 
+/// Opens the partition logs of one dir into `found` (`None` for one whose files could not be
+/// read: the dir fails with that error after the rest is opened); `listed` says whether every
+/// entry of the dir was seen.
+fn open_dir(
+    dir: &Path,
+    clock: &SharedClock,
+    config_for: &dyn Fn(&str) -> LogConfig,
+    found: &mut Vec<(TopicPartition, Option<Arc<UnifiedLog>>)>,
+    listed: &mut bool,
+) -> Result<()> {
+    super::checkpoint::create_dir_all_durable(dir).map_err(io(dir))?;
+    let mut failed = None;
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let entry = entry.map_err(io(dir))?;
+        let path = entry.path();
+        if !path.is_dir() {
+            continue;
+        }
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if name.ends_with("-delete") {
+            tracing::info!(path = %path.display(), "removing partially deleted partition");
+            std::fs::remove_dir_all(&path).map_err(io(&path))?;
+            continue;
+        }
+        let Some(tp) = parse_dir_name(&name) else {
+            continue;
+        };
+        match UnifiedLog::open(path, config_for(&tp.topic), Arc::clone(clock)) {
+            Ok(log) => found.push((tp, Some(log))),
+            Err(e @ LogError::Io { .. }) => {
+                found.push((tp, None));
+                failed = failed.or(Some(e));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    *listed = true;
+    failed.map_or(Ok(()), Err)
+}
+
 impl LogManager {
     /// Opens every partition directory found under `log_dirs`, recovering each;
     /// `config_for` gives the config of a topic by name.
+    ///
+    /// A dir that fails an I/O while it is opened (it cannot be created or listed, or a
+    /// partition's files cannot be read) starts offline, as in Kafka: its partitions are
+    /// reported offline and the broker serves its other dirs. Only when every dir fails does
+    /// opening fail (the broker does not start).
     pub fn open(
         log_dirs: Vec<PathBuf>,
         clock: SharedClock,
@@ -75,30 +128,38 @@ impl LogManager {
         let mut logs = HashMap::new();
         let failures = LogDirFailureChannel::new(&log_dirs);
         let pressure = LogDirPressure::new(&log_dirs);
+        let mut unopened = BTreeSet::new();
+        let mut unlisted = false;
         for (index, dir) in log_dirs.iter().enumerate() {
-            super::checkpoint::create_dir_all_durable(dir).map_err(io(dir))?;
-            for entry in std::fs::read_dir(dir).map_err(io(dir))? {
-                let entry = entry.map_err(io(dir))?;
-                let path = entry.path();
-                if !path.is_dir() {
-                    continue;
+            let (mut found, mut listed) = (Vec::new(), false);
+            match open_dir(dir, &clock, config_for, &mut found, &mut listed) {
+                Ok(()) => {}
+                Err(e @ LogError::Io { .. }) => {
+                    failures.mark_offline(index, &e);
+                    // What the listing reached is reported offline; a dir not listed at all
+                    // may hold any partition, so none is created elsewhere (see
+                    // `get_or_create`).
+                    unlisted |= !listed;
                 }
-                let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-                    continue;
-                };
-                if name.ends_with("-delete") {
-                    tracing::info!(path = %path.display(), "removing partially deleted partition");
-                    std::fs::remove_dir_all(&path).map_err(io(&path))?;
-                    continue;
-                }
-                let Some(tp) = parse_dir_name(&name) else {
-                    continue;
-                };
-                let log = UnifiedLog::open(path, config_for(&tp.topic), Arc::clone(&clock))?;
-                log.attach_log_dir(Arc::clone(&failures), index);
-                log.attach_disk_pressure(Arc::clone(&pressure), index);
-                logs.insert(tp, log);
+                Err(e) => return Err(e),
             }
+            for (tp, log) in found {
+                match log {
+                    Some(log) => {
+                        log.attach_log_dir(Arc::clone(&failures), index);
+                        log.attach_disk_pressure(Arc::clone(&pressure), index);
+                        logs.insert(tp, log);
+                    }
+                    None => {
+                        unopened.insert(tp);
+                    }
+                }
+            }
+        }
+        if failures.all_offline() {
+            return Err(LogError::LogDirOffline {
+                path: log_dirs.first().cloned().unwrap_or_default(),
+            });
         }
         Ok(LogManager {
             log_dirs,
@@ -106,6 +167,8 @@ impl LogManager {
             pressure,
             clock,
             logs: Mutex::new(logs),
+            unopened: Mutex::new(unopened),
+            unlisted_offline_dir: unlisted,
             create_lock: Mutex::new(()),
             retention_check_interval_ms: AtomicU64::new(300_000),
             flush_check_interval_ms: AtomicU64::new(1_000),
@@ -131,6 +194,17 @@ impl LogManager {
         if let Some(l) = self.get(tp) {
             return Ok(l);
         }
+        // Its data may sit in a dir that failed at startup: an empty log elsewhere could be
+        // elected leader and lose it. Reported offline instead (the controller acts on it).
+        let mut unopened = self.unopened.lock().unwrap_or_else(|p| p.into_inner());
+        if unopened.contains(tp) || self.unlisted_offline_dir {
+            unopened.insert(tp.clone());
+            let offline = self.failures.offline_dirs();
+            return Err(LogError::LogDirOffline {
+                path: offline.first().cloned().unwrap_or_default(),
+            });
+        }
+        drop(unopened);
         // Pick the online dir with the fewest partitions (Kafka's default placement).
         let dir = {
             let logs = self.logs();
@@ -231,12 +305,21 @@ impl LogManager {
         deleted
     }
 
-    /// The partitions whose log dir is offline (the broker heartbeat reports them).
+    /// The partitions whose log dir is offline (those of a dir that failed at startup too), and
+    /// those leaving the ISR to restore a corrupt range from another replica (`log::repair`):
+    /// the broker heartbeat reports them.
     pub fn offline_partitions(&self) -> Vec<TopicPartition> {
         self.logs()
             .iter()
-            .filter(|(_, l)| l.is_offline())
+            .filter(|(_, l)| l.is_offline() || l.reports_offline_for_repair())
             .map(|(tp, _)| tp.clone())
+            .chain(
+                self.unopened
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .cloned(),
+            )
             .collect()
     }
 
@@ -306,7 +389,17 @@ impl LogManager {
             match super::cleaner::clean_log(&log) {
                 Ok(Some(_)) => n += 1,
                 Ok(None) | Err(LogError::Closed | LogError::LogDirOffline { .. }) => {}
-                Err(e) => tracing::warn!(partition = %tp, error = %e, "cleaning failed"),
+                Err(e) => {
+                    // The cleaner reads every batch: a corrupt one is located and restored as
+                    // one a fetch meets (`log::repair`).
+                    if let LogError::CorruptSegment { path, .. } = &e {
+                        let base = path.file_stem().and_then(|s| s.to_str()?.parse().ok());
+                        if let Some(base) = base {
+                            log.read_failed(crate::model::Offset(base), &e);
+                        }
+                    }
+                    tracing::warn!(partition = %tp, error = %e, "cleaning failed")
+                }
             }
         }
         n

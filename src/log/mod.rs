@@ -367,6 +367,7 @@ pub mod meta_properties;
 mod partition_log;
 pub mod producer_state;
 pub mod remote;
+pub mod repair;
 mod retention;
 pub mod segment;
 pub mod time_index;
@@ -389,6 +390,9 @@ pub struct LogMetrics {
     pub log_dirs_offline: prometheus::IntGauge,
     /// Storage errors by kind: write, fsync, read, disk_full, corrupt.
     pub storage_errors: prometheus::IntCounterVec,
+    /// Corrupt ranges restored by themselves, by where the good copy came from: `remote` (the
+    /// tiered copy) or `replica` (re-fetched from the leader).
+    pub corrupt_ranges_repaired: prometheus::IntCounterVec,
 }
 
 pub fn metrics() -> &'static LogMetrics {
@@ -416,6 +420,14 @@ pub fn metrics() -> &'static LogMetrics {
                 "Failed disk operations of partition logs, by kind.",
             ),
             &["kind"],
+        )
+        .expect("metric definition is valid"),
+        corrupt_ranges_repaired: prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "strata_log_corrupt_ranges_repaired_total",
+                "Corrupt log ranges restored from another copy, by source (remote, replica).",
+            ),
+            &["source"],
         )
         .expect("metric definition is valid"),
     })

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use strata_tiering::RemoteLogAuxState;
 
 use super::remote::{RemoteLog, RemoteLogError};
+use super::repair::{self, CorruptBatch};
 use super::txn_index::AbortedTxn;
 use super::{
     LogError, TimestampAndOffset, UnifiedLog, EARLIEST_LOCAL_TIMESTAMP, EARLIEST_TIMESTAMP,
@@ -237,8 +238,103 @@ impl PartitionLog {
             let read = self.read_local(local_start, max_bytes, max_offset, min_one_batch)?;
             return Ok(info(read.records));
         }
-        let read = self.read_local(offset, max_bytes, max_offset, min_one_batch)?;
-        Ok(info(read.records))
+        if self.local.corrupt_range_served_remotely(offset) {
+            if let Some(records) = self
+                .read_remote_copy(offset, max_bytes, max_offset, min_one_batch)
+                .await?
+            {
+                return Ok(info(records));
+            }
+        }
+        match self.read_local(offset, max_bytes, max_offset, min_one_batch) {
+            Ok(read) => Ok(info(read.records)),
+            Err(e @ LogError::CorruptSegment { .. }) => {
+                match self
+                    .restore_from_remote(offset, max_bytes, max_offset, min_one_batch)
+                    .await?
+                {
+                    Some(records) => Ok(info(records)),
+                    None => Err(e.into()),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A read that met a corrupt batch at `offset`: when the remote copy holds its whole
+    /// segment ([`repair::remote_covers`]), the segment's reads go remote from now on (its local
+    /// copy is dropped if it is the oldest local segment) and this read is answered from there.
+    /// `None` when the remote copy cannot answer: the caller keeps the local error.
+    async fn restore_from_remote(
+        &self,
+        offset: Offset,
+        max_bytes: usize,
+        max_offset: Offset,
+        min_one_batch: bool,
+    ) -> Result<Option<Bytes>, PartitionLogError> {
+        if self.remote.is_none() {
+            return Ok(None);
+        }
+        let Some(batch) = self
+            .local
+            .corrupt_batch()
+            .filter(|b| b.segment_base <= offset && offset <= b.segment_last)
+        else {
+            return Ok(None);
+        };
+        match self.serve_corrupt_remotely(&batch).await {
+            Ok(true) => {}
+            Ok(false) => return Ok(None),
+            // The remote end is unknown (the store fails): the read keeps its local error.
+            Err(e) => {
+                tracing::debug!(log = %self.local.dir().display(), error = %e, "remote end unknown");
+                return Ok(None);
+            }
+        }
+        self.read_remote_copy(offset, max_bytes, max_offset, min_one_batch)
+            .await
+    }
+
+    /// Serves `batch`'s segment from the remote copy if that holds all of it (see
+    /// [`restore_from_remote`](Self::restore_from_remote)); whether it does.
+    pub async fn serve_corrupt_remotely(
+        &self,
+        batch: &CorruptBatch,
+    ) -> Result<bool, PartitionLogError> {
+        let end = Some(self.highest_offset_in_remote_storage().await?).filter(|o| o.0 >= 0);
+        if !repair::remote_covers(batch, end) {
+            return Ok(false);
+        }
+        if self
+            .local
+            .serve_corrupt_remotely(batch, batch.oldest_local)?
+        {
+            repair::count_repaired("remote");
+            tracing::warn!(
+                log = %self.local.dir().display(),
+                batch_base_offset = batch.batch_base.0,
+                segment_base_offset = batch.segment_base.0,
+                local_copy_dropped = batch.oldest_local,
+                "corrupt batch restored: its segment is served from the tiered copy"
+            );
+        }
+        Ok(true)
+    }
+
+    async fn read_remote_copy(
+        &self,
+        offset: Offset,
+        max_bytes: usize,
+        max_offset: Offset,
+        min_one_batch: bool,
+    ) -> Result<Option<Bytes>, PartitionLogError> {
+        let Some(r) = &self.remote else {
+            return Ok(None);
+        };
+        let at = r.at(&self.local);
+        Ok(r.manager()
+            .read(at, offset, max_bytes, max_offset, min_one_batch)
+            .await?)
     }
 
     /// The aborted transactions overlapping `[fetch_offset, upper_bound_offset)`, for a

@@ -117,6 +117,12 @@ impl Metrics {
         for kind in crate::log::dir_failure::StorageErrorKind::ALL {
             log.storage_errors.with_label_values(&[kind.label()]);
         }
+        registry
+            .register(Box::new(log.corrupt_ranges_repaired.clone()))
+            .expect("metric registered once");
+        for source in crate::log::repair::REPAIR_SOURCES {
+            log.corrupt_ranges_repaired.with_label_values(&[source]);
+        }
         Metrics {
             flush_latency,
             registry,

@@ -14,7 +14,8 @@ use crate::model::BrokerId;
 
 /// Checks every quarter of `replica.lag.time.max.ms` (at most every 500 ms) which ISR changes
 /// are due and sends each to the controller; checkpoints high watermarks every
-/// `replica.high.watermark.checkpoint.interval.ms`, and once more at shutdown.
+/// `replica.high.watermark.checkpoint.interval.ms`, and once more at shutdown. Starts the
+/// corrupt-range repairs beside it (`replication::repair`).
 pub fn spawn_isr_maintenance(
     node_id: BrokerId,
     replicas: Arc<ReplicaManager>,
@@ -22,6 +23,7 @@ pub fn spawn_isr_maintenance(
     metrics: ReplicationMetrics,
     shutdown: CancellationToken,
 ) {
+    super::repair::spawn_corrupt_range_repairs(replicas.clone(), shutdown.clone());
     tokio::spawn(async move {
         let mut last_checkpoint = tokio::time::Instant::now();
         loop {

@@ -393,6 +393,18 @@ impl FetchTask {
         let Some(c) = client.as_mut() else {
             return Next::BackOff;
         };
+        for t in round {
+            let log = t.partition.log();
+            if log.corrupt_batch().is_some() && log.reports_offline_for_repair() {
+                let not_remote = super::repair::RemoteEnd::NotCovering;
+                super::repair::repair_step(self.manager.local, &t.partition, not_remote).await;
+            }
+            if let Some(to) = super::repair::take_truncation(&t.partition) {
+                if let Err(e) = blocking(&t.partition, move |p| p.truncate_to(to)).await {
+                    tracing::error!(partition = %t.partition.tp, error = %e, "repair truncation failed");
+                }
+            }
+        }
         let (ready, waiting) = self.start_new_replicas(round).await;
         if ready.is_empty() {
             return Next::BackOff;

@@ -17,6 +17,7 @@ pub mod metadata;
 mod metrics;
 pub mod mirror;
 pub mod partition;
+pub mod repair;
 pub mod throttle;
 
 use std::collections::{BTreeSet, HashMap};

@@ -592,7 +592,10 @@ impl Partition {
             *f = f.on_fetch(fetch_offset, leo, now);
         }
         self.advance_high_watermark();
-        let info = self.log().read(fetch_offset, max_bytes, leo, true)?;
+        let info = self
+            .log()
+            .read(fetch_offset, max_bytes, leo, true)
+            .inspect_err(|e| self.log().read_failed(fetch_offset, e))?;
         Ok(FollowerFetch {
             diverging: None,
             records: info.records,

@@ -9,6 +9,10 @@ stored bit.
   broker halts, so the controller fences it and a follower leads.
 - ENOSPC refuses the produce (KAFKA_STORAGE_ERROR), keeps the dir online, and the log takes
   writes again once space is back, without a gap or a torn batch.
+- A flipped bit is never served; the range is restored by itself: from another replica (the
+  leader gives up the partition, truncates to the batch, fetches it again and rejoins the
+  ISR, byte-identical) or from the tiered copy of an uploaded segment. A sole copy stays
+  unserved.
 
 The history checker (history.py) checks every acknowledged record afterwards.
 """
@@ -277,6 +281,12 @@ def test_bit_flip_in_a_sealed_segment_is_not_served(on_powerfs):
     assert poll_from(2, 10, want=38) == [(i, values[i]) for i in range(2, 40)]
     assert metric(broker, "strata_log_storage_errors_total", 'kind="corrupt"') >= 1
     assert "corrupt batch in a segment: not served" in broker.log_text()
+    # Nothing holds another copy (one replica; uploads fail on powerfs): it stays so, and the
+    # log says why.
+    wait_until(lambda: "this is the only replica and there is no tiered copy" in broker.log_text(),
+               10, "the reason it cannot be restored")
+    assert metric(broker, "strata_log_corrupt_ranges_repaired_total", 'source="replica"') == 0
+    assert metric(broker, "strata_log_corrupt_ranges_repaired_total", 'source="remote"') == 0
     assert metric(broker, "strata_log_dirs_offline") == 0
 
 
@@ -389,3 +399,187 @@ def test_eio_on_fsync_of_one_of_two_log_dirs_moves_its_leaderships_and_the_broke
     finally:
         c.cleanup()
         fs.stop()
+
+
+def _consume(bootstrap: str, n: int, seconds: float) -> list[tuple[int, bytes]]:
+    """Offsets and values of partition 0 from offset 0 until `n` records came (retriable
+    fetch errors, such as KAFKA_STORAGE_ERROR while a repair moves the leadership, are
+    skipped: the client retries them)."""
+    from confluent_kafka import TopicPartition
+
+    c = h.consumer(bootstrap)
+    got: list[tuple[int, bytes]] = []
+    try:
+        c.assign([TopicPartition(TOPIC, 0, 0)])
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and len(got) < n:
+            m = c.poll(0.2)
+            if m is not None and not m.error():
+                got.append((m.offset(), m.value()))
+    finally:
+        c.close()
+    return got
+
+
+def _produce_one_per_batch(bootstrap: str, values: list[bytes]) -> None:
+    p = h.producer(bootstrap, **{"linger.ms": 0})
+    d = h.Deliveries()
+    for v in values:  # one record a batch: batch n holds offset n
+        p.produce(TOPIC, value=v, partition=0, on_delivery=d)
+        p.flush(10)
+    d.assert_all_ok(len(values))
+
+
+def _batches(partition_dir) -> bytes:
+    """The partition's batches as stored, segment after segment."""
+    return b"".join(f.read_bytes() for f in sorted(partition_dir.glob("*.log")))
+
+
+@pytest.mark.timeout(180)
+def test_bit_flip_on_a_leader_is_restored_from_a_replica(tmp_path, request):
+    """Three nodes, RF 3: a bit rots in a sealed segment of the leader. The leader gives up
+    the partition (reported offline, so the controller elects another ISR member), truncates
+    its log to the corrupt batch and fetches it again from the new leader, then rejoins the
+    ISR; consumers read every record intact, and its copy ends byte-identical to the others'."""
+    import shutil
+
+    from confluent_kafka.admin import NewTopic
+
+    from test_cluster import Cluster
+
+    c = Cluster(tmp_path, extra={"replica.lag.time.max.ms": "3000"})
+    request.node._strata_brokers = c.nodes
+    fs = PowerFs(tmp_path / "mnt", tmp_path / "powerfs.log")
+    try:
+        for b in c.nodes:
+            on_fs = fs.mountpoint / f"node{b.node_id}"
+            shutil.copytree(b.data_dir, on_fs)
+            b.data_dir = on_fs
+        c.start_all()
+        c.wait_ready()
+        a = h.admin(c.bootstrap())
+        a.create_topics([NewTopic(TOPIC, 1, 3, config={
+            "min.insync.replicas": "2", "segment.bytes": "4096",
+            "remote.storage.enable": "false"})], request_timeout=15)[TOPIC].result(timeout=15)
+        wait_until(lambda: _leader(c.bootstrap()) > 0, 30, "a leader")
+        old = _leader(c.bootstrap())
+        values = [b"%04d-" % i + b"x" * 300 for i in range(40)]
+        _produce_one_per_batch(c.bootstrap(), values)
+        wait_until(lambda: len(_isr(c.bootstrap())) == 3, 30, "a full ISR")
+        dirs = {b.node_id: fs.mountpoint / f"node{b.node_id}" / f"{TOPIC}-0" for b in c.nodes}
+        seg = dirs[old] / "00000000000000000000.log"
+        batch_bytes = seg.stat().st_size // 10
+        assert seg.stat().st_size == 10 * batch_bytes, seg.stat().st_size
+        fs.flip_bit(seg, batch_bytes + 200, 3)  # inside batch 1's records
+
+        assert _consume(c.bootstrap(), 40, 60) == list(enumerate(values))
+        wait_until(lambda: metric(c.node(old), "strata_log_corrupt_ranges_repaired_total",
+                                  'source="replica"') == 1, 30, "the repair to be counted")
+        wait_until(lambda: old in _isr(c.bootstrap()) and len(_isr(c.bootstrap())) == 3, 60,
+                   f"node {old} back in the ISR")
+        log = c.node(old).log_text()
+        print("\n".join(line for line in log.splitlines() if "corrupt" in line or "leadership" in line or "fenc" in line))
+        for step in ["corrupt batch: leaving the ISR",
+                     "corrupt batch: truncating to it and fetching it again from the leader",
+                     "corrupt range restored from the leader"]:
+            assert step in log, step
+        # It left the ISR and the leadership: a leader other than it took over meanwhile.
+        assert any(f"leader={n}" in log for n in (b.node_id for b in c.nodes) if n != old)
+        others = [n for n in dirs if n != old]
+        wait_until(lambda: all(_batches(dirs[old]) == _batches(dirs[n]) for n in others), 30,
+                   "the repaired copy to equal the others")
+        # And it is served again from the repaired replica (whichever node leads now).
+        assert _consume(c.node(old).bootstrap, 40, 30) == list(enumerate(values))
+    finally:
+        c.cleanup()
+        fs.stop()
+
+
+def _isr(bootstrap: str) -> list[int]:
+    try:
+        md = h.admin(bootstrap).list_topics(TOPIC, timeout=5)
+    except Exception:  # noqa: BLE001 - no broker answered yet
+        return []
+    t = md.topics.get(TOPIC)
+    if not t or t.error or 0 not in t.partitions:
+        return []
+    return list(t.partitions[0].isrs)
+
+
+@pytest.mark.timeout(120)
+def test_bit_flip_in_an_uploaded_segment_is_served_from_the_tiered_copy(tmp_path, request):
+    """A tiered topic (its bucket outside powerfs) on one broker: bits rot in two uploaded
+    segments, the oldest local one and a later one. Reads of them go to the remote copy, so a
+    consumer reads every record intact; the oldest local copy is dropped, the later one is
+    kept (its reads go remote) since segments before it remain."""
+    fs = PowerFs(tmp_path / "mnt", tmp_path / "powerfs.log")
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    d = tmp_path / "broker"
+    d.mkdir()
+    b = StrataBroker(d, {"log.dirs": str(fs.mountpoint / "a"),
+                         "remote.storage.uri": f"file://{bucket}",
+                         "remote.log.manager.task.interval.ms": "200"})
+    request.node._strata_brokers = [b]
+    try:
+        b.start()
+        h.create_topic(b.bootstrap, TOPIC, 1, {"segment.bytes": "4096",
+                                               "remote.storage.enable": "true"})
+        values = [b"%04d-" % i + b"t" * 300 for i in range(40)]
+        _produce_one_per_batch(b.bootstrap, values)
+        # Segments 0-9, 10-19 and 20-29 are sealed; wait for their upload.
+        wait_until(lambda: len(list(bucket.rglob("*.log"))) >= 3, 30, "three uploaded segments")
+        part = fs.mountpoint / "a" / f"{TOPIC}-0"
+        first, middle = part / "00000000000000000000.log", part / "00000000000000000020.log"
+        batch_bytes = first.stat().st_size // 10
+        fs.flip_bit(first, 2 * batch_bytes + 150, 5)
+        fs.flip_bit(middle, 5 * batch_bytes + 150, 1)
+
+        assert _consume(b.bootstrap, 40, 30) == list(enumerate(values))
+        assert metric(b, "strata_log_corrupt_ranges_repaired_total", 'source="remote"') == 2
+        assert "its segment is served from the tiered copy" in b.log_text()
+        assert not first.exists(), "the oldest local copy is dropped"
+        assert middle.exists()
+        # Again, now that the ranges are known: still every record.
+        assert _consume(b.bootstrap, 40, 30) == list(enumerate(values))
+    finally:
+        b.cleanup()
+        fs.stop()
+
+
+@pytest.mark.timeout(120)
+def test_a_log_dir_unreadable_at_startup_starts_offline(on_powerfs):
+    """The broker restarts with one of its two log dirs unreadable (EIO on reads of its
+    segments): it starts with that dir offline, as Kafka does, instead of refusing to start;
+    the partitions there are reported offline (no leader: this broker held their only
+    replica) and the other dir serves. Once the disk reads again, a restart brings them back
+    with every record."""
+    broker, fs = on_powerfs
+    h.create_topic(broker.bootstrap, TOPIC, 2)
+    in_a, in_b = partitions_in(fs, "a"), partitions_in(fs, "b")
+    assert len(in_a) == 1 and len(in_b) == 1, (in_a, in_b)
+    hist = History()
+    for part in range(2):
+        produce(broker.bootstrap, hist, part, 20, "before").assert_all_ok(20)
+    broker.kill()
+    fs.set_faults([("eio-read", "b/*.log")])
+    fs.drop_caches()
+    broker.start()
+    wait_until(lambda: _leader(broker.bootstrap, in_b[0]) == -1, 30,
+               "the unreadable dir's partition to go offline")
+    assert broker.is_running()
+    assert metric(broker, "strata_log_dirs_offline") == 1
+    assert "log dir offline" in broker.log_text()
+    produce(broker.bootstrap, hist, in_a[0], 5, "after").assert_all_ok(5)
+    assert [r.value for r in h.read_partitions(broker.bootstrap, TOPIC, in_a)][-1] == \
+        f"after-{in_a[0]}-0004".encode()
+
+    fs.set_faults([])
+    broker.kill()
+    broker.start()
+    read = h.read_partitions(broker.bootstrap, TOPIC, range(2), timeout=60)
+    hist.read_all("final", read, range(2))
+    report = hist.check()
+    report.assert_ok()
+    assert report.recovered == 2 * 20 + 5
+    assert metric(broker, "strata_log_dirs_offline") == 0

@@ -564,7 +564,7 @@ impl LogSegment {
         let start = self.lookup_position(offset);
         let mut cut_at: Option<u64> = None;
         let file = Arc::clone(&self.file);
-        scan_batches(
+        let scan = scan_batches(
             &file,
             start,
             self.size,
@@ -579,7 +579,9 @@ impl LogSegment {
                 }
             },
         )?;
-        let Some(cut) = cut_at else {
+        // A damaged header before `offset` was found ends the good part: nothing from there
+        // on can be trusted (a replica truncating to a corrupt batch cuts exactly there).
+        let Some(cut) = cut_at.or(scan.error.map(|(pos, _)| pos)) else {
             return Ok(0);
         };
         let removed = self.size - cut;
