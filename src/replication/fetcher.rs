@@ -647,7 +647,12 @@ pub async fn apply_fetched(p: &Arc<Partition>, data: &PartitionData) -> Result<(
             let leader_start = Offset(data.log_start_offset);
             if leo < leader_start {
                 tracing::info!(partition = %p.tp, local_end = %leo, %leader_start, "behind the leader's log start; starting over there");
-                blocking(p, move |p| p.truncate_fully_and_start_at(leader_start)).await
+                blocking(p, move |p| {
+                    p.restart_log_at(leader_start, |log| {
+                        log.truncate_fully_and_start_at(leader_start)
+                    })
+                })
+                .await
             } else {
                 // Ahead of the leader without an epoch to tell where: keep what is committed.
                 let to = p.high_watermark().max(leader_hw.min(leo));

@@ -489,10 +489,10 @@ impl LinkFetcher {
         let source_start = self.list_offset(client, -2).await?;
         if end == Offset(0) && source_start > Offset(0) {
             tracing::info!(link = %self.link.name, partition = %self.tp(), %source_start, "new mirror partition starts at the source's log start");
-            let p = self.partition.clone();
-            tokio::task::spawn_blocking(move || p.truncate_fully_and_start_at(source_start))
-                .await
-                .map_err(|e| Stop::Retry(e.to_string()))?
+            let (p, at) = (self.partition.clone(), source_start);
+            let start = move || p.restart_log_at(at, |l| l.truncate_fully_and_start_at(at));
+            let done = tokio::task::spawn_blocking(start).await;
+            done.map_err(|e| Stop::Retry(e.to_string()))?
                 .map_err(|e| Stop::Retry(e.to_string()))?;
         } else if source_start > end {
             return Err(Stop::Fail(format!(

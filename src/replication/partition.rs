@@ -592,10 +592,9 @@ impl Partition {
             *f = f.on_fetch(fetch_offset, leo, now);
         }
         self.advance_high_watermark();
-        let info = self
-            .log()
-            .read(fetch_offset, max_bytes, leo, true)
-            .inspect_err(|e| self.log().read_failed(fetch_offset, e))?;
+        let log = self.log();
+        let read = log.read(fetch_offset, max_bytes, leo, true);
+        let info = read.inspect_err(|e| log.read_failed(fetch_offset, e))?;
         Ok(FollowerFetch {
             diverging: None,
             records: info.records,
@@ -683,16 +682,13 @@ impl Partition {
         Ok(())
     }
 
-    /// On a follower behind the leader's log start: drops the local log, starts empty at `offset`.
-    pub fn truncate_fully_and_start_at(&self, offset: Offset) -> Result<(), PartitionError> {
-        self.restart_log_at(offset, |log| log.truncate_fully_and_start_at(offset))
-    }
-
-    /// On a follower: `restart` leaves the local log empty at `offset` (after the remote log).
-    pub fn restart_log_at<F>(&self, offset: Offset, restart: F) -> Result<(), PartitionError>
-    where
-        F: FnOnce(&UnifiedLog) -> Result<(), LogError>,
-    {
+    /// On a follower: `restart` leaves the local log empty at `offset` (after the remote log, or
+    /// at the leader's log start when it fell behind it).
+    pub fn restart_log_at(
+        &self,
+        offset: Offset,
+        restart: impl FnOnce(&UnifiedLog) -> Result<(), LogError>,
+    ) -> Result<(), PartitionError> {
         restart(self.log())?;
         self.high_watermark.store(offset.0, Ordering::Release);
         self.fetch_wakeups.reset();
