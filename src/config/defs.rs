@@ -154,7 +154,7 @@ pub const NODE_KEYS: &[NodeKey] = &[
     // Not a Bool: "unset" must be told apart from "false", because the right default depends on
     // the endpoint, and --print-config must print a value that means the same when read back.
     node("remote.storage.s3.path.style", String, "", false, "S3 addressing: true puts the bucket in the path (http://host/bucket/key), false in the host name (http://bucket.host/key). Empty (the default): path style when remote.storage.s3.endpoint is set, as MinIO, Ceph, moto and most S3-compatible servers want; virtual-hosted for AWS itself."),
-    node("log.remote.storage.default", Bool, "true", true, "Default of the topic config remote.storage.enable (internal and compacted topics are never tiered)."),
+    node("log.remote.storage.default", Bool, "true", true, "Default of the topic config remote.storage.enable for delete topics (internal topics are never tiered; a compacted topic is tiered only when the topic sets remote.storage.enable=true)."),
     node("log.local.retention.ms", Long, "-2", true, "How long a tiered topic keeps segments on local disk; -2: as long as log.retention.ms."),
     node("log.local.retention.bytes", Long, "-2", true, "How many bytes of a tiered partition stay on local disk; -2: as many as log.retention.bytes."),
     node("remote.upload.concurrency", Int, "4", false, "Segment uploads in flight at once, across all partitions."),

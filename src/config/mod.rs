@@ -677,7 +677,16 @@ impl TopicConfig {
             ),
             flush_policy,
             file_delete_delay_ms: i("file.delete.delay.ms"),
-            remote_storage_enable: s("remote.storage.enable") == "true",
+            // A compacted topic is tiered only when the topic itself says so: the broker-wide
+            // default (log.remote.storage.default) was set when only delete topics were tiered.
+            remote_storage_enable: match self.effective("remote.storage.enable", node) {
+                (v, set) => {
+                    v == "true"
+                        && (set
+                            || !parse_cleanup_policy(&s("cleanup.policy"))
+                                .is_ok_and(|p| p.compacts()))
+                }
+            },
             local_retention_ms: i("local.retention.ms"),
             local_retention_bytes: i("local.retention.bytes"),
             preallocate_bytes: node.get_i64("log.preallocate.bytes").max(0) as u64,

@@ -135,7 +135,9 @@ pub struct LogConfig {
     pub file_delete_delay_ms: i64,
     /// `remote.storage.enable`: sealed segments are uploaded to object storage, and the local
     /// log is bounded by `local.retention.*` instead of `retention.*` (which then bound the
-    /// whole log, remote part included). Never set for internal (`__`) or compacted topics.
+    /// whole log, remote part included). Compacted topics may be tiered too (their sealed
+    /// segments go up once the cleaner has passed them, see `log::remote`); internal (`__`)
+    /// topics never.
     pub remote_storage_enable: bool,
     /// `local.retention.ms`; -2 means the same as `retention.ms`.
     pub local_retention_ms: i64,
@@ -172,10 +174,11 @@ impl LogConfig {
         )
     }
 
-    /// Applies the topic-name rules: internal topics (`__consumer_offsets`, ...) and compacted
-    /// topics are never tiered (Kafka refuses remote storage for compacted topics).
+    /// Applies the topic-name rules: internal topics (`__consumer_offsets`, ...) are never
+    /// tiered (their coordinators load them from the local log). Compacted topics may be,
+    /// unlike in Kafka, which refuses remote storage for them (KIP-405).
     pub fn for_topic(mut self, topic: &str) -> LogConfig {
-        if topic.starts_with("__") || self.cleanup_policy.compacts() {
+        if topic.starts_with("__") {
             self.remote_storage_enable = false;
         }
         self
@@ -416,4 +419,4 @@ pub fn metrics() -> &'static LogMetrics {
 }
 pub use manager::LogManager;
 pub use partition_log::{LogReadInfo, PartitionLog, PartitionLogError};
-pub use unified_log::{RetentionGuard, SealedSegmentInfo, UnifiedLog};
+pub use unified_log::{CleanerFloor, RetentionGuard, SealedSegmentInfo, UnifiedLog};

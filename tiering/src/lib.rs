@@ -60,6 +60,7 @@
 
 pub mod breaker;
 pub mod cache;
+pub mod compaction;
 pub mod credentials;
 pub mod error;
 pub mod keys;
@@ -77,6 +78,7 @@ pub mod unreliable;
 
 pub use breaker::{BreakerPolicy, BreakerState, BreakerStorage, CircuitBreaker, StoreBreaker};
 pub use cache::{CacheStats, ChunkCache, ChunkCacheConfig};
+pub use compaction::{plan_remote_compaction, RemoteCompactionPlan, RemoteCompactionPolicy};
 pub use credentials::AwsChainCredentials;
 pub use error::{Result, TieringError};
 pub use keys::{PartitionPath, SegmentFileKind};
