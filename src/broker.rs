@@ -257,6 +257,10 @@ impl Broker {
             node.get_i64("log.retention.check.interval.ms").max(1) as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
+        logs.cleaner_backoff_ms.store(
+            node.get_i64("log.cleaner.backoff.ms").max(1) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         halt_when_all_log_dirs_offline(&logs, &shutdown);
         let replicas = Arc::new(ReplicaManager::new(node_id, logs.clone(), clock.clone()));
         let metrics = BrokerMetrics::register(metrics);
@@ -600,6 +604,7 @@ fn remote_log_manager_config(node: &NodeConfig) -> RemoteLogManagerConfig {
         fetch_max_bytes_per_second: node
             .get_i64("remote.log.manager.fetch.max.bytes.per.second")
             .max(0) as u64,
+        compaction_interval_ms: node.get_i64("remote.compaction.interval.ms").max(10),
     }
 }
 

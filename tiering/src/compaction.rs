@@ -134,6 +134,20 @@ impl RemotePartition {
         Ok(())
     }
 
+    /// Reads a whole (small) object of a remote segment, e.g. its producer snapshot.
+    pub async fn read_object(
+        &self,
+        meta: &RemoteLogSegmentMetadata,
+        kind: SegmentFileKind,
+        cancel: &CancellationToken,
+    ) -> Result<bytes::Bytes> {
+        let key = self.path().segment_key(meta, kind);
+        retry(self.retry.backoff, self.retry.max_attempts, cancel, || {
+            self.storage().get(&key)
+        })
+        .await
+    }
+
     /// Writes the objects of a rewritten segment under a new segment id. Nothing names them
     /// until [`swap_compacted`](Self::swap_compacted); a failure deletes what went up.
     pub async fn upload_rewritten(

@@ -363,7 +363,7 @@ impl RemotePartition {
     }
 
     /// Deletes every object of a segment the manifest does not name (best effort, once).
-    pub(crate) async fn delete_objects(&self, meta: &RemoteLogSegmentMetadata) {
+    pub async fn delete_objects(&self, meta: &RemoteLogSegmentMetadata) {
         for kind in SegmentFileKind::ALL {
             let _ = self
                 .storage
