@@ -2,7 +2,8 @@
 //!
 //! # What a pass does
 //! 1. Decides (under the log lock, purely over its state) what is cleanable: the closed
-//!    segments from the log start up to the first that is younger than
+//!    segments from the log start (on a tiered log, from the first segment not uploaded nor
+//!    claimed by an upload, the [`CleanerFloor`](super::CleanerFloor)) up to the first that is younger than
 //!    `min.compaction.lag.ms` (by its largest timestamp) or reaches past the first unstable
 //!    offset (an open transaction) — never the active segment. The pass
 //!    runs only if the dirty part (bytes at or after the cleaner checkpoint,
@@ -12,6 +13,8 @@
 //!    consecutive segments (at most `segment.bytes` of input) keeping a record only if it is
 //!    the newest for its key within the range. Tombstones (null values) are kept until their
 //!    segment's largest timestamp is older than `delete.retention.ms`, then dropped.
+//!    On a tiered log tombstones and markers are always kept: older values of their keys may
+//!    be in the remote part, and remote compaction (`log::remote`) drops them together.
 //!    Offsets are preserved (gaps are fine); a batch whose records all survive is copied byte
 //!    for byte; otherwise it is decoded (any compression) and re-encoded with the same
 //!    compression, attributes, max timestamp and producer fields; an emptied batch is dropped.
@@ -361,7 +364,11 @@ impl LogCleaner {
             let mut removed = 0u64;
             let mut written = 0u64;
             for v in &group {
-                let drop_tombstones = v.max_timestamp + cfg.delete_retention_ms < now;
+                // A tiered log's older values of a key may be in the remote part, which this
+                // pass does not see: its tombstones and markers go up and remote compaction,
+                // which sees both parts, drops them with those values.
+                let drop_tombstones =
+                    v.max_timestamp + cfg.delete_retention_ms < now && !cfg.remote_storage_enable;
                 for_each_batch(v, |pos, h, b| {
                     let kept =
                         rewrite_batch(&v.file.path, pos, h, b, &map, &mut txns, drop_tombstones)?;
