@@ -248,19 +248,7 @@ impl Broker {
         let logs = Arc::new(crate::runtime::block_in_place(|| {
             LogManager::open(log_dirs.clone(), clock.clone(), &config_for)
         })?);
-        logs.checkpoint_interval_ms.store(
-            node.get_i64("log.flush.offset.checkpoint.interval.ms")
-                .max(1) as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        logs.retention_check_interval_ms.store(
-            node.get_i64("log.retention.check.interval.ms").max(1) as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        logs.cleaner_backoff_ms.store(
-            node.get_i64("log.cleaner.backoff.ms").max(1) as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        logs.set_intervals(|key| node.get_i64(key));
         halt_when_all_log_dirs_offline(&logs, &shutdown);
         let replicas = Arc::new(ReplicaManager::new(node_id, logs.clone(), clock.clone()));
         let metrics = BrokerMetrics::register(metrics);
