@@ -477,9 +477,10 @@ impl Broker {
 /// The storage config of `topic` as the image and node config say.
 pub fn topic_log_config(node: &NodeConfig, image: &MetadataImage, topic: &str) -> LogConfig {
     let node = effective_node_config(node, image);
+    let tier = node.get_bool("strata.remote.storage.internal.topics.enable");
     image
         .topic_by_name(topic)
-        .map(|t| t.config.log_config(&node).for_topic(topic))
+        .map(|t| t.config.log_config(&node).for_topic(topic, tier))
         .unwrap_or_else(|| Default::default())
 }
 

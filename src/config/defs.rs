@@ -168,6 +168,7 @@ pub const NODE_KEYS: &[NodeKey] = &[
     node("remote.storage.breaker.failure.threshold", Int, "8", false, "Consecutive failed object-store calls, from at least two partitions, that open the store's circuit breaker (calls then stop until a probe succeeds); 0 turns the breaker off."),
     node("remote.storage.breaker.open.max.ms", Long, "30000", false, "Longest time the store's circuit breaker stays open before its next probe (it starts at 1 s and doubles while probes fail)."),
     node("remote.group.offsets.export.interval.ms", Long, "5000", false, "How often each broker writes the committed offsets of the groups it coordinates to the remote store (when they changed), for strata restore; 0 turns the export off."),
+    node("strata.remote.storage.internal.topics.enable", Bool, "false", false, "Tier the coordinators' compacted topics __consumer_offsets and __transaction_state as any tiered compacted topic; their coordinators then load the remote part too."),
     node("remote.compaction.interval.ms", Long, "300000", false, "How often the leader of a tiered compacted partition considers compacting its remote log (a pass runs when the bytes uploaded since the last one reach min.cleanable.dirty.ratio of the remote log)."),
     node("remote.orphan.sweep.interval.ms", Long, "3600000", false, "How often a leader looks for remote objects no manifest names (orphans of interrupted uploads) and deletes them."),
     node("remote.orphan.grace.ms", Long, "600000", false, "Objects no manifest names are deleted once this old (an upload in flight is younger)."),

@@ -137,7 +137,7 @@ pub struct LogConfig {
     /// log is bounded by `local.retention.*` instead of `retention.*` (which then bound the
     /// whole log, remote part included). Compacted topics may be tiered too (their sealed
     /// segments go up once the cleaner has passed them, see `log::remote`); internal (`__`)
-    /// topics never.
+    /// topics only as [`for_topic`](Self::for_topic) says.
     pub remote_storage_enable: bool,
     /// `local.retention.ms`; -2 means the same as `retention.ms`.
     pub local_retention_ms: i64,
@@ -174,12 +174,15 @@ impl LogConfig {
         )
     }
 
-    /// Applies the topic-name rules: internal topics (`__consumer_offsets`, ...) are never
-    /// tiered (their coordinators load them from the local log). Compacted topics may be,
-    /// unlike in Kafka, which refuses remote storage for them (KIP-405).
-    pub fn for_topic(mut self, topic: &str) -> LogConfig {
+    /// Applies the topic-name rules: internal (`__`) topics are not tiered, except the
+    /// coordinators' `__consumer_offsets` and `__transaction_state`, which are when
+    /// `tier_coordinator_topics` (`strata.remote.storage.internal.topics.enable`) says so. A
+    /// compacted topic may be tiered, unlike in Kafka, which refuses remote storage for
+    /// compacted topics (KIP-405).
+    pub fn for_topic(mut self, topic: &str, tier_coordinator_topics: bool) -> LogConfig {
         if topic.starts_with("__") {
-            self.remote_storage_enable = false;
+            self.remote_storage_enable = tier_coordinator_topics
+                && matches!(topic, "__consumer_offsets" | "__transaction_state");
         }
         self
     }

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from conftest import wait_until
@@ -222,4 +222,74 @@ def test_compacted_topic_is_tiered_and_compacted_in_the_bucket(broker_factory, m
         f"holds {sum(in_bucket.values())} records in {len(m['segments'])} segments "
         f"({remote_bytes} bytes)"
     )
+    b.stop()
+
+
+@pytest.mark.timeout(180)
+def test_consumer_offsets_tiered_behind_the_flag_load_from_the_remote_part(broker_factory, tmp_path):
+    """With strata.remote.storage.internal.topics.enable, __consumer_offsets is tiered and its
+    local log drops what went up; after a restart the coordinator loads the committed offsets
+    that now live only in the remote part."""
+    from confluent_kafka import ConsumerGroupTopicPartitions
+
+    remote_dir = tmp_path / "remote-store"
+    b = broker_factory(
+        {
+            "remote.storage.uri": f"file://{remote_dir}",
+            "strata.remote.storage.internal.topics.enable": "true",
+            "offsets.topic.num.partitions": "1",
+            "offsets.topic.segment.bytes": "16384",
+            "log.local.retention.bytes": "32768",
+            "log.cleaner.backoff.ms": "200",
+            "remote.log.manager.task.interval.ms": "200",
+            "remote.compaction.interval.ms": "500",
+            "group.initial.rebalance.delay.ms": "0",
+        }
+    )
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    admin.create_topics([NewTopic("t", 1, 1)])["t"].result(30)
+    groups = {f"g-{i:04d}": 1000 + i for i in range(600)}
+
+    def commit_all():
+        for g, offset in groups.items():
+            req = ConsumerGroupTopicPartitions(g, [TopicPartition("t", 0, offset)])
+            # A partition's error comes back in the result (the coordinator may still be
+            # loading the offsets topic it just created), not as an exception.
+            for _ in range(50):
+                done = admin.alter_consumer_group_offsets([req])[g].result(30)
+                if all(tp.error is None for tp in done.topic_partitions):
+                    break
+                time.sleep(0.1)
+            else:
+                pytest.fail(f"commit of {g}: {done.topic_partitions}")
+
+    commit_all()
+    part_dir = b.data_dir / "__consumer_offsets-0"
+
+    def local_start() -> int:
+        return min(int(p.stem) for p in part_dir.glob("*.log") if p.exists())
+
+    def uploaded_and_dropped():
+        manifests = list(remote_dir.rglob("manifest.json"))
+        if not any("__consumer_offsets-" in str(m) for m in manifests):
+            return False
+        return local_start() > 0
+
+    wait_until(uploaded_and_dropped, 60, "__consumer_offsets uploaded and trimmed locally", 0.5)
+    first_local = local_start()
+    b.kill()
+    b.restart()
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    # The first groups' commits are below the local log start: only the remote part has them.
+    def committed(g: str):
+        try:
+            return admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(g)])[g].result(30)
+        except KafkaException as e:  # the coordinator is still loading
+            assert e.args[0].code() == KafkaError.COORDINATOR_LOAD_IN_PROGRESS, e
+            return None
+
+    for g in [*list(groups)[:5], *list(groups)[-2:]]:
+        got = wait_until(lambda: committed(g), 30, f"the offsets of {g}", 0.2)
+        assert [(tp.topic, tp.partition, tp.offset) for tp in got.topic_partitions] == [("t", 0, groups[g])], g
+    assert local_start() >= first_local > 0
     b.stop()
