@@ -24,6 +24,9 @@
 //! A rewritten segment has no transaction index: every aborted transaction's data in the
 //! remote log was dropped by the pass, so no read_committed reader needs one.
 //!
+//! The scans and rewrites run under `runtime::block_in_place`: they read and write files and
+//! decode records, which must not hold up the reactor.
+//!
 //! # Bounds
 //! The map holds at most [`MAX_MAP_KEYS`] keys; a partition with more is left uncompacted
 //! remotely (a warning says so). Scratch space is one remote segment during the map and one
@@ -226,8 +229,10 @@ impl RemoteLogManager {
             remote
                 .download(s, SegmentFileKind::Log, s.segment_bytes, &input, cancel)
                 .await?;
-            for_each_batch(&input, |pos, h, b| {
-                map_batch(&input, pos, h, b, &mut txns, &mut map)
+            crate::runtime::block_in_place(|| {
+                for_each_batch(&input, |pos, h, b| {
+                    map_batch(&input, pos, h, b, &mut txns, &mut map)
+                })
             })?;
             if map.len() > MAX_MAP_KEYS {
                 tracing::warn!(partition = %tp, keys = map.len(), "too many keys to compact the remote log; leaving it as it is");
@@ -237,32 +242,36 @@ impl RemoteLogManager {
         let stable = p.last_stable_offset();
         let mut offset = Offset(plan.end_offset + 1).max(log.local_log_start_offset());
         while offset < stable {
-            let read = match log.read(offset, 1 << 20, stable, true) {
-                Ok(r) => r,
-                // Retention moved the local start past the remote end meanwhile: nothing
-                // between them is lost (the guard keeps what is not uploaded), so go on there.
-                Err(LogError::OffsetOutOfRange {
-                    log_start_offset, ..
-                }) if log_start_offset > offset => {
-                    offset = log_start_offset;
-                    continue;
-                }
-                Err(e) => return Err(log_err(e)),
-            };
+            let read =
+                match crate::runtime::block_in_place(|| log.read(offset, 1 << 20, stable, true)) {
+                    Ok(r) => r,
+                    // Retention moved the local start past the remote end meanwhile: nothing
+                    // between them is lost (the guard keeps what is not uploaded), so go on there.
+                    Err(LogError::OffsetOutOfRange {
+                        log_start_offset, ..
+                    }) if log_start_offset > offset => {
+                        offset = log_start_offset;
+                        continue;
+                    }
+                    Err(e) => return Err(log_err(e)),
+                };
             if read.records.is_empty() {
                 break;
             }
             let before = offset;
             let path = log.dir().to_path_buf();
-            for item in BatchIter::new(&read.records) {
-                let Ok((at, h)) = item else { break };
-                if h.base_offset >= stable.0 {
-                    break;
+            crate::runtime::block_in_place(|| {
+                for item in BatchIter::new(&read.records) {
+                    let Ok((at, h)) = item else { break };
+                    if h.base_offset >= stable.0 {
+                        break;
+                    }
+                    let b = &read.records[at..at + h.total_size()];
+                    map_batch(&path, at as u64, &h, b, &mut txns, &mut map).map_err(log_err)?;
+                    offset = Offset(h.next_offset());
                 }
-                let b = &read.records[at..at + h.total_size()];
-                map_batch(&path, at as u64, &h, b, &mut txns, &mut map).map_err(log_err)?;
-                offset = Offset(h.next_offset());
-            }
+                Ok::<(), TieringError>(())
+            })?;
             if offset == before || map.len() > MAX_MAP_KEYS {
                 if map.len() > MAX_MAP_KEYS {
                     tracing::warn!(partition = %tp, keys = map.len(), "too many keys to compact the remote log; leaving it as it is");
@@ -373,15 +382,17 @@ impl RemoteLogManager {
             stats.bytes_before += s.segment_bytes;
             let drop_tombstones = s.max_timestamp_ms.saturating_add(cfg.delete_retention_ms) < now;
             let mut write_err = None;
-            for_each_batch(&input, |pos, h, b| {
-                let kept = rewrite_batch(&input, pos, h, b, map, txns, drop_tombstones)?;
-                stats.records_removed += kept.removed;
-                if let Some(bytes) = kept.bytes {
-                    if let Err(e) = out.write_all(&bytes) {
-                        write_err = Some(e);
+            crate::runtime::block_in_place(|| {
+                for_each_batch(&input, |pos, h, b| {
+                    let kept = rewrite_batch(&input, pos, h, b, map, txns, drop_tombstones)?;
+                    stats.records_removed += kept.removed;
+                    if let Some(bytes) = kept.bytes {
+                        if let Err(e) = out.write_all(&bytes) {
+                            write_err = Some(e);
+                        }
                     }
-                }
-                Ok(())
+                    Ok(())
+                })
             })?;
             if let Some(e) = write_err {
                 return Err(io(&out_path)(e));
@@ -392,7 +403,7 @@ impl RemoteLogManager {
             .sync_all()
             .map_err(io(&out_path))?;
         // The indexes, as for a local segment that was just rolled.
-        let size = {
+        let size = crate::runtime::block_in_place(|| {
             let mut seg = LogSegment::open(
                 &out_dir,
                 base,
@@ -403,8 +414,8 @@ impl RemoteLogManager {
             .map_err(log_err)?;
             seg.rebuild_indexes().map_err(log_err)?;
             seg.on_become_inactive().map_err(log_err)?;
-            seg.size
-        };
+            Ok::<u64, TieringError>(seg.size)
+        })?;
         let snapshot_path = if last_group && last.has_snapshot {
             let path = scratch.join("snapshot");
             let data = remote
