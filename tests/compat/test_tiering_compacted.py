@@ -200,7 +200,9 @@ def test_compacted_topic_is_tiered_and_compacted_in_the_bucket(broker_factory, m
         }
     )
     c.assign([TopicPartition(TOPIC, 0, 0)])
-    _, high = c.get_watermark_offsets(TopicPartition(TOPIC, 0), timeout=10)
+    low, high = c.get_watermark_offsets(TopicPartition(TOPIC, 0), timeout=10)
+    # Segments the cleaner emptied before upload leave gaps, not a later log start.
+    assert low == 0, low
     seen: dict[bytes, bytes] = {}
     last = -1
     deadline = time.monotonic() + 60

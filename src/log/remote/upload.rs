@@ -257,6 +257,8 @@ impl RemoteLogManager {
             tracing::debug!(partition = %tp, base = seg.base_offset, end = seg.end_offset, bytes = out.bytes, "uploaded segment");
             manifest = entry.remote.manifest().unwrap_or(manifest);
         }
+        // Every claimed segment is in the manifest now, whose end bounds the cleaner instead.
+        entry.upload_claim.store(i64::MIN, Ordering::Release);
         self.maybe_compact_remote(p, entry).await?;
         // Local retention now that the manifest moved; blocking file deletes off the reactor.
         let log = p.local_log().clone();
