@@ -266,9 +266,13 @@ impl RemoteLogManager {
                     if h.base_offset >= stable.0 {
                         break;
                     }
+                    offset = Offset(h.next_offset());
+                    // The batch holding the remote end was read from the remote copy already.
+                    if h.last_offset() <= plan.end_offset {
+                        continue;
+                    }
                     let b = &read.records[at..at + h.total_size()];
                     map_batch(&path, at as u64, &h, b, &mut txns, &mut map).map_err(log_err)?;
-                    offset = Offset(h.next_offset());
                 }
                 Ok::<(), TieringError>(())
             })?;
