@@ -547,6 +547,35 @@ mod tests {
     }
 
     #[test]
+    fn a_compacted_topic_is_tiered_only_when_it_says_so() {
+        let node = crate::config::NodeConfig::load(None, &[], &[]).expect("load");
+        let tiered = |overrides: &[(&str, &str)], topic: &str, internal: bool| {
+            let mut t = TopicConfig::default();
+            for (k, v) in overrides {
+                t.overrides.insert(k.to_string(), v.to_string());
+            }
+            t.log_config(&node)
+                .for_topic(topic, internal)
+                .remote_storage_enable
+        };
+        // log.remote.storage.default (true) tiers delete topics only.
+        assert!(tiered(&[], "t", false));
+        assert!(!tiered(&[("cleanup.policy", "compact")], "t", false));
+        assert!(!tiered(&[("cleanup.policy", "compact,delete")], "t", false));
+        let compact_tiered = [
+            ("cleanup.policy", "compact"),
+            ("remote.storage.enable", "true"),
+        ];
+        assert!(tiered(&compact_tiered, "t", false));
+        assert!(!tiered(&[("remote.storage.enable", "false")], "t", false));
+        // Internal topics: the coordinators' two, and only with the flag.
+        assert!(!tiered(&[], "__consumer_offsets", false));
+        assert!(tiered(&[], "__consumer_offsets", true));
+        assert!(tiered(&[], "__transaction_state", true));
+        assert!(!tiered(&[], "__strata_other", true));
+    }
+
+    #[test]
     fn configs_md_matches_the_key_tables() {
         let rows = documented();
         assert!(rows.len() >= 37, "the table has {} rows", rows.len());
