@@ -222,6 +222,16 @@ impl RemoteLogManager {
             let Some(seg) = scheduler::next_upload(&manifest, &sealed, bound).cloned() else {
                 break;
             };
+            if compacts && manifest.end_offset().is_some_and(|e| seg.base_offset <= e) {
+                // The cleaner rewrote uploaded segments (tiering was off meanwhile): this one
+                // would overlap the remote log. Nothing goes up; its local copy stays.
+                tracing::warn!(
+                    partition = %tp, base = seg.base_offset, end = seg.end_offset,
+                    remote_end = manifest.end_offset().unwrap_or(-1),
+                    "a local segment overlaps the remote log; not uploading it"
+                );
+                break;
+            }
             if compacts {
                 // Claim the segment before reading its files: the cleaner's floor moves past
                 // it. A cleaner swap that began before the claim finishes under the log's
