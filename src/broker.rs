@@ -229,15 +229,7 @@ impl Broker {
         let logs = Arc::new(crate::runtime::block_in_place(|| {
             LogManager::open(log_dirs.clone(), clock.clone(), &config_for)
         })?);
-        logs.checkpoint_interval_ms.store(
-            node.get_i64("log.flush.offset.checkpoint.interval.ms")
-                .max(1) as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        logs.retention_check_interval_ms.store(
-            node.get_i64("log.retention.check.interval.ms").max(1) as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        logs.set_intervals(|key| node.get_i64(key));
         logs.set_disk_pressure(node.disk_pressure()?);
         halt_when_all_log_dirs_offline(&logs, &shutdown);
         let replicas = Arc::new(ReplicaManager::new(node_id, logs.clone(), clock.clone()));
@@ -471,9 +463,10 @@ impl Broker {
 /// The storage config of `topic` as the image and node config say.
 pub fn topic_log_config(node: &NodeConfig, image: &MetadataImage, topic: &str) -> LogConfig {
     let node = effective_node_config(node, image);
+    let tier = node.get_bool("strata.remote.storage.internal.topics.enable");
     image
         .topic_by_name(topic)
-        .map(|t| t.config.log_config(&node).for_topic(topic))
+        .map(|t| t.config.log_config(&node).for_topic(topic, tier))
         .unwrap_or_else(|| Default::default())
 }
 
@@ -586,6 +579,7 @@ fn remote_log_manager_config(node: &NodeConfig) -> RemoteLogManagerConfig {
         fetch_max_bytes_per_second: node
             .get_i64("remote.log.manager.fetch.max.bytes.per.second")
             .max(0) as u64,
+        compaction_interval_ms: node.get_i64("remote.compaction.interval.ms").max(10),
     }
 }
 

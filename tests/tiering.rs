@@ -1087,3 +1087,191 @@ async fn a_multi_segment_remote_log_reads_back_exactly_in_order_and_at_random_of
     assert!(m.store_requests.with_label_values(&["put"]).get() > 0);
     assert!(m.cache_prefetched.get() > 0);
 }
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+/// The newest value of every key in `records` (a tombstone removes the key).
+fn fold(
+    into: &mut std::collections::BTreeMap<String, String>,
+    records: &[kafka_protocol::records::Record],
+) {
+    for r in records {
+        let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
+        match &r.value {
+            Some(v) => {
+                into.insert(key, String::from_utf8_lossy(v).into_owned());
+            }
+            None => {
+                into.remove(&key);
+            }
+        }
+    }
+}
+
+/// A compacted topic with `remote.storage.enable=true`: updates over many keys and deletions
+/// are cleaned, uploaded and compacted in the bucket, which then holds each key at most once
+/// and no deleted key; a consumer from offset 0 reads the newest value of every key across the
+/// sparse remote segments and the local log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compacted_topic_is_tiered_and_compacted_in_the_bucket() {
+    let b = TestBroker::start(&tiering_sets(&[
+        ("log.cleaner.backoff.ms", "50"),
+        ("remote.compaction.interval.ms", "100"),
+    ]))
+    .await;
+    let mut c = strata::admin::connect(&b.bootstrap())
+        .await
+        .expect("connect");
+    let topic = "tiered-compacted";
+    create_topic(
+        &mut c,
+        topic,
+        &[
+            ("cleanup.policy", "compact"),
+            ("remote.storage.enable", "true"),
+            ("segment.bytes", "16384"),
+            ("local.retention.bytes", "32768"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+            ("delete.retention.ms", "0"),
+            ("file.delete.delay.ms", "0"),
+        ],
+    )
+    .await;
+    const KEYS: usize = 300;
+    const ROUNDS: usize = 8;
+    let mut expected = std::collections::BTreeMap::new();
+    let mut next = 0i64;
+    fn send(next: &mut i64, recs: Vec<common::TestRecord>) -> (i64, Bytes) {
+        let at = *next;
+        *next += recs.len() as i64;
+        (at, batch(&recs, Compression::None))
+    }
+    let mut batches = Vec::new();
+    for round in 0..ROUNDS {
+        for chunk in (0..KEYS).collect::<Vec<_>>().chunks(10) {
+            let recs: Vec<common::TestRecord> = chunk
+                .iter()
+                .map(|k| {
+                    let v = format!("v{round}-{k}-{}", "x".repeat(80));
+                    expected.insert(format!("key-{k:04}"), v.clone());
+                    (Some(leak(format!("key-{k:04}"))), Some(v), vec![])
+                })
+                .collect();
+            batches.push(send(&mut next, recs));
+        }
+    }
+    // Every seventh key is deleted.
+    let deleted: Vec<usize> = (0..KEYS).step_by(7).collect();
+    for chunk in deleted.chunks(10) {
+        let recs: Vec<common::TestRecord> = chunk
+            .iter()
+            .map(|k| {
+                expected.remove(&format!("key-{k:04}"));
+                (Some(leak(format!("key-{k:04}"))), None, vec![])
+            })
+            .collect();
+        batches.push(send(&mut next, recs));
+    }
+    let last_update = next - 1;
+    // Keys written once, enough to roll the segments holding the updates.
+    for chunk in (0..200).collect::<Vec<_>>().chunks(10) {
+        let recs: Vec<common::TestRecord> = chunk
+            .iter()
+            .map(|i| {
+                let v = format!("filler-{i}-{}", "y".repeat(80));
+                expected.insert(format!("filler-{i:04}"), v.clone());
+                (Some(leak(format!("filler-{i:04}"))), Some(v), vec![])
+            })
+            .collect();
+        batches.push(send(&mut next, recs));
+    }
+    let end = next;
+    for (at, records) in batches {
+        assert_eq!(produce_batch(&mut c, topic, records).await, (0, at));
+    }
+    let tp = TopicPartition::new(topic, 0);
+    let manifest = || b.broker.remote.manifest(&tp).expect("manifest loaded");
+    wait_for(
+        "the updates to be uploaded and compacted remotely",
+        Duration::from_secs(60),
+        || {
+            b.broker.remote.manifest(&tp).is_some_and(|m| {
+                m.end_offset().is_some_and(|e| e >= last_update)
+                    && m.compacted_end_offset == m.end_offset()
+                    && m.segments.iter().all(|s| {
+                        s.state == strata_tiering::RemoteLogSegmentState::CopySegmentFinished
+                    })
+            })
+        },
+    )
+    .await;
+    let m = manifest();
+    let local_start = b
+        .broker
+        .replicas
+        .logs()
+        .get(&tp)
+        .expect("log")
+        .local_log_start_offset()
+        .0;
+    assert!(local_start > 0, "local retention dropped uploaded segments");
+
+    // The bucket holds each key at most once, and no deleted key.
+    let path = strata_tiering::PartitionPath::new(topic, m.topic_id, 0);
+    let mut in_bucket: std::collections::HashMap<String, usize> = Default::default();
+    let mut remote_records = 0;
+    for s in m.live_segments() {
+        let data = b
+            .broker
+            .remote
+            .storage()
+            .get(&path.segment_key(s, strata_tiering::SegmentFileKind::Log))
+            .await
+            .expect("segment object");
+        for r in decode(data) {
+            assert!(r.offset >= s.base_offset && r.offset <= s.end_offset);
+            let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
+            *in_bucket.entry(key).or_default() += 1;
+            remote_records += 1;
+        }
+    }
+    let produced = (KEYS * ROUNDS + deleted.len()) as i64;
+    assert!(
+        remote_records <= expected.len(),
+        "{remote_records} records in the bucket for {} live keys (of {produced} written)",
+        expected.len()
+    );
+    assert!(remote_records > 0, "the bucket holds the newest values");
+    for (key, n) in &in_bucket {
+        assert_eq!(*n, 1, "{key} is in the bucket {n} times");
+        assert!(expected.contains_key(key), "deleted {key} is in the bucket");
+    }
+
+    // Offsets the cleaner emptied before upload are gaps: the log still starts at 0.
+    assert_eq!(list_offset(&mut c, topic, -2).await, (0, 0));
+    // A consumer from offset 0 reads the newest value of every key and no deleted key.
+    let mut seen = std::collections::BTreeMap::new();
+    let mut offset = 0;
+    let mut from_remote = 0;
+    while offset < end {
+        let (err, records, log_start) = fetch_once(&mut c, topic, offset, 64 * 1024).await;
+        assert_eq!((err, log_start), (0, 0), "fetch at {offset}");
+        let recs: Vec<_> = decode(records)
+            .into_iter()
+            .filter(|r| r.offset >= offset)
+            .collect();
+        let Some(last) = recs.last() else {
+            panic!("no records at {offset} (end {end})");
+        };
+        assert!(recs.windows(2).all(|w| w[0].offset < w[1].offset));
+        if offset < local_start {
+            from_remote += recs.len();
+        }
+        offset = last.offset + 1;
+        fold(&mut seen, &recs);
+    }
+    assert!(from_remote > 0, "part of the read came from the bucket");
+    assert_eq!(seen, expected);
+}

@@ -97,8 +97,10 @@ pub async fn run_restore(args: RestoreArgs) -> anyhow::Result<()> {
             .with_context(|| format!("reading {key}"))?;
         described.push(RemoteTopicManifest::decode(key, &data)?);
     }
+    // Internal topics (tiered with strata.remote.storage.internal.topics.enable) are not
+    // restored: the fresh cluster has its own, and group offsets come back from their export.
     let (plan, skipped) = restore_plan(&keys, &described, |t| {
-        include.is_empty() || include.iter().any(|r| r.is_match(t))
+        !t.starts_with("__") && (include.is_empty() || include.iter().any(|r| r.is_match(t)))
     });
     for s in &skipped {
         let RestoreSkip::ShadowedId { topic, topic_id } = s;

@@ -159,7 +159,7 @@ pub const NODE_KEYS: &[NodeKey] = &[
     // Not a Bool: "unset" must be told apart from "false", because the right default depends on
     // the endpoint, and --print-config must print a value that means the same when read back.
     node("remote.storage.s3.path.style", String, "", false, "S3 addressing: true puts the bucket in the path (http://host/bucket/key), false in the host name (http://bucket.host/key). Empty (the default): path style when remote.storage.s3.endpoint is set, as MinIO, Ceph, moto and most S3-compatible servers want; virtual-hosted for AWS itself."),
-    node("log.remote.storage.default", Bool, "true", true, "Default of the topic config remote.storage.enable (internal and compacted topics are never tiered)."),
+    node("log.remote.storage.default", Bool, "true", true, "Default of the topic config remote.storage.enable for delete topics (internal topics are never tiered; a compacted topic is tiered only when the topic sets remote.storage.enable=true)."),
     node("log.local.retention.ms", Long, "-2", true, "How long a tiered topic keeps segments on local disk; -2: as long as log.retention.ms."),
     node("log.local.retention.bytes", Long, "-2", true, "How many bytes of a tiered partition stay on local disk; -2: as many as log.retention.bytes."),
     node("remote.upload.concurrency", Int, "4", false, "Segment uploads in flight at once, across all partitions."),
@@ -173,6 +173,8 @@ pub const NODE_KEYS: &[NodeKey] = &[
     node("remote.storage.breaker.failure.threshold", Int, "8", false, "Consecutive failed object-store calls, from at least two partitions, that open the store's circuit breaker (calls then stop until a probe succeeds); 0 turns the breaker off."),
     node("remote.storage.breaker.open.max.ms", Long, "30000", false, "Longest time the store's circuit breaker stays open before its next probe (it starts at 1 s and doubles while probes fail)."),
     node("remote.group.offsets.export.interval.ms", Long, "5000", false, "How often each broker writes the committed offsets of the groups it coordinates to the remote store (when they changed), for strata restore; 0 turns the export off."),
+    node("strata.remote.storage.internal.topics.enable", Bool, "false", false, "Tier the coordinators' compacted topics __consumer_offsets and __transaction_state as any tiered compacted topic; their coordinators then load the remote part too."),
+    node("remote.compaction.interval.ms", Long, "300000", false, "How often the leader of a tiered compacted partition considers compacting its remote log (a pass runs when the bytes uploaded since the last one reach min.cleanable.dirty.ratio of the remote log)."),
     node("remote.orphan.sweep.interval.ms", Long, "3600000", false, "How often a leader looks for remote objects no manifest names (orphans of interrupted uploads) and deletes them."),
     node("remote.orphan.grace.ms", Long, "600000", false, "Objects no manifest names are deleted once this old (an upload in flight is younger)."),
     node("remote.fetch.max.bytes", Int, "8388608", false, "Most bytes one fetch reads from a remote segment."),
@@ -214,6 +216,7 @@ pub const NODE_KEYS: &[NodeKey] = &[
     node("log.retention.ms", Long, "604800000", true, "Delete segments older than this; -1 keeps forever."),
     node("log.retention.bytes", Long, "-1", true, "Delete old segments past this partition size; -1 for no bound."),
     node("log.retention.check.interval.ms", Long, "300000", false, "How often retention runs."),
+    node("log.cleaner.backoff.ms", Long, "15000", false, "Pause between the cleaner's passes over the compacted logs."),
     node("log.cleanup.policy", List, "delete", true, "delete, compact, or both."),
     node("log.cleaner.delete.retention.ms", Long, "86400000", true, "How long tombstones survive compaction."),
     node("log.cleaner.min.cleanable.ratio", Double, "0.5", true, "Dirty ratio that makes a log eligible for cleaning."),
@@ -547,6 +550,35 @@ mod tests {
                 (cells[1].trim_matches('`').to_string(), cells[3].to_string())
             })
             .collect()
+    }
+
+    #[test]
+    fn a_compacted_topic_is_tiered_only_when_it_says_so() {
+        let node = crate::config::NodeConfig::load(None, &[], &[]).expect("load");
+        let tiered = |overrides: &[(&str, &str)], topic: &str, internal: bool| {
+            let mut t = TopicConfig::default();
+            for (k, v) in overrides {
+                t.overrides.insert(k.to_string(), v.to_string());
+            }
+            t.log_config(&node)
+                .for_topic(topic, internal)
+                .remote_storage_enable
+        };
+        // log.remote.storage.default (true) tiers delete topics only.
+        assert!(tiered(&[], "t", false));
+        assert!(!tiered(&[("cleanup.policy", "compact")], "t", false));
+        assert!(!tiered(&[("cleanup.policy", "compact,delete")], "t", false));
+        let compact_tiered = [
+            ("cleanup.policy", "compact"),
+            ("remote.storage.enable", "true"),
+        ];
+        assert!(tiered(&compact_tiered, "t", false));
+        assert!(!tiered(&[("remote.storage.enable", "false")], "t", false));
+        // Internal topics: the coordinators' two, and only with the flag.
+        assert!(!tiered(&[], "__consumer_offsets", false));
+        assert!(tiered(&[], "__consumer_offsets", true));
+        assert!(tiered(&[], "__transaction_state", true));
+        assert!(!tiered(&[], "__strata_other", true));
     }
 
     #[test]

@@ -650,6 +650,12 @@ impl TopicConfig {
                 ms: i("flush.ms").max(1) as u64,
             }
         };
+        let cleanup_policy =
+            parse_cleanup_policy(&s("cleanup.policy")).unwrap_or(CleanupPolicy::Delete);
+        // A compacted topic is tiered only when the topic itself says so: the broker-wide
+        // default (log.remote.storage.default) predates tiering for compacted topics.
+        let (remote, remote_set) = self.effective("remote.storage.enable", node);
+        let remote_storage_enable = remote == "true" && (remote_set || !cleanup_policy.compacts());
         LogConfig {
             segment_bytes: i("segment.bytes").max(1) as u64,
             segment_ms: i("segment.ms"),
@@ -657,8 +663,7 @@ impl TopicConfig {
             index_interval_bytes: i("index.interval.bytes").max(0) as u32,
             retention_ms: i("retention.ms"),
             retention_bytes: i("retention.bytes"),
-            cleanup_policy: parse_cleanup_policy(&s("cleanup.policy"))
-                .unwrap_or(CleanupPolicy::Delete),
+            cleanup_policy,
             delete_retention_ms: i("delete.retention.ms"),
             min_cleanable_dirty_ratio: s("min.cleanable.dirty.ratio").parse().unwrap_or(0.5),
             min_compaction_lag_ms: i("min.compaction.lag.ms"),
@@ -679,7 +684,7 @@ impl TopicConfig {
             ),
             flush_policy,
             file_delete_delay_ms: i("file.delete.delay.ms"),
-            remote_storage_enable: s("remote.storage.enable") == "true",
+            remote_storage_enable,
             local_retention_ms: i("local.retention.ms"),
             local_retention_bytes: i("local.retention.bytes"),
             preallocate_bytes: node.get_i64("log.preallocate.bytes").max(0) as u64,

@@ -1,6 +1,7 @@
 //! Committed group offsets exported to the tiered-storage bucket, so that `strata restore`
-//! can bring them back after every disk is lost: `__consumer_offsets` is compacted and never
-//! tiered, so its content is not otherwise in the bucket.
+//! can bring them back after every disk is lost: `__consumer_offsets` is not tiered by
+//! default (`strata.remote.storage.internal.topics.enable`), and a restore never brings it back
+//! as a topic, so its content is not otherwise restored.
 //!
 //! Every `remote.group.offsets.export.interval.ms`, each broker lists the groups of the
 //! offsets partitions it leads, reads each group's committed offsets from its shard (the

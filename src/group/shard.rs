@@ -23,6 +23,7 @@ use super::state::{
 };
 use crate::clock::SharedClock;
 use crate::model::Offset;
+use crate::replication::coordinator_load::{self, CoordinatorLoadError};
 use crate::replication::{Partition, PartitionError};
 
 /// Requests queued for one shard at most; beyond this callers get COORDINATOR_NOT_AVAILABLE.
@@ -112,16 +113,16 @@ fn load(
     partition: &Partition,
     config: GroupConfig,
     now_ms: i64,
-) -> Result<GroupShard, PartitionError> {
+) -> Result<GroupShard, CoordinatorLoadError> {
     let mut shard = GroupShard::new(config);
-    let mut offset = partition.log().local_log_start_offset();
+    let mut offset = coordinator_load::load_start_offset(partition)?;
     let mut records = 0usize;
     loop {
         let hw = partition.high_watermark();
         if offset >= hw {
             break;
         }
-        let info = partition.read_committed(offset, LOAD_READ_BYTES, true)?;
+        let info = coordinator_load::read_for_load(partition, offset, LOAD_READ_BYTES)?;
         if info.records.is_empty() {
             break;
         }

@@ -2,7 +2,8 @@
 //!
 //! # What a pass does
 //! 1. Decides (under the log lock, purely over its state) what is cleanable: the closed
-//!    segments from the log start up to the first that is younger than
+//!    segments from the log start (on a tiered log, from the first segment not uploaded nor
+//!    claimed by an upload, the [`CleanerFloor`](super::CleanerFloor)) up to the first that is younger than
 //!    `min.compaction.lag.ms` (by its largest timestamp) or reaches past the first unstable
 //!    offset (an open transaction) — never the active segment. The pass
 //!    runs only if the dirty part (bytes at or after the cleaner checkpoint,
@@ -12,6 +13,8 @@
 //!    consecutive segments (at most `segment.bytes` of input) keeping a record only if it is
 //!    the newest for its key within the range. Tombstones (null values) are kept until their
 //!    segment's largest timestamp is older than `delete.retention.ms`, then dropped.
+//!    On a tiered log tombstones and markers are always kept: older values of their keys may
+//!    be in the remote part, and remote compaction (`log::remote`) drops them together.
 //!    Offsets are preserved (gaps are fine); a batch whose records all survive is copied byte
 //!    for byte; otherwise it is decoded (any compression) and re-encoded with the same
 //!    compression, attributes, max timestamp and producer fields; an emptied batch is dropped.
@@ -206,20 +209,20 @@ fn compression_of(h: &BatchHeader) -> Compression {
     }
 }
 
-fn corrupt(file: &SegmentFile, position: u64, reason: impl Into<String>) -> LogError {
+fn corrupt(path: &Path, position: u64, reason: impl Into<String>) -> LogError {
     LogError::CorruptSegment {
-        path: file.path.clone(),
+        path: path.to_path_buf(),
         position,
         reason: reason.into(),
     }
 }
 
 /// Decodes the records of one whole batch.
-fn decode(file: &SegmentFile, pos: u64, batch: &[u8]) -> Result<Vec<Record>> {
+fn decode(path: &Path, pos: u64, batch: &[u8]) -> Result<Vec<Record>> {
     let mut b = Bytes::copy_from_slice(batch);
     RecordBatchDecoder::decode(&mut b)
         .map(|set| set.records)
-        .map_err(|e| corrupt(file, pos, format!("cannot decode batch: {e}")))
+        .map_err(|e| corrupt(path, pos, format!("cannot decode batch: {e}")))
 }
 
 /// Calls `f(position, header, bytes)` for every batch of a segment, CRC-checked.
@@ -241,7 +244,7 @@ fn for_each_batch(
         return Err(e);
     }
     if let Some((pos, reason)) = end.error {
-        return Err(corrupt(&seg.file, pos, reason));
+        return Err(corrupt(&seg.file.path, pos, reason));
     }
     Ok(())
 }
@@ -269,8 +272,19 @@ impl LogCleaner {
             let closed = st.segments.len().saturating_sub(1);
             // Open transactions are not cleaned: whether their data is aborted is not known.
             let first_unstable = st.producers.first_unstable_offset().unwrap_or(i64::MAX);
+            // A tiered log leaves what is uploaded (or going up) to remote compaction.
+            let floor = match (&st.cleaner_floor, cfg.remote_storage_enable) {
+                (Some(f), true) => match f() {
+                    Some(floor) => floor,
+                    None => return Ok(None),
+                },
+                _ => i64::MIN,
+            };
             let mut views = Vec::new();
             for seg in st.segments.values().take(closed) {
+                if seg.base_offset < floor {
+                    continue;
+                }
                 if seg.max_timestamp > now - cfg.min_compaction_lag_ms
                     || seg.next_offset > first_unstable
                 {
@@ -309,22 +323,7 @@ impl LogCleaner {
         let mut usable = 0;
         for v in &views {
             for_each_batch(v, |pos, h, b| {
-                if h.is_control() {
-                    if let Some(m) = parse_marker(b) {
-                        let abort = m.result == TransactionResult::Abort;
-                        txns.on_marker(h.producer_id, h.base_offset, abort);
-                    }
-                    return Ok(());
-                }
-                if txns.on_data_batch(h.producer_id, h.is_transactional(), h.last_offset()) {
-                    return Ok(());
-                }
-                for r in decode(&v.file, pos, b)? {
-                    if let Some(k) = r.key {
-                        map.insert(k, r.offset);
-                    }
-                }
-                Ok(())
+                map_batch(&v.file.path, pos, h, b, &mut txns, &mut map)
             })?;
             usable += 1;
             if map.len() >= MAX_MAP_KEYS {
@@ -365,77 +364,19 @@ impl LogCleaner {
             let mut removed = 0u64;
             let mut written = 0u64;
             for v in &group {
-                let drop_tombstones = v.max_timestamp + cfg.delete_retention_ms < now;
+                // A tiered log's older values of a key may be in the remote part, which this
+                // pass does not see: its tombstones and markers go up and remote compaction,
+                // which sees both parts, drops them with those values.
+                let drop_tombstones =
+                    v.max_timestamp + cfg.delete_retention_ms < now && !cfg.remote_storage_enable;
                 for_each_batch(v, |pos, h, b| {
-                    if h.is_control() {
-                        let no_data_left = parse_marker(b).is_some_and(|m| {
-                            let abort = m.result == TransactionResult::Abort;
-                            txns.on_marker(h.producer_id, h.base_offset, abort)
-                        });
-                        // Like a tombstone, a marker outlives delete.retention.ms, so a
-                        // consumer that read the data before the clean still meets it.
-                        if no_data_left && drop_tombstones {
-                            removed += 1;
-                            return Ok(());
-                        }
-                        out.write_all(b).map_err(|e| io_error(&cleaned, e))?;
-                        written += b.len() as u64;
-                        return Ok(());
+                    let kept =
+                        rewrite_batch(&v.file.path, pos, h, b, &map, &mut txns, drop_tombstones)?;
+                    removed += kept.removed;
+                    if let Some(bytes) = kept.bytes {
+                        out.write_all(&bytes).map_err(|e| io_error(&cleaned, e))?;
+                        written += bytes.len() as u64;
                     }
-                    if txns.on_data_batch(h.producer_id, h.is_transactional(), h.last_offset()) {
-                        removed += h.records_count as u64;
-                        return Ok(());
-                    }
-                    let records = decode(&v.file, pos, b)?;
-                    let total = records.len();
-                    let keep: Vec<Record> = records
-                        .into_iter()
-                        .filter(|r| match &r.key {
-                            Some(k) => {
-                                map.get(k).is_none_or(|&newest| r.offset >= newest)
-                                    && !(r.value.is_none() && drop_tombstones)
-                            }
-                            None => true,
-                        })
-                        .collect();
-                    removed += (total - keep.len()) as u64;
-                    if keep.len() == total {
-                        out.write_all(b).map_err(|e| io_error(&cleaned, e))?;
-                        written += b.len() as u64;
-                        return Ok(());
-                    }
-                    if keep.is_empty() {
-                        return Ok(());
-                    }
-                    let mut buf = BytesMut::new();
-                    RecordBatchEncoder::encode(
-                        &mut buf,
-                        keep.iter(),
-                        &RecordEncodeOptions {
-                            version: 2,
-                            compression: compression_of(h),
-                        },
-                    )
-                    .map_err(|e| corrupt(&v.file, pos, format!("cannot re-encode batch: {e}")))?;
-                    let mut nb = buf.to_vec();
-                    let first_seq = if h.base_sequence < 0 {
-                        -1
-                    } else {
-                        let delta = (keep[0].offset - h.base_offset) as i32;
-                        h.base_sequence.wrapping_add(delta)
-                    };
-                    record_batch::set_partition_leader_epoch(&mut nb, h.partition_leader_epoch);
-                    record_batch::set_covered_fields(
-                        &mut nb,
-                        h.attributes,
-                        h.max_timestamp,
-                        first_seq,
-                    );
-                    record_batch::validate_batch(&nb).map_err(|e| {
-                        corrupt(&v.file, pos, format!("re-encoded batch invalid: {e}"))
-                    })?;
-                    out.write_all(&nb).map_err(|e| io_error(&cleaned, e))?;
-                    written += nb.len() as u64;
                     Ok(())
                 })?;
             }
@@ -469,13 +410,19 @@ impl LogCleaner {
             return Err(LogError::Closed);
         }
         let active_base = st.active().base_offset;
-        let unchanged = group.iter().all(|v| {
-            v.base < active_base
-                && st
-                    .segments
-                    .get(&v.base)
-                    .is_some_and(|s| s.size == v.size && s.next_offset == v.next_offset)
-        });
+        // An upload may have claimed the group's first segment since the pass began.
+        let floor = match (&st.cleaner_floor, st.config.remote_storage_enable) {
+            (Some(f), true) => f().unwrap_or(i64::MAX),
+            _ => i64::MIN,
+        };
+        let unchanged = group[0].base >= floor
+            && group.iter().all(|v| {
+                v.base < active_base
+                    && st
+                        .segments
+                        .get(&v.base)
+                        .is_some_and(|s| s.size == v.size && s.next_offset == v.next_offset)
+            });
         if !unchanged {
             return Ok(false);
         }
@@ -516,6 +463,125 @@ impl LogCleaner {
         st.segments.insert(base, seg);
         Ok(true)
     }
+}
+
+/// The offset map's step for one batch: a data batch that is not aborted records the offset
+/// of each of its keys (the newest so far wins); markers advance the transaction walk.
+pub(crate) fn map_batch(
+    path: &Path,
+    pos: u64,
+    h: &BatchHeader,
+    b: &[u8],
+    txns: &mut CleanedTransactions,
+    map: &mut HashMap<Bytes, i64>,
+) -> Result<()> {
+    if h.is_control() {
+        if let Some(m) = parse_marker(b) {
+            let abort = m.result == TransactionResult::Abort;
+            txns.on_marker(h.producer_id, h.base_offset, abort);
+        }
+        return Ok(());
+    }
+    if txns.on_data_batch(h.producer_id, h.is_transactional(), h.last_offset()) {
+        return Ok(());
+    }
+    for r in decode(path, pos, b)? {
+        if let Some(k) = r.key {
+            map.insert(k, r.offset);
+        }
+    }
+    Ok(())
+}
+
+/// What a rewrite keeps of one batch.
+pub(crate) struct KeptBatch<'a> {
+    /// The batch as written (the input bytes when every record stays), `None` when dropped.
+    pub(crate) bytes: Option<std::borrow::Cow<'a, [u8]>>,
+    /// Records (and markers) left out.
+    pub(crate) removed: u64,
+}
+
+/// The rewrite's step for one batch (see the module documentation): records shadowed by a
+/// newer offset of their key in `map`, tombstones and empty markers past the delete horizon
+/// (`drop_tombstones`), and aborted data go; a batch that keeps everything is kept byte for
+/// byte, one that keeps some is re-encoded with its offsets, compression and producer fields.
+pub(crate) fn rewrite_batch<'a>(
+    path: &Path,
+    pos: u64,
+    h: &BatchHeader,
+    b: &'a [u8],
+    map: &HashMap<Bytes, i64>,
+    txns: &mut CleanedTransactions,
+    drop_tombstones: bool,
+) -> Result<KeptBatch<'a>> {
+    use std::borrow::Cow;
+    let whole = |removed| KeptBatch {
+        bytes: Some(Cow::Borrowed(b)),
+        removed,
+    };
+    let dropped = |removed| KeptBatch {
+        bytes: None,
+        removed,
+    };
+    if h.is_control() {
+        let no_data_left = parse_marker(b).is_some_and(|m| {
+            let abort = m.result == TransactionResult::Abort;
+            txns.on_marker(h.producer_id, h.base_offset, abort)
+        });
+        // Like a tombstone, a marker outlives delete.retention.ms, so a consumer that read
+        // the data before the clean still meets it.
+        if no_data_left && drop_tombstones {
+            return Ok(dropped(1));
+        }
+        return Ok(whole(0));
+    }
+    if txns.on_data_batch(h.producer_id, h.is_transactional(), h.last_offset()) {
+        return Ok(dropped(h.records_count as u64));
+    }
+    let records = decode(path, pos, b)?;
+    let total = records.len();
+    let keep: Vec<Record> = records
+        .into_iter()
+        .filter(|r| match &r.key {
+            Some(k) => {
+                map.get(k).is_none_or(|&newest| r.offset >= newest)
+                    && !(r.value.is_none() && drop_tombstones)
+            }
+            None => true,
+        })
+        .collect();
+    let removed = (total - keep.len()) as u64;
+    if keep.len() == total {
+        return Ok(whole(0));
+    }
+    if keep.is_empty() {
+        return Ok(dropped(removed));
+    }
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        keep.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: compression_of(h),
+        },
+    )
+    .map_err(|e| corrupt(path, pos, format!("cannot re-encode batch: {e}")))?;
+    let mut nb = buf.to_vec();
+    let first_seq = if h.base_sequence < 0 {
+        -1
+    } else {
+        let delta = (keep[0].offset - h.base_offset) as i32;
+        h.base_sequence.wrapping_add(delta)
+    };
+    record_batch::set_partition_leader_epoch(&mut nb, h.partition_leader_epoch);
+    record_batch::set_covered_fields(&mut nb, h.attributes, h.max_timestamp, first_seq);
+    record_batch::validate_batch(&nb)
+        .map_err(|e| corrupt(path, pos, format!("re-encoded batch invalid: {e}")))?;
+    Ok(KeptBatch {
+        bytes: Some(Cow::Owned(nb)),
+        removed,
+    })
 }
 
 /// Cleans `log` once if it is due; returns the offset cleaned up to.

@@ -139,6 +139,7 @@ pub(crate) fn load(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<LocalL
         last_flush_ms: now_ms,
         truncations: 0,
         guard: None,
+        cleaner_floor: None,
         closed: false,
     };
     if !epochs_ok {

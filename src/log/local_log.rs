@@ -14,7 +14,7 @@ use super::epoch_cache::LeaderEpochFileCache;
 use super::producer_state::{self, ProducerStateManager};
 use super::segment::{scan_batches, LogSegment, SegmentFile};
 use super::txn_index::{self, AbortedTxn};
-use super::unified_log::RetentionGuard;
+use super::unified_log::{CleanerFloor, RetentionGuard};
 use super::{LogConfig, LogError, Result};
 use crate::protocol::record_batch::BatchHeader;
 
@@ -44,6 +44,8 @@ pub(crate) struct LocalLog {
     /// durable offset past data that was replaced.
     pub(crate) truncations: u64,
     pub(crate) guard: Option<RetentionGuard>,
+    /// Tiered compacted logs: the first offset the cleaner may rewrite (see [`CleanerFloor`]).
+    pub(crate) cleaner_floor: Option<CleanerFloor>,
     pub(crate) closed: bool,
 }
 

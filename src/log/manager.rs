@@ -379,6 +379,25 @@ impl LogManager {
         }
     }
 
+    /// Sets the background tasks' intervals from the node config, read by `ms`:
+    /// `log.flush.offset.checkpoint.interval.ms`, `log.retention.check.interval.ms` and
+    /// `log.cleaner.backoff.ms` (at least 1 ms each).
+    pub fn set_intervals(&self, ms: impl Fn(&str) -> i64) {
+        for (interval_ms, key) in [
+            (
+                &self.checkpoint_interval_ms,
+                "log.flush.offset.checkpoint.interval.ms",
+            ),
+            (
+                &self.retention_check_interval_ms,
+                "log.retention.check.interval.ms",
+            ),
+            (&self.cleaner_backoff_ms, "log.cleaner.backoff.ms"),
+        ] {
+            interval_ms.store(ms(key).max(1) as u64, Ordering::Relaxed);
+        }
+    }
+
     /// One cleaner pass over compacted logs; returns logs cleaned.
     pub fn run_cleaner(&self) -> usize {
         let mut n = 0;

@@ -137,7 +137,9 @@ pub struct LogConfig {
     pub file_delete_delay_ms: i64,
     /// `remote.storage.enable`: sealed segments are uploaded to object storage, and the local
     /// log is bounded by `local.retention.*` instead of `retention.*` (which then bound the
-    /// whole log, remote part included). Never set for internal (`__`) or compacted topics.
+    /// whole log, remote part included). Compacted topics may be tiered too (their sealed
+    /// segments go up once the cleaner has passed them, see `log::remote`); internal (`__`)
+    /// topics only as [`for_topic`](Self::for_topic) says.
     pub remote_storage_enable: bool,
     /// `local.retention.ms`; -2 means the same as `retention.ms`.
     pub local_retention_ms: i64,
@@ -174,11 +176,15 @@ impl LogConfig {
         )
     }
 
-    /// Applies the topic-name rules: internal topics (`__consumer_offsets`, ...) and compacted
-    /// topics are never tiered (Kafka refuses remote storage for compacted topics).
-    pub fn for_topic(mut self, topic: &str) -> LogConfig {
-        if topic.starts_with("__") || self.cleanup_policy.compacts() {
-            self.remote_storage_enable = false;
+    /// Applies the topic-name rules: internal (`__`) topics are not tiered, except the
+    /// coordinators' `__consumer_offsets` and `__transaction_state`, which are when
+    /// `tier_coordinator_topics` (`strata.remote.storage.internal.topics.enable`) says so. A
+    /// compacted topic may be tiered, unlike in Kafka, which refuses remote storage for
+    /// compacted topics (KIP-405).
+    pub fn for_topic(mut self, topic: &str, tier_coordinator_topics: bool) -> LogConfig {
+        if topic.starts_with("__") {
+            self.remote_storage_enable = tier_coordinator_topics
+                && matches!(topic, "__consumer_offsets" | "__transaction_state");
         }
         self
     }
@@ -434,4 +440,4 @@ pub fn metrics() -> &'static LogMetrics {
 }
 pub use manager::LogManager;
 pub use partition_log::{LogReadInfo, PartitionLog, PartitionLogError};
-pub use unified_log::{RetentionGuard, SealedSegmentInfo, UnifiedLog};
+pub use unified_log::{CleanerFloor, RetentionGuard, SealedSegmentInfo, UnifiedLog};

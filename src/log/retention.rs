@@ -8,8 +8,9 @@
 //! - `cleanup.policy` includes `delete` and without it the log would still be at least
 //!   `retention.bytes` long.
 //!
-//! For a tiered topic (`remote.storage.enable`) the bounds are `local.retention.ms/bytes`
-//! ([`LogConfig::local_retention`](super::LogConfig::local_retention)) and the retention guard
+//! For a tiered topic (`remote.storage.enable`, compacted or not) the bounds are
+//! `local.retention.ms/bytes`
+//! ([`LogConfig::local_retention`](super::LogConfig::local_retention)), and the retention guard
 //! holds back every segment not yet in the remote manifest; `retention.*` then bound the whole
 //! log and are enforced on the remote part by tiering.
 //!
@@ -21,7 +22,9 @@ use super::local_log::LocalLog;
 /// `(base_offset, next_offset)` of the segments to delete, oldest first.
 pub(crate) fn deletable_segments(log: &LocalLog, now_ms: i64) -> Vec<(i64, i64)> {
     let cfg = &log.config;
-    let deletes = cfg.cleanup_policy.deletes();
+    // A tiered compacted log drops local segments by `local.retention.*` like a delete log:
+    // the guard keeps every one not yet uploaded, and the remote copy is compacted instead.
+    let deletes = cfg.cleanup_policy.deletes() || cfg.remote_storage_enable;
     let (retention_ms, retention_bytes) = cfg.local_retention();
     let mut remaining = log.size_bytes() as i64;
     let mut out = Vec::new();

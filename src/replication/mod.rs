@@ -7,6 +7,7 @@
 //! as compare-and-set proposals ([`crate::controller::isr`]).
 
 pub mod alter_partition;
+pub mod coordinator_load;
 pub mod delayed_fetch;
 pub mod fetch_session;
 pub mod fetcher;
@@ -169,7 +170,10 @@ impl ReplicaManager {
         > = HashMap::new();
         let mut led_tiered = Vec::new();
         for topic in image.topics.values() {
-            let log_config = topic.config.log_config(&node).for_topic(&topic.name);
+            let log_config = topic.config.log_config(&node).for_topic(
+                &topic.name,
+                node.get_bool("strata.remote.storage.internal.topics.enable"),
+            );
             let leads_first = topic
                 .partitions
                 .values()

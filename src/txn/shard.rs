@@ -20,6 +20,7 @@ use super::records::{encode_batch, TxnLogRecord};
 use super::state::{Decision, TxnConfig, TxnRequest, TxnResponse, TxnShard, Waiter};
 use crate::clock::SharedClock;
 use crate::model::Offset;
+use crate::replication::coordinator_load::{self, CoordinatorLoadError};
 use crate::replication::{Partition, PartitionError};
 
 /// Requests queued for one shard at most; beyond this callers get COORDINATOR_NOT_AVAILABLE.
@@ -123,15 +124,15 @@ pub fn spawn(
 }
 
 /// Reads the partition from its start to the high watermark into a fresh shard.
-fn load(partition: &Partition, config: TxnConfig) -> Result<TxnShard, PartitionError> {
+fn load(partition: &Partition, config: TxnConfig) -> Result<TxnShard, CoordinatorLoadError> {
     let mut shard = TxnShard::new(config);
-    let mut offset = partition.log().local_log_start_offset();
+    let mut offset = coordinator_load::load_start_offset(partition)?;
     let mut records = 0usize;
     loop {
         if offset >= partition.high_watermark() {
             break;
         }
-        let info = partition.read_committed(offset, LOAD_READ_BYTES, true)?;
+        let info = coordinator_load::read_for_load(partition, offset, LOAD_READ_BYTES)?;
         if info.records.is_empty() {
             break;
         }

@@ -4,7 +4,9 @@ remote.storage.uri) with small segments; every node is SIGKILLed and its data di
 fresh cluster on the same bucket runs `strata restore`. Every uploaded record reads back at
 the same offset, record by record (key, value, headers, timestamp), each partition continues
 after its remote end with the same topic id, and a new write lands right after it. A consumer
-group's committed offsets, exported to the bucket, come back: the group resumes at them.
+group's committed offsets, exported to the bucket, come back: the group resumes at them. A
+tiered compacted topic comes back too: what it reads is a subset of what was uploaded, at the
+same offsets, with the same newest value of every key (remote compaction may drop older ones).
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ TOPICS = {"plain": 3, "keyed": 2, "idem": 1}
 RECORDS = {"plain": 450, "keyed": 300, "idem": 200}
 GROUP = "restore-group/1"
 TOPIC_CONFIG = {"segment.bytes": "4096", "retention.ms": "-1"}
+COMPACTED = "compacted"
+COMPACTED_RECORDS = 300
+COMPACTED_CONFIG = {"segment.bytes": "4096", "cleanup.policy": "compact", "remote.storage.enable": "true"}
 
 
 def sets(bucket: Path) -> dict[str, str]:
@@ -36,6 +41,7 @@ def sets(bucket: Path) -> dict[str, str]:
         "remote.group.offsets.export.interval.ms": "200",
         "default.replication.factor": "3",
         "offsets.topic.replication.factor": "3",
+        "log.cleaner.backoff.ms": "200",
     }
 
 
@@ -78,6 +84,23 @@ def produce_all(bootstrap: str):
                 p.flush(10)
         flush_all(p)
         d.assert_all_ok(n)
+    p = producer(bootstrap)
+    d = Deliveries()
+    for i in range(COMPACTED_RECORDS):
+        p.produce(COMPACTED, key=f"c{i % 23}".encode(), value=f"{i:05d}-".encode() + b"y" * 60,
+                  partition=0, on_delivery=d)
+        if i % 40 == 39:
+            p.flush(10)
+    flush_all(p)
+    d.assert_all_ok(COMPACTED_RECORDS)
+
+
+def newest(recs) -> dict:
+    """The newest value of each key."""
+    out = {}
+    for r in sort_po(recs):
+        out[r.key] = r.value
+    return out
 
 
 @pytest.mark.timeout(300)
@@ -92,7 +115,8 @@ def test_a_cluster_is_rebuilt_from_its_bucket(tmp_path):
         old.wait_ready()
         a = AdminClient({"bootstrap.servers": old.bootstrap(), "socket.timeout.ms": 5000})
         fs = a.create_topics(
-            [NewTopic(t, num_partitions=n, replication_factor=3, config=TOPIC_CONFIG) for t, n in TOPICS.items()],
+            [NewTopic(t, num_partitions=n, replication_factor=3, config=TOPIC_CONFIG) for t, n in TOPICS.items()]
+            + [NewTopic(COMPACTED, num_partitions=1, replication_factor=3, config=COMPACTED_CONFIG)],
             request_timeout=15,
         )
         for f in fs.values():
@@ -107,13 +131,17 @@ def test_a_cluster_is_rebuilt_from_its_bucket(tmp_path):
                     _, high = watermarks(old.bootstrap(), t, p)
                     if ends.get((t, p), -1) < high - 60:
                         return None
+            _, high = watermarks(old.bootstrap(), COMPACTED, 0)
+            if ends.get((COMPACTED, 0), -1) < high - 60:
+                return None
             ids = topic_ids(bucket)
-            return ends if set(ids) >= set(TOPICS) else None
+            return ends if set(ids) >= set(TOPICS) | {COMPACTED} else None
 
         ends = wait_until(uploaded, 40, "the sealed segments of every partition in the bucket", interval=0.5)
         ids = topic_ids(bucket)
-        assert {t: v[1] for t, v in ids.items()} == TOPICS
+        assert {t: v[1] for t, v in ids.items()} == {**TOPICS, COMPACTED: 1}
         assert ids["plain"][2] == TOPIC_CONFIG
+        assert ids[COMPACTED][2] == COMPACTED_CONFIG
         before = {
             t: sort_po(r for r in read_partitions(old.bootstrap(), t, range(n)) if r.offset <= ends[(t, r.partition)])
             for t, n in TOPICS.items()
@@ -122,6 +150,8 @@ def test_a_cluster_is_rebuilt_from_its_bucket(tmp_path):
             for p in range(n):
                 offsets = [r.offset for r in before[t] if r.partition == p]
                 assert offsets == list(range(ends[(t, p)] + 1)), f"{t}-{p}"
+        compacted_end = ends[(COMPACTED, 0)]
+        before_compacted = [r for r in read_partitions(old.bootstrap(), COMPACTED, [0]) if r.offset <= compacted_end]
 
         # A group commits offsets inside the uploaded part; the export reaches the bucket.
         committed = {p: ends[("plain", p)] - 7 * (p + 1) for p in range(TOPICS["plain"])}
@@ -155,7 +185,7 @@ def test_a_cluster_is_rebuilt_from_its_bucket(tmp_path):
             capture_output=True, text=True, timeout=90,
         )
         assert p.returncode == 0, p.stdout + p.stderr
-        for t in TOPICS:
+        for t in [*TOPICS, COMPACTED]:
             assert f"topic {t}\tid={ids[t][0]}" in p.stdout, p.stdout
 
         # Every uploaded record at its offset, exactly as it was.
@@ -165,6 +195,11 @@ def test_a_cluster_is_rebuilt_from_its_bucket(tmp_path):
             for part in range(n):
                 low, high = watermarks(new.bootstrap(), t, part)
                 assert (low, high) == (0, ends[(t, part)] + 1), f"{t}-{part}"
+        after_compacted = read_partitions(new.bootstrap(), COMPACTED, [0])
+        uploaded = {r.offset: r for r in before_compacted}
+        assert after_compacted and all(uploaded.get(r.offset) == r for r in after_compacted)
+        assert newest(after_compacted) == newest(before_compacted)
+        assert watermarks(new.bootstrap(), COMPACTED, 0) == (0, compacted_end + 1)
 
         # The group resumes from its committed offsets, at the same records.
         assert f"group {GROUP}\toffsets restored" in p.stdout, p.stdout

@@ -60,6 +60,7 @@ fn manager(store: &Arc<dyn RemoteStorage>, dir: &std::path::Path) -> Arc<RemoteL
             readahead_max_chunks: 4,
             fetch_concurrency: 2,
             fetch_max_bytes_per_second: 0,
+            compaction_interval_ms: 300_000,
         },
         strata::clock::system(),
         TieringMetrics::new(&Registry::new()),

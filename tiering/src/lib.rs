@@ -15,6 +15,9 @@
 //! - [`topic_manifest`]: the per-topic [`RemoteTopicManifest`] (name, id, partition count,
 //!   configs) and [`restore_plan`], what a restore from the bucket alone creates.
 //! - [`scheduler`]: the pure decisions (next upload, local deletability, remote retention).
+//! - [`compaction`]: remote compaction of compacted topics: the pure plan
+//!   ([`plan_remote_compaction`]) and the steps that read segments, write rewritten ones and
+//!   swap them into the manifest (the records are filtered by the broker).
 //! - [`partition`]: [`RemotePartition`], the one owner of a partition's remote state, which
 //!   carries the decisions out against the store with retries ([`retry`]).
 //! - [`cache`]: [`ChunkCache`], ranged reads in chunks cached on local disk, coalesced, fetched
@@ -49,7 +52,10 @@
 //! grace period; never a manifest entry without its data. Deletion is the reverse: the manifest
 //! first marks segments `DeleteSegmentStarted` (and moves the start offset past them, so
 //! nothing reads them), then the objects go, then the entries. Each step is idempotent, so after
-//! a crash the next pass repeats whatever was interrupted.
+//! a crash the next pass repeats whatever was interrupted. Remote compaction writes its
+//! rewritten segments first and swaps them in with one manifest write, which also marks the
+//! replaced segments `DeleteSegmentStarted` without moving the start offset; their objects stay
+//! until `delete_after_ms` for readers of the older manifest, then retention deletes them.
 //!
 //! # Cancellation
 //! Store calls run under a `CancellationToken`; cancelling it ends retry loops with
@@ -60,6 +66,7 @@
 
 pub mod breaker;
 pub mod cache;
+pub mod compaction;
 pub mod credentials;
 pub mod error;
 pub mod keys;
@@ -77,6 +84,7 @@ pub mod unreliable;
 
 pub use breaker::{BreakerPolicy, BreakerState, BreakerStorage, CircuitBreaker, StoreBreaker};
 pub use cache::{CacheStats, ChunkCache, ChunkCacheConfig};
+pub use compaction::{plan_remote_compaction, RemoteCompactionPlan, RemoteCompactionPolicy};
 pub use credentials::AwsChainCredentials;
 pub use error::{Result, TieringError};
 pub use keys::{PartitionPath, SegmentFileKind};

@@ -6,9 +6,13 @@
 //! [`RemotePartitionManifest`], then a line `crc32:XXXXXXXX` (crc32fast of the JSON bytes, hex),
 //! so a torn or foreign object is refused rather than misread.
 //!
-//! Invariants: segments are sorted by base offset and do not overlap; only segments whose
-//! objects were all written (`CopySegmentFinished`) or are being removed
-//! (`DeleteSegmentStarted`) appear — what the manifest does not name does not exist.
+//! Invariants: segments are sorted by base offset; the `CopySegmentFinished` ones do not
+//! overlap; only segments whose objects were all written (`CopySegmentFinished`) or are being
+//! removed (`DeleteSegmentStarted`) appear — what the manifest does not name does not exist.
+//! A `DeleteSegmentStarted` segment may overlap finished ones: remote compaction replaces
+//! segments by rewritten ones with the same offsets in one manifest write, and keeps the old
+//! entries (not served) until `delete_after_ms`, so that a reader holding the manifest from
+//! before the swap can finish its read.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -55,6 +59,10 @@ pub struct RemoteLogSegmentMetadata {
     pub segment_leader_epochs: Vec<(i32, i64)>,
     pub state: RemoteLogSegmentState,
     pub uploaded_ms: i64,
+    /// A segment replaced by remote compaction: its objects are deleted from this clock time
+    /// on (0: at once, as retention's deletions are).
+    #[serde(default)]
+    pub delete_after_ms: i64,
 }
 
 /// See the module documentation.
@@ -67,6 +75,10 @@ pub struct RemotePartitionManifest {
     /// Nothing below it is served (retention and DeleteRecords move it forward).
     pub log_start_offset: i64,
     pub segments: Vec<RemoteLogSegmentMetadata>,
+    /// Remote compaction: the end offset of the remote log at the last compaction pass
+    /// (`None`: never compacted). Segments past it are the dirty part.
+    #[serde(default)]
+    pub compacted_end_offset: Option<i64>,
 }
 
 impl RemotePartitionManifest {
@@ -78,6 +90,7 @@ impl RemotePartitionManifest {
             partition,
             log_start_offset: 0,
             segments: Vec::new(),
+            compacted_end_offset: None,
         }
     }
 
@@ -139,14 +152,42 @@ impl RemotePartitionManifest {
         self.segments.insert(at, meta);
     }
 
-    /// Marks segments as being deleted and moves the start offset past them.
+    /// Marks segments as being deleted and moves the start offset past those that were live
+    /// (one already being deleted, e.g. replaced by compaction, moves nothing).
     pub fn mark_deleting(&mut self, ids: &[Uuid]) {
         for s in &mut self.segments {
-            if ids.contains(&s.segment_id) {
+            if ids.contains(&s.segment_id) && s.state == RemoteLogSegmentState::CopySegmentFinished
+            {
                 s.state = RemoteLogSegmentState::DeleteSegmentStarted;
                 self.log_start_offset = self.log_start_offset.max(s.end_offset + 1);
             }
         }
+    }
+
+    /// Remote compaction's swap: the finished segments `old` become `DeleteSegmentStarted`
+    /// (their objects may go from `delete_after_ms` on) and `new`, which cover the same
+    /// offsets, take their place. The start offset does not move.
+    pub fn replace_compacted(
+        &mut self,
+        old: &[Uuid],
+        new: Vec<RemoteLogSegmentMetadata>,
+        delete_after_ms: i64,
+        compacted_end_offset: i64,
+    ) {
+        for s in &mut self.segments {
+            if old.contains(&s.segment_id) {
+                s.state = RemoteLogSegmentState::DeleteSegmentStarted;
+                s.delete_after_ms = delete_after_ms;
+            }
+        }
+        for mut meta in new {
+            meta.state = RemoteLogSegmentState::CopySegmentFinished;
+            let at = self
+                .segments
+                .partition_point(|s| s.base_offset <= meta.base_offset);
+            self.segments.insert(at, meta);
+        }
+        self.compacted_end_offset = Some(compacted_end_offset);
     }
 
     /// Drops the entries of deleted segments (`DeleteSegmentFinished`).
@@ -191,6 +232,7 @@ pub(crate) mod tests {
             segment_leader_epochs: vec![(0, base)],
             state: RemoteLogSegmentState::CopySegmentStarted,
             uploaded_ms: 0,
+            delete_after_ms: 0,
         }
     }
 

@@ -52,13 +52,13 @@ pub struct UploadOutcome {
 pub struct RemotePartition {
     path: PartitionPath,
     storage: Arc<dyn RemoteStorage>,
-    retry: RetryPolicy,
+    pub(crate) retry: RetryPolicy,
     // Short sections only: swap or clone the Arc.
     published: RwLock<Option<Arc<RemotePartitionManifest>>>,
     /// What the next manifest write expects to find in the store: the version last read or
     /// written. Short sections only.
     stored_version: std::sync::Mutex<PutCondition>,
-    writer: tokio::sync::Mutex<()>,
+    pub(crate) writer: tokio::sync::Mutex<()>,
 }
 
 fn epochs_file(epochs: &[(i32, i64)]) -> Bytes {
@@ -255,7 +255,7 @@ impl RemotePartition {
     /// wrote (a conditional put). If another writer changed it meanwhile — a second leader —
     /// nothing is overwritten: the stored manifest is read and published instead and the step
     /// fails with [`TieringError::ManifestConflict`]; the next step starts from what is there.
-    async fn write_manifest(
+    pub(crate) async fn write_manifest(
         &self,
         m: RemotePartitionManifest,
         cancel: &CancellationToken,
@@ -312,6 +312,26 @@ impl RemotePartition {
                 return Ok(UploadOutcome { meta, bytes: 0 });
             }
         }
+        let (bytes, meta) = self
+            .upload_new_objects(seg, leader_epoch, now_ms, cancel)
+            .await?;
+        let mut meta = meta;
+        let mut next = (*current).clone();
+        next.add_copied(meta.clone());
+        meta.state = RemoteLogSegmentState::CopySegmentFinished;
+        self.write_manifest(next, cancel).await?;
+        Ok(UploadOutcome { meta, bytes })
+    }
+
+    /// Writes every object of `seg` under a new segment id (the `CopySegmentStarted` step),
+    /// deleting what went up if a write fails: nothing names them yet.
+    pub(crate) async fn upload_new_objects(
+        &self,
+        seg: &SealedSegment,
+        leader_epoch: i32,
+        now_ms: i64,
+        cancel: &CancellationToken,
+    ) -> Result<(u64, RemoteLogSegmentMetadata)> {
         let meta = RemoteLogSegmentMetadata {
             segment_id: Uuid::new_v4(),
             base_offset: seg.base_offset,
@@ -327,30 +347,29 @@ impl RemotePartition {
             segment_leader_epochs: seg.leader_epochs.clone(),
             state: RemoteLogSegmentState::CopySegmentStarted,
             uploaded_ms: now_ms,
+            delete_after_ms: 0,
         };
         let failed_meta = meta.clone();
-        let (bytes, meta) = match self.upload_objects(seg, meta, cancel).await {
-            Ok(done) => done,
+        match self.upload_objects(seg, meta, cancel).await {
+            Ok(done) => Ok(done),
             Err(e) => {
-                // Nothing names these objects: delete what went up now rather than leaving
-                // it to the next sweep (best effort; the sweep catches what this misses).
+                // Best effort; the orphan sweep catches what this misses.
                 if !matches!(e, TieringError::ShuttingDown) {
-                    for kind in SegmentFileKind::ALL {
-                        let _ = self
-                            .storage
-                            .delete(&self.path.segment_key(&failed_meta, kind))
-                            .await;
-                    }
+                    self.delete_objects(&failed_meta).await;
                 }
-                return Err(e);
+                Err(e)
             }
-        };
-        let mut meta = meta;
-        let mut next = (*current).clone();
-        next.add_copied(meta.clone());
-        meta.state = RemoteLogSegmentState::CopySegmentFinished;
-        self.write_manifest(next, cancel).await?;
-        Ok(UploadOutcome { meta, bytes })
+        }
+    }
+
+    /// Deletes every object of a segment the manifest does not name (best effort, once).
+    pub async fn delete_objects(&self, meta: &RemoteLogSegmentMetadata) {
+        for kind in SegmentFileKind::ALL {
+            let _ = self
+                .storage
+                .delete(&self.path.segment_key(meta, kind))
+                .await;
+        }
     }
 
     /// Writes every data object of a segment (the `CopySegmentStarted` step).

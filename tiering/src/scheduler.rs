@@ -72,7 +72,8 @@ pub struct RemoteRetentionPlan {
 /// Total retention over the remote part: walks live segments oldest first and stops at the
 /// first one that is kept, so the remote log stays a contiguous suffix. `local_only_bytes` is
 /// the size of local data not yet uploaded, which counts towards `retention.bytes`. Segments
-/// whose deletion started before a crash are always included (the step is repeated).
+/// whose deletion started before a crash are included (the step is repeated), those replaced
+/// by remote compaction once their `delete_after_ms` has passed.
 pub fn remote_retention(
     manifest: &RemotePartitionManifest,
     now_ms: i64,
@@ -86,7 +87,8 @@ pub fn remote_retention(
         new_log_start_offset: manifest.log_start_offset,
     };
     for s in &manifest.segments {
-        if s.state == S::DeleteSegmentStarted {
+        // Replaced by compaction: kept for readers of the older manifest until its time.
+        if s.state == S::DeleteSegmentStarted && now_ms >= s.delete_after_ms {
             plan.delete.push(s.segment_id);
         }
     }

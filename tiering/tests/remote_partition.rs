@@ -264,3 +264,109 @@ async fn racing_writers_on_s3() {
     let moto = common::MotoServer::start();
     two_writers_race_on_one_manifest(Arc::new(moto.storage("race", "p"))).await;
 }
+
+/// Remote compaction's store steps through a store that fails each call twice: a rewritten
+/// segment's objects go up unnamed, the swap names it and keeps the replaced segments (not
+/// served) until their time, a restart reads the swapped manifest back, a swap whose old
+/// segments are gone changes nothing, and a download returns the object's bytes.
+#[tokio::test]
+async fn compaction_swap_through_failures_and_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inner = ObjectStorage::memory();
+    let store: Arc<dyn RemoteStorage> = Arc::new(UnreliableStorage::new(inner.clone(), 2));
+    let path = PartitionPath::new("t", Uuid::new_v4(), 0);
+    let cancel = CancellationToken::new();
+    let p = RemotePartition::new(path.clone(), store.clone(), fast_retry());
+    p.load(&cancel).await.expect("load");
+    let (a, b) = (
+        sealed(dir.path(), 0, 9, 1000),
+        sealed(dir.path(), 10, 19, 2000),
+    );
+    let a = p.upload(&a, 1, 0, &cancel).await.expect("upload a").meta;
+    let b = p.upload(&b, 1, 0, &cancel).await.expect("upload b").meta;
+
+    // The download reads back what went up.
+    let got = dir.path().join("downloaded");
+    p.download(&a, SegmentFileKind::Log, a.segment_bytes, &got, &cancel)
+        .await
+        .expect("download");
+    assert_eq!(std::fs::read(&got).expect("read"), vec![0u8; 1000]);
+
+    // The rewrite of [0, 19]: its objects exist before any manifest names them.
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).expect("mkdir");
+    let mut merged = sealed(&out, 0, 19, 2000);
+    merged.snapshot_path = None;
+    merged.txn_index_path = None;
+    let (_, new) = p
+        .upload_rewritten(&merged, 2, 0, &cancel)
+        .await
+        .expect("upload rewritten");
+    assert!(inner
+        .get(&path.segment_key(&new, SegmentFileKind::Log))
+        .await
+        .is_ok());
+    assert!(p
+        .manifest()
+        .expect("manifest")
+        .segments
+        .iter()
+        .all(|s| s.segment_id != new.segment_id));
+
+    let swapped = p
+        .swap_compacted(
+            &[a.segment_id, b.segment_id],
+            vec![new.clone()],
+            500,
+            19,
+            &cancel,
+        )
+        .await
+        .expect("swap")
+        .expect("the old segments were live");
+    assert_eq!(swapped.compacted_end_offset, Some(19));
+    assert_eq!(swapped.start_offset(), Some(0));
+    assert_eq!(swapped.end_offset(), Some(19));
+    assert_eq!(
+        swapped.segment_for(12).map(|s| s.segment_id),
+        Some(new.segment_id)
+    );
+    assert_eq!(
+        swapped.segments.len(),
+        3,
+        "the replaced entries stay, not served"
+    );
+
+    // A restart reads the swap back.
+    let again = RemotePartition::new(path.clone(), store.clone(), fast_retry());
+    assert_eq!(*again.load(&cancel).await.expect("reload"), *swapped);
+
+    // Retention deletes the replaced objects only from their time on.
+    assert_eq!(
+        p.enforce_retention(499, -1, -1, 0, &cancel)
+            .await
+            .expect("early"),
+        (0, 0)
+    );
+    assert_eq!(
+        p.enforce_retention(500, -1, -1, 0, &cancel)
+            .await
+            .expect("due")
+            .0,
+        2
+    );
+    assert!(inner
+        .get(&path.segment_key(&a, SegmentFileKind::Log))
+        .await
+        .is_err());
+    let m = p.manifest().expect("manifest");
+    assert_eq!((m.log_start_offset, m.segments.len()), (0, 1));
+
+    // A swap of segments that are no longer there is refused without a write.
+    let none = p
+        .swap_compacted(&[a.segment_id], vec![new.clone()], 0, 19, &cancel)
+        .await
+        .expect("swap");
+    assert!(none.is_none());
+    assert_eq!(*p.manifest().expect("manifest"), *m);
+}

@@ -87,6 +87,9 @@ pub struct TieringMetrics {
     pub store_breaker_state: IntGauge,
     pub store_breaker_rejected: IntCounter,
     pub store_breaker_opened: IntCounter,
+    /// Remote compaction passes that swapped rewritten segments in, and the records they left out.
+    pub remote_compactions: IntCounter,
+    pub remote_compaction_removed_records: IntCounter,
 }
 
 impl TieringMetrics {
@@ -130,6 +133,8 @@ impl TieringMetrics {
             store_breaker_state: gauge(r, "strata_tiering_store_breaker_state", "The object store's circuit breaker: 0 closed, 1 open (calls refused), 2 half-open (one probe in flight)."),
             store_breaker_rejected: counter(r, "strata_tiering_store_breaker_rejected_total", "Object-store calls refused by the open circuit breaker, without reaching the store."),
             store_breaker_opened: counter(r, "strata_tiering_store_breaker_opened_total", "Times the object store's circuit breaker opened (a failed probe opens it again)."),
+            remote_compactions: counter(r, "strata_tiering_remote_compactions_total", "Remote compaction passes of compacted topics that swapped rewritten segments into the manifest."),
+            remote_compaction_removed_records: counter(r, "strata_tiering_remote_compaction_removed_records_total", "Records (shadowed values, expired tombstones, aborted data, empty markers) that remote compaction left out."),
         }
     }
 

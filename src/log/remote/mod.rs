@@ -8,6 +8,8 @@
 //!   the high watermark in offset order (at most `remote.upload.concurrency` uploads at once
 //!   across partitions), runs local retention (whose guard lets a segment go only once the
 //!   manifest naming it is durable), and expires remote segments by `retention.ms/bytes`;
+//!   a compacted topic's segments go up only once the cleaner has passed them (below the
+//!   cleaner checkpoint), and its remote log is compacted on a schedule (`compaction.rs`);
 //! - as follower: re-reads the manifest, so its guard follows what the leader uploaded;
 //! - as leader of a tiered topic's partition 0: writes the topic manifest
 //!   (`{topic}-{topic_id}/topic.json`: partition count, config overrides) when it changed,
@@ -23,6 +25,7 @@
 //! - `upload.rs`: the periodic task and the leader's upload round;
 //! - `retention.rs`: remote retention, DeleteRecords over the remote part, deleted topics;
 //! - `read.rs`: remote reads and lookups by timestamp;
+//! - `compaction.rs`: remote compaction of compacted topics;
 //! - `recovery.rs`: loading the remote metadata (the manifest), and restarting a local log
 //!   that lost its data after the remote end at startup.
 //!
@@ -39,6 +42,7 @@
 //!
 //! The decisions themselves are the pure functions of `strata_tiering::scheduler`.
 
+mod compaction;
 mod metrics;
 mod read;
 mod recovery;
@@ -79,6 +83,9 @@ pub struct RemoteLogManagerConfig {
     pub fetch_concurrency: usize,
     /// `remote.log.manager.fetch.max.bytes.per.second`; 0 or `i64::MAX`: unlimited.
     pub fetch_max_bytes_per_second: u64,
+    /// `remote.compaction.interval.ms`: how often a led compacted partition's remote log is
+    /// considered for compaction.
+    pub compaction_interval_ms: i64,
 }
 
 /// Errors of remote reads and remote steps; all map to KAFKA_STORAGE_ERROR at the handler edge.
@@ -118,6 +125,11 @@ struct RemoteLogPartition {
     /// This broker compared its local log with the remote end since it began leading here
     /// (a partition created by a restore, or led after its disk was lost, starts after it).
     remote_end_checked: AtomicBool,
+    /// Compacted topics: the offset after the segment an upload has claimed; the local
+    /// cleaner leaves everything below it alone (see [`UnifiedLog::set_cleaner_floor`]).
+    upload_claim: AtomicI64,
+    /// Clock time of the next remote compaction pass (0: at the first round as leader).
+    next_compaction_ms: AtomicI64,
 }
 
 /// See the module documentation.
@@ -125,6 +137,8 @@ struct RemoteLogPartition {
 pub struct RemoteLogManager {
     storage: Arc<dyn RemoteStorage>,
     cache: Arc<ChunkCache>,
+    /// Scratch space of remote compaction.
+    compaction_dir: std::path::PathBuf,
     config: RemoteLogManagerConfig,
     clock: SharedClock,
     metrics: TieringMetrics,
@@ -229,6 +243,7 @@ impl RemoteLogManager {
         metrics: TieringMetrics,
         cancel: CancellationToken,
     ) -> Result<Arc<RemoteLogManager>, TieringError> {
+        let compaction_dir = compaction::compaction_dir(&cache_dir);
         let cache = ChunkCache::open_with(
             cache_dir,
             ChunkCacheConfig {
@@ -246,6 +261,7 @@ impl RemoteLogManager {
         Ok(Arc::new(RemoteLogManager {
             storage,
             cache,
+            compaction_dir,
             upload_slots: Arc::new(Semaphore::new(config.upload_concurrency)),
             config,
             clock,
@@ -288,6 +304,8 @@ impl RemoteLogManager {
             lag_bytes: AtomicU64::new(0),
             lag_segments: AtomicU64::new(0),
             remote_end_checked: AtomicBool::new(false),
+            upload_claim: AtomicI64::new(i64::MIN),
+            next_compaction_ms: AtomicI64::new(0),
         });
         m.insert(tp.clone(), e.clone());
         e
@@ -322,6 +340,16 @@ impl RemoteLogManager {
             e.remote
                 .manifest()
                 .is_some_and(|m| scheduler::local_copy_deletable(&m, base.0, last.0))
+        }));
+        let weak_entry: Weak<RemoteLogPartition> = Arc::downgrade(&entry);
+        log.set_cleaner_floor(Arc::new(move || {
+            let e = weak_entry.upgrade()?;
+            let uploaded = e
+                .remote
+                .manifest()?
+                .end_offset()
+                .map_or(i64::MIN, |o| o + 1);
+            Some(uploaded.max(e.upload_claim.load(Ordering::Acquire)))
         }));
         RemoteLog {
             manager: self.clone(),

@@ -26,39 +26,61 @@ impl RemoteLogManager {
         let Some(m) = self.manifest_of(p).await? else {
             return Ok(None);
         };
-        let Some(seg) = m.segment_for(offset.0).cloned() else {
+        // An offset between two remote segments (a local segment the cleaner emptied was
+        // never uploaded) is read from the next one.
+        let Some(mut seg) = m
+            .segment_for(offset.0)
+            .or_else(|| m.next_segment(offset.0))
+            .cloned()
+        else {
             return Ok(None);
         };
         let path = p.path();
-        let log_key = path.segment_key(&seg, SegmentFileKind::Log);
         let limit = max_bytes.min(self.config.fetch_max_bytes);
-        let pos = self.index_position(p, &path, &seg, offset.0).await?;
         let hw = max_offset.0;
-        let mut reader = SegmentReader::new(self, p, &log_key, &seg, pos);
         let mut out = BytesMut::new();
-        while let Some((batch_pos, batch)) =
-            reader.next_batch(limit.saturating_sub(out.len())).await?
-        {
-            let h = parse_header(p.tp, &log_key, batch_pos, &batch)?;
-            if h.last_offset() < offset.0 {
-                continue;
+        loop {
+            let log_key = path.segment_key(&seg, SegmentFileKind::Log);
+            let pos = self.index_position(p, &path, &seg, offset.0).await?;
+            let mut reader = SegmentReader::new(self, p, &log_key, &seg, pos);
+            while let Some((batch_pos, batch)) =
+                reader.next_batch(limit.saturating_sub(out.len())).await?
+            {
+                let h = parse_header(p.tp, &log_key, batch_pos, &batch)?;
+                if h.last_offset() < offset.0 {
+                    continue;
+                }
+                if h.base_offset >= hw {
+                    break;
+                }
+                let fits = out.len() + batch.len() <= limit;
+                if !fits && !(out.is_empty() && min_one_batch) {
+                    break;
+                }
+                out.extend_from_slice(&batch);
+                if out.len() >= limit {
+                    break;
+                }
             }
-            if h.base_offset >= hw {
-                break;
-            }
-            let fits = out.len() + batch.len() <= limit;
-            if !fits && !(out.is_empty() && min_one_batch) {
-                break;
-            }
-            out.extend_from_slice(&batch);
-            if out.len() >= limit {
-                break;
-            }
-        }
-        if reader.at_end() {
-            if let Some(next) = m.next_segment(seg.base_offset) {
-                let key = path.segment_key(next, SegmentFileKind::Log);
-                self.cache.prefetch(&key, next.segment_bytes, 0);
+            let next = reader
+                .at_end()
+                .then(|| m.next_segment(seg.base_offset))
+                .flatten();
+            // A compacted segment may hold nothing at or after `offset` (its records were
+            // shadowed by later ones): the read goes on in the next segment rather than
+            // answering empty, which would hold the reader at `offset` for ever.
+            match next {
+                Some(next) if out.is_empty() && next.base_offset < hw => seg = next.clone(),
+                Some(next) => {
+                    let key = path.segment_key(next, SegmentFileKind::Log);
+                    self.cache.prefetch(&key, next.segment_bytes, 0);
+                    break;
+                }
+                None if out.is_empty() && reader.at_end() => {
+                    // Past the last remote record: the local log continues.
+                    return Ok(None);
+                }
+                None => break,
             }
         }
         self.metrics.remote_fetch_bytes.inc_by(out.len() as u64);

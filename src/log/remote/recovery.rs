@@ -160,10 +160,21 @@ impl RemoteLogManager {
         if !p.log.config().remote_storage_enable {
             return local;
         }
+        let compacted = p.log.config().cleanup_policy.compacts();
         let remote = self
             .get(p.tp)
             .and_then(|e| e.remote.manifest())
-            .and_then(|m| m.start_offset());
+            .and_then(|m| {
+                let first = m.start_offset()?;
+                // A compacted log's start stays where retention or DeleteRecords put it:
+                // offsets before the first remote segment were emptied by the cleaner before
+                // upload, a gap like any other in a compacted log, which reads skip.
+                Some(if compacted {
+                    m.log_start_offset.min(first)
+                } else {
+                    first
+                })
+            });
         match remote {
             Some(s) => Offset(s.min(local.0)),
             None => local,

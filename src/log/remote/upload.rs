@@ -210,10 +210,45 @@ impl RemoteLogManager {
             let (n, bytes) = scheduler::upload_lag(&manifest, &sealed);
             entry.lag_segments.store(n as u64, Ordering::Relaxed);
             entry.lag_bytes.store(bytes, Ordering::Relaxed);
-            let stable = p.last_stable_offset().0;
-            let Some(seg) = scheduler::next_upload(&manifest, &sealed, stable).cloned() else {
+            let log = p.local_log();
+            let compacts = log.config().cleanup_policy.compacts();
+            // A compacted topic uploads what the cleaner has passed (its output), never a
+            // segment the cleaner may still rewrite.
+            let bound = if compacts {
+                p.last_stable_offset().min(log.cleaner_checkpoint()).0
+            } else {
+                p.last_stable_offset().0
+            };
+            let Some(seg) = scheduler::next_upload(&manifest, &sealed, bound).cloned() else {
                 break;
             };
+            if compacts && manifest.end_offset().is_some_and(|e| seg.base_offset <= e) {
+                // The cleaner rewrote uploaded segments (tiering was off meanwhile): this one
+                // would overlap the remote log. Nothing goes up; its local copy stays.
+                tracing::warn!(
+                    partition = %tp, base = seg.base_offset, end = seg.end_offset,
+                    remote_end = manifest.end_offset().unwrap_or(-1),
+                    "a local segment overlaps the remote log; not uploading it"
+                );
+                break;
+            }
+            if compacts {
+                // Claim the segment before reading its files: the cleaner's floor moves past
+                // it. A cleaner swap that began before the claim finishes under the log's
+                // lock, which listing the segments again waits for; if it replaced the
+                // segment, the next turn picks up what it wrote.
+                entry
+                    .upload_claim
+                    .fetch_max(seg.end_offset + 1, Ordering::AcqRel);
+                let unchanged = log.sealed_segments().iter().any(|s| {
+                    s.base_offset.0 == seg.base_offset
+                        && s.last_offset.0 == seg.end_offset
+                        && s.size_bytes == seg.size_bytes
+                });
+                if !unchanged {
+                    continue;
+                }
+            }
             let epoch = p.leader_epoch().0;
             let _slot = tokio::select! {
                 s = self.upload_slots.clone().acquire_owned() => s.map_err(|_| TieringError::ShuttingDown)?,
@@ -232,6 +267,9 @@ impl RemoteLogManager {
             tracing::debug!(partition = %tp, base = seg.base_offset, end = seg.end_offset, bytes = out.bytes, "uploaded segment");
             manifest = entry.remote.manifest().unwrap_or(manifest);
         }
+        // Every claimed segment is in the manifest now, whose end bounds the cleaner instead.
+        entry.upload_claim.store(i64::MIN, Ordering::Release);
+        self.maybe_compact_remote(p, entry).await?;
         // Local retention now that the manifest moved; blocking file deletes off the reactor.
         let log = p.local_log().clone();
         let tp_owned = tp.clone();

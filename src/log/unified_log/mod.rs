@@ -23,7 +23,7 @@ mod lookup;
 mod tiering;
 mod txn;
 
-pub use tiering::SealedSegmentInfo;
+pub use tiering::{CleanerFloor, SealedSegmentInfo};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

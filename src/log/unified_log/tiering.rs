@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use super::{lock_ignoring_poison, UnifiedLog};
 use crate::log::disk_pressure::UploadedSegment;
@@ -30,7 +31,31 @@ pub struct SealedSegmentInfo {
     pub leader_epochs: Vec<(LeaderEpoch, Offset)>,
 }
 
+/// Asked by the cleaner of a tiered compacted log, under the log's lock: the first offset it may
+/// rewrite, or `None` to leave the log alone for now (the remote manifest is not loaded yet).
+/// Segments below it are uploaded or being uploaded; rewriting them would merge an uploaded
+/// segment with one that is not, which the remote log could then only hold twice.
+pub type CleanerFloor = Arc<dyn Fn() -> Option<i64> + Send + Sync>;
+
 impl UnifiedLog {
+    pub fn set_cleaner_floor(&self, floor: CleanerFloor) {
+        self.lock().cleaner_floor = Some(floor);
+    }
+
+    /// The cleaner checkpoint: every offset below it was passed by a cleaner pass (the log
+    /// start when no pass ran). Compacted tiered logs upload only segments below it.
+    pub fn cleaner_checkpoint(&self) -> Offset {
+        let st = self.lock();
+        let start = st.local_log_start_offset;
+        Offset(
+            crate::log::checkpoint::read_offset(
+                &self.dir,
+                crate::log::checkpoint::CLEANER_OFFSET_FILE,
+            )
+            .unwrap_or(start),
+        )
+    }
+
     /// The closed (rolled) non-empty segments, oldest first; never the active one.
     pub fn sealed_segments(&self) -> Vec<SealedSegmentInfo> {
         let st = self.lock();
