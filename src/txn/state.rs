@@ -572,6 +572,9 @@ impl TxnShard {
         partitions: Vec<TopicPartition>,
     ) -> Result<Vec<(TopicPartition, bool)>, TxnError> {
         let m = self.owned(transactional_id, producer_id, producer_epoch)?;
+        if matches!(m.state, TxnState::PrepareCommit | TxnState::PrepareAbort) {
+            return Err(TxnError::ConcurrentTransactions); // as Kafka: the leader retries
+        }
         let ongoing = m.state == TxnState::Ongoing;
         Ok(partitions
             .into_iter()

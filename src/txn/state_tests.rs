@@ -416,6 +416,41 @@ fn verification_reports_membership_without_changing_anything() {
 }
 
 #[test]
+fn verification_while_the_transaction_ends_is_retriable_and_after_it_outside() {
+    let mut s = shard();
+    init(&mut s, "t", 7, T0);
+    add(&mut s, "t", 7, 0, &[("a", 0)], T0);
+    let verify = |s: &mut TxnShard| {
+        let request = TxnRequest::AddPartitions {
+            transactional_id: "t".into(),
+            producer_id: 7,
+            producer_epoch: 0,
+            partitions: vec![TopicPartition::new("a", 0)],
+            verify_only: true,
+        };
+        s.handle(5, request, T0).replies
+    };
+    end(&mut s, "t", 7, 0, false, T0);
+    // PrepareAbort: Kafka answers CONCURRENT_TRANSACTIONS, which the leader retries.
+    assert_eq!(
+        verify(&mut s),
+        vec![(
+            5,
+            TxnResponse::Verify(Err(TxnError::ConcurrentTransactions))
+        )]
+    );
+    markers_written(&mut s, "t", 7, 0, T0);
+    // CompleteAbort: a late batch of the aborted transaction is outside any transaction.
+    assert_eq!(
+        verify(&mut s),
+        vec![(
+            5,
+            TxnResponse::Verify(Ok(vec![(TopicPartition::new("a", 0), false)]))
+        )]
+    );
+}
+
+#[test]
 fn list_filters_by_state_producer_duration_and_pattern() {
     let mut s = shard();
     init(&mut s, "app-1", 7, T0);
