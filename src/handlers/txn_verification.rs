@@ -228,17 +228,31 @@ impl Deferred {
         let Some(guard) = partition.log().start_transaction_verification(pid, epoch) else {
             return (Ok(VerificationGuard::SENTINEL), self.ticket);
         };
-        let code = ask(ctx, &self.txn, &partition.tp).await;
-        let result = match produce_error(code, ctx.version()) {
-            0 => Ok(guard),
-            code => Err(code),
+        let (code, remote) = ask(ctx, &self.txn, &partition.tp).await;
+        let code = produce_error(code, ctx.version());
+        let result = match code {
+            0 => "verified",
+            c if c == E::InvalidTxnState.code() || c == E::TransactionAbortable.code() => "refused",
+            c if c == E::NotEnoughReplicas.code() => "retriable",
+            _ => "error",
         };
-        (result, self.ticket)
+        let coordinator = if remote { "remote" } else { "local" };
+        ctx.apis
+            .txns
+            .metrics()
+            .verifications
+            .with_label_values(&[coordinator, result])
+            .inc();
+        if code != 0 {
+            tracing::debug!(partition = %partition.tp, transactional_id = %self.txn.transactional_id, code, "transactional batch refused by its verification");
+        }
+        (if code == 0 { Ok(guard) } else { Err(code) }, self.ticket)
     }
 }
 
-/// The coordinator's code for `tp` in `txn` (0: in the ongoing transaction).
-async fn ask(ctx: &RequestContext, txn: &ProducerTxn, tp: &TopicPartition) -> i16 {
+/// The coordinator's code for `tp` in `txn` (0: in the ongoing transaction), and whether the
+/// coordinator is another broker.
+async fn ask(ctx: &RequestContext, txn: &ProducerTxn, tp: &TopicPartition) -> (i16, bool) {
     let request = TxnRequest::AddPartitions {
         transactional_id: txn.transactional_id.clone(),
         producer_id: txn.producer_id,
@@ -247,7 +261,7 @@ async fn ask(ctx: &RequestContext, txn: &ProducerTxn, tp: &TopicPartition) -> i1
         verify_only: true,
     };
     let txns = &ctx.apis.txns;
-    match txns.call(&txn.transactional_id, request) {
+    let local = match txns.call(&txn.transactional_id, request) {
         Ok(rx) => match rx.await {
             Ok(Ok(TxnResponse::Verify(Ok(inside)))) => {
                 if inside.iter().all(|(_, ok)| *ok) {
@@ -261,25 +275,32 @@ async fn ask(ctx: &RequestContext, txn: &ProducerTxn, tp: &TopicPartition) -> i1
             Ok(Err(e)) => txn_write_error_code(&e),
             Err(_) => E::NotCoordinator.code(),
         },
-        Err(CoordinatorError::NotCoordinator) => match txns.coordinator_of(&txn.transactional_id) {
-            Ok(coordinator) => {
-                let question = TxnToVerify {
-                    transactional_id: txn.transactional_id.clone(),
-                    producer_id: txn.producer_id,
-                    producer_epoch: txn.producer_epoch,
-                    partitions: vec![tp.clone()],
-                };
-                let answer = txns
-                    .verifier()
-                    .verify(coordinator.broker_id, question)
-                    .await;
-                answer
-                    .into_iter()
-                    .find(|(p, _)| p == tp)
-                    .map_or(E::NetworkException.code(), |(_, c)| c)
-            }
-            Err(e) => coordinator_error_code(&e),
-        },
+        Err(CoordinatorError::NotCoordinator) => return (remote(ctx, txn, tp).await, true),
+        Err(e) => coordinator_error_code(&e),
+    };
+    (local, false)
+}
+
+/// [`ask`] when the coordinator is not here: through `txn::verification`.
+async fn remote(ctx: &RequestContext, txn: &ProducerTxn, tp: &TopicPartition) -> i16 {
+    let txns = &ctx.apis.txns;
+    match txns.coordinator_of(&txn.transactional_id) {
+        Ok(coordinator) => {
+            let question = TxnToVerify {
+                transactional_id: txn.transactional_id.clone(),
+                producer_id: txn.producer_id,
+                producer_epoch: txn.producer_epoch,
+                partitions: vec![tp.clone()],
+            };
+            let answer = txns
+                .verifier()
+                .verify(coordinator.broker_id, question)
+                .await;
+            answer
+                .into_iter()
+                .find(|(p, _)| p == tp)
+                .map_or(E::NetworkException.code(), |(_, c)| c)
+        }
         Err(e) => coordinator_error_code(&e),
     }
 }

@@ -230,6 +230,10 @@ impl TransactionCoordinator {
         Ok(())
     }
 
+    pub fn metrics(&self) -> &TxnMetrics {
+        &self.ctx.metrics
+    }
+
     /// Partition leaders' verification of transactions coordinated on other brokers.
     pub fn verifier(&self) -> &Arc<TxnVerifier> {
         &self.verifier
