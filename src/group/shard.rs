@@ -178,6 +178,7 @@ fn load(
             break;
         }
     }
+    shard.loaded_end = offset.0;
     tracing::info!(partition = %partition.tp, records, groups = shard.groups.len(), "loaded group coordinator shard");
     Ok(shard)
 }

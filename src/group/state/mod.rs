@@ -196,10 +196,12 @@ pub enum GroupRequest {
     TxnCommit {
         req: TxnOffsetCommitRequest,
     },
-    /// A transaction marker of `producer_id` was written on this shard's partition.
+    /// A transaction marker of `producer_id` was written on this shard's partition, at
+    /// `marker_offset`.
     TxnCompleted {
         producer_id: i64,
         commit: bool,
+        marker_offset: i64,
     },
 }
 
@@ -332,6 +334,8 @@ pub struct GroupShard {
     pending_txn_offsets: HashMap<i64, Vec<txn_offsets::PendingOffset>>,
     /// The epoch of each producer with pending offsets, to fence its zombies.
     pending_txn_epochs: HashMap<i64, i16>,
+    /// Where the load stopped reading the partition: the markers below it were replayed.
+    pub loaded_end: i64,
 }
 
 impl GroupShard {
@@ -344,6 +348,7 @@ impl GroupShard {
             join_seq: 0,
             pending_txn_offsets: HashMap::new(),
             pending_txn_epochs: HashMap::new(),
+            loaded_end: 0,
         }
     }
 
@@ -445,8 +450,9 @@ impl GroupShard {
             GroupRequest::TxnCompleted {
                 producer_id,
                 commit,
+                marker_offset,
             } => {
-                self.complete_txn_offsets(producer_id, commit, now_ms);
+                self.txn_completed(producer_id, commit, marker_offset, now_ms);
                 d.reply(waiter, GroupResponse::TxnCompleted);
             }
         }

@@ -157,6 +157,22 @@ impl GroupShard {
         }
     }
 
+    /// A marker at `marker_offset` ended `producer_id`'s transaction. The event reaches a
+    /// shard still loading too (queued until it serves), so a marker the load did not read
+    /// is not missed; one below where the load stopped was replayed by it, and is not applied
+    /// again (the offsets pending now may be the producer's next transaction's).
+    pub(super) fn txn_completed(
+        &mut self,
+        producer_id: i64,
+        commit: bool,
+        marker_offset: i64,
+        now_ms: i64,
+    ) {
+        if marker_offset >= self.loaded_end {
+            self.complete_txn_offsets(producer_id, commit, now_ms);
+        }
+    }
+
     /// Load: an offset commit read from a transactional batch of `producer_id`.
     pub fn replay_txn_offset(
         &mut self,
@@ -293,6 +309,29 @@ mod tests {
         assert_eq!(committed(&s), None);
         s.complete_txn_offsets(7, true, 0);
         assert_eq!(committed(&s), Some(9));
+    }
+
+    #[test]
+    fn a_marker_is_applied_once_whether_the_load_read_it_or_not() {
+        let completed = |pid: i64, commit: bool, marker_offset: i64| GroupRequest::TxnCompleted {
+            producer_id: pid,
+            commit,
+            marker_offset,
+        };
+        // The load stopped at offset 10, after the marker of the producer's first transaction
+        // (at 5) and a TxnOffsetCommit of its next one.
+        let mut s = GroupShard::new(GroupConfig::default());
+        s.loaded_end = 10;
+        s.handle(1, GroupRequest::TxnCommit { req: req(7, 42) }, 0);
+        // The event of the marker at 5 was queued while loading: the load already applied it,
+        // and the next transaction's offsets stay pending.
+        s.handle(2, completed(7, true, 5), 0);
+        assert_eq!(committed(&s), None);
+        assert!(s.has_pending_offset("g", "t", 0));
+        // A marker the load did not read (at or past 10) is applied from its event.
+        s.handle(3, completed(7, true, 12), 0);
+        assert_eq!(committed(&s), Some(42));
+        assert!(!s.has_pending_offset("g", "t", 0));
     }
 
     #[test]
