@@ -487,8 +487,22 @@ fn list_filters_by_state_producer_duration_and_pattern() {
         vec!["app-1"]
     );
     assert_eq!(list(&mut s, vec![], vec![8], -1, None), vec!["other"]);
-    assert_eq!(list(&mut s, vec![], vec![], 4000, None), vec!["app-1"]);
-    assert!(list(&mut s, vec![], vec![], 6000, None).is_empty());
+    // Kafka's duration filter compares the start of the current or last transaction in every
+    // state; "other" has had none since InitProducerId (start -1), which always passes.
+    assert_eq!(
+        list(&mut s, vec![], vec![], 4000, None),
+        vec!["app-1", "other"]
+    );
+    assert_eq!(list(&mut s, vec![], vec![], 6000, None), vec!["other"]);
+    // A completed transaction is listed by when it started, as an open one.
+    end(&mut s, "app-1", 7, 0, true, T0 + 100);
+    markers_written(&mut s, "app-1", 7, 0, T0 + 200);
+    assert_eq!(state(&s, "app-1"), TxnState::CompleteCommit);
+    assert_eq!(
+        list(&mut s, vec!["CompleteCommit"], vec![], 4000, None),
+        vec!["app-1"]
+    );
+    assert!(list(&mut s, vec!["CompleteCommit"], vec![], 6000, None).is_empty());
     assert_eq!(
         list(&mut s, vec![], vec![], -1, Some("^oth")),
         vec!["other"]
