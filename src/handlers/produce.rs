@@ -94,7 +94,16 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
                                     Outcome::Verifying(tokio::spawn(async move {
                                         let (verified, _ticket) = deferred.verify(&ctx, &partition).await;
                                         match verified {
-                                            Ok(guard) => append(&ctx, &name, partition, records, acks, Some(guard)),
+                                            Ok(guard) => {
+                                                let outcome = append(&ctx, &name, partition, records, acks, Some(guard));
+                                                if let Outcome::Appended(_, info, _) = &outcome {
+                                                    // The request's throttle time is settled: the
+                                                    // bytes count towards the client's next one.
+                                                    let image = ctx.apis.image();
+                                                    record_quota_topics(&ctx, &image, &[(name, info.size_bytes)]);
+                                                }
+                                                outcome
+                                            }
                                             Err(code) => {
                                                 let message = txn_verification::refusal_message(code, &partition.tp);
                                                 Outcome::Failed(code, Some(message), Vec::new())
@@ -262,6 +271,14 @@ fn record_quota(ctx: &RequestContext, image: &MetadataImage, appended: &[(String
     if let Some(cluster) = throttle::cluster_client_quota(image, ctx.user(), ctx.client_id(), SharedDirection::Produce) {
         throttle_ms = throttle_ms.max(throttle::record_shared(apis, image, &cluster, ctx.request_bytes as u64));
     }
+    throttle_ms.max(record_quota_topics(ctx, image, appended))
+}
+
+/// Counts appended bytes against the topics' cluster-wide produce limits; returns the longest
+/// throttle time they ask for.
+fn record_quota_topics(ctx: &RequestContext, image: &MetadataImage, appended: &[(String, u64)]) -> u64 {
+    let apis = &ctx.apis;
+    let mut throttle_ms = 0;
     for (name, bytes) in appended {
         let Some(topic) = image.topic_by_name(name) else { continue };
         if let Some(limit) = throttle::topic_quota(apis, image, topic, SharedDirection::Produce) {

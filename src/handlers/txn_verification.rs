@@ -108,6 +108,8 @@ pub(super) fn refusal_message(code: i16, tp: &TopicPartition) -> String {
 }
 
 type Tail = Shared<oneshot::Receiver<()>>;
+/// Per partition and producer: the waiting batch's ticket id and its completion.
+type Tails = Arc<Mutex<HashMap<(TopicPartition, i64), (u64, Tail)>>>;
 
 /// Per partition and producer, the last batch waiting for its verification: the next one of
 /// that producer on that partition waits until it is appended or refused. Entries exist only
@@ -115,7 +117,7 @@ type Tail = Shared<oneshot::Receiver<()>>;
 #[derive(Debug, Clone, Default)]
 pub struct PendingVerifications {
     // Short sections only (look up, insert or remove a tail); never held across `.await`.
-    tails: Arc<Mutex<HashMap<(TopicPartition, i64), (u64, Tail)>>>,
+    tails: Tails,
 }
 
 static LAST_TICKET: AtomicU64 = AtomicU64::new(0);
@@ -123,7 +125,7 @@ static LAST_TICKET: AtomicU64 = AtomicU64::new(0);
 /// A waiting batch's place: dropped once it is appended or refused, which lets the next batch
 /// of its producer on its partition go.
 pub(super) struct Ticket {
-    tails: Arc<Mutex<HashMap<(TopicPartition, i64), (u64, Tail)>>>,
+    tails: Tails,
     key: (TopicPartition, i64),
     id: u64,
     _done: oneshot::Sender<()>,
