@@ -5,7 +5,8 @@ transactional batch of that transaction there.
 On the wire: a batch for a partition never added to the transaction is refused
 (INVALID_TXN_STATE), and a batch that arrives after its transaction was aborted is refused and
 leaves no open transaction behind (the last stable offset reaches the log end); with
-`transaction.partition.verification.enable=false` the same late batch opens a transaction that
+`transaction.partition.verification.enable=false` (set at run time, a dynamic broker config)
+the same late batch opens a transaction that
 nothing ends. With confluent-kafka: commits and aborts still work, and each transaction asks
 once per partition however many batches it writes; on three nodes the leaders ask a
 coordinator on another broker.
@@ -16,7 +17,9 @@ from __future__ import annotations
 import struct
 
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (
+    AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType,
+)
 
 import kafka_wire as wire
 from conftest import wait_until
@@ -120,11 +123,24 @@ def verifications(brokers) -> dict[tuple[str, str], float]:
     return total
 
 
+def disable_verification(bootstrap: str):
+    """Turns verification off on every broker: a dynamic broker config (confluent-kafka names
+    no default resource, so broker 1 stores it cluster-wide)."""
+    entry = ConfigEntry("transaction.partition.verification.enable", "false",
+                        incremental_operation=AlterConfigOpType.SET)
+    res = ConfigResource(ResourceType.BROKER, "1", incremental_configs=[entry])
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for f in admin.incremental_alter_configs([res]).values():
+        f.result(10)
+
+
 @pytest.mark.parametrize("verify", [True, False], ids=["verification", "no-verification"])
 def test_unadded_and_late_batches_are_refused_and_leave_no_hanging_transaction(broker_factory, verify):
-    b = broker_factory({**SETS, "transaction.partition.verification.enable": str(verify).lower()})
+    b = broker_factory(SETS)
     topic = "txv-wire"
     create_topic(b.bootstrap, topic, 2)
+    if not verify:
+        disable_verification(b.bootstrap)
     with wire.Connection(b.bootstrap) as c:
         pid, epoch = init_producer_id(c, "tv")
         assert add_partitions(c, "tv", pid, epoch, topic, [0]) == [0]
