@@ -6,10 +6,9 @@ On the wire: a batch for a partition never added to the transaction is refused
 (INVALID_TXN_STATE), and a batch that arrives after its transaction was aborted is refused and
 leaves no open transaction behind (the last stable offset reaches the log end); with
 `transaction.partition.verification.enable=false` (set at run time, a dynamic broker config)
-the same late batch opens a transaction that
-nothing ends. With confluent-kafka: commits and aborts still work, and each transaction asks
-once per partition however many batches it writes; on three nodes the leaders ask a
-coordinator on another broker.
+the same late batch opens a transaction that nothing ends. With confluent-kafka: commits and
+aborts still work, and each transaction asks once per partition however many batches it
+writes; on three nodes the leaders ask a coordinator on another broker.
 """
 
 from __future__ import annotations
