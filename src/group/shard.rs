@@ -289,6 +289,7 @@ fn execute(
         }
         return true;
     }
+    let verification = decision.verification;
     let producer = decision
         .producer
         .map(|(id, epoch)| (id, epoch, next_sequence(partition, id, epoch)));
@@ -300,7 +301,7 @@ fn execute(
             return false;
         }
     };
-    match partition.append_as_leader(batch, -1) {
+    match partition.append_as_leader_with(batch, -1, verification) {
         Ok((info, epoch)) => {
             let partition = partition.clone();
             let failed = failed.clone();
@@ -349,6 +350,10 @@ fn write_error_code(e: &PartitionError) -> i16 {
         }
         PartitionError::Log(crate::log::LogError::BatchTooLarge { .. }) => {
             E::InvalidCommitOffsetSize.code()
+        }
+        // The transaction ended between its verification and the write (KIP-890).
+        PartitionError::Log(crate::log::LogError::TransactionNotVerified { .. }) => {
+            E::InvalidTxnState.code()
         }
         _ => E::CoordinatorNotAvailable.code(),
     }

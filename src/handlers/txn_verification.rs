@@ -96,6 +96,73 @@ pub(super) fn produce_error(code: i16, produce_version: i16) -> i16 {
     }
 }
 
+/// What a TxnOffsetCommit is told for the coordinator's answer `code` about the group's offsets
+/// partition (Kafka's group coordinator, `maybeConvertOffsetCommitError`): TxnOffsetCommit v4+
+/// knows TRANSACTION_ABORTABLE; a network failure becomes COORDINATOR_LOAD_IN_PROGRESS, which
+/// clients retry without looking the coordinator up again.
+pub(super) fn offset_commit_error(code: i16, version: i16) -> i16 {
+    if code == E::ProducerFenced.code() {
+        E::InvalidProducerEpoch.code()
+    } else if code == E::TransactionAbortable.code() && version < 4 {
+        E::InvalidTxnState.code()
+    } else if code == E::ClusterAuthorizationFailed.code() {
+        E::InvalidTxnState.code()
+    } else if code == E::NetworkException.code() {
+        E::CoordinatorLoadInProgress.code()
+    } else {
+        code
+    }
+}
+
+/// Verifies, before a TxnOffsetCommit is written, that the group's offsets `partition` is in
+/// the producer's ongoing transaction (AddOffsetsToTxn put it there): the guard to write
+/// with, or the code to answer. Asked once per transaction, as for produce.
+pub(super) async fn verify_offsets(
+    ctx: &RequestContext,
+    partition: &Partition,
+    txn: &ProducerTxn,
+) -> Result<VerificationGuard, i16> {
+    let (pid, epoch) = (
+        ProducerId(txn.producer_id),
+        ProducerEpoch(txn.producer_epoch),
+    );
+    let Some(guard) = partition.log().start_transaction_verification(pid, epoch) else {
+        return Ok(VerificationGuard::SENTINEL);
+    };
+    let (code, remote) = ask(ctx, txn, &partition.tp).await;
+    let code = offset_commit_error(code, ctx.version());
+    count(ctx, remote, code);
+    if code == 0 {
+        Ok(guard)
+    } else {
+        Err(code)
+    }
+}
+
+/// Counts a verification's answer in `strata_txn_verifications_total`.
+fn count(ctx: &RequestContext, remote: bool, code: i16) {
+    let result = match code {
+        0 => "verified",
+        c if c == E::InvalidTxnState.code() || c == E::TransactionAbortable.code() => "refused",
+        c if c == E::NotEnoughReplicas.code()
+            || c == E::ConcurrentTransactions.code()
+            || c == E::CoordinatorLoadInProgress.code()
+            || c == E::CoordinatorNotAvailable.code()
+            || c == E::NotCoordinator.code() =>
+        {
+            "retriable"
+        }
+        _ => "error",
+    };
+    let coordinator = if remote { "remote" } else { "local" };
+    ctx.apis
+        .txns
+        .metrics()
+        .verifications
+        .with_label_values(&[coordinator, result])
+        .inc();
+}
+
 /// The message that goes with a refusal (Produce v8+).
 pub(super) fn refusal_message(code: i16, tp: &TopicPartition) -> String {
     if code == E::InvalidTxnState.code() || code == E::TransactionAbortable.code() {
@@ -232,19 +299,7 @@ impl Deferred {
         };
         let (code, remote) = ask(ctx, &self.txn, &partition.tp).await;
         let code = produce_error(code, ctx.version());
-        let result = match code {
-            0 => "verified",
-            c if c == E::InvalidTxnState.code() || c == E::TransactionAbortable.code() => "refused",
-            c if c == E::NotEnoughReplicas.code() => "retriable",
-            _ => "error",
-        };
-        let coordinator = if remote { "remote" } else { "local" };
-        ctx.apis
-            .txns
-            .metrics()
-            .verifications
-            .with_label_values(&[coordinator, result])
-            .inc();
+        count(ctx, remote, code);
         if code != 0 {
             tracing::debug!(partition = %partition.tp, transactional_id = %self.txn.transactional_id, code, "transactional batch refused by its verification");
         }
@@ -346,6 +401,27 @@ mod tests {
         assert_eq!(
             produce_error(E::InvalidProducerIdMapping.code(), 9),
             E::InvalidProducerIdMapping.code()
+        );
+    }
+
+    #[test]
+    fn coordinator_answers_become_kafkas_txn_offset_commit_errors() {
+        let abortable = E::TransactionAbortable.code();
+        assert_eq!(offset_commit_error(0, 3), 0);
+        assert_eq!(offset_commit_error(abortable, 4), abortable);
+        assert_eq!(offset_commit_error(abortable, 3), E::InvalidTxnState.code());
+        assert_eq!(
+            offset_commit_error(E::ProducerFenced.code(), 3),
+            E::InvalidProducerEpoch.code()
+        );
+        assert_eq!(
+            offset_commit_error(E::NetworkException.code(), 3),
+            E::CoordinatorLoadInProgress.code()
+        );
+        // Unlike produce, the coordinator's retriable errors reach the client as they are.
+        assert_eq!(
+            offset_commit_error(E::ConcurrentTransactions.code(), 3),
+            E::ConcurrentTransactions.code()
         );
     }
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import struct
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import (
     AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType,
 )
@@ -183,14 +184,17 @@ def test_a_transactional_producer_verifies_each_partition_once_per_transaction(b
     topic = "txv-client"
     create_topic(b.bootstrap, topic, 2)
     p = txn_producer(b.bootstrap, "tv-client")
+    group = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "tv-group"})
     outcomes = {"c1": True, "a1": False, "c2": True}
-    for tag, commit in outcomes.items():
+    for n, (tag, commit) in enumerate(outcomes.items()):
         p.begin_transaction()
-        # Several batches per partition in each transaction.
+        # Several batches per partition in each transaction, and the group's offsets
+        # (TxnOffsetCommit on the group's offsets partition, verified too).
         for round_ in range(4):
             for i in range(4):
                 p.produce(topic, value=f"{tag}-{round_}-{i}".encode(), partition=i % 2)
             p.flush(30)
+        p.send_offsets_to_transaction([TopicPartition(topic, 0, 10 + n)], group.consumer_group_metadata(), 30)
         if commit:
             p.commit_transaction(30)
         else:
@@ -199,9 +203,13 @@ def test_a_transactional_producer_verifies_each_partition_once_per_transaction(b
     everything = sorted(f"{t}-{r}-{i}" for t in outcomes for r in range(4) for i in range(4))
     assert sorted(read_all(b.bootstrap, topic, 2, "read_committed", len(committed))) == committed
     assert sorted(read_all(b.bootstrap, topic, 2, "read_uncommitted", len(everything))) == everything
+    # The committed transactions' offsets only: the last one's.
+    assert [tp.offset for tp in group.committed([TopicPartition(topic, 0)], 10)] == [12]
+    group.close()
     v = verifications([b])
-    # One question per transaction and partition, none per batch; none refused.
-    assert v[("local", "verified")] == 6
+    # One question per transaction and partition (two data partitions and the offsets
+    # partition), none per batch; none refused.
+    assert v[("local", "verified")] == 9
     assert v[("local", "refused")] == 0
     assert v[("local", "error")] == 0
 

@@ -195,6 +195,8 @@ pub enum GroupRequest {
     },
     TxnCommit {
         req: TxnOffsetCommitRequest,
+        /// The KIP-890 verification the batch is written with, when the broker verifies.
+        verification: Option<crate::log::VerificationGuard>,
     },
     /// A transaction marker of `producer_id` was written on this shard's partition, at
     /// `marker_offset`.
@@ -295,6 +297,8 @@ pub struct Decision {
     /// Set for a TxnOffsetCommit: `records` go in a transactional batch of this producer id
     /// and epoch, so the transaction's marker decides them.
     pub producer: Option<(i64, i16)>,
+    /// The verification guard that batch is appended with (`GroupRequest::TxnCommit`).
+    pub verification: Option<crate::log::VerificationGuard>,
 }
 
 impl Decision {
@@ -446,7 +450,10 @@ impl GroupShard {
             GroupRequest::List => d.reply(waiter, GroupResponse::List(self.list())),
             GroupRequest::Delete { group_id } => self.delete_group(&mut d, waiter, &group_id),
             GroupRequest::DeleteOffsets { req } => self.delete_offsets(&mut d, waiter, req),
-            GroupRequest::TxnCommit { req } => self.txn_commit(&mut d, waiter, req, now_ms),
+            GroupRequest::TxnCommit { req, verification } => {
+                self.txn_commit(&mut d, waiter, req, now_ms);
+                d.verification = verification;
+            }
             GroupRequest::TxnCompleted {
                 producer_id,
                 commit,
