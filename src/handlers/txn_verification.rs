@@ -103,9 +103,10 @@ pub(super) fn produce_error(code: i16, produce_version: i16) -> i16 {
 pub(super) fn offset_commit_error(code: i16, version: i16) -> i16 {
     if code == E::ProducerFenced.code() {
         E::InvalidProducerEpoch.code()
-    } else if code == E::TransactionAbortable.code() && version < 4 {
-        E::InvalidTxnState.code()
-    } else if code == E::ClusterAuthorizationFailed.code() {
+    } else if (code == E::TransactionAbortable.code() && version < 4)
+        // The coordinator refused this broker, not the producer.
+        || code == E::ClusterAuthorizationFailed.code()
+    {
         E::InvalidTxnState.code()
     } else if code == E::NetworkException.code() {
         E::CoordinatorLoadInProgress.code()
