@@ -62,6 +62,9 @@ struct Queue {
     waiting: Vec<Waiting>,
     /// A task is sending this broker's requests; it takes what is queued when it is done.
     sending: bool,
+    /// The connection to the broker between two bursts of questions (one per coordinator
+    /// broker, so the map stays as small as the cluster).
+    idle: Option<KafkaClient>,
 }
 
 /// See the module documentation.
@@ -156,7 +159,10 @@ impl TxnVerifier {
 
     /// Sends `coordinator`'s queued questions, a request at a time, until none is left.
     async fn send_all(&self, coordinator: BrokerId) {
-        let mut client: Option<KafkaClient> = None;
+        let mut client: Option<KafkaClient> = match self.queues.lock() {
+            Ok(mut queues) => queues.get_mut(&coordinator).and_then(|q| q.idle.take()),
+            Err(_) => None,
+        };
         loop {
             let waiting = {
                 let Ok(mut queues) = self.queues.lock() else {
@@ -166,7 +172,8 @@ impl TxnVerifier {
                     return;
                 };
                 if queue.waiting.is_empty() {
-                    queues.remove(&coordinator);
+                    queue.sending = false;
+                    queue.idle = client;
                     return;
                 }
                 std::mem::take(&mut queue.waiting)
