@@ -303,6 +303,7 @@ impl Broker {
             replicas: replicas.clone(),
             groups: groups.clone(),
             txns: txns.clone(),
+            txn_verifications: Default::default(),
             quotas,
             producer_ids: ProducerIdManager::new(controller.clone(), node_id),
             fetch_sessions: FetchSessionCache::new(

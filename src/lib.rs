@@ -33,7 +33,8 @@
 //!   `replication`, `handlers`, `group`, `broker` or `server`.
 //! - [`group`]: the group coordinator — consumer groups and committed offsets in `__consumer_offsets`.
 //! - [`txn`]: the transaction coordinator — transactional ids, their transactions and markers,
-//!   in `__transaction_state`.
+//!   in `__transaction_state`; and the partition leaders' questions to coordinators on other
+//!   brokers (KIP-890 verification, `txn::verification`).
 //! - [`controller`]: the openraft metadata quorum: records, the `MetadataImage`, the decisions
 //!   that change it, broker liveness and leader elections, partition reassignments, replica
 //!   placement and the balance planner, and the split of cluster-wide quota limits among brokers.

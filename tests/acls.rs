@@ -772,3 +772,75 @@ async fn moving_partitions_needs_the_cluster() {
     assert!(p.values().all(|p| !p.is_reassigning()));
     broker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_verification_from_brokers_needs_only_cluster_action() {
+    const CLUSTER_ACTION: i8 = 9;
+    const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+    const NOT_COORDINATOR: i16 = 16;
+    let mut admin_sets = strict();
+    admin_sets.push(("super.users", ANONYMOUS));
+    let broker = TestBroker::start(&admin_sets).await;
+    let mut c = broker.client("acl-admin").await;
+    create_topic(&mut c, "verified", 1, &[]).await;
+    drop(c);
+    let dir = broker.stop().await;
+
+    let broker = TestBroker::start_in(dir, &strict()).await;
+    let mut c = broker.client("acl-client").await;
+    let topics = || {
+        vec![
+            add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                .with_name(topic_name("verified"))
+                .with_partitions(vec![0]),
+        ]
+    };
+    let verify = AddPartitionsToTxnRequest::default().with_transactions(vec![
+        add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default()
+            .with_transactional_id(TransactionalId(str_bytes("tv")))
+            .with_producer_id(ProducerId(7))
+            .with_producer_epoch(0)
+            .with_verify_only(true)
+            .with_topics(topics()),
+    ]);
+    let r = c.send(&verify, 4).await.expect("verify");
+    assert_eq!(r.error_code, CLUSTER_AUTHORIZATION_FAILED);
+    drop(c);
+    let dir = broker.stop().await;
+
+    // ClusterAction on the cluster, and nothing on the transactional id or the topic.
+    let mut admin_sets = strict();
+    admin_sets.push(("super.users", ANONYMOUS));
+    let broker = TestBroker::start_in(dir, &admin_sets).await;
+    let mut c = broker.client("acl-admin").await;
+    let grant = acl(
+        CLUSTER,
+        "kafka-cluster",
+        LITERAL,
+        ANONYMOUS,
+        CLUSTER_ACTION,
+        ALLOW,
+    );
+    assert_eq!(create_acls(&mut c, vec![grant]).await, vec![0]);
+    drop(c);
+    let dir = broker.stop().await;
+    let broker = TestBroker::start_in(dir, &strict()).await;
+    let mut c = broker.client("acl-client").await;
+    // As in Kafka, a broker's verification is not refused for the transactional id or the
+    // topic: it reaches the coordinator (which this broker is not yet: no transaction state).
+    let r = c.send(&verify, 4).await.expect("verify");
+    assert_eq!(r.error_code, 0);
+    let code =
+        r.results_by_transaction[0].topic_results[0].results_by_partition[0].partition_error_code;
+    assert_eq!(code, NOT_COORDINATOR);
+    // A producer's AddPartitionsToTxn (v3) still needs WRITE on its transactional id.
+    let add = AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(TransactionalId(str_bytes("tv")))
+        .with_v3_and_below_producer_id(ProducerId(7))
+        .with_v3_and_below_producer_epoch(0)
+        .with_v3_and_below_topics(topics());
+    let r = c.send(&add, 3).await.expect("add");
+    let code = r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code;
+    assert_eq!(code, TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    broker.stop().await;
+}

@@ -2,6 +2,9 @@
 //! transactional batches of two producers, one committed and one aborted by WriteTxnMarkers;
 //! read_committed and read_uncommitted fetches (records, the aborted list, the last stable
 //! offset), ListOffsets by isolation level, and the same after a restart.
+//!
+//! The tests play the transaction coordinator's part (its markers) themselves, so their brokers
+//! do not verify transactions with it ([`UNVERIFIED`]): it has never heard of these producers.
 
 mod common;
 
@@ -24,6 +27,7 @@ use strata::protocol::record_batch::{build_batch, set_covered_fields, TRANSACTIO
 use strata::protocol::{str_bytes, topic_name};
 
 const TOPIC: &str = "txn";
+const UNVERIFIED: (&str, &str) = ("transaction.partition.verification.enable", "false");
 
 /// Record timestamps: now, so that no segment rolls for time between the data and the markers
 /// (a fetch reads one segment).
@@ -170,7 +174,7 @@ fn values(resp: &FetchResponse) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn committed_and_aborted_transactions_read_by_isolation_level_and_survive_a_restart() {
-    let b = TestBroker::start(&[]).await;
+    let b = TestBroker::start(&[UNVERIFIED]).await;
     let mut c = strata::admin::connect(&b.bootstrap())
         .await
         .expect("connect");
@@ -324,7 +328,7 @@ async fn committed_and_aborted_transactions_read_by_isolation_level_and_survive_
 
     // A restart keeps A's open transaction and B's abort.
     let dir = b.stop().await;
-    let b = TestBroker::start_in(dir, &[]).await;
+    let b = TestBroker::start_in(dir, &[UNVERIFIED]).await;
     let mut c = strata::admin::connect(&b.bootstrap())
         .await
         .expect("connect");
@@ -381,7 +385,7 @@ async fn transactions_in_a_row_keep_read_committed_exact() {
     } else {
         20
     };
-    let b = TestBroker::start(&[]).await;
+    let b = TestBroker::start(&[UNVERIFIED]).await;
     let mut c = strata::admin::connect(&b.bootstrap())
         .await
         .expect("connect");
@@ -443,7 +447,7 @@ async fn transactions_in_a_row_keep_read_committed_exact() {
 /// later segment's remote index, so the consumer skips the aborted records.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_committed_from_the_remote_log_skips_aborted_records() {
-    let b = TestBroker::start(&[("remote.log.manager.task.interval.ms", "50")]).await;
+    let b = TestBroker::start(&[("remote.log.manager.task.interval.ms", "50"), UNVERIFIED]).await;
     let mut c = strata::admin::connect(&b.bootstrap())
         .await
         .expect("connect");

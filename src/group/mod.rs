@@ -418,12 +418,24 @@ impl GroupCoordinator {
         }
     }
 
-    /// A transaction marker of `producer_id` was written on `__consumer_offsets` partition
-    /// `partition`, led here: its pending transactional offsets become committed or are
-    /// dropped. A shard that is loading needs no telling: it reads the marker from the log.
-    pub fn complete_transaction(&self, partition: i32, producer_id: i64, commit: bool) {
+    /// A transaction marker of `producer_id` was written (and committed) on
+    /// `__consumer_offsets` partition `partition`, led here, at `marker_offset`: its pending
+    /// transactional offsets become committed or are dropped. A shard that is loading is told
+    /// too, as its load may have stopped before the marker; it applies the event only if its
+    /// load did not read the marker (`GroupShard::loaded_end`). A shard that starts later
+    /// reads the marker from the log.
+    pub fn complete_transaction(
+        &self,
+        partition: i32,
+        producer_id: i64,
+        commit: bool,
+        marker_offset: i64,
+    ) {
         let shard = match self.shards.lock() {
-            Ok(s) => s.get(&partition).filter(|h| h.status() == ACTIVE).cloned(),
+            Ok(s) => s
+                .get(&partition)
+                .filter(|h| matches!(h.status(), ACTIVE | LOADING))
+                .cloned(),
             Err(_) => None,
         };
         if let Some(shard) = shard {
@@ -432,6 +444,7 @@ impl GroupCoordinator {
                 request: GroupRequest::TxnCompleted {
                     producer_id,
                     commit,
+                    marker_offset,
                 },
                 reply,
             };

@@ -179,6 +179,7 @@ fn load(
             break;
         }
     }
+    shard.loaded_end = offset.0;
     tracing::info!(partition = %partition.tp, records, groups = shard.groups.len(), "loaded group coordinator shard");
     Ok(shard)
 }
@@ -289,6 +290,7 @@ fn execute(
         }
         return true;
     }
+    let verification = decision.verification;
     let producer = decision
         .producer
         .map(|(id, epoch)| (id, epoch, next_sequence(partition, id, epoch)));
@@ -300,7 +302,7 @@ fn execute(
             return false;
         }
     };
-    match partition.append_as_leader(batch, -1) {
+    match partition.append_as_leader_with(batch, -1, verification) {
         Ok((info, epoch)) => {
             let partition = partition.clone();
             let failed = failed.clone();
@@ -349,6 +351,10 @@ fn write_error_code(e: &PartitionError) -> i16 {
         }
         PartitionError::Log(crate::log::LogError::BatchTooLarge { .. }) => {
             E::InvalidCommitOffsetSize.code()
+        }
+        // The transaction ended between its verification and the write (KIP-890).
+        PartitionError::Log(crate::log::LogError::TransactionNotVerified { .. }) => {
+            E::InvalidTxnState.code()
         }
         _ => E::CoordinatorNotAvailable.code(),
     }

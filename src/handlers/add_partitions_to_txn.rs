@@ -3,7 +3,8 @@
 //! includes its partition before appending (v4+, KIP-890: batches of transactions, each
 //! `verify_only` or not, and only from brokers: CLUSTER_ACTION on the cluster).
 //!
-//! Per transaction: WRITE on the transactional id, WRITE on each topic, every partition known;
+//! Per transaction: WRITE on the transactional id and on each topic (v0-3: a client's; v4+ needs
+//! only the request's CLUSTER_ACTION, as in Kafka), every partition known;
 //! if any partition fails those checks the others are OPERATION_NOT_ATTEMPTED and nothing is
 //! added, as in Kafka. The coordinator's answer applies to every partition.
 
@@ -77,14 +78,17 @@ pub fn handle(ctx: RequestContext, req: AddPartitionsToTxnRequest) -> Reply {
 async fn one(ctx: &RequestContext, t: Txn, version: i16) -> Vec<AddPartitionsToTxnTopicResult> {
     let partitions: Vec<TopicPartition> = t.topics.iter().flat_map(|topic| topic.partitions.iter().map(|p| TopicPartition::new(topic.name.0.to_string(), *p))).collect();
     let all = |code: i16| partitions.iter().map(|tp| (tp.clone(), code)).collect::<Vec<_>>();
-    let codes: Vec<(TopicPartition, i16)> = if !ctx.authorize(AclOperation::Write, &Resource::transactional_id(&t.id)) {
+    // v4+ comes from brokers, authorized by CLUSTER_ACTION for the whole request: as in Kafka,
+    // neither the transactional id nor the topics need WRITE then.
+    let from_client = version < 4;
+    let codes: Vec<(TopicPartition, i16)> = if from_client && !ctx.authorize(AclOperation::Write, &Resource::transactional_id(&t.id)) {
         all(TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
     } else {
         let image = ctx.apis.image();
         let checked: Vec<(TopicPartition, i16)> = partitions
             .iter()
             .map(|tp| {
-                let code = if !ctx.authorize_in(&image, AclOperation::Write, &Resource::topic(&tp.topic)) {
+                let code = if from_client && !ctx.authorize_in(&image, AclOperation::Write, &Resource::topic(&tp.topic)) {
                     TOPIC_AUTHORIZATION_FAILED
                 } else if image.topic_by_name(&tp.topic).is_none_or(|topic| !topic.partitions.contains_key(&PartitionIndex(tp.partition.0))) {
                     E::UnknownTopicOrPartition.code()

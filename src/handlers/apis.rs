@@ -35,6 +35,8 @@ pub struct KafkaApis {
     pub groups: Arc<GroupCoordinator>,
     /// Transactional ids and their transactions, over `__transaction_state`.
     pub txns: Arc<TransactionCoordinator>,
+    /// Transactional batches waiting for their KIP-890 verification, per partition and producer.
+    pub txn_verifications: super::txn_verification::PendingVerifications,
     /// Client byte-rate quotas: the rates of clients under a quota, per kind.
     pub quotas: QuotaManagers,
     pub producer_ids: ProducerIdManager,

@@ -25,6 +25,7 @@ pub fn log_error_code(e: &LogError) -> i16 {
         LogError::OutOfOrderSequence { .. } => E::OutOfOrderSequenceNumber.code(),
         LogError::ProducerFenced { .. } => E::InvalidProducerEpoch.code(),
         LogError::InvalidTxnState { .. } => E::InvalidTxnState.code(),
+        LogError::TransactionNotVerified { .. } => E::InvalidTxnState.code(),
         LogError::TransactionCoordinatorFenced { .. } => E::TransactionCoordinatorFenced.code(),
         LogError::UnknownProducerId { .. } => E::UnknownProducerId.code(),
         LogError::CorruptSegment { .. }

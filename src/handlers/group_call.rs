@@ -45,6 +45,22 @@ pub(super) fn call(
     }
 }
 
+/// The reply of `group_id`'s shard to `request`, for a handler already off the ordered path
+/// that authorized the group itself; or the code to answer.
+pub(super) async fn ask(
+    ctx: &RequestContext,
+    group_id: &str,
+    request: GroupRequest,
+) -> Result<GroupResponse, i16> {
+    let groups = ctx.apis.groups.clone();
+    let rx = groups
+        .call_when_loaded(group_id.to_string(), request)
+        .await
+        .map_err(|e| coordinator_error_code(&e))?;
+    // The shard stopped (lost leadership, failed write) before answering.
+    rx.await.map_err(|_| E::NotCoordinator.code())
+}
+
 pub(super) fn client_id(ctx: &RequestContext) -> String {
     ctx.header
         .client_id

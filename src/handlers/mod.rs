@@ -159,6 +159,7 @@ pub mod mirror_links;
 pub mod restore_topics;
 pub mod throttle;
 mod txn_call;
+pub mod txn_verification;
 
 /// The versions of `key` this broker serves, if it serves it at all.
 pub fn supported_versions(key: ApiKey) -> Option<VersionRange> {

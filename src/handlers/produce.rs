@@ -12,11 +12,12 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::protocol::VersionRange;
 
 use super::authz::{CLUSTER_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED};
+use super::txn_verification::{self, Start};
 use super::{throttle, Reply, RequestContext};
 use crate::protocol::record_batch::BatchHeader;
 use crate::security::acl::{AclOperation, Resource, ResourceType};
 use crate::controller::MetadataImage;
-use crate::log::LogAppendInfo;
+use crate::log::{LogAppendInfo, VerificationGuard};
 use crate::model::{LeaderEpoch, TopicId, TopicPartition};
 use crate::handlers::errors::{not_hosted, partition_error_code, unknown_topic_id, NONE};
 use crate::protocol::str_bytes;
@@ -31,6 +32,9 @@ enum Outcome {
     Appended(Arc<Partition>, LogAppendInfo, LeaderEpoch),
     /// Error code, message, and the bad records of a refused batch (KIP-467).
     Failed(i16, Option<String>, Vec<BatchIndexAndErrorMessage>),
+    /// Appended (or refused) once the transaction coordinator has verified the partition is in
+    /// the producer's transaction (`super::txn_verification`).
+    Verifying(tokio::task::JoinHandle<Outcome>),
 }
 
 pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
@@ -58,6 +62,7 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
     {
         return Reply::Now(ResponseKind::Produce(error_response(&req, CLUSTER_AUTHORIZATION_FAILED)));
     }
+    let verify = transactional_id.is_some() && txn_verification::enabled(&ctx, &image);
     let mut results: Vec<(kafka_protocol::messages::TopicName, uuid::Uuid, Vec<(i32, Outcome)>)> = Vec::new();
     // Bytes appended per topic, for the topics' cluster-wide produce limits.
     let mut appended: Vec<(String, u64)> = Vec::new();
@@ -80,23 +85,34 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
                     None => Outcome::Failed(not_hosted(&image, name, p.index), None, Vec::new()),
                     Some(partition) => match p.records {
                         None => Outcome::Failed(ResponseError::InvalidRecord.code(), Some("no records".into()), Vec::new()),
-                        Some(records) => match verify_transaction(&partition, transactional_id.as_deref(), &records) {
-                            Err(code) => Outcome::Failed(code, None, Vec::new()),
-                            // A dir past its disk refuse mark takes no client data (`log::disk_pressure`).
-                            Ok(()) => match partition.log().check_disk_pressure().map_err(PartitionError::Log).and_then(|()| partition.append_as_leader(records, acks)) {
-                                Ok((info, epoch)) => {
-                                    let m = &ctx.apis.metrics.topics;
-                                    m.bytes_in.with_label_values(&[name.as_str()]).inc_by(info.size_bytes);
-                                    m.records_in.with_label_values(&[name.as_str()]).inc_by(info.record_count);
-                                    Outcome::Appended(partition, info, epoch)
+                        Some(records) => {
+                            let txn = txn_verification::producer_txn(transactional_id.as_deref(), &records);
+                            match txn_verification::start(&ctx.apis.txn_verifications, verify, &partition, txn) {
+                                Start::Append(verification) => append(&ctx, name, partition, records, acks, verification),
+                                Start::Verify(deferred) => {
+                                    let (ctx, name) = (ctx.clone(), name.clone());
+                                    Outcome::Verifying(tokio::spawn(async move {
+                                        let (verified, _ticket) = deferred.verify(&ctx, &partition).await;
+                                        match verified {
+                                            Ok(guard) => {
+                                                let outcome = append(&ctx, &name, partition, records, acks, Some(guard));
+                                                if let Outcome::Appended(_, info, _) = &outcome {
+                                                    // The request's throttle time is settled: the
+                                                    // bytes count towards the client's next one.
+                                                    let image = ctx.apis.image();
+                                                    record_quota_topics(&ctx, &image, &[(name, info.size_bytes)]);
+                                                }
+                                                outcome
+                                            }
+                                            Err(code) => {
+                                                let message = txn_verification::refusal_message(code, &partition.tp);
+                                                Outcome::Failed(code, Some(message), Vec::new())
+                                            }
+                                        }
+                                    }))
                                 }
-                                Err(e) => {
-                                    ctx.apis.metrics.topics.produce_errors.with_label_values(&[name.as_str()]).inc();
-                                    log_append_error(&partition.tp, &e);
-                                    Outcome::Failed(partition_error_code(&e), Some(e.to_string()), wire_record_errors(&e))
-                                }
-                            },
-                        },
+                            }
+                        }
                     },
                 },
             };
@@ -119,9 +135,7 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
         tokio::spawn(async move {
             for (_, _, outcomes) in results {
                 for (_, o) in outcomes {
-                    if let Outcome::Appended(partition, info, epoch) = o {
-                        let _ = partition.wait_committed(info.last_offset.next(), 0, epoch).await;
-                    }
+                    let _ = committed(o, 0, None).await;
                 }
             }
         });
@@ -131,59 +145,44 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
         return Reply::Nothing;
     }
     // Every partition waits for its commit at once (one fsync each, in parallel), not in turn.
-    let waits: Vec<Vec<_>> = results
-        .iter()
-        .map(|(_, _, outcomes)| {
-            outcomes
-                .iter()
-                .map(|(_, o)| match o {
-                    Outcome::Appended(partition, info, epoch) => {
-                        let (partition, end, epoch) = (partition.clone(), info.last_offset.next(), *epoch);
-                        Some(tokio::spawn(async move { tokio::time::timeout(timeout, partition.wait_committed(end, acks, epoch)).await }))
-                    }
-                    Outcome::Failed(..) => None,
+    let waits: Vec<_> = results
+        .into_iter()
+        .map(|(name, topic_id, outcomes)| {
+            let waits = outcomes
+                .into_iter()
+                .map(|(index, o)| match o {
+                    Outcome::Failed(code, message, record_errors) => (index, Err((code, message, record_errors))),
+                    o => (index, Ok(tokio::spawn(committed(o, acks, Some(timeout))))),
                 })
-                .collect()
+                .collect::<Vec<_>>();
+            (name, topic_id, waits)
         })
         .collect();
     Reply::later(async move {
-        let mut responses = Vec::with_capacity(results.len());
-        for ((name, topic_id, outcomes), waits) in results.into_iter().zip(waits) {
-            let mut partition_responses = Vec::with_capacity(outcomes.len());
-            for ((index, outcome), wait) in outcomes.into_iter().zip(waits) {
+        let mut responses = Vec::with_capacity(waits.len());
+        for (name, topic_id, waits) in waits {
+            let mut partition_responses = Vec::with_capacity(waits.len());
+            for (index, wait) in waits {
                 let r = PartitionProduceResponse::default().with_index(index);
-                let r = match outcome {
-                    Outcome::Failed(code, message, record_errors) => r
+                // A task that died is a bug, reported to the client as an unknown server error.
+                let done = match wait {
+                    Err(failed) => Err(failed),
+                    Ok(handle) => handle.await.unwrap_or_else(|join_error| {
+                        tracing::error!(error = %join_error, "produce wait failed");
+                        Err((ResponseError::UnknownServerError.code(), None, Vec::new()))
+                    }),
+                };
+                let r = match done {
+                    Err((code, message, record_errors)) => r
                         .with_error_code(code)
                         .with_base_offset(-1)
                         .with_error_message(message.filter(|_| version >= 8).map(str_bytes))
                         .with_record_errors(if version >= 8 { record_errors } else { Vec::new() }),
-                    Outcome::Appended(partition, info, _) => {
-                        // An appended partition always has a wait; a task that died is a bug,
-                        // reported to the client as an unknown server error.
-                        let committed = match wait {
-                            Some(handle) => handle.await,
-                            None => Ok(Ok(Ok(()))),
-                        };
-                        match committed {
-                            Err(join_error) => {
-                                tracing::error!(partition = %partition.tp, error = %join_error, "commit wait failed");
-                                r.with_error_code(ResponseError::UnknownServerError.code()).with_base_offset(-1)
-                            }
-                            Ok(committed) => match committed {
-                            Ok(Ok(())) => r
-                                .with_error_code(NONE)
-                                .with_base_offset(info.first_offset.0)
-                                .with_log_append_time_ms(info.log_append_time_ms)
-                                .with_log_start_offset(if version >= 5 { info.local_log_start_offset.0 } else { -1 }),
-                            Ok(Err(e)) => {
-                                log_append_error(&partition.tp, &e);
-                                r.with_error_code(partition_error_code(&e)).with_base_offset(-1).with_error_message((version >= 8).then(|| str_bytes(e.to_string())))
-                            }
-                            Err(_) => r.with_error_code(ResponseError::RequestTimedOut.code()).with_base_offset(-1),
-                            },
-                        }
-                    }
+                    Ok(info) => r
+                        .with_error_code(NONE)
+                        .with_base_offset(info.first_offset.0)
+                        .with_log_append_time_ms(info.log_append_time_ms)
+                        .with_log_start_offset(if version >= 5 { info.local_log_start_offset.0 } else { -1 }),
                 };
                 partition_responses.push(r);
             }
@@ -201,6 +200,65 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
     })
 }
 
+/// A refused partition's code, message and bad records (KIP-467).
+type Refusal = (i16, Option<String>, Vec<BatchIndexAndErrorMessage>);
+
+/// Waits until `outcome`'s batches are committed as `acks` asks (within `timeout`), after its
+/// verification if it waits for one.
+async fn committed(outcome: Outcome, acks: i16, timeout: Option<Duration>) -> Result<LogAppendInfo, Refusal> {
+    let outcome = match outcome {
+        Outcome::Verifying(handle) => handle.await.unwrap_or_else(|join_error| {
+            tracing::error!(error = %join_error, "transaction verification failed");
+            Outcome::Failed(ResponseError::UnknownServerError.code(), None, Vec::new())
+        }),
+        o => o,
+    };
+    let (partition, info, epoch) = match outcome {
+        Outcome::Appended(partition, info, epoch) => (partition, info, epoch),
+        Outcome::Failed(code, message, record_errors) => return Err((code, message, record_errors)),
+        Outcome::Verifying(_) => return Err((ResponseError::UnknownServerError.code(), None, Vec::new())),
+    };
+    let wait = partition.wait_committed(info.last_offset.next(), acks, epoch);
+    let waited = match timeout {
+        Some(timeout) => tokio::time::timeout(timeout, wait).await,
+        None => Ok(wait.await),
+    };
+    match waited {
+        Ok(Ok(())) => Ok(info),
+        Ok(Err(e)) => {
+            log_append_error(&partition.tp, &e);
+            Err((partition_error_code(&e), Some(e.to_string()), Vec::new()))
+        }
+        Err(_) => Err((ResponseError::RequestTimedOut.code(), None, Vec::new())),
+    }
+}
+
+/// Appends a partition's records as leader, counting them in the topic's metrics.
+fn append(
+    ctx: &RequestContext,
+    name: &str,
+    partition: Arc<Partition>,
+    records: bytes::Bytes,
+    acks: i16,
+    verification: Option<VerificationGuard>,
+) -> Outcome {
+    // A dir past its disk refuse mark takes no client data (`log::disk_pressure`).
+    let appended = partition.log().check_disk_pressure().map_err(PartitionError::Log);
+    match appended.and_then(|()| partition.append_as_leader_with(records, acks, verification)) {
+        Ok((info, epoch)) => {
+            let m = &ctx.apis.metrics.topics;
+            m.bytes_in.with_label_values(&[name]).inc_by(info.size_bytes);
+            m.records_in.with_label_values(&[name]).inc_by(info.record_count);
+            Outcome::Appended(partition, info, epoch)
+        }
+        Err(e) => {
+            ctx.apis.metrics.topics.produce_errors.with_label_values(&[name]).inc();
+            log_append_error(&partition.tp, &e);
+            Outcome::Failed(partition_error_code(&e), Some(e.to_string()), wire_record_errors(&e))
+        }
+    }
+}
+
 /// Counts the request against the client's produce quotas (per broker and cluster-wide) and
 /// its appended bytes against the topics' cluster-wide limits; returns how long the client
 /// must wait (0 within them all). The response says so and the connection stops reading
@@ -215,6 +273,14 @@ fn record_quota(ctx: &RequestContext, image: &MetadataImage, appended: &[(String
     if let Some(cluster) = throttle::cluster_client_quota(image, ctx.user(), ctx.client_id(), SharedDirection::Produce) {
         throttle_ms = throttle_ms.max(throttle::record_shared(apis, image, &cluster, ctx.request_bytes as u64));
     }
+    throttle_ms.max(record_quota_topics(ctx, image, appended))
+}
+
+/// Counts appended bytes against the topics' cluster-wide produce limits; returns the longest
+/// throttle time they ask for.
+fn record_quota_topics(ctx: &RequestContext, image: &MetadataImage, appended: &[(String, u64)]) -> u64 {
+    let apis = &ctx.apis;
+    let mut throttle_ms = 0;
     for (name, bytes) in appended {
         let Some(topic) = image.topic_by_name(name) else { continue };
         if let Some(limit) = throttle::topic_quota(apis, image, topic, SharedDirection::Produce) {
@@ -246,19 +312,6 @@ fn has_transactional_batches(req: &ProduceRequest) -> bool {
     req.topic_data.iter().flat_map(|t| &t.partition_data).any(|p| {
         p.records.as_ref().is_some_and(|r| BatchHeader::parse(r).is_ok_and(|h| h.is_transactional()))
     })
-}
-
-/// The seam where KIP-890's verification plugs in: asked before a partition's transactional
-/// batches are appended, it will ask the transaction coordinator whether the partition was
-/// added to the producer's ongoing transaction (and refuse with INVALID_TXN_STATE if not).
-/// Until the coordinator answers it, every transactional batch passes; non-transactional
-/// records never ask.
-fn verify_transaction(_partition: &Partition, transactional_id: Option<&str>, records: &bytes::Bytes) -> Result<(), i16> {
-    let Ok(h) = BatchHeader::parse(records) else { return Ok(()) };
-    if !h.is_transactional() || transactional_id.is_none() {
-        return Ok(());
-    }
-    Ok(())
 }
 
 /// Whether any batch carries a producer id (an idempotent producer's).

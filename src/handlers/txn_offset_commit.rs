@@ -2,7 +2,8 @@
 //! (`sendOffsetsToTransaction`). Sent to the group's coordinator, which writes them in the
 //! producer's transactional batch and keeps them pending until the transaction's marker
 //! reaches the offsets partition (`group::state::txn_offsets`). WRITE on the transactional id,
-//! READ on the group and on each topic.
+//! READ on the group and on each topic. With KIP-890 verification on, the offsets partition
+//! must be in the producer's ongoing transaction (`super::txn_verification`).
 
 use kafka_protocol::error::ResponseError as E;
 use kafka_protocol::messages::txn_offset_commit_response::{
@@ -11,10 +12,15 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::{ResponseKind, TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 use kafka_protocol::protocol::VersionRange;
 
-use super::authz::{TOPIC_AUTHORIZATION_FAILED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED};
+use std::sync::Arc;
+
+use super::authz::{GROUP_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED};
+use super::txn_verification::{self, ProducerTxn};
 use super::{group_call, Reply, RequestContext};
-use crate::group::{GroupRequest, GroupResponse};
-use crate::model::PartitionIndex;
+use crate::controller::MetadataImage;
+use crate::group::{partition_for, GroupRequest, GroupResponse, OFFSETS_TOPIC};
+use crate::model::{PartitionIndex, TopicPartition};
+use crate::replication::Partition;
 use crate::security::acl::{AclOperation, Resource};
 
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 5 };
@@ -110,11 +116,40 @@ pub fn handle(ctx: RequestContext, req: TxnOffsetCommitRequest) -> Reply {
             0,
         ));
     }
-    group_call::call(
-        &ctx,
-        &group_id,
-        AclOperation::Read,
-        GroupRequest::TxnCommit { req: accepted },
-        respond,
-    )
+    let Some(partition) = offsets_partition_to_verify(&ctx, &image, &group_id) else {
+        let request = GroupRequest::TxnCommit { req: accepted, verification: None };
+        return group_call::call(&ctx, &group_id, AclOperation::Read, request, respond);
+    };
+    // KIP-890: the offsets partition must be in the producer's transaction before the
+    // producer's batch is written there, as a produce's partition must.
+    if !ctx.authorize(AclOperation::Read, &Resource::group(&group_id)) {
+        return Reply::Now(respond(None, GROUP_AUTHORIZATION_FAILED));
+    }
+    let txn = ProducerTxn {
+        transactional_id: accepted.transactional_id.to_string(),
+        producer_id: accepted.producer_id.0,
+        producer_epoch: accepted.producer_epoch,
+    };
+    Reply::later(async move {
+        let verification = match txn_verification::verify_offsets(&ctx, &partition, &txn).await {
+            Ok(guard) => Some(guard),
+            Err(code) => return respond(None, code),
+        };
+        let request = GroupRequest::TxnCommit { req: accepted, verification };
+        match group_call::ask(&ctx, &group_id, request).await {
+            Ok(reply) => respond(Some(reply), 0),
+            Err(code) => respond(None, code),
+        }
+    })
+}
+
+/// The group's `__consumer_offsets` partition, when this broker leads it and verifies
+/// transactions (else the commit goes to the shard unverified, or is answered NOT_COORDINATOR).
+fn offsets_partition_to_verify(ctx: &RequestContext, image: &MetadataImage, group_id: &str) -> Option<Arc<Partition>> {
+    if !txn_verification::enabled(ctx, image) {
+        return None;
+    }
+    let partitions = image.topic_by_name(OFFSETS_TOPIC)?.partitions.len() as i32;
+    let index = partition_for(group_id, partitions);
+    ctx.apis.replicas.get(&TopicPartition::new(OFFSETS_TOPIC, index)).filter(|p| p.is_leader())
 }

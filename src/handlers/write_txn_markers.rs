@@ -141,10 +141,10 @@ pub fn handle(ctx: RequestContext, req: WriteTxnMarkersRequest) -> Reply {
 fn complete_offsets(ctx: &RequestContext, partition: &Arc<Partition>, info: &LogAppendInfo, epoch: LeaderEpoch, producer_id: i64, commit: bool) {
     let groups = ctx.apis.groups.clone();
     let partition = partition.clone();
-    let end = info.last_offset.next();
+    let (end, marker_offset) = (info.last_offset.next(), info.first_offset.0);
     tokio::spawn(async move {
         if let Ok(Ok(())) = tokio::time::timeout(REPLICATION_TIMEOUT, partition.wait_committed(end, -1, epoch)).await {
-            groups.complete_transaction(partition.tp.partition.0, producer_id, commit);
+            groups.complete_transaction(partition.tp.partition.0, producer_id, commit, marker_offset);
         }
     });
 }

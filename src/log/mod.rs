@@ -327,6 +327,10 @@ pub enum LogError {
         "producer {producer_id} has an open transaction; a non-transactional batch is refused"
     )]
     InvalidTxnState { producer_id: ProducerId },
+    /// KIP-890: the first transactional batch of a transaction here, whose verification with
+    /// the transaction coordinator is missing or was overtaken by the transaction's end.
+    #[error("producer {producer_id}'s transaction was not verified to include this partition, or ended since")]
+    TransactionNotVerified { producer_id: ProducerId },
     #[error("a marker for producer {producer_id} from coordinator epoch {coordinator_epoch} is older than its coordinator epoch {current}")]
     TransactionCoordinatorFenced {
         producer_id: ProducerId,
@@ -381,6 +385,7 @@ pub mod txn_index;
 mod unified_log;
 pub mod validator;
 
+pub use producer_state::VerificationGuard;
 pub use validator::{RecordError, RecordErrorKind};
 
 pub use cleaner::{CleanerStats, LogCleaner};

@@ -28,6 +28,8 @@
 //! A snapshot that fails its CRC is ignored and the state rebuilt from an older one (or from
 //! the log start) by replaying batch headers.
 
+mod verification;
+
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
@@ -35,6 +37,7 @@ use super::txn_index::AbortedTxn;
 use super::{LogError, Result};
 use crate::protocol::control::{self, TransactionResult};
 use crate::protocol::record_batch::BatchHeader;
+pub use verification::{VerificationGuard, VerificationStates};
 
 /// How many recent batches per producer are remembered for duplicate detection (Kafka: 5, the
 /// most in-flight requests an idempotent producer may have).
@@ -122,6 +125,8 @@ fn next_seq(s: i32) -> i32 {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ProducerStateManager {
     producers: HashMap<i64, ProducerState>,
+    /// KIP-890 verifications under way; not in snapshots.
+    pub verifications: VerificationStates,
 }
 
 impl ProducerStateManager {
@@ -290,6 +295,33 @@ impl ProducerStateManager {
         }
     }
 
+    /// Whether transactional batch `h` may be appended by a leader that verified it with
+    /// `guard` (KIP-890): yes when its producer's transaction is already open here at its
+    /// epoch, otherwise only if `guard` is still the producer's.
+    pub fn verified(
+        &self,
+        pending: &HashMap<i64, ProducerState>,
+        h: &BatchHeader,
+        guard: VerificationGuard,
+    ) -> bool {
+        if !h.is_transactional() || h.is_control() || h.producer_id < 0 {
+            return true;
+        }
+        let open = pending
+            .get(&h.producer_id)
+            .or_else(|| self.producers.get(&h.producer_id))
+            .is_some_and(|s| s.current_txn_first_offset.is_some() && s.epoch == h.producer_epoch);
+        open || self.verifications.verify(h.producer_id, guard)
+    }
+
+    /// Whether `producer_id` has a transaction open here at `producer_epoch` (Kafka's
+    /// `hasOngoingTransaction`): its next batches need no verification.
+    pub fn has_ongoing_txn(&self, producer_id: i64, producer_epoch: i16) -> bool {
+        self.producers
+            .get(&producer_id)
+            .is_some_and(|s| s.current_txn_first_offset.is_some() && s.epoch == producer_epoch)
+    }
+
     /// The smallest first offset of any open transaction: nothing at or after it is stable.
     pub fn first_unstable_offset(&self) -> Option<i64> {
         self.producers
@@ -307,6 +339,11 @@ impl ProducerStateManager {
     }
 
     pub fn apply(&mut self, pending: HashMap<i64, ProducerState>) {
+        // Whatever a producer appended, a verification it started has served: its transaction
+        // is open here now, or ended (see `verification`).
+        for producer_id in pending.keys() {
+            self.verifications.clear(*producer_id);
+        }
         self.producers.extend(pending);
     }
 
@@ -340,6 +377,8 @@ impl ProducerStateManager {
     /// Forgets producers idle for longer than the expiration, except those with an open
     /// transaction (Kafka keeps them until the coordinator ends it).
     pub fn remove_expired(&mut self, now_ms: i64) {
+        self.verifications
+            .remove_expired(now_ms, PRODUCER_EXPIRATION_MS);
         self.producers.retain(|_, s| {
             s.current_txn_first_offset.is_some()
                 || now_ms - s.last_timestamp < PRODUCER_EXPIRATION_MS
@@ -347,6 +386,7 @@ impl ProducerStateManager {
     }
 
     pub fn clear(&mut self) {
+        self.verifications = VerificationStates::default();
         self.producers.clear();
     }
 
@@ -426,7 +466,10 @@ impl ProducerStateManager {
                 },
             );
         }
-        (r.at == body.len()).then_some(ProducerStateManager { producers })
+        (r.at == body.len()).then_some(ProducerStateManager {
+            producers,
+            verifications: VerificationStates::default(),
+        })
     }
 }
 

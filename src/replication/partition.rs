@@ -14,6 +14,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
+mod checks;
+
 use super::delayed_fetch::FetchWakeups;
 use super::isr::{self, FollowerState};
 use crate::clock::SharedClock;
@@ -26,6 +28,7 @@ use crate::model::{
     BrokerId, LeaderEpoch, Offset, ProducerEpoch, ProducerId, TopicId, TopicPartition,
 };
 use crate::protocol::control::EndTransactionMarker;
+use checks::check_leader;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PartitionError {
@@ -319,6 +322,17 @@ impl Partition {
         records: bytes::Bytes,
         acks: i16,
     ) -> Result<(LogAppendInfo, LeaderEpoch), PartitionError> {
+        self.append_as_leader_with(records, acks, None)
+    }
+
+    /// [`Partition::append_as_leader`] with a KIP-890 verification guard
+    /// (`UnifiedLog::append_as_leader_with`).
+    pub fn append_as_leader_with(
+        &self,
+        records: bytes::Bytes,
+        acks: i16,
+        verification: Option<crate::log::VerificationGuard>,
+    ) -> Result<(LogAppendInfo, LeaderEpoch), PartitionError> {
         let state = self.check_leader(LeaderEpoch::UNKNOWN)?;
         let min_isr = self.min_isr();
         if acks == -1 && state.isr.len() < min_isr {
@@ -328,7 +342,9 @@ impl Partition {
                 min_isr,
             });
         }
-        let info = self.log().append_as_leader(records, state.leader_epoch)?;
+        let info = self
+            .log()
+            .append_as_leader_with(records, state.leader_epoch, verification)?;
         if state.replicas.len() > 1 {
             self.fetch_wakeups.appended();
             let epoch = state.leader_epoch.0;
@@ -764,36 +780,4 @@ fn followers_for(
         .filter(|b| **b != local)
         .map(|b| (*b, FollowerState::new(now_ms)))
         .collect()
-}
-
-fn check_leader(
-    tp: &TopicPartition,
-    local: BrokerId,
-    state: &PartitionState,
-    epoch: LeaderEpoch,
-) -> Result<(), PartitionError> {
-    if state.leader != local {
-        return Err(PartitionError::NotLeader {
-            tp: tp.clone(),
-            local,
-            leader: state.leader,
-        });
-    }
-    if epoch != LeaderEpoch::UNKNOWN {
-        if epoch < state.leader_epoch {
-            return Err(PartitionError::FencedLeaderEpoch {
-                tp: tp.clone(),
-                requested: epoch,
-                current: state.leader_epoch,
-            });
-        }
-        if epoch > state.leader_epoch {
-            return Err(PartitionError::UnknownLeaderEpoch {
-                tp: tp.clone(),
-                requested: epoch,
-                current: state.leader_epoch,
-            });
-        }
-    }
-    Ok(())
 }

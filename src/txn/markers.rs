@@ -268,11 +268,15 @@ async fn write_local(
     )
     .await;
     match written {
-        Ok(Ok(_)) => {
+        Ok(Ok(info)) => {
             if tp.topic == OFFSETS_TOPIC {
-                channel
-                    .groups
-                    .complete_transaction(tp.partition.0, job.producer_id, job.commit);
+                let marker_offset = info.first_offset.0;
+                channel.groups.complete_transaction(
+                    tp.partition.0,
+                    job.producer_id,
+                    job.commit,
+                    marker_offset,
+                );
             }
             (PartitionOutcome::Done, None)
         }

@@ -13,6 +13,8 @@ pub struct TxnMetrics {
     pub markers_written: IntCounter,
     pub completed: IntCounterVec,
     pub timed_out: IntCounter,
+    /// Partition leaders' KIP-890 questions, by where the coordinator was and the answer.
+    pub verifications: IntCounterVec,
 }
 
 impl TxnMetrics {
@@ -44,10 +46,23 @@ impl TxnMetrics {
                 "strata_txn_timed_out_total",
                 "Transactions aborted by the coordinator because they passed their transaction.timeout.ms.",
             ),
+            verifications: counter_vec(
+                r,
+                "strata_txn_verifications_total",
+                "Transactions this broker, as partition leader, verified with their coordinator before appending their first batch on a partition (KIP-890), by coordinator (local or remote) and result (verified, refused: not in the transaction, retriable: asked again by the producer's retry, error: any other refusal).",
+                &["coordinator", "result"],
+            ),
         };
         // Both results exist from the start, so dashboards and rates see 0 rather than no series.
         for result in ["commit", "abort"] {
             metrics.completed.with_label_values(&[result]);
+        }
+        for coordinator in ["local", "remote"] {
+            for result in ["verified", "refused", "retriable", "error"] {
+                metrics
+                    .verifications
+                    .with_label_values(&[coordinator, result]);
+            }
         }
         metrics
     }

@@ -20,6 +20,7 @@ mod parked;
 pub mod records;
 pub mod shard;
 pub mod state;
+pub mod verification;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -40,6 +41,7 @@ use markers::MarkerChannel;
 pub use metrics::TxnMetrics;
 use shard::{Command, ShardHandle, ShardSettings, TxnReply, ACTIVE, LOADING, STOPPED};
 pub use state::{TxnConfig, TxnError, TxnMetadata, TxnRequest, TxnResponse, TxnState};
+use verification::TxnVerifier;
 
 /// The internal topic holding the transactions' state.
 pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
@@ -69,12 +71,16 @@ pub struct TransactionCoordinator {
     // Short sections only (look up, insert or remove a handle); never held across `.await`.
     shards: Mutex<HashMap<i32, ShardHandle>>,
     ctx: TxnCoordinatorContext,
+    /// Partition leaders' questions to the coordinators on other brokers (KIP-890).
+    verifier: Arc<TxnVerifier>,
 }
 
 impl TransactionCoordinator {
     pub fn new(ctx: TxnCoordinatorContext) -> TransactionCoordinator {
+        let verifier = TxnVerifier::new(ctx.markers.metadata.clone(), ctx.markers.net.clone());
         TransactionCoordinator {
             shards: Mutex::new(HashMap::new()),
+            verifier: Arc::new(verifier),
             ctx,
         }
     }
@@ -222,6 +228,15 @@ impl TransactionCoordinator {
         }
         self.reconcile();
         Ok(())
+    }
+
+    pub fn metrics(&self) -> &TxnMetrics {
+        &self.ctx.metrics
+    }
+
+    /// Partition leaders' verification of transactions coordinated on other brokers.
+    pub fn verifier(&self) -> &Arc<TxnVerifier> {
+        &self.verifier
     }
 
     /// The broker that coordinates `transactional_id`, from the metadata image.

@@ -186,7 +186,8 @@ pub enum TxnRequest {
     List {
         states: Vec<String>,
         producer_ids: Vec<i64>,
-        /// Only transactions open longer than this (ListTransactions v1), -1 for all.
+        /// Only ids whose transaction started longer ago than this (ListTransactions v1,
+        /// Kafka's `DurationFilter`), -1 for all.
         min_duration_ms: i64,
         pattern: Option<regex::Regex>,
     },
@@ -389,12 +390,9 @@ impl TxnShard {
                     .values()
                     .filter(|m| states.is_empty() || states.iter().any(|s| s == m.state.name()))
                     .filter(|m| producer_ids.is_empty() || producer_ids.contains(&m.producer_id))
-                    .filter(|m| {
-                        min_duration_ms < 0
-                            || (m.state.is_open()
-                                && m.start_ms >= 0
-                                && now_ms - m.start_ms > min_duration_ms)
-                    })
+                    // Kafka's test, in every state: the start of the current or last
+                    // transaction (-1 for none since InitProducerId, which always passes).
+                    .filter(|m| min_duration_ms < 0 || now_ms - m.start_ms > min_duration_ms)
                     .filter(|m| {
                         pattern
                             .as_ref()
@@ -572,6 +570,9 @@ impl TxnShard {
         partitions: Vec<TopicPartition>,
     ) -> Result<Vec<(TopicPartition, bool)>, TxnError> {
         let m = self.owned(transactional_id, producer_id, producer_epoch)?;
+        if matches!(m.state, TxnState::PrepareCommit | TxnState::PrepareAbort) {
+            return Err(TxnError::ConcurrentTransactions); // as Kafka: the leader retries
+        }
         let ongoing = m.state == TxnState::Ongoing;
         Ok(partitions
             .into_iter()

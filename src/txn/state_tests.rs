@@ -416,6 +416,41 @@ fn verification_reports_membership_without_changing_anything() {
 }
 
 #[test]
+fn verification_while_the_transaction_ends_is_retriable_and_after_it_outside() {
+    let mut s = shard();
+    init(&mut s, "t", 7, T0);
+    add(&mut s, "t", 7, 0, &[("a", 0)], T0);
+    let verify = |s: &mut TxnShard| {
+        let request = TxnRequest::AddPartitions {
+            transactional_id: "t".into(),
+            producer_id: 7,
+            producer_epoch: 0,
+            partitions: vec![TopicPartition::new("a", 0)],
+            verify_only: true,
+        };
+        s.handle(5, request, T0).replies
+    };
+    end(&mut s, "t", 7, 0, false, T0);
+    // PrepareAbort: Kafka answers CONCURRENT_TRANSACTIONS, which the leader retries.
+    assert_eq!(
+        verify(&mut s),
+        vec![(
+            5,
+            TxnResponse::Verify(Err(TxnError::ConcurrentTransactions))
+        )]
+    );
+    markers_written(&mut s, "t", 7, 0, T0);
+    // CompleteAbort: a late batch of the aborted transaction is outside any transaction.
+    assert_eq!(
+        verify(&mut s),
+        vec![(
+            5,
+            TxnResponse::Verify(Ok(vec![(TopicPartition::new("a", 0), false)]))
+        )]
+    );
+}
+
+#[test]
 fn list_filters_by_state_producer_duration_and_pattern() {
     let mut s = shard();
     init(&mut s, "app-1", 7, T0);
@@ -452,8 +487,22 @@ fn list_filters_by_state_producer_duration_and_pattern() {
         vec!["app-1"]
     );
     assert_eq!(list(&mut s, vec![], vec![8], -1, None), vec!["other"]);
-    assert_eq!(list(&mut s, vec![], vec![], 4000, None), vec!["app-1"]);
-    assert!(list(&mut s, vec![], vec![], 6000, None).is_empty());
+    // Kafka's duration filter compares the start of the current or last transaction in every
+    // state; "other" has had none since InitProducerId (start -1), which always passes.
+    assert_eq!(
+        list(&mut s, vec![], vec![], 4000, None),
+        vec!["app-1", "other"]
+    );
+    assert_eq!(list(&mut s, vec![], vec![], 6000, None), vec!["other"]);
+    // A completed transaction is listed by when it started, as an open one.
+    end(&mut s, "app-1", 7, 0, true, T0 + 100);
+    markers_written(&mut s, "app-1", 7, 0, T0 + 200);
+    assert_eq!(state(&s, "app-1"), TxnState::CompleteCommit);
+    assert_eq!(
+        list(&mut s, vec!["CompleteCommit"], vec![], 4000, None),
+        vec!["app-1"]
+    );
+    assert!(list(&mut s, vec!["CompleteCommit"], vec![], 6000, None).is_empty());
     assert_eq!(
         list(&mut s, vec![], vec![], -1, Some("^oth")),
         vec!["other"]

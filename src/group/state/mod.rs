@@ -195,11 +195,15 @@ pub enum GroupRequest {
     },
     TxnCommit {
         req: TxnOffsetCommitRequest,
+        /// The KIP-890 verification the batch is written with, when the broker verifies.
+        verification: Option<crate::log::VerificationGuard>,
     },
-    /// A transaction marker of `producer_id` was written on this shard's partition.
+    /// A transaction marker of `producer_id` was written on this shard's partition, at
+    /// `marker_offset`.
     TxnCompleted {
         producer_id: i64,
         commit: bool,
+        marker_offset: i64,
     },
 }
 
@@ -293,6 +297,8 @@ pub struct Decision {
     /// Set for a TxnOffsetCommit: `records` go in a transactional batch of this producer id
     /// and epoch, so the transaction's marker decides them.
     pub producer: Option<(i64, i16)>,
+    /// The verification guard that batch is appended with (`GroupRequest::TxnCommit`).
+    pub verification: Option<crate::log::VerificationGuard>,
 }
 
 impl Decision {
@@ -332,6 +338,8 @@ pub struct GroupShard {
     pending_txn_offsets: HashMap<i64, Vec<txn_offsets::PendingOffset>>,
     /// The epoch of each producer with pending offsets, to fence its zombies.
     pending_txn_epochs: HashMap<i64, i16>,
+    /// Where the load stopped reading the partition: the markers below it were replayed.
+    pub loaded_end: i64,
 }
 
 impl GroupShard {
@@ -344,6 +352,7 @@ impl GroupShard {
             join_seq: 0,
             pending_txn_offsets: HashMap::new(),
             pending_txn_epochs: HashMap::new(),
+            loaded_end: 0,
         }
     }
 
@@ -441,12 +450,16 @@ impl GroupShard {
             GroupRequest::List => d.reply(waiter, GroupResponse::List(self.list())),
             GroupRequest::Delete { group_id } => self.delete_group(&mut d, waiter, &group_id),
             GroupRequest::DeleteOffsets { req } => self.delete_offsets(&mut d, waiter, req),
-            GroupRequest::TxnCommit { req } => self.txn_commit(&mut d, waiter, req, now_ms),
+            GroupRequest::TxnCommit { req, verification } => {
+                self.txn_commit(&mut d, waiter, req, now_ms);
+                d.verification = verification;
+            }
             GroupRequest::TxnCompleted {
                 producer_id,
                 commit,
+                marker_offset,
             } => {
-                self.complete_txn_offsets(producer_id, commit, now_ms);
+                self.txn_completed(producer_id, commit, marker_offset, now_ms);
                 d.reply(waiter, GroupResponse::TxnCompleted);
             }
         }

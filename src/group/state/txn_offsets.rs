@@ -157,6 +157,22 @@ impl GroupShard {
         }
     }
 
+    /// A marker at `marker_offset` ended `producer_id`'s transaction. The event reaches a
+    /// shard still loading too (queued until it serves), so a marker the load did not read
+    /// is not missed; one below where the load stopped was replayed by it, and is not applied
+    /// again (the offsets pending now may be the producer's next transaction's).
+    pub(super) fn txn_completed(
+        &mut self,
+        producer_id: i64,
+        commit: bool,
+        marker_offset: i64,
+        now_ms: i64,
+    ) {
+        if marker_offset >= self.loaded_end {
+            self.complete_txn_offsets(producer_id, commit, now_ms);
+        }
+    }
+
     /// Load: an offset commit read from a transactional batch of `producer_id`.
     pub fn replay_txn_offset(
         &mut self,
@@ -242,13 +258,27 @@ mod tests {
     #[test]
     fn offsets_are_pending_until_the_commit_marker() {
         let mut s = GroupShard::new(GroupConfig::default());
-        let d = s.handle(1, GroupRequest::TxnCommit { req: req(7, 42) }, 0);
+        let d = s.handle(
+            1,
+            GroupRequest::TxnCommit {
+                req: req(7, 42),
+                verification: None,
+            },
+            0,
+        );
         assert_eq!(d.producer, Some((7, 3)));
         assert_eq!(d.records.len(), 1);
         assert_eq!(committed(&s), None);
         // An older epoch of the same producer is fenced and writes nothing.
         let zombie = req(7, 1).with_producer_epoch(2);
-        let z = s.handle(2, GroupRequest::TxnCommit { req: zombie }, 0);
+        let z = s.handle(
+            2,
+            GroupRequest::TxnCommit {
+                req: zombie,
+                verification: None,
+            },
+            0,
+        );
         assert!(z.records.is_empty());
         match &z.replies[0].1 {
             GroupResponse::TxnCommit(r) => assert_eq!(
@@ -266,8 +296,22 @@ mod tests {
     #[test]
     fn an_abort_marker_drops_them_and_other_producers_are_untouched() {
         let mut s = GroupShard::new(GroupConfig::default());
-        s.handle(1, GroupRequest::TxnCommit { req: req(7, 42) }, 0);
-        s.handle(2, GroupRequest::TxnCommit { req: req(8, 50) }, 0);
+        s.handle(
+            1,
+            GroupRequest::TxnCommit {
+                req: req(7, 42),
+                verification: None,
+            },
+            0,
+        );
+        s.handle(
+            2,
+            GroupRequest::TxnCommit {
+                req: req(8, 50),
+                verification: None,
+            },
+            0,
+        );
         s.complete_txn_offsets(7, false, 1);
         assert_eq!(committed(&s), None);
         s.complete_txn_offsets(8, true, 1);
@@ -296,11 +340,55 @@ mod tests {
     }
 
     #[test]
+    fn a_marker_is_applied_once_whether_the_load_read_it_or_not() {
+        let completed = |pid: i64, commit: bool, marker_offset: i64| GroupRequest::TxnCompleted {
+            producer_id: pid,
+            commit,
+            marker_offset,
+        };
+        // The load stopped at offset 10, after the marker of the producer's first transaction
+        // (at 5) and a TxnOffsetCommit of its next one.
+        let mut s = GroupShard::new(GroupConfig::default());
+        s.loaded_end = 10;
+        s.handle(
+            1,
+            GroupRequest::TxnCommit {
+                req: req(7, 42),
+                verification: None,
+            },
+            0,
+        );
+        // The event of the marker at 5 was queued while loading: the load already applied it,
+        // and the next transaction's offsets stay pending.
+        s.handle(2, completed(7, true, 5), 0);
+        assert_eq!(committed(&s), None);
+        assert!(s.has_pending_offset("g", "t", 0));
+        // A marker the load did not read (at or past 10) is applied from its event.
+        s.handle(3, completed(7, true, 12), 0);
+        assert_eq!(committed(&s), Some(42));
+        assert!(!s.has_pending_offset("g", "t", 0));
+    }
+
+    #[test]
     fn a_member_of_an_older_generation_is_refused() {
         let mut s = GroupShard::new(GroupConfig::default());
-        s.handle(1, GroupRequest::TxnCommit { req: req(7, 1) }, 0);
+        s.handle(
+            1,
+            GroupRequest::TxnCommit {
+                req: req(7, 1),
+                verification: None,
+            },
+            0,
+        );
         let r = req(7, 2).with_member_id(crate::protocol::str_bytes("nobody"));
-        let d = s.handle(2, GroupRequest::TxnCommit { req: r }, 0);
+        let d = s.handle(
+            2,
+            GroupRequest::TxnCommit {
+                req: r,
+                verification: None,
+            },
+            0,
+        );
         match &d.replies[0].1 {
             GroupResponse::TxnCommit(resp) => assert_eq!(
                 resp.topics[0].partitions[0].error_code,

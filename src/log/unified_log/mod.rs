@@ -45,6 +45,7 @@ use crate::clock::SharedClock;
 use crate::model::{LeaderEpoch, Offset, ProducerEpoch, ProducerId};
 use crate::protocol::control::{parse_marker, TransactionResult};
 use crate::protocol::record_batch::{self, validate_batch, BatchError, BatchIter};
+use txn::entry;
 
 /// Asked before retention deletes a closed segment: `false` holds it back (tiered storage keeps
 /// a segment until it is uploaded). Arguments: base offset and last offset of the segment.
@@ -78,7 +79,8 @@ impl std::fmt::Debug for UnifiedLog {
 }
 
 enum Origin {
-    Leader(LeaderEpoch),
+    /// With the guard of a KIP-890 verification, when the broker verifies transactions.
+    Leader(LeaderEpoch, Option<super::VerificationGuard>),
     /// The leader appending a control batch it built itself (a transaction marker): not
     /// subject to the client checks that refuse control batches.
     Coordinator(LeaderEpoch),
@@ -95,19 +97,6 @@ fn batch_error(position: usize, e: BatchError) -> LogError {
             position,
             reason: e.to_string(),
         },
-    }
-}
-
-fn entry(producer_id: i64, s: &super::producer_state::ProducerState) -> ProducerStateEntry {
-    let last = s.batches.back();
-    ProducerStateEntry {
-        producer_id: ProducerId(producer_id),
-        producer_epoch: ProducerEpoch(s.epoch),
-        last_sequence: last.map_or(-1, |b| b.last_seq),
-        last_offset: Offset(last.map_or(-1, |b| b.last_offset)),
-        last_timestamp_ms: s.last_timestamp,
-        current_txn_start_offset: s.current_txn_first_offset.map(Offset),
-        coordinator_epoch: s.coordinator_epoch,
     }
 }
 
@@ -192,7 +181,7 @@ impl UnifiedLog {
         records: Bytes,
         leader_epoch: LeaderEpoch,
     ) -> Result<LogAppendInfo> {
-        self.append(records, Origin::Leader(leader_epoch))
+        self.append(records, Origin::Leader(leader_epoch, None))
     }
 
     /// Appends batches that already carry their offsets (a follower copying its leader).
@@ -264,7 +253,7 @@ impl UnifiedLog {
     fn append_checked(&self, records: Bytes, origin: Origin) -> Result<LogAppendInfo> {
         let leader = !matches!(origin, Origin::Follower);
         // CRC checks are the costly part: done before taking the lock.
-        let mut batches = self.validate(&records, matches!(origin, Origin::Leader(_)))?;
+        let mut batches = self.validate(&records, matches!(origin, Origin::Leader(..)))?;
         let mut st = self.lock_open()?;
         let now = self.clock.now_ms();
         let log_append_time = leader && st.config.timestamp_type == TimestampType::LogAppendTime;
@@ -283,7 +272,7 @@ impl UnifiedLog {
             let whole = whole.clone();
             let marker = h.is_control().then(|| parse_marker(&whole)).flatten();
             match origin {
-                Origin::Leader(epoch) | Origin::Coordinator(epoch) => {
+                Origin::Leader(epoch, _) | Origin::Coordinator(epoch) => {
                     h.base_offset = next;
                     h.partition_leader_epoch = epoch.0;
                     if log_append_time {
@@ -358,6 +347,12 @@ impl UnifiedLog {
                 // Only `check_coordinator_epoch` returns it, below.
                 Err(SequenceError::CoordinatorFenced { .. }) => {}
             }
+            if let Origin::Leader(_, Some(guard)) = origin {
+                if !st.producers.verified(&pending, h, guard) {
+                    let producer_id = ProducerId(h.producer_id);
+                    return Err(LogError::TransactionNotVerified { producer_id });
+                }
+            }
             if let Some(marker) = marker {
                 // A follower copies what its leader accepted, as Kafka only logs it there.
                 let fenced = st.producers.check_coordinator_epoch(
@@ -413,7 +408,7 @@ impl UnifiedLog {
         }
         let mut epochs_changed = false;
         match origin {
-            Origin::Leader(epoch) | Origin::Coordinator(epoch) | Origin::Mirror(epoch) => {
+            Origin::Leader(epoch, _) | Origin::Coordinator(epoch) | Origin::Mirror(epoch) => {
                 epochs_changed |= st.epoch_cache.assign(epoch.0, first_offset)
             }
             Origin::Follower => {

@@ -5,9 +5,25 @@ use bytes::Bytes;
 
 use super::{Origin, UnifiedLog};
 use crate::log::txn_index::{self, AbortedTxn};
-use crate::log::{LogAppendInfo, Result};
+use crate::log::{LogAppendInfo, ProducerStateEntry, Result, VerificationGuard};
 use crate::model::{LeaderEpoch, Offset, ProducerEpoch, ProducerId};
 use crate::protocol::control::{build_marker_batch, EndTransactionMarker};
+
+pub(super) fn entry(
+    producer_id: i64,
+    s: &crate::log::producer_state::ProducerState,
+) -> ProducerStateEntry {
+    let last = s.batches.back();
+    ProducerStateEntry {
+        producer_id: ProducerId(producer_id),
+        producer_epoch: ProducerEpoch(s.epoch),
+        last_sequence: last.map_or(-1, |b| b.last_seq),
+        last_offset: Offset(last.map_or(-1, |b| b.last_offset)),
+        last_timestamp_ms: s.last_timestamp,
+        current_txn_start_offset: s.current_txn_first_offset.map(Offset),
+        coordinator_epoch: s.coordinator_epoch,
+    }
+}
 
 impl UnifiedLog {
     /// Appends the control batch that ends `producer_id`'s transaction (the leader, for the
@@ -28,6 +44,42 @@ impl UnifiedLog {
             self.clock().now_ms(),
         );
         self.append(Bytes::from(batch), Origin::Coordinator(leader_epoch))
+    }
+
+    /// Appends a producer's batches as [`UnifiedLog::append_as_leader`] does; with
+    /// `verification` (the broker verifies transactions, KIP-890), a transactional batch that
+    /// would open the producer's transaction here needs that guard to still be the producer's
+    /// (`LogError::TransactionNotVerified` otherwise).
+    pub fn append_as_leader_with(
+        &self,
+        records: Bytes,
+        leader_epoch: LeaderEpoch,
+        verification: Option<VerificationGuard>,
+    ) -> Result<LogAppendInfo> {
+        self.append(records, Origin::Leader(leader_epoch, verification))
+    }
+
+    /// Starts verifying `producer_id`'s transaction at `producer_epoch` on this partition:
+    /// `None` when it is already open here (its batches need no verification), else the guard
+    /// to append with once the coordinator confirmed the partition is in the transaction.
+    pub fn start_transaction_verification(
+        &self,
+        producer_id: ProducerId,
+        producer_epoch: ProducerEpoch,
+    ) -> Option<VerificationGuard> {
+        let now = self.clock().now_ms();
+        let mut st = self.lock();
+        if st
+            .producers
+            .has_ongoing_txn(producer_id.0, producer_epoch.0)
+        {
+            return None;
+        }
+        Some(
+            st.producers
+                .verifications
+                .start(producer_id.0, producer_epoch.0, now),
+        )
     }
 
     /// The first offset of the oldest open transaction; `None` when none is open. The last
@@ -62,7 +114,7 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::log::txn_index::txn_index_path;
-    use crate::log::{FlushPolicy, LogConfig};
+    use crate::log::{FlushPolicy, LogConfig, LogError};
     use crate::protocol::control::TransactionResult;
     use crate::protocol::record_batch::{build_batch, set_covered_fields, TRANSACTIONAL_BIT};
 
@@ -368,5 +420,52 @@ mod tests {
         );
         assert_eq!(follower.log_end_offset(), Offset(2));
         assert_eq!(follower.producer_states()[0].coordinator_epoch, 2);
+    }
+
+    #[test]
+    fn a_transaction_is_opened_only_with_a_guard_that_no_marker_overtook() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let log = open(dir.path());
+        let (pid, epoch) = (ProducerId(1), ProducerEpoch(0));
+        // Without the guard of a verification, the first batch of a transaction is refused.
+        let refused =
+            log.append_as_leader_with(txn_batch(1, 0, 1), EPOCH, Some(VerificationGuard::SENTINEL));
+        assert!(
+            matches!(refused, Err(LogError::TransactionNotVerified { .. })),
+            "{refused:?}"
+        );
+        let guard = log
+            .start_transaction_verification(pid, epoch)
+            .expect("needs verifying");
+        // A pipelined batch of the same transaction shares the guard.
+        assert_eq!(log.start_transaction_verification(pid, epoch), Some(guard));
+        let info = log
+            .append_as_leader_with(txn_batch(1, 0, 2), EPOCH, Some(guard))
+            .expect("verified"); // 0..=1
+        assert_eq!(info.first_offset, Offset(0));
+        // The transaction is open: its next batches need no verification, and get none.
+        assert_eq!(log.start_transaction_verification(pid, epoch), None);
+        log.append_as_leader_with(txn_batch(1, 2, 1), EPOCH, Some(VerificationGuard::SENTINEL))
+            .expect("open"); // 2
+        assert_eq!(end(&log, 1, TransactionResult::Abort), 3);
+        // The next transaction: verified, but its abort marker is written before the batch
+        // arrives (a batch that was in flight when the producer aborted). The guard is spent,
+        // and the late batch opens no transaction that nothing would end.
+        let late = log
+            .start_transaction_verification(pid, epoch)
+            .expect("needs verifying");
+        assert_eq!(end(&log, 1, TransactionResult::Abort), 4);
+        let refused = log.append_as_leader_with(txn_batch(1, 3, 1), EPOCH, Some(late));
+        assert!(
+            matches!(refused, Err(LogError::TransactionNotVerified { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(log.first_unstable_offset(), None);
+        assert_eq!(log.log_end_offset(), Offset(5));
+        // Without verification (the broker's config off, or the coordinator's own writes) a
+        // transactional batch is appended as before.
+        log.append_as_leader(txn_batch(1, 3, 1), EPOCH)
+            .expect("unverified"); // 5
+        assert_eq!(log.first_unstable_offset(), Some(Offset(5)));
     }
 }
