@@ -20,11 +20,19 @@
 //! settings are dynamic cluster-wide broker configs: set through IncrementalAlterConfigs they
 //! are records of the metadata log, so a pause or a drain survives a controller failover.
 //! Partition sizes are not known to the controller yet, so the planner balances counts alone.
+//!
+//! Move throttles ([`decide_move_throttles`]): while `strata.balancer.throttle.bytes.per.second`
+//! is set, every pass lists each moving partition's source replicas (its replicas before the
+//! move) in its topic's `leader.replication.throttled.replicas` and the replicas being added
+//! in `follower.replication.throttled.replicas`, and removes the entries of partitions no
+//! longer moving, as `kafka-reassign-partitions --throttle` and `--verify` do. It covers every
+//! move, the balancer's, `strata cluster drain`'s and an operator's alike; a `*` list is left
+//! as it is. The brokers apply that rate to the listed replicas (`replication::throttle`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::balance::{plan_moves, PartitionLoad};
-use super::image::MetadataImage;
+use super::image::{MetadataImage, PartitionRegistration};
 use super::reassignment::{decide_reassignment, ReassignmentRequest};
 use super::records::MetadataRecord;
 use crate::model::BrokerId;
@@ -37,6 +45,11 @@ pub const BALANCER_MAX_CONCURRENT_MOVES: &str = "strata.balancer.max.concurrent.
 pub const BALANCER_TOLERANCE_REPLICAS: &str = "strata.balancer.tolerance.replicas";
 /// The dynamic key listing the brokers to drain (comma-separated ids).
 pub const BALANCER_DRAIN_BROKERS: &str = "strata.balancer.drain.brokers";
+/// The dynamic key of the rate moves are throttled to (0: not throttled).
+pub const BALANCER_THROTTLE_BYTES_PER_SECOND: &str = "strata.balancer.throttle.bytes.per.second";
+/// The topic configs the move throttle manages (Kafka's).
+const LEADER_THROTTLED_REPLICAS: &str = "leader.replication.throttled.replicas";
+const FOLLOWER_THROTTLED_REPLICAS: &str = "follower.replication.throttled.replicas";
 
 /// The balancer's settings: the node's static values, overridden by the dynamic cluster-wide
 /// configs of the image.
@@ -46,6 +59,8 @@ pub struct BalancerConfig {
     pub max_concurrent_moves: usize,
     pub tolerance_replicas: usize,
     pub drain_brokers: BTreeSet<BrokerId>,
+    /// Bytes/s moves are throttled to; 0: moves are not throttled.
+    pub throttle_bytes_per_s: u64,
 }
 
 impl Default for BalancerConfig {
@@ -55,6 +70,7 @@ impl Default for BalancerConfig {
             max_concurrent_moves: 2,
             tolerance_replicas: 1,
             drain_brokers: BTreeSet::new(),
+            throttle_bytes_per_s: 0,
         }
     }
 }
@@ -74,6 +90,11 @@ impl BalancerConfig {
         }
         if let Some(v) = get(BALANCER_DRAIN_BROKERS) {
             c.drain_brokers = parse_broker_list(v);
+        }
+        if let Some(n) =
+            get(BALANCER_THROTTLE_BYTES_PER_SECOND).and_then(|v| v.trim().parse::<i64>().ok())
+        {
+            c.throttle_bytes_per_s = n.max(0) as u64;
         }
         c
     }
@@ -164,6 +185,69 @@ pub fn decide_balancer_moves(image: &MetadataImage, config: &BalancerConfig) -> 
         }
     }
     decision
+}
+
+/// The topic config records that bring the throttled replica lists in line with the moves
+/// under way (see the module docs); none while moves are not throttled.
+pub fn decide_move_throttles(
+    image: &MetadataImage,
+    config: &BalancerConfig,
+) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    if config.throttle_bytes_per_s == 0 {
+        return records;
+    }
+    for topic in image.topics.values() {
+        let moving: BTreeMap<i32, &PartitionRegistration> = topic
+            .partitions
+            .iter()
+            .filter(|(_, p)| p.is_reassigning())
+            .map(|(i, p)| (i.0, p))
+            .collect();
+        let lists = [
+            (LEADER_THROTTLED_REPLICAS, true),
+            (FOLLOWER_THROTTLED_REPLICAS, false),
+        ];
+        for (key, sources) in lists {
+            let current = topic.config.overrides.get(key).map_or("", String::as_str);
+            if current.split(',').any(|e| e.trim() == "*") {
+                continue;
+            }
+            let wanted = moving.iter().flat_map(|(i, p)| {
+                let brokers: Vec<BrokerId> = if sources {
+                    p.replicas
+                        .iter()
+                        .filter(|b| !p.adding_replicas.contains(b))
+                        .copied()
+                        .collect()
+                } else {
+                    p.adding_replicas.clone()
+                };
+                brokers.into_iter().map(move |b| format!("{i}:{b}"))
+            });
+            let mut next: Vec<String> = Vec::new();
+            let kept = current.split(',').map(str::trim).filter(|e| {
+                let partition = e
+                    .split_once(':')
+                    .and_then(|(p, _)| p.trim().parse::<i32>().ok());
+                partition.is_some_and(|p| moving.contains_key(&p))
+            });
+            for entry in kept.map(str::to_string).chain(wanted) {
+                if !next.contains(&entry) {
+                    next.push(entry);
+                }
+            }
+            let next = next.join(",");
+            if next != current {
+                records.push(MetadataRecord::TopicConfig {
+                    topic_id: topic.topic_id,
+                    key: key.to_string(),
+                    value: (!next.is_empty()).then_some(next),
+                });
+            }
+        }
+    }
+    records
 }
 
 /// Replicas held per unfenced broker (0 for one holding none).
