@@ -8,6 +8,10 @@
 //! brokers); every record acknowledged is read back from the new leader at the offset it was
 //! acknowledged at, all records in the order produced, none twice; and brokers 1 and 2 no
 //! longer hold the partition, on disk either.
+//!
+//! The leader replication throttle: a partition listed in `leader.replication.throttled.replicas`
+//! is copied to its new replica at about `leader.replication.throttled.rate`, while an
+//! unlisted partition moving in the same fetches completes at once and keeps up.
 
 mod common;
 
@@ -17,7 +21,9 @@ use std::time::Duration;
 use kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
 };
-use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic};
+use kafka_protocol::messages::create_topics_request::{
+    CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
+};
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, BrokerId as WireBrokerId, CreateTopicsRequest,
     InitProducerIdRequest, ListPartitionReassignmentsRequest,
@@ -25,15 +31,15 @@ use kafka_protocol::messages::{
 use kafka_protocol::records::Compression;
 use tokio_util::sync::CancellationToken;
 
-use common::idempotent_batch;
 use common::kafka::{fetch, fetch_request, produce, records_of};
+use common::{batch, idempotent_batch};
 use strata::broker::Broker;
 use strata::client::KafkaClient;
 use strata::config::NodeConfig;
 use strata::controller::PartitionRegistration;
 use strata::metrics::Metrics;
 use strata::model::{BrokerId, PartitionIndex, TopicPartition};
-use strata::protocol::topic_name;
+use strata::protocol::{str_bytes, topic_name};
 use strata::server::{serve, ServerLimits};
 
 const TOPIC: &str = "moving";
@@ -57,6 +63,15 @@ fn free_port() -> u16 {
 }
 
 async fn start_node(id: i32, voters: &str, controller_port: u16) -> Node {
+    start_node_with(id, voters, controller_port, &[]).await
+}
+
+async fn start_node_with(
+    id: i32,
+    voters: &str,
+    controller_port: u16,
+    extra: &[(&str, &str)],
+) -> Node {
     let dir = tempfile::tempdir().expect("tempdir");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -85,6 +100,7 @@ async fn start_node(id: i32, voters: &str, controller_port: u16) -> Node {
     if id > 3 {
         sets.push(("process.roles".to_string(), "broker".to_string()));
     }
+    sets.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let node = NodeConfig::load(None, &[], &sets).expect("config");
     let shutdown = CancellationToken::new();
     let broker = Broker::start(
@@ -357,6 +373,224 @@ async fn move_under_load() {
     }
 
     for node in nodes.into_iter().rev() {
+        node.shutdown.cancel();
+        let _ = node.server.await;
+        let _ = node.broker.close();
+    }
+}
+
+const THROTTLED: &str = "throttled";
+const UNTHROTTLED: &str = "unthrottled";
+/// `leader.replication.throttled.rate` on the leader, bytes/s.
+const LEADER_RATE: u64 = 50_000;
+/// `replica.fetch.max.bytes` on the follower: the most one fetch may overdraw the rate by.
+const FETCH_BYTES: u64 = 16_384;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_throttled_move_copies_at_the_rate_while_an_unthrottled_one_keeps_up() {
+    if let Ok(filter) = std::env::var("STRATA_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
+    tokio::time::timeout(Duration::from_secs(60), leader_throttled_move())
+        .await
+        .expect("the test finishes within a minute");
+}
+
+fn registration(node: &Node, topic: &str) -> Option<PartitionRegistration> {
+    let image = node.broker.apis.image();
+    image
+        .topic_by_name(topic)?
+        .partitions
+        .get(&PartitionIndex(0))
+        .cloned()
+}
+
+fn in_sync_on_1_and_2(p: &PartitionRegistration) -> bool {
+    let mut isr = p.isr.clone();
+    isr.sort();
+    !p.is_reassigning() && p.replicas.len() == 2 && isr == ids(&[1, 2])
+}
+
+fn log_end(node: &Node, topic: &str) -> i64 {
+    node.broker
+        .apis
+        .replicas
+        .get(&TopicPartition::new(topic, 0))
+        .map_or(-1, |p| p.log_view().log_end_offset().0)
+}
+
+async fn leader_throttled_move() {
+    // Broker 1 leads both topics; broker 2 joins them; broker 3 completes the quorum.
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let voters = format!(
+        "1@127.0.0.1:{},2@127.0.0.1:{},3@127.0.0.1:{}",
+        ports[0], ports[1], ports[2]
+    );
+    let rate = LEADER_RATE.to_string();
+    let fetch_bytes = FETCH_BYTES.to_string();
+    // The automatic balancer would move replicas onto broker 3 meanwhile: paused.
+    let paused = ("strata.balancer.enable", "false");
+    let leader_sets = [paused, ("leader.replication.throttled.rate", rate.as_str())];
+    let follower_sets = [paused, ("replica.fetch.max.bytes", fetch_bytes.as_str())];
+    let other_sets = [paused];
+    // Together: each waits for a quorum to register with.
+    let (leader, follower, other) = tokio::join!(
+        start_node_with(1, &voters, ports[0], &leader_sets),
+        start_node_with(2, &voters, ports[1], &follower_sets),
+        start_node_with(3, &voters, ports[2], &other_sets),
+    );
+    wait_for("three brokers", Duration::from_secs(20), || {
+        leader
+            .broker
+            .apis
+            .image()
+            .brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .count()
+            == 3
+    })
+    .await;
+
+    let mut admin = connect(&leader).await;
+    let topic = |name: &str, throttled: bool| {
+        CreatableTopic::default()
+            .with_name(topic_name(name))
+            .with_num_partitions(-1)
+            .with_replication_factor(-1)
+            .with_assignments(vec![CreatableReplicaAssignment::default()
+                .with_partition_index(0)
+                .with_broker_ids(vec![WireBrokerId(1)])])
+            .with_configs(if throttled {
+                vec![CreatableTopicConfig::default()
+                    .with_name(str_bytes("leader.replication.throttled.replicas"))
+                    .with_value(Some(str_bytes("0:1")))]
+            } else {
+                vec![]
+            })
+    };
+    let created = admin
+        .send(
+            &CreateTopicsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topics(vec![topic(THROTTLED, true), topic(UNTHROTTLED, false)]),
+            7,
+        )
+        .await
+        .expect("create");
+    assert!(
+        created.topics.iter().all(|t| t.error_code == 0),
+        "{created:?}"
+    );
+
+    // About five seconds of the rate, in 10 kB batches.
+    let mut client = connect(&leader).await;
+    let mut bytes = 0u64;
+    for i in 0..25 {
+        let b = batch(
+            &[(None, Some(format!("{i:0>10000}")), vec![])],
+            Compression::None,
+        );
+        bytes += b.len() as u64;
+        let (code, _) = produce(&mut client, THROTTLED, 0, b, 1).await;
+        assert_eq!(code, 0);
+    }
+    let (code, _) = produce(
+        &mut client,
+        UNTHROTTLED,
+        0,
+        batch(&[(None, Some("u-0".into()), vec![])], Compression::None),
+        1,
+    )
+    .await;
+    assert_eq!(code, 0);
+    let throttled_end = log_end(&leader, THROTTLED);
+    assert_eq!(throttled_end, 25);
+
+    let started = tokio::time::Instant::now();
+    let to_both = |name: &str| {
+        ReassignableTopic::default()
+            .with_name(topic_name(name))
+            .with_partitions(vec![ReassignablePartition::default()
+                .with_partition_index(0)
+                .with_replicas(Some(vec![WireBrokerId(1), WireBrokerId(2)]))])
+    };
+    let resp = admin
+        .send(
+            &AlterPartitionReassignmentsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topics(vec![to_both(THROTTLED), to_both(UNTHROTTLED)]),
+            1,
+        )
+        .await
+        .expect("reassign");
+    assert_eq!(resp.error_code, 0, "{resp:?}");
+    assert!(
+        resp.responses
+            .iter()
+            .all(|t| t.partitions[0].error_code == 0),
+        "{resp:?}"
+    );
+
+    // The unthrottled move completes while the throttled copy is far from done.
+    wait_for("the unthrottled move", Duration::from_secs(10), || {
+        registration(&leader, UNTHROTTLED).is_some_and(|p| in_sync_on_1_and_2(&p))
+    })
+    .await;
+    let copied = log_end(&follower, THROTTLED);
+    assert!(
+        copied < throttled_end,
+        "the throttled copy had {copied} of {throttled_end} records"
+    );
+    // And keeps up: acks=all produces, which wait for broker 2, are answered at once.
+    for i in 1..=5 {
+        let sent = tokio::time::Instant::now();
+        let value = format!("u-{i}");
+        let (code, offset) = produce(
+            &mut client,
+            UNTHROTTLED,
+            0,
+            batch(&[(None, Some(value), vec![])], Compression::None),
+            -1,
+        )
+        .await;
+        assert_eq!((code, offset), (0, i));
+        assert!(
+            sent.elapsed() < Duration::from_secs(2),
+            "acks=all took {:?}",
+            sent.elapsed()
+        );
+    }
+    assert_eq!(log_end(&follower, UNTHROTTLED), 6);
+    assert!(
+        log_end(&follower, THROTTLED) < throttled_end,
+        "still copying"
+    );
+
+    wait_for("the throttled copy", Duration::from_secs(40), || {
+        log_end(&follower, THROTTLED) == throttled_end
+    })
+    .await;
+    let took = started.elapsed();
+    eprintln!("{bytes} bytes copied under the leader throttle in {took:?}");
+    let least = Duration::from_secs_f64((bytes - FETCH_BYTES) as f64 / LEADER_RATE as f64);
+    assert!(
+        took >= least,
+        "{bytes} bytes copied in {took:?}, under the {LEADER_RATE} B/s rate allows ({least:?})"
+    );
+    assert!(
+        took < least * 4,
+        "{bytes} bytes took {took:?} at {LEADER_RATE} B/s"
+    );
+    wait_for("the throttled move", Duration::from_secs(10), || {
+        registration(&leader, THROTTLED).is_some_and(|p| in_sync_on_1_and_2(&p))
+    })
+    .await;
+
+    for node in [other, follower, leader] {
         node.shutdown.cancel();
         let _ = node.server.await;
         let _ = node.broker.close();
