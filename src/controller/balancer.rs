@@ -21,21 +21,23 @@
 //! are records of the metadata log, so a pause or a drain survives a controller failover.
 //! Partition sizes are not known to the controller yet, so the planner balances counts alone.
 //!
-//! Move throttles ([`decide_move_throttles`]): while `strata.balancer.throttle.bytes.per.second`
-//! is set, every pass lists each moving partition's source replicas (its replicas before the
-//! move) in its topic's `leader.replication.throttled.replicas` and the replicas being added
-//! in `follower.replication.throttled.replicas`, and removes the entries of partitions no
-//! longer moving, as `kafka-reassign-partitions --throttle` and `--verify` do. It covers every
+//! Move throttles ([`move_throttles`]): while `strata.balancer.throttle.bytes.per.second` is
+//! set, the commit that starts a move (the balancer's duty, AlterPartitionReassignments) also
+//! lists the moving partition's source replicas (its replicas before the move) in its topic's
+//! `leader.replication.throttled.replicas` and the replicas being added in
+//! `follower.replication.throttled.replicas`, and each duty pass ([`decide_move_throttles`])
+//! removes the entries of partitions no longer moving, as `kafka-reassign-partitions
+//! --throttle` and `--verify` do. It covers every
 //! move, the balancer's, `strata cluster drain`'s and an operator's alike; a `*` list is left
 //! as it is. The brokers apply that rate to the listed replicas (`replication::throttle`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::balance::{plan_moves, PartitionLoad};
-use super::image::{MetadataImage, PartitionRegistration};
+use super::image::MetadataImage;
 use super::reassignment::{decide_reassignment, ReassignmentRequest};
 use super::records::MetadataRecord;
-use crate::model::BrokerId;
+use crate::model::{BrokerId, PartitionIndex};
 
 /// The dynamic key that pauses (false) and resumes (true) the balancer.
 pub const BALANCER_ENABLE: &str = "strata.balancer.enable";
@@ -193,17 +195,57 @@ pub fn decide_move_throttles(
     image: &MetadataImage,
     config: &BalancerConfig,
 ) -> Vec<MetadataRecord> {
+    move_throttles(image, &[], config)
+}
+
+/// [`decide_move_throttles`] for the image as it will be once `pending` (records about to be
+/// committed with the result) are applied, so a move starts throttled in the very commit that
+/// starts it rather than a duty pass later, by which time a small partition is copied.
+pub fn move_throttles(
+    image: &MetadataImage,
+    pending: &[MetadataRecord],
+    config: &BalancerConfig,
+) -> Vec<MetadataRecord> {
     let mut records = Vec::new();
     if config.throttle_bytes_per_s == 0 {
         return records;
     }
     for topic in image.topics.values() {
-        let moving: BTreeMap<i32, &PartitionRegistration> = topic
-            .partitions
-            .iter()
-            .filter(|(_, p)| p.is_reassigning())
-            .map(|(i, p)| (i.0, p))
-            .collect();
+        // Partition -> (its replicas before the move, the replicas being added).
+        let mut moving: BTreeMap<i32, (Vec<BrokerId>, Vec<BrokerId>)> = BTreeMap::new();
+        let mut note = |index: PartitionIndex,
+                        replicas: &[BrokerId],
+                        adding: &[BrokerId],
+                        removing: &[BrokerId]| {
+            if adding.is_empty() && removing.is_empty() {
+                moving.remove(&index.0);
+            } else {
+                let sources = replicas
+                    .iter()
+                    .filter(|b| !adding.contains(b))
+                    .copied()
+                    .collect();
+                moving.insert(index.0, (sources, adding.to_vec()));
+            }
+        };
+        for (i, p) in &topic.partitions {
+            note(*i, &p.replicas, &p.adding_replicas, &p.removing_replicas);
+        }
+        for r in pending {
+            if let MetadataRecord::Partition {
+                topic_id,
+                partition,
+                replicas,
+                adding_replicas,
+                removing_replicas,
+                ..
+            } = r
+            {
+                if *topic_id == topic.topic_id {
+                    note(*partition, replicas, adding_replicas, removing_replicas);
+                }
+            }
+        }
         let lists = [
             (LEADER_THROTTLED_REPLICAS, true),
             (FOLLOWER_THROTTLED_REPLICAS, false),
@@ -213,17 +255,9 @@ pub fn decide_move_throttles(
             if current.split(',').any(|e| e.trim() == "*") {
                 continue;
             }
-            let wanted = moving.iter().flat_map(|(i, p)| {
-                let brokers: Vec<BrokerId> = if sources {
-                    p.replicas
-                        .iter()
-                        .filter(|b| !p.adding_replicas.contains(b))
-                        .copied()
-                        .collect()
-                } else {
-                    p.adding_replicas.clone()
-                };
-                brokers.into_iter().map(move |b| format!("{i}:{b}"))
+            let wanted = moving.iter().flat_map(|(i, (from, adding))| {
+                let brokers = if sources { from } else { adding };
+                brokers.iter().map(move |b| format!("{i}:{b}"))
             });
             let mut next: Vec<String> = Vec::new();
             let kept = current.split(',').map(str::trim).filter(|e| {

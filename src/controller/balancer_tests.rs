@@ -340,9 +340,18 @@ fn balancer_moves_are_throttled_while_a_rate_is_set() {
     };
     let started = decide_balancer_moves(&image, &config);
     assert!(!started.records.is_empty());
+    // Decided with the moves, for the same commit: what the image after them calls for.
+    let with_moves = move_throttles(&image, &started.records, &config);
+    assert!(!with_moves.is_empty());
+    assert_eq!(
+        decide_move_throttles(&image, &config),
+        vec![],
+        "nothing moving yet"
+    );
     apply(&mut image, &started.records);
-    let records = decide_move_throttles(&image, &config);
-    apply(&mut image, &records);
+    assert_eq!(decide_move_throttles(&image, &config), with_moves);
+    apply(&mut image, &with_moves);
+    assert_eq!(decide_move_throttles(&image, &config), vec![]);
     let (_, follower) = throttled_lists(&image);
     let follower = follower.expect("the new replicas are listed");
     // Every move fills broker 4, the one that joined: it is each move's new replica.

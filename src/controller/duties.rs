@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::balancer::{decide_balancer_moves, decide_move_throttles};
+use super::balancer::{decide_balancer_moves, decide_move_throttles, move_throttles};
 use super::elections::{decide_broker_liveness, decide_preferred_leaders};
 use super::liveness::decide_fencing;
 use super::node::Controller;
@@ -108,8 +108,11 @@ impl Controller {
         let static_balancer = &self.settings.balancer;
         let (started, _) = self
             .commit_as_active(|image| {
-                let decision = decide_balancer_moves(image, &static_balancer.effective(image));
-                Ok((decision.records.len(), decision.records))
+                let config = static_balancer.effective(image);
+                let mut records = decide_balancer_moves(image, &config).records;
+                let started = records.len();
+                records.extend(move_throttles(image, &records, &config));
+                Ok((started, records))
             })
             .await?;
         if started > 0 {
