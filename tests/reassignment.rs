@@ -12,6 +12,9 @@
 //! The leader replication throttle: a partition listed in `leader.replication.throttled.replicas`
 //! is copied to its new replica at about `leader.replication.throttled.rate`, while an
 //! unlisted partition moving in the same fetches completes at once and keeps up.
+//! With `strata.balancer.throttle.bytes.per.second` set (dynamically), a move starts with its
+//! source and new replicas listed in the topic's throttled replica lists, copies at that rate,
+//! and the lists are removed when it completes.
 
 mod common;
 
