@@ -540,8 +540,8 @@ async fn read_all(apis: &KafkaApis, params: &FetchParams) -> (FetchResponse, usi
                 // Read (the follower's position is recorded) and the records dropped, as Kafka's
                 // leader throttle does.
                 Some(replica) => {
-                    let throttled = apis.replicas.leader_quota().should_throttle(&apis.image(), &partition, replica);
-                    read_for_follower(&partition, replica, p, budget).await.map(|mut read| {
+                    let throttled = apis.replicas.leader_quota().should_throttle(&apis.image(), partition, replica);
+                    read_for_follower(partition, replica, p, budget).await.map(|mut read| {
                         if throttled {
                             read.records = bytes::Bytes::new();
                         }
