@@ -8,6 +8,13 @@
 //! brokers); every record acknowledged is read back from the new leader at the offset it was
 //! acknowledged at, all records in the order produced, none twice; and brokers 1 and 2 no
 //! longer hold the partition, on disk either.
+//!
+//! The leader replication throttle: a partition listed in `leader.replication.throttled.replicas`
+//! is copied to its new replica at about `leader.replication.throttled.rate`, while an
+//! unlisted partition moving in the same fetches completes at once and keeps up.
+//! With `strata.balancer.throttle.bytes.per.second` set (dynamically), a move starts with its
+//! source and new replicas listed in the topic's throttled replica lists, copies at that rate,
+//! and the lists are removed when it completes.
 
 mod common;
 
@@ -17,23 +24,28 @@ use std::time::Duration;
 use kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
 };
-use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic};
+use kafka_protocol::messages::create_topics_request::{
+    CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
+};
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, BrokerId as WireBrokerId, CreateTopicsRequest,
-    InitProducerIdRequest, ListPartitionReassignmentsRequest,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, ListPartitionReassignmentsRequest,
 };
 use kafka_protocol::records::Compression;
 use tokio_util::sync::CancellationToken;
 
-use common::idempotent_batch;
 use common::kafka::{fetch, fetch_request, produce, records_of};
+use common::{batch, idempotent_batch};
 use strata::broker::Broker;
 use strata::client::KafkaClient;
 use strata::config::NodeConfig;
 use strata::controller::PartitionRegistration;
 use strata::metrics::Metrics;
 use strata::model::{BrokerId, PartitionIndex, TopicPartition};
-use strata::protocol::topic_name;
+use strata::protocol::{str_bytes, topic_name};
 use strata::server::{serve, ServerLimits};
 
 const TOPIC: &str = "moving";
@@ -57,6 +69,15 @@ fn free_port() -> u16 {
 }
 
 async fn start_node(id: i32, voters: &str, controller_port: u16) -> Node {
+    start_node_with(id, voters, controller_port, &[]).await
+}
+
+async fn start_node_with(
+    id: i32,
+    voters: &str,
+    controller_port: u16,
+    extra: &[(&str, &str)],
+) -> Node {
     let dir = tempfile::tempdir().expect("tempdir");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -85,6 +106,7 @@ async fn start_node(id: i32, voters: &str, controller_port: u16) -> Node {
     if id > 3 {
         sets.push(("process.roles".to_string(), "broker".to_string()));
     }
+    sets.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let node = NodeConfig::load(None, &[], &sets).expect("config");
     let shutdown = CancellationToken::new();
     let broker = Broker::start(
@@ -361,4 +383,338 @@ async fn move_under_load() {
         let _ = node.server.await;
         let _ = node.broker.close();
     }
+}
+
+const THROTTLED: &str = "throttled";
+const UNTHROTTLED: &str = "unthrottled";
+/// `leader.replication.throttled.rate` on the leader, bytes/s.
+const LEADER_RATE: u64 = 50_000;
+/// `replica.fetch.max.bytes` on the follower: the most one fetch may overdraw the rate by.
+const FETCH_BYTES: u64 = 16_384;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_throttled_move_copies_at_the_rate_while_an_unthrottled_one_keeps_up() {
+    if let Ok(filter) = std::env::var("STRATA_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
+    tokio::time::timeout(Duration::from_secs(60), leader_throttled_move())
+        .await
+        .expect("the test finishes within a minute");
+}
+
+fn registration(node: &Node, topic: &str) -> Option<PartitionRegistration> {
+    let image = node.broker.apis.image();
+    image
+        .topic_by_name(topic)?
+        .partitions
+        .get(&PartitionIndex(0))
+        .cloned()
+}
+
+/// Brokers 1-3, the voters, with the automatic balancer paused (it would move replicas onto
+/// broker 3 meanwhile), `leader_sets` on broker 1, and fetches of at most [`FETCH_BYTES`] per
+/// partition on broker 2.
+async fn three_paused_nodes(leader_sets: &[(&str, &str)]) -> (Node, Node, Node) {
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let voters = format!(
+        "1@127.0.0.1:{},2@127.0.0.1:{},3@127.0.0.1:{}",
+        ports[0], ports[1], ports[2]
+    );
+    let fetch_bytes = FETCH_BYTES.to_string();
+    let paused = ("strata.balancer.enable", "false");
+    let mut sets_1 = vec![paused];
+    sets_1.extend_from_slice(leader_sets);
+    let sets_2 = [paused, ("replica.fetch.max.bytes", fetch_bytes.as_str())];
+    let sets_3 = [paused];
+    // Together: each waits for a quorum to register with.
+    let (a, b, c) = tokio::join!(
+        start_node_with(1, &voters, ports[0], &sets_1),
+        start_node_with(2, &voters, ports[1], &sets_2),
+        start_node_with(3, &voters, ports[2], &sets_3),
+    );
+    wait_for("three brokers", Duration::from_secs(20), || {
+        a.broker
+            .apis
+            .image()
+            .brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .count()
+            == 3
+    })
+    .await;
+    (a, b, c)
+}
+
+/// `name`, one partition on broker 1, with `configs`.
+fn topic_on_broker_1(name: &str, configs: &[(&str, &str)]) -> CreatableTopic {
+    CreatableTopic::default()
+        .with_name(topic_name(name))
+        .with_num_partitions(-1)
+        .with_replication_factor(-1)
+        .with_assignments(vec![CreatableReplicaAssignment::default()
+            .with_partition_index(0)
+            .with_broker_ids(vec![WireBrokerId(1)])])
+        .with_configs(
+            configs
+                .iter()
+                .map(|(k, v)| {
+                    CreatableTopicConfig::default()
+                        .with_name(str_bytes(*k))
+                        .with_value(Some(str_bytes(*v)))
+                })
+                .collect(),
+        )
+}
+
+/// Produces `batches` batches of one 10 kB record; returns their bytes.
+async fn fill(client: &mut KafkaClient, topic: &str, batches: usize) -> u64 {
+    let mut bytes = 0u64;
+    for i in 0..batches {
+        let b = batch(
+            &[(None, Some(format!("{i:0>10000}")), vec![])],
+            Compression::None,
+        );
+        bytes += b.len() as u64;
+        let (code, _) = produce(client, topic, 0, b, 1).await;
+        assert_eq!(code, 0);
+    }
+    bytes
+}
+
+/// Moves partition 0 of each of `topics` to brokers 1 and 2.
+async fn move_to_1_and_2(admin: &mut KafkaClient, topics: &[&str]) {
+    let to_both = |name: &&str| {
+        ReassignableTopic::default()
+            .with_name(topic_name(*name))
+            .with_partitions(vec![ReassignablePartition::default()
+                .with_partition_index(0)
+                .with_replicas(Some(vec![WireBrokerId(1), WireBrokerId(2)]))])
+    };
+    let resp = admin
+        .send(
+            &AlterPartitionReassignmentsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topics(topics.iter().map(to_both).collect()),
+            1,
+        )
+        .await
+        .expect("reassign");
+    assert_eq!(resp.error_code, 0, "{resp:?}");
+    assert!(
+        resp.responses
+            .iter()
+            .all(|t| t.partitions[0].error_code == 0),
+        "{resp:?}"
+    );
+}
+
+fn in_sync_on_1_and_2(p: &PartitionRegistration) -> bool {
+    let mut isr = p.isr.clone();
+    isr.sort();
+    !p.is_reassigning() && p.replicas.len() == 2 && isr == ids(&[1, 2])
+}
+
+fn log_end(node: &Node, topic: &str) -> i64 {
+    node.broker
+        .apis
+        .replicas
+        .get(&TopicPartition::new(topic, 0))
+        .map_or(-1, |p| p.log_view().log_end_offset().0)
+}
+
+async fn leader_throttled_move() {
+    // Broker 1 leads both topics; broker 2 joins them; broker 3 completes the quorum.
+    let rate = LEADER_RATE.to_string();
+    let nodes = three_paused_nodes(&[("leader.replication.throttled.rate", rate.as_str())]).await;
+    let (leader, follower) = (&nodes.0, &nodes.1);
+
+    let mut admin = connect(leader).await;
+    let created = admin
+        .send(
+            &CreateTopicsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topics(vec![
+                    topic_on_broker_1(
+                        THROTTLED,
+                        &[("leader.replication.throttled.replicas", "0:1")],
+                    ),
+                    topic_on_broker_1(UNTHROTTLED, &[]),
+                ]),
+            7,
+        )
+        .await
+        .expect("create");
+    assert!(
+        created.topics.iter().all(|t| t.error_code == 0),
+        "{created:?}"
+    );
+
+    // About five seconds of the rate.
+    let mut client = connect(leader).await;
+    let bytes = fill(&mut client, THROTTLED, 25).await;
+    let one = |v: &str| batch(&[(None, Some(v.to_string()), vec![])], Compression::None);
+    assert_eq!(
+        produce(&mut client, UNTHROTTLED, 0, one("u-0"), 1).await,
+        (0, 0)
+    );
+    let throttled_end = log_end(leader, THROTTLED);
+    assert_eq!(throttled_end, 25);
+
+    let started = tokio::time::Instant::now();
+    move_to_1_and_2(&mut admin, &[THROTTLED, UNTHROTTLED]).await;
+
+    // The unthrottled move completes while the throttled copy is far from done.
+    wait_for("the unthrottled move", Duration::from_secs(10), || {
+        registration(leader, UNTHROTTLED).is_some_and(|p| in_sync_on_1_and_2(&p))
+    })
+    .await;
+    let copied = log_end(follower, THROTTLED);
+    assert!(
+        copied < throttled_end,
+        "the throttled copy had {copied} of {throttled_end} records"
+    );
+    // And keeps up: acks=all produces, which wait for broker 2, are answered at once.
+    for i in 1..=5 {
+        let sent = tokio::time::Instant::now();
+        let produced = produce(&mut client, UNTHROTTLED, 0, one(&format!("u-{i}")), -1).await;
+        assert_eq!(produced, (0, i));
+        assert!(
+            sent.elapsed() < Duration::from_secs(2),
+            "acks=all took {:?}",
+            sent.elapsed()
+        );
+    }
+    assert_eq!(log_end(follower, UNTHROTTLED), 6);
+    assert!(
+        log_end(follower, THROTTLED) < throttled_end,
+        "still copying"
+    );
+
+    wait_for("the throttled copy", Duration::from_secs(40), || {
+        log_end(follower, THROTTLED) == throttled_end
+    })
+    .await;
+    let took = started.elapsed();
+    eprintln!("{bytes} bytes copied under the leader throttle in {took:?}");
+    assert_copied_at_rate(bytes, took);
+    wait_for("the throttled move", Duration::from_secs(10), || {
+        registration(leader, THROTTLED).is_some_and(|p| in_sync_on_1_and_2(&p))
+    })
+    .await;
+    stop(nodes).await;
+}
+
+/// At least `(bytes - one fetch) / rate`, and not far beyond `bytes / rate`.
+fn assert_copied_at_rate(bytes: u64, took: Duration) {
+    let least = Duration::from_secs_f64((bytes - FETCH_BYTES) as f64 / LEADER_RATE as f64);
+    assert!(
+        took >= least,
+        "{bytes} bytes copied in {took:?}, under the {LEADER_RATE} B/s rate allows ({least:?})"
+    );
+    assert!(
+        took < least * 4,
+        "{bytes} bytes took {took:?} at {LEADER_RATE} B/s"
+    );
+}
+
+async fn stop((a, b, c): (Node, Node, Node)) {
+    for node in [c, b, a] {
+        node.shutdown.cancel();
+        let _ = node.server.await;
+        let _ = node.broker.close();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_balancer_throttle_lists_a_moves_replicas_until_it_completes() {
+    tokio::time::timeout(Duration::from_secs(60), balancer_throttled_move())
+        .await
+        .expect("the test finishes within a minute");
+}
+
+async fn balancer_throttled_move() {
+    const TOPIC: &str = "balancer-throttled";
+    let nodes = three_paused_nodes(&[]).await;
+    let (leader, follower) = (&nodes.0, &nodes.1);
+    let mut admin = connect(leader).await;
+    let created = admin
+        .send(
+            &CreateTopicsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topics(vec![topic_on_broker_1(TOPIC, &[])]),
+            7,
+        )
+        .await
+        .expect("create");
+    assert_eq!(created.topics[0].error_code, 0, "{created:?}");
+    let bytes = fill(&mut connect(leader).await, TOPIC, 15).await;
+
+    // The operator sets the move throttle, cluster-wide and dynamic.
+    let rate = LEADER_RATE.to_string();
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(str_bytes(""))
+            .with_configs(vec![AlterableConfig::default()
+                .with_name(str_bytes("strata.balancer.throttle.bytes.per.second"))
+                .with_config_operation(0)
+                .with_value(Some(str_bytes(&rate)))]),
+    ]);
+    let resp = admin.send(&req, 1).await.expect("alter");
+    assert_eq!(
+        resp.responses[0].error_code, 0,
+        "{:?}",
+        resp.responses[0].error_message
+    );
+    let lists = |node: &Node| {
+        let image = node.broker.apis.image();
+        let t = image.topic_by_name(TOPIC).expect("topic");
+        let get = |k: &str| t.config.overrides.get(k).cloned();
+        (
+            get("leader.replication.throttled.replicas"),
+            get("follower.replication.throttled.replicas"),
+        )
+    };
+    wait_for("the rate on the brokers", Duration::from_secs(5), || {
+        [leader, follower].iter().all(|n| {
+            n.broker
+                .apis
+                .image()
+                .broker_configs
+                .contains_key("strata.balancer.throttle.bytes.per.second")
+        })
+    })
+    .await;
+    assert_eq!(lists(leader), (None, None));
+
+    let started = tokio::time::Instant::now();
+    move_to_1_and_2(&mut admin, &[TOPIC]).await;
+    // Within a duty pass: the source (broker 1) and the new replica (broker 2) are listed.
+    wait_for("the move's throttle", Duration::from_secs(2), || {
+        lists(leader) == (Some("0:1".into()), Some("0:2".into()))
+    })
+    .await;
+    let end = log_end(leader, TOPIC);
+    wait_for("the throttled copy", Duration::from_secs(40), || {
+        log_end(follower, TOPIC) == end
+    })
+    .await;
+    let took = started.elapsed();
+    eprintln!("{bytes} bytes copied under the balancer's move throttle in {took:?}");
+    assert_copied_at_rate(bytes, took);
+    // Cleared once the move completes.
+    wait_for(
+        "the move to complete and its throttle to go",
+        Duration::from_secs(10),
+        || {
+            registration(leader, TOPIC).is_some_and(|p| in_sync_on_1_and_2(&p))
+                && lists(leader) == (None, None)
+        },
+    )
+    .await;
+    stop(nodes).await;
 }

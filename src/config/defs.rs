@@ -143,6 +143,8 @@ pub const NODE_KEYS: &[NodeKey] = &[
     node("strata.balancer.enable", Bool, "true", true, "The active controller's balancer moves replicas by itself: onto brokers that joined, off brokers in strata.balancer.drain.brokers, and between brokers whose replica counts differ by more than strata.balancer.tolerance.replicas. false pauses it (`strata cluster balance pause`); moves under way still complete."),
     node("strata.balancer.max.concurrent.moves", Int, "2", true, "Partition reassignments the balancer lets run at once (its own and any others); it starts the next move when one completes."),
     node("strata.balancer.tolerance.replicas", Int, "1", true, "The balancer leaves replica counts alone while the broker holding the most holds at most this many more than the one holding the fewest."),
+    node("leader.replication.throttled.rate", Long, "9223372036854775807", true, "Bytes/s a leader sends to followers, over all its replicas listed in their topic's leader.replication.throttled.replicas (a reassignment's sources); followers in the ISR and other replicas are not limited."),
+    node("strata.balancer.throttle.bytes.per.second", Long, "0", true, "When above 0, every partition move (the balancer's, `strata cluster drain`'s or an operator's) is throttled: the active controller lists its source replicas in the topic's leader.replication.throttled.replicas and its new replicas in follower.replication.throttled.replicas, and removes them when the move completes; brokers apply this rate to the listed replicas where leader/follower.replication.throttled.rate is not set. 0: moves are not throttled."),
     node("strata.balancer.drain.brokers", List, "", true, "Broker ids the balancer empties and never fills (`strata cluster drain` adds one, `strata cluster unregister` removes it)."),
     node("controlled.shutdown.enable", Bool, "true", false, "On SIGTERM, ask the controller to move this broker's leaderships away before stopping."),
     node("controlled.shutdown.timeout.ms", Long, "10000", false, "How long a controlled shutdown waits for leaderships to move."),
@@ -362,7 +364,7 @@ pub const TOPIC_KEYS: &[TopicKey] = &[
         "leader.replication.throttled.replicas",
         List,
         "",
-        "Accepted and not applied: replication is not throttled.",
+        "Replicas whose leaders send within leader.replication.throttled.rate to followers out of the ISR: partition:broker pairs, comma-separated, or * for every replica.",
     ),
     topic(
         "local.retention.bytes",
@@ -507,7 +509,6 @@ pub const TOPIC_KEYS: &[TopicKey] = &[
 /// Topic keys Kafka 4.x defines that Strata accepts, stores and reports but does not act on
 /// (docs/configs.md says why for each).
 pub const IGNORED_TOPIC_KEYS: &[&str] = &[
-    "leader.replication.throttled.replicas",
     "max.compaction.lag.ms",
     "preallocate",
     "remote.log.copy.disable",

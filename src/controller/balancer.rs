@@ -20,6 +20,16 @@
 //! settings are dynamic cluster-wide broker configs: set through IncrementalAlterConfigs they
 //! are records of the metadata log, so a pause or a drain survives a controller failover.
 //! Partition sizes are not known to the controller yet, so the planner balances counts alone.
+//!
+//! Move throttles ([`move_throttles`]): while `strata.balancer.throttle.bytes.per.second` is
+//! set, the commit that starts a move (the balancer's duty, AlterPartitionReassignments) also
+//! lists the moving partition's source replicas (its replicas before the move) in its topic's
+//! `leader.replication.throttled.replicas` and the replicas being added in
+//! `follower.replication.throttled.replicas`, and each duty pass ([`decide_move_throttles`])
+//! removes the entries of partitions no longer moving, as `kafka-reassign-partitions
+//! --throttle` and `--verify` do. It covers every
+//! move, the balancer's, `strata cluster drain`'s and an operator's alike; a `*` list is left
+//! as it is. The brokers apply that rate to the listed replicas (`replication::throttle`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -27,7 +37,7 @@ use super::balance::{plan_moves, PartitionLoad};
 use super::image::MetadataImage;
 use super::reassignment::{decide_reassignment, ReassignmentRequest};
 use super::records::MetadataRecord;
-use crate::model::BrokerId;
+use crate::model::{BrokerId, PartitionIndex};
 
 /// The dynamic key that pauses (false) and resumes (true) the balancer.
 pub const BALANCER_ENABLE: &str = "strata.balancer.enable";
@@ -37,6 +47,11 @@ pub const BALANCER_MAX_CONCURRENT_MOVES: &str = "strata.balancer.max.concurrent.
 pub const BALANCER_TOLERANCE_REPLICAS: &str = "strata.balancer.tolerance.replicas";
 /// The dynamic key listing the brokers to drain (comma-separated ids).
 pub const BALANCER_DRAIN_BROKERS: &str = "strata.balancer.drain.brokers";
+/// The dynamic key of the rate moves are throttled to (0: not throttled).
+pub const BALANCER_THROTTLE_BYTES_PER_SECOND: &str = "strata.balancer.throttle.bytes.per.second";
+/// The topic configs the move throttle manages (Kafka's).
+const LEADER_THROTTLED_REPLICAS: &str = "leader.replication.throttled.replicas";
+const FOLLOWER_THROTTLED_REPLICAS: &str = "follower.replication.throttled.replicas";
 
 /// The balancer's settings: the node's static values, overridden by the dynamic cluster-wide
 /// configs of the image.
@@ -46,6 +61,8 @@ pub struct BalancerConfig {
     pub max_concurrent_moves: usize,
     pub tolerance_replicas: usize,
     pub drain_brokers: BTreeSet<BrokerId>,
+    /// Bytes/s moves are throttled to; 0: moves are not throttled.
+    pub throttle_bytes_per_s: u64,
 }
 
 impl Default for BalancerConfig {
@@ -55,6 +72,7 @@ impl Default for BalancerConfig {
             max_concurrent_moves: 2,
             tolerance_replicas: 1,
             drain_brokers: BTreeSet::new(),
+            throttle_bytes_per_s: 0,
         }
     }
 }
@@ -74,6 +92,11 @@ impl BalancerConfig {
         }
         if let Some(v) = get(BALANCER_DRAIN_BROKERS) {
             c.drain_brokers = parse_broker_list(v);
+        }
+        if let Some(n) =
+            get(BALANCER_THROTTLE_BYTES_PER_SECOND).and_then(|v| v.trim().parse::<i64>().ok())
+        {
+            c.throttle_bytes_per_s = n.max(0) as u64;
         }
         c
     }
@@ -164,6 +187,101 @@ pub fn decide_balancer_moves(image: &MetadataImage, config: &BalancerConfig) -> 
         }
     }
     decision
+}
+
+/// The topic config records that bring the throttled replica lists in line with the moves
+/// under way (see the module docs); none while moves are not throttled.
+pub fn decide_move_throttles(
+    image: &MetadataImage,
+    config: &BalancerConfig,
+) -> Vec<MetadataRecord> {
+    move_throttles(image, &[], config)
+}
+
+/// [`decide_move_throttles`] for the image as it will be once `pending` (records about to be
+/// committed with the result) are applied, so a move starts throttled in the very commit that
+/// starts it rather than a duty pass later, by which time a small partition is copied.
+pub fn move_throttles(
+    image: &MetadataImage,
+    pending: &[MetadataRecord],
+    config: &BalancerConfig,
+) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    if config.throttle_bytes_per_s == 0 {
+        return records;
+    }
+    for topic in image.topics.values() {
+        // Partition -> (its replicas before the move, the replicas being added).
+        let mut moving: BTreeMap<i32, (Vec<BrokerId>, Vec<BrokerId>)> = BTreeMap::new();
+        let mut note = |index: PartitionIndex,
+                        replicas: &[BrokerId],
+                        adding: &[BrokerId],
+                        removing: &[BrokerId]| {
+            if adding.is_empty() && removing.is_empty() {
+                moving.remove(&index.0);
+            } else {
+                let sources = replicas
+                    .iter()
+                    .filter(|b| !adding.contains(b))
+                    .copied()
+                    .collect();
+                moving.insert(index.0, (sources, adding.to_vec()));
+            }
+        };
+        for (i, p) in &topic.partitions {
+            note(*i, &p.replicas, &p.adding_replicas, &p.removing_replicas);
+        }
+        for r in pending {
+            if let MetadataRecord::Partition {
+                topic_id,
+                partition,
+                replicas,
+                adding_replicas,
+                removing_replicas,
+                ..
+            } = r
+            {
+                if *topic_id == topic.topic_id {
+                    note(*partition, replicas, adding_replicas, removing_replicas);
+                }
+            }
+        }
+        let lists = [
+            (LEADER_THROTTLED_REPLICAS, true),
+            (FOLLOWER_THROTTLED_REPLICAS, false),
+        ];
+        for (key, sources) in lists {
+            let current = topic.config.overrides.get(key).map_or("", String::as_str);
+            if current.split(',').any(|e| e.trim() == "*") {
+                continue;
+            }
+            let wanted = moving.iter().flat_map(|(i, (from, adding))| {
+                let brokers = if sources { from } else { adding };
+                brokers.iter().map(move |b| format!("{i}:{b}"))
+            });
+            let mut next: Vec<String> = Vec::new();
+            let kept = current.split(',').map(str::trim).filter(|e| {
+                let partition = e
+                    .split_once(':')
+                    .and_then(|(p, _)| p.trim().parse::<i32>().ok());
+                partition.is_some_and(|p| moving.contains_key(&p))
+            });
+            for entry in kept.map(str::to_string).chain(wanted) {
+                if !next.contains(&entry) {
+                    next.push(entry);
+                }
+            }
+            let next = next.join(",");
+            if next != current {
+                records.push(MetadataRecord::TopicConfig {
+                    topic_id: topic.topic_id,
+                    key: key.to_string(),
+                    value: (!next.is_empty()).then_some(next),
+                });
+            }
+        }
+    }
+    records
 }
 
 /// Replicas held per unfenced broker (0 for one holding none).

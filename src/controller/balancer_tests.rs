@@ -220,3 +220,147 @@ fn config_values_parse_and_fall_back() {
     assert_eq!(c.drain_brokers, BTreeSet::from([BrokerId(1), BrokerId(3)]));
     assert!(c.enable);
 }
+
+fn throttled_lists(image: &MetadataImage) -> (Option<String>, Option<String>) {
+    let t = image.topics.values().next().expect("topic");
+    let get = |k: &str| t.config.overrides.get(k).cloned();
+    (
+        get("leader.replication.throttled.replicas"),
+        get("follower.replication.throttled.replicas"),
+    )
+}
+
+#[test]
+fn a_throttled_move_lists_its_sources_and_new_replicas_until_it_completes() {
+    let mut image = cluster(3);
+    apply(&mut image, &[register(4)]);
+    let topic_id = *image.topics.keys().next().expect("topic");
+    let throttled = BalancerConfig {
+        throttle_bytes_per_s: 1_000_000,
+        ..BalancerConfig::default()
+    };
+    // Nothing moving: nothing to list.
+    assert_eq!(decide_move_throttles(&image, &throttled), vec![]);
+    // Partition 1 (on 2 and 3) moves to 3 and 4; partition 2 (on 3 and 1) to 4 and 2.
+    for (p, target) in [(1, [3, 4]), (2, [4, 2])] {
+        let request = ReassignmentRequest {
+            topic: "t".into(),
+            partition: PartitionIndex(p),
+            target: Some(target.map(BrokerId).to_vec()),
+        };
+        let record = decide_reassignment(&image, &request, false, false)
+            .expect("valid")
+            .expect("a move");
+        apply(&mut image, &[record]);
+    }
+    // Off: the lists are the operator's alone.
+    assert_eq!(
+        decide_move_throttles(&image, &BalancerConfig::default()),
+        vec![]
+    );
+    let records = decide_move_throttles(&image, &throttled);
+    assert_eq!(
+        records,
+        vec![
+            MetadataRecord::TopicConfig {
+                topic_id,
+                key: "leader.replication.throttled.replicas".into(),
+                value: Some("1:3,1:2,2:3,2:1".into()),
+            },
+            MetadataRecord::TopicConfig {
+                topic_id,
+                key: "follower.replication.throttled.replicas".into(),
+                value: Some("1:4,2:4,2:2".into()),
+            },
+        ]
+    );
+    apply(&mut image, &records);
+    // Decided again from the image it produced: nothing more (a pass per duty tick).
+    assert_eq!(decide_move_throttles(&image, &throttled), vec![]);
+    // Both moves complete: every entry goes, and the keys with them.
+    catch_up(&mut image);
+    let records = decide_move_throttles(&image, &throttled);
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert!(records
+        .iter()
+        .all(|r| matches!(r, MetadataRecord::TopicConfig { value: None, .. })));
+    apply(&mut image, &records);
+    assert_eq!(throttled_lists(&image), (None, None));
+}
+
+#[test]
+fn a_finished_move_leaves_the_other_moves_entries_and_a_star_list() {
+    let mut image = cluster(3);
+    apply(&mut image, &[register(4)]);
+    let topic_id = *image.topics.keys().next().expect("topic");
+    let throttled = BalancerConfig::default()
+        .with_values(|k| (k == BALANCER_THROTTLE_BYTES_PER_SECOND).then_some("1048576"));
+    assert_eq!(throttled.throttle_bytes_per_s, 1_048_576);
+    apply(
+        &mut image,
+        &[
+            MetadataRecord::TopicConfig {
+                topic_id,
+                key: "leader.replication.throttled.replicas".into(),
+                value: Some("*".into()),
+            },
+            // Partition 0 moved earlier; partition 2 is about to.
+            MetadataRecord::TopicConfig {
+                topic_id,
+                key: "follower.replication.throttled.replicas".into(),
+                value: Some("0:4, 2:4".into()),
+            },
+        ],
+    );
+    let request = ReassignmentRequest {
+        topic: "t".into(),
+        partition: PartitionIndex(2),
+        target: Some(vec![BrokerId(4), BrokerId(1)]),
+    };
+    let record = decide_reassignment(&image, &request, false, false)
+        .expect("valid")
+        .expect("a move");
+    apply(&mut image, &[record]);
+    let records = decide_move_throttles(&image, &throttled);
+    apply(&mut image, &records);
+    assert_eq!(
+        throttled_lists(&image),
+        (Some("*".into()), Some("2:4".into())),
+        "{records:?}"
+    );
+}
+
+#[test]
+fn balancer_moves_are_throttled_while_a_rate_is_set() {
+    let mut image = cluster(6);
+    apply(&mut image, &[register(4)]);
+    let config = BalancerConfig {
+        throttle_bytes_per_s: 10_000,
+        ..BalancerConfig::default()
+    };
+    let started = decide_balancer_moves(&image, &config);
+    assert!(!started.records.is_empty());
+    // Decided with the moves, for the same commit: what the image after them calls for.
+    let with_moves = move_throttles(&image, &started.records, &config);
+    assert!(!with_moves.is_empty());
+    assert_eq!(
+        decide_move_throttles(&image, &config),
+        vec![],
+        "nothing moving yet"
+    );
+    apply(&mut image, &started.records);
+    assert_eq!(decide_move_throttles(&image, &config), with_moves);
+    apply(&mut image, &with_moves);
+    assert_eq!(decide_move_throttles(&image, &config), vec![]);
+    let (_, follower) = throttled_lists(&image);
+    let follower = follower.expect("the new replicas are listed");
+    // Every move fills broker 4, the one that joined: it is each move's new replica.
+    let moves = started.records.len();
+    let entries: Vec<&str> = follower.split(',').collect();
+    assert_eq!(entries.len(), moves, "{follower}");
+    assert!(entries.iter().all(|e| e.ends_with(":4")), "{follower}");
+    catch_up(&mut image);
+    let records = decide_move_throttles(&image, &config);
+    apply(&mut image, &records);
+    assert_eq!(throttled_lists(&image), (None, None));
+}

@@ -11,7 +11,8 @@
 //!    records, and each pass looks at the image they produced;
 //! 4. preferred-leader rebalancing, every `leader.imbalance.check.interval.seconds` when
 //!    `auto.leader.rebalance.enable` is set;
-//! 5. the balancer ([`super::balancer`]): the next replica moves, a few in flight at a time.
+//! 5. the balancer ([`super::balancer`]): the next replica moves, a few in flight at a time,
+//!    then the throttled replica lists of every move under way or just completed.
 //!
 //! Mirror links have their own duty task (`controller::mirror::duty`), which lists remote
 //! source clusters and so must never hold up these steps.
@@ -25,7 +26,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::balancer::decide_balancer_moves;
+use super::balancer::{decide_balancer_moves, decide_move_throttles, move_throttles};
 use super::elections::{decide_broker_liveness, decide_preferred_leaders};
 use super::liveness::decide_fencing;
 use super::node::Controller;
@@ -107,13 +108,23 @@ impl Controller {
         let static_balancer = &self.settings.balancer;
         let (started, _) = self
             .commit_as_active(|image| {
-                let decision = decide_balancer_moves(image, &static_balancer.effective(image));
-                Ok((decision.records.len(), decision.records))
+                let config = static_balancer.effective(image);
+                let mut records = decide_balancer_moves(image, &config).records;
+                let started = records.len();
+                records.extend(move_throttles(image, &records, &config));
+                Ok((started, records))
             })
             .await?;
         if started > 0 {
             tracing::info!(partitions = started, "the balancer started reassignments");
         }
+        self.commit_as_active(|image| {
+            Ok((
+                (),
+                decide_move_throttles(image, &static_balancer.effective(image)),
+            ))
+        })
+        .await?;
         Ok(())
     }
 

@@ -13,6 +13,7 @@ use kafka_protocol::protocol::VersionRange;
 use super::authz::message;
 use super::errors::controller_error_code;
 use super::{Reply, RequestContext};
+use crate::controller::balancer::move_throttles;
 use crate::controller::reassignment::{decide_reassignments, ReassignmentRequest};
 use crate::model::{BrokerId, PartitionIndex};
 use crate::protocol::str_bytes;
@@ -47,16 +48,17 @@ pub fn handle(ctx: RequestContext, req: AlterPartitionReassignmentsRequest) -> R
         })
         .collect();
     Reply::later(async move {
-        let unclean = ctx.apis.controller.settings().unclean_leader_election;
+        let settings = ctx.apis.controller.settings();
+        let unclean = settings.unclean_leader_election;
         let outcome = ctx
             .apis
             .commit(|image| {
-                Ok(decide_reassignments(
-                    image,
-                    &requests,
-                    allow_rf_change,
-                    unclean,
-                ))
+                let (outcomes, mut records) =
+                    decide_reassignments(image, &requests, allow_rf_change, unclean);
+                // With strata.balancer.throttle.bytes.per.second set, a move starts throttled.
+                let throttles = move_throttles(image, &records, &settings.balancer.effective(image));
+                records.extend(throttles);
+                Ok((outcomes, records))
             })
             .await;
         let outcomes = match outcome {

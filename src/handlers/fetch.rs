@@ -19,7 +19,9 @@
 //! of the records (Kafka's throttled fetch; see `super::throttle`), and a consumer under such a
 //! quota never gets more in one response than the quota allows over the window (`max_bytes`
 //! is capped, as Kafka does).
-//! Followers are never throttled.
+//! Followers are never throttled this way; a leader leaves the partitions listed in
+//! `leader.replication.throttled.replicas` out of an out-of-sync follower's fetch while
+//! `leader.replication.throttled.rate` is exceeded ([`crate::replication::throttle`]).
 //!
 //! Incremental fetch sessions (KIP-227, [`super::fetch_session`]): the request's session id
 //! and epoch decide what is read (the request's partitions, or its session's) and the session
@@ -164,6 +166,7 @@ pub fn handle(ctx: RequestContext, req: FetchRequest) -> Reply {
             }
         }
         count_bytes_out(&ctx.apis, &params, &response);
+        record_leader_throttled(&ctx.apis, &params, &response);
         let mut response = answer(&ctx.apis, &params, response, true);
         super::leader_hint::fetch(|| ctx.apis.image(), &ctx.listener.name, params.version, &mut response);
         ResponseKind::Fetch(response)
@@ -313,6 +316,28 @@ fn count_bytes_out(apis: &KafkaApis, params: &FetchParams, response: &FetchRespo
             apis.metrics.topics.bytes_out.with_label_values(&[name.as_str()]).inc_by(bytes as u64);
         }
     }
+}
+
+/// Record bytes sent to a follower for the partitions listed in their topic's
+/// `leader.replication.throttled.replicas`, counted against `leader.replication.throttled.rate`
+/// (in sync or not, as Kafka counts them).
+fn record_leader_throttled(apis: &KafkaApis, params: &FetchParams, response: &FetchResponse) {
+    if params.replica.is_none() {
+        return;
+    }
+    let image = apis.image();
+    let quota = apis.replicas.leader_quota();
+    let mut bytes = 0u64;
+    for (topic, t) in response.responses.iter().zip(&params.topics) {
+        let Some(name) = &t.name else { continue };
+        for p in &topic.partitions {
+            let len = p.records.as_ref().map_or(0, |r| r.len() as u64);
+            if len > 0 && quota.is_listed(&image, &TopicPartition::new(name.clone(), p.partition_index)) {
+                bytes += len;
+            }
+        }
+    }
+    quota.record(bytes);
 }
 
 async fn fetch(apis: &KafkaApis, params: &FetchParams) -> FetchResponse {
@@ -512,7 +537,17 @@ async fn read_all(apis: &KafkaApis, params: &FetchParams) -> (FetchResponse, usi
             let budget = p.max_bytes().min(params.max_bytes.saturating_sub(total));
             let result = match params.replica {
                 None => read_for_consumer(&partition, p, budget, total == 0, params.read_committed).await,
-                Some(replica) => read_for_follower(&partition, replica, p, budget).await,
+                // Read (the follower's position is recorded) and the records dropped, as Kafka's
+                // leader throttle does.
+                Some(replica) => {
+                    let throttled = apis.replicas.leader_quota().should_throttle(&apis.image(), partition, replica);
+                    read_for_follower(partition, replica, p, budget).await.map(|mut read| {
+                        if throttled {
+                            read.records = bytes::Bytes::new();
+                        }
+                        read
+                    })
+                }
             };
             match result {
                 Ok(read) => {

@@ -55,6 +55,8 @@ pub struct ReplicaManager {
     /// The tiered topics whose partition 0 is led here, as the last image says: tiering
     /// publishes their topic manifests. Written only when the image changes.
     led_tiered_topics: RwLock<Vec<strata_tiering::RemoteTopicManifest>>,
+    /// `leader.replication.throttled.rate` over the follower fetches this broker answers.
+    leader_quota: throttle::LeaderReplicationQuota,
 }
 
 impl ReplicaManager {
@@ -70,6 +72,7 @@ impl ReplicaManager {
             fetchers: OnceLock::new(),
             mirror_fetchers: OnceLock::new(),
             led_tiered_topics: RwLock::new(Vec::new()),
+            leader_quota: throttle::LeaderReplicationQuota::new(local),
         }
     }
 
@@ -111,6 +114,11 @@ impl ReplicaManager {
 
     pub fn logs(&self) -> &Arc<LogManager> {
         &self.logs
+    }
+
+    /// The leader side of the replication throttle (`throttle`).
+    pub fn leader_quota(&self) -> &throttle::LeaderReplicationQuota {
+        &self.leader_quota
     }
 
     pub fn get(&self, tp: &TopicPartition) -> Option<Arc<Partition>> {
@@ -291,6 +299,10 @@ impl ReplicaManager {
                 m.insert(tp, partition);
             }
         }
+        self.leader_quota.set_rate(throttle::effective_rate(
+            node.get_i64("leader.replication.throttled.rate"),
+            node.get_i64(crate::controller::balancer::BALANCER_THROTTLE_BYTES_PER_SECOND),
+        ));
         self.assign_fetchers(image, &node);
         self.assign_mirror_fetchers(image);
         if let Ok(mut t) = self.led_tiered_topics.write() {
@@ -345,8 +357,10 @@ impl ReplicaManager {
         let Some(fetchers) = self.fetchers.get() else {
             return;
         };
-        let rate = node.get_i64("follower.replication.throttled.rate");
-        fetchers.set_follower_throttle((rate > 0 && rate < i64::MAX).then_some(rate as u64));
+        fetchers.set_follower_throttle(throttle::effective_rate(
+            node.get_i64("follower.replication.throttled.rate"),
+            node.get_i64(crate::controller::balancer::BALANCER_THROTTLE_BYTES_PER_SECOND),
+        ));
         let targets = self
             .all()
             .into_iter()
@@ -361,7 +375,7 @@ impl ReplicaManager {
                     .and_then(|t| {
                         t.config
                             .overrides
-                            .get("follower.replication.throttled.replicas")
+                            .get(throttle::FOLLOWER_THROTTLED_REPLICAS)
                     })
                     .is_some_and(|list| {
                         throttle::is_throttled(list, partition.tp.partition, self.local)

@@ -204,10 +204,15 @@ def test_the_balancer_fills_a_new_broker_and_a_drained_one_leaves_under_load(tmp
         cluster.cleanup()
 
 
-def test_a_throttled_move_takes_its_bytes_over_the_rate_and_others_are_not_held_back(tmp_path, request):
+@pytest.mark.parametrize("side,throttled_replica", [("follower", "0:2"), ("leader", "0:1")])
+def test_a_throttled_move_takes_its_bytes_over_the_rate_and_others_are_not_held_back(
+    tmp_path, request, side, throttled_replica
+):
     """Two partitions of equal size on broker 1 both get a replica on broker 2; only
-    partition 0's (`follower.replication.throttled.replicas = 0:2`) is throttled, to
-    `follower.replication.throttled.rate`. Its copy takes at least (bytes - one fetch) / rate;
+    partition 0's is throttled, on the follower side (`follower.replication.throttled.replicas
+    = 0:2`, broker 2 fetching within `follower.replication.throttled.rate`) or the leader side
+    (`leader.replication.throttled.replicas = 0:1`, broker 1 sending within
+    `leader.replication.throttled.rate`). Its copy takes at least (bytes - one fetch) / rate;
     partition 1's finishes before that bound, though broker 2 fetches both from broker 1 in the
     same fetch session."""
     from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
@@ -226,7 +231,9 @@ def test_a_throttled_move_takes_its_bytes_over_the_rate_and_others_are_not_held_
         admin = AdminClient({"bootstrap.servers": boot})
         admin.create_topics([NewTopic("throttled", num_partitions=2, replica_assignment=[[1], [1]])])[
             "throttled"].result(10)
-        p = h.producer(boot, **{"acks": "all", "linger.ms": 20})
+        # Batches under a fetch: a batch is never split, so one larger than
+        # replica.fetch.max.bytes would overdraw either side's bucket by more than one fetch.
+        p = h.producer(boot, **{"acks": "all", "linger.ms": 20, "batch.size": fetch_max // 4})
         payload = bytes(range(256)) * 4
         for i in range(records):
             for part in (0, 1):
@@ -243,8 +250,8 @@ def test_a_throttled_move_takes_its_bytes_over_the_rate_and_others_are_not_held_
             for f in admin.incremental_alter_configs([res]).values():
                 f.result(10)
 
-        alter(ResourceType.BROKER, "follower.replication.throttled.rate", str(rate))
-        alter(ResourceType.TOPIC, "follower.replication.throttled.replicas", "0:2")
+        alter(ResourceType.BROKER, f"{side}.replication.throttled.rate", str(rate))
+        alter(ResourceType.TOPIC, f"{side}.replication.throttled.replicas", throttled_replica)
         time.sleep(1)  # every broker has applied both
 
         kadmin = KafkaAdminClient(bootstrap_servers=boot, request_timeout_ms=10_000)
