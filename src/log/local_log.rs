@@ -159,6 +159,33 @@ impl LocalLog {
         Ok(Some((base, seg.next_offset)))
     }
 
+    /// Deletes closed segments from the oldest while `next` says so of the oldest one's
+    /// `(base offset, next offset)` (the active segment always stays), then moves the local
+    /// log start past them. Returns how many went.
+    pub(crate) fn delete_oldest_while(
+        &mut self,
+        mut next: impl FnMut(i64, i64) -> bool,
+    ) -> Result<usize> {
+        let mut deleted = 0;
+        while self.segments.len() >= 2 {
+            let Some(oldest) = self.segments.values().next() else {
+                break;
+            };
+            if !next(oldest.base_offset, oldest.next_offset) {
+                break;
+            }
+            self.delete_oldest()?;
+            deleted += 1;
+        }
+        if deleted > 0 {
+            let first = self.segments.keys().next().copied().unwrap_or(0);
+            if first > self.local_log_start_offset {
+                self.set_local_log_start_offset(first)?;
+            }
+        }
+        Ok(deleted)
+    }
+
     pub(crate) fn set_local_log_start_offset(&mut self, offset: i64) -> Result<()> {
         if offset != self.local_log_start_offset {
             self.local_log_start_offset = offset;

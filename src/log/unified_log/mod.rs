@@ -708,24 +708,11 @@ impl UnifiedLog {
             }
             allowed.push(c);
         }
+        // The log may have changed while the lock was released: only delete what is still
+        // the oldest closed segment.
+        let mut allowed = allowed.into_iter();
         let mut st = self.lock_open()?;
-        let mut deleted = 0;
-        for (base, _) in allowed {
-            // The log may have changed while the lock was released: only delete what is still
-            // the oldest closed segment.
-            if st.segments.len() < 2 || st.segments.keys().next() != Some(&base) {
-                break;
-            }
-            st.delete_oldest()?;
-            deleted += 1;
-        }
-        if deleted > 0 {
-            let first = st.segments.keys().next().copied().unwrap_or(0);
-            if first > st.local_log_start_offset {
-                st.set_local_log_start_offset(first)?;
-            }
-        }
-        Ok(deleted)
+        st.delete_oldest_while(|base, _| allowed.next().is_some_and(|(b, _)| b == base))
     }
 
     pub fn set_retention_guard(&self, guard: RetentionGuard) {

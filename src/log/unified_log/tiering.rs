@@ -179,24 +179,11 @@ impl UnifiedLog {
     /// longer the oldest closed segment (the log changed meanwhile). Returns segments deleted.
     pub fn delete_uploaded_segments(&self, segments: &[UploadedSegment]) -> Result<usize> {
         let mut st = self.lock_open()?;
-        let mut deleted = 0;
-        for seg in segments {
-            let oldest = st.segments.values().next();
-            if st.segments.len() < 2
-                || oldest.map(|s| (s.base_offset, s.next_offset))
-                    != Some((seg.base_offset.0, seg.next_offset.0))
-            {
-                break;
-            }
-            st.delete_oldest()?;
-            deleted += 1;
-        }
-        if deleted > 0 {
-            let first = st.segments.keys().next().copied().unwrap_or(0);
-            if first > st.local_log_start_offset {
-                st.set_local_log_start_offset(first)?;
-            }
-        }
-        Ok(deleted)
+        let mut expected = segments.iter();
+        st.delete_oldest_while(|base, next| {
+            expected
+                .next()
+                .is_some_and(|s| (s.base_offset.0, s.next_offset.0) == (base, next))
+        })
     }
 }
