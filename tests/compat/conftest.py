@@ -13,6 +13,7 @@ setup behind a green run.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -94,10 +95,38 @@ def die_with_parent():
         pass
 
 
+_PORTS_GIVEN: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port for a broker to listen on, chosen below the kernel's ephemeral range: a port the
+    kernel picked (bind to 0) can be taken as the local port of some outgoing connection before
+    the broker binds it ("Address already in use"); one below the range never is. Each port is
+    handed out once per test run."""
+    low, high = 20000, _ephemeral_low() - 1
+    if high - low < 1000:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    for _ in range(10000):
+        port = random.randint(low, high)
+        if port in _PORTS_GIVEN:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _PORTS_GIVEN.add(port)
+        return port
+    raise RuntimeError(f"no free port in {low}-{high}")
 
 
 def accepts_connections(port: int) -> bool:
