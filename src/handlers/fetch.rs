@@ -322,11 +322,11 @@ fn count_bytes_out(apis: &KafkaApis, params: &FetchParams, response: &FetchRespo
 /// `leader.replication.throttled.replicas`, counted against `leader.replication.throttled.rate`
 /// (in sync or not, as Kafka counts them).
 fn record_leader_throttled(apis: &KafkaApis, params: &FetchParams, response: &FetchResponse) {
-    if params.replica.is_none() {
+    let quota = apis.replicas.leader_quota();
+    if params.replica.is_none() || !quota.is_limited() {
         return;
     }
     let image = apis.image();
-    let quota = apis.replicas.leader_quota();
     let mut bytes = 0u64;
     for (topic, t) in response.responses.iter().zip(&params.topics) {
         let Some(name) = &t.name else { continue };
@@ -540,7 +540,8 @@ async fn read_all(apis: &KafkaApis, params: &FetchParams) -> (FetchResponse, usi
                 // Read (the follower's position is recorded) and the records dropped, as Kafka's
                 // leader throttle does.
                 Some(replica) => {
-                    let throttled = apis.replicas.leader_quota().should_throttle(&apis.image(), partition, replica);
+                    let quota = apis.replicas.leader_quota();
+                    let throttled = quota.is_limited() && quota.should_throttle(&apis.image(), partition, replica);
                     read_for_follower(partition, replica, p, budget).await.map(|mut read| {
                         if throttled {
                             read.records = bytes::Bytes::new();

@@ -23,6 +23,7 @@
 //! balancer's `strata.balancer.throttle.bytes.per.second` applies, if set ([`effective_rate`]),
 //! so the moves the balancer throttles are bounded without further settings.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -128,6 +129,8 @@ pub struct LeaderReplicationQuota {
     local: BrokerId,
     // Short sections that never await: one check per partition read, one record per fetch.
     quota: Mutex<ReplicationQuota>,
+    /// Whether a rate is set: without one, follower fetches skip the lists and the lock.
+    limited: AtomicBool,
 }
 
 impl LeaderReplicationQuota {
@@ -135,6 +138,7 @@ impl LeaderReplicationQuota {
         LeaderReplicationQuota {
             local,
             quota: Mutex::new(ReplicationQuota::new(None, Instant::now())),
+            limited: AtomicBool::new(false),
         }
     }
 
@@ -145,6 +149,13 @@ impl LeaderReplicationQuota {
     /// Sets `leader.replication.throttled.rate` (`None`: no limit).
     pub fn set_rate(&self, rate_bytes_per_s: Option<u64>) {
         self.quota().set_rate(rate_bytes_per_s, Instant::now());
+        self.limited
+            .store(rate_bytes_per_s.is_some(), Ordering::Relaxed);
+    }
+
+    /// Whether `leader.replication.throttled.rate` is set at all.
+    pub fn is_limited(&self) -> bool {
+        self.limited.load(Ordering::Relaxed)
     }
 
     /// Whether the topic's `leader.replication.throttled.replicas` names this broker's replica
