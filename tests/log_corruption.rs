@@ -2,14 +2,17 @@
 //! a closed segment are an error on read, never returned; corrupt indexes and checkpoints are
 //! rebuilt; a full disk is `DiskFull` and leaves the log readable.
 
+#[path = "common/files.rs"]
+mod files;
 #[path = "common/skip.rs"]
 mod skip;
 
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use files::{flip_byte, segment_files};
 use strata::clock::{ManualClock, SharedClock};
 use strata::log::{LogConfig, LogError, UnifiedLog};
 use strata::model::{LeaderEpoch, Offset};
@@ -54,26 +57,9 @@ fn fill(log: &UnifiedLog, n: usize) -> Vec<Bytes> {
     out
 }
 
-fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("ls")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    v.sort();
-    v
-}
-
+/// A bit flipped on the disk.
 fn flip(path: &Path, at: u64) {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .expect("open");
-    let mut b = [0u8; 1];
-    f.read_exact_at(&mut b, at).expect("read");
-    b[0] ^= 0x5a;
-    f.write_all_at(&b, at).expect("write");
+    flip_byte(path, at, 0x5a);
 }
 
 /// Reads every batch; returns them or the first error.

@@ -6,12 +6,12 @@
 
 mod common;
 
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::files::{flip_byte, segment_files};
 use common::{batch, decode, TestBroker};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -56,26 +56,9 @@ fn fill(log: &UnifiedLog, n: usize) -> Vec<Bytes> {
         .collect()
 }
 
-fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("ls")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    v.sort();
-    v
-}
-
+/// A bit flipped on the disk.
 fn flip(path: &Path, at: u64) {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .expect("open");
-    let mut b = [0u8; 1];
-    f.read_exact_at(&mut b, at).expect("read");
-    b[0] ^= 0x10;
-    f.write_all_at(&b, at).expect("write");
+    flip_byte(path, at, 0x10);
 }
 
 /// The batch holding `offset`, alone.

@@ -3,6 +3,7 @@
 //! ([`wait`]).
 #![allow(dead_code, unreachable_pub)]
 
+pub mod files;
 pub mod kafka;
 pub mod records;
 pub mod skip;
