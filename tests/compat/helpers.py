@@ -188,6 +188,18 @@ def watermarks(bootstrap: str, topic: str, partition: int) -> tuple[int, int]:
         c.close()
 
 
+def partition_leader(bootstrap: str, topic: str, partition: int = 0) -> int:
+    """The partition's leader as the metadata says, -1 while it has none or nobody answers."""
+    try:
+        md = admin(bootstrap).list_topics(topic, timeout=5)
+    except Exception:  # noqa: BLE001 - no broker answered yet
+        return -1
+    t = md.topics.get(topic)
+    if not t or t.error or partition not in t.partitions:
+        return -1
+    return t.partitions[partition].leader
+
+
 def sort_po(recs) -> list[Rec]:
     """Sorted by (partition, offset)."""
     return sorted(recs, key=lambda r: (r.partition, r.offset))

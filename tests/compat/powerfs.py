@@ -49,6 +49,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -542,6 +543,35 @@ class PowerFs:
         except (BrokenPipeError, subprocess.TimeoutExpired):
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+
+@contextmanager
+def cluster_on_powerfs(tmp_path: Path, request, two_dirs: bool = False, sync: bool = False,
+                       fsync_delay_ms: float = 0):
+    """A three-node `test_cluster.Cluster` (not started) whose data dirs live on one powerfs
+    mount, `node<N>` each (with `two_dirs`, log dirs `node<N>/a` and `node<N>/b`); `sync`
+    makes the copied dirs durable before any power cut. Yields (cluster, fs); stops both."""
+    import shutil
+
+    from test_cluster import Cluster
+
+    c = Cluster(tmp_path, extra={"replica.lag.time.max.ms": "3000"})
+    request.node._strata_brokers = c.nodes
+    fs = PowerFs(tmp_path / "mnt", tmp_path / "powerfs.log", fsync_delay_ms=fsync_delay_ms)
+    try:
+        for b in c.nodes:
+            on_fs = fs.mountpoint / f"node{b.node_id}"
+            data = on_fs / "a" if two_dirs else on_fs
+            shutil.copytree(b.data_dir, data)
+            b.data_dir = data
+            if two_dirs:
+                b.extra_sets["log.dirs"] = f"{on_fs / 'a'},{on_fs / 'b'}"
+        if sync:
+            fs.sync_tree(fs.mountpoint)
+        yield c, fs
+    finally:
+        c.cleanup()
+        fs.stop()
 
 
 def fuse_available() -> bool:

@@ -28,9 +28,14 @@ from confluent_kafka import KafkaError
 import helpers as h
 from conftest import StrataBroker, requires, wait_until
 from history import History
-from powerfs import PowerFs, fuse_available
+from powerfs import PowerFs, cluster_on_powerfs, fuse_available
 
 TOPIC = "faults"
+
+
+def leader(bootstrap: str, partition: int = 0) -> int:
+    return h.partition_leader(bootstrap, TOPIC, partition)
+
 
 pytestmark = requires(fuse_available(), "powerfs needs /dev/fuse, root and mfusepy (pip)")
 
@@ -113,7 +118,7 @@ def test_eio_takes_the_log_dir_offline_and_the_other_dir_keeps_serving(on_powerf
     # both its partitions to the controller, which leaves them without a leader (this broker
     # holds their only replica); nothing more reaches the disk.
     size_before = log_bytes(fs, "b", in_b[1])
-    wait_until(lambda: all(_leader(broker.bootstrap, p) == -1 for p in in_b), 30,
+    wait_until(lambda: all(leader(broker.bootstrap, p) == -1 for p in in_b), 30,
                f"partitions {in_b} to lose their leader")
     assert log_bytes(fs, "b", in_b[1]) == size_before
     # The other dir serves as before; the broker stays up.
@@ -176,18 +181,7 @@ def test_eio_on_fsync_of_a_leaders_only_log_dir_halts_it_and_a_follower_leads(tm
     """Three nodes, one log dir each: the leader's fsyncs fail, so its only dir goes offline
     and it halts (Kafka: all log dirs failed). It is fenced, a follower in the ISR leads, and
     every record acknowledged with acks=all is there."""
-    import shutil
-
-    from test_cluster import Cluster
-
-    c = Cluster(tmp_path, extra={"replica.lag.time.max.ms": "3000"})
-    request.node._strata_brokers = c.nodes
-    fs = PowerFs(tmp_path / "mnt", tmp_path / "powerfs.log")
-    try:
-        for b in c.nodes:
-            on_fs = fs.mountpoint / f"node{b.node_id}"
-            shutil.copytree(b.data_dir, on_fs)
-            b.data_dir = on_fs
+    with cluster_on_powerfs(tmp_path, request) as (c, fs):
         c.start_all()
         c.wait_ready()
         from confluent_kafka.admin import NewTopic
@@ -196,8 +190,8 @@ def test_eio_on_fsync_of_a_leaders_only_log_dir_halts_it_and_a_follower_leads(tm
         a.create_topics(
             [NewTopic(TOPIC, 1, 3, config={"min.insync.replicas": "2"})],
             request_timeout=15)[TOPIC].result(timeout=15)
-        wait_until(lambda: _leader(c.bootstrap()) > 0, 30, "a leader")
-        old = _leader(c.bootstrap())
+        wait_until(lambda: leader(c.bootstrap()) > 0, 30, "a leader")
+        old = leader(c.bootstrap())
         hist = History()
         p = h.producer(c.bootstrap(), **{"enable.idempotence": True, "linger.ms": 1})
         cb = hist.delivery_callback()
@@ -214,7 +208,7 @@ def test_eio_on_fsync_of_a_leaders_only_log_dir_halts_it_and_a_follower_leads(tm
         wait_until(lambda: not c.node(old).is_running(), 30, f"node {old} to halt")
         assert "halting: every log dir is offline" in c.node(old).log_text()
         others = ",".join(b.bootstrap for b in c.nodes if b.node_id != old)
-        wait_until(lambda: _leader(others) not in (-1, old), 30, "a follower to lead")
+        wait_until(lambda: leader(others) not in (-1, old), 30, "a follower to lead")
         h.flush_all(p, 60)
         read = h.read_partitions(others, TOPIC, [0], timeout=60)
         hist.read_all("final", read, [0])
@@ -222,20 +216,6 @@ def test_eio_on_fsync_of_a_leaders_only_log_dir_halts_it_and_a_follower_leads(tm
         print(f"leader's dir failed: {report.counts()}")
         report.assert_ok()
         assert report.recovered >= 50
-    finally:
-        c.cleanup()
-        fs.stop()
-
-
-def _leader(bootstrap: str, partition: int = 0) -> int:
-    try:
-        md = h.admin(bootstrap).list_topics(TOPIC, timeout=5)
-    except Exception:  # noqa: BLE001 - no broker answered yet
-        return -1
-    t = md.topics.get(TOPIC)
-    if not t or t.error or partition not in t.partitions:
-        return -1
-    return t.partitions[partition].leader
 
 
 @pytest.mark.timeout(120)
@@ -323,7 +303,7 @@ def test_eio_on_read_takes_the_log_dir_offline(on_powerfs):
     assert got == []
     assert metric(broker, "strata_log_dirs_offline") == 1
     assert metric(broker, "strata_log_storage_errors_total", 'kind="read"') >= 1
-    wait_until(lambda: _leader(broker.bootstrap, in_b[0]) == -1, 30, "the partition to go offline")
+    wait_until(lambda: leader(broker.bootstrap, in_b[0]) == -1, 30, "the partition to go offline")
     assert len(h.read_partitions(broker.bootstrap, TOPIC, [in_a[0]])) == 30
 
 
@@ -334,28 +314,16 @@ def test_eio_on_fsync_of_one_of_two_log_dirs_moves_its_leaderships_and_the_broke
     reports the partitions there in its heartbeat, so the controller elects other leaders for
     them and drops the broker from their ISR, while it keeps serving its other dir; every
     acknowledged record is there."""
-    import shutil
-
     from confluent_kafka.admin import NewTopic
 
-    from test_cluster import Cluster
-
-    c = Cluster(tmp_path, extra={"replica.lag.time.max.ms": "3000"})
-    request.node._strata_brokers = c.nodes
-    fs = PowerFs(tmp_path / "mnt", tmp_path / "powerfs.log")
-    try:
-        for b in c.nodes:
-            on_fs = fs.mountpoint / f"node{b.node_id}"
-            shutil.copytree(b.data_dir, on_fs / "a")
-            b.data_dir = on_fs / "a"
-            b.extra_sets["log.dirs"] = f"{on_fs / 'a'},{on_fs / 'b'}"
+    with cluster_on_powerfs(tmp_path, request, two_dirs=True) as (c, fs):
         c.start_all()
         c.wait_ready()
         a = h.admin(c.bootstrap())
         a.create_topics([NewTopic(TOPIC, 4, 3, config={"min.insync.replicas": "2"})],
                         request_timeout=15)[TOPIC].result(timeout=15)
-        wait_until(lambda: all(_leader(c.bootstrap(), p) > 0 for p in range(4)), 30, "leaders")
-        target, old = 0, _leader(c.bootstrap(), 0)
+        wait_until(lambda: all(leader(c.bootstrap(), p) > 0 for p in range(4)), 30, "leaders")
+        target, old = 0, leader(c.bootstrap(), 0)
         root = fs.mountpoint / f"node{old}"
         failed, good = ("a", "b") if (root / "a" / f"{TOPIC}-{target}").exists() else ("b", "a")
         kept = {int(p.name.rsplit("-", 1)[1]) for p in (root / good).iterdir()
@@ -396,9 +364,6 @@ def test_eio_on_fsync_of_one_of_two_log_dirs_moves_its_leaderships_and_the_broke
         print(f"one of two dirs failed: {report.counts()}")
         report.assert_ok()
         assert report.recovered == 200
-    finally:
-        c.cleanup()
-        fs.stop()
 
 
 def _consume(bootstrap: str, n: int, seconds: float) -> list[tuple[int, bytes]]:
@@ -441,28 +406,17 @@ def test_bit_flip_on_a_leader_is_restored_from_a_replica(tmp_path, request):
     the partition (reported offline, so the controller elects another ISR member), truncates
     its log to the corrupt batch and fetches it again from the new leader, then rejoins the
     ISR; consumers read every record intact, and its copy ends byte-identical to the others'."""
-    import shutil
-
     from confluent_kafka.admin import NewTopic
 
-    from test_cluster import Cluster
-
-    c = Cluster(tmp_path, extra={"replica.lag.time.max.ms": "3000"})
-    request.node._strata_brokers = c.nodes
-    fs = PowerFs(tmp_path / "mnt", tmp_path / "powerfs.log")
-    try:
-        for b in c.nodes:
-            on_fs = fs.mountpoint / f"node{b.node_id}"
-            shutil.copytree(b.data_dir, on_fs)
-            b.data_dir = on_fs
+    with cluster_on_powerfs(tmp_path, request) as (c, fs):
         c.start_all()
         c.wait_ready()
         a = h.admin(c.bootstrap())
         a.create_topics([NewTopic(TOPIC, 1, 3, config={
             "min.insync.replicas": "2", "segment.bytes": "4096",
             "remote.storage.enable": "false"})], request_timeout=15)[TOPIC].result(timeout=15)
-        wait_until(lambda: _leader(c.bootstrap()) > 0, 30, "a leader")
-        old = _leader(c.bootstrap())
+        wait_until(lambda: leader(c.bootstrap()) > 0, 30, "a leader")
+        old = leader(c.bootstrap())
         values = [b"%04d-" % i + b"x" * 300 for i in range(40)]
         _produce_one_per_batch(c.bootstrap(), values)
         wait_until(lambda: len(_isr(c.bootstrap())) == 3, 30, "a full ISR")
@@ -490,9 +444,6 @@ def test_bit_flip_on_a_leader_is_restored_from_a_replica(tmp_path, request):
                    "the repaired copy to equal the others")
         # And it is served again from the repaired replica (whichever node leads now).
         assert _consume(c.node(old).bootstrap, 40, 30) == list(enumerate(values))
-    finally:
-        c.cleanup()
-        fs.stop()
 
 
 def _isr(bootstrap: str) -> list[int]:
@@ -565,7 +516,7 @@ def test_a_log_dir_unreadable_at_startup_starts_offline(on_powerfs):
     fs.set_faults([("eio-read", "b/*.log")])
     fs.drop_caches()
     broker.start()
-    wait_until(lambda: _leader(broker.bootstrap, in_b[0]) == -1, 30,
+    wait_until(lambda: leader(broker.bootstrap, in_b[0]) == -1, 30,
                "the unreadable dir's partition to go offline")
     assert broker.is_running()
     assert metric(broker, "strata_log_dirs_offline") == 1

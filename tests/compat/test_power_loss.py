@@ -25,12 +25,17 @@ from confluent_kafka import KafkaError
 import helpers as h
 from conftest import StrataBroker, requires
 from history import History
-from powerfs import PowerFs, fuse_available
+from powerfs import PowerFs, cluster_on_powerfs, fuse_available
 
 SOAK = bool(os.environ.get("STRATA_SOAK"))
 CUTS = int(os.environ.get("STRATA_POWER_CUTS", "25" if SOAK else "8"))
 PARTITIONS = 3
 TOPIC = "power"
+
+
+def leader(bootstrap: str, partition: int = 0) -> int:
+    return h.partition_leader(bootstrap, TOPIC, partition)
+
 
 pytestmark = requires(fuse_available(), "powerfs needs /dev/fuse, root and mfusepy (pip)")
 
@@ -216,19 +221,7 @@ def test_cluster_power_cut_keeps_acks_all_records(tmp_path, request):
     """Three nodes on one power supply: every node loses its unsynced data at once, so
     replication cannot stand in for the disk. Records acknowledged with acks=all (after the
     leader's fsync and the ISR's fetch) must all be there after the restart."""
-    import shutil
-
-    from test_cluster import Cluster
-
-    c = Cluster(tmp_path, extra={"replica.lag.time.max.ms": "3000"})
-    request.node._strata_brokers = c.nodes
-    fs = PowerFs(tmp_path / "mnt", tmp_path / "powerfs.log")
-    try:
-        for b in c.nodes:
-            on_fs = fs.mountpoint / f"node{b.node_id}"
-            shutil.copytree(b.data_dir, on_fs)
-            b.data_dir = on_fs
-        fs.sync_tree(fs.mountpoint)
+    with cluster_on_powerfs(tmp_path, request, sync=True) as (c, fs):
         c.start_all()
         c.wait_ready()
         a = h.admin(c.bootstrap())
@@ -256,9 +249,6 @@ def test_cluster_power_cut_keeps_acks_all_records(tmp_path, request):
         print(f"cluster: {cycles} power cuts of all three nodes, {report.counts()}")
         report.assert_ok()
         assert report.acknowledged > cycles * 50, report.counts()
-    finally:
-        c.cleanup()
-        fs.stop()
 
 
 def produce_then(bootstrap: str, hist: History, cycle: int, seconds: float, cut,
@@ -305,34 +295,14 @@ def read_when_led(bootstrap: str):
     return h.read_partitions(bootstrap, TOPIC, range(PARTITIONS), timeout=60)
 
 
-def leader_of(bootstrap: str, partition: int = 0) -> int:
-    md = h.admin(bootstrap).list_topics(TOPIC, timeout=5)
-    t = md.topics.get(TOPIC)
-    if not t or t.error or partition not in t.partitions:
-        return -1
-    return t.partitions[partition].leader
-
-
 @pytest.mark.timeout(240)
 def test_cluster_power_cut_then_a_follower_leads(tmp_path, request):
     """After a power cut of every node, the old leader of a partition comes back last, so a
     follower that was in the ISR must lead. It must have every record acknowledged with
     acks=all: the high watermark may only pass what the ISR holds durably."""
-    import shutil
-
     from conftest import wait_until
-    from test_cluster import Cluster
-
-    c = Cluster(tmp_path, extra={"replica.lag.time.max.ms": "3000"})
-    request.node._strata_brokers = c.nodes
     # The followers' disks are slow: their fsyncs end well after the leader's.
-    fs = PowerFs(tmp_path / "mnt", tmp_path / "powerfs.log", fsync_delay_ms=50)
-    try:
-        for b in c.nodes:
-            on_fs = fs.mountpoint / f"node{b.node_id}"
-            shutil.copytree(b.data_dir, on_fs)
-            b.data_dir = on_fs
-        fs.sync_tree(fs.mountpoint)
+    with cluster_on_powerfs(tmp_path, request, sync=True, fsync_delay_ms=50) as (c, fs):
         c.start_all()
         c.wait_ready()
         from confluent_kafka.admin import NewTopic
@@ -343,8 +313,8 @@ def test_cluster_power_cut_then_a_follower_leads(tmp_path, request):
         hist = History()
         cycles = 4 if SOAK else 2
         for cycle in range(cycles):
-            wait_until(lambda: leader_of(c.bootstrap()) > 0, 30, "a leader")
-            old = leader_of(c.bootstrap())
+            wait_until(lambda: leader(c.bootstrap()) > 0, 30, "a leader")
+            old = leader(c.bootstrap())
             slow = " ".join(f"/node{b.node_id}/" for b in c.nodes if b.node_id != old)
             (fs.mountpoint / ".slow_fsync").write_text(slow)
 
@@ -359,19 +329,16 @@ def test_cluster_power_cut_then_a_follower_leads(tmp_path, request):
             for b in others:
                 b.start()
             boot = ",".join(b.bootstrap for b in others)
-            wait_until(lambda: leader_of(boot) in {b.node_id for b in others}, 60,
+            wait_until(lambda: leader(boot) in {b.node_id for b in others}, 60,
                        f"a follower of {old} to lead")
             c.node(old).start()
             c.wait_ready()
-        wait_until(lambda: leader_of(c.bootstrap()) > 0, 30, "a leader")
+        wait_until(lambda: leader(c.bootstrap()) > 0, 30, "a leader")
         read = h.read_partitions(c.bootstrap(), TOPIC, [0], timeout=60)
         hist.read_all("final", read, [0])
         report = hist.check()
         print(f"cluster, follower leads: {cycles} power cuts, {report.counts()}")
         report.assert_ok()
-    finally:
-        c.cleanup()
-        fs.stop()
 
 
 @pytest.mark.timeout(120)
