@@ -364,6 +364,7 @@ pub enum LogError {
 
 pub type Result<T, E = LogError> = std::result::Result<T, E>;
 
+pub mod alter_log_dirs;
 pub mod checkpoint;
 pub mod cleaner;
 pub mod dir_failure;
