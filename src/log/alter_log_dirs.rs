@@ -41,8 +41,9 @@ use crate::model::{Offset, TopicPartition};
 
 /// Bytes read from the current log per copy step.
 const COPY_CHUNK_BYTES: usize = 256 * 1024;
-/// The lag (in offsets) below which the copy tries to swap.
-const SWAP_LAG_OFFSETS: i64 = 1_000;
+/// The lag (in offsets) below which the copy tries to swap: what is left is copied under the
+/// append lock, unthrottled (at most `SWAP_MAX_LAG_BYTES`, else the swap is put off).
+const SWAP_LAG_OFFSETS: i64 = 100;
 
 /// What AlterReplicaLogDirs asked of one partition came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,9 +109,9 @@ impl ReplicaAlterLogDirs {
         }
     }
 
-    /// Sets `replica.alter.log.dirs.io.max.bytes.per.second` (`None` or <= 0: unlimited).
-    pub fn set_rate(&self, bytes_per_second: Option<i64>) {
-        let rate = bytes_per_second
+    /// Sets `replica.alter.log.dirs.io.max.bytes.per.second` (<= 0 or `i64::MAX`: unlimited).
+    pub fn set_rate(&self, bytes_per_second: i64) {
+        let rate = Some(bytes_per_second)
             .filter(|r| *r > 0 && *r < i64::MAX)
             .unwrap_or(0);
         self.rate_bytes_per_second

@@ -318,6 +318,14 @@ impl LogManager {
                 dir: dir.to_path_buf(),
             });
         }
+        let unopened = self.unopened.lock().unwrap_or_else(|p| p.into_inner());
+        if unopened.contains(tp) {
+            // Its replica sits in a dir that failed at startup.
+            return Err(AlterLogDirError::LogDirOffline {
+                dir: dir.to_path_buf(),
+            });
+        }
+        drop(unopened);
         let Some(current) = self.get(tp) else {
             self.alter_dirs.remember_preferred(tp, index);
             return Ok(AlterLogDirOutcome::Preferred);

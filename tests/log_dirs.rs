@@ -1,0 +1,272 @@
+//! AlterReplicaLogDirs on a broker with two log dirs: a partition moves while it is produced
+//! to and keeps every record at its offset; a restart in the middle of a move resumes it; the
+//! refusals are Kafka's.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::kafka::{create_topic, fetch, fetch_request, produce, records_of};
+use common::{batch, wait, TestBroker};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::alter_replica_log_dirs_request::{
+    AlterReplicaLogDir, AlterReplicaLogDirTopic,
+};
+use kafka_protocol::messages::{
+    AlterReplicaLogDirsRequest, DescribeLogDirsRequest, DescribeLogDirsResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::Compression;
+use strata::client::KafkaClient;
+use strata::model::TopicPartition;
+use strata::protocol::topic_name;
+
+const TOPIC: &str = "moving";
+const VALUE_BYTES: usize = 1000;
+
+fn dirs(root: &Path) -> (PathBuf, PathBuf) {
+    (root.join("a"), root.join("b"))
+}
+
+async fn start(root: tempfile::TempDir, extra: &[(&str, &str)]) -> TestBroker {
+    let (a, b) = dirs(root.path());
+    let log_dirs = format!("{},{}", a.display(), b.display());
+    let mut sets = vec![("log.dirs", log_dirs.as_str())];
+    sets.extend_from_slice(extra);
+    TestBroker::start_in(root, &sets).await
+}
+
+fn value(i: i64) -> String {
+    format!("{i:0>VALUE_BYTES$}")
+}
+
+/// Produces records `from..to`, ten to a batch; each record's value names its offset.
+async fn produce_range(c: &mut KafkaClient, from: i64, to: i64) {
+    let mut i = from;
+    while i < to {
+        let n = (to - i).min(10);
+        let records: Vec<_> = (i..i + n).map(|j| (None, Some(value(j)), vec![])).collect();
+        let (code, base) = produce(c, TOPIC, 0, batch(&records, Compression::None), -1).await;
+        assert_eq!((code, base), (0, i), "produce at {i}");
+        i += n;
+    }
+}
+
+/// Reads the whole partition back: every offset below `end` holds the value written for it.
+async fn assert_all_records(c: &mut KafkaClient, end: i64) {
+    let mut next = 0;
+    while next < end {
+        let resp = fetch(c, &fetch_request(TOPIC, 0, next, 100, 1, 1 << 20)).await;
+        assert_eq!(resp.responses[0].partitions[0].error_code, 0);
+        let records = records_of(&resp);
+        assert!(!records.is_empty(), "nothing at {next}");
+        for r in records {
+            assert_eq!(r.offset, next, "offsets stay dense and in order");
+            let v = r.value.expect("a value");
+            assert_eq!(v.as_ref(), value(next).as_bytes(), "record at {next}");
+            next += 1;
+        }
+    }
+    assert_eq!(next, end);
+}
+
+async fn alter(c: &mut KafkaClient, dir: &Path, partitions: Vec<i32>) -> Vec<(i32, i16)> {
+    let req = AlterReplicaLogDirsRequest::default().with_dirs(vec![AlterReplicaLogDir::default()
+        .with_path(StrBytes::from_string(dir.display().to_string()))
+        .with_topics(vec![AlterReplicaLogDirTopic::default()
+            .with_name(topic_name(TOPIC))
+            .with_partitions(partitions)])]);
+    let resp = c.send(&req, 2).await.expect("alter replica log dirs");
+    resp.results
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (p.partition_index, p.error_code))
+        })
+        .collect()
+}
+
+async fn describe(c: &mut KafkaClient) -> DescribeLogDirsResponse {
+    let req = DescribeLogDirsRequest::default().with_topics(None);
+    c.send(&req, 4).await.expect("describe log dirs")
+}
+
+fn tp() -> TopicPartition {
+    TopicPartition::new(TOPIC, 0)
+}
+
+/// The log dir the partition's replica lives in.
+fn dir_of(b: &TestBroker) -> PathBuf {
+    let log = b.broker.replicas.logs().get(&tp()).expect("the replica");
+    log.dir().parent().expect("a parent").to_path_buf()
+}
+
+fn other(b: &TestBroker, root: &Path) -> PathBuf {
+    let (a, bb) = dirs(root);
+    if dir_of(b) == a {
+        bb
+    } else {
+        a
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_moves_to_another_log_dir_while_it_is_produced_to() {
+    // Throttled, so the move is still copying while the producer writes.
+    let b = start(
+        tempfile::tempdir().expect("tempdir"),
+        &[("replica.alter.log.dirs.io.max.bytes.per.second", "1000000")],
+    )
+    .await;
+    let root = b.dir.path().to_path_buf();
+    let mut c = b.client("admin").await;
+    create_topic(&mut c, TOPIC, 1, &[("segment.bytes", "100000")]).await;
+    produce_range(&mut c, 0, 1000).await;
+    let (from, to) = (dir_of(&b), other(&b, &root));
+    assert_eq!(alter(&mut c, &to, vec![0]).await, vec![(0, 0)]);
+    // Asked again while it moves: still NONE.
+    assert_eq!(alter(&mut c, &to, vec![0]).await, vec![(0, 0)]);
+
+    let d = describe(&mut c).await;
+    let future: Vec<_> = d
+        .results
+        .iter()
+        .filter(|r| r.log_dir.as_str() == to.display().to_string())
+        .flat_map(|r| r.topics.iter().flat_map(|t| t.partitions.iter()))
+        .collect();
+    assert_eq!(future.len(), 1, "{d:?}");
+    assert!(future[0].is_future_key, "{d:?}");
+    assert!(future[0].offset_lag > 0, "{d:?}");
+
+    // A producer goes on through the move, slower than the move's rate (else it never
+    // catches up, as in Kafka).
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut pc = b.client("producer").await;
+    let producing = {
+        let stop = Arc::clone(&stop);
+        tokio::spawn(async move {
+            let mut end = 1000;
+            while !stop.load(Ordering::Relaxed) || end < 1100 {
+                produce_range(&mut pc, end, end + 5).await;
+                end += 5;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            end
+        })
+    };
+    let logs = Arc::clone(b.broker.replicas.logs());
+    let to2 = to.clone();
+    wait::until("the swap", Duration::from_secs(30), || {
+        logs.get(&tp())
+            .is_some_and(|l| l.dir().parent() == Some(&to2))
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let end = producing.await.expect("producer");
+    produce_range(&mut c, end, end + 20).await;
+    assert_all_records(&mut c, end + 20).await;
+
+    // Files only in the new dir; DescribeLogDirs lists it there alone, as current.
+    let old = from.join(tp().dir_name());
+    wait::until("the old copy removed", Duration::from_secs(10), || {
+        !old.exists()
+    })
+    .await;
+    let new = to.join(tp().dir_name());
+    assert!(!new.join("future-replica").exists());
+    assert!(std::fs::read_dir(&new)
+        .expect("new dir")
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name().to_string_lossy().ends_with(".log")));
+    let d = describe(&mut c).await;
+    for r in &d.results {
+        let held: Vec<_> = r.topics.iter().flat_map(|t| t.partitions.iter()).collect();
+        if r.log_dir.as_str() == to.display().to_string() {
+            assert_eq!(held.len(), 1);
+            assert!(!held[0].is_future_key);
+        } else {
+            assert!(held.is_empty(), "{r:?}");
+        }
+    }
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restarted_in_the_middle_of_a_move_resumes_it() {
+    let b = start(
+        tempfile::tempdir().expect("tempdir"),
+        &[("replica.alter.log.dirs.io.max.bytes.per.second", "50000")],
+    )
+    .await;
+    let root = b.dir.path().to_path_buf();
+    let mut c = b.client("admin").await;
+    create_topic(&mut c, TOPIC, 1, &[("segment.bytes", "100000")]).await;
+    produce_range(&mut c, 0, 400).await;
+    let (from, to) = (dir_of(&b), other(&b, &root));
+    assert_eq!(alter(&mut c, &to, vec![0]).await, vec![(0, 0)]);
+    let future = to.join(tp().dir_name());
+    wait::until("the copy under way", Duration::from_secs(10), || {
+        b.broker
+            .replicas
+            .logs()
+            .alter_dirs()
+            .get(&tp())
+            .is_some_and(|m| m.future.log_end_offset().0 > 0)
+    })
+    .await;
+    drop(c);
+    let root_dir = b.stop().await;
+    assert!(
+        future.join("future-replica").exists(),
+        "the future dir records the move"
+    );
+    assert!(from.join(tp().dir_name()).exists());
+
+    let b = start(root_dir, &[]).await;
+    let logs = Arc::clone(b.broker.replicas.logs());
+    let to2 = to.clone();
+    wait::until("the resumed move's swap", Duration::from_secs(30), || {
+        logs.get(&tp())
+            .is_some_and(|l| l.dir().parent() == Some(&to2))
+    })
+    .await;
+    let mut c = b.client("admin").await;
+    produce_range(&mut c, 400, 410).await;
+    assert_all_records(&mut c, 410).await;
+    let old = from.join(tp().dir_name());
+    wait::until("the old copy removed", Duration::from_secs(10), || {
+        !old.exists()
+    })
+    .await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn alter_replica_log_dirs_answers_as_kafka() {
+    let b = start(tempfile::tempdir().expect("tempdir"), &[]).await;
+    let root = b.dir.path().to_path_buf();
+    let (a, bb) = dirs(&root);
+    let mut c = b.client("admin").await;
+    // Not here yet: REPLICA_NOT_AVAILABLE, and the replica is created in that dir when it
+    // comes (a new partition would otherwise go to the emptier dir, `a`: both are empty).
+    assert_eq!(
+        alter(&mut c, &bb, vec![0]).await,
+        vec![(0, ResponseError::ReplicaNotAvailable.code())]
+    );
+    create_topic(&mut c, TOPIC, 1, &[]).await;
+    assert_eq!(dir_of(&b), bb);
+    // Already there: NONE, nothing moves.
+    assert_eq!(alter(&mut c, &bb, vec![0]).await, vec![(0, 0)]);
+    assert!(b.broker.replicas.logs().alter_dirs().get(&tp()).is_none());
+    assert!(!a.join(tp().dir_name()).exists());
+    // Not one of log.dirs.
+    assert_eq!(
+        alter(&mut c, &root.join("c"), vec![0]).await,
+        vec![(0, ResponseError::LogDirNotFound.code())]
+    );
+    b.stop().await;
+}
