@@ -282,7 +282,10 @@ async fn copy_and_swap(
             if lag <= SWAP_LAG_OFFSETS {
                 let (c, f) = (Arc::clone(current), Arc::clone(future));
                 let index = m.dir_index;
+                // fsync the copy first, so the swap's own fsync under the append lock only
+                // covers the last batches.
                 let swapped = tokio::task::spawn_blocking(move || {
+                    f.flush()?;
                     c.swap_in_future(&f, truncations, Some(index))
                 })
                 .await
