@@ -270,3 +270,140 @@ async fn alter_replica_log_dirs_answers_as_kafka() {
     );
     b.stop().await;
 }
+
+mod manager {
+    //! The move inside the `LogManager`, without a broker: what the swap carries over.
+
+    use super::*;
+    use bytes::Bytes;
+    use strata::log::alter_log_dirs::AlterLogDirOutcome;
+    use strata::log::{LogConfig, LogManager};
+    use strata::model::{LeaderEpoch, Offset, ProducerId};
+    use strata::protocol::record_batch::build_batch;
+
+    const T0: i64 = 1_700_000_000_000;
+
+    fn cfg() -> LogConfig {
+        LogConfig {
+            segment_bytes: 2048,
+            ..LogConfig::default()
+        }
+    }
+
+    fn plain() -> Bytes {
+        Bytes::from(build_batch(0, T0, None, &[(None, Some(&[7u8; 200][..]))]))
+    }
+
+    fn idempotent(seq: i32) -> Bytes {
+        Bytes::from(build_batch(
+            0,
+            T0,
+            Some((7, 0, seq)),
+            &[(None, Some(&b"a"[..])), (None, Some(&b"b"[..]))],
+        ))
+    }
+
+    /// A log whose start moved past its first segments (as a tiered partition's local log
+    /// does) moves with its start, leader epochs and producer state, including a producer whose
+    /// only batch lies below the start, which the copy never sees.
+    #[tokio::test]
+    async fn a_moved_log_keeps_its_start_epochs_and_producers() {
+        let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let dirs = vec![d1.path().to_path_buf(), d2.path().to_path_buf()];
+        let mgr = LogManager::open(dirs, strata::clock::system(), &|_| cfg()).expect("open");
+        let tp = TopicPartition::new("t", 0);
+        let log = mgr.get_or_create(&tp, cfg()).expect("create");
+        assert!(log.dir().starts_with(d1.path()));
+        log.append_as_leader(idempotent(0), LeaderEpoch(1))
+            .expect("append");
+        for _ in 0..30 {
+            log.append_as_leader(plain(), LeaderEpoch(2))
+                .expect("append");
+        }
+        log.delete_records(Offset(12)).expect("delete records");
+        let start = log.local_log_start_offset();
+        assert!(start.0 > 2, "the producer's batch is below the start");
+        let (leo, epochs) = (log.log_end_offset(), log.epoch_entries());
+        let producer = log.producer_state(ProducerId(7)).expect("the producer");
+        let bytes = log.read(start, 1 << 20, leo, true).expect("read").records;
+
+        let to = d2.path();
+        assert_eq!(
+            mgr.alter_log_dir(&tp, to).expect("alter"),
+            AlterLogDirOutcome::Moving
+        );
+        let l = Arc::clone(&log);
+        wait::until("the swap", Duration::from_secs(10), || {
+            l.dir().parent() == Some(to)
+        })
+        .await;
+        assert!(Arc::ptr_eq(&log, &mgr.get(&tp).expect("the log")));
+        assert_eq!(
+            (log.local_log_start_offset(), log.log_end_offset()),
+            (start, leo)
+        );
+        assert_eq!(log.epoch_entries(), epochs);
+        assert_eq!(log.producer_state(ProducerId(7)), Some(producer));
+        assert_eq!(
+            log.read(start, 1 << 20, leo, true).expect("read").records,
+            bytes
+        );
+        // The producer goes on where it was: a retry is a duplicate, the next sequence fits.
+        let retry = log
+            .append_as_leader(idempotent(0), LeaderEpoch(2))
+            .expect("retry");
+        assert!(retry.duplicate);
+        log.append_as_leader(idempotent(2), LeaderEpoch(2))
+            .expect("next sequence");
+        let old = d1.path().join(tp.dir_name());
+        wait::until("the old copy removed", Duration::from_secs(10), || {
+            !old.exists()
+        })
+        .await;
+        mgr.shutdown().expect("shutdown");
+
+        // Reopened: the log is in the new dir, with everything.
+        let dirs = vec![d1.path().to_path_buf(), d2.path().to_path_buf()];
+        let mgr = LogManager::open(dirs, strata::clock::system(), &|_| cfg()).expect("reopen");
+        let log = mgr.get(&tp).expect("the log");
+        assert!(log.dir().starts_with(to));
+        assert_eq!(log.local_log_start_offset(), start);
+        assert_eq!(log.log_end_offset().0, leo.0 + 2);
+        assert_eq!(
+            log.producer_state(ProducerId(7)).map(|p| p.last_sequence),
+            Some(3)
+        );
+        mgr.shutdown().expect("shutdown");
+    }
+
+    /// Moving a replica back to the dir it is in cancels its move and deletes the copy.
+    #[tokio::test]
+    async fn moving_back_cancels_a_move() {
+        let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let dirs = vec![d1.path().to_path_buf(), d2.path().to_path_buf()];
+        let mgr = LogManager::open(dirs, strata::clock::system(), &|_| cfg()).expect("open");
+        // One byte a second: the copy is still on its first batches when cancelled.
+        mgr.alter_dirs().set_rate(1);
+        let tp = TopicPartition::new("t", 0);
+        let log = mgr.get_or_create(&tp, cfg()).expect("create");
+        for _ in 0..30 {
+            log.append_as_leader(plain(), LeaderEpoch(0))
+                .expect("append");
+        }
+        let future = d2.path().join(tp.dir_name());
+        assert_eq!(
+            mgr.alter_log_dir(&tp, d2.path()).expect("alter"),
+            AlterLogDirOutcome::Moving
+        );
+        assert!(future.join("future-replica").exists());
+        assert_eq!(
+            mgr.alter_log_dir(&tp, d1.path()).expect("alter back"),
+            AlterLogDirOutcome::AlreadyThere
+        );
+        assert!(mgr.alter_dirs().get(&tp).is_none());
+        assert!(!future.exists());
+        assert!(log.dir().starts_with(d1.path()));
+        assert_eq!(log.log_end_offset(), Offset(30));
+        mgr.shutdown().expect("shutdown");
+    }
+}
