@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_replica_log_dirs_response::{
@@ -20,6 +21,7 @@ use kafka_protocol::protocol::VersionRange;
 
 use super::{Reply, RequestContext};
 use crate::log::alter_log_dirs::AlterLogDirError;
+use crate::log::LogManager;
 use crate::model::TopicPartition;
 use crate::protocol::topic_name;
 use crate::security::acl::AclOperation;
@@ -39,7 +41,22 @@ fn error_code(e: &AlterLogDirError) -> i16 {
 
 pub fn handle(ctx: RequestContext, req: AlterReplicaLogDirsRequest) -> Reply {
     let refused = ctx.authorize_cluster(AclOperation::Alter).err();
-    let logs = ctx.apis.replicas.logs();
+    let logs = Arc::clone(ctx.apis.replicas.logs());
+    // Starting or cancelling a move creates or deletes directories: off the reactor.
+    Reply::later(async move {
+        let answer = tokio::task::spawn_blocking(move || answer(&logs, &req, refused)).await;
+        ResponseKind::AlterReplicaLogDirs(answer.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "AlterReplicaLogDirs panicked");
+            AlterReplicaLogDirsResponse::default()
+        }))
+    })
+}
+
+fn answer(
+    logs: &LogManager,
+    req: &AlterReplicaLogDirsRequest,
+    refused: Option<i16>,
+) -> AlterReplicaLogDirsResponse {
     // topic -> partition -> code, in name order.
     let mut results: BTreeMap<String, BTreeMap<i32, i16>> = BTreeMap::new();
     for dir in &req.dirs {
@@ -86,7 +103,5 @@ pub fn handle(ctx: RequestContext, req: AlterReplicaLogDirsRequest) -> Reply {
                 )
         })
         .collect();
-    Reply::Now(ResponseKind::AlterReplicaLogDirs(
-        AlterReplicaLogDirsResponse::default().with_results(results),
-    ))
+    AlterReplicaLogDirsResponse::default().with_results(results)
 }

@@ -160,6 +160,10 @@ impl UnifiedLog {
         fut.config = st.config.clone();
         let leo = fut.log_end_offset();
         producer_state::write_snapshot(&fut.dir, leo, &fut.producers)?;
+        // Epochs that began without a batch yet (a leader elected, nothing produced since).
+        for &(epoch, start) in st.epoch_cache.entries() {
+            fut.epoch_cache.assign(epoch, start);
+        }
         fut.epoch_cache.persist()?;
         fut.checkpoint()?;
         for name in [
