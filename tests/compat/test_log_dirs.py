@@ -112,14 +112,14 @@ def isr(bootstrap: str) -> tuple[int, list[int]] | None:
 
 @pytest.mark.timeout(120)
 def test_a_followers_replica_moves_and_then_leads_with_every_record(tmp_path, request):
-    cluster = Cluster(tmp_path, n=2, extra={"strata.balancer.enable": "false", "auto.leader.rebalance.enable": "false"})
+    cluster = Cluster(tmp_path, n=3, extra={"strata.balancer.enable": "false", "auto.leader.rebalance.enable": "false"})
     request.node._strata_brokers = cluster.nodes
     follower = cluster.node(2)
     second = follower.dir / "data2"
     follower.extra_sets["log.dirs"] = f"{follower.data_dir},{second}"
     try:
         cluster.start_all()
-        cluster.wait_ready(2)
+        cluster.wait_ready(3)
         bootstrap = cluster.bootstrap()
         creator = AdminClient({"bootstrap.servers": bootstrap})
         fs = creator.create_topics(
@@ -149,6 +149,7 @@ def test_a_followers_replica_moves_and_then_leads_with_every_record(tmp_path, re
         admin.close()
         assert not (follower.data_dir / f"{TOPIC}-0").exists()
 
+        # Three voters, so the controller outlives broker 1 and moves the leadership.
         cluster.node(1).stop()
         wait_until(lambda: (isr(follower.bootstrap) or (0,))[0] == 2, 30, "broker 2 leading")
         recs = h.read_partitions(follower.bootstrap, TOPIC, [0])
