@@ -160,11 +160,14 @@ async fn a_partition_moves_to_another_log_dir_while_it_is_produced_to() {
     };
     let logs = Arc::clone(b.broker.replicas.logs());
     let to2 = to.clone();
+    let mut end_at_swap = 0;
     wait::until("the swap", Duration::from_secs(30), || {
-        logs.get(&tp())
-            .is_some_and(|l| l.dir().parent() == Some(&to2))
+        let log = logs.get(&tp()).expect("the log");
+        end_at_swap = log.log_end_offset().0;
+        log.dir().parent() == Some(&to2)
     })
     .await;
+    assert!(end_at_swap > 1000, "records were appended during the move");
     stop.store(true, Ordering::Relaxed);
     let end = producing.await.expect("producer");
     produce_range(&mut c, end, end + 20).await;
