@@ -409,4 +409,44 @@ mod manager {
         assert_eq!(log.log_end_offset(), Offset(30));
         mgr.shutdown().expect("shutdown");
     }
+
+    /// A target dir that goes offline during the move fails the move; the partition stays in
+    /// its dir and takes appends.
+    #[tokio::test]
+    async fn an_offline_target_dir_fails_the_move_not_the_partition() {
+        let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let dirs = vec![d1.path().to_path_buf(), d2.path().to_path_buf()];
+        let mgr = LogManager::open(dirs, strata::clock::system(), &|_| cfg()).expect("open");
+        mgr.alter_dirs().set_rate(2000);
+        let tp = TopicPartition::new("t", 0);
+        let log = mgr.get_or_create(&tp, cfg()).expect("create");
+        for _ in 0..30 {
+            log.append_as_leader(plain(), LeaderEpoch(0))
+                .expect("append");
+        }
+        assert_eq!(
+            mgr.alter_log_dir(&tp, d2.path()).expect("alter"),
+            AlterLogDirOutcome::Moving
+        );
+        let index = mgr.failures().dir_of(d2.path()).expect("a log dir");
+        let error = strata::log::LogError::Io {
+            path: d2.path().to_path_buf(),
+            source: std::io::Error::from_raw_os_error(libc::EIO),
+        };
+        mgr.failures().mark_offline(index, &error);
+        let alter_dirs = Arc::clone(mgr.alter_dirs());
+        wait::until("the move failed", Duration::from_secs(10), || {
+            alter_dirs.get(&tp).is_none()
+        })
+        .await;
+        assert!(log.dir().starts_with(d1.path()));
+        log.append_as_leader(plain(), LeaderEpoch(0))
+            .expect("append after the failed move");
+        assert_eq!(log.log_end_offset(), Offset(31));
+        assert!(matches!(
+            mgr.alter_log_dir(&tp, d2.path()),
+            Err(strata::log::alter_log_dirs::AlterLogDirError::LogDirOffline { .. })
+        ));
+        mgr.shutdown().expect("shutdown");
+    }
 }

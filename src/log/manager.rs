@@ -199,6 +199,8 @@ impl LogManager {
                 alter::promote(&path)?;
             }
             let log = UnifiedLog::open(path, config_for(&tp.topic), Arc::clone(&clock))?;
+            log.attach_log_dir(Arc::clone(&failures), index);
+            log.attach_disk_pressure(Arc::clone(&pressure), index);
             if current {
                 alter_dirs
                     .to_resume
@@ -206,8 +208,6 @@ impl LogManager {
                     .unwrap_or_else(|p| p.into_inner())
                     .push((tp, index, log));
             } else {
-                log.attach_log_dir(Arc::clone(&failures), index);
-                log.attach_disk_pressure(Arc::clone(&pressure), index);
                 logs.insert(tp, log);
             }
         }
@@ -340,6 +340,10 @@ impl LogManager {
             None => {}
         }
         let future = alter::create_future_log(dir, tp, &current)?;
+        // The copy's I/O failing takes its dir offline, as any log's does; the move then
+        // fails, the partition stays where it is.
+        future.attach_log_dir(Arc::clone(&self.failures), index);
+        future.attach_disk_pressure(Arc::clone(&self.pressure), index);
         self.start_move(tp.clone(), index, current, future);
         Ok(AlterLogDirOutcome::Moving)
     }
