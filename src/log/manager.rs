@@ -318,6 +318,9 @@ impl LogManager {
                 dir: dir.to_path_buf(),
             });
         }
+        // One request's moves at a time: two racing moves of a partition would each start a
+        // future log.
+        let _serial = self.create_lock.lock().unwrap_or_else(|p| p.into_inner());
         let unopened = self.unopened.lock().unwrap_or_else(|p| p.into_inner());
         if unopened.contains(tp) {
             // Its replica sits in a dir that failed at startup.
