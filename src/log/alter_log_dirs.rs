@@ -21,7 +21,8 @@
 //! # Crash consistency
 //! The future dir is the record of the move: `LogManager::open` resumes a marked future dir
 //! whose partition has a current copy in another dir (keeping what agrees with it by leader
-//! epoch), and promotes one that has none (the crash hit after the swap's commit point).
+//! epoch: the pure [`decide_copy_start`]), and promotes one that has none (the crash hit after
+//! the swap's commit point).
 //!
 //! # Cancellation
 //! Moving a replica back to its current dir, or deleting the partition, cancels its move and
@@ -37,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::unified_log::{write_marker, SwapOutcome, FUTURE_MARKER, MOVED_MARKER};
 use super::{LogError, UnifiedLog};
-use crate::model::{Offset, TopicPartition};
+use crate::model::{LeaderEpoch, Offset, TopicPartition};
 
 /// Bytes read from the current log per copy step.
 const COPY_CHUNK_BYTES: usize = 256 * 1024;
@@ -197,29 +198,72 @@ impl ReplicaAlterLogDirs {
     }
 }
 
-/// Where a future log starts copying: what it holds that agrees with `current` by leader epoch
-/// (after a restart), else over at the current local log start with the epochs below it.
-fn align(current: &UnifiedLog, future: &UnifiedLog) -> Result<(), LogError> {
-    let start = current.local_log_start_offset();
-    let end = future.log_end_offset();
-    if end > future.local_log_start_offset() && future.local_log_start_offset() >= start {
-        if let Some((epoch, _)) = future.latest_epoch_entry() {
-            if let Some((e, epoch_end)) = current.end_offset_for_epoch(epoch) {
-                if e == epoch && epoch_end > future.local_log_start_offset() {
-                    if epoch_end < end {
-                        future.truncate_to(epoch_end)?;
-                    }
-                    return Ok(());
-                }
+/// What a (re)starting copy knows of the two logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyFacts {
+    pub current_local_start: Offset,
+    pub future_local_start: Offset,
+    pub future_end: Offset,
+    /// The future log's latest leader epoch.
+    pub future_epoch: Option<LeaderEpoch>,
+    /// The current log's answer for that epoch: the largest epoch up to it and where it ends.
+    pub current_end_for_epoch: Option<(LeaderEpoch, Offset)>,
+}
+
+/// Where the copy goes on from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyStart {
+    /// From the future log's end: what it holds agrees with the current log.
+    Continue,
+    /// Cut the future log back to this offset (its records past it diverge), then go on.
+    TruncateTo(Offset),
+    /// Empty the future log and start it at the current local log start, with the leader
+    /// epochs below it (a new copy, or one that shares nothing with the current log).
+    StartOver(Offset),
+}
+
+/// What a future log found on disk keeps (Kafka's follower truncation by leader epoch): the
+/// records of its latest epoch up to where that epoch ends in the current log, when both hold
+/// that epoch and the copy starts at or after the current local log start.
+pub fn decide_copy_start(f: CopyFacts) -> CopyStart {
+    let start_over = CopyStart::StartOver(f.current_local_start);
+    if f.future_end <= f.future_local_start || f.future_local_start < f.current_local_start {
+        return start_over;
+    }
+    match (f.future_epoch, f.current_end_for_epoch) {
+        (Some(epoch), Some((e, end))) if e == epoch && end > f.future_local_start => {
+            if end < f.future_end {
+                CopyStart::TruncateTo(end)
+            } else {
+                CopyStart::Continue
             }
         }
+        _ => start_over,
     }
-    let epochs: Vec<_> = current
-        .epoch_entries()
-        .into_iter()
-        .filter(|(_, o)| *o <= start)
-        .collect();
-    future.start_after_remote(start, &epochs, None)
+}
+
+/// Applies [`decide_copy_start`] to the two logs.
+fn align(current: &UnifiedLog, future: &UnifiedLog) -> Result<(), LogError> {
+    let future_epoch = future.latest_epoch_entry().map(|(e, _)| e);
+    let facts = CopyFacts {
+        current_local_start: current.local_log_start_offset(),
+        future_local_start: future.local_log_start_offset(),
+        future_end: future.log_end_offset(),
+        future_epoch,
+        current_end_for_epoch: future_epoch.and_then(|e| current.end_offset_for_epoch(e)),
+    };
+    match decide_copy_start(facts) {
+        CopyStart::Continue => Ok(()),
+        CopyStart::TruncateTo(offset) => future.truncate_to(offset),
+        CopyStart::StartOver(start) => {
+            let epochs: Vec<_> = current
+                .epoch_entries()
+                .into_iter()
+                .filter(|(_, o)| *o <= start)
+                .collect();
+            future.start_after_remote(start, &epochs, None)
+        }
+    }
 }
 
 /// Copies `current` into the future log until it is swapped in; see the module documentation.
@@ -377,4 +421,55 @@ pub(crate) fn promote(path: &Path) -> Result<(), LogError> {
         source,
     })?;
     super::checkpoint::sync_dir(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(future: (i64, i64), epoch: Option<i32>, current_end: Option<(i32, i64)>) -> CopyFacts {
+        CopyFacts {
+            current_local_start: Offset(100),
+            future_local_start: Offset(future.0),
+            future_end: Offset(future.1),
+            future_epoch: epoch.map(LeaderEpoch),
+            current_end_for_epoch: current_end.map(|(e, o)| (LeaderEpoch(e), Offset(o))),
+        }
+    }
+
+    #[test]
+    fn an_empty_or_stale_copy_starts_over_at_the_current_local_start() {
+        let over = CopyStart::StartOver(Offset(100));
+        assert_eq!(decide_copy_start(facts((0, 0), None, None)), over);
+        // Retention moved the current log's start past the copy's.
+        assert_eq!(
+            decide_copy_start(facts((50, 500), Some(3), Some((3, 900)))),
+            over
+        );
+    }
+
+    #[test]
+    fn a_copy_keeps_what_agrees_by_leader_epoch() {
+        // The current log holds epoch 3 beyond the copy's end.
+        assert_eq!(
+            decide_copy_start(facts((100, 500), Some(3), Some((3, 900)))),
+            CopyStart::Continue
+        );
+        // Epoch 3 ended at 400 in the current log (a truncation, then a new leader).
+        assert_eq!(
+            decide_copy_start(facts((100, 500), Some(3), Some((3, 400)))),
+            CopyStart::TruncateTo(Offset(400))
+        );
+        // The current log never had epoch 3, or its epoch ends before the copy starts.
+        let over = CopyStart::StartOver(Offset(100));
+        assert_eq!(
+            decide_copy_start(facts((100, 500), Some(3), Some((2, 450)))),
+            over
+        );
+        assert_eq!(
+            decide_copy_start(facts((100, 500), Some(3), Some((3, 100)))),
+            over
+        );
+        assert_eq!(decide_copy_start(facts((100, 500), None, None)), over);
+    }
 }
