@@ -286,6 +286,10 @@ mod manager {
 
     const T0: i64 = 1_700_000_000_000;
 
+    fn tempdir() -> tempfile::TempDir {
+        tempfile::tempdir().expect("tempdir")
+    }
+
     fn cfg() -> LogConfig {
         LogConfig {
             segment_bytes: 2048,
@@ -311,7 +315,7 @@ mod manager {
     /// only batch lies below the start, which the copy never sees.
     #[tokio::test]
     async fn a_moved_log_keeps_its_start_epochs_and_producers() {
-        let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (d1, d2) = (tempdir(), tempdir());
         let dirs = vec![d1.path().to_path_buf(), d2.path().to_path_buf()];
         let mgr = LogManager::open(dirs, strata::clock::system(), &|_| cfg()).expect("open");
         let tp = TopicPartition::new("t", 0);
@@ -382,7 +386,7 @@ mod manager {
     /// Moving a replica back to the dir it is in cancels its move and deletes the copy.
     #[tokio::test]
     async fn moving_back_cancels_a_move() {
-        let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (d1, d2) = (tempdir(), tempdir());
         let dirs = vec![d1.path().to_path_buf(), d2.path().to_path_buf()];
         let mgr = LogManager::open(dirs, strata::clock::system(), &|_| cfg()).expect("open");
         // One byte a second: the copy is still on its first batches when cancelled.
@@ -414,7 +418,7 @@ mod manager {
     /// its dir and takes appends.
     #[tokio::test]
     async fn an_offline_target_dir_fails_the_move_not_the_partition() {
-        let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (d1, d2) = (tempdir(), tempdir());
         let dirs = vec![d1.path().to_path_buf(), d2.path().to_path_buf()];
         let mgr = LogManager::open(dirs, strata::clock::system(), &|_| cfg()).expect("open");
         mgr.alter_dirs().set_rate(2000);
