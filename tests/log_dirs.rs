@@ -453,4 +453,41 @@ mod manager {
         ));
         mgr.shutdown().expect("shutdown");
     }
+
+    /// A crash after the swap's commit point (the old copy marked `replica-moved`, the new one
+    /// still marked `future-replica`): the next start deletes the old copy and the new one is
+    /// the replica.
+    #[tokio::test]
+    async fn a_crash_after_the_commit_point_finishes_the_move_at_open() {
+        let (d1, d2) = (tempdir(), tempdir());
+        let dirs = vec![d1.path().to_path_buf(), d2.path().to_path_buf()];
+        let tp = TopicPartition::new("t", 0);
+        let (old, new) = (d1.path().join(tp.dir_name()), d2.path().join(tp.dir_name()));
+        {
+            let mgr =
+                LogManager::open(dirs.clone(), strata::clock::system(), &|_| cfg()).expect("open");
+            let log = mgr.get_or_create(&tp, cfg()).expect("create");
+            for _ in 0..10 {
+                log.append_as_leader(plain(), LeaderEpoch(0))
+                    .expect("append");
+            }
+            mgr.shutdown().expect("shutdown");
+        }
+        std::fs::create_dir(&new).expect("mkdir");
+        for f in std::fs::read_dir(&old).expect("old copy") {
+            let f = f.expect("entry").path();
+            std::fs::copy(&f, new.join(f.file_name().expect("name"))).expect("copy");
+        }
+        std::fs::write(new.join("future-replica"), b"").expect("marker");
+        std::fs::write(old.join("replica-moved"), b"").expect("marker");
+
+        let mgr = LogManager::open(dirs, strata::clock::system(), &|_| cfg()).expect("reopen");
+        let log = mgr.get(&tp).expect("the log");
+        assert!(log.dir().starts_with(d2.path()));
+        assert_eq!(log.log_end_offset(), Offset(10));
+        assert!(!old.exists());
+        assert!(!new.join("future-replica").exists());
+        assert!(mgr.alter_dirs().futures().is_empty());
+        mgr.shutdown().expect("shutdown");
+    }
 }

@@ -195,10 +195,28 @@ impl LogManager {
                 continue;
             }
             let current = logs.contains_key(&tp);
+            if !current && unlisted {
+                // The current copy may sit in the dir that could not be listed: no promotion
+                // (the future dir stays for the next start).
+                continue;
+            }
             if !current {
                 alter::promote(&path)?;
             }
-            let log = UnifiedLog::open(path, config_for(&tp.topic), Arc::clone(&clock))?;
+            let log = match UnifiedLog::open(
+                path.clone(),
+                config_for(&tp.topic),
+                Arc::clone(&clock),
+            ) {
+                Ok(log) => log,
+                // An unreadable copy only costs its move (the replica is elsewhere).
+                Err(e) if current => {
+                    tracing::error!(partition = %tp, path = %path.display(), error = %e, "a future replica does not open: its move is dropped");
+                    let _ = std::fs::remove_dir_all(&path);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             log.attach_log_dir(Arc::clone(&failures), index);
             log.attach_disk_pressure(Arc::clone(&pressure), index);
             if current {
