@@ -403,8 +403,13 @@ mod manager {
             AlterLogDirOutcome::Moving
         );
         assert!(future.join("future-replica").exists());
+        // The same dir by another path.
+        let d1_again = d1
+            .path()
+            .join("..")
+            .join(d1.path().file_name().expect("a name"));
         assert_eq!(
-            mgr.alter_log_dir(&tp, d1.path()).expect("alter back"),
+            mgr.alter_log_dir(&tp, &d1_again).expect("alter back"),
             AlterLogDirOutcome::AlreadyThere
         );
         assert!(mgr.alter_dirs().get(&tp).is_none());

@@ -326,11 +326,20 @@ impl LogManager {
         tp: &TopicPartition,
         dir: &Path,
     ) -> std::result::Result<AlterLogDirOutcome, AlterLogDirError> {
-        let Some(index) = self.log_dirs.iter().position(|d| d == dir) else {
+        // As written in log.dirs, or the same directory by another path (as Kafka compares
+        // absolute paths).
+        let canonical = |p: &Path| std::fs::canonicalize(p).ok();
+        let Some(index) = self.log_dirs.iter().position(|d| d == dir).or_else(|| {
+            let wanted = canonical(dir)?;
+            self.log_dirs
+                .iter()
+                .position(|d| canonical(d).as_ref() == Some(&wanted))
+        }) else {
             return Err(AlterLogDirError::LogDirNotFound {
                 dir: dir.to_path_buf(),
             });
         };
+        let dir = self.log_dirs[index].as_path();
         if self.failures.is_offline(index) {
             return Err(AlterLogDirError::LogDirOffline {
                 dir: dir.to_path_buf(),
