@@ -345,6 +345,14 @@ mod manager {
         })
         .await;
         assert!(Arc::ptr_eq(&log, &mgr.get(&tp).expect("the log")));
+        let alter_dirs = Arc::clone(mgr.alter_dirs());
+        wait::until("the move ended", Duration::from_secs(10), || {
+            alter_dirs.get(&tp).is_none()
+        })
+        .await;
+        let metrics = strata::log::metrics();
+        assert!(metrics.log_dir_moves.with_label_values(&["moved"]).get() >= 1);
+        assert!(metrics.log_dir_move_bytes.get() >= bytes.len() as u64);
         assert_eq!(
             (log.local_log_start_offset(), log.log_end_offset()),
             (start, leo)
@@ -449,6 +457,10 @@ mod manager {
         })
         .await;
         assert!(log.dir().starts_with(d1.path()));
+        let failed = strata::log::metrics()
+            .log_dir_moves
+            .with_label_values(&["failed"]);
+        assert!(failed.get() >= 1);
         log.append_as_leader(plain(), LeaderEpoch(0))
             .expect("append after the failed move");
         assert_eq!(log.log_end_offset(), Offset(31));

@@ -46,6 +46,9 @@ const COPY_CHUNK_BYTES: usize = 256 * 1024;
 /// append lock, unthrottled (at most `SWAP_MAX_LAG_BYTES`, else the swap is put off).
 const SWAP_LAG_OFFSETS: i64 = 100;
 
+/// The `outcome` labels of `strata_log_dir_moves_total`.
+pub const MOVE_OUTCOMES: [&str; 2] = ["moved", "failed"];
+
 /// What AlterReplicaLogDirs asked of one partition came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AlterLogDirOutcome {
@@ -285,6 +288,11 @@ pub(crate) async fn run_move(
     if m.cancel.is_cancelled() {
         return;
     }
+    let outcome = if result.is_ok() { "moved" } else { "failed" };
+    super::metrics()
+        .log_dir_moves
+        .with_label_values(&[outcome])
+        .inc();
     lock(&owner.moves).remove(&tp);
     match result {
         Ok(old_dir) => {
@@ -356,6 +364,9 @@ async fn copy_and_swap(
                 }
                 Ok(data) => {
                     owner.throttle(data.records.len()).await;
+                    super::metrics()
+                        .log_dir_move_bytes
+                        .inc_by(data.records.len() as u64);
                     future.append_as_follower(data.records)?;
                 }
                 // Retention passed the copy's end: start again at the new local start.
