@@ -507,4 +507,74 @@ mod manager {
         assert!(mgr.alter_dirs().futures().is_empty());
         mgr.shutdown().expect("shutdown");
     }
+
+    fn txn_batch(pid: i64, values: &[&str]) -> Bytes {
+        use strata::protocol::record_batch::{set_covered_fields, TRANSACTIONAL_BIT};
+        let recs: Vec<_> = values.iter().map(|v| (None, Some(v.as_bytes()))).collect();
+        let mut b = build_batch(0, T0, Some((pid, 0, 0)), &recs);
+        set_covered_fields(&mut b, TRANSACTIONAL_BIT, T0 + values.len() as i64 - 1, 0);
+        Bytes::from(b)
+    }
+
+    /// Transactions move with the log: the aborted-transaction index and an open transaction
+    /// (so the last stable offset), which its commit then closes in the new dir.
+    #[tokio::test]
+    async fn transactions_move_with_the_log() {
+        use strata::model::ProducerEpoch;
+        use strata::protocol::control::{EndTransactionMarker, TransactionResult};
+
+        let (d1, d2) = (tempdir(), tempdir());
+        let dirs = vec![d1.path().to_path_buf(), d2.path().to_path_buf()];
+        let mgr = LogManager::open(dirs, strata::clock::system(), &|_| cfg()).expect("open");
+        let tp = TopicPartition::new("t", 0);
+        let log = mgr.get_or_create(&tp, cfg()).expect("create");
+        let marker = |result| EndTransactionMarker {
+            result,
+            coordinator_epoch: 1,
+        };
+        log.append_as_leader(txn_batch(9, &["x", "y"]), LeaderEpoch(0))
+            .expect("txn");
+        log.append_as_leader(plain(), LeaderEpoch(0))
+            .expect("append");
+        log.append_txn_marker(
+            ProducerId(9),
+            ProducerEpoch(0),
+            marker(TransactionResult::Abort),
+            LeaderEpoch(0),
+        )
+        .expect("abort");
+        let open_at = log.log_end_offset();
+        log.append_as_leader(txn_batch(11, &["z"]), LeaderEpoch(0))
+            .expect("open txn");
+        for _ in 0..10 {
+            log.append_as_leader(plain(), LeaderEpoch(0))
+                .expect("append");
+        }
+        let leo = log.log_end_offset();
+        let aborted = log.collect_aborted_txns(Offset(0), leo);
+        assert_eq!(aborted.len(), 1);
+        assert_eq!(log.first_unstable_offset(), Some(open_at));
+
+        assert_eq!(
+            mgr.alter_log_dir(&tp, d2.path()).expect("alter"),
+            AlterLogDirOutcome::Moving
+        );
+        let l = Arc::clone(&log);
+        let to = d2.path().to_path_buf();
+        wait::until("the swap", Duration::from_secs(10), || {
+            l.dir().parent() == Some(to.as_path())
+        })
+        .await;
+        assert_eq!(log.collect_aborted_txns(Offset(0), leo), aborted);
+        assert_eq!(log.first_unstable_offset(), Some(open_at));
+        log.append_txn_marker(
+            ProducerId(11),
+            ProducerEpoch(0),
+            marker(TransactionResult::Commit),
+            LeaderEpoch(0),
+        )
+        .expect("commit");
+        assert_eq!(log.first_unstable_offset(), None);
+        mgr.shutdown().expect("shutdown");
+    }
 }
