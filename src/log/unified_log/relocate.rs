@@ -177,10 +177,20 @@ impl UnifiedLog {
             }
         }
         checkpoint::sync_dir(&fut.dir)?;
-        write_marker(&old_dir, MOVED_MARKER)?;
+        if let Err(e) = write_marker(&old_dir, MOVED_MARKER) {
+            // Not committed: a marker that may have reached the disk must not outlive this.
+            let _ = std::fs::remove_file(old_dir.join(MOVED_MARKER));
+            return Err(e);
+        }
+        // Past the commit point the new copy is the replica whatever happens next: a marker
+        // left behind is removed at the next start (the future dir then has no current copy).
         let marker = fut.dir.join(FUTURE_MARKER);
-        std::fs::remove_file(&marker).map_err(io(&marker))?;
-        checkpoint::sync_dir(&fut.dir)?;
+        let unmarked = std::fs::remove_file(&marker)
+            .map_err(io(&marker))
+            .and_then(|()| checkpoint::sync_dir(&fut.dir));
+        if let Err(e) = unmarked {
+            tracing::warn!(path = %marker.display(), error = %e, "removing the future replica's marker failed; the next start removes it");
+        }
         std::mem::swap(&mut *st, &mut *fut);
         fut.closed = true;
         *self.dir.write().unwrap_or_else(|p| p.into_inner()) = st.dir.clone();
