@@ -289,28 +289,40 @@ pub(crate) async fn run_move(
         return;
     }
     let outcome = if result.is_ok() { "moved" } else { "failed" };
+    // The copy left behind goes before the move leaves the table: a next move of the
+    // partition may create its future log at that same path.
+    let cleanup = match result {
+        Ok(old_dir) => {
+            tracing::info!(partition = %tp, to = %current.dir().display(), "replica moved to another log dir");
+            let doomed = old_dir.with_file_name(format!("{}-delete", tp.dir_name()));
+            tokio::task::spawn_blocking(move || {
+                // Only the old copy: a move back may already have put a future log there.
+                if !old_dir.join(MOVED_MARKER).exists() {
+                    return;
+                }
+                let removed = std::fs::rename(&old_dir, &doomed)
+                    .and_then(|()| std::fs::remove_dir_all(&doomed));
+                if let Err(e) = removed {
+                    tracing::warn!(dir = %old_dir.display(), error = %e, "removing a moved replica's old copy failed (startup finishes it)");
+                }
+            })
+        }
+        Err(e) => {
+            // A failing target dir fails the move, never the partition.
+            tracing::error!(partition = %tp, error = %e, "moving a replica to another log dir failed");
+            let future = Arc::clone(&m.future);
+            tokio::task::spawn_blocking(move || {
+                let _ = future.close();
+                let _ = std::fs::remove_dir_all(future.dir());
+            })
+        }
+    };
+    let _ = cleanup.await;
     super::metrics()
         .log_dir_moves
         .with_label_values(&[outcome])
         .inc();
     lock(&owner.moves).remove(&tp);
-    match result {
-        Ok(old_dir) => {
-            tracing::info!(partition = %tp, to = %current.dir().display(), "replica moved to another log dir");
-            let doomed = old_dir.with_file_name(format!("{}-delete", tp.dir_name()));
-            let removed =
-                std::fs::rename(&old_dir, &doomed).and_then(|()| std::fs::remove_dir_all(&doomed));
-            if let Err(e) = removed {
-                tracing::warn!(partition = %tp, dir = %old_dir.display(), error = %e, "removing the moved replica's old copy failed (startup finishes it)");
-            }
-        }
-        Err(e) => {
-            // A failing target dir fails the move, never the partition.
-            tracing::error!(partition = %tp, error = %e, "moving a replica to another log dir failed");
-            let _ = m.future.close();
-            let _ = std::fs::remove_dir_all(m.future.dir());
-        }
-    }
 }
 
 async fn copy_and_swap(
