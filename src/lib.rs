@@ -27,6 +27,7 @@
 //!   indexes, recovery, retention, cleaner), [`log::validator`] (what a leader checks and
 //!   recompresses in a producer's batch), [`log::dir_failure`] (which log dirs a failed disk
 //!   took offline), [`log::disk_pressure`] (each log dir's usage against its marks),
+//!   [`log::alter_log_dirs`] (moving a replica to another log dir),
 //!   [`log::repair`] (restoring a corrupt batch from the tiered copy or a replica: the
 //!   decision), and [`log::remote`]: the `RemoteLogManager`, which
 //!   puts tiered storage (the `strata-tiering` crate) under the logs. `log` never imports

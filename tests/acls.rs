@@ -758,6 +758,21 @@ async fn moving_partitions_needs_the_cluster() {
         (r.error_code, r.results.len()),
         (CLUSTER_AUTHORIZATION_FAILED, 0)
     );
+    let data_dir = broker.dir.path().join("data");
+    let move_dir = AlterReplicaLogDirsRequest::default().with_dirs(vec![
+        alter_replica_log_dirs_request::AlterReplicaLogDir::default()
+            .with_path(str_bytes(data_dir.display().to_string()))
+            .with_topics(vec![
+                alter_replica_log_dirs_request::AlterReplicaLogDirTopic::default()
+                    .with_name(topic_name("moving"))
+                    .with_partitions(vec![0]),
+            ]),
+    ]);
+    let r = c.send(&move_dir, 2).await.expect("alter log dirs");
+    assert_eq!(
+        r.results[0].partitions[0].error_code,
+        CLUSTER_AUTHORIZATION_FAILED
+    );
     let r = c
         .send(
             &UnregisterBrokerRequest::default().with_broker_id(BrokerId(1)),

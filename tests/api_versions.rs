@@ -1105,6 +1105,43 @@ async fn exercise(c: &mut KafkaClient, key: ApiKey, v: i16, topic_id: uuid::Uuid
             let resp = send(c, &req, v).await;
             assert!(resp.results[0].topics.is_empty(), "DescribeLogDirs v{v}");
         }
+        ApiKey::AlterReplicaLogDirs => {
+            let dirs = send(c, &DescribeLogDirsRequest::default().with_topics(None), 4).await;
+            let here = dirs.results[0].log_dir.clone();
+            let dir = |path: &str, partitions: Vec<i32>| {
+                alter_replica_log_dirs_request::AlterReplicaLogDir::default()
+                    .with_path(StrBytes::from_string(path.to_string()))
+                    .with_topics(vec![
+                        alter_replica_log_dirs_request::AlterReplicaLogDirTopic::default()
+                            .with_name(topic_name(TOPIC))
+                            .with_partitions(partitions),
+                    ])
+            };
+            // Its own dir (already there), a partition not here yet, a dir not in log.dirs.
+            let req = AlterReplicaLogDirsRequest::default().with_dirs(vec![
+                dir(here.as_str(), vec![0, 5]),
+                dir("/nonexistent/strata-log-dir", vec![1]),
+            ]);
+            let resp = send(c, &req, v).await;
+            let codes: Vec<(i32, i16)> = resp
+                .results
+                .iter()
+                .flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .map(|p| (p.partition_index, p.error_code))
+                })
+                .collect();
+            assert_eq!(
+                codes,
+                vec![
+                    (0, 0),
+                    (1, ResponseError::LogDirNotFound.code()),
+                    (5, ResponseError::ReplicaNotAvailable.code()),
+                ],
+                "AlterReplicaLogDirs v{v}"
+            );
+        }
         ApiKey::UnregisterBroker => {
             let req = UnregisterBrokerRequest::default().with_broker_id(BrokerId(99));
             let resp = send(c, &req, v).await;

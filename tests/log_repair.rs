@@ -289,7 +289,7 @@ async fn the_cleaner_meeting_a_corrupt_batch_locates_it_for_the_repair() {
     }
     let bases = log.segment_base_offsets();
     assert!(bases.len() >= 4, "{bases:?}");
-    let segs = segment_files(log.dir());
+    let segs = segment_files(&log.dir());
     flip(&segs[1], sizes[0] * 2 + 80); // batch 2 of the second segment
     assert_eq!(mgr.run_cleaner(), 0, "nothing cleaned past a corrupt batch");
     let found = log.corrupt_batch().expect("located");

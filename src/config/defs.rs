@@ -139,6 +139,7 @@ pub const NODE_KEYS: &[NodeKey] = &[
     node("auto.leader.rebalance.enable", Bool, "true", false, "Move leadership back to preferred replicas when a broker's imbalance passes leader.imbalance.per.broker.percentage."),
     node("leader.imbalance.check.interval.seconds", Long, "300", false, "How often the active controller checks leader imbalance."),
     node("leader.imbalance.per.broker.percentage", Int, "10", false, "Share of a broker's preferred partitions led elsewhere that triggers a rebalance."),
+    node("replica.alter.log.dirs.io.max.bytes.per.second", Long, "9223372036854775807", true, "Bytes/s that replicas moving between this broker's log dirs (AlterReplicaLogDirs) copy, over all moves together."),
     node("follower.replication.throttled.rate", Long, "9223372036854775807", true, "Bytes/s a follower fetches, over all its replicas listed in their topic's follower.replication.throttled.replicas (a reassignment's copies); other replicas are not limited."),
     node("strata.balancer.enable", Bool, "true", true, "The active controller's balancer moves replicas by itself: onto brokers that joined, off brokers in strata.balancer.drain.brokers, and between brokers whose replica counts differ by more than strata.balancer.tolerance.replicas. false pauses it (`strata cluster balance pause`); moves under way still complete."),
     node("strata.balancer.max.concurrent.moves", Int, "2", true, "Partition reassignments the balancer lets run at once (its own and any others); it starts the next move when one completes."),

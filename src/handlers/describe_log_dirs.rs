@@ -4,9 +4,9 @@
 //! and (v4) the file system's total and usable bytes. All partitions for a null topic list,
 //! else the ones named. Needs DESCRIBE on the cluster.
 //!
-//! AlterReplicaLogDirs is not served: a partition is placed in the directory with the fewest
-//! partitions when it is created here and stays there, so there is nothing to move it with,
-//! and no "future" replicas exist (`is_future_key` is always false).
+//! A replica moving to another dir (AlterReplicaLogDirs) is listed twice: in its current dir,
+//! and in the target dir with `is_future_key` true, the future log's size and its lag behind
+//! the current log's end (as Kafka reports it).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -79,6 +79,24 @@ pub fn handle(ctx: RequestContext, req: DescribeLogDirsRequest) -> Reply {
                     .with_partition_size(i64::try_from(log.size_bytes()).unwrap_or(i64::MAX))
                     .with_offset_lag(lag),
             );
+    }
+    for (tp, m) in ctx.apis.replicas.logs().alter_dirs().futures() {
+        let asked = wanted
+            .as_ref()
+            .is_none_or(|w| w.contains(&(tp.topic.clone(), tp.partition.0)));
+        let Some(current) = ctx.apis.replicas.logs().get(&tp).filter(|_| asked) else {
+            continue;
+        };
+        let lag = (current.log_end_offset().0 - m.future.log_end_offset().0).max(0);
+        if let Some(topics) = held.get_mut(m.dir_index) {
+            topics.entry(tp.topic.clone()).or_default().push(
+                DescribeLogDirsPartition::default()
+                    .with_partition_index(tp.partition.0)
+                    .with_partition_size(i64::try_from(m.future.size_bytes()).unwrap_or(i64::MAX))
+                    .with_offset_lag(lag)
+                    .with_is_future_key(true),
+            );
+        }
     }
     let results = dirs
         .iter()

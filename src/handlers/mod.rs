@@ -149,6 +149,7 @@ handlers! {
     ListPartitionReassignments => list_partition_reassignments,
     ElectLeaders => elect_leaders,
     DescribeLogDirs => describe_log_dirs,
+    AlterReplicaLogDirs => alter_replica_log_dirs,
     UnregisterBroker => unregister_broker,
 }
 

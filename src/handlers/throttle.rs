@@ -216,6 +216,7 @@ fn throttle_field(resp: &mut ResponseKind) -> Option<&mut i32> {
         ListPartitionReassignments,
         ElectLeaders,
         DescribeLogDirs,
+        AlterReplicaLogDirs,
         UnregisterBroker,
     )
 }

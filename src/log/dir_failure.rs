@@ -15,7 +15,7 @@
 //! can be retried once space is freed.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use super::disk_pressure::LogDirPressure;
@@ -148,9 +148,12 @@ impl LogDirFailureChannel {
 #[derive(Debug, Default)]
 pub(crate) struct DirHealth {
     failed: AtomicBool,
-    channel: OnceLock<(Arc<LogDirFailureChannel>, usize)>,
+    channel: OnceLock<Arc<LogDirFailureChannel>>,
     // The dir's disk pressure (`super::disk_pressure`), which may refuse produce.
-    pressure: OnceLock<(Arc<LogDirPressure>, usize)>,
+    pressure: OnceLock<Arc<LogDirPressure>>,
+    /// Which of `log.dirs` the log lives in; it changes when the log moves to another dir
+    /// (AlterReplicaLogDirs, `UnifiedLog::swap_in_future`).
+    dir_index: AtomicUsize,
     /// A corrupt batch found in the log and how far its repair went (see `log::repair`).
     pub(crate) corrupt: super::repair::CorruptRanges,
 }
@@ -158,24 +161,38 @@ pub(crate) struct DirHealth {
 impl DirHealth {
     /// Ties the log to dir `index` of `channel`.
     pub(crate) fn attach(&self, channel: Arc<LogDirFailureChannel>, index: usize) {
-        let _ = self.channel.set((channel, index));
+        let _ = self.channel.set(channel);
+        self.dir_index.store(index, Ordering::SeqCst);
     }
 
     /// Ties the log to dir `index` of the manager's disk pressure.
     pub(crate) fn attach_pressure(&self, pressure: Arc<LogDirPressure>, index: usize) {
-        let _ = self.pressure.set((pressure, index));
+        let _ = self.pressure.set(pressure);
+        self.dir_index.store(index, Ordering::SeqCst);
+    }
+
+    /// The log now lives in dir `index` (a replica moved between log dirs).
+    pub(crate) fn moved_to(&self, index: usize) {
+        self.dir_index.store(index, Ordering::SeqCst);
+    }
+
+    fn index(&self) -> usize {
+        self.dir_index.load(Ordering::Relaxed)
     }
 
     /// Whether the dir is past its disk refuse mark (counted as a refusal when it is).
     pub(crate) fn refuses_produce(&self) -> bool {
         self.pressure
             .get()
-            .is_some_and(|(p, i)| p.refuses_produce(*i))
+            .is_some_and(|p| p.refuses_produce(self.index()))
     }
 
     pub(crate) fn is_offline(&self) -> bool {
         self.failed.load(Ordering::SeqCst)
-            || self.channel.get().is_some_and(|(c, i)| c.is_offline(*i))
+            || self
+                .channel
+                .get()
+                .is_some_and(|c| c.is_offline(self.index()))
     }
 
     /// Records a failed I/O of `kind`: a write or fsync failure takes the dir offline, a full
@@ -188,8 +205,8 @@ impl DirHealth {
         }
         self.failed.store(true, Ordering::SeqCst);
         match self.channel.get() {
-            Some((c, i)) => {
-                c.mark_offline(*i, error);
+            Some(c) => {
+                c.mark_offline(self.index(), error);
             }
             None => tracing::error!(log = %log.display(), error = %error, "log offline"),
         }

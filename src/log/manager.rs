@@ -2,7 +2,9 @@
 //!
 //! Directory layout: `{log.dir}/{topic}-{partition}/` per partition. A directory whose name
 //! ends in `-delete` is a partition deleted before a crash finished removing it: it is removed
-//! at startup. New partitions go to the log dir holding the fewest partitions.
+//! at startup. New partitions go to the log dir AlterReplicaLogDirs named for them, else to
+//! the one holding the fewest partitions. A partition dir may also be a future replica or a
+//! moved-away copy (see [`super::alter_log_dirs`]).
 //!
 //! Background work (on tokio, stopped by the cancellation token): a retention pass every
 //! `retention_check_interval_ms` (Kafka's `log.retention.check.interval.ms`), interval-policy
@@ -15,6 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::alter_log_dirs::{
+    self as alter, AlterLogDirError, AlterLogDirOutcome, DirRole, ReplicaAlterLogDirs,
+};
 use super::dir_failure::LogDirFailureChannel;
 use super::disk_pressure::{plan_reclaim, DiskPressureConfig, LogDirPressure, PressureState};
 use super::{LogConfig, LogError, Result, UnifiedLog};
@@ -42,6 +47,10 @@ pub struct LogManager {
     // Serialises log creation, which does I/O: two creators of one partition must not both
     // initialise its directory. Held across that I/O, never by lookups.
     create_lock: Mutex<()>,
+    /// Replicas moving between log dirs (AlterReplicaLogDirs).
+    alter_dirs: Arc<ReplicaAlterLogDirs>,
+    /// The background tasks' token (a move's task stops with it), set by `start_background`.
+    shutdown_token: std::sync::OnceLock<tokio_util::sync::CancellationToken>,
     /// `log.retention.check.interval.ms`; settable before `start_background`.
     pub retention_check_interval_ms: AtomicU64,
     /// How often interval-policy logs are checked for a due flush.
@@ -78,6 +87,7 @@ fn open_dir(
     clock: &SharedClock,
     config_for: &dyn Fn(&str) -> LogConfig,
     found: &mut Vec<(TopicPartition, Option<Arc<UnifiedLog>>)>,
+    futures: &mut Vec<(TopicPartition, PathBuf)>,
     listed: &mut bool,
 ) -> Result<()> {
     super::checkpoint::create_dir_all_durable(dir).map_err(io(dir))?;
@@ -99,6 +109,18 @@ fn open_dir(
         let Some(tp) = parse_dir_name(&name) else {
             continue;
         };
+        match alter::dir_role(&path) {
+            DirRole::Current => {}
+            DirRole::Future => {
+                futures.push((tp, path));
+                continue;
+            }
+            DirRole::Moved => {
+                tracing::info!(path = %path.display(), "removing the old copy of a moved replica");
+                std::fs::remove_dir_all(&path).map_err(io(&path))?;
+                continue;
+            }
+        }
         match UnifiedLog::open(path, config_for(&tp.topic), Arc::clone(clock)) {
             Ok(log) => found.push((tp, Some(log))),
             Err(e @ LogError::Io { .. }) => {
@@ -130,9 +152,21 @@ impl LogManager {
         let pressure = LogDirPressure::new(&log_dirs);
         let mut unopened = BTreeSet::new();
         let mut unlisted = false;
+        let alter_dirs = Arc::new(ReplicaAlterLogDirs::new(log_dirs.len()));
+        let mut futures = Vec::new();
         for (index, dir) in log_dirs.iter().enumerate() {
             let (mut found, mut listed) = (Vec::new(), false);
-            match open_dir(dir, &clock, config_for, &mut found, &mut listed) {
+            let mut dir_futures = Vec::new();
+            let opened = open_dir(
+                dir,
+                &clock,
+                config_for,
+                &mut found,
+                &mut dir_futures,
+                &mut listed,
+            );
+            futures.extend(dir_futures.into_iter().map(|(tp, p)| (tp, p, index)));
+            match opened {
                 Ok(()) => {}
                 Err(e @ LogError::Io { .. }) => {
                     failures.mark_offline(index, &e);
@@ -156,6 +190,45 @@ impl LogManager {
                 }
             }
         }
+        for (tp, path, index) in futures {
+            if failures.is_offline(index) || unopened.contains(&tp) {
+                continue;
+            }
+            let current = logs.contains_key(&tp);
+            if !current && unlisted {
+                // The current copy may sit in the dir that could not be listed: no promotion
+                // (the future dir stays for the next start).
+                continue;
+            }
+            if !current {
+                alter::promote(&path)?;
+            }
+            let log = match UnifiedLog::open(
+                path.clone(),
+                config_for(&tp.topic),
+                Arc::clone(&clock),
+            ) {
+                Ok(log) => log,
+                // An unreadable copy only costs its move (the replica is elsewhere).
+                Err(e) if current => {
+                    tracing::error!(partition = %tp, path = %path.display(), error = %e, "a future replica does not open: its move is dropped");
+                    let _ = std::fs::remove_dir_all(&path);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            log.attach_log_dir(Arc::clone(&failures), index);
+            log.attach_disk_pressure(Arc::clone(&pressure), index);
+            if current {
+                alter_dirs
+                    .to_resume
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((tp, index, log));
+            } else {
+                logs.insert(tp, log);
+            }
+        }
         if failures.all_offline() {
             return Err(LogError::LogDirOffline {
                 path: log_dirs.first().cloned().unwrap_or_default(),
@@ -170,6 +243,8 @@ impl LogManager {
             unopened: Mutex::new(unopened),
             unlisted_offline_dir: unlisted,
             create_lock: Mutex::new(()),
+            alter_dirs,
+            shutdown_token: std::sync::OnceLock::new(),
             retention_check_interval_ms: AtomicU64::new(300_000),
             flush_check_interval_ms: AtomicU64::new(1_000),
             checkpoint_interval_ms: AtomicU64::new(60_000),
@@ -205,8 +280,16 @@ impl LogManager {
             });
         }
         drop(unopened);
-        // Pick the online dir with the fewest partitions (Kafka's default placement).
-        let dir = {
+        // The dir AlterReplicaLogDirs named, else the online dir with the fewest partitions
+        // (Kafka's default placement).
+        let preferred = self
+            .alter_dirs
+            .preferred_dir(tp)
+            .filter(|i| !self.failures.is_offline(*i))
+            .and_then(|i| self.log_dirs.get(i).cloned());
+        let dir = if let Some(dir) = preferred {
+            dir
+        } else {
             let logs = self.logs();
             self.failures
                 .online_dirs()
@@ -226,8 +309,90 @@ impl LogManager {
             log.attach_log_dir(Arc::clone(&self.failures), index);
             log.attach_disk_pressure(Arc::clone(&self.pressure), index);
         }
+        self.alter_dirs.forget_preferred(tp);
         let mut logs = self.logs();
         Ok(Arc::clone(logs.entry(tp.clone()).or_insert(log)))
+    }
+
+    /// The replica moves between log dirs.
+    pub fn alter_dirs(&self) -> &Arc<ReplicaAlterLogDirs> {
+        &self.alter_dirs
+    }
+
+    /// AlterReplicaLogDirs for one partition: moves its replica to `dir` (one of `log.dirs`),
+    /// or remembers `dir` for a replica not here yet. See [`super::alter_log_dirs`].
+    pub fn alter_log_dir(
+        &self,
+        tp: &TopicPartition,
+        dir: &Path,
+    ) -> std::result::Result<AlterLogDirOutcome, AlterLogDirError> {
+        // As written in log.dirs, or the same directory by another path (as Kafka compares
+        // absolute paths).
+        let canonical = |p: &Path| std::fs::canonicalize(p).ok();
+        let Some(index) = self.log_dirs.iter().position(|d| d == dir).or_else(|| {
+            let wanted = canonical(dir)?;
+            self.log_dirs
+                .iter()
+                .position(|d| canonical(d).as_ref() == Some(&wanted))
+        }) else {
+            return Err(AlterLogDirError::LogDirNotFound {
+                dir: dir.to_path_buf(),
+            });
+        };
+        let dir = self.log_dirs[index].as_path();
+        if self.failures.is_offline(index) {
+            return Err(AlterLogDirError::LogDirOffline {
+                dir: dir.to_path_buf(),
+            });
+        }
+        // One request's moves at a time: two racing moves of a partition would each start a
+        // future log.
+        let _serial = self.create_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let unopened = self.unopened.lock().unwrap_or_else(|p| p.into_inner());
+        if unopened.contains(tp) {
+            // Its replica sits in a dir that failed at startup.
+            return Err(AlterLogDirError::LogDirOffline {
+                dir: dir.to_path_buf(),
+            });
+        }
+        drop(unopened);
+        let Some(current) = self.get(tp) else {
+            self.alter_dirs.remember_preferred(tp, index);
+            return Ok(AlterLogDirOutcome::Preferred);
+        };
+        if current.dir().parent() == Some(dir) {
+            self.alter_dirs.cancel(tp);
+            return Ok(AlterLogDirOutcome::AlreadyThere);
+        }
+        match self.alter_dirs.get(tp) {
+            Some(m) if m.dir_index == index => return Ok(AlterLogDirOutcome::Moving),
+            Some(_) => self.alter_dirs.cancel(tp),
+            None => {}
+        }
+        let future = alter::create_future_log(dir, tp, &current)?;
+        // The copy's I/O failing takes its dir offline, as any log's does; the move then
+        // fails, the partition stays where it is.
+        future.attach_log_dir(Arc::clone(&self.failures), index);
+        future.attach_disk_pressure(Arc::clone(&self.pressure), index);
+        self.start_move(tp.clone(), index, current, future);
+        Ok(AlterLogDirOutcome::Moving)
+    }
+
+    fn start_move(
+        &self,
+        tp: TopicPartition,
+        index: usize,
+        current: Arc<UnifiedLog>,
+        future: Arc<UnifiedLog>,
+    ) {
+        let token = self.shutdown_token.get().cloned().unwrap_or_default();
+        let m = self.alter_dirs.register(&tp, index, future, &token);
+        tokio::spawn(alter::run_move(
+            Arc::clone(&self.alter_dirs),
+            tp,
+            current,
+            m,
+        ));
     }
 
     /// Which log dirs are offline; the broker halts when all are.
@@ -333,6 +498,7 @@ impl LogManager {
 
     /// Closes the log of `tp` and removes its data from disk.
     pub fn delete(&self, tp: &TopicPartition) -> Result<()> {
+        self.alter_dirs.cancel(tp);
         let Some(log) = self.logs().remove(tp) else {
             return Ok(());
         };
@@ -427,6 +593,20 @@ impl LogManager {
     /// Spawns retention, interval-flush and cleaner tasks on the current tokio runtime; they stop
     /// when `shutdown` is cancelled.
     pub fn start_background(self: &Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        let _ = self.shutdown_token.set(shutdown.clone());
+        let resume = std::mem::take(
+            &mut *self
+                .alter_dirs
+                .to_resume
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for (tp, index, future) in resume {
+            if let Some(current) = self.get(&tp) {
+                tracing::info!(partition = %tp, "resuming the move of a replica to another log dir");
+                self.start_move(tp, index, current, future);
+            }
+        }
         fn every(
             mgr: &Arc<LogManager>,
             shutdown: &tokio_util::sync::CancellationToken,
@@ -491,6 +671,10 @@ impl LogManager {
     /// Closes every log (flush and checkpoints).
     pub fn shutdown(&self) -> Result<()> {
         let mut first_err = None;
+        for (_, m) in self.alter_dirs.futures() {
+            // Left on disk: the move resumes at the next start.
+            let _ = m.future.close();
+        }
         for (tp, log) in self.all() {
             match log.close() {
                 Ok(()) | Err(LogError::Closed | LogError::LogDirOffline { .. }) => {}

@@ -364,6 +364,7 @@ pub enum LogError {
 
 pub type Result<T, E = LogError> = std::result::Result<T, E>;
 
+pub mod alter_log_dirs;
 pub mod checkpoint;
 pub mod cleaner;
 pub mod dir_failure;
@@ -404,6 +405,10 @@ pub struct LogMetrics {
     /// Corrupt ranges restored by themselves, by where the good copy came from: `remote` (the
     /// tiered copy) or `replica` (re-fetched from the leader).
     pub corrupt_ranges_repaired: prometheus::IntCounterVec,
+    /// Replica moves between log dirs that ended, by outcome (`alter_log_dirs::MOVE_OUTCOMES`).
+    pub log_dir_moves: prometheus::IntCounterVec,
+    /// Bytes the moves between log dirs copied (what their throttle counts).
+    pub log_dir_move_bytes: prometheus::IntCounter,
 }
 
 pub fn metrics() -> &'static LogMetrics {
@@ -439,6 +444,19 @@ pub fn metrics() -> &'static LogMetrics {
                 "Corrupt log ranges restored from another copy, by source (remote, replica).",
             ),
             &["source"],
+        )
+        .expect("metric definition is valid"),
+        log_dir_moves: prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "strata_log_dir_moves_total",
+                "Replica moves between log dirs (AlterReplicaLogDirs) that ended, by outcome (moved, failed).",
+            ),
+            &["outcome"],
+        )
+        .expect("metric definition is valid"),
+        log_dir_move_bytes: prometheus::IntCounter::new(
+            "strata_log_dir_move_bytes_total",
+            "Bytes copied by replica moves between log dirs.",
         )
         .expect("metric definition is valid"),
     })

@@ -123,6 +123,15 @@ impl Metrics {
         for source in crate::log::repair::REPAIR_SOURCES {
             log.corrupt_ranges_repaired.with_label_values(&[source]);
         }
+        for c in [
+            Box::new(log.log_dir_moves.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(log.log_dir_move_bytes.clone()),
+        ] {
+            registry.register(c).expect("metric registered once");
+        }
+        for outcome in crate::log::alter_log_dirs::MOVE_OUTCOMES {
+            log.log_dir_moves.with_label_values(&[outcome]);
+        }
         Metrics {
             flush_latency,
             registry,

@@ -354,6 +354,9 @@ impl ReplicaManager {
     }
 
     fn assign_fetchers(&self, image: &MetadataImage, node: &NodeConfig) {
+        self.logs
+            .alter_dirs()
+            .set_rate(node.get_i64("replica.alter.log.dirs.io.max.bytes.per.second"));
         let Some(fetchers) = self.fetchers.get() else {
             return;
         };

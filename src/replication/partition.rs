@@ -179,7 +179,7 @@ impl Partition {
         let hw = if state.replicas.len() <= 1 {
             leo
         } else {
-            let checkpointed = checkpoint::read_offset(log.dir(), checkpoint::HIGH_WATERMARK_FILE);
+            let checkpointed = checkpoint::read_offset(&log.dir(), checkpoint::HIGH_WATERMARK_FILE);
             Offset(
                 checkpointed
                     .unwrap_or(0)
@@ -724,7 +724,7 @@ impl Partition {
         if !self.is_replicated() || self.checkpointed_high_watermark.load(Ordering::Relaxed) == hw {
             return Ok(());
         }
-        checkpoint::write_offset(self.log().dir(), checkpoint::HIGH_WATERMARK_FILE, hw)?;
+        checkpoint::write_offset(&self.log().dir(), checkpoint::HIGH_WATERMARK_FILE, hw)?;
         self.checkpointed_high_watermark
             .store(hw, Ordering::Relaxed);
         Ok(())

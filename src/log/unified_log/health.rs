@@ -36,18 +36,14 @@ impl UnifiedLog {
     /// appended, so nothing is written.
     pub fn check_disk_pressure(&self) -> Result<()> {
         if self.health.refuses_produce() {
-            return Err(LogError::DiskPressure {
-                path: self.dir.clone(),
-            });
+            return Err(LogError::DiskPressure { path: self.dir() });
         }
         Ok(())
     }
 
     pub(super) fn check_online(&self) -> Result<()> {
         if self.health.is_offline() {
-            return Err(LogError::LogDirOffline {
-                path: self.dir.clone(),
-            });
+            return Err(LogError::LogDirOffline { path: self.dir() });
         }
         Ok(())
     }
@@ -57,7 +53,7 @@ impl UnifiedLog {
     pub(super) fn append(&self, records: Bytes, origin: Origin) -> Result<LogAppendInfo> {
         self.append_checked(records, origin).inspect_err(|e| {
             if let Some(kind) = classify(e, false) {
-                self.health.failed(kind, e, &self.dir);
+                self.health.failed(kind, e, &self.dir());
             }
         })
     }
@@ -68,7 +64,7 @@ impl UnifiedLog {
     pub(super) fn fsync_failed(&self, files: Vec<Arc<SegmentFile>>, dir: bool, error: &LogError) {
         self.lock().flush_failed(files, dir);
         self.health
-            .failed(StorageErrorKind::Fsync, error, &self.dir);
+            .failed(StorageErrorKind::Fsync, error, &self.dir());
     }
 
     /// A read that failed on the disk takes the dir offline, as a failed write does. A batch
@@ -79,7 +75,9 @@ impl UnifiedLog {
     /// [`repair`](crate::log::repair)). The dir stays online: the rest of the log reads fine.
     pub fn read_failed(&self, offset: Offset, error: &LogError) {
         match error {
-            LogError::Io { .. } => self.health.failed(StorageErrorKind::Read, error, &self.dir),
+            LogError::Io { .. } => self
+                .health
+                .failed(StorageErrorKind::Read, error, &self.dir()),
             LogError::CorruptSegment { .. } => {
                 count_storage_error(StorageErrorKind::Corrupt);
                 if self.health.corrupt.knows(offset) {
@@ -88,7 +86,7 @@ impl UnifiedLog {
                 let located = self.locate_corrupt_batch(offset);
                 let batch = located.as_ref().ok().copied().flatten();
                 tracing::error!(
-                    log = %self.dir.display(),
+                    log = %self.dir().display(),
                     read_from = %offset,
                     batch_base_offset = ?batch.map(|b| b.batch_base.0),
                     error = %error,
@@ -97,7 +95,7 @@ impl UnifiedLog {
                 match located {
                     Ok(Some(batch)) => self.health.corrupt.record_found(batch),
                     Err(e @ LogError::Io { .. }) => {
-                        self.health.failed(StorageErrorKind::Read, &e, &self.dir)
+                        self.health.failed(StorageErrorKind::Read, &e, &self.dir())
                     }
                     Ok(None) | Err(_) => {}
                 }

@@ -20,9 +20,11 @@
 
 mod health;
 mod lookup;
+mod relocate;
 mod tiering;
 mod txn;
 
+pub(crate) use relocate::{write_marker, SwapOutcome, FUTURE_MARKER, MOVED_MARKER};
 pub use tiering::{CleanerFloor, SealedSegmentInfo};
 
 use std::collections::HashMap;
@@ -53,7 +55,8 @@ pub type RetentionGuard = Arc<dyn Fn(Offset, Offset) -> bool + Send + Sync>;
 
 /// A partition's log: its segments, indexes, checkpoints and producer state.
 pub struct UnifiedLog {
-    dir: PathBuf,
+    // Changes only when the replica moves to another log dir, under the `state` lock.
+    dir: std::sync::RwLock<PathBuf>,
     clock: SharedClock,
     // Short critical sections only; never held across `.await`, a read's copy, or an fsync.
     state: Mutex<LocalLog>,
@@ -72,7 +75,7 @@ pub struct UnifiedLog {
 impl std::fmt::Debug for UnifiedLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UnifiedLog")
-            .field("dir", &self.dir)
+            .field("dir", &self.dir())
             .field("durable", &self.durable.load(Ordering::Relaxed))
             .finish()
     }
@@ -115,7 +118,7 @@ impl UnifiedLog {
         let local = loader::load(&dir, &config, clock.now_ms())?;
         let durable = local.recovery_point;
         Ok(Arc::new(UnifiedLog {
-            dir,
+            dir: std::sync::RwLock::new(dir),
             clock,
             state: Mutex::new(local),
             flush_lock: tokio::sync::Mutex::new(()),
@@ -126,8 +129,9 @@ impl UnifiedLog {
         }))
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// The partition's directory (it changes when the replica moves to another log dir).
+    pub fn dir(&self) -> PathBuf {
+        self.dir.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The lock, recovering from poisoning: every mutation leaves `LocalLog` consistent before
@@ -207,7 +211,8 @@ impl UnifiedLog {
         let cfg = self.lock().config.clone();
         let max = cfg.max_message_bytes;
         let now = self.clock.now_ms();
-        let tp = self.dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let dir = self.dir();
+        let tp = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let too_large = |size_bytes: usize| LogError::BatchTooLarge {
             size_bytes,
             max_bytes: max,
@@ -478,23 +483,22 @@ impl UnifiedLog {
                 .observe(waited.elapsed().as_secs_f64());
             return Ok(());
         }
-        let (files, dir, target, truncations) = {
+        let ((files, dir, target, truncations), path) = {
             let mut st = self.lock_open()?;
-            st.flush_targets()
+            (st.flush_targets(), st.dir.clone())
         };
-        let sync_dir = dir.then(|| self.dir.clone());
+        let sync_dir = dir.then(|| path.clone());
         let files2 = files.clone();
         let res =
             tokio::task::spawn_blocking(move || Self::sync_files(&files2, sync_dir.as_deref()))
                 .await
                 .map_err(|e| LogError::Io {
-                    path: self.dir.clone(),
+                    path: self.dir(),
                     source: std::io::Error::other(e),
                 })
                 .and_then(|r| r);
         if let Err(e) = res {
-            self.fsync_failed(files, dir, &e);
-            return Err(e);
+            return self.flush_failed(files, dir, &path, e);
         }
         self.finish_flush(target, truncations);
         super::metrics()
@@ -510,11 +514,12 @@ impl UnifiedLog {
 
     /// fsyncs everything written so far.
     pub fn flush(&self) -> Result<()> {
-        let (files, dir, target, truncations) = self.lock_open()?.flush_targets();
-        let sync_dir = dir.then(|| self.dir.clone());
-        if let Err(e) = Self::sync_files(&files, sync_dir.as_deref()) {
-            self.fsync_failed(files, dir, &e);
-            return Err(e);
+        let ((files, dir, target, truncations), path) = {
+            let mut st = self.lock_open()?;
+            (st.flush_targets(), st.dir.clone())
+        };
+        if let Err(e) = Self::sync_files(&files, dir.then_some(path.as_path())) {
+            return self.flush_failed(files, dir, &path, e);
         }
         self.finish_flush(target, truncations);
         Ok(())
@@ -650,10 +655,10 @@ impl UnifiedLog {
             self.durable.fetch_min(leo, Ordering::SeqCst);
             (file, st.recovery_point)
         };
-        Self::sync_files(&[file], Some(&self.dir))?;
+        Self::sync_files(&[file], Some(&self.dir()))?;
         // Ahead of the fsyncs, a checkpoint could name a recovery point below data that a crash
         // then brings back: recovery would keep it. Written after them, it names only what is.
-        checkpoint::write_offset(&self.dir, checkpoint::RECOVERY_POINT_FILE, recovery_point)?;
+        checkpoint::write_offset(&self.dir(), checkpoint::RECOVERY_POINT_FILE, recovery_point)?;
         self.lock().checkpointed_recovery_point = recovery_point;
         Ok(())
     }

@@ -49,7 +49,7 @@ impl UnifiedLog {
         let start = st.local_log_start_offset;
         Offset(
             crate::log::checkpoint::read_offset(
-                &self.dir,
+                &self.dir(),
                 crate::log::checkpoint::CLEANER_OFFSET_FILE,
             )
             .unwrap_or(start),
@@ -74,8 +74,8 @@ impl UnifiedLog {
                     .filter(|&&(_, o)| o < next)
                     .map(|&(e, o)| (LeaderEpoch(e), Offset(o)))
                     .collect();
-                let snapshot = crate::log::producer_state::snapshot_path(&self.dir, next);
-                let txn_index = crate::log::txn_index::txn_index_path(&self.dir, base);
+                let snapshot = crate::log::producer_state::snapshot_path(&self.dir(), next);
+                let txn_index = crate::log::txn_index::txn_index_path(&self.dir(), base);
                 SealedSegmentInfo {
                     base_offset: Offset(base),
                     last_offset: Offset(next - 1),
@@ -86,8 +86,8 @@ impl UnifiedLog {
                     },
                     size_bytes: seg.size,
                     log_path: seg.path().to_path_buf(),
-                    index_path: crate::log::segment::index_path(&self.dir, base),
-                    time_index_path: crate::log::segment::time_index_path(&self.dir, base),
+                    index_path: crate::log::segment::index_path(&self.dir(), base),
+                    time_index_path: crate::log::segment::time_index_path(&self.dir(), base),
                     producer_snapshot_path: snapshot.exists().then_some(snapshot),
                     txn_index_path: txn_index.exists().then_some(txn_index),
                     leader_epochs,
@@ -123,7 +123,7 @@ impl UnifiedLog {
         let producers = producer_snapshot.and_then(|data| {
             let decoded = crate::log::producer_state::ProducerStateManager::decode(data);
             if decoded.is_none() {
-                tracing::warn!(dir = %self.dir.display(), "remote producer snapshot does not decode; ignoring it");
+                tracing::warn!(dir = %self.dir().display(), "remote producer snapshot does not decode; ignoring it");
             }
             decoded
         });
