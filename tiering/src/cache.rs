@@ -13,8 +13,13 @@
 //!   `fetch_concurrency` GETs at once for reads that someone waits on.
 //! - Read-ahead: [`decide_read_ahead`] (pure) tracks each object's reader; while it moves
 //!   sequentially the window of chunks fetched ahead in the background doubles up to its max,
-//!   and a seek resets it. At most `fetch_concurrency` read-ahead GETs are in flight across all
-//!   objects; a chunk that would pass that is left for a later read to ask again.
+//!   and a seek resets it. Each read-ahead GET that completes tops the reader's window up
+//!   again ([`refill_range`]), so a sequential reader keeps its window of GETs in flight while
+//!   the consumer is between fetches instead of refilling it only when the next fetch arrives;
+//!   a reader that moves into the next object keeps its window. At most `fetch_concurrency`
+//!   read-ahead GETs are in flight across all objects; a chunk that would pass that is left
+//!   for a later completion or read to ask again. The window never covers more than half the
+//!   cache, so chunks fetched ahead are not evicted before they are read.
 //! - Every GET takes its bytes from the broker's [`RemoteReadQuota`] first and waits when it
 //!   is spent: reads slow down to the quota, they do not fail.
 
@@ -29,7 +34,9 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 
 use crate::error::{Result, TieringError};
 use crate::quota::RemoteReadQuota;
-use crate::readahead::{decide_read_ahead, ReadAheadPolicy, ReadAheadState};
+use crate::readahead::{
+    continue_into_next_object, decide_read_ahead, refill_range, ReadAheadPolicy, ReadAheadState,
+};
 use crate::retry::Backoff;
 use crate::storage::RemoteStorage;
 
@@ -150,11 +157,18 @@ impl ChunkCache {
         }
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let concurrency = config.fetch_concurrency.max(1);
+        let chunk_bytes = config.chunk_bytes.max(4096);
+        // Chunks fetched ahead must still be cached when their reader gets there.
+        let fits = (config.capacity_bytes / 2 / chunk_bytes).max(1);
+        let read_ahead = ReadAheadPolicy {
+            initial_chunks: config.read_ahead.initial_chunks.min(fits),
+            max_chunks: config.read_ahead.max_chunks.min(fits),
+        };
         Ok(Arc::new(ChunkCache {
             dir,
             capacity_bytes: config.capacity_bytes,
-            chunk_bytes: config.chunk_bytes.max(4096),
-            read_ahead: config.read_ahead,
+            chunk_bytes,
+            read_ahead,
             max_prefetches: concurrency,
             gets: tokio::sync::Semaphore::new(concurrency),
             quota: config.quota,
@@ -256,13 +270,31 @@ impl ChunkCache {
         Ok(())
     }
 
-    /// Starts fetching the first chunks of `key` in the background, as far as the initial
-    /// read-ahead window goes: a reader is about to move into this object.
-    pub fn prefetch(self: &Arc<Self>, key: &str, object_size: u64, from_chunk: u64) {
+    /// A reader of `previous` is about to move on into `key`: starts fetching the first chunks
+    /// of `key` in the background, as far as the reader's window went in `previous` (the
+    /// initial window for a reader not reading ahead). A reader already known on `key` keeps
+    /// its own state.
+    pub fn prefetch_next_object(self: &Arc<Self>, key: &str, object_size: u64, previous: &str) {
+        let state = {
+            let mut ix = self.index();
+            let carried =
+                continue_into_next_object(self.read_ahead, ix.readers.get(previous).copied());
+            if ix.readers.len() >= MAX_TRACKED_READERS {
+                ix.readers.clear();
+            }
+            *ix.readers.entry(key.to_string()).or_insert(carried)
+        };
         let chunks = object_size.div_ceil(self.chunk_bytes);
-        let from = from_chunk.min(chunks);
-        let to = (from + self.read_ahead.initial_chunks).min(chunks);
-        self.prefetch_chunks(key, object_size, from..to);
+        self.prefetch_chunks(key, object_size, refill_range(state, chunks));
+    }
+
+    /// Tops the window of `key`'s reader up after one of its read-ahead GETs completed.
+    fn refill(self: &Arc<Self>, key: &str, object_size: u64) {
+        let Some(state) = self.index().readers.get(key).copied() else {
+            return;
+        };
+        let chunks = object_size.div_ceil(self.chunk_bytes);
+        self.prefetch_chunks(key, object_size, refill_range(state, chunks));
     }
 
     /// Starts fetching `chunks` of `key` in the background, skipping those cached or in flight
@@ -283,15 +315,22 @@ impl ChunkCache {
             let this = Arc::clone(self);
             let key = key.to_string();
             tokio::spawn(async move {
-                match this.fetch_shared(&key, object_size, chunk, true).await {
+                let ok = match this.fetch_shared(&key, object_size, chunk, true).await {
                     Ok(_) => {
                         this.stats.prefetched.fetch_add(1, Ordering::Relaxed);
+                        true
                     }
                     Err(e) => {
-                        tracing::debug!(key = %key, chunk, error = %e, "read-ahead failed")
+                        tracing::debug!(key = %key, chunk, error = %e, "read-ahead failed");
+                        false
                     }
-                }
+                };
                 this.index().prefetches -= 1;
+                // A failed GET is not repeated here: the next read asks again (and the
+                // breaker sees it), rather than read-ahead retrying a failing store.
+                if ok {
+                    this.refill(&key, object_size);
+                }
             });
         }
     }
