@@ -166,6 +166,7 @@ pub const NODE_KEYS: &[NodeKey] = &[
     node("log.local.retention.bytes", Long, "-2", true, "How many bytes of a tiered partition stay on local disk; -2: as many as log.retention.bytes."),
     node("remote.upload.concurrency", Int, "4", false, "Segment uploads in flight at once, across all partitions."),
     node("remote.cache.bytes", Long, "1073741824", false, "Local disk used to cache chunks of remote segments."),
+    node("remote.cache.memory.bytes", Long, "67108864", false, "Memory that also holds the chunks of remote segments fetched or read last, so a sequential reader takes them without reading the cache's files back; 0 serves every hit from disk."),
     node("remote.cache.chunk.bytes", Int, "1048576", false, "Size of the ranged reads of remote segments (cache unit)."),
     node("remote.cache.readahead.chunks", Int, "2", false, "Chunks fetched ahead of a remote reader that starts a segment or turns sequential (the first read-ahead window); 0 turns read-ahead off."),
     node("remote.fetch.read.ahead.max.chunks", Int, "16", false, "Widest read-ahead window: the window doubles while a remote reader stays sequential, up to this many chunks, and falls back on a seek."),

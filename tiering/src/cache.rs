@@ -5,6 +5,12 @@
 //!   one may be short. A chunk file is `{dir}/{key with '/' as '%'}.{i}`, written to a temp file
 //!   and renamed, with its CRC-32C kept in memory and checked on every read: a chunk that
 //!   changed on disk is dropped and fetched again, never served.
+//! - The chunks fetched or read last are also kept in memory, least-recently-used, bounded by
+//!   `memory_bytes`: a sequential reader takes the chunks read-ahead fetched for it, and its
+//!   several reads inside one chunk, from there, without reading the chunk's file back and
+//!   checking its CRC once per read (with chunks larger than a consumer's fetch that was
+//!   several times the bytes served). Memory copies never touched the disk, so they need no
+//!   check.
 //! - Concurrent reads of one missing chunk share one GET (the in-flight map holds a shared
 //!   future; its last step removes it).
 //! - Eviction is least-recently-used, by bytes, after each insert. The directory is emptied
@@ -62,6 +68,9 @@ struct Index {
     readers: HashMap<String, ReadAheadState>,
     inflight: HashMap<ChunkKey, SharedFetch>,
     prefetches: usize,
+    /// Chunks held in memory, with their last use, within `memory_bytes`.
+    memory: HashMap<ChunkKey, (Bytes, u64)>,
+    memory_used_bytes: u64,
 }
 
 /// Counters of the cache, read by the broker's metrics.
@@ -73,6 +82,8 @@ pub struct CacheStats {
     pub evictions: AtomicU64,
     /// Chunks fetched by read-ahead (each also counts as a miss).
     pub prefetched: AtomicU64,
+    /// Hits served from memory (each also counts as a hit).
+    pub memory_hits: AtomicU64,
 }
 
 /// How a [`ChunkCache`] reads: see the module documentation.
@@ -87,6 +98,8 @@ pub struct ChunkCacheConfig {
     /// read-ahead.
     pub fetch_concurrency: usize,
     pub quota: Arc<RemoteReadQuota>,
+    /// `remote.cache.memory.bytes`: chunks also kept in memory; 0 serves every hit from disk.
+    pub memory_bytes: u64,
 }
 
 /// See the module documentation.
@@ -94,6 +107,7 @@ pub struct ChunkCache {
     dir: PathBuf,
     capacity_bytes: u64,
     chunk_bytes: u64,
+    memory_bytes: u64,
     read_ahead: ReadAheadPolicy,
     max_prefetches: usize,
     /// Bounds the GETs that reads wait on.
@@ -142,6 +156,7 @@ impl ChunkCache {
             },
             fetch_concurrency: 8,
             quota: Arc::new(RemoteReadQuota::unlimited()),
+            memory_bytes: 0,
         };
         ChunkCache::open_with(dir, config, storage)
     }
@@ -168,6 +183,7 @@ impl ChunkCache {
             dir,
             capacity_bytes: config.capacity_bytes,
             chunk_bytes,
+            memory_bytes: config.memory_bytes,
             read_ahead,
             max_prefetches: concurrency,
             gets: tokio::sync::Semaphore::new(concurrency),
@@ -335,24 +351,65 @@ impl ChunkCache {
         }
     }
 
-    /// One chunk: from disk if cached and intact, else fetched (once, however many ask).
+    /// Keeps `data` in memory as chunk `k`, evicting the least recently used chunks over
+    /// `memory_bytes`.
+    fn remember(&self, k: &ChunkKey, data: &Bytes) {
+        if data.len() as u64 > self.memory_bytes {
+            return;
+        }
+        let mut ix = self.index();
+        ix.tick += 1;
+        let tick = ix.tick;
+        if let Some((old, _)) = ix.memory.insert(k.clone(), (data.clone(), tick)) {
+            ix.memory_used_bytes -= old.len() as u64;
+        }
+        ix.memory_used_bytes += data.len() as u64;
+        while ix.memory_used_bytes > self.memory_bytes {
+            let Some(victim) = ix
+                .memory
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(key, _)| key.clone())
+            else {
+                break;
+            };
+            if let Some((d, _)) = ix.memory.remove(&victim) {
+                ix.memory_used_bytes -= d.len() as u64;
+            }
+        }
+    }
+
+    /// One chunk: from memory, else from disk if cached and intact, else fetched (once, however
+    /// many ask).
     async fn chunk(self: &Arc<Self>, key: &str, object_size: u64, chunk: u64) -> Result<Bytes> {
         let k: ChunkKey = (key.to_string(), chunk);
-        let cached = {
+        let (in_memory, cached) = {
             let mut ix = self.index();
             ix.tick += 1;
             let tick = ix.tick;
-            ix.entries.get_mut(&k).map(|e| {
+            let in_memory = ix.memory.get_mut(&k).map(|(data, used)| {
+                *used = tick;
+                data.clone()
+            });
+            let cached = ix.entries.get_mut(&k).map(|e| {
                 e.last_used = tick;
                 (e.size, e.crc32c)
-            })
+            });
+            (in_memory, cached)
         };
+        if let Some(data) = in_memory {
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            self.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(data);
+        }
         if let Some((size, crc)) = cached {
             let path = self.chunk_path(key, chunk);
             match tokio::fs::read(&path).await {
                 Ok(data) if data.len() as u64 == size && crc32c::crc32c(&data) == crc => {
                     self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok(Bytes::from(data));
+                    let data = Bytes::from(data);
+                    self.remember(&k, &data);
+                    return Ok(data);
                 }
                 Ok(_) => {
                     tracing::warn!(path = %path.display(), "cached chunk changed on disk; fetching it again")
@@ -437,6 +494,8 @@ impl ChunkCache {
         self.stats
             .fetched_bytes
             .fetch_add(data.len() as u64, Ordering::Relaxed);
+        // In memory first: a reader waiting for this chunk finds it there from now on.
+        self.remember(k, &data);
         let crc = crc32c::crc32c(&data);
         let path = self.chunk_path(key, chunk);
         let tmp = path.with_extension(format!("{chunk}.tmp"));
@@ -508,6 +567,17 @@ impl ChunkCache {
             for d in &doomed {
                 if let Some(e) = ix.entries.remove(d) {
                     ix.used_bytes -= e.size;
+                }
+            }
+            let in_memory: Vec<ChunkKey> = ix
+                .memory
+                .keys()
+                .filter(|(k, _)| k == key)
+                .cloned()
+                .collect();
+            for d in in_memory {
+                if let Some((data, _)) = ix.memory.remove(&d) {
+                    ix.memory_used_bytes -= data.len() as u64;
                 }
             }
             ix.readers.remove(key);
@@ -619,6 +689,7 @@ mod tests {
             },
             fetch_concurrency: 4,
             quota: Arc::new(RemoteReadQuota::unlimited()),
+            memory_bytes: 0,
         };
         let cache =
             ChunkCache::open_with(dir.path().join("c"), config, Arc::new(store)).expect("open");
@@ -667,6 +738,7 @@ mod tests {
             },
             fetch_concurrency: 16,
             quota: Arc::new(RemoteReadQuota::unlimited()),
+            memory_bytes: 0,
         };
         let cache =
             ChunkCache::open_with(dir.path().join("c"), config, Arc::new(store)).expect("open");
@@ -715,6 +787,7 @@ mod tests {
             },
             fetch_concurrency: 4,
             quota: quota.clone(),
+            memory_bytes: 0,
         };
         let cache =
             ChunkCache::open_with(dir.path().join("c"), config, Arc::new(store)).expect("open");
@@ -757,5 +830,54 @@ mod tests {
         let got = cache.read("k", 40_000, 4096..8192).await.expect("read");
         assert_eq!(got, data(40_000).slice(4096..8192));
         assert_eq!(cache.stats.hits.load(Ordering::Relaxed), before + 1);
+    }
+
+    #[tokio::test]
+    async fn reads_inside_a_chunk_come_from_memory_within_its_bound() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ObjectStorage::memory();
+        let obj = data(64 * 1024);
+        store.put("k", obj.clone()).await.expect("put");
+        let config = ChunkCacheConfig {
+            capacity_bytes: 1 << 20,
+            chunk_bytes: 16 * 1024,
+            read_ahead: ReadAheadPolicy {
+                initial_chunks: 0,
+                max_chunks: 0,
+            },
+            fetch_concurrency: 4,
+            quota: Arc::new(RemoteReadQuota::unlimited()),
+            memory_bytes: 2 * 16 * 1024,
+        };
+        let cache =
+            ChunkCache::open_with(dir.path().join("c"), config, Arc::new(store)).expect("open");
+        // Four reads inside chunk 0: one GET, then three hits from memory, not from its file.
+        for at in (0..16 * 1024u64).step_by(4096) {
+            let got = cache
+                .read("k", 64 * 1024, at..at + 4096)
+                .await
+                .expect("read");
+            assert_eq!(got, obj.slice(at as usize..at as usize + 4096));
+        }
+        assert_eq!(cache.stats.misses.load(Ordering::Relaxed), 1);
+        assert_eq!(cache.stats.memory_hits.load(Ordering::Relaxed), 3);
+        // Damaging the file does not matter while the chunk is in memory: memory never held
+        // the damaged bytes.
+        std::fs::write(cache.chunk_path("k", 0), b"garbage").expect("write");
+        assert_eq!(
+            cache.read("k", 64 * 1024, 0..10).await.expect("read"),
+            obj.slice(0..10)
+        );
+        // Reading the whole object keeps at most two chunks in memory.
+        let got = cache
+            .read("k", 64 * 1024, 0..64 * 1024)
+            .await
+            .expect("read");
+        assert_eq!(got, obj);
+        assert!(cache.index().memory_used_bytes <= 2 * 16 * 1024);
+        assert_eq!(cache.index().memory.len(), 2);
+        // A deleted object leaves memory too.
+        cache.invalidate("k");
+        assert_eq!(cache.index().memory_used_bytes, 0);
     }
 }
