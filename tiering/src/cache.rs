@@ -246,7 +246,8 @@ impl ChunkCache {
             ahead
         };
         // Ahead first: those GETs run while this read's own are under way.
-        self.prefetch_chunks(key, object_size, ahead);
+        let asked_to = self.prefetch_chunks(key, object_size, ahead);
+        self.note_requested(key, asked_to);
         let chunks =
             futures::future::try_join_all((first..=last).map(|c| self.chunk(key, object_size, c)))
                 .await?;
@@ -301,7 +302,8 @@ impl ChunkCache {
             *ix.readers.entry(key.to_string()).or_insert(carried)
         };
         let chunks = object_size.div_ceil(self.chunk_bytes);
-        self.prefetch_chunks(key, object_size, refill_range(state, chunks));
+        let asked_to = self.prefetch_chunks(key, object_size, refill_range(state, chunks));
+        self.note_requested(key, asked_to);
     }
 
     /// Tops the window of `key`'s reader up after one of its read-ahead GETs completed.
@@ -310,18 +312,27 @@ impl ChunkCache {
             return;
         };
         let chunks = object_size.div_ceil(self.chunk_bytes);
-        self.prefetch_chunks(key, object_size, refill_range(state, chunks));
+        let asked_to = self.prefetch_chunks(key, object_size, refill_range(state, chunks));
+        self.note_requested(key, asked_to);
+    }
+
+    /// Records that the chunks of `key` before `chunk` were asked for.
+    fn note_requested(&self, key: &str, chunk: u64) {
+        if let Some(s) = self.index().readers.get_mut(key) {
+            s.requested_to = s.requested_to.max(chunk);
+        }
     }
 
     /// Starts fetching `chunks` of `key` in the background, skipping those cached or in flight
-    /// and any past the read-ahead bound.
-    fn prefetch_chunks(self: &Arc<Self>, key: &str, object_size: u64, chunks: Range<u64>) {
+    /// and any past the read-ahead bound. Returns the end of the chunks it handled.
+    fn prefetch_chunks(self: &Arc<Self>, key: &str, object_size: u64, chunks: Range<u64>) -> u64 {
+        let end = chunks.end;
         for chunk in chunks {
             {
                 let mut ix = self.index();
                 let k = (key.to_string(), chunk);
                 if ix.prefetches >= self.max_prefetches {
-                    return;
+                    return chunk;
                 }
                 if ix.entries.contains_key(&k) || ix.inflight.contains_key(&k) {
                     continue;
@@ -349,6 +360,7 @@ impl ChunkCache {
                 }
             });
         }
+        end
     }
 
     /// Keeps `data` in memory as chunk `k`, evicting the least recently used chunks over

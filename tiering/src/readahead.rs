@@ -32,6 +32,10 @@ pub struct ReadAheadState {
     /// Whether the last read fetched ahead (sequential, or the start of an object): only then
     /// is the window refilled as read-ahead GETs complete.
     pub ahead: bool,
+    /// The end of the chunks already asked for (read, or started ahead): a refill starts
+    /// there, so while the reader stands still each chunk is fetched ahead at most once (a
+    /// chunk evicted before it was read is left for the read itself).
+    pub requested_to: u64,
 }
 
 /// A read of chunks `first..=last` of an object of `total_chunks`, by a reader last seen in
@@ -57,6 +61,7 @@ pub fn decide_read_ahead(
         next_chunk: last + 1,
         window_chunks,
         ahead: reads_ahead && window_chunks > 0,
+        requested_to: sequential.map_or(last + 1, |s| s.requested_to.max(last + 1)),
     };
     let ahead = if reads_ahead {
         let from = (last + 1).min(total_chunks);
@@ -74,8 +79,10 @@ pub fn refill_range(state: ReadAheadState, total_chunks: u64) -> Range<u64> {
     if !state.ahead {
         return 0..0;
     }
-    let from = state.next_chunk.min(total_chunks);
-    from..(from + state.window_chunks).min(total_chunks)
+    let from = state.next_chunk.max(state.requested_to).min(total_chunks);
+    from..(state.next_chunk + state.window_chunks)
+        .min(total_chunks)
+        .max(from)
 }
 
 /// The state of a sequential reader of one object that is moving on into the next one: it
@@ -93,6 +100,7 @@ pub fn continue_into_next_object(
         next_chunk: 0,
         window_chunks,
         ahead: window_chunks > 0,
+        requested_to: 0,
     }
 }
 
@@ -129,6 +137,7 @@ mod tests {
             next_chunk: 5,
             window_chunks: 4,
             ahead: true,
+            requested_to: 9,
         };
         // The same chunk again (the reader's next batch starts in the chunk it just read).
         let (n, ahead) = decide_read_ahead(P, Some(s), 4, 4, 100);
@@ -142,6 +151,7 @@ mod tests {
             next_chunk: 9,
             window_chunks: 16,
             ahead: true,
+            requested_to: 0,
         };
         let (n, ahead) = decide_read_ahead(P, Some(s), 40, 41, 100);
         assert_eq!(
@@ -150,6 +160,7 @@ mod tests {
                 next_chunk: 42,
                 window_chunks: 2,
                 ahead: false,
+                requested_to: 42,
             }
         );
         assert!(ahead.is_empty());
@@ -167,6 +178,7 @@ mod tests {
             next_chunk: 8,
             window_chunks: 8,
             ahead: true,
+            requested_to: 0,
         };
         assert_eq!(decide_read_ahead(P, Some(s), 8, 8, 10).1, 9..10);
         assert!(decide_read_ahead(P, Some(s), 8, 9, 10).1.is_empty());
@@ -191,6 +203,17 @@ mod tests {
         let (s, _) = decide_read_ahead(P, Some(s), 1, 1, 100);
         assert_eq!(refill_range(s, 100), 2..6);
         assert_eq!(refill_range(s, 4), 2..4, "stops at the end of the object");
+        // What was asked for already is not asked for again while the reader stands still.
+        let asked = ReadAheadState {
+            requested_to: 5,
+            ..s
+        };
+        assert_eq!(refill_range(asked, 100), 5..6);
+        let asked = ReadAheadState {
+            requested_to: 9,
+            ..s
+        };
+        assert!(refill_range(asked, 100).is_empty());
         // After a seek nothing is refilled: a random reader pays for no GETs it never uses.
         let (s, _) = decide_read_ahead(P, Some(s), 50, 50, 100);
         assert!(refill_range(s, 100).is_empty());
@@ -202,6 +225,7 @@ mod tests {
             next_chunk: 64,
             window_chunks: 16,
             ahead: true,
+            requested_to: 0,
         };
         let n = continue_into_next_object(P, Some(s));
         assert_eq!((n.next_chunk, n.window_chunks, n.ahead), (0, 16, true));
