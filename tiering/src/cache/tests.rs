@@ -285,3 +285,47 @@ async fn reads_inside_a_chunk_come_from_memory_within_its_bound() {
     cache.invalidate("k");
     assert_eq!(cache.index().memory_used_bytes, 0);
 }
+
+#[tokio::test]
+async fn read_ahead_keeps_its_window_in_flight_between_reads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = ObjectStorage::memory();
+    store.put("k", data(64 * 4096)).await.expect("put");
+    // One read-ahead GET at a time: only completions refilling the window can fetch more
+    // than one chunk ahead of a reader that does not read again.
+    let config = ChunkCacheConfig {
+        capacity_bytes: 1 << 20,
+        chunk_bytes: 4096,
+        read_ahead: ReadAheadPolicy {
+            initial_chunks: 4,
+            max_chunks: 8,
+        },
+        fetch_concurrency: 1,
+        quota: Arc::new(RemoteReadQuota::unlimited()),
+        memory_bytes: 0,
+    };
+    let cache = ChunkCache::open_with(dir.path().join("c"), config, Arc::new(store)).expect("open");
+    cache.read("k", 64 * 4096, 0..4096).await.expect("read");
+    for _ in 0..200 {
+        if cache.index().entries.len() >= 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    // Chunk 0 and the whole first window (chunks 1..=4), and nothing past it.
+    let mut cached: Vec<u64> = cache.index().entries.keys().map(|(_, c)| *c).collect();
+    cached.sort_unstable();
+    assert_eq!(cached, vec![0, 1, 2, 3, 4]);
+    // The next chunk read moves the window on (doubled to 8): refills fetch up to chunk 10.
+    cache.read("k", 64 * 4096, 4096..8192).await.expect("read");
+    for _ in 0..200 {
+        if cache.index().entries.len() >= 10 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let mut cached: Vec<u64> = cache.index().entries.keys().map(|(_, c)| *c).collect();
+    cached.sort_unstable();
+    assert_eq!(cached, (0..=9).collect::<Vec<u64>>());
+}
