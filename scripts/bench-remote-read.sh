@@ -124,4 +124,4 @@ if [ "${LATENCY:-1}" = "1" ]; then
   lat "with backfill"
   wait "$backfill" || true
 fi
-curl -s http://127.0.0.1:19644/metrics | grep -E '^strata_tiering_(store_requests_total|cache_(hits|misses|prefetched_chunks)_total)' || true
+curl -s http://127.0.0.1:19644/metrics | grep -E '^strata_tiering_(store_requests_total|cache_(hits|memory_hits|misses|prefetched_chunks)_total)' || true

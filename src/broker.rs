@@ -574,6 +574,7 @@ fn remote_log_manager_config(node: &NodeConfig) -> RemoteLogManagerConfig {
         fetch_max_bytes: node.get_i32("remote.fetch.max.bytes").max(64 * 1024) as usize,
         cache_bytes: node.get_i64("remote.cache.bytes").max(0) as u64,
         cache_chunk_bytes: node.get_i32("remote.cache.chunk.bytes").max(4096) as u64,
+        cache_memory_bytes: node.get_i64("remote.cache.memory.bytes").max(0) as u64,
         readahead_chunks: node.get_i32("remote.cache.readahead.chunks").max(0) as u64,
         readahead_max_chunks: node.get_i32("remote.fetch.read.ahead.max.chunks").max(0) as u64,
         fetch_concurrency: node.get_i32("remote.fetch.concurrency").max(1) as usize,

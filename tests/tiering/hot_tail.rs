@@ -56,6 +56,7 @@ fn manager(store: &Arc<dyn RemoteStorage>, dir: &std::path::Path) -> Arc<RemoteL
             fetch_max_bytes: 1 << 20,
             cache_bytes: 16 << 20,
             cache_chunk_bytes: 64 << 10,
+            cache_memory_bytes: 1 << 20,
             readahead_chunks: 1,
             readahead_max_chunks: 4,
             fetch_concurrency: 2,

@@ -7,6 +7,11 @@
 //! `initial_chunks` and nothing is fetched ahead (a random reader would only pay for GETs it
 //! never uses), except at the start of an object, where a reader that moved into the next
 //! segment begins.
+//!
+//! The window is kept full between reads: when a read-ahead GET completes, [`refill_range`]
+//! names the chunks of the reader's window still to fetch, so the GETs in flight do not drain
+//! while the consumer is between fetches. A reader moving on into the next object keeps its
+//! window ([`continue_into_next_object`]).
 
 use std::ops::Range;
 
@@ -24,6 +29,13 @@ pub struct ReadAheadState {
     /// The chunk after the last one read.
     pub next_chunk: u64,
     pub window_chunks: u64,
+    /// Whether the last read fetched ahead (sequential, or the start of an object): only then
+    /// is the window refilled as read-ahead GETs complete.
+    pub ahead: bool,
+    /// The end of the chunks already asked for (read, or started ahead): a refill starts
+    /// there, so while the reader stands still each chunk is fetched ahead at most once (a
+    /// chunk evicted before it was read is left for the read itself).
+    pub requested_to: u64,
 }
 
 /// A read of chunks `first..=last` of an object of `total_chunks`, by a reader last seen in
@@ -44,17 +56,52 @@ pub fn decide_read_ahead(
         Some(s) => s.window_chunks,
         None => policy.initial_chunks,
     };
+    let reads_ahead = sequential.is_some() || first == 0;
     let next = ReadAheadState {
         next_chunk: last + 1,
         window_chunks,
+        ahead: reads_ahead && window_chunks > 0,
+        requested_to: sequential.map_or(last + 1, |s| s.requested_to.max(last + 1)),
     };
-    let ahead = if sequential.is_some() || first == 0 {
+    let ahead = if reads_ahead {
         let from = (last + 1).min(total_chunks);
         from..(from + window_chunks).min(total_chunks)
     } else {
         0..0
     };
     (next, ahead)
+}
+
+/// The chunks of a reader's window ahead of it, in an object of `total_chunks`: what a
+/// completed read-ahead GET tops up (those cached or in flight are skipped by the caller).
+/// Empty for a reader that is not reading ahead.
+pub fn refill_range(state: ReadAheadState, total_chunks: u64) -> Range<u64> {
+    if !state.ahead {
+        return 0..0;
+    }
+    let from = state.next_chunk.max(state.requested_to).min(total_chunks);
+    from..(state.next_chunk + state.window_chunks)
+        .min(total_chunks)
+        .max(from)
+}
+
+/// The state of a sequential reader of one object that is moving on into the next one: it
+/// starts there at chunk 0 with the window it had, so the first read of the new object is a
+/// sequential step and read-ahead does not start over from the initial window.
+pub fn continue_into_next_object(
+    policy: ReadAheadPolicy,
+    previous: Option<ReadAheadState>,
+) -> ReadAheadState {
+    let window_chunks = previous
+        .filter(|s| s.ahead)
+        .map_or(policy.initial_chunks, |s| s.window_chunks)
+        .min(policy.max_chunks.max(policy.initial_chunks));
+    ReadAheadState {
+        next_chunk: 0,
+        window_chunks,
+        ahead: window_chunks > 0,
+        requested_to: 0,
+    }
 }
 
 #[cfg(test)]
@@ -89,6 +136,8 @@ mod tests {
         let s = ReadAheadState {
             next_chunk: 5,
             window_chunks: 4,
+            ahead: true,
+            requested_to: 9,
         };
         // The same chunk again (the reader's next batch starts in the chunk it just read).
         let (n, ahead) = decide_read_ahead(P, Some(s), 4, 4, 100);
@@ -101,13 +150,17 @@ mod tests {
         let s = ReadAheadState {
             next_chunk: 9,
             window_chunks: 16,
+            ahead: true,
+            requested_to: 0,
         };
         let (n, ahead) = decide_read_ahead(P, Some(s), 40, 41, 100);
         assert_eq!(
             n,
             ReadAheadState {
                 next_chunk: 42,
-                window_chunks: 2
+                window_chunks: 2,
+                ahead: false,
+                requested_to: 42,
             }
         );
         assert!(ahead.is_empty());
@@ -124,6 +177,8 @@ mod tests {
         let s = ReadAheadState {
             next_chunk: 8,
             window_chunks: 8,
+            ahead: true,
+            requested_to: 0,
         };
         assert_eq!(decide_read_ahead(P, Some(s), 8, 8, 10).1, 9..10);
         assert!(decide_read_ahead(P, Some(s), 8, 9, 10).1.is_empty());
@@ -139,5 +194,47 @@ mod tests {
         assert!(ahead.is_empty());
         let (_, ahead) = decide_read_ahead(off, Some(s), 1, 1, 10);
         assert!(ahead.is_empty());
+    }
+
+    #[test]
+    fn the_window_is_refilled_only_for_a_reader_reading_ahead() {
+        let (s, _) = decide_read_ahead(P, None, 0, 0, 100);
+        assert_eq!(refill_range(s, 100), 1..3);
+        let (s, _) = decide_read_ahead(P, Some(s), 1, 1, 100);
+        assert_eq!(refill_range(s, 100), 2..6);
+        assert_eq!(refill_range(s, 4), 2..4, "stops at the end of the object");
+        // What was asked for already is not asked for again while the reader stands still.
+        let asked = ReadAheadState {
+            requested_to: 5,
+            ..s
+        };
+        assert_eq!(refill_range(asked, 100), 5..6);
+        let asked = ReadAheadState {
+            requested_to: 9,
+            ..s
+        };
+        assert!(refill_range(asked, 100).is_empty());
+        // After a seek nothing is refilled: a random reader pays for no GETs it never uses.
+        let (s, _) = decide_read_ahead(P, Some(s), 50, 50, 100);
+        assert!(refill_range(s, 100).is_empty());
+    }
+
+    #[test]
+    fn a_reader_moving_into_the_next_object_keeps_its_window() {
+        let s = ReadAheadState {
+            next_chunk: 64,
+            window_chunks: 16,
+            ahead: true,
+            requested_to: 0,
+        };
+        let n = continue_into_next_object(P, Some(s));
+        assert_eq!((n.next_chunk, n.window_chunks, n.ahead), (0, 16, true));
+        // Its first read there is a sequential step at the full window.
+        let (n, ahead) = decide_read_ahead(P, Some(n), 0, 0, 100);
+        assert_eq!((n.window_chunks, ahead), (16, 1..17));
+        // Unknown or seeking readers start from the initial window.
+        assert_eq!(continue_into_next_object(P, None).window_chunks, 2);
+        let seek = ReadAheadState { ahead: false, ..s };
+        assert_eq!(continue_into_next_object(P, Some(seek)).window_chunks, 2);
     }
 }

@@ -13,6 +13,8 @@
 mod common;
 
 use std::sync::Arc;
+
+use futures::StreamExt;
 use std::time::Instant;
 
 use strata_tiering::{
@@ -113,4 +115,113 @@ async fn tiering_throughput() {
     run("local directory store", Arc::new(local)).await;
     let moto = common::MotoServer::start();
     run("S3 (moto_server)", Arc::new(moto.storage("bench", "b"))).await;
+}
+
+/// One sequential reader through a [`ChunkCache`] against the ranged-GET rate of the same S3
+/// server, alternating: A (8 concurrent 8 MiB ranged GETs), then B (one reader, 1 MiB reads
+/// with a 1 ms pause between them for a consumer's round trip) for each cache setting in
+/// `REPLAY_CONFIGS` (`chunk_bytes:fetch_concurrency:max_window_chunks`, comma separated).
+/// Needs an S3 server with a bucket `bench` at `STRATA_BENCH_S3` (and AWS credentials in the
+/// environment):
+///
+/// ```text
+/// STRATA_BENCH_S3=http://127.0.0.1:19900 REPLAY_CONFIGS=1048576:8:16,4194304:16:16 \
+///   cargo test -p strata-tiering --test bench replay_against_s3 -- --ignored --nocapture
+/// ```
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run with --ignored --nocapture"]
+async fn replay_against_s3() {
+    let Ok(endpoint) = std::env::var("STRATA_BENCH_S3") else {
+        return;
+    };
+    let config = strata_tiering::StorageConfig::parse(
+        "s3://bench/replay",
+        std::path::Path::new("/unused"),
+        &endpoint,
+        "us-east-1",
+        None,
+    )
+    .expect("config");
+    let storage: Arc<dyn RemoteStorage> = Arc::new(config.build().expect("store"));
+    const SIZE: u64 = 64 << 20;
+    const OBJECTS: u64 = 4;
+    let data = bytes::Bytes::from(
+        (0..SIZE as usize)
+            .map(|i| (i * 131 % 251) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    for o in 0..OBJECTS {
+        storage
+            .put(&format!("o{o}"), data.clone())
+            .await
+            .expect("put");
+    }
+    let configs = std::env::var("REPLAY_CONFIGS").unwrap_or_else(|_| "1048576:8:16".into());
+    for round in 0..2 {
+        for c in configs.split(',') {
+            let v: Vec<u64> = c.split(':').map(|x| x.parse().expect("number")).collect();
+            let (chunk, conc, window) = (v[0], v[1] as usize, v[2]);
+            let t = Instant::now();
+            let jobs: Vec<(String, u64)> = (0..OBJECTS)
+                .flat_map(|o| {
+                    (0..SIZE)
+                        .step_by(8 << 20)
+                        .map(move |a| (format!("o{o}"), a))
+                })
+                .collect();
+            let s = storage.clone();
+            let got: u64 = futures::stream::iter(jobs)
+                .map(|(k, a)| {
+                    let s = s.clone();
+                    async move { s.get_range(&k, a..a + (8 << 20)).await.expect("get").len() as u64 }
+                })
+                .buffer_unordered(8)
+                .fold(0, |a, b| async move { a + b })
+                .await;
+            let a_rate = got as f64 / t.elapsed().as_secs_f64() / 1e6;
+            let dir = tempfile::tempdir().expect("tempdir");
+            let cache = ChunkCache::open_with(
+                dir.path().join("cache"),
+                strata_tiering::ChunkCacheConfig {
+                    capacity_bytes: 128 << 20,
+                    chunk_bytes: chunk,
+                    read_ahead: strata_tiering::ReadAheadPolicy {
+                        initial_chunks: 2,
+                        max_chunks: window,
+                    },
+                    fetch_concurrency: conc,
+                    quota: Arc::new(strata_tiering::RemoteReadQuota::unlimited()),
+                    memory_bytes: std::env::var("MEMORY")
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(64 << 20),
+                },
+                storage.clone(),
+            )
+            .expect("cache");
+            let t = Instant::now();
+            let mut read = 0u64;
+            let mut waited = std::time::Duration::ZERO;
+            for o in 0..OBJECTS {
+                let key = format!("o{o}");
+                for pos in (0..SIZE).step_by(READ_BYTES as usize) {
+                    let w = Instant::now();
+                    let end = (pos + READ_BYTES).min(SIZE);
+                    read += cache.read(&key, SIZE, pos..end).await.expect("read").len() as u64;
+                    waited += w.elapsed();
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                if o + 1 < OBJECTS {
+                    cache.prefetch_next_object(&format!("o{}", o + 1), SIZE, &key);
+                }
+            }
+            let secs = t.elapsed().as_secs_f64();
+            let b_rate = read as f64 / secs / 1e6;
+            println!(
+                "round {round} chunk {chunk} GETs {conc} window {window}: A {a_rate:.1} MB/s, B {b_rate:.1} MB/s ({:.0} %), reads waited {:.2} of {secs:.2} s",
+                b_rate / a_rate * 100.0,
+                waited.as_secs_f64()
+            );
+        }
+    }
 }

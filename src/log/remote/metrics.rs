@@ -47,6 +47,7 @@ pub(super) struct SeenStore {
     bytes: [u64; 5],
     throttled: u64,
     prefetched: u64,
+    memory_hits: u64,
     quota_ns: u64,
     breaker_rejected: u64,
     breaker_opened: u64,
@@ -82,6 +83,7 @@ pub struct TieringMetrics {
     pub store_bytes: IntCounterVec,
     pub store_throttled: IntCounter,
     pub cache_prefetched: IntCounter,
+    pub cache_memory_hits: IntCounter,
     pub remote_fetch_throttle_seconds: Counter,
     /// The store's circuit breaker: 0 closed, 1 open, 2 half-open.
     pub store_breaker_state: IntGauge,
@@ -125,6 +127,7 @@ impl TieringMetrics {
             store_bytes: per_op(r, "strata_tiering_store_bytes_total", "Bytes sent (put) or received (get) by object-store operation."),
             store_throttled: counter(r, "strata_tiering_store_throttled_total", "Object-store calls answered SlowDown, 503 or 429 after the HTTP client's own retries (backed off)."),
             cache_prefetched: counter(r, "strata_tiering_cache_prefetched_chunks_total", "Remote chunks fetched by read-ahead."),
+            cache_memory_hits: counter(r, "strata_tiering_cache_memory_hits_total", "Chunk cache hits served from memory (remote.cache.memory.bytes) rather than the cache's files."),
             remote_fetch_throttle_seconds: {
                 let c = Counter::new("strata_tiering_remote_fetch_throttle_seconds_total", "Time remote reads were delayed by remote.log.manager.fetch.max.bytes.per.second.").expect("metric definition is valid");
                 r.register(Box::new(c.clone())).expect("metric registered once");
@@ -176,6 +179,10 @@ impl TieringMetrics {
         self.cache_prefetched.inc_by(delta(
             &mut seen.prefetched,
             cache.stats.prefetched.load(Ordering::Relaxed),
+        ));
+        self.cache_memory_hits.inc_by(delta(
+            &mut seen.memory_hits,
+            cache.stats.memory_hits.load(Ordering::Relaxed),
         ));
         let ns = delta(
             &mut seen.quota_ns,

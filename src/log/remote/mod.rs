@@ -77,6 +77,8 @@ pub struct RemoteLogManagerConfig {
     pub fetch_max_bytes: usize,
     pub cache_bytes: u64,
     pub cache_chunk_bytes: u64,
+    /// `remote.cache.memory.bytes`: chunks also kept in memory.
+    pub cache_memory_bytes: u64,
     /// The first read-ahead window, and the widest.
     pub readahead_chunks: u64,
     pub readahead_max_chunks: u64,
@@ -255,6 +257,7 @@ impl RemoteLogManager {
                 },
                 fetch_concurrency: config.fetch_concurrency,
                 quota: Arc::new(RemoteReadQuota::new(config.fetch_max_bytes_per_second)),
+                memory_bytes: config.cache_memory_bytes,
             },
             storage.clone(),
         )?;

@@ -73,7 +73,8 @@ impl RemoteLogManager {
                 Some(next) if out.is_empty() && next.base_offset < hw => seg = next.clone(),
                 Some(next) => {
                     let key = path.segment_key(next, SegmentFileKind::Log);
-                    self.cache.prefetch(&key, next.segment_bytes, 0);
+                    self.cache
+                        .prefetch_next_object(&key, next.segment_bytes, &log_key);
                     break;
                 }
                 None if out.is_empty() && reader.at_end() => {

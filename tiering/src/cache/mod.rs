@@ -5,6 +5,12 @@
 //!   one may be short. A chunk file is `{dir}/{key with '/' as '%'}.{i}`, written to a temp file
 //!   and renamed, with its CRC-32C kept in memory and checked on every read: a chunk that
 //!   changed on disk is dropped and fetched again, never served.
+//! - The chunks fetched or read last are also kept in memory, least-recently-used, bounded by
+//!   `memory_bytes`: a sequential reader takes the chunks read-ahead fetched for it, and its
+//!   several reads inside one chunk, from there, without reading the chunk's file back and
+//!   checking its CRC once per read (with chunks larger than a consumer's fetch that was
+//!   several times the bytes served). Memory copies never touched the disk, so they need no
+//!   check.
 //! - Concurrent reads of one missing chunk share one GET (the in-flight map holds a shared
 //!   future; its last step removes it).
 //! - Eviction is least-recently-used, by bytes, after each insert. The directory is emptied
@@ -13,8 +19,13 @@
 //!   `fetch_concurrency` GETs at once for reads that someone waits on.
 //! - Read-ahead: [`decide_read_ahead`] (pure) tracks each object's reader; while it moves
 //!   sequentially the window of chunks fetched ahead in the background doubles up to its max,
-//!   and a seek resets it. At most `fetch_concurrency` read-ahead GETs are in flight across all
-//!   objects; a chunk that would pass that is left for a later read to ask again.
+//!   and a seek resets it. Each read-ahead GET that completes tops the reader's window up
+//!   again ([`refill_range`]), so a sequential reader keeps its window of GETs in flight while
+//!   the consumer is between fetches instead of refilling it only when the next fetch arrives;
+//!   a reader that moves into the next object keeps its window. At most `fetch_concurrency`
+//!   read-ahead GETs are in flight across all objects; a chunk that would pass that is left
+//!   for a later completion or read to ask again. The window never covers more than half the
+//!   cache, so chunks fetched ahead are not evicted before they are read.
 //! - Every GET takes its bytes from the broker's [`RemoteReadQuota`] first and waits when it
 //!   is spent: reads slow down to the quota, they do not fail.
 
@@ -29,7 +40,9 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 
 use crate::error::{Result, TieringError};
 use crate::quota::RemoteReadQuota;
-use crate::readahead::{decide_read_ahead, ReadAheadPolicy, ReadAheadState};
+use crate::readahead::{
+    continue_into_next_object, decide_read_ahead, refill_range, ReadAheadPolicy, ReadAheadState,
+};
 use crate::retry::Backoff;
 use crate::storage::RemoteStorage;
 
@@ -55,6 +68,9 @@ struct Index {
     readers: HashMap<String, ReadAheadState>,
     inflight: HashMap<ChunkKey, SharedFetch>,
     prefetches: usize,
+    /// Chunks held in memory, with their last use, within `memory_bytes`.
+    memory: HashMap<ChunkKey, (Bytes, u64)>,
+    memory_used_bytes: u64,
 }
 
 /// Counters of the cache, read by the broker's metrics.
@@ -66,6 +82,8 @@ pub struct CacheStats {
     pub evictions: AtomicU64,
     /// Chunks fetched by read-ahead (each also counts as a miss).
     pub prefetched: AtomicU64,
+    /// Hits served from memory (each also counts as a hit).
+    pub memory_hits: AtomicU64,
 }
 
 /// How a [`ChunkCache`] reads: see the module documentation.
@@ -80,6 +98,8 @@ pub struct ChunkCacheConfig {
     /// read-ahead.
     pub fetch_concurrency: usize,
     pub quota: Arc<RemoteReadQuota>,
+    /// `remote.cache.memory.bytes`: chunks also kept in memory; 0 serves every hit from disk.
+    pub memory_bytes: u64,
 }
 
 /// See the module documentation.
@@ -87,6 +107,7 @@ pub struct ChunkCache {
     dir: PathBuf,
     capacity_bytes: u64,
     chunk_bytes: u64,
+    memory_bytes: u64,
     read_ahead: ReadAheadPolicy,
     max_prefetches: usize,
     /// Bounds the GETs that reads wait on.
@@ -135,6 +156,7 @@ impl ChunkCache {
             },
             fetch_concurrency: 8,
             quota: Arc::new(RemoteReadQuota::unlimited()),
+            memory_bytes: 0,
         };
         ChunkCache::open_with(dir, config, storage)
     }
@@ -150,11 +172,19 @@ impl ChunkCache {
         }
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let concurrency = config.fetch_concurrency.max(1);
+        let chunk_bytes = config.chunk_bytes.max(4096);
+        // Chunks fetched ahead must still be cached when their reader gets there.
+        let fits = (config.capacity_bytes / 2 / chunk_bytes).max(1);
+        let read_ahead = ReadAheadPolicy {
+            initial_chunks: config.read_ahead.initial_chunks.min(fits),
+            max_chunks: config.read_ahead.max_chunks.min(fits),
+        };
         Ok(Arc::new(ChunkCache {
             dir,
             capacity_bytes: config.capacity_bytes,
-            chunk_bytes: config.chunk_bytes.max(4096),
-            read_ahead: config.read_ahead,
+            chunk_bytes,
+            memory_bytes: config.memory_bytes,
+            read_ahead,
             max_prefetches: concurrency,
             gets: tokio::sync::Semaphore::new(concurrency),
             quota: config.quota,
@@ -216,7 +246,8 @@ impl ChunkCache {
             ahead
         };
         // Ahead first: those GETs run while this read's own are under way.
-        self.prefetch_chunks(key, object_size, ahead);
+        let asked_to = self.prefetch_chunks(key, object_size, ahead);
+        self.note_requested(key, asked_to);
         let chunks =
             futures::future::try_join_all((first..=last).map(|c| self.chunk(key, object_size, c)))
                 .await?;
@@ -256,24 +287,52 @@ impl ChunkCache {
         Ok(())
     }
 
-    /// Starts fetching the first chunks of `key` in the background, as far as the initial
-    /// read-ahead window goes: a reader is about to move into this object.
-    pub fn prefetch(self: &Arc<Self>, key: &str, object_size: u64, from_chunk: u64) {
+    /// A reader of `previous` is about to move on into `key`: starts fetching the first chunks
+    /// of `key` in the background, as far as the reader's window went in `previous` (the
+    /// initial window for a reader not reading ahead). A reader already known on `key` keeps
+    /// its own state.
+    pub fn prefetch_next_object(self: &Arc<Self>, key: &str, object_size: u64, previous: &str) {
+        let state = {
+            let mut ix = self.index();
+            let carried =
+                continue_into_next_object(self.read_ahead, ix.readers.get(previous).copied());
+            if ix.readers.len() >= MAX_TRACKED_READERS {
+                ix.readers.clear();
+            }
+            *ix.readers.entry(key.to_string()).or_insert(carried)
+        };
         let chunks = object_size.div_ceil(self.chunk_bytes);
-        let from = from_chunk.min(chunks);
-        let to = (from + self.read_ahead.initial_chunks).min(chunks);
-        self.prefetch_chunks(key, object_size, from..to);
+        let asked_to = self.prefetch_chunks(key, object_size, refill_range(state, chunks));
+        self.note_requested(key, asked_to);
+    }
+
+    /// Tops the window of `key`'s reader up after one of its read-ahead GETs completed.
+    fn refill(self: &Arc<Self>, key: &str, object_size: u64) {
+        let Some(state) = self.index().readers.get(key).copied() else {
+            return;
+        };
+        let chunks = object_size.div_ceil(self.chunk_bytes);
+        let asked_to = self.prefetch_chunks(key, object_size, refill_range(state, chunks));
+        self.note_requested(key, asked_to);
+    }
+
+    /// Records that the chunks of `key` before `chunk` were asked for.
+    fn note_requested(&self, key: &str, chunk: u64) {
+        if let Some(s) = self.index().readers.get_mut(key) {
+            s.requested_to = s.requested_to.max(chunk);
+        }
     }
 
     /// Starts fetching `chunks` of `key` in the background, skipping those cached or in flight
-    /// and any past the read-ahead bound.
-    fn prefetch_chunks(self: &Arc<Self>, key: &str, object_size: u64, chunks: Range<u64>) {
+    /// and any past the read-ahead bound. Returns the end of the chunks it handled.
+    fn prefetch_chunks(self: &Arc<Self>, key: &str, object_size: u64, chunks: Range<u64>) -> u64 {
+        let end = chunks.end;
         for chunk in chunks {
             {
                 let mut ix = self.index();
                 let k = (key.to_string(), chunk);
                 if ix.prefetches >= self.max_prefetches {
-                    return;
+                    return chunk;
                 }
                 if ix.entries.contains_key(&k) || ix.inflight.contains_key(&k) {
                     continue;
@@ -283,37 +342,86 @@ impl ChunkCache {
             let this = Arc::clone(self);
             let key = key.to_string();
             tokio::spawn(async move {
-                match this.fetch_shared(&key, object_size, chunk, true).await {
+                let ok = match this.fetch_shared(&key, object_size, chunk, true).await {
                     Ok(_) => {
                         this.stats.prefetched.fetch_add(1, Ordering::Relaxed);
+                        true
                     }
                     Err(e) => {
-                        tracing::debug!(key = %key, chunk, error = %e, "read-ahead failed")
+                        tracing::debug!(key = %key, chunk, error = %e, "read-ahead failed");
+                        false
                     }
-                }
+                };
                 this.index().prefetches -= 1;
+                // A failed GET is not repeated here: the next read asks again (and the
+                // breaker sees it), rather than read-ahead retrying a failing store.
+                if ok {
+                    this.refill(&key, object_size);
+                }
             });
+        }
+        end
+    }
+
+    /// Keeps `data` in memory as chunk `k`, evicting the least recently used chunks over
+    /// `memory_bytes`.
+    fn remember(&self, k: &ChunkKey, data: &Bytes) {
+        if data.len() as u64 > self.memory_bytes {
+            return;
+        }
+        let mut ix = self.index();
+        ix.tick += 1;
+        let tick = ix.tick;
+        if let Some((old, _)) = ix.memory.insert(k.clone(), (data.clone(), tick)) {
+            ix.memory_used_bytes -= old.len() as u64;
+        }
+        ix.memory_used_bytes += data.len() as u64;
+        while ix.memory_used_bytes > self.memory_bytes {
+            let Some(victim) = ix
+                .memory
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(key, _)| key.clone())
+            else {
+                break;
+            };
+            if let Some((d, _)) = ix.memory.remove(&victim) {
+                ix.memory_used_bytes -= d.len() as u64;
+            }
         }
     }
 
-    /// One chunk: from disk if cached and intact, else fetched (once, however many ask).
+    /// One chunk: from memory, else from disk if cached and intact, else fetched (once, however
+    /// many ask).
     async fn chunk(self: &Arc<Self>, key: &str, object_size: u64, chunk: u64) -> Result<Bytes> {
         let k: ChunkKey = (key.to_string(), chunk);
-        let cached = {
+        let (in_memory, cached) = {
             let mut ix = self.index();
             ix.tick += 1;
             let tick = ix.tick;
-            ix.entries.get_mut(&k).map(|e| {
+            let in_memory = ix.memory.get_mut(&k).map(|(data, used)| {
+                *used = tick;
+                data.clone()
+            });
+            let cached = ix.entries.get_mut(&k).map(|e| {
                 e.last_used = tick;
                 (e.size, e.crc32c)
-            })
+            });
+            (in_memory, cached)
         };
+        if let Some(data) = in_memory {
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            self.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(data);
+        }
         if let Some((size, crc)) = cached {
             let path = self.chunk_path(key, chunk);
             match tokio::fs::read(&path).await {
                 Ok(data) if data.len() as u64 == size && crc32c::crc32c(&data) == crc => {
                     self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok(Bytes::from(data));
+                    let data = Bytes::from(data);
+                    self.remember(&k, &data);
+                    return Ok(data);
                 }
                 Ok(_) => {
                     tracing::warn!(path = %path.display(), "cached chunk changed on disk; fetching it again")
@@ -398,6 +506,8 @@ impl ChunkCache {
         self.stats
             .fetched_bytes
             .fetch_add(data.len() as u64, Ordering::Relaxed);
+        // In memory first: a reader waiting for this chunk finds it there from now on.
+        self.remember(k, &data);
         let crc = crc32c::crc32c(&data);
         let path = self.chunk_path(key, chunk);
         let tmp = path.with_extension(format!("{chunk}.tmp"));
@@ -471,6 +581,17 @@ impl ChunkCache {
                     ix.used_bytes -= e.size;
                 }
             }
+            let in_memory: Vec<ChunkKey> = ix
+                .memory
+                .keys()
+                .filter(|(k, _)| k == key)
+                .cloned()
+                .collect();
+            for d in in_memory {
+                if let Some((data, _)) = ix.memory.remove(&d) {
+                    ix.memory_used_bytes -= data.len() as u64;
+                }
+            }
             ix.readers.remove(key);
             doomed
         };
@@ -481,242 +602,4 @@ impl ChunkCache {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::storage::ObjectStorage;
-    use crate::unreliable::UnreliableStorage;
-
-    fn data(n: usize) -> Bytes {
-        Bytes::from((0..n).map(|i| (i * 7 % 251) as u8).collect::<Vec<u8>>())
-    }
-
-    #[tokio::test]
-    async fn reads_across_chunks_hit_after_miss_and_stay_bounded() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = ObjectStorage::memory();
-        let obj = data(100_000);
-        store.put("a/b.log", obj.clone()).await.expect("put");
-        let cache = ChunkCache::open(dir.path().join("c"), 3 * 8192, 8192, 0, Arc::new(store))
-            .expect("open");
-        let got = cache
-            .read("a/b.log", 100_000, 5000..30_000)
-            .await
-            .expect("read");
-        assert_eq!(got, obj.slice(5000..30_000));
-        let misses = cache.stats.misses.load(Ordering::Relaxed);
-        assert_eq!(misses, 4);
-        let got = cache
-            .read("a/b.log", 100_000, 20_000..24_000)
-            .await
-            .expect("read");
-        assert_eq!(got, obj.slice(20_000..24_000));
-        // The four chunks were fetched in parallel into room for three, so which one was
-        // evicted depends on which GET finished last; a second read of the same range must hit.
-        let hits = cache.stats.hits.load(Ordering::Relaxed);
-        let got = cache
-            .read("a/b.log", 100_000, 20_000..24_000)
-            .await
-            .expect("read");
-        assert_eq!(got, obj.slice(20_000..24_000));
-        assert!(cache.stats.hits.load(Ordering::Relaxed) > hits);
-        assert!(cache.used_bytes() <= 3 * 8192, "{}", cache.used_bytes());
-        let got = cache
-            .read("a/b.log", 100_000, 90_000..100_000)
-            .await
-            .expect("read");
-        assert_eq!(got, obj.slice(90_000..100_000));
-        assert!(cache
-            .read("a/b.log", 100_000, 90_000..100_001)
-            .await
-            .is_err());
-        let files = std::fs::read_dir(dir.path().join("c"))
-            .expect("dir")
-            .count();
-        assert!(files <= 3, "{files} chunk files");
-    }
-
-    #[tokio::test]
-    async fn concurrent_misses_share_one_get_and_corruption_is_refetched() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = ObjectStorage::memory();
-        let obj = data(10_000);
-        store.put("k", obj.clone()).await.expect("put");
-        // Every distinct GET fails once: the cache's retry absorbs it.
-        let store = UnreliableStorage::new(store, 1);
-        let cache = ChunkCache::open(dir.path().join("c"), 1 << 20, 4096, 0, Arc::new(store))
-            .expect("open");
-        let reads = (0..8).map(|_| {
-            let c = cache.clone();
-            tokio::spawn(async move { c.read("k", 10_000, 0..4096).await })
-        });
-        for r in futures::future::join_all(reads).await {
-            assert_eq!(r.expect("join").expect("read"), obj.slice(0..4096));
-        }
-        assert_eq!(cache.stats.misses.load(Ordering::Relaxed), 1);
-        // Damage the chunk on disk: the next read notices and refetches.
-        std::fs::write(cache.chunk_path("k", 0), b"garbage").expect("write");
-        assert_eq!(
-            cache.read("k", 10_000, 0..10).await.expect("read"),
-            obj.slice(0..10)
-        );
-        assert_eq!(cache.stats.misses.load(Ordering::Relaxed), 2);
-    }
-
-    #[tokio::test]
-    async fn the_cache_never_holds_more_bytes_than_its_bound() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = ObjectStorage::memory();
-        let obj = data(200_000);
-        for k in ["a", "b"] {
-            store.put(k, obj.clone()).await.expect("put");
-        }
-        let cap = 5 * 4096 + 100;
-        let config = ChunkCacheConfig {
-            capacity_bytes: cap,
-            chunk_bytes: 4096,
-            read_ahead: ReadAheadPolicy {
-                initial_chunks: 2,
-                max_chunks: 8,
-            },
-            fetch_concurrency: 4,
-            quota: Arc::new(RemoteReadQuota::unlimited()),
-        };
-        let cache =
-            ChunkCache::open_with(dir.path().join("c"), config, Arc::new(store)).expect("open");
-        // Two sequential readers at once, with read-ahead running beside them.
-        let readers = ["a", "b"].map(|k| {
-            let c = cache.clone();
-            let obj = obj.clone();
-            tokio::spawn(async move {
-                for at in (0..200_000u64).step_by(10_000) {
-                    let got = c.read(k, 200_000, at..at + 10_000).await.expect("read");
-                    assert_eq!(got, obj.slice(at as usize..at as usize + 10_000));
-                    assert!(c.used_bytes() <= cap, "{} > {cap}", c.used_bytes());
-                }
-            })
-        });
-        for r in futures::future::join_all(readers).await {
-            r.expect("reader");
-        }
-        for _ in 0..100 {
-            if cache.index().prefetches == 0 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        assert!(cache.used_bytes() <= cap);
-        assert!(cache.stats.evictions.load(Ordering::Relaxed) > 0);
-        // What the index counts is what is on disk.
-        let on_disk: u64 = std::fs::read_dir(dir.path().join("c"))
-            .expect("dir")
-            .map(|e| e.expect("entry").metadata().expect("meta").len())
-            .sum();
-        assert_eq!(on_disk, cache.used_bytes());
-    }
-
-    #[tokio::test]
-    async fn a_sequential_reader_gets_a_widening_read_ahead_and_a_seek_stops_it() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = ObjectStorage::memory();
-        store.put("k", data(400_000)).await.expect("put");
-        let config = ChunkCacheConfig {
-            capacity_bytes: 1 << 20,
-            chunk_bytes: 4096,
-            read_ahead: ReadAheadPolicy {
-                initial_chunks: 1,
-                max_chunks: 8,
-            },
-            fetch_concurrency: 16,
-            quota: Arc::new(RemoteReadQuota::unlimited()),
-        };
-        let cache =
-            ChunkCache::open_with(dir.path().join("c"), config, Arc::new(store)).expect("open");
-        let settle = || async {
-            for _ in 0..200 {
-                if cache.index().prefetches == 0 {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-            }
-        };
-        for chunk in 0..4u64 {
-            cache
-                .read("k", 400_000, chunk * 4096..chunk * 4096 + 4096)
-                .await
-                .expect("read");
-            settle().await;
-        }
-        // Windows 1, 2, 4, 8 after chunks 0..=3: everything up to chunk 3 + 8 is cached.
-        assert_eq!(cache.index().entries.len(), 12);
-        assert_eq!(cache.index().readers["k"].window_chunks, 8);
-        // A seek far ahead: read, no read-ahead, window back to 1.
-        let before = cache.index().entries.len();
-        cache
-            .read("k", 400_000, 80 * 4096..80 * 4096 + 10)
-            .await
-            .expect("read");
-        settle().await;
-        assert_eq!(cache.index().entries.len(), before + 1);
-        assert_eq!(cache.index().readers["k"].window_chunks, 1);
-    }
-
-    #[tokio::test]
-    async fn reads_over_the_quota_are_delayed_not_failed() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = ObjectStorage::memory();
-        let obj = data(80_000);
-        store.put("k", obj.clone()).await.expect("put");
-        let quota = Arc::new(RemoteReadQuota::new(40_000));
-        let config = ChunkCacheConfig {
-            capacity_bytes: 1 << 20,
-            chunk_bytes: 4096,
-            read_ahead: ReadAheadPolicy {
-                initial_chunks: 0,
-                max_chunks: 0,
-            },
-            fetch_concurrency: 4,
-            quota: quota.clone(),
-        };
-        let cache =
-            ChunkCache::open_with(dir.path().join("c"), config, Arc::new(store)).expect("open");
-        let start = std::time::Instant::now();
-        // 40,000 bytes of burst, then 40,000 more at 40,000 B/s: about a second.
-        let got = cache.read("k", 80_000, 0..80_000).await.expect("read");
-        assert_eq!(got, obj);
-        let took = start.elapsed();
-        assert!(took >= std::time::Duration::from_millis(900), "{took:?}");
-        assert!(quota.throttled_ns.load(Ordering::Relaxed) > 0);
-        // Cached now: no GET, no quota.
-        let start = std::time::Instant::now();
-        assert_eq!(cache.read("k", 80_000, 0..80_000).await.expect("read"), obj);
-        assert!(start.elapsed() < std::time::Duration::from_millis(500));
-    }
-
-    #[tokio::test]
-    async fn sequential_reads_prefetch() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = ObjectStorage::memory();
-        store.put("k", data(40_000)).await.expect("put");
-        let cache = ChunkCache::open(dir.path().join("c"), 1 << 20, 4096, 2, Arc::new(store))
-            .expect("open");
-        cache.read("k", 40_000, 0..4096).await.expect("read");
-        for _ in 0..100 {
-            if cache.index().entries.len() >= 3 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        // The chunk read and at least the first window (two chunks) ahead of it.
-        assert!(
-            cache.index().entries.len() >= 3,
-            "{}",
-            cache.index().entries.len()
-        );
-        // The next sequential read is served from what read-ahead fetched (its own read-ahead
-        // may start more GETs meanwhile, so count hits, not misses).
-        let before = cache.stats.hits.load(Ordering::Relaxed);
-        let got = cache.read("k", 40_000, 4096..8192).await.expect("read");
-        assert_eq!(got, data(40_000).slice(4096..8192));
-        assert_eq!(cache.stats.hits.load(Ordering::Relaxed), before + 1);
-    }
-}
+mod tests;
