@@ -339,10 +339,7 @@ impl Broker {
             node_id,
             incarnation,
             broker.apis.quotas.shared.clone(),
-            {
-                let logs = Arc::clone(&logs);
-                Arc::new(move || logs.offline_partitions())
-            },
+            Arc::clone(&logs),
             broker.clock.clone(),
             shutdown.clone(),
         );

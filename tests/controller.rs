@@ -547,6 +547,7 @@ async fn a_closed_heartbeat_connection_fences_the_broker_after_the_grace() {
         incarnation,
         quota_usage: None,
         offline_partitions: Vec::new(),
+        replica_sizes: None,
     };
     let net = strata::net::tokio_network();
     let mut client7 = PeerClient::new(net.clone(), addr.clone());

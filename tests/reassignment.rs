@@ -718,3 +718,174 @@ async fn balancer_throttled_move() {
     .await;
     stop(nodes).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_balancer_evens_out_the_bytes_brokers_report() {
+    tokio::time::timeout(Duration::from_secs(60), balance_by_bytes())
+        .await
+        .expect("the test finishes within a minute");
+}
+
+/// `name` with partition `i` on broker `on[i]` alone.
+fn topic_on(name: &str, on: &[i32]) -> CreatableTopic {
+    CreatableTopic::default()
+        .with_name(topic_name(name))
+        .with_num_partitions(-1)
+        .with_replication_factor(-1)
+        .with_assignments(
+            on.iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    CreatableReplicaAssignment::default()
+                        .with_partition_index(i as i32)
+                        .with_broker_ids(vec![WireBrokerId(*b)])
+                })
+                .collect(),
+        )
+}
+
+async fn balance_by_bytes() {
+    const HEAVY: &str = "heavy";
+    const LIGHT: &str = "light";
+    // Two replicas a broker: broker 1 holds the two heavy partitions, 2 and 3 the light ones.
+    let nodes = three_paused_nodes(&[("strata.balancer.size.report.interval.ms", "300")]).await;
+    let all = [&nodes.0, &nodes.1, &nodes.2];
+    let mut admin = connect(&nodes.0).await;
+    let created = admin
+        .send(
+            &CreateTopicsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topics(vec![
+                    topic_on(HEAVY, &[1, 1]),
+                    topic_on(LIGHT, &[2, 2, 3, 3]),
+                ]),
+            7,
+        )
+        .await
+        .expect("create");
+    assert!(
+        created.topics.iter().all(|t| t.error_code == 0),
+        "{created:?}"
+    );
+    let mut client = connect(&nodes.0).await;
+    let mut heavy_values = vec![];
+    for p in 0..2 {
+        for i in 0..20 {
+            let v = format!("{p}-{i:0>20000}");
+            let b = batch(&[(None, Some(v.clone()), vec![])], Compression::None);
+            assert_eq!(produce(&mut client, HEAVY, p, b, 1).await.0, 0);
+            heavy_values.push(v);
+        }
+    }
+    for (p, node) in [(0, 1), (1, 1), (2, 2), (3, 2)] {
+        let mut c = connect(all[node]).await;
+        let b = batch(
+            &[(None, Some(format!("light-{p}")), vec![])],
+            Compression::None,
+        );
+        assert_eq!(produce(&mut c, LIGHT, p, b, 1).await.0, 0);
+    }
+
+    // The balancer on, with a floor low enough for these few hundred kB.
+    let set = |k: &str, v: &str| {
+        AlterableConfig::default()
+            .with_name(str_bytes(k))
+            .with_config_operation(0)
+            .with_value(Some(str_bytes(v)))
+    };
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(str_bytes(""))
+            .with_configs(vec![
+                set("strata.balancer.tolerance.bytes.min", "100000"),
+                set("strata.balancer.enable", "true"),
+            ]),
+    ]);
+    let resp = admin.send(&req, 1).await.expect("alter");
+    assert_eq!(resp.responses[0].error_code, 0, "{resp:?}");
+
+    // One swap: a heavy partition leaves broker 1 for a lighter broker, a light one comes back.
+    let replicas = |topic: &str, p: i32| -> Vec<BrokerId> {
+        let image = nodes.0.broker.apis.image();
+        let t = image.topic_by_name(topic).expect("topic");
+        let r = &t.partitions[&PartitionIndex(p)];
+        if r.is_reassigning() {
+            vec![]
+        } else {
+            r.replicas.clone()
+        }
+    };
+    wait_for("a heavy partition to move", Duration::from_secs(30), || {
+        (0..2).any(|p| matches!(replicas(HEAVY, p).as_slice(), [b] if b.0 != 1))
+    })
+    .await;
+    wait_for("the swap to complete", Duration::from_secs(30), || {
+        let on_1 = (0..2)
+            .map(|p| replicas(HEAVY, p))
+            .chain((0..4).map(|p| replicas(LIGHT, p)))
+            .filter(|r| r == &ids(&[1]))
+            .count();
+        on_1 == 2
+    })
+    .await;
+    let image = nodes.0.broker.apis.image();
+    let counts = strata::controller::balancer::replicas_per_broker(&image);
+    assert_eq!(
+        counts.values().copied().collect::<Vec<_>>(),
+        vec![2, 2, 2],
+        "counts stay even"
+    );
+    let heavy_on: Vec<BrokerId> = (0..2).map(|p| replicas(HEAVY, p)[0]).collect();
+    assert!(
+        heavy_on.contains(&BrokerId(1)) && heavy_on.iter().any(|b| b.0 != 1),
+        "{heavy_on:?}"
+    );
+
+    // The moved partition reads back whole from its new broker.
+    let moved = (0..2)
+        .find(|p| heavy_on[*p as usize].0 != 1)
+        .expect("moved");
+    let to = all[(heavy_on[moved as usize].0 - 1) as usize];
+    wait_for("the new leader to serve", Duration::from_secs(10), || {
+        to.broker
+            .apis
+            .replicas
+            .get(&TopicPartition::new(HEAVY, moved))
+            .is_some_and(|p| p.log_view().log_end_offset().0 == 20)
+    })
+    .await;
+    // Read from the new replica once it serves the partition (its high watermark caught up).
+    let mut c = connect(to).await;
+    let req = fetch_request(HEAVY, moved, 0, 100, 1, 1 << 20);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let values = loop {
+        let values: Vec<String> = records_of(&fetch(&mut c, &req).await)
+            .iter()
+            .map(|r| String::from_utf8(r.value.clone().expect("value").to_vec()).expect("utf8"))
+            .collect();
+        if values.len() >= 20 || tokio::time::Instant::now() > deadline {
+            break values;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let want = &heavy_values[moved as usize * 20..][..20];
+    assert!(
+        values == want,
+        "read {} records from broker {:?}, the first {:?}",
+        values.len(),
+        heavy_on[moved as usize],
+        values.first().map(|v| &v[..8])
+    );
+    // And it settles: nothing more moves.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!nodes
+        .0
+        .broker
+        .apis
+        .image()
+        .topics
+        .values()
+        .any(|t| t.partitions.values().any(|p| p.is_reassigning())));
+    stop(nodes).await;
+}

@@ -15,11 +15,18 @@
 //!   replicas and the one holding the fewest. Fenced brokers neither give nor take (unless
 //!   listed for draining), and under-replicated partitions are left where they are.
 //!
+//! - once counts are even and nothing is to be drained, the moves of
+//!   [`super::balance_bytes::plan_byte_moves`] over the partition sizes the brokers report
+//!   with their heartbeats (`super::replica_sizes`), while the heaviest broker holds more than
+//!   `strata.balancer.tolerance.bytes.ratio` above the mean and at least
+//!   `strata.balancer.tolerance.bytes.min` more than the lightest. Without reports (a new
+//!   active controller hears them within a heartbeat) sizes count as unknown and only
+//!   counts are balanced.
+//!
 //! So a broker that registers with no replicas is filled, a broker marked for draining is
-//! emptied, and drift beyond the tolerance is evened out, with no operator command. The
+//! emptied, and drift beyond the tolerances is evened out, with no operator command. The
 //! settings are dynamic cluster-wide broker configs: set through IncrementalAlterConfigs they
 //! are records of the metadata log, so a pause or a drain survives a controller failover.
-//! Partition sizes are not known to the controller yet, so the planner balances counts alone.
 //!
 //! Move throttles ([`move_throttles`]): while `strata.balancer.throttle.bytes.per.second` is
 //! set, the commit that starts a move (the balancer's duty, AlterPartitionReassignments) also
@@ -34,10 +41,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::balance::{plan_moves, PartitionLoad};
+use super::balance_bytes::{
+    bytes_out_of_tolerance, bytes_per_broker, plan_byte_moves, ByteTolerance,
+};
 use super::image::MetadataImage;
 use super::reassignment::{decide_reassignment, ReassignmentRequest};
 use super::records::MetadataRecord;
-use crate::model::{BrokerId, PartitionIndex};
+use crate::model::{BrokerId, PartitionIndex, TopicId};
 
 /// The dynamic key that pauses (false) and resumes (true) the balancer.
 pub const BALANCER_ENABLE: &str = "strata.balancer.enable";
@@ -45,6 +55,10 @@ pub const BALANCER_ENABLE: &str = "strata.balancer.enable";
 pub const BALANCER_MAX_CONCURRENT_MOVES: &str = "strata.balancer.max.concurrent.moves";
 /// The dynamic key of the replica-count tolerance.
 pub const BALANCER_TOLERANCE_REPLICAS: &str = "strata.balancer.tolerance.replicas";
+/// The dynamic key of the byte tolerance: how far above the mean the heaviest broker may be.
+pub const BALANCER_TOLERANCE_BYTES_RATIO: &str = "strata.balancer.tolerance.bytes.ratio";
+/// The dynamic key of the smallest byte gap worth moving replicas for.
+pub const BALANCER_TOLERANCE_BYTES_MIN: &str = "strata.balancer.tolerance.bytes.min";
 /// The dynamic key listing the brokers to drain (comma-separated ids).
 pub const BALANCER_DRAIN_BROKERS: &str = "strata.balancer.drain.brokers";
 /// The dynamic key of the rate moves are throttled to (0: not throttled).
@@ -55,7 +69,7 @@ const FOLLOWER_THROTTLED_REPLICAS: &str = "follower.replication.throttled.replic
 
 /// The balancer's settings: the node's static values, overridden by the dynamic cluster-wide
 /// configs of the image.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BalancerConfig {
     pub enable: bool,
     pub max_concurrent_moves: usize,
@@ -63,6 +77,7 @@ pub struct BalancerConfig {
     pub drain_brokers: BTreeSet<BrokerId>,
     /// Bytes/s moves are throttled to; 0: moves are not throttled.
     pub throttle_bytes_per_s: u64,
+    pub tolerance_bytes: ByteTolerance,
 }
 
 impl Default for BalancerConfig {
@@ -73,6 +88,10 @@ impl Default for BalancerConfig {
             tolerance_replicas: 1,
             drain_brokers: BTreeSet::new(),
             throttle_bytes_per_s: 0,
+            tolerance_bytes: ByteTolerance {
+                ratio: 0.2,
+                min_bytes: 1 << 30,
+            },
         }
     }
 }
@@ -97,6 +116,17 @@ impl BalancerConfig {
             get(BALANCER_THROTTLE_BYTES_PER_SECOND).and_then(|v| v.trim().parse::<i64>().ok())
         {
             c.throttle_bytes_per_s = n.max(0) as u64;
+        }
+        if let Some(r) = get(BALANCER_TOLERANCE_BYTES_RATIO)
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|r| r.is_finite() && *r >= 0.0)
+        {
+            c.tolerance_bytes.ratio = r;
+        }
+        if let Some(n) =
+            get(BALANCER_TOLERANCE_BYTES_MIN).and_then(|v| v.trim().parse::<i64>().ok())
+        {
+            c.tolerance_bytes.min_bytes = n.max(0) as u64;
         }
         c
     }
@@ -124,8 +154,20 @@ pub struct BalancerDecision {
     pub records: Vec<MetadataRecord>,
 }
 
-/// The reassignments to start now (see the module docs).
+/// Each partition's size as its replicas report it (the largest), by topic id.
+pub type PartitionSizes = BTreeMap<(TopicId, PartitionIndex), u64>;
+
+/// [`decide_balancer_moves_by_size`] with no sizes known: counts alone.
 pub fn decide_balancer_moves(image: &MetadataImage, config: &BalancerConfig) -> BalancerDecision {
+    decide_balancer_moves_by_size(image, config, &PartitionSizes::new())
+}
+
+/// The reassignments to start now (see the module docs).
+pub fn decide_balancer_moves_by_size(
+    image: &MetadataImage,
+    config: &BalancerConfig,
+    sizes: &PartitionSizes,
+) -> BalancerDecision {
     let in_flight = super::reassignment::ongoing_reassignments(image).count();
     let mut decision = BalancerDecision {
         in_flight,
@@ -147,10 +189,11 @@ pub fn decide_balancer_moves(image: &MetadataImage, config: &BalancerConfig) -> 
         .filter(|(b, _)| !config.drain_brokers.contains(b))
         .map(|(_, c)| *c);
     let (max, min) = spread.fold((0, usize::MAX), |(hi, lo), c| (hi.max(c), lo.min(c)));
-    if !draining_holds && max <= min.saturating_add(config.tolerance_replicas) {
+    let counts_even = !draining_holds && max <= min.saturating_add(config.tolerance_replicas);
+    if counts_even && sizes.is_empty() {
         return decision;
     }
-    let loads = partition_loads(image);
+    let loads = partition_loads(image, sizes);
     let brokers: Vec<(BrokerId, Option<String>)> = image
         .brokers
         .values()
@@ -160,13 +203,34 @@ pub fn decide_balancer_moves(image: &MetadataImage, config: &BalancerConfig) -> 
     if brokers.len() < 2 {
         return decision;
     }
-    let moves = plan_moves(
-        &brokers,
-        &loads,
-        &config.drain_brokers,
-        config.tolerance_replicas,
-        room,
-    );
+    let mut moves = if counts_even {
+        vec![]
+    } else {
+        plan_moves(
+            &brokers,
+            &loads,
+            &config.drain_brokers,
+            config.tolerance_replicas,
+            room,
+        )
+    };
+    if moves.is_empty() && !draining_holds {
+        let takers: Vec<(BrokerId, Option<String>)> = brokers
+            .iter()
+            .filter(|(b, _)| !config.drain_brokers.contains(b))
+            .cloned()
+            .collect();
+        if bytes_out_of_tolerance(&bytes_per_broker(&takers, &loads), &config.tolerance_bytes) {
+            moves = plan_byte_moves(
+                &takers,
+                &loads,
+                &config.drain_brokers,
+                config.tolerance_replicas,
+                &config.tolerance_bytes,
+                room,
+            );
+        }
+    }
     // The planner may move one partition twice; one reassignment per partition per pass.
     let mut seen = BTreeSet::new();
     for m in moves {
@@ -304,7 +368,7 @@ pub fn replicas_per_broker(image: &MetadataImage) -> BTreeMap<BrokerId, usize> {
     count
 }
 
-fn partition_loads(image: &MetadataImage) -> Vec<PartitionLoad> {
+fn partition_loads(image: &MetadataImage, sizes: &PartitionSizes) -> Vec<PartitionLoad> {
     image
         .topics
         .values()
@@ -313,7 +377,7 @@ fn partition_loads(image: &MetadataImage) -> Vec<PartitionLoad> {
                 topic_id: t.topic_id,
                 partition: *i,
                 replicas: p.replicas.clone(),
-                size_bytes: 0,
+                size_bytes: sizes.get(&(t.topic_id, *i)).copied().unwrap_or(0),
                 // An under-replicated partition is not moved: its new replica would wait
                 // for the missing one, holding a move slot, and the copy adds load to a
                 // partition already short of replicas.

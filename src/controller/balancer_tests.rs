@@ -364,3 +364,65 @@ fn balancer_moves_are_throttled_while_a_rate_is_set() {
     apply(&mut image, &records);
     assert_eq!(throttled_lists(&image), (None, None));
 }
+
+#[test]
+fn even_counts_with_uneven_bytes_start_a_swap_and_settle() {
+    // cluster(6): brokers 1-3 hold 4 replicas each. Partitions 0 (on 1, 2) and 3 (on 1, 2)
+    // are large, so brokers 1 and 2 hold far more bytes than broker 3.
+    let mut image = cluster(6);
+    let topic_id = *image.topics.keys().next().expect("topic");
+    let gib = 1u64 << 30;
+    let sizes: PartitionSizes = (0..6)
+        .map(|p| {
+            let size = if p % 3 == 0 { 50 * gib } else { gib };
+            ((topic_id, PartitionIndex(p)), size)
+        })
+        .collect();
+    let config = BalancerConfig::default();
+    // Without sizes, counts alone: nothing to do.
+    assert!(decide_balancer_moves(&image, &config).records.is_empty());
+    let first = decide_balancer_moves_by_size(&image, &config, &sizes);
+    assert_eq!(first.records.len(), 2, "a swap: {:?}", first.records);
+    apply(&mut image, &first.records);
+    catch_up(&mut image);
+    let bytes = |image: &MetadataImage| {
+        let mut b = BTreeMap::new();
+        for (i, p) in &image.topics[&topic_id].partitions {
+            for r in &p.replicas {
+                *b.entry(*r).or_insert(0u64) += sizes[&(topic_id, *i)];
+            }
+        }
+        b
+    };
+    let after = bytes(&image);
+    assert_eq!(
+        replicas_per_broker(&image)
+            .into_values()
+            .collect::<Vec<_>>(),
+        vec![4, 4, 4],
+        "counts stay even"
+    );
+    // 102 + 102 + 4 GiB before; a large replica went to broker 3.
+    assert!(after[&BrokerId(3)] >= 50 * gib, "{after:?}");
+    // Later passes never move the heaviest broker's load up, and stop.
+    let mut passes = 0;
+    loop {
+        let d = decide_balancer_moves_by_size(&image, &config, &sizes);
+        if d.records.is_empty() {
+            break;
+        }
+        passes += 1;
+        assert!(
+            passes < 10,
+            "the balancer keeps moving: {:?}",
+            bytes(&image)
+        );
+        apply(&mut image, &d.records);
+        catch_up(&mut image);
+    }
+    let settled = bytes(&image);
+    assert!(
+        settled.values().max() <= after.values().max(),
+        "{after:?} -> {settled:?}"
+    );
+}

@@ -151,6 +151,30 @@ impl Controller {
             &out.balancer_min_replicas_per_broker,
             count(counts.values().min()),
         );
+        let sizes = self.replica_sizes().partition_sizes(&image);
+        let mut bytes: std::collections::BTreeMap<_, u64> =
+            counts.keys().map(|b| (*b, 0)).collect();
+        for ((topic_id, index), size) in &sizes {
+            let replicas = image
+                .topics
+                .get(topic_id)
+                .and_then(|t| t.partitions.get(index))
+                .map(|p| p.replicas.as_slice())
+                .unwrap_or_default();
+            for b in replicas {
+                if let Some(n) = bytes.get_mut(b) {
+                    *n += size;
+                }
+            }
+        }
+        gauge(
+            &out.balancer_max_bytes_per_broker,
+            bytes.values().max().copied().unwrap_or(0),
+        );
+        gauge(
+            &out.balancer_min_bytes_per_broker,
+            bytes.values().min().copied().unwrap_or(0),
+        );
     }
 
     /// The quorum as the active controller sees it (with every member's replication).

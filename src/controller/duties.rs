@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::balancer::{decide_balancer_moves, decide_move_throttles, move_throttles};
+use super::balancer::{decide_balancer_moves_by_size, decide_move_throttles, move_throttles};
 use super::elections::{decide_broker_liveness, decide_preferred_leaders};
 use super::liveness::decide_fencing;
 use super::node::Controller;
@@ -60,6 +60,7 @@ impl Controller {
     async fn run_duties(&self) -> Result<(), ControllerError> {
         let Some(term) = self.active_term() else {
             self.heartbeats().step_down();
+            self.replica_sizes().clear();
             return Ok(());
         };
         let new_term = self
@@ -109,7 +110,8 @@ impl Controller {
         let (started, _) = self
             .commit_as_active(|image| {
                 let config = static_balancer.effective(image);
-                let mut records = decide_balancer_moves(image, &config).records;
+                let sizes = self.replica_sizes().partition_sizes(image);
+                let mut records = decide_balancer_moves_by_size(image, &config, &sizes).records;
                 let started = records.len();
                 records.extend(move_throttles(image, &records, &config));
                 Ok((started, records))

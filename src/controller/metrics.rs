@@ -23,6 +23,8 @@ pub struct ControllerMetrics {
     pub balancer_paused: IntGauge,
     pub balancer_max_replicas_per_broker: IntGauge,
     pub balancer_min_replicas_per_broker: IntGauge,
+    pub balancer_max_bytes_per_broker: IntGauge,
+    pub balancer_min_bytes_per_broker: IntGauge,
 }
 
 impl ControllerMetrics {
@@ -42,6 +44,8 @@ impl ControllerMetrics {
             balancer_paused: gauge(r, "strata_controller_balancer_paused", "1 while strata.balancer.enable is false (the balancer starts no moves)."),
             balancer_max_replicas_per_broker: gauge(r, "strata_controller_balancer_max_replicas_per_broker", "Replicas on the unfenced broker holding the most; with the minimum, the imbalance the balancer evens out."),
             balancer_min_replicas_per_broker: gauge(r, "strata_controller_balancer_min_replicas_per_broker", "Replicas on the unfenced broker holding the fewest."),
+            balancer_max_bytes_per_broker: gauge(r, "strata_controller_balancer_max_bytes_per_broker", "Bytes (replicas' local log sizes, as the brokers report them) on the unfenced broker holding the most, as the active controller sees them; 0 elsewhere."),
+            balancer_min_bytes_per_broker: gauge(r, "strata_controller_balancer_min_bytes_per_broker", "Bytes on the unfenced broker holding the fewest, as the active controller sees them; 0 elsewhere."),
         }
     }
 }

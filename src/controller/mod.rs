@@ -46,6 +46,7 @@ mod settings;
 
 pub mod acls;
 pub mod balance;
+pub mod balance_bytes;
 pub mod balancer;
 pub mod broker_lifecycle;
 pub mod client_quotas;
@@ -62,6 +63,7 @@ pub mod quorum;
 pub mod quota_shares;
 pub mod reassignment;
 pub mod records;
+pub mod replica_sizes;
 pub mod scram_credentials;
 pub mod state_machine;
 

@@ -51,6 +51,10 @@ pub enum ControllerRequest {
         /// The partitions this broker holds in offline log dirs (none: every dir serves).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         offline_partitions: Vec<crate::model::TopicPartition>,
+        /// The local log size of every replica this broker holds, sent now and then
+        /// (`replica_sizes`); none: no news.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replica_sizes: Option<Vec<(crate::model::TopicPartition, u64)>>,
     },
     /// A broker is about to stop: move its leaderships away.
     ControlledShutdown {

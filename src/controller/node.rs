@@ -60,6 +60,7 @@ pub struct Controller {
     // The brokers' quota usage and their cluster-wide quota shares, while this node is the
     // active controller. Short sections that never await.
     quota_shares: Mutex<QuotaShareBook>,
+    replica_sizes: Mutex<super::replica_sizes::ReplicaSizeBook>,
     // When the active controller last rebalanced preferred leaders (reset with each new term).
     // Short sections that never await.
     last_rebalance: Mutex<Option<Instant>>,
@@ -146,6 +147,7 @@ impl Controller {
             commit_lock: tokio::sync::Mutex::new(()),
             heartbeats: Mutex::new(BrokerHeartbeatManager::new(&settings)),
             quota_shares: Mutex::new(QuotaShareBook::default()),
+            replica_sizes: Mutex::new(Default::default()),
             last_rebalance: Mutex::new(None),
             reassignments_completed: std::sync::atomic::AtomicU64::new(0),
             heartbeat_peer: tokio::sync::Mutex::new(None),
@@ -493,6 +495,7 @@ impl Controller {
             incarnation,
             quota_usage: None,
             offline_partitions: Vec::new(),
+            replica_sizes: None,
         };
         match self.heartbeat_call(req).await? {
             ControllerReply::BrokerHeartbeat(Ok(fenced)) => Ok(fenced),
@@ -509,12 +512,14 @@ impl Controller {
         incarnation: uuid::Uuid,
         usage: Vec<QuotaUsage>,
         offline_partitions: Vec<crate::model::TopicPartition>,
+        replica_sizes: Option<Vec<(crate::model::TopicPartition, u64)>>,
     ) -> Result<HeartbeatAnswer, ControllerError> {
         let req = ControllerRequest::BrokerHeartbeat {
             broker_id,
             incarnation,
             quota_usage: Some(usage),
             offline_partitions,
+            replica_sizes,
         };
         match self.heartbeat_call(req).await? {
             ControllerReply::BrokerHeartbeatShares(Ok(answer)) => Ok(answer),
@@ -592,6 +597,10 @@ impl Controller {
     pub async fn shutdown(&self) {
         self.shutdown.cancel();
         let _ = self.raft.shutdown().await;
+    }
+
+    pub(super) fn replica_sizes(&self) -> MutexGuard<'_, super::replica_sizes::ReplicaSizeBook> {
+        self.replica_sizes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(super) fn quota_shares(&self) -> MutexGuard<'_, QuotaShareBook> {

@@ -58,6 +58,7 @@ impl Controller {
                 incarnation,
                 quota_usage,
                 offline_partitions,
+                replica_sizes,
             } => {
                 let Some(term) = self.active_term() else {
                     return match quota_usage {
@@ -74,6 +75,9 @@ impl Controller {
                 );
                 self.heartbeats()
                     .record_offline_replicas(broker_id, offline_partitions);
+                if let Some(sizes) = replica_sizes {
+                    self.replica_sizes().record(broker_id, sizes);
+                }
                 let fenced = self
                     .image()
                     .brokers

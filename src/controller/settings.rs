@@ -27,6 +27,9 @@ pub struct ControllerSettings {
     /// `broker.session.reconnect.grace.ms`.
     pub reconnect_grace: Duration,
     pub broker_heartbeat_interval: Duration,
+    /// `strata.balancer.size.report.interval.ms`: how often a broker's heartbeat carries its
+    /// replicas' sizes.
+    pub replica_sizes_interval: Duration,
     pub unclean_leader_election: bool,
     pub auto_leader_rebalance: bool,
     pub leader_imbalance_check_interval: Duration,
@@ -86,6 +89,7 @@ impl ControllerSettings {
             session_timeout: ms("broker.session.timeout.ms"),
             reconnect_grace: ms("broker.session.reconnect.grace.ms"),
             broker_heartbeat_interval: ms("broker.heartbeat.interval.ms"),
+            replica_sizes_interval: ms("strata.balancer.size.report.interval.ms"),
             unclean_leader_election: node.get("unclean.leader.election.enable") == "true",
             auto_leader_rebalance: node.get("auto.leader.rebalance.enable") == "true",
             leader_imbalance_check_interval: Duration::from_secs(
@@ -112,6 +116,7 @@ impl ControllerSettings {
             session_timeout: Duration::from_millis(4000),
             reconnect_grace: Duration::from_millis(300),
             broker_heartbeat_interval: Duration::from_millis(500),
+            replica_sizes_interval: Duration::from_secs(10),
             unclean_leader_election: false,
             auto_leader_rebalance: true,
             leader_imbalance_check_interval: Duration::from_secs(300),

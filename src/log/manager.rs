@@ -488,6 +488,16 @@ impl LogManager {
             .collect()
     }
 
+    /// The local log size of every replica in an online dir (the controller's balancer
+    /// weighs them).
+    pub fn replica_sizes(&self) -> Vec<(TopicPartition, u64)> {
+        self.logs()
+            .iter()
+            .filter(|(_, l)| !l.is_offline())
+            .map(|(tp, l)| (tp.clone(), l.size_bytes()))
+            .collect()
+    }
+
     /// Every partition log present.
     pub fn all(&self) -> Vec<(TopicPartition, Arc<UnifiedLog>)> {
         self.logs()
