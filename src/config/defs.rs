@@ -253,6 +253,7 @@ pub const NODE_KEYS: &[NodeKey] = &[
     node("transaction.max.timeout.ms", Int, "900000", false, "Largest transaction.timeout.ms a producer may ask for; above it InitProducerId is INVALID_TRANSACTION_TIMEOUT."),
     node("transactional.id.expiration.ms", Long, "604800000", false, "A transactional id with no transaction for this long is removed."),
     node("transaction.partition.verification.enable", Bool, "true", true, "Before a partition leader appends the first transactional batch of a transaction, it verifies with the transaction coordinator that the partition is in the producer's ongoing transaction (KIP-890)."),
+    node("strata.feature.transaction.version", Int, "2", true, "The finalized level of Kafka's transaction.version feature that ApiVersions tells clients (0 to 2): at 2, clients that support transaction version 2 (KIP-890 part 2) send no AddPartitionsToTxn and get a new epoch at every EndTxn."),
     node("transaction.abort.timed.out.transaction.cleanup.interval.ms", Long, "10000", false, "How often transactions past their timeout and expired transactional ids are looked for at the latest."),
     node("offset.metadata.max.bytes", Int, "4096", false, "Largest metadata string of a committed offset."),
     node("group.min.session.timeout.ms", Int, "6000", false, "Smallest session timeout a group member may ask for."),

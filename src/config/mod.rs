@@ -238,6 +238,7 @@ fn check_range(key: &str, n: f64) -> Result<(), String> {
             Err("Value must be between 1 and 9 or equal to -1".into())
         }
         "compression.lz4.level" => between(1.0, 17.0),
+        "strata.feature.transaction.version" => between(0.0, 2.0),
         "compression.zstd.level" => between(-131072.0, 22.0),
         "delete.retention.ms"
         | "log.cleaner.delete.retention.ms"

@@ -43,6 +43,7 @@ pub fn handle(ctx: RequestContext, req: AddOffsetsToTxnRequest) -> Reply {
             producer_epoch: req.producer_epoch,
             partitions: vec![TopicPartition::new(OFFSETS_TOPIC, partition_for(&group, partitions))],
             verify_only: false,
+            client_version: 0,
         };
         match txn_call::call(&ctx, &id, request).await {
             Ok(TxnResponse::AddPartitions(Ok(()))) => answer(0),

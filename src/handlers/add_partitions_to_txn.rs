@@ -1,7 +1,8 @@
 //! AddPartitionsToTxn: a transactional producer names the partitions it is about to write
 //! (v0-3, one transaction), or a partition leader verifies that a producer's transaction
 //! includes its partition before appending (v4+, KIP-890: batches of transactions, each
-//! `verify_only` or not, and only from brokers: CLUSTER_ACTION on the cluster).
+//! `verify_only` or not, and only from brokers: CLUSTER_ACTION on the cluster; a leader adds
+//! the partition, not only verifies it, for a transaction version 2 producer).
 //!
 //! Per transaction: WRITE on the transactional id and on each topic (v0-3: a client's; v4+ needs
 //! only the request's CLUSTER_ACTION, as in Kafka), every partition known;
@@ -107,6 +108,9 @@ async fn one(ctx: &RequestContext, t: Txn, version: i16) -> Vec<AddPartitionsToT
                 producer_epoch: t.producer_epoch,
                 partitions: partitions.clone(),
                 verify_only: t.verify_only,
+                // A partition leader adds a partition only for a transaction version 2
+                // producer, which never sends AddPartitionsToTxn itself.
+                client_version: if from_client { 0 } else { crate::txn::TV2 },
             };
             match txn_call::call(ctx, &t.id, request).await {
                 Ok(TxnResponse::AddPartitions(Ok(()))) => all(0),

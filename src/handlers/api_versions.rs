@@ -1,15 +1,36 @@
 //! ApiVersions: the table of supported APIs, derived from the handler list.
 
-use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::api_versions_response::{ApiVersion, FinalizedFeatureKey, SupportedFeatureKey};
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse, ResponseKind};
 use kafka_protocol::protocol::VersionRange;
 
 use super::{supported_apis, Reply, RequestContext};
+use crate::protocol::str_bytes;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 4 };
 
-pub fn handle(_ctx: RequestContext, _req: ApiVersionsRequest) -> Reply {
-    Reply::Now(ResponseKind::ApiVersions(response(0)))
+/// Kafka's feature for the transaction protocol (KIP-890 part 2 at level 2), and the broker
+/// config that sets its finalized level.
+const TRANSACTION_VERSION: &str = "transaction.version";
+const TRANSACTION_VERSION_KEY: &str = "strata.feature.transaction.version";
+
+pub fn handle(ctx: RequestContext, _req: ApiVersionsRequest) -> Reply {
+    let image = ctx.apis.image();
+    let level = match image.broker_configs.get(TRANSACTION_VERSION_KEY) {
+        Some(v) => v.parse().unwrap_or(0),
+        None => ctx.apis.metadata.static_node_config().get_i32(TRANSACTION_VERSION_KEY) as i16,
+    };
+    // The features (v3+): what this broker supports, and the level clients are to use. The
+    // epoch orders answers of brokers that saw different metadata (clients keep the newest).
+    let resp = response(0)
+        .with_supported_features(vec![SupportedFeatureKey::default().with_name(str_bytes(TRANSACTION_VERSION)).with_min_version(0).with_max_version(2)])
+        .with_finalized_features_epoch(image.offset as i64)
+        .with_finalized_features(if level > 0 {
+            vec![FinalizedFeatureKey::default().with_name(str_bytes(TRANSACTION_VERSION)).with_min_version_level(level).with_max_version_level(level)]
+        } else {
+            Vec::new()
+        });
+    Reply::Now(ResponseKind::ApiVersions(resp))
 }
 
 /// The response, also sent (at v0) with UNSUPPORTED_VERSION when a client asks for a newer

@@ -1,6 +1,7 @@
 //! EndTxn: commit or abort the producer's transaction. The answer comes once PrepareCommit or
 //! PrepareAbort is written; the markers follow (`txn::markers`). v5 (transaction version 2)
-//! bumps the producer epoch at every end and answers the new one. WRITE on the transactional id.
+//! bumps the producer epoch at every end and answers the id and epoch to go on with (a new id
+//! once the epochs of the current one are spent). WRITE on the transactional id.
 
 use kafka_protocol::error::ResponseError as E;
 use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse, ProducerId, ResponseKind};
@@ -25,12 +26,24 @@ pub fn handle(ctx: RequestContext, req: EndTxnRequest) -> Reply {
     }
     let version = ctx.version();
     Reply::later(async move {
+        let bump_epoch = version >= 5;
+        // The decision is pure: a new producer id is taken beforehand, and only when this end
+        // may spend the last epoch of the current one (one id of this broker's block).
+        let fresh_producer_id = if bump_epoch && req.producer_epoch >= i16::MAX - 1 {
+            match ctx.apis.next_producer_id().await {
+                Ok(id) => id,
+                Err(e) => return answer(crate::handlers::errors::controller_error_code(&e)),
+            }
+        } else {
+            -1
+        };
         let request = TxnRequest::EndTxn {
             transactional_id: id.clone(),
             producer_id: req.producer_id.0,
             producer_epoch: req.producer_epoch,
             commit: req.committed,
-            bump_epoch: version >= 5,
+            bump_epoch,
+            fresh_producer_id,
         };
         match txn_call::call(&ctx, &id, request).await {
             Ok(TxnResponse::EndTxn(Ok((producer_id, epoch)))) => ResponseKind::EndTxn(EndTxnResponse::default().with_producer_id(ProducerId(producer_id)).with_producer_epoch(epoch)),

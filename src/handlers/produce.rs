@@ -86,7 +86,7 @@ pub fn handle(ctx: RequestContext, req: ProduceRequest) -> Reply {
                     Some(partition) => match p.records {
                         None => Outcome::Failed(ResponseError::InvalidRecord.code(), Some("no records".into()), Vec::new()),
                         Some(records) => {
-                            let txn = txn_verification::producer_txn(transactional_id.as_deref(), &records);
+                            let txn = txn_verification::producer_txn(transactional_id.as_deref(), &records, ctx.version() >= 12);
                             match txn_verification::start(&ctx.apis.txn_verifications, verify, &partition, txn) {
                                 Start::Append(verification) => append(&ctx, name, partition, records, acks, verification),
                                 Start::Verify(deferred) => {

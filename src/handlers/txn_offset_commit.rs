@@ -116,7 +116,10 @@ pub fn handle(ctx: RequestContext, req: TxnOffsetCommitRequest) -> Reply {
             0,
         ));
     }
-    let Some(partition) = offsets_partition_to_verify(&ctx, &image, &group_id) else {
+    // Transaction version 2 (v5+): the producer sent no AddOffsetsToTxn; the partition is added
+    // here.
+    let add = ctx.version() >= 5;
+    let Some(partition) = offsets_partition_to_verify(&ctx, &image, &group_id, add) else {
         let request = GroupRequest::TxnCommit { req: accepted, verification: None };
         return group_call::call(&ctx, &group_id, AclOperation::Read, request, respond);
     };
@@ -129,6 +132,7 @@ pub fn handle(ctx: RequestContext, req: TxnOffsetCommitRequest) -> Reply {
         transactional_id: accepted.transactional_id.to_string(),
         producer_id: accepted.producer_id.0,
         producer_epoch: accepted.producer_epoch,
+        add,
     };
     Reply::later(async move {
         let verification = match txn_verification::verify_offsets(&ctx, &partition, &txn).await {
@@ -144,9 +148,10 @@ pub fn handle(ctx: RequestContext, req: TxnOffsetCommitRequest) -> Reply {
 }
 
 /// The group's `__consumer_offsets` partition, when this broker leads it and verifies
-/// transactions (else the commit goes to the shard unverified, or is answered NOT_COORDINATOR).
-fn offsets_partition_to_verify(ctx: &RequestContext, image: &MetadataImage, group_id: &str) -> Option<Arc<Partition>> {
-    if !txn_verification::enabled(ctx, image) {
+/// transactions or must `add` it to one (else the commit goes to the shard unverified, or is
+/// answered NOT_COORDINATOR).
+fn offsets_partition_to_verify(ctx: &RequestContext, image: &MetadataImage, group_id: &str, add: bool) -> Option<Arc<Partition>> {
+    if !add && !txn_verification::enabled(ctx, image) {
         return None;
     }
     let partitions = image.topic_by_name(OFFSETS_TOPIC)?.partitions.len() as i32;

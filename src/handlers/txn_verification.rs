@@ -14,6 +14,10 @@
 //! the same producer on the same partition that arrive meanwhile (a producer pipelines up to
 //! five requests) wait behind it in arrival order ([`PendingVerifications`]), so the log sees
 //! them in sequence order as it would without verification.
+//!
+//! A transaction version 2 producer (Produce v12+, TxnOffsetCommit v5+) sends no
+//! AddPartitionsToTxn: the same question then adds the partition to its transaction (KIP-890
+//! part 2), and is asked even when verification is switched off.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,12 +54,19 @@ pub(super) struct ProducerTxn {
     pub transactional_id: String,
     pub producer_id: i64,
     pub producer_epoch: i16,
+    /// Transaction version 2 (Produce v12+, TxnOffsetCommit v5+): the producer never adds
+    /// partitions itself, so the leader adds the partition to the transaction rather than
+    /// only verifying it, whether or not verification is switched on (Kafka's
+    /// `addPartition` operation).
+    pub add: bool,
 }
 
-/// The transaction `records` belong to, if their first batch is a transactional data batch.
+/// The transaction `records` belong to, if their first batch is a transactional data batch;
+/// `add` as [`ProducerTxn::add`].
 pub(super) fn producer_txn(
     transactional_id: Option<&str>,
     records: &bytes::Bytes,
+    add: bool,
 ) -> Option<ProducerTxn> {
     let h = BatchHeader::parse(records).ok()?;
     if !h.is_transactional() || h.is_control() || h.producer_id < 0 {
@@ -65,6 +76,7 @@ pub(super) fn producer_txn(
         transactional_id: transactional_id?.to_string(),
         producer_id: h.producer_id,
         producer_epoch: h.producer_epoch,
+        add,
     })
 }
 
@@ -258,7 +270,7 @@ pub(super) fn start(
     partition: &Partition,
     txn: Option<ProducerTxn>,
 ) -> Start {
-    let Some(txn) = txn.filter(|_| enabled && partition.is_leader()) else {
+    let Some(txn) = txn.filter(|t| (enabled || t.add) && partition.is_leader()) else {
         return Start::Append(None);
     };
     if !pending.waiting(&partition.tp, txn.producer_id) {
@@ -316,7 +328,8 @@ async fn ask(ctx: &RequestContext, txn: &ProducerTxn, tp: &TopicPartition) -> (i
         producer_id: txn.producer_id,
         producer_epoch: txn.producer_epoch,
         partitions: vec![tp.clone()],
-        verify_only: true,
+        verify_only: !txn.add,
+        client_version: if txn.add { crate::txn::TV2 } else { 0 },
     };
     let txns = &ctx.apis.txns;
     let local = match txns.call(&txn.transactional_id, request) {
@@ -328,7 +341,10 @@ async fn ask(ctx: &RequestContext, txn: &ProducerTxn, tp: &TopicPartition) -> (i
                     E::TransactionAbortable.code()
                 }
             }
-            Ok(Ok(TxnResponse::Verify(Err(e)))) => txn_error_code(&e, true),
+            Ok(Ok(TxnResponse::Verify(Err(e)) | TxnResponse::AddPartitions(Err(e)))) => {
+                txn_error_code(&e, true)
+            }
+            Ok(Ok(TxnResponse::AddPartitions(Ok(())))) => 0,
             Ok(Ok(_)) => E::UnknownServerError.code(),
             Ok(Err(e)) => txn_write_error_code(&e),
             Err(_) => E::NotCoordinator.code(),
@@ -349,6 +365,7 @@ async fn remote(ctx: &RequestContext, txn: &ProducerTxn, tp: &TopicPartition) ->
                 producer_id: txn.producer_id,
                 producer_epoch: txn.producer_epoch,
                 partitions: vec![tp.clone()],
+                verify_only: !txn.add,
             };
             let answer = txns
                 .verifier()

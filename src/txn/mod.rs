@@ -15,6 +15,7 @@
 //! The coordinator sees the rest of the broker only through [`TxnCoordinatorContext`].
 
 pub mod markers;
+mod metadata;
 mod metrics;
 mod parked;
 pub mod records;
@@ -40,7 +41,7 @@ use crate::replication::{MetadataClient, ReplicaManager};
 use markers::MarkerChannel;
 pub use metrics::TxnMetrics;
 use shard::{Command, ShardHandle, ShardSettings, TxnReply, ACTIVE, LOADING, STOPPED};
-pub use state::{TxnConfig, TxnError, TxnMetadata, TxnRequest, TxnResponse, TxnState};
+pub use state::{TxnConfig, TxnError, TxnMetadata, TxnRequest, TxnResponse, TxnState, TV2};
 use verification::TxnVerifier;
 
 /// The internal topic holding the transactions' state.

@@ -19,6 +19,7 @@ pub(super) struct ParkedAdd {
     pub(super) transactional_id: String,
     pub(super) producer: (i64, i16),
     pub(super) partitions: Vec<TopicPartition>,
+    pub(super) client_version: i16,
     pub(super) deadline_ms: i64,
 }
 

@@ -3,12 +3,16 @@
 //!
 //! - key: `int16` record type 0 (the transaction log), then `transactional_id: string`
 //!   (`int16` length + UTF-8).
-//! - value v0 (written; v1 is read too, its tagged fields skipped): `int16` version, then
-//!   `producer_id: int64, producer_epoch: int16, transaction_timeout_ms: int32,
-//!   transaction_status: int8, transaction_partitions: nullable [topic: string,
-//!   partition_ids: [int32]], transaction_last_update_timestamp_ms: int64,
+//! - value v0: `int16` version, then `producer_id: int64, producer_epoch: int16,
+//!   transaction_timeout_ms: int32, transaction_status: int8, transaction_partitions: nullable
+//!   [topic: string, partition_ids: [int32]], transaction_last_update_timestamp_ms: int64,
 //!   transaction_start_timestamp_ms: int64`. Arrays are `int32` counts, null is -1. Kafka writes
 //!   null partitions for the Empty state and an array (possibly empty) for every other.
+//! - value v1, written as Kafka does for transaction version 2 clients: the same fields in the
+//!   flexible encoding (compact strings and arrays, `unsigned varint` length + 1, null 0, a
+//!   tagged-field section after each struct) with tagged fields `PreviousProducerId` (tag 0,
+//!   int64), `NextProducerId` (tag 1, int64) and `ClientTransactionVersion` (tag 2, int16),
+//!   each written only when it differs from its default (-1, -1, 0).
 //!
 //! A null value is a tombstone: the transactional id expired. Records are written as
 //! uncompressed magic-2 batches with acks=all.
@@ -25,9 +29,6 @@ use crate::model::TopicPartition;
 
 /// The coordinator record type of the transaction log's key (Kafka's `CoordinatorRecordType`).
 const KEY_TYPE: i16 = 0;
-/// The value version written: v0, the version Kafka writes for clients below transaction
-/// version 2, which is all this coordinator serves.
-const VALUE_VERSION: i16 = 0;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TxnLogError {
@@ -61,6 +62,9 @@ pub struct TxnLogValue {
     pub partitions: BTreeSet<TopicPartition>,
     pub last_update_ms: i64,
     pub start_ms: i64,
+    pub previous_producer_id: i64,
+    pub next_producer_id: i64,
+    pub client_version: i16,
 }
 
 impl TxnLogValue {
@@ -73,7 +77,34 @@ impl TxnLogValue {
             partitions: m.partitions.clone(),
             last_update_ms: m.last_update_ms,
             start_ms: m.start_ms,
+            previous_producer_id: m.previous_producer_id,
+            next_producer_id: m.next_producer_id,
+            client_version: m.client_version,
         }
+    }
+
+    /// v1 for transaction version 2 clients (and whatever carries their fields), v0 otherwise,
+    /// as Kafka chooses.
+    fn version(&self) -> i16 {
+        let tv2 = self.client_version >= super::metadata::TV2
+            || self.previous_producer_id >= 0
+            || self.next_producer_id >= 0;
+        i16::from(tv2)
+    }
+
+    /// The tagged fields that differ from their defaults, by tag.
+    fn tagged(&self) -> Vec<(u32, Vec<u8>)> {
+        let mut tags = Vec::new();
+        if self.previous_producer_id != -1 {
+            tags.push((0, self.previous_producer_id.to_be_bytes().to_vec()));
+        }
+        if self.next_producer_id != -1 {
+            tags.push((1, self.next_producer_id.to_be_bytes().to_vec()));
+        }
+        if self.client_version != 0 {
+            tags.push((2, self.client_version.to_be_bytes().to_vec()));
+        }
+        tags
     }
 }
 
@@ -88,14 +119,16 @@ impl TxnLogRecord {
     /// The value bytes, or None for a tombstone.
     pub fn encode_value(&self) -> Option<Bytes> {
         let v = self.value.as_ref()?;
+        let version = v.version();
+        let flexible = version >= 1;
         let mut buf = BytesMut::new();
-        buf.put_i16(VALUE_VERSION);
+        buf.put_i16(version);
         buf.put_i64(v.producer_id);
         buf.put_i16(v.producer_epoch);
         buf.put_i32(v.timeout_ms);
         buf.put_i8(v.state.id());
         if v.state == TxnState::Empty {
-            buf.put_i32(-1);
+            put_len(&mut buf, flexible, None);
         } else {
             let mut topics: Vec<(&str, Vec<i32>)> = Vec::new();
             for tp in &v.partitions {
@@ -104,17 +137,34 @@ impl TxnLogRecord {
                     _ => topics.push((&tp.topic, vec![tp.partition.0])),
                 }
             }
-            buf.put_i32(topics.len() as i32);
+            put_len(&mut buf, flexible, Some(topics.len()));
             for (topic, partitions) in topics {
-                put_string(&mut buf, topic);
-                buf.put_i32(partitions.len() as i32);
+                if flexible {
+                    put_len(&mut buf, true, Some(topic.len()));
+                    buf.put_slice(topic.as_bytes());
+                } else {
+                    put_string(&mut buf, topic);
+                }
+                put_len(&mut buf, flexible, Some(partitions.len()));
                 for p in partitions {
                     buf.put_i32(p);
+                }
+                if flexible {
+                    put_varint(&mut buf, 0);
                 }
             }
         }
         buf.put_i64(v.last_update_ms);
         buf.put_i64(v.start_ms);
+        if flexible {
+            let tags = v.tagged();
+            put_varint(&mut buf, tags.len() as u32);
+            for (tag, bytes) in tags {
+                put_varint(&mut buf, tag);
+                put_varint(&mut buf, bytes.len() as u32);
+                buf.put_slice(&bytes);
+            }
+        }
         Some(buf.freeze())
     }
 
@@ -168,8 +218,22 @@ impl TxnLogRecord {
         }
         let last_update_ms = get_i64(&mut v, "last update timestamp")?;
         let start_ms = get_i64(&mut v, "start timestamp")?;
-        // v1's tagged fields (previous/next producer id, client transaction version) concern
-        // transaction version 2, which this coordinator does not serve.
+        let (mut previous_producer_id, mut next_producer_id, mut client_version) = (-1, -1, 0);
+        if flexible {
+            for _ in 0..get_varint(&mut v, "tagged fields")? {
+                let tag = get_varint(&mut v, "tag")?;
+                let size = get_varint(&mut v, "tag size")? as usize;
+                need(v, size, "tagged field")?;
+                let (mut field, rest) = v.split_at(size);
+                v = rest;
+                match tag {
+                    0 => previous_producer_id = get_i64(&mut field, "previous producer id")?,
+                    1 => next_producer_id = get_i64(&mut field, "next producer id")?,
+                    2 => client_version = get_i16(&mut field, "client transaction version")?,
+                    _ => {} // a field of a newer Kafka: skipped, as its schema allows
+                }
+            }
+        }
         Ok(TxnLogRecord {
             transactional_id,
             value: Some(TxnLogValue {
@@ -184,6 +248,9 @@ impl TxnLogRecord {
                 },
                 last_update_ms,
                 start_ms,
+                previous_producer_id,
+                next_producer_id,
+                client_version,
             }),
         })
     }
@@ -226,6 +293,25 @@ pub fn encode_batch(records: &[TxnLogRecord], timestamp_ms: i64) -> Result<Bytes
 fn put_string(buf: &mut BytesMut, s: &str) {
     buf.put_i16(s.len() as i16);
     buf.put_slice(s.as_bytes());
+}
+
+/// An array or string length: `int32` (null -1), or in the flexible encoding an `unsigned
+/// varint` of length + 1 (null 0).
+fn put_len(buf: &mut BytesMut, flexible: bool, len: Option<usize>) {
+    match (flexible, len) {
+        (false, Some(n)) => buf.put_i32(n as i32),
+        (false, None) => buf.put_i32(-1),
+        (true, Some(n)) => put_varint(buf, n as u32 + 1),
+        (true, None) => put_varint(buf, 0),
+    }
+}
+
+fn put_varint(buf: &mut BytesMut, mut n: u32) {
+    while n >= 0x80 {
+        buf.put_u8((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    buf.put_u8(n as u8);
 }
 
 fn need(b: &[u8], n: usize, what: &'static str) -> Result<(), TxnLogError> {
@@ -340,6 +426,9 @@ mod tests {
                 .collect(),
             last_update_ms: 1_700_000_000_123,
             start_ms: 1_700_000_000_000,
+            previous_producer_id: -1,
+            next_producer_id: -1,
+            client_version: 0,
         }
     }
 
@@ -419,7 +508,7 @@ mod tests {
 
     /// A flexible v1 value as Kafka writes it for transaction version 2 clients.
     #[test]
-    fn value_v1_is_read_with_its_tagged_fields_skipped() {
+    fn value_v1_is_read_with_its_tagged_fields() {
         let mut v = vec![0u8, 1];
         v.extend(7i64.to_be_bytes());
         v.extend(1i16.to_be_bytes());
@@ -444,6 +533,57 @@ mod tests {
             vec![TopicPartition::new("t", 5)]
         );
         assert_eq!((got.last_update_ms, got.start_ms), (11, 10));
+        assert_eq!(
+            (
+                got.previous_producer_id,
+                got.next_producer_id,
+                got.client_version
+            ),
+            (6, -1, 2)
+        );
+        // Written back, it is the same bytes.
+        let back = TxnLogRecord {
+            transactional_id: "a".into(),
+            value: Some(TxnLogValue {
+                partitions: [TopicPartition::new("t", 5)].into(),
+                ..got
+            }),
+        };
+        assert_eq!(back.encode_value().unwrap().as_ref(), &v[..]);
+    }
+
+    #[test]
+    fn a_transaction_version_2_value_round_trips_as_v1_and_others_stay_v0() {
+        let mut v = value(TxnState::PrepareAbort, &[("a", 0), ("a", 2), ("bb", 1)]);
+        let v0 = TxnLogRecord {
+            transactional_id: "x".into(),
+            value: Some(v.clone()),
+        };
+        assert_eq!(&v0.encode_value().unwrap()[..2], &[0, 0]);
+        v.client_version = 2;
+        v.next_producer_id = 77;
+        let r = TxnLogRecord {
+            transactional_id: "x".into(),
+            value: Some(v),
+        };
+        let bytes = r.encode_value().unwrap();
+        assert_eq!(&bytes[..2], &[0, 1]);
+        assert_eq!(
+            TxnLogRecord::decode(&r.encode_key(), Some(&bytes)).unwrap(),
+            r
+        );
+        let empty = TxnLogRecord {
+            transactional_id: "x".into(),
+            value: Some(TxnLogValue {
+                client_version: 2,
+                ..value(TxnState::Empty, &[])
+            }),
+        };
+        let bytes = empty.encode_value().unwrap();
+        assert_eq!(
+            TxnLogRecord::decode(&empty.encode_key(), Some(&bytes)).unwrap(),
+            empty
+        );
     }
 
     #[test]

@@ -18,129 +18,13 @@
 //! memory at once; the shard stops and reloads from the log if a write fails, so what was
 //! decided but not written is forgotten with it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::parked::{take_where, ParkedAdd, PARK_MAX_MS};
 use super::records::{TxnLogRecord, TxnLogValue};
 use crate::model::TopicPartition;
 
-/// Kafka's `TransactionState`, with its ids in the transaction log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum TxnState {
-    Empty,
-    Ongoing,
-    PrepareCommit,
-    PrepareAbort,
-    CompleteCommit,
-    CompleteAbort,
-    Dead,
-    PrepareEpochFence,
-}
-
-impl TxnState {
-    pub const ALL: [TxnState; 8] = [
-        TxnState::Empty,
-        TxnState::Ongoing,
-        TxnState::PrepareCommit,
-        TxnState::PrepareAbort,
-        TxnState::CompleteCommit,
-        TxnState::CompleteAbort,
-        TxnState::Dead,
-        TxnState::PrepareEpochFence,
-    ];
-
-    pub fn id(self) -> i8 {
-        match self {
-            TxnState::Empty => 0,
-            TxnState::Ongoing => 1,
-            TxnState::PrepareCommit => 2,
-            TxnState::PrepareAbort => 3,
-            TxnState::CompleteCommit => 4,
-            TxnState::CompleteAbort => 5,
-            TxnState::Dead => 6,
-            TxnState::PrepareEpochFence => 7,
-        }
-    }
-
-    pub fn from_id(id: i8) -> Option<TxnState> {
-        TxnState::ALL.into_iter().find(|s| s.id() == id)
-    }
-
-    /// The name DescribeTransactions and ListTransactions answer, and filters match.
-    pub fn name(self) -> &'static str {
-        match self {
-            TxnState::Empty => "Empty",
-            TxnState::Ongoing => "Ongoing",
-            TxnState::PrepareCommit => "PrepareCommit",
-            TxnState::PrepareAbort => "PrepareAbort",
-            TxnState::CompleteCommit => "CompleteCommit",
-            TxnState::CompleteAbort => "CompleteAbort",
-            TxnState::Dead => "Dead",
-            TxnState::PrepareEpochFence => "PrepareEpochFence",
-        }
-    }
-
-    /// A transaction is open from its first partition until its markers are all written.
-    pub fn is_open(self) -> bool {
-        matches!(
-            self,
-            TxnState::Ongoing
-                | TxnState::PrepareCommit
-                | TxnState::PrepareAbort
-                | TxnState::PrepareEpochFence
-        )
-    }
-}
-
-/// Why a transactional request is refused; mapped to Kafka codes in `handlers::errors`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum TxnError {
-    #[error("the transaction timeout is above transaction.max.timeout.ms or not positive")]
-    InvalidTransactionTimeout,
-    #[error("the producer id does not belong to this transactional id")]
-    InvalidProducerIdMapping,
-    #[error("a newer producer with the same transactional id has fenced this one")]
-    ProducerFenced,
-    #[error("the transaction is completing; retry")]
-    ConcurrentTransactions,
-    #[error("the request does not fit the transaction's state")]
-    InvalidTxnState,
-}
-
-/// What the coordinator keeps of one transactional id (Kafka's `TransactionMetadata`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TxnMetadata {
-    pub transactional_id: String,
-    pub producer_id: i64,
-    pub producer_epoch: i16,
-    /// The epoch before the last bump, so that a retried request that already succeeded is
-    /// recognised; -1 when unknown (after a load).
-    pub last_producer_epoch: i16,
-    pub timeout_ms: i32,
-    pub state: TxnState,
-    pub partitions: BTreeSet<TopicPartition>,
-    /// When the current transaction began (its first partition), -1 when none is open.
-    pub start_ms: i64,
-    pub last_update_ms: i64,
-}
-
-/// Limits from the node config.
-#[derive(Debug, Clone, Copy)]
-pub struct TxnConfig {
-    /// `transaction.max.timeout.ms`.
-    pub max_timeout_ms: i32,
-    /// `transactional.id.expiration.ms`.
-    pub id_expiration_ms: i64,
-}
-
-impl Default for TxnConfig {
-    fn default() -> TxnConfig {
-        TxnConfig {
-            max_timeout_ms: 900_000,
-            id_expiration_ms: 7 * 24 * 3_600_000,
-        }
-    }
-}
+pub use super::metadata::{TxnConfig, TxnError, TxnMetadata, TxnState, TV2};
 
 /// Identifies the caller waiting for a reply, assigned by the shard task.
 pub type Waiter = u64;
@@ -165,6 +49,9 @@ pub enum TxnRequest {
         partitions: Vec<TopicPartition>,
         /// KIP-890 verification by a partition leader: check membership, change nothing.
         verify_only: bool,
+        /// The transaction version of the client: 2 when a partition leader adds the partition
+        /// for a transaction version 2 producer (Produce v12+, TxnOffsetCommit v5+).
+        client_version: i16,
     },
     EndTxn {
         transactional_id: String,
@@ -173,6 +60,10 @@ pub enum TxnRequest {
         commit: bool,
         /// EndTxn v5 (transaction version 2): the epoch is bumped at every transaction's end.
         bump_epoch: bool,
+        /// A fresh producer id for when this end exhausts the epochs of the current one
+        /// (transaction version 2), or -1: the handler takes one only when the producer's epoch
+        /// says it may be needed.
+        fresh_producer_id: i64,
     },
     /// Every partition's marker of this transaction is written.
     MarkersWritten {
@@ -282,6 +173,9 @@ impl TxnShard {
                         partitions: v.partitions,
                         start_ms: v.start_ms,
                         last_update_ms: v.last_update_ms,
+                        previous_producer_id: v.previous_producer_id,
+                        next_producer_id: v.next_producer_id,
+                        client_version: v.client_version,
                     },
                 );
             }
@@ -333,6 +227,7 @@ impl TxnShard {
                 producer_epoch,
                 partitions,
                 verify_only,
+                client_version,
             } => {
                 if verify_only {
                     let r = self.verify(&transactional_id, producer_id, producer_epoch, partitions);
@@ -343,6 +238,7 @@ impl TxnShard {
                     &transactional_id,
                     (producer_id, producer_epoch),
                     partitions,
+                    client_version,
                     now_ms,
                 )
             }
@@ -352,14 +248,26 @@ impl TxnShard {
                 producer_epoch,
                 commit,
                 bump_epoch,
-            } => self.end_txn(
-                waiter,
-                &transactional_id,
-                (producer_id, producer_epoch),
-                commit,
-                bump_epoch,
-                now_ms,
-            ),
+                fresh_producer_id,
+            } => {
+                let producer = (producer_id, producer_epoch);
+                if bump_epoch {
+                    let r = self.end_txn_v2(
+                        &transactional_id,
+                        producer,
+                        commit,
+                        fresh_producer_id,
+                        now_ms,
+                    );
+                    let (mut d, answer) = match r {
+                        Ok((d, answer)) => (d, Ok(answer)),
+                        Err(e) => (Decision::default(), Err(e)),
+                    };
+                    d.replies.push((waiter, TxnResponse::EndTxn(answer)));
+                    return d;
+                }
+                self.end_txn(waiter, &transactional_id, producer, commit, now_ms)
+            }
             TxnRequest::MarkersWritten {
                 transactional_id,
                 producer_id,
@@ -419,17 +327,12 @@ impl TxnShard {
             return reply(Err(TxnError::InvalidTransactionTimeout));
         }
         let Some(m) = self.txns.get_mut(&transactional_id) else {
-            let m = TxnMetadata {
-                transactional_id: transactional_id.clone(),
-                producer_id: fresh_producer_id,
-                producer_epoch: 0,
-                last_producer_epoch: -1,
+            let m = TxnMetadata::new(
+                transactional_id.clone(),
+                fresh_producer_id,
                 timeout_ms,
-                state: TxnState::Empty,
-                partitions: BTreeSet::new(),
-                start_ms: -1,
-                last_update_ms: now_ms,
-            };
+                now_ms,
+            );
             let d = Decision {
                 records: vec![record(&m)],
                 replies: vec![(waiter, TxnResponse::InitProducerId(Ok((m.producer_id, 0))))],
@@ -522,6 +425,7 @@ impl TxnShard {
         transactional_id: &str,
         (producer_id, producer_epoch): (i64, i16),
         partitions: Vec<TopicPartition>,
+        client_version: i16,
         now_ms: i64,
     ) -> Decision {
         let reply = |r| Decision::reply(waiter, TxnResponse::AddPartitions(r));
@@ -537,6 +441,7 @@ impl TxnShard {
                     transactional_id: transactional_id.to_string(),
                     producer: (producer_id, producer_epoch),
                     partitions,
+                    client_version,
                     deadline_ms: now_ms + PARK_MAX_MS,
                 });
                 return Decision::default();
@@ -552,6 +457,7 @@ impl TxnShard {
             m.start_ms = now_ms;
             m.partitions.clear();
         }
+        m.client_version = m.client_version.max(client_version);
         m.state = TxnState::Ongoing;
         m.partitions.extend(partitions);
         m.last_update_ms = now_ms;
@@ -583,13 +489,13 @@ impl TxnShard {
             .collect())
     }
 
+    /// EndTxn below v5: the epoch stays.
     fn end_txn(
         &mut self,
         waiter: Waiter,
         transactional_id: &str,
         (producer_id, producer_epoch): (i64, i16),
         commit: bool,
-        bump_epoch: bool,
         now_ms: i64,
     ) -> Decision {
         let reply = |r| Decision::reply(waiter, TxnResponse::EndTxn(r));
@@ -598,22 +504,6 @@ impl TxnShard {
         } else {
             TxnState::CompleteAbort
         };
-        // With the epoch bumped at each end, a retry comes with the epoch before the bump.
-        if bump_epoch {
-            if let Some(m) = self.txns.get(transactional_id) {
-                let prepared = if commit {
-                    TxnState::PrepareCommit
-                } else {
-                    TxnState::PrepareAbort
-                };
-                if m.producer_id == producer_id
-                    && m.last_producer_epoch == producer_epoch
-                    && (m.state == wanted || m.state == prepared)
-                {
-                    return reply(Ok((m.producer_id, m.producer_epoch)));
-                }
-            }
-        }
         let m = match self.owned(transactional_id, producer_id, producer_epoch) {
             Ok(m) => m,
             Err(e) => return reply(Err(e)),
@@ -629,10 +519,6 @@ impl TxnShard {
             }
             TxnState::PrepareEpochFence => return reply(Err(TxnError::ProducerFenced)),
             _ => return reply(Err(TxnError::InvalidTxnState)),
-        }
-        if bump_epoch && m.producer_epoch < i16::MAX - 1 {
-            m.last_producer_epoch = m.producer_epoch;
-            m.producer_epoch += 1;
         }
         let mut d = Self::prepare(m, commit, now_ms);
         d.replies.push((
@@ -698,6 +584,14 @@ impl TxnShard {
         m.state = state;
         m.partitions.clear();
         m.last_update_ms = now_ms;
+        if m.next_producer_id >= 0 {
+            // Transaction version 2 spent the epochs of the id: the producer goes on with the
+            // next one, as the EndTxn answer told it.
+            m.previous_producer_id = m.producer_id;
+            m.producer_id = m.next_producer_id;
+            m.producer_epoch = 0;
+            m.next_producer_id = -1;
+        }
         let mut d = Decision {
             records: vec![record(m)],
             committed: u64::from(committed),
@@ -710,6 +604,7 @@ impl TxnShard {
                 &p.transactional_id,
                 p.producer,
                 p.partitions,
+                p.client_version,
                 now_ms,
             );
             d.records.extend(next.records);
@@ -796,3 +691,6 @@ impl TxnShard {
 #[cfg(test)]
 #[path = "state_tests.rs"]
 mod tests;
+
+#[path = "end_txn_v2.rs"]
+mod end_txn_v2;

@@ -42,6 +42,7 @@ fn add(
                 .map(|(t, p)| TopicPartition::new(*t, *p))
                 .collect(),
             verify_only: false,
+            client_version: 0,
         },
         now,
     )
@@ -56,6 +57,7 @@ fn end(s: &mut TxnShard, id: &str, pid: i64, epoch: i16, commit: bool, now: i64)
             producer_epoch: epoch,
             commit,
             bump_epoch: false,
+            fresh_producer_id: -1,
         },
         now,
     )
@@ -366,27 +368,6 @@ fn a_load_resends_the_markers_of_prepared_transactions() {
 }
 
 #[test]
-fn end_txn_v5_bumps_the_epoch_and_accepts_a_retry() {
-    let mut s = shard();
-    init(&mut s, "t", 7, T0);
-    add(&mut s, "t", 7, 0, &[("a", 0)], T0);
-    let req = || TxnRequest::EndTxn {
-        transactional_id: "t".into(),
-        producer_id: 7,
-        producer_epoch: 0,
-        commit: true,
-        bump_epoch: true,
-    };
-    let d = s.handle(3, req(), T0);
-    assert_eq!(d.replies, vec![(3, TxnResponse::EndTxn(Ok((7, 1))))]);
-    assert_eq!(d.markers[0].producer_epoch, 1);
-    assert_eq!(
-        s.handle(3, req(), T0).replies,
-        vec![(3, TxnResponse::EndTxn(Ok((7, 1))))]
-    );
-}
-
-#[test]
 fn verification_reports_membership_without_changing_anything() {
     let mut s = shard();
     init(&mut s, "t", 7, T0);
@@ -399,6 +380,7 @@ fn verification_reports_membership_without_changing_anything() {
             producer_epoch: 0,
             partitions: vec![TopicPartition::new("a", 0), TopicPartition::new("a", 1)],
             verify_only: true,
+            client_version: 0,
         },
         T0,
     );
@@ -427,6 +409,7 @@ fn verification_while_the_transaction_ends_is_retriable_and_after_it_outside() {
             producer_epoch: 0,
             partitions: vec![TopicPartition::new("a", 0)],
             verify_only: true,
+            client_version: 0,
         };
         s.handle(5, request, T0).replies
     };
@@ -577,4 +560,158 @@ fn a_held_add_is_told_to_retry_at_its_deadline_and_a_fenced_one_is_fenced() {
     assert_eq!(d.aborted, 1);
     assert_eq!(d.replies, vec![(4, TxnResponse::Done)]);
     assert_eq!(state(&s, "t"), TxnState::CompleteAbort);
+}
+
+/// EndTxn v5 as a transaction version 2 producer sends it.
+fn end_v2(s: &mut TxnShard, id: &str, pid: i64, epoch: i16, commit: bool, fresh: i64) -> Decision {
+    let request = TxnRequest::EndTxn {
+        transactional_id: id.into(),
+        producer_id: pid,
+        producer_epoch: epoch,
+        commit,
+        bump_epoch: true,
+        fresh_producer_id: fresh,
+    };
+    s.handle(3, request, T0)
+}
+
+/// A partition leader adding a partition for a transaction version 2 producer.
+fn leader_add(s: &mut TxnShard, id: &str, pid: i64, epoch: i16, partition: i32) -> Decision {
+    let request = TxnRequest::AddPartitions {
+        transactional_id: id.into(),
+        producer_id: pid,
+        producer_epoch: epoch,
+        partitions: vec![TopicPartition::new("a", partition)],
+        verify_only: false,
+        client_version: TV2,
+    };
+    s.handle(2, request, T0)
+}
+
+#[test]
+fn transaction_version_2_runs_transactions_on_successive_epochs() {
+    let mut s = shard();
+    init(&mut s, "t", 7, T0);
+    // The leader adds the partition; no AddPartitionsToTxn from the producer.
+    let d = leader_add(&mut s, "t", 7, 0, 0);
+    assert_eq!(d.replies, vec![(2, TxnResponse::AddPartitions(Ok(())))]);
+    assert_eq!(s.txns["t"].client_version, TV2);
+    let d = end_v2(&mut s, "t", 7, 0, true, -1);
+    assert_eq!(d.replies, vec![(3, TxnResponse::EndTxn(Ok((7, 1))))]);
+    assert_eq!(
+        d.markers[0].producer_epoch, 1,
+        "markers carry the bumped epoch"
+    );
+    // The record says which version ended it, so a reload keeps it.
+    assert_eq!(d.records[0].value.as_ref().unwrap().client_version, TV2);
+    // The next transaction at the new epoch waits for the markers, then starts.
+    assert!(leader_add(&mut s, "t", 7, 1, 1).replies.is_empty());
+    let d = markers_written(&mut s, "t", 7, 1, T0);
+    assert_eq!(d.replies[0], (2, TxnResponse::AddPartitions(Ok(()))));
+    assert_eq!(state(&s, "t"), TxnState::Ongoing);
+    // The old epoch is fenced now that a transaction runs at the new one.
+    assert_eq!(
+        end_v2(&mut s, "t", 7, 0, true, -1).replies,
+        vec![(3, TxnResponse::EndTxn(Err(TxnError::ProducerFenced)))]
+    );
+    let d = end_v2(&mut s, "t", 7, 1, false, -1);
+    assert_eq!(d.replies, vec![(3, TxnResponse::EndTxn(Ok((7, 2))))]);
+    assert_eq!(d.markers[0].partitions, vec![TopicPartition::new("a", 1)]);
+}
+
+#[test]
+fn a_retried_v2_end_gets_the_same_answer_and_a_mismatched_one_is_refused() {
+    let mut s = shard();
+    init(&mut s, "t", 7, T0);
+    leader_add(&mut s, "t", 7, 0, 0);
+    end_v2(&mut s, "t", 7, 0, true, -1);
+    // While the markers are written: the retry is told to wait.
+    assert_eq!(
+        end_v2(&mut s, "t", 7, 0, true, -1).replies,
+        vec![(
+            3,
+            TxnResponse::EndTxn(Err(TxnError::ConcurrentTransactions))
+        )]
+    );
+    markers_written(&mut s, "t", 7, 1, T0);
+    let retry = end_v2(&mut s, "t", 7, 0, true, -1);
+    assert!(retry.records.is_empty());
+    assert_eq!(retry.replies, vec![(3, TxnResponse::EndTxn(Ok((7, 1))))]);
+    // An abort retried as a commit, and a commit with nothing open, are invalid.
+    assert_eq!(
+        end_v2(&mut s, "t", 7, 0, false, -1).replies,
+        vec![(3, TxnResponse::EndTxn(Err(TxnError::InvalidTxnState)))]
+    );
+    assert_eq!(
+        end_v2(&mut s, "t", 7, 1, true, -1).replies,
+        vec![(3, TxnResponse::EndTxn(Err(TxnError::InvalidTxnState)))]
+    );
+}
+
+#[test]
+fn a_v2_abort_with_nothing_added_bumps_the_epoch_and_completes_at_once() {
+    let mut s = shard();
+    init(&mut s, "t", 7, T0);
+    let d = end_v2(&mut s, "t", 7, 0, false, -1);
+    assert_eq!(d.replies, vec![(3, TxnResponse::EndTxn(Ok((7, 1))))]);
+    assert!(d.markers.is_empty());
+    let states: Vec<TxnState> = d
+        .records
+        .iter()
+        .map(|r| r.value.as_ref().unwrap().state)
+        .collect();
+    assert_eq!(
+        states,
+        vec![TxnState::PrepareAbort, TxnState::CompleteAbort]
+    );
+    assert_eq!(d.aborted, 1);
+    assert_eq!(state(&s, "t"), TxnState::CompleteAbort);
+}
+
+#[test]
+fn the_last_v2_epoch_moves_the_producer_to_a_new_id_after_the_markers() {
+    let mut s = shard();
+    init(&mut s, "t", 7, T0);
+    s.txns.get_mut("t").unwrap().producer_epoch = i16::MAX - 1;
+    leader_add(&mut s, "t", 7, i16::MAX - 1, 0);
+    // Without a fresh id the producer is told to retry; the handler takes one next time.
+    assert_eq!(
+        end_v2(&mut s, "t", 7, i16::MAX - 1, true, -1).replies,
+        vec![(
+            3,
+            TxnResponse::EndTxn(Err(TxnError::ConcurrentTransactions))
+        )]
+    );
+    let d = end_v2(&mut s, "t", 7, i16::MAX - 1, true, 8);
+    assert_eq!(d.replies, vec![(3, TxnResponse::EndTxn(Ok((8, 0))))]);
+    // The markers fence the old id with its last epoch.
+    assert_eq!(
+        (d.markers[0].producer_id, d.markers[0].producer_epoch),
+        (7, i16::MAX)
+    );
+    assert_eq!(d.records[0].value.as_ref().unwrap().next_producer_id, 8);
+    // A reload in between keeps the pending move.
+    let mut loaded = shard();
+    for r in d.records.clone() {
+        loaded.replay(r);
+    }
+    for s in [&mut s, &mut loaded] {
+        let done = markers_written(s, "t", 7, i16::MAX, T0);
+        let m = &s.txns["t"];
+        assert_eq!(
+            (m.producer_id, m.producer_epoch, m.previous_producer_id),
+            (8, 0, 7)
+        );
+        assert_eq!(m.state, TxnState::CompleteCommit);
+        assert_eq!(done.records.len(), 1);
+        // A retry from before the move gets the new id, and the new id runs on.
+        assert_eq!(
+            end_v2(s, "t", 7, i16::MAX - 1, true, -1).replies,
+            vec![(3, TxnResponse::EndTxn(Ok((8, 0))))]
+        );
+        assert_eq!(
+            leader_add(s, "t", 8, 0, 1).replies,
+            vec![(2, TxnResponse::AddPartitions(Ok(())))]
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! Asking another broker's transaction coordinator whether partitions are in a producer's
 //! ongoing transaction (KIP-890, Kafka's `AddPartitionsToTxnManager`): the partition leaders'
-//! side of AddPartitionsToTxn v4+ with `verify_only`.
+//! side of AddPartitionsToTxn v4+ with `verify_only`, or without it to add the partitions for a
+//! transaction version 2 producer.
 //!
 //! Questions are batched per coordinator broker: while one request to a broker is in flight,
 //! the questions that arrive meanwhile wait, and the next request carries them all (questions
@@ -40,13 +41,15 @@ const MAX_BATCH: usize = 1_000;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One producer's question: are these partitions in its ongoing transaction?
+/// One producer's question: are these partitions in its ongoing transaction? Or, for a
+/// transaction version 2 producer (`verify_only` false), add them to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxnToVerify {
     pub transactional_id: String,
     pub producer_id: i64,
     pub producer_epoch: i16,
     pub partitions: Vec<TopicPartition>,
+    pub verify_only: bool,
 }
 
 /// The coordinator's code per asked partition (0: in the transaction).
@@ -100,7 +103,8 @@ fn batch(waiting: Vec<Waiting>) -> (Vec<(TxnToVerify, Vec<Waiting>)>, Vec<Waitin
         match same_id {
             Some((t, ws))
                 if t.producer_id == w.txn.producer_id
-                    && t.producer_epoch == w.txn.producer_epoch =>
+                    && t.producer_epoch == w.txn.producer_epoch
+                    && t.verify_only == w.txn.verify_only =>
             {
                 for tp in &w.txn.partitions {
                     if !t.partitions.contains(tp) {
@@ -290,7 +294,7 @@ fn request_entry(t: &TxnToVerify) -> AddPartitionsToTxnTransaction {
         .with_transactional_id(TransactionalId(str_bytes(t.transactional_id.clone())))
         .with_producer_id(ProducerId(t.producer_id))
         .with_producer_epoch(t.producer_epoch)
-        .with_verify_only(true)
+        .with_verify_only(t.verify_only)
         .with_topics(
             topics
                 .into_iter()
@@ -322,6 +326,7 @@ mod tests {
                 .iter()
                 .map(|p| TopicPartition::new("t", *p))
                 .collect(),
+            verify_only: true,
         };
         (Waiting { txn, reply: tx }, rx)
     }
@@ -332,7 +337,9 @@ mod tests {
         let (b, _rb) = ask("x", 1, 0, &[1, 0]);
         let (c, _rc) = ask("y", 2, 0, &[0]);
         let (d, _rd) = ask("x", 1, 1, &[2]);
-        let (entries, later) = batch(vec![a, b, c, d]);
+        let (mut e, _re) = ask("x", 1, 0, &[3]);
+        e.txn.verify_only = false;
+        let (entries, later) = batch(vec![a, b, c, d, e]);
         assert_eq!(entries.len(), 2);
         assert_eq!(
             entries[0].0.partitions,
@@ -340,8 +347,10 @@ mod tests {
         );
         assert_eq!(entries[0].1.len(), 2);
         assert_eq!(entries[1].0.transactional_id, "y");
-        assert_eq!(later.len(), 1);
+        // Another epoch, and an add beside a verification, go in the next request.
+        assert_eq!(later.len(), 2);
         assert_eq!(later[0].txn.producer_epoch, 1);
+        assert!(!later[1].txn.verify_only);
     }
 
     #[test]
@@ -355,9 +364,17 @@ mod tests {
                 TopicPartition::new("a", 0),
                 TopicPartition::new("b", 0),
             ],
+            verify_only: true,
         };
         let e = request_entry(&t);
         assert!(e.verify_only);
+        assert!(
+            !request_entry(&TxnToVerify {
+                verify_only: false,
+                ..t.clone()
+            })
+            .verify_only
+        );
         assert_eq!(e.producer_id.0, 5);
         let topics: Vec<(String, Vec<i32>)> = e
             .topics
