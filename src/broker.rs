@@ -287,6 +287,7 @@ impl Broker {
             markers: MarkerChannel {
                 metadata: metadata.clone(),
                 net: markers_net,
+                sasl: node.inter_broker_sasl()?,
                 replicas: replicas.clone(),
                 groups: groups.clone(),
                 clients: Default::default(),

@@ -76,6 +76,22 @@ impl KafkaClient {
         })
     }
 
+    /// [`connect`](Self::connect), then, when the listener wants SASL (`sasl` set: the
+    /// inter-broker credentials), authentication; the session is renewed by [`send`](Self::send).
+    pub async fn connect_authenticated(
+        net: &dyn Network,
+        addr: &str,
+        client_id: &'static str,
+        timeout: Duration,
+        sasl: Option<&SaslCredentials>,
+    ) -> Result<KafkaClient, ClientError> {
+        let mut client = KafkaClient::connect(net, addr, client_id, timeout).await?;
+        if let Some(creds) = sasl {
+            client.authenticate(creds).await?;
+        }
+        Ok(client)
+    }
+
     pub fn addr(&self) -> &str {
         &self.addr
     }

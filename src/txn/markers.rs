@@ -20,7 +20,7 @@ use kafka_protocol::messages::{ProducerId, TopicName, WriteTxnMarkersRequest};
 use tokio_util::sync::CancellationToken;
 
 use super::state::MarkerJob;
-use crate::client::KafkaClient;
+use crate::client::{KafkaClient, SaslCredentials};
 use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
 use crate::log::LogError;
 use crate::model::{BrokerId, PartitionIndex, TopicPartition};
@@ -45,6 +45,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 pub struct MarkerChannel {
     pub metadata: MetadataClient,
     pub net: Arc<dyn Network>,
+    /// The credentials brokers authenticate to one another with, when the inter-broker
+    /// listener uses SASL (also used by the partition leaders' verification questions).
+    pub sasl: Option<SaslCredentials>,
     pub replicas: Arc<ReplicaManager>,
     pub groups: Arc<GroupCoordinator>,
     pub clients: Arc<MarkerClients>,
@@ -303,8 +306,14 @@ async fn send(
     let mut held = slot.lock().await;
     if held.as_ref().is_none_or(|c| c.addr() != addr) {
         *held = None;
-        let c = KafkaClient::connect(&*channel.net, addr, "strata-txn-markers", CONNECT_TIMEOUT)
-            .await?;
+        let c = KafkaClient::connect_authenticated(
+            &*channel.net,
+            addr,
+            "strata-txn-markers",
+            CONNECT_TIMEOUT,
+            channel.sasl.as_ref(),
+        )
+        .await?;
         *held = Some(c);
     }
     let Some(client) = held.as_mut() else {

@@ -25,7 +25,7 @@ use kafka_protocol::messages::add_partitions_to_txn_request::{
 use kafka_protocol::messages::{AddPartitionsToTxnRequest, ProducerId, TopicName, TransactionalId};
 use tokio::sync::oneshot;
 
-use crate::client::KafkaClient;
+use crate::client::{KafkaClient, SaslCredentials};
 use crate::model::{BrokerId, TopicPartition};
 use crate::net::Network;
 use crate::protocol::str_bytes;
@@ -74,6 +74,8 @@ struct Queue {
 pub struct TxnVerifier {
     metadata: MetadataClient,
     net: Arc<dyn Network>,
+    /// The inter-broker SASL credentials, when the inter-broker listener uses SASL.
+    sasl: Option<SaslCredentials>,
     // Short sections only (queue or take questions); never held across `.await`.
     queues: Mutex<BTreeMap<BrokerId, Queue>>,
 }
@@ -122,10 +124,15 @@ fn batch(waiting: Vec<Waiting>) -> (Vec<(TxnToVerify, Vec<Waiting>)>, Vec<Waitin
 }
 
 impl TxnVerifier {
-    pub fn new(metadata: MetadataClient, net: Arc<dyn Network>) -> TxnVerifier {
+    pub fn new(
+        metadata: MetadataClient,
+        net: Arc<dyn Network>,
+        sasl: Option<SaslCredentials>,
+    ) -> TxnVerifier {
         TxnVerifier {
             metadata,
             net,
+            sasl,
             queues: Mutex::new(BTreeMap::new()),
         }
     }
@@ -230,8 +237,15 @@ impl TxnVerifier {
         let addr = format!("{}:{}", broker.host, broker.port);
         if client.as_ref().is_none_or(|c| c.addr() != addr) {
             *client = None;
-            match KafkaClient::connect(&*self.net, &addr, "strata-txn-verify", CONNECT_TIMEOUT)
-                .await
+            let sasl = self.sasl.as_ref();
+            match KafkaClient::connect_authenticated(
+                &*self.net,
+                &addr,
+                "strata-txn-verify",
+                CONNECT_TIMEOUT,
+                sasl,
+            )
+            .await
             {
                 Ok(c) => *client = Some(c),
                 Err(e) => {

@@ -467,3 +467,46 @@ def test_brokers_replicate_over_sasl_ssl_as_a_super_user_and_survive_a_leader_ki
             assert renewed >= 3, m
     finally:
         c.cleanup()
+
+
+@pytest.mark.timeout(150)
+def test_transactions_span_brokers_that_authenticate_to_one_another(tmp_path, request, certs):
+    """The coordinator's markers and the leaders' verification questions cross brokers on the
+    SASL_SSL inter-broker listener, authenticated as the broker's user like replica fetches."""
+    from test_metrics import series
+
+    c = sasl_ssl_cluster(tmp_path, request, certs)
+    admin_conf = sasl_ssl_conf(certs, "admin")
+    try:
+        c.start_all()
+        topic = f"sasl-txn-{uuid.uuid4().hex[:8]}"
+
+        def created():
+            try:
+                a = AdminClient({"bootstrap.servers": c.bootstrap(), "socket.timeout.ms": 2000, **admin_conf})
+                if len(a.list_topics(timeout=3).brokers) < 3:
+                    return False
+                a.create_topics([NewTopic(topic, 3, 1)])[topic].result(30)
+                return True
+            except Exception:  # noqa: BLE001 - the quorum is still forming
+                return False
+
+        wait_until(created, 60, "three brokers and the topic")
+        md = AdminClient({"bootstrap.servers": c.bootstrap(), **admin_conf}).list_topics(topic, timeout=10)
+        assert len({p.leader for p in md.topics[topic].partitions.values()}) >= 2, "leaders on one broker"
+        p = Producer({"bootstrap.servers": c.bootstrap(), "transactional.id": "sasl-txn", **admin_conf})
+        p.init_transactions(60)
+        for commit in (True, False, True):
+            p.begin_transaction()
+            for i in range(30):
+                p.produce(topic, value=f"{'c' if commit else 'a'}{i}".encode(), partition=i % 3)
+            (p.commit_transaction if commit else p.abort_transaction)(60)
+        got = h.read_partitions(c.bootstrap(), topic, [0, 1, 2], **admin_conf, **{"isolation.level": "read_committed"})
+        assert sorted(r.value.decode() for r in got) == sorted([f"c{i}" for i in range(30)] * 2)
+        verified = sum(v for b in c.nodes for labels, v in series(_metrics(b) or "", "strata_txn_verifications_total").items()
+                       if ("coordinator", "remote") in labels and ("result", "verified") in labels)
+        assert verified >= 2, "leaders asked a coordinator on another broker"
+        for b in c.nodes:
+            assert "refused this broker's SASL authentication" not in b.log_text()
+    finally:
+        c.cleanup()
