@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::client::InterBrokerNet;
 use crate::clock::SharedClock;
 use crate::config::{Listener, NodeConfig};
 use crate::controller::broker_lifecycle::spawn_heartbeats;
@@ -237,7 +238,12 @@ impl Broker {
         let (remote, remote_store) =
             start_remote_log_manager(&node, &log_dirs, &clock, &metrics.tiering, &shutdown)?;
         replicas.set_remote_log_manager(remote.clone());
-        let markers_net = replication_net.clone();
+        // The cluster's own brokers, as the transaction coordinator and the mirror links'
+        // group offset sync reach them.
+        let brokers = InterBrokerNet {
+            net: replication_net.clone(),
+            sasl: node.inter_broker_sasl()?,
+        };
         replicas.set_fetcher_manager(ReplicaFetcherManager::new(
             node_id,
             replication_net,
@@ -259,6 +265,7 @@ impl Broker {
                 replication_factor: node.get_i32("default.replication.factor") as i16,
             },
             source_net,
+            brokers.clone(),
         );
         match crate::runtime::block_in_place(|| replicas.apply_image(&image, &node)) {
             // Partitions of a dir that failed at startup are reported offline, not fatal.
@@ -286,8 +293,7 @@ impl Broker {
             replicas: replicas.clone(),
             markers: MarkerChannel {
                 metadata: metadata.clone(),
-                net: markers_net,
-                sasl: node.inter_broker_sasl()?,
+                brokers: brokers.clone(),
                 replicas: replicas.clone(),
                 groups: groups.clone(),
                 clients: Default::default(),

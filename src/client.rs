@@ -1,6 +1,7 @@
 //! A minimal Kafka-protocol client: one connection, one request at a time. Followers fetch
 //! from their leaders with it, and the `strata topics` / `strata groups` tools use it.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
@@ -35,6 +36,35 @@ pub enum ClientError {
     },
     #[error("bad response from {addr}: {reason}")]
     Protocol { addr: String, reason: String },
+}
+
+/// How a broker reaches the other brokers of its own cluster on the inter-broker listener: the
+/// network (TLS when the listener uses it) and the credentials (when it uses SASL).
+#[derive(Clone)]
+pub struct InterBrokerNet {
+    pub net: Arc<dyn Network>,
+    pub sasl: Option<SaslCredentials>,
+}
+
+impl std::fmt::Debug for InterBrokerNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InterBrokerNet")
+            .field("sasl", &self.sasl.as_ref().map(|c| c.mechanism))
+            .finish()
+    }
+}
+
+impl InterBrokerNet {
+    /// An authenticated connection to the broker at `addr`.
+    pub async fn connect(
+        &self,
+        addr: &str,
+        client_id: &'static str,
+        timeout: Duration,
+    ) -> Result<KafkaClient, ClientError> {
+        KafkaClient::connect_authenticated(&*self.net, addr, client_id, timeout, self.sasl.as_ref())
+            .await
+    }
 }
 
 pub struct KafkaClient {

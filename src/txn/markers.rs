@@ -20,12 +20,11 @@ use kafka_protocol::messages::{ProducerId, TopicName, WriteTxnMarkersRequest};
 use tokio_util::sync::CancellationToken;
 
 use super::state::MarkerJob;
-use crate::client::{KafkaClient, SaslCredentials};
+use crate::client::{InterBrokerNet, KafkaClient};
 use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
 use crate::log::LogError;
 use crate::model::{BrokerId, PartitionIndex, TopicPartition};
 use crate::model::{ProducerEpoch, ProducerId as LogProducerId};
-use crate::net::Network;
 use crate::protocol::control::{EndTransactionMarker, TransactionResult};
 use crate::protocol::str_bytes;
 use crate::replication::{MetadataClient, PartitionError, ReplicaManager};
@@ -44,10 +43,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct MarkerChannel {
     pub metadata: MetadataClient,
-    pub net: Arc<dyn Network>,
-    /// The credentials brokers authenticate to one another with, when the inter-broker
-    /// listener uses SASL (also used by the partition leaders' verification questions).
-    pub sasl: Option<SaslCredentials>,
+    /// The other brokers, on the inter-broker listener (also for the partition leaders'
+    /// verification questions).
+    pub brokers: InterBrokerNet,
     pub replicas: Arc<ReplicaManager>,
     pub groups: Arc<GroupCoordinator>,
     pub clients: Arc<MarkerClients>,
@@ -306,14 +304,10 @@ async fn send(
     let mut held = slot.lock().await;
     if held.as_ref().is_none_or(|c| c.addr() != addr) {
         *held = None;
-        let c = KafkaClient::connect_authenticated(
-            &*channel.net,
-            addr,
-            "strata-txn-markers",
-            CONNECT_TIMEOUT,
-            channel.sasl.as_ref(),
-        )
-        .await?;
+        let c = channel
+            .brokers
+            .connect(addr, "strata-txn-markers", CONNECT_TIMEOUT)
+            .await?;
         *held = Some(c);
     }
     let Some(client) = held.as_mut() else {

@@ -78,11 +78,7 @@ pub struct TransactionCoordinator {
 
 impl TransactionCoordinator {
     pub fn new(ctx: TxnCoordinatorContext) -> TransactionCoordinator {
-        let verifier = TxnVerifier::new(
-            ctx.markers.metadata.clone(),
-            ctx.markers.net.clone(),
-            ctx.markers.sasl.clone(),
-        );
+        let verifier = TxnVerifier::new(ctx.markers.metadata.clone(), ctx.markers.brokers.clone());
         TransactionCoordinator {
             shards: Mutex::new(HashMap::new()),
             verifier: Arc::new(verifier),

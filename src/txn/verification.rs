@@ -25,9 +25,8 @@ use kafka_protocol::messages::add_partitions_to_txn_request::{
 use kafka_protocol::messages::{AddPartitionsToTxnRequest, ProducerId, TopicName, TransactionalId};
 use tokio::sync::oneshot;
 
-use crate::client::{KafkaClient, SaslCredentials};
+use crate::client::{InterBrokerNet, KafkaClient};
 use crate::model::{BrokerId, TopicPartition};
-use crate::net::Network;
 use crate::protocol::str_bytes;
 use crate::replication::MetadataClient;
 
@@ -73,9 +72,7 @@ struct Queue {
 /// See the module documentation.
 pub struct TxnVerifier {
     metadata: MetadataClient,
-    net: Arc<dyn Network>,
-    /// The inter-broker SASL credentials, when the inter-broker listener uses SASL.
-    sasl: Option<SaslCredentials>,
+    brokers: InterBrokerNet,
     // Short sections only (queue or take questions); never held across `.await`.
     queues: Mutex<BTreeMap<BrokerId, Queue>>,
 }
@@ -124,15 +121,10 @@ fn batch(waiting: Vec<Waiting>) -> (Vec<(TxnToVerify, Vec<Waiting>)>, Vec<Waitin
 }
 
 impl TxnVerifier {
-    pub fn new(
-        metadata: MetadataClient,
-        net: Arc<dyn Network>,
-        sasl: Option<SaslCredentials>,
-    ) -> TxnVerifier {
+    pub fn new(metadata: MetadataClient, brokers: InterBrokerNet) -> TxnVerifier {
         TxnVerifier {
             metadata,
-            net,
-            sasl,
+            brokers,
             queues: Mutex::new(BTreeMap::new()),
         }
     }
@@ -237,15 +229,10 @@ impl TxnVerifier {
         let addr = format!("{}:{}", broker.host, broker.port);
         if client.as_ref().is_none_or(|c| c.addr() != addr) {
             *client = None;
-            let sasl = self.sasl.as_ref();
-            match KafkaClient::connect_authenticated(
-                &*self.net,
-                &addr,
-                "strata-txn-verify",
-                CONNECT_TIMEOUT,
-                sasl,
-            )
-            .await
+            match self
+                .brokers
+                .connect(&addr, "strata-txn-verify", CONNECT_TIMEOUT)
+                .await
             {
                 Ok(c) => *client = Some(c),
                 Err(e) => {

@@ -313,6 +313,49 @@ def test_a_sasl_source_is_read_with_a_password_from_a_file(broker_factory, tmp_p
         source.broker.cleanup()
 
 
+def test_group_offsets_sync_into_a_cluster_whose_brokers_use_sasl(broker_factory, tmp_path):
+    """The link's group offset sync talks to this cluster's own brokers on their inter-broker
+    listener, here SASL_PLAINTEXT: it authenticates with the broker's credentials."""
+    from test_sasl import SaslBroker
+
+    src = broker_factory().bootstrap
+    create_topic(src, "g-sasl", partitions=2)
+    produce_mix(src, "g-sasl", 2, 20, "a")
+    c = consumer(src, **{"group.id": "app-sasl"})
+    c.commit(offsets=[TopicPartition("g-sasl", p, 5 + p) for p in range(2)], asynchronous=False)
+    c.close()
+    (tmp_path / "sasl-target").mkdir()
+    target = SaslBroker(tmp_path / "sasl-target", {
+        "inter.broker.listener.name": "SASL_PLAINTEXT",
+        "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+        "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config":
+            'org.apache.kafka.common.security.scram.ScramLoginModule required '
+            'username="alice" password="alice-secret";',
+    })
+    try:
+        dst = target.plaintext
+        strata_cli(
+            "mirror", dst, "create", "to-sasl",
+            "--source-bootstrap-servers", src, "--topic", "g-sasl", "--interval-ms", "300",
+            "--sync-group-offsets", "--group-include", "app.*",
+        )
+        wait_converged(src, dst, "g-sasl", 2)
+        c = consumer(dst, **{"group.id": "app-sasl"})
+        try:
+            wait_until(
+                lambda: [t.offset for t in c.committed([TopicPartition("g-sasl", p) for p in range(2)], timeout=5)]
+                == [5, 6],
+                20,
+                "group offsets synced to the target",
+                interval=0.3,
+            )
+        finally:
+            c.close()
+        assert "group offsets not synced" not in target.broker.log_text()
+    finally:
+        target.broker.cleanup()
+
+
 def test_a_tls_source_requiring_client_certificates(broker_factory, tmp_path, certs):
     from conftest import StrataBroker, free_port
 

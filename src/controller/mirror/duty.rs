@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{decide_mirror_topics, groups, source, LinkState};
+use crate::client::InterBrokerNet;
 use crate::controller::node::Controller;
 use crate::controller::TopicDefaults;
 use crate::net::Network;
@@ -28,6 +29,7 @@ impl Controller {
         cluster_id: String,
         defaults: TopicDefaults,
         net: Arc<dyn Network>,
+        local: InterBrokerNet,
     ) {
         tokio::spawn(async move {
             let mut last_sync: BTreeMap<String, Instant> = BTreeMap::new();
@@ -105,7 +107,7 @@ impl Controller {
                         let image = self.image();
                         let sync = async {
                             let offsets = groups::source_offsets(&net, &link.spec, &image).await?;
-                            groups::write_offsets(net.as_ref(), &image, &offsets, written).await
+                            groups::write_offsets(&local, &image, &offsets, written).await
                         };
                         match tokio::time::timeout(interval.max(Duration::from_secs(10)), sync)
                             .await

@@ -22,7 +22,7 @@ use kafka_protocol::messages::{
 };
 
 use super::{source, MirrorLinkSpec, MirrorTopicState};
-use crate::client::KafkaClient;
+use crate::client::InterBrokerNet;
 use crate::controller::MetadataImage;
 use crate::net::Network;
 use crate::protocol::{str_bytes, topic_name};
@@ -108,7 +108,7 @@ pub async fn source_offsets(
 /// The log end offset of each mirror partition named in `offsets`, asked of this cluster's
 /// partition leaders.
 async fn local_ends(
-    net: &dyn Network,
+    local: &InterBrokerNet,
     image: &MetadataImage,
     offsets: &GroupOffsets,
 ) -> Result<HashMap<(String, i32), i64>, String> {
@@ -135,7 +135,8 @@ async fn local_ends(
     let mut ends = HashMap::new();
     for ((host, port), topics) in by_leader {
         let addr = format!("{host}:{port}");
-        let mut c = KafkaClient::connect(net, &addr, "strata-mirror", source::CONNECT_TIMEOUT)
+        let mut c = local
+            .connect(&addr, "strata-mirror", source::CONNECT_TIMEOUT)
             .await
             .map_err(err)?;
         let req = ListOffsetsRequest::default()
@@ -172,12 +173,12 @@ async fn local_ends(
 /// group coordinators, capped at the mirror's end; groups with members refuse and are skipped.
 /// Returns how many offsets were written.
 pub async fn write_offsets(
-    net: &dyn Network,
+    local: &InterBrokerNet,
     image: &MetadataImage,
     offsets: &GroupOffsets,
     written: &mut GroupOffsets,
 ) -> Result<usize, String> {
-    let ends = local_ends(net, image, offsets).await?;
+    let ends = local_ends(local, image, offsets).await?;
     tracing::debug!(
         source_offsets = offsets.len(),
         mirror_ends = ends.len(),
@@ -200,14 +201,14 @@ pub async fn write_offsets(
     let Some(any) = image.brokers.values().find(|b| !b.fenced) else {
         return Ok(0);
     };
-    let mut bootstrap = KafkaClient::connect(
-        net,
-        &format!("{}:{}", any.host, any.port),
-        "strata-mirror",
-        source::CONNECT_TIMEOUT,
-    )
-    .await
-    .map_err(err)?;
+    let mut bootstrap = local
+        .connect(
+            &format!("{}:{}", any.host, any.port),
+            "strata-mirror",
+            source::CONNECT_TIMEOUT,
+        )
+        .await
+        .map_err(err)?;
     let mut count = 0;
     for (group, parts) in by_group {
         let coordinator = bootstrap
@@ -223,7 +224,8 @@ pub async fn write_offsets(
             continue;
         }
         let addr = format!("{}:{}", coordinator.host.as_str(), coordinator.port);
-        let mut c = KafkaClient::connect(net, &addr, "strata-mirror", source::CONNECT_TIMEOUT)
+        let mut c = local
+            .connect(&addr, "strata-mirror", source::CONNECT_TIMEOUT)
             .await
             .map_err(err)?;
         let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();

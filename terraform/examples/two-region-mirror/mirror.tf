@@ -116,12 +116,3 @@ resource "aws_vpc_security_group_egress_rule" "secondary_to_primary_kafka" {
   to_port           = 9092
   cidr_ipv4         = var.primary_vpc_cidr
 }
-
-# Group offset sync writes the offsets through the target's inter-broker listener without
-# TLS, and this module's inter-broker listener is mutual TLS, so it cannot work here yet.
-check "mirror_group_offset_sync" {
-  assert {
-    condition     = !(var.mirror_link.enabled && var.mirror_link.sync_group_offsets)
-    error_message = "mirror_link.sync_group_offsets = true: Strata writes synced group offsets through the target's inter-broker listener without TLS, and these clusters' inter-broker listener is mutual TLS, so no group offset will be copied (the topics still are), and consumers moved to the secondary start from auto.offset.reset."
-  }
-}
