@@ -321,8 +321,25 @@ impl Deferred {
 }
 
 /// The coordinator's code for `tp` in `txn` (0: in the ongoing transaction), and whether the
-/// coordinator is another broker.
+/// coordinator is another broker; the wait is timed in `strata_txn_verification_seconds`.
 async fn ask(ctx: &RequestContext, txn: &ProducerTxn, tp: &TopicPartition) -> (i16, bool) {
+    let started = std::time::Instant::now();
+    let (code, remote) = ask_coordinator(ctx, txn, tp).await;
+    let coordinator = if remote { "remote" } else { "local" };
+    ctx.apis
+        .txns
+        .metrics()
+        .verification_seconds
+        .with_label_values(&[coordinator])
+        .observe(started.elapsed().as_secs_f64());
+    (code, remote)
+}
+
+async fn ask_coordinator(
+    ctx: &RequestContext,
+    txn: &ProducerTxn,
+    tp: &TopicPartition,
+) -> (i16, bool) {
     let request = TxnRequest::AddPartitions {
         transactional_id: txn.transactional_id.clone(),
         producer_id: txn.producer_id,

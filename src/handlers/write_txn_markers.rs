@@ -21,7 +21,7 @@ use super::{Reply, RequestContext};
 use crate::log::LogAppendInfo;
 use crate::model::{LeaderEpoch, ProducerEpoch, ProducerId, TopicPartition};
 use crate::protocol::control::{EndTransactionMarker, TransactionResult};
-use crate::replication::Partition;
+use crate::replication::{Partition, PartitionError};
 use crate::security::acl::{AclOperation, Resource};
 
 /// Kafka 4.1's range (v0 was removed in 4.0, KIP-896).
@@ -137,14 +137,22 @@ pub fn handle(ctx: RequestContext, req: WriteTxnMarkersRequest) -> Reply {
 }
 
 /// A marker on an offsets partition ends the producer's pending transactional offsets there
-/// (TxnOffsetCommit), once the marker is committed: the group coordinator is told then.
+/// (TxnOffsetCommit), once the marker is committed: the group coordinator is told then,
+/// however long replication takes, for as long as this broker leads the partition at `epoch`
+/// (a new leader's coordinator loads the marker from the log instead).
 fn complete_offsets(ctx: &RequestContext, partition: &Arc<Partition>, info: &LogAppendInfo, epoch: LeaderEpoch, producer_id: i64, commit: bool) {
     let groups = ctx.apis.groups.clone();
     let partition = partition.clone();
     let (end, marker_offset) = (info.last_offset.next(), info.first_offset.0);
     tokio::spawn(async move {
-        if let Ok(Ok(())) = tokio::time::timeout(REPLICATION_TIMEOUT, partition.wait_committed(end, -1, epoch)).await {
-            groups.complete_transaction(partition.tp.partition.0, producer_id, commit, marker_offset);
+        loop {
+            match tokio::time::timeout(REPLICATION_TIMEOUT, partition.wait_committed(end, -1, epoch)).await {
+                // Below the high watermark, whatever the ISR's size now.
+                Ok(Ok(()) | Err(PartitionError::NotEnoughReplicasAfterAppend { .. })) => break,
+                Ok(Err(_)) => return,
+                Err(_) => continue,
+            }
         }
+        groups.complete_transaction(partition.tp.partition.0, producer_id, commit, marker_offset);
     });
 }

@@ -1,6 +1,6 @@
 //! [`TxnMetrics`]: the transactions this broker coordinates.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry};
 
 use crate::metrics::{counter, counter_vec, float_gauge, gauge};
 
@@ -15,6 +15,9 @@ pub struct TxnMetrics {
     pub timed_out: IntCounter,
     /// Partition leaders' KIP-890 questions, by where the coordinator was and the answer.
     pub verifications: IntCounterVec,
+    /// How long a transaction's first batch on a partition waited for its question, by where
+    /// the coordinator was.
+    pub verification_seconds: HistogramVec,
 }
 
 impl TxnMetrics {
@@ -52,6 +55,22 @@ impl TxnMetrics {
                 "Transactions this broker, as partition leader, verified with their coordinator before appending their first batch on a partition (KIP-890), by coordinator (local or remote) and result (verified, refused: not in the transaction, retriable: asked again by the producer's retry, error: any other refusal).",
                 &["coordinator", "result"],
             ),
+            verification_seconds: {
+                let h = HistogramVec::new(
+                    HistogramOpts::new(
+                        "strata_txn_verification_seconds",
+                        "Time a partition leader waited for the transaction coordinator's answer before appending a transaction's first batch (KIP-890), by coordinator: local or remote.",
+                    )
+                    .buckets(vec![
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                    ]),
+                    &["coordinator"],
+                )
+                .expect("metric definition is valid");
+                r.register(Box::new(h.clone()))
+                    .expect("metric registered once");
+                h
+            },
         };
         // Both results exist from the start, so dashboards and rates see 0 rather than no series.
         for result in ["commit", "abort"] {

@@ -227,36 +227,45 @@ impl TxnVerifier {
             return fail(E::CoordinatorNotAvailable.code());
         };
         let addr = format!("{}:{}", broker.host, broker.port);
-        if client.as_ref().is_none_or(|c| c.addr() != addr) {
-            *client = None;
-            match self
-                .brokers
-                .connect(&addr, "strata-txn-verify", CONNECT_TIMEOUT)
-                .await
-            {
-                Ok(c) => *client = Some(c),
-                Err(e) => {
-                    tracing::debug!(broker = coordinator.0, error = %e, "cannot reach the transaction coordinator to verify");
-                    return fail(E::NetworkException.code());
-                }
-            }
-        }
-        let Some(c) = client.as_mut() else {
-            return fail(E::NetworkException.code());
-        };
         let req = AddPartitionsToTxnRequest::default()
             .with_transactions(entries.iter().map(|(t, _)| request_entry(t)).collect());
-        let resp = match tokio::time::timeout(REQUEST_TIMEOUT, c.send(&req, VERIFY_VERSION)).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                tracing::debug!(broker = coordinator.0, error = %e, "transaction verification failed");
+        // A connection kept from an earlier burst may have been closed by a coordinator that
+        // restarted since: its first failure is retried once on a new one (asking again, or
+        // adding a partition again, changes nothing).
+        let mut kept = client.as_ref().is_some_and(|c| c.addr() == addr);
+        let resp = loop {
+            if client.as_ref().is_none_or(|c| c.addr() != addr) {
                 *client = None;
-                return fail(E::NetworkException.code());
+                match self
+                    .brokers
+                    .connect(&addr, "strata-txn-verify", CONNECT_TIMEOUT)
+                    .await
+                {
+                    Ok(c) => *client = Some(c),
+                    Err(e) => {
+                        tracing::debug!(broker = coordinator.0, error = %e, "cannot reach the transaction coordinator to verify");
+                        return fail(E::NetworkException.code());
+                    }
+                }
             }
-            Err(_) => {
-                // A response may still come on this connection: start over.
-                *client = None;
+            let Some(c) = client.as_mut() else {
                 return fail(E::NetworkException.code());
+            };
+            match tokio::time::timeout(REQUEST_TIMEOUT, c.send(&req, VERIFY_VERSION)).await {
+                Ok(Ok(r)) => break r,
+                Ok(Err(e)) => {
+                    *client = None;
+                    if std::mem::take(&mut kept) {
+                        continue;
+                    }
+                    tracing::debug!(broker = coordinator.0, error = %e, "transaction verification failed");
+                    return fail(E::NetworkException.code());
+                }
+                Err(_) => {
+                    // A response may still come on this connection: start over.
+                    *client = None;
+                    return fail(E::NetworkException.code());
+                }
             }
         };
         if resp.error_code != 0 {

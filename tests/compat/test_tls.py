@@ -506,6 +506,9 @@ def test_transactions_span_brokers_that_authenticate_to_one_another(tmp_path, re
         verified = sum(v for b in c.nodes for labels, v in series(_metrics(b) or "", "strata_txn_verifications_total").items()
                        if ("coordinator", "remote") in labels and ("result", "verified") in labels)
         assert verified >= 2, "leaders asked a coordinator on another broker"
+        timed = sum(v for b in c.nodes for labels, v in series(_metrics(b) or "", "strata_txn_verification_seconds_count").items()
+                    if ("coordinator", "remote") in labels)
+        assert timed >= verified, "every remote question is timed"
         for b in c.nodes:
             assert "refused this broker's SASL authentication" not in b.log_text()
     finally:

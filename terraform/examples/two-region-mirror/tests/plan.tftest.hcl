@@ -246,14 +246,12 @@ run "mirror_link_disabled" {
   }
 }
 
-run "group_offset_sync_is_flagged" {
+run "group_offset_sync_is_passed_to_the_link" {
   command = apply
 
   variables {
     mirror_link = { sync_group_offsets = true, group_include = "billing-.*" }
   }
-
-  expect_failures = [check.mirror_group_offset_sync]
 
   assert {
     condition     = strcontains(module.secondary.broker_user_data[0], "'--sync-group-offsets' '--group-include' 'billing-.*'")
