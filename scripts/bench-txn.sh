@@ -2,8 +2,8 @@
 # Transactional against idempotent produce (docs/BENCHMARKS.md, "Transactional produce"): one
 # `strata serve` on 127.0.0.1 with the default durability (fsync before the acknowledgement),
 # strata-bench on the same machine, runs alternating idempotent and transactional (A B A B ...)
-# so that drift in the machine's load hits both alike. Prints each run's JSON line, then the
-# mean records/s of each and their ratio.
+# so that drift in the machine's load hits both alike, after an unreported idempotent warm-up
+# run. Prints each run's JSON line, then the mean records/s of each and their ratio.
 # Usage: scripts/bench-txn.sh [seconds per run] [rounds] [records per transaction]
 # (binaries from $CARGO_TARGET_DIR or ./target, profile $PROFILE: release by default;
 # EXTRA_SETS adds `--set KEY=VALUE` words for the broker, BENCH_SETS words for strata-bench)
@@ -22,8 +22,10 @@ if curl -sf http://127.0.0.1:19644/ready >/dev/null; then
   echo "another broker already answers on 127.0.0.1:19644; stop it first" >&2
   exit 1
 fi
+# No tiering: with the default local store every segment would be copied on the same disk
+# during the runs, and the copies could push the disk to its pressure marks.
 STRATA_LOG=warn "$bin/strata" serve --set "log.dirs=$work/data" \
-  --set "transaction.state.log.num.partitions=3" \
+  --set "transaction.state.log.num.partitions=3" --set log.remote.storage.default=false \
   --set "listeners=PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093" \
   --set "controller.quorum.voters=1@127.0.0.1:19093" \
   --set "http.listener=127.0.0.1:19644" ${EXTRA_SETS:-} >"$work/broker.log" 2>&1 &
@@ -40,6 +42,10 @@ run() { # name, extra strata-bench args...
     --record-size 1024 --acks all --duration-s "$secs" --consumers 0 ${BENCH_SETS:-} "$@" | tail -1 \
     | tee -a "$work/$name.jsonl"
 }
+# An unreported warm-up run first: on a VM, a fresh broker's first gigabytes are written faster
+# than later ones (docs/BENCHMARKS.md, "A second look on an idle machine"), which would favour
+# whichever mode ran first.
+run warmup --idempotence >/dev/null
 for r in $(seq 1 "$rounds"); do
   run idempotent --idempotence
   run transactional --transactional-id "bench-txn-$r" --records-per-txn "$per_txn"

@@ -535,22 +535,32 @@ fn produce(
 }
 
 /// Waits until every record sent has been acknowledged and its delivery report served by the
-/// producer's polling thread. `commit_transaction` flushes first, but rust-rdkafka's flush
-/// polls the event queue itself for up to 100 ms at a time, and beside a `ThreadedProducer`'s
-/// polling thread, which takes the delivery reports, that poll sleeps its whole 100 ms: the
-/// commit would then cost 100 ms of the client's own.
+/// producer's polling thread, as librdkafka's own flush before a commit does: the producer is
+/// marked as flushing meanwhile, so the transaction's last batches go out at once rather than
+/// after `linger.ms`. (rust-rdkafka's `flush`, which `commit_transaction` calls first, asks
+/// librdkafka with a zero timeout and then polls the event queue itself for up to 100 ms at a
+/// time; beside a `ThreadedProducer`'s polling thread that poll sleeps its whole 100 ms.)
+/// rust-rdkafka has no safe call for librdkafka's flush with a timeout alone, hence the one
+/// FFI call.
+#[allow(unsafe_code)]
 fn drain<C: ProducerContext + 'static>(
     producer: &ThreadedProducer<C>,
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
-    while producer.in_flight_count() > 0 {
+    let rk = producer.client().native_ptr();
+    loop {
+        // SAFETY: `rk` is the producer's live handle, borrowed for the call. rust-rdkafka uses
+        // the event API, so librdkafka only waits (up to 10 ms) for the count of undelivered
+        // records to reach zero while the polling thread serves their reports.
+        let err = unsafe { rdkafka::bindings::rd_kafka_flush(rk, 10) };
+        if err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            return Ok(());
+        }
         if Instant::now() >= deadline {
             bail!("records still in flight after {timeout:?}");
         }
-        std::thread::sleep(Duration::from_micros(200));
     }
-    Ok(())
 }
 
 /// Shares one acknowledgement context between producer threads.
