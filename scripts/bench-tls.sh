@@ -39,19 +39,22 @@ done
 
 echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); flush policy $policy"
 # The broker's CPU time (user + system) in clock ticks, to tell its share of a TLS run's cost
-# from the client's.
+# from the client's (both are printed per MB produced).
 broker_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 run() { # label, bootstrap, extra args...
   local label=$1 bootstrap=$2
   shift 2
   local before after mb
   before=$(broker_ticks)
+  # The client's CPU time is that of the subshell's waited-for children (strata-bench, and a
+  # few ticks of tail and python3), read once they have exited.
   mb=$("$bin/strata-bench" --bootstrap "$bootstrap" --topic "$label-$RANDOM" --record-size 1024 \
     --duration-s "$secs" --acks all --consumers 0 "$@" | tail -1 |
-    python3 -c 'import json,sys; j = json.load(sys.stdin); print(j["produced_mb_per_s"], j["produced_mb_per_s"] * j["seconds"])')
+    python3 -c 'import json,sys; j = json.load(sys.stdin); print(j["produced_mb_per_s"], j["produced_mb_per_s"] * j["seconds"])'
+    awk '{print $16 + $17}' "/proc/$BASHPID/stat")
   after=$(broker_ticks)
-  echo "$label $mb $before $after $(getconf CLK_TCK)" |
-    awk '{printf "%-11s %7.1f MB/s   broker CPU %.2f ms per MB\n", $1, $2, 1000 * ($5 - $4) / $6 / $3}'
+  echo "$label" $mb "$before $after $(getconf CLK_TCK)" |
+    awk '{printf "%-11s %7.1f MB/s   broker CPU %.2f ms per MB   client CPU %.2f ms per MB\n", $1, $2, 1000 * ($6 - $5) / $7 / $3, 1000 * $4 / $7 / $3}'
 }
 # The first few GB a fresh broker writes are cheaper than the rest on the virtual machines this
 # was measured on (the kernel's copy into the page cache runs about 4x slower once it reaches
