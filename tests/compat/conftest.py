@@ -150,6 +150,13 @@ def wait_until(cond, timeout: float, what: str, interval: float = 0.05):
         time.sleep(interval)
 
 
+NEAR_FULL_DISK_MARKS = {
+    "strata.log.dir.disk.low.watermark.ratio": "0.98",
+    "strata.log.dir.disk.high.watermark.ratio": "0.99",
+    "strata.log.dir.disk.refuse.ratio": "0.995",
+}
+
+
 class StrataBroker:
     """One `strata serve` process; restartable on the same data dir and ports."""
 
@@ -178,6 +185,10 @@ class StrataBroker:
             "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
             "http.listener": f"127.0.0.1:{self.http_port}",
+            # The broker measures its disk's real use: near-full marks keep a test machine
+            # with a well-used disk from refusing produce or dropping local segments.
+            # test_disk_pressure.py sets the defaults back and fakes the use instead.
+            **NEAR_FULL_DISK_MARKS,
         }
         sets.update(self.extra_sets)
         args = [str(self.bin), "serve"]

@@ -50,6 +50,10 @@ def test_produce_is_refused_past_the_refuse_mark_and_resumes_below_the_low_water
             "remote.log.manager.task.interval.ms": "200",
             "strata.log.dir.disk.check.interval.ms": "200",
             "strata.test.log.dir.disk.usage.file": str(usage),
+            # The defaults, which the harness raises for every other test.
+            "strata.log.dir.disk.low.watermark.ratio": "0.8",
+            "strata.log.dir.disk.high.watermark.ratio": "0.9",
+            "strata.log.dir.disk.refuse.ratio": "0.95",
         }
     )
     # Local retention keeps everything: only disk pressure deletes local segments here.

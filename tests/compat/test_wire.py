@@ -9,20 +9,52 @@ import kafka_wire as wire
 UNSUPPORTED_VERSION = 35
 
 
-def test_api_versions_v3_sends_no_default_tagged_fields(broker):
+def feature_levels(raw: bytes) -> dict[str, tuple[int, int]]:
+    """A SupportedFeatures or FinalizedFeatures tagged field: {name: (first, second level)}."""
+    r = wire.Reader(raw)
+    out = {}
+    for _ in range(wire.uvarint(r) - 1):
+        name = wire.read_compact_string(r)
+        out[name] = r.take(">hh")
+        assert wire.tagged_fields(r) == {}
+    assert r.pos == len(raw)
+    return out
+
+
+def test_api_versions_v3_sends_features_and_no_default_tagged_fields(broker):
     """librdkafka 2.0.2 (Debian's) mis-reads optional tagged fields sent with default values
-    (SupportedFeatures, FinalizedFeaturesEpoch=-1, FinalizedFeatures, ZkMigrationReady=false).
-    Kafka omits them; so must Strata."""
+    (an empty SupportedFeatures, FinalizedFeaturesEpoch=-1, an empty FinalizedFeatures,
+    ZkMigrationReady=false). Kafka omits those and sends the features it has; so does Strata:
+    the `transaction.version` feature, supported 0-2 and finalized at 2, and the epoch of the
+    metadata it was read from. kcat's tests show that librdkafka reads this answer."""
     with wire.Connection(broker.bootstrap) as c:
         err, apis, top_tags, api_tags, trailing = wire.api_versions(c, 3)
     assert err == 0
-    assert top_tags == {}, f"tagged fields sent: {top_tags}"
+    # Tags 0-2: SupportedFeatures, FinalizedFeaturesEpoch, FinalizedFeatures; tag 3,
+    # ZkMigrationReady, is never sent.
+    assert set(top_tags) == {0, 1, 2}, f"tagged fields sent: {top_tags}"
+    assert feature_levels(top_tags[0]) == {"transaction.version": (0, 2)}
+    (epoch,) = struct.unpack(">q", top_tags[1])
+    assert epoch >= 0
+    # FinalizedFeatures puts the max level first.
+    assert feature_levels(top_tags[2]) == {"transaction.version": (2, 2)}
     assert all(t == {} for t in api_tags.values()), api_tags
     assert trailing == 0
     # What the clients in this suite use, at least.
     for key in (0, 1, 2, 3, 18, 19, 20, 22, 32, 33, 37, 44):
         assert key in apis, f"api {key} not advertised"
     assert apis[18][1] >= 3
+
+
+def test_api_versions_v3_omits_finalized_features_at_level_0(broker_factory):
+    """With the feature set to level 0 nothing is finalized: the empty FinalizedFeatures is a
+    default value and is not sent."""
+    b = broker_factory({"strata.feature.transaction.version": "0"})
+    with wire.Connection(b.bootstrap) as c:
+        err, _, top_tags, _, trailing = wire.api_versions(c, 3)
+    assert err == 0 and trailing == 0
+    assert set(top_tags) == {0, 1}, f"tagged fields sent: {top_tags}"
+    assert feature_levels(top_tags[0]) == {"transaction.version": (0, 2)}
 
 
 def test_api_versions_all_versions_agree(broker):
