@@ -1,10 +1,13 @@
 //! The adaptive read-ahead policy of the [`ChunkCache`](crate::ChunkCache), as a pure function.
 //!
-//! A reader is tracked per object: the chunk after the last one it read, and its window. A read
-//! that continues where the last one stopped (the same last chunk again, or the next one) is
-//! sequential: the window doubles, up to `max_chunks`, and the chunks just past the read, as
-//! many as the window, are fetched ahead. Any other read is a seek: the window falls back to
-//! `initial_chunks` and nothing is fetched ahead (a random reader would only pay for GETs it
+//! Readers are tracked per object, up to [`MAX_READERS_PER_OBJECT`] of them ([`ObjectReaders`]):
+//! two consumer groups replaying one partition from different offsets read the same objects at
+//! different places, and each keeps its own window. A reader is the chunk after the last one
+//! it read, and its window. A read that continues where a reader stopped (the same last chunk
+//! again, or the next one) is that reader's sequential step: the window doubles, up to `max_chunks`, and the chunks just past the read, as
+//! many as the window, are fetched ahead. Any other read is a seek, or a reader not seen yet
+//! (it takes the place of the least recently used reader once the object has its
+//! maximum): the window starts at `initial_chunks` and nothing is fetched ahead (a random reader would only pay for GETs it
 //! never uses), except at the start of an object, where a reader that moved into the next
 //! segment begins.
 //!
@@ -36,6 +39,58 @@ pub struct ReadAheadState {
     /// there, so while the reader stands still each chunk is fetched ahead at most once (a
     /// chunk evicted before it was read is left for the read itself).
     pub requested_to: u64,
+}
+
+/// How many readers of one object keep their own position and window.
+pub const MAX_READERS_PER_OBJECT: usize = 4;
+
+/// The readers of one object, least recently used first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectReaders(Vec<ReadAheadState>);
+
+impl ObjectReaders {
+    /// The reader that a read starting at chunk `first` continues: one that stopped at `first`
+    /// or just before it (the most recently used, if several did).
+    pub fn continued_by(&self, first: u64) -> Option<usize> {
+        self.0
+            .iter()
+            .rposition(|s| s.next_chunk == first || s.next_chunk == first + 1)
+    }
+
+    pub fn get(&self, reader: usize) -> Option<ReadAheadState> {
+        self.0.get(reader).copied()
+    }
+
+    /// Records `state` as reader `reader` (`None`: a new reader, which replaces the least
+    /// recently used one when the object has its maximum), now the most recently used.
+    pub fn put(&mut self, reader: Option<usize>, state: ReadAheadState) {
+        match reader {
+            Some(i) if i < self.0.len() => {
+                self.0.remove(i);
+            }
+            _ if self.0.len() >= MAX_READERS_PER_OBJECT => {
+                self.0.remove(0);
+            }
+            _ => {}
+        }
+        self.0.push(state);
+    }
+
+    /// The reader furthest into the object: the one that moves on into the next object first.
+    pub fn furthest(&self) -> Option<ReadAheadState> {
+        self.0.iter().max_by_key(|s| s.next_chunk).copied()
+    }
+
+    /// Records that the reader now at `next_chunk` asked for the chunks before `requested_to`.
+    pub fn note_requested(&mut self, next_chunk: u64, requested_to: u64) {
+        if let Some(s) = self.0.iter_mut().rev().find(|s| s.next_chunk == next_chunk) {
+            s.requested_to = s.requested_to.max(requested_to);
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = ReadAheadState> + '_ {
+        self.0.iter().copied()
+    }
 }
 
 /// A read of chunks `first..=last` of an object of `total_chunks`, by a reader last seen in
@@ -182,6 +237,36 @@ mod tests {
         };
         assert_eq!(decide_read_ahead(P, Some(s), 8, 8, 10).1, 9..10);
         assert!(decide_read_ahead(P, Some(s), 8, 9, 10).1.is_empty());
+    }
+
+    #[test]
+    fn readers_of_one_object_are_told_apart_by_where_they_read() {
+        let at = |next_chunk| ReadAheadState {
+            next_chunk,
+            window_chunks: 2,
+            ahead: true,
+            requested_to: next_chunk,
+        };
+        let mut readers = ObjectReaders::default();
+        readers.put(None, at(5));
+        readers.put(None, at(30));
+        // A read from the chunk a reader stopped at, or the one before it, continues it.
+        assert_eq!(readers.continued_by(5), Some(0));
+        assert_eq!(readers.continued_by(4), Some(0));
+        assert_eq!(readers.continued_by(29), Some(1));
+        assert_eq!(readers.continued_by(6), None);
+        // The reader used moves to the most recent place; the bound drops the least recent.
+        readers.put(Some(0), at(6));
+        for next in [50, 60, 70] {
+            readers.put(None, at(next));
+        }
+        let nexts: Vec<u64> = readers.iter().map(|r| r.next_chunk).collect();
+        assert_eq!(nexts, vec![6, 50, 60, 70]);
+        assert_eq!(readers.furthest().map(|r| r.next_chunk), Some(70));
+        readers.note_requested(60, 64);
+        readers.note_requested(60, 62);
+        assert_eq!(readers.get(2).map(|r| r.requested_to), Some(64));
+        assert_eq!(readers.get(1).map(|r| r.requested_to), Some(50));
     }
 
     #[test]

@@ -121,6 +121,8 @@ async fn tiering_throughput() {
 /// server, alternating: A (8 concurrent 8 MiB ranged GETs), then B (one reader, 1 MiB reads
 /// with a 1 ms pause between them for a consumer's round trip) for each cache setting in
 /// `REPLAY_CONFIGS` (`chunk_bytes:fetch_concurrency:max_window_chunks`, comma separated).
+/// With `READERS=N`, B is N readers at once of the same objects, each starting a further
+/// 1/N of an object in (B is then their total rate).
 /// Needs an S3 server with a bucket `bench` at `STRATA_BENCH_S3` (and AWS credentials in the
 /// environment):
 ///
@@ -157,6 +159,10 @@ async fn replay_against_s3() {
             .expect("put");
     }
     let configs = std::env::var("REPLAY_CONFIGS").unwrap_or_else(|_| "1048576:8:16".into());
+    let readers: u64 = std::env::var("READERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     for round in 0..2 {
         for c in configs.split(',') {
             let v: Vec<u64> = c.split(':').map(|x| x.parse().expect("number")).collect();
@@ -200,28 +206,50 @@ async fn replay_against_s3() {
             )
             .expect("cache");
             let t = Instant::now();
-            let mut read = 0u64;
-            let mut waited = std::time::Duration::ZERO;
-            for o in 0..OBJECTS {
-                let key = format!("o{o}");
-                for pos in (0..SIZE).step_by(READ_BYTES as usize) {
-                    let w = Instant::now();
-                    let end = (pos + READ_BYTES).min(SIZE);
-                    read += cache.read(&key, SIZE, pos..end).await.expect("read").len() as u64;
-                    waited += w.elapsed();
-                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-                }
-                if o + 1 < OBJECTS {
-                    cache.prefetch_next_object(&format!("o{}", o + 1), SIZE, &key);
-                }
-            }
+            // Reader r starts r / READERS of an object in, as consumers of one partition
+            // that replay it from different offsets.
+            let replays = (0..readers).map(|r| replay(&cache, OBJECTS, SIZE, r * SIZE / readers));
+            let (read, waited) = futures::future::join_all(replays)
+                .await
+                .into_iter()
+                .fold((0, std::time::Duration::ZERO), |(a, w), (b, v)| {
+                    (a + b, w + v)
+                });
             let secs = t.elapsed().as_secs_f64();
             let b_rate = read as f64 / secs / 1e6;
             println!(
-                "round {round} chunk {chunk} GETs {conc} window {window}: A {a_rate:.1} MB/s, B {b_rate:.1} MB/s ({:.0} %), reads waited {:.2} of {secs:.2} s",
+                "round {round} chunk {chunk} GETs {conc} window {window} readers {readers}: A {a_rate:.1} MB/s, B {b_rate:.1} MB/s ({:.0} %), reads waited {:.2} of {secs:.2} s",
                 b_rate / a_rate * 100.0,
                 waited.as_secs_f64()
             );
         }
     }
+}
+
+/// A consumer replaying `objects` objects of `size` bytes through `cache`, from `from` bytes
+/// into the first one: 1 MiB reads with a 1 ms pause between them for a consumer's round trip.
+/// The bytes read and the time spent waiting on reads.
+async fn replay(
+    cache: &Arc<ChunkCache>,
+    objects: u64,
+    size: u64,
+    from: u64,
+) -> (u64, std::time::Duration) {
+    let mut read = 0u64;
+    let mut waited = std::time::Duration::ZERO;
+    for o in 0..objects {
+        let key = format!("o{o}");
+        let start = if o == 0 { from } else { 0 };
+        for pos in (start..size).step_by(READ_BYTES as usize) {
+            let w = Instant::now();
+            let end = (pos + READ_BYTES).min(size);
+            read += cache.read(&key, size, pos..end).await.expect("read").len() as u64;
+            waited += w.elapsed();
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        if o + 1 < objects {
+            cache.prefetch_next_object(&format!("o{}", o + 1), size, &key);
+        }
+    }
+    (read, waited)
 }

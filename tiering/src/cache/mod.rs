@@ -17,7 +17,8 @@
 //!   when the cache opens: the in-memory index is the only record of what is valid.
 //! - The chunks one read needs are fetched concurrently (ranged GETs in parallel), at most
 //!   `fetch_concurrency` GETs at once for reads that someone waits on.
-//! - Read-ahead: [`decide_read_ahead`] (pure) tracks each object's reader; while it moves
+//! - Read-ahead: [`decide_read_ahead`] (pure) tracks each reader of an object (a few per
+//!   object, [`ObjectReaders`], told apart by where they read); while one moves
 //!   sequentially the window of chunks fetched ahead in the background doubles up to its max,
 //!   and a seek resets it. Each read-ahead GET that completes tops the reader's window up
 //!   again ([`refill_range`]), so a sequential reader keeps its window of GETs in flight while
@@ -41,7 +42,7 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use crate::error::{Result, TieringError};
 use crate::quota::RemoteReadQuota;
 use crate::readahead::{
-    continue_into_next_object, decide_read_ahead, refill_range, ReadAheadPolicy, ReadAheadState,
+    continue_into_next_object, decide_read_ahead, refill_range, ObjectReaders, ReadAheadPolicy,
 };
 use crate::retry::Backoff;
 use crate::storage::RemoteStorage;
@@ -64,8 +65,8 @@ struct Index {
     entries: HashMap<ChunkKey, Entry>,
     used_bytes: u64,
     tick: u64,
-    /// Object key → its reader's position and read-ahead window.
-    readers: HashMap<String, ReadAheadState>,
+    /// Object key → its readers' positions and read-ahead windows.
+    readers: HashMap<String, ObjectReaders>,
     inflight: HashMap<ChunkKey, SharedFetch>,
     prefetches: usize,
     /// Chunks held in memory, with their last use, within `memory_bytes`.
@@ -236,18 +237,20 @@ impl ChunkCache {
         let total_chunks = object_size.div_ceil(self.chunk_bytes);
         let ahead = {
             let mut ix = self.index();
-            let state = ix.readers.get(key).copied();
-            let (state, ahead) =
-                decide_read_ahead(self.read_ahead, state, first, last, total_chunks);
-            if ix.readers.len() >= MAX_TRACKED_READERS {
+            if !ix.readers.contains_key(key) && ix.readers.len() >= MAX_TRACKED_READERS {
                 ix.readers.clear();
             }
-            ix.readers.insert(key.to_string(), state);
+            let readers = ix.readers.entry(key.to_string()).or_default();
+            let reader = readers.continued_by(first);
+            let state = reader.and_then(|r| readers.get(r));
+            let (state, ahead) =
+                decide_read_ahead(self.read_ahead, state, first, last, total_chunks);
+            readers.put(reader, state);
             ahead
         };
         // Ahead first: those GETs run while this read's own are under way.
         let asked_to = self.prefetch_chunks(key, object_size, ahead);
-        self.note_requested(key, asked_to);
+        self.note_requested(key, last + 1, asked_to);
         let chunks =
             futures::future::try_join_all((first..=last).map(|c| self.chunk(key, object_size, c)))
                 .await?;
@@ -287,39 +290,51 @@ impl ChunkCache {
         Ok(())
     }
 
-    /// A reader of `previous` is about to move on into `key`: starts fetching the first chunks
-    /// of `key` in the background, as far as the reader's window went in `previous` (the
-    /// initial window for a reader not reading ahead). A reader already known on `key` keeps
-    /// its own state.
+    /// A reader of `previous` (the one furthest into it) is about to move on into `key`:
+    /// starts fetching the first chunks of `key` in the background, as far as the reader's
+    /// window went in `previous` (the initial window for a reader not reading ahead). A reader
+    /// already at the start of `key` keeps its own state.
     pub fn prefetch_next_object(self: &Arc<Self>, key: &str, object_size: u64, previous: &str) {
         let state = {
             let mut ix = self.index();
-            let carried =
-                continue_into_next_object(self.read_ahead, ix.readers.get(previous).copied());
-            if ix.readers.len() >= MAX_TRACKED_READERS {
+            let furthest = ix.readers.get(previous).and_then(ObjectReaders::furthest);
+            let carried = continue_into_next_object(self.read_ahead, furthest);
+            if !ix.readers.contains_key(key) && ix.readers.len() >= MAX_TRACKED_READERS {
                 ix.readers.clear();
             }
-            *ix.readers.entry(key.to_string()).or_insert(carried)
+            let readers = ix.readers.entry(key.to_string()).or_default();
+            match readers.continued_by(0).and_then(|r| readers.get(r)) {
+                Some(at_start) => at_start,
+                None => {
+                    readers.put(None, carried);
+                    carried
+                }
+            }
         };
         let chunks = object_size.div_ceil(self.chunk_bytes);
         let asked_to = self.prefetch_chunks(key, object_size, refill_range(state, chunks));
-        self.note_requested(key, asked_to);
+        self.note_requested(key, state.next_chunk, asked_to);
     }
 
-    /// Tops the window of `key`'s reader up after one of its read-ahead GETs completed.
+    /// Tops the windows of `key`'s readers up after one of its read-ahead GETs completed
+    /// (chunks already cached, in flight or asked for are skipped).
     fn refill(self: &Arc<Self>, key: &str, object_size: u64) {
-        let Some(state) = self.index().readers.get(key).copied() else {
-            return;
+        let readers: Vec<_> = match self.index().readers.get(key) {
+            Some(readers) => readers.iter().collect(),
+            None => return,
         };
         let chunks = object_size.div_ceil(self.chunk_bytes);
-        let asked_to = self.prefetch_chunks(key, object_size, refill_range(state, chunks));
-        self.note_requested(key, asked_to);
+        for state in readers {
+            let asked_to = self.prefetch_chunks(key, object_size, refill_range(state, chunks));
+            self.note_requested(key, state.next_chunk, asked_to);
+        }
     }
 
-    /// Records that the chunks of `key` before `chunk` were asked for.
-    fn note_requested(&self, key: &str, chunk: u64) {
-        if let Some(s) = self.index().readers.get_mut(key) {
-            s.requested_to = s.requested_to.max(chunk);
+    /// Records that the reader of `key` now at `next_chunk` asked for the chunks before
+    /// `requested_to`.
+    fn note_requested(&self, key: &str, next_chunk: u64, requested_to: u64) {
+        if let Some(readers) = self.index().readers.get_mut(key) {
+            readers.note_requested(next_chunk, requested_to);
         }
     }
 

@@ -1,6 +1,7 @@
 //! Unit tests of the [`ChunkCache`](super::ChunkCache).
 
 use super::*;
+use crate::readahead::ReadAheadState;
 use crate::storage::ObjectStorage;
 use crate::unreliable::UnreliableStorage;
 
@@ -132,6 +133,83 @@ async fn the_cache_never_holds_more_bytes_than_its_bound() {
     assert_eq!(on_disk, cache.used_bytes());
 }
 
+/// The reader of `key` that read last.
+fn newest_reader(cache: &ChunkCache, key: &str) -> ReadAheadState {
+    cache.index().readers[key].iter().last().expect("a reader")
+}
+
+/// Waits until no read-ahead GET is in flight.
+async fn settle(cache: &ChunkCache) {
+    for _ in 0..200 {
+        if cache.index().prefetches == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test]
+async fn two_readers_of_one_object_at_different_places_each_keep_their_window() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = ObjectStorage::memory();
+    let obj = data(100 * 4096);
+    store.put("k", obj.clone()).await.expect("put");
+    let config = ChunkCacheConfig {
+        capacity_bytes: 1 << 20,
+        chunk_bytes: 4096,
+        read_ahead: ReadAheadPolicy {
+            initial_chunks: 1,
+            max_chunks: 8,
+        },
+        fetch_concurrency: 16,
+        quota: Arc::new(RemoteReadQuota::unlimited()),
+        memory_bytes: 0,
+    };
+    let cache = ChunkCache::open_with(dir.path().join("c"), config, Arc::new(store)).expect("open");
+    // Two consumers replaying one segment, one from its start and one from chunk 40, their
+    // reads interleaved as their fetches arrive.
+    for step in 0..4u64 {
+        for chunk in [step, 40 + step] {
+            let range = chunk * 4096..chunk * 4096 + 4096;
+            let got = cache
+                .read("k", 100 * 4096, range.clone())
+                .await
+                .expect("read");
+            assert_eq!(got, obj.slice(range.start as usize..range.end as usize));
+            settle(&cache).await;
+        }
+    }
+    // Neither read is taken for the other's seek: both windows grew to 8 and each reader's
+    // next 8 chunks are fetched ahead (the one starting at 40 fetched nothing ahead on its
+    // first, unknown, read: windows 1, 2, 4, 8 from chunk 41 on).
+    let readers: Vec<_> = cache.index().readers["k"].iter().collect();
+    let mut at: Vec<_> = readers
+        .iter()
+        .map(|r| (r.next_chunk, r.window_chunks))
+        .collect();
+    at.sort_unstable();
+    assert_eq!(at, vec![(4, 8), (44, 8)]);
+    let mut cached: Vec<u64> = cache.index().entries.keys().map(|(_, c)| *c).collect();
+    cached.sort_unstable();
+    let expected: Vec<u64> = (0..12).chain(40..52).collect();
+    assert_eq!(cached, expected);
+    // A third and a fourth reader are tracked too; a fifth takes the least recently used
+    // reader's place.
+    for chunk in [70u64, 80, 90] {
+        cache
+            .read("k", 100 * 4096, chunk * 4096..chunk * 4096 + 10)
+            .await
+            .expect("read");
+    }
+    settle(&cache).await;
+    let mut at: Vec<_> = cache.index().readers["k"]
+        .iter()
+        .map(|r| r.next_chunk)
+        .collect();
+    at.sort_unstable();
+    assert_eq!(at, vec![44, 71, 81, 91]);
+}
+
 #[tokio::test]
 async fn a_sequential_reader_gets_a_widening_read_ahead_and_a_seek_stops_it() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -149,33 +227,25 @@ async fn a_sequential_reader_gets_a_widening_read_ahead_and_a_seek_stops_it() {
         memory_bytes: 0,
     };
     let cache = ChunkCache::open_with(dir.path().join("c"), config, Arc::new(store)).expect("open");
-    let settle = || async {
-        for _ in 0..200 {
-            if cache.index().prefetches == 0 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-        }
-    };
     for chunk in 0..4u64 {
         cache
             .read("k", 400_000, chunk * 4096..chunk * 4096 + 4096)
             .await
             .expect("read");
-        settle().await;
+        settle(&cache).await;
     }
     // Windows 1, 2, 4, 8 after chunks 0..=3: everything up to chunk 3 + 8 is cached.
     assert_eq!(cache.index().entries.len(), 12);
-    assert_eq!(cache.index().readers["k"].window_chunks, 8);
+    assert_eq!(newest_reader(&cache, "k").window_chunks, 8);
     // A seek far ahead: read, no read-ahead, window back to 1.
     let before = cache.index().entries.len();
     cache
         .read("k", 400_000, 80 * 4096..80 * 4096 + 10)
         .await
         .expect("read");
-    settle().await;
+    settle(&cache).await;
     assert_eq!(cache.index().entries.len(), before + 1);
-    assert_eq!(cache.index().readers["k"].window_chunks, 1);
+    assert_eq!(newest_reader(&cache, "k").window_chunks, 1);
 }
 
 #[tokio::test]
