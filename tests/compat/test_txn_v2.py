@@ -15,6 +15,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 from kafka import KafkaAdminClient
+from kafka.protocol.admin import DescribeTransactionsRequest
 from kafka.protocol.producer import EndTxnRequest, ProduceRequest, TxnOffsetCommitRequest
 
 import struct
@@ -62,6 +63,19 @@ def end_txn(admin, pid: int, epoch: int, commit: bool) -> tuple[int, int, int]:
     r = send(admin, EndTxnRequest(transactional_id=TXN_ID, producer_id=pid, producer_epoch=epoch,
                                   committed=commit, min_version=5, max_version=5))
     return r.error_code, r.producer_id, r.producer_epoch
+
+
+def wait_complete(admin):
+    """Until the coordinator has written the ended transaction's markers. An EndTxn at the
+    epoch an end answered, sent while that transaction is still PrepareCommit or
+    PrepareAbort, is fenced (Kafka's endTransaction for transaction version 2 does the same),
+    so a producer's next end waits for it as its next send does."""
+    def complete():
+        [t] = send(admin, DescribeTransactionsRequest(transactional_ids=[TXN_ID], min_version=0, max_version=0)).transaction_states
+        assert t.error_code == 0
+        return t.transaction_state in ("CompleteCommit", "CompleteAbort")
+
+    wait_until(complete, 30, "the transaction to complete", interval=0.05)
 
 
 def txn_offset_commit(admin, group: str, pid: int, epoch: int, offset: int) -> int:
@@ -142,6 +156,9 @@ def test_a_version_2_producer_adds_nothing_itself_and_moves_to_a_new_epoch_at_ea
         # Transaction 3 commits only an offset.
         assert txn_offset_commit(admin, "g", pid, 2, 222) == 0
         assert end_txn(admin, pid, 2, commit=True) == (0, pid, 3)
+        # An end at epoch 3 while that commit's markers are still being written would be
+        # fenced (they can take a moment): the producer waits for them first.
+        wait_complete(admin)
         # An abort with nothing added is allowed and bumps the epoch too.
         assert end_txn(admin, pid, 3, commit=False) == (0, pid, 4)
         # The old epoch is fenced.
