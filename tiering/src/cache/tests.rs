@@ -133,6 +133,26 @@ async fn the_cache_never_holds_more_bytes_than_its_bound() {
     assert_eq!(on_disk, cache.used_bytes());
 }
 
+/// 4 KiB chunks in a 1 MiB cache on disk only, no quota, and the given read-ahead window
+/// (initial and max chunks) and GETs in flight.
+fn read_ahead_config(
+    initial_chunks: u64,
+    max_chunks: u64,
+    fetch_concurrency: usize,
+) -> ChunkCacheConfig {
+    ChunkCacheConfig {
+        capacity_bytes: 1 << 20,
+        chunk_bytes: 4096,
+        read_ahead: ReadAheadPolicy {
+            initial_chunks,
+            max_chunks,
+        },
+        fetch_concurrency,
+        quota: Arc::new(RemoteReadQuota::unlimited()),
+        memory_bytes: 0,
+    }
+}
+
 /// The reader of `key` that read last.
 fn newest_reader(cache: &ChunkCache, key: &str) -> ReadAheadState {
     cache.index().readers[key].iter().last().expect("a reader")
@@ -154,17 +174,7 @@ async fn two_readers_of_one_object_at_different_places_each_keep_their_window() 
     let store = ObjectStorage::memory();
     let obj = data(100 * 4096);
     store.put("k", obj.clone()).await.expect("put");
-    let config = ChunkCacheConfig {
-        capacity_bytes: 1 << 20,
-        chunk_bytes: 4096,
-        read_ahead: ReadAheadPolicy {
-            initial_chunks: 1,
-            max_chunks: 8,
-        },
-        fetch_concurrency: 16,
-        quota: Arc::new(RemoteReadQuota::unlimited()),
-        memory_bytes: 0,
-    };
+    let config = read_ahead_config(1, 8, 16);
     let cache = ChunkCache::open_with(dir.path().join("c"), config, Arc::new(store)).expect("open");
     // Two consumers replaying one segment, one from its start and one from chunk 40, their
     // reads interleaved as their fetches arrive.
@@ -215,17 +225,7 @@ async fn a_sequential_reader_gets_a_widening_read_ahead_and_a_seek_stops_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = ObjectStorage::memory();
     store.put("k", data(400_000)).await.expect("put");
-    let config = ChunkCacheConfig {
-        capacity_bytes: 1 << 20,
-        chunk_bytes: 4096,
-        read_ahead: ReadAheadPolicy {
-            initial_chunks: 1,
-            max_chunks: 8,
-        },
-        fetch_concurrency: 16,
-        quota: Arc::new(RemoteReadQuota::unlimited()),
-        memory_bytes: 0,
-    };
+    let config = read_ahead_config(1, 8, 16);
     let cache = ChunkCache::open_with(dir.path().join("c"), config, Arc::new(store)).expect("open");
     for chunk in 0..4u64 {
         cache
@@ -363,17 +363,7 @@ async fn read_ahead_keeps_its_window_in_flight_between_reads() {
     store.put("k", data(64 * 4096)).await.expect("put");
     // One read-ahead GET at a time: only completions refilling the window can fetch more
     // than one chunk ahead of a reader that does not read again.
-    let config = ChunkCacheConfig {
-        capacity_bytes: 1 << 20,
-        chunk_bytes: 4096,
-        read_ahead: ReadAheadPolicy {
-            initial_chunks: 4,
-            max_chunks: 8,
-        },
-        fetch_concurrency: 1,
-        quota: Arc::new(RemoteReadQuota::unlimited()),
-        memory_bytes: 0,
-    };
+    let config = read_ahead_config(4, 8, 1);
     let cache = ChunkCache::open_with(dir.path().join("c"), config, Arc::new(store)).expect("open");
     cache.read("k", 64 * 4096, 0..4096).await.expect("read");
     for _ in 0..200 {
