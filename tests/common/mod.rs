@@ -51,13 +51,14 @@ impl TestBroker {
         ];
         // The broker measures its disk's real use: near-full marks keep a test machine with a
         // well-used disk from refusing produce or dropping local segments.
-        for (key, ratio) in [
-            ("strata.log.dir.disk.low.watermark.ratio", "0.98"),
-            ("strata.log.dir.disk.high.watermark.ratio", "0.99"),
-            ("strata.log.dir.disk.refuse.ratio", "0.995"),
-        ] {
-            all.push((key.into(), ratio.into()));
-        }
+        all.extend(
+            [
+                ("strata.log.dir.disk.low.watermark.ratio", "0.98"),
+                ("strata.log.dir.disk.high.watermark.ratio", "0.99"),
+                ("strata.log.dir.disk.refuse.ratio", "0.995"),
+            ]
+            .map(|(key, ratio)| (key.to_string(), ratio.to_string())),
+        );
         all.extend(sets.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let node = NodeConfig::load(None, &[], &all).expect("config");
         let shutdown = CancellationToken::new();

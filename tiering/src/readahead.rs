@@ -1,15 +1,16 @@
 //! The adaptive read-ahead policy of the [`ChunkCache`](crate::ChunkCache), as a pure function.
 //!
-//! Readers are tracked per object, up to [`MAX_READERS_PER_OBJECT`] of them ([`ObjectReaders`]):
-//! two consumer groups replaying one partition from different offsets read the same objects at
-//! different places, and each keeps its own window. A reader is the chunk after the last one
-//! it read, and its window. A read that continues where a reader stopped (the same last chunk
-//! again, or the next one) is that reader's sequential step: the window doubles, up to `max_chunks`, and the chunks just past the read, as
-//! many as the window, are fetched ahead. Any other read is a seek, or a reader not seen yet
-//! (it takes the place of the least recently used reader once the object has its
-//! maximum): the window starts at `initial_chunks` and nothing is fetched ahead (a random reader would only pay for GETs it
-//! never uses), except at the start of an object, where a reader that moved into the next
-//! segment begins.
+//! Readers are tracked per object, up to [`MAX_READERS_PER_OBJECT`] of them
+//! ([`ObjectReaders`]): two consumer groups replaying one partition from different offsets
+//! read the same objects at different places, and each keeps its own window. A reader is the
+//! chunk after the last one it read, and its window. A read that continues where a reader
+//! stopped (the same last chunk again, or the next one) is that reader's sequential step: the
+//! window doubles, up to `max_chunks`, and the chunks just past the read, as many as the
+//! window, are fetched ahead. Any other read is a seek, or a reader not seen yet (it takes the
+//! place of the least recently used reader once the object has its maximum): the window
+//! starts at `initial_chunks` and nothing is fetched ahead (a random reader would only pay for
+//! GETs it never uses), except at the start of an object, where a reader that moved into the
+//! next segment begins.
 //!
 //! The window is kept full between reads: when a read-ahead GET completes, [`refill_range`]
 //! names the chunks of the reader's window still to fetch, so the GETs in flight do not drain
@@ -41,6 +42,14 @@ pub struct ReadAheadState {
     pub requested_to: u64,
 }
 
+impl ReadAheadState {
+    /// Whether a read starting at chunk `first` continues this reader: it starts in the chunk
+    /// the reader read last, or in the next one.
+    pub fn is_continued_by(&self, first: u64) -> bool {
+        self.next_chunk == first || self.next_chunk == first + 1
+    }
+}
+
 /// How many readers of one object keep their own position and window.
 pub const MAX_READERS_PER_OBJECT: usize = 4;
 
@@ -49,12 +58,10 @@ pub const MAX_READERS_PER_OBJECT: usize = 4;
 pub struct ObjectReaders(Vec<ReadAheadState>);
 
 impl ObjectReaders {
-    /// The reader that a read starting at chunk `first` continues: one that stopped at `first`
-    /// or just before it (the most recently used, if several did).
+    /// The reader that a read starting at chunk `first` continues
+    /// ([`ReadAheadState::is_continued_by`]; the most recently used, if several are).
     pub fn continued_by(&self, first: u64) -> Option<usize> {
-        self.0
-            .iter()
-            .rposition(|s| s.next_chunk == first || s.next_chunk == first + 1)
+        self.0.iter().rposition(|s| s.is_continued_by(first))
     }
 
     pub fn get(&self, reader: usize) -> Option<ReadAheadState> {
@@ -103,7 +110,7 @@ pub fn decide_read_ahead(
     total_chunks: u64,
 ) -> (ReadAheadState, Range<u64>) {
     let max = policy.max_chunks.max(policy.initial_chunks);
-    let sequential = state.filter(|s| s.next_chunk == first || s.next_chunk == first + 1);
+    let sequential = state.filter(|s| s.is_continued_by(first));
     let window_chunks = match sequential {
         // Grows only when the reader crossed into a new chunk: many small reads inside one
         // chunk are one step, not many.
