@@ -71,6 +71,8 @@ pub struct MirrorMetrics {
     pub state: IntGaugeVec,
     /// Offsets a reversed partition removed because the new primary never had them.
     pub divergent_records: IntCounterVec,
+    /// Source transactions still open in a partition when its topic was promoted, aborted here.
+    pub promotion_aborted_transactions: IntCounterVec,
 }
 
 impl MirrorMetrics {
@@ -113,6 +115,12 @@ impl MirrorMetrics {
                 "Offsets (records and markers) a reversed mirror partition removed and kept in a file because the new primary never had them.",
                 partition,
             ),
+            promotion_aborted_transactions: counter_vec(
+                r,
+                "strata_mirror_promotion_aborted_transactions_total",
+                "Source transactions left open in a mirror partition when its topic was promoted (their markers never arrived), aborted by its leader.",
+                partition,
+            ),
         }
     }
 }
@@ -130,6 +138,9 @@ struct Task {
     partition: Arc<Partition>,
     link: MirrorLinkSpec,
     cancel: CancellationToken,
+    /// The fetcher; taken by the abort of a promoted partition's open transactions, which
+    /// waits for it to stop appending.
+    fetcher: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Owns the link fetch tasks of this broker.
@@ -178,23 +189,35 @@ impl MirrorFetcherManager {
     /// Runs exactly one task per target: stops the others, restarts one whose partition or
     /// link settings changed. `failed` are the failed mirror partitions led here, whose state
     /// gauge stays -1 until the topic is promoted or deleted; the series of every other
-    /// stopped partition are removed, so that a promoted topic raises no alert.
+    /// stopped partition are removed, so that a promoted topic raises no alert. `promoted` are
+    /// the partitions led here whose topic is promoted: one whose fetcher runs here was
+    /// mirroring until now, and has the transactions its source left open aborted
+    /// ([`MirrorFetcherManager::abort_open_transactions`]).
     pub fn assign(
         self: &Arc<Self>,
         targets: Vec<MirrorTarget>,
         failed: Vec<(String, TopicPartition)>,
+        promoted: &[TopicPartition],
     ) {
         let mut tasks = self.tasks();
         let wanted: HashMap<TopicPartition, MirrorTarget> = targets
             .into_iter()
             .map(|t| (t.partition.tp.clone(), t))
             .collect();
+        let mut newly_promoted = Vec::new();
         tasks.retain(|tp, task| {
             let keep = wanted
                 .get(tp)
                 .is_some_and(|t| Arc::ptr_eq(&t.partition, &task.partition) && t.link == task.link);
             if !keep {
                 task.cancel.cancel();
+                if promoted.contains(tp) {
+                    newly_promoted.push((
+                        task.partition.clone(),
+                        task.link.name.clone(),
+                        task.fetcher.take(),
+                    ));
+                }
                 let labels = [
                     task.link.name.as_str(),
                     tp.topic.as_str(),
@@ -233,22 +256,97 @@ impl MirrorFetcherManager {
                 source_topic_id: None,
                 reconcile: target.reconcile,
             };
-            tokio::spawn(fetcher.run());
+            let fetcher = tokio::spawn(fetcher.run());
             tasks.insert(
                 tp,
                 Task {
                     partition: target.partition,
                     link: target.link,
                     cancel,
+                    fetcher: Some(fetcher),
                 },
+            );
+        }
+        drop(tasks);
+        for (partition, link, fetcher) in newly_promoted {
+            tokio::spawn(
+                self.clone()
+                    .abort_open_transactions(partition, link, fetcher),
             );
         }
     }
 
+    /// A partition led here whose topic was just promoted: the transactions still open in it
+    /// were opened by source producers whose markers never arrived, and no coordinator of this
+    /// cluster owns them, so none would ever end them and the last stable offset would stay
+    /// where they began (read_committed consumers held). Once the link fetcher stopped, every
+    /// transaction open below the end it reached is aborted with a marker at its producer's
+    /// epoch, committed to the ISR; retried while this broker leads the partition.
+    async fn abort_open_transactions(
+        self: Arc<Self>,
+        partition: Arc<Partition>,
+        link: String,
+        fetcher: Option<tokio::task::JoinHandle<()>>,
+    ) {
+        use crate::protocol::control::{EndTransactionMarker, TransactionResult};
+        if let Some(f) = fetcher {
+            let _ = f.await;
+        }
+        let mirrored_end = partition.log().log_end_offset();
+        let tp = partition.tp.clone();
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            let open: Vec<_> = partition
+                .log()
+                .producer_states()
+                .into_iter()
+                .filter(|s| s.current_txn_start_offset.is_some_and(|o| o < mirrored_end))
+                .collect();
+            let mut failed = None;
+            for s in &open {
+                let marker = EndTransactionMarker {
+                    result: TransactionResult::Abort,
+                    coordinator_epoch: s.coordinator_epoch,
+                };
+                match partition
+                    .write_txn_marker(s.producer_id, s.producer_epoch, marker)
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::warn!(%link, partition = %tp, producer_id = s.producer_id.0,
+                            first_offset = s.current_txn_start_offset.map_or(-1, |o| o.0),
+                            "aborted a source transaction left open by the promotion");
+                        self.metrics
+                            .promotion_aborted_transactions
+                            .with_label_values(&[&link, &tp.topic, &tp.partition.0.to_string()])
+                            .inc();
+                    }
+                    Err(e) => failed = Some(e),
+                }
+            }
+            let Some(e) = failed else {
+                return;
+            };
+            if !partition.is_leader() {
+                tracing::warn!(%link, partition = %tp, error = %e, "leadership moved before the source transactions left open by the promotion were aborted; abort them with `strata transactions abort`");
+                return;
+            }
+            tracing::warn!(%link, partition = %tp, error = %e, "cannot abort a source transaction left open by the promotion yet; retrying");
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
     /// Before a promotion: waits, at most `timeout`, until the partitions of `topic` mirrored
-    /// here hold the source's end as the source reports it now (a final catch-up). A source
-    /// that does not answer in time is not waited for; the partitions still behind are
-    /// returned with their gap, for the log.
+    /// here have committed (high watermark) the source's end as the source reports it now (a
+    /// final catch-up), and until no transaction is open in them. A source answers a commit before it writes the markers,
+    /// so a transaction the source's producer saw committed may still be open at the end it
+    /// reported: the source is asked again until its markers are here too. A source that does
+    /// not answer in time is not waited for; the partitions still behind are returned with
+    /// their gap, for the log.
     pub async fn catch_up(&self, topic: &str, timeout: Duration) -> Vec<(TopicPartition, i64)> {
         let here: Vec<(Arc<Partition>, MirrorLinkSpec)> = self
             .tasks()
@@ -261,31 +359,42 @@ impl MirrorFetcherManager {
         };
         let link = link.clone();
         let deadline = tokio::time::Instant::now() + timeout;
-        let ends = tokio::time::timeout_at(deadline, source_ends(&self.net, &link, topic)).await;
-        let ends = match ends {
-            Ok(Ok(ends)) => ends,
-            Ok(Err(e)) => {
-                tracing::warn!(link = %link.name, %topic, error = %e, "no final catch-up: the source did not answer");
-                return vec![];
-            }
-            Err(_) => {
-                tracing::warn!(link = %link.name, %topic, "no final catch-up: the source did not answer in time");
-                return vec![];
-            }
-        };
+        let mut behind = Vec::new();
         loop {
-            let behind: Vec<(TopicPartition, i64)> = here
+            let ends =
+                tokio::time::timeout_at(deadline, source_ends(&self.net, &link, topic)).await;
+            let ends = match ends {
+                Ok(Ok(ends)) => ends,
+                Ok(Err(e)) => {
+                    tracing::warn!(link = %link.name, %topic, error = %e, "no final catch-up: the source did not answer");
+                    return behind;
+                }
+                Err(_) => {
+                    tracing::warn!(link = %link.name, %topic, "no final catch-up: the source did not answer in time");
+                    return behind;
+                }
+            };
+            loop {
+                behind = here
+                    .iter()
+                    .filter_map(|(p, _)| {
+                        let end = ends.get(&p.tp.partition.0)?;
+                        let gap = end - p.high_watermark().0;
+                        (gap > 0).then(|| (p.tp.clone(), gap))
+                    })
+                    .collect();
+                if behind.is_empty() || tokio::time::Instant::now() >= deadline {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let open = here
                 .iter()
-                .filter_map(|(p, _)| {
-                    let end = ends.get(&p.tp.partition.0)?;
-                    let gap = end - p.log().log_end_offset().0;
-                    (gap > 0).then(|| (p.tp.clone(), gap))
-                })
-                .collect();
-            if behind.is_empty() || tokio::time::Instant::now() >= deadline {
+                .any(|(p, _)| p.log().first_unstable_offset().is_some());
+            if !behind.is_empty() || !open || tokio::time::Instant::now() >= deadline {
                 return behind;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 

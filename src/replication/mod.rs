@@ -321,6 +321,7 @@ impl ReplicaManager {
         };
         let mut failed = Vec::new();
         let mut targets = Vec::new();
+        let mut promoted = Vec::new();
         for partition in self.all() {
             if partition.state().leader != self.local {
                 continue;
@@ -347,10 +348,11 @@ impl ReplicaManager {
                     })
                 }
                 MirrorTopicState::Failed(_) => failed.push((m.link.clone(), partition.tp.clone())),
+                MirrorTopicState::Promoted => promoted.push(partition.tp.clone()),
                 _ => {}
             }
         }
-        fetchers.assign(targets, failed);
+        fetchers.assign(targets, failed, &promoted);
     }
 
     fn assign_fetchers(&self, image: &MetadataImage, node: &NodeConfig) {

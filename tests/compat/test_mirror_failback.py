@@ -239,3 +239,61 @@ def test_reverse_on_a_three_node_old_source_truncates_every_replica(broker_facto
         assert not [r for r in read_partitions(live, "orders", range(2)) if r.value.startswith(b"lost")]
     finally:
         a.cleanup()
+
+
+def test_a_transaction_the_source_left_open_is_aborted_when_promoted(broker_factory):
+    """A source transaction still open at the failover (its producer never committed, so no
+    marker will ever arrive) is aborted by the promoted partition's leader: no coordinator of
+    the new primary owns it, and left open it would hold read_committed consumers at its
+    first offset for good. The failover first waits a while for the source to end it."""
+    from confluent_kafka import KafkaException, TopicPartition
+
+    from test_txn_coordinator import latest_offsets, txn_producer
+
+    src = broker_factory(TXN_SETS).bootstrap
+    dst_broker = broker_factory(TXN_SETS)
+    dst = dst_broker.bootstrap
+    create_topic(src, "ledger", partitions=2)
+    p = txn_producer(src, "tx-left-open")
+    p.begin_transaction()
+    for i in range(10):
+        p.produce("ledger", value=f"committed-{i}".encode(), partition=i % 2)
+    p.commit_transaction(30)
+    p.begin_transaction()
+    for i in range(10):
+        p.produce("ledger", value=f"open-{i}".encode(), partition=i % 2)
+    p.flush(30)
+
+    strata_cli("mirror", dst, "create", "dr", "--source-bootstrap-servers", src, "--topic", "ledger",
+               "--interval-ms", "300")
+    # Per partition: 5 committed records, their marker, 5 records of the open transaction.
+    # (last stable offset, high watermark): the open transaction holds the first at 6.
+    def offsets(bootstrap: str) -> list[tuple[int, int]] | None:
+        try:
+            return [latest_offsets(admin(bootstrap), TopicPartition("ledger", q)) for q in range(2)]
+        except KafkaException:  # the mirror topic is not there yet
+            return None
+
+    assert offsets(src) == [(6, 11), (6, 11)]
+    wait_until(lambda: offsets(dst) == [(6, 11), (6, 11)], 30, "the open transaction mirrored")
+    strata_cli("mirror", dst, "failover", "dr")
+
+    # One abort marker per partition, after the open transaction's records.
+    wait_until(lambda: offsets(dst) == [(12, 12), (12, 12)], 20, "abort markers on the promoted partitions")
+    assert metric(dst_broker, "strata_mirror_promotion_aborted_transactions_total", topic="ledger") == {
+        "0": 1.0, "1": 1.0}
+    committed = read_partitions(dst, "ledger", range(2), **{"isolation.level": "read_committed"})
+    assert sorted(r.value for r in committed) == sorted(f"committed-{i}".encode() for i in range(10))
+    everything = read_partitions(dst, "ledger", range(2), **{"isolation.level": "read_uncommitted"})
+    assert sum(r.value.startswith(b"open-") for r in everything) == 10
+
+    # A transaction on the new primary is read committed past the aborted one.
+    q = txn_producer(dst, "tx-after-promotion")
+    q.begin_transaction()
+    for i in range(4):
+        q.produce("ledger", value=f"new-{i}".encode(), partition=i % 2)
+    q.commit_transaction(30)
+    committed = read_partitions(dst, "ledger", range(2), **{"isolation.level": "read_committed"})
+    assert sorted(r.value for r in committed if r.value.startswith(b"new-")) == [f"new-{i}".encode() for i in range(4)]
+    assert offsets(dst) == [(15, 15), (15, 15)]
+    p.abort_transaction(30)
