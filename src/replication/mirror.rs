@@ -19,7 +19,7 @@
 //! One task per mirror partition led here (bounded by the partitions this broker leads), each
 //! with its own connection; [`MirrorFetcherManager::assign`] runs on every image applied.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -134,6 +134,20 @@ pub struct MirrorTarget {
     pub reconcile: bool,
 }
 
+/// The mirror partitions this broker leads, as one metadata image has them.
+#[derive(Debug, Default)]
+pub struct LedMirrorPartitions {
+    /// Mirroring (or reconciling) over an active link: a fetcher each.
+    pub targets: Vec<MirrorTarget>,
+    /// Failed, with their link's name.
+    pub failed: Vec<(String, TopicPartition)>,
+    /// Every partition of a topic not promoted yet (mirroring, reconciling, failed, or on a
+    /// paused link).
+    pub read_only: HashSet<TopicPartition>,
+    /// The partitions of promoted topics, with their link's name.
+    pub promoted: Vec<(Arc<Partition>, String)>,
+}
+
 struct Task {
     partition: Arc<Partition>,
     link: MirrorLinkSpec,
@@ -154,6 +168,8 @@ pub struct MirrorFetcherManager {
     tasks: Mutex<HashMap<TopicPartition, Task>>,
     // The failed partitions whose state gauge shows -1; under the `tasks` lock.
     failed: Mutex<Vec<(String, TopicPartition)>>,
+    // The read-only mirror partitions led here at the last `assign`.
+    read_only: Mutex<HashSet<TopicPartition>>,
 }
 
 impl std::fmt::Debug for MirrorFetcherManager {
@@ -179,6 +195,7 @@ impl MirrorFetcherManager {
             shutdown,
             tasks: Mutex::new(HashMap::new()),
             failed: Mutex::new(Vec::new()),
+            read_only: Mutex::new(HashSet::new()),
         })
     }
 
@@ -187,36 +204,32 @@ impl MirrorFetcherManager {
     }
 
     /// Runs exactly one task per target: stops the others, restarts one whose partition or
-    /// link settings changed. `failed` are the failed mirror partitions led here, whose state
-    /// gauge stays -1 until the topic is promoted or deleted; the series of every other
-    /// stopped partition are removed, so that a promoted topic raises no alert. `promoted` are
-    /// the partitions led here whose topic is promoted: one whose fetcher runs here was
-    /// mirroring until now, and has the transactions its source left open aborted
-    /// ([`MirrorFetcherManager::abort_open_transactions`]).
-    pub fn assign(
-        self: &Arc<Self>,
-        targets: Vec<MirrorTarget>,
-        failed: Vec<(String, TopicPartition)>,
-        promoted: &[TopicPartition],
-    ) {
+    /// link settings changed. The failed mirror partitions keep their state gauge at -1 until
+    /// the topic is promoted or deleted; the series of every other stopped partition are
+    /// removed, so that a promoted topic raises no alert. A promoted partition that was
+    /// read-only here at the last call was promoted just now: the transactions its source left
+    /// open are aborted ([`MirrorFetcherManager::abort_open_transactions`]).
+    pub fn assign(self: &Arc<Self>, led: LedMirrorPartitions) {
+        let LedMirrorPartitions {
+            targets,
+            failed,
+            read_only,
+            promoted,
+        } = led;
         let mut tasks = self.tasks();
         let wanted: HashMap<TopicPartition, MirrorTarget> = targets
             .into_iter()
             .map(|t| (t.partition.tp.clone(), t))
             .collect();
-        let mut newly_promoted = Vec::new();
+        let mut stopped = HashMap::new();
         tasks.retain(|tp, task| {
             let keep = wanted
                 .get(tp)
                 .is_some_and(|t| Arc::ptr_eq(&t.partition, &task.partition) && t.link == task.link);
             if !keep {
                 task.cancel.cancel();
-                if promoted.contains(tp) {
-                    newly_promoted.push((
-                        task.partition.clone(),
-                        task.link.name.clone(),
-                        task.fetcher.take(),
-                    ));
+                if let Some(fetcher) = task.fetcher.take() {
+                    stopped.insert(tp.clone(), fetcher);
                 }
                 let labels = [
                     task.link.name.as_str(),
@@ -268,11 +281,18 @@ impl MirrorFetcherManager {
             );
         }
         drop(tasks);
-        for (partition, link, fetcher) in newly_promoted {
-            tokio::spawn(
-                self.clone()
-                    .abort_open_transactions(partition, link, fetcher),
-            );
+        let was_read_only = std::mem::replace(
+            &mut *self.read_only.lock().unwrap_or_else(|e| e.into_inner()),
+            read_only,
+        );
+        for (partition, link) in promoted {
+            if was_read_only.contains(&partition.tp) {
+                let fetcher = stopped.remove(&partition.tp);
+                tokio::spawn(
+                    self.clone()
+                        .abort_open_transactions(partition, link, fetcher),
+                );
+            }
         }
     }
 

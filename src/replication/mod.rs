@@ -319,9 +319,7 @@ impl ReplicaManager {
         let Some(fetchers) = self.mirror_fetchers.get() else {
             return;
         };
-        let mut failed = Vec::new();
-        let mut targets = Vec::new();
-        let mut promoted = Vec::new();
+        let mut led = mirror::LedMirrorPartitions::default();
         for partition in self.all() {
             if partition.state().leader != self.local {
                 continue;
@@ -329,9 +327,14 @@ impl ReplicaManager {
             let Some(m) = image.mirrors.topic(&partition.tp.topic) else {
                 continue;
             };
+            if m.state == MirrorTopicState::Promoted {
+                led.promoted.push((partition, m.link.clone()));
+                continue;
+            }
             let Some(link) = image.mirrors.links.get(&m.link) else {
                 continue;
             };
+            led.read_only.insert(partition.tp.clone());
             match &m.state {
                 MirrorTopicState::Mirroring | MirrorTopicState::Reconciling
                     if link.state == LinkState::Active =>
@@ -341,18 +344,19 @@ impl ReplicaManager {
                             .mirrors
                             .divergent_tail(&partition.tp.topic, partition.tp.partition.0)
                             .is_some();
-                    targets.push(mirror::MirrorTarget {
+                    led.targets.push(mirror::MirrorTarget {
                         partition,
                         link: link.spec.clone(),
                         reconcile,
                     })
                 }
-                MirrorTopicState::Failed(_) => failed.push((m.link.clone(), partition.tp.clone())),
-                MirrorTopicState::Promoted => promoted.push(partition.tp.clone()),
+                MirrorTopicState::Failed(_) => {
+                    led.failed.push((m.link.clone(), partition.tp.clone()))
+                }
                 _ => {}
             }
         }
-        fetchers.assign(targets, failed, &promoted);
+        fetchers.assign(led);
     }
 
     fn assign_fetchers(&self, image: &MetadataImage, node: &NodeConfig) {

@@ -241,11 +241,13 @@ def test_reverse_on_a_three_node_old_source_truncates_every_replica(broker_facto
         a.cleanup()
 
 
-def test_a_transaction_the_source_left_open_is_aborted_when_promoted(broker_factory):
+@pytest.mark.parametrize("link", ["active", "paused"])
+def test_a_transaction_the_source_left_open_is_aborted_when_promoted(broker_factory, link):
     """A source transaction still open at the failover (its producer never committed, so no
     marker will ever arrive) is aborted by the promoted partition's leader: no coordinator of
     the new primary owns it, and left open it would hold read_committed consumers at its
-    first offset for good. The failover first waits a while for the source to end it."""
+    first offset for good. Over an active link the failover first waits a while for the
+    source to end it; a paused link (the source cut off) is promoted at once."""
     from confluent_kafka import KafkaException, TopicPartition
 
     from test_txn_coordinator import latest_offsets, txn_producer
@@ -276,6 +278,8 @@ def test_a_transaction_the_source_left_open_is_aborted_when_promoted(broker_fact
 
     assert offsets(src) == [(6, 11), (6, 11)]
     wait_until(lambda: offsets(dst) == [(6, 11), (6, 11)], 30, "the open transaction mirrored")
+    if link == "paused":
+        strata_cli("mirror", dst, "pause", "dr")
     strata_cli("mirror", dst, "failover", "dr")
 
     # One abort marker per partition, after the open transaction's records.
@@ -296,4 +300,17 @@ def test_a_transaction_the_source_left_open_is_aborted_when_promoted(broker_fact
     committed = read_partitions(dst, "ledger", range(2), **{"isolation.level": "read_committed"})
     assert sorted(r.value for r in committed if r.value.startswith(b"new-")) == [f"new-{i}".encode() for i in range(4)]
     assert offsets(dst) == [(15, 15), (15, 15)]
+
+    # Only a promotion aborts: a broker that restarts leading the promoted topic leaves the
+    # transactions of the new primary's own producers alone.
+    q.begin_transaction()
+    for i in range(4):
+        q.produce("ledger", value=f"across-{i}".encode(), partition=i % 2)
+    q.flush(30)
+    dst_broker.restart()
+    q.commit_transaction(60)
+    committed = read_partitions(dst, "ledger", range(2), **{"isolation.level": "read_committed"})
+    assert sorted(r.value for r in committed if r.value.startswith(b"across-")) == [
+        f"across-{i}".encode() for i in range(4)]
+    assert offsets(dst) == [(18, 18), (18, 18)]
     p.abort_transaction(30)
