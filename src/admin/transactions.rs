@@ -1,20 +1,28 @@
 //! `strata transactions`: list and describe the transactions the coordinators hold, and abort
 //! a transactional id's open transaction (ListTransactions, DescribeTransactions, and an
-//! InitProducerId that fences the id's producer).
+//! InitProducerId that fences the id's producer), or a hanging one on a partition that no
+//! coordinator will end (DescribeProducers and WriteTxnMarkers to the partition's leader, as
+//! Kafka's `kafka-transactions.sh abort --start-offset` does).
 
 use std::time::Duration;
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
 use kafka_protocol::error::ResponseError as E;
+use kafka_protocol::messages::describe_producers_request::TopicRequest;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::write_txn_markers_request::{
+    WritableTxnMarker, WritableTxnMarkerTopic,
+};
 use kafka_protocol::messages::{
-    DescribeTransactionsRequest, FindCoordinatorRequest, InitProducerIdRequest,
-    ListTransactionsRequest, MetadataRequest, ProducerId, TransactionalId,
+    DescribeProducersRequest, DescribeTransactionsRequest, FindCoordinatorRequest,
+    InitProducerIdRequest, ListTransactionsRequest, MetadataRequest, ProducerId, TransactionalId,
+    WriteTxnMarkersRequest,
 };
 
 use super::connect;
 use crate::client::KafkaClient as Client;
-use crate::protocol::str_bytes;
+use crate::protocol::{str_bytes, topic_name};
 
 #[derive(Args, Debug)]
 pub struct TransactionsArgs {
@@ -40,8 +48,21 @@ pub enum TransactionsCommand {
     /// Show a transactional id's state, producer, timeout and partitions.
     Describe { transactional_id: String },
     /// Abort the id's open transaction. This fences its current producer, as a new producer
-    /// instance with the same transactional.id would.
-    Abort { transactional_id: String },
+    /// instance with the same transactional.id would. Or, with --topic, --partition and
+    /// --start-offset, abort the transaction open on that partition from that offset, which
+    /// no coordinator will end (a hanging transaction), with a marker written by its leader.
+    Abort {
+        #[arg(required_unless_present = "topic", conflicts_with = "topic")]
+        transactional_id: Option<String>,
+        #[arg(long, requires_all = ["partition", "start_offset"])]
+        topic: Option<String>,
+        #[arg(long)]
+        partition: Option<i32>,
+        /// The transaction's first offset: the partition's last stable offset, or
+        /// `current_txn_start_offset` in `kafka-transactions.sh describe-producers`.
+        #[arg(long)]
+        start_offset: Option<i64>,
+    },
 }
 
 fn error_name(code: i16) -> String {
@@ -150,37 +171,149 @@ pub async fn run_transactions(args: TransactionsArgs) -> anyhow::Result<()> {
                 );
             }
         }
-        TransactionsCommand::Abort { transactional_id } => {
-            let mut c = coordinator(&mut client, &transactional_id).await?;
-            let req = InitProducerIdRequest::default()
-                .with_transactional_id(Some(TransactionalId(str_bytes(transactional_id.clone()))))
-                .with_transaction_timeout_ms(60_000)
-                .with_producer_id(ProducerId(-1))
-                .with_producer_epoch(-1);
-            // CONCURRENT_TRANSACTIONS while the abort's markers are written.
-            for _ in 0..120 {
-                let resp = c.send(&req, 4).await?;
-                if resp.error_code == 0 {
-                    println!(
-                        "'{transactional_id}' has no open transaction now; its producer is fenced (producer id {} epoch {})",
-                        resp.producer_id.0, resp.producer_epoch
-                    );
-                    return Ok(());
-                }
-                if resp.error_code != E::ConcurrentTransactions.code()
-                    && resp.error_code != E::CoordinatorLoadInProgress.code()
-                {
-                    bail!(
-                        "aborting '{transactional_id}': {}",
-                        error_name(resp.error_code)
-                    );
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            bail!(
-                "the abort of '{transactional_id}' did not complete in 30 s (markers not written?)"
-            );
+        TransactionsCommand::Abort {
+            transactional_id: Some(id),
+            ..
+        } => abort_transactional_id(&mut client, &id).await?,
+        TransactionsCommand::Abort {
+            topic: Some(topic),
+            partition: Some(partition),
+            start_offset: Some(start_offset),
+            ..
+        } => abort_hanging(&mut client, &topic, partition, start_offset).await?,
+        TransactionsCommand::Abort { .. } => {
+            bail!("abort needs a transactional id, or --topic, --partition and --start-offset")
         }
     }
+    Ok(())
+}
+
+async fn abort_transactional_id(client: &mut Client, transactional_id: &str) -> anyhow::Result<()> {
+    let mut c = coordinator(client, transactional_id).await?;
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(Some(TransactionalId(str_bytes(
+            transactional_id.to_string(),
+        ))))
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    // CONCURRENT_TRANSACTIONS while the abort's markers are written.
+    for _ in 0..120 {
+        let resp = c.send(&req, 4).await?;
+        if resp.error_code == 0 {
+            println!(
+                "'{transactional_id}' has no open transaction now; its producer is fenced (producer id {} epoch {})",
+                resp.producer_id.0, resp.producer_epoch
+            );
+            return Ok(());
+        }
+        if resp.error_code != E::ConcurrentTransactions.code()
+            && resp.error_code != E::CoordinatorLoadInProgress.code()
+        {
+            bail!(
+                "aborting '{transactional_id}': {}",
+                error_name(resp.error_code)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    bail!("the abort of '{transactional_id}' did not complete in 30 s (markers not written?)")
+}
+
+/// Aborts the transaction open on `topic`-`partition` from `start_offset`: its producer comes
+/// from the leader's DescribeProducers, and the leader appends the abort marker at that
+/// producer's epoch and coordinator epoch (WriteTxnMarkers, which needs ClusterAction).
+async fn abort_hanging(
+    client: &mut Client,
+    topic: &str,
+    partition: i32,
+    start_offset: i64,
+) -> anyhow::Result<()> {
+    let meta = client
+        .send(
+            &MetadataRequest::default().with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(topic_name(topic)))
+            ])),
+            9,
+        )
+        .await?;
+    let leader = meta
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .find(|p| p.partition_index == partition && p.error_code == 0)
+        .map(|p| p.leader_id)
+        .and_then(|id| meta.brokers.iter().find(|b| b.node_id == id));
+    let Some(leader) = leader else {
+        bail!("{topic}-{partition}: no such partition, or it has no leader");
+    };
+    let mut c = connect(&format!("{}:{}", leader.host.as_str(), leader.port)).await?;
+    let producers = c
+        .send(
+            &DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
+                .with_name(topic_name(topic))
+                .with_partition_indexes(vec![partition])]),
+            0,
+        )
+        .await?;
+    let Some(p) = producers
+        .topics
+        .into_iter()
+        .flat_map(|t| t.partitions)
+        .find(|p| p.partition_index == partition)
+    else {
+        bail!("{topic}-{partition}: no answer from its leader");
+    };
+    if p.error_code != 0 {
+        bail!(
+            "describing the producers of {topic}-{partition}: {}",
+            error_name(p.error_code)
+        );
+    }
+    let open: Vec<i64> = p
+        .active_producers
+        .iter()
+        .filter(|s| s.current_txn_start_offset >= 0)
+        .map(|s| s.current_txn_start_offset)
+        .collect();
+    let Some(s) = p
+        .active_producers
+        .into_iter()
+        .find(|s| s.current_txn_start_offset == start_offset)
+    else {
+        bail!("{topic}-{partition}: no transaction is open from offset {start_offset} (open from: {open:?})");
+    };
+    let marker = WritableTxnMarker::default()
+        .with_producer_id(s.producer_id)
+        .with_producer_epoch(i16::try_from(s.producer_epoch)?)
+        .with_transaction_result(false)
+        .with_coordinator_epoch(s.coordinator_epoch)
+        .with_topics(vec![WritableTxnMarkerTopic::default()
+            .with_name(topic_name(topic))
+            .with_partition_indexes(vec![partition])]);
+    let resp = c
+        .send(
+            &WriteTxnMarkersRequest::default().with_markers(vec![marker]),
+            1,
+        )
+        .await?;
+    let code = resp
+        .markers
+        .iter()
+        .flat_map(|m| m.topics.iter())
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| p.error_code)
+        .next()
+        .unwrap_or(E::UnknownServerError.code());
+    if code != 0 {
+        bail!(
+            "aborting the transaction on {topic}-{partition}: {}",
+            error_name(code)
+        );
+    }
+    println!(
+        "aborted the transaction of producer id {} epoch {} open on {topic}-{partition} from offset {start_offset}",
+        s.producer_id.0, s.producer_epoch
+    );
     Ok(())
 }

@@ -68,7 +68,7 @@ impl MirrorFetcherManager {
                 return;
             };
             if !partition.is_leader() {
-                tracing::warn!(%link, partition = %tp, error = %e, "leadership moved before the source transactions left open by the promotion were aborted; abort them with `strata transactions abort`");
+                tracing::warn!(%link, partition = %tp, error = %e, "leadership moved before the source transactions left open by the promotion were aborted; abort them with `strata transactions abort --topic --partition --start-offset`");
                 return;
             }
             tracing::warn!(%link, partition = %tp, error = %e, "cannot abort a source transaction left open by the promotion yet; retrying");
@@ -82,11 +82,11 @@ impl MirrorFetcherManager {
 
     /// Before a promotion: waits, at most `timeout`, until the partitions of `topic` mirrored
     /// here have committed (high watermark) the source's end as the source reports it now (a
-    /// final catch-up), and until no transaction is open in them. A source answers a commit before it writes the markers,
-    /// so a transaction the source's producer saw committed may still be open at the end it
-    /// reported: the source is asked again until its markers are here too. A source that does
-    /// not answer in time is not waited for; the partitions still behind are returned with
-    /// their gap, for the log.
+    /// final catch-up), and until no transaction is open in them. A source answers a commit
+    /// before it writes the markers, so a transaction the source's producer saw committed may
+    /// still be open at the end it reported: the source is asked again until its markers are
+    /// here too. A source that does not answer in time is not waited for; the partitions still
+    /// behind are returned with their gap, for the log.
     pub async fn catch_up(&self, topic: &str, timeout: Duration) -> Vec<(TopicPartition, i64)> {
         let here: Vec<(Arc<Partition>, MirrorLinkSpec)> = self
             .tasks()

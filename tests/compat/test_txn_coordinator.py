@@ -347,6 +347,42 @@ def test_the_cli_lists_describes_and_aborts_a_transaction(broker_factory):
     assert sorted(read_all(b.bootstrap, topic, 1, "read_uncommitted", 3)) == [f"open-{i}" for i in range(3)]
 
 
+def test_the_cli_aborts_a_hanging_transaction_on_its_partition(broker_factory):
+    """`strata transactions abort --topic --partition --start-offset`, for a transaction that
+    no coordinator will end: the partition's leader writes the abort marker of the one open
+    from that offset, and the last stable offset moves on."""
+    b = broker_factory(SETS)
+    topic = "txn-hanging"
+    create_topic(b.bootstrap, topic, 1)
+    plain = h.producer(b.bootstrap)
+    for i in range(2):
+        plain.produce(topic, value=f"before-{i}".encode(), partition=0)
+    h.flush_all(plain)
+    p = txn_producer(b.bootstrap, "tx-hanging")
+    p.begin_transaction()
+    for i in range(3):
+        p.produce(topic, value=f"open-{i}".encode(), partition=0)
+    p.flush(30)
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    tp = TopicPartition(topic, 0)
+    assert latest_offsets(admin, tp) == (2, 5)
+
+    wrong = strata_cli("transactions", b, "abort", "--topic", topic, "--partition", "0", "--start-offset", "3",
+                       ok=False)
+    assert "no transaction is open from offset 3 (open from: [2])" in wrong.stderr, wrong.stderr
+    assert latest_offsets(admin, tp) == (2, 5)
+    out = strata_cli("transactions", b, "abort", "--topic", topic, "--partition", "0", "--start-offset", "2")
+    assert f"open on {topic}-0 from offset 2" in out.stdout, out.stdout
+    # The abort marker at offset 5.
+    assert latest_offsets(admin, tp) == (6, 6)
+    assert sorted(read_all(b.bootstrap, topic, 1, "read_committed", 2)) == ["before-0", "before-1"]
+    # The coordinator's own end of the transaction changes nothing more.
+    p.abort_transaction(30)
+    assert sorted(read_all(b.bootstrap, topic, 1, "read_committed", 2)) == ["before-0", "before-1"]
+    assert sorted(read_all(b.bootstrap, topic, 1, "read_uncommitted", 5)) == sorted(
+        [f"before-{i}" for i in range(2)] + [f"open-{i}" for i in range(3)])
+
+
 @requires(
     shutil.which("node") is not None and (JS / "node_modules" / "kafkajs").is_dir(),
     "node or kafkajs missing: run scripts/install-test-deps.sh",
