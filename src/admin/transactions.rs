@@ -52,15 +52,15 @@ pub enum TransactionsCommand {
     /// --start-offset, abort the transaction open on that partition from that offset, which
     /// no coordinator will end (a hanging transaction), with a marker written by its leader.
     Abort {
-        #[arg(required_unless_present = "topic", conflicts_with = "topic")]
+        #[arg(required_unless_present = "topic", conflicts_with_all = ["topic", "partition", "start_offset"])]
         transactional_id: Option<String>,
         #[arg(long, requires_all = ["partition", "start_offset"])]
         topic: Option<String>,
-        #[arg(long)]
+        #[arg(long, requires = "topic")]
         partition: Option<i32>,
         /// The transaction's first offset: the partition's last stable offset, or
         /// `current_txn_start_offset` in `kafka-transactions.sh describe-producers`.
-        #[arg(long)]
+        #[arg(long, requires = "topic", value_parser = clap::value_parser!(i64).range(0..))]
         start_offset: Option<i64>,
     },
 }
@@ -231,9 +231,11 @@ async fn abort_hanging(
 ) -> anyhow::Result<()> {
     let meta = client
         .send(
-            &MetadataRequest::default().with_topics(Some(vec![
-                MetadataRequestTopic::default().with_name(Some(topic_name(topic)))
-            ])),
+            &MetadataRequest::default()
+                .with_allow_auto_topic_creation(false)
+                .with_topics(Some(vec![
+                    MetadataRequestTopic::default().with_name(Some(topic_name(topic)))
+                ])),
             9,
         )
         .await?;
